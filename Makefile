@@ -1,0 +1,39 @@
+# make up    installs what is missing, then starts a local cluster in the foreground.
+# make test  installs what is missing, then runs the whole suite.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup system-deps up test test-unit test-integration test-system test-e2e bench clean
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+up: setup
+	$(VENV)/bin/pkube up
+
+test: setup
+	$(PY) -m pytest -q -ra tests
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
+
+test-integration: setup
+	$(PY) -m pytest -q tests/integration
+
+test-system: setup
+	$(PY) -m pytest -q tests/system
+
+test-e2e: setup
+	$(PY) -m pytest -q tests/e2e
+
+clean:
+	rm -rf $(VENV) *.egg-info

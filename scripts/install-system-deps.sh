@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the distribution packages pkube needs, only those that are missing.
+# Idempotent; needs root on Debian/Ubuntu.
+set -euo pipefail
+declare -A want=(
+  [etcd]=etcd-server
+  [busybox]=busybox-static
+  [runc]=runc
+  [nft]=nftables
+  [iptables]=iptables
+  [docker-registry]=docker-registry
+  [skopeo]=skopeo
+  [ip]=iproute2
+)
+missing=()
+for bin in "${!want[@]}"; do
+  command -v "$bin" >/dev/null 2>&1 || missing+=("${want[$bin]}")
+done
+# busybox must be the static build: the runtime copies it into images.
+if command -v busybox >/dev/null 2>&1 && ldd "$(command -v busybox)" >/dev/null 2>&1; then
+  missing+=(busybox-static)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
