@@ -11,6 +11,7 @@ declare -A want=(
   [docker-registry]=docker-registry
   [skopeo]=skopeo
   [ip]=iproute2
+  [cc]=gcc
 )
 missing=()
 for bin in "${!want[@]}"; do
@@ -20,6 +21,8 @@ done
 if command -v busybox >/dev/null 2>&1 && ldd "$(command -v busybox)" >/dev/null 2>&1; then
   missing+=(busybox-static)
 fi
+# the runtime compiles its small C shim and pause programs against libc headers.
+[ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
