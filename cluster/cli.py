@@ -1,0 +1,78 @@
+"""`pkube`: start and stop a local cluster.
+
+Errors are one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cluster.up import (DEFAULT_DATA_DIR, DEFAULT_PORT, ClusterConfig, ClusterError,
+                        run_foreground, start_detached, stop_detached, usage_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pkube", description="A small but real Kubernetes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start a local cluster (foreground unless -d)")
+    up.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    up.add_argument("--port", type=int, default=DEFAULT_PORT, help="apiserver port (default 6443)")
+    up.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    down = sub.add_parser("down", help="stop a cluster started with `pkube up -d`")
+    down.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    return parser
+
+
+def log(message: str) -> None:
+    print(f"pkube: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_up(args) -> int:
+    config = ClusterConfig(data_dir=args.data_dir.resolve(), port=args.port)
+    if args.detach:
+        argv = [sys.executable, "-m", "cluster", "up", "--data-dir", str(config.data_dir),
+                "--port", str(config.port)]
+        pid = start_detached(config, argv)
+        print(usage_text(config))
+        print(f"running in the background (pid {pid}); stop it with: pkube down --data-dir {config.data_dir}")
+        return 0
+    ready_marker = config.data_dir / "ready"
+
+    def on_ready() -> None:
+        ready_marker.write_text("")
+        print(usage_text(config), flush=True)
+        print("press Ctrl-C to stop", flush=True)
+
+    try:
+        run_foreground(config, log, on_ready)
+    finally:
+        ready_marker.unlink(missing_ok=True)
+    log("stopped")
+    return 0
+
+
+def cmd_down(args) -> int:
+    config = ClusterConfig(data_dir=args.data_dir.resolve())
+    pid = stop_detached(config)
+    print(f"stopped the cluster in {config.data_dir} (pid {pid})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"up": cmd_up, "down": cmd_down}[args.command](args)
+    except ClusterError as err:
+        log(str(err))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except PermissionError as err:
+        log(f"{err.filename or 'data dir'}: permission denied (run as root or choose --data-dir)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

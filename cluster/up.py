@@ -1,0 +1,243 @@
+"""`pkube up` / `pkube down`: a local cluster from one command.
+
+One supervisor process per data directory holds ``DIR/pkube.lock`` (an
+exclusive flock) for as long as the cluster runs and writes its pid to
+``DIR/pkube.pid``. It starts etcd, then the apiserver, then the other
+components, writes ``DIR/admin.kubeconfig``, restarts components that die, and
+on SIGTERM or SIGINT stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from cluster.components import Component, ComponentError, http_ok, python_module, tail, watch_components
+from cluster.etcd import EtcdError, EtcdProcess, free_port, port_in_use
+from cluster.kubeconfig import admin_kubeconfig, write_private
+
+DEFAULT_DATA_DIR = Path("/var/lib/pkube")
+DEFAULT_PORT = 6443
+
+
+class ClusterError(RuntimeError):
+    """A user-facing failure of up/down: its message is printed as one line."""
+
+
+@dataclass
+class ClusterConfig:
+    """Where a local cluster keeps its state and where it listens."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    port: int = DEFAULT_PORT
+    etcd_port: int = 0
+    components: tuple[str, ...] = ()
+
+    @property
+    def server(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.data_dir / "admin.kubeconfig"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "pkube.lock"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.data_dir / "pkube.pid"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+
+def acquire_lock(config: ClusterConfig) -> int:
+    """Take the data directory's lock; raise ClusterError when a cluster holds it.
+
+    Returns the lock's file descriptor, which must stay open while running."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(config.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ClusterError(f"a cluster is already running in {config.data_dir} "
+                           f"(pid {running_pid(config) or '?'}); stop it with: pkube down --data-dir {config.data_dir}")
+    return fd
+
+
+def running_pid(config: ClusterConfig) -> Optional[int]:
+    """The pid of the supervisor running ``config.data_dir``, or None."""
+    try:
+        pid = int(config.pid_path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not lock_held(config):
+        return None
+    return pid
+
+
+def lock_held(config: ClusterConfig) -> bool:
+    """True when some process holds the data directory's lock."""
+    try:
+        fd = os.open(config.lock_path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def etcd_port_for(config: ClusterConfig) -> int:
+    """The etcd client port: remembered in DIR/etcd.port so restarts reuse it."""
+    path = config.data_dir / "etcd.port"
+    if config.etcd_port:
+        return config.etcd_port
+    try:
+        port = int(path.read_text())
+        if not port_in_use(port):
+            return port
+    except (OSError, ValueError):
+        pass
+    port = free_port()
+    path.write_text(str(port))
+    return port
+
+
+def control_plane(config: ClusterConfig, etcd_endpoint: str) -> list[Component]:
+    """The components after etcd, in start order."""
+    logs = config.log_dir
+    apiserver = Component(
+        "apiserver",
+        python_module("apiserver", "--etcd-servers", etcd_endpoint, "--bind-address", "127.0.0.1",
+                      "--port", str(config.port)),
+        logs / "apiserver.log", health_url=f"{config.server}/readyz")
+    kubeconfig = str(config.kubeconfig_path)
+    others = [Component(name, python_module(name, "--kubeconfig", kubeconfig, "--leader-elect"),
+                        logs / f"{name}.log") for name in config.components]
+    return [apiserver, *others]
+
+
+class Cluster:
+    """A running local cluster owned by this process."""
+
+    def __init__(self, config: ClusterConfig, log: Callable[[str], None]):
+        self.config = config
+        self.log = log
+        self.etcd: Optional[EtcdProcess] = None
+        self.components: list[Component] = []
+        self._stopping = False
+
+    def start(self) -> None:
+        """Start etcd and every component; on failure stop what started and raise."""
+        cfg = self.config
+        if port_in_use(cfg.port):
+            raise ClusterError(f"port {cfg.port} is already in use: choose another with --port")
+        cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.etcd = EtcdProcess(cfg.data_dir / "etcd", client_port=etcd_port_for(cfg),
+                                    log_path=cfg.log_dir / "etcd.log").start()
+            write_private(cfg.kubeconfig_path, admin_kubeconfig(cfg.server))
+            for comp in control_plane(cfg, self.etcd.endpoint):
+                self.log(f"starting {comp.name}")
+                comp.start()
+                self.components.append(comp)
+        except (EtcdError, ComponentError, OSError) as err:
+            self.stop()
+            raise ClusterError(str(err)) from err
+
+    def supervise(self) -> None:
+        """Keep components running until stop is requested."""
+        watch_components(self.components, lambda: self._stopping, self.log)
+
+    def request_stop(self, *_args) -> None:
+        self._stopping = True
+
+    def stop(self) -> None:
+        """Stop components in reverse order, then etcd. Idempotent."""
+        self._stopping = True
+        for comp in reversed(self.components):
+            comp.stop()
+        if self.etcd:
+            self.etcd.stop()
+
+
+def usage_text(config: ClusterConfig) -> str:
+    """What to tell the user once the cluster is up."""
+    return (f"pkube is running at {config.server}\n"
+            f"  export KUBECONFIG={config.kubeconfig_path}\n"
+            f"  kubectl get nodes\n"
+            f"logs: {config.log_dir}")
+
+
+def run_foreground(config: ClusterConfig, log: Callable[[str], None], on_ready: Callable[[], None]) -> None:
+    """Run a cluster in this process until SIGINT/SIGTERM; raise ClusterError."""
+    lock_fd = acquire_lock(config)
+    config.pid_path.write_text(str(os.getpid()))
+    cluster = Cluster(config, log)
+    signal.signal(signal.SIGTERM, cluster.request_stop)
+    signal.signal(signal.SIGINT, cluster.request_stop)
+    try:
+        cluster.start()
+        on_ready()
+        cluster.supervise()
+    finally:
+        cluster.stop()
+        config.pid_path.unlink(missing_ok=True)
+        os.close(lock_fd)
+
+
+def start_detached(config: ClusterConfig, argv: list[str], timeout: float = 60.0) -> int:
+    """Start ``argv`` (a foreground `pkube up`) in the background; return its pid
+    once the cluster is ready, or raise ClusterError with its log's tail."""
+    if lock_held(config):
+        acquire_lock(config)  # raises the "already running" error
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = config.data_dir / "pkube.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    ready = config.data_dir / "ready"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ClusterError(f"pkube up failed: {last_error_line(log_path)}")
+        if ready.exists() and http_ok(config.server + "/readyz"):
+            return proc.pid
+        time.sleep(0.1)
+    proc.terminate()
+    raise ClusterError(f"cluster not ready after {timeout:.0f}s; see {log_path}")
+
+
+def last_error_line(log_path: Path) -> str:
+    """The last non-empty line of a log, stripped of the 'pkube: ' prefix."""
+    lines = [l for l in tail(log_path, 5).splitlines() if l.strip()]
+    return lines[-1].removeprefix("pkube: ") if lines else f"see {log_path}"
+
+
+def stop_detached(config: ClusterConfig, timeout: float = 60.0) -> int:
+    """Stop the cluster running in ``config.data_dir``; return its pid."""
+    pid = running_pid(config)
+    if pid is None:
+        raise ClusterError(f"no cluster is running in {config.data_dir}")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not lock_held(config):
+            return pid
+        time.sleep(0.1)
+    raise ClusterError(f"cluster (pid {pid}) did not stop within {timeout:.0f}s")

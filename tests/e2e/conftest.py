@@ -1,0 +1,50 @@
+"""A whole local cluster started with `pkube up -d` in a temp data dir."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cluster.etcd import free_port
+
+
+@dataclass
+class LocalCluster:
+    data_dir: Path
+    port: int
+
+    @property
+    def server(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "admin.kubeconfig"
+
+
+def pkube(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    """Run the pkube CLI; never raises on a non-zero exit."""
+    return subprocess.run([sys.executable, "-m", "cluster", *args], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def start_cluster(data_dir: Path, port: int) -> LocalCluster:
+    result = pkube("up", "-d", "--data-dir", str(data_dir), "--port", str(port))
+    assert result.returncode == 0, result.stderr + result.stdout
+    return LocalCluster(data_dir, port)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A detached cluster for the module; always brought down."""
+    data_dir = tmp_path_factory.mktemp("pkube")
+    port = free_port()
+    started = start_cluster(data_dir, port)
+    try:
+        yield started
+    finally:
+        pkube("down", "--data-dir", str(data_dir))
