@@ -1,0 +1,183 @@
+"""Benchmark of the apiserver over a real etcd, next to raw etcd puts (issue 2).
+
+Prints, measured in one run on this machine:
+  - pod creates/s and p50/p99 latency at 1 and 50 concurrent clients,
+  - the same number of raw etcd puts of the same bytes through aetcd (the limit under us),
+    and the ratio apiserver/raw,
+  - a list of 10,000 pods: seconds, and apiserver RSS before and after,
+  - watch fan-out: 100 watchers x 1,000 events, events/s delivered.
+
+Usage: python bench/apiserver.py [--creates N] [--pods 10000] [--watchers 100] [--events 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aetcd  # noqa: E402
+import httpx  # noqa: E402
+
+from cluster.components import Component, python_module  # noqa: E402
+from cluster.etcd import EtcdProcess, free_port  # noqa: E402
+
+
+def pod_body(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": "bench"}},
+            "spec": {"containers": [{"name": "main", "image": "busybox:1.36",
+                                     "command": ["sleep", "3600"],
+                                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run_concurrent(total: int, concurrency: int, one) -> tuple[float, list[float]]:
+    """Run ``one(i)`` ``total`` times over ``concurrency`` workers; (seconds, latencies)."""
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker():
+        for i in counter:
+            start = time.perf_counter()
+            await one(i)
+            latencies.append(time.perf_counter() - start)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - began, latencies
+
+
+async def bench_creates(base: str, prefix: str, total: int, concurrency: int):
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
+        async def one(i):
+            resp = await http.post("/api/v1/namespaces/default/pods", json=pod_body(f"{prefix}-{i}"))
+            if resp.status_code != 201:
+                raise RuntimeError(f"create failed: {resp.status_code} {resp.text[:200]}")
+        return await run_concurrent(total, concurrency, one)
+
+
+async def bench_raw_puts(etcd_port: int, prefix: str, total: int, concurrency: int, value: bytes):
+    async with aetcd.Client(host="127.0.0.1", port=etcd_port) as etcd:
+        async def one(i):
+            await etcd.put(f"/bench-raw/{prefix}/{i}".encode(), value)
+        return await run_concurrent(total, concurrency, one)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def bench_fanout(base: str, etcd_rv: str, watchers: int, events: int) -> tuple[float, float]:
+    """100 watchers on configmaps, then ``events`` creates; (events/s delivered, write seconds)."""
+    host, port = base.removeprefix("http://").split(":")
+    path = f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={etcd_rv}"
+    received = [0] * watchers
+    done = asyncio.Event()
+
+    async def watcher(idx: int, ready: asyncio.Event):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode())
+        await writer.drain()
+        ready.set()
+        try:
+            while received[idx] < events:
+                chunk = await reader.read(1 << 16)
+                if not chunk:
+                    break
+                received[idx] += chunk.count(b'"type":"ADDED"') + chunk.count(b'"type": "ADDED"')
+        finally:
+            writer.close()
+        if all(r >= events for r in received):
+            done.set()
+
+    readies = [asyncio.Event() for _ in range(watchers)]
+    tasks = [asyncio.create_task(watcher(i, readies[i])) for i in range(watchers)]
+    await asyncio.gather(*(r.wait() for r in readies))
+    await asyncio.sleep(0.5)
+    began = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        async def one(i):
+            await http.post("/api/v1/namespaces/default/configmaps",
+                            json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"fan-{i}"},
+                                  "data": {"k": "v"}})
+        write_secs, _ = await run_concurrent(events, 20, one)
+    try:
+        await asyncio.wait_for(done.wait(), timeout=120)
+    except asyncio.TimeoutError:
+        pass
+    elapsed = time.perf_counter() - began
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return sum(received) / elapsed, write_secs
+
+
+async def main_async(args, base: str, etcd: EtcdProcess, api_pid: int) -> None:
+    value = json.dumps(pod_body("x" * 10), separators=(",", ":")).encode()
+    print(f"{'measure':<44}{'apiserver':>14}{'raw etcd':>14}{'ratio':>8}")
+    for concurrency, total in ((1, args.creates // 4), (50, args.creates)):
+        api_secs, api_lat = await bench_creates(base, f"c{concurrency}", total, concurrency)
+        raw_secs, raw_lat = await bench_raw_puts(etcd.client_port, f"c{concurrency}", total, concurrency, value)
+        api_rate, raw_rate = total / api_secs, total / raw_secs
+        print(f"{f'creates/s, {concurrency} client(s), n={total}':<44}{api_rate:>14.0f}{raw_rate:>14.0f}{api_rate / raw_rate:>8.2f}")
+        print(f"{f'  p50 latency ms, {concurrency} client(s)':<44}{statistics.median(api_lat) * 1e3:>14.1f}{statistics.median(raw_lat) * 1e3:>14.1f}")
+        print(f"{f'  p99 latency ms, {concurrency} client(s)':<44}{percentile(api_lat, 0.99) * 1e3:>14.1f}{percentile(raw_lat, 0.99) * 1e3:>14.1f}")
+    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+        have = len((await http.get("/api/v1/namespaces/default/pods")).json()["items"])
+    if have < args.pods:
+        await bench_creates(base, "fill", args.pods - have, 50)
+    before = rss_mib(api_pid)
+    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+        began = time.perf_counter()
+        resp = await http.get("/api/v1/namespaces/default/pods")
+        items = len(resp.json()["items"])
+        list_secs = time.perf_counter() - began
+    print(f"{f'list of {items} pods, seconds':<44}{list_secs:>14.3f}")
+    print(f"{'  apiserver RSS MiB before -> after':<44}{before:>14.0f}{rss_mib(api_pid):>14.0f}")
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        rv = (await http.get("/api/v1/namespaces/default/configmaps")).json()["metadata"]["resourceVersion"]
+    rate, write_secs = await bench_fanout(base, rv, args.watchers, args.events)
+    print(f"{f'watch fan-out {args.watchers}x{args.events}, events/s':<44}{rate:>14.0f}")
+    print(f"{'  (writing the events took, seconds)':<44}{write_secs:>14.2f}")
+    print("goals: creates >= 0.5x raw at 50 clients; p99 <= 50 ms at 50; list 10k <= 1 s; fan-out >= 50,000/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--creates", type=int, default=2000)
+    parser.add_argument("--pods", type=int, default=10000)
+    parser.add_argument("--watchers", type=int, default=100)
+    parser.add_argument("--events", type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pkube-bench-") as tmp:
+        etcd = EtcdProcess(Path(tmp) / "etcd", log_path=Path(tmp) / "etcd.log").start()
+        port = free_port()
+        api = Component("apiserver", python_module("apiserver", "--etcd-servers", etcd.endpoint,
+                                                   "--bind-address", "127.0.0.1", "--port", str(port)),
+                        Path(tmp) / "apiserver.log", health_url=f"http://127.0.0.1:{port}/readyz")
+        try:
+            api.start()
+            asyncio.run(main_async(args, f"http://127.0.0.1:{port}", etcd, api.proc.pid))
+        finally:
+            api.stop()
+            etcd.stop()
+
+
+if __name__ == "__main__":
+    main()
