@@ -1,0 +1,105 @@
+"""Pure parts of the REST client: paths, request building, error translation, watch lines."""
+
+import json
+
+import pytest
+
+from client.errors import AlreadyExists, ApiError, Conflict, Gone, Invalid, NotFound, error_from_response
+from client.kubeconfig import ClientConfig
+from client.resources import DEPLOYMENTS, LEASES, NODES, PODS, resource_path
+from client.rest import ApiClient, parse_watch_line
+
+
+@pytest.mark.parametrize("args,path", [
+    ((PODS, "ns1"), "/api/v1/namespaces/ns1/pods"),
+    ((PODS, None), "/api/v1/pods"),
+    ((PODS, "ns1", "p", "binding"), "/api/v1/namespaces/ns1/pods/p/binding"),
+    ((NODES, "ignored", "n1", "status"), "/api/v1/nodes/n1/status"),
+    ((DEPLOYMENTS, "d", "web", "scale"), "/apis/apps/v1/namespaces/d/deployments/web/scale"),
+    ((LEASES, "kube-system", "sched"), "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/sched"),
+])
+def test_resource_paths(args, path):
+    assert resource_path(*args) == path
+
+
+def test_subresource_without_name_is_refused():
+    with pytest.raises(ValueError, match="needs an object name"):
+        resource_path(PODS, "ns", None, "status")
+
+
+@pytest.fixture
+def client():
+    with ApiClient(ClientConfig("http://127.0.0.1:1", namespace="team")) as c:
+        yield c
+
+
+def test_namespace_comes_from_object_then_context(client):
+    assert client._create(PODS, {"metadata": {"name": "p", "namespace": "x"}}).path == "/api/v1/namespaces/x/pods"
+    assert client._create(PODS, {"metadata": {"name": "p"}}).path == "/api/v1/namespaces/team/pods"
+    assert client._list(PODS).path == "/api/v1/pods"
+
+
+def test_list_and_watch_parameters(client):
+    req = client._list(PODS, "a", label_selector="app=web", field_selector="spec.nodeName=n1",
+                       limit=10, continue_="tok")
+    assert req.params == {"labelSelector": "app=web", "fieldSelector": "spec.nodeName=n1",
+                          "limit": 10, "continue": "tok"}
+    watch = client._watch(PODS, "a", resource_version="42", timeout_seconds=60)
+    assert watch.params == {"watch": "1", "resourceVersion": "42", "timeoutSeconds": 60,
+                            "allowWatchBookmarks": "true"}
+
+
+def test_patch_content_types_and_bad_type(client):
+    assert client._patch(PODS, "p", {}, patch_type="strategic").content_type == \
+        "application/strategic-merge-patch+json"
+    assert client._patch(PODS, "p", [], patch_type="json").content_type == "application/json-patch+json"
+    with pytest.raises(ValueError, match="patch_type"):
+        client._patch(PODS, "p", {}, patch_type="yaml")
+
+
+def test_delete_options_body(client):
+    req = client._delete(PODS, "p", "ns", propagation_policy="Foreground", grace_period_seconds=0,
+                         preconditions={"uid": "u1"})
+    assert req.method == "DELETE" and req.path == "/api/v1/namespaces/ns/pods/p"
+    assert req.body == {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground",
+                        "gracePeriodSeconds": 0, "preconditions": {"uid": "u1"}}
+
+
+def test_binding_request(client):
+    req = client._bind({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}}, "node-1")
+    assert req.path == "/api/v1/namespaces/ns/pods/p/binding"
+    assert req.body["target"] == {"apiVersion": "v1", "kind": "Node", "name": "node-1"}
+    assert req.body["metadata"] == {"name": "p", "namespace": "ns", "uid": "u"}
+
+
+def status(code, reason):
+    return json.dumps({"kind": "Status", "apiVersion": "v1", "code": code, "reason": reason,
+                       "message": f"{reason} happened"}).encode()
+
+
+@pytest.mark.parametrize("code,reason,cls", [
+    (404, "NotFound", NotFound), (409, "AlreadyExists", AlreadyExists), (409, "Conflict", Conflict),
+    (410, "Gone", Gone), (422, "Invalid", Invalid), (403, "Forbidden", ApiError)])
+def test_status_errors_become_typed_exceptions(code, reason, cls):
+    err = error_from_response(code, status(code, reason))
+    assert type(err) is cls and err.code == code and err.reason == reason
+    assert err.message == f"{reason} happened"
+
+
+def test_non_status_body_is_kept_as_message():
+    err = error_from_response(502, b"bad gateway")
+    assert (err.code, err.reason, err.message) == (502, "Unknown", "bad gateway")
+
+
+def test_watch_lines():
+    assert parse_watch_line('{"type":"ADDED","object":{"metadata":{"name":"a"}}}') == \
+        ("ADDED", {"metadata": {"name": "a"}})
+    assert parse_watch_line("  ") is None
+    with pytest.raises(Gone):
+        parse_watch_line(json.dumps({"type": "ERROR", "object": json.loads(status(410, "Expired"))}))
+
+
+def test_unreachable_server_raises_unavailable(client):
+    with pytest.raises(ApiError) as err:
+        client.get(PODS, "p")
+    assert err.value.code == 503
