@@ -1,0 +1,333 @@
+"""The store on a real etcd (v3 API) through aetcd's gRPC channel.
+
+Values are compact JSON (optionally transformed, e.g. encrypted); the
+resourceVersion is the etcd mod_revision, stamped on every object returned
+and stripped from every object written. Calls go straight to etcd's gRPC
+stubs (aetcd's wrappers lack limit, revision and count).
+
+Objects returned are fresh dicts owned by the caller, except where a method
+says it returns a shallow copy of the caller's input. Events yielded by
+``watch`` are fresh per call of ``watch``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import AsyncIterator, Optional
+
+import aetcd
+import grpc
+from aetcd import rpc
+
+from apiserver.storage.interface import (
+    Compacted, Conflict, KeyExists, ListResult, NotFound, Preconditions, Storage,
+    StorageUnavailable, UpdateFn, WatchEvent,
+)
+from apiserver.storage.keys import BadStorageRequest, decode_continue, encode_continue, key_range
+from apiserver.storage.transformer import Transformer
+
+CALL_TIMEOUT = 30.0
+MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+CHANNEL_OPTIONS = {
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+}
+_EQUAL = rpc.Compare.CompareResult.EQUAL
+_MOD = rpc.Compare.CompareTarget.MOD
+_CREATE = rpc.Compare.CompareTarget.CREATE
+_DELETE = rpc.Event.EventType.DELETE
+_UNAVAILABLE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                      grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def dumps(obj: dict) -> bytes:
+    """Compact JSON bytes: the stored form of an object."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def strip_version(obj: dict) -> dict:
+    """``obj`` without metadata.resourceVersion (a shallow copy only when needed)."""
+    meta = obj.get("metadata")
+    if not meta or "resourceVersion" not in meta:
+        return obj
+    meta = dict(meta)
+    del meta["resourceVersion"]
+    return {**obj, "metadata": meta}
+
+
+def with_version(obj: dict, revision: int) -> dict:
+    """A shallow copy of ``obj`` stamped with ``revision`` (nested values shared)."""
+    return {**obj, "metadata": {**(obj.get("metadata") or {}), "resourceVersion": str(revision)}}
+
+
+class EtcdStorage(Storage):
+    """``Storage`` on etcd. ``client`` must have been created with
+    ``CHANNEL_OPTIONS`` to list more than 4 MiB at once (``connect`` does)."""
+
+    def __init__(self, client: aetcd.Client, transformer: Optional[Transformer] = None,
+                 timeout: float = CALL_TIMEOUT):
+        self._client = client
+        self._transformer = transformer
+        self._timeout = timeout
+        self._kv: Optional[rpc.KVStub] = None
+        self._watch: Optional[rpc.WatchStub] = None
+
+    @classmethod
+    async def connect(cls, host: str, port: int,
+                      transformer: Optional[Transformer] = None) -> "EtcdStorage":
+        """A store on a new client to etcd at host:port (no round trip yet)."""
+        client = aetcd.Client(host=host, port=port, options=dict(CHANNEL_OPTIONS))
+        await client.connect()
+        return cls(client, transformer)
+
+    # -- codec --------------------------------------------------------------
+
+    def _encode(self, key: str, obj: dict) -> bytes:
+        data = dumps(strip_version(obj))
+        return self._transformer.encrypt(key, data) if self._transformer else data
+
+    def _plain(self, key: str, value: bytes) -> bytes:
+        return self._transformer.decrypt(key, value) if self._transformer else value
+
+    def _decode(self, key: str, value: bytes, revision: int) -> dict:
+        obj = json.loads(self._plain(key, value))
+        obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+        return obj
+
+    def _decode_kv(self, kv) -> dict:
+        return self._decode(kv.key.decode(), kv.value, kv.mod_revision)
+
+    # -- rpc plumbing -------------------------------------------------------
+
+    async def _stubs(self) -> rpc.KVStub:
+        if self._kv is None:
+            await self._client.connect()
+            self._kv = rpc.KVStub(self._client.channel)
+            self._watch = rpc.WatchStub(self._client.channel)
+        return self._kv
+
+    async def _call(self, method_name: str, request, key: str, revision: int = 0):
+        """One unary KV call; gRPC errors come back as store errors."""
+        stub = await self._stubs()
+        try:
+            return await getattr(stub, method_name)(request, timeout=self._timeout,
+                                                    metadata=self._client.metadata)
+        except grpc.aio.AioRpcError as e:
+            raise await self._translate(e, key, revision) from None
+
+    async def _translate(self, error: grpc.aio.AioRpcError, key: str, revision: int) -> Exception:
+        details = error.details() or ""
+        if error.code() in _UNAVAILABLE_CODES:
+            return StorageUnavailable(key, f"etcd unavailable: {details}")
+        if "compacted" in details:
+            return Compacted(key, revision, await self._compact_revision())
+        if "future revision" in details:
+            return BadStorageRequest(f"revision {revision} is newer than the store's newest")
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            return BadStorageRequest(f"etcd rejected the request for {key}: {details}")
+        return StorageUnavailable(key, f"etcd error {error.code().name}: {details}")
+
+    async def _compact_revision(self) -> int:
+        """The oldest revision etcd still keeps (0 when it cannot be learnt)."""
+        try:
+            async with contextlib.aclosing(self._watch_responses(b"\0", b"", 1)) as responses:
+                async for response in responses:
+                    if response.compact_revision or not response.created:
+                        return response.compact_revision
+        except (StorageUnavailable, grpc.aio.AioRpcError):
+            pass
+        return 0
+
+    async def _get_kv(self, key: str):
+        response = await self._call("Range", rpc.RangeRequest(key=key.encode()), key)
+        if not response.kvs:
+            raise NotFound(key)
+        return response.kvs[0]
+
+    # -- the interface ------------------------------------------------------
+
+    async def get(self, key: str) -> dict:
+        return self._decode_kv(await self._get_kv(key))
+
+    async def list(self, prefix: str, revision: int = 0, limit: int = 0,
+                   continue_token: Optional[str] = None) -> ListResult:
+        """See Storage.list. A continue token overrides ``revision``; a bad
+        token raises BadStorageRequest; a page's token resumes after its last key."""
+        if limit < 0 or revision < 0:
+            raise BadStorageRequest("limit and revision must not be negative")
+        start, end = key_range(prefix)
+        if continue_token:
+            revision, start_key = decode_continue(continue_token, prefix)
+            start = start_key.encode()
+        request = rpc.RangeRequest(key=start, range_end=end, revision=revision, limit=limit)
+        response = await self._call("Range", request, prefix, revision)
+        items = [self._decode_kv(kv) for kv in response.kvs]
+        read_at = revision or response.header.revision
+        if not response.more:
+            return ListResult(items, read_at, None, 0)
+        token = encode_continue(read_at, prefix, response.kvs[-1].key.decode() + "\0")
+        return ListResult(items, read_at, token, response.count - len(items))
+
+    async def create(self, key: str, obj: dict) -> dict:
+        """See Storage.create. Returns a shallow copy of ``obj`` (nested values
+        shared with it) stamped with the new resourceVersion."""
+        request = rpc.TxnRequest(
+            compare=[rpc.Compare(key=key.encode(), target=_CREATE, result=_EQUAL, create_revision=0)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(),
+                                                              value=self._encode(key, obj)))])
+        response = await self._call("Txn", request, key)
+        if not response.succeeded:
+            raise KeyExists(key)
+        return with_version(strip_version(obj), response.header.revision)
+
+    async def guaranteed_update(self, key: str, fn: UpdateFn,
+                                preconditions: Optional[Preconditions] = None) -> dict:
+        """See Storage.guaranteed_update. The result is a shallow copy of what
+        ``fn`` returned, stamped with the new resourceVersion."""
+        kv = await self._get_kv(key)
+        while True:
+            plain = self._plain(key, kv.value)
+            current = self._stamped(plain, kv.mod_revision)
+            if preconditions is not None:
+                preconditions.check(key, current)
+            desired = fn(self._stamped(plain, kv.mod_revision))
+            self._check_version(key, desired, current)
+            if strip_version(desired) == strip_version(current):
+                return current
+            response = await self._call("Txn", self._swap(key, kv.mod_revision,
+                                                           put=self._encode(key, desired)), key)
+            if response.succeeded:
+                return with_version(strip_version(desired), response.header.revision)
+            kv = self._kv_after_failed_swap(key, response)
+
+    async def delete(self, key: str, preconditions: Optional[Preconditions] = None) -> dict:
+        if preconditions is None or preconditions == Preconditions():
+            return await self._delete_unconditionally(key)
+        kv = await self._get_kv(key)
+        while True:
+            current = self._decode_kv(kv)
+            preconditions.check(key, current)
+            response = await self._call("Txn", self._swap(key, kv.mod_revision, put=None), key)
+            if response.succeeded:
+                current["metadata"]["resourceVersion"] = str(response.header.revision)
+                return current
+            kv = self._kv_after_failed_swap(key, response)
+
+    async def watch(self, prefix: str, revision: int) -> AsyncIterator[WatchEvent]:
+        """See Storage.watch. revision 0 means "from now". Close the iterator
+        (``aclose()`` or leaving ``async with contextlib.aclosing(...)``) to
+        end the gRPC stream at once; cancelling the consumer ends it too."""
+        async with contextlib.aclosing(self.watch_batches(prefix, revision)) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def watch_batches(self, prefix: str, revision: int) -> AsyncIterator[list[WatchEvent]]:
+        """Like ``watch`` but yields the events of one etcd response at a time."""
+        start, end = key_range(prefix)
+        responses = self._watch_responses(start, end, revision + 1 if revision else 0)
+        async with contextlib.aclosing(responses):
+            async for response in responses:
+                if response.compact_revision:
+                    raise Compacted(prefix, revision, response.compact_revision)
+                if response.canceled:
+                    raise StorageUnavailable(prefix, f"etcd cancelled the watch: {response.cancel_reason}")
+                if response.events:
+                    yield [self._event(event) for event in response.events]
+
+    async def current_revision(self) -> int:
+        response = await self._call("Range", rpc.RangeRequest(key=b"\0"), "")
+        return response.header.revision
+
+    async def compact(self, revision: int) -> None:
+        """See Storage.compact. Compacting to an already compacted revision is
+        a no-op; a future revision raises BadStorageRequest."""
+        try:
+            await self._call("Compact", rpc.CompactionRequest(revision=revision), "", revision)
+        except Compacted:
+            return
+
+    async def close(self) -> None:
+        await self._client.close()
+        self._kv = self._watch = None
+
+    # -- helpers ------------------------------------------------------------
+
+    def _stamped(self, plain: bytes, revision: int) -> dict:
+        obj = json.loads(plain)
+        obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+        return obj
+
+    @staticmethod
+    def _check_version(key: str, desired: dict, current: dict) -> None:
+        wanted = (desired.get("metadata") or {}).get("resourceVersion")
+        have = current["metadata"]["resourceVersion"]
+        if wanted and wanted != have:
+            raise Conflict(key, "the object has been modified; please apply your changes to "
+                                f"the latest version and try again (resourceVersion {wanted}, "
+                                f"current {have})", current)
+
+    @staticmethod
+    def _swap(key: str, mod_revision: int, put: Optional[bytes]) -> rpc.TxnRequest:
+        """Put (or delete when ``put`` is None) if the key is unchanged, else read it."""
+        bkey = key.encode()
+        op = (rpc.RequestOp(request_put=rpc.PutRequest(key=bkey, value=put)) if put is not None
+              else rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=bkey)))
+        return rpc.TxnRequest(
+            compare=[rpc.Compare(key=bkey, target=_MOD, result=_EQUAL, mod_revision=mod_revision)],
+            success=[op], failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=bkey))])
+
+    @staticmethod
+    def _kv_after_failed_swap(key: str, response):
+        kvs = response.responses[0].response_range.kvs
+        if not kvs:
+            raise NotFound(key)
+        return kvs[0]
+
+    async def _delete_unconditionally(self, key: str) -> dict:
+        request = rpc.DeleteRangeRequest(key=key.encode(), prev_kv=True)
+        response = await self._call("DeleteRange", request, key)
+        if not response.prev_kvs:
+            raise NotFound(key)
+        return self._decode(key, response.prev_kvs[0].value, response.header.revision)
+
+    def _event(self, event) -> WatchEvent:
+        kv = event.kv
+        key = kv.key.decode()
+        if event.type == _DELETE:
+            if event.HasField("prev_kv"):
+                obj = self._decode(key, event.prev_kv.value, kv.mod_revision)
+            else:
+                obj = _object_from_key(key, kv.mod_revision)
+            return WatchEvent("DELETED", obj, kv.mod_revision, key)
+        kind = "ADDED" if kv.create_revision == kv.mod_revision else "MODIFIED"
+        return WatchEvent(kind, self._decode(key, kv.value, kv.mod_revision), kv.mod_revision, key)
+
+    async def _watch_responses(self, start: bytes, end: bytes, start_revision: int):
+        """Raw WatchResponses of one dedicated gRPC stream; the stream is
+        cancelled when the generator is closed."""
+        await self._stubs()
+        call = self._watch.Watch(metadata=self._client.metadata)
+        try:
+            create = rpc.WatchCreateRequest(key=start, range_end=end,
+                                            start_revision=start_revision, prev_kv=True)
+            await call.write(rpc.WatchRequest(create_request=create))
+            while True:
+                response = await call.read()
+                if response is grpc.aio.EOF:
+                    raise StorageUnavailable(start.decode(), "etcd closed the watch stream")
+                yield response
+        except grpc.aio.AioRpcError as e:
+            raise StorageUnavailable(start.decode(), f"etcd watch failed: {e.details()}") from None
+        finally:
+            call.cancel()
+
+
+def _object_from_key(key: str, revision: int) -> dict:
+    """The little that is known of a deleted object whose last state is gone."""
+    parts = key.split("/")
+    meta = {"name": parts[-1], "resourceVersion": str(revision)}
+    if len(parts) >= 5:
+        meta["namespace"] = parts[-2]
+    return {"metadata": meta}
