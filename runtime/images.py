@@ -1,0 +1,675 @@
+"""The image store: image configs, references (tags) and archives (docker-save, OCI layout).
+
+Layout under ``ROOT/images``::
+
+    layers/<hex>/{layer.tar,diff/}   content-addressed layers (see layers.py), shared
+    configs/<hex>.json               image configs, exact bytes; image id = sha256 of them
+    repositories.json                {"refs": {"busybox:latest": "sha256:..."},
+                                      "intermediate": [ids of build-cache images]}
+    lock                             flock taken around every change of repositories.json
+
+An image id is the sha256 of its config JSON, so the same image pulled, loaded or pushed and
+pulled back keeps the same id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import tarfile
+import tempfile
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+from runtime import busybox as busybox_rootfs
+from runtime.layers import LayerStore, changes as layer_changes
+
+MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MT_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MT_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MT_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+INDEX_TYPES = (MT_OCI_INDEX, MT_DOCKER_LIST)
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"
+
+_NAME_RE = re.compile(r"^[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$")
+_HOST_RE = re.compile(r"^([a-zA-Z0-9.-]+(:[0-9]+)?|\[[0-9a-fA-F:]+\](:[0-9]+)?)$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_HEX_RE = re.compile(r"^(sha256:)?[0-9a-f]{1,64}$")
+
+
+class ImageError(Exception):
+    """Base of image store errors; the message is meant for the user."""
+
+
+class ImageNotFound(ImageError):
+    pass
+
+
+class InvalidReference(ImageError):
+    pass
+
+
+class ImageConflict(ImageError):
+    """The image cannot be removed as asked (in use, or referenced by several tags)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# References
+
+
+def split_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """(name, tag, digest) of a reference; name keeps its registry host if it has one."""
+    name, digest = ref, None
+    if "@" in ref:
+        name, digest = ref.split("@", 1)
+    tag = None
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+    return name, tag, digest
+
+
+def normalize_ref(ref: str) -> str:
+    """Canonical short form: "busybox" -> "busybox:latest"; "docker.io/library/x" -> "x:latest".
+
+    Raises InvalidReference with a user-facing message.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise InvalidReference("invalid reference format: empty image name")
+    name, tag, digest = split_ref(ref.strip())
+    name = _strip_docker_hub(name)
+    _validate_name(ref, name)
+    if tag is not None and not _TAG_RE.match(tag):
+        raise InvalidReference(f"invalid reference format: bad tag in {ref!r}")
+    if digest is not None:
+        if not re.match(r"^sha256:[0-9a-f]{64}$", digest):
+            raise InvalidReference(f"invalid reference format: bad digest in {ref!r}")
+        return f"{name}:{tag}@{digest}" if tag else f"{name}@{digest}"
+    return f"{name}:{tag or 'latest'}"
+
+
+def _strip_docker_hub(name: str) -> str:
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _validate_name(ref: str, name: str) -> None:
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+        if not _HOST_RE.match(first) or not _NAME_RE.match(rest):
+            raise InvalidReference(f"invalid reference format: {ref!r}")
+        return
+    if not _NAME_RE.match(name):
+        raise InvalidReference(f"invalid reference format: {ref!r} (repository names are "
+                               "lowercase letters, digits and separators)")
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def host_architecture() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+
+
+def canonical_json(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def pick_platform(index: dict, arch: str | None = None, os_name: str = "linux") -> dict:
+    """The descriptor for this platform in an OCI index / Docker manifest list."""
+    arch = arch or host_architecture()
+    for desc in index.get("manifests", []):
+        plat = desc.get("platform") or {}
+        if plat.get("os") == os_name and plat.get("architecture") == arch:
+            return desc
+    found = [f"{(d.get('platform') or {}).get('os')}/{(d.get('platform') or {}).get('architecture')}"
+             for d in index.get("manifests", [])]
+    raise ImageNotFound(f"no manifest for {os_name}/{arch} in the index (has: {', '.join(found)})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Image
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image as stored. ``layer_dirs`` are lowest first, ready to be overlay lowerdirs."""
+
+    id: str
+    repo_tags: list[str]
+    config: dict
+    layer_dirs: list[Path]
+    created: str
+    size: int
+    diff_ids: list[str] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    raw_config: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":", 1)[-1][:12]
+
+
+# ---------------------------------------------------------------------------------------------
+# Store
+
+
+class ImageStore:
+    """Images under ``root`` (= ROOT/images). Safe to use from several processes at once."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.layers = LayerStore(self.root / "layers")
+        self.configs = self.root / "configs"
+        self.configs.mkdir(parents=True, exist_ok=True)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Image:
+        """The image named by a tag, a full id or a unique id prefix. Raises ImageNotFound."""
+        return self._image(self.resolve(ref))
+
+    def resolve(self, ref: str) -> str:
+        """The image id a reference names. Raises ImageNotFound."""
+        refs = self._read_repositories()["refs"]
+        if _HEX_RE.match(ref or ""):
+            by_id = self._match_id(ref)
+            if by_id:
+                return by_id
+        try:
+            key = normalize_ref(ref)
+        except InvalidReference:
+            raise ImageNotFound(f"No such image: {ref}") from None
+        if key in refs and self._config_path(refs[key]).exists():
+            return refs[key]
+        raise ImageNotFound(f"No such image: {ref}")
+
+    def exists(self, ref: str) -> bool:
+        try:
+            self.resolve(ref)
+            return True
+        except ImageNotFound:
+            return False
+
+    def list(self) -> list[Image]:
+        """All images but untagged build-cache intermediates, newest first."""
+        repos = self._read_repositories()
+        tagged = set(repos["refs"].values())
+        hidden = set(repos["intermediate"]) - tagged
+        images = [self._image("sha256:" + p.stem) for p in self.configs.glob("*.json")
+                  if "sha256:" + p.stem not in hidden]
+        return sorted(images, key=lambda i: (i.created, i.id), reverse=True)
+
+    def raw_config_bytes(self, image_id: str) -> bytes:
+        return self._config_path(image_id).read_bytes()
+
+    def _match_id(self, ref: str) -> str | None:
+        hexpart = ref.split(":", 1)[-1]
+        if len(hexpart) == 64:
+            return "sha256:" + hexpart if self._config_path("sha256:" + hexpart).exists() else None
+        hits = [p.stem for p in self.configs.glob(f"{hexpart}*.json")]
+        if len(hits) > 1:
+            raise ImageNotFound(f"ambiguous image id prefix {ref!r}: matches {len(hits)} images")
+        return "sha256:" + hits[0] if hits else None
+
+    def _image(self, image_id: str) -> Image:
+        try:
+            raw = json.loads(self._config_path(image_id).read_bytes())
+        except FileNotFoundError:
+            raise ImageNotFound(f"No such image: {image_id}") from None
+        diff_ids = list((raw.get("rootfs") or {}).get("diff_ids") or [])
+        tags = sorted(r for r, i in self._read_repositories()["refs"].items() if i == image_id)
+        size = sum(self.layers.size(d) for d in diff_ids if self.layers.exists(d))
+        return Image(id=image_id, repo_tags=tags, config=dict(raw.get("config") or {}),
+                     layer_dirs=[self.layers.diff_dir(d) for d in diff_ids],
+                     created=raw.get("created", ""), size=size, diff_ids=diff_ids,
+                     history=list(raw.get("history") or []), raw_config=raw)
+
+    def _config_path(self, image_id: str) -> Path:
+        return self.configs / (image_id.split(":", 1)[-1] + ".json")
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def add_config(self, config_bytes: bytes, ref: str | None = None,
+                   intermediate: bool = False) -> Image:
+        """Store an image config whose layers are all present; tag it if ``ref`` is given."""
+        raw = json.loads(config_bytes)
+        for diff_id in (raw.get("rootfs") or {}).get("diff_ids") or []:
+            if not self.layers.exists(diff_id):
+                raise ImageError(f"image config names layer {diff_id}, which is not in the store")
+        image_id = sha256_bytes(config_bytes)
+        path = self._config_path(image_id)
+        if not path.exists():
+            _atomic_write(path, config_bytes)
+        with self._locked_repositories() as repos:
+            if ref:
+                repos["refs"][normalize_ref(ref)] = image_id
+            if intermediate and image_id not in repos["intermediate"]:
+                repos["intermediate"].append(image_id)
+            elif not intermediate and image_id in repos["intermediate"]:
+                repos["intermediate"].remove(image_id)
+        return self._image(image_id)
+
+    def new_image(self, parent: Image | None, config: dict, diff_id: str | None,
+                  created_by: str, ref: str | None = None, comment: str = "",
+                  intermediate: bool = False, created: str | None = None) -> Image:
+        """Stack one optional layer and a new config section on ``parent`` (None = scratch)."""
+        raw = make_image_config(parent, config, diff_id, created_by, comment, created)
+        return self.add_config(canonical_json(raw), ref, intermediate)
+
+    def tag(self, ref: str, new_ref: str) -> None:
+        image_id = self.resolve(ref)
+        key = normalize_ref(new_ref)
+        if "@" in key:
+            raise InvalidReference(f"cannot tag with a digest reference: {new_ref!r}")
+        with self._locked_repositories() as repos:
+            repos["refs"][key] = image_id
+
+    def remove(self, ref: str, force: bool = False, in_use: set[str] | None = None) -> list[str]:
+        """Docker's ``rmi``: untag, and delete the image once no tag is left.
+
+        ``in_use`` holds the ids of images that containers use: those are never deleted (with
+        ``force`` they are only untagged). Returns the lines ``rmi`` prints.
+        """
+        image_id = self.resolve(ref)
+        in_use = in_use or set()
+        with self._locked_repositories() as repos:
+            tags = sorted(r for r, i in repos["refs"].items() if i == image_id)
+            named = self._named_tag(ref, tags)
+            if named and len(tags) > 1:
+                del repos["refs"][named]
+                return [f"Untagged: {named}"]
+            if image_id in in_use and not force:
+                raise ImageConflict(f"conflict: unable to remove image {ref} (must force) - "
+                                    "image is being used by a container")
+            if len(tags) > 1 and not force:
+                raise ImageConflict(f"conflict: unable to delete {image_id[7:19]} (must be "
+                                    "forced) - image is referenced in multiple repositories")
+            lines = [f"Untagged: {t}" for t in tags]
+            for t in tags:
+                del repos["refs"][t]
+            if image_id in in_use:
+                return lines
+            if image_id in repos["intermediate"]:
+                repos["intermediate"].remove(image_id)
+            self._config_path(image_id).unlink(missing_ok=True)
+            lines.append(f"Deleted: {image_id}")
+            lines += self._collect_layers()
+        return lines
+
+    def _named_tag(self, ref: str, tags: list[str]) -> str | None:
+        try:
+            key = normalize_ref(ref)
+        except InvalidReference:
+            return None
+        return key if key in tags else None
+
+    def _collect_layers(self) -> list[str]:
+        """Delete layers no stored config names; returns "Deleted: <diff_id>" lines."""
+        used = set()
+        for path in self.configs.glob("*.json"):
+            raw = json.loads(path.read_bytes())
+            used.update((raw.get("rootfs") or {}).get("diff_ids") or [])
+        removed = []
+        for diff_id in self.layers.list():
+            if diff_id not in used:
+                self.layers.remove(diff_id)
+                removed.append(f"Deleted: {diff_id}")
+        return removed
+
+    # -- making images ----------------------------------------------------------------------
+
+    def import_tar(self, path_or_fileobj, ref: str | None = None,
+                   changes: list[str] | None = None, message: str = "") -> Image:
+        """``docker import``: a rootfs tarball (plain or compressed) becomes a one-layer image.
+
+        ``changes`` are Dockerfile config instructions ("CMD ...", "ENV ...") applied to it.
+        """
+        if isinstance(path_or_fileobj, (str, Path)):
+            diff_id = self.layers.import_file(Path(path_or_fileobj))
+        else:
+            diff_id = self.layers.import_stream(path_or_fileobj)
+        config = apply_changes({}, changes or [])
+        return self.new_image(None, config, diff_id, "import", ref, comment=message)
+
+    def commit(self, upper_dir: Path, parent: Image | None, config: dict,
+               ref: str | None = None, comment: str = "", created_by: str = "commit") -> Image:
+        """A new image: ``parent`` + the layer made from an overlay upperdir (whiteouts kept)."""
+        diff_id = self.layers.import_directory(Path(upper_dir))
+        return self.new_image(parent, config, diff_id, created_by, ref, comment)
+
+    def diff(self, upper_dir: Path, parent: Image | None) -> list[tuple[str, str]]:
+        return layer_changes(Path(upper_dir), parent.layer_dirs if parent else [])
+
+    def ensure_busybox(self) -> Image:
+        """busybox:latest, made offline from the host's static busybox if not yet stored."""
+        try:
+            return self.get(busybox_rootfs.BUSYBOX_REF)
+        except ImageNotFound:
+            pass
+        with tempfile.TemporaryFile(dir=self.root) as spool:
+            busybox_rootfs.write_rootfs_tar(spool)
+            spool.seek(0)
+            diff_id = self.layers.import_stream(spool)
+        created = dt.datetime.fromtimestamp(busybox_rootfs.created_timestamp(),
+                                            dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self.new_image(None, busybox_rootfs.image_config(), diff_id,
+                              "pkube busybox from the host's static busybox",
+                              busybox_rootfs.BUSYBOX_REF, created=created)
+
+    # -- archives ---------------------------------------------------------------------------
+
+    def save(self, refs: list[str], fileobj: BinaryIO) -> None:
+        """Write one tar that is both a docker-save archive and an OCI image layout."""
+        images = [(ref, self.get(ref)) for ref in refs]
+        with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+            ArchiveWriter(self, tf).write(images)
+
+    def load(self, fileobj: BinaryIO, progress: Callable[[str], None] | None = None) -> list[Image]:
+        """``docker load``: a docker-save archive or an OCI layout tar (gzip allowed)."""
+        with _seekable(fileobj) as f:
+            try:
+                with tarfile.open(fileobj=f, mode="r:*") as tf:
+                    return ArchiveReader(self, tf, progress).load()
+            except tarfile.TarError as e:
+                raise ImageError(f"load: not an image archive: {e}") from e
+
+    # -- repositories.json ------------------------------------------------------------------
+
+    def _read_repositories(self) -> dict:
+        try:
+            data = json.loads((self.root / "repositories.json").read_bytes())
+        except FileNotFoundError:
+            data = {}
+        data.setdefault("refs", {})
+        data.setdefault("intermediate", [])
+        return data
+
+    @contextmanager
+    def _locked_repositories(self) -> Iterator[dict]:
+        """Read-modify-write of repositories.json under an exclusive flock."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            repos = self._read_repositories()
+            before = canonical_json(repos)
+            yield repos
+            if canonical_json(repos) != before:
+                _atomic_write(self.root / "repositories.json",
+                              json.dumps(repos, indent=1, sort_keys=True).encode())
+
+
+def make_image_config(parent: Image | None, config: dict, diff_id: str | None,
+                      created_by: str, comment: str = "", created: str | None = None) -> dict:
+    """The full OCI image config of parent + one optional layer with a new config section."""
+    base = json.loads(json.dumps(parent.raw_config)) if parent else {}
+    created = created or now_rfc3339()
+    diff_ids = list((base.get("rootfs") or {}).get("diff_ids") or [])
+    history = list(base.get("history") or [])
+    entry = {"created": created, "created_by": created_by}
+    if comment:
+        entry["comment"] = comment
+    if diff_id:
+        diff_ids.append(diff_id)
+    else:
+        entry["empty_layer"] = True
+    history.append(entry)
+    raw = {k: v for k, v in base.items() if k not in ("container", "container_config", "comment")}
+    raw.update({"architecture": base.get("architecture") or host_architecture(),
+                "os": base.get("os") or "linux", "created": created,
+                "config": {k: v for k, v in config.items() if v not in (None, [], {})},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history})
+    if comment:
+        raw["comment"] = comment
+    return raw
+
+
+def apply_changes(config: dict, changes: list[str]) -> dict:
+    """Apply Dockerfile config instructions (``import -c``/``commit -c``) to a config section."""
+    if not changes:
+        return dict(config)
+    from runtime.dockerfile import apply_config_instruction, parse_line
+    result = json.loads(json.dumps(config))
+    for change in changes:
+        apply_config_instruction(result, parse_line(change))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Archive formats
+
+
+class ArchiveWriter:
+    """Writes docker-save (manifest.json) and OCI layout (index.json) entries for images."""
+
+    def __init__(self, store: ImageStore, tf: tarfile.TarFile):
+        self.store = store
+        self.tf = tf
+        self.written: set[str] = set()
+
+    def write(self, images: list[tuple[str, Image]]) -> None:
+        docker_manifest, oci_index = [], []
+        by_id: dict[str, dict] = {}
+        for ref, image in images:
+            entry = by_id.get(image.id)
+            if entry is None:
+                entry = self._write_image(image)
+                by_id[image.id] = entry
+                docker_manifest.append(entry["docker"])
+            tag = self._tag_for(ref, image)
+            if tag and tag not in entry["docker"]["RepoTags"]:
+                entry["docker"]["RepoTags"].append(tag)
+            desc = dict(entry["descriptor"])
+            if tag:
+                desc["annotations"] = {REF_NAME: tag, CONTAINERD_NAME: tag}
+            oci_index.append(desc)
+        self._add_bytes("oci-layout", canonical_json({"imageLayoutVersion": "1.0.0"}))
+        self._add_bytes("index.json", canonical_json(
+            {"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": oci_index}))
+        self._add_bytes("manifest.json", canonical_json(docker_manifest))
+
+    def _tag_for(self, ref: str, image: Image) -> str | None:
+        try:
+            key = normalize_ref(ref)
+        except InvalidReference:
+            return None
+        return key if key in image.repo_tags else None
+
+    def _write_image(self, image: Image) -> dict:
+        config_bytes = self.store.raw_config_bytes(image.id)
+        config_name = self._add_blob(config_bytes)
+        layers = []
+        for diff_id in image.diff_ids:
+            layers.append({"mediaType": MT_OCI_LAYER, "digest": diff_id,
+                           "size": self.store.layers.size(diff_id)})
+            self._add_layer(diff_id)
+        manifest = canonical_json({
+            "schemaVersion": 2, "mediaType": MT_OCI_MANIFEST,
+            "config": {"mediaType": MT_OCI_CONFIG, "digest": image.id, "size": len(config_bytes)},
+            "layers": layers})
+        self._add_blob(manifest)
+        return {"docker": {"Config": config_name, "RepoTags": [],
+                           "Layers": [_blob_name(d) for d in image.diff_ids]},
+                "descriptor": {"mediaType": MT_OCI_MANIFEST, "digest": sha256_bytes(manifest),
+                               "size": len(manifest)}}
+
+    def _add_blob(self, data: bytes) -> str:
+        name = _blob_name(sha256_bytes(data))
+        if name not in self.written:
+            self._add_bytes(name, data)
+            self.written.add(name)
+        return name
+
+    def _add_layer(self, diff_id: str) -> None:
+        name = _blob_name(diff_id)
+        if name in self.written:
+            return
+        self.written.add(name)
+        path = self.store.layers.tar_path(diff_id)
+        info = tarfile.TarInfo(name)
+        info.size = path.stat().st_size
+        info.mode = 0o644
+        with open(path, "rb") as f:
+            self.tf.addfile(info, f)
+
+    def _add_bytes(self, name: str, data: bytes) -> None:
+        self._add_dirs(name)
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = 0o644
+        self.tf.addfile(info, io.BytesIO(data))
+
+    def _add_dirs(self, name: str) -> None:
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d + "/" not in self.written:
+                info = tarfile.TarInfo(d)
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                self.tf.addfile(info)
+                self.written.add(d + "/")
+
+
+def _blob_name(digest: str) -> str:
+    algo, _, hexpart = digest.partition(":")
+    return f"blobs/{algo}/{hexpart}"
+
+
+class ArchiveReader:
+    """Reads images out of a docker-save archive or an OCI image layout (random access tar)."""
+
+    def __init__(self, store: ImageStore, tf: tarfile.TarFile, progress):
+        self.store = store
+        self.tf = tf
+        self.progress = progress or (lambda line: None)
+        self.members = {m.name.removeprefix("./"): m
+                        for m in tf.getmembers()}
+
+    def load(self) -> list[Image]:
+        if "manifest.json" in self.members:
+            return self._load_docker()
+        if "index.json" in self.members:
+            return self._load_oci()
+        raise ImageError("load: archive has neither manifest.json (docker save) nor index.json "
+                         "(OCI layout)")
+
+    def _read(self, name: str) -> bytes:
+        member = self.members.get(name)
+        f = self.tf.extractfile(member) if member is not None else None
+        if f is None:
+            raise ImageError(f"load: archive is missing {name}")
+        return f.read()
+
+    def _load_docker(self) -> list[Image]:
+        loaded = []
+        for entry in json.loads(self._read("manifest.json")):
+            config_bytes = self._read(entry["Config"])
+            image = self._store(config_bytes, entry.get("Layers") or [])
+            for tag in entry.get("RepoTags") or []:
+                self.store.tag(image.id, tag)
+                self.progress(f"Loaded image: {normalize_ref(tag)}")
+            if not entry.get("RepoTags"):
+                self.progress(f"Loaded image ID: {image.id}")
+            loaded.append(self.store.get(image.id))
+        return loaded
+
+    def _load_oci(self) -> list[Image]:
+        loaded = []
+        for desc in json.loads(self._read("index.json")).get("manifests", []):
+            manifest = self._manifest_for(desc)
+            config_bytes = self._read(_blob_name(manifest["config"]["digest"]))
+            image = self._store(config_bytes, [_blob_name(l["digest"]) for l in manifest["layers"]])
+            tag = _oci_tag(desc.get("annotations") or {})
+            if tag:
+                self.store.tag(image.id, tag)
+                self.progress(f"Loaded image: {normalize_ref(tag)}")
+            else:
+                self.progress(f"Loaded image ID: {image.id}")
+            loaded.append(self.store.get(image.id))
+        return loaded
+
+    def _manifest_for(self, desc: dict) -> dict:
+        doc = json.loads(self._read(_blob_name(desc["digest"])))
+        if doc.get("mediaType") in INDEX_TYPES or "manifests" in doc:
+            return self._manifest_for(pick_platform(doc))
+        return doc
+
+    def _store(self, config_bytes: bytes, layer_names: list[str]) -> Image:
+        raw = json.loads(config_bytes)
+        diff_ids = (raw.get("rootfs") or {}).get("diff_ids") or []
+        if len(diff_ids) != len(layer_names):
+            raise ImageError(f"load: config lists {len(diff_ids)} layers, manifest {len(layer_names)}")
+        for diff_id, name in zip(diff_ids, layer_names):
+            if self.store.layers.exists(diff_id):
+                continue
+            member = self.members.get(name)
+            f = self.tf.extractfile(member) if member is not None else None
+            if f is None:
+                raise ImageError(f"load: archive is missing layer {name}")
+            self.store.layers.import_stream(f, expected_diff_id=diff_id)
+        return self.store.add_config(config_bytes)
+
+
+def _oci_tag(annotations: dict) -> str | None:
+    """The full reference an OCI index entry names; a bare tag like "latest" names none."""
+    for key in (CONTAINERD_NAME, REF_NAME):
+        name = annotations.get(key)
+        if name and (":" in name or "/" in name):
+            try:
+                return normalize_ref(name)
+            except InvalidReference:
+                continue
+    return None
+
+
+@contextmanager
+def _seekable(fileobj: BinaryIO) -> Iterator[BinaryIO]:
+    """fileobj itself if seekable, else a temp-file copy (stdin, sockets)."""
+    try:
+        seekable = fileobj.seekable()
+        if seekable:
+            fileobj.tell()
+    except (AttributeError, OSError):
+        seekable = False
+    if seekable:
+        yield fileobj
+        return
+    with tempfile.TemporaryFile() as spool:
+        shutil.copyfileobj(fileobj, spool, 1 << 20)
+        spool.seek(0)
+        yield spool
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,84 @@
+"""The image store: references, import, tag, rmi, and the offline busybox image."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from runtime.images import (ImageConflict, ImageNotFound, ImageStore, InvalidReference,
+                            normalize_ref)
+from tests.unit.test_layers import make_tar
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ImageStore(tmp_path / "images")
+
+
+@pytest.mark.parametrize("ref, expected", [
+    ("busybox", "busybox:latest"),
+    ("busybox:1.36", "busybox:1.36"),
+    ("docker.io/library/alpine", "alpine:latest"),
+    ("localhost:5000/team/app", "localhost:5000/team/app:latest"),
+    ("127.0.0.1:5000/app:v2", "127.0.0.1:5000/app:v2"),
+])
+def test_normalize_ref(ref, expected):
+    assert normalize_ref(ref) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "UPPER", "a b", "app:", "app:bad/tag", "-x"])
+def test_bad_refs_have_clear_errors(bad):
+    with pytest.raises(InvalidReference, match="invalid reference format"):
+        normalize_ref(bad)
+
+
+def test_busybox_is_offline_and_deterministic(store, tmp_path):
+    image = store.ensure_busybox()
+    assert image.repo_tags == ["busybox:latest"]
+    root = image.layer_dirs[0]
+    assert os.readlink(root / "bin/sh") == "/bin/busybox"
+    assert "root:x:0:0" in (root / "etc/passwd").read_text()
+    assert oct(os.stat(root / "tmp").st_mode & 0o7777) == "0o1777"
+    assert image.config["Cmd"] == ["sh"]
+    assert ImageStore(tmp_path / "other").ensure_busybox().id == image.id
+    assert store.get("busybox").id == store.get(image.short_id).id == store.get(image.id).id
+
+
+def test_import_with_changes_then_tag_and_rmi(store):
+    data = make_tar([("hello", "file", "hi")])
+    image = store.import_tar(io.BytesIO(data), "app:v1", changes=["CMD [\"/hello\"]", "ENV A=b"])
+    assert image.config["Cmd"] == ["/hello"] and image.config["Env"] == ["A=b"]
+    store.tag("app:v1", "app:v2")
+    assert store.get("app:v2").repo_tags == ["app:v1", "app:v2"]
+    assert store.remove("app:v1") == ["Untagged: app:v1"]
+    with pytest.raises(ImageConflict, match="being used"):
+        store.remove("app:v2", in_use={image.id})
+    lines = store.remove("app:v2")
+    assert lines[0] == "Untagged: app:v2" and f"Deleted: {image.id}" in lines
+    with pytest.raises(ImageNotFound, match="No such image: app:v2"):
+        store.get("app:v2")
+    assert store.layers.list() == []
+
+
+def test_rmi_by_id_with_several_tags_needs_force(store):
+    image = store.import_tar(io.BytesIO(make_tar([("f", "file", "1")])), "a")
+    store.tag("a", "b")
+    with pytest.raises(ImageConflict, match="multiple repositories"):
+        store.remove(image.id)
+    assert "Deleted: " + image.id in store.remove(image.short_id, force=True)
+
+
+def test_layers_are_shared_between_images(store):
+    base = store.import_tar(io.BytesIO(make_tar([("f", "file", "1")])), "base")
+    child = store.new_image(base, {"Cmd": ["x"]}, None, "CMD x", "child")
+    assert child.layer_dirs == base.layer_dirs
+    store.remove("base")
+    assert store.get("child").layer_dirs[0].is_dir()
+
+
+def test_intermediate_images_are_hidden_from_list(store):
+    base = store.import_tar(io.BytesIO(make_tar([("f", "file", "1")])), "base")
+    store.new_image(base, {"Env": ["X=1"]}, None, "ENV X=1", intermediate=True)
+    assert [i.repo_tags for i in store.list()] == [["base:latest"]]
