@@ -1,0 +1,65 @@
+"""apiserver.openapi: the documents kubectl apply and explain read."""
+
+import json
+
+import pytest
+
+from apiserver.openapi import OpenAPIDocuments, group_version_path
+
+
+@pytest.fixture(scope="module")
+def docs():
+    return OpenAPIDocuments()
+
+
+def all_refs(node):
+    if isinstance(node, dict):
+        if "$ref" in node:
+            yield node["$ref"]
+        for value in node.values():
+            yield from all_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from all_refs(value)
+
+
+def test_root_lists_every_served_group_version_with_a_hash(docs):
+    root = docs.v3_root["paths"]
+    assert set(root) == {"api/v1", "apis/apps/v1", "apis/discovery.k8s.io/v1", "apis/coordination.k8s.io/v1"}
+    assert root["apis/apps/v1"]["serverRelativeURL"].startswith("/openapi/v3/apis/apps/v1?hash=")
+    assert group_version_path("apps/v1") == "apis/apps/v1" and group_version_path("v1") == "api/v1"
+    assert docs.v3_group("v1") is docs.v3_group("api/v1")
+    assert docs.v3_group("batch/v1") is None
+
+
+def test_deployment_patch_supports_field_validation_and_strategic_merge(docs):
+    doc = docs.v3_group("apps/v1")
+    patch = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+    assert patch["x-kubernetes-group-version-kind"] == {"group": "apps", "version": "v1", "kind": "Deployment"}
+    assert {"name": "fieldValidation", "in": "query"}.items() <= patch["parameters"][2].items()
+    assert "application/strategic-merge-patch+json" in patch["requestBody"]["content"]
+    assert "/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale" in doc["paths"]
+
+
+def test_schemas_are_openapi_shaped_and_self_contained(docs):
+    for key, doc in docs.groups.items():
+        schemas = doc["components"]["schemas"]
+        for ref in all_refs(doc):
+            assert ref.startswith("#/components/schemas/") and ref.split("/")[-1] in schemas, (key, ref)
+        assert '"null"' not in json.dumps(schemas)
+    pod_spec = docs.v3_group("v1")["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]
+    containers = pod_spec["properties"]["containers"]
+    assert containers["x-kubernetes-patch-merge-key"] == "name"
+    assert containers["type"] == "array"
+    pod = docs.v3_group("v1")["components"]["schemas"]["io.k8s.api.core.v1.Pod"]
+    assert pod["x-kubernetes-group-version-kind"] == [{"group": "", "kind": "Pod", "version": "v1"}]
+    assert pod["properties"]["spec"]["allOf"] == [{"$ref": "#/components/schemas/io.k8s.api.core.v1.PodSpec"}]
+
+
+def test_v2_uses_definitions(docs):
+    v2 = docs.v2
+    assert v2["swagger"] == "2.0"
+    assert "io.k8s.api.apps.v1.Deployment" in v2["definitions"]
+    assert all(ref.startswith("#/definitions/") for ref in all_refs(v2))
+    patch = v2["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"]
+    assert "application/strategic-merge-patch+json" in patch["consumes"]
