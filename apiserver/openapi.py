@@ -26,9 +26,10 @@ import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
-from api.kinds import BUILTIN_RESOURCES, ResourceInfo
+if TYPE_CHECKING:
+    from api.kinds import ResourceInfo
 
 SCHEMA_VERSION = "v1.32.0"
 V3_PREFIX = "#/components/schemas/"
@@ -259,12 +260,13 @@ def group_version_path(group_version: str) -> str:
 
 
 class OpenAPIDocuments:
-    """The v2 and v3 documents of one set of resources, built on first use and kept.
+    """The v2 and v3 documents of ``resources`` (api.kinds.ResourceInfo or alike: group,
+    version, kind, plural, namespaced, subresources, group_version), built on first use and kept.
 
     Thread-safe for reads once built; building twice (a race) yields equal documents.
     """
 
-    def __init__(self, resources: Iterable[ResourceInfo] = BUILTIN_RESOURCES, version: str = SCHEMA_VERSION):
+    def __init__(self, resources: Iterable[ResourceInfo], version: str = SCHEMA_VERSION):
         self.resources = tuple(resources)
         self.version = version
 
@@ -345,7 +347,9 @@ class OpenAPIDocuments:
 @functools.lru_cache(maxsize=1)
 def default_documents() -> OpenAPIDocuments:
     """One OpenAPIDocuments for the built-in kinds, memoized (its documents build lazily)."""
-    return OpenAPIDocuments()
+    from api.kinds import BUILTIN_RESOURCES
+
+    return OpenAPIDocuments(BUILTIN_RESOURCES)
 
 
 def openapi_v2(documents: Optional[OpenAPIDocuments] = None) -> dict:

@@ -1,15 +1,35 @@
 """apiserver.openapi: the documents kubectl apply and explain read."""
 
 import json
+from dataclasses import dataclass, field
 
 import pytest
 
 from apiserver.openapi import OpenAPIDocuments, group_version_path
 
 
+@dataclass(frozen=True)
+class Res:
+    group: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+    subresources: dict = field(default_factory=dict, hash=False)
+    version: str = "v1"
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+SERVED = (Res("", "Pod", "pods"), Res("", "Node", "nodes", namespaced=False), Res("", "Service", "services"),
+          Res("apps", "Deployment", "deployments", subresources={"scale": ("get",)}),
+          Res("discovery.k8s.io", "EndpointSlice", "endpointslices"), Res("coordination.k8s.io", "Lease", "leases"))
+
+
 @pytest.fixture(scope="module")
 def docs():
-    return OpenAPIDocuments()
+    return OpenAPIDocuments(SERVED)
 
 
 def all_refs(node):
