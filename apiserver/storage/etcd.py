@@ -24,6 +24,7 @@ from apiserver.storage.interface import (
     Compacted, Conflict, KeyExists, ListResult, NotFound, Preconditions, Storage,
     StorageUnavailable, UpdateFn, WatchEvent,
 )
+from apiserver.storage.events import StoredEvent
 from apiserver.storage.keys import BadStorageRequest, decode_continue, encode_continue, key_range
 from apiserver.storage.transformer import Transformer
 
@@ -215,7 +216,9 @@ class EtcdStorage(Storage):
             kv = self._kv_after_failed_swap(key, response)
 
     async def watch(self, prefix: str, revision: int) -> AsyncIterator[WatchEvent]:
-        """See Storage.watch. revision 0 means "from now". Close the iterator
+        """See Storage.watch; events are StoredEvents (apiserver/storage/events.py).
+
+        revision 0 means "from now". Close the iterator
         (``aclose()`` or leaving ``async with contextlib.aclosing(...)``) to
         end the gRPC stream at once; cancelling the consumer ends it too."""
         async with contextlib.aclosing(self.watch_batches(prefix, revision)) as batches:
@@ -223,7 +226,7 @@ class EtcdStorage(Storage):
                 for event in batch:
                     yield event
 
-    async def watch_batches(self, prefix: str, revision: int) -> AsyncIterator[list[WatchEvent]]:
+    async def watch_batches(self, prefix: str, revision: int) -> AsyncIterator[list[StoredEvent]]:
         """Like ``watch`` but yields the events of one etcd response at a time."""
         start, end = key_range(prefix)
         responses = self._watch_responses(start, end, revision + 1 if revision else 0)
@@ -292,7 +295,7 @@ class EtcdStorage(Storage):
             raise NotFound(key)
         return self._decode(key, response.prev_kvs[0].value, response.header.revision)
 
-    def _event(self, event) -> WatchEvent:
+    def _event(self, event) -> StoredEvent:
         kv = event.kv
         key = kv.key.decode()
         if event.type == _DELETE:
@@ -300,9 +303,12 @@ class EtcdStorage(Storage):
                 obj = self._decode(key, event.prev_kv.value, kv.mod_revision)
             else:
                 obj = _object_from_key(key, kv.mod_revision)
-            return WatchEvent("DELETED", obj, kv.mod_revision, key)
-        kind = "ADDED" if kv.create_revision == kv.mod_revision else "MODIFIED"
-        return WatchEvent(kind, self._decode(key, kv.value, kv.mod_revision), kv.mod_revision, key)
+            return StoredEvent("DELETED", obj, kv.mod_revision, key)
+        obj = self._decode(key, kv.value, kv.mod_revision)
+        if kv.create_revision == kv.mod_revision:
+            return StoredEvent("ADDED", obj, kv.mod_revision, key)
+        prev = self._plain(key, event.prev_kv.value) if event.HasField("prev_kv") else None
+        return StoredEvent("MODIFIED", obj, kv.mod_revision, key, prev, event.prev_kv.mod_revision)
 
     async def _watch_responses(self, start: bytes, end: bytes, start_revision: int):
         """Raw WatchResponses of one dedicated gRPC stream; the stream is

@@ -1,0 +1,202 @@
+"""The watch cache (apiserver/storage/cacher.py) on a real etcd."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from apiserver.storage.cacher import CachedStorage, Subscriber, WatchCache, WatcherTooSlow
+from apiserver.storage.etcd import EtcdStorage
+from apiserver.storage.events import wire_line
+from apiserver.storage.interface import Compacted
+
+PODS = "/registry/pods/"
+
+
+def pod(name: str, ns: str = "ns1") -> dict:
+    return {"metadata": {"name": name, "namespace": ns, "labels": {"n": name}}, "spec": {}}
+
+
+def run(etcd, body, **cache_args):
+    """Run ``body(cached)`` on a CachedStorage over a fresh EtcdStorage."""
+    async def main():
+        cached = CachedStorage(await EtcdStorage.connect("127.0.0.1", etcd.client_port), **cache_args)
+        try:
+            return await body(cached)
+        finally:
+            await cached.close()
+    return asyncio.run(main())
+
+
+async def no_tasks_left(timeout: float = 5.0) -> bool:
+    """True once only the calling task is left (gRPC ends its own tasks shortly after a cancel)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while asyncio.all_tasks() != {asyncio.current_task()}:
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def take(events, n: int, timeout: float = 10.0) -> list:
+    async def collect():
+        return [await anext(events) for _ in range(n)]
+    return await asyncio.wait_for(collect(), timeout)
+
+
+def names(events) -> list[str]:
+    return [e.object["metadata"]["name"] for e in events]
+
+
+def test_fan_out_to_many_subscribers_in_order(etcd):
+    async def body(cached):
+        subscribers = [await cached.subscribe(PODS, 0) for _ in range(100)]
+        for i in range(50):
+            await cached.create(f"{PODS}ns1/p{i}", pod(f"p{i}"))
+        expected = [f"p{i}" for i in range(50)]
+        for sub in subscribers:
+            got = await take(sub, 50)
+            assert names(got) == expected
+            await sub.aclose()
+        assert got[0] is (await take(await cached.subscribe(PODS, got[0].revision - 1), 1))[0]
+    run(etcd, body)
+
+
+def test_resume_within_window_is_exact_then_live(etcd):
+    async def body(cached):
+        await cached.cache_for(PODS)
+        a = await cached.create(PODS + "ns1/a", pod("a"))
+        await cached.create(PODS + "ns1/b", pod("b"))
+        await cached.guaranteed_update(PODS + "ns1/a", lambda o: {**o, "spec": {"v": 2}})
+        await cached.delete(PODS + "ns1/b")
+        sub = await cached.subscribe(PODS, int(a["metadata"]["resourceVersion"]))
+        assert isinstance(sub, Subscriber)
+        replay = await take(sub, 3)
+        await cached.create(PODS + "ns1/c", pod("c"))
+        live = await take(sub, 1)
+        events = replay + live
+        assert [(e.type, e.object["metadata"]["name"]) for e in events] == \
+            [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b"), ("ADDED", "c")]
+        assert events[1].prev_object["spec"] == {} and events[1].object["spec"] == {"v": 2}
+        assert events[2].object["metadata"]["labels"] == {"n": "b"}
+        assert events[2].object["metadata"]["resourceVersion"] == str(events[2].revision)
+    run(etcd, body)
+
+
+def test_revision_from_before_the_cache_falls_back_to_etcd(etcd):
+    async def body(cached):
+        a = await cached.create(PODS + "ns1/a", pod("a"))
+        await cached.create(PODS + "ns1/b", pod("b"))
+        await cached.cache_for(PODS)  # the cache starts after both writes
+        events = cached.watch(PODS, int(a["metadata"]["resourceVersion"]))
+        try:
+            first = await take(events, 1)
+            await cached.create(PODS + "ns1/c", pod("c"))
+            assert names(first + await take(events, 1)) == ["b", "c"]
+        finally:
+            await events.aclose()
+    run(etcd, body)
+
+
+def test_revision_out_of_window_and_compacted_is_gone(etcd):
+    async def body(cached):
+        a = await cached.create(PODS + "ns1/a", pod("a"))
+        await cached.cache_for(PODS)
+        for i in range(10):
+            await cached.create(f"{PODS}ns1/p{i}", pod(f"p{i}"))
+        cache = await cached.cache_for(PODS)
+        # a cache's etcd watch is immune to compaction once it has caught up
+        assert await cache.wait_until(await cached.current_revision(), 10)
+        await cached.compact(await cached.current_revision())
+        with pytest.raises(Compacted):
+            await take(cached.watch(PODS, int(a["metadata"]["resourceVersion"])), 1)
+        # still inside the window (3 newest events): served from the cache
+        assert await cached.cache_for(PODS) is cache
+        recent = await cached.subscribe(PODS, cache.revision - 2)
+        assert names(await take(recent, 2)) == ["p8", "p9"]
+    run(etcd, body, window=3)
+
+
+def test_slow_subscriber_is_closed_and_memory_stays_bounded(etcd):
+    async def body(cached):
+        slow = await cached.subscribe(PODS, 0, buffer=10)
+        fast = await cached.subscribe(PODS, 0, buffer=10)
+        for i in range(40):
+            await cached.create(f"{PODS}ns1/p{i}", pod(f"p{i}"))
+            await take(fast, 1)
+        with pytest.raises(WatcherTooSlow) as err:
+            await take(slow, 1)
+        assert isinstance(err.value, Compacted)
+        with pytest.raises(StopAsyncIteration):
+            await anext(slow)
+        cache = await cached.cache_for(PODS)
+        assert cache._ring.end - cache._ring.start <= 20
+    run(etcd, body, window=20)
+
+
+def test_replay_of_a_long_backlog_is_not_too_slow(etcd):
+    async def body(cached):
+        await cached.cache_for(PODS)
+        start = await cached.current_revision()
+        for i in range(30):
+            await cached.create(f"{PODS}ns1/p{i}", pod(f"p{i}"))
+        sub = await cached.subscribe(PODS, start, buffer=5)
+        assert len(await take(sub, 30)) == 30
+    run(etcd, body)
+
+
+def test_namespace_and_single_object_filtering(etcd):
+    async def body(cached):
+        ns1 = await cached.subscribe(PODS + "ns1/", 0)
+        one = await cached.subscribe(PODS + "ns1/b", 0)
+        await cached.create(PODS + "ns10/a", pod("a", "ns10"))
+        await cached.create(PODS + "ns1/a", pod("a"))
+        await cached.create(PODS + "ns1/b", pod("b"))
+        await cached.create("/registry/services/ns1/a", {"metadata": {"name": "svc"}})
+        await cached.create(PODS + "ns1/c", pod("c"))
+        got = await take(ns1, 3)
+        assert [e.key for e in got] == [PODS + "ns1/a", PODS + "ns1/b", PODS + "ns1/c"]
+        assert [e.key for e in await take(one, 1)] == [PODS + "ns1/b"]
+    run(etcd, body)
+
+
+def test_revision_zero_is_from_now_and_bookmarks_advance(etcd):
+    async def body(cached):
+        await cached.create(PODS + "ns1/old", pod("old"))
+        sub = await cached.subscribe(PODS, 0)
+        before = sub.bookmark_revision()
+        created = await cached.create(PODS + "ns1/new", pod("new"))
+        assert names(await take(sub, 1)) == ["new"]
+        assert sub.bookmark_revision() == int(created["metadata"]["resourceVersion"]) > before
+    run(etcd, body)
+
+
+def test_batches_and_wire_line_encoded_once(etcd):
+    async def body(cached):
+        first = await cached.subscribe(PODS, 0)
+        second = await cached.subscribe(PODS, 0)
+        for i in range(5):
+            await cached.create(f"{PODS}ns1/p{i}", pod(f"p{i}"))
+        await take(second, 5)
+        got = []
+        while len(got) < 5:
+            got += await asyncio.wait_for(first.batch(), 10)
+        line = wire_line(got[0])
+        assert line.startswith(b'{"type":"ADDED","object":{') and line.endswith(b"}\n")
+        assert wire_line(got[0]) is line
+    run(etcd, body)
+
+
+def test_close_ends_subscribers_and_leaves_no_tasks(etcd):
+    async def main():
+        cached = CachedStorage(await EtcdStorage.connect("127.0.0.1", etcd.client_port))
+        sub = await cached.subscribe(PODS, 0)
+        waiting = asyncio.ensure_future(take(sub, 1))
+        await asyncio.sleep(0.1)
+        await cached.close()
+        with pytest.raises(StopAsyncIteration):
+            await waiting
+        assert await no_tasks_left()
+    asyncio.run(main())
