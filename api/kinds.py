@@ -1,0 +1,129 @@
+"""The kinds registry: which resources pkube serves, under which group/version/plural.
+
+A ``ResourceInfo`` is the static description of one resource, as Kubernetes'
+discovery documents it (APIResource). ``Registry`` answers the lookups the
+apiserver and clients need: by (group, version, plural), by kind, by short name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+READ_VERBS = ("get", "list", "watch")
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """One served resource.
+
+    ``subresources`` maps a subresource name ("status", "binding", "scale") to
+    the verbs it supports. ``group`` is "" for the core group.
+    """
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    verbs: tuple[str, ...] = ALL_VERBS
+    list_kind: str = ""
+
+    @property
+    def api_version(self) -> str:
+        """'v1' for the core group, else 'group/version'."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_version(self) -> str:
+        return self.api_version
+
+    def key_prefix(self, namespace: Optional[str] = None) -> str:
+        """The store prefix holding this resource (optionally one namespace), ending in '/'."""
+        if namespace and self.namespaced:
+            return f"/registry/{self.plural}/{namespace}/"
+        return f"/registry/{self.plural}/"
+
+    def key(self, namespace: Optional[str], name: str) -> str:
+        """The store key of one object; namespace is ignored for cluster-scoped kinds."""
+        return self.key_prefix(namespace) + name
+
+
+def _info(group: str, kind: str, plural: str, namespaced: bool, short_names=(), categories=(),
+          subresources=None, version: str = "v1") -> ResourceInfo:
+    return ResourceInfo(group=group, version=version, kind=kind, plural=plural,
+                        singular=kind.lower(), namespaced=namespaced,
+                        short_names=tuple(short_names), categories=tuple(categories),
+                        subresources=dict(subresources or {}), list_kind=kind + "List")
+
+
+_STATUS = ("get", "patch", "update")
+_SCALE = ("get", "patch", "update")
+
+BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
+    _info("", "Namespace", "namespaces", False, ["ns"], subresources={"status": _STATUS}),
+    _info("", "Node", "nodes", False, ["no"], subresources={"status": _STATUS}),
+    _info("", "Pod", "pods", True, ["po"], ["all"],
+          subresources={"status": _STATUS, "binding": ("create",)}),
+    _info("", "Service", "services", True, ["svc"], ["all"], subresources={"status": _STATUS}),
+    _info("", "Endpoints", "endpoints", True, ["ep"]),
+    _info("", "Secret", "secrets", True),
+    _info("", "ConfigMap", "configmaps", True, ["cm"]),
+    _info("", "Event", "events", True, ["ev"]),
+    _info("", "ServiceAccount", "serviceaccounts", True, ["sa"]),
+    _info("apps", "Deployment", "deployments", True, ["deploy"], ["all"],
+          subresources={"status": _STATUS, "scale": _SCALE}),
+    _info("apps", "ReplicaSet", "replicasets", True, ["rs"], ["all"],
+          subresources={"status": _STATUS, "scale": _SCALE}),
+    _info("discovery.k8s.io", "EndpointSlice", "endpointslices", True),
+    _info("coordination.k8s.io", "Lease", "leases", True),
+)
+
+
+class Registry:
+    """Lookups over a fixed set of ResourceInfo. Built once; immutable."""
+
+    def __init__(self, resources: Iterable[ResourceInfo] = BUILTIN_RESOURCES):
+        self.resources = tuple(resources)
+        self._by_gvr = {(r.group, r.version, r.plural): r for r in self.resources}
+        self._by_kind = {(r.group, r.kind): r for r in self.resources}
+        self._by_name: dict[str, ResourceInfo] = {}
+        for r in self.resources:
+            for name in (r.plural, r.singular, r.kind.lower(), *r.short_names):
+                self._by_name.setdefault(name, r)
+
+    def get(self, group: str, version: str, plural: str) -> Optional[ResourceInfo]:
+        """The resource served at /{group}/{version}/{plural}, or None."""
+        return self._by_gvr.get((group, version, plural))
+
+    def by_kind(self, kind: str, group: Optional[str] = None) -> Optional[ResourceInfo]:
+        """The resource of ``kind`` (in ``group`` when given), or None."""
+        if group is not None:
+            return self._by_kind.get((group, kind))
+        return next((r for r in self.resources if r.kind == kind), None)
+
+    def by_api_version_kind(self, api_version: str, kind: str) -> Optional[ResourceInfo]:
+        """The resource for an object's apiVersion + kind, or None."""
+        group, _, version = api_version.rpartition("/")
+        info = self._by_kind.get((group, kind))
+        return info if info is not None and info.version == version else None
+
+    def lookup(self, name: str) -> Optional[ResourceInfo]:
+        """Resolve a user-typed name: plural, singular, kind or short name (case-insensitive)."""
+        return self._by_name.get(name.lower().split(".", 1)[0])
+
+    def group_versions(self) -> list[tuple[str, str]]:
+        """Distinct (group, version) pairs in registry order, core first."""
+        seen: list[tuple[str, str]] = []
+        for r in self.resources:
+            if (r.group, r.version) not in seen:
+                seen.append((r.group, r.version))
+        return seen
+
+    def in_group_version(self, group: str, version: str) -> list[ResourceInfo]:
+        return [r for r in self.resources if r.group == group and r.version == version]

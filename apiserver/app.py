@@ -1,0 +1,163 @@
+"""``create_app``: the apiserver as a FastAPI application over a Storage.
+
+No module-level app: every dependency is a parameter, so tests and
+``pkube up`` build exactly the server they need. ``authenticator`` (an async
+callable taking the Request, raising ``ApiError`` 401/403) is the hook for
+TLS client certificates and bearer tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Awaitable, Callable, Optional
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.defaults import apply_defaults
+from api.kinds import Registry
+from apiserver import discovery, errors
+from apiserver.allocators import NodePortAllocator, ServiceIPAllocator
+from apiserver.deletion import Deleter
+from apiserver.encoding import error_response, json_response
+from apiserver.namespaces import Namespaces
+from apiserver.resources import ResourceStore
+from apiserver.routes import ResourceHandlers
+from apiserver.services import ServiceAllocations
+from apiserver.storage.interface import Storage
+from apiserver.watch import EventEncoder
+
+log = logging.getLogger(__name__)
+
+Authenticator = Callable[[Request], Awaitable[object]]
+PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+
+
+class NoValidation:
+    """Stands in when api.validation is not available: accepts everything."""
+
+    def validate(self, obj: dict, old: Optional[dict] = None, strict: bool = False) -> list:
+        return []
+
+
+def default_validator():
+    """The schema + semantic Validator of api.validation, built once."""
+    try:
+        from api.validation import Validator
+    except ImportError:
+        log.warning("api.validation is not available: objects are not validated")
+        return NoValidation()
+    return Validator()
+
+
+def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], dict] = apply_defaults,
+               service_cidr: str = "10.96.0.0/12", node_port_range: tuple[int, int] = (30000, 32767),
+               authenticator: Optional[Authenticator] = None, bookmark_interval: float = 60.0,
+               registry: Optional[Registry] = None, close_storage: bool = False) -> FastAPI:
+    """Build the apiserver. The lifespan creates the system namespaces and starts
+    the namespace tasks; ``close_storage`` closes ``storage`` at shutdown."""
+    registry = registry or Registry()
+    namespaces = Namespaces(storage, registry)
+    services = ServiceAllocations(ServiceIPAllocator(storage, service_cidr),
+                                  NodePortAllocator(storage, node_port_range),
+                                  registry.by_kind("Service", ""))
+    store = ResourceStore(storage, validator or default_validator(), defaults, namespaces, services)
+    deleter = Deleter(store, namespaces)
+    namespaces.deleter = deleter
+    from api import patch as patches
+    handlers = ResourceHandlers(registry, store, deleter, EventEncoder(), bookmark_interval,
+                                getattr(patches, "strategic_merge_patch", None))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await namespaces.start()
+        try:
+            yield
+        finally:
+            await namespaces.stop()
+            if close_storage:
+                await storage.close()
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.storage, app.state.registry, app.state.store = storage, registry, store
+    guarded = _guard(authenticator)
+    _add_discovery(app, registry, storage, guarded)
+    app.add_route("/api/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
+    app.add_route("/apis/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
+    _add_error_handlers(app)
+    return app
+
+
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def _guard(authenticator: Optional[Authenticator]):
+    """Wrap an endpoint: authenticate (when configured), answer every failure as a Status."""
+    def wrap(endpoint: Callable[[Request], Awaitable[Response]]):
+        async def guarded(request: Request) -> Response:
+            try:
+                if authenticator is not None and request.url.path not in PUBLIC_PATHS:
+                    request.state.user = await authenticator(request)
+                return await endpoint(request)
+            except errors.ApiError as exc:
+                return error_response(exc)
+            except Exception:  # noqa: BLE001 - the catch-all: log it, answer a Status
+                log.exception("unhandled error serving %s %s", request.method, request.url.path)
+                return error_response(errors.internal_error("unexpected server error"))
+        return guarded
+    return wrap
+
+
+def _add_discovery(app: FastAPI, registry: Registry, storage: Storage, guarded) -> None:
+    def document(make):
+        async def endpoint(request: Request) -> Response:
+            doc = make(request)
+            if doc is None:
+                raise errors.resource_not_found(request.url.path)
+            return json_response(doc)
+        return guarded(endpoint)
+
+    async def ready(request: Request) -> Response:
+        try:
+            await storage.current_revision()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return Response(f"[-]etcd failed: {exc}\nreadyz check failed\n", 500, media_type="text/plain")
+        return Response("ok", media_type="text/plain")
+
+    async def live(request: Request) -> Response:
+        return Response("ok", media_type="text/plain")
+
+    server = lambda r: f"{r.url.hostname}:{r.url.port}"  # noqa: E731
+    app.add_route("/version", document(lambda r: discovery.version_info()), methods=["GET"])
+    app.add_route("/api", document(lambda r: discovery.api_versions(server(r))), methods=["GET"])
+    app.add_route("/api/{version}", document(
+        lambda r: discovery.resource_list(registry, "", r.path_params["version"])), methods=["GET"])
+    app.add_route("/apis", document(lambda r: discovery.api_group_list(registry)), methods=["GET"])
+    app.add_route("/apis/{group}", document(
+        lambda r: discovery.api_group(registry, r.path_params["group"])), methods=["GET"])
+    app.add_route("/apis/{group}/{version}", document(
+        lambda r: discovery.resource_list(registry, r.path_params["group"], r.path_params["version"])),
+        methods=["GET"])
+    for path in ("/healthz", "/livez"):
+        app.add_route(path, live, methods=["GET"])
+    app.add_route("/readyz", ready, methods=["GET"])
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 405:
+            return error_response(errors.method_not_allowed(request.method, request.url.path))
+        if exc.status_code == 404:
+            return error_response(errors.resource_not_found(request.url.path))
+        return error_response(errors.ApiError(exc.status_code, "BadRequest" if exc.status_code < 500
+                                              else "InternalError", str(exc.detail)))
+
+    async def any_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error serving %s %s", request.method, request.url.path)
+        return error_response(errors.internal_error("unexpected server error"))
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, any_error)

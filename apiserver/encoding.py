@@ -1,0 +1,77 @@
+"""Encoding and decoding of request and response bodies.
+
+JSON is encoded compactly once (``dumps``); YAML bodies are accepted on input.
+Decoding errors become 400 BadRequest; an oversized body 413.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from starlette.requests import Request
+from starlette.responses import Response
+
+from apiserver import errors
+
+MAX_BODY_BYTES = 3 * 1024 * 1024
+JSON = "application/json"
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON bytes (the one encoder of the apiserver)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_response(obj: Any, status_code: int = 200, headers: dict | None = None) -> Response:
+    return Response(dumps(obj), status_code=status_code, media_type=JSON, headers=headers)
+
+
+def error_response(err: errors.ApiError) -> Response:
+    return json_response(err.status(), err.code)
+
+
+def media_type(request: Request) -> str:
+    """The request's Content-Type without parameters, lower-cased ('' when absent)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body; 413 when it exceeds ``limit`` (checked before and while reading)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise errors.too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode(raw: bytes, content_type: str) -> Any:
+    """Parse a JSON (or YAML) document; 400 on malformed input or an empty body."""
+    if not raw.strip():
+        raise errors.bad_request("the request body is empty")
+    try:
+        if content_type in YAML_TYPES:
+            return yaml.safe_load(raw)
+        return json.loads(raw)
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+        kind = "YAML" if content_type in YAML_TYPES else "JSON"
+        raise errors.bad_request(f"error decoding {kind}: {_first_line(exc)}") from None
+
+
+def decode_object(raw: bytes, content_type: str) -> dict:
+    """Like ``decode`` but the document must be an object (a JSON dict)."""
+    doc = decode(raw, content_type)
+    if not isinstance(doc, dict):
+        raise errors.bad_request(f"the body must be a JSON object, not {type(doc).__name__}")
+    return doc
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,0 +1,280 @@
+"""The generic resource store: create, get, update, patch and status writes.
+
+Like Kubernetes' ``genericregistry.Store``: one class serves every kind,
+driven by ``api.kinds.ResourceInfo`` and the per-kind rules of
+``strategies``. Everything here speaks in objects and raises ``ApiError``;
+HTTP lives in ``routes``. Store errors are translated in ``translate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from api import meta
+from api.kinds import ResourceInfo
+from apiserver import errors, strategies
+from apiserver.paths import Target
+from apiserver.services import NeedsAllocation, ServiceAllocations
+from apiserver.storage.interface import Conflict, KeyExists, NotFound, Storage, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
+GENERATE_NAME_ATTEMPTS = 8
+SERVICE_UPDATE_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """Query options of create/update/patch."""
+
+    dry_run: bool = False
+    field_validation: str = "Warn"
+
+
+@dataclass
+class WriteResult:
+    """The object written (or that would be written) and warnings for the client."""
+
+    object: dict
+    warnings: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def translate(info: ResourceInfo, name: str):
+    """Turn store errors into the ApiError a client must see."""
+    try:
+        yield
+    except NotFound:
+        raise errors.not_found(info, name) from None
+    except KeyExists:
+        raise errors.already_exists(info, name) from None
+    except Conflict as exc:
+        why = str(exc) if str(exc).startswith("Precondition") else ""
+        raise errors.conflict(info, name, why) from None
+    except StorageUnavailable as exc:
+        raise errors.unavailable(f"the storage is unavailable: {exc}") from None
+
+
+def check_kind(info: ResourceInfo, obj: dict) -> None:
+    """400 when the body's apiVersion/kind are not the URL's; fill them when absent."""
+    kind, api_version = obj.get("kind"), obj.get("apiVersion")
+    if kind is None and api_version is None:
+        obj["kind"], obj["apiVersion"] = info.kind, info.api_version
+        return
+    if kind != info.kind or api_version != info.api_version:
+        raise errors.bad_request(
+            f"the API version in the data ({api_version}) and kind ({kind}) do not match the "
+            f"expected {info.api_version} {info.kind}")
+
+
+def check_identity(target: Target, obj: dict) -> None:
+    """400 when the body's name or namespace disagree with the URL; fills the namespace."""
+    md = meta.metadata(obj)
+    info = target.info
+    if not isinstance(md.get("name", ""), str) or not isinstance(md.get("namespace", ""), str):
+        raise errors.bad_request("metadata.name and metadata.namespace must be strings")
+    if target.name is not None and md.get("name") and md["name"] != target.name:
+        raise errors.bad_request(f"the name of the object ({md['name']}) does not match the name "
+                                 f"on the URL ({target.name})")
+    if target.name is not None:
+        md["name"] = target.name
+    if info.namespaced:
+        if target.namespace is None:
+            raise errors.bad_request(f"{info.plural} are namespaced: use /namespaces/NAMESPACE/{info.plural}")
+        if md.get("namespace") and md["namespace"] != target.namespace:
+            raise errors.bad_request("the namespace of the provided object does not match the "
+                                     "namespace sent on the request")
+        md["namespace"] = target.namespace
+    else:
+        md.pop("namespace", None)
+
+
+class ResourceStore:
+    """Create/get/update/patch for every kind over one Storage.
+
+    ``namespaces`` answers whether a namespace accepts new objects;
+    ``services`` allocates cluster IPs and node ports; ``validator`` has
+    ``validate(obj, old=None, strict=False) -> causes``; ``defaults`` fills
+    defaults in place. ``on_removed`` is called after an object leaves the
+    store (set by the deletion logic).
+    """
+
+    def __init__(self, storage: Storage, validator, defaults: Callable[[dict], dict],
+                 namespaces, services: ServiceAllocations):
+        self.storage, self.validator, self.defaults = storage, validator, defaults
+        self.namespaces, self.services = namespaces, services
+        self.on_removed: Optional[Callable] = None
+
+    # ---- reads
+
+    async def get(self, target: Target) -> dict:
+        with translate(target.info, target.name):
+            return await self.storage.get(target.key)
+
+    # ---- create
+
+    async def create(self, target: Target, obj: dict, opts: WriteOptions) -> WriteResult:
+        """Create ``obj`` (owned by us: mutated) under ``target``'s collection."""
+        info = target.info
+        check_kind(info, obj)
+        check_identity(target, obj)
+        md = meta.metadata(obj)
+        if not md.get("name") and not md.get("generateName"):
+            raise errors.invalid(info, "", [{"reason": "FieldValueRequired", "field": "metadata.name",
+                                             "message": "Required value: name or generateName is required"}])
+        if info.namespaced:
+            await self.namespaces.check_writable(target.namespace, info, md.get("name", ""))
+        meta.stamp_new(obj)
+        strategies.reset_status_for_create(info, obj)
+        if not md.get("name"):
+            md["name"] = meta.generated_name(md["generateName"])
+        warnings = self.prepare(info, obj, None, opts)
+        if opts.dry_run:
+            return WriteResult(obj, warnings)
+        return WriteResult(await self._store_new(target, obj), warnings)
+
+    async def _store_new(self, target: Target, obj: dict) -> dict:
+        info = target.info
+        reserved = await self.services.on_create(obj) if info.kind == "Service" else None
+        try:
+            return await self._create_with_name_retry(info, obj)
+        except BaseException:
+            if reserved is not None:
+                await self.services.give_back(reserved)
+            raise
+
+    async def _create_with_name_retry(self, info: ResourceInfo, obj: dict) -> dict:
+        md = obj["metadata"]
+        for _ in range(GENERATE_NAME_ATTEMPTS - 1):
+            try:
+                with translate(info, md["name"]):
+                    return await self.storage.create(info.key(md.get("namespace"), md["name"]), obj)
+            except errors.ApiError as exc:
+                if exc.reason != "AlreadyExists" or not md.get("generateName"):
+                    raise
+                md["name"] = meta.generated_name(md["generateName"])
+        with translate(info, md["name"]):
+            return await self.storage.create(info.key(md.get("namespace"), md["name"]), obj)
+
+    # ---- defaults + validation
+
+    def prepare(self, info: ResourceInfo, obj: dict, old: Optional[dict], opts: WriteOptions) -> list[str]:
+        """Default then validate ``obj`` (in place); 422 with causes; returns warnings."""
+        self.defaults(obj)
+        name = meta.name_of(obj)
+        causes = self.validator.validate(obj, old=old, strict=opts.field_validation == "Strict")
+        causes = list(causes) + strategies.semantic_causes(info, obj)
+        if causes:
+            raise errors.invalid(info, name, causes)
+        if opts.field_validation == "Warn" and hasattr(self.validator, "unknown_fields"):
+            return [f'unknown field "{path}"' for path in self.validator.unknown_fields(obj)]
+        return []
+
+    # ---- update / patch
+
+    async def update(self, target: Target, body: dict, opts: WriteOptions) -> WriteResult:
+        """PUT: replace the object; optimistic when the body carries a resourceVersion."""
+        check_kind(target.info, body)
+        check_identity(target, body)
+        return await self.write(target, lambda current: copy.deepcopy(body), opts)
+
+    async def write(self, target: Target, make: Callable[[dict], dict], opts: WriteOptions,
+                    status_only: bool = False) -> WriteResult:
+        """Read-modify-write through guaranteed_update. ``make(current)`` returns the
+        client's desired object (it must not mutate ``current``)."""
+        info = target.info
+        warnings: list[str] = []
+        pool: list[int] = []
+
+        def step(current: dict) -> dict:
+            desired = make(current)
+            new = self._merge(target, desired, current, status_only)
+            if info.kind == "Service" and not status_only:
+                self.services.carry(new, current, pool)
+            warnings[:] = self.prepare(info, new, current, opts)
+            return new
+
+        for attempt in range(SERVICE_UPDATE_ATTEMPTS):
+            old_box: list[dict] = []
+
+            def remembering(current: dict) -> dict:
+                old_box[:] = [current]
+                return step(copy.deepcopy(current))
+
+            try:
+                result = await self._run_write(target, remembering, opts)
+            except NeedsAllocation as need:
+                await self._reserve(need, pool)
+                continue
+            except BaseException:
+                if pool:
+                    await self.services.ports.release(pool)
+                raise
+            if info.kind == "Service" and not opts.dry_run and old_box:
+                await self.services.after_update(old_box[0], result, pool)
+            return WriteResult(await self.finish_if_released(target, result), warnings)
+        raise errors.conflict(info, target.name, "the service's node ports kept changing; try again")
+
+    async def _reserve(self, need: NeedsAllocation, pool: list[int]) -> None:
+        try:
+            await self.services.reserve(need.service, need, pool)
+        except BaseException:
+            await self.services.ports.release(pool)
+            raise
+
+    async def _run_write(self, target: Target, fn: Callable[[dict], dict], opts: WriteOptions) -> dict:
+        with translate(target.info, target.name):
+            if opts.dry_run:
+                current = await self.storage.get(target.key)
+                return fn(current)
+            return await self.storage.guaranteed_update(target.key, fn)
+
+    def _merge(self, target: Target, desired: dict, current: dict, status_only: bool) -> dict:
+        """The object to store from the client's ``desired`` and the ``current`` one."""
+        info = target.info
+        if not isinstance(desired, dict):
+            raise errors.bad_request("the patched or sent object is not a JSON object")
+        if status_only:
+            return strategies.merge_status_write(desired, current)
+        check_kind(info, desired)
+        check_identity(target, desired)
+        md = meta.metadata(desired)
+        if "resourceVersion" not in md or md["resourceVersion"] in ("", None):
+            md["resourceVersion"] = current["metadata"]["resourceVersion"]
+        meta.carry_server_fields(desired, current)
+        self._check_finalizers(info, desired, current)
+        return strategies.merge_main_write(info, desired, current)
+
+    @staticmethod
+    def _check_finalizers(info: ResourceInfo, new: dict, old: dict) -> None:
+        """A deleting object may lose finalizers but never gain new ones."""
+        if not old["metadata"].get("deletionTimestamp"):
+            return
+        added = set(new["metadata"].get("finalizers") or []) - set(old["metadata"].get("finalizers") or [])
+        if added:
+            raise errors.ApiError(422, "Invalid", f'{info.kind} "{meta.name_of(old)}" is invalid: '
+                                  f"metadata.finalizers: Forbidden: no new finalizers can be added if "
+                                  f"the object is being deleted, found new finalizers {sorted(added)}",
+                                  {"name": meta.name_of(old), "group": info.group, "kind": info.kind,
+                                   "causes": [{"reason": "FieldValueForbidden", "field": "metadata.finalizers",
+                                               "message": "Forbidden: no new finalizers can be added if the "
+                                                          "object is being deleted"}]})
+
+    async def finish_if_released(self, target: Target, obj: dict) -> dict:
+        """Remove an object whose deletion was only waiting for finalizers or a grace period
+        of 0; returns what the client should see."""
+        md = obj.get("metadata", {})
+        if not md.get("deletionTimestamp") or md.get("finalizers"):
+            return obj
+        if md.get("deletionGracePeriodSeconds") not in (0, None):
+            return obj
+        if target.info.kind == "Namespace":
+            return obj
+        if self.on_removed is None:
+            return obj
+        return await self.on_removed(target, obj)

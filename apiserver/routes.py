@@ -1,0 +1,230 @@
+"""HTTP handlers for every resource path, on top of the generic store.
+
+``ResourceHandlers.dispatch`` is the one entry for ``/api/...`` and
+``/apis/...``: it resolves the path, picks the verb from the method and the
+path's shape, runs it, and answers JSON. Every failure leaves as a Status.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Awaitable, Callable, Optional
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from api import patch as patches
+from api.kinds import Registry
+from apiserver import errors, subresources
+from apiserver.deletion import Deleter, delete_options
+from apiserver.encoding import JSON, decode, decode_object, dumps, json_response, media_type, read_body
+from apiserver.listing import ListOptions, list_objects
+from apiserver.paths import Target, resolve
+from apiserver.resources import FIELD_VALIDATION, ResourceStore, WriteOptions, WriteResult
+from apiserver.watch import EventEncoder, WatchStream
+
+log = logging.getLogger(__name__)
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+PATCH_TYPES = (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH)
+BODY_TYPES = ("", JSON, "application/yaml", "application/x-yaml", "text/yaml", "*/*")
+
+Handler = Callable[[Request, Target], Awaitable[Response]]
+
+
+def write_options(query) -> WriteOptions:
+    """dryRun and fieldValidation from the query; 400 on unsupported values."""
+    dry = query.getlist("dryRun") if hasattr(query, "getlist") else []
+    if dry and dry != ["All"]:
+        raise errors.bad_request(f'dryRun: Unsupported value: {dry!r}: supported values: "All"')
+    validation = query.get("fieldValidation") or "Warn"
+    if validation not in FIELD_VALIDATION:
+        raise errors.bad_request(f'fieldValidation: Unsupported value: "{validation}": supported values: '
+                                 '"Ignore", "Strict", "Warn"')
+    return WriteOptions(dry_run=bool(dry), field_validation=validation)
+
+
+def _warning_headers(warnings: list[str]) -> Optional[dict]:
+    if not warnings:
+        return None
+    return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in warnings)}
+
+
+def _written(result: WriteResult, code: int) -> Response:
+    return json_response(result.object, code, _warning_headers(result.warnings))
+
+
+class ResourceHandlers:
+    """The verbs of every resource, over HTTP."""
+
+    def __init__(self, registry: Registry, store: ResourceStore, deleter: Deleter,
+                 encoder: EventEncoder, bookmark_interval: float,
+                 strategic_patch: Optional[Callable] = None):
+        self.registry, self.store, self.deleter = registry, store, deleter
+        self.encoder, self.bookmark_interval = encoder, bookmark_interval
+        self.strategic_patch = strategic_patch
+        self.table: dict[tuple[str, str, str], Handler] = {
+            ("collection", "", "GET"): self.list_or_watch,
+            ("collection", "", "POST"): self.create,
+            ("collection", "", "DELETE"): self.delete_collection,
+            ("item", "", "GET"): self.get,
+            ("item", "", "PUT"): self.update,
+            ("item", "", "PATCH"): self.patch,
+            ("item", "", "DELETE"): self.delete,
+            ("item", "status", "GET"): self.get,
+            ("item", "status", "PUT"): self.update_status,
+            ("item", "status", "PATCH"): self.patch_status,
+            ("item", "binding", "POST"): self.bind,
+            ("item", "scale", "GET"): self.get_scale,
+            ("item", "scale", "PUT"): self.update_scale,
+            ("item", "scale", "PATCH"): self.patch_scale,
+        }
+
+    async def dispatch(self, request: Request) -> Response:
+        """Serve one resource request; every failure becomes a Status."""
+        target = resolve(self.registry, request.url.path)
+        shape = "item" if target.name is not None else "collection"
+        handler = self.table.get((shape, target.subresource or "", request.method))
+        if handler is None or (shape == "collection" and request.method != "GET"
+                               and target.info.namespaced and target.namespace is None):
+            raise errors.method_not_allowed(request.method, request.url.path)
+        return await handler(request, target)
+
+    # ---- collection
+
+    async def list_or_watch(self, request: Request, target: Target) -> Response:
+        opts = ListOptions.parse(target.info, request.query_params)
+        if opts.watch:
+            return await self.watch(target, opts)
+        listed = await list_objects(self.store.storage, target.info, target.prefix, opts)
+        return Response(self._list_body(target, listed), media_type=JSON)
+
+    def _list_body(self, target: Target, listed) -> bytes:
+        info = target.info
+        list_meta = {"resourceVersion": str(listed.revision)}
+        if listed.continue_token:
+            list_meta["continue"] = listed.continue_token
+            if listed.remaining is not None:
+                list_meta["remainingItemCount"] = listed.remaining
+        head = (b'{"kind":"' + info.list_kind.encode() + b'","apiVersion":"' + info.api_version.encode()
+                + b'","metadata":' + dumps(list_meta) + b',"items":[')
+        return head + b",".join(dumps(item) for item in listed.items) + b"]}"
+
+    async def watch(self, target: Target, opts: ListOptions) -> Response:
+        stream = WatchStream(self.store.storage, target.info, target.prefix, opts, self.encoder,
+                             self.bookmark_interval)
+        await stream.start()
+        return StreamingResponse(stream.stream(), media_type=JSON)
+
+    async def create(self, request: Request, target: Target) -> Response:
+        opts = write_options(request.query_params)
+        body = await self._body_object(request)
+        return _written(await self.store.create(target, body, opts), 201)
+
+    async def delete_collection(self, request: Request, target: Target) -> Response:
+        opts = ListOptions.parse(target.info, request.query_params)
+        delete_opts = delete_options(request.query_params, await self._optional_body(request))
+        listed = await list_objects(self.store.storage, target.info, target.prefix,
+                                    ListOptions(opts.label_selector, opts.field_selector))
+        deleted = await self.deleter.delete_collection(target, listed.items, delete_opts)
+        listed.items, listed.continue_token = deleted, None
+        return Response(self._list_body(target, listed), media_type=JSON)
+
+    # ---- item
+
+    async def get(self, request: Request, target: Target) -> Response:
+        return json_response(await self.store.get(target))
+
+    async def update(self, request: Request, target: Target) -> Response:
+        opts = write_options(request.query_params)
+        return _written(await self.store.update(target, await self._body_object(request), opts), 200)
+
+    async def patch(self, request: Request, target: Target) -> Response:
+        opts = write_options(request.query_params)
+        apply = await self._patch_function(request, target)
+        return _written(await self.store.write(target, apply, opts), 200)
+
+    async def delete(self, request: Request, target: Target) -> Response:
+        opts = delete_options(request.query_params, await self._optional_body(request))
+        return json_response(await self.deleter.delete(target, opts))
+
+    # ---- subresources
+
+    async def update_status(self, request: Request, target: Target) -> Response:
+        opts = write_options(request.query_params)
+        body = await self._body_object(request)
+        self._check_body_name(body, target)
+        return _written(await self.store.write(target, lambda current: body, opts, status_only=True), 200)
+
+    async def patch_status(self, request: Request, target: Target) -> Response:
+        opts = write_options(request.query_params)
+        apply = await self._patch_function(request, target)
+        return _written(await self.store.write(target, apply, opts, status_only=True), 200)
+
+    async def bind(self, request: Request, target: Target) -> Response:
+        return json_response(await subresources.bind(self.store, target, await self._body_object(request)), 201)
+
+    async def get_scale(self, request: Request, target: Target) -> Response:
+        return json_response(await subresources.get_scale(self.store, target))
+
+    async def update_scale(self, request: Request, target: Target) -> Response:
+        opts = write_options(request.query_params)
+        body = await self._body_object(request)
+        return json_response(await subresources.write_scale(self.store, target, lambda scale: body, opts))
+
+    async def patch_scale(self, request: Request, target: Target) -> Response:
+        opts = write_options(request.query_params)
+        apply = await self._patch_function(request, target, kind="Scale")
+        return json_response(await subresources.write_scale(self.store, target, apply, opts))
+
+    # ---- bodies
+
+    async def _body_object(self, request: Request) -> dict:
+        content_type = media_type(request)
+        if content_type not in BODY_TYPES:
+            raise errors.unsupported_media_type(content_type)
+        return decode_object(await read_body(request), content_type)
+
+    async def _optional_body(self, request: Request) -> Optional[dict]:
+        raw = await read_body(request)
+        if not raw.strip():
+            return None
+        return decode_object(raw, media_type(request) if media_type(request) in BODY_TYPES else JSON)
+
+    @staticmethod
+    def _check_body_name(body: dict, target: Target) -> None:
+        name = (body.get("metadata") or {}).get("name") if isinstance(body.get("metadata"), dict) else None
+        if name and name != target.name:
+            raise errors.bad_request(f"the name of the object ({name}) does not match the name on the URL ({target.name})")
+
+    async def _patch_function(self, request: Request, target: Target, kind: str = "") -> Callable[[dict], dict]:
+        """Parse the patch body; returns current -> patched (raising 422 when it does not apply)."""
+        content_type = media_type(request)
+        if content_type == APPLY_PATCH or content_type not in PATCH_TYPES:
+            raise errors.unsupported_media_type(content_type)
+        document = decode(await read_body(request), JSON)
+        if content_type == JSON_PATCH and not isinstance(document, list):
+            raise errors.bad_request("a JSON patch must be a list of operations")
+        if content_type != JSON_PATCH and not isinstance(document, dict):
+            raise errors.bad_request("a merge patch must be a JSON object")
+        kind = kind or target.info.kind
+        apply = self._patcher(content_type, kind)
+
+        def patched(current: dict) -> dict:
+            try:
+                return apply(copy.deepcopy(current), document)
+            except (patches.PatchError, ValueError, TypeError, KeyError, IndexError) as exc:
+                raise errors.ApiError(422, "Invalid", f"the patch could not be applied: {exc}",
+                                      {"name": target.name, "kind": kind}) from None
+        return patched
+
+    def _patcher(self, content_type: str, kind: str) -> Callable[[dict, object], dict]:
+        if content_type == JSON_PATCH:
+            return patches.json_patch
+        if content_type == STRATEGIC_PATCH and self.strategic_patch is not None:
+            return lambda target, doc: self.strategic_patch(target, doc, kind)
+        return patches.json_merge_patch

@@ -1,0 +1,129 @@
+"""Per-kind rules of the generic store, as Kubernetes' registry strategies.
+
+Which fields a create resets, which field selectors a kind supports, how
+status and spec are kept apart, when generation moves.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+
+from api.kinds import ResourceInfo
+
+COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+FIELD_SELECTORS: dict[str, frozenset[str]] = {
+    "Pod": frozenset({"spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+                      "spec.serviceAccountName", "spec.hostNetwork", "status.phase",
+                      "status.podIP", "status.podIPs", "status.nominatedNodeName"}),
+    "Event": frozenset({"involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+                        "involvedObject.uid", "involvedObject.apiVersion",
+                        "involvedObject.resourceVersion", "involvedObject.fieldPath",
+                        "reason", "reportingComponent", "source", "type"}),
+    "Secret": frozenset({"type"}),
+    "Namespace": frozenset({"status.phase"}),
+    "Node": frozenset({"spec.unschedulable"}),
+    "ReplicaSet": frozenset({"status.replicas"}),
+}
+
+
+def supported_fields(info: ResourceInfo) -> frozenset[str]:
+    """Field-selector paths ``info``'s lists and watches accept."""
+    return COMMON_FIELDS | FIELD_SELECTORS.get(info.kind, frozenset())
+
+
+def field_view(info: ResourceInfo, obj: dict) -> dict:
+    """The object as field selectors see it (Event 'source' is source.component)."""
+    if info.kind == "Event" and isinstance(obj.get("source"), dict):
+        return {**obj, "source": obj["source"].get("component", "")}
+    if info.kind == "Pod":
+        spec = obj.get("spec") or {}
+        if isinstance(spec, dict) and "hostNetwork" in spec:
+            return {**obj, "spec": {**spec, "hostNetwork": str(bool(spec["hostNetwork"])).lower()}}
+    return obj
+
+
+def has_status(info: ResourceInfo) -> bool:
+    return "status" in info.subresources
+
+
+def reset_status_for_create(info: ResourceInfo, obj: dict) -> None:
+    """Drop client-sent status where Kubernetes does (in place).
+
+    Pods start Pending; Deployments, ReplicaSets and Services start empty.
+    Nodes and Namespaces keep theirs (kubelets register nodes with status).
+    """
+    if info.kind == "Pod":
+        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+    elif info.kind in ("Deployment", "ReplicaSet"):
+        obj["status"] = {}
+    elif info.kind == "Service":
+        obj["status"] = {"loadBalancer": {}}
+
+
+def qos_class(spec: dict) -> str:
+    """The pod's QoS class: Guaranteed, Burstable or BestEffort."""
+    containers = [c for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+                  if isinstance(c, dict)]
+    resources = [c.get("resources") or {} for c in containers]
+    if not any((r.get("requests") or r.get("limits")) for r in resources):
+        return "BestEffort"
+    for r in resources:
+        limits, requests = r.get("limits") or {}, r.get("requests") or {}
+        for res in ("cpu", "memory"):
+            if res not in limits or requests.get(res, limits[res]) != limits[res]:
+                return "Burstable"
+    return "Guaranteed"
+
+
+def merge_main_write(info: ResourceInfo, new: dict, old: dict) -> dict:
+    """A write to the main resource: keep the stored status when the kind has a
+    status subresource, and bump generation when the spec changed."""
+    if has_status(info):
+        if "status" in old:
+            new["status"] = old["status"]
+        else:
+            new.pop("status", None)
+    bump_generation(new, old)
+    return new
+
+
+def merge_status_write(new_status_source: dict, old: dict) -> dict:
+    """A write to /status: everything but status (and resourceVersion) comes from ``old``."""
+    result = copy.deepcopy(old)
+    if "status" in new_status_source:
+        result["status"] = new_status_source["status"]
+    else:
+        result.pop("status", None)
+    new_meta = new_status_source.get("metadata") or {}
+    if "resourceVersion" in new_meta:
+        result["metadata"]["resourceVersion"] = new_meta["resourceVersion"]
+    return result
+
+
+def bump_generation(new: dict, old: dict) -> None:
+    """generation = old + 1 when spec changed, else old (in place on ``new``)."""
+    old_gen = old.get("metadata", {}).get("generation", 1)
+    changed = new.get("spec") != old.get("spec")
+    new.setdefault("metadata", {})["generation"] = old_gen + 1 if changed else old_gen
+
+
+def semantic_causes(info: ResourceInfo, obj: dict) -> list[dict]:
+    """Checks the schema validator cannot express (Secret data must be base64)."""
+    if info.kind != "Secret" or not isinstance(obj.get("data"), dict):
+        return []
+    causes = []
+    for key, value in obj["data"].items():
+        if not isinstance(value, str) or not _is_base64(value):
+            causes.append({"reason": "FieldValueInvalid", "field": f"data[{key}]",
+                           "message": "Invalid value: illegal base64 data"})
+    return causes
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True

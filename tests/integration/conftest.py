@@ -1,0 +1,104 @@
+"""The ``apiserver`` fixture: a real apiserver (uvicorn, free loopback port) on the test's etcd."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import httpx
+import pytest
+import uvicorn
+
+from apiserver.app import create_app
+from apiserver.storage.etcd import EtcdStorage
+from cluster.etcd import free_port
+
+
+@dataclass
+class RunningApiserver:
+    """A served apiserver. ``.storage`` lives on the server's event loop: use
+    ``run(coro)`` to call it from the test thread."""
+
+    url: str
+    storage: Any
+    loop: asyncio.AbstractEventLoop
+    etcd: Any
+
+    def run(self, coro, timeout: float = 30):
+        """Run ``coro`` on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+
+class _ServerThread(threading.Thread):
+    def __init__(self, etcd_port: int, app_options: dict):
+        super().__init__(daemon=True, name="apiserver")
+        self.etcd_port, self.app_options = etcd_port, app_options
+        self.port = free_port()
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.storage = None
+        self.server: Optional[uvicorn.Server] = None
+        self.failure: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            self.failure = exc
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.storage = await _storage(self.etcd_port)
+        app = create_app(self.storage, close_storage=True, **self.app_options)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                access_log=False, timeout_graceful_shutdown=1, lifespan="on")
+        self.server = uvicorn.Server(config)
+        await self.server.serve()
+
+
+async def _storage(etcd_port: int):
+    storage = await EtcdStorage.connect("127.0.0.1", etcd_port)
+    try:
+        from apiserver.storage.cacher import CachedStorage
+    except ImportError:
+        return storage
+    return CachedStorage(storage)
+
+
+def start_apiserver(etcd, **app_options) -> tuple[_ServerThread, RunningApiserver]:
+    thread = _ServerThread(etcd.client_port, app_options)
+    thread.start()
+    deadline = time.monotonic() + 20
+    url = f"http://127.0.0.1:{thread.port}"
+    while time.monotonic() < deadline:
+        if thread.failure is not None or not thread.is_alive():
+            raise RuntimeError(f"apiserver failed to start: {thread.failure!r}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200 and thread.server.started:
+                return thread, RunningApiserver(url, thread.storage, thread.loop, etcd)
+        except (httpx.HTTPError, AttributeError):
+            pass
+        time.sleep(0.05)
+    stop_apiserver(thread)
+    raise RuntimeError("apiserver did not become ready within 20s")
+
+
+def stop_apiserver(thread: _ServerThread) -> None:
+    if thread.server is not None:
+        thread.server.should_exit = True
+    thread.join(15)
+
+
+@pytest.fixture
+def apiserver(etcd):
+    """A real apiserver over the (wiped) session etcd; yields a RunningApiserver."""
+    thread, running = start_apiserver(etcd, bookmark_interval=0.5)
+    try:
+        yield running
+    finally:
+        stop_apiserver(thread)
