@@ -1,0 +1,116 @@
+"""Running an extra process in a running container (`docker exec`), and reading its
+process table (`docker top`).
+
+An exec is supervised by its own shim in "join" mode: the child setns into every namespace
+of the container's process (mnt last, so it lands in the container's root), joins the
+container's cgroup, drops to the container's capabilities and user, and execs.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import time
+from pathlib import Path
+
+from runtime import process
+from runtime.namespaces import plan_for_exec
+from runtime.spec import ShimConfig
+
+
+def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None = None,
+            workdir: str | None = None, user: str | None = None, stdin: bytes | None = None,
+            interactive: bool = False, detach: bool = False):
+    """Start `argv` in the running container `state`.
+
+    Returns an ExecResult (exit code, stdout, stderr) by default, feeding `stdin` when
+    given; an Attachment when `interactive` (the caller relays stdin/out and reads its
+    `exit_code`); None when `detach`. Raises Conflict when the container is not running,
+    StartError when the command cannot start.
+    """
+    from runtime.runtime import Conflict, ExecResult
+    if not state.running or not process.alive(state.pid, state.pid_start):
+        raise Conflict(f"Container {state.id} is not running")
+    if not argv:
+        raise ValueError("exec: no command given")
+    edir = runtime.store.dir(state.id) / "execs" / os.urandom(8).hex()
+    edir.mkdir(parents=True)
+    merged_env = dict(e.split("=", 1) for e in state.process["env"])
+    merged_env.update(env or {})
+    config = ShimConfig(
+        argv=list(argv), env=[f"{k}={v}" for k, v in merged_env.items()],
+        plan=plan_for_exec(state.pid), exit_file=str(edir / "exit"), sock=process.socket_name(edir),
+        cwd=workdir or state.process["workdir"], user=user if user is not None else (state.process["user"] or None),
+        tty=tty, stdin_open=interactive or stdin is not None)
+    (edir / "shim.conf").write_bytes(config.encode())
+    cgroup = runtime._open_cgroup(state)
+    mode = None if detach else ("a" if (interactive or stdin is not None) else "o")
+    holder = {}
+
+    def on_pid(pid: int) -> None:
+        if cgroup is not None:
+            cgroup.add_process(pid)
+        if mode:
+            holder["attachment"] = process.Attachment(config.sock, mode)
+
+    try:
+        process.launch(runtime.binaries().shim, edir / "shim.conf", on_pid)
+    except Exception:
+        if "attachment" in holder:
+            holder["attachment"].close()
+        shutil.rmtree(edir, ignore_errors=True)
+        raise
+    if detach:
+        return None
+    attachment = holder["attachment"]
+    if interactive:
+        return attachment
+    return _collect(attachment, stdin, edir, ExecResult)
+
+
+def _collect(attachment, stdin: bytes | None, edir: Path, result_type):
+    out, err = [], []
+    try:
+        if stdin is not None:
+            attachment.send(stdin)
+            attachment.close_stdin()
+        for stream, data in attachment.frames():
+            (out if stream == process.STREAM_STDOUT else err).append(data)
+        code = attachment.exit_code
+    finally:
+        attachment.close()
+    if code is None:
+        recorded = process.read_exit_file(edir / "exit")
+        code = recorded[0] if recorded else 255
+    shutil.rmtree(edir, ignore_errors=True)
+    return result_type(code, b"".join(out), b"".join(err))
+
+
+def _proc_row(pid: int, ticks: int, boot: float) -> list[str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    uid = int(next(l for l in status.splitlines() if l.startswith("Uid:")).split()[1])
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    cpu = (int(fields[11]) + int(fields[12])) // ticks
+    started = time.strftime("%H:%M", time.localtime(boot + int(fields[19]) / ticks))
+    cmd = cmdline.replace(b"\0", b" ").decode(errors="replace").strip() or stat[stat.index("(") + 1:stat.rindex(")")]
+    return [user, str(pid), fields[1], "0", started, "?",
+            time.strftime("%H:%M:%S", time.gmtime(cpu)), cmd]
+
+
+def process_table(pids: list[int]) -> tuple[list[str], list[list[str]]]:
+    """`ps -ef`-style titles and rows for host pids (UID PID PPID C STIME TTY TIME CMD)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    boot = time.time() - uptime
+    rows = [r for r in (_proc_row(pid, ticks, boot) for pid in pids) if r]
+    return ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], rows

@@ -1,0 +1,251 @@
+"""Starting and watching processes through the C shim.
+
+- `binaries(root)` compiles runtime/shim.c and runtime/pause.c into ROOT/bin the first time
+  they are needed (and again when the source changes), with `cc -O2 -static` when the static
+  libc is there, else dynamically.
+- `launch(shim, config_path, on_pid)` runs the shim protocol (see shim.c): spawns it, gets the
+  container's pid, lets the caller wire cgroup/network/attach in `on_pid`, releases the child,
+  and returns the pids or raises `StartError` with the shim's message.
+- `Attachment` is a client of the shim's socket: output frames, stdin, the exit code.
+- `proc_start_time`/`alive` identify a process across pid reuse.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+SOURCES = {"shim": "shim.c", "pause": "pause.c"}
+STREAM_STDOUT, STREAM_STDERR, STREAM_EXIT = 1, 2, 3
+
+
+class StartError(Exception):
+    """The container's process could not be started; the message is the shim's."""
+
+
+class BuildError(Exception):
+    """The C helpers could not be compiled (no compiler, or it failed)."""
+
+
+def _source_dir() -> Path:
+    return Path(__file__).resolve().parent
+
+
+def _compiler() -> str:
+    for name in ("cc", "gcc", "clang"):
+        if path := shutil.which(name):
+            return path
+    raise BuildError("no C compiler (cc) found: install gcc and libc6-dev")
+
+
+def build_binary(name: str, bin_dir: Path) -> Path:
+    """ROOT/bin/<name>, compiled from runtime/<name>.c unless already built from this exact
+    source (the file name carries the source hash). Safe to call from parallel processes."""
+    source = _source_dir() / SOURCES[name]
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    target = bin_dir / f"{name}-{digest}"
+    if target.exists():
+        return target
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    tmp = bin_dir / f".{name}.{os.getpid()}.tmp"
+    cc = _compiler()
+    for flags in (["-static"], []):
+        result = subprocess.run([cc, "-O2", *flags, "-o", str(tmp), str(source)],
+                                capture_output=True, text=True)
+        if result.returncode == 0:
+            os.replace(tmp, target)
+            return target
+    raise BuildError(f"compile {source}: {result.stderr.strip()[-500:]}")
+
+
+@dataclass(frozen=True)
+class Binaries:
+    shim: Path
+    pause: Path
+
+
+def binaries(bin_dir: Path) -> Binaries:
+    """The shim and pause executables under bin_dir, built when missing."""
+    return Binaries(shim=build_binary("shim", bin_dir), pause=build_binary("pause", bin_dir))
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks), or None if no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def alive(pid: int, start: int) -> bool:
+    """True when `pid` runs and is the process that started at `start` (not a reused pid)."""
+    return pid > 0 and proc_start_time(pid) == start
+
+
+def _high_fd(fd: int) -> int:
+    """Move fd above the ones the shim expects (3, 4), close-on-exec."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return moved
+
+
+def _read_line(fd: int) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
+@dataclass(frozen=True)
+class Launched:
+    shim_pid: int
+    pid: int
+
+
+def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None = None) -> Launched:
+    """Run the shim protocol. `on_pid(pid)` runs while the child waits, after its namespaces
+    exist and before its rootfs is set up; an exception there aborts the start (the child
+    exits) and propagates. Raises StartError with the shim's message on failure."""
+    notify_r, notify_w = (_high_fd(fd) for fd in os.pipe())
+    go_r, go_w = (_high_fd(fd) for fd in os.pipe())
+    try:
+        spawned = os.posix_spawn(str(shim), [str(shim), str(config_path)], {}, file_actions=[
+            (os.POSIX_SPAWN_DUP2, notify_w, 3), (os.POSIX_SPAWN_DUP2, go_r, 4)])
+        os.close(notify_w)
+        os.close(go_r)
+        notify_w = go_r = -1
+        os.waitpid(spawned, 0)
+        line = _read_line(notify_r)
+        if not line.startswith("pid "):
+            raise StartError(line[4:] if line.startswith("err ") else f"shim failed: {line or 'no answer'}")
+        _, shim_pid, pid = line.split()
+        if on_pid:
+            on_pid(int(pid))
+        os.write(go_w, b"g")
+        line = _read_line(notify_r)
+        if line != "ok":
+            raise StartError(line[4:] if line.startswith("err ") else f"shim failed: {line or 'no answer'}")
+        return Launched(int(shim_pid), int(pid))
+    finally:
+        for fd in (notify_r, notify_w, go_r, go_w):
+            if fd >= 0:
+                os.close(fd)
+
+
+def socket_name(directory: Path) -> str:
+    """The abstract unix socket name of the shim supervising `directory`."""
+    return "pkube-" + hashlib.sha256(str(directory).encode()).hexdigest()[:32]
+
+
+class Attachment:
+    """A connection to a shim. mode 'a': output + stdin; 'o': output; 'w': exit code only.
+
+    Iterate `frames()` for (stream, bytes) until the exit frame; `exit_code` is set then
+    (None if the shim went away without one: read the exit file instead)."""
+
+    def __init__(self, sock_name: str, mode: str = "o"):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect("\0" + sock_name)
+            self.sock.sendall(mode.encode())
+        except OSError:
+            self.sock.close()
+            raise
+        self.exit_code: int | None = None
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, data: bytes) -> None:
+        """Bytes for the container's stdin (mode 'a')."""
+        self.sock.sendall(data)
+
+    def close_stdin(self) -> None:
+        """EOF on the container's stdin (without a tty)."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def _recv_exact(self, n: int) -> bytes | None:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    def read_frame(self) -> tuple[int, bytes] | None:
+        """The next (stream, data), or None at the end (after the exit frame or a hangup)."""
+        try:
+            header = self._recv_exact(5)
+            if header is None:
+                return None
+            stream, size = header[0], struct.unpack(">I", header[1:])[0]
+            data = self._recv_exact(size) or b""
+        except (ConnectionResetError, OSError):
+            return None
+        if stream == STREAM_EXIT:
+            self.exit_code = struct.unpack(">I", data)[0]
+            return None
+        return stream, data
+
+    def frames(self) -> Iterator[tuple[int, bytes]]:
+        while (frame := self.read_frame()) is not None:
+            yield frame
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def read_exit_file(path: Path) -> tuple[int, str] | None:
+    """(exit code, finished_at) recorded by the shim, or None when not yet written."""
+    try:
+        code, finished = path.read_text().split()
+    except (FileNotFoundError, ValueError):
+        return None
+    return int(code), finished
+
+
+def wait_for_exit(sock_name: str, exit_file: Path, pid: int, start: int,
+                  timeout: float | None = None) -> tuple[int, str] | None:
+    """Block until the supervised process has exited; (code, finished_at), or None on timeout.
+    Uses the shim's socket when it answers, else polls the process and the exit file."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        conn = Attachment(sock_name, "w")
+        conn.sock.settimeout(timeout)
+        try:
+            conn.read_frame()
+        except socket.timeout:
+            return None
+        finally:
+            conn.close()
+    except OSError:
+        pass
+    while True:
+        if (result := read_exit_file(exit_file)) is not None:
+            return result
+        if not alive(pid, start):
+            time.sleep(0.05)
+            return read_exit_file(exit_file)
+        if deadline is not None and time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)

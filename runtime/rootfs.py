@@ -1,0 +1,128 @@
+"""A container's filesystem: its directories, its init layer and its overlay.
+
+ROOT/containers/<id>/ holds `upper/` (the read-write layer), `work/` (overlay's workdir),
+`init/` (the init layer: /etc/hosts, /etc/hostname, /etc/resolv.conf, a lowerdir above the
+image's layers, never committed) and `merged/` (the mountpoint; the shim mounts the overlay
+there inside the container's private mount namespace, so it vanishes with the container).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from runtime import syscalls
+
+PAGE_LIMIT = 4000
+
+
+class RootfsError(Exception):
+    """A rootfs operation failed or a path escapes the container."""
+
+
+def make_dirs(cdir: Path) -> None:
+    """Create upper, work, init and merged under a container directory."""
+    for name in ("upper", "work", "init/etc", "merged"):
+        (cdir / name).mkdir(parents=True, exist_ok=True)
+
+
+def lower_dirs(cdir: Path, layer_dirs: list[str]) -> list[str]:
+    """Overlay lowerdirs, topmost first: the init layer, then the image's layers (which
+    come lowest first)."""
+    return [str(cdir / "init")] + [str(d) for d in reversed(layer_dirs)]
+
+
+def overlay_options(cdir: Path, layer_dirs: list[str]) -> str:
+    """The overlay mount data; raises RootfsError when it exceeds one page."""
+    data = (f"lowerdir={':'.join(lower_dirs(cdir, layer_dirs))},"
+            f"upperdir={cdir / 'upper'},workdir={cdir / 'work'}")
+    if len(data) > PAGE_LIMIT:
+        raise RootfsError(f"overlay options for {cdir} exceed one page ({len(data)} bytes): too many layers")
+    return data
+
+
+def host_resolv_conf(path: Path = Path("/etc/resolv.conf")) -> str:
+    """The host's resolv.conf without loopback nameservers (unreachable from a container);
+    Google's resolver when none is left, like Docker."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        lines = []
+    kept = [l for l in lines if not (l.startswith("nameserver") and l.split()[1:2]
+                                     and l.split()[1].startswith(("127.", "::1")))]
+    if not any(l.startswith("nameserver") for l in kept):
+        kept += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    return "\n".join(kept) + "\n"
+
+
+def write_init_layer(cdir: Path, hostname: str, ip: str | None) -> None:
+    """(Re)write /etc/hosts, /etc/hostname and /etc/resolv.conf of the init layer; called
+    before each start, while no overlay uses the layer."""
+    etc = cdir / "init" / "etc"
+    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+             "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
+             "ff02::2\tip6-allrouters"]
+    if ip:
+        hosts.append(f"{ip}\t{hostname}")
+    (etc / "hosts").write_text("\n".join(hosts) + "\n")
+    (etc / "hostname").write_text(hostname + "\n")
+    (etc / "resolv.conf").write_text(host_resolv_conf())
+
+
+@contextmanager
+def mounted(cdir: Path, layer_dirs: list[str]) -> Iterator[Path]:
+    """The merged rootfs of a stopped container, mounted on the host for the duration
+    (at a scratch mountpoint, so it never collides with a running container's)."""
+    target = cdir / f"mnt-{os.getpid()}"
+    target.mkdir(exist_ok=True)
+    try:
+        syscalls.mount("overlay", target, "overlay", 0, overlay_options(cdir, layer_dirs))
+        try:
+            yield target
+        finally:
+            syscalls.umount2(target, syscalls.MNT_DETACH)
+    finally:
+        target.rmdir()
+
+
+def resolve_inside(root: Path, path: str, follow_last: bool = True) -> Path:
+    """`path` (as seen in the container) resolved under `root`, following symlinks as the
+    container would (an absolute link target is relative to `root`). Raises RootfsError
+    when the path would escape (never possible with this resolution, but '..' beyond the
+    root is clamped, as the kernel does at /)."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    current = root
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if current != root:
+                current = current.parent
+            continue
+        candidate = current / part
+        if candidate.is_symlink() and (parts or follow_last):
+            hops += 1
+            if hops > 40:
+                raise RootfsError(f"{path}: too many levels of symbolic links")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = root
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        current = candidate
+    if current != root and root not in current.parents:
+        raise RootfsError(f"{path}: escapes the container")
+    return current
+
+
+def remove_dir(cdir: Path) -> None:
+    """Remove a container directory; refuses when something is still mounted under it."""
+    with open("/proc/self/mountinfo") as f:
+        prefix = str(cdir) + "/"
+        busy = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+    if busy:
+        raise RootfsError(f"remove {cdir}: still mounted: {', '.join(busy)}")
+    shutil.rmtree(cdir, ignore_errors=True)

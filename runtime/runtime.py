@@ -1,0 +1,577 @@
+"""The runtime facade used by pdocker and the kubelet: containers and pod sandboxes.
+
+Every operation follows the same shape: lock the container, refresh its record from the
+kernel (is the process still the one we started? did the shim record an exit?), guard the
+transition, act, persist. Containers are supervised by their C shim, so they outlive the
+Python process that started them; a new Runtime on the same root re-adopts them from
+ROOT/containers/<id>/state.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import random
+import shutil
+import signal as signals
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from runtime import logs as logfile
+from runtime import process, rootfs
+from runtime.namespaces import plan_for
+from runtime.spec import ContainerSpec, Mount, ShimConfig, SpecError, merge_image_config
+from runtime.state import ContainerState, IllegalTransition, StateStore, Status, now_iso
+
+DEFAULT_ROOT = Path("/var/lib/pkube/runtime")
+DEFAULT_CGROUP_PARENT = "pkube"
+BUSYBOX_REFS = ("busybox", "busybox:latest", "docker.io/library/busybox:latest")
+ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid",
+              "merry", "nifty", "proud", "quirky", "sharp", "tender", "vivid", "witty", "zen")
+NOUNS = ("turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "dijkstra",
+         "lamport", "liskov", "hamilton", "kernighan", "pike", "mccarthy", "curie", "noether")
+
+
+class ContainerError(Exception):
+    """Base of the runtime's errors; the message is fit for a user."""
+
+
+class NoSuchContainer(ContainerError):
+    """No container (or sandbox) matches the given id, id prefix or name."""
+
+
+class Conflict(ContainerError):
+    """The operation conflicts with the current state (name taken, running, ...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+def new_id() -> str:
+    return hashlib.sha256(os.urandom(32)).hexdigest()
+
+
+def spec_to_dict(spec: Any) -> dict:
+    return dataclasses.asdict(spec)
+
+
+def spec_from_dict(data: dict) -> ContainerSpec:
+    """Rebuild a ContainerSpec persisted with spec_to_dict."""
+    data = dict(data)
+    data["mounts"] = [Mount(**m) for m in data.get("mounts") or []]
+    if data.get("resources"):
+        from runtime.cgroups import Resources
+        data["resources"] = Resources(**data["resources"])
+    if data.get("port_mappings"):
+        from runtime.network import PortMapping
+        data["port_mappings"] = [PortMapping(**p) for p in data["port_mappings"]]
+    return ContainerSpec(**data)
+
+
+class Runtime:
+    """Containers and sandboxes under `root`. `network` is a runtime.network.BridgeNetwork
+    (made lazily at ROOT/network when None and a bridge is needed); `cgroup_root` is the
+    cgroup filesystem root (default /sys/fs/cgroup); `images` an ImageStore (default
+    ROOT/images)."""
+
+    def __init__(self, root: Path = DEFAULT_ROOT, *, network=None, cgroup_root: Path | None = None,
+                 images=None):
+        self.root = Path(root)
+        self.store = StateStore(self.root / "containers")
+        self._network = network
+        self._network_ready = False
+        self._cgroup_root = cgroup_root
+        self._cgroups = None
+        self._images = images
+        self._binaries = None
+
+    # ----- collaborators, made on first use -----
+
+    @property
+    def images(self):
+        if self._images is None:
+            from runtime.images import ImageStore
+            self._images = ImageStore(self.root / "images")
+        return self._images
+
+    @property
+    def cgroups(self):
+        if self._cgroups is None:
+            from runtime.cgroups import DEFAULT_ROOT as CG_ROOT, CgroupManager
+            self._cgroups = CgroupManager.detect(self._cgroup_root or CG_ROOT)
+        return self._cgroups
+
+    def network(self):
+        """The bridge network, ensured once per Runtime."""
+        if self._network is None:
+            from runtime.network import BridgeNetwork
+            self._network = BridgeNetwork(self.root / "network")
+        if not self._network_ready:
+            self._network.ensure()
+            self._network_ready = True
+        return self._network
+
+    def binaries(self) -> process.Binaries:
+        if self._binaries is None:
+            self._binaries = process.binaries(self.root / "bin")
+        return self._binaries
+
+    def image(self, ref: str):
+        """The image for `ref`; busybox is made from the host on first use."""
+        from runtime.images import ImageNotFound
+        try:
+            return self.images.get(ref)
+        except ImageNotFound:
+            if ref in BUSYBOX_REFS:
+                return self.images.ensure_busybox()
+            raise
+
+    # ----- lookup -----
+
+    def _resolve(self, id_or_name: str) -> str:
+        ids = self.store.ids()
+        if id_or_name in ids:
+            return id_or_name
+        for cid in ids:
+            state = self.store.load(cid)
+            if state and state.name == id_or_name.lstrip("/"):
+                return cid
+        matches = [cid for cid in ids if cid.startswith(id_or_name)] if id_or_name else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise NoSuchContainer(f"multiple containers match {id_or_name!r}: be more specific")
+        raise NoSuchContainer(f"No such container: {id_or_name}")
+
+    def get(self, id_or_name: str) -> ContainerState:
+        """The refreshed record of a container or sandbox; raises NoSuchContainer."""
+        cid = self._resolve(id_or_name)
+        with self.store.locked(cid):
+            state = self.store.load(cid)
+            if state is None:
+                raise NoSuchContainer(f"No such container: {id_or_name}")
+            return self._refresh(state)
+
+    def list(self, all: bool = False, labels: dict[str, str | None] | None = None,
+             kind: str = "container") -> list[ContainerState]:
+        """Containers (running ones unless `all`), newest first; `labels` maps key -> value
+        (None: the key only) and all must match."""
+        out = []
+        for cid in self.store.ids():
+            try:
+                state = self.get(cid)
+            except NoSuchContainer:
+                continue
+            if state.kind != kind or (not all and not state.running):
+                continue
+            if labels and any(k not in state.labels or (v is not None and state.labels[k] != v)
+                              for k, v in labels.items()):
+                continue
+            out.append(state)
+        return sorted(out, key=lambda s: s.created, reverse=True)
+
+    # ----- refresh: what the kernel says -----
+
+    def _refresh(self, state: ContainerState) -> ContainerState:
+        """Called under the container's lock: notice an exit the shim recorded (or a
+        supervisor that died), and release what the container held."""
+        if state.status is not Status.RUNNING:
+            return state
+        cdir = self.store.dir(state.id)
+        result = process.read_exit_file(cdir / "exit")
+        if result is None:
+            if process.alive(state.pid, state.pid_start) or process.alive(state.shim_pid, state.shim_start):
+                return state
+            result = (255, now_iso())
+        self._finish(state, *result)
+        return state
+
+    def _finish(self, state: ContainerState, code: int, finished: str) -> None:
+        cgroup = self._open_cgroup(state)
+        if cgroup is not None:
+            state.oom_killed = code == 128 + signals.SIGKILL and _safe(cgroup.oom_killed, False)
+            _safe(cgroup.destroy)
+        self._release_network(state)
+        state.transition(Status.EXITED)
+        state.exit_code, state.finished_at, state.pid = code, finished, 0
+        self.store.save(state)
+
+    def _open_cgroup(self, state: ContainerState):
+        if not state.cgroup:
+            return None
+        try:
+            return self.cgroups.open(state.cgroup)
+        except Exception:
+            return None
+
+    def _release_network(self, state: ContainerState) -> None:
+        if state.endpoint is None:
+            return
+        net = self.network()
+        if state.spec.get("port_mappings"):
+            net.unpublish(state.id)
+        net.detach(state.id)
+        state.endpoint = None
+
+    # ----- containers -----
+
+    def create(self, spec: ContainerSpec) -> ContainerState:
+        """Record a new container (nothing runs yet). Raises SpecError, Conflict (name in
+        use), images.ImageNotFound."""
+        spec.validate()
+        if spec.name is not None and not _valid_name(spec.name):
+            raise SpecError(f"Invalid container name ({spec.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        image = self.image(spec.image)
+        proc = merge_image_config(spec, image.config)
+        with self.store.locked():
+            names = {s.name for s in map(self.store.load, self.store.ids()) if s}
+            name = spec.name or _generate_name(names)
+            if name in names:
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use')
+            cid = new_id()
+            cdir = self.store.dir(cid)
+            rootfs.make_dirs(cdir)
+            state = ContainerState(
+                id=cid, name=name, image=spec.image, image_id=image.id, process=proc,
+                spec=spec_to_dict(spec), layer_dirs=[str(d) for d in image.layer_dirs],
+                labels=dict(spec.labels))
+            self.store.save(state)
+        return state
+
+    def run(self, spec: ContainerSpec) -> ContainerState:
+        """create + start (detached)."""
+        state = self.create(spec)
+        self.start(state.id)
+        return self.get(state.id)
+
+    def start(self, id_or_name: str, attach: str | None = None) -> process.Attachment | None:
+        """Start a created or exited container; returns after its process exec'd. With
+        `attach` ('a' output+stdin, 'o' output), returns an Attachment connected before the
+        process ran, so no output is missed. Raises StartError (the container is then
+        exited with code 127 and `error` set) or IllegalTransition."""
+        cid = self._resolve(id_or_name)
+        with self.store.locked(cid):
+            state = self._refresh(self.store.load(cid))
+            if state.running:
+                if attach:
+                    raise IllegalTransition(f"container {state.short_id} is already running")
+                return None
+            if state.kind != "container":
+                raise IllegalTransition(f"{state.short_id} is a sandbox; it cannot be restarted")
+            return self._start(state, spec_from_dict(state.spec), attach)
+
+    def _start(self, state: ContainerState, spec: ContainerSpec, attach: str | None):
+        cdir = self.store.dir(state.id)
+        (cdir / "exit").unlink(missing_ok=True)
+        plan, hostname, ip_from = self._placement(state, spec)
+        config = ShimConfig(
+            argv=state.process["argv"], env=state.process["env"], plan=plan,
+            exit_file=str(cdir / "exit"), sock=process.socket_name(cdir), log=str(cdir / "container.log"),
+            rootfs=str(cdir / "merged"), overlay=rootfs.overlay_options(cdir, state.layer_dirs),
+            hostname=hostname if "uts" in plan.create else None, cwd=state.process["workdir"],
+            user=state.process["user"] or None, mounts=spec.mounts, tty=spec.tty,
+            stdin_open=spec.stdin_open)
+        return self._launch(state, config, spec.resources, spec.cgroup_parent, attach,
+                            bridge=ip_from is None and spec.network == "bridge",
+                            ports=spec.port_mappings, init=(hostname, ip_from))
+
+    def _placement(self, state: ContainerState, spec: ContainerSpec):
+        """(namespace plan, hostname, ip of a joined sandbox or None)."""
+        if spec.sandbox_id:
+            sandbox = self.get(spec.sandbox_id)
+            if not sandbox.running:
+                raise IllegalTransition(f"sandbox {sandbox.short_id} is not running")
+            plan = plan_for("none", sandbox_pid=sandbox.pid, share_pid=sandbox.spec.get("share_pid", False))
+            ip = (sandbox.endpoint or {}).get("ip", "")
+            return plan, sandbox.spec.get("hostname") or sandbox.name, ip
+        peer = None
+        if spec.network.startswith("container:"):
+            other = self.get(spec.network.split(":", 1)[1])
+            if not other.running:
+                raise IllegalTransition(f"cannot join network of a non running container: {other.short_id}")
+            peer = other.pid
+        hostname = spec.hostname or (os.uname().nodename if spec.network == "host" else state.short_id)
+        return plan_for(spec.network, peer_pid=peer), hostname, (None if spec.network == "bridge" else "")
+
+    def _launch(self, state, config: ShimConfig, resources, cgroup_parent, attach, bridge, ports, init):
+        cdir = self.store.dir(state.id)
+        conf_path = cdir / "shim.conf"
+        conf_path.write_bytes(config.encode())
+        state.cgroup = f"{cgroup_parent or DEFAULT_CGROUP_PARENT}/{state.id}"
+        cgroup = self.cgroups.create(state.cgroup, resources)
+        holder: dict = {}
+
+        def on_pid(pid: int) -> None:
+            cgroup.add_process(pid)
+            ip = init[1]
+            if bridge:
+                holder["endpoint"] = self._attach_network(state.id, pid, ports)
+                ip = holder["endpoint"]["ip"]
+            if config.rootfs:
+                rootfs.write_init_layer(cdir, init[0], ip)
+            if attach:
+                holder["attachment"] = process.Attachment(config.sock, attach)
+
+        try:
+            launched = process.launch(self.binaries().shim, conf_path, on_pid)
+        except BaseException as exc:
+            self._failed_start(state, cgroup, holder, exc, bridge)
+            raise
+        state.endpoint = holder.get("endpoint")
+        self._mark_running(state, launched)
+        return holder.get("attachment")
+
+    def _attach_network(self, key: str, pid: int, ports) -> dict:
+        net = self.network()
+        endpoint = net.attach(key, f"/proc/{pid}/ns/net")
+        if ports:
+            net.publish(key, endpoint.ip, list(ports))
+        return {"ip": str(endpoint.ip), "prefixlen": endpoint.prefixlen,
+                "gateway": str(endpoint.gateway), "mac": endpoint.mac}
+
+    def _failed_start(self, state, cgroup, holder, exc, bridge: bool) -> None:
+        """Undo a start that failed midway; the container ends exited with the error."""
+        if "attachment" in holder:
+            holder["attachment"].close()
+        _safe(cgroup.destroy)
+        if bridge:
+            state.endpoint = holder.get("endpoint", {})
+            _safe(lambda: self._release_network(state))
+        state.endpoint = None
+        state.error = str(exc)
+        state.exit_code = 126 if "permission denied" in str(exc).lower() else 127
+        if state.status is Status.CREATED:
+            state.transition(Status.EXITED)
+        self.store.save(state)
+
+    def _mark_running(self, state: ContainerState, launched: process.Launched) -> None:
+        state.transition(Status.RUNNING)
+        state.pid, state.shim_pid = launched.pid, launched.shim_pid
+        state.pid_start = process.proc_start_time(launched.pid) or 0
+        state.shim_start = process.proc_start_time(launched.shim_pid) or 0
+        state.started_at, state.finished_at = now_iso(), "0001-01-01T00:00:00Z"
+        state.exit_code, state.oom_killed, state.error = 0, False, ""
+        self.store.save(state)
+
+    def wait(self, id_or_name: str, timeout: float | None = None) -> int:
+        """Block until the container is not running; its exit code. Raises TimeoutError."""
+        state = self.get(id_or_name)
+        if state.running:
+            cdir = self.store.dir(state.id)
+            result = process.wait_for_exit(process.socket_name(cdir), cdir / "exit",
+                                           state.pid, state.pid_start, timeout)
+            if result is None and timeout is not None:
+                raise TimeoutError(f"container {state.short_id} still running after {timeout}s")
+            state = self.get(state.id)
+        return state.exit_code
+
+    def kill(self, id_or_name: str, signal: int = signals.SIGKILL) -> None:
+        """Send `signal` to the container's process; raises Conflict when not running."""
+        state = self.get(id_or_name)
+        if not state.running or not process.alive(state.pid, state.pid_start):
+            raise Conflict(f"Container {state.short_id} is not running")
+        os.kill(state.pid, signal)
+
+    def stop(self, id_or_name: str, timeout: float = 10) -> ContainerState:
+        """SIGTERM, then SIGKILL after `timeout` seconds; a stopped container is left as is."""
+        state = self.get(id_or_name)
+        if not state.running:
+            return state
+        _safe(lambda: os.kill(state.pid, signals.SIGTERM) if process.alive(state.pid, state.pid_start) else None)
+        try:
+            self.wait(state.id, timeout)
+        except TimeoutError:
+            _safe(lambda: os.kill(state.pid, signals.SIGKILL) if process.alive(state.pid, state.pid_start) else None)
+            self.wait(state.id, 10)
+        return self.get(state.id)
+
+    def restart(self, id_or_name: str, timeout: float = 10) -> None:
+        state = self.stop(id_or_name, timeout)
+        self.start(state.id)
+
+    def remove(self, id_or_name: str, force: bool = False) -> None:
+        """Remove a container and everything it holds (directories, cgroup, network);
+        raises Conflict when it runs and not `force`."""
+        cid = self._resolve(id_or_name)
+        state = self.get(cid)
+        if state.running:
+            if not force:
+                raise Conflict(f"You cannot remove a running container {state.id}. "
+                               "Stop the container before attempting removal or force remove")
+            self.stop(cid, timeout=0)
+        with self.store.locked(cid):
+            state = self.store.load(cid)
+            if state is None:
+                return
+            cgroup = self._open_cgroup(state)
+            if cgroup is not None:
+                _safe(cgroup.destroy)
+            _safe(lambda: self._release_network(state))
+            rootfs.remove_dir(self.store.dir(cid))
+
+    # ----- I/O with a container -----
+
+    def logs(self, id_or_name: str, follow: bool = False, tail: int | None = None,
+             timestamps: bool = False, since: float | None = None):
+        """Log entries (runtime.logs.LogEntry: stream, data, time); with `follow` an iterator
+        that ends when the container stops."""
+        state = self.get(id_or_name)
+        path = self.store.dir(state.id) / "container.log"
+        if not follow:
+            return logfile.read(path, tail=tail, since=since)
+        return logfile.follow(path, lambda: self.get(state.id).running, tail=tail, since=since)
+
+    def attach(self, id_or_name: str, mode: str = "a") -> process.Attachment:
+        """Connect to a running container's shim (stdin + output for 'a')."""
+        state = self.get(id_or_name)
+        if not state.running:
+            raise Conflict(f"You cannot attach to a stopped container, start it first")
+        return process.Attachment(process.socket_name(self.store.dir(state.id)), mode)
+
+    def exec(self, id_or_name: str, argv: list[str], tty: bool = False, env: dict | None = None,
+             workdir: str | None = None, user: str | None = None, stdin: bytes | None = None,
+             interactive: bool = False, detach: bool = False):
+        from runtime.exec import exec_in
+        return exec_in(self, self.get(id_or_name), argv, tty=tty, env=env, workdir=workdir,
+                       user=user, stdin=stdin, interactive=interactive, detach=detach)
+
+    def _fs_root(self, state: ContainerState):
+        """A context manager yielding the container's root as seen from the host."""
+        from contextlib import nullcontext
+        if state.running and process.alive(state.pid, state.pid_start):
+            return nullcontext(Path(f"/proc/{state.pid}/root"))
+        return rootfs.mounted(self.store.dir(state.id), state.layer_dirs)
+
+    def cp_in(self, id_or_name: str, src: str | Path, dst: str) -> None:
+        """Copy host path `src` to `dst` in the container (docker cp semantics: into `dst`
+        when it is an existing directory)."""
+        state = self.get(id_or_name)
+        src = Path(src)
+        if not src.exists():
+            raise ContainerError(f"no such file or directory: {src}")
+        with self._fs_root(state) as root:
+            target = rootfs.resolve_inside(root, dst)
+            if target.is_dir():
+                target = target / src.name
+            if not target.parent.is_dir():
+                raise ContainerError(f"no such directory in the container: {os.path.dirname(dst) or '/'}")
+            _copy(src, target)
+
+    def cp_out(self, id_or_name: str, src: str, dst: str | Path) -> None:
+        """Copy `src` from the container to host path `dst`."""
+        state = self.get(id_or_name)
+        dst = Path(dst)
+        with self._fs_root(state) as root:
+            source = rootfs.resolve_inside(root, src, follow_last=False)
+            if not source.exists() and not source.is_symlink():
+                raise ContainerError(f"Could not find the file {src} in container {state.name}")
+            target = dst / source.name if dst.is_dir() else dst
+            _copy(source, target)
+
+    def export(self, id_or_name: str, fileobj: BinaryIO) -> None:
+        """A tar of the container's merged filesystem (no /proc, /sys, /dev contents)."""
+        from runtime.layers import tar_directory
+        state = self.get(id_or_name)
+        with rootfs.mounted(self.store.dir(state.id), state.layer_dirs) as root:
+            tar_directory(root, fileobj)
+
+    def commit(self, id_or_name: str, ref: str | None = None, comment: str = "",
+               changes: dict | None = None):
+        """A new image from the container's read-write layer over its image."""
+        state = self.get(id_or_name)
+        parent = self.images.get(state.image_id)
+        config = dict(parent.config)
+        spec = state.spec
+        env = state.process["env"]
+        config.update({"Env": env, "WorkingDir": state.process["workdir"] if state.process["workdir"] != "/" else config.get("WorkingDir", ""),
+                       "User": state.process["user"]})
+        if spec.get("entrypoint") is not None:
+            config["Entrypoint"] = spec["entrypoint"]
+        if spec.get("command") is not None:
+            config["Cmd"] = spec["command"]
+        config.update(changes or {})
+        return self.images.commit(self.store.dir(state.id) / "upper", parent, config, ref, comment=comment)
+
+    def diff(self, id_or_name: str) -> list[tuple[str, str]]:
+        state = self.get(id_or_name)
+        return self.images.diff(self.store.dir(state.id) / "upper", self.images.get(state.image_id))
+
+    def stats(self, id_or_name: str):
+        """runtime.cgroups.CgroupStats of a running container; raises Conflict otherwise."""
+        state = self.get(id_or_name)
+        cgroup = self._open_cgroup(state) if state.running else None
+        if cgroup is None:
+            raise Conflict(f"Container {state.short_id} is not running")
+        return cgroup.stats()
+
+    def top(self, id_or_name: str) -> tuple[list[str], list[list[str]]]:
+        """(titles, rows) like `docker top`: the container's processes seen from the host."""
+        state = self.get(id_or_name)
+        cgroup = self._open_cgroup(state) if state.running else None
+        if cgroup is None:
+            raise Conflict(f"Container {state.short_id} is not running")
+        from runtime.exec import process_table
+        return process_table(sorted(cgroup.pids()))
+
+    # ----- sandboxes -----
+
+    def create_sandbox(self, spec) -> ContainerState:
+        from runtime.sandbox import create_sandbox
+        return create_sandbox(self, spec)
+
+    def stop_sandbox(self, sandbox_id: str, timeout: float = 10) -> None:
+        """Stop the sandbox's containers and its pause process."""
+        sandbox = self.get(sandbox_id)
+        for state in self.list(all=True):
+            if state.spec.get("sandbox_id") == sandbox.id and state.running:
+                self.stop(state.id, timeout)
+        self.stop(sandbox.id, timeout)
+
+    def remove_sandbox(self, sandbox_id: str) -> None:
+        """Remove the sandbox, its containers and its namespaces; idempotent."""
+        try:
+            sandbox = self.get(sandbox_id)
+        except NoSuchContainer:
+            return
+        for state in self.list(all=True):
+            if state.spec.get("sandbox_id") == sandbox.id:
+                self.remove(state.id, force=True)
+        self.remove(sandbox.id, force=True)
+
+    def list_sandboxes(self, labels: dict | None = None, all: bool = True) -> list[ContainerState]:
+        return self.list(all=all, labels=labels, kind="sandbox")
+
+
+def _safe(fn, default=None):
+    """Run a best-effort cleanup step; failures of cleanup never hide the main outcome."""
+    try:
+        return fn()
+    except Exception:
+        return default
+
+
+def _valid_name(name: str) -> bool:
+    import re
+    return bool(re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name))
+
+
+def _generate_name(taken: set[str]) -> str:
+    while True:
+        name = f"{random.choice(ADJECTIVES)}_{random.choice(NOUNS)}"
+        if name not in taken:
+            return name
+        name += str(random.randint(0, 9999))
+        if name not in taken:
+            return name
+
+
+def _copy(src: Path, dst: Path) -> None:
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+    else:
+        shutil.copy2(src, dst, follow_symlinks=False)

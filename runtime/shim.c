@@ -1,0 +1,683 @@
+/*
+ * pkube shim: the per-container supervisor, and the container's setup recipe.
+ *
+ * Usage: shim CONFIG   with fd 3 = notify pipe (write end), fd 4 = go pipe (read end).
+ * CONFIG is a file of NUL-terminated key/value pairs written by runtime/spec.py.
+ *
+ * Protocol with the runtime (Python):
+ *   1. the shim daemonizes (the process the runtime spawned exits at once);
+ *   2. it forks the container child, which joins or creates its namespaces and
+ *      then waits on the go pipe; the shim writes "pid SHIM CHILD\n" on notify;
+ *   3. the runtime puts CHILD in its cgroup, wires its network, writes one byte
+ *      on the go pipe (EOF aborts the start);
+ *   4. the child runs the recipe and execs; the shim writes "ok\n" or
+ *      "err MESSAGE\n" on notify and closes it;
+ *   5. the shim pumps stdout/stderr into LOG (JSON lines like Docker's
+ *      json-file driver) and to attach clients on an abstract unix socket,
+ *      reaps the child, writes EXITFILE atomically ("CODE FINISHED_AT\n"),
+ *      sends an exit frame to clients and exits.
+ *
+ * Attach clients send one mode byte: 'a' (output + stdin), 'o' (output), 'w'
+ * (exit only). Frames to clients: [stream:1][len:4 big endian][data];
+ * stream 1 = stdout, 2 = stderr, 3 = exit (data = 4 byte code).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <net/if.h>
+
+#define MAXV 512
+#define MAXCLIENTS 16
+
+struct config {
+	char *argv[MAXV]; int argc;
+	char *env[MAXV]; int envc;
+	char *bind_src[64], *bind_dst[64]; int bind_ro[64]; int nbinds;
+	char *ns_type[8], *ns_path[8]; int nns;
+	char *mask[32]; int nmask;
+	char *ro_path[32]; int nro;
+	int unshare_flags;
+	char *rootfs, *overlay, *hostname, *cwd, *user, *log, *sock, *exitfile;
+	int tty, stdin_open, rows, cols;
+	uint64_t caps;
+};
+
+static struct config C;
+static int err_fd = -1;           /* child: CLOEXEC pipe to report a failure */
+
+/* ---------- errors ---------- */
+
+static void die(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	int saved = errno, n;
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (saved && n < (int)sizeof msg - 2)
+		snprintf(msg + n, sizeof msg - n, ": %s", strerror(saved));
+	if (err_fd >= 0 && write(err_fd, msg, strlen(msg)) < 0) {}
+	_exit(127);
+}
+
+/* ---------- config ---------- */
+
+static int ns_flag(const char *name)
+{
+	static const struct { const char *n; int f; } t[] = {
+		{"mnt", CLONE_NEWNS}, {"uts", CLONE_NEWUTS}, {"ipc", CLONE_NEWIPC},
+		{"net", CLONE_NEWNET}, {"pid", CLONE_NEWPID}, {"cgroup", CLONE_NEWCGROUP},
+	};
+	for (unsigned i = 0; i < sizeof t / sizeof t[0]; i++)
+		if (!strcmp(t[i].n, name)) return t[i].f;
+	return 0;
+}
+
+static void set_key(char *k, char *v)
+{
+	if (!strcmp(k, "arg") && C.argc < MAXV - 1) C.argv[C.argc++] = v;
+	else if (!strcmp(k, "env") && C.envc < MAXV - 1) C.env[C.envc++] = v;
+	else if (!strcmp(k, "bind_src") && C.nbinds < 64) C.bind_src[C.nbinds] = v;
+	else if (!strcmp(k, "bind_dst") && C.nbinds < 64) C.bind_dst[C.nbinds] = v;
+	else if (!strcmp(k, "bind_ro") && C.nbinds < 64) C.bind_ro[C.nbinds++] = atoi(v);
+	else if (!strcmp(k, "join") && C.nns < 8) {
+		char *eq = strchr(v, '=');
+		if (eq) { *eq = 0; C.ns_type[C.nns] = v; C.ns_path[C.nns++] = eq + 1; }
+	}
+	else if (!strcmp(k, "unshare")) C.unshare_flags |= ns_flag(v);
+	else if (!strcmp(k, "mask") && C.nmask < 32) C.mask[C.nmask++] = v;
+	else if (!strcmp(k, "readonly") && C.nro < 32) C.ro_path[C.nro++] = v;
+	else if (!strcmp(k, "rootfs")) C.rootfs = v;
+	else if (!strcmp(k, "overlay")) C.overlay = v;
+	else if (!strcmp(k, "hostname")) C.hostname = v;
+	else if (!strcmp(k, "cwd")) C.cwd = v;
+	else if (!strcmp(k, "user")) C.user = v;
+	else if (!strcmp(k, "log")) C.log = v;
+	else if (!strcmp(k, "sock")) C.sock = v;
+	else if (!strcmp(k, "exit")) C.exitfile = v;
+	else if (!strcmp(k, "tty")) C.tty = atoi(v);
+	else if (!strcmp(k, "stdin")) C.stdin_open = atoi(v);
+	else if (!strcmp(k, "rows")) C.rows = atoi(v);
+	else if (!strcmp(k, "cols")) C.cols = atoi(v);
+	else if (!strcmp(k, "caps")) C.caps = strtoull(v, NULL, 0);
+}
+
+static int load_config(const char *path)
+{
+	static char buf[1 << 17];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n < 0) return -1;
+	buf[n] = 0;
+	C.caps = ~0ULL;
+	for (char *p = buf; p < buf + n;) {
+		char *k = p; p += strlen(p) + 1;
+		if (p >= buf + n) break;
+		char *v = p; p += strlen(p) + 1;
+		set_key(k, v);
+	}
+	return 0;
+}
+
+/* ---------- the container recipe (runs in the child) ---------- */
+
+static void mkdirs(const char *path, mode_t mode)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof tmp, "%s", path);
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') { *p = 0; mkdir(tmp, mode); *p = '/'; }
+	mkdir(tmp, mode);
+}
+
+static void xmount(const char *src, const char *dst, const char *type,
+		   unsigned long flags, const char *data)
+{
+	if (mount(src, dst, type, flags, data) < 0)
+		die("mount %s on %s", type ? type : src, dst);
+}
+
+static void loopback_up(void)
+{
+	struct ifreq ifr;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	memset(&ifr, 0, sizeof ifr);
+	strcpy(ifr.ifr_name, "lo");
+	if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) die("loopback flags");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) die("loopback up");
+	close(fd);
+}
+
+static void unshare_or_setns(void)
+{
+	int fds[8];
+	for (int i = 0; i < C.nns; i++)
+		if ((fds[i] = open(C.ns_path[i], O_RDONLY | O_CLOEXEC)) < 0)
+			die("open namespace %s", C.ns_path[i]);
+	for (int i = 0; i < C.nns; i++) {   /* mnt last: it changes our root */
+		if (!strcmp(C.ns_type[i], "mnt") || !strcmp(C.ns_type[i], "pid")) continue;
+		if (setns(fds[i], 0) < 0) die("setns %s", C.ns_path[i]);
+	}
+	for (int i = 0; i < C.nns; i++)
+		if (!strcmp(C.ns_type[i], "mnt") && setns(fds[i], 0) < 0)
+			die("setns %s", C.ns_path[i]);
+	for (int i = 0; i < C.nns; i++) close(fds[i]);
+	int flags = C.unshare_flags & ~(CLONE_NEWPID | CLONE_NEWCGROUP);
+	if (flags && unshare(flags) < 0) die("unshare");
+	if (flags & CLONE_NEWNET) loopback_up();
+}
+
+static void make_dev(const char *root)
+{
+	static const struct { const char *n; int maj, min; } devs[] = {
+		{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8},
+		{"urandom", 1, 9}, {"tty", 5, 0},
+	};
+	char p[4096], q[4096];
+	snprintf(p, sizeof p, "%s/dev", root);
+	mkdir(p, 0755);
+	xmount("tmpfs", p, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+	for (unsigned i = 0; i < sizeof devs / sizeof devs[0]; i++) {
+		snprintf(p, sizeof p, "%s/dev/%s", root, devs[i].n);
+		if (mknod(p, S_IFCHR | 0666, makedev(devs[i].maj, devs[i].min)) < 0)
+			die("mknod %s", p);
+		chmod(p, 0666);
+	}
+	snprintf(p, sizeof p, "%s/dev/pts", root); mkdir(p, 0755);
+	xmount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC,
+	       "newinstance,ptmxmode=0666,mode=0620,gid=5");
+	snprintf(p, sizeof p, "%s/dev/shm", root); mkdir(p, 01777);
+	xmount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
+	snprintf(p, sizeof p, "%s/dev/mqueue", root); mkdir(p, 0755);
+	xmount("mqueue", p, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	static const char *links[][2] = {
+		{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+		{"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
+	};
+	for (unsigned i = 0; i < sizeof links / sizeof links[0]; i++) {
+		snprintf(q, sizeof q, "%s/dev/%s", root, links[i][1]);
+		if (symlink(links[i][0], q) < 0) die("symlink %s", q);
+	}
+	if (C.tty) {   /* the pty slave is our stdin: bind it as /dev/console */
+		char *slave = ttyname(0);
+		snprintf(q, sizeof q, "%s/dev/console", root);
+		close(open(q, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+		if (slave) xmount(slave, q, NULL, MS_BIND, NULL);
+	}
+}
+
+static void bind_volumes(const char *root)
+{
+	char dst[4096];
+	struct stat st;
+	for (int i = 0; i < C.nbinds; i++) {
+		snprintf(dst, sizeof dst, "%s%s", root, C.bind_dst[i]);
+		if (stat(C.bind_src[i], &st) < 0) die("bind %s", C.bind_src[i]);
+		if (S_ISDIR(st.st_mode)) mkdirs(dst, 0755);
+		else {
+			char parent[4096];
+			snprintf(parent, sizeof parent, "%s", dst);
+			*strrchr(parent, '/') = 0;
+			mkdirs(parent, 0755);
+			close(open(dst, O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+		}
+		xmount(C.bind_src[i], dst, NULL, MS_BIND | MS_REC, NULL);
+		if (C.bind_ro[i])
+			xmount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL);
+	}
+}
+
+static void mask_paths(void)
+{
+	struct stat st;
+	for (int i = 0; i < C.nmask; i++) {
+		if (stat(C.mask[i], &st) < 0) continue;
+		if (S_ISDIR(st.st_mode))
+			xmount("tmpfs", C.mask[i], "tmpfs", MS_RDONLY, "size=0");
+		else
+			xmount("/dev/null", C.mask[i], NULL, MS_BIND, NULL);
+	}
+	for (int i = 0; i < C.nro; i++) {
+		if (stat(C.ro_path[i], &st) < 0) continue;
+		xmount(C.ro_path[i], C.ro_path[i], NULL, MS_BIND | MS_REC, NULL);
+		xmount(NULL, C.ro_path[i], NULL,
+		       MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	}
+}
+
+static void setup_rootfs(void)
+{
+	const char *r = C.rootfs;
+	char p[4096];
+	xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	if (C.overlay) xmount("overlay", r, "overlay", 0, C.overlay);
+	snprintf(p, sizeof p, "%s/proc", r); mkdir(p, 0555);
+	xmount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	snprintf(p, sizeof p, "%s/sys", r); mkdir(p, 0555);
+	xmount("sysfs", p, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
+	make_dev(r);
+	bind_volumes(r);
+	if (chdir(r) < 0) die("chdir %s", r);
+	if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root %s", r);
+	if (umount2(".", MNT_DETACH) < 0) die("umount old root");
+	if (chdir("/") < 0) die("chdir /");
+	mask_paths();
+}
+
+/* ---------- user, capabilities, exec ---------- */
+
+/* Find NAME (or numeric id) in an /etc/passwd-style file; fills field 2 and 3. */
+static int lookup(const char *file, const char *name, long *id, long *gid)
+{
+	char line[1024];
+	FILE *f = fopen(file, "re");
+	if (!f) return -1;
+	while (fgets(line, sizeof line, f)) {
+		char *fields[4] = {0};
+		char *s = line;
+		for (int i = 0; i < 4 && s; i++) { fields[i] = strsep(&s, ":"); }
+		if (!fields[2]) continue;
+		if (!strcmp(fields[0], name) || !strcmp(fields[2], name)) {
+			*id = atol(fields[2]);
+			if (gid && fields[3]) *gid = atol(fields[3]);
+			fclose(f);
+			return 0;
+		}
+	}
+	fclose(f);
+	return -1;
+}
+
+static int is_number(const char *s) { return *s && strspn(s, "0123456789") == strlen(s); }
+
+static void switch_user(void)
+{
+	long uid = 0, gid = 0;
+	char spec[256], *group = NULL;
+	if (!C.user || !*C.user) { if (setgroups(0, NULL) < 0) die("setgroups"); return; }
+	snprintf(spec, sizeof spec, "%s", C.user);
+	if ((group = strchr(spec, ':'))) *group++ = 0;
+	if (lookup("/etc/passwd", spec, &uid, &gid) < 0) {
+		if (!is_number(spec)) die("unable to find user %s: no matching entries in passwd file", spec);
+		uid = atol(spec); gid = 0;
+	}
+	if (group && lookup("/etc/group", group, &gid, NULL) < 0) {
+		if (!is_number(group)) die("unable to find group %s", group);
+		gid = atol(group);
+	}
+	gid_t g = gid;
+	if (setgroups(1, &g) < 0) die("setgroups");
+	if (setgid(gid) < 0) die("setgid %ld", gid);
+	if (setuid(uid) < 0) die("setuid %ld", uid);
+}
+
+static void drop_capabilities(void)
+{
+	int last = 40;
+	FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
+	if (f) { if (fscanf(f, "%d", &last) != 1) last = 40; fclose(f); }
+	for (int cap = 0; cap <= last; cap++)
+		if (!(C.caps & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+			die("drop capability %d", cap);
+}
+
+static void set_capabilities(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+	memset(d, 0, sizeof d);
+	if (geteuid() == 0) {
+		d[0].effective = d[0].permitted = d[0].inheritable = (uint32_t)C.caps;
+		d[1].effective = d[1].permitted = d[1].inheritable = (uint32_t)(C.caps >> 32);
+	}
+	if (syscall(SYS_capset, &h, d) < 0) die("capset");
+}
+
+static char *env_get(const char *key)
+{
+	size_t n = strlen(key);
+	for (int i = 0; i < C.envc; i++)
+		if (!strncmp(C.env[i], key, n) && C.env[i][n] == '=') return C.env[i] + n + 1;
+	return NULL;
+}
+
+static void exec_command(void)
+{
+	char path[4096];
+	if (C.argc == 0) die("no command specified");
+	C.argv[C.argc] = NULL;
+	C.env[C.envc] = NULL;
+	if (strchr(C.argv[0], '/')) {
+		execve(C.argv[0], C.argv, C.env);
+		die("exec %s", C.argv[0]);
+	}
+	char *search = env_get("PATH");
+	char dirs[4096];
+	snprintf(dirs, sizeof dirs, "%s", search ? search : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	for (char *s = dirs, *d; (d = strsep(&s, ":"));) {
+		snprintf(path, sizeof path, "%s/%s", *d ? d : ".", C.argv[0]);
+		if (access(path, X_OK) == 0) {
+			execve(path, C.argv, C.env);
+			die("exec %s", path);
+		}
+	}
+	errno = 0;
+	die("exec: \"%s\": executable file not found in $PATH", C.argv[0]);
+}
+
+static void child(int ready_w, int go_r, int in_fd, int out_fd, int errout_fd, const char *slave)
+{
+	char b = 0;
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	setsid();
+	if (slave) {
+		int fd = open(slave, O_RDWR);
+		if (fd < 0) die("open %s", slave);
+		ioctl(fd, TIOCSCTTY, 0);
+		dup2(fd, 0); dup2(fd, 1); dup2(fd, 2);
+		if (fd > 2) close(fd);
+	} else {
+		dup2(in_fd, 0); dup2(out_fd, 1); dup2(errout_fd, 2);
+	}
+	unshare_or_setns();
+	if (write(ready_w, &b, 1) < 0) _exit(127);
+	close(ready_w);
+	if (read(go_r, &b, 1) != 1) _exit(127);
+	close(go_r);
+	if ((C.unshare_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) die("unshare cgroup");
+	if (C.rootfs) setup_rootfs();
+	if (C.hostname && sethostname(C.hostname, strlen(C.hostname)) < 0) die("sethostname");
+	if (C.cwd) {
+		mkdirs(C.cwd, 0755);
+		if (chdir(C.cwd) < 0) die("chdir %s", C.cwd);
+	}
+	drop_capabilities();
+	switch_user();
+	set_capabilities();
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
+	exec_command();
+}
+
+/* ---------- supervision (runs in the shim) ---------- */
+
+static int clients[MAXCLIENTS];
+static char client_mode[MAXCLIENTS];
+static int log_fd = -1;
+
+static void timestamp(char *out, size_t n)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t k = strftime(out, n, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + k, n - k, ".%09ldZ", ts.tv_nsec);
+}
+
+static void log_line(const char *stream, const char *s, size_t len)
+{
+	static char out[65536 * 6 + 256];
+	char ts[64];
+	size_t o = 0;
+	timestamp(ts, sizeof ts);
+	o += sprintf(out, "{\"log\":\"");
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = s[i];
+		if (c == '"' || c == '\\') { out[o++] = '\\'; out[o++] = c; }
+		else if (c == '\n') { out[o++] = '\\'; out[o++] = 'n'; }
+		else if (c == '\r') { out[o++] = '\\'; out[o++] = 'r'; }
+		else if (c == '\t') { out[o++] = '\\'; out[o++] = 't'; }
+		else if (c < 0x20) o += sprintf(out + o, "\\u%04x", c);
+		else out[o++] = c;
+	}
+	o += sprintf(out + o, "\",\"stream\":\"%s\",\"time\":\"%s\"}\n", stream, ts);
+	if (write(log_fd, out, o) < 0) {}
+}
+
+static void log_chunk(int stream, const char *buf, size_t n)
+{
+	const char *name = stream == 1 ? "stdout" : "stderr";
+	size_t start = 0;
+	for (size_t i = 0; i < n; i++)
+		if (buf[i] == '\n') { log_line(name, buf + start, i + 1 - start); start = i + 1; }
+	if (start < n) log_line(name, buf + start, n - start);
+}
+
+static void drop_client(int i) { close(clients[i]); clients[i] = -1; }
+
+static void send_frame(int stream, const void *data, uint32_t n, int exit_only)
+{
+	unsigned char hdr[5] = { stream, n >> 24, n >> 16, n >> 8, n };
+	for (int i = 0; i < MAXCLIENTS; i++) {
+		if (clients[i] < 0 || (client_mode[i] == 'w' && !exit_only)) continue;
+		if (write(clients[i], hdr, 5) != 5 || write(clients[i], data, n) != (ssize_t)n)
+			drop_client(i);
+	}
+}
+
+static void accept_client(int lfd)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	struct timeval tv = { 2, 0 };
+	char mode = 0;
+	if (fd < 0) return;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	if (read(fd, &mode, 1) != 1) { close(fd); return; }
+	for (int i = 0; i < MAXCLIENTS; i++)
+		if (clients[i] < 0) { clients[i] = fd; client_mode[i] = mode; return; }
+	close(fd);
+}
+
+/* Returns 0 at EOF/EIO, else 1. */
+static int pump(int fd, int stream)
+{
+	char buf[65536];
+	ssize_t n = read(fd, buf, sizeof buf);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 1;
+	if (n <= 0) return 0;
+	if (log_fd >= 0) log_chunk(stream, buf, n);
+	send_frame(stream, buf, n, 0);
+	return 1;
+}
+
+static void write_exit(int code)
+{
+	char tmp[4096], ts[64];
+	timestamp(ts, sizeof ts);
+	snprintf(tmp, sizeof tmp, "%s.tmp", C.exitfile);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) return;
+	dprintf(fd, "%d %s\n", code, ts);
+	fsync(fd);
+	close(fd);
+	rename(tmp, C.exitfile);
+}
+
+static int listen_socket(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	size_t n = strlen(C.sock);
+	if (n > sizeof sa.sun_path - 2) n = sizeof sa.sun_path - 2;
+	memcpy(sa.sun_path + 1, C.sock, n);   /* abstract namespace */
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, offsetof(struct sockaddr_un, sun_path) + 1 + n) < 0
+	    || listen(fd, 16) < 0)
+		return -1;
+	return fd;
+}
+
+static int status_code(int st)
+{
+	if (WIFEXITED(st)) return WEXITSTATUS(st);
+	if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+	return 255;
+}
+
+static void supervise(pid_t pid, int sfd, int lfd, int out, int err, int in)
+{
+	int out_open = out >= 0, err_open = err >= 0, code = -1, st;
+	while (code < 0 || out_open || err_open) {
+		struct pollfd p[4 + MAXCLIENTS];
+		int n = 0, timeout = code < 0 ? -1 : 0;
+		p[n++] = (struct pollfd){ sfd, POLLIN, 0 };
+		p[n++] = (struct pollfd){ lfd, POLLIN, 0 };
+		p[n++] = (struct pollfd){ out_open ? out : -1, POLLIN, 0 };
+		p[n++] = (struct pollfd){ err_open ? err : -1, POLLIN, 0 };
+		for (int i = 0; i < MAXCLIENTS; i++)
+			p[n++] = (struct pollfd){ client_mode[i] == 'a' ? clients[i] : -1, POLLIN, 0 };
+		int r = poll(p, n, timeout);
+		if (r < 0 && errno == EINTR) continue;
+		if (r == 0) break;   /* child gone and its output drained */
+		if (p[1].revents & POLLIN) accept_client(lfd);
+		if (p[2].revents) out_open = pump(out, 1);
+		if (p[3].revents) err_open = pump(err, 2);
+		for (int i = 0; i < MAXCLIENTS; i++) {
+			if (!p[4 + i].revents || clients[i] < 0) continue;
+			char buf[4096];
+			ssize_t k = read(clients[i], buf, sizeof buf);
+			if (k > 0 && in >= 0) { if (write(in, buf, k) < 0) {} }
+			else if (k <= 0) {
+				if (in >= 0 && !C.tty) { close(in); in = -1; }
+				drop_client(i);
+			}
+		}
+		if (p[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof si) < 0) {}
+			if (code < 0 && waitpid(pid, &st, WNOHANG) == pid) code = status_code(st);
+			while (waitpid(-1, &st, WNOHANG) > 0) {}
+		}
+	}
+	write_exit(code);
+	uint32_t c = code;
+	unsigned char be[4] = { c >> 24, c >> 16, c >> 8, c };
+	send_frame(3, be, 4, 1);
+}
+
+static void notify(int fd, const char *fmt, ...)
+{
+	char msg[1200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (write(fd, msg, strlen(msg)) < 0) {}
+}
+
+int main(int argc, char **argv)
+{
+	int notify_fd = 3, go_fd = 4;
+	int ready[2], errp[2], in[2] = {-1, -1}, out[2] = {-1, -1}, errs[2] = {-1, -1};
+	int master = -1;
+	char *slave = NULL, msg[1024];
+	if (argc != 2 || load_config(argv[1]) < 0) {
+		fprintf(stderr, "usage: shim CONFIG (fd 3 notify, fd 4 go)\n");
+		return 2;
+	}
+	pid_t d = fork();
+	if (d < 0) return 1;
+	if (d > 0) _exit(0);   /* daemonize: the runtime reaps this parent */
+	setsid();
+	int null = open("/dev/null", O_RDWR);
+	dup2(null, 0); dup2(null, 1); dup2(null, 2);
+	if (null > 2) close(null);
+	for (int i = 0; i < MAXCLIENTS; i++) clients[i] = -1;
+
+	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) return 1;
+	if (C.tty) {
+		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0) return 1;
+		slave = strdup(ptsname(master));
+		if (C.rows && C.cols) {
+			struct winsize ws = { .ws_row = C.rows, .ws_col = C.cols };
+			ioctl(master, TIOCSWINSZ, &ws);
+		}
+	} else {
+		if (C.stdin_open) { if (pipe2(in, O_CLOEXEC) < 0) return 1; }
+		else { in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC); }
+		if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errs, O_CLOEXEC) < 0) return 1;
+	}
+	if (C.log) log_fd = open(C.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	int lfd = C.sock ? listen_socket() : -1;
+
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+
+	for (int i = 0; i < C.nns; i++) {
+		if (strcmp(C.ns_type[i], "pid")) continue;
+		int fd = open(C.ns_path[i], O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWPID) < 0) {
+			notify(notify_fd, "err setns %s: %s\n", C.ns_path[i], strerror(errno));
+			return 1;
+		}
+		close(fd);
+	}
+	if ((C.unshare_flags & CLONE_NEWPID) && unshare(CLONE_NEWPID) < 0) {
+		notify(notify_fd, "err unshare pid: %s\n", strerror(errno));
+		return 1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) { notify(notify_fd, "err fork: %s\n", strerror(errno)); return 1; }
+	if (pid == 0) {
+		close(notify_fd); close(ready[0]); close(errp[0]);
+		err_fd = errp[1];
+		child(ready[1], go_fd, in[0], out[1], errs[1], slave);
+	}
+	close(go_fd); close(ready[1]); close(errp[1]);
+	if (in[0] >= 0) close(in[0]);
+	if (out[1] >= 0) close(out[1]);
+	if (errs[1] >= 0) close(errs[1]);
+
+	char b;
+	if (read(ready[0], &b, 1) == 1)
+		notify(notify_fd, "pid %d %d\n", getpid(), pid);
+	ssize_t n = read(errp[0], msg, sizeof msg - 1);
+	if (n > 0) {
+		msg[n] = 0;
+		notify(notify_fd, "err %s\n", msg);
+	} else {
+		notify(notify_fd, "ok\n");
+	}
+	close(notify_fd);
+	if (master >= 0)
+		supervise(pid, sfd, lfd, master, -1, master);
+	else
+		supervise(pid, sfd, lfd, out[0], errs[0], in[1]);
+	return 0;
+}

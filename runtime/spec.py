@@ -1,0 +1,192 @@
+"""What a container or sandbox should be (the spec), kept apart from how it is made.
+
+`ContainerSpec` and `SandboxSpec` are what callers (pdocker, the kubelet) fill in.
+`ShimConfig` is the resolved, mechanical form handed to the C shim: the file of
+NUL-separated key/value pairs that runtime/shim.c reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.namespaces import NamespacePlan
+
+# Docker's default capability set (moby oci/caps/defaults.go), as capability numbers.
+DEFAULT_CAPABILITIES = {
+    "CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6,
+    "SETUID": 7, "SETPCAP": 8, "NET_BIND_SERVICE": 10, "NET_RAW": 13, "SYS_CHROOT": 18,
+    "MKNOD": 27, "AUDIT_WRITE": 29, "SETFCAP": 31,
+}
+MASKED_PATHS = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+                "/proc/acpi", "/proc/scsi", "/proc/latency_stats", "/sys/firmware")
+READONLY_PATHS = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus",
+                  "/proc/asound", "/proc/fs")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NETWORK_MODES = ("bridge", "none", "host")
+
+
+class SpecError(ValueError):
+    """The caller's spec is invalid; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind mount of a host path into the container (`-v HOST:DIR[:ro]`)."""
+
+    source: str
+    target: str
+    readonly: bool = False
+
+    def __post_init__(self):
+        if not self.source.startswith("/") or not self.target.startswith("/"):
+            raise SpecError(f"mount {self.source}:{self.target}: both paths must be absolute")
+        if ".." in self.target.split("/"):
+            raise SpecError(f"mount target {self.target}: must not contain '..'")
+
+
+@dataclass
+class ContainerSpec:
+    """A container to create. None/empty fields take the image's config (Docker's rules:
+    `entrypoint` replaces the image's Entrypoint and clears its Cmd; `command` replaces Cmd).
+
+    `network`: "bridge" | "none" | "host" | "container:<id or name>"; ignored when
+    `sandbox_id` is set (the container joins the sandbox's net, ipc, uts and maybe pid).
+    `resources` is a runtime.cgroups.Resources; `port_mappings` are runtime.network
+    PortMapping objects (host_port, container_port, protocol, host_ip).
+    """
+
+    image: str
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    name: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    tty: bool = False
+    stdin_open: bool = False
+    mounts: list[Mount] = field(default_factory=list)
+    port_mappings: list[Any] = field(default_factory=list)
+    network: str = "bridge"
+    sandbox_id: str | None = None
+    resources: Any = None
+    cgroup_parent: str | None = None
+    auto_remove: bool = False
+
+    def validate(self) -> None:
+        """Raise SpecError on bad input; called by Runtime.create before anything is made."""
+        if not self.image:
+            raise SpecError("image: must not be empty")
+        if self.network not in NETWORK_MODES and not self.network.startswith("container:"):
+            raise SpecError(f"network {self.network!r}: must be bridge, none, host or container:<name>")
+        if self.workdir and not self.workdir.startswith("/"):
+            raise SpecError(f"workdir {self.workdir!r}: must be an absolute path")
+        if self.port_mappings and (self.network != "bridge" or self.sandbox_id):
+            raise SpecError("port mappings need the bridge network")
+        for key in self.env:
+            if not key or "=" in key:
+                raise SpecError(f"env: invalid variable name {key!r}")
+
+
+@dataclass
+class SandboxSpec:
+    """A pod sandbox: the pause process and the namespaces it holds.
+
+    `network`: "bridge" (a veth on the runtime's bridge), "none" (loopback only) or "host".
+    """
+
+    name: str
+    hostname: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    network: str = "bridge"
+    share_pid: bool = False
+    port_mappings: list[Any] = field(default_factory=list)
+    cgroup_parent: str | None = None
+    resources: Any = None
+
+
+def merge_image_config(spec: ContainerSpec, image_config: dict) -> dict:
+    """The process a container runs: argv, env (list of K=V), workdir, user, from the spec
+    over the image's OCI config. Raises SpecError when no command results."""
+    entrypoint = spec.entrypoint if spec.entrypoint is not None else (image_config.get("Entrypoint") or [])
+    if spec.command is not None:
+        cmd = spec.command
+    elif spec.entrypoint is not None:
+        cmd = []
+    else:
+        cmd = image_config.get("Cmd") or []
+    argv = list(entrypoint) + list(cmd)
+    if not argv:
+        raise SpecError("no command specified")
+    env = {"PATH": DEFAULT_PATH}
+    for item in image_config.get("Env") or []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    env.update(spec.env)
+    return {
+        "argv": argv, "env": [f"{k}={v}" for k, v in env.items()],
+        "workdir": spec.workdir or image_config.get("WorkingDir") or "/",
+        "user": spec.user if spec.user is not None else (image_config.get("User") or ""),
+    }
+
+
+def capability_mask(names=DEFAULT_CAPABILITIES) -> int:
+    """Bit mask of the given capability table (name -> number)."""
+    mask = 0
+    for number in names.values():
+        mask |= 1 << number
+    return mask
+
+
+@dataclass
+class ShimConfig:
+    """Everything the C shim needs, already resolved. `rootfs` None means the process runs
+    on the host's root (the pause process). `sock`/`log`/`exit_file` are where the shim
+    serves attach clients, appends JSON log lines and records the exit code."""
+
+    argv: list[str]
+    env: list[str]
+    plan: NamespacePlan
+    exit_file: str
+    sock: str
+    log: str | None = None
+    rootfs: str | None = None
+    overlay: str | None = None
+    hostname: str | None = None
+    cwd: str | None = None
+    user: str | None = None
+    mounts: list[Mount] = field(default_factory=list)
+    tty: bool = False
+    stdin_open: bool = False
+    caps: int = field(default_factory=capability_mask)
+    masked: tuple[str, ...] = MASKED_PATHS
+    readonly: tuple[str, ...] = READONLY_PATHS
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The key/value pairs, in the order the shim reads them."""
+        out = [("arg", a) for a in self.argv] + [("env", e) for e in self.env]
+        out += [("unshare", ns) for ns in self.plan.create]
+        out += [("join", f"{ns}={path}") for ns, path in self.plan.join.items()]
+        for key, value in (("exit", self.exit_file), ("sock", self.sock), ("log", self.log),
+                           ("rootfs", self.rootfs), ("overlay", self.overlay),
+                           ("hostname", self.hostname), ("cwd", self.cwd), ("user", self.user)):
+            if value is not None:
+                out.append((key, value))
+        for m in self.mounts:
+            out += [("bind_src", m.source), ("bind_dst", m.target), ("bind_ro", str(int(m.readonly)))]
+        if self.rootfs:
+            out += [("mask", p) for p in self.masked] + [("readonly", p) for p in self.readonly]
+        out += [("tty", str(int(self.tty))), ("stdin", str(int(self.stdin_open))),
+                ("caps", hex(self.caps))]
+        return out
+
+    def encode(self) -> bytes:
+        """The NUL-separated file content; refuses values holding NUL bytes."""
+        chunks = []
+        for key, value in self.pairs():
+            if "\0" in value:
+                raise SpecError(f"{key}: value contains a NUL byte")
+            chunks.append(f"{key}\0{value}\0")
+        return "".join(chunks).encode()
