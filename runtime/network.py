@@ -1,0 +1,169 @@
+"""The bridge network: one bridge per node, one veth per sandbox, IPs from IPAM, ports as DNAT.
+
+State lives in `state_dir` (ROOT/network): `ipam.json` holds, per key (a sandbox or
+container id), its address, host-side veth, MAC, namespace and published ports. The
+host-side veth is named after the address ("pk" + 8 hex digits), so the kernel itself refuses
+a second veth for a live address, and IPAM skips any address whose veth is still there.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from runtime import netlink
+from runtime.ipam import Ipam, IpamError
+from runtime.portmap import FirewallError, PortMapping, make_firewall
+
+VETH_PREFIX = "pk"
+
+
+class NetworkError(Exception):
+    """A network operation failed; the message names the operation and the object."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A sandbox's interface on the bridge."""
+
+    ip: str
+    prefixlen: int
+    gateway: str
+    mac: str
+    host_ifname: str
+
+
+def veth_name(ip: ipaddress.IPv4Address) -> str:
+    """The host-side veth of `ip`: "pk" + its 8 hex digits (unique per address, ≤ 15 chars)."""
+    return f"{VETH_PREFIX}{int(ip):08x}"
+
+
+def mac_for(ip: ipaddress.IPv4Address) -> str:
+    """A locally administered MAC derived from `ip` (0a:58:<ip>, like the CNI bridge plugin)."""
+    return "0a:58:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """Turn the errors of the lower modules into NetworkError, once, here."""
+    try:
+        yield
+    except (netlink.NetlinkError, FirewallError, IpamError, OSError) as e:
+        raise NetworkError(f"{operation}: {e}") from e
+
+
+class BridgeNetwork:
+    """A Linux bridge with masquerade and port publishing, shared by every process on the host
+    that uses the same `state_dir`. All methods may be called from several processes at once."""
+
+    def __init__(self, state_dir: Path, bridge: str = "pkube0", subnet: str = "10.88.0.0/16",
+                 nft_table: str = "pkube", firewall: str = "auto"):
+        self.state_dir = Path(state_dir)
+        self.bridge = netlink.check_ifname(bridge)
+        self.ipam = Ipam(self.state_dir / "ipam.json", subnet)
+        self.subnet = self.ipam.subnet
+        self.gateway = self.ipam.gateway
+        self.firewall = make_firewall(nft_table, bridge, str(self.subnet), firewall)
+        self._ensured = False
+
+    def ensure(self) -> None:
+        """Bridge up with the gateway address, forwarding on, masquerade and the port-map
+        hooks in place. Idempotent; attach() calls it once per instance."""
+        with self._lock(), _translated(f"set up bridge {self.bridge}"):
+            netlink.ensure_bridge(self.bridge, ipaddress.IPv4Interface(f"{self.gateway}/{self.subnet.prefixlen}"))
+            netlink.write_sysctl("net.ipv4.ip_forward", "1")
+            netlink.write_sysctl(f"net.ipv4.conf.{self.bridge}.route_localnet", "1")
+            self.firewall.ensure()
+        self._ensured = True
+
+    def attach(self, key: str, netns_path: str, ifname: str = "eth0") -> Endpoint:
+        """Connect the namespace at `netns_path` to the bridge as `ifname`, with an address,
+        a default route via the gateway and lo up. Returns the endpoint; a key that is
+        already attached gets its endpoint back. On failure nothing is left behind."""
+        if not self._ensured:
+            self.ensure()
+        existing = self.ipam.get(key)
+        if existing and "host_ifname" in existing and netlink.link_exists(existing["host_ifname"]):
+            return self._endpoint(existing)
+        with _translated(f"attach {key} to {self.bridge}"):
+            ip = self.ipam.allocate(key, is_live=lambda candidate: netlink.link_exists(veth_name(candidate)))
+            try:
+                self._plumb(ip, netns_path, ifname)
+                self.ipam.update(key, host_ifname=veth_name(ip), mac=mac_for(ip),
+                                 netns=netns_path, ifname=ifname)
+            except BaseException:
+                netlink.delete_link(veth_name(ip))
+                self.ipam.release(key)
+                raise
+        return self._endpoint(self.ipam.get(key))
+
+    def detach(self, key: str) -> None:
+        """Remove `key`'s published ports and veth and free its address. Idempotent."""
+        allocation = self.ipam.get(key)
+        if allocation is None:
+            return
+        with _translated(f"detach {key} from {self.bridge}"):
+            self.firewall.unpublish(key)
+            netlink.delete_link(veth_name(ipaddress.IPv4Address(allocation["ip"])))
+            self.ipam.release(key)
+
+    def publish(self, key: str, ip: str, mappings: list[PortMapping]) -> None:
+        """Make each HOST_PORT reach `ip`:CONTAINER_PORT, from the host's addresses (127.0.0.1
+        included), from outside and from other containers. Replaces `key`'s earlier mappings."""
+        for m in mappings:
+            if not isinstance(m, PortMapping):
+                raise TypeError(f"publish {key}: want PortMapping, got {m!r}")
+        if not self._ensured:
+            self.ensure()
+        with _translated(f"publish ports of {key}"):
+            self.firewall.publish(key, str(ipaddress.IPv4Address(ip)), mappings)
+            if self.ipam.get(key) is not None:
+                self.ipam.update(key, ports=[m.__dict__ for m in mappings])
+
+    def unpublish(self, key: str) -> None:
+        """Remove exactly `key`'s port mappings. Idempotent."""
+        with _translated(f"unpublish ports of {key}"):
+            self.firewall.unpublish(key)
+            if self.ipam.get(key) is not None:
+                self.ipam.update(key, ports=[])
+
+    def published(self, key: str) -> list[PortMapping]:
+        """The mappings last published for `key` (for inspect); [] if none."""
+        allocation = self.ipam.get(key) or {}
+        return [PortMapping(**m) for m in allocation.get("ports", [])]
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        """Every attached key and its endpoint."""
+        return {key: self._endpoint(a) for key, a in self.ipam.allocations().items() if "host_ifname" in a}
+
+    def teardown(self) -> None:
+        """Remove the firewall table, every veth, the bridge and the state. Idempotent."""
+        with self._lock(), _translated(f"tear down bridge {self.bridge}"):
+            self.firewall.teardown()
+            for allocation in self.ipam.allocations().values():
+                netlink.delete_link(veth_name(ipaddress.IPv4Address(allocation["ip"])))
+            netlink.delete_link(self.bridge)
+            for name in ("ipam.json", "ipam.json.lock"):
+                (self.state_dir / name).unlink(missing_ok=True)
+        self._ensured = False
+
+    def _plumb(self, ip: ipaddress.IPv4Address, netns_path: str, ifname: str) -> None:
+        netlink.create_veth(veth_name(ip), self.bridge, netns_path, ifname, mac_for(ip))
+        netlink.configure_interface(netns_path, ifname,
+                                    ipaddress.IPv4Interface(f"{ip}/{self.subnet.prefixlen}"), self.gateway)
+
+    def _endpoint(self, allocation: dict) -> Endpoint:
+        return Endpoint(ip=allocation["ip"], prefixlen=self.subnet.prefixlen, gateway=str(self.gateway),
+                        mac=allocation["mac"], host_ifname=allocation["host_ifname"])
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise set-up and tear-down between processes sharing `state_dir`."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "network.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield

@@ -1,0 +1,311 @@
+"""Port publishing and masquerade for one bridge: nftables, or iptables where `nft` is missing.
+
+Rule layout (nftables; the iptables backend mirrors it with chains named after the table):
+
+    table ip <table>
+      prerouting  (nat, dstnat)   fib daddr type local jump ports
+      output      (nat, -100)     fib daddr type local jump ports    <- 127.0.0.1:PORT works
+      postrouting (nat, srcnat)   subnet -> not the bridge: masquerade          (egress)
+                                  127.0.0.0/8 -> bridge: masquerade            (localhost DNAT)
+                                  subnet -> bridge, DNATed: masquerade         (hairpin)
+      forward     (filter)        accept to and from the bridge
+      ports                       one `jump c_<hash>` per published container
+      c_<hash>                    that container's DNAT rules, tcp and udp
+
+Rule text is made by pure functions (unit-tested); the backends only run it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+PROTOCOLS = ("tcp", "udp")
+
+
+class FirewallError(Exception):
+    """An nft or iptables command failed; the message holds the command and its stderr."""
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """HOST_IP:HOST_PORT -> CONTAINER_PORT/PROTOCOL. An empty host_ip means every host address."""
+
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"
+    host_ip: str = ""
+
+    def __post_init__(self):
+        for name in ("host_port", "container_port"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= 65535:
+                raise ValueError(f"bad {name.replace('_', ' ')} {value!r}: must be 1-65535")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"bad protocol {self.protocol!r}: must be tcp or udp")
+        if self.host_ip not in ("", "0.0.0.0"):
+            try:
+                ipaddress.IPv4Address(self.host_ip)
+            except ValueError:
+                raise ValueError(f"bad host IP {self.host_ip!r}: must be an IPv4 address") from None
+
+    @classmethod
+    def parse(cls, text: str) -> "PortMapping":
+        """Parse docker's `-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp]`. Raises ValueError."""
+        spec, _, protocol = text.partition("/")
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[-2:]):
+            raise ValueError(f"bad port mapping {text!r}: want [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp]")
+        host_ip = parts[0] if len(parts) == 3 else ""
+        return cls(int(parts[-2]), int(parts[-1]), protocol or "tcp", host_ip)
+
+    @property
+    def bound_ip(self) -> str | None:
+        """The one host address this mapping is bound to, or None for all of them."""
+        return self.host_ip if self.host_ip not in ("", "0.0.0.0") else None
+
+
+def container_chain(key: str) -> str:
+    """The name of the per-container chain of `key` (short, stable, valid for nft and iptables)."""
+    return "c_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+# ---- nftables text -----------------------------------------------------------------------
+
+def nft_base_script(table: str, bridge: str, subnet: str) -> str:
+    """An atomic, idempotent `nft -f` script: the table and its base chains, rules rewritten,
+    leaving `ports` and the per-container chains as they are."""
+    base = {
+        "prerouting": "type nat hook prerouting priority dstnat; policy accept;",
+        "output": "type nat hook output priority -100; policy accept;",
+        "postrouting": "type nat hook postrouting priority srcnat; policy accept;",
+        "forward": "type filter hook forward priority filter; policy accept;",
+    }
+    rules = {
+        "prerouting": ["fib daddr type local jump ports"],
+        "output": ["fib daddr type local jump ports"],
+        "postrouting": [
+            f'ip saddr {subnet} oifname != "{bridge}" masquerade',
+            f'ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade',
+            f'ip saddr {subnet} oifname "{bridge}" ct status dnat masquerade',
+        ],
+        "forward": [f'iifname "{bridge}" accept', f'oifname "{bridge}" accept'],
+    }
+    lines = [f"add table ip {table}"]
+    lines += [f"add chain ip {table} {name} {{ {hook} }}" for name, hook in base.items()]
+    lines += [f"add chain ip {table} ports"]
+    lines += [f"flush chain ip {table} {name}" for name in base]
+    lines += [f"add rule ip {table} {name} {rule}" for name, chain in rules.items() for rule in chain]
+    return "\n".join(lines) + "\n"
+
+
+def nft_dnat_rule(ip: str, mapping: PortMapping) -> str:
+    """The DNAT rule of one mapping, as it sits in a per-container chain."""
+    match = f"ip daddr {mapping.bound_ip} " if mapping.bound_ip else ""
+    return f"{match}{mapping.protocol} dport {mapping.host_port} dnat to {ip}:{mapping.container_port}"
+
+
+def nft_publish_script(table: str, key: str, ip: str, mappings: list[PortMapping],
+                       stale_handles: list[int]) -> str:
+    """Replace `key`'s chain and its jump from `ports` (whose old handles are `stale_handles`)."""
+    chain = container_chain(key)
+    lines = [f"add chain ip {table} {chain}", f"flush chain ip {table} {chain}"]
+    lines += [f"delete rule ip {table} ports handle {h}" for h in stale_handles]
+    lines += [f"add rule ip {table} {chain} {nft_dnat_rule(ip, m)}" for m in mappings]
+    comment = json.dumps(key[:120])
+    lines.append(f"add rule ip {table} ports jump {chain} comment {comment}")
+    return "\n".join(lines) + "\n"
+
+
+def nft_unpublish_script(table: str, key: str, stale_handles: list[int]) -> str:
+    chain = container_chain(key)
+    lines = [f"delete rule ip {table} ports handle {h}" for h in stale_handles]
+    lines += [f"add chain ip {table} {chain}", f"flush chain ip {table} {chain}",
+              f"delete chain ip {table} {chain}"]
+    return "\n".join(lines) + "\n"
+
+
+def jump_handles(listing: dict, chain: str) -> list[int]:
+    """Handles of the rules in an `nft -j -a list chain` answer that jump to `chain`."""
+    handles = []
+    for item in listing.get("nftables", []):
+        rule = item.get("rule")
+        if rule and any(e.get("jump", {}).get("target") == chain for e in rule.get("expr", [])):
+            handles.append(rule["handle"])
+    return handles
+
+
+# ---- iptables text -----------------------------------------------------------------------
+
+def ipt_names(table: str) -> dict[str, str]:
+    """Chain names of the iptables backend (at most 28 characters)."""
+    prefix = table.upper()[:14]
+    return {"ports": f"{prefix}-PORTS", "post": f"{prefix}-POST", "fwd": f"{prefix}-FWD"}
+
+
+def ipt_container_chain(table: str, key: str) -> str:
+    return f"{table.upper()[:14]}-{container_chain(key)[2:]}"
+
+
+def ipt_base_rules(table: str, bridge: str, subnet: str) -> list[list[str]]:
+    """(table, chain, rule...) rules of the base layout; hooks first, then chain contents."""
+    n = ipt_names(table)
+    local = ["-m", "addrtype", "--dst-type", "LOCAL", "-j", n["ports"]]
+    return [
+        ["nat", "PREROUTING", *local],
+        ["nat", "OUTPUT", *local],
+        ["nat", "POSTROUTING", "-j", n["post"]],
+        ["filter", "FORWARD", "-j", n["fwd"]],
+        ["nat", n["post"], "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"],
+        ["nat", n["post"], "-s", "127.0.0.0/8", "-o", bridge, "-j", "MASQUERADE"],
+        ["nat", n["post"], "-s", subnet, "-o", bridge, "-m", "conntrack", "--ctstate", "DNAT",
+         "-j", "MASQUERADE"],
+        ["filter", n["fwd"], "-i", bridge, "-j", "ACCEPT"],
+        ["filter", n["fwd"], "-o", bridge, "-j", "ACCEPT"],
+    ]
+
+
+def ipt_dnat_rule(ip: str, mapping: PortMapping) -> list[str]:
+    match = ["-d", mapping.bound_ip] if mapping.bound_ip else []
+    return [*match, "-p", mapping.protocol, "--dport", str(mapping.host_port),
+            "-j", "DNAT", "--to-destination", f"{ip}:{mapping.container_port}"]
+
+
+# ---- backends ------------------------------------------------------------------------------
+
+def _run(argv: list[str], stdin: str | None = None) -> str:
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise FirewallError(f"{' '.join(argv)}: {e}") from e
+    if done.returncode != 0:
+        raise FirewallError(f"{' '.join(argv)}: {done.stderr.strip() or 'exit ' + str(done.returncode)}"
+                            + (f"\n{stdin}" if stdin else ""))
+    return done.stdout
+
+
+class NftFirewall:
+    """nftables: everything in one `ip <table>` table, changed by atomic `nft -f -` scripts."""
+
+    def __init__(self, table: str, bridge: str, subnet: str, nft: str = "nft"):
+        self.table, self.bridge, self.subnet, self.nft = table, bridge, subnet, nft
+
+    def ensure(self) -> None:
+        _run([self.nft, "-f", "-"], nft_base_script(self.table, self.bridge, self.subnet))
+
+    def publish(self, key: str, ip: str, mappings: list[PortMapping]) -> None:
+        stale = self._jump_handles(key)
+        _run([self.nft, "-f", "-"], nft_publish_script(self.table, key, ip, mappings, stale))
+
+    def unpublish(self, key: str) -> None:
+        if not self._table_exists():
+            return
+        _run([self.nft, "-f", "-"], nft_unpublish_script(self.table, key, self._jump_handles(key)))
+
+    def teardown(self) -> None:
+        if self._table_exists():
+            _run([self.nft, "delete", "table", "ip", self.table])
+
+    def published(self) -> list[str]:
+        """Names of the per-container chains that `ports` jumps to."""
+        listing = json.loads(_run([self.nft, "-j", "list", "chain", "ip", self.table, "ports"]))
+        return [e["jump"]["target"] for item in listing.get("nftables", []) if "rule" in item
+                for e in item["rule"]["expr"] if "jump" in e]
+
+    def _jump_handles(self, key: str) -> list[int]:
+        listing = json.loads(_run([self.nft, "-j", "-a", "list", "chain", "ip", self.table, "ports"]))
+        return jump_handles(listing, container_chain(key))
+
+    def _table_exists(self) -> bool:
+        return subprocess.run([self.nft, "list", "table", "ip", self.table],
+                              capture_output=True).returncode == 0
+
+
+class IptablesFirewall:
+    """iptables: chains named after the table, hooked from the built-in chains."""
+
+    def __init__(self, table: str, bridge: str, subnet: str, iptables: str = "iptables"):
+        self.table, self.bridge, self.subnet, self.iptables = table, bridge, subnet, iptables
+        self.names = ipt_names(table)
+
+    def ensure(self) -> None:
+        for nat_or_filter, chain in [("nat", self.names["ports"]), ("nat", self.names["post"]),
+                                     ("filter", self.names["fwd"])]:
+            self._new_chain(nat_or_filter, chain)
+        for t, chain, *rule in ipt_base_rules(self.table, self.bridge, self.subnet):
+            self._append_once(t, chain, rule)
+
+    def publish(self, key: str, ip: str, mappings: list[PortMapping]) -> None:
+        chain = ipt_container_chain(self.table, key)
+        self._new_chain("nat", chain)
+        _run([self.iptables, "-w", "-t", "nat", "-F", chain])
+        for m in mappings:
+            _run([self.iptables, "-w", "-t", "nat", "-A", chain, *ipt_dnat_rule(ip, m)])
+        self._append_once("nat", self.names["ports"], ["-j", chain])
+
+    def unpublish(self, key: str) -> None:
+        chain = ipt_container_chain(self.table, key)
+        while self._exists("nat", self.names["ports"], ["-j", chain]):
+            _run([self.iptables, "-w", "-t", "nat", "-D", self.names["ports"], "-j", chain])
+        self._delete_chain("nat", chain)
+
+    def teardown(self) -> None:
+        for t, chain, *rule in ipt_base_rules(self.table, self.bridge, self.subnet)[:4]:
+            while self._exists(t, chain, rule):
+                _run([self.iptables, "-w", "-t", t, "-D", chain, *rule])
+        mine = [c for c in self._chains("nat") if c.startswith(self.table.upper()[:14] + "-")]
+        for chain in mine:
+            _run([self.iptables, "-w", "-t", "nat", "-F", chain])
+        for chain in mine:
+            _run([self.iptables, "-w", "-t", "nat", "-X", chain])
+        self._delete_chain("filter", self.names["fwd"])
+
+    def published(self) -> list[str]:
+        out = _run([self.iptables, "-w", "-t", "nat", "-S", self.names["ports"]])
+        return [line.split()[-1] for line in out.splitlines() if line.startswith("-A ")]
+
+    def _chains(self, t: str) -> list[str]:
+        out = _run([self.iptables, "-w", "-t", t, "-S"])
+        return [line.split()[1] for line in out.splitlines() if line.startswith("-N ")]
+
+    def _new_chain(self, t: str, chain: str) -> None:
+        if chain not in self._chains(t):
+            _run([self.iptables, "-w", "-t", t, "-N", chain])
+
+    def _delete_chain(self, t: str, chain: str) -> None:
+        if chain in self._chains(t):
+            _run([self.iptables, "-w", "-t", t, "-F", chain])
+            _run([self.iptables, "-w", "-t", t, "-X", chain])
+
+    def _exists(self, t: str, chain: str, rule: list[str]) -> bool:
+        return subprocess.run([self.iptables, "-w", "-t", t, "-C", chain, *rule],
+                              capture_output=True).returncode == 0
+
+    def _append_once(self, t: str, chain: str, rule: list[str]) -> None:
+        if not self._exists(t, chain, rule):
+            _run([self.iptables, "-w", "-t", t, "-A", chain, *rule])
+
+
+def check_table_name(table: str) -> str:
+    """Return `table`, or raise ValueError unless it is 1-20 letters, digits or underscores."""
+    if not table or len(table) > 20 or not all(c.isalnum() or c == "_" for c in table):
+        raise ValueError(f"bad firewall table name {table!r}: 1-20 letters, digits or _")
+    return table
+
+
+def make_firewall(table: str, bridge: str, subnet: str, backend: str = "auto"):
+    """The firewall backend: "nft", "iptables", or "auto" (nft when the `nft` command exists)."""
+    check_table_name(table)
+    if backend == "auto":
+        backend = "nft" if shutil.which("nft") else "iptables"
+    if backend == "nft":
+        return NftFirewall(table, bridge, subnet)
+    if backend == "iptables":
+        if not shutil.which("iptables"):
+            raise FirewallError("publish ports: neither nft nor iptables is installed")
+        return IptablesFirewall(table, bridge, subnet)
+    raise ValueError(f"bad firewall backend {backend!r}: want auto, nft or iptables")

@@ -1,0 +1,244 @@
+"""The bridge network on the real kernel: netns talking over a bridge, ports published to the
+host (127.0.0.1 included), IP reuse, concurrent attaches, and nothing left behind.
+
+Every test uses its own bridge (pkt<rand>), subnet (10.200.<rand>.0/24), nft table and netns,
+and sends traffic only over loopback and its own namespaces.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cluster.etcd import free_port
+from runtime.network import BridgeNetwork, NetworkError
+from runtime.portmap import PortMapping
+
+pytestmark = pytest.mark.root
+
+# Serves `count` connections (tcp) or datagrams (udp) with "<name>:<what it received>".
+SERVER = r"""
+import socket, sys
+proto, port, name, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+s = socket.socket(socket.AF_INET, kind)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+if proto == "tcp":
+    s.listen(8)
+print("ready", flush=True)
+for _ in range(count):
+    if proto == "tcp":
+        conn, peer = s.accept()
+        conn.sendall(f"{name}:{conn.recv(100).decode()}:{peer[0]}".encode())
+        conn.close()
+    else:
+        data, peer = s.recvfrom(100)
+        s.sendto(f"{name}:{data.decode()}:{peer[0]}".encode(), peer)
+"""
+
+# Connects once and prints the answer.
+CLIENT = r"""
+import socket, sys
+proto, host, port, msg = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if proto == "tcp":
+    s = socket.create_connection((host, port), timeout=10)
+    s.sendall(msg.encode())
+    print(s.recv(100).decode())
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(10)
+    s.sendto(msg.encode(), (host, port))
+    print(s.recvfrom(100)[0].decode())
+"""
+
+
+def run(*argv, check=True):
+    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=60)
+
+
+def links() -> set[str]:
+    return set(os.listdir("/sys/class/net"))
+
+
+def nft_tables() -> str:
+    return run("nft", "list", "tables").stdout
+
+
+@pytest.fixture
+def netns():
+    """A factory of named network namespaces; each one is deleted afterwards. Yields paths."""
+    if os.geteuid() != 0:
+        pytest.fail("network system tests need root")
+    names = []
+
+    def make() -> str:
+        name = f"pkt-{secrets.token_hex(4)}"
+        run("ip", "netns", "add", name)
+        names.append(name)
+        return f"/var/run/netns/{name}"
+    try:
+        yield make
+    finally:
+        for name in names:
+            run("ip", "netns", "del", name, check=False)
+
+
+def make_network(state_dir: Path, firewall: str = "auto") -> BridgeNetwork:
+    tag = secrets.token_hex(3)
+    return BridgeNetwork(state_dir, bridge=f"pkt{tag}", subnet=f"10.200.{secrets.randbelow(250) + 1}.0/24",
+                         nft_table=f"pkt_{tag}", firewall=firewall)
+
+
+@pytest.fixture
+def network(tmp_path):
+    """A fresh bridge network, torn down afterwards; asserts it left nothing behind."""
+    before = links()
+    net = make_network(tmp_path / "network")
+    try:
+        yield net
+    finally:
+        net.teardown()
+        assert net.bridge not in links()
+        assert not {name for name in links() - before if name.startswith("pk")}
+        assert net.firewall.table not in nft_tables()
+
+
+@pytest.fixture
+def servers():
+    """Start SERVER in a namespace; waits until it listens. Every server is killed afterwards."""
+    procs = []
+
+    def start(netns_path: str, proto: str, port: int, name: str, count: int = 1):
+        proc = subprocess.Popen(["nsenter", f"--net={netns_path}", sys.executable, "-c", SERVER,
+                                 proto, str(port), name, str(count)],
+                                stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "ready"
+        return proc
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def client(netns_path: str | None, proto: str, host: str, port: int, msg: str = "hi") -> str:
+    prefix = ["nsenter", f"--net={netns_path}"] if netns_path else []
+    return run(*prefix, sys.executable, "-c", CLIENT, proto, host, str(port), msg).stdout.strip()
+
+
+def test_two_namespaces_ping_and_talk_tcp_over_the_bridge(network, netns, servers):
+    a, b = netns(), netns()
+    ep_a = network.attach("sandbox-a", a)
+    ep_b = network.attach("sandbox-b", b)
+    assert ep_a.ip != ep_b.ip
+    assert ep_a.gateway == ep_b.gateway == str(network.gateway)
+    assert run("nsenter", f"--net={a}", "busybox", "ping", "-c", "1", "-W", "5", ep_b.ip).returncode == 0
+    servers(b, "tcp", 5000, "b")
+    assert client(a, "tcp", ep_b.ip, 5000, "hello") == f"b:hello:{ep_a.ip}"
+    inside = run("nsenter", f"--net={a}", "ip", "-o", "-4", "addr", "show", "eth0").stdout
+    assert f"{ep_a.ip}/24" in inside
+    assert f"default via {network.gateway}" in run("nsenter", f"--net={a}", "ip", "route").stdout
+
+
+def test_published_port_reaches_the_namespace_from_localhost_and_the_bridge(network, netns, servers):
+    a, b = netns(), netns()
+    ep_a = network.attach("web", a)
+    network.attach("other", b)
+    tcp_port, udp_port = free_port(), free_port()
+    network.publish("web", ep_a.ip, [PortMapping(tcp_port, 80), PortMapping(udp_port, 53, "udp")])
+    servers(a, "tcp", 80, "web", count=3)
+    servers(a, "udp", 53, "dns")
+    assert client(None, "tcp", "127.0.0.1", tcp_port).startswith("web:hi:")
+    assert client(None, "udp", "127.0.0.1", udp_port) .startswith("dns:hi:")
+    # another container through the gateway's address, and the container to itself (hairpin)
+    assert client(b, "tcp", str(network.gateway), tcp_port).startswith("web:hi:")
+    assert client(a, "tcp", str(network.gateway), tcp_port).startswith("web:hi:")
+    assert network.published("web") == [PortMapping(tcp_port, 80), PortMapping(udp_port, 53, "udp")]
+
+
+def test_unpublish_removes_exactly_that_containers_ports(network, netns, servers):
+    a, b = netns(), netns()
+    ep_a, ep_b = network.attach("a", a), network.attach("b", b)
+    port_a, port_b = free_port(), free_port()
+    network.publish("a", ep_a.ip, [PortMapping(port_a, 80)])
+    network.publish("b", ep_b.ip, [PortMapping(port_b, 80, host_ip="127.0.0.1")])
+    servers(b, "tcp", 80, "b")
+    network.unpublish("a")
+    network.unpublish("a")
+    with pytest.raises(subprocess.CalledProcessError):
+        client(None, "tcp", "127.0.0.1", port_a)
+    assert client(None, "tcp", "127.0.0.1", port_b).startswith("b:hi:")
+    assert network.published("a") == []
+
+
+def test_detach_frees_the_address_and_the_veth(network, netns):
+    a = netns()
+    first = network.attach("one", a)
+    assert first.host_ifname in links()
+    assert network.attach("one", a) == first  # attaching again is a no-op
+    network.detach("one")
+    network.detach("one")
+    assert first.host_ifname not in links()
+    assert "one" not in network.endpoints()
+    again = network.attach("two", netns())
+    assert again.ip == first.ip
+
+
+def test_a_leftover_veth_keeps_its_address(network, netns):
+    first = network.attach("one", netns())
+    network.ipam.release("one")  # state lost, but the veth is still live
+    second = network.attach("two", netns())
+    assert second.ip != first.ip
+    assert first.host_ifname in links()
+
+
+def test_attach_to_a_missing_namespace_leaves_nothing(network):
+    before = links()
+    with pytest.raises(NetworkError, match="does not exist"):
+        network.attach("ghost", "/var/run/netns/pkt-no-such-ns")
+    assert network.endpoints() == {}
+    assert links() - before == {network.bridge} - before
+
+
+def _attach_in_child(args):
+    state_dir, bridge, subnet, table, paths, prefix = args
+    net = BridgeNetwork(Path(state_dir), bridge=bridge, subnet=subnet, nft_table=table)
+    return [net.attach(f"{prefix}-{i}", path).ip for i, path in enumerate(paths)]
+
+
+def test_concurrent_attaches_from_two_processes_never_collide(network, netns):
+    paths = [netns() for _ in range(8)]
+    network.ensure()
+    jobs = [(str(network.state_dir), network.bridge, str(network.subnet), network.firewall.table,
+             paths[i::2], f"p{i}") for i in range(2)]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        ips = [ip for chunk in pool.map(_attach_in_child, jobs) for ip in chunk]
+    assert len(set(ips)) == 8
+    assert len(network.endpoints()) == 8
+
+
+def test_iptables_backend_publishes_to_localhost(tmp_path, netns, servers):
+    net = make_network(tmp_path / "network", firewall="iptables")
+    chain = f"{net.firewall.table.upper()}-PORTS"
+    try:
+        a = netns()
+        ep = net.attach("web", a)
+        port = free_port()
+        net.publish("web", ep.ip, [PortMapping(port, 8080)])
+        servers(a, "tcp", 8080, "web")
+        assert client(None, "tcp", "127.0.0.1", port).startswith("web:hi:")
+        assert chain in run("iptables", "-t", "nat", "-S").stdout
+    finally:
+        net.teardown()
+    assert chain not in run("iptables", "-t", "nat", "-S").stdout
+    assert net.bridge not in links()
