@@ -1,0 +1,361 @@
+"""Validation of API objects: the kubernetes-validate JSON schemas (types, required fields,
+unknown fields) plus the semantic rules of Kubernetes (names, labels, selectors, ports,
+immutable fields on update).
+
+Build one `Validator` per process and reuse it: it compiles each kind's schema on first use
+and keeps it (a cold schema load costs milliseconds; a warm validation a fraction of one).
+
+    validator = Validator()
+    problems = validator.validate(obj, old=None, strict=False)   # list of StatusCause dicts
+    if problems: answer 422 with causes=problems, message=format_invalid(kind, name, problems)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import jsonschema
+from referencing import Registry, Resource
+
+from api import causes, names
+from api import validation_specs as specs
+from api.causes import Cause, format_invalid
+from api.schemas import SchemaNotFound, SchemaSet, shared_schema_set
+
+__all__ = ["Cause", "Validator", "format_invalid", "CLUSTER_SCOPED_KINDS"]
+
+CLUSTER_SCOPED_KINDS = frozenset({"Namespace", "Node"})
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+_TYPE_ERRORS = ("type", "oneOf", "anyOf", "format", "enum", "const")
+_POD_UPDATABLE_MESSAGE = (
+    "pod updates may not change fields other than `spec.containers[*].image`,"
+    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
+    "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
+    "(allow it to be set to 1 if it was previously negative)"
+)
+
+
+class Validator:
+    """Validates objects of the kinds the apiserver serves; one instance per process.
+
+    Not thread-safe while it warms up (two threads may compile the same schema twice, which
+    is harmless); afterwards it only reads.
+    """
+
+    def __init__(self, schemas: SchemaSet | None = None):
+        self.schemas = schemas or shared_schema_set()
+        self._registry: Registry | None = None
+        self._compiled: dict[tuple[str, str], jsonschema.protocols.Validator | None] = {}
+
+    def validate(self, obj: dict, old: dict | None = None, strict: bool = False) -> list[Cause]:
+        """All problems of `obj` (empty list = valid). `old` is the stored object on update.
+
+        With `strict`, unknown fields are problems too (fieldValidation=Strict); otherwise
+        they are ignored (see `unknown_fields` to warn about them).
+        """
+        if not isinstance(obj, dict):
+            return [causes.type_invalid("", obj, "must be an object")]
+        schema_causes, unknown = self._schema_problems(obj)
+        found = list(schema_causes)
+        if strict:
+            found += [causes.make(causes.INVALID, path, f'unknown field "{path}"') for path in unknown]
+        if any(c["reason"] == causes.TYPE_INVALID for c in schema_causes):
+            return found  # shapes are wrong: semantic rules would only repeat the same problem
+        found += metadata_causes(obj)
+        found += specs.BY_KIND.get(obj.get("kind"), _nothing)(obj)
+        if isinstance(old, dict):
+            found += update_causes(obj, old)
+        return _unique(found)
+
+    def unknown_fields(self, obj: dict) -> list[str]:
+        """Dotted paths of fields the schema does not know (for fieldValidation=Warn)."""
+        if not isinstance(obj, dict):
+            return []
+        return self._schema_problems(obj)[1]
+
+    def _schema_problems(self, obj: dict) -> tuple[list[Cause], list[str]]:
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        found = []
+        if not api_version:
+            found.append(causes.required("apiVersion"))
+        if not kind:
+            found.append(causes.required("kind"))
+        validator = self._validator(api_version, kind) if not found else None
+        if validator is None:
+            return found, []
+        unknown = []
+        for error in validator.iter_errors(obj):
+            if error.validator == "additionalProperties":
+                unknown += _unknown_paths(error)
+            else:
+                found += _schema_cause(error)
+        return found, unknown
+
+    def _validator(self, api_version, kind):
+        """The compiled schema of a kind, or None for kinds without a schema."""
+        key = (api_version, kind)
+        if key not in self._compiled:
+            self._compiled[key] = self._compile(api_version, kind)
+        return self._compiled[key]
+
+    def _compile(self, api_version, kind):
+        if not isinstance(api_version, str) or not isinstance(kind, str):
+            return None
+        try:
+            schema = self.schemas.kind_schema(api_version, kind)
+        except SchemaNotFound:
+            return None
+        registry = Resource.from_contents(schema) @ self._definitions_registry()
+        return jsonschema.Draft202012Validator(schema, registry=registry)
+
+    def _definitions_registry(self) -> Registry:
+        if self._registry is None:
+            definitions = Resource.from_contents(self.schemas.definitions_document)
+            self._registry = definitions @ Registry()
+        return self._registry
+
+
+def _nothing(obj: dict) -> list:
+    return []
+
+
+def _unique(found: list[Cause]) -> list[Cause]:
+    seen, result = set(), []
+    for cause in found:
+        key = (cause["reason"], cause["field"], cause["message"])
+        if key not in seen:
+            seen.add(key)
+            result.append(cause)
+    return result
+
+
+# --- schema errors -----------------------------------------------------------------------------
+
+def field_path(parts) -> str:
+    """`["spec", "containers", 0, "name"]` → `spec.containers[0].name`."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _unknown_paths(error) -> list[str]:
+    known = set((error.schema.get("properties") or {}).keys())
+    base = field_path(error.absolute_path)
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    return [f"{base}.{key}" if base else key for key in instance if key not in known]
+
+
+def _schema_cause(error) -> list[Cause]:
+    """One jsonschema error as StatusCauses (empty when it is not a real problem)."""
+    path = field_path(error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        return [causes.required(f"{path}.{missing}" if path else missing)]
+    if error.instance is None:
+        return []  # null means "not set" to Kubernetes' decoder
+    if error.validator in _TYPE_ERRORS:
+        expected = _expected_type(error)
+        return [causes.type_invalid(path, error.instance, f"{path} in body must be of type {expected}: "
+                                                         f'"{_json_type(error.instance)}"')]
+    return [causes.invalid(path, error.instance, error.message)]
+
+
+def _expected_type(error) -> str:
+    schema = error.schema
+    options = schema.get("oneOf") or schema.get("anyOf") or [schema]
+    kinds = []
+    for option in options:
+        kind = option.get("type") if isinstance(option, dict) else None
+        for name in (kind if isinstance(kind, list) else [kind]):
+            if name and name != "null" and name not in kinds:
+                kinds.append(name)
+    return " or ".join(kinds) or "valid"
+
+
+def _json_type(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "null")
+
+
+# --- metadata ----------------------------------------------------------------------------------
+
+def name_check(kind: str):
+    """The names.* check that a kind's metadata.name must pass."""
+    if kind == "Namespace":
+        return names.dns1123_label
+    if kind == "Service":
+        return names.dns1035_label
+    return names.dns1123_subdomain
+
+
+def metadata_causes(obj: dict) -> list[Cause]:
+    """metadata.name/generateName, namespace, labels, annotations, finalizers."""
+    kind = obj.get("kind")
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict):
+        return [causes.required("metadata.name", "name or generateName is required")]
+    found = _name_causes(metadata, name_check(kind))
+    namespace = metadata.get("namespace")
+    if kind in CLUSTER_SCOPED_KINDS and namespace:
+        found.append(causes.forbidden("metadata.namespace", "not allowed on this type"))
+    elif namespace:
+        found += specs.syntax("metadata.namespace", namespace, names.dns1123_label)
+    found += specs.label_map("metadata.labels", metadata.get("labels"))
+    found += annotations_causes(metadata.get("annotations"))
+    for index, finalizer in enumerate(specs.as_list(metadata.get("finalizers"))):
+        found += specs.syntax(f"metadata.finalizers[{index}]", finalizer, names.qualified_name)
+    return found
+
+
+def _name_causes(metadata: dict, check) -> list[Cause]:
+    name, generate_name = metadata.get("name"), metadata.get("generateName")
+    found = []
+    if isinstance(generate_name, str) and generate_name:
+        # a prefix may end in "-": validate it as if a random suffix followed
+        masked = generate_name[:-1] + "a" if generate_name.endswith("-") else generate_name
+        found += [causes.invalid("metadata.generateName", generate_name, problem)
+                  for problem in check(masked)]
+    if name:
+        found += specs.syntax("metadata.name", name, check)
+    elif not generate_name:
+        found.append(causes.required("metadata.name", "name or generateName is required"))
+    return found
+
+
+def annotations_causes(annotations) -> list[Cause]:
+    """Annotation keys are qualified names (case-insensitive); total size ≤ 256 KiB."""
+    found, total = [], 0
+    for key, value in specs.as_dict(annotations).items():
+        found += specs.syntax("metadata.annotations", key.lower() if isinstance(key, str) else key,
+                              names.qualified_name)
+        total += len(str(key)) + len(str(value or ""))
+    if total > ANNOTATIONS_MAX_BYTES:
+        found.append(causes.too_long("metadata.annotations", ANNOTATIONS_MAX_BYTES))
+    return found
+
+
+# --- updates -----------------------------------------------------------------------------------
+
+def update_causes(new: dict, old: dict) -> list[Cause]:
+    """Changes that an update may not make: identity metadata and each kind's frozen fields.
+
+    Fields the apiserver owns (uid, creationTimestamp, a Service's allocated clusterIP) are
+    compared only when the new object carries them: the apiserver copies them from `old`.
+    """
+    found = []
+    new_meta, old_meta = specs.as_dict(new.get("metadata")), specs.as_dict(old.get("metadata"))
+    for field in ("name", "namespace"):
+        if (new_meta.get(field) or "") != (old_meta.get(field) or ""):
+            found.append(causes.invalid(f"metadata.{field}", new_meta.get(field), "field is immutable"))
+    for field in ("uid", "creationTimestamp"):
+        if new_meta.get(field) and new_meta.get(field) != old_meta.get(field):
+            found.append(causes.invalid(f"metadata.{field}", new_meta.get(field), "field is immutable"))
+    return found + _UPDATE_BY_KIND.get(new.get("kind"), _no_update_rules)(new, old)
+
+
+def _no_update_rules(new: dict, old: dict) -> list[Cause]:
+    return []
+
+
+def _pod_update(new: dict, old: dict) -> list[Cause]:
+    new_spec, old_spec = specs.as_dict(new.get("spec")), specs.as_dict(old.get("spec"))
+    found = _active_deadline_update(new_spec, old_spec)
+    found += _tolerations_update(new_spec, old_spec)
+    if _without_mutable_pod_fields(new_spec, old_spec) != _without_mutable_pod_fields(old_spec, old_spec):
+        found.append(causes.forbidden("spec", _POD_UPDATABLE_MESSAGE))
+    return found
+
+
+def _without_mutable_pod_fields(spec: dict, old_spec: dict) -> dict:
+    """A copy of `spec` with the fields an update may change replaced by the old values."""
+    spec = copy.deepcopy(spec)
+    for field in ("containers", "initContainers"):
+        old_containers = specs.as_list(old_spec.get(field))
+        for index, container in enumerate(specs.as_list(spec.get(field))):
+            if isinstance(container, dict) and index < len(old_containers):
+                container["image"] = specs.as_dict(old_containers[index]).get("image")
+    for field in ("activeDeadlineSeconds", "terminationGracePeriodSeconds", "tolerations"):
+        spec.pop(field, None)
+    return spec
+
+
+def _active_deadline_update(new_spec: dict, old_spec: dict) -> list[Cause]:
+    old_deadline, new_deadline = old_spec.get("activeDeadlineSeconds"), new_spec.get("activeDeadlineSeconds")
+    if old_deadline is None or (specs.is_int(new_deadline) and specs.is_int(old_deadline)
+                                and new_deadline <= old_deadline):
+        return []
+    return [causes.invalid("spec.activeDeadlineSeconds", new_deadline,
+                           "must be less than or equal to previous value")]
+
+
+def _tolerations_update(new_spec: dict, old_spec: dict) -> list[Cause]:
+    new_tolerations = [json.dumps(_toleration_identity(t), sort_keys=True)
+                       for t in specs.as_list(new_spec.get("tolerations"))]
+    for toleration in specs.as_list(old_spec.get("tolerations")):
+        if json.dumps(_toleration_identity(toleration), sort_keys=True) not in new_tolerations:
+            return [causes.forbidden("spec.tolerations", "existing toleration can not be modified "
+                                                         "except its tolerationSeconds")]
+    return []
+
+
+def _toleration_identity(toleration) -> dict:
+    toleration = dict(specs.as_dict(toleration))
+    toleration.pop("tolerationSeconds", None)
+    toleration.setdefault("operator", "Equal")
+    return {k: v for k, v in toleration.items() if v not in (None, "")}
+
+
+def _selector_update(new: dict, old: dict) -> list[Cause]:
+    new_selector = specs.as_dict(new.get("spec")).get("selector")
+    old_selector = specs.as_dict(old.get("spec")).get("selector")
+    if old_selector is not None and new_selector != old_selector:
+        return [causes.invalid("spec.selector", new_selector, "field is immutable")]
+    return []
+
+
+def _service_update(new: dict, old: dict) -> list[Cause]:
+    new_spec, old_spec = specs.as_dict(new.get("spec")), specs.as_dict(old.get("spec"))
+    old_ip, new_ip = old_spec.get("clusterIP"), new_spec.get("clusterIP")
+    if not old_ip or new_spec.get("type") == "ExternalName" or new_ip == old_ip:
+        return []
+    return [causes.invalid("spec.clusterIP", new_ip or "", "field is immutable")]
+
+
+def _immutable_data_update(new: dict, old: dict) -> list[Cause]:
+    if not old.get("immutable"):
+        return []
+    if not new.get("immutable"):
+        return [causes.forbidden("immutable", "field is immutable when `immutable` is set")]
+    for field in ("data", "binaryData"):
+        if (new.get(field) or {}) != (old.get(field) or {}):
+            return [causes.forbidden(field, "field is immutable when `immutable` is set")]
+    return []
+
+
+def _node_update(new: dict, old: dict) -> list[Cause]:
+    old_cidr = specs.as_dict(old.get("spec")).get("podCIDR")
+    new_cidr = specs.as_dict(new.get("spec")).get("podCIDR")
+    if old_cidr and new_cidr != old_cidr:
+        return [causes.forbidden("spec.podCIDR", "node updates may not change podCIDR except from \"\" to valid")]
+    return []
+
+
+_UPDATE_BY_KIND = {
+    "Pod": _pod_update,
+    "Deployment": _selector_update,
+    "ReplicaSet": _selector_update,
+    "Service": _service_update,
+    "Secret": _immutable_data_update,
+    "ConfigMap": _immutable_data_update,
+    "Node": _node_update,
+}
