@@ -1,0 +1,61 @@
+"""python -m scheduler --kubeconfig F [--leader-elect] [--name default-scheduler]"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+import sys
+import uuid
+
+from client.kubeconfig import KubeconfigError, load_kubeconfig
+from client.leaderelection import LeaderElectionConfig, LeaderElector
+from client.rest import AsyncApiClient
+from scheduler.scheduler import DEFAULT_SCHEDULER_NAME, Scheduler
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m scheduler", description="pkube scheduler")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("--name", default=DEFAULT_SCHEDULER_NAME, help="spec.schedulerName to serve")
+    p.add_argument("--leader-elect", action="store_true", help="run only while holding the Lease")
+    p.add_argument("--lease-namespace", default="kube-system")
+    p.add_argument("--lease-name", default="kube-scheduler")
+    p.add_argument("--identity", default=None, help="leader election identity (default: host_uuid)")
+    p.add_argument("--bind-concurrency", type=int, default=32)
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    config = load_kubeconfig(args.kubeconfig, args.context)
+    async with AsyncApiClient(config) as client:
+        scheduler = Scheduler(client, args.name, bind_concurrency=args.bind_concurrency)
+        if not args.leader_elect:
+            await scheduler.run()
+            return 0
+        identity = args.identity or f"{socket.gethostname()}_{uuid.uuid4()}"
+        elector = LeaderElector(client, LeaderElectionConfig(args.lease_namespace, args.lease_name, identity),
+                                scheduler.run)
+        await elector.run()
+        logging.error("leader election lost; exiting")
+        return 1
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(serve(args))
+    except KubeconfigError as err:
+        print(f"scheduler: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

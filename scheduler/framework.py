@@ -1,0 +1,119 @@
+"""Runs the filter and score plugins for one pod over the nodes, and picks one.
+
+Per pod: walk the nodes from a rotating start, keep those every filter
+accepts (the first failing filter's reasons are counted for the message),
+stop early once ``feasible_nodes_to_find`` are found (kube-scheduler's
+percentageOfNodesToScore: 50% minus 1% per 125 nodes, at least 5%, at least
+100 nodes); then score the feasible ones (each plugin's raw scores
+normalized to 0..100, times its weight), and pick the best, ties broken at
+random.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from scheduler.plugins import (balanced_allocation, host_ports, least_allocated, node_name,
+                               node_ready_schedulable, node_resources_fit, node_selector_affinity,
+                               selector_spread, taint_toleration)
+from scheduler.types import NodeInfo, PodInfo
+
+DEFAULT_FILTERS = (node_name, node_ready_schedulable, taint_toleration, node_selector_affinity,
+                   node_resources_fit, host_ports)
+DEFAULT_SCORERS = ((least_allocated, 1), (balanced_allocation, 1), (taint_toleration, 3),
+                   (node_selector_affinity, 2), (selector_spread, 2))
+MIN_FEASIBLE_NODES = 100
+MIN_PERCENTAGE = 5
+
+
+@dataclass
+class ScheduleResult:
+    """The chosen node, or None with the failure histogram and Kubernetes' message."""
+
+    node: Optional[str]
+    evaluated: int = 0
+    feasible: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    message: str = ""
+
+
+def feasible_nodes_to_find(num_nodes: int, percentage: int = 0) -> int:
+    """How many feasible nodes are enough (0 percentage = adaptive, as kube-scheduler)."""
+    if num_nodes < MIN_FEASIBLE_NODES:
+        return num_nodes
+    if percentage <= 0:
+        percentage = max(MIN_PERCENTAGE, 50 - num_nodes // 125)
+    if percentage >= 100:
+        return num_nodes
+    return max(num_nodes * percentage // 100, MIN_FEASIBLE_NODES)
+
+
+def failure_message(num_nodes: int, reasons: Counter) -> str:
+    """'0/3 nodes are available: 2 Insufficient cpu, 1 node(s) didn't match ...' (most frequent first)."""
+    parts = [f"{count} {reason}" for reason, count in sorted(reasons.items(), key=lambda rc: (-rc[1], rc[0]))]
+    text = f"0/{num_nodes} nodes are available"
+    return f"{text}: {', '.join(parts)}." if parts else f"{text}."
+
+
+class Framework:
+    """The plugin pipeline; one per scheduler. ``rng`` breaks ties (inject for tests)."""
+
+    def __init__(self, filters: Sequence = DEFAULT_FILTERS, scorers: Sequence = DEFAULT_SCORERS,
+                 percentage_of_nodes_to_score: int = 0, rng: Optional[random.Random] = None):
+        self.filters = [p.filter for p in filters]
+        self.scorers = [(p, weight) for p, weight in scorers if weight]
+        self.percentage = percentage_of_nodes_to_score
+        self.rng = rng or random.Random()
+        self._next_start = 0
+
+    def schedule(self, pod: PodInfo, nodes: Sequence[NodeInfo]) -> ScheduleResult:
+        """Pick a node for ``pod`` among ``nodes`` (it changes nothing)."""
+        if not nodes:
+            return ScheduleResult(None, message="0/0 nodes are available: no nodes available to schedule pods.")
+        result = ScheduleResult(None)
+        feasible = self._find_feasible(pod, nodes, result)
+        result.feasible = len(feasible)
+        if not feasible:
+            result.message = failure_message(len(nodes), result.reasons)
+            return result
+        result.node = feasible[0].name if len(feasible) == 1 else self._best(pod, feasible)
+        return result
+
+    def _find_feasible(self, pod: PodInfo, nodes: Sequence[NodeInfo], result: ScheduleResult) -> list:
+        wanted = feasible_nodes_to_find(len(nodes), self.percentage)
+        feasible, total, start = [], len(nodes), self._next_start % len(nodes)
+        for i in range(total):
+            node = nodes[(start + i) % total]
+            result.evaluated += 1
+            reasons = self._first_failure(pod, node)
+            if reasons is None:
+                feasible.append(node)
+                if len(feasible) >= wanted:
+                    break
+            else:
+                result.reasons.update(reasons)
+        self._next_start = (start + result.evaluated) % total
+        return feasible
+
+    def _first_failure(self, pod: PodInfo, node: NodeInfo) -> Optional[tuple]:
+        for check in self.filters:
+            status = check(pod, node)
+            if not status.ok:
+                return status.reasons
+        return None
+
+    def _best(self, pod: PodInfo, feasible: list) -> str:
+        totals = [0] * len(feasible)
+        for plugin, weight in self.scorers:
+            scores = [plugin.score(pod, node) for node in feasible]
+            normalize = getattr(plugin, "normalize", None)
+            if normalize is not None:
+                scores = normalize(scores)
+            for i, s in enumerate(scores):
+                totals[i] += weight * s
+        best = max(totals)
+        winners = [node.name for node, total in zip(feasible, totals) if total == best]
+        return winners[0] if len(winners) == 1 else self.rng.choice(winners)

@@ -1,0 +1,10 @@
+"""Filter and score plugins, one module each.
+
+A plugin module has a ``NAME`` and any of:
+- ``filter(pod: PodInfo, node: NodeInfo) -> Status``: may the pod run there?
+- ``score(pod, node) -> int``: 0..100, higher is better; or a raw value when
+  the module also has
+- ``normalize(scores: list[int]) -> list[int]``: maps the raw scores of all
+  feasible nodes to 0..100.
+All are pure functions of their arguments.
+"""

@@ -1,0 +1,17 @@
+"""Requested cpu, memory and pod count must fit in the node's allocatable minus what
+its pods (assigned and assumed) already request. Every shortage is reported."""
+
+from scheduler.types import SUCCESS, Status, unschedulable
+
+NAME = "NodeResourcesFit"
+
+
+def filter(pod, node) -> Status:
+    reasons = []
+    if len(node.pods) + 1 > node.alloc_pods:
+        reasons.append("Too many pods")
+    if pod.cpu and pod.cpu > node.alloc_cpu - node.cpu:
+        reasons.append("Insufficient cpu")
+    if pod.memory and pod.memory > node.alloc_memory - node.memory:
+        reasons.append("Insufficient memory")
+    return unschedulable(*reasons) if reasons else SUCCESS

@@ -1,0 +1,27 @@
+"""nodeSelector and required node affinity must match the node (filter); the
+weights of matching preferred terms make its score (score + normalize)."""
+
+from scheduler.types import SUCCESS, Code, Status
+
+NAME = "NodeAffinity"
+REASON = "node(s) didn't match Pod's node affinity/selector"
+
+
+def filter(pod, node) -> Status:
+    if pod.node_selector is not None and not pod.node_selector.matches(node.labels):
+        return Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (REASON,))
+    if pod.required_terms is not None and not any(t.matches(node) for t in pod.required_terms):
+        return Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (REASON,))
+    return SUCCESS
+
+
+def score(pod, node) -> int:
+    """Raw: the sum of the weights of the preferred terms the node matches."""
+    return sum(weight for weight, term in pod.preferred_terms if term.matches(node))
+
+
+def normalize(scores: list[int]) -> list[int]:
+    highest = max(scores, default=0)
+    if highest <= 0:
+        return [0] * len(scores)
+    return [s * 100 // highest for s in scores]

@@ -1,0 +1,17 @@
+"""Spread the pods of one owner (controller ownerReference) across nodes (score + normalize)."""
+
+NAME = "SelectorSpread"
+
+
+def score(pod, node) -> int:
+    """Raw: how many pods of the same owner the node already has (fewer is better)."""
+    if not pod.owner_uid:
+        return 0
+    return node.owners.get(pod.owner_uid, 0)
+
+
+def normalize(scores: list[int]) -> list[int]:
+    highest = max(scores, default=0)
+    if highest == 0:
+        return [100] * len(scores)
+    return [(highest - s) * 100 // highest for s in scores]

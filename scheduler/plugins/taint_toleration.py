@@ -1,0 +1,47 @@
+"""Taints and tolerations: NoSchedule/NoExecute taints must be tolerated (filter);
+untolerated PreferNoSchedule taints lower a node's score (score + normalize)."""
+
+from scheduler.types import SUCCESS, Code, Status
+
+NAME = "TaintToleration"
+HARD_EFFECTS = ("NoSchedule", "NoExecute")
+
+
+def tolerates(toleration: dict, taint: dict) -> bool:
+    """Kubernetes' Toleration.ToleratesTaint."""
+    effect = toleration.get("effect")
+    if effect and effect != taint.get("effect"):
+        return False
+    key = toleration.get("key")
+    if key and key != taint.get("key"):
+        return False
+    if toleration.get("operator") == "Exists":
+        return True
+    return (toleration.get("value") or "") == (taint.get("value") or "")
+
+
+def tolerated(tolerations, taint: dict) -> bool:
+    return any(tolerates(t, taint) for t in tolerations)
+
+
+def filter(pod, node) -> Status:
+    for taint in node.taints:
+        if taint.get("effect") in HARD_EFFECTS and not tolerated(pod.tolerations, taint):
+            reason = f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value') or ''}}}"
+            return Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (reason,))
+    return SUCCESS
+
+
+def score(pod, node) -> int:
+    """Raw: how many PreferNoSchedule taints the pod does not tolerate (fewer is better)."""
+    prefer_not = [t for t in pod.tolerations if t.get("effect") in (None, "", "PreferNoSchedule")]
+    return sum(1 for t in node.taints
+               if t.get("effect") == "PreferNoSchedule" and not tolerated(prefer_not, t))
+
+
+def normalize(scores: list[int]) -> list[int]:
+    """Reverse: no untolerated taint scores 100, the most-tainted node 0."""
+    highest = max(scores, default=0)
+    if highest == 0:
+        return [100] * len(scores)
+    return [100 - s * 100 // highest for s in scores]

@@ -1,0 +1,224 @@
+"""The scheduler process: informers in, bindings out.
+
+One asyncio loop (see client.informer). Informer handlers only update the
+cache and the queue. The scheduling loop pops one pod at a time, runs the
+framework against the cache (synchronously: the cache cannot change during
+one decision), assumes the pod on the chosen node and hands the binding to a
+background task, so the next pod is decided while bindings are in flight
+(at most ``bind_concurrency`` at once). A pod that fits nowhere gets
+PodScheduled=False/Unschedulable with the framework's message (pods/status)
+and a FailedScheduling Event, and waits in the queue for the cluster to change.
+
+Pods handled: no spec.nodeName, spec.schedulerName == ``name``, not being
+deleted, not finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Optional
+
+from client.clock import Clock
+from client.errors import ApiError, Conflict, NotFound
+from client.events import EventRecorder
+from client.informer import Informer
+from client.resources import NODES, PODS
+from client.timefmt import rfc3339
+from scheduler.cache import SchedulerCache
+from scheduler.framework import Framework
+from scheduler.queue import QueuedPod, SchedulingQueue
+from scheduler.types import TERMINAL_PHASES, PodInfo, pod_key
+
+log = logging.getLogger(__name__)
+DEFAULT_SCHEDULER_NAME = "default-scheduler"
+
+
+def is_assigned(pod: dict) -> bool:
+    return bool((pod.get("spec") or {}).get("nodeName"))
+
+
+def is_finished(pod: dict) -> bool:
+    return (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
+
+
+def node_scheduling_view(node: dict) -> tuple:
+    """The parts of a Node that can change a scheduling decision."""
+    spec, status, meta = node.get("spec") or {}, node.get("status") or {}, node.get("metadata") or {}
+    ready = [c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    return (repr(meta.get("labels")), repr(spec.get("taints")), spec.get("unschedulable"),
+            repr(status.get("allocatable")), ready)
+
+
+def unschedulable_conditions(pod: dict, message: str, now: str) -> Optional[list]:
+    """The pod's conditions with PodScheduled=False/Unschedulable; None if already so."""
+    conditions = list((pod.get("status") or {}).get("conditions") or [])
+    current = next((c for c in conditions if c.get("type") == "PodScheduled"), None)
+    if current and (current.get("status"), current.get("reason"), current.get("message")) == \
+            ("False", "Unschedulable", message):
+        return None
+    condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": message, "lastProbeTime": None,
+                 "lastTransitionTime": current.get("lastTransitionTime")
+                 if current and current.get("status") == "False" else now}
+    return [c for c in conditions if c.get("type") != "PodScheduled"] + [condition]
+
+
+class Scheduler:
+    """See the module docstring. ``run()`` until cancelled."""
+
+    def __init__(self, client, name: str = DEFAULT_SCHEDULER_NAME, clock: Optional[Clock] = None,
+                 framework: Optional[Framework] = None, bind_concurrency: int = 32,
+                 record_scheduled_events: bool = True):
+        self.client = client
+        self.name = name
+        self.clock = clock or Clock()
+        self.framework = framework or Framework()
+        self.cache = SchedulerCache(self.clock)
+        self.queue = SchedulingQueue(self.clock)
+        self.recorder = EventRecorder(client, name, clock=self.clock)
+        self.record_scheduled_events = record_scheduled_events
+        self.pods = Informer(client, PODS, clock=self.clock)
+        self.nodes = Informer(client, NODES, clock=self.clock)
+        self.pods.add_handlers(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
+        self.nodes.add_handlers(self._on_node_add, self._on_node_update, self._on_node_delete)
+        self._bind_slots = asyncio.Semaphore(bind_concurrency)
+        self._background: set = set()
+        self.bound = 0
+
+    async def run(self) -> None:
+        """Sync the informers, then schedule until cancelled."""
+        informers = [asyncio.ensure_future(self.pods.run()), asyncio.ensure_future(self.nodes.run())]
+        loops = []
+        try:
+            await asyncio.gather(self.pods.wait_synced(), self.nodes.wait_synced())
+            log.info("%s: caches synced (%d nodes, %d pending pods)", self.name,
+                     len(self.cache.node_list()), len(self.queue))
+            loops = [asyncio.ensure_future(self._schedule_loop()),
+                     asyncio.ensure_future(self._housekeeping())]
+            await asyncio.gather(*informers, *loops)
+        finally:
+            self.queue.close()
+            for task in informers + loops + list(self._background):
+                task.cancel()
+
+    def responsible_for(self, pod: dict) -> bool:
+        """A pending pod this scheduler must place."""
+        spec = pod.get("spec") or {}
+        return (not is_assigned(pod) and not is_finished(pod)
+                and (spec.get("schedulerName") or DEFAULT_SCHEDULER_NAME) == self.name
+                and not (pod.get("metadata") or {}).get("deletionTimestamp"))
+
+    # informer handlers: they only touch the cache and the queue
+    def _on_pod_add(self, pod: dict) -> None:
+        self._on_pod_update(None, pod)
+
+    def _on_pod_update(self, old: Optional[dict], pod: dict) -> None:
+        if is_assigned(pod):
+            self.queue.delete(pod)
+            self.cache.add_pod(pod)
+            if is_finished(pod) and old is not None and not is_finished(old):
+                self.queue.move_all()
+        elif self.responsible_for(pod):
+            self.queue.add(pod)
+        else:
+            self.queue.delete(pod)
+
+    def _on_pod_delete(self, pod: dict) -> None:
+        key = pod_key(pod)
+        self.queue.delete(key)
+        if is_assigned(pod) or self.cache.is_assumed(key):
+            self.cache.remove_pod(key)
+            self.queue.move_all()
+
+    def _on_node_add(self, node: dict) -> None:
+        self.cache.add_node(node)
+        self.queue.move_all()
+
+    def _on_node_update(self, old: dict, node: dict) -> None:
+        self.cache.add_node(node)
+        if node_scheduling_view(old) != node_scheduling_view(node):
+            self.queue.move_all()
+
+    def _on_node_delete(self, node: dict) -> None:
+        self.cache.remove_node(node["metadata"]["name"])
+
+    # scheduling
+    async def _schedule_loop(self) -> None:
+        while True:
+            queued = await self.queue.pop()
+            if queued is None:
+                return
+            self.schedule_one(queued)
+            await asyncio.sleep(0)          # let watch events and bindings progress
+
+    def schedule_one(self, queued: QueuedPod) -> Optional[str]:
+        """Decide for one popped pod; the node chosen (binding started) or None."""
+        try:
+            pod_info = PodInfo.from_pod(queued.pod)
+        except ValueError as err:
+            self._unschedulable(queued, f"invalid pod spec: {err}")
+            return None
+        result = self.framework.schedule(pod_info, self.cache.node_list())
+        if result.node is None:
+            self._unschedulable(queued, result.message)
+            return None
+        self.cache.assume(pod_info, result.node)
+        self._spawn(self._bind(queued, result.node))
+        return result.node
+
+    async def _bind(self, queued: QueuedPod, node: str) -> None:
+        try:
+            async with self._bind_slots:
+                await self.client.bind(queued.pod, node)
+        except (NotFound, Conflict) as err:      # deleted, or bound by someone else
+            log.info("binding %s to %s: %s", queued.key, node, err)
+            self.cache.forget(queued.key)
+            self.queue.done(queued.key)
+            return
+        except ApiError as err:
+            log.warning("binding %s to %s failed: %s", queued.key, node, err)
+            self.cache.forget(queued.key)
+            self.queue.requeue_backoff(queued)
+            await self._report(queued.pod, f"Binding rejected: {err.message}")
+            return
+        self.cache.finish_binding(queued.key)
+        self.queue.done(queued.key)
+        self.bound += 1
+        if self.record_scheduled_events:
+            meta = queued.pod["metadata"]
+            await self.recorder.event(queued.pod, "Normal", "Scheduled",
+                                      f"Successfully assigned {meta.get('namespace')}/{meta['name']} to {node}")
+
+    def _unschedulable(self, queued: QueuedPod, message: str) -> None:
+        log.info("%s unschedulable: %s", queued.key, message)
+        self.queue.requeue_unschedulable(queued)
+        self._spawn(self._report(queued.pod, message))
+
+    async def _report(self, pod: dict, message: str) -> None:
+        """PodScheduled=False with ``message`` on the pod's status, and a FailedScheduling Event."""
+        conditions = unschedulable_conditions(pod, message, rfc3339(self.clock.wall()))
+        if conditions is not None:
+            meta = pod["metadata"]
+            try:
+                await self.client.patch(PODS, meta["name"], {"status": {"conditions": conditions}},
+                                        meta.get("namespace"), "merge", "status")
+            except ApiError as err:
+                log.warning("status of %s: %s", pod_key(pod), err)
+        await self.recorder.event(pod, "Warning", "FailedScheduling", message)
+
+    async def _housekeeping(self, period: float = 1.0) -> None:
+        while True:
+            await self.clock.sleep(period)
+            for key in self.cache.cleanup_expired():
+                log.warning("assumed pod %s never confirmed; forgotten", key)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("scheduler task failed", exc_info=task.exception())
