@@ -33,6 +33,10 @@ MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 CHANNEL_OPTIONS = {
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+    # reconnect quickly after an etcd restart (gRPC's default backs off up to 2 minutes)
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 2000,
 }
 _EQUAL = rpc.Compare.CompareResult.EQUAL
 _MOD = rpc.Compare.CompareTarget.MOD

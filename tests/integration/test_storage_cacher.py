@@ -9,7 +9,8 @@ import pytest
 from apiserver.storage.cacher import CachedStorage, Subscriber, WatchCache, WatcherTooSlow
 from apiserver.storage.etcd import EtcdStorage
 from apiserver.storage.events import wire_line
-from apiserver.storage.interface import Compacted
+from apiserver.storage.interface import Compacted, StorageUnavailable
+from cluster.etcd import EtcdProcess
 
 PODS = "/registry/pods/"
 
@@ -200,3 +201,35 @@ def test_close_ends_subscribers_and_leaves_no_tasks(etcd):
             await waiting
         assert await no_tasks_left()
     asyncio.run(main())
+
+
+def test_etcd_outage_fails_watchers_and_the_cache_is_remade(tmp_path):
+    etcd = EtcdProcess(data_dir=tmp_path / "etcd", log_path=tmp_path / "etcd.log").start()
+
+    async def main():
+        cached = CachedStorage(await EtcdStorage.connect("127.0.0.1", etcd.client_port))
+        try:
+            sub = await cached.subscribe(PODS, 0)
+            await cached.create(PODS + "ns1/a", pod("a"))
+            assert names(await take(sub, 1)) == ["a"]
+            await asyncio.to_thread(etcd.stop)
+            with pytest.raises(StorageUnavailable):
+                await take(sub, 1)
+            with pytest.raises(StorageUnavailable):
+                await cached.get(PODS + "ns1/a")
+            await asyncio.to_thread(etcd.start)
+            for _ in range(100):  # the channel reconnects within the gRPC back-off
+                try:
+                    await cached.get(PODS + "ns1/a")
+                    break
+                except StorageUnavailable:
+                    await asyncio.sleep(0.1)
+            again = await cached.subscribe(PODS, 0)
+            await cached.create(PODS + "ns1/b", pod("b"))
+            assert names(await take(again, 1)) == ["b"]
+        finally:
+            await cached.close()
+    try:
+        asyncio.run(main())
+    finally:
+        etcd.stop()
