@@ -1,7 +1,9 @@
 """The netlink and sysctl operations the bridge network needs, through pyroute2.
 
 Each function opens its own short-lived socket; a namespace is named by a path
-(/var/run/netns/NAME or /proc/PID/ns/net). pyroute2's errors become `NetlinkError`,
+(/var/run/netns/NAME or /proc/PID/ns/net). Work inside a namespace runs in a short-lived
+thread that joins it with setns(CLONE_NEWNET) (per thread, so the process stays where it
+is; cheaper than pyroute2's forked helper). pyroute2's errors become `NetlinkError`,
 naming the operation and the interface.
 """
 
@@ -9,12 +11,17 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError as PyrouteNetlinkError
+
+from runtime import syscalls
+
+T = TypeVar("T")
 
 SYSCTL_ROOT = Path("/proc/sys")
 SYSFS_NET = Path("/sys/class/net")
@@ -30,16 +37,37 @@ class NetlinkError(Exception):
 
 
 @contextmanager
-def _ipr(netns_path: str | None = None, what: str = "") -> Iterator[IPRoute]:
-    """An IPRoute socket in the host's namespace, or in the one at `netns_path`."""
+def _ipr(what: str = "") -> Iterator[IPRoute]:
+    """An IPRoute socket in the calling thread's network namespace."""
     try:
-        if netns_path is not None and not Path(netns_path).exists():
-            raise NetlinkError(f"{what}: network namespace {netns_path} does not exist", errno.ENOENT)
-        ipr = IPRoute(netns=netns_path, flags=0) if netns_path else IPRoute()
-        with ipr:
+        with IPRoute() as ipr:
             yield ipr
     except PyrouteNetlinkError as e:
         raise NetlinkError(f"{what}: {e.args[1] if len(e.args) > 1 else e}", e.code) from e
+
+
+def in_netns(netns_path: str, fn: Callable[[], T], what: str = "") -> T:
+    """Run `fn()` in a new thread that has joined the network namespace at `netns_path`;
+    return its result or raise its exception. Raises NetlinkError if the namespace is gone."""
+    if not Path(netns_path).exists():
+        raise NetlinkError(f"{what}: network namespace {netns_path} does not exist", errno.ENOENT)
+    outcome: dict = {}
+
+    def body():
+        try:
+            syscalls.setns(netns_path, syscalls.CLONE_NEWNET)
+            outcome["result"] = fn()
+        except BaseException as e:  # handed to the caller's thread
+            outcome["error"] = e
+    thread = threading.Thread(target=body, name=f"netns {netns_path}")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        error = outcome["error"]
+        if isinstance(error, OSError) and not isinstance(error, NetlinkError):
+            raise NetlinkError(f"{what}: {error}", error.errno) from error
+        raise error
+    return outcome["result"]
 
 
 def check_ifname(name: str) -> str:
@@ -47,13 +75,6 @@ def check_ifname(name: str) -> str:
     if not name or len(name) > MAX_IFNAME or "/" in name or any(c.isspace() for c in name):
         raise ValueError(f"bad interface name {name!r}: 1-{MAX_IFNAME} characters, no '/' or spaces")
     return name
-
-
-def link_index(name: str, netns_path: str | None = None) -> int | None:
-    """The index of interface `name`, or None if there is no such interface."""
-    with _ipr(netns_path, f"look up {name}") as ipr:
-        found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
 
 
 def link_exists(name: str) -> bool:
@@ -124,19 +145,27 @@ def create_veth(host_ifname: str, bridge: str, netns_path: str, ifname: str, mac
 def configure_interface(netns_path: str, ifname: str, address: ipaddress.IPv4Interface,
                         gateway: ipaddress.IPv4Address) -> None:
     """Inside the namespace: lo up, `ifname` up with `address`, default route via `gateway`."""
-    with _ipr(netns_path, f"configure {ifname} in {netns_path}") as ipr:
-        lo = ipr.link_lookup(ifname="lo")[0]
-        ipr.link("set", index=lo, state="up")
-        index = ipr.link_lookup(ifname=ifname)[0]
-        ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
-        ipr.link("set", index=index, state="up")
-        ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway))
+    what = f"configure {ifname} in {netns_path}"
+
+    def configure():
+        with _ipr(what) as ipr:
+            lo = ipr.link_lookup(ifname="lo")[0]
+            ipr.link("set", index=lo, state="up")
+            index = ipr.link_lookup(ifname=ifname)[0]
+            ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
+            ipr.link("set", index=index, state="up")
+            ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway))
+    in_netns(netns_path, configure, what)
 
 
 def loopback_up(netns_path: str) -> None:
     """Bring `lo` up in the namespace at `netns_path` (for --network none)."""
-    with _ipr(netns_path, f"bring lo up in {netns_path}") as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+    what = f"bring lo up in {netns_path}"
+
+    def up():
+        with _ipr(what) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+    in_netns(netns_path, up, what)
 
 
 def write_sysctl(name: str, value: str) -> None:

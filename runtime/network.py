@@ -89,6 +89,7 @@ class BridgeNetwork:
         existing = self.ipam.get(key)
         if existing and "host_ifname" in existing and netlink.link_exists(existing["host_ifname"]):
             return self._endpoint(existing)
+        self.reclaim_stale()
         with _translated(f"attach {key} to {self.bridge}"):
             ip = self.ipam.allocate(key, is_live=lambda candidate: netlink.link_exists(veth_name(candidate)))
             try:
@@ -101,14 +102,27 @@ class BridgeNetwork:
                 raise
         return self._endpoint(self.ipam.get(key))
 
+    def reclaim_stale(self) -> list[str]:
+        """Detach the keys whose veth has vanished (their namespace died without a detach),
+        so their addresses and ports are free again. Returns those keys."""
+        stale = [key for key, a in self.ipam.allocations().items()
+                 if "host_ifname" in a and not netlink.link_exists(a["host_ifname"])]
+        for key in stale:
+            self.detach(key)
+        return stale
+
     def detach(self, key: str) -> None:
         """Remove `key`'s published ports and veth and free its address. Idempotent."""
         allocation = self.ipam.get(key)
         if allocation is None:
             return
         with _translated(f"detach {key} from {self.bridge}"):
-            self.firewall.unpublish(key)
-            netlink.delete_link(veth_name(ipaddress.IPv4Address(allocation["ip"])))
+            if allocation.get("ports"):
+                with self._lock():
+                    self.firewall.unpublish(key)
+            host_ifname = veth_name(ipaddress.IPv4Address(allocation["ip"]))
+            if netlink.link_exists(host_ifname):  # gone already when its namespace died
+                netlink.delete_link(host_ifname)
             self.ipam.release(key)
 
     def publish(self, key: str, ip: str, mappings: list[PortMapping]) -> None:
@@ -120,14 +134,16 @@ class BridgeNetwork:
         if not self._ensured:
             self.ensure()
         with _translated(f"publish ports of {key}"):
-            self.firewall.publish(key, str(ipaddress.IPv4Address(ip)), mappings)
+            with self._lock():
+                self.firewall.publish(key, str(ipaddress.IPv4Address(ip)), mappings)
             if self.ipam.get(key) is not None:
                 self.ipam.update(key, ports=[m.__dict__ for m in mappings])
 
     def unpublish(self, key: str) -> None:
         """Remove exactly `key`'s port mappings. Idempotent."""
         with _translated(f"unpublish ports of {key}"):
-            self.firewall.unpublish(key)
+            with self._lock():
+                self.firewall.unpublish(key)
             if self.ipam.get(key) is not None:
                 self.ipam.update(key, ports=[])
 

@@ -202,9 +202,13 @@ class NftFirewall:
         _run([self.nft, "-f", "-"], nft_publish_script(self.table, key, ip, mappings, stale))
 
     def unpublish(self, key: str) -> None:
-        if not self._table_exists():
-            return
-        _run([self.nft, "-f", "-"], nft_unpublish_script(self.table, key, self._jump_handles(key)))
+        try:
+            stale = self._jump_handles(key)
+        except FirewallError:
+            if self._table_exists():
+                raise
+            return  # no table, nothing published
+        _run([self.nft, "-f", "-"], nft_unpublish_script(self.table, key, stale))
 
     def teardown(self) -> None:
         if self._table_exists():

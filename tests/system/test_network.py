@@ -13,6 +13,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,11 +73,15 @@ def nft_tables() -> str:
     return run("nft", "list", "tables").stdout
 
 
+@pytest.fixture(autouse=True)
+def _root():
+    if os.geteuid() != 0:
+        pytest.fail("network system tests need root (bridges, veths, netns, nftables)")
+
+
 @pytest.fixture
 def netns():
     """A factory of named network namespaces; each one is deleted afterwards. Yields paths."""
-    if os.geteuid() != 0:
-        pytest.fail("network system tests need root")
     names = []
 
     def make() -> str:
@@ -159,7 +164,7 @@ def test_published_port_reaches_the_namespace_from_localhost_and_the_bridge(netw
     servers(a, "tcp", 80, "web", count=3)
     servers(a, "udp", 53, "dns")
     assert client(None, "tcp", "127.0.0.1", tcp_port).startswith("web:hi:")
-    assert client(None, "udp", "127.0.0.1", udp_port) .startswith("dns:hi:")
+    assert client(None, "udp", "127.0.0.1", udp_port).startswith("dns:hi:")
     # another container through the gateway's address, and the container to itself (hairpin)
     assert client(b, "tcp", str(network.gateway), tcp_port).startswith("web:hi:")
     assert client(a, "tcp", str(network.gateway), tcp_port).startswith("web:hi:")
@@ -242,3 +247,26 @@ def test_iptables_backend_publishes_to_localhost(tmp_path, netns, servers):
         net.teardown()
     assert chain not in run("iptables", "-t", "nat", "-S").stdout
     assert net.bridge not in links()
+
+
+def test_a_namespace_that_died_without_detach_gives_its_address_and_ports_back(network, servers):
+    holder = subprocess.Popen(["unshare", "--net", "busybox", "sleep", "300"])
+    try:
+        path = f"/proc/{holder.pid}/ns/net"
+        for _ in range(100):  # wait until unshare has made the namespace
+            if os.readlink(path) != os.readlink("/proc/self/ns/net"):
+                break
+            time.sleep(0.05)
+        first = network.attach("dead", path)
+        port = free_port()
+        network.publish("dead", first.ip, [PortMapping(port, 80)])
+    finally:
+        holder.kill()
+        holder.wait()
+    for _ in range(200):  # the kernel removes the veth when the namespace is freed
+        if first.host_ifname not in links():
+            break
+        subprocess.run(["busybox", "sleep", "0.05"])
+    assert network.reclaim_stale() == ["dead"]
+    assert network.published("dead") == []
+    assert network.firewall.published() == []
