@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import copy
 
-from api.strategic import PatchError
+from api.strategic import PatchError, strategic_merge_patch, three_way_merge_patch
 
-__all__ = ["PatchError", "json_merge_patch", "json_patch"]
+__all__ = ["PatchError", "json_merge_patch", "json_patch", "strategic_merge_patch", "three_way_merge_patch"]
 
 
 def json_merge_patch(target, patch):
