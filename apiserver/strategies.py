@@ -55,26 +55,37 @@ def reset_status_for_create(info: ResourceInfo, obj: dict) -> None:
     Nodes and Namespaces keep theirs (kubelets register nodes with status).
     """
     if info.kind == "Pod":
-        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
-    elif info.kind in ("Deployment", "ReplicaSet"):
+        obj["status"] = {"phase": "Pending", "qosClass": qos_class(_dict(obj.get("spec")))}
+    elif info.kind == "Deployment":
         obj["status"] = {}
+    elif info.kind == "ReplicaSet":
+        obj["status"] = {"replicas": 0}
     elif info.kind == "Service":
         obj["status"] = {"loadBalancer": {}}
 
 
 def qos_class(spec: dict) -> str:
     """The pod's QoS class: Guaranteed, Burstable or BestEffort."""
-    containers = [c for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
-                  if isinstance(c, dict)]
-    resources = [c.get("resources") or {} for c in containers]
+    containers = [c for field_name in ("containers", "initContainers")
+                  for c in _list(spec.get(field_name)) if isinstance(c, dict)]
+    resources = [c.get("resources") for c in containers]
+    resources = [r for r in resources if isinstance(r, dict)]
     if not any((r.get("requests") or r.get("limits")) for r in resources):
         return "BestEffort"
     for r in resources:
-        limits, requests = r.get("limits") or {}, r.get("requests") or {}
+        limits, requests = _dict(r.get("limits")), _dict(r.get("requests"))
         for res in ("cpu", "memory"):
             if res not in limits or requests.get(res, limits[res]) != limits[res]:
                 return "Burstable"
     return "Guaranteed"
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def merge_main_write(info: ResourceInfo, new: dict, old: dict) -> dict:
