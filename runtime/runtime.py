@@ -80,13 +80,14 @@ class Runtime:
     ROOT/images)."""
 
     def __init__(self, root: Path = DEFAULT_ROOT, *, network=None, cgroup_root: Path | None = None,
-                 images=None):
+                 images=None, cgroup_parent: str = DEFAULT_CGROUP_PARENT):
         self.root = Path(root)
         self.store = StateStore(self.root / "containers")
         self._network = network
         self._network_ready = False
         self._cgroup_root = cgroup_root
         self._cgroups = None
+        self.cgroup_parent = cgroup_parent
         self._images = images
         self._binaries = None
 
@@ -302,7 +303,7 @@ class Runtime:
         cdir = self.store.dir(state.id)
         conf_path = cdir / "shim.conf"
         conf_path.write_bytes(config.encode())
-        state.cgroup = f"{cgroup_parent or DEFAULT_CGROUP_PARENT}/{state.id}"
+        state.cgroup = f"{cgroup_parent or self.cgroup_parent}/{state.id}"
         cgroup = self.cgroups.create(state.cgroup, resources)
         holder: dict = {}
 
@@ -343,7 +344,7 @@ class Runtime:
             state.endpoint = holder.get("endpoint", {})
             _safe(lambda: self._release_network(state))
         state.endpoint = None
-        state.error = str(exc)
+        state.error, state.finished_at = str(exc), now_iso()
         state.exit_code = 126 if "permission denied" in str(exc).lower() else 127
         if state.status is Status.CREATED:
             state.transition(Status.EXITED)

@@ -1,0 +1,738 @@
+"""pdocker: Docker's verbs, flags and output on top of runtime.Runtime.
+
+Errors are translated here, once: one line `pdocker: error: ...` on stderr and exit 125
+(Docker's code for usage and daemon errors); `run` exits with the container's code, 126/127
+when its command cannot be run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+
+from runtime import process
+from runtime.logs import parse_time
+from runtime.runtime import DEFAULT_ROOT, ContainerError, Runtime
+from runtime.spec import ContainerSpec, Mount, SpecError
+from runtime.state import IllegalTransition, ZERO_TIME
+
+VERSION = "0.1.0"
+API_VERSION = "1.43"
+EXIT_USAGE = 125
+
+
+class UsageError(Exception):
+    """Bad command-line input."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+# ----- helpers -----
+
+def parse_bytes(text: str) -> int:
+    """Docker's memory sizes: 512, 512k, 64m, 1g (binary units)."""
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower()
+    if t and t[-1] == "b" and len(t) > 1 and t[-2] in units:
+        t = t[:-1]
+    mult = units.get(t[-1:], None)
+    number = t[:-1] if mult else t
+    try:
+        value = int(float(number) * (mult or 1))
+    except ValueError:
+        raise UsageError(f"invalid size: {text!r}") from None
+    if value <= 0:
+        raise UsageError(f"invalid size: {text!r}")
+    return value
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.4g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1024
+    return f"{n}"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's units.HumanDuration."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def ago(stamp: str) -> str:
+    return human_duration(time.time() - parse_time(stamp)) + " ago"
+
+
+def status_text(state) -> str:
+    if state.running:
+        return "Up " + human_duration(time.time() - parse_time(state.started_at))
+    if state.started_at == ZERO_TIME and not state.error:
+        return "Created"
+    return f"Exited ({state.exit_code}) {ago(state.finished_at)}"
+
+
+def ports_text(state) -> str:
+    return ", ".join(f"{p.get('host_ip') or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/{p.get('protocol', 'tcp')}"
+                     for p in state.spec.get("port_mappings") or [])
+
+
+def table(rows: list[list[str]]) -> str:
+    """Docker's tabwriter layout: columns padded to the widest cell plus 3 spaces."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("".join(c.ljust(w + 3) if i < len(r) - 1 else c
+                             for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows)
+
+
+def command_text(argv: list[str]) -> str:
+    text = " ".join(argv)
+    return json.dumps(text if len(text) <= 20 else text[:19] + "…", ensure_ascii=False)
+
+
+# ----- building specs -----
+
+def _env(items: list[str]) -> dict[str, str]:
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid environment variable: {item!r}")
+        if not sep:
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        env[key] = value
+    return env
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    return {k: v for k, _, v in (i.partition("=") for i in items)}
+
+
+def _volume(text: str) -> Mount:
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise UsageError(f"invalid volume specification: {text!r} (want HOST:DIR[:ro])")
+    if not parts[0].startswith("/"):
+        raise UsageError(f"invalid volume {text!r}: only absolute host paths are supported")
+    Path(parts[0]).mkdir(parents=True, exist_ok=True) if not Path(parts[0]).exists() else None
+    return Mount(parts[0], parts[1], len(parts) == 3 and parts[2] == "ro")
+
+
+def _resources(args):
+    if not (args.memory or args.cpus or args.pids_limit or args.cpu_shares):
+        return None
+    from runtime.cgroups import Resources
+    kwargs = {"memory_bytes": parse_bytes(args.memory) if args.memory else None,
+              "pids_limit": args.pids_limit, "cpu_shares": args.cpu_shares}
+    if args.cpus:
+        return Resources.from_cpus(args.cpus, **kwargs)
+    return Resources(**kwargs)
+
+
+def _ports(items: list[str]) -> list:
+    if not items:
+        return []
+    from runtime.network import PortMapping
+    try:
+        return [PortMapping.parse(p) for p in items]
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def spec_from_args(args) -> ContainerSpec:
+    return ContainerSpec(
+        image=args.image, command=args.command or None,
+        entrypoint=[args.entrypoint] if args.entrypoint is not None else None,
+        env=_env(args.env), workdir=args.workdir, user=args.user, hostname=args.hostname,
+        name=args.name, labels=_labels(args.label), tty=args.tty, stdin_open=args.interactive,
+        mounts=[_volume(v) for v in args.volume], port_mappings=_ports(args.publish),
+        network=args.network, resources=_resources(args), auto_remove=args.rm)
+
+
+def add_create_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("--rm", action="store_true")
+    p.add_argument("--name")
+    p.add_argument("-h", "--hostname")
+    p.add_argument("-p", "--publish", action="append", default=[])
+    p.add_argument("-v", "--volume", action="append", default=[])
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("--entrypoint")
+    p.add_argument("-m", "--memory")
+    p.add_argument("--cpus", type=float)
+    p.add_argument("--cpu-shares", "-c", type=int, dest="cpu_shares")
+    p.add_argument("--pids-limit", type=int)
+    p.add_argument("--network", "--net", default="bridge")
+    p.add_argument("-l", "--label", action="append", default=[])
+    p.add_argument("image")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+
+# ----- attaching -----
+
+class RawTerminal:
+    """Puts the local terminal in raw mode for -it, restoring it on exit."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stdin.isatty()
+        self.saved = None
+
+    def __enter__(self):
+        if self.enabled:
+            import termios
+            import tty
+            self.saved = termios.tcgetattr(sys.stdin.fileno())
+            tty.setraw(sys.stdin.fileno())
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            import termios
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self.saved)
+
+
+def relay(attachment: process.Attachment, stdin: bool, tty: bool) -> int | None:
+    """Copy frames to our stdout/stderr and (when `stdin`) our stdin to the container until
+    the exit frame; returns the exit code (None if the shim went away without one)."""
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    watch = [attachment.sock] + ([sys.stdin.fileno()] if stdin else [])
+    with RawTerminal(tty and stdin):
+        while True:
+            ready, _, _ = select.select(watch, [], [])
+            if sys.stdin.fileno() in ready:
+                data = os.read(sys.stdin.fileno(), 4096)
+                if data:
+                    attachment.send(data)
+                else:
+                    watch.remove(sys.stdin.fileno())
+                    if not tty:
+                        attachment.close_stdin()
+            if attachment.sock in ready:
+                frame = attachment.read_frame()
+                if frame is None:
+                    return attachment.exit_code
+                stream = out if frame[0] == process.STREAM_STDOUT else err
+                stream.write(frame[1])
+                stream.flush()
+
+
+def _forward_signals(rt: Runtime, cid: str) -> None:
+    def forward(signum, _frame):
+        try:
+            rt.kill(cid, signum)
+        except ContainerError:
+            pass
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+
+
+def attach_and_wait(rt: Runtime, cid: str, attachment, stdin: bool, tty: bool) -> int:
+    if not tty:
+        _forward_signals(rt, cid)
+    code = relay(attachment, stdin, tty)
+    attachment.close()
+    return code if code is not None else rt.wait(cid)
+
+
+# ----- commands -----
+
+def cmd_run(rt: Runtime, args) -> int:
+    spec = spec_from_args(args)
+    state = rt.create(spec)
+    if args.detach:
+        try:
+            rt.start(state.id)
+        finally:
+            if args.rm and not rt.get(state.id).running:
+                rt.remove(state.id, force=True)
+        print(state.id)
+        return 0
+    try:
+        attachment = rt.start(state.id, attach="a" if args.interactive else "o")
+    except process.StartError as e:
+        code = rt.get(state.id).exit_code
+        if args.rm:
+            rt.remove(state.id, force=True)
+        print(f"pdocker: error: {e}", file=sys.stderr)
+        return code
+    try:
+        return attach_and_wait(rt, state.id, attachment, args.interactive, args.tty)
+    finally:
+        if args.rm:
+            rt.remove(state.id, force=True)
+
+
+def cmd_create(rt: Runtime, args) -> int:
+    print(rt.create(spec_from_args(args)).id)
+    return 0
+
+
+def cmd_start(rt: Runtime, args) -> int:
+    if args.attach:
+        if len(args.containers) != 1:
+            raise UsageError("you cannot start and attach multiple containers at once")
+        state = rt.get(args.containers[0])
+        tty, interactive = state.spec.get("tty"), args.interactive and state.spec.get("stdin_open")
+        attachment = rt.start(state.id, attach="a" if interactive else "o")
+        return attach_and_wait(rt, state.id, attachment, bool(interactive), bool(tty))
+    return _each(args.containers, lambda c: rt.start(c))
+
+
+def _each(names: list[str], action) -> int:
+    """Docker's multi-container verbs: act on each, print the name, report failures."""
+    code = 0
+    for name in names:
+        try:
+            action(name)
+            print(name)
+        except (ContainerError, IllegalTransition, process.StartError) as e:
+            print(f"pdocker: error: {e}", file=sys.stderr)
+            code = 1
+    return code
+
+
+def cmd_stop(rt, args) -> int:
+    return _each(args.containers, lambda c: rt.stop(c, args.time))
+
+
+def cmd_restart(rt, args) -> int:
+    return _each(args.containers, lambda c: rt.restart(c, args.time))
+
+
+def _signal_number(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    try:
+        return int(getattr(signal.Signals, name))
+    except AttributeError:
+        raise UsageError(f"invalid signal: {text}") from None
+
+
+def cmd_kill(rt, args) -> int:
+    sig = _signal_number(args.signal)
+    return _each(args.containers, lambda c: rt.kill(c, sig))
+
+
+def cmd_rm(rt, args) -> int:
+    return _each(args.containers, lambda c: rt.remove(c, force=args.force))
+
+
+def cmd_ps(rt, args) -> int:
+    labels = {}
+    for f in args.filter:
+        key, _, value = f.partition("=")
+        if key != "label":
+            raise UsageError(f"invalid filter {key!r}: only label=KEY[=VALUE] is supported")
+        k, sep, v = value.partition("=")
+        labels[k] = v if sep else None
+    states = rt.list(all=args.all, labels=labels or None)
+    if args.quiet:
+        for s in states:
+            print(s.short_id if not args.no_trunc else s.id)
+        return 0
+    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+    for s in states:
+        rows.append([s.id if args.no_trunc else s.short_id, s.image, command_text(s.process.get("argv", [])),
+                     ago(s.created), status_text(s), ports_text(s), s.name])
+    print(table(rows))
+    return 0
+
+
+def cmd_logs(rt, args) -> int:
+    since = parse_time(args.since) if args.since else None
+    tail = None if args.tail in (None, "all") else int(args.tail)
+    for entry in rt.logs(args.container, follow=args.follow, tail=tail, since=since):
+        stream = sys.stdout.buffer if entry.stream == "stdout" else sys.stderr.buffer
+        stream.write(entry.render(args.timestamps))
+        stream.flush()
+    return 0
+
+
+def cmd_exec(rt, args) -> int:
+    if not args.command:
+        raise UsageError("exec requires a container and a command")
+    env = _env(args.env)
+    if args.detach:
+        rt.exec(args.container, args.command, tty=args.tty, env=env, workdir=args.workdir,
+                user=args.user, detach=True)
+        return 0
+    attachment = rt.exec(args.container, args.command, tty=args.tty, env=env, workdir=args.workdir,
+                         user=args.user, interactive=True)
+    code = relay(attachment, args.interactive, args.tty)
+    attachment.close()
+    return 255 if code is None else code
+
+
+def _split_cp(text: str) -> tuple[str | None, str]:
+    if ":" in text and not text.startswith(("/", ".")):
+        name, _, path = text.partition(":")
+        return name, path
+    return None, text
+
+
+def cmd_cp(rt, args) -> int:
+    (src_c, src), (dst_c, dst) = _split_cp(args.src), _split_cp(args.dst)
+    if (src_c is None) == (dst_c is None):
+        raise UsageError("copying between containers or between host paths is not supported: "
+                         "use CONTAINER:PATH on exactly one side")
+    if src_c:
+        rt.cp_out(src_c, src, dst)
+    else:
+        rt.cp_in(dst_c, src, dst)
+    return 0
+
+
+def inspect_doc(rt: Runtime, s) -> dict:
+    cdir = rt.store.dir(s.id)
+    from runtime.rootfs import lower_dirs
+    spec = s.spec
+    res = spec.get("resources") or {}
+    ports = {f"{p['container_port']}/{p.get('protocol', 'tcp')}": [{"HostIp": p.get("host_ip") or "0.0.0.0", "HostPort": str(p["host_port"])}]
+             for p in spec.get("port_mappings") or []}
+    status = s.status.value if s.kind == "container" else ("running" if s.running else "exited")
+    return {
+        "Id": s.id, "Created": s.created, "Path": (s.process.get("argv") or [""])[0],
+        "Args": (s.process.get("argv") or [])[1:],
+        "State": {"Status": status, "Running": s.running, "Paused": False, "Restarting": False,
+                  "OOMKilled": s.oom_killed, "Dead": False, "Pid": s.pid if s.running else 0,
+                  "ExitCode": s.exit_code, "Error": s.error, "StartedAt": s.started_at,
+                  "FinishedAt": s.finished_at},
+        "Image": s.image_id, "Name": "/" + s.name, "RestartCount": s.restart_count,
+        "Driver": "overlay2", "LogPath": str(cdir / "container.log"),
+        "HostConfig": {"Binds": [f"{m['source']}:{m['target']}" + (":ro" if m["readonly"] else "") for m in spec.get("mounts") or []],
+                       "NetworkMode": spec.get("network", "bridge"), "AutoRemove": spec.get("auto_remove", False),
+                       "Memory": res.get("memory_bytes") or 0, "NanoCpus": int((res.get("cpu_quota_us") or 0) * 1e9 / (res.get("cpu_period_us") or 100000)),
+                       "PidsLimit": res.get("pids_limit"), "CpuShares": res.get("cpu_shares") or 0,
+                       "CgroupParent": spec.get("cgroup_parent") or "", "PortBindings": ports},
+        "GraphDriver": {"Name": "overlay2", "Data": {
+            "LowerDir": ":".join(lower_dirs(cdir, s.layer_dirs)), "UpperDir": str(cdir / "upper"),
+            "MergedDir": str(cdir / "merged"), "WorkDir": str(cdir / "work")}},
+        "Mounts": [{"Type": "bind", "Source": m["source"], "Destination": m["target"], "Mode": "ro" if m["readonly"] else "",
+                    "RW": not m["readonly"], "Propagation": "rprivate"} for m in spec.get("mounts") or []],
+        "Config": {"Hostname": spec.get("hostname") or s.short_id, "User": s.process.get("user", ""),
+                   "Tty": spec.get("tty", False), "OpenStdin": spec.get("stdin_open", False),
+                   "Env": s.process.get("env", []), "Cmd": spec.get("command"), "Image": s.image,
+                   "WorkingDir": s.process.get("workdir", ""), "Entrypoint": spec.get("entrypoint"),
+                   "Labels": s.labels},
+        "NetworkSettings": {"IPAddress": (s.endpoint or {}).get("ip", ""),
+                            "IPPrefixLen": (s.endpoint or {}).get("prefixlen", 0),
+                            "Gateway": (s.endpoint or {}).get("gateway", ""),
+                            "MacAddress": (s.endpoint or {}).get("mac", ""), "Ports": ports},
+    }
+
+
+def cmd_inspect(rt, args) -> int:
+    docs, code = [], 0
+    for name in args.containers:
+        try:
+            docs.append(inspect_doc(rt, rt.get(name)))
+        except ContainerError as e:
+            print(f"pdocker: error: {e}", file=sys.stderr)
+            code = 1
+    if args.format:
+        for d in docs:
+            print(render_format(args.format, d))
+    else:
+        print(json.dumps(docs, indent=4))
+    return code
+
+
+def render_format(fmt: str, doc: dict) -> str:
+    """The tiny subset of Go templates people use with inspect: {{.A.B}} and {{json .A}}."""
+    import re
+
+    def lookup(path: str):
+        value = doc
+        for part in path.strip(".").split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    def replace(m):
+        expr = m.group(1).strip()
+        if expr.startswith("json "):
+            return json.dumps(lookup(expr[5:].strip()))
+        value = lookup(expr)
+        if isinstance(value, bool):
+            return str(value).lower()
+        return "<no value>" if value is None else str(value)
+    return re.sub(r"\{\{(.*?)\}\}", replace, fmt)
+
+
+def cmd_top(rt, args) -> int:
+    titles, rows = rt.top(args.container)
+    print(table([titles] + rows))
+    return 0
+
+
+def cmd_stats(rt, args) -> int:
+    states = [rt.get(c) for c in args.containers] if args.containers else rt.list()
+    first = {s.id: rt.stats(s.id) for s in states}
+    t0 = time.monotonic()
+    time.sleep(0.2)
+    rows = [["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]]
+    for s in states:
+        now = rt.stats(s.id)
+        elapsed = time.monotonic() - t0
+        cpu = ((now.cpu_usage_ns or 0) - (first[s.id].cpu_usage_ns or 0)) / (elapsed * 1e9) * 100
+        usage = now.memory_usage_bytes or 0
+        limit = now.memory_limit_bytes or _host_memory()
+        rows.append([s.short_id, s.name, f"{cpu:.2f}%", f"{human_size(usage)} / {human_size(limit)}",
+                     f"{usage / limit * 100:.2f}%", "--", "--", str(now.pids_current or 0)])
+    print(table(rows))
+    return 0
+
+
+def _host_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def cmd_commit(rt, args) -> int:
+    image = rt.commit(args.container, args.repository, comment=args.message or "")
+    print(image.id)
+    return 0
+
+
+def cmd_diff(rt, args) -> int:
+    for kind, path in rt.diff(args.container):
+        print(f"{kind} {path}")
+    return 0
+
+
+def cmd_export(rt, args) -> int:
+    if args.output:
+        with open(args.output, "wb") as f:
+            rt.export(args.container, f)
+    elif sys.stdout.isatty():
+        raise UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    else:
+        rt.export(args.container, sys.stdout.buffer)
+    return 0
+
+
+def cmd_info(rt, args) -> int:
+    states = rt.list(all=True)
+    running = sum(s.running for s in states)
+    try:
+        images = len(rt.images.list())
+    except Exception:
+        images = 0
+    cgroup_version = "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
+    print("Server:")
+    for key, value in (("Containers", len(states)), (" Running", running), (" Paused", 0),
+                       (" Stopped", len(states) - running), ("Images", images),
+                       ("Server Version", VERSION), ("Storage Driver", "overlay2"),
+                       ("Logging Driver", "json-file"), ("Cgroup Driver", "cgroupfs"),
+                       ("Cgroup Version", cgroup_version), ("Kernel Version", platform.release()),
+                       ("Operating System", _os_name()), ("Architecture", platform.machine()),
+                       ("CPUs", os.cpu_count()), ("Total Memory", human_size(_host_memory())),
+                       ("Name", platform.node()), ("Docker Root Dir", rt.root)):
+        print(f" {key}: {value}")
+    return 0
+
+
+def _os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+def cmd_version(rt, args) -> int:
+    for section in ("Client", "Server"):
+        print(f"{section}: pdocker" if section == "Client" else "Server: pkube runtime")
+        print(f" Version:           {VERSION}")
+        print(f" API version:       {API_VERSION}")
+        print(f" Python version:    {platform.python_version()}")
+        print(f" OS/Arch:           linux/{platform.machine()}")
+        if section == "Client":
+            print()
+    return 0
+
+
+# ----- parser -----
+
+def build_parser(get_runtime) -> Parser:
+    parser = Parser(prog="pdocker", description="A Docker-like CLI for the pkube runtime.")
+    parser.add_argument("--root", default=os.environ.get("PDOCKER_ROOT", str(DEFAULT_ROOT)),
+                        help="state directory (default %(default)s)")
+    parser.add_argument("--bridge", default=os.environ.get("PDOCKER_BRIDGE", "pkube0"),
+                        help="bridge of the bridge network (default %(default)s)")
+    parser.add_argument("--subnet", default=os.environ.get("PDOCKER_SUBNET", "10.88.0.0/16"))
+    parser.add_argument("--nft-table", default=os.environ.get("PDOCKER_NFT_TABLE", "pkube"))
+    parser.add_argument("--cgroup-parent", default=os.environ.get("PDOCKER_CGROUP_PARENT", "pkube"))
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
+
+    def add(name, fn, help_text, **kw):
+        p = sub.add_parser(name, help=help_text, add_help=name not in ("run", "create"), **kw)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("run", cmd_run, "create and start a container")
+    p.add_argument("-d", "--detach", action="store_true")
+    add_create_flags(p)
+    add_create_flags(add("create", cmd_create, "create a container"))
+    p = add("start", cmd_start, "start containers")
+    p.add_argument("-a", "--attach", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("containers", nargs="+")
+    for name, fn in (("stop", cmd_stop), ("restart", cmd_restart)):
+        p = add(name, fn, f"{name} containers")
+        p.add_argument("-t", "--time", type=float, default=10)
+        p.add_argument("containers", nargs="+")
+    p = add("kill", cmd_kill, "send a signal to containers")
+    p.add_argument("-s", "--signal", default="KILL")
+    p.add_argument("containers", nargs="+")
+    p = add("rm", cmd_rm, "remove containers")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("containers", nargs="+")
+    p = add("ps", cmd_ps, "list containers")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[])
+    p = add("logs", cmd_logs, "show a container's output")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--tail")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("--since")
+    p.add_argument("container")
+    p = add("exec", cmd_exec, "run a command in a running container")
+    for flag, dest in (("-i", "interactive"), ("-t", "tty"), ("-d", "detach")):
+        p.add_argument(flag, action="store_true", dest=dest)
+    p.add_argument("-e", "--env", action="append", default=[])
+    p.add_argument("-w", "--workdir")
+    p.add_argument("-u", "--user")
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p = add("cp", cmd_cp, "copy files between a container and the host")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p = add("inspect", cmd_inspect, "show containers as JSON")
+    p.add_argument("-f", "--format")
+    p.add_argument("containers", nargs="+")
+    p = add("top", cmd_top, "show a container's processes")
+    p.add_argument("container")
+    p = add("stats", cmd_stats, "show resource usage")
+    p.add_argument("--no-stream", action="store_true")
+    p.add_argument("containers", nargs="*")
+    p = add("commit", cmd_commit, "make an image from a container")
+    p.add_argument("-m", "--message")
+    p.add_argument("container")
+    p.add_argument("repository", nargs="?")
+    p = add("diff", cmd_diff, "show a container's filesystem changes")
+    p.add_argument("container")
+    p = add("export", cmd_export, "tar a container's filesystem")
+    p.add_argument("-o", "--output")
+    p.add_argument("container")
+    add("info", cmd_info, "show system-wide information")
+    add("version", cmd_version, "show the version")
+    try:
+        from runtime import cli_images
+    except ImportError:
+        cli_images = None
+    if cli_images is not None:
+        cli_images.register(sub, get_runtime)
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ContainerError, SpecError, IllegalTransition, UsageError,
+                                         process.StartError, process.BuildError, OSError, ValueError,
+                                         TimeoutError]
+    for module, name in (("runtime.images", "ImageError"), ("runtime.network", "NetworkError"),
+                         ("runtime.cgroups", "CgroupError"), ("runtime.layers", "LayerError"),
+                         ("runtime.rootfs", "RootfsError")):
+        try:
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+class _lazy_network:
+    """A BridgeNetwork made on first use (so commands without a bridge never import
+    pyroute2), with the global --bridge/--subnet/--nft-table options."""
+
+    def __init__(self, args):
+        self.args = args
+        self.net = None
+
+    def __getattr__(self, name):
+        if self.net is None:
+            from runtime.network import BridgeNetwork
+            a = self.args
+            self.net = BridgeNetwork(Path(a.root) / "network", bridge=a.bridge, subnet=a.subnet,
+                                     nft_table=a.nft_table)
+        return getattr(self.net, name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `pdocker`; returns the exit status."""
+    holder: dict = {}
+
+    def get_runtime() -> Runtime:
+        if "rt" not in holder:
+            args = holder["args"]
+            holder["rt"] = Runtime(Path(args.root), network=_lazy_network(args),
+                                   cgroup_parent=args.cgroup_parent)
+        return holder["rt"]
+
+    try:
+        parser = build_parser(get_runtime)
+        args = parser.parse_args(argv)
+        holder["args"] = args
+        if getattr(args, "command", None) and args.command[:1] == ["--"]:
+            args.command = args.command[1:]
+        return args.func(get_runtime(), args) or 0
+    except _known_errors() as e:
+        message = e.strerror if isinstance(e, OSError) and e.strerror and not e.filename else str(e)
+        print(f"pdocker: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
