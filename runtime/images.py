@@ -398,6 +398,17 @@ class ImageStore:
             except tarfile.TarError as e:
                 raise ImageError(f"load: not an image archive: {e}") from e
 
+    # -- build cache ------------------------------------------------------------------------
+
+    def build_cache_get(self, key: str) -> str | None:
+        """The image id a build step with this cache key made, if that image still exists."""
+        image_id = self._read_repositories().get("build_cache", {}).get(key)
+        return image_id if image_id and self._config_path(image_id).exists() else None
+
+    def build_cache_put(self, key: str, image_id: str) -> None:
+        with self._locked_repositories() as repos:
+            repos.setdefault("build_cache", {})[key] = image_id
+
     # -- repositories.json ------------------------------------------------------------------
 
     def _read_repositories(self) -> dict:

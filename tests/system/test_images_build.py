@@ -1,0 +1,135 @@
+"""Dockerfile builds: filesystem steps make layers, config steps don't, the cache reuses steps."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from runtime.build import BuildError, build
+from runtime.dockerfile import DockerfileError
+from runtime.images import ImageStore
+from runtime.layers import lookup
+
+pytestmark = pytest.mark.root
+
+DOCKERFILE = """\
+ARG VERSION=1
+FROM busybox
+ARG VERSION
+ARG WHO=world
+ENV APP_HOME=/srv/app \\
+    GREETING="hello $WHO"
+WORKDIR $APP_HOME
+COPY hello.txt ./
+COPY conf/ /etc/app/
+COPY note.txt /tmp/
+ADD bundle.tar.gz /opt/bundle/
+LABEL version=$VERSION
+EXPOSE 8080
+USER nobody
+CMD ["cat", "hello.txt"]
+"""
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ImageStore(tmp_path / "images")
+
+
+@pytest.fixture
+def context(tmp_path):
+    ctx = tmp_path / "ctx"
+    (ctx / "conf/sub").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    (ctx / "hello.txt").write_text("hello from the build\n")
+    (ctx / "note.txt").write_text("note\n")
+    (ctx / "conf/app.ini").write_text("[app]\n")
+    (ctx / "conf/sub/deep.ini").write_text("deep\n")
+    os.chmod(ctx / "conf/app.ini", 0o600)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        data = b"from a tarball\n"
+        info = tarfile.TarInfo("inner/readme")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    (ctx / "bundle.tar.gz").write_bytes(gzip.compress(buf.getvalue()))
+    return ctx
+
+
+def run_build(store, ctx, **kwargs):
+    lines: list[str] = []
+    image = build(store, ctx, None, kwargs.pop("tag", "app:1"), progress=lines.append, **kwargs)
+    return image, lines
+
+
+def read(image, path: str) -> str:
+    found = lookup(image.layer_dirs, path)
+    assert found is not None, f"{path} not in the image"
+    return found.read_text()
+
+
+def test_build_makes_one_layer_per_filesystem_step(store, context):
+    image, lines = run_build(store, context, build_args={"VERSION": "7"})
+    base = store.get("busybox")
+    assert len(image.diff_ids) == len(base.diff_ids) + 5  # WORKDIR, 3 COPY, ADD
+    assert image.repo_tags == ["app:1"] and lines[-1] == "Successfully tagged app:1"
+    cfg = image.config
+    assert cfg["WorkingDir"] == "/srv/app" and cfg["User"] == "nobody"
+    assert "GREETING=hello world" in cfg["Env"] and cfg["Labels"] == {"version": "7"}
+    assert cfg["ExposedPorts"] == {"8080/tcp": {}} and cfg["Cmd"] == ["cat", "hello.txt"]
+    assert read(image, "/srv/app/hello.txt") == "hello from the build\n"
+    assert read(image, "/etc/app/sub/deep.ini") == "deep\n"
+    assert oct(os.stat(lookup(image.layer_dirs, "/etc/app/app.ini")).st_mode & 0o777) == "0o600"
+    assert read(image, "/opt/bundle/inner/readme") == "from a tarball\n"
+    tmp_in_copy_layer = image.layer_dirs[-2] / "tmp"
+    assert oct(os.stat(tmp_in_copy_layer).st_mode & 0o7777) == "0o1777"  # /tmp keeps its mode
+    assert read(image, "/etc/passwd").startswith("root:")
+    assert [i.repo_tags for i in store.list()] == [["app:1"], ["busybox:latest"]]
+
+
+def test_unchanged_steps_come_from_the_cache(store, context):
+    first, _ = run_build(store, context)
+    second, lines = run_build(store, context, tag="app:2")
+    assert second.id == first.id
+    assert lines.count(" ---> Using cache") == 10  # every step after FROM but the ARGs
+    (context / "note.txt").write_text("changed\n")
+    third, lines = run_build(store, context, tag="app:3")
+    assert third.id != first.id
+    assert lines.count(" ---> Using cache") == 4  # up to the changed COPY
+    assert read(third, "/tmp/note.txt") == "changed\n"
+
+
+def test_from_scratch_and_unused_build_arg_warning(store, tmp_path):
+    ctx = tmp_path / "s"
+    ctx.mkdir()
+    (ctx / "file").write_text("only file\n")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY file /\n")
+    image, lines = run_build(store, ctx, tag="tiny", build_args={"NOPE": "1"})
+    assert len(image.diff_ids) == 1 and read(image, "/file") == "only file\n"
+    assert any("[NOPE] were not consumed" in line or "'NOPE'" in line for line in lines)
+
+
+@pytest.mark.parametrize("dockerfile, error, message", [
+    ("FROM busybox\nCOPY ../secret /x\n", DockerfileError, "outside the build context"),
+    ("FROM busybox\nCOPY missing.txt /x\n", DockerfileError, "file not found in build context"),
+    ("FROM nosuchimage:1\n", DockerfileError, "not found locally"),
+    ("FROM busybox\nRUN true\n", DockerfileError, "RUN needs a container runner"),
+])
+def test_build_errors_are_clear(store, tmp_path, dockerfile, error, message):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (tmp_path / "secret").write_text("s")
+    (ctx / "Dockerfile").write_text(dockerfile)
+    with pytest.raises(error, match=message):
+        run_build(store, ctx)
+    assert not list(store.root.glob(".build-*"))
+
+
+def test_missing_context_is_a_clear_error(store, tmp_path):
+    with pytest.raises(BuildError, match="not a directory"):
+        build(store, tmp_path / "nope", None, "x", progress=lambda line: None)
