@@ -17,13 +17,17 @@ from typing import Iterator
 
 from runtime import netlink
 from runtime.ipam import Ipam, IpamError
-from runtime.portmap import FirewallError, PortMapping, make_firewall
+from runtime.portmap import FirewallError, PortMapping, find_conflict, host_port_taken, make_firewall
 
 VETH_PREFIX = "pk"
 
 
 class NetworkError(Exception):
     """A network operation failed; the message names the operation and the object."""
+
+
+class PortConflict(NetworkError):
+    """A host port asked for is already allocated (docker: "port is already allocated")."""
 
 
 @dataclass(frozen=True)
@@ -127,15 +131,21 @@ class BridgeNetwork:
 
     def publish(self, key: str, ip: str, mappings: list[PortMapping]) -> None:
         """Make each HOST_PORT reach `ip`:CONTAINER_PORT, from the host's addresses (127.0.0.1
-        included), from outside and from other containers. Replaces `key`'s earlier mappings."""
+        included), from outside and from other containers. Replaces `key`'s earlier mappings.
+        Raises PortConflict (nothing changed) if a host port is already published by another
+        key of this network or bound by a host process."""
         for m in mappings:
             if not isinstance(m, PortMapping):
                 raise TypeError(f"publish {key}: want PortMapping, got {m!r}")
         if not self._ensured:
             self.ensure()
-        with _translated(f"publish ports of {key}"):
-            with self._lock():
-                self.firewall.publish(key, str(ipaddress.IPv4Address(ip)), mappings)
+        with _translated(f"publish ports of {key}"), self._lock():
+            others = {k: [PortMapping(**m) for m in a.get("ports", [])]
+                      for k, a in self.ipam.allocations().items() if k != key}
+            conflict = find_conflict(mappings, others) or host_port_taken(mappings)
+            if conflict:
+                raise PortConflict(f"publish ports of {key}: {conflict}")
+            self.firewall.publish(key, str(ipaddress.IPv4Address(ip)), mappings)
             if self.ipam.get(key) is not None:
                 self.ipam.update(key, ports=[m.__dict__ for m in mappings])
 

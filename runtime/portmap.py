@@ -17,10 +17,12 @@ Rule text is made by pure functions (unit-tested); the backends only run it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import ipaddress
 import json
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 
@@ -67,6 +69,44 @@ class PortMapping:
     def bound_ip(self) -> str | None:
         """The one host address this mapping is bound to, or None for all of them."""
         return self.host_ip if self.host_ip not in ("", "0.0.0.0") else None
+
+
+def overlaps(a: PortMapping, b: PortMapping) -> bool:
+    """True if `a` and `b` would claim the same host port (same protocol, address or any)."""
+    return (a.protocol == b.protocol and a.host_port == b.host_port
+            and (a.bound_ip is None or b.bound_ip is None or a.bound_ip == b.bound_ip))
+
+
+def _describe(m: PortMapping) -> str:
+    return f"{m.bound_ip or '0.0.0.0'}:{m.host_port}/{m.protocol}"
+
+
+def find_conflict(mappings: list[PortMapping], published: dict[str, list[PortMapping]]) -> str | None:
+    """Why `mappings` cannot be published next to `published` (key -> mappings), or None."""
+    for i, m in enumerate(mappings):
+        if any(overlaps(m, other) for other in mappings[:i]):
+            return f"host port {_describe(m)} is asked for twice"
+        for key, theirs in published.items():
+            if any(overlaps(m, other) for other in theirs):
+                return f"host port {_describe(m)} is already allocated (by {key})"
+    return None
+
+
+def host_port_taken(mappings: list[PortMapping]) -> str | None:
+    """Why a host process makes one of `mappings` unusable (it is bound there), or None.
+
+    Raises ValueError if a mapping's host IP is not an address of this host."""
+    for m in mappings:
+        kind = socket.SOCK_STREAM if m.protocol == "tcp" else socket.SOCK_DGRAM
+        with socket.socket(socket.AF_INET, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((m.bound_ip or "0.0.0.0", m.host_port))
+            except OSError as e:
+                if e.errno == errno.EADDRNOTAVAIL:
+                    raise ValueError(f"host IP {m.bound_ip} is not an address of this host") from None
+                return f"host port {_describe(m)} is in use by a host process ({e.strerror})"
+    return None
 
 
 def container_chain(key: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cluster.etcd import free_port
-from runtime.network import BridgeNetwork, NetworkError
+from runtime.network import BridgeNetwork, NetworkError, PortConflict
 from runtime.portmap import PortMapping
 
 pytestmark = pytest.mark.root
@@ -270,3 +270,19 @@ def test_a_namespace_that_died_without_detach_gives_its_address_and_ports_back(n
     assert network.reclaim_stale() == ["dead"]
     assert network.published("dead") == []
     assert network.firewall.published() == []
+
+
+def test_a_host_port_is_published_once(network, netns):
+    ep_a, ep_b = network.attach("a", netns()), network.attach("b", netns())
+    port = free_port()
+    network.publish("a", ep_a.ip, [PortMapping(port, 80)])
+    with pytest.raises(PortConflict, match=f"{port}/tcp is already allocated"):
+        network.publish("b", ep_b.ip, [PortMapping(port, 81)])
+    network.publish("b", ep_b.ip, [PortMapping(port, 53, "udp")])  # another protocol is fine
+    network.publish("a", ep_a.ip, [PortMapping(port, 80)])  # republishing its own is fine
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        with pytest.raises(PortConflict, match="in use by a host process"):
+            network.publish("b", ep_b.ip, [PortMapping(busy.getsockname()[1], 80)])
+    assert network.published("b") == [PortMapping(port, 53, "udp")]

@@ -12,6 +12,7 @@ from runtime.portmap import (
     NftFirewall,
     PortMapping,
     container_chain,
+    find_conflict,
     ipt_base_rules,
     ipt_container_chain,
     ipt_dnat_rule,
@@ -115,3 +116,15 @@ def test_veth_and_mac_are_derived_from_the_address():
     ip = ipaddress.IPv4Address("10.88.0.2")
     assert veth_name(ip) == "pk0a580002"
     assert mac_for(ip) == "0a:58:0a:58:00:02"
+
+
+def test_conflicts_between_host_ports():
+    web = [PortMapping(8080, 80)]
+    assert find_conflict([PortMapping(8080, 81)], {"web": web}) == \
+        "host port 0.0.0.0:8080/tcp is already allocated (by web)"
+    assert find_conflict([PortMapping(8080, 80, "udp")], {"web": web}) is None
+    assert find_conflict([PortMapping(8081, 80)], {"web": web}) is None
+    local = [PortMapping(9000, 80, host_ip="127.0.0.1")]
+    assert find_conflict([PortMapping(9000, 80, host_ip="127.0.0.2")], {"l": local}) is None
+    assert find_conflict([PortMapping(9000, 80)], {"l": local}) is not None
+    assert "twice" in find_conflict([PortMapping(7000, 1), PortMapping(7000, 2)], {})
