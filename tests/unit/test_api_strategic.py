@@ -270,3 +270,27 @@ def test_replaced_list_without_merge_key():
     pod_spec(modified)["containers"][0]["args"] = ["-v"]
     patch, result = apply(original, modified, live(original))
     assert pod_spec(result)["containers"][0]["args"] == ["-v"]
+
+
+def test_patch_as_kubectl_apply_sends_it():
+    """The shape kubectl 1.32 sends after an env var was removed from the file."""
+    current = deployment()
+    patch = {"metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+             "spec": {"template": {"spec": {
+                 "$setElementOrder/containers": [{"name": "patch-demo-ctr"}],
+                 "containers": [{"$setElementOrder/env": [{"name": "A"}],
+                                 "env": [{"$patch": "delete", "name": "B"}],
+                                 "name": "patch-demo-ctr"}]}}}}
+    patched = strategic_merge_patch(current, patch, "Deployment")
+    container = pod_spec(patched)["containers"][0]
+    assert container["env"] == [{"name": "A", "value": "1"}]
+    assert container["image"] == "nginx"
+    assert "kubectl.kubernetes.io/last-applied-configuration" in patched["metadata"]["annotations"]
+    assert "$setElementOrder/env" not in str(patched)
+
+
+def test_new_list_item_keeps_no_directives():
+    patch = {"spec": {"template": {"spec": {"containers": [
+        {"name": "new", "image": "x", "$setElementOrder/env": [{"name": "E"}], "env": [{"name": "E", "value": "1"}]}]}}}}
+    patched = strategic_merge_patch(deployment(), patch, "Deployment")
+    assert pod_spec(patched)["containers"][1] == {"name": "new", "image": "x", "env": [{"name": "E", "value": "1"}]}
