@@ -178,13 +178,13 @@ class SchedulingQueue:
             self._pods[queued.key] = queued
             self._where[queued.key] = "backoff"
             heapq.heappush(self._backoff, (queued.backoff_until, next(self._seq), queued.key))
+            self._wakeup.set()              # a waiting pop must learn the new deadline
         else:
             self._push_active(queued)
 
     def _push_backoff(self, queued: QueuedPod) -> None:
         queued.backoff_until = self.clock.now() + self.backoff_duration(queued)
         self._requeue(queued)
-        self._wakeup.set()
 
     def _push_active(self, queued: QueuedPod) -> None:
         queued.added_seq = next(self._seq)

@@ -209,3 +209,20 @@ def test_async_pop_waits_for_a_backoff_on_the_clock():
         q.close()
         assert await q.pop() is None
     asyncio.run(scenario())
+
+
+def test_a_waiting_pop_learns_of_pods_moved_out_of_unschedulable():
+    async def scenario():
+        clock = FakeClock()
+        q = SchedulingQueue(clock)
+        q.add(make_pod("p"))
+        q.requeue_unschedulable(q.pop_nowait())
+        popper = asyncio.ensure_future(q.pop())     # parked until the 5-minute flush
+        for _ in range(5):
+            await asyncio.sleep(0)
+        q.move_all()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        clock.advance(1)                            # its 1 s back-off, not 300 s
+        assert (await asyncio.wait_for(popper, 5)).key == "default/p"
+    asyncio.run(scenario())
