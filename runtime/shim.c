@@ -567,10 +567,10 @@ static void supervise(pid_t pid, int sfd, int lfd, int out, int err, int in)
 			char buf[4096];
 			ssize_t k = read(clients[i], buf, sizeof buf);
 			if (k > 0 && in >= 0) { if (write(in, buf, k) < 0) {} }
-			else if (k <= 0) {
+			else if (k == 0) {   /* stdin EOF: keep sending it output */
 				if (in >= 0 && !C.tty) { close(in); in = -1; }
-				drop_client(i);
-			}
+				client_mode[i] = 'o';
+			} else if (k < 0) drop_client(i);
 		}
 		if (p[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
