@@ -101,8 +101,7 @@ class BridgeNetwork:
                 self.ipam.update(key, host_ifname=veth_name(ip), mac=mac_for(ip),
                                  netns=netns_path, ifname=ifname)
             except BaseException:
-                netlink.delete_link(veth_name(ip))
-                self.ipam.release(key)
+                self._undo_attach(key, veth_name(ip))
                 raise
         return self._endpoint(self.ipam.get(key))
 
@@ -176,6 +175,14 @@ class BridgeNetwork:
             for name in ("ipam.json", "ipam.json.lock"):
                 (self.state_dir / name).unlink(missing_ok=True)
         self._ensured = False
+
+    def _undo_attach(self, key: str, host_ifname: str) -> None:
+        """Best-effort cleanup after a failed attach; the original error is what matters."""
+        try:
+            netlink.delete_link(host_ifname)
+        except netlink.NetlinkError:
+            pass
+        self.ipam.release(key)
 
     def _plumb(self, ip: ipaddress.IPv4Address, netns_path: str, ifname: str) -> None:
         netlink.create_veth(veth_name(ip), self.bridge, netns_path, ifname, mac_for(ip))

@@ -96,9 +96,18 @@ def netns():
             run("ip", "netns", "del", name, check=False)
 
 
+def unused_subnet() -> str:
+    """A random 10.200.N.0/24 that no interface of the host uses right now."""
+    used = run("ip", "-o", "-4", "addr").stdout
+    while True:
+        prefix = f"10.200.{secrets.randbelow(250) + 1}."
+        if f" {prefix}" not in used:
+            return prefix + "0/24"
+
+
 def make_network(state_dir: Path, firewall: str = "auto") -> BridgeNetwork:
     tag = secrets.token_hex(3)
-    return BridgeNetwork(state_dir, bridge=f"pkt{tag}", subnet=f"10.200.{secrets.randbelow(250) + 1}.0/24",
+    return BridgeNetwork(state_dir, bridge=f"pkt{tag}", subnet=unused_subnet(),
                          nft_table=f"pkt_{tag}", firewall=firewall)
 
 
@@ -286,3 +295,14 @@ def test_a_host_port_is_published_once(network, netns):
         with pytest.raises(PortConflict, match="in use by a host process"):
             network.publish("b", ep_b.ip, [PortMapping(busy.getsockname()[1], 80)])
     assert network.published("b") == [PortMapping(port, 53, "udp")]
+
+
+def test_a_failed_attach_leaves_no_veth_and_frees_the_address(network, netns):
+    path = netns()
+    run("nsenter", f"--net={path}", "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "taken")
+    before = links()
+    with pytest.raises(NetworkError, match="attach busy"):
+        network.attach("busy", path)
+    assert links() - before == {network.bridge} - before
+    assert network.ipam.allocations() == {}
+    assert network.attach("next", netns()).ip == str(network.gateway + 1)
