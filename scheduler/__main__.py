@@ -24,6 +24,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lease-namespace", default="kube-system")
     p.add_argument("--lease-name", default="kube-scheduler")
     p.add_argument("--identity", default=None, help="leader election identity (default: host_uuid)")
+    p.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
+    p.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
+    p.add_argument("--retry-period", type=float, default=2.0, help="seconds")
     p.add_argument("--bind-concurrency", type=int, default=32)
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -37,8 +40,9 @@ async def serve(args: argparse.Namespace) -> int:
             await scheduler.run()
             return 0
         identity = args.identity or f"{socket.gethostname()}_{uuid.uuid4()}"
-        elector = LeaderElector(client, LeaderElectionConfig(args.lease_namespace, args.lease_name, identity),
-                                scheduler.run)
+        election = LeaderElectionConfig(args.lease_namespace, args.lease_name, identity,
+                                        args.lease_duration, args.renew_deadline, args.retry_period)
+        elector = LeaderElector(client, election, scheduler.run)
         await elector.run()
         logging.error("leader election lost; exiting")
         return 1
@@ -50,7 +54,7 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return asyncio.run(serve(args))
-    except KubeconfigError as err:
+    except (KubeconfigError, ValueError) as err:
         print(f"scheduler: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
