@@ -1,0 +1,318 @@
+"""pdocker's image verbs: images, rmi, tag, import, load, save, pull, push, build, history.
+
+``register(subparsers, get_runtime)`` adds them to pdocker's parser (runtime/cli.py); each
+handler is ``fn(rt, args) -> exit status`` and raises ImageError subclasses for bad input,
+which pdocker prints as one line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from runtime.images import Image, ImageError, normalize_ref, split_ref
+
+NONE = "<none>"
+
+
+def register(subparsers, get_runtime) -> None:
+    """Add the image subcommands to pdocker's argparse subparsers."""
+    def add(name, fn, help_text):
+        p = subparsers.add_parser(name, help=help_text)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("images", cmd_images, "list images")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("repository", nargs="?")
+    p = add("rmi", cmd_rmi, "remove images")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("images", nargs="+")
+    p = add("tag", cmd_tag, "create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+    p.add_argument("source")
+    p.add_argument("target")
+    p = add("import", cmd_import, "import a rootfs tarball as an image")
+    p.add_argument("-c", "--change", action="append", default=[])
+    p.add_argument("-m", "--message", default="")
+    p.add_argument("file")
+    p.add_argument("repository", nargs="?")
+    p = add("load", cmd_load, "load images from a tar archive (docker save or OCI layout)")
+    p.add_argument("-i", "--input")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p = add("save", cmd_save, "save images to a tar archive (docker save + OCI layout)")
+    p.add_argument("-o", "--output")
+    p.add_argument("images", nargs="+")
+    for name, fn in (("pull", cmd_pull), ("push", cmd_push)):
+        p = add(name, fn, f"{name} an image {'from' if name == 'pull' else 'to'} a registry")
+        p.add_argument("-q", "--quiet", action="store_true")
+        p.add_argument("name")
+    p = add("build", cmd_build, "build an image from a Dockerfile")
+    p.add_argument("-t", "--tag")
+    p.add_argument("-f", "--file")
+    p.add_argument("--build-arg", action="append", default=[])
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("context")
+    p = add("history", cmd_history, "show the history of an image")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("image")
+
+
+# ---------------------------------------------------------------------------------------------
+# Handlers
+
+
+def cmd_images(rt, args) -> int:
+    images = rt.images.list()
+    rows = []
+    for image in images:
+        for repo, tag in _repo_tags(image):
+            if args.repository and not _repo_matches(repo, args.repository):
+                continue
+            rows.append((repo, tag, _id(image, args.no_trunc), _ago(image.created),
+                         _size(image.size)))
+    if args.quiet:
+        for image_id in dict.fromkeys(r[2] for r in rows):
+            print(image_id)
+        return 0
+    _table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+    return 0
+
+
+def cmd_rmi(rt, args) -> int:
+    in_use = {getattr(state, "image_id", None) for state in rt.list(all=True)}
+    failed = 0
+    for ref in args.images:
+        try:
+            for line in rt.images.remove(ref, force=args.force, in_use=in_use):
+                print(line)
+        except ImageError as e:
+            print(f"pdocker: error: {e}", file=sys.stderr)
+            failed = 1
+    return failed
+
+
+def cmd_tag(rt, args) -> int:
+    _image(rt, args.source)
+    rt.images.tag(args.source, args.target)
+    return 0
+
+
+def cmd_import(rt, args) -> int:
+    ref = normalize_ref(args.repository) if args.repository else None
+    if args.file == "-":
+        image = rt.images.import_tar(sys.stdin.buffer, ref, args.change, args.message)
+    else:
+        image = rt.images.import_tar(_existing(args.file), ref, args.change, args.message)
+    print(image.id)
+    return 0
+
+
+def cmd_load(rt, args) -> int:
+    say = (lambda line: None) if args.quiet else print
+    if args.input:
+        with open(_existing(args.input), "rb") as f:
+            rt.images.load(f, progress=say)
+    elif sys.stdin.isatty():
+        raise ImageError("requested load from stdin, but stdin is empty (use -i FILE)")
+    else:
+        rt.images.load(sys.stdin.buffer, progress=say)
+    return 0
+
+
+def cmd_save(rt, args) -> int:
+    for ref in args.images:
+        _image(rt, ref)  # fail before writing anything
+    if args.output:
+        with open(args.output, "wb") as f:
+            rt.images.save(args.images, f)
+    elif sys.stdout.isatty():
+        raise ImageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    else:
+        rt.images.save(args.images, sys.stdout.buffer)
+    return 0
+
+
+def cmd_pull(rt, args) -> int:
+    from runtime.registry import RemoteRef, pull
+    remote = RemoteRef.parse(args.name)
+    bar = ProgressBars(sys.stdout, quiet=args.quiet)
+    if not args.quiet:
+        print(f"{remote.reference}: Pulling from {remote.repository}")
+    image = pull(rt.images, args.name, progress=bar.update)
+    bar.finish()
+    if not args.quiet:
+        print(f"Status: Downloaded image for {normalize_ref(args.name)} ({image.short_id})")
+    print(normalize_ref(args.name))
+    return 0
+
+
+def cmd_push(rt, args) -> int:
+    from runtime.registry import RemoteRef, push
+    remote = RemoteRef.parse(args.name)
+    image = _image(rt, args.name)
+    bar = ProgressBars(sys.stdout, quiet=args.quiet)
+    if not args.quiet:
+        print(f"The push refers to repository [{remote.registry}/{remote.repository}]")
+    digest = push(rt.images, args.name, progress=bar.update)
+    bar.finish()
+    print(f"{remote.reference}: digest: {digest} size: {image.size}")
+    return 0
+
+
+def cmd_build(rt, args) -> int:
+    from runtime.build import build
+    context = Path(args.context)
+    dockerfile = Path(args.file) if args.file else None
+    if dockerfile is not None and not dockerfile.is_absolute() and not dockerfile.exists():
+        dockerfile = context / dockerfile
+    runner_factory = getattr(rt, "build_runner", None)
+    image = build(rt.images, context, dockerfile, args.tag,
+                  runner=runner_factory() if runner_factory else None,
+                  build_args=_build_args(args.build_arg),
+                  progress=(lambda line: None) if args.quiet else print,
+                  no_cache=args.no_cache)
+    if args.quiet:
+        print(image.id)
+    return 0
+
+
+def cmd_history(rt, args) -> int:
+    image = _image(rt, args.image)
+    rows = []
+    layers = iter(reversed(image.diff_ids))
+    sizes = {d: rt.images.layers.size(d) for d in image.diff_ids if rt.images.layers.exists(d)}
+    for index, entry in enumerate(reversed(image.history)):
+        size = 0 if entry.get("empty_layer") else sizes.get(next(layers, ""), 0)
+        created_by = entry.get("created_by", "")
+        if not args.no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        rows.append((_id(image, args.no_trunc) if index == 0 else NONE, _ago(entry.get("created", "")),
+                     created_by, _size(size), entry.get("comment", "")))
+    if args.quiet:
+        print(_id(image, args.no_trunc))
+        return 0
+    _table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress bars
+
+
+class ProgressBars:
+    """Docker-style per-layer progress: redrawn lines on a terminal, status changes otherwise."""
+
+    WIDTH = 40
+
+    def __init__(self, out: TextIO, quiet: bool = False):
+        self.out = out
+        self.quiet = quiet
+        self.tty = out.isatty()
+        self.order: list[str] = []
+        self.last: dict[str, str] = {}
+
+    def update(self, event) -> None:
+        if self.quiet:
+            return
+        line = self._line(event)
+        if event.id not in self.order:
+            self.order.append(event.id)
+            self.last[event.id] = ""
+            if self.tty:
+                self.out.write("\n")
+        if self.tty:
+            up = len(self.order) - self.order.index(event.id)
+            self.out.write(f"\x1b[{up}A\r\x1b[2K{line}\x1b[{up}B\r")
+        elif self.last[event.id] != event.status:
+            self.out.write(f"{event.id}: {event.status}\n")
+        self.last[event.id] = event.status
+        self.out.flush()
+
+    def finish(self) -> None:
+        self.out.flush()
+
+    def _line(self, event) -> str:
+        if event.status in ("Downloading", "Pushing") and event.total:
+            done = min(self.WIDTH, self.WIDTH * event.current // event.total)
+            arrow = "=" * max(done - 1, 0) + (">" if done else "")
+            return (f"{event.id}: {event.status} [{arrow:<{self.WIDTH}}] "
+                    f"{_size(event.current)}/{_size(event.total)}")
+        return f"{event.id}: {event.status}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _repo_tags(image: Image) -> list[tuple[str, str]]:
+    if not image.repo_tags:
+        return [(NONE, NONE)]
+    return [(split_ref(t)[0], split_ref(t)[1] or "latest") for t in image.repo_tags]
+
+
+def _repo_matches(repo: str, wanted: str) -> bool:
+    name, tag, _ = split_ref(wanted)
+    return repo == name or repo == split_ref(normalize_ref(wanted))[0]
+
+
+def _id(image: Image, no_trunc: bool) -> str:
+    return image.id if no_trunc else image.short_id
+
+
+def _size(n: int) -> str:
+    """Docker's decimal sizes: 4.26MB, 512kB."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000
+    return str(n)
+
+
+def _ago(created: str) -> str:
+    try:
+        when = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return "N/A"
+    from runtime.cli import human_duration
+    seconds = (dt.datetime.now(dt.timezone.utc) - when).total_seconds()
+    return f"{human_duration(max(seconds, 0))} ago"
+
+
+def _table(headers: list[str], rows: list[tuple]) -> None:
+    widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
+    for row in [headers] + [list(r) for r in rows]:
+        print("   ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _build_args(pairs: list[str]) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not key:
+            raise ImageError(f"invalid --build-arg {pair!r}: expected KEY=value")
+        if not sep:
+            import os
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        result[key] = value
+    return result
+
+
+def _image(rt, ref: str) -> Image:
+    """The image ``ref`` names; busybox is made offline on first use, as ``run`` does."""
+    finder = getattr(rt, "image", None)
+    return finder(ref) if callable(finder) else rt.images.get(ref)
+
+
+def _existing(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"open {path}: no such file or directory")
+    return p
