@@ -17,16 +17,8 @@ def pod(name: str = "web") -> dict:
             "spec": {"containers": [{"name": "main", "image": "busybox"}]}}
 
 
-def etcd_keys(apiserver) -> set[str]:
-    """Every key in etcd except the range allocations (read with a raw client)."""
-    async def read():
-        async with aetcd.Client(host="127.0.0.1", port=apiserver.etcd.client_port) as client:
-            return {kv.key.decode() async for kv in await client.get_prefix(b"/")}
-    keys = asyncio.run(read()) if False else _read_sync(apiserver)
-    return keys
-
-
 def _read_sync(apiserver) -> set[str]:
+    """Every key under /registry/ in etcd, read with a raw client."""
     async def read():
         async with aetcd.Client(host="127.0.0.1", port=apiserver.etcd.client_port) as client:
             result = await client.get_prefix(b"/registry/")
