@@ -1,0 +1,7 @@
+"""``python -m kubectl``: the pkubectl command."""
+
+import sys
+
+from kubectl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,519 @@
+"""``pkubectl``: the command line. Parses flags, runs one command, translates errors once.
+
+Heavy modules (httpx, yaml, the API packages) are imported by the commands
+that need them, so ``pkubectl version --client`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Optional
+
+from kubectl.errors import CliError
+
+COMMANDS: dict[str, Callable] = {}
+
+
+def command(name: str):
+    def register(func):
+        COMMANDS[name] = func
+        return func
+    return register
+
+
+# ---------------------------------------------------------------- parser
+
+def _global_flags() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--kubeconfig")
+    common.add_argument("--context")
+    common.add_argument("-n", "--namespace")
+    common.add_argument("--request-timeout", type=float, default=30.0)
+    return common
+
+
+def _file_flags(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument("-f", "--filename", action="append", default=[], required=required)
+    parser.add_argument("-R", "--recursive", action="store_true")
+
+
+def _add_get(sub, common) -> None:
+    p = sub.add_parser("get", parents=[common])
+    p.add_argument("resources", nargs="*")
+    p.add_argument("-o", "--output")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-l", "--selector")
+    p.add_argument("--field-selector")
+    p.add_argument("-w", "--watch", action="store_true")
+    p.add_argument("--watch-only", action="store_true")
+    p.add_argument("--show-labels", action="store_true")
+    p.add_argument("--sort-by")
+    p.add_argument("--no-headers", action="store_true")
+
+
+def _add_writers(sub, common) -> None:
+    p = sub.add_parser("apply", parents=[common])
+    _file_flags(p, required=True)
+    p.add_argument("--dry-run", default="none", const="client", nargs="?", choices=("none", "client", "server"))
+    p.add_argument("--validate", default="strict", const="strict", nargs="?")
+    p.add_argument("--server-side", action="store_true")
+    p.add_argument("-o", "--output")
+    p = sub.add_parser("create", parents=[common])
+    _file_flags(p)
+    p.add_argument("--dry-run", default="none", const="client", nargs="?", choices=("none", "client", "server"))
+    p.add_argument("--save-config", action="store_true")
+    p.add_argument("--validate", default="strict", const="strict", nargs="?")
+    p.add_argument("what", nargs="*")
+    p.add_argument("--from-literal", action="append", default=[])
+    p.add_argument("--from-file", action="append", default=[])
+    p.add_argument("--type", default="Opaque")
+    p.add_argument("-o", "--output")
+    p = sub.add_parser("delete", parents=[common])
+    _file_flags(p)
+    p.add_argument("targets", nargs="*")
+    p.add_argument("-l", "--selector")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("--grace-period", type=int, default=-1)
+    p.add_argument("--now", action="store_true")
+    p.add_argument("--wait", default="true", const="true", nargs="?", choices=("true", "false"))
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--ignore-not-found", action="store_true")
+    p.add_argument("--cascade", default="background", choices=("background", "foreground", "orphan"))
+    for verb in ("label", "annotate"):
+        p = sub.add_parser(verb, parents=[common])
+        p.add_argument("words", nargs="+")
+        p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("patch", parents=[common])
+    p.add_argument("targets", nargs="+")
+    p.add_argument("-p", "--patch", required=True)
+    p.add_argument("--type", default="strategic", choices=("strategic", "merge", "json"))
+    p = sub.add_parser("scale", parents=[common])
+    p.add_argument("targets", nargs="+")
+    p.add_argument("--replicas", type=int, required=True)
+    p.add_argument("--current-replicas", type=int)
+    p = sub.add_parser("edit", parents=[common])
+    p.add_argument("targets", nargs="+")
+
+
+def _add_readers(sub, common) -> None:
+    p = sub.add_parser("describe", parents=[common])
+    p.add_argument("targets", nargs="+")
+    p.add_argument("-l", "--selector")
+    p = sub.add_parser("logs", parents=[common])
+    p.add_argument("pod")
+    p.add_argument("-c", "--container")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-p", "--previous", action="store_true")
+    p.add_argument("--tail", type=int, default=-1)
+    p.add_argument("--timestamps", action="store_true")
+    p = sub.add_parser("exec", parents=[common])
+    p.add_argument("pod")
+    p.add_argument("-c", "--container")
+    p.add_argument("-i", "--stdin", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p = sub.add_parser("rollout", parents=[common])
+    p.add_argument("action", choices=("status", "history", "undo", "restart", "pause", "resume"))
+    p.add_argument("targets", nargs="+")
+    p.add_argument("--to-revision", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("-w", "--watch", default="true", const="true", nargs="?", choices=("true", "false"))
+    p = sub.add_parser("explain", parents=[common])
+    p.add_argument("path")
+    p.add_argument("--recursive", action="store_true")
+    p.add_argument("--api-version")
+    p = sub.add_parser("version", parents=[common])
+    p.add_argument("--client", action="store_true")
+    p.add_argument("-o", "--output")
+    p = sub.add_parser("api-resources", parents=[common])
+    p.add_argument("-o", "--output")
+    p.add_argument("--namespaced", choices=("true", "false"))
+    sub.add_parser("cluster-info", parents=[common])
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise CliError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _global_flags()
+    parser = _Parser(prog="pkubectl", parents=[common], description="pkubectl controls a pkube cluster.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    _add_get(sub, common)
+    _add_writers(sub, common)
+    _add_readers(sub, common)
+    return parser
+
+
+# ---------------------------------------------------------------- commands
+
+def _session(args):
+    from kubectl.session import Flags, Session
+
+    return Session(Flags(args.kubeconfig, args.context, args.namespace, args.request_timeout))
+
+
+@command("get")
+def cmd_get(session, args, out, err) -> int:
+    from kubectl.get import run_get
+
+    return run_get(session, args, out, err)
+
+
+def _validated_manifests(args):
+    from kubectl.manifests import read_manifests, validate_manifests
+
+    manifests = read_manifests(args.filename, args.recursive)
+    if args.validate not in ("false", "ignore"):
+        validate_manifests(manifests, strict=args.validate in ("strict", "true"))
+    return manifests
+
+
+def _field_validation(args) -> str:
+    return {"strict": "Strict", "true": "Strict", "warn": "Warn"}.get(args.validate, "Ignore")
+
+
+@command("apply")
+def cmd_apply(session, args, out, err) -> int:
+    from kubectl.apply import apply_manifest
+
+    if args.server_side:
+        raise CliError("--server-side is not supported by pkubectl yet; use client-side apply")
+    failures = 0
+    for manifest in _validated_manifests(args):
+        failures += _report(lambda: apply_manifest(session, manifest, args.dry_run, _field_validation(args)), out, err)
+    return 1 if failures else 0
+
+
+def _report(action: Callable[[], str], out, err) -> int:
+    """Run one per-object action; print its line, or the server's error (then carry on). 1 on error."""
+    from client.errors import ApiError
+
+    try:
+        out.write(action() + "\n")
+        out.flush()
+        return 0
+    except ApiError as error:
+        err.write(api_error_line(error) + "\n")
+        return 1
+
+
+@command("create")
+def cmd_create(session, args, out, err) -> int:
+    from kubectl.apply import create_manifest
+
+    if args.filename:
+        failures = sum(_report(lambda m=m: create_manifest(session, m, args.dry_run, args.save_config), out, err)
+                       for m in _validated_manifests(args))
+        return 1 if failures else 0
+    return _create_imperative(session, args, out, err)
+
+
+def _create_imperative(session, args, out, err) -> int:
+    from kubectl.apply import create_manifest
+    from kubectl.manifests import Manifest
+    from kubectl.mutate import secret_from_sources
+
+    what = args.what
+    if what[:1] == ["namespace"] or what[:1] == ["ns"]:
+        if len(what) != 2:
+            raise CliError("exactly one NAME is required, got %d" % (len(what) - 1))
+        obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": what[1]}}
+    elif what[:2] == ["secret", "generic"]:
+        if len(what) != 3:
+            raise CliError("exactly one NAME is required, got %d" % (len(what) - 2))
+        obj = secret_from_sources(what[2], session.namespace, args.from_literal, args.from_file, args.type)
+    else:
+        raise CliError("must specify one of -f, 'namespace NAME' or 'secret generic NAME'")
+    if args.output:
+        from kubectl.printers import parse_output, print_objects
+
+        out.write(print_objects([obj], parse_output(args.output), True))
+        return 0
+    return _report(lambda: create_manifest(session, Manifest("<command line>", 1, obj), args.dry_run), out, err)
+
+
+@command("delete")
+def cmd_delete(session, args, out, err) -> int:
+    from kubectl.mutate import delete_targets, target_of_object, targets_by_selector, targets_from_words
+
+    if args.filename:
+        from kubectl.manifests import read_manifests
+
+        targets = [target_of_object(session, m.obj) for m in read_manifests(args.filename, args.recursive)]
+    elif args.selector or args.all:
+        if len(args.targets) != 1:
+            raise CliError("resource(s) were provided, but no name was specified" if not args.targets
+                           else "name cannot be provided when a selector is specified")
+        targets = targets_by_selector(session, args.targets[0], args.selector, args.all_namespaces)
+        if not targets:
+            err.write("No resources found\n")
+            return 0
+    else:
+        targets = targets_from_words(session, args.targets)
+    grace = 1 if args.now else args.grace_period
+    return delete_targets(session, targets, grace_period=grace, wait=args.wait == "true",
+                          ignore_not_found=args.ignore_not_found, timeout=args.timeout, cascade=args.cascade, out=out)
+
+
+def _split_targets_and_pairs(session, words: list[str]):
+    from kubectl.mutate import targets_from_words
+
+    pairs = [w for w in words if "=" in w or (w.endswith("-") and "/" not in w and w != words[0])]
+    rest = [w for w in words if w not in pairs]
+    return targets_from_words(session, rest), pairs
+
+
+@command("label")
+def cmd_label(session, args, out, err) -> int:
+    return _set_map(session, args, out, err, "labels", "label")
+
+
+@command("annotate")
+def cmd_annotate(session, args, out, err) -> int:
+    return _set_map(session, args, out, err, "annotations", "annotation")
+
+
+def _set_map(session, args, out, err, field: str, what: str) -> int:
+    from kubectl.mutate import parse_key_values, set_metadata_map
+
+    targets, pairs = _split_targets_and_pairs(session, args.words)
+    if not pairs:
+        raise CliError(f"at least one {what} update is required")
+    settings, removals = parse_key_values(pairs, what)
+    failures = sum(_report(lambda t=t: set_metadata_map(session, t, field, settings, removals, args.overwrite), out, err)
+                   for t in targets)
+    return 1 if failures else 0
+
+
+@command("patch")
+def cmd_patch(session, args, out, err) -> int:
+    from kubectl.mutate import patch_target, targets_from_words
+
+    failures = sum(_report(lambda t=t: patch_target(session, t, args.patch, args.type), out, err)
+                   for t in targets_from_words(session, args.targets))
+    return 1 if failures else 0
+
+
+@command("scale")
+def cmd_scale(session, args, out, err) -> int:
+    from kubectl.mutate import scale_target, targets_from_words
+
+    failures = sum(_report(lambda t=t: scale_target(session, t, args.replicas, args.current_replicas), out, err)
+                   for t in targets_from_words(session, args.targets))
+    return 1 if failures else 0
+
+
+@command("edit")
+def cmd_edit(session, args, out, err) -> int:
+    from kubectl.mutate import edit_target, targets_from_words
+
+    failures = sum(_report(lambda t=t: edit_target(session, t), out, err)
+                   for t in targets_from_words(session, args.targets))
+    return 1 if failures else 0
+
+
+@command("describe")
+def cmd_describe(session, args, out, err) -> int:
+    from client.resources import EVENTS
+
+    from kubectl.describe import describe, event_selector
+    from kubectl.mutate import targets_by_selector, targets_from_words
+
+    if len(args.targets) == 1 and "/" not in args.targets[0]:
+        targets = targets_by_selector(session, args.targets[0], args.selector, False)
+    else:
+        targets = targets_from_words(session, args.targets)
+    pages = []
+    for target in targets:
+        obj = session.get_json(target.path)
+        obj.setdefault("kind", target.resource.kind)
+        events = session.client.list(EVENTS, target.namespace, field_selector=event_selector(obj)).get("items") or []
+        pages.append(describe(obj, events))
+    out.write("\n\n".join(pages))
+    return 0
+
+
+@command("logs")
+def cmd_logs(session, args, out, err) -> int:
+    from kubectl.mutate import Target
+    from kubectl.streams import log_params, stream_logs
+
+    target = _pod_target(session, args.pod)
+    stream_logs(session, target.path + "/log",
+                log_params(args.container, args.follow, args.previous, args.tail, args.timestamps), out)
+    return 0
+
+
+def _pod_target(session, word: str):
+    from kubectl.mutate import Target
+
+    kind, _, name = word.rpartition("/")
+    res = session.resolve(kind or "pods")
+    if res.kind != "Pod":
+        raise CliError(f"cannot attach to {res.qualified}: only pods are supported")
+    return Target(res, name, session.object_namespace(res))
+
+
+@command("exec")
+def cmd_exec(session, args, out, err) -> int:
+    from kubectl.streams import exec_query, run_exec
+
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise CliError("you must specify at least one command for the container")
+    target = _pod_target(session, args.pod)
+    return run_exec(session, target.path + "/exec", exec_query(cmd, args.container, args.stdin, args.tty),
+                    args.stdin, out, err)
+
+
+@command("rollout")
+def cmd_rollout(session, args, out, err) -> int:
+    from kubectl import rollout
+    from kubectl.mutate import send_patch, targets_from_words
+
+    for target in targets_from_words(session, args.targets):
+        if target.resource.kind != "Deployment":
+            raise CliError(f"no rollout support for {target.resource.qualified}: only deployments")
+        if args.action == "status":
+            rollout.wait_rollout(lambda: session.get_json(target.path), out, args.timeout, args.watch == "true")
+        elif args.action in ("pause", "resume"):
+            pausing = args.action == "pause"
+            current = session.get_json(target.path)
+            if bool((current.get("spec") or {}).get("paused")) == pausing:
+                raise CliError(f"{target.label} is already {'paused' if pausing else 'resumed'}")
+            send_patch(session, target, {"spec": {"paused": pausing}}, "merge")
+            out.write(f"{target.label} {'paused' if pausing else 'resumed'}\n")
+        elif args.action == "restart":
+            send_patch(session, target, rollout.restart_patch(), "strategic")
+            out.write(f"{target.label} restarted\n")
+        else:
+            _rollout_history(session, target, args, out)
+    return 0
+
+
+def _rollout_history(session, target, args, out) -> None:
+    from client.resources import REPLICASETS
+
+    from kubectl import rollout
+    from kubectl.mutate import send_patch
+
+    deployment = session.get_json(target.path)
+    listed = session.client.list_all(REPLICASETS, target.namespace).get("items") or []
+    owned = rollout.owned_replicasets(deployment, listed)
+    if args.action == "history":
+        out.write(rollout.history_text(target.label, owned))
+        return
+    send_patch(session, target, rollout.undo_patch(deployment, owned, args.to_revision or None), "strategic")
+    out.write(f"{target.label} rolled back\n")
+
+
+@command("explain")
+def cmd_explain(session, args, out, err) -> int:
+    from kubectl.info import explain_text, fetch_openapi_v3
+
+    kind, *path = args.path.split(".")
+    res = session.resolve(kind)
+    if args.api_version and args.api_version != res.api_version:
+        raise CliError(f"couldn't find resource for \"{args.api_version}, Kind={res.kind}\"")
+    out.write(explain_text(res, fetch_openapi_v3(session, res), path, args.recursive))
+    return 0
+
+
+@command("version")
+def cmd_version(session, args, out, err) -> int:
+    from kubectl import CLIENT_VERSION
+
+    server = None if args.client else session.get_json("/version")
+    if args.output in ("json", "yaml"):
+        from kubectl.printers import dump_json, dump_yaml
+
+        doc = {"clientVersion": {"gitVersion": CLIENT_VERSION}}
+        if server is not None:
+            doc["serverVersion"] = server
+        out.write(dump_json(doc) if args.output == "json" else dump_yaml(doc))
+        return 0
+    lines = [f"Client Version: {CLIENT_VERSION}"]
+    if server is not None:
+        lines.append(f"Server Version: {server.get('gitVersion', 'unknown')}")
+    out.write("\n".join(lines) + "\n")
+    return 0
+
+
+@command("api-resources")
+def cmd_api_resources(session, args, out, err) -> int:
+    from kubectl.info import api_resources_text
+
+    namespaced = None if args.namespaced is None else args.namespaced == "true"
+    if args.output == "name":
+        out.write("".join(f"{r.plural}{'.' + r.group if r.group else ''}\n" for r in session.resources))
+        return 0
+    out.write(api_resources_text(session.resources, args.output == "wide", namespaced))
+    return 0
+
+
+@command("cluster-info")
+def cmd_cluster_info(session, args, out, err) -> int:
+    from kubectl.info import cluster_info_text
+
+    session.get_json("/version")
+    out.write(cluster_info_text(session.config.server))
+    return 0
+
+
+# ---------------------------------------------------------------- the edge
+
+def api_error_line(error) -> str:
+    """kubectl's wording of a server error: ``Error from server (NotFound): pods "x" not found``."""
+    from client.errors import Unavailable
+
+    if isinstance(error, Unavailable):
+        return f"The connection to the server was refused or failed - did you specify the right host or port? ({error.message})"
+    return f"Error from server ({error.reason or 'Unknown'}): {error.message}"
+
+
+def main(argv: Optional[list[str]] = None, out=None, err=None) -> int:
+    """Run pkubectl; returns the exit code. Every failure becomes one readable line on stderr."""
+    out, err = out or sys.stdout, err or sys.stderr
+    session = None
+    try:
+        args = build_parser().parse_args(argv)
+        if not args.command:
+            out.write(build_parser().format_help())
+            return 0
+        session = None if _client_only(args) else _session(args)
+        return COMMANDS[args.command](session, args, out, err)
+    except CliError as error:
+        err.write(f"error: {error}\n")
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as error:  # noqa: BLE001 - the one edge where anything becomes a line
+        return _unexpected(error, err)
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _client_only(args) -> bool:
+    """Commands that never reach the server skip building a session (and its imports)."""
+    return args.command == "version" and args.client
+
+
+def _unexpected(error: Exception, err) -> int:
+    from client.errors import ApiError
+
+    if isinstance(error, ApiError):
+        err.write(api_error_line(error) + "\n")
+        return 1
+    err.write(f"error: {type(error).__name__}: {error}\n")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Output of pkubectl: tables as kubectl aligns them, and -o yaml|json|name|jsonpath|custom-columns.
+
+Tables come from the server (a meta.k8s.io ``Table``); this module only
+selects columns (priority 1 for ``-o wide``), adds NAMESPACE (``-A``) and
+LABELS (``--show-labels``), sorts, and aligns like Go's tabwriter with
+kubectl's settings (minimum cell width 6, padding 3).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+from kubectl.errors import CliError
+from kubectl.jsonpath import JSONPathError, format_value, render, values_at
+
+MIN_WIDTH = 6
+PADDING = 3
+FORMATS = ("wide", "yaml", "json", "name", "jsonpath", "custom-columns", "jsonpath-as-json")
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """A parsed ``-o`` value: ``kind`` is "" (default table) or one of FORMATS."""
+
+    kind: str = ""
+    argument: str = ""
+
+    @property
+    def is_table(self) -> bool:
+        return self.kind in ("", "wide")
+
+    @property
+    def needs_objects(self) -> bool:
+        return not self.is_table
+
+
+def parse_output(value: Optional[str]) -> OutputFormat:
+    """``-o`` as given; raises CliError for an unknown format."""
+    if not value:
+        return OutputFormat()
+    kind, _, argument = value.partition("=")
+    if kind not in FORMATS:
+        raise CliError(f"unable to match a printer suitable for the output format \"{value}\", "
+                       f"allowed formats are: {','.join(sorted(FORMATS))}")
+    if kind in ("jsonpath", "custom-columns") and not argument:
+        raise CliError(f"{kind} format specified but no {kind} template given")
+    return OutputFormat(kind, argument)
+
+
+def align(rows: list[list[str]]) -> str:
+    """Rows as tabwriter(minwidth=6, padding=3) prints them; the last column is not padded."""
+    if not rows:
+        return ""
+    count = max(len(r) for r in rows)
+    widths = [max(MIN_WIDTH, max((len(r[i]) for r in rows if i < len(r)), default=0) + PADDING)
+              for i in range(count - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(widths[i]) if i < len(row) - 1 else cell for i, cell in enumerate(row)]
+        lines.append("".join(cells).rstrip() if len(row) < count else "".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def cell_text(value: Any) -> str:
+    """One table cell as kubectl prints it (None is empty, lists joined)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(cell_text(v) for v in value)
+    return str(value)
+
+
+@dataclass
+class TableOptions:
+    """How to print a Table: wide columns, a NAMESPACE column, a LABELS column, a name prefix."""
+
+    wide: bool = False
+    with_namespace: bool = False
+    show_labels: bool = False
+    name_prefix: str = ""
+    no_headers: bool = False
+
+
+def table_rows(table: dict, options: TableOptions, header: bool = True) -> list[list[str]]:
+    """The rows (header first unless ``header`` is False) of a server Table."""
+    columns = table.get("columnDefinitions") or []
+    keep = [i for i, c in enumerate(columns) if options.wide or not c.get("priority")]
+    rows = []
+    if header and not options.no_headers:
+        names = [columns[i]["name"].upper() for i in keep]
+        rows.append((["NAMESPACE"] if options.with_namespace else []) + names
+                    + (["LABELS"] if options.show_labels else []))
+    name_index = next((i for i, c in enumerate(columns) if c.get("format") == "name"), None)
+    for row in table.get("rows") or []:
+        cells = row.get("cells") or []
+        texts = [cell_text(cells[i]) if i < len(cells) else "" for i in keep]
+        if options.name_prefix and name_index in keep:
+            position = keep.index(name_index)
+            texts[position] = options.name_prefix + texts[position]
+        meta = (row.get("object") or {}).get("metadata") or {}
+        if options.with_namespace:
+            texts.insert(0, meta.get("namespace", ""))
+        if options.show_labels:
+            texts.append(format_labels(meta.get("labels")))
+        rows.append(texts)
+    return rows
+
+
+def format_labels(labels: Optional[dict]) -> str:
+    if not labels:
+        return "<none>"
+    return ",".join(f"{k}={labels[k]}" for k in sorted(labels))
+
+
+def sort_table(table: dict, sort_by: str) -> dict:
+    """The table with rows ordered by a JSONPath over each row's object (needs includeObject=Object)."""
+    rows = list(table.get("rows") or [])
+    rows.sort(key=lambda row: sort_key(row.get("object") or {}, sort_by))
+    return dict(table, rows=rows)
+
+
+def sort_key(obj: dict, sort_by: str):
+    """kubectl --sort-by: numbers before strings, missing values first."""
+    try:
+        values = values_at(sort_by, obj)
+    except JSONPathError as err:
+        raise CliError(f"couldn't parse --sort-by {sort_by!r}: {err}") from None
+    if not values:
+        return (0, 0, "")
+    value = values[0]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (1, value, "")
+    return (2, 0, format_value(value))
+
+
+def qualified_kind(obj: dict) -> str:
+    """``deployment.apps`` / ``pod``: the prefix kubectl prints before a name."""
+    group = (obj.get("apiVersion") or "").rpartition("/")[0]
+    kind = (obj.get("kind") or "").lower()
+    return f"{kind}.{group}" if group else kind
+
+
+def name_line(obj: dict) -> str:
+    return f"{qualified_kind(obj)}/{(obj.get('metadata') or {}).get('name', '')}"
+
+
+def as_list(objects: list[dict]) -> dict:
+    return {"apiVersion": "v1", "kind": "List", "items": objects, "metadata": {"resourceVersion": ""}}
+
+
+def dump_yaml(obj: Any) -> str:
+    import yaml  # deferred: keep `pkubectl version --client` fast
+
+    return yaml.safe_dump(obj, default_flow_style=False, sort_keys=True, allow_unicode=True)
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=4, ensure_ascii=False) + "\n"
+
+
+def print_objects(objects: list[dict], fmt: OutputFormat, single: bool) -> str:
+    """Objects in a non-table format; ``single`` prints one object rather than a List."""
+    document = objects[0] if single and len(objects) == 1 else as_list(objects)
+    if fmt.kind == "yaml":
+        return dump_yaml(document)
+    if fmt.kind == "json":
+        return dump_json(document)
+    if fmt.kind == "name":
+        return "".join(name_line(o) + "\n" for o in objects)
+    if fmt.kind in ("jsonpath", "jsonpath-as-json"):
+        return jsonpath_output(fmt.argument, document)
+    return custom_columns(fmt.argument, objects)
+
+
+def jsonpath_output(template: str, document: Any) -> str:
+    try:
+        return render(template, document)
+    except JSONPathError as err:
+        raise CliError(f"error parsing jsonpath {template}, {err}") from None
+
+
+def custom_columns(spec: str, objects: Iterable[dict], no_headers: bool = False) -> str:
+    """``NAME:.metadata.name,IMAGE:.spec.containers[*].image`` as an aligned table."""
+    columns = []
+    for part in spec.split(","):
+        header, sep, path = part.partition(":")
+        if not sep or not header or not path:
+            raise CliError(f"unexpected custom-columns spec: {part}, expected <header>:<json-path-expr>")
+        columns.append((header, path))
+    rows = [] if no_headers else [[h for h, _ in columns]]
+    for obj in objects:
+        rows.append([_column_value(obj, path) for _, path in columns])
+    return align(rows)
+
+
+def _column_value(obj: dict, path: str) -> str:
+    try:
+        values = values_at(path, obj)
+    except JSONPathError as err:
+        raise CliError(f"error parsing custom-columns path {path}: {err}") from None
+    return ",".join(format_value(v) for v in values) if values else "<none>"

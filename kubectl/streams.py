@@ -1,0 +1,143 @@
+"""``pkubectl logs`` (pods/log as text) and ``exec`` (pods/exec over WebSocket, v5.channel.k8s.io).
+
+Both go through the apiserver, which proxies to the kubelet. The exec
+protocol: every binary frame starts with a channel byte — 0 stdin, 1 stdout,
+2 stderr, 3 error (a Status JSON when the command ends), 4 resize, 255 close
+(v5: the first byte after 255 names the stream being closed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import Optional
+from urllib.parse import urlencode
+
+from kubectl.errors import CliError
+
+EXEC_PROTOCOL = "v5.channel.k8s.io"
+FALLBACK_PROTOCOLS = ("v4.channel.k8s.io",)
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+
+
+def log_params(container: Optional[str], follow: bool, previous: bool, tail: Optional[int],
+               timestamps: bool) -> dict:
+    """The pods/log query parameters kubectl sends for these flags."""
+    params = {}
+    if container:
+        params["container"] = container
+    if follow:
+        params["follow"] = "true"
+    if previous:
+        params["previous"] = "true"
+    if tail is not None and tail >= 0:
+        params["tailLines"] = str(tail)
+    if timestamps:
+        params["timestamps"] = "true"
+    return params
+
+
+def stream_logs(session, path: str, params: dict, out) -> None:
+    """Copy the log stream to ``out`` as it arrives (until the server ends it)."""
+    import httpx
+    from client.errors import error_from_response, unavailable
+
+    try:
+        with session.client.http.stream("GET", path, params=params, headers={"Accept": "*/*"},
+                                        timeout=httpx.Timeout(None, connect=10.0)) as response:
+            if response.status_code >= 400:
+                raise error_from_response(response.status_code, response.read())
+            for chunk in response.iter_bytes():
+                out.write(chunk.decode("utf-8", "replace"))
+                out.flush()
+    except httpx.TransportError as err:
+        raise unavailable(session.config.server + path, err) from None
+
+
+def exec_query(command: list[str], container: Optional[str], stdin: bool, tty: bool) -> str:
+    """The pods/exec query string (one ``command`` parameter per argument)."""
+    params = [("command", arg) for arg in command]
+    if container:
+        params.append(("container", container))
+    params += [("stdout", "true"), ("stderr", "false" if tty else "true")]
+    if stdin:
+        params.append(("stdin", "true"))
+    if tty:
+        params.append(("tty", "true"))
+    return urlencode(params)
+
+
+def exit_code_of(status: dict) -> int:
+    """The remote command's exit code from the error channel's Status (0 on Success)."""
+    if status.get("status") == "Success":
+        return 0
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            try:
+                return int(cause.get("message", "1"))
+            except ValueError:
+                return 1
+    raise CliError(status.get("message") or "command failed")
+
+
+def run_exec(session, path: str, query: str, stdin: bool, out=sys.stdout, err=sys.stderr) -> int:
+    """Run the command; copies stdout/stderr, forwards stdin; returns the remote exit code."""
+    import websocket  # websocket-client, deferred
+
+    url = session.config.server.replace("https://", "wss://").replace("http://", "ws://") + path + "?" + query
+    headers = [f"Authorization: Bearer {session.config.token}"] if session.config.token else []
+    try:
+        ws = websocket.create_connection(url, header=headers, subprotocols=[EXEC_PROTOCOL, *FALLBACK_PROTOCOLS],
+                                         sslopt=_sslopt(session.config))
+    except websocket.WebSocketBadStatusException as bad:
+        raise CliError(f"exec: the server refused the upgrade ({bad.status_code}): {bad.resp_body or ''}".strip()) from None
+    except (OSError, websocket.WebSocketException) as error:
+        raise CliError(f"exec: {error}") from None
+    if stdin:
+        threading.Thread(target=_pump_stdin, args=(ws,), daemon=True).start()
+    try:
+        return _read_frames(ws, out, err)
+    finally:
+        ws.close()
+
+
+def _sslopt(config) -> dict:
+    import ssl
+
+    if config.insecure:
+        return {"cert_reqs": ssl.CERT_NONE}
+    return {}
+
+
+def _pump_stdin(ws) -> None:
+    data = sys.stdin.buffer
+    while True:
+        chunk = data.read1(4096) if hasattr(data, "read1") else data.read(4096)
+        if not chunk:
+            ws.send_binary(bytes([CLOSE, STDIN]))
+            return
+        ws.send_binary(bytes([STDIN]) + chunk)
+
+
+def _read_frames(ws, out, err) -> int:
+    import websocket
+
+    while True:
+        try:
+            frame = ws.recv()
+        except websocket.WebSocketConnectionClosedException:
+            return 0
+        if not frame:
+            return 0
+        if isinstance(frame, str):
+            frame = frame.encode()
+        channel, payload = frame[0], frame[1:]
+        if channel == STDOUT:
+            out.write(payload.decode("utf-8", "replace"))
+            out.flush()
+        elif channel == STDERR:
+            err.write(payload.decode("utf-8", "replace"))
+            err.flush()
+        elif channel == ERROR and payload:
+            return exit_code_of(json.loads(payload))
