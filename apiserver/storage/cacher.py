@@ -34,6 +34,7 @@ from apiserver.storage.keys import matches, resource_prefix
 
 DEFAULT_WINDOW = 10_000
 DEFAULT_BUFFER = 1_000
+DEFAULT_PROGRESS_INTERVAL = 5.0
 
 
 class WatcherTooSlow(Compacted):
@@ -85,11 +86,13 @@ class WatchCache:
     fails it that way; the Compactor's window makes that impossible.)
     """
 
-    def __init__(self, storage: EtcdStorage, prefix: str, window: int = DEFAULT_WINDOW):
+    def __init__(self, storage: EtcdStorage, prefix: str, window: int = DEFAULT_WINDOW,
+                 progress_interval: float = DEFAULT_PROGRESS_INTERVAL):
         if window < 1:
             raise ValueError("window must be at least 1")
         self.prefix = prefix
         self._storage = storage
+        self._progress_interval = progress_interval
         self._ring = _Ring(window)
         self._floor = 0       # every event with revision > floor is in the ring
         self._revision = 0    # the newest revision the cache is complete up to
@@ -101,13 +104,14 @@ class WatchCache:
     async def start(self) -> None:
         """Begin following etcd from its current revision."""
         self._floor = self._revision = await self._storage.current_revision()
-        batches = self._storage.watch_batches(self.prefix, self._revision)
+        batches = self._storage.watch_batches(self.prefix, self._revision, self._progress_interval)
         self._task = asyncio.get_running_loop().create_task(self._follow(batches))
 
     @property
     def revision(self) -> int:
         """Newest revision up to which the cache has every event of its prefix
-        (a valid BOOKMARK resourceVersion)."""
+        (a valid BOOKMARK resourceVersion). It advances without events too:
+        etcd is asked for progress every ``progress_interval`` seconds."""
         return self._revision
 
     async def wait_until(self, revision: int, timeout: float) -> bool:
@@ -155,8 +159,8 @@ class WatchCache:
     async def _follow(self, batches) -> None:
         try:
             async with contextlib.aclosing(batches):
-                async for batch in batches:
-                    self._append(batch)
+                async for batch, revision in batches:
+                    self._append(batch, revision)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - handed to every subscriber
@@ -164,12 +168,12 @@ class WatchCache:
         finally:
             self._wake()
 
-    def _append(self, batch: list[StoredEvent]) -> None:
+    def _append(self, batch: list[StoredEvent], revision: int) -> None:
         for event in batch:
             evicted = self._ring.append(event)
             if evicted is not None:
                 self._floor = evicted.revision
-        self._revision = batch[-1].revision
+        self._revision = max(self._revision, revision)
         self._wake()
 
     def _wake(self) -> None:
@@ -280,8 +284,9 @@ class CachedStorage(Storage):
     """
 
     def __init__(self, storage: EtcdStorage, window: int = DEFAULT_WINDOW,
-                 buffer: int = DEFAULT_BUFFER):
+                 buffer: int = DEFAULT_BUFFER, progress_interval: float = DEFAULT_PROGRESS_INTERVAL):
         self.storage = storage
+        self._progress_interval = progress_interval
         self._window = window
         self._buffer = buffer
         self._caches: dict[str, WatchCache] = {}
@@ -332,7 +337,7 @@ class CachedStorage(Storage):
             if cache is None or cache.failed:
                 if cache is not None:
                     await cache.close()
-                cache = WatchCache(self.storage, resource, self._window)
+                cache = WatchCache(self.storage, resource, self._window, self._progress_interval)
                 await cache.start()
                 self._caches[resource] = cache
             return cache

@@ -12,6 +12,7 @@ says it returns a shallow copy of the caller's input. Events yielded by
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from typing import AsyncIterator, Optional
@@ -226,14 +227,20 @@ class EtcdStorage(Storage):
         (``aclose()`` or leaving ``async with contextlib.aclosing(...)``) to
         end the gRPC stream at once; cancelling the consumer ends it too."""
         async with contextlib.aclosing(self.watch_batches(prefix, revision)) as batches:
-            async for batch in batches:
+            async for batch, _ in batches:
                 for event in batch:
                     yield event
 
-    async def watch_batches(self, prefix: str, revision: int) -> AsyncIterator[list[StoredEvent]]:
-        """Like ``watch`` but yields the events of one etcd response at a time."""
+    async def watch_batches(self, prefix: str, revision: int, progress_interval: Optional[float] = None
+                            ) -> AsyncIterator[tuple[list[StoredEvent], int]]:
+        """Like ``watch``, one etcd response at a time: (events, revision) where
+        every change under ``prefix`` up to ``revision`` has now been yielded.
+
+        With ``progress_interval``, etcd is asked for progress that often, so
+        ``revision`` also advances while the prefix sees no change (then
+        ``events`` is empty)."""
         start, end = key_range(prefix)
-        responses = self._watch_responses(start, end, revision + 1 if revision else 0)
+        responses = self._watch_responses(start, end, revision + 1 if revision else 0, progress_interval)
         async with contextlib.aclosing(responses):
             async for response in responses:
                 if response.compact_revision:
@@ -241,7 +248,9 @@ class EtcdStorage(Storage):
                 if response.canceled:
                     raise StorageUnavailable(prefix, f"etcd cancelled the watch: {response.cancel_reason}")
                 if response.events:
-                    yield [self._event(event) for event in response.events]
+                    yield [self._event(event) for event in response.events], response.events[-1].kv.mod_revision
+                elif not response.created:
+                    yield [], response.header.revision  # progress: sent only once caught up
 
     async def current_revision(self) -> int:
         response = await self._call("Range", rpc.RangeRequest(key=b"\0"), "")
@@ -314,15 +323,20 @@ class EtcdStorage(Storage):
         prev = self._plain(key, event.prev_kv.value) if event.HasField("prev_kv") else None
         return StoredEvent("MODIFIED", obj, kv.mod_revision, key, prev, event.prev_kv.mod_revision)
 
-    async def _watch_responses(self, start: bytes, end: bytes, start_revision: int):
+    async def _watch_responses(self, start: bytes, end: bytes, start_revision: int,
+                               progress_interval: Optional[float] = None):
         """Raw WatchResponses of one dedicated gRPC stream; the stream is
         cancelled when the generator is closed."""
         await self._stubs()
         call = self._watch.Watch(metadata=self._client.metadata)
+        progress = None
         try:
             create = rpc.WatchCreateRequest(key=start, range_end=end,
                                             start_revision=start_revision, prev_kv=True)
             await call.write(rpc.WatchRequest(create_request=create))
+            if progress_interval:
+                progress = asyncio.get_running_loop().create_task(
+                    _request_progress(call, progress_interval))
             while True:
                 response = await call.read()
                 if response is grpc.aio.EOF:
@@ -332,6 +346,19 @@ class EtcdStorage(Storage):
             raise StorageUnavailable(start.decode(), f"etcd watch failed: {e.details()}") from None
         finally:
             call.cancel()
+            if progress is not None:
+                progress.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await progress
+
+
+async def _request_progress(call, interval: float) -> None:
+    """Ask etcd for a progress notification on ``call`` every ``interval`` s."""
+    request = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
+    with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        while not call.done():
+            await asyncio.sleep(interval)
+            await call.write(request)
 
 
 def _object_from_key(key: str, revision: int) -> dict:

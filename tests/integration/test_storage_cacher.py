@@ -233,3 +233,17 @@ def test_etcd_outage_fails_watchers_and_the_cache_is_remade(tmp_path):
         asyncio.run(main())
     finally:
         etcd.stop()
+
+
+def test_cache_revision_and_bookmarks_advance_without_events_of_the_resource(etcd):
+    async def body(cached):
+        sub = await cached.subscribe(PODS, 0)
+        other = await cached.create("/registry/configmaps/ns1/c", {"metadata": {"name": "c"}})
+        elsewhere = int(other["metadata"]["resourceVersion"])
+        cache = await cached.cache_for(PODS)
+        assert await cache.wait_until(elsewhere, 10)
+        assert sub.bookmark_revision() >= elsewhere
+        created = await cached.create(PODS + "ns1/a", pod("a"))
+        assert names(await take(sub, 1)) == ["a"]
+        assert sub.bookmark_revision() >= int(created["metadata"]["resourceVersion"])
+    run(etcd, body, progress_interval=0.05)
