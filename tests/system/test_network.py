@@ -306,3 +306,12 @@ def test_a_failed_attach_leaves_no_veth_and_frees_the_address(network, netns):
     assert links() - before == {network.bridge} - before
     assert network.ipam.allocations() == {}
     assert network.attach("next", netns()).ip == str(network.gateway + 1)
+
+
+def test_loopback_up_for_a_namespace_without_network(netns):
+    from runtime import netlink
+    path = netns()
+    netlink.loopback_up(path)
+    assert "UP" in run("nsenter", f"--net={path}", "ip", "-o", "link", "show", "lo").stdout.split("<")[1]
+    with pytest.raises(netlink.NetlinkError, match="does not exist"):
+        netlink.loopback_up("/var/run/netns/pkt-missing")
