@@ -307,3 +307,27 @@ def test_immutable_config_map(validator):
     new = copy.deepcopy(old)
     new["data"]["a"] = "2"
     assert [c["reason"] for c in validator.validate(new, old=old)] == ["FieldValueForbidden"]
+
+
+def corpus():
+    """Valid objects, every invalid case above, and junk shapes."""
+    objects = valid_objects()
+    for base, path, value, _, _ in CASES:
+        obj = base()
+        set_path(obj, path, value)
+        objects.append(obj)
+    junk = pod()
+    junk["spec"]["containers"][0].update(ports="x", resources={"limits": {"cpu": True}}, extra=1)
+    junk["spec"]["volumes"] = [{"name": "v", "secret": {"defaultMode": "rw"}}]
+    junk["metadata"]["labels"] = {"a": 3}
+    objects += [junk, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                       "spec": {"ports": [{"port": 80, "targetPort": 1.5, "nodePort": None}]}}]
+    return objects
+
+
+def test_compiled_schema_checks_agree_with_jsonschema(validator):
+    generic = Validator(compiled=False)
+    for obj in corpus():
+        for strict in (False, True):
+            assert validator.validate(obj, strict=strict) == generic.validate(obj, strict=strict), obj
+        assert sorted(validator.unknown_fields(obj)) == sorted(generic.unknown_fields(obj))
