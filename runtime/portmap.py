@@ -116,16 +116,17 @@ def container_chain(key: str) -> str:
 
 # ---- nftables text -----------------------------------------------------------------------
 
-def nft_base_script(table: str, bridge: str, subnet: str) -> str:
-    """An atomic, idempotent `nft -f` script: the table and its base chains, rules rewritten,
-    leaving `ports` and the per-container chains as they are."""
-    base = {
-        "prerouting": "type nat hook prerouting priority dstnat; policy accept;",
-        "output": "type nat hook output priority -100; policy accept;",
-        "postrouting": "type nat hook postrouting priority srcnat; policy accept;",
-        "forward": "type filter hook forward priority filter; policy accept;",
-    }
-    rules = {
+NFT_BASE_CHAINS = {
+    "prerouting": "type nat hook prerouting priority dstnat; policy accept;",
+    "output": "type nat hook output priority -100; policy accept;",
+    "postrouting": "type nat hook postrouting priority srcnat; policy accept;",
+    "forward": "type filter hook forward priority filter; policy accept;",
+}
+
+
+def nft_base_rules(bridge: str, subnet: str) -> dict[str, list[str]]:
+    """The rules of each base chain, written the way `nft list` prints them back."""
+    return {
         "prerouting": ["fib daddr type local jump ports"],
         "output": ["fib daddr type local jump ports"],
         "postrouting": [
@@ -135,12 +136,40 @@ def nft_base_script(table: str, bridge: str, subnet: str) -> str:
         ],
         "forward": [f'iifname "{bridge}" accept', f'oifname "{bridge}" accept'],
     }
+
+
+def nft_base_script(table: str, bridge: str, subnet: str) -> str:
+    """An atomic, idempotent `nft -f` script: the table and its base chains, rules rewritten,
+    leaving `ports` and the per-container chains as they are."""
     lines = [f"add table ip {table}"]
-    lines += [f"add chain ip {table} {name} {{ {hook} }}" for name, hook in base.items()]
+    lines += [f"add chain ip {table} {name} {{ {hook} }}" for name, hook in NFT_BASE_CHAINS.items()]
     lines += [f"add chain ip {table} ports"]
-    lines += [f"flush chain ip {table} {name}" for name in base]
-    lines += [f"add rule ip {table} {name} {rule}" for name, chain in rules.items() for rule in chain]
+    lines += [f"flush chain ip {table} {name}" for name in NFT_BASE_CHAINS]
+    lines += [f"add rule ip {table} {name} {rule}"
+              for name, chain in nft_base_rules(bridge, subnet).items() for rule in chain]
     return "\n".join(lines) + "\n"
+
+
+def nft_chain_rules(listing: str) -> dict[str, list[str]]:
+    """The rules of each chain in `nft list table` text (chain headers and comments left out)."""
+    chains: dict[str, list[str]] = {}
+    current = None
+    for raw in listing.splitlines():
+        line = raw.strip()
+        if line.startswith("chain ") and line.endswith("{"):
+            current = chains.setdefault(line.split()[1], [])
+        elif line == "}":
+            current = None
+        elif current is not None and line and not line.startswith(("type ", "policy ")):
+            current.append(line)
+    return chains
+
+
+def nft_base_in_place(listing: str, bridge: str, subnet: str) -> bool:
+    """True if `listing` (of the table) already has exactly the base rules and `ports`."""
+    chains = nft_chain_rules(listing)
+    return "ports" in chains and all(chains.get(name) == rules
+                                     for name, rules in nft_base_rules(bridge, subnet).items())
 
 
 def nft_dnat_rule(ip: str, mapping: PortMapping) -> str:
@@ -235,6 +264,12 @@ class NftFirewall:
         self.table, self.bridge, self.subnet, self.nft = table, bridge, subnet, nft
 
     def ensure(self) -> None:
+        """Write the base chains unless `nft list` shows them already (a read is far cheaper
+        than an nft transaction)."""
+        listing = subprocess.run([self.nft, "list", "table", "ip", self.table],
+                                 capture_output=True, text=True)
+        if listing.returncode == 0 and nft_base_in_place(listing.stdout, self.bridge, self.subnet):
+            return
         _run([self.nft, "-f", "-"], nft_base_script(self.table, self.bridge, self.subnet))
 
     def publish(self, key: str, ip: str, mappings: list[PortMapping]) -> None:

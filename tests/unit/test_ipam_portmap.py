@@ -18,7 +18,9 @@ from runtime.portmap import (
     ipt_dnat_rule,
     jump_handles,
     make_firewall,
+    nft_base_in_place,
     nft_base_script,
+    nft_chain_rules,
     nft_publish_script,
     nft_unpublish_script,
 )
@@ -128,3 +130,46 @@ def test_conflicts_between_host_ports():
     assert find_conflict([PortMapping(9000, 80, host_ip="127.0.0.2")], {"l": local}) is None
     assert find_conflict([PortMapping(9000, 80)], {"l": local}) is not None
     assert "twice" in find_conflict([PortMapping(7000, 1), PortMapping(7000, 2)], {})
+
+
+LISTING = """table ip pkube {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local jump ports
+	}
+
+	chain output {
+		type nat hook output priority -100; policy accept;
+		fib daddr type local jump ports
+	}
+
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 10.88.0.0/16 oifname != "pkube0" masquerade
+		ip saddr 127.0.0.0/8 oifname "pkube0" masquerade
+		ip saddr 10.88.0.0/16 oifname "pkube0" ct status dnat masquerade
+	}
+
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		iifname "pkube0" accept
+		oifname "pkube0" accept
+	}
+
+	chain ports {
+		jump c_ba7816bf8f01 comment "abc"
+	}
+
+	chain c_ba7816bf8f01 {
+		tcp dport 8080 dnat to 10.88.0.2:80
+	}
+}
+"""
+
+
+def test_ensure_skips_the_rewrite_only_when_the_base_rules_are_exact():
+    assert nft_chain_rules(LISTING)["ports"] == ['jump c_ba7816bf8f01 comment "abc"']
+    assert nft_base_in_place(LISTING, "pkube0", "10.88.0.0/16")
+    assert not nft_base_in_place(LISTING, "pkube1", "10.88.0.0/16")
+    assert not nft_base_in_place(LISTING.replace("\t\tiifname", "\t\taccept\n\t\tiifname"), "pkube0", "10.88.0.0/16")
+    assert not nft_base_in_place("", "pkube0", "10.88.0.0/16")
