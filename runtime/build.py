@@ -13,6 +13,7 @@ into a layer and then deletes.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import json
@@ -99,6 +100,7 @@ class Builder:
         self.no_cache = no_cache
         self.pull = pull
         self.state = BuildState()
+        self.ignore = IgnoreRules.load(context)
         self.global_args: dict[str, str | None] = {}
         self.seen_from = False
 
@@ -195,7 +197,7 @@ class Builder:
         dest = self._absolute_dest(dest)
         as_dir = dest.endswith("/") or len(sources) > 1 or any(s.is_dir() for s in sources)
         owner = self._owner(ins)
-        content = _content_hash(sources, self.context)
+        content = _content_hash(sources, self._keep)
 
         def make(staging: Path) -> None:
             for source in sources:
@@ -271,12 +273,20 @@ class Builder:
             path = Path(os.path.realpath(self.context / match))
             if path != self.context and self.context not in path.parents:
                 raise ins.fail(f"{pattern}: forbidden path outside the build context")
-            if not path.exists():
-                raise ins.fail(f"{pattern}: file not found in build context")
+            if not path.exists() or not self._keep(path):
+                if glob.has_magic(pattern):
+                    continue
+                raise ins.fail(f"{pattern}: file not found in build context "
+                               "(or excluded by .dockerignore)")
             result.append(path)
         if not result:
             raise ins.fail(f"{pattern}: no source files were specified")
         return result
+
+    def _keep(self, path: Path) -> bool:
+        """False for what .dockerignore excludes (the context root itself is always kept)."""
+        rel = os.path.relpath(path, self.context)
+        return rel == "." or not self.ignore.excluded(rel)
 
     def _absolute_dest(self, dest: str) -> str:
         if dest.startswith("/"):
@@ -311,7 +321,7 @@ class Builder:
             return
         if source.is_dir():
             target = self._prepare_dir(staging, dest)
-            _copy_tree(source, target, owner)
+            _copy_tree(source, target, owner, self._keep)
             return
         if as_dir:
             target = self._prepare_dir(staging, dest) / source.name
@@ -341,19 +351,50 @@ class Builder:
         return cur
 
 
+class IgnoreRules:
+    """.dockerignore: later patterns win, ``!`` re-includes, a matched directory excludes
+    everything below it. Paths are relative to the build context."""
+
+    def __init__(self, patterns: list[str]):
+        self.rules = []
+        for line in patterns:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            negate = line.startswith("!")
+            pattern = os.path.normpath(line.lstrip("!").strip().lstrip("/"))
+            self.rules.append((negate, pattern))
+
+    @classmethod
+    def load(cls, context: Path) -> "IgnoreRules":
+        try:
+            return cls((context / ".dockerignore").read_text().splitlines())
+        except FileNotFoundError:
+            return cls([])
+
+    def excluded(self, rel: str) -> bool:
+        parts = rel.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        result = False
+        for negate, pattern in self.rules:
+            if any(fnmatch.fnmatchcase(p, pattern) for p in prefixes):
+                result = not negate
+        return result
+
+
 def _cache_key(parent: str, ins: df.Instruction, variables: dict, extra: str, config: dict) -> str:
     text = df.expand(ins.original, variables) if ins.cmd in df.EXPANDED else ins.original
     return hashlib.sha256(canonical_json([parent, text, extra, config if ins.cmd != "RUN" else {}])
                           ).hexdigest()
 
 
-def _content_hash(sources: list[Path], context: Path) -> str:
+def _content_hash(sources: list[Path], keep: Callable[[Path], bool]) -> str:
     """Hash of names, modes and contents of everything the sources name."""
     sha = hashlib.sha256()
     for source in sources:
         entries = [(source, source.name)]
         if source.is_dir():
-            entries += [(p, f"{source.name}/{r}") for p, r in walk_tree(source)]
+            entries += [(p, f"{source.name}/{r}") for p, r in walk_tree(source) if keep(p)]
         for path, rel in entries:
             st = os.lstat(path)
             sha.update(f"{rel}\0{st.st_mode:o}\0".encode())
@@ -372,6 +413,16 @@ def _refuse_link(path: Path) -> None:
         raise BuildError(f"refusing to write through the symlink {path.name!r} in the new layer")
 
 
+def _ensure_real_dir(base: Path, rel: str) -> None:
+    """base/rel exists as a directory reached without any symlink (made 0755 if missing)."""
+    cur = base
+    for part in [p for p in rel.split("/") if p]:
+        cur = cur / part
+        _refuse_link(cur)
+        if not cur.exists():
+            cur.mkdir(0o755)
+
+
 def _copy_file(source: Path, target: Path, owner: tuple[int, int]) -> None:
     if target.is_symlink():
         target.unlink()
@@ -382,12 +433,14 @@ def _copy_file(source: Path, target: Path, owner: tuple[int, int]) -> None:
     os.chmod(target, stat.S_IMODE(os.stat(source).st_mode))
 
 
-def _copy_tree(source: Path, target: Path, owner: tuple[int, int]) -> None:
-    """The contents of source into target; links copied as links, never followed."""
-    for path, rel in walk_tree(source):
+def _copy_tree(source: Path, target: Path, owner: tuple[int, int],
+               keep: Callable[[Path], bool]) -> None:
+    """The kept contents of source into target; links copied as links, never followed."""
+    entries = [(p, r) for p, r in walk_tree(source) if keep(p)]
+    for path, rel in entries:
         dst = target / rel
         st = os.lstat(path)
-        _refuse_link(dst.parent)
+        _ensure_real_dir(target, os.path.dirname(rel))
         if stat.S_ISLNK(st.st_mode):
             if dst.is_symlink() or dst.is_file():
                 dst.unlink()
@@ -400,8 +453,8 @@ def _copy_tree(source: Path, target: Path, owner: tuple[int, int]) -> None:
             os.chmod(dst, stat.S_IMODE(st.st_mode))
         elif stat.S_ISREG(st.st_mode):
             _copy_file(path, dst, owner)
-    for path, rel in walk_tree(source):
-        if path.is_dir() and not path.is_symlink():
+    for path, rel in reversed(entries):
+        if stat.S_ISDIR(os.lstat(path).st_mode):
             mtime = os.lstat(path).st_mtime
             os.utime(target / rel, (mtime, mtime))
 

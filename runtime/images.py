@@ -194,18 +194,18 @@ class ImageStore:
         return self._image(self.resolve(ref))
 
     def resolve(self, ref: str) -> str:
-        """The image id a reference names. Raises ImageNotFound."""
+        """The image id a reference names: a tag first, then a full id or unique id prefix.
+        Raises ImageNotFound."""
         refs = self._read_repositories()["refs"]
-        if _HEX_RE.match(ref or ""):
-            by_id = self._match_id(ref)
-            if by_id:
-                return by_id
         try:
             key = normalize_ref(ref)
         except InvalidReference:
-            raise ImageNotFound(f"No such image: {ref}") from None
+            key = None
         if key in refs and self._config_path(refs[key]).exists():
             return refs[key]
+        by_id = self._match_id(ref) if _HEX_RE.match(ref or "") else None
+        if by_id:
+            return by_id
         raise ImageNotFound(f"No such image: {ref}")
 
     def exists(self, ref: str) -> bool:

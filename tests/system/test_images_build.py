@@ -114,6 +114,19 @@ def test_from_scratch_and_unused_build_arg_warning(store, tmp_path):
     assert any("[NOPE] were not consumed" in line or "'NOPE'" in line for line in lines)
 
 
+def test_dockerignore_excludes_files_and_keeps_exceptions(store, context):
+    (context / ".dockerignore").write_text("# comment\nconf/sub\n*.txt\n!hello.txt\n")
+    (context / "Dockerfile").write_text("FROM busybox\nCOPY . /ctx/\n")
+    image, _ = run_build(store, context)
+    assert read(image, "/ctx/hello.txt") == "hello from the build\n"
+    assert lookup(image.layer_dirs, "/ctx/note.txt") is None
+    assert lookup(image.layer_dirs, "/ctx/conf/sub") is None
+    assert read(image, "/ctx/conf/app.ini") == "[app]\n"
+    (context / "conf/sub/deep.ini").write_text("ignored change\n")
+    _, lines = run_build(store, context)
+    assert lines.count(" ---> Using cache") == 1  # excluded files do not bust the cache
+
+
 @pytest.mark.parametrize("dockerfile, error, message", [
     ("FROM busybox\nCOPY ../secret /x\n", DockerfileError, "outside the build context"),
     ("FROM busybox\nCOPY missing.txt /x\n", DockerfileError, "file not found in build context"),
