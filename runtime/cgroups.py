@@ -194,7 +194,7 @@ class Cgroup:
         return any(d.is_dir() for d in self.dirs)
 
     def add_process(self, pid: int) -> None:
-        """Move `pid` (and, on v1, only that process's thread group) into this cgroup."""
+        """Move process `pid`, all its threads, into this cgroup."""
         for procs in self.procs_files():
             _write(procs, str(pid))
 
