@@ -306,6 +306,20 @@ def test_cancelled_watch_leaves_no_task_or_stream(etcd):
     run(etcd, body)
 
 
+def test_abandoned_watch_is_closed_when_dropped(etcd):
+    async def body(store):
+        created = await store.create(NS + "a", pod("a"))
+        async for event in store.watch(NS, int(created["metadata"]["resourceVersion"]) - 1):
+            assert event.key == NS + "a"
+            break  # no aclose(): dropping the iterator must end its stream
+        for _ in range(500):
+            if asyncio.all_tasks() == {asyncio.current_task()}:
+                break
+            await asyncio.sleep(0.01)
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+    run(etcd, body)
+
+
 def test_secrets_are_encrypted_at_rest_and_read_back(etcd):
     transformer = AesGcmTransformer(os.urandom(32))
     secret = {"metadata": {"name": "s"}, "data": {"password": "aHVudGVyMg=="}, "note": "hunter2"}
