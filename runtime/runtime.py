@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from runtime import logs as logfile
 from runtime import process, rootfs
 from runtime.namespaces import plan_for
-from runtime.spec import ContainerSpec, Mount, ShimConfig, SpecError, merge_image_config
+from runtime.spec import DEFAULT_PATH, ContainerSpec, Mount, ShimConfig, SpecError, merge_image_config
 from runtime.state import ContainerState, IllegalTransition, StateStore, Status, now_iso
 
 DEFAULT_ROOT = Path("/var/lib/pkube/runtime")
@@ -518,6 +518,50 @@ class Runtime:
             raise Conflict(f"Container {state.short_id} is not running")
         from runtime.exec import process_table
         return process_table(sorted(cgroup.pids()))
+
+    # ----- builds -----
+
+    def build_runner(self, output: BinaryIO | None = None):
+        """The RUN-step runner of runtime.build: runs argv over read-only `layer_dirs` in a
+        hidden container (host network, so steps may download), copies its output to
+        `output` (default our stdout), and returns its upper dir, moved out of the container
+        (the caller turns it into a layer, then deletes it). Raises ContainerError when the
+        command exits non-zero."""
+        def run(layer_dirs: list[Path], argv: list[str], env: dict, workdir: str, user: str) -> Path:
+            spec = ContainerSpec(image="<build>", command=list(argv), network="host")
+            env = {"PATH": DEFAULT_PATH, **env}
+            cid = new_id()
+            rootfs.make_dirs(self.store.dir(cid))
+            state = ContainerState(
+                id=cid, name=f"build-{cid[:12]}", image="<build>", image_id="", kind="build",
+                process={"argv": list(argv), "env": [f"{k}={v}" for k, v in env.items()],
+                         "workdir": workdir or "/", "user": user or ""},
+                spec=spec_to_dict(spec), layer_dirs=[str(d) for d in layer_dirs])
+            self.store.save(state)
+            try:
+                return self._run_build_step(state, spec, output)
+            finally:
+                self.remove(cid, force=True)
+        return run
+
+    def _run_build_step(self, state: ContainerState, spec: ContainerSpec, output) -> Path:
+        import sys
+        out = output or sys.stdout.buffer
+        with self.store.locked(state.id):
+            attachment = self._start(state, spec, "o")
+        try:
+            for _, data in attachment.frames():
+                out.write(data)
+                out.flush()
+        finally:
+            attachment.close()
+        code = attachment.exit_code if attachment.exit_code is not None else self.wait(state.id)
+        if code != 0:
+            raise ContainerError(f"returned a non-zero code: {code}")
+        target = self.root / "build" / f"upper-{state.id}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.store.dir(state.id) / "upper", target)
+        return target
 
     # ----- sandboxes -----
 
