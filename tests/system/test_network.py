@@ -145,6 +145,15 @@ def servers():
             proc.wait()
 
 
+def host_address() -> str:
+    """An address of the host itself (traffic to it stays on the host)."""
+    for line in run("ip", "-o", "-4", "addr", "show", "scope", "global").stdout.splitlines():
+        address = line.split()[3].split("/")[0]
+        if not address.startswith("10.20"):
+            return address
+    return "127.0.0.1"
+
+
 def client(netns_path: str | None, proto: str, host: str, port: int, msg: str = "hi") -> str:
     prefix = ["nsenter", f"--net={netns_path}"] if netns_path else []
     return run(*prefix, sys.executable, "-c", CLIENT, proto, host, str(port), msg).stdout.strip()
@@ -170,10 +179,11 @@ def test_published_port_reaches_the_namespace_from_localhost_and_the_bridge(netw
     network.attach("other", b)
     tcp_port, udp_port = free_port(), free_port()
     network.publish("web", ep_a.ip, [PortMapping(tcp_port, 80), PortMapping(udp_port, 53, "udp")])
-    servers(a, "tcp", 80, "web", count=3)
+    servers(a, "tcp", 80, "web", count=4)
     servers(a, "udp", 53, "dns")
     assert client(None, "tcp", "127.0.0.1", tcp_port).startswith("web:hi:")
     assert client(None, "udp", "127.0.0.1", udp_port).startswith("dns:hi:")
+    assert client(None, "tcp", host_address(), tcp_port).startswith("web:hi:")
     # another container through the gateway's address, and the container to itself (hairpin)
     assert client(b, "tcp", str(network.gateway), tcp_port).startswith("web:hi:")
     assert client(a, "tcp", str(network.gateway), tcp_port).startswith("web:hi:")
