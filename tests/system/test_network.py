@@ -20,7 +20,7 @@ import pytest
 
 from cluster.etcd import free_port
 from runtime.network import BridgeNetwork, NetworkError, PortConflict
-from runtime.portmap import PortMapping
+from runtime.portmap import PortMapping, ipt_container_chain
 
 pytestmark = pytest.mark.root
 
@@ -262,6 +262,11 @@ def test_iptables_backend_publishes_to_localhost(tmp_path, netns, servers):
         servers(a, "tcp", 8080, "web")
         assert client(None, "tcp", "127.0.0.1", port).startswith("web:hi:")
         assert chain in run("iptables", "-t", "nat", "-S").stdout
+        other = net.attach("other", netns())
+        net.publish("other", other.ip, [PortMapping(free_port(), 8080)])
+        assert len(net.firewall.published()) == 2
+        net.unpublish("web")
+        assert net.firewall.published() == [ipt_container_chain(net.firewall.table, "other")]
     finally:
         net.teardown()
     assert chain not in run("iptables", "-t", "nat", "-S").stdout
