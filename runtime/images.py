@@ -168,6 +168,7 @@ class Image:
     diff_ids: list[str] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     raw_config: dict = field(default_factory=dict, repr=False)
+    repo_digests: list[str] = field(default_factory=list)   # "name@sha256:<manifest>"
 
     @property
     def short_id(self) -> str:
@@ -242,12 +243,14 @@ class ImageStore:
         except FileNotFoundError:
             raise ImageNotFound(f"No such image: {image_id}") from None
         diff_ids = list((raw.get("rootfs") or {}).get("diff_ids") or [])
-        tags = sorted(r for r, i in self._read_repositories()["refs"].items() if i == image_id)
+        refs = sorted(r for r, i in self._read_repositories()["refs"].items() if i == image_id)
+        tags = [r for r in refs if "@" not in r]
         size = sum(self.layers.size(d) for d in diff_ids if self.layers.exists(d))
         return Image(id=image_id, repo_tags=tags, config=dict(raw.get("config") or {}),
                      layer_dirs=[self.layers.diff_dir(d) for d in diff_ids],
                      created=raw.get("created", ""), size=size, diff_ids=diff_ids,
-                     history=list(raw.get("history") or []), raw_config=raw)
+                     history=list(raw.get("history") or []), raw_config=raw,
+                     repo_digests=[r for r in refs if "@" in r])
 
     def _config_path(self, image_id: str) -> Path:
         return self.configs / (image_id.split(":", 1)[-1] + ".json")
@@ -289,6 +292,12 @@ class ImageStore:
         with self._locked_repositories() as repos:
             repos["refs"][key] = image_id
 
+    def add_repo_digest(self, name: str, manifest_digest: str, image_id: str) -> None:
+        """Record that ``name@manifest_digest`` (as pulled or pushed) is this image."""
+        key = normalize_ref(f"{split_ref(name)[0]}@{manifest_digest}")
+        with self._locked_repositories() as repos:
+            repos["refs"][key] = image_id
+
     def remove(self, ref: str, force: bool = False, in_use: set[str] | None = None) -> list[str]:
         """Docker's ``rmi``: untag, and delete the image once no tag is left.
 
@@ -298,7 +307,8 @@ class ImageStore:
         image_id = self.resolve(ref)
         in_use = in_use or set()
         with self._locked_repositories() as repos:
-            tags = sorted(r for r, i in repos["refs"].items() if i == image_id)
+            refs = sorted(r for r, i in repos["refs"].items() if i == image_id)
+            tags = [r for r in refs if "@" not in r]
             named = self._named_tag(ref, tags)
             if named and len(tags) > 1:
                 del repos["refs"][named]
@@ -314,6 +324,9 @@ class ImageStore:
                 del repos["refs"][t]
             if image_id in in_use:
                 return lines
+            for digest_ref in (r for r in refs if "@" in r):
+                del repos["refs"][digest_ref]
+                lines.append(f"Untagged: {digest_ref}")
             if image_id in repos["intermediate"]:
                 repos["intermediate"].remove(image_id)
             self._config_path(image_id).unlink(missing_ok=True)

@@ -218,32 +218,38 @@ def pull(store: ImageStore, ref: str, progress: ProgressFn | None = None,
     own = client is None
     client = client or RegistryClient()
     try:
-        manifest = _fetch_manifest(client, remote, remote.reference, progress)
+        manifest, digest = _fetch_manifest(client, remote, remote.reference, progress)
         config_bytes = _fetch_config(client, remote, manifest["config"]["digest"])
         _fetch_layers(client, store, remote, manifest, json.loads(config_bytes), progress)
     finally:
         if own:
             client.close()
     local = None if remote.digest and not remote.tag else normalize_ref(ref)
-    return store.add_config(config_bytes, ref=local)
+    image = store.add_config(config_bytes, ref=local)
+    store.add_repo_digest(ref, digest, image.id)
+    progress(Progress("manifest", f"Digest: {digest}"))
+    return store.get(image.id)
 
 
-def _fetch_manifest(client, remote: RemoteRef, reference: str, progress) -> dict:
+def _fetch_manifest(client, remote: RemoteRef, reference: str, progress) -> tuple[dict, str]:
+    """(platform manifest, digest of what ``reference`` names: the index for a list)."""
     url = f"{remote.base_url}/manifests/{reference}"
     resp = _check(client.request("GET", url, remote, "pull", headers={"Accept": MANIFEST_ACCEPT}),
                   f"manifest {remote.repository}:{reference}")
     body = resp.content
-    if reference.startswith("sha256:") and sha256_bytes(body) != reference:
+    digest = sha256_bytes(body)
+    if reference.startswith("sha256:") and digest != reference:
         raise RegistryError(f"manifest {reference}: digest mismatch")
     doc = json.loads(body)
     media_type = doc.get("mediaType") or resp.headers.get("Content-Type", "").split(";")[0]
     if media_type in INDEX_TYPES or "manifests" in doc:
-        progress(Progress("manifest", f"Resolved index to {pick_platform(doc)['digest'][7:19]}"))
-        return _fetch_manifest(client, remote, pick_platform(doc)["digest"], progress)
+        chosen = pick_platform(doc)["digest"]
+        progress(Progress("manifest", f"Resolved index to {chosen[7:19]}"))
+        return _fetch_manifest(client, remote, chosen, progress)[0], digest
     if doc.get("schemaVersion") != 2 or "config" not in doc:
         raise RegistryError(f"manifest {remote.repository}:{reference}: unsupported manifest "
                             f"(schema {doc.get('schemaVersion')}, type {media_type})")
-    return doc
+    return doc, digest
 
 
 def _fetch_config(client, remote: RemoteRef, digest: str) -> bytes:
@@ -316,10 +322,12 @@ def push(store: ImageStore, ref: str, progress: ProgressFn | None = None,
                       for d in image.diff_ids]
         config_bytes = store.raw_config_bytes(image.id)
         _upload_if_missing(client, remote, config_bytes, image.id, "config", progress)
-        return _put_manifest(client, remote, image, config_bytes, layers)
+        digest = _put_manifest(client, remote, image, config_bytes, layers)
     finally:
         if own:
             client.close()
+    store.add_repo_digest(ref, digest, image.id)
+    return digest
 
 
 def _push_layer(client, store: ImageStore, remote: RemoteRef, diff_id: str, tmp: Path,

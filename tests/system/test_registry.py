@@ -76,6 +76,12 @@ def test_push_then_pull_into_a_fresh_store_keeps_the_image_id(registry, tmp_path
     assert (pulled.layer_dirs[0] / "bin/busybox").is_file()
     downloads = [e for e in pulled_events if e.status == "Downloading"]
     assert downloads and downloads[-1].current == downloads[-1].total > 0
+    by_digest = f"{registry}/pkube/busybox@{digest}"
+    assert pulled.repo_digests == [by_digest]
+
+    third = ImageStore(tmp_path / "c")
+    assert pull(third, by_digest).id == image.id
+    assert third.get(by_digest).id == image.id and third.get(image.short_id).repo_tags == []
 
 
 def test_skopeo_reads_our_push_and_we_pull_what_skopeo_pushed(registry, tmp_path):
