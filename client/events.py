@@ -4,10 +4,16 @@
 core/v1 Event about ``obj``; the same (object, type, reason, message) again
 patches that Event's ``count`` and ``lastTimestamp`` instead of creating a new
 one. Events are best effort: failures are logged, never raised.
+
+Components on a hot path use ``emit(...)`` instead: it never waits, it puts
+the event in a bounded buffer that ``run()`` (one task) drains, and drops it
+when the buffer is full (``dropped`` counts them), like client-go's
+broadcaster, so Events never slow down the work they describe.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections import OrderedDict
@@ -35,7 +41,7 @@ class EventRecorder:
     """Records Events from one component (``source.component``), aggregating repeats."""
 
     def __init__(self, client, component: str, host: Optional[str] = None,
-                 clock: Optional[Clock] = None, cache_size: int = 4096):
+                 clock: Optional[Clock] = None, cache_size: int = 4096, buffer: int = 1000):
         self.client = client
         self.component = component
         self.host = host
@@ -43,6 +49,24 @@ class EventRecorder:
         self.cache_size = cache_size
         self._seen: OrderedDict = OrderedDict()    # aggregation key -> (namespace, name, count)
         self._seq = itertools.count()
+        self._buffer: asyncio.Queue = asyncio.Queue(maxsize=buffer)
+        self.dropped = 0
+
+    def emit(self, obj: dict, type_: str, reason: str, message: str) -> None:
+        """Queue one occurrence for ``run()``; dropped (and counted) if the buffer is full."""
+        try:
+            self._buffer.put_nowait((obj, type_, reason, message))
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def run(self) -> None:
+        """Write emitted events, one at a time, until cancelled."""
+        while True:
+            item = await self._buffer.get()
+            await self.event(*item)
+
+    def pending(self) -> int:
+        return self._buffer.qsize()
 
     async def event(self, obj: dict, type_: str, reason: str, message: str) -> Optional[dict]:
         """Record one occurrence; the Event written, or None if writing failed."""

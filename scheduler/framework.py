@@ -63,7 +63,7 @@ class Framework:
 
     def __init__(self, filters: Sequence = DEFAULT_FILTERS, scorers: Sequence = DEFAULT_SCORERS,
                  percentage_of_nodes_to_score: int = 0, rng: Optional[random.Random] = None):
-        self.filters = [p.filter for p in filters]
+        self.filters = list(filters)
         self.scorers = [(p, weight) for p, weight in scorers if weight]
         self.percentage = percentage_of_nodes_to_score
         self.rng = rng or random.Random()
@@ -83,32 +83,33 @@ class Framework:
         return result
 
     def _find_feasible(self, pod: PodInfo, nodes: Sequence[NodeInfo], result: ScheduleResult) -> list:
+        checks = [p.filter for p in self.filters if not _skips(p, "skip_filter", pod)]
         wanted = feasible_nodes_to_find(len(nodes), self.percentage)
         feasible, total, start = [], len(nodes), self._next_start % len(nodes)
+        evaluated = 0
         for i in range(total):
             node = nodes[(start + i) % total]
-            result.evaluated += 1
-            reasons = self._first_failure(pod, node)
-            if reasons is None:
+            evaluated += 1
+            for check in checks:
+                status = check(pod, node)
+                if status.code:
+                    result.reasons.update(status.reasons)
+                    break
+            else:
                 feasible.append(node)
                 if len(feasible) >= wanted:
                     break
-            else:
-                result.reasons.update(reasons)
-        self._next_start = (start + result.evaluated) % total
+        result.evaluated = evaluated
+        self._next_start = (start + evaluated) % total
         return feasible
-
-    def _first_failure(self, pod: PodInfo, node: NodeInfo) -> Optional[tuple]:
-        for check in self.filters:
-            status = check(pod, node)
-            if not status.ok:
-                return status.reasons
-        return None
 
     def _best(self, pod: PodInfo, feasible: list) -> str:
         totals = [0] * len(feasible)
         for plugin, weight in self.scorers:
-            scores = [plugin.score(pod, node) for node in feasible]
+            if _skips(plugin, "skip_score", pod):
+                continue                  # the same score on every node: it cannot change the pick
+            score = plugin.score
+            scores = [score(pod, node) for node in feasible]
             normalize = getattr(plugin, "normalize", None)
             if normalize is not None:
                 scores = normalize(scores)
@@ -117,3 +118,8 @@ class Framework:
         best = max(totals)
         winners = [node.name for node, total in zip(feasible, totals) if total == best]
         return winners[0] if len(winners) == 1 else self.rng.choice(winners)
+
+
+def _skips(plugin, hook: str, pod: PodInfo) -> bool:
+    check = getattr(plugin, hook, None)
+    return check is not None and check(pod)

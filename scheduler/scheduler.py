@@ -8,6 +8,8 @@ background task, so the next pod is decided while bindings are in flight
 (at most ``bind_concurrency`` at once). A pod that fits nowhere gets
 PodScheduled=False/Unschedulable with the framework's message (pods/status)
 and a FailedScheduling Event, and waits in the queue for the cluster to change.
+Events go through the recorder's bounded buffer (``emit``), never delaying a
+binding.
 
 Pods handled: no spec.nodeName, spec.schedulerName == ``name``, not being
 deleted, not finished.
@@ -95,7 +97,8 @@ class Scheduler:
             log.info("%s: caches synced (%d nodes, %d pending pods)", self.name,
                      len(self.cache.node_list()), len(self.queue))
             loops = [asyncio.ensure_future(self._schedule_loop()),
-                     asyncio.ensure_future(self._housekeeping())]
+                     asyncio.ensure_future(self._housekeeping()),
+                     asyncio.ensure_future(self.recorder.run())]
             await asyncio.gather(*informers, *loops)
         finally:
             self.queue.close()
@@ -187,8 +190,8 @@ class Scheduler:
         self.bound += 1
         if self.record_scheduled_events:
             meta = queued.pod["metadata"]
-            await self.recorder.event(queued.pod, "Normal", "Scheduled",
-                                      f"Successfully assigned {meta.get('namespace')}/{meta['name']} to {node}")
+            self.recorder.emit(queued.pod, "Normal", "Scheduled",
+                               f"Successfully assigned {meta.get('namespace')}/{meta['name']} to {node}")
 
     def _unschedulable(self, queued: QueuedPod, message: str) -> None:
         log.info("%s unschedulable: %s", queued.key, message)
@@ -205,7 +208,7 @@ class Scheduler:
                                         meta.get("namespace"), "merge", "status")
             except ApiError as err:
                 log.warning("status of %s: %s", pod_key(pod), err)
-        await self.recorder.event(pod, "Warning", "FailedScheduling", message)
+        self.recorder.emit(pod, "Warning", "FailedScheduling", message)
 
     async def _housekeeping(self, period: float = 1.0) -> None:
         while True:

@@ -6,5 +6,8 @@ A plugin module has a ``NAME`` and any of:
   the module also has
 - ``normalize(scores: list[int]) -> list[int]``: maps the raw scores of all
   feasible nodes to 0..100.
+- ``skip_filter(pod) -> bool`` / ``skip_score(pod) -> bool``: True when the
+  plugin cannot matter for this pod on any node (kube-scheduler's PreFilter /
+  PreScore "Skip"), so the framework does not call it per node.
 All are pure functions of their arguments.
 """

@@ -15,6 +15,10 @@ def conflicts(wanted: tuple, used: tuple) -> bool:
     return ip == used_ip or ANY_IP in (ip, used_ip)
 
 
+def skip_filter(pod) -> bool:
+    return not pod.host_ports
+
+
 def filter(pod, node) -> Status:
     for wanted in pod.host_ports:
         if any(conflicts(wanted, used) for used in node.used_ports):

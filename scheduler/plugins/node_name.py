@@ -6,6 +6,10 @@ NAME = "NodeName"
 REASON = "node(s) didn't match the requested node name"
 
 
+def skip_filter(pod) -> bool:
+    return not pod.node_name
+
+
 def filter(pod, node) -> Status:
     if not pod.node_name or pod.node_name == node.name:
         return SUCCESS

@@ -7,6 +7,14 @@ NAME = "NodeAffinity"
 REASON = "node(s) didn't match Pod's node affinity/selector"
 
 
+def skip_filter(pod) -> bool:
+    return pod.node_selector is None and pod.required_terms is None
+
+
+def skip_score(pod) -> bool:
+    return not pod.preferred_terms
+
+
 def filter(pod, node) -> Status:
     if pod.node_selector is not None and not pod.node_selector.matches(node.labels):
         return Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (REASON,))

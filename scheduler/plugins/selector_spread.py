@@ -3,6 +3,10 @@
 NAME = "SelectorSpread"
 
 
+def skip_score(pod) -> bool:
+    return not pod.owner_uid
+
+
 def score(pod, node) -> int:
     """Raw: how many pods of the same owner the node already has (fewer is better)."""
     if not pod.owner_uid:

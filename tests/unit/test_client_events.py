@@ -47,3 +47,18 @@ def test_a_deleted_aggregate_is_created_again():
 def test_bad_type_is_refused():
     with pytest.raises(ValueError, match="event type"):
         asyncio.run(EventRecorder(FakeApi(), "c").event(POD, "Error", "R", "m"))
+
+
+def test_emit_buffers_writes_for_run_and_drops_when_full():
+    async def scenario():
+        api = FakeApi()
+        rec = EventRecorder(api, "c", clock=FakeClock(), buffer=2)
+        for reason in ("A", "B", "C"):
+            rec.emit(POD, "Normal", reason, "m")
+        assert rec.dropped == 1 and rec.pending() == 2 and not api.writes
+        worker = asyncio.ensure_future(rec.run())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        worker.cancel()
+        assert sorted(w[3]["reason"] for w in api.writes) == ["A", "B"]
+    asyncio.run(scenario())

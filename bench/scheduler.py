@@ -1,0 +1,182 @@
+"""Scheduler throughput on a real apiserver + etcd, next to the bare pods/binding rate (issue 5).
+
+For each node count (default 100, 1000, 5000), on a fresh etcd and apiserver:
+  1. N Ready Node objects (32 cpu, 128Gi, 150 pods each; the scheduler reads only Nodes,
+     so these stand in for hollow nodes);
+  2. bare binding rate: B pods nobody schedules, bound by direct pods/binding calls with the
+     scheduler's concurrency (32): the ceiling under the scheduler;
+  3. backlog: P pending pods created first, then `python -m scheduler` started; pods bound
+     per second from the first to the last binding seen on a watch;
+  4. stream: S more pods created while the scheduler runs; p50/p99 create->bound (from the
+     create call returning to the bound pod arriving on the watch).
+Prints one table; the goals are >= 1,000 pods/s at 5,000 nodes and >= 0.8 x the bare rate.
+
+Usage: python bench/scheduler.py [--nodes 100,1000,5000] [--pods 10000] [--bare 2000] [--stream 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import yaml  # noqa: E402
+
+from client.kubeconfig import ClientConfig  # noqa: E402
+from client.resources import NODES, PODS  # noqa: E402
+from client.rest import AsyncApiClient  # noqa: E402
+from cluster.components import Component, python_module  # noqa: E402
+from cluster.etcd import EtcdProcess, free_port  # noqa: E402
+
+CONCURRENCY = 32
+
+
+def node_body(name: str) -> dict:
+    capacity = {"cpu": "32", "memory": "128Gi", "pods": "150"}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"bench": "1"}},
+            "status": {"capacity": capacity, "allocatable": capacity,
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def pod_body(name: str, scheduler: str = "default-scheduler") -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"schedulerName": scheduler,
+                     "containers": [{"name": "c", "image": "busybox",
+                                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
+
+
+async def concurrently(items, one, concurrency: int = CONCURRENCY) -> float:
+    """Run ``one(item)`` for every item over ``concurrency`` workers; seconds taken."""
+    it = iter(items)
+
+    async def worker():
+        for item in it:
+            await one(item)
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - began
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class BoundWatcher:
+    """Watches pods from a revision; records when each pod is first seen bound."""
+
+    def __init__(self, client, rv: str):
+        self.client, self.rv = client, rv
+        self.bound_at: dict[str, float] = {}
+
+    async def run(self):
+        while True:
+            async for kind, pod in self.client.watch(PODS, "default", self.rv, timeout_seconds=600):
+                self.rv = pod["metadata"].get("resourceVersion", self.rv)
+                if kind != "BOOKMARK" and pod.get("spec", {}).get("nodeName"):
+                    self.bound_at.setdefault(pod["metadata"]["name"], time.perf_counter())
+
+    async def wait_for(self, names, timeout: float):
+        deadline = time.perf_counter() + timeout
+        while not all(n in self.bound_at for n in names):
+            if time.perf_counter() > deadline:
+                missing = sum(1 for n in names if n not in self.bound_at)
+                raise RuntimeError(f"{missing} pods not bound within {timeout}s")
+            await asyncio.sleep(0.05)
+
+
+async def measure(url: str, kubeconfig: Path, workdir: Path, nodes: int, pods: int, bare: int,
+                  stream: int) -> dict:
+    async with AsyncApiClient(ClientConfig(url), timeout=120) as client:
+        await concurrently([f"node-{i}" for i in range(nodes)],
+                           lambda n: client.create(NODES, node_body(n)))
+        bare_pods = []
+        await concurrently([f"bare-{i}" for i in range(bare)],
+                           lambda n: _append(bare_pods, client.create(PODS, pod_body(n, "nobody"))))
+        targets = {p["metadata"]["name"]: f"node-{i % nodes}" for i, p in enumerate(bare_pods)}
+        bare_secs = await concurrently(bare_pods, lambda p: client.bind(p, targets[p["metadata"]["name"]]))
+
+        names = [f"pod-{i}" for i in range(pods)]
+        create_secs = await concurrently(names, lambda n: client.create(PODS, pod_body(n)))
+        rv = (await client.list(PODS, "default", limit=1))["metadata"]["resourceVersion"]
+        watcher = BoundWatcher(client, rv)
+        watch_task = asyncio.ensure_future(watcher.run())
+        scheduler = Component("scheduler", python_module("scheduler", "--kubeconfig", str(kubeconfig)),
+                              workdir / f"scheduler-{nodes}.log")
+        started = time.perf_counter()
+        scheduler.start()
+        try:
+            await watcher.wait_for(names, timeout=1800)
+            times = sorted(watcher.bound_at[n] for n in names)
+            result = {"nodes": nodes, "bare_rate": bare / bare_secs, "create_rate": pods / create_secs,
+                      "first_bound_after": times[0] - started,
+                      "backlog_rate": (len(times) - 1) / max(times[-1] - times[0], 1e-9)}
+            created_at = {}
+
+            async def create_timed(n):
+                await client.create(PODS, pod_body(n))
+                created_at[n] = time.perf_counter()
+            stream_names = [f"stream-{i}" for i in range(stream)]
+            await concurrently(stream_names, create_timed, concurrency=8)
+            await watcher.wait_for(stream_names, timeout=600)
+            latencies = [max(0.0, watcher.bound_at[n] - created_at[n]) for n in stream_names]
+            result.update(p50=statistics.median(latencies), p99=percentile(latencies, 0.99))
+            return result
+        finally:
+            scheduler.stop()
+            watch_task.cancel()
+
+
+async def _append(bucket: list, coro):
+    bucket.append(await coro)
+
+
+def run_one(nodes: int, args) -> dict:
+    with tempfile.TemporaryDirectory(prefix="pkube-bench-sched-") as tmp:
+        tmp = Path(tmp)
+        etcd = EtcdProcess(data_dir=tmp / "etcd", log_path=tmp / "etcd.log").start()
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        api = Component("apiserver", python_module("apiserver", "--etcd-servers", etcd.endpoint,
+                                                   "--port", str(port), "--log-level", "warning"),
+                        tmp / "apiserver.log", health_url=f"{url}/readyz")
+        kubeconfig = tmp / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "bench",
+            "clusters": [{"name": "bench", "cluster": {"server": url}}],
+            "users": [{"name": "bench", "user": {}}],
+            "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}]}))
+        try:
+            api.start()
+            return asyncio.run(measure(url, kubeconfig, tmp, nodes, args.pods, args.bare, args.stream))
+        finally:
+            api.stop()
+            etcd.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", default="100,1000,5000")
+    parser.add_argument("--pods", type=int, default=10000)
+    parser.add_argument("--bare", type=int, default=2000)
+    parser.add_argument("--stream", type=int, default=2000)
+    args = parser.parse_args()
+    print(f"{'nodes':>6} {'bare bind/s':>12} {'sched pods/s':>13} {'ratio':>6} {'creates/s':>10} "
+          f"{'1st bind s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for nodes in (int(n) for n in args.nodes.split(",")):
+        r = run_one(nodes, args)
+        print(f"{r['nodes']:>6} {r['bare_rate']:>12.0f} {r['backlog_rate']:>13.0f} "
+              f"{r['backlog_rate'] / r['bare_rate']:>6.2f} {r['create_rate']:>10.0f} "
+              f"{r['first_bound_after']:>10.1f} {r['p50'] * 1000:>8.0f} {r['p99'] * 1000:>8.0f}", flush=True)
+    print("anchors: goal >= 1000 pods/s at 5000 nodes and >= 0.8 x bare binding rate; "
+          "kube-scheduler CI floor 680-810 pods/s at 5000 nodes")
+
+
+if __name__ == "__main__":
+    main()
