@@ -25,7 +25,8 @@ def apply_defaults(obj: dict) -> dict:
     """
     if not isinstance(obj, dict):
         return obj
-    handler = _BY_KIND.get(obj.get("kind"))
+    kind = obj.get("kind")
+    handler = _BY_KIND.get(kind) if isinstance(kind, str) else None
     if handler is not None:
         try:
             handler(obj)

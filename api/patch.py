@@ -155,6 +155,7 @@ def _op_replace(document, operation):
 
 def _op_move(document, operation):
     source, path = operation["from"], operation["path"]
+    parse_pointer(source), parse_pointer(path)  # both must be pointers
     if path != source and path.startswith(source + "/"):
         raise PatchError(f"cannot move {source!r} into its own child {path!r}")
     value = _get(document, source)

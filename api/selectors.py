@@ -72,6 +72,8 @@ def _compare_int(value: str, operator: str, bound: str) -> bool:
 
 def make_requirement(key: str, operator: str, values=()) -> Requirement:
     """Build a validated Requirement; raises SelectorError like Kubernetes' NewRequirement."""
+    if not isinstance(key, str) or not all(isinstance(v, str) for v in values):
+        raise SelectorError(f"label selector keys and values must be strings (key {key!r})")
     problems = names.qualified_name(key)
     if problems:
         raise SelectorError(f'invalid label key "{key}": {"; ".join(problems)}')
@@ -253,24 +255,40 @@ def label_selector_from_dict(selector: dict | None) -> LabelSelector:
         return LabelSelector(matches_nothing=True)
     if not isinstance(selector, dict):
         raise SelectorError("label selector must be an object")
+    match_labels = _typed(selector.get("matchLabels"), dict, "matchLabels must be an object")
+    expressions = _typed(selector.get("matchExpressions"), list, "matchExpressions must be a list")
     requirements = [
-        make_requirement(str(key), EQUALS, [str(value)])
-        for key, value in (selector.get("matchLabels") or {}).items()
+        make_requirement(key, EQUALS, [_string(value, f"matchLabels[{key}]")])
+        for key, value in match_labels.items()
     ]
-    for expression in selector.get("matchExpressions") or []:
+    for expression in expressions:
         requirements.append(_requirement_from_expression(expression))
     return LabelSelector(requirements)
+
+
+def _typed(value, kind: type, message: str):
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise SelectorError(message)
+    return value
+
+
+def _string(value, where: str) -> str:
+    if not isinstance(value, str):
+        raise SelectorError(f"{where} must be a string")
+    return value
 
 
 def _requirement_from_expression(expression: dict) -> Requirement:
     if not isinstance(expression, dict):
         raise SelectorError("matchExpressions entries must be objects")
     operator = expression.get("operator")
-    if operator not in _DICT_OPERATORS:
+    if not isinstance(operator, str) or operator not in _DICT_OPERATORS:
         raise SelectorError(f'"{operator}" is not a valid label selector operator')
-    values = expression.get("values") or []
-    return make_requirement(str(expression.get("key", "")), _DICT_OPERATORS[operator],
-                            [str(v) for v in values])
+    values = _typed(expression.get("values"), list, "matchExpressions values must be a list")
+    return make_requirement(_string(expression.get("key", ""), "matchExpressions key"),
+                            _DICT_OPERATORS[operator], [_string(v, "matchExpressions values") for v in values])
 
 
 def selector_to_dict(selector: LabelSelector) -> dict:

@@ -68,7 +68,7 @@ class Validator:
         if any(c["reason"] == causes.TYPE_INVALID for c in schema_causes):
             return found  # shapes are wrong: semantic rules would only repeat the same problem
         found += metadata_causes(obj)
-        found += specs.BY_KIND.get(obj.get("kind"), _nothing)(obj)
+        found += specs.BY_KIND.get(_kind_of(obj), _nothing)(obj)
         if isinstance(old, dict):
             found += update_causes(obj, old)
         return _unique(found)
@@ -86,6 +86,10 @@ class Validator:
             found.append(causes.required("apiVersion"))
         if not kind:
             found.append(causes.required("kind"))
+        if not isinstance(api_version, str) or not isinstance(kind, str):
+            found += [causes.type_invalid(name, value, f"{name} in body must be of type string")
+                      for name, value in (("apiVersion", api_version), ("kind", kind))
+                      if value and not isinstance(value, str)]
         check = self._check(api_version, kind) if not found else None
         if check is None:
             return found, []
@@ -136,6 +140,11 @@ def _run(check, obj) -> Problems:
 
 def _nothing(obj: dict) -> list:
     return []
+
+
+def _kind_of(obj: dict) -> str | None:
+    kind = obj.get("kind")
+    return kind if isinstance(kind, str) else None
 
 
 def _unique(found: list[Cause]) -> list[Cause]:
@@ -206,7 +215,7 @@ def name_check(kind: str):
 
 def metadata_causes(obj: dict) -> list[Cause]:
     """metadata.name/generateName, namespace, labels, annotations, finalizers."""
-    kind = obj.get("kind")
+    kind = _kind_of(obj)
     metadata = obj.get("metadata")
     if not isinstance(metadata, dict):
         return [causes.required("metadata.name", "name or generateName is required")]
@@ -266,7 +275,7 @@ def update_causes(new: dict, old: dict) -> list[Cause]:
     for field in ("uid", "creationTimestamp"):
         if new_meta.get(field) and new_meta.get(field) != old_meta.get(field):
             found.append(causes.invalid(f"metadata.{field}", new_meta.get(field), "field is immutable"))
-    return found + _UPDATE_BY_KIND.get(new.get("kind"), _no_update_rules)(new, old)
+    return found + _UPDATE_BY_KIND.get(_kind_of(new), _no_update_rules)(new, old)
 
 
 def _no_update_rules(new: dict, old: dict) -> list[Cause]:
