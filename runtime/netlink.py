@@ -27,14 +27,14 @@ from runtime import syscalls
 T = TypeVar("T")
 
 SYSCTL_ROOT = Path("/proc/sys")
-SYSFS_NET = Path("/sys/class/net")
 MAX_IFNAME = 15
 
 # rtnetlink(7) / linux/rtnetlink.h, linux/if_link.h, linux/veth.h
 NLMSG_ERROR = 2
-RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
+RTM_NEWLINK, RTM_DELLINK, RTM_SETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 19, 20, 24
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 10, 18, 28
+IFLA_PROTINFO, IFLA_BRPORT_MODE, NLA_F_NESTED = 12, 4, 0x8000
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_GATEWAY = 5
@@ -71,8 +71,8 @@ def attr_u32(kind: int, value: int) -> bytes:
     return attr(kind, struct.pack("=I", value))
 
 
-def ifinfo(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
-    return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
+def ifinfo(index: int = 0, flags: int = 0, change: int = 0, family: int = socket.AF_UNSPEC) -> bytes:
+    return IFINFOMSG.pack(family, 0, index, flags, change)
 
 
 def mac_bytes(mac: str) -> bytes:
@@ -145,6 +145,12 @@ class RtNetlink:
             body += attr_u32(IFLA_MASTER, master)
         self.request(RTM_NEWLINK, 0, body, what)
 
+    def set_hairpin(self, index: int, what: str) -> None:
+        """Let the bridge send frames back out of the port they came in on (bridge link set
+        hairpin on), so a container reaches its own published port."""
+        mode = attr(IFLA_PROTINFO | NLA_F_NESTED, attr(IFLA_BRPORT_MODE, b"\x01"))
+        self.request(RTM_SETLINK, 0, ifinfo(index, family=socket.AF_BRIDGE) + mode, what)
+
     def delete_link(self, index: int, what: str) -> None:
         self.request(RTM_DELLINK, 0, ifinfo(index), what)
 
@@ -195,13 +201,15 @@ def check_ifname(name: str) -> str:
 
 
 def link_exists(name: str) -> bool:
-    """True if the host's namespace has an interface called `name` (cheap: sysfs)."""
-    return (SYSFS_NET / name).exists()
+    """True if the calling thread's network namespace has an interface called `name`.
 
-
-def links_with_prefix(prefix: str) -> list[str]:
-    """Names of the host's interfaces that start with `prefix`."""
-    return sorted(p.name for p in SYSFS_NET.iterdir() if p.name.startswith(prefix))
+    (An ioctl, not sysfs: /sys/class/net shows the namespace sysfs was mounted in, which is
+    not ours under `nsenter --net`.)"""
+    try:
+        socket.if_nametoindex(name)
+        return True
+    except OSError:
+        return False
 
 
 def ensure_bridge(name: str, address: ipaddress.IPv4Interface) -> None:
@@ -251,10 +259,11 @@ def create_veth(host_ifname: str, bridge: str, netns_path: str, ifname: str, mac
             peer = ifinfo() + attr_str(IFLA_IFNAME, ifname) + attr(IFLA_ADDRESS, mac_bytes(mac)) \
                 + attr_u32(IFLA_NET_NS_FD, ns_fd)
             nl.create_link(host_ifname, "veth", what, data=attr(VETH_INFO_PEER, peer))
-            nl.set_link(nl.index(host_ifname, what), what, up=True, master=master)
+            index = nl.index(host_ifname, what)
+            nl.set_link(index, what, up=True, master=master)
+            nl.set_hairpin(index, what)
     finally:
         os.close(ns_fd)
-    write_sysfs(SYSFS_NET / host_ifname / "brport" / "hairpin_mode", "1")
 
 
 def configure_interface(netns_path: str, ifname: str, address: ipaddress.IPv4Interface,
