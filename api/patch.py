@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import copy
 
-from api.strategic import PatchError, strategic_merge_patch, three_way_merge_patch
+from api.strategic import PatchError, strategic_merge_patch, three_way_merge_patch, two_way_merge_patch
 
-__all__ = ["PatchError", "json_merge_patch", "json_patch", "strategic_merge_patch", "three_way_merge_patch"]
+__all__ = ["PatchError", "json_merge_patch", "json_patch", "strategic_merge_patch", "three_way_merge_patch",
+           "two_way_merge_patch"]
 
 
 def json_merge_patch(target, patch):

@@ -239,6 +239,11 @@ def three_way_merge_patch(original: dict | None, modified: dict, current: dict, 
     return _combine(removals, delta, cursor)
 
 
+def two_way_merge_patch(original: dict, modified: dict, kind: str, schemas: SchemaSet | None = None) -> dict:
+    """The strategic patch from `original` to `modified` (what `kubectl edit` sends)."""
+    return three_way_merge_patch(original, modified, original, kind, schemas)
+
+
 def _diff_maps(old: dict, new: dict, cursor: SchemaCursor, additions: bool, deletions: bool) -> dict:
     """A patch turning `old` into `new`: changes and additions, or only deletions."""
     patch = {}
@@ -274,7 +279,8 @@ def _diff_lists(key, old: list, new: list, cursor, meta: PatchMeta, additions: b
         return {key: copy.deepcopy(new)} if additions and old != new else {}
     if meta.merge_key is None or not all(isinstance(i, dict) for i in old + new):
         return _diff_primitive_lists(key, old, new, additions, deletions)
-    return _diff_keyed_lists(key, old, new, cursor.item(), meta.merge_key, additions, deletions)
+    retain = additions and "retainKeys" in meta.strategies
+    return _diff_keyed_lists(key, old, new, cursor.item(), meta.merge_key, additions, deletions, retain)
 
 
 def _diff_primitive_lists(key, old: list, new: list, additions: bool, deletions: bool) -> dict:
@@ -291,7 +297,7 @@ def _diff_primitive_lists(key, old: list, new: list, additions: bool, deletions:
 
 
 def _diff_keyed_lists(key, old: list, new: list, item_cursor, merge_key: str,
-                      additions: bool, deletions: bool) -> dict:
+                      additions: bool, deletions: bool, retain: bool = False) -> dict:
     old_by_key = {_identity(i, merge_key): i for i in old}
     new_keys = {_identity(i, merge_key) for i in new}
     entries = []
@@ -302,6 +308,8 @@ def _diff_keyed_lists(key, old: list, new: list, item_cursor, merge_key: str,
                 entries.append(copy.deepcopy(item))
             continue
         sub = _diff_maps(before, item, item_cursor, additions, deletions)
+        if sub and retain:
+            sub[RETAIN_KEYS] = sorted(item)
         if sub:
             entries.append({merge_key: item.get(merge_key), **sub})
     if deletions:

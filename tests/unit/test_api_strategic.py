@@ -2,6 +2,7 @@
 Kubernetes docs ("Update API Objects in Place Using kubectl patch") and apply's field removal."""
 
 import copy
+import random
 
 import pytest
 
@@ -294,3 +295,86 @@ def test_new_list_item_keeps_no_directives():
         {"name": "new", "image": "x", "$setElementOrder/env": [{"name": "E"}], "env": [{"name": "E", "value": "1"}]}]}}}}
     patched = strategic_merge_patch(deployment(), patch, "Deployment")
     assert pod_spec(patched)["containers"][1] == {"name": "new", "image": "x", "env": [{"name": "E", "value": "1"}]}
+
+
+def test_volume_source_switch_without_history_uses_retain_keys():
+    current = deployment()
+    modified = copy.deepcopy(current)
+    pod_spec(modified)["volumes"] = [{"name": "data", "configMap": {"name": "cfg"}}]
+    patch = three_way_merge_patch(None, modified, current, "Deployment")
+    assert pod_spec(patch)["volumes"][0]["$retainKeys"] == ["configMap", "name"]
+    result = strategic_merge_patch(current, patch, "Deployment")
+    assert pod_spec(result)["volumes"] == [{"name": "data", "configMap": {"name": "cfg"}}]
+
+
+def test_two_way_patch_as_kubectl_edit_sends_it():
+    from api.patch import two_way_merge_patch
+    original = deployment()
+    edited = copy.deepcopy(original)
+    pod_spec(edited)["containers"][0]["image"] = "nginx:2"
+    del edited["metadata"]["labels"]["tier"]
+    edited["spec"]["replicas"] = 4
+    patch = two_way_merge_patch(original, edited, "Deployment")
+    assert strategic_merge_patch(original, patch, "Deployment") == edited
+    assert two_way_merge_patch(original, copy.deepcopy(original), "Deployment") == {}
+
+
+def random_edit(rng, obj):
+    """A copy of a deployment with a few random user edits (what kubectl edit/apply sees)."""
+    obj = copy.deepcopy(obj)
+    spec = pod_spec(obj)
+    for _ in range(rng.randint(1, 4)):
+        container = rng.choice(spec["containers"])
+        action = rng.randrange(10)
+        if action == 0:
+            container["env"].append({"name": f"E{rng.randrange(100)}", "value": str(rng.randrange(9))})
+            container["env"] = list({e["name"]: e for e in container["env"]}.values())
+        elif action == 1 and container["env"]:
+            container["env"].pop(rng.randrange(len(container["env"])))
+        elif action == 2:
+            container["image"] = f"nginx:{rng.randrange(9)}"
+        elif action == 3:
+            spec["containers"].append({"name": f"side{rng.randrange(100)}", "image": "busybox",
+                                       "env": [], "ports": []})
+            spec["containers"] = list({c["name"]: c for c in spec["containers"]}.values())
+        elif action == 4 and len(spec["containers"]) > 1:
+            spec["containers"].remove(container)
+        elif action == 5:
+            rng.shuffle(spec["containers"])
+        elif action == 6:
+            obj["metadata"]["labels"][rng.choice(["a", "b", "app"])] = str(rng.randrange(5))
+        elif action == 7 and obj["metadata"]["labels"]:
+            del obj["metadata"]["labels"][rng.choice(sorted(obj["metadata"]["labels"]))]
+        elif action == 8:
+            obj["metadata"]["finalizers"] = rng.sample(["x.io/a", "x.io/b", "x.io/c"], rng.randint(0, 3))
+        else:
+            container["args"] = [str(rng.randrange(5)) for _ in range(rng.randint(0, 3))]
+    return obj
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_two_way_patch_round_trips_random_edits(seed):
+    from api.patch import two_way_merge_patch
+    rng = random.Random(seed)
+    original = random_edit(rng, deployment())
+    edited = random_edit(rng, original)
+    patch = two_way_merge_patch(original, edited, "Deployment")
+    assert strategic_merge_patch(original, patch, "Deployment") == edited, patch
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_three_way_apply_reaches_the_file_and_keeps_server_fields(seed):
+    rng = random.Random(1000 + seed)
+    last_applied = random_edit(rng, applied_manifest())
+    current = live(last_applied)
+    current["metadata"]["labels"]["server-side"] = "kept"
+    new_file = random_edit(rng, last_applied)
+    new_file["metadata"]["labels"].pop("server-side", None)
+    result = strategic_merge_patch(current, three_way_merge_patch(last_applied, new_file, current, "Deployment"),
+                                   "Deployment")
+    for container in pod_spec(result)["containers"]:
+        container.pop("imagePullPolicy", None)
+    assert result["metadata"]["labels"].pop("server-side") == "kept"
+    assert result["status"] == {"replicas": 2} and result["spec"]["revisionHistoryLimit"] == 10
+    assert pod_spec(result)["containers"] == pod_spec(new_file)["containers"]
+    assert result["metadata"]["labels"] == new_file["metadata"]["labels"]
