@@ -102,20 +102,27 @@ def lock_held(config: ClusterConfig) -> bool:
     return False
 
 
-def etcd_port_for(config: ClusterConfig) -> int:
-    """The etcd client port: remembered in DIR/etcd.port so restarts reuse it."""
-    path = config.data_dir / "etcd.port"
-    if config.etcd_port:
-        return config.etcd_port
+def etcd_ports_for(config: ClusterConfig) -> tuple[int, int]:
+    """etcd's (client, peer) ports: remembered in DIR/etcd.ports so restarts reuse
+    them, never the apiserver's port, fresh ones when the old ones are taken."""
+    path = config.data_dir / "etcd.ports"
     try:
-        port = int(path.read_text())
-        if not port_in_use(port):
-            return port
+        ports = tuple(int(p) for p in path.read_text().split())
+        if len(ports) == 2 and config.port not in ports and not any(port_in_use(p) for p in ports):
+            return ports
     except (OSError, ValueError):
         pass
-    port = free_port()
-    path.write_text(str(port))
-    return port
+    ports = (config.etcd_port or free_port_except(config.port), free_port_except(config.port))
+    path.write_text(f"{ports[0]} {ports[1]}")
+    return ports
+
+
+def free_port_except(*taken: int) -> int:
+    """A free loopback port that is none of ``taken``."""
+    while True:
+        port = free_port()
+        if port not in taken:
+            return port
 
 
 def control_plane(config: ClusterConfig, etcd_endpoint: str) -> list[Component]:
@@ -149,7 +156,8 @@ class Cluster:
             raise ClusterError(f"port {cfg.port} is already in use: choose another with --port")
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.etcd = EtcdProcess(cfg.data_dir / "etcd", client_port=etcd_port_for(cfg),
+            client_port, peer_port = etcd_ports_for(cfg)
+            self.etcd = EtcdProcess(cfg.data_dir / "etcd", client_port=client_port, peer_port=peer_port,
                                     log_path=cfg.log_dir / "etcd.log").start()
             write_private(cfg.kubeconfig_path, admin_kubeconfig(cfg.server))
             for comp in control_plane(cfg, self.etcd.endpoint):
