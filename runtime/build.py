@@ -222,7 +222,8 @@ class Builder:
                                    self.state.config.get("WorkingDir") or "/",
                                    self.state.config.get("User") or "")
             except Exception as e:
-                raise BuildError(f"The command '{' '.join(argv)}' failed: {e}") from e
+                reason = str(e) if str(e).startswith("returned") else f"failed: {e}"
+                raise BuildError(f"The command '{' '.join(argv)}' {reason}") from e
 
         self._commit_step(ins, description, extra, self.state.config, None, run=make_run)
 

@@ -146,3 +146,50 @@ def test_build_errors_are_clear(store, tmp_path, dockerfile, error, message):
 def test_missing_context_is_a_clear_error(store, tmp_path):
     with pytest.raises(BuildError, match="not a directory"):
         build(store, tmp_path / "nope", None, "x", progress=lambda line: None)
+
+
+RUN_DOCKERFILE = """\
+FROM busybox
+ARG FLAVOR=plain
+ENV FOO=bar
+WORKDIR /work
+RUN echo "$FOO-$FLAVOR" > out.txt && rm /etc/group
+RUN ["/bin/sh", "-c", "id -u > uid.txt"]
+USER nobody
+RUN id -u > /tmp/nobody.txt
+"""
+
+
+def test_run_steps_execute_in_a_container_and_become_layers(store, rt, tmp_path):
+    ctx = tmp_path / "runctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(RUN_DOCKERFILE)
+    runner = rt.build_runner()
+    image, _ = run_build(store, ctx, runner=runner, build_args={"FLAVOR": "custom"})
+    assert read(image, "/work/out.txt") == "bar-custom\n"
+    assert lookup(image.layer_dirs, "/etc/group") is None  # the deletion is a whiteout
+    assert read(image, "/work/uid.txt") == "0\n"
+    assert read(image, "/tmp/nobody.txt") == "65534\n"
+    assert image.config["User"] == "nobody"
+
+    calls = []
+
+    def counting(*args):
+        calls.append(args)
+        return runner(*args)
+
+    again, lines = run_build(store, ctx, runner=counting, build_args={"FLAVOR": "custom"})
+    assert again.id == image.id and calls == [] and lines.count(" ---> Using cache") == 6
+    other, _ = run_build(store, ctx, runner=counting, build_args={"FLAVOR": "other"})
+    assert len(calls) == 3 and read(other, "/work/out.txt") == "bar-other\n"
+
+
+def test_failing_run_step_stops_the_build(store, rt, tmp_path):
+    ctx = tmp_path / "failctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo partial > /x && exit 3\nCMD [\"true\"]\n")
+    with pytest.raises(BuildError, match="returned a non-zero code: 3"):
+        run_build(store, ctx, runner=rt.build_runner(), tag="failed:1")
+    assert not store.exists("failed:1")
+    assert not list(store.root.glob(".build-*"))
+    assert rt.list(all=True) == []

@@ -96,14 +96,18 @@ def test_build_then_run_the_image(pdocker, tmp_path):
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "greeting").write_text("built by pdocker\n")
-    (ctx / "Dockerfile").write_text('FROM busybox\nCOPY greeting /srv/\nCMD ["cat", "/srv/greeting"]\n')
+    (ctx / "Dockerfile").write_text('FROM busybox\nCOPY greeting /srv/\n'
+                                    'RUN echo "made by RUN" >> /srv/greeting && rm /etc/group\n'
+                                    'CMD ["cat", "/srv/greeting", "/etc/group"]\n')
     tag = f"built-{secrets.token_hex(3)}:1"
     try:
         first = pdocker("build", "-t", tag, str(ctx)).stdout
-        assert "Step 3/3 : CMD" in first and f"Successfully tagged {tag}" in first
-        assert pdocker("run", "--rm", tag).stdout == "built by pdocker\n"
+        assert "Step 4/4 : CMD" in first and f"Successfully tagged {tag}" in first
+        result = pdocker("run", "--rm", tag, check=False)
+        assert result.stdout == "built by pdocker\nmade by RUN\n"
+        assert "can't open '/etc/group'" in result.stderr and result.returncode == 1
         again = pdocker("build", "-t", tag, str(ctx)).stdout
-        assert again.count("---> Using cache") == 2
+        assert again.count("---> Using cache") == 3
     finally:
         pdocker("rmi", tag, check=False)
 
