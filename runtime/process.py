@@ -130,8 +130,8 @@ def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None =
         os.close(notify_w)
         os.close(go_r)
         notify_w = go_r = -1
-        os.waitpid(spawned, 0)
         line = _read_line(notify_r)
+        os.waitpid(spawned, 0)   # the shim's first process exits as soon as it daemonized
         if not line.startswith("pid "):
             raise StartError(line[4:] if line.startswith("err ") else f"shim failed: {line or 'no answer'}")
         _, shim_pid, pid = line.split()

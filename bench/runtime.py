@@ -1,0 +1,171 @@
+"""Benchmark of the embedded runtime (issue 4), next to Debian's runc on the same rootfs.
+
+Prints, measured in one run on this machine:
+  - wall time of `pdocker run --rm busybox true` (median of N; --network none, which is what
+    runc's default spec gives: a new, empty network namespace) next to `runc run` of a bundle
+    made from the same busybox rootfs (`runc spec`, terminal false, args ["true"]), and the
+    ratio — goal <= 1.0x runc;
+  - the same pdocker run with the default bridge network (a veth per container);
+  - container start through the library (create -> the container's process has exec'd),
+    p50 and p99 — goal p50 <= 10 ms;
+  - 50 containers started concurrently from 50 threads: total seconds;
+  - memory attributable to pkube per idle running container: its shim's PSS, and per pod
+    sandbox pause + its shim (from /proc/<pid>/smaps_rollup) — goal <= 5 MiB.
+
+Usage (root): python bench/runtime.py [--runs 10] [--starts 100] [--concurrent 50] [--idle 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from runtime.cgroups import CgroupManager  # noqa: E402
+from runtime.network import BridgeNetwork  # noqa: E402
+from runtime.runtime import Runtime  # noqa: E402
+from runtime.spec import ContainerSpec, SandboxSpec  # noqa: E402
+
+
+# pdocker as installed runs from cached bytecode; this machine's PYTHONDONTWRITEBYTECODE
+# would make every run recompile every module, so the benchmark lets Python cache it.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def timed(cmd: list[str], runs: int) -> float:
+    """Median wall seconds of `cmd` (it must succeed)."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=REPO, env=ENV)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def runc_bundle(rt: Runtime, base: Path) -> Path:
+    """A runc bundle whose rootfs is a copy of the busybox image's layer."""
+    image = rt.image("busybox")
+    bundle = base / "bundle"
+    shutil.copytree(image.layer_dirs[-1], bundle / "rootfs", symlinks=True)
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["true"]
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def bench_cli(rt: Runtime, base: Path, parent: str, runs: int) -> None:
+    pdocker = [sys.executable, "-m", "runtime", "--root", str(rt.root), "--cgroup-parent", parent]
+    subprocess.run(pdocker + ["run", "--rm", "--network", "none", "busybox", "true"], check=True, env=ENV)
+    bundle = runc_bundle(rt, base)
+    ours = timed(pdocker + ["run", "--rm", "--network", "none", "busybox", "true"], runs)
+    runc = timed(["runc", "--root", str(base / "runc-state"), "run", "--bundle", str(bundle),
+                  f"bench-{secrets.token_hex(4)}"], runs)
+    print(f"pdocker run --rm busybox true (network none): {ours * 1000:.1f} ms (median of {runs})")
+    print(f"runc run, same busybox rootfs:                {runc * 1000:.1f} ms (median of {runs})")
+    print(f"ratio pdocker/runc:                           {ours / runc:.2f}x (goal <= 1.0x)")
+    tag = secrets.token_hex(3)
+    bridge = ["--bridge", f"pkb{tag}", "--subnet", f"10.202.{secrets.randbelow(250) + 1}.0/24",
+              "--nft-table", f"pkb_{tag}"]
+    try:
+        with_bridge = timed(pdocker + bridge + ["run", "--rm", "busybox", "true"], runs)
+        print(f"pdocker run --rm busybox true (bridge):       {with_bridge * 1000:.1f} ms")
+    finally:
+        BridgeNetwork(rt.root / "network", bridge=bridge[1], subnet=bridge[3], nft_table=bridge[5]).teardown()
+
+
+def start_one(rt: Runtime, argv: list[str]) -> tuple[str, float]:
+    start = time.perf_counter()
+    state = rt.create(ContainerSpec(image="busybox", command=argv, network="none"))
+    rt.start(state.id)
+    return state.id, time.perf_counter() - start
+
+
+def bench_library(rt: Runtime, starts: int, concurrent: int) -> None:
+    rt.image("busybox")
+    latencies = []
+    for _ in range(starts):
+        cid, seconds = start_one(rt, ["true"])
+        latencies.append(seconds)
+        rt.wait(cid)
+        rt.remove(cid)
+    print(f"library start (create -> process exec'd), {starts} sequential: "
+          f"p50 {percentile(latencies, 50) * 1000:.1f} ms, p99 {percentile(latencies, 99) * 1000:.1f} ms "
+          f"(goal p50 <= 10 ms)")
+    begin = time.perf_counter()
+    with ThreadPoolExecutor(concurrent) as pool:
+        ids = list(pool.map(lambda _: start_one(rt, ["sleep", "1000"])[0], range(concurrent)))
+    total = time.perf_counter() - begin
+    print(f"{concurrent} containers started concurrently: {total:.2f} s total")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda cid: rt.remove(cid, force=True), ids))
+
+
+def pss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def bench_memory(rt: Runtime, idle: int) -> None:
+    containers = [start_one(rt, ["sleep", "1000"])[0] for _ in range(idle)]
+    shims = [pss_kib(rt.get(cid).shim_pid) for cid in containers]
+    sandboxes = [rt.create_sandbox(SandboxSpec(name=f"bench-pod-{i}", network="none")) for i in range(idle)]
+    pods = [pss_kib(s.pid) + pss_kib(s.shim_pid) for s in sandboxes]
+    per_container = statistics.mean(shims)
+    per_pod = statistics.mean(pods)
+    print(f"idle container, shim PSS: {per_container:.0f} KiB (mean of {idle})")
+    print(f"pod sandbox, pause + its shim PSS: {per_pod:.0f} KiB (mean of {idle})")
+    print(f"one-container pod (pause + 2 shims): {(per_pod + per_container) / 1024:.2f} MiB (goal <= 5 MiB)")
+    for cid in containers:
+        rt.remove(cid, force=True)
+    for s in sandboxes:
+        rt.remove_sandbox(s.id)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--starts", type=int, default=100)
+    parser.add_argument("--concurrent", type=int, default=50)
+    parser.add_argument("--idle", type=int, default=20)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/runtime.py needs root", file=sys.stderr)
+        return 1
+    base = Path(tempfile.mkdtemp(prefix="pkube-bench-"))
+    parent = f"pkube-bench-{secrets.token_hex(4)}"
+    rt = Runtime(base / "root", cgroup_parent=parent)
+    try:
+        bench_cli(rt, base, parent, args.runs)
+        bench_library(rt, args.starts, args.concurrent)
+        bench_memory(rt, args.idle)
+    finally:
+        for state in rt.list(all=True) + rt.list_sandboxes():
+            rt.remove(state.id, force=True)
+        CgroupManager.detect().open(parent).destroy()
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

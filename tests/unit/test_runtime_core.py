@@ -1,0 +1,204 @@
+"""Pure parts of the runtime core: spec resolution, the shim config, namespace plans, the
+lifecycle state machine, log reading, rootfs paths, and pdocker's parsing helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from runtime import cli, logs, rootfs
+from runtime.namespaces import plan_for, plan_for_exec, plan_for_sandbox
+from runtime.spec import (ContainerSpec, Mount, ShimConfig, SpecError, capability_mask,
+                          merge_image_config)
+from runtime.state import ContainerState, IllegalTransition, StateStore, Status
+
+IMAGE = {"Entrypoint": ["/entry"], "Cmd": ["serve"], "Env": ["PATH=/bin", "A=1"],
+         "WorkingDir": "/app", "User": "daemon"}
+
+
+@pytest.mark.parametrize("spec, argv", [
+    (ContainerSpec(image="x"), ["/entry", "serve"]),
+    (ContainerSpec(image="x", command=["other"]), ["/entry", "other"]),
+    (ContainerSpec(image="x", entrypoint=["sh"]), ["sh"]),
+    (ContainerSpec(image="x", entrypoint=["sh"], command=["-c", "true"]), ["sh", "-c", "true"]),
+])
+def test_docker_rules_for_entrypoint_and_cmd(spec, argv):
+    assert merge_image_config(spec, IMAGE)["argv"] == argv
+
+
+def test_env_workdir_user_come_from_image_unless_overridden():
+    resolved = merge_image_config(ContainerSpec(image="x", env={"A": "2", "B": "3"}), IMAGE)
+    assert resolved["env"] == ["PATH=/bin", "A=2", "B=3"]
+    assert (resolved["workdir"], resolved["user"]) == ("/app", "daemon")
+    resolved = merge_image_config(ContainerSpec(image="x", workdir="/w", user="1:2"), IMAGE)
+    assert (resolved["workdir"], resolved["user"]) == ("/w", "1:2")
+
+
+def test_no_command_is_a_spec_error():
+    with pytest.raises(SpecError, match="no command"):
+        merge_image_config(ContainerSpec(image="x"), {})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"network": "wifi"}, "network"), ({"workdir": "rel"}, "workdir"),
+    ({"env": {"A=B": "1"}}, "env"), ({"image": ""}, "image"),
+])
+def test_bad_specs_are_refused(kwargs, match):
+    spec = ContainerSpec(**{"image": "busybox", **kwargs})
+    with pytest.raises(SpecError, match=match):
+        spec.validate()
+
+
+def test_mounts_must_be_absolute_and_not_climb():
+    with pytest.raises(SpecError):
+        Mount("rel", "/x")
+    with pytest.raises(SpecError):
+        Mount("/a", "/x/../../etc")
+
+
+def test_shim_config_is_nul_separated_pairs():
+    config = ShimConfig(argv=["sh", "-c", "a b"], env=["A=1"], plan=plan_for("none"),
+                        exit_file="/e", sock="s", rootfs="/r", mounts=[Mount("/h", "/c", True)])
+    tokens = config.encode().split(b"\0")[:-1]
+    pairs = list(zip(tokens[::2], tokens[1::2]))
+    assert pairs[:4] == [(b"arg", b"sh"), (b"arg", b"-c"), (b"arg", b"a b"), (b"env", b"A=1")]
+    assert (b"bind_src", b"/h") in pairs and (b"bind_ro", b"1") in pairs
+    assert (b"mask", b"/proc/kcore") in pairs and (b"readonly", b"/proc/sys") in pairs
+    assert (b"unshare", b"net") in pairs
+    with pytest.raises(SpecError, match="NUL"):
+        ShimConfig(argv=["a\0b"], env=[], plan=plan_for("none"), exit_file="/e", sock="s").encode()
+
+
+def test_docker_default_capability_mask():
+    assert capability_mask() == 0xA80425FB
+
+
+def test_namespace_plans():
+    assert sorted(plan_for("bridge").create) == ["cgroup", "ipc", "mnt", "net", "pid", "uts"]
+    host = plan_for("host")
+    assert "net" not in host.create and not host.join
+    peer = plan_for("container:x", peer_pid=42)
+    assert peer.join == {"net": "/proc/42/ns/net"} and "net" not in peer.create
+    pod = plan_for("bridge", sandbox_pid=7, share_pid=True)
+    assert set(pod.join) == {"net", "ipc", "uts", "pid"} and sorted(pod.create) == ["cgroup", "mnt"]
+    assert set(plan_for("bridge", sandbox_pid=7).join) == {"net", "ipc", "uts"}
+    assert sorted(plan_for_sandbox(share_pid=True).create) == ["ipc", "net", "pid", "uts"]
+    assert len(plan_for_exec(9).join) == 6 and not plan_for_exec(9).create
+    with pytest.raises(ValueError, match="not running"):
+        plan_for("container:x")
+
+
+def test_lifecycle_guards_and_atomic_persistence(tmp_path):
+    store = StateStore(tmp_path)
+    state = ContainerState(id="a" * 64, name="n", image="busybox", image_id="sha256:1")
+    store.dir(state.id).mkdir()
+    state.transition(Status.RUNNING)
+    state.transition(Status.EXITED)
+    with pytest.raises(IllegalTransition, match="exited, cannot become exited"):
+        state.transition(Status.EXITED)
+    store.save(state)
+    assert store.load(state.id) == state and store.ids() == [state.id]
+    assert [p.name for p in store.dir(state.id).iterdir()] == ["state.json"]
+    assert store.load("b" * 64) is None
+
+
+def write_log(path: Path, entries):
+    path.write_text("".join(json.dumps({"log": d, "stream": s, "time": t}) + "\n" for s, d, t in entries))
+
+
+def test_logs_tail_since_and_non_utf8(tmp_path):
+    path = tmp_path / "log"
+    write_log(path, [("stdout", "a\n", "2026-01-01T00:00:00.000000001Z"),
+                     ("stderr", "b\n", "2026-01-01T00:00:01.5Z"),
+                     ("stdout", "c", "2026-01-01T00:00:02Z")])
+    assert [e.data for e in logs.read(path)] == [b"a\n", b"b\n", b"c"]
+    assert [e.data for e in logs.read(path, tail=2)] == [b"b\n", b"c"]
+    assert logs.read(path, tail=0) == []
+    since = logs.parse_time("2026-01-01T00:00:01Z")
+    assert [e.stream for e in logs.read(path, since=since)] == ["stderr", "stdout"]
+    assert logs.read(path)[0].render(timestamps=True).startswith(b"2026-01-01T00:00:00.000000001Z a")
+    assert logs.read(tmp_path / "missing") == []
+
+
+def test_follow_reads_until_the_container_stops(tmp_path):
+    path = tmp_path / "log"
+    write_log(path, [("stdout", "1\n", "2026-01-01T00:00:00Z")])
+    states = iter([True, False])
+
+    def sleep(_):
+        with open(path, "a") as f:
+            f.write(json.dumps({"log": "2\n", "stream": "stdout", "time": "2026-01-01T00:00:01Z"}) + "\n")
+    followed = [e.data for e in logs.follow(path, lambda: next(states), sleep=sleep)]
+    assert followed == [b"1\n", b"2\n"]
+
+
+def test_resolve_inside_never_leaves_the_root(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.symlink("/etc", root / "abs")
+    os.symlink("../../../../etc", root / "rel")
+    assert rootfs.resolve_inside(root, "/abs/passwd") == root / "etc" / "passwd"
+    assert rootfs.resolve_inside(root, "rel/passwd") == root / "etc" / "passwd"
+    assert rootfs.resolve_inside(root, "/../../x") == root / "x"
+    os.symlink("loop", root / "loop")
+    with pytest.raises(rootfs.RootfsError, match="symbolic links"):
+        rootfs.resolve_inside(root, "/loop")
+
+
+def test_overlay_lowerdirs_put_the_init_layer_on_top(tmp_path):
+    options = rootfs.overlay_options(tmp_path, ["/l/base", "/l/top"])
+    assert options.startswith(f"lowerdir={tmp_path}/init:/l/top:/l/base,upperdir={tmp_path}/upper,")
+    with pytest.raises(rootfs.RootfsError, match="one page"):
+        rootfs.overlay_options(tmp_path, ["/x" * 300] * 10)
+
+
+def test_resolv_conf_drops_loopback_nameservers(tmp_path):
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.53\nsearch lan\n")
+    assert rootfs.host_resolv_conf(conf) == "search lan\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+    conf.write_text("nameserver 10.0.0.2\n")
+    assert rootfs.host_resolv_conf(conf) == "nameserver 10.0.0.2\n"
+
+
+@pytest.mark.parametrize("text, value", [("512", 512), ("64m", 64 << 20), ("1g", 1 << 30),
+                                         ("1.5k", 1536), ("20MB", 20 << 20)])
+def test_parse_bytes(text, value):
+    assert cli.parse_bytes(text) == value
+
+
+def test_parse_bytes_refuses_garbage():
+    with pytest.raises(cli.UsageError):
+        cli.parse_bytes("lots")
+
+
+@pytest.mark.parametrize("seconds, text", [(0.2, "Less than a second"), (1, "1 second"), (30, "30 seconds"),
+                                           (90, "About a minute"), (600, "10 minutes"), (3600, "About an hour"),
+                                           (7200, "2 hours"), (3 * 86400, "3 days")])
+def test_human_duration_like_docker(seconds, text):
+    assert cli.human_duration(seconds) == text
+
+
+def test_table_and_format_and_cp_syntax():
+    assert cli.table([["A", "BB"], ["ccc", "d"]]) == "A     BB\nccc   d"
+    doc = {"State": {"Running": True, "ExitCode": 0}, "Name": "/x"}
+    assert cli.render_format("{{.State.Running}} {{.Name}} {{json .State}}", doc) == \
+        'true /x {"Running": true, "ExitCode": 0}'
+    assert cli._split_cp("web:/etc/hosts") == ("web", "/etc/hosts")
+    assert cli._split_cp("/tmp/a:b") == (None, "/tmp/a:b")
+    assert cli.command_text(["sh", "-c", "echo a very long command"]) == '"sh -c echo a very l…"'
+
+
+def test_volume_syntax(tmp_path):
+    assert cli._volume(f"{tmp_path}:/data:ro") == Mount(str(tmp_path), "/data", True)
+    for bad in ("named:/data", f"{tmp_path}:/data:rx", "/only"):
+        with pytest.raises(cli.UsageError):
+            cli._volume(bad)
+
+
+def test_cli_usage_errors_are_one_line(capsys, tmp_path):
+    assert cli.main(["--root", str(tmp_path), "kill", "-s", "NOPE", "x"]) == 125
+    err = capsys.readouterr().err
+    assert err.startswith("pdocker: error: ") and err.count("\n") == 1
