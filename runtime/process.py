@@ -124,6 +124,7 @@ def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None =
     exits) and propagates. Raises StartError with the shim's message on failure."""
     notify_r, notify_w = (_high_fd(fd) for fd in os.pipe())
     go_r, go_w = (_high_fd(fd) for fd in os.pipe())
+    spawned = 0
     try:
         spawned = os.posix_spawn(str(shim), [str(shim), str(config_path)], {}, file_actions=[
             (os.POSIX_SPAWN_DUP2, notify_w, 3), (os.POSIX_SPAWN_DUP2, go_r, 4)])
@@ -131,7 +132,6 @@ def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None =
         os.close(go_r)
         notify_w = go_r = -1
         line = _read_line(notify_r)
-        os.waitpid(spawned, 0)   # the shim's first process exits as soon as it daemonized
         if not line.startswith("pid "):
             raise StartError(line[4:] if line.startswith("err ") else f"shim failed: {line or 'no answer'}")
         _, shim_pid, pid = line.split()
@@ -146,6 +146,8 @@ def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None =
         for fd in (notify_r, notify_w, go_r, go_w):
             if fd >= 0:
                 os.close(fd)
+        if spawned:
+            os.waitpid(spawned, 0)   # the shim's first process exits as soon as it daemonized
 
 
 def socket_name(directory: Path) -> str:

@@ -168,13 +168,26 @@ class Runtime:
                 state = self.get(cid)
             except NoSuchContainer:
                 continue
-            if state.kind != kind or (not all and not state.running):
+            if state.kind != kind:
+                continue
+            if state.status is Status.EXITED and state.spec.get("auto_remove"):
+                self._auto_remove(state)
+                continue
+            if not all and not state.running:
                 continue
             if labels and any(k not in state.labels or (v is not None and state.labels[k] != v)
                               for k, v in labels.items()):
                 continue
             out.append(state)
         return sorted(out, key=lambda s: s.created, reverse=True)
+
+    def _auto_remove(self, state: ContainerState) -> None:
+        """`run --rm -d`: there is no daemon to remove the container when it exits, so the
+        next listing does."""
+        try:
+            self.remove(state.id)
+        except (NoSuchContainer, Conflict):
+            pass
 
     # ----- refresh: what the kernel says -----
 

@@ -228,3 +228,11 @@ def test_illegal_transition_is_a_typed_error(rt):
     state = ContainerState(id="x" * 64, name="x", image="busybox", image_id="")
     with pytest.raises(IllegalTransition):
         state.transition(Status.CREATED)
+
+
+def test_detached_auto_remove_container_is_gone_after_it_exits(rt):
+    state = start(rt, "exit 0", auto_remove=True)
+    assert rt.wait(state.id, timeout=30) == 0
+    assert rt.list(all=True) == []
+    with pytest.raises(NoSuchContainer):
+        rt.get(state.id)
