@@ -30,6 +30,7 @@ from apiserver.storage.keys import BadStorageRequest, decode_continue, encode_co
 from apiserver.storage.transformer import Transformer
 
 CALL_TIMEOUT = 30.0
+COMPACT_PROBE_TIMEOUT = 2.0
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 CHANNEL_OPTIONS = {
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
@@ -135,15 +136,20 @@ class EtcdStorage(Storage):
         return StorageUnavailable(key, f"etcd error {error.code().name}: {details}")
 
     async def _compact_revision(self) -> int:
-        """The oldest revision etcd still keeps (0 when it cannot be learnt)."""
-        try:
+        """The oldest revision etcd still keeps (0 when it cannot be learnt).
+
+        Called only after etcd said a revision was compacted: a watch from
+        revision 1 is then answered with the compaction revision at once."""
+        async def probe() -> int:
             async with contextlib.aclosing(self._watch_responses(b"\0", b"", 1)) as responses:
                 async for response in responses:
                     if response.compact_revision or not response.created:
                         return response.compact_revision
-        except (StorageUnavailable, grpc.aio.AioRpcError):
-            pass
-        return 0
+            return 0
+        try:
+            return await asyncio.wait_for(probe(), COMPACT_PROBE_TIMEOUT)
+        except (StorageUnavailable, asyncio.TimeoutError):
+            return 0
 
     async def _get_kv(self, key: str):
         response = await self._call("Range", rpc.RangeRequest(key=key.encode()), key)
