@@ -244,9 +244,10 @@ class EtcdStorage(Storage):
 
         With ``progress_interval``, etcd is asked for progress that often, so
         ``revision`` also advances while the prefix sees no change (then
-        ``events`` is empty)."""
+        ``events`` is empty; it lags etcd by about one interval)."""
         start, end = key_range(prefix)
         responses = self._watch_responses(start, end, revision + 1 if revision else 0, progress_interval)
+        pending = 0  # the last progress revision, not yet trusted
         async with contextlib.aclosing(responses):
             async for response in responses:
                 if response.compact_revision:
@@ -254,9 +255,15 @@ class EtcdStorage(Storage):
                 if response.canceled:
                     raise StorageUnavailable(prefix, f"etcd cancelled the watch: {response.cancel_reason}")
                 if response.events:
+                    pending = 0
                     yield [self._event(event) for event in response.events], response.events[-1].kv.mod_revision
                 elif not response.created:
-                    yield [], response.header.revision  # progress: sent only once caught up
+                    # etcd < 3.4.24 may send a progress notification ahead of events
+                    # it has already queued (etcd issue #15220): trust one only when
+                    # the next arrives, an interval later.
+                    if pending:
+                        yield [], pending
+                    pending = response.header.revision
 
     async def current_revision(self) -> int:
         response = await self._call("Range", rpc.RangeRequest(key=b"\0"), "")
