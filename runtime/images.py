@@ -352,6 +352,7 @@ class ImageStore:
             if diff_id not in used:
                 self.layers.remove(diff_id)
                 removed.append(f"Deleted: {diff_id}")
+        self.layers.sweep()
         return removed
 
     # -- making images ----------------------------------------------------------------------

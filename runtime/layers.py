@@ -31,6 +31,7 @@ import stat
 import subprocess
 import tarfile
 import threading
+import time
 import uuid
 import zlib
 from pathlib import Path
@@ -96,6 +97,20 @@ class LayerStore:
             return
         shutil.rmtree(doomed, ignore_errors=True)
 
+    def sweep(self, older_than: float = 3600.0) -> None:
+        """Delete temp entries (``.tmp-*``, ``.rm-*``, ``.spool-*``) that a killed process left
+        behind; entries younger than ``older_than`` seconds may still be in use."""
+        if not self.root.exists():
+            return
+        now = time.time()
+        for entry in self.root.iterdir():
+            if entry.name.startswith((".tmp-", ".rm-", ".spool-")):
+                try:
+                    if now - entry.lstat().st_mtime > older_than:
+                        _remove_existing(entry)
+                except OSError:
+                    pass
+
     def import_file(self, path: Path, expected_diff_id: str | None = None) -> str:
         with open(path, "rb") as f:
             return self.import_stream(f, expected_diff_id)
@@ -105,7 +120,7 @@ class LayerStore:
 
         Raises UnsafeLayer for hostile content and LayerError for a digest mismatch or a
         corrupt archive; in both cases nothing is left under the store. Importing a layer
-        that already exists is cheap to keep and returns the same diff_id.
+        that is already stored keeps the stored copy and returns the same diff_id.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{uuid.uuid4().hex}"

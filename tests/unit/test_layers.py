@@ -10,7 +10,6 @@ import shutil
 import stat
 import subprocess
 import tarfile
-from pathlib import Path
 
 import pytest
 
@@ -155,3 +154,14 @@ def test_lookup_through_a_stack(store, tmp_path):
     assert lookup([low, high], "/etc/a") == low / "etc/a"
     assert lookup([low, high], "etc/b") == high / "etc/b"
     assert lookup([low, high], "/etc/c") is None
+
+
+def test_sweep_removes_only_stale_temp_entries(store):
+    store.root.mkdir(parents=True)
+    stale, fresh = store.root / ".tmp-old", store.root / ".tmp-new"
+    for d in (stale, fresh):
+        (d / "diff").mkdir(parents=True)
+    os.utime(stale, (0, 0))
+    diff_id = store.import_stream(io.BytesIO(make_tar([("a", "file", "x")])))
+    store.sweep()
+    assert not stale.exists() and fresh.exists() and store.exists(diff_id)

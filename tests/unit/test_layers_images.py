@@ -82,3 +82,26 @@ def test_intermediate_images_are_hidden_from_list(store):
     base = store.import_tar(io.BytesIO(make_tar([("f", "file", "1")])), "base")
     store.new_image(base, {"Env": ["X=1"]}, None, "ENV X=1", intermediate=True)
     assert [i.repo_tags for i in store.list()] == [["base:latest"]]
+
+
+def test_progress_bars_print_status_changes_off_a_terminal():
+    from runtime.cli_images import ProgressBars
+    from runtime.registry import Progress
+    out = io.StringIO()
+    bars = ProgressBars(out)
+    for event in [Progress("aaa", "Downloading", 1, 4), Progress("bbb", "Already exists"),
+                  Progress("aaa", "Downloading", 4, 4), Progress("aaa", "Pull complete", 4, 4)]:
+        bars.update(event)
+    assert out.getvalue() == "aaa: Downloading\nbbb: Already exists\naaa: Pull complete\n"
+
+
+def test_progress_bar_line_on_a_terminal():
+    from runtime.cli_images import ProgressBars
+    from runtime.registry import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    out = Tty()
+    ProgressBars(out).update(Progress("aaa", "Pushing", 500_000, 1_000_000))
+    assert "aaa: Pushing [===================>" in out.getvalue() and "500kB/1MB" in out.getvalue()
