@@ -22,6 +22,7 @@ from referencing import Registry, Resource
 from api import causes, names
 from api import validation_specs as specs
 from api.causes import Cause, format_invalid
+from api.defaults import apply_defaults
 from api.schema_check import Compiler, Problems, UnsupportedSchema, field_path, type_problem
 from api.schemas import SchemaNotFound, SchemaSet, shared_schema_set
 
@@ -283,12 +284,19 @@ def _no_update_rules(new: dict, old: dict) -> list[Cause]:
 
 
 def _pod_update(new: dict, old: dict) -> list[Cause]:
-    new_spec, old_spec = specs.as_dict(new.get("spec")), specs.as_dict(old.get("spec"))
+    """Kubernetes defaults objects as it reads them from etcd; so do we, for a stored pod
+    written before a default existed."""
+    new_spec, old_spec = (_defaulted_pod_spec(o) for o in (new, old))
     found = _active_deadline_update(new_spec, old_spec)
     found += _tolerations_update(new_spec, old_spec)
     if _without_mutable_pod_fields(new_spec, old_spec) != _without_mutable_pod_fields(old_spec, old_spec):
         found.append(causes.forbidden("spec", _POD_UPDATABLE_MESSAGE))
     return found
+
+
+def _defaulted_pod_spec(pod: dict) -> dict:
+    spec = copy.deepcopy(specs.as_dict(pod.get("spec")))
+    return apply_defaults({"kind": "Pod", "spec": spec})["spec"]
 
 
 def _without_mutable_pod_fields(spec: dict, old_spec: dict) -> dict:

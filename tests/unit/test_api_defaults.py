@@ -21,6 +21,8 @@ def test_pod_defaults():
     assert spec["securityContext"] == {}
     assert spec["enableServiceLinks"] is True
     assert spec["priority"] == 0
+    assert spec["preemptionPolicy"] == "PreemptLowerPriority"
+    assert spec["serviceAccountName"] == "default"
     assert spec["tolerations"] == [
         {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
          "tolerationSeconds": 300},

@@ -25,6 +25,12 @@ def pod():
                      "volumes": [{"name": "data", "emptyDir": {}}]}}
 
 
+def tolerating_pod():
+    obj = pod()
+    obj["spec"]["tolerations"] = [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]
+    return obj
+
+
 def deployment():
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": "default"},
@@ -269,7 +275,7 @@ def test_allowed_updates(validator, base, path, value):
     (pod, "spec.containers.0.name", "renamed", "FieldValueForbidden", "spec"),
     (pod, "spec.restartPolicy", "Never", "FieldValueForbidden", "spec"),
     (pod, "spec.containers.0.env", [], "FieldValueForbidden", "spec"),
-    (pod, "spec.tolerations", [], "FieldValueForbidden", "spec.tolerations"),
+    (tolerating_pod, "spec.tolerations", [], "FieldValueForbidden", "spec.tolerations"),
     (deployment, "spec.selector", {"matchLabels": {"app": "web", "x": "y"}}, "FieldValueInvalid", "spec.selector"),
 ])
 def test_forbidden_updates(validator, base, path, value, reason, field):
@@ -331,3 +337,10 @@ def test_compiled_schema_checks_agree_with_jsonschema(validator):
         for strict in (False, True):
             assert validator.validate(obj, strict=strict) == generic.validate(obj, strict=strict), obj
         assert sorted(validator.unknown_fields(obj)) == sorted(generic.unknown_fields(obj))
+
+
+def test_pod_stored_before_a_default_existed_can_still_be_updated(validator):
+    old = pod()  # as stored by an older server: no defaults at all
+    new = apply_defaults(copy.deepcopy(old))
+    new["metadata"]["labels"]["touched"] = "yes"
+    assert validator.validate(new, old=old) == []
