@@ -79,19 +79,6 @@ class SchemaSet:
             schema = self.definitions.get(ref[ref.index(_DEFS_PREFIX) + len(_DEFS_PREFIX):])
         return schema
 
-    def child(self, schema: dict | None, key) -> dict | None:
-        """The schema of `key` (a property name, or an int for list items) inside `schema`."""
-        schema = self.resolve(schema)
-        if not isinstance(schema, dict):
-            return None
-        if isinstance(key, int):
-            return self.resolve(schema.get("items"))
-        properties = schema.get("properties") or {}
-        if key in properties:
-            return self.resolve(properties[key])
-        extra = schema.get("additionalProperties")
-        return self.resolve(extra) if isinstance(extra, dict) else None
-
     @functools.cached_property
     def kind_versions(self) -> dict[str, str]:
         """kind → apiVersion for every top-level kind (core group first, then apps, ...)."""
