@@ -105,3 +105,25 @@ def test_progress_bar_line_on_a_terminal():
     out = Tty()
     ProgressBars(out).update(Progress("aaa", "Pushing", 500_000, 1_000_000))
     assert "aaa: Pushing [===================>" in out.getvalue() and "500kB/1MB" in out.getvalue()
+
+
+def _ensure_and_tag(root: str, tag: str) -> str:
+    from pathlib import Path
+    store = ImageStore(Path(root))
+    image = store.ensure_busybox()
+    store.tag("busybox", tag)
+    return image.id
+
+
+def test_concurrent_processes_share_one_store(tmp_path):
+    import concurrent.futures
+    import multiprocessing
+    root = str(tmp_path / "shared")
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(4, mp_context=ctx) as pool:
+        ids = list(pool.map(_ensure_and_tag, [root] * 4, [f"t{i}" for i in range(4)]))
+    store = ImageStore(tmp_path / "shared")
+    assert len(set(ids)) == 1 and len(store.layers.list()) == 1
+    assert store.get("busybox").repo_tags == ["busybox:latest", "t0:latest", "t1:latest",
+                                               "t2:latest", "t3:latest"]
+    assert [p.name for p in store.layers.root.iterdir() if p.name.startswith(".")] == []
