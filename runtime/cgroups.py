@@ -240,7 +240,7 @@ class Cgroup:
         """
         deadline = self._clock() + DESTROY_TIMEOUT_S
         while True:
-            if self.exists():
+            if self.pids():
                 self.kill_all(signal.SIGKILL)
             try:
                 for d in self.dirs:
