@@ -534,7 +534,22 @@ def node(obj: dict) -> list:
     return found
 
 
+def scale(obj: dict) -> list:
+    return non_negative("spec.replicas", as_dict(obj.get("spec")).get("replicas"))
+
+
+def lease(obj: dict) -> list:
+    spec = as_dict(obj.get("spec"))
+    found = non_negative("spec.leaseTransitions", spec.get("leaseTransitions"))
+    duration = spec.get("leaseDurationSeconds")
+    if is_int(duration) and duration <= 0:
+        found.append(causes.invalid("spec.leaseDurationSeconds", duration, "must be greater than 0"))
+    return found
+
+
 BY_KIND = {
+    "Scale": scale,
+    "Lease": lease,
     "Pod": pod,
     "Deployment": deployment,
     "ReplicaSet": replica_set,

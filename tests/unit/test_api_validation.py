@@ -195,6 +195,10 @@ def test_invalid_objects_name_the_field(validator, base, path, value, reason, fi
     ({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "e"},
       "subsets": [{"addresses": [{"ip": "nope"}]}]}, "FieldValueInvalid", "subsets[0].addresses[0].ip"),
     ({"apiVersion": "v1", "metadata": {"name": "x"}}, "FieldValueRequired", "kind"),
+    ({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web"}, "spec": {"replicas": -2}},
+     "FieldValueInvalid", "spec.replicas"),
+    ({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "n"},
+      "spec": {"leaseDurationSeconds": 0}}, "FieldValueInvalid", "spec.leaseDurationSeconds"),
     ({"kind": "Pod", "metadata": {"name": "x"}}, "FieldValueRequired", "apiVersion"),
 ])
 def test_other_kinds(validator, obj, reason, field):
