@@ -292,7 +292,7 @@ def _requirement_from_expression(expression: dict) -> Requirement:
 
 
 def selector_to_dict(selector: LabelSelector) -> dict:
-    """The metav1.LabelSelector form of a selector (for Scale.status.selector and the like)."""
+    """The metav1.LabelSelector form of a selector; raises SelectorError for `>`/`<` terms."""
     match_labels, expressions = {}, []
     reverse = {v: k for k, v in _DICT_OPERATORS.items()}
     for r in selector.requirements:
@@ -303,8 +303,10 @@ def selector_to_dict(selector: LabelSelector) -> dict:
             if r.values:
                 expression["values"] = list(r.values)
             expressions.append(expression)
-        else:
+        elif r.operator == NOT_EQUALS:
             expressions.append({"key": r.key, "operator": "NotIn", "values": list(r.values)})
+        else:
+            raise SelectorError(f"{r} has no metav1.LabelSelector form (no Gt/Lt operators there)")
     result = {}
     if match_labels:
         result["matchLabels"] = match_labels

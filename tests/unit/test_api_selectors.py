@@ -177,3 +177,12 @@ def test_event_involved_object_fields():
     selector = parse_field_selector("involvedObject.kind=Pod,involvedObject.name=web-1,"
                                     "involvedObject.uid=u1,type=Warning,reason=Failed")
     assert selector.matches(event)
+
+
+def test_selector_to_dict_of_string_syntax():
+    assert selector_to_dict(parse_label_selector("a=b,c!=d,!e")) == {
+        "matchLabels": {"a": "b"},
+        "matchExpressions": [{"key": "c", "operator": "NotIn", "values": ["d"]},
+                             {"key": "e", "operator": "DoesNotExist"}]}
+    with pytest.raises(SelectorError):
+        selector_to_dict(parse_label_selector("a>1"))
