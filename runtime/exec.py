@@ -49,13 +49,12 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
     holder = {}
 
     def on_pid(pid: int) -> None:
-        if cgroup is not None:
-            cgroup.add_process(pid)
         if mode:
             holder["attachment"] = process.Attachment(config.sock, mode)
 
     try:
-        process.launch(runtime.binaries().shim, edir / "shim.conf", on_pid)
+        process.launch(runtime.binaries().shim, edir / "shim.conf", on_pid,
+                       cgroup.add_process if cgroup is not None else None)
     except Exception:
         if "attachment" in holder:
             holder["attachment"].close()

@@ -112,16 +112,27 @@ def _read_line(fd: int) -> str:
     return data.decode(errors="replace").strip()
 
 
+def _release(go_w: int) -> None:
+    """One go byte; a child that already died is reported by the notify pipe instead."""
+    try:
+        os.write(go_w, b"g")
+    except BrokenPipeError:
+        pass
+
+
 @dataclass(frozen=True)
 class Launched:
     shim_pid: int
     pid: int
 
 
-def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None = None) -> Launched:
+def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None = None,
+           join: Callable[[int], None] | None = None) -> Launched:
     """Run the shim protocol. `on_pid(pid)` runs while the child waits, after its namespaces
-    exist and before its rootfs is set up; an exception there aborts the start (the child
-    exits) and propagates. Raises StartError with the shim's message on failure."""
+    exist and before its rootfs is set up (network, init layer, attach); `join(pid)` runs
+    while the child sets up its rootfs, before it execs (the cgroup). An exception in either
+    aborts the start (the child exits) and propagates. Raises StartError with the shim's
+    message on failure."""
     notify_r, notify_w = (_high_fd(fd) for fd in os.pipe())
     go_r, go_w = (_high_fd(fd) for fd in os.pipe())
     spawned = 0
@@ -137,7 +148,10 @@ def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None =
         _, shim_pid, pid = line.split()
         if on_pid:
             on_pid(int(pid))
-        os.write(go_w, b"g")
+        _release(go_w)
+        if join:
+            join(int(pid))
+        _release(go_w)
         line = _read_line(notify_r)
         if line != "ok":
             raise StartError(line[4:] if line.startswith("err ") else f"shim failed: {line or 'no answer'}")

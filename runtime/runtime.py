@@ -321,7 +321,6 @@ class Runtime:
         holder: dict = {}
 
         def on_pid(pid: int) -> None:
-            cgroup.add_process(pid)
             ip = init[1]
             if bridge:
                 holder["endpoint"] = self._attach_network(state.id, pid, ports)
@@ -332,7 +331,7 @@ class Runtime:
                 holder["attachment"] = process.Attachment(config.sock, attach)
 
         try:
-            launched = process.launch(self.binaries().shim, conf_path, on_pid)
+            launched = process.launch(self.binaries().shim, conf_path, on_pid, cgroup.add_process)
         except BaseException as exc:
             self._failed_start(state, cgroup, holder, exc, bridge)
             raise

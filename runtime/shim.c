@@ -8,9 +8,12 @@
  *   1. the shim daemonizes (the process the runtime spawned exits at once);
  *   2. it forks the container child, which joins or creates its namespaces and
  *      then waits on the go pipe; the shim writes "pid SHIM CHILD\n" on notify;
- *   3. the runtime puts CHILD in its cgroup, wires its network, writes one byte
- *      on the go pipe (EOF aborts the start);
- *   4. the child runs the recipe and execs; the shim writes "ok\n" or
+ *   3. the runtime wires CHILD's network and writes one byte on the go pipe (EOF
+ *      aborts the start); the child sets up its rootfs while the runtime moves it
+ *      into its cgroup (slow on cgroup v1: an RCU grace period), then writes a
+ *      second byte;
+ *   4. the child enters its cgroup namespace, drops privileges and execs; the
+ *      shim writes "ok\n" or
  *      "err MESSAGE\n" on notify and closes it;
  *   5. the shim pumps stdout/stderr into LOG (JSON lines like Docker's
  *      json-file driver) and to attach clients on an abstract unix socket,
@@ -412,15 +415,16 @@ static void child(int ready_w, int go_r, int in_fd, int out_fd, int errout_fd, c
 	unshare_or_setns();
 	if (write(ready_w, &b, 1) < 0) _exit(127);
 	close(ready_w);
-	if (read(go_r, &b, 1) != 1) _exit(127);
-	close(go_r);
-	if ((C.unshare_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) die("unshare cgroup");
+	if (read(go_r, &b, 1) != 1) _exit(127);   /* 1st go: network and init layer ready */
 	if (C.rootfs) setup_rootfs();
 	if (C.hostname && sethostname(C.hostname, strlen(C.hostname)) < 0) die("sethostname");
 	if (C.cwd) {
 		mkdirs(C.cwd, 0755);
 		if (chdir(C.cwd) < 0) die("chdir %s", C.cwd);
 	}
+	if (read(go_r, &b, 1) != 1) _exit(127);   /* 2nd go: we are in our cgroup */
+	close(go_r);
+	if ((C.unshare_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) die("unshare cgroup");
 	drop_capabilities();
 	switch_user();
 	set_capabilities();
