@@ -4,7 +4,7 @@ Prints, measured in one run on this machine on a fresh etcd:
   - creates/s and p50/p99 through EtcdStorage.create at 1 and 50 concurrent callers,
   - raw aetcd puts of the same bytes at the same concurrency, and the ratio,
   - guaranteed_update/s at 50 callers on 50 different keys,
-  - list of N objects through EtcdStorage (seconds),
+  - list of N objects through EtcdStorage.list and .list_raw (seconds),
   - watch-cache fan-out: W subscribers x E events, events/s delivered (each encoded
     with wire_line, as the apiserver does).
 
@@ -90,7 +90,12 @@ async def bench_list(store: EtcdStorage, count: int) -> None:
     await concurrently(count, 50, lambda i: store.create(f"/registry/pods/list/p{i:06d}", pod(f"p{i}")))
     began = time.perf_counter()
     result = await store.list("/registry/pods/list/")
-    print(f"{'list ' + str(len(result.items)) + ' pods':44s} {time.perf_counter() - began:9.3f} s")
+    print(f"{'list ' + str(len(result.items)) + ' pods (decoded)':44s} {time.perf_counter() - began:9.3f} s")
+    began = time.perf_counter()
+    raw = await store.list_raw("/registry/pods/list/")
+    body = b'{"items":[' + b",".join(raw.items) + b"]}"
+    print(f"{'list_raw ' + str(len(raw.items)) + ' pods (JSON bytes joined)':44s} "
+          f"{time.perf_counter() - began:9.3f} s  ({len(body) >> 20} MiB)")
 
 
 async def bench_fan_out(store: EtcdStorage, watchers: int, events: int) -> None:

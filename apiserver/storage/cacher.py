@@ -299,6 +299,11 @@ class CachedStorage(Storage):
                    continue_token: Optional[str] = None) -> ListResult:
         return await self.storage.list(prefix, revision, limit, continue_token)
 
+    async def list_raw(self, prefix: str, revision: int = 0, limit: int = 0,
+                       continue_token: Optional[str] = None) -> ListResult:
+        """See EtcdStorage.list_raw (items are JSON bytes)."""
+        return await self.storage.list_raw(prefix, revision, limit, continue_token)
+
     async def create(self, key: str, obj: dict) -> dict:
         return await self.storage.create(key, obj)
 

@@ -232,6 +232,24 @@ def test_paging_reads_one_revision_across_later_writes(etcd):
     run(etcd, body)
 
 
+def test_list_raw_gives_the_same_objects_as_json_bytes(etcd):
+    import json
+
+    async def body(store):
+        for name in "abc":
+            await store.create(NS + name, {"spec": {"template": {"metadata": {}}}, **pod(name)})
+        await store.guaranteed_update(NS + "b", lambda o: {**o, "status": {"phase": "Running"}})
+        decoded = await store.list(NS, limit=2)
+        raw = await store.list_raw(NS, limit=2)
+        assert [json.loads(item) for item in raw.items] == decoded.items
+        assert (raw.revision, raw.continue_token, raw.remaining) == \
+            (decoded.revision, decoded.continue_token, decoded.remaining)
+        rest = await store.list_raw(NS, continue_token=raw.continue_token)
+        assert json.loads(b"[" + b",".join(rest.items) + b"]") == \
+            (await store.list(NS, continue_token=decoded.continue_token)).items
+    run(etcd, body, AesGcmTransformer(os.urandom(32), prefixes=("/registry/pods/",)))
+
+
 def test_watch_resumes_exactly_from_a_revision(etcd):
     async def body(store):
         a = await store.create(NS + "a", pod("a"))

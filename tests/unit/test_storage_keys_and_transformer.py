@@ -69,3 +69,28 @@ def test_transformer_refuses_wrong_key_moved_value_and_bad_config():
         AesGcmTransformer(os.urandom(32), name="key2").decrypt("/registry/secrets/ns/s", sealed)
     with pytest.raises(ValueError):
         AesGcmTransformer(b"short")
+
+
+def test_stored_form_puts_apiversion_kind_metadata_first():
+    from apiserver.storage.etcd import stored_form
+    obj = {"spec": {"template": {"metadata": {}}}, "metadata": {"name": "a"}, "kind": "Pod"}
+    assert list(stored_form(obj)) == ["kind", "metadata", "spec"]
+    ordered = {"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": {}}
+    assert stored_form(ordered) is ordered
+
+
+def test_stamp_raw_splices_the_version_or_falls_back_to_decoding():
+    import json as _json
+    from apiserver.storage.etcd import stamp_raw
+    cases = [
+        b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{}}',
+        b'{"kind":"Pod","metadata":{},"spec":{}}',
+        b'{"spec":{"template":{"metadata":{"name":"inner"}}},"metadata":{"name":"outer"}}',
+        b'{"kind":"x\\"metadata\\":{","metadata":{"name":"a"}}',
+        b'{"kind":"Pod"}',
+    ]
+    for plain in cases:
+        stamped = _json.loads(stamp_raw(plain, 42))
+        expected = _json.loads(plain)
+        expected.setdefault("metadata", {})["resourceVersion"] = "42"
+        assert stamped == expected
