@@ -41,6 +41,11 @@ def kind_file_name(api_version: str, kind: str) -> str:
     return f"{kind.lower()}-{group_version}.json"
 
 
+def _plain(name) -> bool:
+    """A kind or apiVersion that cannot walk out of the schema directory."""
+    return isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]*(/[A-Za-z0-9]+)?", name) is not None
+
+
 class SchemaSet:
     """The schemas of one Kubernetes version, loaded lazily and kept for the instance's life."""
 
@@ -65,8 +70,10 @@ class SchemaSet:
         """The top-level schema of a kind; raises SchemaNotFound."""
         key = (api_version, kind)
         if key not in self._kinds:
+            if not _plain(kind) or not _plain(api_version):
+                raise SchemaNotFound(f"no schema for kind {kind!r} in {api_version!r}")
             path = self.directory / kind_file_name(api_version, kind)
-            if not isinstance(kind, str) or not kind or not path.is_file():
+            if not path.is_file():
                 raise SchemaNotFound(f"no schema for kind {kind!r} in {api_version!r}")
             with open(path) as handle:
                 self._kinds[key] = json.load(handle)

@@ -101,7 +101,10 @@ class Validator:
         """The compiled check of a kind (obj -> Problems), or None for kinds without a schema."""
         key = (api_version, kind)
         if key not in self._compiled:
-            self._compiled[key] = self._compile(api_version, kind)
+            check = self._compile(api_version, kind)
+            if check is None:
+                return None  # not cached: clients must not grow this table with made-up kinds
+            self._compiled[key] = check
         return self._compiled[key]
 
     def _compile(self, api_version, kind):

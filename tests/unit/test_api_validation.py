@@ -348,3 +348,10 @@ def test_pod_stored_before_a_default_existed_can_still_be_updated(validator):
     new = apply_defaults(copy.deepcopy(old))
     new["metadata"]["labels"]["touched"] = "yes"
     assert validator.validate(new, old=old) == []
+
+
+@pytest.mark.parametrize("api_version, kind", [("v1", "../../../etc/x"), ("../v1", "Pod"), ("v1", "Pod/x"),
+                                               ("v1", ""), ("a/b/c", "Pod")])
+def test_made_up_kinds_find_no_schema(validator, api_version, kind):
+    obj = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}, "anything": 1}
+    assert validator.unknown_fields(obj) == []
