@@ -272,9 +272,21 @@ def attach_and_wait(rt: Runtime, cid: str, attachment, stdin: bool, tty: bool) -
 
 # ----- commands -----
 
+def create_pulling(rt: Runtime, spec: ContainerSpec):
+    """Docker's run/create: an image missing locally is pulled first."""
+    from runtime.images import ImageNotFound
+    try:
+        return rt.create(spec)
+    except ImageNotFound:
+        from runtime.registry import pull
+        print(f"Unable to find image '{spec.image}' locally", file=sys.stderr)
+        pull(rt.images, spec.image)
+        return rt.create(spec)
+
+
 def cmd_run(rt: Runtime, args) -> int:
     spec = spec_from_args(args)
-    state = rt.create(spec)
+    state = create_pulling(rt, spec)
     if args.detach:
         try:
             rt.start(state.id)
@@ -299,7 +311,7 @@ def cmd_run(rt: Runtime, args) -> int:
 
 
 def cmd_create(rt: Runtime, args) -> int:
-    print(rt.create(spec_from_args(args)).id)
+    print(create_pulling(rt, spec_from_args(args)).id)
     return 0
 
 

@@ -33,6 +33,11 @@ NOUNS = ("turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knu
          "lamport", "liskov", "hamilton", "kernighan", "pike", "mccarthy", "curie", "noether")
 
 
+# What get/list/create/create_sandbox return: the refreshed, persisted record.
+Container = ContainerState
+Sandbox = ContainerState
+
+
 class ContainerError(Exception):
     """Base of the runtime's errors; the message is fit for a user."""
 
@@ -599,6 +604,8 @@ class Runtime:
             if state.spec.get("sandbox_id") == sandbox.id:
                 self.remove(state.id, force=True)
         self.remove(sandbox.id, force=True)
+        if sandbox.spec.get("cgroup_parent"):
+            _safe(lambda: self.cgroups.open(sandbox.spec["cgroup_parent"]).destroy())
 
     def list_sandboxes(self, labels: dict | None = None, all: bool = True) -> list[ContainerState]:
         return self.list(all=all, labels=labels, kind="sandbox")

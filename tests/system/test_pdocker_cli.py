@@ -37,13 +37,17 @@ def test_run_missing_command_exits_127_with_one_line(pdocker):
 def test_errors_are_one_line_exit_125_without_traceback(pdocker):
     for args in (("start", "nonexistent"), ("run", "--bogus-flag", "busybox"), ("frobnicate",),
                  ("run", "--network", "none", "-m", "lots", "busybox", "true"),
-                 ("run", "--network", "none", "no-such-image:1", "true"),
                  ("inspect", "nothing-here"), ("logs", "nothing-here")):
         result = pdocker(*args, check=False)
         assert result.returncode in (1, 125), (args, result.returncode)
         assert "Traceback" not in result.stderr
         assert result.stderr.startswith("pdocker: error: "), (args, result.stderr)
         assert result.stderr.count("\n") == 1, (args, result.stderr)
+    missing = pdocker("run", "--network", "none", "localhost:1/no-such-image:1", "true", check=False)
+    assert missing.returncode == 125 and "Traceback" not in missing.stderr
+    assert missing.stderr.splitlines() == [
+        "Unable to find image 'localhost:1/no-such-image:1' locally",
+        missing.stderr.splitlines()[1]] and missing.stderr.splitlines()[1].startswith("pdocker: error: ")
 
 
 def test_detached_lifecycle_ps_inspect_logs_exec_top_stats_stop_start_rm(pdocker):
