@@ -282,7 +282,11 @@ class ImageStore:
                   intermediate: bool = False, created: str | None = None) -> Image:
         """Stack one optional layer and a new config section on ``parent`` (None = scratch)."""
         raw = make_image_config(parent, config, diff_id, created_by, comment, created)
-        return self.add_config(canonical_json(raw), ref, intermediate)
+        image = self.add_config(canonical_json(raw), ref, intermediate)
+        if parent is not None:
+            with self._locked_repositories() as repos:
+                repos["parents"][image.id] = parent.id
+        return image
 
     def tag(self, ref: str, new_ref: str) -> None:
         image_id = self.resolve(ref)
@@ -299,7 +303,8 @@ class ImageStore:
             repos["refs"][key] = image_id
 
     def remove(self, ref: str, force: bool = False, in_use: set[str] | None = None) -> list[str]:
-        """Docker's ``rmi``: untag, and delete the image once no tag is left.
+        """Docker's ``rmi``: untag, and delete the image once no tag is left, with the untagged
+        build-cache parents that only it used.
 
         ``in_use`` holds the ids of images that containers use: those are never deleted (with
         ``force`` they are only untagged). Returns the lines ``rmi`` prints.
@@ -307,31 +312,33 @@ class ImageStore:
         image_id = self.resolve(ref)
         in_use = in_use or set()
         with self._locked_repositories() as repos:
-            refs = sorted(r for r, i in repos["refs"].items() if i == image_id)
-            tags = [r for r in refs if "@" not in r]
+            tags = [r for r in _refs_of(repos, image_id) if "@" not in r]
             named = self._named_tag(ref, tags)
             if named and len(tags) > 1:
                 del repos["refs"][named]
                 return [f"Untagged: {named}"]
-            if image_id in in_use and not force:
-                raise ImageConflict(f"conflict: unable to remove image {ref} (must force) - "
-                                    "image is being used by a container")
-            if len(tags) > 1 and not force:
-                raise ImageConflict(f"conflict: unable to delete {image_id[7:19]} (must be "
-                                    "forced) - image is referenced in multiple repositories")
-            lines = [f"Untagged: {t}" for t in tags]
-            for t in tags:
-                del repos["refs"][t]
+            _check_removable(ref, image_id, tags, force, in_use)
+            lines = _untag(repos, image_id, digests=image_id not in in_use)
             if image_id in in_use:
                 return lines
-            for digest_ref in (r for r in refs if "@" in r):
-                del repos["refs"][digest_ref]
-                lines.append(f"Untagged: {digest_ref}")
+            lines += self._delete_chain(repos, image_id, in_use)
+            lines += self._collect_layers()
+        return lines
+
+    def _delete_chain(self, repos: dict, image_id: str, in_use: set[str]) -> list[str]:
+        """Delete an image, then walk up its parents while they are untagged build-cache
+        images that no container and no other child uses."""
+        lines = []
+        while image_id:
+            parent = repos["parents"].pop(image_id, None)
             if image_id in repos["intermediate"]:
                 repos["intermediate"].remove(image_id)
             self._config_path(image_id).unlink(missing_ok=True)
+            repos["build_cache"] = {k: v for k, v in repos["build_cache"].items() if v != image_id}
             lines.append(f"Deleted: {image_id}")
-            lines += self._collect_layers()
+            keep = (parent is None or parent in in_use or parent not in repos["intermediate"]
+                    or _refs_of(repos, parent) or parent in repos["parents"].values())
+            image_id = None if keep else parent
         return lines
 
     def _named_tag(self, ref: str, tags: list[str]) -> str | None:
@@ -416,12 +423,12 @@ class ImageStore:
 
     def build_cache_get(self, key: str) -> str | None:
         """The image id a build step with this cache key made, if that image still exists."""
-        image_id = self._read_repositories().get("build_cache", {}).get(key)
+        image_id = self._read_repositories()["build_cache"].get(key)
         return image_id if image_id and self._config_path(image_id).exists() else None
 
     def build_cache_put(self, key: str, image_id: str) -> None:
         with self._locked_repositories() as repos:
-            repos.setdefault("build_cache", {})[key] = image_id
+            repos["build_cache"][key] = image_id
 
     # -- repositories.json ------------------------------------------------------------------
 
@@ -430,8 +437,9 @@ class ImageStore:
             data = json.loads((self.root / "repositories.json").read_bytes())
         except FileNotFoundError:
             data = {}
-        data.setdefault("refs", {})
-        data.setdefault("intermediate", [])
+        for key, empty in (("refs", {}), ("intermediate", []), ("parents", {}),
+                           ("build_cache", {})):
+            data.setdefault(key, empty)
         return data
 
     @contextmanager
@@ -446,6 +454,29 @@ class ImageStore:
             if canonical_json(repos) != before:
                 _atomic_write(self.root / "repositories.json",
                               json.dumps(repos, indent=1, sort_keys=True).encode())
+
+
+def _refs_of(repos: dict, image_id: str) -> list[str]:
+    return sorted(r for r, i in repos["refs"].items() if i == image_id)
+
+
+def _check_removable(ref: str, image_id: str, tags: list[str], force: bool,
+                     in_use: set[str]) -> None:
+    if image_id in in_use and not force:
+        raise ImageConflict(f"conflict: unable to remove image {ref} (must force) - "
+                            "image is being used by a container")
+    if len(tags) > 1 and not force:
+        raise ImageConflict(f"conflict: unable to delete {image_id[7:19]} (must be "
+                            "forced) - image is referenced in multiple repositories")
+
+
+def _untag(repos: dict, image_id: str, digests: bool) -> list[str]:
+    """Drop the image's tags (and digest references if ``digests``); the ``Untagged`` lines."""
+    doomed = [r for r in _refs_of(repos, image_id) if digests or "@" not in r]
+    doomed.sort(key=lambda r: "@" in r)
+    for ref in doomed:
+        del repos["refs"][ref]
+    return [f"Untagged: {r}" for r in doomed]
 
 
 def make_image_config(parent: Image | None, config: dict, diff_id: str | None,

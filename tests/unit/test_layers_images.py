@@ -127,3 +127,16 @@ def test_concurrent_processes_share_one_store(tmp_path):
     assert store.get("busybox").repo_tags == ["busybox:latest", "t0:latest", "t1:latest",
                                                "t2:latest", "t3:latest"]
     assert [p.name for p in store.layers.root.iterdir() if p.name.startswith(".")] == []
+
+
+def test_rmi_of_a_built_image_deletes_its_private_cache_parents(store):
+    base = store.import_tar(io.BytesIO(make_tar([("f", "file", "1")])), "base")
+    step1 = store.new_image(base, {"Env": ["A=1"]}, None, "ENV A=1", intermediate=True)
+    layer = store.layers.import_stream(io.BytesIO(make_tar([("g", "file", "2")])))
+    step2 = store.new_image(step1, {"Env": ["A=1"]}, layer, "COPY g /", intermediate=True)
+    store.add_config(store.raw_config_bytes(step2.id), ref="app")
+    store.build_cache_put("k1", step1.id)
+    lines = store.remove("app")
+    assert lines[:3] == ["Untagged: app:latest", f"Deleted: {step2.id}", f"Deleted: {step1.id}"]
+    assert f"Deleted: {layer}" in lines and store.build_cache_get("k1") is None
+    assert store.get("base").id == base.id and [i.id for i in store.list()] == [base.id]
