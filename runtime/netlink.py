@@ -194,9 +194,10 @@ def in_netns(netns_path: str, fn: Callable[[], T], what: str = "") -> T:
 # ---- operations ------------------------------------------------------------------------------
 
 def check_ifname(name: str) -> str:
-    """Return `name`, or raise ValueError if the kernel would refuse it as an interface name."""
-    if not name or len(name) > MAX_IFNAME or "/" in name or any(c.isspace() for c in name):
-        raise ValueError(f"bad interface name {name!r}: 1-{MAX_IFNAME} characters, no '/' or spaces")
+    """Return `name`, or raise ValueError unless it is 1-15 letters, digits, '-', '_' or '.'
+    (stricter than the kernel: names also go into nft rules)."""
+    if not name or len(name) > MAX_IFNAME or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
+        raise ValueError(f"bad interface name {name!r}: 1-{MAX_IFNAME} letters, digits, '-', '_' or '.'")
     return name
 
 

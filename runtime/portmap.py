@@ -185,7 +185,7 @@ def nft_publish_script(table: str, key: str, ip: str, mappings: list[PortMapping
     lines = [f"add chain ip {table} {chain}", f"flush chain ip {table} {chain}"]
     lines += [f"delete rule ip {table} ports handle {h}" for h in stale_handles]
     lines += [f"add rule ip {table} {chain} {nft_dnat_rule(ip, m)}" for m in mappings]
-    comment = json.dumps(key[:120])
+    comment = '"' + "".join(c if c.isascii() and (c.isalnum() or c in "-_.:") else "_" for c in key[:120]) + '"'
     lines.append(f"add rule ip {table} ports jump {chain} comment {comment}")
     return "\n".join(lines) + "\n"
 

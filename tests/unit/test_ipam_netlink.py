@@ -49,7 +49,7 @@ def test_mac_addresses():
         mac_bytes("0a:58")
 
 
-@pytest.mark.parametrize("name", ["", "a" * 16, "a/b", "a b"])
+@pytest.mark.parametrize("name", ["", "a" * 16, "a/b", "a b", "br\"0", "x;y"])
 def test_bad_interface_names(name):
     with pytest.raises(ValueError):
         check_ifname(name)

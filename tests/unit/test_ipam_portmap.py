@@ -173,3 +173,9 @@ def test_ensure_skips_the_rewrite_only_when_the_base_rules_are_exact():
     assert not nft_base_in_place(LISTING, "pkube1", "10.88.0.0/16")
     assert not nft_base_in_place(LISTING.replace("\t\tiifname", "\t\taccept\n\t\tiifname"), "pkube0", "10.88.0.0/16")
     assert not nft_base_in_place("", "pkube0", "10.88.0.0/16")
+
+
+def test_a_key_cannot_break_out_of_the_nft_comment():
+    script = nft_publish_script("pkube", 'x" ; flush ruleset ; "', "10.88.0.2", [], [])
+    assert 'comment "x____flush_ruleset____"' in script
+    assert "flush ruleset" not in script
