@@ -163,6 +163,9 @@ def _container(container: dict, path: str, volume_names: set, seen_ports: set,
     found += _env(container.get("env"), f"{path}.env")
     found += _volume_mounts(container.get("volumeMounts"), f"{path}.volumeMounts", volume_names)
     found += resources(container.get("resources"), f"{path}.resources")
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        if container.get(probe) is not None:
+            found += _probe(container.get(probe), f"{path}.{probe}")
     found += one_of(f"{path}.imagePullPolicy", container.get("imagePullPolicy"),
                     ("Always", "IfNotPresent", "Never"))
     found += one_of(f"{path}.terminationMessagePolicy", container.get("terminationMessagePolicy"),
@@ -226,6 +229,9 @@ def resources(requirements, path: str) -> list:
     for section in ("limits", "requests"):
         for name, text in as_dict(requirements.get(section)).items():
             where = f"{path}.{section}[{name}]"
+            if not _resource_name_ok(name):
+                found.append(causes.invalid(where, name, "must be a standard resource type or fully qualified"))
+                continue
             try:
                 parsed[section, name] = parse_quantity(text)
             except QuantityError as error:
@@ -242,6 +248,33 @@ def resources(requirements, path: str) -> list:
     return found
 
 
+STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+
+
+def _resource_name_ok(name: str) -> bool:
+    """cpu, memory, ephemeral-storage, hugepages-<size>, or a domain-qualified name."""
+    if name in STANDARD_RESOURCES or name.startswith("hugepages-"):
+        return True
+    return "/" in name and not names.qualified_name(name)
+
+
+def _probe(probe, path: str) -> list:
+    """Exactly one handler; periods and thresholds positive."""
+    probe = as_dict(probe)
+    handlers = [h for h in ("exec", "httpGet", "tcpSocket", "grpc") if probe.get(h) is not None]
+    if not handlers:
+        return [causes.required(path, "must specify a handler type")]
+    found = [causes.forbidden(f"{path}.{h}", "may not specify more than 1 handler type") for h in handlers[1:]]
+    for field in ("periodSeconds", "timeoutSeconds", "successThreshold", "failureThreshold"):
+        value = probe.get(field)
+        if is_int(value) and value < 1:
+            found.append(causes.invalid(f"{path}.{field}", value, "must be greater than or equal to 1"))
+    found += non_negative(f"{path}.initialDelaySeconds", probe.get("initialDelaySeconds"))
+    port = as_dict(probe.get("httpGet") or probe.get("tcpSocket")).get("port")
+    found += _target_port(port, f"{path}.{handlers[0]}.port") if port is not None else []
+    return found
+
+
 def volumes(volume_list, path: str) -> list:
     found, seen = [], set()
     for _, volume, where in dict_items(volume_list, path):
@@ -253,6 +286,9 @@ def volumes(volume_list, path: str) -> list:
         if name in seen:
             found.append(causes.duplicate(f"{where}.name", name))
         seen.add(name)
+        sources = [key for key in volume if key != "name"]
+        if len(sources) > 1:
+            found.append(causes.forbidden(f"{where}.{sources[1]}", "may not specify more than 1 volume type"))
     return found
 
 
