@@ -240,18 +240,18 @@ def read_exit_file(path: Path) -> tuple[int, str] | None:
     return int(code), finished
 
 
-def wait_for_exit(sock_name: str, exit_file: Path, pid: int, start: int,
+def wait_for_exit(sock_name: str, exit_file: Path, watched: list[tuple[int, int]],
                   timeout: float | None = None) -> tuple[int, str] | None:
-    """Block until the supervised process has exited; (code, finished_at), or None on timeout.
-    Uses the shim's socket when it answers, else polls the process and the exit file."""
+    """Block until the supervised process has exited; (code, finished_at) as the shim
+    recorded it, or None on timeout, or when the shim and the process (`watched`: their
+    (pid, start time)) both vanished without a record. Uses the shim's socket when it
+    answers, else polls."""
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         conn = Attachment(sock_name, "w")
         conn.sock.settimeout(timeout)
         try:
             conn.read_frame()
-        except socket.timeout:
-            return None
         finally:
             conn.close()
     except OSError:
@@ -259,8 +259,7 @@ def wait_for_exit(sock_name: str, exit_file: Path, pid: int, start: int,
     while True:
         if (result := read_exit_file(exit_file)) is not None:
             return result
-        if not alive(pid, start):
-            time.sleep(0.05)
+        if not any(alive(pid, start) for pid, start in watched):
             return read_exit_file(exit_file)
         if deadline is not None and time.monotonic() > deadline:
             return None

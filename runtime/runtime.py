@@ -382,7 +382,8 @@ class Runtime:
         if state.running:
             cdir = self.store.dir(state.id)
             result = process.wait_for_exit(process.socket_name(cdir), cdir / "exit",
-                                           state.pid, state.pid_start, timeout)
+                                           [(state.pid, state.pid_start), (state.shim_pid, state.shim_start)],
+                                           timeout)
             if result is None and timeout is not None:
                 raise TimeoutError(f"container {state.short_id} still running after {timeout}s")
             state = self.get(state.id)

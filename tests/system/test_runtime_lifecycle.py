@@ -217,8 +217,9 @@ def test_sandbox_containers_share_namespaces(rt):
     one_ns = rt.exec(one.id, ["readlink", "/proc/self/ns/net"]).stdout
     two_ns = rt.exec(two.id, ["readlink", "/proc/self/ns/net"]).stdout
     assert one_ns == two_ns
-    rt.stop_sandbox(sandbox.id, timeout=1)
+    rt.stop_sandbox(sandbox.id, timeout=5)
     assert not rt.get(sandbox.id).running and not rt.get(one.id).running
+    assert rt.get(sandbox.id).exit_code == 0, "pause exits 0 on SIGTERM"
     rt.remove_sandbox(sandbox.id)
     assert rt.list(all=True) == [] and rt.list_sandboxes() == []
 
