@@ -70,6 +70,14 @@ class CgroupStats:
     memory_limit_bytes: int | None
     cpu_usage_ns: int | None
     pids_current: int | None
+    memory_working_set_bytes: int | None = None  # usage less inactive file cache (kubectl top, docker stats)
+
+
+def working_set(usage: int | None, inactive_file: int | None) -> int | None:
+    """Memory usage less the inactive file cache the kernel can drop, never below 0."""
+    if usage is None:
+        return None
+    return max(usage - (inactive_file or 0), 0)
 
 
 def shares_to_weight(shares: int) -> int:
@@ -323,11 +331,14 @@ class CgroupV1(Cgroup):
     def stats(self) -> CgroupStats:
         mem, cpuacct, pids = self.dir("memory"), self.dir("cpuacct"), self.dir("pids")
         limit = _read_int(mem / "memory.limit_in_bytes") if mem else None
+        usage = _read_int(mem / "memory.usage_in_bytes") if mem else None
+        inactive = _read_keyed(mem / "memory.stat").get("total_inactive_file") if mem else None
         return CgroupStats(
-            memory_usage_bytes=_read_int(mem / "memory.usage_in_bytes") if mem else None,
+            memory_usage_bytes=usage,
             memory_limit_bytes=None if limit is None or limit >= 2**62 else limit,
             cpu_usage_ns=_read_int(cpuacct / "cpuacct.usage") if cpuacct else None,
             pids_current=_read_int(pids / "pids.current") if pids else None,
+            memory_working_set_bytes=working_set(usage, inactive),
         )
 
     def oom_killed(self) -> bool:
@@ -390,11 +401,13 @@ class CgroupV2(Cgroup):
 
     def stats(self) -> CgroupStats:
         cpu = _read_keyed(self.dir / "cpu.stat")
+        usage = _read_int(self.dir / "memory.current")
         return CgroupStats(
-            memory_usage_bytes=_read_int(self.dir / "memory.current"),
+            memory_usage_bytes=usage,
             memory_limit_bytes=_read_int(self.dir / "memory.max"),
             cpu_usage_ns=cpu["usage_usec"] * 1000 if "usage_usec" in cpu else None,
             pids_current=_read_int(self.dir / "pids.current"),
+            memory_working_set_bytes=working_set(usage, _read_keyed(self.dir / "memory.stat").get("inactive_file")),
         )
 
     def oom_killed(self) -> bool:

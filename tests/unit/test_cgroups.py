@@ -110,7 +110,9 @@ def test_v1_stats_and_oom(tmp_path):
     (root / "cpuacct/pkube/c/cpuacct.usage").write_text("777\n")
     (root / "pids/pkube/c/pids.current").write_text("3\n")
     (d / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+    (d / "memory.stat").write_text("cache 400\ninactive_file 50\ntotal_inactive_file 300\n")
     stats = cg.stats()
+    assert stats.memory_working_set_bytes == 700
     assert (stats.memory_usage_bytes, stats.memory_limit_bytes, stats.cpu_usage_ns,
             stats.pids_current) == (1000, None, 777, 3)
     assert not cg.oom_killed()
@@ -174,6 +176,8 @@ def test_v2_stats_and_oom(tmp_path):
     (d / "cpu.stat").write_text("usage_usec 5\nuser_usec 3\nsystem_usec 2\n")
     (d / "pids.current").write_text("1\n")
     (d / "memory.events").write_text("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n")
+    (d / "memory.stat").write_text("anon 1000\nfile 3000\ninactive_file 2500\n")
+    assert cg.stats().memory_working_set_bytes == 0  # never negative
     assert cg.stats().memory_usage_bytes == 2048
     assert cg.stats().memory_limit_bytes is None
     assert cg.stats().cpu_usage_ns == 5000
