@@ -181,3 +181,13 @@ def _wait_for(read, text, attempts=200):
             return value
         time.sleep(0.01)
     return value
+
+
+def test_limits_can_be_raised_lowered_and_lifted(manager, parent):
+    cg = manager.create(f"{parent}/resize", Resources(memory_bytes=32 << 20, pids_limit=10))
+    cg.set(Resources(memory_bytes=64 << 20, pids_limit=10))  # raising: memsw must move first on v1
+    assert cg.stats().memory_limit_bytes == 64 << 20
+    cg.set(Resources(memory_bytes=16 << 20))
+    assert cg.stats().memory_limit_bytes == 16 << 20
+    cg.set(None)
+    assert cg.stats().memory_limit_bytes is None
