@@ -26,6 +26,9 @@ from runtime.state import IllegalTransition, ZERO_TIME
 VERSION = "0.1.0"
 API_VERSION = "1.43"
 EXIT_USAGE = 125
+VERBS = ("run", "create", "start", "stop", "restart", "kill", "rm", "ps", "logs", "exec", "cp",
+         "inspect", "top", "stats", "commit", "diff", "export", "info", "version", "images", "rmi",
+         "tag", "import", "load", "save", "pull", "push", "build", "history")
 
 
 class UsageError(Exception):
@@ -603,7 +606,49 @@ def cmd_version(rt, args) -> int:
 
 # ----- parser -----
 
-def build_parser(get_runtime) -> Parser:
+GLOBAL_OPTIONS_WITH_VALUE = ("--root", "--bridge", "--subnet", "--nft-table", "--cgroup-parent")
+
+
+def requested_verb(argv: list[str]) -> str | None:
+    """The verb of a command line (the first word after the global options), or None."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in GLOBAL_OPTIONS_WITH_VALUE:
+            i += 2
+        elif word.startswith("-"):
+            i += 1
+        else:
+            return word
+    return None
+
+
+class _Skipped:
+    """Stands in for the parser of a verb not on the command line: building all of
+    argparse's subparsers costs tens of milliseconds (gettext lookups) on every command."""
+
+    def add_argument(self, *args, **kwargs):
+        return None
+
+    def set_defaults(self, **kwargs):
+        return None
+
+
+class _OnlySubparsers:
+    """Wraps argparse's subparsers so that only `verb` gets a real parser."""
+
+    def __init__(self, sub, verb: str):
+        self.sub, self.verb = sub, verb
+
+    def add_parser(self, name, **kwargs):
+        if name != self.verb:
+            return _Skipped()
+        return self.sub.add_parser(name, **kwargs)
+
+
+def build_parser(get_runtime, verb: str | None = None) -> Parser:
+    """pdocker's parser; with `verb`, only that verb's subparser is built (the parser then
+    knows no other verb: call without it for help and unknown verbs)."""
     parser = Parser(prog="pdocker", description="A Docker-like CLI for the pkube runtime.")
     parser.add_argument("--root", default=os.environ.get("PDOCKER_ROOT", str(DEFAULT_ROOT)),
                         help="state directory (default %(default)s)")
@@ -613,6 +658,8 @@ def build_parser(get_runtime) -> Parser:
     parser.add_argument("--nft-table", default=os.environ.get("PDOCKER_NFT_TABLE", "pkube"))
     parser.add_argument("--cgroup-parent", default=os.environ.get("PDOCKER_CGROUP_PARENT", "pkube"))
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
+    if verb is not None:
+        sub = _OnlySubparsers(sub, verb)
 
     def add(name, fn, help_text, **kw):
         p = sub.add_parser(name, help=help_text, add_help=name not in ("run", "create"), **kw)
@@ -730,8 +777,11 @@ def main(argv: list[str] | None = None) -> int:
         return holder["rt"]
 
     try:
-        parser = build_parser(get_runtime)
-        args = parser.parse_args(argv)
+        argv = sys.argv[1:] if argv is None else argv
+        verb = requested_verb(argv)
+        if verb not in VERBS:
+            verb = None   # help, or an unknown verb: the full parser says what exists
+        args = build_parser(get_runtime, verb).parse_args(argv)
         holder["args"] = args
         if getattr(args, "command", None) and args.command[:1] == ["--"]:
             args.command = args.command[1:]

@@ -15,10 +15,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 import socket
 import struct
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ def _source_dir() -> Path:
 
 
 def _compiler() -> str:
+    import shutil
     for name in ("cc", "gcc", "clang"):
         if path := shutil.which(name):
             return path
@@ -56,6 +55,7 @@ def build_binary(name: str, bin_dir: Path) -> Path:
     if target.exists():
         return target
     bin_dir.mkdir(parents=True, exist_ok=True)
+    import subprocess
     tmp = bin_dir / f".{name}.{os.getpid()}.tmp"
     cc = _compiler()
     for flags in (["-static"], []):

@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from runtime import syscalls
-
 PAGE_LIMIT = 4000
 
 
@@ -76,6 +74,7 @@ def write_init_layer(cdir: Path, hostname: str, ip: str | None) -> None:
 def mounted(cdir: Path, layer_dirs: list[str]) -> Iterator[Path]:
     """The merged rootfs of a stopped container, mounted on the host for the duration
     (at a scratch mountpoint, so it never collides with a running container's)."""
+    from runtime import syscalls   # ctypes: only loaded by the few commands that mount
     target = cdir / f"mnt-{os.getpid()}"
     target.mkdir(exist_ok=True)
     try:

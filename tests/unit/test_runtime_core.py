@@ -202,3 +202,14 @@ def test_cli_usage_errors_are_one_line(capsys, tmp_path):
     assert cli.main(["--root", str(tmp_path), "kill", "-s", "NOPE", "x"]) == 125
     err = capsys.readouterr().err
     assert err.startswith("pdocker: error: ") and err.count("\n") == 1
+
+
+def test_requested_verb_skips_global_options():
+    assert cli.requested_verb(["--root", "/r", "--bridge", "b", "-x", "ps", "-a"]) == "ps"
+    assert cli.requested_verb(["--root", "/r"]) is None
+
+
+def test_verbs_list_matches_the_full_parser():
+    parser = cli.build_parser(lambda: None)
+    sub = next(a for a in parser._actions if a.dest == "verb")
+    assert set(sub.choices) == set(cli.VERBS)
