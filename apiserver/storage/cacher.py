@@ -28,7 +28,6 @@ from apiserver.storage.etcd import EtcdStorage
 from apiserver.storage.events import StoredEvent
 from apiserver.storage.interface import (
     Compacted, ListResult, Preconditions, Storage, StorageError, StorageUnavailable, UpdateFn,
-    WatchEvent,
 )
 from apiserver.storage.keys import matches, resource_prefix
 
@@ -274,6 +273,41 @@ class _Failed:
         pass
 
 
+class Watch:
+    """The iterator ``CachedStorage.watch`` returns (subscribes lazily)."""
+
+    def __init__(self, cached: "CachedStorage", prefix: str, revision: int, buffer: Optional[int]):
+        self._subscribe = lambda: cached.subscribe(prefix, revision, buffer)
+        self._events = None
+        self._last = revision
+        self._closed = False
+
+    def __aiter__(self) -> "Watch":
+        return self
+
+    async def __anext__(self) -> StoredEvent:
+        if self._closed:
+            raise StopAsyncIteration
+        if self._events is None:
+            self._events = await self._subscribe()
+        event = await anext(self._events)
+        self._last = event.revision
+        return event
+
+    def bookmark_revision(self) -> int:
+        """A BOOKMARK resourceVersion, valid once every event returned so far
+        has been sent: the cache's revision when caught up, else the last
+        event's."""
+        if isinstance(self._events, Subscriber):
+            return self._events.bookmark_revision()
+        return self._last
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._events is not None:
+            await self._events.aclose()
+
+
 class CachedStorage(Storage):
     """A Storage serving ``watch`` from lazily made per-resource WatchCaches
     (one per ``/registry/{resource}/``) and delegating everything else.
@@ -314,15 +348,12 @@ class CachedStorage(Storage):
     async def delete(self, key: str, preconditions: Optional[Preconditions] = None) -> dict:
         return await self.storage.delete(key, preconditions)
 
-    async def watch(self, prefix: str, revision: int, buffer: Optional[int] = None
-                    ) -> AsyncIterator[WatchEvent]:
-        """See Storage.watch; raises WatcherTooSlow when the consumer lags."""
-        events = await self.subscribe(prefix, revision, buffer)
-        try:
-            async for event in events:
-                yield event
-        finally:
-            await events.aclose()
+    def watch(self, prefix: str, revision: int, buffer: Optional[int] = None) -> "Watch":
+        """See Storage.watch; raises WatcherTooSlow when the consumer lags.
+
+        The iterator subscribes on its first ``__anext__`` and also offers
+        ``bookmark_revision()``."""
+        return Watch(self, prefix, revision, buffer)
 
     async def subscribe(self, prefix: str, revision: int, buffer: Optional[int] = None):
         """Subscribe now; see WatchCache.watch. Close the result with aclose()."""

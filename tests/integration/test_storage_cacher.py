@@ -243,7 +243,14 @@ def test_cache_revision_and_bookmarks_advance_without_events_of_the_resource(etc
         cache = await cached.cache_for(PODS)
         assert await cache.wait_until(elsewhere, 10)
         assert sub.bookmark_revision() >= elsewhere
+        watch = cached.watch(PODS, 0)
+        pending = asyncio.ensure_future(take(watch, 1))
         created = await cached.create(PODS + "ns1/a", pod("a"))
         assert names(await take(sub, 1)) == ["a"]
         assert sub.bookmark_revision() >= int(created["metadata"]["resourceVersion"])
+        assert names(await pending) == ["a"]
+        later = await cached.create("/registry/configmaps/ns1/d", {"metadata": {"name": "d"}})
+        assert await cache.wait_until(int(later["metadata"]["resourceVersion"]), 10)
+        assert watch.bookmark_revision() >= int(later["metadata"]["resourceVersion"])
+        await watch.aclose()
     run(etcd, body, progress_interval=0.05)
