@@ -30,7 +30,8 @@ from typing import Callable, Iterator
 from runtime import dockerfile as df
 from runtime.images import (Image, ImageError, ImageNotFound, ImageStore, canonical_json,
                             normalize_ref)
-from runtime.layers import LayerError, lookup, unpack_members, walk_tree
+from runtime.layers import (LayerError, lookup, resolve_path, union_entries, unpack_members,
+                            walk_tree)
 
 Runner = Callable[[list[Path], list[str], dict, str, str], Path]
 BUSYBOX_NAMES = ("busybox", "busybox:latest")
@@ -103,12 +104,16 @@ class Builder:
         self.ignore = IgnoreRules.load(context)
         self.global_args: dict[str, str | None] = {}
         self.seen_from = False
+        self.stage_count = 0
+        self.stage_keys: list[str] = []   # the names of the stage being built
 
     def run(self, instructions: list[df.Instruction]) -> Image:
         total = len(instructions)
         for number, ins in enumerate(instructions, 1):
             self.progress(f"Step {number}/{total} : {ins.original}")
             self._step(ins)
+            for key in self.stage_keys:
+                self.state.stages[key] = self.state.image
         unused = sorted(set(self.build_args) - self.used_args)
         if unused:
             self.progress(f"[Warning] One or more build-args {unused} were not consumed")
@@ -156,8 +161,8 @@ class Builder:
         image = self._base_image(ins, words[0])
         self.state = BuildState(image=image, config=dict(image.config) if image else {},
                                 stages=self.state.stages)
-        if len(words) == 3:
-            self.state.stages[words[2].lower()] = image
+        self.stage_keys = [str(self.stage_count)] + ([words[2].lower()] if len(words) == 3 else [])
+        self.stage_count += 1
         self.progress(f" ---> {image.short_id if image else 'scratch'}")
 
     def _base_image(self, ins: df.Instruction, ref: str) -> Image | None:
@@ -178,7 +183,7 @@ class Builder:
         config = json.loads(json.dumps(self.state.config))
         df.apply_config_instruction(config, ins, self.state.variables())
         path = config["WorkingDir"]
-        if lookup(self.state.layer_dirs, path) is not None:
+        if lookup(self.state.layer_dirs, resolve_path(self.state.layer_dirs, path)) is not None:
             return self._commit_step(ins, self._describe(ins), "", config, None)
 
         def make(staging: Path) -> None:
@@ -187,23 +192,61 @@ class Builder:
         self._commit_step(ins, self._describe(ins), "", config, make)
 
     def _copy(self, ins: df.Instruction) -> None:
-        if "from" in ins.flags:
-            raise ins.fail("--from is not supported")
         words = ins.exec_form() or df.expand(ins.args, self.state.variables()).split()
         if len(words) < 2:
             raise ins.fail(f"{ins.cmd} needs a source and a destination")
         *patterns, dest = words
-        sources = [s for p in patterns for s in self._sources(ins, p)]
         dest = self._absolute_dest(dest)
-        as_dir = dest.endswith("/") or len(sources) > 1 or any(s.is_dir() for s in sources)
         owner = self._owner(ins)
-        content = _content_hash(sources, self._keep)
+        if "from" in ins.flags:
+            make, content = self._copy_from_stage(ins, patterns, dest, owner)
+        else:
+            make, content = self._copy_from_context(ins, patterns, dest, owner)
+        self._commit_step(ins, self._describe(ins), content, self.state.config, make)
+
+    def _copy_from_context(self, ins, patterns: list[str], dest: str, owner):
+        sources = [s for p in patterns for s in self._sources(ins, p)]
+        as_dir = dest.endswith("/") or len(sources) > 1 or any(s.is_dir() for s in sources)
 
         def make(staging: Path) -> None:
             for source in sources:
                 self._place(ins, staging, source, dest, as_dir, owner)
 
-        self._commit_step(ins, self._describe(ins), content, self.state.config, make)
+        return make, _content_hash(sources, self._keep)
+
+    def _copy_from_stage(self, ins, patterns: list[str], dest: str, owner):
+        """COPY --from=<stage name|index|image>: sources read from that image's merged view."""
+        image = self._stage_image(ins, ins.flags["from"])
+        layers = image.layer_dirs
+        sources = []
+        for pattern in patterns:
+            path = resolve_path(layers, pattern)
+            found = lookup(layers, path)
+            if found is None:
+                raise ins.fail(f"{pattern}: not found in {ins.flags['from']}")
+            sources.append((path, found))
+        as_dir = dest.endswith("/") or len(sources) > 1 or any(f.is_dir() for _, f in sources)
+
+        def make(staging: Path) -> None:
+            for path, found in sources:
+                if found.is_dir():
+                    _copy_union(layers, path, self._prepare_dir(staging, dest), owner)
+                else:
+                    self._place(ins, staging, found, dest, as_dir, owner)
+
+        return make, hashlib.sha256(canonical_json([image.id, patterns])).hexdigest()
+
+    def _stage_image(self, ins, name: str) -> Image:
+        """The image of an earlier stage (by AS name or index), else a local image."""
+        key = name.lower()
+        if key in self.state.stages:
+            if self.state.stages[key] is None:
+                raise ins.fail(f"--from={name}: that stage is FROM scratch with no files")
+            return self.state.stages[key]
+        try:
+            return self.store.get(name)
+        except ImageNotFound:
+            raise ins.fail(f"--from={name}: no such stage or local image") from None
 
     def _run(self, ins: df.Instruction) -> None:
         if self.runner is None:
@@ -333,7 +376,9 @@ class Builder:
 
     def _prepare_dir(self, staging: Path, path: str) -> Path:
         """staging/path as a directory; parents copy the metadata of the image's own dirs
-        (so COPY into /tmp keeps /tmp's 1777) or default to root 0755."""
+        (so COPY into /tmp keeps /tmp's 1777) or default to root 0755. Symlinks of the image
+        on the way are followed (COPY into /bin when /bin -> usr/bin writes /usr/bin)."""
+        path = resolve_path(self.state.layer_dirs, path)
         cur, rel = staging, ""
         for part in [p for p in path.split("/") if p]:
             cur, rel = cur / part, f"{rel}/{part}"
@@ -458,6 +503,26 @@ def _copy_tree(source: Path, target: Path, owner: tuple[int, int],
         if stat.S_ISDIR(os.lstat(path).st_mode):
             mtime = os.lstat(path).st_mtime
             os.utime(target / rel, (mtime, mtime))
+
+
+def _copy_union(layers: list[Path], rel: str, target: Path, owner: tuple[int, int]) -> None:
+    """Copy directory ``/rel`` of a layer stack's merged view into target (links as links)."""
+    for name, path in sorted(union_entries(layers, rel).items()):
+        dst = target / name
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            if dst.is_symlink() or dst.is_file():
+                dst.unlink()
+            os.symlink(os.readlink(path), dst)
+            os.lchown(dst, *owner)
+        elif stat.S_ISDIR(st.st_mode):
+            _refuse_link(dst)
+            dst.mkdir(exist_ok=True)
+            os.chown(dst, *owner)
+            os.chmod(dst, stat.S_IMODE(st.st_mode))
+            _copy_union(layers, f"{rel.rstrip('/')}/{name}", dst, owner)
+        elif stat.S_ISREG(st.st_mode):
+            _copy_file(path, dst, owner)
 
 
 def _is_archive(path: Path) -> bool:

@@ -605,6 +605,64 @@ def _lookup_in_layer(layer: Path, parts: list[str]) -> tuple[Path | None, bool]:
     return cur, True
 
 
+def resolve_path(layer_dirs: list[Path], path: str, follow_last: bool = True) -> str:
+    """The absolute path that ``path`` names in the merged view of the layers once symlinks
+    are followed, scoped to the root as in a chroot (``..`` stops at /). Raises LayerError on
+    a symlink loop. Missing components are kept as written."""
+    pending = [p for p in path.split("/") if p]
+    done: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part in (".", ".."):
+            if part == ".." and done:
+                done.pop()
+            continue
+        found = lookup(layer_dirs, "/".join(done + [part])) if pending or follow_last else None
+        if found is not None and found.is_symlink():
+            links += 1
+            if links > 40:
+                raise LayerError(f"resolve {path}: too many levels of symbolic links")
+            target = os.readlink(found)
+            done = [] if target.startswith("/") else done
+            pending = [p for p in target.split("/") if p] + pending
+            continue
+        done.append(part)
+    return "/" + "/".join(done)
+
+
+def union_entries(layer_dirs: list[Path], rel: str) -> dict[str, Path]:
+    """The entries of directory ``/rel`` in the merged view: name -> its topmost path."""
+    parts = [p for p in rel.split("/") if p]
+    result: dict[str, Path] = {}
+    hidden: set[str] = set()
+    for layer in reversed(layer_dirs):
+        found, stop = _lookup_in_layer(Path(layer), parts) if parts else (Path(layer), False)
+        if found is None or not found.is_dir() or found.is_symlink():
+            if stop or found is not None:
+                break
+            continue
+        for entry in os.scandir(found):
+            if entry.name in result or entry.name in hidden:
+                continue
+            if is_whiteout(entry.stat(follow_symlinks=False)):
+                hidden.add(entry.name)
+            else:
+                result[entry.name] = Path(entry.path)
+        if is_opaque(found) or _has_opaque_parent(Path(layer), parts):
+            break
+    return result
+
+
+def _has_opaque_parent(layer: Path, parts: list[str]) -> bool:
+    cur = layer
+    for part in parts[:-1]:
+        cur = cur / part
+        if is_opaque(cur):
+            return True
+    return False
+
+
 def changes(upper_dir: Path, layer_dirs: list[Path]) -> list[tuple[str, str]]:
     """Docker-style diff of an upperdir against its lower layers: ("A"|"C"|"D", "/path")."""
     result = []

@@ -126,6 +126,41 @@ def test_dockerignore_excludes_files_and_keeps_exceptions(store, context):
     assert lines.count(" ---> Using cache") == 1  # excluded files do not bust the cache
 
 
+def test_multi_stage_copy_from_reads_the_merged_view(store, context):
+    (context / "Dockerfile").write_text(
+        "FROM busybox AS builder\n"
+        "COPY conf/ /out/\n"
+        "COPY hello.txt /out/sub/deep.ini\n"
+        "FROM scratch\n"
+        "COPY --from=builder /out /app\n"
+        "COPY --from=0 /bin/busybox /etc/passwd /base/\n"
+        "COPY --from=busybox /etc/group /base/group\n")
+    image, _ = run_build(store, context)
+    assert len(image.diff_ids) == 3
+    assert read(image, "/app/app.ini") == "[app]\n"
+    assert read(image, "/app/sub/deep.ini") == "hello from the build\n"  # the later layer wins
+    assert lookup(image.layer_dirs, "/base/busybox").stat().st_size > 100_000
+    assert read(image, "/base/passwd").startswith("root:") and "root" in read(image, "/base/group")
+    with pytest.raises(DockerfileError, match="no such stage"):
+        (context / "Dockerfile").write_text("FROM busybox\nCOPY --from=ghost /x /x\n")
+        run_build(store, context)
+
+
+def test_copy_into_a_symlinked_directory_follows_it(store, tmp_path):
+    from tests.unit.test_layers import make_tar
+    base = store.import_tar(io.BytesIO(make_tar([
+        ("usr", "dir", None), ("usr/bin", "dir", None), ("bin", "symlink", "usr/bin")])), "merged-usr")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "tool").write_text("#!/bin/sh\n")
+    (ctx / "Dockerfile").write_text("FROM merged-usr\nCOPY tool /bin/\nWORKDIR /bin/sub\n")
+    image, _ = run_build(store, ctx)
+    assert lookup(image.layer_dirs, "/bin").is_symlink()  # not shadowed by a real /bin
+    assert read(image, "/usr/bin/tool") == "#!/bin/sh\n"
+    assert lookup(image.layer_dirs, "/usr/bin/sub").is_dir()
+    assert base.id in [store.get("merged-usr").id]
+
+
 @pytest.mark.parametrize("dockerfile, error, message", [
     ("FROM busybox\nCOPY ../secret /x\n", DockerfileError, "outside the build context"),
     ("FROM busybox\nCOPY missing.txt /x\n", DockerfileError, "file not found in build context"),

@@ -13,7 +13,8 @@ import tarfile
 
 import pytest
 
-from runtime.layers import LayerError, LayerStore, UnsafeLayer, lookup, tar_directory
+from runtime.layers import (LayerError, LayerStore, UnsafeLayer, lookup, resolve_path,
+                            tar_directory)
 
 
 def make_tar(entries, compress=None) -> bytes:
@@ -165,3 +166,13 @@ def test_sweep_removes_only_stale_temp_entries(store):
     diff_id = store.import_stream(io.BytesIO(make_tar([("a", "file", "x")])))
     store.sweep()
     assert not stale.exists() and fresh.exists() and store.exists(diff_id)
+
+
+def test_resolve_path_follows_links_inside_the_stack(store):
+    low = store.diff_dir(store.import_stream(io.BytesIO(make_tar([
+        ("usr", "dir", None), ("usr/bin", "dir", None), ("bin", "symlink", "usr/bin"),
+        ("etc", "dir", None), ("etc/alt", "symlink", "/bin")]))))
+    assert resolve_path([low], "/bin/tool") == "/usr/bin/tool"
+    assert resolve_path([low], "/etc/alt/x") == "/usr/bin/x"
+    assert resolve_path([low], "/bin", follow_last=False) == "/bin"
+    assert resolve_path([low], "/nothing/../bin/") == "/usr/bin"
