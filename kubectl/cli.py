@@ -25,11 +25,11 @@ def command(name: str):
 # ---------------------------------------------------------------- parser
 
 def _global_flags() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--kubeconfig")
     common.add_argument("--context")
     common.add_argument("-n", "--namespace")
-    common.add_argument("--request-timeout", type=float, default=30.0)
+    common.add_argument("--request-timeout", type=float)
     return common
 
 
@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _session(args):
     from kubectl.session import Flags, Session
 
-    return Session(Flags(args.kubeconfig, args.context, args.namespace, args.request_timeout))
+    return Session(Flags(getattr(args, "kubeconfig", None), getattr(args, "context", None),
+                         getattr(args, "namespace", None), getattr(args, "request_timeout", 30.0)))
 
 
 @command("get")

@@ -80,7 +80,8 @@ def walk_field(schema: dict, schemas: dict, path: list[str]) -> tuple[dict, dict
 
 def _wrap(text: str, indent: int) -> list[str]:
     prefix = " " * indent
-    return textwrap.wrap(text, width=80, initial_indent=prefix, subsequent_indent=prefix) or [prefix]
+    return textwrap.wrap(text, width=80, initial_indent=prefix, subsequent_indent=prefix,
+                         break_long_words=False, break_on_hyphens=False) or [prefix]
 
 
 def explain_text(res: ApiResource, document: dict, path: list[str], recursive: bool = False) -> str:

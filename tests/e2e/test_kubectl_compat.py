@@ -1,0 +1,419 @@
+"""The real kubectl v1.32 and pkubectl, verb by verb, against a `pkube up` cluster.
+
+Each scenario runs once per tool (in its own namespace) and records "works" or
+"not yet: <what went wrong>"; the run writes docs/kubectl-compat.md from what
+actually happened. The test then fails on every scenario expected to work
+that did not. Scenarios that need a kubelet or a controller-manager (logs,
+exec, rollout status/history/undo) are recorded but not required; those that
+need the apiserver's OpenAPI (kubectl apply's strict validation, explain,
+edit) are required once the server serves /openapi/v3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "kubectl-compat.md"
+KUBECTL = shutil.which("kubectl")
+
+MANIFEST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {{tier: edit-me}}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+      - name: app
+        image: {image}
+        env:
+{env}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {{app: web}}
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-secret
+type: Opaque
+data:
+  password: aHVudGVyMg==
+"""
+
+
+def manifest(image: str, env: dict) -> str:
+    lines = "\n".join(f"        - {{name: {k}, value: \"{v}\"}}" for k, v in env.items())
+    return MANIFEST.format(image=image, env=lines)
+
+
+@dataclass
+class Tool:
+    """One command line tool driven against the cluster, in its own namespace."""
+
+    name: str
+    argv: list[str]
+    kubeconfig: Path
+    namespace: str
+    workdir: Path
+    results: dict[str, str] = field(default_factory=dict)
+
+    def run(self, *args: str, timeout: float = 60, env: Optional[dict] = None,
+            namespaced: bool = True) -> subprocess.CompletedProcess:
+        extra = ["-n", self.namespace] if namespaced else []
+        environ = dict(os.environ, KUBECONFIG=str(self.kubeconfig), HOME=str(self.workdir), **(env or {}))
+        return subprocess.run([*self.argv, *args, *extra], capture_output=True, text=True, timeout=timeout,
+                              env=environ, stdin=subprocess.DEVNULL, cwd=self.workdir)
+
+    def ok(self, *args: str, **kw) -> str:
+        """stdout of a command that must succeed; raises AssertionError with its stderr otherwise."""
+        result = self.run(*args, **kw)
+        if result.returncode != 0:
+            raise AssertionError(f"`{' '.join(args)}` exited {result.returncode}: {result.stderr.strip()[:300]}")
+        return result.stdout
+
+    def get_json(self, *args: str) -> dict:
+        return json.loads(self.ok("get", *args, "-o", "json"))
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+# ---------------------------------------------------------------- scenarios (verb -> steps)
+
+def s_version(t: Tool) -> None:
+    out = t.ok("version", namespaced=False)
+    check("Client Version" in out and "Server Version" in out, out)
+
+
+def s_api_resources(t: Tool) -> None:
+    out = t.ok("api-resources", namespaced=False)
+    check(all(w in out for w in ("deployments", "deploy", "apps/v1", "svc", "endpointslices")), out)
+
+
+def s_cluster_info(t: Tool) -> None:
+    check("running at" in t.ok("cluster-info", namespaced=False), "no control plane line")
+
+
+def s_create_namespace(t: Tool) -> None:
+    out = t.ok("create", "namespace", t.namespace + "-extra", namespaced=False)
+    check(f"namespace/{t.namespace}-extra created" in out, out)
+
+
+def s_apply(t: Tool) -> None:
+    path = t.workdir / "applied.yaml"
+    path.write_text(manifest("nginx:1.25", {"A": "1", "B": "2"}).replace("name: web", "name: applied"))
+    out = t.ok("apply", "-f", str(path))
+    check("deployment.apps/applied created" in out and "service/applied created" in out, out)
+    check("deployment.apps/applied unchanged" in t.ok("apply", "-f", str(path)), "re-apply not unchanged")
+    path.write_text(manifest("nginx:1.26", {"A": "1"}).replace("name: web", "name: applied"))
+    check("deployment.apps/applied configured" in t.ok("apply", "-f", str(path)), "edit not configured")
+    container = t.get_json("deployment", "applied")["spec"]["template"]["spec"]["containers"][0]
+    check(container["image"] == "nginx:1.26", f"image is {container['image']}")
+    check(container.get("env") == [{"name": "A", "value": "1"}], f"env is {container.get('env')}")
+
+
+def s_apply_invalid(t: Tool) -> None:
+    path = t.workdir / "bad.yaml"
+    path.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata:\n  a: b\nbogusField: 1\n")
+    result = t.run("apply", "-f", str(path))
+    check(result.returncode != 0 and "bogusField" in result.stderr, f"rc={result.returncode} {result.stderr}")
+    check("Traceback" not in result.stderr, result.stderr)
+
+
+def s_get_table(t: Tool) -> None:
+    out = t.ok("get", "deploy,svc")
+    check(out.split("\n")[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], out)
+    check("deployment.apps/web" in out and "CLUSTER-IP" in out and "80/TCP" in out, out)
+    wide = t.ok("get", "svc", "-o", "wide")
+    check("SELECTOR" in wide and "app=web" in wide, wide)
+
+
+def s_get_formats(t: Tool) -> None:
+    check(t.ok("get", "deploy", "web", "-o", "name").strip() == "deployment.apps/web", "-o name")
+    check("kind: Deployment" in t.ok("get", "deploy", "web", "-o", "yaml"), "-o yaml")
+    check(t.get_json("deploy", "web")["metadata"]["name"] == "web", "-o json")
+    check(t.ok("get", "deploy", "web", "-o", "jsonpath={.metadata.name}") == "web", "jsonpath")
+    listed = t.ok("get", "deploy", "-o", "jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}")
+    check("web\n" in listed, f"jsonpath range: {listed!r}")
+    cols = t.ok("get", "deploy", "web",
+                "-o", "custom-columns=NAME:.metadata.name,IMAGE:.spec.template.spec.containers[*].image")
+    check(cols.split() == ["NAME", "IMAGE", "web", "nginx:1.26"], cols)
+    check("web" in t.ok("get", "svc/web", "secret/web-secret", "-o", "name"), "TYPE/NAME form")
+
+
+def s_get_selectors(t: Tool) -> None:
+    check("web" in t.ok("get", "deploy", "-l", "tier=edit-me"), "-l")
+    check("web" in t.ok("get", "svc", "--field-selector", "metadata.name=web"), "--field-selector")
+    both = t.ok("get", "deploy", "-A", "--show-labels", namespaced=False)
+    check(both.split("\n")[0].startswith("NAMESPACE") and "LABELS" in both and t.namespace in both, both)
+    sorted_out = t.ok("get", "secret,svc", "--sort-by", ".metadata.name")
+    check("web" in sorted_out, sorted_out)
+    missing = t.run("get", "pods")
+    check(f"No resources found in {t.namespace} namespace." in missing.stderr, missing.stderr)
+
+
+def s_get_watch(t: Tool) -> None:
+    environ = dict(os.environ, KUBECONFIG=str(t.kubeconfig), HOME=str(t.workdir))
+    proc = subprocess.Popen([*t.argv, "get", "configmaps", "-w", "-n", t.namespace], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=environ, cwd=t.workdir)
+    try:
+        time.sleep(1.5)
+        t.ok("create", "-f", str(_configmap_file(t)), "--validate=false")
+        time.sleep(1.5)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    check("watched" in out, f"watch printed: {out!r}")
+
+
+def _configmap_file(t: Tool) -> Path:
+    path = t.workdir / "cm.yaml"
+    path.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: b\n")
+    return path
+
+
+def s_create(t: Tool) -> None:
+    out = t.ok("create", "secret", "generic", "creds", "--from-literal=user=admin", "--from-literal=pw=x")
+    check("secret/creds created" in out, out)
+    check(sorted(t.get_json("secret", "creds")["data"]) == ["pw", "user"], "secret keys")
+    again = t.run("create", "secret", "generic", "creds", "--from-literal=user=admin")
+    check(again.returncode != 0 and "AlreadyExists" in again.stderr, again.stderr)
+
+
+def s_label_annotate(t: Tool) -> None:
+    check("deployment.apps/web labeled" in t.ok("label", "deploy", "web", "team=a"), "label")
+    refused = t.run("label", "deploy", "web", "team=b")
+    check(refused.returncode != 0 and "--overwrite" in refused.stderr, refused.stderr)
+    t.ok("label", "deploy", "web", "team=b", "--overwrite")
+    t.ok("annotate", "deploy", "web", "note=hello")
+    meta = t.get_json("deploy", "web")["metadata"]
+    check(meta["labels"].get("team") == "b" and meta["annotations"].get("note") == "hello", str(meta))
+    t.ok("label", "deploy", "web", "team-")
+    check("team" not in t.get_json("deploy", "web")["metadata"]["labels"], "label not removed")
+
+
+def s_patch(t: Tool) -> None:
+    check("patched" in t.ok("patch", "svc", "web", "--type", "merge", "-p", '{"metadata":{"labels":{"p":"1"}}}'), "merge")
+    t.ok("patch", "deploy", "web", "-p", '{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"nginx:1.27"}]}}}}')
+    t.ok("patch", "svc", "web", "--type", "json", "-p", '[{"op":"replace","path":"/spec/ports/0/port","value":81}]')
+    check(t.get_json("svc", "web")["spec"]["ports"][0]["port"] == 81, "json patch")
+    containers = t.get_json("deploy", "web")["spec"]["template"]["spec"]["containers"]
+    check(len(containers) == 1 and containers[0]["image"] == "nginx:1.27", str(containers))
+
+
+def s_scale(t: Tool) -> None:
+    check("deployment.apps/web scaled" in t.ok("scale", "deploy", "web", "--replicas=3"), "scale")
+    check(t.get_json("deploy", "web")["spec"]["replicas"] == 3, "replicas")
+
+
+def s_edit(t: Tool) -> None:
+    out = t.ok("edit", "deploy", "web", env={"EDITOR": "sed -i s/tier:.edit-me/tier:\\ edited/", "KUBE_EDITOR": ""})
+    check("edited" in out, out)
+    check(t.get_json("deploy", "web")["metadata"]["labels"]["tier"] == "edited", "label not edited")
+
+
+def s_describe(t: Tool) -> None:
+    out = t.ok("describe", "deploy", "web")
+    check("Name:" in out and "web" in out and "Events:" in out, out)
+    check("Selector:" in t.ok("describe", "svc", "web"), "describe svc")
+
+
+def s_explain(t: Tool) -> None:
+    out = t.ok("explain", "pod.spec", namespaced=False)
+    check("containers" in out and "FIELDS" in out, out)
+
+
+def s_rollout_restart_pause(t: Tool) -> None:
+    check("restarted" in t.ok("rollout", "restart", "deploy/web"), "restart")
+    annotations = t.get_json("deploy", "web")["spec"]["template"]["metadata"].get("annotations") or {}
+    check("kubectl.kubernetes.io/restartedAt" in annotations, str(annotations))
+    check("paused" in t.ok("rollout", "pause", "deploy/web"), "pause")
+    check(t.get_json("deploy", "web")["spec"].get("paused") is True, "not paused")
+    check("resumed" in t.ok("rollout", "resume", "deploy/web"), "resume")
+
+
+def s_rollout_status(t: Tool) -> None:
+    flag = "--timeout=3s" if t.name == "kubectl" else "--timeout=3"
+    check("successfully rolled out" in t.ok("rollout", "status", "deploy/web", flag, timeout=30), "status")
+
+
+def s_rollout_history_undo(t: Tool) -> None:
+    check("REVISION" in t.ok("rollout", "history", "deploy/web"), "history")
+    check("rolled back" in t.ok("rollout", "undo", "deploy/web"), "undo")
+
+
+def s_logs(t: Tool) -> None:
+    t.ok("logs", "web-pod", timeout=20)
+
+
+def s_exec(t: Tool) -> None:
+    t.ok("exec", "web-pod", "--", "true", timeout=20)
+
+
+def s_delete(t: Tool) -> None:
+    out = t.ok("delete", "deploy", "web")
+    check('deployment.apps "web" deleted' in out, out)
+    check(t.run("get", "deploy", "web").returncode != 0, "still there")
+    t.ok("delete", "-f", str(t.workdir / "app.yaml"), "--ignore-not-found")
+    check(t.run("get", "svc", "web").returncode != 0, "delete -f left the service")
+    gone = t.run("delete", "secret", "no-such")
+    check(gone.returncode != 0 and "NotFound" in gone.stderr, gone.stderr)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    verb: str
+    run: Callable[[Tool], None]
+    needs: str = ""  # "" = the apiserver alone; "openapi-kubectl"; "kubelet"; "controllers"
+
+
+SCENARIOS = (
+    Scenario("version", s_version), Scenario("api-resources", s_api_resources),
+    Scenario("cluster-info", s_cluster_info), Scenario("create namespace", s_create_namespace, "protobuf-kubectl"),
+    Scenario("apply (create, unchanged, configured, field removal)", s_apply, "openapi-kubectl"),
+    Scenario("apply with an unknown field (strict validation)", s_apply_invalid, "openapi-kubectl"),
+    Scenario("get (tables, -o wide)", s_get_table, "tables"),
+    Scenario("get -o name|yaml|json|jsonpath|custom-columns", s_get_formats),
+    Scenario("get -l, --field-selector, -A, --show-labels, --sort-by", s_get_selectors),
+    Scenario("get -w", s_get_watch),
+    Scenario("create secret generic", s_create, "protobuf-kubectl"),
+    Scenario("label / annotate", s_label_annotate), Scenario("patch (strategic, merge, json)", s_patch),
+    Scenario("scale", s_scale), Scenario("edit", s_edit, "openapi-kubectl"),
+    Scenario("describe", s_describe), Scenario("explain", s_explain, "openapi"),
+    Scenario("rollout restart / pause / resume", s_rollout_restart_pause),
+    Scenario("rollout status", s_rollout_status, "controllers"),
+    Scenario("rollout history / undo", s_rollout_history_undo, "controllers"),
+    Scenario("logs", s_logs, "kubelet"), Scenario("exec", s_exec, "kubelet"),
+    Scenario("delete (--wait)", s_delete),
+)
+
+
+@dataclass(frozen=True)
+class ServerSupport:
+    """What the apiserver under test serves that some scenarios depend on."""
+
+    openapi: bool
+    tables: bool
+
+
+def required(scenario: Scenario, tool: Tool, server: ServerSupport) -> bool:
+    """Whether a failure of ``scenario`` with ``tool`` fails the test (see the module docstring)."""
+    if scenario.needs in ("kubelet", "controllers"):
+        return False
+    if scenario.needs == "protobuf-kubectl":
+        return tool.name != "kubectl"
+    if scenario.needs == "openapi" or (scenario.needs == "openapi-kubectl" and tool.name == "kubectl"):
+        return server.openapi
+    if scenario.needs == "tables":
+        return server.tables
+    return True
+
+
+def run_scenarios(tool: Tool) -> dict[str, float]:
+    """Run every scenario with ``tool``, recording results; returns seconds per verb."""
+    seconds = {}
+    for scenario in SCENARIOS:
+        started = time.monotonic()
+        try:
+            scenario.run(tool)
+            tool.results[scenario.verb] = "works"
+        except (AssertionError, subprocess.TimeoutExpired, ValueError, KeyError) as err:
+            reason = " ".join(str(err).split())[:160] or type(err).__name__
+            tool.results[scenario.verb] = f"not yet: {reason}"
+        seconds[scenario.verb] = time.monotonic() - started
+    return seconds
+
+
+def set_up(setup: Tool, namespace: str, workdir: Path) -> None:
+    """The namespace and the Deployment/Service/Secret the scenarios act on, made with pkubectl."""
+    path = workdir / "app.yaml"
+    path.write_text(manifest("nginx:1.26", {"A": "1"}))
+    setup.ok("create", "namespace", namespace, namespaced=False)
+    setup.ok("apply", "-f", str(path), "-n", namespace, namespaced=False)
+
+
+def write_doc(tools: list[Tool], notes: list[str]) -> None:
+    lines = ["# kubectl compatibility", "",
+             "Generated by `tests/e2e/test_kubectl_compat.py` from its last run against `pkube up`",
+             "(the real kubectl v1.32 and pkubectl, same scenarios, each in its own namespace).", "",
+             "| verb | " + " | ".join(t.name for t in tools) + " |", "|---|" + "---|" * len(tools)]
+    for scenario in SCENARIOS:
+        cells = [t.results.get(scenario.verb, "not run").replace("|", "\\|") for t in tools]
+        lines.append(f"| {scenario.verb} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"- {note}" for note in notes]
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text("\n".join(lines) + "\n")
+
+
+def server_support(server: str) -> ServerSupport:
+    import httpx
+
+    table = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+    try:
+        openapi = httpx.get(server + "/openapi/v3", timeout=5).status_code == 200
+        tables = httpx.get(server + "/api/v1/namespaces", headers=table, timeout=5).json().get("kind") == "Table"
+    except (httpx.HTTPError, ValueError):
+        return ServerSupport(False, False)
+    return ServerSupport(openapi, tables)
+
+
+def test_kubectl_and_pkubectl_verbs(cluster, tmp_path):
+    tools = [Tool("pkubectl", [sys.executable, "-m", "kubectl"], cluster.kubeconfig, "compat-pkubectl",
+                  tmp_path / "pkubectl")]
+    notes = []
+    if KUBECTL:
+        tools.insert(0, Tool("kubectl", [KUBECTL], cluster.kubeconfig, "compat-kubectl", tmp_path / "kubectl"))
+    else:
+        notes.append("kubectl is not installed on the machine that ran this: its column was not run.")
+    served = server_support(cluster.server)
+    notes.append(f"The apiserver {'serves' if served.openapi else 'does not serve yet'} /openapi/v3 and "
+                 f"{'answers' if served.tables else 'does not answer yet'} `as=Table` requests.")
+    notes.append("logs, exec and rollout status/history/undo need a kubelet and the controller-manager; "
+                 "they are recorded, not required.")
+    notes.append("kubectl's typed commands (`create namespace`, `create secret generic`, `create configmap`) send "
+                 "protobuf bodies (application/vnd.kubernetes.protobuf); they work once the apiserver decodes "
+                 "protobuf, and are recorded, not required, for kubectl.")
+    setup = tools[-1]
+    for tool in tools:
+        tool.workdir.mkdir()
+    for tool in tools:
+        set_up(setup, tool.namespace, tool.workdir)
+        seconds = run_scenarios(tool)
+        print(tool.name, {verb: round(s, 1) for verb, s in seconds.items()})
+    write_doc(tools, notes)
+    failed = [f"{tool.name} {s.verb}: {tool.results[s.verb]}" for tool in tools for s in SCENARIOS
+              if required(s, tool, served) and tool.results[s.verb] != "works"]
+    assert not failed, "\n".join(failed)
+
+
+@pytest.mark.skipif(KUBECTL is not None, reason="kubectl is installed: its column runs in the test above")
+def test_kubectl_absent_is_reported():
+    pytest.skip("kubectl is not installed: only pkubectl's column of docs/kubectl-compat.md was run")
