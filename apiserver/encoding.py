@@ -15,13 +15,27 @@ from starlette.responses import Response
 
 from apiserver import errors
 
+try:
+    import orjson
+except ImportError:  # optional speed-up
+    orjson = None
+
 MAX_BODY_BYTES = 3 * 1024 * 1024
 JSON = "application/json"
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact JSON bytes (the one encoder of the apiserver)."""
+    """Compact UTF-8 JSON bytes (the one encoder of the apiserver).
+
+    Uses orjson when it is installed (about 3x faster on Kubernetes objects),
+    falling back to the standard library for what orjson refuses (integers
+    beyond 64 bits)."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            pass
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -58,11 +72,31 @@ def decode(raw: bytes, content_type: str) -> Any:
         raise errors.bad_request("the request body is empty")
     try:
         if content_type in YAML_TYPES:
-            return yaml.safe_load(raw)
-        return json.loads(raw)
-    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+            return _yaml_as_json(raw)
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, TypeError, yaml.YAMLError, RecursionError) as exc:
         kind = "YAML" if content_type in YAML_TYPES else "JSON"
         raise errors.bad_request(f"error decoding {kind}: {_first_line(exc)}") from None
+
+
+class _JsonCompatibleLoader(yaml.SafeLoader):
+    """YAML as Kubernetes reads it: timestamps stay strings (sigs.k8s.io/yaml)."""
+
+
+_JsonCompatibleLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _yaml_as_json(raw: bytes) -> Any:
+    """A YAML document as the JSON value it stands for; ValueError/TypeError when it has
+    no JSON form (complex keys, binary, NaN)."""
+    doc = yaml.load(raw, Loader=_JsonCompatibleLoader)  # noqa: S506 - a SafeLoader subclass
+    return json.loads(json.dumps(doc, allow_nan=False), parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def decode_object(raw: bytes, content_type: str) -> dict:

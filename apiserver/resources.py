@@ -94,6 +94,12 @@ def check_identity(target: Target, obj: dict) -> None:
         md.pop("namespace", None)
 
 
+def _is_unknown_field(cause: dict) -> bool:
+    """True for the validator's fieldValidation cause (an unknown field), one pass serving
+    Strict (error), Warn (warning) and Ignore (dropped)."""
+    return str(cause.get("message", "")).startswith('unknown field "')
+
+
 class ResourceStore:
     """Create/get/update/patch for every kind over one Storage.
 
@@ -166,13 +172,15 @@ class ResourceStore:
     def prepare(self, info: ResourceInfo, obj: dict, old: Optional[dict], opts: WriteOptions) -> list[str]:
         """Default then validate ``obj`` (in place); 422 with causes; returns warnings."""
         self.defaults(obj)
-        name = meta.name_of(obj)
-        causes = self.validator.validate(obj, old=old, strict=opts.field_validation == "Strict")
-        causes = list(causes) + strategies.semantic_causes(info, obj)
+        causes = list(self.validator.validate(obj, old=old, strict=True))
+        unknown = [c for c in causes if _is_unknown_field(c)]
+        if opts.field_validation != "Strict":
+            causes = [c for c in causes if not _is_unknown_field(c)]
+        causes += strategies.semantic_causes(info, obj)
         if causes:
-            raise errors.invalid(info, name, causes)
-        if opts.field_validation == "Warn" and hasattr(self.validator, "unknown_fields"):
-            return [f'unknown field "{path}"' for path in self.validator.unknown_fields(obj)]
+            raise errors.invalid(info, meta.name_of(obj), causes)
+        if opts.field_validation == "Warn":
+            return [c["message"] for c in unknown]
         return []
 
     # ---- update / patch

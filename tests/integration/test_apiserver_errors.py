@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import aetcd
 import pytest
@@ -188,3 +189,65 @@ def test_preconditions_on_delete(http):
 
 def test_put_of_a_missing_object_is_not_found(http):
     assert_status(http.put(f"{PODS}/ghost", json=pod("ghost")), 404, "NotFound")
+
+
+FUZZ_ROUNDS = int(os.environ.get("PKUBE_FUZZ_ROUNDS", "60"))
+FUZZ_SEED = os.environ.get("PKUBE_FUZZ_SEED", "0")
+FIELDS = ["metadata", "name", "namespace", "labels", "annotations", "finalizers", "generateName",
+          "resourceVersion", "uid", "deletionTimestamp", "ownerReferences", "spec", "status", "containers",
+          "image", "ports", "port", "nodePort", "targetPort", "protocol", "selector", "matchLabels",
+          "matchExpressions", "template", "replicas", "type", "clusterIP", "clusterIPs", "data",
+          "stringData", "nodeName", "phase", "conditions", "strategy", "rollingUpdate", "env",
+          "resources", "limits", "requests", "cpu", "memory", "volumes", "target", "involvedObject"]
+
+
+def random_value(rng, depth: int = 0):
+    roll = rng.random()
+    if depth > 4 or roll < 0.35:
+        return rng.choice([None, True, 0, -1, 2 ** 70, 1.5, "", "x", "web", "Bad_Name!", "é" * 3,
+                           "10.96.0.9", "30080", 30080, "None", "NodePort", "aGk="])
+    if roll < 0.55:
+        return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {rng.choice(FIELDS): random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+def random_object(rng, kind: str, api_version: str):
+    obj = random_value(rng)
+    if isinstance(obj, dict) and rng.random() < 0.8:
+        obj.update(kind=kind, apiVersion=api_version)
+        if rng.random() < 0.7:
+            given = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+            obj["metadata"] = {"name": f"fuzz-{rng.randint(0, 3)}", **given}
+    return obj
+
+
+@pytest.mark.parametrize("collection,kind,api_version", [
+    ("/api/v1/namespaces/default/pods", "Pod", "v1"),
+    ("/api/v1/namespaces/default/services", "Service", "v1"),
+    ("/apis/apps/v1/namespaces/default/deployments", "Deployment", "apps/v1"),
+    ("/api/v1/namespaces/default/secrets", "Secret", "v1"),
+    ("/api/v1/nodes", "Node", "v1"),
+])
+def test_random_shapes_never_produce_a_500(http, collection, kind, api_version):
+    import random
+    rng = random.Random(f"{kind}-fuzz-{FUZZ_SEED}")
+    for _ in range(FUZZ_ROUNDS):
+        body = random_object(rng, kind, api_version)
+        name = f"fuzz-{rng.randint(0, 3)}"
+        method, url, ctype = rng.choice([
+            ("POST", collection, "application/json"),
+            ("PUT", f"{collection}/{name}", "application/json"),
+            ("PATCH", f"{collection}/{name}", "application/merge-patch+json"),
+            ("PATCH", f"{collection}/{name}", "application/strategic-merge-patch+json"),
+            ("PATCH", f"{collection}/{name}/status", "application/merge-patch+json"),
+            ("PUT", f"{collection}/{name}/status", "application/json"),
+            ("PATCH", f"{collection}/{name}", "application/json-patch+json"),
+            ("DELETE", f"{collection}/{name}", "application/json"),
+        ])
+        if ctype == "application/json-patch+json":
+            body = [{"op": rng.choice(["add", "replace", "remove", "test", "move", "copy", "bogus"]),
+                     "path": "/" + "/".join(rng.choice(FIELDS) for _ in range(rng.randint(0, 3))),
+                     "from": "/metadata", "value": random_value(rng)} for _ in range(rng.randint(0, 3))]
+        resp = http.request(method, url, content=json.dumps(body).encode(), headers={"content-type": ctype})
+        assert resp.status_code < 500, (method, url, body, resp.text)
+        assert resp.json().get("kind") is not None
