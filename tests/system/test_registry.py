@@ -106,6 +106,21 @@ def test_skopeo_reads_our_push_and_we_pull_what_skopeo_pushed(registry, tmp_path
     assert (pulled.layer_dirs[0] / "etc/passwd").read_text().startswith("root:")
 
 
+def test_pull_of_an_oci_manifest_pushed_by_skopeo(registry, tmp_path):
+    store = ImageStore(tmp_path / "a")
+    image = store.ensure_busybox()
+    archive = tmp_path / "bb.tar"
+    with open(archive, "wb") as f:
+        store.save(["busybox"], f)
+    ref = f"{registry}/oci/busybox:v1"
+    skopeo("copy", "--format", "oci", "--dest-tls-verify=false", f"docker-archive:{archive}",
+           f"docker://{ref}")
+    raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}"))
+    assert raw["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    pulled = pull(ImageStore(tmp_path / "b"), ref)
+    assert pulled.diff_ids == image.diff_ids and pulled.config == image.config
+
+
 def test_pull_of_a_missing_image_is_a_clear_error(registry, tmp_path):
     with pytest.raises(RegistryError, match="not found"):
         pull(ImageStore(tmp_path / "a"), f"{registry}/nothing/here:1")
