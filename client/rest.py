@@ -74,7 +74,7 @@ def client_options(config: ClientConfig, timeout: float) -> dict:
     headers = {"Accept": "application/json", "User-Agent": "pkube/0.1"}
     if config.token:
         headers["Authorization"] = f"Bearer {config.token}"
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=40)
     return dict(base_url=config.server, headers=headers, verify=ssl_context(config),
                 timeout=httpx.Timeout(timeout, connect=10.0), limits=limits)
 
