@@ -27,6 +27,7 @@ VERSION = "0.1.0"
 API_VERSION = "1.43"
 EXIT_USAGE = 125
 VERBS = ("run", "create", "start", "stop", "restart", "kill", "rm", "ps", "logs", "exec", "cp",
+         "wait", "attach",
          "inspect", "top", "stats", "commit", "diff", "export", "info", "version", "images", "rmi",
          "tag", "import", "load", "save", "pull", "push", "build", "history")
 
@@ -390,14 +391,39 @@ def cmd_ps(rt, args) -> int:
     return 0
 
 
+def parse_since(text: str) -> float:
+    """--since: RFC 3339, epoch seconds, or a duration back from now (30s, 5m, 2h)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(text[:-1]) * units[text[-1]]
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise UsageError(f"invalid --since {text!r}: want a timestamp or a duration like 10m") from None
+
+
 def cmd_logs(rt, args) -> int:
-    since = parse_time(args.since) if args.since else None
+    since = parse_since(args.since) if args.since else None
     tail = None if args.tail in (None, "all") else int(args.tail)
     for entry in rt.logs(args.container, follow=args.follow, tail=tail, since=since):
         stream = sys.stdout.buffer if entry.stream == "stdout" else sys.stderr.buffer
         stream.write(entry.render(args.timestamps))
         stream.flush()
     return 0
+
+
+def cmd_wait(rt, args) -> int:
+    code = 0
+    for name in args.containers:
+        print(rt.wait(name))
+    return code
+
+
+def cmd_attach(rt, args) -> int:
+    state = rt.get(args.container)
+    stdin = bool(state.spec.get("stdin_open")) and not args.no_stdin
+    attachment = rt.attach(state.id, "a" if stdin else "o")
+    return attach_and_wait(rt, state.id, attachment, stdin, bool(state.spec.get("tty")))
 
 
 def cmd_exec(rt, args) -> int:
@@ -694,6 +720,11 @@ def build_parser(get_runtime, verb: str | None = None) -> Parser:
     p.add_argument("-n", "--tail")
     p.add_argument("-t", "--timestamps", action="store_true")
     p.add_argument("--since")
+    p.add_argument("container")
+    p = add("wait", cmd_wait, "wait for containers to stop, print their exit codes")
+    p.add_argument("containers", nargs="+")
+    p = add("attach", cmd_attach, "attach to a running container's output (and input with -i)")
+    p.add_argument("--no-stdin", action="store_true")
     p.add_argument("container")
     p = add("exec", cmd_exec, "run a command in a running container")
     for flag, dest in (("-i", "interactive"), ("-t", "tty"), ("-d", "detach")):

@@ -93,11 +93,13 @@ def test_detached_lifecycle_ps_inspect_logs_exec_top_stats_stop_start_rm(pdocker
     assert pdocker("ps", "-a", "-q").stdout == ""
 
 
-def test_create_then_start_attach(pdocker):
+def test_create_then_start_attach_and_wait(pdocker):
     cid = pdocker("create", "--network", "none", "busybox", "echo", "created").stdout.strip()
     assert "Created" in pdocker("ps", "-a").stdout
     result = pdocker("start", "-a", cid)
     assert result.stdout == "created\n"
+    pdocker("run", "-d", "--name", "later", "--network", "none", "busybox", "sh", "-c", "sleep 0.5; exit 4")
+    assert pdocker("wait", "later").stdout == "4\n"
 
 
 def test_run_interactive_stdin_without_tty(pdocker):

@@ -213,3 +213,11 @@ def test_verbs_list_matches_the_full_parser():
     parser = cli.build_parser(lambda: None)
     sub = next(a for a in parser._actions if a.dest == "verb")
     assert set(sub.choices) == set(cli.VERBS)
+
+
+def test_since_accepts_durations_and_timestamps():
+    import time
+    assert abs(cli.parse_since("10m") - (time.time() - 600)) < 5
+    assert cli.parse_since("2026-01-01T00:00:00Z") == logs.parse_time("2026-01-01T00:00:00Z")
+    with pytest.raises(cli.UsageError):
+        cli.parse_since("yesterday")
