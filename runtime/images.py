@@ -221,8 +221,14 @@ class ImageStore:
         repos = self._read_repositories()
         tagged = set(repos["refs"].values())
         hidden = set(repos["intermediate"]) - tagged
-        images = [self._image("sha256:" + p.stem) for p in self.configs.glob("*.json")
-                  if "sha256:" + p.stem not in hidden]
+        images = []
+        for path in self.configs.glob("*.json"):
+            if "sha256:" + path.stem in hidden:
+                continue
+            try:
+                images.append(self._image("sha256:" + path.stem, repos))
+            except ImageNotFound:
+                continue  # removed by another process meanwhile
         return sorted(images, key=lambda i: (i.created, i.id), reverse=True)
 
     def raw_config_bytes(self, image_id: str) -> bytes:
@@ -237,13 +243,13 @@ class ImageStore:
             raise ImageNotFound(f"ambiguous image id prefix {ref!r}: matches {len(hits)} images")
         return "sha256:" + hits[0] if hits else None
 
-    def _image(self, image_id: str) -> Image:
+    def _image(self, image_id: str, repos: dict | None = None) -> Image:
         try:
             raw = json.loads(self._config_path(image_id).read_bytes())
         except FileNotFoundError:
             raise ImageNotFound(f"No such image: {image_id}") from None
         diff_ids = list((raw.get("rootfs") or {}).get("diff_ids") or [])
-        refs = sorted(r for r, i in self._read_repositories()["refs"].items() if i == image_id)
+        refs = _refs_of(repos or self._read_repositories(), image_id)
         tags = [r for r in refs if "@" not in r]
         size = sum(self.layers.size(d) for d in diff_ids if self.layers.exists(d))
         return Image(id=image_id, repo_tags=tags, config=dict(raw.get("config") or {}),
