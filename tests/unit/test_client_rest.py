@@ -103,3 +103,10 @@ def test_unreachable_server_raises_unavailable(client):
     with pytest.raises(ApiError) as err:
         client.get(PODS, "p")
     assert err.value.code == 503
+
+
+def test_token_is_sent_as_bearer_and_absent_without_one():
+    with ApiClient(ClientConfig("http://127.0.0.1:1", token="s3cret")) as with_token:
+        assert with_token.http.headers["Authorization"] == "Bearer s3cret"
+    with ApiClient(ClientConfig("http://127.0.0.1:1")) as anonymous:
+        assert "Authorization" not in anonymous.http.headers
