@@ -210,6 +210,14 @@ def add_create_flags(p: argparse.ArgumentParser) -> None:
 
 # ----- attaching -----
 
+def terminal_size(tty: bool) -> tuple[int, int] | None:
+    """(rows, cols) of our terminal for a container's pty, or None."""
+    if not tty or not sys.stdout.isatty():
+        return None
+    size = os.get_terminal_size(sys.stdout.fileno())
+    return size.lines, size.columns
+
+
 class RawTerminal:
     """Puts the local terminal in raw mode for -it, restoring it on exit."""
 
@@ -300,7 +308,8 @@ def cmd_run(rt: Runtime, args) -> int:
         print(state.id)
         return 0
     try:
-        attachment = rt.start(state.id, attach="a" if args.interactive else "o")
+        attachment = rt.start(state.id, attach="a" if args.interactive else "o",
+                              tty_size=terminal_size(args.tty))
     except process.StartError as e:
         code = rt.get(state.id).exit_code
         if args.rm:
@@ -325,7 +334,7 @@ def cmd_start(rt: Runtime, args) -> int:
             raise UsageError("you cannot start and attach multiple containers at once")
         state = rt.get(args.containers[0])
         tty, interactive = state.spec.get("tty"), args.interactive and state.spec.get("stdin_open")
-        attachment = rt.start(state.id, attach="a" if interactive else "o")
+        attachment = rt.start(state.id, attach="a" if interactive else "o", tty_size=terminal_size(bool(tty)))
         return attach_and_wait(rt, state.id, attachment, bool(interactive), bool(tty))
     return _each(args.containers, lambda c: rt.start(c))
 
@@ -435,7 +444,7 @@ def cmd_exec(rt, args) -> int:
                 user=args.user, detach=True)
         return 0
     attachment = rt.exec(args.container, args.command, tty=args.tty, env=env, workdir=args.workdir,
-                         user=args.user, interactive=True)
+                         user=args.user, interactive=True, tty_size=terminal_size(args.tty))
     code = relay(attachment, args.interactive, args.tty)
     attachment.close()
     return 255 if code is None else code

@@ -21,7 +21,7 @@ from runtime.spec import ShimConfig
 
 def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None = None,
             workdir: str | None = None, user: str | None = None, stdin: bytes | None = None,
-            interactive: bool = False, detach: bool = False):
+            interactive: bool = False, detach: bool = False, tty_size: tuple[int, int] | None = None):
     """Start `argv` in the running container `state`.
 
     Returns an ExecResult (exit code, stdout, stderr) by default, feeding `stdin` when
@@ -42,7 +42,7 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
         argv=list(argv), env=[f"{k}={v}" for k, v in merged_env.items()],
         plan=plan_for_exec(state.pid), exit_file=str(edir / "exit"), sock=process.socket_name(edir),
         cwd=workdir or state.process["workdir"], user=user if user is not None else (state.process["user"] or None),
-        tty=tty, stdin_open=interactive or stdin is not None)
+        tty=tty, stdin_open=interactive or stdin is not None, tty_size=tty_size)
     (edir / "shim.conf").write_bytes(config.encode())
     cgroup = runtime._open_cgroup(state)
     mode = None if detach else ("a" if (interactive or stdin is not None) else "o")

@@ -268,10 +268,11 @@ class Runtime:
         self.start(state.id)
         return self.get(state.id)
 
-    def start(self, id_or_name: str, attach: str | None = None) -> process.Attachment | None:
+    def start(self, id_or_name: str, attach: str | None = None,
+              tty_size: tuple[int, int] | None = None) -> process.Attachment | None:
         """Start a created or exited container; returns after its process exec'd. With
         `attach` ('a' output+stdin, 'o' output), returns an Attachment connected before the
-        process ran, so no output is missed. Raises StartError (the container is then
+        process ran, so no output is missed; `tty_size` (rows, cols) sizes its pty. Raises StartError (the container is then
         exited with code 127 and `error` set) or IllegalTransition."""
         cid = self._resolve(id_or_name)
         with self.store.locked(cid):
@@ -282,9 +283,10 @@ class Runtime:
                 return None
             if state.kind != "container":
                 raise IllegalTransition(f"{state.short_id} is a sandbox; it cannot be restarted")
-            return self._start(state, spec_from_dict(state.spec), attach)
+            return self._start(state, spec_from_dict(state.spec), attach, tty_size)
 
-    def _start(self, state: ContainerState, spec: ContainerSpec, attach: str | None):
+    def _start(self, state: ContainerState, spec: ContainerSpec, attach: str | None,
+               tty_size: tuple[int, int] | None = None):
         cdir = self.store.dir(state.id)
         (cdir / "exit").unlink(missing_ok=True)
         plan, hostname, ip_from = self._placement(state, spec)
@@ -294,7 +296,7 @@ class Runtime:
             rootfs=str(cdir / "merged"), overlay=rootfs.overlay_options(cdir, state.layer_dirs),
             hostname=hostname if "uts" in plan.create else None, cwd=state.process["workdir"],
             user=state.process["user"] or None, mounts=spec.mounts, tty=spec.tty,
-            stdin_open=spec.stdin_open)
+            stdin_open=spec.stdin_open, tty_size=tty_size)
         return self._launch(state, config, spec.resources, spec.cgroup_parent, attach,
                             bridge=ip_from is None and spec.network == "bridge",
                             ports=spec.port_mappings, init=(hostname, ip_from))
@@ -454,10 +456,11 @@ class Runtime:
 
     def exec(self, id_or_name: str, argv: list[str], tty: bool = False, env: dict | None = None,
              workdir: str | None = None, user: str | None = None, stdin: bytes | None = None,
-             interactive: bool = False, detach: bool = False):
+             interactive: bool = False, detach: bool = False, tty_size: tuple[int, int] | None = None):
+        """Run argv in the running container; see runtime.exec.exec_in."""
         from runtime.exec import exec_in
         return exec_in(self, self.get(id_or_name), argv, tty=tty, env=env, workdir=workdir,
-                       user=user, stdin=stdin, interactive=interactive, detach=detach)
+                       user=user, stdin=stdin, interactive=interactive, detach=detach, tty_size=tty_size)
 
     def _fs_root(self, state: ContainerState):
         """A context manager yielding the container's root as seen from the host."""

@@ -160,6 +160,7 @@ class ShimConfig:
     mounts: list[Mount] = field(default_factory=list)
     tty: bool = False
     stdin_open: bool = False
+    tty_size: tuple[int, int] | None = None   # (rows, cols) of the pty, when tty
     caps: int = field(default_factory=capability_mask)
     masked: tuple[str, ...] = MASKED_PATHS
     readonly: tuple[str, ...] = READONLY_PATHS
@@ -178,6 +179,8 @@ class ShimConfig:
             out += [("bind_src", m.source), ("bind_dst", m.target), ("bind_ro", str(int(m.readonly)))]
         if self.rootfs:
             out += [("mask", p) for p in self.masked] + [("readonly", p) for p in self.readonly]
+        if self.tty and self.tty_size:
+            out += [("rows", str(self.tty_size[0])), ("cols", str(self.tty_size[1]))]
         out += [("tty", str(int(self.tty))), ("stdin", str(int(self.stdin_open))),
                 ("caps", hex(self.caps))]
         return out

@@ -169,14 +169,18 @@ def _read_until(fd: int, needle: bytes, timeout: float = 20) -> bytes:
 
 def test_run_it_through_a_real_pty(pdocker):
     master, slave = pty.openpty()
+    import fcntl
+    import struct
+    import termios
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
     proc = subprocess.Popen(pdocker.cmd + ["run", "-it", "--rm", "--network", "none", "busybox", "sh"],
                             stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     os.close(slave)
     try:
         _read_until(master, b"# ")
-        os.write(master, b"tty; echo $((6*7))\r")
+        os.write(master, b"stty size; tty; echo $((6*7))\r")
         seen = _read_until(master, b"42\r\n/ # ")
-        assert b"/dev/console" in seen
+        assert b"/dev/console" in seen and b"33 101" in seen
         time.sleep(0.2)   # let the line editor finish its cursor query before EOF
         os.write(master, b"\x04")
         assert proc.wait(timeout=20) == 0

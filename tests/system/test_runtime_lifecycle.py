@@ -103,9 +103,12 @@ def test_stop_kill_restart_and_remove(rt):
     rt.start(state.id)
     with pytest.raises(Conflict, match="Stop the container"):
         rt.remove(state.id)
+    cgroup = rt.get(state.id).cgroup
     rt.remove(state.id, force=True)
     with pytest.raises(NoSuchContainer):
         rt.get(state.id)
+    assert not rt.cgroups.open(cgroup).exists()
+    assert not rt.store.dir(state.id).exists()
 
 
 def test_names_are_unique_and_resolve(rt):

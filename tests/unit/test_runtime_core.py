@@ -221,3 +221,11 @@ def test_since_accepts_durations_and_timestamps():
     assert cli.parse_since("2026-01-01T00:00:00Z") == logs.parse_time("2026-01-01T00:00:00Z")
     with pytest.raises(cli.UsageError):
         cli.parse_since("yesterday")
+
+
+def test_syscall_errors_name_the_operation_and_the_path(tmp_path):
+    from runtime import syscalls
+    with pytest.raises(syscalls.SyscallError) as info:
+        syscalls.mount("overlay", tmp_path / "missing", "overlay", 0, "lowerdir=/nope")
+    assert str(info.value) == f"mount overlay on {tmp_path / 'missing'}: No such file or directory"
+    assert info.value.errno == 2
