@@ -102,3 +102,9 @@ def test_minimal_dev(rt):
 def test_none_network_has_only_loopback_up(rt):
     code, out, _ = run_sh(rt, "ls /sys/class/net; cat /sys/class/net/lo/operstate")
     assert out.split()[0] == "lo" and len(out.split()) == 2
+
+
+def test_cgroup_namespace_hides_the_hosts_hierarchy(rt):
+    code, out, _ = run_sh(rt, "cat /proc/self/cgroup")
+    paths = {line.split(":", 2)[2] for line in out.strip().splitlines()}
+    assert paths <= {"/"}, out
