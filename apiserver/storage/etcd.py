@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
-from typing import AsyncIterator, Optional
+import urllib.parse
+from typing import AsyncIterator, Optional, Sequence
 
 import aetcd
 import grpc
@@ -110,6 +112,28 @@ class EtcdStorage(Storage):
                       transformer: Optional[Transformer] = None) -> "EtcdStorage":
         """A store on a new client to etcd at host:port (no round trip yet)."""
         client = aetcd.Client(host=host, port=port, options=dict(CHANNEL_OPTIONS))
+        await client.connect()
+        return cls(client, transformer)
+
+    @classmethod
+    async def connect_endpoints(cls, endpoints: Sequence[str],
+                                transformer: Optional[Transformer] = None) -> "EtcdStorage":
+        """A store on the etcd members at ``endpoints`` (``http://host:port`` or
+        ``host:port``; IPv4 when there are several): gRPC keeps one connection
+        and fails over to the next member when it breaks. Raises ValueError on
+        a bad endpoint."""
+        addresses = [_address(e) for e in endpoints]
+        if not addresses:
+            raise ValueError("no etcd endpoint given")
+        if len(addresses) == 1:
+            return await cls.connect(*addresses[0], transformer)
+        if not all(_is_ipv4(host) for host, _ in addresses):
+            raise ValueError("several etcd endpoints must be IPv4 addresses")
+        # aetcd dials f"{host}:{port}": a multi-address target ends with the last port
+        head = ",".join(f"{host}:{port}" for host, port in addresses[:-1])
+        options = {**CHANNEL_OPTIONS, "grpc.lb_policy_name": "pick_first"}
+        client = aetcd.Client(host=f"ipv4:{head},{addresses[-1][0]}", port=addresses[-1][1],
+                              options=options)
         await client.connect()
         return cls(client, transformer)
 
@@ -412,6 +436,25 @@ async def _request_progress(call, interval: float) -> None:
         while not call.done():
             await asyncio.sleep(interval)
             await call.write(request)
+
+
+def _address(endpoint: str) -> tuple[str, int]:
+    """(host, port) of ``http://host:port`` or ``host:port``."""
+    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme != "http" or not parsed.hostname or not port:
+        raise ValueError(f"bad etcd endpoint {endpoint!r}: want http://HOST:PORT")
+    return parsed.hostname, port
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(host), ipaddress.IPv4Address)
+    except ValueError:
+        return False
 
 
 def _object_from_key(key: str, revision: int) -> dict:

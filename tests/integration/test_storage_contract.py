@@ -376,3 +376,24 @@ def test_unreachable_etcd_is_unavailable():
         finally:
             await store.close()
     asyncio.run(main())
+
+
+def test_several_endpoints_fail_over_to_a_live_member(etcd):
+    async def main():
+        dead = f"http://127.0.0.1:{free_port()}"
+        store = await EtcdStorage.connect_endpoints([dead, etcd.endpoint])
+        try:
+            for _ in range(50):  # pick_first tries the dead address, then the live one
+                try:
+                    created = await store.create(NS + "a", pod("a"))
+                    break
+                except StorageUnavailable:
+                    await asyncio.sleep(0.1)
+            assert (await store.get(NS + "a")) == created
+        finally:
+            await store.close()
+    asyncio.run(main())
+    with pytest.raises(ValueError):
+        asyncio.run(EtcdStorage.connect_endpoints(["ftp://x:1"]))
+    with pytest.raises(ValueError):
+        asyncio.run(EtcdStorage.connect_endpoints([]))
