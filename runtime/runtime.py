@@ -157,11 +157,14 @@ class Runtime:
     def get(self, id_or_name: str) -> ContainerState:
         """The refreshed record of a container or sandbox; raises NoSuchContainer."""
         cid = self._resolve(id_or_name)
-        with self.store.locked(cid):
-            state = self.store.load(cid)
-            if state is None:
-                raise NoSuchContainer(f"No such container: {id_or_name}")
-            return self._refresh(state)
+        try:
+            with self.store.locked(cid):
+                state = self.store.load(cid)
+                if state is None:
+                    raise NoSuchContainer(f"No such container: {id_or_name}")
+                return self._refresh(state)
+        except FileNotFoundError:   # removed by another process meanwhile
+            raise NoSuchContainer(f"No such container: {id_or_name}") from None
 
     def list(self, all: bool = False, labels: dict[str, str | None] | None = None,
              kind: str = "container") -> list[ContainerState]:
@@ -215,7 +218,7 @@ class Runtime:
         if cgroup is not None:
             state.oom_killed = code == 128 + signals.SIGKILL and _safe(cgroup.oom_killed, False)
             _safe(cgroup.destroy)
-        self._release_network(state)
+        _safe(lambda: self._release_network(state))   # kept in `endpoint` for rm to retry
         state.transition(Status.EXITED)
         state.exit_code, state.finished_at, state.pid = code, finished, 0
         self.store.save(state)
