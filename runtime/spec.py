@@ -24,6 +24,8 @@ READONLY_PATHS = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus",
                   "/proc/asound", "/proc/fs")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORK_MODES = ("bridge", "none", "host")
+SHIM_MAX_ITEMS = 500          # runtime/shim.c: MAXV - 1 (and a NULL)
+SHIM_MAX_BYTES = (1 << 17) - 1   # runtime/shim.c: load_config's buffer
 
 
 class SpecError(ValueError):
@@ -186,10 +188,16 @@ class ShimConfig:
         return out
 
     def encode(self) -> bytes:
-        """The NUL-separated file content; refuses values holding NUL bytes."""
+        """The NUL-separated file content; refuses what the shim could not hold (NUL bytes,
+        more than SHIM_MAX_ITEMS arguments or variables, more than SHIM_MAX_BYTES)."""
+        if len(self.argv) > SHIM_MAX_ITEMS or len(self.env) > SHIM_MAX_ITEMS:
+            raise SpecError(f"at most {SHIM_MAX_ITEMS} arguments and {SHIM_MAX_ITEMS} environment variables")
         chunks = []
         for key, value in self.pairs():
             if "\0" in value:
                 raise SpecError(f"{key}: value contains a NUL byte")
             chunks.append(f"{key}\0{value}\0")
-        return "".join(chunks).encode()
+        data = "".join(chunks).encode()
+        if len(data) > SHIM_MAX_BYTES:
+            raise SpecError(f"command, environment and mounts take {len(data)} bytes, more than {SHIM_MAX_BYTES}")
+        return data

@@ -229,3 +229,11 @@ def test_syscall_errors_name_the_operation_and_the_path(tmp_path):
         syscalls.mount("overlay", tmp_path / "missing", "overlay", 0, "lowerdir=/nope")
     assert str(info.value) == f"mount overlay on {tmp_path / 'missing'}: No such file or directory"
     assert info.value.errno == 2
+
+
+def test_shim_config_limits_are_clear_errors():
+    plan = plan_for("none")
+    with pytest.raises(SpecError, match="at most 500"):
+        ShimConfig(argv=["x"] * 501, env=[], plan=plan, exit_file="/e", sock="s").encode()
+    with pytest.raises(SpecError, match="bytes"):
+        ShimConfig(argv=["x" * 200000], env=[], plan=plan, exit_file="/e", sock="s").encode()
