@@ -24,9 +24,16 @@ from apiserver.encoding import dumps
 from apiserver.listing import ListOptions, list_objects
 from apiserver.storage.interface import Compacted, Storage, WatchEvent
 
+try:
+    from apiserver.storage.events import wire_line
+except ImportError:  # a store without shared event encoding
+    wire_line = None
+
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 1024
+BATCH_SIZE = 1000
+COALESCE_SECONDS = 0.01  # after a send, let events gather this long: fewer, larger writes
 ENCODED_CACHE_SIZE = 8192
 
 
@@ -91,6 +98,7 @@ class WatchStream:
         self.revision = 0
         self.tracker: Optional[SelectionTracker] = None
         self.error: Optional[errors.ApiError] = None
+        self.coalesce_seconds = COALESCE_SECONDS
 
     async def start(self) -> None:
         """Read the initial state (rv absent/0) or the selection at the start revision."""
@@ -116,27 +124,18 @@ class WatchStream:
             return
         if self.initial:
             yield b"".join(self.encoder.encode("ADDED", o) for o in self.initial)
-        queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
-        pump = asyncio.create_task(self._pump(queue))
         try:
-            async for chunk in self._drain(queue):
+            source = await _open(self.storage, self.prefix, self.revision)
+        except Exception as exc:  # noqa: BLE001 - Compacted or an unavailable store ends the stream
+            yield self._error_line(self._failure(exc))
+            return
+        try:
+            async for chunk in self._drain(source):
                 yield chunk
         finally:
-            pump.cancel()
-            with contextlib.suppress(BaseException):
-                await pump
+            await source.aclose()
 
-    async def _pump(self, queue: asyncio.Queue) -> None:
-        try:
-            async with contextlib.aclosing(self.storage.watch(self.prefix, self.revision)) as events:
-                async for event in events:
-                    await queue.put(event)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the writer, which ends the stream
-            await queue.put(exc)
-
-    async def _drain(self, queue: asyncio.Queue) -> AsyncIterator[bytes]:
+    async def _drain(self, source) -> AsyncIterator[bytes]:
         deadline = time.monotonic() + self.opts.timeout_seconds
         while True:
             left = deadline - time.monotonic()
@@ -144,31 +143,32 @@ class WatchStream:
                 return
             wait = min(left, self.bookmark_interval) if self.opts.allow_bookmarks else left
             try:
-                first = await asyncio.wait_for(queue.get(), wait)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(wait):
+                    batch = await source.batch(BATCH_SIZE)
+            except TimeoutError:
                 if self.opts.allow_bookmarks and time.monotonic() < deadline:
-                    yield self._bookmark()
+                    yield self._bookmark(source)
                 continue
-            batch = [first]
-            while not queue.empty() and len(batch) < QUEUE_SIZE:
-                batch.append(queue.get_nowait())
-            chunk, failure = self._encode_batch(batch)
+            except StopAsyncIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - the source failed: tell the client, end
+                yield self._error_line(self._failure(exc))
+                return
+            chunk = self._encode_batch(batch)
             if chunk:
                 yield chunk
-            if failure is not None:
-                yield self._error_line(failure)
-                return
+                await asyncio.sleep(self.coalesce_seconds)
 
-    def _encode_batch(self, batch: list) -> tuple[bytes, Optional[errors.ApiError]]:
+    def _encode_batch(self, batch: list[WatchEvent]) -> bytes:
         lines = []
-        for item in batch:
-            if isinstance(item, BaseException):
-                return b"".join(lines), self._failure(item)
-            self.revision = max(self.revision, item.revision)
-            event_type = item.type if self.tracker is None else self.tracker.translate(item)
-            if event_type is not None:
-                lines.append(self.encoder.encode(event_type, item.object, item.key, item.revision))
-        return b"".join(lines), None
+        for event in batch:
+            self.revision = max(self.revision, event.revision)
+            event_type = event.type if self.tracker is None else self.tracker.translate(event)
+            if event_type == event.type and wire_line is not None:
+                lines.append(wire_line(event))
+            elif event_type is not None:
+                lines.append(self.encoder.encode(event_type, event.object, event.key, event.revision))
+        return b"".join(lines)
 
     def _failure(self, exc: BaseException) -> errors.ApiError:
         if isinstance(exc, Compacted):
@@ -176,14 +176,75 @@ class WatchStream:
         log.info("watch on %s closed: %r", self.prefix, exc)
         return errors.gone(f"the watch was closed: {exc}")
 
-    def _bookmark(self) -> bytes:
+    def _bookmark(self, source) -> bytes:
+        revision = max(self.revision, getattr(source, "bookmark_revision", lambda: 0)())
         obj = {"kind": self.info.kind, "apiVersion": self.info.api_version,
-               "metadata": {"resourceVersion": str(self.revision)}}
+               "metadata": {"resourceVersion": str(revision)}}
         return _line("BOOKMARK", obj)
 
     @staticmethod
     def _error_line(err: errors.ApiError) -> bytes:
         return _line("ERROR", err.status())
+
+
+async def _open(storage: Storage, prefix: str, revision: int):
+    """A source with ``batch(n)`` (cancel-safe) and ``aclose()``: the watch cache's
+    subscriber when the storage has one, else a pumped ``storage.watch``."""
+    subscribe = getattr(storage, "subscribe", None)
+    if subscribe is not None:
+        source = await subscribe(prefix, revision)
+        if hasattr(source, "batch"):
+            return source
+        return _Pumped(source)
+    return _Pumped(storage.watch(prefix, revision))
+
+
+class _Pumped:
+    """Makes any async iterator of events cancel-safe: a task moves its events into a
+    bounded queue (back-pressure reaches the producer), ``batch`` drains the queue."""
+
+    def __init__(self, events):
+        self._events = events
+        self._queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
+        self._task = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            async for event in self._events:
+                await self._queue.put(event)
+            await self._queue.put(StopAsyncIteration())
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            await self._queue.put(exc)
+
+    async def batch(self, max_events: int) -> list[WatchEvent]:
+        """At least one event, at most ``max_events``; raises what the producer raised."""
+        events = [await self._queue.get()]
+        while not self._queue.empty() and len(events) < max_events:
+            events.append(self._queue.get_nowait())
+        failures = [e for e in events if isinstance(e, BaseException)]
+        if failures:
+            good = events[:events.index(failures[0])]
+            if good:
+                self._queue = _requeue(self._queue, failures[0])
+                return good
+            raise failures[0]
+        return events
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
+        with contextlib.suppress(Exception):
+            await self._events.aclose()
+
+
+def _requeue(queue: asyncio.Queue, failure: BaseException) -> asyncio.Queue:
+    """A queue holding only ``failure`` (the producer has stopped after raising it)."""
+    fresh: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
+    fresh.put_nowait(failure)
+    return fresh
 
 
 def _expired(exc: Compacted) -> errors.ApiError:
