@@ -3,6 +3,7 @@
 Prints, measured in one run on this machine on a fresh etcd:
   - creates/s and p50/p99 through EtcdStorage.create at 1 and 50 concurrent callers,
   - raw aetcd puts of the same bytes at the same concurrency, and the ratio,
+  - raw aetcd create transactions (put if absent: what a create must cost at least),
   - guaranteed_update/s at 50 callers on 50 different keys,
   - list of N objects through EtcdStorage.list and .list_raw (seconds),
   - watch-cache fan-out: W subscribers x E events, events/s delivered (each encoded
@@ -72,12 +73,20 @@ def report(label: str, total: int, seconds: float, latencies: list[float]) -> fl
     return rate
 
 
+def create_txn(client: aetcd.Client, key: bytes, value: bytes):
+    """The transaction a create needs, through aetcd: put only if absent."""
+    return client.transaction(compare=[client.transactions.create(key) == 0],
+                              success=[client.transactions.put(key, value)], failure=[])
+
+
 async def bench_writes(store: EtcdStorage, client: aetcd.Client, ops: int) -> None:
     value = json.dumps(pod("x"), separators=(",", ":")).encode()
     for concurrency in (1, 50):
         tag = f"c{concurrency}"
         raw = report(f"raw aetcd put, {concurrency} concurrent", ops, *await concurrently(
             ops, concurrency, lambda i: client.put(f"/raw/{tag}/{i}".encode(), value)))
+        report(f"raw aetcd txn create_revision==0, {concurrency} conc.", ops, *await concurrently(
+            ops, concurrency, lambda i: create_txn(client, f"/rawtxn/{tag}/{i}".encode(), value)))
         ours = report(f"EtcdStorage.create, {concurrency} concurrent", ops, *await concurrently(
             ops, concurrency, lambda i: store.create(f"/registry/pods/{tag}/p{i}", pod(f"p{i}"))))
         print(f"{'':44s} ratio create/raw = {ours / raw:.2f} (goal >= 0.5 at 50)")
