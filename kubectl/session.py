@@ -7,8 +7,14 @@ that never talk to the server (``version --client``) import nothing heavy.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
+import os
+import re
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from kubectl.errors import CliError
@@ -16,6 +22,7 @@ from kubectl.errors import CliError
 TABLE_ACCEPT = ("application/json;as=Table;v=v1;g=meta.k8s.io,"
                 "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")
 ALL_CATEGORY = "all"
+DISCOVERY_TTL_SECONDS = 6 * 3600  # kubectl's discovery cache lifetime
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,31 @@ class Session:
 
     @functools.cached_property
     def resources(self) -> list[ApiResource]:
-        """Every top-level resource the server serves (subresources left out), core first."""
+        """Every top-level resource the server serves (subresources left out), core first.
+
+        Read from the discovery cache (~/.kube/cache/pkubectl) when fresh, like
+        kubectl's; ``resolve`` refreshes it once when a name is not found.
+        """
+        cached = read_discovery_cache(self.discovery_cache_path)
+        if cached is not None:
+            self._discovery_from_cache = True
+            return cached
+        return self.refresh_discovery()
+
+    @property
+    def discovery_cache_path(self) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9.-]+", "_", self.config.server)
+        return Path.home() / ".kube" / "cache" / "pkubectl" / f"{safe}.json"
+
+    def refresh_discovery(self) -> list[ApiResource]:
+        """Ask the server again and rewrite the cache."""
+        found = self._discover()
+        write_discovery_cache(self.discovery_cache_path, found)
+        self.__dict__["resources"] = found
+        self._discovery_from_cache = False
+        return found
+
+    def _discover(self) -> list[ApiResource]:
         found = self._group_resources("/api/v1", "", "v1")
         for group in self.get_json("/apis").get("groups") or []:
             preferred = (group.get("preferredVersion") or {}).get("version") or group["versions"][0]["version"]
@@ -133,12 +164,20 @@ class Session:
 
         Raises CliError like kubectl: ``the server doesn't have a resource type "x"``.
         """
-        lowered = name.lower()
-        base, _, group = lowered.partition(".")
+        found = self._find(name)
+        if found is None and getattr(self, "_discovery_from_cache", False):
+            self.refresh_discovery()
+            found = self._find(name)
+        if found is not None:
+            return found
+        raise CliError(f"the server doesn't have a resource type \"{name}\"")
+
+    def _find(self, name: str) -> Optional[ApiResource]:
+        base, _, group = name.lower().partition(".")
         for res in self.resources:
             if base in res.names() and (not group or group in (res.group, f"{res.version}.{res.group}")):
                 return res
-        raise CliError(f"the server doesn't have a resource type \"{name}\"")
+        return None
 
     def resolve_many(self, text: str) -> list[ApiResource]:
         """``po,svc`` or ``all`` (the "all" category) as resources, in order, without repeats."""
@@ -153,9 +192,12 @@ class Session:
         """The resource serving an object's apiVersion and kind."""
         api_version, kind = obj.get("apiVersion") or "", obj.get("kind") or ""
         group, _, version = api_version.rpartition("/")
-        for res in self.resources:
-            if res.kind == kind and res.group == group:
-                return res
+        for attempt in range(2):
+            for res in self.resources:
+                if res.kind == kind and res.group == group:
+                    return res
+            if attempt == 0 and getattr(self, "_discovery_from_cache", False):
+                self.refresh_discovery()
         raise CliError(f"resource mapping not found for name: \"{(obj.get('metadata') or {}).get('name', '')}\" "
                        f"namespace: \"{(obj.get('metadata') or {}).get('namespace', '')}\" from \"\": "
                        f"no matches for kind \"{kind}\" in version \"{api_version}\"")
@@ -169,3 +211,25 @@ class Session:
             raise CliError(f"the namespace from the provided object \"{own}\" does not match the namespace "
                            f"\"{self.flags.namespace}\". You must pass '--namespace={own}' to perform this operation.")
         return own or self.namespace
+
+
+def read_discovery_cache(path: Path, now: Optional[float] = None) -> Optional[list[ApiResource]]:
+    """The cached resources when the file is younger than DISCOVERY_TTL_SECONDS, else None."""
+    try:
+        if (now or time.time()) - path.stat().st_mtime > DISCOVERY_TTL_SECONDS:
+            return None
+        entries = json.loads(path.read_text())
+        return [ApiResource(**{k: tuple(v) if isinstance(v, list) else v for k, v in e.items()}) for e in entries]
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def write_discovery_cache(path: Path, resources: list[ApiResource]) -> None:
+    """Best effort: a cache that cannot be written is simply not used."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps([dataclasses.asdict(r) for r in resources]))
+        os.replace(tmp, path)
+    except OSError:
+        pass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -337,6 +338,13 @@ def required(scenario: Scenario, tool: Tool, server: ServerSupport) -> bool:
     return True
 
 
+def short_reason(err: BaseException, tool: Tool) -> str:
+    """One line, temp paths elided, for the compatibility table."""
+    text = " ".join(str(err).replace(str(tool.workdir), "DIR").split())
+    text = re.sub(r"/tmp/[\w./-]+", "TMP", text)
+    return text[:160] or type(err).__name__
+
+
 def run_scenarios(tool: Tool) -> dict[str, float]:
     """Run every scenario with ``tool``, recording results; returns seconds per verb."""
     seconds = {}
@@ -346,8 +354,7 @@ def run_scenarios(tool: Tool) -> dict[str, float]:
             scenario.run(tool)
             tool.results[scenario.verb] = "works"
         except (AssertionError, subprocess.TimeoutExpired, ValueError, KeyError) as err:
-            reason = " ".join(str(err).split())[:160] or type(err).__name__
-            tool.results[scenario.verb] = f"not yet: {reason}"
+            tool.results[scenario.verb] = f"not yet: {short_reason(err, tool)}"
         seconds[scenario.verb] = time.monotonic() - started
     return seconds
 

@@ -107,3 +107,19 @@ def test_unreachable_server_is_one_line(tmp_path):
     assert main(["get", "pods", "--kubeconfig", str(config)], io.StringIO(), err) == 1
     assert len(err.getvalue().strip().splitlines()) == 1
     assert "127.0.0.1:1" in err.getvalue()
+
+
+def test_discovery_cache_round_trip_and_expiry(tmp_path):
+    import os
+
+    from kubectl.session import ApiResource, read_discovery_cache, write_discovery_cache
+
+    path = tmp_path / "cache" / "server.json"
+    deploy = ApiResource("apps", "v1", "deployments", "Deployment", True, "deployment", ("deploy",), ("all",),
+                         ("get", "list"))
+    write_discovery_cache(path, [deploy])
+    assert read_discovery_cache(path) == [deploy]
+    old = path.stat().st_mtime - 7 * 3600
+    os.utime(path, (old, old))
+    assert read_discovery_cache(path) is None
+    assert read_discovery_cache(tmp_path / "missing.json") is None

@@ -1,0 +1,94 @@
+"""Benchmark: `pkubectl version --client` start-up and `get pods` on N pods, next to the real kubectl.
+
+Usage: python bench/kubectl.py [--pods 1000] [--kubeconfig FILE] [--runs 5]
+
+Without --kubeconfig it starts a throwaway `pkube up` in a temp dir (and stops it).
+Prints the median wall time of each command; the anchor is the real kubectl
+v1.32 against the same server (a Go binary: ~50-100 ms for a list of 1,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def timed(argv: list[str], env: dict, runs: int) -> float:
+    """Median wall seconds of ``runs`` executions (output discarded; failures raise)."""
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def make_pods(kubeconfig: str, namespace: str, count: int) -> float:
+    """Create ``count`` pods through the REST client (8 threads); returns seconds taken."""
+    from client.kubeconfig import load_kubeconfig
+    from client.resources import NAMESPACES, PODS
+    from client.rest import ApiClient
+
+    config = load_kubeconfig(kubeconfig)
+    started = time.perf_counter()
+    with ApiClient(config) as api:
+        api.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+
+        def one(i: int) -> None:
+            api.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"bench-{i:05d}"},
+                              "spec": {"containers": [{"name": "app", "image": "busybox"}]}}, namespace)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, range(count)))
+    return time.perf_counter() - started
+
+
+def start_cluster(data_dir: str) -> str:
+    from cluster.etcd import free_port
+
+    port = free_port()
+    subprocess.run([sys.executable, "-m", "cluster", "up", "-d", "--data-dir", data_dir, "--port", str(port)],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return str(Path(data_dir) / "admin.kubeconfig")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pods", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--kubeconfig")
+    args = parser.parse_args()
+    data_dir = None if args.kubeconfig else tempfile.mkdtemp(prefix="pkube-bench-")
+    kubeconfig = args.kubeconfig or start_cluster(data_dir)
+    namespace = f"bench-{os.getpid()}"
+    env = dict(os.environ, KUBECONFIG=kubeconfig)
+    pkubectl = [sys.executable, "-m", "kubectl"]
+    try:
+        print(f"pkubectl version --client: {timed([*pkubectl, 'version', '--client'], env, args.runs) * 1000:.0f} ms")
+        print(f"created {args.pods} pods in {make_pods(kubeconfig, namespace, args.pods):.1f} s")
+        get = ["get", "pods", "-n", namespace]
+        print(f"pkubectl get pods ({args.pods}): {timed([*pkubectl, *get], env, args.runs) * 1000:.0f} ms")
+        print(f"pkubectl get pods -o json ({args.pods}): "
+              f"{timed([*pkubectl, *get, '-o', 'json'], env, args.runs) * 1000:.0f} ms")
+        if shutil.which("kubectl"):
+            print(f"kubectl get pods ({args.pods}) [anchor]: {timed(['kubectl', *get], env, args.runs) * 1000:.0f} ms")
+    finally:
+        if data_dir:
+            subprocess.run([sys.executable, "-m", "cluster", "down", "--data-dir", data_dir], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
