@@ -26,10 +26,6 @@ from runtime.state import IllegalTransition, ZERO_TIME
 VERSION = "0.1.0"
 API_VERSION = "1.43"
 EXIT_USAGE = 125
-VERBS = ("run", "create", "start", "stop", "restart", "kill", "rm", "ps", "logs", "exec", "cp",
-         "wait", "attach",
-         "inspect", "top", "stats", "commit", "diff", "export", "info", "version", "images", "rmi",
-         "tag", "import", "load", "save", "pull", "push", "build", "history")
 
 
 class UsageError(Exception):
@@ -673,17 +669,18 @@ class _OnlySubparsers:
     """Wraps argparse's subparsers so that only `verb` gets a real parser."""
 
     def __init__(self, sub, verb: str):
-        self.sub, self.verb = sub, verb
+        self.sub, self.verb, self.found = sub, verb, False
 
     def add_parser(self, name, **kwargs):
         if name != self.verb:
             return _Skipped()
+        self.found = True
         return self.sub.add_parser(name, **kwargs)
 
 
 def build_parser(get_runtime, verb: str | None = None) -> Parser:
-    """pdocker's parser; with `verb`, only that verb's subparser is built (the parser then
-    knows no other verb: call without it for help and unknown verbs)."""
+    """pdocker's parser; with `verb`, only that verb's subparser is built (the full parser
+    when no module registers `verb`, so help and errors list every verb)."""
     parser = Parser(prog="pdocker", description="A Docker-like CLI for the pkube runtime.")
     parser.add_argument("--root", default=os.environ.get("PDOCKER_ROOT", str(DEFAULT_ROOT)),
                         help="state directory (default %(default)s)")
@@ -771,6 +768,8 @@ def build_parser(get_runtime, verb: str | None = None) -> Parser:
         cli_images = None
     if cli_images is not None:
         cli_images.register(sub, get_runtime)
+    if isinstance(sub, _OnlySubparsers) and not sub.found:
+        return build_parser(get_runtime)
     return parser
 
 
@@ -818,22 +817,20 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         argv = sys.argv[1:] if argv is None else argv
-        verb = requested_verb(argv)
-        if verb not in VERBS:
-            verb = None   # help, or an unknown verb: the full parser says what exists
-        args = build_parser(get_runtime, verb).parse_args(argv)
+        args = build_parser(get_runtime, requested_verb(argv)).parse_args(argv)
         holder["args"] = args
         if getattr(args, "command", None) and args.command[:1] == ["--"]:
             args.command = args.command[1:]
         return args.func(get_runtime(), args) or 0
+    except BrokenPipeError:   # `pdocker ps | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except _known_errors() as e:
         message = e.strerror if isinstance(e, OSError) and e.strerror and not e.filename else str(e)
         print(f"pdocker: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":
