@@ -9,6 +9,7 @@ import os
 import aetcd
 import pytest
 
+from apiserver.storage.cacher import CachedStorage
 from apiserver.storage.etcd import EtcdStorage
 from apiserver.storage.interface import (
     Compacted, Conflict, KeyExists, NotFound, Preconditions, StorageUnavailable,
@@ -24,6 +25,25 @@ def pod(name: str, ns: str = "ns1", **extra) -> dict:
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}"},
             "spec": {"containers": [{"name": "c", "image": "busybox"}]}, **extra}
+
+
+@pytest.fixture(params=["etcd", "cached"])
+def runner(request, etcd):
+    """``runner(body, transformer=None)`` runs ``body(store)`` on a fresh
+    EtcdStorage, then again (second param) on a CachedStorage over one: the
+    watch cache must keep the same contract."""
+    def run_body(body, transformer=None):
+        if request.param == "etcd":
+            return run(etcd, body, transformer)
+
+        async def cached(store):
+            wrapped = CachedStorage(store)
+            try:
+                return await body(wrapped)
+            finally:
+                await wrapped.close()
+        return run(etcd, cached, transformer)
+    return run_body
 
 
 def run(etcd, body, transformer=None):
@@ -49,7 +69,7 @@ async def take(iterator, n: int, timeout: float = 10.0) -> list:
     return await asyncio.wait_for(collect(), timeout)
 
 
-def test_create_get_and_create_twice(etcd):
+def test_create_get_and_create_twice(etcd, runner):
     async def body(store):
         created = await store.create(NS + "a", pod("a"))
         got = await store.get(NS + "a")
@@ -59,10 +79,10 @@ def test_create_get_and_create_twice(etcd):
             await store.create(NS + "a", pod("a"))
         with pytest.raises(NotFound):
             await store.get(NS + "missing")
-    run(etcd, body)
+    runner(body)
 
 
-def test_resource_version_is_never_persisted(etcd):
+def test_resource_version_is_never_persisted(etcd, runner):
     async def body(store):
         obj = pod("a")
         obj["metadata"]["resourceVersion"] = "999"
@@ -72,10 +92,10 @@ def test_resource_version_is_never_persisted(etcd):
         raw = await raw_value(etcd, NS + "a")
         assert b"resourceVersion" not in raw
         assert b'"spec":{"x":1}' in raw
-    run(etcd, body)
+    runner(body)
 
 
-def test_guaranteed_update_applies_fn_and_bumps_version(etcd):
+def test_guaranteed_update_applies_fn_and_bumps_version(etcd, runner):
     async def body(store):
         created = await store.create(NS + "a", pod("a"))
 
@@ -86,20 +106,20 @@ def test_guaranteed_update_applies_fn_and_bumps_version(etcd):
         assert updated["metadata"]["labels"] == {"app": "web"}
         assert int(updated["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
         assert await store.get(NS + "a") == updated
-    run(etcd, body)
+    runner(body)
 
 
-def test_guaranteed_update_without_change_writes_nothing(etcd):
+def test_guaranteed_update_without_change_writes_nothing(etcd, runner):
     async def body(store):
         created = await store.create(NS + "a", pod("a"))
         before = await store.current_revision()
         same = await store.guaranteed_update(NS + "a", lambda o: o)
         assert same == created
         assert await store.current_revision() == before
-    run(etcd, body)
+    runner(body)
 
 
-def test_guaranteed_update_fn_error_aborts_and_fn_gets_private_copy(etcd):
+def test_guaranteed_update_fn_error_aborts_and_fn_gets_private_copy(etcd, runner):
     async def body(store):
         await store.create(NS + "a", pod("a"))
 
@@ -111,10 +131,10 @@ def test_guaranteed_update_fn_error_aborts_and_fn_gets_private_copy(etcd):
         assert (await store.get(NS + "a"))["spec"] == pod("a")["spec"]
         with pytest.raises(NotFound):
             await store.guaranteed_update(NS + "missing", lambda o: o)
-    run(etcd, body)
+    runner(body)
 
 
-def test_stale_update_is_a_conflict(etcd):
+def test_stale_update_is_a_conflict(etcd, runner):
     async def body(store):
         created = await store.create(NS + "a", pod("a"))
         await store.guaranteed_update(NS + "a", lambda o: {**o, "spec": {"v": 2}})
@@ -123,10 +143,10 @@ def test_stale_update_is_a_conflict(etcd):
             await store.guaranteed_update(NS + "a", lambda current: stale)
         assert err.value.current["spec"] == {"v": 2}
         assert (await store.get(NS + "a"))["spec"] == {"v": 2}
-    run(etcd, body)
+    runner(body)
 
 
-def test_fifty_concurrent_updates_all_land(etcd):
+def test_fifty_concurrent_updates_all_land(etcd, runner):
     async def body(store):
         await store.create("/registry/configmaps/ns1/counter", {"metadata": {"name": "counter"},
                                                                 "data": {"n": "0"}})
@@ -137,10 +157,10 @@ def test_fifty_concurrent_updates_all_land(etcd):
         await asyncio.gather(*(store.guaranteed_update("/registry/configmaps/ns1/counter", increment)
                                for _ in range(50)))
         assert (await store.get("/registry/configmaps/ns1/counter"))["data"]["n"] == "50"
-    run(etcd, body)
+    runner(body)
 
 
-def test_delete_returns_last_state_at_delete_revision(etcd):
+def test_delete_returns_last_state_at_delete_revision(etcd, runner):
     async def body(store):
         created = await store.create(NS + "a", pod("a"))
         deleted = await store.delete(NS + "a")
@@ -150,10 +170,10 @@ def test_delete_returns_last_state_at_delete_revision(etcd):
             await store.get(NS + "a")
         with pytest.raises(NotFound):
             await store.delete(NS + "a")
-    run(etcd, body)
+    runner(body)
 
 
-def test_delete_preconditions(etcd):
+def test_delete_preconditions(etcd, runner):
     async def body(store):
         created = await store.create(NS + "a", pod("a"))
         with pytest.raises(Conflict):
@@ -166,10 +186,10 @@ def test_delete_preconditions(etcd):
         assert deleted["metadata"]["name"] == "a"
         with pytest.raises(NotFound):
             await store.delete(NS + "a", Preconditions(uid="uid-a"))
-    run(etcd, body)
+    runner(body)
 
 
-def test_update_preconditions(etcd):
+def test_update_preconditions(etcd, runner):
     async def body(store):
         await store.create(NS + "a", pod("a"))
         with pytest.raises(Conflict):
@@ -178,10 +198,10 @@ def test_update_preconditions(etcd):
         updated = await store.guaranteed_update(NS + "a", lambda o: {**o, "spec": {}},
                                                 Preconditions(uid="uid-a"))
         assert updated["spec"] == {}
-    run(etcd, body)
+    runner(body)
 
 
-def test_list_is_scoped_to_the_prefix(etcd):
+def test_list_is_scoped_to_the_prefix(etcd, runner):
     async def body(store):
         await store.create(NS + "a", pod("a"))
         await store.create("/registry/pods/ns10/b", pod("b", "ns10"))
@@ -192,10 +212,10 @@ def test_list_is_scoped_to_the_prefix(etcd):
         assert page.revision == await store.current_revision()
         everything = await store.list("/registry/pods/")
         assert [o["metadata"]["name"] for o in everything.items] == ["a", "b"]
-    run(etcd, body)
+    runner(body)
 
 
-def test_list_at_an_older_revision(etcd):
+def test_list_at_an_older_revision(etcd, runner):
     async def body(store):
         await store.create(NS + "a", pod("a"))
         await store.create(NS + "b", pod("b"))
@@ -209,10 +229,10 @@ def test_list_at_an_older_revision(etcd):
         assert old.items[1]["spec"] == pod("b")["spec"]
         with pytest.raises(BadStorageRequest):
             await store.list(NS, revision=then + 1000)
-    run(etcd, body)
+    runner(body)
 
 
-def test_paging_reads_one_revision_across_later_writes(etcd):
+def test_paging_reads_one_revision_across_later_writes(etcd, runner):
     async def body(store):
         for name in "abcde":
             await store.create(NS + name, pod(name))
@@ -229,10 +249,10 @@ def test_paging_reads_one_revision_across_later_writes(etcd):
         assert third.continue_token is None
         with pytest.raises(BadStorageRequest):
             await store.list(NS, limit=2, continue_token="not-a-token")
-    run(etcd, body)
+    runner(body)
 
 
-def test_list_raw_gives_the_same_objects_as_json_bytes(etcd):
+def test_list_raw_gives_the_same_objects_as_json_bytes(etcd, runner):
     import json
 
     async def body(store):
@@ -247,10 +267,10 @@ def test_list_raw_gives_the_same_objects_as_json_bytes(etcd):
         rest = await store.list_raw(NS, continue_token=raw.continue_token)
         assert json.loads(b"[" + b",".join(rest.items) + b"]") == \
             (await store.list(NS, continue_token=decoded.continue_token)).items
-    run(etcd, body, AesGcmTransformer(os.urandom(32), prefixes=("/registry/pods/",)))
+    runner(body, AesGcmTransformer(os.urandom(32), prefixes=("/registry/pods/",)))
 
 
-def test_watch_resumes_exactly_from_a_revision(etcd):
+def test_watch_resumes_exactly_from_a_revision(etcd, runner):
     async def body(store):
         a = await store.create(NS + "a", pod("a"))
         await store.create(NS + "b", pod("b"))
@@ -270,10 +290,10 @@ def test_watch_resumes_exactly_from_a_revision(etcd):
         assert events[2].object["metadata"]["resourceVersion"] == deleted["metadata"]["resourceVersion"]
         assert [e.revision for e in events] == sorted(e.revision for e in events)
         assert all(e.object["metadata"]["resourceVersion"] == str(e.revision) for e in events)
-    run(etcd, body)
+    runner(body)
 
 
-def test_watch_from_zero_starts_now(etcd):
+def test_watch_from_zero_starts_now(etcd, runner):
     async def body(store):
         await store.create(NS + "old", pod("old"))
         watch = store.watch(NS, 0)
@@ -288,10 +308,10 @@ def test_watch_from_zero_starts_now(etcd):
         finally:
             await watch.aclose()
         assert event.type == "ADDED" and event.object["metadata"]["name"].startswith("new")
-    run(etcd, body)
+    runner(body)
 
 
-def test_compacted_revisions_answer_compacted(etcd):
+def test_compacted_revisions_answer_compacted(etcd, runner):
     async def body(store):
         first = await store.create(NS + "a", pod("a"))
         await store.guaranteed_update(NS + "a", lambda o: {**o, "spec": {}})
@@ -307,7 +327,7 @@ def test_compacted_revisions_answer_compacted(etcd):
             await store.list(NS, revision=old)
         assert err.value.compact_revision == now
         assert len((await store.list(NS, revision=now)).items) == 1
-    run(etcd, body)
+    runner(body)
 
 
 def test_cancelled_watch_leaves_no_task_or_stream(etcd):
@@ -341,7 +361,7 @@ def test_abandoned_watch_is_closed_when_dropped(etcd):
     run(etcd, body)
 
 
-def test_secrets_are_encrypted_at_rest_and_read_back(etcd):
+def test_secrets_are_encrypted_at_rest_and_read_back(etcd, runner):
     transformer = AesGcmTransformer(os.urandom(32))
     secret = {"metadata": {"name": "s"}, "data": {"password": "aHVudGVyMg=="}, "note": "hunter2"}
 
@@ -357,12 +377,12 @@ def test_secrets_are_encrypted_at_rest_and_read_back(etcd):
         updated = await store.guaranteed_update("/registry/secrets/ns1/s", lambda o: {**o, "note": "x"})
         listed = await store.list("/registry/secrets/")
         assert listed.items == [updated]
-    run(etcd, body, transformer)
+    runner(body, transformer)
 
     async def wrong_key(store):
         with pytest.raises(ValueError):
             await store.get("/registry/secrets/ns1/s")
-    run(etcd, wrong_key, AesGcmTransformer(os.urandom(32)))
+    runner(wrong_key, AesGcmTransformer(os.urandom(32)))
 
 
 def test_unreachable_etcd_is_unavailable():
