@@ -1,4 +1,5 @@
-"""pdocker's image verbs: images, rmi, tag, import, load, save, pull, push, build, history.
+"""pdocker's image verbs: images, rmi, tag, import, load, save, pull, push, build, history,
+login, logout.
 
 ``register(subparsers, get_runtime)`` adds them to pdocker's parser (runtime/cli.py); each
 handler is ``fn(rt, args) -> exit status`` and raises ImageError subclasses for bad input,
@@ -57,6 +58,13 @@ def register(subparsers, get_runtime) -> None:
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("context")
+    p = add("login", cmd_login, "log in to a registry")
+    p.add_argument("-u", "--username")
+    p.add_argument("-p", "--password")
+    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("server", nargs="?", default="")
+    p = add("logout", cmd_logout, "log out from a registry")
+    p.add_argument("server", nargs="?", default="")
     p = add("history", cmd_history, "show the history of an image")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
@@ -179,6 +187,28 @@ def cmd_build(rt, args) -> int:
                   no_cache=args.no_cache)
     if args.quiet:
         print(image.id)
+    return 0
+
+
+def cmd_login(rt, args) -> int:
+    from runtime.registry import login
+    password = args.password
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    if not args.username or password is None:
+        raise ImageError("login needs -u USER and -p PASSWORD (or --password-stdin)")
+    login(args.server, args.username, password)
+    print("Login Succeeded")
+    return 0
+
+
+def cmd_logout(rt, args) -> int:
+    from runtime.registry import logout
+    server = args.server or "docker.io"
+    if logout(args.server):
+        print(f"Removing login credentials for {server}")
+    else:
+        print(f"Not logged in to {server}")
     return 0
 
 

@@ -95,9 +95,8 @@ def is_local(registry: str) -> bool:
 
 def docker_config_credentials(registry: str) -> tuple[str, str] | None:
     """(user, password) for a registry from $DOCKER_CONFIG or ~/.docker/config.json."""
-    path = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
     try:
-        auths = json.loads(path.read_text()).get("auths", {})
+        auths = json.loads(docker_config_path().read_text()).get("auths", {})
     except (OSError, ValueError):
         return None
     keys = [registry, f"https://{registry}", f"http://{registry}"]
@@ -109,6 +108,47 @@ def docker_config_credentials(registry: str) -> tuple[str, str] | None:
             user, _, password = base64.b64decode(encoded).decode().partition(":")
             return user, password
     return None
+
+
+def docker_config_path() -> Path:
+    return Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+
+
+def login(registry: str, username: str, password: str) -> None:
+    """``docker login``: check the credentials against the registry's /v2/ endpoint, then
+    store them (base64, as Docker does) in the Docker config file. Raises AuthError."""
+    registry = registry or DOCKER_HUB
+    remote = RemoteRef(registry, "", None, None)
+    url = remote.base_url.rsplit("/", 1)[0] + "/"
+    with RegistryClient(credentials={registry: (username, password)}) as client:
+        resp = client.request("GET", url, remote, "pull")
+    if resp.status_code != 200:
+        raise AuthError(f"login to {registry}: HTTP {resp.status_code} (wrong credentials?)")
+    _update_docker_config(registry, base64.b64encode(f"{username}:{password}".encode()).decode())
+
+
+def logout(registry: str) -> bool:
+    """Forget stored credentials; False when there were none."""
+    return _update_docker_config(registry or DOCKER_HUB, None)
+
+
+def _update_docker_config(registry: str, auth: str | None) -> bool:
+    path = docker_config_path()
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        config = {}
+    auths = config.setdefault("auths", {})
+    had = auths.pop(registry, None) is not None
+    if auth is not None:
+        auths[registry] = {"auth": auth}
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(config, f, indent=1)
+    os.replace(tmp, path)
+    return had
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +180,7 @@ class RegistryClient:
                 stream: bool = False, **kwargs) -> httpx.Response:
         """Send with the cached credentials for (registry, scope); on 401, authenticate and
         retry once. The caller closes a streamed response."""
-        scope = f"repository:{remote.repository}:{actions}"
+        scope = f"repository:{remote.repository}:{actions}" if remote.repository else ""
         key = (remote.registry, scope)
         for attempt in (1, 2):
             headers = dict(kwargs.pop("headers", None) or {})
@@ -175,7 +215,7 @@ class RegistryClient:
         realm = params.get("realm")
         if not realm:
             raise AuthError("bearer challenge without a realm")
-        query = {"scope": scope}
+        query = {"scope": scope} if scope else {}
         if params.get("service"):
             query["service"] = params["service"]
         try:

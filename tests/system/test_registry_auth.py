@@ -14,7 +14,7 @@ import pytest
 
 from runtime.images import (MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_LAYER_GZIP, MT_OCI_MANIFEST,
                             ImageStore, canonical_json, sha256_bytes)
-from runtime.registry import AuthError, RegistryClient, RemoteRef, pull
+from runtime.registry import AuthError, RegistryClient, RemoteRef, login, logout, pull
 
 TOKEN = "t0ken"
 USER, PASSWORD = "alice", "s3cret"
@@ -33,6 +33,8 @@ class FakeRegistry(BaseHTTPRequestHandler):
             return self._token(parse_qs(url.query))
         if not self._authorized():
             return self._challenge()
+        if url.path == "/v2/":
+            return self._send(200, b"{}", "application/json")
         kind, _, ref = url.path.removeprefix("/v2/test/bb/").partition("/")
         blob = server.blobs.get(ref if ref.startswith("sha256:") else server.tags.get(ref, ""))
         if kind not in ("manifests", "blobs") or blob is None:
@@ -134,6 +136,18 @@ def test_basic_auth_registry(fake_registry, tmp_path):
         pull(ImageStore(tmp_path / "anon"), f"{host}/test/bb")
     with RegistryClient(credentials={host: (USER, PASSWORD)}) as client:
         assert pull(ImageStore(tmp_path / "dest"), f"{host}/test/bb", client=client).id == image.id
+
+
+@pytest.mark.parametrize("fake_registry", [("basic", False)], indirect=True)
+def test_login_stores_credentials_that_pull_then_uses(fake_registry, tmp_path):
+    server, image, host = fake_registry
+    with pytest.raises(AuthError, match="wrong credentials"):
+        login(host, USER, "wrong")
+    login(host, USER, PASSWORD)
+    assert pull(ImageStore(tmp_path / "dest"), f"{host}/test/bb").id == image.id
+    assert logout(host) and not logout(host)
+    with pytest.raises(AuthError, match="no credentials"):
+        pull(ImageStore(tmp_path / "again"), f"{host}/test/bb")
 
 
 def test_plain_http_only_for_localhost():
