@@ -71,6 +71,27 @@ def test_sandbox_on_the_bridge_gives_its_containers_one_address(bridge_rt):
     assert rt._network.endpoints() == {}
 
 
+def get_body(port: int) -> bytes | None:
+    for _ in range(100):
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+        except OSError:
+            time.sleep(0.1)
+    return None
+
+
+def test_sandbox_host_port_reaches_a_member_container(bridge_rt):
+    rt = bridge_rt
+    port = free_port()
+    sandbox = rt.create_sandbox(SandboxSpec(name="pod-web", port_mappings=[PortMapping(port, 8080)]))
+    web = rt.create(ContainerSpec(image="busybox", sandbox_id=sandbox.id, command=[
+        "sh", "-c", "mkdir /www && echo pod > /www/index.html && exec httpd -f -p 8080 -h /www"]))
+    rt.start(web.id)
+    assert get_body(port) == b"pod\n"
+    rt.remove_sandbox(sandbox.id)
+    assert rt._network.endpoints() == {}
+
+
 def test_network_container_mode_shares_the_peers_stack(bridge_rt):
     rt = bridge_rt
     peer = run(rt, "exec sleep 1000")
