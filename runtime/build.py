@@ -159,11 +159,15 @@ class Builder:
             raise ins.fail("usage: FROM image [AS name]")
         self.seen_from = True
         image = self._base_image(ins, words[0])
-        self.state = BuildState(image=image, config=dict(image.config) if image else {},
-                                stages=self.state.stages)
+        config = dict(image.config) if image else {}
+        triggers = config.pop("OnBuild", None) or []
+        self.state = BuildState(image=image, config=config, stages=self.state.stages)
         self.stage_keys = [str(self.stage_count)] + ([words[2].lower()] if len(words) == 3 else [])
         self.stage_count += 1
         self.progress(f" ---> {image.short_id if image else 'scratch'}")
+        for trigger in triggers:
+            self.progress(f"# Executing ONBUILD trigger: {trigger}")
+            self._step(df.parse_line(trigger, ins.line))
 
     def _base_image(self, ins: df.Instruction, ref: str) -> Image | None:
         if ref == "scratch":

@@ -11,9 +11,11 @@ import shlex
 from dataclasses import dataclass, field
 
 KNOWN = {"FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "CMD", "ENTRYPOINT",
-         "EXPOSE", "LABEL", "VOLUME", "STOPSIGNAL", "SHELL", "MAINTAINER"}
+         "EXPOSE", "LABEL", "VOLUME", "STOPSIGNAL", "SHELL", "MAINTAINER", "HEALTHCHECK", "ONBUILD"}
 CONFIG_ONLY = {"ENV", "CMD", "ENTRYPOINT", "EXPOSE", "LABEL", "USER", "WORKDIR", "VOLUME",
-               "STOPSIGNAL", "MAINTAINER", "SHELL"}
+               "STOPSIGNAL", "MAINTAINER", "SHELL", "HEALTHCHECK", "ONBUILD"}
+DURATION_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+                  "m": 60_000_000_000, "h": 3_600_000_000_000}
 EXPANDED = {"ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME",
             "WORKDIR"}
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -84,7 +86,8 @@ def parse_line(text: str, line: int = 0) -> Instruction:
     cmd = keyword.upper()
     if cmd not in KNOWN:
         raise DockerfileError(f"Dockerfile line {line}: unknown instruction {keyword!r}")
-    flags, rest = _split_flags(rest) if cmd in ("COPY", "ADD", "FROM", "RUN") else ({}, rest)
+    flags, rest = _split_flags(rest) if cmd in ("COPY", "ADD", "FROM", "RUN", "HEALTHCHECK") \
+        else ({}, rest)
     return Instruction(cmd, rest.strip(), line, flags)
 
 
@@ -293,9 +296,47 @@ def _shell(config, ins, variables):
     config["Shell"] = argv
 
 
+def _healthcheck(config, ins, variables):
+    text = ins.args.strip()
+    if text.upper() == "NONE":
+        config["Healthcheck"] = {"Test": ["NONE"]}
+        return
+    keyword, _, command = text.partition(" ")
+    if keyword.upper() != "CMD" or not command.strip():
+        raise ins.fail("usage: HEALTHCHECK [--interval=D --timeout=D --start-period=D "
+                       "--retries=N] CMD command | NONE")
+    argv = Instruction("CMD", command.strip(), ins.line).exec_form()
+    check = {"Test": ["CMD"] + argv if argv is not None else ["CMD-SHELL", command.strip()]}
+    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                      ("start-period", "StartPeriod")):
+        if flag in ins.flags:
+            check[key] = _duration_ns(ins, ins.flags[flag])
+    if "retries" in ins.flags:
+        if not ins.flags["retries"].isdigit():
+            raise ins.fail(f"--retries must be a number, got {ins.flags['retries']!r}")
+        check["Retries"] = int(ins.flags["retries"])
+    config["Healthcheck"] = check
+
+
+def _duration_ns(ins: Instruction, text: str) -> int:
+    """Go-style durations: 30s, 1m30s, 500ms."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ins.fail(f"invalid duration {text!r} (e.g. 30s, 1m30s)")
+    return int(sum(float(n) * DURATION_UNITS[u] for n, u in parts))
+
+
+def _onbuild(config, ins, variables):
+    trigger = parse_line(ins.args, ins.line)
+    if trigger.cmd in ("ONBUILD", "FROM", "MAINTAINER"):
+        raise ins.fail(f"{trigger.cmd} is not allowed as an ONBUILD trigger")
+    config["OnBuild"] = list(config.get("OnBuild") or []) + [ins.args]
+
+
 _HANDLERS = {"ENV": _env, "CMD": _cmd, "ENTRYPOINT": _entrypoint, "EXPOSE": _expose,
              "LABEL": _label, "USER": _user, "WORKDIR": _workdir, "VOLUME": _volume,
-             "STOPSIGNAL": _stopsignal, "MAINTAINER": _maintainer, "SHELL": _shell}
+             "STOPSIGNAL": _stopsignal, "MAINTAINER": _maintainer, "SHELL": _shell,
+             "HEALTHCHECK": _healthcheck, "ONBUILD": _onbuild}
 
 
 def _clean_path(path: str) -> str:

@@ -146,6 +146,19 @@ def test_multi_stage_copy_from_reads_the_merged_view(store, context):
         run_build(store, context)
 
 
+def test_onbuild_triggers_run_in_the_child_build(store, context):
+    (context / "Dockerfile").write_text("FROM busybox\nONBUILD COPY hello.txt /onbuild/\n")
+    run_build(store, context, tag="parent:1")
+    child = context / "child"
+    child.mkdir()
+    (child / "hello.txt").write_text("from the child context\n")
+    (child / "Dockerfile").write_text("FROM parent:1\nCMD [\"true\"]\n")
+    image, lines = run_build(store, child, tag="child:1")
+    assert "# Executing ONBUILD trigger: COPY hello.txt /onbuild/" in lines
+    assert read(image, "/onbuild/hello.txt") == "from the child context\n"
+    assert "OnBuild" not in image.config  # triggers are not inherited by grandchildren
+
+
 def test_copy_into_a_symlinked_directory_follows_it(store, tmp_path):
     from tests.unit.test_layers import make_tar
     base = store.import_tar(io.BytesIO(make_tar([

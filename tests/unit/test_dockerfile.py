@@ -92,3 +92,21 @@ def test_run_is_not_a_config_change():
 def test_bad_port():
     with pytest.raises(DockerfileError, match="invalid port"):
         apply_config_instruction({}, parse_line("EXPOSE http"))
+
+
+def test_healthcheck_and_onbuild():
+    config = {}
+    apply_config_instruction(config, parse_line(
+        'HEALTHCHECK --interval=1m30s --timeout=500ms --retries=3 CMD ["wget", "-q", "x"]'))
+    assert config["Healthcheck"] == {"Test": ["CMD", "wget", "-q", "x"], "Interval": 90_000_000_000,
+                                     "Timeout": 500_000_000, "Retries": 3}
+    apply_config_instruction(config, parse_line("HEALTHCHECK CMD wget -q localhost || exit 1"))
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "wget -q localhost || exit 1"]}
+    apply_config_instruction(config, parse_line("HEALTHCHECK NONE"))
+    assert config["Healthcheck"] == {"Test": ["NONE"]}
+    with pytest.raises(DockerfileError, match="invalid duration"):
+        apply_config_instruction(config, parse_line("HEALTHCHECK --interval=soon CMD true"))
+    apply_config_instruction(config, parse_line("ONBUILD COPY . /app"))
+    assert config["OnBuild"] == ["COPY . /app"]
+    with pytest.raises(DockerfileError, match="not allowed as an ONBUILD trigger"):
+        apply_config_instruction(config, parse_line("ONBUILD FROM x"))
