@@ -11,6 +11,9 @@ import urllib.parse
 import uvicorn
 
 from apiserver.app import create_app
+from apiserver.storage.cacher import CachedStorage
+from apiserver.storage.compactor import Compactor
+from apiserver.storage.encryption_config import EncryptionConfigError, load_encryption_config
 from apiserver.storage.etcd import EtcdStorage
 
 
@@ -24,6 +27,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--service-node-port-range", dest="node_ports", default="30000-32767")
     parser.add_argument("--tls-cert-file")
     parser.add_argument("--tls-private-key-file")
+    parser.add_argument("--encryption-provider-config",
+                        help="an EncryptionConfiguration file (secrets encrypted at rest)")
+    parser.add_argument("--compaction-interval", type=float, default=300.0,
+                        help="seconds between etcd compactions (0: never)")
     parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
 
@@ -46,19 +53,31 @@ def node_port_range(text: str) -> tuple[int, int]:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    """Connect to etcd, serve until SIGINT/SIGTERM, then stop everything started here."""
     host, port = etcd_host_port(args.etcd)
-    storage = await EtcdStorage.connect(host, port)
-    try:
-        from apiserver.storage.cacher import CachedStorage
-        storage = CachedStorage(storage)
-    except ImportError:
-        logging.getLogger(__name__).warning("no watch cache: watches go to etcd directly")
-    app = create_app(storage, service_cidr=args.service_cidr, node_port_range=node_port_range(args.node_ports),
-                     close_storage=True)
+    storage = await EtcdStorage.connect(host, port, transformer=_transformer(args))
+    compactor = Compactor(storage, interval=args.compaction_interval) if args.compaction_interval > 0 else None
+    if compactor is not None:
+        compactor.start()
+    app = create_app(CachedStorage(storage), service_cidr=args.service_cidr,
+                     node_port_range=node_port_range(args.node_ports), close_storage=True)
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
                             access_log=False, ssl_certfile=args.tls_cert_file,
                             ssl_keyfile=args.tls_private_key_file, timeout_graceful_shutdown=2)
-    await uvicorn.Server(config).serve()
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        if compactor is not None:
+            await compactor.stop()
+
+
+def _transformer(args: argparse.Namespace):
+    if not args.encryption_provider_config:
+        return None
+    try:
+        return load_encryption_config(args.encryption_provider_config)
+    except (OSError, EncryptionConfigError) as exc:
+        raise SystemExit(f"apiserver: {args.encryption_provider_config}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -114,11 +114,18 @@ def _check_versions(rv: Optional[str], match: Optional[str], cont: Optional[str]
         raise errors.bad_request('resourceVersionMatch "Exact" is forbidden for resourceVersion "0"')
 
 
-async def list_objects(storage: Storage, info: ResourceInfo, prefix: str, opts: ListOptions) -> ListResult:
-    """One page of matching objects; 410 for a compacted revision, 400 for a bad token."""
+async def list_objects(storage: Storage, info: ResourceInfo, prefix: str, opts: ListOptions,
+                       raw: bool = False) -> ListResult:
+    """One page of matching objects; 410 for a compacted revision, 400 for a bad token.
+
+    With ``raw`` the items may be JSON bytes (resourceVersion stamped) instead of
+    dicts, when the store can list without decoding and nothing needs to look inside.
+    """
     try:
         if opts.selects_all:
-            result = await storage.list(prefix, opts.read_revision(), opts.limit, opts.continue_token)
+            lister = getattr(storage, "list_raw", None) if raw else None
+            result = await (lister or storage.list)(prefix, opts.read_revision(), opts.limit,
+                                                    opts.continue_token)
         else:
             result = await _filtered(storage, info, prefix, opts)
     except Compacted as exc:

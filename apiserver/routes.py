@@ -100,7 +100,7 @@ class ResourceHandlers:
         opts = ListOptions.parse(target.info, request.query_params)
         if opts.watch:
             return await self.watch(target, opts)
-        listed = await list_objects(self.store.storage, target.info, target.prefix, opts)
+        listed = await list_objects(self.store.storage, target.info, target.prefix, opts, raw=True)
         return Response(self._list_body(target, listed), media_type=JSON)
 
     def _list_body(self, target: Target, listed) -> bytes:
@@ -112,7 +112,8 @@ class ResourceHandlers:
                 list_meta["remainingItemCount"] = listed.remaining
         head = (b'{"kind":"' + info.list_kind.encode() + b'","apiVersion":"' + info.api_version.encode()
                 + b'","metadata":' + dumps(list_meta) + b',"items":[')
-        return head + b",".join(dumps(item) for item in listed.items) + b"]}"
+        return head + b",".join(item if isinstance(item, bytes) else dumps(item)
+                                for item in listed.items) + b"]}"
 
     async def watch(self, target: Target, opts: ListOptions) -> Response:
         stream = WatchStream(self.store.storage, target.info, target.prefix, opts, self.encoder,
