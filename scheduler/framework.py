@@ -11,6 +11,7 @@ random.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ DEFAULT_SCORERS = ((least_allocated, 1), (balanced_allocation, 1), (taint_tolera
                    (node_selector_affinity, 2), (selector_spread, 2))
 MIN_FEASIBLE_NODES = 100
 MIN_PERCENTAGE = 5
+CHUNK = 64          # nodes filtered per batch
 
 
 @dataclass
@@ -83,24 +85,30 @@ class Framework:
         return result
 
     def _find_feasible(self, pod: PodInfo, nodes: Sequence[NodeInfo], result: ScheduleResult) -> list:
-        checks = [p.filter for p in self.filters if not _skips(p, "skip_filter", pod)]
+        """Filter nodes in chunks from the rotating start until enough are feasible.
+
+        Within a chunk each filter runs over the nodes the previous ones kept,
+        so a node's reasons are those of its first failing filter.
+        """
+        checks = [_batch_filter(p) for p in self.filters if not _skips(p, "skip_filter", pod)]
         wanted = feasible_nodes_to_find(len(nodes), self.percentage)
-        feasible, total, start = [], len(nodes), self._next_start % len(nodes)
-        evaluated = 0
-        for i in range(total):
-            node = nodes[(start + i) % total]
-            evaluated += 1
+        start = self._next_start % len(nodes)
+        rotated = itertools.chain(itertools.islice(nodes, start, None), itertools.islice(nodes, start))
+        feasible, evaluated = [], 0
+        while len(feasible) < wanted:
+            chunk = list(itertools.islice(rotated, min(CHUNK, wanted - len(feasible))))
+            if not chunk:
+                break
+            evaluated += len(chunk)
             for check in checks:
-                status = check(pod, node)
-                if status.code:
-                    result.reasons.update(status.reasons)
-                    break
-            else:
-                feasible.append(node)
-                if len(feasible) >= wanted:
-                    break
+                statuses = check(pod, chunk)
+                for status in statuses:
+                    if status.code:
+                        result.reasons.update(status.reasons)
+                chunk = [node for node, status in zip(chunk, statuses) if not status.code]
+            feasible.extend(chunk)
         result.evaluated = evaluated
-        self._next_start = (start + evaluated) % total
+        self._next_start = (start + evaluated) % len(nodes)
         return feasible
 
     def _best(self, pod: PodInfo, feasible: list) -> str:
@@ -108,8 +116,8 @@ class Framework:
         for plugin, weight in self.scorers:
             if _skips(plugin, "skip_score", pod):
                 continue                  # the same score on every node: it cannot change the pick
-            score = plugin.score
-            scores = [score(pod, node) for node in feasible]
+            batch = getattr(plugin, "score_nodes", None)
+            scores = batch(pod, feasible) if batch else [plugin.score(pod, node) for node in feasible]
             normalize = getattr(plugin, "normalize", None)
             if normalize is not None:
                 scores = normalize(scores)
@@ -118,6 +126,15 @@ class Framework:
         best = max(totals)
         winners = [node.name for node, total in zip(feasible, totals) if total == best]
         return winners[0] if len(winners) == 1 else self.rng.choice(winners)
+
+
+def _batch_filter(plugin):
+    """The plugin's ``filter_nodes``, or one made from its ``filter``."""
+    batch = getattr(plugin, "filter_nodes", None)
+    if batch is not None:
+        return batch
+    check = plugin.filter
+    return lambda pod, nodes: [check(pod, node) for node in nodes]
 
 
 def _skips(plugin, hook: str, pod: PodInfo) -> bool:

@@ -19,3 +19,9 @@ def normalize(scores: list[int]) -> list[int]:
     if highest == 0:
         return [100] * len(scores)
     return [(highest - s) * 100 // highest for s in scores]
+
+
+def score_nodes(pod, nodes) -> list[int]:
+    """``score`` over many nodes in one pass."""
+    owner = pod.owner_uid
+    return [n.owners.get(owner, 0) for n in nodes] if owner else [0] * len(nodes)

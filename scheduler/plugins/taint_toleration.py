@@ -32,11 +32,23 @@ def filter(pod, node) -> Status:
     return SUCCESS
 
 
+def filter_nodes(pod, nodes) -> list[Status]:
+    """``filter`` over many nodes in one pass (untainted nodes cost no call)."""
+    return [filter(pod, n) if n.taints else SUCCESS for n in nodes]
+
+
 def score(pod, node) -> int:
     """Raw: how many PreferNoSchedule taints the pod does not tolerate (fewer is better)."""
+    if not node.taints:
+        return 0
     prefer_not = [t for t in pod.tolerations if t.get("effect") in (None, "", "PreferNoSchedule")]
     return sum(1 for t in node.taints
                if t.get("effect") == "PreferNoSchedule" and not tolerated(prefer_not, t))
+
+
+def score_nodes(pod, nodes) -> list[int]:
+    """``score`` over many nodes in one pass (untainted nodes cost nothing)."""
+    return [score(pod, n) if n.taints else 0 for n in nodes]
 
 
 def normalize(scores: list[int]) -> list[int]:

@@ -218,3 +218,20 @@ def test_selector_spread_prefers_nodes_with_fewer_siblings():
     raw = [selector_spread.score(pod, n) for n in nodes]
     assert raw == [0, 1, 2] and selector_spread.normalize(raw) == [100, 50, 0]
     assert selector_spread.score(PodInfo.from_pod(make_pod()), nodes[2]) == 0
+
+
+def test_batch_scores_equal_per_node_scores():
+    import random
+    rng = random.Random(3)
+    soft = {"key": "soft", "effect": "PreferNoSchedule"}
+    nodes = []
+    for i in range(60):
+        node = node_with(make_node(f"n{i}", cpu=str(rng.choice([0, 1, 2, 8])), memory=rng.choice(["0", "1Gi", "8Gi"]),
+                                   taints=[soft] if i % 3 == 0 else []),
+                         *(make_pod(f"p{i}-{j}", cpu=f"{rng.randint(0, 3000)}m", memory=f"{rng.randint(0, 4096)}Mi",
+                                    owner=rng.choice(["rs-1", "rs-2", None])) for j in range(rng.randint(0, 4))))
+        nodes.append(node)
+    for pod in (make_pod(cpu="500m", memory="1Gi", owner="rs-1"), make_pod(), make_pod(cpu="9")):
+        info = PodInfo.from_pod(pod)
+        for plugin in (least_allocated, balanced_allocation, selector_spread, taint_toleration):
+            assert plugin.score_nodes(info, nodes) == [plugin.score(info, n) for n in nodes], plugin.NAME
