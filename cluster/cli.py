@@ -30,7 +30,9 @@ def log(message: str) -> None:
 
 
 def cmd_up(args) -> int:
-    config = ClusterConfig(data_dir=args.data_dir.resolve(), port=args.port)
+    data_dir = args.data_dir.resolve()
+    config = ClusterConfig(data_dir=data_dir, port=args.port,
+                           merge_user_kubeconfig=data_dir == DEFAULT_DATA_DIR)
     if args.detach:
         argv = [sys.executable, "-m", "cluster", "up", "--data-dir", str(config.data_dir),
                 "--port", str(config.port)]

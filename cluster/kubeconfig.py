@@ -35,3 +35,47 @@ def write_private(path: Path, config: dict) -> None:
     with os.fdopen(fd, "w") as out:
         yaml.safe_dump(config, out, sort_keys=False)
     os.replace(tmp, path)
+
+
+def user_kubeconfig_path() -> Path:
+    """Where kubectl looks by default: the first entry of $KUBECONFIG, else ~/.kube/config."""
+    env = os.environ.get("KUBECONFIG", "")
+    first = next((p for p in env.split(os.pathsep) if p), "")
+    return Path(first) if first else Path.home() / ".kube" / "config"
+
+
+def merge_named(entries: list, new: dict) -> list:
+    """``entries`` with the one named like ``new`` replaced (or ``new`` appended)."""
+    kept = [e for e in entries or [] if e.get("name") != new["name"]]
+    return kept + [new]
+
+
+def merge_kubeconfig(existing: Optional[dict], ours: dict) -> dict:
+    """``existing`` with our cluster, user and context added (same names replaced)
+    and our context made current. Other entries are kept as they were."""
+    merged = dict(existing or {"apiVersion": "v1", "kind": "Config", "preferences": {}})
+    for section in ("clusters", "users", "contexts"):
+        for entry in ours[section]:
+            merged[section] = merge_named(merged.get(section) or [], entry)
+    merged["current-context"] = ours["current-context"]
+    return merged
+
+
+def merge_into_user_config(ours: dict, path: Optional[Path] = None) -> Optional[Path]:
+    """Merge ``ours`` into the user's kubeconfig, backing the old file up first.
+
+    Returns the backup's path, or None when there was no file. Raises
+    ValueError when the existing file is not a kubeconfig (it is left as is)."""
+    path = path or user_kubeconfig_path()
+    existing, backup = None, None
+    if path.exists():
+        text = path.read_text()
+        existing = yaml.safe_load(text) if text.strip() else None
+        if existing is not None and not isinstance(existing, dict):
+            raise ValueError(f"{path} is not a kubeconfig; left unchanged")
+        backup = path.with_name(path.name + ".pkube-backup")
+        backup.write_text(text)
+        os.chmod(backup, 0o600)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private(path, merge_kubeconfig(existing, ours))
+    return backup

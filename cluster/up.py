@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import yaml
+
 from cluster.components import Component, ComponentError, http_ok, python_module, tail, watch_components
 from cluster.etcd import EtcdError, EtcdProcess, free_port, port_in_use
-from cluster.kubeconfig import admin_kubeconfig, write_private
+from cluster.kubeconfig import admin_kubeconfig, merge_into_user_config, user_kubeconfig_path, write_private
 
 DEFAULT_DATA_DIR = Path("/var/lib/pkube")
 DEFAULT_PORT = 6443
@@ -38,7 +40,8 @@ class ClusterConfig:
     data_dir: Path = DEFAULT_DATA_DIR
     port: int = DEFAULT_PORT
     etcd_port: int = 0
-    components: tuple[str, ...] = ()
+    components: tuple[str, ...] = ("scheduler",)
+    merge_user_kubeconfig: bool = False
 
     @property
     def server(self) -> str:
@@ -159,7 +162,7 @@ class Cluster:
             client_port, peer_port = etcd_ports_for(cfg)
             self.etcd = EtcdProcess(cfg.data_dir / "etcd", client_port=client_port, peer_port=peer_port,
                                     log_path=cfg.log_dir / "etcd.log").start()
-            write_private(cfg.kubeconfig_path, admin_kubeconfig(cfg.server))
+            self.write_kubeconfigs()
             for comp in control_plane(cfg, self.etcd.endpoint):
                 self.log(f"starting {comp.name}")
                 comp.start()
@@ -167,6 +170,19 @@ class Cluster:
         except (EtcdError, ComponentError, OSError) as err:
             self.stop()
             raise ClusterError(str(err)) from err
+
+    def write_kubeconfigs(self) -> None:
+        """DIR/admin.kubeconfig always; the user's kubeconfig only when asked."""
+        config = admin_kubeconfig(self.config.server)
+        write_private(self.config.kubeconfig_path, config)
+        if self.config.merge_user_kubeconfig:
+            try:
+                backup = merge_into_user_config(config)
+            except (ValueError, OSError, yaml.YAMLError) as err:
+                self.log(f"kubeconfig not merged: {err}")
+                return
+            self.log(f"context 'pkube' merged into {user_kubeconfig_path()}"
+                     + (f" (backup: {backup})" if backup else ""))
 
     def supervise(self) -> None:
         """Keep components running until stop is requested."""
