@@ -112,6 +112,27 @@ def _read_line(fd: int) -> str:
     return data.decode(errors="replace").strip()
 
 
+class _Background:
+    """Run fn(arg) in a thread; result() waits and re-raises its exception."""
+
+    def __init__(self, fn: Callable[[int], None], arg: int):
+        import threading
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn, arg), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn, arg) -> None:
+        try:
+            fn(arg)
+        except BaseException as e:   # handed to the caller by result()
+            self.error = e
+
+    def result(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def _release(go_w: int) -> None:
     """One go byte; a child that already died is reported by the notify pipe instead."""
     try:
@@ -129,10 +150,10 @@ class Launched:
 def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None = None,
            join: Callable[[int], None] | None = None) -> Launched:
     """Run the shim protocol. `on_pid(pid)` runs while the child waits, after its namespaces
-    exist and before its rootfs is set up (network, init layer, attach); `join(pid)` runs
-    while the child sets up its rootfs, before it execs (the cgroup). An exception in either
-    aborts the start (the child exits) and propagates. Raises StartError with the shim's
-    message on failure."""
+    exist and before its rootfs is set up (network, init layer, attach); `join(pid)` (the
+    cgroup: slow on v1, an RCU grace period) runs in a thread from the same moment until
+    the child, its rootfs ready, is about to exec. An exception in either aborts the start
+    (the child exits) and propagates. Raises StartError with the shim's message."""
     notify_r, notify_w = (_high_fd(fd) for fd in os.pipe())
     go_r, go_w = (_high_fd(fd) for fd in os.pipe())
     spawned = 0
@@ -146,11 +167,14 @@ def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None =
         if not line.startswith("pid "):
             raise StartError(line[4:] if line.startswith("err ") else f"shim failed: {line or 'no answer'}")
         _, shim_pid, pid = line.split()
-        if on_pid:
-            on_pid(int(pid))
-        _release(go_w)
-        if join:
-            join(int(pid))
+        joining = _Background(join, int(pid)) if join else None
+        try:
+            if on_pid:
+                on_pid(int(pid))
+            _release(go_w)
+        finally:
+            if joining:
+                joining.result()
         _release(go_w)
         line = _read_line(notify_r)
         if line != "ok":
