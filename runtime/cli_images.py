@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -246,10 +247,16 @@ class ProgressBars:
         self.tty = out.isatty()
         self.order: list[str] = []
         self.last: dict[str, str] = {}
+        self.lock = threading.Lock()
 
     def update(self, event) -> None:
+        """Called from download threads: serialised by a lock."""
         if self.quiet:
             return
+        with self.lock:
+            self._update(event)
+
+    def _update(self, event) -> None:
         line = self._line(event)
         if event.id not in self.order:
             self.order.append(event.id)

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -34,6 +35,7 @@ DOCKER_HUB_API = "registry-1.docker.io"
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 MANIFEST_ACCEPT = ", ".join([MT_OCI_INDEX, MT_DOCKER_LIST, MT_OCI_MANIFEST, MT_DOCKER_MANIFEST])
 CHUNK = 1 << 20
+PARALLEL_DOWNLOADS = 3
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -302,23 +304,36 @@ def _fetch_config(client, remote: RemoteRef, digest: str) -> bytes:
 
 def _fetch_layers(client, store: ImageStore, remote: RemoteRef, manifest: dict, config: dict,
                   progress) -> None:
+    """Download and unpack the missing layers, ``PARALLEL_DOWNLOADS`` at a time (as Docker)."""
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     layers = manifest.get("layers") or []
     if len(diff_ids) != len(layers):
         raise RegistryError(f"{remote.repository}: manifest has {len(layers)} layers, config "
                             f"{len(diff_ids)}")
+    missing = []
     for desc, diff_id in zip(layers, diff_ids):
-        short = desc["digest"][7:19]
         if store.layers.exists(diff_id):
-            progress(Progress(short, "Already exists"))
-            continue
-        store.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=store.root, prefix=".pull-") as spool:
-            _download_blob(client, remote, desc, spool, progress)
-            spool.flush()
-            progress(Progress(short, "Extracting", desc.get("size", 0), desc.get("size", 0)))
-            store.layers.import_file(Path(spool.name), expected_diff_id=diff_id)
-        progress(Progress(short, "Pull complete", desc.get("size", 0), desc.get("size", 0)))
+            progress(Progress(desc["digest"][7:19], "Already exists"))
+        else:
+            progress(Progress(desc["digest"][7:19], "Waiting"))
+            missing.append((desc, diff_id))
+    store.root.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(PARALLEL_DOWNLOADS) as pool:
+        futures = [pool.submit(_fetch_layer, client, store, remote, desc, diff_id, progress)
+                   for desc, diff_id in missing]
+        for future in futures:
+            future.result()
+
+
+def _fetch_layer(client, store: ImageStore, remote: RemoteRef, desc: dict, diff_id: str,
+                 progress) -> None:
+    short, size = desc["digest"][7:19], int(desc.get("size") or 0)
+    with tempfile.NamedTemporaryFile(dir=store.root, prefix=".pull-") as spool:
+        _download_blob(client, remote, desc, spool, progress)
+        spool.flush()
+        progress(Progress(short, "Extracting", size, size))
+        store.layers.import_file(Path(spool.name), expected_diff_id=diff_id)
+    progress(Progress(short, "Pull complete", size, size))
 
 
 def _download_blob(client, remote: RemoteRef, desc: dict, out, progress) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import time
@@ -119,6 +120,26 @@ def test_pull_of_an_oci_manifest_pushed_by_skopeo(registry, tmp_path):
     assert raw["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     pulled = pull(ImageStore(tmp_path / "b"), ref)
     assert pulled.diff_ids == image.diff_ids and pulled.config == image.config
+
+
+def test_multi_layer_image_round_trip(registry, tmp_path):
+    from tests.unit.test_layers import make_tar
+    store = ImageStore(tmp_path / "a")
+    image = store.ensure_busybox()
+    for n in range(4):
+        layer = store.layers.import_stream(io.BytesIO(make_tar([(f"data{n}", "file", "x" * n * 999)])))
+        image = store.new_image(image, image.config, layer, f"layer {n}")
+    ref = f"{registry}/multi/app:1"
+    store.tag(image.id, ref)
+    push(store, ref)
+    fresh = ImageStore(tmp_path / "b")
+    fresh.ensure_busybox()  # the base layer is shared, so only the 4 new layers are fetched
+    events: list[Progress] = []
+    pulled = pull(fresh, ref, progress=events.append)
+    assert pulled.id == image.id and len(pulled.layer_dirs) == 5
+    assert sum(e.status == "Already exists" for e in events) == 1
+    assert sum(e.status == "Pull complete" for e in events) == 4
+    assert (pulled.layer_dirs[3] / "data2").read_text() == "x" * 1998
 
 
 def test_pull_of_a_missing_image_is_a_clear_error(registry, tmp_path):
