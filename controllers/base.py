@@ -202,40 +202,42 @@ def split_key(key: str) -> tuple[Optional[str], str]:
 
 
 class Expectations:
-    """How many creates/deletes a controller has issued for a key but not yet seen.
+    """Creates and deletes a controller has issued for a key but not yet seen.
 
-    Kubernetes' ControllerExpectations: after a burst of creates the informer
-    lags behind; until it has seen them (or ``timeout`` seconds pass) the
-    controller must not act on the stale count again. ``satisfied(key)`` is
-    True when nothing is pending or the record is older than ``timeout``.
+    Kubernetes' (UID-tracking) ControllerExpectations: after a burst of
+    creates the informer lags behind; until it has seen them (or ``timeout``
+    seconds pass) the controller must not act on the stale count again.
+    Creates are counted; deletes are tracked by the deleted object's key, so
+    a pod seen first as terminating and then as gone counts once.
+    ``satisfied(key)`` is True when nothing is pending or the record expired.
     """
 
     def __init__(self, clock: Clock, timeout: float = 300.0):
         self.clock = clock
         self.timeout = timeout
-        self._pending: dict[str, list] = {}   # key -> [adds, deletes, set_at]
+        self._adds: dict[str, int] = {}
+        self._deletes: dict[str, set] = {}
+        self._set_at: dict[str, float] = {}
 
-    def expect(self, key: str, adds: int = 0, deletes: int = 0) -> None:
-        """Record that ``adds`` creates and ``deletes`` deletes are on their way."""
-        self._pending[key] = [adds, deletes, self.clock.now()]
+    def expect(self, key: str, adds: int = 0, deletes=()) -> None:
+        """Record that ``adds`` creates and deletes of the object keys ``deletes`` are on their way."""
+        self._adds[key] = adds
+        self._deletes[key] = set(deletes)
+        self._set_at[key] = self.clock.now()
 
     def observed_add(self, key: str) -> None:
-        self._lower(key, 0)
+        if self._adds.get(key, 0) > 0:
+            self._adds[key] -= 1
 
-    def observed_delete(self, key: str) -> None:
-        self._lower(key, 1)
-
-    def _lower(self, key: str, which: int) -> None:
-        record = self._pending.get(key)
-        if record is not None and record[which] > 0:
-            record[which] -= 1
+    def observed_delete(self, key: str, obj_key: str) -> None:
+        self._deletes.get(key, set()).discard(obj_key)
 
     def satisfied(self, key: str) -> bool:
-        record = self._pending.get(key)
-        if record is None:
+        if key not in self._set_at:
             return True
-        adds, deletes, set_at = record
-        return (adds <= 0 and deletes <= 0) or self.clock.now() - set_at > self.timeout
+        done = self._adds.get(key, 0) <= 0 and not self._deletes.get(key)
+        return done or self.clock.now() - self._set_at[key] > self.timeout
 
     def forget(self, key: str) -> None:
-        self._pending.pop(key, None)
+        for table in (self._adds, self._deletes, self._set_at):
+            table.pop(key, None)

@@ -1,0 +1,84 @@
+"""The controller-manager: builds the chosen controllers on one shared context and runs them.
+
+``ControllerManager(client, names).run()`` builds every controller (each module's
+``new_controller(ctx)``), starts the shared informers and the Event recorder,
+and runs the controllers until cancelled. With leader election (``__main__``)
+``run`` is what the elected leader does; a standby builds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from typing import Callable, Optional
+
+from client.clock import Clock
+from controllers.base import Controller, ControllerContext
+
+log = logging.getLogger(__name__)
+
+# name -> module; the modules of the second list may not exist yet (another engineer's).
+CORE_CONTROLLERS = {
+    "replicaset": "controllers.replicaset",
+    "deployment": "controllers.deployment",
+    "garbagecollector": "controllers.garbagecollector",
+    "namespace": "controllers.namespace",
+    "serviceaccount": "controllers.serviceaccount",
+}
+OPTIONAL_CONTROLLERS = {
+    "endpoints": "controllers.endpoints",
+    "endpointslice": "controllers.endpointslice",
+    "nodelifecycle": "controllers.nodelifecycle",
+    "nodeipam": "controllers.nodeipam",
+}
+
+
+def available_controllers() -> dict[str, Callable[[ControllerContext], Controller]]:
+    """name -> new_controller of every controller whose module is importable."""
+    found = {}
+    for name, module in {**CORE_CONTROLLERS, **OPTIONAL_CONTROLLERS}.items():
+        try:
+            found[name] = importlib.import_module(module).new_controller
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            log.debug("controller %s not available (%s)", name, err)
+    return found
+
+
+def choose(names: Optional[list[str]]) -> dict[str, Callable]:
+    """The controllers to run: all available ones for None (or "*"); ValueError for unknown names."""
+    available = available_controllers()
+    if not names or names == ["*"]:
+        return available
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ValueError(f"unknown controllers {unknown}; available: {', '.join(sorted(available))}")
+    return {n: available[n] for n in names}
+
+
+class ControllerManager:
+    """See the module docstring. ``options`` reach controllers as ``ctx.options``."""
+
+    def __init__(self, client, names: Optional[list[str]] = None, clock: Optional[Clock] = None,
+                 resync_period: float = 0.0, **options):
+        self.client = client
+        self.factories = choose(names)
+        self.clock = clock or Clock()
+        self.resync_period = resync_period
+        self.options = options
+        self.controllers: list[Controller] = []
+
+    async def run(self) -> None:
+        """Build, start and run every controller until cancelled."""
+        ctx = ControllerContext.create(self.client, self.clock, self.resync_period, **self.options)
+        self.controllers = [factory(ctx) for factory in self.factories.values()]
+        log.info("starting controllers: %s", ", ".join(self.factories))
+        ctx.informers.start()
+        events = asyncio.ensure_future(ctx.recorder.run())
+        try:
+            await asyncio.gather(*(c.run() for c in self.controllers))
+        finally:
+            events.cancel()
+            await ctx.informers.stop()

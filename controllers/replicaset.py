@@ -1,0 +1,212 @@
+"""ReplicaSet controller: keep ``spec.replicas`` pods of the template, report status.
+
+Per ReplicaSet key, ``reconcile``:
+1. claims pods (adopt matching orphans, release non-matching ones it owns);
+2. if its expectations are satisfied (the informer has seen the creates and
+   deletes it issued last time) and it is not being deleted, creates the
+   missing pods in slow-start batches (1, 2, 4, ... as Kubernetes, at most
+   ``burst`` per pass; a failure stops the pass) or deletes the surplus,
+   unscheduled / pending / not-ready / newest first;
+3. writes status (replicas, fullyLabeledReplicas, readyReplicas,
+   availableReplicas, observedGeneration) through the status subresource,
+   and comes back when a ready pod will become available (minReadySeconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Optional
+
+from api.selectors import SelectorError, label_selector_from_dict
+from client.resources import PODS, REPLICASETS
+from client.store import index_by_namespace, object_key
+from controllers.base import Controller, ControllerContext, Expectations, PermanentError, split_key
+from controllers.podcontrol import (PodControl, available_in, claim, controller_ref, deletion_rank,
+                                    is_active, is_ready)
+
+log = logging.getLogger(__name__)
+DEFAULT_BURST = 500
+
+
+class ReplicaSetController(Controller):
+    name = "replicaset"
+
+    def __init__(self, ctx: ControllerContext, pod_control: Optional[PodControl] = None,
+                 workers: int = 5, burst: int = DEFAULT_BURST):
+        super().__init__(ctx, workers)
+        self.pod_control = pod_control or PodControl(ctx.client)
+        self.burst = burst
+        self.expectations = Expectations(ctx.clock)
+        self.rs_informer = ctx.informers.informer(REPLICASETS, {"namespace": index_by_namespace})
+        self.pod_informer = ctx.informers.informer(PODS, {"namespace": index_by_namespace})
+        self.rs_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
+        self.pod_informer.add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
+
+    # -- handlers: enqueue only -------------------------------------------------
+
+    def _owner_key(self, pod: dict) -> Optional[str]:
+        ref = controller_ref(pod)
+        if ref is None or ref.get("kind") != "ReplicaSet":
+            return None
+        key = f"{pod['metadata'].get('namespace')}/{ref['name']}"
+        rs = self.rs_informer.store.get(key)
+        return key if rs is not None and rs["metadata"].get("uid") == ref.get("uid") else None
+
+    def _enqueue_matching(self, pod: dict) -> None:
+        """An orphan: every ReplicaSet of its namespace that selects it may adopt it."""
+        labels = pod["metadata"].get("labels") or {}
+        for rs in self.rs_informer.store.by_index("namespace", pod["metadata"].get("namespace") or ""):
+            if _selects(rs, labels):
+                self.enqueue(rs)
+
+    def _pod_added(self, pod: dict) -> None:
+        key = self._owner_key(pod)
+        if key is None:
+            self._enqueue_matching(pod)
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            self.expectations.observed_delete(key, object_key(pod))
+        else:
+            self.expectations.observed_add(key)
+        self.queue.add(key)
+
+    def _pod_updated(self, old: dict, new: dict) -> None:
+        key = self._owner_key(new)
+        if new["metadata"].get("deletionTimestamp") and key is not None:
+            self.expectations.observed_delete(key, object_key(new))
+        old_key = self._owner_key(old)
+        if old_key is not None and old_key != key:
+            self.queue.add(old_key)
+        if key is not None:
+            self.queue.add(key)
+        elif (old["metadata"].get("labels") != new["metadata"].get("labels")
+              or controller_ref(old) is not None):
+            self._enqueue_matching(new)
+
+    def _pod_deleted(self, pod: dict) -> None:
+        key = self._owner_key(pod)
+        if key is not None:
+            self.expectations.observed_delete(key, object_key(pod))
+            self.queue.add(key)
+
+    # -- reconcile --------------------------------------------------------------
+
+    async def reconcile(self, key: str) -> None:
+        rs = self.rs_informer.store.get(key)
+        if rs is None:
+            self.expectations.forget(key)
+            return
+        try:
+            selector = label_selector_from_dict(rs["spec"].get("selector"))
+        except SelectorError as err:
+            raise PermanentError(f"invalid selector: {err}") from None
+        namespace, _ = split_key(key)
+        candidates = [p for p in self.pod_informer.store.by_index("namespace", namespace)
+                      if is_active(p)]
+        pods = await claim(self.client, PODS, rs, candidates,
+                           lambda p: selector.matches(p["metadata"].get("labels")))
+        if self.expectations.satisfied(key) and not rs["metadata"].get("deletionTimestamp"):
+            await self.manage_replicas(key, rs, pods)
+        await self.update_status(rs, pods)
+
+    async def manage_replicas(self, key: str, rs: dict, pods: list[dict]) -> None:
+        """Create or delete pods so that ``len(pods)`` moves toward spec.replicas."""
+        diff = len(pods) - int(rs["spec"].get("replicas", 1))
+        if diff < 0:
+            await self._create(key, rs, min(-diff, self.burst))
+        elif diff > 0:
+            await self._delete(key, rs, pods_to_delete(pods, min(diff, self.burst)))
+
+    async def _create(self, key: str, rs: dict, count: int) -> None:
+        self.expectations.expect(key, adds=count)
+        namespace = rs["metadata"]["namespace"]
+        template = rs["spec"].get("template") or {}
+        created, error = await slow_start(count, lambda: self.pod_control.create_pod(namespace, template, rs))
+        for _ in range(count - created):
+            self.expectations.observed_add(key)
+        if created:
+            self.ctx.recorder.emit(rs, "Normal", "SuccessfulCreate", f"Created {created} pod(s)")
+        if error is not None:
+            self.ctx.recorder.emit(rs, "Warning", "FailedCreate", f"Error creating: {error}")
+            raise error
+
+    async def _delete(self, key: str, rs: dict, victims: list[dict]) -> None:
+        keys = [object_key(p) for p in victims]
+        self.expectations.expect(key, deletes=keys)
+        results = await asyncio.gather(
+            *(self.pod_control.delete_pod(p["metadata"]["namespace"], p["metadata"]["name"])
+              for p in victims), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, Exception)]
+        for pod_key, result in zip(keys, results):
+            if isinstance(result, Exception):
+                self.expectations.observed_delete(key, pod_key)
+        self.ctx.recorder.emit(rs, "Normal", "SuccessfulDelete",
+                               f"Deleted {len(victims) - len(errors)} pod(s)")
+        if errors:
+            raise errors[0]
+
+    async def update_status(self, rs: dict, pods: list[dict]) -> None:
+        """Write status when it changed; come back when a ready pod becomes available."""
+        status, wait = replica_set_status(rs, pods, self.clock.wall())
+        if wait is not None:
+            self.queue.add_after(object_key(rs), wait + 0.1)
+        current = rs.get("status") or {}
+        if all(current.get(k, 0) == v for k, v in status.items()):
+            return
+        await self.client.patch(REPLICASETS, rs["metadata"]["name"], {"status": status},
+                                rs["metadata"]["namespace"], subresource="status")
+
+
+def _selects(rs: dict, labels: dict) -> bool:
+    try:
+        selector = label_selector_from_dict(rs["spec"].get("selector"))
+    except SelectorError:
+        return False
+    return not selector.empty and selector.matches(labels)
+
+
+def pods_to_delete(pods: list[dict], count: int) -> list[dict]:
+    """The ``count`` pods a scale-down removes first."""
+    return sorted(pods, key=deletion_rank)[:count]
+
+
+async def slow_start(count: int, make, initial: int = 1) -> tuple[int, Optional[Exception]]:
+    """Call ``make()`` ``count`` times in batches of 1, 2, 4, ... (concurrent within a batch);
+    stop after the first batch with a failure. (calls that succeeded, first error or None)."""
+    done, batch = 0, initial
+    while done < count:
+        size = min(batch, count - done)
+        results = await asyncio.gather(*(make() for _ in range(size)), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, Exception)]
+        done += size - len(errors)
+        if errors:
+            return done, errors[0]
+        batch *= 2
+    return done, None
+
+
+def replica_set_status(rs: dict, pods: list[dict], now) -> tuple[dict, Optional[float]]:
+    """The status of ``rs`` given the pods it owns, and the seconds until the next pod
+    becomes available (None if none is waiting)."""
+    template_labels = ((rs["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+    min_ready = int(rs["spec"].get("minReadySeconds") or 0)
+    waits = [available_in(p, min_ready, now) for p in pods]
+    pending = [w for w in waits if w]
+    status = {
+        "replicas": len(pods),
+        "fullyLabeledReplicas": sum(1 for p in pods if _has_labels(p, template_labels)),
+        "readyReplicas": sum(1 for p in pods if is_ready(p)),
+        "availableReplicas": sum(1 for w in waits if w == 0.0),
+        "observedGeneration": rs["metadata"].get("generation", 1),
+    }
+    return status, (min(pending) if pending else None)
+
+
+def _has_labels(pod: dict, labels: dict) -> bool:
+    have = pod["metadata"].get("labels") or {}
+    return all(have.get(k) == v for k, v in labels.items())
+
+
+def new_controller(ctx: ControllerContext) -> ReplicaSetController:
+    return ReplicaSetController(ctx, burst=int(ctx.options.get("replicaset_burst", DEFAULT_BURST)))

@@ -1,0 +1,67 @@
+"""Helpers of the controller integration tests (no tests here): a fake kubelet, polling."""
+
+import asyncio
+import datetime as dt
+
+from client.errors import ApiError, NotFound
+from client.informer import Informer
+from client.resources import PODS
+from client.timefmt import rfc3339
+
+
+async def until(check, timeout=30.0, interval=0.05):
+    """Poll ``check`` (a coroutine function) until it returns a truthy value; that value."""
+    value = None
+    for _ in range(int(timeout / interval)):
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not reached within {timeout}s: last {value!r}")
+
+
+class FakeKubelet:
+    """Plays every kubelet: each new pod is reported Running and Ready; a pod being
+    deleted gracefully is removed (grace 0), as a kubelet does once its containers stop.
+    ``hold`` (a set of pod names) keeps pods from becoming ready."""
+
+    def __init__(self, client, hold=None):
+        self.client = client
+        self.hold = hold if hold is not None else set()
+        self.informer = Informer(client, PODS)
+        self.pending: asyncio.Queue = asyncio.Queue()
+        self.informer.add_handlers(self.pending.put_nowait, lambda old, new: self.pending.put_nowait(new))
+
+    async def run(self):
+        informer = asyncio.ensure_future(self.informer.run())
+        try:
+            while True:
+                pod = await self.pending.get()
+                try:
+                    await self.handle(pod)
+                except ApiError:
+                    pass
+        finally:
+            informer.cancel()
+
+    async def handle(self, pod):
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp"):
+            await self.client.delete(PODS, meta["name"], meta["namespace"], grace_period_seconds=0)
+            return
+        status = pod.get("status") or {}
+        if status.get("phase") == "Running" or meta["name"] in self.hold:
+            return
+        await self.mark_ready(pod)
+
+    async def mark_ready(self, pod):
+        meta = pod["metadata"]
+        now = rfc3339(dt.datetime.now(dt.timezone.utc))
+        status = {"phase": "Running", "podIP": "10.0.0.1",
+                  "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now},
+                                 {"type": "PodScheduled", "status": "True", "lastTransitionTime": now}]}
+        try:
+            await self.client.patch(PODS, meta["name"], {"status": status}, meta["namespace"],
+                                    subresource="status")
+        except NotFound:
+            pass
