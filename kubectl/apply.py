@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Optional
+from typing import Callable, Optional
 
 from kubectl.errors import CliError
 from kubectl.manifests import Manifest
@@ -120,9 +120,20 @@ def _suffix(dry_run: str) -> str:
     return {"client": " (dry run)", "server": " (server dry run)"}.get(dry_run, "")
 
 
+MISSING_ANNOTATION_WARNING = (
+    "Warning: resource {plural}/{name} is missing the kubectl.kubernetes.io/last-applied-configuration "
+    "annotation which is required by pkubectl apply. pkubectl apply should only be used on resources created "
+    "declaratively by either pkubectl create --save-config or pkubectl apply. The missing annotation will be "
+    "patched automatically.")
+
+
 def apply_manifest(session: Session, manifest: Manifest, dry_run: str = "none",
-                   field_validation: Optional[str] = "Strict") -> str:
-    """Create or patch one object; returns kubectl's line (``deployment.apps/web configured``)."""
+                   field_validation: Optional[str] = "Strict",
+                   warn: Optional[Callable[[str], None]] = None) -> str:
+    """Create or patch one object; returns kubectl's line (``deployment.apps/web configured``).
+
+    ``warn`` receives kubectl's warning when the live object was not created by apply.
+    """
     from client.errors import NotFound
 
     obj = manifest.obj
@@ -139,7 +150,10 @@ def apply_manifest(session: Session, manifest: Manifest, dry_run: str = "none",
         if dry_run != "client":
             _send(session, "POST", _object_path(res, namespace), modified, dry_run, field_validation)
         return f"{label} created{_suffix(dry_run)}"
-    patch, patch_type = apply_patch(original_of(current), modified, current)
+    original = original_of(current)
+    if original is None and warn is not None:
+        warn(MISSING_ANNOTATION_WARNING.format(plural=res.plural, name=name))
+    patch, patch_type = apply_patch(original, modified, current)
     if not patch:
         return f"{label} unchanged{_suffix(dry_run)}"
     if dry_run != "client":

@@ -185,7 +185,8 @@ def cmd_apply(session, args, out, err) -> int:
         raise CliError("--server-side is not supported by pkubectl yet; use client-side apply")
     failures = 0
     for manifest in _validated_manifests(args):
-        failures += _report(lambda: apply_manifest(session, manifest, args.dry_run, _field_validation(args)), out, err)
+        failures += _report(lambda: apply_manifest(session, manifest, args.dry_run, _field_validation(args),
+                                                   warn=lambda text: err.write(text + "\n")), out, err)
     return 1 if failures else 0
 
 

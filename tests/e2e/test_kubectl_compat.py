@@ -392,12 +392,28 @@ def server_support(server: str) -> ServerSupport:
     return ServerSupport(openapi, tables)
 
 
-def test_kubectl_and_pkubectl_verbs(cluster, tmp_path):
+@dataclass
+class CompatRun:
+    """The outcome of every scenario with every tool, and what the server served."""
+
+    tools: dict[str, Tool]
+    served: ServerSupport
+
+    def failures(self, tool_name: str) -> list[str]:
+        tool = self.tools[tool_name]
+        return [f"{s.verb}: {tool.results[s.verb]}" for s in SCENARIOS
+                if required(s, tool, self.served) and tool.results[s.verb] != "works"]
+
+
+@pytest.fixture(scope="module")
+def compat(cluster, tmp_path_factory) -> CompatRun:
+    """Run every scenario with pkubectl and (when installed) kubectl; write docs/kubectl-compat.md."""
+    workdir = tmp_path_factory.mktemp("compat")
     tools = [Tool("pkubectl", [sys.executable, "-m", "kubectl"], cluster.kubeconfig, "compat-pkubectl",
-                  tmp_path / "pkubectl")]
+                  workdir / "pkubectl")]
     notes = []
     if KUBECTL:
-        tools.insert(0, Tool("kubectl", [KUBECTL], cluster.kubeconfig, "compat-kubectl", tmp_path / "kubectl"))
+        tools.insert(0, Tool("kubectl", [KUBECTL], cluster.kubeconfig, "compat-kubectl", workdir / "kubectl"))
     else:
         notes.append("kubectl is not installed on the machine that ran this: its column was not run.")
     served = server_support(cluster.server)
@@ -408,19 +424,23 @@ def test_kubectl_and_pkubectl_verbs(cluster, tmp_path):
     notes.append("kubectl's typed commands (`create namespace`, `create secret generic`, `create configmap`) send "
                  "protobuf bodies (application/vnd.kubernetes.protobuf); they work once the apiserver decodes "
                  "protobuf, and are recorded, not required, for kubectl.")
-    setup = tools[-1]
     for tool in tools:
         tool.workdir.mkdir()
     for tool in tools:
-        set_up(setup, tool.namespace, tool.workdir)
+        set_up(tools[-1], tool.namespace, tool.workdir)
         seconds = run_scenarios(tool)
         print(tool.name, {verb: round(s, 1) for verb, s in seconds.items()})
     write_doc(tools, notes)
-    failed = [f"{tool.name} {s.verb}: {tool.results[s.verb]}" for tool in tools for s in SCENARIOS
-              if required(s, tool, served) and tool.results[s.verb] != "works"]
+    return CompatRun({t.name: t for t in tools}, served)
+
+
+def test_pkubectl_verbs(compat):
+    failed = compat.failures("pkubectl")
     assert not failed, "\n".join(failed)
 
 
-@pytest.mark.skipif(KUBECTL is not None, reason="kubectl is installed: its column runs in the test above")
-def test_kubectl_absent_is_reported():
-    pytest.skip("kubectl is not installed: only pkubectl's column of docs/kubectl-compat.md was run")
+def test_real_kubectl_verbs(compat):
+    if "kubectl" not in compat.tools:
+        pytest.skip("kubectl is not on PATH: the real-kubectl column of docs/kubectl-compat.md was not run")
+    failed = compat.failures("kubectl")
+    assert not failed, "\n".join(failed)

@@ -123,3 +123,20 @@ def test_discovery_cache_round_trip_and_expiry(tmp_path):
     os.utime(path, (old, old))
     assert read_discovery_cache(path) is None
     assert read_discovery_cache(tmp_path / "missing.json") is None
+
+
+def test_explain_renders_fields_from_the_served_schema():
+    from apiserver.openapi import OpenAPIDocuments
+    from kubectl.info import explain_text
+    from kubectl.session import ApiResource
+
+    class Pods:
+        group, version, kind, plural, namespaced, subresources, group_version = "", "v1", "Pod", "pods", True, {}, "v1"
+
+    document = OpenAPIDocuments([Pods()]).v3_group("v1")
+    pod = ApiResource("", "v1", "pods", "Pod", True)
+    page = explain_text(pod, document, ["spec", "containers"])
+    assert page.startswith("KIND:       Pod\nVERSION:    v1\n\nFIELD: containers <[]Container>\n")
+    assert "  image\t<string>" in page and "  name\t<string> -required-" in page
+    with pytest.raises(CliError, match='field "nope" does not exist'):
+        explain_text(pod, document, ["spec", "nope"])
