@@ -369,7 +369,7 @@ def cmd_exec(session, args, out, err) -> int:
         raise CliError("you must specify at least one command for the container")
     target = _pod_target(session, args.pod)
     return run_exec(session, target.path + "/exec", exec_query(cmd, args.container, args.stdin, args.tty),
-                    args.stdin, out, err)
+                    args.stdin, out, err, tty=args.tty)
 
 
 @command("rollout")

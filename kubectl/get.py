@@ -203,20 +203,23 @@ def _watch(session: Session, requests: list[GetRequest], fmt: OutputFormat, args
 def _row_table(session: Session, req: GetRequest, obj: dict) -> dict:
     name = (obj.get("metadata") or {}).get("name", "")
     namespace = (obj.get("metadata") or {}).get("namespace") or req.namespace
+    from client.errors import ApiError
+
     try:
         return _table_page(session, resource_path(req.resource, namespace, name), {}, req.resource)
-    except Exception:  # deleted meanwhile: print what the event carried
+    except ApiError:  # deleted meanwhile: print what the event carried
         return local_table(req.resource, obj)
 
 
 def _watch_events(session: Session, req: GetRequest, params: dict) -> Iterable[tuple[str, dict]]:
+    """Watch events of ``req``; objects are Tables when the server can send them (like kubectl -w)."""
     import httpx
     from client.errors import error_from_response, unavailable
 
     params = {k: v for k, v in params.items() if v is not None}
     path = resource_path(req.resource, req.namespace)
     try:
-        with session.client.http.stream("GET", path, params=params, headers={"Accept": "application/json"},
+        with session.client.http.stream("GET", path, params=params, headers={"Accept": TABLE_ACCEPT},
                                         timeout=httpx.Timeout(None, connect=10.0)) as response:
             if response.status_code >= 400:
                 raise error_from_response(response.status_code, response.read())

@@ -81,8 +81,12 @@ def exit_code_of(status: dict) -> int:
     raise CliError(status.get("message") or "command failed")
 
 
-def run_exec(session, path: str, query: str, stdin: bool, out=sys.stdout, err=sys.stderr) -> int:
-    """Run the command; copies stdout/stderr, forwards stdin; returns the remote exit code."""
+def run_exec(session, path: str, query: str, stdin: bool, out=sys.stdout, err=sys.stderr, tty: bool = False) -> int:
+    """Run the command; copies stdout/stderr, forwards stdin; returns the remote exit code.
+
+    With ``tty`` and a terminal on stdin, the terminal is put in raw mode for the
+    session and restored afterwards, even on errors.
+    """
     import websocket  # websocket-client, deferred
 
     url = session.config.server.replace("https://", "wss://").replace("http://", "ws://") + path + "?" + query
@@ -94,12 +98,28 @@ def run_exec(session, path: str, query: str, stdin: bool, out=sys.stdout, err=sy
         raise CliError(f"exec: the server refused the upgrade ({bad.status_code}): {bad.resp_body or ''}".strip()) from None
     except (OSError, websocket.WebSocketException) as error:
         raise CliError(f"exec: {error}") from None
+    restore = _raw_terminal() if tty and stdin else None
     if stdin:
         threading.Thread(target=_pump_stdin, args=(ws,), daemon=True).start()
     try:
         return _read_frames(ws, out, err)
     finally:
         ws.close()
+        if restore:
+            restore()
+
+
+def _raw_terminal():
+    """Put a terminal stdin in raw mode; returns the function restoring it (None when not a tty)."""
+    if not sys.stdin.isatty():
+        return None
+    import termios
+    import tty
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 def _sslopt(config) -> dict:
