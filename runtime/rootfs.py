@@ -22,9 +22,10 @@ class RootfsError(Exception):
 
 
 def make_dirs(cdir: Path) -> None:
-    """Create upper, work, init and merged under a container directory."""
-    for name in ("upper", "work", "init/etc", "merged"):
-        (cdir / name).mkdir(parents=True, exist_ok=True)
+    """Create a new container directory with upper, work, init/etc and merged (one mkdir
+    each: metadata operations are what a start costs on a slow disk)."""
+    for path in (cdir, cdir / "upper", cdir / "work", cdir / "init", cdir / "init" / "etc", cdir / "merged"):
+        os.mkdir(path)
 
 
 def lower_dirs(cdir: Path, layer_dirs: list[str]) -> list[str]:
@@ -65,9 +66,18 @@ def write_init_layer(cdir: Path, hostname: str, ip: str | None) -> None:
              "ff02::2\tip6-allrouters"]
     if ip:
         hosts.append(f"{ip}\t{hostname}")
-    (etc / "hosts").write_text("\n".join(hosts) + "\n")
-    (etc / "hostname").write_text(hostname + "\n")
-    (etc / "resolv.conf").write_text(host_resolv_conf())
+    _write_if_changed(etc / "hosts", "\n".join(hosts) + "\n")
+    _write_if_changed(etc / "hostname", hostname + "\n")
+    _write_if_changed(etc / "resolv.conf", host_resolv_conf())
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    try:
+        if path.read_text() == text:
+            return
+    except FileNotFoundError:
+        pass
+    path.write_text(text)
 
 
 @contextmanager

@@ -134,10 +134,11 @@ class StateStore:
 
     @contextmanager
     def locked(self, cid: str | None = None) -> Iterator[None]:
-        """Hold an exclusive flock on one container (or on the whole store when cid is None)
-        while a transition reads, acts and persists."""
-        path = (self.dir(cid) / "lock") if cid else (self.root / ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """Hold an exclusive flock on one container's directory (or on the store's, when cid
+        is None) while a transition reads, acts and persists. Raises FileNotFoundError when
+        the container directory is gone."""
+        path = self.dir(cid) if cid else self.root
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
