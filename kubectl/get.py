@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from kubectl.errors import CliError
-from kubectl.printers import (OutputFormat, TableOptions, align, parse_output, print_objects, sort_key,
-                              sort_table, table_rows)
+from kubectl.printers import (OutputFormat, TableOptions, align, check_sort_by, parse_output, print_objects,
+                              sort_key, sort_table, table_rows)
 from kubectl.session import TABLE_ACCEPT, ApiResource, Session
 
 PAGE_SIZE = 500
@@ -131,6 +131,8 @@ def no_resources_message(requests: list[GetRequest]) -> str:
 def run_get(session: Session, args, out=sys.stdout, err=sys.stderr) -> int:
     """Print what ``args`` asks for; returns the exit code."""
     fmt = parse_output(args.output)
+    if args.sort_by:
+        check_sort_by(args.sort_by)
     namespace = None if args.all_namespaces else session.namespace
     requests = [GetRequest(res, names, namespace if res.namespaced else None, args.selector, args.field_selector)
                 for res, names in parse_targets(session, args.resources)]

@@ -84,6 +84,11 @@ def parse_documents(text: str, source: str) -> list[Manifest]:
     return out
 
 
+def yaml_problem(err) -> str:
+    """A YAML error as one line: ``line N: problem``."""
+    return _yaml_problem(err)
+
+
 def _yaml_problem(err) -> str:
     mark = getattr(err, "problem_mark", None)
     problem = getattr(err, "problem", None) or str(err)
@@ -121,4 +126,4 @@ def validate_manifests(manifests: list[Manifest], strict: bool = True) -> None:
             field = cause.get("field") or "<object>"
             problems.append(f"{manifest.where}: {field}: {cause.get('message', '')}")
     if problems:
-        raise CliError("\n".join(problems))
+        raise CliError("; ".join(problems))

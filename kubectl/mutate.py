@@ -176,10 +176,12 @@ def patch_target(session: Session, target: Target, text: str, patch_type: str) -
     """``kubectl patch``: returns ``deployment.apps/web patched`` (or ``(no change)``)."""
     import yaml
 
+    from kubectl.manifests import yaml_problem
+
     try:
         patch = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise CliError(f"unable to parse \"{text}\": {err}") from None
+        raise CliError(f"unable to parse \"{text}\": {yaml_problem(err)}") from None
     before = session.get_json(target.path)
     after = send_patch(session, target, patch, patch_type)
     unchanged = _without_version(before) == _without_version(after)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from kubectl.errors import CliError
-from kubectl.jsonpath import JSONPathError, format_value, render, values_at
+from kubectl.jsonpath import JSONPathError, format_value, parse_template, render, values_at
 
 MIN_WIDTH = 6
 PADDING = 3
@@ -44,8 +44,13 @@ def parse_output(value: Optional[str]) -> OutputFormat:
     if kind not in FORMATS:
         raise CliError(f"unable to match a printer suitable for the output format \"{value}\", "
                        f"allowed formats are: {','.join(sorted(FORMATS))}")
-    if kind in ("jsonpath", "custom-columns") and not argument:
+    if kind in ("jsonpath", "jsonpath-as-json", "custom-columns") and not argument:
         raise CliError(f"{kind} format specified but no {kind} template given")
+    if kind.startswith("jsonpath"):
+        try:
+            parse_template(argument)
+        except JSONPathError as err:
+            raise CliError(f"error parsing jsonpath {argument}, {err}") from None
     return OutputFormat(kind, argument)
 
 
@@ -121,6 +126,11 @@ def sort_table(table: dict, sort_by: str) -> dict:
     rows = list(table.get("rows") or [])
     rows.sort(key=lambda row: sort_key(row.get("object") or {}, sort_by))
     return dict(table, rows=rows)
+
+
+def check_sort_by(sort_by: str) -> None:
+    """Raise CliError when ``--sort-by`` is not a JSONPath we can evaluate."""
+    sort_key({}, sort_by)
 
 
 def sort_key(obj: dict, sort_by: str):
