@@ -15,8 +15,15 @@ one ``type`` (not ``[type, "null"]``), ``$ref`` into ``#/components/schemas``
 (v3, wrapped in ``allOf`` when the reference has siblings, as Kubernetes does)
 or ``#/definitions`` (v2), and IntOrString / Quantity as typed strings.
 
-Documents are built once per ``OpenAPIDocuments`` object (about a second);
+Documents are built once per ``OpenAPIDocuments`` object (~0.15 s for all
+four group-versions; api/v1 is ~325 KB of JSON, apps/v1 ~220 KB, v2 ~370 KB);
 ``default_documents()`` memoizes one for the built-in registry.
+
+Serving notes: kubectl fetches ``/openapi/v3``, then each group-version at its
+``serverRelativeURL`` (``?hash=``), and reads ``/openapi/v2`` only as a
+fallback, asking for protobuf (``application/com.github.proto-openapi.spec.v2@v1.0+protobuf``):
+answer 406 to a request that does not accept JSON rather than sending JSON it
+cannot parse; ``openapi_v2()`` is for JSON clients.
 """
 
 from __future__ import annotations
@@ -372,3 +379,19 @@ def openapi_v3_etag(group_version: str, documents: Optional[OpenAPIDocuments] = 
     """The quoted ETag of one group-version's v3 document (None when not served)."""
     digest = (documents or default_documents()).hashes.get(group_version_path(group_version))
     return f'"{digest}"' if digest else None
+
+
+def openapi_v3_headers(group_version: str, requested_hash: Optional[str] = None,
+                       documents: Optional[OpenAPIDocuments] = None) -> dict:
+    """Response headers for one group-version's v3 document, as Kubernetes sends them.
+
+    Always an ETag (answer 304 when it equals If-None-Match); when the request
+    names the current ``?hash=``, the document can never change under that URL,
+    so it is ``public, immutable`` (kubectl caches it on disk); otherwise
+    ``no-cache, private``. Empty when the group-version is not served.
+    """
+    etag = openapi_v3_etag(group_version, documents)
+    if etag is None:
+        return {}
+    fresh = requested_hash is not None and f'"{requested_hash}"' == etag
+    return {"ETag": etag, "Cache-Control": "public, immutable" if fresh else "no-cache, private"}

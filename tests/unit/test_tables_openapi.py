@@ -83,3 +83,13 @@ def test_v2_uses_definitions(docs):
     assert all(ref.startswith("#/definitions/") for ref in all_refs(v2))
     patch = v2["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"]
     assert "application/strategic-merge-patch+json" in patch["consumes"]
+
+
+def test_v3_headers_make_hashed_urls_immutable(docs):
+    from apiserver.openapi import document_hash, openapi_v3_headers
+
+    digest = document_hash(docs.v3_group("apps/v1"))
+    fresh = openapi_v3_headers("apis/apps/v1", digest, docs)
+    assert fresh == {"ETag": f'"{digest}"', "Cache-Control": "public, immutable"}
+    assert openapi_v3_headers("apps/v1", "stale", docs)["Cache-Control"] == "no-cache, private"
+    assert openapi_v3_headers("batch/v1", None, docs) == {}
