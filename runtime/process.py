@@ -148,12 +148,14 @@ class Launched:
 
 
 def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None = None,
-           join: Callable[[int], None] | None = None) -> Launched:
+           join: Callable[[int], None] | None = None,
+           meanwhile: Callable[[], None] | None = None) -> Launched:
     """Run the shim protocol. `on_pid(pid)` runs while the child waits, after its namespaces
     exist and before its rootfs is set up (network, init layer, attach); `join(pid)` (the
     cgroup: slow on v1, an RCU grace period) runs in a thread from the same moment until
-    the child, its rootfs ready, is about to exec. An exception in either aborts the start
-    (the child exits) and propagates. Raises StartError with the shim's message."""
+    the child, its rootfs ready, is about to exec; `meanwhile()` runs while the shim starts
+    (work that needs no pid). An exception in any aborts the start (the child exits) and
+    propagates. Raises StartError with the shim's message."""
     notify_r, notify_w = (_high_fd(fd) for fd in os.pipe())
     go_r, go_w = (_high_fd(fd) for fd in os.pipe())
     spawned = 0
@@ -163,6 +165,8 @@ def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None =
         os.close(notify_w)
         os.close(go_r)
         notify_w = go_r = -1
+        if meanwhile:
+            meanwhile()
         line = _read_line(notify_r)
         if not line.startswith("pid "):
             raise StartError(line[4:] if line.startswith("err ") else f"shim failed: {line or 'no answer'}")

@@ -330,18 +330,20 @@ class Runtime:
         cgroup = self.cgroups.create(state.cgroup, resources)
         holder: dict = {}
 
+        def init_layer() -> None:   # while the shim starts, unless it waits for an address
+            if config.rootfs and not bridge:
+                rootfs.write_init_layer(cdir, init[0], init[1])
+
         def on_pid(pid: int) -> None:
-            ip = init[1]
             if bridge:
                 holder["endpoint"] = self._attach_network(state.id, pid, ports)
-                ip = holder["endpoint"]["ip"]
-            if config.rootfs:
-                rootfs.write_init_layer(cdir, init[0], ip)
+                if config.rootfs:
+                    rootfs.write_init_layer(cdir, init[0], holder["endpoint"]["ip"])
             if attach:
                 holder["attachment"] = process.Attachment(config.sock, attach)
 
         try:
-            launched = process.launch(self.binaries().shim, conf_path, on_pid, cgroup.add_process)
+            launched = process.launch(self.binaries().shim, conf_path, on_pid, cgroup.add_process, init_layer)
         except BaseException as exc:
             self._failed_start(state, cgroup, holder, exc, bridge)
             raise
