@@ -47,6 +47,8 @@ INDEX_TYPES = (MT_OCI_INDEX, MT_DOCKER_LIST)
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 
+ORPHAN_LAYER_AGE = 3600.0  # seconds
+
 _NAME_RE = re.compile(r"^[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$")
 _HOST_RE = re.compile(r"^([a-zA-Z0-9.-]+(:[0-9]+)?|\[[0-9a-fA-F:]+\](:[0-9]+)?)$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -327,15 +329,19 @@ class ImageStore:
             lines = _untag(repos, image_id, digests=image_id not in in_use)
             if image_id in in_use:
                 return lines
-            lines += self._delete_chain(repos, image_id, in_use)
-            lines += self._collect_layers()
+            deleted_layers: set[str] = set()
+            lines += self._delete_chain(repos, image_id, in_use, deleted_layers)
+            lines += self._collect_layers(deleted_layers)
         return lines
 
-    def _delete_chain(self, repos: dict, image_id: str, in_use: set[str]) -> list[str]:
+    def _delete_chain(self, repos: dict, image_id: str, in_use: set[str],
+                      deleted_layers: set[str]) -> list[str]:
         """Delete an image, then walk up its parents while they are untagged build-cache
-        images that no container and no other child uses."""
+        images that no container and no other child uses. Adds their layers to
+        ``deleted_layers``."""
         lines = []
         while image_id:
+            deleted_layers.update(self._image(image_id, repos).diff_ids)
             parent = repos["parents"].pop(image_id, None)
             if image_id in repos["intermediate"]:
                 repos["intermediate"].remove(image_id)
@@ -354,15 +360,19 @@ class ImageStore:
             return None
         return key if key in tags else None
 
-    def _collect_layers(self) -> list[str]:
-        """Delete layers no stored config names; returns "Deleted: <diff_id>" lines."""
+    def _collect_layers(self, candidates: set[str]) -> list[str]:
+        """Delete the candidate layers no stored config names any more, and orphan layers
+        older than ``ORPHAN_LAYER_AGE`` (left by a crashed import; younger ones may belong to
+        an image being pulled or built right now). Returns "Deleted: <diff_id>" lines."""
         used = set()
         for path in self.configs.glob("*.json"):
             raw = json.loads(path.read_bytes())
             used.update((raw.get("rootfs") or {}).get("diff_ids") or [])
         removed = []
         for diff_id in self.layers.list():
-            if diff_id not in used:
+            if diff_id in used:
+                continue
+            if diff_id in candidates or self.layers.age(diff_id) > ORPHAN_LAYER_AGE:
                 self.layers.remove(diff_id)
                 removed.append(f"Deleted: {diff_id}")
         self.layers.sweep()
@@ -687,7 +697,7 @@ class ArchiveReader:
         if len(diff_ids) != len(layer_names):
             raise ImageError(f"load: config lists {len(diff_ids)} layers, manifest {len(layer_names)}")
         for diff_id, name in zip(diff_ids, layer_names):
-            if self.store.layers.exists(diff_id):
+            if self.store.layers.claim(diff_id):
                 continue
             member = self.members.get(name)
             f = self.tf.extractfile(member) if member is not None else None

@@ -79,6 +79,24 @@ class LayerStore:
     def size(self, diff_id: str) -> int:
         return self.tar_path(diff_id).stat().st_size
 
+    def age(self, diff_id: str) -> float:
+        """Seconds since the layer was stored."""
+        try:
+            return time.time() - self.tar_path(diff_id).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def claim(self, diff_id: str) -> bool:
+        """True if the layer is stored, and then marks it freshly used, so that an rmi
+        running meanwhile does not collect it as an orphan before its image is stored."""
+        if not self.exists(diff_id):
+            return False
+        try:
+            os.utime(self.tar_path(diff_id))
+        except FileNotFoundError:
+            return False
+        return True
+
     def list(self) -> list[str]:
         if not self.root.exists():
             return []
@@ -148,7 +166,7 @@ class LayerStore:
 
     def _publish(self, tmp: Path, diff_id: str) -> None:
         final = self.dir(diff_id)
-        if self.exists(diff_id):
+        if self.claim(diff_id):
             return
         try:
             tmp.rename(final)

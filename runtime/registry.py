@@ -312,7 +312,7 @@ def _fetch_layers(client, store: ImageStore, remote: RemoteRef, manifest: dict, 
                             f"{len(diff_ids)}")
     missing = []
     for desc, diff_id in zip(layers, diff_ids):
-        if store.layers.exists(diff_id):
+        if store.layers.claim(diff_id):
             progress(Progress(desc["digest"][7:19], "Already exists"))
         else:
             progress(Progress(desc["digest"][7:19], "Waiting"))

@@ -140,3 +140,13 @@ def test_rmi_of_a_built_image_deletes_its_private_cache_parents(store):
     assert lines[:3] == ["Untagged: app:latest", f"Deleted: {step2.id}", f"Deleted: {step1.id}"]
     assert f"Deleted: {layer}" in lines and store.build_cache_get("k1") is None
     assert store.get("base").id == base.id and [i.id for i in store.list()] == [base.id]
+
+
+def test_rmi_spares_a_fresh_orphan_layer_of_a_concurrent_pull(store):
+    image = store.import_tar(io.BytesIO(make_tar([("f", "file", "1")])), "gone")
+    in_flight = store.layers.import_stream(io.BytesIO(make_tar([("g", "file", "2")])))
+    stale = store.layers.import_stream(io.BytesIO(make_tar([("h", "file", "3")])))
+    os.utime(store.layers.tar_path(stale), (0, 0))
+    lines = store.remove("gone")
+    assert f"Deleted: {image.diff_ids[0]}" in lines and f"Deleted: {stale}" in lines
+    assert store.layers.exists(in_flight)
