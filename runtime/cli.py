@@ -547,22 +547,72 @@ def cmd_top(rt, args) -> int:
     return 0
 
 
-def cmd_stats(rt, args) -> int:
-    states = [rt.get(c) for c in args.containers] if args.containers else rt.list()
-    first = {s.id: rt.stats(s.id) for s in states}
-    t0 = time.monotonic()
-    time.sleep(0.2)
-    rows = [["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]]
+STATS_TITLES = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+
+
+def _sample(rt, states) -> dict:
+    """Cgroup stats of the containers still running (others are left out)."""
+    samples = {}
     for s in states:
-        now = rt.stats(s.id)
-        elapsed = time.monotonic() - t0
-        cpu = ((now.cpu_usage_ns or 0) - (first[s.id].cpu_usage_ns or 0)) / (elapsed * 1e9) * 100
+        try:
+            samples[s.id] = rt.stats(s.id)
+        except ContainerError:
+            pass
+    return samples
+
+
+def _stats_rows(states, before: dict, after: dict, elapsed: float) -> list[list[str]]:
+    rows = [STATS_TITLES]
+    for s in states:
+        if s.id not in after or s.id not in before:
+            continue
+        now = after[s.id]
+        cpu = ((now.cpu_usage_ns or 0) - (before[s.id].cpu_usage_ns or 0)) / (elapsed * 1e9) * 100
         usage = now.memory_usage_bytes or 0
         limit = now.memory_limit_bytes or _host_memory()
         rows.append([s.short_id, s.name, f"{cpu:.2f}%", f"{human_size(usage)} / {human_size(limit)}",
-                     f"{usage / limit * 100:.2f}%", "--", "--", str(now.pids_current or 0)])
-    print(table(rows))
-    return 0
+                     f"{usage / limit * 100:.2f}%", net_io(s.pid), "--", str(now.pids_current or 0)])
+    return rows
+
+
+def decimal_size(n: float) -> str:
+    """Docker's units.HumanSize (decimal): 0B, 648B, 1.2kB, 3.4MB."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1000
+    return f"{n}"
+
+
+def net_io(pid: int) -> str:
+    """Received / sent bytes of every interface but lo in the netns of `pid`."""
+    try:
+        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return "--"
+    rx = tx = 0
+    for line in lines:
+        name, _, fields = line.partition(":")
+        if name.strip() != "lo":
+            values = fields.split()
+            rx, tx = rx + int(values[0]), tx + int(values[8])
+    return f"{decimal_size(rx)} / {decimal_size(tx)}"
+
+
+def cmd_stats(rt, args) -> int:
+    """Docker's stats: CPU % over the sampling interval; streams every second unless
+    --no-stream (then one table after a short interval)."""
+    states = [rt.get(c) for c in args.containers] if args.containers else rt.list()
+    before, t0 = _sample(rt, states), time.monotonic()
+    while True:
+        time.sleep(0.2 if args.no_stream else 1.0)
+        after, t1 = _sample(rt, states), time.monotonic()
+        if not args.no_stream and sys.stdout.isatty():
+            sys.stdout.write("\x1b[2J\x1b[H")
+        print(table(_stats_rows(states, before, after, t1 - t0)), flush=True)
+        if args.no_stream or not after:
+            return 0
+        before, t0 = after, t1
 
 
 def _host_memory() -> int:

@@ -243,3 +243,8 @@ def test_shim_config_limits_are_clear_errors():
         ShimConfig(argv=["x"] * 501, env=[], plan=plan, exit_file="/e", sock="s").encode()
     with pytest.raises(SpecError, match="bytes"):
         ShimConfig(argv=["x" * 200000], env=[], plan=plan, exit_file="/e", sock="s").encode()
+
+
+def test_decimal_sizes_like_docker():
+    assert [cli.decimal_size(n) for n in (0, 648, 1234, 3_400_000)] == ["0B", "648B", "1.23kB", "3.4MB"]
+    assert cli.net_io(os.getpid()).count(" / ") == 1
