@@ -397,7 +397,7 @@ def _push_layer(client, store: ImageStore, remote: RemoteRef, diff_id: str, tmp:
 def _gzip_deterministic(src: Path, dst: Path) -> str:
     """gzip with a zero mtime and no file name, so the same layer always has the same digest."""
     with open(src, "rb") as fin, open(dst, "wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
             shutil.copyfileobj(fin, gz, CHUNK)
     sha = hashlib.sha256()
     with open(dst, "rb") as f:
