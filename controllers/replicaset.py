@@ -106,17 +106,24 @@ class ReplicaSetController(Controller):
                       if is_active(p)]
         pods = await claim(self.client, PODS, rs, candidates,
                            lambda p: selector.matches(p["metadata"].get("labels")))
+        deleted: set = set()
         if self.expectations.satisfied(key) and not rs["metadata"].get("deletionTimestamp"):
-            await self.manage_replicas(key, rs, pods)
-        await self.update_status(rs, pods)
+            deleted = await self.manage_replicas(key, rs, pods)
+        # the status already leaves out the pods just deleted, so that a Deployment reading
+        # observedGeneration never counts them as available
+        await self.update_status(rs, [p for p in pods if object_key(p) not in deleted])
 
-    async def manage_replicas(self, key: str, rs: dict, pods: list[dict]) -> None:
-        """Create or delete pods so that ``len(pods)`` moves toward spec.replicas."""
+    async def manage_replicas(self, key: str, rs: dict, pods: list[dict]) -> set:
+        """Create or delete pods so that ``len(pods)`` moves toward spec.replicas;
+        the keys of the pods deleted."""
         diff = len(pods) - int(rs["spec"].get("replicas", 1))
         if diff < 0:
             await self._create(key, rs, min(-diff, self.burst))
         elif diff > 0:
-            await self._delete(key, rs, pods_to_delete(pods, min(diff, self.burst)))
+            victims = pods_to_delete(pods, min(diff, self.burst))
+            await self._delete(key, rs, victims)
+            return {object_key(p) for p in victims}
+        return set()
 
     async def _create(self, key: str, rs: dict, count: int) -> None:
         self.expectations.expect(key, adds=count)

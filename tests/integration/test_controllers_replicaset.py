@@ -1,12 +1,7 @@
 """ReplicaSet controller against the real apiserver: scale up and down, adopt, release, status."""
 
-import asyncio
-
-from client.kubeconfig import ClientConfig
 from client.resources import PODS, REPLICASETS
-from client.rest import AsyncApiClient
-from controllers.manager import ControllerManager
-from tests.integration.test_controllers_support import FakeKubelet, until
+from tests.integration.test_controllers_support import until, with_controllers
 
 
 def replica_set(name, replicas, labels=None, min_ready=0):
@@ -21,22 +16,6 @@ def replica_set(name, replicas, labels=None, min_ready=0):
 def orphan(name, labels):
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
             "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
-
-
-def with_controllers(apiserver, scenario, names=("replicaset",), kubelet=True):
-    async def main():
-        async with AsyncApiClient(ClientConfig(apiserver.url)) as client:
-            manager = ControllerManager(client, list(names))
-            tasks = [asyncio.ensure_future(manager.run())]
-            if kubelet:
-                tasks.append(asyncio.ensure_future(FakeKubelet(client).run()))
-            try:
-                await asyncio.wait_for(scenario(client), 60)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-    asyncio.run(main())
 
 
 async def owned_pods(client, rs_name):

@@ -3,6 +3,10 @@
 import asyncio
 import datetime as dt
 
+from client.kubeconfig import ClientConfig
+from client.rest import AsyncApiClient
+from controllers.manager import ControllerManager
+
 from client.errors import ApiError, NotFound
 from client.informer import Informer
 from client.resources import PODS
@@ -28,6 +32,7 @@ class FakeKubelet:
     def __init__(self, client, hold=None):
         self.client = client
         self.hold = hold if hold is not None else set()
+        self.hold_all = False
         self.informer = Informer(client, PODS)
         self.pending: asyncio.Queue = asyncio.Queue()
         self.informer.add_handlers(self.pending.put_nowait, lambda old, new: self.pending.put_nowait(new))
@@ -50,7 +55,7 @@ class FakeKubelet:
             await self.client.delete(PODS, meta["name"], meta["namespace"], grace_period_seconds=0)
             return
         status = pod.get("status") or {}
-        if status.get("phase") == "Running" or meta["name"] in self.hold:
+        if status.get("phase") == "Running" or self.hold_all or meta["name"] in self.hold:
             return
         await self.mark_ready(pod)
 
@@ -65,3 +70,23 @@ class FakeKubelet:
                                     subresource="status")
         except NotFound:
             pass
+
+
+def with_controllers(apiserver, scenario, names=("replicaset",), kubelet=True, timeout=60, **options):
+    """Run ``scenario(client)`` while a ControllerManager (and a FakeKubelet) run; the
+    kubelet is reachable as ``scenario.kubelet`` when the scenario is a function."""
+    async def main():
+        async with AsyncApiClient(ClientConfig(apiserver.url)) as client:
+            manager = ControllerManager(client, list(names), **options)
+            tasks = [asyncio.ensure_future(manager.run())]
+            if kubelet:
+                fake = FakeKubelet(client)
+                scenario.kubelet = fake
+                tasks.append(asyncio.ensure_future(fake.run()))
+            try:
+                await asyncio.wait_for(scenario(client), timeout)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+    asyncio.run(main())
