@@ -266,7 +266,7 @@ class Runtime:
         return state
 
     def run(self, spec: ContainerSpec) -> ContainerState:
-        """create + start (detached)."""
+        """create + start (detached); the refreshed record."""
         state = self.create(spec)
         self.start(state.id)
         return self.get(state.id)
@@ -417,6 +417,7 @@ class Runtime:
         return self.get(state.id)
 
     def restart(self, id_or_name: str, timeout: float = 10) -> None:
+        """stop (SIGTERM, SIGKILL after `timeout`) then start; logs are kept and appended."""
         state = self.stop(id_or_name, timeout)
         self.start(state.id)
 
@@ -525,6 +526,7 @@ class Runtime:
         return self.images.commit(self.store.dir(state.id) / "upper", parent, config, ref, comment=comment)
 
     def diff(self, id_or_name: str) -> list[tuple[str, str]]:
+        """("A"|"C"|"D", path) of the container's read-write layer against its image."""
         state = self.get(id_or_name)
         return self.images.diff(self.store.dir(state.id) / "upper", self.images.get(state.image_id))
 
@@ -592,6 +594,7 @@ class Runtime:
     # ----- sandboxes -----
 
     def create_sandbox(self, spec) -> ContainerState:
+        """Start a pod sandbox (runtime.spec.SandboxSpec); see runtime.sandbox."""
         from runtime.sandbox import create_sandbox
         return create_sandbox(self, spec)
 
@@ -617,6 +620,7 @@ class Runtime:
             _safe(lambda: self.cgroups.open(sandbox.spec["cgroup_parent"]).destroy())
 
     def list_sandboxes(self, labels: dict | None = None, all: bool = True) -> list[ContainerState]:
+        """Sandboxes (stopped ones too unless `all` is False) whose labels match."""
         return self.list(all=all, labels=labels, kind="sandbox")
 
 
