@@ -9,6 +9,7 @@ TLS client certificates and bearer tokens.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from typing import Awaitable, Callable, Optional
 
@@ -22,8 +23,9 @@ from api.kinds import Registry
 from apiserver import discovery, errors
 from apiserver.allocators import NodePortAllocator, ServiceIPAllocator
 from apiserver.deletion import Deleter
-from apiserver.encoding import error_response, json_response
+from apiserver.encoding import dumps, error_response, json_response
 from apiserver.namespaces import Namespaces
+from apiserver.openapi import OpenAPIDocuments
 from apiserver.resources import ResourceStore
 from apiserver.routes import ResourceHandlers
 from apiserver.services import ServiceAllocations
@@ -85,6 +87,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     app.state.storage, app.state.registry, app.state.store = storage, registry, store
     guarded = _guard(authenticator)
     _add_discovery(app, registry, storage, guarded)
+    _add_openapi(app, OpenAPIDocuments(registry.resources), guarded)
     app.add_route("/api/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
     app.add_route("/apis/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
     _add_error_handlers(app)
@@ -144,6 +147,43 @@ def _add_discovery(app: FastAPI, registry: Registry, storage: Storage, guarded) 
     for path in ("/healthz", "/livez"):
         app.add_route(path, live, methods=["GET"])
     app.add_route("/readyz", ready, methods=["GET"])
+
+
+def _add_openapi(app: FastAPI, documents: OpenAPIDocuments, guarded) -> None:
+    """/openapi/v2 and /openapi/v3[/GROUP-VERSION], encoded once, with ETags."""
+    encoded: dict[str, tuple[bytes, str]] = {}
+
+    def cached(path: str, make) -> Optional[tuple[bytes, str]]:
+        if path not in encoded:
+            doc = make()
+            if doc is None:
+                return None
+            body = dumps(doc)
+            encoded[path] = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+        return encoded[path]
+
+    def answer(request: Request, found: Optional[tuple[bytes, str]]) -> Response:
+        if found is None:
+            raise errors.resource_not_found(request.url.path)
+        body, etag = found
+        headers = {"ETag": etag, "Cache-Control": "no-cache, private"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
+    async def v2(request: Request) -> Response:
+        return answer(request, cached("v2", lambda: documents.v2))
+
+    async def v3_root(request: Request) -> Response:
+        return answer(request, cached("v3", lambda: documents.v3_root))
+
+    async def v3_group(request: Request) -> Response:
+        group_version = request.path_params["group_version"]
+        return answer(request, cached(f"v3/{group_version}", lambda: documents.v3_group(group_version)))
+
+    app.add_route("/openapi/v2", guarded(v2), methods=["GET"])
+    app.add_route("/openapi/v3", guarded(v3_root), methods=["GET"])
+    app.add_route("/openapi/v3/{group_version:path}", guarded(v3_group), methods=["GET"])
 
 
 def _add_error_handlers(app: FastAPI) -> None:

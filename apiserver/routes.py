@@ -20,6 +20,7 @@ from apiserver import errors, subresources
 from apiserver.deletion import Deleter, delete_options
 from apiserver.encoding import JSON, decode, decode_object, dumps, json_response, media_type, read_body
 from apiserver.listing import ListOptions, list_objects
+from apiserver.negotiation import TableRequest, table_of, table_request
 from apiserver.paths import Target, resolve
 from apiserver.resources import FIELD_VALIDATION, ResourceStore, WriteOptions, WriteResult
 from apiserver.watch import EventEncoder, WatchStream
@@ -98,26 +99,35 @@ class ResourceHandlers:
 
     async def list_or_watch(self, request: Request, target: Target) -> Response:
         opts = ListOptions.parse(target.info, request.query_params)
+        table = table_request(request.headers.get("accept", ""), request.query_params)
         if opts.watch:
-            return await self.watch(target, opts)
-        listed = await list_objects(self.store.storage, target.info, target.prefix, opts, raw=True)
+            return await self.watch(target, opts, table)
+        listed = await list_objects(self.store.storage, target.info, target.prefix, opts, raw=table is None)
+        if table is not None:
+            return json_response(table_of(target.info, listed.items, table, self._list_meta(listed)))
         return Response(self._list_body(target, listed), media_type=JSON)
 
-    def _list_body(self, target: Target, listed) -> bytes:
-        info = target.info
+    @staticmethod
+    def _list_meta(listed) -> dict:
         list_meta = {"resourceVersion": str(listed.revision)}
         if listed.continue_token:
             list_meta["continue"] = listed.continue_token
             if listed.remaining is not None:
                 list_meta["remainingItemCount"] = listed.remaining
+        return list_meta
+
+    def _list_body(self, target: Target, listed) -> bytes:
+        info = target.info
+        list_meta = self._list_meta(listed)
         head = (b'{"kind":"' + info.list_kind.encode() + b'","apiVersion":"' + info.api_version.encode()
                 + b'","metadata":' + dumps(list_meta) + b',"items":[')
         return head + b",".join(item if isinstance(item, bytes) else dumps(item)
                                 for item in listed.items) + b"]}"
 
-    async def watch(self, target: Target, opts: ListOptions) -> Response:
+    async def watch(self, target: Target, opts: ListOptions, table: Optional[TableRequest] = None) -> Response:
+        transform = (lambda obj: table_of(target.info, [obj], table)) if table is not None else None
         stream = WatchStream(self.store.storage, target.info, target.prefix, opts, self.encoder,
-                             self.bookmark_interval)
+                             self.bookmark_interval, transform)
         await stream.start()
         return StreamingResponse(stream.stream(), media_type=JSON)
 
@@ -138,7 +148,12 @@ class ResourceHandlers:
     # ---- item
 
     async def get(self, request: Request, target: Target) -> Response:
-        return json_response(await self.store.get(target))
+        obj = await self.store.get(target)
+        table = table_request(request.headers.get("accept", ""), request.query_params)
+        if table is not None and not target.subresource:
+            return json_response(table_of(target.info, [obj], table,
+                                          {"resourceVersion": obj["metadata"].get("resourceVersion", "")}))
+        return json_response(obj)
 
     async def update(self, request: Request, target: Target) -> Response:
         opts = write_options(request.query_params)

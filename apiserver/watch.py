@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Callable, Optional
 
 from api.kinds import ResourceInfo
 from apiserver import errors
@@ -91,8 +91,10 @@ class WatchStream:
     HTTP error; ``stream()`` yields the response body."""
 
     def __init__(self, storage: Storage, info: ResourceInfo, prefix: str, opts: ListOptions,
-                 encoder: EventEncoder, bookmark_interval: float):
+                 encoder: EventEncoder, bookmark_interval: float,
+                 transform: Optional[Callable[[dict], dict]] = None):
         self.storage, self.info, self.prefix, self.opts = storage, info, prefix, opts
+        self.transform = transform  # e.g. object -> Table: then events are encoded per watcher
         self.encoder, self.bookmark_interval = encoder, bookmark_interval
         self.initial: list[dict] = []
         self.revision = 0
@@ -123,7 +125,7 @@ class WatchStream:
             yield self._error_line(self.error)
             return
         if self.initial:
-            yield b"".join(self.encoder.encode("ADDED", o) for o in self.initial)
+            yield b"".join(self._line("ADDED", o) for o in self.initial)
         try:
             source = await _open(self.storage, self.prefix, self.revision)
         except Exception as exc:  # noqa: BLE001 - Compacted or an unavailable store ends the stream
@@ -164,11 +166,18 @@ class WatchStream:
         for event in batch:
             self.revision = max(self.revision, event.revision)
             event_type = event.type if self.tracker is None else self.tracker.translate(event)
-            if event_type == event.type and wire_line is not None:
+            if event_type is not None and self.transform is not None:
+                lines.append(_line(event_type, self.transform(event.object)))
+            elif event_type == event.type and wire_line is not None:
                 lines.append(wire_line(event))
             elif event_type is not None:
                 lines.append(self.encoder.encode(event_type, event.object, event.key, event.revision))
         return b"".join(lines)
+
+    def _line(self, event_type: str, obj: dict) -> bytes:
+        if self.transform is not None:
+            return _line(event_type, self.transform(obj))
+        return self.encoder.encode(event_type, obj)
 
     def _failure(self, exc: BaseException) -> errors.ApiError:
         if isinstance(exc, Compacted):
