@@ -66,11 +66,12 @@ class BuildState:
 def build(store: ImageStore, context_dir: Path, dockerfile: Path | None, tag: str | None,
           runner: Runner | None = None, build_args: dict[str, str] | None = None,
           progress: Callable[[str], None] = print, no_cache: bool = False,
-          pull: Callable[[str], Image] | None = None) -> Image:
+          pull: Callable[[str], Image] | None = None, target: str | None = None) -> Image:
     """Build ``dockerfile`` (default ``context_dir/Dockerfile``) and tag the result ``tag``.
 
     ``pull(ref)`` is called for a FROM image that is not in the store (None: only local
-    images and the offline busybox). Raises BuildError / DockerfileError with a clear message.
+    images and the offline busybox). ``target`` stops after the stage of that name.
+    Raises BuildError / DockerfileError with a clear message.
     """
     context = Path(context_dir).resolve()
     if not context.is_dir():
@@ -81,12 +82,29 @@ def build(store: ImageStore, context_dir: Path, dockerfile: Path | None, tag: st
     except OSError as e:
         raise BuildError(f"cannot read Dockerfile {path}: {e.strerror}") from None
     builder = Builder(store, context, runner, dict(build_args or {}), progress, no_cache, pull)
-    image = builder.run(df.parse(text))
+    image = builder.run(_up_to_target(df.parse(text), target))
     final = store.add_config(store.raw_config_bytes(image.id), ref=tag)
     progress(f"Successfully built {final.short_id}")
     if tag:
         progress(f"Successfully tagged {normalize_ref(tag)}")
     return store.get(final.id)
+
+
+def _up_to_target(instructions: list[df.Instruction], target: str | None) -> list[df.Instruction]:
+    """The instructions up to the end of stage ``target`` (all of them for None)."""
+    if not target:
+        return instructions
+    in_target = False
+    for index, ins in enumerate(instructions):
+        if ins.cmd != "FROM":
+            continue
+        if in_target:
+            return instructions[:index]
+        words = ins.args.split()
+        in_target = len(words) == 3 and words[2].lower() == target.lower()
+    if not in_target:
+        raise BuildError(f"target stage {target!r} could not be found")
+    return instructions
 
 
 class Builder:

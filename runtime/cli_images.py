@@ -57,6 +57,7 @@ def register(subparsers, get_runtime) -> None:
     p.add_argument("-f", "--file")
     p.add_argument("--build-arg", action="append", default=[])
     p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--target")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("context")
     p = add("login", cmd_login, "log in to a registry")
@@ -185,7 +186,7 @@ def cmd_build(rt, args) -> int:
                   runner=runner_factory() if runner_factory else None,
                   build_args=_build_args(args.build_arg),
                   progress=(lambda line: None) if args.quiet else print,
-                  no_cache=args.no_cache)
+                  no_cache=args.no_cache, target=args.target)
     if args.quiet:
         print(image.id)
     return 0

@@ -141,6 +141,10 @@ def test_multi_stage_copy_from_reads_the_merged_view(store, context):
     assert read(image, "/app/sub/deep.ini") == "hello from the build\n"  # the later layer wins
     assert lookup(image.layer_dirs, "/base/busybox").stat().st_size > 100_000
     assert read(image, "/base/passwd").startswith("root:") and "root" in read(image, "/base/group")
+    builder_only, _ = run_build(store, context, tag="stage:builder", target="builder")
+    assert read(builder_only, "/out/app.ini") == "[app]\n" and len(builder_only.diff_ids) == 3
+    with pytest.raises(BuildError, match="target stage 'nope' could not be found"):
+        run_build(store, context, target="nope")
     with pytest.raises(DockerfileError, match="no such stage"):
         (context / "Dockerfile").write_text("FROM busybox\nCOPY --from=ghost /x /x\n")
         run_build(store, context)
