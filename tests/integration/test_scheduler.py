@@ -65,29 +65,35 @@ def test_burst_is_bound_without_overcommit_then_waits_for_a_node(apiserver):
         for i in range(8):
             await client.create(PODS, pod(f"p{i}", owner_uid="rs-uid"))
 
+        message = "0/3 nodes are available: 3 Insufficient cpu."
+
         async def settled():
+            """Two pods wait, reported with the final message (early attempts may have seen fewer nodes)."""
             placed = await placements(client)
             unbound = [n for n, where in placed.items() if not where]
             if len(unbound) != 2:
                 return None
             reported = [await client.get(PODS, n) for n in unbound]
-            if all(any(c.get("reason") == "Unschedulable" for c in (p.get("status") or {}).get("conditions") or [])
-                   for p in reported):
-                return placed, reported
-            return None
+            for p in reported:
+                condition = next((c for c in (p.get("status") or {}).get("conditions") or []
+                                  if c["type"] == "PodScheduled"), {})
+                if (condition.get("status"), condition.get("reason"), condition.get("message")) != \
+                        ("False", "Unschedulable", message):
+                    return None
+            return placed, reported
         placed, unbound = await until(settled)
         per_node = {}
         for where in placed.values():
             if where:
                 per_node[where] = per_node.get(where, 0) + 1
         assert per_node == {"a": 2, "b": 2, "c": 2}          # 2 cpu each, 1 cpu per pod, spread evenly
-        condition = next(c for c in unbound[0]["status"]["conditions"] if c["type"] == "PodScheduled")
-        assert (condition["status"], condition["reason"]) == ("False", "Unschedulable")
-        assert condition["message"] == "0/3 nodes are available: 3 Insufficient cpu."
-        events = (await client.list(EVENTS, "default"))["items"]
-        assert any(e["reason"] == "FailedScheduling" and e["type"] == "Warning"
-                   and e["message"] == "0/3 nodes are available: 3 Insufficient cpu." for e in events)
-        assert any(e["reason"] == "Scheduled" for e in events)
+
+        async def events_written():
+            events = (await client.list(EVENTS, "default"))["items"]
+            failed = any(e["reason"] == "FailedScheduling" and e["type"] == "Warning"
+                         and e["message"] == message for e in events)
+            return failed and any(e["reason"] == "Scheduled" for e in events)
+        await until(events_written)
 
         await client.create(NODES, node("d"))                 # a new node: the two waiting pods fit now
         final = await until(lambda: _all_bound(client))
