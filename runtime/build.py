@@ -214,7 +214,10 @@ class Builder:
         self._commit_step(ins, self._describe(ins), "", config, make)
 
     def _copy(self, ins: df.Instruction) -> None:
-        words = ins.exec_form() or df.expand(ins.args, self.state.variables()).split()
+        variables = self.state.variables()
+        argv = ins.exec_form()
+        words = [df.expand(w, variables) for w in argv] if argv is not None \
+            else df.expand(ins.args, variables).split()
         if len(words) < 2:
             raise ins.fail(f"{ins.cmd} needs a source and a destination")
         *patterns, dest = words

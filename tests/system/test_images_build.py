@@ -134,7 +134,8 @@ def test_multi_stage_copy_from_reads_the_merged_view(store, context):
         "FROM scratch\n"
         "COPY --from=builder /out /app\n"
         "COPY --from=0 /bin/busybox /etc/passwd /base/\n"
-        "COPY --from=busybox /etc/group /base/group\n")
+        "ENV GROUP=/etc/group\n"
+        'COPY --from=busybox ["$GROUP", "/base/group"]\n')
     image, _ = run_build(store, context)
     assert len(image.diff_ids) == 3
     assert read(image, "/app/app.ini") == "[app]\n"
