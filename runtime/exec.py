@@ -42,7 +42,8 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
         argv=list(argv), env=[f"{k}={v}" for k, v in merged_env.items()],
         plan=plan_for_exec(state.pid), exit_file=str(edir / "exit"), sock=process.socket_name(edir),
         cwd=workdir or state.process["workdir"], user=user if user is not None else (state.process["user"] or None),
-        tty=tty, stdin_open=interactive or stdin is not None, tty_size=tty_size)
+        tty=tty, stdin_open=interactive or stdin is not None, tty_size=tty_size,
+        ptmx=f"/proc/{state.pid}/root/dev/pts/ptmx")
     (edir / "shim.conf").write_bytes(config.encode())
     cgroup = runtime._open_cgroup(state)
     mode = None if detach else ("a" if (interactive or stdin is not None) else "o")

@@ -64,7 +64,7 @@ struct config {
 	char *mask[32]; int nmask;
 	char *ro_path[32]; int nro;
 	int unshare_flags;
-	char *rootfs, *overlay, *hostname, *cwd, *user, *log, *sock, *exitfile;
+	char *rootfs, *overlay, *hostname, *cwd, *user, *log, *sock, *exitfile, *ptmx;
 	int tty, stdin_open, rows, cols;
 	uint64_t caps;
 };
@@ -123,6 +123,7 @@ static void set_key(char *k, char *v)
 	else if (!strcmp(k, "log")) C.log = v;
 	else if (!strcmp(k, "sock")) C.sock = v;
 	else if (!strcmp(k, "exit")) C.exitfile = v;
+	else if (!strcmp(k, "ptmx")) C.ptmx = v;
 	else if (!strcmp(k, "tty")) C.tty = atoi(v);
 	else if (!strcmp(k, "stdin")) C.stdin_open = atoi(v);
 	else if (!strcmp(k, "rows")) C.rows = atoi(v);
@@ -396,19 +397,17 @@ static void exec_command(void)
 	die("exec: \"%s\": executable file not found in $PATH", C.argv[0]);
 }
 
-static void child(int ready_w, int go_r, int in_fd, int out_fd, int errout_fd, const char *slave)
+static void child(int ready_w, int go_r, int in_fd, int out_fd, int errout_fd, int slave)
 {
 	char b = 0;
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setsid();
-	if (slave) {
-		int fd = open(slave, O_RDWR);
-		if (fd < 0) die("open %s", slave);
-		ioctl(fd, TIOCSCTTY, 0);
-		dup2(fd, 0); dup2(fd, 1); dup2(fd, 2);
-		if (fd > 2) close(fd);
+	if (slave >= 0) {
+		ioctl(slave, TIOCSCTTY, 0);
+		dup2(slave, 0); dup2(slave, 1); dup2(slave, 2);
+		if (slave > 2) close(slave);
 	} else {
 		dup2(in_fd, 0); dup2(out_fd, 1); dup2(errout_fd, 2);
 	}
@@ -589,6 +588,22 @@ static void supervise(pid_t pid, int sfd, int lfd, int out, int err, int in)
 	send_frame(3, be, 4, 1);
 }
 
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
+/* A pty pair: the master (returned) and its slave in *slave. The master comes from C.ptmx
+ * when given (an exec uses the container's own devpts, so `tty` names a path the container
+ * can see), else from the host's /dev/ptmx. */
+static int open_pty(int *slave)
+{
+	int unlock = 0;
+	int master = open(C.ptmx ? C.ptmx : "/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0 || ioctl(master, TIOCSPTLCK, &unlock) < 0) return -1;
+	*slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+	return *slave < 0 ? -1 : master;
+}
+
 static void notify(int fd, const char *fmt, ...)
 {
 	char msg[1200];
@@ -604,7 +619,8 @@ int main(int argc, char **argv)
 	int notify_fd = 3, go_fd = 4;
 	int ready[2], errp[2], in[2] = {-1, -1}, out[2] = {-1, -1}, errs[2] = {-1, -1};
 	int master = -1;
-	char *slave = NULL, msg[1024];
+	int slave = -1;
+	char msg[1024];
 	if (argc != 2 || load_config(argv[1]) < 0) {
 		fprintf(stderr, "usage: shim CONFIG (fd 3 notify, fd 4 go)\n");
 		return 2;
@@ -620,9 +636,10 @@ int main(int argc, char **argv)
 
 	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) return 1;
 	if (C.tty) {
-		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-		if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0) return 1;
-		slave = strdup(ptsname(master));
+		if ((master = open_pty(&slave)) < 0) {
+			notify(notify_fd, "err open pty %s: %s\n", C.ptmx ? C.ptmx : "/dev/ptmx", strerror(errno));
+			return 1;
+		}
 		if (C.rows && C.cols) {
 			struct winsize ws = { .ws_row = C.rows, .ws_col = C.cols };
 			ioctl(master, TIOCSWINSZ, &ws);
@@ -664,6 +681,7 @@ int main(int argc, char **argv)
 		child(ready[1], go_fd, in[0], out[1], errs[1], slave);
 	}
 	close(go_fd); close(ready[1]); close(errp[1]);
+	if (slave >= 0) close(slave);   /* the master reads EIO once the child's side is gone */
 	if (in[0] >= 0) close(in[0]);
 	if (out[1] >= 0) close(out[1]);
 	if (errs[1] >= 0) close(errs[1]);

@@ -163,6 +163,7 @@ class ShimConfig:
     tty: bool = False
     stdin_open: bool = False
     tty_size: tuple[int, int] | None = None   # (rows, cols) of the pty, when tty
+    ptmx: str | None = None   # the pty multiplexer to use (default: the host's /dev/ptmx)
     caps: int = field(default_factory=capability_mask)
     masked: tuple[str, ...] = MASKED_PATHS
     readonly: tuple[str, ...] = READONLY_PATHS
@@ -174,7 +175,8 @@ class ShimConfig:
         out += [("join", f"{ns}={path}") for ns, path in self.plan.join.items()]
         for key, value in (("exit", self.exit_file), ("sock", self.sock), ("log", self.log),
                            ("rootfs", self.rootfs), ("overlay", self.overlay),
-                           ("hostname", self.hostname), ("cwd", self.cwd), ("user", self.user)):
+                           ("hostname", self.hostname), ("cwd", self.cwd), ("user", self.user),
+                           ("ptmx", self.ptmx if self.tty else None)):
             if value is not None:
                 out.append((key, value))
         for m in self.mounts:

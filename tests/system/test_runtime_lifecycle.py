@@ -240,3 +240,17 @@ def test_detached_auto_remove_container_is_gone_after_it_exits(rt):
     assert rt.list(all=True) == []
     with pytest.raises(NoSuchContainer):
         rt.get(state.id)
+
+
+def test_exec_with_a_tty_and_detached(rt):
+    state = start(rt, "exec sleep 1000")
+    result = rt.exec(state.id, ["sh", "-c", "tty; stty size"], tty=True, tty_size=(40, 120))
+    lines = result.stdout.decode().split("\r\n")
+    assert lines[0].startswith("/dev/pts/") and lines[1] == "40 120"
+    assert rt.exec(state.id, ["sh", "-c", "echo bg > /tmp/flag"], detach=True) is None
+    for _ in range(100):
+        if rt.exec(state.id, ["cat", "/tmp/flag"]).stdout == b"bg\n":
+            break
+        time.sleep(0.05)
+    assert rt.exec(state.id, ["cat", "/tmp/flag"]).stdout == b"bg\n"
+    rt.remove(state.id, force=True)

@@ -248,3 +248,21 @@ def test_shim_config_limits_are_clear_errors():
 def test_decimal_sizes_like_docker():
     assert [cli.decimal_size(n) for n in (0, 648, 1234, 3_400_000)] == ["0B", "648B", "1.23kB", "3.4MB"]
     assert cli.net_io(os.getpid()).count(" / ") == 1
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_container(tmp_path):
+    """The record names a live pid (ours) but another start time: the container is gone."""
+    from runtime.process import proc_start_time
+    from runtime.runtime import Runtime
+    rt = Runtime(tmp_path)
+    state = ContainerState(id="c" * 64, name="ghost", image="busybox", image_id="")
+    rt.store.dir(state.id).mkdir(parents=True)
+    state.transition(Status.RUNNING)
+    state.pid, state.pid_start = os.getpid(), proc_start_time(os.getpid()) + 1
+    rt.store.save(state)
+    seen = rt.get("ghost")
+    assert seen.status is Status.EXITED and seen.exit_code == 255
+    state.pid_start = proc_start_time(os.getpid())
+    state.status = Status.RUNNING
+    rt.store.save(state)
+    assert rt.get("ghost").running
