@@ -14,6 +14,7 @@ Reflector contract, as client-go's:
   last resourceVersion seen (BOOKMARKs included);
 - 410 Gone (HTTP or ERROR event) means the version is compacted: list again;
 - any other error: wait ``retry_delay`` on the clock, then re-watch (or re-list);
+  so does a watch the server ends without sending anything (no tight loop);
 - every ``resync_period`` seconds (0 = never) on_update(obj, obj) is called
   for every cached object, so level-triggered controllers revisit them.
 """
@@ -87,7 +88,10 @@ class Informer:
             try:
                 if rv is None:
                     rv = await self.relist()
-                rv = await self._watch(rv)
+                new_rv = await self._watch(rv)
+                if new_rv == rv:
+                    await self.clock.sleep(self.retry_delay)
+                rv = new_rv
             except Gone:
                 log.info("%s: resourceVersion %s is gone, relisting", self.resource.plural, rv)
                 rv = None

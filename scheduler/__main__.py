@@ -12,6 +12,7 @@ import uuid
 from client.kubeconfig import KubeconfigError, load_kubeconfig
 from client.leaderelection import LeaderElectionConfig, LeaderElector
 from client.rest import AsyncApiClient
+from scheduler.framework import Framework
 from scheduler.scheduler import DEFAULT_SCHEDULER_NAME, Scheduler
 
 
@@ -28,6 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
     p.add_argument("--retry-period", type=float, default=2.0, help="seconds")
     p.add_argument("--bind-concurrency", type=int, default=32)
+    p.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
+                   help="0: adaptive, as kube-scheduler (50%% minus 1%% per 125 nodes, at least 5%%)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -35,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> int:
     config = load_kubeconfig(args.kubeconfig, args.context)
     async with AsyncApiClient(config) as client:
-        scheduler = Scheduler(client, args.name, bind_concurrency=args.bind_concurrency)
+        framework = Framework(percentage_of_nodes_to_score=args.percentage_of_nodes_to_score)
+        scheduler = Scheduler(client, args.name, framework=framework, bind_concurrency=args.bind_concurrency)
         if not args.leader_elect:
             await scheduler.run()
             return 0
