@@ -78,7 +78,7 @@ def register(subparsers, get_runtime) -> None:
 
 
 def cmd_images(rt, args) -> int:
-    images = rt.images.list()
+    images = rt.images.list(all=args.all)
     rows = []
     for image in images:
         for repo, tag in _repo_tags(image):

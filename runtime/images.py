@@ -218,11 +218,11 @@ class ImageStore:
         except ImageNotFound:
             return False
 
-    def list(self) -> list[Image]:
-        """All images but untagged build-cache intermediates, newest first."""
+    def list(self, all: bool = False) -> list[Image]:
+        """All images, newest first; untagged build-cache intermediates only with ``all``."""
         repos = self._read_repositories()
         tagged = set(repos["refs"].values())
-        hidden = set(repos["intermediate"]) - tagged
+        hidden = set() if all else set(repos["intermediate"]) - tagged
         images = []
         for path in self.configs.glob("*.json"):
             if "sha256:" + path.stem in hidden:

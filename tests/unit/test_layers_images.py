@@ -80,8 +80,9 @@ def test_layers_are_shared_between_images(store):
 
 def test_intermediate_images_are_hidden_from_list(store):
     base = store.import_tar(io.BytesIO(make_tar([("f", "file", "1")])), "base")
-    store.new_image(base, {"Env": ["X=1"]}, None, "ENV X=1", intermediate=True)
+    step = store.new_image(base, {"Env": ["X=1"]}, None, "ENV X=1", intermediate=True)
     assert [i.repo_tags for i in store.list()] == [["base:latest"]]
+    assert {i.id for i in store.list(all=True)} == {base.id, step.id}
 
 
 def test_progress_bars_print_status_changes_off_a_terminal():
