@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 
 from apiserver.app import create_app
+from apiserver.storage.cacher import CachedStorage
 from apiserver.storage.etcd import EtcdStorage
 from cluster.etcd import free_port
 
@@ -36,9 +37,9 @@ class RunningApiserver:
 
 
 class _ServerThread(threading.Thread):
-    def __init__(self, etcd_port: int, app_options: dict):
+    def __init__(self, etcd_port: int, app_options: dict, cache_options: dict):
         super().__init__(daemon=True, name="apiserver")
-        self.etcd_port, self.app_options = etcd_port, app_options
+        self.etcd_port, self.app_options, self.cache_options = etcd_port, app_options, cache_options
         self.port = free_port()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.storage = None
@@ -53,7 +54,7 @@ class _ServerThread(threading.Thread):
 
     async def _serve(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.storage = await _storage(self.etcd_port)
+        self.storage = await _storage(self.etcd_port, self.cache_options)
         app = create_app(self.storage, close_storage=True, **self.app_options)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 access_log=False, timeout_graceful_shutdown=1, lifespan="on")
@@ -61,17 +62,14 @@ class _ServerThread(threading.Thread):
         await self.server.serve()
 
 
-async def _storage(etcd_port: int):
+async def _storage(etcd_port: int, cache_options: dict):
     storage = await EtcdStorage.connect("127.0.0.1", etcd_port)
-    try:
-        from apiserver.storage.cacher import CachedStorage
-    except ImportError:
-        return storage
-    return CachedStorage(storage)
+    return CachedStorage(storage, **cache_options)
 
 
-def start_apiserver(etcd, **app_options) -> tuple[_ServerThread, RunningApiserver]:
-    thread = _ServerThread(etcd.client_port, app_options)
+def start_apiserver(etcd, cache_options: Optional[dict] = None, **app_options) -> tuple[_ServerThread, RunningApiserver]:
+    """Serve create_app(**app_options) over the watch cache (CachedStorage(**cache_options))."""
+    thread = _ServerThread(etcd.client_port, app_options, cache_options or {})
     thread.start()
     deadline = time.monotonic() + 20
     url = f"http://127.0.0.1:{thread.port}"

@@ -251,3 +251,24 @@ def test_random_shapes_never_produce_a_500(http, collection, kind, api_version):
         resp = http.request(method, url, content=json.dumps(body).encode(), headers={"content-type": ctype})
         assert resp.status_code < 500, (method, url, body, resp.text)
         assert resp.json().get("kind") is not None
+
+
+def test_an_injected_authenticator_guards_every_api_path(etcd):
+    from apiserver import errors as api_errors
+    from tests.integration.conftest import start_apiserver, stop_apiserver
+
+    async def token_only(request):
+        if request.headers.get("authorization") != "Bearer good":
+            raise api_errors.unauthorized()
+        return "admin"
+
+    thread, api = start_apiserver(etcd, authenticator=token_only)
+    try:
+        with api.client() as anonymous:
+            assert_status(anonymous.get(PODS), 401, "Unauthorized")
+            assert_status(anonymous.get("/api/v1"), 401, "Unauthorized")
+            assert anonymous.get("/readyz").status_code == 200 and anonymous.get("/version").status_code == 200
+        with api.client(headers={"authorization": "Bearer good"}) as admin:
+            assert admin.post(PODS, json=pod()).status_code == 201
+    finally:
+        stop_apiserver(thread)

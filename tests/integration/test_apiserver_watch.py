@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from tests.integration.conftest import start_apiserver, stop_apiserver
+
 PODS = "/api/v1/namespaces/default/pods"
 MERGE = {"content-type": "application/merge-patch+json"}
 
@@ -134,3 +136,30 @@ def test_watch_a_cluster_scoped_kind(apiserver, http):
         http.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "w"}})
         kind, obj = next_event()
         assert (kind, obj["metadata"]["name"], obj["status"]["phase"]) == ("ADDED", "w", "Active")
+
+
+@pytest.fixture
+def small_buffer_apiserver(etcd):
+    thread, running = start_apiserver(etcd, cache_options={"buffer": 4})
+    try:
+        yield running
+    finally:
+        stop_apiserver(thread)
+
+
+def test_a_watcher_that_falls_behind_is_closed_with_410(small_buffer_apiserver):
+    api = small_buffer_apiserver
+    rv = api.client().get("/api/v1/namespaces/default/configmaps").json()["metadata"]["resourceVersion"]
+    big = "x" * (512 * 1024)
+    with api.client(timeout=60) as client:
+        with client.stream("GET", "/api/v1/namespaces/default/configmaps",
+                           params={"watch": "1", "resourceVersion": rv, "timeoutSeconds": "60"}) as resp:
+            with api.client(timeout=60) as writer:
+                for i in range(40):  # ~20 MiB the watcher does not read: more than the socket buffers
+                    assert writer.post("/api/v1/namespaces/default/configmaps", json={
+                        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}"},
+                        "data": {"k": big}}).status_code == 201
+            events = [json.loads(line) for line in resp.iter_lines() if line.strip()]
+    assert 0 < len(events) < 41
+    last = events[-1]
+    assert last["type"] == "ERROR" and last["object"]["code"] == 410
