@@ -1,0 +1,112 @@
+"""The Scheduler's routing of informer events and one scheduling attempt, over the in-memory FakeApi."""
+
+import asyncio
+
+from client.clock import FakeClock
+from client.errors import error_for_status, status_for
+from client.fake import FakeApi
+from client.resources import PODS
+from scheduler.scheduler import Scheduler, unschedulable_conditions
+from tests.unit.test_scheduler_plugins import make_node, make_pod
+
+
+def pending(name, **kw):
+    pod = make_pod(name, **kw)
+    pod["kind"] = "Pod"
+    return pod
+
+
+async def settle():
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def scenario(test):
+    async def main():
+        api = FakeApi()
+        sched = Scheduler(api, clock=FakeClock())
+        events = asyncio.ensure_future(sched.recorder.run())
+        try:
+            await test(api, sched)
+        finally:
+            events.cancel()
+    asyncio.run(main())
+
+
+def test_only_pending_pods_of_this_scheduler_are_queued():
+    async def test(api, sched):
+        other = pending("other")
+        other["spec"]["schedulerName"] = "someone-else"
+        deleting = pending("deleting")
+        deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        for pod in (pending("mine"), other, deleting, make_pod("bound", node_name="n1")):
+            sched._on_pod_add(pod)
+        assert len(sched.queue) == 1 and sched.queue.where("default/mine") == "active"
+    scenario(test)
+
+
+def test_bound_pods_count_on_their_node_and_deletion_frees_them():
+    async def test(api, sched):
+        sched._on_node_add(make_node("n1", cpu="2"))
+        sched._on_pod_add(make_pod("running", cpu="2", node_name="n1"))
+        sched._on_pod_add(pending("waiting", cpu="1"))
+        queued = sched.queue.pop_nowait()
+        assert sched.schedule_one(queued) is None
+        assert sched.queue.where("default/waiting") == "unschedulable"
+        sched._on_pod_delete(make_pod("running", cpu="2", node_name="n1"))
+        assert sched.queue.where("default/waiting") in ("active", "backoff")
+    scenario(test)
+
+
+def test_a_decision_assumes_the_pod_and_binds_it():
+    async def test(api, sched):
+        sched._on_node_add(make_node("n1"))
+        pod = await api.create(PODS, pending("web", cpu="1"))
+        sched._on_pod_add(pod)
+        assert sched.schedule_one(sched.queue.pop_nowait()) == "n1"
+        assert sched.cache.is_assumed("default/web") and sched.cache.node("n1").cpu == 1000
+        await settle()
+        assert (await api.get(PODS, "web", "default"))["spec"]["nodeName"] == "n1"
+        assert sched.bound == 1 and sched.queue.where("default/web") is None
+        await settle()
+        assert any(w[0] == "create" and w[1] == "events" and w[3]["reason"] == "Scheduled" for w in api.writes)
+    scenario(test)
+
+
+def test_a_failed_binding_is_forgotten_and_retried_after_backoff():
+    async def test(api, sched):
+        sched._on_node_add(make_node("n1"))
+        pod = await api.create(PODS, pending("web", cpu="1"))
+        sched._on_pod_add(pod)
+        api.fail_next["bind"] = error_for_status(status_for(500, "InternalError", "etcd hiccup"))
+        sched.schedule_one(sched.queue.pop_nowait())
+        await settle()
+        assert not sched.cache.is_assumed("default/web") and sched.cache.node("n1").cpu == 0
+        assert sched.queue.where("default/web") == "backoff"
+        sched.clock.advance(1)
+        assert sched.schedule_one(sched.queue.pop_nowait()) == "n1"
+    scenario(test)
+
+
+def test_unschedulable_pod_gets_condition_and_event():
+    async def test(api, sched):
+        sched._on_node_add(make_node("n1", cpu="1"))
+        pod = await api.create(PODS, pending("big", cpu="4"))
+        sched._on_pod_add(pod)
+        sched.schedule_one(sched.queue.pop_nowait())
+        await settle()
+        stored = await api.get(PODS, "big", "default")
+        condition = stored["status"]["conditions"][0]
+        assert (condition["type"], condition["status"], condition["reason"], condition["message"]) == \
+            ("PodScheduled", "False", "Unschedulable", "0/1 nodes are available: 1 Insufficient cpu.")
+        assert any(w[1] == "events" and w[3]["reason"] == "FailedScheduling" for w in api.writes)
+    scenario(test)
+
+
+def test_condition_is_not_rewritten_when_unchanged():
+    pod = make_pod("p")
+    conditions = unschedulable_conditions(pod, "msg", "2026-01-01T00:00:00Z")
+    pod["status"] = {"conditions": conditions}
+    assert unschedulable_conditions(pod, "msg", "2026-01-01T00:05:00Z") is None
+    changed = unschedulable_conditions(pod, "other", "2026-01-01T00:05:00Z")
+    assert changed[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z" and changed[0]["message"] == "other"
