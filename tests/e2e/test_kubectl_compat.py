@@ -175,7 +175,7 @@ def s_get_selectors(t: Tool) -> None:
     check("web" in t.ok("get", "svc", "--field-selector", "metadata.name=web"), "--field-selector")
     both = t.ok("get", "deploy", "-A", "--show-labels", namespaced=False)
     check(both.split("\n")[0].startswith("NAMESPACE") and "LABELS" in both and t.namespace in both, both)
-    sorted_out = t.ok("get", "secret,svc", "--sort-by", ".metadata.name")
+    sorted_out = t.ok("get", "secret", "--sort-by", ".metadata.name")  # kubectl sorts one type only
     check("web" in sorted_out, sorted_out)
     missing = t.run("get", "pods")
     check(f"No resources found in {t.namespace} namespace." in missing.stderr, missing.stderr)
@@ -183,15 +183,20 @@ def s_get_selectors(t: Tool) -> None:
 
 def s_get_watch(t: Tool) -> None:
     environ = dict(os.environ, KUBECONFIG=str(t.kubeconfig), HOME=str(t.workdir))
-    proc = subprocess.Popen([*t.argv, "get", "configmaps", "-w", "-n", t.namespace], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=environ, cwd=t.workdir)
+    log = t.workdir / "watch.out"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen([*t.argv, "get", "configmaps", "-w", "-n", t.namespace], stdout=sink,
+                                stderr=subprocess.STDOUT, text=True, env=environ, cwd=t.workdir)
     try:
-        time.sleep(1.5)
+        time.sleep(1.0)
         t.ok("create", "-f", str(_configmap_file(t)), "--validate=false")
-        time.sleep(1.5)
+        deadline = time.monotonic() + 15
+        while "watched" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
+    out = log.read_text()
     check("watched" in out, f"watch printed: {out!r}")
 
 
