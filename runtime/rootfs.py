@@ -135,3 +135,119 @@ def remove_dir(cdir: Path) -> None:
     if busy:
         raise RootfsError(f"remove {cdir}: still mounted: {', '.join(busy)}")
     shutil.rmtree(cdir, ignore_errors=True)
+
+
+# ----- docker cp: archives made and unpacked inside a chroot of the container's root -----
+#
+# Resolving container paths from the host and copying there races with a container that
+# swaps a directory for a symlink between the check and the copy. So, like Docker, the
+# container side of a copy runs in a forked child chrooted into the container's root (the
+# running process's /proc/<pid>/root, or the stopped container's overlay mounted on the
+# host): whatever links the container plants, they resolve inside it. The host side is a
+# tar stream through a pipe, unpacked with tarfile's "tar" filter (no absolute paths, no
+# '..', no links leaving the destination).
+
+
+def _child_run(root: Path, work, fd: int, err_w: int) -> None:
+    code = 0
+    try:
+        os.chroot(root)
+        os.chdir("/")
+        work(fd)
+    except BaseException as e:   # reported to the parent through err_w
+        os.write(err_w, str(e).encode()[:1000] or type(e).__name__.encode())
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _fork_in_root(root: Path, work, child_end: int, parent_end: int) -> tuple[int, int]:
+    """Start work(child_end) in a child chrooted at `root`; (pid, error pipe read end)."""
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(parent_end)
+        os.close(err_r)
+        _child_run(root, work, child_end, err_w)
+    os.close(child_end)
+    os.close(err_w)
+    return pid, err_r
+
+
+def _reap(pid: int, err_r: int, what: str) -> None:
+    with os.fdopen(err_r, "rb") as f:
+        message = f.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise RootfsError(f"{what}: {message or 'failed'}")
+
+
+def _renamed(tar, new_top: str):
+    """The members of a streamed tar with their first path component replaced."""
+    for member in tar:
+        parts = member.name.split("/", 1)
+        member.name = new_top + ("/" + parts[1] if len(parts) > 1 else "")
+        if member.islnk():
+            link = member.linkname.split("/", 1)
+            member.linkname = new_top + ("/" + link[1] if len(link) > 1 else "")
+        yield member
+
+
+def _unpack(fileobj, dst: str, default_name: str) -> None:
+    """Unpack a one-entry-tree tar at `dst` (docker cp rules: into `dst` when it is an
+    existing directory, else as `dst`)."""
+    import tarfile
+    if os.path.isdir(dst):
+        dest_dir, name = dst, default_name
+    else:
+        dest_dir, name = os.path.dirname(dst) or ".", os.path.basename(dst)
+        if not os.path.isdir(dest_dir):
+            raise RootfsError(f"no such directory: {dest_dir}")
+    with tarfile.open(fileobj=fileobj, mode="r|") as tar:
+        for member in _renamed(tar, name):
+            tar.extract(member, dest_dir, numeric_owner=True, filter="tar")
+
+
+def _pack(path: str, fileobj) -> None:
+    import tarfile
+    if not os.path.lexists(path):
+        raise RootfsError(f"no such file or directory: {path}")
+    with tarfile.open(fileobj=fileobj, mode="w|") as tar:
+        tar.add(path, arcname=os.path.basename(path.rstrip("/")) or "root")
+
+
+def copy_in(root: Path, src: Path, dst: str) -> None:
+    """Copy host path `src` to container path `dst` (inside `root`)."""
+    if not os.path.lexists(src):
+        raise RootfsError(f"no such file or directory: {src}")
+    r, w = os.pipe()
+
+    def unpack(fd: int) -> None:
+        with os.fdopen(fd, "rb") as f:
+            _unpack(f, dst, src.name)
+
+    pid, err_r = _fork_in_root(root, unpack, r, w)
+    try:
+        with os.fdopen(w, "wb") as f:
+            _pack(str(src), f)
+    except BrokenPipeError:
+        pass   # the child failed: its message follows
+    _reap(pid, err_r, f"copy {src} to {dst}")
+
+
+def copy_out(root: Path, src: str, dst: Path) -> None:
+    """Copy container path `src` (inside `root`) to host path `dst`."""
+    r, w = os.pipe()
+
+    def pack(fd: int) -> None:
+        with os.fdopen(fd, "wb") as f:
+            _pack(src, f)
+
+    pid, err_r = _fork_in_root(root, pack, w, r)
+    try:
+        with os.fdopen(r, "rb") as f:
+            _unpack(f, str(dst), os.path.basename(src.rstrip("/")) or "root")
+    except Exception:
+        _reap(pid, err_r, f"copy {src} to {dst}")
+        raise
+    _reap(pid, err_r, f"copy {src} to {dst}")

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import os
 import random
-import shutil
 import signal as signals
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -477,29 +476,18 @@ class Runtime:
 
     def cp_in(self, id_or_name: str, src: str | Path, dst: str) -> None:
         """Copy host path `src` to `dst` in the container (docker cp semantics: into `dst`
-        when it is an existing directory)."""
+        when it is an existing directory). Container paths resolve inside the container,
+        whatever symlinks it holds. Raises rootfs.RootfsError."""
         state = self.get(id_or_name)
-        src = Path(src)
-        if not src.exists():
-            raise ContainerError(f"no such file or directory: {src}")
         with self._fs_root(state) as root:
-            target = rootfs.resolve_inside(root, dst)
-            if target.is_dir():
-                target = target / src.name
-            if not target.parent.is_dir():
-                raise ContainerError(f"no such directory in the container: {os.path.dirname(dst) or '/'}")
-            _copy(src, target)
+            rootfs.copy_in(root, Path(src), dst)
 
     def cp_out(self, id_or_name: str, src: str, dst: str | Path) -> None:
-        """Copy `src` from the container to host path `dst`."""
+        """Copy `src` from the container to host path `dst` (into it when it is an
+        existing directory). Raises rootfs.RootfsError."""
         state = self.get(id_or_name)
-        dst = Path(dst)
         with self._fs_root(state) as root:
-            source = rootfs.resolve_inside(root, src, follow_last=False)
-            if not source.exists() and not source.is_symlink():
-                raise ContainerError(f"Could not find the file {src} in container {state.name}")
-            target = dst / source.name if dst.is_dir() else dst
-            _copy(source, target)
+            rootfs.copy_out(root, src, Path(dst))
 
     def export(self, id_or_name: str, fileobj: BinaryIO) -> None:
         """A tar of the container's merged filesystem (no /proc, /sys, /dev contents)."""
@@ -645,10 +633,3 @@ def _generate_name(taken: set[str]) -> str:
         name += str(random.randint(0, 9999))
         if name not in taken:
             return name
-
-
-def _copy(src: Path, dst: Path) -> None:
-    if src.is_dir() and not src.is_symlink():
-        shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
-    else:
-        shutil.copy2(src, dst, follow_symlinks=False)

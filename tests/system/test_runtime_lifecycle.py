@@ -4,6 +4,7 @@ restart, rm, OOM, limits, commit/diff/export, survival of the starting process, 
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -67,6 +68,21 @@ def test_cp_both_ways_running_and_stopped_and_no_escape(rt, tmp_path):
     rt.cp_out(state.id, "/tmp/evil/passwd", tmp_path / "passwd")
     assert "root:x:0:0" in (tmp_path / "passwd").read_text()
     assert (tmp_path / "passwd").read_text() != open("/etc/passwd").read()
+    name = f"pwned-{state.short_id}"
+    rt.exec(state.id, ["ln", "-s", "/", "/tmp/hostroot"])
+    rt.cp_in(state.id, src, f"/tmp/hostroot/{name}")
+    assert not os.path.exists(f"/{name}")
+    assert rt.exec(state.id, ["cat", f"/{name}"]).stdout == b"from host"
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "leaf").write_text("leaf")
+    rt.cp_in(state.id, tree, "/tmp")
+    rt.cp_in(state.id, tree, "/opt")   # missing: becomes /opt itself, like docker cp
+    assert rt.exec(state.id, ["cat", "/tmp/tree/sub/leaf", "/opt/sub/leaf"]).stdout == b"leafleaf"
+    rt.cp_out(state.id, "/tmp/tree", tmp_path / "copied")
+    assert (tmp_path / "copied" / "sub" / "leaf").read_text() == "leaf"
+    with pytest.raises(Exception, match="no such file"):
+        rt.cp_out(state.id, "/nope", tmp_path / "x")
     rt.stop(state.id, timeout=0)
     rt.cp_in(state.id, src, "/hello-stopped")
     rt.cp_out(state.id, "/hello-stopped", tmp_path / "back")
