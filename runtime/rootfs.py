@@ -97,36 +97,6 @@ def mounted(cdir: Path, layer_dirs: list[str]) -> Iterator[Path]:
         target.rmdir()
 
 
-def resolve_inside(root: Path, path: str, follow_last: bool = True) -> Path:
-    """`path` (as seen in the container) resolved under `root`, following symlinks as the
-    container would (an absolute link target is relative to `root`). Raises RootfsError
-    when the path would escape (never possible with this resolution, but '..' beyond the
-    root is clamped, as the kernel does at /)."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    current = root
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if current != root:
-                current = current.parent
-            continue
-        candidate = current / part
-        if candidate.is_symlink() and (parts or follow_last):
-            hops += 1
-            if hops > 40:
-                raise RootfsError(f"{path}: too many levels of symbolic links")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                current = root
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        current = candidate
-    if current != root and root not in current.parents:
-        raise RootfsError(f"{path}: escapes the container")
-    return current
-
-
 def remove_dir(cdir: Path) -> None:
     """Remove a container directory; refuses when something is still mounted under it."""
     with open("/proc/self/mountinfo") as f:
