@@ -80,15 +80,23 @@ def _write_if_changed(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+def readonly_options(cdir: Path, layer_dirs: list[str]) -> str:
+    """Overlay data for a read-only view: the read-write layer as the top lowerdir (its
+    whiteouts work there too), no upperdir, so it may be mounted while the container runs."""
+    return "lowerdir=" + ":".join([str(cdir / "upper")] + lower_dirs(cdir, layer_dirs))
+
+
 @contextmanager
-def mounted(cdir: Path, layer_dirs: list[str]) -> Iterator[Path]:
-    """The merged rootfs of a stopped container, mounted on the host for the duration
-    (at a scratch mountpoint, so it never collides with a running container's)."""
+def mounted(cdir: Path, layer_dirs: list[str], writable: bool = False) -> Iterator[Path]:
+    """The container's merged rootfs, mounted on the host for the duration at a scratch
+    mountpoint. Read-only unless `writable`, which only a stopped container allows (its
+    upperdir must not serve two overlays)."""
     from runtime import syscalls   # ctypes: only loaded by the few commands that mount
     target = cdir / f"mnt-{os.getpid()}"
     target.mkdir(exist_ok=True)
+    data = overlay_options(cdir, layer_dirs) if writable else readonly_options(cdir, layer_dirs)
     try:
-        syscalls.mount("overlay", target, "overlay", 0, overlay_options(cdir, layer_dirs))
+        syscalls.mount("overlay", target, "overlay", 0 if writable else syscalls.MS_RDONLY, data)
         try:
             yield target
         finally:
@@ -221,3 +229,20 @@ def copy_out(root: Path, src: str, dst: Path) -> None:
         _reap(pid, err_r, f"copy {src} to {dst}")
         raise
     _reap(pid, err_r, f"copy {src} to {dst}")
+
+
+def tar_tree(root: Path, fileobj) -> None:
+    """A tar of the filesystem at `root` without crossing into other filesystems (like
+    `tar --one-file-system`): mountpoints such as /proc, /sys, /dev and volumes appear as
+    empty directories. Symlinks are stored, never followed."""
+    import tarfile
+    device = os.stat(root).st_dev   # stat: /proc/PID/root is a link to follow
+    with tarfile.open(fileobj=fileobj, mode="w|") as tar:
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel = os.path.relpath(dirpath, root)
+            for name in sorted(dirnames) + sorted(filenames):
+                full = os.path.join(dirpath, name)
+                arcname = name if rel == "." else f"{rel}/{name}"
+                tar.add(full, arcname=arcname, recursive=False)
+            dirnames[:] = [d for d in sorted(dirnames)
+                           if os.lstat(os.path.join(dirpath, d)).st_dev == device]

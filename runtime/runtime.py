@@ -467,34 +467,36 @@ class Runtime:
         return exec_in(self, self.get(id_or_name), argv, tty=tty, env=env, workdir=workdir,
                        user=user, stdin=stdin, interactive=interactive, detach=detach, tty_size=tty_size)
 
-    def _fs_root(self, state: ContainerState):
-        """A context manager yielding the container's root as seen from the host."""
+    def _fs_root(self, state: ContainerState, writable: bool):
+        """A context manager yielding the container's root as seen from the host: its
+        process's root while it runs, else its overlay mounted for the duration."""
         from contextlib import nullcontext
         if state.running and process.alive(state.pid, state.pid_start):
             return nullcontext(Path(f"/proc/{state.pid}/root"))
-        return rootfs.mounted(self.store.dir(state.id), state.layer_dirs)
+        return rootfs.mounted(self.store.dir(state.id), state.layer_dirs, writable=writable)
 
     def cp_in(self, id_or_name: str, src: str | Path, dst: str) -> None:
         """Copy host path `src` to `dst` in the container (docker cp semantics: into `dst`
         when it is an existing directory). Container paths resolve inside the container,
         whatever symlinks it holds. Raises rootfs.RootfsError."""
         state = self.get(id_or_name)
-        with self._fs_root(state) as root:
+        with self._fs_root(state, writable=True) as root:
             rootfs.copy_in(root, Path(src), dst)
 
     def cp_out(self, id_or_name: str, src: str, dst: str | Path) -> None:
         """Copy `src` from the container to host path `dst` (into it when it is an
         existing directory). Raises rootfs.RootfsError."""
         state = self.get(id_or_name)
-        with self._fs_root(state) as root:
+        with self._fs_root(state, writable=False) as root:
             rootfs.copy_out(root, src, Path(dst))
 
     def export(self, id_or_name: str, fileobj: BinaryIO) -> None:
-        """A tar of the container's merged filesystem (no /proc, /sys, /dev contents)."""
-        from runtime.layers import tar_directory
+        """A tar of the container's merged filesystem: of its process's root while it runs
+        (mountpoints such as /proc, /sys, /dev and volumes left empty), else of its overlay
+        mounted read-only for the duration."""
         state = self.get(id_or_name)
-        with rootfs.mounted(self.store.dir(state.id), state.layer_dirs) as root:
-            tar_directory(root, fileobj)
+        with self._fs_root(state, writable=False) as root:
+            rootfs.tar_tree(root, fileobj)
 
     def commit(self, id_or_name: str, ref: str | None = None, comment: str = "",
                changes: dict | None = None):

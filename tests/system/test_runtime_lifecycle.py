@@ -270,3 +270,17 @@ def test_exec_with_a_tty_and_detached(rt):
         time.sleep(0.05)
     assert rt.exec(state.id, ["cat", "/tmp/flag"]).stdout == b"bg\n"
     rt.remove(state.id, force=True)
+
+
+def test_export_of_a_running_container_skips_proc_sys_dev(rt):
+    state = start(rt, "echo live > /live; exec sleep 1000")
+    for _ in range(100):
+        if rt.exec(state.id, ["cat", "/live"]).stdout == b"live\n":
+            break
+        time.sleep(0.05)
+    buf = io.BytesIO()
+    rt.export(state.id, buf)
+    names = set(tarfile.open(fileobj=io.BytesIO(buf.getvalue())).getnames())
+    assert {"live", "bin/busybox", "proc", "dev", "etc/passwd"} <= names
+    assert not any(n.startswith(("proc/", "sys/", "dev/")) for n in names)
+    rt.remove(state.id, force=True)
