@@ -24,6 +24,7 @@ from apiserver import discovery, errors
 from apiserver.allocators import NodePortAllocator, ServiceIPAllocator
 from apiserver.deletion import Deleter
 from apiserver.encoding import dumps, error_response, json_response
+from apiserver.kubelet_proxy import KubeletConnection, LogProxy
 from apiserver.namespaces import Namespaces
 from apiserver.openapi import OpenAPIDocuments
 from apiserver.resources import ResourceStore
@@ -58,9 +59,11 @@ def default_validator():
 def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], dict] = apply_defaults,
                service_cidr: str = "10.96.0.0/12", node_port_range: tuple[int, int] = (30000, 32767),
                authenticator: Optional[Authenticator] = None, bookmark_interval: float = 60.0,
-               registry: Optional[Registry] = None, close_storage: bool = False) -> FastAPI:
+               registry: Optional[Registry] = None, close_storage: bool = False,
+               kubelet: Optional[KubeletConnection] = None) -> FastAPI:
     """Build the apiserver. The lifespan creates the system namespaces and starts
-    the namespace tasks; ``close_storage`` closes ``storage`` at shutdown."""
+    the namespace tasks; ``close_storage`` closes ``storage`` at shutdown.
+    ``kubelet`` says how pods/log reaches kubelets (https on 10250 by default)."""
     registry = registry or Registry()
     namespaces = Namespaces(storage, registry)
     services = ServiceAllocations(ServiceIPAllocator(storage, service_cidr),
@@ -71,7 +74,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     namespaces.deleter = deleter
     from api import patch as patches
     handlers = ResourceHandlers(registry, store, deleter, EventEncoder(), bookmark_interval,
-                                getattr(patches, "strategic_merge_patch", None))
+                                getattr(patches, "strategic_merge_patch", None),
+                                LogProxy(store, registry, kubelet or KubeletConnection()))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

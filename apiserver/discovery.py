@@ -11,7 +11,8 @@ from typing import Optional
 from api.kinds import Registry, ResourceInfo
 
 GIT_VERSION = "v1.32.0-pkube"
-SUBRESOURCE_KINDS = {"binding": ("", "v1", "Binding"), "scale": ("autoscaling", "v1", "Scale")}
+SUBRESOURCE_KINDS = {"binding": ("", "v1", "Binding"), "scale": ("autoscaling", "v1", "Scale"),
+                     "log": ("", "v1", "Pod")}
 
 
 def version_info() -> dict:

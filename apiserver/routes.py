@@ -64,8 +64,9 @@ class ResourceHandlers:
 
     def __init__(self, registry: Registry, store: ResourceStore, deleter: Deleter,
                  encoder: EventEncoder, bookmark_interval: float,
-                 strategic_patch: Optional[Callable] = None):
+                 strategic_patch: Optional[Callable] = None, logs=None):
         self.registry, self.store, self.deleter = registry, store, deleter
+        self.logs = logs  # a kubelet_proxy.LogProxy
         self.encoder, self.bookmark_interval = encoder, bookmark_interval
         self.strategic_patch = strategic_patch
         self.table: dict[tuple[str, str, str], Handler] = {
@@ -80,6 +81,7 @@ class ResourceHandlers:
             ("item", "status", "PUT"): self.update_status,
             ("item", "status", "PATCH"): self.patch_status,
             ("item", "binding", "POST"): self.bind,
+            ("item", "log", "GET"): self.log,
             ("item", "scale", "GET"): self.get_scale,
             ("item", "scale", "PUT"): self.update_scale,
             ("item", "scale", "PATCH"): self.patch_scale,
@@ -183,6 +185,12 @@ class ResourceHandlers:
 
     async def bind(self, request: Request, target: Target) -> Response:
         return json_response(await subresources.bind(self.store, target, await self._body_object(request)), 201)
+
+    async def log(self, request: Request, target: Target) -> Response:
+        if self.logs is None:
+            raise errors.method_not_allowed("GET", request.url.path)
+        body = await self.logs.open(target, request.query_params)
+        return StreamingResponse(body, media_type="text/plain")
 
     async def get_scale(self, request: Request, target: Target) -> Response:
         return json_response(await subresources.get_scale(self.store, target))
