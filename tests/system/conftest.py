@@ -25,6 +25,9 @@ from runtime.network import BridgeNetwork
 from runtime.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
+# pdocker runs as installed, from cached bytecode (each call would otherwise recompile
+# every module it imports when PYTHONDONTWRITEBYTECODE is set).
+CLI_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +128,7 @@ def pdocker(rt_root):
         cmd = [sys.executable, "-m", "runtime", "--root", str(root), "--cgroup-parent", parent,
                *extra, *args]
         result = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, cwd=REPO,
-                                text=isinstance(input, str) or input is None)
+                                text=isinstance(input, str) or input is None, env=CLI_ENV)
         if check and result.returncode != 0:
             raise AssertionError(f"pdocker {' '.join(args)} exited {result.returncode}: {result.stderr}")
         return result
