@@ -621,6 +621,7 @@ int main(int argc, char **argv)
 	int master = -1;
 	int slave = -1;
 	char msg[1024];
+	close_range(5, ~0U, 0);   /* nothing the caller left open may reach a container */
 	if (argc != 2 || load_config(argv[1]) < 0) {
 		fprintf(stderr, "usage: shim CONFIG (fd 3 notify, fd 4 go)\n");
 		return 2;

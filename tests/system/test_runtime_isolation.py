@@ -108,3 +108,16 @@ def test_cgroup_namespace_hides_the_hosts_hierarchy(rt):
     code, out, _ = run_sh(rt, "cat /proc/self/cgroup")
     paths = {line.split(":", 2)[2] for line in out.strip().splitlines()}
     assert paths <= {"/"}, out
+
+
+def test_no_file_descriptor_of_the_caller_leaks_into_the_container(rt):
+    import os
+    r, w = os.pipe()
+    os.set_inheritable(r, True)
+    os.set_inheritable(w, True)
+    try:
+        code, out, _ = run_sh(rt, "ls /proc/self/fd")
+    finally:
+        os.close(r)
+        os.close(w)
+    assert sorted(out.split()) == ["0", "1", "2", "3"], out   # 3: ls's own directory
