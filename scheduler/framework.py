@@ -54,7 +54,12 @@ def feasible_nodes_to_find(num_nodes: int, percentage: int = 0) -> int:
 
 
 def failure_message(num_nodes: int, reasons: Counter) -> str:
-    """'0/3 nodes are available: 2 Insufficient cpu, 1 node(s) didn't match ...' (most frequent first)."""
+    """'0/3 nodes are available: 2 Insufficient cpu, 1 node(s) didn't match ...'.
+
+    Most frequent reason first, then alphabetical. (kube-scheduler sorts the
+    "N reason" strings as text, which agrees whenever counts tie; counts first
+    is the order our issue specifies and reads better.)
+    """
     parts = [f"{count} {reason}" for reason, count in sorted(reasons.items(), key=lambda rc: (-rc[1], rc[0]))]
     text = f"0/{num_nodes} nodes are available"
     return f"{text}: {', '.join(parts)}." if parts else f"{text}."
