@@ -9,8 +9,9 @@ Ready through ``pods/{name}/status``, and finishes the deletion of its pods
 
 How it scales to thousands of nodes on a small machine: there is no task per
 node. Three de-duplicating work queues (nodes, leases, pods) are drained by a
-fixed number of workers each, so at most ``concurrency`` requests per queue
-are in flight. Lease renewals are spread in time by the queues' ``add_after``
+fixed number of workers each, and at most ``concurrency`` requests are in
+flight in all (one semaphore, first come first served, so lease renewals keep
+their turn during a burst of pod reports). Lease renewals are spread in time by the queues' ``add_after``
 (each node renews ``renew_interval`` after its previous renewal). Pods come
 from ONE watch of all bound pods (field selector ``spec.nodeName!=``),
 filtered here by node name; Nodes from one watch of all nodes, likewise.
@@ -65,7 +66,7 @@ class HollowConfig:
     lease_duration_seconds: int = 40
     renew_interval: float = 10.0
     status_report_period: float = 300.0
-    concurrency: int = 16
+    concurrency: int = 16                 # requests in flight, all kinds together
 
     def __post_init__(self):
         if self.renew_interval <= 0 or self.status_report_period <= 0:
@@ -293,8 +294,9 @@ Reconcile = Callable[[str], Awaitable[None]]
 class HollowNodes:
     """N simulated kubelets over one client; ``run()`` until cancelled.
 
-    ``stop_renewing(name)`` / ``resume_renewing(name)`` freeze one node's Lease
-    (and stop repairing its Ready condition), as a node that lost its network would.
+    ``stop_renewing(name)`` / ``resume_renewing(name)`` cut one node off and back:
+    while stopped its Lease is not renewed, its Ready condition not repaired and
+    its pods neither reported nor deleted, as a node that lost its network.
     """
 
     def __init__(self, client, names: list[str], config: Optional[HollowConfig] = None,
@@ -315,6 +317,7 @@ class HollowNodes:
         self.addresses = PodAddresses()
         self.leases: dict[str, dict] = {}
         self.pods_reported = 0
+        self._inflight = asyncio.Semaphore(self.config.concurrency)
         self._registered = asyncio.Event()
         self.nodes.add_handlers(self._node_added, self._node_updated)
         self.pods.add_handlers(self._pod_changed, lambda old, new: self._pod_changed(new),
@@ -325,7 +328,7 @@ class HollowNodes:
         return list(self.host_ip)
 
     def stop_renewing(self, name: str) -> None:
-        """Stop renewing ``name``'s Lease (and stop reporting its Ready condition)."""
+        """Stop renewing ``name``'s Lease and reporting anything of it (see the class docstring)."""
         self._check_name(name)
         self.stopped.add(name)
 
@@ -335,6 +338,8 @@ class HollowNodes:
         self.stopped.discard(name)
         self.lease_queue.add(name)
         self.node_queue.add(name)
+        for pod in self.pods.store.by_index("node", name):
+            self.pod_queue.add(object_key(pod))
 
     def _check_name(self, name: str) -> None:
         if name not in self.host_ip:
@@ -365,7 +370,11 @@ class HollowNodes:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _workers(self, queue: WorkQueue, reconcile: Reconcile) -> list[asyncio.Future]:
-        return [asyncio.ensure_future(_work(queue, reconcile)) for _ in range(self.config.concurrency)]
+        """``concurrency`` workers on ``queue``; all queues share one bound on requests in flight."""
+        async def bounded(key: str) -> None:
+            async with self._inflight:
+                await reconcile(key)
+        return [asyncio.ensure_future(_work(queue, bounded)) for _ in range(self.config.concurrency)]
 
     async def _watch_registration(self) -> None:
         while len(self.leases) < len(self.host_ip) or \
@@ -447,6 +456,8 @@ class HollowNodes:
         if pod is None or node not in self.host_ip:
             self.addresses.release(key)
             return
+        if node in self.stopped:
+            return                                    # resume_renewing re-queues its pods
         meta = pod["metadata"]
         if meta.get("deletionTimestamp"):
             await self._finish_deletion(pod)
@@ -521,7 +532,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--renew-interval", type=float, default=HollowConfig.renew_interval,
                    help="seconds between Lease renewals of one node")
     p.add_argument("--concurrency", type=int, default=HollowConfig.concurrency,
-                   help="requests in flight per kind of work")
+                   help="requests in flight at most")
     p.add_argument("--stop-renewing", action="append", default=[], metavar="NODE",
                    help="never renew this node's Lease (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -544,6 +555,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     from client.kubeconfig import KubeconfigError
     try:
         asyncio.run(_serve(args))

@@ -1,0 +1,165 @@
+"""Endpoints and EndpointSlices against the real apiserver, with pods run by hollow nodes
+(whose IPs come from the podCIDRs the node IPAM controller assigns)."""
+
+import asyncio
+
+from client.errors import NotFound
+from client.kubeconfig import ClientConfig
+from client.resources import ENDPOINTS, ENDPOINTSLICES, NODES, PODS, SERVICES
+from client.rest import AsyncApiClient
+from cluster.hollow import HollowConfig, HollowNodes, node_names
+from controllers.manager import ControllerManager
+
+SLICE_LABEL = "kubernetes.io/service-name"
+
+
+def service(name, selector=None, target_port="http"):
+    spec = {"ports": [{"name": "web", "port": 80, "targetPort": target_port}]}
+    if selector is not None:
+        spec["selector"] = selector
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec}
+
+
+def pod(name, node, port=8080, labels=None):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {"app": "web"}},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox",
+                                                       "ports": [{"name": "http", "containerPort": port}]}]}}
+
+
+async def until(check, timeout=20.0):
+    value = None
+    for _ in range(int(timeout / 0.05)):
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not reached within {timeout}s: last {value!r}")
+
+
+def with_cluster(apiserver, scenario):
+    async def main():
+        async with AsyncApiClient(ClientConfig(apiserver.url)) as client:
+            hollow = HollowNodes(client, node_names(2, "ep-"), HollowConfig())
+            manager = ControllerManager(client, ["endpoints", "endpointslice", "nodeipam"])
+            tasks = [asyncio.ensure_future(hollow.run()), asyncio.ensure_future(manager.run())]
+            try:
+                await asyncio.wait_for(hollow.wait_registered(), 30)
+                await asyncio.wait_for(scenario(client), 60)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+    asyncio.run(main())
+
+
+async def endpoints_of(client, name):
+    try:
+        return await client.get(ENDPOINTS, name, "default")
+    except NotFound:
+        return None
+
+
+async def slices_of(client, name):
+    return (await client.list(ENDPOINTSLICES, "default", label_selector=f"{SLICE_LABEL}={name}"))["items"]
+
+
+def addresses(endpoints, which="addresses"):
+    return sorted((a["ip"], a["targetRef"]["name"]) for s in endpoints.get("subsets") or []
+                  for a in s.get(which) or [])
+
+
+def test_endpoints_and_slices_follow_pods(apiserver):
+    async def scenario(client):
+        await client.create(SERVICES, service("web", {"app": "web"}))
+        await client.create(PODS, pod("a", "ep-0"))
+        await client.create(PODS, pod("b", "ep-1", port=9090))
+        await client.create(PODS, pod("db", "ep-1", labels={"app": "db"}))
+        lonely = await client.create(PODS, pod("lonely", "nobody-runs-this"))
+        lonely["status"] = {"phase": "Running", "podIP": "10.99.0.9",
+                            "conditions": [{"type": "Ready", "status": "False"}]}
+        await client.replace(PODS, lonely, subresource="status")
+
+        async def three_addresses():
+            ep = await endpoints_of(client, "web")
+            return ep if ep and len(addresses(ep)) == 2 and addresses(ep, "notReadyAddresses") else None
+        ep = await three_addresses() or await until(three_addresses)
+        pods = {p["metadata"]["name"]: p for p in (await client.list(PODS, "default"))["items"]}
+        for name in ("a", "b"):
+            assert pods[name]["status"]["podIP"].startswith("10.244.")
+        assert addresses(ep) == sorted((pods[n]["status"]["podIP"], n) for n in ("a", "b"))
+        assert addresses(ep, "notReadyAddresses") == [("10.99.0.9", "lonely")]
+        ports = sorted(s["ports"][0]["port"] for s in ep["subsets"])
+        assert ports == [8080, 8080, 9090] or ports == [8080, 9090]    # named port resolved per pod
+
+        slices = await slices_of(client, "web")
+        assert all(s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] ==
+                   "endpointslice-controller.k8s.io" and s["addressType"] == "IPv4" for s in slices)
+        conditions = {e["targetRef"]["name"]: e["conditions"] for s in slices for e in s["endpoints"]}
+        assert conditions["a"] == {"ready": True, "serving": True, "terminating": False}
+        assert conditions["lonely"]["ready"] is False
+        assert "db" not in conditions
+        by_pod_port = {e["targetRef"]["name"]: s["ports"][0]["port"] for s in slices for e in s["endpoints"]}
+        assert by_pod_port["a"] == 8080 and by_pod_port["b"] == 9090
+
+        rv = ep["metadata"]["resourceVersion"]
+        await client.patch(PODS, "db", {"metadata": {"annotations": {"x": "y"}}})
+        await asyncio.sleep(0.5)
+        assert (await endpoints_of(client, "web"))["metadata"]["resourceVersion"] == rv   # unchanged: not rewritten
+
+        await client.delete(PODS, "a")
+
+        async def a_gone():
+            ep = await endpoints_of(client, "web")
+            names = {e["targetRef"]["name"] for s in await slices_of(client, "web") for e in s["endpoints"]}
+            return ep if "a" not in {n for _, n in addresses(ep)} and "a" not in names else None
+        await until(a_gone)
+
+        await client.delete(SERVICES, "web")
+
+        async def cleaned():
+            return await endpoints_of(client, "web") is None and not await slices_of(client, "web")
+        await until(cleaned)
+    with_cluster(apiserver, scenario)
+
+
+def test_service_without_selector_is_left_alone(apiserver):
+    async def scenario(client):
+        manual = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "external"},
+                  "subsets": [{"addresses": [{"ip": "192.0.2.10"}], "ports": [{"port": 5432}]}]}
+        await client.create(ENDPOINTS, manual)
+        await client.create(SERVICES, service("external", target_port=5432))
+        await client.create(SERVICES, service("empty", {"app": "nothing"}))
+
+        async def placeholder():
+            return await slices_of(client, "empty")
+        slices = await until(placeholder)
+        assert len(slices) == 1 and not slices[0].get("endpoints")
+        await asyncio.sleep(0.3)
+        ep = await endpoints_of(client, "external")
+        assert addresses_plain(ep) == ["192.0.2.10"]
+        assert not await slices_of(client, "external")
+        empty = await endpoints_of(client, "empty")
+        assert empty is not None and not empty.get("subsets")
+    with_cluster(apiserver, scenario)
+
+
+def addresses_plain(endpoints):
+    return [a["ip"] for s in endpoints.get("subsets") or [] for a in s.get("addresses") or []]
+
+
+def test_node_ipam_gives_distinct_cidrs_and_releases_them(apiserver):
+    async def scenario(client):
+        async def both_have_cidrs():
+            nodes = (await client.list(NODES))["items"]
+            cidrs = [n["spec"].get("podCIDR") for n in nodes]
+            return cidrs if len(cidrs) == 2 and all(cidrs) else None
+        cidrs = await until(both_have_cidrs)
+        assert len(set(cidrs)) == 2 and all(c.startswith("10.244.") and c.endswith("/24") for c in cidrs)
+        node = await client.get(NODES, "ep-1")
+        await client.delete(NODES, "ep-0")
+        await client.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "late"}})
+
+        async def late_cidr():
+            return (await client.get(NODES, "late")).get("spec", {}).get("podCIDR")
+        assert await until(late_cidr) != node["spec"]["podCIDR"]
+    with_cluster(apiserver, scenario)
