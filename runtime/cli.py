@@ -812,6 +812,8 @@ def build_parser(get_runtime, verb: str | None = None) -> Parser:
     p.add_argument("container")
     add("info", cmd_info, "show system-wide information")
     add("version", cmd_version, "show the version")
+    if isinstance(sub, _OnlySubparsers) and sub.found:
+        return parser   # a container verb: the image verbs (and their imports) are not needed
     try:
         from runtime import cli_images
     except ImportError:
