@@ -68,6 +68,20 @@ data:
 """
 
 
+POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-pod
+  labels: {app: logs}
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: ["sh", "-c", "echo hello from pkube; sleep 3600"]
+"""
+
+
 def manifest(image: str, env: dict) -> str:
     lines = "\n".join(f"        - {{name: {k}, value: \"{v}\"}}" for k, v in env.items())
     return MANIFEST.format(image=image, env=lines)
@@ -83,6 +97,7 @@ class Tool:
     namespace: str
     workdir: Path
     results: dict[str, str] = field(default_factory=dict)
+    pod_phase: Optional[str] = None  # the set-up pod's phase once waited for
 
     def run(self, *args: str, timeout: float = 60, env: Optional[dict] = None,
             namespaced: bool = True) -> subprocess.CompletedProcess:
@@ -177,7 +192,7 @@ def s_get_selectors(t: Tool) -> None:
     check(both.split("\n")[0].startswith("NAMESPACE") and "LABELS" in both and t.namespace in both, both)
     sorted_out = t.ok("get", "secret", "--sort-by", ".metadata.name")  # kubectl sorts one type only
     check("web" in sorted_out, sorted_out)
-    missing = t.run("get", "pods")
+    missing = t.run("get", "pods", "-l", "app=nothing-matches")
     check(f"No resources found in {t.namespace} namespace." in missing.stderr, missing.stderr)
 
 
@@ -250,6 +265,7 @@ def s_describe(t: Tool) -> None:
     out = t.ok("describe", "deploy", "web")
     check("Name:" in out and "web" in out and "Events:" in out, out)
     check("Selector:" in t.ok("describe", "svc", "web"), "describe svc")
+    check("Containers:" in t.ok("describe", "pod", "web-pod"), "describe pod")
 
 
 def s_explain(t: Tool) -> None:
@@ -276,12 +292,36 @@ def s_rollout_history_undo(t: Tool) -> None:
     check("rolled back" in t.ok("rollout", "undo", "deploy/web"), "undo")
 
 
+POD_WAIT_SECONDS = 8
+
+
+def wait_pod_running(t: Tool) -> None:
+    """Wait (once per tool) for the set-up pod to run; raises AssertionError when it never does."""
+    if t.pod_phase is None:
+        deadline = time.monotonic() + POD_WAIT_SECONDS
+        phase = ""
+        while time.monotonic() < deadline:
+            phase = t.run("get", "pod", "web-pod", "-o", "jsonpath={.status.phase}").stdout
+            if phase == "Running":
+                break
+            time.sleep(1)
+        t.pod_phase = phase or "without a phase"
+    if t.pod_phase != "Running":
+        raise AssertionError(f"pod web-pod is {t.pod_phase} after {POD_WAIT_SECONDS}s (no kubelet runs it)")
+
+
 def s_logs(t: Tool) -> None:
-    t.ok("logs", "web-pod", timeout=20)
+    wait_pod_running(t)
+    out = t.ok("logs", "web-pod", timeout=20)
+    check("hello from pkube" in out, out)
+    check("hello from pkube" in t.ok("logs", "web-pod", "--tail=1", "--timestamps", timeout=20), "--tail")
 
 
 def s_exec(t: Tool) -> None:
-    t.ok("exec", "web-pod", "--", "true", timeout=20)
+    wait_pod_running(t)
+    check(t.ok("exec", "web-pod", "--", "echo", "hi", timeout=20).strip() == "hi", "exec echo")
+    code = t.run("exec", "web-pod", "--", "sh", "-c", "exit 3", timeout=20).returncode
+    check(code != 0, f"exit code {code}")
 
 
 def s_delete(t: Tool) -> None:
@@ -368,8 +408,10 @@ def set_up(setup: Tool, namespace: str, workdir: Path) -> None:
     """The namespace and the Deployment/Service/Secret the scenarios act on, made with pkubectl."""
     path = workdir / "app.yaml"
     path.write_text(manifest("nginx:1.26", {"A": "1"}))
+    pod = workdir / "pod.yaml"
+    pod.write_text(POD)
     setup.ok("create", "namespace", namespace, namespaced=False)
-    setup.ok("apply", "-f", str(path), "-n", namespace, namespaced=False)
+    setup.ok("apply", "-f", str(path), "-f", str(pod), "-n", namespace, namespaced=False)
 
 
 def write_doc(tools: list[Tool], notes: list[str]) -> None:
