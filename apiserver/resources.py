@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
 GENERATE_NAME_ATTEMPTS = 8
-SERVICE_UPDATE_ATTEMPTS = 4
+ALLOCATION_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -194,38 +194,39 @@ class ResourceStore:
     async def write(self, target: Target, make: Callable[[dict], dict], opts: WriteOptions,
                     status_only: bool = False) -> WriteResult:
         """Read-modify-write through guaranteed_update. ``make(current)`` returns the
-        client's desired object (it must not mutate ``current``)."""
+        client's desired object (it must not mutate ``current``).
+
+        A Service update needing new node ports is retried once they are reserved
+        (the step stays pure: it only takes ports from ``pool``)."""
         info = target.info
         warnings: list[str] = []
         pool: list[int] = []
+        for _ in range(ALLOCATION_ATTEMPTS):
+            seen: list[dict] = []  # the stored object the last step was computed from
 
-        def step(current: dict) -> dict:
-            desired = make(current)
-            new = self._merge(target, desired, current, status_only)
-            if info.kind == "Service" and not status_only:
-                self.services.carry(new, current, pool)
-            warnings[:] = self.prepare(info, new, current, opts)
-            return new
-
-        for attempt in range(SERVICE_UPDATE_ATTEMPTS):
-            old_box: list[dict] = []
-
-            def remembering(current: dict) -> dict:
-                old_box[:] = [current]
-                return step(copy.deepcopy(current))
+            def step(current: dict) -> dict:
+                seen[:] = [current]
+                new = self._merge(target, make(current), current, status_only)
+                if info.kind == "Service" and not status_only:
+                    self.services.carry(new, current, pool)
+                warnings[:] = self.prepare(info, new, current, opts)
+                return new
 
             try:
-                result = await self._run_write(target, remembering, opts)
+                result = await self._run_write(target, step, opts)
             except NeedsAllocation as need:
                 await self._reserve(need, pool)
                 continue
             except BaseException:
-                if pool:
-                    await self.services.ports.release(pool)
+                await self.services.ports.release(pool)
                 raise
-            if info.kind == "Service" and not opts.dry_run and old_box:
-                await self.services.after_update(old_box[0], result, pool)
+            if opts.dry_run:
+                await self.services.ports.release(pool)
+                return WriteResult(result, warnings)
+            if info.kind == "Service" and not status_only:
+                await self.services.after_update(seen[0], result, pool)
             return WriteResult(await self.finish_if_released(target, result), warnings)
+        await self.services.ports.release(pool)
         raise errors.conflict(info, target.name, "the service's node ports kept changing; try again")
 
     async def _reserve(self, need: NeedsAllocation, pool: list[int]) -> None:

@@ -175,10 +175,13 @@ def test_three_patch_types(http):
     patched = http.patch(f"{PODS}/web", json=[{"op": "remove", "path": "/metadata/labels/tier"}],
                          headers={"content-type": "application/json-patch+json"}).json()
     assert patched["metadata"]["labels"] == {"app": "web"}
-    strategic = http.patch(f"{PODS}/web", json={"spec": {"containers": [{"name": "main", "image": "busybox:1.37"}]}},
+    two = pod("two")
+    two["spec"]["containers"].append({"name": "side", "image": "busybox:1.36"})
+    http.post(PODS, json=two)
+    strategic = http.patch(f"{PODS}/two", json={"spec": {"containers": [{"name": "side", "image": "busybox:1.37"}]}},
                            headers={"content-type": "application/strategic-merge-patch+json"}).json()
-    assert strategic["spec"]["containers"][0]["image"] == "busybox:1.37"
-    assert strategic["spec"]["containers"][0]["name"] == "main"
+    assert [(c["name"], c["image"]) for c in strategic["spec"]["containers"]] == [
+        ("main", "busybox:1.36"), ("side", "busybox:1.37")]
 
 
 def test_apply_patch_is_unsupported_for_now(http):

@@ -223,3 +223,26 @@ def test_selected_pages_never_skip_objects(http):
         if not token:
             break
     assert names == ["p0", "p2", "p4"]
+
+
+def test_dry_run_update_and_delete_change_nothing(http):
+    path = "/api/v1/namespaces/default/configmaps"
+    http.post(path, json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "finalizers": ["x/y"]},
+                          "data": {"a": "1"}})
+    before = http.get(f"{path}/c").json()
+    patched = http.patch(f"{path}/c", params={"dryRun": "All"}, json={"data": {"a": "2"}}, headers=MERGE)
+    assert patched.status_code == 200 and patched.json()["data"] == {"a": "2"}
+    deleted = http.delete(f"{path}/c", params={"dryRun": "All"})
+    assert deleted.status_code == 200 and deleted.json()["metadata"]["deletionTimestamp"]
+    assert http.get(f"{path}/c").json() == before
+    http.delete(f"{path}/c")
+    released = http.patch(f"{path}/c", params={"dryRun": "All"}, json={"metadata": {"finalizers": None}},
+                          headers=MERGE)
+    assert released.status_code == 200
+    assert http.get(f"{path}/c").status_code == 200
+    svc = http.post(SERVICES, json=service("s")).json()
+    as_node_port = http.patch(f"{SERVICES}/s", params={"dryRun": "All"}, json={"spec": {"type": "NodePort"}},
+                              headers=MERGE).json()
+    port = as_node_port["spec"]["ports"][0]["nodePort"]
+    assert http.get(f"{SERVICES}/s").json() == svc
+    assert http.post(SERVICES, json=service("t", "NodePort", ports=[{"port": 80, "nodePort": port}])).status_code == 201
