@@ -129,6 +129,10 @@ def remove_dir(cdir: Path) -> None:
 def _child_run(root: Path, work, fd: int, err_w: int) -> None:
     code = 0
     try:
+        import tarfile   # before the chroot: modules are not found inside the container
+        # No user/group names: looking them up inside the chroot would load the
+        # container's NSS libraries into this process (Docker's CVE-2019-14271).
+        tarfile.pwd = tarfile.grp = None
         os.chroot(root)
         os.chdir("/")
         work(fd)
