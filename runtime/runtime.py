@@ -456,7 +456,7 @@ class Runtime:
         """Connect to a running container's shim (stdin + output for 'a')."""
         state = self.get(id_or_name)
         if not state.running:
-            raise Conflict(f"You cannot attach to a stopped container, start it first")
+            raise Conflict("You cannot attach to a stopped container, start it first")
         return process.Attachment(process.socket_name(self.store.dir(state.id)), mode)
 
     def exec(self, id_or_name: str, argv: list[str], tty: bool = False, env: dict | None = None,

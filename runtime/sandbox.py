@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from runtime import process, rootfs
+from runtime import process
 from runtime.namespaces import plan_for_sandbox
 from runtime.spec import SandboxSpec, ShimConfig, SpecError
 from runtime.state import ContainerState
