@@ -463,14 +463,20 @@ class HollowNodes:
             await self._finish_deletion(pod)
             self.addresses.release(key)
             return
-        cidr = _pod_cidr(self.nodes.store.get(node) or {})
-        pod_ip = self.addresses.address_for(key, node, cidr, (pod.get("status") or {}).get("podIP"))
+        pod_ip = self._pod_ip(key, pod, node)
         if pod_is_reported(pod, self.host_ip[node], pod_ip):
             return
         status = pod_running_status(pod, self.host_ip[node], pod_ip, self.clock.wall())
         await self.client.patch(PODS, meta["name"], {"status": status}, meta.get("namespace"),
                                 subresource="status")
         self.pods_reported += 1
+
+    def _pod_ip(self, key: str, pod: dict, node: str) -> Optional[str]:
+        """hostNetwork pods share the node's IP; others get one from its podCIDR (None without)."""
+        if (pod.get("spec") or {}).get("hostNetwork") in (True, "true"):
+            return self.host_ip[node]
+        cidr = _pod_cidr(self.nodes.store.get(node) or {})
+        return self.addresses.address_for(key, node, cidr, (pod.get("status") or {}).get("podIP"))
 
     async def _finish_deletion(self, pod: dict) -> None:
         meta = pod["metadata"]

@@ -178,7 +178,12 @@ def test_reconcile_pod_reports_once_and_finishes_deletion():
         reported["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:30Z"
         await hollow._reconcile_pod("default/p")
         assert api.writes[-1] == ("delete", "pods", "p", 0)
+        host = pod("host")
+        host["spec"]["hostNetwork"] = True
+        hollow.pods.store.put(await api.create(PODS, host))
+        await hollow._reconcile_pod("default/host")
+        assert (await api.get(PODS, "host", "default"))["status"]["podIP"] == "172.30.0.1"
         hollow.pods.store.put(pod("other", node="somebody-else"))
         await hollow._reconcile_pod("default/other")
-        assert api.writes[-1][0] == "delete"                          # not ours: untouched
+        assert api.writes[-1][0] == "patch"                           # not ours: untouched
     asyncio.run(scenario())
