@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml  # noqa: E402
 
+from client.errors import Unavailable  # noqa: E402
 from client.kubeconfig import ClientConfig  # noqa: E402
 from client.resources import DEPLOYMENTS, PODS  # noqa: E402
 from client.rest import AsyncApiClient  # noqa: E402
@@ -92,12 +93,17 @@ async def rolled_out(client, replicas: int) -> bool:
 
 
 async def wait(check, timeout: float = 1800):
+    """Poll ``check`` until true; the time it was. A dropped connection is polled again."""
     deadline = time.perf_counter() + timeout
-    while not await check():
+    while True:
+        try:
+            if await check():
+                return time.perf_counter()
+        except Unavailable:
+            pass
         if time.perf_counter() > deadline:
             raise RuntimeError(f"not done within {timeout}s")
         await asyncio.sleep(0.1)
-    return time.perf_counter()
 
 
 async def measure(url: str, replicas: int) -> dict:

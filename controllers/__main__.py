@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        logging.getLogger("httpx").setLevel(logging.WARNING)   # one line per request otherwise
     try:
         return asyncio.run(serve(args))
     except (KubeconfigError, ValueError) as err:

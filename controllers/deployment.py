@@ -192,14 +192,17 @@ class DeploymentController(Controller):
     # -- strategies ---------------------------------------------------------------
 
     async def roll(self, deploy: dict, rss: list[dict], olds: list[dict], new_rs: dict) -> bool:
-        """One step of a rolling update; True if it scaled anything."""
+        """One step of a rolling update: the new RS up within maxSurge, then old ones down
+        within maxUnavailable (counting the new RS as just written); True if anything moved."""
         target = du.new_rs_replicas(deploy, rss, new_rs)
         if du.replicas_of(new_rs) > du.replicas_of(deploy):
             target = du.replicas_of(deploy)
+        moved = False
         if target != du.replicas_of(new_rs):
-            await self.scale(deploy, new_rs, target)
-            return True
-        return await self.scale_down_olds(deploy, rss, olds, new_rs)
+            scaled = await self.scale(deploy, new_rs, target)
+            rss = [scaled if rs is new_rs else rs for rs in rss]
+            new_rs, moved = scaled, True
+        return await self.scale_down_olds(deploy, rss, olds, new_rs) or moved
 
     async def scale_down_olds(self, deploy: dict, rss: list[dict], olds: list[dict], new_rs: dict) -> bool:
         """Unhealthy old replicas first, then available ones down to replicas − maxUnavailable."""
