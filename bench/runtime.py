@@ -7,7 +7,8 @@ Prints, measured in one run on this machine:
     ratio — goal <= 1.0x runc;
   - the same pdocker run with the default bridge network (a veth per container);
   - container start through the library (create -> the container's process has exec'd),
-    p50 and p99 — goal p50 <= 10 ms;
+    p50 and p99 — goal p50 <= 10 ms — and the kernel's floor under it: moving a process
+    into its cgroups (an RCU grace period on cgroup v1);
   - 50 containers started concurrently from 50 threads: total seconds;
   - memory attributable to pkube per idle running container: its shim's PSS, and per pod
     sandbox pause + its shim (from /proc/<pid>/smaps_rollup) — goal <= 5 MiB.
@@ -92,6 +93,25 @@ def bench_cli(rt: Runtime, base: Path, parent: str, runs: int) -> None:
         BridgeNetwork(rt.root / "network", bridge=bridge[1], subnet=bridge[3], nft_table=bridge[5]).teardown()
 
 
+def bench_cgroup_floor(parent: str, runs: int = 20) -> None:
+    """The kernel's share of a start: moving one process into its cgroup (on cgroup v1, an
+    RCU grace period per start)."""
+    manager = CgroupManager.detect()
+    times = []
+    for i in range(runs):
+        cgroup = manager.create(f"{parent}/floor-{i}")
+        sleeper = subprocess.Popen(["sleep", "100"])
+        time.sleep(0.05)
+        begin = time.perf_counter()
+        cgroup.add_process(sleeper.pid)
+        times.append(time.perf_counter() - begin)
+        sleeper.kill()
+        sleeper.wait()
+        cgroup.destroy()
+    print(f"kernel floor, joining a container's cgroup ({type(manager).__name__}): "
+          f"p50 {percentile(times, 50) * 1000:.1f} ms")
+
+
 def start_one(rt: Runtime, argv: list[str]) -> tuple[str, float]:
     start = time.perf_counter()
     state = rt.create(ContainerSpec(image="busybox", command=argv, network="none"))
@@ -158,6 +178,7 @@ def main() -> int:
     try:
         bench_cli(rt, base, parent, args.runs)
         bench_library(rt, args.starts, args.concurrent)
+        bench_cgroup_floor(parent)
         bench_memory(rt, args.idle)
     finally:
         for state in rt.list(all=True) + rt.list_sandboxes():
