@@ -64,6 +64,7 @@ class InformerFactory:
         self.clock = clock or Clock()
         self.resync_period = resync_period
         self._informers: dict = {}
+        self._indexers: dict = {}        # resource -> every indexer asked for
         self._tasks: list[asyncio.Task] = []
 
     def informer(self, resource, indexers: Optional[dict[str, IndexFunc]] = None) -> Informer:
@@ -73,15 +74,17 @@ class InformerFactory:
             informer = Informer(self.client, resource, resync_period=self.resync_period,
                                 clock=self.clock, indexers=indexers)
             self._informers[resource] = informer
+            self._indexers[resource] = dict(indexers or {})
         elif indexers:
-            self._add_indexers(informer, indexers)
+            self._add_indexers(resource, informer, indexers)
         return informer
 
-    def _add_indexers(self, informer: Informer, indexers: dict[str, IndexFunc]) -> None:
+    def _add_indexers(self, resource, informer: Informer, indexers: dict[str, IndexFunc]) -> None:
+        """The store is still empty before start: replace it by one with every index."""
         if self._tasks:
             raise RuntimeError("indexers must be added before the informers start")
-        merged = {**informer.store._indexers, **indexers}
-        informer.store = Store(merged)
+        self._indexers[resource].update(indexers)
+        informer.store = Store(self._indexers[resource])
 
     def start(self) -> None:
         """Start every informer as a task on the running loop (idempotent)."""

@@ -141,16 +141,16 @@ class DeploymentController(Controller):
 
     async def ensure_new_rs(self, deploy: dict, rss: list[dict], new_rs: Optional[dict]) -> tuple[dict, bool]:
         """The new RS, with the current revision and annotations; (rs, created?)."""
-        revision = du.max_revision(rss)
+        old_max = du.max_revision([rs for rs in rss if rs is not new_rs])
         if new_rs is not None:
-            wanted = du.rs_annotations(deploy, max(du.revision_of(new_rs), revision + 1)
-                                       if du.revision_of(new_rs) < revision else None)
+            stale = du.revision_of(new_rs) <= old_max      # e.g. a rollback revived it
+            wanted = du.rs_annotations(deploy, old_max + 1 if stale else None)
             wanted["minReadySeconds"] = int(deploy["spec"].get("minReadySeconds") or 0)
             return await self._refresh_new_rs(deploy, new_rs, wanted), False
         replicas = du.new_rs_replicas(deploy, rss, None)
         collisions = int((deploy.get("status") or {}).get("collisionCount") or 0)
         template_hash = du.pod_template_hash(deploy["spec"].get("template") or {}, collisions)
-        rs = du.new_rs_object(deploy, template_hash, replicas, revision + 1)
+        rs = du.new_rs_object(deploy, template_hash, replicas, old_max + 1)
         try:
             created = await self.client.create(REPLICASETS, rs, deploy["metadata"]["namespace"])
         except AlreadyExists:

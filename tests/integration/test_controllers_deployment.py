@@ -196,3 +196,19 @@ def test_progress_deadline_exceeded_when_new_pods_never_become_ready(apiserver):
         assert conds["Progressing"]["status"] == "False"
         assert conds["Available"]["status"] == "True"     # the old pod still serves
     with_controllers(apiserver, scenario, ["replicaset", "deployment"])
+
+
+def test_revision_history_limit_prunes_the_oldest_replicasets(apiserver):
+    async def scenario(client):
+        await client.create(DEPLOYMENTS, deployment("h", 1, revisionHistoryLimit=1), "default")
+        await until(rollout_done(client, "h"))
+        for revision, image in ((2, "busybox:2"), (3, "busybox:3"), (4, "busybox:4")):
+            await client.patch(DEPLOYMENTS, "h", {"spec": {"template": {"spec": {
+                "containers": [{"name": "c", "image": image}]}}}}, "default")
+            await until(lambda: _rolled_to(client, "h", image, str(revision)))
+
+        async def pruned():
+            rss = (await client.list(REPLICASETS, "default"))["items"]
+            return sorted(rs["metadata"]["annotations"][REVISION] for rs in rss) == ["3", "4"]
+        await until(pruned)
+    with_controllers(apiserver, scenario, ["replicaset", "deployment"])
