@@ -58,6 +58,8 @@ def _add_writers(sub, common) -> None:
     p.add_argument("--dry-run", default="none", const="client", nargs="?", choices=("none", "client", "server"))
     p.add_argument("--validate", default="strict", const="strict", nargs="?")
     p.add_argument("--server-side", action="store_true")
+    p.add_argument("--field-manager", default="kubectl")
+    p.add_argument("--force-conflicts", action="store_true")
     p.add_argument("-o", "--output")
     p = sub.add_parser("create", parents=[common])
     _file_flags(p)
@@ -179,12 +181,16 @@ def _field_validation(args) -> str:
 
 @command("apply")
 def cmd_apply(session, args, out, err) -> int:
-    from kubectl.apply import apply_manifest
+    from kubectl.apply import apply_manifest, server_side_apply
 
-    if args.server_side:
-        raise CliError("--server-side is not supported by pkubectl yet; use client-side apply")
     failures = 0
-    for manifest in _validated_manifests(args):
+    manifests = _validated_manifests(args)
+    if args.server_side:
+        for manifest in manifests:
+            failures += _report(lambda: server_side_apply(session, manifest, args.field_manager,
+                                                          args.force_conflicts, args.dry_run), out, err)
+        return 1 if failures else 0
+    for manifest in manifests:
         failures += _report(lambda: apply_manifest(session, manifest, args.dry_run, _field_validation(args),
                                                    warn=lambda text: err.write(text + "\n")), out, err)
     return 1 if failures else 0

@@ -164,6 +164,15 @@ def s_apply_invalid(t: Tool) -> None:
     check("Traceback" not in result.stderr, result.stderr)
 
 
+def s_apply_server_side(t: Tool) -> None:
+    result = t.run("apply", "--server-side", "-f", str(t.workdir / "app.yaml"))
+    if result.returncode == 0:
+        check("serverside-applied" in result.stdout, result.stdout)
+        return
+    refused = ("Server-side apply not available", "does not support server-side apply")
+    check(any(r in result.stderr for r in refused) and "Traceback" not in result.stderr, result.stderr)
+
+
 def s_get_table(t: Tool) -> None:
     out = t.ok("get", "deploy,svc")
     check(out.split("\n")[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], out)
@@ -346,6 +355,7 @@ SCENARIOS = (
     Scenario("cluster-info", s_cluster_info), Scenario("create namespace", s_create_namespace, "protobuf-kubectl"),
     Scenario("apply (create, unchanged, configured, field removal)", s_apply, "openapi-kubectl"),
     Scenario("apply with an unknown field (strict validation)", s_apply_invalid, "openapi-kubectl"),
+    Scenario("apply --server-side (applied, or refused with 415 in one clear message)", s_apply_server_side),
     Scenario("get (tables, -o wide)", s_get_table, "tables"),
     Scenario("get -o name|yaml|json|jsonpath|custom-columns", s_get_formats),
     Scenario("get -l, --field-selector, -A, --show-labels, --sort-by", s_get_selectors),
