@@ -1,5 +1,5 @@
 """The real kubectl (v1.32) drives rollouts that the controllers carry out: rollout status,
-restart, history and undo."""
+restart, history, undo and scale."""
 
 import asyncio
 import shutil
@@ -43,4 +43,10 @@ def test_kubectl_rollout_status_restart_history_and_undo(apiserver, tmp_path):
         code, out = await kubectl(config, "rollout", "status", "deploy/web", "--timeout=20s")
         assert code == 0 and "successfully rolled out" in out
         await until(lambda: _rolled_to(client, "web", "busybox:1", "4"))
+        code, out = await kubectl(config, "scale", "deploy/web", "--replicas=5")    # the scale subresource
+        assert code == 0, out
+        code, out = await kubectl(config, "rollout", "status", "deploy/web", "--timeout=20s")
+        assert code == 0 and "successfully rolled out" in out
+        d = await until(lambda: _rolled_to(client, "web", "busybox:1", "4"))
+        assert d["status"]["availableReplicas"] == 5
     with_controllers(apiserver, scenario, ["replicaset", "deployment"], timeout=120)
