@@ -359,6 +359,7 @@ class HollowNodes:
             tasks += self._workers(self.node_queue, self._reconcile_node)
             tasks += self._workers(self.lease_queue, self._renew_lease)
             await self.pods.wait_synced()
+            self._learn_pod_ips()
             tasks += self._workers(self.pod_queue, self._reconcile_pod)
             tasks.append(asyncio.ensure_future(self._watch_registration()))
             await asyncio.gather(*tasks)
@@ -375,6 +376,13 @@ class HollowNodes:
             async with self._inflight:
                 await reconcile(key)
         return [asyncio.ensure_future(_work(queue, bounded)) for _ in range(self.config.concurrency)]
+
+    def _learn_pod_ips(self) -> None:
+        """Before any allocation: keep the IPs our pods already report (a restart changes none)."""
+        for pod in self.pods.store.list():
+            node = pod["spec"].get("nodeName")
+            if node in self.host_ip and (pod.get("status") or {}).get("podIP"):
+                self._pod_ip(object_key(pod), pod, node)
 
     async def _watch_registration(self) -> None:
         while len(self.leases) < len(self.host_ip) or \

@@ -165,3 +165,35 @@ def test_command_line_registers_nodes(apiserver, tmp_path):
             proc.kill()
             proc.wait()
         log.close()
+
+
+def test_restart_keeps_pod_ips_and_reports_new_pods(apiserver):
+    async def main():
+        async with AsyncApiClient(ClientConfig(apiserver.url)) as client:
+            async def running(names):
+                pods = [await client.get(PODS, n) for n in names]
+                return pods if all(p["status"].get("phase") == "Running" for p in pods) else None
+
+            async def session(expect):
+                """One hollow process lifetime: wait for the pods ``expect`` to run on r-0."""
+                hollow = HollowNodes(client, node_names(1, "r-"), HollowConfig())
+                task = asyncio.ensure_future(hollow.run())
+                try:
+                    await asyncio.wait_for(hollow.wait_registered(), 30)
+                    return await until(lambda: running(expect))
+                finally:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+
+            async def bind(name):
+                await client.bind(await client.create(PODS, pod(name)), "r-0")
+            await client.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "r-0"},
+                                        "spec": {"podCIDR": "10.244.9.0/24"}})
+            await bind("old")
+            before = await session(["old"])
+            await bind("a-new")                                  # listed before "old" at the restart
+            after = await session(["old", "a-new"])
+            assert after[0]["status"]["podIP"] == before[0]["status"]["podIP"]
+            assert after[1]["status"]["podIP"] != after[0]["status"]["podIP"]
+            assert len(list((await client.list(NODES))["items"])) == 1
+    asyncio.run(main())
