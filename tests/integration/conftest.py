@@ -27,6 +27,7 @@ class RunningApiserver:
     storage: Any
     loop: asyncio.AbstractEventLoop
     etcd: Any
+    app: Any = None
 
     def run(self, coro, timeout: float = 30):
         """Run ``coro`` on the server's loop and return its result."""
@@ -44,6 +45,7 @@ class _ServerThread(threading.Thread):
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.storage = None
         self.server: Optional[uvicorn.Server] = None
+        self.app = None
         self.failure: Optional[BaseException] = None
 
     def run(self) -> None:
@@ -55,7 +57,7 @@ class _ServerThread(threading.Thread):
     async def _serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.storage = await _storage(self.etcd_port, self.cache_options)
-        app = create_app(self.storage, close_storage=True, **self.app_options)
+        app = self.app = create_app(self.storage, close_storage=True, **self.app_options)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 access_log=False, timeout_graceful_shutdown=1, lifespan="on")
         self.server = uvicorn.Server(config)
@@ -78,7 +80,7 @@ def start_apiserver(etcd, cache_options: Optional[dict] = None, **app_options) -
             raise RuntimeError(f"apiserver failed to start: {thread.failure!r}")
         try:
             if httpx.get(url + "/readyz", timeout=1).status_code == 200 and thread.server.started:
-                return thread, RunningApiserver(url, thread.storage, thread.loop, etcd)
+                return thread, RunningApiserver(url, thread.storage, thread.loop, etcd, thread.app)
         except (httpx.HTTPError, AttributeError):
             pass
         time.sleep(0.05)
@@ -92,11 +94,48 @@ def stop_apiserver(thread: _ServerThread) -> None:
     thread.join(15)
 
 
-@pytest.fixture
-def apiserver(etcd):
-    """A real apiserver over the (wiped) session etcd; yields a RunningApiserver."""
-    thread, running = start_apiserver(etcd, bookmark_interval=0.5)
+@pytest.fixture(scope="module")
+def shared_apiserver(etcd_server):
+    """One apiserver per test module (starting one costs ~0.5 s); see ``apiserver``."""
+    thread, running = start_apiserver(etcd_server, bookmark_interval=0.5)
     try:
         yield running
     finally:
         stop_apiserver(thread)
+
+
+@pytest.fixture
+def apiserver(shared_apiserver):
+    """A real apiserver over the session etcd, emptied before the test except for the
+    system namespaces (default, kube-system, kube-public, kube-node-lease). Yields a
+    RunningApiserver with ``.url``, ``.storage`` and ``.etcd``."""
+    asyncio.run(_empty_but_system_namespaces(shared_apiserver.etcd.client_port))
+    _wait_until_namespaces_settled(shared_apiserver)
+    return shared_apiserver
+
+
+async def _empty_but_system_namespaces(port: int) -> None:
+    import aetcd
+
+    from apiserver.namespaces import SYSTEM_NAMESPACES
+    from apiserver.storage.keys import range_end
+
+    namespaces = b"/registry/namespaces/"
+    keep = {namespaces + name.encode() for name in SYSTEM_NAMESPACES}
+    async with aetcd.Client(host="127.0.0.1", port=port) as client:
+        await client.delete_range(b"\0", namespaces)
+        await client.delete_range(range_end(namespaces), b"\0")
+        for kv in await client.get_prefix(namespaces):
+            if kv.key not in keep:
+                await client.delete(kv.key)
+
+
+def _wait_until_namespaces_settled(api: RunningApiserver) -> None:
+    """Wait until the server's namespace cache has seen the wipe (a namespace a test
+    creates again must not look active before it exists)."""
+    from apiserver.namespaces import SYSTEM_NAMESPACES
+
+    namespaces = api.app.state.store.namespaces
+    deadline = time.monotonic() + 5
+    while set(namespaces.active) - set(SYSTEM_NAMESPACES) and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -116,20 +116,6 @@ def test_timeout_ends_the_stream(apiserver, http):
         assert next_event() is None
 
 
-def test_compacted_version_gives_410(apiserver, http):
-    old = http.post(PODS, json=pod("a")).json()["metadata"]["resourceVersion"]
-    http.post(PODS, json=pod("b"))
-    newest = int(http.post(PODS, json=pod("c")).json()["metadata"]["resourceVersion"])
-    apiserver.run(apiserver.storage.compact(newest))
-    with watching(apiserver, PODS, resourceVersion=old) as next_event:
-        kind, status = next_event()
-        assert kind == "ERROR"
-        assert status["kind"] == "Status" and status["code"] == 410
-        assert next_event() is None
-    listed = http.get(PODS, params={"resourceVersion": old, "resourceVersionMatch": "Exact"})
-    assert listed.status_code == 410 and listed.json()["code"] == 410
-
-
 def test_watch_a_cluster_scoped_kind(apiserver, http):
     with watching(apiserver, "/api/v1/namespaces", resourceVersion=str(
             http.get("/api/v1/namespaces").json()["metadata"]["resourceVersion"])) as next_event:
@@ -139,16 +125,17 @@ def test_watch_a_cluster_scoped_kind(apiserver, http):
 
 
 @pytest.fixture
-def small_buffer_apiserver(etcd):
-    thread, running = start_apiserver(etcd, cache_options={"buffer": 4})
+def tight_cache_apiserver(etcd):
+    """An apiserver whose watch cache keeps 2 events and lets a watcher lag 4 behind."""
+    thread, running = start_apiserver(etcd, cache_options={"buffer": 4, "window": 2})
     try:
         yield running
     finally:
         stop_apiserver(thread)
 
 
-def test_a_watcher_that_falls_behind_is_closed_with_410(small_buffer_apiserver):
-    api = small_buffer_apiserver
+def test_a_watcher_that_falls_behind_is_closed_with_410(tight_cache_apiserver):
+    api = tight_cache_apiserver
     rv = api.client().get("/api/v1/namespaces/default/configmaps").json()["metadata"]["resourceVersion"]
     big = "x" * (512 * 1024)
     with api.client(timeout=60) as client:
@@ -163,3 +150,19 @@ def test_a_watcher_that_falls_behind_is_closed_with_410(small_buffer_apiserver):
     assert 0 < len(events) < 41
     last = events[-1]
     assert last["type"] == "ERROR" and last["object"]["code"] == 410
+
+
+def test_compacted_version_gives_410(tight_cache_apiserver):
+    apiserver = tight_cache_apiserver
+    http = apiserver.client()
+    old = http.post(PODS, json=pod("a")).json()["metadata"]["resourceVersion"]
+    http.post(PODS, json=pod("b"))
+    newest = int(http.post(PODS, json=pod("c")).json()["metadata"]["resourceVersion"])
+    apiserver.run(apiserver.storage.compact(newest))
+    with watching(apiserver, PODS, resourceVersion=old) as next_event:
+        kind, status = next_event()
+        assert kind == "ERROR"
+        assert status["kind"] == "Status" and status["code"] == 410
+        assert next_event() is None
+    listed = http.get(PODS, params={"resourceVersion": old, "resourceVersionMatch": "Exact"})
+    assert listed.status_code == 410 and listed.json()["code"] == 410
