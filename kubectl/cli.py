@@ -13,6 +13,9 @@ from typing import Callable, Optional
 from kubectl.errors import CliError
 
 COMMANDS: dict[str, Callable] = {}
+# Optional imports pkubectl never uses: httpx loads its own command-line tool (click, rich,
+# pygments) whenever they are installed, a third of pkubectl's start-up CPU.
+UNUSED_OPTIONAL_IMPORTS = ("httpx._main",)
 
 
 def command(name: str):
@@ -486,6 +489,7 @@ def api_error_line(error) -> str:
 def main(argv: Optional[list[str]] = None, out=None, err=None) -> int:
     """Run pkubectl; returns the exit code. Every failure becomes one readable line on stderr."""
     out, err = out or sys.stdout, err or sys.stderr
+    _skip_unused_imports()
     session = None
     try:
         args = build_parser().parse_args(argv)
@@ -506,6 +510,13 @@ def main(argv: Optional[list[str]] = None, out=None, err=None) -> int:
     finally:
         if session is not None:
             session.close()
+
+
+def _skip_unused_imports() -> None:
+    """Make the optional imports above fail fast (a None entry in sys.modules), which httpx
+    handles by going without its CLI. Only the pkubectl process is affected."""
+    for name in UNUSED_OPTIONAL_IMPORTS:
+        sys.modules.setdefault(name, None)
 
 
 def _client_only(args) -> bool:

@@ -102,9 +102,17 @@ class Tool:
     def run(self, *args: str, timeout: float = 60, env: Optional[dict] = None,
             namespaced: bool = True) -> subprocess.CompletedProcess:
         extra = ["-n", self.namespace] if namespaced else []
-        environ = dict(os.environ, KUBECONFIG=str(self.kubeconfig), HOME=str(self.workdir), **(env or {}))
+        environ = self.environ(env)
         return subprocess.run([*self.argv, *args, *extra], capture_output=True, text=True, timeout=timeout,
                               env=environ, stdin=subprocess.DEVNULL, cwd=self.workdir)
+
+    def environ(self, extra: Optional[dict] = None) -> dict:
+        """The tool's environment: its kubeconfig, a private HOME (kubectl's caches), and Python
+        bytecode cached under the work dir, as an installed pkubectl would have it."""
+        environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        environ.update(KUBECONFIG=str(self.kubeconfig), HOME=str(self.workdir),
+                       PYTHONPYCACHEPREFIX=str(self.workdir / ".pycache"), **(extra or {}))
+        return environ
 
     def ok(self, *args: str, **kw) -> str:
         """stdout of a command that must succeed; raises AssertionError with its stderr otherwise."""
@@ -206,7 +214,7 @@ def s_get_selectors(t: Tool) -> None:
 
 
 def s_get_watch(t: Tool) -> None:
-    environ = dict(os.environ, KUBECONFIG=str(t.kubeconfig), HOME=str(t.workdir))
+    environ = t.environ()
     log = t.workdir / "watch.out"
     with open(log, "w") as sink:
         proc = subprocess.Popen([*t.argv, "get", "configmaps", "-w", "-n", t.namespace], stdout=sink,
