@@ -7,6 +7,8 @@ Per Deployment key, ``reconcile``:
    cache older than the write): rollout decisions are made on settled counts
    only, which is what keeps the maxSurge/maxUnavailable bounds;
 3. being deleted: status only. Paused: scale only (no new ReplicaSet).
+   A change of spec.replicas (an RS's desired-replicas annotation differs)
+   is first spread proportionally over the active ReplicaSets, as Kubernetes does.
    Otherwise the new ReplicaSet (``<name>-<pod-template-hash>``) is found or
    created with the next revision, and the strategy runs: RollingUpdate
    (scale new up within replicas + maxSurge, old down while at least
@@ -117,7 +119,7 @@ class DeploymentController(Controller):
 
     async def sync(self, deploy: dict, rss: list[dict]) -> None:
         new_rs = du.find_new_rs(deploy, rss)
-        if deploy["spec"].get("paused"):
+        if deploy["spec"].get("paused") or du.is_scaling_event(deploy, rss):
             moved = await self.scale_only(deploy, rss, new_rs)
             await self.write_status(deploy, rss, new_rs, moved)
             return
@@ -254,12 +256,15 @@ class DeploymentController(Controller):
                    for p in self.pods.store.by_index("namespace", namespace))
 
     async def scale_only(self, deploy: dict, rss: list[dict], new_rs: Optional[dict]) -> bool:
-        """A paused deployment follows spec.replicas changes, proportionally over active RSs."""
+        """spec.replicas changed (or the deployment is paused): spread the new count over the
+        active RSs in proportion to their sizes, without rolling; every active RS records the
+        new desired-replicas, which ends the scaling event."""
         active = [rs for rs in rss if du.replicas_of(rs)] or ([new_rs] if new_rs else [])
-        targets = proportional(active, du.replicas_of(deploy), new_rs)
+        desired = str(du.replicas_of(deploy))
         moved = False
-        for rs, target in targets:
-            if target != du.replicas_of(rs):
+        for rs, target in proportional(active, du.replicas_of(deploy), new_rs):
+            annotated = (rs["metadata"].get("annotations") or {}).get(du.DESIRED_REPLICAS)
+            if target != du.replicas_of(rs) or annotated != desired:
                 await self.scale(deploy, rs, target)
                 moved = True
         return moved
@@ -272,7 +277,8 @@ class DeploymentController(Controller):
         updated = await self.client.patch(REPLICASETS, meta["name"], patch, meta["namespace"])
         self._remember(updated)
         verb = "up" if replicas > du.replicas_of(rs) else "down"
-        self.ctx.recorder.emit(deploy, "Normal", "ScalingReplicaSet",
+        if replicas != du.replicas_of(rs):
+            self.ctx.recorder.emit(deploy, "Normal", "ScalingReplicaSet",
                                f"Scaled {verb} replica set {meta['name']} from {du.replicas_of(rs)} to {replicas}")
         return updated
 

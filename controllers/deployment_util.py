@@ -163,6 +163,14 @@ def rs_annotations(deploy: dict, revision: Optional[int] = None) -> dict:
     return out
 
 
+def is_scaling_event(deploy: dict, rss: list[dict]) -> bool:
+    """spec.replicas changed since the active RSs were last sized (desired-replicas differs)."""
+    desired = str(replicas_of(deploy))
+    active = [rs for rs in rss if replicas_of(rs)]
+    return any((rs["metadata"].get("annotations") or {}).get(DESIRED_REPLICAS) not in (None, desired)
+               for rs in active)
+
+
 def new_rs_replicas(deploy: dict, all_rss: list[dict], new_rs: Optional[dict]) -> int:
     """The replicas the new RS may have now (Kubernetes NewRSNewReplicas)."""
     replicas = replicas_of(deploy)

@@ -22,6 +22,7 @@ from client.resources import PODS
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
 def owner_reference(owner: dict, controller: bool = True) -> dict:
@@ -166,15 +167,24 @@ def is_available(pod: dict, min_ready_seconds: int, now: dt.datetime) -> bool:
 
 def deletion_rank(pod: dict) -> tuple:
     """Sort key: pods to delete first sort first (Kubernetes' ActivePods order):
-    unscheduled, then pending/unknown, not ready, ready most recently, most
-    restarts, newest."""
+    unscheduled, then pending/unknown, not ready, lowest pod-deletion-cost, ready
+    most recently, most restarts, newest."""
     status = pod.get("status") or {}
     ready = is_ready(pod)
     ready_since = (ready_condition(pod) or {}).get("lastTransitionTime") or "" if ready else ""
     restarts = sum(c.get("restartCount", 0) for c in status.get("containerStatuses") or [])
     created = pod["metadata"].get("creationTimestamp") or ""
     return (bool((pod.get("spec") or {}).get("nodeName")), PHASE_RANK.get(status.get("phase"), 0),
-            ready, _descending(ready_since), -restarts, _descending(created))
+            ready, deletion_cost(pod), _descending(ready_since), -restarts, _descending(created))
+
+
+def deletion_cost(pod: dict) -> int:
+    """The controller.kubernetes.io/pod-deletion-cost annotation (lower goes first; 0 if absent or bad)."""
+    value = (pod["metadata"].get("annotations") or {}).get(DELETION_COST, "0")
+    try:
+        return int(value)
+    except ValueError:
+        return 0
 
 
 def _descending(text: str) -> tuple:

@@ -212,3 +212,34 @@ def test_revision_history_limit_prunes_the_oldest_replicasets(apiserver):
             return sorted(rs["metadata"]["annotations"][REVISION] for rs in rss) == ["3", "4"]
         await until(pruned)
     with_controllers(apiserver, scenario, ["replicaset", "deployment"])
+
+
+def test_scaling_in_the_middle_of_a_rollout_is_proportional_and_the_rollout_finishes(apiserver):
+    async def scenario(client):
+        await client.create(DEPLOYMENTS, deployment("mid", 4), "default")
+        await until(rollout_done(client, "mid"))
+        scenario.kubelet.hold_all = True            # new pods never get ready: the rollout stalls
+        await client.patch(DEPLOYMENTS, "mid", {"spec": {"template": {"spec": {
+            "containers": [{"name": "c", "image": "busybox:2"}]}}}}, "default")
+
+        async def stalled():
+            rss = (await client.list(REPLICASETS, "default"))["items"]
+            sizes = sorted(rs["spec"]["replicas"] for rs in rss)
+            return sizes == [2, 3]                   # old 3 (one unavailable), new 2 (surge 1)
+        await until(stalled)
+        await asyncio.sleep(0.5)
+        assert await stalled()
+        await client.patch(DEPLOYMENTS, "mid", {"spec": {"replicas": 10}}, "default")
+
+        async def spread():
+            rss = (await client.list(REPLICASETS, "default"))["items"]
+            sizes = {rs["metadata"]["annotations"][REVISION]: rs["spec"]["replicas"] for rs in rss}
+            desired = {rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] for rs in rss}
+            return desired == {"10"} and sizes
+        sizes = await until(spread)
+        assert sizes["1"] >= 5 and sizes["2"] >= 3   # both grew with their share
+        scenario.kubelet.hold_all = False
+        for pod in await live_pods(client, "mid"):
+            await scenario.kubelet.handle(pod)
+        await until(lambda: _rolled_to(client, "mid", "busybox:2", "2"))
+    with_controllers(apiserver, scenario, ["replicaset", "deployment"])

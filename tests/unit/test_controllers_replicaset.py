@@ -82,3 +82,12 @@ def test_creates_are_not_repeated_before_the_informer_sees_them():
         await controller.reconcile("ns/web")    # the pod informer has seen nothing yet
     asyncio.run(twice())
     assert control.created == [("ns", "u1")] * 3
+
+
+def test_pod_deletion_cost_orders_ready_pods():
+    cheap = pod("cheap", "n1", ready="2026-01-01T10:00:00Z")
+    cheap["metadata"]["annotations"] = {"controller.kubernetes.io/pod-deletion-cost": "-5"}
+    dear = pod("dear", "n1", ready="2026-01-01T11:00:00Z")
+    dear["metadata"]["annotations"] = {"controller.kubernetes.io/pod-deletion-cost": "100"}
+    plain = pod("plain", "n1", ready="2026-01-01T11:30:00Z")
+    assert [p["metadata"]["name"] for p in pods_to_delete([dear, plain, cheap], 3)] == ["cheap", "plain", "dear"]
