@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -24,14 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def timed(argv: list[str], env: dict, runs: int) -> float:
-    """Median wall seconds of ``runs`` executions (output discarded; failures raise)."""
-    samples = []
+def timed(argv: list[str], env: dict, runs: int) -> str:
+    """Median wall and CPU (user+sys) milliseconds of ``runs`` executions, as text."""
+    walls, cpus = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+        walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return f"{statistics.median(walls) * 1000:.0f} ms wall, {statistics.median(cpus) * 1000:.0f} ms CPU"
 
 
 def make_pods(kubeconfig: str, namespace: str, count: int) -> float:
@@ -75,14 +79,14 @@ def main() -> None:
     env = dict(os.environ, KUBECONFIG=kubeconfig)
     pkubectl = [sys.executable, "-m", "kubectl"]
     try:
-        print(f"pkubectl version --client: {timed([*pkubectl, 'version', '--client'], env, args.runs) * 1000:.0f} ms")
+        print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(f"pkubectl version --client: {timed([*pkubectl, 'version', '--client'], env, args.runs)}")
         print(f"created {args.pods} pods in {make_pods(kubeconfig, namespace, args.pods):.1f} s")
         get = ["get", "pods", "-n", namespace]
-        print(f"pkubectl get pods ({args.pods}): {timed([*pkubectl, *get], env, args.runs) * 1000:.0f} ms")
-        print(f"pkubectl get pods -o json ({args.pods}): "
-              f"{timed([*pkubectl, *get, '-o', 'json'], env, args.runs) * 1000:.0f} ms")
+        print(f"pkubectl get pods ({args.pods}): {timed([*pkubectl, *get], env, args.runs)}")
+        print(f"pkubectl get pods -o json ({args.pods}): {timed([*pkubectl, *get, '-o', 'json'], env, args.runs)}")
         if shutil.which("kubectl"):
-            print(f"kubectl get pods ({args.pods}) [anchor]: {timed(['kubectl', *get], env, args.runs) * 1000:.0f} ms")
+            print(f"kubectl get pods ({args.pods}) [anchor]: {timed(['kubectl', *get], env, args.runs)}")
     finally:
         if data_dir:
             subprocess.run([sys.executable, "-m", "cluster", "down", "--data-dir", data_dir], cwd=ROOT,
