@@ -177,11 +177,23 @@ class _PodSummary:
     total: int = 0
     restarts: int = 0
     last_restart: Optional[datetime.datetime] = None
+    sidecar_restarts: int = 0
+    sidecar_last_restart: Optional[datetime.datetime] = None
 
     def saw_termination(self, status: dict) -> None:
-        finished = parse_time(_get(status, "lastState", "terminated", "finishedAt"))
-        if finished and (self.last_restart is None or finished > self.last_restart):
-            self.last_restart = finished
+        self.last_restart = _later(self.last_restart, status)
+
+    def saw_sidecar(self, status: dict) -> None:
+        """A restartable init container: its restarts count even once the pod is initialized."""
+        self.sidecar_restarts += int(status.get("restartCount") or 0)
+        self.sidecar_last_restart = _later(self.sidecar_last_restart, status)
+
+
+def _later(current: Optional[datetime.datetime], status: dict) -> Optional[datetime.datetime]:
+    finished = parse_time(_get(status, "lastState", "terminated", "finishedAt"))
+    if finished and (current is None or finished > current):
+        return finished
+    return current
 
 
 def pod_status_reason(pod: dict) -> str:
@@ -219,6 +231,8 @@ def _walk_init_containers(pod: dict, summary: _PodSummary) -> bool:
     for index, cstatus in enumerate(_get(pod, "status", "initContainerStatuses", default=[])):
         summary.restarts += int(cstatus.get("restartCount") or 0)
         summary.saw_termination(cstatus)
+        if _restartable(specs.get(cstatus.get("name"))):
+            summary.saw_sidecar(cstatus)
         state = cstatus.get("state") or {}
         terminated, waiting = state.get("terminated"), state.get("waiting")
         if terminated and terminated.get("exitCode", 0) == 0:
@@ -245,7 +259,7 @@ def _termination_reason(terminated: dict) -> str:
 
 
 def _walk_containers(status: dict, summary: _PodSummary) -> None:
-    summary.restarts, summary.last_restart = 0, None
+    summary.restarts, summary.last_restart = summary.sidecar_restarts, summary.sidecar_last_restart
     has_running = False
     for cstatus in reversed(status.get("containerStatuses") or []):
         summary.restarts += int(cstatus.get("restartCount") or 0)

@@ -137,3 +137,13 @@ def test_other_kinds_and_include_object():
     assert "object" not in to_table("secrets", [secret], include_object="None")["rows"][0]
     with pytest.raises(ValueError, match="includeObject"):
         to_table("secrets", [], include_object="All")
+
+
+def test_sidecar_restarts_count_once_initialized():
+    obj = pod(phase="Running", conditions=[{"type": "Initialized", "status": "True"}],
+              initContainerStatuses=[{"name": "proxy", "restartCount": 2, "started": True, "ready": True,
+                                      "state": {"running": {}}}],
+              containerStatuses=[running("app", restarts=1), running("side")])
+    obj["spec"]["initContainers"] = [{"name": "proxy", "restartPolicy": "Always"}]
+    cells = to_table("pods", [obj], now=NOW)["rows"][0]["cells"]
+    assert cells[1:4] == ["3/3", "Running", "3"]
