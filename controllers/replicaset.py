@@ -19,8 +19,10 @@ import logging
 from typing import Optional
 
 from api.selectors import SelectorError, label_selector_from_dict
+from client.errors import ApiError
 from client.resources import PODS, REPLICASETS
 from client.store import index_by_namespace, object_key
+from client.timefmt import rfc3339
 from controllers.base import Controller, ControllerContext, Expectations, PermanentError, split_key
 from controllers.podcontrol import (PodControl, available_in, claim, controller_ref, deletion_rank,
                                     is_active, is_ready)
@@ -107,11 +109,17 @@ class ReplicaSetController(Controller):
         pods = await claim(self.client, PODS, rs, candidates,
                            lambda p: selector.matches(p["metadata"].get("labels")))
         deleted: set = set()
+        failure: Optional[ApiError] = None
         if self.expectations.satisfied(key) and not rs["metadata"].get("deletionTimestamp"):
-            deleted = await self.manage_replicas(key, rs, pods)
+            try:
+                deleted = await self.manage_replicas(key, rs, pods)
+            except ApiError as err:
+                failure = err
         # the status already leaves out the pods just deleted, so that a Deployment reading
         # observedGeneration never counts them as available
-        await self.update_status(rs, [p for p in pods if object_key(p) not in deleted])
+        await self.update_status(rs, [p for p in pods if object_key(p) not in deleted], failure)
+        if failure is not None:
+            raise failure
 
     async def manage_replicas(self, key: str, rs: dict, pods: list[dict]) -> set:
         """Create or delete pods so that ``len(pods)`` moves toward spec.replicas;
@@ -153,16 +161,35 @@ class ReplicaSetController(Controller):
         if errors:
             raise errors[0]
 
-    async def update_status(self, rs: dict, pods: list[dict]) -> None:
-        """Write status when it changed; come back when a ready pod becomes available."""
+    async def update_status(self, rs: dict, pods: list[dict], failure: Optional[ApiError] = None) -> None:
+        """Write status when it changed (with a ReplicaFailure condition while creating or
+        deleting pods fails); come back when a ready pod becomes available."""
         status, wait = replica_set_status(rs, pods, self.clock.wall())
         if wait is not None:
             self.queue.add_after(object_key(rs), wait + 0.1)
         current = rs.get("status") or {}
+        conditions = failure_conditions(current, failure, len(pods) < int(rs["spec"].get("replicas", 1)),
+                                        self.clock.wall())
+        if conditions != (current.get("conditions") or []):
+            status["conditions"] = conditions or None
         if all(current.get(k, 0) == v for k, v in status.items()):
             return
         await self.client.patch(REPLICASETS, rs["metadata"]["name"], {"status": status},
                                 rs["metadata"]["namespace"], subresource="status")
+
+
+def failure_conditions(current: dict, failure: Optional[ApiError], creating: bool, now) -> list[dict]:
+    """The status conditions: ReplicaFailure (FailedCreate / FailedDelete) while pod writes
+    fail, kept as is while they still fail, dropped once they succeed."""
+    others = [c for c in current.get("conditions") or [] if c.get("type") != "ReplicaFailure"]
+    if failure is None:
+        return others
+    old = next((c for c in current.get("conditions") or [] if c.get("type") == "ReplicaFailure"), None)
+    if old is not None:
+        return current["conditions"]
+    reason = "FailedCreate" if creating else "FailedDelete"
+    return others + [{"type": "ReplicaFailure", "status": "True", "reason": reason,
+                      "message": failure.message or str(failure), "lastTransitionTime": rfc3339(now)}]
 
 
 def _selects(rs: dict, labels: dict) -> bool:

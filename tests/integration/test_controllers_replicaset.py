@@ -92,3 +92,4 @@ def test_available_waits_for_min_ready_seconds(apiserver):
             return (rs.get("status") or {}).get("availableReplicas") == 2
         await until(available)
     with_controllers(apiserver, scenario)
+

@@ -4,6 +4,7 @@ import asyncio
 import datetime as dt
 
 from client.clock import FakeClock
+from client.errors import error_for_status, status_for
 from client.fake import FakeApi
 from client.resources import REPLICASETS
 from controllers.base import ControllerContext
@@ -91,3 +92,36 @@ def test_pod_deletion_cost_orders_ready_pods():
     dear["metadata"]["annotations"] = {"controller.kubernetes.io/pod-deletion-cost": "100"}
     plain = pod("plain", "n1", ready="2026-01-01T11:30:00Z")
     assert [p["metadata"]["name"] for p in pods_to_delete([dear, plain, cheap], 3)] == ["cheap", "plain", "dear"]
+
+
+class RefusingPodControl(RecordingPodControl):
+    async def create_pod(self, namespace, template, owner):
+        raise error_for_status(status_for(403, "Forbidden", 'pods "web-x" is forbidden: exceeded quota'))
+
+
+class StatusRecordingApi(FakeApi):
+    def __init__(self):
+        super().__init__()
+        self.statuses = []
+
+    async def patch(self, resource, name, patch, namespace=None, patch_type="merge", subresource=None):
+        self.statuses.append(patch["status"])
+        return {}
+
+
+def test_refused_creates_show_as_replica_failure_and_are_retried():
+    api = StatusRecordingApi()
+    ctx = ControllerContext.create(api, clock=FakeClock())
+    controller = ReplicaSetController(ctx, pod_control=RefusingPodControl())
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": "web", "namespace": "ns", "uid": "u1", "generation": 1},
+          "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "x"}},
+                   "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}}}
+    controller.rs_informer.store.put(rs)
+    controller.queue.add("ns/web")
+    asyncio.run(controller.process_ready())
+    (status,) = api.statuses
+    (cond,) = status["conditions"]
+    assert (cond["type"], cond["reason"]) == ("ReplicaFailure", "FailedCreate")
+    assert "exceeded quota" in cond["message"]
+    assert controller.queue.num_requeues("ns/web") == 1
