@@ -82,6 +82,7 @@ def _add_writers(sub, common) -> None:
     p.add_argument("-A", "--all-namespaces", action="store_true")
     p.add_argument("--grace-period", type=int, default=-1)
     p.add_argument("--now", action="store_true")
+    p.add_argument("--force", action="store_true")
     p.add_argument("--wait", default="true", const="true", nargs="?", choices=("true", "false"))
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--ignore-not-found", action="store_true")
@@ -266,8 +267,17 @@ def cmd_delete(session, args, out, err) -> int:
     else:
         targets = targets_from_words(session, args.targets)
     grace = 1 if args.now else args.grace_period
+    if args.force:
+        if grace not in (-1, 0):
+            raise CliError("--force and --grace-period greater than 0 cannot be specified together")
+        err.write("Warning: Immediate deletion does not wait for confirmation that the running resource has been "
+                  "terminated. The resource may continue to run on the cluster indefinitely.\n")
+        grace = 0
+    elif grace == 0:
+        raise CliError("--grace-period=0 must have --force specified")
     return delete_targets(session, targets, grace_period=grace, wait=args.wait == "true",
-                          ignore_not_found=args.ignore_not_found, timeout=args.timeout, cascade=args.cascade, out=out)
+                          ignore_not_found=args.ignore_not_found, timeout=args.timeout, cascade=args.cascade, out=out,
+                          force=args.force)
 
 
 def _split_targets_and_pairs(session, words: list[str]):

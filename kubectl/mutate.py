@@ -77,7 +77,7 @@ def target_of_object(session: Session, obj: dict) -> Target:
 
 def delete_targets(session: Session, targets: Iterable[Target], *, grace_period: Optional[int] = None,
                    wait: bool = True, ignore_not_found: bool = False, timeout: float = DEFAULT_WAIT_SECONDS,
-                   cascade: str = "background", out=None) -> int:
+                   cascade: str = "background", out=None, force: bool = False) -> int:
     """DELETE each target (printing ``pod "web" deleted``), then wait for them to be gone."""
     from client.errors import NotFound
 
@@ -94,7 +94,7 @@ def delete_targets(session: Session, targets: Iterable[Target], *, grace_period:
                 _print_api_error(err)
                 failures += 1
             continue
-        out.write(f'{target.resource.qualified} "{target.name}" deleted\n')
+        out.write(f'{target.resource.qualified} "{target.name}" {"force deleted" if force else "deleted"}\n')
         out.flush()
         deleted.append(target)
     if wait:
