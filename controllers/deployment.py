@@ -46,7 +46,7 @@ class DeploymentController(Controller):
         self.rss = ctx.informers.informer(REPLICASETS, {"namespace": index_by_namespace})
         self.pods = ctx.informers.informer(PODS, {"namespace": index_by_namespace})
         self.deploys.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
-        self.rss.add_handlers(self._rs_changed, lambda old, new: self._rs_updated(old, new), self._rs_changed)
+        self.rss.add_handlers(self._rs_changed, self._rs_updated, self._rs_deleted)
         self.pods.add_handlers(None, None, self._pod_deleted)
         self._written: dict[str, int] = {}   # RS uid -> resourceVersion of our last write
 
@@ -67,6 +67,10 @@ class DeploymentController(Controller):
         for deploy in self.deploys.store.by_index("namespace", rs["metadata"].get("namespace") or ""):
             if _selects(deploy, labels):
                 self.enqueue(deploy)
+
+    def _rs_deleted(self, rs: dict) -> None:
+        self._written.pop(rs["metadata"].get("uid"), None)
+        self._rs_changed(rs)
 
     def _rs_updated(self, old: dict, new: dict) -> None:
         old_key = self._owner_key(old)

@@ -243,3 +243,31 @@ def test_scaling_in_the_middle_of_a_rollout_is_proportional_and_the_rollout_fini
             await scenario.kubelet.handle(pod)
         await until(lambda: _rolled_to(client, "mid", "busybox:2", "2"))
     with_controllers(apiserver, scenario, ["replicaset", "deployment"])
+
+
+def test_deployment_adopts_a_matching_orphan_replicaset_and_scales_to_zero(apiserver):
+    async def scenario(client):
+        orphan = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                  "metadata": {"name": "stray", "labels": {"app": "z"}},
+                  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "z"}},
+                           "template": {"metadata": {"labels": {"app": "z"}},
+                                        "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}}
+        stray = await client.create(REPLICASETS, orphan, "default")
+        created = await client.create(DEPLOYMENTS, deployment("z", 2), "default")
+        await until(rollout_done(client, "z"))
+
+        async def adopted():
+            rs = await client.get(REPLICASETS, "stray", "default")
+            refs = rs["metadata"].get("ownerReferences") or []
+            return [r["uid"] for r in refs if r.get("controller")] == [created["metadata"]["uid"]]
+        await until(adopted)
+        await client.patch(DEPLOYMENTS, "z", {"spec": {"replicas": 0}}, "default")
+
+        async def empty():
+            d = await client.get(DEPLOYMENTS, "z", "default")
+            s = d.get("status") or {}
+            return (s.get("observedGeneration") == d["metadata"]["generation"] and not s.get("replicas")
+                    and not await live_pods(client, "z"))
+        await until(empty)
+        assert (await client.get(REPLICASETS, "stray", "default"))["metadata"]["uid"] == stray["metadata"]["uid"]
+    with_controllers(apiserver, scenario, ["replicaset", "deployment"])
