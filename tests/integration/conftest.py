@@ -94,9 +94,20 @@ def stop_apiserver(thread: _ServerThread) -> None:
     thread.join(15)
 
 
+@pytest.fixture
+def apiserver(etcd):
+    """A fresh real apiserver over the (wiped) session etcd; yields a RunningApiserver
+    with ``.url``, ``.storage`` (on the server's loop: use ``.run(coro)``) and ``.etcd``."""
+    thread, running = start_apiserver(etcd, bookmark_interval=0.5)
+    try:
+        yield running
+    finally:
+        stop_apiserver(thread)
+
+
 @pytest.fixture(scope="module")
 def shared_apiserver(etcd_server):
-    """One apiserver per test module (starting one costs ~0.5 s); see ``apiserver``."""
+    """One apiserver per test module (starting one costs ~0.5 s); see ``reused_apiserver``."""
     thread, running = start_apiserver(etcd_server, bookmark_interval=0.5)
     try:
         yield running
@@ -105,10 +116,10 @@ def shared_apiserver(etcd_server):
 
 
 @pytest.fixture
-def apiserver(shared_apiserver):
-    """A real apiserver over the session etcd, emptied before the test except for the
-    system namespaces (default, kube-system, kube-public, kube-node-lease). Yields a
-    RunningApiserver with ``.url``, ``.storage`` and ``.etcd``."""
+def reused_apiserver(shared_apiserver):
+    """The module's apiserver, with etcd emptied before the test except for the system
+    namespaces. Faster than ``apiserver``, but its watch cache remembers earlier tests'
+    events: a test about compaction or a cold cache needs ``apiserver``."""
     asyncio.run(_empty_but_system_namespaces(shared_apiserver.etcd.client_port))
     _wait_until_namespaces_settled(shared_apiserver)
     return shared_apiserver

@@ -26,6 +26,12 @@ def deployment(name: str = "web", replicas: int = 2) -> dict:
 
 
 @pytest.fixture
+def apiserver(reused_apiserver):
+    """This module's tests share one server (see tests/integration/conftest.py)."""
+    return reused_apiserver
+
+
+@pytest.fixture
 def http(apiserver):
     with apiserver.client() as client:
         yield client

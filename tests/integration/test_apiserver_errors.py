@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 
 import aetcd
 import pytest
@@ -25,6 +26,12 @@ def _read_sync(apiserver) -> set[str]:
             result = await client.get_prefix(b"/registry/")
             return {kv.key.decode() for kv in result}
     return asyncio.run(read())
+
+
+@pytest.fixture
+def apiserver(reused_apiserver):
+    """This module's tests share one server (see tests/integration/conftest.py)."""
+    return reused_apiserver
 
 
 @pytest.fixture
@@ -253,7 +260,7 @@ def test_random_shapes_never_produce_a_500(http, collection, kind, api_version):
         assert resp.json().get("kind") is not None
 
 
-def test_an_injected_authenticator_guards_every_api_path(etcd):
+def test_an_injected_authenticator_guards_every_api_path(etcd_server):
     from apiserver import errors as api_errors
     from tests.integration.conftest import start_apiserver, stop_apiserver
 
@@ -262,13 +269,13 @@ def test_an_injected_authenticator_guards_every_api_path(etcd):
             raise api_errors.unauthorized()
         return "admin"
 
-    thread, api = start_apiserver(etcd, authenticator=token_only)
+    thread, api = start_apiserver(etcd_server, authenticator=token_only)
     try:
         with api.client() as anonymous:
             assert_status(anonymous.get(PODS), 401, "Unauthorized")
             assert_status(anonymous.get("/api/v1"), 401, "Unauthorized")
             assert anonymous.get("/readyz").status_code == 200 and anonymous.get("/version").status_code == 200
         with api.client(headers={"authorization": "Bearer good"}) as admin:
-            assert admin.post(PODS, json=pod()).status_code == 201
+            assert admin.post(PODS, json=pod(f"auth-{uuid.uuid4().hex[:8]}")).status_code == 201
     finally:
         stop_apiserver(thread)

@@ -25,6 +25,12 @@ def service(name: str, type_: str = "ClusterIP", **spec) -> dict:
 
 
 @pytest.fixture
+def apiserver(reused_apiserver):
+    """This module's tests share one server (see tests/integration/conftest.py)."""
+    return reused_apiserver
+
+
+@pytest.fixture
 def http(apiserver):
     with apiserver.client() as client:
         yield client

@@ -19,6 +19,12 @@ def pod(name: str) -> dict:
 
 
 @pytest.fixture
+def apiserver(reused_apiserver):
+    """This module's tests share one server (see tests/integration/conftest.py)."""
+    return reused_apiserver
+
+
+@pytest.fixture
 def http(apiserver):
     with apiserver.client() as client:
         yield client

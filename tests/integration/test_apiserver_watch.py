@@ -20,6 +20,12 @@ def pod(name: str, app: str = "web") -> dict:
 
 
 @pytest.fixture
+def apiserver(reused_apiserver):
+    """This module's tests share one server (see tests/integration/conftest.py)."""
+    return reused_apiserver
+
+
+@pytest.fixture
 def http(apiserver):
     with apiserver.client() as client:
         yield client
@@ -125,9 +131,9 @@ def test_watch_a_cluster_scoped_kind(apiserver, http):
 
 
 @pytest.fixture
-def tight_cache_apiserver(etcd):
+def tight_cache_apiserver(etcd_server):
     """An apiserver whose watch cache keeps 2 events and lets a watcher lag 4 behind."""
-    thread, running = start_apiserver(etcd, cache_options={"buffer": 4, "window": 2})
+    thread, running = start_apiserver(etcd_server, cache_options={"buffer": 4, "window": 2})
     try:
         yield running
     finally:
