@@ -240,6 +240,8 @@ def relay(attachment: process.Attachment, stdin: bool, tty: bool) -> int | None:
     the exit frame; returns the exit code (None if the shim went away without one)."""
     out, err = sys.stdout.buffer, sys.stderr.buffer
     watch = [attachment.sock] + ([sys.stdin.fileno()] if stdin else [])
+    if tty and terminal_size(True):   # our terminal resized: so is the container's pty
+        signal.signal(signal.SIGWINCH, lambda *_: attachment.resize(*terminal_size(True)))
     with RawTerminal(tty and stdin):
         while True:
             ready, _, _ = select.select(watch, [], [])

@@ -212,6 +212,18 @@ class Attachment:
             self.sock.close()
             raise
         self.exit_code: int | None = None
+        self.sock_name = sock_name
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the size of the process's pty (it gets SIGWINCH); ignored without a tty."""
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect("\0" + self.sock_name)
+            conn.sendall(b"r" + struct.pack(">HH", rows, cols))
+        except OSError:
+            pass   # the process is gone: nothing to resize
+        finally:
+            conn.close()
 
     def fileno(self) -> int:
         return self.sock.fileno()

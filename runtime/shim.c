@@ -21,7 +21,8 @@
  *      sends an exit frame to clients and exits.
  *
  * Attach clients send one mode byte: 'a' (output + stdin), 'o' (output), 'w'
- * (exit only). Frames to clients: [stream:1][len:4 big endian][data];
+ * (exit only), or 'r' then rows and cols (2 bytes each, big endian) to resize the
+ * pty, after which the shim hangs up. Frames to clients: [stream:1][len:4 big endian][data];
  * stream 1 = stdout, 2 = stderr, 3 = exit (data = 4 byte code).
  */
 #define _GNU_SOURCE
@@ -436,6 +437,7 @@ static void child(int ready_w, int go_r, int in_fd, int out_fd, int errout_fd, i
 static int clients[MAXCLIENTS];
 static char client_mode[MAXCLIENTS];
 static int log_fd = -1;
+static int pty_master = -1;
 
 static void timestamp(char *out, size_t n)
 {
@@ -497,6 +499,15 @@ static void accept_client(int lfd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	if (read(fd, &mode, 1) != 1) { close(fd); return; }
+	if (mode == 'r') {   /* resize: rows and cols, 2 bytes each, big endian */
+		unsigned char sz[4];
+		if (read(fd, sz, 4) == 4 && pty_master >= 0) {
+			struct winsize ws = { .ws_row = sz[0] << 8 | sz[1], .ws_col = sz[2] << 8 | sz[3] };
+			ioctl(pty_master, TIOCSWINSZ, &ws);
+		}
+		close(fd);
+		return;
+	}
 	for (int i = 0; i < MAXCLIENTS; i++)
 		if (clients[i] < 0) { clients[i] = fd; client_mode[i] = mode; return; }
 	close(fd);
@@ -699,7 +710,7 @@ int main(int argc, char **argv)
 	}
 	close(notify_fd);
 	if (master >= 0)
-		supervise(pid, sfd, lfd, master, -1, master);
+		pty_master = master, supervise(pid, sfd, lfd, master, -1, master);
 	else
 		supervise(pid, sfd, lfd, out[0], errs[0], in[1]);
 	return 0;

@@ -66,7 +66,10 @@ def test_detached_lifecycle_ps_inspect_logs_exec_top_stats_stop_start_rm(pdocker
     lower = doc["GraphDriver"]["Data"]["LowerDir"].split(":")
     assert lower[0].endswith("/init") and doc["GraphDriver"]["Name"] == "overlay2"
     assert doc["GraphDriver"]["Data"]["UpperDir"].endswith("/upper")
-    time.sleep(0.2)
+    for _ in range(300):
+        if pdocker("logs", "web").stdout:
+            break
+        time.sleep(0.05)
     assert pdocker("logs", "web").stdout == "started\n"
     stamped = pdocker("logs", "-t", "--tail", "1", "web").stdout
     assert stamped.endswith(" started\n") and stamped[:4].isdigit() and "T" in stamped.split()[0]
@@ -179,9 +182,10 @@ def test_run_it_through_a_real_pty(pdocker):
     try:
         _read_until(master, b"# ")
         os.write(master, b"stty size; tty; echo $((6*7))\r")
-        seen = _read_until(master, b"42\r\n/ # ")
+        # The line editor asks for the cursor position once it reads the terminal raw:
+        # an EOF typed before that would be swallowed by the switch out of canonical mode.
+        seen = _read_until(master, b"42\r\n/ # \x1b[6n")
         assert b"/dev/console" in seen and b"33 101" in seen
-        time.sleep(0.2)   # let the line editor finish its cursor query before EOF
         os.write(master, b"\x04")
         assert proc.wait(timeout=20) == 0
     finally:

@@ -33,6 +33,13 @@ def output(rt, cid: str, stream: str = "stdout") -> str:
     return b"".join(e.data for e in rt.logs(cid) if e.stream == stream).decode()
 
 
+def wait_for_output(rt, cid: str, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in output(rt, cid):
+        assert time.monotonic() < deadline, f"{text!r} never appeared in the logs"
+        time.sleep(0.02)
+
+
 def test_exec_runs_in_the_container_with_env_workdir_user_and_stdin(rt):
     state = start(rt, "echo ready; exec sleep 1000", env={"FROM_RUN": "1"})
     result = rt.exec(state.id, ["sh", "-c", "echo $FROM_RUN $EXTRA; pwd; id -u; hostname; exit 4"],
@@ -104,7 +111,7 @@ def test_logs_per_stream_with_tail_since_and_follow(rt):
 
 def test_stop_kill_restart_and_remove(rt):
     state = start(rt, "trap 'echo bye; exit 3' TERM; echo started; while true; do sleep 0.1; done")
-    time.sleep(0.2)
+    wait_for_output(rt, state.id, "started")   # the trap is set
     stopped = rt.stop(state.id, timeout=10)
     assert stopped.status is Status.EXITED and stopped.exit_code == 3
     assert "bye" in output(rt, state.id)
@@ -284,3 +291,22 @@ def test_export_of_a_running_container_skips_proc_sys_dev(rt):
     assert {"live", "bin/busybox", "proc", "dev", "etc/passwd"} <= names
     assert not any(n.startswith(("proc/", "sys/", "dev/")) for n in names)
     rt.remove(state.id, force=True)
+
+
+def test_resizing_the_pty_of_an_attached_tty_container(rt):
+    state = rt.create(ContainerSpec(image="busybox", network="none", tty=True, stdin_open=True,
+                                    command=["sh", "-c", "stty size; read line; stty size"]))
+    attachment = rt.start(state.id, attach="a", tty_size=(24, 80))
+    try:
+        seen = b""
+        while b"24 80" not in seen:
+            seen += attachment.read_frame()[1]
+        attachment.resize(50, 132)
+        attachment.send(b"\r")
+        while b"50 132" not in seen:
+            frame = attachment.read_frame()
+            assert frame is not None, seen
+            seen += frame[1]
+    finally:
+        attachment.close()
+    assert rt.wait(state.id, timeout=30) == 0
