@@ -64,7 +64,8 @@ def test_exec_into_a_stopped_container_is_refused(rt):
 
 
 def test_cp_both_ways_running_and_stopped_and_no_escape(rt, tmp_path):
-    state = start(rt, "echo inside > /tmp/made; exec sleep 1000")
+    state = start(rt, "echo inside > /tmp/made; echo ready; exec sleep 1000")
+    wait_for_output(rt, state.id, "ready")
     src = tmp_path / "hello.txt"
     src.write_text("from host")
     rt.cp_in(state.id, src, "/tmp")
