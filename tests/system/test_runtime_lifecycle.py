@@ -121,9 +121,12 @@ def test_stop_kill_restart_and_remove(rt):
     rt.start(state.id)
     again = rt.get(state.id)
     assert again.running and again.pid != state.pid
+    deadline = time.monotonic() + 30
+    while output(rt, state.id).count("started") < 2:   # logs of both runs, in one log
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     rt.kill(again.id, signal.SIGKILL)
     assert rt.wait(again.id, timeout=30) == 137
-    assert output(rt, state.id).count("started") == 2
     rt.start(state.id)
     with pytest.raises(Conflict, match="Stop the container"):
         rt.remove(state.id)
@@ -201,7 +204,7 @@ SURVIVOR = textwrap.dedent("""
     from runtime.spec import ContainerSpec
     rt = Runtime(Path(sys.argv[1]), cgroup_parent=sys.argv[2])
     state = rt.create(ContainerSpec(image="busybox", network="none",
-                                    command=["sh", "-c", "echo alive; read line < /dev/zero; sleep 1000"]))
+                                    command=["sh", "-c", "echo alive; exec sleep 1000"]))
     attachment = rt.start(state.id, attach="o")
     print(state.id, flush=True)
     for frame in attachment.frames():
