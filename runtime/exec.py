@@ -65,6 +65,7 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
         return None
     attachment = holder["attachment"]
     if interactive:
+        attachment.on_close = lambda: shutil.rmtree(edir, ignore_errors=True)
         return attachment
     return _collect(attachment, stdin, edir, ExecResult)
 

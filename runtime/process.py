@@ -213,6 +213,7 @@ class Attachment:
             raise
         self.exit_code: int | None = None
         self.sock_name = sock_name
+        self.on_close: Callable[[], None] | None = None   # e.g. remove an exec's directory
 
     def resize(self, rows: int, cols: int) -> None:
         """Set the size of the process's pty (it gets SIGWINCH); ignored without a tty."""
@@ -269,6 +270,9 @@ class Attachment:
 
     def close(self) -> None:
         self.sock.close()
+        if self.on_close is not None:
+            self.on_close()
+            self.on_close = None
 
 
 def read_exit_file(path: Path) -> tuple[int, str] | None:
