@@ -56,7 +56,7 @@ def build_binary(name: str, bin_dir: Path) -> Path:
         return target
     bin_dir.mkdir(parents=True, exist_ok=True)
     import subprocess
-    tmp = bin_dir / f".{name}.{os.getpid()}.tmp"
+    tmp = bin_dir / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"   # parallel builders
     cc = _compiler()
     for flags in (["-static"], []):
         result = subprocess.run([cc, "-O2", *flags, "-o", str(tmp), str(source)],
