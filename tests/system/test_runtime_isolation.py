@@ -121,3 +121,23 @@ def test_no_file_descriptor_of_the_caller_leaks_into_the_container(rt):
         os.close(r)
         os.close(w)
     assert sorted(out.split()) == ["0", "1", "2", "3"], out   # 3: ls's own directory
+
+
+def test_unshare_or_setns_creates_without_a_path_and_joins_with_one():
+    import os
+    from runtime.namespaces import unshare_or_setns
+    host = os.readlink("/proc/self/ns/uts")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            unshare_or_setns("uts")
+            fresh = os.readlink("/proc/self/ns/uts")
+            unshare_or_setns("uts", f"/proc/{os.getppid()}/ns/uts")
+            code = 0 if fresh != host and os.readlink("/proc/self/ns/uts") == host else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with pytest.raises(ValueError, match="unknown namespace"):
+        unshare_or_setns("time-travel")
