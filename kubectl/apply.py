@@ -24,13 +24,13 @@ DRY_RUN_CHOICES = ("none", "client", "server")
 
 
 def last_applied_text(obj: dict) -> str:
-    """The annotation's value for ``obj``: compact JSON, keys sorted, newline-terminated (as kubectl)."""
+    """The annotation's value for ``obj``, byte for byte as kubectl writes it: compact JSON with
+    sorted keys, ``metadata.annotations`` present (``{}`` when empty) without itself, and a newline."""
     clean = copy.deepcopy(obj)
-    annotations = (clean.get("metadata") or {}).get("annotations")
-    if isinstance(annotations, dict):
-        annotations.pop(LAST_APPLIED, None)
-        if not annotations:
-            del clean["metadata"]["annotations"]
+    meta = clean.setdefault("metadata", {})
+    annotations = dict(meta.get("annotations") or {})
+    annotations.pop(LAST_APPLIED, None)
+    meta["annotations"] = annotations
     return json.dumps(clean, sort_keys=True, separators=(",", ":")) + "\n"
 
 
@@ -142,6 +142,8 @@ def apply_manifest(session: Session, manifest: Manifest, dry_run: str = "none",
     name = (obj.get("metadata") or {}).get("name")
     if not name:
         raise CliError(f"{manifest.where}: metadata.name: Required value: name is required for apply")
+    if namespace:
+        obj = dict(obj, metadata=dict(obj.get("metadata") or {}, namespace=namespace))
     modified = with_last_applied(obj)
     label = f"{res.qualified}/{name}"
     try:
@@ -219,3 +221,49 @@ def server_side_apply(session: Session, manifest: Manifest, field_manager: str =
                            "use client-side apply (without --server-side)") from None
         raise
     return f"{res.qualified}/{name} serverside-applied{_suffix(dry_run)}"
+
+
+PRUNE_KINDS = ("ConfigMap", "Endpoints", "Pod", "Secret", "Service", "Deployment", "ReplicaSet")
+
+
+def prunable(res: ApiResource, allowlist: Optional[list[str]]) -> bool:
+    """Whether ``res`` may be pruned: in ``--prune-allowlist`` (``core/v1/ConfigMap``,
+    ``apps/v1/Deployment``) when given, else one of PRUNE_KINDS."""
+    if not allowlist:
+        return res.kind in PRUNE_KINDS
+    return f"{res.group or 'core'}/{res.version}/{res.kind}" in allowlist
+
+
+def prune_candidates(session: Session, applied: list[dict], selector: str,
+                     allowlist: Optional[list[str]] = None) -> list[tuple[ApiResource, dict]]:
+    """Objects ``apply --prune -l selector`` deletes: of the prunable kinds, in the namespaces
+    applied to, matching ``selector``, created by apply (last-applied annotation), absent from the files."""
+    from client.resources import resource_path
+
+    keep = {(o.get("kind"), (o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name"))
+            for o in applied}
+    namespaces = sorted({(o.get("metadata") or {}).get("namespace") or session.namespace for o in applied})
+    found = []
+    for res in (r for r in session.resources if prunable(r, allowlist) and r.namespaced):
+        for namespace in namespaces:
+            listed = session.get_json(resource_path(res, namespace), {"labelSelector": selector})
+            for obj in listed.get("items") or []:
+                meta = obj.get("metadata") or {}
+                if original_of(obj) is not None and (res.kind, meta.get("namespace"), meta.get("name")) not in keep:
+                    found.append((res, obj))
+    return found
+
+
+def prune(session: Session, applied: list[dict], selector: str, dry_run: str = "none",
+          allowlist: Optional[list[str]] = None) -> list[str]:
+    """Delete the prune candidates; returns kubectl's lines (``configmap/old pruned``)."""
+    from client.resources import resource_path
+
+    lines = []
+    for res, obj in prune_candidates(session, applied, selector, allowlist):
+        meta = obj.get("metadata") or {}
+        if dry_run != "client":
+            session.request("DELETE", resource_path(res, meta.get("namespace"), meta.get("name")),
+                            params=_dry_run_params(dry_run))
+        lines.append(f"{res.qualified}/{meta.get('name')} pruned{_suffix(dry_run)}")
+    return lines

@@ -62,6 +62,9 @@ def _add_writers(sub, common) -> None:
     p.add_argument("--validate", default="strict", const="strict", nargs="?")
     p.add_argument("--server-side", action="store_true")
     p.add_argument("--field-manager", default="kubectl")
+    p.add_argument("--prune", action="store_true")
+    p.add_argument("--prune-allowlist", action="append", default=[])
+    p.add_argument("-l", "--selector")
     p.add_argument("--force-conflicts", action="store_true")
     p.add_argument("-o", "--output")
     p = sub.add_parser("create", parents=[common])
@@ -185,8 +188,12 @@ def _field_validation(args) -> str:
 
 @command("apply")
 def cmd_apply(session, args, out, err) -> int:
-    from kubectl.apply import apply_manifest, server_side_apply
+    from kubectl.apply import apply_manifest, prune, server_side_apply
 
+    if args.prune and not args.selector:
+        raise CliError("all resources selected for prune without explicitly passing --all. To prune all "
+                       "resources, pass the --all flag. If you did not mean to prune all resources, specify "
+                       "a label selector (pkubectl prunes with -l only)")
     failures = 0
     manifests = _validated_manifests(args)
     if args.server_side:
@@ -197,6 +204,12 @@ def cmd_apply(session, args, out, err) -> int:
     for manifest in manifests:
         failures += _report(lambda: apply_manifest(session, manifest, args.dry_run, _field_validation(args),
                                                    warn=lambda text: err.write(text + "\n")), out, err)
+    if args.prune and not failures:
+        applied = [dict(m.obj, metadata=dict(m.obj.get("metadata") or {},
+                                             namespace=session.object_namespace(session.for_object(m.obj), m.obj)))
+                   for m in manifests]
+        for line in prune(session, applied, args.selector, args.dry_run, args.prune_allowlist):
+            out.write(line + "\n")
     return 1 if failures else 0
 
 

@@ -172,6 +172,18 @@ def s_apply_invalid(t: Tool) -> None:
     check("Traceback" not in result.stderr, result.stderr)
 
 
+def s_apply_prune(t: Tool) -> None:
+    both, one = t.workdir / "prune-both.yaml", t.workdir / "prune-one.yaml"
+    doc = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, labels: {{set: prune}}}}\n"
+    both.write_text(doc.format(name="keep") + "---\n" + doc.format(name="drop"))
+    one.write_text(doc.format(name="keep"))
+    allow = "--prune-allowlist=core/v1/ConfigMap"  # kubectl's default list names kinds pkube does not serve
+    t.ok("apply", "-f", str(both), "--prune", "-l", "set=prune", allow)
+    check("configmap/drop pruned" in t.ok("apply", "-f", str(one), "--prune", "-l", "set=prune", allow),
+          "not pruned")
+    check(t.run("get", "configmap", "drop").returncode != 0, "drop still there")
+
+
 def s_apply_server_side(t: Tool) -> None:
     result = t.run("apply", "--server-side", "-f", str(t.workdir / "app.yaml"))
     if result.returncode == 0:
@@ -363,6 +375,7 @@ SCENARIOS = (
     Scenario("cluster-info", s_cluster_info), Scenario("create namespace", s_create_namespace, "protobuf-kubectl"),
     Scenario("apply (create, unchanged, configured, field removal)", s_apply, "openapi-kubectl"),
     Scenario("apply with an unknown field (strict validation)", s_apply_invalid, "openapi-kubectl"),
+    Scenario("apply --prune -l", s_apply_prune, "openapi-kubectl"),
     Scenario("apply --server-side (applied, or refused with 415 in one clear message)", s_apply_server_side),
     Scenario("get (tables, -o wide)", s_get_table, "tables"),
     Scenario("get -o name|yaml|json|jsonpath|custom-columns", s_get_formats),
