@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import random
-import string
 import uuid
 from typing import Optional
 

@@ -119,7 +119,7 @@ class ServiceIPAllocator:
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:
-            raise NotInRange(f"must be a valid IP address") from None
+            raise NotInRange("must be a valid IP address") from None
         if address not in self.network:
             raise NotInRange(f"provided IP is not in the valid range. The range of valid IPs is {self.network}")
         await self.range.allocate(int(address) - int(self.network.network_address))

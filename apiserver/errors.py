@@ -32,13 +32,6 @@ class ApiError(Exception):
         return body
 
 
-def success_status(info: ResourceInfo, name: str) -> dict:
-    """The Status answered by a delete that removed the object at once (Kubernetes style)."""
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-            "details": {"name": name, "group": info.group, "kind": info.plural,
-                        "uid": ""}}
-
-
 def qualified(info: ResourceInfo) -> str:
     """'pods' or 'deployments.apps', as Kubernetes names a resource in messages."""
     return f"{info.plural}.{info.group}" if info.group else info.plural

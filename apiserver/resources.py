@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -21,7 +20,6 @@ from apiserver.paths import Target
 from apiserver.services import NeedsAllocation, ServiceAllocations
 from apiserver.storage.interface import Conflict, KeyExists, NotFound, Storage, StorageUnavailable
 
-log = logging.getLogger(__name__)
 
 FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
 GENERATE_NAME_ATTEMPTS = 8
