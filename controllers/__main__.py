@@ -12,7 +12,7 @@ import uuid
 from client.kubeconfig import KubeconfigError, load_kubeconfig
 from client.leaderelection import LeaderElectionConfig, LeaderElector
 from client.rest import AsyncApiClient
-from controllers.manager import ControllerManager
+from controllers.manager import ControllerManager, choose
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,10 +30,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--retry-period", type=float, default=2.0, help="seconds")
     p.add_argument("--resync-period", type=float, default=0.0, help="informer resync, seconds (0: never)")
     p.add_argument("--replicaset-burst", type=int, default=500, help="pod creates per ReplicaSet sync")
-    p.add_argument("--pod-eviction-timeout", type=float, default=None,
-                   help="passed to the node lifecycle controller (seconds)")
+    for flag, kind, what in OPTION_FLAGS:
+        p.add_argument(flag, type=kind, default=None, help=what)
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
+
+
+# Settings of single controllers, given to them as ctx.options[<flag name with underscores>].
+OPTION_FLAGS = (
+    ("--pod-eviction-timeout", float, "node lifecycle: seconds before pods of an unreachable node go"),
+    ("--node-monitor-grace-period", float, "node lifecycle: seconds without a Lease renewal before NotReady"),
+    ("--node-monitor-period", float, "node lifecycle: seconds between node checks"),
+    ("--cluster-cidr", str, "node IPAM: the pod network (default 10.244.0.0/16)"),
+    ("--node-cidr-mask-size", int, "node IPAM: prefix length of each node's podCIDR (default 24)"),
+)
+
+
+def controller_options(args: argparse.Namespace) -> dict:
+    """ctx.options from the command line: the burst, and the OPTION_FLAGS that were given."""
+    options = {"replicaset_burst": args.replicaset_burst}
+    for flag, _, _ in OPTION_FLAGS:
+        key = flag[2:].replace("-", "_")
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    return options
 
 
 def controller_names(text: str) -> list[str]:
@@ -42,9 +62,7 @@ def controller_names(text: str) -> list[str]:
 
 async def serve(args: argparse.Namespace) -> int:
     config = load_kubeconfig(args.kubeconfig, args.context)
-    options = {"replicaset_burst": args.replicaset_burst}
-    if args.pod_eviction_timeout is not None:
-        options["pod_eviction_timeout"] = args.pod_eviction_timeout
+    options = controller_options(args)
     async with AsyncApiClient(config) as client:
         manager = ControllerManager(client, controller_names(args.controllers),
                                     resync_period=args.resync_period, **options)
@@ -66,6 +84,7 @@ def main(argv=None) -> int:
     if not args.verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)   # one line per request otherwise
     try:
+        choose(controller_names(args.controllers))       # unknown names fail before connecting
         return asyncio.run(serve(args))
     except (KubeconfigError, ValueError) as err:
         print(f"controller-manager: {err}", file=sys.stderr)

@@ -103,3 +103,11 @@ def test_manager_refuses_unknown_controllers_and_runs_all_core_ones_by_default()
         choose(["replicaset", "nope"])
     assert set(CORE_CONTROLLERS) <= set(choose(None))
     assert list(choose(["deployment"])) == ["deployment"]
+
+
+def test_command_line_options_reach_the_controllers_and_bad_names_exit_2(capsys):
+    from controllers.__main__ import controller_options, main, parse_args
+    options = controller_options(parse_args(["--cluster-cidr", "10.9.0.0/16", "--pod-eviction-timeout", "5"]))
+    assert options == {"replicaset_burst": 500, "cluster_cidr": "10.9.0.0/16", "pod_eviction_timeout": 5.0}
+    assert main(["--controllers", "replicaset,nope"]) == 2
+    assert "unknown controllers ['nope']" in capsys.readouterr().err
