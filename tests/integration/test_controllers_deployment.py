@@ -3,6 +3,8 @@
 import asyncio
 import copy
 
+import pytest
+
 from client.informer import Informer
 from client.resources import DEPLOYMENTS, PODS, REPLICASETS
 from tests.integration.test_controllers_support import until, with_controllers
@@ -71,12 +73,19 @@ class Bounds:
             self.violations.append((len(self.pods), ready))
 
 
-def test_rolling_update_stays_within_surge_and_unavailable_bounds(apiserver):
+@pytest.mark.parametrize("surge,unavailable,most,least", [
+    (1, 1, 7, 5),
+    (0, 1, 6, 5),            # no surge: old pods go first
+    ("50%", "0%", 9, 6),     # no unavailability: 3 extra pods at a time
+])
+def test_rolling_update_stays_within_surge_and_unavailable_bounds(apiserver, surge, unavailable, most, least):
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}
+
     async def scenario(client):
-        await client.create(DEPLOYMENTS, deployment("web", 6), "default")
+        await client.create(DEPLOYMENTS, deployment("web", 6, strategy=strategy), "default")
         first = await until(rollout_done(client, "web"))
         assert first["metadata"]["annotations"][REVISION] == "1"
-        bounds = Bounds(client, "web", most=6 + 1, least=6 - 1)
+        bounds = Bounds(client, "web", most=most, least=least)
         watcher = asyncio.ensure_future(bounds.informer.run())
         try:
             await bounds.informer.wait_synced()
