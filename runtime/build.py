@@ -18,6 +18,7 @@ import glob
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 import stat
 import tarfile
@@ -221,7 +222,6 @@ class Builder:
         if len(words) < 2:
             raise ins.fail(f"{ins.cmd} needs a source and a destination")
         *patterns, dest = words
-        dest = self._absolute_dest(dest)
         owner = self._owner(ins)
         if "from" in ins.flags:
             make, content = self._copy_from_stage(ins, patterns, dest, owner)
@@ -229,9 +229,27 @@ class Builder:
             make, content = self._copy_from_context(ins, patterns, dest, owner)
         self._commit_step(ins, self._describe(ins), content, self.state.config, make)
 
-    def _copy_from_context(self, ins, patterns: list[str], dest: str, owner):
+    def _destination(self, ins, written: str, source_count: int) -> tuple[str, bool]:
+        """(absolute destination, whether the sources go *into* it) for COPY/ADD, as Docker:
+        a destination ending in "/" or "." or naming a directory of the image is a directory;
+        any other names the file to write. Several sources need a destination written as a
+        directory (raises DockerfileError otherwise, with Docker's message)."""
+        written_as_dir = written.endswith("/") or written.rsplit("/", 1)[-1] in (".", "..")
+        if source_count > 1 and not written_as_dir:
+            raise ins.fail(f"When using {ins.cmd} with more than one source file, "
+                           "the destination must be a directory and end with a /")
+        dest = "/" + posixpath.normpath(self._absolute_dest(written)).lstrip("/")
+        return dest, written_as_dir or self._is_image_dir(dest)
+
+    def _is_image_dir(self, path: str) -> bool:
+        """True when ``path`` is a directory (or a link to one) in the image built so far."""
+        layers = self.state.layer_dirs
+        found = lookup(layers, resolve_path(layers, path)) if layers else None
+        return found is not None and found.is_dir() and not found.is_symlink()
+
+    def _copy_from_context(self, ins, patterns: list[str], written: str, owner):
         sources = [s for p in patterns for s in self._sources(ins, p)]
-        as_dir = dest.endswith("/") or len(sources) > 1 or any(s.is_dir() for s in sources)
+        dest, as_dir = self._destination(ins, written, len(sources))
 
         def make(staging: Path) -> None:
             for source in sources:
@@ -239,7 +257,7 @@ class Builder:
 
         return make, _content_hash(sources, self._keep)
 
-    def _copy_from_stage(self, ins, patterns: list[str], dest: str, owner):
+    def _copy_from_stage(self, ins, patterns: list[str], written: str, owner):
         """COPY --from=<stage name|index|image>: sources read from that image's merged view."""
         image = self._stage_image(ins, ins.flags["from"])
         layers = image.layer_dirs
@@ -250,7 +268,7 @@ class Builder:
             if found is None:
                 raise ins.fail(f"{pattern}: not found in {ins.flags['from']}")
             sources.append((path, found))
-        as_dir = dest.endswith("/") or len(sources) > 1 or any(f.is_dir() for _, f in sources)
+        dest, as_dir = self._destination(ins, written, len(sources))
 
         def make(staging: Path) -> None:
             for path, found in sources:

@@ -179,6 +179,48 @@ def test_copy_into_a_symlinked_directory_follows_it(store, tmp_path):
     assert base.id in [store.get("merged-usr").id]
 
 
+@pytest.mark.parametrize("dest", [".", "./", "/srv/app", "/srv/app/", "/srv/app/.", "sub/.."])
+def test_copy_to_a_directory_destination_writes_into_it(store, tmp_path, dest):
+    """Docker: a destination ending in / or . or naming an existing directory is "into"."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "hello.sh").write_text("#!/bin/sh\necho hi\n")
+    os.chmod(ctx / "hello.sh", 0o755)
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nWORKDIR /srv/app\nCOPY hello.sh {dest}\n")
+    image, _ = run_build(store, ctx)
+    assert lookup(image.layer_dirs, "/srv/app").is_dir()
+    assert read(image, "/srv/app/hello.sh") == "#!/bin/sh\necho hi\n"
+    assert os.stat(lookup(image.layer_dirs, "/srv/app/hello.sh")).st_mode & 0o777 == 0o755
+
+
+def test_copy_to_a_new_name_or_an_existing_image_directory(store, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("a\n")
+    (ctx / "b.txt").write_text("b\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY a.txt /tmp\nCOPY a.txt /opt/renamed\n"
+                                    "COPY a.txt b.txt /multi/\nCOPY *.txt /globbed/\n")
+    image, _ = run_build(store, ctx)
+    assert read(image, "/tmp/a.txt") == "a\n"          # /tmp is a directory of busybox
+    assert lookup(image.layer_dirs, "/tmp").is_dir()
+    assert read(image, "/opt/renamed") == "a\n"        # no such directory: the file's name
+    assert read(image, "/multi/b.txt") == "b\n" and read(image, "/globbed/a.txt") == "a\n"
+
+
+@pytest.mark.parametrize("line", ["COPY a.txt b.txt /dir", "ADD a.txt b.txt /tmp",
+                                  "COPY *.txt /dir", 'COPY ["a.txt", "b.txt", "/dir"]'])
+def test_several_sources_need_a_directory_destination(store, tmp_path, line):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("a\n")
+    (ctx / "b.txt").write_text("b\n")
+    (ctx / "Dockerfile").write_text(f"FROM busybox\n{line}\n")
+    with pytest.raises(DockerfileError, match="more than one source file, the destination must "
+                                              "be a directory and end with a /"):
+        run_build(store, ctx)
+    assert not list(store.root.glob(".build-*"))
+
+
 @pytest.mark.parametrize("dockerfile, error, message", [
     ("FROM busybox\nCOPY ../secret /x\n", DockerfileError, "outside the build context"),
     ("FROM busybox\nCOPY missing.txt /x\n", DockerfileError, "file not found in build context"),
