@@ -93,11 +93,10 @@ def method_not_allowed(verb: str, what: str) -> ApiError:
                     f"the server does not allow this method on the requested resource ({verb} {what})")
 
 
-def unsupported_media_type(content_type: str) -> ApiError:
+def unsupported_media_type(content_type: str, accepted: tuple[str, ...] = ("application/json", "application/yaml")) -> ApiError:
     return ApiError(415, "UnsupportedMediaType",
-                    f'the body of the request was in an unknown format - accepted media types include: '
-                    f'application/json-patch+json, application/merge-patch+json, '
-                    f'application/strategic-merge-patch+json (got "{content_type}")')
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f'{", ".join(accepted)} (got "{content_type}")')
 
 
 def too_large(limit: int) -> ApiError:

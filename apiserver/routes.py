@@ -229,7 +229,7 @@ class ResourceHandlers:
         """Parse the patch body; returns current -> patched (raising 422 when it does not apply)."""
         content_type = media_type(request)
         if content_type == APPLY_PATCH or content_type not in PATCH_TYPES:
-            raise errors.unsupported_media_type(content_type)
+            raise errors.unsupported_media_type(content_type, PATCH_TYPES)
         document = decode(await read_body(request), JSON)
         if content_type == JSON_PATCH and not isinstance(document, list):
             raise errors.bad_request("a JSON patch must be a list of operations")
