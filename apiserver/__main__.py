@@ -31,6 +31,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="an EncryptionConfiguration file (secrets encrypted at rest)")
     parser.add_argument("--compaction-interval", type=float, default=300.0,
                         help="seconds between etcd compactions (0: never)")
+    parser.add_argument("--event-ttl", type=float, default=3600.0,
+                        help="seconds an Event is kept (0: forever)")
     parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
 
@@ -60,7 +62,8 @@ async def serve(args: argparse.Namespace) -> None:
     if compactor is not None:
         compactor.start()
     app = create_app(CachedStorage(storage), service_cidr=args.service_cidr,
-                     node_port_range=node_port_range(args.node_ports), close_storage=True)
+                     node_port_range=node_port_range(args.node_ports), close_storage=True,
+                     event_ttl=args.event_ttl)
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
                             access_log=False, ssl_certfile=args.tls_cert_file,
                             ssl_keyfile=args.tls_private_key_file, timeout_graceful_shutdown=2)

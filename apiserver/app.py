@@ -24,6 +24,8 @@ from apiserver import discovery, errors
 from apiserver.allocators import NodePortAllocator, ServiceIPAllocator
 from apiserver.deletion import Deleter
 from apiserver.encoding import dumps, error_response, json_response
+from apiserver.event_ttl import DEFAULT_TTL as DEFAULT_EVENT_TTL
+from apiserver.event_ttl import EventReaper
 from apiserver.kubelet_proxy import KubeletConnection, LogProxy
 from apiserver.namespaces import Namespaces
 from apiserver.openapi import OpenAPIDocuments
@@ -60,10 +62,12 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                service_cidr: str = "10.96.0.0/12", node_port_range: tuple[int, int] = (30000, 32767),
                authenticator: Optional[Authenticator] = None, bookmark_interval: float = 60.0,
                registry: Optional[Registry] = None, close_storage: bool = False,
-               kubelet: Optional[KubeletConnection] = None) -> FastAPI:
+               kubelet: Optional[KubeletConnection] = None,
+               event_ttl: float = DEFAULT_EVENT_TTL) -> FastAPI:
     """Build the apiserver. The lifespan creates the system namespaces and starts
     the namespace tasks; ``close_storage`` closes ``storage`` at shutdown.
-    ``kubelet`` says how pods/log reaches kubelets (https on 10250 by default)."""
+    ``kubelet`` says how pods/log reaches kubelets (https on 10250 by default).
+    Events older than ``event_ttl`` seconds are deleted (0: never)."""
     registry = registry or Registry()
     namespaces = Namespaces(storage, registry)
     services = ServiceAllocations(ServiceIPAllocator(storage, service_cidr),
@@ -77,12 +81,18 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                                 getattr(patches, "strategic_merge_patch", None),
                                 LogProxy(store, registry, kubelet or KubeletConnection()))
 
+    reaper = EventReaper(storage, ttl=event_ttl) if event_ttl > 0 else None
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await namespaces.start()
+        if reaper is not None:
+            reaper.start()
         try:
             yield
         finally:
+            if reaper is not None:
+                await reaper.stop()
             await namespaces.stop()
             if close_storage:
                 await storage.close()

@@ -252,3 +252,26 @@ def test_dry_run_update_and_delete_change_nothing(http):
     port = as_node_port["spec"]["ports"][0]["nodePort"]
     assert http.get(f"{SERVICES}/s").json() == svc
     assert http.post(SERVICES, json=service("t", "NodePort", ports=[{"port": 80, "nodePort": port}])).status_code == 201
+
+
+def test_expired_events_are_swept(http, apiserver):
+    import datetime
+
+    from apiserver.event_ttl import EventReaper
+
+    def event(name: str, last: str) -> dict:
+        return {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name},
+                "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+                "reason": "Test", "message": "m", "type": "Normal", "lastTimestamp": last}
+
+    def stamp(moment: datetime.datetime) -> str:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    events = "/api/v1/namespaces/default/events"
+    start = datetime.datetime.now(datetime.timezone.utc)
+    http.post(events, json=event("old", stamp(start)))
+    http.post(events, json=event("fresh", stamp(start + datetime.timedelta(minutes=90))))
+    later = start + datetime.timedelta(hours=2)
+    reaper = EventReaper(apiserver.storage, ttl=3600, now=lambda: later)
+    assert apiserver.run(reaper.sweep_once()) == 1
+    assert [e["metadata"]["name"] for e in http.get(events).json()["items"]] == ["fresh"]
