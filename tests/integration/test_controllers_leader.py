@@ -66,9 +66,10 @@ class MostPods:
             pass     # the apiserver stopped at the end of the test
 
     def _follow(self, url):
-        names = set()
         with ApiClient(ClientConfig(url)) as api:
-            rv = api.list(PODS, "default")["metadata"]["resourceVersion"]
+            listed = api.list(PODS, "default")
+            names = {p["metadata"]["name"] for p in listed["items"]}
+            rv = listed["metadata"]["resourceVersion"]
             for kind, pod in api.watch(PODS, "default", rv, timeout_seconds=60):
                 if kind == "BOOKMARK":
                     continue
