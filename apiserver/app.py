@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 Authenticator = Callable[[Request], Awaitable[object]]
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+# FastAPI's built-in OpenTelemetry wrapper costs ~0.15 ms a request; nothing here exports it.
+NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
 class NoValidation:
@@ -97,7 +99,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
             if close_storage:
                 await storage.close()
 
-    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None,
+                  telemetry=NO_TELEMETRY)
     app.state.storage, app.state.registry, app.state.store = storage, registry, store
     guarded = _guard(authenticator)
     _add_discovery(app, registry, storage, guarded)
