@@ -40,7 +40,7 @@ class ClusterConfig:
     data_dir: Path = DEFAULT_DATA_DIR
     port: int = DEFAULT_PORT
     etcd_port: int = 0
-    components: tuple[str, ...] = ("scheduler",)
+    components: tuple[str, ...] = ("scheduler", "controllers")
     merge_user_kubeconfig: bool = False
 
     @property
