@@ -1,7 +1,8 @@
 """The offline ``busybox:latest`` rootfs, made from the host's static busybox binary.
 
 The tar is deterministic (sorted entries, the binary's own mtime everywhere), so the same host
-binary always yields the same layer digest and the same image id.
+binary always yields the same layer digest and the same image id. A host without a usable
+static busybox gets ``BusyboxMissing``, an ``ImageError`` (so ``pdocker`` prints one line).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 from typing import BinaryIO
+
+from runtime.images import ImageError
 
 HOST_BUSYBOX = Path("/bin/busybox")
 BUSYBOX_REF = "busybox:latest"
@@ -32,8 +35,8 @@ GROUP = ("root:x:0:\ndaemon:x:1:\nbin:x:2:\nsys:x:3:\nadm:x:4:\ntty:x:5:\n"
          "wheel:x:10:root\nwww-data:x:33:\nusers:x:100:\nnogroup:x:65534:\n")
 
 
-class BusyboxMissing(Exception):
-    """The host has no static busybox (the set-up installs busybox-static)."""
+class BusyboxMissing(ImageError):
+    """The host has no usable static busybox (the set-up installs busybox-static)."""
 
 
 def image_config() -> dict:
@@ -73,7 +76,8 @@ def _applets(busybox: Path) -> list[str]:
         out = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True,
                              check=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
-        raise BusyboxMissing(f"cannot list the applets of {busybox}: {e}") from e
+        raise BusyboxMissing(f"cannot make the busybox image: {busybox} does not list its "
+                             f"applets ({_reason(e)}): install busybox-static") from e
     names = {line.strip().lstrip("/") for line in out.splitlines() if line.strip()}
     names.discard("bin/busybox")
     parents_known = {n for n in names if os.path.dirname(n) in DIRECTORIES}
@@ -92,4 +96,11 @@ def _stat(busybox: Path) -> os.stat_result:
     try:
         return os.stat(busybox)
     except FileNotFoundError:
-        raise BusyboxMissing(f"{busybox} not found: install busybox-static") from None
+        raise BusyboxMissing(f"cannot make the busybox image: {busybox} not found: "
+                             "install busybox-static") from None
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    return f"exit status {error.returncode}"

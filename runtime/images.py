@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from runtime import busybox as busybox_rootfs
 from runtime.layers import LayerStore, changes as layer_changes
 
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -184,8 +183,11 @@ class Image:
 class ImageStore:
     """Images under ``root`` (= ROOT/images). Safe to use from several processes at once."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, busybox: Path | None = None):
+        """``busybox``: the static busybox the offline busybox image is made from (None: the
+        host's, ``runtime.busybox.HOST_BUSYBOX``)."""
         self.root = Path(root)
+        self.busybox = Path(busybox) if busybox else None
         self.layers = LayerStore(self.root / "layers")
         self.configs = self.root / "configs"
         self.configs.mkdir(parents=True, exist_ok=True)
@@ -403,16 +405,20 @@ class ImageStore:
         return layer_changes(Path(upper_dir), parent.layer_dirs if parent else [])
 
     def ensure_busybox(self) -> Image:
-        """busybox:latest, made offline from the host's static busybox if not yet stored."""
+        """busybox:latest, made offline from the host's static busybox if not yet stored.
+
+        Raises BusyboxMissing (an ImageError) when there is no usable static busybox."""
+        from runtime import busybox as busybox_rootfs   # it imports ImageError from here
         try:
             return self.get(busybox_rootfs.BUSYBOX_REF)
         except ImageNotFound:
             pass
+        host = self.busybox or busybox_rootfs.HOST_BUSYBOX
         with tempfile.TemporaryFile(dir=self.root) as spool:
-            busybox_rootfs.write_rootfs_tar(spool)
+            busybox_rootfs.write_rootfs_tar(spool, host)
             spool.seek(0)
             diff_id = self.layers.import_stream(spool)
-        created = dt.datetime.fromtimestamp(busybox_rootfs.created_timestamp(),
+        created = dt.datetime.fromtimestamp(busybox_rootfs.created_timestamp(host),
                                             dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         return self.new_image(None, busybox_rootfs.image_config(), diff_id,
                               "pkube busybox from the host's static busybox",
