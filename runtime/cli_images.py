@@ -163,16 +163,35 @@ def cmd_pull(rt, args) -> int:
 
 
 def cmd_push(rt, args) -> int:
-    from runtime.registry import RemoteRef, push
+    """Docker's output, ending ``TAG: digest: sha256:... size: N`` (N: the manifest's bytes)."""
+    from runtime.registry import RegistryClient, RemoteRef, push
     remote = RemoteRef.parse(args.name)
-    image = _image(rt, args.name)
+    _image(rt, args.name)
     bar = ProgressBars(sys.stdout, quiet=args.quiet)
     if not args.quiet:
         print(f"The push refers to repository [{remote.registry}/{remote.repository}]")
-    digest = push(rt.images, args.name, progress=bar.update)
+    with RegistryClient() as client:
+        digest = push(rt.images, args.name, progress=bar.update, client=client)
+        size = _manifest_size(client, remote, digest)
     bar.finish()
-    print(f"{remote.reference}: digest: {digest} size: {image.size}")
+    print(f"{remote.reference}: digest: {digest} size: {size}")
     return 0
+
+
+def _manifest_size(client, remote, digest: str) -> int:
+    """Bytes of the manifest the registry stores under ``digest`` (just pushed): the
+    Content-Length of a HEAD, else the length of a GET's body. Raises RegistryError."""
+    from runtime.registry import MANIFEST_ACCEPT, RegistryError
+    url = f"{remote.base_url}/manifests/{digest}"
+
+    def fetch(method: str):
+        resp = client.request(method, url, remote, "pull,push", headers={"Accept": MANIFEST_ACCEPT})
+        if resp.status_code != 200:
+            raise RegistryError(f"{method} {url}: status {resp.status_code} after the push")
+        return resp
+
+    length = fetch("HEAD").headers.get("Content-Length", "")
+    return int(length) if length.isdigit() else len(fetch("GET").content)
 
 
 def cmd_build(rt, args) -> int:
