@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import signal
 import shutil
 import time
 from pathlib import Path
@@ -21,13 +22,15 @@ from runtime.spec import ShimConfig
 
 def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None = None,
             workdir: str | None = None, user: str | None = None, stdin: bytes | None = None,
-            interactive: bool = False, detach: bool = False, tty_size: tuple[int, int] | None = None):
+            interactive: bool = False, detach: bool = False, tty_size: tuple[int, int] | None = None,
+            timeout: float | None = None):
     """Start `argv` in the running container `state`.
 
     Returns an ExecResult (exit code, stdout, stderr) by default, feeding `stdin` when
-    given; an Attachment when `interactive` (the caller relays stdin/out and reads its
-    `exit_code`); None when `detach`. Raises Conflict when the container is not running,
-    StartError when the command cannot start.
+    given (with `timeout`, the command is killed after that many seconds and TimeoutError
+    is raised: what a probe needs); an Attachment when `interactive` (the caller relays
+    stdin/out and reads its `exit_code`); None when `detach`. Raises Conflict when the
+    container is not running, StartError when the command cannot start.
     """
     from runtime.runtime import Conflict, ExecResult
     if not state.running or not process.alive(state.pid, state.pid_start):
@@ -54,8 +57,8 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
             holder["attachment"] = process.Attachment(config.sock, mode)
 
     try:
-        process.launch(runtime.binaries().shim, edir / "shim.conf", on_pid,
-                       cgroup.add_process if cgroup is not None else None)
+        launched = process.launch(runtime.binaries().shim, edir / "shim.conf", on_pid,
+                                  cgroup.add_process if cgroup is not None else None)
     except Exception:
         if "attachment" in holder:
             holder["attachment"].close()
@@ -67,7 +70,35 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
     if interactive:
         attachment.on_close = lambda: shutil.rmtree(edir, ignore_errors=True)
         return attachment
-    return _collect(attachment, stdin, edir, ExecResult)
+    watchdog = _Watchdog(launched.pid, timeout) if timeout is not None else None
+    try:
+        result = _collect(attachment, stdin, edir, ExecResult)
+    finally:
+        if watchdog:
+            watchdog.cancel()
+    if watchdog and watchdog.fired:
+        raise TimeoutError(f"exec {argv[0]}: still running after {timeout}s, killed")
+    return result
+
+
+class _Watchdog:
+    """Kills `pid` (SIGKILL) when `seconds` pass before cancel()."""
+
+    def __init__(self, pid: int, seconds: float):
+        import threading
+        self.pid, self.fired = pid, False
+        self.start = process.proc_start_time(pid)
+        self.timer = threading.Timer(seconds, self._fire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _fire(self) -> None:
+        if self.start is not None and process.alive(self.pid, self.start):
+            self.fired = True
+            os.kill(self.pid, signal.SIGKILL)
+
+    def cancel(self) -> None:
+        self.timer.cancel()
 
 
 def _collect(attachment, stdin: bytes | None, edir: Path, result_type):

@@ -461,11 +461,13 @@ class Runtime:
 
     def exec(self, id_or_name: str, argv: list[str], tty: bool = False, env: dict | None = None,
              workdir: str | None = None, user: str | None = None, stdin: bytes | None = None,
-             interactive: bool = False, detach: bool = False, tty_size: tuple[int, int] | None = None):
+             interactive: bool = False, detach: bool = False, tty_size: tuple[int, int] | None = None,
+             timeout: float | None = None):
         """Run argv in the running container; see runtime.exec.exec_in."""
         from runtime.exec import exec_in
         return exec_in(self, self.get(id_or_name), argv, tty=tty, env=env, workdir=workdir,
-                       user=user, stdin=stdin, interactive=interactive, detach=detach, tty_size=tty_size)
+                       user=user, stdin=stdin, interactive=interactive, detach=detach, tty_size=tty_size,
+                       timeout=timeout)
 
     def _fs_root(self, state: ContainerState, writable: bool):
         """A context manager yielding the container's root as seen from the host: its

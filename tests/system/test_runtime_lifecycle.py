@@ -56,6 +56,15 @@ def test_exec_runs_in_the_container_with_env_workdir_user_and_stdin(rt):
     rt.remove(state.id, force=True)
 
 
+def test_exec_timeout_kills_the_command(rt):
+    state = start(rt, "exec sleep 1000")
+    with pytest.raises(TimeoutError, match="killed"):
+        rt.exec(state.id, ["sleep", "1000"], timeout=0.5)
+    assert rt.exec(state.id, ["ps", "-o", "args"]).stdout.decode().count("sleep 1000") == 1   # the main one
+    assert rt.exec(state.id, ["true"], timeout=30).exit_code == 0
+    rt.remove(state.id, force=True)
+
+
 def test_exec_into_a_stopped_container_is_refused(rt):
     state = start(rt, "true")
     rt.wait(state.id, timeout=30)
