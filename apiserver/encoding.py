@@ -80,7 +80,13 @@ def decode(raw: bytes, content_type: str) -> Any:
 
 
 class _JsonCompatibleLoader(yaml.SafeLoader):
-    """YAML as Kubernetes reads it: timestamps stay strings (sigs.k8s.io/yaml)."""
+    """YAML as Kubernetes reads it: timestamps stay strings (sigs.k8s.io/yaml). Aliases
+    are refused: expanding nested ones turns a small body into an enormous one."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            raise yaml.YAMLError("YAML aliases (*name) are not supported")
+        return super().compose_node(parent, index)
 
 
 _JsonCompatibleLoader.yaml_implicit_resolvers = {

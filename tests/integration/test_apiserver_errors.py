@@ -90,6 +90,8 @@ def test_missing_namespace_is_not_found(http, apiserver):
     (b"", "application/json", 400),
     (b"\xff\xfe\x00", "application/json", 400),
     (b"a: [unclosed", "application/yaml", 400),
+    (b"a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b]\n",
+     "application/yaml", 400),
     (b"<xml/>", "application/xml", 415),
     (b'{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}}', "application/json", 400),
     (b'{"apiVersion": "v2", "kind": "Pod", "metadata": {"name": "x"}}', "application/json", 400),
