@@ -229,3 +229,19 @@ def test_foreground_run_survives_sigkill_of_pdocker(pdocker):
     assert pdocker("inspect", "-f", "{{.State.ExitCode}}", "orphan").stdout.strip() == "137"
     assert pdocker("logs", "orphan").stdout == "up\n"
     pdocker("rm", "orphan")
+
+
+def test_run_rm_busybox_echo_on_a_fresh_root(tmp_path):
+    """Nothing set up: the shim is compiled and busybox imported from the host on first use."""
+    import secrets
+    import sys
+    from tests.system.conftest import CLI_ENV, REPO, teardown_root
+    root, parent = tmp_path / "fresh", f"pkube-test-{secrets.token_hex(4)}"
+    try:
+        result = subprocess.run([sys.executable, "-m", "runtime", "--root", str(root), "--cgroup-parent", parent,
+                                 "run", "--rm", "--network", "none", "busybox", "echo", "hi"],
+                                capture_output=True, text=True, cwd=REPO, env=CLI_ENV, timeout=120)
+        assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+        assert (root / "images").is_dir() and any((root / "bin").iterdir())
+    finally:
+        assert not teardown_root(root, parent)
