@@ -522,3 +522,23 @@ def test_real_kubectl_verbs(compat):
         pytest.skip("kubectl is not on PATH: the real-kubectl column of docs/kubectl-compat.md was not run")
     failed = compat.failures("kubectl")
     assert not failed, "\n".join(failed)
+
+
+def test_kubectl_and_pkubectl_share_the_last_applied_configuration(compat, cluster, tmp_path):
+    """Either tool re-applying what the other applied sees "unchanged": the annotation is byte-identical."""
+    if "kubectl" not in compat.tools:
+        pytest.skip("kubectl is not on PATH: interoperability of apply was not checked")
+    if not compat.served.openapi:
+        pytest.skip("the apiserver serves no /openapi/v3 yet: kubectl apply cannot validate")
+    kubectl, pkubectl = compat.tools["kubectl"], compat.tools["pkubectl"]
+    path = tmp_path / "shared.yaml"
+    path.write_text(manifest("nginx:1.25", {"A": "1"}).replace("name: web", "name: shared"))
+    assert "deployment.apps/shared created" in kubectl.ok("apply", "-f", str(path))
+    assert "deployment.apps/shared unchanged" in pkubectl.ok("apply", "-f", str(path), "-n", kubectl.namespace,
+                                                             namespaced=False)
+    path.write_text(manifest("nginx:1.26", {"B": "2"}).replace("name: web", "name: shared"))
+    assert "deployment.apps/shared configured" in pkubectl.ok("apply", "-f", str(path), "-n", kubectl.namespace,
+                                                              namespaced=False)
+    assert "deployment.apps/shared unchanged" in kubectl.ok("apply", "-f", str(path))
+    container = kubectl.get_json("deploy", "shared")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "nginx:1.26" and container["env"] == [{"name": "B", "value": "2"}]
