@@ -123,11 +123,18 @@ def _raw_terminal():
 
 
 def _sslopt(config) -> dict:
+    """websocket-client TLS options from the kubeconfig: the same CA, client cert and
+    insecure setting as the REST client."""
+    if not config.server.startswith("https://"):
+        return {}
     import ssl
 
-    if config.insecure:
-        return {"cert_reqs": ssl.CERT_NONE}
-    return {}
+    from client.rest import ssl_context
+
+    context = ssl_context(config)
+    if context is False:
+        return {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+    return {"context": context}
 
 
 def _pump_stdin(ws) -> None:

@@ -29,3 +29,69 @@ def test_exit_code_comes_from_the_error_channel_status():
     assert exit_code_of(failure) == 3
     with pytest.raises(CliError, match="container not found"):
         exit_code_of({"status": "Failure", "message": "container not found"})
+
+
+def _frame(payload: bytes) -> bytes:
+    """One unmasked binary WebSocket frame (server to client)."""
+    header = bytes([0x82])
+    if len(payload) < 126:
+        return header + bytes([len(payload)]) + payload
+    return header + bytes([126]) + len(payload).to_bytes(2, "big") + payload
+
+
+def _fake_exec_server(frames: list[bytes]):
+    """A loopback server that upgrades one request to v5.channel.k8s.io and sends ``frames``."""
+    import base64
+    import hashlib
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    seen = {}
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            lines = request.decode().split("\r\n")
+            seen["path"] = lines[0].split()[1]
+            headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+            seen["protocols"] = headers.get("sec-websocket-protocol", "")
+            accept = base64.b64encode(hashlib.sha1((headers["sec-websocket-key"] +
+                                                    "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept + b"\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
+            for frame in frames:
+                conn.sendall(_frame(frame))
+            conn.sendall(b"\x88\x00")  # close
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread, seen
+
+
+def test_exec_copies_streams_and_returns_the_remote_exit_code():
+    import io
+    import json
+    from types import SimpleNamespace
+
+    from client.kubeconfig import ClientConfig
+    from kubectl.streams import run_exec
+
+    status = {"status": "Failure", "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}}
+    listener, thread, seen = _fake_exec_server([b"\x01hello\n", b"\x02oops\n", b"\x03" + json.dumps(status).encode()])
+    try:
+        session = SimpleNamespace(config=ClientConfig(server=f"http://127.0.0.1:{listener.getsockname()[1]}"))
+        out, err = io.StringIO(), io.StringIO()
+        code = run_exec(session, "/api/v1/namespaces/default/pods/web/exec",
+                        exec_query(["sh", "-c", "exit 3"], None, False, False), False, out, err)
+        thread.join(timeout=5)
+    finally:
+        listener.close()
+    assert (code, out.getvalue(), err.getvalue()) == (3, "hello\n", "oops\n")
+    assert seen["path"].startswith("/api/v1/namespaces/default/pods/web/exec?command=sh&command=-c")
+    assert "v5.channel.k8s.io" in seen["protocols"]
