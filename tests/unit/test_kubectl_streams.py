@@ -95,3 +95,40 @@ def test_exec_copies_streams_and_returns_the_remote_exit_code():
     assert (code, out.getvalue(), err.getvalue()) == (3, "hello\n", "oops\n")
     assert seen["path"].startswith("/api/v1/namespaces/default/pods/web/exec?command=sh&command=-c")
     assert "v5.channel.k8s.io" in seen["protocols"]
+
+
+def test_logs_stream_text_as_it_arrives():
+    import http.server
+    import io
+    import threading
+
+    from client.kubeconfig import ClientConfig
+    from kubectl.session import Flags, Session
+    from kubectl.streams import stream_logs
+
+    seen = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen["path"] = self.path
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"line 1\nline 2\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    session = Session(Flags())
+    session.__dict__["config"] = ClientConfig(server=f"http://127.0.0.1:{server.server_address[1]}")
+    out = io.StringIO()
+    try:
+        stream_logs(session, "/api/v1/namespaces/default/pods/web/log", log_params("app", False, False, 2, False), out)
+    finally:
+        session.close()
+        server.server_close()
+    assert out.getvalue() == "line 1\nline 2\n"
+    assert seen["path"] == "/api/v1/namespaces/default/pods/web/log?container=app&tailLines=2"
