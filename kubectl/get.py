@@ -136,14 +136,15 @@ def run_get(session: Session, args, out=sys.stdout, err=sys.stderr) -> int:
     namespace = None if args.all_namespaces else session.namespace
     requests = [GetRequest(res, names, namespace if res.namespaced else None, args.selector, args.field_selector)
                 for res, names in parse_targets(session, args.resources)]
+    widths: list[int] = []  # column widths, kept from the first table through -w rows
     if fmt.is_table:
-        printed = _print_tables(session, requests, fmt, args, out)
+        printed = _print_tables(session, requests, fmt, args, out, widths)
     else:
         printed = _print_objects(session, requests, fmt, args, out)
     if not printed and not any(r.names for r in requests) and not args.watch:
         err.write(no_resources_message(requests) + "\n")
     if args.watch or args.watch_only:
-        _watch(session, requests, fmt, args, out)
+        _watch(session, requests, fmt, args, out, widths)
     return 0
 
 
@@ -153,7 +154,8 @@ def _table_options(args, fmt: OutputFormat, multiple: bool, res: ApiResource) ->
                         no_headers=bool(getattr(args, "no_headers", False)))
 
 
-def _print_tables(session: Session, requests: list[GetRequest], fmt: OutputFormat, args, out) -> int:
+def _print_tables(session: Session, requests: list[GetRequest], fmt: OutputFormat, args, out,
+                  widths: list[int]) -> int:
     include = "Object" if args.sort_by else "Metadata"
     multiple = len(requests) > 1
     printed = 0
@@ -165,7 +167,8 @@ def _print_tables(session: Session, requests: list[GetRequest], fmt: OutputForma
             continue
         if args.sort_by:
             table = sort_table(table, args.sort_by)
-        out.write(("\n" if printed else "") + align(table_rows(table, _table_options(args, fmt, multiple, req.resource))))
+        rows = table_rows(table, _table_options(args, fmt, multiple, req.resource))
+        out.write(("\n" if printed else "") + align(rows, widths if len(requests) == 1 else None))
         printed += len(table["rows"])
     return printed
 
@@ -183,7 +186,8 @@ def _print_objects(session: Session, requests: list[GetRequest], fmt: OutputForm
     return len(objects)
 
 
-def _watch(session: Session, requests: list[GetRequest], fmt: OutputFormat, args, out) -> None:
+def _watch(session: Session, requests: list[GetRequest], fmt: OutputFormat, args, out,
+           widths: list[int]) -> None:
     """Stream changes of the first requested type until the server closes the watch."""
     if len(requests) != 1:
         raise CliError("you may only specify a single resource type with --watch")
@@ -196,7 +200,7 @@ def _watch(session: Session, requests: list[GetRequest], fmt: OutputFormat, args
         if fmt.is_table:
             table = obj if obj.get("kind") == "Table" else _row_table(session, req, obj)
             options = _table_options(args, fmt, False, req.resource)
-            out.write(align(table_rows(table, options, header=False)))
+            out.write(align(table_rows(table, options, header=False), widths))
         else:
             out.write(print_objects([_typed(obj, req.resource)], fmt, True))
         out.flush()

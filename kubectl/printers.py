@@ -54,13 +54,22 @@ def parse_output(value: Optional[str]) -> OutputFormat:
     return OutputFormat(kind, argument)
 
 
-def align(rows: list[list[str]]) -> str:
-    """Rows as tabwriter(minwidth=6, padding=3) prints them; the last column is not padded."""
+def align(rows: list[list[str]], widths: Optional[list[int]] = None) -> str:
+    """Rows as tabwriter(minwidth=6, padding=3) prints them; the last column is not padded.
+
+    ``widths``, when given, holds column widths from earlier output (``get -w`` keeps the
+    first table's alignment, like kubectl); it is widened in place as needed.
+    """
     if not rows:
         return ""
     count = max(len(r) for r in rows)
-    widths = [max(MIN_WIDTH, max((len(r[i]) for r in rows if i < len(r)), default=0) + PADDING)
-              for i in range(count - 1)]
+    widths = widths if widths is not None else []
+    for i in range(count - 1):
+        needed = max(MIN_WIDTH, max((len(r[i]) for r in rows if i < len(r)), default=0) + PADDING)
+        if i < len(widths):
+            widths[i] = max(widths[i], needed)
+        else:
+            widths.append(needed)
     lines = []
     for row in rows:
         cells = [cell.ljust(widths[i]) if i < len(row) - 1 else cell for i, cell in enumerate(row)]

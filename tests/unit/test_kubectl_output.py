@@ -140,3 +140,11 @@ def test_explain_renders_fields_from_the_served_schema():
     assert "  image\t<string>" in page and "  name\t<string> -required-" in page
     with pytest.raises(CliError, match='field "nope" does not exist'):
         explain_text(pod, document, ["spec", "nope"])
+
+
+def test_watch_rows_keep_the_first_tables_alignment():
+    widths: list[int] = []
+    first = align([["NAME", "DATA", "AGE"], ["p1", "0", "13m"]], widths)
+    later = align([["w9", "1", "0s"]], widths)
+    assert first.splitlines()[1] == "p1     0      13m"
+    assert later == "w9     1      0s\n"
