@@ -21,6 +21,7 @@ except ImportError:  # optional speed-up
     orjson = None
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
+MAX_DEPTH = 100
 JSON = "application/json"
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 
@@ -72,11 +73,14 @@ def decode(raw: bytes, content_type: str) -> Any:
         raise errors.bad_request("the request body is empty")
     try:
         if content_type in YAML_TYPES:
-            return _yaml_as_json(raw)
-        return json.loads(raw, parse_constant=_refuse_constant)
+            doc = _yaml_as_json(raw)
+        else:
+            doc = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, TypeError, yaml.YAMLError, RecursionError) as exc:
         kind = "YAML" if content_type in YAML_TYPES else "JSON"
         raise errors.bad_request(f"error decoding {kind}: {_first_line(exc)}") from None
+    check_depth(doc)
+    return doc
 
 
 class _JsonCompatibleLoader(yaml.SafeLoader):
@@ -103,6 +107,20 @@ def _yaml_as_json(raw: bytes) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:
+    """400 when ``doc`` nests deeper than ``limit`` (objects need ~20 levels; deeper
+    bodies would only exhaust recursion in later steps)."""
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise errors.bad_request(f"the body nests deeper than {limit} levels")
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
 
 
 def decode_object(raw: bytes, content_type: str) -> dict:

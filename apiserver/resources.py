@@ -17,6 +17,7 @@ from api import meta
 from api.kinds import ResourceInfo
 from apiserver import errors, strategies
 from apiserver.paths import Target
+from apiserver.pruning import drop_paths
 from apiserver.services import NeedsAllocation, ServiceAllocations
 from apiserver.storage.interface import Conflict, KeyExists, NotFound, Storage, StorageUnavailable
 
@@ -168,12 +169,16 @@ class ResourceStore:
     # ---- defaults + validation
 
     def prepare(self, info: ResourceInfo, obj: dict, old: Optional[dict], opts: WriteOptions) -> list[str]:
-        """Default then validate ``obj`` (in place); 422 with causes; returns warnings."""
+        """Default then validate ``obj`` (in place); 422 with causes; returns warnings.
+
+        Unknown fields fail a Strict write; otherwise they are dropped (with a
+        warning for Warn), as Kubernetes does."""
         self.defaults(obj)
         causes = list(self.validator.validate(obj, old=old, strict=True))
         unknown = [c for c in causes if _is_unknown_field(c)]
-        if opts.field_validation != "Strict":
-            causes = [c for c in causes if not _is_unknown_field(c)]
+        if unknown and opts.field_validation != "Strict":
+            drop_paths(obj, [c["field"] for c in unknown if c.get("field")])
+            causes = [c for c in self.validator.validate(obj, old=old, strict=True) if not _is_unknown_field(c)]
         causes += strategies.semantic_causes(info, obj)
         if causes:
             raise errors.invalid(info, meta.name_of(obj), causes)
@@ -208,6 +213,7 @@ class ResourceStore:
                 if info.kind == "Service" and not status_only:
                     self.services.carry(new, current, pool)
                 warnings[:] = self.prepare(info, new, current, opts)
+                strategies.bump_generation(new, current)
                 return new
 
             try:

@@ -90,13 +90,12 @@ def _dict(value) -> dict:
 
 def merge_main_write(info: ResourceInfo, new: dict, old: dict) -> dict:
     """A write to the main resource: keep the stored status when the kind has a
-    status subresource, and bump generation when the spec changed."""
+    status subresource. (Generation moves later, once defaults are applied.)"""
     if has_status(info):
         if "status" in old:
             new["status"] = old["status"]
         else:
             new.pop("status", None)
-    bump_generation(new, old)
     return new
 
 

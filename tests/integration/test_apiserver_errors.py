@@ -107,6 +107,8 @@ def test_missing_namespace_is_not_found(http, apiserver):
     (b'{"apiVersion": "v1", "kind": "Pod", "metadata": {}}', "application/json", 422),
     (b'null', "application/json", 400),
     (b'[' * 100000 + b']' * 100000, "application/json", 400),
+    (b'{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "deep"}, "spec": {"containers": [], "x": '
+     + b'{"a": ' * 150 + b'1' + b'}' * 150 + b'}}', "application/json", 400),
 ])
 def test_garbage_bodies_are_client_errors_and_write_nothing(http, apiserver, content, ctype, expected):
     before = _read_sync(apiserver)
@@ -185,6 +187,9 @@ def test_strict_field_validation_and_warnings(http):
     warned = http.post(PODS, params={"fieldValidation": "Warn"}, json=extra)
     assert warned.status_code == 201
     assert "bogus" in warned.headers.get("warning", "")
+    assert "bogus" not in warned.json()["spec"] and "bogus" not in http.get(f"{PODS}/strict").json()["spec"]
+    again = http.put(f"{PODS}/strict", json=extra)
+    assert again.status_code == 200 and again.json()["metadata"]["generation"] == 1
     assert http.post(PODS, params={"fieldValidation": "Ignore"}, json={**extra, "metadata": {"name": "i"}}).status_code == 201
 
 
