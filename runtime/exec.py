@@ -47,7 +47,7 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
         cwd=workdir or state.process["workdir"], user=user if user is not None else (state.process["user"] or None),
         tty=tty, stdin_open=interactive or stdin is not None, tty_size=tty_size,
         ptmx=f"/proc/{state.pid}/root/dev/pts/ptmx")
-    (edir / "shim.conf").write_bytes(config.encode())
+    encoded = config.encode()
     cgroup = runtime._open_cgroup(state)
     mode = None if detach else ("a" if (interactive or stdin is not None) else "o")
     holder = {}
@@ -57,7 +57,7 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
             holder["attachment"] = process.Attachment(config.sock, mode)
 
     try:
-        launched = process.launch(runtime.binaries().shim, edir / "shim.conf", on_pid,
+        launched = process.launch(runtime.binaries().shim, encoded, on_pid,
                                   cgroup.add_process if cgroup is not None else None)
     except Exception:
         if "attachment" in holder:

@@ -3,7 +3,7 @@
 - `binaries(root)` compiles runtime/shim.c and runtime/pause.c into ROOT/bin the first time
   they are needed (and again when the source changes), with `cc -O2 -static` when the static
   libc is there, else dynamically.
-- `launch(shim, config_path, on_pid)` runs the shim protocol (see shim.c): spawns it, gets the
+- `launch(shim, config, on_pid, join)` runs the shim protocol (see shim.c): spawns it, gets the
   container's pid, lets the caller wire cgroup/network/attach in `on_pid`, releases the child,
   and returns the pids or raises `StartError` with the shim's message.
 - `Attachment` is a client of the shim's socket: output frames, stdin, the exit code.
@@ -133,6 +133,21 @@ class _Background:
             raise self.error
 
 
+def _config_pipe(config: bytes) -> int:
+    """The read end of a pipe already holding `config` (no file to create per start)."""
+    r, w = (_high_fd(fd) for fd in os.pipe())
+    try:
+        if len(config) > 65536:
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 1 << 18)
+        os.write(w, config)
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    return r
+
+
 def _release(go_w: int) -> None:
     """One go byte; a child that already died is reported by the notify pipe instead."""
     try:
@@ -147,7 +162,7 @@ class Launched:
     pid: int
 
 
-def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None = None,
+def launch(shim: Path, config: bytes, on_pid: Callable[[int], None] | None = None,
            join: Callable[[int], None] | None = None,
            meanwhile: Callable[[], None] | None = None) -> Launched:
     """Run the shim protocol. `on_pid(pid)` runs while the child waits, after its namespaces
@@ -158,10 +173,12 @@ def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None =
     propagates. Raises StartError with the shim's message."""
     notify_r, notify_w = (_high_fd(fd) for fd in os.pipe())
     go_r, go_w = (_high_fd(fd) for fd in os.pipe())
+    config_r = _config_pipe(config)
     spawned = 0
     try:
-        spawned = os.posix_spawn(str(shim), [str(shim), str(config_path)], {}, file_actions=[
-            (os.POSIX_SPAWN_DUP2, notify_w, 3), (os.POSIX_SPAWN_DUP2, go_r, 4)])
+        spawned = os.posix_spawn(str(shim), [str(shim), "-"], {}, file_actions=[
+            (os.POSIX_SPAWN_DUP2, config_r, 0), (os.POSIX_SPAWN_DUP2, notify_w, 3),
+            (os.POSIX_SPAWN_DUP2, go_r, 4)])
         os.close(notify_w)
         os.close(go_r)
         notify_w = go_r = -1
@@ -185,7 +202,7 @@ def launch(shim: Path, config_path: Path, on_pid: Callable[[int], None] | None =
             raise StartError(line[4:] if line.startswith("err ") else f"shim failed: {line or 'no answer'}")
         return Launched(int(shim_pid), int(pid))
     finally:
-        for fd in (notify_r, notify_w, go_r, go_w):
+        for fd in (notify_r, notify_w, go_r, go_w, config_r):
             if fd >= 0:
                 os.close(fd)
         if spawned:

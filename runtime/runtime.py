@@ -323,8 +323,7 @@ class Runtime:
 
     def _launch(self, state, config: ShimConfig, resources, cgroup_parent, attach, bridge, ports, init):
         cdir = self.store.dir(state.id)
-        conf_path = cdir / "shim.conf"
-        conf_path.write_bytes(config.encode())
+        encoded = config.encode()
         state.cgroup = f"{cgroup_parent or self.cgroup_parent}/{state.id}"
         cgroup = self.cgroups.create(state.cgroup, resources)
         holder: dict = {}
@@ -342,7 +341,7 @@ class Runtime:
                 holder["attachment"] = process.Attachment(config.sock, attach)
 
         try:
-            launched = process.launch(self.binaries().shim, conf_path, on_pid, cgroup.add_process, init_layer)
+            launched = process.launch(self.binaries().shim, encoded, on_pid, cgroup.add_process, init_layer)
         except BaseException as exc:
             self._failed_start(state, cgroup, holder, exc, bridge)
             raise

@@ -2,7 +2,8 @@
  * pkube shim: the per-container supervisor, and the container's setup recipe.
  *
  * Usage: shim CONFIG   with fd 3 = notify pipe (write end), fd 4 = go pipe (read end).
- * CONFIG is a file of NUL-terminated key/value pairs written by runtime/spec.py.
+ * CONFIG is a file of NUL-terminated key/value pairs written by runtime/spec.py, or "-"
+ * to read them from stdin (the runtime passes them through a pipe).
  *
  * Protocol with the runtime (Python):
  *   1. the shim daemonizes (the process the runtime spawned exits at once);
@@ -132,14 +133,16 @@ static void set_key(char *k, char *v)
 	else if (!strcmp(k, "caps")) C.caps = strtoull(v, NULL, 0);
 }
 
+/* Read the config from PATH, or from stdin (a pipe from the runtime) when PATH is "-". */
 static int load_config(const char *path)
 {
 	static char buf[1 << 17];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
+	ssize_t n = 0, k;
 	if (fd < 0) return -1;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n < 0) return -1;
+	while (n < (ssize_t)sizeof buf - 1 && (k = read(fd, buf + n, sizeof buf - 1 - n)) > 0) n += k;
+	if (fd > 0) close(fd);
+	if (k < 0) return -1;
 	buf[n] = 0;
 	C.caps = ~0ULL;
 	for (char *p = buf; p < buf + n;) {
@@ -634,7 +637,7 @@ int main(int argc, char **argv)
 	char msg[1024];
 	close_range(5, ~0U, 0);   /* nothing the caller left open may reach a container */
 	if (argc != 2 || load_config(argv[1]) < 0) {
-		fprintf(stderr, "usage: shim CONFIG (fd 3 notify, fd 4 go)\n");
+		fprintf(stderr, "usage: shim CONFIG|- (fd 3 notify, fd 4 go)\n");
 		return 2;
 	}
 	pid_t d = fork();
@@ -661,7 +664,6 @@ int main(int argc, char **argv)
 		else { in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC); }
 		if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errs, O_CLOEXEC) < 0) return 1;
 	}
-	if (C.log) log_fd = open(C.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	int lfd = C.sock ? listen_socket() : -1;
 
 	sigset_t mask;
@@ -709,6 +711,8 @@ int main(int argc, char **argv)
 		notify(notify_fd, "ok\n");
 	}
 	close(notify_fd);
+	/* Opened only now, off the start's critical path: output waits in the pipes. */
+	if (C.log) log_fd = open(C.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (master >= 0)
 		pty_master = master, supervise(pid, sfd, lfd, master, -1, master);
 	else
