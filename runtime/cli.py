@@ -183,6 +183,7 @@ def spec_from_args(args) -> ContainerSpec:
 
 
 def add_create_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--help", action="help", help="show this help (-h is --hostname, as in Docker)")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("--rm", action="store_true")
