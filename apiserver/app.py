@@ -32,7 +32,7 @@ from apiserver.openapi import OpenAPIDocuments
 from apiserver.resources import ResourceStore
 from apiserver.routes import ResourceHandlers
 from apiserver.services import ServiceAllocations
-from apiserver.storage.interface import Storage
+from apiserver.storage.interface import Storage, StorageUnavailable
 from apiserver.watch import EventEncoder
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,8 @@ def _guard(authenticator: Optional[Authenticator]):
                 return await endpoint(request)
             except errors.ApiError as exc:
                 return error_response(exc)
+            except StorageUnavailable as exc:
+                return error_response(errors.unavailable(f"the storage is unavailable: {exc}"))
             except Exception:  # noqa: BLE001 - the catch-all: log it, answer a Status
                 log.exception("unhandled error serving %s %s", request.method, request.url.path)
                 return error_response(errors.internal_error("unexpected server error"))

@@ -286,3 +286,22 @@ def test_an_injected_authenticator_guards_every_api_path(etcd_server):
             assert admin.post(PODS, json=pod(f"auth-{uuid.uuid4().hex[:8]}")).status_code == 201
     finally:
         stop_apiserver(thread)
+
+
+def test_an_unreachable_etcd_is_503_and_not_ready(tmp_path):
+    from cluster.etcd import EtcdProcess
+    from tests.integration.conftest import start_apiserver, stop_apiserver
+
+    own = EtcdProcess(data_dir=tmp_path / "etcd", log_path=tmp_path / "etcd.log").start()
+    thread = None
+    try:
+        thread, api = start_apiserver(own)
+        own.stop()
+        with api.client(timeout=60) as client:
+            assert client.get("/readyz").status_code == 500
+            assert_status(client.get(PODS), 503, "ServiceUnavailable")
+            assert_status(client.post(PODS, json=pod("down")), 503, "ServiceUnavailable")
+    finally:
+        own.stop()
+        if thread is not None:
+            stop_apiserver(thread)
