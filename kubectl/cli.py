@@ -366,9 +366,22 @@ def cmd_describe(session, args, out, err) -> int:
         obj = session.get_json(target.path)
         obj.setdefault("kind", target.resource.kind)
         events = session.client.list(EVENTS, target.namespace, field_selector=event_selector(obj)).get("items") or []
-        pages.append(describe(obj, events))
+        pages.append(describe(obj, events, endpoints=_service_endpoints(session, target, obj)))
     out.write("\n\n".join(pages))
     return 0
+
+
+def _service_endpoints(session, target, obj: dict) -> Optional[dict]:
+    """A Service's Endpoints object (None for other kinds, or when it has none yet)."""
+    from client.errors import NotFound
+    from client.resources import ENDPOINTS
+
+    if obj.get("kind") != "Service":
+        return None
+    try:
+        return session.client.get(ENDPOINTS, target.name, target.namespace)
+    except NotFound:
+        return None
 
 
 @command("logs")

@@ -50,9 +50,13 @@ def targets_from_words(session: Session, words: list[str], what: str = "resource
             res = session.resolve(kind)
             found.append(Target(res, name, session.object_namespace(res)))
         return found
+    if any("/" in word for word in words[1:]):
+        raise CliError("there is no need to specify a resource type as a separate argument when passing "
+                       "arguments in resource/name form (e.g. 'pkubectl get resource/<resource_name>' instead of "
+                       "'pkubectl get resource resource/<resource_name>'")
     res = session.resolve(words[0])
     if len(words) < 2:
-        raise CliError(f"resource(s) were provided, but no name was specified")
+        raise CliError("resource(s) were provided, but no name was specified")
     return [Target(res, name, session.object_namespace(res)) for name in words[1:]]
 
 

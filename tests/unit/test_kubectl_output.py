@@ -148,3 +148,25 @@ def test_watch_rows_keep_the_first_tables_alignment():
     later = align([["w9", "1", "0s"]], widths)
     assert first.splitlines()[1] == "p1     0      13m"
     assert later == "w9     1      0s\n"
+
+
+def test_describe_aligns_like_kubectl_tabwriter():
+    import datetime
+
+    from kubectl.describe import describe, tabwrite
+
+    assert tabwrite(["Name:\tweb", "Namespace:\tdefault", "Pod Template:", "  Labels:\tapp=web"]) == [
+        "Name:       web", "Namespace:  default", "Pod Template:", "  Labels:  app=web"]
+    svc = {"kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+           "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "selector": {"app": "web"},
+                    "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]}}
+    endpoints = {"subsets": [{"addresses": [{"ip": "10.244.0.5"}], "ports": [{"port": 8080}]}]}
+    event = {"type": "Normal", "reason": "Synced", "lastTimestamp": "2026-01-01T00:00:00Z",
+             "source": {"component": "endpoint-controller"}, "message": "ok"}
+    page = describe(svc, [event], datetime.datetime(2026, 1, 1, 0, 0, 30, tzinfo=datetime.timezone.utc), endpoints)
+    assert "Endpoints:                10.244.0.5:8080\n" in page
+    assert page.splitlines()[0] == "Name:                     web"
+    assert page.endswith("Events:\n"
+                         "  Type    Reason  Age   From                 Message\n"
+                         "  ----    ------  ----  ----                 -------\n"
+                         "  Normal  Synced  30s   endpoint-controller  ok\n")
