@@ -172,13 +172,42 @@ def as_list(objects: list[dict]) -> dict:
 
 
 def dump_yaml(obj: Any) -> str:
+    """YAML as kubectl prints it (Go's yaml): sorted keys, double quotes where quoting is
+    needed, ``|`` blocks for multi-line strings, no line folding."""
     import yaml  # deferred: keep `pkubectl version --client` fast
 
-    return yaml.safe_dump(obj, default_flow_style=False, sort_keys=True, allow_unicode=True)
+    return yaml.dump(obj, Dumper=_kubectl_dumper(yaml), default_flow_style=False, sort_keys=True,
+                     allow_unicode=True, width=1 << 30)
+
+
+GO_YAML_EXTRA_BOOLS = ("y", "Y", "n", "N")  # YAML 1.1 booleans Go's yaml knows and PyYAML does not
+STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _kubectl_dumper(yaml):
+    """A Dumper quoting like go-yaml v2: strings that would read back as another type get
+    double quotes, other strings are plain when they can be (single quotes otherwise),
+    multi-line strings are ``|`` blocks."""
+
+    class KubectlDumper(yaml.SafeDumper):
+        pass
+
+    def represent_str(dumper, value: str):
+        if "\n" in value and value.strip("\n"):
+            style = "|"
+        elif value in GO_YAML_EXTRA_BOOLS or dumper.resolve(yaml.ScalarNode, value, (True, False)) != STR_TAG:
+            style = '"'
+        else:
+            style = None
+        return dumper.represent_scalar(STR_TAG, value, style=style)
+
+    KubectlDumper.add_representer(str, represent_str)
+    return KubectlDumper
 
 
 def dump_json(obj: Any) -> str:
-    return json.dumps(obj, indent=4, ensure_ascii=False) + "\n"
+    """JSON as kubectl prints it: 4-space indent, keys sorted."""
+    return json.dumps(obj, indent=4, ensure_ascii=False, sort_keys=True) + "\n"
 
 
 def print_objects(objects: list[dict], fmt: OutputFormat, single: bool) -> str:

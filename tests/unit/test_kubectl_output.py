@@ -170,3 +170,12 @@ def test_describe_aligns_like_kubectl_tabwriter():
                          "  Type    Reason  Age   From                 Message\n"
                          "  ----    ------  ----  ----                 -------\n"
                          "  Normal  Synced  30s   endpoint-controller  ok\n")
+
+
+def test_yaml_quotes_like_kubectl():
+    from kubectl.printers import dump_yaml
+
+    data = {"a": "yes", "c": "1", "d": "", "e": "x: y", "f": "multi\nline", "h": "null", "l": " lead",
+            "n": "true", "p": "2026-01-01", "plain": "web", "y": "ok", "z": "*star"}
+    assert dump_yaml(data) == ('a: "yes"\nc: "1"\nd: ""\ne: \'x: y\'\nf: |-\n  multi\n  line\nh: "null"\n'
+                               'l: \' lead\'\n"n": "true"\np: "2026-01-01"\nplain: web\n"y": ok\nz: \'*star\'\n')
