@@ -13,7 +13,7 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
-from apiserver import errors
+from apiserver import errors, protobuf
 
 try:
     import orjson
@@ -24,6 +24,7 @@ MAX_BODY_BYTES = 3 * 1024 * 1024
 MAX_DEPTH = 100
 JSON = "application/json"
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 
 
 def dumps(obj: Any) -> bytes:
@@ -68,9 +69,12 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 
 
 def decode(raw: bytes, content_type: str) -> Any:
-    """Parse a JSON (or YAML) document; 400 on malformed input or an empty body."""
+    """Parse a JSON, YAML or Kubernetes-protobuf document; 400 on malformed input or an
+    empty body, 415 for a protobuf kind we have no schema for."""
     if not raw.strip():
         raise errors.bad_request("the request body is empty")
+    if content_type == PROTOBUF:
+        return _protobuf_object(raw)
     try:
         if content_type in YAML_TYPES:
             doc = _yaml_as_json(raw)
@@ -107,6 +111,17 @@ def _yaml_as_json(raw: bytes) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _protobuf_object(raw: bytes) -> dict:
+    try:
+        doc = protobuf.decode_protobuf(raw)
+    except protobuf.UnsupportedKindError as exc:
+        raise errors.unsupported_media_type(f"{PROTOBUF} ({exc})") from None
+    except protobuf.ProtobufError as exc:
+        raise errors.bad_request(f"error decoding protobuf: {exc}") from None
+    check_depth(doc)
+    return doc
 
 
 def check_depth(doc: Any, limit: int = MAX_DEPTH) -> None:

@@ -32,7 +32,8 @@ JSON_PATCH = "application/json-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH)
-BODY_TYPES = ("", JSON, "application/yaml", "application/x-yaml", "text/yaml", "*/*")
+BODY_TYPES = ("", JSON, "application/yaml", "application/x-yaml", "text/yaml", "*/*",
+              "application/vnd.kubernetes.protobuf")
 
 Handler = Callable[[Request, Target], Awaitable[Response]]
 

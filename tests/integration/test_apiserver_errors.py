@@ -93,6 +93,8 @@ def test_missing_namespace_is_not_found(http, apiserver):
     (b"a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b]\n",
      "application/yaml", 400),
     (b"<xml/>", "application/xml", 415),
+    (b"k8s\x00\x0a\x05garbage", "application/vnd.kubernetes.protobuf", 400),
+    (b"not protobuf at all", "application/vnd.kubernetes.protobuf", 400),
     (b'{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}}', "application/json", 400),
     (b'{"apiVersion": "v2", "kind": "Pod", "metadata": {"name": "x"}}', "application/json", 400),
     (b'{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "kube-system"}}',

@@ -130,3 +130,14 @@ def test_real_kubectl_apply_reapply_and_get(kubectl):
     assert scaled.returncode == 0 and kubectl("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}").stdout == "3"
     assert kubectl("delete", "svc", "web").returncode == 0
     assert "NotFound" in kubectl("get", "svc", "web").stderr
+
+
+def test_real_kubectl_typed_creates_send_protobuf(kubectl):
+    for args in (("create", "namespace", "team"), ("create", "configmap", "c1", "--from-literal=a=b"),
+                 ("create", "secret", "generic", "s1", "--from-literal=pw=x"),
+                 ("create", "deployment", "d1", "--image=busybox"), ("expose", "deploy", "d1", "--port=80")):
+        done = kubectl(*args)
+        assert done.returncode == 0, (args, done.stderr)
+    secret = kubectl("get", "secret", "s1", "-o", "jsonpath={.data.pw}")
+    assert secret.stdout == "eA=="
+    assert kubectl("get", "svc", "d1", "-o", "jsonpath={.spec.ports[0].port}").stdout == "80"
