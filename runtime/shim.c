@@ -73,6 +73,7 @@ struct config {
 
 static struct config C;
 static int err_fd = -1;           /* child: CLOEXEC pipe to report a failure */
+static int pty_sock = -1;         /* child: where to send the master of its own pty */
 
 /* ---------- errors ---------- */
 
@@ -233,12 +234,6 @@ static void make_dev(const char *root)
 	for (unsigned i = 0; i < sizeof links / sizeof links[0]; i++) {
 		snprintf(q, sizeof q, "%s/dev/%s", root, links[i][1]);
 		if (symlink(links[i][0], q) < 0) die("symlink %s", q);
-	}
-	if (C.tty) {   /* the pty slave is our stdin: bind it as /dev/console */
-		char *slave = ttyname(0);
-		snprintf(q, sizeof q, "%s/dev/console", root);
-		close(open(q, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
-		if (slave) xmount(slave, q, NULL, MS_BIND, NULL);
 	}
 }
 
@@ -401,6 +396,63 @@ static void exec_command(void)
 	die("exec: \"%s\": executable file not found in $PATH", C.argv[0]);
 }
 
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
+static void send_fd(int sock, int fd)
+{
+	char data = 0, control[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &data, 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+			      .msg_controllen = sizeof control };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	if (sendmsg(sock, &msg, 0) < 0) die("send the pty master");
+}
+
+/* -1 when the peer closed without sending one (the child failed). */
+static int recv_fd(int sock)
+{
+	char data, control[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &data, 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+			      .msg_controllen = sizeof control };
+	int fd = -1;
+	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0) return -1;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	if (c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
+/* A container with a tty gets it from its own devpts (as with runc, `tty` says
+ * /dev/pts/0, also bound on /dev/console); the shim gets the master over pty_sock. */
+static void container_pty(void)
+{
+	int unlock = 0, number;
+	char path[64];
+	int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0 || ioctl(master, TIOCSPTLCK, &unlock) < 0) die("open /dev/ptmx");
+	int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+	if (slave < 0 || ioctl(master, TIOCGPTN, &number) < 0) die("open the pty slave");
+	if (C.rows && C.cols) {
+		struct winsize ws = { .ws_row = C.rows, .ws_col = C.cols };
+		ioctl(slave, TIOCSWINSZ, &ws);
+	}
+	snprintf(path, sizeof path, "/dev/pts/%d", number);
+	close(open("/dev/console", O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+	xmount(path, "/dev/console", NULL, MS_BIND, NULL);
+	send_fd(pty_sock, master);
+	close(master);
+	close(pty_sock);
+	if (ioctl(slave, TIOCSCTTY, 0) < 0) die("set the controlling tty");
+	dup2(slave, 0); dup2(slave, 1); dup2(slave, 2);
+	if (slave > 2) close(slave);
+}
+
 static void child(int ready_w, int go_r, int in_fd, int out_fd, int errout_fd, int slave)
 {
 	char b = 0;
@@ -420,6 +472,7 @@ static void child(int ready_w, int go_r, int in_fd, int out_fd, int errout_fd, i
 	close(ready_w);
 	if (read(go_r, &b, 1) != 1) _exit(127);   /* 1st go: network and init layer ready */
 	if (C.rootfs) setup_rootfs();
+	if (pty_sock >= 0) container_pty();
 	if (C.hostname && sethostname(C.hostname, strlen(C.hostname)) < 0) die("sethostname");
 	if (C.cwd) {
 		mkdirs(C.cwd, 0755);
@@ -602,10 +655,6 @@ static void supervise(pid_t pid, int sfd, int lfd, int out, int err, int in)
 	send_frame(3, be, 4, 1);
 }
 
-#ifndef TIOCGPTPEER
-#define TIOCGPTPEER _IO('T', 0x41)
-#endif
-
 /* A pty pair: the master (returned) and its slave in *slave. The master comes from C.ptmx
  * when given (an exec uses the container's own devpts, so `tty` names a path the container
  * can see), else from the host's /dev/ptmx. */
@@ -650,7 +699,10 @@ int main(int argc, char **argv)
 	for (int i = 0; i < MAXCLIENTS; i++) clients[i] = -1;
 
 	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) return 1;
-	if (C.tty) {
+	int late_pty = C.tty && C.rootfs && !C.ptmx, fdpass[2] = {-1, -1};
+	if (late_pty) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fdpass) < 0) return 1;
+	} else if (C.tty) {
 		if ((master = open_pty(&slave)) < 0) {
 			notify(notify_fd, "err open pty %s: %s\n", C.ptmx ? C.ptmx : "/dev/ptmx", strerror(errno));
 			return 1;
@@ -692,10 +744,13 @@ int main(int argc, char **argv)
 	if (pid == 0) {
 		close(notify_fd); close(ready[0]); close(errp[0]);
 		err_fd = errp[1];
+		if (fdpass[0] >= 0) close(fdpass[0]);
+		pty_sock = fdpass[1];
 		child(ready[1], go_fd, in[0], out[1], errs[1], slave);
 	}
 	close(go_fd); close(ready[1]); close(errp[1]);
 	if (slave >= 0) close(slave);   /* the master reads EIO once the child's side is gone */
+	if (fdpass[1] >= 0) close(fdpass[1]);
 	if (in[0] >= 0) close(in[0]);
 	if (out[1] >= 0) close(out[1]);
 	if (errs[1] >= 0) close(errs[1]);
@@ -703,6 +758,10 @@ int main(int argc, char **argv)
 	char b;
 	if (read(ready[0], &b, 1) == 1)
 		notify(notify_fd, "pid %d %d\n", getpid(), pid);
+	if (late_pty) {
+		master = recv_fd(fdpass[0]);
+		close(fdpass[0]);
+	}
 	ssize_t n = read(errp[0], msg, sizeof msg - 1);
 	if (n > 0) {
 		msg[n] = 0;

@@ -190,7 +190,7 @@ def test_run_it_through_a_real_pty(pdocker):
         # The line editor asks for the cursor position once it reads the terminal raw:
         # an EOF typed before that would be swallowed by the switch out of canonical mode.
         seen = _read_until(master, b"42\r\n/ # \x1b[6n")
-        assert b"/dev/console" in seen and b"33 101" in seen
+        assert b"/dev/pts/0" in seen and b"33 101" in seen
         os.write(master, b"\x04")
         assert proc.wait(timeout=20) == 0
     finally:
