@@ -82,6 +82,7 @@ class ResourceHandlers:
             ("item", "status", "PUT"): self.update_status,
             ("item", "status", "PATCH"): self.patch_status,
             ("item", "binding", "POST"): self.bind,
+            ("item", "eviction", "POST"): self.evict,
             ("item", "log", "GET"): self.log,
             ("item", "scale", "GET"): self.get_scale,
             ("item", "scale", "PUT"): self.update_scale,
@@ -186,6 +187,16 @@ class ResourceHandlers:
 
     async def bind(self, request: Request, target: Target) -> Response:
         return json_response(await subresources.bind(self.store, target, await self._body_object(request)), 201)
+
+    async def evict(self, request: Request, target: Target) -> Response:
+        """pods/eviction (kubectl drain): with no PodDisruptionBudgets, a delete."""
+        eviction = await self._body_object(request)
+        self._check_body_name(eviction, target)
+        options = eviction.get("deleteOptions")
+        opts = delete_options({}, options if isinstance(options, dict) else None)
+        await self.deleter.delete(Target(target.info, target.namespace, target.name), opts)
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                              "code": 201}, 201)
 
     async def log(self, request: Request, target: Target) -> Response:
         if self.logs is None:

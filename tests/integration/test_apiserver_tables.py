@@ -141,3 +141,18 @@ def test_real_kubectl_typed_creates_send_protobuf(kubectl):
     secret = kubectl("get", "secret", "s1", "-o", "jsonpath={.data.pw}")
     assert secret.stdout == "eA=="
     assert kubectl("get", "svc", "d1", "-o", "jsonpath={.spec.ports[0].port}").stdout == "80"
+
+
+def test_real_kubectl_drains_a_node_through_evictions(kubectl, apiserver):
+    with apiserver.client() as http:
+        http.post("/api/v1/nodes", json={"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})
+        for name in ("a", "b"):
+            http.post("/api/v1/namespaces/default/pods", json={
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 0,
+                         "containers": [{"name": "c", "image": "busybox"}]}})
+        drained = kubectl("drain", "n1", "--force", "--timeout=20s")
+        assert drained.returncode == 0, drained.stderr
+        assert "evicted" in drained.stdout
+        assert http.get("/api/v1/namespaces/default/pods").json()["items"] == []
+        assert http.get("/api/v1/nodes/n1").json()["spec"]["unschedulable"] is True
