@@ -1,9 +1,9 @@
 """Request bodies in Kubernetes protobuf (``application/vnd.kubernetes.protobuf``).
 
 kubectl's typed commands (``create namespace|secret|configmap|serviceaccount|service|
-deployment``, ``run``, ``expose``, ``drain``) send their object in this encoding. We turn it
-into the very dict a JSON client would have sent, so defaulting and validation see no
-difference: ``decode_protobuf(body)`` is the whole contract.
+deployment``, ``debug``; ``run`` and ``expose`` send JSON) send their object in this
+encoding. We turn it into the very dict a JSON client would have sent, so defaulting and
+validation see no difference: ``decode_protobuf(body)`` is the whole contract.
 
 The envelope is the 4-byte magic ``k8s\\0`` followed by a ``runtime.Unknown`` message
 (typeMeta{apiVersion=1, kind=2}=1, raw=2, contentEncoding=3, contentType=4); ``raw`` is the
@@ -79,8 +79,8 @@ def _decode_envelope(data: bytes) -> dict:
     if not api_version or not kind:
         raise ProtobufError("protobuf envelope has no apiVersion/kind")
     if parts.get(3):
-        raise UnsupportedKindError(f"protobuf contentEncoding {_text(parts[3], 'runtime.Unknown')!r}"
-                                   f" is not supported")
+        encoding = _text(parts[3], "runtime.Unknown")
+        raise UnsupportedKindError(f"protobuf contentEncoding {encoding!r} is not supported")
     message = KINDS.get((api_version, kind))
     if message is None:
         raise UnsupportedKindError(f"protobuf encoding is not supported for {kind} in "

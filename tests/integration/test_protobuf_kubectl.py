@@ -1,7 +1,7 @@
 """The real kubectl's protobuf request bodies decode to the JSON kubectl would have sent.
 
-kubectl 1.32 sends protobuf from its typed ``create <kind>`` commands (``run`` and ``expose``
-send JSON).
+kubectl 1.32 sends protobuf from its typed ``create <kind>`` and ``debug`` commands (``run``
+and ``expose`` send JSON).
 A capture server (plain http.server on a free loopback port) records the body of each
 protobuf POST and answers 500; ``kubectl ... --dry-run=client -o json`` prints the same object
 as JSON, which is the oracle. Bodies are captured at test time: no binary fixtures.
@@ -13,12 +13,14 @@ import json
 import shutil
 import subprocess
 import threading
+from copy import deepcopy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from apiserver.protobuf import MEDIA_TYPE, decode_protobuf
 from cluster.etcd import free_port
+from tests.unit.test_protobuf import POD
 
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
@@ -51,11 +53,14 @@ DISCOVERY = {
     "/api/v1": {"kind": "APIResourceList", "groupVersion": "v1", "resources": _resources(
         ("pods", "Pod", True), ("services", "Service", True), ("namespaces", "Namespace", False),
         ("secrets", "Secret", True), ("configmaps", "ConfigMap", True),
-        ("serviceaccounts", "ServiceAccount", True))},
+        ("serviceaccounts", "ServiceAccount", True), ("nodes", "Node", False))},
     "/apis/apps/v1": {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1",
                       "resources": _resources(("deployments", "Deployment", True),
                                               ("replicasets", "ReplicaSet", True))},
     "/apis/apps/v1/namespaces/default/deployments/d": DEPLOYMENT_D,
+    "/api/v1/namespaces/default/pods/web-0": {key: value for key, value in POD.items()
+                                              if key != "status"},
+    "/api/v1/nodes/n1": {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}},
 }
 
 
@@ -95,9 +100,10 @@ def kubeconfig(tmp_path):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     path = tmp_path / "kubeconfig"
+    url = f"http://127.0.0.1:{server.server_port}"
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+        "clusters": [{"name": "c", "cluster": {"server": url}}],
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u",
                                                "namespace": "default"}}]}))
@@ -197,3 +203,33 @@ def test_kubectl_secret_bytes_come_back_base64(kubeconfig, tmp_path):
                                               tmp_path))
 
     assert decoded["data"] == {"a": "Yg==", "bin": "AAH/", "empty": ""}
+
+
+def test_kubectl_debug_node_pod_decodes(kubeconfig, tmp_path):
+    path, server = kubeconfig
+    pod = decode_protobuf(captured_body(path, server, ["debug", "node/n1", "--image=busybox"],
+                                        tmp_path))
+
+    assert pod["metadata"]["name"].startswith("node-debugger-n1-")
+    assert pod["spec"] == {
+        "volumes": [{"name": "host-root", "hostPath": {"path": "/"}}],
+        "containers": [{"name": "debugger", "image": "busybox", "resources": {},
+                        "volumeMounts": [{"name": "host-root", "mountPath": "/host"}],
+                        "terminationMessagePolicy": "File"}],
+        "restartPolicy": "Never", "nodeName": "n1", "hostNetwork": True, "hostPID": True,
+        "hostIPC": True, "tolerations": [{"operator": "Exists"}]}
+
+
+def test_kubectl_debug_copy_keeps_every_pod_spec_field(kubeconfig, tmp_path):
+    """kubectl decodes our rich Pod JSON, copies its spec and sends it back as protobuf."""
+    path, server = kubeconfig
+    args = ["debug", "web-0", "--copy-to=web-copy", "--image=busybox", "--container=dbg",
+            "--keep-liveness", "--keep-readiness", "--keep-startup", "--same-node"]
+    copy = decode_protobuf(captured_body(path, server, args, tmp_path))
+
+    expected = deepcopy(POD["spec"])
+    expected["containers"].append({"name": "dbg", "image": "busybox", "resources": {},
+                                   "terminationMessagePolicy": "File"})
+    expected["initContainers"][0]["resources"] = {}  # Go always writes this struct
+    assert copy["metadata"]["name"] == "web-copy"
+    assert copy["spec"] == expected

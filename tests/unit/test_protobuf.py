@@ -110,7 +110,8 @@ def test_malformed_envelopes_are_protobuf_errors(body, message):
 
 
 def test_unsupported_kind_says_which_and_suggests_json():
-    with pytest.raises(UnsupportedKindError, match="CronJob in batch/v1: send it as application/json"):
+    with pytest.raises(UnsupportedKindError,
+                       match="CronJob in batch/v1: send it as application/json"):
         decode_protobuf(envelope("batch/v1", "CronJob", b""))
 
 
@@ -218,7 +219,7 @@ def test_unknown_fields_are_skipped_and_logged(caplog):
 
 def test_inline_structs_are_flattened():
     volume = field(1, "cfg") + field(2, field(19, field(1, field(1, "app-config")) + field(3, 420)))
-    env_from = field(3, field(1, field(1, "shared")))  # secretRef.name (inline LocalObjectReference)
+    env_from = field(3, field(1, field(1, "shared")))  # secretRef.name (inline reference)
     port = field(1, 0) + field(2, 8080)                                   # IntOrString 8080
     probe = field(1, field(3, field(1, port))) + field(3, 2)             # tcpSocket.port
     container = field(1, "c") + field(19, env_from) + field(10, probe)
@@ -266,7 +267,8 @@ POD = {
         "initContainers": [{"name": "init", "image": "busybox", "command": ["true"],
                             "restartPolicy": "Always"}],
         "containers": [{
-            "name": "app", "image": "nginx:1.27", "command": ["nginx"], "args": ["-g", "daemon off;"],
+            "name": "app", "image": "nginx:1.27", "command": ["nginx"],
+            "args": ["-g", "daemon off;"],
             "workingDir": "/srv",
             "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP", "hostPort": 8080,
                        "hostIP": "0.0.0.0"}],
