@@ -48,12 +48,20 @@ SCALE = "io.k8s.api.autoscaling.v1.Scale"
 PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                "application/strategic-merge-patch+json", "application/apply-patch+yaml")
 WRITE_QUERY_PARAMS = ("dryRun", "fieldManager", "fieldValidation")
-SPECIAL_SCHEMAS = {
-    INT_OR_STRING: {"type": "string", "format": "int-or-string",
-                    "description": "IntOrString is a type that can hold an int32 or a string."},
-    QUANTITY: {"type": "string", "format": "quantity",
-               "description": "Quantity is a fixed-point representation of a number (e.g. 100m, 1Gi)."},
+INT_OR_STRING_DOC = "IntOrString is a type that can hold an int32 or a string."
+QUANTITY_DOC = "Quantity is a fixed-point representation of a number (e.g. 100m, 1Gi)."
+# Swagger 2.0 has no oneOf: Kubernetes writes these two as formatted strings there ...
+V2_SPECIAL_SCHEMAS = {
+    INT_OR_STRING: {"type": "string", "format": "int-or-string", "description": INT_OR_STRING_DOC},
+    QUANTITY: {"type": "string", "format": "quantity", "description": QUANTITY_DOC},
 }
+# ... and as oneOf in v3 (kubectl explain then names them: <IntOrString>, <map[string]Quantity>).
+V3_SPECIAL_SCHEMAS = {
+    INT_OR_STRING: {"format": "int-or-string", "oneOf": [{"type": "integer"}, {"type": "string"}],
+                    "description": INT_OR_STRING_DOC},
+    QUANTITY: {"oneOf": [{"type": "string"}, {"type": "number"}], "description": QUANTITY_DOC},
+}
+TYPE_META_FIELDS = ("apiVersion", "kind")
 
 
 class OpenAPIError(RuntimeError):
@@ -137,11 +145,22 @@ def convert_schema(node, ref_prefix: str, wrap_refs: bool):
 
 
 def _convert_definitions(definitions: dict, names: list[str], ref_prefix: str, wrap_refs: bool) -> dict:
+    specials = V3_SPECIAL_SCHEMAS if wrap_refs else V2_SPECIAL_SCHEMAS
     schemas = {}
     for name in names:
-        special = SPECIAL_SCHEMAS.get(name)
-        schemas[name] = copy.deepcopy(special) if special else convert_schema(definitions[name], ref_prefix, wrap_refs)
+        special = specials.get(name)
+        schemas[name] = copy.deepcopy(special) if special else _without_type_meta_enums(
+            convert_schema(definitions[name], ref_prefix, wrap_refs))
     return schemas
+
+
+def _without_type_meta_enums(schema: dict) -> dict:
+    """kubernetes-validate pins apiVersion and kind with an enum; Kubernetes' own OpenAPI does not."""
+    for field_name in TYPE_META_FIELDS:
+        prop = (schema.get("properties") or {}).get(field_name)
+        if isinstance(prop, dict):
+            prop.pop("enum", None)
+    return schema
 
 
 # ---------------------------------------------------------------- paths and operations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from typing import Optional
 
 from kubectl.errors import CliError
@@ -47,18 +46,20 @@ def _resolve(schema: dict, schemas: dict) -> dict:
     return {**target, **{k: v for k, v in schema.items() if k not in ("$ref", "allOf")}}
 
 
-def type_name(schema: dict) -> str:
-    """``<PodSpec>``, ``<[]Container>``, ``<map[string]string>``, ``<string>``..."""
+def type_name(schema: dict, schemas: Optional[dict] = None) -> str:
+    """``<PodSpec>``, ``<[]Container>``, ``<map[string]string>``, ``<string>``... as kubectl prints:
+    a reference names its schema, unless that schema is a plain primitive (Time is ``string``)."""
     ref = schema.get("$ref") or ((schema.get("allOf") or [{}])[0]).get("$ref")
     if ref:
+        target = (schemas or {}).get(ref.rsplit("/", 1)[-1]) or {}
+        if target.get("type") and target["type"] != "object":
+            return target["type"]
         return ref.rsplit(".", 1)[-1]
     kind = schema.get("type", "Object")
     if kind == "array":
-        return "[]" + type_name(schema.get("items") or {})
+        return "[]" + type_name(schema.get("items") or {}, schemas)
     if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
-        return "map[string]" + type_name(schema["additionalProperties"])
-    if schema.get("format") == "int-or-string":
-        return "IntOrString"
+        return "map[string]" + type_name(schema["additionalProperties"], schemas)
     return {"object": "Object"}.get(kind, kind)
 
 
@@ -78,14 +79,37 @@ def walk_field(schema: dict, schemas: dict, path: list[str]) -> tuple[dict, dict
     return raw, current
 
 
-def _wrap(text: str, indent: int) -> list[str]:
-    prefix = " " * indent
-    return textwrap.wrap(text, width=80, initial_indent=prefix, subsequent_indent=prefix,
-                         break_long_words=False, break_on_hyphens=False) or [prefix]
+WRAP_WIDTH = 76  # kubectl explain wraps descriptions at 76 columns, then indents them by 4
+
+
+def wrap(text: str, indent: int) -> list[str]:
+    """Greedy word wrap of each line of ``text`` (kubectl's ``wrap 76 | indent N``); words are
+    never broken, so long URLs stay whole."""
+    out = []
+    for paragraph in (text or "").split("\n"):
+        line = None
+        for word in paragraph.split(" "):  # runs of spaces are kept, as kubectl keeps them
+            if line is None:
+                line = word
+            elif line and len(line) + 1 + len(word) > WRAP_WIDTH:
+                out.append(" " * indent + line.rstrip(" "))
+                line = word
+            else:
+                line = f"{line} {word}"
+        out.append(" " * indent + (line or ""))
+    return out
+
+
+def _referenced(schema: dict, schemas: dict) -> Optional[dict]:
+    """The named schema a field points to (through allOf/$ref, or its array items), or None."""
+    if schema.get("type") == "array":
+        return _referenced(schema.get("items") or {}, schemas)
+    ref = schema.get("$ref") or ((schema.get("allOf") or [{}])[0]).get("$ref")
+    return schemas.get(ref.rsplit("/", 1)[-1]) if ref else None
 
 
 def explain_text(res: ApiResource, document: dict, path: list[str], recursive: bool = False) -> str:
-    """kubectl explain's plaintext page for ``res`` and a field path below it."""
+    """kubectl explain's plaintext page (v1.32 layout) for ``res`` and a field path below it."""
     found = find_kind_schema(document, res)
     if not found:
         raise CliError(f"couldn't find resource for \"{res.api_version}, Kind={res.kind}\"")
@@ -94,13 +118,20 @@ def explain_text(res: ApiResource, document: dict, path: list[str], recursive: b
     lines = [f"GROUP:      {res.group}"] if res.group else []
     lines += [f"KIND:       {res.kind}", f"VERSION:    {res.version}", ""]
     if path:
-        lines += [f"FIELD: {path[-1]} <{type_name(raw)}>", ""]
+        lines += [f"FIELD: {path[-1]} <{type_name(raw, schemas)}>", "", ""]
+        target = _referenced(raw, schemas)
+        descriptions = [raw.get("description"), (target or {}).get("description")]
+    else:
+        descriptions = [found[1].get("description")]
     lines.append("DESCRIPTION:")
-    lines += _wrap(raw.get("description") or current.get("description") or "<empty>", 4)
+    for text in filter(None, descriptions):
+        lines += wrap(text, 4)
+    lines.append("    ")
     props = current.get("properties") or {}
     if props:
-        lines += ["", "FIELDS:"]
+        lines.append("FIELDS:")
         lines += _fields(props, schemas, current.get("required") or [], recursive, 2, set())
+    lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -109,17 +140,15 @@ def _fields(props: dict, schemas: dict, required: list[str], recursive: bool, in
     for name in sorted(props):
         schema = props[name]
         marker = " -required-" if name in required else ""
-        lines.append(f"{' ' * indent}{name}\t<{type_name(schema)}>{marker}")
+        lines.append(f"{' ' * indent}{name}\t<{type_name(schema, schemas)}>{marker}")
         if recursive:
-            inner = _resolve(schema, schemas)
-            if inner.get("type") == "array":
-                inner = _resolve(inner.get("items") or {}, schemas)
-            key = type_name(schema)
+            inner = _referenced(schema, schemas) or {}
+            key = type_name(schema, schemas)
             if inner.get("properties") and key not in seen:
-                lines += _fields(inner["properties"], schemas, inner.get("required") or [], True, indent + 2, seen | {key})
+                lines += _fields(inner["properties"], schemas, inner.get("required") or [], True, indent + 2,
+                                 seen | {key})
         else:
-            lines += _wrap(schema.get("description") or _resolve(schema, schemas).get("description") or "<no description>",
-                           indent + 2)
+            lines += wrap(schema.get("description") or "<no description>", indent + 2)
             lines.append("")
     return lines
 

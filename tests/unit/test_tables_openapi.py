@@ -93,3 +93,11 @@ def test_v3_headers_make_hashed_urls_immutable(docs):
     assert fresh == {"ETag": f'"{digest}"', "Cache-Control": "public, immutable"}
     assert openapi_v3_headers("apps/v1", "stale", docs)["Cache-Control"] == "no-cache, private"
     assert openapi_v3_headers("batch/v1", None, docs) == {}
+
+
+def test_v3_names_int_or_string_and_quantity_and_drops_type_meta_enums(docs):
+    schemas = docs.v3_group("v1")["components"]["schemas"]
+    assert "oneOf" in schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]
+    assert "type" not in schemas["io.k8s.apimachinery.pkg.api.resource.Quantity"]
+    assert "enum" not in schemas["io.k8s.api.core.v1.Pod"]["properties"]["apiVersion"]
+    assert docs.v2["definitions"]["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["type"] == "string"
