@@ -187,3 +187,14 @@ def test_reconcile_pod_reports_once_and_finishes_deletion():
         await hollow._reconcile_pod("default/other")
         assert api.writes[-1][0] == "patch"                           # not ours: untouched
     asyncio.run(scenario())
+
+
+def test_command_line_flags_and_errors(tmp_path, capsys):
+    from cluster.hollow import main, parse_args
+    args = parse_args(["--nodes", "3", "--name-prefix", "x-", "--stop-renewing", "x-1", "--stop-renewing", "x-2",
+                       "--renew-interval", "5"])
+    assert (args.nodes, args.name_prefix, args.stop_renewing, args.renew_interval) == (3, "x-", ["x-1", "x-2"], 5.0)
+    assert main(["--kubeconfig", str(tmp_path / "missing"), "--nodes", "1"]) == 2
+    assert "hollow:" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not one of"):
+        HollowNodes(FakeApi(), ["a"], stop_renewing=["b"])
