@@ -217,7 +217,8 @@ def _timestamp(data: bytes, micro: bool, where: str) -> Optional[str]:
         moment = EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
     except OverflowError:
         raise ProtobufError(f"{where}: time {seconds}s is out of range") from None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+    fraction = f".{moment.microsecond:06d}" if micro else ""
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}{fraction}Z"
 
 
 def _int_or_string(data: bytes, where: str) -> Any:

@@ -154,6 +154,7 @@ def test_times_are_rfc3339_in_utc():
     assert special_value("MicroTime", field(1, 1767225600) + field(2, 123456789)) == \
         "2026-01-01T00:00:00.123456Z"
     assert special_value("Time", b"") is None
+    assert special_value("Time", field(1, -62135596800 + 86400)) == "0001-01-02T00:00:00Z"
 
 
 def test_time_out_of_range_is_a_protobuf_error():
