@@ -162,17 +162,26 @@ class NodeHealth:
 
     def __init__(self):
         self._seen: dict[str, tuple[tuple, float]] = {}
+        self._renewed: set[str] = set()
 
     def observe(self, name: str, signature: tuple, now: float) -> float:
         """Record ``signature``; seconds since it last changed (0 on first sight or a change)."""
         previous = self._seen.get(name)
         if previous is None or previous[0] != signature:
+            if previous is not None:
+                self._renewed.add(name)
             self._seen[name] = (signature, now)
             return 0.0
         return now - previous[1]
 
+    def seen_renewal(self, name: str) -> bool:
+        """True once the signature changed after the first sight: the node has shown life
+        (a controller restarted while a node is silent must not call that node alive)."""
+        return name in self._renewed
+
     def forget(self, name: str) -> None:
         self._seen.pop(name, None)
+        self._renewed.discard(name)
 
 
 def is_evictable(pod: dict) -> bool:
@@ -251,7 +260,7 @@ class NodeLifecycleController(Controller):
             log.info("node %s: silent for %.0fs, marking it Unknown", node["metadata"]["name"], silent_for)
             return await self._write_conditions(node, unknown_conditions(node, wall))
         if silent_for < self.grace_period and ready == "Unknown" and self._set_by_us(node) \
-                and self._has_lease(node):
+                and self.health.seen_renewal(node["metadata"]["name"]):
             log.info("node %s: Lease renewed again, restoring its conditions", node["metadata"]["name"])
             return await self._write_conditions(node, restored_conditions(node, wall))
         return node
@@ -259,9 +268,6 @@ class NodeLifecycleController(Controller):
     def _set_by_us(self, node: dict) -> bool:
         return any(c.get("type") == "Ready" and c.get("reason") in UNKNOWN_REASONS
                    for c in (node.get("status") or {}).get("conditions") or [])
-
-    def _has_lease(self, node: dict) -> bool:
-        return self.leases.store.get(f"{LEASE_NAMESPACE}/{node['metadata']['name']}") is not None
 
     async def _write_conditions(self, node: dict, conditions: list[dict]) -> dict:
         updated = copy.deepcopy(node)

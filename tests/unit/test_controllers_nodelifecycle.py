@@ -178,3 +178,19 @@ def test_eviction_cap_shortens_the_default_tolerations_and_not_ready_taint():
         await h.visit(6)
         assert h.pods() == []
     asyncio.run(scenario())
+
+
+def test_a_restarted_controller_does_not_revive_a_node_that_is_still_silent():
+    async def scenario():
+        h = Harness(grace=50)
+        await h.add(NODES, node(ready="Unknown", taints=[taint(UNREACHABLE, seconds_ago=10)]))
+        h.api.objects[("nodes", None, "n1")]["status"]["conditions"][0]["reason"] = "NodeStatusUnknown"  # by a
+        # previous controller process; the Lease below is as stale as it was then
+        await h.add(LEASES, lease())
+        await h.visit()
+        await h.visit(10)
+        n1 = await h.api.get(NODES, "n1")
+        assert n1["status"]["conditions"][0]["status"] == "Unknown"
+        assert [t["key"] for t in n1["spec"]["taints"]] == [UNREACHABLE]
+        assert [w[0] for w in h.api.writes].count("replace") == 0
+    asyncio.run(scenario())
