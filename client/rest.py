@@ -69,12 +69,19 @@ def _load_client_cert(ctx: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
         ctx.load_cert_chain(cert, key)
 
 
-def client_options(config: ClientConfig, timeout: float) -> dict:
-    """Keyword arguments shared by httpx.Client and httpx.AsyncClient."""
+def client_options(config: ClientConfig, timeout: float, max_connections: int = 64,
+                   max_idle: int = 8) -> dict:
+    """Keyword arguments shared by httpx.Client and httpx.AsyncClient.
+
+    Each watch holds a connection for its lifetime, so ``max_connections`` must
+    exceed the number of concurrent watches plus in-flight requests. Idle
+    connections are few on purpose: httpcore's pool bookkeeping costs
+    O(idle x all) on every request.
+    """
     headers = {"Accept": "application/json", "User-Agent": "pkube/0.1"}
     if config.token:
         headers["Authorization"] = f"Bearer {config.token}"
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=40)
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_idle)
     return dict(base_url=config.server, headers=headers, verify=ssl_context(config),
                 timeout=httpx.Timeout(timeout, connect=10.0), limits=limits)
 
@@ -268,9 +275,10 @@ class ApiClient(_Verbs):
 class AsyncApiClient(_Verbs):
     """Asyncio client; the same verbs as ApiClient, awaited. Close with ``aclose()``."""
 
-    def __init__(self, config: ClientConfig, timeout: float = 30.0):
+    def __init__(self, config: ClientConfig, timeout: float = 30.0, max_connections: int = 64,
+                 max_idle: int = 8):
         super().__init__(config)
-        self.http = httpx.AsyncClient(**client_options(config, timeout))
+        self.http = httpx.AsyncClient(**client_options(config, timeout, max_connections, max_idle))
 
     async def __aenter__(self):
         return self
