@@ -12,8 +12,11 @@ Type notation (Go-like):
   ``map[string]T``       repeated key=1/value=2 entries (a JSON object);
   ``inline T``           an embedded Go struct whose fields JSON flattens into the parent;
   ``group/version.Name`` another message of this table;
-  ``Time``, ``MicroTime``, ``Quantity``, ``IntOrString``, ``FieldsV1``, ``RawExtension``,
-  ``Duration``           apimachinery types with their own JSON form.
+  ``Time``, ``MicroTime``, ``Quantity``, ``IntOrString``, ``FieldsV1``, ``RawExtension``
+                         apimachinery types with their own JSON form.
+
+tests/integration/test_protobuf_schema.py checks this table against the descriptors inside
+the installed kubectl (and shows how to read them out to extend it).
 """
 
 KINDS = {
