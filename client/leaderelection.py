@@ -156,9 +156,10 @@ class LeaderElector:
         return self._observed_at + self.config.lease_duration <= self.clock.now()
 
     async def release(self) -> None:
-        """Give the Lease up at shutdown so a standby need not wait for it to expire."""
-        if not self._leader:
-            return
+        """Give the Lease up at shutdown so a standby need not wait for it to expire.
+
+        Safe to call when not leading: the Lease is only cleared if we hold it.
+        """
         try:
             lease = await self.client.get(LEASES, self.config.name, self.config.namespace)
             if (lease.get("spec") or {}).get("holderIdentity") == self.config.identity:

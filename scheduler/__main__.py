@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import socket
 import sys
 import uuid
@@ -47,9 +48,25 @@ async def serve(args: argparse.Namespace) -> int:
         election = LeaderElectionConfig(args.lease_namespace, args.lease_name, identity,
                                         args.lease_duration, args.renew_deadline, args.retry_period)
         elector = LeaderElector(client, election, scheduler.run)
-        await elector.run()
+        try:
+            await elector.run()
+        except asyncio.CancelledError:      # SIGTERM: hand the Lease over at once
+            await elector.release()
+            return 0
         logging.error("leader election lost; exiting")
         return 1
+
+
+async def serve_until_sigterm(args: argparse.Namespace) -> int:
+    """``serve``, cancelled by SIGTERM or SIGINT so that a leader releases its Lease."""
+    task = asyncio.ensure_future(serve(args))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return 0
 
 
 def main(argv=None) -> int:
@@ -57,7 +74,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(serve(args))
+        return asyncio.run(serve_until_sigterm(args))
     except (KubeconfigError, ValueError) as err:
         print(f"scheduler: {err}", file=sys.stderr)
         return 2

@@ -47,13 +47,28 @@ def holder(api):
         return None
 
 
-def test_only_the_leader_schedules_and_a_standby_takes_over(apiserver, tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
+def write_kubeconfig(path, url):
+    path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": apiserver.url}}],
+        "clusters": [{"name": "t", "cluster": {"server": url}}],
         "users": [{"name": "t", "user": {}}],
         "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    return path
+
+
+def stop_all(procs):
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_only_the_leader_schedules_and_a_standby_takes_over(apiserver, tmp_path):
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
     procs = []
     try:
         with ApiClient(ClientConfig(apiserver.url)) as api:
@@ -74,11 +89,18 @@ def test_only_the_leader_schedules_and_a_standby_takes_over(apiserver, tmp_path)
             lease = api.get(LEASES, "kube-scheduler", "default")["spec"]
             assert (lease["holderIdentity"], lease["leaseTransitions"]) == ("second", 1)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop_all(procs)
+
+
+def test_a_terminated_leader_releases_the_lease(apiserver, tmp_path):
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
+    procs = []
+    try:
+        with ApiClient(ClientConfig(apiserver.url)) as api:
+            procs.append(start_scheduler(kubeconfig, "first", tmp_path / "first.log"))
+            wait_for(lambda: holder(api) == "first")
+            procs[0].terminate()
+            assert procs[0].wait(10) == 0
+            assert holder(api) == ""
+    finally:
+        stop_all(procs)
