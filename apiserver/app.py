@@ -26,6 +26,7 @@ from apiserver.deletion import Deleter
 from apiserver.encoding import dumps, error_response, json_response
 from apiserver.event_ttl import DEFAULT_TTL as DEFAULT_EVENT_TTL
 from apiserver.event_ttl import EventReaper
+from apiserver.exec_proxy import ExecProxy
 from apiserver.kubelet_proxy import KubeletConnection, LogProxy
 from apiserver.namespaces import Namespaces
 from apiserver.openapi import OpenAPIDocuments
@@ -105,6 +106,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     guarded = _guard(authenticator)
     _add_discovery(app, registry, storage, guarded)
     _add_openapi(app, OpenAPIDocuments(registry.resources), guarded)
+    app.router.add_websocket_route("/api/v1/namespaces/{namespace}/pods/{name}/exec",
+                                   ExecProxy(store, registry, kubelet or KubeletConnection(), authenticator).serve)
     app.add_route("/api/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
     app.add_route("/apis/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
     _add_error_handlers(app)

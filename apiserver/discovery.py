@@ -12,7 +12,8 @@ from api.kinds import Registry, ResourceInfo
 
 GIT_VERSION = "v1.32.0-pkube"
 SUBRESOURCE_KINDS = {"binding": ("", "v1", "Binding"), "scale": ("autoscaling", "v1", "Scale"),
-                     "log": ("", "v1", "Pod"), "eviction": ("policy", "v1", "Eviction")}
+                     "log": ("", "v1", "Pod"), "eviction": ("policy", "v1", "Eviction"),
+                     "exec": ("", "v1", "PodExecOptions")}
 
 
 def version_info() -> dict:

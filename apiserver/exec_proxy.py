@@ -1,0 +1,190 @@
+"""pods/exec over WebSocket, proxied to the kubelet as Kubernetes does.
+
+kubectl (1.30+) opens ``GET .../pods/NAME/exec?command=...&stdin=...&stdout=...&tty=...``
+as a WebSocket with subprotocols ``v5.channel.k8s.io`` (and older ones). The apiserver
+opens the same WebSocket to the kubelet at ``/exec/{namespace}/{pod}/{container}?...``,
+accepts the client with the subprotocol the kubelet chose, and relays frames both ways
+untouched (the channel bytes mean nothing to us). Failures before the kubelet accepts
+close the client's handshake with a policy-violation code and a readable reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from typing import Optional
+from urllib.parse import urlencode, urlsplit
+
+import wsproto
+import wsproto.events as ws_events
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from apiserver import errors
+from apiserver.kubelet_proxy import KubeletConnection, log_container
+from apiserver.paths import Target, resolve
+from apiserver.resources import ResourceStore
+
+log = logging.getLogger(__name__)
+
+EXEC_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
+POLICY_VIOLATION = 1008
+READ_SIZE = 65536
+
+
+class KubeletSocket:
+    """A client WebSocket to a kubelet, on asyncio streams and wsproto."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+        self.conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        self.subprotocol: Optional[str] = None
+
+    @classmethod
+    async def open(cls, url: str, subprotocols: list[str], ssl_context: Optional[ssl.SSLContext]) -> "KubeletSocket":
+        """Connect and complete the handshake; ApiError when the kubelet refuses."""
+        parts = urlsplit(url)
+        try:
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port, ssl=ssl_context)
+        except OSError as exc:
+            raise errors.unavailable(f"cannot reach the kubelet at {parts.netloc}: {exc}") from None
+        sock = cls(reader, writer)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        await sock._send(ws_events.Request(host=parts.netloc, target=target, subprotocols=subprotocols))
+        async for event in sock._events():
+            if isinstance(event, ws_events.AcceptConnection):
+                sock.subprotocol = event.subprotocol
+                return sock
+            if isinstance(event, (ws_events.RejectConnection, ws_events.RejectData)):
+                await sock.close()
+                raise errors.bad_request(f"the kubelet refused the exec (HTTP {getattr(event, 'status_code', '?')})")
+        await sock.close()
+        raise errors.unavailable("the kubelet closed the connection during the handshake")
+
+    async def _send(self, event) -> None:
+        self.writer.write(self.conn.send(event))
+        await self.writer.drain()
+
+    async def _events(self):
+        while True:
+            for event in self.conn.events():
+                yield event
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                return
+            self.conn.receive_data(data)
+
+    async def send(self, data) -> None:
+        await self._send(ws_events.Message(data=data))
+
+    async def relay_to(self, client: WebSocket) -> None:
+        """Forward every message from the kubelet to ``client`` until either side closes."""
+        text, binary = [], []
+        async for event in self._events():
+            if isinstance(event, ws_events.BytesMessage):
+                binary.append(bytes(event.data))
+                if event.message_finished:
+                    await client.send_bytes(b"".join(binary))
+                    binary.clear()
+            elif isinstance(event, ws_events.TextMessage):
+                text.append(event.data)
+                if event.message_finished:
+                    await client.send_text("".join(text))
+                    text.clear()
+            elif isinstance(event, ws_events.Ping):
+                await self._send(event.response())
+            elif isinstance(event, ws_events.CloseConnection):
+                with contextlib.suppress(Exception):
+                    await self._send(event.response())
+                return
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.conn.state == wsproto.connection.ConnectionState.OPEN:
+                await self._send(ws_events.CloseConnection(code=1000))
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+
+def kubelet_ssl(connection: KubeletConnection) -> Optional[ssl.SSLContext]:
+    """The TLS context for an https kubelet, from the connection's httpx-style options."""
+    if connection.scheme != "https":
+        return None
+    verify = connection.client_options.get("verify", True)
+    context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+    if verify is False:
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    cert = connection.client_options.get("cert")
+    if cert:
+        context.load_cert_chain(*(cert if isinstance(cert, tuple) else (cert,)))
+    return context
+
+
+class ExecProxy:
+    """Serves pods/exec WebSockets."""
+
+    def __init__(self, store: ResourceStore, registry, connection: KubeletConnection, authenticator=None):
+        self.store, self.registry, self.connection = store, registry, connection
+        self.authenticator = authenticator  # as create_app's: raises ApiError 401/403
+        self.nodes = registry.by_kind("Node", "")
+
+    async def serve(self, websocket: WebSocket) -> None:
+        """The WebSocket endpoint."""
+        try:
+            kubelet = await self._connect(websocket)
+        except errors.ApiError as exc:
+            log.info("exec refused for %s: %s", websocket.url.path, exc.message)
+            await websocket.close(code=POLICY_VIOLATION, reason=exc.message[:120])
+            return
+        except Exception:  # noqa: BLE001 - the catch-all of this endpoint: log, refuse
+            log.exception("exec proxy failed for %s", websocket.url.path)
+            await websocket.close(code=POLICY_VIOLATION, reason="internal error")
+            return
+        try:
+            await websocket.accept(subprotocol=kubelet.subprotocol)
+            await _pump_both_ways(websocket, kubelet)
+        finally:
+            await kubelet.close()
+
+    async def _connect(self, websocket: WebSocket) -> KubeletSocket:
+        if self.authenticator is not None:
+            websocket.state.user = await self.authenticator(websocket)
+        target = resolve(self.registry, websocket.url.path)
+        if target.info.kind != "Pod" or target.subresource != "exec" or not target.name:
+            raise errors.resource_not_found(websocket.url.path)
+        pod = await self.store.get(Target(target.info, target.namespace, target.name))
+        query = websocket.query_params
+        container = log_container(pod, query.get("container"))
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            raise errors.bad_request(f"pod {target.name} does not have a host assigned")
+        node = await self.store.get(Target(self.nodes, None, node_name))
+        params = [(k, v) for k, v in query.multi_items() if k in EXEC_PARAMS]
+        url = (f"{self.connection.base_url(node)}/exec/{target.namespace}/{target.name}/{container}"
+               f"?{urlencode(params)}")
+        offered = list(websocket.scope.get("subprotocols") or [])
+        return await KubeletSocket.open(url, offered, kubelet_ssl(self.connection))
+
+
+async def _pump_both_ways(client: WebSocket, kubelet: KubeletSocket) -> None:
+    async def upstream() -> None:
+        try:
+            while True:
+                message = await client.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                data = message.get("bytes") if message.get("bytes") is not None else message.get("text")
+                if data is not None:
+                    await kubelet.send(data)
+        except (WebSocketDisconnect, ConnectionError):
+            return
+
+    tasks = [asyncio.create_task(upstream()), asyncio.create_task(kubelet.relay_to(client))]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    with contextlib.suppress(Exception):
+        await client.close()

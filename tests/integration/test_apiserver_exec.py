@@ -1,0 +1,91 @@
+"""pods/exec: the real kubectl's WebSocket exec relayed through the apiserver to a kubelet
+(here a stand-in that answers like one on /exec/NS/POD/CONTAINER)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from apiserver.kubelet_proxy import KubeletConnection
+from cluster.etcd import free_port
+from tests.integration.conftest import start_apiserver, stop_apiserver
+
+STDOUT, ERROR = 1, 3
+
+
+async def fake_exec(websocket: WebSocket) -> None:
+    """Echo the command line on stdout (channel 1), then report success (channel 3)."""
+    offered = websocket.scope.get("subprotocols", [])
+    await websocket.accept(subprotocol=offered[0] if offered else None)
+    command = websocket.query_params.getlist("command")
+    path = websocket.url.path
+    await websocket.send_bytes(bytes([STDOUT]) + f"{path} ran {' '.join(command)}\n".encode())
+    await websocket.send_bytes(bytes([ERROR]) + json.dumps({"metadata": {}, "status": "Success"}).encode())
+    await websocket.close()
+
+
+@pytest.fixture
+def kubelet_port():
+    port = free_port()
+    app = Starlette(routes=[WebSocketRoute("/exec/{ns}/{pod}/{container}", fake_exec)])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def kubectl(etcd, kubelet_port, tmp_path):
+    binary = shutil.which("kubectl")
+    if binary is None:
+        pytest.skip("kubectl is not installed: the exec check needs it on PATH")
+    thread, api = start_apiserver(etcd, kubelet=KubeletConnection(scheme="http"))
+    try:
+        with httpx.Client(base_url=api.url) as http:
+            http.post("/api/v1/nodes", json={
+                "apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+                "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                           "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}}})
+            for name, node in (("web", "n1"), ("idle", None)):
+                spec = {"containers": [{"name": "main", "image": "busybox"}], **({"nodeName": node} if node else {})}
+                http.post("/api/v1/namespaces/default/pods",
+                          json={"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
+        config = tmp_path / "kubeconfig"
+        config.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "t",
+            "clusters": [{"name": "t", "cluster": {"server": api.url}}], "users": [{"name": "t", "user": {}}],
+            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+        yield lambda *args: subprocess.run([binary, "--kubeconfig", str(config), *args], capture_output=True,
+                                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        stop_apiserver(thread)
+
+
+def test_kubectl_exec_is_relayed_to_the_kubelet(kubectl):
+    done = kubectl("exec", "web", "--", "echo", "hi")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "/exec/default/web/main ran echo hi\n"
+
+
+def test_exec_on_an_unscheduled_pod_fails_cleanly(kubectl):
+    done = kubectl("exec", "idle", "--", "true")
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
