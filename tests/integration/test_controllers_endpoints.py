@@ -102,9 +102,12 @@ def test_endpoints_and_slices_follow_pods(apiserver):
         assert by_pod_port["a"] == 8080 and by_pod_port["b"] == 9090
 
         rv = ep["metadata"]["resourceVersion"]
+        slice_rvs = sorted(s["metadata"]["resourceVersion"] for s in slices)
         await client.patch(PODS, "db", {"metadata": {"annotations": {"x": "y"}}})
+        await client.patch(SERVICES, "web", {"metadata": {"annotations": {"touched": "1"}}})
         await asyncio.sleep(0.5)
         assert (await endpoints_of(client, "web"))["metadata"]["resourceVersion"] == rv   # unchanged: not rewritten
+        assert sorted(s["metadata"]["resourceVersion"] for s in await slices_of(client, "web")) == slice_rvs
 
         await client.delete(PODS, "a")
 
