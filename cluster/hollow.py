@@ -11,11 +11,14 @@ How it scales to thousands of nodes on a small machine: there is no task per
 node. Three de-duplicating work queues (nodes, leases, pods) are drained by a
 fixed number of workers each, and at most ``concurrency`` requests are in
 flight in all (one semaphore, first come first served, so lease renewals keep
-their turn during a burst of pod reports). Lease renewals are spread in time by the queues' ``add_after``
-(each node renews ``renew_interval`` after its previous renewal). Pods come
+their turn during a burst of pod reports). Lease renewals are spread in time
+by the queue's ``add_after`` (each node renews ``renew_interval`` after its
+previous renewal). Pods come
 from ONE watch of all bound pods (field selector ``spec.nodeName!=``),
 filtered here by node name; Nodes from one watch of all nodes, likewise.
-Leases are never watched: the last Lease written is the cache.
+Leases are never watched: the last Lease written is the cache. The command
+line sends through ``AiohttpApiClient`` (same verbs and errors as the httpx
+``AsyncApiClient``, about 7x less CPU per request), when aiohttp is installed.
 
 Level-triggered: a restart lists the nodes and pods, creates what is missing,
 re-reports what is stale, and keeps the pod IPs already given.
