@@ -47,7 +47,7 @@ from client.clock import Clock
 from client.errors import AlreadyExists, ApiError, Conflict, NotFound, error_from_response, unavailable
 from client.informer import Informer
 from client.resources import LEASES, NODES, PODS
-from client.rest import AsyncApiClient, Request, _Verbs, parse_watch_line, ssl_context
+from client.rest import AsyncApiClient, Request, parse_watch_line, ssl_context
 from client.store import index_pods_by_node, object_key
 from client.timefmt import micro_time, rfc3339
 from client.workqueue import WorkQueue
@@ -554,7 +554,7 @@ class AiohttpApiClient(AsyncApiClient):
     """
 
     def __init__(self, config, timeout: float = 30.0):
-        _Verbs.__init__(self, config)
+        super(AsyncApiClient, self).__init__(config)     # the request builder only: no httpx client
         self.timeout = timeout
         self._session: Optional["aiohttp.ClientSession"] = None
 
