@@ -421,10 +421,9 @@ def cmd_logs(rt, args) -> int:
 
 
 def cmd_wait(rt, args) -> int:
-    code = 0
     for name in args.containers:
-        print(rt.wait(name))
-    return code
+        print(rt.wait(name), flush=True)
+    return 0
 
 
 def cmd_attach(rt, args) -> int:
