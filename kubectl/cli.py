@@ -122,7 +122,7 @@ def _add_readers(sub, common) -> None:
     p.add_argument("-c", "--container")
     p.add_argument("-i", "--stdin", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.add_argument("cmd", nargs="*")  # the command normally follows "--" (see main)
     p = sub.add_parser("rollout", parents=[common])
     p.add_argument("action", choices=("status", "history", "undo", "restart", "pause", "resume"))
     p.add_argument("targets", nargs="+")
@@ -409,7 +409,7 @@ def _pod_target(session, word: str):
 def cmd_exec(session, args, out, err) -> int:
     from kubectl.streams import exec_query, run_exec
 
-    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    cmd = args.after_dashes if args.after_dashes is not None else args.cmd
     if not cmd:
         raise CliError("you must specify at least one command for the container")
     target = _pod_target(session, args.pod)
@@ -528,7 +528,12 @@ def main(argv: Optional[list[str]] = None, out=None, err=None) -> int:
     _skip_unused_imports()
     session = None
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        flags, after_dashes = split_at_dashes(argv)
+        args = build_parser().parse_args(flags)
+        if args.command != "exec" and after_dashes is not None:
+            args = build_parser().parse_args(argv)  # only exec gives "--" a meaning of its own
+        args.after_dashes = after_dashes
         if not args.command:
             out.write(build_parser().format_help())
             return 0
@@ -546,6 +551,14 @@ def main(argv: Optional[list[str]] = None, out=None, err=None) -> int:
     finally:
         if session is not None:
             session.close()
+
+
+def split_at_dashes(argv: list[str]) -> tuple[list[str], Optional[list[str]]]:
+    """(flags and arguments, the words after the first ``--``, or None): ``exec POD -c C -- CMD...``."""
+    if "--" in argv:
+        index = argv.index("--")
+        return argv[:index], argv[index + 1:]
+    return argv, None
 
 
 def _skip_unused_imports() -> None:

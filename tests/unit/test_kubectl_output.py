@@ -179,3 +179,11 @@ def test_yaml_quotes_like_kubectl():
             "n": "true", "p": "2026-01-01", "plain": "web", "y": "ok", "z": "*star"}
     assert dump_yaml(data) == ('a: "yes"\nc: "1"\nd: ""\ne: \'x: y\'\nf: |-\n  multi\n  line\nh: "null"\n'
                                'l: \' lead\'\n"n": "true"\np: "2026-01-01"\nplain: web\n"y": ok\nz: \'*star\'\n')
+
+
+def test_exec_flags_before_dashes_and_the_command_after():
+    from kubectl.cli import build_parser, split_at_dashes
+
+    flags, command = split_at_dashes(["exec", "web", "-c", "main", "-i", "--", "sh", "-c", "echo -n hi"])
+    args = build_parser().parse_args(flags)
+    assert (args.pod, args.container, args.stdin, command) == ("web", "main", True, ["sh", "-c", "echo -n hi"])
