@@ -390,9 +390,26 @@ def cmd_logs(session, args, out, err) -> int:
     from kubectl.streams import log_params, stream_logs
 
     target = _pod_target(session, args.pod)
+    container = args.container or _default_container(session, target, err)
     stream_logs(session, target.path + "/log",
-                log_params(args.container, args.follow, args.previous, args.tail, args.timestamps), out)
+                log_params(container, args.follow, args.previous, args.tail, args.timestamps), out)
     return 0
+
+
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+
+
+def _default_container(session, target, err) -> Optional[str]:
+    """kubectl's choice when -c is not given: the annotated default, else the first container
+    (saying so on stderr when there are several). Raises NotFound for a missing pod."""
+    pod = session.get_json(target.path)
+    names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    chosen = ((pod.get("metadata") or {}).get("annotations") or {}).get(DEFAULT_CONTAINER_ANNOTATION)
+    if chosen not in names:
+        chosen = names[0] if names else None
+    if len(names) > 1 and chosen:
+        err.write(f'Defaulted container "{chosen}" out of: {", ".join(names)}\n')
+    return chosen
 
 
 def _pod_target(session, word: str):
@@ -413,7 +430,8 @@ def cmd_exec(session, args, out, err) -> int:
     if not cmd:
         raise CliError("you must specify at least one command for the container")
     target = _pod_target(session, args.pod)
-    return run_exec(session, target.path + "/exec", exec_query(cmd, args.container, args.stdin, args.tty),
+    container = args.container or _default_container(session, target, err)
+    return run_exec(session, target.path + "/exec", exec_query(cmd, container, args.stdin, args.tty),
                     args.stdin, out, err, tty=args.tty)
 
 

@@ -112,7 +112,17 @@ def test_logs_of_a_container_with_tail_and_timestamps(pkubectl):
                            "2026-01-01T00:00:00.000000000Z line 3 of web/side\n")
 
 
-def test_logs_without_a_container_of_a_two_container_pod_fails_cleanly(pkubectl):
-    done = pkubectl("logs", "web")
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+def test_without_a_container_the_first_one_is_used_and_named(pkubectl):
+    done = pkubectl("logs", "web", "--tail=1")
+    assert (done.returncode, done.stdout) == (0, "line 3 of web/main\n"), done.stderr
+    assert done.stderr == 'Defaulted container "main" out of: main, side\n'
+    ran = pkubectl("exec", "web", "--", "echo", "hi")
+    assert (ran.returncode, ran.stdout) == (0, "hi\n")
+
+
+def test_a_missing_pod_is_one_line(pkubectl):
+    for verb in (["logs", "ghost"], ["exec", "ghost", "--", "true"]):
+        done = pkubectl(*verb)
+        assert done.returncode == 1
+        assert done.stderr == 'Error from server (NotFound): pods "ghost" not found\n'
+
