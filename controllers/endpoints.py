@@ -23,7 +23,6 @@ import copy
 import logging
 from typing import Optional
 
-from api.selectors import label_selector_from_dict
 from client.errors import NotFound
 from client.resources import ENDPOINTS, PODS, SERVICES
 from client.store import index_by_namespace, object_key
