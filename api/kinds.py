@@ -69,7 +69,7 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
     _info("", "Node", "nodes", False, ["no"], subresources={"status": _STATUS}),
     _info("", "Pod", "pods", True, ["po"], ["all"],
           subresources={"status": _STATUS, "binding": ("create",), "eviction": ("create",),
-                        "log": ("get",), "exec": ("create", "get")}),
+                        "log": ("get",), "exec": ("create", "get"), "attach": ("create", "get")}),
     _info("", "Service", "services", True, ["svc"], ["all"], subresources={"status": _STATUS}),
     _info("", "Endpoints", "endpoints", True, ["ep"]),
     _info("", "Secret", "secrets", True),

@@ -106,8 +106,10 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     guarded = _guard(authenticator)
     _add_discovery(app, registry, storage, guarded)
     _add_openapi(app, OpenAPIDocuments(registry.resources), guarded)
-    app.router.add_websocket_route("/api/v1/namespaces/{namespace}/pods/{name}/exec",
-                                   ExecProxy(store, registry, kubelet or KubeletConnection(), authenticator).serve)
+    streams = ExecProxy(store, registry, kubelet or KubeletConnection(), authenticator)
+    for subresource in ("exec", "attach"):
+        app.router.add_websocket_route(f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/{subresource}",
+                                       streams.serve)
     app.add_route("/api/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
     app.add_route("/apis/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
     _add_error_handlers(app)

@@ -13,7 +13,7 @@ from api.kinds import Registry, ResourceInfo
 GIT_VERSION = "v1.32.0-pkube"
 SUBRESOURCE_KINDS = {"binding": ("", "v1", "Binding"), "scale": ("autoscaling", "v1", "Scale"),
                      "log": ("", "v1", "Pod"), "eviction": ("policy", "v1", "Eviction"),
-                     "exec": ("", "v1", "PodExecOptions")}
+                     "exec": ("", "v1", "PodExecOptions"), "attach": ("", "v1", "PodAttachOptions")}
 
 
 def version_info() -> dict:

@@ -1,4 +1,4 @@
-"""pods/exec over WebSocket, proxied to the kubelet as Kubernetes does.
+"""pods/exec and pods/attach over WebSocket, proxied to the kubelet as Kubernetes does.
 
 kubectl (1.30+) opens ``GET .../pods/NAME/exec?command=...&stdin=...&stdout=...&tty=...``
 as a WebSocket with subprotocols ``v5.channel.k8s.io`` (and older ones). The apiserver
@@ -29,6 +29,7 @@ from apiserver.resources import ResourceStore
 log = logging.getLogger(__name__)
 
 EXEC_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
+STREAMING = {"exec": EXEC_PARAMS, "attach": EXEC_PARAMS[1:]}  # subresource -> kubelet query
 POLICY_VIOLATION = 1008
 READ_SIZE = 65536
 
@@ -123,7 +124,7 @@ def kubelet_ssl(connection: KubeletConnection) -> Optional[ssl.SSLContext]:
 
 
 class ExecProxy:
-    """Serves pods/exec WebSockets."""
+    """Serves pods/exec and pods/attach WebSockets."""
 
     def __init__(self, store: ResourceStore, registry, connection: KubeletConnection, authenticator=None):
         self.store, self.registry, self.connection = store, registry, connection
@@ -152,7 +153,7 @@ class ExecProxy:
         if self.authenticator is not None:
             websocket.state.user = await self.authenticator(websocket)
         target = resolve(self.registry, websocket.url.path)
-        if target.info.kind != "Pod" or target.subresource != "exec" or not target.name:
+        if target.info.kind != "Pod" or target.subresource not in STREAMING or not target.name:
             raise errors.resource_not_found(websocket.url.path)
         pod = await self.store.get(Target(target.info, target.namespace, target.name))
         query = websocket.query_params
@@ -161,9 +162,9 @@ class ExecProxy:
         if not node_name:
             raise errors.bad_request(f"pod {target.name} does not have a host assigned")
         node = await self.store.get(Target(self.nodes, None, node_name))
-        params = [(k, v) for k, v in query.multi_items() if k in EXEC_PARAMS]
-        url = (f"{self.connection.base_url(node)}/exec/{target.namespace}/{target.name}/{container}"
-               f"?{urlencode(params)}")
+        params = [(k, v) for k, v in query.multi_items() if k in STREAMING[target.subresource]]
+        url = (f"{self.connection.base_url(node)}/{target.subresource}/{target.namespace}/{target.name}/"
+               f"{container}?{urlencode(params)}")
         offered = list(websocket.scope.get("subprotocols") or [])
         return await KubeletSocket.open(url, offered, kubelet_ssl(self.connection))
 

@@ -38,7 +38,8 @@ async def fake_exec(websocket: WebSocket) -> None:
 @pytest.fixture
 def kubelet_port():
     port = free_port()
-    app = Starlette(routes=[WebSocketRoute("/exec/{ns}/{pod}/{container}", fake_exec)])
+    app = Starlette(routes=[WebSocketRoute("/exec/{ns}/{pod}/{container}", fake_exec),
+                            WebSocketRoute("/attach/{ns}/{pod}/{container}", fake_exec)])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
@@ -89,3 +90,9 @@ def test_exec_on_an_unscheduled_pod_fails_cleanly(kubectl):
     done = kubectl("exec", "idle", "--", "true")
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
+
+
+def test_kubectl_attach_is_relayed_to_the_kubelet(kubectl):
+    done = kubectl("attach", "web")
+    assert done.returncode == 0, done.stderr
+    assert "/attach/default/web/main ran" in done.stdout
