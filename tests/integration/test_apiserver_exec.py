@@ -53,11 +53,19 @@ def kubelet_port():
         thread.join(10)
 
 
+def websocket_library() -> bool:
+    """uvicorn serves WebSockets only with wsproto (or websockets) installed."""
+    import importlib.util
+    return any(importlib.util.find_spec(name) for name in ("wsproto", "websockets"))
+
+
 @pytest.fixture
 def kubectl(etcd, kubelet_port, tmp_path):
     binary = shutil.which("kubectl")
     if binary is None:
         pytest.skip("kubectl is not installed: the exec check needs it on PATH")
+    if not websocket_library():
+        pytest.skip("no WebSocket library for uvicorn: pip install wsproto==1.3.2 (pods/exec needs it)")
     thread, api = start_apiserver(etcd, kubelet=KubeletConnection(scheme="http"))
     try:
         with httpx.Client(base_url=api.url) as http:
