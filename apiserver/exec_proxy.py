@@ -17,9 +17,13 @@ import ssl
 from typing import Optional
 from urllib.parse import urlencode, urlsplit
 
-import wsproto
-import wsproto.events as ws_events
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+try:  # optional: without it (and without uvicorn WebSocket support) exec is unavailable
+    import wsproto
+    import wsproto.events as ws_events
+except ImportError:
+    wsproto = ws_events = None
 
 from apiserver import errors
 from apiserver.kubelet_proxy import KubeletConnection, log_container
@@ -152,6 +156,8 @@ class ExecProxy:
     async def _connect(self, websocket: WebSocket) -> KubeletSocket:
         if self.authenticator is not None:
             websocket.state.user = await self.authenticator(websocket)
+        if wsproto is None:
+            raise errors.unavailable("pods/exec needs the wsproto package on the apiserver")
         target = resolve(self.registry, websocket.url.path)
         if target.info.kind != "Pod" or target.subresource not in STREAMING or not target.name:
             raise errors.resource_not_found(websocket.url.path)
