@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import select
 import signal
 import sys
@@ -657,10 +656,10 @@ def cmd_info(rt, args) -> int:
                        (" Stopped", len(states) - running), ("Images", images),
                        ("Server Version", VERSION), ("Storage Driver", "overlay2"),
                        ("Logging Driver", "json-file"), ("Cgroup Driver", "cgroupfs"),
-                       ("Cgroup Version", cgroup_version), ("Kernel Version", platform.release()),
-                       ("Operating System", _os_name()), ("Architecture", platform.machine()),
+                       ("Cgroup Version", cgroup_version), ("Kernel Version", os.uname().release),
+                       ("Operating System", _os_name()), ("Architecture", os.uname().machine),
                        ("CPUs", os.cpu_count()), ("Total Memory", human_size(_host_memory())),
-                       ("Name", platform.node()), ("Docker Root Dir", rt.root)):
+                       ("Name", os.uname().nodename), ("Docker Root Dir", rt.root)):
         print(f" {key}: {value}")
     return 0
 
@@ -672,7 +671,7 @@ def _os_name() -> str:
                 return line.split("=", 1)[1].strip('"')
     except OSError:
         pass
-    return platform.system()
+    return os.uname().sysname
 
 
 def cmd_version(rt, args) -> int:
@@ -680,8 +679,8 @@ def cmd_version(rt, args) -> int:
         print(f"{section}: pdocker" if section == "Client" else "Server: pkube runtime")
         print(f" Version:           {VERSION}")
         print(f" API version:       {API_VERSION}")
-        print(f" Python version:    {platform.python_version()}")
-        print(f" OS/Arch:           linux/{platform.machine()}")
+        print(f" Python version:    {sys.version.split()[0]}")
+        print(f" OS/Arch:           linux/{os.uname().machine}")
         if section == "Client":
             print()
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import random
 import signal as signals
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -628,11 +627,16 @@ def _valid_name(name: str) -> bool:
     return bool(re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name))
 
 
+def _pick(choices):
+    """A random element (os.urandom: importing `random` costs every pdocker command time)."""
+    return choices[int.from_bytes(os.urandom(4), "big") % len(choices)]
+
+
 def _generate_name(taken: set[str]) -> str:
     while True:
-        name = f"{random.choice(ADJECTIVES)}_{random.choice(NOUNS)}"
+        name = f"{_pick(ADJECTIVES)}_{_pick(NOUNS)}"
         if name not in taken:
             return name
-        name += str(random.randint(0, 9999))
+        name += str(_pick(range(10000)))
         if name not in taken:
             return name
