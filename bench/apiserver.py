@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aetcd  # noqa: E402
-import httpx  # noqa: E402
+
+from bench.httpload import Connection  # noqa: E402
 
 from cluster.components import Component, python_module  # noqa: E402
 from cluster.etcd import EtcdProcess, free_port  # noqa: E402
@@ -59,14 +60,27 @@ async def run_concurrent(total: int, concurrency: int, one) -> tuple[float, list
     return time.perf_counter() - began, latencies
 
 
-async def bench_creates(base: str, prefix: str, total: int, concurrency: int):
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
-        async def one(i):
-            resp = await http.post("/api/v1/namespaces/default/pods", json=pod_body(f"{prefix}-{i}"))
-            if resp.status_code != 201:
-                raise RuntimeError(f"create failed: {resp.status_code} {resp.text[:200]}")
-        return await run_concurrent(total, concurrency, one)
+async def run_on_connections(port: int, total: int, concurrency: int, one) -> tuple[float, list[float]]:
+    """Run ``one(connection, i)`` ``total`` times over ``concurrency`` keep-alive connections."""
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker():
+        async with Connection("127.0.0.1", port) as conn:
+            for i in counter:
+                start = time.perf_counter()
+                await one(conn, i)
+                latencies.append(time.perf_counter() - start)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - began, latencies
+
+
+async def bench_creates(port: int, prefix: str, total: int, concurrency: int):
+    async def one(conn, i):
+        await conn.request("POST", "/api/v1/namespaces/default/pods", pod_body(f"{prefix}-{i}"), expect=201)
+    return await run_on_connections(port, total, concurrency, one)
 
 
 async def bench_raw_puts(etcd_port: int, prefix: str, total: int, concurrency: int, value: bytes):
@@ -95,12 +109,15 @@ async def bench_fanout(base: str, etcd_rv: str, watchers: int, events: int) -> t
         writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode())
         await writer.drain()
         ready.set()
+        marker, carry = b'"type":"ADDED"', b""
         try:
             while received[idx] < events:
                 chunk = await reader.read(1 << 16)
                 if not chunk:
                     break
-                received[idx] += chunk.count(b'"type":"ADDED"') + chunk.count(b'"type": "ADDED"')
+                window = carry + chunk
+                received[idx] += window.count(marker)
+                carry = window[-(len(marker) - 1):]
         finally:
             writer.close()
         if all(r >= events for r in received):
@@ -111,12 +128,11 @@ async def bench_fanout(base: str, etcd_rv: str, watchers: int, events: int) -> t
     await asyncio.gather(*(r.wait() for r in readies))
     await asyncio.sleep(0.5)
     began = time.perf_counter()
-    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-        async def one(i):
-            await http.post("/api/v1/namespaces/default/configmaps",
-                            json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"fan-{i}"},
-                                  "data": {"k": "v"}})
-        write_secs, _ = await run_concurrent(events, 20, one)
+    async def one(conn, i):
+        await conn.request("POST", "/api/v1/namespaces/default/configmaps",
+                           {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"fan-{i}"},
+                            "data": {"k": "v"}}, expect=201)
+    write_secs, _ = await run_on_connections(int(port), events, 20, one)
     try:
         await asyncio.wait_for(done.wait(), timeout=120)
     except asyncio.TimeoutError:
@@ -128,30 +144,30 @@ async def bench_fanout(base: str, etcd_rv: str, watchers: int, events: int) -> t
     return sum(received) / elapsed, write_secs
 
 
-async def main_async(args, base: str, etcd: EtcdProcess, api_pid: int) -> None:
+async def main_async(args, port: int, etcd: EtcdProcess, api_pid: int) -> None:
+    base = f"http://127.0.0.1:{port}"
     value = json.dumps(pod_body("x" * 10), separators=(",", ":")).encode()
     print(f"{'measure':<44}{'apiserver':>14}{'raw etcd':>14}{'ratio':>8}")
     for concurrency, total in ((1, args.creates // 4), (50, args.creates)):
-        api_secs, api_lat = await bench_creates(base, f"c{concurrency}", total, concurrency)
+        api_secs, api_lat = await bench_creates(port, f"c{concurrency}", total, concurrency)
         raw_secs, raw_lat = await bench_raw_puts(etcd.client_port, f"c{concurrency}", total, concurrency, value)
         api_rate, raw_rate = total / api_secs, total / raw_secs
         print(f"{f'creates/s, {concurrency} client(s), n={total}':<44}{api_rate:>14.0f}{raw_rate:>14.0f}{api_rate / raw_rate:>8.2f}")
         print(f"{f'  p50 latency ms, {concurrency} client(s)':<44}{statistics.median(api_lat) * 1e3:>14.1f}{statistics.median(raw_lat) * 1e3:>14.1f}")
         print(f"{f'  p99 latency ms, {concurrency} client(s)':<44}{percentile(api_lat, 0.99) * 1e3:>14.1f}{percentile(raw_lat, 0.99) * 1e3:>14.1f}")
-    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
-        have = len((await http.get("/api/v1/namespaces/default/pods")).json()["items"])
+    async with Connection("127.0.0.1", port) as conn:
+        have = len(json.loads(await conn.request("GET", "/api/v1/namespaces/default/pods"))["items"])
     if have < args.pods:
-        await bench_creates(base, "fill", args.pods - have, 50)
+        await bench_creates(port, "fill", args.pods - have, 50)
     before = rss_mib(api_pid)
-    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+    async with Connection("127.0.0.1", port) as conn:
         began = time.perf_counter()
-        resp = await http.get("/api/v1/namespaces/default/pods")
-        items = len(resp.json()["items"])
+        items = len(json.loads(await conn.request("GET", "/api/v1/namespaces/default/pods"))["items"])
         list_secs = time.perf_counter() - began
     print(f"{f'list of {items} pods, seconds':<44}{list_secs:>14.3f}")
     print(f"{'  apiserver RSS MiB before -> after':<44}{before:>14.0f}{rss_mib(api_pid):>14.0f}")
-    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-        rv = (await http.get("/api/v1/namespaces/default/configmaps")).json()["metadata"]["resourceVersion"]
+    async with Connection("127.0.0.1", port) as conn:
+        rv = json.loads(await conn.request("GET", "/api/v1/namespaces/default/configmaps"))["metadata"]["resourceVersion"]
     rate, write_secs = await bench_fanout(base, rv, args.watchers, args.events)
     print(f"{f'watch fan-out {args.watchers}x{args.events}, events/s':<44}{rate:>14.0f}")
     print(f"{'  (writing the events took, seconds)':<44}{write_secs:>14.2f}")
@@ -173,7 +189,7 @@ def main() -> None:
                         Path(tmp) / "apiserver.log", health_url=f"http://127.0.0.1:{port}/readyz")
         try:
             api.start()
-            asyncio.run(main_async(args, f"http://127.0.0.1:{port}", etcd, api.proc.pid))
+            asyncio.run(main_async(args, port, etcd, api.proc.pid))
         finally:
             api.stop()
             etcd.stop()
