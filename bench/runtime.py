@@ -1,10 +1,12 @@
 """Benchmark of the embedded runtime (issue 4), next to Debian's runc on the same rootfs.
 
-Prints, measured in one run on this machine:
+Prints, measured in one run on this machine (with the load average: it moves these a lot):
   - wall time of `pdocker run --rm busybox true` (median of N; --network none, which is what
     runc's default spec gives: a new, empty network namespace) next to `runc run` of a bundle
     made from the same busybox rootfs (`runc spec`, terminal false, args ["true"]), and the
-    ratio — goal <= 1.0x runc;
+    ratio — goal <= 1.0x runc; pdocker both as the installed command runs (the launcher
+    script runtime/launcher.py writes: python -I -S) and as `python -m runtime`; next to each
+    wall time, the CPU time (user + sys) it took, steadier than wall time on a busy machine;
   - the same pdocker run with the default bridge network (a veth per container);
   - container start through the library (create -> the container's process has exec'd),
     p50 and p99 — goal p50 <= 10 ms — and the kernel's floor under it: moving a process
@@ -13,7 +15,7 @@ Prints, measured in one run on this machine:
   - memory attributable to pkube per idle running container: its shim's PSS, and per pod
     sandbox pause + its shim (from /proc/<pid>/smaps_rollup) — goal <= 5 MiB.
 
-Usage (root): python bench/runtime.py [--runs 10] [--starts 100] [--concurrent 50] [--idle 20]
+Usage (root): python bench/runtime.py [--runs 10] [--starts 100] [--concurrent 50] [--idle 20] [--cli-only]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import secrets
 import shutil
 import statistics
@@ -50,14 +53,40 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def timed(cmd: list[str], runs: int) -> float:
-    """Median wall seconds of `cmd` (it must succeed)."""
-    times = []
+def children_cpu() -> float:
+    """CPU seconds (user + sys) of the children waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str], runs: int, cwd: Path = REPO) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds of `cmd` run in `cwd` (it must succeed)."""
+    times, cpu = [], []
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=REPO, env=ENV)
+        start, cpu_start = time.perf_counter(), children_cpu()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=cwd, env=ENV)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        cpu.append(children_cpu() - cpu_start)
+    return statistics.median(times), statistics.median(cpu)
+
+
+def timed_together(cmds: dict[str, tuple[list[str], Path]], runs: int) -> dict[str, tuple[float, float]]:
+    """timed() of several (command, cwd), interleaved run by run so that a change of the
+    machine's load hits them all alike."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in cmds}
+    for _ in range(runs):
+        for name, (cmd, cwd) in cmds.items():
+            samples[name].append(timed(cmd, 1, cwd))
+    return {name: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
+            for name, s in samples.items()}
+
+
+def launcher(base: Path) -> Path:
+    """A `pdocker` command as `python -m runtime.launcher` installs it (see runtime/launcher.py)."""
+    from runtime.launcher import install
+    path = base / "pdocker"
+    install(str(path))
+    return path
 
 
 def runc_bundle(rt: Runtime, base: Path) -> Path:
@@ -73,22 +102,39 @@ def runc_bundle(rt: Runtime, base: Path) -> Path:
     return bundle
 
 
-def bench_cli(rt: Runtime, base: Path, parent: str, runs: int) -> None:
-    pdocker = [sys.executable, "-m", "runtime", "--root", str(rt.root), "--cgroup-parent", parent]
-    subprocess.run(pdocker + ["run", "--rm", "--network", "none", "busybox", "true"], check=True, env=ENV)
+def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | None = None) -> None:
+    options = ["--root", str(rt.root), "--cgroup-parent", parent]
+    pdocker = [str(launcher(base))] + options
+    module = [sys.executable, "-m", "runtime"] + options
+    true = ["run", "--rm", "--network", "none", "busybox", "true"]
+    cmds = {"pdocker": (pdocker + true, REPO), "module": (module + true, REPO)}
+    if baseline is not None:   # another checkout's `python -m runtime`, on the same root
+        cmds["baseline"] = (module + true, baseline)
+    for cmd, cwd in cmds.values():   # warm: the image exists, the shim is built, bytecode cached
+        subprocess.run(cmd, check=True, env=ENV, cwd=cwd)
     bundle = runc_bundle(rt, base)
-    ours = timed(pdocker + ["run", "--rm", "--network", "none", "busybox", "true"], runs)
-    runc = timed(["runc", "--root", str(base / "runc-state"), "run", "--bundle", str(bundle),
-                  f"bench-{secrets.token_hex(4)}"], runs)
-    print(f"pdocker run --rm busybox true (network none): {ours * 1000:.1f} ms (median of {runs})")
-    print(f"runc run, same busybox rootfs:                {runc * 1000:.1f} ms (median of {runs})")
-    print(f"ratio pdocker/runc:                           {ours / runc:.2f}x (goal <= 1.0x)")
+    cmds["runc"] = (["runc", "--root", str(base / "runc-state"), "run", "--bundle", str(bundle),
+                     f"bench-{secrets.token_hex(4)}"], REPO)
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    results = timed_together(cmds, runs)
+    (ours, ours_cpu), (mod, mod_cpu), (runc, runc_cpu) = results["pdocker"], results["module"], results["runc"]
+    if baseline is not None:
+        print(f"baseline {baseline} (python -m runtime):   {results['baseline'][0] * 1000:.1f} ms, "
+              f"CPU {results['baseline'][1] * 1000:.1f} ms")
+    print(f"pdocker run --rm busybox true (network none): {ours * 1000:.1f} ms, CPU {ours_cpu * 1000:.1f} ms "
+          f"(median of {runs})")
+    print(f"  the same as python -m runtime:              {mod * 1000:.1f} ms, CPU {mod_cpu * 1000:.1f} ms")
+    print(f"runc run, same busybox rootfs:                {runc * 1000:.1f} ms, CPU {runc_cpu * 1000:.1f} ms "
+          f"(median of {runs})")
+    print(f"ratio pdocker/runc:                           {ours / runc:.2f}x wall, {ours_cpu / runc_cpu:.2f}x CPU "
+          f"(goal <= 1.0x)")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     tag = secrets.token_hex(3)
     bridge = ["--bridge", f"pkb{tag}", "--subnet", f"10.202.{secrets.randbelow(250) + 1}.0/24",
               "--nft-table", f"pkb_{tag}"]
     try:
-        with_bridge = timed(pdocker + bridge + ["run", "--rm", "busybox", "true"], runs)
-        print(f"pdocker run --rm busybox true (bridge):       {with_bridge * 1000:.1f} ms")
+        with_bridge, bridge_cpu = timed(pdocker + bridge + ["run", "--rm", "busybox", "true"], runs)
+        print(f"pdocker run --rm busybox true (bridge):       {with_bridge * 1000:.1f} ms, CPU {bridge_cpu * 1000:.1f} ms")
     finally:
         BridgeNetwork(rt.root / "network", bridge=bridge[1], subnet=bridge[3], nft_table=bridge[5]).teardown()
 
@@ -168,6 +214,9 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=100)
     parser.add_argument("--concurrent", type=int, default=50)
     parser.add_argument("--idle", type=int, default=20)
+    parser.add_argument("--cli-only", action="store_true", help="only the pdocker/runc comparison")
+    parser.add_argument("--baseline", type=Path, help="a checkout of another revision (git archive, say) "
+                        "whose `python -m runtime` is timed next to this one's")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/runtime.py needs root", file=sys.stderr)
@@ -176,7 +225,9 @@ def main() -> int:
     parent = f"pkube-bench-{secrets.token_hex(4)}"
     rt = Runtime(base / "root", cgroup_parent=parent)
     try:
-        bench_cli(rt, base, parent, args.runs)
+        bench_cli(rt, base, parent, args.runs, args.baseline)
+        if args.cli_only:
+            return 0
         bench_library(rt, args.starts, args.concurrent)
         bench_cgroup_floor(parent)
         bench_memory(rt, args.idle)

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from runtime import process
-from runtime.logs import parse_time
 from runtime.runtime import DEFAULT_ROOT, ContainerError, Runtime
 from runtime.spec import ContainerSpec, Mount, SpecError
 from runtime.state import IllegalTransition, ZERO_TIME
@@ -89,6 +88,12 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{hours // 24 // 365} years"
+
+
+def parse_time(stamp: str) -> float:
+    """runtime.logs.parse_time, imported only by the commands that show times."""
+    from runtime.logs import parse_time as parse
+    return parse(stamp)
 
 
 def ago(stamp: str) -> str:

@@ -13,14 +13,13 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import socket
 import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 SOURCES = {"shim": "shim.c", "pause": "pause.c"}
 STREAM_STDOUT, STREAM_STDERR, STREAM_EXIT = 1, 2, 3
@@ -32,6 +31,20 @@ class StartError(Exception):
 
 class BuildError(Exception):
     """The C helpers could not be compiled (no compiler, or it failed)."""
+
+
+def sha256_hex(data: bytes) -> str:
+    """hashlib.sha256(data).hexdigest() without importing hashlib, whose OpenSSL backend
+    costs every pdocker command milliseconds to load (CPython's own sha256 is as good for
+    these few bytes); hashlib where that module is named differently."""
+    try:
+        from _sha256 import sha256   # CPython 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256   # CPython 3.12+
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data).hexdigest()
 
 
 def _source_dir() -> Path:
@@ -50,7 +63,7 @@ def build_binary(name: str, bin_dir: Path) -> Path:
     """ROOT/bin/<name>, compiled from runtime/<name>.c unless already built from this exact
     source (the file name carries the source hash). Safe to call from parallel processes."""
     source = _source_dir() / SOURCES[name]
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    digest = sha256_hex(source.read_bytes())[:16]
     target = bin_dir / f"{name}-{digest}"
     if target.exists():
         return target
@@ -211,7 +224,7 @@ def launch(shim: Path, config: bytes, on_pid: Callable[[int], None] | None = Non
 
 def socket_name(directory: Path) -> str:
     """The abstract unix socket name of the shim supervising `directory`."""
-    return "pkube-" + hashlib.sha256(str(directory).encode()).hexdigest()[:32]
+    return "pkube-" + sha256_hex(str(directory).encode())[:32]
 
 
 class Attachment:

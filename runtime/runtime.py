@@ -10,13 +10,11 @@ ROOT/containers/<id>/state.json.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import signal as signals
 from pathlib import Path
-from typing import Any, BinaryIO
+from io import BufferedIOBase as BinaryIO   # typing's name for it; importing typing costs start-up time
 
-from runtime import logs as logfile
 from runtime import process, rootfs
 from runtime.namespaces import plan_for
 from runtime.spec import DEFAULT_PATH, ContainerSpec, Mount, ShimConfig, SpecError, merge_image_config
@@ -56,10 +54,10 @@ class ExecResult:
 
 
 def new_id() -> str:
-    return hashlib.sha256(os.urandom(32)).hexdigest()
+    return os.urandom(32).hex()   # 64 hex digits, as before
 
 
-def spec_to_dict(spec: Any) -> dict:
+def spec_to_dict(spec: object) -> dict:
     return dataclasses.asdict(spec)
 
 
@@ -446,6 +444,7 @@ class Runtime:
         that ends when the container stops."""
         state = self.get(id_or_name)
         path = self.store.dir(state.id) / "container.log"
+        from runtime import logs as logfile
         if not follow:
             return logfile.read(path, tail=tail, since=since)
         return logfile.follow(path, lambda: self.get(state.id).running, tail=tail, since=since)

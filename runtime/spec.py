@@ -8,7 +8,6 @@ NUL-separated key/value pairs that runtime/shim.c reads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from runtime.namespaces import NamespacePlan
 
@@ -70,10 +69,10 @@ class ContainerSpec:
     tty: bool = False
     stdin_open: bool = False
     mounts: list[Mount] = field(default_factory=list)
-    port_mappings: list[Any] = field(default_factory=list)
+    port_mappings: list[object] = field(default_factory=list)
     network: str = "bridge"
     sandbox_id: str | None = None
-    resources: Any = None
+    resources: object = None
     cgroup_parent: str | None = None
     auto_remove: bool = False
 
@@ -104,9 +103,9 @@ class SandboxSpec:
     labels: dict[str, str] = field(default_factory=dict)
     network: str = "bridge"
     share_pid: bool = False
-    port_mappings: list[Any] = field(default_factory=list)
+    port_mappings: list[object] = field(default_factory=list)
     cgroup_parent: str | None = None
-    resources: Any = None
+    resources: object = None
 
 
 def merge_image_config(spec: ContainerSpec, image_config: dict) -> dict:

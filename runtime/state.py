@@ -15,7 +15,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 
 class Status(str, enum.Enum):
