@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cluster.up import (DEFAULT_DATA_DIR, DEFAULT_PORT, ClusterConfig, ClusterError,
-                        run_foreground, start_detached, stop_detached, usage_text)
+from cluster.up import (DEFAULT_DATA_DIR, DEFAULT_PORT, ClusterConfig, ClusterError, run_foreground,
+                        running_pid, start_detached, stop_detached, usage_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-d", "--detach", action="store_true", help="run in the background")
     down = sub.add_parser("down", help="stop a cluster started with `pkube up -d`")
     down.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    hollow = sub.add_parser("hollow", help="simulate N nodes (kubemark style) on a running cluster",
+                            description="Runs in the foreground; other options go to cluster.hollow "
+                                        "(--name-prefix, --cpu, --memory, --max-pods, ...).")
+    hollow.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    hollow.add_argument("--nodes", type=int, required=True, help="how many nodes to simulate")
     return parser
 
 
@@ -62,9 +67,21 @@ def cmd_down(args) -> int:
     return 0
 
 
+def cmd_hollow(args, extra: list[str]) -> int:
+    config = ClusterConfig(data_dir=args.data_dir.resolve())
+    if running_pid(config) is None:
+        raise ClusterError(f"no cluster is running in {config.data_dir}: start one with pkube up -d")
+    from cluster.hollow import main as hollow_main
+    return hollow_main(["--kubeconfig", str(config.kubeconfig_path), "--nodes", str(args.nodes), *extra])
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra and args.command != "hollow":
+        build_parser().parse_args(argv)   # exits with argparse's usage error
     try:
+        if args.command == "hollow":
+            return cmd_hollow(args, extra)
         return {"up": cmd_up, "down": cmd_down}[args.command](args)
     except ClusterError as err:
         log(str(err))

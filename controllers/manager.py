@@ -18,15 +18,13 @@ from controllers.base import Controller, ControllerContext
 
 log = logging.getLogger(__name__)
 
-# name -> module; the modules of the second list may not exist yet (another engineer's).
-CORE_CONTROLLERS = {
+# name -> module whose new_controller(ctx) builds the controller.
+CONTROLLERS = {
     "replicaset": "controllers.replicaset",
     "deployment": "controllers.deployment",
     "garbagecollector": "controllers.garbagecollector",
     "namespace": "controllers.namespace",
     "serviceaccount": "controllers.serviceaccount",
-}
-OPTIONAL_CONTROLLERS = {
     "endpoints": "controllers.endpoints",
     "endpointslice": "controllers.endpointslice",
     "nodelifecycle": "controllers.nodelifecycle",
@@ -35,16 +33,8 @@ OPTIONAL_CONTROLLERS = {
 
 
 def available_controllers() -> dict[str, Callable[[ControllerContext], Controller]]:
-    """name -> new_controller of every controller whose module is importable."""
-    found = {}
-    for name, module in {**CORE_CONTROLLERS, **OPTIONAL_CONTROLLERS}.items():
-        try:
-            found[name] = importlib.import_module(module).new_controller
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
-            log.debug("controller %s not available (%s)", name, err)
-    return found
+    """name -> new_controller of every controller."""
+    return {name: importlib.import_module(module).new_controller for name, module in CONTROLLERS.items()}
 
 
 def choose(names: Optional[list[str]]) -> dict[str, Callable]:

@@ -9,7 +9,7 @@ from client.errors import error_for_status, status_for
 from client.resources import CONFIGMAPS, PODS, REPLICASETS
 from controllers.base import ControllerContext
 from controllers.garbagecollector import GarbageCollector
-from controllers.manager import CORE_CONTROLLERS, choose
+from controllers.manager import CONTROLLERS, choose
 
 
 class RecordingClient:
@@ -101,7 +101,7 @@ def test_orphan_finalizer_strips_references_then_goes():
 def test_manager_refuses_unknown_controllers_and_runs_all_core_ones_by_default():
     with pytest.raises(ValueError, match="unknown controllers"):
         choose(["replicaset", "nope"])
-    assert set(CORE_CONTROLLERS) <= set(choose(None))
+    assert set(CONTROLLERS) == set(choose(None))
     assert list(choose(["deployment"])) == ["deployment"]
 
 
