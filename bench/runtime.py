@@ -109,7 +109,13 @@ def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | 
     true = ["run", "--rm", "--network", "none", "busybox", "true"]
     cmds = {"pdocker": (pdocker + true, REPO), "module": (module + true, REPO)}
     if baseline is not None:   # another checkout's `python -m runtime`, on the same root
-        cmds["baseline"] = (module + true, baseline)
+        # with its bytecode cached (outside the checkout), and without bytecode: how a clone
+        # runs where PYTHONDONTWRITEBYTECODE is set (pip compiles site-packages, not an
+        # editable project; the launcher's -I writes it whatever the environment says)
+        prefix = ["-X", f"pycache_prefix={base / 'baseline-pycache'}"]
+        cmds["baseline"] = ([sys.executable, *prefix, "-m", "runtime"] + options + true, baseline)
+        if not (baseline / "runtime" / "__pycache__").exists():
+            cmds["baseline-nobytecode"] = ([sys.executable, "-B", "-m", "runtime"] + options + true, baseline)
     for cmd, cwd in cmds.values():   # warm: the image exists, the shim is built, bytecode cached
         subprocess.run(cmd, check=True, env=ENV, cwd=cwd)
     bundle = runc_bundle(rt, base)
@@ -118,9 +124,10 @@ def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | 
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     results = timed_together(cmds, runs)
     (ours, ours_cpu), (mod, mod_cpu), (runc, runc_cpu) = results["pdocker"], results["module"], results["runc"]
-    if baseline is not None:
-        print(f"baseline {baseline} (python -m runtime):   {results['baseline'][0] * 1000:.1f} ms, "
-              f"CPU {results['baseline'][1] * 1000:.1f} ms")
+    for name in ("baseline", "baseline-nobytecode"):
+        if name in results:
+            print(f"{name} {baseline} (python -m runtime): {results[name][0] * 1000:.1f} ms, "
+                  f"CPU {results[name][1] * 1000:.1f} ms")
     print(f"pdocker run --rm busybox true (network none): {ours * 1000:.1f} ms, CPU {ours_cpu * 1000:.1f} ms "
           f"(median of {runs})")
     print(f"  the same as python -m runtime:              {mod * 1000:.1f} ms, CPU {mod_cpu * 1000:.1f} ms")
@@ -215,8 +222,8 @@ def main() -> int:
     parser.add_argument("--concurrent", type=int, default=50)
     parser.add_argument("--idle", type=int, default=20)
     parser.add_argument("--cli-only", action="store_true", help="only the pdocker/runc comparison")
-    parser.add_argument("--baseline", type=Path, help="a checkout of another revision (git archive, say) "
-                        "whose `python -m runtime` is timed next to this one's")
+    parser.add_argument("--baseline", type=Path, help="a checkout of another revision (say `git archive "
+                        "REV runtime | tar -x -C DIR`) whose `python -m runtime` is timed next to this one's")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/runtime.py needs root", file=sys.stderr)

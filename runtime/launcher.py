@@ -1,16 +1,20 @@
 """A fast `pdocker` command: `python -m runtime.launcher PATH` writes PATH, an executable
 script that runs runtime.cli in an isolated interpreter (`-I -S`).
 
-Why: the console script pip generates runs `site`, which processes every .pth file of the
-venv — with an editable install of this project that means importing setuptools' finder
-(importlib.util, pathlib, ...) — and honours PYTHONDONTWRITEBYTECODE, so on machines that
-set it every `pdocker` recompiles runtime/*.py. The written script instead:
+Why: the console script pip generates honours PYTHONDONTWRITEBYTECODE, and pip compiles
+site-packages but not an editable project, so where that variable is set (this team's
+machines) every `pdocker` recompiles runtime/*.py: about a third of a `pdocker run` (see
+bench/runtime.py --baseline). It also runs `site` (every .pth file of the venv, with
+setuptools' editable finder), a few milliseconds more. The written script instead:
 
 - starts Python with `-I -S` (no site, no user site, no PYTHON* variables: bytecode is
   cached under runtime/__pycache__ even where PYTHONDONTWRITEBYTECODE is set);
 - puts exactly the project root and the venv's site-packages on sys.path (the paths are
   baked in when the script is written: rerun after moving the checkout or the venv);
-- keeps PYTHONUNBUFFERED's effect (stdout/stderr written through), which `-I` would drop.
+- keeps PYTHONUNBUFFERED's effect (stdout/stderr written through), which `-I` would drop;
+- collects cyclic garbage less often (GC_THRESHOLD): importing the run path allocates tens
+  of thousands of objects, none garbage, and the default threshold (700) makes the collector
+  walk them dozens of times; long-running commands (attach, logs -f) still collect.
 
 Behaviour is otherwise that of `python -m runtime`. Idempotent; the file is replaced
 atomically, so a running `pdocker` is never left with half a script.
@@ -20,11 +24,14 @@ from __future__ import annotations
 
 import os
 import sys
-import sysconfig
+
+GC_THRESHOLD = 100_000   # allocations between young collections (CPython's default: 700)
 
 TEMPLATE = """#!{python} -IS
 # pdocker: written by `python -m runtime.launcher` (see runtime/launcher.py); do not edit.
+import gc
 import sys
+gc.set_threshold({gc_threshold})
 sys.path[:0] = {front!r}
 sys.path.extend({back!r})
 if __import__("os").environ.get({unbuffered_env!r}):
@@ -42,10 +49,11 @@ def project_root() -> str:
 
 def script_text(python: str = sys.executable) -> str:
     """The launcher script for interpreter `python` (this venv's by default)."""
+    import sysconfig   # here: `python -m runtime` imports this module for GC_THRESHOLD only
     packages = [p for p in dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
                 if p and os.path.isdir(p)]
     return TEMPLATE.format(python=python, front=[project_root()], back=packages,
-                           unbuffered_env="PYTHONUNBUFFERED")
+                           unbuffered_env="PYTHONUNBUFFERED", gc_threshold=GC_THRESHOLD)
 
 
 def install(path: str, python: str = sys.executable) -> None:
