@@ -11,10 +11,13 @@ setup: system-deps $(STAMP)
 system-deps:
 	@bash scripts/install-system-deps.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard */*.py)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	@# editable installs are not byte-compiled, and PYTHONDONTWRITEBYTECODE (set on some
+	@# machines) would make every pdocker/pkubectl call compile its modules again.
+	$(PY) -m compileall -q -j 0 api client apiserver scheduler controllers kubelet proxy runtime kubectl cluster
 	touch $(STAMP)
 
 up: setup
