@@ -4,21 +4,23 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-deps up test test-unit test-integration test-system test-e2e bench clean
+.PHONY: setup system-deps bytecode up test test-unit test-integration test-system test-e2e bench clean
 
-setup: system-deps $(STAMP)
+setup: system-deps $(STAMP) bytecode
 
 system-deps:
 	@bash scripts/install-system-deps.sh
 
-$(STAMP): pyproject.toml $(wildcard */*.py)
+$(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	@# editable installs are not byte-compiled, and PYTHONDONTWRITEBYTECODE (set on some
-	@# machines) would make every pdocker/pkubectl call compile its modules again.
-	$(PY) -m compileall -q -j 0 api client apiserver scheduler controllers kubelet proxy runtime kubectl cluster
 	touch $(STAMP)
+
+# Editable installs are not byte-compiled, and PYTHONDONTWRITEBYTECODE (set on some
+# machines) would make every pdocker/pkubectl call compile its modules again.
+bytecode: $(STAMP)
+	@$(PY) -m compileall -q -j 0 api client apiserver scheduler controllers kubelet proxy runtime kubectl cluster
 
 up: setup
 	$(VENV)/bin/pkube up
