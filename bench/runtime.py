@@ -4,9 +4,13 @@ Prints, measured in one run on this machine (with the load average: it moves the
   - wall time of `pdocker run --rm busybox true` (median of N; --network none, which is what
     runc's default spec gives: a new, empty network namespace) next to `runc run` of a bundle
     made from the same busybox rootfs (`runc spec`, terminal false, args ["true"]), and the
-    ratio — goal <= 1.0x runc; pdocker both as the installed command runs (the launcher
-    script runtime/launcher.py writes: python -I -S) and as `python -m runtime`; next to each
-    wall time, the CPU time (user + sys) it took, steadier than wall time on a busy machine;
+    ratio — goal <= 1.0x runc. pdocker is the installed console script (`pdocker` next to
+    this interpreter, as `make setup` installs it; `python -m runtime` when there is none);
+    next to each wall time, the CPU time (user + sys) it took, steadier than wall time on a
+    busy machine. Runs are interleaved so that a change of load hits all alike;
+  - where pdocker's start-up goes: the bare interpreter (with site), the imports a `run`
+    needs, and the same run with no cached bytecode (a checkout nobody byte-compiled, where
+    PYTHONDONTWRITEBYTECODE is set);
   - the same pdocker run with the default bridge network (a veth per container);
   - container start through the library (create -> the container's process has exec'd),
     p50 and p99 — goal p50 <= 10 ms — and the kernel's floor under it: moving a process
@@ -15,12 +19,17 @@ Prints, measured in one run on this machine (with the load average: it moves the
   - memory attributable to pkube per idle running container: its shim's PSS, and per pod
     sandbox pause + its shim (from /proc/<pid>/smaps_rollup) — goal <= 5 MiB.
 
-Usage (root): python bench/runtime.py [--runs 10] [--starts 100] [--concurrent 50] [--idle 20] [--cli-only]
+Before measuring it byte-compiles runtime/ (as `make setup` does), so that the figures do not
+depend on whether an earlier command happened to leave bytecode behind.
+
+Usage (root): python bench/runtime.py [--runs 10] [--starts 100] [--concurrent 50] [--idle 20]
+                                      [--cli-only] [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import resource
@@ -42,10 +51,8 @@ from runtime.network import BridgeNetwork  # noqa: E402
 from runtime.runtime import Runtime  # noqa: E402
 from runtime.spec import ContainerSpec, SandboxSpec  # noqa: E402
 
-
-# pdocker as installed runs from cached bytecode; this machine's PYTHONDONTWRITEBYTECODE
-# would make every run recompile every module, so the benchmark lets Python cache it.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+# the modules `pdocker run --rm busybox true` imports (python -X importtime says which)
+RUN_IMPORTS = "import runtime.cli, runtime.images, runtime.cgroups, _sha256"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -64,7 +71,7 @@ def timed(cmd: list[str], runs: int, cwd: Path = REPO) -> tuple[float, float]:
     times, cpu = [], []
     for _ in range(runs):
         start, cpu_start = time.perf_counter(), children_cpu()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=cwd, env=ENV)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=cwd)
         times.append(time.perf_counter() - start)
         cpu.append(children_cpu() - cpu_start)
     return statistics.median(times), statistics.median(cpu)
@@ -81,12 +88,23 @@ def timed_together(cmds: dict[str, tuple[list[str], Path]], runs: int) -> dict[s
             for name, s in samples.items()}
 
 
-def launcher(base: Path) -> Path:
-    """A `pdocker` command as `python -m runtime.launcher` installs it (see runtime/launcher.py)."""
-    from runtime.launcher import install
-    path = base / "pdocker"
-    install(str(path))
-    return path
+def byte_compile(package: Path) -> None:
+    """Cache the bytecode of `package` as `make setup` does (python -m compileall)."""
+    if not compileall.compile_dir(str(package), quiet=1, workers=0):
+        raise SystemExit(f"compileall {package} failed")
+
+
+def pdocker_command() -> list[str]:
+    """The installed console script next to this interpreter, else `python -m runtime`."""
+    script = Path(sys.executable).parent / "pdocker"
+    if script.exists():
+        return [str(script)]
+    print(f"note: no {script} (run `make setup`); timing `{sys.executable} -m runtime` instead")
+    return [sys.executable, "-m", "runtime"]
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def runc_bundle(rt: Runtime, base: Path) -> Path:
@@ -104,44 +122,57 @@ def runc_bundle(rt: Runtime, base: Path) -> Path:
 
 def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | None = None) -> None:
     options = ["--root", str(rt.root), "--cgroup-parent", parent]
-    pdocker = [str(launcher(base))] + options
-    module = [sys.executable, "-m", "runtime"] + options
     true = ["run", "--rm", "--network", "none", "busybox", "true"]
-    cmds = {"pdocker": (pdocker + true, REPO), "module": (module + true, REPO)}
+    python = sys.executable
+    pdocker = pdocker_command() + options
+    no_bytecode = [python, "-B", "-X", f"pycache_prefix={base / 'empty-pycache'}", "-m", "runtime"]
+    cmds = {"pdocker": (pdocker + true, REPO),
+            "interpreter": ([python, "-c", "pass"], REPO),
+            "imports": ([python, "-c", RUN_IMPORTS], REPO),
+            "no-bytecode": (no_bytecode + options + true, REPO)}
     if baseline is not None:   # another checkout's `python -m runtime`, on the same root
-        # with its bytecode cached (outside the checkout), and without bytecode: how a clone
-        # runs where PYTHONDONTWRITEBYTECODE is set (pip compiles site-packages, not an
-        # editable project; the launcher's -I writes it whatever the environment says)
-        prefix = ["-X", f"pycache_prefix={base / 'baseline-pycache'}"]
-        cmds["baseline"] = ([sys.executable, *prefix, "-m", "runtime"] + options + true, baseline)
-        if not (baseline / "runtime" / "__pycache__").exists():
-            cmds["baseline-nobytecode"] = ([sys.executable, "-B", "-m", "runtime"] + options + true, baseline)
-    for cmd, cwd in cmds.values():   # warm: the image exists, the shim is built, bytecode cached
-        subprocess.run(cmd, check=True, env=ENV, cwd=cwd)
+        byte_compile(baseline / "runtime")
+        cmds["module"] = ([python, "-m", "runtime"] + options + true, REPO)
+        cmds["baseline"] = ([python, "-m", "runtime"] + options + true, baseline)
+    for cmd, cwd in cmds.values():   # warm: the image exists, the shim is built, caches are hot
+        subprocess.run(cmd, check=True, cwd=cwd)
     bundle = runc_bundle(rt, base)
     cmds["runc"] = (["runc", "--root", str(base / "runc-state"), "run", "--bundle", str(bundle),
                      f"bench-{secrets.token_hex(4)}"], REPO)
-    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    print(f"load average: {load_average()} ({os.cpu_count()} CPUs)")
     results = timed_together(cmds, runs)
-    (ours, ours_cpu), (mod, mod_cpu), (runc, runc_cpu) = results["pdocker"], results["module"], results["runc"]
-    for name in ("baseline", "baseline-nobytecode"):
-        if name in results:
-            print(f"{name} {baseline} (python -m runtime): {results[name][0] * 1000:.1f} ms, "
-                  f"CPU {results[name][1] * 1000:.1f} ms")
-    print(f"pdocker run --rm busybox true (network none): {ours * 1000:.1f} ms, CPU {ours_cpu * 1000:.1f} ms "
-          f"(median of {runs})")
-    print(f"  the same as python -m runtime:              {mod * 1000:.1f} ms, CPU {mod_cpu * 1000:.1f} ms")
-    print(f"runc run, same busybox rootfs:                {runc * 1000:.1f} ms, CPU {runc_cpu * 1000:.1f} ms "
-          f"(median of {runs})")
-    print(f"ratio pdocker/runc:                           {ours / runc:.2f}x wall, {ours_cpu / runc_cpu:.2f}x CPU "
-          f"(goal <= 1.0x)")
-    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print_cli(results, pdocker[0], runs, baseline)
+    print(f"load average: {load_average()}")
+    bench_bridge(rt, pdocker, runs)
+
+
+def print_cli(results: dict[str, tuple[float, float]], pdocker: str, runs: int,
+              baseline: Path | None) -> None:
+    def row(label: str, name: str, extra: str = "") -> None:
+        wall, cpu = results[name]
+        print(f"{label:<46}{wall * 1000:6.1f} ms, CPU {cpu * 1000:6.1f} ms{extra}")
+
+    (ours, ours_cpu), (runc, runc_cpu) = results["pdocker"], results["runc"]
+    row(f"pdocker run --rm busybox true ({Path(pdocker).name}):", "pdocker", f"  (median of {runs}, network none)")
+    row("runc run, same busybox rootfs:", "runc")
+    print(f"{'ratio pdocker/runc:':<46}{ours / runc:6.2f}x wall, {ours_cpu / runc_cpu:.2f}x CPU (goal <= 1.0x)")
+    print("where pdocker's time goes:")
+    row("  python -c pass (interpreter + site):", "interpreter")
+    row("  python -c 'import <what run imports>':", "imports")
+    row("  pdocker run without cached bytecode:", "no-bytecode")
+    if baseline is not None:
+        row("  python -m runtime, this checkout:", "module")
+        row(f"  python -m runtime, {baseline}:", "baseline")
+
+
+def bench_bridge(rt: Runtime, pdocker: list[str], runs: int) -> None:
+    """pdocker run with the default bridge network, on a bridge of its own (removed after)."""
     tag = secrets.token_hex(3)
     bridge = ["--bridge", f"pkb{tag}", "--subnet", f"10.202.{secrets.randbelow(250) + 1}.0/24",
               "--nft-table", f"pkb_{tag}"]
     try:
-        with_bridge, bridge_cpu = timed(pdocker + bridge + ["run", "--rm", "busybox", "true"], runs)
-        print(f"pdocker run --rm busybox true (bridge):       {with_bridge * 1000:.1f} ms, CPU {bridge_cpu * 1000:.1f} ms")
+        wall, cpu = timed(pdocker + bridge + ["run", "--rm", "busybox", "true"], runs)
+        print(f"{'pdocker run --rm busybox true (bridge):':<46}{wall * 1000:6.1f} ms, CPU {cpu * 1000:6.1f} ms")
     finally:
         BridgeNetwork(rt.root / "network", bridge=bridge[1], subnet=bridge[3], nft_table=bridge[5]).teardown()
 
@@ -223,11 +254,14 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=20)
     parser.add_argument("--cli-only", action="store_true", help="only the pdocker/runc comparison")
     parser.add_argument("--baseline", type=Path, help="a checkout of another revision (say `git archive "
-                        "REV runtime | tar -x -C DIR`) whose `python -m runtime` is timed next to this one's")
+                        "REV runtime | tar -x -C DIR`) whose `python -m runtime` is timed next to this one's "
+                        "(its runtime/ is byte-compiled too)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/runtime.py needs root", file=sys.stderr)
         return 1
+    byte_compile(REPO / "runtime")
+    print(f"byte-compiled {REPO / 'runtime'} first (python -m compileall, as `make setup` does)")
     base = Path(tempfile.mkdtemp(prefix="pkube-bench-"))
     parent = f"pkube-bench-{secrets.token_hex(4)}"
     rt = Runtime(base / "root", cgroup_parent=parent)

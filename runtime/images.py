@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import hashlib
 import io
 import json
 import os
-import platform
 import re
 import shutil
-import tarfile
-import tempfile
-import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from io import BufferedIOBase as BinaryIO   # typing's name for it; typing costs start-up time
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import tarfile
 
 from runtime.layers import LayerStore, changes as layer_changes
 
@@ -128,6 +128,7 @@ def now_rfc3339() -> str:
 
 
 def host_architecture() -> str:
+    import platform   # here and below: imported where used, `pdocker run` needs none of them
     machine = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
 
@@ -137,6 +138,7 @@ def canonical_json(obj) -> bytes:
 
 
 def sha256_bytes(data: bytes) -> str:
+    import hashlib
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -413,6 +415,7 @@ class ImageStore:
             return self.get(busybox_rootfs.BUSYBOX_REF)
         except ImageNotFound:
             pass
+        import tempfile
         host = self.busybox or busybox_rootfs.HOST_BUSYBOX
         with tempfile.TemporaryFile(dir=self.root) as spool:
             busybox_rootfs.write_rootfs_tar(spool, host)
@@ -428,12 +431,14 @@ class ImageStore:
 
     def save(self, refs: list[str], fileobj: BinaryIO) -> None:
         """Write one tar that is both a docker-save archive and an OCI image layout."""
+        import tarfile
         images = [(ref, self.get(ref)) for ref in refs]
         with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tf:
             ArchiveWriter(self, tf).write(images)
 
     def load(self, fileobj: BinaryIO, progress: Callable[[str], None] | None = None) -> list[Image]:
         """``docker load``: a docker-save archive or an OCI layout tar (gzip allowed)."""
+        import tarfile
         with _seekable(fileobj) as f:
             try:
                 with tarfile.open(fileobj=f, mode="r:*") as tf:
@@ -608,7 +613,7 @@ class ArchiveWriter:
             return
         self.written.add(name)
         path = self.store.layers.tar_path(diff_id)
-        info = tarfile.TarInfo(name)
+        info = self.tf.tarinfo(name)
         info.size = path.stat().st_size
         info.mode = 0o644
         with open(path, "rb") as f:
@@ -616,17 +621,18 @@ class ArchiveWriter:
 
     def _add_bytes(self, name: str, data: bytes) -> None:
         self._add_dirs(name)
-        info = tarfile.TarInfo(name)
+        info = self.tf.tarinfo(name)
         info.size = len(data)
         info.mode = 0o644
         self.tf.addfile(info, io.BytesIO(data))
 
     def _add_dirs(self, name: str) -> None:
+        import tarfile
         parts = name.split("/")[:-1]
         for i in range(1, len(parts) + 1):
             d = "/".join(parts[:i])
             if d + "/" not in self.written:
-                info = tarfile.TarInfo(d)
+                info = self.tf.tarinfo(d)
                 info.type = tarfile.DIRTYPE
                 info.mode = 0o755
                 self.tf.addfile(info)
@@ -737,6 +743,7 @@ def _seekable(fileobj: BinaryIO) -> Iterator[BinaryIO]:
     if seekable:
         yield fileobj
         return
+    import tempfile
     with tempfile.TemporaryFile() as spool:
         shutil.copyfileobj(fileobj, spool, 1 << 20)
         spool.seek(0)
@@ -744,6 +751,7 @@ def _seekable(fileobj: BinaryIO) -> Iterator[BinaryIO]:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    import uuid
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     with open(tmp, "wb") as f:

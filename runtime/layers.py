@@ -19,23 +19,23 @@ Unpacking policy (what a hostile tarball meets):
 
 from __future__ import annotations
 
-import bz2
 import errno
-import gzip
-import hashlib
 import io
-import lzma
 import os
 import shutil
 import stat
-import subprocess
-import tarfile
 import threading
 import time
-import uuid
-import zlib
+from collections.abc import Iterator
+from io import BufferedIOBase as BinaryIO   # typing's name for it; typing costs start-up time
 from pathlib import Path
-from typing import BinaryIO, Iterator
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import subprocess
+    import tarfile
+# Here and below, the modules only some operations need (compression, tar, hashing, uuid,
+# subprocess) are imported where they are used: `pdocker run` needs none of them.
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -108,6 +108,7 @@ class LayerStore:
         target = self.dir(diff_id)
         if not target.exists():
             return
+        import uuid
         doomed = self.root / f".rm-{uuid.uuid4().hex}"
         try:
             target.rename(doomed)
@@ -140,6 +141,7 @@ class LayerStore:
         corrupt archive; in both cases nothing is left under the store. Importing a layer
         that is already stored keeps the stored copy and returns the same diff_id.
         """
+        import uuid
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{uuid.uuid4().hex}"
         (tmp / "diff").mkdir(parents=True)
@@ -155,6 +157,7 @@ class LayerStore:
 
     def import_directory(self, path: Path) -> str:
         """Make a layer from a directory (overlay whiteouts become ``.wh.`` entries)."""
+        import uuid
         self.root.mkdir(parents=True, exist_ok=True)
         spool = self.root / f".spool-{uuid.uuid4().hex}.tar"
         try:
@@ -184,6 +187,9 @@ def _hex(digest: str) -> str:
 
 def _unpack_and_record(fileobj: BinaryIO, tmp: Path) -> str:
     """Unpack into tmp/diff while copying the uncompressed tar to tmp/layer.tar; return diff_id."""
+    import lzma
+    import tarfile
+    import zlib
     with open(tmp / "layer.tar", "wb") as record:
         stream = decompressed(fileobj)
         tee = _HashingTee(stream, record)
@@ -234,10 +240,13 @@ def decompressed(fileobj: BinaryIO) -> BinaryIO:
     head = _read_exact(fileobj, 6)
     stream = io.BufferedReader(_Prefixed(head, fileobj), COPY_CHUNK)
     if head.startswith(b"\x1f\x8b"):
+        import gzip
         return gzip.GzipFile(fileobj=stream, mode="rb")
     if head.startswith(b"BZh"):
+        import bz2
         return bz2.BZ2File(stream)
     if head.startswith(b"\xfd7zXZ\x00"):
+        import lzma
         return lzma.LZMAFile(stream)
     if head.startswith(b"\x28\xb5\x2f\xfd"):
         return _zstd_reader(stream)
@@ -259,6 +268,7 @@ def _zstd_reader(stream: BinaryIO) -> BinaryIO:
     exe = shutil.which("zstd")
     if exe is None:
         raise LayerError("zstd-compressed layer, but no zstd tool is installed")
+    import subprocess
     proc = subprocess.Popen([exe, "-dc", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def feed() -> None:
@@ -300,6 +310,7 @@ class _HashingTee:
     """Reader wrapper: hashes and records every byte tarfile consumes."""
 
     def __init__(self, raw: BinaryIO, record: BinaryIO):
+        import hashlib
         self._raw = raw
         self._record = record
         self.sha = hashlib.sha256()
@@ -533,6 +544,7 @@ def tar_directory(path: Path, fileobj: BinaryIO) -> None:
     ``.wh..wh..opq`` entry, so an overlay upperdir turns into an OCI layer. Sockets are
     skipped (a tar cannot hold them); links are stored, never followed.
     """
+    import tarfile
     root = Path(path)
     with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tf:
         for full, rel in walk_tree(root):
@@ -569,6 +581,7 @@ def _add_entry(tf: tarfile.TarFile, full: Path, rel: str) -> None:
 
 
 def _empty_info(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    import tarfile
     info = tarfile.TarInfo(name)
     info.mode = 0o644
     info.mtime = int(st.st_mtime)
@@ -696,6 +709,7 @@ def changes(upper_dir: Path, layer_dirs: list[Path]) -> list[tuple[str, str]]:
 
 
 def sha256_file(path: Path) -> str:
+    import hashlib
     sha = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(COPY_CHUNK), b""):

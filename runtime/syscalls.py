@@ -9,7 +9,6 @@ container's rootfs and joining namespaces in-process.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 MS_RDONLY = 0x1
@@ -42,7 +41,13 @@ class SyscallError(OSError):
 
 
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    """The C library. By its glibc soname first: ctypes.util.find_library runs
+    subprocesses (ldconfig, gcc) and costs a few milliseconds of every start."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:   # not glibc (musl, say)
+        from ctypes.util import find_library
+        return ctypes.CDLL(find_library("c"), use_errno=True)
 
 
 def _check(result: int, operation: str) -> None:
