@@ -72,7 +72,7 @@ class HollowConfig:
     memory: str = "128Gi"
     pods: str = "110"
     kubelet_version: str = "v1.32.0-pkube-hollow"
-    host_cidr: str = "172.30.0.0/16"
+    host_cidr: str = "127.30.0.0/16"   # loopback: nothing ever leaves the machine
     lease_duration_seconds: int = 40
     renew_interval: float = 10.0
     status_report_period: float = 300.0

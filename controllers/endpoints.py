@@ -95,12 +95,14 @@ def pod_ports(service: dict, pod: dict) -> tuple:
     return tuple(resolved)
 
 
-def port_dicts(ports: tuple) -> list[dict]:
-    """The wire form of resolved ports (name omitted when empty, as Kubernetes writes them)."""
+def port_dicts(ports: tuple, always_name: bool = False) -> list[dict]:
+    """The wire form of resolved ports, as Kubernetes writes them: an Endpoints port
+    omits an empty name; an EndpointSlice port (``always_name``) always carries one,
+    "" included (its name is a pointer there, and kubectl dereferences it)."""
     out = []
     for name, number, protocol, app_protocol in ports:
         port = {"port": number, "protocol": protocol}
-        if name:
+        if name or always_name:
             port["name"] = name
         if app_protocol:
             port["appProtocol"] = app_protocol

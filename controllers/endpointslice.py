@@ -107,7 +107,7 @@ def new_slice(service: dict, ports: tuple, endpoints: list[dict]) -> dict:
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"generateName": f"{meta['name']}-", "namespace": meta.get("namespace"),
                          "labels": slice_labels(service), "ownerReferences": [service_owner(service)]},
-            "addressType": "IPv4", "endpoints": endpoints, "ports": port_dicts(ports)}
+            "addressType": "IPv4", "endpoints": endpoints, "ports": port_dicts(ports, always_name=True)}
 
 
 @dataclass
@@ -169,11 +169,11 @@ def _plan_update(service: dict, current: dict, ports: tuple, endpoints: list[dic
     labels, owners = slice_labels(service), [service_owner(service)]
     meta = current["metadata"]
     if (current.get("endpoints") or []) == endpoints and meta.get("labels") == labels and \
-            (current.get("ports") or []) == port_dicts(ports) and meta.get("ownerReferences") == owners:
+            (current.get("ports") or []) == port_dicts(ports, always_name=True) and meta.get("ownerReferences") == owners:
         return
     updated = copy.deepcopy(current)
     updated["metadata"].update(labels=labels, ownerReferences=owners)
-    updated.update(endpoints=endpoints, ports=port_dicts(ports))
+    updated.update(endpoints=endpoints, ports=port_dicts(ports, always_name=True))
     plan.update.append(updated)
 
 

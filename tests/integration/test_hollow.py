@@ -90,7 +90,7 @@ def test_bound_pods_run_ready_with_ips_from_the_pod_cidr_and_deletion_finishes(a
         pods = await until(all_running)
         for p in pods:
             status = p["status"]
-            assert status["hostIP"] == "172.30.0.1"
+            assert status["hostIP"] == "127.30.0.1"
             assert condition(p, "Ready")["status"] == "True"
             assert condition(p, "ContainersReady")["status"] == "True"
             assert condition(p, "PodScheduled")["status"] == "True"

@@ -175,3 +175,12 @@ def test_endpoints_controller_reconcile_over_fake_api():
     asyncio.run(scenario())
 
 
+
+
+def test_unnamed_service_port_is_named_empty_in_slices_but_omitted_in_endpoints():
+    """kubectl describe dereferences an EndpointSlice port's name: it must be there, even ""."""
+    svc = service(ports=[{"port": 80, "targetPort": 8080, "protocol": "TCP"}])
+    slice_ports = plan_slices(svc, [pod("p0")], []).create[0]["ports"]
+    assert slice_ports == [{"port": 8080, "protocol": "TCP", "name": ""}]
+    subsets = desired_subsets(svc, [pod("p0")])
+    assert subsets[0]["ports"] == [{"port": 8080, "protocol": "TCP"}]

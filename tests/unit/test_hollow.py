@@ -48,13 +48,13 @@ def test_names_and_host_ips():
 
 
 def test_node_object_is_a_ready_registered_kubelet():
-    node = node_object("n-0", "172.30.0.1", HollowConfig(cpu="4", memory="8Gi", pods="20"), WALL)
+    node = node_object("n-0", "127.30.0.1", HollowConfig(cpu="4", memory="8Gi", pods="20"), WALL)
     assert node["metadata"]["labels"]["kubernetes.io/hostname"] == "n-0"
     assert node["metadata"]["labels"]["kubernetes.io/os"] == "linux"
     assert node["status"]["allocatable"] == {"cpu": "4", "memory": "8Gi", "pods": "20",
                                              "ephemeral-storage": "100Gi"}
     assert ready(node)["status"] == "True" and ready(node)["lastHeartbeatTime"] == "2026-01-01T00:00:00Z"
-    assert {"type": "InternalIP", "address": "172.30.0.1"} in node["status"]["addresses"]
+    assert {"type": "InternalIP", "address": "127.30.0.1"} in node["status"]["addresses"]
     assert node["status"]["nodeInfo"]["kubeletVersion"] == HollowConfig().kubelet_version
 
 
@@ -87,7 +87,7 @@ def test_lease_is_owned_by_its_node():
 def test_running_status_has_every_condition_and_container():
     p = pod(containers=("a", "b"))
     p["spec"]["initContainers"] = [{"name": "init", "image": "busybox"}]
-    status = pod_running_status(p, "172.30.0.1", "10.244.0.2", WALL)
+    status = pod_running_status(p, "127.30.0.1", "10.244.0.2", WALL)
     assert status["phase"] == "Running" and status["podIP"] == "10.244.0.2"
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "PodReadyToStartContainers": "True", "Initialized": "True", "Ready": "True",
@@ -96,10 +96,10 @@ def test_running_status_has_every_condition_and_container():
     assert status["containerStatuses"][0]["state"] == {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
     assert status["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
     reported = {**p, "status": status}
-    assert pod_is_reported(reported, "172.30.0.1", "10.244.0.2")
-    assert not pod_is_reported(reported, "172.30.0.1", "10.244.0.3")
-    assert not pod_is_reported(p, "172.30.0.1", None)
-    assert "podIP" not in pod_running_status(p, "172.30.0.1", None, WALL)
+    assert pod_is_reported(reported, "127.30.0.1", "10.244.0.2")
+    assert not pod_is_reported(reported, "127.30.0.1", "10.244.0.3")
+    assert not pod_is_reported(p, "127.30.0.1", None)
+    assert "podIP" not in pod_running_status(p, "127.30.0.1", None, WALL)
 
 
 def test_pod_addresses_are_unique_per_node_reused_and_relearned():
@@ -165,7 +165,7 @@ def test_reconcile_pod_reports_once_and_finishes_deletion():
     async def scenario():
         api, clock = DeletingFakeApi(), FakeClock()
         hollow = hollow_over(api, clock)
-        node = node_object("n-0", "172.30.0.1", hollow.config, clock.wall())
+        node = node_object("n-0", "127.30.0.1", hollow.config, clock.wall())
         node["spec"]["podCIDR"] = "10.244.3.0/24"
         hollow.nodes.store.put(node)
         hollow.pods.store.put(await api.create(PODS, pod("p")))
@@ -182,7 +182,7 @@ def test_reconcile_pod_reports_once_and_finishes_deletion():
         host["spec"]["hostNetwork"] = True
         hollow.pods.store.put(await api.create(PODS, host))
         await hollow._reconcile_pod("default/host")
-        assert (await api.get(PODS, "host", "default"))["status"]["podIP"] == "172.30.0.1"
+        assert (await api.get(PODS, "host", "default"))["status"]["podIP"] == "127.30.0.1"
         hollow.pods.store.put(pod("other", node="somebody-else"))
         await hollow._reconcile_pod("default/other")
         assert api.writes[-1][0] == "patch"                           # not ours: untouched
