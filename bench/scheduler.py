@@ -4,7 +4,7 @@ For each node count (default 100, 1000, 5000), on a fresh etcd and apiserver:
   1. N Ready Node objects (32 cpu, 128Gi, 150 pods each; the scheduler reads only Nodes,
      so these stand in for hollow nodes);
   2. bare binding rate: B pods nobody schedules, bound by direct pods/binding calls with the
-     scheduler's concurrency (32): the ceiling under the scheduler (the bench's own pod watch
+     scheduler's concurrency (8): the ceiling under the scheduler (the bench's own pod watch
      runs during both measurements);
   3. backlog: P pending pods created first, then `python -m scheduler` started; pods bound
      per second from the first to the last binding seen on a watch;
@@ -39,7 +39,8 @@ from client.rest import AsyncApiClient  # noqa: E402
 from cluster.components import Component, python_module  # noqa: E402
 from cluster.etcd import EtcdProcess, free_port  # noqa: E402
 
-CONCURRENCY = 32
+CONCURRENCY = 32          # creates
+BIND_CONCURRENCY = 8      # the scheduler's default --bind-concurrency
 
 
 def node_body(name: str) -> dict:
@@ -114,7 +115,8 @@ async def measure(url: str, kubeconfig: Path, workdir: Path, nodes: int, pods: i
         await concurrently([f"bare-{i}" for i in range(bare)],
                            lambda n: _append(bare_pods, client.create(PODS, pod_body(n, "nobody"))))
         targets = {p["metadata"]["name"]: f"node-{i % nodes}" for i, p in enumerate(bare_pods)}
-        bare_secs = await concurrently(bare_pods, lambda p: client.bind(p, targets[p["metadata"]["name"]]))
+        bare_secs = await concurrently(bare_pods, lambda p: client.bind(p, targets[p["metadata"]["name"]]),
+                                       BIND_CONCURRENCY)
 
         names = [f"pod-{i}" for i in range(pods)]
         create_secs = await concurrently(names, lambda n: client.create(PODS, pod_body(n)))

@@ -70,13 +70,15 @@ def _load_client_cert(ctx: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
 
 
 def client_options(config: ClientConfig, timeout: float, max_connections: int = 64,
-                   max_idle: int = 8) -> dict:
+                   max_idle: int = 16) -> dict:
     """Keyword arguments shared by httpx.Client and httpx.AsyncClient.
 
     Each watch holds a connection for its lifetime, so ``max_connections`` must
     exceed the number of concurrent watches plus in-flight requests. Idle
     connections are few on purpose: httpcore's pool bookkeeping costs
-    O(idle x all) on every request.
+    O(idle x all) on every request, yet fewer idle slots than concurrent
+    requests means a new TCP connection per request (measured best: 16 idle
+    for the scheduler's 8 concurrent bindings).
     """
     headers = {"Accept": "application/json", "User-Agent": "pkube/0.1"}
     if config.token:
@@ -276,7 +278,7 @@ class AsyncApiClient(_Verbs):
     """Asyncio client; the same verbs as ApiClient, awaited. Close with ``aclose()``."""
 
     def __init__(self, config: ClientConfig, timeout: float = 30.0, max_connections: int = 64,
-                 max_idle: int = 8):
+                 max_idle: int = 16):
         super().__init__(config)
         self.http = httpx.AsyncClient(**client_options(config, timeout, max_connections, max_idle))
 

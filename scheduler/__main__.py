@@ -29,7 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
     p.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
     p.add_argument("--retry-period", type=float, default=2.0, help="seconds")
-    p.add_argument("--bind-concurrency", type=int, default=32)
+    p.add_argument("--bind-concurrency", type=int, default=8,
+                   help="bindings in flight (8 measured best against one apiserver)")
     p.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
                    help="0: adaptive, as kube-scheduler (50%% minus 1%% per 125 nodes, at least 5%%)")
     p.add_argument("-v", "--verbose", action="store_true")

@@ -70,7 +70,7 @@ class Scheduler:
     """See the module docstring. ``run()`` until cancelled."""
 
     def __init__(self, client, name: str = DEFAULT_SCHEDULER_NAME, clock: Optional[Clock] = None,
-                 framework: Optional[Framework] = None, bind_concurrency: int = 32,
+                 framework: Optional[Framework] = None, bind_concurrency: int = 8,
                  record_scheduled_events: bool = True):
         self.client = client
         self.name = name
