@@ -32,6 +32,7 @@ import argparse
 import compileall
 import json
 import os
+import random
 import resource
 import secrets
 import shutil
@@ -78,11 +79,13 @@ def timed(cmd: list[str], runs: int, cwd: Path = REPO) -> tuple[float, float]:
 
 
 def timed_together(cmds: dict[str, tuple[list[str], Path]], runs: int) -> dict[str, tuple[float, float]]:
-    """timed() of several (command, cwd), interleaved run by run so that a change of the
-    machine's load hits them all alike."""
+    """timed() of several (command, cwd), interleaved run by run, in a new random order each
+    round, so that a change of the machine's load, or what the previous command left for the
+    kernel to finish, hits them all alike."""
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in cmds}
     for _ in range(runs):
-        for name, (cmd, cwd) in cmds.items():
+        for name in random.sample(list(cmds), len(cmds)):
+            cmd, cwd = cmds[name]
             samples[name].append(timed(cmd, 1, cwd))
     return {name: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
             for name, s in samples.items()}
