@@ -34,6 +34,7 @@ import datetime as dt
 import logging
 from typing import Optional
 
+from api.tolerations import tolerates
 from client.errors import NotFound
 from client.resources import LEASES, NODES, PODS
 from client.store import index_pods_by_node
@@ -111,21 +112,6 @@ def restored_conditions(node: dict, wall: dt.datetime) -> list[dict]:
                              reason="NodeLeaseRenewed", message="The node's Lease is renewed again.",
                              lastTransitionTime=now, lastHeartbeatTime=now)
     return conditions
-
-
-def tolerates(toleration: dict, taint: dict) -> bool:
-    """Kubernetes' Toleration.ToleratesTaint."""
-    effect = toleration.get("effect")
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key")
-    if key and key != taint.get("key"):
-        return False
-    if toleration.get("operator") == "Exists":
-        return True
-    if not key:
-        return False
-    return (toleration.get("value") or "") == (taint.get("value") or "")
 
 
 def eviction_delay(pod: dict, taints: list[dict], wall: dt.datetime,

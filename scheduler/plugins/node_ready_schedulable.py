@@ -1,7 +1,7 @@
 """A node must be Ready and not cordoned (spec.unschedulable), unless the pod
 tolerates the matching taint (node.kubernetes.io/not-ready or /unschedulable, NoSchedule)."""
 
-from scheduler.plugins.taint_toleration import tolerated
+from api.tolerations import tolerated
 from scheduler.types import SUCCESS, Code, Status
 
 NAME = "NodeReadySchedulable"

@@ -1,27 +1,11 @@
 """Taints and tolerations: NoSchedule/NoExecute taints must be tolerated (filter);
 untolerated PreferNoSchedule taints lower a node's score (score + normalize)."""
 
+from api.tolerations import tolerated
 from scheduler.types import SUCCESS, Code, Status
 
 NAME = "TaintToleration"
 HARD_EFFECTS = ("NoSchedule", "NoExecute")
-
-
-def tolerates(toleration: dict, taint: dict) -> bool:
-    """Kubernetes' Toleration.ToleratesTaint."""
-    effect = toleration.get("effect")
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key")
-    if key and key != taint.get("key"):
-        return False
-    if toleration.get("operator") == "Exists":
-        return True
-    return (toleration.get("value") or "") == (taint.get("value") or "")
-
-
-def tolerated(tolerations, taint: dict) -> bool:
-    return any(tolerates(t, taint) for t in tolerations)
 
 
 def filter(pod, node) -> Status:
