@@ -66,3 +66,18 @@ class FakeClock(Clock):
     def sleepers(self) -> int:
         """How many sleeps are pending (tests use it to know a loop is parked)."""
         return sum(1 for *_, f in self._sleepers if not f.done())
+
+
+async def wait_until_set(clock: Clock, event: asyncio.Event, timeout: float | None) -> None:
+    """Return once ``event`` is set or ``timeout`` seconds of ``clock`` have passed, whichever
+    comes first (``timeout`` None: only the event). The event is left as it is."""
+    if timeout is None:
+        await event.wait()
+        return
+    sleeper = asyncio.ensure_future(clock.sleep(timeout))
+    waker = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        waker.cancel()

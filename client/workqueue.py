@@ -21,7 +21,7 @@ import itertools
 from collections import deque
 from typing import Hashable, Optional
 
-from client.clock import Clock
+from client.clock import Clock, wait_until_set
 
 
 class ExponentialBackoff:
@@ -118,7 +118,7 @@ class WorkQueue:
             if self._shutting_down:
                 return None
             self._wakeup.clear()
-            await self._wait(self._next_delay())
+            await wait_until_set(self.clock, self._wakeup, self._next_delay())
 
     def done(self, key: Hashable) -> None:
         """``key`` is processed; if it was added meanwhile it is queued again."""
@@ -148,15 +148,3 @@ class WorkQueue:
         if not self._waiting:
             return None
         return max(0.0, self._waiting[0][0] - self.clock.now())
-
-    async def _wait(self, delay: Optional[float]) -> None:
-        if delay is None:
-            await self._wakeup.wait()
-            return
-        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        waker = asyncio.ensure_future(self._wakeup.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waker.cancel()

@@ -20,7 +20,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Optional
 
-from client.clock import Clock
+from client.clock import Clock, wait_until_set
 from scheduler.types import pod_key
 
 
@@ -123,7 +123,7 @@ class SchedulingQueue:
             if queued is not None:
                 return queued
             self._wakeup.clear()
-            await self._wait(self._next_deadline())
+            await wait_until_set(self.clock, self._wakeup, self._next_deadline())
         return None
 
     def done(self, key: str) -> None:
@@ -201,15 +201,3 @@ class SchedulingQueue:
         if self._unschedulable_since:
             candidates.append(min(self._unschedulable_since.values()) + self.max_unschedulable)
         return max(0.0, min(candidates) - self.clock.now()) if candidates else None
-
-    async def _wait(self, delay: Optional[float]) -> None:
-        if delay is None:
-            await self._wakeup.wait()
-            return
-        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        waker = asyncio.ensure_future(self._wakeup.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waker.cancel()
