@@ -105,6 +105,13 @@ def apiserver(etcd):
         stop_apiserver(thread)
 
 
+@pytest.fixture
+def http(apiserver):
+    """An httpx.Client on the test's ``apiserver`` (the module's own, where it overrides it)."""
+    with apiserver.client() as client:
+        yield client
+
+
 @pytest.fixture(scope="module")
 def shared_apiserver(etcd_server):
     """One apiserver per test module (starting one costs ~0.5 s); see ``reused_apiserver``."""

@@ -31,12 +31,6 @@ def apiserver(reused_apiserver):
     return reused_apiserver
 
 
-@pytest.fixture
-def http(apiserver):
-    with apiserver.client() as client:
-        yield client
-
-
 def test_create_then_get_returns_server_metadata(http):
     created = http.post(PODS, json=pod())
     assert created.status_code == 201

@@ -34,12 +34,6 @@ def apiserver(reused_apiserver):
     return reused_apiserver
 
 
-@pytest.fixture
-def http(apiserver):
-    with apiserver.client() as client:
-        yield client
-
-
 def assert_status(resp, code: int, reason: str) -> dict:
     assert resp.status_code == code, resp.text
     body = resp.json()

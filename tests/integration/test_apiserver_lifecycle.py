@@ -30,12 +30,6 @@ def apiserver(reused_apiserver):
     return reused_apiserver
 
 
-@pytest.fixture
-def http(apiserver):
-    with apiserver.client() as client:
-        yield client
-
-
 def wait_for(predicate, timeout: float = 15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -24,12 +24,6 @@ def apiserver(reused_apiserver):
     return reused_apiserver
 
 
-@pytest.fixture
-def http(apiserver):
-    with apiserver.client() as client:
-        yield client
-
-
 def test_list_as_table_has_kubectl_columns_and_row_metadata(http):
     http.post(PODS, json=pod("a"))
     table = http.get(PODS, headers=TABLE).json()

@@ -25,12 +25,6 @@ def apiserver(reused_apiserver):
     return reused_apiserver
 
 
-@pytest.fixture
-def http(apiserver):
-    with apiserver.client() as client:
-        yield client
-
-
 @contextmanager
 def watching(apiserver, path: str, **params):
     """Yield a function returning the next (type, object) of a watch stream."""
