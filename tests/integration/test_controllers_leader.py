@@ -1,50 +1,29 @@
 """Two `python -m controllers --leader-elect` processes: only the Lease holder acts, and the
 standby takes over when the leader is killed."""
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
-
-import yaml
 
 from client.errors import ApiError
 from client.kubeconfig import ClientConfig
 from client.resources import LEASES, PODS, REPLICASETS
 from client.rest import ApiClient
+from tests.integration.processes import lease_holder, start_component, stop_all, wait_for, write_kubeconfig
 from tests.integration.test_controllers_replicaset import replica_set
 
-REPO = Path(__file__).resolve().parents[2]
 LEASE = "kube-controller-manager"
 
 
 def start_manager(kubeconfig, identity, log_path):
-    args = [sys.executable, "-m", "controllers", "--kubeconfig", str(kubeconfig), "--leader-elect",
-            "--identity", identity, "--controllers", "replicaset", "--lease-duration", "2",
-            "--renew-deadline", "1.5", "--retry-period", "0.25"]
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
-def wait_for(check, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not reached within {timeout}s")
+    return start_component("controllers", [
+        "--kubeconfig", str(kubeconfig), "--leader-elect", "--identity", identity,
+        "--controllers", "replicaset", "--lease-duration", "2", "--renew-deadline", "1.5",
+        "--retry-period", "0.25"], log_path)
 
 
 def holder(api):
-    try:
-        return api.get(LEASES, LEASE, "kube-system")["spec"].get("holderIdentity")
-    except Exception:  # noqa: BLE001 - not created yet
-        return None
+    return lease_holder(api, LEASE, "kube-system")
 
 
 def live_pods(api):
@@ -79,17 +58,8 @@ class MostPods:
                     return
 
 
-def kubeconfig_for(url, path):
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": url}}],
-        "users": [{"name": "t", "user": {}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
-    return path
-
-
 def test_only_the_leader_acts_and_a_standby_takes_over_within_20s(apiserver, tmp_path):
-    kubeconfig = kubeconfig_for(apiserver.url, tmp_path / "kubeconfig")
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
     procs = []
     most = MostPods(apiserver.url)
     try:
@@ -114,11 +84,4 @@ def test_only_the_leader_acts_and_a_standby_takes_over_within_20s(apiserver, tmp
             assert most.most == 5
     finally:
         most.stop.set()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop_all(procs)

@@ -1,0 +1,64 @@
+"""Helpers for tests that run pkube components as real processes (``python -m scheduler``,
+``python -m controllers``) against the test's apiserver."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from client.resources import LEASES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_component(module: str, args: list[str], log_path) -> subprocess.Popen:
+    """``python -m <module> <args>`` from the repo root, stdout and stderr to ``log_path``.
+    The caller stops it (see ``stop_all``)."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, stdout=log,
+                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def stop_all(procs) -> None:
+    """Terminate every process still running (kill one that ignores it for 10 s) and reap it."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def write_kubeconfig(path, url: str):
+    """A kubeconfig at ``path`` for an insecure apiserver at ``url``; returns ``path``."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": url}}],
+        "users": [{"name": "t", "user": {}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    return path
+
+
+def wait_for(check, timeout: float = 20.0):
+    """Poll ``check`` until it returns something truthy and return that; AssertionError after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not reached within {timeout}s")
+
+
+def lease_holder(api, name: str, namespace: str):
+    """The Lease's holderIdentity; None while the Lease does not exist yet."""
+    try:
+        return api.get(LEASES, name, namespace)["spec"].get("holderIdentity")
+    except Exception:  # noqa: BLE001 - not created yet
+        return None
