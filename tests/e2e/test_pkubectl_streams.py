@@ -7,23 +7,19 @@ so these tests prove pkubectl's side of both streams end to end.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from apiserver.kubelet_proxy import KubeletConnection
-from cluster.etcd import free_port
+from tests.helpers.kubeconfig import write_kubeconfig
+from tests.helpers.kubelet import node_with_kubelet, serving
 from tests.integration.conftest import start_apiserver, stop_apiserver
 
 STDOUT, STDERR, ERROR = 1, 2, 3
@@ -57,20 +53,9 @@ async def fake_logs(request) -> PlainTextResponse:
 
 @pytest.fixture
 def kubelet_port():
-    port = free_port()
-    app = Starlette(routes=[WebSocketRoute("/exec/{ns}/{pod}/{container}", fake_exec),
-                            Route("/containerLogs/{ns}/{pod}/{container}", fake_logs)])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
+    with serving([WebSocketRoute("/exec/{ns}/{pod}/{container}", fake_exec),
+                  Route("/containerLogs/{ns}/{pod}/{container}", fake_logs)]) as port:
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture
@@ -78,19 +63,12 @@ def pkubectl(etcd, kubelet_port, tmp_path):
     thread, api = start_apiserver(etcd, kubelet=KubeletConnection(scheme="http"))
     try:
         with httpx.Client(base_url=api.url) as http:
-            http.post("/api/v1/nodes", json={
-                "apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-                "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                           "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}}})
+            http.post("/api/v1/nodes", json=node_with_kubelet("n1", kubelet_port))
             http.post("/api/v1/namespaces/default/pods", json={
                 "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
                 "spec": {"nodeName": "n1", "containers": [{"name": "main", "image": "busybox"},
                                                           {"name": "side", "image": "busybox"}]}})
-        config = tmp_path / "kubeconfig"
-        config.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "t",
-            "clusters": [{"name": "t", "cluster": {"server": api.url}}], "users": [{"name": "t", "user": {}}],
-            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+        config = write_kubeconfig(tmp_path / "kubeconfig", api.url)
         yield lambda *args: subprocess.run([sys.executable, "-m", "kubectl", "--kubeconfig", str(config), *args],
                                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
                                            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})

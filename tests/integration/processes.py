@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from client.resources import LEASES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,16 +30,6 @@ def stop_all(procs) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def write_kubeconfig(path, url: str):
-    """A kubeconfig at ``path`` for an insecure apiserver at ``url``; returns ``path``."""
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": url}}],
-        "users": [{"name": "t", "user": {}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
-    return path
 
 
 def wait_for(check, timeout: float = 20.0):

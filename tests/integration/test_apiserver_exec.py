@@ -3,22 +3,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from apiserver.kubelet_proxy import KubeletConnection
-from cluster.etcd import free_port
+from tests.helpers.kubeconfig import write_kubeconfig
+from tests.helpers.kubelet import node_with_kubelet, serving
 from tests.integration.conftest import start_apiserver, stop_apiserver
 
 STDOUT, ERROR = 1, 3
@@ -37,20 +33,9 @@ async def fake_exec(websocket: WebSocket) -> None:
 
 @pytest.fixture
 def kubelet_port():
-    port = free_port()
-    app = Starlette(routes=[WebSocketRoute("/exec/{ns}/{pod}/{container}", fake_exec),
-                            WebSocketRoute("/attach/{ns}/{pod}/{container}", fake_exec)])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
+    with serving([WebSocketRoute("/exec/{ns}/{pod}/{container}", fake_exec),
+                  WebSocketRoute("/attach/{ns}/{pod}/{container}", fake_exec)]) as port:
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def websocket_library() -> bool:
@@ -69,19 +54,12 @@ def kubectl(etcd, kubelet_port, tmp_path):
     thread, api = start_apiserver(etcd, kubelet=KubeletConnection(scheme="http"))
     try:
         with httpx.Client(base_url=api.url) as http:
-            http.post("/api/v1/nodes", json={
-                "apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-                "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                           "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}}})
+            http.post("/api/v1/nodes", json=node_with_kubelet("n1", kubelet_port))
             for name, node in (("web", "n1"), ("idle", None)):
                 spec = {"containers": [{"name": "main", "image": "busybox"}], **({"nodeName": node} if node else {})}
                 http.post("/api/v1/namespaces/default/pods",
                           json={"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
-        config = tmp_path / "kubeconfig"
-        config.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "t",
-            "clusters": [{"name": "t", "cluster": {"server": api.url}}], "users": [{"name": "t", "user": {}}],
-            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+        config = write_kubeconfig(tmp_path / "kubeconfig", api.url)
         yield lambda *args: subprocess.run([binary, "--kubeconfig", str(config), *args], capture_output=True,
                                            text=True, timeout=60, stdin=subprocess.DEVNULL)
     finally:

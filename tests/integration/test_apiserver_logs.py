@@ -11,6 +11,7 @@ import pytest
 
 from apiserver.kubelet_proxy import KubeletConnection
 from cluster.etcd import free_port
+from tests.helpers.kubelet import node_with_kubelet
 from tests.integration.conftest import start_apiserver, stop_apiserver
 
 PODS = "/api/v1/namespaces/default/pods"
@@ -56,10 +57,7 @@ def http(etcd, kubelet_port):
     thread, api = start_apiserver(etcd, kubelet=KubeletConnection(scheme="http"))
     try:
         with api.client() as client:
-            client.post("/api/v1/nodes", json={
-                "apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-                "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                           "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}}})
+            client.post("/api/v1/nodes", json=node_with_kubelet("n1", kubelet_port))
             yield client
     finally:
         stop_apiserver(thread)

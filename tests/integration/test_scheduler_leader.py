@@ -7,7 +7,8 @@ import time
 from client.kubeconfig import ClientConfig
 from client.resources import LEASES, NODES, PODS
 from client.rest import ApiClient
-from tests.integration.processes import lease_holder, start_component, stop_all, wait_for, write_kubeconfig
+from tests.helpers.kubeconfig import write_kubeconfig
+from tests.integration.processes import lease_holder, start_component, stop_all, wait_for
 from tests.integration.test_scheduler import node, pod
 
 

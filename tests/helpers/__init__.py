@@ -1,0 +1,1 @@
+"""Helpers shared by test suites (integration, e2e): importable, not fixtures."""
