@@ -55,11 +55,20 @@ def parse_bytes(text: str) -> int:
 
 
 def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.4g}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1024
-    return f"{n}"
+    """Binary units, 4 significant digits: 512B, 1.5KiB, 64MiB."""
+    return _scaled_size(n, 1024, ("B", "KiB", "MiB", "GiB"), 4)
+
+
+def _scaled_size(n: float, base: int, units: tuple[str, ...], digits: int) -> str:
+    """``n`` bytes in the first of ``units`` (each ``base`` times the last) under ``base``, or
+    the last; bytes as a whole number, others to ``digits`` significant digits."""
+    for unit in units[:-1]:
+        if n < base:
+            break
+        n /= base
+    else:
+        unit = units[-1]
+    return f"{int(n)}B" if unit == "B" else f"{n:.{digits}g}{unit}"
 
 
 def human_duration(seconds: float) -> str:
@@ -128,17 +137,24 @@ def command_text(argv: list[str]) -> str:
 # ----- building specs -----
 
 def _env(items: list[str]) -> dict[str, str]:
-    env = {}
+    return key_values(items, lambda item: UsageError(f"invalid environment variable: {item!r}"))
+
+
+def key_values(items: list[str], invalid) -> dict[str, str]:
+    """Docker's KEY=value lists (``-e``, ``--build-arg``): a bare KEY takes its value from this
+    process's environment and is left out when unset there; an item without a key raises
+    ``invalid(item)``."""
+    result = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not key:
-            raise UsageError(f"invalid environment variable: {item!r}")
+            raise invalid(item)
         if not sep:
             if key not in os.environ:
                 continue
             value = os.environ[key]
-        env[key] = value
-    return env
+        result[key] = value
+    return result
 
 
 def _labels(items: list[str]) -> dict[str, str]:
@@ -583,11 +599,7 @@ def _stats_rows(states, before: dict, after: dict, elapsed: float) -> list[list[
 
 def decimal_size(n: float) -> str:
     """Docker's units.HumanSize (decimal): 0B, 648B, 1.2kB, 3.4MB."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1000
-    return f"{n}"
+    return _scaled_size(n, 1000, ("B", "kB", "MB", "GB"), 3)
 
 
 def net_io(pid: int) -> str:

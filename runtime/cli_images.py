@@ -348,18 +348,8 @@ def _table(headers: list[str], rows: list[tuple]) -> None:
 
 
 def _build_args(pairs: list[str]) -> dict[str, str]:
-    result = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not key:
-            raise ImageError(f"invalid --build-arg {pair!r}: expected KEY=value")
-        if not sep:
-            import os
-            if key not in os.environ:
-                continue
-            value = os.environ[key]
-        result[key] = value
-    return result
+    from runtime.cli import key_values
+    return key_values(pairs, lambda pair: ImageError(f"invalid --build-arg {pair!r}: expected KEY=value"))
 
 
 def _image(rt, ref: str) -> Image:
