@@ -527,21 +527,8 @@ def _copy_tree(source: Path, target: Path, owner: tuple[int, int],
     """The kept contents of source into target; links copied as links, never followed."""
     entries = [(p, r) for p, r in walk_tree(source) if keep(p)]
     for path, rel in entries:
-        dst = target / rel
-        st = os.lstat(path)
         _ensure_real_dir(target, os.path.dirname(rel))
-        if stat.S_ISLNK(st.st_mode):
-            if dst.is_symlink() or dst.is_file():
-                dst.unlink()
-            os.symlink(os.readlink(path), dst)
-            os.lchown(dst, *owner)
-        elif stat.S_ISDIR(st.st_mode):
-            _refuse_link(dst)
-            dst.mkdir(exist_ok=True)
-            os.chown(dst, *owner)
-            os.chmod(dst, stat.S_IMODE(st.st_mode))
-        elif stat.S_ISREG(st.st_mode):
-            _copy_file(path, dst, owner)
+        _copy_entry(path, target / rel, owner)
     for path, rel in reversed(entries):
         if stat.S_ISDIR(os.lstat(path).st_mode):
             mtime = os.lstat(path).st_mtime
@@ -552,20 +539,28 @@ def _copy_union(layers: list[Path], rel: str, target: Path, owner: tuple[int, in
     """Copy directory ``/rel`` of a layer stack's merged view into target (links as links)."""
     for name, path in sorted(union_entries(layers, rel).items()):
         dst = target / name
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):
-            if dst.is_symlink() or dst.is_file():
-                dst.unlink()
-            os.symlink(os.readlink(path), dst)
-            os.lchown(dst, *owner)
-        elif stat.S_ISDIR(st.st_mode):
-            _refuse_link(dst)
-            dst.mkdir(exist_ok=True)
-            os.chown(dst, *owner)
-            os.chmod(dst, stat.S_IMODE(st.st_mode))
+        _copy_entry(path, dst, owner)
+        if stat.S_ISDIR(os.lstat(path).st_mode):
             _copy_union(layers, f"{rel.rstrip('/')}/{name}", dst, owner)
-        elif stat.S_ISREG(st.st_mode):
-            _copy_file(path, dst, owner)
+
+
+def _copy_entry(path: Path, dst: Path, owner: tuple[int, int]) -> None:
+    """One entry to ``dst``, owned by ``owner``: a link as a link (replacing a file or link
+    there), a directory as an empty one with its mode (never through a link), a regular
+    file with its contents and mode; anything else is skipped."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        if dst.is_symlink() or dst.is_file():
+            dst.unlink()
+        os.symlink(os.readlink(path), dst)
+        os.lchown(dst, *owner)
+    elif stat.S_ISDIR(st.st_mode):
+        _refuse_link(dst)
+        dst.mkdir(exist_ok=True)
+        os.chown(dst, *owner)
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    elif stat.S_ISREG(st.st_mode):
+        _copy_file(path, dst, owner)
 
 
 def _is_archive(path: Path) -> bool:
