@@ -4,7 +4,6 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from client.resources import LEASES
@@ -30,18 +29,6 @@ def stop_all(procs) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def wait_for(check, timeout: float = 20.0):
-    """Poll ``check`` until it returns something truthy and return that; AssertionError after
-    ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not reached within {timeout}s")
 
 
 def lease_holder(api, name: str, namespace: str):

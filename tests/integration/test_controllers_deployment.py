@@ -7,7 +7,8 @@ import pytest
 
 from client.informer import Informer
 from client.resources import DEPLOYMENTS, PODS, REPLICASETS
-from tests.integration.test_controllers_support import until, with_controllers
+from tests.helpers.waiting import until
+from tests.integration.test_controllers_support import with_controllers
 
 REVISION = "deployment.kubernetes.io/revision"
 

@@ -9,6 +9,7 @@ from client.resources import ENDPOINTS, ENDPOINTSLICES, NODES, PODS, SERVICES
 from client.rest import AsyncApiClient
 from cluster.hollow import HollowConfig, HollowNodes, node_names
 from controllers.manager import ControllerManager
+from tests.helpers.waiting import until
 
 SLICE_LABEL = "kubernetes.io/service-name"
 
@@ -24,16 +25,6 @@ def pod(name, node, port=8080, labels=None):
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {"app": "web"}},
             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox",
                                                        "ports": [{"name": "http", "containerPort": port}]}]}}
-
-
-async def until(check, timeout=20.0):
-    value = None
-    for _ in range(int(timeout / 0.05)):
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not reached within {timeout}s: last {value!r}")
 
 
 def with_cluster(apiserver, scenario):

@@ -7,7 +7,8 @@ from client.informer import Informer
 from client.resources import CONFIGMAPS, DEPLOYMENTS, PODS, REPLICASETS
 from tests.integration.test_controllers_deployment import deployment, rollout_done
 from tests.integration.test_controllers_replicaset import replica_set
-from tests.integration.test_controllers_support import until, with_controllers
+from tests.helpers.waiting import until
+from tests.integration.test_controllers_support import with_controllers
 
 ALL = ["replicaset", "deployment", "garbagecollector"]
 

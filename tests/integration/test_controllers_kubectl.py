@@ -7,9 +7,10 @@ import shutil
 import pytest
 
 from client.resources import DEPLOYMENTS
+from tests.helpers.kubeconfig import write_kubeconfig
+from tests.helpers.waiting import until
 from tests.integration.test_controllers_deployment import _rolled_to, deployment
-from tests.integration.test_controllers_leader import kubeconfig_for
-from tests.integration.test_controllers_support import until, with_controllers
+from tests.integration.test_controllers_support import with_controllers
 
 KUBECTL = shutil.which("kubectl")
 
@@ -23,7 +24,7 @@ async def kubectl(kubeconfig, *args, timeout=30):
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 def test_kubectl_rollout_status_restart_history_and_undo(apiserver, tmp_path):
-    config = kubeconfig_for(apiserver.url, tmp_path / "kubeconfig")
+    config = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
 
     async def scenario(client):
         await client.create(DEPLOYMENTS, deployment("web", 3), "default")

@@ -10,7 +10,8 @@ from client.kubeconfig import ClientConfig
 from client.resources import LEASES, PODS, REPLICASETS
 from client.rest import ApiClient
 from tests.helpers.kubeconfig import write_kubeconfig
-from tests.integration.processes import lease_holder, start_component, stop_all, wait_for
+from tests.helpers.waiting import wait_for
+from tests.integration.processes import lease_holder, start_component, stop_all
 from tests.integration.test_controllers_replicaset import replica_set
 
 LEASE = "kube-controller-manager"

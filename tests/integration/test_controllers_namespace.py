@@ -4,7 +4,8 @@ import uuid
 
 from client.errors import NotFound
 from client.resources import NAMESPACES, PODS, SERVICEACCOUNTS
-from tests.integration.test_controllers_support import until, with_controllers
+from tests.helpers.waiting import until
+from tests.integration.test_controllers_support import with_controllers
 
 
 async def exists(client, resource, name, namespace=None):

@@ -10,6 +10,7 @@ from cluster.hollow import HollowConfig, HollowNodes, node_names
 from controllers.manager import ControllerManager
 from controllers.nodelifecycle import UNREACHABLE
 from scheduler.scheduler import Scheduler
+from tests.helpers.waiting import until
 
 REPLICAS = 6
 
@@ -21,16 +22,6 @@ def replicaset():
                      "template": {"metadata": {"labels": labels},
                                   "spec": {"containers": [{"name": "c", "image": "busybox",
                                                            "resources": {"requests": {"cpu": "100m"}}}]}}}}
-
-
-async def until(check, timeout=30.0):
-    value = None
-    for _ in range(int(timeout / 0.1)):
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not reached within {timeout}s: last {value!r}")
 
 
 def ready_status(node):

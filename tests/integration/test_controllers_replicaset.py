@@ -1,7 +1,8 @@
 """ReplicaSet controller against the real apiserver: scale up and down, adopt, release, status."""
 
 from client.resources import PODS, REPLICASETS
-from tests.integration.test_controllers_support import until, with_controllers
+from tests.helpers.waiting import until
+from tests.integration.test_controllers_support import with_controllers
 
 
 def replica_set(name, replicas, labels=None, min_ready=0):

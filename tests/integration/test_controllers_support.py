@@ -13,17 +13,6 @@ from client.resources import PODS
 from client.timefmt import rfc3339
 
 
-async def until(check, timeout=30.0, interval=0.05):
-    """Poll ``check`` (a coroutine function) until it returns a truthy value; that value."""
-    value = None
-    for _ in range(int(timeout / interval)):
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    raise AssertionError(f"not reached within {timeout}s: last {value!r}")
-
-
 class FakeKubelet:
     """Plays every kubelet: each new pod is reported Running and Ready; a pod being
     deleted gracefully is removed (grace 0), as a kubelet does once its containers stop.

@@ -6,6 +6,7 @@ from client.kubeconfig import ClientConfig
 from client.resources import EVENTS, NODES, PODS
 from client.rest import AsyncApiClient
 from scheduler.scheduler import Scheduler
+from tests.helpers.waiting import until
 
 
 def node(name, cpu="2", memory="4Gi", labels=None, taints=None):
@@ -28,16 +29,6 @@ def pod(name, cpu="1", node_selector=None, owner_uid=None, scheduler_name=None):
         meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs",
                                     "uid": owner_uid, "controller": True}]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
-
-
-async def until(check, timeout=20.0):
-    """Poll ``check`` (a coroutine function) until it returns a truthy value; that value."""
-    for _ in range(int(timeout / 0.05)):
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not reached within {timeout}s: last {value!r}")
 
 
 def with_scheduler(apiserver, scenario):

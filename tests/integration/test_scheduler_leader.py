@@ -8,7 +8,8 @@ from client.kubeconfig import ClientConfig
 from client.resources import LEASES, NODES, PODS
 from client.rest import ApiClient
 from tests.helpers.kubeconfig import write_kubeconfig
-from tests.integration.processes import lease_holder, start_component, stop_all, wait_for
+from tests.helpers.waiting import wait_for
+from tests.integration.processes import lease_holder, start_component, stop_all
 from tests.integration.test_scheduler import node, pod
 
 
