@@ -137,11 +137,7 @@ def apply_manifest(session: Session, manifest: Manifest, dry_run: str = "none",
     from client.errors import NotFound
 
     obj = manifest.obj
-    res = session.for_object(obj)
-    namespace = session.object_namespace(res, obj)
-    name = (obj.get("metadata") or {}).get("name")
-    if not name:
-        raise CliError(f"{manifest.where}: metadata.name: Required value: name is required for apply")
+    res, namespace, name = _apply_target(session, manifest)
     if namespace:
         obj = dict(obj, metadata=dict(obj.get("metadata") or {}, namespace=namespace))
     modified = with_last_applied(obj)
@@ -195,6 +191,18 @@ def create_manifest(session: Session, manifest: Manifest, dry_run: str = "none",
 APPLY_PATCH_TYPE = "application/apply-patch+yaml"
 
 
+def _apply_target(session: Session, manifest: Manifest) -> tuple[ApiResource, Optional[str], str]:
+    """The resource, namespace and name ``manifest`` applies to; CliError when it has no name
+    (apply, unlike create, needs one)."""
+    obj = manifest.obj
+    res = session.for_object(obj)
+    namespace = session.object_namespace(res, obj)
+    name = (obj.get("metadata") or {}).get("name")
+    if not name:
+        raise CliError(f"{manifest.where}: metadata.name: Required value: name is required for apply")
+    return res, namespace, name
+
+
 def server_side_apply(session: Session, manifest: Manifest, field_manager: str = "kubectl",
                       force_conflicts: bool = False, dry_run: str = "none") -> str:
     """``apply --server-side``: send the file as an apply patch; the server merges by field ownership.
@@ -204,11 +212,7 @@ def server_side_apply(session: Session, manifest: Manifest, field_manager: str =
     from client.errors import ApiError
 
     obj = manifest.obj
-    res = session.for_object(obj)
-    namespace = session.object_namespace(res, obj)
-    name = (obj.get("metadata") or {}).get("name")
-    if not name:
-        raise CliError(f"{manifest.where}: metadata.name: Required value: name is required for apply")
+    res, namespace, name = _apply_target(session, manifest)
     params = {"fieldManager": field_manager, **_dry_run_params(dry_run)}
     if force_conflicts:
         params["force"] = "true"
