@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+from tests.helpers.kubeconfig import write_kubeconfig
+
 PODS = "/api/v1/namespaces/default/pods"
 TABLE = {"accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
 
@@ -70,12 +72,7 @@ def kubectl(apiserver, tmp_path):
     binary = shutil.which("kubectl")
     if binary is None:
         pytest.skip("kubectl is not installed: the real-kubectl checks need it on PATH")
-    config = tmp_path / "kubeconfig"
-    config.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": apiserver.url}}],
-        "users": [{"name": "t", "user": {}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    config = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([binary, "--kubeconfig", str(config), *args], capture_output=True,

@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+from tests.helpers.kubeconfig import write_kubeconfig
+
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
@@ -16,12 +18,7 @@ pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installe
 @pytest.fixture
 def kubectl(apiserver, tmp_path):
     """Run the real kubectl against a fresh apiserver; returns the CompletedProcess."""
-    config = tmp_path / "kubeconfig"
-    config.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": apiserver.url}}],
-        "users": [{"name": "t", "user": {}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    config = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
 
     def run(*args: str) -> subprocess.CompletedProcess:
