@@ -40,19 +40,22 @@ def test_two_containers_talk_over_the_bridge(bridge_rt):
     assert rt._network.endpoints() == {}
 
 
+def get_body(port: int) -> bytes | None:
+    """The body of GET http://127.0.0.1:port/, tried up to 100 times 0.1 s apart while it fails; None if it never answers."""
+    for _ in range(100):
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+        except OSError:
+            time.sleep(0.1)
+    return None
+
+
 def test_published_port_is_reachable_from_the_host(bridge_rt):
     rt = bridge_rt
     port = free_port()
     state = run(rt, "mkdir /www && echo served > /www/index.html && exec httpd -f -p 80 -h /www",
                 port_mappings=[PortMapping(port, 80)])
-    body = None
-    for _ in range(100):
-        try:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
-            break
-        except OSError:
-            time.sleep(0.1)
-    assert body == b"served\n"
+    assert get_body(port) == b"served\n"
     rt.remove(state.id, force=True)
     assert rt._network.endpoints() == {}
     with pytest.raises(OSError):
@@ -69,15 +72,6 @@ def test_sandbox_on_the_bridge_gives_its_containers_one_address(bridge_rt):
     assert ip in result.stdout.decode() and "pod-net" in result.stdout.decode()
     rt.remove_sandbox(sandbox.id)
     assert rt._network.endpoints() == {}
-
-
-def get_body(port: int) -> bytes | None:
-    for _ in range(100):
-        try:
-            return urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
-        except OSError:
-            time.sleep(0.1)
-    return None
 
 
 def test_sandbox_host_port_reaches_a_member_container(bridge_rt):
@@ -110,14 +104,7 @@ def test_pdocker_run_p_and_inspect_ip(pdocker):
     try:
         pdocker("run", "-d", "--name", "site", "-p", f"{port}:80", "busybox", "sh", "-c",
                 "mkdir /www && echo hello > /www/index.html && exec httpd -f -p 80 -h /www", extra=extra)
-        body = None
-        for _ in range(100):
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
-                break
-            except OSError:
-                time.sleep(0.1)
-        assert body == b"hello\n"
+        assert get_body(port) == b"hello\n"
         ps = pdocker("ps", extra=extra).stdout
         assert f"0.0.0.0:{port}->80/tcp" in ps
         fmt = "{{.NetworkSettings.IPAddress}}"
