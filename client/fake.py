@@ -13,20 +13,9 @@ import copy
 import itertools
 import uuid
 
+from api.patch import json_merge_patch
 from client.errors import error_for_status, status_for
 from client.resources import PODS
-
-
-def _merge(target, patch):
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge(result.get(key), value)
-    return result
 
 
 class FakeApi:
@@ -96,7 +85,7 @@ class FakeApi:
         if key not in self.objects:
             raise self._missing(name)
         self.writes.append(("patch", resource.plural, name, patch))
-        return self._stamp(key, _merge(self.objects[key], patch))
+        return self._stamp(key, json_merge_patch(self.objects[key], patch))
 
     async def bind(self, pod, node):
         self._fail("bind")
