@@ -266,6 +266,17 @@ def label_selector_from_dict(selector: dict | None) -> LabelSelector:
     return LabelSelector(requirements)
 
 
+def spec_selector_selects(obj: dict, labels: dict | None) -> bool:
+    """Whether the ``spec.selector`` of ``obj`` (a Deployment, ReplicaSet: a metav1.LabelSelector)
+    selects ``labels``. An empty, missing or invalid selector selects nothing, as the
+    controllers' adoption lookups in Kubernetes skip such objects."""
+    try:
+        selector = label_selector_from_dict(obj["spec"].get("selector"))
+    except SelectorError:
+        return False
+    return not selector.empty and selector.matches(labels)
+
+
 def _typed(value, kind: type, message: str):
     if value is None:
         return kind()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from api.selectors import SelectorError, label_selector_from_dict
+from api.selectors import SelectorError, label_selector_from_dict, spec_selector_selects
 from client.errors import AlreadyExists, NotFound
 from client.resources import DEPLOYMENTS, PODS, REPLICASETS
 from client.store import index_by_namespace, object_key
@@ -65,7 +65,7 @@ class DeploymentController(Controller):
             return
         labels = rs["metadata"].get("labels") or {}
         for deploy in self.deploys.store.by_index("namespace", rs["metadata"].get("namespace") or ""):
-            if _selects(deploy, labels):
+            if spec_selector_selects(deploy, labels):
                 self.enqueue(deploy)
 
     def _rs_deleted(self, rs: dict) -> None:
@@ -355,14 +355,6 @@ def proportional(active: list[dict], replicas: int, new_rs: Optional[dict]) -> l
     rest = replicas - sum(t for _, t in targets)
     lead = new_rs if new_rs in active else max(active, key=du.replicas_of)
     return [(rs, t + rest if rs is lead else t) for rs, t in targets]
-
-
-def _selects(deploy: dict, labels: dict) -> bool:
-    try:
-        selector = label_selector_from_dict(deploy["spec"].get("selector"))
-    except SelectorError:
-        return False
-    return not selector.empty and selector.matches(labels)
 
 
 def new_controller(ctx: ControllerContext) -> DeploymentController:

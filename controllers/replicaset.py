@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import Optional
 
-from api.selectors import SelectorError, label_selector_from_dict
+from api.selectors import SelectorError, label_selector_from_dict, spec_selector_selects
 from client.errors import ApiError
 from client.resources import PODS, REPLICASETS
 from client.store import index_by_namespace, object_key
@@ -59,7 +59,7 @@ class ReplicaSetController(Controller):
         """An orphan: every ReplicaSet of its namespace that selects it may adopt it."""
         labels = pod["metadata"].get("labels") or {}
         for rs in self.rs_informer.store.by_index("namespace", pod["metadata"].get("namespace") or ""):
-            if _selects(rs, labels):
+            if spec_selector_selects(rs, labels):
                 self.enqueue(rs)
 
     def _pod_added(self, pod: dict) -> None:
@@ -190,14 +190,6 @@ def failure_conditions(current: dict, failure: Optional[ApiError], creating: boo
     reason = "FailedCreate" if creating else "FailedDelete"
     return others + [{"type": "ReplicaFailure", "status": "True", "reason": reason,
                       "message": failure.message or str(failure), "lastTransitionTime": rfc3339(now)}]
-
-
-def _selects(rs: dict, labels: dict) -> bool:
-    try:
-        selector = label_selector_from_dict(rs["spec"].get("selector"))
-    except SelectorError:
-        return False
-    return not selector.empty and selector.matches(labels)
 
 
 def pods_to_delete(pods: list[dict], count: int) -> list[dict]:
