@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aetcd  # noqa: E402
 
 from bench.httpload import Connection  # noqa: E402
+from bench.measure import percentile, run_concurrent  # noqa: E402
 
 from cluster.components import Component, python_module  # noqa: E402
 from cluster.etcd import EtcdProcess, free_port  # noqa: E402
@@ -37,27 +38,6 @@ def pod_body(name: str) -> dict:
             "spec": {"containers": [{"name": "main", "image": "busybox:1.36",
                                      "command": ["sleep", "3600"],
                                      "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def run_concurrent(total: int, concurrency: int, one) -> tuple[float, list[float]]:
-    """Run ``one(i)`` ``total`` times over ``concurrency`` workers; (seconds, latencies)."""
-    latencies: list[float] = []
-    counter = iter(range(total))
-
-    async def worker():
-        for i in counter:
-            start = time.perf_counter()
-            await one(i)
-            latencies.append(time.perf_counter() - start)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - began, latencies
 
 
 async def run_on_connections(port: int, total: int, concurrency: int, one) -> tuple[float, list[float]]:

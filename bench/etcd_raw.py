@@ -29,6 +29,7 @@ import aetcd  # noqa: E402
 from apiserver.storage.cacher import CachedStorage  # noqa: E402
 from apiserver.storage.etcd import EtcdStorage  # noqa: E402
 from apiserver.storage.events import wire_line  # noqa: E402
+from bench.measure import percentile, run_concurrent  # noqa: E402
 from cluster.etcd import EtcdProcess  # noqa: E402
 
 
@@ -45,31 +46,10 @@ def pod(name: str) -> dict:
             "status": {"phase": "Pending"}}
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def concurrently(total: int, concurrency: int, one) -> tuple[float, list[float]]:
-    """Run ``one(i)`` for i < total over ``concurrency`` workers; (seconds, latencies)."""
-    latencies: list[float] = []
-    numbers = iter(range(total))
-
-    async def worker():
-        for i in numbers:
-            began = time.perf_counter()
-            await one(i)
-            latencies.append(time.perf_counter() - began)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - began, latencies
-
-
 def report(label: str, total: int, seconds: float, latencies: list[float]) -> float:
     rate = total / seconds
-    print(f"{label:44s} {rate:9.0f} ops/s  p50 {pct(latencies, .5) * 1e3:6.2f} ms  "
-          f"p99 {pct(latencies, .99) * 1e3:6.2f} ms")
+    print(f"{label:44s} {rate:9.0f} ops/s  p50 {percentile(latencies, .5) * 1e3:6.2f} ms  "
+          f"p99 {percentile(latencies, .99) * 1e3:6.2f} ms")
     return rate
 
 
@@ -83,20 +63,20 @@ async def bench_writes(store: EtcdStorage, client: aetcd.Client, ops: int) -> No
     value = json.dumps(pod("x"), separators=(",", ":")).encode()
     for concurrency in (1, 50):
         tag = f"c{concurrency}"
-        raw = report(f"raw aetcd put, {concurrency} concurrent", ops, *await concurrently(
+        raw = report(f"raw aetcd put, {concurrency} concurrent", ops, *await run_concurrent(
             ops, concurrency, lambda i: client.put(f"/raw/{tag}/{i}".encode(), value)))
-        report(f"raw aetcd txn create_revision==0, {concurrency} conc.", ops, *await concurrently(
+        report(f"raw aetcd txn create_revision==0, {concurrency} conc.", ops, *await run_concurrent(
             ops, concurrency, lambda i: create_txn(client, f"/rawtxn/{tag}/{i}".encode(), value)))
-        ours = report(f"EtcdStorage.create, {concurrency} concurrent", ops, *await concurrently(
+        ours = report(f"EtcdStorage.create, {concurrency} concurrent", ops, *await run_concurrent(
             ops, concurrency, lambda i: store.create(f"/registry/pods/{tag}/p{i}", pod(f"p{i}"))))
         print(f"{'':44s} ratio create/raw = {ours / raw:.2f} (goal >= 0.5 at 50)")
-    report("guaranteed_update, 50 concurrent", ops, *await concurrently(
+    report("guaranteed_update, 50 concurrent", ops, *await run_concurrent(
         ops, 50, lambda i: store.guaranteed_update(f"/registry/pods/c50/p{i % 50}",
                                                    lambda o: {**o, "status": {"phase": str(i)}})))
 
 
 async def bench_list(store: EtcdStorage, count: int) -> None:
-    await concurrently(count, 50, lambda i: store.create(f"/registry/pods/list/p{i:06d}", pod(f"p{i}")))
+    await run_concurrent(count, 50, lambda i: store.create(f"/registry/pods/list/p{i:06d}", pod(f"p{i}")))
     began = time.perf_counter()
     result = await store.list("/registry/pods/list/")
     print(f"{'list ' + str(len(result.items)) + ' pods (decoded)':44s} {time.perf_counter() - began:9.3f} s")
@@ -124,7 +104,7 @@ async def bench_fan_out(store: EtcdStorage, watchers: int, events: int) -> None:
 
     consumers = [asyncio.ensure_future(consume(s)) for s in subscribers]
     began = time.perf_counter()
-    await concurrently(events, 50, lambda i: store.create(f"/registry/configmaps/fan/c{i}",
+    await run_concurrent(events, 50, lambda i: store.create(f"/registry/configmaps/fan/c{i}",
                                                           {"metadata": {"name": f"c{i}"}, "data": {"i": str(i)}}))
     await asyncio.gather(*consumers)
     seconds = time.perf_counter() - began
