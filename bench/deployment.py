@@ -27,14 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import yaml  # noqa: E402
-
 from client.errors import Unavailable  # noqa: E402
 from client.kubeconfig import ClientConfig  # noqa: E402
 from client.resources import DEPLOYMENTS, PODS  # noqa: E402
 from client.rest import AsyncApiClient  # noqa: E402
 from cluster.components import Component, python_module  # noqa: E402
 from cluster.etcd import EtcdProcess, free_port  # noqa: E402
+from cluster.kubeconfig import admin_kubeconfig, write_private  # noqa: E402
 
 
 def deployment_body(replicas: int, image: str) -> dict:
@@ -138,11 +137,7 @@ async def _true(value: bool) -> bool:
 
 
 def kubeconfig_file(path: Path, url: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "bench",
-        "clusters": [{"name": "bench", "cluster": {"server": url}}],
-        "users": [{"name": "bench", "user": {}}],
-        "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}]}))
+    write_private(path, admin_kubeconfig(url, name="bench"))
     return path
 
 
