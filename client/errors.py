@@ -110,4 +110,4 @@ class Unavailable(ApiError):
 
 def unavailable(url: str, err: Exception) -> Unavailable:
     """The Unavailable error for a transport failure talking to ``url``."""
-    return Unavailable(status_for(503, "ServiceUnavailable", f"{url}: {err or type(err).__name__}"))
+    return Unavailable(status_for(503, "ServiceUnavailable", f"{url}: {str(err) or type(err).__name__}"))

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from client.clock import FakeClock
-from client.errors import AlreadyExists, Conflict, Gone, Invalid, NotFound
+from client.errors import AlreadyExists, Conflict, Gone, Invalid, NotFound, Unavailable
 from client.events import EventRecorder
 from client.informer import Informer
 from client.kubeconfig import ClientConfig
@@ -13,6 +13,7 @@ from client.leaderelection import LeaderElectionConfig, LeaderElector
 from client.resources import CONFIGMAPS, EVENTS, LEASES, NODES, PODS
 from client.rest import ApiClient, AsyncApiClient
 from client.store import index_pods_by_node
+from cluster.etcd import free_port
 
 
 def configmap(name, labels=None, data=None):
@@ -105,6 +106,37 @@ def test_sync_watch_from_a_revision_and_gone_when_compacted(api, apiserver):
     apiserver.run(apiserver.storage.compact(int(latest)))
     with pytest.raises(Gone):
         next(api.watch(CONFIGMAPS, "default", resource_version=first["metadata"]["resourceVersion"]))
+
+
+def test_async_client_verbs_errors_and_watch_of_long_lines(apiserver):
+    """Every verb, the ApiError of each failure, and watch lines longer than aiohttp's 64 KiB line limit."""
+    async def main():
+        async with AsyncApiClient(ClientConfig(apiserver.url)) as client:
+            big = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
+                   "data": {"blob": "x" * 200_000}}
+            rv = (await client.list(CONFIGMAPS, "default"))["metadata"]["resourceVersion"]
+            created = await client.create(CONFIGMAPS, big)
+            with pytest.raises(AlreadyExists):
+                await client.create(CONFIGMAPS, big)
+            with pytest.raises(NotFound):
+                await client.get(CONFIGMAPS, "missing")
+            stale = dict(created, metadata={**created["metadata"], "resourceVersion": "1"})
+            with pytest.raises(Conflict):
+                await client.replace(CONFIGMAPS, stale)
+            await client.patch(CONFIGMAPS, "big", {"metadata": {"labels": {"a": "b"}}})
+            await client.delete(CONFIGMAPS, "big")
+            events = []
+            async for kind, obj in client.watch(CONFIGMAPS, "default", rv, timeout_seconds=1):
+                events.append((kind, obj["metadata"].get("name"), len(obj.get("data", {}).get("blob", ""))))
+                if kind == "DELETED":
+                    break
+            assert [e for e in events if e[0] != "BOOKMARK"] == [("ADDED", "big", 200_000), ("MODIFIED", "big", 200_000),
+                                                                 ("DELETED", "big", 200_000)]
+            assert len((await client.list_all(CONFIGMAPS, "default", page_size=1))["items"]) == 0
+        async with AsyncApiClient(ClientConfig(f"http://127.0.0.1:{free_port()}")) as nobody:
+            with pytest.raises(Unavailable):
+                await nobody.get(CONFIGMAPS, "x")
+    asyncio.run(main())
 
 
 def run_async(apiserver, scenario):

@@ -22,7 +22,7 @@ from apiserver.storage.etcd import EtcdStorage
 from client.errors import Unavailable
 from client.kubeconfig import load_kubeconfig
 from client.resources import NAMESPACES
-from client.rest import ApiClient
+from client.rest import ApiClient, AsyncApiClient
 from cluster.etcd import free_port
 
 
@@ -96,33 +96,62 @@ def kubeconfig(path, url, cluster=None, user=None):
     return load_kubeconfig(str(path))
 
 
-def test_ca_and_client_certificate_from_kubeconfig(tls_apiserver, tmp_path):
+def namespace_names(config, flavor):
+    """The namespaces listed through the blocking or the asyncio client."""
+    if flavor == "sync":
+        with ApiClient(config) as api:
+            return [n["metadata"]["name"] for n in api.list(NAMESPACES)["items"]]
+
+    async def main():
+        async with AsyncApiClient(config) as api:
+            return [n["metadata"]["name"] for n in (await api.list(NAMESPACES))["items"]]
+    return asyncio.run(main())
+
+
+FLAVORS = pytest.mark.parametrize("flavor", ["sync", "async"])
+
+
+@FLAVORS
+def test_ca_and_client_certificate_from_kubeconfig(tls_apiserver, tmp_path, flavor):
     url, pki = tls_apiserver
     config = kubeconfig(tmp_path / "kc", url, {"certificate-authority-data": pki["ca"]},
                         {"client-certificate-data": pki["cert"], "client-key-data": pki["key"]})
-    with ApiClient(config) as api:
-        names = [n["metadata"]["name"] for n in api.list(NAMESPACES)["items"]]
-    assert "default" in names
+    assert "default" in namespace_names(config, flavor)
 
 
-def test_unknown_server_certificate_is_refused(tls_apiserver, tmp_path):
+def test_async_watch_over_tls(tls_apiserver, tmp_path):
+    url, pki = tls_apiserver
+    config = kubeconfig(tmp_path / "kc", url, {"certificate-authority-data": pki["ca"]},
+                        {"client-certificate-data": pki["cert"], "client-key-data": pki["key"]})
+
+    async def main():
+        async with AsyncApiClient(config) as api:
+            async for kind, obj in api.watch(NAMESPACES, resource_version="0", allow_bookmarks=False):
+                if obj["metadata"]["name"] == "default":
+                    return kind
+    assert asyncio.run(asyncio.wait_for(main(), 20)) == "ADDED"
+
+
+@FLAVORS
+def test_unknown_server_certificate_is_refused(tls_apiserver, tmp_path, flavor):
     url, pki = tls_apiserver
     config = kubeconfig(tmp_path / "kc", url, {},
                         {"client-certificate-data": pki["cert"], "client-key-data": pki["key"]})
-    with ApiClient(config) as api, pytest.raises(Unavailable, match="CERTIFICATE_VERIFY_FAILED"):
-        api.list(NAMESPACES)
+    with pytest.raises(Unavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        namespace_names(config, flavor)
 
 
-def test_insecure_skip_verify_still_presents_the_client_certificate(tls_apiserver, tmp_path):
+@FLAVORS
+def test_insecure_skip_verify_still_presents_the_client_certificate(tls_apiserver, tmp_path, flavor):
     url, pki = tls_apiserver
     config = kubeconfig(tmp_path / "kc", url, {"insecure-skip-tls-verify": True},
                         {"client-certificate-data": pki["cert"], "client-key-data": pki["key"]})
-    with ApiClient(config) as api:
-        assert api.get(NAMESPACES, "default")["metadata"]["name"] == "default"
+    assert "default" in namespace_names(config, flavor)
 
 
-def test_missing_client_certificate_is_refused_by_the_server(tls_apiserver, tmp_path):
+@FLAVORS
+def test_missing_client_certificate_is_refused_by_the_server(tls_apiserver, tmp_path, flavor):
     url, pki = tls_apiserver
     config = kubeconfig(tmp_path / "kc", url, {"certificate-authority-data": pki["ca"]})
-    with ApiClient(config) as api, pytest.raises(Unavailable):
-        api.list(NAMESPACES)
+    with pytest.raises(Unavailable):
+        namespace_names(config, flavor)

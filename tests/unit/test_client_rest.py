@@ -1,13 +1,15 @@
 """Pure parts of the REST client: paths, request building, error translation, watch lines."""
 
+import asyncio
 import json
 
 import pytest
 
-from client.errors import AlreadyExists, ApiError, Conflict, Gone, Invalid, NotFound, error_from_response
+from client.errors import (AlreadyExists, ApiError, Conflict, Gone, Invalid, NotFound, Unavailable,
+                           error_from_response)
 from client.kubeconfig import ClientConfig
 from client.resources import DEPLOYMENTS, LEASES, NODES, PODS, resource_path
-from client.rest import ApiClient, parse_watch_line
+from client.rest import ApiClient, AsyncApiClient, parse_watch_line
 
 
 @pytest.mark.parametrize("args,path", [
@@ -110,3 +112,65 @@ def test_token_is_sent_as_bearer_and_absent_without_one():
         assert with_token.http.headers["Authorization"] == "Bearer s3cret"
     with ApiClient(ClientConfig("http://127.0.0.1:1")) as anonymous:
         assert "Authorization" not in anonymous.http.headers
+
+
+async def serve_once(answer: bytes):
+    """A local HTTP server answering every request with the raw bytes ``answer`` (nothing if empty);
+    returns (server, url, the request heads it received)."""
+    heads = []
+
+    async def handle(reader, writer):
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        if answer:
+            writer.write(answer)
+            await writer.drain()
+            writer.close()
+        else:
+            await reader.read()                 # hold the connection, never answer
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", heads
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def test_async_request_without_answer_times_out_as_unavailable():
+    async def main():
+        server, url, _ = await serve_once(b"")
+        async with server, AsyncApiClient(ClientConfig(url), timeout=0.2) as api:
+            with pytest.raises(Unavailable):
+                await api.get(PODS, "p", "default")
+    run(main())
+
+
+def test_async_client_sends_the_token_and_translates_errors():
+    body = status(404, "NotFound")
+    answer = (b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nConnection: close\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    async def main():
+        server, url, heads = await serve_once(answer)
+        async with server, AsyncApiClient(ClientConfig(url, token="s3cret")) as api:
+            with pytest.raises(NotFound):
+                await api.get(PODS, "p", "default")
+        return heads[0].decode().lower()
+    head = run(main())
+    assert head.startswith("get /api/v1/namespaces/default/pods/p ")
+    assert "authorization: bearer s3cret" in head
+
+
+def test_async_watch_answering_410_raises_gone():
+    body = status(410, "Expired")
+    answer = (b"HTTP/1.1 410 Gone\r\nContent-Type: application/json\r\nConnection: close\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    async def main():
+        server, url, heads = await serve_once(answer)
+        async with server, AsyncApiClient(ClientConfig(url)) as api:
+            with pytest.raises(Gone):
+                async for _ in api.watch(PODS, "default", resource_version="5"):
+                    pass
+        return heads[0].decode()
+    assert "watch=1" in run(main())
