@@ -16,9 +16,8 @@ by the queue's ``add_after`` (each node renews ``renew_interval`` after its
 previous renewal). Pods come
 from ONE watch of all bound pods (field selector ``spec.nodeName!=``),
 filtered here by node name; Nodes from one watch of all nodes, likewise.
-Leases are never watched: the last Lease written is the cache. The command
-line sends through ``AiohttpApiClient`` (same verbs and errors as the httpx
-``AsyncApiClient``, about 7x less CPU per request), when aiohttp is installed.
+Leases are never watched: the last Lease written is the cache. Requests go
+through ``AsyncApiClient`` (aiohttp: at 5,000 nodes, 500 Lease renewals a second).
 
 Level-triggered: a restart lists the nodes and pods, creates what is missing,
 re-reports what is stale, and keeps the pod IPs already given.
@@ -32,22 +31,16 @@ import argparse
 import asyncio
 import datetime as dt
 import ipaddress
-import json
 import logging
 import sys
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Iterable, Optional
-
-try:
-    import aiohttp
-except ImportError:  # then the httpx client serves, at ~7x the CPU per request
-    aiohttp = None
+from typing import Awaitable, Callable, Iterable, Optional
 
 from client.clock import Clock
-from client.errors import AlreadyExists, ApiError, Conflict, NotFound, error_from_response, unavailable
+from client.errors import AlreadyExists, ApiError, Conflict, NotFound
 from client.informer import Informer
 from client.resources import LEASES, NODES, PODS
-from client.rest import AsyncApiClient, Request, parse_watch_line, ssl_context
+from client.rest import AsyncApiClient
 from client.store import index_pods_by_node, object_key
 from client.timefmt import micro_time, rfc3339
 from client.workqueue import WorkQueue
@@ -540,91 +533,6 @@ async def run_hollow_nodes(client, count: int, name_prefix: str = "hollow-",
     await hollow.run()
 
 
-# --------------------------------------------------------------------------- a cheaper transport
-
-class AiohttpApiClient(AsyncApiClient):
-    """``AsyncApiClient``'s verbs, requests and errors, sent through aiohttp instead of httpx.
-
-    Measured here (a Lease PUT against the apiserver, 16 in flight): httpx spends
-    2.3-2.7 ms of client CPU per request, aiohttp 0.3-0.4 ms. At 5,000 nodes the
-    hollow process sends 500 Lease renewals a second, which httpx alone cannot
-    do on one core. Same contract as ``AsyncApiClient`` (ApiError subclasses,
-    ``Unavailable`` for transport failures, watch lines of any length).
-    The session is made on first use, on the running loop.
-    """
-
-    def __init__(self, config, timeout: float = 30.0):
-        super(AsyncApiClient, self).__init__(config)     # the request builder only: no httpx client
-        self.timeout = timeout
-        self._session: Optional["aiohttp.ClientSession"] = None
-
-    def _http(self) -> "aiohttp.ClientSession":
-        if self._session is None:
-            headers = {"Accept": "application/json", "User-Agent": "pkube-hollow/0.1"}
-            if self.config.token:
-                headers["Authorization"] = f"Bearer {self.config.token}"
-            connector = aiohttp.TCPConnector(limit=64, ssl=ssl_context(self.config))
-            self._session = aiohttp.ClientSession(headers=headers, connector=connector,
-                                                  timeout=aiohttp.ClientTimeout(total=self.timeout))
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _request_args(self, req: Request) -> dict:
-        args = self._send_args(req)
-        params = {k: str(v) for k, v in (args.get("params") or {}).items()}
-        return dict(method=req.method, url=self.config.server.rstrip("/") + req.path, params=params,
-                    data=args.get("content"), headers=args.get("headers"))
-
-    async def call(self, req: Request) -> dict:
-        """Send one request; the decoded answer, or raise ApiError."""
-        try:
-            async with self._http().request(**self._request_args(req)) as response:
-                status, body = response.status, await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
-            raise unavailable(self.config.server + req.path, err) from None
-        if status >= 400:
-            raise error_from_response(status, body)
-        return json.loads(body) if body else {}
-
-    async def watch(self, resource, namespace=None, resource_version=None, label_selector=None,
-                    field_selector=None, timeout_seconds=None, allow_bookmarks=True):
-        """Yield (type, object) until the server ends the stream; raises Gone on 410."""
-        req = self._watch(resource, namespace, resource_version, label_selector, field_selector,
-                          timeout_seconds, allow_bookmarks)
-        no_read_timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-        try:
-            async with self._http().request(**self._request_args(req), timeout=no_read_timeout) as response:
-                if response.status >= 400:
-                    raise error_from_response(response.status, await response.read())
-                async for line in _lines(response.content):
-                    event = parse_watch_line(line)
-                    if event:
-                        yield event
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
-            raise unavailable(self.config.server + req.path, err) from None
-
-
-async def _lines(stream) -> AsyncIterator[str]:
-    """The lines of a byte stream, however long (aiohttp's own line reader stops at 64 KiB)."""
-    pending = b""
-    async for chunk in stream.iter_any():
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line.decode()
-    if pending.strip():
-        yield pending.decode()
-
-
-def api_client(config, timeout: float = 60.0) -> AsyncApiClient:
-    """The cheapest client available: aiohttp when installed, else httpx."""
-    return AiohttpApiClient(config, timeout) if aiohttp is not None else AsyncApiClient(config, timeout)
-
-
 # --------------------------------------------------------------------------- command line
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -653,7 +561,7 @@ async def _serve(args: argparse.Namespace) -> None:
     config = HollowConfig(cpu=args.cpu, memory=args.memory, pods=str(args.max_pods),
                           host_cidr=args.host_cidr, renew_interval=args.renew_interval,
                           concurrency=args.concurrency)
-    async with api_client(load_kubeconfig(args.kubeconfig, args.context)) as client:
+    async with AsyncApiClient(load_kubeconfig(args.kubeconfig, args.context), timeout=60.0) as client:
         hollow = HollowNodes(client, node_names(args.nodes, args.name_prefix), config,
                              stop_renewing=args.stop_renewing)
         await hollow.run()
@@ -663,7 +571,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     from client.kubeconfig import KubeconfigError
     try:
         asyncio.run(_serve(args))

@@ -81,8 +81,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        logging.getLogger("httpx").setLevel(logging.WARNING)   # one line per request otherwise
     try:
         choose(controller_names(args.controllers))       # unknown names fail before connecting
         return asyncio.run(serve(args))

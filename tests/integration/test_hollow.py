@@ -5,16 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from client.kubeconfig import ClientConfig
 from client.resources import LEASES, NODES, PODS
 from client.rest import AsyncApiClient
-from client.errors import AlreadyExists, Conflict, NotFound, Unavailable
-from client.resources import CONFIGMAPS
-from cluster.etcd import free_port
-from cluster.hollow import AiohttpApiClient, HollowConfig, HollowNodes, api_client, node_names
+from cluster.hollow import HollowConfig, HollowNodes, node_names
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,9 +31,9 @@ async def until(check, timeout=20.0):
     raise AssertionError(f"not reached within {timeout}s: last {value!r}")
 
 
-def with_hollow(apiserver, count, scenario, client_class=AsyncApiClient, **config):
+def with_hollow(apiserver, count, scenario, **config):
     async def main():
-        async with client_class(ClientConfig(apiserver.url)) as client:
+        async with AsyncApiClient(ClientConfig(apiserver.url)) as client:
             hollow = HollowNodes(client, node_names(count, "h-"), HollowConfig(**config))
             task = asyncio.ensure_future(hollow.run())
             try:
@@ -53,8 +49,7 @@ def condition(obj, kind):
     return next((c for c in obj["status"].get("conditions") or [] if c["type"] == kind), None)
 
 
-@pytest.mark.parametrize("client_class", [AsyncApiClient, AiohttpApiClient])
-def test_nodes_register_ready_with_leases_that_are_renewed(apiserver, client_class):
+def test_nodes_register_ready_with_leases_that_are_renewed(apiserver):
     async def scenario(client, hollow):
         nodes = {n["metadata"]["name"]: n for n in (await client.list(NODES))["items"]}
         assert sorted(nodes) == ["h-0", "h-1", "h-2"]
@@ -72,7 +67,7 @@ def test_nodes_register_ready_with_leases_that_are_renewed(apiserver, client_cla
         async def renewed():
             return (await client.get(LEASES, "h-1", "kube-node-lease"))["spec"]["renewTime"] != first
         await until(renewed, 5)
-    with_hollow(apiserver, 3, scenario, client_class, renew_interval=0.2)
+    with_hollow(apiserver, 3, scenario, renew_interval=0.2)
 
 
 def test_bound_pods_run_ready_with_ips_from_the_pod_cidr_and_deletion_finishes(apiserver):
@@ -201,35 +196,4 @@ def test_restart_keeps_pod_ips_and_reports_new_pods(apiserver):
             assert after[0]["status"]["podIP"] == before[0]["status"]["podIP"]
             assert after[1]["status"]["podIP"] != after[0]["status"]["podIP"]
             assert len(list((await client.list(NODES))["items"])) == 1
-    asyncio.run(main())
-
-
-def test_aiohttp_client_keeps_the_rest_client_contract(apiserver):
-    async def main():
-        async with api_client(ClientConfig(apiserver.url)) as client:
-            assert isinstance(client, AiohttpApiClient)
-            big = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
-                   "data": {"blob": "x" * 200_000}}
-            rv = (await client.list(CONFIGMAPS, "default"))["metadata"]["resourceVersion"]
-            created = await client.create(CONFIGMAPS, big)
-            with pytest.raises(AlreadyExists):
-                await client.create(CONFIGMAPS, big)
-            with pytest.raises(NotFound):
-                await client.get(CONFIGMAPS, "missing")
-            stale = dict(created, metadata={**created["metadata"], "resourceVersion": "1"})
-            with pytest.raises(Conflict):
-                await client.replace(CONFIGMAPS, stale)
-            await client.patch(CONFIGMAPS, "big", {"metadata": {"labels": {"a": "b"}}})
-            await client.delete(CONFIGMAPS, "big")
-            events = []
-            async for kind, obj in client.watch(CONFIGMAPS, "default", rv, timeout_seconds=1):
-                events.append((kind, obj["metadata"].get("name"), len(obj.get("data", {}).get("blob", ""))))
-                if kind == "DELETED":
-                    break
-            assert [e for e in events if e[0] != "BOOKMARK"] == [("ADDED", "big", 200_000), ("MODIFIED", "big", 200_000),
-                                                                 ("DELETED", "big", 200_000)]
-            assert len((await client.list_all(CONFIGMAPS, "default", page_size=1))["items"]) == 0
-        async with AiohttpApiClient(ClientConfig(f"http://127.0.0.1:{free_port()}")) as nobody:
-            with pytest.raises(Unavailable):
-                await nobody.get(CONFIGMAPS, "x")
     asyncio.run(main())
