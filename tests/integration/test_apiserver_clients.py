@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.helpers.kubeconfig import lightkube_client
+
 import threading
 
 import pytest
@@ -75,17 +77,10 @@ def test_kubernetes_client_errors_and_discovery(core, apiserver):
 
 
 def test_lightkube_round_trip(apiserver):
-    import lightkube
-    from lightkube.config.kubeconfig import KubeConfig
     from lightkube.resources.core_v1 import ConfigMap
     from lightkube.models.meta_v1 import ObjectMeta
 
-    config = KubeConfig.from_dict({
-        "clusters": [{"name": "c", "cluster": {"server": apiserver.url}}],
-        "users": [{"name": "u", "user": {}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x"})
-    client = lightkube.Client(config=config, namespace="default")
+    client = lightkube_client(apiserver.url)
     client.create(ConfigMap(metadata=ObjectMeta(name="lk", labels={"a": "b"}), data={"k": "v"}))
     assert client.get(ConfigMap, "lk").data == {"k": "v"}
     assert [c.metadata.name for c in client.list(ConfigMap, labels={"a": "b"})] == ["lk"]

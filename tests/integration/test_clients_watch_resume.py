@@ -3,6 +3,8 @@ watch from a resourceVersion after the server closes it (timeoutSeconds)."""
 
 from __future__ import annotations
 
+from tests.helpers.kubeconfig import lightkube_client
+
 import threading
 import time
 
@@ -43,16 +45,9 @@ def test_kubernetes_client_resumes_a_closed_watch(apiserver):
 
 
 def test_lightkube_lists_and_resumes_a_closed_watch(apiserver):
-    import lightkube
-    from lightkube.config.kubeconfig import KubeConfig
     from lightkube.resources.core_v1 import Pod
 
-    config = KubeConfig.from_dict({
-        "clusters": [{"name": "c", "cluster": {"server": apiserver.url}}],
-        "users": [{"name": "u", "user": {}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x"})
-    client = lightkube.Client(config=config, namespace="default")
+    client = lightkube_client(apiserver.url)
     make_pod(apiserver.url, "lk-before")
     assert [p.metadata.name for p in client.list(Pod, labels={"app": "resume"})] == ["lk-before"]
     rv = make_pod(apiserver.url, "lk-1")
