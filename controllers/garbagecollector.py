@@ -133,11 +133,29 @@ class GarbageCollector(Controller):
             await self.collect_if_orphaned(resource, obj)
 
     async def orphan_dependents(self, resource, owner: dict) -> None:
+        """Strip the owner's reference from every dependent, then drop the finalizer.
+
+        The dependents are read live: a dependent created just before the
+        owner's deletion may not be in the caches yet, and once the owner is
+        gone it would be collected instead of orphaned."""
         uid = owner["metadata"]["uid"]
-        for plural, dependent in self.dependents(uid):
+        for dep_resource, dependent in await self.live_dependents(owner):
             refs = [r for r in dependent["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
-            await self._set_refs(self.informers[plural].resource, dependent, refs)
+            await self._set_refs(dep_resource, dependent, refs)
         await self.remove_finalizer(resource, owner, ORPHAN)
+
+    async def live_dependents(self, owner: dict) -> list[tuple[Resource, dict]]:
+        """The objects of the monitored resources that reference ``owner``, by a quorum list
+        (in the owner's namespace when it has one)."""
+        uid, namespace = owner["metadata"]["uid"], owner["metadata"].get("namespace")
+        found = []
+        for informer in self.informers.values():
+            dep_resource = informer.resource
+            if namespace and not dep_resource.namespaced:
+                continue
+            items = (await self.client.list_all(dep_resource, namespace if dep_resource.namespaced else None))
+            found += [(dep_resource, obj) for obj in items.get("items") or [] if uid in by_owner(obj)]
+        return found
 
     async def delete_dependents(self, resource, owner: dict) -> None:
         """Foreground: delete the dependents; drop the finalizer once no blocking one is left."""
