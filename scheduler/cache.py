@@ -6,7 +6,9 @@ at once so that a burst never overcommits a node while bindings are in
 flight). An assumed pod is confirmed when the informer reports it bound
 (``add_pod``), dropped by ``forget`` when its binding fails, and expired
 ``assumed_ttl`` seconds after ``finish_binding`` if the informer never
-confirms it. Called only from the event loop's thread.
+confirms it. The names of nodes whose counts or Node changed are collected
+for the framework's equivalence tables (``drain_changed``). Called only from
+the event loop's thread.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class SchedulerCache:
         self._pod_nodes: dict[str, str] = {}             # pod key -> node name it is counted on
         self._assumed: dict[str, Optional[float]] = {}   # pod key -> expiry (None: binding in flight)
         self._node_list: Optional[list] = None
+        self._changed: set[str] = set()                  # node names changed since drain_changed
 
     # nodes
     def add_node(self, node: dict) -> None:
@@ -38,6 +41,7 @@ class SchedulerCache:
         else:
             info.set_node(node)
         self._node_list = None
+        self._changed.add(name)
 
     def remove_node(self, name: str) -> None:
         """Forget a deleted Node; its pods are kept on a placeholder until they go."""
@@ -58,6 +62,14 @@ class SchedulerCache:
 
     def node(self, name: str) -> Optional[NodeInfo]:
         return self._nodes.get(name)
+
+    def drain_changed(self) -> set[str]:
+        """The names of the nodes changed (Node or pods counted) since the previous call.
+
+        One consumer only: the framework, which is told them before each decision.
+        """
+        changed, self._changed = self._changed, set()
+        return changed
 
     # pods
     def add_pod(self, pod: dict) -> None:
@@ -84,6 +96,7 @@ class SchedulerCache:
         if info is None:
             return
         info.remove_pod(key)
+        self._changed.add(node_name)
         if info.node is None and not info.pods:
             del self._nodes[node_name]
 
@@ -122,3 +135,4 @@ class SchedulerCache:
             info = self._nodes[node_name] = NodeInfo(name=node_name)
         info.add_pod(pod)
         self._pod_nodes[pod.key] = node_name
+        self._changed.add(node_name)

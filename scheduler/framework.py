@@ -7,19 +7,26 @@ percentageOfNodesToScore: 50% minus 1% per 125 nodes, at least 5%, at least
 100 nodes); then score the feasible ones (each plugin's raw scores
 normalized to 0..100, times its weight), and pick the best, ties broken at
 random.
+
+Two ways to the same answer: the direct walk calls the plugins on the
+nodes walked; for pods that look alike (see ``scheduler.equivalence``) the
+verdicts and raw scores come from a table kept up to date across decisions,
+when the caller says which nodes changed since its previous call.
 """
 
 from __future__ import annotations
 
 import itertools
+import operator
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
-from scheduler.plugins import (balanced_allocation, host_ports, least_allocated, node_name,
-                               node_ready_schedulable, node_resources_fit, node_selector_affinity,
-                               selector_spread, taint_toleration)
+from scheduler.equivalence import EquivalenceCache, signature
+from scheduler.plugins import (balanced_allocation, batch_filter, batch_score, host_ports,
+                               least_allocated, node_name, node_ready_schedulable, node_resources_fit,
+                               node_selector_affinity, selector_spread, skips, taint_toleration)
 from scheduler.types import NodeInfo, PodInfo
 
 DEFAULT_FILTERS = (node_name, node_ready_schedulable, taint_toleration, node_selector_affinity,
@@ -74,74 +81,82 @@ class Framework:
         self.scorers = [(p, weight) for p, weight in scorers if weight]
         self.percentage = percentage_of_nodes_to_score
         self.rng = rng or random.Random()
+        self.equivalence = EquivalenceCache()
         self._next_start = 0
 
-    def schedule(self, pod: PodInfo, nodes: Sequence[NodeInfo]) -> ScheduleResult:
-        """Pick a node for ``pod`` among ``nodes`` (it changes nothing)."""
+    def schedule(self, pod: PodInfo, nodes: Sequence[NodeInfo],
+                 changed: Optional[Iterable[str]] = None) -> ScheduleResult:
+        """Pick a node for ``pod`` among ``nodes`` (it changes nothing).
+
+        ``changed``: the names of the nodes whose NodeInfo changed since the previous
+        call with this same list object (``SchedulerCache.drain_changed``); None if
+        unknown, which only forgoes the equivalence tables.
+        """
+        use_tables = self.equivalence.sync(nodes, changed)
         if not nodes:
             return ScheduleResult(None, message="0/0 nodes are available: no nodes available to schedule pods.")
+        filters = [p for p in self.filters if not skips(p, "skip_filter", pod)]
+        scorers = [(p, w) for p, w in self.scorers if not skips(p, "skip_score", pod)]
+        wanted = feasible_nodes_to_find(len(nodes), self.percentage)
+        start = self._next_start % len(nodes)
         result = ScheduleResult(None)
-        feasible = self._find_feasible(pod, nodes, result)
+        key = signature(filters, [p for p, _ in scorers], pod) if use_tables else None
+        table = self.equivalence.table(key, filters, [p for p, _ in scorers], pod, wanted) if key else None
+        if table is None:
+            feasible, result.evaluated = _walk(filters, pod, nodes, start, wanted, result.reasons)
+        else:
+            runs, result.evaluated = table.walk(start, wanted, result.reasons)
+            feasible = list(itertools.chain.from_iterable(nodes[b:e] for b, e in runs))
+        self._next_start = (start + result.evaluated) % len(nodes)
         result.feasible = len(feasible)
         if not feasible:
             result.message = failure_message(len(nodes), result.reasons)
-            return result
-        result.node = feasible[0].name if len(feasible) == 1 else self._best(pod, feasible)
+        elif len(feasible) == 1:
+            result.node = feasible[0].name
+        else:
+            raw = table.scores_in(runs) if table else [batch_score(p)(pod, feasible) for p, _ in scorers]
+            result.node = self._best(feasible, [w for _, w in scorers], [p for p, _ in scorers], raw)
         return result
 
-    def _find_feasible(self, pod: PodInfo, nodes: Sequence[NodeInfo], result: ScheduleResult) -> list:
-        """Filter nodes in chunks from the rotating start until enough are feasible.
-
-        Within a chunk each filter runs over the nodes the previous ones kept,
-        so a node's reasons are those of its first failing filter.
-        """
-        checks = [_batch_filter(p) for p in self.filters if not _skips(p, "skip_filter", pod)]
-        wanted = feasible_nodes_to_find(len(nodes), self.percentage)
-        start = self._next_start % len(nodes)
-        rotated = itertools.chain(itertools.islice(nodes, start, None), itertools.islice(nodes, start))
-        feasible, evaluated = [], 0
-        while len(feasible) < wanted:
-            chunk = list(itertools.islice(rotated, min(CHUNK, wanted - len(feasible))))
-            if not chunk:
-                break
-            evaluated += len(chunk)
-            for check in checks:
-                statuses = check(pod, chunk)
-                for status in statuses:
-                    if status.code:
-                        result.reasons.update(status.reasons)
-                chunk = [node for node, status in zip(chunk, statuses) if not status.code]
-            feasible.extend(chunk)
-        result.evaluated = evaluated
-        self._next_start = (start + evaluated) % len(nodes)
-        return feasible
-
-    def _best(self, pod: PodInfo, feasible: list) -> str:
+    def _best(self, feasible: list, weights: list, scorers: list, raw: list) -> str:
+        """The feasible node with the highest weighted sum of normalized scores; ties at random."""
         totals = [0] * len(feasible)
-        for plugin, weight in self.scorers:
-            if _skips(plugin, "skip_score", pod):
-                continue                  # the same score on every node: it cannot change the pick
-            batch = getattr(plugin, "score_nodes", None)
-            scores = batch(pod, feasible) if batch else [plugin.score(pod, node) for node in feasible]
+        for plugin, weight, scores in zip(scorers, weights, raw):
+            if scores.count(scores[0]) == len(scores):
+                continue            # the same on every node (normalized too): it cannot change the pick
             normalize = getattr(plugin, "normalize", None)
             if normalize is not None:
                 scores = normalize(scores)
-            for i, s in enumerate(scores):
-                totals[i] += weight * s
+            if weight != 1:
+                scores = [weight * s for s in scores]
+            totals = list(map(operator.add, totals, scores))
         best = max(totals)
-        winners = [node.name for node, total in zip(feasible, totals) if total == best]
-        return winners[0] if len(winners) == 1 else self.rng.choice(winners)
+        if totals.count(best) == 1:
+            return feasible[totals.index(best)].name
+        return self.rng.choice([node.name for node in itertools.compress(feasible, map(best.__eq__, totals))])
 
 
-def _batch_filter(plugin):
-    """The plugin's ``filter_nodes``, or one made from its ``filter``."""
-    batch = getattr(plugin, "filter_nodes", None)
-    if batch is not None:
-        return batch
-    check = plugin.filter
-    return lambda pod, nodes: [check(pod, node) for node in nodes]
+def _walk(filters: Sequence, pod: PodInfo, nodes: Sequence[NodeInfo], start: int, wanted: int,
+          reasons: Counter) -> tuple[list, int]:
+    """The direct walk: filter nodes in chunks from ``start`` (wrapping) until ``wanted`` are
+    feasible; the feasible nodes in walk order and the number walked.
 
-
-def _skips(plugin, hook: str, pod: PodInfo) -> bool:
-    check = getattr(plugin, hook, None)
-    return check is not None and check(pod)
+    Within a chunk each filter runs over the nodes the previous ones kept,
+    so a node's reasons (added to ``reasons``) are those of its first failing filter.
+    """
+    checks = [batch_filter(p) for p in filters]
+    rotated = itertools.chain(itertools.islice(nodes, start, None), itertools.islice(nodes, start))
+    feasible, evaluated = [], 0
+    while len(feasible) < wanted:
+        chunk = list(itertools.islice(rotated, min(CHUNK, wanted - len(feasible))))
+        if not chunk:
+            break
+        evaluated += len(chunk)
+        for check in checks:
+            statuses = check(pod, chunk)
+            for status in statuses:
+                if status.code:
+                    reasons.update(status.reasons)
+            chunk = [node for node, status in zip(chunk, statuses) if not status.code]
+        feasible.extend(chunk)
+    return feasible, evaluated

@@ -162,7 +162,7 @@ class Scheduler:
         except ValueError as err:
             self._unschedulable(queued, f"invalid pod spec: {err}")
             return None
-        result = self.framework.schedule(pod_info, self.cache.node_list())
+        result = self.framework.schedule(pod_info, self.cache.node_list(), self.cache.drain_changed())
         if result.node is None:
             self._unschedulable(queued, result.message)
             return None

@@ -5,12 +5,54 @@ A plugin module has a ``NAME`` and any of:
 - ``score(pod, node) -> int``: 0..100, higher is better; or a raw value when
   the module also has
 - ``normalize(scores: list[int]) -> list[int]``: maps the raw scores of all
-  feasible nodes to 0..100.
+  feasible nodes to 0..100 (equal raw scores to equal scores: the framework
+  skips a scorer whose raw scores are all equal, as it cannot change the pick).
 - ``score_nodes(pod, nodes) -> list[int]``: the same as ``[score(pod, n) for n in nodes]``,
   computed in one pass (a hot path: it saves a Python call per node);
 - ``filter_nodes(pod, nodes) -> list[Status]``: likewise for ``filter``;
 - ``skip_filter(pod) -> bool`` / ``skip_score(pod) -> bool``: True when the
   plugin cannot matter for this pod on any node (kube-scheduler's PreFilter /
-  PreScore "Skip"), so the framework does not call it per node.
+  PreScore "Skip"), so the framework does not call it per node;
+- ``filter_key(pod)`` / ``score_key(pod)``: a hashable value such that two pods
+  with equal keys get the same ``filter`` (``score``) on every node. The
+  framework keeps per-node verdicts and scores for pods that look alike
+  (``scheduler.equivalence``) only when every plugin active for a pod has its key.
 All are pure functions of their arguments.
 """
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+def batch_filter(plugin) -> Callable:
+    """The plugin's ``filter_nodes``, or one made from its ``filter``."""
+    batch = getattr(plugin, "filter_nodes", None)
+    if batch is not None:
+        return batch
+    check = plugin.filter
+    return lambda pod, nodes: [check(pod, node) for node in nodes]
+
+
+def batch_score(plugin) -> Callable:
+    """The plugin's ``score_nodes``, or one made from its ``score``."""
+    batch = getattr(plugin, "score_nodes", None)
+    if batch is not None:
+        return batch
+    score = plugin.score
+    return lambda pod, nodes: [score(pod, node) for node in nodes]
+
+
+def skips(plugin, hook: str, pod) -> bool:
+    """Whether ``plugin``'s ``skip_filter``/``skip_score`` (``hook``) says it cannot matter for ``pod``."""
+    check = getattr(plugin, hook, None)
+    return check is not None and check(pod)
+
+
+def freeze(value):
+    """A hashable copy of JSON-like data (for keys): dicts become tagged, sorted item tuples."""
+    if isinstance(value, dict):
+        return ("{}",) + tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value

@@ -3,6 +3,10 @@
 NAME = "NodeResourcesBalancedAllocation"
 
 
+def score_key(pod):
+    return pod.nonzero_cpu, pod.nonzero_memory
+
+
 def score(pod, node) -> int:
     """100 * (1 - |cpu fraction - memory fraction| / 2), fractions capped at 1."""
     cpu = min((node.nonzero_cpu + pod.nonzero_cpu) / node.alloc_cpu, 1.0) if node.alloc_cpu > 0 else 1.0

@@ -19,6 +19,10 @@ def skip_filter(pod) -> bool:
     return not pod.host_ports
 
 
+def filter_key(pod):
+    return pod.host_ports
+
+
 def filter(pod, node) -> Status:
     for wanted in pod.host_ports:
         if any(conflicts(wanted, used) for used in node.used_ports):

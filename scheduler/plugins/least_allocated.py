@@ -3,6 +3,10 @@
 NAME = "NodeResourcesLeastAllocated"
 
 
+def score_key(pod):
+    return pod.nonzero_cpu, pod.nonzero_memory
+
+
 def score(pod, node) -> int:
     """The mean over cpu and memory of 100 * free / allocatable after placing the pod."""
     cpu_alloc, mem_alloc = node.alloc_cpu, node.alloc_memory

@@ -10,6 +10,10 @@ def skip_filter(pod) -> bool:
     return not pod.node_name
 
 
+def filter_key(pod):
+    return pod.node_name
+
+
 def filter(pod, node) -> Status:
     if not pod.node_name or pod.node_name == node.name:
         return SUCCESS

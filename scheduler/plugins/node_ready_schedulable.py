@@ -11,6 +11,11 @@ NOT_READY = "node(s) were not ready"
 CORDONED = "node(s) were unschedulable"
 
 
+def filter_key(pod):
+    """The verdict depends on the pod only through which of the two taints it tolerates."""
+    return tolerated(pod.tolerations, UNSCHEDULABLE_TAINT), tolerated(pod.tolerations, NOT_READY_TAINT)
+
+
 def filter(pod, node) -> Status:
     if node.unschedulable and not tolerated(pod.tolerations, UNSCHEDULABLE_TAINT):
         return Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (CORDONED,))

@@ -6,6 +6,10 @@ from scheduler.types import SUCCESS, Status, unschedulable
 NAME = "NodeResourcesFit"
 
 
+def filter_key(pod):
+    return pod.cpu, pod.memory
+
+
 def filter(pod, node) -> Status:
     reasons = []
     if len(node.pods) + 1 > node.alloc_pods:

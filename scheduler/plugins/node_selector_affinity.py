@@ -1,6 +1,7 @@
 """nodeSelector and required node affinity must match the node (filter); the
 weights of matching preferred terms make its score (score + normalize)."""
 
+from scheduler.plugins import freeze
 from scheduler.types import SUCCESS, Code, Status
 
 NAME = "NodeAffinity"
@@ -13,6 +14,19 @@ def skip_filter(pod) -> bool:
 
 def skip_score(pod) -> bool:
     return not pod.preferred_terms
+
+
+def filter_key(pod):
+    required = _node_affinity(pod).get("requiredDuringSchedulingIgnoredDuringExecution")
+    return freeze((pod.pod.get("spec") or {}).get("nodeSelector")), freeze(required)
+
+
+def score_key(pod):
+    return freeze(_node_affinity(pod).get("preferredDuringSchedulingIgnoredDuringExecution"))
+
+
+def _node_affinity(pod) -> dict:
+    return ((pod.pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
 
 
 def filter(pod, node) -> Status:

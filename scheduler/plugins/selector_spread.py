@@ -7,6 +7,10 @@ def skip_score(pod) -> bool:
     return not pod.owner_uid
 
 
+def score_key(pod):
+    return pod.owner_uid
+
+
 def score(pod, node) -> int:
     """Raw: how many pods of the same owner the node already has (fewer is better)."""
     if not pod.owner_uid:

@@ -2,10 +2,18 @@
 untolerated PreferNoSchedule taints lower a node's score (score + normalize)."""
 
 from api.tolerations import tolerated
+from scheduler.plugins import freeze
 from scheduler.types import SUCCESS, Code, Status
 
 NAME = "TaintToleration"
 HARD_EFFECTS = ("NoSchedule", "NoExecute")
+
+
+def filter_key(pod):
+    return freeze(pod.tolerations)
+
+
+score_key = filter_key
 
 
 def filter(pod, node) -> Status:
