@@ -66,7 +66,8 @@ async def serve(args: argparse.Namespace) -> None:
                      event_ttl=args.event_ttl)
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
                             access_log=False, ssl_certfile=args.tls_cert_file,
-                            ssl_keyfile=args.tls_private_key_file, timeout_graceful_shutdown=2)
+                            ssl_keyfile=args.tls_private_key_file, timeout_graceful_shutdown=2,
+                            proxy_headers=False)
     try:
         await uvicorn.Server(config).serve()
     finally:

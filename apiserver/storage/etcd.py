@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import urllib.parse
 from typing import AsyncIterator, Optional, Sequence
 
@@ -27,6 +26,7 @@ from apiserver.storage.interface import (
     Compacted, Conflict, KeyExists, ListResult, NotFound, Preconditions, Storage,
     StorageUnavailable, UpdateFn, WatchEvent,
 )
+from apiserver.storage.codec import dumps, loads
 from apiserver.storage.events import StoredEvent
 from apiserver.storage.keys import BadStorageRequest, decode_continue, encode_continue, key_range
 from apiserver.storage.transformer import Transformer
@@ -51,11 +51,6 @@ _UNAVAILABLE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCE
                       grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
-def dumps(obj: dict) -> bytes:
-    """Compact JSON bytes: the stored form of an object."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def stored_form(obj: dict) -> dict:
     """``obj`` with apiVersion, kind and metadata as its first keys (the layout
     ``stamp_raw`` relies on); ``obj`` itself when already so."""
@@ -75,7 +70,7 @@ def stamp_raw(plain: bytes, revision: int) -> bytes:
         body = at + len(b'"metadata":{')
         separator = b"" if plain[body:body + 1] == b"}" else b","
         return b'%s"resourceVersion":"%d"%s%s' % (plain[:body], revision, separator, plain[body:])
-    obj = json.loads(plain)
+    obj = loads(plain)
     obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
     return dumps(obj)
 
@@ -147,7 +142,7 @@ class EtcdStorage(Storage):
         return self._transformer.decrypt(key, value) if self._transformer else value
 
     def _decode(self, key: str, value: bytes, revision: int) -> dict:
-        obj = json.loads(self._plain(key, value))
+        obj = loads(self._plain(key, value))
         obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
         return obj
 
@@ -348,7 +343,7 @@ class EtcdStorage(Storage):
     # -- helpers ------------------------------------------------------------
 
     def _stamped(self, plain: bytes, revision: int) -> dict:
-        obj = json.loads(plain)
+        obj = loads(plain)
         obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
         return obj
 

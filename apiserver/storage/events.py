@@ -3,27 +3,23 @@
 Every event the store yields is a ``StoredEvent`` (a ``WatchEvent``). Events
 coming from the watch cache are shared by all watchers: neither the event nor
 its ``object`` may be mutated — deep-copy first (``copy.deepcopy`` or
-``json.loads(json.dumps(...))``) when a change is needed.
+``loads(dumps(...))``) when a change is needed.
 
 ``wire_line(event)`` gives the Kubernetes watch line
 ``{"type":...,"object":...}\\n`` and encodes it once per event, so a hundred
-HTTP watchers of one event cost one ``json.dumps``.
+HTTP watchers of one event cost one ``dumps``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Optional
 
+from apiserver.storage.codec import dumps, loads
 from apiserver.storage.interface import WatchEvent
 
 _WIRE = "_wire_line"
 _PREV = "_prev_object"
-
-
-def _dumps(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True)
@@ -47,7 +43,7 @@ class StoredEvent(WatchEvent):
             return None
         cached = self.__dict__.get(_PREV)
         if cached is None:
-            cached = json.loads(self.prev_value)
+            cached = loads(self.prev_value)
             cached.setdefault("metadata", {})["resourceVersion"] = str(self.prev_revision)
             object.__setattr__(self, _PREV, cached)
         return cached
@@ -57,6 +53,6 @@ def wire_line(event: WatchEvent) -> bytes:
     """``{"type":"ADDED","object":{...}}`` + newline, encoded once per event."""
     line = event.__dict__.get(_WIRE)
     if line is None:
-        line = b'{"type":"%s","object":%s}\n' % (event.type.encode(), _dumps(event.object))
+        line = b'{"type":"%s","object":%s}\n' % (event.type.encode(), dumps(event.object))
         object.__setattr__(event, _WIRE, line)
     return line
