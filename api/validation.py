@@ -17,6 +17,7 @@ import copy
 import json
 
 import jsonschema
+import orjson
 from referencing import Registry, Resource
 
 from api import causes, names
@@ -30,6 +31,9 @@ __all__ = ["Cause", "Validator", "format_invalid", "CLUSTER_SCOPED_KINDS"]
 
 CLUSTER_SCOPED_KINDS = frozenset({"Namespace", "Node"})
 ANNOTATIONS_MAX_BYTES = 256 * 1024
+VALID_BODIES_BYTES = 8 * 1024 * 1024  # valid bodies remembered, in all (then forgotten at once)
+VALID_BODY_MAX_BYTES = 16 * 1024  # larger bodies are not remembered
+UNREMEMBERED_KINDS = frozenset({"Secret"})  # no copy of secret data is kept here
 _TYPE_ERRORS = ("type", "oneOf", "anyOf", "format", "const")
 _POD_UPDATABLE_MESSAGE = (
     "pod updates may not change fields other than `spec.containers[*].image`,"
@@ -53,15 +57,33 @@ class Validator:
         self._registry: Registry | None = None
         self._schema_compiler: Compiler | None = None
         self._compiled: dict[tuple[str, str], object] = {}
+        self._metadata_checks: dict[tuple, object] = {}
+        self._valid_bodies: set[bytes] = set()
+        self._valid_bytes = 0
 
     def validate(self, obj: dict, old: dict | None = None, strict: bool = False) -> list[Cause]:
         """All problems of `obj` (empty list = valid). `old` is the stored object on update.
 
         With `strict`, unknown fields are problems too (fieldValidation=Strict); otherwise
         they are ignored (see `unknown_fields` to warn about them).
+
+        Everything but metadata is checked once per distinct content: a body (the object
+        without its metadata) found valid is remembered, and objects with that body again
+        (the pods of one ReplicaSet, say) only have their metadata checked.
         """
         if not isinstance(obj, dict):
             return [causes.type_invalid("", obj, "must be an object")]
+        body = self._body_key(obj)
+        if body is not None and body in self._valid_bodies:
+            found = self._metadata_only(obj, old, strict)
+            if found is not None:
+                return found
+        found = self._everything(obj, old, strict)
+        if not found and strict and body is not None and obj.get("kind") not in UNREMEMBERED_KINDS:
+            self._remember_valid(body)
+        return found
+
+    def _everything(self, obj: dict, old: dict | None, strict: bool) -> list[Cause]:
         schema_causes, unknown = self._schema_problems(obj)
         found = list(schema_causes)
         if strict:
@@ -73,6 +95,64 @@ class Validator:
         if isinstance(old, dict):
             found += update_causes(obj, old)
         return _unique(found)
+
+    def _metadata_only(self, obj: dict, old: dict | None, strict: bool) -> list[Cause] | None:
+        """The problems of an object whose body is known valid: what `_everything` would
+        find, computed from its metadata (and `old`) alone; None when the kind's metadata
+        schema cannot be checked apart."""
+        check = self._metadata_check(obj.get("apiVersion"), obj.get("kind"))
+        if check is None:
+            return None
+        problems = Problems()
+        check(obj.get("metadata"), ("metadata",), problems)
+        found = list(problems.causes)
+        if strict:
+            found += [causes.make(causes.INVALID, path, f'unknown field "{path}"') for path in problems.unknown]
+        if any(c["reason"] == causes.TYPE_INVALID for c in problems.causes):
+            return found
+        found += metadata_causes(obj)
+        if isinstance(old, dict):
+            found += update_causes(obj, old)
+        return _unique(found)
+
+    @staticmethod
+    def _body_key(obj: dict) -> bytes | None:
+        """The object without metadata as JSON bytes (None when it cannot be encoded)."""
+        try:
+            return orjson.dumps({key: value for key, value in obj.items() if key != "metadata"})
+        except TypeError:
+            return None
+
+    def _remember_valid(self, body: bytes) -> None:
+        if len(body) > VALID_BODY_MAX_BYTES:
+            return
+        if self._valid_bytes + len(body) > VALID_BODIES_BYTES:
+            self._valid_bodies.clear()
+            self._valid_bytes = 0
+        self._valid_bodies.add(body)
+        self._valid_bytes += len(body)
+
+    def _metadata_check(self, api_version, kind):
+        """The compiled check of a kind's `metadata` property, or None."""
+        key = (api_version, kind)
+        if key not in self._metadata_checks:
+            self._metadata_checks[key] = self._compile_metadata(api_version, kind)
+        return self._metadata_checks[key]
+
+    def _compile_metadata(self, api_version, kind):
+        if not self.compiled or not isinstance(api_version, str) or not isinstance(kind, str):
+            return None
+        try:
+            schema = self.schemas.kind_schema(api_version, kind)
+        except SchemaNotFound:
+            return None
+        metadata = (schema.get("properties") or {}).get("metadata")
+        if not isinstance(metadata, dict) or "metadata" in (schema.get("required") or []):
+            return None
+        try:
+            return self._compiler().compile(metadata)
+        except UnsupportedSchema:
+            return None
 
     def unknown_fields(self, obj: dict) -> list[str]:
         """Dotted paths of fields the schema does not know (for fieldValidation=Warn)."""

@@ -367,3 +367,33 @@ def test_pod_stored_before_a_default_existed_can_still_be_updated(validator):
 def test_made_up_kinds_find_no_schema(validator, api_version, kind):
     obj = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}, "anything": 1}
     assert validator.unknown_fields(obj) == []
+
+
+@pytest.mark.parametrize("base, path, value, reason, field", CASES,
+                         ids=[f"{c[0].__name__}:{c[1]}={str(c[2])[:20]}" for c in CASES])
+def test_a_remembered_valid_body_still_gets_its_metadata_and_update_checked(base, path, value, reason, field):
+    """After a valid object, objects sharing its body take the metadata-only path: they
+    must get exactly the causes a fresh validator finds, strict or not, create or update."""
+    warmed = Validator()
+    assert warmed.validate(base(), strict=True) == []
+    broken = base()
+    set_path(broken, path, value)
+    for strict in (True, False):
+        for old in (None, base()):
+            assert warmed.validate(copy.deepcopy(broken), old, strict) == \
+                Validator().validate(copy.deepcopy(broken), old, strict)
+
+
+def test_metadata_problems_are_found_on_a_remembered_body():
+    warmed = Validator()
+    assert warmed.validate(pod(), strict=True) == []
+    renamed = pod()
+    renamed["metadata"]["name"] = "Not_A_Name"
+    renamed["metadata"]["labels"] = {"app": 5}
+    renamed["metadata"]["surprise"] = True
+    fields = [(c["reason"], c["field"]) for c in warmed.validate(renamed, strict=True)]
+    assert ("FieldValueTypeInvalid", "metadata.labels.app") in fields
+    assert ("FieldValueInvalid", "metadata.surprise") in fields
+    renamed["metadata"]["labels"] = {"app": "web"}
+    fields = [(c["reason"], c["field"]) for c in warmed.validate(renamed, strict=True)]
+    assert ("FieldValueInvalid", "metadata.name") in fields
