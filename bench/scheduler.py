@@ -16,7 +16,7 @@ Also prints the framework alone (no API): decisions per second over the same nod
 the CPU ceiling of the scheduling algorithm itself.
 
 Usage: python bench/scheduler.py [--nodes 100,1000,5000] [--pods 10000] [--bare 2000] [--stream 2000]
-                                 [--framework-only]
+                                 [--framework-only] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -118,8 +119,16 @@ class BoundWatcher:
             await asyncio.sleep(0.05)
 
 
+def scheduler_argv(kubeconfig: Path, profile: Optional[str]) -> list[str]:
+    """``python -m scheduler``, under cProfile writing to ``profile`` when given."""
+    args = ("scheduler", "--kubeconfig", str(kubeconfig))
+    if profile:
+        return python_module("cProfile", "-o", profile, "-m", *args)
+    return python_module(*args)
+
+
 async def measure(url: str, kubeconfig: Path, workdir: Path, nodes: int, pods: int, bare: int,
-                  stream: int) -> dict:
+                  stream: int, api_pid: int, profile: Optional[str] = None) -> dict:
     async with AsyncApiClient(ClientConfig(url), timeout=120) as client:
         await concurrently([f"node-{i}" for i in range(nodes)],
                            lambda n: client.create(NODES, node_body(n)))
@@ -130,23 +139,29 @@ async def measure(url: str, kubeconfig: Path, workdir: Path, nodes: int, pods: i
         await concurrently([f"bare-{i}" for i in range(bare)],
                            lambda n: _append(bare_pods, client.create(PODS, pod_body(n, "nobody"))))
         targets = {p["metadata"]["name"]: f"node-{i % nodes}" for i, p in enumerate(bare_pods)}
+        api_cpu = cpu_seconds(api_pid)
         bare_secs = await concurrently(bare_pods, lambda p: client.bind(p, targets[p["metadata"]["name"]]),
                                        BIND_CONCURRENCY)
 
+        bare_api_cpu = cpu_seconds(api_pid) - api_cpu
         names = [f"pod-{i}" for i in range(pods)]
         create_secs = await concurrently(names, lambda n: client.create(PODS, pod_body(n)))
-        scheduler = Component("scheduler", python_module("scheduler", "--kubeconfig", str(kubeconfig)),
+        scheduler = Component("scheduler", scheduler_argv(kubeconfig, profile and f"{profile}.{nodes}"),
                               workdir / f"scheduler-{nodes}.log")
         started = time.perf_counter()
+        api_cpu = cpu_seconds(api_pid)
         scheduler.start()
         try:
             await watcher.wait_for(names, timeout=1800)
             sched_cpu = cpu_seconds(scheduler.proc.pid)
+            sched_api_cpu = cpu_seconds(api_pid) - api_cpu
             times = sorted(watcher.bound_at[n] for n in names)
             result = {"nodes": nodes, "bare_rate": bare / bare_secs, "create_rate": pods / create_secs,
                       "first_bound_after": times[0] - started,
                       "backlog_rate": (len(times) - 1) / max(times[-1] - times[0], 1e-9),
-                      "sched_cpu_per_pod_ms": 1000 * sched_cpu / pods, "relists": watcher.relists}
+                      "sched_cpu_per_pod_ms": 1000 * sched_cpu / pods, "relists": watcher.relists,
+                      "bare_api_cpu_ms": 1000 * bare_api_cpu / bare,
+                      "sched_api_cpu_ms": 1000 * sched_api_cpu / pods}
             created_at = {}
 
             async def create_timed(n):
@@ -184,7 +199,8 @@ def run_one(nodes: int, args) -> dict:
             "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}]}))
         try:
             api.start()
-            return asyncio.run(measure(url, kubeconfig, tmp, nodes, args.pods, args.bare, args.stream))
+            return asyncio.run(measure(url, kubeconfig, tmp, nodes, args.pods, args.bare, args.stream,
+                                       api.proc.pid, args.profile))
         finally:
             api.stop()
             etcd.stop()
@@ -219,19 +235,25 @@ def main() -> None:
     parser.add_argument("--bare", type=int, default=2000)
     parser.add_argument("--stream", type=int, default=2000)
     parser.add_argument("--framework-only", action="store_true", help="skip the API measurements")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="run the scheduler under cProfile, writing FILE.<nodes> (pstats format)")
     args = parser.parse_args()
     node_counts = [int(n) for n in args.nodes.split(",")]
-    print("framework alone:", ", ".join(f"{n} nodes {framework_rate(n):.0f} decisions/s" for n in node_counts))
+    rates = {n: framework_rate(n) for n in node_counts}
+    print("framework alone:", ", ".join(f"{n} nodes {rate:.0f} decisions/s ({1000 / rate:.3f} ms CPU each)"
+                                        for n, rate in rates.items()))
     if args.framework_only:
         return
     print(f"{'nodes':>6} {'bare bind/s':>12} {'sched pods/s':>13} {'ratio':>6} {'creates/s':>10} "
-          f"{'1st bind s':>10} {'p50 ms':>8} {'p99 ms':>8} {'sched cpu ms/pod':>17}")
+          f"{'1st bind s':>10} {'p50 ms':>8} {'p99 ms':>8} {'sched cpu ms/pod':>17} "
+          f"{'api cpu ms/bare bind':>21} {'api cpu ms/sched pod':>21}")
     for nodes in node_counts:
         r = run_one(nodes, args)
         print(f"{r['nodes']:>6} {r['bare_rate']:>12.0f} {r['backlog_rate']:>13.0f} "
               f"{r['backlog_rate'] / r['bare_rate']:>6.2f} {r['create_rate']:>10.0f} "
               f"{r['first_bound_after']:>10.1f} {r['p50'] * 1000:>8.0f} {r['p99'] * 1000:>8.0f} "
-              f"{r['sched_cpu_per_pod_ms']:>17.2f}", flush=True)
+              f"{r['sched_cpu_per_pod_ms']:>17.2f} {r['bare_api_cpu_ms']:>21.2f} "
+              f"{r['sched_api_cpu_ms']:>21.2f}", flush=True)
         if r["relists"]:
             print(f"       (the bench's pod watch fell behind and relisted {r['relists']}x: "
                   "pods found bound by a relist count as bound then, so rates are lower bounds)")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Optional
 
 from client.clock import Clock
-from scheduler.types import TERMINAL_PHASES, NodeInfo, PodInfo, pod_key
+from scheduler.types import TERMINAL_PHASES, NodeInfo, PodInfo, pod_key, same_footprint
 
 
 class SchedulerCache:
@@ -76,7 +76,8 @@ class SchedulerCache:
         """The informer saw ``pod`` (added or updated); count it where it is bound.
 
         Unbound and finished pods are not counted; a confirmed assumed pod
-        stops being assumed.
+        stops being assumed. A pod already counted on that node with the same
+        footprint (its confirmation, a status update) is left as counted.
         """
         key = pod_key(pod)
         node_name = (pod.get("spec") or {}).get("nodeName")
@@ -86,7 +87,9 @@ class SchedulerCache:
                 self.remove_pod(key)
             return
         self._assumed.pop(key, None)
-        self._place(PodInfo.from_pod(pod), node_name)
+        counted = self._nodes[node_name].pods.get(key) if self._pod_nodes.get(key) == node_name else None
+        if counted is None or not same_footprint(counted.pod, pod):
+            self._place(PodInfo.from_pod(pod), node_name)
 
     def remove_pod(self, key: str) -> None:
         """The pod is gone (deleted, finished, or its assumption failed)."""

@@ -26,7 +26,7 @@ from typing import Iterable, Optional, Sequence
 from scheduler.equivalence import EquivalenceCache, signature
 from scheduler.plugins import (balanced_allocation, batch_filter, batch_score, host_ports,
                                least_allocated, node_name, node_ready_schedulable, node_resources_fit,
-                               node_selector_affinity, selector_spread, skips, taint_toleration)
+                               node_selector_affinity, selector_spread, taint_toleration)
 from scheduler.types import NodeInfo, PodInfo
 
 DEFAULT_FILTERS = (node_name, node_ready_schedulable, taint_toleration, node_selector_affinity,
@@ -79,6 +79,8 @@ class Framework:
                  percentage_of_nodes_to_score: int = 0, rng: Optional[random.Random] = None):
         self.filters = list(filters)
         self.scorers = [(p, weight) for p, weight in scorers if weight]
+        self._filter_skips = [(p, getattr(p, "skip_filter", None)) for p in self.filters]
+        self._score_skips = [(p, w, getattr(p, "skip_score", None)) for p, w in self.scorers]
         self.percentage = percentage_of_nodes_to_score
         self.rng = rng or random.Random()
         self.equivalence = EquivalenceCache()
@@ -95,8 +97,8 @@ class Framework:
         use_tables = self.equivalence.sync(nodes, changed)
         if not nodes:
             return ScheduleResult(None, message="0/0 nodes are available: no nodes available to schedule pods.")
-        filters = [p for p in self.filters if not skips(p, "skip_filter", pod)]
-        scorers = [(p, w) for p, w in self.scorers if not skips(p, "skip_score", pod)]
+        filters = [p for p, skip in self._filter_skips if skip is None or not skip(pod)]
+        scorers = [(p, w) for p, w, skip in self._score_skips if skip is None or not skip(pod)]
         wanted = feasible_nodes_to_find(len(nodes), self.percentage)
         start = self._next_start % len(nodes)
         result = ScheduleResult(None)
@@ -133,7 +135,7 @@ class Framework:
         best = max(totals)
         if totals.count(best) == 1:
             return feasible[totals.index(best)].name
-        return self.rng.choice([node.name for node in itertools.compress(feasible, map(best.__eq__, totals))])
+        return self.rng.choice(list(itertools.compress(feasible, map(best.__eq__, totals)))).name
 
 
 def _walk(filters: Sequence, pod: PodInfo, nodes: Sequence[NodeInfo], start: int, wanted: int,

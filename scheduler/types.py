@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Optional
 
 from api.quantity import cpu_millicores, memory_bytes
@@ -55,6 +56,15 @@ SUCCESS = Status()
 
 def unschedulable(*reasons: str) -> Status:
     return Status(Code.UNSCHEDULABLE, reasons)
+
+
+def freeze(value):
+    """A hashable copy of JSON-like data (for keys): dicts become tagged, sorted item tuples."""
+    if isinstance(value, dict):
+        return ("{}",) + tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
 
 
 def pod_key(pod: dict) -> str:
@@ -106,6 +116,19 @@ class PodInfo:
                                                 for k, v in spec["nodeSelector"].items()])
         _digest_affinity(info, ((spec.get("affinity") or {}).get("nodeAffinity") or {}))
         return info
+
+    @cached_property
+    def tolerations_key(self) -> tuple:
+        """The tolerations, hashable (plugins' equivalence keys)."""
+        return freeze(self.tolerations)
+
+
+def same_footprint(old: dict, new: dict) -> bool:
+    """Whether two versions of a pod count the same on a node: the containers (requests,
+    host ports), init containers, overhead and owner references are equal."""
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    return (all(old_spec.get(f) == new_spec.get(f) for f in ("containers", "initContainers", "overhead"))
+            and (old.get("metadata") or {}).get("ownerReferences") == (new.get("metadata") or {}).get("ownerReferences"))
 
 
 def _requests(spec: dict) -> tuple[int, int, int, int]:

@@ -41,18 +41,3 @@ def batch_score(plugin) -> Callable:
         return batch
     score = plugin.score
     return lambda pod, nodes: [score(pod, node) for node in nodes]
-
-
-def skips(plugin, hook: str, pod) -> bool:
-    """Whether ``plugin``'s ``skip_filter``/``skip_score`` (``hook``) says it cannot matter for ``pod``."""
-    check = getattr(plugin, hook, None)
-    return check is not None and check(pod)
-
-
-def freeze(value):
-    """A hashable copy of JSON-like data (for keys): dicts become tagged, sorted item tuples."""
-    if isinstance(value, dict):
-        return ("{}",) + tuple(sorted((k, freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze(v) for v in value)
-    return value

@@ -12,8 +12,7 @@ CORDONED = "node(s) were unschedulable"
 
 
 def filter_key(pod):
-    """The verdict depends on the pod only through which of the two taints it tolerates."""
-    return tolerated(pod.tolerations, UNSCHEDULABLE_TAINT), tolerated(pod.tolerations, NOT_READY_TAINT)
+    return pod.tolerations_key
 
 
 def filter(pod, node) -> Status:

@@ -1,8 +1,7 @@
 """nodeSelector and required node affinity must match the node (filter); the
 weights of matching preferred terms make its score (score + normalize)."""
 
-from scheduler.plugins import freeze
-from scheduler.types import SUCCESS, Code, Status
+from scheduler.types import SUCCESS, Code, Status, freeze
 
 NAME = "NodeAffinity"
 REASON = "node(s) didn't match Pod's node affinity/selector"

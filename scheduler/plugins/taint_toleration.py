@@ -2,7 +2,6 @@
 untolerated PreferNoSchedule taints lower a node's score (score + normalize)."""
 
 from api.tolerations import tolerated
-from scheduler.plugins import freeze
 from scheduler.types import SUCCESS, Code, Status
 
 NAME = "TaintToleration"
@@ -10,7 +9,7 @@ HARD_EFFECTS = ("NoSchedule", "NoExecute")
 
 
 def filter_key(pod):
-    return freeze(pod.tolerations)
+    return pod.tolerations_key
 
 
 score_key = filter_key

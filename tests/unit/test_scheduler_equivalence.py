@@ -6,8 +6,7 @@ from client.clock import FakeClock
 from scheduler.cache import SchedulerCache
 from scheduler.equivalence import EquivalenceCache, signature
 from scheduler.framework import DEFAULT_FILTERS, DEFAULT_SCORERS, Framework
-from scheduler.plugins import freeze
-from scheduler.types import PodInfo
+from scheduler.types import PodInfo, freeze
 from tests.unit.test_scheduler_plugins import make_node, make_pod
 
 HARD = {"key": "dedicated", "value": "db", "effect": "NoSchedule"}

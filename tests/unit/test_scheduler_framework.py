@@ -111,6 +111,19 @@ def test_cache_tracks_bound_pods_moves_and_finished_pods():
     assert [n.name for n in cache.node_list()] == ["b", "ghost"]
 
 
+def test_a_pod_counted_once_however_often_the_informer_reports_it():
+    cache = cache_with(make_node("a"))
+    pod = make_pod("x", cpu="1", owner="rs-1", node_name="a")
+    cache.add_pod(pod)
+    cache.drain_changed()
+    running = make_pod("x", cpu="1", owner="rs-1", node_name="a")
+    running["status"] = {"phase": "Running"}
+    cache.add_pod(running)
+    assert cache.node("a").cpu == 1000 and not cache.drain_changed()     # nothing to recompute
+    cache.add_pod(make_pod("x", cpu="1", owner="rs-2", node_name="a"))  # re-owned: counted anew
+    assert cache.node("a").owners == {"rs-2": 1} and cache.drain_changed() == {"a"}
+
+
 # the scheduling queue
 def test_queue_pops_by_priority_then_age():
     clock = FakeClock()
