@@ -16,9 +16,10 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from runtime.records import Record
 
 DEFAULT_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer")
@@ -35,15 +36,13 @@ class CgroupError(Exception):
     """A cgroup operation failed; the message names the operation and the path."""
 
 
-@dataclass(frozen=True)
-class Resources:
-    """Limits of one cgroup. A None field means unlimited (or the kernel default for shares)."""
+class Resources(Record):
+    """Limits of one cgroup: memory_bytes, cpu_quota_us, cpu_period_us, cpu_shares,
+    pids_limit. A None field means unlimited (or the kernel default for shares)."""
 
-    memory_bytes: int | None = None
-    cpu_quota_us: int | None = None
-    cpu_period_us: int = DEFAULT_CPU_PERIOD_US
-    cpu_shares: int | None = None
-    pids_limit: int | None = None
+    FIELDS = (("memory_bytes", None), ("cpu_quota_us", None), ("cpu_period_us", DEFAULT_CPU_PERIOD_US),
+              ("cpu_shares", None), ("pids_limit", None))
+    FROZEN = True
 
     def __post_init__(self):
         for name in ("memory_bytes", "cpu_quota_us", "cpu_shares", "pids_limit"):
@@ -62,15 +61,14 @@ class Resources:
         return cls(cpu_quota_us=int(cpus * period), cpu_period_us=period, **kwargs)
 
 
-@dataclass(frozen=True)
-class CgroupStats:
-    """Usage read back from a cgroup; None where the controller is absent."""
+class CgroupStats(Record):
+    """Usage read back from a cgroup (ints); None where the controller is absent.
+    memory_working_set_bytes is the usage less the inactive file cache (kubectl top, docker
+    stats)."""
 
-    memory_usage_bytes: int | None
-    memory_limit_bytes: int | None
-    cpu_usage_ns: int | None
-    pids_current: int | None
-    memory_working_set_bytes: int | None = None  # usage less inactive file cache (kubectl top, docker stats)
+    FIELDS = ("memory_usage_bytes", "memory_limit_bytes", "cpu_usage_ns", "pids_current",
+              ("memory_working_set_bytes", None))
+    FROZEN = True
 
 
 def working_set(usage: int | None, inactive_file: int | None) -> int | None:
@@ -167,6 +165,20 @@ def _rmdir_tree(path: Path) -> None:
             raise
 
 
+def _procs_files(directory: str) -> Iterator[str]:
+    """The cgroup.procs files of `directory` and every directory below it (none when it is
+    missing). By os.scandir: Path.rglob costs a removal a few milliseconds."""
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.name == "cgroup.procs" and not entry.is_dir(follow_symlinks=False):
+            yield entry.path
+        elif entry.is_dir(follow_symlinks=False):
+            yield from _procs_files(entry.path)
+
+
 def _signal_pids(pids: list[int], sig: int) -> None:
     for pid in pids:
         try:
@@ -210,9 +222,8 @@ class Cgroup:
         """The processes in this cgroup and its descendants, sorted."""
         found: set[int] = set()
         for d in self.dirs:
-            if d.is_dir():
-                for procs in d.rglob("cgroup.procs"):
-                    found.update(_read_pids(procs))
+            for procs in _procs_files(str(d)):
+                found.update(_read_pids(Path(procs)))
         return sorted(found)
 
     def set(self, resources: Resources | None) -> None:
@@ -435,6 +446,7 @@ class CgroupManager:
                  clock: Callable[[], float] = time.monotonic):
         self.root = Path(root)
         self._timing = {"sleep": sleep, "clock": clock}
+        self._controllers: list[str] | None = None
 
     @staticmethod
     def detect(root: Path = DEFAULT_ROOT, **timing) -> "CgroupManager":
@@ -480,7 +492,12 @@ class CgroupV1Manager(CgroupManager):
 
     @property
     def controllers(self) -> list[str]:
-        return [c for c in V1_CONTROLLERS if (self.root / c / "cgroup.procs").exists()]
+        """The mounted ones, looked up once per manager (a start and a removal each open
+        several cgroups)."""
+        if self._controllers is None:
+            self._controllers = [c for c in V1_CONTROLLERS
+                                 if os.path.exists(f"{self.root}/{c}/cgroup.procs")]
+        return list(self._controllers)
 
     def open(self, path: str) -> CgroupV1:
         return CgroupV1(self.root, self.controllers, validate_path(path), **self._timing)

@@ -30,7 +30,40 @@ class UsageError(Exception):
     """Bad command-line input."""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, asking the terminal for its width once per process: argparse
+    makes a formatter for every add_argument (to check the option), and each asks
+    shutil.get_terminal_size, which imports shutil (and with it zlib, bz2 and lzma)."""
+
+    _width: int | None = None
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        if width is None:
+            width = HelpFormatter.terminal_width()
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+    @staticmethod
+    def terminal_width() -> int:
+        """What argparse uses: $COLUMNS, else the terminal's, else 80; less 2."""
+        if HelpFormatter._width is None:
+            try:
+                columns = int(os.environ.get("COLUMNS", ""))
+            except ValueError:
+                columns = 0
+            if columns <= 0:
+                try:
+                    columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+                except (AttributeError, ValueError, OSError):
+                    columns = 0
+            HelpFormatter._width = (columns or 80) - 2
+        return HelpFormatter._width
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         raise UsageError(message)
 

@@ -14,16 +14,13 @@ pulled back keeps the same id.
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import io
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from io import BufferedIOBase as BinaryIO   # typing's name for it; typing costs start-up time
 from pathlib import Path
 
@@ -32,6 +29,7 @@ if TYPE_CHECKING:
     import tarfile
 
 from runtime.layers import LayerStore, changes as layer_changes
+from runtime.records import Record
 
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -124,6 +122,7 @@ def _validate_name(ref: str, name: str) -> None:
 
 
 def now_rfc3339() -> str:
+    import datetime as dt   # here and below, not at the top: `pdocker run` never needs it
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -158,20 +157,13 @@ def pick_platform(index: dict, arch: str | None = None, os_name: str = "linux") 
 # Image
 
 
-@dataclass(frozen=True)
-class Image:
-    """One image as stored. ``layer_dirs`` are lowest first, ready to be overlay lowerdirs."""
+class Image(Record):
+    """One image as stored. ``layer_dirs`` (Paths) are lowest first, ready to be overlay
+    lowerdirs; ``repo_digests`` are "name@sha256:<manifest>"."""
 
-    id: str
-    repo_tags: list[str]
-    config: dict
-    layer_dirs: list[Path]
-    created: str
-    size: int
-    diff_ids: list[str] = field(default_factory=list)
-    history: list[dict] = field(default_factory=list)
-    raw_config: dict = field(default_factory=dict, repr=False)
-    repo_digests: list[str] = field(default_factory=list)   # "name@sha256:<manifest>"
+    FIELDS = ("id", "repo_tags", "config", "layer_dirs", "created", "size",
+              ("diff_ids", []), ("history", []), ("raw_config", {}), ("repo_digests", []))
+    FROZEN = True
 
     @property
     def short_id(self) -> str:
@@ -421,6 +413,7 @@ class ImageStore:
             busybox_rootfs.write_rootfs_tar(spool, host)
             spool.seek(0)
             diff_id = self.layers.import_stream(spool)
+        import datetime as dt
         created = dt.datetime.fromtimestamp(busybox_rootfs.created_timestamp(host),
                                             dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         return self.new_image(None, busybox_rootfs.image_config(), diff_id,
@@ -745,6 +738,7 @@ def _seekable(fileobj: BinaryIO) -> Iterator[BinaryIO]:
         return
     import tempfile
     with tempfile.TemporaryFile() as spool:
+        import shutil
         shutil.copyfileobj(fileobj, spool, 1 << 20)
         spool.seek(0)
         yield spool

@@ -22,9 +22,7 @@ from __future__ import annotations
 import errno
 import io
 import os
-import shutil
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from io import BufferedIOBase as BinaryIO   # typing's name for it; typing costs start-up time
@@ -114,6 +112,7 @@ class LayerStore:
             target.rename(doomed)
         except FileNotFoundError:
             return
+        import shutil   # here, not at the top: `pdocker run` never needs it
         shutil.rmtree(doomed, ignore_errors=True)
 
     def sweep(self, older_than: float = 3600.0) -> None:
@@ -153,6 +152,7 @@ class LayerStore:
             return diff_id
         finally:
             if tmp.exists():
+                import shutil   # here, not at the top: `pdocker run` never needs it
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def import_directory(self, path: Path) -> str:
@@ -265,6 +265,7 @@ def _read_exact(fileobj: BinaryIO, n: int) -> bytes:
 
 def _zstd_reader(stream: BinaryIO) -> BinaryIO:
     """zstd through the host's ``zstd`` tool (no Python binding is installed)."""
+    import shutil   # here, not at the top: `pdocker run` never needs it
     exe = shutil.which("zstd")
     if exe is None:
         raise LayerError("zstd-compressed layer, but no zstd tool is installed")
@@ -282,6 +283,7 @@ def _zstd_reader(stream: BinaryIO) -> BinaryIO:
             except OSError:
                 pass
 
+    import threading   # here, not at the top: `pdocker run` never needs it
     threading.Thread(target=feed, daemon=True).start()
     return _ProcessReader(proc)
 
@@ -477,6 +479,7 @@ def _remove_existing(target: Path) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
+        import shutil   # here, not at the top: `pdocker run` never needs it
         shutil.rmtree(target)
     else:
         os.unlink(target)
@@ -487,6 +490,7 @@ def _write_file(tf: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> N
     with os.fdopen(fd, "wb") as out:
         src = tf.extractfile(member)
         if src is not None:
+            import shutil   # here, not at the top: `pdocker run` never needs it
             shutil.copyfileobj(src, out, COPY_CHUNK)
 
 

@@ -7,9 +7,8 @@ same plan: a namespace with a path is joined, one without is created.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from runtime import syscalls
+from runtime.records import Record
 
 FLAGS = {
     "mnt": syscalls.CLONE_NEWNS, "uts": syscalls.CLONE_NEWUTS, "ipc": syscalls.CLONE_NEWIPC,
@@ -18,13 +17,11 @@ FLAGS = {
 ALL = ("mnt", "uts", "ipc", "net", "pid", "cgroup")
 
 
-@dataclass
-class NamespacePlan:
+class NamespacePlan(Record):
     """`join` maps a namespace type to the path to setns into; every other type in `create`
     is unshared; a type in neither is shared with the host."""
 
-    create: list[str] = field(default_factory=list)
-    join: dict[str, str] = field(default_factory=dict)
+    FIELDS = (("create", []), ("join", {}))
 
 
 def plan_for(network: str, sandbox_pid: int | None = None, share_pid: bool = False,

@@ -146,7 +146,7 @@ class BridgeNetwork:
                 raise PortConflict(f"publish ports of {key}: {conflict}")
             self.firewall.publish(key, str(ipaddress.IPv4Address(ip)), mappings)
             if self.ipam.get(key) is not None:
-                self.ipam.update(key, ports=[m.__dict__ for m in mappings])
+                self.ipam.update(key, ports=[m.to_dict() for m in mappings])
 
     def unpublish(self, key: str) -> None:
         """Remove exactly `key`'s port mappings. Idempotent."""

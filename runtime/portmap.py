@@ -24,7 +24,8 @@ import json
 import shutil
 import socket
 import subprocess
-from dataclasses import dataclass
+
+from runtime.records import Record
 
 PROTOCOLS = ("tcp", "udp")
 
@@ -33,14 +34,11 @@ class FirewallError(Exception):
     """An nft or iptables command failed; the message holds the command and its stderr."""
 
 
-@dataclass(frozen=True)
-class PortMapping:
+class PortMapping(Record):
     """HOST_IP:HOST_PORT -> CONTAINER_PORT/PROTOCOL. An empty host_ip means every host address."""
 
-    host_port: int
-    container_port: int
-    protocol: str = "tcp"
-    host_ip: str = ""
+    FIELDS = ("host_port", "container_port", ("protocol", "tcp"), ("host_ip", ""))
+    FROZEN = True
 
     def __post_init__(self):
         for name in ("host_port", "container_port"):

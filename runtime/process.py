@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 import struct
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable, Iterator
+
+from runtime.records import Record
+
+try:   # the C socket type itself: the `socket` module around it (enum tables, selectors) costs
+    from _socket import AF_UNIX, SHUT_WR, SOCK_STREAM, socket as unix_socket   # every start ~2 ms
+except ImportError:   # not CPython
+    from socket import AF_UNIX, SHUT_WR, SOCK_STREAM, socket as unix_socket
 
 SOURCES = {"shim": "shim.c", "pause": "pause.c"}
 STREAM_STDOUT, STREAM_STDERR, STREAM_EXIT = 1, 2, 3
@@ -80,10 +85,11 @@ def build_binary(name: str, bin_dir: Path) -> Path:
     raise BuildError(f"compile {source}: {result.stderr.strip()[-500:]}")
 
 
-@dataclass(frozen=True)
-class Binaries:
-    shim: Path
-    pause: Path
+class Binaries(Record):
+    """The compiled helpers: shim and pause (Paths)."""
+
+    FIELDS = ("shim", "pause")
+    FROZEN = True
 
 
 def binaries(bin_dir: Path) -> Binaries:
@@ -126,22 +132,27 @@ def _read_line(fd: int) -> str:
 
 
 class _Background:
-    """Run fn(arg) in a thread; result() waits and re-raises its exception."""
+    """Run fn(arg) in a thread; result() waits and re-raises its exception. On `_thread`,
+    the interpreter's own primitive: `threading` is an import every start would pay for one
+    short-lived thread."""
 
     def __init__(self, fn: Callable[[int], None], arg: int):
-        import threading
+        import _thread
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(fn, arg), daemon=True)
-        self.thread.start()
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
+        _thread.start_new_thread(self._run, (fn, arg))
 
     def _run(self, fn, arg) -> None:
         try:
             fn(arg)
         except BaseException as e:   # handed to the caller by result()
             self.error = e
+        finally:
+            self.done.release()
 
     def result(self) -> None:
-        self.thread.join()
+        self.done.acquire()
         if self.error is not None:
             raise self.error
 
@@ -169,10 +180,11 @@ def _release(go_w: int) -> None:
         pass
 
 
-@dataclass(frozen=True)
-class Launched:
-    shim_pid: int
-    pid: int
+class Launched(Record):
+    """What launch() started: the shim's pid and the container process's pid."""
+
+    FIELDS = ("shim_pid", "pid")
+    FROZEN = True
 
 
 def launch(shim: Path, config: bytes, on_pid: Callable[[int], None] | None = None,
@@ -234,7 +246,7 @@ class Attachment:
     (None if the shim went away without one: read the exit file instead)."""
 
     def __init__(self, sock_name: str, mode: str = "o"):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = unix_socket(AF_UNIX, SOCK_STREAM)
         try:
             self.sock.connect("\0" + sock_name)
             self.sock.sendall(mode.encode())
@@ -247,7 +259,7 @@ class Attachment:
 
     def resize(self, rows: int, cols: int) -> None:
         """Set the size of the process's pty (it gets SIGWINCH); ignored without a tty."""
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn = unix_socket(AF_UNIX, SOCK_STREAM)
         try:
             conn.connect("\0" + self.sock_name)
             conn.sendall(b"r" + struct.pack(">HH", rows, cols))
@@ -266,7 +278,7 @@ class Attachment:
     def close_stdin(self) -> None:
         """EOF on the container's stdin (without a tty)."""
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.shutdown(SHUT_WR)
         except OSError:
             pass
 

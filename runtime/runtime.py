@@ -9,7 +9,6 @@ ROOT/containers/<id>/state.json.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal as signals
 from pathlib import Path
@@ -17,6 +16,7 @@ from io import BufferedIOBase as BinaryIO   # typing's name for it; importing ty
 
 from runtime import process, rootfs
 from runtime.namespaces import plan_for
+from runtime.records import Record
 from runtime.spec import DEFAULT_PATH, ContainerSpec, Mount, ShimConfig, SpecError, merge_image_config
 from runtime.state import ContainerState, IllegalTransition, StateStore, Status, now_iso
 
@@ -46,19 +46,19 @@ class Conflict(ContainerError):
     """The operation conflicts with the current state (name taken, running, ...)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    stdout: bytes
-    stderr: bytes
+class ExecResult(Record):
+    """What a non-interactive exec returns: exit_code, stdout and stderr (bytes)."""
+
+    FIELDS = ("exit_code", "stdout", "stderr")
+    FROZEN = True
 
 
 def new_id() -> str:
     return os.urandom(32).hex()   # 64 hex digits, as before
 
 
-def spec_to_dict(spec: object) -> dict:
-    return dataclasses.asdict(spec)
+def spec_to_dict(spec: ContainerSpec) -> dict:
+    return spec.to_dict()
 
 
 def spec_from_dict(data: dict) -> ContainerSpec:

@@ -5,8 +5,6 @@ ContainerSpec(sandbox_id=...)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from runtime import process
 from runtime.namespaces import plan_for_sandbox
 from runtime.spec import SandboxSpec, ShimConfig, SpecError
@@ -29,7 +27,7 @@ def create_sandbox(runtime, spec: SandboxSpec) -> ContainerState:
         sid = new_id()
         cdir = runtime.store.dir(sid)
         cdir.mkdir(parents=True)
-        data = dataclasses.asdict(spec)
+        data = spec.to_dict()
         data["hostname"] = spec.hostname or spec.name
         state = ContainerState(id=sid, name=spec.name, image="pause", image_id="", kind="sandbox",
                                process={"argv": [str(pause)], "env": [], "workdir": "/", "user": ""},

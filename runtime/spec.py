@@ -7,9 +7,7 @@ NUL-separated key/value pairs that runtime/shim.c reads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from runtime.namespaces import NamespacePlan
+from runtime.records import Record
 
 # Docker's default capability set (moby oci/caps/defaults.go), as capability numbers.
 DEFAULT_CAPABILITIES = {
@@ -31,13 +29,12 @@ class SpecError(ValueError):
     """The caller's spec is invalid; the message says which field and why."""
 
 
-@dataclass(frozen=True)
-class Mount:
-    """A bind mount of a host path into the container (`-v HOST:DIR[:ro]`)."""
+class Mount(Record):
+    """A bind mount of a host path into the container (`-v HOST:DIR[:ro]`): source (host
+    path), target (in the container), readonly."""
 
-    source: str
-    target: str
-    readonly: bool = False
+    FIELDS = ("source", "target", ("readonly", False))
+    FROZEN = True
 
     def __post_init__(self):
         if not self.source.startswith("/") or not self.target.startswith("/"):
@@ -46,8 +43,7 @@ class Mount:
             raise SpecError(f"mount target {self.target}: must not contain '..'")
 
 
-@dataclass
-class ContainerSpec:
+class ContainerSpec(Record):
     """A container to create. None/empty fields take the image's config (Docker's rules:
     `entrypoint` replaces the image's Entrypoint and clears its Cmd; `command` replaces Cmd).
 
@@ -57,24 +53,26 @@ class ContainerSpec:
     PortMapping objects (host_port, container_port, protocol, host_ip).
     """
 
-    image: str
-    command: list[str] | None = None
-    entrypoint: list[str] | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    workdir: str | None = None
-    user: str | None = None
-    hostname: str | None = None
-    name: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    tty: bool = False
-    stdin_open: bool = False
-    mounts: list[Mount] = field(default_factory=list)
-    port_mappings: list[object] = field(default_factory=list)
-    network: str = "bridge"
-    sandbox_id: str | None = None
-    resources: object = None
-    cgroup_parent: str | None = None
-    auto_remove: bool = False
+    FIELDS = (
+        "image",                      # str
+        ("command", None),            # list[str] | None
+        ("entrypoint", None),         # list[str] | None
+        ("env", {}),                  # dict[str, str]
+        ("workdir", None),            # str | None
+        ("user", None),               # str | None
+        ("hostname", None),           # str | None
+        ("name", None),               # str | None
+        ("labels", {}),               # dict[str, str]
+        ("tty", False),
+        ("stdin_open", False),
+        ("mounts", []),               # list[Mount]
+        ("port_mappings", []),        # list[PortMapping]
+        ("network", "bridge"),
+        ("sandbox_id", None),         # str | None
+        ("resources", None),          # runtime.cgroups.Resources | None
+        ("cgroup_parent", None),      # str | None
+        ("auto_remove", False),
+    )
 
     def validate(self) -> None:
         """Raise SpecError on bad input; called by Runtime.create before anything is made."""
@@ -91,21 +89,14 @@ class ContainerSpec:
                 raise SpecError(f"env: invalid variable name {key!r}")
 
 
-@dataclass
-class SandboxSpec:
+class SandboxSpec(Record):
     """A pod sandbox: the pause process and the namespaces it holds.
 
     `network`: "bridge" (a veth on the runtime's bridge), "none" (loopback only) or "host".
     """
 
-    name: str
-    hostname: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    network: str = "bridge"
-    share_pid: bool = False
-    port_mappings: list[object] = field(default_factory=list)
-    cgroup_parent: str | None = None
-    resources: object = None
+    FIELDS = ("name", ("hostname", None), ("labels", {}), ("network", "bridge"), ("share_pid", False),
+              ("port_mappings", []), ("cgroup_parent", None), ("resources", None))
 
 
 def merge_image_config(spec: ContainerSpec, image_config: dict) -> dict:
@@ -141,31 +132,24 @@ def capability_mask(names=DEFAULT_CAPABILITIES) -> int:
     return mask
 
 
-@dataclass
-class ShimConfig:
+class ShimConfig(Record):
     """Everything the C shim needs, already resolved. `rootfs` None means the process runs
     on the host's root (the pause process). `sock`/`log`/`exit_file` are where the shim
     serves attach clients, appends JSON log lines and records the exit code."""
 
-    argv: list[str]
-    env: list[str]
-    plan: NamespacePlan
-    exit_file: str
-    sock: str
-    log: str | None = None
-    rootfs: str | None = None
-    overlay: str | None = None
-    hostname: str | None = None
-    cwd: str | None = None
-    user: str | None = None
-    mounts: list[Mount] = field(default_factory=list)
-    tty: bool = False
-    stdin_open: bool = False
-    tty_size: tuple[int, int] | None = None   # (rows, cols) of the pty, when tty
-    ptmx: str | None = None   # the pty multiplexer to use (default: the host's /dev/ptmx)
-    caps: int = field(default_factory=capability_mask)
-    masked: tuple[str, ...] = MASKED_PATHS
-    readonly: tuple[str, ...] = READONLY_PATHS
+    FIELDS = (
+        "argv", "env",                # list[str]
+        "plan",                       # runtime.namespaces.NamespacePlan
+        "exit_file", "sock",          # str
+        ("log", None), ("rootfs", None), ("overlay", None), ("hostname", None), ("cwd", None),
+        ("user", None),               # str | None
+        ("mounts", []),               # list[Mount]
+        ("tty", False), ("stdin_open", False),
+        ("tty_size", None),           # (rows, cols) of the pty, when tty
+        ("ptmx", None),               # the pty multiplexer to use (default: the host's /dev/ptmx)
+        ("caps", Record.factory(capability_mask)),
+        ("masked", MASKED_PATHS), ("readonly", READONLY_PATHS),
+    )
 
     def pairs(self) -> list[tuple[str, str]]:
         """The key/value pairs, in the order the shim reads them."""

@@ -7,15 +7,16 @@ allowed from any state but running. An illegal transition raises `IllegalTransit
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 import fcntl
 import json
 import os
+import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from collections.abc import Iterator
+
+from runtime.records import Record
 
 
 class Status(str, enum.Enum):
@@ -37,15 +38,14 @@ class IllegalTransition(Exception):
 
 def now_iso() -> str:
     """Now, UTC, RFC 3339 with nanoseconds like Docker prints."""
-    t = dt.datetime.now(dt.timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
+    ns = time.time_ns()   # (datetime would cost every pdocker command an import)
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(ns // 1_000_000_000)) + f"{ns // 1000 % 1_000_000:06d}000Z"
 
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-@dataclass
-class ContainerState:
+class ContainerState(Record):
     """The persisted record of one container (or sandbox, when `kind` is "sandbox").
 
     `pid`/`pid_start` identify the container's process (start time from /proc/<pid>/stat
@@ -54,29 +54,21 @@ class ContainerState:
     attachment (ip, prefixlen, gateway, mac) or None.
     """
 
-    id: str
-    name: str
-    image: str
-    image_id: str
-    kind: str = "container"
-    status: Status = Status.CREATED
-    created: str = field(default_factory=now_iso)
-    started_at: str = ZERO_TIME
-    finished_at: str = ZERO_TIME
-    exit_code: int = 0
-    oom_killed: bool = False
-    error: str = ""
-    pid: int = 0
-    pid_start: int = 0
-    shim_pid: int = 0
-    shim_start: int = 0
-    restart_count: int = 0
-    process: dict = field(default_factory=dict)
-    spec: dict = field(default_factory=dict)
-    layer_dirs: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    endpoint: dict | None = None
-    cgroup: str | None = None
+    FIELDS = (
+        "id", "name", "image", "image_id",               # str
+        ("kind", "container"),
+        ("status", Status.CREATED),
+        ("created", Record.factory(now_iso)),
+        ("started_at", ZERO_TIME), ("finished_at", ZERO_TIME),
+        ("exit_code", 0), ("oom_killed", False), ("error", ""),
+        ("pid", 0), ("pid_start", 0), ("shim_pid", 0), ("shim_start", 0),
+        ("restart_count", 0),
+        ("process", {}), ("spec", {}),                    # dict
+        ("layer_dirs", []),                               # list[str]
+        ("labels", {}),                                   # dict[str, str]
+        ("endpoint", None),                               # dict | None
+        ("cgroup", None),                                 # str | None
+    )
 
     @property
     def short_id(self) -> str:
@@ -93,15 +85,15 @@ class ContainerState:
         self.status = to
 
     def to_json(self) -> str:
-        data = asdict(self)
+        data = self.to_dict()
         data["status"] = self.status.value
-        return json.dumps(data, indent=1)
+        return json.dumps(data)   # one line: with `indent`, json encodes in Python, not C (~3 ms a save)
 
     @classmethod
     def from_json(cls, text: str) -> "ContainerState":
         data = json.loads(text)
         data["status"] = Status(data["status"])
-        known = cls.__dataclass_fields__
+        known = {name if isinstance(name, str) else name[0] for name in cls.FIELDS}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

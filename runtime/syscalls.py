@@ -8,8 +8,11 @@ container's rootfs and joining namespaces in-process.
 
 from __future__ import annotations
 
-import ctypes
 import os
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import ctypes
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -42,7 +45,9 @@ class SyscallError(OSError):
 
 def _libc() -> ctypes.CDLL:
     """The C library. By its glibc soname first: ctypes.util.find_library runs
-    subprocesses (ldconfig, gcc) and costs a few milliseconds of every start."""
+    subprocesses (ldconfig, gcc) and costs a few milliseconds of every start. (ctypes itself
+    is imported here, on the first syscall: most pdocker commands make none.)"""
+    import ctypes
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:   # not glibc (musl, say)
@@ -52,6 +57,7 @@ def _libc() -> ctypes.CDLL:
 
 def _check(result: int, operation: str) -> None:
     if result != 0:
+        import ctypes
         raise SyscallError(ctypes.get_errno(), operation)
 
 
@@ -62,6 +68,7 @@ def _b(value: str | os.PathLike | None) -> bytes | None:
 def mount(source: str | None, target: str | os.PathLike, fstype: str | None = None,
           flags: int = 0, data: str | None = None) -> None:
     """mount(2). The error names the filesystem type (or source) and the target."""
+    import ctypes
     result = _libc().mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
     _check(result, f"mount {fstype or source} on {os.fspath(target)}")
 

@@ -1,0 +1,66 @@
+"""The runtime's records (runtime.records.Record) and pdocker's launcher script: pure, no root."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.cgroups import Resources
+from runtime.launcher import script_text
+from runtime.runtime import spec_from_dict, spec_to_dict
+from runtime.spec import ContainerSpec, Mount, SpecError
+from runtime.state import ContainerState, Status
+
+
+def test_defaults_are_fresh_per_record_and_arguments_are_checked():
+    a, b = ContainerSpec(image="busybox"), ContainerSpec("busybox")
+    a.env["X"] = "1"
+    a.mounts.append(Mount("/h", "/c"))
+    assert b.env == {} and b.mounts == [] and b.network == "bridge"
+    with pytest.raises(TypeError, match="image"):
+        ContainerSpec()
+    with pytest.raises(TypeError, match="imagee"):
+        ContainerSpec(image="busybox", imagee="x")
+    with pytest.raises(TypeError, match="multiple values"):
+        Mount("/a", "/b", source="/c")
+
+
+def test_equality_repr_and_frozen_records():
+    assert Mount("/h", "/c") == Mount("/h", "/c", False) != Mount("/h", "/c", True)
+    assert Mount("/h", "/c") != ("/h", "/c", False)
+    assert repr(Mount("/h", "/c")) == "Mount(source='/h', target='/c', readonly=False)"
+    with pytest.raises(AttributeError):
+        Mount("/h", "/c").readonly = True
+    assert len({Resources(pids_limit=3), Resources(pids_limit=3)}) == 1
+    with pytest.raises(TypeError):
+        hash(ContainerSpec(image="busybox"))
+    state = ContainerState(id="a" * 64, name="n", image="busybox", image_id="")
+    state.status = Status.RUNNING   # mutable records stay mutable
+    assert state.running and state.created.endswith("Z")
+
+
+def test_validation_runs_at_construction():
+    with pytest.raises(SpecError, match="absolute"):
+        Mount("relative", "/c")
+    with pytest.raises(ValueError, match="pids_limit"):
+        Resources(pids_limit=0)
+
+
+def test_spec_round_trips_through_plain_dicts():
+    spec = ContainerSpec(image="busybox", command=["true"], mounts=[Mount("/h", "/c", True)],
+                         resources=Resources(memory_bytes=1 << 20), labels={"a": "b"})
+    data = spec_to_dict(spec)
+    assert data["mounts"] == [{"source": "/h", "target": "/c", "readonly": True}]
+    assert data["resources"]["memory_bytes"] == 1 << 20 and data["labels"] == {"a": "b"}
+    assert spec_from_dict(data) == spec
+
+
+def test_launcher_script_runs_a_bare_interpreter_on_the_project():
+    text = script_text("/venv/bin/python", "/src/pkube", ["/venv/lib/python3.11/site-packages"])
+    lines = text.splitlines()
+    assert lines[0] == "#!/venv/bin/python -IS"
+    assert "sys.path[:0] = ['/src/pkube']" in lines
+    assert "sys.path += ['/venv/lib/python3.11/site-packages']" in lines
+    assert lines[-2:] == ["from runtime.launcher import run", "run()"]
+    compile(text, "pdocker", "exec")
+    with pytest.raises(ValueError, match="spaces"):
+        script_text("/my venv/bin/python", "/src", [])
