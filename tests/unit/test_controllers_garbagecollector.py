@@ -24,6 +24,10 @@ class RecordingClient:
             raise error_for_status(status_for(404, "NotFound", name))
         return self.live[(resource.plural, name)]
 
+    async def list_all(self, resource, namespace=None, label_selector=None, field_selector=None, page_size=500):
+        return {"items": [o for (plural, _), o in self.live.items() if plural == resource.plural
+                          and namespace in (None, o["metadata"].get("namespace"))]}
+
     async def delete(self, resource, name, namespace=None, propagation_policy=None, grace_period_seconds=None,
                      preconditions=None):
         self.calls.append(("delete", resource.plural, name, propagation_policy))
@@ -90,10 +94,10 @@ def test_foreground_owner_deletes_dependents_and_waits_for_blocking_ones():
 
 
 def test_orphan_finalizer_strips_references_then_goes():
-    client = RecordingClient()
     owner = obj("cm", "c1", deleting=True, finalizers=["orphan"], kind="ConfigMap", api="v1")
     dep = obj("d", "d1", [("v1", "ConfigMap", "cm", "c1", False)], kind="ConfigMap", api="v1")
-    asyncio.run(collector(client, (CONFIGMAPS, owner), (CONFIGMAPS, dep)).reconcile("configmaps|ns/cm"))
+    client = RecordingClient([(CONFIGMAPS, "d", dep), (CONFIGMAPS, "cm", owner)])
+    asyncio.run(collector(client, (CONFIGMAPS, owner)).reconcile("configmaps|ns/cm"))
     assert [c[:3] for c in client.calls] == [("patch", "configmaps", "d"), ("patch", "configmaps", "cm")]
     assert client.calls[0][3]["ownerReferences"] is None
 
