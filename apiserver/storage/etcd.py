@@ -253,24 +253,49 @@ class EtcdStorage(Storage):
         return with_version(strip_version(obj), response.header.revision)
 
     async def guaranteed_update(self, key: str, fn: UpdateFn,
-                                preconditions: Optional[Preconditions] = None) -> dict:
+                                preconditions: Optional[Preconditions] = None,
+                                suggestion: Optional[tuple[bytes, int]] = None) -> dict:
         """See Storage.guaranteed_update. The result is a shallow copy of what
-        ``fn`` returned, stamped with the new resourceVersion."""
-        kv = await self._get_kv(key)
+        ``fn`` returned, stamped with the new resourceVersion.
+
+        ``suggestion`` is a state believed current, (plain value, mod_revision),
+        from the watch cache: tried first, it saves the read. When it proves
+        stale (the swap fails) or cannot be trusted for a verdict (``fn`` or the
+        preconditions reject it, or nothing would change), the key is read and
+        the update decided again on the stored state."""
+        if suggestion is not None:
+            try:
+                written, kv = await self._update_once(key, *suggestion, fn, preconditions, trusted=False)
+            except Exception:  # noqa: BLE001 - judged on a possibly stale state: judge again
+                written, kv = None, None
+            if written is not None:
+                return written
+        else:
+            kv = None
+        kv = kv or await self._get_kv(key)
         while True:
-            plain = self._plain(key, kv.value)
-            current = self._stamped(plain, kv.mod_revision)
-            if preconditions is not None:
-                preconditions.check(key, current)
-            desired = fn(self._stamped(plain, kv.mod_revision))
-            self._check_version(key, desired, current)
-            if strip_version(desired) == strip_version(current):
-                return current
-            response = await self._call("Txn", self._swap(key, kv.mod_revision,
-                                                           put=self._encode(key, desired)), key)
-            if response.succeeded:
-                return with_version(strip_version(desired), response.header.revision)
-            kv = self._kv_after_failed_swap(key, response)
+            written, kv = await self._update_once(key, self._plain(key, kv.value), kv.mod_revision, fn,
+                                                  preconditions, trusted=True)
+            if written is not None:
+                return written
+
+    async def _update_once(self, key: str, plain: bytes, mod_revision: int, fn: UpdateFn,
+                           preconditions: Optional[Preconditions], trusted: bool):
+        """One read-modify-write step from the state (plain, mod_revision):
+        (result, None) when written, or when nothing changes and the state is
+        ``trusted``; (None, fresh kv) when the swap lost; (None, None) for an
+        untrusted state that would change nothing."""
+        current = self._stamped(plain, mod_revision)
+        if preconditions is not None:
+            preconditions.check(key, current)
+        desired = fn(self._stamped(plain, mod_revision))
+        self._check_version(key, desired, current)
+        if strip_version(desired) == strip_version(current):
+            return (current, None) if trusted else (None, None)
+        response = await self._call("Txn", self._swap(key, mod_revision, put=self._encode(key, desired)), key)
+        if response.succeeded:
+            return with_version(strip_version(desired), response.header.revision), None
+        return None, self._kv_after_failed_swap(key, response)
 
     async def delete(self, key: str, preconditions: Optional[Preconditions] = None) -> dict:
         if preconditions is None or preconditions == Preconditions():
@@ -389,11 +414,12 @@ class EtcdStorage(Storage):
             else:
                 obj = _object_from_key(key, kv.mod_revision)
             return StoredEvent("DELETED", obj, kv.mod_revision, key)
-        obj = self._decode(key, kv.value, kv.mod_revision)
+        plain = self._plain(key, kv.value)
+        obj = self._stamped(plain, kv.mod_revision)
         if kv.create_revision == kv.mod_revision:
-            return StoredEvent("ADDED", obj, kv.mod_revision, key)
+            return StoredEvent("ADDED", obj, kv.mod_revision, key, value=plain)
         prev = self._plain(key, event.prev_kv.value) if event.HasField("prev_kv") else None
-        return StoredEvent("MODIFIED", obj, kv.mod_revision, key, prev, event.prev_kv.mod_revision)
+        return StoredEvent("MODIFIED", obj, kv.mod_revision, key, prev, event.prev_kv.mod_revision, value=plain)
 
     async def _watch_responses(self, start: bytes, end: bytes, start_revision: int,
                                progress_interval: Optional[float] = None):

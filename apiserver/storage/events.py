@@ -29,11 +29,14 @@ class StoredEvent(WatchEvent):
     ``prev_object`` (decoded on first use, then shared) is the previous state
     for MODIFIED events, None for ADDED; for DELETED it is ``object`` itself.
     It lets a watcher with a selector turn a MODIFIED that leaves (or enters)
-    its selection into DELETED (or ADDED), as Kubernetes does.
+    its selection into DELETED (or ADDED), as Kubernetes does. ``value`` is
+    the stored JSON of ``object`` (without resourceVersion) for ADDED and
+    MODIFIED events from etcd, None otherwise.
     """
 
     prev_value: Optional[bytes] = field(default=None, repr=False, compare=False)
     prev_revision: int = field(default=0, repr=False, compare=False)
+    value: Optional[bytes] = field(default=None, repr=False, compare=False)  # plain JSON of object
 
     @property
     def prev_object(self) -> Optional[dict]:

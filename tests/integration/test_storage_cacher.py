@@ -254,3 +254,63 @@ def test_cache_revision_and_bookmarks_advance_without_events_of_the_resource(etc
         assert watch.bookmark_revision() >= int(later["metadata"]["resourceVersion"])
         await watch.aclose()
     run(etcd, body, progress_interval=0.05)
+
+
+async def seen_by_cache(cached, key: str, revision: str, timeout: float = 5.0):
+    """The cache's suggestion for ``key`` once it has reached ``revision``."""
+    cache = await cached.cache_for(key)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (cache.suggestion(key) or (b"", 0))[1] != int(revision):
+        assert loop.time() < deadline, "the cache never saw the write"
+        await asyncio.sleep(0.01)
+    return cache.suggestion(key)
+
+
+def test_a_stale_suggestion_never_overwrites_or_misjudges_the_newest_state(etcd):
+    """An update tried on the cache's (stale) state is decided again on the stored one."""
+    async def body(cached):
+        key = PODS + "ns1/a"
+        await cached.cache_for(PODS)
+        first = await cached.create(key, pod("a"))
+        stale = await seen_by_cache(cached, key, first["metadata"]["resourceVersion"])
+        newest = await cached.storage.guaranteed_update(key, lambda o: {**o, "spec": {"v": 2}})
+        store = cached.storage
+
+        labelled = await store.guaranteed_update(
+            key, lambda o: {**o, "metadata": {**o["metadata"], "labels": {"x": "y"}}}, None, stale)
+        assert labelled["spec"] == {"v": 2} and labelled["metadata"]["labels"] == {"x": "y"}
+
+        def needs_v2(o):
+            if o["spec"].get("v") != 2:
+                raise ValueError("judged on the old state")
+            return {**o, "spec": {"v": 3}}
+        assert (await store.guaranteed_update(key, needs_v2, None, stale))["spec"] == {"v": 3}
+
+        current = await store.get(key)
+        unchanged = await store.guaranteed_update(key, lambda o: o, None, stale)
+        assert unchanged == current and unchanged["metadata"]["resourceVersion"] != newest["metadata"]["resourceVersion"]
+
+        from apiserver.storage.interface import NotFound, Preconditions
+        rv = current["metadata"]["resourceVersion"]
+        kept = await store.guaranteed_update(key, lambda o: {**o, "spec": {"v": 4}}, Preconditions(resource_version=rv),
+                                             stale)
+        assert kept["spec"] == {"v": 4}
+        await store.delete(key)
+        with pytest.raises(NotFound):
+            await store.guaranteed_update(key, lambda o: {**o, "spec": {"v": 5}}, None, stale)
+    run(etcd, body)
+
+
+def test_concurrent_updates_through_the_cache_lose_nothing(etcd):
+    async def body(cached):
+        key = PODS + "ns1/counter"
+        await cached.cache_for(PODS)
+        await cached.create(key, {**pod("counter"), "spec": {"n": 0}})
+
+        async def increment(_):
+            await cached.guaranteed_update(key, lambda o: {**o, "spec": {"n": o["spec"]["n"] + 1}})
+        for _ in range(3):
+            await asyncio.gather(*(increment(i) for i in range(20)))
+        assert (await cached.get(key))["spec"]["n"] == 60
+    run(etcd, body)
