@@ -4,12 +4,14 @@ Prints, measured in one run on this machine (with the load average: it moves the
   - wall time of `pdocker run --rm busybox true` (median of N; --network none, which is what
     runc's default spec gives: a new, empty network namespace) next to `runc run` of a bundle
     made from the same busybox rootfs (`runc spec`, terminal false, args ["true"]), and the
-    ratio — goal <= 1.0x runc. pdocker is the installed console script (`pdocker` next to
-    this interpreter, as `make setup` installs it; `python -m runtime` when there is none);
+    ratio — goal <= 1.0x runc. pdocker is its launcher (runtime/launcher.py: `python -I -S`,
+    what `make setup` installs as .venv/bin/pdocker), written into the bench's temp dir when
+    the installed `pdocker` is another script (pip's console script, timed next to it then);
     next to each wall time, the CPU time (user + sys) it took, steadier than wall time on a
     busy machine. Runs are interleaved so that a change of load hits all alike;
-  - where pdocker's start-up goes: the bare interpreter (with site), the imports a `run`
-    needs, and the same run with no cached bytecode (a checkout nobody byte-compiled, where
+  - where pdocker's start-up goes: the bare interpreter as the launcher starts it (-I -S),
+    the same with `site` (as pip's console script starts it), the imports a `run` needs,
+    and `python -m runtime` with no cached bytecode (a checkout nobody byte-compiled, where
     PYTHONDONTWRITEBYTECODE is set);
   - the same pdocker run with the default bridge network (a veth per container);
   - container start through the library (create -> the container's process has exec'd),
@@ -52,8 +54,10 @@ from runtime.network import BridgeNetwork  # noqa: E402
 from runtime.runtime import Runtime  # noqa: E402
 from runtime.spec import ContainerSpec, SandboxSpec  # noqa: E402
 
-# the modules `pdocker run --rm busybox true` imports (python -X importtime says which)
-RUN_IMPORTS = "import runtime.cli, runtime.images, runtime.cgroups, _sha256"
+# the modules `pdocker run --rm busybox true` imports (python -X importtime says which), on
+# the path the launcher gives them
+RUN_IMPORTS = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
+               "import runtime.cli, runtime.images, runtime.cgroups, _sha256")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -97,13 +101,32 @@ def byte_compile(package: Path) -> None:
         raise SystemExit(f"compileall {package} failed")
 
 
-def pdocker_command() -> list[str]:
-    """The installed console script next to this interpreter, else `python -m runtime`."""
+def installed_pdocker() -> Path | None:
+    """The `pdocker` script next to this interpreter (None when there is none)."""
     script = Path(sys.executable).parent / "pdocker"
-    if script.exists():
-        return [str(script)]
-    print(f"note: no {script} (run `make setup`); timing `{sys.executable} -m runtime` instead")
-    return [sys.executable, "-m", "runtime"]
+    return script if script.exists() else None
+
+
+def is_launcher(script: Path) -> bool:
+    """True when `script` is runtime/launcher.py's pdocker script (starts python -I -S)."""
+    with open(script, "rb") as f:
+        return f.readline().rstrip().endswith(b" -IS")
+
+
+def pdocker_commands(base: Path) -> dict[str, list[str]]:
+    """{"pdocker": the launcher} and, when the installed pdocker is not one, {"console
+    script": it} too."""
+    installed = installed_pdocker()
+    if installed is not None and is_launcher(installed):
+        return {"pdocker": [str(installed)]}
+    launcher = base / "pdocker"
+    subprocess.run([sys.executable, "-m", "runtime.launcher", str(launcher)], check=True, cwd=REPO)
+    print(f"note: {installed or 'no installed pdocker'} is not the launcher (make setup installs it); "
+          f"timing one written at {launcher}")
+    commands = {"pdocker": [str(launcher)]}
+    if installed is not None:
+        commands["console script"] = [str(installed)]
+    return commands
 
 
 def load_average() -> str:
@@ -127,12 +150,14 @@ def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | 
     options = ["--root", str(rt.root), "--cgroup-parent", parent]
     true = ["run", "--rm", "--network", "none", "busybox", "true"]
     python = sys.executable
-    pdocker = pdocker_command() + options
+    scripts = pdocker_commands(base)
+    pdocker = scripts["pdocker"] + options
     no_bytecode = [python, "-B", "-X", f"pycache_prefix={base / 'empty-pycache'}", "-m", "runtime"]
-    cmds = {"pdocker": (pdocker + true, REPO),
-            "interpreter": ([python, "-c", "pass"], REPO),
-            "imports": ([python, "-c", RUN_IMPORTS], REPO),
-            "no-bytecode": (no_bytecode + options + true, REPO)}
+    cmds = {name: (script + options + true, REPO) for name, script in scripts.items()}
+    cmds.update({"interpreter": ([python, "-I", "-S", "-c", "pass"], REPO),
+                 "site": ([python, "-c", "pass"], REPO),
+                 "imports": ([python, "-I", "-S", "-c", RUN_IMPORTS], REPO),
+                 "no-bytecode": (no_bytecode + options + true, REPO)})
     if baseline is not None:   # another checkout's `python -m runtime`, on the same root
         byte_compile(baseline / "runtime")
         cmds["module"] = ([python, "-m", "runtime"] + options + true, REPO)
@@ -144,7 +169,7 @@ def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | 
                      f"bench-{secrets.token_hex(4)}"], REPO)
     print(f"load average: {load_average()} ({os.cpu_count()} CPUs)")
     results = timed_together(cmds, runs)
-    print_cli(results, pdocker[0], runs, baseline)
+    print_cli(results, scripts["pdocker"][0], runs, baseline)
     print(f"load average: {load_average()}")
     bench_bridge(rt, pdocker, runs)
 
@@ -156,13 +181,16 @@ def print_cli(results: dict[str, tuple[float, float]], pdocker: str, runs: int,
         print(f"{label:<46}{wall * 1000:6.1f} ms, CPU {cpu * 1000:6.1f} ms{extra}")
 
     (ours, ours_cpu), (runc, runc_cpu) = results["pdocker"], results["runc"]
-    row(f"pdocker run --rm busybox true ({Path(pdocker).name}):", "pdocker", f"  (median of {runs}, network none)")
+    row("pdocker run --rm busybox true (launcher):", "pdocker", f"  (median of {runs}, network none, {pdocker})")
     row("runc run, same busybox rootfs:", "runc")
     print(f"{'ratio pdocker/runc:':<46}{ours / runc:6.2f}x wall, {ours_cpu / runc_cpu:.2f}x CPU (goal <= 1.0x)")
+    if "console script" in results:
+        row("  the same through pip's console script:", "console script")
     print("where pdocker's time goes:")
-    row("  python -c pass (interpreter + site):", "interpreter")
-    row("  python -c 'import <what run imports>':", "imports")
-    row("  pdocker run without cached bytecode:", "no-bytecode")
+    row("  python -I -S -c pass (bare interpreter):", "interpreter")
+    row("  python -c pass (with site, .pth files):", "site")
+    row("  python -I -S -c 'import <what run imports>':", "imports")
+    row("  python -m runtime run, no cached bytecode:", "no-bytecode")
     if baseline is not None:
         row("  python -m runtime, this checkout:", "module")
         row(f"  python -m runtime, {baseline}:", "baseline")
