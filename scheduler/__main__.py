@@ -7,7 +7,7 @@ import sys
 
 from client.component import add_component_flags, run_component
 from scheduler.framework import Framework
-from scheduler.scheduler import DEFAULT_SCHEDULER_NAME, Scheduler
+from scheduler.scheduler import DEFAULT_EVENT_BURST, DEFAULT_EVENT_QPS, DEFAULT_SCHEDULER_NAME, Scheduler
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -18,6 +18,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="bindings in flight (8 measured best against one apiserver)")
     p.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
                    help="0: adaptive, as kube-scheduler (50%% minus 1%% per 125 nodes, at least 5%%)")
+    p.add_argument("--event-qps", type=float, default=DEFAULT_EVENT_QPS,
+                   help="Events written per second at most, the rest dropped (0: no cap)")
+    p.add_argument("--event-burst", type=int, default=DEFAULT_EVENT_BURST, help="Events written at once at most")
     return p.parse_args(argv)
 
 
@@ -26,7 +29,8 @@ def main(argv=None) -> int:
 
     def make_run(client):
         framework = Framework(percentage_of_nodes_to_score=args.percentage_of_nodes_to_score)
-        return Scheduler(client, args.name, framework=framework, bind_concurrency=args.bind_concurrency).run
+        return Scheduler(client, args.name, framework=framework, bind_concurrency=args.bind_concurrency,
+                         event_qps=args.event_qps, event_burst=args.event_burst).run
 
     return run_component("scheduler", args, make_run)
 

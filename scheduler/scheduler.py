@@ -9,7 +9,9 @@ background task, so the next pod is decided while bindings are in flight
 PodScheduled=False/Unschedulable with the framework's message (pods/status)
 and a FailedScheduling Event, and waits in the queue for the cluster to change.
 Events go through the recorder's bounded buffer (``emit``), never delaying a
-binding.
+binding, and at most ``event_qps`` a second (burst ``event_burst``; 0 = no
+cap) are written, as kube-scheduler's client limits do: in a burst of
+bindings, Events beyond that are dropped (counted in ``events_dropped``).
 
 Pods handled: no spec.nodeName, spec.schedulerName == ``name``, not being
 deleted, not finished.
@@ -30,10 +32,13 @@ from client.timefmt import rfc3339
 from scheduler.cache import SchedulerCache
 from scheduler.framework import Framework
 from scheduler.queue import QueuedPod, SchedulingQueue
+from scheduler.ratelimit import TokenBucket
 from scheduler.types import TERMINAL_PHASES, PodInfo, pod_key
 
 log = logging.getLogger(__name__)
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
+DEFAULT_EVENT_QPS = 50.0           # kube-scheduler's default client QPS and burst
+DEFAULT_EVENT_BURST = 100
 
 
 def is_assigned(pod: dict) -> bool:
@@ -71,7 +76,8 @@ class Scheduler:
 
     def __init__(self, client, name: str = DEFAULT_SCHEDULER_NAME, clock: Optional[Clock] = None,
                  framework: Optional[Framework] = None, bind_concurrency: int = 8,
-                 record_scheduled_events: bool = True):
+                 record_scheduled_events: bool = True, event_qps: float = DEFAULT_EVENT_QPS,
+                 event_burst: int = DEFAULT_EVENT_BURST):
         self.client = client
         self.name = name
         self.clock = clock or Clock()
@@ -80,6 +86,8 @@ class Scheduler:
         self.queue = SchedulingQueue(self.clock)
         self.recorder = EventRecorder(client, name, clock=self.clock)
         self.record_scheduled_events = record_scheduled_events
+        self._event_tokens = TokenBucket(event_qps, event_burst, self.clock) if event_qps > 0 else None
+        self.events_dropped = 0
         self.pods = Informer(client, PODS, clock=self.clock)
         self.nodes = Informer(client, NODES, clock=self.clock)
         self.pods.add_handlers(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
@@ -190,8 +198,8 @@ class Scheduler:
         self.bound += 1
         if self.record_scheduled_events:
             meta = queued.pod["metadata"]
-            self.recorder.emit(queued.pod, "Normal", "Scheduled",
-                               f"Successfully assigned {meta.get('namespace')}/{meta['name']} to {node}")
+            self._event(queued.pod, "Normal", "Scheduled",
+                        f"Successfully assigned {meta.get('namespace')}/{meta['name']} to {node}")
 
     def _unschedulable(self, queued: QueuedPod, message: str) -> None:
         log.info("%s unschedulable: %s", queued.key, message)
@@ -208,7 +216,14 @@ class Scheduler:
                                         meta.get("namespace"), "merge", "status")
             except ApiError as err:
                 log.warning("status of %s: %s", pod_key(pod), err)
-        self.recorder.emit(pod, "Warning", "FailedScheduling", message)
+        self._event(pod, "Warning", "FailedScheduling", message)
+
+    def _event(self, pod: dict, type_: str, reason: str, message: str) -> None:
+        """Hand an Event to the recorder, unless over the Event rate (then it is dropped)."""
+        if self._event_tokens is not None and not self._event_tokens.take():
+            self.events_dropped += 1
+            return
+        self.recorder.emit(pod, type_, reason, message)
 
     async def _housekeeping(self, period: float = 1.0) -> None:
         while True:

@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from client.clock import FakeClock
 from client.errors import error_for_status, status_for
 from client.fake import FakeApi
@@ -110,3 +112,31 @@ def test_condition_is_not_rewritten_when_unchanged():
     assert unschedulable_conditions(pod, "msg", "2026-01-01T00:05:00Z") is None
     changed = unschedulable_conditions(pod, "other", "2026-01-01T00:05:00Z")
     assert changed[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z" and changed[0]["message"] == "other"
+
+
+def test_a_burst_of_bindings_writes_events_only_up_to_the_event_rate():
+    async def main():
+        api, clock = FakeApi(), FakeClock()
+        sched = Scheduler(api, clock=clock, event_qps=2, event_burst=3)
+        events = asyncio.ensure_future(sched.recorder.run())
+        try:
+            sched._on_node_add(make_node("n1", cpu="64", pods="110"))
+            for i in range(8):
+                sched._on_pod_add(await api.create(PODS, pending(f"web{i}", cpu="1")))
+            for _ in range(5):
+                sched.schedule_one(sched.queue.pop_nowait())
+            await settle()
+            clock.advance(1)                        # two more tokens
+            for _ in range(3):
+                sched.schedule_one(sched.queue.pop_nowait())
+            await settle()
+            scheduled = [w for w in api.writes if w[1] == "events" and w[3]["reason"] == "Scheduled"]
+            assert sched.bound == 8 and len(scheduled) == 5 and sched.events_dropped == 3
+        finally:
+            events.cancel()
+    asyncio.run(main())
+
+
+def test_the_event_rate_must_make_sense():
+    with pytest.raises(ValueError):
+        Scheduler(FakeApi(), clock=FakeClock(), event_qps=5, event_burst=0)
