@@ -15,9 +15,13 @@ import orjson
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact JSON bytes, keys in insertion order."""
+    """Compact JSON bytes, keys in insertion order (non-string keys as strings)."""
     try:
-        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(obj)
+    except TypeError:
+        pass
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)  # half as fast: only when needed
     except TypeError:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
