@@ -320,9 +320,10 @@ class Runtime:
 
     def _launch(self, state, config: ShimConfig, resources, cgroup_parent, attach, bridge, ports, init):
         cdir = self.store.dir(state.id)
-        encoded = config.encode()
         state.cgroup = f"{cgroup_parent or self.cgroup_parent}/{state.id}"
         cgroup = self.cgroups.create(state.cgroup, resources)
+        join = shim_joins(cgroup, config)
+        encoded = config.encode()
         holder: dict = {}
 
         def init_layer() -> None:   # while the shim starts, unless it waits for an address
@@ -338,7 +339,7 @@ class Runtime:
                 holder["attachment"] = process.Attachment(config.sock, attach)
 
         try:
-            launched = process.launch(self.binaries().shim, encoded, on_pid, cgroup.add_process, init_layer)
+            launched = process.launch(self.binaries().shim, encoded, on_pid, join, init_layer)
         except BaseException as exc:
             self._failed_start(state, cgroup, holder, exc, bridge)
             raise
@@ -611,6 +612,16 @@ class Runtime:
     def list_sandboxes(self, labels: dict | None = None, all: bool = True) -> list[ContainerState]:
         """Sandboxes (stopped ones too unless `all` is False) whose labels match."""
         return self.list(all=all, labels=labels, kind="sandbox")
+
+
+def shim_joins(cgroup, config: ShimConfig):
+    """How the process the shim starts gets into `cgroup`: on cgroup v2 the shim creates it
+    there (config.cgroup, clone3 CLONE_INTO_CGROUP) and None is returned; on v1 the
+    Cgroup.add_process to call once its pid is known (runtime.process.launch's `join`)."""
+    if cgroup.version == 2:
+        config.cgroup = str(cgroup.dir)
+        return None
+    return cgroup.add_process
 
 
 def _safe(fn, default=None):

@@ -147,6 +147,7 @@ class ShimConfig(Record):
         ("tty", False), ("stdin_open", False),
         ("tty_size", None),           # (rows, cols) of the pty, when tty
         ("ptmx", None),               # the pty multiplexer to use (default: the host's /dev/ptmx)
+        ("cgroup", None),             # a cgroup v2 directory the child is created in (clone3)
         ("caps", Record.factory(capability_mask)),
         ("masked", MASKED_PATHS), ("readonly", READONLY_PATHS),
     )
@@ -159,7 +160,7 @@ class ShimConfig(Record):
         for key, value in (("exit", self.exit_file), ("sock", self.sock), ("log", self.log),
                            ("rootfs", self.rootfs), ("overlay", self.overlay),
                            ("hostname", self.hostname), ("cwd", self.cwd), ("user", self.user),
-                           ("ptmx", self.ptmx if self.tty else None)):
+                           ("ptmx", self.ptmx if self.tty else None), ("cgroup", self.cgroup)):
             if value is not None:
                 out.append((key, value))
         for m in self.mounts:

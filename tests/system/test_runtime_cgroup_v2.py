@@ -1,0 +1,62 @@
+"""Containers on a cgroup v2 hierarchy are created inside their cgroup (the shim's clone3
+with CLONE_INTO_CGROUP) rather than moved into it. On a hybrid host the unified mount
+(/sys/fs/cgroup/unified, no controllers) is such a hierarchy; on a v2-only host it is the
+default one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runtime.cgroups import DEFAULT_ROOT, CgroupManager
+from runtime.runtime import Runtime
+from runtime.spec import ContainerSpec, SandboxSpec
+
+pytestmark = pytest.mark.root
+
+
+def v2_root() -> Path | None:
+    for candidate in (DEFAULT_ROOT, DEFAULT_ROOT / "unified"):
+        if (candidate / "cgroup.controllers").exists():
+            return candidate
+    return None
+
+
+@pytest.fixture
+def v2_rt(rt_root):
+    root, parent = rt_root
+    cgroup_root = v2_root()
+    if cgroup_root is None:
+        pytest.skip("no cgroup v2 hierarchy on this host")
+    try:
+        yield Runtime(root, cgroup_root=cgroup_root, cgroup_parent=parent)
+    finally:
+        CgroupManager.detect(cgroup_root).open(parent).destroy()
+
+
+def cgroup_of(pid: int) -> str:
+    """The v2 cgroup of `pid` as the host sees it."""
+    return next(line[3:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if line.startswith("0::"))
+
+
+def test_container_and_exec_run_inside_their_cgroup_and_removal_leaves_none(v2_rt):
+    state = v2_rt.create(ContainerSpec(image="busybox", command=["sleep", "1000"], network="none"))
+    v2_rt.start(state.id)
+    state = v2_rt.get(state.id)
+    directory = v2_rt.cgroups.open(state.cgroup).dir
+    assert cgroup_of(state.pid) == "/" + state.cgroup
+    assert str(state.pid) in (directory / "cgroup.procs").read_text().split()
+    # an exec lands in the same cgroup: inside the container's cgroup namespace that is "/"
+    result = v2_rt.exec(state.id, ["cat", "/proc/self/cgroup"])
+    assert (result.exit_code, result.stdout.decode().splitlines()[-1]) == (0, "0::/")
+    v2_rt.remove(state.id, force=True)
+    assert not directory.exists()
+
+
+def test_sandbox_pause_runs_inside_its_cgroup(v2_rt):
+    sandbox = v2_rt.create_sandbox(SandboxSpec(name="pod-v2", network="none"))
+    try:
+        assert cgroup_of(sandbox.pid) == "/" + sandbox.cgroup
+    finally:
+        v2_rt.remove_sandbox(sandbox.id)
