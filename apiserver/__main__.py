@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 import urllib.parse
@@ -68,6 +69,10 @@ async def serve(args: argparse.Namespace) -> None:
                             access_log=False, ssl_certfile=args.tls_cert_file,
                             ssl_keyfile=args.tls_private_key_file, timeout_graceful_shutdown=2,
                             proxy_headers=False)
+    # What start-up built (~90,000 objects: modules, schemas, routes) lives as long as the
+    # process: freezing it keeps each full GC pass (which stalls every request; 65-115 ms
+    # without this) to what requests have built since.
+    gc.freeze()
     try:
         await uvicorn.Server(config).serve()
     finally:
