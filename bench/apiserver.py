@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -68,6 +69,28 @@ async def bench_raw_puts(etcd_port: int, prefix: str, total: int, concurrency: i
         async def one(i):
             await etcd.put(f"/bench-raw/{prefix}/{i}".encode(), value)
         return await run_concurrent(total, concurrency, one)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU used by the apiserver, etcd and this load generator between start() and stop()."""
+
+    def __init__(self, api_pid: int, etcd_pid: int):
+        self.pids = {"apiserver": api_pid, "etcd": etcd_pid}
+
+    def start(self) -> None:
+        self.began = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.began["client"] = time.process_time()
+
+    def stop(self) -> dict[str, float]:
+        used = {name: cpu_seconds(pid) - self.began[name] for name, pid in self.pids.items()}
+        used["client"] = time.process_time() - self.began["client"]
+        return used
 
 
 def rss_mib(pid: int) -> float:
@@ -128,13 +151,21 @@ async def main_async(args, port: int, etcd: EtcdProcess, api_pid: int) -> None:
     base = f"http://127.0.0.1:{port}"
     value = json.dumps(pod_body("x" * 10), separators=(",", ":")).encode()
     print(f"{'measure':<44}{'apiserver':>14}{'raw etcd':>14}{'ratio':>8}")
+    meter = CpuMeter(api_pid, etcd.proc.pid)
     for concurrency, total in ((1, args.creates // 4), (50, args.creates)):
+        meter.start()
         api_secs, api_lat = await bench_creates(port, f"c{concurrency}", total, concurrency)
+        api_cpu = meter.stop()
+        meter.start()
         raw_secs, raw_lat = await bench_raw_puts(etcd.client_port, f"c{concurrency}", total, concurrency, value)
+        raw_cpu = meter.stop()
         api_rate, raw_rate = total / api_secs, total / raw_secs
         print(f"{f'creates/s, {concurrency} client(s), n={total}':<44}{api_rate:>14.0f}{raw_rate:>14.0f}{api_rate / raw_rate:>8.2f}")
         print(f"{f'  p50 latency ms, {concurrency} client(s)':<44}{statistics.median(api_lat) * 1e3:>14.1f}{statistics.median(raw_lat) * 1e3:>14.1f}")
         print(f"{f'  p99 latency ms, {concurrency} client(s)':<44}{percentile(api_lat, 0.99) * 1e3:>14.1f}{percentile(raw_lat, 0.99) * 1e3:>14.1f}")
+        for name in ("apiserver", "etcd", "client"):
+            print(f"{f'  CPU ms per write, {name}':<44}{api_cpu[name] * 1e3 / total:>14.3f}"
+                  f"{raw_cpu[name] * 1e3 / total if name != 'apiserver' else 0:>14.3f}")
     async with Connection("127.0.0.1", port) as conn:
         have = len(json.loads(await conn.request("GET", "/api/v1/namespaces/default/pods"))["items"])
     if have < args.pods:
