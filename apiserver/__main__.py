@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import ipaddress
 import logging
 import sys
 import urllib.parse
@@ -12,6 +13,7 @@ import urllib.parse
 import uvicorn
 
 from apiserver.app import create_app
+from apiserver.bootstrap import default_advertise_address
 from apiserver.storage.cacher import CachedStorage
 from apiserver.storage.compactor import Compactor
 from apiserver.storage.encryption_config import EncryptionConfigError, load_encryption_config
@@ -23,6 +25,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--etcd-servers", "--etcd", dest="etcd", default="http://127.0.0.1:2379",
                         help="etcd endpoint: http://HOST:PORT or HOST:PORT")
     parser.add_argument("--bind-address", default="127.0.0.1")
+    parser.add_argument("--advertise-address",
+                        help="the address the kubernetes Service points at (default: the bind "
+                             "address, or the default route's address for 0.0.0.0)")
     parser.add_argument("--port", type=int, default=6443)
     parser.add_argument("--service-cluster-ip-range", dest="service_cidr", default="10.96.0.0/12")
     parser.add_argument("--service-node-port-range", dest="node_ports", default="30000-32767")
@@ -64,7 +69,7 @@ async def serve(args: argparse.Namespace) -> None:
         compactor.start()
     app = create_app(CachedStorage(storage), service_cidr=args.service_cidr,
                      node_port_range=node_port_range(args.node_ports), close_storage=True,
-                     event_ttl=args.event_ttl)
+                     event_ttl=args.event_ttl, advertise=_advertise(args))
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
                             access_log=False, ssl_certfile=args.tls_cert_file,
                             ssl_keyfile=args.tls_private_key_file, timeout_graceful_shutdown=2,
@@ -78,6 +83,15 @@ async def serve(args: argparse.Namespace) -> None:
     finally:
         if compactor is not None:
             await compactor.stop()
+
+
+def _advertise(args: argparse.Namespace) -> tuple[str, int, str]:
+    address = args.advertise_address or default_advertise_address(args.bind_address)
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise SystemExit(f"apiserver: --advertise-address {address!r} is not an IP address") from None
+    return address, args.port, "https" if args.tls_cert_file else "http"
 
 
 def _transformer(args: argparse.Namespace):

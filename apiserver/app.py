@@ -22,6 +22,7 @@ from api.defaults import apply_defaults
 from api.kinds import Registry
 from apiserver import discovery, errors
 from apiserver.allocators import NodePortAllocator, ServiceIPAllocator
+from apiserver.bootstrap import KubernetesService
 from apiserver.deletion import Deleter
 from apiserver.encoding import dumps, error_response, json_response
 from apiserver.event_ttl import DEFAULT_TTL as DEFAULT_EVENT_TTL
@@ -66,11 +67,13 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                authenticator: Optional[Authenticator] = None, bookmark_interval: float = 60.0,
                registry: Optional[Registry] = None, close_storage: bool = False,
                kubelet: Optional[KubeletConnection] = None,
-               event_ttl: float = DEFAULT_EVENT_TTL) -> FastAPI:
+               event_ttl: float = DEFAULT_EVENT_TTL,
+               advertise: Optional[tuple[str, int, str]] = None) -> FastAPI:
     """Build the apiserver. The lifespan creates the system namespaces and starts
     the namespace tasks; ``close_storage`` closes ``storage`` at shutdown.
     ``kubelet`` says how pods/log reaches kubelets (https on 10250 by default).
-    Events older than ``event_ttl`` seconds are deleted (0: never)."""
+    Events older than ``event_ttl`` seconds are deleted (0: never). With ``advertise``
+    (address, port, scheme), the ``kubernetes`` Service is made to point there."""
     registry = registry or Registry()
     namespaces = Namespaces(storage, registry)
     services = ServiceAllocations(ServiceIPAllocator(storage, service_cidr),
@@ -85,10 +88,14 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                                 LogProxy(store, registry, kubelet or KubeletConnection()))
 
     reaper = EventReaper(storage, ttl=event_ttl) if event_ttl > 0 else None
+    kubernetes_service = (KubernetesService(store, registry, service_cidr, *advertise)
+                          if advertise is not None else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await namespaces.start()
+        if kubernetes_service is not None:
+            await kubernetes_service.ensure()
         if reaper is not None:
             reaper.start()
         try:
