@@ -16,7 +16,7 @@ Also prints the framework alone (no API): decisions per second over the same nod
 the CPU ceiling of the scheduling algorithm itself.
 
 Usage: python bench/scheduler.py [--nodes 100,1000,5000] [--pods 10000] [--bare 2000] [--stream 2000]
-                                 [--framework-only] [--profile FILE]
+                                 [--bind-concurrency 8] [--framework-only] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from cluster.components import Component, python_module  # noqa: E402
 from cluster.etcd import EtcdProcess, free_port  # noqa: E402
 
 CONCURRENCY = 32          # creates
-BIND_CONCURRENCY = 8      # the scheduler's default --bind-concurrency
+BIND_CONCURRENCY = 8      # the scheduler's default --bind-concurrency (bare bindings use the same)
 
 
 def node_body(name: str) -> dict:
@@ -110,6 +110,11 @@ class BoundWatcher:
         if pod.get("spec", {}).get("nodeName"):
             self.bound_at.setdefault(pod["metadata"]["name"], time.perf_counter())
 
+    async def wait_for_first(self, names) -> None:
+        """Until one of ``names`` is bound (polled every 5 ms)."""
+        while not any(n in self.bound_at for n in names):
+            await asyncio.sleep(0.005)
+
     async def wait_for(self, names, timeout: float):
         deadline = time.perf_counter() + timeout
         while not all(n in self.bound_at for n in names):
@@ -119,16 +124,18 @@ class BoundWatcher:
             await asyncio.sleep(0.05)
 
 
-def scheduler_argv(kubeconfig: Path, profile: Optional[str]) -> list[str]:
+def scheduler_argv(kubeconfig: Path, bind_concurrency: int, profile: Optional[str]) -> list[str]:
     """``python -m scheduler``, under cProfile writing to ``profile`` when given."""
-    args = ("scheduler", "--kubeconfig", str(kubeconfig))
+    args = ("scheduler", "--kubeconfig", str(kubeconfig), "--bind-concurrency", str(bind_concurrency))
     if profile:
         return python_module("cProfile", "-o", profile, "-m", *args)
     return python_module(*args)
 
 
-async def measure(url: str, kubeconfig: Path, workdir: Path, nodes: int, pods: int, bare: int,
-                  stream: int, api_pid: int, profile: Optional[str] = None) -> dict:
+async def measure(url: str, kubeconfig: Path, workdir: Path, nodes: int, args: argparse.Namespace,
+                  api_pid: int) -> dict:
+    """One node count's figures (see the module docstring); ``args`` as parsed by ``main``."""
+    pods, bare, stream = args.pods, args.bare, args.stream
     async with AsyncApiClient(ClientConfig(url), timeout=120) as client:
         await concurrently([f"node-{i}" for i in range(nodes)],
                            lambda n: client.create(NODES, node_body(n)))
@@ -141,19 +148,23 @@ async def measure(url: str, kubeconfig: Path, workdir: Path, nodes: int, pods: i
         targets = {p["metadata"]["name"]: f"node-{i % nodes}" for i, p in enumerate(bare_pods)}
         api_cpu = cpu_seconds(api_pid)
         bare_secs = await concurrently(bare_pods, lambda p: client.bind(p, targets[p["metadata"]["name"]]),
-                                       BIND_CONCURRENCY)
+                                       args.bind_concurrency)
 
         bare_api_cpu = cpu_seconds(api_pid) - api_cpu
         names = [f"pod-{i}" for i in range(pods)]
         create_secs = await concurrently(names, lambda n: client.create(PODS, pod_body(n)))
-        scheduler = Component("scheduler", scheduler_argv(kubeconfig, profile and f"{profile}.{nodes}"),
+        scheduler = Component("scheduler", scheduler_argv(kubeconfig, args.bind_concurrency,
+                                                            args.profile and f"{args.profile}.{nodes}"),
                               workdir / f"scheduler-{nodes}.log")
         started = time.perf_counter()
         api_cpu = cpu_seconds(api_pid)
         scheduler.start()
         try:
+            await asyncio.wait_for(watcher.wait_for_first(names), timeout=600)
+            api_cpu_first, sched_cpu_first = cpu_seconds(api_pid), cpu_seconds(scheduler.proc.pid)
             await watcher.wait_for(names, timeout=1800)
             sched_cpu = cpu_seconds(scheduler.proc.pid)
+            steady_api_cpu = cpu_seconds(api_pid) - api_cpu_first
             sched_relists = scheduler.log_path.read_text().count("is gone, relisting")
             sched_api_cpu = cpu_seconds(api_pid) - api_cpu
             times = sorted(watcher.bound_at[n] for n in names)
@@ -163,7 +174,9 @@ async def measure(url: str, kubeconfig: Path, workdir: Path, nodes: int, pods: i
                       "sched_cpu_per_pod_ms": 1000 * sched_cpu / pods, "relists": watcher.relists,
                       "sched_relists": sched_relists,
                       "bare_api_cpu_ms": 1000 * bare_api_cpu / bare,
-                      "sched_api_cpu_ms": 1000 * sched_api_cpu / pods}
+                      "sched_api_cpu_ms": 1000 * sched_api_cpu / pods,
+                      "steady_sched_cpu_ms": 1000 * (sched_cpu - sched_cpu_first) / pods,
+                      "steady_api_cpu_ms": 1000 * steady_api_cpu / pods}
             created_at = {}
 
             async def create_timed(n):
@@ -201,8 +214,7 @@ def run_one(nodes: int, args) -> dict:
             "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}]}))
         try:
             api.start()
-            return asyncio.run(measure(url, kubeconfig, tmp, nodes, args.pods, args.bare, args.stream,
-                                       api.proc.pid, args.profile))
+            return asyncio.run(measure(url, kubeconfig, tmp, nodes, args, api.proc.pid))
         finally:
             api.stop()
             etcd.stop()
@@ -237,6 +249,8 @@ def main() -> None:
     parser.add_argument("--bare", type=int, default=2000)
     parser.add_argument("--stream", type=int, default=2000)
     parser.add_argument("--framework-only", action="store_true", help="skip the API measurements")
+    parser.add_argument("--bind-concurrency", type=int, default=BIND_CONCURRENCY,
+                        help="bindings in flight, for the scheduler and the bare measurement alike")
     parser.add_argument("--profile", metavar="FILE",
                         help="run the scheduler under cProfile, writing FILE.<nodes> (pstats format)")
     args = parser.parse_args()
@@ -256,6 +270,8 @@ def main() -> None:
               f"{r['first_bound_after']:>10.1f} {r['p50'] * 1000:>8.0f} {r['p99'] * 1000:>8.0f} "
               f"{r['sched_cpu_per_pod_ms']:>17.2f} {r['bare_api_cpu_ms']:>21.2f} "
               f"{r['sched_api_cpu_ms']:>21.2f}", flush=True)
+        print(f"       after the first binding: scheduler {r['steady_sched_cpu_ms']:.2f}, "
+              f"apiserver {r['steady_api_cpu_ms']:.2f} ms CPU per pod (startup lists excluded)")
         if r["sched_relists"]:
             print(f"       (the scheduler's watches fell behind and relisted {r['sched_relists']}x)")
         if r["relists"]:

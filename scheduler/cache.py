@@ -36,11 +36,12 @@ class SchedulerCache:
         """Add or update a Node; pods already counted on it stay."""
         name = node["metadata"]["name"]
         info = self._nodes.get(name)
+        if info is None or info.node is None:
+            self._node_list = None                       # a new candidate
         if info is None:
             self._nodes[name] = NodeInfo.from_node(node)
         else:
             info.set_node(node)
-        self._node_list = None
         self._changed.add(name)
 
     def remove_node(self, name: str) -> None:
@@ -55,7 +56,11 @@ class SchedulerCache:
         self._node_list = None
 
     def node_list(self) -> list[NodeInfo]:
-        """The schedulable candidates: every known Node (placeholders excluded), stable order."""
+        """The schedulable candidates: every known Node (placeholders excluded), stable order.
+
+        The same list object until a node is added or removed (updates change its
+        NodeInfo in place): the framework keys its equivalence tables on it.
+        """
         if self._node_list is None:
             self._node_list = [n for n in self._nodes.values() if n.node is not None]
         return self._node_list

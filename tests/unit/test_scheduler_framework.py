@@ -111,6 +111,17 @@ def test_cache_tracks_bound_pods_moves_and_finished_pods():
     assert [n.name for n in cache.node_list()] == ["b", "ghost"]
 
 
+def test_the_node_list_changes_only_when_nodes_come_or_go():
+    cache = cache_with(make_node("a"), make_node("b"))
+    candidates = cache.node_list()
+    cache.add_node(make_node("a", cpu="8"))                   # an update: in place
+    assert cache.node_list() is candidates and cache.node("a").alloc_cpu == 8000
+    cache.add_pod(make_pod("x", node_name="c"))               # a placeholder is no candidate
+    assert cache.node_list() is candidates
+    cache.add_node(make_node("c"))
+    assert [n.name for n in cache.node_list()] == ["a", "b", "c"]
+
+
 def test_a_pod_counted_once_however_often_the_informer_reports_it():
     cache = cache_with(make_node("a"))
     pod = make_pod("x", cpu="1", owner="rs-1", node_name="a")
