@@ -16,15 +16,22 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import socket
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+
+try:   # the C module: `socket` adds enum tables and selectors to every start (2 ms)
+    import _socket as socket
+except ImportError:   # not CPython
+    import socket
 
 from runtime import syscalls
 
-T = TypeVar("T")
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (4 ms)
+if TYPE_CHECKING:
+    from typing import TypeVar
+    T = TypeVar("T")
 
 SYSCTL_ROOT = Path("/proc/sys")
 MAX_IFNAME = 15
@@ -199,6 +206,14 @@ def check_ifname(name: str) -> str:
     if not name or len(name) > MAX_IFNAME or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
         raise ValueError(f"bad interface name {name!r}: 1-{MAX_IFNAME} letters, digits, '-', '_' or '.'")
     return name
+
+
+def link_index(name: str) -> int | None:
+    """The index of interface `name` in the calling thread's network namespace, or None."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
 
 
 def link_exists(name: str) -> bool:

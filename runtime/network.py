@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import fcntl
 import ipaddress
+import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from runtime import netlink
 from runtime.ipam import Ipam, IpamError
-from runtime.portmap import FirewallError, PortMapping, find_conflict, host_port_taken, make_firewall
+from runtime.portmap import (FirewallError, PortMapping, check_table_name, find_conflict, host_port_taken,
+                             make_firewall)
+from runtime.records import Record
 
 VETH_PREFIX = "pk"
 
@@ -30,15 +32,11 @@ class PortConflict(NetworkError):
     """A host port asked for is already allocated (docker: "port is already allocated")."""
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """A sandbox's interface on the bridge."""
+class Endpoint(Record):
+    """A sandbox's interface on the bridge: ip, prefixlen, gateway, mac, host_ifname."""
 
-    ip: str
-    prefixlen: int
-    gateway: str
-    mac: str
-    host_ifname: str
+    FIELDS = ("ip", "prefixlen", "gateway", "mac", "host_ifname")
+    FROZEN = True
 
 
 def veth_name(ip: ipaddress.IPv4Address) -> str:
@@ -49,6 +47,20 @@ def veth_name(ip: ipaddress.IPv4Address) -> str:
 def mac_for(ip: ipaddress.IPv4Address) -> str:
     """A locally administered MAC derived from `ip` (0a:58:<ip>, like the CNI bridge plugin)."""
     return "0a:58:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, or "" when it is missing."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 @contextmanager
@@ -71,18 +83,49 @@ class BridgeNetwork:
         self.ipam = Ipam(self.state_dir / "ipam.json", subnet)
         self.subnet = self.ipam.subnet
         self.gateway = self.ipam.gateway
-        self.firewall = make_firewall(nft_table, bridge, str(self.subnet), firewall)
+        self.nft_table = check_table_name(nft_table)
+        if firewall not in ("auto", "nft", "iptables"):
+            raise ValueError(f"bad firewall backend {firewall!r}: want auto, nft or iptables")
+        self._backend = firewall
+        self._firewall = None
         self._ensured = False
+
+    @property
+    def firewall(self):
+        """The firewall backend (portmap.NftFirewall or IptablesFirewall), chosen on first use:
+        choosing looks for the `nft` command, which a run on a ready bridge does not need."""
+        if self._firewall is None:
+            self._firewall = make_firewall(self.nft_table, self.bridge, str(self.subnet), self._backend)
+        return self._firewall
 
     def ensure(self) -> None:
         """Bridge up with the gateway address, forwarding on, masquerade and the port-map
-        hooks in place. Idempotent; attach() calls it once per instance."""
+        hooks in place. Idempotent; attach() calls it once per instance.
+
+        The firewall is checked (an `nft` or `iptables` process) only when this bridge was not
+        ensured before: `state_dir/ensured` records what was (bridge, its ifindex, table,
+        subnet, backend, boot id), so a bridge made again, a reboot or a teardown makes the
+        next ensure check again. Rules removed behind the runtime's back (`nft flush
+        ruleset`) are therefore not noticed while that bridge lives: delete the file (or the
+        bridge) to have them restored."""
         with self._lock(), _translated(f"set up bridge {self.bridge}"):
             netlink.ensure_bridge(self.bridge, ipaddress.IPv4Interface(f"{self.gateway}/{self.subnet.prefixlen}"))
             netlink.write_sysctl("net.ipv4.ip_forward", "1")
             netlink.write_sysctl(f"net.ipv4.conf.{self.bridge}.route_localnet", "1")
-            self.firewall.ensure()
+            stamp = self._ensured_stamp()
+            if _read_text(self._stamp_file) != stamp:
+                self.firewall.ensure()
+                _write_atomically(self._stamp_file, stamp)
         self._ensured = True
+
+    @property
+    def _stamp_file(self) -> Path:
+        return self.state_dir / "ensured"
+
+    def _ensured_stamp(self) -> str:
+        boot = _read_text(Path("/proc/sys/kernel/random/boot_id")).strip()
+        return (f"{self.bridge} {netlink.link_index(self.bridge)} {self.nft_table} {self.subnet} "
+                f"{self._backend} {boot}\n")
 
     def attach(self, key: str, netns_path: str, ifname: str = "eth0") -> Endpoint:
         """Connect the namespace at `netns_path` to the bridge as `ifname`, with an address,
@@ -172,7 +215,7 @@ class BridgeNetwork:
             for allocation in self.ipam.allocations().values():
                 netlink.delete_link(veth_name(ipaddress.IPv4Address(allocation["ip"])))
             netlink.delete_link(self.bridge)
-            for name in ("ipam.json", "ipam.json.lock"):
+            for name in ("ipam.json", "ipam.json.lock", "ensured"):
                 (self.state_dir / name).unlink(missing_ok=True)
         self._ensured = False
 

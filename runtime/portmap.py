@@ -18,12 +18,8 @@ Rule text is made by pure functions (unit-tested); the backends only run it.
 from __future__ import annotations
 
 import errno
-import hashlib
 import ipaddress
 import json
-import shutil
-import socket
-import subprocess
 
 from runtime.records import Record
 
@@ -94,6 +90,7 @@ def host_port_taken(mappings: list[PortMapping]) -> str | None:
     """Why a host process makes one of `mappings` unusable (it is bound there), or None.
 
     Raises ValueError if a mapping's host IP is not an address of this host."""
+    import socket   # imported where used: a `pdocker run` without -p needs none
     for m in mappings:
         kind = socket.SOCK_STREAM if m.protocol == "tcp" else socket.SOCK_DGRAM
         with socket.socket(socket.AF_INET, kind) as probe:
@@ -109,6 +106,7 @@ def host_port_taken(mappings: list[PortMapping]) -> str | None:
 
 def container_chain(key: str) -> str:
     """The name of the per-container chain of `key` (short, stable, valid for nft and iptables)."""
+    import hashlib   # imported where used: a `pdocker run` without -p needs none
     return "c_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -245,6 +243,7 @@ def ipt_dnat_rule(ip: str, mapping: PortMapping) -> list[str]:
 # ---- backends ------------------------------------------------------------------------------
 
 def _run(argv: list[str], stdin: str | None = None) -> str:
+    import subprocess   # imported where used: a `pdocker run` without -p needs none
     try:
         done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -264,6 +263,7 @@ class NftFirewall:
     def ensure(self) -> None:
         """Write the base chains unless `nft list` shows them already (a read is far cheaper
         than an nft transaction)."""
+        import subprocess   # imported where used: a `pdocker run` without -p needs none
         listing = subprocess.run([self.nft, "list", "table", "ip", self.table],
                                  capture_output=True, text=True)
         if listing.returncode == 0 and nft_base_in_place(listing.stdout, self.bridge, self.subnet):
@@ -298,6 +298,7 @@ class NftFirewall:
         return jump_handles(listing, container_chain(key))
 
     def _table_exists(self) -> bool:
+        import subprocess   # imported where used: a `pdocker run` without -p needs none
         return subprocess.run([self.nft, "list", "table", "ip", self.table],
                               capture_output=True).returncode == 0
 
@@ -359,6 +360,7 @@ class IptablesFirewall:
             _run([self.iptables, "-w", "-t", t, "-X", chain])
 
     def _exists(self, t: str, chain: str, rule: list[str]) -> bool:
+        import subprocess   # imported where used: a `pdocker run` without -p needs none
         return subprocess.run([self.iptables, "-w", "-t", t, "-C", chain, *rule],
                               capture_output=True).returncode == 0
 
@@ -376,6 +378,7 @@ def check_table_name(table: str) -> str:
 
 def make_firewall(table: str, bridge: str, subnet: str, backend: str = "auto"):
     """The firewall backend: "nft", "iptables", or "auto" (nft when the `nft` command exists)."""
+    import shutil   # imported where used: a `pdocker run` without -p needs none
     check_table_name(table)
     if backend == "auto":
         backend = "nft" if shutil.which("nft") else "iptables"

@@ -332,3 +332,16 @@ def test_loopback_up_for_a_namespace_without_network(netns):
     assert "UP" in run("nsenter", f"--net={path}", "ip", "-o", "link", "show", "lo").stdout.split("<")[1]
     with pytest.raises(netlink.NetlinkError, match="does not exist"):
         netlink.loopback_up("/var/run/netns/pkt-missing")
+
+
+def test_a_bridge_made_again_gets_its_firewall_back(network):
+    """ensure() checks the firewall only for a bridge it has not set up before (no nft run on
+    every container start); a bridge deleted and made again is checked, and repaired."""
+    network.ensure()
+    assert network.firewall.table in nft_tables()
+    subprocess.run(["nft", "delete", "table", "ip", network.firewall.table], check=True)
+    subprocess.run(["ip", "link", "delete", network.bridge], check=True)
+    again = BridgeNetwork(network.state_dir, bridge=network.bridge, subnet=str(network.subnet),
+                          nft_table=network.firewall.table)
+    again.ensure()
+    assert network.bridge in links() and network.firewall.table in nft_tables()

@@ -104,8 +104,8 @@ def test_iptables_rules_mirror_the_nft_layout():
 
 
 def test_make_firewall_picks_the_backend(monkeypatch):
-    import runtime.portmap as portmap
-    monkeypatch.setattr(portmap.shutil, "which", lambda cmd: None if cmd == "nft" else f"/usr/sbin/{cmd}")
+    import shutil   # portmap imports it where it looks for the commands
+    monkeypatch.setattr(shutil, "which", lambda cmd: None if cmd == "nft" else f"/usr/sbin/{cmd}")
     assert isinstance(make_firewall("pkube", "pkube0", "10.88.0.0/16"), IptablesFirewall)
     assert isinstance(make_firewall("pkube", "pkube0", "10.88.0.0/16", "nft"), NftFirewall)
     with pytest.raises(ValueError):
