@@ -597,18 +597,19 @@ static int pump(int fd, int stream)
 }
 
 /* The exit file, written to a temp file and renamed (readers see all of it or nothing).
- * Returns its descriptor (or -1): the caller fsyncs it after sending the exit frame, so
- * that a `pdocker run` is not kept waiting for the disk (0.5-4 ms here). */
-static int write_exit(int code)
+ * Not fsynced: after a power loss no container runs any more, and a lost or empty exit
+ * file reads as exit code 255 (the runtime's rule for a vanished shim); an fsync kept
+ * `pdocker run` waiting for the disk (0.5-4 ms here, and its `--rm` unlink after it). */
+static void write_exit(int code)
 {
 	char tmp[4096], ts[64];
 	timestamp(ts, sizeof ts);
 	snprintf(tmp, sizeof tmp, "%s.tmp", C.exitfile);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) return -1;
+	if (fd < 0) return;
 	dprintf(fd, "%d %s\n", code, ts);
+	close(fd);
 	rename(tmp, C.exitfile);
-	return fd;
 }
 
 static int listen_socket(void)
@@ -666,14 +667,10 @@ static void supervise(pid_t pid, int sfd, int lfd, int out, int err, int in)
 			while (waitpid(-1, &st, WNOHANG) > 0) {}
 		}
 	}
-	int exit_fd = write_exit(code);
+	write_exit(code);
 	uint32_t c = code;
 	unsigned char be[4] = { c >> 24, c >> 16, c >> 8, c };
 	send_frame(3, be, 4, 1);
-	if (exit_fd >= 0) {
-		fsync(exit_fd);
-		close(exit_fd);
-	}
 }
 
 /* A pty pair: the master (returned) and its slave in *slave. The master comes from C.ptmx
