@@ -60,7 +60,7 @@ class SchedulingQueue:
         self._where: dict[str, str] = {}               # key -> "active" | "backoff" | "unschedulable"
         self._active: list = []
         self._backoff: list = []
-        self._unschedulable_since: dict[str, float] = {}
+        self._unschedulable_since: dict[str, float] = {}   # oldest first (clock is monotonic)
         self._in_flight: dict[str, QueuedPod] = {}
         self._seq = itertools.count()
         self._cycle = 0
@@ -140,6 +140,7 @@ class SchedulingQueue:
             return
         self._pods[queued.key] = queued
         self._where[queued.key] = "unschedulable"
+        self._unschedulable_since.pop(queued.key, None)
         self._unschedulable_since[queued.key] = self.clock.now()
 
     def requeue_backoff(self, queued: QueuedPod) -> None:
@@ -150,7 +151,7 @@ class SchedulingQueue:
 
     def move_all(self) -> None:
         """The cluster changed in a way that may make unschedulable pods fit."""
-        for key in [k for k, w in self._where.items() if w == "unschedulable"]:
+        for key in list(self._unschedulable_since):      # exactly the unschedulable pods
             self._requeue(self._pods[key])
         self._move_request_cycle = self._cycle
 
@@ -161,7 +162,8 @@ class SchedulingQueue:
             _, _, key = heapq.heappop(self._backoff)
             if self._where.get(key) == "backoff":
                 self._push_active(self._pods[key])
-        stale = [k for k, since in self._unschedulable_since.items() if since + self.max_unschedulable <= now]
+        stale = list(itertools.takewhile(lambda key: self._unschedulable_since[key] + self.max_unschedulable <= now,
+                                         self._unschedulable_since))
         for key in stale:
             self._requeue(self._pods[key])
 
@@ -199,5 +201,5 @@ class SchedulingQueue:
         if self._backoff:
             candidates.append(self._backoff[0][0])
         if self._unschedulable_since:
-            candidates.append(min(self._unschedulable_since.values()) + self.max_unschedulable)
+            candidates.append(next(iter(self._unschedulable_since.values())) + self.max_unschedulable)
         return max(0.0, min(candidates) - self.clock.now()) if candidates else None

@@ -195,6 +195,20 @@ def test_unschedulable_pods_are_retried_after_five_minutes_anyway():
     assert q.pop_nowait() is not None
 
 
+def test_each_unschedulable_pod_is_retried_five_minutes_after_it_was_parked():
+    clock = FakeClock()
+    q = SchedulingQueue(clock)
+    for name in ("early", "late"):
+        q.add(make_pod(name))
+        q.requeue_unschedulable(q.pop_nowait())
+        clock.advance(100)
+    clock.advance(100)                              # early parked 300 s ago, late 200 s ago
+    assert q.pop_nowait().key == "default/early" and q.pop_nowait() is None
+    assert q.where("default/late") == "unschedulable"
+    clock.advance(100)
+    assert q.pop_nowait().key == "default/late"
+
+
 def test_deleted_or_bound_pods_leave_the_queue_even_in_flight():
     q = SchedulingQueue(FakeClock())
     q.add(make_pod("p"))
