@@ -32,7 +32,7 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
     stdin/out and reads its `exit_code`); None when `detach`. Raises Conflict when the
     container is not running, StartError when the command cannot start.
     """
-    from runtime.runtime import Conflict, ExecResult, shim_joins
+    from runtime.runtime import Conflict, ExecResult, place_in_cgroup
     if not state.running or not process.alive(state.pid, state.pid_start):
         raise Conflict(f"Container {state.id} is not running")
     if not argv:
@@ -48,7 +48,8 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
         tty=tty, stdin_open=interactive or stdin is not None, tty_size=tty_size,
         ptmx=f"/proc/{state.pid}/root/dev/pts/ptmx")
     cgroup = runtime._open_cgroup(state)
-    join = shim_joins(cgroup, config) if cgroup is not None else None
+    if cgroup is not None:
+        place_in_cgroup(cgroup, config)
     encoded = config.encode()
     mode = None if detach else ("a" if (interactive or stdin is not None) else "o")
     holder = {}
@@ -58,7 +59,7 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
             holder["attachment"] = process.Attachment(config.sock, mode)
 
     try:
-        launched = process.launch(runtime.binaries().shim, encoded, on_pid, join)
+        launched = process.launch(runtime.binaries().shim, encoded, on_pid)
     except Exception:
         if "attachment" in holder:
             holder["attachment"].close()

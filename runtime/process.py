@@ -3,9 +3,10 @@
 - `binaries(root)` compiles runtime/shim.c and runtime/pause.c into ROOT/bin the first time
   they are needed (and again when the source changes), with `cc -O2 -static` when the static
   libc is there, else dynamically.
-- `launch(shim, config, on_pid, join)` runs the shim protocol (see shim.c): spawns it, gets the
-  container's pid, lets the caller wire cgroup/network/attach in `on_pid`, releases the child,
-  and returns the pids or raises `StartError` with the shim's message.
+- `launch(shim, config, on_pid, meanwhile)` runs the shim protocol (see shim.c): spawns it,
+  gets the container's pid, lets the caller wire network/attach in `on_pid`, releases the
+  child, and returns the pids or raises `StartError` with the shim's message. (The shim puts
+  the child in its cgroup itself.)
 - `Attachment` is a client of the shim's socket: output frames, stdin, the exit code.
 - `proc_start_time`/`alive` identify a process across pid reuse.
 """
@@ -131,32 +132,6 @@ def _read_line(fd: int) -> str:
     return data.decode(errors="replace").strip()
 
 
-class _Background:
-    """Run fn(arg) in a thread; result() waits and re-raises its exception. On `_thread`,
-    the interpreter's own primitive: `threading` is an import every start would pay for one
-    short-lived thread."""
-
-    def __init__(self, fn: Callable[[int], None], arg: int):
-        import _thread
-        self.error: BaseException | None = None
-        self.done = _thread.allocate_lock()
-        self.done.acquire()
-        _thread.start_new_thread(self._run, (fn, arg))
-
-    def _run(self, fn, arg) -> None:
-        try:
-            fn(arg)
-        except BaseException as e:   # handed to the caller by result()
-            self.error = e
-        finally:
-            self.done.release()
-
-    def result(self) -> None:
-        self.done.acquire()
-        if self.error is not None:
-            raise self.error
-
-
 def _config_pipe(config: bytes) -> int:
     """The read end of a pipe already holding `config` (no file to create per start)."""
     r, w = (_high_fd(fd) for fd in os.pipe())
@@ -188,14 +163,12 @@ class Launched(Record):
 
 
 def launch(shim: Path, config: bytes, on_pid: Callable[[int], None] | None = None,
-           join: Callable[[int], None] | None = None,
            meanwhile: Callable[[], None] | None = None) -> Launched:
     """Run the shim protocol. `on_pid(pid)` runs while the child waits, after its namespaces
-    exist and before its rootfs is set up (network, init layer, attach); `join(pid)` (the
-    cgroup: slow on v1, an RCU grace period) runs in a thread from the same moment until
-    the child, its rootfs ready, is about to exec; `meanwhile()` runs while the shim starts
-    (work that needs no pid). An exception in any aborts the start (the child exits) and
-    propagates. Raises StartError with the shim's message."""
+    exist and before its rootfs is set up (network, init layer, attach); `meanwhile()` runs
+    while the shim starts (work that needs no pid). An exception in either aborts the start
+    (the child exits) and propagates. The shim puts the child in its cgroup itself (the
+    config's `cgroup` or `cgroup_procs`). Raises StartError with the shim's message."""
     notify_r, notify_w = (_high_fd(fd) for fd in os.pipe())
     go_r, go_w = (_high_fd(fd) for fd in os.pipe())
     config_r = _config_pipe(config)
@@ -213,14 +186,8 @@ def launch(shim: Path, config: bytes, on_pid: Callable[[int], None] | None = Non
         if not line.startswith("pid "):
             raise StartError(line[4:] if line.startswith("err ") else f"shim failed: {line or 'no answer'}")
         _, shim_pid, pid = line.split()
-        joining = _Background(join, int(pid)) if join else None
-        try:
-            if on_pid:
-                on_pid(int(pid))
-            _release(go_w)
-        finally:
-            if joining:
-                joining.result()
+        if on_pid:
+            on_pid(int(pid))
         _release(go_w)
         line = _read_line(notify_r)
         if line != "ok":

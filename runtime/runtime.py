@@ -322,7 +322,7 @@ class Runtime:
         cdir = self.store.dir(state.id)
         state.cgroup = f"{cgroup_parent or self.cgroup_parent}/{state.id}"
         cgroup = self.cgroups.create(state.cgroup, resources)
-        join = shim_joins(cgroup, config)
+        place_in_cgroup(cgroup, config)
         encoded = config.encode()
         holder: dict = {}
 
@@ -339,7 +339,7 @@ class Runtime:
                 holder["attachment"] = process.Attachment(config.sock, attach)
 
         try:
-            launched = process.launch(self.binaries().shim, encoded, on_pid, join, init_layer)
+            launched = process.launch(self.binaries().shim, encoded, on_pid, init_layer)
         except BaseException as exc:
             self._failed_start(state, cgroup, holder, exc, bridge)
             raise
@@ -614,14 +614,14 @@ class Runtime:
         return self.list(all=all, labels=labels, kind="sandbox")
 
 
-def shim_joins(cgroup, config: ShimConfig):
-    """How the process the shim starts gets into `cgroup`: on cgroup v2 the shim creates it
-    there (config.cgroup, clone3 CLONE_INTO_CGROUP) and None is returned; on v1 the
-    Cgroup.add_process to call once its pid is known (runtime.process.launch's `join`)."""
+def place_in_cgroup(cgroup, config: ShimConfig) -> None:
+    """Have the shim start its process in `cgroup`: on v2 created inside it (config.cgroup,
+    clone3 CLONE_INTO_CGROUP), on v1 moved there by a helper the moment it exists
+    (config.cgroup_procs)."""
     if cgroup.version == 2:
         config.cgroup = str(cgroup.dir)
-        return None
-    return cgroup.add_process
+    else:
+        config.cgroup_procs = [str(procs) for procs in cgroup.procs_files()]
 
 
 def _safe(fn, default=None):

@@ -10,10 +10,11 @@
  *   2. it forks the container child, which joins or creates its namespaces and
  *      then waits on the go pipe; the shim writes "pid SHIM CHILD\n" on notify;
  *   3. the runtime wires CHILD's network and writes one byte on the go pipe (EOF
- *      aborts the start); the child sets up its rootfs while the runtime moves it
- *      into its cgroup (slow on cgroup v1: an RCU grace period), then writes a
- *      second byte. On cgroup v2 the config names the cgroup ("cgroup" key) and
- *      the child is created in it (clone3 CLONE_INTO_CGROUP): no move at all;
+ *      aborts the start); the child sets up its rootfs and makes sure it is in
+ *      its cgroup: on cgroup v2 ("cgroup" key) it was created inside it
+ *      (clone3 CLONE_INTO_CGROUP); on v1 ("cgroup_procs" keys) a helper process
+ *      writes its pid into each cgroup.procs as soon as it is forked (an RCU grace
+ *      period, 10-14 ms, overlapping everything from the fork on) and says "j";
  *   4. the child enters its cgroup namespace, drops privileges and execs; the
  *      shim writes "ok\n" or
  *      "err MESSAGE\n" on notify and closes it;
@@ -81,6 +82,7 @@ struct config {
 	char *ro_path[32]; int nro;
 	int unshare_flags;
 	char *rootfs, *overlay, *hostname, *cwd, *user, *log, *sock, *exitfile, *ptmx, *cgroup;
+	char *procs[8]; int nprocs;
 	int tty, stdin_open, rows, cols;
 	uint64_t caps;
 };
@@ -88,6 +90,7 @@ struct config {
 static struct config C;
 static int err_fd = -1;           /* child: CLOEXEC pipe to report a failure */
 static int pty_sock = -1;         /* child: where to send the master of its own pty */
+static int joined_fd = -1;        /* child: "j" from the cgroup v1 join helper, or its error */
 
 /* ---------- errors ---------- */
 
@@ -142,6 +145,7 @@ static void set_key(char *k, char *v)
 	else if (!strcmp(k, "exit")) C.exitfile = v;
 	else if (!strcmp(k, "ptmx")) C.ptmx = v;
 	else if (!strcmp(k, "cgroup")) C.cgroup = v;
+	else if (!strcmp(k, "cgroup_procs") && C.nprocs < 8) C.procs[C.nprocs++] = v;
 	else if (!strcmp(k, "tty")) C.tty = atoi(v);
 	else if (!strcmp(k, "stdin")) C.stdin_open = atoi(v);
 	else if (!strcmp(k, "rows")) C.rows = atoi(v);
@@ -468,6 +472,18 @@ static void container_pty(void)
 	if (slave > 2) close(slave);
 }
 
+/* Child: wait until the helper has moved us into our v1 cgroups; its error is ours. */
+static void wait_for_join(void)
+{
+	char msg[700];
+	ssize_t n = read(joined_fd, msg, sizeof msg - 1);
+	close(joined_fd);
+	if (n == 1 && msg[0] == 'j') return;
+	msg[n > 0 ? n : 0] = 0;
+	errno = 0;
+	die("%s", n > 0 ? msg : "join cgroup: the helper went away");
+}
+
 static void child(int ready_w, int go_r, int in_fd, int out_fd, int errout_fd, int slave)
 {
 	char b = 0;
@@ -485,7 +501,8 @@ static void child(int ready_w, int go_r, int in_fd, int out_fd, int errout_fd, i
 	unshare_or_setns();
 	if (write(ready_w, &b, 1) < 0) _exit(127);
 	close(ready_w);
-	if (read(go_r, &b, 1) != 1) _exit(127);   /* 1st go: network and init layer ready */
+	if (read(go_r, &b, 1) != 1) _exit(127);   /* go: network and init layer ready */
+	close(go_r);
 	if (C.rootfs) setup_rootfs();
 	if (pty_sock >= 0) container_pty();
 	if (C.hostname && sethostname(C.hostname, strlen(C.hostname)) < 0) die("sethostname");
@@ -493,8 +510,7 @@ static void child(int ready_w, int go_r, int in_fd, int out_fd, int errout_fd, i
 		mkdirs(C.cwd, 0755);
 		if (chdir(C.cwd) < 0) die("chdir %s", C.cwd);
 	}
-	if (read(go_r, &b, 1) != 1) _exit(127);   /* 2nd go: we are in our cgroup */
-	close(go_r);
+	if (joined_fd >= 0) wait_for_join();
 	if ((C.unshare_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) die("unshare cgroup");
 	drop_capabilities();
 	switch_user();
@@ -663,8 +679,9 @@ static void supervise(pid_t pid, int sfd, int lfd, int out, int err, int in)
 		if (p[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof si) < 0) {}
-			if (code < 0 && waitpid(pid, &st, WNOHANG) == pid) code = status_code(st);
-			while (waitpid(-1, &st, WNOHANG) > 0) {}
+			pid_t r;   /* the container, orphans it left us, the join helper */
+			while ((r = waitpid(-1, &st, WNOHANG)) > 0)
+				if (r == pid && code < 0) code = status_code(st);
 		}
 	}
 	write_exit(code);
@@ -693,6 +710,33 @@ static void notify(int fd, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	if (write(fd, msg, strlen(msg)) < 0) {}
+}
+
+/* The cgroup v1 join, in a helper process forked before the pid namespace changes (a
+ * pid written to cgroup.procs is read in the writer's pid namespace): read the child's
+ * pid from PID_FD, write it into every cgroup.procs, then "j" (or the error) on REPORT.
+ * Only those two descriptors stay open: no pipe of the start may wait on the helper. */
+static void join_helper(int pid_fd, int report)
+{
+	char text[32], msg[700];
+	int lo = pid_fd < report ? pid_fd : report, hi = pid_fd < report ? report : pid_fd;
+	pid_t pid;
+	if (lo > 3) close_range(3, lo - 1, 0);
+	if (hi > lo + 1) close_range(lo + 1, hi - 1, 0);
+	close_range(hi + 1, ~0U, 0);
+	if (read(pid_fd, &pid, sizeof pid) != sizeof pid) _exit(1);   /* the start failed */
+	int n = snprintf(text, sizeof text, "%d", pid);
+	for (int i = 0; i < C.nprocs; i++) {
+		int fd = open(C.procs[i], O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, text, n) != n) {
+			snprintf(msg, sizeof msg, "join cgroup %s: %s", C.procs[i], strerror(errno));
+			if (write(report, msg, strlen(msg)) < 0) {}
+			_exit(1);
+		}
+		close(fd);
+	}
+	if (write(report, "j", 1) < 0) {}
+	_exit(0);
 }
 
 /* Fork the container's child. With a "cgroup" (a cgroup v2 directory) the child is born
@@ -776,6 +820,21 @@ int main(int argc, char **argv)
 	int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
+	int joinp[2] = {-1, -1}, pidp[2] = {-1, -1};
+	if (C.nprocs) {   /* v1: the join helper, started now so that it sees the host's pids */
+		if (pipe2(joinp, O_CLOEXEC) < 0 || pipe2(pidp, O_CLOEXEC) < 0) {
+			notify(notify_fd, "err pipe: %s\n", strerror(errno));
+			return 1;
+		}
+		pid_t helper = fork();
+		if (helper < 0) {
+			notify(notify_fd, "err fork: %s\n", strerror(errno));
+			return 1;
+		}
+		if (helper == 0) join_helper(pidp[0], joinp[1]);
+		close(pidp[0]);
+		close(joinp[1]);   /* the helper is the only writer: its death reads as EOF */
+	}
 	for (int i = 0; i < C.nns; i++) {
 		if (strcmp(C.ns_type[i], "pid")) continue;
 		int fd = open(C.ns_path[i], O_RDONLY | O_CLOEXEC);
@@ -796,11 +855,18 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (pid == 0) {
+		if (pidp[1] >= 0) close(pidp[1]);
+		joined_fd = joinp[0];
 		close(notify_fd); close(ready[0]); close(errp[0]);
 		err_fd = errp[1];
 		if (fdpass[0] >= 0) close(fdpass[0]);
 		pty_sock = fdpass[1];
 		child(ready[1], go_fd, in[0], out[1], errs[1], slave);
+	}
+	if (C.nprocs) {   /* the join runs from now on, while the child makes its namespaces */
+		if (write(pidp[1], &pid, sizeof pid) < 0) {}
+		close(pidp[1]);
+		close(joinp[0]);
 	}
 	close(go_fd); close(ready[1]); close(errp[1]);
 	if (slave >= 0) close(slave);   /* the master reads EIO once the child's side is gone */

@@ -148,6 +148,7 @@ class ShimConfig(Record):
         ("tty_size", None),           # (rows, cols) of the pty, when tty
         ("ptmx", None),               # the pty multiplexer to use (default: the host's /dev/ptmx)
         ("cgroup", None),             # a cgroup v2 directory the child is created in (clone3)
+        ("cgroup_procs", []),         # or the cgroup.procs files (v1) a helper writes its pid to
         ("caps", Record.factory(capability_mask)),
         ("masked", MASKED_PATHS), ("readonly", READONLY_PATHS),
     )
@@ -163,6 +164,7 @@ class ShimConfig(Record):
                            ("ptmx", self.ptmx if self.tty else None), ("cgroup", self.cgroup)):
             if value is not None:
                 out.append((key, value))
+        out += [("cgroup_procs", procs) for procs in self.cgroup_procs]
         for m in self.mounts:
             out += [("bind_src", m.source), ("bind_dst", m.target), ("bind_ro", str(int(m.readonly)))]
         if self.rootfs:
