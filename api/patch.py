@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 
+from api.jsonvalue import deep_copy
 from api.strategic import PatchError, strategic_merge_patch, three_way_merge_patch, two_way_merge_patch
 
 __all__ = ["PatchError", "json_merge_patch", "json_patch", "strategic_merge_patch", "three_way_merge_patch",
@@ -22,8 +23,8 @@ __all__ = ["PatchError", "json_merge_patch", "json_patch", "strategic_merge_patc
 def json_merge_patch(target, patch):
     """Apply an RFC 7386 merge patch: objects merge recursively, null deletes, the rest replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return deep_copy(patch)
+    result = deep_copy(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -36,7 +37,7 @@ def json_patch(target, operations: list):
     """Apply an RFC 6902 JSON patch; raises PatchError on a bad operation, path or failed test."""
     if not isinstance(operations, list):
         raise PatchError("json patch must be a list of operations")
-    document = copy.deepcopy(target)
+    document = deep_copy(target)
     for index, operation in enumerate(operations):
         document = _apply_operation(document, operation, index)
     return document

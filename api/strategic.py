@@ -17,6 +17,7 @@ import copy
 import json
 from typing import NamedTuple
 
+from api.jsonvalue import deep_copy
 from api.schemas import SchemaNotFound, SchemaSet, shared_schema_set
 
 PATCH_DIRECTIVE = "$patch"
@@ -88,7 +89,7 @@ def strategic_merge_patch(target: dict, patch: dict, kind: str, schemas: SchemaS
         raise PatchError("strategic merge patch must be a JSON object")
     if not isinstance(target, dict):
         raise PatchError("the object to patch must be a JSON object")
-    merged = _merge_map(copy.deepcopy(target), patch, cursor_for_kind(kind, schemas))
+    merged = _merge_map(deep_copy(target), patch, cursor_for_kind(kind, schemas))
     return merged if merged is not None else {}
 
 

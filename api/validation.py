@@ -13,7 +13,6 @@ keeps them: a cold schema load costs ~10 ms, a warm Pod validation a small fract
 
 from __future__ import annotations
 
-import copy
 import json
 
 import jsonschema
@@ -24,6 +23,7 @@ from api import causes, names
 from api import validation_specs as specs
 from api.causes import Cause, format_invalid
 from api.defaults import apply_defaults
+from api.jsonvalue import deep_copy
 from api.schema_check import Compiler, Problems, UnsupportedSchema, field_path, type_problem
 from api.schemas import SchemaNotFound, SchemaSet, shared_schema_set
 
@@ -34,6 +34,7 @@ ANNOTATIONS_MAX_BYTES = 256 * 1024
 VALID_BODIES_BYTES = 8 * 1024 * 1024  # valid bodies remembered, in all (then forgotten at once)
 VALID_BODY_MAX_BYTES = 16 * 1024  # larger bodies are not remembered
 UNREMEMBERED_KINDS = frozenset({"Secret"})  # no copy of secret data is kept here
+_PARTS = ("metadata", "status")  # checked on every write; the rest once per distinct body
 _TYPE_ERRORS = ("type", "oneOf", "anyOf", "format", "const")
 _POD_UPDATABLE_MESSAGE = (
     "pod updates may not change fields other than `spec.containers[*].image`,"
@@ -57,7 +58,7 @@ class Validator:
         self._registry: Registry | None = None
         self._schema_compiler: Compiler | None = None
         self._compiled: dict[tuple[str, str], object] = {}
-        self._metadata_checks: dict[tuple, object] = {}
+        self._parts_checks: dict[tuple, object] = {}
         self._valid_bodies: set[bytes] = set()
         self._valid_bytes = 0
 
@@ -67,15 +68,16 @@ class Validator:
         With `strict`, unknown fields are problems too (fieldValidation=Strict); otherwise
         they are ignored (see `unknown_fields` to warn about them).
 
-        Everything but metadata is checked once per distinct content: a body (the object
-        without its metadata) found valid is remembered, and objects with that body again
-        (the pods of one ReplicaSet, say) only have their metadata checked.
+        Everything but metadata and status is checked once per distinct content: a body
+        (the object without them) found valid is remembered, and objects with that body
+        again (the pods of one ReplicaSet, a pod's status writes) only have their metadata
+        and status checked (no semantic rule reads status).
         """
         if not isinstance(obj, dict):
             return [causes.type_invalid("", obj, "must be an object")]
         body = self._body_key(obj)
         if body is not None and body in self._valid_bodies:
-            found = self._metadata_only(obj, old, strict)
+            found = self._metadata_and_status(obj, old, strict)
             if found is not None:
                 return found
         found = self._everything(obj, old, strict)
@@ -96,15 +98,17 @@ class Validator:
             found += update_causes(obj, old)
         return _unique(found)
 
-    def _metadata_only(self, obj: dict, old: dict | None, strict: bool) -> list[Cause] | None:
+    def _metadata_and_status(self, obj: dict, old: dict | None, strict: bool) -> list[Cause] | None:
         """The problems of an object whose body is known valid: what `_everything` would
-        find, computed from its metadata (and `old`) alone; None when the kind's metadata
-        schema cannot be checked apart."""
-        check = self._metadata_check(obj.get("apiVersion"), obj.get("kind"))
-        if check is None:
+        find, computed from its metadata, its status (and `old`) alone; None when the
+        kind's schema cannot be checked by parts."""
+        checks = self._part_checks(obj.get("apiVersion"), obj.get("kind"))
+        if checks is None:
             return None
         problems = Problems()
-        check(obj.get("metadata"), ("metadata",), problems)
+        for part, check in checks.items():
+            if part in obj:
+                check(obj[part], (part,), problems)
         found = list(problems.causes)
         if strict:
             found += [causes.make(causes.INVALID, path, f'unknown field "{path}"') for path in problems.unknown]
@@ -117,9 +121,9 @@ class Validator:
 
     @staticmethod
     def _body_key(obj: dict) -> bytes | None:
-        """The object without metadata as JSON bytes (None when it cannot be encoded)."""
+        """The object without metadata and status as JSON bytes (None when it cannot be encoded)."""
         try:
-            return orjson.dumps({key: value for key, value in obj.items() if key != "metadata"})
+            return orjson.dumps({key: value for key, value in obj.items() if key not in _PARTS})
         except TypeError:
             return None
 
@@ -132,25 +136,25 @@ class Validator:
         self._valid_bodies.add(body)
         self._valid_bytes += len(body)
 
-    def _metadata_check(self, api_version, kind):
-        """The compiled check of a kind's `metadata` property, or None."""
+    def _part_checks(self, api_version, kind) -> dict | None:
+        """The compiled checks of a kind's metadata and status properties, or None."""
         key = (api_version, kind)
-        if key not in self._metadata_checks:
-            self._metadata_checks[key] = self._compile_metadata(api_version, kind)
-        return self._metadata_checks[key]
+        if key not in self._parts_checks:
+            self._parts_checks[key] = self._compile_parts(api_version, kind)
+        return self._parts_checks[key]
 
-    def _compile_metadata(self, api_version, kind):
+    def _compile_parts(self, api_version, kind) -> dict | None:
         if not self.compiled or not isinstance(api_version, str) or not isinstance(kind, str):
             return None
         try:
             schema = self.schemas.kind_schema(api_version, kind)
         except SchemaNotFound:
             return None
-        metadata = (schema.get("properties") or {}).get("metadata")
-        if not isinstance(metadata, dict) or "metadata" in (schema.get("required") or []):
-            return None
+        properties = schema.get("properties") or {}
+        if set(_PARTS) & set(schema.get("required") or []):
+            return None  # a missing part would be a problem of the whole object
         try:
-            return self._compiler().compile(metadata)
+            return {part: self._compiler().compile(properties[part]) for part in _PARTS if part in properties}
         except UnsupportedSchema:
             return None
 
@@ -369,6 +373,8 @@ def _no_update_rules(new: dict, old: dict) -> list[Cause]:
 def _pod_update(new: dict, old: dict) -> list[Cause]:
     """Kubernetes defaults objects as it reads them from etcd; so do we, for a stored pod
     written before a default existed."""
+    if new.get("spec") == old.get("spec"):
+        return []  # every rule compares the two specs (status writes keep the spec)
     new_spec, old_spec = (_defaulted_pod_spec(o) for o in (new, old))
     found = _active_deadline_update(new_spec, old_spec)
     found += _tolerations_update(new_spec, old_spec)
@@ -378,13 +384,13 @@ def _pod_update(new: dict, old: dict) -> list[Cause]:
 
 
 def _defaulted_pod_spec(pod: dict) -> dict:
-    spec = copy.deepcopy(specs.as_dict(pod.get("spec")))
+    spec = deep_copy(specs.as_dict(pod.get("spec")))
     return apply_defaults({"kind": "Pod", "spec": spec})["spec"]
 
 
 def _without_mutable_pod_fields(spec: dict, old_spec: dict) -> dict:
     """A copy of `spec` with the fields an update may change replaced by the old values."""
-    spec = copy.deepcopy(spec)
+    spec = deep_copy(spec)
     for field in ("containers", "initContainers"):
         old_containers = specs.as_list(old_spec.get(field))
         for index, container in enumerate(specs.as_list(spec.get(field))):

@@ -12,12 +12,12 @@
 
 from __future__ import annotations
 
-import copy
 import datetime
 from dataclasses import dataclass
 from typing import Optional
 
 from api import meta
+from api.jsonvalue import deep_copy
 from apiserver import errors
 from apiserver.paths import Target
 from apiserver.resources import ResourceStore, translate
@@ -89,7 +89,7 @@ def grace_for(target: Target, obj: dict, opts: DeleteOptions) -> int:
 def mark_deleting(obj: dict, grace: int, finalizer: Optional[str], now: datetime.datetime) -> dict:
     """Pure: ``obj`` with deletionTimestamp/deletionGracePeriodSeconds set (a shorter
     grace wins over an earlier one) and ``finalizer`` added."""
-    new = copy.deepcopy(obj)
+    new = deep_copy(obj)
     md = new["metadata"]
     previous = md.get("deletionGracePeriodSeconds")
     if md.get("deletionTimestamp") is None or (previous is not None and grace < previous):

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import datetime
 import logging
 from typing import Optional
 
 from api import meta
+from api.jsonvalue import deep_copy
 from api.kinds import Registry, ResourceInfo
 from apiserver import errors
 from apiserver.deletion import DeleteOptions
@@ -43,7 +43,7 @@ def namespace_object(name: str) -> dict:
 
 def terminating(obj: dict, now: datetime.datetime) -> dict:
     """Pure: the namespace marked for deletion (phase Terminating)."""
-    new = copy.deepcopy(obj)
+    new = deep_copy(obj)
     new["metadata"].setdefault("deletionTimestamp", meta.now_rfc3339(now))
     new["metadata"].setdefault("deletionGracePeriodSeconds", 0)
     new.setdefault("status", {})["phase"] = "Terminating"

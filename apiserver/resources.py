@@ -9,11 +9,11 @@ HTTP lives in ``routes``. Store errors are translated in ``translate``.
 from __future__ import annotations
 
 import contextlib
-import copy
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from api import meta
+from api.jsonvalue import deep_copy
 from api.kinds import ResourceInfo
 from apiserver import errors, strategies
 from apiserver.paths import Target
@@ -192,7 +192,7 @@ class ResourceStore:
         """PUT: replace the object; optimistic when the body carries a resourceVersion."""
         check_kind(target.info, body)
         check_identity(target, body)
-        return await self.write(target, lambda current: copy.deepcopy(body), opts)
+        return await self.write(target, lambda current: deep_copy(body), opts)
 
     async def write(self, target: Target, make: Callable[[dict], dict], opts: WriteOptions,
                     status_only: bool = False) -> WriteResult:

@@ -7,7 +7,6 @@ path's shape, runs it, and answers JSON. Every failure leaves as a Status.
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Awaitable, Callable, Optional
 
@@ -15,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from api import patch as patches
+from api.jsonvalue import deep_copy
 from api.kinds import Registry
 from apiserver import errors, subresources
 from apiserver.deletion import Deleter, delete_options
@@ -252,7 +252,7 @@ class ResourceHandlers:
 
         def patched(current: dict) -> dict:
             try:
-                return apply(copy.deepcopy(current), document)
+                return apply(deep_copy(current), document)
             except (patches.PatchError, ValueError, TypeError, KeyError, IndexError) as exc:
                 raise errors.ApiError(422, "Invalid", f"the patch could not be applied: {exc}",
                                       {"name": target.name, "kind": kind}) from None

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 
+from api.jsonvalue import deep_copy
 from api.kinds import ResourceInfo
 
 COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
@@ -101,7 +101,7 @@ def merge_main_write(info: ResourceInfo, new: dict, old: dict) -> dict:
 
 def merge_status_write(new_status_source: dict, old: dict) -> dict:
     """A write to /status: everything but status (and resourceVersion) comes from ``old``."""
-    result = copy.deepcopy(old)
+    result = deep_copy(old)
     if "status" in new_status_source:
         result["status"] = new_status_source["status"]
     else:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Callable
 
 from api import meta
+from api.jsonvalue import deep_copy
 from apiserver import errors
 from apiserver.paths import Target
 from apiserver.resources import ResourceStore, WriteOptions, translate
@@ -82,7 +82,7 @@ async def write_scale(store: ResourceStore, target: Target, make_scale: Callable
                                   {"name": target.name, "kind": "Scale", "causes": [
                                       {"reason": "FieldValueInvalid", "field": "spec.replicas",
                                        "message": "Invalid value: must be greater than or equal to 0"}]})
-        new = copy.deepcopy(current)
+        new = deep_copy(current)
         new.setdefault("spec", {})["replicas"] = replicas
         rv = (scale.get("metadata") or {}).get("resourceVersion")
         if rv:

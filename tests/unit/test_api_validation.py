@@ -397,3 +397,21 @@ def test_metadata_problems_are_found_on_a_remembered_body():
     renamed["metadata"]["labels"] = {"app": "web"}
     fields = [(c["reason"], c["field"]) for c in warmed.validate(renamed, strict=True)]
     assert ("FieldValueInvalid", "metadata.name") in fields
+
+
+@pytest.mark.parametrize("status", [
+    {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    {"phase": 5},
+    {"conditions": "ready"},
+    {"bogus": True},
+    {"containerStatuses": [{"name": "web", "ready": "yes", "restartCount": 0, "image": "x", "imageID": ""}]},
+])
+def test_status_writes_on_a_remembered_body_are_checked_like_fresh_ones(status):
+    warmed = Validator()
+    assert warmed.validate(pod(), strict=True) == []
+    written = pod()
+    written["status"] = status
+    for strict in (True, False):
+        for old in (None, pod()):
+            assert warmed.validate(copy.deepcopy(written), old, strict) == \
+                Validator().validate(copy.deepcopy(written), old, strict)
