@@ -60,3 +60,17 @@ def test_sandbox_pause_runs_inside_its_cgroup(v2_rt):
         assert cgroup_of(sandbox.pid) == "/" + sandbox.cgroup
     finally:
         v2_rt.remove_sandbox(sandbox.id)
+
+
+def test_a_cgroup_the_shim_cannot_join_fails_the_start_with_the_reason(rt_root, tmp_path):
+    """The v1 join runs in the shim (a helper forked at the start): its error is the start's."""
+    from runtime import process
+    from runtime.namespaces import plan_for_sandbox
+    from runtime.spec import ShimConfig
+    root, _ = rt_root
+    missing = tmp_path / "no-such-cgroup" / "cgroup.procs"
+    config = ShimConfig(argv=["/bin/true"], env=[], plan=plan_for_sandbox(False), exit_file=str(tmp_path / "exit"),
+                        sock=process.socket_name(tmp_path), cwd="/", cgroup_procs=[str(missing)])
+    with pytest.raises(process.StartError, match=f"join cgroup {missing}: No such file or directory"):
+        process.launch(process.binaries(root / "bin").shim, config.encode())
+    assert process.wait_for_exit(config.sock, tmp_path / "exit", [], timeout=10)[0] == 127
