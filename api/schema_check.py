@@ -76,7 +76,14 @@ def type_problem(path: tuple, value, expected: list[str]) -> dict:
     return causes.type_invalid(where, value, f'{where} in body must be of type {wanted}: "{json_type(value)}"')
 
 
+_PLAIN_TYPES = {"null": type(None), "string": str, "object": dict, "array": list}
+
+
 def _type_test(names: list[str]) -> Callable[[object], bool]:
+    """A test of a value against JSON type names (Kubernetes' int-or-float "integer" included)."""
+    if set(names) <= set(_PLAIN_TYPES):
+        plain = tuple(_PLAIN_TYPES[name] for name in names)
+        return lambda v: isinstance(v, plain)
     tests = []
     for name in names:
         tests.append({
@@ -100,6 +107,7 @@ class Compiler:
     def __init__(self, definitions: dict):
         self.definitions = definitions
         self._refs: dict[str, Check] = {}
+        self._compiled_defs: dict[str, Check] = {}
 
     def compile(self, schema: dict) -> Check:
         """A check for `schema`; raises UnsupportedSchema."""
@@ -110,21 +118,41 @@ class Compiler:
             raise UnsupportedSchema(f"unsupported keywords {sorted(unknown)}")
         if "$ref" in schema:
             return self._ref(schema["$ref"])
+        if _is_leaf(schema):
+            return self._leaf(schema)
         checks = [c for c in (self._type(schema), self._enum(schema), self._object(schema),
                               self._array(schema), self._one_of(schema)) if c is not None]
+        if len(checks) == 2 and _single_plain_type(schema):
+            return _typed(schema["type"], checks[1])
         return _sequence(checks, "type" in schema)
 
     def _ref(self, ref: str) -> Check:
+        """The check of a definition: itself once compiled; while it is being compiled
+        (a recursive schema), a forwarder to it."""
         if _DEFS_PREFIX not in ref:
             raise UnsupportedSchema(f"unsupported $ref {ref!r}")
         name = ref[ref.index(_DEFS_PREFIX) + len(_DEFS_PREFIX):]
+        if name in self._compiled_defs:
+            return self._compiled_defs[name]
         if name not in self._refs:
             if name not in self.definitions:
                 raise UnsupportedSchema(f"$ref to a missing definition {name!r}")
             cell: list[Check] = []
             self._refs[name] = lambda value, path, out: cell[0](value, path, out)  # recursion-safe
             cell.append(self.compile(self.definitions[name]))
+            self._compiled_defs[name] = cell[0]
         return self._refs[name]
+
+    @staticmethod
+    def _leaf(schema: dict) -> Check:
+        """A schema asserting only a type: one call per value."""
+        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        test = _type_test(names)
+
+        def check_leaf(value, path, out):
+            if value is not None and not test(value):
+                out.causes.append(type_problem(path, value, names))
+        return check_leaf
 
     @staticmethod
     def _type(schema: dict):
@@ -205,6 +233,29 @@ class Compiler:
             if matched != 1:
                 out.causes.append(type_problem(path, value, expected))
         return check_one_of
+
+
+def _single_plain_type(schema: dict) -> bool:
+    return isinstance(schema.get("type"), str) and schema["type"] in _PLAIN_TYPES
+
+
+def _typed(name: str, check: Check) -> Check:
+    """``check`` after a test of the one plain type ``name`` (one call per value, not three)."""
+    kind = _PLAIN_TYPES[name]
+
+    def check_typed_fused(value, path, out):
+        if value is None:
+            return  # null is "not set" to Kubernetes' decoder
+        if not isinstance(value, kind):
+            out.causes.append(type_problem(path, value, [name]))
+            return
+        check(value, path, out)
+    return check_typed_fused
+
+
+def _is_leaf(schema: dict) -> bool:
+    """Only "type" among the assertions (and not an object with properties to check)."""
+    return "type" in schema and not (set(schema) & (_ASSERTIONS - {"type"}))
 
 
 def _types_of(schema) -> list[str]:
