@@ -22,8 +22,10 @@ from collections.abc import Callable, Iterator
 
 from runtime.records import Record
 
-try:   # the C socket type itself: the `socket` module around it (enum tables, selectors) costs
-    from _socket import AF_UNIX, SHUT_WR, SOCK_STREAM, socket as unix_socket   # every start ~2 ms
+# The C socket type itself: the `socket` module wrapped around it (enum tables, selectors)
+# would cost every start about 2 ms.
+try:
+    from _socket import AF_UNIX, SHUT_WR, SOCK_STREAM, socket as unix_socket
 except ImportError:   # not CPython
     from socket import AF_UNIX, SHUT_WR, SOCK_STREAM, socket as unix_socket
 

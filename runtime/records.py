@@ -76,6 +76,10 @@ class Record:
         if post_init is not None:
             post_init()
 
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(name for name, _ in _fields(cls))
+
     def field_values(self) -> tuple:
         return tuple(getattr(self, name) for name, _ in _fields(type(self)))
 

@@ -93,7 +93,7 @@ class ContainerState(Record):
     def from_json(cls, text: str) -> "ContainerState":
         data = json.loads(text)
         data["status"] = Status(data["status"])
-        known = {name if isinstance(name, str) else name[0] for name in cls.FIELDS}
+        known = cls.field_names()
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
