@@ -21,16 +21,26 @@ __all__ = ["PatchError", "json_merge_patch", "json_patch", "strategic_merge_patc
 
 
 def json_merge_patch(target, patch):
-    """Apply an RFC 7386 merge patch: objects merge recursively, null deletes, the rest replaces."""
+    """Apply an RFC 7386 merge patch: objects merge recursively, null deletes, the rest
+    replaces. Returns a new value sharing nothing with ``target`` or ``patch``."""
     if not isinstance(patch, dict):
         return deep_copy(patch)
     result = deep_copy(target) if isinstance(target, dict) else {}
+    _merge_into(result, patch)
+    return result
+
+
+def _merge_into(result: dict, patch: dict) -> None:
+    """Merge ``patch`` into ``result`` (a private copy: changed in place)."""
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
+        elif isinstance(value, dict):
+            if not isinstance(result.get(key), dict):
+                result[key] = {}
+            _merge_into(result[key], value)
         else:
-            result[key] = json_merge_patch(result.get(key), value)
-    return result
+            result[key] = deep_copy(value) if isinstance(value, list) else value
 
 
 def json_patch(target, operations: list):

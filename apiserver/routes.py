@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from api import patch as patches
-from api.jsonvalue import deep_copy
 from api.kinds import Registry
 from apiserver import errors, subresources
 from apiserver.deletion import Deleter, delete_options
@@ -252,7 +251,7 @@ class ResourceHandlers:
 
         def patched(current: dict) -> dict:
             try:
-                return apply(deep_copy(current), document)
+                return apply(current, document)  # every patcher returns a new object
             except (patches.PatchError, ValueError, TypeError, KeyError, IndexError) as exc:
                 raise errors.ApiError(422, "Invalid", f"the patch could not be applied: {exc}",
                                       {"name": target.name, "kind": kind}) from None

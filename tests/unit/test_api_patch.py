@@ -117,3 +117,17 @@ def test_failed_test_leaves_input_untouched_even_after_earlier_ops():
         json_patch(target, [{"op": "add", "path": "/b", "value": 2},
                             {"op": "test", "path": "/a", "value": 3}])
     assert target == {"a": 1}
+
+
+def test_merge_patch_results_share_nothing_with_the_target_or_the_patch():
+    target = {"status": {"conditions": [{"type": "Ready"}], "phase": "Pending"}, "spec": {"a": [1]}}
+    patch = {"status": {"conditions": [{"type": "Ready", "status": "True"}], "hostIP": "10.0.0.1"},
+             "spec": {"b": {"c": [2]}}}
+    first, second = json_merge_patch(target, patch), json_merge_patch(target, patch)
+    first["status"]["conditions"][0]["status"] = "False"
+    first["spec"]["a"].append(9)
+    first["spec"]["b"]["c"].append(9)
+    assert target == {"status": {"conditions": [{"type": "Ready"}], "phase": "Pending"}, "spec": {"a": [1]}}
+    assert patch["status"]["conditions"] == [{"type": "Ready", "status": "True"}] and patch["spec"]["b"] == {"c": [2]}
+    assert second == {"status": {"conditions": [{"type": "Ready", "status": "True"}], "phase": "Pending",
+                                 "hostIP": "10.0.0.1"}, "spec": {"a": [1], "b": {"c": [2]}}}
