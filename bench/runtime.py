@@ -3,7 +3,8 @@
 Prints, measured in one run on this machine (with the load average: it moves these a lot):
   - wall time of `pdocker run --rm busybox true` (median of N; --network none, which is what
     runc's default spec gives: a new, empty network namespace) next to `runc run` of a bundle
-    made from the same busybox rootfs (`runc spec`, terminal false, args ["true"]), and the
+    made from the same busybox rootfs (`runc spec`, terminal false, args ["true"]; in the
+    foreground `runc run` deletes the container when it exits, as `--rm` does), and the
     ratio — goal <= 1.0x runc. pdocker is its launcher (runtime/launcher.py: `python -I -S`,
     what `make setup` installs as .venv/bin/pdocker), written into the bench's temp dir when
     the installed `pdocker` is another script (pip's console script, timed next to it then);
