@@ -102,8 +102,9 @@ class Framework:
         wanted = feasible_nodes_to_find(len(nodes), self.percentage)
         start = self._next_start % len(nodes)
         result = ScheduleResult(None)
-        key = signature(filters, [p for p, _ in scorers], pod) if use_tables else None
-        table = self.equivalence.table(key, filters, [p for p, _ in scorers], pod, wanted) if key else None
+        scorer_plugins = [p for p, _ in scorers]
+        key = signature(filters, scorer_plugins, pod) if use_tables else None
+        table = self.equivalence.table(key, filters, scorer_plugins, pod, wanted) if key else None
         if table is None:
             feasible, result.evaluated = _walk(filters, pod, nodes, start, wanted, result.reasons)
         else:
@@ -116,14 +117,17 @@ class Framework:
         elif len(feasible) == 1:
             result.node = feasible[0].name
         else:
-            raw = table.scores_in(runs) if table else [batch_score(p)(pod, feasible) for p, _ in scorers]
-            result.node = self._best(feasible, [w for _, w in scorers], [p for p, _ in scorers], raw)
+            raw = table.scores_in(runs) if table else [batch_score(p)(pod, feasible) for p in scorer_plugins]
+            result.node = self._best(feasible, scorers, raw)
         return result
 
-    def _best(self, feasible: list, weights: list, scorers: list, raw: list) -> str:
-        """The feasible node with the highest weighted sum of normalized scores; ties at random."""
+    def _best(self, feasible: list, scorers: list, raw: list) -> str:
+        """The feasible node with the highest weighted sum of normalized scores; ties at random.
+
+        ``raw``: each (plugin, weight) of ``scorers``'s raw scores over ``feasible``.
+        """
         totals = [0] * len(feasible)
-        for plugin, weight, scores in zip(scorers, weights, raw):
+        for (plugin, weight), scores in zip(scorers, raw):
             if scores.count(scores[0]) == len(scores):
                 continue            # the same on every node (normalized too): it cannot change the pick
             normalize = getattr(plugin, "normalize", None)
