@@ -84,8 +84,8 @@ def test_endpoints_and_slices_follow_pods(apiserver):
 
         async def slices_with_all_three():   # the slice controller works apart from the endpoints one
             slices = await slices_of(client, "web")
-            names = {e["targetRef"]["name"] for s in slices for e in s["endpoints"]}
-            return slices if {"a", "b", "lonely"} <= names else None
+            ready = {e["targetRef"]["name"]: e["conditions"]["ready"] for s in slices for e in s["endpoints"]}
+            return slices if ready == {"a": True, "b": True, "lonely": False} else None
         slices = await slices_with_all_three() or await until(slices_with_all_three)
         assert all(s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] ==
                    "endpointslice-controller.k8s.io" and s["addressType"] == "IPv4" for s in slices)
