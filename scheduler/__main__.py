@@ -19,7 +19,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--percentage-of-nodes-to-score", type=int, default=0,
                    help="0: adaptive, as kube-scheduler (50%% minus 1%% per 125 nodes, at least 5%%)")
     p.add_argument("--event-qps", type=float, default=DEFAULT_EVENT_QPS,
-                   help="Events written per second at most, the rest dropped (0: no cap)")
+                   help="Events written per second at most; up to 1000 wait, more are dropped (0: no pacing)")
     p.add_argument("--event-burst", type=int, default=DEFAULT_EVENT_BURST, help="Events written at once at most")
     return p.parse_args(argv)
 

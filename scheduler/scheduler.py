@@ -9,9 +9,10 @@ background task, so the next pod is decided while bindings are in flight
 PodScheduled=False/Unschedulable with the framework's message (pods/status)
 and a FailedScheduling Event, and waits in the queue for the cluster to change.
 Events go through the recorder's bounded buffer (``emit``), never delaying a
-binding, and at most ``event_qps`` a second (burst ``event_burst``; 0 = no
-cap) are written, as kube-scheduler's client limits do: in a burst of
-bindings, Events beyond that are dropped (counted in ``events_dropped``).
+binding, and paced as kube-scheduler's client paces them: at most
+``event_qps`` a second (burst ``event_burst``; 0 = no pacing), up to
+``EVENT_QUEUE`` waiting their turn, more dropped (counted in
+``events_dropped``). In a burst of bindings the apiserver keeps its CPU for them.
 
 Pods handled: no spec.nodeName, spec.schedulerName == ``name``, not being
 deleted, not finished.
@@ -32,13 +33,14 @@ from client.timefmt import rfc3339
 from scheduler.cache import SchedulerCache
 from scheduler.framework import Framework
 from scheduler.queue import QueuedPod, SchedulingQueue
-from scheduler.ratelimit import TokenBucket
+from scheduler.ratelimit import Pacer
 from scheduler.types import TERMINAL_PHASES, PodInfo, pod_key
 
 log = logging.getLogger(__name__)
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
 DEFAULT_EVENT_QPS = 50.0           # kube-scheduler's default client QPS and burst
 DEFAULT_EVENT_BURST = 100
+EVENT_QUEUE = 1000                 # kube-scheduler's broadcaster queue
 
 
 def is_assigned(pod: dict) -> bool:
@@ -86,8 +88,8 @@ class Scheduler:
         self.queue = SchedulingQueue(self.clock)
         self.recorder = EventRecorder(client, name, clock=self.clock)
         self.record_scheduled_events = record_scheduled_events
-        self._event_tokens = TokenBucket(event_qps, event_burst, self.clock) if event_qps > 0 else None
-        self.events_dropped = 0
+        self._events = (Pacer(lambda args: self.recorder.emit(*args), event_qps, event_burst, EVENT_QUEUE,
+                              self.clock) if event_qps > 0 else None)
         self.pods = Informer(client, PODS, clock=self.clock)
         self.nodes = Informer(client, NODES, clock=self.clock)
         self.pods.add_handlers(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
@@ -107,6 +109,8 @@ class Scheduler:
             loops = [asyncio.ensure_future(self._schedule_loop()),
                      asyncio.ensure_future(self._housekeeping()),
                      asyncio.ensure_future(self.recorder.run())]
+            if self._events is not None:
+                loops.append(asyncio.ensure_future(self._events.run()))
             await asyncio.gather(*informers, *loops)
         finally:
             self.queue.close()
@@ -218,12 +222,17 @@ class Scheduler:
                 log.warning("status of %s: %s", pod_key(pod), err)
         self._event(pod, "Warning", "FailedScheduling", message)
 
+    @property
+    def events_dropped(self) -> int:
+        """Events dropped for want of room while waiting for their turn."""
+        return self._events.dropped if self._events is not None else 0
+
     def _event(self, pod: dict, type_: str, reason: str, message: str) -> None:
-        """Hand an Event to the recorder, unless over the Event rate (then it is dropped)."""
-        if self._event_tokens is not None and not self._event_tokens.take():
-            self.events_dropped += 1
-            return
-        self.recorder.emit(pod, type_, reason, message)
+        """Hand an Event to the recorder now, or when the Event rate allows (see the module docstring)."""
+        if self._events is None:
+            self.recorder.emit(pod, type_, reason, message)
+        else:
+            self._events.put((pod, type_, reason, message))
 
     async def _housekeeping(self, period: float = 1.0) -> None:
         while True:

@@ -8,6 +8,7 @@ from client.clock import FakeClock
 from client.errors import error_for_status, status_for
 from client.fake import FakeApi
 from client.resources import PODS
+from scheduler.ratelimit import Pacer
 from scheduler.scheduler import Scheduler, unschedulable_conditions
 from tests.unit.test_scheduler_plugins import make_node, make_pod
 
@@ -114,26 +115,47 @@ def test_condition_is_not_rewritten_when_unchanged():
     assert changed[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z" and changed[0]["message"] == "other"
 
 
-def test_a_burst_of_bindings_writes_events_only_up_to_the_event_rate():
+def test_a_burst_of_bindings_has_its_events_written_at_the_event_rate():
     async def main():
         api, clock = FakeApi(), FakeClock()
         sched = Scheduler(api, clock=clock, event_qps=2, event_burst=3)
-        events = asyncio.ensure_future(sched.recorder.run())
+        loops = [asyncio.ensure_future(sched.recorder.run()), asyncio.ensure_future(sched._events.run())]
+
+        def scheduled_events():
+            return sum(1 for w in api.writes if w[1] == "events" and w[3]["reason"] == "Scheduled")
         try:
             sched._on_node_add(make_node("n1", cpu="64", pods="110"))
-            for i in range(8):
+            for i in range(7):
                 sched._on_pod_add(await api.create(PODS, pending(f"web{i}", cpu="1")))
-            for _ in range(5):
                 sched.schedule_one(sched.queue.pop_nowait())
             await settle()
-            clock.advance(1)                        # two more tokens
-            for _ in range(3):
-                sched.schedule_one(sched.queue.pop_nowait())
-            await settle()
-            scheduled = [w for w in api.writes if w[1] == "events" and w[3]["reason"] == "Scheduled"]
-            assert sched.bound == 8 and len(scheduled) == 5 and sched.events_dropped == 3
+            assert sched.bound == 7 and scheduled_events() == 3        # the burst; four wait
+            for expected in (5, 7):
+                clock.advance(1)                                        # two more a second
+                await settle()
+                assert scheduled_events() == expected
+            assert sched.events_dropped == 0
         finally:
-            events.cancel()
+            for loop in loops:
+                loop.cancel()
+    asyncio.run(main())
+
+
+def test_the_pacer_drops_what_does_not_fit_its_queue():
+    async def main():
+        clock, passed = FakeClock(), []
+        pacer = Pacer(passed.append, rate=1, burst=1, capacity=2, clock=clock)
+        runner = asyncio.ensure_future(pacer.run())
+        for i in range(5):
+            pacer.put(i)
+        await settle()
+        assert passed == [0] and pacer.pending() == 2 and pacer.dropped == 2
+        clock.advance(1)
+        await settle()
+        clock.advance(1)
+        await settle()
+        assert passed == [0, 1, 2] and pacer.pending() == 0
+        runner.cancel()
     asyncio.run(main())
 
 
