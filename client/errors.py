@@ -9,8 +9,9 @@ relist), ``Invalid`` (422: the object is wrong, never retry as is).
 
 from __future__ import annotations
 
-import json
 from typing import Optional
+
+import orjson
 
 
 class ApiError(Exception):
@@ -86,7 +87,7 @@ def error_from_response(code: int, body: bytes) -> ApiError:
 
 def _parse_status(body: bytes) -> Optional[dict]:
     try:
-        data = json.loads(body)
+        data = orjson.loads(body)
     except ValueError:
         return None
     if isinstance(data, dict) and data.get("kind") == "Status":

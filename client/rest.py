@@ -23,6 +23,7 @@ from typing import AsyncIterator, Iterator, Optional
 
 import aiohttp
 import httpx
+import orjson
 
 from client.errors import error_for_status, error_from_response, unavailable
 from client.kubeconfig import ClientConfig
@@ -98,7 +99,15 @@ def default_headers(config: ClientConfig) -> dict:
     return headers
 
 
-def parse_watch_line(line: str) -> Optional[tuple[str, dict]]:
+def encode_body(body) -> bytes:
+    """A request body as compact JSON bytes (orjson; the standard library for what it refuses)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+def parse_watch_line(line: str | bytes) -> Optional[tuple[str, dict]]:
     """One watch stream line as (type, object); None for a blank line.
 
     An ERROR event raises its Status as an ApiError (``Gone`` for 410).
@@ -106,10 +115,11 @@ def parse_watch_line(line: str) -> Optional[tuple[str, dict]]:
     line = line.strip()
     if not line:
         return None
-    event = json.loads(line)
+    event = orjson.loads(line)
     kind, obj = event.get("type"), event.get("object") or {}
     if kind == "ERROR":
-        raise error_for_status(obj if obj.get("kind") == "Status" else {"code": 500, "message": line})
+        text = line if isinstance(line, str) else line.decode("utf-8", "replace")
+        raise error_for_status(obj if obj.get("kind") == "Status" else {"code": 500, "message": text})
     if kind not in WATCH_EVENT_TYPES:
         raise ValueError(f"watch: unknown event type {kind!r}")
     return kind, obj
@@ -118,7 +128,7 @@ def parse_watch_line(line: str) -> Optional[tuple[str, dict]]:
 def _answer(response: httpx.Response) -> dict:
     if response.status_code >= 400:
         raise error_from_response(response.status_code, response.content)
-    return response.json() if response.content else {}
+    return orjson.loads(response.content) if response.content else {}
 
 
 class _Verbs:
@@ -187,7 +197,7 @@ class _Verbs:
     def _send_args(self, req: Request) -> dict:
         args = dict(method=req.method, url=req.path, params=req.params)
         if req.body is not None:
-            args["content"] = json.dumps(req.body).encode()
+            args["content"] = encode_body(req.body)
             args["headers"] = {"Content-Type": req.content_type}
         return args
 
@@ -334,7 +344,7 @@ class AsyncApiClient(_Verbs):
         args = dict(method=req.method, url=self._base + req.path,
                     params={k: str(v) for k, v in req.params.items()})
         if req.body is not None:
-            args["data"] = json.dumps(req.body).encode()
+            args["data"] = encode_body(req.body)
             args["headers"] = {"Content-Type": req.content_type}
         return args
 
@@ -347,7 +357,7 @@ class AsyncApiClient(_Verbs):
             raise unavailable(self._base + req.path, err) from None
         if status >= 400:
             raise error_from_response(status, body)
-        return json.loads(body) if body else {}
+        return orjson.loads(body) if body else {}
 
     async def get(self, resource, name, namespace=None, subresource=None) -> dict:
         return await self.call(self._get(resource, name, namespace, subresource))
@@ -411,7 +421,7 @@ class AsyncApiClient(_Verbs):
             raise unavailable(self._base + req.path, err) from None
 
 
-async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[str]:
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
     """The lines of a byte stream, however long (aiohttp's own line reader stops at 64 KiB)."""
     pending = b""
     async for chunk in stream.iter_any():
@@ -420,9 +430,9 @@ async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[str]:
             continue
         *lines, pending = pending.split(b"\n")
         for line in lines:
-            yield line.decode()
+            yield line
     if pending.strip():
-        yield pending.decode()
+        yield pending
 
 
 def _watch_timeout() -> httpx.Timeout:
