@@ -1,0 +1,171 @@
+"""client/http1.py against scripted HTTP servers on loopback: keep-alive, closed idle
+connections, chunked answers, connection: close, lost answers, slots."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from client.http1 import Http1Pool, TransportError
+
+
+async def serve(handler):
+    """A loopback server running ``handler(reader, writer)`` per connection; (server, port)."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def read_request(reader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    return head + (await reader.readexactly(length) if length else b"")
+
+
+def answer(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def test_requests_reuse_one_connection_and_carry_headers_and_body():
+    seen, connections = [], []
+
+    async def handler(reader, writer):
+        connections.append(writer)
+        try:
+            while True:
+                seen.append(await read_request(reader))
+                writer.write(answer(b'{"n":%d}' % len(seen)))
+        except asyncio.IncompleteReadError:
+            writer.close()
+
+    async def main():
+        server, port = await serve(handler)
+        pool = Http1Pool(f"http://127.0.0.1:{port}", {"Authorization": "Bearer t"}, None, 5)
+        try:
+            first = await pool.request("POST", "/api/v1/x", {"a": "b c"}, b'{"k":1}', "application/json")
+            second = await pool.request("GET", "/api/v1/y", {}, None, "application/json")
+        finally:
+            pool.close()
+            server.close()
+        return first, second
+
+    first, second = run(main())
+    assert first == (200, b'{"n":1}') and second == (200, b'{"n":2}')
+    assert len(connections) == 1
+    assert seen[0].startswith(b"POST /api/v1/x?a=b+c HTTP/1.1\r\n")
+    assert b"Authorization: Bearer t\r\n" in seen[0] and seen[0].endswith(b'\r\n\r\n{"k":1}')
+    assert b"Content-Type: application/json\r\nContent-Length: 7\r\n" in seen[0]
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_without_an_error():
+    connections = []
+
+    async def handler(reader, writer):  # answers one request per connection, then hangs up
+        connections.append(writer)
+        await read_request(reader)
+        writer.write(answer(b"ok"))
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server, port = await serve(handler)
+        pool = Http1Pool(f"http://127.0.0.1:{port}", {}, None, 5)
+        try:
+            results = []
+            for _ in range(3):
+                results.append(await pool.request("GET", "/", {}, None, "application/json"))
+                await asyncio.sleep(0.05)
+            return results
+        finally:
+            pool.close()
+            server.close()
+
+    assert run(main()) == [(200, b"ok")] * 3
+    assert len(connections) == 3
+
+
+def test_chunked_answers_and_connection_close_are_understood():
+    connections = []
+
+    async def handler(reader, writer):
+        connections.append(writer)
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                     b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async def main():
+        server, port = await serve(handler)
+        pool = Http1Pool(f"http://127.0.0.1:{port}", {}, None, 5)
+        try:
+            return [await pool.request("GET", "/", {}, None, "application/json") for _ in range(2)]
+        finally:
+            pool.close()
+            server.close()
+
+    assert run(main()) == [(201, b"abcde")] * 2
+    assert len(connections) == 2   # "Connection: close" is honoured: no reuse
+
+
+def test_a_request_whose_answer_never_comes_complete_is_a_transport_error():
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server, port = await serve(handler)
+        pool = Http1Pool(f"http://127.0.0.1:{port}", {}, None, 5)
+        try:
+            with pytest.raises(TransportError):
+                await pool.request("POST", "/", {}, b"{}", "application/json")
+        finally:
+            pool.close()
+            server.close()
+
+    run(main())
+
+
+def test_nobody_listening_is_a_transport_error():
+    async def main():
+        server, port = await serve(lambda r, w: None)
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(TransportError, match="cannot connect"):
+            await Http1Pool(f"http://127.0.0.1:{port}", {}, None, 5).request("GET", "/", {}, None, "x")
+
+    run(main())
+
+
+def test_requests_in_flight_are_capped():
+    in_flight, peak = [0], [0]
+
+    async def handler(reader, writer):
+        try:
+            while True:
+                await read_request(reader)
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
+                await asyncio.sleep(0.02)
+                in_flight[0] -= 1
+                writer.write(answer(b"ok"))
+        except asyncio.IncompleteReadError:
+            writer.close()
+
+    async def main():
+        server, port = await serve(handler)
+        pool = Http1Pool(f"http://127.0.0.1:{port}", {}, None, 5, max_connections=3)
+        try:
+            return await asyncio.gather(*(pool.request("GET", "/", {}, None, "x") for _ in range(12)))
+        finally:
+            pool.close()
+            server.close()
+
+    assert run(main()) == [(200, b"ok")] * 12
+    assert peak[0] == 3
