@@ -1,9 +1,10 @@
 """The REST client: Kubernetes verbs over HTTP(S), with errors translated once.
 
 Two faces over one request builder: ``ApiClient`` (blocking, ``httpx.Client``:
-CLIs, tests, scripts) and ``AsyncApiClient`` (``aiohttp``, about 7x less CPU
-per request than httpx: the scheduler, controllers, kubelet and hollow nodes,
-which run on one asyncio event loop per process). Each verb is built once as a ``Request`` by ``_Verbs``; the two
+CLIs, tests, scripts) and ``AsyncApiClient`` (watches on ``aiohttp``, other
+requests on client/http1.py: 30x less CPU per request than httpx; the scheduler,
+controllers, kubelet and hollow nodes, which run on one asyncio event loop per
+process). Each verb is built once as a ``Request`` by ``_Verbs``; the two
 classes only send it. Every non-2xx answer raises an ``ApiError`` subclass
 (see ``client.errors``); a transport failure raises ``Unavailable``.
 
@@ -310,7 +311,8 @@ class ApiClient(_Verbs):
 
 
 class AsyncApiClient(_Verbs):
-    """Asyncio client over aiohttp; the same verbs as ApiClient, awaited. Close with ``aclose()``.
+    """Asyncio client (short requests on client/http1.py, watches on aiohttp); the same
+    verbs as ApiClient, awaited. Close with ``aclose()``.
 
     aiohttp, not httpx: measured here, httpx spends 2.3-2.7 ms of client CPU per
     request and aiohttp 0.3-0.4 ms, and the scheduler and hollow nodes send
