@@ -241,6 +241,13 @@ class Expectations:
         done = self._adds.get(key, 0) <= 0 and not self._deletes.get(key)
         return done or self.clock.now() - self._set_at[key] > self.timeout
 
+    def pending_deletes(self, key: str) -> set:
+        """Keys of the objects whose deletion for ``key`` has been issued but not yet seen
+        (empty once the record expired)."""
+        if key not in self._set_at or self.clock.now() - self._set_at[key] > self.timeout:
+            return set()
+        return set(self._deletes.get(key, ()))
+
     def forget(self, key: str) -> None:
         for table in (self._adds, self._deletes, self._set_at):
             table.pop(key, None)

@@ -115,9 +115,11 @@ class ReplicaSetController(Controller):
                 deleted = await self.manage_replicas(key, rs, pods)
             except ApiError as err:
                 failure = err
-        # the status already leaves out the pods just deleted, so that a Deployment reading
-        # observedGeneration never counts them as available
-        await self.update_status(rs, [p for p in pods if object_key(p) not in deleted], failure)
+        # the status leaves out the pods just deleted and those deleted earlier that the cache
+        # still shows as active, so that a Deployment reading observedGeneration never counts
+        # them as available (it would scale old ReplicaSets down too far)
+        going = deleted | self.expectations.pending_deletes(key)
+        await self.update_status(rs, [p for p in pods if object_key(p) not in going], failure)
         if failure is not None:
             raise failure
 

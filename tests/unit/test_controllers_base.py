@@ -95,9 +95,12 @@ def test_expectations_hold_until_observed_or_expired():
     exp.observed_delete("k", "ns/p")
     exp.observed_delete("k", "ns/p")
     assert exp.satisfied("k")
-    exp.expect("k", deletes=["ns/q"])
+    exp.expect("k", deletes=["ns/q", "ns/r"])
+    exp.observed_delete("k", "ns/r")
+    assert exp.pending_deletes("k") == {"ns/q"}
     clock.advance(61)
     assert exp.satisfied("k")
+    assert exp.pending_deletes("k") == set()
 
 
 @pytest.mark.parametrize("key,expected", [("ns/a", ("ns", "a")), ("node1", (None, "node1"))])

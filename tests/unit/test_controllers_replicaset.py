@@ -125,3 +125,31 @@ def test_refused_creates_show_as_replica_failure_and_are_retried():
     assert (cond["type"], cond["reason"]) == ("ReplicaFailure", "FailedCreate")
     assert "exceeded quota" in cond["message"]
     assert controller.queue.num_requeues("ns/web") == 1
+
+
+def test_pods_deleted_but_still_active_in_the_cache_are_not_counted_available():
+    """Scale 3 → 1 deletes two pods; a second reconcile before the informer sees the
+    deletions must not report them available again (a Deployment would then scale its
+    old ReplicaSets down too far)."""
+    api = StatusRecordingApi()
+    ctx = ControllerContext.create(api, clock=FakeClock())
+    control = RecordingPodControl()
+    controller = ReplicaSetController(ctx, pod_control=control)
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": "web", "namespace": "ns", "uid": "u1", "generation": 2},
+          "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "x"}},
+                   "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}}}
+    controller.rs_informer.store.put(rs)
+    for name in ("a", "b", "c"):
+        ready = pod(name, "n1", ready="2026-01-01T10:00:00Z")
+        ready["metadata"]["uid"] = f"uid-{name}"
+        ready["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web",
+                                                 "uid": "u1", "controller": True}]
+        controller.pod_informer.store.put(ready)
+
+    async def twice():
+        await controller.reconcile("ns/web")
+        await controller.reconcile("ns/web")    # the pod informer has not seen the deletions
+    asyncio.run(twice())
+    assert len(control.deleted) == 2
+    assert [s["availableReplicas"] for s in api.statuses] == [1, 1]
