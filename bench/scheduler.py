@@ -37,7 +37,7 @@ import yaml  # noqa: E402
 from client.errors import Gone  # noqa: E402
 from client.kubeconfig import ClientConfig  # noqa: E402
 from client.resources import NODES, PODS  # noqa: E402
-from client.rest import AsyncApiClient  # noqa: E402
+from client.aio import AsyncApiClient  # noqa: E402
 from cluster.components import Component, python_module  # noqa: E402
 from cluster.etcd import EtcdProcess, free_port  # noqa: E402
 

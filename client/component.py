@@ -19,7 +19,7 @@ from typing import Awaitable, Callable
 
 from client.kubeconfig import KubeconfigError, load_kubeconfig
 from client.leaderelection import LeaderElectionConfig, LeaderElector
-from client.rest import AsyncApiClient
+from client.aio import AsyncApiClient
 
 # Builds the component's coroutine function from a connected client.
 MakeRun = Callable[[AsyncApiClient], Callable[[], Awaitable[None]]]

@@ -40,7 +40,7 @@ from client.clock import Clock
 from client.errors import AlreadyExists, ApiError, Conflict, NotFound
 from client.informer import Informer
 from client.resources import LEASES, NODES, PODS
-from client.rest import AsyncApiClient
+from client.aio import AsyncApiClient
 from client.store import index_pods_by_node, object_key
 from client.timefmt import micro_time, rfc3339
 from client.workqueue import WorkQueue

@@ -11,7 +11,8 @@ from client.informer import Informer
 from client.kubeconfig import ClientConfig
 from client.leaderelection import LeaderElectionConfig, LeaderElector
 from client.resources import CONFIGMAPS, EVENTS, LEASES, NODES, PODS
-from client.rest import ApiClient, AsyncApiClient
+from client.aio import AsyncApiClient
+from client.rest import ApiClient
 from client.store import index_pods_by_node
 from cluster.etcd import free_port
 

@@ -22,7 +22,8 @@ from apiserver.storage.etcd import EtcdStorage
 from client.errors import Unavailable
 from client.kubeconfig import load_kubeconfig
 from client.resources import NAMESPACES
-from client.rest import ApiClient, AsyncApiClient
+from client.aio import AsyncApiClient
+from client.rest import ApiClient
 from cluster.etcd import free_port
 
 

@@ -6,7 +6,7 @@ import asyncio
 from client.errors import NotFound
 from client.kubeconfig import ClientConfig
 from client.resources import ENDPOINTS, ENDPOINTSLICES, NODES, PODS, SERVICES
-from client.rest import AsyncApiClient
+from client.aio import AsyncApiClient
 from cluster.hollow import HollowConfig, HollowNodes, node_names
 from controllers.manager import ControllerManager
 from tests.helpers.waiting import until

@@ -4,7 +4,7 @@ import asyncio
 import datetime as dt
 
 from client.kubeconfig import ClientConfig
-from client.rest import AsyncApiClient
+from client.aio import AsyncApiClient
 from controllers.manager import ControllerManager
 
 from client.errors import ApiError, NotFound

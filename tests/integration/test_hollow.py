@@ -9,7 +9,7 @@ import yaml
 
 from client.kubeconfig import ClientConfig
 from client.resources import LEASES, NODES, PODS
-from client.rest import AsyncApiClient
+from client.aio import AsyncApiClient
 from cluster.hollow import HollowConfig, HollowNodes, node_names
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ import asyncio
 
 from client.kubeconfig import ClientConfig
 from client.resources import EVENTS, NODES, PODS
-from client.rest import AsyncApiClient
+from client.aio import AsyncApiClient
 from scheduler.scheduler import Scheduler
 from tests.helpers.waiting import until
 

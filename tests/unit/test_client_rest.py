@@ -9,7 +9,8 @@ from client.errors import (AlreadyExists, ApiError, Conflict, Gone, Invalid, Not
                            error_from_response)
 from client.kubeconfig import ClientConfig
 from client.resources import DEPLOYMENTS, LEASES, NODES, PODS, resource_path
-from client.rest import ApiClient, AsyncApiClient, parse_watch_line
+from client.aio import AsyncApiClient
+from client.rest import ApiClient, parse_watch_line
 
 
 @pytest.mark.parametrize("args,path", [
