@@ -254,12 +254,12 @@ def test_concurrent_attaches_from_two_processes_never_collide(network, netns):
     assert len(network.endpoints()) == 8
 
 
-def nft_tables() -> set[str]:
-    return {line.strip() for line in run("nft", "list", "tables").stdout.splitlines() if line.strip()}
+def nft_table_lines() -> set[str]:
+    return {line.strip() for line in nft_tables().splitlines() if line.strip()}
 
 
 def test_iptables_backend_publishes_to_localhost(tmp_path, netns, servers):
-    tables_before = nft_tables()
+    tables_before = nft_table_lines()
     net = make_network(tmp_path / "network", firewall="iptables")
     chain = f"{net.firewall.table.upper()}-PORTS"
     try:
@@ -277,11 +277,11 @@ def test_iptables_backend_publishes_to_localhost(tmp_path, netns, servers):
         assert net.firewall.published() == [ipt_container_chain(net.firewall.table, "other")]
     finally:
         net.teardown()
-        for table in nft_tables() - tables_before:  # iptables-nft's own tables, left empty
+        for table in nft_table_lines() - tables_before:  # iptables-nft's own tables, left empty
             subprocess.run(["nft", "delete", *table.split()], capture_output=True)
     assert chain not in run("iptables", "-t", "nat", "-S").stdout
     assert net.bridge not in links()
-    assert nft_tables() <= tables_before
+    assert nft_table_lines() <= tables_before
 
 
 def test_a_namespace_that_died_without_detach_gives_its_address_and_ports_back(network, servers):
