@@ -108,7 +108,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                 await storage.close()
 
     app = ApiServerApp(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None,
-                  telemetry=NO_TELEMETRY)
+                       telemetry=NO_TELEMETRY)
     app.state.storage, app.state.registry, app.state.store = storage, registry, store
     guarded = _guard(authenticator)
     _add_discovery(app, registry, storage, guarded)
