@@ -43,10 +43,11 @@ from cluster.etcd import EtcdProcess, free_port  # noqa: E402
 
 CONCURRENCY = 32          # creates
 BIND_CONCURRENCY = 8      # the scheduler's default --bind-concurrency (bare bindings use the same)
+PODS_PER_NODE = 150       # each hollow node's pods capacity
 
 
 def node_body(name: str) -> dict:
-    capacity = {"cpu": "32", "memory": "128Gi", "pods": "150"}
+    capacity = {"cpu": "32", "memory": "128Gi", "pods": str(PODS_PER_NODE)}
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"bench": "1"}},
             "status": {"capacity": capacity, "allocatable": capacity,
                        "conditions": [{"type": "Ready", "status": "True"}]}}
@@ -255,6 +256,10 @@ def main() -> None:
                         help="run the scheduler under cProfile, writing FILE.<nodes> (pstats format)")
     args = parser.parse_args()
     node_counts = [int(n) for n in args.nodes.split(",")]
+    wanted = args.pods + args.bare + args.stream
+    if wanted > min(node_counts) * PODS_PER_NODE:
+        parser.error(f"--pods + --bare + --stream = {wanted} pods do not fit on {min(node_counts)} nodes "
+                     f"({PODS_PER_NODE} each): the bench would wait forever")
     rates = {n: framework_rate(n) for n in node_counts}
     print("framework alone:", ", ".join(f"{n} nodes {rate:.0f} decisions/s ({1000 / rate:.3f} ms CPU each)"
                                         for n, rate in rates.items()))
