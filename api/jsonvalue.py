@@ -1,24 +1,43 @@
-"""Deep copies of JSON values (what API objects are made of).
+"""JSON values (what API objects are made of): one compact encoding, decoding, deep copies.
 
-``copy.deepcopy`` walks every node in Python and keeps a memo for cycles JSON
-cannot have; a round trip through orjson does the same copy several times
-faster. Anything orjson cannot encode (non-string keys, integers beyond 64
-bits, other types) is copied by ``copy.deepcopy`` instead, so the result is
-always a faithful copy of a JSON value; tuples come back as lists, and the
-non-JSON floats NaN and Infinity as None.
+orjson does each several times faster than the standard library (and than
+``copy.deepcopy``, which walks every node in Python and keeps a memo for
+cycles JSON cannot have). What orjson refuses — non-string keys, integers
+beyond 64 bits, other types — takes the slower way, so every function accepts
+what the standard library would.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import orjson
 
 
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON bytes, keys in insertion order (non-string keys as strings)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        pass
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)  # half as fast: only when needed
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def loads(raw: bytes | str) -> Any:
+    """The JSON value in ``raw``; ValueError (orjson.JSONDecodeError) when malformed,
+    NaN and Infinity included."""
+    return orjson.loads(raw)
+
+
 def deep_copy(value: Any) -> Any:
-    """A deep copy of ``value``, sharing nothing mutable with it."""
+    """A deep copy of ``value``, sharing nothing mutable with it. Tuples come back as
+    lists, and the non-JSON floats NaN and Infinity as None."""
     try:
         return orjson.loads(orjson.dumps(value))
-    except (TypeError, orjson.JSONEncodeError):
+    except TypeError:
         return copy.deepcopy(value)

@@ -13,8 +13,8 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.jsonvalue import dumps, loads
 from apiserver import errors, protobuf
-from apiserver.storage.codec import dumps, loads
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
 MAX_DEPTH = 100

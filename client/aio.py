@@ -12,12 +12,12 @@ import ssl
 from typing import AsyncIterator, Optional
 
 import aiohttp
-import orjson
 
+from api.jsonvalue import dumps, loads
 from client.errors import error_from_response, unavailable
 from client.http1 import Http1Pool, TransportError
 from client.kubeconfig import ClientConfig
-from client.rest import (CONNECT_TIMEOUT, Request, Verbs, default_headers, encode_body, merge_page,
+from client.rest import (CONNECT_TIMEOUT, Request, Verbs, default_headers, merge_page,
                          parse_watch_line, ssl_context)
 
 
@@ -77,7 +77,7 @@ class AsyncApiClient(Verbs):
         args = dict(method=req.method, url=self._base + req.path,
                     params={k: str(v) for k, v in req.params.items()})
         if req.body is not None:
-            args["data"] = encode_body(req.body)
+            args["data"] = dumps(req.body)
             args["headers"] = {"Content-Type": req.content_type}
         return args
 
@@ -90,7 +90,7 @@ class AsyncApiClient(Verbs):
     async def call(self, req: Request) -> dict:
         """Send one request (on the lean HTTP/1.1 pool, client/http1.py); the decoded answer,
         or raise ApiError (Unavailable: not sent or no answer within the timeout)."""
-        body = encode_body(req.body) if req.body is not None else None
+        body = dumps(req.body) if req.body is not None else None
         params = {k: str(v) for k, v in req.params.items()}
         try:
             async with asyncio.timeout(self._request_timeout):
@@ -99,7 +99,7 @@ class AsyncApiClient(Verbs):
             raise unavailable(self._base + req.path, err) from None
         if status >= 400:
             raise error_from_response(status, body)
-        return orjson.loads(body) if body else {}
+        return loads(body) if body else {}
 
     async def get(self, resource, name, namespace=None, subresource=None) -> dict:
         return await self.call(self._get(resource, name, namespace, subresource))

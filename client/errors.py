@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-import orjson
+from api.jsonvalue import loads
 
 
 class ApiError(Exception):
@@ -87,7 +87,7 @@ def error_from_response(code: int, body: bytes) -> ApiError:
 
 def _parse_status(body: bytes) -> Optional[dict]:
     try:
-        data = orjson.loads(body)
+        data = loads(body)
     except ValueError:
         return None
     if isinstance(data, dict) and data.get("kind") == "Status":

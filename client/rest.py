@@ -15,7 +15,6 @@ the kubeconfig context's namespace.
 
 from __future__ import annotations
 
-import json
 import ssl
 import tempfile
 from dataclasses import dataclass, field
@@ -23,8 +22,8 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import httpx
-import orjson
 
+from api.jsonvalue import dumps, loads
 from client.errors import error_for_status, error_from_response, unavailable
 from client.kubeconfig import ClientConfig
 from client.resources import PODS, resource_path
@@ -99,14 +98,6 @@ def default_headers(config: ClientConfig) -> dict:
     return headers
 
 
-def encode_body(body) -> bytes:
-    """A request body as compact JSON bytes (orjson; the standard library for what it refuses)."""
-    try:
-        return orjson.dumps(body)
-    except TypeError:
-        return json.dumps(body, separators=(",", ":")).encode()
-
-
 def parse_watch_line(line: str | bytes) -> Optional[tuple[str, dict]]:
     """One watch stream line as (type, object); None for a blank line.
 
@@ -115,7 +106,7 @@ def parse_watch_line(line: str | bytes) -> Optional[tuple[str, dict]]:
     line = line.strip()
     if not line:
         return None
-    event = orjson.loads(line)
+    event = loads(line)
     kind, obj = event.get("type"), event.get("object") or {}
     if kind == "ERROR":
         text = line if isinstance(line, str) else line.decode("utf-8", "replace")
@@ -128,7 +119,7 @@ def parse_watch_line(line: str | bytes) -> Optional[tuple[str, dict]]:
 def _answer(response: httpx.Response) -> dict:
     if response.status_code >= 400:
         raise error_from_response(response.status_code, response.content)
-    return orjson.loads(response.content) if response.content else {}
+    return loads(response.content) if response.content else {}
 
 
 class Verbs:
@@ -197,7 +188,7 @@ class Verbs:
     def _send_args(self, req: Request) -> dict:
         args = dict(method=req.method, url=req.path, params=req.params)
         if req.body is not None:
-            args["content"] = encode_body(req.body)
+            args["content"] = dumps(req.body)
             args["headers"] = {"Content-Type": req.content_type}
         return args
 

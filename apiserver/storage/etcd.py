@@ -22,11 +22,11 @@ import aetcd
 import grpc
 from aetcd import rpc
 
+from api.jsonvalue import dumps, loads
 from apiserver.storage.interface import (
     Compacted, Conflict, KeyExists, ListResult, NotFound, Preconditions, Storage,
     StorageUnavailable, UpdateFn, WatchEvent,
 )
-from apiserver.storage.codec import dumps, loads
 from apiserver.storage.events import StoredEvent
 from apiserver.storage.keys import BadStorageRequest, decode_continue, encode_continue, key_range
 from apiserver.storage.transformer import Transformer

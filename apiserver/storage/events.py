@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from apiserver.storage.codec import dumps, loads
+from api.jsonvalue import dumps, loads
 from apiserver.storage.interface import WatchEvent
 
 _WIRE = "_wire_line"
