@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from client.aio import AsyncApiClient  # noqa: E402
 from client.errors import Unavailable  # noqa: E402
 from client.kubeconfig import ClientConfig  # noqa: E402
 from client.resources import DEPLOYMENTS, PODS  # noqa: E402
-from client.aio import AsyncApiClient  # noqa: E402
 from cluster.components import Component, python_module  # noqa: E402
 from cluster.etcd import EtcdProcess, free_port  # noqa: E402
 from cluster.kubeconfig import admin_kubeconfig, write_private  # noqa: E402

@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml  # noqa: E402
 
+from client.aio import AsyncApiClient  # noqa: E402
 from client.errors import Gone  # noqa: E402
 from client.kubeconfig import ClientConfig  # noqa: E402
 from client.resources import NODES, PODS  # noqa: E402
-from client.aio import AsyncApiClient  # noqa: E402
 from cluster.components import Component, python_module  # noqa: E402
 from cluster.etcd import EtcdProcess, free_port  # noqa: E402
 

@@ -17,9 +17,9 @@ import sys
 import uuid
 from typing import Awaitable, Callable
 
+from client.aio import AsyncApiClient
 from client.kubeconfig import KubeconfigError, load_kubeconfig
 from client.leaderelection import LeaderElectionConfig, LeaderElector
-from client.aio import AsyncApiClient
 
 # Builds the component's coroutine function from a connected client.
 MakeRun = Callable[[AsyncApiClient], Callable[[], Awaitable[None]]]

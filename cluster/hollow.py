@@ -36,11 +36,11 @@ import sys
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Iterable, Optional
 
+from client.aio import AsyncApiClient
 from client.clock import Clock
 from client.errors import AlreadyExists, ApiError, Conflict, NotFound
 from client.informer import Informer
 from client.resources import LEASES, NODES, PODS
-from client.aio import AsyncApiClient
 from client.store import index_pods_by_node, object_key
 from client.timefmt import micro_time, rfc3339
 from client.workqueue import WorkQueue

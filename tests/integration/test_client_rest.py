@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 
+from client.aio import AsyncApiClient
 from client.clock import FakeClock
 from client.errors import AlreadyExists, Conflict, Gone, Invalid, NotFound, Unavailable
 from client.events import EventRecorder
@@ -11,7 +12,6 @@ from client.informer import Informer
 from client.kubeconfig import ClientConfig
 from client.leaderelection import LeaderElectionConfig, LeaderElector
 from client.resources import CONFIGMAPS, EVENTS, LEASES, NODES, PODS
-from client.aio import AsyncApiClient
 from client.rest import ApiClient
 from client.store import index_pods_by_node
 from cluster.etcd import free_port

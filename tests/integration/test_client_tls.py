@@ -19,10 +19,10 @@ from cryptography.x509.oid import NameOID
 
 from apiserver.app import create_app
 from apiserver.storage.etcd import EtcdStorage
+from client.aio import AsyncApiClient
 from client.errors import Unavailable
 from client.kubeconfig import load_kubeconfig
 from client.resources import NAMESPACES
-from client.aio import AsyncApiClient
 from client.rest import ApiClient
 from cluster.etcd import free_port
 

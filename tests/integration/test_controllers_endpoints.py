@@ -3,10 +3,10 @@
 
 import asyncio
 
+from client.aio import AsyncApiClient
 from client.errors import NotFound
 from client.kubeconfig import ClientConfig
 from client.resources import ENDPOINTS, ENDPOINTSLICES, NODES, PODS, SERVICES
-from client.aio import AsyncApiClient
 from cluster.hollow import HollowConfig, HollowNodes, node_names
 from controllers.manager import ControllerManager
 from tests.helpers.waiting import until

@@ -3,9 +3,9 @@
 
 import asyncio
 
+from client.aio import AsyncApiClient
 from client.kubeconfig import ClientConfig
 from client.resources import NODES, PODS, REPLICASETS
-from client.aio import AsyncApiClient
 from cluster.hollow import HollowConfig, HollowNodes, node_names
 from controllers.manager import ControllerManager
 from controllers.nodelifecycle import UNREACHABLE

@@ -3,14 +3,13 @@
 import asyncio
 import datetime as dt
 
-from client.kubeconfig import ClientConfig
 from client.aio import AsyncApiClient
-from controllers.manager import ControllerManager
-
 from client.errors import ApiError, NotFound
 from client.informer import Informer
+from client.kubeconfig import ClientConfig
 from client.resources import PODS
 from client.timefmt import rfc3339
+from controllers.manager import ControllerManager
 
 
 class FakeKubelet:

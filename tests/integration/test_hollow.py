@@ -7,10 +7,11 @@ from pathlib import Path
 
 import yaml
 
+from client.aio import AsyncApiClient
 from client.kubeconfig import ClientConfig
 from client.resources import LEASES, NODES, PODS
-from client.aio import AsyncApiClient
 from cluster.hollow import HollowConfig, HollowNodes, node_names
+from tests.integration.processes import stop_all
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,12 +159,7 @@ def test_command_line_registers_nodes(apiserver, tmp_path):
                 return await until(four, 30)
         assert asyncio.run(registered()) == ["cli-0", "cli-1", "cli-2", "cli-3"]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_all([proc])
         log.close()
 
 

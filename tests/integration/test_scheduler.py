@@ -2,9 +2,9 @@
 
 import asyncio
 
+from client.aio import AsyncApiClient
 from client.kubeconfig import ClientConfig
 from client.resources import EVENTS, NODES, PODS
-from client.aio import AsyncApiClient
 from scheduler.scheduler import Scheduler
 from tests.helpers.waiting import until
 

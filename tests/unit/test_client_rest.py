@@ -5,11 +5,11 @@ import json
 
 import pytest
 
+from client.aio import AsyncApiClient
 from client.errors import (AlreadyExists, ApiError, Conflict, Gone, Invalid, NotFound, Unavailable,
                            error_from_response)
 from client.kubeconfig import ClientConfig
 from client.resources import DEPLOYMENTS, LEASES, NODES, PODS, resource_path
-from client.aio import AsyncApiClient
 from client.rest import ApiClient, parse_watch_line
 
 
