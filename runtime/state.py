@@ -1,25 +1,29 @@
-"""Container lifecycle: an explicit enum with guarded transitions, persisted atomically.
+"""Container lifecycle: an explicit set of statuses with guarded transitions, persisted
+atomically.
 
 Each container's record lives in ROOT/containers/<id>/state.json (written to a temp file and
 renamed). Transitions: created -> running -> exited -> running (restart) ...; removal is
 allowed from any state but running. An illegal transition raises `IllegalTransition`.
+
+This module is on the path of every `pdocker run`: it imports only cheap C modules and the
+runtime's lean ones (no enum, json, pathlib, contextlib; docs/runtime.md, "Where a pdocker
+run spends its time"). Paths are str.
 """
 
 from __future__ import annotations
 
-import enum
 import fcntl
-import json
 import os
 import time
-from contextlib import contextmanager
-from pathlib import Path
-from collections.abc import Iterator
 
+from runtime import jsonlite
 from runtime.records import Record
 
 
-class Status(str, enum.Enum):
+class Status:
+    """A container's lifecycle status: plain str constants (an Enum would cost every pdocker
+    command `import enum`). `ContainerState.status` is one of these strings; compare with ==."""
+
     CREATED = "created"
     RUNNING = "running"
     EXITED = "exited"
@@ -76,63 +80,88 @@ class ContainerState(Record):
 
     @property
     def running(self) -> bool:
-        return self.status is Status.RUNNING
+        return self.status == Status.RUNNING
 
-    def transition(self, to: Status) -> None:
-        """Guard then move to `to`; raises IllegalTransition."""
+    def transition(self, to: str) -> None:
+        """Guard then move to `to` (a Status constant); raises IllegalTransition."""
         if to not in ALLOWED[self.status]:
-            raise IllegalTransition(f"container {self.short_id} is {self.status.value}, cannot become {to.value}")
+            raise IllegalTransition(f"container {self.short_id} is {self.status}, cannot become {to}")
         self.status = to
 
     def to_json(self) -> str:
-        data = self.to_dict()
-        data["status"] = self.status.value
-        return json.dumps(data)   # one line: with `indent`, json encodes in Python, not C (~3 ms a save)
+        """One line of compact JSON (the keys of FIELDS)."""
+        return jsonlite.dumps(self.to_dict())
 
     @classmethod
-    def from_json(cls, text: str) -> "ContainerState":
-        data = json.loads(text)
-        data["status"] = Status(data["status"])
+    def from_json(cls, text: str | bytes) -> "ContainerState":
+        """The record in `text`; keys it does not know are ignored. Raises ValueError on a
+        document that is not JSON, or whose status is not a Status."""
+        data = jsonlite.loads(text)
+        if data.get("status") not in ALLOWED:
+            raise ValueError(f"unknown container status {data.get('status')!r}")
         known = cls.field_names()
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class StateStore:
-    """ROOT/containers: one directory per container id, holding state.json and a lock."""
+    """ROOT/containers: one directory per container id, holding state.json and a lock.
 
-    def __init__(self, root: Path):
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+    `root` may be a str or any os.PathLike; `.root` and every path returned are str.
+    """
 
-    def dir(self, cid: str) -> Path:
-        return self.root / cid
+    def __init__(self, root: str | os.PathLike):
+        self.root = os.fspath(root)
+        os.makedirs(self.root, exist_ok=True)
+
+    def dir(self, cid: str) -> str:
+        return os.path.join(self.root, cid)
 
     def ids(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if (p / "state.json").exists())
+        """Ids of the containers that have a record, sorted."""
+        return sorted(name for name in os.listdir(self.root)
+                      if os.path.exists(os.path.join(self.root, name, "state.json")))
 
     def load(self, cid: str) -> ContainerState | None:
         """The record, or None when the container does not exist (or is being removed)."""
         try:
-            return ContainerState.from_json((self.dir(cid) / "state.json").read_text())
+            with open(os.path.join(self.dir(cid), "state.json"), "rb") as f:
+                return ContainerState.from_json(f.read())
         except FileNotFoundError:
             return None
 
     def save(self, state: ContainerState) -> None:
         """Atomically replace the record (temp file + rename)."""
-        path = self.dir(state.id) / "state.json"
-        tmp = path.with_name(f"state.json.{os.getpid()}.tmp")
-        tmp.write_text(state.to_json())
+        path = os.path.join(self.dir(state.id), "state.json")
+        tmp = os.path.join(self.dir(state.id), f"state.json.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(state.to_json())
         os.replace(tmp, path)
 
-    @contextmanager
-    def locked(self, cid: str | None = None) -> Iterator[None]:
-        """Hold an exclusive flock on one container's directory (or on the store's, when cid
-        is None) while a transition reads, acts and persists. Raises FileNotFoundError when
-        the container directory is gone."""
-        path = self.dir(cid) if cid else self.root
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    def locked(self, cid: str | None = None) -> "DirectoryLock":
+        """A context manager holding an exclusive flock on one container's directory (or on
+        the store's, when cid is None) while a transition reads, acts and persists. Entering
+        it raises FileNotFoundError when the container directory is gone."""
+        return DirectoryLock(self.dir(cid) if cid else self.root)
+
+
+class DirectoryLock:
+    """An exclusive flock on a directory, held from __enter__ to __exit__ (blocking).
+
+    Not reentrant; one instance is entered once."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        self.fd = fd
+
+    def __exit__(self, *exc) -> None:
+        fd, self.fd = self.fd, -1
+        os.close(fd)
