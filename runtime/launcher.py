@@ -53,8 +53,31 @@ def install(path: str) -> None:
     os.replace(tmp, path)
 
 
+# the verbs that move a process into a container's cgroups (see runtime/migrations.py)
+STARTING_VERBS = frozenset({"run", "start", "restart", "exec"})
+
+
+def verb_of(argv: list[str]) -> str | None:
+    """The verb of a pdocker command line: its first word that is neither an option nor the
+    value of one (pdocker's global options all take a value)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = "=" not in arg and arg not in ("-h", "--help")
+        else:
+            return arg
+    return None
+
+
 def run() -> None:
-    """Run pdocker's main with sys.argv and exit with its status (never returns)."""
+    """Run pdocker's main with sys.argv and exit with its status (never returns). A command
+    that starts a process first opens the kernel's window for cheap cgroup moves, so that
+    the grace period it costs passes while the imports below run."""
+    if verb_of(sys.argv[1:]) in STARTING_VERBS:
+        from runtime.migrations import keep_migrations_fast
+        keep_migrations_fast()
     from runtime.cli import main
     try:
         code = main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import sys
 
 import pytest
@@ -50,3 +51,13 @@ def test_install_replaces_the_script_in_place(tmp_path):
     install(str(target))
     assert target.read_text().startswith(f"#!{sys.executable} -IS\n") and os.access(target, os.X_OK)
     assert [p.name for p in tmp_path.iterdir()] == ["pdocker"]
+
+
+def test_keeping_cgroup_moves_fast_moves_nothing():
+    from runtime.migrations import keep_migrations_fast, own_v1_procs_file
+    if own_v1_procs_file() is None:
+        pytest.skip("no cgroup v1 hierarchy on this host: container starts move nothing here")
+    before = open("/proc/self/cgroup").read()
+    assert keep_migrations_fast(0.05) is True
+    time.sleep(0.15)
+    assert open("/proc/self/cgroup").read() == before
