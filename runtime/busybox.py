@@ -3,6 +3,7 @@
 The tar is deterministic (sorted entries, the binary's own mtime everywhere), so the same host
 binary always yields the same layer digest and the same image id. A host without a usable
 static busybox gets ``BusyboxMissing``, an ``ImageError`` (so ``pdocker`` prints one line).
+Paths are str or os.PathLike. Only the first run of a fresh store imports this module.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import io
 import os
 import subprocess
 import tarfile
-from pathlib import Path
-from typing import BinaryIO
+from io import BufferedIOBase as BinaryIO   # typing's name for it
 
 from runtime.images import ImageError
 
-HOST_BUSYBOX = Path("/bin/busybox")
+HOST_BUSYBOX = "/bin/busybox"
 BUSYBOX_REF = "busybox:latest"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -44,11 +44,11 @@ def image_config() -> dict:
     return {"Env": [DEFAULT_PATH], "Cmd": ["sh"]}
 
 
-def created_timestamp(busybox: Path = HOST_BUSYBOX) -> int:
+def created_timestamp(busybox: str | os.PathLike = HOST_BUSYBOX) -> int:
     return int(_stat(busybox).st_mtime)
 
 
-def write_rootfs_tar(fileobj: BinaryIO, busybox: Path = HOST_BUSYBOX) -> None:
+def write_rootfs_tar(fileobj: BinaryIO, busybox: str | os.PathLike = HOST_BUSYBOX) -> None:
     """Write the busybox rootfs as an uncompressed tar to fileobj."""
     mtime = created_timestamp(busybox)
     applets = _applets(busybox)
@@ -70,10 +70,10 @@ def write_rootfs_tar(fileobj: BinaryIO, busybox: Path = HOST_BUSYBOX) -> None:
             tf.addfile(info)
 
 
-def _applets(busybox: Path) -> list[str]:
+def _applets(busybox: str | os.PathLike) -> list[str]:
     """Applet paths relative to / (e.g. "bin/ls"), as busybox itself lists them."""
     try:
-        out = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True,
+        out = subprocess.run([os.fspath(busybox), "--list-full"], capture_output=True, text=True,
                              check=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         raise BusyboxMissing(f"cannot make the busybox image: {busybox} does not list its "
@@ -92,7 +92,7 @@ def _info(name: str, kind: bytes, mode: int, mtime: int) -> tarfile.TarInfo:
     return info
 
 
-def _stat(busybox: Path) -> os.stat_result:
+def _stat(busybox: str | os.PathLike) -> os.stat_result:
     try:
         return os.stat(busybox)
     except FileNotFoundError:

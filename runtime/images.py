@@ -10,24 +10,27 @@ Layout under ``ROOT/images``::
 
 An image id is the sha256 of its config JSON, so the same image pulled, loaded or pushed and
 pulled back keeps the same id.
+
+Paths are str: every function taking a path accepts str or os.PathLike, and every path
+returned (``Image.layer_dirs``, ``ImageStore.root``) is a str. `ImageStore(root).get(ref)` is
+on the path of every `pdocker run`: this module imports only cheap C modules and the runtime's
+lean ones at module level; what else an operation needs (json, re, tarfile, hashlib, ...) it
+imports where it is used.
 """
 
 from __future__ import annotations
 
 import fcntl
 import io
-import json
 import os
-import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from io import BufferedIOBase as BinaryIO   # typing's name for it; typing costs start-up time
-from pathlib import Path
+from _collections_abc import Callable   # (collections.abc would import collections)
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     import tarfile
 
+from runtime import jsonlite
 from runtime.layers import LayerStore, changes as layer_changes
 from runtime.records import Record
 
@@ -46,10 +49,11 @@ CONTAINERD_NAME = "io.containerd.image.name"
 
 ORPHAN_LAYER_AGE = 3600.0  # seconds
 
-_NAME_RE = re.compile(r"^[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$")
-_HOST_RE = re.compile(r"^([a-zA-Z0-9.-]+(:[0-9]+)?|\[[0-9a-fA-F:]+\](:[0-9]+)?)$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_HEX_RE = re.compile(r"^(sha256:)?[0-9a-f]{1,64}$")
+NAME_PATTERN = r"^[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$"
+HOST_PATTERN = r"^([a-zA-Z0-9.-]+(:[0-9]+)?|\[[0-9a-fA-F:]+\](:[0-9]+)?)$"
+TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+HEX_DIGITS = "0123456789abcdef"
 
 
 class ImageError(Exception):
@@ -91,16 +95,44 @@ def normalize_ref(ref: str) -> str:
     """
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidReference("invalid reference format: empty image name")
-    name, tag, digest = split_ref(ref.strip())
-    name = _strip_docker_hub(name)
+    name, tag, digest = _ref_parts(ref)
+    import re   # here, not at the top: looking up a stored reference needs no validation
     _validate_name(ref, name)
-    if tag is not None and not _TAG_RE.match(tag):
+    if tag is not None and not re.match(TAG_PATTERN, tag):
         raise InvalidReference(f"invalid reference format: bad tag in {ref!r}")
+    if digest is not None and not re.match(DIGEST_PATTERN, digest):
+        raise InvalidReference(f"invalid reference format: bad digest in {ref!r}")
+    return _ref_key(name, tag, digest)
+
+
+def stored_ref_key(ref: str) -> str | None:
+    """What normalize_ref(ref) returns when `ref` is valid, by string work alone (no
+    validation, no `re`): the key to look a reference up among the stored ones, which were
+    all validated when stored. None for a reference no stored key can match (not a str,
+    blank, an empty tag)."""
+    if not isinstance(ref, str) or not ref.strip():
+        return None
+    name, tag, digest = _ref_parts(ref)
+    return None if tag == "" else _ref_key(name, tag, digest)
+
+
+def _ref_parts(ref: str) -> tuple[str, str | None, str | None]:
+    name, tag, digest = split_ref(ref.strip())
+    return _strip_docker_hub(name), tag, digest
+
+
+def _ref_key(name: str, tag: str | None, digest: str | None) -> str:
     if digest is not None:
-        if not re.match(r"^sha256:[0-9a-f]{64}$", digest):
-            raise InvalidReference(f"invalid reference format: bad digest in {ref!r}")
         return f"{name}:{tag}@{digest}" if tag else f"{name}@{digest}"
     return f"{name}:{tag or 'latest'}"
+
+
+def looks_like_id(ref: str) -> bool:
+    """Whether `ref` can be an image id or id prefix: [sha256:]1-64 lowercase hex digits."""
+    if not isinstance(ref, str):
+        return False
+    hexpart = ref[len("sha256:"):] if ref.startswith("sha256:") else ref
+    return 1 <= len(hexpart) <= 64 and all(c in HEX_DIGITS for c in hexpart)
 
 
 def _strip_docker_hub(name: str) -> str:
@@ -111,12 +143,13 @@ def _strip_docker_hub(name: str) -> str:
 
 
 def _validate_name(ref: str, name: str) -> None:
+    import re
     first, _, rest = name.partition("/")
     if rest and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
-        if not _HOST_RE.match(first) or not _NAME_RE.match(rest):
+        if not re.match(HOST_PATTERN, first) or not re.match(NAME_PATTERN, rest):
             raise InvalidReference(f"invalid reference format: {ref!r}")
         return
-    if not _NAME_RE.match(name):
+    if not re.match(NAME_PATTERN, name):
         raise InvalidReference(f"invalid reference format: {ref!r} (repository names are "
                                "lowercase letters, digits and separators)")
 
@@ -133,6 +166,9 @@ def host_architecture() -> str:
 
 
 def canonical_json(obj) -> bytes:
+    """Sorted keys, compact, ASCII: the exact bytes image ids and manifest digests are the
+    sha256 of (so json's own encoder, imported here: `pdocker run` never writes a config)."""
+    import json
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -158,7 +194,7 @@ def pick_platform(index: dict, arch: str | None = None, os_name: str = "linux") 
 
 
 class Image(Record):
-    """One image as stored. ``layer_dirs`` (Paths) are lowest first, ready to be overlay
+    """One image as stored. ``layer_dirs`` (str paths) are lowest first, ready to be overlay
     lowerdirs; ``repo_digests`` are "name@sha256:<manifest>"."""
 
     FIELDS = ("id", "repo_tags", "config", "layer_dirs", "created", "size",
@@ -177,14 +213,15 @@ class Image(Record):
 class ImageStore:
     """Images under ``root`` (= ROOT/images). Safe to use from several processes at once."""
 
-    def __init__(self, root: Path, busybox: Path | None = None):
-        """``busybox``: the static busybox the offline busybox image is made from (None: the
-        host's, ``runtime.busybox.HOST_BUSYBOX``)."""
-        self.root = Path(root)
-        self.busybox = Path(busybox) if busybox else None
-        self.layers = LayerStore(self.root / "layers")
-        self.configs = self.root / "configs"
-        self.configs.mkdir(parents=True, exist_ok=True)
+    def __init__(self, root: str | os.PathLike, busybox: str | os.PathLike | None = None):
+        """``root`` and ``busybox`` are str or PathLike (``.root``, ``.busybox``, ``.configs``
+        are str). ``busybox``: the static busybox the offline busybox image is made from
+        (None: the host's, ``runtime.busybox.HOST_BUSYBOX``)."""
+        self.root = os.fspath(root)
+        self.busybox = os.fspath(busybox) if busybox else None
+        self.layers = LayerStore(os.path.join(self.root, "layers"))
+        self.configs = os.path.join(self.root, "configs")
+        os.makedirs(self.configs, exist_ok=True)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -196,13 +233,10 @@ class ImageStore:
         """The image id a reference names: a tag first, then a full id or unique id prefix.
         Raises ImageNotFound."""
         refs = self._read_repositories()["refs"]
-        try:
-            key = normalize_ref(ref)
-        except InvalidReference:
-            key = None
-        if key in refs and self._config_path(refs[key]).exists():
+        key = stored_ref_key(ref)   # stored keys are valid: an invalid ref matches none
+        if key in refs and os.path.exists(self._config_path(refs[key])):
             return refs[key]
-        by_id = self._match_id(ref) if _HEX_RE.match(ref or "") else None
+        by_id = self._match_id(ref) if looks_like_id(ref) else None
         if by_id:
             return by_id
         raise ImageNotFound(f"No such image: {ref}")
@@ -220,30 +254,37 @@ class ImageStore:
         tagged = set(repos["refs"].values())
         hidden = set() if all else set(repos["intermediate"]) - tagged
         images = []
-        for path in self.configs.glob("*.json"):
-            if "sha256:" + path.stem in hidden:
+        for image_id in self._stored_ids():
+            if image_id in hidden:
                 continue
             try:
-                images.append(self._image("sha256:" + path.stem, repos))
+                images.append(self._image(image_id, repos))
             except ImageNotFound:
                 continue  # removed by another process meanwhile
         return sorted(images, key=lambda i: (i.created, i.id), reverse=True)
 
     def raw_config_bytes(self, image_id: str) -> bytes:
-        return self._config_path(image_id).read_bytes()
+        with open(self._config_path(image_id), "rb") as f:
+            return f.read()
+
+    def _stored_ids(self) -> list[str]:
+        """The ids of the stored configs ("sha256:<hex>"); temp files are not configs."""
+        return ["sha256:" + name[:-len(".json")] for name in os.listdir(self.configs)
+                if name.endswith(".json") and not name.startswith(".")]
 
     def _match_id(self, ref: str) -> str | None:
         hexpart = ref.split(":", 1)[-1]
         if len(hexpart) == 64:
-            return "sha256:" + hexpart if self._config_path("sha256:" + hexpart).exists() else None
-        hits = [p.stem for p in self.configs.glob(f"{hexpart}*.json")]
+            image_id = "sha256:" + hexpart
+            return image_id if os.path.exists(self._config_path(image_id)) else None
+        hits = [i for i in self._stored_ids() if i.startswith("sha256:" + hexpart)]
         if len(hits) > 1:
             raise ImageNotFound(f"ambiguous image id prefix {ref!r}: matches {len(hits)} images")
-        return "sha256:" + hits[0] if hits else None
+        return hits[0] if hits else None
 
     def _image(self, image_id: str, repos: dict | None = None) -> Image:
         try:
-            raw = json.loads(self._config_path(image_id).read_bytes())
+            raw = jsonlite.loads(self.raw_config_bytes(image_id))
         except FileNotFoundError:
             raise ImageNotFound(f"No such image: {image_id}") from None
         diff_ids = list((raw.get("rootfs") or {}).get("diff_ids") or [])
@@ -256,21 +297,21 @@ class ImageStore:
                      history=list(raw.get("history") or []), raw_config=raw,
                      repo_digests=[r for r in refs if "@" in r])
 
-    def _config_path(self, image_id: str) -> Path:
-        return self.configs / (image_id.split(":", 1)[-1] + ".json")
+    def _config_path(self, image_id: str) -> str:
+        return os.path.join(self.configs, image_id.split(":", 1)[-1] + ".json")
 
     # -- writing ----------------------------------------------------------------------------
 
     def add_config(self, config_bytes: bytes, ref: str | None = None,
                    intermediate: bool = False) -> Image:
         """Store an image config whose layers are all present; tag it if ``ref`` is given."""
-        raw = json.loads(config_bytes)
+        raw = jsonlite.loads(config_bytes)
         for diff_id in (raw.get("rootfs") or {}).get("diff_ids") or []:
             if not self.layers.exists(diff_id):
                 raise ImageError(f"image config names layer {diff_id}, which is not in the store")
         image_id = sha256_bytes(config_bytes)
         path = self._config_path(image_id)
-        if not path.exists():
+        if not os.path.exists(path):
             _atomic_write(path, config_bytes)
         with self._locked_repositories() as repos:
             if ref:
@@ -341,7 +382,7 @@ class ImageStore:
             parent = repos["parents"].pop(image_id, None)
             if image_id in repos["intermediate"]:
                 repos["intermediate"].remove(image_id)
-            self._config_path(image_id).unlink(missing_ok=True)
+            _unlink_if_exists(self._config_path(image_id))
             repos["build_cache"] = {k: v for k, v in repos["build_cache"].items() if v != image_id}
             lines.append(f"Deleted: {image_id}")
             keep = (parent is None or parent in in_use or parent not in repos["intermediate"]
@@ -361,8 +402,8 @@ class ImageStore:
         older than ``ORPHAN_LAYER_AGE`` (left by a crashed import; younger ones may belong to
         an image being pulled or built right now). Returns "Deleted: <diff_id>" lines."""
         used = set()
-        for path in self.configs.glob("*.json"):
-            raw = json.loads(path.read_bytes())
+        for image_id in self._stored_ids():
+            raw = jsonlite.loads(self.raw_config_bytes(image_id))
             used.update((raw.get("rootfs") or {}).get("diff_ids") or [])
         removed = []
         for diff_id in self.layers.list():
@@ -382,21 +423,21 @@ class ImageStore:
 
         ``changes`` are Dockerfile config instructions ("CMD ...", "ENV ...") applied to it.
         """
-        if isinstance(path_or_fileobj, (str, Path)):
-            diff_id = self.layers.import_file(Path(path_or_fileobj))
+        if isinstance(path_or_fileobj, (str, os.PathLike)):
+            diff_id = self.layers.import_file(path_or_fileobj)
         else:
             diff_id = self.layers.import_stream(path_or_fileobj)
         config = apply_changes({}, changes or [])
         return self.new_image(None, config, diff_id, "import", ref, comment=message)
 
-    def commit(self, upper_dir: Path, parent: Image | None, config: dict,
+    def commit(self, upper_dir: str | os.PathLike, parent: Image | None, config: dict,
                ref: str | None = None, comment: str = "", created_by: str = "commit") -> Image:
         """A new image: ``parent`` + the layer made from an overlay upperdir (whiteouts kept)."""
-        diff_id = self.layers.import_directory(Path(upper_dir))
+        diff_id = self.layers.import_directory(upper_dir)
         return self.new_image(parent, config, diff_id, created_by, ref, comment)
 
-    def diff(self, upper_dir: Path, parent: Image | None) -> list[tuple[str, str]]:
-        return layer_changes(Path(upper_dir), parent.layer_dirs if parent else [])
+    def diff(self, upper_dir: str | os.PathLike, parent: Image | None) -> list[tuple[str, str]]:
+        return layer_changes(upper_dir, parent.layer_dirs if parent else [])
 
     def ensure_busybox(self) -> Image:
         """busybox:latest, made offline from the host's static busybox if not yet stored.
@@ -432,7 +473,7 @@ class ImageStore:
     def load(self, fileobj: BinaryIO, progress: Callable[[str], None] | None = None) -> list[Image]:
         """``docker load``: a docker-save archive or an OCI layout tar (gzip allowed)."""
         import tarfile
-        with _seekable(fileobj) as f:
+        with _Seekable(fileobj) as f:
             try:
                 with tarfile.open(fileobj=f, mode="r:*") as tf:
                     return ArchiveReader(self, tf, progress).load()
@@ -444,7 +485,7 @@ class ImageStore:
     def build_cache_get(self, key: str) -> str | None:
         """The image id a build step with this cache key made, if that image still exists."""
         image_id = self._read_repositories()["build_cache"].get(key)
-        return image_id if image_id and self._config_path(image_id).exists() else None
+        return image_id if image_id and os.path.exists(self._config_path(image_id)) else None
 
     def build_cache_put(self, key: str, image_id: str) -> None:
         with self._locked_repositories() as repos:
@@ -454,7 +495,8 @@ class ImageStore:
 
     def _read_repositories(self) -> dict:
         try:
-            data = json.loads((self.root / "repositories.json").read_bytes())
+            with open(os.path.join(self.root, "repositories.json"), "rb") as f:
+                data = jsonlite.loads(f.read())
         except FileNotFoundError:
             data = {}
         for key, empty in (("refs", {}), ("intermediate", []), ("parents", {}),
@@ -462,18 +504,42 @@ class ImageStore:
             data.setdefault(key, empty)
         return data
 
-    @contextmanager
-    def _locked_repositories(self) -> Iterator[dict]:
-        """Read-modify-write of repositories.json under an exclusive flock."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            repos = self._read_repositories()
-            before = canonical_json(repos)
-            yield repos
-            if canonical_json(repos) != before:
-                _atomic_write(self.root / "repositories.json",
-                              json.dumps(repos, indent=1, sort_keys=True).encode())
+    def _locked_repositories(self) -> "_LockedRepositories":
+        """Read-modify-write of repositories.json under an exclusive flock: ``with`` it gives
+        the dict, written back on a normal exit if it changed."""
+        return _LockedRepositories(self)
+
+
+class _LockedRepositories:
+    """The context manager of ImageStore._locked_repositories (not on the run path, but a
+    class keeps contextlib out of this module's imports)."""
+
+    def __init__(self, store: ImageStore):
+        self.store = store
+        self.lock = None
+        self.repos: dict = {}
+        self.before = b""
+
+    def __enter__(self) -> dict:
+        os.makedirs(self.store.root, exist_ok=True)
+        self.lock = open(os.path.join(self.store.root, "lock"), "a+")
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX)
+            self.repos = self.store._read_repositories()
+            self.before = canonical_json(self.repos)
+        except BaseException:
+            self.lock.close()
+            raise
+        return self.repos
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None and canonical_json(self.repos) != self.before:
+                import json   # indented for people who read it; never on the run path
+                _atomic_write(os.path.join(self.store.root, "repositories.json"),
+                              json.dumps(self.repos, indent=1, sort_keys=True).encode())
+        finally:
+            self.lock.close()
 
 
 def _refs_of(repos: dict, image_id: str) -> list[str]:
@@ -502,7 +568,7 @@ def _untag(repos: dict, image_id: str, digests: bool) -> list[str]:
 def make_image_config(parent: Image | None, config: dict, diff_id: str | None,
                       created_by: str, comment: str = "", created: str | None = None) -> dict:
     """The full OCI image config of parent + one optional layer with a new config section."""
-    base = json.loads(json.dumps(parent.raw_config)) if parent else {}
+    base = jsonlite.loads(jsonlite.dumps(parent.raw_config)) if parent else {}
     created = created or now_rfc3339()
     diff_ids = list((base.get("rootfs") or {}).get("diff_ids") or [])
     history = list(base.get("history") or [])
@@ -529,7 +595,7 @@ def apply_changes(config: dict, changes: list[str]) -> dict:
     if not changes:
         return dict(config)
     from runtime.dockerfile import apply_config_instruction, parse_line
-    result = json.loads(json.dumps(config))
+    result = jsonlite.loads(jsonlite.dumps(config))
     for change in changes:
         apply_config_instruction(result, parse_line(change))
     return result
@@ -607,7 +673,7 @@ class ArchiveWriter:
         self.written.add(name)
         path = self.store.layers.tar_path(diff_id)
         info = self.tf.tarinfo(name)
-        info.size = path.stat().st_size
+        info.size = os.stat(path).st_size
         info.mode = 0o644
         with open(path, "rb") as f:
             self.tf.addfile(info, f)
@@ -664,7 +730,7 @@ class ArchiveReader:
 
     def _load_docker(self) -> list[Image]:
         loaded = []
-        for entry in json.loads(self._read("manifest.json")):
+        for entry in jsonlite.loads(self._read("manifest.json")):
             config_bytes = self._read(entry["Config"])
             image = self._store(config_bytes, entry.get("Layers") or [])
             for tag in entry.get("RepoTags") or []:
@@ -677,7 +743,7 @@ class ArchiveReader:
 
     def _load_oci(self) -> list[Image]:
         loaded = []
-        for desc in json.loads(self._read("index.json")).get("manifests", []):
+        for desc in jsonlite.loads(self._read("index.json")).get("manifests", []):
             manifest = self._manifest_for(desc)
             config_bytes = self._read(_blob_name(manifest["config"]["digest"]))
             image = self._store(config_bytes, [_blob_name(l["digest"]) for l in manifest["layers"]])
@@ -691,13 +757,13 @@ class ArchiveReader:
         return loaded
 
     def _manifest_for(self, desc: dict) -> dict:
-        doc = json.loads(self._read(_blob_name(desc["digest"])))
+        doc = jsonlite.loads(self._read(_blob_name(desc["digest"])))
         if doc.get("mediaType") in INDEX_TYPES or "manifests" in doc:
             return self._manifest_for(pick_platform(doc))
         return doc
 
     def _store(self, config_bytes: bytes, layer_names: list[str]) -> Image:
-        raw = json.loads(config_bytes)
+        raw = jsonlite.loads(config_bytes)
         diff_ids = (raw.get("rootfs") or {}).get("diff_ids") or []
         if len(diff_ids) != len(layer_names):
             raise ImageError(f"load: config lists {len(diff_ids)} layers, manifest {len(layer_names)}")
@@ -724,32 +790,56 @@ def _oci_tag(annotations: dict) -> str | None:
     return None
 
 
-@contextmanager
-def _seekable(fileobj: BinaryIO) -> Iterator[BinaryIO]:
-    """fileobj itself if seekable, else a temp-file copy (stdin, sockets)."""
-    try:
-        seekable = fileobj.seekable()
-        if seekable:
-            fileobj.tell()
-    except (AttributeError, OSError):
-        seekable = False
-    if seekable:
-        yield fileobj
-        return
-    import tempfile
-    with tempfile.TemporaryFile() as spool:
+class _Seekable:
+    """``with _Seekable(f) as g``: g is f itself if seekable, else a temp-file copy of it
+    (stdin, sockets), closed on exit."""
+
+    def __init__(self, fileobj: BinaryIO):
+        self.fileobj = fileobj
+        self.spool = None
+
+    def __enter__(self) -> BinaryIO:
+        if _is_seekable(self.fileobj):
+            return self.fileobj
         import shutil
-        shutil.copyfileobj(fileobj, spool, 1 << 20)
-        spool.seek(0)
-        yield spool
+        import tempfile
+        self.spool = tempfile.TemporaryFile()
+        try:
+            shutil.copyfileobj(self.fileobj, self.spool, 1 << 20)
+            self.spool.seek(0)
+        except BaseException:
+            self.spool.close()
+            raise
+        return self.spool
+
+    def __exit__(self, *exc) -> None:
+        if self.spool is not None:
+            self.spool.close()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    import uuid
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+def _is_seekable(fileobj: BinaryIO) -> bool:
+    try:
+        if fileobj.seekable():
+            fileobj.tell()
+            return True
+    except (AttributeError, OSError):
+        pass
+    return False
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    directory, name = os.path.split(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.{os.urandom(16).hex()}")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _unlink_if_exists(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

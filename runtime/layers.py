@@ -15,6 +15,10 @@ Unpacking policy (what a hostile tarball meets):
 - mode bits, setuid/setgid included, are kept as the image author wrote them (as Docker does);
 - a refused layer leaves nothing behind: unpacking happens in a temp dir on the same
   filesystem, renamed into place only on success.
+
+Paths are str: every function taking a path accepts str or os.PathLike, and every path
+returned is a str. This module is imported on the path of every `pdocker run` (through
+images.py): at module level it imports only cheap C-backed modules (no pathlib, collections).
 """
 
 from __future__ import annotations
@@ -24,15 +28,14 @@ import io
 import os
 import stat
 import time
-from collections.abc import Iterator
 from io import BufferedIOBase as BinaryIO   # typing's name for it; typing costs start-up time
-from pathlib import Path
+from _collections_abc import Iterator   # (collections.abc would import collections)
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     import subprocess
     import tarfile
-# Here and below, the modules only some operations need (compression, tar, hashing, uuid,
+# Here and below, the modules only some operations need (compression, tar, hashing,
 # subprocess) are imported where they are used: `pdocker run` needs none of them.
 
 WHITEOUT_PREFIX = ".wh."
@@ -55,32 +58,33 @@ class UnsafeLayer(LayerError):
 
 
 class LayerStore:
-    """Unpacked layers keyed by diff_id ("sha256:<hex>") under ``root``; shared by all images."""
+    """Unpacked layers keyed by diff_id ("sha256:<hex>") under ``root`` (str or PathLike;
+    ``.root`` and every path returned are str); shared by all images."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike):
+        self.root = os.fspath(root)
 
-    def dir(self, diff_id: str) -> Path:
-        return self.root / _hex(diff_id)
+    def dir(self, diff_id: str) -> str:
+        return os.path.join(self.root, _hex(diff_id))
 
-    def diff_dir(self, diff_id: str) -> Path:
+    def diff_dir(self, diff_id: str) -> str:
         """The unpacked tree of a layer (an overlay lowerdir)."""
-        return self.dir(diff_id) / "diff"
+        return os.path.join(self.dir(diff_id), "diff")
 
-    def tar_path(self, diff_id: str) -> Path:
+    def tar_path(self, diff_id: str) -> str:
         """The exact uncompressed tar whose sha256 is ``diff_id``."""
-        return self.dir(diff_id) / "layer.tar"
+        return os.path.join(self.dir(diff_id), "layer.tar")
 
     def exists(self, diff_id: str) -> bool:
-        return self.tar_path(diff_id).exists() and self.diff_dir(diff_id).is_dir()
+        return os.path.exists(self.tar_path(diff_id)) and os.path.isdir(self.diff_dir(diff_id))
 
     def size(self, diff_id: str) -> int:
-        return self.tar_path(diff_id).stat().st_size
+        return os.stat(self.tar_path(diff_id)).st_size
 
     def age(self, diff_id: str) -> float:
         """Seconds since the layer was stored."""
         try:
-            return time.time() - self.tar_path(diff_id).stat().st_mtime
+            return time.time() - os.stat(self.tar_path(diff_id)).st_mtime
         except FileNotFoundError:
             return 0.0
 
@@ -96,20 +100,21 @@ class LayerStore:
         return True
 
     def list(self) -> list[str]:
-        if not self.root.exists():
+        """The diff_ids of the stored layers, sorted."""
+        if not os.path.isdir(self.root):
             return []
-        return sorted("sha256:" + p.name for p in self.root.iterdir()
-                      if not p.name.startswith(".") and (p / "layer.tar").exists())
+        return sorted("sha256:" + name for name in os.listdir(self.root)
+                      if not name.startswith(".")
+                      and os.path.exists(os.path.join(self.root, name, "layer.tar")))
 
     def remove(self, diff_id: str) -> None:
         """Delete a layer; idempotent. The caller checks no image still uses it."""
         target = self.dir(diff_id)
-        if not target.exists():
+        if not os.path.exists(target):
             return
-        import uuid
-        doomed = self.root / f".rm-{uuid.uuid4().hex}"
+        doomed = os.path.join(self.root, f".rm-{os.urandom(16).hex()}")
         try:
-            target.rename(doomed)
+            os.rename(target, doomed)
         except FileNotFoundError:
             return
         import shutil   # here, not at the top: `pdocker run` never needs it
@@ -118,18 +123,18 @@ class LayerStore:
     def sweep(self, older_than: float = 3600.0) -> None:
         """Delete temp entries (``.tmp-*``, ``.rm-*``, ``.spool-*``) that a killed process left
         behind; entries younger than ``older_than`` seconds may still be in use."""
-        if not self.root.exists():
+        if not os.path.isdir(self.root):
             return
         now = time.time()
-        for entry in self.root.iterdir():
+        for entry in os.scandir(self.root):
             if entry.name.startswith((".tmp-", ".rm-", ".spool-")):
                 try:
-                    if now - entry.lstat().st_mtime > older_than:
-                        _remove_existing(entry)
+                    if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
+                        _remove_existing(entry.path)
                 except OSError:
                     pass
 
-    def import_file(self, path: Path, expected_diff_id: str | None = None) -> str:
+    def import_file(self, path: str | os.PathLike, expected_diff_id: str | None = None) -> str:
         with open(path, "rb") as f:
             return self.import_stream(f, expected_diff_id)
 
@@ -140,10 +145,9 @@ class LayerStore:
         corrupt archive; in both cases nothing is left under the store. Importing a layer
         that is already stored keeps the stored copy and returns the same diff_id.
         """
-        import uuid
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{uuid.uuid4().hex}"
-        (tmp / "diff").mkdir(parents=True)
+        os.makedirs(self.root, exist_ok=True)
+        tmp = os.path.join(self.root, f".tmp-{os.urandom(16).hex()}")
+        os.makedirs(os.path.join(tmp, "diff"))
         try:
             diff_id = _unpack_and_record(fileobj, tmp)
             if expected_diff_id and expected_diff_id != diff_id:
@@ -151,28 +155,30 @@ class LayerStore:
             self._publish(tmp, diff_id)
             return diff_id
         finally:
-            if tmp.exists():
+            if os.path.exists(tmp):
                 import shutil   # here, not at the top: `pdocker run` never needs it
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def import_directory(self, path: Path) -> str:
+    def import_directory(self, path: str | os.PathLike) -> str:
         """Make a layer from a directory (overlay whiteouts become ``.wh.`` entries)."""
-        import uuid
-        self.root.mkdir(parents=True, exist_ok=True)
-        spool = self.root / f".spool-{uuid.uuid4().hex}.tar"
+        os.makedirs(self.root, exist_ok=True)
+        spool = os.path.join(self.root, f".spool-{os.urandom(16).hex()}.tar")
         try:
             with open(spool, "wb") as out:
                 tar_directory(path, out)
             return self.import_file(spool)
         finally:
-            spool.unlink(missing_ok=True)
+            try:
+                os.unlink(spool)
+            except FileNotFoundError:
+                pass
 
-    def _publish(self, tmp: Path, diff_id: str) -> None:
+    def _publish(self, tmp: str, diff_id: str) -> None:
         final = self.dir(diff_id)
         if self.claim(diff_id):
             return
         try:
-            tmp.rename(final)
+            os.rename(tmp, final)
         except OSError as e:
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise LayerError(f"store layer {diff_id} at {final}: {e.strerror}") from e
@@ -185,17 +191,17 @@ def _hex(digest: str) -> str:
     return hexpart
 
 
-def _unpack_and_record(fileobj: BinaryIO, tmp: Path) -> str:
+def _unpack_and_record(fileobj: BinaryIO, tmp: str) -> str:
     """Unpack into tmp/diff while copying the uncompressed tar to tmp/layer.tar; return diff_id."""
     import lzma
     import tarfile
     import zlib
-    with open(tmp / "layer.tar", "wb") as record:
+    with open(os.path.join(tmp, "layer.tar"), "wb") as record:
         stream = decompressed(fileobj)
         tee = _HashingTee(stream, record)
         try:
             with tarfile.open(fileobj=tee, mode="r|") as tf:
-                unpack_members(tf, tmp / "diff")
+                unpack_members(tf, os.path.join(tmp, "diff"))
             tee.drain()
         except tarfile.TarError as e:
             raise LayerError(f"unreadable layer archive: {e}") from e
@@ -333,9 +339,10 @@ class _HashingTee:
 # Safe unpacking
 
 
-def unpack_members(tf: tarfile.TarFile, dest: Path) -> None:
+def unpack_members(tf: tarfile.TarFile, dest: str | os.PathLike) -> None:
     """Unpack every member of a streaming tar into dest (an empty directory we own)."""
-    dir_times: list[tuple[Path, tarfile.TarInfo]] = []
+    dest = os.fspath(dest)
+    dir_times: list[tuple[str, tarfile.TarInfo]] = []
     for member in tf:
         rel = safe_member_path(member.name)
         if not rel:
@@ -348,7 +355,7 @@ def unpack_members(tf: tarfile.TarFile, dest: Path) -> None:
         elif name.startswith(WHITEOUT_PREFIX):
             _make_whiteout(parent, name[len(WHITEOUT_PREFIX):], member.name)
         else:
-            target = parent / name
+            target = os.path.join(parent, name)
             _unpack_one(tf, member, target, dest)
             if member.isdir():
                 dir_times.append((target, member))
@@ -366,11 +373,11 @@ def safe_member_path(name: str) -> str:
     return "/".join(parts)
 
 
-def _ensure_parents(dest: Path, parts: list[str], member_name: str) -> Path:
+def _ensure_parents(dest: str, parts: list[str], member_name: str) -> str:
     """The real directory holding a member; creates missing parents, never follows links."""
     cur = dest
     for part in parts:
-        cur = cur / part
+        cur = os.path.join(cur, part)
         try:
             st = os.lstat(cur)
         except FileNotFoundError:
@@ -378,21 +385,21 @@ def _ensure_parents(dest: Path, parts: list[str], member_name: str) -> Path:
             continue
         if stat.S_ISLNK(st.st_mode):
             raise UnsafeLayer(f"refused layer: member {member_name!r} would be written through "
-                              f"the symlink {str(cur.relative_to(dest))!r}")
+                              f"the symlink {os.path.relpath(cur, dest)!r}")
         if not stat.S_ISDIR(st.st_mode):
             raise UnsafeLayer(f"refused layer: member {member_name!r} has a non-directory parent")
     return cur
 
 
-def _make_whiteout(parent: Path, name: str, member_name: str) -> None:
+def _make_whiteout(parent: str, name: str, member_name: str) -> None:
     if not name or name in (".", ".."):
         raise UnsafeLayer(f"refused layer: invalid whiteout {member_name!r}")
-    target = parent / name
+    target = os.path.join(parent, name)
     _remove_existing(target)
     os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
 
 
-def _unpack_one(tf: tarfile.TarFile, member: tarfile.TarInfo, target: Path, dest: Path) -> None:
+def _unpack_one(tf: tarfile.TarFile, member: tarfile.TarInfo, target: str, dest: str) -> None:
     if member.ischr() or member.isblk():
         raise UnsafeLayer(f"refused layer: member {member.name!r} is a device node")
     if member.isdir():
@@ -417,7 +424,7 @@ def _unpack_one(tf: tarfile.TarFile, member: tarfile.TarInfo, target: Path, dest
     _apply_metadata(member, target)
 
 
-def _unpack_dir(member: tarfile.TarInfo, target: Path) -> None:
+def _unpack_dir(member: tarfile.TarInfo, target: str) -> None:
     try:
         st = os.lstat(target)
         if not stat.S_ISDIR(st.st_mode):
@@ -427,7 +434,7 @@ def _unpack_dir(member: tarfile.TarInfo, target: Path) -> None:
         os.mkdir(target, 0o700)
 
 
-def _check_symlink(member: tarfile.TarInfo, dest: Path) -> None:
+def _check_symlink(member: tarfile.TarInfo, dest: str) -> None:
     """Absolute targets are container-rooted; relative ones must not climb above the root."""
     link = member.linkname
     if not link:
@@ -445,7 +452,7 @@ def _check_symlink(member: tarfile.TarInfo, dest: Path) -> None:
             depth += 1
 
 
-def _hardlink_source(member: tarfile.TarInfo, dest: Path) -> Path:
+def _hardlink_source(member: tarfile.TarInfo, dest: str) -> str:
     link = member.linkname
     if link.startswith("/"):
         raise UnsafeLayer(f"refused layer: hardlink {member.name!r} -> {link!r} points outside the layer")
@@ -457,11 +464,11 @@ def _hardlink_source(member: tarfile.TarInfo, dest: Path) -> Path:
     parts = rel.split("/")
     parent = dest
     for part in parts[:-1]:
-        parent = parent / part
-        if not parent.is_dir() or parent.is_symlink():
+        parent = os.path.join(parent, part)
+        if not os.path.isdir(parent) or os.path.islink(parent):
             raise UnsafeLayer(f"refused layer: hardlink {member.name!r} -> {link!r} does not "
                               "name a file of this layer")
-    source = parent / parts[-1]
+    source = os.path.join(parent, parts[-1])
     try:
         st = os.lstat(source)
     except FileNotFoundError:
@@ -473,7 +480,7 @@ def _hardlink_source(member: tarfile.TarInfo, dest: Path) -> Path:
     return source
 
 
-def _remove_existing(target: Path) -> None:
+def _remove_existing(target: str) -> None:
     try:
         st = os.lstat(target)
     except FileNotFoundError:
@@ -485,7 +492,7 @@ def _remove_existing(target: Path) -> None:
         os.unlink(target)
 
 
-def _write_file(tf: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
+def _write_file(tf: tarfile.TarFile, member: tarfile.TarInfo, target: str) -> None:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as out:
         src = tf.extractfile(member)
@@ -494,7 +501,7 @@ def _write_file(tf: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> N
             shutil.copyfileobj(src, out, COPY_CHUNK)
 
 
-def _apply_metadata(member: tarfile.TarInfo, target: Path) -> None:
+def _apply_metadata(member: tarfile.TarInfo, target: str) -> None:
     """Owner, mode (setuid kept; chown first since it clears setuid), xattrs, mtime."""
     try:
         os.lchown(target, member.uid, member.gid)
@@ -509,7 +516,7 @@ def _apply_metadata(member: tarfile.TarInfo, target: Path) -> None:
         os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
 
 
-def _keep_xattr(target: Path, name: str, value: str) -> None:
+def _keep_xattr(target: str, name: str, value: str) -> None:
     if not name.startswith(KEPT_XATTR_PREFIXES):
         return
     try:
@@ -518,7 +525,7 @@ def _keep_xattr(target: Path, name: str, value: str) -> None:
         pass
 
 
-def _set_xattr(path: Path, name: str, value: bytes) -> None:
+def _set_xattr(path: str, name: str, value: bytes) -> None:
     try:
         os.setxattr(path, name, value, follow_symlinks=False)
     except OSError as e:
@@ -534,14 +541,14 @@ def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(0, 0)
 
 
-def is_opaque(path: Path) -> bool:
+def is_opaque(path: str | os.PathLike) -> bool:
     try:
         return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:
         return False
 
 
-def tar_directory(path: Path, fileobj: BinaryIO) -> None:
+def tar_directory(path: str | os.PathLike, fileobj: BinaryIO) -> None:
     """Write an uncompressed, deterministic (sorted) tar of the tree under ``path``.
 
     Overlay whiteouts become ``.wh.NAME`` entries and opaque directories get a
@@ -549,22 +556,26 @@ def tar_directory(path: Path, fileobj: BinaryIO) -> None:
     skipped (a tar cannot hold them); links are stored, never followed.
     """
     import tarfile
-    root = Path(path)
+    root = os.fspath(path)
     with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tf:
         for full, rel in walk_tree(root):
             _add_entry(tf, full, rel)
 
 
-def walk_tree(root: Path, prefix: str = "") -> Iterator[tuple[Path, str]]:
+def walk_tree(root: str | os.PathLike, prefix: str = "") -> Iterator[tuple[str, str]]:
     """(path, relative name) of every entry below root, parents first, sorted; no links followed."""
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        full, rel = Path(entry.path), f"{prefix}{entry.name}"
+    for entry in sorted(os.scandir(root), key=_entry_name):
+        full, rel = entry.path, f"{prefix}{entry.name}"
         yield full, rel
         if entry.is_dir(follow_symlinks=False):
             yield from walk_tree(full, rel + "/")
 
 
-def _add_entry(tf: tarfile.TarFile, full: Path, rel: str) -> None:
+def _entry_name(entry: os.DirEntry) -> str:
+    return entry.name
+
+
+def _add_entry(tf: tarfile.TarFile, full: str, rel: str) -> None:
     st = os.lstat(full)
     if stat.S_ISSOCK(st.st_mode):
         return
@@ -572,7 +583,7 @@ def _add_entry(tf: tarfile.TarFile, full: Path, rel: str) -> None:
         head, _, name = rel.rpartition("/")
         tf.addfile(_empty_info(f"{head}/{WHITEOUT_PREFIX}{name}" if head else WHITEOUT_PREFIX + name, st))
         return
-    info = tf.gettarinfo(str(full), arcname=rel)
+    info = tf.gettarinfo(full, arcname=rel)
     info.uname = info.gname = ""
     _add_capability(full, info, st)
     if info.isreg():
@@ -592,7 +603,7 @@ def _empty_info(name: str, st: os.stat_result) -> tarfile.TarInfo:
     return info
 
 
-def _add_capability(full: Path, info: tarfile.TarInfo, st: os.stat_result) -> None:
+def _add_capability(full: str, info: tarfile.TarInfo, st: os.stat_result) -> None:
     if not stat.S_ISREG(st.st_mode):
         return
     try:
@@ -606,27 +617,27 @@ def _add_capability(full: Path, info: tarfile.TarInfo, st: os.stat_result) -> No
 # Reading a stack of overlay layers without mounting it
 
 
-def lookup(layer_dirs: list[Path], rel: str) -> Path | None:
+def lookup(layer_dirs: list[str | os.PathLike], rel: str) -> str | None:
     """The path that ``/rel`` resolves to in a stack of layers (lowest first), or None.
 
     Honours whiteouts and opaque directories; does not follow symlinks.
     """
     parts = [p for p in rel.split("/") if p]
     if not parts:
-        return Path(layer_dirs[-1]) if layer_dirs else None
+        return os.fspath(layer_dirs[-1]) if layer_dirs else None
     for layer in reversed(layer_dirs):
-        found, stop = _lookup_in_layer(Path(layer), parts)
+        found, stop = _lookup_in_layer(os.fspath(layer), parts)
         if found is not None or stop:
             return found
     return None
 
 
-def _lookup_in_layer(layer: Path, parts: list[str]) -> tuple[Path | None, bool]:
+def _lookup_in_layer(layer: str, parts: list[str]) -> tuple[str | None, bool]:
     """(path, stop): stop means lower layers are hidden (whiteout or opaque parent)."""
     cur = layer
     opaque = False
     for i, part in enumerate(parts):
-        cur = cur / part
+        cur = os.path.join(cur, part)
         try:
             st = os.lstat(cur)
         except FileNotFoundError:
@@ -640,7 +651,7 @@ def _lookup_in_layer(layer: Path, parts: list[str]) -> tuple[Path | None, bool]:
     return cur, True
 
 
-def resolve_path(layer_dirs: list[Path], path: str, follow_last: bool = True) -> str:
+def resolve_path(layer_dirs: list[str | os.PathLike], path: str, follow_last: bool = True) -> str:
     """The absolute path that ``path`` names in the merged view of the layers once symlinks
     are followed, scoped to the root as in a chroot (``..`` stops at /). Raises LayerError on
     a symlink loop. Missing components are kept as written."""
@@ -654,7 +665,7 @@ def resolve_path(layer_dirs: list[Path], path: str, follow_last: bool = True) ->
                 done.pop()
             continue
         found = lookup(layer_dirs, "/".join(done + [part])) if pending or follow_last else None
-        if found is not None and found.is_symlink():
+        if found is not None and os.path.islink(found):
             links += 1
             if links > 40:
                 raise LayerError(f"resolve {path}: too many levels of symbolic links")
@@ -666,14 +677,14 @@ def resolve_path(layer_dirs: list[Path], path: str, follow_last: bool = True) ->
     return "/" + "/".join(done)
 
 
-def union_entries(layer_dirs: list[Path], rel: str) -> dict[str, Path]:
+def union_entries(layer_dirs: list[str | os.PathLike], rel: str) -> dict[str, str]:
     """The entries of directory ``/rel`` in the merged view: name -> its topmost path."""
     parts = [p for p in rel.split("/") if p]
-    result: dict[str, Path] = {}
+    result: dict[str, str] = {}
     hidden: set[str] = set()
-    for layer in reversed(layer_dirs):
-        found, stop = _lookup_in_layer(Path(layer), parts) if parts else (Path(layer), False)
-        if found is None or not found.is_dir() or found.is_symlink():
+    for layer in map(os.fspath, reversed(layer_dirs)):
+        found, stop = _lookup_in_layer(layer, parts) if parts else (layer, False)
+        if found is None or not os.path.isdir(found) or os.path.islink(found):
             if stop or found is not None:
                 break
             continue
@@ -683,25 +694,25 @@ def union_entries(layer_dirs: list[Path], rel: str) -> dict[str, Path]:
             if is_whiteout(entry.stat(follow_symlinks=False)):
                 hidden.add(entry.name)
             else:
-                result[entry.name] = Path(entry.path)
-        if is_opaque(found) or _has_opaque_parent(Path(layer), parts):
+                result[entry.name] = entry.path
+        if is_opaque(found) or _has_opaque_parent(layer, parts):
             break
     return result
 
 
-def _has_opaque_parent(layer: Path, parts: list[str]) -> bool:
+def _has_opaque_parent(layer: str, parts: list[str]) -> bool:
     cur = layer
     for part in parts[:-1]:
-        cur = cur / part
+        cur = os.path.join(cur, part)
         if is_opaque(cur):
             return True
     return False
 
 
-def changes(upper_dir: Path, layer_dirs: list[Path]) -> list[tuple[str, str]]:
+def changes(upper_dir: str | os.PathLike, layer_dirs: list[str | os.PathLike]) -> list[tuple[str, str]]:
     """Docker-style diff of an upperdir against its lower layers: ("A"|"C"|"D", "/path")."""
     result = []
-    for full, rel in walk_tree(Path(upper_dir)):
+    for full, rel in walk_tree(upper_dir):
         st = os.lstat(full)
         if is_whiteout(st):
             result.append(("D", "/" + rel))
@@ -712,7 +723,7 @@ def changes(upper_dir: Path, layer_dirs: list[Path]) -> list[tuple[str, str]]:
     return result
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
     import hashlib
     sha = hashlib.sha256()
     with open(path, "rb") as f:

@@ -4,6 +4,7 @@ missing or unusable one is a one-line ImageError telling the user what to instal
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ echo /usr/bin/env
 
 
 def stored_files(root) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return sorted(str(p.relative_to(root)) for p in Path(root).rglob("*") if p.is_file())
 
 
 def test_the_image_is_made_from_the_given_busybox(tmp_path):
@@ -30,7 +31,7 @@ def test_the_image_is_made_from_the_given_busybox(tmp_path):
     store = ImageStore(tmp_path / "images", busybox=fake)
     image = store.ensure_busybox()
     assert image.repo_tags == ["busybox:latest"]
-    assert lookup(image.layer_dirs, "/bin/busybox").read_text() == FAKE_BUSYBOX
+    assert Path(lookup(image.layer_dirs, "/bin/busybox")).read_text() == FAKE_BUSYBOX
     assert os.readlink(lookup(image.layer_dirs, "/usr/bin/env")) == "/bin/busybox"
     assert store.ensure_busybox().id == image.id
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from runtime.images import (ImageConflict, ImageNotFound, ImageStore, InvalidReference,
-                            normalize_ref)
+                            normalize_ref, stored_ref_key)
 from tests.unit.test_layers import make_tar
 
 
@@ -26,18 +29,23 @@ def store(tmp_path):
 ])
 def test_normalize_ref(ref, expected):
     assert normalize_ref(ref) == expected
+    assert stored_ref_key(ref) == expected   # the lookup key, made without validating
 
 
 @pytest.mark.parametrize("bad", ["", "UPPER", "a b", "app:", "app:bad/tag", "-x"])
-def test_bad_refs_have_clear_errors(bad):
+def test_bad_refs_have_clear_errors(bad, store):
     with pytest.raises(InvalidReference, match="invalid reference format"):
         normalize_ref(bad)
+    store.import_tar(io.BytesIO(make_tar([("f", "file", "1")])), "app")
+    with pytest.raises(ImageNotFound, match="No such image"):
+        store.get(bad)   # never the stored app:latest, not even for "app:"
 
 
 def test_busybox_is_offline_and_deterministic(store, tmp_path):
     image = store.ensure_busybox()
     assert image.repo_tags == ["busybox:latest"]
-    root = image.layer_dirs[0]
+    assert all(isinstance(d, str) for d in image.layer_dirs) and isinstance(store.root, str)
+    root = Path(image.layer_dirs[0])
     assert os.readlink(root / "bin/sh") == "/bin/busybox"
     assert "root:x:0:0" in (root / "etc/passwd").read_text()
     assert oct(os.stat(root / "tmp").st_mode & 0o7777) == "0o1777"
@@ -75,7 +83,7 @@ def test_layers_are_shared_between_images(store):
     child = store.new_image(base, {"Cmd": ["x"]}, None, "CMD x", "child")
     assert child.layer_dirs == base.layer_dirs
     store.remove("base")
-    assert store.get("child").layer_dirs[0].is_dir()
+    assert os.path.isdir(store.get("child").layer_dirs[0])
 
 
 def test_intermediate_images_are_hidden_from_list(store):
@@ -109,7 +117,6 @@ def test_progress_bar_line_on_a_terminal():
 
 
 def _ensure_and_tag(root: str, tag: str) -> str:
-    from pathlib import Path
     store = ImageStore(Path(root))
     image = store.ensure_busybox()
     store.tag("busybox", tag)
@@ -127,7 +134,7 @@ def test_concurrent_processes_share_one_store(tmp_path):
     assert len(set(ids)) == 1 and len(store.layers.list()) == 1
     assert store.get("busybox").repo_tags == ["busybox:latest", "t0:latest", "t1:latest",
                                                "t2:latest", "t3:latest"]
-    assert [p.name for p in store.layers.root.iterdir() if p.name.startswith(".")] == []
+    assert [name for name in os.listdir(store.layers.root) if name.startswith(".")] == []
 
 
 def test_rmi_of_a_built_image_deletes_its_private_cache_parents(store):
@@ -151,3 +158,24 @@ def test_rmi_spares_a_fresh_orphan_layer_of_a_concurrent_pull(store):
     lines = store.remove("gone")
     assert f"Deleted: {image.diff_ids[0]}" in lines and f"Deleted: {stale}" in lines
     assert store.layers.exists(in_flight)
+
+
+LEAN_GET = """
+import sys
+sys.path[:0] = [sys.argv[1]]
+before = set(sys.modules)
+from runtime.images import ImageStore
+image = ImageStore(sys.argv[2]).get(sys.argv[3])
+heavy = {"re", "json", "pathlib", "enum", "contextlib", "collections", "functools", "typing"}
+print(image.layer_dirs[0], *sorted(heavy & (set(sys.modules) - before)))
+"""
+
+
+@pytest.mark.parametrize("ref", ["busybox", "docker.io/library/busybox:latest"])
+def test_getting_a_stored_image_imports_nothing_heavy(store, ref):
+    """`pdocker run` looks its image up on every start: that costs no `re`, `json`, ..."""
+    image = store.ensure_busybox()
+    repo = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", LEAN_GET, repo, store.root, ref],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [image.layer_dirs[0]]
