@@ -6,7 +6,8 @@ chooses the version from the layout: a root holding `cgroup.controllers` is a cg
 (v2-only host); otherwise the v1 controllers live in `root/<controller>` (v1 or a v1/v2
 hybrid host, where the cgroup2 mount at root/unified carries no controllers).
 
-Paths are relative to the hierarchy, e.g. "pkube/<id>" or "pkube/pod-<uid>/<ctr>".
+Cgroup paths are relative to the hierarchy, e.g. "pkube/<id>" or "pkube/pod-<uid>/<ctr>";
+directories and files are absolute str paths (the root may be given as any PathLike).
 Errors are `CgroupError`, naming the operation and the file.
 """
 
@@ -14,14 +15,12 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from _signal import SIGKILL   # the C module: `signal` builds enums of every signal
 
 from runtime.records import Record
 
-DEFAULT_ROOT = Path("/sys/fs/cgroup")
+DEFAULT_ROOT = "/sys/fs/cgroup"
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer")
 V2_CONTROLLERS = ("cpu", "memory", "pids")
 DEFAULT_CPU_PERIOD_US = 100000
@@ -92,7 +91,7 @@ def validate_path(path: str) -> str:
     return "/".join(parts)
 
 
-def _write(path: Path, value: str) -> None:
+def _write(path: str, value: str) -> None:
     try:
         with open(path, "w") as f:
             f.write(value)
@@ -100,24 +99,25 @@ def _write(path: Path, value: str) -> None:
         raise CgroupError(f"write {value!r} to {path}: {e.strerror or e}") from e
 
 
-def _read(path: Path) -> str:
+def _read(path: str) -> str:
     try:
-        return path.read_text().strip()
+        with open(path) as f:
+            return f.read().strip()
     except OSError as e:
         raise CgroupError(f"read {path}: {e.strerror or e}") from e
 
 
-def _read_int(path: Path) -> int | None:
+def _read_int(path: str) -> int | None:
     """The integer in `path`; None if the file is missing or holds "max"."""
-    if not path.exists():
+    if not os.path.exists(path):
         return None
     words = _read(path).split()
     return None if not words or words[0] == "max" else int(words[0])
 
 
-def _read_keyed(path: Path) -> dict[str, int]:
+def _read_keyed(path: str) -> dict[str, int]:
     """A flat-keyed file ("key value" per line) as a dict; {} if missing."""
-    if not path.exists():
+    if not os.path.exists(path):
         return {}
     result = {}
     for line in _read(path).splitlines():
@@ -127,42 +127,61 @@ def _read_keyed(path: Path) -> dict[str, int]:
     return result
 
 
-def _read_pids(procs_file: Path) -> list[int]:
-    if not procs_file.exists():
+def _read_pids(procs_file: str) -> list[int]:
+    if not os.path.exists(procs_file):
         return []
     return [int(line) for line in _read(procs_file).split()]
 
 
-def _mkdirs(path: Path) -> None:
+def _mkdirs(path: str) -> None:
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise CgroupError(f"mkdir {path}: {e.strerror or e}") from e
 
 
-def _rmdir_tree(path: Path) -> None:
+def _rmdir_tree(path: str) -> None:
     """Remove a cgroup directory and its child cgroups, depth first. Missing is fine.
 
-    Raises OSError (EBUSY) while a task is still leaving; the caller retries.
+    Tries the directory alone first: a container's cgroup has no children, and listing a
+    cgroup directory (dozens of control files) is what a removal would cost. Raises
+    OSError (EBUSY) while a task is still in it or leaving it; the caller retries.
     """
-    if not path.is_dir():
-        return
-    for child in path.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            _rmdir_tree(child)
     try:
-        path.rmdir()
+        os.rmdir(path)
+        return
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as e:
+        if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+            raise
+    for child in _child_dirs(path):
+        _rmdir_tree(child)
+    try:
+        os.rmdir(path)
     except FileNotFoundError:
         pass
     except OSError as e:
-        if e.errno == errno.ENOTEMPTY:
-            # A fake (unit-test) hierarchy holds regular files the kernel would not.
-            for child in path.iterdir():
-                if child.is_file():
-                    child.unlink()
-            path.rmdir()
-        else:
+        if e.errno != errno.ENOTEMPTY:
             raise
+        _unlink_files(path)   # a fake (unit-test) hierarchy holds regular files the kernel would not
+        os.rmdir(path)
+
+
+def _child_dirs(path: str) -> list[str]:
+    """The subdirectories (not symlinks) of `path`; none when it is gone."""
+    try:
+        with os.scandir(path) as entries:
+            return [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _unlink_files(path: str) -> None:
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
 
 
 def _procs_files(directory: str) -> Iterator[str]:
@@ -195,23 +214,23 @@ class Cgroup:
 
     version: int
 
-    def __init__(self, path: str, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, path: str, sleep=time.sleep, clock=time.monotonic):
+        """`sleep(seconds)` and `clock()` (monotonic seconds) pace destroy's retries."""
         self.path = path
         self._sleep = sleep
         self._clock = clock
 
     @property
-    def dirs(self) -> list[Path]:
+    def dirs(self) -> list[str]:
         """Every directory of this cgroup (one per v1 controller, one on v2)."""
         raise NotImplementedError
 
-    def procs_files(self) -> list[Path]:
+    def procs_files(self) -> list[str]:
         """The cgroup.procs files a process must be written to, to join this cgroup."""
-        return [d / "cgroup.procs" for d in self.dirs]
+        return [d + "/cgroup.procs" for d in self.dirs]
 
     def exists(self) -> bool:
-        return any(d.is_dir() for d in self.dirs)
+        return any(os.path.isdir(d) for d in self.dirs)
 
     def add_process(self, pid: int) -> None:
         """Move process `pid`, all its threads, into this cgroup."""
@@ -222,8 +241,8 @@ class Cgroup:
         """The processes in this cgroup and its descendants, sorted."""
         found: set[int] = set()
         for d in self.dirs:
-            for procs in _procs_files(str(d)):
-                found.update(_read_pids(Path(procs)))
+            for procs in _procs_files(d):
+                found.update(_read_pids(procs))
         return sorted(found)
 
     def set(self, resources: Resources | None) -> None:
@@ -243,7 +262,7 @@ class Cgroup:
     def thaw(self) -> None:
         raise NotImplementedError
 
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+    def kill_all(self, sig: int = SIGKILL) -> None:
         """Send `sig` to every process in the cgroup (frozen meanwhile, so forks can't escape)."""
         frozen = self._try_freeze()
         try:
@@ -253,14 +272,13 @@ class Cgroup:
                 self.thaw()
 
     def destroy(self) -> None:
-        """Kill leftover processes and remove the directories, depth first. Idempotent.
+        """Remove the directories, depth first, killing the processes left in them (SIGKILL)
+        when they are busy. Idempotent.
 
         Raises CgroupError if processes remain or a directory stays busy after DESTROY_TIMEOUT_S.
         """
         deadline = self._clock() + DESTROY_TIMEOUT_S
         while True:
-            if self.pids():
-                self.kill_all(signal.SIGKILL)
             try:
                 for d in self.dirs:
                     _rmdir_tree(d)
@@ -269,7 +287,9 @@ class Cgroup:
                 if self._clock() > deadline:
                     raise CgroupError(f"remove cgroup {self.path}: {e.strerror or e} "
                                       f"(processes left: {self.pids()})") from e
-                self._sleep(0.01)
+            if self.pids():
+                self.kill_all(SIGKILL)
+            self._sleep(0.01)
 
     def _try_freeze(self) -> bool:
         try:
@@ -287,18 +307,18 @@ class CgroupV1(Cgroup):
 
     version = 1
 
-    def __init__(self, root: Path, controllers: list[str], path: str, **kwargs):
+    def __init__(self, root: str | os.PathLike, controllers: list[str], path: str, **kwargs):
         super().__init__(path, **kwargs)
-        self.root = root
+        self.root = os.fspath(root)
         self.controllers = controllers
 
-    def dir(self, controller: str) -> Path | None:
+    def dir(self, controller: str) -> str | None:
         """This cgroup's directory for `controller`, or None if that controller is absent."""
-        return self.root / controller / self.path if controller in self.controllers else None
+        return f"{self.root}/{controller}/{self.path}" if controller in self.controllers else None
 
     @property
-    def dirs(self) -> list[Path]:
-        return [self.root / c / self.path for c in self.controllers]
+    def dirs(self) -> list[str]:
+        return [f"{self.root}/{c}/{self.path}" for c in self.controllers]
 
     def set(self, resources: Resources | None) -> None:
         r = resources or Resources()
@@ -308,7 +328,7 @@ class CgroupV1(Cgroup):
         self._set_memory(r.memory_bytes)
         self._set_cpu(r)
         if d := self.dir("pids"):
-            _write(d / "pids.max", "max" if r.pids_limit is None else str(r.pids_limit))
+            _write(d + "/pids.max", "max" if r.pids_limit is None else str(r.pids_limit))
 
     def _require(self, controller: str, limit: int | None) -> None:
         if limit is not None and self.dir(controller) is None:
@@ -319,9 +339,9 @@ class CgroupV1(Cgroup):
         if d is None:
             return
         value = "-1" if limit is None else str(limit)
-        files = [d / "memory.limit_in_bytes"]
-        if (self.root / "memory" / "memory.memsw.limit_in_bytes").exists():  # swap accounting on
-            files.append(d / "memory.memsw.limit_in_bytes")  # memory+swap = memory: no swap
+        files = [d + "/memory.limit_in_bytes"]
+        if os.path.exists(self.root + "/memory/memory.memsw.limit_in_bytes"):  # swap accounting on
+            files.append(d + "/memory.memsw.limit_in_bytes")  # memory+swap = memory: no swap
         try:
             for f in files:
                 _write(f, value)
@@ -334,21 +354,21 @@ class CgroupV1(Cgroup):
         d = self.dir("cpu")
         if d is None:
             return
-        _write(d / "cpu.cfs_period_us", str(r.cpu_period_us))
-        _write(d / "cpu.cfs_quota_us", "-1" if r.cpu_quota_us is None else str(r.cpu_quota_us))
+        _write(d + "/cpu.cfs_period_us", str(r.cpu_period_us))
+        _write(d + "/cpu.cfs_quota_us", "-1" if r.cpu_quota_us is None else str(r.cpu_quota_us))
         shares = V1_DEFAULT_SHARES if r.cpu_shares is None else r.cpu_shares
-        _write(d / "cpu.shares", str(min(max(shares, MIN_SHARES), MAX_SHARES)))
+        _write(d + "/cpu.shares", str(min(max(shares, MIN_SHARES), MAX_SHARES)))
 
     def stats(self) -> CgroupStats:
         mem, cpuacct, pids = self.dir("memory"), self.dir("cpuacct"), self.dir("pids")
-        limit = _read_int(mem / "memory.limit_in_bytes") if mem else None
-        usage = _read_int(mem / "memory.usage_in_bytes") if mem else None
-        inactive = _read_keyed(mem / "memory.stat").get("total_inactive_file") if mem else None
+        limit = _read_int(mem + "/memory.limit_in_bytes") if mem else None
+        usage = _read_int(mem + "/memory.usage_in_bytes") if mem else None
+        inactive = _read_keyed(mem + "/memory.stat").get("total_inactive_file") if mem else None
         return CgroupStats(
             memory_usage_bytes=usage,
             memory_limit_bytes=None if limit is None or limit >= 2**62 else limit,
-            cpu_usage_ns=_read_int(cpuacct / "cpuacct.usage") if cpuacct else None,
-            pids_current=_read_int(pids / "pids.current") if pids else None,
+            cpu_usage_ns=_read_int(cpuacct + "/cpuacct.usage") if cpuacct else None,
+            pids_current=_read_int(pids + "/pids.current") if pids else None,
             memory_working_set_bytes=working_set(usage, inactive),
         )
 
@@ -356,20 +376,20 @@ class CgroupV1(Cgroup):
         d = self.dir("memory")
         if d is None:
             return False
-        control = _read_keyed(d / "memory.oom_control")
+        control = _read_keyed(d + "/memory.oom_control")
         if "oom_kill" in control:
             return control["oom_kill"] > 0
-        return (_read_int(d / "memory.failcnt") or 0) > 0  # kernels before 4.13
+        return (_read_int(d + "/memory.failcnt") or 0) > 0  # kernels before 4.13
 
     def freeze(self) -> None:
         if (d := self.dir("freezer")) is None:
             raise CgroupError(f"freeze {self.path}: no freezer controller")
-        _write(d / "freezer.state", "FROZEN")
+        _write(d + "/freezer.state", "FROZEN")
 
     def thaw(self) -> None:
         if (d := self.dir("freezer")) is None:
             raise CgroupError(f"thaw {self.path}: no freezer controller")
-        _write(d / "freezer.state", "THAWED")
+        _write(d + "/freezer.state", "THAWED")
 
 
 class CgroupV2(Cgroup):
@@ -377,23 +397,23 @@ class CgroupV2(Cgroup):
 
     version = 2
 
-    def __init__(self, root: Path, path: str, **kwargs):
+    def __init__(self, root: str | os.PathLike, path: str, **kwargs):
         super().__init__(path, **kwargs)
-        self.root = root
+        self.root = os.fspath(root)
 
     @property
-    def dirs(self) -> list[Path]:
-        return [self.root / self.path]
+    def dirs(self) -> list[str]:
+        return [self.dir]
 
     @property
-    def dir(self) -> Path:
-        return self.root / self.path
+    def dir(self) -> str:
+        return f"{self.root}/{self.path}"
 
     def set(self, resources: Resources | None) -> None:
         r = resources or Resources()
         self._write_limit("memory.max", r.memory_bytes)
-        if r.memory_bytes is not None and (self.dir / "memory.swap.max").exists():
-            _write(self.dir / "memory.swap.max", "0")
+        if r.memory_bytes is not None and os.path.exists(self.dir + "/memory.swap.max"):
+            _write(self.dir + "/memory.swap.max", "0")
         quota = "max" if r.cpu_quota_us is None else str(r.cpu_quota_us)
         self._write_limit("cpu.max", r.cpu_quota_us, f"{quota} {r.cpu_period_us}")
         weight = V2_DEFAULT_WEIGHT if r.cpu_shares is None else shares_to_weight(r.cpu_shares)
@@ -405,34 +425,35 @@ class CgroupV2(Cgroup):
         fine for an unlimited value, a CgroupError for a real limit."""
         if text is None:
             text = "max" if limit is None else str(limit)
-        if (self.dir / name).exists():
-            _write(self.dir / name, text)
+        path = f"{self.dir}/{name}"
+        if os.path.exists(path):
+            _write(path, text)
         elif limit is not None:
-            raise CgroupError(f"write {text!r} to {self.dir / name}: controller not enabled")
+            raise CgroupError(f"write {text!r} to {path}: controller not enabled")
 
     def stats(self) -> CgroupStats:
-        cpu = _read_keyed(self.dir / "cpu.stat")
-        usage = _read_int(self.dir / "memory.current")
+        cpu = _read_keyed(self.dir + "/cpu.stat")
+        usage = _read_int(self.dir + "/memory.current")
         return CgroupStats(
             memory_usage_bytes=usage,
-            memory_limit_bytes=_read_int(self.dir / "memory.max"),
+            memory_limit_bytes=_read_int(self.dir + "/memory.max"),
             cpu_usage_ns=cpu["usage_usec"] * 1000 if "usage_usec" in cpu else None,
-            pids_current=_read_int(self.dir / "pids.current"),
-            memory_working_set_bytes=working_set(usage, _read_keyed(self.dir / "memory.stat").get("inactive_file")),
+            pids_current=_read_int(self.dir + "/pids.current"),
+            memory_working_set_bytes=working_set(usage, _read_keyed(self.dir + "/memory.stat").get("inactive_file")),
         )
 
     def oom_killed(self) -> bool:
-        return _read_keyed(self.dir / "memory.events").get("oom_kill", 0) > 0
+        return _read_keyed(self.dir + "/memory.events").get("oom_kill", 0) > 0
 
     def freeze(self) -> None:
-        _write(self.dir / "cgroup.freeze", "1")
+        _write(self.dir + "/cgroup.freeze", "1")
 
     def thaw(self) -> None:
-        _write(self.dir / "cgroup.freeze", "0")
+        _write(self.dir + "/cgroup.freeze", "0")
 
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
-        if sig == signal.SIGKILL and (self.dir / "cgroup.kill").exists():
-            _write(self.dir / "cgroup.kill", "1")  # the kernel kills the whole subtree atomically
+    def kill_all(self, sig: int = SIGKILL) -> None:
+        if sig == SIGKILL and os.path.exists(self.dir + "/cgroup.kill"):
+            _write(self.dir + "/cgroup.kill", "1")  # the kernel kills the whole subtree atomically
             return
         super().kill_all(sig)
 
@@ -442,22 +463,22 @@ class CgroupManager:
 
     version: int
 
-    def __init__(self, root: Path, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike, sleep=time.sleep, clock=time.monotonic):
+        """`sleep(seconds)` and `clock()` (monotonic seconds) are handed to the cgroups."""
+        self.root = os.path.normpath(os.fspath(root))
         self._timing = {"sleep": sleep, "clock": clock}
         self._controllers: list[str] | None = None
 
     @staticmethod
-    def detect(root: Path = DEFAULT_ROOT, **timing) -> "CgroupManager":
+    def detect(root: str | os.PathLike = DEFAULT_ROOT, **timing) -> "CgroupManager":
         """The manager for the hierarchy at `root`: v2 if root is a cgroup2 mount, else v1.
 
         Raises CgroupError if root holds neither layout.
         """
-        root = Path(root)
-        if (root / "cgroup.controllers").exists():
+        root = os.fspath(root)
+        if os.path.exists(root + "/cgroup.controllers"):
             return CgroupV2Manager(root, **timing)
-        if any((root / c / "cgroup.procs").exists() for c in V1_CONTROLLERS):
+        if any(os.path.exists(f"{root}/{c}/cgroup.procs") for c in V1_CONTROLLERS):
             return CgroupV1Manager(root, **timing)
         raise CgroupError(f"detect cgroups at {root}: neither a cgroup2 mount nor v1 controllers")
 
@@ -515,14 +536,14 @@ class CgroupV2Manager(CgroupManager):
         parent = self.root
         for part in cgroup.path.split("/"):
             self._enable_controllers(parent)
-            parent = parent / part
+            parent = f"{parent}/{part}"
             _mkdirs(parent)
 
-    def _enable_controllers(self, directory: Path) -> None:
+    def _enable_controllers(self, directory: str) -> None:
         """Let the children of `directory` use cpu, memory and pids, where available."""
-        available = set(_read(directory / "cgroup.controllers").split())
-        enabled = set(_read(directory / "cgroup.subtree_control").split()) \
-            if (directory / "cgroup.subtree_control").exists() else set()
+        available = set(_read(directory + "/cgroup.controllers").split())
+        enabled = set(_read(directory + "/cgroup.subtree_control").split()) \
+            if os.path.exists(directory + "/cgroup.subtree_control") else set()
         wanted = [c for c in V2_CONTROLLERS if c in available and c not in enabled]
         if wanted:
-            _write(directory / "cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
+            _write(directory + "/cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))

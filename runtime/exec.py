@@ -9,11 +9,9 @@ container's cgroup, drops to the container's capabilities and user, and execs.
 from __future__ import annotations
 
 import os
-import pwd
-import signal
 import shutil
 import time
-from pathlib import Path
+from _signal import SIGKILL
 
 from runtime import process
 from runtime.namespaces import plan_for_exec
@@ -37,13 +35,13 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
         raise Conflict(f"Container {state.id} is not running")
     if not argv:
         raise ValueError("exec: no command given")
-    edir = runtime.store.dir(state.id) / "execs" / os.urandom(8).hex()
-    edir.mkdir(parents=True)
+    edir = os.path.join(runtime.store.dir(state.id), "execs", os.urandom(8).hex())
+    os.makedirs(edir)
     merged_env = dict(e.split("=", 1) for e in state.process["env"])
     merged_env.update(env or {})
     config = ShimConfig(
         argv=list(argv), env=[f"{k}={v}" for k, v in merged_env.items()],
-        plan=plan_for_exec(state.pid), exit_file=str(edir / "exit"), sock=process.socket_name(edir),
+        plan=plan_for_exec(state.pid), exit_file=os.path.join(edir, "exit"), sock=process.socket_name(edir),
         cwd=workdir or state.process["workdir"], user=user if user is not None else (state.process["user"] or None),
         tty=tty, stdin_open=interactive or stdin is not None, tty_size=tty_size,
         ptmx=f"/proc/{state.pid}/root/dev/pts/ptmx")
@@ -96,13 +94,13 @@ class _Watchdog:
     def _fire(self) -> None:
         if self.start is not None and process.alive(self.pid, self.start):
             self.fired = True
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(self.pid, SIGKILL)
 
     def cancel(self) -> None:
         self.timer.cancel()
 
 
-def _collect(attachment, stdin: bytes | None, edir: Path, result_type):
+def _collect(attachment, stdin: bytes | None, edir: str, result_type):
     out, err = [], []
     try:
         if stdin is not None:
@@ -114,21 +112,27 @@ def _collect(attachment, stdin: bytes | None, edir: Path, result_type):
     finally:
         attachment.close()
     if code is None:
-        recorded = process.read_exit_file(edir / "exit")
+        recorded = process.read_exit_file(os.path.join(edir, "exit"))
         code = recorded[0] if recorded else 255
     shutil.rmtree(edir, ignore_errors=True)
     return result_type(code, b"".join(out), b"".join(err))
 
 
+def _read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
 def _proc_row(pid: int, ticks: int, boot: float) -> list[str] | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        status = Path(f"/proc/{pid}/status").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat, status = _read_text(f"/proc/{pid}/stat"), _read_text(f"/proc/{pid}/status")
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
     fields = stat[stat.rindex(")") + 2:].split()
     uid = int(next(l for l in status.splitlines() if l.startswith("Uid:")).split()[1])
+    import pwd   # top only
     try:
         user = pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -143,7 +147,7 @@ def _proc_row(pid: int, ticks: int, boot: float) -> list[str] | None:
 def process_table(pids: list[int]) -> tuple[list[str], list[list[str]]]:
     """`ps -ef`-style titles and rows for host pids (UID PID PPID C STIME TTY TIME CMD)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    uptime = float(_read_text("/proc/uptime").split()[0])
     boot = time.time() - uptime
     rows = [r for r in (_proc_row(pid, ticks, boot) for pid in pids) if r]
     return ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], rows

@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
+import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from collections.abc import Callable, Iterator
+
+from runtime import jsonlite
+from runtime.records import Record
 
 
-@dataclass(frozen=True)
-class LogEntry:
-    stream: str      # "stdout" | "stderr"
-    data: bytes
-    time: str        # RFC 3339, nanoseconds
+class LogEntry(Record):
+    """One write of the container: stream ("stdout" | "stderr"), data (bytes), time
+    (RFC 3339, nanoseconds)."""
+
+    FIELDS = ("stream", "data", "time")
+    FROZEN = True
 
     def render(self, timestamps: bool = False) -> bytes:
         return (self.time.encode() + b" " + self.data) if timestamps else self.data
@@ -28,6 +28,7 @@ def parse_time(text: str) -> float:
         return float(text)
     except ValueError:
         pass
+    import datetime as dt   # only for --since and timestamps given as text
     main, _, frac = text.rstrip("Z").partition(".")
     stamp = dt.datetime.fromisoformat(main).replace(tzinfo=dt.timezone.utc).timestamp()
     return stamp + (float("0." + frac) if frac else 0.0)
@@ -35,17 +36,18 @@ def parse_time(text: str) -> float:
 
 def _parse(line: bytes) -> LogEntry | None:
     try:
-        doc = json.loads(line.decode("utf-8", errors="surrogateescape"))
+        doc = jsonlite.loads(line.decode("utf-8", errors="surrogateescape"))
     except ValueError:
         return None
     return LogEntry(doc["stream"], doc["log"].encode("utf-8", errors="surrogateescape"), doc["time"])
 
 
-def read(path: Path, tail: int | None = None, since: float | None = None) -> list[LogEntry]:
+def read(path: str | os.PathLike, tail: int | None = None, since: float | None = None) -> list[LogEntry]:
     """The entries now in the log (oldest first): the last `tail` only when given, and only
     those at or after `since` (epoch seconds)."""
     try:
-        lines = path.read_bytes().splitlines()
+        with open(path, "rb") as f:
+            lines = f.read().splitlines()
     except FileNotFoundError:
         return []
     entries = [e for e in map(_parse, lines) if e is not None]
@@ -56,11 +58,11 @@ def read(path: Path, tail: int | None = None, since: float | None = None) -> lis
     return entries
 
 
-def follow(path: Path, running: Callable[[], bool], tail: int | None = None,
-           since: float | None = None, poll: float = 0.05,
-           sleep: Callable[[float], None] = time.sleep) -> Iterator[LogEntry]:
+def follow(path: str | os.PathLike, running, tail: int | None = None,
+           since: float | None = None, poll: float = 0.05, sleep=time.sleep) -> Iterator[LogEntry]:
     """The entries now in the log, then new ones as they are written, until `running()`
-    says the container stopped (and the rest is read)."""
+    (a callable returning bool) says the container stopped (and the rest is read);
+    `sleep(seconds)` waits `poll` between reads."""
     offset = 0
     first = True
     while True:

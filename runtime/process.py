@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import fcntl
 import os
-import struct
 import time
-from pathlib import Path
-from collections.abc import Callable, Iterator
+from _struct import pack, unpack   # the C module: `struct` is a Python wrapper around it
 
 from runtime.records import Record
 
@@ -55,8 +53,8 @@ def sha256_hex(data: bytes) -> str:
     return sha256(data).hexdigest()
 
 
-def _source_dir() -> Path:
-    return Path(__file__).resolve().parent
+def _source_dir() -> str:
+    return os.path.dirname(os.path.realpath(__file__))
 
 
 def _compiler() -> str:
@@ -67,20 +65,22 @@ def _compiler() -> str:
     raise BuildError("no C compiler (cc) found: install gcc and libc6-dev")
 
 
-def build_binary(name: str, bin_dir: Path) -> Path:
+def build_binary(name: str, bin_dir: str | os.PathLike) -> str:
     """ROOT/bin/<name>, compiled from runtime/<name>.c unless already built from this exact
     source (the file name carries the source hash). Safe to call from parallel processes."""
-    source = _source_dir() / SOURCES[name]
-    digest = sha256_hex(source.read_bytes())[:16]
-    target = bin_dir / f"{name}-{digest}"
-    if target.exists():
+    bin_dir = os.fspath(bin_dir)
+    source = os.path.join(_source_dir(), SOURCES[name])
+    with open(source, "rb") as f:
+        digest = sha256_hex(f.read())[:16]
+    target = os.path.join(bin_dir, f"{name}-{digest}")
+    if os.path.exists(target):
         return target
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    import subprocess
-    tmp = bin_dir / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"   # parallel builders
+    os.makedirs(bin_dir, exist_ok=True)
+    import subprocess   # only when compiling, once per source change
+    tmp = os.path.join(bin_dir, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")   # parallel builders
     cc = _compiler()
     for flags in (["-static"], []):
-        result = subprocess.run([cc, "-O2", *flags, "-o", str(tmp), str(source)],
+        result = subprocess.run([cc, "-O2", *flags, "-o", tmp, source],
                                 capture_output=True, text=True)
         if result.returncode == 0:
             os.replace(tmp, target)
@@ -89,13 +89,13 @@ def build_binary(name: str, bin_dir: Path) -> Path:
 
 
 class Binaries(Record):
-    """The compiled helpers: shim and pause (Paths)."""
+    """The compiled helpers: shim and pause (paths, str)."""
 
     FIELDS = ("shim", "pause")
     FROZEN = True
 
 
-def binaries(bin_dir: Path) -> Binaries:
+def binaries(bin_dir: str | os.PathLike) -> Binaries:
     """The shim and pause executables under bin_dir, built when missing."""
     return Binaries(shim=build_binary("shim", bin_dir), pause=build_binary("pause", bin_dir))
 
@@ -103,7 +103,8 @@ def binaries(bin_dir: Path) -> Binaries:
 def proc_start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat (start time in clock ticks), or None if no such process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
     fields = stat[stat.rindex(")") + 2:].split()
@@ -164,7 +165,7 @@ class Launched(Record):
     FROZEN = True
 
 
-def launch(shim: Path, config: bytes, on_pid: Callable[[int], None] | None = None,
+def launch(shim: str | os.PathLike, config: bytes, on_pid: Callable[[int], None] | None = None,
            meanwhile: Callable[[], None] | None = None) -> Launched:
     """Run the shim protocol. `on_pid(pid)` runs while the child waits, after its namespaces
     exist and before its rootfs is set up (network, init layer, attach); `meanwhile()` runs
@@ -176,7 +177,8 @@ def launch(shim: Path, config: bytes, on_pid: Callable[[int], None] | None = Non
     config_r = _config_pipe(config)
     spawned = 0
     try:
-        spawned = os.posix_spawn(str(shim), [str(shim), "-"], {}, file_actions=[
+        shim = os.fspath(shim)
+        spawned = os.posix_spawn(shim, [shim, "-"], {}, file_actions=[
             (os.POSIX_SPAWN_DUP2, config_r, 0), (os.POSIX_SPAWN_DUP2, notify_w, 3),
             (os.POSIX_SPAWN_DUP2, go_r, 4)])
         os.close(notify_w)
@@ -203,9 +205,9 @@ def launch(shim: Path, config: bytes, on_pid: Callable[[int], None] | None = Non
             os.waitpid(spawned, 0)   # the shim's first process exits as soon as it daemonized
 
 
-def socket_name(directory: Path) -> str:
+def socket_name(directory: str | os.PathLike) -> str:
     """The abstract unix socket name of the shim supervising `directory`."""
-    return "pkube-" + sha256_hex(str(directory).encode())[:32]
+    return "pkube-" + sha256_hex(os.fsencode(directory))[:32]
 
 
 class Attachment:
@@ -231,7 +233,7 @@ class Attachment:
         conn = unix_socket(AF_UNIX, SOCK_STREAM)
         try:
             conn.connect("\0" + self.sock_name)
-            conn.sendall(b"r" + struct.pack(">HH", rows, cols))
+            conn.sendall(b"r" + pack(">HH", rows, cols))
         except OSError:
             pass   # the process is gone: nothing to resize
         finally:
@@ -266,12 +268,12 @@ class Attachment:
             header = self._recv_exact(5)
             if header is None:
                 return None
-            stream, size = header[0], struct.unpack(">I", header[1:])[0]
+            stream, size = header[0], unpack(">I", header[1:])[0]
             data = self._recv_exact(size) or b""
         except (ConnectionResetError, OSError):
             return None
         if stream == STREAM_EXIT:
-            self.exit_code = struct.unpack(">I", data)[0]
+            self.exit_code = unpack(">I", data)[0]
             return None
         return stream, data
 
@@ -286,16 +288,17 @@ class Attachment:
             self.on_close = None
 
 
-def read_exit_file(path: Path) -> tuple[int, str] | None:
+def read_exit_file(path: str | os.PathLike) -> tuple[int, str] | None:
     """(exit code, finished_at) recorded by the shim, or None when not yet written."""
     try:
-        code, finished = path.read_text().split()
+        with open(path) as f:
+            code, finished = f.read().split()
     except (FileNotFoundError, ValueError):
         return None
     return int(code), finished
 
 
-def wait_for_exit(sock_name: str, exit_file: Path, watched: list[tuple[int, int]],
+def wait_for_exit(sock_name: str, exit_file: str | os.PathLike, watched: list[tuple[int, int]],
                   timeout: float | None = None) -> tuple[int, str] | None:
     """Block until the supervised process has exited; (code, finished_at) as the shim
     recorded it, or None on timeout, or when the shim and the process (`watched`: their

@@ -9,44 +9,46 @@ there inside the container's private mount namespace, so it vanishes with the co
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 PAGE_LIMIT = 4000
+HOST_RESOLV_CONF = "/etc/resolv.conf"
 
 
 class RootfsError(Exception):
     """A rootfs operation failed or a path escapes the container."""
 
 
-def make_dirs(cdir: Path) -> None:
+def make_dirs(cdir: str | os.PathLike) -> None:
     """Create a new container directory with upper, work, init/etc and merged (one mkdir
     each: metadata operations are what a start costs on a slow disk)."""
-    for path in (cdir, cdir / "upper", cdir / "work", cdir / "init", cdir / "init" / "etc", cdir / "merged"):
-        os.mkdir(path)
+    cdir = os.fspath(cdir)
+    os.mkdir(cdir)
+    for name in ("upper", "work", "init", "init/etc", "merged"):
+        os.mkdir(f"{cdir}/{name}")
 
 
-def lower_dirs(cdir: Path, layer_dirs: list[str]) -> list[str]:
+def lower_dirs(cdir: str | os.PathLike, layer_dirs: list) -> list[str]:
     """Overlay lowerdirs, topmost first: the init layer, then the image's layers (which
-    come lowest first)."""
-    return [str(cdir / "init")] + [str(d) for d in reversed(layer_dirs)]
+    come lowest first; str or PathLike)."""
+    return [os.path.join(cdir, "init")] + [os.fspath(d) for d in reversed(layer_dirs)]
 
 
-def overlay_options(cdir: Path, layer_dirs: list[str]) -> str:
+def overlay_options(cdir: str | os.PathLike, layer_dirs: list) -> str:
     """The overlay mount data; raises RootfsError when it exceeds one page."""
+    cdir = os.fspath(cdir)
     data = (f"lowerdir={':'.join(lower_dirs(cdir, layer_dirs))},"
-            f"upperdir={cdir / 'upper'},workdir={cdir / 'work'}")
+            f"upperdir={os.path.join(cdir, 'upper')},workdir={os.path.join(cdir, 'work')}")
     if len(data) > PAGE_LIMIT:
         raise RootfsError(f"overlay options for {cdir} exceed one page ({len(data)} bytes): too many layers")
     return data
 
 
-def host_resolv_conf(path: Path = Path("/etc/resolv.conf")) -> str:
+def host_resolv_conf(path: str | os.PathLike = HOST_RESOLV_CONF) -> str:
     """The host's resolv.conf without loopback nameservers (unreachable from a container);
     Google's resolver when none is left, like Docker."""
     try:
-        lines = path.read_text().splitlines()
+        with open(path) as f:
+            lines = f.read().splitlines()
     except OSError:
         lines = []
     kept = [l for l in lines if not (l.startswith("nameserver") and l.split()[1:2]
@@ -56,65 +58,83 @@ def host_resolv_conf(path: Path = Path("/etc/resolv.conf")) -> str:
     return "\n".join(kept) + "\n"
 
 
-def write_init_layer(cdir: Path, hostname: str, ip: str | None) -> None:
+def write_init_layer(cdir: str | os.PathLike, hostname: str, ip: str | None) -> None:
     """(Re)write /etc/hosts, /etc/hostname and /etc/resolv.conf of the init layer; called
     before each start, while no overlay uses the layer."""
-    etc = cdir / "init" / "etc"
+    etc = os.path.join(cdir, "init", "etc")
     hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
              "ff02::2\tip6-allrouters"]
     if ip:
         hosts.append(f"{ip}\t{hostname}")
-    _write_if_changed(etc / "hosts", "\n".join(hosts) + "\n")
-    _write_if_changed(etc / "hostname", hostname + "\n")
-    _write_if_changed(etc / "resolv.conf", host_resolv_conf())
+    _write_if_changed(os.path.join(etc, "hosts"), "\n".join(hosts) + "\n")
+    _write_if_changed(os.path.join(etc, "hostname"), hostname + "\n")
+    _write_if_changed(os.path.join(etc, "resolv.conf"), host_resolv_conf())
 
 
-def _write_if_changed(path: Path, text: str) -> None:
+def _write_if_changed(path: str, text: str) -> None:
     try:
-        if path.read_text() == text:
-            return
+        with open(path) as f:
+            if f.read() == text:
+                return
     except FileNotFoundError:
         pass
-    path.write_text(text)
+    with open(path, "w") as f:
+        f.write(text)
 
 
-def readonly_options(cdir: Path, layer_dirs: list[str]) -> str:
+def readonly_options(cdir: str | os.PathLike, layer_dirs: list) -> str:
     """Overlay data for a read-only view: the read-write layer as the top lowerdir (its
     whiteouts work there too), no upperdir, so it may be mounted while the container runs."""
-    return "lowerdir=" + ":".join([str(cdir / "upper")] + lower_dirs(cdir, layer_dirs))
+    return "lowerdir=" + ":".join([os.path.join(cdir, "upper")] + lower_dirs(cdir, layer_dirs))
 
 
-@contextmanager
-def mounted(cdir: Path, layer_dirs: list[str], writable: bool = False) -> Iterator[Path]:
-    """The container's merged rootfs, mounted on the host for the duration at a scratch
-    mountpoint. Read-only unless `writable`, which only a stopped container allows (its
-    upperdir must not serve two overlays)."""
-    from runtime import syscalls   # ctypes: only loaded by the few commands that mount
-    target = cdir / f"mnt-{os.getpid()}"
-    target.mkdir(exist_ok=True)
-    data = overlay_options(cdir, layer_dirs) if writable else readonly_options(cdir, layer_dirs)
-    try:
-        syscalls.mount("overlay", target, "overlay", 0 if writable else syscalls.MS_RDONLY, data)
+class mounted:
+    """`with mounted(cdir, layer_dirs, writable) as root:` the container's merged rootfs,
+    mounted on the host for the duration at a scratch mountpoint (`root`, a str).
+    Read-only unless `writable`, which only a stopped container allows (its upperdir must
+    not serve two overlays). Raises syscalls.SyscallError when the mount fails."""
+
+    def __init__(self, cdir: str | os.PathLike, layer_dirs: list, writable: bool = False):
+        self.cdir = os.fspath(cdir)
+        self.layer_dirs = layer_dirs
+        self.writable = writable
+        self.target = os.path.join(self.cdir, f"mnt-{os.getpid()}")
+
+    def __enter__(self) -> str:
+        from runtime import syscalls   # ctypes: only loaded by the few commands that mount
+        os.makedirs(self.target, exist_ok=True)
+        if self.writable:
+            data, flags = overlay_options(self.cdir, self.layer_dirs), 0
+        else:
+            data, flags = readonly_options(self.cdir, self.layer_dirs), syscalls.MS_RDONLY
         try:
-            yield target
+            syscalls.mount("overlay", self.target, "overlay", flags, data)
+        except BaseException:
+            os.rmdir(self.target)
+            raise
+        return self.target
+
+    def __exit__(self, *exc) -> None:
+        from runtime import syscalls
+        try:
+            syscalls.umount2(self.target, syscalls.MNT_DETACH)
         finally:
-            syscalls.umount2(target, syscalls.MNT_DETACH)
-    finally:
-        target.rmdir()
+            os.rmdir(self.target)
 
 
-def remove_dir(cdir: Path) -> None:
+def remove_dir(cdir: str | os.PathLike) -> None:
     """Remove a container directory; refuses when something is still mounted under it."""
+    cdir = os.fspath(cdir)
     with open("/proc/self/mountinfo") as f:
-        prefix = str(cdir) + "/"
+        prefix = cdir + "/"
         busy = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
     if busy:
         raise RootfsError(f"remove {cdir}: still mounted: {', '.join(busy)}")
     remove_tree(cdir)
 
 
-def remove_tree(top: Path) -> None:
+def remove_tree(top: str | os.PathLike) -> None:
     """shutil.rmtree(top, ignore_errors=True), for the one tree every `run --rm` removes:
     importing shutil imports zlib, bz2 and lzma (2 ms). Like rmtree, it works on directory
     descriptors (os.fwalk) and never follows a symlink planted in the tree."""
@@ -152,7 +172,7 @@ def _ignore_oserror(fn, *args, **kwargs) -> None:
 # '..', no links leaving the destination).
 
 
-def _child_run(root: Path, work, fd: int, err_w: int) -> None:
+def _child_run(root: str, work, fd: int, err_w: int) -> None:
     code = 0
     try:
         import tarfile   # before the chroot: modules are not found inside the container
@@ -169,7 +189,7 @@ def _child_run(root: Path, work, fd: int, err_w: int) -> None:
         os._exit(code)
 
 
-def _fork_in_root(root: Path, work, child_end: int, parent_end: int) -> tuple[int, int]:
+def _fork_in_root(root: str, work, child_end: int, parent_end: int) -> tuple[int, int]:
     """Start work(child_end) in a child chrooted at `root`; (pid, error pipe read end)."""
     err_r, err_w = os.pipe()
     pid = os.fork()
@@ -224,27 +244,29 @@ def _pack(path: str, fileobj) -> None:
         tar.add(path, arcname=os.path.basename(path.rstrip("/")) or "root")
 
 
-def copy_in(root: Path, src: Path, dst: str) -> None:
+def copy_in(root: str | os.PathLike, src: str | os.PathLike, dst: str) -> None:
     """Copy host path `src` to container path `dst` (inside `root`)."""
+    root, src = os.fspath(root), os.fspath(src)
     if not os.path.lexists(src):
         raise RootfsError(f"no such file or directory: {src}")
     r, w = os.pipe()
 
     def unpack(fd: int) -> None:
         with os.fdopen(fd, "rb") as f:
-            _unpack(f, dst, src.name)
+            _unpack(f, dst, os.path.basename(os.path.normpath(src)))
 
     pid, err_r = _fork_in_root(root, unpack, r, w)
     try:
         with os.fdopen(w, "wb") as f:
-            _pack(str(src), f)
+            _pack(src, f)
     except BrokenPipeError:
         pass   # the child failed: its message follows
     _reap(pid, err_r, f"copy {src} to {dst}")
 
 
-def copy_out(root: Path, src: str, dst: Path) -> None:
+def copy_out(root: str | os.PathLike, src: str, dst: str | os.PathLike) -> None:
     """Copy container path `src` (inside `root`) to host path `dst`."""
+    root, dst = os.fspath(root), os.fspath(dst)
     r, w = os.pipe()
 
     def pack(fd: int) -> None:
@@ -254,14 +276,14 @@ def copy_out(root: Path, src: str, dst: Path) -> None:
     pid, err_r = _fork_in_root(root, pack, w, r)
     try:
         with os.fdopen(r, "rb") as f:
-            _unpack(f, str(dst), os.path.basename(src.rstrip("/")) or "root")
+            _unpack(f, dst, os.path.basename(src.rstrip("/")) or "root")
     except Exception:
         _reap(pid, err_r, f"copy {src} to {dst}")
         raise
     _reap(pid, err_r, f"copy {src} to {dst}")
 
 
-def tar_tree(root: Path, fileobj) -> None:
+def tar_tree(root: str | os.PathLike, fileobj) -> None:
     """A tar of the filesystem at `root` without crossing into other filesystems (like
     `tar --one-file-system`): mountpoints such as /proc, /sys, /dev and volumes appear as
     empty directories. Symlinks are stored, never followed."""

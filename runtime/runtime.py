@@ -10,9 +10,8 @@ ROOT/containers/<id>/state.json.
 from __future__ import annotations
 
 import os
-import signal as signals
-from pathlib import Path
-from io import BufferedIOBase as BinaryIO   # typing's name for it; importing typing costs start-up time
+from _signal import SIGKILL, SIGTERM   # the C module: `signal` builds enums of every signal
+from io import BufferedIOBase as BinaryIO   # typing's name for it; io is loaded at start-up anyway
 
 from runtime import process, rootfs
 from runtime.namespaces import plan_for
@@ -20,8 +19,10 @@ from runtime.records import Record
 from runtime.spec import DEFAULT_PATH, ContainerSpec, Mount, ShimConfig, SpecError, merge_image_config
 from runtime.state import ContainerState, IllegalTransition, StateStore, Status, now_iso
 
-DEFAULT_ROOT = Path("/var/lib/pkube/runtime")
+DEFAULT_ROOT = "/var/lib/pkube/runtime"
 DEFAULT_CGROUP_PARENT = "pkube"
+NAME_FIRST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+NAME_CHARS = NAME_FIRST_CHARS | frozenset("_.-")
 BUSYBOX_REFS = ("busybox", "busybox:latest", "docker.io/library/busybox:latest")
 ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid",
               "merry", "nifty", "proud", "quirky", "sharp", "tender", "vivid", "witty", "zen")
@@ -75,15 +76,16 @@ def spec_from_dict(data: dict) -> ContainerSpec:
 
 
 class Runtime:
-    """Containers and sandboxes under `root`. `network` is a runtime.network.BridgeNetwork
-    (made lazily at ROOT/network when None and a bridge is needed); `cgroup_root` is the
-    cgroup filesystem root (default /sys/fs/cgroup); `images` an ImageStore (default
-    ROOT/images)."""
+    """Containers and sandboxes under `root` (str or PathLike; `self.root` is a str).
+    `network` is a runtime.network.BridgeNetwork (made lazily at ROOT/network when None and
+    a bridge is needed); `cgroup_root` is the cgroup filesystem root (default
+    /sys/fs/cgroup); `images` an ImageStore (default ROOT/images)."""
 
-    def __init__(self, root: Path = DEFAULT_ROOT, *, network=None, cgroup_root: Path | None = None,
-                 images=None, cgroup_parent: str = DEFAULT_CGROUP_PARENT):
-        self.root = Path(root)
-        self.store = StateStore(self.root / "containers")
+    def __init__(self, root: str | os.PathLike = DEFAULT_ROOT, *, network=None,
+                 cgroup_root: str | os.PathLike | None = None, images=None,
+                 cgroup_parent: str = DEFAULT_CGROUP_PARENT):
+        self.root = os.fspath(root)
+        self.store = StateStore(os.path.join(self.root, "containers"))
         self._network = network
         self._network_ready = False
         self._cgroup_root = cgroup_root
@@ -98,7 +100,7 @@ class Runtime:
     def images(self):
         if self._images is None:
             from runtime.images import ImageStore
-            self._images = ImageStore(self.root / "images")
+            self._images = ImageStore(os.path.join(self.root, "images"))
         return self._images
 
     @property
@@ -112,7 +114,7 @@ class Runtime:
         """The bridge network, ensured once per Runtime."""
         if self._network is None:
             from runtime.network import BridgeNetwork
-            self._network = BridgeNetwork(self.root / "network")
+            self._network = BridgeNetwork(os.path.join(self.root, "network"))
         if not self._network_ready:
             self._network.ensure()
             self._network_ready = True
@@ -120,7 +122,7 @@ class Runtime:
 
     def binaries(self) -> process.Binaries:
         if self._binaries is None:
-            self._binaries = process.binaries(self.root / "bin")
+            self._binaries = process.binaries(os.path.join(self.root, "bin"))
         return self._binaries
 
     def image(self, ref: str):
@@ -174,7 +176,7 @@ class Runtime:
                 continue
             if state.kind != kind:
                 continue
-            if state.status is Status.EXITED and state.spec.get("auto_remove"):
+            if state.status == Status.EXITED and state.spec.get("auto_remove"):
                 self._auto_remove(state)
                 continue
             if not all and not state.running:
@@ -198,10 +200,9 @@ class Runtime:
     def _refresh(self, state: ContainerState) -> ContainerState:
         """Called under the container's lock: notice an exit the shim recorded (or a
         supervisor that died), and release what the container held."""
-        if state.status is not Status.RUNNING:
+        if state.status != Status.RUNNING:
             return state
-        cdir = self.store.dir(state.id)
-        result = process.read_exit_file(cdir / "exit")
+        result = process.read_exit_file(os.path.join(self.store.dir(state.id), "exit"))
         if result is None:
             if process.alive(state.pid, state.pid_start) or process.alive(state.shim_pid, state.shim_start):
                 return state
@@ -212,7 +213,7 @@ class Runtime:
     def _finish(self, state: ContainerState, code: int, finished: str) -> None:
         cgroup = self._open_cgroup(state)
         if cgroup is not None:
-            state.oom_killed = code == 128 + signals.SIGKILL and _safe(cgroup.oom_killed, False)
+            state.oom_killed = code == 128 + SIGKILL and _safe(cgroup.oom_killed, False)
             _safe(cgroup.destroy)
         _safe(lambda: self._release_network(state))   # kept in `endpoint` for rm to retry
         state.transition(Status.EXITED)
@@ -256,7 +257,7 @@ class Runtime:
             rootfs.make_dirs(cdir)
             state = ContainerState(
                 id=cid, name=name, image=spec.image, image_id=image.id, process=proc,
-                spec=spec_to_dict(spec), layer_dirs=[str(d) for d in image.layer_dirs],
+                spec=spec_to_dict(spec), layer_dirs=[os.fspath(d) for d in image.layer_dirs],
                 labels=dict(spec.labels))
             self.store.save(state)
         return state
@@ -287,12 +288,16 @@ class Runtime:
     def _start(self, state: ContainerState, spec: ContainerSpec, attach: str | None,
                tty_size: tuple[int, int] | None = None):
         cdir = self.store.dir(state.id)
-        (cdir / "exit").unlink(missing_ok=True)
+        exit_file = os.path.join(cdir, "exit")
+        try:
+            os.unlink(exit_file)
+        except FileNotFoundError:
+            pass
         plan, hostname, ip_from = self._placement(state, spec)
         config = ShimConfig(
             argv=state.process["argv"], env=state.process["env"], plan=plan,
-            exit_file=str(cdir / "exit"), sock=process.socket_name(cdir), log=str(cdir / "container.log"),
-            rootfs=str(cdir / "merged"), overlay=rootfs.overlay_options(cdir, state.layer_dirs),
+            exit_file=exit_file, sock=process.socket_name(cdir), log=os.path.join(cdir, "container.log"),
+            rootfs=os.path.join(cdir, "merged"), overlay=rootfs.overlay_options(cdir, state.layer_dirs),
             hostname=hostname if "uts" in plan.create else None, cwd=state.process["workdir"],
             user=state.process["user"] or None, mounts=spec.mounts, tty=spec.tty,
             stdin_open=spec.stdin_open, tty_size=tty_size)
@@ -366,7 +371,7 @@ class Runtime:
         state.endpoint = None
         state.error, state.finished_at = str(exc), now_iso()
         state.exit_code = 126 if "permission denied" in str(exc).lower() else 127
-        if state.status is Status.CREATED:
+        if state.status == Status.CREATED:
             state.transition(Status.EXITED)
         self.store.save(state)
 
@@ -384,7 +389,7 @@ class Runtime:
         state = self.get(id_or_name)
         if state.running:
             cdir = self.store.dir(state.id)
-            result = process.wait_for_exit(process.socket_name(cdir), cdir / "exit",
+            result = process.wait_for_exit(process.socket_name(cdir), os.path.join(cdir, "exit"),
                                            [(state.pid, state.pid_start), (state.shim_pid, state.shim_start)],
                                            timeout)
             if result is None and timeout is not None:
@@ -392,7 +397,7 @@ class Runtime:
             state = self.get(state.id)
         return state.exit_code
 
-    def kill(self, id_or_name: str, signal: int = signals.SIGKILL) -> None:
+    def kill(self, id_or_name: str, signal: int = SIGKILL) -> None:
         """Send `signal` to the container's process; raises Conflict when not running."""
         state = self.get(id_or_name)
         if not state.running or not process.alive(state.pid, state.pid_start):
@@ -404,11 +409,11 @@ class Runtime:
         state = self.get(id_or_name)
         if not state.running:
             return state
-        _safe(lambda: os.kill(state.pid, signals.SIGTERM) if process.alive(state.pid, state.pid_start) else None)
+        _safe(lambda: os.kill(state.pid, SIGTERM) if process.alive(state.pid, state.pid_start) else None)
         try:
             self.wait(state.id, timeout)
         except TimeoutError:
-            _safe(lambda: os.kill(state.pid, signals.SIGKILL) if process.alive(state.pid, state.pid_start) else None)
+            _safe(lambda: os.kill(state.pid, SIGKILL) if process.alive(state.pid, state.pid_start) else None)
             self.wait(state.id, 10)
         return self.get(state.id)
 
@@ -444,7 +449,7 @@ class Runtime:
         """Log entries (runtime.logs.LogEntry: stream, data, time); with `follow` an iterator
         that ends when the container stops."""
         state = self.get(id_or_name)
-        path = self.store.dir(state.id) / "container.log"
+        path = os.path.join(self.store.dir(state.id), "container.log")
         from runtime import logs as logfile
         if not follow:
             return logfile.read(path, tail=tail, since=since)
@@ -468,27 +473,27 @@ class Runtime:
                        timeout=timeout)
 
     def _fs_root(self, state: ContainerState, writable: bool):
-        """A context manager yielding the container's root as seen from the host: its
-        process's root while it runs, else its overlay mounted for the duration."""
-        from contextlib import nullcontext
+        """A context manager yielding the container's root as seen from the host (a str):
+        its process's root while it runs, else its overlay mounted for the duration."""
+        from contextlib import nullcontext   # cp and export only
         if state.running and process.alive(state.pid, state.pid_start):
-            return nullcontext(Path(f"/proc/{state.pid}/root"))
+            return nullcontext(f"/proc/{state.pid}/root")
         return rootfs.mounted(self.store.dir(state.id), state.layer_dirs, writable=writable)
 
-    def cp_in(self, id_or_name: str, src: str | Path, dst: str) -> None:
+    def cp_in(self, id_or_name: str, src: str | os.PathLike, dst: str) -> None:
         """Copy host path `src` to `dst` in the container (docker cp semantics: into `dst`
         when it is an existing directory). Container paths resolve inside the container,
         whatever symlinks it holds. Raises rootfs.RootfsError."""
         state = self.get(id_or_name)
         with self._fs_root(state, writable=True) as root:
-            rootfs.copy_in(root, Path(src), dst)
+            rootfs.copy_in(root, src, dst)
 
-    def cp_out(self, id_or_name: str, src: str, dst: str | Path) -> None:
+    def cp_out(self, id_or_name: str, src: str, dst: str | os.PathLike) -> None:
         """Copy `src` from the container to host path `dst` (into it when it is an
         existing directory). Raises rootfs.RootfsError."""
         state = self.get(id_or_name)
         with self._fs_root(state, writable=False) as root:
-            rootfs.copy_out(root, src, Path(dst))
+            rootfs.copy_out(root, src, dst)
 
     def export(self, id_or_name: str, fileobj: BinaryIO) -> None:
         """A tar of the container's merged filesystem: of its process's root while it runs
@@ -513,12 +518,12 @@ class Runtime:
         if spec.get("command") is not None:
             config["Cmd"] = spec["command"]
         config.update(changes or {})
-        return self.images.commit(self.store.dir(state.id) / "upper", parent, config, ref, comment=comment)
+        return self.images.commit(os.path.join(self.store.dir(state.id), "upper"), parent, config, ref, comment=comment)
 
     def diff(self, id_or_name: str) -> list[tuple[str, str]]:
         """("A"|"C"|"D", path) of the container's read-write layer against its image."""
         state = self.get(id_or_name)
-        return self.images.diff(self.store.dir(state.id) / "upper", self.images.get(state.image_id))
+        return self.images.diff(os.path.join(self.store.dir(state.id), "upper"), self.images.get(state.image_id))
 
     def stats(self, id_or_name: str):
         """runtime.cgroups.CgroupStats of a running container; raises Conflict otherwise."""
@@ -545,7 +550,7 @@ class Runtime:
         `output` (default our stdout), and returns its upper dir, moved out of the container
         (the caller turns it into a layer, then deletes it). Raises ContainerError when the
         command exits non-zero."""
-        def run(layer_dirs: list[Path], argv: list[str], env: dict, workdir: str, user: str) -> Path:
+        def run(layer_dirs: list, argv: list[str], env: dict, workdir: str, user: str) -> str:
             spec = ContainerSpec(image="<build>", command=list(argv), network="host")
             env = {"PATH": DEFAULT_PATH, **env}
             cid = new_id()
@@ -554,7 +559,7 @@ class Runtime:
                 id=cid, name=f"build-{cid[:12]}", image="<build>", image_id="", kind="build",
                 process={"argv": list(argv), "env": [f"{k}={v}" for k, v in env.items()],
                          "workdir": workdir or "/", "user": user or ""},
-                spec=spec_to_dict(spec), layer_dirs=[str(d) for d in layer_dirs])
+                spec=spec_to_dict(spec), layer_dirs=[os.fspath(d) for d in layer_dirs])
             self.store.save(state)
             try:
                 return self._run_build_step(state, spec, output)
@@ -562,7 +567,7 @@ class Runtime:
                 self.remove(cid, force=True)
         return run
 
-    def _run_build_step(self, state: ContainerState, spec: ContainerSpec, output) -> Path:
+    def _run_build_step(self, state: ContainerState, spec: ContainerSpec, output) -> str:
         import sys
         out = output or sys.stdout.buffer
         with self.store.locked(state.id):
@@ -576,9 +581,10 @@ class Runtime:
         code = attachment.exit_code if attachment.exit_code is not None else self.wait(state.id)
         if code != 0:
             raise ContainerError(f"returned a non-zero code: {code}")
-        target = self.root / "build" / f"upper-{state.id}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.store.dir(state.id) / "upper", target)
+        build_dir = os.path.join(self.root, "build")
+        os.makedirs(build_dir, exist_ok=True)
+        target = os.path.join(build_dir, f"upper-{state.id}")
+        os.replace(os.path.join(self.store.dir(state.id), "upper"), target)
         return target
 
     # ----- sandboxes -----
@@ -619,9 +625,9 @@ def place_in_cgroup(cgroup, config: ShimConfig) -> None:
     clone3 CLONE_INTO_CGROUP), on v1 moved there by a helper the moment it exists
     (config.cgroup_procs)."""
     if cgroup.version == 2:
-        config.cgroup = str(cgroup.dir)
+        config.cgroup = cgroup.dir
     else:
-        config.cgroup_procs = [str(procs) for procs in cgroup.procs_files()]
+        config.cgroup_procs = cgroup.procs_files()
 
 
 def _safe(fn, default=None):
@@ -633,8 +639,8 @@ def _safe(fn, default=None):
 
 
 def _valid_name(name: str) -> bool:
-    import re
-    return bool(re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name))
+    """Docker's [a-zA-Z0-9][a-zA-Z0-9_.-]* (without `re`: `run --name` is on the start path)."""
+    return bool(name) and name[0] in NAME_FIRST_CHARS and all(c in NAME_CHARS for c in name)
 
 
 def _pick(choices):

@@ -5,6 +5,8 @@ ContainerSpec(sandbox_id=...)."""
 
 from __future__ import annotations
 
+import os
+
 from runtime import process
 from runtime.namespaces import plan_for_sandbox
 from runtime.spec import SandboxSpec, ShimConfig, SpecError
@@ -26,18 +28,18 @@ def create_sandbox(runtime, spec: SandboxSpec) -> ContainerState:
             raise Conflict(f'Conflict. The name "/{spec.name}" is already in use')
         sid = new_id()
         cdir = runtime.store.dir(sid)
-        cdir.mkdir(parents=True)
+        os.makedirs(cdir)
         data = spec.to_dict()
         data["hostname"] = spec.hostname or spec.name
         state = ContainerState(id=sid, name=spec.name, image="pause", image_id="", kind="sandbox",
-                               process={"argv": [str(pause)], "env": [], "workdir": "/", "user": ""},
+                               process={"argv": [pause], "env": [], "workdir": "/", "user": ""},
                                spec=data, labels=dict(spec.labels))
         runtime.store.save(state)
     if spec.cgroup_parent and spec.resources is not None:
         runtime.cgroups.create(spec.cgroup_parent, spec.resources)
     config = ShimConfig(
-        argv=[str(pause)], env=[], plan=plan_for_sandbox(spec.share_pid, spec.network == "host"),
-        exit_file=str(cdir / "exit"), sock=process.socket_name(cdir),
+        argv=[pause], env=[], plan=plan_for_sandbox(spec.share_pid, spec.network == "host"),
+        exit_file=os.path.join(cdir, "exit"), sock=process.socket_name(cdir),
         hostname=data["hostname"], cwd="/")
     with runtime.store.locked(sid):
         runtime._launch(state, config, None, spec.cgroup_parent, None,

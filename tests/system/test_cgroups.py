@@ -84,10 +84,10 @@ def test_pids_limit_stops_forks(manager, parent):
 def test_cpu_limits_are_written_and_usage_is_counted(manager, parent):
     cg = manager.create(f"{parent}/cpu", Resources(cpu_quota_us=20000, cpu_shares=256))
     if cg.version == 1:
-        assert (cg.dir("cpu") / "cpu.cfs_quota_us").read_text().strip() == "20000"
-        assert (cg.dir("cpu") / "cpu.shares").read_text().strip() == "256"
+        assert (Path(cg.dir("cpu")) / "cpu.cfs_quota_us").read_text().strip() == "20000"
+        assert (Path(cg.dir("cpu")) / "cpu.shares").read_text().strip() == "256"
     else:
-        assert (cg.dir / "cpu.max").read_text().split() == ["20000", "100000"]
+        assert (Path(cg.dir) / "cpu.max").read_text().split() == ["20000", "100000"]
     proc, go = start_gated([sys.executable, "-c", "sum(range(3_000_000))"])
     cg.add_process(proc.pid)
     go()
@@ -152,7 +152,7 @@ def test_v2_processes_freeze_and_die_with_their_cgroup(unified):
         cg.add_process(proc.pid)
         assert manager.open(f"{parent}/pod").pids() == [proc.pid]
         cg.freeze()
-        assert "frozen 1" in _wait_for(lambda: (cg.dir / "cgroup.events").read_text(), "frozen 1")
+        assert "frozen 1" in _wait_for(lambda: (Path(cg.dir) / "cgroup.events").read_text(), "frozen 1")
         cg.thaw()
         manager.open(f"{parent}/pod").destroy()
         assert proc.wait(timeout=10) == -signal.SIGKILL
@@ -164,10 +164,10 @@ def test_v2_processes_freeze_and_die_with_their_cgroup(unified):
 
 def test_v2_limit_without_a_controller_is_a_clear_error(unified):
     manager, parent = unified
-    available = (manager.root / "cgroup.controllers").read_text().split()
+    available = (Path(manager.root) / "cgroup.controllers").read_text().split()
     if "memory" in available:
         cg = manager.create(f"{parent}/m", Resources(memory_bytes=64 << 20))
-        assert (cg.dir / "memory.max").read_text().strip() == str(64 << 20)
+        assert (Path(cg.dir) / "memory.max").read_text().strip() == str(64 << 20)
     else:
         with pytest.raises(CgroupError, match="memory.max: controller not enabled"):
             manager.create(f"{parent}/m", Resources(memory_bytes=64 << 20))

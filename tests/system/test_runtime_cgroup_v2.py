@@ -17,7 +17,7 @@ pytestmark = pytest.mark.root
 
 
 def v2_root() -> Path | None:
-    for candidate in (DEFAULT_ROOT, DEFAULT_ROOT / "unified"):
+    for candidate in (Path(DEFAULT_ROOT), Path(DEFAULT_ROOT) / "unified"):
         if (candidate / "cgroup.controllers").exists():
             return candidate
     return None
@@ -44,7 +44,7 @@ def test_container_and_exec_run_inside_their_cgroup_and_removal_leaves_none(v2_r
     state = v2_rt.create(ContainerSpec(image="busybox", command=["sleep", "1000"], network="none"))
     v2_rt.start(state.id)
     state = v2_rt.get(state.id)
-    directory = v2_rt.cgroups.open(state.cgroup).dir
+    directory = Path(v2_rt.cgroups.open(state.cgroup).dir)
     assert cgroup_of(state.pid) == "/" + state.cgroup
     assert str(state.pid) in (directory / "cgroup.procs").read_text().split()
     # an exec lands in the same cgroup: inside the container's cgroup namespace that is "/"

@@ -11,6 +11,7 @@ import sys
 import tarfile
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -123,7 +124,7 @@ def test_stop_kill_restart_and_remove(rt):
     state = start(rt, "trap 'echo bye; exit 3' TERM; echo started; while true; do sleep 0.1; done")
     wait_for_output(rt, state.id, "started")   # the trap is set
     stopped = rt.stop(state.id, timeout=10)
-    assert stopped.status is Status.EXITED and stopped.exit_code == 3
+    assert stopped.status == Status.EXITED and stopped.exit_code == 3
     assert "bye" in output(rt, state.id)
     with pytest.raises(Conflict):
         rt.kill(state.id)
@@ -144,7 +145,7 @@ def test_stop_kill_restart_and_remove(rt):
     with pytest.raises(NoSuchContainer):
         rt.get(state.id)
     assert not rt.cgroups.open(cgroup).exists()
-    assert not rt.store.dir(state.id).exists()
+    assert not os.path.exists(rt.store.dir(state.id))
 
 
 def test_names_are_unique_and_resolve(rt):
@@ -152,7 +153,7 @@ def test_names_are_unique_and_resolve(rt):
     with pytest.raises(Conflict, match="already in use"):
         rt.create(ContainerSpec(image="busybox", command=["true"], name="alpha", network="none"))
     assert rt.get("alpha").id == state.id == rt.get(state.id[:6]).id
-    assert rt.get("alpha").status is Status.CREATED
+    assert rt.get("alpha").status == Status.CREATED
     rt.remove("alpha")
 
 
@@ -189,7 +190,7 @@ def test_commit_whiteout_round_trip_and_diff_and_export(rt):
     assert "/etc/hosts" not in changes and "/etc/hostname" not in changes
     tag = f"committed-{state.short_id}:v1"
     image = rt.commit(state.id, tag)
-    top = image.layer_dirs[-1]
+    top = Path(image.layer_dirs[-1])
     assert not (top / "etc" / "hosts").exists() and not (top / "etc" / "resolv.conf").exists()
     buf = io.BytesIO()
     rt.export(state.id, buf)
@@ -235,7 +236,7 @@ def test_containers_survive_sigkill_of_their_starter_and_are_readopted(rt_root):
     rt.kill(cid, signal.SIGKILL)
     assert Runtime(root, cgroup_parent=parent).wait(cid, timeout=30) == 137
     after = Runtime(root, cgroup_parent=parent).get(cid)
-    assert after.status is Status.EXITED and after.finished_at > after.started_at
+    assert after.status == Status.EXITED and after.finished_at > after.started_at
     assert [e.data for e in rt.logs(cid)] == [b"alive\n"]
     rt.remove(cid)
 

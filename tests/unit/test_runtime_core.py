@@ -94,14 +94,14 @@ def test_namespace_plans():
 def test_lifecycle_guards_and_atomic_persistence(tmp_path):
     store = StateStore(tmp_path)
     state = ContainerState(id="a" * 64, name="n", image="busybox", image_id="sha256:1")
-    store.dir(state.id).mkdir()
+    os.mkdir(store.dir(state.id))
     state.transition(Status.RUNNING)
     state.transition(Status.EXITED)
     with pytest.raises(IllegalTransition, match="exited, cannot become exited"):
         state.transition(Status.EXITED)
     store.save(state)
     assert store.load(state.id) == state and store.ids() == [state.id]
-    assert [p.name for p in store.dir(state.id).iterdir()] == ["state.json"]
+    assert os.listdir(store.dir(state.id)) == ["state.json"]
     assert store.load("b" * 64) is None
 
 
@@ -243,12 +243,12 @@ def test_a_reused_pid_is_not_mistaken_for_the_container(tmp_path):
     from runtime.runtime import Runtime
     rt = Runtime(tmp_path)
     state = ContainerState(id="c" * 64, name="ghost", image="busybox", image_id="")
-    rt.store.dir(state.id).mkdir(parents=True)
+    os.makedirs(rt.store.dir(state.id))
     state.transition(Status.RUNNING)
     state.pid, state.pid_start = os.getpid(), proc_start_time(os.getpid()) + 1
     rt.store.save(state)
     seen = rt.get("ghost")
-    assert seen.status is Status.EXITED and seen.exit_code == 255
+    assert seen.status == Status.EXITED and seen.exit_code == 255
     state.pid_start = proc_start_time(os.getpid())
     state.status = Status.RUNNING
     rt.store.save(state)
