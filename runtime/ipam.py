@@ -13,7 +13,6 @@ import ipaddress
 import json
 import os
 from contextlib import contextmanager
-from pathlib import Path
 from collections.abc import Callable, Iterator
 
 STATE_VERSION = 1
@@ -38,7 +37,7 @@ class Ipam:
     with at least "ip"; callers may attach more fields (interface names, MAC) with `update`.
     """
 
-    def __init__(self, state_file: Path, subnet: str, gateway: str | None = None):
+    def __init__(self, state_file: str | os.PathLike, subnet: str, gateway: str | None = None):
         try:
             self.subnet = ipaddress.IPv4Network(subnet)
         except ValueError as e:
@@ -48,8 +47,8 @@ class Ipam:
         self.gateway = ipaddress.IPv4Address(gateway) if gateway else self.subnet.network_address + 1
         if self.gateway not in self.subnet:
             raise ValueError(f"gateway {self.gateway} is outside {self.subnet}")
-        self.state_file = Path(state_file)
-        self.lock_file = self.state_file.with_name(self.state_file.name + ".lock")
+        self.state_file = os.fspath(state_file)
+        self.lock_file = self.state_file + ".lock"
 
     def allocate(self, key: str, is_live: Callable[[ipaddress.IPv4Address], bool] = _never_live,
                  **fields) -> ipaddress.IPv4Address:
@@ -91,7 +90,7 @@ class Ipam:
     @contextmanager
     def _transaction(self) -> Iterator[dict]:
         """Yield the allocations under the lock; write them back if they changed."""
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(self.state_file) or ".", exist_ok=True)
         with open(self.lock_file, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             allocations = self._load()
@@ -101,10 +100,11 @@ class Ipam:
                 self._save(allocations)
 
     def _load(self) -> dict:
-        if not self.state_file.exists():
+        if not os.path.exists(self.state_file):
             return {}
         try:
-            state = json.loads(self.state_file.read_text())
+            with open(self.state_file) as f:
+                state = json.loads(f.read())
         except (OSError, ValueError) as e:
             raise IpamError(f"read IPAM state {self.state_file}: {e}") from e
         if state.get("subnet") != str(self.subnet):
@@ -114,6 +114,8 @@ class Ipam:
 
     def _save(self, allocations: dict) -> None:
         state = {"version": STATE_VERSION, "subnet": str(self.subnet), "allocations": allocations}
-        tmp = self.state_file.with_name(f".{self.state_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+        directory, name = os.path.split(self.state_file)
+        tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(state, indent=1, sort_keys=True))
         os.replace(tmp, self.state_file)

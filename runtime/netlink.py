@@ -19,7 +19,6 @@ import os
 import struct
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 # The C module: the `socket` module wrapped around it (enum tables, selectors) would cost
 # every start about 2 ms.
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from typing import TypeVar
     T = TypeVar("T")
 
-SYSCTL_ROOT = Path("/proc/sys")
+SYSCTL_ROOT = "/proc/sys"
 MAX_IFNAME = 15
 
 # rtnetlink(7) / linux/rtnetlink.h, linux/if_link.h, linux/veth.h
@@ -179,7 +178,7 @@ class RtNetlink:
 def in_netns(netns_path: str, fn: Callable[[], T], what: str = "") -> T:
     """Run `fn()` in a new thread that has joined the network namespace at `netns_path`;
     return its result or raise its exception. Raises NetlinkError if the namespace is gone."""
-    if not Path(netns_path).exists():
+    if not os.path.exists(netns_path):
         raise NetlinkError(f"{what}: network namespace {netns_path} does not exist", errno.ENOENT)
     outcome: dict = {}
 
@@ -311,13 +310,16 @@ def loopback_up(netns_path: str) -> None:
 
 def write_sysctl(name: str, value: str) -> None:
     """Set sysctl `name` (dotted, e.g. "net.ipv4.ip_forward") if it differs."""
-    write_sysfs(SYSCTL_ROOT / name.replace(".", "/"), value)
+    write_sysfs(f"{SYSCTL_ROOT}/{name.replace('.', '/')}", value)
 
 
-def write_sysfs(path: Path, value: str) -> None:
+def write_sysfs(path: str | os.PathLike, value: str) -> None:
     """Write `value` to a /proc/sys or /sys file unless it already holds it."""
     try:
-        if path.read_text().strip() != value:
-            path.write_text(value)
+        with open(path) as f:
+            unchanged = f.read().strip() == value
+        if not unchanged:
+            with open(path, "w") as f:
+                f.write(value)
     except OSError as e:
         raise NetlinkError(f"write {value} to {path}: {e.strerror or e}", e.errno) from e

@@ -13,7 +13,6 @@ import ipaddress
 import os
 from contextlib import contextmanager
 from collections.abc import Iterator
-from pathlib import Path
 
 from runtime import netlink
 from runtime.ipam import Ipam, IpamError
@@ -49,17 +48,20 @@ def mac_for(ip: ipaddress.IPv4Address) -> str:
     return "0a:58:" + ":".join(f"{b:02x}" for b in ip.packed)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: str) -> str:
     """The file's text, or "" when it is missing."""
     try:
-        return path.read_text()
+        with open(path) as f:
+            return f.read()
     except FileNotFoundError:
         return ""
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+def _write_atomically(path: str, text: str) -> None:
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
     os.replace(tmp, path)
 
 
@@ -76,11 +78,11 @@ class BridgeNetwork:
     """A Linux bridge with masquerade and port publishing, shared by every process on the host
     that uses the same `state_dir`. All methods may be called from several processes at once."""
 
-    def __init__(self, state_dir: Path, bridge: str = "pkube0", subnet: str = "10.88.0.0/16",
+    def __init__(self, state_dir: str | os.PathLike, bridge: str = "pkube0", subnet: str = "10.88.0.0/16",
                  nft_table: str = "pkube", firewall: str = "auto"):
-        self.state_dir = Path(state_dir)
+        self.state_dir = os.fspath(state_dir)
         self.bridge = netlink.check_ifname(bridge)
-        self.ipam = Ipam(self.state_dir / "ipam.json", subnet)
+        self.ipam = Ipam(os.path.join(self.state_dir, "ipam.json"), subnet)
         self.subnet = self.ipam.subnet
         self.gateway = self.ipam.gateway
         self.nft_table = check_table_name(nft_table)
@@ -119,11 +121,11 @@ class BridgeNetwork:
         self._ensured = True
 
     @property
-    def _stamp_file(self) -> Path:
-        return self.state_dir / "ensured"
+    def _stamp_file(self) -> str:
+        return os.path.join(self.state_dir, "ensured")
 
     def _ensured_stamp(self) -> str:
-        boot = _read_text(Path("/proc/sys/kernel/random/boot_id")).strip()
+        boot = _read_text("/proc/sys/kernel/random/boot_id").strip()
         return (f"{self.bridge} {netlink.link_index(self.bridge)} {self.nft_table} {self.subnet} "
                 f"{self._backend} {boot}\n")
 
@@ -216,7 +218,10 @@ class BridgeNetwork:
                 netlink.delete_link(veth_name(ipaddress.IPv4Address(allocation["ip"])))
             netlink.delete_link(self.bridge)
             for name in ("ipam.json", "ipam.json.lock", "ensured"):
-                (self.state_dir / name).unlink(missing_ok=True)
+                try:
+                    os.unlink(os.path.join(self.state_dir, name))
+                except FileNotFoundError:
+                    pass
         self._ensured = False
 
     def _undo_attach(self, key: str, host_ifname: str) -> None:
@@ -239,7 +244,7 @@ class BridgeNetwork:
     @contextmanager
     def _lock(self) -> Iterator[None]:
         """Serialise set-up and tear-down between processes sharing `state_dir`."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / "network.lock", "a") as lock:
+        os.makedirs(self.state_dir, exist_ok=True)
+        with open(os.path.join(self.state_dir, "network.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
