@@ -5,10 +5,13 @@ Every step yields an image (intermediate ones are hidden from ``images``). The c
 sources, the build args a RUN sees) to the image the step made, so an unchanged step prints
 ``---> Using cache`` and is not run again.
 
-RUN steps go through a ``runner(layer_dirs, argv, env, workdir, user) -> Path`` supplied by
-the caller (``Runtime.build_runner()``): it runs argv in a container over those read-only
-layers, raises when the command fails, and hands over its upper dir, which this module turns
-into a layer and then deletes.
+RUN steps go through a ``runner(layer_dirs, argv, env, workdir, user) -> upper dir`` supplied
+by the caller (``Runtime.build_runner()``): it runs argv in a container over those read-only
+layers (str paths), raises when the command fails, and hands over its upper dir (str or
+PathLike), which this module turns into a layer and then deletes.
+
+Paths given to this module are str or os.PathLike; the staging and context trees are walked
+with pathlib inside (not on the `pdocker run` path, so its imports do not matter here).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from runtime.images import (Image, ImageError, ImageNotFound, ImageStore, canoni
 from runtime.layers import (LayerError, lookup, resolve_path, union_entries, unpack_members,
                             walk_tree)
 
-Runner = Callable[[list[Path], list[str], dict, str, str], Path]
+Runner = Callable[[list[str], list[str], dict, str, str], "str | os.PathLike"]
 BUSYBOX_NAMES = ("busybox", "busybox:latest")
 
 
@@ -56,7 +59,7 @@ class BuildState:
         return self.image.id if self.image else "scratch"
 
     @property
-    def layer_dirs(self) -> list[Path]:
+    def layer_dirs(self) -> list[str]:
         return list(self.image.layer_dirs) if self.image else []
 
     def variables(self) -> dict[str, str]:
@@ -64,7 +67,8 @@ class BuildState:
         return {**{k: v for k, v in self.args.items() if v is not None}, **df.env_dict(self.config)}
 
 
-def build(store: ImageStore, context_dir: Path, dockerfile: Path | None, tag: str | None,
+def build(store: ImageStore, context_dir: str | os.PathLike, dockerfile: str | os.PathLike | None,
+          tag: str | None,
           runner: Runner | None = None, build_args: dict[str, str] | None = None,
           progress: Callable[[str], None] = print, no_cache: bool = False,
           pull: Callable[[str], Image] | None = None, target: str | None = None) -> Image:
@@ -245,7 +249,7 @@ class Builder:
         """True when ``path`` is a directory (or a link to one) in the image built so far."""
         layers = self.state.layer_dirs
         found = lookup(layers, resolve_path(layers, path)) if layers else None
-        return found is not None and found.is_dir() and not found.is_symlink()
+        return found is not None and os.path.isdir(found) and not os.path.islink(found)
 
     def _copy_from_context(self, ins, patterns: list[str], written: str, owner):
         sources = [s for p in patterns for s in self._sources(ins, p)]
@@ -267,7 +271,7 @@ class Builder:
             found = lookup(layers, path)
             if found is None:
                 raise ins.fail(f"{pattern}: not found in {ins.flags['from']}")
-            sources.append((path, found))
+            sources.append((path, Path(found)))
         dest, as_dir = self._destination(ins, written, len(sources))
 
         def make(staging: Path) -> None:
@@ -302,7 +306,7 @@ class Builder:
         description = f"/bin/sh -c {ins.args}" if ins.exec_form() is None else json.dumps(argv)
         extra = canonical_json(visible_args).decode()
 
-        def make_run() -> Path:
+        def make_run() -> str | os.PathLike:
             try:
                 return self.runner(self.state.layer_dirs, argv, env,
                                    self.state.config.get("WorkingDir") or "/",
@@ -321,7 +325,8 @@ class Builder:
         return f"/bin/sh -c #(nop) {ins.cmd} {ins.args}"
 
     def _commit_step(self, ins, created_by: str, extra: str, config: dict,
-                     make: Callable[[Path], None] | None, run: Callable[[], Path] | None = None):
+                     make: Callable[[Path], None] | None,
+                     run: Callable[[], str | os.PathLike] | None = None):
         key = _cache_key(self.state.image_id, ins, self.state.variables(), extra, config)
         cached = None if self.no_cache else self.store.build_cache_get(key)
         if cached is not None:
@@ -344,7 +349,7 @@ class Builder:
                 shutil.rmtree(upper, ignore_errors=True)
         if make is None:
             return None
-        with _staging(self.store.root) as staging:
+        with _staging(Path(self.store.root)) as staging:
             make(staging)
             return self.store.layers.import_directory(staging)
 
@@ -394,7 +399,7 @@ class Builder:
         if name.isdigit():
             return int(name)
         path = lookup(self.state.layer_dirs, table)
-        lines = path.read_text().splitlines() if path and path.is_file() else []
+        lines = Path(path).read_text().splitlines() if path and os.path.isfile(path) else []
         for line in lines:
             fields = line.split(":")
             if len(fields) > 2 and fields[0] == name:
@@ -430,7 +435,7 @@ class Builder:
                 continue
             below = lookup(self.state.layer_dirs, rel)
             cur.mkdir()
-            if below is not None and below.is_dir() and not below.is_symlink():
+            if below is not None and os.path.isdir(below) and not os.path.islink(below):
                 st = os.lstat(below)
                 os.chown(cur, st.st_uid, st.st_gid)
                 os.chmod(cur, stat.S_IMODE(st.st_mode))
@@ -512,7 +517,7 @@ def _ensure_real_dir(base: Path, rel: str) -> None:
             cur.mkdir(0o755)
 
 
-def _copy_file(source: Path, target: Path, owner: tuple[int, int]) -> None:
+def _copy_file(source: str | Path, target: Path, owner: tuple[int, int]) -> None:
     if target.is_symlink():
         target.unlink()
     elif target.is_dir():
@@ -535,7 +540,7 @@ def _copy_tree(source: Path, target: Path, owner: tuple[int, int],
             os.utime(target / rel, (mtime, mtime))
 
 
-def _copy_union(layers: list[Path], rel: str, target: Path, owner: tuple[int, int]) -> None:
+def _copy_union(layers: list[str], rel: str, target: Path, owner: tuple[int, int]) -> None:
     """Copy directory ``/rel`` of a layer stack's merged view into target (links as links)."""
     for name, path in sorted(union_entries(layers, rel).items()):
         dst = target / name
@@ -544,7 +549,7 @@ def _copy_union(layers: list[Path], rel: str, target: Path, owner: tuple[int, in
             _copy_union(layers, f"{rel.rstrip('/')}/{name}", dst, owner)
 
 
-def _copy_entry(path: Path, dst: Path, owner: tuple[int, int]) -> None:
+def _copy_entry(path: str | Path, dst: Path, owner: tuple[int, int]) -> None:
     """One entry to ``dst``, owned by ``owner``: a link as a link (replacing a file or link
     there), a directory as an empty one with its mode (never through a link), a regular
     file with its contents and mode; anything else is skipped."""

@@ -20,7 +20,6 @@ import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 
 import httpx
@@ -98,7 +97,8 @@ def is_local(registry: str) -> bool:
 def docker_config_credentials(registry: str) -> tuple[str, str] | None:
     """(user, password) for a registry from $DOCKER_CONFIG or ~/.docker/config.json."""
     try:
-        auths = json.loads(docker_config_path().read_text()).get("auths", {})
+        with open(docker_config_path()) as f:
+            auths = json.load(f).get("auths", {})
     except (OSError, ValueError):
         return None
     keys = [registry, f"https://{registry}", f"http://{registry}"]
@@ -112,8 +112,10 @@ def docker_config_credentials(registry: str) -> tuple[str, str] | None:
     return None
 
 
-def docker_config_path() -> Path:
-    return Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+def docker_config_path() -> str:
+    """$DOCKER_CONFIG/config.json, or ~/.docker/config.json."""
+    directory = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    return os.path.join(directory, "config.json")
 
 
 def login(registry: str, username: str, password: str) -> None:
@@ -137,15 +139,17 @@ def logout(registry: str) -> bool:
 def _update_docker_config(registry: str, auth: str | None) -> bool:
     path = docker_config_path()
     try:
-        config = json.loads(path.read_text())
+        with open(path) as f:
+            config = json.load(f)
     except (OSError, ValueError):
         config = {}
     auths = config.setdefault("auths", {})
     had = auths.pop(registry, None) is not None
     if auth is not None:
         auths[registry] = {"auth": auth}
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
+    directory, name = os.path.split(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(config, f, indent=1)
@@ -317,7 +321,7 @@ def _fetch_layers(client, store: ImageStore, remote: RemoteRef, manifest: dict, 
         else:
             progress(Progress(desc["digest"][7:19], "Waiting"))
             missing.append((desc, diff_id))
-    store.root.mkdir(parents=True, exist_ok=True)
+    os.makedirs(store.root, exist_ok=True)
     with ThreadPoolExecutor(PARALLEL_DOWNLOADS) as pool:
         futures = [pool.submit(_fetch_layer, client, store, remote, desc, diff_id, progress)
                    for desc, diff_id in missing]
@@ -332,7 +336,7 @@ def _fetch_layer(client, store: ImageStore, remote: RemoteRef, desc: dict, diff_
         _download_blob(client, remote, desc, spool, progress)
         spool.flush()
         progress(Progress(short, "Extracting", size, size))
-        store.layers.import_file(Path(spool.name), expected_diff_id=diff_id)
+        store.layers.import_file(spool.name, expected_diff_id=diff_id)
     progress(Progress(short, "Pull complete", size, size))
 
 
@@ -373,7 +377,7 @@ def push(store: ImageStore, ref: str, progress: ProgressFn | None = None,
     client = client or RegistryClient()
     try:
         with tempfile.TemporaryDirectory(dir=store.root, prefix=".push-") as tmp:
-            layers = [_push_layer(client, store, remote, d, Path(tmp), progress)
+            layers = [_push_layer(client, store, remote, d, tmp, progress)
                       for d in image.diff_ids]
         config_bytes = store.raw_config_bytes(image.id)
         _upload_if_missing(client, remote, config_bytes, image.id, "config", progress)
@@ -385,16 +389,16 @@ def push(store: ImageStore, ref: str, progress: ProgressFn | None = None,
     return digest
 
 
-def _push_layer(client, store: ImageStore, remote: RemoteRef, diff_id: str, tmp: Path,
+def _push_layer(client, store: ImageStore, remote: RemoteRef, diff_id: str, tmp: str,
                 progress) -> dict:
-    gz = tmp / (diff_id[7:] + ".tar.gz")
+    gz = os.path.join(tmp, diff_id[7:] + ".tar.gz")
     digest = _gzip_deterministic(store.layers.tar_path(diff_id), gz)
-    size = gz.stat().st_size
+    size = os.stat(gz).st_size
     _upload_if_missing(client, remote, gz, digest, digest[7:19], progress)
     return {"mediaType": MT_DOCKER_LAYER_GZIP, "size": size, "digest": digest}
 
 
-def _gzip_deterministic(src: Path, dst: Path) -> str:
+def _gzip_deterministic(src: str, dst: str) -> str:
     """gzip with a zero mtime and no file name, so the same layer always has the same digest."""
     with open(src, "rb") as fin, open(dst, "wb") as raw:
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
@@ -406,9 +410,10 @@ def _gzip_deterministic(src: Path, dst: Path) -> str:
     return "sha256:" + sha.hexdigest()
 
 
-def _upload_if_missing(client, remote: RemoteRef, blob: Path | bytes, digest: str, label: str,
+def _upload_if_missing(client, remote: RemoteRef, blob: str | bytes, digest: str, label: str,
                        progress) -> None:
-    size = len(blob) if isinstance(blob, bytes) else blob.stat().st_size
+    """Upload a blob (bytes, or the path of a file holding it) unless the registry has it."""
+    size = len(blob) if isinstance(blob, bytes) else os.stat(blob).st_size
     head = client.request("HEAD", f"{remote.base_url}/blobs/{digest}", remote, "pull,push")
     if head.status_code == 200:
         progress(Progress(label, "Layer already exists", size, size))
@@ -434,7 +439,7 @@ def _absolute(remote: RemoteRef, location: str) -> str:
     return origin + location
 
 
-def _chunks(blob: Path | bytes, label: str, size: int, progress) -> Iterator[bytes]:
+def _chunks(blob: str | bytes, label: str, size: int, progress) -> Iterator[bytes]:
     if isinstance(blob, bytes):
         yield blob
         return

@@ -46,7 +46,7 @@ def test_oci_whiteouts_become_overlay_whiteouts(store, tmp_path):
     diff_id = store.layers.import_stream(io.BytesIO(make_tar([
         ("etc", "dir", None), ("etc/.wh.gone", "file", ""),
         ("cache", "dir", None), ("cache/.wh..wh..opq", "file", ""), ("cache/new", "file", "n")])))
-    top = store.layers.diff_dir(diff_id)
+    top = Path(store.layers.diff_dir(diff_id))
     st = os.lstat(top / "etc/gone")
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(0, 0)
     assert os.getxattr(top / "cache", OPAQUE_XATTR) == b"y"

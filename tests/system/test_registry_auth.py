@@ -8,6 +8,7 @@ import gzip
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -75,7 +76,7 @@ class FakeRegistry(BaseHTTPRequestHandler):
 
 def serve_busybox(source: ImageStore, mode: str, require_login: bool = False):
     image = source.ensure_busybox()
-    layer = gzip.compress(source.layers.tar_path(image.diff_ids[0]).read_bytes())
+    layer = gzip.compress(Path(source.layers.tar_path(image.diff_ids[0])).read_bytes())
     config = source.raw_config_bytes(image.id)
     manifest = canonical_json({
         "schemaVersion": 2, "mediaType": MT_OCI_MANIFEST,
