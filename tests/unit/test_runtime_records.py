@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from runtime.cgroups import Resources
 from runtime.launcher import script_text
 from runtime.runtime import spec_from_dict, spec_to_dict
 from runtime.spec import ContainerSpec, Mount, SpecError
-from runtime.state import ContainerState, Status
+from runtime.state import ContainerState, StateStore, Status
 
 
 def test_defaults_are_fresh_per_record_and_arguments_are_checked():
@@ -36,6 +38,28 @@ def test_equality_repr_and_frozen_records():
     state = ContainerState(id="a" * 64, name="n", image="busybox", image_id="")
     state.status = Status.RUNNING   # mutable records stay mutable
     assert state.running and state.created.endswith("Z")
+
+
+def test_state_json_keeps_its_keys_and_status_is_a_plain_string(tmp_path):
+    import json
+    store = StateStore(tmp_path / "containers")
+    state = ContainerState(id="b" * 64, name="n", image="busybox", image_id="sha256:x",
+                           labels={"é": "ü"})
+    os.makedirs(store.dir(state.id))
+    store.save(state)
+    path = os.path.join(store.root, state.id, "state.json")
+    assert isinstance(store.root, str) and store.dir(state.id) == os.path.dirname(path)
+    with open(path, encoding="utf-8") as f:
+        on_disk = json.load(f)
+    assert list(on_disk) == list(ContainerState.field_names())
+    assert on_disk["status"] == "created" and on_disk["labels"] == {"é": "ü"}
+    with store.locked(state.id):
+        loaded = store.load(state.id)
+    assert loaded == state and loaded.status == Status.CREATED == "created"
+    assert store.ids() == [state.id] and store.load("c" * 64) is None
+    with pytest.raises(FileNotFoundError):
+        with store.locked("c" * 64):
+            pass
 
 
 def test_validation_runs_at_construction():
