@@ -138,6 +138,8 @@ class Runtime:
     # ----- lookup -----
 
     def _resolve(self, id_or_name: str) -> str:
+        if len(id_or_name) == 64 and os.path.exists(os.path.join(self.store.dir(id_or_name), "state.json")):
+            return id_or_name   # a full id: no need to list the store
         ids = self.store.ids()
         if id_or_name in ids:
             return id_or_name
@@ -200,15 +202,23 @@ class Runtime:
     def _refresh(self, state: ContainerState) -> ContainerState:
         """Called under the container's lock: notice an exit the shim recorded (or a
         supervisor that died), and release what the container held."""
+        result = self._exit_of(state)
+        if result is not None:
+            self._finish(state, *result)
+        return state
+
+    def _exit_of(self, state: ContainerState) -> tuple[int, str] | None:
+        """(exit code, finished_at) of a container recorded as running whose process is
+        gone (255 and now when its supervisor vanished without a record); None when it
+        is not recorded as running, or still runs."""
         if state.status != Status.RUNNING:
-            return state
+            return None
         result = process.read_exit_file(os.path.join(self.store.dir(state.id), "exit"))
         if result is None:
             if process.alive(state.pid, state.pid_start) or process.alive(state.shim_pid, state.shim_start):
-                return state
+                return None
             result = (255, now_iso())
-        self._finish(state, *result)
-        return state
+        return result
 
     def _finish(self, state: ContainerState, code: int, finished: str) -> None:
         cgroup = self._open_cgroup(state)
@@ -426,21 +436,34 @@ class Runtime:
         """Remove a container and everything it holds (directories, cgroup, network);
         raises Conflict when it runs and not `force`."""
         cid = self._resolve(id_or_name)
-        state = self.get(cid)
-        if state.running:
+        if not self._dismantle(cid, force=False):
             if not force:
-                raise Conflict(f"You cannot remove a running container {state.id}. "
+                raise Conflict(f"You cannot remove a running container {cid}. "
                                "Stop the container before attempting removal or force remove")
             self.stop(cid, timeout=0)
-        with self.store.locked(cid):
-            state = self.store.load(cid)
-            if state is None:
-                return
-            cgroup = self._open_cgroup(state)
-            if cgroup is not None:
-                _safe(cgroup.destroy)
-            _safe(lambda: self._release_network(state))
-            rootfs.remove_dir(self.store.dir(cid))
+            self._dismantle(cid, force=True)
+
+    def _dismantle(self, cid: str, force: bool) -> bool:
+        """Under the lock: release the container's cgroup and network and delete its
+        directory; False (and nothing done) when it still runs, unless `force`. An exit
+        not yet recorded is not persisted first: the record goes with the directory.
+        Raises NoSuchContainer when it vanished meanwhile, RootfsError when something is
+        still mounted in it."""
+        try:
+            with self.store.locked(cid):
+                state = self.store.load(cid)
+                if state is None:
+                    return True
+                if not force and state.running and self._exit_of(state) is None:
+                    return False
+                cgroup = self._open_cgroup(state)
+                if cgroup is not None:
+                    _safe(cgroup.destroy)
+                _safe(lambda: self._release_network(state))
+                rootfs.remove_dir(self.store.dir(cid))
+                return True
+        except FileNotFoundError:   # removed by another process meanwhile
+            raise NoSuchContainer(f"No such container: {cid}") from None
 
     # ----- I/O with a container -----
 

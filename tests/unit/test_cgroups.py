@@ -87,6 +87,7 @@ def test_v1_set_none_means_unlimited(tmp_path):
 def test_v1_add_process_joins_every_controller(tmp_path):
     root = make_v1_root(tmp_path)
     cg = CgroupManager.detect(root).create("pkube/c")
+    assert cg.procs_files()[0] == f"{root}/cpu/pkube/c/cgroup.procs"   # paths are str
     cg.add_process(4242)
     for controller in ("cpu", "cpuacct", "memory", "pids", "freezer"):
         assert (root / controller / "pkube/c/cgroup.procs").read_text() == "4242"

@@ -253,3 +253,45 @@ def test_a_reused_pid_is_not_mistaken_for_the_container(tmp_path):
     state.status = Status.RUNNING
     rt.store.save(state)
     assert rt.get("ghost").running
+
+
+def recorded_running(rt, name: str, pid_start_offset: int = 0) -> ContainerState:
+    """A record saying `name` runs as this test's process (+ offset: a reused pid)."""
+    from runtime.process import proc_start_time
+    state = ContainerState(id=os.urandom(32).hex(), name=name, image="busybox", image_id="")
+    os.makedirs(rt.store.dir(state.id))
+    state.transition(Status.RUNNING)
+    state.pid, state.pid_start = os.getpid(), proc_start_time(os.getpid()) + pid_start_offset
+    rt.store.save(state)
+    return state
+
+
+def test_remove_refuses_a_running_container_and_removes_an_exited_one(tmp_path):
+    from runtime.runtime import Conflict, NoSuchContainer, Runtime
+    rt = Runtime(tmp_path)
+    running = recorded_running(rt, "alive")
+    with pytest.raises(Conflict, match="cannot remove a running container"):
+        rt.remove("alive")
+    assert rt.get("alive").running
+    gone = recorded_running(rt, "gone")
+    with open(os.path.join(rt.store.dir(gone.id), "exit"), "w") as f:
+        f.write("3 2026-01-01T00:00:00Z\n")
+    rt.remove(gone.id[:12])
+    assert not os.path.exists(rt.store.dir(gone.id)) and rt.store.ids() == [running.id]
+    with pytest.raises(NoSuchContainer):
+        rt.remove("gone")
+
+
+@pytest.mark.parametrize("name, valid", [("web", True), ("a.b-c_d", True), ("9lives", True),
+                                         ("", False), ("-x", False), ("_x", False), ("a b", False),
+                                         ("a/b", False), ("é", False)])
+def test_container_names_follow_docker(name, valid):
+    from runtime.runtime import _valid_name
+    assert _valid_name(name) is valid
+
+
+def test_runtime_paths_are_str_whatever_the_root_was_given_as(tmp_path):
+    from runtime.runtime import Runtime
+    rt = Runtime(tmp_path)
+    assert rt.root == str(tmp_path) and rt.store.dir("x") == f"{tmp_path}/containers/x"
+    assert rootfs.lower_dirs(tmp_path, [Path("/l/a"), "/l/b"]) == [f"{tmp_path}/init", "/l/b", "/l/a"]
