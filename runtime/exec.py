@@ -132,7 +132,7 @@ def _proc_row(pid: int, ticks: int, boot: float) -> list[str] | None:
         return None
     fields = stat[stat.rindex(")") + 2:].split()
     uid = int(next(l for l in status.splitlines() if l.startswith("Uid:")).split()[1])
-    import pwd   # top only
+    import pwd   # `top` only
     try:
         user = pwd.getpwuid(uid).pw_name
     except KeyError:
