@@ -21,6 +21,7 @@ from runtime.state import ContainerState, IllegalTransition, StateStore, Status,
 
 DEFAULT_ROOT = "/var/lib/pkube/runtime"
 DEFAULT_CGROUP_PARENT = "pkube"
+HEX_DIGITS = frozenset("0123456789abcdef")
 NAME_FIRST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 NAME_CHARS = NAME_FIRST_CHARS | frozenset("_.-")
 BUSYBOX_REFS = ("busybox", "busybox:latest", "docker.io/library/busybox:latest")
@@ -138,8 +139,8 @@ class Runtime:
     # ----- lookup -----
 
     def _resolve(self, id_or_name: str) -> str:
-        if len(id_or_name) == 64 and os.path.exists(os.path.join(self.store.dir(id_or_name), "state.json")):
-            return id_or_name   # a full id: no need to list the store
+        if _is_full_id(id_or_name) and os.path.exists(os.path.join(self.store.dir(id_or_name), "state.json")):
+            return id_or_name   # no need to list the store
         ids = self.store.ids()
         if id_or_name in ids:
             return id_or_name
@@ -659,6 +660,11 @@ def _safe(fn, default=None):
         return fn()
     except Exception:
         return default
+
+
+def _is_full_id(text: str) -> bool:
+    """64 lowercase hex digits: what new_id() makes (and never a path)."""
+    return len(text) == 64 and all(c in HEX_DIGITS for c in text)
 
 
 def _valid_name(name: str) -> bool:

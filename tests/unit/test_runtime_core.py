@@ -295,3 +295,18 @@ def test_runtime_paths_are_str_whatever_the_root_was_given_as(tmp_path):
     rt = Runtime(tmp_path)
     assert rt.root == str(tmp_path) and rt.store.dir("x") == f"{tmp_path}/containers/x"
     assert rootfs.lower_dirs(tmp_path, [Path("/l/a"), "/l/b"]) == [f"{tmp_path}/init", "/l/b", "/l/a"]
+
+
+def test_an_id_shaped_path_never_resolves_outside_the_store(tmp_path):
+    from runtime.runtime import NoSuchContainer, Runtime
+    rt = Runtime(tmp_path / "root")
+    outside = tmp_path / ("x" * 40)
+    outside.mkdir()
+    (outside / "state.json").write_text("{}")
+    relative = os.path.relpath(outside, rt.store.root)   # ../x...x
+    pad = 64 - len(relative)
+    sneaky = "./" * (pad // 2) + "/" * (pad % 2) + relative
+    assert len(sneaky) == 64 and os.path.exists(os.path.join(rt.store.root, sneaky, "state.json"))
+    with pytest.raises(NoSuchContainer):
+        rt.remove(sneaky)
+    assert (outside / "state.json").exists()
