@@ -7,16 +7,14 @@ when its command cannot be run.
 
 from __future__ import annotations
 
-import argparse
-import json
+import _signal
 import os
 import select
-import signal
 import sys
 import time
-from pathlib import Path
 
-from runtime import process
+from runtime import jsonlite, process
+from runtime.cliargs import REMAINDER, Parser, UsageError
 from runtime.runtime import DEFAULT_ROOT, ContainerError, Runtime
 from runtime.spec import ContainerSpec, Mount, SpecError
 from runtime.state import IllegalTransition, ZERO_TIME
@@ -24,48 +22,6 @@ from runtime.state import IllegalTransition, ZERO_TIME
 VERSION = "0.1.0"
 API_VERSION = "1.43"
 EXIT_USAGE = 125
-
-
-class UsageError(Exception):
-    """Bad command-line input."""
-
-
-class HelpFormatter(argparse.HelpFormatter):
-    """argparse's formatter, asking the terminal for its width once per process: argparse
-    makes a formatter for every add_argument (to check the option), and each asks
-    shutil.get_terminal_size, which imports shutil (and with it zlib, bz2 and lzma)."""
-
-    _width: int | None = None
-
-    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
-        if width is None:
-            width = HelpFormatter.terminal_width()
-        super().__init__(prog, indent_increment, max_help_position, width)
-
-    @staticmethod
-    def terminal_width() -> int:
-        """What argparse uses: $COLUMNS, else the terminal's, else 80; less 2."""
-        if HelpFormatter._width is None:
-            try:
-                columns = int(os.environ.get("COLUMNS", ""))
-            except ValueError:
-                columns = 0
-            if columns <= 0:
-                try:
-                    columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
-                except (AttributeError, ValueError, OSError):
-                    columns = 0
-            HelpFormatter._width = (columns or 80) - 2
-        return HelpFormatter._width
-
-
-class Parser(argparse.ArgumentParser):
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):
-        raise UsageError(message)
 
 
 # ----- helpers -----
@@ -164,7 +120,7 @@ def table(rows: list[list[str]]) -> str:
 
 def command_text(argv: list[str]) -> str:
     text = " ".join(argv)
-    return json.dumps(text if len(text) <= 20 else text[:19] + "…", ensure_ascii=False)
+    return jsonlite.dumps(text if len(text) <= 20 else text[:19] + "…")
 
 
 # ----- building specs -----
@@ -200,7 +156,8 @@ def _volume(text: str) -> Mount:
         raise UsageError(f"invalid volume specification: {text!r} (want HOST:DIR[:ro])")
     if not parts[0].startswith("/"):
         raise UsageError(f"invalid volume {text!r}: only absolute host paths are supported")
-    Path(parts[0]).mkdir(parents=True, exist_ok=True) if not Path(parts[0]).exists() else None
+    if not os.path.exists(parts[0]):
+        os.makedirs(parts[0], exist_ok=True)
     return Mount(parts[0], parts[1], len(parts) == 3 and parts[2] == "ro")
 
 
@@ -235,7 +192,7 @@ def spec_from_args(args) -> ContainerSpec:
         network=args.network, resources=_resources(args), auto_remove=args.rm)
 
 
-def add_create_flags(p: argparse.ArgumentParser) -> None:
+def add_create_flags(p: Parser) -> None:
     p.add_argument("--help", action="help", help="show this help (-h is --hostname, as in Docker)")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
@@ -255,7 +212,7 @@ def add_create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", "--net", default="bridge")
     p.add_argument("-l", "--label", action="append", default=[])
     p.add_argument("image")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs=REMAINDER)
 
 
 # ----- attaching -----
@@ -295,7 +252,7 @@ def relay(attachment: process.Attachment, stdin: bool, tty: bool) -> int | None:
     out, err = sys.stdout.buffer, sys.stderr.buffer
     watch = [attachment.sock] + ([sys.stdin.fileno()] if stdin else [])
     if tty and terminal_size(True):   # our terminal resized: so is the container's pty
-        signal.signal(signal.SIGWINCH, lambda *_: attachment.resize(*terminal_size(True)))
+        _signal.signal(_signal.SIGWINCH, lambda *_: attachment.resize(*terminal_size(True)))
     with RawTerminal(tty and stdin):
         while True:
             ready, _, _ = select.select(watch, [], [])
@@ -322,8 +279,8 @@ def _forward_signals(rt: Runtime, cid: str) -> None:
             rt.kill(cid, signum)
         except ContainerError:
             pass
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, forward)
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+        _signal.signal(sig, forward)
 
 
 def attach_and_wait(rt: Runtime, cid: str, attachment, stdin: bool, tty: bool) -> int:
@@ -413,6 +370,8 @@ def cmd_restart(rt, args) -> int:
 
 
 def _signal_number(text: str) -> int:
+    """A signal's number from its number, its name or its name without SIG (kill -s)."""
+    import signal   # its Signals enum names them; not on the run path
     if text.isdigit():
         return int(text)
     name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
@@ -521,13 +480,13 @@ def cmd_cp(rt, args) -> int:
 
 
 def inspect_doc(rt: Runtime, s) -> dict:
-    cdir = rt.store.dir(s.id)
+    cdir = os.fspath(rt.store.dir(s.id))
     from runtime.rootfs import lower_dirs
     spec = s.spec
     res = spec.get("resources") or {}
     ports = {f"{p['container_port']}/{p.get('protocol', 'tcp')}": [{"HostIp": p.get("host_ip") or "0.0.0.0", "HostPort": str(p["host_port"])}]
              for p in spec.get("port_mappings") or []}
-    status = s.status.value if s.kind == "container" else ("running" if s.running else "exited")
+    status = s.status if s.kind == "container" else ("running" if s.running else "exited")
     return {
         "Id": s.id, "Created": s.created, "Path": (s.process.get("argv") or [""])[0],
         "Args": (s.process.get("argv") or [])[1:],
@@ -536,15 +495,16 @@ def inspect_doc(rt: Runtime, s) -> dict:
                   "ExitCode": s.exit_code, "Error": s.error, "StartedAt": s.started_at,
                   "FinishedAt": s.finished_at},
         "Image": s.image_id, "Name": "/" + s.name, "RestartCount": s.restart_count,
-        "Driver": "overlay2", "LogPath": str(cdir / "container.log"),
+        "Driver": "overlay2", "LogPath": os.path.join(cdir, "container.log"),
         "HostConfig": {"Binds": [f"{m['source']}:{m['target']}" + (":ro" if m["readonly"] else "") for m in spec.get("mounts") or []],
                        "NetworkMode": spec.get("network", "bridge"), "AutoRemove": spec.get("auto_remove", False),
                        "Memory": res.get("memory_bytes") or 0, "NanoCpus": int((res.get("cpu_quota_us") or 0) * 1e9 / (res.get("cpu_period_us") or 100000)),
                        "PidsLimit": res.get("pids_limit"), "CpuShares": res.get("cpu_shares") or 0,
                        "CgroupParent": spec.get("cgroup_parent") or "", "PortBindings": ports},
         "GraphDriver": {"Name": "overlay2", "Data": {
-            "LowerDir": ":".join(lower_dirs(cdir, s.layer_dirs)), "UpperDir": str(cdir / "upper"),
-            "MergedDir": str(cdir / "merged"), "WorkDir": str(cdir / "work")}},
+            "LowerDir": ":".join(map(str, lower_dirs(cdir, s.layer_dirs))),
+            "UpperDir": os.path.join(cdir, "upper"), "MergedDir": os.path.join(cdir, "merged"),
+            "WorkDir": os.path.join(cdir, "work")}},
         "Mounts": [{"Type": "bind", "Source": m["source"], "Destination": m["target"], "Mode": "ro" if m["readonly"] else "",
                     "RW": not m["readonly"], "Propagation": "rprivate"} for m in spec.get("mounts") or []],
         "Config": {"Hostname": spec.get("hostname") or s.short_id, "User": s.process.get("user", ""),
@@ -560,6 +520,7 @@ def inspect_doc(rt: Runtime, s) -> dict:
 
 
 def cmd_inspect(rt, args) -> int:
+    import json   # indented output, for people: not on the run path
     docs, code = [], 0
     for name in args.containers:
         try:
@@ -577,6 +538,7 @@ def cmd_inspect(rt, args) -> int:
 
 def render_format(fmt: str, doc: dict) -> str:
     """The tiny subset of Go templates people use with inspect: {{.A.B}} and {{json .A}}."""
+    import json
     import re
 
     def lookup(path: str):
@@ -638,7 +600,8 @@ def decimal_size(n: float) -> str:
 def net_io(pid: int) -> str:
     """Received / sent bytes of every interface but lo in the netns of `pid`."""
     try:
-        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+        with open(f"/proc/{pid}/net/dev") as f:
+            lines = f.read().splitlines()[2:]
     except OSError:
         return "--"
     rx = tx = 0
@@ -700,7 +663,7 @@ def cmd_info(rt, args) -> int:
         images = len(rt.images.list())
     except Exception:
         images = 0
-    cgroup_version = "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
+    cgroup_version = "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
     print("Server:")
     for key, value in (("Containers", len(states)), (" Running", running), (" Paused", 0),
                        (" Stopped", len(states) - running), ("Images", images),
@@ -716,7 +679,9 @@ def cmd_info(rt, args) -> int:
 
 def _os_name() -> str:
     try:
-        for line in Path("/etc/os-release").read_text().splitlines():
+        with open("/etc/os-release") as f:
+            text = f.read()
+        for line in text.splitlines():
             if line.startswith("PRETTY_NAME="):
                 return line.split("=", 1)[1].strip('"')
     except OSError:
@@ -756,8 +721,8 @@ def requested_verb(argv: list[str]) -> str | None:
 
 
 class _Skipped:
-    """Stands in for the parser of a verb not on the command line: building all of
-    argparse's subparsers costs tens of milliseconds (gettext lookups) on every command."""
+    """Stands in for the parser of a verb not on the command line: recording every verb's
+    options (and importing the image verbs' module) is work no command needs."""
 
     def add_argument(self, *args, **kwargs):
         return None
@@ -767,7 +732,7 @@ class _Skipped:
 
 
 class _OnlySubparsers:
-    """Wraps argparse's subparsers so that only `verb` gets a real parser."""
+    """Wraps the parser's subparsers so that only `verb` gets a real parser."""
 
     def __init__(self, sub, verb: str):
         self.sub, self.verb, self.found = sub, verb, False
@@ -783,14 +748,14 @@ def build_parser(get_runtime, verb: str | None = None) -> Parser:
     """pdocker's parser; with `verb`, only that verb's subparser is built (the full parser
     when no module registers `verb`, so help and errors list every verb)."""
     parser = Parser(prog="pdocker", description="A Docker-like CLI for the pkube runtime.")
-    parser.add_argument("--root", default=os.environ.get("PDOCKER_ROOT", str(DEFAULT_ROOT)),
+    parser.add_argument("--root", default=os.environ.get("PDOCKER_ROOT", os.fspath(DEFAULT_ROOT)),
                         help="state directory (default %(default)s)")
     parser.add_argument("--bridge", default=os.environ.get("PDOCKER_BRIDGE", "pkube0"),
                         help="bridge of the bridge network (default %(default)s)")
     parser.add_argument("--subnet", default=os.environ.get("PDOCKER_SUBNET", "10.88.0.0/16"))
     parser.add_argument("--nft-table", default=os.environ.get("PDOCKER_NFT_TABLE", "pkube"))
     parser.add_argument("--cgroup-parent", default=os.environ.get("PDOCKER_CGROUP_PARENT", "pkube"))
-    sub = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
+    sub = parser.add_subparsers(dest="verb", required=True)
     if verb is not None:
         sub = _OnlySubparsers(sub, verb)
 
@@ -840,7 +805,7 @@ def build_parser(get_runtime, verb: str | None = None) -> Parser:
     p.add_argument("-w", "--workdir")
     p.add_argument("-u", "--user")
     p.add_argument("container")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs=REMAINDER)
     p = add("cp", cmd_cp, "copy files between a container and the host")
     p.add_argument("src")
     p.add_argument("dst")
@@ -902,7 +867,7 @@ class _lazy_network:
         if self.net is None:
             from runtime.network import BridgeNetwork
             a = self.args
-            self.net = BridgeNetwork(Path(a.root) / "network", bridge=a.bridge, subnet=a.subnet,
+            self.net = BridgeNetwork(os.path.join(a.root, "network"), bridge=a.bridge, subnet=a.subnet,
                                      nft_table=a.nft_table)
         return getattr(self.net, name)
 
@@ -914,7 +879,7 @@ def main(argv: list[str] | None = None) -> int:
     def get_runtime() -> Runtime:
         if "rt" not in holder:
             args = holder["args"]
-            holder["rt"] = Runtime(Path(args.root), network=_lazy_network(args),
+            holder["rt"] = Runtime(args.root, network=_lazy_network(args),
                                    cgroup_parent=args.cgroup_parent)
         return holder["rt"]
 
