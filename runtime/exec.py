@@ -9,12 +9,12 @@ container's cgroup, drops to the container's capabilities and user, and execs.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from _signal import SIGKILL
 
 from runtime import process
 from runtime.namespaces import plan_for_exec
+from runtime.rootfs import remove_tree
 from runtime.spec import ShimConfig
 
 
@@ -61,13 +61,13 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
     except Exception:
         if "attachment" in holder:
             holder["attachment"].close()
-        shutil.rmtree(edir, ignore_errors=True)
+        remove_tree(edir)
         raise
     if detach:
         return None
     attachment = holder["attachment"]
     if interactive:
-        attachment.on_close = lambda: shutil.rmtree(edir, ignore_errors=True)
+        attachment.on_close = lambda: remove_tree(edir)
         return attachment
     watchdog = _Watchdog(launched.pid, timeout) if timeout is not None else None
     try:
@@ -114,7 +114,7 @@ def _collect(attachment, stdin: bytes | None, edir: str, result_type):
     if code is None:
         recorded = process.read_exit_file(os.path.join(edir, "exit"))
         code = recorded[0] if recorded else 255
-    shutil.rmtree(edir, ignore_errors=True)
+    remove_tree(edir)
     return result_type(code, b"".join(out), b"".join(err))
 
 

@@ -54,6 +54,7 @@ def test_exec_runs_in_the_container_with_env_workdir_user_and_stdin(rt):
     missing = pytest.raises(Exception, match="executable file not found")
     with missing:
         rt.exec(state.id, ["no-such-binary"])
+    assert os.listdir(os.path.join(rt.store.dir(state.id), "execs")) == []   # each exec cleans up
     rt.remove(state.id, force=True)
 
 
