@@ -8,11 +8,8 @@ which pdocker prints as one line.
 
 from __future__ import annotations
 
-import datetime as dt
+import os
 import sys
-import threading
-from pathlib import Path
-from typing import TextIO
 
 from runtime.images import Image, ImageError, normalize_ref, split_ref
 
@@ -20,7 +17,8 @@ NONE = "<none>"
 
 
 def register(subparsers, get_runtime) -> None:
-    """Add the image subcommands to pdocker's argparse subparsers."""
+    """Add the image subcommands to pdocker's parser (the subparsers of a runtime.cliargs
+    Parser, or of an argparse parser: the calls are argparse's)."""
     def add(name, fn, help_text):
         p = subparsers.add_parser(name, help=help_text)
         p.set_defaults(func=fn)
@@ -196,10 +194,10 @@ def _manifest_size(client, remote, digest: str) -> int:
 
 def cmd_build(rt, args) -> int:
     from runtime.build import build
-    context = Path(args.context)
-    dockerfile = Path(args.file) if args.file else None
-    if dockerfile is not None and not dockerfile.is_absolute() and not dockerfile.exists():
-        dockerfile = context / dockerfile
+    context = args.context
+    dockerfile = args.file or None
+    if dockerfile is not None and not os.path.isabs(dockerfile) and not os.path.exists(dockerfile):
+        dockerfile = os.path.join(context, dockerfile)
     runner_factory = getattr(rt, "build_runner", None)
     image = build(rt.images, context, dockerfile, args.tag,
                   runner=runner_factory() if runner_factory else None,
@@ -262,6 +260,7 @@ class ProgressBars:
     WIDTH = 40
 
     def __init__(self, out: TextIO, quiet: bool = False):
+        import threading   # pull and push only
         self.out = out
         self.quiet = quiet
         self.tty = out.isatty()
@@ -332,6 +331,7 @@ def _size(n: int) -> str:
 
 
 def _ago(created: str) -> str:
+    import datetime as dt
     try:
         when = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
     except (ValueError, AttributeError):
@@ -358,8 +358,8 @@ def _image(rt, ref: str) -> Image:
     return finder(ref) if callable(finder) else rt.images.get(ref)
 
 
-def _existing(path: str) -> Path:
-    p = Path(path)
-    if not p.exists():
+def _existing(path: str) -> str:
+    """`path`, which must exist (ImageError otherwise)."""
+    if not os.path.exists(path):
         raise ImageError(f"open {path}: no such file or directory")
-    return p
+    return path
