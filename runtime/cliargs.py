@@ -69,7 +69,7 @@ class Argument:
     def __init__(self, flags: tuple, kwargs: dict, parser_defaults: dict):
         self.kind = kwargs.get("action", "store")
         self.option_strings = list(flags) if flags and flags[0][:1] == "-" else []
-        self.dest = _SUPPRESS if self.kind == "help" else _dest(flags, kwargs)
+        self.dest = _dest(flags, kwargs)
         self.nargs = 0 if self.kind in ("store_true", "help") else kwargs.get("nargs")
         self.type = kwargs.get("type")
         self.required = not self.option_strings and _positional_required(kwargs)
@@ -84,8 +84,6 @@ def _lean_argument(flags: tuple, kwargs: dict, kind: str) -> bool:
     if not set(kwargs) <= _ARGUMENT_KWARGS or kind not in _ACTIONS or not flags:
         return False
     if kind in ("store_true", "help") and set(kwargs) & {"type", "nargs", "metavar"}:
-        return False
-    if kind == "help" and "dest" in kwargs:
         return False
     if kwargs.get("type") is not None and not callable(kwargs["type"]):
         return False
@@ -112,13 +110,12 @@ def _positional_required(kwargs: dict) -> bool:
 
 
 def _default(kind: str, dest: str, kwargs: dict, parser_defaults: dict):
+    """argparse's default: default=, else the parser's set_defaults, else the action's own."""
     if "default" in kwargs:
         return kwargs["default"]
-    if kind == "help":
-        return _SUPPRESS
     if dest in parser_defaults:
         return parser_defaults[dest]
-    return False if kind == "store_true" else None
+    return {"help": _SUPPRESS, "store_true": False}.get(kind)
 
 
 class SubParsers:
