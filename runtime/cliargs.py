@@ -448,15 +448,20 @@ def _checked(argument: Argument, value):
 
 # ----- matching nargs (argparse's regular expressions, without `re`) -----
 
+_NARGS_ATOMS = {   # argparse's nargs patterns, as (letters, least, most) repeats
+    None: (("-", 0, _MANY), ("A", 1, 1), ("-", 0, _MANY)),            # (-*A-*)
+    "?": (("-", 0, _MANY), ("A", 0, 1), ("-", 0, _MANY)),             # (-*A?-*)
+    "*": (("-", 0, _MANY), ("A-", 0, _MANY)),                         # (-*[A-]*)
+    "+": (("-", 0, _MANY), ("A", 1, 1), ("A-", 0, _MANY)),            # (-*A[A-]*)
+    REMAINDER: (("-AO", 0, _MANY),),                                  # ([-AO]*)
+    _PARSER: (("-", 0, _MANY), ("A", 1, 1), ("-AO", 0, _MANY)),       # (-*A[-AO]*)
+    0: (("-", 0, _MANY), ("-", 0, _MANY)),                            # (-*-*)
+}
+
+
 def _atoms(argument: Argument) -> tuple:
-    """argparse's nargs pattern as (letters, least, most) repeats; options lose the '-'."""
-    atoms = {None: (("-", 0, _MANY), ("A", 1, 1), ("-", 0, _MANY)),
-             "?": (("-", 0, _MANY), ("A", 0, 1), ("-", 0, _MANY)),
-             "*": (("-", 0, _MANY), ("A-", 0, _MANY)),
-             "+": (("-", 0, _MANY), ("A", 1, 1), ("A-", 0, _MANY)),
-             REMAINDER: (("-AO", 0, _MANY),),
-             _PARSER: (("-", 0, _MANY), ("A", 1, 1), ("-AO", 0, _MANY)),
-             0: (("-", 0, _MANY), ("-", 0, _MANY))}[argument.nargs]
+    """The argument's nargs pattern; an option's loses the '-' (no `--` among its values)."""
+    atoms = _NARGS_ATOMS[argument.nargs]
     if argument.option_strings:
         atoms = tuple((letters.replace("-", ""), least, most)
                       for letters, least, most in atoms if letters != "-")
