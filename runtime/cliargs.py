@@ -17,7 +17,9 @@ tests/unit/test_cliargs.py proves that both engines agree over pdocker's real pa
 Implemented on the lean path: actions store (with `type=`), store_true, append and help;
 nargs None, '?', '*', '+' and REMAINDER for positionals (None for options); one level of
 subparsers; `--opt=value`, `--opt value`, `-xVALUE`, `-x VALUE`, `-x=VALUE`, combined short
-flags, unambiguous abbreviations of long options, negative numbers, `--`.
+flags, unambiguous abbreviations of long options, negative numbers, `--`. The algorithm is
+argparse's as of Python 3.11 (its handling of `--` changed in later versions); the unit
+tests compare both engines on the running interpreter, so a difference shows up there.
 """
 
 from __future__ import annotations
