@@ -370,15 +370,15 @@ def cmd_restart(rt, args) -> int:
 
 
 def _signal_number(text: str) -> int:
-    """A signal's number from its number, its name or its name without SIG (kill -s)."""
-    import signal   # its Signals enum names them; not on the run path
+    """A signal's number from its number, its name or its name without SIG (kill -s); the
+    names are those of signal.Signals: _signal's SIG* constants but SIG_DFL and the like."""
     if text.isdigit():
         return int(text)
     name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise UsageError(f"invalid signal: {text}") from None
+    number = getattr(_signal, name, None) if not name.startswith("SIG_") else None
+    if not isinstance(number, int):
+        raise UsageError(f"invalid signal: {text}")
+    return number
 
 
 def cmd_kill(rt, args) -> int:

@@ -187,3 +187,13 @@ def test_parsing_a_run_imports_no_argparse():
             "print(sorted(heavy & set(sys.modules)))" % REPO)
     result = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_kill_signal_names_are_signal_modules():
+    import signal
+    for member in signal.Signals:
+        for text in (member.name, member.name[3:], member.name.lower(), str(int(member))):
+            assert cli._signal_number(text) == int(member)
+    for bad in ("SIG_DFL", "_IGN", "NOPE", "sig"):
+        with pytest.raises(UsageError, match="invalid signal"):
+            cli._signal_number(bad)
