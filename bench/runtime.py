@@ -53,12 +53,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from runtime.cgroups import DEFAULT_ROOT as CGROUP_ROOT, CgroupManager  # noqa: E402
+from runtime.launcher import is_launcher  # noqa: E402
 from runtime.network import BridgeNetwork  # noqa: E402
 from runtime.runtime import Runtime  # noqa: E402
 from runtime.spec import ContainerSpec, SandboxSpec  # noqa: E402
 
 # the modules `pdocker run --rm busybox true` imports (python -X importtime says which), on
 # the path the launcher gives them
+# seconds of quiet before each timed command: a cgroup move opens a window in which the next
+# move is cheap (runtime/launcher.py); no timed command may start inside one another left
+# open, as a user's commands, seconds apart, never do
+GAP = 0.1
+
 RUN_IMPORTS = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
                "import runtime.cli, runtime.images, runtime.cgroups, _sha256")
 
@@ -74,10 +80,12 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(cmd: list[str], runs: int, cwd: Path = REPO) -> tuple[float, float]:
-    """Median wall seconds and median CPU seconds of `cmd` run in `cwd` (it must succeed)."""
+def timed(cmd: list[str], runs: int, cwd: Path = REPO, gap: float = 0.0) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds of `cmd` run in `cwd` (it must succeed),
+    `gap` seconds of quiet before each run."""
     times, cpu = [], []
     for _ in range(runs):
+        time.sleep(gap)
         start, cpu_start = time.perf_counter(), children_cpu()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=cwd)
         times.append(time.perf_counter() - start)
@@ -85,14 +93,16 @@ def timed(cmd: list[str], runs: int, cwd: Path = REPO) -> tuple[float, float]:
     return statistics.median(times), statistics.median(cpu)
 
 
-def timed_together(cmds: dict[str, tuple[list[str], Path]], runs: int) -> dict[str, tuple[float, float]]:
+def timed_together(cmds: dict[str, tuple[list[str], Path]], runs: int,
+                   gap: float = 0.0) -> dict[str, tuple[float, float]]:
     """timed() of several (command, cwd), interleaved run by run, in a new random order each
     round, so that a change of the machine's load, or what the previous command left for the
-    kernel to finish, hits them all alike."""
+    kernel to finish, hits them all alike; `gap` seconds of quiet before each command."""
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in cmds}
     for _ in range(runs):
         for name in random.sample(list(cmds), len(cmds)):
             cmd, cwd = cmds[name]
+            time.sleep(gap)
             samples[name].append(timed(cmd, 1, cwd))
     return {name: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
             for name, s in samples.items()}
@@ -110,17 +120,11 @@ def installed_pdocker() -> Path | None:
     return script if script.exists() else None
 
 
-def is_launcher(script: Path) -> bool:
-    """True when `script` is runtime/launcher.py's pdocker script (starts python -I -S)."""
-    with open(script, "rb") as f:
-        return f.readline().rstrip().endswith(b" -IS")
-
-
 def pdocker_commands(base: Path) -> dict[str, list[str]]:
     """{"pdocker": the launcher} and, when the installed pdocker is not one, {"console
     script": it} too."""
     installed = installed_pdocker()
-    if installed is not None and is_launcher(installed):
+    if installed is not None and is_launcher(str(installed)):
         return {"pdocker": [str(installed)]}
     launcher = base / "pdocker"
     subprocess.run([sys.executable, "-m", "runtime.launcher", str(launcher)], check=True, cwd=REPO)
@@ -149,7 +153,8 @@ def runc_bundle(rt: Runtime, base: Path) -> Path:
     return bundle
 
 
-def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | None = None) -> None:
+def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | None = None,
+              gap: float = GAP) -> None:
     options = ["--root", str(rt.root), "--cgroup-parent", parent]
     true = ["run", "--rm", "--network", "none", "busybox", "true"]
     python = sys.executable
@@ -170,11 +175,11 @@ def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | 
     bundle = runc_bundle(rt, base)
     cmds["runc"] = (["runc", "--root", str(base / "runc-state"), "run", "--bundle", str(bundle),
                      f"bench-{secrets.token_hex(4)}"], REPO)
-    print(f"load average: {load_average()} ({os.cpu_count()} CPUs)")
-    results = timed_together(cmds, runs)
+    print(f"load average: {load_average()} ({os.cpu_count()} CPUs); {gap * 1000:.0f} ms of quiet before each command")
+    results = timed_together(cmds, runs, gap)
     print_cli(results, scripts["pdocker"][0], runs, baseline)
     print(f"load average: {load_average()}")
-    bench_bridge(rt, pdocker, runs)
+    bench_bridge(rt, pdocker, runs, gap)
 
 
 def print_cli(results: dict[str, tuple[float, float]], pdocker: str, runs: int,
@@ -199,16 +204,16 @@ def print_cli(results: dict[str, tuple[float, float]], pdocker: str, runs: int,
         row(f"  python -m runtime, {baseline}:", "baseline")
 
 
-def bench_bridge(rt: Runtime, pdocker: list[str], runs: int) -> None:
+def bench_bridge(rt: Runtime, pdocker: list[str], runs: int, gap: float) -> None:
     """pdocker run with the default bridge network, on a bridge of its own (removed after)."""
     tag = secrets.token_hex(3)
     bridge = ["--bridge", f"pkb{tag}", "--subnet", f"10.202.{secrets.randbelow(250) + 1}.0/24",
               "--nft-table", f"pkb_{tag}"]
     try:
-        wall, cpu = timed(pdocker + bridge + ["run", "--rm", "busybox", "true"], runs)
+        wall, cpu = timed(pdocker + bridge + ["run", "--rm", "busybox", "true"], runs, gap=gap)
         print(f"{'pdocker run --rm busybox true (bridge):':<46}{wall * 1000:6.1f} ms, CPU {cpu * 1000:6.1f} ms")
     finally:
-        BridgeNetwork(rt.root / "network", bridge=bridge[1], subnet=bridge[3], nft_table=bridge[5]).teardown()
+        BridgeNetwork(os.path.join(rt.root, "network"), bridge=bridge[1], subnet=bridge[3], nft_table=bridge[5]).teardown()
 
 
 def bench_cgroup_floor(parent: str, runs: int = 20) -> None:
@@ -257,7 +262,7 @@ def print_starts(label: str, latencies: list[float]) -> None:
 
 def bench_library_v2(rt: Runtime, parent: str, starts: int) -> None:
     """On a hybrid host: the same starts with the cgroups on the unified (v2) mount."""
-    unified = CGROUP_ROOT / "unified"
+    unified = Path(CGROUP_ROOT) / "unified"
     if rt.cgroups.version != 1 or not (unified / "cgroup.controllers").exists():
         return
     v2 = Runtime(rt.root, cgroup_root=unified, cgroup_parent=parent)
@@ -309,6 +314,8 @@ def main() -> int:
     parser.add_argument("--concurrent", type=int, default=50)
     parser.add_argument("--idle", type=int, default=20)
     parser.add_argument("--cli-only", action="store_true", help="only the pdocker/runc comparison")
+    parser.add_argument("--gap", type=float, default=GAP,
+                        help="seconds of quiet before each timed command (default %(default)s; 0: back to back)")
     parser.add_argument("--baseline", type=Path, help="a checkout of another revision (say `git archive "
                         "REV runtime | tar -x -C DIR`) whose `python -m runtime` is timed next to this one's "
                         "(its runtime/ is byte-compiled too)")
@@ -322,7 +329,7 @@ def main() -> int:
     parent = f"pkube-bench-{secrets.token_hex(4)}"
     rt = Runtime(base / "root", cgroup_parent=parent)
     try:
-        bench_cli(rt, base, parent, args.runs, args.baseline)
+        bench_cli(rt, base, parent, args.runs, args.baseline, args.gap)
         if args.cli_only:
             return 0
         bench_library(rt, parent, args.starts, args.concurrent)

@@ -1,13 +1,33 @@
 """pdocker's launcher: the `pdocker` script that `make setup` installs in place of pip's
-console script, so that each command starts a bare interpreter (`python -I -S`).
+console script. A POSIX sh script that starts a bare interpreter (`python -I -S`) on pdocker,
+first starting the kernel work a container start will wait for.
 
-Why: pip's console script starts Python with `site`, which reads the venv's .pth files; the
-one of pkube's editable install loads setuptools' import finder, which imports pathlib, re,
-importlib.util and more. That is 15-20 ms of every pdocker command before pdocker runs. The
-launcher instead puts the project directory first on sys.path and the venv's site-packages
-after the standard library (where `site` would put them), without processing .pth files:
-nothing pdocker imports needs one. `-I` also keeps PYTHON* variables and the user's site
+Why a bare interpreter: pip's console script starts Python with `site`, which reads the venv's
+.pth files; the one of pkube's editable install loads setuptools' import finder, which imports
+pathlib, re, importlib.util and more. That is 15-20 ms of every pdocker command before pdocker
+runs. The launcher instead puts the project directory first on sys.path and the venv's
+site-packages after the standard library (where `site` would put them), without processing .pth
+files: nothing pdocker imports needs one. `-I` also keeps PYTHON* variables and the user's site
 directory out, as a system tool should.
+
+Why sh: a command that starts a process (run, start, restart, exec) moves it into its cgroups
+(on cgroup v2 the shim creates it inside them instead, nothing is moved). A move, a write to
+`cgroup.procs`, takes the kernel's `cgroup_threadgroup_rwsem` for writing. That per-CPU rwsem
+keeps its readers (every fork and exit on the host) on a fast path, and a writer first switches
+them off it: an RCU grace period, 5-20 ms here, which the writer sleeps through, holding
+`cgroup_mutex` (so a cgroup mkdir waits too). The switch back comes one grace period after the
+last writer left, and a move inside that window costs microseconds (measured here: 5-15 ms for
+a move after 20 ms or more of quiet, 0.02 ms after 12 ms or less). runc pays the grace period
+in the middle of its start. The script pays it before the interpreter starts (~10 ms): a
+background subshell rewrites itself into the cgroup it is already in (a v1 hierarchy holding
+one controller or a named one; a move that changes nothing), and by the time pdocker has
+imported, parsed, created the container and its cgroups and spawned the shim, the grace period
+is over and the container's move falls in the window. The subshell is forked twice, so that it
+is nobody's zombie, with its stdio on /dev/null, so that no caller waits for it. The cost: dash
+(~1.2 ms a command) and, for the starting verbs, two forks; the gain: 7-15 ms a `pdocker run`
+(docs/runtime.md, "Where a pdocker run spends its time"). A thread that kept the window open by
+rewriting every 4 ms until the container's move was measured too: slower (its GIL handoffs
+cost the main thread more than the window saved).
 
 It also ends the process with os._exit once the command is done and its output flushed:
 tearing down an interpreter (module dicts, the GC's last collection) is several more
@@ -23,22 +43,45 @@ from __future__ import annotations
 import os
 import sys
 
-SCRIPT = '''#!{python} -IS
-"""pdocker, written by `python -m runtime.launcher` (see runtime/launcher.py)."""
-import sys
-sys.path[:0] = [{project!r}]
-sys.path += {site_packages!r}
-from runtime.launcher import run
-run()
-'''
+MARKER = "# pdocker launcher, written by `python -m runtime.launcher` (see runtime/launcher.py)"
+
+SCRIPT = """#!/bin/sh
+{marker}
+case " $* " in *" run "*|*" start "*|*" restart "*|*" exec "*)
+    # pay the grace period of the coming cgroup move now, while Python starts (see launcher.py)
+    [ -e /sys/fs/cgroup/cgroup.controllers ] ||
+    while IFS=: read -r _ controllers path; do
+        case $controllers in ""|*,*) continue ;; name=*) controllers=${{controllers#name=}} ;; esac
+        procs=/sys/fs/cgroup/$controllers$path/cgroup.procs
+        if [ -w "$procs" ]; then ( (echo 0 >"$procs") </dev/null >/dev/null 2>&1 & ); break; fi
+    done </proc/self/cgroup ;;
+esac
+exec '{python}' -I -S -c '{code}' "$@"
+"""
+
+CODE = "import sys; sys.path[:0] = [{project}]; sys.path += [{site}]; from runtime.launcher import run; run()"
+
+UNQUOTABLE = "'\"\\\n"
 
 
 def script_text(python: str, project: str, site_packages: list[str]) -> str:
     """The launcher script for interpreter `python`, with `project` (the directory holding
-    the runtime package) and `site_packages` on sys.path."""
-    if any(c.isspace() for c in python):
-        raise ValueError(f"interpreter path {python!r}: a #! line cannot hold spaces")
-    return SCRIPT.format(python=python, project=project, site_packages=list(site_packages))
+    the runtime package) and `site_packages` on sys.path. Raises ValueError for a path the
+    script cannot quote (one holding a quote, a backslash or a newline)."""
+    for path in (python, project, *site_packages):
+        if any(c in path for c in UNQUOTABLE):
+            raise ValueError(f"path {path!r}: quotes, backslashes and newlines cannot be quoted in the launcher")
+    code = CODE.format(project=f'"{project}"', site=", ".join(f'"{p}"' for p in site_packages))
+    return SCRIPT.format(marker=MARKER, python=python, code=code)
+
+
+def is_launcher(path: str) -> bool:
+    """True when the file at `path` is a script this module wrote."""
+    try:
+        with open(path) as f:
+            return f.read(200).splitlines()[1:2] == [MARKER]
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def install(path: str) -> None:
@@ -53,31 +96,8 @@ def install(path: str) -> None:
     os.replace(tmp, path)
 
 
-# the verbs that move a process into a container's cgroups (see runtime/migrations.py)
-STARTING_VERBS = frozenset({"run", "start", "restart", "exec"})
-
-
-def verb_of(argv: list[str]) -> str | None:
-    """The verb of a pdocker command line: its first word that is neither an option nor the
-    value of one (pdocker's global options all take a value)."""
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg.startswith("-"):
-            skip = "=" not in arg and arg not in ("-h", "--help")
-        else:
-            return arg
-    return None
-
-
 def run() -> None:
-    """Run pdocker's main with sys.argv and exit with its status (never returns). A command
-    that starts a process first opens the kernel's window for cheap cgroup moves, so that
-    the grace period it costs passes while the imports below run."""
-    if verb_of(sys.argv[1:]) in STARTING_VERBS:
-        from runtime.migrations import keep_migrations_fast
-        keep_migrations_fast()
+    """Run pdocker's main with sys.argv and exit with its status (never returns)."""
     from runtime.cli import main
     try:
         code = main()

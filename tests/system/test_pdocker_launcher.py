@@ -5,23 +5,29 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import sys
 
 import pytest
 
-from runtime.launcher import install
+from runtime.launcher import install, is_launcher
 from tests.system.conftest import REPO
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture
-def launcher(rt_root, tmp_path):
-    """Run pdocker through a launcher installed in the test's temp dir."""
-    root, parent = rt_root
+def launcher_script(tmp_path):
+    """A launcher installed in the test's temp dir."""
     script = tmp_path / "pdocker"
     subprocess.run([sys.executable, "-m", "runtime.launcher", str(script)], check=True, cwd=REPO)
+    return script
+
+
+@pytest.fixture
+def launcher(rt_root, tmp_path, launcher_script):
+    """Run pdocker through a launcher installed in the test's temp dir."""
+    root, parent = rt_root
+    script = launcher_script
 
     def run(*args, env=None):
         return subprocess.run([str(script), "--root", str(root), "--cgroup-parent", parent, *args],
@@ -49,15 +55,29 @@ def test_install_replaces_the_script_in_place(tmp_path):
     target = tmp_path / "pdocker"
     target.write_text("#!/bin/sh\necho pip's console script\n")
     install(str(target))
-    assert target.read_text().startswith(f"#!{sys.executable} -IS\n") and os.access(target, os.X_OK)
+    assert is_launcher(str(target)) and sys.executable in target.read_text()
+    assert os.access(target, os.X_OK)
     assert [p.name for p in tmp_path.iterdir()] == ["pdocker"]
 
 
-def test_keeping_cgroup_moves_fast_moves_nothing():
-    from runtime.migrations import keep_migrations_fast, own_v1_procs_file
-    if own_v1_procs_file() is None:
-        pytest.skip("no cgroup v1 hierarchy on this host: container starts move nothing here")
+def test_only_starting_verbs_pay_the_cgroup_grace_period_ahead(launcher_script, rt_root):
+    """The script's background subshell rewrites itself into its own v1 cgroup for run (not
+    for ps), and the move changes nothing: the caller's cgroups are as before."""
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        pytest.skip("a v2-only host: containers are created in their cgroup, the script moves nothing")
+    root, parent = rt_root
     before = open("/proc/self/cgroup").read()
-    assert keep_migrations_fast(0.05) is True
-    time.sleep(0.15)
+
+    def traced(*args):
+        return subprocess.run(["sh", "-x", str(launcher_script), "--root", str(root), "--cgroup-parent", parent,
+                               *args], capture_output=True, text=True, timeout=60)
+    run = traced("run", "--rm", "--network", "none", "busybox", "true")
+    assert run.returncode == 0
+    trace = run.stderr.splitlines()
+    # the subshell is started only after a writable cgroup.procs was found; then the loop ends
+    chosen = [trace[i][len("+ [ -w "):-2] for i in range(len(trace) - 1)
+              if trace[i].startswith("+ [ -w ") and trace[i + 1] == "+ break"]
+    assert len(chosen) == 1 and chosen[0].endswith("/cgroup.procs") and os.path.exists(chosen[0])
+    ps = traced("ps", "-a", "-q")
+    assert ps.returncode == 0 and ps.stdout == "" and "cgroup.procs" not in ps.stderr
     assert open("/proc/self/cgroup").read() == before

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from runtime.cgroups import Resources
-from runtime.launcher import script_text
+from runtime.launcher import is_launcher, script_text
 from runtime.runtime import spec_from_dict, spec_to_dict
 from runtime.spec import ContainerSpec, Mount, SpecError
 from runtime.state import ContainerState, StateStore, Status
@@ -78,13 +78,17 @@ def test_spec_round_trips_through_plain_dicts():
     assert spec_from_dict(data) == spec
 
 
-def test_launcher_script_runs_a_bare_interpreter_on_the_project():
-    text = script_text("/venv/bin/python", "/src/pkube", ["/venv/lib/python3.11/site-packages"])
+def test_launcher_script_runs_a_bare_interpreter_on_the_project(tmp_path):
+    text = script_text("/my venv/bin/python", "/src/pkube", ["/venv/lib/python3.11/site-packages"])
     lines = text.splitlines()
-    assert lines[0] == "#!/venv/bin/python -IS"
-    assert "sys.path[:0] = ['/src/pkube']" in lines
-    assert "sys.path += ['/venv/lib/python3.11/site-packages']" in lines
-    assert lines[-2:] == ["from runtime.launcher import run", "run()"]
-    compile(text, "pdocker", "exec")
-    with pytest.raises(ValueError, match="spaces"):
-        script_text("/my venv/bin/python", "/src", [])
+    assert lines[0] == "#!/bin/sh"
+    assert lines[-1].startswith("exec '/my venv/bin/python' -I -S -c 'import sys; ") and lines[-1].endswith("' \"$@\"")
+    code = lines[-1].split("-c '", 1)[1].rsplit("' ", 1)[0]
+    assert 'sys.path[:0] = ["/src/pkube"]' in code and 'sys.path += ["/venv/lib/python3.11/site-packages"]' in code
+    compile(code, "pdocker", "exec")
+    script = tmp_path / "pdocker"
+    script.write_text(text)
+    assert is_launcher(str(script)) and not is_launcher(__file__)
+    for bad in ("/it's/python", '/a"b', "/back\\slash"):
+        with pytest.raises(ValueError, match="quote"):
+            script_text(bad, "/src", [])
