@@ -49,7 +49,7 @@ SCRIPT = """#!/bin/sh
 {marker}
 case " $* " in *" run "*|*" start "*|*" restart "*|*" exec "*)
     # pay the grace period of the coming cgroup move now, while Python starts (see launcher.py)
-    [ -e /sys/fs/cgroup/cgroup.controllers ] ||
+    [ -e /sys/fs/cgroup/cgroup.controllers ] || [ ! -r /proc/self/cgroup ] ||
     while IFS=: read -r _ controllers path; do
         case $controllers in ""|*,*) continue ;; name=*) controllers=${{controllers#name=}} ;; esac
         procs=/sys/fs/cgroup/$controllers$path/cgroup.procs
