@@ -58,15 +58,15 @@ from runtime.network import BridgeNetwork  # noqa: E402
 from runtime.runtime import Runtime  # noqa: E402
 from runtime.spec import ContainerSpec, SandboxSpec  # noqa: E402
 
-# the modules `pdocker run --rm busybox true` imports (python -X importtime says which), on
-# the path the launcher gives them
 # seconds of quiet before each timed command: a cgroup move opens a window in which the next
 # move is cheap (runtime/launcher.py); no timed command may start inside one another left
 # open, as a user's commands, seconds apart, never do
 GAP = 0.1
 
+# the modules `pdocker run --rm busybox true` imports (python -X importtime says which), on
+# the path the launcher gives them, ending as the launcher ends (os._exit: no teardown)
 RUN_IMPORTS = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
-               "import runtime.cli, runtime.images, runtime.cgroups, _sha256")
+               "import runtime.cli, runtime.images, runtime.cgroups, _sha256; import os; os._exit(0)")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -197,7 +197,7 @@ def print_cli(results: dict[str, tuple[float, float]], pdocker: str, runs: int,
     print("where pdocker's time goes:")
     row("  python -I -S -c pass (bare interpreter):", "interpreter")
     row("  python -c pass (with site, .pth files):", "site")
-    row("  python -I -S -c 'import <what run imports>':", "imports")
+    row("  the same + what run imports, os._exit:", "imports")
     row("  python -m runtime run, no cached bytecode:", "no-bytecode")
     if baseline is not None:
         row("  python -m runtime, this checkout:", "module")

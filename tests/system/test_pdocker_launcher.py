@@ -81,3 +81,24 @@ def test_only_starting_verbs_pay_the_cgroup_grace_period_ahead(launcher_script, 
     ps = traced("ps", "-a", "-q")
     assert ps.returncode == 0 and ps.stdout == "" and "cgroup.procs" not in ps.stderr
     assert open("/proc/self/cgroup").read() == before
+
+
+# what `pdocker run` must not import: each costs milliseconds of a run that has ~30 in all
+# (docs/runtime.md, "Where a pdocker run spends its time")
+HEAVY = {"pathlib", "re", "enum", "json", "argparse", "contextlib", "collections", "functools",
+         "signal", "struct", "socket", "selectors", "typing", "dataclasses", "shutil", "tempfile",
+         "subprocess", "threading", "datetime", "gettext", "locale", "urllib", "ipaddress",
+         "fnmatch", "tarfile", "hashlib", "uuid", "platform", "ctypes", "weakref", "copy"}
+
+
+def test_a_run_imports_no_heavy_standard_module(rt_root):
+    root, parent = rt_root
+    code = ("import sys; sys.path[:0] = [sys.argv.pop(1)]; from runtime.cli import main; "
+            "code = main(); print(' '.join(sorted(sys.modules))); sys.exit(code)")
+    argv = ["--root", str(root), "--cgroup-parent", parent, "run", "--rm", "--network", "none", "busybox", "true"]
+    subprocess.run([sys.executable, "-I", "-S", "-c", code, str(REPO), *argv], check=True, timeout=60)  # image made
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(REPO), *argv],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    imported = set(result.stdout.split())
+    assert "runtime.runtime" in imported and not {m.split(".")[0] for m in imported} & HEAVY
