@@ -171,7 +171,8 @@ def launch(shim: str | os.PathLike, config: bytes, on_pid: Callable[[int], None]
     exist and before its rootfs is set up (network, init layer, attach); `meanwhile()` runs
     while the shim starts (work that needs no pid). An exception in either aborts the start
     (the child exits) and propagates. The shim puts the child in its cgroup itself (the
-    config's `cgroup` or `cgroup_procs`). Raises StartError with the shim's message."""
+    config's `cgroup` or `cgroup_procs`). Raises StartError with the shim's message; when the
+    shim got as far as the child's pid, it has exited (exit file written) by then."""
     notify_r, notify_w = (_high_fd(fd) for fd in os.pipe())
     go_r, go_w = (_high_fd(fd) for fd in os.pipe())
     config_r = _config_pipe(config)
@@ -195,6 +196,7 @@ def launch(shim: str | os.PathLike, config: bytes, on_pid: Callable[[int], None]
         _release(go_w)
         line = _read_line(notify_r)
         if line != "ok":
+            _wait_gone(int(shim_pid))   # it reaps the child and writes the exit file first
             raise StartError(line[4:] if line.startswith("err ") else f"shim failed: {line or 'no answer'}")
         return Launched(int(shim_pid), int(pid))
     finally:
@@ -203,6 +205,17 @@ def launch(shim: str | os.PathLike, config: bytes, on_pid: Callable[[int], None]
                 os.close(fd)
         if spawned:
             os.waitpid(spawned, 0)   # the shim's first process exits as soon as it daemonized
+
+
+def _wait_gone(pid: int, timeout: float = 5.0) -> None:
+    """Wait until process `pid` (not our child: the shim daemonized) has exited, at most
+    `timeout` seconds. After a failed start the shim still reaps the child and writes its
+    exit file into the container's (or exec's) directory: a caller that removes that
+    directory on StartError must not race with it."""
+    start = proc_start_time(pid)
+    deadline = time.monotonic() + timeout
+    while start is not None and proc_start_time(pid) == start and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def socket_name(directory: str | os.PathLike) -> str:
