@@ -73,7 +73,7 @@ def test_only_starting_verbs_pay_the_cgroup_grace_period_ahead(launcher_script, 
                                *args], capture_output=True, text=True, timeout=60)
     run = traced("run", "--rm", "--network", "none", "busybox", "true")
     assert run.returncode == 0
-    trace = run.stderr.splitlines()
+    trace = run.stderr.replace("'", "").splitlines()   # bash quotes `[` and `]` in its trace, dash does not
     # the subshell is started only after a writable cgroup.procs was found; then the loop ends
     chosen = [trace[i][len("+ [ -w "):-2] for i in range(len(trace) - 1)
               if trace[i].startswith("+ [ -w ") and trace[i + 1] == "+ break"]
