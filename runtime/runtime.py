@@ -139,15 +139,15 @@ class Runtime:
     # ----- lookup -----
 
     def _resolve(self, id_or_name: str) -> str:
-        if _is_full_id(id_or_name) and os.path.exists(os.path.join(self.store.dir(id_or_name), "state.json")):
+        """Docker's order: a full id, a name, a unique id prefix. Raises NoSuchContainer."""
+        if _is_full_id(id_or_name) and self.store.exists(id_or_name):
             return id_or_name   # no need to list the store
+        cid = self.store.id_of_name(id_or_name.lstrip("/")) if id_or_name else None
+        if cid is not None:
+            return cid
         ids = self.store.ids()
         if id_or_name in ids:
             return id_or_name
-        for cid in ids:
-            state = self.store.load(cid)
-            if state and state.name == id_or_name.lstrip("/"):
-                return cid
         matches = [cid for cid in ids if cid.startswith(id_or_name)] if id_or_name else []
         if len(matches) == 1:
             return matches[0]
@@ -214,11 +214,13 @@ class Runtime:
         is not recorded as running, or still runs."""
         if state.status != Status.RUNNING:
             return None
-        result = process.read_exit_file(os.path.join(self.store.dir(state.id), "exit"))
+        exit_file = os.path.join(self.store.dir(state.id), "exit")
+        result = process.read_exit_file(exit_file)
         if result is None:
             if process.alive(state.pid, state.pid_start) or process.alive(state.shim_pid, state.shim_start):
                 return None
-            result = (255, now_iso())
+            # read again: the shim may have written the file and exited since the first read
+            result = process.read_exit_file(exit_file) or (255, now_iso())
         return result
 
     def _finish(self, state: ContainerState, code: int, finished: str) -> None:
@@ -259,19 +261,28 @@ class Runtime:
         image = self.image(spec.image)
         proc = merge_image_config(spec, image.config)
         with self.store.locked():
-            names = {s.name for s in map(self.store.load, self.store.ids()) if s}
-            name = spec.name or _generate_name(names)
-            if name in names:
-                raise Conflict(f'Conflict. The container name "/{name}" is already in use')
             cid = new_id()
-            cdir = self.store.dir(cid)
-            rootfs.make_dirs(cdir)
-            state = ContainerState(
-                id=cid, name=name, image=spec.image, image_id=image.id, process=proc,
-                spec=spec_to_dict(spec), layer_dirs=[os.fspath(d) for d in image.layer_dirs],
-                labels=dict(spec.labels))
-            self.store.save(state)
+            name = self._reserve_name(spec.name, cid)
+            try:
+                rootfs.make_dirs(self.store.dir(cid))
+                state = ContainerState(
+                    id=cid, name=name, image=spec.image, image_id=image.id, process=proc,
+                    spec=spec_to_dict(spec), layer_dirs=[os.fspath(d) for d in image.layer_dirs],
+                    labels=dict(spec.labels))
+                self.store.save(state)
+            except BaseException:
+                self.store.drop_name(name, cid)
+                raise
         return state
+
+    def _reserve_name(self, name: str | None, cid: str, what: str = "container name") -> str:
+        """Under the store's lock: `name` (or a generated one when None) reserved for `cid`.
+        Raises Conflict when another container holds it."""
+        if name is None:
+            return _generate_name(lambda candidate: self.store.reserve_name(candidate, cid))
+        if not self.store.reserve_name(name, cid):
+            raise Conflict(f'Conflict. The {what} "/{name}" is already in use')
+        return name
 
     def run(self, spec: ContainerSpec) -> ContainerState:
         """create + start (detached); the refreshed record."""
@@ -462,6 +473,7 @@ class Runtime:
                     _safe(cgroup.destroy)
                 _safe(lambda: self._release_network(state))
                 rootfs.remove_dir(self.store.dir(cid))
+                self.store.release_name(state.name, cid)
                 return True
         except FileNotFoundError:   # removed by another process meanwhile
             raise NoSuchContainer(f"No such container: {cid}") from None
@@ -677,11 +689,13 @@ def _pick(choices):
     return choices[int.from_bytes(os.urandom(4), "big") % len(choices)]
 
 
-def _generate_name(taken: set[str]) -> str:
+def _generate_name(reserve) -> str:
+    """Docker-style adjective_noun (with a number when taken): the first name `reserve(name)`
+    accepts (returns True for)."""
     while True:
         name = f"{_pick(ADJECTIVES)}_{_pick(NOUNS)}"
-        if name not in taken:
+        if reserve(name):
             return name
         name += str(_pick(range(10000)))
-        if name not in taken:
+        if reserve(name):
             return name

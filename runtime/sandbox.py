@@ -18,23 +18,25 @@ SANDBOX_NETWORKS = ("bridge", "none", "host")
 def create_sandbox(runtime, spec: SandboxSpec) -> ContainerState:
     """Create and start a sandbox; returns its record (kind "sandbox", `endpoint` holding
     its IP on the bridge). Raises SpecError, Conflict (name in use), StartError."""
-    from runtime.runtime import Conflict, new_id
+    from runtime.runtime import new_id
     if spec.network not in SANDBOX_NETWORKS:
         raise SpecError(f"sandbox network {spec.network!r}: must be one of {', '.join(SANDBOX_NETWORKS)}")
     pause = runtime.binaries().pause
     with runtime.store.locked():
-        names = {s.name for s in map(runtime.store.load, runtime.store.ids()) if s}
-        if spec.name in names:
-            raise Conflict(f'Conflict. The name "/{spec.name}" is already in use')
         sid = new_id()
+        runtime._reserve_name(spec.name, sid, what="name")
         cdir = runtime.store.dir(sid)
-        os.makedirs(cdir)
         data = spec.to_dict()
         data["hostname"] = spec.hostname or spec.name
         state = ContainerState(id=sid, name=spec.name, image="pause", image_id="", kind="sandbox",
                                process={"argv": [pause], "env": [], "workdir": "/", "user": ""},
                                spec=data, labels=dict(spec.labels))
-        runtime.store.save(state)
+        try:
+            os.makedirs(cdir)
+            runtime.store.save(state)
+        except BaseException:
+            runtime.store.drop_name(spec.name, sid)
+            raise
     if spec.cgroup_parent and spec.resources is not None:
         runtime.cgroups.create(spec.cgroup_parent, spec.resources)
     config = ShimConfig(

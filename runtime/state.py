@@ -121,6 +121,79 @@ class StateStore:
         return sorted(name for name in os.listdir(self.root)
                       if os.path.exists(os.path.join(self.root, name, "state.json")))
 
+    def exists(self, cid: str) -> bool:
+        """True when container `cid` has a record."""
+        return os.path.exists(os.path.join(self.dir(cid), "state.json"))
+
+    # -- names: ROOT/containers/.names/<name> is a symlink to the id holding it --------------
+    #
+    # Docker's names index: create checks a name and resolving a name read one link instead
+    # of every record (a store of 300 containers made each `pdocker run` 24 ms slower).
+    # A link whose container has no record any more (a crash between removing a container
+    # and releasing its name) counts as free. Written under the store's lock.
+
+    def id_of_name(self, name: str) -> str | None:
+        """The id of the container named `name`, or None. Builds the index first when the
+        store predates it (taking the store's lock)."""
+        if not os.path.isdir(self._names_dir()):
+            with self.locked():
+                self._ensure_names()
+        try:
+            cid = os.readlink(os.path.join(self._names_dir(), _name_file(name)))
+        except OSError:
+            return None
+        return cid if self.exists(cid) else None
+
+    def reserve_name(self, name: str, cid: str) -> bool:
+        """Under the store's lock: record `name` as `cid`'s; False when another container
+        holds it."""
+        self._ensure_names()
+        link = os.path.join(self._names_dir(), _name_file(name))
+        try:
+            os.symlink(cid, link)
+            return True
+        except FileExistsError:
+            holder = os.readlink(link)
+            if holder != cid and self.exists(holder):
+                return False
+            os.unlink(link)   # stale: its container is gone
+            os.symlink(cid, link)
+            return True
+
+    def release_name(self, name: str, cid: str) -> None:
+        """Forget `name` if `cid` holds it (takes the store's lock; idempotent)."""
+        with self.locked():
+            self.drop_name(name, cid)
+
+    def drop_name(self, name: str, cid: str) -> None:
+        """release_name for a caller already holding the store's lock."""
+        link = os.path.join(self._names_dir(), _name_file(name))
+        try:
+            if os.readlink(link) == cid:
+                os.unlink(link)
+        except OSError:
+            pass
+
+    def _names_dir(self) -> str:
+        return os.path.join(self.root, NAMES_DIR)
+
+    def _ensure_names(self) -> None:
+        """Under the store's lock: build the index from the records when it is missing
+        (a store written before it existed), whole or not at all."""
+        names = self._names_dir()
+        if os.path.isdir(names):
+            return
+        tmp = f"{names}.{os.getpid()}.tmp"
+        os.makedirs(tmp, exist_ok=True)
+        for cid in self.ids():
+            state = self.load(cid)
+            if state is not None:
+                try:
+                    os.symlink(cid, os.path.join(tmp, _name_file(state.name)))
+                except FileExistsError:
+                    pass
+        os.rename(tmp, names)
+
     def load(self, cid: str) -> ContainerState | None:
         """The record, or None when the container does not exist (or is being removed)."""
         try:
@@ -142,6 +215,18 @@ class StateStore:
         the store's, when cid is None) while a transition reads, acts and persists. Entering
         it raises FileNotFoundError when the container directory is gone."""
         return DirectoryLock(self.dir(cid) if cid else self.root)
+
+
+NAMES_DIR = ".names"
+PLAIN_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def _name_file(name: str) -> str:
+    """The index's file name for a container name: the name itself when it is a plain
+    Docker name, else "%" and its UTF-8 in hex (no "/", no dot files, no collisions)."""
+    if name and name[0] != "." and all(c in PLAIN_NAME_CHARS for c in name):
+        return name
+    return "%" + name.encode().hex()
 
 
 class DirectoryLock:

@@ -156,6 +156,14 @@ def test_names_are_unique_and_resolve(rt):
     assert rt.get("alpha").id == state.id == rt.get(state.id[:6]).id
     assert rt.get("alpha").status == Status.CREATED
     rt.remove("alpha")
+    with pytest.raises(NoSuchContainer):
+        rt.get("alpha")
+    again = rt.create(ContainerSpec(image="busybox", command=["true"], name="alpha", network="none"))
+    assert again.id != state.id and rt.get("/alpha").id == again.id   # a removed name is free again
+    generated = rt.create(ContainerSpec(image="busybox", command=["true"], network="none"))
+    assert rt.get(generated.name).id == generated.id
+    rt.remove(again.id)
+    rt.remove(generated.name)
 
 
 def test_memory_limit_oom_kill_reports_137_and_oomkilled(rt):

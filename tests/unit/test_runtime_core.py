@@ -310,3 +310,27 @@ def test_an_id_shaped_path_never_resolves_outside_the_store(tmp_path):
     with pytest.raises(NoSuchContainer):
         rt.remove(sneaky)
     assert (outside / "state.json").exists()
+
+
+def test_an_exit_recorded_while_the_supervisor_leaves_is_not_lost(tmp_path, monkeypatch):
+    """The shim writes the exit file, then exits: a refresh that misses the file, then finds
+    both processes gone, reads it again instead of reporting a vanished supervisor (255)."""
+    from runtime import process
+    from runtime.runtime import Runtime
+    rt = Runtime(tmp_path)
+    state = ContainerState(id="d" * 64, name="late", image="busybox", image_id="")
+    os.makedirs(rt.store.dir(state.id))
+    state.transition(Status.RUNNING)
+    rt.store.save(state)
+    exit_file = os.path.join(rt.store.dir(state.id), "exit")
+    real_read = process.read_exit_file
+
+    def read_then_shim_writes(path):
+        result = real_read(path)
+        if result is None and not os.path.exists(exit_file):
+            with open(exit_file, "w") as f:   # the shim, just after our first look
+                f.write("0 2026-01-01T00:00:00.000000000Z")
+        return result
+    monkeypatch.setattr(process, "read_exit_file", read_then_shim_writes)
+    seen = rt.get("late")
+    assert seen.status == Status.EXITED and seen.exit_code == 0
