@@ -5,11 +5,15 @@ Prints, measured in one run on this machine (with the load average: it moves the
     runc's default spec gives: a new, empty network namespace) next to `runc run` of a bundle
     made from the same busybox rootfs (`runc spec`, terminal false, args ["true"]; in the
     foreground `runc run` deletes the container when it exits, as `--rm` does), and the
-    ratio — goal <= 1.0x runc. pdocker is its launcher (runtime/launcher.py: `python -I -S`,
-    what `make setup` installs as .venv/bin/pdocker), written into the bench's temp dir when
-    the installed `pdocker` is another script (pip's console script, timed next to it then);
-    next to each wall time, the CPU time (user + sys) it took, steadier than wall time on a
-    busy machine. Runs are interleaved so that a change of load hits all alike;
+    ratio — goal <= 1.0x runc. pdocker is its launcher (runtime/launcher.py: a sh script
+    running `python -I -S`, what `make setup` installs as .venv/bin/pdocker), written into
+    the bench's temp dir when the installed `pdocker` is another script (pip's console
+    script, timed next to it then); next to each wall time, the CPU time (user + sys) of the
+    command and the children it waited for, steadier than wall time on a busy machine (it
+    leaves out pdocker's shim, which daemonizes, and counts `runc init`). Runs are
+    interleaved so that a change of load hits all alike, with --gap seconds (0.1) of quiet
+    before each command, so that none starts inside the window of cheap cgroup moves that
+    the previous one left open (docs/runtime.md §11.2);
   - where pdocker's start-up goes: the bare interpreter as the launcher starts it (-I -S),
     the same with `site` (as pip's console script starts it), the imports a `run` needs,
     and `python -m runtime` with no cached bytecode (a checkout nobody byte-compiled, where
@@ -28,7 +32,7 @@ Before measuring it byte-compiles runtime/ (as `make setup` does), so that the f
 depend on whether an earlier command happened to leave bytecode behind.
 
 Usage (root): python bench/runtime.py [--runs 10] [--starts 100] [--concurrent 50] [--idle 20]
-                                      [--cli-only] [--baseline DIR]
+                                      [--cli-only] [--gap 0.1] [--baseline DIR]
 """
 
 from __future__ import annotations
