@@ -82,7 +82,7 @@ def test_launcher_script_runs_a_bare_interpreter_on_the_project(tmp_path):
     text = script_text("/my venv/bin/python", "/src/pkube", ["/venv/lib/python3.11/site-packages"])
     lines = text.splitlines()
     assert lines[0] == "#!/bin/sh"
-    assert lines[-1].startswith("exec '/my venv/bin/python' -I -S -c 'import sys; ") and lines[-1].endswith("' \"$@\"")
+    assert lines[-1].startswith("exec '/my venv/bin/python' -I -S -c 'import gc; gc.disable(); import sys; ") and lines[-1].endswith("' \"$@\"")
     code = lines[-1].split("-c '", 1)[1].rsplit("' ", 1)[0]
     assert 'sys.path[:0] = ["/src/pkube"]' in code and 'sys.path += ["/venv/lib/python3.11/site-packages"]' in code
     compile(code, "pdocker", "exec")
