@@ -27,17 +27,19 @@ from typing import Callable
 
 def batch_filter(plugin) -> Callable:
     """The plugin's ``filter_nodes``, or one made from its ``filter``."""
-    batch = getattr(plugin, "filter_nodes", None)
-    if batch is not None:
-        return batch
-    check = plugin.filter
-    return lambda pod, nodes: [check(pod, node) for node in nodes]
+    return _batched(plugin, "filter_nodes", "filter")
 
 
 def batch_score(plugin) -> Callable:
     """The plugin's ``score_nodes``, or one made from its ``score``."""
-    batch = getattr(plugin, "score_nodes", None)
+    return _batched(plugin, "score_nodes", "score")
+
+
+def _batched(plugin, batch_name: str, one_name: str) -> Callable:
+    """``plugin.<batch_name>(pod, nodes)`` when the plugin has it, else a list of
+    ``plugin.<one_name>(pod, node)`` over the nodes."""
+    batch = getattr(plugin, batch_name, None)
     if batch is not None:
         return batch
-    score = plugin.score
-    return lambda pod, nodes: [score(pod, node) for node in nodes]
+    one = getattr(plugin, one_name)
+    return lambda pod, nodes: [one(pod, node) for node in nodes]
