@@ -4,6 +4,7 @@ connections, chunked answers, connection: close, lost answers, slots."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -21,6 +22,18 @@ async def read_request(reader) -> bytes:
     length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                    if line.lower().startswith(b"content-length:")), 0)
     return head + (await reader.readexactly(length) if length else b"")
+
+
+@asynccontextmanager
+async def pool_for(handler, headers=None, **kwargs):
+    """An Http1Pool on a loopback server running ``handler``; both closed on leaving."""
+    server, port = await serve(handler)
+    pool = Http1Pool(f"http://127.0.0.1:{port}", headers or {}, None, 5, **kwargs)
+    try:
+        yield pool
+    finally:
+        pool.close()
+        server.close()
 
 
 def answer(body: bytes, extra: bytes = b"") -> bytes:
@@ -44,14 +57,9 @@ def test_requests_reuse_one_connection_and_carry_headers_and_body():
             writer.close()
 
     async def main():
-        server, port = await serve(handler)
-        pool = Http1Pool(f"http://127.0.0.1:{port}", {"Authorization": "Bearer t"}, None, 5)
-        try:
+        async with pool_for(handler, {"Authorization": "Bearer t"}) as pool:
             first = await pool.request("POST", "/api/v1/x", {"a": "b c"}, b'{"k":1}', "application/json")
             second = await pool.request("GET", "/api/v1/y", {}, None, "application/json")
-        finally:
-            pool.close()
-            server.close()
         return first, second
 
     first, second = run(main())
@@ -73,17 +81,12 @@ def test_an_idle_connection_the_server_closed_is_replaced_without_an_error():
         writer.close()
 
     async def main():
-        server, port = await serve(handler)
-        pool = Http1Pool(f"http://127.0.0.1:{port}", {}, None, 5)
-        try:
+        async with pool_for(handler) as pool:
             results = []
             for _ in range(3):
                 results.append(await pool.request("GET", "/", {}, None, "application/json"))
                 await asyncio.sleep(0.05)
             return results
-        finally:
-            pool.close()
-            server.close()
 
     assert run(main()) == [(200, b"ok")] * 3
     assert len(connections) == 3
@@ -100,13 +103,8 @@ def test_chunked_answers_and_connection_close_are_understood():
         await writer.drain()
 
     async def main():
-        server, port = await serve(handler)
-        pool = Http1Pool(f"http://127.0.0.1:{port}", {}, None, 5)
-        try:
+        async with pool_for(handler) as pool:
             return [await pool.request("GET", "/", {}, None, "application/json") for _ in range(2)]
-        finally:
-            pool.close()
-            server.close()
 
     assert run(main()) == [(201, b"abcde")] * 2
     assert len(connections) == 2   # "Connection: close" is honoured: no reuse
@@ -120,14 +118,9 @@ def test_a_request_whose_answer_never_comes_complete_is_a_transport_error():
         writer.close()
 
     async def main():
-        server, port = await serve(handler)
-        pool = Http1Pool(f"http://127.0.0.1:{port}", {}, None, 5)
-        try:
+        async with pool_for(handler) as pool:
             with pytest.raises(TransportError):
                 await pool.request("POST", "/", {}, b"{}", "application/json")
-        finally:
-            pool.close()
-            server.close()
 
     run(main())
 
@@ -159,13 +152,8 @@ def test_requests_in_flight_are_capped():
             writer.close()
 
     async def main():
-        server, port = await serve(handler)
-        pool = Http1Pool(f"http://127.0.0.1:{port}", {}, None, 5, max_connections=3)
-        try:
+        async with pool_for(handler, max_connections=3) as pool:
             return await asyncio.gather(*(pool.request("GET", "/", {}, None, "x") for _ in range(12)))
-        finally:
-            pool.close()
-            server.close()
 
     assert run(main()) == [(200, b"ok")] * 12
     assert peak[0] == 3
