@@ -140,15 +140,23 @@ class Validator:
         """The compiled checks of a kind's metadata and status properties, or None."""
         key = (api_version, kind)
         if key not in self._parts_checks:
-            self._parts_checks[key] = self._compile_parts(api_version, kind)
+            schema = self._kind_schema(api_version, kind)
+            if schema is None:
+                return None  # not cached: clients must not grow this table with made-up kinds
+            self._parts_checks[key] = self._compile_parts(schema)
         return self._parts_checks[key]
 
-    def _compile_parts(self, api_version, kind) -> dict | None:
-        if not self.compiled or not isinstance(api_version, str) or not isinstance(kind, str):
+    def _kind_schema(self, api_version, kind) -> dict | None:
+        """The OpenAPI schema of a kind, or None for a kind (or a non-string name) without one."""
+        if not isinstance(api_version, str) or not isinstance(kind, str):
             return None
         try:
-            schema = self.schemas.kind_schema(api_version, kind)
+            return self.schemas.kind_schema(api_version, kind)
         except SchemaNotFound:
+            return None
+
+    def _compile_parts(self, schema: dict) -> dict | None:
+        if not self.compiled:
             return None
         properties = schema.get("properties") or {}
         if set(_PARTS) & set(schema.get("required") or []):
@@ -192,11 +200,8 @@ class Validator:
         return self._compiled[key]
 
     def _compile(self, api_version, kind):
-        if not isinstance(api_version, str) or not isinstance(kind, str):
-            return None
-        try:
-            schema = self.schemas.kind_schema(api_version, kind)
-        except SchemaNotFound:
+        schema = self._kind_schema(api_version, kind)
+        if schema is None:
             return None
         if not self.compiled:
             return self._jsonschema_check(schema)

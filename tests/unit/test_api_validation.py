@@ -415,3 +415,13 @@ def test_status_writes_on_a_remembered_body_are_checked_like_fresh_ones(status):
         for old in (None, pod()):
             assert warmed.validate(copy.deepcopy(written), old, strict) == \
                 Validator().validate(copy.deepcopy(written), old, strict)
+
+
+def test_kinds_without_a_schema_leave_no_compiled_checks_behind():
+    """A client sending made-up kinds must not grow the validator's tables."""
+    fresh = Validator()
+    for i in range(50):
+        obj = {"apiVersion": "example.com/v1", "kind": f"Made{i}", "metadata": {"name": "x"}, "spec": {}}
+        assert fresh.validate(obj, strict=True) == []
+        assert fresh.validate(obj, strict=True) == []   # the remembered body's metadata-only path
+    assert fresh._compiled == {} and fresh._parts_checks == {}
