@@ -74,10 +74,16 @@ async def serve_until_signal(args: argparse.Namespace, make_run: MakeRun) -> int
 
 def run_component(name: str, args: argparse.Namespace, make_run: MakeRun) -> int:
     """A component's main: logging, the event loop, one-line errors (exit 2)."""
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    return run_main(name, args.verbose, lambda: serve_until_signal(args, make_run))
+
+
+def run_main(name: str, verbose: bool, main: Callable[[], Awaitable[int | None]]) -> int:
+    """The shell of a client process: logging, `main()` on a new event loop, its result as
+    the exit status (None: 0), a bad kubeconfig or option as one line and exit 2, ^C as 0."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(serve_until_signal(args, make_run))
+        return asyncio.run(main()) or 0
     except (KubeconfigError, ValueError) as err:
         print(f"{name}: {err}", file=sys.stderr)
         return 2

@@ -568,18 +568,9 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv=None) -> int:
+    from client.component import run_main
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from client.kubeconfig import KubeconfigError
-    try:
-        asyncio.run(_serve(args))
-    except (KubeconfigError, ValueError) as err:
-        print(f"hollow: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    return run_main("hollow", args.verbose, lambda: _serve(args))
 
 
 if __name__ == "__main__":
