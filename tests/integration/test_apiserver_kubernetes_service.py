@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import contextmanager
 
 from tests.integration.conftest import start_apiserver, stop_apiserver
+
+
+@contextmanager
+def serving(etcd, advertise):
+    """An HTTP client of an apiserver advertising (ip, port, scheme), stopped on leaving."""
+    thread, api = start_apiserver(etcd, advertise=advertise)
+    try:
+        with api.client() as http:
+            yield http
+    finally:
+        stop_apiserver(thread)
 
 
 def get(http, path):
@@ -14,50 +26,38 @@ def get(http, path):
 
 
 def test_the_kubernetes_service_points_at_the_advertised_apiserver(etcd):
-    thread, api = start_apiserver(etcd, advertise=("127.0.0.1", 6443, "https"))
-    try:
-        with api.client() as http:
-            code, svc = get(http, "/api/v1/namespaces/default/services/kubernetes")
-            assert code == 200
-            assert svc["spec"]["clusterIP"] == "10.96.0.1"
-            assert svc["spec"]["ports"] == [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]
-            code, ep = get(http, "/api/v1/namespaces/default/endpoints/kubernetes")
-            assert ep["subsets"] == [{"addresses": [{"ip": "127.0.0.1"}],
-                                      "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}]
-            code, eps = get(http, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes")
-            assert eps["endpoints"][0]["addresses"] == ["127.0.0.1"] and eps["ports"][0]["port"] == 6443
-            other = http.post("/api/v1/namespaces/default/services", json={
-                "apiVersion": "v1", "kind": "Service", "metadata": {"name": "other"},
-                "spec": {"ports": [{"port": 80}]}}).json()
-            assert other["spec"]["clusterIP"] != "10.96.0.1"
-    finally:
-        stop_apiserver(thread)
+    with serving(etcd, ("127.0.0.1", 6443, "https")) as http:
+        code, svc = get(http, "/api/v1/namespaces/default/services/kubernetes")
+        assert code == 200
+        assert svc["spec"]["clusterIP"] == "10.96.0.1"
+        assert svc["spec"]["ports"] == [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]
+        code, ep = get(http, "/api/v1/namespaces/default/endpoints/kubernetes")
+        assert ep["subsets"] == [{"addresses": [{"ip": "127.0.0.1"}],
+                                  "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}]
+        code, eps = get(http, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes")
+        assert eps["endpoints"][0]["addresses"] == ["127.0.0.1"] and eps["ports"][0]["port"] == 6443
+        other = http.post("/api/v1/namespaces/default/services", json={
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "other"},
+            "spec": {"ports": [{"port": 80}]}}).json()
+        assert other["spec"]["clusterIP"] != "10.96.0.1"
 
 
 def test_a_moved_apiserver_updates_its_endpoints_and_someone_elses_service_is_left_alone(etcd):
     thread, api = start_apiserver(etcd, advertise=("127.0.0.1", 6443, "https"))
     stop_apiserver(thread)
-    thread, api = start_apiserver(etcd, advertise=("127.0.0.2", 7443, "http"))
-    try:
-        with api.client() as http:
-            _, ep = get(http, "/api/v1/namespaces/default/endpoints/kubernetes")
-            assert ep["subsets"][0]["addresses"] == [{"ip": "127.0.0.2"}]
-            assert ep["subsets"][0]["ports"][0]["port"] == 7443
-            assert http.delete("/api/v1/namespaces/default/services/kubernetes").status_code == 200
-            assert http.delete("/api/v1/namespaces/default/endpoints/kubernetes").status_code == 200
-            assert http.post("/api/v1/namespaces/default/services", json={
-                "apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes"},
-                "spec": {"ports": [{"port": 80}]}}).status_code == 201
-    finally:
-        stop_apiserver(thread)
-    thread, api = start_apiserver(etcd, advertise=("127.0.0.3", 6443, "https"))
-    try:
-        with api.client() as http:
-            _, svc = get(http, "/api/v1/namespaces/default/services/kubernetes")
-            assert svc["spec"]["ports"][0]["port"] == 80
-            assert http.get("/api/v1/namespaces/default/endpoints/kubernetes").status_code == 404
-    finally:
-        stop_apiserver(thread)
+    with serving(etcd, ("127.0.0.2", 7443, "http")) as http:
+        _, ep = get(http, "/api/v1/namespaces/default/endpoints/kubernetes")
+        assert ep["subsets"][0]["addresses"] == [{"ip": "127.0.0.2"}]
+        assert ep["subsets"][0]["ports"][0]["port"] == 7443
+        assert http.delete("/api/v1/namespaces/default/services/kubernetes").status_code == 200
+        assert http.delete("/api/v1/namespaces/default/endpoints/kubernetes").status_code == 200
+        assert http.post("/api/v1/namespaces/default/services", json={
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes"},
+            "spec": {"ports": [{"port": 80}]}}).status_code == 201
+    with serving(etcd, ("127.0.0.3", 6443, "https")) as http:
+        _, svc = get(http, "/api/v1/namespaces/default/services/kubernetes")
+        assert svc["spec"]["ports"][0]["port"] == 80
+        assert http.get("/api/v1/namespaces/default/endpoints/kubernetes").status_code == 404
 
 
 def test_a_bad_advertise_address_is_one_clear_line():
