@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 from runtime import jsonlite
 from runtime.layers import LayerStore, changes as layer_changes
 from runtime.records import Record
+from runtime.rootfs import remove_file
 
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -382,7 +383,7 @@ class ImageStore:
             parent = repos["parents"].pop(image_id, None)
             if image_id in repos["intermediate"]:
                 repos["intermediate"].remove(image_id)
-            _unlink_if_exists(self._config_path(image_id))
+            remove_file(self._config_path(image_id))
             repos["build_cache"] = {k: v for k, v in repos["build_cache"].items() if v != image_id}
             lines.append(f"Deleted: {image_id}")
             keep = (parent is None or parent in in_use or parent not in repos["intermediate"]
@@ -837,9 +838,3 @@ def _atomic_write(path: str, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
-
-def _unlink_if_exists(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -31,6 +31,8 @@ import time
 from io import BufferedIOBase as BinaryIO   # typing's name for it; typing costs start-up time
 from _collections_abc import Iterator   # (collections.abc would import collections)
 
+from runtime.rootfs import remove_file
+
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     import subprocess
@@ -168,10 +170,7 @@ class LayerStore:
                 tar_directory(path, out)
             return self.import_file(spool)
         finally:
-            try:
-                os.unlink(spool)
-            except FileNotFoundError:
-                pass
+            remove_file(spool)
 
     def _publish(self, tmp: str, diff_id: str) -> None:
         final = self.dir(diff_id)

@@ -19,6 +19,7 @@ from runtime.ipam import Ipam, IpamError
 from runtime.portmap import (FirewallError, PortMapping, check_table_name, find_conflict, host_port_taken,
                              make_firewall)
 from runtime.records import Record
+from runtime.rootfs import remove_file
 
 VETH_PREFIX = "pk"
 
@@ -218,10 +219,7 @@ class BridgeNetwork:
                 netlink.delete_link(veth_name(ipaddress.IPv4Address(allocation["ip"])))
             netlink.delete_link(self.bridge)
             for name in ("ipam.json", "ipam.json.lock", "ensured"):
-                try:
-                    os.unlink(os.path.join(self.state_dir, name))
-                except FileNotFoundError:
-                    pass
+                remove_file(os.path.join(self.state_dir, name))
         self._ensured = False
 
     def _undo_attach(self, key: str, host_ifname: str) -> None:

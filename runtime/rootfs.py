@@ -134,6 +134,15 @@ def remove_dir(cdir: str | os.PathLike) -> None:
     remove_tree(cdir)
 
 
+def remove_file(path: str | os.PathLike) -> None:
+    """Unlink `path`; a file already gone is fine (Path.unlink(missing_ok=True) without
+    pathlib)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def remove_tree(top: str | os.PathLike) -> None:
     """shutil.rmtree(top, ignore_errors=True), for the one tree every `run --rm` removes:
     importing shutil imports zlib, bz2 and lzma (2 ms). Like rmtree, it works on directory

@@ -311,10 +311,7 @@ class Runtime:
                tty_size: tuple[int, int] | None = None):
         cdir = self.store.dir(state.id)
         exit_file = os.path.join(cdir, "exit")
-        try:
-            os.unlink(exit_file)
-        except FileNotFoundError:
-            pass
+        rootfs.remove_file(exit_file)
         plan, hostname, ip_from = self._placement(state, spec)
         config = ShimConfig(
             argv=state.process["argv"], env=state.process["env"], plan=plan,
