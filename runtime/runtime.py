@@ -145,10 +145,7 @@ class Runtime:
         cid = self.store.id_of_name(id_or_name.lstrip("/")) if id_or_name else None
         if cid is not None:
             return cid
-        ids = self.store.ids()
-        if id_or_name in ids:
-            return id_or_name
-        matches = [cid for cid in ids if cid.startswith(id_or_name)] if id_or_name else []
+        matches = [cid for cid in self.store.ids() if cid.startswith(id_or_name)] if id_or_name else []
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:

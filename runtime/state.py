@@ -118,8 +118,7 @@ class StateStore:
 
     def ids(self) -> list[str]:
         """Ids of the containers that have a record, sorted."""
-        return sorted(name for name in os.listdir(self.root)
-                      if os.path.exists(os.path.join(self.root, name, "state.json")))
+        return sorted(name for name in os.listdir(self.root) if self.exists(name))
 
     def exists(self, cid: str) -> bool:
         """True when container `cid` has a record."""
