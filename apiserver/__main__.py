@@ -14,6 +14,7 @@ import uvicorn
 
 from apiserver.app import create_app
 from apiserver.bootstrap import default_advertise_address
+from apiserver.kubelet_proxy import KubeletConnection
 from apiserver.storage.cacher import CachedStorage
 from apiserver.storage.compactor import Compactor
 from apiserver.storage.encryption_config import EncryptionConfigError, load_encryption_config
@@ -39,6 +40,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="seconds between etcd compactions (0: never)")
     parser.add_argument("--event-ttl", type=float, default=3600.0,
                         help="seconds an Event is kept (0: forever)")
+    parser.add_argument("--kubelet-certificate-authority", default=None,
+                        help="CA file to verify kubelets' serving certificates with")
+    parser.add_argument("--kubelet-insecure-skip-tls-verify", action="store_true",
+                        help="do not verify kubelets' serving certificates (self-signed ones)")
     parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
 
@@ -69,7 +74,7 @@ async def serve(args: argparse.Namespace) -> None:
         compactor.start()
     app = create_app(CachedStorage(storage), service_cidr=args.service_cidr,
                      node_port_range=node_port_range(args.node_ports), close_storage=True,
-                     event_ttl=args.event_ttl, advertise=_advertise(args))
+                     event_ttl=args.event_ttl, advertise=_advertise(args), kubelet=_kubelet_connection(args))
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
                             access_log=False, ssl_certfile=args.tls_cert_file,
                             ssl_keyfile=args.tls_private_key_file, timeout_graceful_shutdown=2,
@@ -83,6 +88,15 @@ async def serve(args: argparse.Namespace) -> None:
     finally:
         if compactor is not None:
             await compactor.stop()
+
+
+def _kubelet_connection(args: argparse.Namespace) -> KubeletConnection:
+    """How pods/log, exec, attach and port-forward reach kubelets (HTTPS on their port)."""
+    if args.kubelet_insecure_skip_tls_verify:
+        return KubeletConnection(client_options={"verify": False})
+    if args.kubelet_certificate_authority:
+        return KubeletConnection(client_options={"verify": args.kubelet_certificate_authority})
+    return KubeletConnection()
 
 
 def _advertise(args: argparse.Namespace) -> tuple[str, int, str]:

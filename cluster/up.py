@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -42,6 +43,18 @@ class ClusterConfig:
     etcd_port: int = 0
     components: tuple[str, ...] = ("scheduler", "controllers")
     merge_user_kubeconfig: bool = False
+    kubelet: bool = True
+    node_name: str = field(default_factory=lambda: socket.gethostname().lower())
+    kubelet_port: int = 10250
+    manifests_dir: Optional[Path] = None
+
+    @property
+    def kubelet_manifests_dir(self) -> Path:
+        """The static pods' directory: /etc/kubernetes/manifests for the default data dir,
+        DIR/manifests otherwise (so a test cluster never reads the host's)."""
+        if self.manifests_dir is not None:
+            return self.manifests_dir
+        return Path("/etc/kubernetes/manifests") if self.data_dir == DEFAULT_DATA_DIR else self.data_dir / "manifests"
 
     @property
     def server(self) -> str:
@@ -134,12 +147,24 @@ def control_plane(config: ClusterConfig, etcd_endpoint: str) -> list[Component]:
     apiserver = Component(
         "apiserver",
         python_module("apiserver", "--etcd-servers", etcd_endpoint, "--bind-address", "127.0.0.1",
-                      "--port", str(config.port)),
+                      "--port", str(config.port), "--kubelet-insecure-skip-tls-verify"),
         logs / "apiserver.log", health_url=f"{config.server}/readyz")
     kubeconfig = str(config.kubeconfig_path)
     others = [Component(name, python_module(name, "--kubeconfig", kubeconfig, "--leader-elect"),
                         logs / f"{name}.log") for name in config.components]
+    if config.kubelet:
+        others.append(kubelet_component(config))
     return [apiserver, *others]
+
+
+def kubelet_component(config: ClusterConfig) -> Component:
+    """The local node's kubelet (state in DIR/kubelet)."""
+    return Component(
+        "kubelet",
+        python_module("kubelet", "--kubeconfig", str(config.kubeconfig_path), "--node-name", config.node_name,
+                      "--root-dir", str(config.data_dir / "kubelet"),
+                      "--manifests-dir", str(config.kubelet_manifests_dir), "--port", str(config.kubelet_port)),
+        config.log_dir / "kubelet.log", health_url=None)
 
 
 class Cluster:
@@ -196,8 +221,41 @@ class Cluster:
         self._stopping = True
         for comp in reversed(self.components):
             comp.stop()
+        if self.config.kubelet:
+            remove_pods(self.config.data_dir / "kubelet", self.log)
         if self.etcd:
             self.etcd.stop()
+
+
+def remove_pods(kubelet_dir: Path, log: Callable[[str], None]) -> None:
+    """Stop and remove every pod container the local kubelet left (they outlive it by
+    design), then its pod network: what `pkube down` must not leave behind."""
+    from runtime.runtime import Runtime
+    root = kubelet_dir / "runtime"
+    if not root.is_dir():
+        return
+    runtime = Runtime(root)
+    for record in runtime.list(all=True, kind="sandbox"):
+        _try(log, f"remove pod sandbox {record.name}", runtime.remove_sandbox, record.id)
+    for record in runtime.list(all=True):
+        _try(log, f"remove container {record.name}", runtime.remove, record.id, force=True)
+    _try(log, "remove the kubepods cgroup", lambda: runtime.cgroups.open("kubepods").destroy())
+    cidr_file = kubelet_dir / "pod-cidr"
+    if cidr_file.exists():
+        from runtime.network import BridgeNetwork
+        try:
+            BridgeNetwork(root / "network", bridge="pkube-pods", subnet=cidr_file.read_text().strip(),
+                          nft_table="pkubelet").teardown()
+        except Exception as err:   # noqa: BLE001
+            log(f"could not remove the pod network: {err}")
+
+
+def _try(log: Callable[[str], None], what: str, fn, *args, **kwargs) -> None:
+    """Best effort: a failure is logged and the caller goes on with the rest."""
+    try:
+        fn(*args, **kwargs)
+    except Exception as err:   # noqa: BLE001
+        log(f"could not {what}: {err}")
 
 
 def usage_text(config: ClusterConfig) -> str:

@@ -121,6 +121,12 @@ class Runtime:
             self._network_ready = True
         return self._network
 
+    def set_network(self, network) -> None:
+        """Use `network` (a runtime.network.BridgeNetwork, already ensured) for the sandboxes and
+        containers started from now on; those already attached keep their addresses."""
+        self._network = network
+        self._network_ready = True
+
     def binaries(self) -> process.Binaries:
         if self._binaries is None:
             self._binaries = process.binaries(os.path.join(self.root, "bin"))

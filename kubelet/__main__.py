@@ -1,0 +1,66 @@
+"""python -m kubelet --kubeconfig F [--node-name N] [--root-dir D] [--manifests-dir M] ..."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import socket
+import sys
+
+from client.aio import AsyncApiClient
+from client.component import run_main
+from client.kubeconfig import load_kubeconfig
+from kubelet.kubelet import Kubelet, KubeletConfig
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m kubelet", description="pkube kubelet: runs the pods of one node")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("--node-name", default=socket.gethostname().lower(), help="the Node's name (default: hostname)")
+    p.add_argument("--root-dir", default="/var/lib/pkube/kubelet", help="the kubelet's state (pods, runtime)")
+    p.add_argument("--manifests-dir", default="/etc/kubernetes/manifests", help="static pod manifests")
+    p.add_argument("--port", type=int, default=10250, help="the kubelet's HTTPS API")
+    p.add_argument("--node-ip", default="", help="the node's InternalIP (default: the default route's source)")
+    p.add_argument("--pod-cidr", default="", help="the node's pod network when no node IPAM assigns one")
+    p.add_argument("--cgroup-root", default="kubepods", help="cgroup under which pods are created")
+    p.add_argument("--bridge", default="pkube-pods", help="the pods' bridge")
+    p.add_argument("--node-labels", default="", help="k=v,k2=v2 added to the Node's labels")
+    p.add_argument("--no-serve", action="store_true", help="no HTTPS API (logs and exec then fail)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def config_from(args: argparse.Namespace) -> KubeletConfig:
+    labels = dict(item.split("=", 1) for item in args.node_labels.split(",") if "=" in item)
+    return KubeletConfig(node_name=args.node_name, root_dir=args.root_dir, manifests_dir=args.manifests_dir,
+                         port=args.port, address=args.node_ip, pod_cidr=args.pod_cidr,
+                         cgroup_root=args.cgroup_root, bridge=args.bridge, serve=not args.no_serve,
+                         labels=labels)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    from runtime.runtime import Runtime
+    config = config_from(args)
+    client_config = load_kubeconfig(args.kubeconfig, args.context)
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    async with AsyncApiClient(client_config) as client:
+        kubelet = Kubelet(config, client, Runtime(config.runtime_root))
+        try:
+            await kubelet.run()
+        except asyncio.CancelledError:
+            return 0
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_main("kubelet", args.verbose, lambda: serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

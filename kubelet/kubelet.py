@@ -1,0 +1,321 @@
+"""The kubelet: one node's agent. It puts together the node agent (Node + Lease), the pod
+sources (pods bound to the node in the API; static pods from the manifests directory), one
+worker per pod, the status manager, mirror pods, exit events from the runtime and the
+kubelet's own HTTPS API.
+
+A kubelet that restarts re-adopts every sandbox and container the runtime holds (they carry
+their pod's uid in labels) and restarts none of them; once both sources have been read, what
+belongs to no pod any more is stopped and removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Optional
+
+from client.errors import ApiError, Conflict, NotFound
+from client.events import EventRecorder
+from client.informer import Informer
+from client.resources import CONFIGMAPS, NODES, PODS, SECRETS
+from kubelet import node as nodes
+from kubelet.containers import PodRuntime
+from kubelet.mirror import MirrorPods, is_mirror
+from kubelet.nodeagent import NodeAgent
+from kubelet.podworker import PodWorker, Services
+from kubelet.setup import PodSetup
+from kubelet.static import StaticPodSource
+from kubelet.statusmanager import StatusManager
+from runtime.exitwatch import ExitWatcher
+
+log = logging.getLogger(__name__)
+
+RUNTIME_THREADS = 8
+ORPHAN_STOP_SECONDS = 2.0
+
+
+@dataclass
+class KubeletConfig:
+    """Flags of `python -m kubelet`."""
+
+    node_name: str
+    root_dir: str = "/var/lib/pkube/kubelet"
+    manifests_dir: str = "/etc/kubernetes/manifests"
+    port: int = 10250
+    address: str = ""                 # the node's InternalIP (default: the default route's source)
+    pod_cidr: str = ""                # when no node IPAM assigns one
+    cgroup_root: str = "kubepods"
+    bridge: str = "pkube-pods"
+    nft_table: str = "pkubelet"
+    serve: bool = True                # the HTTPS API on `port`
+    labels: Optional[dict] = None
+
+    @property
+    def runtime_root(self) -> str:
+        return os.path.join(self.root_dir, "runtime")
+
+
+class ApiObjects:
+    """Secrets and ConfigMaps for volumes and env, read from the API (None when missing)."""
+
+    RESOURCES = {"Secret": SECRETS, "ConfigMap": CONFIGMAPS}
+
+    def __init__(self, client):
+        self.client = client
+
+    async def get(self, kind: str, namespace: str, name: str) -> Optional[dict]:
+        try:
+            return await self.client.get(self.RESOURCES[kind], name, namespace)
+        except NotFound:
+            return None
+
+
+class Kubelet:
+    """Runs the pods of one node until cancelled."""
+
+    def __init__(self, config: KubeletConfig, client, runtime):
+        self.config = config
+        self.client = client
+        self.runtime = runtime
+        self.address = config.address or nodes.default_node_address()
+        self.executor = ThreadPoolExecutor(RUNTIME_THREADS, thread_name_prefix="runtime")
+        self.pods = PodRuntime(runtime, config.cgroup_root)
+        self.statuses = StatusManager(client)
+        self.events = EventRecorder(client, "kubelet", host=config.node_name)
+        self.exits = ExitWatcher(runtime.store.root)
+        self.exit_owner: dict[str, str] = {}
+        self.api_pods: dict[str, dict] = {}
+        self.static_pods: dict[str, dict] = {}
+        self.workers: dict[str, PodWorker] = {}
+        self._tasks: dict[str, asyncio.Future] = {}
+        self.finished_uids: set[str] = set()
+        self.adopted: dict = {}
+        self.api_synced = False
+        self.network_ready = False
+        self.mirrors = MirrorPods(client, config.node_name, on_created=self._mirror_created)
+        self.node_config = nodes.NodeConfig(name=config.node_name, address=self.address, port=config.port,
+                                            labels=dict(config.labels or {}))
+        self.agent = NodeAgent(client, self.node_config, self._facts, lambda: self.network_ready)
+        self.setup = PodSetup(runtime, config.root_dir, config.node_name, ApiObjects(client), self.run_blocking,
+                              self.events.emit)
+        self.services = Services(pods=self.pods, run=self.run_blocking, report=self.statuses.set,
+                                 event=self.events.emit, watch_exit=self._watch_exit, finished=self._finished,
+                                 prepare=self.setup, host_ip=self.address)
+        self.static = StaticPodSource(config.manifests_dir, config.node_name, self._static_changed,
+                                      self._manifest_error)
+
+    # ----- plumbing -----
+
+    async def run_blocking(self, fn, *args, **kwargs):
+        """Run a blocking runtime call in the kubelet's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    def _facts(self) -> nodes.HostFacts:
+        return nodes.read_host_facts(self.config.root_dir)
+
+    def _watch_exit(self, cid: str, uid: str) -> None:
+        self.exit_owner[cid] = uid
+        self.exits.watch(cid)
+
+    def _on_exits(self) -> None:
+        for cid in self.exits.read():
+            worker = self.workers.get(self.exit_owner.get(cid, ""))
+            if worker is not None:
+                worker.wake()
+
+    # ----- the main loop -----
+
+    async def run(self) -> None:
+        os.makedirs(self.config.root_dir, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self.adopted = await self.run_blocking(self.pods.adopt)
+        log.info("kubelet %s: %d pods found in the runtime", self.config.node_name, len(self.adopted))
+        cidr = self.config.pod_cidr or _read(self._cidr_file())
+        if cidr:
+            await self._ensure_network(cidr)
+        loop.add_reader(self.exits.fileno(), self._on_exits)
+        self.static.scan()
+        pods = Informer(self.client, PODS, field_selector=f"spec.nodeName={self.config.node_name}")
+        pods.add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
+        node = Informer(self.client, NODES, field_selector=f"metadata.name={self.config.node_name}")
+        node.add_handlers(self._node_seen, lambda old, new: self._node_seen(new), None)
+        server = self._server()
+        if server is not None:
+            await server.start()
+        try:
+            await asyncio.gather(self.agent.run(), self.static.run(), self.statuses.run(), self.events.run(),
+                                 self.mirrors.run(), pods.run(), node.run(), self._wait_synced(pods))
+        finally:
+            loop.remove_reader(self.exits.fileno())
+            if server is not None:
+                await server.stop()
+            for worker_task in list(self._tasks.values()):
+                worker_task.cancel()
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def _server(self):
+        if not self.config.serve:
+            return None
+        from kubelet.server import KubeletServer
+        return KubeletServer(self.runtime, port=self.config.port, cert_dir=os.path.join(self.config.root_dir, "pki"),
+                             node_name=self.config.node_name,
+                             pods_fn=lambda: [w.pod for w in self.workers.values()])
+
+    async def _wait_synced(self, pods: Informer) -> None:
+        await pods.wait_synced()
+        self.api_synced = True
+        self._reconcile_sources()
+
+    # ----- the node and its network -----
+
+    def _node_seen(self, node: dict) -> None:
+        cidr = (node.get("spec") or {}).get("podCIDR")
+        if cidr and not self.network_ready:
+            asyncio.ensure_future(self._ensure_network(cidr))
+
+    async def _ensure_network(self, cidr: str) -> None:
+        from runtime.network import BridgeNetwork
+        network = BridgeNetwork(os.path.join(self.runtime.root, "network"), bridge=self.config.bridge,
+                                subnet=cidr, nft_table=self.config.nft_table)
+        try:
+            await self.run_blocking(network.ensure)
+        except Exception as err:   # noqa: BLE001 - reported; the node stays NotReady
+            log.error("pod network %s on %s cannot be set up: %s", cidr, self.config.bridge, err)
+            return
+        self.runtime.set_network(network)
+        _write(self._cidr_file(), cidr)
+        self.network_ready = True
+        self.pods.network_ready = True
+        log.info("pod network %s on bridge %s", cidr, self.config.bridge)
+        self.agent.poke()
+        for worker in self.workers.values():
+            worker.wake()
+
+    def _cidr_file(self) -> str:
+        """The pod CIDR last set up: a restarted kubelet releases old addresses on the same bridge."""
+        return os.path.join(self.config.root_dir, "pod-cidr")
+
+    # ----- pod sources -----
+
+    def _pod_added(self, pod: dict) -> None:
+        if is_mirror(pod):
+            self.mirrors.seen(pod)
+            return
+        self.api_pods[pod["metadata"]["uid"]] = pod
+        self._reconcile_sources()
+
+    def _pod_updated(self, _old: dict, pod: dict) -> None:
+        self._pod_added(pod)
+
+    def _pod_deleted(self, pod: dict) -> None:
+        if is_mirror(pod):
+            self.mirrors.gone(pod)
+            return
+        uid = pod["metadata"]["uid"]
+        self.api_pods.pop(uid, None)
+        self.finished_uids.discard(uid)
+        self._reconcile_sources()
+
+    def _static_changed(self, pods: dict) -> None:
+        self.static_pods = pods
+        self.mirrors.set_static(pods)
+        self._reconcile_sources()
+
+    def _manifest_error(self, message: str) -> None:
+        log.error("static pod manifest skipped: %s", message)
+        node_ref = {"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": self.config.node_name, "uid": self.config.node_name}}
+        self.events.emit(node_ref, "Warning", "FailedStaticPod", message)
+
+    def _mirror_created(self, uid: str) -> None:
+        self.statuses.forget(uid)
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.wake()
+
+    def _reconcile_sources(self) -> None:
+        """Start a worker for each new pod, hand each worker its pod's newest spec, and tell
+        workers whose pod is gone from every source to terminate."""
+        desired = {**self.api_pods, **self.static_pods}
+        for uid, pod in desired.items():
+            if uid in self.finished_uids:
+                continue
+            worker = self.workers.get(uid)
+            if worker is None:
+                self._start_worker(pod)
+            elif worker.pod is not pod:
+                worker.update(pod)
+        for uid, worker in self.workers.items():
+            if uid not in desired and (self.api_synced or uid in self.static_pods):
+                worker.remove()
+        if self.api_synced and self.adopted:
+            orphans, self.adopted = self.adopted, {}
+            for uid, adopted in orphans.items():
+                if uid not in desired:
+                    asyncio.ensure_future(self._remove_orphan(adopted))
+                else:
+                    self.adopted[uid] = adopted
+
+    def _start_worker(self, pod: dict) -> None:
+        uid = pod["metadata"]["uid"]
+        worker = PodWorker(pod, self.services, self.adopted.pop(uid, None))
+        self.workers[uid] = worker
+        self._tasks[uid] = asyncio.ensure_future(worker.run())
+
+    async def _remove_orphan(self, adopted) -> None:
+        """Sandboxes and containers of a pod that no source knows any more."""
+        log.info("removing the containers of pod %s, which is gone", adopted.uid)
+        for records in adopted.containers.values():
+            for record in records:
+                await self.run_blocking(self.pods.stop, record.id, ORPHAN_STOP_SECONDS)
+                await self.run_blocking(self.pods.remove, record.id)
+        for sandbox in adopted.sandboxes:
+            await self.run_blocking(self.pods.remove_sandbox, sandbox.id)
+
+    async def _finished(self, pod: dict) -> None:
+        """A worker terminated its pod: forget it, and delete the API object it was
+        terminated for (a graceful deletion's last step)."""
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        self.workers.pop(uid, None)
+        self._tasks.pop(uid, None)
+        self.statuses.forget(uid)
+        for cid in [c for c, owner in self.exit_owner.items() if owner == uid]:
+            self.exit_owner.pop(cid, None)
+            self.exits.unwatch(cid)
+        if uid in self.api_pods:
+            self.finished_uids.add(uid)
+            await self._delete_api_pod(pod)
+        elif uid in self.static_pods:      # a static pod whose manifest came back meanwhile
+            self._reconcile_sources()
+
+    async def _delete_api_pod(self, pod: dict) -> None:
+        meta = pod["metadata"]
+        while True:
+            try:
+                await self.client.delete(PODS, meta["name"], meta.get("namespace"), grace_period_seconds=0,
+                                         preconditions={"uid": meta["uid"]})
+                return
+            except (NotFound, Conflict):
+                return
+            except ApiError as err:
+                log.info("pod %s/%s: delete failed (%s); retrying", meta.get("namespace"), meta["name"], err)
+                await asyncio.sleep(2)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _write(path: str, text: str) -> None:
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
