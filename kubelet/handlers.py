@@ -169,6 +169,15 @@ class Handlers:
         return ip
 
 
+def runtime_exec(runtime, container_id: str) -> ExecFn:
+    """An exec_fn over `runtime.exec` (runtime.runtime.Runtime) of one container, run in a
+    thread; the output is stdout followed by stderr."""
+    async def exec_fn(argv: list, timeout: float) -> tuple[int, bytes]:
+        result = await asyncio.to_thread(runtime.exec, container_id, argv, timeout=timeout)
+        return result.exit_code, result.stdout + result.stderr
+    return exec_fn
+
+
 async def run_hook(handlers: Handlers, container: dict, which: str, timeout: float, *,
                    pod: str = "") -> Optional[HandlerResult]:
     """Run the container's `which` ("postStart" or "preStop") lifecycle hook within `timeout`
