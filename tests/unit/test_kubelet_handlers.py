@@ -11,7 +11,8 @@ import ssl
 import pytest
 
 from client.clock import FakeClock
-from kubelet.handlers import HandlerResult, Handlers, resolve_port, run_hook, ActionError
+from kubelet.grpcprobe import decode_status, encode_request
+from kubelet.handlers import ActionError, HandlerResult, Handlers, resolve_port, run_hook
 
 
 class HttpServer:
@@ -396,3 +397,78 @@ def test_sleep_hook_sleeps_on_the_clock_within_its_budget():
         result = await short
         assert not result.ok and "did not finish within 2s" in result.message
     asyncio.run(scenario())
+
+
+# -- grpc
+
+
+class HealthServer:
+    """A loopback gRPC server answering grpc.health.v1.Health/Check with `status` (or, with
+    `implemented=False`, nothing: UNIMPLEMENTED). Records the request bytes."""
+
+    def __init__(self, status: int = 1, implemented: bool = True):
+        self.status, self.implemented = status, implemented
+        self.requests: list[bytes] = []
+
+    async def __aenter__(self):
+        import grpc
+        self.server = grpc.aio.server()
+        if self.implemented:
+            handler = grpc.method_handlers_generic_handler(
+                "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(self._check)})
+            self.server.add_generic_rpc_handlers((handler,))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.server.stop(None)
+
+    async def _check(self, request: bytes, context) -> bytes:
+        self.requests.append(request)
+        return b"\x08" + bytes([self.status])
+
+
+def test_grpc_health_check_serving_and_not_serving():
+    async def scenario():
+        async with HealthServer(status=1) as server:
+            result = await handlers().run({"grpc": {"port": server.port, "service": "db"}}, {}, 5)
+            assert result == HandlerResult(True, "service healthy")
+            assert server.requests == [encode_request("db")]
+        async with HealthServer(status=2) as server:
+            assert await handlers().run({"grpc": {"port": server.port}}, {}, 5) == \
+                HandlerResult(False, 'service unhealthy (responded with "NOT_SERVING")')
+            assert server.requests == [b""]
+        async with HealthServer(implemented=False) as server:
+            result = await handlers().run({"grpc": {"port": server.port}}, {}, 5)
+            assert not result.ok
+            assert result.message.startswith("error: this server does not implement the grpc health protocol")
+    asyncio.run(scenario())
+
+
+def test_grpc_connection_that_never_comes_times_out():
+    async def scenario():
+        clock = FakeClock()
+        sock = refused_port()
+        try:
+            port = sock.getsockname()[1]
+            probe = asyncio.ensure_future(handlers(clock).run({"grpc": {"port": port}}, {}, 1))
+            await parked(clock)
+            clock.advance(1)
+            assert await probe == HandlerResult(
+                False, f'timeout: failed to connect service "127.0.0.1:{port}" within 1s')
+        finally:
+            sock.close()
+    asyncio.run(scenario())
+
+
+def test_grpc_messages_round_trip():
+    assert encode_request("") == b""
+    assert encode_request("x" * 200)[:3] == b"\x0a\xc8\x01"
+    assert decode_status(b"\x08\x02") == 2
+    assert decode_status(b"\x12\x02hi\x08\x01") == 1        # unknown fields are skipped
+    assert decode_status(b"") == 0
+    with pytest.raises(ValueError):
+        decode_status(b"\x08")
+    assert asyncio.run(handlers().run({"grpc": {"port": "grpc"}}, {}, 1)) == \
+        HandlerResult(False, "invalid port number: grpc")
