@@ -123,7 +123,7 @@ class Handlers:
         path = spec.get("path") or "/"
         if not path.startswith("/"):
             path = "/" + path
-        headers = {h["name"]: h.get("value", "") for h in spec.get("httpHeaders") or []}
+        headers = {h["name"]: h.get("value", "") for h in spec.get("httpHeaders") or [] if h.get("name")}
         lowered = {name.lower() for name in headers}
         if "user-agent" not in lowered:
             headers["User-Agent"] = LIFECYCLE_USER_AGENT if lifecycle else PROBE_USER_AGENT
