@@ -1,0 +1,274 @@
+"""The volumes of one pod on this node, laid out as Kubernetes does:
+
+    {pod_dir}/volumes/kubernetes.io~empty-dir/{name}     emptyDir (a tmpfs for medium Memory)
+    {pod_dir}/volumes/kubernetes.io~secret/{name}        Secret (on a tmpfs: never on disk)
+    {pod_dir}/volumes/kubernetes.io~configmap/{name}     ConfigMap
+    {pod_dir}/volumes/kubernetes.io~downward-api/{name}  downwardAPI
+    {pod_dir}/volumes/kubernetes.io~projected/{name}     projected (on a tmpfs)
+
+hostPath volumes are the host's path itself. Content volumes (Secret, ConfigMap,
+downwardAPI, projected) are written by kubelet.atomicwriter, so `refresh` swaps a new set
+in atomically. Containers get each volume directory (or a subPath in it) as a bind mount.
+
+The pod worker calls `setup` before starting containers (and again after a kubelet
+restart: it finds what exists), `refresh` on its periodic syncs, `mounts` for each
+container, and `teardown` once the pod's containers are gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+
+from api.quantity import QuantityError, memory_bytes
+from kubelet.atomicwriter import AtomicWriter, PayloadError
+from kubelet.envvars import expand
+from kubelet.errors import ConfigError, VolumeError
+from kubelet.hostmounts import HostMounts
+from kubelet.objectsource import ObjectSource, PodObjects
+from kubelet.volumecontent import ContentError, content_payload
+from runtime.spec import Mount, SpecError
+
+log = logging.getLogger(__name__)
+
+PLUGIN_DIRS = {
+    "emptyDir": "kubernetes.io~empty-dir",
+    "secret": "kubernetes.io~secret",
+    "configMap": "kubernetes.io~configmap",
+    "downwardAPI": "kubernetes.io~downward-api",
+    "projected": "kubernetes.io~projected",
+}
+CONTENT_TYPES = ("secret", "configMap", "downwardAPI", "projected")   # always mounted read-only
+MEMORY_BACKED = ("secret", "projected")    # Kubernetes keeps these on a tmpfs, off the disk
+UNSUPPORTED_TYPES = ("persistentVolumeClaim", "nfs", "iscsi", "csi", "ephemeral", "image", "gitRepo",
+                     "cephfs", "rbd", "fc", "azureFile", "azureDisk", "awsElasticBlockStore",
+                     "gcePersistentDisk", "glusterfs", "portworxVolume", "flexVolume")
+VOLUME_DIR_MODE = 0o777    # Kubernetes' emptyDir: any container user may write
+HOST_PATH_CHECKS = {       # type -> (test on st_mode, what the path must be)
+    "Directory": (stat.S_ISDIR, "a directory"),
+    "File": (stat.S_ISREG, "a file"),
+    "Socket": (stat.S_ISSOCK, "a socket file"),
+    "CharDevice": (stat.S_ISCHR, "a character device"),
+    "BlockDevice": (stat.S_ISBLK, "a block device"),
+}
+_SETUP_ERRORS = (ContentError, PayloadError, QuantityError, OSError)
+
+
+def volume_type(volume: dict) -> str:
+    """The volume's source type ("emptyDir", "hostPath", ...); raises VolumeError for a
+    type this kubelet cannot make."""
+    for kind in (*PLUGIN_DIRS, "hostPath"):
+        if volume.get(kind) is not None:
+            return kind
+    kind = next((k for k in UNSUPPORTED_TYPES if k in volume), None)
+    raise VolumeError(f'MountVolume.SetUp failed for volume "{volume.get("name")}" : '
+                      + (f"volume type {kind} is not supported" if kind else "volume has no source"))
+
+
+def _failed(volume: dict, error: Exception) -> VolumeError:
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        error = f"{error.strerror}: {error.filename}"   # not Python's "[Errno 2] ..."
+    return VolumeError(f'MountVolume.SetUp failed for volume "{volume["name"]}" : {error}')
+
+
+class PodVolumes:
+    """The volumes of one pod on this node. `pod_dir` is `{root_dir}/pods/{uid}`;
+    `allocatable` the node's (for resourceFieldRefs of limits a container does not set);
+    `host_mounts` mounts the tmpfs (injectable for tests). `node_name` is kept for the
+    serviceAccountToken projection (a token bound to the node), not written yet."""
+
+    def __init__(self, pod_dir: str, source: ObjectSource, node_name: str = "", *,
+                 allocatable: dict | None = None, host_mounts: HostMounts | None = None):
+        self.pod_dir = pod_dir
+        self.volumes_dir = os.path.join(pod_dir, "volumes")
+        self.source = source
+        self.node_name = node_name
+        self.allocatable = allocatable
+        self.host_mounts = host_mounts or HostMounts()
+
+    def volume_path(self, volume: dict) -> str:
+        """The host path containers get for `volume` (a hostPath's own path)."""
+        kind = volume_type(volume)
+        if kind == "hostPath":
+            return volume["hostPath"].get("path") or ""
+        name = volume.get("name") or ""
+        if name in ("", ".", "..") or "/" in name:
+            raise VolumeError(f"volume name {name!r}: not a valid directory name")
+        return os.path.join(self.volumes_dir, PLUGIN_DIRS[kind], name)
+
+    # ----- setup and refresh -----
+
+    async def setup(self, pod: dict) -> None:
+        """Make every volume of the pod: directories, tmpfs mounts, content. Idempotent:
+        what exists is kept (after a kubelet restart too) and content is rewritten only
+        where it changed. Raises VolumeError (FailedMount) on the first volume that cannot
+        be made; the next sync retries."""
+        objects = PodObjects(self.source, _namespace(pod))
+        for volume in _volumes(pod):
+            try:
+                await self._setup_volume(pod, volume, objects)
+            except _SETUP_ERRORS as e:
+                raise _failed(volume, e) from None
+
+    async def _setup_volume(self, pod: dict, volume: dict, objects: PodObjects) -> None:
+        kind = volume_type(volume)
+        if kind == "hostPath":
+            check_host_path(volume["hostPath"].get("path") or "", volume["hostPath"].get("type") or "")
+            return
+        path = self.volume_path(volume)
+        if kind == "emptyDir":
+            memory = volume["emptyDir"].get("medium") == "Memory"
+            size = volume["emptyDir"].get("sizeLimit")
+            self._make_dir(path, memory, memory_bytes(size) if memory and size else None)
+            return
+        if kind == "projected" and not os.path.isdir(path):
+            _note_unwritten_tokens(pod, volume)
+        self._make_dir(path, memory=kind in MEMORY_BACKED)
+        AtomicWriter(path).write(await content_payload(pod, volume, objects, self.allocatable))
+
+    def _make_dir(self, path: str, memory: bool, size: int | None = None) -> None:
+        """The volume directory, mode 0777; a tmpfs mounted on it when `memory` (once)."""
+        os.makedirs(path, exist_ok=True)
+        if os.stat(path).st_mode & 0o777 != VOLUME_DIR_MODE:
+            os.chmod(path, VOLUME_DIR_MODE)
+        if memory and not self.host_mounts.is_mount_point(path):
+            self.host_mounts.mount_tmpfs(path, size)
+
+    async def refresh(self, pod: dict) -> bool:
+        """Re-read the Secrets, ConfigMaps and pod fields of the content volumes already set
+        up and swap in what changed; True when some volume changed. Every volume is tried;
+        then the first failure raises VolumeError (the unchanged content stays in place)."""
+        objects = PodObjects(self.source, _namespace(pod))
+        changed, failures = False, []
+        for volume in _volumes(pod):
+            if volume_type(volume) not in CONTENT_TYPES or not os.path.isdir(self.volume_path(volume)):
+                continue
+            try:
+                payload = await content_payload(pod, volume, objects, self.allocatable)
+                changed |= AtomicWriter(self.volume_path(volume)).write(payload)
+            except _SETUP_ERRORS as e:
+                failures.append(_failed(volume, e))
+        if failures:
+            raise failures[0]
+        return changed
+
+    # ----- containers -----
+
+    def mounts(self, pod: dict, container: dict, env: dict[str, str] | None = None) -> list[Mount]:
+        """The bind mounts of `container`'s volumeMounts, in order. `env` is the container's
+        environment (from envvars.container_env), which subPathExpr expands. Content
+        volumes are always read-only. Raises ConfigError (CreateContainerConfigError) for
+        a volumeMount naming no volume or a bad subPath."""
+        volumes = {v.get("name"): v for v in _volumes(pod)}
+        return [self._mount(volumes, container, mount, env or {}) for mount in container.get("volumeMounts") or []]
+
+    def _mount(self, volumes: dict, container: dict, mount: dict, env: dict[str, str]) -> Mount:
+        volume = volumes.get(mount.get("name"))
+        if volume is None:
+            raise ConfigError(f'cannot find volume "{mount.get("name")}" to mount into container "{container["name"]}"')
+        source = self.volume_path(volume)
+        sub_path = _expand_sub_path(mount["subPathExpr"], env) if mount.get("subPathExpr") else mount.get("subPath")
+        if sub_path:
+            source = sub_path_source(source, sub_path)
+        readonly = bool(mount.get("readOnly")) or volume_type(volume) in CONTENT_TYPES
+        try:
+            return Mount(source, mount.get("mountPath") or "", readonly)
+        except SpecError as e:
+            raise ConfigError(f'volumeMount "{mount["name"]}" of container "{container["name"]}": {e}') from None
+
+    # ----- teardown -----
+
+    def teardown(self) -> None:
+        """Unmount the pod's tmpfs volumes and remove its volume directories; idempotent.
+        Called once no container of the pod runs. Refuses (OSError, nothing removed) while
+        something is still mounted there; the caller retries."""
+        if not os.path.lexists(self.volumes_dir):
+            return
+        for point in reversed(self.host_mounts.mounts_under(self.volumes_dir)):
+            self.host_mounts.unmount(point)
+        left = self.host_mounts.mounts_under(self.volumes_dir)
+        if left:
+            raise OSError(f"remove {self.volumes_dir}: still mounted: {', '.join(left)}")
+        shutil.rmtree(self.volumes_dir)
+
+
+def _volumes(pod: dict) -> list[dict]:
+    return (pod.get("spec") or {}).get("volumes") or []
+
+
+def _namespace(pod: dict) -> str:
+    return (pod.get("metadata") or {}).get("namespace") or "default"
+
+
+def _note_unwritten_tokens(pod: dict, volume: dict) -> None:
+    paths = [s["serviceAccountToken"].get("path") for s in volume["projected"].get("sources") or []
+             if s.get("serviceAccountToken")]
+    if paths:
+        log.info("pod %s/%s volume %s: serviceAccountToken projection not written yet (paths %s)",
+                 _namespace(pod), pod["metadata"].get("name"), volume["name"], ", ".join(map(str, paths)))
+
+
+def check_host_path(path: str, kind: str) -> None:
+    """Kubernetes' hostPath type check; the *OrCreate types make what is missing (a
+    directory 0755, an empty file 0644, not its parents). Raises ContentError or OSError."""
+    if kind not in ("", "DirectoryOrCreate", "FileOrCreate", *HOST_PATH_CHECKS):
+        raise ContentError(f"invalid HostPath type {kind!r}")
+    if kind == "DirectoryOrCreate" and not os.path.lexists(path):
+        os.makedirs(path, 0o755, exist_ok=True)
+        os.chmod(path, 0o755)
+    elif kind == "FileOrCreate" and not os.path.lexists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    test, what = HOST_PATH_CHECKS.get(kind.removesuffix("OrCreate"), (None, ""))
+    if test is not None and not _is(path, test):
+        raise ContentError(f"hostPath type check failed: {path} is not {what}")
+
+
+def _is(path: str, test) -> bool:
+    try:
+        return test(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _expand_sub_path(expression: str, env: dict[str, str]) -> str:
+    """subPathExpr with the container's variables; a reference to a variable that is
+    unset or empty is an error, as in Kubernetes."""
+    missing = set()
+
+    def lookup(name: str) -> str:
+        if not env.get(name):
+            missing.add(name)
+        return env.get(name, "")
+    expanded = expand(expression, lookup)
+    if missing:
+        raise ConfigError(f"missing value for {', '.join(sorted(missing))}")
+    return expanded
+
+
+def sub_path_source(volume_path: str, sub_path: str) -> str:
+    """The host path of `sub_path` in a volume, made as a directory (with the volume's
+    mode) when missing, as Kubernetes does. Raises ConfigError when it is absolute, has
+    '..' or resolves (through symlinks) outside the volume."""
+    if sub_path.startswith("/"):
+        raise ConfigError(f"error SubPath `{sub_path}` must not be an absolute path")
+    if ".." in sub_path.split("/"):
+        raise ConfigError(f"error SubPath `{sub_path}` must not contain '..'")
+    root = os.path.realpath(volume_path)
+    path = os.path.join(volume_path, sub_path)
+    _check_inside(root, path, sub_path)
+    if not os.path.lexists(path):
+        try:
+            os.makedirs(path, exist_ok=True)
+            os.chmod(path, os.stat(root).st_mode & 0o7777)
+        except OSError as e:
+            raise ConfigError(f"failed to create subPath directory {sub_path}: {e.strerror}") from None
+    return _check_inside(root, path, sub_path)
+
+
+def _check_inside(root: str, path: str, sub_path: str) -> str:
+    real = os.path.realpath(path)
+    if real != root and not real.startswith(root + "/"):
+        raise ConfigError(f"subpath {sub_path!r} resolves to {real}, outside the volume {root}")
+    return real
