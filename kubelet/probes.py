@@ -112,6 +112,7 @@ class ContainerProbes:
         self._on_result, self._on_failure = on_result, on_failure
         self._started = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._stopped = False
         self.workers: dict[str, ProbeWorker] = {}
         for kind in KINDS:
             probe = container.get(f"{kind}Probe")
@@ -142,17 +143,25 @@ class ContainerProbes:
             task.add_done_callback(_log_crash)
             self._tasks.append(task)
 
+    def cancel(self) -> None:
+        """Stop every worker without waiting: no callback is made once this returns. Safe to
+        call twice; `stop` also waits until the workers have finished."""
+        self._stopped = True
+        for task in self._tasks:
+            task.cancel()
+
     async def stop(self) -> None:
         """Stop every worker and wait until they have; no callback is made afterwards.
         Called before the container is stopped or killed, and safe to call twice."""
-        for task in self._tasks:
-            task.cancel()
+        self.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks)
         self._tasks = []
 
     def _changed(self, kind: str) -> Callable[[HandlerResult], None]:
         def changed(outcome: HandlerResult) -> None:
+            if self._stopped:
+                return
             if kind == "startup" and outcome.ok:
                 self._started.set()
             self._on_result(kind, outcome.ok, outcome.message)
@@ -161,7 +170,7 @@ class ContainerProbes:
     def _failed(self, kind: str) -> Optional[Callable[[HandlerResult], None]]:
         if self._on_failure is None:
             return None
-        return lambda outcome: self._on_failure(kind, outcome.message)
+        return lambda outcome: None if self._stopped else self._on_failure(kind, outcome.message)
 
 
 def _log_crash(task: asyncio.Task) -> None:

@@ -275,3 +275,20 @@ def test_unknown_probe_kind_and_event_text():
         ProbeWorker("sanity", {}, {}, None, print, FakeClock())
     assert failure_message("liveness", "HTTP probe failed with statuscode: 500") == \
         "Liveness probe failed: HTTP probe failed with statuscode: 500"
+
+
+def test_cancel_stops_at_once_without_waiting():
+    async def scenario():
+        clock = FakeClock()
+        fake = FakeContainer(clock)
+        fake.takes = 1
+        fake.healthy["liveness"] = False
+        probes, results, failures = probes_of(
+            {"livenessProbe": probe("liveness", periodSeconds=1, failureThreshold=1)}, fake)
+        probes.start()
+        await settle()                                   # the probe is in flight
+        clock.advance(1)                                 # its answer is due...
+        probes.cancel()                                  # ... but the container is being stopped
+        await advance(clock, 3)
+        assert (results, failures, fake.times("liveness")) == ([], [], [0])
+    asyncio.run(scenario())
