@@ -110,6 +110,8 @@ class Handlers:
                                         "(Client.Timeout exceeded while awaiting headers)")
         except _RequestFailed as err:
             return HandlerResult(False, str(err))
+        except httpx.InvalidURL as err:
+            return HandlerResult(False, f"parse {_go_quote(url)}: {err}")
         if lifecycle or 200 <= status < 300:
             return HandlerResult(True, "")
         if 300 <= status < 400:   # a redirect to another host is not followed, and counts as success

@@ -203,9 +203,11 @@ def test_http_refused_connection_reads_like_the_kubelet():
         sock.close()
 
 
-def test_http_without_a_pod_ip_fails_clearly():
+def test_http_without_a_pod_ip_or_with_a_bad_host_fails_clearly():
     result = asyncio.run(handlers(pod_ip="").run(http_probe(80), {}, 1))
     assert result == HandlerResult(False, "failed to find networking container: the pod has no IP")
+    result = asyncio.run(handlers().run(http_probe(80, host="bad\nhost"), {}, 1))
+    assert not result.ok and result.message.startswith('parse "http://bad\\nhost:80/": ')
 
 
 def test_http_timeout_is_a_failure():
