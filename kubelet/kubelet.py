@@ -27,6 +27,7 @@ from kubelet.containers import PodRuntime
 from kubelet.mirror import MirrorPods, is_mirror
 from kubelet.nodeagent import NodeAgent
 from kubelet.podworker import PodWorker, Services
+from kubelet.references import pod_references
 from kubelet.setup import PodSetup
 from kubelet.static import StaticPodSource
 from kubelet.statusmanager import StatusManager
@@ -60,14 +61,19 @@ class KubeletConfig:
 
 
 class ApiObjects:
-    """Secrets and ConfigMaps for volumes and env, read from the API (None when missing)."""
+    """Secrets and ConfigMaps for volumes and env: from the informers' caches once they have
+    synced, from the API before (None when missing)."""
 
     RESOURCES = {"Secret": SECRETS, "ConfigMap": CONFIGMAPS}
 
-    def __init__(self, client):
+    def __init__(self, client, informers: dict[str, Informer]):
         self.client = client
+        self.informers = informers
 
     async def get(self, kind: str, namespace: str, name: str) -> Optional[dict]:
+        informer = self.informers.get(kind)
+        if informer is not None and informer.has_synced():
+            return informer.store.get(f"{namespace}/{name}")
         try:
             return await self.client.get(self.RESOURCES[kind], name, namespace)
         except NotFound:
@@ -100,8 +106,12 @@ class Kubelet:
         self.node_config = nodes.NodeConfig(name=config.node_name, address=self.address, port=config.port,
                                             labels=dict(config.labels or {}))
         self.agent = NodeAgent(client, self.node_config, self._facts, lambda: self.network_ready)
-        self.setup = PodSetup(runtime, config.root_dir, config.node_name, ApiObjects(client), self.run_blocking,
-                              self.events.emit)
+        self.object_informers = {kind: Informer(client, resource) for kind, resource in ApiObjects.RESOURCES.items()}
+        for kind, informer in self.object_informers.items():
+            informer.add_handlers(None, functools.partial(self._object_changed, kind), None)
+        self.setup = PodSetup(runtime, config.root_dir, config.node_name,
+                              ApiObjects(client, self.object_informers), self.run_blocking,
+                              self.events.emit, self.address)
         self.services = Services(pods=self.pods, run=self.run_blocking, report=self.statuses.set,
                                  event=self.events.emit, watch_exit=self._watch_exit, finished=self._finished,
                                  prepare=self.setup, host_ip=self.address)
@@ -148,7 +158,8 @@ class Kubelet:
             await server.start()
         try:
             await asyncio.gather(self.agent.run(), self.static.run(), self.statuses.run(), self.events.run(),
-                                 self.mirrors.run(), pods.run(), node.run(), self._wait_synced(pods))
+                                 self.mirrors.run(), pods.run(), node.run(), self._wait_synced(pods),
+                                 *(informer.run() for informer in self.object_informers.values()))
         finally:
             loop.remove_reader(self.exits.fileno())
             if server is not None:
@@ -169,6 +180,14 @@ class Kubelet:
         await pods.wait_synced()
         self.api_synced = True
         self._reconcile_sources()
+
+    def _object_changed(self, kind: str, _old: dict, new: dict) -> None:
+        """A Secret or ConfigMap changed: wake the workers of the pods that read it."""
+        meta = new["metadata"]
+        for worker in self.workers.values():
+            if worker.pod["metadata"].get("namespace") == meta.get("namespace") and \
+                    (kind, meta["name"]) in pod_references(worker.pod):
+                worker.wake()
 
     # ----- the node and its network -----
 

@@ -82,9 +82,10 @@ class MirrorPods:
         for key, pod in wanted.items():
             mirror = self.mirrors.get(key)
             current_hash = pod["metadata"]["annotations"][CONFIG_HASH]
-            if mirror is not None and mirror["metadata"].get("annotations", {}).get(CONFIG_MIRROR) == current_hash:
+            if mirror is not None and mirror["metadata"].get("annotations", {}).get(CONFIG_MIRROR) == current_hash \
+                    and not mirror["metadata"].get("deletionTimestamp"):
                 continue
-            if mirror is not None:
+            if mirror is not None:      # outdated, or being deleted through the API: replace it
                 await self._delete(mirror)
             node = node or await self.client.get(NODES, self.node_name)
             try:

@@ -82,6 +82,7 @@ class ContainerTrack:
         self.started: Optional[bool] = None
         self.unhealthy: Optional[str] = None      # a liveness failure asked for a restart
         self.probes = None
+        self.probed: Optional[str] = None         # id of the instance whose probes were started
 
     @property
     def current(self):
@@ -175,11 +176,11 @@ class PodWorker:
             except asyncio.CancelledError:
                 raise
             except Exception:   # noqa: BLE001 - a worker never dies; the next event retries
-                log.exception("pod %s: sync failed", self._key())
+                log.exception("pod %s: sync failed", self.key())
                 self._wake_in(5)
         await self.s.finished(self.pod)
 
-    def _key(self) -> str:
+    def key(self) -> str:
         meta = self.pod["metadata"]
         return f"{meta.get('namespace')}/{meta['name']}"
 
@@ -211,7 +212,7 @@ class PodWorker:
     async def _ensure_volumes(self) -> bool:
         if self.volumes_ready:
             if await self.s.prepare.refresh_volumes(self.pod):
-                log.info("pod %s: volume contents updated", self._key())
+                log.info("pod %s: volume contents updated", self.key())
             return True
         try:
             await self.s.prepare.setup_volumes(self.pod)
@@ -276,6 +277,9 @@ class PodWorker:
         track = self._track(container["name"])
         current = track.current
         if podstatus.is_running(current):
+            if track.probed != current.id:      # adopted from a previous kubelet
+                track.probed = current.id
+                self.s.prepare.start_probes(self, container, track)
             if track.unhealthy:
                 await self._restart_unhealthy(container, track)
             return
@@ -289,7 +293,7 @@ class PodWorker:
         message, track.unhealthy = track.unhealthy, None
         self.s.event(self.pod, "Normal", "Killing",
                      f"Container {track.name} failed liveness probe, will be restarted")
-        await self._stop_instance(container, track, self._grace())
+        await self._stop_instance(container, track, self.grace())
         await self._refresh_track(track)
         await self._start_or_back_off(container, track)
 
@@ -324,6 +328,10 @@ class PodWorker:
             await self._failed_start(container, track, attempt, err)
             return
         self._started(container, track, record)
+        if (container.get("lifecycle") or {}).get("postStart") and podstatus.is_running(record):
+            if not await self.s.prepare.post_start(self, container, track):
+                await self.s.run(self.s.pods.kill, record.id)
+                await self._refresh_track(track)
 
     async def _failed_start(self, container: dict, track: ContainerTrack, attempt: int, err: Exception) -> None:
         message = str(err)
@@ -349,6 +357,7 @@ class PodWorker:
         self.s.watch_exit(record.id, self.uid)
         self.s.event(self.pod, "Normal", "Created", f"Created container: {track.name}")
         self.s.event(self.pod, "Normal", "Started", f"Started container {track.name}")
+        track.probed = record.id
         self.s.prepare.start_probes(self, container, track)
         if podstatus.has_exited(record):
             self.wake()
@@ -396,7 +405,7 @@ class PodWorker:
 
     # ----- termination -----
 
-    def _grace(self) -> float:
+    def grace(self) -> float:
         meta, spec = self.pod["metadata"], self.pod.get("spec") or {}
         grace = meta.get("deletionGracePeriodSeconds")
         if grace is None:
@@ -407,7 +416,7 @@ class PodWorker:
         """preStop hooks, then SIGTERM, SIGKILL at the end of the grace period; then the pod's
         sandbox, containers and volumes go, and the API object is deleted."""
         self.state = TERMINATING
-        grace = self._grace()
+        grace = self.grace()
         spec = self.pod.get("spec") or {}
         containers = {c["name"]: c for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])}
         await asyncio.gather(*(self._stop_instance(containers.get(t.name, {"name": t.name}), t, grace)

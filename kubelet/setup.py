@@ -6,11 +6,17 @@ lifecycle hooks, each from its own module, put together per pod.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Callable
 
+from client.clock import Clock
+from kubelet.envvars import container_env
 from kubelet.errors import PodSetupError
+from kubelet.handlers import Handlers, runtime_exec, run_hook
+from kubelet.probes import ContainerProbes
+from kubelet.volumes import PodVolumes
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +38,15 @@ class PodSetup:
     """
 
     def __init__(self, runtime, root_dir: str, node_name: str, objects, run: Callable, event: Callable,
-                 clock=None, allocatable: dict | None = None):
+                 host_ip: str, clock: Clock | None = None, allocatable: dict | None = None):
         self.runtime = runtime
+        self.host_ip = host_ip
         self.root_dir = root_dir
         self.node_name = node_name
         self.objects = objects
         self.run = run
         self.event = event
-        self.clock = clock
+        self.clock = clock or Clock()
         self.allocatable = allocatable or {}
         self._volumes: dict[str, PodVolumes] = {}
 
@@ -51,7 +58,6 @@ class PodSetup:
     def volumes(self, pod: dict) -> PodVolumes:
         uid = pod["metadata"]["uid"]
         if uid not in self._volumes:
-            from kubelet.volumes import PodVolumes
             self._volumes[uid] = PodVolumes(self.pod_dir(pod), self.objects, self.node_name)
         return self._volumes[uid]
 
@@ -75,14 +81,12 @@ class PodSetup:
 
     async def container_inputs(self, pod: dict, container: dict, sandbox) -> tuple[str, dict, list]:
         """(image reference, environment, mounts) of one container; raises PodSetupError."""
-        from kubelet.envvars import container_env
         image = await self.ensure_image(pod, container)
-        env = await container_env(pod, container, self.objects, {}, **self._env_options(pod, sandbox))
-        mounts = self.volumes(pod).mounts(pod, container)
+        pod_ip = ((sandbox.endpoint if sandbox is not None else None) or {}).get("ip")
+        env = await container_env(pod, container, self.objects, {}, allocatable=self.allocatable or None,
+                                  pod_ips=[pod_ip] if pod_ip else None, host_ips=[self.host_ip])
+        mounts = self.volumes(pod).mounts(pod, container, env)
         return image, env, mounts
-
-    def _env_options(self, pod: dict, sandbox) -> dict:
-        return {"allocatable": self.allocatable} if self.allocatable else {}
 
     async def ensure_image(self, pod: dict, container: dict) -> str:
         """The image reference, pulled first when the policy asks for it; raises ImageError."""
@@ -112,58 +116,47 @@ class PodSetup:
     # ----- probes and hooks -----
 
     def start_probes(self, worker, container: dict, track) -> None:
-        """Probes of a freshly started instance; results wake the worker."""
-        from kubelet.probes import ContainerProbes
+        """Probes of a freshly started instance; each change of a result wakes the worker."""
         if not any(container.get(k) for k in ("livenessProbe", "readinessProbe", "startupProbe")):
-            track.ready = True
+            track.ready, track.started = True, True
             return
-        handlers = self._handlers(worker, track)
 
         def on_result(kind: str, ok: bool, message: str) -> None:
-            if kind == "readiness":
-                track.ready = ok
-            elif kind == "startup":
-                track.started = ok
-            elif kind == "liveness" and not ok:
+            track.ready, track.started = probes.ready, probes.started
+            if kind in ("liveness", "startup") and not ok:
                 track.unhealthy = message
-            if not ok:
-                self.event(worker.pod, "Warning", "Unhealthy", f"{kind.capitalize()} probe failed: {message}")
             worker.wake()
 
-        track.probes = ContainerProbes(container, handlers, self.clock, on_result)
-        track.probes.start()
-        track.started = not container.get("startupProbe")
+        def on_failure(kind: str, message: str) -> None:
+            self.event(worker.pod, "Warning", "Unhealthy", f"{kind.capitalize()} probe failed: {message}")
+
+        probes = ContainerProbes(container, self._handlers(worker, track), self.clock, on_result,
+                                 on_failure=on_failure)
+        track.probes, track.ready, track.started = probes, probes.ready, probes.started
+        probes.start()
 
     def stop_probes(self, track) -> None:
+        """Stop an instance's probes (it exited or is being stopped); no result comes after."""
         probes, track.probes = track.probes, None
         if probes is not None:
-            import asyncio
             asyncio.ensure_future(probes.stop())
 
-    def _handlers(self, worker, track):
-        from kubelet.handlers import Handlers
-        instance_id = track.current.id
-
-        async def exec_fn(argv: list[str], timeout: float):
-            result = await self.run(lambda: self.runtime.exec(instance_id, argv, timeout=timeout))
-            return result.exit_code, (result.stdout or b"") + (result.stderr or b"")
-
-        return Handlers(exec_fn, worker.pod_ip)
+    def _handlers(self, worker, track) -> Handlers:
+        return Handlers(runtime_exec(self.runtime, track.current.id), worker.pod_ip, self.clock)
 
     async def pre_stop(self, worker, container: dict, grace: float) -> None:
-        from kubelet.handlers import run_hook
         track = worker.tracks[container["name"]]
-        result = await run_hook(self._handlers(worker, track), container, "preStop", grace)
+        result = await run_hook(self._handlers(worker, track), container, "preStop", grace, pod=worker.key())
         if result is not None and not result.ok:
-            self.event(worker.pod, "Warning", "FailedPreStopHook",
-                       f"PreStopHook failed: {result.message}")
+            self.event(worker.pod, "Warning", "FailedPreStopHook", result.message)
 
     async def post_start(self, worker, container: dict, track) -> bool:
-        """Run the postStart hook; False (and an Event) when it failed."""
-        from kubelet.handlers import run_hook
-        result = await run_hook(self._handlers(worker, track), container, "postStart", 30.0)
+        """Run the postStart hook; False (and an Event) when it failed: the caller kills the
+        container, which then restarts as its restartPolicy says."""
+        result = await run_hook(self._handlers(worker, track), container, "postStart",
+                                float(worker.grace()), pod=worker.key())
         if result is not None and not result.ok:
-            self.event(worker.pod, "Warning", "FailedPostStartHook", f"PostStartHook failed: {result.message}")
+            self.event(worker.pod, "Warning", "FailedPostStartHook", result.message)
             return False
         return True
 

@@ -32,8 +32,11 @@ def pkube(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def start_cluster(data_dir: Path, port: int) -> LocalCluster:
-    result = pkube("up", "-d", "--data-dir", str(data_dir), "--port", str(port))
+def start_cluster(data_dir: Path, port: int, kubelet: bool = False) -> LocalCluster:
+    """`pkube up -d`; without a kubelet unless asked (one host holds one kubelet at a time:
+    the tests that run pods share the `node_cluster` fixture)."""
+    flags = ["--node-name", "e2e-node", "--kubelet-port", str(free_port())] if kubelet else ["--no-kubelet"]
+    result = pkube("up", "-d", "--data-dir", str(data_dir), "--port", str(port), *flags)
     assert result.returncode == 0, result.stderr + result.stdout
     return LocalCluster(data_dir, port)
 
