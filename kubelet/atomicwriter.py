@@ -70,10 +70,12 @@ def clean_payload(payload: dict[str, FileProjection]) -> dict[str, FileProjectio
 
 
 class AtomicWriter:
-    """Writes payloads into one target directory (which must exist)."""
+    """Writes payloads into one target directory (which must exist). With `gid` (the
+    pod's fsGroup) the files and directories written belong to that group."""
 
-    def __init__(self, target_dir: str):
+    def __init__(self, target_dir: str, gid: int | None = None):
         self.target_dir = target_dir
+        self.gid = gid
 
     def write(self, payload: dict[str, FileProjection]) -> bool:
         """Make the visible files exactly `payload` (path -> FileProjection). Writes nothing
@@ -86,7 +88,7 @@ class AtomicWriter:
         if changed:
             self._remove_stale_dirs(keep=old)
             new_dir = self._new_timestamped_dir()
-            write_tree(new_dir, payload)
+            write_tree(new_dir, payload, self.gid)
             self._swap(os.path.basename(new_dir))
         self._update_visible_links(payload)
         if changed and old:
@@ -104,6 +106,8 @@ class AtomicWriter:
         prefix = time.strftime(TIMESTAMP_FORMAT, time.gmtime())
         path = tempfile.mkdtemp(prefix=prefix, dir=self.target_dir)
         os.chmod(path, 0o755)   # mkdtemp makes 0700; others must be able to traverse it
+        if self.gid is not None:
+            os.chown(path, -1, self.gid)
         return path
 
     def _swap(self, new_name: str) -> None:
@@ -135,18 +139,20 @@ class AtomicWriter:
                 shutil.rmtree(os.path.join(self.target_dir, name), ignore_errors=True)
 
 
-def write_tree(root: str, payload: dict[str, FileProjection]) -> None:
-    """Write every file of `payload` under `root` with its mode (whatever the umask);
-    directories on the way are 0755."""
+def write_tree(root: str, payload: dict[str, FileProjection], gid: int | None = None) -> None:
+    """Write every file of `payload` under `root` with its mode (whatever the umask) and,
+    when given, group `gid`; directories on the way are 0755."""
     for path, projection in payload.items():
         full = os.path.join(root, path)
         parent = os.path.dirname(full)
         if not os.path.isdir(parent):
             os.makedirs(parent)
-            _chmod_dirs(root, parent)
+            _own_dirs(root, parent, gid)
         fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             _write_all(fd, projection.data)
+            if gid is not None:
+                os.fchown(fd, -1, gid)
             os.fchmod(fd, projection.mode)
         finally:
             os.close(fd)
@@ -158,9 +164,11 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _chmod_dirs(root: str, deepest: str) -> None:
+def _own_dirs(root: str, deepest: str, gid: int | None) -> None:
     while deepest != root:
         os.chmod(deepest, 0o755)
+        if gid is not None:
+            os.chown(deepest, -1, gid)
         deepest = os.path.dirname(deepest)
 
 

@@ -23,7 +23,7 @@ import shutil
 import stat
 
 from api.quantity import QuantityError, memory_bytes
-from kubelet.atomicwriter import AtomicWriter, PayloadError
+from kubelet.atomicwriter import AtomicWriter, FileProjection, PayloadError
 from kubelet.envvars import expand
 from kubelet.errors import ConfigError, VolumeError
 from kubelet.hostmounts import HostMounts
@@ -46,6 +46,7 @@ UNSUPPORTED_TYPES = ("persistentVolumeClaim", "nfs", "iscsi", "csi", "ephemeral"
                      "cephfs", "rbd", "fc", "azureFile", "azureDisk", "awsElasticBlockStore",
                      "gcePersistentDisk", "glusterfs", "portworxVolume", "flexVolume")
 VOLUME_DIR_MODE = 0o777    # Kubernetes' emptyDir: any container user may write
+GROUP_READ = 0o440         # what an fsGroup adds to a read-only volume's files
 HOST_PATH_CHECKS = {       # type -> (test on st_mode, what the path must be)
     "Directory": (stat.S_ISDIR, "a directory"),
     "File": (stat.S_ISREG, "a file"),
@@ -122,11 +123,21 @@ class PodVolumes:
             memory = volume["emptyDir"].get("medium") == "Memory"
             size = volume["emptyDir"].get("sizeLimit")
             self._make_dir(path, memory, memory_bytes(size) if memory and size else None)
+            share_with_group(path, _fs_group(pod))
             return
         if kind == "projected" and not os.path.isdir(path):
             _note_unwritten_tokens(pod, volume)
         self._make_dir(path, memory=kind in MEMORY_BACKED)
-        AtomicWriter(path).write(await content_payload(pod, volume, objects, self.allocatable))
+        await self._write_content(pod, volume, objects)
+
+    async def _write_content(self, pod: dict, volume: dict, objects: PodObjects) -> bool:
+        """(Re)write a content volume; True when its files changed. With an fsGroup the
+        files belong to that group and are group-readable (Kubernetes' SetVolumeOwnership)."""
+        payload = await content_payload(pod, volume, objects, self.allocatable)
+        gid = _fs_group(pod)
+        if gid is not None:
+            payload = {path: FileProjection(p.data, p.mode | GROUP_READ) for path, p in payload.items()}
+        return AtomicWriter(self.volume_path(volume), gid).write(payload)
 
     def _make_dir(self, path: str, memory: bool, size: int | None = None) -> None:
         """The volume directory, mode 0777; a tmpfs mounted on it when `memory` (once)."""
@@ -146,8 +157,7 @@ class PodVolumes:
             if volume_type(volume) not in CONTENT_TYPES or not os.path.isdir(self.volume_path(volume)):
                 continue
             try:
-                payload = await content_payload(pod, volume, objects, self.allocatable)
-                changed |= AtomicWriter(self.volume_path(volume)).write(payload)
+                changed |= await self._write_content(pod, volume, objects)
             except _SETUP_ERRORS as e:
                 failures.append(_failed(volume, e))
         if failures:
@@ -200,6 +210,20 @@ def _volumes(pod: dict) -> list[dict]:
 
 def _namespace(pod: dict) -> str:
     return (pod.get("metadata") or {}).get("namespace") or "default"
+
+
+def _fs_group(pod: dict) -> int | None:
+    group = ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
+    return None if group is None else int(group)
+
+
+def share_with_group(path: str, gid: int | None) -> None:
+    """An emptyDir of a pod with an fsGroup: owned by that group, setgid so that what
+    containers create in it inherits the group (Kubernetes' SetVolumeOwnership on a
+    fresh volume)."""
+    if gid is not None:
+        os.chown(path, -1, gid)
+        os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | stat.S_ISGID)
 
 
 def _note_unwritten_tokens(pod: dict, volume: dict) -> None:

@@ -118,3 +118,29 @@ def test_a_container_reads_the_secret_and_sees_the_refresh(rt, pod_dir):
             rt.remove(state.id, force=True)
         volumes.teardown()
     assert mounts_below(pod_dir) == []
+
+
+def test_fs_group_lets_a_non_root_user_of_the_group_read_a_0400_secret(rt, pod_dir):
+    source = DictSource()
+    source.secret("ssh", {"id_rsa": "KEY"})
+    container = {"name": "app", "image": "busybox", "volumeMounts": [
+        {"name": "ssh", "mountPath": "/ssh"}, {"name": "work", "mountPath": "/work"}]}
+    pod = pod_with([{"name": "ssh", "secret": {"secretName": "ssh", "defaultMode": 0o400}},
+                    {"name": "work", "emptyDir": {}}], [container])
+    pod["spec"]["securityContext"] = {"fsGroup": 2000}
+    volumes = PodVolumes(pod_dir, source)
+    asyncio.run(volumes.setup(pod))
+    state = None
+    try:
+        state = rt.create(ContainerSpec(image="busybox", command=["sleep", "1000"], network="none", user="1000:2000",
+                                        mounts=volumes.mounts(pod, container)))
+        rt.start(state.id)
+        assert exec_out(rt, state.id, "cat", "/ssh/id_rsa") == "KEY"
+        assert exec_out(rt, state.id, "stat", "-L", "-c", "%a %g", "/ssh/id_rsa") == "440 2000\n"
+        # a user whose primary group is another: the setgid directory gives the file group 2000
+        assert rt.exec(state.id, ["touch", "/work/made"], user="1000:3000").exit_code == 0
+        assert os.stat(os.path.join(pod_dir, "volumes/kubernetes.io~empty-dir/work/made")).st_gid == 2000
+    finally:
+        if state is not None:
+            rt.remove(state.id, force=True)
+        volumes.teardown()

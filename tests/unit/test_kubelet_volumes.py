@@ -423,3 +423,17 @@ def test_teardown_removes_nothing_while_a_mount_stays(volumes, pod_dir, host_mou
     host_mounts.stuck.clear()
     volumes.teardown()
     assert not os.path.exists(os.path.join(pod_dir, "volumes"))
+
+
+# ----- fsGroup (the group the test runs as: chown to another one needs root, see tests/system) -----
+
+def test_fs_group_makes_secret_files_group_readable_without_spurious_refreshes(volumes, source, pod_dir):
+    source.secret("db", {"key": "ssh"})
+    pod = make_pod([{"name": "creds", "secret": {"secretName": "db", "defaultMode": 0o400}},
+                    {"name": "cache", "emptyDir": {}}])
+    pod["spec"]["securityContext"] = {"fsGroup": os.getgid()}
+    setup(volumes, pod)
+    key = os.path.join(vdir(pod_dir, "secret", "creds"), "key")
+    assert mode_of(key) == 0o440 and os.stat(key).st_gid == os.getgid()
+    assert refresh(volumes, pod) is False
+    assert os.stat(vdir(pod_dir, "empty-dir", "cache")).st_mode & 0o7777 == 0o2777
