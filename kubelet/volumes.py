@@ -42,9 +42,6 @@ PLUGIN_DIRS = {
 }
 CONTENT_TYPES = ("secret", "configMap", "downwardAPI", "projected")   # always mounted read-only
 MEMORY_BACKED = ("secret", "projected")    # Kubernetes keeps these on a tmpfs, off the disk
-UNSUPPORTED_TYPES = ("persistentVolumeClaim", "nfs", "iscsi", "csi", "ephemeral", "image", "gitRepo",
-                     "cephfs", "rbd", "fc", "azureFile", "azureDisk", "awsElasticBlockStore",
-                     "gcePersistentDisk", "glusterfs", "portworxVolume", "flexVolume")
 VOLUME_DIR_MODE = 0o777    # Kubernetes' emptyDir: any container user may write
 GROUP_READ = 0o440         # what an fsGroup adds to a read-only volume's files
 HOST_PATH_CHECKS = {       # type -> (test on st_mode, what the path must be)
@@ -63,7 +60,7 @@ def volume_type(volume: dict) -> str:
     for kind in (*PLUGIN_DIRS, "hostPath"):
         if volume.get(kind) is not None:
             return kind
-    kind = next((k for k in UNSUPPORTED_TYPES if k in volume), None)
+    kind = next((k for k in volume if k != "name"), None)
     raise VolumeError(f'MountVolume.SetUp failed for volume "{volume.get("name")}" : '
                       + (f"volume type {kind} is not supported" if kind else "volume has no source"))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 
 import pytest
 
@@ -85,3 +87,50 @@ def test_paths_that_could_escape_or_clash_are_refused(tmp_path, path, message):
     with pytest.raises(PayloadError):
         AtomicWriter(str(tmp_path)).write({path: FileProjection(b"x", 0o644)})
     assert entries(tmp_path) == []
+
+
+def test_a_concurrent_reader_only_ever_sees_whole_sets(tmp_path):
+    """A reader resolving `..data` once reads a whole set, never a mix or a partial file,
+    while sets are swapped under it (the writer waits for the reader to catch up with each
+    generation, so the reads overlap the next write)."""
+    writer = AtomicWriter(str(tmp_path))
+    size = 256 * 1024
+
+    def generation(n: int) -> dict[str, FileProjection]:
+        return {"a": FileProjection(bytes([n]) * size, 0o644), "b": FileProjection(bytes([n]) * size, 0o644)}
+    writer.write(generation(0))
+    latest, problems, done = [0], [], threading.Event()
+
+    def read_sets():
+        while not done.is_set():
+            try:
+                data = os.open(tmp_path / "..data", os.O_RDONLY | os.O_DIRECTORY)   # resolve the set once
+                try:
+                    a, b = (_read_at(data, name) for name in ("a", "b"))
+                finally:
+                    os.close(data)
+            except FileNotFoundError:   # that set was removed while we read it: try the next
+                continue
+            if a == b and len(a) == size and a == a[:1] * size:
+                latest[0] = max(latest[0], a[0])
+            else:
+                problems.append((len(a), len(b), a[:1], b[:1]))
+    reader = threading.Thread(target=read_sets)
+    reader.start()
+    try:
+        for n in range(1, 40):
+            writer.write(generation(n))
+            deadline = time.monotonic() + 30
+            while latest[0] < n and not problems:
+                assert time.monotonic() < deadline, f"the reader never saw generation {n}"
+                time.sleep(0.001)
+    finally:
+        done.set()
+        reader.join()
+    assert problems == []
+
+
+def _read_at(dir_fd: int, name: str) -> bytes:
+    fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
