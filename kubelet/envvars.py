@@ -9,6 +9,7 @@ literal `$` and an unknown reference stays as written.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Callable
 
 from kubelet.downwardapi import DownwardAPIError, find_container, pod_field, resource_value
@@ -70,13 +71,13 @@ async def container_env(pod: dict, container: dict, source: ObjectSource,
     fieldRef): Kubernetes' CreateContainerConfigError, retried on the next sync. The
     source's own failures propagate."""
     objects = PodObjects(source, (pod.get("metadata") or {}).get("namespace") or "default")
+    origin = _Origin(pod, container, objects, allocatable, pod_ips, host_ips)
     service_env = dict(service_env or {})
     env: dict[str, str] = {}
     for env_from in container.get("envFrom") or []:
         env.update(await _env_from(objects, env_from))
     for var in container.get("env") or []:
-        value = await _env_value(pod, container, objects, var, lookup_in(env, service_env),
-                                 allocatable, pod_ips, host_ips)
+        value = await _env_value(origin, var, lookup_in(env, service_env))
         if value is not None:
             env[var["name"]] = value
     return {**{k: v for k, v in service_env.items() if k not in env}, **env}
@@ -98,7 +99,19 @@ async def _env_from(objects: PodObjects, env_from: dict) -> dict[str, str]:
     return {prefix + key: value for key, value in values.items() if is_env_var_name(prefix + key)}
 
 
-async def _env_value(pod, container, objects, var, lookup, allocatable, pod_ips, host_ips) -> str | None:
+@dataclass
+class _Origin:
+    """Where the `valueFrom` of one container's variables are read."""
+
+    pod: dict
+    container: dict
+    objects: PodObjects
+    allocatable: dict | None
+    pod_ips: list[str] | None
+    host_ips: list[str] | None
+
+
+async def _env_value(origin: _Origin, var: dict, lookup: Callable[[str], str]) -> str | None:
     """The value of one `env` entry; None when it comes from an optional reference that
     does not resolve (the variable is then not set)."""
     source = var.get("valueFrom")
@@ -106,16 +119,16 @@ async def _env_value(pod, container, objects, var, lookup, allocatable, pod_ips,
         return expand(var.get("value") or "", lookup)
     try:
         if source.get("fieldRef"):
-            return pod_field(pod, source["fieldRef"].get("fieldPath") or "", pod_ips, host_ips)
+            return pod_field(origin.pod, source["fieldRef"].get("fieldPath") or "", origin.pod_ips, origin.host_ips)
         if source.get("resourceFieldRef"):
             ref = source["resourceFieldRef"]
-            target = find_container(pod, ref["containerName"]) if ref.get("containerName") else container
-            return resource_value(ref, target, allocatable)
+            target = find_container(origin.pod, ref["containerName"]) if ref.get("containerName") else origin.container
+            return resource_value(ref, target, origin.allocatable)
     except DownwardAPIError as e:
         raise ConfigError(str(e)) from None
     for kind, field in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
         if source.get(field):
-            return await _key_value(objects, kind, source[field])
+            return await _key_value(origin.objects, kind, source[field])
     raise ConfigError(f"env variable {var['name']}: valueFrom names no source")
 
 
