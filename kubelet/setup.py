@@ -139,6 +139,7 @@ class PodSetup:
         """Stop an instance's probes (it exited or is being stopped); no result comes after."""
         probes, track.probes = track.probes, None
         if probes is not None:
+            probes.cancel()
             asyncio.ensure_future(probes.stop())
 
     def _handlers(self, worker, track) -> Handlers:

@@ -51,3 +51,29 @@ def cluster(tmp_path_factory):
         yield started
     finally:
         pkube("down", "--data-dir", str(data_dir))
+
+
+@pytest.fixture(scope="session")
+def node_cluster(tmp_path_factory):
+    """A detached cluster with a real kubelet (node "e2e-node"), shared by every test that
+    runs pods; `pkube down` at the end removes its pods, network and cgroups."""
+    data_dir = tmp_path_factory.mktemp("pkube-node")
+    started = start_cluster(data_dir, free_port(), kubelet=True)
+    try:
+        wait_node_ready(started, "e2e-node")
+        yield started
+    finally:
+        pkube("down", "--data-dir", str(data_dir))
+
+
+def wait_node_ready(cluster: LocalCluster, name: str, timeout: float = 60) -> None:
+    """Until the Node `name` is registered and Ready (the kubelet starts after `pkube up -d` returns)."""
+    import httpx
+
+    from tests.helpers.waiting import wait_for
+
+    def ready() -> bool:
+        answer = httpx.get(f"{cluster.server}/api/v1/nodes/{name}", timeout=5)
+        conditions = answer.json().get("status", {}).get("conditions", []) if answer.status_code == 200 else []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    wait_for(ready, timeout)

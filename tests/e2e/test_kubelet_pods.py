@@ -1,0 +1,325 @@
+"""Pods run for real on a `pkube up` cluster's kubelet, driven by the real kubectl and pkubectl."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.helpers.waiting import wait_for
+
+KUBECTL = shutil.which("kubectl")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs containers: needs root")
+
+
+def kubectl(cluster, *args, input=None, timeout=60, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run([KUBECTL, "--kubeconfig", str(cluster.kubeconfig), *args], capture_output=True,
+                            text=True, input=input, timeout=timeout)
+    if check:
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}{result.stdout}"
+    return result
+
+
+def pkubectl(cluster, *args, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def get_pod(cluster, name: str, namespace: str = "default") -> dict:
+    return json.loads(kubectl(cluster, "get", "pod", name, "-n", namespace, "-o", "json").stdout)
+
+
+def apply(cluster, manifest: str) -> None:
+    kubectl(cluster, "apply", "-f", "-", input=manifest)
+
+
+def container_status(pod: dict, name: str | None = None) -> dict:
+    statuses = pod.get("status", {}).get("containerStatuses") or [{}]
+    return next((s for s in statuses if name is None or s.get("name") == name), {})
+
+
+def wait_running(cluster, name: str, timeout: float = 60) -> dict:
+    def running():
+        pod = get_pod(cluster, name)
+        ready = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        return pod if pod["status"].get("phase") == "Running" and ready.get("Ready") == "True" else None
+    return wait_for(running, timeout)
+
+
+def pod_manifest(name: str, containers: str, extra: str = "") -> str:
+    return f"""apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 3
+{extra}  containers:
+{containers}"""
+
+
+def test_the_node_registers_ready_with_real_capacity(node_cluster):
+    node = json.loads(kubectl(node_cluster, "get", "node", "e2e-node", "-o", "json").stdout)
+    conditions = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+    assert conditions == {"MemoryPressure": "False", "DiskPressure": "False", "PIDPressure": "False", "Ready": "True"}
+    assert int(node["status"]["capacity"]["cpu"]) == len(os.sched_getaffinity(0))
+    assert node["spec"]["podCIDR"] and node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("pkube://")
+    lease = json.loads(kubectl(node_cluster, "get", "lease", "-n", "kube-node-lease", "e2e-node", "-o", "json").stdout)
+    assert lease["spec"]["holderIdentity"] == "e2e-node"
+
+
+def test_a_deployment_serves_http_on_its_pod_ips(node_cluster):
+    kubectl(node_cluster, "create", "deployment", "web", "--image=busybox", "--replicas=2", "--",
+            "sh", "-c", "echo hello from $(hostname) > /tmp/index.html; exec httpd -f -p 8080 -h /tmp")
+    kubectl(node_cluster, "rollout", "status", "deployment/web", "--timeout=60s")
+    pods = json.loads(kubectl(node_cluster, "get", "pods", "-l", "app=web", "-o", "json").stdout)["items"]
+    assert len(pods) == 2 and len({p["status"]["podIP"] for p in pods}) == 2
+    for pod in pods:
+        body = urllib.request.urlopen(f"http://{pod['status']['podIP']}:8080/", timeout=5).read().decode()
+        assert body.strip() == f"hello from {pod['metadata']['name']}"
+    listed = pkubectl(node_cluster, "get", "pods", "-l", "app=web")
+    assert listed.returncode == 0 and listed.stdout.count("Running") == 2
+    kubectl(node_cluster, "delete", "deployment", "web")
+
+
+def test_two_containers_share_an_empty_dir_localhost_and_with_share_process_namespace_ps(node_cluster):
+    apply(node_cluster, pod_manifest("duo", """  - name: server
+    image: busybox
+    command: [sh, -c, "echo shared > /data/file; exec httpd -f -p 8081 -h /data"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  - name: client
+    image: busybox
+    command: [sleep, "3600"]
+    volumeMounts: [{name: data, mountPath: /data}]
+""", "  shareProcessNamespace: true\n  volumes: [{name: data, emptyDir: {}}]\n"))
+    wait_running(node_cluster, "duo")
+    assert kubectl(node_cluster, "exec", "duo", "-c", "client", "--", "cat", "/data/file").stdout == "shared\n"
+    fetched = wait_for(lambda: kubectl(node_cluster, "exec", "duo", "-c", "client", "--",
+                                       "wget", "-qO-", "http://127.0.0.1:8081/file", check=False).stdout)
+    assert fetched == "shared\n"
+    processes = kubectl(node_cluster, "exec", "duo", "-c", "client", "--", "ps").stdout
+    assert "httpd -f -p 8081" in processes and "sleep 3600" in processes
+    kubectl(node_cluster, "delete", "pod", "duo")
+
+
+def test_a_secret_as_env_and_as_a_volume_updated_in_place(node_cluster):
+    kubectl(node_cluster, "create", "secret", "generic", "db", "--from-literal=password=one")
+    apply(node_cluster, pod_manifest("uses-secret", """  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    env: [{name: PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}]
+    volumeMounts: [{name: s, mountPath: /etc/db, readOnly: true}]
+""", "  volumes: [{name: s, secret: {secretName: db}}]\n"))
+    wait_running(node_cluster, "uses-secret")
+    assert kubectl(node_cluster, "exec", "uses-secret", "--", "sh", "-c", "echo $PASSWORD").stdout == "one\n"
+    assert kubectl(node_cluster, "exec", "uses-secret", "--", "cat", "/etc/db/password").stdout == "one"
+    kubectl(node_cluster, "patch", "secret", "db", "-p", '{"stringData": {"password": "two"}}')
+    wait_for(lambda: kubectl(node_cluster, "exec", "uses-secret", "--", "cat", "/etc/db/password").stdout == "two",
+             timeout=10)
+    kubectl(node_cluster, "delete", "pod", "uses-secret")
+    kubectl(node_cluster, "delete", "secret", "db")
+
+
+def test_a_missing_secret_is_create_container_config_error_and_recovers(node_cluster):
+    apply(node_cluster, pod_manifest("needs-cm", """  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    env: [{name: MODE, valueFrom: {configMapKeyRef: {name: later, key: mode}}}]
+"""))
+    waiting = wait_for(lambda: container_status(get_pod(node_cluster, "needs-cm")).get("state", {}).get("waiting"))
+    assert waiting["reason"] == "CreateContainerConfigError" and 'configmap "later" not found' in waiting["message"]
+    assert "CreateContainerConfigError" in kubectl(node_cluster, "get", "pod", "needs-cm").stdout
+    kubectl(node_cluster, "create", "configmap", "later", "--from-literal=mode=fast")
+    wait_running(node_cluster, "needs-cm", timeout=40)
+    kubectl(node_cluster, "delete", "pod", "needs-cm")
+    kubectl(node_cluster, "delete", "configmap", "later")
+
+
+def test_a_crash_loop_backs_off_and_shows_crash_loop_back_off(node_cluster):
+    apply(node_cluster, pod_manifest("crasher", """  - name: c
+    image: busybox
+    command: [sh, -c, "echo attempt; exit 3"]
+"""))
+    pod = wait_for(lambda: (lambda p: p if container_status(p).get("restartCount", 0) >= 2 else None)(
+        get_pod(node_cluster, "crasher")), timeout=40)
+    status = container_status(pod)
+    assert status["lastState"]["terminated"]["exitCode"] == 3
+    wait_for(lambda: "CrashLoopBackOff" in kubectl(node_cluster, "get", "pod", "crasher").stdout, timeout=30)
+    waiting = container_status(get_pod(node_cluster, "crasher"))["state"]["waiting"]
+    assert waiting["reason"] == "CrashLoopBackOff" and "back-off" in waiting["message"]
+    assert kubectl(node_cluster, "logs", "crasher", "--previous").stdout == "attempt\n"
+    events = kubectl(node_cluster, "get", "events", "--field-selector", "involvedObject.name=crasher").stdout
+    assert "Started" in events
+    kubectl(node_cluster, "delete", "pod", "crasher")
+
+
+def test_a_failing_liveness_probe_restarts_the_container(node_cluster):
+    apply(node_cluster, pod_manifest("unhealthy", """  - name: c
+    image: busybox
+    command: [sh, -c, "touch /tmp/healthy; sleep 2; rm /tmp/healthy; sleep 3600"]
+    livenessProbe:
+      exec: {command: [cat, /tmp/healthy]}
+      periodSeconds: 1
+      failureThreshold: 1
+"""))
+    pod = wait_for(lambda: (lambda p: p if container_status(p).get("restartCount", 0) >= 1 else None)(
+        get_pod(node_cluster, "unhealthy")), timeout=40)
+    events = kubectl(node_cluster, "get", "events", "--field-selector", "involvedObject.name=unhealthy").stdout
+    assert "Liveness probe failed" in events
+    kubectl(node_cluster, "delete", "pod", "unhealthy")
+
+
+def test_readiness_flips_ready_both_ways(node_cluster):
+    apply(node_cluster, pod_manifest("flappy", """  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    readinessProbe:
+      exec: {command: [cat, /tmp/ready]}
+      periodSeconds: 1
+"""))
+    wait_for(lambda: get_pod(node_cluster, "flappy")["status"].get("phase") == "Running")
+    assert container_status(get_pod(node_cluster, "flappy"))["ready"] is False
+    kubectl(node_cluster, "exec", "flappy", "--", "touch", "/tmp/ready")
+    wait_running(node_cluster, "flappy", timeout=15)
+    kubectl(node_cluster, "exec", "flappy", "--", "rm", "/tmp/ready")
+    wait_for(lambda: container_status(get_pod(node_cluster, "flappy"))["ready"] is False, timeout=15)
+    kubectl(node_cluster, "delete", "pod", "flappy")
+
+
+def test_deletion_runs_pre_stop_then_stops_within_the_grace_period(node_cluster, tmp_path):
+    marker = tmp_path / "prestop"
+    marker.mkdir()
+    apply(node_cluster, f"""apiVersion: v1
+kind: Pod
+metadata: {{name: graceful}}
+spec:
+  terminationGracePeriodSeconds: 5
+  volumes: [{{name: out, hostPath: {{path: {marker}}}}}]
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "trap 'echo term > /out/term; exit 0' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    lifecycle:
+      preStop: {{exec: {{command: [sh, -c, "echo prestop > /out/prestop"]}}}}
+""")
+    wait_running(node_cluster, "graceful")
+    started = time.monotonic()
+    kubectl(node_cluster, "delete", "pod", "graceful", "--timeout=30s")
+    assert time.monotonic() - started < 5 + 5
+    assert (marker / "prestop").read_text() == "prestop\n"
+    assert (marker / "term").read_text() == "term\n"
+
+
+def test_an_oom_killed_container_shows_oom_killed(node_cluster):
+    apply(node_cluster, pod_manifest("hog", """  - name: c
+    image: busybox
+    command: [sh, -c, "x=aaaaaaaaaa; while true; do x=$x$x; done"]
+    resources: {limits: {memory: 16Mi}}
+""", "  restartPolicy: Never\n"))
+    pod = wait_for(lambda: (lambda p: p if p["status"].get("phase") == "Failed" else None)(
+        get_pod(node_cluster, "hog")), timeout=60)
+    assert container_status(pod)["state"]["terminated"]["reason"] == "OOMKilled"
+    assert "OOMKilled" in kubectl(node_cluster, "get", "pod", "hog").stdout
+    kubectl(node_cluster, "delete", "pod", "hog")
+
+
+def test_a_static_pod_is_mirrored_within_two_seconds_and_gone_within_two_after_removal(node_cluster):
+    manifests = node_cluster.data_dir / "manifests"
+    manifests.mkdir(exist_ok=True)
+    path = manifests / "static-web.yaml"
+    path.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: static-web, namespace: kube-system}\n"
+                    "spec:\n  containers: [{name: c, image: busybox, command: [sleep, '3600']}]\n")
+    started = time.monotonic()
+    wait_for(lambda: kubectl(node_cluster, "get", "pod", "-n", "kube-system", "static-web-e2e-node",
+                             check=False).returncode == 0, timeout=10)
+    assert time.monotonic() - started <= 2.5
+    mirror = get_pod(node_cluster, "static-web-e2e-node", "kube-system")
+    assert "kubernetes.io/config.mirror" in mirror["metadata"]["annotations"]
+    assert mirror["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    kubectl(node_cluster, "delete", "pod", "-n", "kube-system", "static-web-e2e-node", "--wait=false")
+    def replaced():
+        found = kubectl(node_cluster, "get", "pod", "-n", "kube-system", "static-web-e2e-node", "-o", "json",
+                        check=False)
+        pod = json.loads(found.stdout) if found.returncode == 0 else {}
+        return pod if pod and pod["metadata"]["uid"] != mirror["metadata"]["uid"] else None
+    wait_for(replaced, timeout=10)
+    wait_for(lambda: get_pod(node_cluster, "static-web-e2e-node", "kube-system")["status"].get("phase") == "Running")
+    path.unlink()
+    started = time.monotonic()
+    wait_for(lambda: kubectl(node_cluster, "get", "pod", "-n", "kube-system", "static-web-e2e-node",
+                             check=False).returncode != 0, timeout=10)
+    assert time.monotonic() - started <= 2.5
+
+
+def test_logs_follow_exec_with_a_tty_and_port_forward(node_cluster):
+    apply(node_cluster, pod_manifest("talker", """  - name: c
+    image: busybox
+    command: [sh, -c, "echo hi > /tmp/index.html; httpd -p 8082 -h /tmp; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"]
+"""))
+    wait_running(node_cluster, "talker")
+    follow = subprocess.Popen([KUBECTL, "--kubeconfig", str(node_cluster.kubeconfig), "logs", "-f", "talker"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [follow.stdout.readline() for _ in range(8)]
+        assert lines[-1].startswith("line ")
+    finally:
+        follow.kill()
+        follow.wait()
+    tty = subprocess.run(["script", "-qec", f"{KUBECTL} --kubeconfig {node_cluster.kubeconfig} exec -it talker -- "
+                          "sh -c 'tty; echo done'", "/dev/null"], capture_output=True, text=True, timeout=30)
+    assert "/dev/pts/" in tty.stdout and "done" in tty.stdout
+    from cluster.etcd import free_port
+    port = free_port()
+    forward = subprocess.Popen([KUBECTL, "--kubeconfig", str(node_cluster.kubeconfig), "port-forward", "pod/talker",
+                                f"{port}:8082"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        body = wait_for(lambda: _fetch(f"http://127.0.0.1:{port}/index.html"), timeout=15)
+        assert body == "hi\n"
+    finally:
+        forward.send_signal(signal.SIGINT)
+        forward.wait(10)
+    kubectl(node_cluster, "delete", "pod", "talker")
+
+
+def _fetch(url: str) -> str | None:
+    try:
+        return urllib.request.urlopen(url, timeout=2).read().decode()
+    except OSError:
+        return None
+
+
+def test_sigkill_of_the_kubelet_and_a_restart_leave_every_container_running(node_cluster):
+    apply(node_cluster, pod_manifest("survivor", """  - name: c
+    image: busybox
+    command: [sleep, "3601"]
+"""))
+    wait_running(node_cluster, "survivor")
+    before = set(subprocess.run(["pgrep", "-f", "sleep 3601"], capture_output=True, text=True).stdout.split())
+    assert before
+    kubelet = subprocess.run(["pgrep", "-f", f"kubelet --kubeconfig {node_cluster.kubeconfig}"],
+                             capture_output=True, text=True).stdout.split()
+    assert len(kubelet) == 1
+    os.kill(int(kubelet[0]), signal.SIGKILL)
+    restarted = wait_for(lambda: [p for p in subprocess.run(
+        ["pgrep", "-f", f"kubelet --kubeconfig {node_cluster.kubeconfig}"], capture_output=True,
+        text=True).stdout.split() if p != kubelet[0]], timeout=40)
+    assert restarted
+    apply(node_cluster, pod_manifest("after-restart", """  - name: c
+    image: busybox
+    command: [sleep, "3602"]
+"""))
+    wait_running(node_cluster, "after-restart")          # the new kubelet is at work
+    now = set(subprocess.run(["pgrep", "-f", "sleep 3601"], capture_output=True, text=True).stdout.split())
+    assert now == before
+    assert container_status(get_pod(node_cluster, "survivor"))["restartCount"] == 0
+    kubectl(node_cluster, "delete", "pod", "after-restart", "--wait=false")
+    kubectl(node_cluster, "delete", "pod", "survivor", "--wait=false")   # the new kubelet must stop it
+    wait_for(lambda: kubectl(node_cluster, "get", "pod", "survivor", check=False).returncode != 0, timeout=30)
+    after = set(subprocess.run(["pgrep", "-f", "sleep 3601"], capture_output=True, text=True).stdout.split())
+    assert after == set()
