@@ -1,5 +1,7 @@
-"""portForward over WebSocket: a TCP connection to each asked port inside the pod's
-network namespace, relayed on the port's channels (kubelet.streams: data 2i, error 2i+1).
+"""portForward over WebSocket: TCP connections to ports inside the pod's network
+namespace, relayed either on the channels of kubelet.streams (data 2i, error 2i+1 for
+the i-th port of the `ports` query), or, for kubectl (subprotocol
+SPDY/3.1+portforward.k8s.io), on the SPDY streams of kubelet.spdyforward.
 
 The connection is made by a thread that joins the pod's network namespace only for
 that (runtime.netlink.in_netns): a socket stays in the namespace it was created in, so
@@ -56,13 +58,18 @@ def connect_in_netns(netns: str, port: int, timeout: float = CONNECT_TIMEOUT) ->
 
 
 async def serve(websocket: WebSocket, runtime) -> None:
-    """The /portForward/{namespace}/{pod} WebSocket endpoint (query: ports)."""
-    protocol = streams.negotiate(list(websocket.scope.get("subprotocols") or []), streams.PORT_FORWARD_PROTOCOLS)
+    """The /portForward/{namespace}/{pod} WebSocket endpoint. Bad requests and pods not
+    running here are refused before the upgrade (400, 404) with a readable body."""
+    from kubelet.spdyforward import SPDY_PROTOCOL, SpdyForwarding
+
+    offered = list(websocket.scope.get("subprotocols") or [])
+    protocol = streams.negotiate(offered, (SPDY_PROTOCOL, *streams.PORT_FORWARD_PROTOCOLS))
     ns, pod = websocket.path_params["namespace"], websocket.path_params["pod"]
     try:
         if protocol is None:
-            raise ValueError("no supported subprotocol offered: use v4.channel.k8s.io or portforward.k8s.io")
-        ports = streams.parse_ports(websocket.query_params.getlist("ports"))
+            raise ValueError("no supported subprotocol offered: use v4.channel.k8s.io, portforward.k8s.io "
+                             f"or {SPDY_PROTOCOL}")
+        ports = [] if protocol == SPDY_PROTOCOL else streams.parse_ports(websocket.query_params.getlist("ports"))
     except ValueError as exc:
         await websocket.send_denial_response(PlainTextResponse(str(exc), 400))
         return
@@ -71,7 +78,11 @@ async def serve(websocket: WebSocket, runtime) -> None:
         await websocket.send_denial_response(PlainTextResponse(f"pod {ns}/{pod} is not running on this node", 404))
         return
     await websocket.accept(subprotocol=protocol or None)
-    await Forwarding(websocket, Channels(protocol), ports, f"/proc/{sandbox.pid}/ns/net").run()
+    netns = f"/proc/{sandbox.pid}/ns/net"
+    if protocol == SPDY_PROTOCOL:
+        await SpdyForwarding(websocket, netns, f"{ns}/{pod}").run()
+    else:
+        await Forwarding(websocket, Channels(protocol), ports, netns).run()
 
 
 class Forwarding:

@@ -49,6 +49,9 @@ def cluster(request, etcd, rt, rt_root, tmp_path):
                                       text=True, timeout=timeout, input=input,
                                       stdin=None if input is not None else subprocess.DEVNULL)
             kubectl.api = api
+            kubectl.background = lambda *args: subprocess.Popen(
+                [request.param, "--kubeconfig", str(config), *args], stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
             kubectl.pods = PodMaker(rt, rt_root[1])
             yield kubectl
         finally:
@@ -113,3 +116,46 @@ def test_kubectl_logs_follow_ends_with_the_container(cluster):
     done = cluster("logs", "-f", "job")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "line 1\nline 2\nline 3\n"
+
+
+HTTPD = "mkdir -p /www && echo hello through kubectl > /www/index.html && exec httpd -f -p 8080 -h /www"
+
+
+def test_kubectl_port_forward_reaches_a_server_in_the_pod(cluster):
+    from tests.system.test_kubelet_server import wait_until_listening
+    create_pod(cluster, "www")
+    with httpx.Client(base_url=cluster.api.url) as http:   # kubectl forwards to running pods only
+        pod = http.get("/api/v1/namespaces/default/pods/www").json()
+        pod["status"] = {"phase": "Running"}
+        assert http.put("/api/v1/namespaces/default/pods/www/status", json=pod).status_code == 200
+    record = cluster.pods.container(cluster.pods.sandbox("www"), "main", HTTPD)
+    wait_until_listening(cluster.pods.rt, record.id, 8080)
+    forward = cluster.background("port-forward", "pod/www", ":8080")
+    try:
+        local = wait_for_forwarded_port(forward)
+        for _ in range(2):   # a second connection reuses the session
+            answer = httpx.get(f"http://127.0.0.1:{local}/index.html", timeout=30)
+            assert (answer.status_code, answer.text) == (200, "hello through kubectl\n")
+        missing = httpx.get(f"http://127.0.0.1:{local}/nothing-here", timeout=30)
+        assert missing.status_code == 404
+    finally:
+        forward.kill()
+        forward.wait(10)
+
+
+def wait_for_forwarded_port(process, timeout: float = 60) -> int:
+    """The local port kubectl port-forward prints ("Forwarding from 127.0.0.1:N -> 8080")."""
+    import re
+    import selectors
+    deadline = time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    seen = ""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"kubectl port-forward exited {process.returncode}: {seen}{process.stderr.read()}")
+        if selector.select(timeout=0.5):
+            seen += process.stdout.readline()
+            if match := re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", seen):
+                return int(match.group(1))
+    raise AssertionError(f"kubectl port-forward printed no port: {seen!r}")

@@ -104,3 +104,80 @@ def test_exec_stream_options_default_to_output_and_refuse_nothing_at_all():
     assert StreamOptions.from_query({"tty": "true", "stdin": "true"}).stderr is False   # a tty has one output
     with pytest.raises(ValueError, match="at least 1 of stdin, stdout, stderr"):
         StreamOptions.from_query({"stdout": "false", "stderr": "false"})
+
+
+# ----- SPDY/3.1, as kubectl port-forward tunnels it -----
+
+def client_syn_stream(deflate, stream_id: int, headers: dict, fin: bool = False) -> bytes:
+    """A SYN_STREAM as a client writes it (header block on the client's own zlib context)."""
+    import struct
+    import zlib
+    raw = struct.pack(">I", len(headers)) + b"".join(
+        struct.pack(">I", len(k)) + k.encode() + struct.pack(">I", len(v)) + v.encode() for k, v in headers.items())
+    block = deflate.compress(raw) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    body = struct.pack(">IIBB", stream_id, 0, 0, 0) + block
+    return struct.pack(">II", 0x80030001, (int(fin) << 24) | len(body)) + body
+
+
+def client_deflate():
+    import zlib
+    from kubelet.spdy import DICTIONARY
+    return zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARY)
+
+
+def test_spdy_dictionary_is_the_spdy3_one():
+    import hashlib
+    from kubelet.spdy import DICTIONARY
+    assert len(DICTIONARY) == 1423
+    assert hashlib.sha256(DICTIONARY).hexdigest() == "51d27341373f923f3cd88e1eb7162aeaa3723d7585ff2399201dc06498407f02"
+
+
+def test_spdy_frames_cut_anywhere_are_reassembled_and_headers_share_one_context():
+    from kubelet import spdy
+    deflate = client_deflate()
+    wire = (client_syn_stream(deflate, 1, {"streamtype": "error", "port": "8080", "requestid": "0"}, fin=True)
+            + client_syn_stream(deflate, 3, {"streamtype": "data", "port": "8080", "requestid": "0"})
+            + spdy.Codec().data(3, b"GET / HTTP/1.0\r\n\r\n", fin=True))
+    codec, frames = spdy.Codec(), []
+    for i in range(0, len(wire), 7):   # as WebSocket messages may cut it
+        frames += codec.feed(wire[i:i + 7])
+    assert [(f.kind, f.stream_id, f.fin) for f in frames] == [(spdy.SYN_STREAM, 1, True), (spdy.SYN_STREAM, 3, False),
+                                                             ("data", 3, True)]
+    assert frames[1].headers == {"streamtype": "data", "port": "8080", "requestid": "0"}
+    assert frames[2].data == b"GET / HTTP/1.0\r\n\r\n"
+
+
+def test_spdy_replies_pings_and_resets_read_back():
+    import struct
+    import zlib
+    from kubelet import spdy
+    server, reader = spdy.Codec(), spdy.Codec()
+    frames = reader.feed(server.syn_reply(5) + server.ping(7) + server.rst_stream(5, spdy.CANCEL)
+                         + server.goaway(5))
+    assert [(f.kind, f.stream_id) for f in frames] == [(spdy.SYN_REPLY, 5), (spdy.PING, 0), (spdy.RST_STREAM, 5),
+                                                       (spdy.GOAWAY, 5)]
+    assert frames[0].headers == {} and frames[1].ping_id == 7 and frames[2].status == spdy.CANCEL
+    # a client's own zlib context reads our header blocks: a second reply continues the first
+    server, inflate = spdy.Codec(), zlib.decompressobj(zdict=spdy.DICTIONARY)
+    for stream_id in (7, 9):
+        reply = server.syn_reply(stream_id, {"x": "y"})
+        assert inflate.decompress(reply[12:]) == struct.pack(">I", 1) + b"\0\0\0\x01x\0\0\0\x01y"
+
+
+def test_spdy_ignores_flow_control_and_refuses_other_versions():
+    import struct
+    from kubelet import spdy
+    settings = struct.pack(">II", 0x80030004, 4) + struct.pack(">I", 0)
+    assert spdy.Codec().feed(settings) == []
+    with pytest.raises(spdy.ProtocolError, match="version 2"):
+        spdy.Codec().feed(struct.pack(">II", 0x80020006, 4) + b"\0\0\0\1")
+
+
+def test_spdy_port_forward_streams_pair_by_request_id_or_stream_ids():
+    from kubelet.spdyforward import pair_key, stream_port
+    assert pair_key({"streamtype": "data", "requestid": "4"}, 9) == "4"
+    assert pair_key({"streamtype": "error"}, 1) == pair_key({"streamtype": "data"}, 3) == "1"
+    assert stream_port({"port": "8080"}) == 8080
+    for bad in ({}, {"port": "0"}, {"port": "x"}, {"port": "70000"}):
+        with pytest.raises(ValueError):
+            stream_port(bad)
