@@ -114,7 +114,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     _add_discovery(app, registry, storage, guarded)
     _add_openapi(app, OpenAPIDocuments(registry.resources), guarded)
     streams = ExecProxy(store, registry, kubelet or KubeletConnection(), authenticator)
-    for subresource in ("exec", "attach"):
+    for subresource in ("exec", "attach", "portforward"):
         app.router.add_websocket_route(f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/{subresource}",
                                        streams.serve)
     app.add_route("/api/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)

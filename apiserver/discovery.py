@@ -13,7 +13,8 @@ from api.kinds import Registry, ResourceInfo
 GIT_VERSION = "v1.32.0-pkube"
 SUBRESOURCE_KINDS = {"binding": ("", "v1", "Binding"), "scale": ("autoscaling", "v1", "Scale"),
                      "log": ("", "v1", "Pod"), "eviction": ("policy", "v1", "Eviction"),
-                     "exec": ("", "v1", "PodExecOptions"), "attach": ("", "v1", "PodAttachOptions")}
+                     "exec": ("", "v1", "PodExecOptions"), "attach": ("", "v1", "PodAttachOptions"),
+                     "portforward": ("", "v1", "PodPortForwardOptions")}
 
 
 def version_info() -> dict:

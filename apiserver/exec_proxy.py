@@ -1,4 +1,4 @@
-"""pods/exec and pods/attach over WebSocket, proxied to the kubelet as Kubernetes does.
+"""pods/exec, pods/attach and pods/portforward over WebSocket, proxied to the kubelet as Kubernetes does.
 
 kubectl (1.30+) opens ``GET .../pods/NAME/exec?command=...&stdin=...&stdout=...&tty=...``
 as a WebSocket with subprotocols ``v5.channel.k8s.io`` (and older ones). The apiserver
@@ -33,7 +33,8 @@ from apiserver.resources import ResourceStore
 log = logging.getLogger(__name__)
 
 EXEC_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
-STREAMING = {"exec": EXEC_PARAMS, "attach": EXEC_PARAMS[1:]}  # subresource -> kubelet query
+STREAMING = {"exec": EXEC_PARAMS, "attach": EXEC_PARAMS[1:], "portforward": ("ports",)}  # subresource -> kubelet query
+KUBELET_PATHS = {"exec": "exec", "attach": "attach", "portforward": "portForward"}
 POLICY_VIOLATION = 1008
 READ_SIZE = 65536
 
@@ -163,14 +164,15 @@ class ExecProxy:
             raise errors.resource_not_found(websocket.url.path)
         pod = await self.store.get(Target(target.info, target.namespace, target.name))
         query = websocket.query_params
-        container = log_container(pod, query.get("container"))
+        path = f"{KUBELET_PATHS[target.subresource]}/{target.namespace}/{target.name}"
+        if target.subresource != "portforward":   # a pod's ports are not a container's
+            path += "/" + log_container(pod, query.get("container"))
         node_name = (pod.get("spec") or {}).get("nodeName")
         if not node_name:
             raise errors.bad_request(f"pod {target.name} does not have a host assigned")
         node = await self.store.get(Target(self.nodes, None, node_name))
         params = [(k, v) for k, v in query.multi_items() if k in STREAMING[target.subresource]]
-        url = (f"{self.connection.base_url(node)}/{target.subresource}/{target.namespace}/{target.name}/"
-               f"{container}?{urlencode(params)}")
+        url = f"{self.connection.base_url(node)}/{path}?{urlencode(params)}"
         offered = list(websocket.scope.get("subprotocols") or [])
         return await KubeletSocket.open(url, offered, kubelet_ssl(self.connection))
 
