@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -98,14 +99,19 @@ class KubeletServer:
     """Serves the kubelet's API over HTTPS in the running event loop.
 
     `runtime` is the runtime.Runtime the kubelet runs pods with; `pods_fn()` returns the
-    pods it runs (for /pods; None serves an empty list). The serving certificate is
-    kubelet.certs' (in `cert_dir`), for `node_name`, this host's name, `addresses` and
-    the loopback addresses."""
+    pods it runs (for /pods; called on the event loop, so it must not block; None serves
+    an empty list). The serving certificate is kubelet.certs' (in `cert_dir`), for
+    `node_name`, this host's name, `addresses` and the loopback addresses. With
+    `client_ca_file`, clients must present a certificate signed by that CA (the
+    apiserver's kubelet client certificate); without, anyone who reaches the port is
+    served."""
 
     def __init__(self, runtime, *, host: str = "0.0.0.0", port: int = 10250, cert_dir: str, node_name: str,
-                 pods_fn: Optional[Callable[[], list]] = None, addresses: tuple[str, ...] = ()):
+                 pods_fn: Optional[Callable[[], list]] = None, addresses: tuple[str, ...] = (),
+                 client_ca_file: Optional[str] = None):
         self.runtime, self.host, self.port = runtime, host, port
         self.cert_dir, self.node_name, self.addresses = cert_dir, node_name, tuple(addresses)
+        self.client_ca_file = client_ca_file
         self.pods_fn = pods_fn or (lambda: [])
         self.stats = StatsCollector(runtime, node_name)
         self._stats_lock = threading.Lock()
@@ -118,8 +124,10 @@ class KubeletServer:
         """Make (or reuse) the serving certificate and serve; returns once listening.
         Raises OSError when the port is taken, RuntimeError when serving fails to start."""
         cert, key = await asyncio.to_thread(ensure_serving_cert, self.cert_dir, *self._cert_names())
+        client_auth = ({"ssl_ca_certs": self.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+                       if self.client_ca_file else {})
         config = uvicorn.Config(self.app(), host=self.host, port=self.port, ssl_certfile=cert, ssl_keyfile=key,
-                                ws="wsproto", lifespan="off", log_level="warning", access_log=False,
+                                **client_auth, ws="wsproto", lifespan="off", log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=2)
         self._server = _QuietServer(config)
         self._task = asyncio.create_task(self._server.serve(), name="kubelet-server")
@@ -171,7 +179,7 @@ class KubeletServer:
         return PlainTextResponse("ok")
 
     async def pods(self, request: Request) -> Response:
-        pods = await asyncio.to_thread(self.pods_fn)
+        pods = self.pods_fn()
         return JSONResponse({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": list(pods)})
 
     async def stats_summary(self, request: Request) -> Response:

@@ -83,6 +83,30 @@ def test_healthz_pods_and_a_certificate_made_once(kubelet, rt, tmp_path):
     assert (tmp_path / "pki" / "kubelet.crt").read_bytes() == cert
 
 
+def test_with_a_client_ca_only_clients_with_its_certificate_are_served(rt, tmp_path):
+    from tests.integration.test_client_tls import make_cert, pem
+    ca = make_cert("kubelet-client-ca", ca=True)
+    client_cert, client_key = make_cert("kube-apiserver-kubelet-client", issuer=ca)
+    stranger = make_cert("stranger")
+    for name, data in (("ca.crt", pem(ca[0])), ("client.crt", pem(client_cert)), ("client.key", pem(key=client_key)),
+                       ("stranger.crt", pem(stranger[0])), ("stranger.key", pem(key=stranger[1]))):
+        (tmp_path / name).write_bytes(data)
+    with serving_kubelet(rt, tmp_path, client_ca_file=str(tmp_path / "ca.crt")) as (_, url):
+        assert httpx.get(url + "/healthz", verify=client_context(tmp_path, "client")).text == "ok"
+        for refused in (client_context(tmp_path, None), client_context(tmp_path, "stranger")):
+            with pytest.raises(httpx.HTTPError):
+                httpx.get(url + "/healthz", verify=refused)
+
+
+def client_context(directory, name) -> ssl.SSLContext:
+    """A TLS context trusting any server, presenting `name`.crt/.key (None: no certificate)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    if name:
+        context.load_cert_chain(directory / f"{name}.crt", directory / f"{name}.key")
+    return context
+
+
 # ----- logs -----
 
 def test_logs_whole_tail_timestamps_and_limit(kubelet, pods):

@@ -58,9 +58,10 @@ def cluster(request, etcd, rt, rt_root, tmp_path):
             stop_apiserver(thread)
 
 
-def create_pod(kubectl, name: str, containers=("main",)) -> None:
+def create_pod(kubectl, name: str, containers=("main",), stdin: bool = False) -> None:
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-           "spec": {"nodeName": "node-1", "containers": [{"name": c, "image": "busybox"} for c in containers]}}
+           "spec": {"nodeName": "node-1",
+                    "containers": [{"name": c, "image": "busybox", "stdin": stdin} for c in containers]}}
     with httpx.Client(base_url=kubectl.api.url) as http:
         assert http.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
 
@@ -96,6 +97,14 @@ def test_kubectl_exec_into_a_container_the_node_does_not_run_fails_readably(clus
     done = cluster("exec", "two", "-c", "sidecar", "--", "true")
     assert done.returncode != 0
     assert "container 'sidecar' not found in pod default/two" in done.stderr, done.stderr
+
+
+def test_kubectl_attach_i_talks_to_the_containers_own_stdin(cluster):
+    create_pod(cluster, "chat", stdin=True)
+    cluster.pods.container(cluster.pods.sandbox("chat"), "main", "read line; echo got $line", stdin_open=True)
+    done = cluster("attach", "-i", "chat", input="hello\n")
+    assert done.returncode == 0, done.stderr
+    assert "got hello" in done.stdout
 
 
 def test_kubectl_logs(cluster, web):
