@@ -9,12 +9,8 @@ be there: the newest sandbox decides which uid is meant.
 
 from __future__ import annotations
 
-POD_UID = "io.kubernetes.pod.uid"
-POD_NAME = "io.kubernetes.pod.name"
-POD_NAMESPACE = "io.kubernetes.pod.namespace"
-CONTAINER_NAME = "io.kubernetes.container.name"
-CONTAINER_ATTEMPT = "io.kubernetes.container.attempt"
-SANDBOX_ATTEMPT = "io.kubernetes.sandbox.attempt"
+from kubelet.containers import (CONTAINER_ATTEMPT, CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID,  # noqa: F401
+                                SANDBOX_ATTEMPT)
 
 
 def attempt_of(record, label: str = CONTAINER_ATTEMPT) -> int:
