@@ -26,6 +26,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pod-cidr", default="", help="the node's pod network when no node IPAM assigns one")
     p.add_argument("--cgroup-root", default="kubepods", help="cgroup under which pods are created")
     p.add_argument("--bridge", default="pkube-pods", help="the pods' bridge")
+    p.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for ClusterFirst pods "
+                   "(none: such pods use the host's resolvers, as Kubernetes does)")
+    p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added to the Node's labels")
     p.add_argument("--no-serve", action="store_true", help="no HTTPS API (logs and exec then fail)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -37,7 +40,8 @@ def config_from(args: argparse.Namespace) -> KubeletConfig:
     return KubeletConfig(node_name=args.node_name, root_dir=args.root_dir, manifests_dir=args.manifests_dir,
                          port=args.port, address=args.node_ip, pod_cidr=args.pod_cidr,
                          cgroup_root=args.cgroup_root, bridge=args.bridge, serve=not args.no_serve,
-                         labels=labels)
+                         labels=labels, cluster_dns=tuple(filter(None, args.cluster_dns.split(","))),
+                         cluster_domain=args.cluster_domain)
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -123,7 +123,8 @@ class PodRuntime:
             name=runtime_name(container["name"], meta["name"], labels[POD_NAMESPACE], meta["uid"][:8], str(attempt)),
             labels=labels, tty=bool(container.get("tty")), stdin_open=bool(container.get("stdin")),
             mounts=mounts, network="none", sandbox_id=sandbox.id,
-            resources=container_resources(container.get("resources")), cgroup_parent=self.pod_cgroup(pod))
+            resources=container_resources(container.get("resources")), cgroup_parent=self.pod_cgroup(pod),
+            **security_options(container))
         record = self.runtime.create(spec)
         self.runtime.start(record.id)
         return self.runtime.get(record.id)
@@ -176,6 +177,32 @@ class PodRuntime:
             for records in adopted.containers.values():
                 records.sort(key=lambda r: int(r.labels.get(CONTAINER_ATTEMPT, 0)), reverse=True)
         return pods
+
+
+def security_options(container: dict) -> dict:
+    """The runtime's cap_add, cap_drop, privileged and read_only from a container's securityContext."""
+    ctx = container.get("securityContext") or {}
+    caps = ctx.get("capabilities") or {}
+    return {"cap_add": list(caps.get("add") or []), "cap_drop": list(caps.get("drop") or []),
+            "privileged": bool(ctx.get("privileged")), "read_only": bool(ctx.get("readOnlyRootFilesystem"))}
+
+
+def run_as_non_root_error(container: dict, pod: dict, image_user: str) -> str:
+    """Kubernetes' refusal when runAsNonRoot cannot be honoured ("" when it can)."""
+    pod_ctx = (pod.get("spec") or {}).get("securityContext") or {}
+    ctx = {**pod_ctx, **(container.get("securityContext") or {})}
+    if not ctx.get("runAsNonRoot"):
+        return ""
+    where = f"(pod: \"{pod['metadata']['name']}_{pod['metadata'].get('namespace')}({pod['metadata']['uid']})\", " \
+            f"container: {container['name']})"
+    if ctx.get("runAsUser") is not None:
+        return f"container's runAsUser breaks non-root policy {where}" if ctx["runAsUser"] == 0 else ""
+    user = (image_user or "").split(":", 1)[0]
+    if user in ("", "0", "root"):
+        return f"container has runAsNonRoot and image will run as root {where}"
+    if not user.isdigit():
+        return f"container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root {where}"
+    return ""
 
 
 def _user(container: dict, pod: dict) -> str | None:

@@ -54,6 +54,8 @@ class KubeletConfig:
     nft_table: str = "pkubelet"
     serve: bool = True                # the HTTPS API on `port`
     labels: Optional[dict] = None
+    cluster_dns: tuple[str, ...] = ()  # the cluster DNS Service's address(es) for ClusterFirst pods
+    cluster_domain: str = "cluster.local"
 
     @property
     def runtime_root(self) -> str:
@@ -111,7 +113,8 @@ class Kubelet:
             informer.add_handlers(None, functools.partial(self._object_changed, kind), None)
         self.setup = PodSetup(runtime, config.root_dir, config.node_name,
                               ApiObjects(client, self.object_informers), self.run_blocking,
-                              self.events.emit, self.address)
+                              self.events.emit, self.address, cluster_dns=list(config.cluster_dns),
+                              cluster_domain=config.cluster_domain)
         self.services = Services(pods=self.pods, run=self.run_blocking, report=self.statuses.set,
                                  event=self.events.emit, watch_exit=self._watch_exit, finished=self._finished,
                                  prepare=self.setup, host_ip=self.address)

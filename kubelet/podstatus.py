@@ -34,6 +34,11 @@ class ContainerView:
     waiting: Optional[tuple[str, str]] = None
     ready: bool = False
     started: Optional[bool] = None
+    messages: Optional[dict] = None     # instance id -> termination message
+
+
+def _message_of(view: ContainerView, record) -> str:
+    return (view.messages or {}).get(record.id, "")
 
 
 def k8s_time(runtime_time: str) -> str:
@@ -45,8 +50,9 @@ def container_id(record) -> str:
     return CONTAINER_ID_SCHEME + record.id
 
 
-def terminated_state(record) -> dict:
-    """`state.terminated` of an exited runtime record."""
+def terminated_state(record, message: str = "") -> dict:
+    """`state.terminated` of an exited runtime record; `message` is what the container left
+    as its termination message."""
     if record.error:
         reason = "StartError"
     elif record.oom_killed:
@@ -56,7 +62,7 @@ def terminated_state(record) -> dict:
     out = {"exitCode": record.exit_code, "reason": reason,
            "startedAt": k8s_time(record.started_at) or None, "finishedAt": k8s_time(record.finished_at) or None,
            "containerID": container_id(record)}
-    message = record.error or getattr(record, "termination_message", "")
+    message = record.error or message
     if message:
         out["message"] = message
     return {"terminated": {k: v for k, v in out.items() if v is not None}}
@@ -77,7 +83,7 @@ def container_state(view: ContainerView) -> dict:
     if is_running(view.current):
         return {"running": {"startedAt": k8s_time(view.current.started_at)}}
     if has_exited(view.current):
-        return terminated_state(view.current)
+        return terminated_state(view.current, _message_of(view, view.current))
     return {"waiting": {"reason": "ContainerCreating"}}
 
 
@@ -85,9 +91,9 @@ def last_state(view: ContainerView) -> dict:
     """The previous termination: the current instance's when it waits to restart, else the
     previous instance's."""
     if view.waiting is not None and has_exited(view.current):
-        return terminated_state(view.current)
+        return terminated_state(view.current, _message_of(view, view.current))
     if has_exited(view.previous):
-        return terminated_state(view.previous)
+        return terminated_state(view.previous, _message_of(view, view.previous))
     return {}
 
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SYNCING, TERMINATING, TERMINATED = "syncing", "terminating", "terminated"
 DEFAULT_GRACE_SECONDS = 30
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 KEPT_INSTANCES = 2            # the current instance and the previous one (logs --previous)
 
 
@@ -83,6 +84,8 @@ class ContainerTrack:
         self.unhealthy: Optional[str] = None      # a liveness failure asked for a restart
         self.probes = None
         self.probed: Optional[str] = None         # id of the instance whose probes were started
+        self.messages: dict[str, str] = {}         # instance id -> its termination message
+        self.pull_failed = False                   # the last attempt could not pull the image
 
     @property
     def current(self):
@@ -96,7 +99,8 @@ class ContainerTrack:
         return podstatus.ContainerView(
             name=self.name, image=image, current=self.current,
             previous=self.instances[1] if len(self.instances) > 1 else None,
-            restart_count=max(0, self.attempt), waiting=self.waiting, ready=self.ready, started=self.started)
+            restart_count=max(0, self.attempt), waiting=self.waiting, ready=self.ready, started=self.started,
+            messages=self.messages)
 
 
 class PodWorker:
@@ -113,7 +117,8 @@ class PodWorker:
         self.sandbox_attempt = -1
         self.tracks: dict[str, ContainerTrack] = {}
         self.start_time = ""
-        self.setup_error: Optional[PodSetupError] = None
+        self.deadline_exceeded = False
+        self.active_since: Optional[float] = None   # monotonic time the pod became active here
         self.volumes_ready = False
         self._wake = asyncio.Event()
         self._timer: Optional[asyncio.TimerHandle] = None
@@ -189,11 +194,34 @@ class PodWorker:
             await self._terminate()
             return
         await self._refresh_instances()
-        if self._terminal_phase():
+        if not self.deadline_exceeded and self._past_deadline():
+            await self._fail_deadline()
+        if self.deadline_exceeded or self._terminal_phase():
             await self._stop_finished_pod()
         else:
             await self._sync()
         self._report()
+
+    def _past_deadline(self) -> bool:
+        """activeDeadlineSeconds: True once the pod has been active here that long; else a
+        wake-up is set for when it will be."""
+        deadline = (self.pod.get("spec") or {}).get("activeDeadlineSeconds")
+        if not deadline:
+            return False
+        if self.active_since is None:
+            self.active_since = self.s.clock()
+        left = self.active_since + float(deadline) - self.s.clock()
+        if left > 0:
+            self._wake_in(left)
+            return False
+        return True
+
+    async def _fail_deadline(self) -> None:
+        self.deadline_exceeded = True
+        self.s.event(self.pod, "Normal", "DeadlineExceeded", DEADLINE_MESSAGE)
+        await asyncio.gather(*(self._stop_instance(self._container_spec(t.name) or {"name": t.name}, t, self.grace())
+                               for t in self.tracks.values() if podstatus.is_running(t.current)))
+        await self._refresh_instances()
 
     # ----- sync -----
 
@@ -300,6 +328,10 @@ class PodWorker:
     async def _start_or_back_off(self, container: dict, track: ContainerTrack) -> None:
         now = self.s.clock()
         left = track.backoff.waiting(now)
+        if left > 0 and track.pull_failed:
+            track.waiting = ("ImagePullBackOff", f'Back-off pulling image "{container.get("image", "")}"')
+            self._wake_in(left)
+            return
         if left > 0:
             meta = self.pod["metadata"]
             track.waiting = ("CrashLoopBackOff",
@@ -314,9 +346,12 @@ class PodWorker:
         waiting state and a retry is scheduled with back-off."""
         attempt = track.attempt + 1
         try:
-            image, env, mounts = await self.s.prepare.container_inputs(self.pod, container, self.sandbox)
+            image, env, mounts = await self.s.prepare.container_inputs(self.pod, container, self.sandbox, attempt)
         except PodSetupError as err:
             track.waiting = (err.reason, str(err))
+            track.pull_failed = err.reason == "ErrImagePull"
+            if track.pull_failed:
+                self.s.event(self.pod, "Normal", "BackOff", f'Back-off pulling image "{container.get("image", "")}"')
             self.s.event(self.pod, "Warning", "Failed", f"Error: {err}")
             track.backoff.on_exit(self.s.clock(), 0)
             self._wake_in(max(1.0, track.backoff.waiting(self.s.clock())))
@@ -349,6 +384,7 @@ class PodWorker:
             track.seen_exit = track.current.id if track.current is not None else None
 
     def _started(self, container: dict, track: ContainerTrack, record) -> None:
+        track.pull_failed = False
         track.instances = [record, *track.instances][:KEPT_INSTANCES + 1]
         self._drop_old_instances(track)
         track.waiting = None
@@ -385,10 +421,24 @@ class PodWorker:
         track.instances[0] = fresh
         if podstatus.has_exited(fresh) and track.seen_exit != fresh.id:
             track.seen_exit = fresh.id
+            await self._read_message(track, fresh)
             track.ready = False
             track.started = False
             track.backoff.on_exit(self.s.clock(), ran_for(fresh))
             self.s.prepare.stop_probes(track)
+
+    async def _read_message(self, track: ContainerTrack, record) -> None:
+        container = self._container_spec(track.name)
+        if container is not None:
+            attempt = int(record.labels.get(CONTAINER_ATTEMPT, 0))
+            track.messages = {k: v for k, v in track.messages.items() if k in {r.id for r in track.instances}}
+            track.messages[record.id] = await self.s.run(self.s.prepare.termination_message, self.pod, container,
+                                                         record, attempt)
+
+    def _container_spec(self, name: str) -> Optional[dict]:
+        spec = self.pod.get("spec") or {}
+        return next((c for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
+                     if c["name"] == name), None)
 
     # ----- finished pods -----
 
@@ -456,5 +506,7 @@ class PodWorker:
         status = podstatus.pod_status(
             self.pod, init_views=init_views, views=views, pod_ip=self.pod_ip(), host_ip=self.s.host_ip,
             sandbox_ready=self.sandbox is not None and podstatus.is_running(self.sandbox),
-            start_time=self.start_time or now, now=now)
+            start_time=self.start_time or now, now=now,
+            **({"phase": "Failed", "reason": "DeadlineExceeded", "message": DEADLINE_MESSAGE}
+               if self.deadline_exceeded else {}))
         self.s.report(self.pod, status)

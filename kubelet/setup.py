@@ -13,13 +13,21 @@ from typing import Callable
 
 from client.clock import Clock
 from kubelet.envvars import container_env
-from kubelet.errors import PodSetupError
+from kubelet.containers import run_as_non_root_error
+from kubelet.errors import ConfigError, PodSetupError
+from kubelet.etcfiles import hosts_file, resolv_conf
 from kubelet.handlers import Handlers, runtime_exec, run_hook
 from kubelet.probes import ContainerProbes
 from kubelet.volumes import PodVolumes
+from runtime.spec import Mount
 
 log = logging.getLogger(__name__)
 
+HOST_RESOLV_CONF = "/etc/resolv.conf"
+DEFAULT_TERMINATION_PATH = "/dev/termination-log"
+MAX_TERMINATION_MESSAGE = 4096
+FALLBACK_LOG_LINES = 80
+FALLBACK_LOG_BYTES = 2048
 BUILTIN_IMAGES = ("busybox", "busybox:latest", "docker.io/library/busybox:latest", "library/busybox")
 
 
@@ -38,7 +46,8 @@ class PodSetup:
     """
 
     def __init__(self, runtime, root_dir: str, node_name: str, objects, run: Callable, event: Callable,
-                 host_ip: str, clock: Clock | None = None, allocatable: dict | None = None):
+                 host_ip: str, clock: Clock | None = None, allocatable: dict | None = None,
+                 cluster_dns: list[str] | None = None, cluster_domain: str = "cluster.local"):
         self.runtime = runtime
         self.host_ip = host_ip
         self.root_dir = root_dir
@@ -48,6 +57,8 @@ class PodSetup:
         self.event = event
         self.clock = clock or Clock()
         self.allocatable = allocatable or {}
+        self.cluster_dns = list(cluster_dns or [])
+        self.cluster_domain = cluster_domain
         self._volumes: dict[str, PodVolumes] = {}
 
     # ----- volumes -----
@@ -79,14 +90,53 @@ class PodSetup:
 
     # ----- containers -----
 
-    async def container_inputs(self, pod: dict, container: dict, sandbox) -> tuple[str, dict, list]:
-        """(image reference, environment, mounts) of one container; raises PodSetupError."""
+    async def container_inputs(self, pod: dict, container: dict, sandbox, attempt: int) -> tuple[str, dict, list]:
+        """(image reference, environment, mounts) of one attempt of a container; raises PodSetupError."""
         image = await self.ensure_image(pod, container)
+        image_user = await self.run(_image_user, self.runtime, image)
+        refusal = run_as_non_root_error(container, pod, image_user)
+        if refusal:
+            raise ConfigError(refusal)
         pod_ip = ((sandbox.endpoint if sandbox is not None else None) or {}).get("ip")
         env = await container_env(pod, container, self.objects, {}, allocatable=self.allocatable or None,
                                   pod_ips=[pod_ip] if pod_ip else None, host_ips=[self.host_ip])
         mounts = self.volumes(pod).mounts(pod, container, env)
+        mounts += await self.run(self._pod_files, pod, container, pod_ip or self.host_ip, attempt)
         return image, env, mounts
+
+    def _pod_files(self, pod: dict, container: dict, pod_ip: str, attempt: int) -> list[Mount]:
+        """The kubelet-written files of one container attempt: /etc/hosts (not for hostNetwork
+        pods), /etc/resolv.conf, and its termination-message file."""
+        pod_dir = self.pod_dir(pod)
+        os.makedirs(pod_dir, exist_ok=True)
+        mounts = []
+        if not (pod.get("spec") or {}).get("hostNetwork"):
+            _write_if_changed(os.path.join(pod_dir, "etc-hosts"), hosts_file(pod, pod_ip, self.cluster_domain))
+            mounts.append(Mount(os.path.join(pod_dir, "etc-hosts"), "/etc/hosts"))
+        resolv = resolv_conf(pod, _read(HOST_RESOLV_CONF), self.cluster_dns, self.cluster_domain)
+        _write_if_changed(os.path.join(pod_dir, "resolv.conf"), resolv)
+        mounts.append(Mount(os.path.join(pod_dir, "resolv.conf"), "/etc/resolv.conf"))
+        path = self.termination_log(pod, container["name"], attempt)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w"):
+            pass
+        mounts.append(Mount(path, container.get("terminationMessagePath") or DEFAULT_TERMINATION_PATH))
+        return mounts
+
+    def termination_log(self, pod: dict, container_name: str, attempt: int) -> str:
+        return os.path.join(self.pod_dir(pod), "containers", container_name, f"{attempt}-termination-log")
+
+    def termination_message(self, pod: dict, container: dict, record, attempt: int) -> str:
+        """What an exited container left as its termination message: the file it wrote (4 KiB
+        at most), or with FallbackToLogsOnError and a failure, the end of its log."""
+        text = _read(self.termination_log(pod, container["name"], attempt))[:MAX_TERMINATION_MESSAGE]
+        if text or record.exit_code == 0 or container.get("terminationMessagePolicy") != "FallbackToLogsOnError":
+            return text
+        try:
+            entries = self.runtime.logs(record.id, tail=FALLBACK_LOG_LINES)
+        except Exception:   # noqa: BLE001 - no log, no message
+            return ""
+        return b"".join(e.data for e in entries).decode(errors="replace")[-FALLBACK_LOG_BYTES:]
 
     async def ensure_image(self, pod: dict, container: dict) -> str:
         """The image reference, pulled first when the policy asks for it; raises ImageError."""
@@ -167,6 +217,10 @@ def _latest(ref: str) -> bool:
     return "@" not in name and (":" not in name or name.endswith(":latest"))
 
 
+def _image_user(runtime, ref: str) -> str:
+    return (runtime.image(ref).config or {}).get("User") or ""
+
+
 def _has_image(runtime, ref: str) -> bool:
     from runtime.images import ImageError as RuntimeImageError
     try:
@@ -179,6 +233,21 @@ def _has_image(runtime, ref: str) -> bool:
 def _pull(runtime, ref: str) -> None:
     from runtime.registry import pull
     pull(runtime.images, ref)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _write_if_changed(path: str, text: str) -> None:
+    if _read(path) != text:
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
 
 
 def _remove_tree(path: str) -> None:

@@ -44,7 +44,7 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
         plan=plan_for_exec(state.pid), exit_file=os.path.join(edir, "exit"), sock=process.socket_name(edir),
         cwd=workdir or state.process["workdir"], user=user if user is not None else (state.process["user"] or None),
         tty=tty, stdin_open=interactive or stdin is not None, tty_size=tty_size,
-        ptmx=f"/proc/{state.pid}/root/dev/pts/ptmx")
+        ptmx=f"/proc/{state.pid}/root/dev/pts/ptmx", caps=_container_caps(state))
     cgroup = runtime._open_cgroup(state)
     if cgroup is not None:
         place_in_cgroup(cgroup, config)
@@ -78,6 +78,15 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
     if watchdog and watchdog.fired:
         raise TimeoutError(f"exec {argv[0]}: still running after {timeout}s, killed")
     return result
+
+
+def _container_caps(state) -> int:
+    """The exec'd process gets the container's capabilities (its cap_add, cap_drop, privileged)."""
+    from runtime.runtime import spec_from_dict
+    from runtime.spec import capability_mask
+    if state.kind != "container" or not state.spec:
+        return capability_mask()
+    return capability_mask(spec_from_dict(state.spec).capabilities())
 
 
 class _Watchdog:

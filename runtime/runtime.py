@@ -16,7 +16,8 @@ from io import BufferedIOBase as BinaryIO   # typing's name for it; io is loaded
 from runtime import process, rootfs
 from runtime.namespaces import plan_for
 from runtime.records import Record
-from runtime.spec import DEFAULT_PATH, ContainerSpec, Mount, ShimConfig, SpecError, merge_image_config
+from runtime.spec import (DEFAULT_PATH, ContainerSpec, Mount, ShimConfig, SpecError, capability_mask,
+                          merge_image_config)
 from runtime.state import ContainerState, IllegalTransition, StateStore, Status, now_iso
 
 DEFAULT_ROOT = "/var/lib/pkube/runtime"
@@ -322,7 +323,9 @@ class Runtime:
             rootfs=os.path.join(cdir, "merged"), overlay=rootfs.overlay_options(cdir, state.layer_dirs),
             hostname=hostname if "uts" in plan.create else None, cwd=state.process["workdir"],
             user=state.process["user"] or None, mounts=spec.mounts, tty=spec.tty,
-            stdin_open=spec.stdin_open, tty_size=tty_size)
+            stdin_open=spec.stdin_open, tty_size=tty_size, caps=capability_mask(spec.capabilities()),
+            rootfs_ro=spec.read_only,
+            **({"masked": (), "readonly": ()} if spec.privileged else {}))
         return self._launch(state, config, spec.resources, spec.cgroup_parent, attach,
                             bridge=ip_from is None and spec.network == "bridge",
                             ports=spec.port_mappings, init=(hostname, ip_from))

@@ -84,6 +84,7 @@ struct config {
 	char *rootfs, *overlay, *hostname, *cwd, *user, *log, *sock, *exitfile, *ptmx, *cgroup;
 	char *procs[8]; int nprocs;
 	int tty, stdin_open, rows, cols;
+	int rootfs_ro;
 	uint64_t caps;
 };
 
@@ -135,6 +136,7 @@ static void set_key(char *k, char *v)
 	else if (!strcmp(k, "unshare")) C.unshare_flags |= ns_flag(v);
 	else if (!strcmp(k, "mask") && C.nmask < 32) C.mask[C.nmask++] = v;
 	else if (!strcmp(k, "readonly") && C.nro < 32) C.ro_path[C.nro++] = v;
+	else if (!strcmp(k, "rootfs_ro")) C.rootfs_ro = atoi(v);
 	else if (!strcmp(k, "rootfs")) C.rootfs = v;
 	else if (!strcmp(k, "overlay")) C.overlay = v;
 	else if (!strcmp(k, "hostname")) C.hostname = v;
@@ -312,6 +314,8 @@ static void setup_rootfs(void)
 	if (umount2(".", MNT_DETACH) < 0) die("umount old root");
 	if (chdir("/") < 0) die("chdir /");
 	mask_paths();
+	if (C.rootfs_ro)   /* the root only: /proc, /sys, /dev and volumes are mounts of their own */
+		xmount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
 }
 
 /* ---------- user, capabilities, exec ---------- */

@@ -15,6 +15,14 @@ DEFAULT_CAPABILITIES = {
     "SETUID": 7, "SETPCAP": 8, "NET_BIND_SERVICE": 10, "NET_RAW": 13, "SYS_CHROOT": 18,
     "MKNOD": 27, "AUDIT_WRITE": 29, "SETFCAP": 31,
 }
+# Every capability the kernel knows (linux/capability.h), for --cap-add, --cap-drop and --privileged.
+ALL_CAPABILITIES = {name: number for number, name in enumerate((
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE"))}
 MASKED_PATHS = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
                 "/proc/acpi", "/proc/scsi", "/proc/latency_stats", "/sys/firmware")
 READONLY_PATHS = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus",
@@ -72,7 +80,25 @@ class ContainerSpec(Record):
         ("resources", None),          # runtime.cgroups.Resources | None
         ("cgroup_parent", None),      # str | None
         ("auto_remove", False),
+        ("cap_add", []),              # list[str]: capability names, "ALL" for every one
+        ("cap_drop", []),             # list[str]
+        ("privileged", False),        # every capability, nothing masked or read-only in /proc
+        ("read_only", False),         # the root file system mounted read-only (volumes stay as they are)
     )
+
+    def capabilities(self) -> dict[str, int]:
+        """The capability set the process gets: Docker's default set, plus cap_add, minus
+        cap_drop ("ALL" stands for every capability; names may carry a CAP_ prefix)."""
+        if self.privileged:
+            return dict(ALL_CAPABILITIES)
+        caps = dict(DEFAULT_CAPABILITIES)
+        for name in self.cap_drop:
+            key = _cap_name(name)
+            caps = {} if key == "ALL" else {k: v for k, v in caps.items() if k != key}
+        for name in self.cap_add:
+            key = _cap_name(name)
+            caps.update(ALL_CAPABILITIES if key == "ALL" else {key: ALL_CAPABILITIES[key]})
+        return caps
 
     def validate(self) -> None:
         """Raise SpecError on bad input; called by Runtime.create before anything is made."""
@@ -87,6 +113,15 @@ class ContainerSpec(Record):
         for key in self.env:
             if not key or "=" in key:
                 raise SpecError(f"env: invalid variable name {key!r}")
+        for name in list(self.cap_add) + list(self.cap_drop):
+            if _cap_name(name) != "ALL" and _cap_name(name) not in ALL_CAPABILITIES:
+                raise SpecError(f"unknown capability: {name!r}")
+
+
+def _cap_name(name: str) -> str:
+    """NET_ADMIN from net_admin, CAP_NET_ADMIN or NET_ADMIN."""
+    upper = name.upper()
+    return upper[4:] if upper.startswith("CAP_") else upper
 
 
 class SandboxSpec(Record):
@@ -150,6 +185,7 @@ class ShimConfig(Record):
         ("cgroup", None),             # a cgroup v2 directory the child is created in (clone3)
         ("cgroup_procs", []),         # or the cgroup.procs files (v1) a helper writes its pid to
         ("caps", Record.factory(capability_mask)),
+        ("rootfs_ro", False),
         ("masked", MASKED_PATHS), ("readonly", READONLY_PATHS),
     )
 
@@ -171,6 +207,8 @@ class ShimConfig(Record):
             out += [("mask", p) for p in self.masked] + [("readonly", p) for p in self.readonly]
         if self.tty and self.tty_size:
             out += [("rows", str(self.tty_size[0])), ("cols", str(self.tty_size[1]))]
+        if self.rootfs_ro:
+            out.append(("rootfs_ro", "1"))
         out += [("tty", str(int(self.tty))), ("stdin", str(int(self.stdin_open))),
                 ("caps", hex(self.caps))]
         return out

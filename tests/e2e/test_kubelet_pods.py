@@ -323,3 +323,54 @@ def test_sigkill_of_the_kubelet_and_a_restart_leave_every_container_running(node
     wait_for(lambda: kubectl(node_cluster, "get", "pod", "survivor", check=False).returncode != 0, timeout=30)
     after = set(subprocess.run(["pgrep", "-f", "sleep 3601"], capture_output=True, text=True).stdout.split())
     assert after == set()
+
+
+def test_bad_input_gets_kubernetes_reasons_and_harms_no_other_pod(node_cluster):
+    apply(node_cluster, pod_manifest("no-image", "  - {name: c, image: registry.invalid/nope:1}\n") + "---\n" +
+          pod_manifest("no-command", "  - {name: c, image: busybox, command: [/does-not-exist]}\n") + "---\n" +
+          pod_manifest("as-root", "  - {name: c, image: busybox, command: [sleep, '3600'], "
+                                  "securityContext: {runAsNonRoot: true}}\n") + "---\n" +
+          pod_manifest("fine", "  - {name: c, image: busybox, command: [sleep, '3600']}\n"))
+    wait_running(node_cluster, "fine")
+
+    def waiting_reason(name, *reasons):
+        state = container_status(get_pod(node_cluster, name)).get("state", {})
+        reason = (state.get("waiting") or state.get("terminated") or {}).get("reason")
+        return reason if reason in reasons else None
+    assert wait_for(lambda: waiting_reason("no-image", "ErrImagePull", "ImagePullBackOff"), timeout=40)
+    assert wait_for(lambda: waiting_reason("no-command", "RunContainerError", "CrashLoopBackOff", "StartError"),
+                    timeout=40)
+    refused = wait_for(lambda: container_status(get_pod(node_cluster, "as-root")).get("state", {}).get("waiting"))
+    assert refused["reason"] == "CreateContainerConfigError"
+    assert "runAsNonRoot and image will run as root" in refused["message"]
+    assert get_pod(node_cluster, "fine")["status"]["phase"] == "Running"
+    kubectl(node_cluster, "delete", "pod", "no-image", "no-command", "as-root", "fine", "--wait=false")
+
+
+def test_termination_message_deadline_security_context_and_host_aliases(node_cluster):
+    apply(node_cluster, pod_manifest("says-why", """  - name: c
+    image: busybox
+    command: [sh, -c, "echo out of coffee > /dev/termination-log; exit 4"]
+""", "  restartPolicy: Never\n") + "---\n" + pod_manifest("too-long", """  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+""", "  activeDeadlineSeconds: 2\n") + "---\n" + pod_manifest("locked", """  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    securityContext:
+      readOnlyRootFilesystem: true
+      capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}
+""", "  hostAliases: [{ip: 10.1.2.3, hostnames: [coffee.local]}]\n"))
+    said = wait_for(lambda: container_status(get_pod(node_cluster, "says-why")).get("state", {}).get("terminated"),
+                    timeout=30)
+    assert said["exitCode"] == 4 and said["message"] == "out of coffee\n"
+    failed = wait_for(lambda: (lambda p: p if p["status"].get("phase") == "Failed" else None)(
+        get_pod(node_cluster, "too-long")), timeout=30)
+    assert failed["status"]["reason"] == "DeadlineExceeded"
+    wait_running(node_cluster, "locked")
+    touched = kubectl(node_cluster, "exec", "locked", "--", "touch", "/x", check=False)
+    assert touched.returncode != 0 and "Read-only file system" in touched.stderr
+    assert kubectl(node_cluster, "exec", "locked", "--", "grep", "CapEff", "/proc/1/status").stdout.split()[1] \
+        == f"{1 << 10:016x}"
+    assert "10.1.2.3\tcoffee.local" in kubectl(node_cluster, "exec", "locked", "--", "cat", "/etc/hosts").stdout
+    kubectl(node_cluster, "delete", "pod", "says-why", "too-long", "locked", "--wait=false")
