@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
+import threading
 import time
 
 import httpx
@@ -157,13 +158,17 @@ def test_a_followed_log_streams_until_the_container_stops(kubelet, pods, rt):
     assert seen == "start\ndone\n"
 
 
-def test_a_follower_that_goes_away_does_not_stop_the_server(kubelet, pods):
+def test_a_follower_that_goes_away_leaves_no_thread_behind(kubelet, pods):
     _, _, http = kubelet
     pod = pods.sandbox("web")
     pods.container(pod, "main", "echo tick; exec sleep 1000")
     for _ in range(3):
         with http.stream("GET", "/containerLogs/default/web/main", params={"follow": "1"}) as response:
             assert next(response.iter_text()) == "tick\n"
+    deadline = time.monotonic() + 30
+    while followers := [t for t in threading.enumerate() if t.name == "kubelet-logs"]:
+        assert time.monotonic() < deadline, f"log followers still running: {followers}"
+        time.sleep(0.05)
     assert http.get("/healthz").text == "ok"
 
 
@@ -215,6 +220,18 @@ def test_exec_with_a_tty_is_resized(kubelet, pods):
     assert b"45 123" in joined(frames, 1)
     assert joined(frames, 2) == b""   # a tty has one output stream
     assert json.loads(joined(frames, 3))["status"] == "Success"
+
+
+def test_an_exec_client_that_goes_away_leaves_no_thread_behind(kubelet, pods):
+    _, url, _ = kubelet
+    pods.container(pods.sandbox("web"), "main", "exec sleep 1000")
+    ws = ws_connect(url, "/exec/default/web/main?command=sh&command=-c&command=echo+started;+exec+sleep+1000")
+    assert ws.recv_data()[1] == b"\x01started\n"
+    ws.close()
+    deadline = time.monotonic() + 30
+    while readers := [t for t in threading.enumerate() if t.name == "kubelet-exec"]:
+        assert time.monotonic() < deadline, f"exec readers still running: {readers}"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("path, reason, words", [

