@@ -54,11 +54,18 @@ def find_container(runtime, namespace: str, pod: str, container: str, previous: 
     return instances[index] if len(instances) > index else None
 
 
+def current_by_pod(records) -> dict[str, dict[str, object]]:
+    """The current instance (highest attempt) of each container among `records`, by pod
+    uid then container name; records without a pod uid are left out. Pure."""
+    pods: dict[str, dict[str, object]] = {}
+    for record in _newest_first(records, CONTAINER_ATTEMPT):
+        uid = record.labels.get(POD_UID)
+        if uid is not None:
+            pods.setdefault(uid, {}).setdefault(record.labels.get(CONTAINER_NAME, record.name), record)
+    return pods
+
+
 def pod_containers(runtime, uid: str, running_only: bool = True) -> dict[str, object]:
     """The current instance of each container of the pod with `uid`, by container name
     (running ones only unless `running_only` is False). Blocks."""
-    records = runtime.list(all=not running_only, labels={POD_UID: uid})
-    current: dict[str, object] = {}
-    for record in _newest_first(records, CONTAINER_ATTEMPT):
-        current.setdefault(record.labels.get(CONTAINER_NAME, record.name), record)
-    return current
+    return current_by_pod(runtime.list(all=not running_only, labels={POD_UID: uid})).get(uid, {})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from kubelet.lookup import POD_NAME, POD_NAMESPACE, POD_UID, pod_containers
+from kubelet.lookup import POD_NAME, POD_NAMESPACE, POD_UID, current_by_pod
 
 NANOS = 1_000_000_000
 
@@ -52,8 +52,9 @@ class StatsCollector:
         """The Summary of the node and of every pod with a running sandbox. Blocks (reads
         the runtime's store and cgroups)."""
         seen: set[str] = set()
-        pods = [self._pod(sandbox, seen) for sandbox in
-                self.runtime.list(labels={POD_UID: None}, kind="sandbox")]
+        containers = current_by_pod(self.runtime.list(labels={POD_UID: None}))
+        pods = [self._pod(sandbox, containers.get(sandbox.labels[POD_UID], {}), seen)
+                for sandbox in self.runtime.list(labels={POD_UID: None}, kind="sandbox")]
         node = self._node(seen)
         self._samples = {key: sample for key, sample in self._samples.items() if key in seen}
         return {"node": node, "pods": pods}
@@ -72,11 +73,12 @@ class StatsCollector:
                 "memory": {"time": rfc3339(now), "availableBytes": max(total - working_set, 0),
                            "usageBytes": usage, "workingSetBytes": working_set}}
 
-    def _pod(self, sandbox, seen: set) -> dict:
+    def _pod(self, sandbox, records: dict, seen: set) -> dict:
+        """The pod's entry; `records` are its running containers' current instances by name."""
         labels = sandbox.labels
         containers = []
         stats_of = {}
-        for name, record in sorted(pod_containers(self.runtime, labels[POD_UID]).items()):
+        for name, record in sorted(records.items()):
             stats = self._container_stats(record.id)
             if stats is None:
                 continue

@@ -83,3 +83,12 @@ def test_pod_containers_maps_each_name_to_its_current_running_instance():
                       container("b0", 0, name="sidecar", running=True), container("x", 0, uid="u2", running=True)])
     current = lookup.pod_containers(rt, "u1")
     assert {name: r.id for name, r in current.items()} == {"main": "a1", "sidecar": "b0"}
+
+
+def test_current_by_pod_groups_one_listing_by_pod_and_container():
+    records = [container("a0", 0, running=True), container("a1", 1, running=True),
+               container("b0", 0, name="sidecar", running=True), container("x", 3, uid="u2", running=True),
+               Record("stray", labels={CONTAINER_NAME: "main"})]
+    grouped = lookup.current_by_pod(records)
+    assert {uid: {name: r.id for name, r in by_name.items()} for uid, by_name in grouped.items()} == \
+        {"u1": {"main": "a1", "sidecar": "b0"}, "u2": {"main": "x"}}
