@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from api.quantity import cpu_millicores, memory_bytes
 from runtime.cgroups import Resources
+from runtime.portmap import PortMapping
 from runtime.runtime import NoSuchContainer, Runtime
 from runtime.spec import ContainerSpec, SandboxSpec
 
@@ -107,6 +108,7 @@ class PodRuntime:
             hostname=hostname[:63], labels=labels,
             network="host" if spec.get("hostNetwork") else "bridge",
             share_pid=bool(spec.get("shareProcessNamespace")),
+            port_mappings=[] if spec.get("hostNetwork") else host_ports(pod),
             cgroup_parent=self.pod_cgroup(pod), resources=pod_resources(pod))
         return self.runtime.create_sandbox(sandbox)
 
@@ -177,6 +179,17 @@ class PodRuntime:
             for records in adopted.containers.values():
                 records.sort(key=lambda r: int(r.labels.get(CONTAINER_ATTEMPT, 0)), reverse=True)
         return pods
+
+
+def host_ports(pod: dict) -> list[PortMapping]:
+    """The pod's hostPort mappings (DNAT from the node's port to the pod's)."""
+    out = []
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("hostPort"):
+                out.append(PortMapping(int(port["hostPort"]), int(port["containerPort"]),
+                                       (port.get("protocol") or "TCP").lower(), port.get("hostIP") or ""))
+    return out
 
 
 def security_options(container: dict) -> dict:

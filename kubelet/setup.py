@@ -143,6 +143,7 @@ class PodSetup:
         ref = container.get("image") or ""
         policy = container.get("imagePullPolicy") or ("Always" if _latest(ref) else "IfNotPresent")
         if ref in BUILTIN_IMAGES:
+            self.event(pod, "Normal", "Pulled", f'Container image "{ref}" already present on machine')
             return "busybox"
         present = await self.run(_has_image, self.runtime, ref)
         if present and policy != "Always":
@@ -152,8 +153,9 @@ class PodSetup:
             raise PodSetupError("ErrImageNeverPull",
                                 f'Container image "{ref}" is not present with pull policy of Never')
         self.event(pod, "Normal", "Pulling", f'Pulling image "{ref}"')
+        credentials = await self._pull_credentials(pod)
         try:
-            await self.run(_pull, self.runtime, ref)
+            await self.run(_pull, self.runtime, ref, credentials)
         except Exception as err:   # noqa: BLE001 - any pull failure is ErrImagePull
             if present:
                 self.event(pod, "Warning", "Failed", f'Failed to pull image "{ref}": {err}; using the local copy')
@@ -162,6 +164,16 @@ class PodSetup:
             raise ImageError(f'failed to pull image "{ref}": {err}') from None
         self.event(pod, "Normal", "Pulled", f'Successfully pulled image "{ref}"')
         return ref
+
+    async def _pull_credentials(self, pod: dict) -> dict[str, tuple[str, str]]:
+        """registry -> (user, password) from the pod's imagePullSecrets (dockerconfigjson)."""
+        namespace = pod["metadata"].get("namespace") or "default"
+        credentials: dict[str, tuple[str, str]] = {}
+        for ref in (pod.get("spec") or {}).get("imagePullSecrets") or []:
+            secret = await self.objects.get("Secret", namespace, ref.get("name", ""))
+            if secret is not None:
+                credentials.update(docker_credentials(secret))
+        return credentials
 
     # ----- probes and hooks -----
 
@@ -230,9 +242,34 @@ def _has_image(runtime, ref: str) -> bool:
         return False
 
 
-def _pull(runtime, ref: str) -> None:
-    from runtime.registry import pull
-    pull(runtime.images, ref)
+def _pull(runtime, ref: str, credentials: dict) -> None:
+    from runtime.registry import RegistryClient, pull
+    with RegistryClient(credentials=credentials) as client:
+        pull(runtime.images, ref, client=client)
+
+
+def docker_credentials(secret: dict) -> dict[str, tuple[str, str]]:
+    """registry -> (user, password) of a kubernetes.io/dockerconfigjson (or dockercfg) Secret."""
+    import base64
+    import json
+    data = secret.get("data") or {}
+    raw = data.get(".dockerconfigjson") or data.get(".dockercfg")
+    if not raw:
+        return {}
+    try:
+        config = json.loads(base64.b64decode(raw))
+    except ValueError:
+        return {}
+    auths = config.get("auths", config) if isinstance(config, dict) else {}
+    out = {}
+    for registry, entry in auths.items():
+        user, password = entry.get("username"), entry.get("password")
+        if (user is None or password is None) and entry.get("auth"):
+            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+        if user is not None:
+            host = registry.split("://", 1)[-1].split("/", 1)[0]
+            out[host] = (user, password or "")
+    return out
 
 
 def _read(path: str) -> str:

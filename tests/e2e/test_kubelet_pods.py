@@ -374,3 +374,46 @@ def test_termination_message_deadline_security_context_and_host_aliases(node_clu
         == f"{1 << 10:016x}"
     assert "10.1.2.3\tcoffee.local" in kubectl(node_cluster, "exec", "locked", "--", "cat", "/etc/hosts").stdout
     kubectl(node_cluster, "delete", "pod", "says-why", "too-long", "locked", "--wait=false")
+
+
+def test_an_image_is_pulled_with_the_pods_image_pull_secret(node_cluster, tmp_path):
+    from runtime.images import ImageStore
+    from tests.system.test_registry_auth import PASSWORD, USER, serve_busybox
+    server, _image = serve_busybox(ImageStore(str(tmp_path / "source")), "basic")
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        config = json.dumps({"auths": {host: {"username": USER, "password": PASSWORD}}})
+        kubectl(node_cluster, "create", "secret", "generic", "regcred", "--type=kubernetes.io/dockerconfigjson",
+                f"--from-literal=.dockerconfigjson={config}")
+        image = f"{host}/test/bb:latest"
+        apply(node_cluster, pod_manifest("pulled", f"  - {{name: c, image: '{image}', command: [sleep, '3600']}}\n",
+                                         "  imagePullSecrets: [{name: regcred}]\n") + "---\n" +
+              pod_manifest("no-secret", f"  - {{name: c, image: '{host}/test/bb:v9', command: [sleep, '3600']}}\n"))
+        wait_running(node_cluster, "pulled")
+        events = kubectl(node_cluster, "get", "events", "--field-selector", "involvedObject.name=pulled").stdout
+        assert "Pulling" in events and "Successfully pulled" in events
+        refused = wait_for(lambda: container_status(get_pod(node_cluster, "no-secret")).get("state", {}).get("waiting")
+                           if container_status(get_pod(node_cluster, "no-secret")).get("state", {}).get(
+                               "waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff") else None,
+                           timeout=30)
+        assert refused["reason"] in ("ErrImagePull", "ImagePullBackOff")
+    finally:
+        kubectl(node_cluster, "delete", "pod", "pulled", "no-secret", "--wait=false", check=False)
+        kubectl(node_cluster, "delete", "secret", "regcred", check=False)
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_host_port_reaches_the_pod(node_cluster):
+    from cluster.etcd import free_port
+    port = free_port()
+    apply(node_cluster, pod_manifest("hostport", f"""  - name: c
+    image: busybox
+    command: [sh, -c, "echo via host port > /tmp/index.html; exec httpd -f -p 8083 -h /tmp"]
+    ports: [{{containerPort: 8083, hostPort: {port}}}]
+"""))
+    wait_running(node_cluster, "hostport")
+    node = json.loads(kubectl(node_cluster, "get", "node", "e2e-node", "-o", "json").stdout)
+    address = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    assert wait_for(lambda: _fetch(f"http://{address}:{port}/index.html"), timeout=10) == "via host port\n"
+    kubectl(node_cluster, "delete", "pod", "hostport", "--wait=false")
