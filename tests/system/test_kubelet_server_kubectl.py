@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def cluster(request, etcd, rt, rt_root, tmp_path):
                 return subprocess.run([request.param, "--kubeconfig", str(config), *args], capture_output=True,
                                       text=True, timeout=timeout, input=input,
                                       stdin=None if input is not None else subprocess.DEVNULL)
-            kubectl.api = api
+            kubectl.api, kubectl.binary, kubectl.config = api, request.param, config
             kubectl.pkubectl = lambda *args: subprocess.run(
                 [sys.executable, "-m", "kubectl", "--kubeconfig", str(config), *args], capture_output=True,
                 text=True, timeout=60, stdin=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
@@ -93,6 +94,30 @@ def test_kubectl_exec_i_feeds_stdin(cluster, web):
     done = cluster("exec", "-i", "web", "--", "sh", "-c", "tr a-z A-Z; echo end", input="piped text\n")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "PIPED TEXT\nend\n"
+
+
+def test_kubectl_exec_it_gets_a_terminal_of_the_callers_size(cluster, web, tmp_path):
+    script = shutil.which("script")
+    if script is None:
+        pytest.fail("util-linux's script is needed to give kubectl a terminal")
+    command = (f"stty rows 33 cols 111; {shlex.quote(cluster.binary)} --kubeconfig {shlex.quote(str(cluster.config))} "
+               "exec -it web -- sh -c 'until s=$(stty size 2>/dev/null) && [ -n \"$s\" ]; do sleep 0.05; done; "
+               "echo $s; tty; exit 5'")   # the size comes in a resize message just after the start
+    done = subprocess.run([script, "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert "33 111" in done.stdout, done.stdout + done.stderr
+    assert "/dev/pts/" in done.stdout
+    assert done.returncode == 5
+
+
+def test_kubectl_cp_both_ways(cluster, web, tmp_path):
+    (tmp_path / "notes.txt").write_text("copied in\n")
+    done = cluster("cp", str(tmp_path / "notes.txt"), "web:/tmp/notes.txt")
+    assert done.returncode == 0, done.stderr
+    assert cluster("exec", "web", "--", "cat", "/tmp/notes.txt").stdout == "copied in\n"
+    done = cluster("cp", "web:/tmp/notes.txt", str(tmp_path / "back.txt"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "back.txt").read_text() == "copied in\n"
 
 
 def test_kubectl_exec_into_a_container_the_node_does_not_run_fails_readably(cluster):
