@@ -120,6 +120,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     app.add_route("/api/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
     app.add_route("/apis/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
     app.resource_endpoint = guarded(handlers.dispatch)
+    app.stream_fallback_endpoint = guarded(streams.refuse_spdy)
     _add_error_handlers(app)
     return app
 
@@ -134,11 +135,15 @@ class ApiServerApp(FastAPI):
     lifespan take FastAPI's way."""
 
     resource_endpoint: Optional[Callable[[Request], Awaitable[Response]]] = None
+    stream_fallback_endpoint: Optional[Callable[[Request], Awaitable[Response]]] = None
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and self.resource_endpoint is not None and is_resource_path(scope["path"]):
             scope["app"] = self
-            response = await self.resource_endpoint(Request(scope, receive))
+            endpoint = self.resource_endpoint
+            if self.stream_fallback_endpoint is not None and is_stream_fallback(scope):
+                endpoint = self.stream_fallback_endpoint
+            response = await endpoint(Request(scope, receive))
             await response(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
@@ -148,6 +153,17 @@ def is_resource_path(path: str) -> bool:
     """True for paths below discovery: /api/v1/<...> and /apis/<group>/<version>/<...>."""
     parts = path.strip("/").split("/")
     return (parts[0] == "api" and len(parts) >= 3) or (parts[0] == "apis" and len(parts) >= 4)
+
+
+STREAM_SUBRESOURCES = ("exec", "attach", "portforward")
+
+
+def is_stream_fallback(scope) -> bool:
+    """A plain HTTP request for pods/exec, attach or portforward: kubectl's SPDY fallback
+    after a refused WebSocket upgrade (a POST, or a GET asking for an upgrade)."""
+    parts = scope["path"].strip("/").split("/")
+    return (len(parts) == 7 and parts[:2] == ["api", "v1"] and parts[4] == "pods"
+            and parts[6] in STREAM_SUBRESOURCES and scope["method"] in ("POST", "GET"))
 
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

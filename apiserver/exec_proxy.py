@@ -17,6 +17,8 @@ import ssl
 from typing import Optional
 from urllib.parse import urlencode, urlsplit
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 try:  # optional: without it (and without uvicorn WebSocket support) exec is unavailable
@@ -26,6 +28,7 @@ except ImportError:
     wsproto = ws_events = None
 
 from apiserver import errors
+from apiserver.encoding import error_response
 from apiserver.kubelet_proxy import KubeletConnection, log_container
 from apiserver.paths import Target, resolve
 from apiserver.resources import ResourceStore
@@ -51,10 +54,7 @@ class KubeletSocket:
     async def open(cls, url: str, subprotocols: list[str], ssl_context: Optional[ssl.SSLContext]) -> "KubeletSocket":
         """Connect and complete the handshake; ApiError when the kubelet refuses."""
         parts = urlsplit(url)
-        try:
-            reader, writer = await asyncio.open_connection(parts.hostname, parts.port, ssl=ssl_context)
-        except OSError as exc:
-            raise errors.unavailable(f"cannot reach the kubelet at {parts.netloc}: {exc}") from None
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port, ssl=ssl_context)
         sock = cls(reader, writer)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         await sock._send(ws_events.Request(host=parts.netloc, target=target, subprotocols=subprotocols))
@@ -137,12 +137,13 @@ class ExecProxy:
         self.nodes = registry.by_kind("Node", "")
 
     async def serve(self, websocket: WebSocket) -> None:
-        """The WebSocket endpoint."""
+        """The WebSocket endpoint. A request that cannot be served is refused before the
+        upgrade with an HTTP answer carrying its Status (kubectl prints its reason)."""
         try:
             kubelet = await self._connect(websocket)
         except errors.ApiError as exc:
             log.info("exec refused for %s: %s", websocket.url.path, exc.message)
-            await websocket.close(code=POLICY_VIOLATION, reason=exc.message[:120])
+            await _refuse(websocket, exc)
             return
         except Exception:  # noqa: BLE001 - the catch-all of this endpoint: log, refuse
             log.exception("exec proxy failed for %s", websocket.url.path)
@@ -154,16 +155,41 @@ class ExecProxy:
         finally:
             await kubelet.close()
 
+    async def refuse_spdy(self, request: Request) -> Response:
+        """The SPDY fallback kubectl tries when a WebSocket upgrade fails (a POST asking for
+        SPDY/3.1): the same checks as the WebSocket path, so the client learns why (an
+        unreachable kubelet is a 503 naming the node); past them, a 400 saying that this
+        apiserver speaks only WebSocket."""
+        if self.authenticator is not None:
+            request.state.user = await self.authenticator(request)
+        url, node_name = await self._kubelet_url(request.url.path, request.query_params)
+        parts = urlsplit(url)
+        try:
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port), 5)
+            writer.close()
+        except (OSError, TimeoutError) as exc:
+            raise _unreachable(node_name, parts.netloc, exc) from None
+        raise errors.bad_request("streaming over SPDY is not supported by this apiserver: "
+                                 "use a client that speaks WebSocket (kubectl 1.30 or newer)")
+
     async def _connect(self, websocket: WebSocket) -> KubeletSocket:
         if self.authenticator is not None:
             websocket.state.user = await self.authenticator(websocket)
         if wsproto is None:
             raise errors.unavailable("pods/exec needs the wsproto package on the apiserver")
-        target = resolve(self.registry, websocket.url.path)
+        url, node_name = await self._kubelet_url(websocket.url.path, websocket.query_params)
+        offered = list(websocket.scope.get("subprotocols") or [])
+        try:
+            return await KubeletSocket.open(url, offered, kubelet_ssl(self.connection))
+        except OSError as exc:
+            raise _unreachable(node_name, urlsplit(url).netloc, exc) from None
+
+    async def _kubelet_url(self, request_path: str, query) -> tuple[str, str]:
+        """(the kubelet's URL for this request, the node's name); raises ApiError."""
+        target = resolve(self.registry, request_path)
         if target.info.kind != "Pod" or target.subresource not in STREAMING or not target.name:
             raise errors.resource_not_found(websocket.url.path)
         pod = await self.store.get(Target(target.info, target.namespace, target.name))
-        query = websocket.query_params
         path = f"{KUBELET_PATHS[target.subresource]}/{target.namespace}/{target.name}"
         if target.subresource != "portforward":   # a pod's ports are not a container's
             path += "/" + log_container(pod, query.get("container"))
@@ -172,9 +198,20 @@ class ExecProxy:
             raise errors.bad_request(f"pod {target.name} does not have a host assigned")
         node = await self.store.get(Target(self.nodes, None, node_name))
         params = [(k, v) for k, v in query.multi_items() if k in STREAMING[target.subresource]]
-        url = f"{self.connection.base_url(node)}/{path}?{urlencode(params)}"
-        offered = list(websocket.scope.get("subprotocols") or [])
-        return await KubeletSocket.open(url, offered, kubelet_ssl(self.connection))
+        return f"{self.connection.base_url(node)}/{path}?{urlencode(params)}", node_name
+
+
+def _unreachable(node_name: str, address: str, exc: Exception) -> errors.ApiError:
+    return errors.unavailable(f'cannot reach the kubelet of node "{node_name}" at {address}: {exc}')
+
+
+async def _refuse(websocket: WebSocket, exc: errors.ApiError) -> None:
+    """Refuse the upgrade with an HTTP answer holding the Status; a server without the
+    denial-response extension gets a close with the reason instead."""
+    if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
+        await websocket.send_denial_response(error_response(exc))
+    else:
+        await websocket.close(code=POLICY_VIOLATION, reason=exc.message[:120])
 
 
 async def _pump_both_ways(client: WebSocket, kubelet: KubeletSocket) -> None:

@@ -93,7 +93,9 @@ class LogProxy:
             response = await client.send(client.build_request("GET", url, params=log_query(query)), stream=True)
         except httpx.HTTPError as exc:
             await client.aclose()
-            raise errors.unavailable(f"cannot reach the kubelet of node {node_name}: {exc}") from None
+            address = httpx.URL(url).netloc.decode()
+            raise errors.unavailable(f'cannot reach the kubelet of node "{node_name}" at {address}: '
+                                     f'{exc or type(exc).__name__}') from None
         if response.status_code != 200:
             text = (await response.aread()).decode(errors="replace")[:1000]
             await response.aclose()
