@@ -129,8 +129,9 @@ class KubeletServer:
         config = uvicorn.Config(self.app(), host=self.host, port=self.port, ssl_certfile=cert, ssl_keyfile=key,
                                 **client_auth, ws="wsproto", lifespan="off", log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=2)
+        sock = _listen(self.host, self.port)   # here, not in uvicorn: it exits the process when it cannot bind
         self._server = _QuietServer(config)
-        self._task = asyncio.create_task(self._server.serve(), name="kubelet-server")
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="kubelet-server")
         deadline = time.monotonic() + START_TIMEOUT
         while not self._server.started:
             if self._task.done():
@@ -255,6 +256,17 @@ class KubeletServer:
         # a client that went away must end it sooner, hence its log file followed here.
         path = os.path.join(self.runtime.store.dir(cid), "container.log")
         return lambda: logfile.follow(path, running, tail=options.tail, since=options.since)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port ("::" listens on IPv4 too); raises OSError naming
+    the address (e.g. already in use)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048,
+                                    dualstack_ipv6=host == "::" and socket.has_dualstack_ipv6())
+    except OSError as exc:
+        raise OSError(exc.errno, f"kubelet API on {host}:{port}: {exc.strerror or exc}") from None
 
 
 async def _limited(body: AsyncIterator[bytes], limit: Optional[int]) -> AsyncIterator[bytes]:

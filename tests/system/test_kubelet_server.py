@@ -5,6 +5,7 @@ the stats summary, the serving certificate."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import ssl
@@ -82,6 +83,20 @@ def test_healthz_pods_and_a_certificate_made_once(kubelet, rt, tmp_path):
     with serving_kubelet(rt, tmp_path) as (_, again):
         assert httpx.get(again + "/healthz", verify=False).text == "ok"
     assert (tmp_path / "pki" / "kubelet.crt").read_bytes() == cert
+
+
+def test_a_taken_port_is_an_error_of_start_not_an_exit(rt, tmp_path):
+    from tests.helpers.kubelet_pods import KubeletServer
+    with serving_kubelet(rt, tmp_path) as (server, url):
+        second = KubeletServer(rt, host="127.0.0.1", port=server.port, cert_dir=str(tmp_path / "pki"),
+                               node_name="node-1")
+
+        async def start_again():
+            with pytest.raises(OSError, match="already in use"):
+                await second.start()
+            await second.stop()
+        asyncio.run(start_again())
+        assert httpx.get(url + "/healthz", verify=False).text == "ok"
 
 
 def test_with_a_client_ca_only_clients_with_its_certificate_are_served(rt, tmp_path):
