@@ -417,3 +417,41 @@ def test_a_host_port_reaches_the_pod(node_cluster):
     address = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
     assert wait_for(lambda: _fetch(f"http://{address}:{port}/index.html"), timeout=10) == "via host port\n"
     kubectl(node_cluster, "delete", "pod", "hostport", "--wait=false")
+
+
+def test_pods_keep_running_while_the_apiserver_is_away_and_the_status_catches_up(node_cluster):
+    apply(node_cluster, pod_manifest("outlives", "  - {name: c, image: busybox, command: [sleep, '3604']}\n")
+          + "---\n" + pod_manifest("exits-meanwhile", """  - name: c
+    image: busybox
+    command: [sh, -c, "while [ ! -e /proc/1 ] || sleep 3; do exit 7; done"]
+""", "  restartPolicy: Never\n"))
+    wait_running(node_cluster, "outlives")
+    wait_running(node_cluster, "exits-meanwhile")
+    apiserver = subprocess.run(["pgrep", "-f", f"apiserver .*--port {node_cluster.port}"], capture_output=True,
+                               text=True).stdout.split()
+    assert len(apiserver) == 1
+    before = subprocess.run(["pgrep", "-f", "sleep 3604"], capture_output=True, text=True).stdout.split()
+    os.kill(int(apiserver[0]), signal.SIGSTOP)
+    try:
+        wait_for(lambda: subprocess.run(["pgrep", "-f", "sleep 3; do exit 7"], capture_output=True).returncode != 0,
+                 timeout=20)                      # the container exited while nobody could be told
+    finally:
+        os.kill(int(apiserver[0]), signal.SIGCONT)
+    failed = wait_for(lambda: (lambda p: p if p["status"].get("phase") == "Failed" else None)(
+        get_pod(node_cluster, "exits-meanwhile")), timeout=60)
+    assert container_status(failed)["state"]["terminated"]["exitCode"] == 7
+    assert subprocess.run(["pgrep", "-f", "sleep 3604"], capture_output=True, text=True).stdout.split() == before
+    kubectl(node_cluster, "delete", "pod", "outlives", "exits-meanwhile", "--wait=false")
+
+
+def test_a_pod_deleted_while_the_kubelet_was_down_is_stopped_when_it_returns(node_cluster):
+    apply(node_cluster, pod_manifest("forgotten", "  - {name: c, image: busybox, command: [sleep, '3605']}\n"))
+    wait_running(node_cluster, "forgotten")
+    assert subprocess.run(["pgrep", "-f", "sleep 3605"], capture_output=True).returncode == 0
+    kubelet = subprocess.run(["pgrep", "-f", f"kubelet --kubeconfig {node_cluster.kubeconfig}"],
+                             capture_output=True, text=True).stdout.split()
+    assert len(kubelet) == 1
+    os.kill(int(kubelet[0]), signal.SIGSTOP)
+    kubectl(node_cluster, "delete", "pod", "forgotten", "--force", "--grace-period=0")
+    os.kill(int(kubelet[0]), signal.SIGKILL)       # it never learns of the deletion; its successor must
+    wait_for(lambda: subprocess.run(["pgrep", "-f", "sleep 3605"], capture_output=True).returncode != 0, timeout=40)
