@@ -2,9 +2,12 @@
 
 One supervisor process per data directory holds ``DIR/pkube.lock`` (an
 exclusive flock) for as long as the cluster runs and writes its pid to
-``DIR/pkube.pid``. It starts etcd, then the apiserver, then the other
-components, writes ``DIR/admin.kubeconfig``, restarts components that die, and
-on SIGTERM or SIGINT stops them in reverse order.
+``DIR/pkube.pid``. It writes ``DIR/admin.kubeconfig`` and, with static pods
+(kubeadm style), the control plane's manifests into the kubelet's manifests
+directory and starts only the kubelet, which runs them (cluster.controlplane);
+without (``--no-kubelet``, or ``--no-static-pods``) it starts etcd, then the
+apiserver, then the other components as child processes. It restarts children
+that die, and on SIGTERM or SIGINT stops everything in reverse order.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Callable, Optional
 import yaml
 
 from cluster.components import Component, ComponentError, http_ok, python_module, tail, watch_components
+from cluster.controlplane import ControlPlaneError, StaticControlPlane
 from cluster.etcd import EtcdError, EtcdProcess, free_port, port_in_use
 from cluster.kubeconfig import admin_kubeconfig, merge_into_user_config, user_kubeconfig_path, write_private
 
@@ -47,6 +51,12 @@ class ClusterConfig:
     node_name: str = field(default_factory=lambda: socket.gethostname().lower())
     kubelet_port: int = 10250
     manifests_dir: Optional[Path] = None
+    static_pods: bool = False
+
+    @property
+    def static_control_plane(self) -> bool:
+        """The control plane runs as static pods of the local kubelet (there must be one)."""
+        return self.kubelet and self.static_pods
 
     @property
     def kubelet_manifests_dir(self) -> Path:
@@ -174,6 +184,7 @@ class Cluster:
         self.config = config
         self.log = log
         self.etcd: Optional[EtcdProcess] = None
+        self.static: Optional[StaticControlPlane] = None
         self.components: list[Component] = []
         self._stopping = False
 
@@ -184,17 +195,38 @@ class Cluster:
             raise ClusterError(f"port {cfg.port} is already in use: choose another with --port")
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            client_port, peer_port = etcd_ports_for(cfg)
-            self.etcd = EtcdProcess(cfg.data_dir / "etcd", client_port=client_port, peer_port=peer_port,
-                                    log_path=cfg.log_dir / "etcd.log").start()
-            self.write_kubeconfigs()
-            for comp in control_plane(cfg, self.etcd.endpoint):
-                self.log(f"starting {comp.name}")
-                comp.start()
-                self.components.append(comp)
-        except (EtcdError, ComponentError, OSError) as err:
+            if cfg.static_control_plane:
+                self.start_static()
+            else:
+                self.start_processes()
+        except (EtcdError, ComponentError, ControlPlaneError, ValueError, OSError) as err:
             self.stop()
             raise ClusterError(str(err)) from err
+
+    def start_processes(self) -> None:
+        """etcd, the apiserver, the other components (and the kubelet) as child processes."""
+        cfg = self.config
+        client_port, peer_port = etcd_ports_for(cfg)
+        self.etcd = EtcdProcess(cfg.data_dir / "etcd", client_port=client_port, peer_port=peer_port,
+                                log_path=cfg.log_dir / "etcd.log").start()
+        self.write_kubeconfigs()
+        for comp in control_plane(cfg, self.etcd.endpoint):
+            self.log(f"starting {comp.name}")
+            comp.start()
+            self.components.append(comp)
+
+    def start_static(self) -> None:
+        """The kubelet as the only child; the control plane as its static pods. Raises
+        ControlPlaneError, ComponentError, ValueError (manifests, image), OSError."""
+        cfg = self.config
+        self.static = StaticControlPlane(cfg.data_dir / "kubelet", cfg.kubelet_manifests_dir, cfg.node_name, self.log)
+        values = self.static.prepare(cfg.data_dir, cfg.kubeconfig_path, cfg.port, etcd_ports_for(cfg))
+        self.write_kubeconfigs()
+        kubelet = kubelet_component(cfg)
+        self.log("starting kubelet")
+        kubelet.start()
+        self.components.append(kubelet)
+        self.static.start(values, kubelet.alive)
 
     def write_kubeconfigs(self) -> None:
         """DIR/admin.kubeconfig always; the user's kubeconfig only when asked."""
@@ -221,6 +253,8 @@ class Cluster:
         self._stopping = True
         for comp in reversed(self.components):
             comp.stop()
+        if self.static is not None:
+            self.static.stop()
         if self.config.kubelet:
             remove_pods(self.config.data_dir / "kubelet", self.log)
         if self.etcd:
@@ -260,10 +294,12 @@ def _try(log: Callable[[str], None], what: str, fn, *args, **kwargs) -> None:
 
 def usage_text(config: ClusterConfig) -> str:
     """What to tell the user once the cluster is up."""
+    logs = (f"logs: {config.log_dir} (the kubelet), kubectl logs -n kube-system kube-apiserver-{config.node_name} ..."
+            if config.static_control_plane else f"logs: {config.log_dir}")
     return (f"pkube is running at {config.server}\n"
             f"  export KUBECONFIG={config.kubeconfig_path}\n"
             f"  kubectl get nodes\n"
-            f"logs: {config.log_dir}")
+            f"{logs}")
 
 
 def run_foreground(config: ClusterConfig, log: Callable[[str], None], on_ready: Callable[[], None]) -> None:

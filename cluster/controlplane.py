@@ -1,0 +1,113 @@
+"""The control plane as static pods of the local kubelet, kubeadm style.
+
+`StaticControlPlane.start` makes the host image in the kubelet's image store, then writes
+the manifests one stage at a time into the kubelet's manifests directory: etcd, and once
+etcd answers /health, the apiserver, and once it answers /readyz, the scheduler and the
+controller-manager. (Our apiserver exits when etcd is not there yet, and the kubelet's
+back-off would then make `pkube up` wait 10 s or more.) The kubelet, started by the caller,
+runs them with hostNetwork and restarts any that dies. `stop` runs after the kubelet has
+stopped: it stops the control plane's containers in reverse order, gracefully, and removes
+the manifests; the caller then removes every pod left (cluster.up.remove_pods).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from cluster.components import http_ok
+from cluster.manifests import (APISERVER, CONTROL_PLANE, CONTROLLER_MANAGER, ETCD, SCHEDULER, ManifestValues,
+                               etcd_binary, installation_paths, mirror_name, remove_manifests, render,
+                               write_manifest)
+
+STAGE_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+POD_NAME_LABEL = "io.kubernetes.pod.name"    # kubelet.containers.POD_NAME, as the runtime stores it
+
+
+class ControlPlaneError(RuntimeError):
+    """A stage did not come up: the message names it and ends with its container's last log lines."""
+
+
+class StaticControlPlane:
+    """The static pods of one cluster: `kubelet_dir` holds the kubelet's runtime (its image
+    store), `manifests_dir` is the kubelet's --manifests-dir."""
+
+    def __init__(self, kubelet_dir: Path, manifests_dir: Path, node_name: str, log: Callable[[str], None]):
+        self.kubelet_dir = kubelet_dir
+        self.manifests_dir = manifests_dir
+        self.node_name = node_name
+        self.log = log
+
+    def runtime(self):
+        from runtime.runtime import Runtime
+        return Runtime(self.kubelet_dir / "runtime")
+
+    def prepare(self, data_dir: Path, kubeconfig: Path, apiserver_port: int,
+                etcd_ports: tuple[int, int]) -> ManifestValues:
+        """Make the host image (if the store lacks it) and etcd's data directory; the values
+        the templates are filled with. Raises ManifestError, HostImageError, OSError."""
+        from runtime.hostimage import ensure_host_image, mount_points
+        etcd = etcd_binary()
+        paths = installation_paths(etcd)
+        self.mounts = sorted("/" + p for p in mount_points(paths))
+        image = ensure_host_image(self.runtime().images, paths)
+        (data_dir / "etcd").mkdir(parents=True, exist_ok=True)
+        os.chmod(data_dir / "etcd", 0o700)
+        remove_manifests(self.manifests_dir)
+        return ManifestValues(image=image, python=sys.executable, etcd=etcd, data_dir=str(data_dir),
+                              kubeconfig=str(kubeconfig), apiserver_port=apiserver_port,
+                              etcd_client_port=etcd_ports[0], etcd_peer_port=etcd_ports[1])
+
+    def start(self, values: ManifestValues, kubelet_alive: Callable[[], bool],
+              timeout: float = STAGE_TIMEOUT) -> None:
+        """Write the manifests stage by stage, waiting for etcd and the apiserver to answer.
+        Raises ControlPlaneError (a stage timed out, or the kubelet exited)."""
+        stages = [((ETCD,), f"http://127.0.0.1:{values.etcd_client_port}/health"),
+                  ((APISERVER,), f"http://127.0.0.1:{values.apiserver_port}/readyz"),
+                  ((SCHEDULER, CONTROLLER_MANAGER), None)]
+        for names, health_url in stages:
+            for name in names:
+                self.log(f"writing the static pod manifest {name}")
+                write_manifest(self.manifests_dir, name, render(name, values, self.mounts))
+            if health_url:
+                self._wait(names[0], health_url, kubelet_alive, timeout)
+
+    def _wait(self, name: str, url: str, kubelet_alive: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if http_ok(url):
+                return
+            if not kubelet_alive():
+                raise ControlPlaneError(f"the kubelet exited while {name} was starting")
+            time.sleep(0.05)
+        raise ControlPlaneError(f"{name} did not answer {url} within {timeout:.0f}s"
+                                + self._last_log_lines(name))
+
+    def _last_log_lines(self, name: str, lines: int = 10) -> str:
+        """'; last lines of its log: ...' from the newest container of static pod `name`, or ''."""
+        try:
+            runtime = self.runtime()
+            records = runtime.list(all=True, labels={POD_NAME_LABEL: mirror_name(name, self.node_name)})
+            if not records:
+                return "; the kubelet has not started its container"
+            newest = max(records, key=lambda r: r.created)
+            text = b"".join(e.data for e in runtime.logs(newest.id, tail=lines)).decode(errors="replace")
+        except Exception:   # noqa: BLE001 - only a hint for the error message
+            return ""
+        return f"; last lines of its log:\n{text.rstrip()}" if text.strip() else ""
+
+    def stop(self) -> None:
+        """After the kubelet stopped: stop the control plane's containers (newest stage first,
+        SIGTERM then SIGKILL after STOP_TIMEOUT) and remove the manifests. Best effort."""
+        try:
+            runtime = self.runtime()
+            for name in reversed(CONTROL_PLANE):
+                for record in runtime.list(labels={POD_NAME_LABEL: mirror_name(name, self.node_name)}):
+                    runtime.stop(record.id, timeout=STOP_TIMEOUT)
+        except Exception as err:   # noqa: BLE001 - the caller removes everything anyway
+            self.log(f"could not stop the control plane gracefully: {err}")
+        remove_manifests(self.manifests_dir)
