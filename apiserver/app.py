@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from api.defaults import apply_defaults
 from api.kinds import Registry
-from apiserver import discovery, errors
+from apiserver import discovery, errors, metrics_api
 from apiserver.allocators import NodePortAllocator, ServiceIPAllocator
 from apiserver.bootstrap import KubernetesService
 from apiserver.deletion import Deleter
@@ -28,6 +28,7 @@ from apiserver.encoding import dumps, error_response, json_response
 from apiserver.event_ttl import DEFAULT_TTL as DEFAULT_EVENT_TTL
 from apiserver.event_ttl import EventReaper
 from apiserver.exec_proxy import ExecProxy
+from apiserver.metrics_api import MetricsAPI
 from apiserver.kubelet_proxy import KubeletConnection, LogProxy
 from apiserver.namespaces import Namespaces
 from apiserver.openapi import OpenAPIDocuments
@@ -121,6 +122,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     app.add_route("/apis/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
     app.resource_endpoint = guarded(handlers.dispatch)
     app.stream_fallback_endpoint = guarded(streams.refuse_spdy)
+    app.metrics_endpoint = guarded(MetricsAPI(store, storage, registry, kubelet or KubeletConnection()).handle)
     _add_error_handlers(app)
     return app
 
@@ -136,9 +138,14 @@ class ApiServerApp(FastAPI):
 
     resource_endpoint: Optional[Callable[[Request], Awaitable[Response]]] = None
     stream_fallback_endpoint: Optional[Callable[[Request], Awaitable[Response]]] = None
+    metrics_endpoint: Optional[Callable[[Request], Awaitable[Response]]] = None
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and self.resource_endpoint is not None and is_resource_path(scope["path"]):
+        if scope["type"] == "http" and self.metrics_endpoint is not None and metrics_api.is_metrics_path(scope["path"]):
+            scope["app"] = self
+            response = await self.metrics_endpoint(Request(scope, receive))
+            await response(scope, receive, send)
+        elif scope["type"] == "http" and self.resource_endpoint is not None and is_resource_path(scope["path"]):
             scope["app"] = self
             endpoint = self.resource_endpoint
             if self.stream_fallback_endpoint is not None and is_stream_fallback(scope):
@@ -212,7 +219,8 @@ def _add_discovery(app: FastAPI, registry: Registry, storage: Storage, guarded) 
     app.add_route("/api", document(lambda r: discovery.api_versions(server(r))), methods=["GET"])
     app.add_route("/api/{version}", document(
         lambda r: discovery.resource_list(registry, "", r.path_params["version"])), methods=["GET"])
-    app.add_route("/apis", document(lambda r: discovery.api_group_list(registry)), methods=["GET"])
+    app.add_route("/apis", document(lambda r: discovery.api_group_list(registry, (metrics_api.group_document(),))),
+                  methods=["GET"])
     app.add_route("/apis/{group}", document(
         lambda r: discovery.api_group(registry, r.path_params["group"])), methods=["GET"])
     app.add_route("/apis/{group}/{version}", document(

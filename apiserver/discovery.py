@@ -29,14 +29,16 @@ def api_versions(server_address: str) -> dict:
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
 
 
-def api_group_list(registry: Registry) -> dict:
+def api_group_list(registry: Registry, extra_groups: tuple[dict, ...] = ()) -> dict:
+    """The APIGroupList: the registry's groups, then `extra_groups` (APIGroup documents of
+    groups served outside the registry, such as metrics.k8s.io)."""
     groups = []
     for group, version in registry.group_versions():
         if not group:
             continue
         gv = {"groupVersion": f"{group}/{version}", "version": version}
         groups.append({"name": group, "versions": [gv], "preferredVersion": gv})
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups + list(extra_groups)}
 
 
 def api_group(registry: Registry, group: str) -> Optional[dict]:

@@ -455,3 +455,21 @@ def test_a_pod_deleted_while_the_kubelet_was_down_is_stopped_when_it_returns(nod
     kubectl(node_cluster, "delete", "pod", "forgotten", "--force", "--grace-period=0")
     os.kill(int(kubelet[0]), signal.SIGKILL)       # it never learns of the deletion; its successor must
     wait_for(lambda: subprocess.run(["pgrep", "-f", "sleep 3605"], capture_output=True).returncode != 0, timeout=40)
+
+
+def test_kubectl_top_reads_metrics_from_the_kubelets(node_cluster):
+    apply(node_cluster, pod_manifest("busy", """  - name: c
+    image: busybox
+    command: [sh, -c, "while true; do :; done"]
+    resources: {limits: {cpu: 200m}}
+"""))
+    wait_running(node_cluster, "busy")
+    nodes = wait_for(lambda: kubectl(node_cluster, "top", "node", check=False).stdout, timeout=30)
+    assert nodes.split("\n")[0].split()[:2] == ["NAME", "CPU(cores)"] and "e2e-node" in nodes
+
+    def busy_millicores():
+        line = next((l for l in kubectl(node_cluster, "top", "pod", "busy", check=False).stdout.splitlines()
+                     if l.startswith("busy")), "")
+        return int(line.split()[1].rstrip("m")) if line else 0
+    assert 100 <= wait_for(lambda: busy_millicores() or None, timeout=30) <= 260   # limited to 200m
+    kubectl(node_cluster, "delete", "pod", "busy", "--wait=false")
