@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Runs in the foreground; other options go to cluster.hollow "
                                         "(--name-prefix, --cpu, --memory, --max-pods, ...).")
     hollow.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    hollow.add_argument("--kubeconfig", type=Path, default=None,
+                        help="a cluster's kubeconfig instead of --data-dir (any pkube or other apiserver)")
     hollow.add_argument("--nodes", type=int, required=True, help="how many nodes to simulate")
     return parser
 
@@ -78,11 +80,16 @@ def cmd_down(args) -> int:
 
 
 def cmd_hollow(args, extra: list[str]) -> int:
-    config = ClusterConfig(data_dir=args.data_dir.resolve())
-    if running_pid(config) is None:
-        raise ClusterError(f"no cluster is running in {config.data_dir}: start one with pkube up -d")
+    kubeconfig = args.kubeconfig
+    if kubeconfig is None:
+        config = ClusterConfig(data_dir=args.data_dir.resolve())
+        if running_pid(config) is None:
+            raise ClusterError(f"no cluster is running in {config.data_dir}: start one with pkube up -d")
+        kubeconfig = config.kubeconfig_path
+    elif not kubeconfig.is_file():
+        raise ClusterError(f"no kubeconfig at {kubeconfig}")
     from cluster.hollow import main as hollow_main
-    return hollow_main(["--kubeconfig", str(config.kubeconfig_path), "--nodes", str(args.nodes), *extra])
+    return hollow_main(["--kubeconfig", str(kubeconfig), "--nodes", str(args.nodes), *extra])
 
 
 def main(argv: list[str] | None = None) -> int:

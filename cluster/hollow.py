@@ -38,7 +38,7 @@ from typing import Awaitable, Callable, Iterable, Optional
 
 from client.aio import AsyncApiClient
 from client.clock import Clock
-from client.errors import AlreadyExists, ApiError, Conflict, NotFound
+from client.errors import AlreadyExists, ApiError, Conflict, NotFound, Unavailable
 from client.informer import Informer
 from client.resources import LEASES, NODES, PODS
 from client.store import index_pods_by_node, object_key
@@ -55,6 +55,10 @@ NODE_CONDITIONS = (("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has
                    ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"))
 POD_CONDITION_TYPES = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady",
                        "PodScheduled")
+# Said on every pod a hollow node reports, so that nobody mistakes it for a running one.
+SIMULATED_CONDITION = {"type": "pkube.io/Simulated", "status": "True", "reason": "HollowNode",
+                       "message": "reported Running by a hollow node (pkube hollow): no container runs"}
+GONE_AFTER_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,9 @@ def pod_running_status(pod: dict, host_ip: str, pod_ip: Optional[str], wall) -> 
     spec = pod.get("spec") or {}
     result = {"phase": "Running", "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
               "startTime": started,
-              "conditions": [_pod_condition(pod, kind, now) for kind in POD_CONDITION_TYPES],
+              "conditions": [*(_pod_condition(pod, kind, now) for kind in POD_CONDITION_TYPES),
+                             {**SIMULATED_CONDITION, "lastProbeTime": None,
+                              "lastTransitionTime": started}],
               "containerStatuses": [_running_container(pod, c, started)
                                     for c in spec.get("containers") or []]}
     if spec.get("initContainers"):
@@ -561,10 +567,41 @@ async def _serve(args: argparse.Namespace) -> None:
     config = HollowConfig(cpu=args.cpu, memory=args.memory, pods=str(args.max_pods),
                           host_cidr=args.host_cidr, renew_interval=args.renew_interval,
                           concurrency=args.concurrency)
-    async with AsyncApiClient(load_kubeconfig(args.kubeconfig, args.context), timeout=60.0) as client:
-        hollow = HollowNodes(client, node_names(args.nodes, args.name_prefix), config,
-                             stop_renewing=args.stop_renewing)
-        await hollow.run()
+    client_config = load_kubeconfig(args.kubeconfig, args.context)
+    async with AsyncApiClient(client_config, timeout=60.0) as client:
+        names = node_names(args.nodes, args.name_prefix)
+        hollow = HollowNodes(client, names, config, stop_renewing=args.stop_renewing)
+        work = asyncio.ensure_future(hollow.run())
+        watchdog = asyncio.ensure_future(_exit_when_gone(client, client_config.server))
+        await hollow.wait_registered()
+        print(f"pkube hollow: {len(names)} simulated nodes ({names[0]} .. {names[-1]}) registered at "
+              f"{client_config.server}; their pods are reported Running but no container runs. "
+              "Ctrl-C stops them.", flush=True)
+        done, _ = await asyncio.wait([work, watchdog], return_when=asyncio.FIRST_COMPLETED)
+        for task in (work, watchdog):
+            task.cancel()
+        await asyncio.gather(work, watchdog, return_exceptions=True)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+
+
+async def _exit_when_gone(client, server: str, period: float = 2.0) -> None:
+    """Return once the apiserver has not answered for GONE_AFTER_SECONDS (its cluster was
+    stopped): hollow nodes then exit instead of logging connection errors forever."""
+    failing_since = None
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            await client.list(NODES, limit=1)
+            failing_since = None
+        except Unavailable:
+            failing_since = failing_since or loop.time()
+            if loop.time() - failing_since >= GONE_AFTER_SECONDS:
+                print(f"pkube hollow: the apiserver at {server} has not answered for "
+                      f"{GONE_AFTER_SECONDS:.0f}s; stopping", flush=True)
+                return
+        await asyncio.sleep(period)
 
 
 def main(argv=None) -> int:

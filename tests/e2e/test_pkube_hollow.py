@@ -70,3 +70,25 @@ def test_deployment_is_scheduled_and_becomes_available_on_hollow_nodes(cluster, 
     assert all(p["status"]["phase"] == "Running" and p["status"].get("podIP") for p in pods)
     assert kubectl(cluster, "delete", "deployment", "hollow-web").returncode == 0
     assert until(lambda: "hollow-web" not in kubectl(cluster, "get", "pods").stdout, timeout=60)
+
+
+def test_hollow_says_what_it_started_marks_its_pods_and_exits_with_its_cluster(tmp_path):
+    from cluster.etcd import free_port
+    from tests.e2e.conftest import start_cluster
+    cluster = start_cluster(tmp_path / "c", free_port())
+    proc = subprocess.Popen([sys.executable, "-m", "cluster", "hollow", "--kubeconfig", str(cluster.kubeconfig),
+                             "--nodes", "2", "--name-prefix", "gone-"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert "2 simulated nodes (gone-0 .. gone-1)" in first and "no container runs" in first
+        kubectl(cluster, "run", "ghost", "--image=busybox", "--", "sleep", "1")
+        pod = until(lambda: (lambda r: json.loads(r.stdout) if r.returncode == 0 and
+                             json.loads(r.stdout)["status"].get("phase") == "Running" else None)(
+            kubectl(cluster, "get", "pod", "ghost", "-o", "json")))
+        simulated = next(c for c in pod["status"]["conditions"] if c["type"] == "pkube.io/Simulated")
+        assert "no container runs" in simulated["message"]
+    finally:
+        pkube("down", "--data-dir", str(cluster.data_dir))
+    assert proc.wait(40) == 0
+    assert "has not answered" in proc.stdout.read()

@@ -91,7 +91,9 @@ def test_running_status_has_every_condition_and_container():
     assert status["phase"] == "Running" and status["podIP"] == "10.244.0.2"
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "PodReadyToStartContainers": "True", "Initialized": "True", "Ready": "True",
-        "ContainersReady": "True", "PodScheduled": "True"}
+        "ContainersReady": "True", "PodScheduled": "True", "pkube.io/Simulated": "True"}
+    simulated = next(c for c in status["conditions"] if c["type"] == "pkube.io/Simulated")
+    assert "no container runs" in simulated["message"]
     assert [c["name"] for c in status["containerStatuses"]] == ["a", "b"]
     assert status["containerStatuses"][0]["state"] == {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
     assert status["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
