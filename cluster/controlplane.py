@@ -1,11 +1,12 @@
 """The control plane as static pods of the local kubelet, kubeadm style.
 
-`StaticControlPlane.start` makes the host image in the kubelet's image store, then writes
-the manifests one stage at a time into the kubelet's manifests directory: etcd, and once
-etcd answers /health, the apiserver, and once it answers /readyz, the scheduler and the
-controller-manager. (Our apiserver exits when etcd is not there yet, and the kubelet's
-back-off would then make `pkube up` wait 10 s or more.) The kubelet, started by the caller,
-runs them with hostNetwork and restarts any that dies. `stop` runs after the kubelet has
+`StaticControlPlane.prepare` makes the host image in the kubelet's image store;
+`start` writes the manifests one stage at a time into the kubelet's manifests directory:
+etcd (then it starts the kubelet, whose first scan finds it), once etcd answers /health the
+apiserver, and once that answers /readyz the scheduler and the controller-manager. (Our
+apiserver exits when etcd is not there yet, and the kubelet's back-off would then make
+`pkube up` wait 10 s or more.) The kubelet runs them with hostNetwork and restarts any that
+dies; the caller supervises the kubelet. `stop` runs after the kubelet has
 stopped: it stops the control plane's containers in reverse order, gracefully, and removes
 the manifests; the caller then removes every pod left (cluster.up.remove_pods).
 """
@@ -36,8 +37,11 @@ class StaticControlPlane:
     """The static pods of one cluster: `kubelet_dir` holds the kubelet's runtime (its image
     store), `manifests_dir` is the kubelet's --manifests-dir."""
 
-    def __init__(self, kubelet_dir: Path, manifests_dir: Path, node_name: str, log: Callable[[str], None]):
+    def __init__(self, kubelet_dir: Path, manifests_dir: Path, node_name: str, log: Callable[[str], None],
+                 stage_timeout: float = STAGE_TIMEOUT):
         self.kubelet_dir = kubelet_dir
+        self.stage_timeout = stage_timeout
+        self.mounts: list[str] = []
         self.manifests_dir = manifests_dir
         self.node_name = node_name
         self.log = log
@@ -62,10 +66,11 @@ class StaticControlPlane:
                               kubeconfig=str(kubeconfig), apiserver_port=apiserver_port,
                               etcd_client_port=etcd_ports[0], etcd_peer_port=etcd_ports[1])
 
-    def start(self, values: ManifestValues, kubelet_alive: Callable[[], bool],
-              timeout: float = STAGE_TIMEOUT) -> None:
-        """Write the manifests stage by stage, waiting for etcd and the apiserver to answer.
-        Raises ControlPlaneError (a stage timed out, or the kubelet exited)."""
+    def start(self, values: ManifestValues, kubelet) -> None:
+        """Write etcd's manifest, start `kubelet` (a cluster.components.Component; its first
+        scan then finds it), then write the other stages, waiting for etcd and the apiserver
+        to answer. Raises ControlPlaneError (a stage timed out, or the kubelet exited),
+        ComponentError, ManifestError."""
         stages = [((ETCD,), f"http://127.0.0.1:{values.etcd_client_port}/health"),
                   ((APISERVER,), f"http://127.0.0.1:{values.apiserver_port}/readyz"),
                   ((SCHEDULER, CONTROLLER_MANAGER), None)]
@@ -73,8 +78,11 @@ class StaticControlPlane:
             for name in names:
                 self.log(f"writing the static pod manifest {name}")
                 write_manifest(self.manifests_dir, name, render(name, values, self.mounts))
+            if kubelet.proc is None:
+                self.log("starting kubelet")
+                kubelet.start()
             if health_url:
-                self._wait(names[0], health_url, kubelet_alive, timeout)
+                self._wait(names[0], health_url, kubelet.alive, self.stage_timeout)
 
     def _wait(self, name: str, url: str, kubelet_alive: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout

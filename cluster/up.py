@@ -223,10 +223,8 @@ class Cluster:
         values = self.static.prepare(cfg.data_dir, cfg.kubeconfig_path, cfg.port, etcd_ports_for(cfg))
         self.write_kubeconfigs()
         kubelet = kubelet_component(cfg)
-        self.log("starting kubelet")
-        kubelet.start()
         self.components.append(kubelet)
-        self.static.start(values, kubelet.alive)
+        self.static.start(values, kubelet)
 
     def write_kubeconfigs(self) -> None:
         """DIR/admin.kubeconfig always; the user's kubeconfig only when asked."""
