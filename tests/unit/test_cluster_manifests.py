@@ -39,6 +39,7 @@ def test_each_template_is_a_host_network_pod_in_kube_system_on_the_host_image(na
     assert pod["spec"]["hostNetwork"] is True
     [container] = pod["spec"]["containers"]
     assert container["image"] == "pkube/host:0123456789ab"
+    assert all(isinstance(arg, str) for arg in container["command"])
     assert container["imagePullPolicy"] == "IfNotPresent"
     for probe in probes(container):        # a string port would be a named port
         assert probe["httpGet"]["port"] in (6443, 2379)
@@ -61,20 +62,21 @@ def test_every_container_gets_the_installation_read_only_at_the_same_path(name):
 def test_the_commands_run_the_given_interpreter_etcd_and_ports():
     apiserver = render("kube-apiserver", values(), MOUNTS)["spec"]["containers"][0]["command"]
     assert apiserver[:3] == ["/opt/venv/bin/python", "-m", "apiserver"]
-    assert "--etcd-servers=http://127.0.0.1:2379" in apiserver and "--port=6443" in apiserver
+    assert "--etcd-servers http://127.0.0.1:2379" in " ".join(apiserver) and "--port 6443" in " ".join(apiserver)
     etcd = render("etcd", values(), MOUNTS)["spec"]["containers"][0]["command"]
     assert etcd[0] == "/usr/bin/etcd"
-    assert "--listen-client-urls=http://127.0.0.1:2379" in etcd
-    assert "--initial-cluster=pkube=http://127.0.0.1:2380" in etcd
+    assert "--listen-client-urls http://127.0.0.1:2379" in " ".join(etcd)
+    assert "--initial-cluster pkube=http://127.0.0.1:2380" in " ".join(etcd)
     for name in ("kube-scheduler", "kube-controller-manager"):
         command = render(name, values(), MOUNTS)["spec"]["containers"][0]["command"]
-        assert "--kubeconfig=/var/lib/pkube/admin.kubeconfig" in command
+        assert "--kubeconfig /var/lib/pkube/admin.kubeconfig" in " ".join(command)
 
 
 def test_a_data_dir_with_quotes_spaces_and_hashes_survives_the_template():
     odd = '/tmp/a "b" #c: d\\e'
     pod = render("etcd", values(odd), MOUNTS)
-    assert f"--data-dir={odd}/etcd" in pod["spec"]["containers"][0]["command"]
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[command.index("--data-dir") + 1] == f"{odd}/etcd"
     assert {"name": "etcd-data", "hostPath": {"path": f"{odd}/etcd", "type": "DirectoryOrCreate"}} in pod["spec"]["volumes"]
 
 
