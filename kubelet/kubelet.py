@@ -113,7 +113,9 @@ class Kubelet:
             informer.add_handlers(None, functools.partial(self._object_changed, kind), None)
         self.setup = PodSetup(runtime, config.root_dir, config.node_name,
                               ApiObjects(client, self.object_informers), self.run_blocking,
-                              self.events.emit, self.address, cluster_dns=list(config.cluster_dns),
+                              self.events.emit, self.address,
+                              allocatable=nodes.allocatable(self._facts(), self.node_config),
+                              cluster_dns=list(config.cluster_dns),
                               cluster_domain=config.cluster_domain)
         self.services = Services(pods=self.pods, run=self.run_blocking, report=self.statuses.set,
                                  event=self.events.emit, watch_exit=self._watch_exit, finished=self._finished,

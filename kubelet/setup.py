@@ -69,7 +69,8 @@ class PodSetup:
     def volumes(self, pod: dict) -> PodVolumes:
         uid = pod["metadata"]["uid"]
         if uid not in self._volumes:
-            self._volumes[uid] = PodVolumes(self.pod_dir(pod), self.objects, self.node_name)
+            self._volumes[uid] = PodVolumes(self.pod_dir(pod), self.objects, self.node_name,
+                                            allocatable=self.allocatable or None)
         return self._volumes[uid]
 
     async def setup_volumes(self, pod: dict) -> None:
