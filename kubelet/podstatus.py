@@ -46,6 +46,16 @@ def k8s_time(runtime_time: str) -> str:
     return runtime_time[:19] + "Z" if runtime_time and not runtime_time.startswith("0001") else ""
 
 
+def running_for(record) -> float:
+    """Seconds since a running record started (0 when unknown)."""
+    import datetime as dt
+    text = k8s_time(record.started_at)
+    if not text:
+        return 0.0
+    started = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return max(0.0, (dt.datetime.now(dt.timezone.utc) - started).total_seconds())
+
+
 def container_id(record) -> str:
     return CONTAINER_ID_SCHEME + record.id
 

@@ -307,23 +307,25 @@ class PodWorker:
         if podstatus.is_running(current):
             if track.probed != current.id:      # adopted from a previous kubelet
                 track.probed = current.id
-                self.s.prepare.start_probes(self, container, track)
-            if track.unhealthy:
-                await self._restart_unhealthy(container, track)
-            return
+                self.s.prepare.start_probes(self, container, track, started_for=podstatus.running_for(current))
+            if not track.unhealthy:
+                return
+            await self._kill_unhealthy(container, track)
+            current = track.current
         policy = (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
         if podstatus.has_exited(current) and not should_restart(policy, current.exit_code):
             track.waiting = None
             return
         await self._start_or_back_off(container, track)
 
-    async def _restart_unhealthy(self, container: dict, track: ContainerTrack) -> None:
-        message, track.unhealthy = track.unhealthy, None
+    async def _kill_unhealthy(self, container: dict, track: ContainerTrack) -> None:
+        """A liveness (or startup) probe failed: stop the instance; the restartPolicy then says
+        whether it comes back."""
+        track.unhealthy = None
         self.s.event(self.pod, "Normal", "Killing",
                      f"Container {track.name} failed liveness probe, will be restarted")
         await self._stop_instance(container, track, self.grace())
         await self._refresh_track(track)
-        await self._start_or_back_off(container, track)
 
     async def _start_or_back_off(self, container: dict, track: ContainerTrack) -> None:
         now = self.s.clock()

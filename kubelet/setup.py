@@ -178,8 +178,9 @@ class PodSetup:
 
     # ----- probes and hooks -----
 
-    def start_probes(self, worker, container: dict, track) -> None:
-        """Probes of a freshly started instance; each change of a result wakes the worker."""
+    def start_probes(self, worker, container: dict, track, started_for: float = 0.0) -> None:
+        """Probes of a running instance (`started_for` seconds old: an adopted one does not wait
+        its initial delay again); each change of a result wakes the worker."""
         if not any(container.get(k) for k in ("livenessProbe", "readinessProbe", "startupProbe")):
             track.ready, track.started = True, True
             return
@@ -194,7 +195,7 @@ class PodSetup:
             self.event(worker.pod, "Warning", "Unhealthy", f"{kind.capitalize()} probe failed: {message}")
 
         probes = ContainerProbes(container, self._handlers(worker, track), self.clock, on_result,
-                                 on_failure=on_failure)
+                                 on_failure=on_failure, started_for=started_for)
         track.probes, track.ready, track.started = probes, probes.ready, probes.started
         probes.start()
 
