@@ -29,6 +29,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for ClusterFirst pods "
                    "(none: such pods use the host's resolvers, as Kubernetes does)")
     p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument("--image-gc-high-threshold", type=int, default=85,
+                   help="disk usage %% of the images' file system that starts image garbage collection")
+    p.add_argument("--image-gc-low-threshold", type=int, default=80,
+                   help="disk usage %% image garbage collection brings it down to")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added to the Node's labels")
     p.add_argument("--no-serve", action="store_true", help="no HTTPS API (logs and exec then fail)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -41,7 +45,8 @@ def config_from(args: argparse.Namespace) -> KubeletConfig:
                          port=args.port, address=args.node_ip, pod_cidr=args.pod_cidr,
                          cgroup_root=args.cgroup_root, bridge=args.bridge, serve=not args.no_serve,
                          labels=labels, cluster_dns=tuple(filter(None, args.cluster_dns.split(","))),
-                         cluster_domain=args.cluster_domain)
+                         cluster_domain=args.cluster_domain, image_gc_high_percent=args.image_gc_high_threshold,
+                         image_gc_low_percent=args.image_gc_low_threshold)
 
 
 async def serve(args: argparse.Namespace) -> int:

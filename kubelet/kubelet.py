@@ -24,6 +24,8 @@ from client.informer import Informer
 from client.resources import CONFIGMAPS, NODES, PODS, SECRETS
 from kubelet import node as nodes
 from kubelet.containers import PodRuntime
+from kubelet.imagegc import HIGH_THRESHOLD_PERCENT, LOW_THRESHOLD_PERCENT, ImageGC
+from kubelet.imagegc import PERIOD_SECONDS as IMAGE_GC_PERIOD_SECONDS
 from kubelet.mirror import MirrorPods, is_mirror
 from kubelet.nodeagent import NodeAgent
 from kubelet.podworker import PodWorker, Services
@@ -56,6 +58,8 @@ class KubeletConfig:
     labels: Optional[dict] = None
     cluster_dns: tuple[str, ...] = ()  # the cluster DNS Service's address(es) for ClusterFirst pods
     cluster_domain: str = "cluster.local"
+    image_gc_high_percent: int = HIGH_THRESHOLD_PERCENT
+    image_gc_low_percent: int = LOW_THRESHOLD_PERCENT
 
     @property
     def runtime_root(self) -> str:
@@ -120,6 +124,8 @@ class Kubelet:
         self.services = Services(pods=self.pods, run=self.run_blocking, report=self.statuses.set,
                                  event=self.events.emit, watch_exit=self._watch_exit, finished=self._finished,
                                  prepare=self.setup, host_ip=self.address)
+        self.image_gc = ImageGC(runtime, config.image_gc_high_percent, config.image_gc_low_percent)
+        self.setup.image_gc = self.image_gc
         self.static = StaticPodSource(config.manifests_dir, config.node_name, self._static_changed,
                                       self._manifest_error)
 
@@ -164,6 +170,7 @@ class Kubelet:
         try:
             await asyncio.gather(self.agent.run(), self.static.run(), self.statuses.run(), self.events.run(),
                                  self.mirrors.run(), pods.run(), node.run(), self._wait_synced(pods),
+                                 self._collect_images(),
                                  *(informer.run() for informer in self.object_informers.values()))
         finally:
             loop.remove_reader(self.exits.fileno())
@@ -193,6 +200,15 @@ class Kubelet:
             if worker.pod["metadata"].get("namespace") == meta.get("namespace") and \
                     (kind, meta["name"]) in pod_references(worker.pod):
                 worker.wake()
+
+    async def _collect_images(self) -> None:
+        """Image garbage collection every PERIOD_SECONDS."""
+        while True:
+            await asyncio.sleep(IMAGE_GC_PERIOD_SECONDS)
+            try:
+                await self.run_blocking(self.image_gc.collect)
+            except Exception:   # noqa: BLE001 - logged; the next period tries again
+                log.exception("image garbage collection failed")
 
     # ----- the node and its network -----
 

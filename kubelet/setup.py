@@ -58,6 +58,7 @@ class PodSetup:
         self.clock = clock or Clock()
         self.allocatable = allocatable or {}
         self.cluster_dns = list(cluster_dns or [])
+        self.image_gc = None            # a kubelet.imagegc.ImageGC told of every image a container uses
         self.cluster_domain = cluster_domain
         self._volumes: dict[str, PodVolumes] = {}
 
@@ -94,7 +95,9 @@ class PodSetup:
     async def container_inputs(self, pod: dict, container: dict, sandbox, attempt: int) -> tuple[str, dict, list]:
         """(image reference, environment, mounts) of one attempt of a container; raises PodSetupError."""
         image = await self.ensure_image(pod, container)
-        image_user = await self.run(_image_user, self.runtime, image)
+        image_id, image_user = await self.run(_image_identity, self.runtime, image)
+        if self.image_gc is not None:
+            self.image_gc.notice(image_id)
         refusal = run_as_non_root_error(container, pod, image_user)
         if refusal:
             raise ConfigError(refusal)
@@ -231,8 +234,10 @@ def _latest(ref: str) -> bool:
     return "@" not in name and (":" not in name or name.endswith(":latest"))
 
 
-def _image_user(runtime, ref: str) -> str:
-    return (runtime.image(ref).config or {}).get("User") or ""
+def _image_identity(runtime, ref: str) -> tuple[str, str]:
+    """(image id, the user its config runs as)."""
+    image = runtime.image(ref)
+    return image.id, (image.config or {}).get("User") or ""
 
 
 def _has_image(runtime, ref: str) -> bool:
