@@ -336,6 +336,9 @@ class PodWorker:
             return
         if left > 0:
             meta = self.pod["metadata"]
+            if not track.waiting or track.waiting[0] != "CrashLoopBackOff":
+                self.s.event(self.pod, "Warning", "BackOff", f"Back-off restarting failed container {track.name} "
+                             f"in pod {meta['name']}_{meta.get('namespace')}({self.uid})")
             track.waiting = ("CrashLoopBackOff",
                              f"back-off {int(track.backoff.last_wait)}s restarting failed container={track.name} "
                              f"pod={meta['name']}_{meta.get('namespace')}({self.uid})")
