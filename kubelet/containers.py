@@ -8,6 +8,8 @@ again from the runtime's state alone (`adopt`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -24,6 +26,7 @@ POD_NAME = "io.kubernetes.pod.name"
 POD_NAMESPACE = "io.kubernetes.pod.namespace"
 CONTAINER_NAME = "io.kubernetes.container.name"
 CONTAINER_ATTEMPT = "io.kubernetes.container.attempt"
+CONTAINER_HASH = "io.kubernetes.container.hash"
 SANDBOX_ATTEMPT = "io.kubernetes.sandbox.attempt"
 CPU_PERIOD_US = 100_000
 MIN_CPU_SHARES = 2
@@ -37,6 +40,12 @@ def pod_labels(pod: dict) -> dict[str, str]:
 def runtime_name(*parts: str) -> str:
     """A runtime container name from Kubernetes names (already DNS-safe), Kubernetes' k8s_ style."""
     return "k8s_" + "_".join(parts)
+
+
+def container_hash(container: dict) -> str:
+    """A digest of the container's spec: a running container whose spec changed (a new image)
+    is restarted, as Kubernetes does."""
+    return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def container_resources(resources: dict | None) -> Resources | None:
@@ -118,7 +127,8 @@ class PodRuntime:
         Raises SpecError, ImageNotFound, StartError (the record then exists, exited, with
         `error` set: the caller reports it)."""
         meta = pod["metadata"]
-        labels = {**pod_labels(pod), CONTAINER_NAME: container["name"], CONTAINER_ATTEMPT: str(attempt)}
+        labels = {**pod_labels(pod), CONTAINER_NAME: container["name"], CONTAINER_ATTEMPT: str(attempt),
+                  CONTAINER_HASH: container_hash(container)}
         spec = ContainerSpec(
             image=image, entrypoint=container.get("command"), command=container.get("args"),
             env=env, workdir=container.get("workingDir") or None, user=_user(container, pod),

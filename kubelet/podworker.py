@@ -25,7 +25,8 @@ from typing import Any, Callable, Optional
 from client.timefmt import rfc3339
 from kubelet import podstatus
 from kubelet.backoff import RestartBackoff
-from kubelet.containers import CONTAINER_ATTEMPT, SANDBOX_ATTEMPT, AdoptedPod, PodRuntime
+from kubelet.containers import (CONTAINER_ATTEMPT, CONTAINER_HASH, SANDBOX_ATTEMPT, AdoptedPod, PodRuntime,
+                                container_hash)
 from kubelet.errors import PodSetupError
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,11 @@ def parse_time(text: str) -> Optional[dt.datetime]:
 def ran_for(record) -> float:
     started, finished = parse_time(record.started_at), parse_time(record.finished_at)
     return (finished - started).total_seconds() if started and finished else 0.0
+
+
+def _spec_changed(record, container: dict) -> bool:
+    recorded = record.labels.get(CONTAINER_HASH)
+    return recorded is not None and recorded != container_hash(container)
 
 
 def should_restart(policy: str, exit_code: int) -> bool:
@@ -308,6 +314,9 @@ class PodWorker:
             if track.probed != current.id:      # adopted from a previous kubelet
                 track.probed = current.id
                 self.s.prepare.start_probes(self, container, track, started_for=podstatus.running_for(current))
+            if _spec_changed(current, container):
+                await self._replace_changed(container, track)
+                return
             if not track.unhealthy:
                 return
             await self._kill_unhealthy(container, track)
@@ -317,6 +326,14 @@ class PodWorker:
             track.waiting = None
             return
         await self._start_or_back_off(container, track)
+
+    async def _replace_changed(self, container: dict, track: ContainerTrack) -> None:
+        """The container's spec changed (a new image): stop it and start the new one at once."""
+        self.s.event(self.pod, "Normal", "Killing", f"Container {track.name} definition changed, will be restarted")
+        await self._stop_instance(container, track, self.grace())
+        await self._refresh_track(track)
+        track.backoff = RestartBackoff()
+        await self._start_instance(container, track)
 
     async def _kill_unhealthy(self, container: dict, track: ContainerTrack) -> None:
         """A liveness (or startup) probe failed: stop the instance; the restartPolicy then says

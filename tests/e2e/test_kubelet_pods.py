@@ -473,3 +473,15 @@ def test_kubectl_top_reads_metrics_from_the_kubelets(node_cluster):
         return int(line.split()[1].rstrip("m")) if line else 0
     assert 100 <= wait_for(lambda: busy_millicores() or None, timeout=30) <= 260   # limited to 200m
     kubectl(node_cluster, "delete", "pod", "busy", "--wait=false")
+
+
+def test_a_new_image_restarts_the_container(node_cluster):
+    apply(node_cluster, pod_manifest("changing", "  - {name: c, image: busybox, command: [sleep, '3606']}\n"))
+    first = container_status(wait_running(node_cluster, "changing"))["containerID"]
+    kubectl(node_cluster, "set", "image", "pod/changing", "c=docker.io/library/busybox:latest")
+    pod = wait_for(lambda: (lambda p: p if container_status(p).get("containerID") not in (None, first)
+                            and container_status(p).get("ready") else None)(get_pod(node_cluster, "changing")),
+                   timeout=30)
+    assert container_status(pod)["image"] == "docker.io/library/busybox:latest"
+    assert container_status(pod)["restartCount"] == 1
+    kubectl(node_cluster, "delete", "pod", "changing", "--wait=false")
