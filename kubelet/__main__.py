@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 
+from api.quantity import memory_bytes
 from client.aio import AsyncApiClient
 from client.component import run_main
 from client.kubeconfig import load_kubeconfig
@@ -33,6 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="disk usage %% of the images' file system that starts image garbage collection")
     p.add_argument("--image-gc-low-threshold", type=int, default=80,
                    help="disk usage %% image garbage collection brings it down to")
+    p.add_argument("--container-log-max-size", default="10Mi", help="a container's log is rotated past this size")
+    p.add_argument("--container-log-max-files", type=int, default=5, help="log files kept per container")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added to the Node's labels")
     p.add_argument("--no-serve", action="store_true", help="no HTTPS API (logs and exec then fail)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -46,7 +49,9 @@ def config_from(args: argparse.Namespace) -> KubeletConfig:
                          cgroup_root=args.cgroup_root, bridge=args.bridge, serve=not args.no_serve,
                          labels=labels, cluster_dns=tuple(filter(None, args.cluster_dns.split(","))),
                          cluster_domain=args.cluster_domain, image_gc_high_percent=args.image_gc_high_threshold,
-                         image_gc_low_percent=args.image_gc_low_threshold)
+                         image_gc_low_percent=args.image_gc_low_threshold,
+                         container_log_max_bytes=memory_bytes(args.container_log_max_size),
+                         container_log_max_files=max(1, args.container_log_max_files))
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ from runtime.exitwatch import ExitWatcher
 log = logging.getLogger(__name__)
 
 RUNTIME_THREADS = 8
+LOG_ROTATION_SECONDS = 10.0
 ORPHAN_STOP_SECONDS = 2.0
 
 
@@ -60,6 +61,8 @@ class KubeletConfig:
     cluster_domain: str = "cluster.local"
     image_gc_high_percent: int = HIGH_THRESHOLD_PERCENT
     image_gc_low_percent: int = LOW_THRESHOLD_PERCENT
+    container_log_max_bytes: int = 10 * 1024 * 1024
+    container_log_max_files: int = 5
 
     @property
     def runtime_root(self) -> str:
@@ -170,7 +173,7 @@ class Kubelet:
         try:
             await asyncio.gather(self.agent.run(), self.static.run(), self.statuses.run(), self.events.run(),
                                  self.mirrors.run(), pods.run(), node.run(), self._wait_synced(pods),
-                                 self._collect_images(),
+                                 self._collect_images(), self._rotate_logs(),
                                  *(informer.run() for informer in self.object_informers.values()))
         finally:
             loop.remove_reader(self.exits.fileno())
@@ -209,6 +212,22 @@ class Kubelet:
                 await self.run_blocking(self.image_gc.collect)
             except Exception:   # noqa: BLE001 - logged; the next period tries again
                 log.exception("image garbage collection failed")
+
+    async def _rotate_logs(self) -> None:
+        """Every LOG_ROTATION_SECONDS, rotate the logs of running containers grown past the limit."""
+        while True:
+            await asyncio.sleep(LOG_ROTATION_SECONDS)
+            running = [t.current.id for w in list(self.workers.values()) for t in w.tracks.values()
+                       if t.current is not None and t.current.status == "running"]
+            if running:
+                await self.run_blocking(self._rotate, running)
+
+    def _rotate(self, container_ids: list[str]) -> None:
+        for cid in container_ids:
+            try:
+                self.runtime.rotate_log(cid, self.config.container_log_max_bytes, self.config.container_log_max_files)
+            except Exception as err:   # noqa: BLE001 - gone meanwhile, or a full disk: next time
+                log.debug("log of %s not rotated: %s", cid, err)
 
     # ----- the node and its network -----
 

@@ -45,11 +45,13 @@ def _parse(line: bytes) -> LogEntry | None:
 def read(path: str | os.PathLike, tail: int | None = None, since: float | None = None) -> list[LogEntry]:
     """The entries now in the log (oldest first): the last `tail` only when given, and only
     those at or after `since` (epoch seconds)."""
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return []
+    lines = []
+    for name in [*rotated_names(path), os.fspath(path)]:
+        try:
+            with open(name, "rb") as f:
+                lines += f.read().splitlines()
+        except FileNotFoundError:
+            continue
     entries = [e for e in map(_parse, lines) if e is not None]
     if since is not None:
         entries = [e for e in entries if parse_time(e.time) >= since]
@@ -69,6 +71,8 @@ def follow(path: str | os.PathLike, running, tail: int | None = None,
         was_running = running()
         try:
             with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size < offset:   # rotated (copied, then truncated)
+                    offset = 0
                 f.seek(offset)
                 chunk = f.read()
         except FileNotFoundError:
@@ -85,3 +89,42 @@ def follow(path: str | os.PathLike, running, tail: int | None = None,
         if not was_running:
             return
         sleep(poll)
+
+
+def rotated_names(path: str | os.PathLike) -> list[str]:
+    """The rotated files of a log that exist, oldest first (path.N ... path.1)."""
+    base = os.fspath(path)
+    names, n = [], 1
+    while os.path.exists(f"{base}.{n}"):
+        names.append(f"{base}.{n}")
+        n += 1
+    return names[::-1]
+
+
+def rotate(path: str | os.PathLike, max_bytes: int, max_files: int) -> bool:
+    """When the log is larger than `max_bytes`: keep it as path.1 (older ones shifted up,
+    at most `max_files` files in all) and start it empty again; True when it rotated.
+
+    The writer (the shim) appends with O_APPEND, so the log is copied then truncated in
+    place: lines written between the copy and the truncation are lost, as with logrotate's
+    copytruncate."""
+    base = os.fspath(path)
+    try:
+        if os.path.getsize(base) <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    for n in range(max(1, max_files - 1), 0, -1):
+        older = f"{base}.{n}"
+        if os.path.exists(older):
+            if n + 1 >= max_files:
+                os.unlink(older)
+            else:
+                os.replace(older, f"{base}.{n + 1}")
+    if max_files > 1:
+        with open(base, "rb") as src, open(f"{base}.1.tmp", "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        os.replace(f"{base}.1.tmp", f"{base}.1")
+    os.truncate(base, 0)
+    return True

@@ -494,6 +494,13 @@ class Runtime:
             return logfile.read(path, tail=tail, since=since)
         return logfile.follow(path, lambda: self.get(state.id).running, tail=tail, since=since)
 
+    def rotate_log(self, id_or_name: str, max_bytes: int, max_files: int) -> bool:
+        """Rotate the container's log when it is over `max_bytes` (runtime.logs.rotate);
+        `logs` reads the rotated files too."""
+        from runtime import logs as logfile
+        state = self.get(id_or_name)
+        return logfile.rotate(os.path.join(self.store.dir(state.id), "container.log"), max_bytes, max_files)
+
     def attach(self, id_or_name: str, mode: str = "a") -> process.Attachment:
         """Connect to a running container's shim (stdin + output for 'a')."""
         state = self.get(id_or_name)
