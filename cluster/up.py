@@ -32,6 +32,8 @@ from cluster.kubeconfig import admin_kubeconfig, merge_into_user_config, user_ku
 
 DEFAULT_DATA_DIR = Path("/var/lib/pkube")
 DEFAULT_PORT = 6443
+POD_CGROUP = "kubepods"        # the kubelet's --cgroup-root and --bridge defaults
+POD_BRIDGE = "pkube-pods"
 
 
 class ClusterError(RuntimeError):
@@ -261,7 +263,9 @@ class Cluster:
 
 def remove_pods(kubelet_dir: Path, log: Callable[[str], None]) -> None:
     """Stop and remove every pod container the local kubelet left (they outlive it by
-    design), then its pod network: what `pkube down` must not leave behind."""
+    design), then the kubepods cgroup and the pod network: what `pkube down` must not leave
+    behind. The cgroup and the bridge are shared by name with any other kubelet on the host
+    (there should be none): while another's pods are in them they are left, with a line."""
     from runtime.runtime import Runtime
     root = kubelet_dir / "runtime"
     if not root.is_dir():
@@ -271,15 +275,27 @@ def remove_pods(kubelet_dir: Path, log: Callable[[str], None]) -> None:
         _try(log, f"remove pod sandbox {record.name}", runtime.remove_sandbox, record.id)
     for record in runtime.list(all=True):
         _try(log, f"remove container {record.name}", runtime.remove, record.id, force=True)
-    _try(log, "remove the kubepods cgroup", lambda: runtime.cgroups.open("kubepods").destroy())
+    kubepods = runtime.cgroups.open(POD_CGROUP)
+    if kubepods.pids():
+        log(f"left the {POD_CGROUP} cgroup: processes of another kubelet's pods run in it")
+    else:
+        _try(log, f"remove the {POD_CGROUP} cgroup", kubepods.destroy)
     cidr_file = kubelet_dir / "pod-cidr"
     if cidr_file.exists():
-        from runtime.network import BridgeNetwork
-        try:
-            BridgeNetwork(root / "network", bridge="pkube-pods", subnet=cidr_file.read_text().strip(),
-                          nft_table="pkubelet").teardown()
-        except Exception as err:   # noqa: BLE001
-            log(f"could not remove the pod network: {err}")
+        _remove_pod_network(root / "network", cidr_file.read_text().strip(), log)
+
+
+def _remove_pod_network(state_dir: Path, subnet: str, log: Callable[[str], None]) -> None:
+    """The pods' bridge and its nftables table, unless another kubelet's pods hang on it."""
+    attached = Path(f"/sys/class/net/{POD_BRIDGE}/brif")
+    if attached.is_dir() and any(attached.iterdir()):
+        log(f"left the bridge {POD_BRIDGE}: another kubelet's pods are attached to it")
+        return
+    from runtime.network import BridgeNetwork
+    try:
+        BridgeNetwork(state_dir, bridge=POD_BRIDGE, subnet=subnet, nft_table="pkubelet").teardown()
+    except Exception as err:   # noqa: BLE001
+        log(f"could not remove the pod network: {err}")
 
 
 def _try(log: Callable[[str], None], what: str, fn, *args, **kwargs) -> None:
