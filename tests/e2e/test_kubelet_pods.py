@@ -485,3 +485,17 @@ def test_a_new_image_restarts_the_container(node_cluster):
     assert container_status(pod)["image"] == "docker.io/library/busybox:latest"
     assert container_status(pod)["restartCount"] == 1
     kubectl(node_cluster, "delete", "pod", "changing", "--wait=false")
+
+
+def test_a_chatty_containers_log_is_rotated_and_logs_still_read(node_cluster):
+    apply(node_cluster, pod_manifest("chatty", """  - name: c
+    image: busybox
+    command: [sh, -c, "i=0; while [ $i -lt 200000 ]; do echo line $i of a chatty container; i=$((i+1)); done; echo done; sleep 3600"]
+"""))
+    pod = wait_running(node_cluster, "chatty")
+    cid = container_status(pod)["containerID"].split("://", 1)[1]
+    logs_dir = node_cluster.data_dir / "kubelet" / "runtime" / "containers" / cid
+    wait_for(lambda: (logs_dir / "container.log.1").exists(), timeout=90)
+    wait_for(lambda: kubectl(node_cluster, "logs", "chatty", "--tail=1").stdout == "done\n", timeout=60)
+    assert (logs_dir / "container.log").stat().st_size <= 11 * 1024 * 1024
+    kubectl(node_cluster, "delete", "pod", "chatty", "--wait=false")
