@@ -8,6 +8,7 @@ addresses, startTime, qosClass. The phase follows the kubelet's getPhase.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -226,6 +227,9 @@ def pod_status(pod: dict, *, init_views: list[ContainerView], views: list[Contai
     """The pod's status as the kubelet writes it; `phase` overrides the computed one (a pod
     failed by activeDeadlineSeconds or refused at admission)."""
     phase = phase or pod_phase(pod, init_views, views)
+    if init_pending(init_views):   # app containers wait for the init containers, as kubectl shows
+        views = [v if v.current is not None or v.waiting is not None
+                 else dataclasses.replace(v, waiting=("PodInitializing", "")) for v in views]
     status = {"phase": phase, "conditions": pod_conditions(pod, phase, sandbox_ready, init_views, views, now),
               "hostIP": host_ip, "hostIPs": [{"ip": host_ip}] if host_ip else [],
               "startTime": start_time, "qosClass": qos_class(pod),

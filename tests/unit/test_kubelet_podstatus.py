@@ -84,6 +84,7 @@ def test_init_containers_gate_the_pod():
     assert running_init["phase"] == "Pending"
     initialized = next(c for c in running_init["conditions"] if c["type"] == "Initialized")
     assert initialized["status"] == "False" and initialized["message"] == "containers with incomplete status: [setup]"
+    assert running_init["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
     done = status_of(p, [view(current=record(cid="c2"), ready=True)], [view("setup", current=record("exited", 0))])
     assert done["phase"] == "Running"
     assert done["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
