@@ -499,3 +499,24 @@ def test_a_chatty_containers_log_is_rotated_and_logs_still_read(node_cluster):
     wait_for(lambda: kubectl(node_cluster, "logs", "chatty", "--tail=1").stdout == "done\n", timeout=60)
     assert (logs_dir / "container.log").stat().st_size <= 11 * 1024 * 1024
     kubectl(node_cluster, "delete", "pod", "chatty", "--wait=false")
+
+
+def test_init_containers_run_in_order_before_the_app(node_cluster):
+    apply(node_cluster, """apiVersion: v1
+kind: Pod
+metadata: {name: initialized}
+spec:
+  terminationGracePeriodSeconds: 2
+  volumes: [{name: work, emptyDir: {}}]
+  initContainers:
+  - {name: first, image: busybox, command: [sh, -c, "sleep 1; echo one >> /work/log"], volumeMounts: [{name: work, mountPath: /work}]}
+  - {name: second, image: busybox, command: [sh, -c, "echo two >> /work/log"], volumeMounts: [{name: work, mountPath: /work}]}
+  containers:
+  - {name: app, image: busybox, command: [sleep, "3600"], volumeMounts: [{name: work, mountPath: /work}]}
+""")
+    assert wait_for(lambda: "Init:0/2" in kubectl(node_cluster, "get", "pod", "initialized").stdout or
+                    get_pod(node_cluster, "initialized")["status"].get("phase") == "Running", timeout=20)
+    pod = wait_running(node_cluster, "initialized")
+    assert [s["state"]["terminated"]["reason"] for s in pod["status"]["initContainerStatuses"]] == ["Completed"] * 2
+    assert kubectl(node_cluster, "exec", "initialized", "--", "cat", "/work/log").stdout == "one\ntwo\n"
+    kubectl(node_cluster, "delete", "pod", "initialized", "--wait=false")
