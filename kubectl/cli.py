@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Callable, Optional
 
+from kubectl import commands
+from kubectl.commands import add_create_deployment_flags
 from kubectl.errors import CliError
 
 COMMANDS: dict[str, Callable] = {}
@@ -77,6 +79,7 @@ def _add_writers(sub, common) -> None:
     p.add_argument("--from-file", action="append", default=[])
     p.add_argument("--type", default="Opaque")
     p.add_argument("-o", "--output")
+    add_create_deployment_flags(p)
     p = sub.add_parser("delete", parents=[common])
     _file_flags(p)
     p.add_argument("targets", nargs="*")
@@ -142,18 +145,52 @@ def _add_readers(sub, common) -> None:
     sub.add_parser("cluster-info", parents=[common])
 
 
+class UsageError(CliError):
+    """A command line argparse refused; main adds kubectl's "See ... --help" hint."""
+
+
 class _Parser(argparse.ArgumentParser):
+    """argparse with kubectl's words for what it refuses, and no abbreviated flags (pflag has none)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
-        raise CliError(message)
+        raise usage_error(message, self.prog)
+
+
+def usage_error(message: str, prog: str) -> CliError:
+    """kubectl's wording of an argparse complaint: unknown commands and flags, missing flags."""
+    import re
+
+    choice = re.match(r"argument (command|what): invalid choice: '([^']*)'", message)
+    if choice:
+        return CliError(f"unknown command \"{choice.group(2)}\" for \"{prog}\"\nRun '{prog} --help' for usage.")
+    if message.startswith("unrecognized arguments: "):
+        words = message.removeprefix("unrecognized arguments: ").split()
+        flag = next((w for w in words if w.startswith("-") and w != "-"), None)
+        if flag is None:
+            return UsageError(f"unexpected arguments: {' '.join(words)}")
+        if flag.startswith("--"):
+            return UsageError(f"unknown flag: {flag.split('=', 1)[0]}")
+        return UsageError(f"unknown shorthand flag: '{flag[1:2]}' in {flag}")
+    required = re.match(r"the following arguments are required: (.*)", message)
+    if required and all(w.startswith("--") for w in required.group(1).split(", ")):
+        names = " ".join(f'"{w[2:]}"' for w in required.group(1).split(", "))
+        return UsageError(f"required flag(s) {names} not set")
+    return UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = _global_flags()
     parser = _Parser(prog="pkubectl", parents=[common], description="pkubectl controls a pkube cluster.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.required = False
     _add_get(sub, common)
     _add_writers(sub, common)
     _add_readers(sub, common)
+    commands.add_parsers(sub, common)
     return parser
 
 
@@ -243,6 +280,8 @@ def _create_imperative(session, args, out, err) -> int:
     from kubectl.mutate import secret_from_sources
 
     what = args.what
+    if what[:1] in (["deployment"], ["deploy"]):
+        return commands.create_deployment(session, args, out, err)
     if what[:1] == ["namespace"] or what[:1] == ["ns"]:
         if len(what) != 2:
             raise CliError("exactly one NAME is required, got %d" % (len(what) - 1))
@@ -252,7 +291,7 @@ def _create_imperative(session, args, out, err) -> int:
             raise CliError("exactly one NAME is required, got %d" % (len(what) - 2))
         obj = secret_from_sources(what[2], session.namespace, args.from_literal, args.from_file, args.type)
     else:
-        raise CliError("must specify one of -f, 'namespace NAME' or 'secret generic NAME'")
+        raise CliError("must specify one of -f, 'namespace NAME', 'secret generic NAME' or 'deployment NAME'")
     if args.output:
         from kubectl.printers import parse_output, print_objects
 
@@ -547,16 +586,15 @@ def main(argv: Optional[list[str]] = None, out=None, err=None) -> int:
     session = None
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
-        flags, after_dashes = split_at_dashes(argv)
-        args = build_parser().parse_args(flags)
-        if args.command != "exec" and after_dashes is not None:
-            args = build_parser().parse_args(argv)  # only exec gives "--" a meaning of its own
-        args.after_dashes = after_dashes
+        args = parse_command_line(argv)
         if not args.command:
             out.write(build_parser().format_help())
             return 0
         session = None if _client_only(args) else _session(args)
         return COMMANDS[args.command](session, args, out, err)
+    except UsageError as error:
+        err.write(f"error: {error}\n{_help_hint(argv)}\n")
+        return error.exit_code
     except CliError as error:
         err.write(f"error: {error}\n")
         return error.exit_code
@@ -569,6 +607,42 @@ def main(argv: Optional[list[str]] = None, out=None, err=None) -> int:
     finally:
         if session is not None:
             session.close()
+
+
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
+    """The parsed flags; ``args.after_dashes`` holds the words after ``--`` for the commands
+    that give it a meaning (exec, run, create deployment), else None. Raises CliError."""
+    flags, after_dashes = split_at_dashes(argv)
+    args = _parse_interspersed(flags)
+    if args.command not in ("exec", *commands.DASH_COMMANDS) and after_dashes is not None:
+        args = _parse_interspersed(argv)
+        after_dashes = None
+    args.after_dashes = after_dashes
+    return args
+
+
+LIST_POSITIONALS = ("words", "targets", "resources", "what", "nodes", "ports", "cmd")
+
+
+def _parse_interspersed(argv: list[str]) -> argparse.Namespace:
+    """Like parse_args, but words after a flag still join the command's list of positionals
+    (``set env deploy/web -c app K=V``), as pflag allows; unknown flags are refused."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if not extras:
+        return args
+    rest = next((getattr(args, name) for name in LIST_POSITIONALS if isinstance(getattr(args, name, None), list)),
+                None)
+    if rest is None or any(w.startswith("-") and w != "-" for w in extras):
+        parser.error("unrecognized arguments: " + " ".join(extras))
+    rest.extend(extras)
+    return args
+
+
+def _help_hint(argv: list[str]) -> str:
+    """``See 'pkubectl get --help' for usage.`` for the command named in ``argv``."""
+    known = [w for w in argv if w in COMMANDS]
+    return f"See 'pkubectl {known[0]} --help' for usage." if known else "See 'pkubectl --help' for usage."
 
 
 def split_at_dashes(argv: list[str]) -> tuple[list[str], Optional[list[str]]]:
@@ -599,6 +673,9 @@ def _unexpected(error: Exception, err) -> int:
         return 1
     err.write(f"error: {type(error).__name__}: {error}\n")
     return 1
+
+
+COMMANDS.update(commands.COMMANDS)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``pkubectl logs`` (pods/log as text) and ``exec`` (pods/exec over WebSocket, v5.channel.k8s.io).
+"""``pkubectl logs`` (pods/log as text), ``exec`` and ``attach`` (pods/exec, pods/attach over
+WebSocket, v5.channel.k8s.io); ``connect`` is also the transport of port-forward and cp.
 
 Both go through the apiserver, which proxies to the kubelet. The exec
 protocol: every binary frame starts with a channel byte — 0 stdin, 1 stdout,
@@ -19,6 +20,7 @@ from kubectl.errors import CliError
 EXEC_PROTOCOL = "v5.channel.k8s.io"
 FALLBACK_PROTOCOLS = ("v4.channel.k8s.io",)
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+STDIN_CHUNK = 4096
 
 
 def log_params(container: Optional[str], follow: bool, previous: bool, tail: Optional[int],
@@ -81,32 +83,90 @@ def exit_code_of(status: dict) -> int:
     raise CliError(status.get("message") or "command failed")
 
 
+def ws_url(session, path: str, query: str) -> str:
+    return session.config.server.replace("https://", "wss://").replace("http://", "ws://") + path + "?" + query
+
+
+def connect(session, path: str, query: str, protocols: tuple[str, ...]):
+    """A WebSocket to a streaming subresource (exec, attach, portforward).
+
+    A refused upgrade whose body is a Status (the apiserver's 503 naming the node whose
+    kubelet cannot be reached, a 404 for a missing pod...) raises it as an ApiError, which
+    pkubectl prints as ``Error from server (ServiceUnavailable): ...``; any other refusal or
+    transport failure is a CliError."""
+    import websocket  # websocket-client, deferred
+    from client.errors import error_for_status
+
+    headers = [f"Authorization: Bearer {session.config.token}"] if session.config.token else []
+    try:
+        return websocket.create_connection(ws_url(session, path, query), header=headers,
+                                           subprotocols=list(protocols), sslopt=_sslopt(session.config),
+                                           enable_multithread=True)
+    except websocket.WebSocketBadStatusException as bad:
+        status = refusal_status(bad.status_code, bad.resp_body)
+        if status is not None:
+            raise error_for_status(status) from None
+        raise CliError(f"unable to upgrade connection: {_body_text(bad.resp_body) or f'HTTP {bad.status_code}'}") from None
+    except (OSError, websocket.WebSocketException) as error:
+        raise CliError(f"unable to upgrade connection: {error}") from None
+
+
+def refusal_status(code: int, body) -> Optional[dict]:
+    """The Status in a refused upgrade's body (None when the body is not one)."""
+    text = _body_text(body)
+    try:
+        status = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if not isinstance(status, dict) or status.get("kind") != "Status":
+        return None
+    status.setdefault("code", code)
+    return status
+
+
+def _body_text(body) -> str:
+    if isinstance(body, bytes):
+        return body.decode("utf-8", "replace").strip()
+    return (body or "").strip()
+
+
 def run_exec(session, path: str, query: str, stdin: bool, out=sys.stdout, err=sys.stderr, tty: bool = False) -> int:
     """Run the command; copies stdout/stderr, forwards stdin; returns the remote exit code.
 
     With ``tty`` and a terminal on stdin, the terminal is put in raw mode for the
     session and restored afterwards, even on errors.
     """
-    import websocket  # websocket-client, deferred
-
-    url = session.config.server.replace("https://", "wss://").replace("http://", "ws://") + path + "?" + query
-    headers = [f"Authorization: Bearer {session.config.token}"] if session.config.token else []
-    try:
-        ws = websocket.create_connection(url, header=headers, subprotocols=[EXEC_PROTOCOL, *FALLBACK_PROTOCOLS],
-                                         sslopt=_sslopt(session.config))
-    except websocket.WebSocketBadStatusException as bad:
-        raise CliError(f"exec: the server refused the upgrade ({bad.status_code}): {bad.resp_body or ''}".strip()) from None
-    except (OSError, websocket.WebSocketException) as error:
-        raise CliError(f"exec: {error}") from None
+    ws = connect(session, path, query, (EXEC_PROTOCOL, *FALLBACK_PROTOCOLS))
     restore = _raw_terminal() if tty and stdin else None
     if stdin:
-        threading.Thread(target=_pump_stdin, args=(ws,), daemon=True).start()
+        threading.Thread(target=_pump_stdin, args=(ws, sys.stdin.buffer), daemon=True).start()
     try:
-        return _read_frames(ws, out, err)
+        return read_frames(ws, _text_writer(out), _text_writer(err))
     finally:
         ws.close()
         if restore:
             restore()
+
+
+def exec_binary(session, path: str, query: str, stdin_data: Optional[bytes], on_stdout, err=sys.stderr) -> int:
+    """Run a command with ``stdin_data`` as its whole stdin (closed after it, v5) and its
+    stdout handed to ``on_stdout`` as bytes: the transport of ``cp``. The remote exit code."""
+    import io
+
+    ws = connect(session, path, query, (EXEC_PROTOCOL, *FALLBACK_PROTOCOLS))
+    if stdin_data is not None:
+        threading.Thread(target=_pump_stdin, args=(ws, io.BytesIO(stdin_data)), daemon=True).start()
+    try:
+        return read_frames(ws, on_stdout, _text_writer(err))
+    finally:
+        ws.close()
+
+
+def _text_writer(stream):
+    def write(data: bytes) -> None:
+        stream.write(data.decode("utf-8", "replace"))
+        stream.flush()
+    return write
 
 
 def _raw_terminal():
@@ -137,17 +197,24 @@ def _sslopt(config) -> dict:
     return {"context": context}
 
 
-def _pump_stdin(ws) -> None:
-    data = sys.stdin.buffer
-    while True:
-        chunk = data.read1(4096) if hasattr(data, "read1") else data.read(4096)
-        if not chunk:
-            ws.send_binary(bytes([CLOSE, STDIN]))
-            return
-        ws.send_binary(bytes([STDIN]) + chunk)
+def _pump_stdin(ws, data) -> None:
+    """Copy ``data`` (a binary file) to the stdin channel, then close it (v5's close frame)."""
+    import websocket
+
+    try:
+        while True:
+            chunk = data.read1(STDIN_CHUNK) if hasattr(data, "read1") else data.read(STDIN_CHUNK)
+            if not chunk:
+                ws.send_binary(bytes([CLOSE, STDIN]))
+                return
+            ws.send_binary(bytes([STDIN]) + chunk)
+    except (OSError, websocket.WebSocketException):
+        return   # the command ended first
 
 
-def _read_frames(ws, out, err) -> int:
+def read_frames(ws, on_stdout, on_stderr) -> int:
+    """Hand stdout and stderr frames to their callbacks until the error channel's Status (the
+    exit code) or the end of the stream (0)."""
     import websocket
 
     while True:
@@ -161,10 +228,8 @@ def _read_frames(ws, out, err) -> int:
             frame = frame.encode()
         channel, payload = frame[0], frame[1:]
         if channel == STDOUT:
-            out.write(payload.decode("utf-8", "replace"))
-            out.flush()
+            on_stdout(payload)
         elif channel == STDERR:
-            err.write(payload.decode("utf-8", "replace"))
-            err.flush()
+            on_stderr(payload)
         elif channel == ERROR and payload:
             return exit_code_of(json.loads(payload))

@@ -92,7 +92,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert err.getvalue() == f"error: kubeconfig {tmp_path / 'missing'}: no such file\n"
     err = io.StringIO()
     assert main(["frobnicate"], io.StringIO(), err) == 1
-    assert err.getvalue().startswith("error: argument command: invalid choice: 'frobnicate'")
+    assert err.getvalue() == 'error: unknown command "frobnicate" for "pkubectl"\nRun \'pkubectl --help\' for usage.\n'
     out = io.StringIO()
     assert main(["version", "--client"], out, io.StringIO()) == 0
     assert out.getvalue().startswith("Client Version: v1.32")
