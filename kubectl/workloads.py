@@ -89,6 +89,8 @@ def deployment_for_create(name: str, images: list[str], *, replicas: int = 1, po
     ``--port`` on the first container only."""
     if not images:
         raise CliError("required flag(s) \"image\" not set")
+    if len(images) > 1 and command:
+        raise CliError("cannot specify multiple --image options and command")
     if replicas < 0:
         raise CliError("--replicas must be a non-negative integer")
     containers = []
