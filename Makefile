@@ -20,12 +20,12 @@ $(STAMP): pyproject.toml
 # Editable installs are not byte-compiled, and PYTHONDONTWRITEBYTECODE (set on some
 # machines) would make every pdocker/pkubectl call compile its modules again.
 bytecode: $(STAMP)
-	@$(PY) -m compileall -q -j 0 api client apiserver scheduler controllers kubelet proxy runtime kubectl cluster
+	@$(PY) -m compileall -q -j 0 api client apiserver scheduler controllers kubelet proxy runtime pdocker kubectl cluster
 
-# pdocker through a bare interpreter (runtime/launcher.py): pip's console script costs
+# pdocker through a bare interpreter (pdocker/launcher.py): pip's console script costs
 # ~15 ms of site/.pth processing on every command. Written after every install.
 launcher: $(STAMP)
-	@$(PY) -m runtime.launcher $(VENV)/bin/pdocker
+	@$(PY) -m pdocker.launcher $(VENV)/bin/pdocker
 
 up: setup
 	$(VENV)/bin/pkube up

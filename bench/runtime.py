@@ -5,7 +5,7 @@ Prints, measured in one run on this machine (with the load average: it moves the
     runc's default spec gives: a new, empty network namespace) next to `runc run` of a bundle
     made from the same busybox rootfs (`runc spec`, terminal false, args ["true"]; in the
     foreground `runc run` deletes the container when it exits, as `--rm` does), and the
-    ratio — goal <= 1.0x runc. pdocker is its launcher (runtime/launcher.py: a sh script
+    ratio — goal <= 1.0x runc. pdocker is its launcher (pdocker/launcher.py: a sh script
     running `python -I -S`, what `make setup` installs as .venv/bin/pdocker), written into
     the bench's temp dir when the installed `pdocker` is another script (pip's console
     script, timed next to it then); next to each wall time, the CPU time (user + sys) of the
@@ -16,7 +16,7 @@ Prints, measured in one run on this machine (with the load average: it moves the
     the previous one left open (docs/runtime.md §11.2);
   - where pdocker's start-up goes: the bare interpreter as the launcher starts it (-I -S),
     the same with `site` (as pip's console script starts it), the imports a `run` needs,
-    and `python -m runtime` with no cached bytecode (a checkout nobody byte-compiled, where
+    and `python -m pdocker` with no cached bytecode (a checkout nobody byte-compiled, where
     PYTHONDONTWRITEBYTECODE is set);
   - the same pdocker run with the default bridge network (a veth per container);
   - container start through the library (create -> the container's process has exec'd),
@@ -28,7 +28,7 @@ Prints, measured in one run on this machine (with the load average: it moves the
   - memory attributable to pkube per idle running container: its shim's PSS, and per pod
     sandbox pause + its shim (from /proc/<pid>/smaps_rollup) — goal <= 5 MiB.
 
-Before measuring it byte-compiles runtime/ (as `make setup` does), so that the figures do not
+Before measuring it byte-compiles runtime/ and pdocker/ (as `make setup` does), so that the figures do not
 depend on whether an earlier command happened to leave bytecode behind.
 
 Usage (root): python bench/runtime.py [--runs 10] [--starts 100] [--concurrent 50] [--idle 20]
@@ -57,20 +57,20 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from runtime.cgroups import DEFAULT_ROOT as CGROUP_ROOT, CgroupManager  # noqa: E402
-from runtime.launcher import is_launcher  # noqa: E402
+from pdocker.launcher import is_launcher  # noqa: E402
 from runtime.network import BridgeNetwork  # noqa: E402
 from runtime.runtime import Runtime  # noqa: E402
 from runtime.spec import ContainerSpec, SandboxSpec  # noqa: E402
 
 # seconds of quiet before each timed command: a cgroup move opens a window in which the next
-# move is cheap (runtime/launcher.py); no timed command may start inside one another left
+# move is cheap (pdocker/launcher.py); no timed command may start inside one another left
 # open, as a user's commands, seconds apart, never do
 GAP = 0.1
 
 # the modules `pdocker run --rm busybox true` imports (python -X importtime says which), on
 # the path the launcher gives them, ending as the launcher ends (os._exit: no teardown)
 RUN_IMPORTS = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
-               "import runtime.cli, runtime.images, runtime.cgroups, _sha256; import os; os._exit(0)")
+               "import pdocker.cli, pdocker.containers, runtime.images, runtime.cgroups, _sha256; import os; os._exit(0)")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -131,7 +131,7 @@ def pdocker_commands(base: Path) -> dict[str, list[str]]:
     if installed is not None and is_launcher(str(installed)):
         return {"pdocker": [str(installed)]}
     launcher = base / "pdocker"
-    subprocess.run([sys.executable, "-m", "runtime.launcher", str(launcher)], check=True, cwd=REPO)
+    subprocess.run([sys.executable, "-m", "pdocker.launcher", str(launcher)], check=True, cwd=REPO)
     print(f"note: {installed or 'no installed pdocker'} is not the launcher (make setup installs it); "
           f"timing one written at {launcher}")
     commands = {"pdocker": [str(launcher)]}
@@ -164,16 +164,20 @@ def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | 
     python = sys.executable
     scripts = pdocker_commands(base)
     pdocker = scripts["pdocker"] + options
-    no_bytecode = [python, "-B", "-X", f"pycache_prefix={base / 'empty-pycache'}", "-m", "runtime"]
+    no_bytecode = [python, "-B", "-X", f"pycache_prefix={base / 'empty-pycache'}", "-m", "pdocker"]
     cmds = {name: (script + options + true, REPO) for name, script in scripts.items()}
     cmds.update({"interpreter": ([python, "-I", "-S", "-c", "pass"], REPO),
                  "site": ([python, "-c", "pass"], REPO),
                  "imports": ([python, "-I", "-S", "-c", RUN_IMPORTS], REPO),
                  "no-bytecode": (no_bytecode + options + true, REPO)})
-    if baseline is not None:   # another checkout's `python -m runtime`, on the same root
+    if baseline is not None:   # another checkout's pdocker module, on the same root
         byte_compile(baseline / "runtime")
-        cmds["module"] = ([python, "-m", "runtime"] + options + true, REPO)
-        cmds["baseline"] = ([python, "-m", "runtime"] + options + true, baseline)
+        # before the command line had its own package, `python -m runtime` was pdocker
+        cli = "pdocker" if (baseline / "pdocker").is_dir() else "runtime"
+        if cli == "pdocker":
+            byte_compile(baseline / "pdocker")
+        cmds["module"] = ([python, "-m", "pdocker"] + options + true, REPO)
+        cmds["baseline"] = ([python, "-m", cli] + options + true, baseline)
     for cmd, cwd in cmds.values():   # warm: the image exists, the shim is built, caches are hot
         subprocess.run(cmd, check=True, cwd=cwd)
     bundle = runc_bundle(rt, base)
@@ -202,10 +206,10 @@ def print_cli(results: dict[str, tuple[float, float]], pdocker: str, runs: int,
     row("  python -I -S -c pass (bare interpreter):", "interpreter")
     row("  python -c pass (with site, .pth files):", "site")
     row("  the same + what run imports, os._exit:", "imports")
-    row("  python -m runtime run, no cached bytecode:", "no-bytecode")
+    row("  python -m pdocker run, no cached bytecode:", "no-bytecode")
     if baseline is not None:
-        row("  python -m runtime, this checkout:", "module")
-        row(f"  python -m runtime, {baseline}:", "baseline")
+        row("  python -m pdocker, this checkout:", "module")
+        row(f"  python -m pdocker, {baseline}:", "baseline")
 
 
 def bench_bridge(rt: Runtime, pdocker: list[str], runs: int, gap: float) -> None:
@@ -321,14 +325,15 @@ def main() -> int:
     parser.add_argument("--gap", type=float, default=GAP,
                         help="seconds of quiet before each timed command (default %(default)s; 0: back to back)")
     parser.add_argument("--baseline", type=Path, help="a checkout of another revision (say `git archive "
-                        "REV runtime | tar -x -C DIR`) whose `python -m runtime` is timed next to this one's "
-                        "(its runtime/ is byte-compiled too)")
+                        "REV runtime pdocker | tar -x -C DIR`) whose pdocker (`python -m pdocker`, or `-m runtime` "
+                        "before pdocker/ existed) is timed next to this one's (byte-compiled too)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/runtime.py needs root", file=sys.stderr)
         return 1
     byte_compile(REPO / "runtime")
-    print(f"byte-compiled {REPO / 'runtime'} first (python -m compileall, as `make setup` does)")
+    byte_compile(REPO / "pdocker")
+    print(f"byte-compiled {REPO / 'runtime'} and {REPO / 'pdocker'} first (python -m compileall, as `make setup` does)")
     base = Path(tempfile.mkdtemp(prefix="pkube-bench-"))
     parent = f"pkube-bench-{secrets.token_hex(4)}"
     rt = Runtime(base / "root", cgroup_parent=parent)

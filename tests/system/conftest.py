@@ -125,7 +125,7 @@ def pdocker(rt_root):
     root, parent = rt_root
 
     def run(*args, input=None, check=True, timeout=60, extra=()):
-        cmd = [sys.executable, "-m", "runtime", "--root", str(root), "--cgroup-parent", parent,
+        cmd = [sys.executable, "-m", "pdocker", "--root", str(root), "--cgroup-parent", parent,
                *extra, *args]
         result = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, cwd=REPO,
                                 text=isinstance(input, str) or input is None, env=CLI_ENV)
@@ -134,5 +134,5 @@ def pdocker(rt_root):
         return result
     run.root = root
     run.parent = parent
-    run.cmd = [sys.executable, "-m", "runtime", "--root", str(root), "--cgroup-parent", parent]
+    run.cmd = [sys.executable, "-m", "pdocker", "--root", str(root), "--cgroup-parent", parent]
     return run

@@ -238,7 +238,7 @@ def test_run_rm_busybox_echo_on_a_fresh_root(tmp_path):
     from tests.system.conftest import CLI_ENV, REPO, teardown_root
     root, parent = tmp_path / "fresh", f"pkube-test-{secrets.token_hex(4)}"
     try:
-        result = subprocess.run([sys.executable, "-m", "runtime", "--root", str(root), "--cgroup-parent", parent,
+        result = subprocess.run([sys.executable, "-m", "pdocker", "--root", str(root), "--cgroup-parent", parent,
                                  "run", "--rm", "--network", "none", "busybox", "echo", "hi"],
                                 capture_output=True, text=True, cwd=REPO, env=CLI_ENV, timeout=120)
         assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr

@@ -11,15 +11,16 @@ import sys
 
 import pytest
 
-from runtime import cli
-from runtime.cliargs import REMAINDER, Parser, UsageError
+from pdocker import containers, flags
+from pdocker.parser import build_parser, requested_verb
+from pdocker.cliargs import REMAINDER, Parser, UsageError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parser_for(argv: list[str]) -> Parser:
     """The parser pdocker builds for `argv` (only its verb, as main() does)."""
-    return cli.build_parser(lambda: None, cli.requested_verb(argv))
+    return build_parser(requested_verb(argv))
 
 
 def argparse_outcome(parser: Parser, argv: list[str]):
@@ -82,7 +83,7 @@ def test_run_takes_everything_after_the_image_as_the_command():
         ["run", "-d", "busybox", "sh", "-c", "x", "--rm", "-it"])
     assert (args.image, args.command, args.rm, args.tty, args.detach) == \
         ("busybox", ["sh", "-c", "x", "--rm", "-it"], False, False, True)
-    assert args.func is cli.cmd_run and args.verb == "run"
+    assert args.func is containers.cmd_run and args.verb == "run"
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -180,9 +181,9 @@ def test_features_the_lean_engine_lacks_go_to_argparse():
 
 
 def test_parsing_a_run_imports_no_argparse():
-    code = ("import sys; sys.path[:0] = [%r]; from runtime import cli; "
+    code = ("import sys; sys.path[:0] = [%r]; from pdocker import parser; "
             "argv = ['run', '--rm', '-it', 'busybox', 'sh']; "
-            "cli.build_parser(lambda: None, cli.requested_verb(argv)).parse_args(argv); "
+            "parser.build_parser(parser.requested_verb(argv)).parse_args(argv); "
             "heavy = {'argparse', 're', 'json', 'pathlib', 'gettext', 'locale', 'enum', 'signal'}; "
             "print(sorted(heavy & set(sys.modules)))" % REPO)
     result = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
@@ -193,7 +194,7 @@ def test_kill_signal_names_are_signal_modules():
     import signal
     for member in signal.Signals:
         for text in (member.name, member.name[3:], member.name.lower(), str(int(member))):
-            assert cli._signal_number(text) == int(member)
+            assert flags.signal_number(text) == int(member)
     for bad in ("SIG_DFL", "_IGN", "NOPE", "sig"):
         with pytest.raises(UsageError, match="invalid signal"):
-            cli._signal_number(bad)
+            flags.signal_number(bad)

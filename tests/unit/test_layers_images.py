@@ -93,29 +93,6 @@ def test_intermediate_images_are_hidden_from_list(store):
     assert {i.id for i in store.list(all=True)} == {base.id, step.id}
 
 
-def test_progress_bars_print_status_changes_off_a_terminal():
-    from runtime.cli_images import ProgressBars
-    from runtime.registry import Progress
-    out = io.StringIO()
-    bars = ProgressBars(out)
-    for event in [Progress("aaa", "Downloading", 1, 4), Progress("bbb", "Already exists"),
-                  Progress("aaa", "Downloading", 4, 4), Progress("aaa", "Pull complete", 4, 4)]:
-        bars.update(event)
-    assert out.getvalue() == "aaa: Downloading\nbbb: Already exists\naaa: Pull complete\n"
-
-
-def test_progress_bar_line_on_a_terminal():
-    from runtime.cli_images import ProgressBars
-    from runtime.registry import Progress
-
-    class Tty(io.StringIO):
-        def isatty(self):
-            return True
-    out = Tty()
-    ProgressBars(out).update(Progress("aaa", "Pushing", 500_000, 1_000_000))
-    assert "aaa: Pushing [===================>" in out.getvalue() and "500kB/1MB" in out.getvalue()
-
-
 def _ensure_and_tag(root: str, tag: str) -> str:
     store = ImageStore(Path(root))
     image = store.ensure_busybox()

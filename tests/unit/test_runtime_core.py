@@ -1,5 +1,5 @@
 """Pure parts of the runtime core: spec resolution, the shim config, namespace plans, the
-lifecycle state machine, log reading, rootfs paths, and pdocker's parsing helpers."""
+lifecycle state machine, log reading, rootfs paths."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import cli, logs, rootfs
+from runtime import logs, rootfs
 from runtime.namespaces import plan_for, plan_for_exec, plan_for_sandbox
 from runtime.spec import (ContainerSpec, Mount, ShimConfig, SpecError, capability_mask,
                           merge_image_config)
@@ -150,72 +150,6 @@ def test_resolv_conf_drops_loopback_nameservers(tmp_path):
     assert rootfs.host_resolv_conf(conf) == "nameserver 10.0.0.2\n"
 
 
-@pytest.mark.parametrize("text, value", [("512", 512), ("64m", 64 << 20), ("1g", 1 << 30),
-                                         ("1.5k", 1536), ("20MB", 20 << 20)])
-def test_parse_bytes(text, value):
-    assert cli.parse_bytes(text) == value
-
-
-def test_parse_bytes_refuses_garbage():
-    with pytest.raises(cli.UsageError):
-        cli.parse_bytes("lots")
-
-
-@pytest.mark.parametrize("seconds, text", [(0.2, "Less than a second"), (1, "1 second"), (30, "30 seconds"),
-                                           (90, "About a minute"), (600, "10 minutes"), (3600, "About an hour"),
-                                           (7200, "2 hours"), (3 * 86400, "3 days")])
-def test_human_duration_like_docker(seconds, text):
-    assert cli.human_duration(seconds) == text
-
-
-def test_table_and_format_and_cp_syntax():
-    assert cli.table([["A", "BB"], ["ccc", "d"]]) == "A     BB\nccc   d"
-    doc = {"State": {"Running": True, "ExitCode": 0}, "Name": "/x"}
-    assert cli.render_format("{{.State.Running}} {{.Name}} {{json .State}}", doc) == \
-        'true /x {"Running": true, "ExitCode": 0}'
-    assert cli._split_cp("web:/etc/hosts") == ("web", "/etc/hosts")
-    assert cli._split_cp("/tmp/a:b") == (None, "/tmp/a:b")
-    assert cli.command_text(["sh", "-c", "echo a very long command"]) == '"sh -c echo a very l…"'
-
-
-def test_volume_syntax(tmp_path):
-    assert cli._volume(f"{tmp_path}:/data:ro") == Mount(str(tmp_path), "/data", True)
-    for bad in ("named:/data", f"{tmp_path}:/data:rx", "/only"):
-        with pytest.raises(cli.UsageError):
-            cli._volume(bad)
-
-
-def test_cli_usage_errors_are_one_line(capsys, tmp_path):
-    assert cli.main(["--root", str(tmp_path), "kill", "-s", "NOPE", "x"]) == 125
-    err = capsys.readouterr().err
-    assert err.startswith("pdocker: error: ") and err.count("\n") == 1
-
-
-def test_requested_verb_skips_global_options():
-    assert cli.requested_verb(["--root", "/r", "--bridge", "b", "-x", "ps", "-a"]) == "ps"
-    assert cli.requested_verb(["--root", "/r"]) is None
-
-
-def verbs_of(parser) -> set[str]:
-    return set(next(a for a in parser._actions if a.dest == "verb").choices)
-
-
-def test_only_the_requested_verb_is_built_and_unknown_verbs_get_the_full_parser():
-    full = verbs_of(cli.build_parser(lambda: None))
-    assert {"run", "ps", "exec", "images", "build"} <= full
-    assert verbs_of(cli.build_parser(lambda: None, "ps")) == {"ps"}
-    assert verbs_of(cli.build_parser(lambda: None, "images")) == {"images"}
-    assert verbs_of(cli.build_parser(lambda: None, "frobnicate")) == full
-
-
-def test_since_accepts_durations_and_timestamps():
-    import time
-    assert abs(cli.parse_since("10m") - (time.time() - 600)) < 5
-    assert cli.parse_since("2026-01-01T00:00:00Z") == logs.parse_time("2026-01-01T00:00:00Z")
-    with pytest.raises(cli.UsageError):
-        cli.parse_since("yesterday")
-
-
 def test_syscall_errors_name_the_operation_and_the_path(tmp_path):
     from runtime import syscalls
     with pytest.raises(syscalls.SyscallError) as info:
@@ -230,11 +164,6 @@ def test_shim_config_limits_are_clear_errors():
         ShimConfig(argv=["x"] * 501, env=[], plan=plan, exit_file="/e", sock="s").encode()
     with pytest.raises(SpecError, match="bytes"):
         ShimConfig(argv=["x" * 200000], env=[], plan=plan, exit_file="/e", sock="s").encode()
-
-
-def test_decimal_sizes_like_docker():
-    assert [cli.decimal_size(n) for n in (0, 648, 1234, 3_400_000)] == ["0B", "648B", "1.23kB", "3.4MB"]
-    assert cli.net_io(os.getpid()).count(" / ") == 1
 
 
 def test_a_reused_pid_is_not_mistaken_for_the_container(tmp_path):

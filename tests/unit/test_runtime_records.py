@@ -7,7 +7,7 @@ import os
 import pytest
 
 from runtime.cgroups import Resources
-from runtime.launcher import is_launcher, script_text
+from pdocker.launcher import is_launcher, script_text
 from runtime.runtime import spec_from_dict, spec_to_dict
 from runtime.spec import ContainerSpec, Mount, SpecError
 from runtime.state import ContainerState, StateStore, Status

@@ -34,7 +34,7 @@ tearing down an interpreter (module dicts, the GC's last collection) is several 
 milliseconds nobody waits for. Only when no other non-daemon thread still runs, which a
 normal exit would wait for.
 
-`python -m runtime.launcher PATH` writes the script at PATH (mode 755) for this
+`python -m pdocker.launcher PATH` writes the script at PATH (mode 755) for this
 interpreter and this checkout; see docs/runtime.md, "Where a pdocker run spends its time".
 """
 
@@ -44,7 +44,7 @@ import gc
 import os
 import sys
 
-MARKER = "# pdocker launcher, written by `python -m runtime.launcher` (see runtime/launcher.py)"
+MARKER = "# pdocker launcher, written by `python -m pdocker.launcher` (see pdocker/launcher.py)"
 
 SCRIPT = """#!/bin/sh
 {marker}
@@ -61,14 +61,14 @@ exec '{python}' -I -S -c '{code}' "$@"
 """
 
 CODE = ("import gc; gc.disable(); import sys; sys.path[:0] = [{project}]; sys.path += [{site}]; "
-        "from runtime.launcher import run; run()")
+        "from pdocker.launcher import run; run()")
 
 UNQUOTABLE = "'\"\\\n"
 
 
 def script_text(python: str, project: str, site_packages: list[str]) -> str:
     """The launcher script for interpreter `python`, with `project` (the directory holding
-    the runtime package) and `site_packages` on sys.path. Raises ValueError for a path the
+    the pdocker and runtime packages) and `site_packages` on sys.path. Raises ValueError for a path the
     script cannot quote (one holding a quote, a backslash or a newline)."""
     for path in (python, project, *site_packages):
         if any(c in path for c in UNQUOTABLE):
@@ -103,7 +103,7 @@ def run() -> None:
     script starts with the cyclic GC off: the imports allocate thousands of objects that
     live as long as the process, and the collections they set off cost ~1 ms a command;
     they are then frozen out of the GC's sight and collection goes back on for the command."""
-    from runtime.cli import main
+    from pdocker.cli import main
     gc.freeze()
     gc.enable()
     try:
@@ -135,5 +135,5 @@ def _exit(code: int) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
-        sys.exit("usage: python -m runtime.launcher PATH   (writes the pdocker launcher script at PATH)")
+        sys.exit("usage: python -m pdocker.launcher PATH   (writes the pdocker launcher script at PATH)")
     install(sys.argv[1])

@@ -1,9 +1,9 @@
 """pdocker's image verbs: images, rmi, tag, import, load, save, pull, push, build, history,
 login, logout.
 
-``register(subparsers, get_runtime)`` adds them to pdocker's parser (runtime/cli.py); each
-handler is ``fn(rt, args) -> exit status`` and raises ImageError subclasses for bad input,
-which pdocker prints as one line.
+``register(add)`` adds them to pdocker's parser (pdocker/parser.py); each handler is
+``fn(rt, args) -> exit status`` and raises ImageError subclasses for bad input, which
+pdocker/cli.py prints as one line.
 """
 
 from __future__ import annotations
@@ -11,19 +11,15 @@ from __future__ import annotations
 import os
 import sys
 
+from pdocker.flags import key_values
+from pdocker.output import ProgressBars, ago, decimal_size, table
 from runtime.images import Image, ImageError, normalize_ref, split_ref
 
 NONE = "<none>"
 
 
-def register(subparsers, get_runtime) -> None:
-    """Add the image subcommands to pdocker's parser (the subparsers of a runtime.cliargs
-    Parser, or of an argparse parser: the calls are argparse's)."""
-    def add(name, fn, help_text):
-        p = subparsers.add_parser(name, help=help_text)
-        p.set_defaults(func=fn)
-        return p
-
+def register(add) -> None:
+    """Add the image verbs through ``add(name, handler, help) -> subparser``."""
     p = add("images", cmd_images, "list images")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-a", "--all", action="store_true")
@@ -82,13 +78,13 @@ def cmd_images(rt, args) -> int:
         for repo, tag in _repo_tags(image):
             if args.repository and not _repo_matches(repo, args.repository):
                 continue
-            rows.append((repo, tag, _id(image, args.no_trunc), _ago(image.created),
-                         _size(image.size)))
+            rows.append([repo, tag, _id(image, args.no_trunc), ago(image.created),
+                         decimal_size(image.size)])
     if args.quiet:
         for image_id in dict.fromkeys(r[2] for r in rows):
             print(image_id)
         return 0
-    _table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+    print(table([["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]] + rows))
     return 0
 
 
@@ -241,65 +237,13 @@ def cmd_history(rt, args) -> int:
         created_by = entry.get("created_by", "")
         if not args.no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
-        rows.append((_id(image, args.no_trunc) if index == 0 else NONE, _ago(entry.get("created", "")),
-                     created_by, _size(size), entry.get("comment", "")))
+        rows.append([_id(image, args.no_trunc) if index == 0 else NONE, ago(entry.get("created", "")),
+                     created_by, decimal_size(size), entry.get("comment", "")])
     if args.quiet:
         print(_id(image, args.no_trunc))
         return 0
-    _table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows)
+    print(table([["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]] + rows))
     return 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Progress bars
-
-
-class ProgressBars:
-    """Docker-style per-layer progress: redrawn lines on a terminal, status changes otherwise."""
-
-    WIDTH = 40
-
-    def __init__(self, out: TextIO, quiet: bool = False):
-        import threading   # pull and push only
-        self.out = out
-        self.quiet = quiet
-        self.tty = out.isatty()
-        self.order: list[str] = []
-        self.last: dict[str, str] = {}
-        self.lock = threading.Lock()
-
-    def update(self, event) -> None:
-        """Called from download threads: serialised by a lock."""
-        if self.quiet:
-            return
-        with self.lock:
-            self._update(event)
-
-    def _update(self, event) -> None:
-        line = self._line(event)
-        if event.id not in self.order:
-            self.order.append(event.id)
-            self.last[event.id] = ""
-            if self.tty:
-                self.out.write("\n")
-        if self.tty:
-            up = len(self.order) - self.order.index(event.id)
-            self.out.write(f"\x1b[{up}A\r\x1b[2K{line}\x1b[{up}B\r")
-        elif self.last[event.id] != event.status:
-            self.out.write(f"{event.id}: {event.status}\n")
-        self.last[event.id] = event.status
-        self.out.flush()
-
-    def finish(self) -> None:
-        self.out.flush()
-
-    def _line(self, event) -> str:
-        if event.status in ("Downloading", "Pushing") and event.total:
-            done = min(self.WIDTH, self.WIDTH * event.current // event.total)
-            arrow = "=" * max(done - 1, 0) + (">" if done else "")
-            return (f"{event.id}: {event.status} [{arrow:<{self.WIDTH}}] "
-                    f"{_size(event.current)}/{_size(event.total)}")
-        return f"{event.id}: {event.status}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,37 +265,6 @@ def _id(image: Image, no_trunc: bool) -> str:
     return image.id if no_trunc else image.short_id
 
 
-def _size(n: int) -> str:
-    """Docker's decimal sizes: 4.26MB, 512kB."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1000
-    return str(n)
-
-
-def _ago(created: str) -> str:
-    import datetime as dt
-    try:
-        when = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
-        return "N/A"
-    from runtime.cli import human_duration
-    seconds = (dt.datetime.now(dt.timezone.utc) - when).total_seconds()
-    return f"{human_duration(max(seconds, 0))} ago"
-
-
-def _table(headers: list[str], rows: list[tuple]) -> None:
-    widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
-    for row in [headers] + [list(r) for r in rows]:
-        print("   ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
-
-
-def _build_args(pairs: list[str]) -> dict[str, str]:
-    from runtime.cli import key_values
-    return key_values(pairs, lambda pair: ImageError(f"invalid --build-arg {pair!r}: expected KEY=value"))
-
-
 def _image(rt, ref: str) -> Image:
     """The image ``ref`` names; busybox is made offline on first use, as ``run`` does."""
     finder = getattr(rt, "image", None)
@@ -363,3 +276,7 @@ def _existing(path: str) -> str:
     if not os.path.exists(path):
         raise ImageError(f"open {path}: no such file or directory")
     return path
+
+
+def _build_args(pairs: list[str]) -> dict[str, str]:
+    return key_values(pairs, lambda pair: ImageError(f"invalid --build-arg {pair!r}: expected KEY=value"))
