@@ -302,6 +302,21 @@ def test_port_forward_reaches_a_port_in_the_pods_network_namespace(kubelet, pods
     assert response.startswith(b"HTTP/1.") and response.endswith(b"hello from the pod\n")
 
 
+def test_port_forward_of_two_ports_one_closed_in_base64(kubelet, pods, rt):
+    _, url, _ = kubelet
+    record = pods.container(pods.sandbox("web"), "main", HTTPD)
+    wait_until_listening(rt, record.id, 8080)
+    ws = ws_connect(url, "/portForward/default/web?ports=9,8080", ["v4.base64.channel.k8s.io"])
+    channels = streams.Channels("v4.base64.channel.k8s.io")
+    prefixes = [channels.decode(ws.recv()) for _ in range(4)]
+    assert prefixes == [(0, streams.port_prefix(9)), (1, streams.port_prefix(9)),
+                        (2, streams.port_prefix(8080)), (3, streams.port_prefix(8080))]
+    ws.send(channels.encode(2, b"GET /index.html HTTP/1.0\r\n\r\n"))
+    frames = read_until_close(ws)
+    assert b"cannot connect to port 9" in joined(frames, 1)
+    assert joined(frames, 2).endswith(b"hello from the pod\n")
+
+
 def test_port_forward_to_a_closed_port_says_so_on_the_error_channel(kubelet, pods):
     _, url, _ = kubelet
     pods.container(pods.sandbox("web"), "main", "exec sleep 1000")
