@@ -171,10 +171,7 @@ HTTPD = "mkdir -p /www && echo hello through kubectl > /www/index.html && exec h
 def test_kubectl_port_forward_reaches_a_server_in_the_pod(cluster):
     from tests.system.test_kubelet_server import wait_until_listening
     create_pod(cluster, "www")
-    with httpx.Client(base_url=cluster.api.url) as http:   # kubectl forwards to running pods only
-        pod = http.get("/api/v1/namespaces/default/pods/www").json()
-        pod["status"] = {"phase": "Running"}
-        assert http.put("/api/v1/namespaces/default/pods/www/status", json=pod).status_code == 200
+    mark_running(cluster, "www")
     record = cluster.pods.container(cluster.pods.sandbox("www"), "main", HTTPD)
     wait_until_listening(cluster.pods.rt, record.id, 8080)
     forward = cluster.background("port-forward", "pod/www", ":8080")
@@ -188,6 +185,14 @@ def test_kubectl_port_forward_reaches_a_server_in_the_pod(cluster):
     finally:
         forward.kill()
         forward.wait(10)
+
+
+def mark_running(kubectl, name: str) -> None:
+    """Status phase Running, as the kubelet would write it: kubectl forwards to running pods only."""
+    with httpx.Client(base_url=kubectl.api.url) as http:
+        pod = http.get(f"/api/v1/namespaces/default/pods/{name}").json()
+        pod["status"] = {"phase": "Running"}
+        assert http.put(f"/api/v1/namespaces/default/pods/{name}/status", json=pod).status_code == 200
 
 
 def wait_for_forwarded_port(process, timeout: float = 60) -> int:
@@ -206,3 +211,18 @@ def wait_for_forwarded_port(process, timeout: float = 60) -> int:
             if match := re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", seen):
                 return int(match.group(1))
     raise AssertionError(f"kubectl port-forward printed no port: {seen!r}")
+
+
+def test_kubectl_port_forward_to_a_closed_port_reports_the_kubelets_error(cluster):
+    create_pod(cluster, "quiet")
+    mark_running(cluster, "quiet")
+    cluster.pods.container(cluster.pods.sandbox("quiet"), "main", "exec sleep 1000")
+    forward = cluster.background("port-forward", "pod/quiet", ":9")
+    try:
+        local = wait_for_forwarded_port(forward)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{local}/", timeout=30)
+    finally:
+        forward.kill()
+        _, stderr = forward.communicate(timeout=10)
+    assert "error forwarding port 9 to pod default/quiet" in stderr
