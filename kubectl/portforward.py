@@ -137,9 +137,12 @@ class Forwarder:
 
         try:
             ws = self.open_socket(mapping.remote)
-        except (CliError, ApiError) as error:
-            self.warn(f"error: an error occurred forwarding {mapping.local} -> {mapping.remote}: "
-                      f"{getattr(error, 'message', None) or error}")
+        except ApiError as error:   # the apiserver's Status: e.g. the pod's kubelet cannot be reached
+            self.warn(f"Error from server ({error.reason or 'Unknown'}): {error.message}")
+            conn.close()
+            return
+        except CliError as error:
+            self.warn(f"error: an error occurred forwarding {mapping.local} -> {mapping.remote}: {error}")
             conn.close()
             return
         upstream = threading.Thread(target=_copy_up, args=(conn, ws), daemon=True)
@@ -147,6 +150,7 @@ class Forwarder:
         try:
             self._copy_down(ws, conn, mapping)
         finally:
+            _quietly(lambda: conn.shutdown(socket.SHUT_RDWR))   # wakes the thread reading it
             _quietly(conn.close)
             _quietly(ws.close)
 
