@@ -1,0 +1,149 @@
+"""The proxy's process loop: informers on Services and EndpointSlices feed a work queue of
+Service keys; each round takes every queued key and applies them in one transaction.
+
+Handlers only enqueue. The first round, once both informers have listed, rebuilds the whole
+table; later rounds are incremental. A key whose transaction failed is retried with the
+queue's back-off. Every `check_period` seconds the table's existence is checked (a cheap
+listing of table names) and the table rebuilt if someone deleted it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Optional
+
+from client.clock import Clock
+from client.informer import Informer
+from client.resources import ENDPOINTSLICES, SERVICES
+from client.workqueue import WorkQueue
+from proxy.model import service_key, slice_service_key
+from proxy.nft import Nft, NftError
+from proxy.proxier import Proxier, SyncResult
+from proxy.rules import ProxyConfig
+
+log = logging.getLogger(__name__)
+
+BY_SERVICE = "service"
+
+
+def index_by_service(slice_: dict) -> list[str]:
+    key = slice_service_key(slice_)
+    return [key] if key else []
+
+
+def set_route_localnet() -> None:
+    """NodePorts on 127.0.0.1: DNATed packets from 127.0.0.1 may leave through other
+    interfaces (as kube-proxy's iptables mode; the table drops such packets coming in from
+    outside). A failure is logged: only localhost NodePorts suffer."""
+    try:
+        with open("/proc/sys/net/ipv4/conf/all/route_localnet", "w") as f:
+            f.write("1")
+    except OSError as e:
+        log.warning("cannot set net.ipv4.conf.all.route_localnet (NodePorts on 127.0.0.1 will not answer): %s", e)
+
+
+class ProxyServer:
+    """One node's Service proxy over an AsyncApiClient."""
+
+    def __init__(self, client, config: ProxyConfig, nft: Optional[Nft] = None, clock: Optional[Clock] = None,
+                 check_period: float = 30.0):
+        self.clock = clock or Clock()
+        self.service_informer = Informer(client, SERVICES, clock=self.clock)
+        self.slice_informer = Informer(client, ENDPOINTSLICES, clock=self.clock,
+                                       indexers={BY_SERVICE: index_by_service})
+        self.queue = WorkQueue(clock=self.clock)
+        self.check_period = check_period
+        self.proxier = Proxier(config, nft or Nft(), self.service_informer.store.get,
+                               lambda key: self.slice_informer.store.by_index(BY_SERVICE, key),
+                               self.service_informer.store.keys)
+        self.service_informer.add_handlers(self._on_service, lambda _old, new: self._on_service(new),
+                                           self._on_service)
+        self.slice_informer.add_handlers(self._on_slice, self._on_slice_update, self._on_slice)
+
+    def _on_service(self, service: dict) -> None:
+        self.queue.add(service_key(service))
+
+    def _on_slice(self, slice_: dict) -> None:
+        key = slice_service_key(slice_)
+        if key:
+            self.queue.add(key)
+
+    def _on_slice_update(self, old: dict, new: dict) -> None:
+        for key in {slice_service_key(old), slice_service_key(new)} - {None}:
+            self.queue.add(key)
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        set_route_localnet()
+        tasks = [asyncio.ensure_future(i.run()) for i in (self.service_informer, self.slice_informer)]
+        try:
+            await self.service_informer.wait_synced()
+            await self.slice_informer.wait_synced()
+            await self._rebuild()
+            await self._loop()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _rebuild(self) -> None:
+        """The whole table; retried every second until nft accepts the bare table."""
+        while True:
+            self._drain()                    # everything queued so far is in the rebuild
+            try:
+                self._handle(list(), await asyncio.to_thread(self.proxier.sync_all))
+                return
+            except NftError as e:
+                log.error("cannot write the table %s: %s; retrying", self.proxier.config.table, e)
+                await self.clock.sleep(1.0)
+
+    def _drain(self) -> list[str]:
+        keys = []
+        while (key := self.queue.get_nowait()) is not None:
+            keys.append(key)
+        for key in keys:
+            self.queue.done(key)
+        return keys
+
+    async def _loop(self) -> None:
+        next_check = self.clock.now() + self.check_period
+        while True:
+            try:
+                async with asyncio.timeout(max(0.0, next_check - self.clock.now())):
+                    first = await self.queue.get()
+            except TimeoutError:
+                next_check = self.clock.now() + self.check_period
+                await self._check_table()
+                continue
+            if first is None:
+                return
+            keys = [first]
+            while (key := self.queue.get_nowait()) is not None:
+                keys.append(key)
+            result = await asyncio.to_thread(self.proxier.sync, keys)
+            self._handle(keys, result)
+
+    def _handle(self, keys: list[str], result: SyncResult) -> None:
+        for key in keys:
+            self.queue.done(key)
+            if key in result.failed:
+                self.queue.add_rate_limited(key)
+            else:
+                self.queue.forget(key)
+        for key in result.failed:
+            if key not in keys:
+                self.queue.add_rate_limited(key)
+        for key in result.unblocked:
+            self.queue.add(key)
+
+    async def _check_table(self) -> None:
+        table = self.proxier.config.table
+        try:
+            exists = await asyncio.to_thread(self.proxier.nft.table_exists, table)
+        except NftError as e:
+            log.warning("cannot list nft tables: %s", e)
+            return
+        if not exists:
+            log.warning("table %s is gone; writing it again", table)
+            await self._rebuild()
