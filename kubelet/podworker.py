@@ -282,6 +282,7 @@ class PodWorker:
             self._wake_in(5)
             return False
         self.s.watch_exit(self.sandbox.id, self.uid)
+        self.wake()   # as for containers: a death before the watch sends no event
         if not self.start_time:
             self.start_time = rfc3339(dt.datetime.now(dt.timezone.utc))
         return True
@@ -417,8 +418,7 @@ class PodWorker:
         self.s.event(self.pod, "Normal", "Started", f"Started container {track.name}")
         track.probed = record.id
         self.s.prepare.start_probes(self, container, track)
-        if podstatus.has_exited(record):
-            self.wake()
+        self.wake()   # one more look once the exit is watched: an exit before the watch sends no event
 
     def _drop_old_instances(self, track: ContainerTrack) -> None:
         for old in track.instances[KEPT_INSTANCES:]:
