@@ -4,9 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-deps bytecode launcher up test test-unit test-integration test-system test-e2e bench clean
+.PHONY: setup system-deps bytecode helpers launcher up test test-unit test-integration test-system test-e2e bench clean
 
-setup: system-deps $(STAMP) bytecode launcher
+setup: system-deps $(STAMP) bytecode helpers launcher
 
 system-deps:
 	@bash scripts/install-system-deps.sh
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 # machines) would make every pdocker/pkubectl call compile its modules again.
 bytecode: $(STAMP)
 	@$(PY) -m compileall -q -j 0 api client apiserver scheduler controllers kubelet proxy runtime pdocker kubectl cluster
+
+# The runtime's C helpers (shim, pause) in runtime/bin/, as a wheel ships them
+# (runtime/helpers.py): containers then start without a compiler at run time.
+helpers: $(STAMP)
+	@$(PY) -m runtime.helpers
 
 # pdocker through a bare interpreter (pdocker/launcher.py): pip's console script costs
 # ~15 ms of site/.pth processing on every command. Written after every install.

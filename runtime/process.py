@@ -1,8 +1,7 @@
 """Starting and watching processes through the C shim.
 
-- `binaries(root)` compiles runtime/shim.c and runtime/pause.c into ROOT/bin the first time
-  they are needed (and again when the source changes), with `cc -O2 -static` when the static
-  libc is there, else dynamically.
+- `binaries(root_bin)` (runtime/helpers.py) finds the shim and pause executables built from
+  this package's shim.c and pause.c: the installed ones, else built into ROOT/bin.
 - `launch(shim, config, on_pid, meanwhile)` runs the shim protocol (see shim.c): spawns it,
   gets the container's pid, lets the caller wire network/attach in `on_pid`, releases the
   child, and returns the pids or raises `StartError` with the shim's message. (The shim puts
@@ -18,7 +17,10 @@ import os
 import time
 from _struct import pack, unpack   # the C module: `struct` is a Python wrapper around it
 
+# the helpers' executables, named here for the callers of launch (runtime.py, exec.py, pdocker)
+from runtime.helpers import Binaries, BuildError, binaries, build_binary  # noqa: F401
 from runtime.records import Record
+from runtime.sha256 import sha256_hex
 
 # The C socket type itself: the `socket` module wrapped around it (enum tables, selectors)
 # would cost every start about 2 ms.
@@ -27,77 +29,11 @@ try:
 except ImportError:   # not CPython
     from socket import AF_UNIX, SHUT_WR, SOCK_STREAM, socket as unix_socket
 
-SOURCES = {"shim": "shim.c", "pause": "pause.c"}
 STREAM_STDOUT, STREAM_STDERR, STREAM_EXIT = 1, 2, 3
 
 
 class StartError(Exception):
     """The container's process could not be started; the message is the shim's."""
-
-
-class BuildError(Exception):
-    """The C helpers could not be compiled (no compiler, or it failed)."""
-
-
-def sha256_hex(data: bytes) -> str:
-    """hashlib.sha256(data).hexdigest() without importing hashlib, whose OpenSSL backend
-    costs every pdocker command milliseconds to load (CPython's own sha256 is as good for
-    these few bytes); hashlib where that module is named differently."""
-    try:
-        from _sha256 import sha256   # CPython 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256   # CPython 3.12+
-        except ImportError:
-            from hashlib import sha256
-    return sha256(data).hexdigest()
-
-
-def _source_dir() -> str:
-    return os.path.dirname(os.path.realpath(__file__))
-
-
-def _compiler() -> str:
-    import shutil
-    for name in ("cc", "gcc", "clang"):
-        if path := shutil.which(name):
-            return path
-    raise BuildError("no C compiler (cc) found: install gcc and libc6-dev")
-
-
-def build_binary(name: str, bin_dir: str | os.PathLike) -> str:
-    """ROOT/bin/<name>, compiled from runtime/<name>.c unless already built from this exact
-    source (the file name carries the source hash). Safe to call from parallel processes."""
-    bin_dir = os.fspath(bin_dir)
-    source = os.path.join(_source_dir(), SOURCES[name])
-    with open(source, "rb") as f:
-        digest = sha256_hex(f.read())[:16]
-    target = os.path.join(bin_dir, f"{name}-{digest}")
-    if os.path.exists(target):
-        return target
-    os.makedirs(bin_dir, exist_ok=True)
-    import subprocess   # only when compiling, once per source change
-    tmp = os.path.join(bin_dir, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")   # parallel builders
-    cc = _compiler()
-    for flags in (["-static"], []):
-        result = subprocess.run([cc, "-O2", *flags, "-o", tmp, source],
-                                capture_output=True, text=True)
-        if result.returncode == 0:
-            os.replace(tmp, target)
-            return target
-    raise BuildError(f"compile {source}: {result.stderr.strip()[-500:]}")
-
-
-class Binaries(Record):
-    """The compiled helpers: shim and pause (paths, str)."""
-
-    FIELDS = ("shim", "pause")
-    FROZEN = True
-
-
-def binaries(bin_dir: str | os.PathLike) -> Binaries:
-    """The shim and pause executables under bin_dir, built when missing."""
-    return Binaries(shim=build_binary("shim", bin_dir), pause=build_binary("pause", bin_dir))
 
 
 def proc_start_time(pid: int) -> int | None:
