@@ -1,9 +1,10 @@
 """``pkubectl top pod|node``: resource usage from metrics.k8s.io/v1beta1 (PodMetrics,
 NodeMetrics), printed as kubectl prints it.
 
-kubectl's table is Go's tabwriter(minwidth 10, padding 3) with every cell, the last too,
-ended by a tab: each column is max(10, widest cell + 3) wide and lines keep their
-trailing spaces. CPU is shown in millicores (rounded up), memory in MiB (rounded down).
+kubectl's table is Go's tabwriter (padding 3) with every cell, the last too, ended by a
+tab: each column is its widest cell + 3 wide and lines keep their trailing spaces. CPU is
+shown in millicores (rounded up), memory in MiB (rounded down); a pod's containers are
+summed before rounding.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from kubectl.errors import CliError
 
 METRICS_GROUP = "metrics.k8s.io"
 METRICS_VERSION = "v1beta1"
-MIN_WIDTH, PADDING = 10, 3
+MIN_WIDTH, PADDING = 0, 3
 _SMALL_SUFFIXES = {"n": decimal.Decimal("1e-9"), "u": decimal.Decimal("1e-6")}
 
 

@@ -124,7 +124,7 @@ def wait_one(session, target, wanted: WaitFor, deadline: float, uid: Optional[st
     For a delete, an object with another ``uid`` than the one waited on counts as gone."""
     for obj in object_states(session, target.resource, target.namespace, target.name, deadline):
         if _satisfied(obj, wanted, uid):
-            return obj
+            return None if wanted.kind == "delete" else obj
     raise CliError(f"timed out waiting for the condition on {target.resource.plural}/{target.name}")
 
 
