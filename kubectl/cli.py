@@ -164,7 +164,7 @@ def usage_error(message: str, prog: str) -> CliError:
     """kubectl's wording of an argparse complaint: unknown commands and flags, missing flags."""
     import re
 
-    choice = re.match(r"argument (command|what): invalid choice: '([^']*)'", message)
+    choice = re.match(r"argument (command|SUBCOMMAND): invalid choice: '([^']*)'", message)
     if choice:
         return CliError(f"unknown command \"{choice.group(2)}\" for \"{prog}\"\nRun '{prog} --help' for usage.")
     if message.startswith("unrecognized arguments: "):
