@@ -76,13 +76,14 @@ struct clone3_args {
 struct config {
 	char *argv[MAXV]; int argc;
 	char *env[MAXV]; int envc;
-	char *bind_src[64], *bind_dst[64]; int bind_ro[64]; int nbinds;
-	char *ns_type[8], *ns_path[8]; int nns;
-	char *mask[32]; int nmask;
-	char *ro_path[32]; int nro;
+	/* the lists below are sized to the config (alloc_lists): none can drop an entry */
+	char **bind_src, **bind_dst; int *bind_ro; int nbinds;
+	char **ns_type, **ns_path; int nns;
+	char **mask; int nmask;
+	char **ro_path; int nro;
 	int unshare_flags;
 	char *rootfs, *overlay, *hostname, *cwd, *user, *log, *sock, *exitfile, *ptmx, *cgroup;
-	char *procs[8]; int nprocs;
+	char **procs; int nprocs;
 	int tty, stdin_open, rows, cols;
 	int rootfs_ro;
 	uint64_t caps;
@@ -126,16 +127,16 @@ static void set_key(char *k, char *v)
 {
 	if (!strcmp(k, "arg") && C.argc < MAXV - 1) C.argv[C.argc++] = v;
 	else if (!strcmp(k, "env") && C.envc < MAXV - 1) C.env[C.envc++] = v;
-	else if (!strcmp(k, "bind_src") && C.nbinds < 64) C.bind_src[C.nbinds] = v;
-	else if (!strcmp(k, "bind_dst") && C.nbinds < 64) C.bind_dst[C.nbinds] = v;
-	else if (!strcmp(k, "bind_ro") && C.nbinds < 64) C.bind_ro[C.nbinds++] = atoi(v);
-	else if (!strcmp(k, "join") && C.nns < 8) {
+	else if (!strcmp(k, "bind_src")) C.bind_src[C.nbinds] = v;
+	else if (!strcmp(k, "bind_dst")) C.bind_dst[C.nbinds] = v;
+	else if (!strcmp(k, "bind_ro")) C.bind_ro[C.nbinds++] = atoi(v);
+	else if (!strcmp(k, "join")) {
 		char *eq = strchr(v, '=');
 		if (eq) { *eq = 0; C.ns_type[C.nns] = v; C.ns_path[C.nns++] = eq + 1; }
 	}
 	else if (!strcmp(k, "unshare")) C.unshare_flags |= ns_flag(v);
-	else if (!strcmp(k, "mask") && C.nmask < 32) C.mask[C.nmask++] = v;
-	else if (!strcmp(k, "readonly") && C.nro < 32) C.ro_path[C.nro++] = v;
+	else if (!strcmp(k, "mask")) C.mask[C.nmask++] = v;
+	else if (!strcmp(k, "readonly")) C.ro_path[C.nro++] = v;
 	else if (!strcmp(k, "rootfs_ro")) C.rootfs_ro = atoi(v);
 	else if (!strcmp(k, "rootfs")) C.rootfs = v;
 	else if (!strcmp(k, "overlay")) C.overlay = v;
@@ -147,12 +148,34 @@ static void set_key(char *k, char *v)
 	else if (!strcmp(k, "exit")) C.exitfile = v;
 	else if (!strcmp(k, "ptmx")) C.ptmx = v;
 	else if (!strcmp(k, "cgroup")) C.cgroup = v;
-	else if (!strcmp(k, "cgroup_procs") && C.nprocs < 8) C.procs[C.nprocs++] = v;
+	else if (!strcmp(k, "cgroup_procs")) C.procs[C.nprocs++] = v;
 	else if (!strcmp(k, "tty")) C.tty = atoi(v);
 	else if (!strcmp(k, "stdin")) C.stdin_open = atoi(v);
 	else if (!strcmp(k, "rows")) C.rows = atoi(v);
 	else if (!strcmp(k, "cols")) C.cols = atoi(v);
 	else if (!strcmp(k, "caps")) C.caps = strtoull(v, NULL, 0);
+}
+
+/* Size every list of the config for `pairs` entries (no list can hold more, every entry being
+ * one key/value pair), so that set_key never drops one; -1 when out of memory. */
+static int alloc_lists(int pairs)
+{
+	size_t n = (size_t)pairs + 1;
+	C.bind_src = calloc(n, sizeof(char *)); C.bind_dst = calloc(n, sizeof(char *));
+	C.bind_ro = calloc(n, sizeof(int));
+	C.ns_type = calloc(n, sizeof(char *)); C.ns_path = calloc(n, sizeof(char *));
+	C.mask = calloc(n, sizeof(char *)); C.ro_path = calloc(n, sizeof(char *));
+	C.procs = calloc(n, sizeof(char *));
+	return C.bind_src && C.bind_dst && C.bind_ro && C.ns_type && C.ns_path && C.mask && C.ro_path &&
+	       C.procs ? 0 : -1;
+}
+
+/* The number of key/value pairs in the n bytes of buf (NUL-separated, as load_config reads them). */
+static int count_pairs(const char *buf, ssize_t n)
+{
+	int pairs = 0;
+	for (const char *p = buf; p < buf + n; p += strlen(p) + 1) pairs++;
+	return pairs / 2 + 1;
 }
 
 /* Read the config from PATH, or from stdin (a pipe from the runtime) when PATH is "-". */
@@ -166,6 +189,7 @@ static int load_config(const char *path)
 	if (fd > 0) close(fd);
 	if (k < 0) return -1;
 	buf[n] = 0;
+	if (alloc_lists(count_pairs(buf, n)) < 0) return -1;
 	C.caps = ~0ULL;
 	for (char *p = buf; p < buf + n;) {
 		char *k = p; p += strlen(p) + 1;
@@ -208,7 +232,7 @@ static void loopback_up(void)
 
 static void unshare_or_setns(void)
 {
-	int fds[8];
+	int fds[C.nns + 1];
 	for (int i = 0; i < C.nns; i++)
 		if ((fds[i] = open(C.ns_path[i], O_RDONLY | O_CLOEXEC)) < 0)
 			die("open namespace %s", C.ns_path[i]);
