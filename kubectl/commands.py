@@ -215,7 +215,7 @@ def _targets(session, words: list[str], selector: Optional[str], every: bool, al
     return targets_from_words(session, words)
 
 
-def _split_words(session, words: list[str], is_change: Callable[[str], bool]):
+def _split_words(words: list[str], is_change: Callable[[str], bool]):
     """(targets, change words) of ``set image|env`` and ``taint``: the changes follow the targets."""
     index = next((i for i, w in enumerate(words) if i > 0 and is_change(w)), len(words))
     return words[:index], words[index:]
@@ -280,13 +280,13 @@ def cmd_set(session, args, out, err) -> int:
     from kubectl import workloads
 
     if args.what == "image":
-        words, changes = _split_words(session, args.words, lambda w: "=" in w)
+        words, changes = _split_words(args.words, lambda w: "=" in w)
         if not changes:
             raise CliError("at least one image update is required")
         images = workloads.parse_image_pairs(changes)
         change, verb = (lambda obj: workloads.set_images(obj, images)), "image updated"
     else:
-        words, changes = _split_words(session, args.words, lambda w: "=" in w or (w.endswith("-") and "/" not in w))
+        words, changes = _split_words(args.words, lambda w: "=" in w or (w.endswith("-") and "/" not in w))
         if args.list:
             return _list_env(session, words, args, out)
         if not changes:
@@ -379,7 +379,7 @@ def _set_cordon(session, args, out, err, cordon: bool) -> int:
 def cmd_taint(session, args, out, err) -> int:
     from kubectl.nodes import parse_taint_specs, taint_node
 
-    words, specs = _split_words(session, args.words, lambda w: ":" in w or "=" in w or w.endswith("-"))
+    words, specs = _split_words(args.words, lambda w: ":" in w or "=" in w or w.endswith("-"))
     if args.selector or args.all:
         words, specs = args.words[:1], args.words[1:]
     if not words:
@@ -429,7 +429,7 @@ def cmd_attach(session, args, out, err) -> int:
     target = _pod_target(session, args.pod)
     container = args.container or _default_container(session, target, err)
     query = exec_query([], container, args.stdin, args.tty)
-    if args.stdin and args.tty and not args.quiet:
+    if not args.quiet:   # kubectl 1.32 says it whatever the flags
         err.write("If you don't see a command prompt, try pressing enter.\n")
         err.flush()
     return run_exec(session, target.path + "/attach", query, args.stdin, out, err, tty=args.tty)
@@ -465,7 +465,7 @@ def cmd_port_forward(session, args, out, err) -> int:
     mappings = parse_port_specs(args.ports)
     word = args.target if "/" in args.target else f"pods/{args.target}"
     target = targets_from_words(session, [word])[0]
-    pod_target, service = pod_for_forward(session, target, err)
+    pod_target, service = pod_for_forward(session, target)
     if service is not None:
         mappings = service_target_ports(service, session.get_json(pod_target.path), mappings)
     return port_forward(session, pod_target, mappings, resolve_address(args.address), out, err)

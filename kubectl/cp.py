@@ -38,7 +38,7 @@ def parse_copy_spec(text: str) -> CopySpec:
         return CopySpec(text)
     namespace, _, pod = head.rpartition("/")
     if not path:
-        raise CliError(f"filepath can not be empty")
+        raise CliError("filepath can not be empty")
     return CopySpec(path, pod, namespace or None)
 
 

@@ -114,25 +114,11 @@ def _print_api_error(err) -> None:
 
 
 def wait_deleted(session: Session, target: Target, timeout: float) -> None:
-    """Block until ``target`` is gone: a list by metadata.name, then a watch from its revision."""
-    from client.errors import ApiError
+    """Block until ``target`` is gone (a list by metadata.name, then a watch from its revision);
+    CliError ``timed out waiting for the condition on pods/x`` after ``timeout`` seconds."""
+    from kubectl.waiting import WaitFor, wait_one
 
-    deadline = time.monotonic() + timeout
-    selector = f"metadata.name={target.name}"
-    while time.monotonic() < deadline:
-        listed = session.client.list(target.resource, target.namespace, field_selector=selector)
-        if not listed.get("items"):
-            return
-        revision = (listed.get("metadata") or {}).get("resourceVersion")
-        remaining = max(1, int(deadline - time.monotonic()))
-        try:
-            for kind, _ in session.client.watch(target.resource, target.namespace, revision,
-                                                field_selector=selector, timeout_seconds=remaining):
-                if kind == "DELETED":
-                    return
-        except ApiError:
-            time.sleep(0.2)  # a 410 or a closed stream: list again
-    raise CliError(f"timed out waiting for the condition on {target.resource.plural}/{target.name}")
+    wait_one(session, target, WaitFor("delete"), time.monotonic() + timeout)
 
 
 # ---------------------------------------------------------------- label / annotate / patch

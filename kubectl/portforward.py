@@ -226,7 +226,7 @@ def resolve_address(text: str) -> str:
     return LOCALHOST if first in ("", "localhost") else first
 
 
-def pod_for_forward(session, target, err) -> tuple[object, Optional[dict]]:
+def pod_for_forward(session, target) -> tuple[object, Optional[dict]]:
     """The pod to forward to: ``target`` itself for a pod, else the first running pod its
     selector picks (kubectl's AttachablePodForObject); (pod target, Service or None)."""
     from kubectl.mutate import Target

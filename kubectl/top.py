@@ -115,7 +115,7 @@ def _sorter(sort_by: Optional[str], cpu_index: int, memory_index: int, name_key)
         return lambda e: (-e[cpu_index], name_key(e))
     if sort_by == "memory":
         return lambda e: (-e[memory_index], name_key(e))
-    raise CliError(f"--sort-by accepts only cpu or memory")
+    raise CliError("--sort-by accepts only cpu or memory")
 
 
 # ---------------------------------------------------------------- talking to the server

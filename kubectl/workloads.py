@@ -117,11 +117,11 @@ def selector_of(obj: dict) -> dict:
     if kind == "Pod":
         labels = (obj.get("metadata") or {}).get("labels") or {}
         if not labels:
-            raise CliError(f"the pod has no labels and cannot be exposed")
+            raise CliError("the pod has no labels and cannot be exposed")
         return dict(labels)
     if kind == "Service":
         if not spec.get("selector"):
-            raise CliError(f"the service has no pod selector set")
+            raise CliError("the service has no pod selector set")
         return dict(spec["selector"])
     if kind in ("Deployment", "ReplicaSet", "ReplicationController", "StatefulSet", "DaemonSet"):
         selector = spec.get("selector") or {}
