@@ -142,7 +142,6 @@ def _add_streams(sub, common) -> None:
     p.add_argument("target")
     p.add_argument("ports", nargs="*")
     p.add_argument("--address", default="localhost")
-    p.add_argument("--pod-running-timeout", default="1m")
 
 
 # ---------------------------------------------------------------- helpers
@@ -453,7 +452,8 @@ def cmd_cp(session, args, out, err) -> int:
     container = args.container or _default_container(session, target, err)
     if source.pod:
         return copy_from_pod(session, target.path, container, source.path, Path(destination.path), err)
-    return copy_to_pod(session, target.path, container, Path(source.path), destination.path, err)
+    return copy_to_pod(session, target.path, container, Path(source.path), destination.path, err,
+                       preserve=not args.no_preserve)
 
 
 @command("port-forward")

@@ -94,8 +94,11 @@ def _relative_name(name: str, prefix: str) -> str:
 
 # ---------------------------------------------------------------- over exec
 
-def copy_to_pod(session, pod_path: str, container: Optional[str], source: Path, destination: str, err) -> int:
-    """Send ``source`` to ``destination`` in the container; 0, or the remote tar's exit code."""
+def copy_to_pod(session, pod_path: str, container: Optional[str], source: Path, destination: str, err,
+                preserve: bool = True) -> int:
+    """Send ``source`` to ``destination`` in the container (into it when it is a directory there);
+    0, or the remote tar's exit code. ``preserve`` False is ``--no-preserve``: the files get the
+    container user's ownership and umask."""
     from kubectl.streams import exec_binary, exec_query
 
     directory = posixpath.dirname(destination.rstrip("/")) or "/"
@@ -103,6 +106,8 @@ def copy_to_pod(session, pod_path: str, container: Optional[str], source: Path, 
     if _remote_is_directory(session, pod_path, container, destination):
         directory, name = destination, source.name
     command = ["tar", "-xmf", "-", "-C", directory]
+    if not preserve:
+        command[1:1] = ["--no-same-permissions", "--no-same-owner"]
     return exec_binary(session, pod_path + "/exec", exec_query(command, container, True, False),
                        pack(source, name), lambda data: None, err)
 

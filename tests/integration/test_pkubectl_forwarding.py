@@ -36,6 +36,7 @@ class FakePod:
         self.files: dict[str, bytes | None] = {"/data": None, "/data/a.txt": b"alpha\n",
                                                "/data/sub": None, "/data/sub/b.txt": b"beta\n", "/tmp": None}
         self.forward_sockets = 0
+        self.unpack_commands: list[list[str]] = []
 
     def tar_of(self, path: str) -> bytes:
         buffer = io.BytesIO()
@@ -95,7 +96,8 @@ def routes(pod: FakePod) -> list:
                           "details": {"causes": [{"reason": "ExitCode", "message": "1"}]}}
         elif command[:3] == ["tar", "cf", "-"]:
             await websocket.send_bytes(bytes([STDOUT]) + pod.tar_of(command[3]))
-        elif command[:3] == ["tar", "-xmf", "-"]:
+        elif command[:1] == ["tar"] and "-xmf" in command:
+            pod.unpack_commands.append(command)
             received = b""
             while True:
                 message = await websocket.receive_bytes()
@@ -249,6 +251,10 @@ def test_cp_to_a_pod_names_the_file_by_its_destination(cluster, pod, tmp_path):
     done = cluster("cp", str(tmp_path / "local.txt"), "web:/data")      # a directory: the file goes in it
     assert done.returncode == 0, done.stderr
     assert pod.files["/data/local.txt"] == b"from the laptop\n"
+    assert pod.unpack_commands == [["tar", "-xmf", "-", "-C", "/tmp"], ["tar", "-xmf", "-", "-C", "/data"]]
+    done = cluster("cp", "--no-preserve", str(tmp_path / "local.txt"), "web:/tmp/kept.txt")
+    assert done.returncode == 0, done.stderr
+    assert pod.unpack_commands[-1] == ["tar", "--no-same-permissions", "--no-same-owner", "-xmf", "-", "-C", "/tmp"]
     done = cluster("cp", str(tmp_path / "missing"), "web:/tmp/x")
     assert (done.returncode, done.stderr) == (1, f"error: {tmp_path / 'missing'} doesn't exist in local filesystem\n")
 
