@@ -1,0 +1,1 @@
+"""Developer scripts (generators, the system packages set-up); not installed with pkube."""
