@@ -1,6 +1,6 @@
 """The few rtnetlink and sysctl operations the bridge network needs.
 
-Why not pyroute2 (a pinned dependency): importing it costs 0.4-0.5 s (its package __init__
+Why not pyroute2 (not a dependency of pkube): importing it costs 0.4-0.5 s (its package __init__
 loads every netlink family), paid by every `pdocker run` on the bridge, several times the
 whole start of a container. The eight requests below are a small, fixed subset of rtnetlink
 (rtnetlink(7)), spoken over the stdlib's AF_NETLINK socket in well under a millisecond each.
