@@ -6,6 +6,11 @@ writes only the difference; `sync_all` rebuilds the table from nothing in one tr
 (at start: a restarted proxy, SIGKILLed or not, leaves no stale rule; and whenever the table
 went missing).
 
+@hairpin (the pairs IP . IP of endpoint addresses) only grows in `sync`: deleting set
+elements costs nft a listing of them (tens of ms with thousands), and a pair for an address
+no longer an endpoint changes nothing (no Service DNATs to it). `prune` removes those; the
+server calls it periodically.
+
 Conflicts: a key of a shared map (a ClusterIP:port or a NodePort) belongs to the first
 Service that claimed it; a later Service asking for it is programmed without it, with an
 error naming both, and is synced again once the owner lets go.
@@ -14,7 +19,7 @@ error naming both, and is synced again once the owner lets go.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import ChainMap, Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -59,8 +64,9 @@ class _Plan:
 
     lines: list[str]
     rules: dict[str, Rules | None]
-    owners: dict[Claim, str]
-    hairpin: Counter
+    owners: ChainMap            # claim -> owner over Proxier.owners; None: released
+    hairpin: Counter            # changes of the reference counts
+    hairpin_added: set[str]     # IPs new to @hairpin
     blocked: dict[Claim, set[str]]
 
 
@@ -74,13 +80,15 @@ class Proxier:
         self.services, self.slices, self.service_keys = services, slices, service_keys
         self.programmed: dict[str, Rules] = {}
         self.owners: dict[Claim, str] = {}
-        self.hairpin: Counter = Counter()
+        self.hairpin: Counter = Counter()               # endpoint IP -> Services using it
+        self.hairpin_programmed: set[str] = set()      # the IPs in @hairpin
         self.blocked: dict[Claim, set[str]] = {}
 
     def sync_all(self) -> SyncResult:
         """Write the whole table from nothing in one transaction. Raises NftError if even the
         bare table cannot be written; a Service whose rules fail is left out and reported."""
         self.programmed, self.owners, self.hairpin, self.blocked = {}, {}, Counter(), {}
+        self.hairpin_programmed = set()
         plan = self._plan(self._ordered(self.service_keys()))
         services = {k: r for k, r in plan.rules.items() if r is not None}
         try:
@@ -107,6 +115,13 @@ class Proxier:
             merged.failed += one.failed
             merged.unblocked += one.unblocked
         return merged
+
+    def prune(self) -> None:
+        """Remove the @hairpin pairs of addresses no Service uses any more. Raises NftError."""
+        stale = self.hairpin_programmed - set(self.hairpin)
+        if stale:
+            self.nft.apply("\n".join(hairpin_lines(self.config.table, set(), stale)) + "\n")
+            self.hairpin_programmed -= stale
 
     def _apply(self, keys: list[str]) -> SyncResult | None:
         """One transaction for `keys`: its result, or None when nft refused it (logged)."""
@@ -138,23 +153,25 @@ class Proxier:
             return None
 
     def _plan(self, keys: list[str]) -> _Plan:
-        plan = _Plan([], {}, dict(self.owners), Counter(self.hairpin),
+        """The transaction for `keys`, and the state changes it makes (as overlays: their cost
+        follows the Services synced, not the table's size)."""
+        plan = _Plan([], {}, ChainMap({}, self.owners), Counter(), set(),
                      {c: set(ks) for c, ks in self.blocked.items()})
         for key in dict.fromkeys(keys):
             old, new = self.programmed.get(key), self._desired(key)
             if new is not None:
                 self._claim(key, new, plan)
-            for claim in [c for c, owner in plan.owners.items() if owner == key]:
-                if new is None or claim not in {claim_of(e) for e in new.elements}:
-                    del plan.owners[claim]
+            kept = {claim_of(e) for e in new.elements} if new else set()
+            for claim in ({claim_of(e) for e in old.elements} - kept if old else ()):
+                if plan.owners.get(claim) == key:
+                    plan.owners[claim] = None            # released
             plan.hairpin.subtract(old.hairpin if old else ())
             plan.hairpin.update(new.hairpin if new else ())
             plan.lines += diff_lines(self.config.table, old, new)
             plan.rules[key] = new
-        before = {ip for ip, n in self.hairpin.items() if n > 0}
-        after = {ip for ip, n in plan.hairpin.items() if n > 0}
-        plan.lines += hairpin_lines(self.config.table, after - before, before - after)
-        plan.hairpin = Counter({ip: n for ip, n in plan.hairpin.items() if n > 0})
+        plan.hairpin_added = {ip for ip, delta in plan.hairpin.items()
+                              if self.hairpin[ip] + delta > 0 and ip not in self.hairpin_programmed}
+        plan.lines += hairpin_lines(self.config.table, plan.hairpin_added, set())
         return plan
 
     def _claim(self, key: str, rules: Rules, plan: _Plan) -> None:
@@ -180,7 +197,17 @@ class Proxier:
                 self.programmed.pop(key, None)
             else:
                 self.programmed[key] = rules
-        self.owners, self.hairpin = plan.owners, plan.hairpin
+        for claim, owner in plan.owners.maps[0].items():
+            if owner is None:
+                self.owners.pop(claim, None)
+            else:
+                self.owners[claim] = owner
+        for ip, delta in plan.hairpin.items():
+            if self.hairpin[ip] + delta > 0:
+                self.hairpin[ip] += delta
+            else:
+                self.hairpin.pop(ip, None)
+        self.hairpin_programmed |= plan.hairpin_added
         self.blocked = {c: ks for c, ks in plan.blocked.items() if ks}
         free = [c for c in self.blocked if c not in self.owners]
         return sorted({k for c in free for k in self.blocked.pop(c)})

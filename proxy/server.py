@@ -4,7 +4,8 @@ Service keys; each round takes every queued key and applies them in one transact
 Handlers only enqueue. The first round, once both informers have listed, rebuilds the whole
 table; later rounds are incremental. A key whose transaction failed is retried with the
 queue's back-off. Every `check_period` seconds the table's existence is checked (a cheap
-listing of table names) and the table rebuilt if someone deleted it.
+listing of table names) and the table rebuilt if someone deleted it; else stale @hairpin
+pairs are pruned.
 """
 
 from __future__ import annotations
@@ -147,3 +148,8 @@ class ProxyServer:
         if not exists:
             log.warning("table %s is gone; writing it again", table)
             await self._rebuild()
+            return
+        try:
+            await asyncio.to_thread(self.proxier.prune)
+        except NftError as e:
+            log.warning("cannot prune @hairpin: %s", e)

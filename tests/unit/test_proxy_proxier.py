@@ -53,16 +53,23 @@ def test_a_change_to_one_service_writes_only_that_service():
     assert world.proxier.sync(["default/a"]).failed == [] and len(world.nft.scripts) == 2   # nothing to do
 
 
-def test_a_shared_endpoint_ip_stays_in_hairpin_until_its_last_service_goes():
+def test_a_shared_endpoint_ip_stays_in_hairpin_until_its_last_service_goes_and_is_pruned():
     world = World()
     a, b = world.put("a", "10.96.0.1", ["10.244.0.2"]), world.put("b", "10.96.0.2", ["10.244.0.2"])
     world.proxier.sync([a, b])
+    assert world.nft.scripts[-1].count("add element ip t hairpin { 10.244.0.2 . 10.244.0.2 }") == 1
     del world.services[a]
     world.proxier.sync([a])
+    world.proxier.prune()
     assert "hairpin" not in world.nft.scripts[-1]
     del world.services[b]
     world.proxier.sync([b])
-    assert "delete element ip t hairpin { 10.244.0.2 . 10.244.0.2 }" in world.nft.scripts[-1]
+    assert "hairpin" not in world.nft.scripts[-1]          # deletes wait for prune
+    world.proxier.prune()
+    assert world.nft.scripts[-1] == "delete element ip t hairpin { 10.244.0.2 . 10.244.0.2 }\n"
+    world.put("c", "10.96.0.3", ["10.244.0.2"])
+    world.proxier.sync(["default/c"])
+    assert "add element ip t hairpin { 10.244.0.2 . 10.244.0.2 }" in world.nft.scripts[-1]
 
 
 def test_a_nodeport_clash_is_logged_with_both_names_and_resolved_when_the_owner_goes(caplog):
