@@ -91,7 +91,7 @@ class ContainerTrack:
         self.probes = None
         self.probed: Optional[str] = None         # id of the instance whose probes were started
         self.messages: dict[str, str] = {}         # instance id -> its termination message
-        self.pull_failed = False                   # the last attempt could not pull the image
+        self.setup_failed: Optional[tuple[str, str]] = None   # why the last start could not even begin
 
     @property
     def current(self):
@@ -348,8 +348,11 @@ class PodWorker:
     async def _start_or_back_off(self, container: dict, track: ContainerTrack) -> None:
         now = self.s.clock()
         left = track.backoff.waiting(now)
-        if left > 0 and track.pull_failed:
-            track.waiting = ("ImagePullBackOff", f'Back-off pulling image "{container.get("image", "")}"')
+        if left > 0 and track.setup_failed is not None:   # keep saying why, as Kubernetes does
+            reason, message = track.setup_failed
+            if reason == "ErrImagePull":
+                reason, message = "ImagePullBackOff", f'Back-off pulling image "{container.get("image", "")}"'
+            track.waiting = (reason, message)
             self._wake_in(left)
             return
         if left > 0:
@@ -371,9 +374,8 @@ class PodWorker:
         try:
             image, env, mounts = await self.s.prepare.container_inputs(self.pod, container, self.sandbox, attempt)
         except PodSetupError as err:
-            track.waiting = (err.reason, str(err))
-            track.pull_failed = err.reason == "ErrImagePull"
-            if track.pull_failed:
+            track.waiting = track.setup_failed = (err.reason, str(err))
+            if err.reason == "ErrImagePull":
                 self.s.event(self.pod, "Normal", "BackOff", f'Back-off pulling image "{container.get("image", "")}"')
             self.s.event(self.pod, "Warning", "Failed", f"Error: {err}")
             track.backoff.on_exit(self.s.clock(), 0)
@@ -407,7 +409,7 @@ class PodWorker:
             track.seen_exit = track.current.id if track.current is not None else None
 
     def _started(self, container: dict, track: ContainerTrack, record) -> None:
-        track.pull_failed = False
+        track.setup_failed = None
         track.instances = [record, *track.instances][:KEPT_INSTANCES + 1]
         self._drop_old_instances(track)
         track.waiting = None
