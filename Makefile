@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-deps bytecode helpers launcher up test test-unit test-integration test-system test-e2e bench clean
+.PHONY: setup system-deps bytecode helpers launcher up test test-fast kubectl-compat test-unit test-integration test-system test-e2e bench clean
 
 setup: system-deps $(STAMP) bytecode helpers launcher
 
@@ -37,6 +37,15 @@ up: setup
 
 test: setup
 	$(PY) -m pytest -q -ra tests
+
+# unit + integration: the edit-run loop (no root, no containers, no cluster)
+test-fast: setup
+	$(PY) -m pytest -q -ra tests/unit tests/integration
+
+# docs/kubectl-compat.md from a run of every installed kubectl and pkubectl against `pkube up`
+# (the suite compares the file with its own run and never writes it)
+kubectl-compat: setup
+	PKUBE_WRITE_KUBECTL_COMPAT=1 $(PY) -m pytest -q -ra tests/e2e/test_kubectl_compat.py
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
