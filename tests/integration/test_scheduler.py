@@ -113,6 +113,11 @@ def test_selector_and_taints_steer_pods_and_other_schedulers_pods_are_left_alone
             return placed if placed["wants-ssd"] and placed["anywhere"] else None
         placed = await until(two_bound)
         assert placed["wants-ssd"] == "ssd" and placed["anywhere"] == "plain"
-        await asyncio.sleep(0.3)
+        # a pod of ours created after "not-mine" is bound: the scheduler has seen "not-mine" too
+        await client.create(PODS, pod("after-not-mine", cpu="100m"))
+
+        async def bound_after():
+            return (await placements(client)).get("after-not-mine")
+        await until(bound_after)
         assert (await client.get(PODS, "not-mine"))["spec"].get("nodeName") is None
     with_scheduler(apiserver, scenario)

@@ -132,8 +132,20 @@ def test_slow_subscriber_is_closed_and_memory_stays_bounded(etcd):
         assert isinstance(err.value, Compacted)
         with pytest.raises(StopAsyncIteration):
             await anext(slow)
+        # the cache keeps the newest 20 events and no more: with etcd compacted, a watch from
+        # 20 events back is served (from the cache), one from 21 back is gone
         cache = await cached.cache_for(PODS)
-        assert cache._ring.end - cache._ring.start <= 20
+        newest = await cached.current_revision()
+        assert await cache.wait_until(newest, 10)
+        await cached.compact(newest)
+        kept = await cached.subscribe(PODS, newest - 20)
+        try:
+            assert names(await take(kept, 20)) == [f"p{i}" for i in range(20, 40)]
+        finally:
+            await kept.aclose()
+        older = await cached.subscribe(PODS, newest - 21)
+        with pytest.raises(Compacted):
+            await take(older, 1)
     run(etcd, body, window=20)
 
 
