@@ -7,6 +7,22 @@ import asyncio
 import time
 
 
+PYTHON_LOOP_ITERATIONS = 3_000_000
+
+
+def python_loop_line(runs: int = 3) -> str:
+    """One line timing a fixed pure-Python loop (best of ``runs``): how fast this machine runs
+    Python at the moment, for a bench to print first, so that its figures can be read against
+    the machine's speed and load of that run."""
+    best = float("inf")
+    for _ in range(runs):
+        began, total = time.perf_counter(), 0
+        for i in range(PYTHON_LOOP_ITERATIONS):
+            total += i & 7
+        best = min(best, time.perf_counter() - began)
+    return f"pure-Python loop ({PYTHON_LOOP_ITERATIONS:,} iterations, best of {runs}): {best * 1000:.0f} ms"
+
+
 def percentile(values: list[float], q: float) -> float:
     """The value at fraction ``q`` (0.5, 0.99) of the sorted ``values`` (not interpolated)."""
     ordered = sorted(values)
