@@ -53,6 +53,12 @@ def _add_run_expose_set(sub, common) -> None:
     p.add_argument("--restart", default="Always")
     p.add_argument("--command", dest="use_command", action="store_true")
     p.add_argument("--image-pull-policy")
+    p.add_argument("-i", "--stdin", action="store_true")
+    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("--attach", action="store_true")
+    p.add_argument("--rm", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--pod-running-timeout", default="1m")
     p.add_argument("--dry-run", **DRY_RUN)
     p.add_argument("-o", "--output")
     p = sub.add_parser("expose", parents=[common])
@@ -224,15 +230,24 @@ def _split_words(words: list[str], is_change: Callable[[str], bool]):
 
 @command("run")
 def cmd_run(session, args, out, err) -> int:
+    from kubectl.runattach import check_flags, run_attached
+    from kubectl.waiting import parse_duration
     from kubectl.workloads import pod_for_run
 
-    words = args.after_dashes if args.after_dashes is not None else args.words
-    if args.after_dashes is not None and args.words:
-        words = args.words + args.after_dashes
+    check_flags(args.stdin, args.tty, args.attach, args.rm, args.dry_run)
+    words = args.words + (args.after_dashes or [])
     pod = pod_for_run(args.name, args.image, port=args.port, env=args.env, labels=args.labels,
                       annotations=args.annotations, restart=args.restart, command=args.use_command, args=words,
-                      image_pull_policy=args.image_pull_policy)
-    return _print_or_create(session, pod, args, out, err)
+                      image_pull_policy=args.image_pull_policy, stdin=args.stdin, tty=args.tty)
+    if not (args.stdin or args.attach):
+        return _print_or_create(session, pod, args, out, err)
+    from kubectl.apply import create_manifest
+    from kubectl.manifests import Manifest
+    from kubectl.mutate import target_of_object
+
+    create_manifest(session, Manifest("<command line>", 1, pod))
+    args.pod_running_timeout = parse_duration(args.pod_running_timeout)
+    return run_attached(session, target_of_object(session, pod), args.name, args, out, err)
 
 
 def create_deployment(session, args, out, err) -> int:

@@ -20,7 +20,7 @@ from kubectl.errors import CliError
 EXEC_PROTOCOL = "v5.channel.k8s.io"
 FALLBACK_PROTOCOLS = ("v4.channel.k8s.io",)
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
-STDIN_CHUNK = 4096
+STDIN_CHUNK = 32768
 
 
 def log_params(container: Optional[str], follow: bool, previous: bool, tail: Optional[int],

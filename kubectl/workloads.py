@@ -46,10 +46,12 @@ def parse_env(pairs: Iterable[str]) -> list[dict]:
 
 def pod_for_run(name: str, image: str, *, port: Optional[int] = None, env: Iterable[str] = (),
                 labels: Optional[str] = None, annotations: Iterable[str] = (), restart: str = "Always",
-                command: bool = False, args: Iterable[str] = (), image_pull_policy: Optional[str] = None) -> dict:
+                command: bool = False, args: Iterable[str] = (), image_pull_policy: Optional[str] = None,
+                stdin: bool = False, tty: bool = False) -> dict:
     """The Pod ``kubectl run NAME --image=IMAGE ...`` creates: one container named NAME, the
     words after ``--`` as its args (its command with ``--command``), labels ``run=NAME``
-    unless ``--labels`` is given."""
+    unless ``--labels`` is given; ``stdin`` (``-i``) and ``tty`` (``-t``) for a session attached
+    to it."""
     if restart not in RESTART_POLICIES:
         raise CliError(f"invalid restart policy: {restart}")
     container: dict = {"name": name, "image": image}
@@ -63,6 +65,10 @@ def pod_for_run(name: str, image: str, *, port: Optional[int] = None, env: Itera
     if port is not None and port >= 0:
         container["ports"] = [{"containerPort": port}]
     container["resources"] = {}
+    if stdin:
+        container.update(stdin=True, stdinOnce=True)
+    if tty:
+        container["tty"] = True
     meta: dict = {"name": name, "labels": parse_labels(labels) if labels else {"run": name}}
     if annotations:
         meta["annotations"] = {k: v for k, _, v in (a.partition("=") for a in annotations)}

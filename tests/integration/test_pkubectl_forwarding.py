@@ -15,7 +15,8 @@ import tarfile
 
 import httpx
 import pytest
-from starlette.routing import WebSocketRoute
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from apiserver.kubelet_proxy import KubeletConnection
@@ -114,9 +115,13 @@ def routes(pod: FakePod) -> list:
         await websocket.send_bytes(bytes([ERROR]) + json.dumps(SUCCESS).encode())
         await websocket.close()
 
+    async def logs(request) -> PlainTextResponse:
+        return PlainTextResponse(f"the log of {request.path_params['pod']}/{request.path_params['container']}\n")
+
     return [WebSocketRoute("/portForward/{ns}/{pod}", port_forward),
             WebSocketRoute("/exec/{ns}/{pod}/{container}", exec_),
-            WebSocketRoute("/attach/{ns}/{pod}/{container}", attach)]
+            WebSocketRoute("/attach/{ns}/{pod}/{container}", attach),
+            Route("/containerLogs/{ns}/{pod}/{container}", logs)]
 
 
 @pytest.fixture
@@ -146,13 +151,14 @@ def cluster(etcd, pod, tmp_path):
                     "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
                     "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}}).raise_for_status()
             config = write_kubeconfig(tmp_path / "kubeconfig", api.url)
-            yield Pkubectl(config, tmp_path)
+            yield Pkubectl(config, tmp_path, api.url)
         finally:
             stop_apiserver(thread)
 
 
 class Pkubectl:
-    def __init__(self, kubeconfig, home):
+    def __init__(self, kubeconfig, home, url: str):
+        self.url = url
         self.argv = [sys.executable, "-m", "kubectl", "--kubeconfig", str(kubeconfig)]
         self.env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
 
@@ -279,3 +285,72 @@ def test_a_pod_whose_kubelet_cannot_be_reached_is_one_status_line(cluster):
     finally:
         _, err = _stop(proc)
     assert re.search(r'^Error from server \(ServiceUnavailable\): .*n2', err, re.M), err
+
+
+# ---------------------------------------------------------------- run -i --rm
+
+class StandInNodeAgent:
+    """Binds each new unscheduled pod to n1 and reports it in ``phase`` (with exit code 3 when
+    it is a finished phase): the scheduler's and the kubelet's part of ``run -i``."""
+
+    def __init__(self, url: str, phase: str):
+        import threading
+
+        self.url, self.phase, self.stopped = url, phase, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        pods = "/api/v1/namespaces/default/pods"
+        with httpx.Client(base_url=self.url, timeout=httpx.Timeout(None, connect=10)) as http:
+            while not self.stopped.is_set():   # a list, then a short watch from its revision
+                listed = http.get(pods).json()
+                for obj in listed["items"]:
+                    if not obj["spec"].get("nodeName"):
+                        self._start(http, pods, obj)
+                params = {"watch": "1", "timeoutSeconds": "1", "resourceVersion": listed["metadata"]["resourceVersion"]}
+                with http.stream("GET", pods, params=params) as events:
+                    for line in events.iter_lines():
+                        event = json.loads(line) if line.strip() else {}
+                        obj = event.get("object") or {}
+                        if event.get("type") == "ADDED" and not (obj.get("spec") or {}).get("nodeName"):
+                            self._start(http, pods, obj)
+
+    def _start(self, http: httpx.Client, pods: str, pod: dict) -> None:
+        name = pod["metadata"]["name"]
+        http.post(f"{pods}/{name}/binding", json={"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                                                   "target": {"kind": "Node", "name": "n1"}}).raise_for_status()
+        status: dict = {"phase": self.phase}
+        if self.phase in ("Succeeded", "Failed"):
+            status["containerStatuses"] = [{"name": name, "image": "busybox", "imageID": "", "ready": False,
+                                            "restartCount": 0, "state": {"terminated": {"exitCode": 3}}}]
+        http.patch(f"{pods}/{name}/status", json={"status": status},
+                   headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+
+
+def test_run_interactive_waits_for_the_pod_attaches_and_removes_it(cluster):
+    with StandInNodeAgent(cluster.url, "Running"):
+        done = cluster("run", "debug", "-i", "--rm", "--image=busybox", "--", "sh")
+    assert (done.returncode, done.stdout) == (0, 'attached to the main process\npod "debug" deleted\n'), done.stderr
+    assert done.stderr == "If you don't see a command prompt, try pressing enter.\n"
+    with httpx.Client(base_url=cluster.url) as http:    # bound to a node: deleted gracefully
+        assert http.get("/api/v1/namespaces/default/pods/debug").json()["metadata"]["deletionTimestamp"]
+
+
+def test_run_attached_to_a_pod_that_already_finished_prints_its_log_and_exit_code(cluster):
+    with StandInNodeAgent(cluster.url, "Failed"):
+        done = cluster("run", "once", "--attach", "--rm", "--restart=Never", "--image=busybox")
+    assert (done.returncode, done.stdout) == (3, 'the log of once/once\npod "once" deleted\n'), done.stderr
+
+
+def test_run_attached_refuses_kubectls_bad_combinations(cluster):
+    done = cluster("run", "x", "--rm", "--image=busybox")
+    assert (done.returncode, done.stderr) == (1, "error: --rm should only be used for attached containers\n"
+                                                 "See 'pkubectl run -h' for help and examples\n")
