@@ -127,12 +127,14 @@ class Forwarder:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            self.say(f"Handling connection for {listener.getsockname()[1]}")
-            threading.Thread(target=self._relay, args=(conn, mapping), daemon=True).start()
+            local = listener.getsockname()[1]
+            self.say(f"Handling connection for {local}")
+            threading.Thread(target=self._relay, args=(conn, PortMapping(local, mapping.remote)), daemon=True).start()
 
     def _relay(self, conn: socket.socket, mapping: PortMapping) -> None:
-        """One local connection: its WebSocket, a thread copying local bytes up, and this one
-        copying the pod's bytes down; either side ending closes both."""
+        """One local connection (``mapping.local`` is the port it came in on): its WebSocket,
+        a thread copying local bytes up, and this one copying the pod's bytes down; either
+        side ending closes both."""
         from client.errors import ApiError
 
         try:

@@ -227,7 +227,7 @@ def test_port_forward_reports_the_error_channel(cluster):
         assert _round_trip(port, b"anyone?") == b""     # the connection is closed
     finally:
         _, err = _stop(proc)
-    assert f"cannot connect to port {REFUSED_PORT} in the pod" in err
+    assert f"error: an error occurred forwarding {port} -> {REFUSED_PORT}: cannot connect to port {REFUSED_PORT} in the pod" in err
 
 
 def test_port_forward_needs_a_running_pod_and_ports(cluster):
