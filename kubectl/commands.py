@@ -156,10 +156,12 @@ def _report(action: Callable[[], Optional[str]], out, err) -> int:
     """Run one per-object action; print its line (if any), or the server's error. 1 on error."""
     from client.errors import ApiError
 
+    from kubectl.cli import api_error_line
+
     try:
         line = action()
     except ApiError as error:
-        err.write(f"Error from server ({error.reason or 'Unknown'}): {error.message}\n")
+        err.write(api_error_line(error) + "\n")
         return 1
     if line:
         out.write(line + "\n")
@@ -186,6 +188,7 @@ def _print_or_create(session, obj: dict, args, out, err, already: Optional[str] 
                                   params={"dryRun": "All"} if args.dry_run == "server" else None).json()
         out.write(print_objects([obj], fmt, True))
         return 0
+
     def create() -> str:
         try:
             return create_manifest(session, Manifest("<command line>", 1, obj), args.dry_run)
@@ -246,8 +249,8 @@ def cmd_run(session, args, out, err) -> int:
     from kubectl.mutate import target_of_object
 
     create_manifest(session, Manifest("<command line>", 1, pod))
-    args.pod_running_timeout = parse_duration(args.pod_running_timeout)
-    return run_attached(session, target_of_object(session, pod), args.name, args, out, err)
+    return run_attached(session, target_of_object(session, pod), args.name, args, out, err,
+                        parse_duration(args.pod_running_timeout))
 
 
 def create_deployment(session, args, out, err) -> int:

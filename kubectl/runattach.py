@@ -55,21 +55,21 @@ def container_exit_code(pod: dict, container: str) -> int:
     return 0
 
 
-def run_attached(session, target, container: str, args, out, err) -> int:
-    """Attach to the new pod's container (its logs if it already finished); the exit code of
-    the session, or of the container for a pod that does not restart. Deletes the pod with
-    ``--rm`` whatever happened."""
+def run_attached(session, target, container: str, args, out, err, timeout: float) -> int:
+    """Attach to the new pod's container (its logs if it already finished) once it runs, within
+    ``timeout`` seconds; the exit code of the session, or of the container for a pod that does
+    not restart. Deletes the pod with ``--rm`` whatever happened."""
     try:
-        return _session(session, target, container, args, out, err)
+        return _session(session, target, container, args, out, err, timeout)
     finally:
         if args.rm:
             _remove(session, target, out)
 
 
-def _session(session, target, container: str, args, out, err) -> int:
+def _session(session, target, container: str, args, out, err, timeout: float) -> int:
     from kubectl.streams import exec_query, log_params, run_exec, stream_logs
 
-    pod = wait_started(session, target, args.pod_running_timeout)
+    pod = wait_started(session, target, timeout)
     if (pod.get("status") or {}).get("phase") in FINISHED:
         stream_logs(session, target.path + "/log", log_params(container, False, False, -1, False), out)
         return container_exit_code(pod, container)
@@ -79,7 +79,7 @@ def _session(session, target, container: str, args, out, err) -> int:
     code = run_exec(session, target.path + "/attach", exec_query([], container, args.stdin, args.tty),
                     args.stdin, out, err, tty=args.tty)
     if args.restart == "Never":
-        return container_exit_code(wait_finished(session, target, args.pod_running_timeout), container)
+        return container_exit_code(wait_finished(session, target, timeout), container)
     if args.stdin and args.tty and not args.rm and not args.quiet:
         out.write(f"Session ended, resume using 'pkubectl attach {target.name} -c {container} -i -t' command "
                   "when the pod is running\n")
