@@ -160,6 +160,7 @@ class PodWorker:
             self.sandbox = adopted.sandboxes[0]
             self.sandbox_attempt = int(self.sandbox.labels.get(SANDBOX_ATTEMPT, 0))
             self.start_time = podstatus.k8s_time(self.sandbox.started_at)
+            self.s.watch_exit(self.sandbox.id, self.uid)
         for name, records in adopted.containers.items():
             track = self._track(name)
             track.instances = list(records)
