@@ -90,8 +90,10 @@ def start_proxy(cluster, log: Path) -> subprocess.Popen:
                                 stdin=subprocess.DEVNULL)
 
 
-def nft_table() -> str:
-    done = subprocess.run(["nft", "list", "table", "ip", TABLE], capture_output=True, text=True)
+def nft_table(chain: str | None = None) -> str:
+    """The proxy's table (or one chain of it) as `nft list` prints it; "" if there is none."""
+    what = ["chain", "ip", TABLE, chain] if chain else ["table", "ip", TABLE]
+    done = subprocess.run(["nft", "list", *what], capture_output=True, text=True)
     return done.stdout if done.returncode == 0 else ""
 
 
@@ -168,7 +170,7 @@ def test_a_deleted_pod_leaves_the_rotation(node_cluster, services):
     victim, victim_ip = sorted(pods.items())[0]
     deleted = time.monotonic()
     kubectl(node_cluster, "delete", "pod", victim, "--wait=false")
-    wait_for(lambda: victim_ip not in nft_table(), timeout=30)
+    wait_for(lambda: victim_ip not in nft_table("service-default/web/tcp/http"), timeout=30)
     print(f"pod {victim} left the proxy's table {time.monotonic() - deleted:.2f} s after kubectl delete returned")
     # It still runs (30 s grace; httpd ignores SIGTERM as PID 1), so only the rules keep it out.
     assert urllib.request.urlopen(f"http://{victim_ip}:8080/", timeout=5).read().decode().strip() == victim
@@ -186,6 +188,6 @@ def test_a_proxy_killed_and_restarted_rebuilds_without_stale_rules(node_cluster,
     new_ip = cluster_ip(node_cluster, "after-restart")
     services["proxy"] = start_proxy(node_cluster, services["log"])
     table = wait_for(lambda: (lambda t: t if f"{new_ip} . tcp . 81" in t else None)(nft_table()), timeout=30)
-    assert services["nobody_ip"] not in table          # deleted while the proxy was dead: no stale rule
+    assert f"{services['nobody_ip']} . tcp . 80 " not in table   # deleted while the proxy was dead: no stale rule
     assert f"{services['cluster_ip']} . tcp . 80" in table
     kubectl(node_cluster, "delete", "service", "after-restart")
