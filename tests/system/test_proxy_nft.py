@@ -249,3 +249,32 @@ def test_a_restarted_proxier_rebuilds_the_table_without_stale_rules(node):
     assert "service-default/old" not in listing and "10.96.0.50" not in listing
     assert "service-default/kept/tcp/http" in listing
     assert [line.split()[0] for line in node.client("10.96.0.51", 80)] == ["a"]
+
+
+# Runs in a private network namespace (unshared by the child itself): libnftables applies a
+# script, refuses a bad one with nft's message and changes nothing, reads and deletes tables.
+LIBNFTABLES = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from runtime import syscalls
+syscalls.unshare(syscalls.CLONE_NEWNET)
+from proxy.nft import Nft, NftError
+nft = Nft()
+assert nft._lib is not None, "libnftables.so.1 did not load"
+nft.apply("add table ip t\nadd chain ip t c\n")
+try:
+    nft.apply("add chain ip t d\nadd rule ip t c bogus\n")
+except NftError as e:
+    print("refused:", str(e).splitlines()[0])
+print("d kept:", "chain d" in nft.list_table("t"), "t exists:", nft.table_exists("t"))
+nft.delete_table("t")
+nft.delete_table("t")
+print("t exists:", nft.table_exists("t"))
+"""
+
+
+def test_libnftables_applies_whole_transactions_or_nothing():
+    repo = str(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    out = sh(sys.executable, "-c", LIBNFTABLES, repo).splitlines()
+    assert out[0].startswith("refused: libnftables: Error:")
+    assert out[1:] == ["d kept: False t exists: True", "t exists: False"]
