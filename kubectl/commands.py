@@ -353,7 +353,8 @@ def cmd_wait(session, args, out, err) -> int:
     targets = _targets(session, args.targets, args.selector, args.all, args.all_namespaces)
     if not targets and wanted.kind != "delete":
         raise CliError("no matching resources found")
-    failures = wait_targets(session, targets, wanted, timeout if timeout > 0 else 0.001, out)
+    failures = wait_targets(session, targets, wanted, timeout if timeout > 0 else 0.001, out,
+                            listed=bool(args.selector or args.all))
     if len(failures) == 1 and not failures[0].startswith("Error from server"):
         raise CliError(failures[0])
     for line in failures:   # several: one per line, without "error: " (kubectl's aggregate)

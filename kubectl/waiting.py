@@ -140,9 +140,11 @@ def _satisfied(obj: Optional[dict], wanted: WaitFor, uid: Optional[str]) -> bool
     return jsonpath_met(obj, wanted)
 
 
-def wait_targets(session, targets, wanted: WaitFor, timeout: float, out) -> list[str]:
+def wait_targets(session, targets, wanted: WaitFor, timeout: float, out, listed: bool = False) -> list[str]:
     """Wait for every target in turn under one deadline (kubectl's single context), printing
-    ``pod/x condition met`` for each; returns the error lines of those that failed."""
+    ``pod/x condition met`` for each; returns the error lines of those that failed. ``listed``:
+    the targets come from a list (``-l``, ``--all``), so one gone by now was deleted (met,
+    and said); a named target that never existed is met silently."""
     from client.errors import ApiError, NotFound
 
     deadline = time.monotonic() + timeout
@@ -152,7 +154,9 @@ def wait_targets(session, targets, wanted: WaitFor, timeout: float, out) -> list
             before = None if wanted.kind == "create" else session.get_json(target.path)
         except NotFound as err:
             if wanted.kind == "delete":
-                continue   # already gone: kubectl says nothing
+                if listed:
+                    out.write(f"{target.label} condition met\n")
+                continue
             failures.append(f"Error from server ({err.reason}): {err.message}")
             continue
         uid = ((before or {}).get("metadata") or {}).get("uid")
