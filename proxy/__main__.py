@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import shutil
 import socket
 import sys
 
 from client.component import run_main, serve_until_signal
-from proxy.nft import Nft, NftError
+from proxy.nft import LibNftables, Nft, NftError
 from proxy.rules import ProxyConfig
 from proxy.server import ProxyServer
 
@@ -51,6 +52,10 @@ def cleanup(table: str) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if LibNftables.load() is None and shutil.which("nft") is None:
+        print("proxy: neither libnftables.so.1 nor the nft command is installed (apt-get install nftables)",
+              file=sys.stderr)
+        return 1
     if args.cleanup:
         return cleanup(args.table)
     config = ProxyConfig(table=args.table, cluster_cidr=args.cluster_cidr, node_name=args.node_name)

@@ -55,6 +55,19 @@ class Endpoint:
         return f"{self.ip}:{self.port}"
 
 
+@dataclass(frozen=True)
+class Flow:
+    """Datagrams sent to `front_ip`:`front_port` (front_ip "": any local address, a NodePort)
+    DNATed to `endpoint_ip`:`endpoint_port` over `protocol` (udp, sctp): what conntrack keeps
+    for a connectionless Service, to be deleted when the endpoint goes."""
+
+    protocol: str
+    front_ip: str
+    front_port: int
+    endpoint_ip: str
+    endpoint_port: int
+
+
 def service_key(service: dict) -> str:
     meta = service.get("metadata") or {}
     return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"

@@ -23,6 +23,7 @@ from collections import ChainMap, Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from proxy.conntrack import Conntrack, ConntrackError
 from proxy.nft import Nft, NftError
 from proxy.rules import (NO_ENDPOINT_NODEPORTS, SERVICE_NODEPORTS, ProxyConfig, Rules, base_lines, diff_lines,
                          full_script, hairpin_lines, service_rules)
@@ -72,11 +73,13 @@ class _Plan:
 
 class Proxier:
     """`services(key)` -> the Service dict or None; `slices(key)` -> its EndpointSlices;
-    `service_keys()` -> every Service key. Reads may come from an informer's cache."""
+    `service_keys()` -> every Service key. Reads may come from an informer's cache.
+    `conntrack` (None: none) deletes the conntrack entries of UDP/SCTP flows that went."""
 
     def __init__(self, config: ProxyConfig, nft: Nft, services: Callable[[str], dict | None],
-                 slices: Callable[[str], list[dict]], service_keys: Callable[[], Iterable[str]]):
-        self.config, self.nft = config, nft
+                 slices: Callable[[str], list[dict]], service_keys: Callable[[], Iterable[str]],
+                 conntrack: Conntrack | None = None):
+        self.config, self.nft, self.conntrack = config, nft, conntrack
         self.services, self.slices, self.service_keys = services, slices, service_keys
         self.programmed: dict[str, Rules] = {}
         self.owners: dict[Claim, str] = {}
@@ -132,7 +135,30 @@ class Proxier:
             except NftError as e:
                 log.error("Service %s: rules not applied: %s", ", ".join(keys), e)
                 return None
-        return SyncResult(unblocked=self._commit(plan))
+        gone = self._gone_flows(plan)
+        result = SyncResult(unblocked=self._commit(plan))
+        self._forget_flows(gone)
+        return result
+
+    def _gone_flows(self, plan: _Plan) -> list:
+        gone = set()
+        for key, new in plan.rules.items():
+            old = self.programmed.get(key)
+            if old is not None:
+                gone |= old.flows - (new.flows if new else frozenset())
+        return sorted(gone, key=repr)
+
+    def _forget_flows(self, flows: list) -> None:
+        """Delete the conntrack entries of `flows` (now without rules); errors are logged."""
+        if self.conntrack is None or not flows:
+            return
+        try:
+            deleted = self.conntrack.delete_flows(flows)
+        except ConntrackError as e:
+            log.warning("%s", e)
+            return
+        if deleted:
+            log.info("deleted %d stale conntrack entries", deleted)
 
     def _ordered(self, keys: Iterable[str]) -> list[str]:
         """Oldest Services first, so a clash goes to the one that had the key first."""

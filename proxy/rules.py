@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from proxy.model import Endpoint, ServicePort, port_endpoints, service_ports, usable
+from proxy.model import Endpoint, Flow, ServicePort, port_endpoints, service_ports, usable
 
 MASQUERADE_MARK = "0x00004000"
 SERVICE_IPS, SERVICE_NODEPORTS = "service-ips", "service-nodeports"
@@ -65,18 +65,21 @@ class ProxyConfig:
 @dataclass
 class Rules:
     """The nft objects of one Service: its chains (name -> rules), its affinity sets, its keys
-    in the shared maps ((map, key) -> verdict), and its endpoint IPs for @hairpin."""
+    in the shared maps ((map, key) -> verdict), its endpoint IPs for @hairpin, and its UDP and
+    SCTP flows (whose conntrack entries go when the flow does)."""
 
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
     sets: set[str] = field(default_factory=set)
     elements: dict[tuple[str, str], str] = field(default_factory=dict)
     hairpin: frozenset[str] = frozenset()
+    flows: frozenset[Flow] = frozenset()
 
     def merge(self, other: "Rules") -> None:
         self.chains.update(other.chains)
         self.sets |= other.sets
         self.elements.update(other.elements)
         self.hairpin |= other.hairpin
+        self.flows |= other.flows
 
 
 # ---- one Service -----------------------------------------------------------------------------
@@ -103,6 +106,7 @@ def port_rules(sp: ServicePort, endpoints: list[Endpoint], config: ProxyConfig) 
             rules.elements[(NO_ENDPOINT_NODEPORTS, np_key)] = f"goto {REJECT_CHAIN}"
         return rules
     rules.hairpin = frozenset(e.ip for e in cluster)
+    rules.flows = connectionless_flows(sp, cluster, local)
     service_chain = f"service-{sp.id}"
     masquerade_outsiders = (f"ip daddr {sp.cluster_ip} {sp.protocol} dport {sp.port} "
                             f"ip saddr != {config.cluster_cidr} jump mark-for-masquerade")
@@ -116,6 +120,16 @@ def port_rules(sp: ServicePort, endpoints: list[Endpoint], config: ProxyConfig) 
         elif sp.external_local:
             rules.elements[(NO_ENDPOINT_NODEPORTS, np_key)] = "drop"
     return rules
+
+
+def connectionless_flows(sp: ServicePort, cluster: list[Endpoint], local: list[Endpoint]) -> frozenset[Flow]:
+    """The (front, endpoint) pairs conntrack may hold for a UDP or SCTP port; none for TCP."""
+    if sp.protocol == "tcp":
+        return frozenset()
+    flows = {Flow(sp.protocol, sp.cluster_ip, sp.port, e.ip, e.port) for e in cluster}
+    if sp.node_port:
+        flows |= {Flow(sp.protocol, "", sp.node_port, e.ip, e.port) for e in cluster + local}
+    return frozenset(flows)
 
 
 def balance(sp: ServicePort, endpoints: list[Endpoint], rules: Rules) -> tuple[str, ...]:

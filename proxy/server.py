@@ -18,6 +18,7 @@ from client.clock import Clock
 from client.informer import Informer
 from client.resources import ENDPOINTSLICES, SERVICES
 from client.workqueue import WorkQueue
+from proxy.conntrack import Conntrack
 from proxy.model import service_key, slice_service_key
 from proxy.nft import Nft, NftError
 from proxy.proxier import Proxier, SyncResult
@@ -57,7 +58,7 @@ class ProxyServer:
         self.check_period = check_period
         self.proxier = Proxier(config, nft or Nft(), self.service_informer.store.get,
                                lambda key: self.slice_informer.store.by_index(BY_SERVICE, key),
-                               self.service_informer.store.keys)
+                               self.service_informer.store.keys, Conntrack())
         self.service_informer.add_handlers(self._on_service, lambda _old, new: self._on_service(new),
                                            self._on_service)
         self.slice_informer.add_handlers(self._on_slice, self._on_slice_update, self._on_slice)

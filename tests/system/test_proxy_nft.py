@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from proxy.conntrack import Conntrack
 from proxy.nft import Nft
 from proxy.proxier import Proxier
 from proxy.rules import ProxyConfig
@@ -117,7 +118,8 @@ class Node:
     def proxier(self) -> Proxier:
         """A proxier that has written the table (as a starting proxy does)."""
         proxier = Proxier(ProxyConfig(table=TABLE, node_name="n1"), Nft(netns=self.name), self.world_services.get,
-                          lambda key: self.world_slices.get(key, []), lambda: list(self.world_services))
+                          lambda key: self.world_slices.get(key, []), lambda: list(self.world_services),
+                          Conntrack(netns=self.name))
         proxier.sync_all()
         return proxier
 
@@ -199,6 +201,42 @@ def test_udp_is_balanced_and_refused_without_endpoints(node):
     assert {line.split()[0] for line in answers} == {"a", "b"}
     proxier.sync([node.put("empty", "10.96.0.54", [], protocol="UDP")])
     assert node.client("10.96.0.54", 80, proto="udp", netns=client) == ["ConnectionRefusedError"]
+
+
+# One UDP socket: a datagram to HOST:PORT per line read from stdin, the answer printed.
+UDP_SESSION = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5); s.connect((sys.argv[1], int(sys.argv[2])))
+for _ in sys.stdin:
+    s.send(b"hi")
+    try:
+        print(s.recv(100).decode(), flush=True)
+    except OSError as e:
+        print(type(e).__name__, flush=True)
+"""
+
+
+def test_a_udp_client_keeping_its_socket_moves_off_a_removed_endpoint(node):
+    node.pod("a", "10.244.0.2")
+    node.pod("b", "10.244.0.3")
+    client = node.pod("c", "10.244.0.9", serve=False)
+    proxier = node.proxier()
+    key = node.put("dns", "10.96.0.53", ["10.244.0.2"], protocol="UDP")
+    proxier.sync([key])
+    session = subprocess.Popen(["ip", "netns", "exec", client, sys.executable, "-c", UDP_SESSION, "10.96.0.53", "80"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        def ask() -> str:
+            session.stdin.write("\n")
+            session.stdin.flush()
+            return session.stdout.readline().split()[0]
+        assert ask() == "a"
+        node.put("dns", "10.96.0.53", ["10.244.0.3"], protocol="UDP")      # a still runs, but is no endpoint
+        proxier.sync([key])
+        assert ask() == "b"               # its conntrack entry went with the endpoint
+    finally:
+        session.kill()
+        session.wait()
 
 
 def test_a_nodeport_answers_on_the_node_addresses_and_localhost(node):

@@ -102,6 +102,31 @@ def test_a_failing_service_does_not_hold_back_the_others(caplog):
     assert world.proxier.sync([b]).failed == []
 
 
+class RecordingConntrack:
+    def __init__(self):
+        self.deleted = []
+
+    def delete_flows(self, flows):
+        self.deleted.append(flows)
+        return len(flows)
+
+
+def test_udp_flows_of_a_gone_endpoint_are_handed_to_conntrack_and_tcp_ones_are_not():
+    world = World()
+    world.proxier.conntrack = RecordingConntrack()
+    udp = [{"name": "http", "port": 53, "protocol": "UDP", "nodePort": 30053}]
+    key = world.put("dns", "10.96.0.10", ["10.244.0.2", "10.244.0.3"], ports=udp, type="NodePort")
+    world.slices[key][0]["ports"][0]["protocol"] = "UDP"
+    tcp = world.put("web", "10.96.0.11", ["10.244.0.2", "10.244.0.3"])
+    world.proxier.sync([key, tcp])
+    world.slices[key][0]["endpoints"].pop()
+    world.slices[tcp][0]["endpoints"].pop()
+    world.proxier.sync([key, tcp])
+    [flows] = world.proxier.conntrack.deleted
+    assert {(f.front_ip, f.front_port, f.endpoint_ip, f.endpoint_port) for f in flows} == {
+        ("10.96.0.10", 53, "10.244.0.3", 8080), ("", 30053, "10.244.0.3", 8080)}
+
+
 def test_an_unprogrammable_service_is_logged_and_gets_no_rules(caplog):
     world = World()
     bad = world.put("bad", "10.96.0.300", ["10.244.0.2"])
