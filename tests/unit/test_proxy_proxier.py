@@ -134,3 +134,13 @@ def test_an_unprogrammable_service_is_logged_and_gets_no_rules(caplog):
         world.proxier.sync([bad])
     assert "Service default/bad: bad clusterIP" in caplog.text
     assert world.proxier.programmed == {} and world.nft.scripts == []
+
+
+def test_a_rebuild_nft_refuses_falls_back_to_the_bare_table_and_one_service_at_a_time():
+    world = World()
+    a, b = world.put("a", "10.96.0.1", ["10.244.0.2"]), world.put("b", "10.96.0.2", ["10.244.0.3"])
+    world.nft.refuse = ["service-default/b/"]
+    result = world.proxier.sync_all()
+    assert result.failed == [b]
+    assert "service-default/" not in world.nft.scripts[0] and "add table ip t" in world.nft.scripts[0]
+    assert set(world.proxier.programmed) == {a}
