@@ -27,6 +27,7 @@ from proxy.rules import ProxyConfig
 log = logging.getLogger(__name__)
 
 BY_SERVICE = "service"
+CHECK_TABLE = ""           # a queue key no Service has: time to check the table
 
 
 def index_by_service(slice_: dict) -> list[str]:
@@ -83,6 +84,7 @@ class ProxyServer:
             await self.service_informer.wait_synced()
             await self.slice_informer.wait_synced()
             await self._rebuild()
+            tasks.append(asyncio.ensure_future(self._tick()))
             await self._loop()
         finally:
             for task in tasks:
@@ -108,23 +110,24 @@ class ProxyServer:
             self.queue.done(key)
         return keys
 
-    async def _loop(self) -> None:
-        next_check = self.clock.now() + self.check_period
+    async def _tick(self) -> None:
+        """Queue CHECK_TABLE every `check_period` seconds, so checks take turns with syncs."""
         while True:
-            try:
-                async with asyncio.timeout(max(0.0, next_check - self.clock.now())):
-                    first = await self.queue.get()
-            except TimeoutError:
-                next_check = self.clock.now() + self.check_period
-                await self._check_table()
-                continue
-            if first is None:
-                return
+            await self.clock.sleep(self.check_period)
+            self.queue.add(CHECK_TABLE)
+
+    async def _loop(self) -> None:
+        """Rounds until the queue shuts down: every queued Service in one sync."""
+        while (first := await self.queue.get()) is not None:
             keys = [first]
             while (key := self.queue.get_nowait()) is not None:
                 keys.append(key)
-            result = await asyncio.to_thread(self.proxier.sync, keys)
-            self._handle(keys, result)
+            services = [k for k in keys if k != CHECK_TABLE]
+            result = await asyncio.to_thread(self.proxier.sync, services) if services else SyncResult()
+            self._handle(services, result)
+            if CHECK_TABLE in keys:
+                self.queue.done(CHECK_TABLE)
+                await self._check_table()
 
     def _handle(self, keys: list[str], result: SyncResult) -> None:
         for key in keys:

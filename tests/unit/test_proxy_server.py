@@ -75,3 +75,19 @@ def test_a_table_deleted_behind_the_proxys_back_is_written_again():
     nft.exists = False
     asyncio.run(server._check_table())
     assert nft.scripts and nft.scripts[0].startswith("add table ip t\ndelete table ip t\n")
+
+
+def test_rounds_sync_the_queued_services_and_check_the_table_when_its_time_comes():
+    server, nft = make_server()
+    server.service_informer.apply_event("ADDED", service("web"))
+    server.slice_informer.apply_event("ADDED", endpoint_slice("web", [endpoint("10.244.0.2")]))
+
+    async def one_round():
+        server.queue.add("default/web")
+        server.queue.add("")                 # CHECK_TABLE, as the ticker queues it
+        nft.exists = False
+        server.queue.shutdown()
+        await server._loop()
+    asyncio.run(one_round())
+    assert "goto service-default/web/tcp/http" in nft.scripts[0]          # the sync
+    assert nft.scripts[1].startswith("add table ip t\ndelete table ip t\n")  # then the rebuild
