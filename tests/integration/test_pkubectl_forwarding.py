@@ -15,7 +15,7 @@ import tarfile
 
 import httpx
 import pytest
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -38,6 +38,7 @@ class FakePod:
                                                "/data/sub": None, "/data/sub/b.txt": b"beta\n", "/tmp": None}
         self.forward_sockets = 0
         self.unpack_commands: list[list[str]] = []
+        self.summary: dict = {}     # what /stats/summary answers
 
     def tar_of(self, path: str) -> bytes:
         buffer = io.BytesIO()
@@ -118,7 +119,11 @@ def routes(pod: FakePod) -> list:
     async def logs(request) -> PlainTextResponse:
         return PlainTextResponse(f"the log of {request.path_params['pod']}/{request.path_params['container']}\n")
 
-    return [WebSocketRoute("/portForward/{ns}/{pod}", port_forward),
+    async def summary(request) -> JSONResponse:
+        return JSONResponse(pod.summary)
+
+    return [Route("/stats/summary", summary),
+            WebSocketRoute("/portForward/{ns}/{pod}", port_forward),
             WebSocketRoute("/exec/{ns}/{pod}/{container}", exec_),
             WebSocketRoute("/attach/{ns}/{pod}/{container}", attach),
             Route("/containerLogs/{ns}/{pod}/{container}", logs)]
@@ -354,3 +359,39 @@ def test_run_attached_refuses_kubectls_bad_combinations(cluster):
     done = cluster("run", "x", "--rm", "--image=busybox")
     assert (done.returncode, done.stderr) == (1, "error: --rm should only be used for attached containers\n"
                                                  "See 'pkubectl run -h' for help and examples\n")
+
+
+# ---------------------------------------------------------------- top, from the apiserver's metrics.k8s.io
+
+KUBECTL = __import__("shutil").which("kubectl")
+
+
+def _summary_of(http: httpx.Client) -> dict:
+    """A kubelet summary for node n1 and pod web (its real uid), with CPU rates."""
+    web = http.get("/api/v1/namespaces/default/pods/web").json()["metadata"]
+    return {"node": {"nodeName": "n1", "cpu": {"time": "2026-12-04T16:00:00Z", "usageNanoCores": 250_000_000},
+                     "memory": {"workingSetBytes": 1536 * 2**20}},
+            "pods": [{"podRef": {"name": "web", "namespace": "default", "uid": web["uid"]},
+                      "cpu": {"time": "2026-12-04T16:00:00Z", "usageNanoCores": 1_750_000},
+                      "containers": [{"name": "main", "cpu": {"usageNanoCores": 1_500_000},
+                                      "memory": {"workingSetBytes": 10 * 2**20}},
+                                     {"name": "side", "cpu": {"usageNanoCores": 250_000},
+                                      "memory": {"workingSetBytes": 2 * 2**20}}]}]}
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="the real kubectl is not installed")
+def test_top_prints_what_kubectl_prints_from_the_metrics_api(cluster, pod):
+    with httpx.Client(base_url=cluster.url) as http:
+        pod.summary = _summary_of(http)
+        http.patch("/api/v1/nodes/n1/status", headers={"Content-Type": "application/merge-patch+json"}, json={
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                       "allocatable": {"cpu": "2", "memory": "4Gi"}, "capacity": {"cpu": "4", "memory": "8Gi"}}}
+                   ).raise_for_status()
+    config = cluster.argv[cluster.argv.index("--kubeconfig") + 1]
+    for args in (["top", "pod"], ["top", "pod", "--containers"], ["top", "node"], ["top", "node", "--show-capacity"]):
+        theirs = subprocess.run([KUBECTL, "--kubeconfig", config, *args], capture_output=True, text=True, timeout=60,
+                                env=cluster.env)
+        mine = cluster(*args)
+        assert (mine.returncode, mine.stdout, mine.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr), args
+    assert cluster("top", "pod").stdout == ("NAME   CPU(cores)   MEMORY(bytes)   \n"
+                                            "web    2m           12Mi            \n")
