@@ -98,6 +98,7 @@ def _add_wait_and_nodes(sub, common) -> None:
         p = sub.add_parser(verb, parents=[common])
         p.add_argument("nodes", nargs="*")
         p.add_argument("-l", "--selector")
+        p.add_argument("--dry-run", **DRY_RUN)
     p = sub.add_parser("taint", parents=[common])
     p.add_argument("words", nargs="*")
     p.add_argument("--overwrite", action="store_true")
@@ -113,6 +114,7 @@ def _add_wait_and_nodes(sub, common) -> None:
     p.add_argument("--pod-selector")
     p.add_argument("-l", "--selector")
     p.add_argument("--disable-eviction", action="store_true")
+    p.add_argument("--dry-run", **DRY_RUN)
 
 
 def _add_top(sub, common) -> None:
@@ -389,7 +391,7 @@ def _set_cordon(session, args, out, err, cordon: bool) -> int:
     from kubectl.nodes import set_unschedulable
 
     targets = _node_targets(session, args.nodes, args.selector, args.command)
-    failures = sum(_report(lambda t=t: set_unschedulable(session, t, cordon), out, err) for t in targets)
+    failures = sum(_report(lambda t=t: set_unschedulable(session, t, cordon, args.dry_run), out, err) for t in targets)
     return 1 if failures else 0
 
 
@@ -420,7 +422,7 @@ def cmd_drain(session, args, out, err) -> int:
 
     options = DrainOptions(ignore_daemonsets=args.ignore_daemonsets, delete_emptydir_data=args.delete_emptydir_data,
                            force=args.force, grace_period=args.grace_period, timeout=parse_duration(args.timeout),
-                           pod_selector=args.pod_selector)
+                           pod_selector=args.pod_selector, dry_run=args.dry_run)
     for target in _node_targets(session, args.nodes, args.selector, "drain"):
         Drainer(session, target.name, options, out, err, use_delete=args.disable_eviction).run()
     return 0

@@ -36,6 +36,7 @@ class DrainOptions:
     grace_period: int = -1      # -1: each pod's own terminationGracePeriodSeconds
     timeout: float = 0.0        # 0: wait forever
     pod_selector: Optional[str] = None
+    dry_run: str = "none"       # client: evict nothing; server: evictions checked, not made
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,10 @@ def failure_text(node: str, errors: list[str]) -> str:
             f"There are pending nodes to be drained:\n {node}\n" + "\n".join(errors))
 
 
+def _dry_run_suffix(dry_run: str) -> str:
+    return {"client": " (dry run)", "server": " (server dry run)"}.get(dry_run, "")
+
+
 # ---------------------------------------------------------------- talking to the server
 
 @dataclass
@@ -156,7 +161,7 @@ class Drainer:
         from kubectl.nodes import set_unschedulable
 
         nodes = self.session.resolve("nodes")
-        self._say(set_unschedulable(self.session, Target(nodes, self.node, None), True))
+        self._say(set_unschedulable(self.session, Target(nodes, self.node, None), True, self.options.dry_run))
         verdicts = [(pod, verdict(pod, self.options, self._daemonset_error)) for pod in self._pods()]
         problems = error_lines(verdicts)
         if problems:
@@ -164,8 +169,12 @@ class Drainer:
         warning = warning_line(verdicts)
         if warning:
             self._say(warning, self.err)
-        self._remove([pod for pod, result in verdicts if result.delete])
-        self._say(f"node/{self.node} drained")
+        chosen = [pod for pod, result in verdicts if result.delete]
+        if self.options.dry_run != "none":
+            self._rehearse(chosen)
+        else:
+            self._remove(chosen)
+        self._say(f"node/{self.node} drained{_dry_run_suffix(self.options.dry_run)}")
 
     def _say(self, line: str, stream=None) -> None:
         stream = stream or self.out
@@ -188,6 +197,15 @@ class Drainer:
             return None
         except ApiError as error:
             return error
+
+    def _rehearse(self, pods: list[dict]) -> None:
+        """``--dry-run``: say what would be evicted; with server, each Eviction is sent with
+        dryRun (checked by the server, nothing deleted). Nothing is waited for."""
+        for pod in pods:
+            meta = pod["metadata"]
+            if self.options.dry_run == "server" and not self.use_delete:
+                self._post_eviction(pod)
+            self._say(f"evicting pod {meta.get('namespace', '')}/{meta['name']}{_dry_run_suffix(self.options.dry_run)}")
 
     def _remove(self, pods: list[dict]) -> None:
         """Evict (or delete) every pod, then wait for each to be gone under one deadline."""
@@ -244,8 +262,11 @@ class Drainer:
         meta = pod["metadata"]
         body = {"apiVersion": "policy/v1", "kind": "Eviction",
                 "metadata": {"name": meta["name"], "namespace": meta.get("namespace")}}
-        if self.options.grace_period >= 0:
-            body["deleteOptions"] = {"gracePeriodSeconds": self.options.grace_period}
+        options: dict = {"gracePeriodSeconds": self.options.grace_period} if self.options.grace_period >= 0 else {}
+        if self.options.dry_run == "server":
+            options["dryRun"] = ["All"]
+        if options:
+            body["deleteOptions"] = options
         path = f"/api/v1/namespaces/{meta.get('namespace')}/pods/{meta['name']}/eviction"
         try:
             self.session.request("POST", path, body=json.dumps(body).encode(), content_type="application/json")

@@ -7,6 +7,7 @@ writes are JSON merge patches guarded by the resourceVersion read.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -20,17 +21,21 @@ _QUALIFIED_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
-def set_unschedulable(session, target, unschedulable: bool) -> str:
+def set_unschedulable(session, target, unschedulable: bool, dry_run: str = "none") -> str:
     """Cordon (True) or uncordon (False) one node; kubectl's line: ``node/n1 cordoned``, or
-    ``node/n1 already cordoned`` when there was nothing to do."""
-    from kubectl.mutate import send_patch
+    ``node/n1 already cordoned`` when there was nothing to do. ``dry_run`` client writes
+    nothing, server asks the server to check the write without making it."""
+    from kubectl.apply import PATCH_TYPES, _dry_run_params, _suffix
 
     word = "cordoned" if unschedulable else "uncordoned"
     node = session.get_json(target.path)
     if bool((node.get("spec") or {}).get("unschedulable")) == unschedulable:
         return f"{target.label} already {word}"
-    send_patch(session, target, {"spec": {"unschedulable": True if unschedulable else None}}, "merge")
-    return f"{target.label} {word}"
+    if dry_run != "client":
+        patch = json.dumps({"spec": {"unschedulable": True if unschedulable else None}}).encode()
+        session.request("PATCH", target.path, params=_dry_run_params(dry_run), body=patch,
+                        content_type=PATCH_TYPES["merge"])
+    return f"{target.label} {word}{_suffix(dry_run)}"
 
 
 # ---------------------------------------------------------------- taints

@@ -176,3 +176,20 @@ def test_drain_with_disable_eviction_deletes_with_the_grace_period(cli):
     code, out, _ = cli.pk("drain", "n1", "--disable-eviction", "--grace-period=0")
     assert (code, out) == (0, "node/n1 cordoned\npod/web-1 deleted\nnode/n1 drained\n")
     assert cli.get(PODS)["items"] == []
+
+
+@needs_kubectl
+@pytest.mark.parametrize("mode", ["client", "server"])
+def test_drain_dry_run_says_what_kubectl_says_and_changes_nothing(cli, mode):
+    _pod(cli, "web-1", owner="ReplicaSet")
+    _pod(cli, "loner")
+    args = ["drain", "n1", "--force", f"--dry-run={mode}"]
+    mine, theirs = cli.pk(*args), cli.kubectl(*args)
+    assert mine[0] == theirs[0] == 0, mine
+    assert sorted(mine[1].splitlines()) == sorted(theirs[1].splitlines())
+    assert mine[2] == theirs[2] == "Warning: deleting Pods that declare no controller: default/loner\n"
+    suffix = " (dry run)" if mode == "client" else " (server dry run)"
+    assert mine[1].splitlines()[0] == f"node/n1 cordoned{suffix}" and mine[1].endswith(f"node/n1 drained{suffix}\n")
+    assert not _node(cli).get("spec", {}).get("unschedulable")
+    assert sorted(p["metadata"]["name"] for p in cli.get(PODS)["items"]) == ["loner", "web-1"]
+    assert not any(p["metadata"].get("deletionTimestamp") for p in cli.get(PODS)["items"])
