@@ -402,9 +402,7 @@ def cmd_taint(session, args, out, err) -> int:
     words, specs = _split_words(args.words, lambda w: ":" in w or "=" in w or w.endswith("-"))
     if args.selector or args.all:
         words, specs = args.words[:1], args.words[1:]
-    if not words:
-        raise CliError("at least one taint update is required")
-    if not specs:
+    if not words or not specs:
         raise CliError("at least one taint update is required")
     adds, removals = parse_taint_specs(specs)
     targets = _targets(session, words, args.selector, args.all)
