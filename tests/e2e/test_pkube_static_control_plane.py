@@ -24,6 +24,7 @@ from tests.helpers.waiting import wait_for
 NODE = "e2e-node"
 BRIDGE = "pkube-pods"
 POD_CGROUP = "kubepods"
+OWN_PROGRAMS = ("-m cluster ", "-m kubelet ", "-m scheduler ", "-m controllers ", "etcd ")
 
 
 def kubectl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess:
@@ -91,8 +92,21 @@ def cluster_pids(cluster: LocalCluster) -> dict[int, str]:
     rt = runtime_of(cluster)
     for record in [*rt.list(), *rt.list(kind="sandbox")]:
         pids |= {record.pid, record.shim_pid}
-    pids |= {pid for pid in proc_pids() if str(cluster.data_dir) in cmdline(pid)}
+    pids |= set(own_processes(cluster))
     return {pid: start_time(pid) for pid in pids if pid and start_time(pid)}
+
+
+def own_processes(cluster: LocalCluster) -> list[int]:
+    """Processes of pkube that name the cluster's directory: its programs under it (shims,
+    pause), the supervisor, the kubelet, etcd, the scheduler and the controller-manager
+    (clients such as `kubectl --kubeconfig DIR/...` started by tests are not the cluster's)."""
+    found = []
+    for pid in proc_pids():
+        command = cmdline(pid)
+        if str(cluster.data_dir) in command and (command.startswith(str(cluster.data_dir))
+                                                 or any(p in command for p in OWN_PROGRAMS)):
+            found.append(pid)
+    return found
 
 
 def proc_pids() -> list[int]:
@@ -155,8 +169,8 @@ def test_down_leaves_no_process_mount_cgroup_or_veth_and_up_brings_the_node_back
     try:
         down = pkube("down", "--data-dir", str(node_cluster.data_dir))
         assert down.returncode == 0, down.stderr
-        assert [p for p, started in pids.items() if start_time(p) == started] == []
-        assert [p for p in proc_pids() if str(node_cluster.data_dir) in cmdline(p)] == []
+        assert {p: cmdline(p) for p, started in pids.items() if start_time(p) == started} == {}
+        assert {p: cmdline(p) for p in own_processes(node_cluster)} == {}
         assert not readyz(node_cluster)
         assert mounts_under(node_cluster.data_dir) == []
         assert pod_cgroup_dirs(node_cluster) == []
