@@ -1,5 +1,7 @@
-# make up    installs what is missing, then starts a local cluster in the foreground.
-# make test  installs what is missing, then runs the whole suite.
+# make up              installs what is missing, then starts a local cluster in the foreground.
+# make test            installs what is missing, then runs the whole suite (skips counted in its summary).
+# make test-fast       unit + integration only: no root, no containers, no cluster.
+# make kubectl-compat  rewrites docs/kubectl-compat.md from a run of every installed kubectl.
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -48,16 +50,16 @@ kubectl-compat: setup
 	PKUBE_WRITE_KUBECTL_COMPAT=1 $(PY) -m pytest -q -ra tests/e2e/test_kubectl_compat.py
 
 test-unit: setup
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -ra tests/unit
 
 test-integration: setup
-	$(PY) -m pytest -q tests/integration
+	$(PY) -m pytest -q -ra tests/integration
 
 test-system: setup
-	$(PY) -m pytest -q tests/system
+	$(PY) -m pytest -q -ra tests/system
 
 test-e2e: setup
-	$(PY) -m pytest -q tests/e2e
+	$(PY) -m pytest -q -ra tests/e2e
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info runtime/bin

