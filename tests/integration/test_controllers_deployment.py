@@ -237,7 +237,13 @@ def test_scaling_in_the_middle_of_a_rollout_is_proportional_and_the_rollout_fini
             sizes = sorted(rs["spec"]["replicas"] for rs in rss)
             return sizes == [2, 3]                   # old 3 (one unavailable), new 2 (surge 1)
         await until(stalled)
-        await asyncio.sleep(0.5)
+
+        async def reported():   # the controller has seen its own scaling and reports the stall
+            dep = await client.get(DEPLOYMENTS, "mid", "default")
+            status = dep.get("status") or {}
+            return (status.get("observedGeneration") == dep["metadata"]["generation"]
+                    and status.get("updatedReplicas") == 2 and status.get("replicas") == 5)
+        await until(reported)
         assert await stalled()
         await client.patch(DEPLOYMENTS, "mid", {"spec": {"replicas": 10}}, "default")
 

@@ -54,6 +54,16 @@ async def slices_of(client, name):
     return (await client.list(ENDPOINTSLICES, "default", label_selector=f"{SLICE_LABEL}={name}"))["items"]
 
 
+async def first_change(client, resource, resource_version, name=None, label_selector=None):
+    """(type, object) of the first change after ``resource_version`` in the default namespace
+    (to the object called ``name`` when given)."""
+    async def first():
+        async for kind, obj in client.watch(resource, "default", resource_version, label_selector=label_selector):
+            if kind != "BOOKMARK" and (name is None or obj["metadata"]["name"] == name):
+                return kind, obj
+    return await asyncio.wait_for(first(), 20)
+
+
 def addresses(endpoints, which="addresses"):
     return sorted((a["ip"], a["targetRef"]["name"]) for s in endpoints.get("subsets") or []
                   for a in s.get(which) or [])
@@ -97,14 +107,20 @@ def test_endpoints_and_slices_follow_pods(apiserver):
         assert by_pod_port["a"] == 8080 and by_pod_port["b"] == 9090
 
         rv = ep["metadata"]["resourceVersion"]
-        slice_rvs = sorted(s["metadata"]["resourceVersion"] for s in slices)
+        slice_rv = max(int(s["metadata"]["resourceVersion"]) for s in slices)
+        slice_of_a = next(s["metadata"]["name"] for s in slices
+                          if "a" in {e["targetRef"]["name"] for e in s["endpoints"]})
         await client.patch(PODS, "db", {"metadata": {"annotations": {"x": "y"}}})
         await client.patch(SERVICES, "web", {"metadata": {"annotations": {"touched": "1"}}})
-        await asyncio.sleep(0.5)
-        assert (await endpoints_of(client, "web"))["metadata"]["resourceVersion"] == rv   # unchanged: not rewritten
-        assert sorted(s["metadata"]["resourceVersion"] for s in await slices_of(client, "web")) == slice_rvs
-
         await client.delete(PODS, "a")
+        # the changes that alter nothing were not written: the first write after them is a's removal
+        _, first = await first_change(client, ENDPOINTS, rv, "web")
+        assert "a" not in {n for _, n in addresses(first)}
+        kind, first = await first_change(client, ENDPOINTSLICES, str(slice_rv),
+                                         label_selector=f"{SLICE_LABEL}=web")
+        assert first["metadata"]["name"] == slice_of_a
+        of_a = [e["conditions"] for e in first.get("endpoints") or [] if e["targetRef"]["name"] == "a"]
+        assert kind == "DELETED" or not of_a or of_a[0]["ready"] is False   # gone, or terminating
 
         async def a_gone():
             ep = await endpoints_of(client, "web")
@@ -132,12 +148,12 @@ def test_service_without_selector_is_left_alone(apiserver):
             return await slices_of(client, "empty")
         slices = await until(placeholder)
         assert len(slices) == 1 and not slices[0].get("endpoints")
-        await asyncio.sleep(0.3)
+        # both controllers have handled "empty", made after "external": they are past it too
+        empty = await until(lambda: endpoints_of(client, "empty"))
         ep = await endpoints_of(client, "external")
         assert addresses_plain(ep) == ["192.0.2.10"]
         assert not await slices_of(client, "external")
-        empty = await endpoints_of(client, "empty")
-        assert empty is not None and not empty.get("subsets")
+        assert not empty.get("subsets")
     with_cluster(apiserver, scenario)
 
 
