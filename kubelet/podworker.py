@@ -163,9 +163,7 @@ class PodWorker:
             self.s.watch_exit(self.sandbox.id, self.uid)
         for name, records in adopted.containers.items():
             track = self._track(name)
-            track.instances = list(records)
-            if track.current is not None and podstatus.has_exited(track.current):
-                track.seen_exit = track.current.id
+            track.instances = list(records)   # an exited current one is observed at the first pass
             if track.current is not None:
                 self.s.watch_exit(track.current.id, self.uid)
             track.started = podstatus.is_running(track.current)
@@ -435,21 +433,23 @@ class PodWorker:
             await self._refresh_track(track)
 
     async def _refresh_track(self, track: ContainerTrack) -> None:
-        """Re-read a running instance's record; an exit not seen before arms the back-off."""
+        """Re-read a running instance's record; an exit not seen before (also one that came
+        before the start returned) reads the termination message and arms the back-off."""
         current = track.current
-        if current is None or not podstatus.is_running(current):
+        if current is None:
             return
-        fresh = await self.s.run(self.s.pods.get, current.id)
-        if fresh is None:
-            track.instances.pop(0)
-            return
-        track.instances[0] = fresh
-        if podstatus.has_exited(fresh) and track.seen_exit != fresh.id:
-            track.seen_exit = fresh.id
-            await self._read_message(track, fresh)
+        if podstatus.is_running(current):
+            current = await self.s.run(self.s.pods.get, current.id)
+            if current is None:
+                track.instances.pop(0)
+                return
+            track.instances[0] = current
+        if podstatus.has_exited(current) and track.seen_exit != current.id:
+            track.seen_exit = current.id
+            await self._read_message(track, current)
             track.ready = False
             track.started = False
-            track.backoff.on_exit(self.s.clock(), ran_for(fresh))
+            track.backoff.on_exit(self.s.clock(), ran_for(current))
             self.s.prepare.stop_probes(track)
 
     async def _read_message(self, track: ContainerTrack, record) -> None:
