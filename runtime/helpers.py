@@ -95,16 +95,24 @@ def compile_helper(name: str, bin_dir: str, compiler: str) -> str:
 
 
 def install(bin_dir: str | None = None) -> Binaries:
-    """Build both helpers into bin_dir (default runtime/bin/), removing the stale ones there.
-    Raises BuildError (no compiler: this is the build step, which needs one)."""
+    """Build both helpers into bin_dir (default runtime/bin/) unless already built there from
+    these sources, and remove the stale ones. Raises BuildError (no compiler: this is the
+    build step, which needs one)."""
     bin_dir = bin_dir or installed_dir()
     compiler = find_compiler()
     if compiler is None:
         raise BuildError("no C compiler (cc) found to build the runtime's shim and pause: install gcc and libc6-dev")
-    built = Binaries(shim=compile_helper("shim", bin_dir, compiler), pause=compile_helper("pause", bin_dir, compiler))
+    built = Binaries(**{name: _current(name, bin_dir) or compile_helper(name, bin_dir, compiler)
+                        for name in SOURCES})
     for stale in _stale(bin_dir, "shim") + _stale(bin_dir, "pause"):
         os.remove(os.path.join(bin_dir, stale))
     return built
+
+
+def _current(name: str, bin_dir: str) -> str | None:
+    """bin_dir/NAME-DIGEST when it was built from this source (its name says so), else None."""
+    path = os.path.join(bin_dir, f"{name}-{source_digest(name)}")
+    return path if os.access(path, os.X_OK) else None
 
 
 def _stale(bin_dir: str, name: str) -> list[str]:
@@ -138,4 +146,4 @@ if __name__ == "__main__":
         helpers = install(sys.argv[1] if len(sys.argv) == 2 else None)
     except BuildError as e:
         sys.exit(f"runtime.helpers: {e}")
-    print(f"built {helpers.shim} and {helpers.pause}")
+    print(f"runtime helpers: {helpers.shim} {helpers.pause}")
