@@ -29,7 +29,7 @@ def test_two_containers_talk_over_the_bridge(bridge_rt):
     rt = bridge_rt
     server = run(rt, "echo pong | nc -l -p 8080")
     ip = server.endpoint["ip"]
-    assert ip.startswith(rt._network.subnet.network_address.exploded.rsplit(".", 1)[0])
+    assert ip.startswith(rt.network().subnet.network_address.exploded.rsplit(".", 1)[0])
     client = run(rt, f"for i in $(seq 100); do nc {ip} 8080 && break; sleep 0.1; done; ip -4 addr show eth0")
     assert rt.wait(client.id, timeout=60) == 0
     out = stdout(rt, client.id)
@@ -37,7 +37,7 @@ def test_two_containers_talk_over_the_bridge(bridge_rt):
     assert rt.wait(server.id, timeout=30) == 0
     rt.remove(server.id)
     rt.remove(client.id)
-    assert rt._network.endpoints() == {}
+    assert rt.network().endpoints() == {}
 
 
 def get_body(port: int) -> bytes | None:
@@ -57,7 +57,7 @@ def test_published_port_is_reachable_from_the_host(bridge_rt):
                 port_mappings=[PortMapping(port, 80)])
     assert get_body(port) == b"served\n"
     rt.remove(state.id, force=True)
-    assert rt._network.endpoints() == {}
+    assert rt.network().endpoints() == {}
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
 
@@ -71,7 +71,7 @@ def test_sandbox_on_the_bridge_gives_its_containers_one_address(bridge_rt):
     result = rt.exec(member.id, ["sh", "-c", "ip -4 addr show eth0; cat /etc/hosts"])
     assert ip in result.stdout.decode() and "pod-net" in result.stdout.decode()
     rt.remove_sandbox(sandbox.id)
-    assert rt._network.endpoints() == {}
+    assert rt.network().endpoints() == {}
 
 
 def test_sandbox_host_port_reaches_a_member_container(bridge_rt):
@@ -83,7 +83,7 @@ def test_sandbox_host_port_reaches_a_member_container(bridge_rt):
     rt.start(web.id)
     assert get_body(port) == b"pod\n"
     rt.remove_sandbox(sandbox.id)
-    assert rt._network.endpoints() == {}
+    assert rt.network().endpoints() == {}
 
 
 def test_network_container_mode_shares_the_peers_stack(bridge_rt):
