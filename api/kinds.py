@@ -3,6 +3,8 @@
 A ``ResourceInfo`` is the static description of one resource, as Kubernetes'
 discovery documents it (APIResource). ``Registry`` answers the lookups the
 apiserver and clients need: by (group, version, plural), by kind, by short name.
+The built-in resources are fixed; custom resources (from CustomResourceDefinitions)
+are swapped in and out at run time with ``Registry.set_custom``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ class ResourceInfo:
     """One served resource.
 
     ``subresources`` maps a subresource name ("status", "binding", "scale") to
-    the verbs it supports. ``group`` is "" for the core group.
+    the verbs it supports. ``group`` is "" for the core group. ``storage_name``
+    is the key segment after ``/registry/`` ("" means the plural; custom
+    resources use "group/plural", as Kubernetes does). ``custom`` is None for a
+    built-in resource, else the custom resource's description (an
+    ``api.crd.CustomResource``: schema, printer columns, scale paths).
     """
 
     group: str
@@ -32,6 +38,8 @@ class ResourceInfo:
     subresources: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     verbs: tuple[str, ...] = ALL_VERBS
     list_kind: str = ""
+    storage_name: str = ""
+    custom: object = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def api_version(self) -> str:
@@ -44,9 +52,10 @@ class ResourceInfo:
 
     def key_prefix(self, namespace: Optional[str] = None) -> str:
         """The store prefix holding this resource (optionally one namespace), ending in '/'."""
+        stored = self.storage_name or self.plural
         if namespace and self.namespaced:
-            return f"/registry/{self.plural}/{namespace}/"
-        return f"/registry/{self.plural}/"
+            return f"/registry/{stored}/{namespace}/"
+        return f"/registry/{stored}/"
 
     def key(self, namespace: Optional[str], name: str) -> str:
         """The store key of one object; namespace is ignored for cluster-scoped kinds."""
@@ -54,11 +63,12 @@ class ResourceInfo:
 
 
 def _info(group: str, kind: str, plural: str, namespaced: bool, short_names=(), categories=(),
-          subresources=None, version: str = "v1") -> ResourceInfo:
+          subresources=None, version: str = "v1", storage_name: str = "") -> ResourceInfo:
     return ResourceInfo(group=group, version=version, kind=kind, plural=plural,
                         singular=kind.lower(), namespaced=namespaced,
                         short_names=tuple(short_names), categories=tuple(categories),
-                        subresources=dict(subresources or {}), list_kind=kind + "List")
+                        subresources=dict(subresources or {}), list_kind=kind + "List",
+                        storage_name=storage_name)
 
 
 _STATUS = ("get", "patch", "update")
@@ -83,20 +93,49 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
           subresources={"status": _STATUS, "scale": _SCALE}),
     _info("discovery.k8s.io", "EndpointSlice", "endpointslices", True),
     _info("coordination.k8s.io", "Lease", "leases", True),
+    _info("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", False,
+          ["crd", "crds"], ["api-extensions"], subresources={"status": _STATUS},
+          storage_name="apiextensions.k8s.io/customresourcedefinitions"),
 )
+CRD_GROUP = "apiextensions.k8s.io"
+
+
+def is_crd(info: ResourceInfo) -> bool:
+    """True for the CustomResourceDefinition resource itself."""
+    return info.group == CRD_GROUP and info.kind == "CustomResourceDefinition"
 
 
 class Registry:
-    """Lookups over a fixed set of ResourceInfo. Built once; immutable."""
+    """Lookups over the built-in resources plus the custom ones of the moment.
+
+    ``set_custom`` replaces every custom resource at once (the CRD watcher
+    calls it); lookups see either the old set or the new one, never a mix.
+    ``version`` counts those replacements (caches of derived documents key on
+    it). Built-in resources win every name lookup.
+    """
 
     def __init__(self, resources: Iterable[ResourceInfo] = BUILTIN_RESOURCES):
-        self.resources = tuple(resources)
-        self._by_gvr = {(r.group, r.version, r.plural): r for r in self.resources}
-        self._by_kind = {(r.group, r.kind): r for r in self.resources}
-        self._by_name: dict[str, ResourceInfo] = {}
-        for r in self.resources:
+        self.builtin = tuple(resources)
+        self.version = 0
+        self._index(())
+
+    def set_custom(self, resources: Iterable[ResourceInfo]) -> None:
+        """Serve exactly ``resources`` as the custom resources (replacing the previous set)."""
+        self._index(tuple(resources))
+        self.version += 1
+
+    def _index(self, custom: tuple[ResourceInfo, ...]) -> None:
+        resources = self.builtin + custom
+        by_gvr = {(r.group, r.version, r.plural): r for r in reversed(resources)}
+        by_kind: dict[tuple[str, str], ResourceInfo] = {}
+        by_name: dict[str, ResourceInfo] = {}
+        for r in resources:
+            by_kind.setdefault((r.group, r.kind), r)
             for name in (r.plural, r.singular, r.kind.lower(), *r.short_names):
-                self._by_name.setdefault(name, r)
+                by_name.setdefault(name, r)
+        self.custom = custom
+        self.resources = resources
+        self._by_gvr, self._by_kind, self._by_name = by_gvr, by_kind, by_name
 
     def get(self, group: str, version: str, plural: str) -> Optional[ResourceInfo]:
         """The resource served at /{group}/{version}/{plural}, or None."""
@@ -112,7 +151,9 @@ class Registry:
         """The resource for an object's apiVersion + kind, or None."""
         group, _, version = api_version.rpartition("/")
         info = self._by_kind.get((group, kind))
-        return info if info is not None and info.version == version else None
+        if info is not None and info.version != version:
+            info = self._by_gvr.get((group, version, info.plural))
+        return info
 
     def lookup(self, name: str) -> Optional[ResourceInfo]:
         """Resolve a user-typed name: plural, singular, kind or short name (case-insensitive)."""
@@ -120,11 +161,7 @@ class Registry:
 
     def group_versions(self) -> list[tuple[str, str]]:
         """Distinct (group, version) pairs in registry order, core first."""
-        seen: list[tuple[str, str]] = []
-        for r in self.resources:
-            if (r.group, r.version) not in seen:
-                seen.append((r.group, r.version))
-        return seen
+        return list(dict.fromkeys((r.group, r.version) for r in self.resources))
 
     def in_group_version(self, group: str, version: str) -> list[ResourceInfo]:
         return [r for r in self.resources if r.group == group and r.version == version]

@@ -34,7 +34,8 @@ ANNOTATIONS_MAX_BYTES = 256 * 1024
 VALID_BODIES_BYTES = 8 * 1024 * 1024  # valid bodies remembered, in all (then forgotten at once)
 VALID_BODY_MAX_BYTES = 16 * 1024  # larger bodies are not remembered
 UNREMEMBERED_KINDS = frozenset({"Secret"})  # no copy of secret data is kept here
-_PARTS = ("metadata", "status")  # checked on every write; the rest once per distinct body
+_PARTS = ("metadata", "status")
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"  # checked on every write; the rest once per distinct body
 _TYPE_ERRORS = ("type", "oneOf", "anyOf", "format", "const")
 _POD_UPDATABLE_MESSAGE = (
     "pod updates may not change fields other than `spec.containers[*].image`,"
@@ -165,6 +166,29 @@ class Validator:
             return {part: self._compiler().compile(properties[part]) for part in _PARTS if part in properties}
         except UnsupportedSchema:
             return None
+
+    def metadata_problems(self, obj: dict, old: dict | None = None, strict: bool = False) -> list[Cause]:
+        """The problems of an object's metadata alone: what a custom resource needs from here
+        (its own schema checks the rest). Unknown metadata fields count only with `strict`."""
+        problems = Problems()
+        if self.compiled and isinstance(obj.get("metadata"), dict):
+            self._metadata_check()(obj["metadata"], ("metadata",), problems)
+        found = list(problems.causes)
+        if strict:
+            found += [causes.make(causes.INVALID, path, f'unknown field "{path}"') for path in problems.unknown]
+        if any(c["reason"] == causes.TYPE_INVALID for c in problems.causes):
+            return found
+        found += metadata_causes({"metadata": obj.get("metadata")})
+        if isinstance(old, dict):
+            found += update_causes({"metadata": obj.get("metadata")}, {"metadata": old.get("metadata")})
+        return _unique(found)
+
+    def _metadata_check(self):
+        """The compiled check of ObjectMeta (built once)."""
+        key = ("", "ObjectMeta")
+        if key not in self._parts_checks:
+            self._parts_checks[key] = self._compiler().compile({"$ref": "#/$defs/" + OBJECT_META})
+        return self._parts_checks[key]
 
     def unknown_fields(self, obj: dict) -> list[str]:
         """Dotted paths of fields the schema does not know (for fieldValidation=Warn)."""

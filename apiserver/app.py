@@ -23,6 +23,7 @@ from api.kinds import Registry
 from apiserver import discovery, errors, metrics_api
 from apiserver.allocators import NodePortAllocator, ServiceIPAllocator
 from apiserver.bootstrap import KubernetesService
+from apiserver.customresources import CustomResourceDefinitions
 from apiserver.deletion import Deleter
 from apiserver.encoding import dumps, error_response, json_response
 from apiserver.event_ttl import DEFAULT_TTL as DEFAULT_EVENT_TTL
@@ -83,6 +84,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     store = ResourceStore(storage, validator or default_validator(), defaults, namespaces, services)
     deleter = Deleter(store, namespaces)
     namespaces.deleter = deleter
+    definitions = CustomResourceDefinitions(storage, registry, deleter)
+    store.check_names = definitions.check_names
     from api import patch as patches
     handlers = ResourceHandlers(registry, store, deleter, EventEncoder(), bookmark_interval,
                                 getattr(patches, "strategic_merge_patch", None),
@@ -95,6 +98,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await namespaces.start()
+        await definitions.start()
         if kubernetes_service is not None:
             await kubernetes_service.ensure()
         if reaper is not None:
@@ -104,6 +108,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
         finally:
             if reaper is not None:
                 await reaper.stop()
+            await definitions.stop()
             await namespaces.stop()
             if close_storage:
                 await storage.close()
@@ -113,7 +118,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     app.state.storage, app.state.registry, app.state.store = storage, registry, store
     guarded = _guard(authenticator)
     _add_discovery(app, registry, storage, guarded)
-    _add_openapi(app, OpenAPIDocuments(registry.resources), guarded)
+    _add_openapi(app, registry, guarded)
     streams = ExecProxy(store, registry, kubelet or KubeletConnection(), authenticator)
     for subresource in ("exec", "attach", "portforward"):
         app.router.add_websocket_route(f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/{subresource}",
@@ -231,13 +236,22 @@ def _add_discovery(app: FastAPI, registry: Registry, storage: Storage, guarded) 
     app.add_route("/readyz", ready, methods=["GET"])
 
 
-def _add_openapi(app: FastAPI, documents: OpenAPIDocuments, guarded) -> None:
-    """/openapi/v2 and /openapi/v3[/GROUP-VERSION], encoded once, with ETags."""
+def _add_openapi(app: FastAPI, registry: Registry, guarded) -> None:
+    """/openapi/v2 and /openapi/v3[/GROUP-VERSION], encoded once per registry version
+    (a CRD change rebuilds them), with ETags."""
     encoded: dict[str, tuple[bytes, str]] = {}
+    built: list = [None, None]  # [registry version, OpenAPIDocuments]
+
+    def documents() -> OpenAPIDocuments:
+        if built[0] != registry.version:
+            built[:] = [registry.version, OpenAPIDocuments(registry.resources)]
+            encoded.clear()
+        return built[1]
 
     def cached(path: str, make) -> Optional[tuple[bytes, str]]:
+        docs = documents()
         if path not in encoded:
-            doc = make()
+            doc = make(docs)
             if doc is None:
                 return None
             body = dumps(doc)
@@ -254,14 +268,14 @@ def _add_openapi(app: FastAPI, documents: OpenAPIDocuments, guarded) -> None:
         return Response(body, media_type="application/json", headers=headers)
 
     async def v2(request: Request) -> Response:
-        return answer(request, cached("v2", lambda: documents.v2))
+        return answer(request, cached("v2", lambda docs: docs.v2))
 
     async def v3_root(request: Request) -> Response:
-        return answer(request, cached("v3", lambda: documents.v3_root))
+        return answer(request, cached("v3", lambda docs: docs.v3_root))
 
     async def v3_group(request: Request) -> Response:
         group_version = request.path_params["group_version"]
-        return answer(request, cached(f"v3/{group_version}", lambda: documents.v3_group(group_version)))
+        return answer(request, cached(f"v3/{group_version}", lambda docs: docs.v3_group(group_version)))
 
     app.add_route("/openapi/v2", guarded(v2), methods=["GET"])
     app.add_route("/openapi/v3", guarded(v3_root), methods=["GET"])

@@ -8,6 +8,8 @@
 - propagationPolicy Orphan / Foreground adds the ``orphan`` /
   ``foregroundDeletion`` finalizer, as Kubernetes does (the garbage collector
   acts on them); Background adds nothing.
+- A CustomResourceDefinition gets the ``customresourcecleanup`` finalizer:
+  apiserver/customresources.py deletes its objects, then the CRD.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from api import meta
+from api.crd import CLEANUP_FINALIZER
+from api.kinds import is_crd
 from api.jsonvalue import deep_copy
 from apiserver import errors
 from apiserver.paths import Target
@@ -86,6 +90,14 @@ def grace_for(target: Target, obj: dict, opts: DeleteOptions) -> int:
     return grace if isinstance(grace, int) and grace >= 0 else DEFAULT_POD_GRACE
 
 
+def deletion_finalizer(target: Target, opts: DeleteOptions) -> Optional[str]:
+    """The finalizer a delete adds: the CRD cleanup one on a CustomResourceDefinition
+    (its objects go first), else the propagation policy's (None for Background)."""
+    if is_crd(target.info):
+        return CLEANUP_FINALIZER
+    return POLICY_FINALIZERS.get(opts.propagation_policy or "")
+
+
 def mark_deleting(obj: dict, grace: int, finalizer: Optional[str], now: datetime.datetime) -> dict:
     """Pure: ``obj`` with deletionTimestamp/deletionGracePeriodSeconds set (a shorter
     grace wins over an earlier one) and ``finalizer`` added."""
@@ -117,7 +129,7 @@ class Deleter:
         if info.kind == "Namespace":
             return await self.namespaces.begin_termination(target, current, opts)
         grace = grace_for(target, current, opts)
-        finalizer = POLICY_FINALIZERS.get(opts.propagation_policy or "")
+        finalizer = deletion_finalizer(target, opts)
         keeps = (current["metadata"].get("finalizers") or []) or finalizer
         if grace == 0 and not keeps:
             if opts.dry_run:

@@ -6,6 +6,7 @@ Pure functions of the kinds registry; the app serves them as JSON.
 from __future__ import annotations
 
 import platform
+import re
 from typing import Optional
 
 from api.kinds import Registry, ResourceInfo
@@ -30,15 +31,32 @@ def api_versions(server_address: str) -> dict:
 
 
 def api_group_list(registry: Registry, extra_groups: tuple[dict, ...] = ()) -> dict:
-    """The APIGroupList: the registry's groups, then `extra_groups` (APIGroup documents of
-    groups served outside the registry, such as metrics.k8s.io)."""
-    groups = []
+    """The APIGroupList: the registry's groups, each with its versions most preferred first
+    (Kubernetes' version priority: GA before beta before alpha, higher numbers first), then
+    `extra_groups` (APIGroup documents of groups served outside the registry, such as
+    metrics.k8s.io)."""
+    versions: dict[str, list[str]] = {}
     for group, version in registry.group_versions():
-        if not group:
-            continue
-        gv = {"groupVersion": f"{group}/{version}", "version": version}
-        groups.append({"name": group, "versions": [gv], "preferredVersion": gv})
+        if group:
+            versions.setdefault(group, []).append(version)
+    groups = []
+    for group, names in versions.items():
+        listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in sorted(names, key=version_priority)]
+        groups.append({"name": group, "versions": listed, "preferredVersion": listed[0]})
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups + list(extra_groups)}
+
+
+_KUBE_VERSION = re.compile(r"v(\d+)(?:(alpha|beta)(\d+))?")
+_STABILITY = {None: 0, "beta": 1, "alpha": 2}
+
+
+def version_priority(version: str) -> tuple:
+    """Sort key: v2, v1, v1beta2, v1beta1, v1alpha1, then other names alphabetically."""
+    match = _KUBE_VERSION.fullmatch(version)
+    if match is None:
+        return (3, 0, 0, version)
+    major, stability, minor = match.groups()
+    return (_STABILITY[stability], -int(major), -int(minor or 0), version)
 
 
 def api_group(registry: Registry, group: str) -> Optional[dict]:

@@ -71,7 +71,8 @@ def invalid(info: ResourceInfo, name: str, causes: list[dict]) -> ApiError:
     """422 Invalid; ``causes`` are {reason, message, field} dicts."""
     errors = [f"{c['field']}: {c['message']}" if c.get("field") else c["message"] for c in causes]
     text = errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
-    return ApiError(422, "Invalid", f'{info.kind} "{name}" is invalid: {text}',
+    kind = f"{info.kind}.{info.group}" if info.group else info.kind
+    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {text}',
                     {"name": name, "group": info.group, "kind": info.kind, "causes": causes})
 
 
@@ -91,6 +92,11 @@ def gone(message: str) -> ApiError:
 def method_not_allowed(verb: str, what: str) -> ApiError:
     return ApiError(405, "MethodNotAllowed",
                     f"the server does not allow this method on the requested resource ({verb} {what})")
+
+
+def method_not_allowed_while(verb: str, why: str) -> ApiError:
+    """405 for a verb refused in the resource's current state ("create not allowed while ...")."""
+    return ApiError(405, "MethodNotAllowed", f"{verb} not allowed while {why}")
 
 
 def unsupported_media_type(content_type: str, accepted: tuple[str, ...] = ("application/json", "application/yaml")) -> ApiError:

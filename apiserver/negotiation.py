@@ -45,9 +45,14 @@ def table_request(accept: str, query) -> Optional[TableRequest]:
 
 def table_of(info: ResourceInfo, objects: list[dict], request: TableRequest,
              list_meta: Optional[dict] = None) -> dict:
-    """A Table of ``objects`` with kubectl's columns for ``info``."""
-    table = tables.to_table(info.plural, objects, include_object=request.include_object,
-                            api_version=request.api_version)
+    """A Table of ``objects`` with kubectl's columns for ``info`` (a CRD's printer
+    columns for a custom resource)."""
+    if info.custom is not None:
+        table = tables.custom_table(info.custom.columns, objects, include_object=request.include_object,
+                                    api_version=request.api_version)
+    else:
+        table = tables.to_table(info.plural, objects, include_object=request.include_object,
+                                api_version=request.api_version)
     if list_meta:
         table["metadata"] = list_meta
     return table

@@ -163,6 +163,45 @@ def _without_type_meta_enums(schema: dict) -> dict:
     return schema
 
 
+# ---------------------------------------------------------------- custom resources
+
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+API_VERSION_DOC = ("APIVersion defines the versioned schema of this representation of an object. Servers "
+                   "should convert recognized schemas to the latest internal value, and may reject "
+                   "unrecognized values.")
+KIND_DOC = ("Kind is a string value representing the REST resource this object represents. Servers may "
+            "infer this from the endpoint the client submits requests to.")
+METADATA_DOC = ("Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/"
+                "sig-architecture/api-conventions.md#metadata")
+
+
+def custom_definition_name(info: ResourceInfo) -> str:
+    """Kubernetes' name for a custom resource's schema: the group reversed, then version and kind
+    (stable.example.com/v1 CronTab -> com.example.stable.v1.CronTab)."""
+    return ".".join([*reversed(info.group.split(".")), info.version, info.kind])
+
+
+def custom_definitions(resources: Iterable[ResourceInfo]) -> dict:
+    """The schema definitions of the custom resources among ``resources`` (source form:
+    ``$ref`` into ``#/$defs/``), each with its group-version-kind and ObjectMeta."""
+    found = {}
+    for info in resources:
+        custom = getattr(info, "custom", None)
+        if custom is None:
+            continue
+        schema = copy.deepcopy(custom.openapi_schema) or {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}
+        properties = schema.setdefault("properties", {})
+        properties["apiVersion"] = {"type": "string", "description": API_VERSION_DOC}
+        properties["kind"] = {"type": "string", "description": KIND_DOC}
+        properties["metadata"] = {"$ref": SOURCE_PREFIX + OBJECT_META, "description": METADATA_DOC}
+        schema["type"] = "object"
+        schema["x-kubernetes-group-version-kind"] = [{"group": info.group, "kind": info.kind,
+                                                      "version": info.version}]
+        found[custom_definition_name(info)] = schema
+    return found
+
+
 # ---------------------------------------------------------------- paths and operations
 
 def _collection_path(info: ResourceInfo) -> str:
@@ -285,6 +324,10 @@ def group_version_path(group_version: str) -> str:
     return f"apis/{gv}" if "/" in gv else f"api/{gv}"
 
 
+def _gvr(info: ResourceInfo) -> tuple[str, str, str]:
+    return info.group, info.version, info.plural
+
+
 class OpenAPIDocuments:
     """The v2 and v3 documents of ``resources`` (api.kinds.ResourceInfo or alike: group,
     version, kind, plural, namespaced, subresources, group_version), built on first use and kept.
@@ -298,23 +341,25 @@ class OpenAPIDocuments:
 
     @functools.cached_property
     def _definitions(self) -> dict:
-        return load_definitions(self.version)
+        definitions = load_definitions(self.version)
+        custom = custom_definitions(self.resources)
+        return {**definitions, **custom} if custom else definitions
 
     @functools.cached_property
-    def _schema_names(self) -> dict[str, str]:
-        """plural -> definition name, for the resources that have a Kubernetes schema."""
+    def _schema_names(self) -> dict[tuple[str, str, str], str]:
+        """(group, version, plural) -> definition name, for the resources that have a schema."""
         names = {}
         for info in self.resources:
             name = definition_name(self._definitions, info)
             if name:
-                names[info.plural] = name
+                names[_gvr(info)] = name
         return names
 
     def _roots(self, resources: Iterable[ResourceInfo]) -> list[str]:
         roots = []
         for info in resources:
-            if info.plural in self._schema_names:
-                roots.append(self._schema_names[info.plural])
+            if _gvr(info) in self._schema_names:
+                roots.append(self._schema_names[_gvr(info)])
                 if "scale" in info.subresources:
                     roots.append(SCALE)
         return roots
@@ -322,8 +367,8 @@ class OpenAPIDocuments:
     def _paths3(self, resources: Iterable[ResourceInfo]) -> dict:
         paths = {}
         for info in resources:
-            if info.plural in self._schema_names:
-                paths.update(v3_paths(info, self._schema_names[info.plural]))
+            if _gvr(info) in self._schema_names:
+                paths.update(v3_paths(info, self._schema_names[_gvr(info)]))
         return paths
 
     @functools.cached_property

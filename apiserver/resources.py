@@ -14,8 +14,9 @@ from typing import Callable, Optional
 
 from api import meta
 from api.jsonvalue import deep_copy
-from api.kinds import ResourceInfo
+from api.kinds import ResourceInfo, is_crd
 from apiserver import errors, strategies
+from apiserver.conversion import to_served, to_stored
 from apiserver.paths import Target
 from apiserver.pruning import drop_paths
 from apiserver.services import NeedsAllocation, ServiceAllocations
@@ -106,7 +107,8 @@ class ResourceStore:
     ``services`` allocates cluster IPs and node ports; ``validator`` has
     ``validate(obj, old=None, strict=False) -> causes``; ``defaults`` fills
     defaults in place. ``on_removed`` is called after an object leaves the
-    store (set by the deletion logic).
+    store (set by the deletion logic). ``check_names`` (set by the CRD
+    controller) returns the causes for a CRD whose names are already in use.
     """
 
     def __init__(self, storage: Storage, validator, defaults: Callable[[dict], dict],
@@ -114,12 +116,14 @@ class ResourceStore:
         self.storage, self.validator, self.defaults = storage, validator, defaults
         self.namespaces, self.services = namespaces, services
         self.on_removed: Optional[Callable] = None
+        self.check_names: Optional[Callable[[dict], list[dict]]] = None
 
     # ---- reads
 
     async def get(self, target: Target) -> dict:
+        """The object as the target's version serves it."""
         with translate(target.info, target.name):
-            return await self.storage.get(target.key)
+            return to_served(target.info, await self.storage.get(target.key))
 
     # ---- create
 
@@ -132,6 +136,8 @@ class ResourceStore:
         if not md.get("name") and not md.get("generateName"):
             raise errors.invalid(info, "", [{"reason": "FieldValueRequired", "field": "metadata.name",
                                              "message": "Required value: name or generateName is required"}])
+        if info.custom is not None and info.custom.terminating:
+            raise errors.method_not_allowed_while("create", "custom resource definition is terminating")
         if info.namespaced:
             await self.namespaces.check_writable(target.namespace, info, md.get("name", ""))
         meta.stamp_new(obj)
@@ -141,7 +147,7 @@ class ResourceStore:
         warnings = self.prepare(info, obj, None, opts)
         if opts.dry_run:
             return WriteResult(obj, warnings)
-        return WriteResult(await self._store_new(target, obj), warnings)
+        return WriteResult(to_served(info, await self._store_new(target, to_stored(info, obj))), warnings)
 
     async def _store_new(self, target: Target, obj: dict) -> dict:
         info = target.info
@@ -173,18 +179,46 @@ class ResourceStore:
 
         Unknown fields fail a Strict write; otherwise they are dropped (with a
         warning for Warn), as Kubernetes does."""
+        if info.custom is not None:
+            return self._prepare_custom(info, obj, old, opts)
         self.defaults(obj)
         causes = list(self.validator.validate(obj, old=old, strict=True))
         unknown = [c for c in causes if _is_unknown_field(c)]
         if unknown and opts.field_validation != "Strict":
             drop_paths(obj, [c["field"] for c in unknown if c.get("field")])
             causes = [c for c in self.validator.validate(obj, old=old, strict=True) if not _is_unknown_field(c)]
-        causes += strategies.semantic_causes(info, obj)
+        causes += strategies.semantic_causes(info, obj, old)
+        if self.check_names is not None and is_crd(info):
+            causes += self.check_names(obj)
         if causes:
             raise errors.invalid(info, meta.name_of(obj), causes)
         if opts.field_validation == "Warn":
             return [c["message"] for c in unknown]
         return []
+
+    def _prepare_custom(self, info: ResourceInfo, obj: dict, old: Optional[dict], opts: WriteOptions) -> list[str]:
+        """A custom resource: defaults from its schema, unknown fields pruned (refused under
+        Strict), then its schema and the metadata rules; 422 with one cause per field."""
+        schema = info.custom.schema
+        pruned: list[str] = []
+        if schema is not None:
+            schema.default(obj)
+            pruned = schema.prune(obj)
+        causes = self.validator.metadata_problems(obj, old, strict=True) \
+            if hasattr(self.validator, "metadata_problems") else []
+        unknown = [c for c in causes if _is_unknown_field(c)]
+        if unknown:
+            drop_paths(obj, [c["field"] for c in unknown])
+            causes = [c for c in causes if not _is_unknown_field(c)]
+        unknown_messages = [c["message"] for c in unknown] + [f'unknown field "{path}"' for path in pruned]
+        if schema is not None:
+            causes += schema.validate(obj)
+        if opts.field_validation == "Strict":
+            causes += [{"reason": "FieldValueInvalid", "message": message,
+                        "field": message[len('unknown field "'):-1]} for message in unknown_messages]
+        if causes:
+            raise errors.invalid(info, meta.name_of(obj), causes)
+        return unknown_messages if opts.field_validation == "Warn" else []
 
     # ---- update / patch
 
@@ -207,14 +241,15 @@ class ResourceStore:
         for _ in range(ALLOCATION_ATTEMPTS):
             seen: list[dict] = []  # the stored object the last step was computed from
 
-            def step(current: dict) -> dict:
+            def step(stored: dict) -> dict:
+                current = to_served(info, stored)
                 seen[:] = [current]
                 new = self._merge(target, make(current), current, status_only)
                 if info.kind == "Service" and not status_only:
                     self.services.carry(new, current, pool)
                 warnings[:] = self.prepare(info, new, current, opts)
                 strategies.bump_generation(new, current)
-                return new
+                return to_stored(info, new)
 
             try:
                 result = await self._run_write(target, step, opts)
@@ -224,6 +259,7 @@ class ResourceStore:
             except BaseException:
                 await self.services.ports.release(pool)
                 raise
+            result = to_served(info, result)
             if opts.dry_run:
                 await self.services.ports.release(pool)
                 return WriteResult(result, warnings)

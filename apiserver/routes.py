@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from api import patch as patches
 from api.kinds import Registry
-from apiserver import errors, subresources
+from apiserver import conversion, errors, subresources
 from apiserver.deletion import Deleter, delete_options
 from apiserver.encoding import JSON, decode, decode_object, dumps, json_response, media_type, read_body
 from apiserver.listing import ListOptions, list_objects
@@ -105,7 +105,11 @@ class ResourceHandlers:
         table = table_request(request.headers.get("accept", ""), request.query_params)
         if opts.watch:
             return await self.watch(target, opts, table)
-        listed = await list_objects(self.store.storage, target.info, target.prefix, opts, raw=table is None)
+        converting = conversion.converts(target.info)
+        listed = await list_objects(self.store.storage, target.info, target.prefix, opts,
+                                    raw=table is None and not converting)
+        if converting:
+            listed.items = [conversion.to_served(target.info, item) for item in listed.items]
         if table is not None:
             return json_response(table_of(target.info, listed.items, table, self._list_meta(listed)))
         return Response(self._list_body(target, listed), media_type=JSON)
@@ -128,7 +132,10 @@ class ResourceHandlers:
                                 for item in listed.items) + b"]}"
 
     async def watch(self, target: Target, opts: ListOptions, table: Optional[TableRequest] = None) -> Response:
-        transform = (lambda obj: table_of(target.info, [obj], table)) if table is not None else None
+        info = target.info
+        transform = (lambda obj: table_of(info, [obj], table)) if table is not None else None
+        if conversion.converts(info):
+            transform = (lambda obj: conversion.to_served(info, obj)) if table is None else transform
         stream = WatchStream(self.store.storage, target.info, target.prefix, opts, self.encoder,
                              self.bookmark_interval, transform)
         await stream.start()
@@ -145,7 +152,8 @@ class ResourceHandlers:
         listed = await list_objects(self.store.storage, target.info, target.prefix,
                                     ListOptions(opts.label_selector, opts.field_selector))
         deleted = await self.deleter.delete_collection(target, listed.items, delete_opts)
-        listed.items, listed.continue_token = deleted, None
+        listed.items = [conversion.to_served(target.info, item) for item in deleted]
+        listed.continue_token = None
         return Response(self._list_body(target, listed), media_type=JSON)
 
     # ---- item
@@ -169,7 +177,7 @@ class ResourceHandlers:
 
     async def delete(self, request: Request, target: Target) -> Response:
         opts = delete_options(request.query_params, await self._optional_body(request))
-        return json_response(await self.deleter.delete(target, opts))
+        return json_response(conversion.to_served(target.info, await self.deleter.delete(target, opts)))
 
     # ---- subresources
 

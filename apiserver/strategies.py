@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 
+from api import crd as crds
 from api.jsonvalue import deep_copy
-from api.kinds import ResourceInfo
+from api.kinds import ResourceInfo, is_crd
 
 COMMON_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
 FIELD_SELECTORS: dict[str, frozenset[str]] = {
@@ -30,6 +31,8 @@ FIELD_SELECTORS: dict[str, frozenset[str]] = {
 
 def supported_fields(info: ResourceInfo) -> frozenset[str]:
     """Field-selector paths ``info``'s lists and watches accept."""
+    if info.custom is not None:
+        return COMMON_FIELDS
     return COMMON_FIELDS | FIELD_SELECTORS.get(info.kind, frozenset())
 
 
@@ -53,8 +56,15 @@ def reset_status_for_create(info: ResourceInfo, obj: dict) -> None:
 
     Pods start Pending; Deployments, ReplicaSets and Services start empty.
     Nodes and Namespaces keep theirs (kubelets register nodes with status).
+    A custom resource with a status subresource starts without one; a CRD
+    starts with only its storage version recorded.
     """
-    if info.kind == "Pod":
+    if info.custom is not None:
+        if has_status(info):
+            obj.pop("status", None)
+    elif is_crd(info):
+        obj["status"] = crd_status_for_create(obj)
+    elif info.kind == "Pod":
         obj["status"] = {"phase": "Pending", "qosClass": qos_class(_dict(obj.get("spec")))}
     elif info.kind == "Deployment":
         obj["status"] = {}
@@ -96,6 +106,8 @@ def merge_main_write(info: ResourceInfo, new: dict, old: dict) -> dict:
             new["status"] = old["status"]
         else:
             new.pop("status", None)
+    if is_crd(info):
+        with_stored_version(new)
     return new
 
 
@@ -119,8 +131,27 @@ def bump_generation(new: dict, old: dict) -> None:
     new.setdefault("metadata", {})["generation"] = old_gen + 1 if changed else old_gen
 
 
-def semantic_causes(info: ResourceInfo, obj: dict) -> list[dict]:
-    """Checks the schema validator cannot express (Secret data must be base64)."""
+def crd_status_for_create(crd: dict) -> dict:
+    """A new CRD's status: no names accepted yet, its storage version stored."""
+    storage = crds.storage_version(crd)
+    return {"acceptedNames": {"plural": "", "kind": ""}, "storedVersions": [storage] if storage else []}
+
+
+def with_stored_version(crd: dict) -> dict:
+    """``crd`` (in place) with its current storage version added to status.storedVersions."""
+    storage = crds.storage_version(crd)
+    status = crd.setdefault("status", {})
+    stored = status.setdefault("storedVersions", [])
+    if storage and storage not in stored:
+        stored.append(storage)
+    return crd
+
+
+def semantic_causes(info: ResourceInfo, obj: dict, old: dict | None = None) -> list[dict]:
+    """Checks the schema validator cannot express (Secret data must be base64, a CRD's
+    rules)."""
+    if is_crd(info):
+        return crds.crd_causes(obj, old)
     if info.kind != "Secret" or not isinstance(obj.get("data"), dict):
         return []
     causes = []

@@ -1,10 +1,11 @@
-"""The pods/binding and {deployments,replicasets}/scale subresources."""
+"""The pods/binding and scale subresources (Deployments, ReplicaSets, custom resources)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from api import meta
+from api.crd import ScalePaths
 from api.jsonvalue import deep_copy
 from apiserver import errors
 from apiserver.paths import Target
@@ -52,29 +53,67 @@ async def bind(store: ResourceStore, target: Target, binding: dict) -> dict:
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
 
-def scale_of(obj: dict) -> dict:
-    """The autoscaling/v1 Scale view of a Deployment or ReplicaSet."""
+def scale_of(obj: dict, paths: Optional[ScalePaths] = None) -> dict:
+    """The autoscaling/v1 Scale view of a Deployment or ReplicaSet, or of a custom
+    resource whose CRD names its replica ``paths``."""
     md = obj.get("metadata", {})
-    selector = (obj.get("spec") or {}).get("selector") or {}
-    labels = selector.get("matchLabels") or {}
+    if paths is None:
+        selector = (obj.get("spec") or {}).get("selector") or {}
+        labels = selector.get("matchLabels") or {}
+        spec_replicas = (obj.get("spec") or {}).get("replicas", 0)
+        status_replicas = (obj.get("status") or {}).get("replicas", 0)
+        selector_text = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    else:
+        spec_replicas = _at(obj, paths.spec_replicas) or 0
+        status_replicas = _at(obj, paths.status_replicas) or 0
+        selector_text = _at(obj, paths.label_selector) if paths.label_selector else ""
     return {"kind": "Scale", "apiVersion": "autoscaling/v1",
             "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion",
                                              "creationTimestamp") if k in md},
-            "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
-            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
-                       "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
+            "spec": {"replicas": spec_replicas},
+            "status": {"replicas": status_replicas, "selector": selector_text or ""}}
+
+
+def _steps(path: str) -> list[str]:
+    """".spec.replicas" -> ["spec", "replicas"] (a CRD's simple JSON path)."""
+    return [step for step in path.split(".") if step]
+
+
+def _at(obj: dict, path: str):
+    node = obj
+    for step in _steps(path):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(step)
+    return node
+
+
+def _set_at(obj: dict, path: str, value) -> None:
+    steps = _steps(path)
+    node = obj
+    for step in steps[:-1]:
+        if not isinstance(node.get(step), dict):
+            node[step] = {}
+        node = node[step]
+    node[steps[-1]] = value
+
+
+def _scale_paths(target: Target) -> Optional[ScalePaths]:
+    custom = target.info.custom
+    return custom.scale if custom is not None else None
 
 
 async def get_scale(store: ResourceStore, target: Target) -> dict:
-    return scale_of(await store.get(target))
+    return scale_of(await store.get(target), _scale_paths(target))
 
 
 async def write_scale(store: ResourceStore, target: Target, make_scale: Callable[[dict], dict],
                       opts: WriteOptions) -> dict:
     """PUT/PATCH scale: ``make_scale(current_scale)`` returns the desired Scale."""
+    paths = _scale_paths(target)
 
     def desired(current: dict) -> dict:
-        scale = make_scale(scale_of(current))
+        scale = make_scale(scale_of(current, paths))
         replicas = (scale.get("spec") or {}).get("replicas") if isinstance(scale, dict) else None
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise errors.ApiError(422, "Invalid", f'Scale "{target.name}" is invalid: spec.replicas: '
@@ -83,11 +122,11 @@ async def write_scale(store: ResourceStore, target: Target, make_scale: Callable
                                       {"reason": "FieldValueInvalid", "field": "spec.replicas",
                                        "message": "Invalid value: must be greater than or equal to 0"}]})
         new = deep_copy(current)
-        new.setdefault("spec", {})["replicas"] = replicas
+        _set_at(new, paths.spec_replicas if paths is not None else ".spec.replicas", replicas)
         rv = (scale.get("metadata") or {}).get("resourceVersion")
         if rv:
             new["metadata"]["resourceVersion"] = rv
         return new
 
     result = await store.write(target, desired, opts)
-    return scale_of(result.object)
+    return scale_of(result.object, paths)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from kubectl.errors import CliError
-from kubectl.jsonpath import JSONPathError, format_value, parse_template, render, values_at
+from api.jsonpath import JSONPathError, format_value, parse_template, render, values_at
 
 MIN_WIDTH = 6
 PADDING = 3

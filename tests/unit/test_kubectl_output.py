@@ -6,7 +6,7 @@ import pytest
 
 from kubectl.cli import main
 from kubectl.errors import CliError
-from kubectl.jsonpath import render
+from api.jsonpath import render
 from kubectl.printers import (TableOptions, align, custom_columns, parse_output, print_objects, sort_table,
                               table_rows)
 

@@ -1,4 +1,5 @@
-"""kubectl's JSONPath templates: ``-o jsonpath=...``, ``custom-columns`` and ``--sort-by``.
+"""kubectl's JSONPath templates: ``-o jsonpath=...``, ``custom-columns`` and ``--sort-by``;
+the apiserver evaluates CRDs' additionalPrinterColumns with it too.
 
 The dialect is kubectl's (k8s.io/client-go/util/jsonpath), not RFC 9535:
 literal text around ``{...}`` blocks, ``{range EXPR}...{end}``, quoted

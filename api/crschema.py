@@ -1,0 +1,284 @@
+"""A custom resource's structural OpenAPI v3 schema at work: defaulting, pruning, validation.
+
+``StructuralSchema(openAPIV3Schema)`` is built once per served CRD version (the schema
+is already known structural: api/crd.py refuses the others) and then used on every
+write of an object of that version:
+
+    schema.default(obj)             # fill `default`s in place (missing, or null and not nullable)
+    pruned = schema.prune(obj)      # drop unknown fields in place; their paths, for Strict/Warn
+    problems = schema.validate(obj) # StatusCauses, worded as Kubernetes' apiextensions-apiserver
+
+What it checks: type (integer, number, string, boolean, object, array), nullable, enum,
+pattern, minLength/maxLength, minimum/maximum (and exclusive), multipleOf,
+minItems/maxItems, minProperties/maxProperties, required, properties, items,
+additionalProperties, allOf/anyOf/oneOf/not, x-kubernetes-int-or-string,
+x-kubernetes-preserve-unknown-fields and x-kubernetes-embedded-resource (apiVersion and
+kind required, metadata kept). Left out: CEL rules (x-kubernetes-validations), ``format``
+checks, list-type uniqueness (x-kubernetes-list-type set/map) and validation ratcheting.
+
+The tree is interpreted, not compiled: custom resource schemas are small, and one walk of
+a typical object costs tens of microseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from api import causes
+from api.jsonvalue import deep_copy
+from api.schema_check import Problems, field_path, json_type
+
+ROOT_FIELDS = ("apiVersion", "kind", "metadata")
+_INTEGER = "integer"
+
+
+class StructuralSchema:
+    """One version's openAPIV3Schema. Pure; safe to share between requests."""
+
+    def __init__(self, schema: dict):
+        self.schema = schema
+        self._patterns: dict[str, Optional[re.Pattern]] = {}
+
+    # ---- defaulting
+
+    def default(self, obj: dict) -> dict:
+        """Fill in the schema's defaults (in place) and return ``obj``."""
+        _default(obj, self.schema)
+        return obj
+
+    # ---- pruning
+
+    def prune(self, obj: dict) -> list[str]:
+        """Drop fields the schema does not specify (in place); returns their paths.
+
+        apiVersion, kind and metadata at the root are never pruned here."""
+        pruned: list[str] = []
+        if isinstance(obj, dict):
+            _prune_object(obj, self.schema, (), pruned, keep=ROOT_FIELDS)
+        return pruned
+
+    # ---- validation
+
+    def validate(self, obj: dict) -> list[dict]:
+        """The problems of ``obj`` (apiVersion, kind and metadata excepted), one per field."""
+        out = Problems()
+        body = {k: v for k, v in obj.items() if k not in ROOT_FIELDS}
+        root = {k: v for k, v in self.schema.items() if k not in ("required",)}
+        required = [name for name in self.schema.get("required") or [] if name not in ROOT_FIELDS]
+        if required:
+            root["required"] = required
+        root["properties"] = {k: v for k, v in (self.schema.get("properties") or {}).items()
+                              if k not in ROOT_FIELDS}
+        self._check(body, root, (), out)
+        return out.causes
+
+    def _check(self, value, schema: dict, path: tuple, out: Problems) -> None:
+        if value is None:
+            if not schema.get("nullable") and (schema.get("type") or schema.get("x-kubernetes-int-or-string")):
+                out.causes.append(_type_cause(path, value, schema))
+            return
+        if not self._type_ok(value, schema, path, out):
+            return
+        self._value_checks(value, schema, path, out)
+        if isinstance(value, dict):
+            self._object(value, schema, path, out)
+        elif isinstance(value, list):
+            self._array(value, schema, path, out)
+        self._junctors(value, schema, path, out)
+
+    @staticmethod
+    def _type_ok(value, schema: dict, path: tuple, out: Problems) -> bool:
+        if schema.get("x-kubernetes-int-or-string"):
+            ok = _is_type(value, _INTEGER) or isinstance(value, str)
+        else:
+            kind = schema.get("type")
+            ok = not kind or _is_type(value, kind)
+        if not ok:
+            out.causes.append(_type_cause(path, value, schema))
+        return ok
+
+    def _value_checks(self, value, schema: dict, path: tuple, out: Problems) -> None:
+        where = field_path(path)
+        if "enum" in schema and not any(_same(value, choice) for choice in schema["enum"]):
+            out.causes.append(causes.not_supported(where, value, schema["enum"]))
+        if isinstance(value, str):
+            self._string(value, schema, where, out)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            _number(value, schema, where, out)
+
+    def _string(self, value: str, schema: dict, where: str, out: Problems) -> None:
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            out.causes.append(causes.make(causes.TOO_LONG, where, _too_long(schema["maxLength"])))
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            out.causes.append(causes.invalid(where, value, f"{where} in body should be at least "
+                                                          f"{schema['minLength']} chars long"))
+        pattern = schema.get("pattern")
+        if pattern:
+            compiled = self._pattern(pattern)
+            if compiled is not None and not compiled.search(value):
+                out.causes.append(causes.invalid(where, value, f"{where} in body should match '{pattern}'"))
+
+    def _pattern(self, pattern: str) -> Optional[re.Pattern]:
+        if pattern not in self._patterns:
+            try:
+                self._patterns[pattern] = re.compile(pattern)
+            except re.error:
+                self._patterns[pattern] = None  # refused when the CRD was written
+        return self._patterns[pattern]
+
+    def _object(self, value: dict, schema: dict, path: tuple, out: Problems) -> None:
+        where = field_path(path)
+        for name in schema.get("required") or []:
+            if name not in value:
+                out.causes.append(causes.required(field_path(path + (name,))))
+        if "minProperties" in schema and len(value) < schema["minProperties"]:
+            out.causes.append(causes.invalid(where, value, f"{where} in body should have at least "
+                                                          f"{schema['minProperties']} properties"))
+        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+            out.causes.append(causes.make("FieldValueTooMany", where, f"Too many: {len(value)}: must have at "
+                                                                     f"most {schema['maxProperties']} items"))
+        if schema.get("x-kubernetes-embedded-resource"):
+            for name in ("apiVersion", "kind"):
+                if not value.get(name):
+                    out.causes.append(causes.required(field_path(path + (name,)), "must not be empty"))
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            if key in properties:
+                self._check(item, properties[key], path + (key,), out)
+            elif isinstance(extra, dict):
+                self._check(item, extra, path + (key,), out)
+
+    def _array(self, value: list, schema: dict, path: tuple, out: Problems) -> None:
+        where = field_path(path)
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            out.causes.append(causes.make("FieldValueTooMany", where, f"Too many: {len(value)}: must have at "
+                                                                     f"most {schema['maxItems']} items"))
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            out.causes.append(causes.invalid(where, value, f"{where} in body should have at least "
+                                                          f"{schema['minItems']} items"))
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for index, item in enumerate(value):
+                self._check(item, items, path + (index,), out)
+
+    def _junctors(self, value, schema: dict, path: tuple, out: Problems) -> None:
+        """allOf / anyOf / oneOf / not: value validations over the same value."""
+        where = field_path(path)
+        for branch in schema.get("allOf") or []:
+            self._check(value, branch, path, out)
+        if schema.get("anyOf") and not schema.get("x-kubernetes-int-or-string"):
+            if not any(self._passes(value, branch, path) for branch in schema["anyOf"]):
+                out.causes.append(causes.invalid(where, value, f"{where} in body must validate at least one "
+                                                              "schema (anyOf)"))
+        if schema.get("oneOf"):
+            passing = sum(self._passes(value, branch, path) for branch in schema["oneOf"])
+            if passing != 1:
+                out.causes.append(causes.invalid(where, value, f"{where} in body must validate one and only "
+                                                              "one schema (oneOf)"))
+        if isinstance(schema.get("not"), dict) and self._passes(value, schema["not"], path):
+            out.causes.append(causes.invalid(where, value, f"{where} in body must not validate the schema (not)"))
+
+    def _passes(self, value, schema: dict, path: tuple) -> bool:
+        trial = Problems()
+        self._check(value, schema, path, trial)
+        return not trial.causes
+
+
+# ---- helpers: types and messages
+
+_PLAIN_TYPES = {"string": str, "boolean": bool, "object": dict, "array": list}
+
+
+def _is_type(value, kind: str) -> bool:
+    """Whether ``value`` (decoded JSON) has the OpenAPI type ``kind``; 1.0 is an integer."""
+    if kind == _INTEGER:
+        return (isinstance(value, int) and not isinstance(value, bool)) or \
+            (isinstance(value, float) and value.is_integer())
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    expected = _PLAIN_TYPES.get(kind)
+    return expected is None or isinstance(value, expected)
+
+
+def _type_cause(path: tuple, value, schema: dict) -> dict:
+    where = field_path(path)
+    wanted = "integer or string" if schema.get("x-kubernetes-int-or-string") else schema.get("type")
+    return causes.type_invalid(where, value, f'{where} in body must be of type {wanted}: "{json_type(value)}"')
+
+
+def _same(a, b) -> bool:
+    """JSON equality (True is not 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
+def show_number(number) -> str:
+    """A bound as Go's %v prints a float64: 1 not 1.0."""
+    return str(int(number)) if isinstance(number, float) and number.is_integer() else str(number)
+
+
+def _too_long(limit: int) -> str:
+    return f"Too long: may not be more than {limit} {'byte' if limit == 1 else 'bytes'}"
+
+
+def _number(value, schema: dict, where: str, out: Problems) -> None:
+    if "minimum" in schema:
+        bound, exclusive = schema["minimum"], schema.get("exclusiveMinimum")
+        if value < bound or (exclusive and value == bound):
+            relation = "greater than" if exclusive else "greater than or equal to"
+            out.causes.append(causes.invalid(where, value, f"{where} in body should be {relation} "
+                                                          f"{show_number(bound)}"))
+    if "maximum" in schema:
+        bound, exclusive = schema["maximum"], schema.get("exclusiveMaximum")
+        if value > bound or (exclusive and value == bound):
+            relation = "less than" if exclusive else "less than or equal to"
+            out.causes.append(causes.invalid(where, value, f"{where} in body should be {relation} "
+                                                          f"{show_number(bound)}"))
+    factor = schema.get("multipleOf")
+    if factor and (value / factor) != int(value / factor):
+        out.causes.append(causes.invalid(where, value, f"{where} in body should be a multiple of "
+                                                      f"{show_number(factor)}"))
+
+
+# ---- defaulting and pruning walks
+
+def _default(value, schema: dict) -> None:
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        for name, sub in properties.items():
+            if "default" in sub and (name not in value or (value[name] is None and not sub.get("nullable"))):
+                value[name] = deep_copy(sub["default"])
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                _default(item, sub)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            _default(item, schema["items"])
+
+
+def _prune_object(value: dict, schema: dict, path: tuple, pruned: list[str], keep=()) -> None:
+    properties = schema.get("properties") or {}
+    extra = schema.get("additionalProperties")
+    preserve = schema.get("x-kubernetes-preserve-unknown-fields") or extra is True
+    if schema.get("x-kubernetes-embedded-resource"):
+        keep = ROOT_FIELDS
+    for key in list(value):
+        sub = properties.get(key, extra if isinstance(extra, dict) else None)
+        if sub is not None:
+            _prune(value[key], sub, path + (key,), pruned)
+        elif key not in keep and not preserve:
+            del value[key]
+            pruned.append(field_path(path + (key,)))
+
+
+def _prune(value, schema: dict, path: tuple, pruned: list[str]) -> None:
+    if isinstance(value, dict) and not schema.get("x-kubernetes-int-or-string"):
+        _prune_object(value, schema, path, pruned)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            _prune(item, schema["items"], path + (index,), pruned)
