@@ -2,7 +2,10 @@
 
 Objects of the ``MONITORED`` resources are followed by the shared informers,
 each indexed by uid and by the uids of its owners (so no separate graph is
-kept). Keys are ``"<plural>|<namespace>/<name>"``. For one object,
+kept); so are the custom resources of every established CRD, through an
+informer of their own started when the CRD is seen (key ``"crd|<name>"``) and
+stopped when it goes. Keys are ``"<resource>|<namespace>/<name>"``, the
+resource being its plural, with ``.group`` for a custom one. For one object,
 ``reconcile``:
 
 - being deleted with the ``orphan`` finalizer: removes its ownerReference
@@ -21,12 +24,14 @@ deletion, its dependents.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Optional
 
 from client.errors import Conflict, NotFound
-from client.resources import (CONFIGMAPS, DEPLOYMENTS, ENDPOINTS, ENDPOINTSLICES, NAMESPACES, NODES,
-                              PODS, REPLICASETS, SECRETS, SERVICEACCOUNTS, SERVICES, Resource)
+from client.informer import Informer
+from client.resources import (CONFIGMAPS, CUSTOMRESOURCEDEFINITIONS, DEPLOYMENTS, ENDPOINTS, ENDPOINTSLICES,
+                              NAMESPACES, NODES, PODS, REPLICASETS, SECRETS, SERVICEACCOUNTS, SERVICES, Resource)
 from client.store import object_key
 from controllers.base import Controller, ControllerContext
 
@@ -41,6 +46,7 @@ KIND_RESOURCES = {("v1", "Pod"): PODS, ("apps/v1", "ReplicaSet"): REPLICASETS,
                   ("v1", "ServiceAccount"): SERVICEACCOUNTS, ("v1", "Node"): NODES,
                   ("v1", "Namespace"): NAMESPACES}
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
+CRD_KEY = "crd|"
 
 
 def by_uid(obj: dict) -> list[str]:
@@ -53,21 +59,57 @@ def by_owner(obj: dict) -> list[str]:
 
 
 def resource_for(ref: dict) -> Optional[Resource]:
-    """The resource of an ownerReference's apiVersion/kind; None for kinds we do not know."""
+    """The built-in resource of an ownerReference's apiVersion/kind; None for other kinds."""
     return KIND_RESOURCES.get((ref.get("apiVersion"), ref.get("kind")))
+
+
+def resource_key(resource) -> str:
+    """A resource's name in the queue keys: its plural for a built-in one (``pods``),
+    ``plural.group`` for a custom one (``widgets.example.com``, its CRD's name)."""
+    return resource.plural if resource in KIND_RESOURCES.values() else f"{resource.plural}.{resource.group}"
+
+
+def custom_resource(crd: dict) -> Optional[Resource]:
+    """The storage version's resource of an established CRD (being deleted or not); else None."""
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+        return None
+    spec = crd.get("spec") or {}
+    version = next((v.get("name") for v in spec.get("versions") or [] if v.get("storage")), None)
+    plural = (spec.get("names") or {}).get("plural")
+    if not version or not plural or not spec.get("group"):
+        return None
+    return Resource(spec["group"], version, plural, namespaced=spec.get("scope") == "Namespaced")
 
 
 class GarbageCollector(Controller):
     name = "garbagecollector"
 
-    def __init__(self, ctx: ControllerContext, resources=MONITORED, workers: int = 5):
+    def __init__(self, ctx: ControllerContext, resources=MONITORED, workers: int = 5,
+                 custom_resources: bool = True):
         super().__init__(ctx, workers)
         self.informers = {}
         for resource in resources:
             informer = ctx.informers.informer(resource, {"uid": by_uid, "owner": by_owner})
-            informer.add_handlers(self._handler(resource, "add"), self._update_handler(resource),
-                                  self._handler(resource, "delete"))
-            self.informers[resource.plural] = informer
+            self._follow(resource, informer)
+        self.custom_kinds: dict[tuple[str, str], Resource] = {}  # (group, kind) -> storage resource
+        self._custom_tasks: dict[str, asyncio.Task] = {}
+        self.crds = ctx.informers.informer(CUSTOMRESOURCEDEFINITIONS) if custom_resources else None
+        if self.crds is not None:
+            enqueue_crd = self._enqueue_crd
+            self.crds.add_handlers(enqueue_crd, lambda old, new: enqueue_crd(new), enqueue_crd)
+
+    def _follow(self, resource, informer: Informer) -> None:
+        informer.add_handlers(self._handler(resource, "add"), self._update_handler(resource),
+                              self._handler(resource, "delete"))
+        self.informers[resource_key(resource)] = informer
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            for task in self._custom_tasks.values():
+                task.cancel()
 
     # -- handlers: enqueue only -------------------------------------------------
 
@@ -87,11 +129,14 @@ class GarbageCollector(Controller):
             self._enqueue_owners(old)
         return handle
 
+    def _enqueue_crd(self, crd: dict) -> None:
+        self.queue.add(CRD_KEY + crd["metadata"]["name"])
+
     def _enqueue_obj(self, resource, obj: dict) -> None:
         meta = obj["metadata"]
         if meta.get("ownerReferences") or (meta.get("deletionTimestamp") and
                                            {ORPHAN, FOREGROUND} & set(meta.get("finalizers") or [])):
-            self.queue.add(f"{resource.plural}|{object_key(obj)}")
+            self.queue.add(f"{resource_key(resource)}|{object_key(obj)}")
 
     def _enqueue_owners(self, obj: dict) -> None:
         for ref in obj["metadata"].get("ownerReferences") or []:
@@ -118,6 +163,9 @@ class GarbageCollector(Controller):
     # -- reconcile --------------------------------------------------------------
 
     async def reconcile(self, key: str) -> None:
+        if key.startswith(CRD_KEY):
+            self.sync_custom_resource(key[len(CRD_KEY):])
+            return
         plural, obj_key = key.split("|", 1)
         informer = self.informers.get(plural)
         obj = informer.store.get(obj_key) if informer else None
@@ -131,6 +179,37 @@ class GarbageCollector(Controller):
             await self.delete_dependents(resource, obj)
         elif obj["metadata"].get("ownerReferences"):
             await self.collect_if_orphaned(resource, obj)
+
+    def sync_custom_resource(self, crd_name: str) -> None:
+        """Follow the objects of CRD ``crd_name`` while it is established (its objects'
+        deletions, when the CRD goes, reach their dependents); stop once it is gone."""
+        crd = self.crds.store.get(crd_name) if self.crds is not None else None
+        resource = custom_resource(crd) if crd is not None else None
+        key = crd_name  # = "<plural>.<group>", the custom resource's resource_key
+        if resource is None:
+            task = self._custom_tasks.pop(key, None)
+            if task is not None:
+                task.cancel()
+                self.informers.pop(key, None)
+            return  # custom_kinds keeps the kind: an owner of a kind no longer served is absent
+        self.custom_kinds[(resource.group, (crd["spec"].get("names") or {}).get("kind", ""))] = resource
+        if key in self._custom_tasks:
+            return
+        informer = Informer(self.client, resource, clock=self.clock, indexers={"uid": by_uid, "owner": by_owner})
+        self._follow(resource, informer)
+        self._custom_tasks[key] = asyncio.ensure_future(informer.run())
+
+    def owner_resource(self, ref: dict) -> Optional[Resource]:
+        """The resource of an ownerReference: a built-in one, or a custom one of a known CRD
+        (at the reference's version: every served version sees the same object)."""
+        builtin = resource_for(ref)
+        if builtin is not None:
+            return builtin
+        group, _, version = (ref.get("apiVersion") or "").rpartition("/")
+        custom = self.custom_kinds.get((group, ref.get("kind") or ""))
+        if custom is None or not version:
+            return None
+        return Resource(custom.group, version, custom.plural, custom.namespaced)
 
     async def orphan_dependents(self, resource, owner: dict) -> None:
         """Strip the owner's reference from every dependent, then drop the finalizer.
@@ -192,7 +271,7 @@ class GarbageCollector(Controller):
         cached = self.find_by_uid(ref.get("uid"))
         if cached is not None:
             return _state(cached[1])
-        resource = resource_for(ref)
+        resource = self.owner_resource(ref)
         if resource is None:
             return "unknown"
         namespace = dependent["metadata"].get("namespace") if resource.namespaced else None

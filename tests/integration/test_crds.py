@@ -386,3 +386,74 @@ def test_real_kubectl_gets_columns_scales_and_explains(kubectl, http):
     assert deleted.returncode == 0, deleted.stderr
     after = kubectl("get", "widgets")  # kubectl's discovery cache may still name the resource
     assert after.returncode != 0 and ("doesn't have a resource type" in after.stderr or "NotFound" in after.stderr)
+
+
+# ---------------------------------------------------------------- the garbage collector
+
+def test_garbage_collector_follows_owner_references_to_and_from_custom_objects(apiserver, http, widgets):
+    from client.resources import CONFIGMAPS, Resource
+    from tests.helpers.waiting import until
+    from tests.integration.test_controllers_support import with_controllers
+
+    widgets_resource = Resource(GROUP, "v1", "widgets")
+
+    def owned_by(owner: dict, api_version: str, kind: str) -> list[dict]:
+        return [{"apiVersion": api_version, "kind": kind, "name": owner["metadata"]["name"],
+                 "uid": owner["metadata"]["uid"]}]
+
+    async def gone(client, resource, name) -> bool:
+        listed = await client.list(resource, "default")
+        return name not in {o["metadata"]["name"] for o in listed["items"]}
+
+    async def scenario(client):
+        owner = await client.create(widgets_resource, widget("owner"), "default")
+        await client.create(CONFIGMAPS, {"metadata": {"name": "made-by-owner",
+                                                      "ownerReferences": owned_by(owner, f"{GROUP}/v1beta1",
+                                                                                  "Widget")}}, "default")
+        holder = await client.create(CONFIGMAPS, {"metadata": {"name": "holder"}}, "default")
+        await client.create(widgets_resource, {**widget("held"), "metadata": {
+            "name": "held", "ownerReferences": owned_by(holder, "v1", "ConfigMap")}}, "default")
+
+        await client.delete(widgets_resource, "owner", "default")
+        await until(lambda: gone(client, CONFIGMAPS, "made-by-owner"))
+        await client.delete(CONFIGMAPS, "holder", "default")
+        await until(lambda: gone(client, widgets_resource, "held"))
+    with_controllers(apiserver, scenario, ["garbagecollector"], kubelet=False)
+
+
+def test_two_apiservers_converge_on_the_served_custom_resources(apiserver, http):
+    from tests.integration.conftest import start_apiserver, stop_apiserver
+
+    thread, second = start_apiserver(apiserver.etcd)
+    try:
+        with second.client() as other:
+            assert http.post(CRDS, json=widget_crd()).status_code == 201
+            wait_for(lambda: other.get(f"/apis/{GROUP}/v1").status_code == 200, timeout=5)
+            made = other.post(WIDGETS, json=widget("via-second"))
+            assert made.status_code == 201, made.text
+            assert http.get(f"{WIDGETS}/via-second").json()["metadata"]["uid"] == made.json()["metadata"]["uid"]
+            assert other.delete(f"{CRDS}/widgets.{GROUP}").status_code == 200
+            wait_for(lambda: http.get(f"/apis/{GROUP}/v1").status_code == 404, timeout=10)
+            wait_for(lambda: other.get(f"/apis/{GROUP}/v1").status_code == 404, timeout=10)
+    finally:
+        stop_apiserver(thread)
+
+
+def test_crd_deletion_waits_for_custom_object_finalizers(http, widgets):
+    held = {**widget("held"), "metadata": {"name": "held", "finalizers": ["example.com/hold"]}}
+    assert http.post(WIDGETS, json=held).status_code == 201
+    assert http.delete(f"{CRDS}/widgets.{GROUP}").status_code == 200
+
+    def terminating():
+        crd = http.get(f"{CRDS}/widgets.{GROUP}").json()
+        return any(c["type"] == "Terminating" and c["status"] == "True" for c in crd["status"]["conditions"])
+    wait_for(terminating, timeout=5)
+    refused = http.post(WIDGETS, json=widget("late"))
+    assert refused.status_code == 405
+    assert refused.json()["message"] == "create not allowed while custom resource definition is terminating"
+    wait_for(lambda: http.get(f"{WIDGETS}/held").json()["metadata"].get("deletionTimestamp"), timeout=5)
+    assert http.get(f"{CRDS}/widgets.{GROUP}").status_code == 200
+    released = http.patch(f"{WIDGETS}/held", json={"metadata": {"finalizers": None}},
+                          headers={"content-type": "application/merge-patch+json"})
+    assert released.status_code == 200
+    wait_for(lambda: http.get(f"{CRDS}/widgets.{GROUP}").status_code == 404, timeout=10)
