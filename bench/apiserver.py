@@ -5,7 +5,9 @@ Prints, measured in one run on this machine:
   - the same number of raw etcd puts of the same bytes through aetcd (the limit under us),
     and the ratio apiserver/raw,
   - a list of 10,000 pods: seconds, and apiserver RSS before and after,
-  - watch fan-out: 100 watchers x 1,000 events, events/s delivered.
+  - watch fan-out: 100 watchers x 1,000 events, events/s delivered,
+  - custom resource creates/s (a CRD with a schema, pruning, defaulting) next to pod creates/s,
+    at 50 clients, same n, same run (issue 14's goal: >= 0.9x).
 
 Usage: python bench/apiserver.py [--creates N] [--pods 10000] [--watchers 100] [--events 1000]
 """
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aetcd  # noqa: E402
 
-from bench.httpload import Connection  # noqa: E402
+from bench.httpload import Connection, HttpError  # noqa: E402
 from bench.measure import percentile, run_concurrent  # noqa: E402
 
 from cluster.components import Component, python_module  # noqa: E402
@@ -62,6 +64,65 @@ async def bench_creates(port: int, prefix: str, total: int, concurrency: int):
     async def one(conn, i):
         await conn.request("POST", "/api/v1/namespaces/default/pods", pod_body(f"{prefix}-{i}"), expect=201)
     return await run_on_connections(port, total, concurrency, one)
+
+
+BENCH_GROUP = "bench.pkube.io"
+BENCH_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": f"apps.{BENCH_GROUP}"},
+    "spec": {"group": BENCH_GROUP, "scope": "Namespaced",
+             "names": {"plural": "apps", "singular": "app", "kind": "App", "listKind": "AppList"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
+                           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                               "spec": {"type": "object", "required": ["image"], "properties": {
+                                   "image": {"type": "string", "minLength": 1},
+                                   "replicas": {"type": "integer", "minimum": 0, "default": 1},
+                                   "command": {"type": "array", "items": {"type": "string"}},
+                                   "resources": {"type": "object", "additionalProperties": {
+                                       "x-kubernetes-int-or-string": True}}}},
+                               "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
+
+
+def app_body(name: str) -> dict:
+    """A custom object about the size of ``pod_body``."""
+    return {"apiVersion": f"{BENCH_GROUP}/v1", "kind": "App",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": "bench"}},
+            "spec": {"image": "busybox:1.36", "command": ["sleep", "3600"],
+                     "resources": {"cpu": "10m", "memory": "16Mi"}}}
+
+
+async def install_bench_crd(port: int) -> None:
+    """Create the bench CRD and wait until its resource is served."""
+    async with Connection("127.0.0.1", port) as conn:
+        await conn.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", BENCH_CRD,
+                           expect=201)
+        for _ in range(200):
+            try:
+                await conn.request("GET", f"/apis/{BENCH_GROUP}/v1/namespaces/default/apps")
+                return
+            except HttpError:  # not served yet
+                await asyncio.sleep(0.05)
+    raise RuntimeError("the bench CRD was not served within 10 s")
+
+
+async def bench_custom_creates(port: int, prefix: str, total: int, concurrency: int):
+    async def one(conn, i):
+        await conn.request("POST", f"/apis/{BENCH_GROUP}/v1/namespaces/default/apps", app_body(f"{prefix}-{i}"),
+                           expect=201)
+    return await run_on_connections(port, total, concurrency, one)
+
+
+async def compare_custom_creates(port: int, total: int) -> None:
+    """Custom resource creates next to pod creates, alternated twice (load drifts on a shared machine)."""
+    await install_bench_crd(port)
+    pod_secs = custom_secs = 0.0
+    for round_ in range(2):
+        pod_secs += (await bench_creates(port, f"cmp{round_}", total, 50))[0]
+        custom_secs += (await bench_custom_creates(port, f"cr{round_}", total, 50))[0]
+    pod_rate, custom_rate = 2 * total / pod_secs, 2 * total / custom_secs
+    print(f"{f'custom resource creates/s, 50 clients, n={2 * total}':<44}{custom_rate:>14.0f}")
+    print(f"{'  pod creates/s, same run':<44}{pod_rate:>14.0f}")
+    print(f"{'  custom / built-in (goal >= 0.9)':<44}{custom_rate / pod_rate:>14.2f}")
 
 
 async def bench_raw_puts(etcd_port: int, prefix: str, total: int, concurrency: int, value: bytes):
@@ -166,6 +227,7 @@ async def main_async(args, port: int, etcd: EtcdProcess, api_pid: int) -> None:
         for name in ("apiserver", "etcd", "client"):
             print(f"{f'  CPU ms per write, {name}':<44}{api_cpu[name] * 1e3 / total:>14.3f}"
                   f"{raw_cpu[name] * 1e3 / total if name != 'apiserver' else 0:>14.3f}")
+    await compare_custom_creates(port, args.creates // 2)
     async with Connection("127.0.0.1", port) as conn:
         have = len(json.loads(await conn.request("GET", "/api/v1/namespaces/default/pods"))["items"])
     if have < args.pods:
