@@ -20,6 +20,7 @@ from typing import Iterable, Optional
 
 from api import causes, names
 from api.crschema import StructuralSchema
+from api.jsonvalue import deep_copy
 from api.kinds import ALL_VERBS, ResourceInfo
 
 GROUP = "apiextensions.k8s.io"
@@ -491,15 +492,15 @@ def _metadata_schema_causes(schema: dict, level: str, path: str) -> list[dict]:
 def _default_causes(schema: dict, path: str) -> list[dict]:
     """Every ``default`` must itself be valid against its schema and already pruned."""
     found = []
-    if "default" in schema and path.count(".properties[") and schema["default"] is not None:
-        sub = StructuralSchema({"type": "object", "properties": {"value": schema}})
-        value = {"value": schema["default"]}
-        problems = sub.validate(value)
-        if sub.prune({"value": schema["default"]}):
-            found.append(causes.invalid(f"{path}.default", schema["default"], "must not have unknown fields"))
-        found += [causes.invalid(f"{path}.default", schema["default"], p["message"]) for p in problems]
+    if schema.get("default") is not None:
+        wrapper = StructuralSchema({"type": "object", "properties": {"default": schema}})
+        value = {"default": deep_copy(schema["default"])}
+        for problem in wrapper.validate(value):
+            found.append({**problem, "field": path + "." + problem["field"]})
+        for pruned in wrapper.prune(value):
+            found.append(causes.make(causes.INVALID, f"{path}.{pruned}", "Forbidden: unknown field"))
     for sub_path, sub in _children(schema, path):
-        if not any(junctor in sub_path.rsplit(".", 1)[-1] for junctor in ("allOf", "anyOf", "oneOf", "not")):
+        if not re.search(r"\.(allOf|anyOf|oneOf)\[\d+\]$|\.not$", sub_path):
             found += _default_causes(sub, sub_path)
     return found
 
