@@ -8,7 +8,8 @@ Kubernetes' namespace controller and pod GC do:
 - pods deleted gracefully on a node that does not exist (no kubelet will
   ever confirm them) are deleted with grace 0;
 - the namespace's status gets the conditions ``kubectl describe`` shows:
-  ``NamespaceContentRemaining`` (what is left, by resource) and
+  ``NamespaceContentRemaining`` (what is left, by resource, custom resources
+  included) and
   ``NamespaceFinalizersRemaining`` (finalizers holding objects back).
 
 A Terminating namespace is revisited every ``recheck`` seconds until it is gone.
@@ -19,10 +20,11 @@ garbage collector's.
 from __future__ import annotations
 
 from client.errors import ApiError, NotFound
-from client.resources import (CONFIGMAPS, DEPLOYMENTS, ENDPOINTS, NAMESPACES, NODES, PODS, REPLICASETS,
-                              SECRETS, SERVICEACCOUNTS, SERVICES)
+from client.resources import (CONFIGMAPS, CUSTOMRESOURCEDEFINITIONS, DEPLOYMENTS, ENDPOINTS, NAMESPACES, NODES,
+                              PODS, REPLICASETS, SECRETS, SERVICEACCOUNTS, SERVICES)
 from client.timefmt import rfc3339
 from controllers.base import Controller, ControllerContext
+from controllers.garbagecollector import custom_resource
 
 CONTENT = (PODS, REPLICASETS, DEPLOYMENTS, SERVICES, ENDPOINTS, CONFIGMAPS, SECRETS, SERVICEACCOUNTS)
 
@@ -40,6 +42,7 @@ class NamespaceController(Controller):
         self.namespaces = ctx.informers.informer(NAMESPACES)
         self.nodes = ctx.informers.informer(NODES)
         self.content = {r.plural: ctx.informers.informer(r, {"namespace": by_namespace}) for r in CONTENT}
+        self.crds = ctx.informers.informer(CUSTOMRESOURCEDEFINITIONS)
         self.namespaces.add_handlers(self.enqueue, lambda old, new: self.enqueue(new))
 
     async def reconcile(self, name: str) -> None:
@@ -72,9 +75,27 @@ class NamespaceController(Controller):
                     finalizers[finalizer] = finalizers.get(finalizer, 0) + 1
         return left, finalizers
 
+    async def custom_remaining(self, namespace: str, left: dict, finalizers: dict) -> None:
+        """Add the custom objects left in ``namespace`` (listed live: one list per namespaced
+        CRD, only while a namespace terminates) to ``left`` and ``finalizers``."""
+        for crd in self.crds.store.list():
+            resource = custom_resource(crd)
+            if resource is None or not resource.namespaced:
+                continue
+            try:
+                objects = (await self.client.list(resource, namespace)).get("items") or []
+            except NotFound:
+                continue  # the CRD went meanwhile
+            if objects:
+                left[crd["metadata"]["name"]] = len(objects)
+            for obj in objects:
+                for finalizer in obj["metadata"].get("finalizers") or []:
+                    finalizers[finalizer] = finalizers.get(finalizer, 0) + 1
+
     async def report(self, ns: dict) -> None:
         """Write the NamespaceContentRemaining / NamespaceFinalizersRemaining conditions."""
         left, finalizers = self.remaining(ns["metadata"]["name"])
+        await self.custom_remaining(ns["metadata"]["name"], left, finalizers)
         conditions = [
             self._condition(ns, "NamespaceContentRemaining", left, "SomeResourcesRemain",
                             "ContentRemoved", "Some resources are remaining: ",

@@ -457,3 +457,31 @@ def test_crd_deletion_waits_for_custom_object_finalizers(http, widgets):
                           headers={"content-type": "application/merge-patch+json"})
     assert released.status_code == 200
     wait_for(lambda: http.get(f"{CRDS}/widgets.{GROUP}").status_code == 404, timeout=10)
+
+
+def test_namespace_controller_reports_custom_objects_holding_a_namespace(apiserver, http, widgets):
+    from client.resources import NAMESPACES
+    from tests.helpers.waiting import until
+    from tests.integration.test_controllers_support import with_controllers
+
+    async def scenario(client):
+        await client.create(NAMESPACES, {"metadata": {"name": "held"}})
+        held = {**widget("stuck"), "metadata": {"name": "stuck", "finalizers": ["example.com/hold"]}}
+        assert http.post(f"/apis/{GROUP}/v1/namespaces/held/widgets", json=held).status_code == 201
+        await client.delete(NAMESPACES, "held")
+
+        async def reported():
+            ns = await client.get(NAMESPACES, "held")
+            conditions = {c["type"]: c["message"] for c in (ns.get("status") or {}).get("conditions") or []}
+            return conditions.get("NamespaceFinalizersRemaining", "").endswith(
+                "example.com/hold in 1 resource instances") and conditions
+        conditions = await until(reported)
+        assert conditions["NamespaceContentRemaining"] == (
+            "Some resources are remaining: widgets.example.com has 1 resource instances")
+        http.patch(f"/apis/{GROUP}/v1/namespaces/held/widgets/stuck", json={"metadata": {"finalizers": None}},
+                   headers={"content-type": "application/merge-patch+json"})
+
+        async def namespace_gone():
+            return "held" not in {n["metadata"]["name"] for n in (await client.list(NAMESPACES))["items"]}
+        await until(namespace_gone)
+    with_controllers(apiserver, scenario, ["namespace"], kubelet=False)
