@@ -47,6 +47,8 @@ QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 SCALE = "io.k8s.api.autoscaling.v1.Scale"
 PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                "application/strategic-merge-patch+json", "application/apply-patch+yaml")
+# Custom resources take no strategic merge patch: kubectl apply sends them a JSON merge patch.
+CUSTOM_PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml")
 WRITE_QUERY_PARAMS = ("dryRun", "fieldManager", "fieldValidation")
 INT_OR_STRING_DOC = "IntOrString is a type that can hold an int32 or a string."
 QUANTITY_DOC = "Quantity is a fixed-point representation of a number (e.g. 100m, 1Gi)."
@@ -251,6 +253,7 @@ def v3_paths(info: ResourceInfo, schema_ref: str) -> dict:
     """The OpenAPI v3 path items of one resource (collection, object, scale when served)."""
     collection, item = _collection_path(info), _collection_path(info) + "/{name}"
     write = ("application/json", "application/yaml")
+    patch_types = CUSTOM_PATCH_TYPES if getattr(info, "custom", None) is not None else PATCH_TYPES
     paths = {
         collection: {
             "get": _v3_operation(info, "list", "list", schema_ref,
@@ -261,7 +264,7 @@ def v3_paths(info: ResourceInfo, schema_ref: str) -> dict:
         item: {
             "get": _v3_operation(info, "get", "read", schema_ref),
             "put": _v3_operation(info, "put", "replace", schema_ref, body_types=write, query=WRITE_QUERY_PARAMS),
-            "patch": _v3_operation(info, "patch", "patch", schema_ref, body_types=PATCH_TYPES,
+            "patch": _v3_operation(info, "patch", "patch", schema_ref, body_types=patch_types,
                                    query=(*WRITE_QUERY_PARAMS, "force")),
             "delete": _v3_operation(info, "delete", "delete", schema_ref, query=("gracePeriodSeconds",
                                                                                   "propagationPolicy", "dryRun")),
@@ -271,7 +274,7 @@ def v3_paths(info: ResourceInfo, schema_ref: str) -> dict:
     if "scale" in info.subresources:
         paths[item + "/scale"] = {
             "get": _v3_operation(info, "get", "read", SCALE, kind="Scale"),
-            "patch": _v3_operation(info, "patch", "patch", SCALE, body_types=PATCH_TYPES,
+            "patch": _v3_operation(info, "patch", "patch", SCALE, body_types=patch_types,
                                    query=WRITE_QUERY_PARAMS, kind="Scale"),
             "parameters": _path_parameters(info, named=True),
         }

@@ -31,6 +31,7 @@ JSON_PATCH = "application/json-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH)
+CUSTOM_PATCH_TYPES = (JSON_PATCH, MERGE_PATCH)  # custom resources have no strategic merge keys
 BODY_TYPES = ("", JSON, "application/yaml", "application/x-yaml", "text/yaml", "*/*",
               "application/vnd.kubernetes.protobuf")
 
@@ -247,8 +248,9 @@ class ResourceHandlers:
     async def _patch_function(self, request: Request, target: Target, kind: str = "") -> Callable[[dict], dict]:
         """Parse the patch body; returns current -> patched (raising 422 when it does not apply)."""
         content_type = media_type(request)
-        if content_type == APPLY_PATCH or content_type not in PATCH_TYPES:
-            raise errors.unsupported_media_type(content_type, PATCH_TYPES)
+        accepted = CUSTOM_PATCH_TYPES if target.info.custom is not None else PATCH_TYPES
+        if content_type == APPLY_PATCH or content_type not in accepted:
+            raise errors.unsupported_media_type(content_type, accepted)
         document = decode(await read_body(request), JSON)
         if content_type == JSON_PATCH and not isinstance(document, list):
             raise errors.bad_request("a JSON patch must be a list of operations")

@@ -143,6 +143,9 @@ def test_custom_objects_crud_list_selectors_and_versions(http, widgets, custom):
                                                     {"spec": {"color": "red"}})
     assert patched["apiVersion"] == f"{GROUP}/v1beta1" and patched["metadata"]["generation"] == 2
     assert http.get(f"{WIDGETS}/a").json()["apiVersion"] == f"{GROUP}/v1"
+    strategic = http.patch(f"{WIDGETS}/a", json={"spec": {"color": "red"}},
+                           headers={"content-type": "application/strategic-merge-patch+json"})
+    assert strategic.status_code == 415 and strategic.json()["reason"] == "UnsupportedMediaType"
 
     replaced = copy.deepcopy(patched)
     replaced["spec"]["size"] = "large"
@@ -362,6 +365,12 @@ def test_real_kubectl_gets_columns_scales_and_explains(kubectl, http):
     assert waited.returncode == 0, waited.stderr
     applied = kubectl("apply", "-f", "-", stdin=WIDGET_YAML)
     assert applied.returncode == 0, applied.stderr
+    reapplied = kubectl("apply", "-f", "-", stdin=WIDGET_YAML.replace("replicas: 2", "replicas: 2, color: red"))
+    assert reapplied.returncode == 0 and "configured" in reapplied.stdout, reapplied.stderr
+    changed_crd = widget_crd()
+    changed_crd["spec"]["names"]["shortNames"] = ["wd", "wdg"]
+    crd_again = kubectl("apply", "-f", "-", stdin=json.dumps(changed_crd))
+    assert crd_again.returncode == 0 and "configured" in crd_again.stdout, crd_again.stderr
     printed = kubectl("get", "widgets")
     header, row = printed.stdout.splitlines()
     assert header.split() == ["NAME", "SIZE", "REPLICAS", "AGE"]
