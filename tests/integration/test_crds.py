@@ -123,6 +123,9 @@ def test_crd_is_established_and_its_resource_served_with_discovery(http, widgets
     assert resources["widgets"]["namespaced"] is True and resources["widgets"]["kind"] == "Widget"
     assert resources["widgets/scale"]["kind"] == "Scale" and "widgets/status" in resources
     assert "widgets/scale" not in {r["name"] for r in http.get(f"/apis/{GROUP}/v1beta1").json()["resources"]}
+    definitions = http.get("/openapi/v2").json()["definitions"]
+    assert definitions["com.example.v1.Widget"]["properties"]["spec"]["required"] == ["size"]
+    assert f"/apis/{GROUP}/v1beta1/namespaces/{{namespace}}/widgets" in http.get("/openapi/v2").json()["paths"]
 
 
 def test_custom_objects_crud_list_selectors_and_versions(http, widgets, custom):
@@ -134,6 +137,11 @@ def test_custom_objects_crud_list_selectors_and_versions(http, widgets, custom):
     assert [w["metadata"]["name"] for w in listed["items"]] == ["b"] and listed["kind"] == "WidgetList"
     by_name = custom.list_cluster_custom_object(GROUP, "v1", "widgets", field_selector="metadata.name=a")
     assert [w["metadata"]["name"] for w in by_name["items"]] == ["a"]
+    elsewhere = custom.list_cluster_custom_object(GROUP, "v1", "widgets", field_selector="metadata.namespace!=default")
+    assert elsewhere["items"] == []
+    with pytest.raises(ApiException) as err:
+        custom.list_cluster_custom_object(GROUP, "v1", "widgets", field_selector="spec.size=small")
+    assert err.value.status == 400
 
     old = custom.get_namespaced_custom_object(GROUP, "v1beta1", "default", "widgets", "a")
     assert old["apiVersion"] == f"{GROUP}/v1beta1" and old["spec"]["replicas"] == 3
