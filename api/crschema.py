@@ -37,7 +37,7 @@ class StructuralSchema:
     """One version's openAPIV3Schema. Pure; safe to share between requests."""
 
     def __init__(self, schema: dict):
-        self.schema = schema
+        self.schema = _clean(schema)
         self._patterns: dict[str, Optional[re.Pattern]] = {}
 
     # ---- defaulting
@@ -187,6 +187,31 @@ class StructuralSchema:
 
 
 # ---- helpers: types and messages
+
+_SCHEMA_MAPS = ("properties",)
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
+_SCHEMA_VALUES = ("items", "not")
+
+
+def _clean(schema) -> dict:
+    """``schema`` without null keywords, every sub-schema a dict (null means "not set", as
+    Kubernetes decodes it), so that the walks only test for presence."""
+    if not isinstance(schema, dict):
+        return {}
+    out = {k: v for k, v in schema.items() if v is not None}
+    for key in _SCHEMA_MAPS:
+        if key in out:
+            out[key] = {name: _clean(sub) for name, sub in out[key].items()} if isinstance(out[key], dict) else {}
+    for key in _SCHEMA_LISTS:
+        if key in out:
+            out[key] = [_clean(sub) for sub in out[key]] if isinstance(out[key], list) else []
+    for key in _SCHEMA_VALUES:
+        if key in out:
+            out[key] = _clean(out[key])
+    if isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = _clean(out["additionalProperties"])
+    return out
+
 
 _PLAIN_TYPES = {"string": str, "boolean": bool, "object": dict, "array": list}
 

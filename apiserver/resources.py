@@ -187,9 +187,10 @@ class ResourceStore:
         if unknown and opts.field_validation != "Strict":
             drop_paths(obj, [c["field"] for c in unknown if c.get("field")])
             causes = [c for c in self.validator.validate(obj, old=old, strict=True) if not _is_unknown_field(c)]
-        causes += strategies.semantic_causes(info, obj, old)
-        if self.check_names is not None and is_crd(info):
-            causes += self.check_names(obj)
+        if not any(c["reason"] == "FieldValueTypeInvalid" for c in causes):  # else rules would misread
+            causes += strategies.semantic_causes(info, obj, old)
+            if self.check_names is not None and is_crd(info):
+                causes += self.check_names(obj)
         if causes:
             raise errors.invalid(info, meta.name_of(obj), causes)
         if opts.field_validation == "Warn":
