@@ -77,7 +77,7 @@ def condition_met(obj: dict, wanted: WaitFor) -> bool:
 
 def jsonpath_met(obj: dict, wanted: WaitFor) -> bool:
     """The JSONPath finds something (and, when a value is wanted, every result prints as it)."""
-    from kubectl.jsonpath import JSONPathError, format_value, values_at
+    from api.jsonpath import JSONPathError, format_value, values_at
 
     try:
         results = values_at(wanted.name, obj)
