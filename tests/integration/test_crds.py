@@ -449,6 +449,12 @@ def test_two_apiservers_converge_on_the_served_custom_resources(apiserver, http)
             made = other.post(WIDGETS, json=widget("via-second"))
             assert made.status_code == 201, made.text
             assert http.get(f"{WIDGETS}/via-second").json()["metadata"]["uid"] == made.json()["metadata"]["uid"]
+            restarted_thread, restarted = start_apiserver(apiserver.etcd)
+            try:
+                with restarted.client() as fresh:  # serves what the store holds from its first request
+                    assert fresh.get(f"{WIDGETS}/via-second").status_code == 200
+            finally:
+                stop_apiserver(restarted_thread)
             assert other.delete(f"{CRDS}/widgets.{GROUP}").status_code == 200
             wait_for(lambda: http.get(f"/apis/{GROUP}/v1").status_code == 404, timeout=10)
             wait_for(lambda: other.get(f"/apis/{GROUP}/v1").status_code == 404, timeout=10)

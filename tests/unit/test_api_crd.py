@@ -231,3 +231,45 @@ def test_valid_values_pass():
     assert StructuralSchema(root).validate(obj) == []
     missing = StructuralSchema(root).validate({"e": {"kind": "Pod"}})
     assert [(c["field"], c["message"]) for c in missing] == [("e.apiVersion", "Required value: must not be empty")]
+
+
+def test_rules_and_schema_walks_never_raise_on_well_shaped_garbage():
+    """Random values put into a CRD (where its OpenAPI shape allows them) and into objects:
+    the rules answer with causes, never with an exception."""
+    import random
+
+    from api.validation import Validator
+
+    rng, validator = random.Random(7), Validator()
+    values = [None, 0, -1, 2.5, "", "x", "(", [], {}, [1], {"a": None}, True, {"type": "string"}]
+    base = crd()
+    base["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = copy.deepcopy(OBJECT_SCHEMA)
+    paths = list(_paths(base))
+    for _ in range(300):
+        mutated = copy.deepcopy(base)
+        for _ in range(rng.randint(1, 3)):
+            _put(mutated, rng.choice(paths), rng.choice(values))
+        if any(c["reason"] == "FieldValueTypeInvalid" for c in validator.validate(mutated, strict=True)):
+            continue
+        if not crds.crd_causes(mutated):
+            schema = crds.custom_resources(mutated)[0].custom.schema
+            obj = {"spec": {"a": rng.choice(values), "list": [rng.choice(values)], "map": {"k": rng.choice(values)}}}
+            schema.default(obj), schema.prune(obj), schema.validate(obj)
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        yield from _paths(value, prefix + (key,))
+
+
+def _put(node, path, value) -> None:
+    """Set ``value`` at ``path`` when that path still exists (an earlier change may have cut it)."""
+    try:
+        for key in path[:-1]:
+            node = node[key]
+        if path:
+            node[path[-1]] = value
+    except (KeyError, IndexError, TypeError):
+        pass
