@@ -99,25 +99,23 @@ class StructuralSchema:
         return ok
 
     def _value_checks(self, value, schema: dict, path: tuple, out: Problems) -> None:
-        where = field_path(path)
         if "enum" in schema and not any(_same(value, choice) for choice in schema["enum"]):
-            out.causes.append(causes.not_supported(where, value, schema["enum"]))
+            out.causes.append(causes.not_supported(field_path(path), value, schema["enum"]))
         if isinstance(value, str):
-            self._string(value, schema, where, out)
+            self._string(value, schema, path, out)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            _number(value, schema, where, out)
+            _number(value, schema, path, out)
 
-    def _string(self, value: str, schema: dict, where: str, out: Problems) -> None:
+    def _string(self, value: str, schema: dict, path: tuple, out: Problems) -> None:
         if "maxLength" in schema and len(value) > schema["maxLength"]:
-            out.causes.append(causes.make(causes.TOO_LONG, where, _too_long(schema["maxLength"])))
+            out.causes.append(causes.make(causes.TOO_LONG, field_path(path), _too_long(schema["maxLength"])))
         if "minLength" in schema and len(value) < schema["minLength"]:
-            out.causes.append(causes.invalid(where, value, f"{where} in body should be at least "
-                                                          f"{schema['minLength']} chars long"))
+            out.causes.append(_invalid(path, value, f"should be at least {schema['minLength']} chars long"))
         pattern = schema.get("pattern")
         if pattern:
             compiled = self._pattern(pattern)
             if compiled is not None and not compiled.search(value):
-                out.causes.append(causes.invalid(where, value, f"{where} in body should match '{pattern}'"))
+                out.causes.append(_invalid(path, value, f"should match '{pattern}'"))
 
     def _pattern(self, pattern: str) -> Optional[re.Pattern]:
         if pattern not in self._patterns:
@@ -128,16 +126,13 @@ class StructuralSchema:
         return self._patterns[pattern]
 
     def _object(self, value: dict, schema: dict, path: tuple, out: Problems) -> None:
-        where = field_path(path)
-        for name in schema.get("required") or []:
+        for name in schema.get("required") or ():
             if name not in value:
                 out.causes.append(causes.required(field_path(path + (name,))))
         if "minProperties" in schema and len(value) < schema["minProperties"]:
-            out.causes.append(causes.invalid(where, value, f"{where} in body should have at least "
-                                                          f"{schema['minProperties']} properties"))
+            out.causes.append(_invalid(path, value, f"should have at least {schema['minProperties']} properties"))
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-            out.causes.append(causes.make("FieldValueTooMany", where, f"Too many: {len(value)}: must have at "
-                                                                     f"most {schema['maxProperties']} items"))
+            out.causes.append(_too_many(path, len(value), schema["maxProperties"]))
         if schema.get("x-kubernetes-embedded-resource"):
             for name in ("apiVersion", "kind"):
                 if not value.get(name):
@@ -151,13 +146,10 @@ class StructuralSchema:
                 self._check(item, extra, path + (key,), out)
 
     def _array(self, value: list, schema: dict, path: tuple, out: Problems) -> None:
-        where = field_path(path)
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            out.causes.append(causes.make("FieldValueTooMany", where, f"Too many: {len(value)}: must have at "
-                                                                     f"most {schema['maxItems']} items"))
+            out.causes.append(_too_many(path, len(value), schema["maxItems"]))
         if "minItems" in schema and len(value) < schema["minItems"]:
-            out.causes.append(causes.invalid(where, value, f"{where} in body should have at least "
-                                                          f"{schema['minItems']} items"))
+            out.causes.append(_invalid(path, value, f"should have at least {schema['minItems']} items"))
         items = schema.get("items")
         if isinstance(items, dict):
             for index, item in enumerate(value):
@@ -165,20 +157,16 @@ class StructuralSchema:
 
     def _junctors(self, value, schema: dict, path: tuple, out: Problems) -> None:
         """allOf / anyOf / oneOf / not: value validations over the same value."""
-        where = field_path(path)
-        for branch in schema.get("allOf") or []:
+        for branch in schema.get("allOf") or ():
             self._check(value, branch, path, out)
         if schema.get("anyOf") and not schema.get("x-kubernetes-int-or-string"):
             if not any(self._passes(value, branch, path) for branch in schema["anyOf"]):
-                out.causes.append(causes.invalid(where, value, f"{where} in body must validate at least one "
-                                                              "schema (anyOf)"))
+                out.causes.append(_invalid(path, value, "must validate at least one schema (anyOf)"))
         if schema.get("oneOf"):
-            passing = sum(self._passes(value, branch, path) for branch in schema["oneOf"])
-            if passing != 1:
-                out.causes.append(causes.invalid(where, value, f"{where} in body must validate one and only "
-                                                              "one schema (oneOf)"))
-        if isinstance(schema.get("not"), dict) and self._passes(value, schema["not"], path):
-            out.causes.append(causes.invalid(where, value, f"{where} in body must not validate the schema (not)"))
+            if sum(self._passes(value, branch, path) for branch in schema["oneOf"]) != 1:
+                out.causes.append(_invalid(path, value, "must validate one and only one schema (oneOf)"))
+        if "not" in schema and self._passes(value, schema["not"], path):
+            out.causes.append(_invalid(path, value, "must not validate the schema (not)"))
 
     def _passes(self, value, schema: dict, path: tuple) -> bool:
         trial = Problems()
@@ -249,23 +237,30 @@ def _too_long(limit: int) -> str:
     return f"Too long: may not be more than {limit} {'byte' if limit == 1 else 'bytes'}"
 
 
-def _number(value, schema: dict, where: str, out: Problems) -> None:
+def _number(value, schema: dict, path: tuple, out: Problems) -> None:
     if "minimum" in schema:
         bound, exclusive = schema["minimum"], schema.get("exclusiveMinimum")
         if value < bound or (exclusive and value == bound):
             relation = "greater than" if exclusive else "greater than or equal to"
-            out.causes.append(causes.invalid(where, value, f"{where} in body should be {relation} "
-                                                          f"{show_number(bound)}"))
+            out.causes.append(_invalid(path, value, f"should be {relation} {show_number(bound)}"))
     if "maximum" in schema:
         bound, exclusive = schema["maximum"], schema.get("exclusiveMaximum")
         if value > bound or (exclusive and value == bound):
             relation = "less than" if exclusive else "less than or equal to"
-            out.causes.append(causes.invalid(where, value, f"{where} in body should be {relation} "
-                                                          f"{show_number(bound)}"))
+            out.causes.append(_invalid(path, value, f"should be {relation} {show_number(bound)}"))
     factor = schema.get("multipleOf")
     if factor and (value / factor) != int(value / factor):
-        out.causes.append(causes.invalid(where, value, f"{where} in body should be a multiple of "
-                                                      f"{show_number(factor)}"))
+        out.causes.append(_invalid(path, value, f"should be a multiple of {show_number(factor)}"))
+
+
+def _invalid(path: tuple, value, rule: str) -> dict:
+    """``Invalid value: <value>: <field> in body <rule>``, as kube-openapi words a failed rule."""
+    where = field_path(path)
+    return causes.invalid(where, value, f"{where} in body {rule}")
+
+
+def _too_many(path: tuple, count: int, limit: int) -> dict:
+    return causes.make("FieldValueTooMany", field_path(path), f"Too many: {count}: must have at most {limit} items")
 
 
 # ---- defaulting and pruning walks
