@@ -82,10 +82,12 @@ class ScalePaths:
 
 @dataclass(frozen=True)
 class CustomResource:
-    """What one served version of a CRD adds to a ResourceInfo."""
+    """What one served version of a CRD adds to a ResourceInfo. ``stored_versions`` are
+    the versions objects may be stored in (status.storedVersions)."""
 
     crd_name: str
     storage_version: str
+    stored_versions: tuple[str, ...] = ()
     schema: Optional[StructuralSchema] = field(default=None, compare=False)
     openapi_schema: dict = field(default_factory=dict, compare=False)
     columns: tuple[PrinterColumn, ...] = ()
@@ -554,6 +556,7 @@ def custom_resources(crd: dict, served_only: bool = True) -> list[ResourceInfo]:
         subresources = _dict(version.get("subresources"))
         custom = CustomResource(
             crd_name=_dict(crd.get("metadata")).get("name", ""), storage_version=storage,
+            stored_versions=tuple(_list(_dict(crd.get("status")).get("storedVersions"))),
             schema=_structural(_dict(version.get("schema")).get("openAPIV3Schema")),
             openapi_schema=_dict(_dict(version.get("schema")).get("openAPIV3Schema")),
             columns=_columns(version), scale=_scale(subresources.get("scale")), terminating=terminating)

@@ -11,12 +11,15 @@ from api.kinds import ResourceInfo
 
 
 def converts(info: ResourceInfo) -> bool:
-    """True when objects served as ``info`` are stored under another version."""
-    return info.custom is not None and info.version != info.custom.storage_version
+    """True when objects served as ``info`` may be stored under another version: ``info`` is
+    not the storage version, or an earlier storage version may still hold objects."""
+    custom = info.custom
+    return custom is not None and (info.version != custom.storage_version
+                                   or set(custom.stored_versions) - {custom.storage_version} != set())
 
 
 def stored_api_version(info: ResourceInfo) -> str:
-    return f"{info.group}/{info.custom.storage_version}" if converts(info) else info.api_version
+    return f"{info.group}/{info.custom.storage_version}" if info.custom is not None else info.api_version
 
 
 def to_served(info: ResourceInfo, obj: dict) -> dict:

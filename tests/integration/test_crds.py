@@ -508,3 +508,21 @@ def test_namespace_controller_reports_custom_objects_holding_a_namespace(apiserv
             return "held" not in {n["metadata"]["name"] for n in (await client.list(NAMESPACES))["items"]}
         await until(namespace_gone)
     with_controllers(apiserver, scenario, ["namespace"], kubelet=False)
+
+
+def test_changing_the_storage_version_keeps_old_objects_readable_in_every_version(http, widgets):
+    assert http.post(WIDGETS, json=widget("old")).status_code == 201
+    crd = http.get(f"{CRDS}/widgets.{GROUP}").json()
+    crd["spec"]["versions"][0]["storage"], crd["spec"]["versions"][1]["storage"] = False, True
+    moved = http.put(f"{CRDS}/widgets.{GROUP}", json=crd)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["status"]["storedVersions"] == ["v1", "v1beta1"]
+    beta = f"/apis/{GROUP}/v1beta1/namespaces/default/widgets"
+
+    def served_from_beta():
+        listed = http.get(beta).json()
+        return listed.get("items") and [w["apiVersion"] for w in listed["items"]] == [f"{GROUP}/v1beta1"]
+    wait_for(served_from_beta, timeout=5)
+    assert http.post(beta, json=widget("new", version="v1beta1")).status_code == 201
+    assert {w["apiVersion"] for w in http.get(beta).json()["items"]} == {f"{GROUP}/v1beta1"}
+    assert {w["apiVersion"] for w in http.get(WIDGETS).json()["items"]} == {f"{GROUP}/v1"}
