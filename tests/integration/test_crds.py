@@ -533,3 +533,15 @@ def test_changing_the_storage_version_keeps_old_objects_readable_in_every_versio
     assert http.post(beta, json=widget("new", version="v1beta1")).status_code == 201
     assert {w["apiVersion"] for w in http.get(beta).json()["items"]} == {f"{GROUP}/v1beta1"}
     assert {w["apiVersion"] for w in http.get(WIDGETS).json()["items"]} == {f"{GROUP}/v1"}
+
+
+def test_tables_for_lists_and_watches_carry_the_printer_columns(http, widgets):
+    assert http.post(WIDGETS, json={**widget("t", replicas=3)}).status_code == 201
+    accept = {"accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+    table = http.get(WIDGETS, headers=accept).json()
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Size", "Replicas", "Phase", "Age"]
+    assert [c["priority"] for c in table["columnDefinitions"]] == [0, 0, 0, 1, 0]
+    assert table["rows"][0]["cells"][:4] == ["t", "small", 3, None]
+    with http.stream("GET", f"{WIDGETS}?watch=1&resourceVersion=0&timeoutSeconds=1", headers=accept) as events:
+        first = next(events.iter_lines())
+    assert '"kind":"Table"' in first and '"cells":["t","small",3,null,' in first
