@@ -32,6 +32,7 @@ COLUMN_TYPES = ("boolean", "date", "integer", "number", "string")
 COLUMN_FORMATS = ("byte", "date", "date-time", "double", "float", "int32", "int64", "password")
 CONVERSION_STRATEGIES = ("None",)
 STATUS_VERBS = ("get", "patch", "update")
+MAX_SELECTABLE_FIELDS = 8
 # Keys a schema may not use at all (Kubernetes' v1 rules), with their messages.
 FORBIDDEN_SCHEMA_KEYS = {
     "$ref": "$ref is not supported", "id": "id is not supported",
@@ -93,6 +94,7 @@ class CustomResource:
     columns: tuple[PrinterColumn, ...] = ()
     scale: Optional[ScalePaths] = None
     terminating: bool = False
+    selectable_fields: tuple[str, ...] = ()  # field-selector paths: "spec.color"
 
 
 # ---------------------------------------------------------------- accessors
@@ -218,7 +220,46 @@ def _version_causes(version: dict, path: str) -> list[dict]:
         if "scale" in subresources else []
     for index, column in enumerate(_list(version.get("additionalPrinterColumns"))):
         found += _column_causes(_dict(column), f"{path}.additionalPrinterColumns[{index}]")
+    schema = _dict(_dict(version.get("schema")).get("openAPIV3Schema"))
+    return found + _selectable_causes(_list(version.get("selectableFields")), schema, f"{path}.selectableFields")
+
+
+def _selectable_causes(fields: list, schema: dict, path: str) -> list[dict]:
+    """selectableFields: at most 8, distinct, each a simple path to a string, integer or
+    boolean field of the schema."""
+    found = []
+    if len(fields) > MAX_SELECTABLE_FIELDS:
+        found.append(causes.make("FieldValueTooMany", path, f"Too many: {len(fields)}: must have at most "
+                                                            f"{MAX_SELECTABLE_FIELDS} items"))
+    seen = set()
+    for index, entry in enumerate(fields):
+        where = f"{path}[{index}].jsonPath"
+        json_path = _dict(entry).get("jsonPath")
+        if not json_path:
+            found.append(causes.required(where))
+            continue
+        kind = _type_at(schema, json_path) if isinstance(json_path, str) else None
+        if json_path in seen:
+            found.append(causes.duplicate(where, json_path))
+        elif kind is None:
+            found.append(causes.invalid(where, json_path, "is an invalid path: does not refer to a valid field"))
+        elif kind not in ("string", "integer", "boolean"):
+            found.append(causes.invalid(where, json_path, "selectable field path must refer to a string, "
+                                                          "number, boolean or enum field"))
+        seen.add(json_path)
     return found
+
+
+def _type_at(schema: dict, json_path: str) -> Optional[str]:
+    """The type of the field a simple path (``.spec.color``) names in ``schema``; None if none."""
+    if not json_path.startswith("."):
+        return None
+    node = schema
+    for step in json_path[1:].split("."):
+        node = _dict(_dict(node.get("properties")).get(step))
+        if not node:
+            return None
+    return "integer" if node.get("type") == "number" else node.get("type") or None
 
 
 def _schema_causes(version: dict, path: str, status_enabled: bool) -> list[dict]:
@@ -559,7 +600,9 @@ def custom_resources(crd: dict, served_only: bool = True) -> list[ResourceInfo]:
             stored_versions=tuple(_list(_dict(crd.get("status")).get("storedVersions"))),
             schema=_structural(_dict(version.get("schema")).get("openAPIV3Schema")),
             openapi_schema=_dict(_dict(version.get("schema")).get("openAPIV3Schema")),
-            columns=_columns(version), scale=_scale(subresources.get("scale")), terminating=terminating)
+            columns=_columns(version), scale=_scale(subresources.get("scale")), terminating=terminating,
+            selectable_fields=tuple(_dict(f).get("jsonPath", "").lstrip(".")
+                                    for f in _list(version.get("selectableFields"))))
         served = {name: STATUS_VERBS for name in ("status", "scale") if name in subresources}
         infos.append(ResourceInfo(
             group=group, version=version.get("name", ""), kind=crd_names.get("kind", ""), plural=plural,

@@ -32,7 +32,7 @@ FIELD_SELECTORS: dict[str, frozenset[str]] = {
 def supported_fields(info: ResourceInfo) -> frozenset[str]:
     """Field-selector paths ``info``'s lists and watches accept."""
     if info.custom is not None:
-        return COMMON_FIELDS
+        return COMMON_FIELDS | frozenset(info.custom.selectable_fields)
     return COMMON_FIELDS | FIELD_SELECTORS.get(info.kind, frozenset())
 
 

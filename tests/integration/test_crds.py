@@ -66,7 +66,7 @@ def widget_crd(**overrides) -> dict:
                      {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "priority": 1},
                      {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]},
                 {"name": "v1beta1", "served": True, "storage": False,
-                 "schema": {"openAPIV3Schema": WIDGET_SCHEMA}},
+                 "schema": {"openAPIV3Schema": WIDGET_SCHEMA}, "selectableFields": [{"jsonPath": ".spec.color"}]},
             ],
         },
     }
@@ -144,6 +144,9 @@ def test_custom_objects_crud_list_selectors_and_versions(http, widgets, custom):
     with pytest.raises(ApiException) as err:
         custom.list_cluster_custom_object(GROUP, "v1", "widgets", field_selector="spec.size=small")
     assert err.value.status == 400
+    blue = custom.list_cluster_custom_object(GROUP, "v1beta1", "widgets", field_selector="spec.color=blue")
+    assert sorted(w["metadata"]["name"] for w in blue["items"]) == ["a", "b"]  # selectableFields of v1beta1
+    assert custom.list_cluster_custom_object(GROUP, "v1beta1", "widgets", field_selector="spec.color=red")["items"] == []
 
     old = custom.get_namespaced_custom_object(GROUP, "v1beta1", "default", "widgets", "a")
     assert old["apiVersion"] == f"{GROUP}/v1beta1" and old["spec"]["replicas"] == 3

@@ -112,6 +112,21 @@ def test_names_group_scope_versions_and_columns():
     assert "spec.versions[0].subresources.scale.statusReplicasPath: Required value" in found
 
 
+def test_selectable_fields_name_scalar_fields_of_the_schema():
+    made = crd()
+    made["spec"]["versions"][0]["selectableFields"] = [{"jsonPath": ".spec.size"}, {"jsonPath": ".spec.replicas"},
+                                                       {"jsonPath": ".spec"}, {"jsonPath": ".spec.nope"},
+                                                       {"jsonPath": ".spec.size"}]
+    assert messages(crds.crd_causes(made)) == [
+        'spec.versions[0].selectableFields[2].jsonPath: Invalid value: ".spec": selectable field path must refer '
+        "to a string, number, boolean or enum field",
+        'spec.versions[0].selectableFields[3].jsonPath: Invalid value: ".spec.nope": is an invalid path: does not '
+        "refer to a valid field",
+        'spec.versions[0].selectableFields[4].jsonPath: Duplicate value: ".spec.size"']
+    made["spec"]["versions"][0]["selectableFields"] = made["spec"]["versions"][0]["selectableFields"][:2]
+    assert crds.custom_resources(made)[0].custom.selectable_fields == ("spec.size", "spec.replicas")
+
+
 def test_protected_groups_need_the_approval_annotation():
     reserved = crd(group="things.k8s.io")
     reserved["metadata"]["name"] = "widgets.things.k8s.io"
