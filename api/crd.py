@@ -21,7 +21,7 @@ from typing import Iterable, Optional
 from api import causes, names
 from api.crschema import StructuralSchema
 from api.jsonvalue import deep_copy
-from api.kinds import ALL_VERBS, ResourceInfo
+from api.kinds import ALL_VERBS, ResourceInfo, version_priority
 
 GROUP = "apiextensions.k8s.io"
 CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
@@ -95,6 +95,7 @@ class CustomResource:
     scale: Optional[ScalePaths] = None
     terminating: bool = False
     selectable_fields: tuple[str, ...] = ()  # field-selector paths: "spec.color"
+    deprecation: str = ""  # the Warning every response of a deprecated version carries
 
 
 # ---------------------------------------------------------------- accessors
@@ -602,7 +603,8 @@ def custom_resources(crd: dict, served_only: bool = True) -> list[ResourceInfo]:
             openapi_schema=_dict(_dict(version.get("schema")).get("openAPIV3Schema")),
             columns=_columns(version), scale=_scale(subresources.get("scale")), terminating=terminating,
             selectable_fields=tuple(_dict(f).get("jsonPath", "").lstrip(".")
-                                    for f in _list(version.get("selectableFields"))))
+                                    for f in _list(version.get("selectableFields"))),
+            deprecation=deprecation_warning(crd, version))
         served = {name: STATUS_VERBS for name in ("status", "scale") if name in subresources}
         infos.append(ResourceInfo(
             group=group, version=version.get("name", ""), kind=crd_names.get("kind", ""), plural=plural,
@@ -616,6 +618,21 @@ def custom_resources(crd: dict, served_only: bool = True) -> list[ResourceInfo]:
 
 def _structural(schema) -> Optional[StructuralSchema]:
     return StructuralSchema(schema) if isinstance(schema, dict) else None
+
+
+def deprecation_warning(crd: dict, version: dict) -> str:
+    """"" unless ``version`` is deprecated; then its deprecationWarning, or Kubernetes' default
+    ("example.com/v1beta1 Widget is deprecated; use example.com/v1 Widget", naming the
+    preferred newer served version that is not deprecated)."""
+    if not version.get("deprecated"):
+        return ""
+    if isinstance(version.get("deprecationWarning"), str):
+        return version["deprecationWarning"]
+    group, kind, name = spec_of(crd).get("group", ""), names_of(crd).get("kind", ""), version.get("name", "")
+    message = f"{group}/{name} {kind} is deprecated"
+    newer = sorted((v.get("name", "") for v in versions_of(crd) if v.get("served") and not v.get("deprecated")
+                    and version_priority(v.get("name", "")) < version_priority(name)), key=version_priority)
+    return message + (f"; use {group}/{newer[0]} {kind}" if newer else "")
 
 
 def _columns(version: dict) -> tuple[PrinterColumn, ...]:

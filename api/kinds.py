@@ -9,6 +9,7 @@ are swapped in and out at run time with ``Registry.set_custom``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
@@ -98,6 +99,20 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
           storage_name="apiextensions.k8s.io/customresourcedefinitions"),
 )
 CRD_GROUP = "apiextensions.k8s.io"
+
+
+_KUBE_VERSION = re.compile(r"v(\d+)(?:(alpha|beta)(\d+))?")
+_STABILITY = {None: 0, "beta": 1, "alpha": 2}
+
+
+def version_priority(version: str) -> tuple:
+    """Sort key of Kubernetes' version priority: v2, v1, v1beta2, v1beta1, v1alpha1, then
+    other names alphabetically (the first is the preferred version)."""
+    match = _KUBE_VERSION.fullmatch(version)
+    if match is None:
+        return (3, 0, 0, version)
+    major, stability, minor = match.groups()
+    return (_STABILITY[stability], -int(major), -int(minor or 0), version)
 
 
 def is_crd(info: ResourceInfo) -> bool:

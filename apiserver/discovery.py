@@ -6,10 +6,9 @@ Pure functions of the kinds registry; the app serves them as JSON.
 from __future__ import annotations
 
 import platform
-import re
 from typing import Optional
 
-from api.kinds import Registry, ResourceInfo
+from api.kinds import Registry, ResourceInfo, version_priority
 
 GIT_VERSION = "v1.32.0-pkube"
 SUBRESOURCE_KINDS = {"binding": ("", "v1", "Binding"), "scale": ("autoscaling", "v1", "Scale"),
@@ -44,19 +43,6 @@ def api_group_list(registry: Registry, extra_groups: tuple[dict, ...] = ()) -> d
         listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in sorted(names, key=version_priority)]
         groups.append({"name": group, "versions": listed, "preferredVersion": listed[0]})
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups + list(extra_groups)}
-
-
-_KUBE_VERSION = re.compile(r"v(\d+)(?:(alpha|beta)(\d+))?")
-_STABILITY = {None: 0, "beta": 1, "alpha": 2}
-
-
-def version_priority(version: str) -> tuple:
-    """Sort key: v2, v1, v1beta2, v1beta1, v1alpha1, then other names alphabetically."""
-    match = _KUBE_VERSION.fullmatch(version)
-    if match is None:
-        return (3, 0, 0, version)
-    major, stability, minor = match.groups()
-    return (_STABILITY[stability], -int(major), -int(minor or 0), version)
 
 
 def api_group(registry: Registry, group: str) -> Optional[dict]:

@@ -97,7 +97,10 @@ class ResourceHandlers:
         if handler is None or (shape == "collection" and request.method != "GET"
                                and target.info.namespaced and target.namespace is None):
             raise errors.method_not_allowed(request.method, request.url.path)
-        return await handler(request, target)
+        response = await handler(request, target)
+        if target.info.custom is not None and target.info.custom.deprecation:
+            response.headers.append("Warning", _warning_headers([target.info.custom.deprecation])["Warning"])
+        return response
 
     # ---- collection
 

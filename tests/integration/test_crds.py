@@ -65,7 +65,7 @@ def widget_crd(**overrides) -> dict:
                      {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
                      {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "priority": 1},
                      {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]},
-                {"name": "v1beta1", "served": True, "storage": False,
+                {"name": "v1beta1", "served": True, "storage": False, "deprecated": True,
                  "schema": {"openAPIV3Schema": WIDGET_SCHEMA}, "selectableFields": [{"jsonPath": ".spec.color"}]},
             ],
         },
@@ -150,8 +150,10 @@ def test_custom_objects_crud_list_selectors_and_versions(http, widgets, custom):
 
     old = custom.get_namespaced_custom_object(GROUP, "v1beta1", "default", "widgets", "a")
     assert old["apiVersion"] == f"{GROUP}/v1beta1" and old["spec"]["replicas"] == 3
-    beta = [w["apiVersion"] for w in http.get(f"/apis/{GROUP}/v1beta1/namespaces/default/widgets").json()["items"]]
-    assert beta == [f"{GROUP}/v1beta1"] * 2
+    beta_list = http.get(f"/apis/{GROUP}/v1beta1/namespaces/default/widgets")
+    assert [w["apiVersion"] for w in beta_list.json()["items"]] == [f"{GROUP}/v1beta1"] * 2
+    assert beta_list.headers["warning"] == f'299 - "{GROUP}/v1beta1 Widget is deprecated; use {GROUP}/v1 Widget"'
+    assert "warning" not in http.get(WIDGETS).headers
     patched = custom.patch_namespaced_custom_object(GROUP, "v1beta1", "default", "widgets", "a",
                                                     {"spec": {"color": "red"}})
     assert patched["apiVersion"] == f"{GROUP}/v1beta1" and patched["metadata"]["generation"] == 2
