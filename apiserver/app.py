@@ -53,6 +53,9 @@ class NoValidation:
     def validate(self, obj: dict, old: Optional[dict] = None, strict: bool = False) -> list:
         return []
 
+    def metadata_problems(self, obj: dict, old: Optional[dict] = None, strict: bool = False) -> list:
+        return []
+
 
 def default_validator():
     """The schema + semantic Validator of api.validation, built once."""

@@ -201,25 +201,23 @@ class ResourceStore:
         """A custom resource: defaults from its schema, unknown fields pruned (refused under
         Strict), then its schema and the metadata rules; 422 with one cause per field."""
         schema = info.custom.schema
-        pruned: list[str] = []
+        unknown: list[str] = []
         if schema is not None:
             schema.default(obj)
-            pruned = schema.prune(obj)
-        causes = self.validator.metadata_problems(obj, old, strict=True) \
-            if hasattr(self.validator, "metadata_problems") else []
-        unknown = [c for c in causes if _is_unknown_field(c)]
-        if unknown:
-            drop_paths(obj, [c["field"] for c in unknown])
-            causes = [c for c in causes if not _is_unknown_field(c)]
-        unknown_messages = [c["message"] for c in unknown] + [f'unknown field "{path}"' for path in pruned]
+            unknown = schema.prune(obj)
+        causes = self.validator.metadata_problems(obj, old, strict=True)
+        unknown_metadata = [c["field"] for c in causes if _is_unknown_field(c)]
+        drop_paths(obj, unknown_metadata)
+        causes = [c for c in causes if not _is_unknown_field(c)]
+        unknown = unknown_metadata + unknown
         if schema is not None:
             causes += schema.validate(obj)
         if opts.field_validation == "Strict":
-            causes += [{"reason": "FieldValueInvalid", "message": message,
-                        "field": message[len('unknown field "'):-1]} for message in unknown_messages]
+            causes += [{"reason": "FieldValueInvalid", "message": f'unknown field "{path}"', "field": path}
+                       for path in unknown]
         if causes:
             raise errors.invalid(info, meta.name_of(obj), causes)
-        return unknown_messages if opts.field_validation == "Warn" else []
+        return [f'unknown field "{path}"' for path in unknown] if opts.field_validation == "Warn" else []
 
     # ---- update / patch
 

@@ -137,9 +137,11 @@ class ResourceHandlers:
 
     async def watch(self, target: Target, opts: ListOptions, table: Optional[TableRequest] = None) -> Response:
         info = target.info
-        transform = (lambda obj: table_of(info, [obj], table)) if table is not None else None
-        if conversion.converts(info):
-            transform = (lambda obj: conversion.to_served(info, obj)) if table is None else transform
+        transform = None  # events go out as stored (and encoded once for every watcher)
+        if table is not None:
+            transform = lambda obj: table_of(info, [obj], table)  # noqa: E731
+        elif conversion.converts(info):
+            transform = lambda obj: conversion.to_served(info, obj)  # noqa: E731
         stream = WatchStream(self.store.storage, target.info, target.prefix, opts, self.encoder,
                              self.bookmark_interval, transform)
         await stream.start()
