@@ -21,9 +21,9 @@ from typing import Iterable, Optional
 from api import causes, names
 from api.crschema import StructuralSchema
 from api.jsonvalue import deep_copy
-from api.kinds import ALL_VERBS, ResourceInfo, version_priority
+from api.kinds import ALL_VERBS, CRD_GROUP, ResourceInfo, version_priority
 
-GROUP = "apiextensions.k8s.io"
+GROUP = CRD_GROUP
 CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 APPROVAL_ANNOTATION = "api-approved.kubernetes.io"
 PROTECTED_GROUP_SUFFIXES = (".k8s.io", ".kubernetes.io")
