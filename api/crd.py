@@ -401,8 +401,45 @@ def _children(schema: dict, path: str) -> Iterable[tuple[str, dict]]:
 
 def structural_causes(schema: dict, path: str) -> list[dict]:
     """Why ``schema`` is not structural (empty when it is), sorted as Kubernetes sorts them."""
-    found = _invariants(schema, ROOT_LEVEL, path)
+    found = _invariants(schema, ROOT_LEVEL, path) + _completeness(schema, path)
     return sorted(found, key=lambda c: f"{c['field']}: {c['message']}")
+
+
+def _completeness(schema: dict, path: str) -> list[dict]:
+    """Every property or items a value validation (allOf/anyOf/oneOf/not) speaks of is also
+    specified structurally, at every structural node."""
+    found = []
+    for key in ("allOf", "anyOf", "oneOf"):
+        for index, branch in enumerate(_list(schema.get(key))):
+            found += _nested_completeness(_dict(branch), schema, path, f"{path}.{key}[{index}]")
+    if isinstance(schema.get("not"), dict):
+        found += _nested_completeness(schema["not"], schema, path, f"{path}.not")
+    for name, sub in _dict(schema.get("properties")).items():
+        if isinstance(sub, dict):
+            found += _completeness(sub, f"{path}.properties[{name}]")
+    if isinstance(schema.get("items"), dict):
+        found += _completeness(schema["items"], f"{path}.items")
+    return found
+
+
+def _nested_completeness(branch: dict, structural: Optional[dict], s_path: str, v_path: str) -> list[dict]:
+    if structural is None:
+        return [causes.required(s_path, f"because it is defined in {v_path}")]
+    found = []
+    for key in ("allOf", "anyOf", "oneOf"):
+        for index, sub in enumerate(_list(branch.get(key))):
+            found += _nested_completeness(_dict(sub), structural, s_path, f"{v_path}.{key}[{index}]")
+    if isinstance(branch.get("not"), dict):
+        found += _nested_completeness(branch["not"], structural, s_path, f"{v_path}.not")
+    if isinstance(branch.get("items"), dict):
+        items = structural.get("items") if isinstance(structural.get("items"), dict) else None
+        found += _nested_completeness(branch["items"], items, f"{s_path}.items", f"{v_path}.items")
+    properties = _dict(structural.get("properties"))
+    for name, sub in _dict(branch.get("properties")).items():
+        target = properties.get(name)
+        found += _nested_completeness(_dict(sub), target if isinstance(target, dict) else None,
+                                      f"{s_path}.properties[{name}]", f"{v_path}.properties[{name}]")
+    return found
 
 
 def _invariants(schema: dict, level: str, path: str) -> list[dict]:

@@ -72,6 +72,9 @@ def test_a_good_crd_has_no_causes():
     ({"type": "object", "properties": {"r": {"$ref": "#/definitions/x"}}},
      [f"{ROOT}.properties[r].$ref: Forbidden: $ref is not supported",
       f"{ROOT}.properties[r].type: Required value: must not be empty for specified object fields"]),
+    ({"type": "object", "properties": {"a": {"type": "string"}},
+      "anyOf": [{"properties": {"a": {"pattern": "^x"}}}, {"properties": {"b": {"pattern": "^y"}}}]},
+     [f"{ROOT}.properties[b]: Required value: because it is defined in {ROOT}.anyOf[1].properties[b]"]),
     ({"type": "object", "properties": {"s": {"type": "string", "pattern": "("}}},
      [f"{ROOT}.properties[s].pattern: Invalid value: \"(\": must be a valid regular expression, but isn't: "
       "missing ), unterminated subpattern at position 0"]),
