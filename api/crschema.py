@@ -12,9 +12,10 @@ What it checks: type (integer, number, string, boolean, object, array), nullable
 pattern, minLength/maxLength, minimum/maximum (and exclusive), multipleOf,
 minItems/maxItems, minProperties/maxProperties, required, properties, items,
 additionalProperties, allOf/anyOf/oneOf/not, x-kubernetes-int-or-string,
-x-kubernetes-preserve-unknown-fields and x-kubernetes-embedded-resource (apiVersion and
-kind required, metadata kept). Left out: CEL rules (x-kubernetes-validations), ``format``
-checks, list-type uniqueness (x-kubernetes-list-type set/map) and validation ratcheting.
+x-kubernetes-preserve-unknown-fields, x-kubernetes-embedded-resource (apiVersion and
+kind required, metadata kept) and x-kubernetes-list-type set/map (unique items, unique map
+keys). Left out: CEL rules (x-kubernetes-validations), ``format`` checks and validation
+ratcheting.
 
 The tree is interpreted, not compiled: custom resource schemas are small, and one walk of
 a typical object costs tens of microseconds.
@@ -154,6 +155,9 @@ class StructuralSchema:
         if isinstance(items, dict):
             for index, item in enumerate(value):
                 self._check(item, items, path + (index,), out)
+        list_type = schema.get("x-kubernetes-list-type")
+        if list_type in ("set", "map"):
+            _duplicates(value, list_type, schema.get("x-kubernetes-list-map-keys") or [], path, out)
 
     def _junctors(self, value, schema: dict, path: tuple, out: Problems) -> None:
         """allOf / anyOf / oneOf / not: value validations over the same value."""
@@ -251,6 +255,26 @@ def _number(value, schema: dict, path: tuple, out: Problems) -> None:
     factor = schema.get("multipleOf")
     if factor and (value / factor) != int(value / factor):
         out.causes.append(_invalid(path, value, f"should be a multiple of {show_number(factor)}"))
+
+
+def _duplicates(value: list, list_type: str, keys: list, path: tuple, out: Problems) -> None:
+    """x-kubernetes-list-type set (items unique) and map (items unique by their map keys)."""
+    seen = []
+    for index, item in enumerate(value):
+        identity = item if list_type == "set" else (
+            {key: item.get(key) for key in keys if key in item} if isinstance(item, dict) else item)
+        if any(_same_json(identity, earlier) for earlier in seen):
+            out.causes.append(causes.duplicate(field_path(path + (index,)), identity))
+        else:
+            seen.append(identity)
+
+
+def _same_json(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b))
+    return _same(a, b)
 
 
 def _invalid(path: tuple, value, rule: str) -> dict:

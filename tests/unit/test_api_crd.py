@@ -232,6 +232,11 @@ def test_pruning_drops_unknown_fields_except_where_preserved():
     ({"type": "string", "not": {"enum": ["no"]}}, "no", 'Invalid value: "no": f in body must not validate the schema (not)'),
     ({"type": "string", "oneOf": [{"pattern": "^a"}, {"pattern": "b$"}]}, "ab",
      'Invalid value: "ab": f in body must validate one and only one schema (oneOf)'),
+    ({"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}, ["a", "b", "a"],
+     'Duplicate value: "a"'),
+    ({"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+      "items": {"type": "object", "properties": {"name": {"type": "string"}, "v": {"type": "integer"}}}},
+     [{"name": "a", "v": 1}, {"name": "b"}, {"name": "a", "v": 2}], 'Duplicate value: {"name":"a"}'),
     ({"type": "string", "anyOf": [{"pattern": "^a"}, {"pattern": "b$"}]}, "c",
      'Invalid value: "c": f in body must validate at least one schema (anyOf)'),
 ])
