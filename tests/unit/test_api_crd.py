@@ -232,6 +232,9 @@ def test_pruning_drops_unknown_fields_except_where_preserved():
     ({"type": "string", "not": {"enum": ["no"]}}, "no", 'Invalid value: "no": f in body must not validate the schema (not)'),
     ({"type": "string", "oneOf": [{"pattern": "^a"}, {"pattern": "b$"}]}, "ab",
      'Invalid value: "ab": f in body must validate one and only one schema (oneOf)'),
+    ({"type": "string", "format": "date-time"}, "yesterday",
+     'Invalid value: "yesterday": f in body must be of type date-time: "yesterday"'),
+    ({"type": "string", "format": "ipv4"}, "10.0.0.256", 'Invalid value: "10.0.0.256": f in body must be of type ipv4: "10.0.0.256"'),
     ({"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}, ["a", "b", "a"],
      'Duplicate value: "a"'),
     ({"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
@@ -248,9 +251,12 @@ def test_value_validations_speak_kubernetes(schema, value, message):
 def test_valid_values_pass():
     root = {"type": "object", "properties": {
         "i": {"type": "integer", "minimum": 0}, "f": {"type": "number"}, "n": {"type": "string", "nullable": True},
+        "t": {"type": "string", "format": "date-time"}, "c": {"type": "string", "format": "cidr"},
+        "o": {"type": "string", "format": "some-format-nobody-checks"},
         "p": {"x-kubernetes-int-or-string": True}, "q": {"x-kubernetes-int-or-string": True},
         "e": {"type": "object", "x-kubernetes-embedded-resource": True, "x-kubernetes-preserve-unknown-fields": True}}}
-    obj = {"i": 2.0, "f": 1, "n": None, "p": 1, "q": "50%", "e": {"apiVersion": "v1", "kind": "Pod"}}
+    obj = {"i": 2.0, "f": 1, "n": None, "p": 1, "q": "50%", "e": {"apiVersion": "v1", "kind": "Pod"},
+           "t": "2026-12-04T16:00:00.5Z", "c": "10.0.0.0/8", "o": "anything"}
     assert StructuralSchema(root).validate(obj) == []
     missing = StructuralSchema(root).validate({"e": {"kind": "Pod"}})
     assert [(c["field"], c["message"]) for c in missing] == [("e.apiVersion", "Required value: must not be empty")]
