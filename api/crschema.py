@@ -15,8 +15,8 @@ additionalProperties, allOf/anyOf/oneOf/not, x-kubernetes-int-or-string,
 x-kubernetes-preserve-unknown-fields, x-kubernetes-embedded-resource (apiVersion and
 kind required, metadata kept) and x-kubernetes-list-type set/map (unique items, unique map
 keys), and the string formats date-time, date, byte, uuid, ipv4, ipv6, cidr, mac and
-hostname (others pass). Left out: CEL rules (x-kubernetes-validations) and validation
-ratcheting.
+hostname (others pass); on update, problems of unchanged values ratchet. Left out: CEL
+rules (x-kubernetes-validations).
 
 The tree is interpreted, not compiled: custom resource schemas are small, and one walk of
 a typical object costs tens of microseconds.
@@ -33,7 +33,7 @@ from typing import Callable, Optional
 
 from api import causes
 from api.jsonvalue import deep_copy
-from api.schema_check import Problems, field_path, json_type
+from api.schema_check import Problems, field_path, json_type, path_tokens
 
 ROOT_FIELDS = ("apiVersion", "kind", "metadata")
 _INTEGER = "integer"
@@ -66,8 +66,19 @@ class StructuralSchema:
 
     # ---- validation
 
-    def validate(self, obj: dict) -> list[dict]:
-        """The problems of ``obj`` (apiVersion, kind and metadata excepted), one per field."""
+    def validate(self, obj: dict, old: Optional[dict] = None) -> list[dict]:
+        """The problems of ``obj`` (apiVersion, kind and metadata excepted), one per field.
+
+        On an update (``old`` given) the problems ratchet, as Kubernetes' CRD validation
+        ratcheting does: a problem of a value left unchanged (of the object holding a
+        missing required field) is not reported, so tightening a schema does not lock
+        existing objects."""
+        found = self._problems(obj)
+        if old is None:
+            return found
+        return [c for c in found if not _unchanged(c, obj, old)]
+
+    def _problems(self, obj: dict) -> list[dict]:
         out = Problems()
         body = {k: v for k, v in obj.items() if k not in ROOT_FIELDS}
         root = {k: v for k, v in self.schema.items() if k not in ("required",)}
@@ -322,6 +333,32 @@ def _invalid(path: tuple, value, rule: str) -> dict:
 
 def _too_many(path: tuple, count: int, limit: int) -> dict:
     return causes.make("FieldValueTooMany", field_path(path), f"Too many: {count}: must have at most {limit} items")
+
+
+# ---- ratcheting
+
+_MISSING = object()
+
+
+def _unchanged(cause: dict, new: dict, old: dict) -> bool:
+    """True when the value a cause is about (its parent, for a missing required field) is
+    equal in ``new`` and ``old``."""
+    tokens = path_tokens(cause.get("field") or "")
+    if cause.get("reason") == causes.REQUIRED:
+        tokens = tokens[:-1]
+    before, after = _value_at(old, tokens), _value_at(new, tokens)
+    return before is not _MISSING and _same_json(before, after)
+
+
+def _value_at(obj, tokens: list):
+    for token in tokens:
+        if isinstance(token, int) and isinstance(obj, list) and 0 <= token < len(obj):
+            obj = obj[token]
+        elif isinstance(token, str) and isinstance(obj, dict) and token in obj:
+            obj = obj[token]
+        else:
+            return _MISSING
+    return obj
 
 
 # ---- defaulting and pruning walks

@@ -12,6 +12,7 @@ A check appends problems to a `Problems` and never raises on bad input.
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from api import causes
@@ -54,6 +55,14 @@ def field_path(parts) -> str:
         else:
             text += f".{part}" if text else str(part)
     return text
+
+
+_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def path_tokens(path: str) -> list:
+    """The inverse of `field_path`: `spec.containers[0].name` → `["spec", "containers", 0, "name"]`."""
+    return [int(index) if index else name for name, index in _TOKEN.findall(path)]
 
 
 def json_type(value) -> str:

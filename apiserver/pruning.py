@@ -6,15 +6,9 @@ resolves is ignored (nothing to drop).
 
 from __future__ import annotations
 
-import re
 from typing import Iterable, Union
 
-_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-def path_tokens(path: str) -> list[Union[str, int]]:
-    """``spec.containers[0].bogus`` -> ["spec", "containers", 0, "bogus"]."""
-    return [int(index) if index else name for name, index in _TOKEN.findall(path)]
+from api.schema_check import path_tokens
 
 
 def drop_paths(obj: dict, paths: Iterable[str]) -> dict:

@@ -199,7 +199,8 @@ class ResourceStore:
 
     def _prepare_custom(self, info: ResourceInfo, obj: dict, old: Optional[dict], opts: WriteOptions) -> list[str]:
         """A custom resource: defaults from its schema, unknown fields pruned (refused under
-        Strict), then its schema and the metadata rules; 422 with one cause per field."""
+        Strict), then its schema (ratcheting on update) and the metadata rules; 422 with one
+        cause per field."""
         schema = info.custom.schema
         unknown: list[str] = []
         if schema is not None:
@@ -211,7 +212,7 @@ class ResourceStore:
         causes = [c for c in causes if not _is_unknown_field(c)]
         unknown = unknown_metadata + unknown
         if schema is not None:
-            causes += schema.validate(obj)
+            causes += schema.validate(obj, old)
         if opts.field_validation == "Strict":
             causes += [{"reason": "FieldValueInvalid", "message": f'unknown field "{path}"', "field": path}
                        for path in unknown]

@@ -302,3 +302,16 @@ def _put(node, path, value) -> None:
             node[path[-1]] = value
     except (KeyError, IndexError, TypeError):
         pass
+
+
+def test_updates_ratchet_problems_of_unchanged_values():
+    root = {"type": "object", "properties": {"spec": {"type": "object", "required": ["size"], "properties": {
+        "name": {"type": "string", "maxLength": 3}, "size": {"type": "string"}, "other": {"type": "integer"}}}}}
+    schema = StructuralSchema(root)
+    old = {"spec": {"name": "too-long", "other": 1}}   # valid before the schema tightened
+    assert schema.validate(copy.deepcopy(old), old) == []
+    other_changed = schema.validate({"spec": {"name": "too-long", "other": 2}}, old)
+    assert [c["field"] for c in other_changed] == ["spec.size"]   # spec changed: its required field counts
+    name_changed = schema.validate({"spec": {"name": "longer-still", "other": 1}}, old)
+    assert [c["field"] for c in name_changed] == ["spec.size", "spec.name"]
+    assert [c["field"] for c in schema.validate(copy.deepcopy(old))] == ["spec.size", "spec.name"]
