@@ -361,6 +361,27 @@ def _update_causes(crd: dict, old: dict) -> list[dict]:
     return found
 
 
+def crd_warnings(crd: dict) -> list[str]:
+    """Warnings for the client: the parts of ``crd`` this apiserver accepts but does not
+    enforce (CEL rules in x-kubernetes-validations)."""
+    found = []
+    for index, version in enumerate(versions_of(crd)):
+        schema = _dict(version.get("schema")).get("openAPIV3Schema")
+        where = f"spec.versions[{index}].schema.openAPIV3Schema"
+        found += [f"{path}.x-kubernetes-validations: CEL rules are not enforced by this apiserver"
+                  for path in _paths_with(schema, "x-kubernetes-validations", where)]
+    return found
+
+
+def _paths_with(schema, key: str, path: str) -> list[str]:
+    if not isinstance(schema, dict):
+        return []
+    found = [path] if schema.get(key) else []
+    for sub_path, sub in _children(schema, path):
+        found += _paths_with(sub, key, sub_path)
+    return found
+
+
 # ---------------------------------------------------------------- structural schemas
 
 def _v3_schema_causes(schema: dict, path: str) -> list[dict]:

@@ -193,9 +193,10 @@ class ResourceStore:
                 causes += self.check_names(obj)
         if causes:
             raise errors.invalid(info, meta.name_of(obj), causes)
+        warnings = strategies.warnings_for(info, obj)
         if opts.field_validation == "Warn":
-            return [c["message"] for c in unknown]
-        return []
+            warnings += [c["message"] for c in unknown]
+        return warnings
 
     def _prepare_custom(self, info: ResourceInfo, obj: dict, old: Optional[dict], opts: WriteOptions) -> list[str]:
         """A custom resource: defaults from its schema, unknown fields pruned (refused under

@@ -147,6 +147,11 @@ def with_stored_version(crd: dict) -> dict:
     return crd
 
 
+def warnings_for(info: ResourceInfo, obj: dict) -> list[str]:
+    """What a valid write should still tell the client (a CRD's unenforced CEL rules)."""
+    return crds.crd_warnings(obj) if is_crd(info) else []
+
+
 def semantic_causes(info: ResourceInfo, obj: dict, old: dict | None = None) -> list[dict]:
     """Checks the schema validator cannot express (Secret data must be base64, a CRD's
     rules)."""

@@ -71,7 +71,7 @@ def widget_crd(**overrides) -> dict:
         },
     }
     crd["spec"].update(overrides)
-    return crd
+    return copy.deepcopy(crd)  # WIDGET_SCHEMA is shared: callers may change their copy
 
 
 def widget(name: str, version: str = "v1", **spec) -> dict:
@@ -329,6 +329,17 @@ def test_bad_crds_are_refused_with_kubernetes_messages(http):
     del no_schema["spec"]["versions"][0]["schema"]
     assert "schemas are required" in refused(http, no_schema)["message"]
     assert http.get(f"/apis/{GROUP}/v1").status_code == 404
+
+
+def test_crd_with_cel_rules_is_accepted_with_a_warning_that_they_are_not_enforced(http):
+    with_cel = widget_crd()
+    del with_cel["spec"]["versions"][1]
+    spec_schema = with_cel["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec_schema["x-kubernetes-validations"] = [{"rule": "self.replicas <= 5"}]
+    made = http.post(CRDS, json=with_cel)
+    assert made.status_code == 201
+    assert made.headers["warning"] == ('299 - "spec.versions[0].schema.openAPIV3Schema.properties[spec].'
+                                       'x-kubernetes-validations: CEL rules are not enforced by this apiserver"')
 
 
 def test_crd_names_clashing_with_builtins_or_other_crds_are_refused(http, widgets):
