@@ -51,6 +51,12 @@ class ResourceInfo:
     def group_version(self) -> str:
         return self.api_version
 
+    @property
+    def builtin_kind(self) -> str:
+        """The kind of a built-in resource; "" for a custom one (a CRD may name its kind
+        Service or Pod in its own group: the built-in kinds' rules must not apply to it)."""
+        return "" if self.custom is not None else self.kind
+
     def key_prefix(self, namespace: Optional[str] = None) -> str:
         """The store prefix holding this resource (optionally one namespace), ending in '/'."""
         stored = self.storage_name or self.plural

@@ -79,7 +79,7 @@ def _is_dry_run(value) -> bool:
 
 def grace_for(target: Target, obj: dict, opts: DeleteOptions) -> int:
     """The grace period this delete asks for: 0 means "remove now"."""
-    if target.info.kind != "Pod":
+    if target.info.builtin_kind != "Pod":
         return 0
     spec = obj.get("spec") or {}
     if not spec.get("nodeName"):
@@ -126,7 +126,7 @@ class Deleter:
         current = await self.store.get(target)
         with translate(info, target.name):
             opts.preconditions.check(target.key, current)
-        if info.kind == "Namespace":
+        if info.builtin_kind == "Namespace":
             return await self.namespaces.begin_termination(target, current, opts)
         grace = grace_for(target, current, opts)
         finalizer = deletion_finalizer(target, opts)
@@ -151,7 +151,7 @@ class Deleter:
         precondition = preconditions or Preconditions(uid=obj.get("metadata", {}).get("uid"))
         with translate(info, name):
             removed = await self.store.storage.delete(key, precondition)
-        if info.kind == "Service":
+        if info.builtin_kind == "Service":
             await self.store.services.on_delete(removed)
         return removed
 

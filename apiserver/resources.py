@@ -151,7 +151,7 @@ class ResourceStore:
 
     async def _store_new(self, target: Target, obj: dict) -> dict:
         info = target.info
-        reserved = await self.services.on_create(obj) if info.kind == "Service" else None
+        reserved = await self.services.on_create(obj) if info.builtin_kind == "Service" else None
         try:
             return await self._create_with_name_retry(info, obj)
         except BaseException:
@@ -246,7 +246,7 @@ class ResourceStore:
                 current = to_served(info, stored)
                 seen[:] = [current]
                 new = self._merge(target, make(current), current, status_only)
-                if info.kind == "Service" and not status_only:
+                if info.builtin_kind == "Service" and not status_only:
                     self.services.carry(new, current, pool)
                 warnings[:] = self.prepare(info, new, current, opts)
                 strategies.bump_generation(new, current)
@@ -264,7 +264,7 @@ class ResourceStore:
             if opts.dry_run:
                 await self.services.ports.release(pool)
                 return WriteResult(result, warnings)
-            if info.kind == "Service" and not status_only:
+            if info.builtin_kind == "Service" and not status_only:
                 await self.services.after_update(seen[0], result, pool)
             return WriteResult(await self.finish_if_released(target, result), warnings)
         await self.services.ports.release(pool)
@@ -323,7 +323,7 @@ class ResourceStore:
             return obj
         if md.get("deletionGracePeriodSeconds") not in (0, None):
             return obj
-        if target.info.kind == "Namespace":
+        if target.info.builtin_kind == "Namespace":
             return obj
         if self.on_removed is None:
             return obj

@@ -38,9 +38,9 @@ def supported_fields(info: ResourceInfo) -> frozenset[str]:
 
 def field_view(info: ResourceInfo, obj: dict) -> dict:
     """The object as field selectors see it (Event 'source' is source.component)."""
-    if info.kind == "Event" and isinstance(obj.get("source"), dict):
+    if info.builtin_kind == "Event" and isinstance(obj.get("source"), dict):
         return {**obj, "source": obj["source"].get("component", "")}
-    if info.kind == "Pod":
+    if info.builtin_kind == "Pod":
         spec = obj.get("spec") or {}
         if isinstance(spec, dict) and "hostNetwork" in spec:
             return {**obj, "spec": {**spec, "hostNetwork": str(bool(spec["hostNetwork"])).lower()}}

@@ -561,3 +561,20 @@ def test_tables_for_lists_and_watches_carry_the_printer_columns(http, widgets):
     with http.stream("GET", f"{WIDGETS}?watch=1&resourceVersion=0&timeoutSeconds=1", headers=accept) as events:
         first = next(events.iter_lines())
     assert '"kind":"Table"' in first and '"cells":["t","small",3,null,' in first
+
+
+def test_a_custom_kind_named_like_a_builtin_gets_none_of_its_rules(http):
+    crd = widget_crd()
+    crd["metadata"]["name"] = f"services.{GROUP}"
+    crd["spec"]["names"] = {"plural": "services", "singular": "service", "kind": "Service", "listKind": "ServiceList"}
+    crd["spec"]["versions"] = [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+        "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]
+    assert http.post(CRDS, json=crd).status_code == 201
+    established(http, f"services.{GROUP}")
+    path = f"/apis/{GROUP}/v1/namespaces/default/services"
+    made = http.post(path, json={"apiVersion": f"{GROUP}/v1", "kind": "Service", "metadata": {"name": "s"},
+                                 "spec": {"type": "NodePort", "ports": [{"port": 80}]}})
+    assert made.status_code == 201, made.text
+    assert "clusterIP" not in made.json()["spec"] and "nodePort" not in made.json()["spec"]["ports"][0]
+    assert http.delete(f"{path}/s").status_code == 200
+    assert http.get(f"{path}/s").status_code == 404
