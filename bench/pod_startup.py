@@ -6,10 +6,12 @@ the second gives the load average: both move these figures):
      p50 and p90 over N busybox pods (`sleep 3600`) created one at a time, each deleted
      (grace 1 s) and gone before the next — goal p50 <= 150 ms;
   2. B busybox pods created at once on the one node: create -> Running p50 and p99, and the
-     time until the last one runs — goal p99 <= 2 s;
+     time until the last one runs, split into create -> bound (the scheduler) and bound ->
+     Running (the kubelet) — goal p99 <= 2 s;
   3. the runtime library's sandbox start (Runtime.create_sandbox) with the bridge network
      next to the same with network "none", p50 over S each, interleaved, on a temp root and a
-     temp bridge — goal: the bridge costs <= 10 ms more;
+     temp bridge, empty and then with B sandboxes on it (a busy node) — goal: the bridge
+     costs <= 10 ms more;
   4. memory attributable to pkube per running pod, with the B pods running: the PSS of their
      pause processes and shims (/proc/PID/smaps_rollup) / B, plus the kubelet's RSS growth
      over the burst / B — goal <= 5 MiB;
@@ -22,7 +24,8 @@ the second gives the load average: both move these figures):
      (nofile 1024, nproc 4096, as `--ulimit` would give, for the infra container too).
 
 The cluster is the bench's own (`pkube up -d` on a temp data dir and free ports; `pkube down`
-after, even when interrupted). The kubelet's pod bridge (`pkube-pods`), its cgroup
+after, even when interrupted); a line says whether its control plane runs as processes or as
+static pods of the node. The kubelet's pod bridge (`pkube-pods`), its cgroup
 (`kubepods`) and its firewall table are the same for every pkube cluster on a host, so the
 bench first waits (--wait seconds) until no other kubelet runs; it says so if one appears
 during the run (its figures are then suspect).
@@ -401,6 +404,9 @@ async def bench_node(cluster: BenchCluster, args, summary: Summary) -> None:
     run_id = secrets.token_hex(4)
     async with AsyncApiClient(load_kubeconfig(cluster.kubeconfig), timeout=120) as client:
         await wait_node_ready(client, cluster.node)
+        static = len((await client.list(PODS, "kube-system"))["items"])
+        print(f"cluster: pkube up -d, the control plane as {f'{static} static pods of the node' if static else 'processes'}",
+              flush=True)
         watch = PodWatch(client, run_id)
         task = await watch.start()
         try:
