@@ -492,7 +492,8 @@ class Podman:
         env = dict(os.environ, CONTAINERS_CONF=str(self.base / "containers.conf"))
         done = subprocess.run(self.command(*argv), capture_output=True, text=True, env=env)
         if done.returncode != 0:
-            raise RuntimeError(f"podman {' '.join(argv[:2])}: {done.stderr.strip().splitlines()[-1:]}")
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise RuntimeError(f"podman {' '.join(argv[:2])}: {last}")
         return done.stdout
 
     def prepare(self, layer_dir: Path) -> None:
