@@ -183,6 +183,7 @@ class BenchCluster:
         self.port = free_port()
         self.node = f"pkbench-{secrets.token_hex(3)}"
         self.started = False
+        self.neighbours: set[str] = set()
 
     def start(self) -> None:
         argv = ["up", "-d", "--data-dir", str(self.data_dir), "--port", str(self.port),
@@ -207,6 +208,10 @@ class BenchCluster:
     @property
     def runtime_root(self) -> Path:
         return self.data_dir / "kubelet" / "runtime"
+
+    def look_around(self) -> None:
+        """Note the other pkube nodes running now (called between the parts)."""
+        self.neighbours.update(others_running(self.kubelet_pid()))
 
     def kubelet_pid(self) -> int:
         root = str(self.data_dir / "kubelet")
@@ -411,12 +416,15 @@ async def bench_node(cluster: BenchCluster, args, summary: Summary) -> None:
         task = await watch.start()
         try:
             await bench_single(client, watch, run_id, args.single, summary)
+            cluster.look_around()
             kubelet = cluster.kubelet_pid()
             rss_before = rss_kib(kubelet)
             names = await bench_burst(client, watch, run_id, args.burst, summary)
+            cluster.look_around()
             await asyncio.sleep(2)     # the last status writes and events
             report_memory(cluster.runtime_root, names, rss_kib(kubelet) - rss_before, summary)
             await report_idle_cpu(kubelet, len(names), args.idle, summary)
+            cluster.look_around()
             gone = await delete_all(client, watch, names, 300)
             print(f"   (the {len(names)} pods deleted at once, grace {DELETE_GRACE} s: all gone after {gone:.2f} s)")
         finally:
@@ -594,10 +602,10 @@ def run_node(base: Path, args, summary: Summary) -> None:
     cluster = BenchCluster(base)
     try:
         cluster.start()
-        ours = cluster.kubelet_pid()
         asyncio.run(bench_node(cluster, args, summary))
-        if others := others_running(ours):
-            print(f"warning: another pkube node ran during the run ({'; '.join(others)}): figures 1-5 are suspect")
+        if cluster.neighbours:
+            print(f"warning: another pkube node ran during the run ({'; '.join(sorted(cluster.neighbours))}): "
+                  "figures 1, 2, 4 and 5 are suspect")
     finally:
         cluster.stop()
 
