@@ -206,8 +206,10 @@ def security_options(container: dict) -> dict:
     """The runtime's cap_add, cap_drop, privileged and read_only from a container's securityContext."""
     ctx = container.get("securityContext") or {}
     caps = ctx.get("capabilities") or {}
+    escalation = ctx.get("allowPrivilegeEscalation")
     return {"cap_add": list(caps.get("add") or []), "cap_drop": list(caps.get("drop") or []),
-            "privileged": bool(ctx.get("privileged")), "read_only": bool(ctx.get("readOnlyRootFilesystem"))}
+            "privileged": bool(ctx.get("privileged")), "read_only": bool(ctx.get("readOnlyRootFilesystem")),
+            "no_new_privileges": escalation is not True}
 
 
 def run_as_non_root_error(container: dict, pod: dict, image_user: str) -> str:

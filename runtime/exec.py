@@ -44,7 +44,8 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
         plan=plan_for_exec(state.pid), exit_file=os.path.join(edir, "exit"), sock=process.socket_name(edir),
         cwd=workdir or state.process["workdir"], user=user if user is not None else (state.process["user"] or None),
         tty=tty, stdin_open=interactive or stdin is not None, tty_size=tty_size,
-        ptmx=f"/proc/{state.pid}/root/dev/pts/ptmx", caps=_container_caps(state))
+        ptmx=f"/proc/{state.pid}/root/dev/pts/ptmx", caps=_container_caps(state),
+        allow_escalation=_allows_escalation(state))
     cgroup = runtime._open_cgroup(state)
     if cgroup is not None:
         place_in_cgroup(cgroup, config)
@@ -87,6 +88,12 @@ def _container_caps(state) -> int:
     if state.kind != "container" or not state.spec:
         return capability_mask()
     return capability_mask(spec_from_dict(state.spec).capabilities())
+
+
+def _allows_escalation(state) -> bool:
+    """An exec'd process has no_new_privs exactly when its container has."""
+    spec = state.spec or {}
+    return not spec.get("no_new_privileges", True) or bool(spec.get("privileged"))
 
 
 class _Watchdog:

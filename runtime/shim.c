@@ -86,6 +86,7 @@ struct config {
 	char **procs; int nprocs;
 	int tty, stdin_open, rows, cols;
 	int rootfs_ro;
+	int allow_escalation;     /* no no_new_privs: setuid binaries may raise privileges */
 	uint64_t caps;
 };
 
@@ -138,6 +139,7 @@ static void set_key(char *k, char *v)
 	else if (!strcmp(k, "mask")) C.mask[C.nmask++] = v;
 	else if (!strcmp(k, "readonly")) C.ro_path[C.nro++] = v;
 	else if (!strcmp(k, "rootfs_ro")) C.rootfs_ro = atoi(v);
+	else if (!strcmp(k, "allow_escalation")) C.allow_escalation = atoi(v);
 	else if (!strcmp(k, "rootfs")) C.rootfs = v;
 	else if (!strcmp(k, "overlay")) C.overlay = v;
 	else if (!strcmp(k, "hostname")) C.hostname = v;
@@ -543,7 +545,7 @@ static void child(int ready_w, int go_r, int in_fd, int out_fd, int errout_fd, i
 	drop_capabilities();
 	switch_user();
 	set_capabilities();
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
+	if (!C.allow_escalation && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
 	exec_command();
 }
 

@@ -84,6 +84,7 @@ class ContainerSpec(Record):
         ("cap_drop", []),             # list[str]
         ("privileged", False),        # every capability, nothing masked or read-only in /proc
         ("read_only", False),         # the root file system mounted read-only (volumes stay as they are)
+        ("no_new_privileges", True),  # no_new_privs: setuid binaries cannot raise privileges
     )
 
     def capabilities(self) -> dict[str, int]:
@@ -186,6 +187,7 @@ class ShimConfig(Record):
         ("cgroup_procs", []),         # or the cgroup.procs files (v1) a helper writes its pid to
         ("caps", Record.factory(capability_mask)),
         ("rootfs_ro", False),
+        ("allow_escalation", False),
         ("masked", MASKED_PATHS), ("readonly", READONLY_PATHS),
     )
 
@@ -209,6 +211,8 @@ class ShimConfig(Record):
             out += [("rows", str(self.tty_size[0])), ("cols", str(self.tty_size[1]))]
         if self.rootfs_ro:
             out.append(("rootfs_ro", "1"))
+        if self.allow_escalation:
+            out.append(("allow_escalation", "1"))
         out += [("tty", str(int(self.tty))), ("stdin", str(int(self.stdin_open))),
                 ("caps", hex(self.caps))]
         return out

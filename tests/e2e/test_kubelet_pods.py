@@ -520,3 +520,20 @@ spec:
     assert [s["state"]["terminated"]["reason"] for s in pod["status"]["initContainerStatuses"]] == ["Completed"] * 2
     assert kubectl(node_cluster, "exec", "initialized", "--", "cat", "/work/log").stdout == "one\ntwo\n"
     kubectl(node_cluster, "delete", "pod", "initialized", "--wait=false")
+
+
+def test_allow_privilege_escalation_decides_no_new_privs(node_cluster):
+    apply(node_cluster, pod_manifest("escalates", """  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    securityContext: {allowPrivilegeEscalation: true}
+""") + "---\n" + pod_manifest("contained", """  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    securityContext: {allowPrivilegeEscalation: false}
+"""))
+    for name, expected in (("escalates", "0"), ("contained", "1")):
+        wait_running(node_cluster, name)
+        status = kubectl(node_cluster, "exec", name, "--", "grep", "NoNewPrivs", "/proc/1/status").stdout
+        assert status.split() == ["NoNewPrivs:", expected]
+    kubectl(node_cluster, "delete", "pod", "escalates", "contained", "--wait=false")

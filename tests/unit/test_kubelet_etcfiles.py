@@ -38,7 +38,9 @@ def test_resolv_conf_by_dns_policy():
 def test_security_context_maps_to_the_runtime():
     options = security_options({"securityContext": {"capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
                                                     "readOnlyRootFilesystem": True}})
-    assert options == {"cap_add": ["NET_ADMIN"], "cap_drop": ["ALL"], "privileged": False, "read_only": True}
+    assert options == {"cap_add": ["NET_ADMIN"], "cap_drop": ["ALL"], "privileged": False, "read_only": True,
+                       "no_new_privileges": True}
+    assert security_options({"securityContext": {"allowPrivilegeEscalation": True}})["no_new_privileges"] is False
 
 
 def test_run_as_non_root_is_refused_for_root_images_with_kubernetes_message():
