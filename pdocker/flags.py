@@ -3,10 +3,10 @@ times. Each raises UsageError (one line for the user) for text it cannot read.""
 
 from __future__ import annotations
 
-import _signal
 import os
 import time
 
+from pdocker import signals
 from pdocker.cliargs import UsageError
 from runtime.spec import Mount
 
@@ -68,14 +68,9 @@ def volume(text: str) -> Mount:
 
 
 def signal_number(text: str) -> int:
-    """A signal's number from its number, its name or its name without SIG (kill -s); the
-    names are those of signal.Signals: _signal's SIG* constants but SIG_DFL and the like
-    (_signal, not signal: importing signal imports enum, milliseconds of every command)."""
-    if text.isdigit():
-        return int(text)
-    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
-    number = getattr(_signal, name, None) if not name.startswith("SIG_") else None
-    if not isinstance(number, int):
+    """``kill -s``: a signal's number, name, or name without SIG (pdocker/signals.py)."""
+    number = signals.signal_number(text)
+    if number is None:
         raise UsageError(f"invalid signal: {text}")
     return number
 

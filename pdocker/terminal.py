@@ -3,11 +3,11 @@ to the container's pty, and the copy loop between our stdio and the shim's attac
 
 from __future__ import annotations
 
-import _signal
 import os
 import select
 import sys
 
+from pdocker import signals
 from runtime import process
 from runtime.runtime import ContainerError, Runtime
 
@@ -48,7 +48,7 @@ def relay(attachment: process.Attachment, stdin: bool, tty: bool) -> int | None:
     out, err = sys.stdout.buffer, sys.stderr.buffer
     watch = [attachment.sock] + ([sys.stdin.fileno()] if stdin else [])
     if tty and terminal_size(True):   # our terminal resized: so is the container's pty
-        _signal.signal(_signal.SIGWINCH, lambda *_: attachment.resize(*terminal_size(True)))
+        signals.on_resize(lambda: attachment.resize(*terminal_size(True)))
     with RawTerminal(tty and stdin):
         while True:
             ready, _, _ = select.select(watch, [], [])
@@ -77,8 +77,7 @@ def forward_signals(rt: Runtime, cid: str) -> None:
             rt.kill(cid, signum)
         except ContainerError:
             pass
-    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
-        _signal.signal(sig, forward)
+    signals.on_signals(signals.FORWARDED, forward)
 
 
 def attach_and_wait(rt: Runtime, cid: str, attachment, stdin: bool, tty: bool) -> int:

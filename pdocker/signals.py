@@ -1,0 +1,31 @@
+"""pdocker's signals, through the C module `_signal`: the `signal` module wraps it in enums, and
+importing enum costs every pdocker command milliseconds (docs/runtime.md §11.1). The only place
+pdocker touches signals."""
+
+from __future__ import annotations
+
+import _signal
+
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
+
+
+def signal_number(text: str) -> int | None:
+    """A signal's number from its number, its name or its name without SIG (kill -s); None
+    for no such signal. The names are those of signal.Signals: _signal's SIG* constants but
+    SIG_DFL and the like."""
+    if text.isdigit():
+        return int(text)
+    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    number = getattr(_signal, name, None) if not name.startswith("SIG_") else None
+    return number if isinstance(number, int) else None
+
+
+def on_signals(numbers, handler) -> None:
+    """Call handler(signum, frame) for each signal of `numbers` from now on."""
+    for number in numbers:
+        _signal.signal(number, handler)
+
+
+def on_resize(handler) -> None:
+    """Call handler() whenever our terminal is resized (SIGWINCH)."""
+    _signal.signal(_signal.SIGWINCH, lambda *_: handler())
