@@ -573,12 +573,12 @@ def test_real_kubectl_verbs(compat):
 
 
 def test_the_compatibility_doc_says_what_this_run_found(compat):
-    """docs/kubectl-compat.md has a column per tool that ran and the same "works" / "not yet"
-    for every verb (not the same reasons: they name nodes and paths)."""
+    """docs/kubectl-compat.md has a column for each tool that ran and the same "works" / "not yet"
+    for every verb (not the same reasons: they name nodes and paths). A documented kubectl this
+    machine does not have is no error: the doc records the versions of the run that wrote it."""
     found, documented = outcomes(compat.doc), outcomes(DOC.read_text())
     stale = sorted(f"{verb} with {tool}: documented {documented.get((verb, tool), 'missing')}, found {outcome}"
                    for (verb, tool), outcome in found.items() if documented.get((verb, tool)) != outcome)
-    stale += sorted(f"{verb} with {tool}: documented, not run" for verb, tool in set(documented) - set(found))
     assert not stale, "docs/kubectl-compat.md is out of date (make kubectl-compat rewrites it):\n" + "\n".join(stale)
 
 
