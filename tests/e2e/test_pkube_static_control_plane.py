@@ -8,6 +8,7 @@ that follow.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -16,7 +17,8 @@ import subprocess
 import httpx
 
 from cluster.manifests import CONTROL_PLANE
-from kubelet.containers import POD_NAME
+from kubelet.containers import POD_NAME, POD_UID
+from runtime.network import veth_name
 from runtime.runtime import Runtime
 from tests.e2e.conftest import LocalCluster, pkube, start_cluster, wait_node_ready
 from tests.helpers.waiting import wait_for
@@ -132,14 +134,27 @@ def start_time(pid: int) -> str:
     return "" if fields[0] in ("Z", "X") else fields[19]
 
 
-def pod_cgroup_dirs(cluster: LocalCluster) -> list[str]:
-    """The kubepods cgroup's directories that exist (one per controller on cgroup v1)."""
-    return [d for d in runtime_of(cluster).cgroups.open(POD_CGROUP).dirs if os.path.isdir(d)]
+def pod_cgroup_dirs(cluster: LocalCluster, path: str = POD_CGROUP) -> list[str]:
+    """The directories of a cgroup under the runtime's root that exist (one per controller on
+    cgroup v1)."""
+    return [d for d in runtime_of(cluster).cgroups.open(path).dirs if os.path.isdir(d)]
 
 
-def veths_on_bridge() -> list[str]:
-    out = subprocess.run(["ip", "-j", "link", "show", "master", BRIDGE], capture_output=True, text=True).stdout
-    return [link["ifname"] for link in json.loads(out or "[]")]
+def own_pod_cgroups(cluster: LocalCluster) -> list[str]:
+    """The cgroup directories of the pods the cluster's kubelet runs (kubepods/pod<uid>)."""
+    uids = {r.labels[POD_UID] for r in runtime_of(cluster).list(kind="sandbox") if POD_UID in r.labels}
+    return [d for uid in uids for d in pod_cgroup_dirs(cluster, f"{POD_CGROUP}/pod{uid}")]
+
+
+def own_veths(cluster: LocalCluster) -> list[str]:
+    """The host ends of the veths of the cluster's pods (on the bridge)."""
+    return [veth_name(ipaddress.IPv4Address(r.endpoint["ip"])) for r in runtime_of(cluster).list(kind="sandbox")
+            if r.endpoint and r.endpoint.get("ip")]
+
+
+def other_kubelets() -> list[int]:
+    """Kubelets of other clusters on this host (they share the cgroup and the bridge by name)."""
+    return [p for p in proc_pids() if "-m kubelet " in cmdline(p)]
 
 
 def mounts_under(path) -> list[str]:
@@ -162,10 +177,11 @@ def start_busybox_pod(cluster: LocalCluster, name: str) -> None:
 
 def test_down_leaves_no_process_mount_cgroup_or_veth_and_up_brings_the_node_back(node_cluster):
     start_busybox_pod(node_cluster, "static-cp-down")
-    veths = wait_for(veths_on_bridge, 10)
+    veths = wait_for(lambda: own_veths(node_cluster), 10)
+    cgroups = own_pod_cgroups(node_cluster)
     apiserver = wait_for(lambda: running_apiserver(node_cluster), 30)
     pids = cluster_pids(node_cluster)
-    assert len(pids) >= 10 and pod_cgroup_dirs(node_cluster)
+    assert len(pids) >= 10 and len(cgroups) >= 5
     try:
         down = pkube("down", "--data-dir", str(node_cluster.data_dir))
         assert down.returncode == 0, down.stderr
@@ -173,9 +189,11 @@ def test_down_leaves_no_process_mount_cgroup_or_veth_and_up_brings_the_node_back
         assert {p: cmdline(p) for p in own_processes(node_cluster)} == {}
         assert not readyz(node_cluster)
         assert mounts_under(node_cluster.data_dir) == []
-        assert pod_cgroup_dirs(node_cluster) == []
-        assert not os.path.exists(f"/sys/class/net/{BRIDGE}")
+        assert [d for d in cgroups if os.path.isdir(d)] == []
         assert [v for v in veths if os.path.exists(f"/sys/class/net/{v}")] == []
+        if not other_kubelets():     # else the shared kubepods cgroup and bridge hold their pods
+            assert pod_cgroup_dirs(node_cluster) == []
+            assert not os.path.exists(f"/sys/class/net/{BRIDGE}")
         assert not (node_cluster.data_dir / "manifests" / "kube-apiserver.yaml").exists()
     finally:
         restarted = start_cluster(node_cluster.data_dir, node_cluster.port, kubelet=True)
