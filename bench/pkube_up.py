@@ -8,7 +8,7 @@ Each run starts `pkube up -d` in a fresh data directory and polls, from that mom
     this needs the controller-manager's node IPAM to give the node a podCIDR).
 then runs `pkube down` and times it. The medians over the runs are printed.
 
-Needs root, etcd, and no other kubelet on the host (the pkube-pods bridge must not exist).
+Needs root, etcd, and no other kubelet on the host.
 Usage: python bench/pkube_up.py [--runs 3] [--modes processes,static]
 """
 
@@ -29,7 +29,7 @@ import httpx  # noqa: E402
 from cluster.etcd import free_port  # noqa: E402
 
 NODE = "bench-node"
-MODES = {"processes": [], "static": ["--static-pods"]}
+MODES = {"processes": ["--no-static-pods"], "static": ["--static-pods"]}
 
 
 def pkube(*args: str) -> subprocess.Popen:
@@ -82,13 +82,19 @@ def one_run(flags: list[str], timeout: float = 120) -> dict[str, float]:
     return times
 
 
+def other_kubelets() -> list[int]:
+    """Running kubelets (`python -m kubelet`): one host runs one at a time."""
+    found = subprocess.run(["pgrep", "-f", "[-]m kubelet "], capture_output=True, text=True).stdout
+    return [int(pid) for pid in found.split()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", default="processes,static")
     args = parser.parse_args()
-    if Path("/sys/class/net/pkube-pods").exists():
-        raise SystemExit("another kubelet runs on this host (bridge pkube-pods exists); stop it first")
+    if other_kubelets():
+        raise SystemExit(f"another kubelet runs on this host (pids {other_kubelets()}); stop it first")
     for mode in args.modes.split(","):
         runs = [one_run(MODES[mode]) for _ in range(args.runs)]
         cells = "  ".join(f"{key} {statistics.median(r[key] for r in runs):5.2f}s"
