@@ -23,8 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-kubelet", action="store_true", help="a control plane without a node")
     up.add_argument("--node-name", default=None, help="the local node's name (default: the host name)")
     up.add_argument("--kubelet-port", type=int, default=10250, help="the local kubelet's API port")
-    up.add_argument("--static-pods", action="store_true",
-                    help="run the control plane as static pods of the kubelet (kubeadm style)")
+    up.add_argument("--static-pods", action=argparse.BooleanOptionalAction, default=True,
+                    help="run the control plane as static pods of the kubelet, kubeadm style (the default); "
+                         "--no-static-pods: as child processes, as --no-kubelet does")
     down = sub.add_parser("down", help="stop a cluster started with `pkube up -d`")
     down.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     hollow = sub.add_parser("hollow", help="simulate N nodes (kubemark style) on a running cluster",
@@ -52,7 +53,7 @@ def cmd_up(args) -> int:
         argv = [sys.executable, "-m", "cluster", "up", "--data-dir", str(config.data_dir),
                 "--port", str(config.port), "--kubelet-port", str(config.kubelet_port),
                 "--node-name", config.node_name, *(["--no-kubelet"] if args.no_kubelet else []),
-                *(["--static-pods"] if args.static_pods else [])]
+                "--static-pods" if args.static_pods else "--no-static-pods"]
         pid = start_detached(config, argv)
         print(usage_text(config))
         print(f"running in the background (pid {pid}); stop it with: pkube down --data-dir {config.data_dir}")

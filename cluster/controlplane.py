@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from cluster.components import http_ok
+from cluster.components import http_ok, tail
 from cluster.manifests import (APISERVER, CONTROL_PLANE, CONTROLLER_MANAGER, ETCD, SCHEDULER, ManifestValues,
                                etcd_binary, installation_paths, mirror_name, remove_manifests, render,
                                write_manifest)
@@ -66,11 +66,11 @@ class StaticControlPlane:
                               kubeconfig=str(kubeconfig), apiserver_port=apiserver_port,
                               etcd_client_port=etcd_ports[0], etcd_peer_port=etcd_ports[1])
 
-    def start(self, values: ManifestValues, kubelet) -> None:
+    def start(self, values: ManifestValues, kubelet, stopping: Callable[[], bool] = lambda: False) -> None:
         """Write etcd's manifest, start `kubelet` (a cluster.components.Component; its first
         scan then finds it), then write the other stages, waiting for etcd and the apiserver
-        to answer. Raises ControlPlaneError (a stage timed out, or the kubelet exited),
-        ComponentError, ManifestError."""
+        to answer. Raises ControlPlaneError (a stage timed out, the kubelet exited, or
+        `stopping()` became true), ComponentError, ManifestError."""
         stages = [((ETCD,), f"http://127.0.0.1:{values.etcd_client_port}/health"),
                   ((APISERVER,), f"http://127.0.0.1:{values.apiserver_port}/readyz"),
                   ((SCHEDULER, CONTROLLER_MANAGER), None)]
@@ -82,31 +82,35 @@ class StaticControlPlane:
                 self.log("starting kubelet")
                 kubelet.start()
             if health_url:
-                self._wait(names[0], health_url, kubelet.alive, self.stage_timeout)
+                self._wait(names[0], health_url, kubelet, stopping)
 
-    def _wait(self, name: str, url: str, kubelet_alive: Callable[[], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def _wait(self, name: str, url: str, kubelet, stopping: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.stage_timeout
         while time.monotonic() < deadline:
             if http_ok(url):
                 return
-            if not kubelet_alive():
-                raise ControlPlaneError(f"the kubelet exited while {name} was starting")
+            if not kubelet.alive():
+                raise ControlPlaneError(f"last lines of {kubelet.log_path}:\n{tail(kubelet.log_path, 5)}\n"
+                                        f"the kubelet exited while {name} was starting (its log: {kubelet.log_path})")
+            if stopping():
+                raise ControlPlaneError(f"stopped while {name} was starting")
             time.sleep(0.05)
-        raise ControlPlaneError(f"{name} did not answer {url} within {timeout:.0f}s"
-                                + self._last_log_lines(name))
+        raise ControlPlaneError(self._last_log_lines(name)
+                                + f"{name} did not answer {url} within {self.stage_timeout:.0f}s")
 
     def _last_log_lines(self, name: str, lines: int = 10) -> str:
-        """'; last lines of its log: ...' from the newest container of static pod `name`, or ''."""
+        """'last lines of the NAME container's log: ...' and a newline, from the newest
+        container of static pod `name`; '' when there is none (the last line of an error
+        stays its summary: `pkube up -d` shows only that one)."""
         try:
             runtime = self.runtime()
             records = runtime.list(all=True, labels={POD_NAME_LABEL: mirror_name(name, self.node_name)})
             if not records:
-                return "; the kubelet has not started its container"
-            newest = max(records, key=lambda r: r.created)
-            text = b"".join(e.data for e in runtime.logs(newest.id, tail=lines)).decode(errors="replace")
+                return f"the kubelet has not started a {name} container\n"
+            text = b"".join(e.data for e in runtime.logs(records[0].id, tail=lines)).decode(errors="replace")
         except Exception:   # noqa: BLE001 - only a hint for the error message
             return ""
-        return f"; last lines of its log:\n{text.rstrip()}" if text.strip() else ""
+        return f"last lines of the {name} container's log:\n{text.rstrip()}\n" if text.strip() else ""
 
     def stop(self) -> None:
         """After the kubelet stopped: stop the control plane's containers (newest stage first,

@@ -53,7 +53,7 @@ class ClusterConfig:
     node_name: str = field(default_factory=lambda: socket.gethostname().lower())
     kubelet_port: int = 10250
     manifests_dir: Optional[Path] = None
-    static_pods: bool = False
+    static_pods: bool = True
 
     @property
     def static_control_plane(self) -> bool:
@@ -226,7 +226,7 @@ class Cluster:
         self.write_kubeconfigs()
         kubelet = kubelet_component(cfg)
         self.components.append(kubelet)
-        self.static.start(values, kubelet)
+        self.static.start(values, kubelet, stopping=lambda: self._stopping)
 
     def write_kubeconfigs(self) -> None:
         """DIR/admin.kubeconfig always; the user's kubeconfig only when asked."""
@@ -333,7 +333,7 @@ def run_foreground(config: ClusterConfig, log: Callable[[str], None], on_ready: 
         os.close(lock_fd)
 
 
-def start_detached(config: ClusterConfig, argv: list[str], timeout: float = 60.0) -> int:
+def start_detached(config: ClusterConfig, argv: list[str], timeout: float = 150.0) -> int:
     """Start ``argv`` (a foreground `pkube up`) in the background; return its pid
     once the cluster is ready, or raise ClusterError with its log's tail."""
     if lock_held(config):
