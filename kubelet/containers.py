@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from api.quantity import cpu_millicores, memory_bytes
 from runtime.cgroups import Resources
 from runtime.portmap import PortMapping
-from runtime.runtime import NoSuchContainer, Runtime
+from runtime.runtime import Conflict, NoSuchContainer, Runtime
 from runtime.spec import ContainerSpec, SandboxSpec
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,13 @@ class PodRuntime:
         try:
             self.runtime.stop(cid, timeout=max(0.0, timeout))
         except NoSuchContainer:
+            pass
+
+    def signal(self, cid: str, signal: int) -> None:
+        """Send `signal` to the container's process; one that is gone or stopped is fine."""
+        try:
+            self.runtime.kill(cid, signal)
+        except (NoSuchContainer, Conflict):
             pass
 
     def kill(self, cid: str) -> None:

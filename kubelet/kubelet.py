@@ -103,6 +103,7 @@ class Kubelet:
         self.events = EventRecorder(client, "kubelet", host=config.node_name)
         self.exits = ExitWatcher(runtime.store.root)
         self.exit_owner: dict[str, str] = {}
+        self.exit_waiters: dict[str, list[asyncio.Future]] = {}
         self.api_pods: dict[str, dict] = {}
         self.static_pods: dict[str, dict] = {}
         self.workers: dict[str, PodWorker] = {}
@@ -125,7 +126,8 @@ class Kubelet:
                               cluster_dns=list(config.cluster_dns),
                               cluster_domain=config.cluster_domain)
         self.services = Services(pods=self.pods, run=self.run_blocking, report=self.statuses.set,
-                                 event=self.events.emit, watch_exit=self._watch_exit, finished=self._finished,
+                                 event=self.events.emit, watch_exit=self._watch_exit, exit_of=self._exit_of,
+                                 finished=self._finished,
                                  prepare=self.setup, host_ip=self.address)
         self.image_gc = ImageGC(runtime, config.image_gc_high_percent, config.image_gc_low_percent)
         self.setup.image_gc = self.image_gc
@@ -145,8 +147,17 @@ class Kubelet:
         self.exit_owner[cid] = uid
         self.exits.watch(cid)
 
+    def _exit_of(self, cid: str) -> asyncio.Future:
+        """A future set at `cid`'s next exit event (the container must be watched)."""
+        future = asyncio.get_running_loop().create_future()
+        self.exit_waiters.setdefault(cid, []).append(future)
+        return future
+
     def _on_exits(self) -> None:
         for cid in self.exits.read():
+            for future in self.exit_waiters.pop(cid, []):
+                if not future.done():
+                    future.set_result(cid)
             worker = self.workers.get(self.exit_owner.get(cid, ""))
             if worker is not None:
                 worker.wake()
@@ -345,6 +356,7 @@ class Kubelet:
         self.statuses.forget(uid)
         for cid in [c for c, owner in self.exit_owner.items() if owner == uid]:
             self.exit_owner.pop(cid, None)
+            self.exit_waiters.pop(cid, None)
             self.exits.unwatch(cid)
         if uid in self.api_pods:
             self.finished_uids.add(uid)

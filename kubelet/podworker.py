@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from signal import SIGTERM
 from typing import Any, Callable, Optional
 
 from client.timefmt import rfc3339
@@ -46,6 +47,7 @@ class Services:
     report: Callable                   # report(pod, status): the status manager
     event: Callable                    # event(pod, type, reason, message)
     watch_exit: Callable               # watch_exit(container_id, uid): exits of it wake the worker
+    exit_of: Callable                  # exit_of(container_id) -> a Future done at its next exit event
     finished: Callable                 # await finished(pod): the pod is gone from the node
     prepare: Any                       # kubelet.setup.PodSetup: volumes, env, images, probes
     host_ip: str
@@ -510,7 +512,24 @@ class PodWorker:
         if container.get("lifecycle", {}).get("preStop"):
             await self.s.prepare.pre_stop(self, container, grace)
         self.s.event(self.pod, "Normal", "Killing", f"Stopping container {track.name}")
-        await self.s.run(self.s.pods.stop, track.current.id, max(0.0, deadline - self.s.clock()))
+        cid = track.current.id
+        exited = self.s.exit_of(cid)       # registered before the signal: no exit can slip by
+        await self.s.run(self.s.pods.signal, cid, SIGTERM)
+        if not await self._exited_within(cid, exited, deadline - self.s.clock()):
+            await self.s.run(self.s.pods.kill, cid)
+
+    async def _exited_within(self, cid: str, exited: asyncio.Future, seconds: float) -> bool:
+        """True once `cid` has exited (its exit event, or a record that already says so),
+        False after `seconds`. No runtime thread waits meanwhile: a terminating pod must not
+        hold up other pods' starts for its grace period."""
+        record = await self.s.run(self.s.pods.get, cid)
+        if record is None or not podstatus.is_running(record):
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), max(0.0, seconds))
+            return True
+        except TimeoutError:
+            return False
 
     # ----- status -----
 

@@ -537,3 +537,20 @@ def test_allow_privilege_escalation_decides_no_new_privs(node_cluster):
         status = kubectl(node_cluster, "exec", name, "--", "grep", "NoNewPrivs", "/proc/1/status").stdout
         assert status.split() == ["NoNewPrivs:", expected]
     kubectl(node_cluster, "delete", "pod", "escalates", "contained", "--wait=false")
+
+
+def test_pods_terminating_for_their_grace_period_do_not_hold_up_new_ones(node_cluster):
+    stubborn = "\n---\n".join(pod_manifest(f"stubborn-{i}", "  - {name: c, image: busybox, command: [sleep, '3607']}\n")
+                              .replace("terminationGracePeriodSeconds: 3", "terminationGracePeriodSeconds: 20")
+                              for i in range(10))
+    apply(node_cluster, stubborn)
+    for i in range(10):
+        wait_running(node_cluster, f"stubborn-{i}")
+    kubectl(node_cluster, "delete", "pod", *[f"stubborn-{i}" for i in range(10)], "--wait=false")
+    wait_for(lambda: all(get_pod(node_cluster, f"stubborn-{i}")["metadata"].get("deletionTimestamp")
+                         for i in range(10)))
+    started = time.monotonic()
+    apply(node_cluster, pod_manifest("newcomer", "  - {name: c, image: busybox, command: [sleep, '3600']}\n"))
+    wait_running(node_cluster, "newcomer", timeout=15)
+    assert time.monotonic() - started < 10          # not after the others' 20 s (sleep ignores SIGTERM as pid 1)
+    kubectl(node_cluster, "delete", "pod", "newcomer", "--wait=false")

@@ -22,6 +22,7 @@ class FakePods:
     def __init__(self):
         self.records: dict[str, ContainerState] = {}
         self.started: list[str] = []
+        self.signalled: list = []
         self.ids = itertools.count()
         self.network_ready = True
 
@@ -55,6 +56,9 @@ class FakePods:
         self.records[cid].status = "exited"
 
     kill = lambda self, cid: self.stop(cid, 0)   # noqa: E731
+
+    def signal(self, cid, signal):
+        self.signalled.append((cid, signal))
 
     def remove(self, cid):
         self.records.pop(cid, None)
@@ -115,7 +119,8 @@ def make_worker(spec: dict):
 
     services = Services(pods=pods, run=run, report=lambda pod, status: reports.append(status),
                         event=lambda pod, t, reason, message: events.append(reason),
-                        watch_exit=lambda cid, uid: None, finished=done, prepare=prepare, host_ip="192.0.2.2",
+                        watch_exit=lambda cid, uid: None, exit_of=lambda cid: asyncio.get_running_loop().create_future(),
+                        finished=done, prepare=prepare, host_ip="192.0.2.2",
                         clock=clock)
     pod = {"metadata": {"name": "p", "namespace": "default", "uid": "u1"}, "spec": spec}
     return PodWorker(pod, services), pods, prepare, clock, reports, events, finished
@@ -198,5 +203,5 @@ def test_deletion_stops_everything_removes_it_and_finishes():
         worker.pod["metadata"]["deletionGracePeriodSeconds"] = 0
         await worker._pass()
         assert worker.state == TERMINATED and pods.records == {} and prepare.torn_down
-        assert events.count("Killing") == 2
+        assert events.count("Killing") == 2 and [sig for _, sig in pods.signalled] == [15, 15]
     run(scenario())
