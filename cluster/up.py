@@ -165,7 +165,7 @@ def control_plane(config: ClusterConfig, etcd_endpoint: str) -> list[Component]:
     others = [Component(name, python_module(name, "--kubeconfig", kubeconfig, "--leader-elect"),
                         logs / f"{name}.log") for name in config.components]
     if config.kubelet:
-        others.append(kubelet_component(config))
+        others += [kubelet_component(config), proxy_component(config)]
     return [apiserver, *others]
 
 
@@ -177,6 +177,21 @@ def kubelet_component(config: ClusterConfig) -> Component:
                       "--root-dir", str(config.data_dir / "kubelet"),
                       "--manifests-dir", str(config.kubelet_manifests_dir), "--port", str(config.kubelet_port)),
         config.log_dir / "kubelet.log", health_url=None)
+
+
+def proxy_component(config: ClusterConfig) -> Component:
+    """The local node's Service proxy (its nftables table: ip pkube-proxy)."""
+    return Component(
+        "proxy",
+        python_module("proxy", "--kubeconfig", str(config.kubeconfig_path), "--node-name", config.node_name),
+        config.log_dir / "proxy.log", health_url=None)
+
+
+def remove_proxy_rules(log: Callable[[str], None]) -> None:
+    """The proxy's nftables table (`python -m proxy --cleanup`)."""
+    done = subprocess.run(python_module("proxy", "--cleanup"), capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        log(f"could not remove the Service rules: {(done.stderr or done.stdout).strip()}")
 
 
 class Cluster:
@@ -227,6 +242,10 @@ class Cluster:
         kubelet = kubelet_component(cfg)
         self.components.append(kubelet)
         self.static.start(values, kubelet, stopping=lambda: self._stopping)
+        proxy = proxy_component(cfg)
+        self.log("starting proxy")
+        proxy.start()
+        self.components.append(proxy)
 
     def write_kubeconfigs(self) -> None:
         """DIR/admin.kubeconfig always; the user's kubeconfig only when asked."""
@@ -256,6 +275,7 @@ class Cluster:
         if self.static is not None:
             self.static.stop()
         if self.config.kubelet:
+            remove_proxy_rules(self.log)
             remove_pods(self.config.data_dir / "kubelet", self.log)
         if self.etcd:
             self.etcd.stop()
