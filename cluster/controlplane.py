@@ -6,9 +6,9 @@ etcd (then it starts the kubelet, whose first scan finds it), once etcd answers 
 apiserver, and once that answers /readyz the scheduler and the controller-manager. (Our
 apiserver exits when etcd is not there yet, and the kubelet's back-off would then make
 `pkube up` wait 10 s or more.) The kubelet runs them with hostNetwork and restarts any that
-dies; the caller supervises the kubelet. `stop` runs after the kubelet has
-stopped: it stops the control plane's containers in reverse order, gracefully, and removes
-the manifests; the caller then removes every pod left (cluster.up.remove_pods).
+dies; the caller supervises the kubelet. `stop` runs after the kubelet has stopped: it stops
+the control plane's containers in reverse order, gracefully, and removes the manifests; the
+caller then removes every pod left (cluster.up.remove_pods).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ POD_NAME_LABEL = "io.kubernetes.pod.name"    # kubelet.containers.POD_NAME, as t
 
 
 class ControlPlaneError(RuntimeError):
-    """A stage did not come up: the message names it and ends with its container's last log lines."""
+    """A stage did not come up: the message's last line names it (what `pkube up -d` shows);
+    the lines before are the end of its container's (or the kubelet's) log."""
 
 
 class StaticControlPlane:
@@ -40,11 +41,11 @@ class StaticControlPlane:
     def __init__(self, kubelet_dir: Path, manifests_dir: Path, node_name: str, log: Callable[[str], None],
                  stage_timeout: float = STAGE_TIMEOUT):
         self.kubelet_dir = kubelet_dir
-        self.stage_timeout = stage_timeout
-        self.mounts: list[str] = []
         self.manifests_dir = manifests_dir
         self.node_name = node_name
         self.log = log
+        self.stage_timeout = stage_timeout
+        self.mounts: list[str] = []          # host paths every container gets, set by prepare()
 
     def runtime(self):
         from runtime.runtime import Runtime
