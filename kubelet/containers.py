@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 
 from api.quantity import cpu_millicores, memory_bytes
 from runtime.cgroups import Resources
 from runtime.portmap import PortMapping
+from runtime.network import NetworkError
 from runtime.runtime import Conflict, NoSuchContainer, Runtime
 from runtime.spec import ContainerSpec, SandboxSpec
 
@@ -99,27 +101,45 @@ class PodRuntime:
     def __init__(self, runtime: Runtime, cgroup_root: str = "kubepods"):
         self.runtime = runtime
         self.cgroup_root = cgroup_root
-        self.network_ready = False     # the bridge is on the node's podCIDR
+        self.network = None            # the runtime's BridgeNetwork on the node's podCIDR, once set up
+
+    @property
+    def network_ready(self) -> bool:
+        return self.network is not None
 
     def pod_cgroup(self, pod: dict) -> str:
         return f"{self.cgroup_root}/pod{pod['metadata']['uid']}"
 
     def start_sandbox(self, pod: dict, attempt: int):
         """A new running sandbox for `pod` (host network for hostNetwork pods); raises the
-        runtime's errors (StartError, NetworkError, Conflict)."""
-        meta, spec = pod["metadata"], pod.get("spec") or {}
+        runtime's errors (StartError, NetworkError, Conflict). A bridge deleted behind the
+        kubelet's back is set up again, once."""
+        spec = pod.get("spec") or {}
         if not spec.get("hostNetwork") and not self.network_ready:
             raise NetworkNotReady("network is not ready: the node has no pod CIDR yet")
+        try:
+            return self.runtime.create_sandbox(self._sandbox_spec(pod, attempt))
+        except NetworkError:
+            if spec.get("hostNetwork") or self._bridge_present():
+                raise
+        log.warning("the pods' bridge %s was gone: set up again", self.network.bridge)
+        self.network.ensure()
+        return self.runtime.create_sandbox(self._sandbox_spec(pod, attempt, retry=True))
+
+    def _sandbox_spec(self, pod: dict, attempt: int, retry: bool = False) -> SandboxSpec:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
         labels = {**pod_labels(pod), SANDBOX_ATTEMPT: str(attempt)}
         hostname = spec.get("hostname") or meta["name"]
-        sandbox = SandboxSpec(
-            name=runtime_name("POD", meta["name"], labels[POD_NAMESPACE], meta["uid"][:8], str(attempt)),
-            hostname=hostname[:63], labels=labels,
+        name = runtime_name("POD", meta["name"], labels[POD_NAMESPACE], meta["uid"][:8], str(attempt))
+        return SandboxSpec(
+            name=name + ("-r" if retry else ""), hostname=hostname[:63], labels=labels,
             network="host" if spec.get("hostNetwork") else "bridge",
             share_pid=bool(spec.get("shareProcessNamespace")),
             port_mappings=[] if spec.get("hostNetwork") else host_ports(pod),
             cgroup_parent=self.pod_cgroup(pod), resources=pod_resources(pod))
-        return self.runtime.create_sandbox(sandbox)
+
+    def _bridge_present(self) -> bool:
+        return os.path.exists(f"/sys/class/net/{self.network.bridge}")
 
     def start_container(self, pod: dict, container: dict, sandbox, attempt: int, *, image: str,
                         env: dict, mounts: list):

@@ -259,7 +259,7 @@ class Kubelet:
         self.runtime.set_network(network)
         _write(self._cidr_file(), cidr)
         self.network_ready = True
-        self.pods.network_ready = True
+        self.pods.network = network
         log.info("pod network %s on bridge %s", cidr, self.config.bridge)
         self.agent.poke()
         for worker in self.workers.values():

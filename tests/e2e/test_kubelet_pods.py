@@ -554,3 +554,12 @@ def test_pods_terminating_for_their_grace_period_do_not_hold_up_new_ones(node_cl
     wait_running(node_cluster, "newcomer", timeout=15)
     assert time.monotonic() - started < 10          # not after the others' 20 s (sleep ignores SIGTERM as pid 1)
     kubectl(node_cluster, "delete", "pod", "newcomer", "--wait=false")
+
+
+def test_a_bridge_deleted_behind_the_kubelets_back_is_set_up_again(node_cluster):
+    """Kept last in this module: it cuts the pods already running off their bridge."""
+    subprocess.run(["ip", "link", "delete", "pkube-pods"], check=True)
+    apply(node_cluster, pod_manifest("rebridged", "  - {name: c, image: busybox, command: [sleep, '3600']}\n"))
+    pod = wait_running(node_cluster, "rebridged", timeout=30)
+    assert pod["status"]["podIP"] and os.path.exists("/sys/class/net/pkube-pods")
+    kubectl(node_cluster, "delete", "pod", "rebridged", "--wait=false")
