@@ -118,7 +118,8 @@ class Kubelet:
         self.agent = NodeAgent(client, self.node_config, self._facts, lambda: self.network_ready)
         self.object_informers = {kind: Informer(client, resource) for kind, resource in ApiObjects.RESOURCES.items()}
         for kind, informer in self.object_informers.items():
-            informer.add_handlers(None, functools.partial(self._object_changed, kind), None)
+            changed = functools.partial(self._object_changed, kind)
+            informer.add_handlers(lambda obj, changed=changed: changed(None, obj), changed, None)
         self.setup = PodSetup(runtime, config.root_dir, config.node_name,
                               ApiObjects(client, self.object_informers), self.run_blocking,
                               self.events.emit, self.address,
@@ -208,7 +209,8 @@ class Kubelet:
         self._reconcile_sources()
 
     def _object_changed(self, kind: str, _old: dict, new: dict) -> None:
-        """A Secret or ConfigMap changed: wake the workers of the pods that read it."""
+        """A Secret or ConfigMap appeared or changed: wake the workers of the pods that read it
+        (one waiting for it starts at once, one using it gets its volume updated)."""
         meta = new["metadata"]
         for worker in self.workers.values():
             if worker.pod["metadata"].get("namespace") == meta.get("namespace") and \

@@ -556,6 +556,28 @@ def test_pods_terminating_for_their_grace_period_do_not_hold_up_new_ones(node_cl
     kubectl(node_cluster, "delete", "pod", "newcomer", "--wait=false")
 
 
+def test_a_volume_that_cannot_be_set_up_is_failed_mount_until_it_can(node_cluster):
+    apply(node_cluster, pod_manifest("mounts-later", """  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    volumeMounts: [{name: s, mountPath: /etc/s}]
+""", "  volumes: [{name: s, secret: {secretName: not-yet}}]\n"))
+
+    def failed_mount():
+        events = kubectl(node_cluster, "get", "events", "--field-selector",
+                         "involvedObject.name=mounts-later,reason=FailedMount", "-o", "json").stdout
+        items = json.loads(events)["items"]
+        return items[0]["message"] if items else None
+    assert 'secret "not-yet" not found' in wait_for(failed_mount, timeout=30)
+    state = container_status(get_pod(node_cluster, "mounts-later")).get("state", {})
+    assert state.get("waiting", {}).get("reason") == "ContainerCreating"
+    kubectl(node_cluster, "create", "secret", "generic", "not-yet", "--from-literal=k=v")
+    wait_running(node_cluster, "mounts-later", timeout=30)
+    assert kubectl(node_cluster, "exec", "mounts-later", "--", "cat", "/etc/s/k").stdout == "v"
+    kubectl(node_cluster, "delete", "pod", "mounts-later", "--wait=false")
+    kubectl(node_cluster, "delete", "secret", "not-yet")
+
+
 def test_a_bridge_deleted_behind_the_kubelets_back_is_set_up_again(node_cluster):
     """Kept last in this module: it cuts the pods already running off their bridge."""
     subprocess.run(["ip", "link", "delete", "pkube-pods"], check=True)
