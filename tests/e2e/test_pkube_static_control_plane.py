@@ -26,7 +26,7 @@ from tests.helpers.waiting import wait_for
 NODE = "e2e-node"
 BRIDGE = "pkube-pods"
 POD_CGROUP = "kubepods"
-OWN_PROGRAMS = ("-m cluster ", "-m kubelet ", "-m scheduler ", "-m controllers ", "etcd ")
+OWN_PROGRAMS = ("-m cluster ", "-m kubelet ", "-m proxy ", "-m scheduler ", "-m controllers ", "etcd ")
 
 
 def kubectl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess:
@@ -100,7 +100,7 @@ def cluster_pids(cluster: LocalCluster) -> dict[int, str]:
 
 def own_processes(cluster: LocalCluster) -> list[int]:
     """Processes of pkube that name the cluster's directory: its programs under it (shims,
-    pause), the supervisor, the kubelet, etcd, the scheduler and the controller-manager
+    pause), the supervisor, the kubelet, the proxy, etcd, the scheduler and the controller-manager
     (clients such as `kubectl --kubeconfig DIR/...` started by tests are not the cluster's)."""
     found = []
     for pid in proc_pids():
