@@ -44,6 +44,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="CA file to verify kubelets' serving certificates with")
     parser.add_argument("--kubelet-insecure-skip-tls-verify", action="store_true",
                         help="do not verify kubelets' serving certificates (self-signed ones)")
+    parser.add_argument("--etcd-wait", type=float, default=60.0,
+                        help="seconds to wait for etcd to answer at start-up (as kube-apiserver does)")
     parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
 
@@ -69,6 +71,7 @@ async def serve(args: argparse.Namespace) -> None:
     """Connect to etcd, serve until SIGINT/SIGTERM, then stop everything started here."""
     host, port = etcd_host_port(args.etcd)
     storage = await EtcdStorage.connect(host, port, transformer=_transformer(args))
+    await wait_for_etcd(storage, args.etcd_wait)
     compactor = Compactor(storage, interval=args.compaction_interval) if args.compaction_interval > 0 else None
     if compactor is not None:
         compactor.start()
@@ -88,6 +91,24 @@ async def serve(args: argparse.Namespace) -> None:
     finally:
         if compactor is not None:
             await compactor.stop()
+
+
+async def wait_for_etcd(storage, seconds: float) -> None:
+    """Return once etcd answers; after `seconds` of silence, exit with one line. A control
+    plane started all at once (static pods) thus needs no restart of the apiserver."""
+    loop = asyncio.get_running_loop()
+    deadline, said = loop.time() + seconds, False
+    while True:
+        try:
+            await storage.current_revision()
+            return
+        except Exception as err:   # noqa: BLE001 - StorageUnavailable and the transport's errors
+            if loop.time() >= deadline:
+                raise SystemExit(f"apiserver: etcd did not answer within {seconds:.0f}s: {err}") from None
+            if not said:
+                logging.getLogger("apiserver").info("waiting for etcd: %s", err)
+                said = True
+            await asyncio.sleep(0.2)
 
 
 def _kubelet_connection(args: argparse.Namespace) -> KubeletConnection:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import socket
 import sys
@@ -73,6 +74,8 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not args.verbose:   # one line per probe request otherwise
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     return run_main("kubelet", args.verbose, lambda: serve(args))
 
 
