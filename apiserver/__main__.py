@@ -70,14 +70,15 @@ def node_port_range(text: str) -> tuple[int, int]:
 async def serve(args: argparse.Namespace) -> None:
     """Connect to etcd, serve until SIGINT/SIGTERM, then stop everything started here."""
     host, port = etcd_host_port(args.etcd)
+    advertise, node_ports = _advertise(args), node_port_range(args.node_ports)   # bad flags: fail before waiting
     storage = await EtcdStorage.connect(host, port, transformer=_transformer(args))
     await wait_for_etcd(storage, args.etcd_wait)
     compactor = Compactor(storage, interval=args.compaction_interval) if args.compaction_interval > 0 else None
     if compactor is not None:
         compactor.start()
     app = create_app(CachedStorage(storage), service_cidr=args.service_cidr,
-                     node_port_range=node_port_range(args.node_ports), close_storage=True,
-                     event_ttl=args.event_ttl, advertise=_advertise(args), kubelet=_kubelet_connection(args))
+                     node_port_range=node_ports, close_storage=True,
+                     event_ttl=args.event_ttl, advertise=advertise, kubelet=_kubelet_connection(args))
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
                             access_log=False, ssl_certfile=args.tls_cert_file,
                             ssl_keyfile=args.tls_private_key_file, timeout_graceful_shutdown=2,
