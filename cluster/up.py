@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -300,9 +301,23 @@ def remove_pods(kubelet_dir: Path, log: Callable[[str], None]) -> None:
         log(f"left the {POD_CGROUP} cgroup: processes of another kubelet's pods run in it")
     else:
         _try(log, f"remove the {POD_CGROUP} cgroup", kubepods.destroy)
+    _unmount_pod_volumes(kubelet_dir / "pods", log)
     cidr_file = kubelet_dir / "pod-cidr"
     if cidr_file.exists():
         _remove_pod_network(root / "network", cidr_file.read_text().strip(), log)
+
+
+def _unmount_pod_volumes(pods_dir: Path, log: Callable[[str], None]) -> None:
+    """The kubelet mounts some volumes on the host (tmpfs for Secrets and memory emptyDirs) and
+    unmounts them when a pod is deleted; pods still there at `pkube down` leave theirs: unmount
+    them, deepest first, then remove the pods' directories."""
+    from runtime import syscalls
+    prefix = str(pods_dir) + "/"
+    with open("/proc/self/mountinfo") as f:
+        targets = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+    for target in sorted(targets, key=len, reverse=True):
+        _try(log, f"unmount {target}", syscalls.umount2, target, syscalls.MNT_DETACH)
+    shutil.rmtree(pods_dir, ignore_errors=True)
 
 
 def _remove_pod_network(state_dir: Path, subnet: str, log: Callable[[str], None]) -> None:

@@ -163,8 +163,16 @@ def mounts_under(path) -> list[str]:
 
 
 def start_busybox_pod(cluster: LocalCluster, name: str) -> None:
+    """A running pod with volumes the kubelet mounts on the host (a Secret's and a memory
+    emptyDir's tmpfs): `pkube down` must unmount them too."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"k": "v"}}
+    assert httpx.post(f"{cluster.server}/api/v1/namespaces/default/secrets", json=secret, timeout=10).status_code == 201
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-           "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}],
+           "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                                    "volumeMounts": [{"name": "s", "mountPath": "/s"},
+                                                     {"name": "m", "mountPath": "/m"}]}],
+                    "volumes": [{"name": "s", "secret": {"secretName": name}},
+                                {"name": "m", "emptyDir": {"medium": "Memory"}}],
                     "terminationGracePeriodSeconds": 0}}
     created = httpx.post(f"{cluster.server}/api/v1/namespaces/default/pods", json=pod, timeout=10)
     assert created.status_code == 201, created.text
@@ -177,6 +185,7 @@ def start_busybox_pod(cluster: LocalCluster, name: str) -> None:
 
 def test_down_leaves_no_process_mount_cgroup_or_veth_and_up_brings_the_node_back(node_cluster):
     start_busybox_pod(node_cluster, "static-cp-down")
+    assert len(mounts_under(node_cluster.data_dir / "kubelet" / "pods")) >= 2
     veths = wait_for(lambda: own_veths(node_cluster), 10)
     cgroups = own_pod_cgroups(node_cluster)
     apiserver = wait_for(lambda: running_apiserver(node_cluster), 30)
