@@ -129,7 +129,8 @@ class Kubelet:
         self.services = Services(pods=self.pods, run=self.run_blocking, report=self.statuses.set,
                                  event=self.events.emit, watch_exit=self._watch_exit, exit_of=self._exit_of,
                                  finished=self._finished,
-                                 prepare=self.setup, host_ip=self.address)
+                                 prepare=self.setup, host_ip=self.address,
+                                 admit=asyncio.Semaphore(RUNTIME_THREADS))
         self.image_gc = ImageGC(runtime, config.image_gc_high_percent, config.image_gc_low_percent)
         self.setup.image_gc = self.image_gc
         self.static = StaticPodSource(config.manifests_dir, config.node_name, self._static_changed,
