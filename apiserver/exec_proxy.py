@@ -188,7 +188,7 @@ class ExecProxy:
         """(the kubelet's URL for this request, the node's name); raises ApiError."""
         target = resolve(self.registry, request_path)
         if target.info.kind != "Pod" or target.subresource not in STREAMING or not target.name:
-            raise errors.resource_not_found(websocket.url.path)
+            raise errors.resource_not_found(request_path)
         pod = await self.store.get(Target(target.info, target.namespace, target.name))
         path = f"{KUBELET_PATHS[target.subresource]}/{target.namespace}/{target.name}"
         if target.subresource != "portforward":   # a pod's ports are not a container's
