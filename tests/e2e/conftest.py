@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -53,17 +55,32 @@ def cluster(tmp_path_factory):
         pkube("down", "--data-dir", str(data_dir))
 
 
+KUBELET_HOST_LOCK = Path("/run/lock/pkube-tests-kubelet.lock")
+
+
+@contextlib.contextmanager
+def kubelet_host():
+    """Hold the host's one kubelet slot: a kubelet's bridge, cgroup root and nftables tables
+    have fixed names, so test runs started side by side (by several developers on one
+    machine) take turns instead of breaking each other's pods."""
+    KUBELET_HOST_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(KUBELET_HOST_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def node_cluster(tmp_path_factory):
     """A detached cluster with a real kubelet (node "e2e-node"), shared by every test that
     runs pods; `pkube down` at the end removes its pods, network and cgroups."""
     data_dir = tmp_path_factory.mktemp("pkube-node")
-    started = start_cluster(data_dir, free_port(), kubelet=True)
-    try:
-        wait_node_ready(started, "e2e-node")
-        yield started
-    finally:
-        pkube("down", "--data-dir", str(data_dir))
+    with kubelet_host():
+        started = start_cluster(data_dir, free_port(), kubelet=True)
+        try:
+            wait_node_ready(started, "e2e-node")
+            yield started
+        finally:
+            pkube("down", "--data-dir", str(data_dir))
 
 
 def wait_node_ready(cluster: LocalCluster, name: str, timeout: float = 60) -> None:
