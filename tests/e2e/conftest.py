@@ -27,6 +27,20 @@ class LocalCluster:
     def kubeconfig(self) -> Path:
         return self.data_dir / "admin.kubeconfig"
 
+    def http(self, timeout: float = 10):
+        """An httpx.Client speaking to the apiserver as the admin kubeconfig does (its CA,
+        client certificate or token): tests use this, never a bare URL, so they keep
+        working when the cluster's transport or credentials change."""
+        import httpx
+
+        from client.kubeconfig import load_kubeconfig
+        from client.rest import ssl_context
+
+        config = load_kubeconfig(str(self.kubeconfig))
+        headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+        verify = ssl_context(config) if config.server.startswith("https:") else True
+        return httpx.Client(base_url=config.server, verify=verify, headers=headers, timeout=timeout)
+
 
 def pkube(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     """Run the pkube CLI; never raises on a non-zero exit."""
