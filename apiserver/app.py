@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable, Optional, Sequence
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
@@ -73,12 +73,14 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                registry: Optional[Registry] = None, close_storage: bool = False,
                kubelet: Optional[KubeletConnection] = None,
                event_ttl: float = DEFAULT_EVENT_TTL,
-               advertise: Optional[tuple[str, int, str]] = None) -> FastAPI:
+               advertise: Optional[tuple[str, int, str]] = None,
+               admission_plugins: Sequence[object] = ()) -> FastAPI:
     """Build the apiserver. The lifespan creates the system namespaces and starts
     the namespace tasks; ``close_storage`` closes ``storage`` at shutdown.
     ``kubelet`` says how pods/log reaches kubelets (https on 10250 by default).
     Events older than ``event_ttl`` seconds are deleted (0: never). With ``advertise``
-    (address, port, scheme), the ``kubernetes`` Service is made to point there."""
+    (address, port, scheme), the ``kubernetes`` Service is made to point there.
+    ``admission_plugins`` run on every write, in order (apiserver.admission)."""
     registry = registry or Registry()
     namespaces = Namespaces(storage, registry)
     services = ServiceAllocations(ServiceIPAllocator(storage, service_cidr),
@@ -89,6 +91,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     namespaces.deleter = deleter
     definitions = CustomResourceDefinitions(storage, registry, deleter)
     store.check_names = definitions.check_names
+    for plugin in admission_plugins:
+        store.admission.add(plugin)
     from api import patch as patches
     handlers = ResourceHandlers(registry, store, deleter, EventEncoder(), bookmark_interval,
                                 getattr(patches, "strategic_merge_patch", None),
@@ -102,6 +106,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     async def lifespan(app: FastAPI):
         await namespaces.start()
         await definitions.start()
+        await store.admission.start()
         if kubernetes_service is not None:
             await kubernetes_service.ensure()
         if reaper is not None:
@@ -111,6 +116,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
         finally:
             if reaper is not None:
                 await reaper.stop()
+            await store.admission.stop()
             await definitions.stop()
             await namespaces.stop()
             if close_storage:

@@ -16,6 +16,8 @@ from api import meta
 from api.jsonvalue import deep_copy
 from api.kinds import ResourceInfo, is_crd
 from apiserver import errors, strategies
+from apiserver.admission import CREATE, UPDATE, Admission, AdmissionRequest
+from apiserver.auth.user import UserInfo
 from apiserver.conversion import to_served, to_stored
 from apiserver.paths import Target
 from apiserver.pruning import drop_paths
@@ -30,10 +32,11 @@ ALLOCATION_ATTEMPTS = 4
 
 @dataclass(frozen=True)
 class WriteOptions:
-    """Query options of create/update/patch."""
+    """Query options of create/update/patch, and who asks (None: no authentication)."""
 
     dry_run: bool = False
     field_validation: str = "Warn"
+    user: Optional[UserInfo] = None
 
 
 @dataclass
@@ -117,6 +120,7 @@ class ResourceStore:
         self.namespaces, self.services = namespaces, services
         self.on_removed: Optional[Callable] = None
         self.check_names: Optional[Callable[[dict], list[dict]]] = None
+        self.admission = Admission()
 
     # ---- reads
 
@@ -144,7 +148,10 @@ class ResourceStore:
         strategies.reset_status_for_create(info, obj)
         if not md.get("name"):
             md["name"] = meta.generated_name(md["generateName"])
+        request = AdmissionRequest(CREATE, target, obj, None, opts.user, opts.dry_run)
+        self.admission.mutate(request)
         warnings = self.prepare(info, obj, None, opts)
+        self.admission.validate(request)
         if opts.dry_run:
             return WriteResult(obj, warnings)
         return WriteResult(to_served(info, await self._store_new(target, to_stored(info, obj))), warnings)
@@ -248,7 +255,10 @@ class ResourceStore:
                 new = self._merge(target, make(current), current, status_only)
                 if info.builtin_kind == "Service" and not status_only:
                     self.services.carry(new, current, pool)
+                request = AdmissionRequest(UPDATE, target, new, current, opts.user, opts.dry_run)
+                self.admission.mutate(request)
                 warnings[:] = self.prepare(info, new, current, opts)
+                self.admission.validate(request)
                 strategies.bump_generation(new, current)
                 return to_stored(info, new)
 

@@ -38,8 +38,14 @@ BODY_TYPES = ("", JSON, "application/yaml", "application/x-yaml", "text/yaml", "
 Handler = Callable[[Request, Target], Awaitable[Response]]
 
 
-def write_options(query) -> WriteOptions:
-    """dryRun and fieldValidation from the query; 400 on unsupported values."""
+def caller(request: Request):
+    """The authenticated user of ``request`` (request.state.user), or None."""
+    return getattr(request.state, "user", None)
+
+
+def write_options(query, user=None) -> WriteOptions:
+    """dryRun and fieldValidation from the query (400 on unsupported values); ``user``
+    is the authenticated caller (None without authentication)."""
     dry = query.getlist("dryRun") if hasattr(query, "getlist") else []
     if dry and dry != ["All"]:
         raise errors.bad_request(f'dryRun: Unsupported value: {dry!r}: supported values: "All"')
@@ -47,7 +53,7 @@ def write_options(query) -> WriteOptions:
     if validation not in FIELD_VALIDATION:
         raise errors.bad_request(f'fieldValidation: Unsupported value: "{validation}": supported values: '
                                  '"Ignore", "Strict", "Warn"')
-    return WriteOptions(dry_run=bool(dry), field_validation=validation)
+    return WriteOptions(dry_run=bool(dry), field_validation=validation, user=user)
 
 
 def _warning_headers(warnings: list[str]) -> Optional[dict]:
@@ -148,7 +154,7 @@ class ResourceHandlers:
         return StreamingResponse(stream.stream(), media_type=JSON)
 
     async def create(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params)
+        opts = write_options(request.query_params, caller(request))
         body = await self._body_object(request)
         return _written(await self.store.create(target, body, opts), 201)
 
@@ -173,11 +179,11 @@ class ResourceHandlers:
         return json_response(obj)
 
     async def update(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params)
+        opts = write_options(request.query_params, caller(request))
         return _written(await self.store.update(target, await self._body_object(request), opts), 200)
 
     async def patch(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params)
+        opts = write_options(request.query_params, caller(request))
         apply = await self._patch_function(request, target)
         return _written(await self.store.write(target, apply, opts), 200)
 
@@ -188,13 +194,13 @@ class ResourceHandlers:
     # ---- subresources
 
     async def update_status(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params)
+        opts = write_options(request.query_params, caller(request))
         body = await self._body_object(request)
         self._check_body_name(body, target)
         return _written(await self.store.write(target, lambda current: body, opts, status_only=True), 200)
 
     async def patch_status(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params)
+        opts = write_options(request.query_params, caller(request))
         apply = await self._patch_function(request, target)
         return _written(await self.store.write(target, apply, opts, status_only=True), 200)
 
@@ -221,12 +227,12 @@ class ResourceHandlers:
         return json_response(await subresources.get_scale(self.store, target))
 
     async def update_scale(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params)
+        opts = write_options(request.query_params, caller(request))
         body = await self._body_object(request)
         return json_response(await subresources.write_scale(self.store, target, lambda scale: body, opts))
 
     async def patch_scale(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params)
+        opts = write_options(request.query_params, caller(request))
         apply = await self._patch_function(request, target, kind="Scale")
         return json_response(await subresources.write_scale(self.store, target, apply, opts))
 
