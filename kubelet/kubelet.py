@@ -21,12 +21,13 @@ from typing import Optional
 from client.errors import ApiError, Conflict, NotFound
 from client.events import EventRecorder
 from client.informer import Informer
-from client.resources import CONFIGMAPS, NODES, PODS, SECRETS
+from client.resources import NODES, PODS
 from kubelet import node as nodes
 from kubelet.containers import PodRuntime
 from kubelet.imagegc import HIGH_THRESHOLD_PERCENT, LOW_THRESHOLD_PERCENT, ImageGC
 from kubelet.imagegc import PERIOD_SECONDS as IMAGE_GC_PERIOD_SECONDS
 from kubelet.mirror import MirrorPods, is_mirror
+from kubelet.objectwatch import ReferencedObjects
 from kubelet.nodeagent import NodeAgent
 from kubelet.podworker import PodWorker, Services
 from kubelet.references import pod_references
@@ -69,26 +70,6 @@ class KubeletConfig:
         return os.path.join(self.root_dir, "runtime")
 
 
-class ApiObjects:
-    """Secrets and ConfigMaps for volumes and env: from the informers' caches once they have
-    synced, from the API before (None when missing)."""
-
-    RESOURCES = {"Secret": SECRETS, "ConfigMap": CONFIGMAPS}
-
-    def __init__(self, client, informers: dict[str, Informer]):
-        self.client = client
-        self.informers = informers
-
-    async def get(self, kind: str, namespace: str, name: str) -> Optional[dict]:
-        informer = self.informers.get(kind)
-        if informer is not None and informer.has_synced():
-            return informer.store.get(f"{namespace}/{name}")
-        try:
-            return await self.client.get(self.RESOURCES[kind], name, namespace)
-        except NotFound:
-            return None
-
-
 class Kubelet:
     """Runs the pods of one node until cancelled."""
 
@@ -116,12 +97,9 @@ class Kubelet:
         self.node_config = nodes.NodeConfig(name=config.node_name, address=self.address, port=config.port,
                                             labels=dict(config.labels or {}))
         self.agent = NodeAgent(client, self.node_config, self._facts, lambda: self.network_ready)
-        self.object_informers = {kind: Informer(client, resource) for kind, resource in ApiObjects.RESOURCES.items()}
-        for kind, informer in self.object_informers.items():
-            changed = functools.partial(self._object_changed, kind)
-            informer.add_handlers(lambda obj, changed=changed: changed(None, obj), changed, None)
+        self.objects = ReferencedObjects(client, self._object_changed)
         self.setup = PodSetup(runtime, config.root_dir, config.node_name,
-                              ApiObjects(client, self.object_informers), self.run_blocking,
+                              self.objects, self.run_blocking,
                               self.events.emit, self.address,
                               allocatable=nodes.allocatable(self._facts(), self.node_config),
                               cluster_dns=list(config.cluster_dns),
@@ -186,14 +164,14 @@ class Kubelet:
         try:
             await asyncio.gather(self.agent.run(), self.static.run(), self.statuses.run(), self.events.run(),
                                  self.mirrors.run(), pods.run(), node.run(), self._wait_synced(pods),
-                                 self._collect_images(), self._rotate_logs(),
-                                 *(informer.run() for informer in self.object_informers.values()))
+                                 self._collect_images(), self._rotate_logs())
         finally:
             loop.remove_reader(self.exits.fileno())
             if server is not None:
                 await server.stop()
             for worker_task in list(self._tasks.values()):
                 worker_task.cancel()
+            self.objects.stop()
             self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _server(self):
@@ -209,7 +187,7 @@ class Kubelet:
         self.api_synced = True
         self._reconcile_sources()
 
-    def _object_changed(self, kind: str, _old: dict, new: dict) -> None:
+    def _object_changed(self, kind: str, new: dict) -> None:
         """A Secret or ConfigMap appeared or changed: wake the workers of the pods that read it
         (one waiting for it starts at once, one using it gets its volume updated)."""
         meta = new["metadata"]
@@ -321,6 +299,7 @@ class Kubelet:
             if worker is None:
                 self._start_worker(pod)
             elif worker.pod is not pod:
+                self._track_references(pod)
                 worker.update(pod)
         for uid, worker in self.workers.items():
             if uid not in desired and (self.api_synced or uid in self.static_pods):
@@ -335,9 +314,14 @@ class Kubelet:
 
     def _start_worker(self, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
+        self._track_references(pod)
         worker = PodWorker(pod, self.services, self.adopted.pop(uid, None))
         self.workers[uid] = worker
         self._tasks[uid] = asyncio.ensure_future(worker.run())
+
+    def _track_references(self, pod: dict) -> None:
+        meta = pod["metadata"]
+        self.objects.track(meta["uid"], meta.get("namespace") or "default", pod_references(pod))
 
     async def _remove_orphan(self, adopted) -> None:
         """Sandboxes and containers of a pod that no source knows any more."""
@@ -356,6 +340,7 @@ class Kubelet:
         uid = meta["uid"]
         self.workers.pop(uid, None)
         self._tasks.pop(uid, None)
+        self.objects.untrack(uid)
         self.statuses.forget(uid)
         for cid in [c for c, owner in self.exit_owner.items() if owner == uid]:
             self.exit_owner.pop(cid, None)
