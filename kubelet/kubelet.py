@@ -31,6 +31,7 @@ from kubelet.objectwatch import ReferencedObjects
 from kubelet.nodeagent import NodeAgent
 from kubelet.podworker import PodWorker, Services
 from kubelet.references import pod_references
+from kubelet.serviceenv import ServiceEnv
 from kubelet.setup import PodSetup
 from kubelet.static import StaticPodSource
 from kubelet.statusmanager import StatusManager
@@ -98,12 +99,13 @@ class Kubelet:
                                             labels=dict(config.labels or {}))
         self.agent = NodeAgent(client, self.node_config, self._facts, lambda: self.network_ready)
         self.objects = ReferencedObjects(client, self._object_changed)
+        self.service_env = ServiceEnv(client)
         self.setup = PodSetup(runtime, config.root_dir, config.node_name,
                               self.objects, self.run_blocking,
                               self.events.emit, self.address,
                               allocatable=nodes.allocatable(self._facts(), self.node_config),
                               cluster_dns=list(config.cluster_dns),
-                              cluster_domain=config.cluster_domain)
+                              cluster_domain=config.cluster_domain, service_env=self.service_env)
         self.services = Services(pods=self.pods, run=self.run_blocking, report=self.statuses.set,
                                  event=self.events.emit, watch_exit=self._watch_exit, exit_of=self._exit_of,
                                  finished=self._finished,
@@ -164,7 +166,7 @@ class Kubelet:
         try:
             await asyncio.gather(self.agent.run(), self.static.run(), self.statuses.run(), self.events.run(),
                                  self.mirrors.run(), pods.run(), node.run(), self._wait_synced(pods),
-                                 self._collect_images(), self._rotate_logs())
+                                 self._collect_images(), self._rotate_logs(), self.service_env.run())
         finally:
             loop.remove_reader(self.exits.fileno())
             if server is not None:

@@ -47,7 +47,8 @@ class PodSetup:
 
     def __init__(self, runtime, root_dir: str, node_name: str, objects, run: Callable, event: Callable,
                  host_ip: str, clock: Clock | None = None, allocatable: dict | None = None,
-                 cluster_dns: list[str] | None = None, cluster_domain: str = "cluster.local"):
+                 cluster_dns: list[str] | None = None, cluster_domain: str = "cluster.local",
+                 service_env=None):
         self.runtime = runtime
         self.host_ip = host_ip
         self.root_dir = root_dir
@@ -60,6 +61,7 @@ class PodSetup:
         self.cluster_dns = list(cluster_dns or [])
         self.image_gc = None            # a kubelet.imagegc.ImageGC told of every image a container uses
         self.cluster_domain = cluster_domain
+        self.service_env = service_env  # a kubelet.serviceenv.ServiceEnv, or None (no service variables)
         self._volumes: dict[str, PodVolumes] = {}
 
     # ----- volumes -----
@@ -102,7 +104,8 @@ class PodSetup:
         if refusal:
             raise ConfigError(refusal)
         pod_ip = ((sandbox.endpoint if sandbox is not None else None) or {}).get("ip")
-        env = await container_env(pod, container, self.objects, {}, allocatable=self.allocatable or None,
+        services = await self.service_env.env_for(pod) if self.service_env is not None else {}
+        env = await container_env(pod, container, self.objects, services, allocatable=self.allocatable or None,
                                   pod_ips=[pod_ip] if pod_ip else None, host_ips=[self.host_ip])
         mounts = self.volumes(pod).mounts(pod, container, env)
         mounts += await self.run(self._pod_files, pod, container, pod_ip or self.host_ip, attempt)

@@ -585,3 +585,25 @@ def test_a_bridge_deleted_behind_the_kubelets_back_is_set_up_again(node_cluster)
     pod = wait_running(node_cluster, "rebridged", timeout=30)
     assert pod["status"]["podIP"] and os.path.exists("/sys/class/net/pkube-pods")
     kubectl(node_cluster, "delete", "pod", "rebridged", "--wait=false")
+
+
+def test_containers_get_the_service_environment_variables(node_cluster):
+    kubectl(node_cluster, "create", "service", "clusterip", "env-web", "--tcp=8080:80")
+    service_ip = json.loads(kubectl(node_cluster, "get", "svc", "env-web", "-o", "json").stdout)["spec"]["clusterIP"]
+    kubernetes_ip = json.loads(kubectl(node_cluster, "get", "svc", "kubernetes", "-o", "json").stdout)["spec"]["clusterIP"]
+    apply(node_cluster, pod_manifest("env-reader", """  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    env: [{name: OWN, value: "$(ENV_WEB_SERVICE_HOST):$(ENV_WEB_SERVICE_PORT)"}]
+"""))
+    try:
+        wait_running(node_cluster, "env-reader")
+        env = dict(line.split("=", 1) for line in
+                   kubectl(node_cluster, "exec", "env-reader", "--", "env").stdout.splitlines() if "=" in line)
+        assert env["ENV_WEB_SERVICE_HOST"] == service_ip and env["ENV_WEB_SERVICE_PORT"] == "8080"
+        assert env["ENV_WEB_PORT_8080_TCP"] == f"tcp://{service_ip}:8080"
+        assert env["KUBERNETES_SERVICE_HOST"] == kubernetes_ip
+        assert env["OWN"] == f"{service_ip}:8080"     # $(VAR) expands service variables too
+    finally:
+        kubectl(node_cluster, "delete", "pod", "env-reader", "--wait=false", check=False)
+        kubectl(node_cluster, "delete", "svc", "env-web", check=False)
