@@ -7,13 +7,17 @@ import ipaddress
 import shutil
 import socket
 import sys
+from typing import Optional
 
 from client.component import run_main, serve_until_signal
 from proxy.nft import LibNftables, Nft, NftError
 from proxy.rules import ProxyConfig
-from proxy.server import ProxyServer
+from proxy.dnsserver import host_upstreams
+from proxy.server import DnsConfig, ProxyServer
+from runtime.netlink import delete_link, ensure_link
 
 TABLE = "pkube-proxy"
+DNS_INTERFACE = "pkube-dns"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -26,25 +30,59 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cluster-cidr", default="10.244.0.0/16",
                    help="the pod network: other sources reaching a ClusterIP are masqueraded")
     p.add_argument("--table", default=TABLE, help="the nftables table (family ip) the proxy owns")
+    p.add_argument("--cluster-dns-ip", default="",
+                   help="serve the cluster DNS on this address (made local on the dummy interface "
+                        f"{DNS_INTERFACE}); empty: no DNS")
+    p.add_argument("--cluster-domain", default="cluster.local", help="the cluster DNS domain")
+    p.add_argument("--dns-upstream", default="",
+                   help="comma-separated resolvers for names outside the cluster (default: the host's "
+                        "/etc/resolv.conf); HOST or HOST:PORT")
     p.add_argument("--cleanup", action="store_true", help="delete the table and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     for flag, value, kind in (("--node-ip", args.node_ip, ipaddress.IPv4Address),
+                              ("--cluster-dns-ip", args.cluster_dns_ip, ipaddress.IPv4Address),
                               ("--cluster-cidr", args.cluster_cidr, ipaddress.IPv4Network)):
         if value:
             try:
                 kind(value)
             except ValueError:
                 p.error(f"{flag} {value!r}: not an IPv4 {'network' if flag == '--cluster-cidr' else 'address'}")
+    try:
+        args.upstreams = parse_upstreams(args.dns_upstream)
+    except ValueError as e:
+        p.error(f"--dns-upstream {args.dns_upstream!r}: {e}")
     if not args.table.replace("-", "").replace("_", "").isalnum() or len(args.table) > 32:
         p.error(f"--table {args.table!r}: want letters, digits, - or _")
     return args
 
 
+def parse_upstreams(text: str) -> tuple[tuple[str, int], ...]:
+    """"1.1.1.1,10.0.0.2:5353" -> ((1.1.1.1, 53), (10.0.0.2, 5353)); ValueError when malformed."""
+    found = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, _, port = item.partition(":")
+        ipaddress.IPv4Address(host)
+        found.append((host, int(port) if port else 53))
+    return tuple(found)
+
+
+def dns_config(args: argparse.Namespace) -> Optional[DnsConfig]:
+    """The DNS the proxy serves (None without --cluster-dns-ip); its address is made local
+    on the dummy interface first (OSError when that fails)."""
+    if not args.cluster_dns_ip:
+        return None
+    ensure_link(DNS_INTERFACE, "dummy", ipaddress.IPv4Interface(f"{args.cluster_dns_ip}/32"))
+    upstreams = args.upstreams or tuple(host_upstreams(exclude=(args.cluster_dns_ip,)))
+    return DnsConfig(args.cluster_dns_ip, args.cluster_domain.strip("."), upstreams)
+
+
 def cleanup(table: str) -> int:
+    """Delete the proxy's table and its DNS interface."""
     try:
         Nft().delete_table(table)
-    except NftError as e:
+        delete_link(DNS_INTERFACE)
+    except (NftError, OSError) as e:
         print(f"proxy: {e}", file=sys.stderr)
         return 1
     return 0
@@ -59,12 +97,17 @@ def main(argv=None) -> int:
     if args.cleanup:
         return cleanup(args.table)
     config = ProxyConfig(table=args.table, cluster_cidr=args.cluster_cidr, node_name=args.node_name)
+    try:
+        dns = dns_config(args)
+    except OSError as e:
+        print(f"proxy: cannot serve the cluster DNS on {args.cluster_dns_ip}: {e}", file=sys.stderr)
+        return 1
 
     def make_run(client):
         import logging
         logging.getLogger("proxy").info("node %s%s: table ip %s, cluster CIDR %s", args.node_name,
                                         f" ({args.node_ip})" if args.node_ip else "", args.table, args.cluster_cidr)
-        return ProxyServer(client, config).run
+        return ProxyServer(client, config, dns=dns).run
 
     args.leader_elect = False
     return run_main("proxy", args.verbose, lambda: serve_until_signal(args, make_run))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Optional
 
 from client.clock import Clock
@@ -19,6 +20,8 @@ from client.informer import Informer
 from client.resources import ENDPOINTSLICES, SERVICES
 from client.workqueue import WorkQueue
 from proxy.conntrack import Conntrack
+from proxy.dnsnames import ClusterNames
+from proxy.dnsserver import DnsServer
 from proxy.model import service_key, slice_service_key
 from proxy.nft import Nft, NftError
 from proxy.proxier import Proxier, SyncResult
@@ -46,35 +49,66 @@ def set_route_localnet() -> None:
         log.warning("cannot set net.ipv4.conf.all.route_localnet (NodePorts on 127.0.0.1 will not answer): %s", e)
 
 
+@dataclass(frozen=True)
+class DnsConfig:
+    """The cluster DNS the proxy serves: on `address` (made local on a dummy interface by
+    the caller), for `domain`, forwarding other names to `upstreams`."""
+
+    address: str
+    domain: str = "cluster.local"
+    upstreams: tuple[tuple[str, int], ...] = ()
+    port: int = 53
+
+
 class ProxyServer:
-    """One node's Service proxy over an AsyncApiClient."""
+    """One node's Service proxy over an AsyncApiClient; with `dns`, also the node's cluster
+    DNS server, answering from the same informers (its own Service address gets no rules:
+    the server answers it locally)."""
 
     def __init__(self, client, config: ProxyConfig, nft: Optional[Nft] = None, clock: Optional[Clock] = None,
-                 check_period: float = 30.0):
+                 check_period: float = 30.0, dns: Optional[DnsConfig] = None):
         self.clock = clock or Clock()
         self.service_informer = Informer(client, SERVICES, clock=self.clock)
         self.slice_informer = Informer(client, ENDPOINTSLICES, clock=self.clock,
                                        indexers={BY_SERVICE: index_by_service})
         self.queue = WorkQueue(clock=self.clock)
         self.check_period = check_period
-        self.proxier = Proxier(config, nft or Nft(), self.service_informer.store.get,
-                               lambda key: self.slice_informer.store.by_index(BY_SERVICE, key),
+        slices_of = lambda key: self.slice_informer.store.by_index(BY_SERVICE, key)  # noqa: E731
+        self.dns: Optional[DnsServer] = None
+        if dns is not None:
+            names = ClusterNames(dns.domain, self.service_informer.store.get, slices_of)
+            self.dns = DnsServer(names, dns.address, dns.port, dns.upstreams)
+        self.proxier = Proxier(config, nft or Nft(), self._routed_service, slices_of,
                                self.service_informer.store.keys, Conntrack())
         self.service_informer.add_handlers(self._on_service, lambda _old, new: self._on_service(new),
                                            self._on_service)
         self.slice_informer.add_handlers(self._on_slice, self._on_slice_update, self._on_slice)
 
+    def _routed_service(self, key: str) -> Optional[dict]:
+        """The Service the table routes for `key`: None for the one on the DNS address."""
+        service = self.service_informer.store.get(key)
+        if service is not None and self.dns is not None and \
+                (service.get("spec") or {}).get("clusterIP") == self.dns.address:
+            return None
+        return service
+
     def _on_service(self, service: dict) -> None:
         self.queue.add(service_key(service))
+        if self.dns is not None:
+            self.dns.invalidate()
 
     def _on_slice(self, slice_: dict) -> None:
         key = slice_service_key(slice_)
         if key:
             self.queue.add(key)
+        if self.dns is not None:
+            self.dns.invalidate()
 
     def _on_slice_update(self, old: dict, new: dict) -> None:
         for key in {slice_service_key(old), slice_service_key(new)} - {None}:
             self.queue.add(key)
+        if self.dns is not None:
+            self.dns.invalidate()
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -83,6 +117,8 @@ class ProxyServer:
         try:
             await self.service_informer.wait_synced()
             await self.slice_informer.wait_synced()
+            if self.dns is not None:
+                await self.dns.start()
             await self._rebuild()
             tasks.append(asyncio.ensure_future(self._tick()))
             await self._loop()
@@ -90,6 +126,8 @@ class ProxyServer:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.dns is not None:
+                await self.dns.stop()
 
     async def _rebuild(self) -> None:
         """The whole table; retried every second until nft accepts the bare table."""

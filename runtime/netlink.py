@@ -231,11 +231,17 @@ def link_exists(name: str) -> bool:
 
 def ensure_bridge(name: str, address: ipaddress.IPv4Interface) -> None:
     """Make bridge `name` (if missing), give it `address` (if missing) and bring it up."""
+    ensure_link(name, "bridge", address)
+
+
+def ensure_link(name: str, kind: str, address: ipaddress.IPv4Interface) -> None:
+    """Make an interface `name` of `kind` ("bridge", "dummy") if missing, give it `address`
+    if missing and bring it up. Safe to call again and from several processes."""
     check_ifname(name)
-    what = f"create bridge {name}"
+    what = f"create {kind} {name}"
     with RtNetlink() as nl:
         try:
-            nl.create_link(name, "bridge", what)
+            nl.create_link(name, kind, what)
         except NetlinkError as e:
             if e.errno != errno.EEXIST:  # there already, or another process made it meanwhile
                 raise
