@@ -33,6 +33,7 @@ from apiserver.metrics_api import MetricsAPI
 from apiserver.kubelet_proxy import KubeletConnection, LogProxy
 from apiserver.namespaces import Namespaces
 from apiserver.openapi import OpenAPIDocuments
+from apiserver.requestfilters import RequestFilters
 from apiserver.resources import ResourceStore
 from apiserver.routes import ResourceHandlers
 from apiserver.services import ServiceAllocations
@@ -74,13 +75,16 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                kubelet: Optional[KubeletConnection] = None,
                event_ttl: float = DEFAULT_EVENT_TTL,
                advertise: Optional[tuple[str, int, str]] = None,
-               admission_plugins: Sequence[object] = ()) -> FastAPI:
+               admission_plugins: Sequence[object] = (),
+               filters: Optional[RequestFilters] = None) -> FastAPI:
     """Build the apiserver. The lifespan creates the system namespaces and starts
     the namespace tasks; ``close_storage`` closes ``storage`` at shutdown.
     ``kubelet`` says how pods/log reaches kubelets (https on 10250 by default).
     Events older than ``event_ttl`` seconds are deleted (0: never). With ``advertise``
     (address, port, scheme), the ``kubernetes`` Service is made to point there.
-    ``admission_plugins`` run on every write, in order (apiserver.admission)."""
+    ``admission_plugins`` run on every write, in order (apiserver.admission).
+    ``filters`` holds the audit log and the in-flight limits (apiserver.requestfilters)."""
+    filters = filters or RequestFilters()
     registry = registry or Registry()
     namespaces = Namespaces(storage, registry)
     services = ServiceAllocations(ServiceIPAllocator(storage, service_cidr),
@@ -104,6 +108,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        await filters.start()
         await namespaces.start()
         await definitions.start()
         await store.admission.start()
@@ -121,11 +126,12 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
             await namespaces.stop()
             if close_storage:
                 await storage.close()
+            await filters.stop()
 
     app = ApiServerApp(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None,
                        telemetry=NO_TELEMETRY)
     app.state.storage, app.state.registry, app.state.store = storage, registry, store
-    guarded = _guard(authenticator)
+    guarded = _guard(authenticator, filters)
     _add_discovery(app, registry, storage, guarded)
     _add_openapi(app, registry, guarded)
     streams = ExecProxy(store, registry, kubelet or KubeletConnection(), authenticator)
@@ -190,21 +196,25 @@ def is_stream_fallback(scope) -> bool:
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-def _guard(authenticator: Optional[Authenticator]):
-    """Wrap an endpoint: authenticate (when configured), answer every failure as a Status."""
+def _guard(authenticator: Optional[Authenticator], filters: RequestFilters):
+    """Wrap an endpoint: authenticate (when configured), audit and limit (``filters``),
+    answer every failure as a Status."""
     def wrap(endpoint: Callable[[Request], Awaitable[Response]]):
         async def guarded(request: Request) -> Response:
+            tracked = filters.track(request)
             try:
                 if authenticator is not None and request.url.path not in PUBLIC_PATHS:
                     request.state.user = await authenticator(request)
-                return await endpoint(request)
+                await tracked.admit(getattr(request.state, "user", None))
+                response = await endpoint(request)
             except errors.ApiError as exc:
-                return error_response(exc)
+                response = error_response(exc)
             except StorageUnavailable as exc:
-                return error_response(errors.unavailable(f"the storage is unavailable: {exc}"))
+                response = error_response(errors.unavailable(f"the storage is unavailable: {exc}"))
             except Exception:  # noqa: BLE001 - the catch-all: log it, answer a Status
                 log.exception("unhandled error serving %s %s", request.method, request.url.path)
-                return error_response(errors.internal_error("unexpected server error"))
+                response = error_response(errors.internal_error("unexpected server error"))
+            return tracked.finish(response)
         return guarded
     return wrap
 

@@ -4,6 +4,7 @@
 set -euo pipefail
 declare -A want=(
   [etcd]=etcd-server
+  [etcdctl]=etcd-client
   [busybox]=busybox-static
   [runc]=runc
   [nft]=nftables
