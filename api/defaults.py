@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 
+from api import validation_apps
+
 DEFAULT_TOLERATION_SECONDS = 300
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
@@ -231,6 +233,8 @@ _BY_KIND = {
     "Pod": _default_pod,
     "Deployment": _default_deployment,
     "ReplicaSet": _default_replica_set,
+    "DaemonSet": lambda obj: validation_apps.default_daemon_set(obj, _default_template),
+    "StatefulSet": lambda obj: validation_apps.default_stateful_set(obj, _default_template),
     "Service": _default_service,
     "Endpoints": _default_endpoints,
     "EndpointSlice": _default_endpoint_slice,

@@ -20,6 +20,7 @@ import orjson
 from referencing import Registry, Resource
 
 from api import causes, names
+from api import validation_apps
 from api import validation_specs as specs
 from api.causes import Cause, format_invalid
 from api.defaults import apply_defaults
@@ -495,6 +496,8 @@ _UPDATE_BY_KIND = {
     "Pod": _pod_update,
     "Deployment": _selector_update,
     "ReplicaSet": _selector_update,
+    "DaemonSet": validation_apps.daemon_set_update,
+    "StatefulSet": validation_apps.stateful_set_update,
     "Service": _service_update,
     "Secret": _immutable_data_update,
     "ConfigMap": _immutable_data_update,

@@ -589,6 +589,9 @@ BY_KIND = {
     "Pod": pod,
     "Deployment": deployment,
     "ReplicaSet": replica_set,
+    "DaemonSet": lambda obj: _apps().daemon_set(obj),
+    "StatefulSet": lambda obj: _apps().stateful_set(obj),
+    "ControllerRevision": lambda obj: _apps().controller_revision(obj),
     "Service": service,
     "Endpoints": endpoints,
     "EndpointSlice": endpoint_slice,
@@ -596,3 +599,9 @@ BY_KIND = {
     "ConfigMap": config_map,
     "Node": node,
 }
+
+
+def _apps():
+    """api.validation_apps (imported late: it builds on this module)."""
+    from api import validation_apps
+    return validation_apps

@@ -70,6 +70,11 @@ def reset_status_for_create(info: ResourceInfo, obj: dict) -> None:
         obj["status"] = {}
     elif info.kind == "ReplicaSet":
         obj["status"] = {"replicas": 0}
+    elif info.kind == "DaemonSet":
+        obj["status"] = {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                         "numberReady": 0}
+    elif info.kind == "StatefulSet":
+        obj["status"] = {"replicas": 0, "availableReplicas": 0}
     elif info.kind == "Service":
         obj["status"] = {"loadBalancer": {}}
 

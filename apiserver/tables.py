@@ -719,3 +719,7 @@ def _row(resource: str, obj: dict, include_object: str, now: datetime.datetime, 
         row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": api_version,
                          "metadata": _meta(obj)}
     return row
+
+
+# The apps printers (DaemonSet, StatefulSet, ControllerRevision) register themselves in PRINTERS.
+import apiserver.tables_apps  # noqa: E402,F401

@@ -20,13 +20,15 @@ garbage collector's.
 from __future__ import annotations
 
 from client.errors import ApiError, NotFound
-from client.resources import (CONFIGMAPS, CUSTOMRESOURCEDEFINITIONS, DEPLOYMENTS, ENDPOINTS, NAMESPACES, NODES,
-                              PODS, REPLICASETS, SECRETS, SERVICEACCOUNTS, SERVICES)
+from client.resources import (CONFIGMAPS, CONTROLLERREVISIONS, CUSTOMRESOURCEDEFINITIONS, DAEMONSETS, DEPLOYMENTS,
+                              ENDPOINTS, NAMESPACES, NODES, PODS, REPLICASETS, SECRETS, SERVICEACCOUNTS, SERVICES,
+                              STATEFULSETS)
 from client.timefmt import rfc3339
 from controllers.base import Controller, ControllerContext
 from controllers.garbagecollector import custom_resource
 
-CONTENT = (PODS, REPLICASETS, DEPLOYMENTS, SERVICES, ENDPOINTS, CONFIGMAPS, SECRETS, SERVICEACCOUNTS)
+CONTENT = (PODS, REPLICASETS, DEPLOYMENTS, SERVICES, ENDPOINTS, CONFIGMAPS, SECRETS, SERVICEACCOUNTS,
+           DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS)
 
 
 def by_namespace(obj: dict) -> list[str]:
