@@ -14,10 +14,10 @@ from proxy.nft import LibNftables, Nft, NftError
 from proxy.rules import ProxyConfig
 from proxy.dnsserver import host_upstreams
 from proxy.server import DnsConfig, ProxyServer
-from runtime.netlink import delete_link, ensure_link
+from runtime.netlink import ensure_address, remove_address
 
 TABLE = "pkube-proxy"
-DNS_INTERFACE = "pkube-dns"
+DNS_INTERFACE = "lo"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,13 +31,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the pod network: other sources reaching a ClusterIP are masqueraded")
     p.add_argument("--table", default=TABLE, help="the nftables table (family ip) the proxy owns")
     p.add_argument("--cluster-dns-ip", default="",
-                   help="serve the cluster DNS on this address (made local on the dummy interface "
-                        f"{DNS_INTERFACE}); empty: no DNS")
+                   help=f"serve the cluster DNS on this address (made local on {DNS_INTERFACE}); "
+                        "empty: no DNS")
     p.add_argument("--cluster-domain", default="cluster.local", help="the cluster DNS domain")
     p.add_argument("--dns-upstream", default="",
                    help="comma-separated resolvers for names outside the cluster (default: the host's "
                         "/etc/resolv.conf); HOST or HOST:PORT")
-    p.add_argument("--cleanup", action="store_true", help="delete the table and exit")
+    p.add_argument("--cleanup", action="store_true",
+                   help="delete the table (and the --cluster-dns-ip address on lo) and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     for flag, value, kind in (("--node-ip", args.node_ip, ipaddress.IPv4Address),
@@ -69,19 +70,20 @@ def parse_upstreams(text: str) -> tuple[tuple[str, int], ...]:
 
 def dns_config(args: argparse.Namespace) -> Optional[DnsConfig]:
     """The DNS the proxy serves (None without --cluster-dns-ip); its address is made local
-    on the dummy interface first (OSError when that fails)."""
+    first, a /32 on lo (OSError when that fails)."""
     if not args.cluster_dns_ip:
         return None
-    ensure_link(DNS_INTERFACE, "dummy", ipaddress.IPv4Interface(f"{args.cluster_dns_ip}/32"))
+    ensure_address(DNS_INTERFACE, ipaddress.IPv4Interface(f"{args.cluster_dns_ip}/32"))
     upstreams = args.upstreams or tuple(host_upstreams(exclude=(args.cluster_dns_ip,)))
     return DnsConfig(args.cluster_dns_ip, args.cluster_domain.strip("."), upstreams)
 
 
-def cleanup(table: str) -> int:
-    """Delete the proxy's table and its DNS interface."""
+def cleanup(table: str, dns_ip: str) -> int:
+    """Delete the proxy's table and take the DNS address (when given) off lo."""
     try:
         Nft().delete_table(table)
-        delete_link(DNS_INTERFACE)
+        if dns_ip:
+            remove_address(DNS_INTERFACE, ipaddress.IPv4Interface(f"{dns_ip}/32"))
     except (NftError, OSError) as e:
         print(f"proxy: {e}", file=sys.stderr)
         return 1
@@ -95,7 +97,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 1
     if args.cleanup:
-        return cleanup(args.table)
+        return cleanup(args.table, args.cluster_dns_ip)
     config = ProxyConfig(table=args.table, cluster_cidr=args.cluster_cidr, node_name=args.node_name)
     try:
         dns = dns_config(args)

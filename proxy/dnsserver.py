@@ -42,11 +42,14 @@ def host_upstreams(resolv_conf: str = "/etc/resolv.conf", exclude: Sequence[str]
 
 
 class DnsServer:
-    """Serves ``names`` on ``address``:``port`` (UDP and TCP) until ``stop``."""
+    """Serves ``names`` on ``address``:``port`` (UDP and TCP) until ``stop``; at most
+    ``cache_entries`` encoded answers are kept (0: none, every question is answered anew)."""
 
     def __init__(self, names: ClusterNames, address: str, port: int = DNS_PORT,
-                 upstreams: Sequence[tuple[str, int]] = (), forward_timeout: float = FORWARD_TIMEOUT_SECONDS):
+                 upstreams: Sequence[tuple[str, int]] = (), forward_timeout: float = FORWARD_TIMEOUT_SECONDS,
+                 cache_entries: int = CACHE_ENTRIES):
         self.names = names
+        self.cache_entries = cache_entries
         self.address, self.port = address, port
         self.upstreams = list(upstreams)
         self.forward_timeout = forward_timeout
@@ -92,7 +95,7 @@ class DnsServer:
         if answer is None:
             return None
         packed = _reply(request, answer).pack()
-        if len(packed) <= CLASSIC_UDP_SIZE and len(self._cache) < CACHE_ENTRIES:
+        if len(packed) <= CLASSIC_UDP_SIZE and len(self._cache) < self.cache_entries:
             self._cache[data[2:]] = packed[2:]
         if limit is not None and len(packed) > max(limit, _udp_size(request)):
             return _truncated(request)

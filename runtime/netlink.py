@@ -39,7 +39,7 @@ MAX_IFNAME = 15
 
 # rtnetlink(7) / linux/rtnetlink.h, linux/if_link.h, linux/veth.h
 NLMSG_ERROR = 2
-RTM_NEWLINK, RTM_DELLINK, RTM_SETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 19, 20, 24
+RTM_NEWLINK, RTM_DELLINK, RTM_SETLINK, RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE = 16, 17, 19, 20, 21, 24
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 10, 18, 28
 IFLA_PROTINFO, IFLA_BRPORT_MODE, NLA_F_NESTED = 12, 4, 0x8000
@@ -111,6 +111,14 @@ def parse_ack(data: bytes, seq: int) -> int | None:
 
 # ---- the socket ------------------------------------------------------------------------------
 
+def _address_body(index: int, address: ipaddress.IPv4Interface) -> bytes:
+    body = IFADDRMSG.pack(socket.AF_INET, address.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+    body += attr(IFA_LOCAL, address.ip.packed) + attr(IFA_ADDRESS, address.ip.packed)
+    if address.network.prefixlen < 31:
+        body += attr(IFA_BROADCAST, address.network.broadcast_address.packed)
+    return body
+
+
 class RtNetlink:
     """An rtnetlink socket in the calling thread's network namespace. Each request waits for
     the kernel's ACK and raises NetlinkError on a negative one."""
@@ -163,11 +171,10 @@ class RtNetlink:
         self.request(RTM_DELLINK, 0, ifinfo(index), what)
 
     def add_address(self, index: int, address: ipaddress.IPv4Interface, what: str) -> None:
-        body = IFADDRMSG.pack(socket.AF_INET, address.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
-        body += attr(IFA_LOCAL, address.ip.packed) + attr(IFA_ADDRESS, address.ip.packed)
-        if address.network.prefixlen < 31:
-            body += attr(IFA_BROADCAST, address.network.broadcast_address.packed)
-        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, what)
+        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, _address_body(index, address), what)
+
+    def delete_address(self, index: int, address: ipaddress.IPv4Interface, what: str) -> None:
+        self.request(RTM_DELADDR, 0, _address_body(index, address), what)
 
     def add_default_route(self, gateway: ipaddress.IPv4Address, what: str) -> None:
         body = RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
@@ -252,6 +259,31 @@ def ensure_link(name: str, kind: str, address: ipaddress.IPv4Interface) -> None:
             if e.errno != errno.EEXIST:
                 raise
         nl.set_link(index, f"bring {name} up", up=True)
+
+
+def ensure_address(ifname: str, address: ipaddress.IPv4Interface) -> None:
+    """Give interface `ifname` `address` unless it has it (e.g. a Service address on lo,
+    which makes it local to the host and its namespace's every interface)."""
+    what = f"add {address} to {ifname}"
+    with RtNetlink() as nl:
+        try:
+            nl.add_address(nl.index(ifname, what), address, what)
+        except NetlinkError as e:
+            if e.errno != errno.EEXIST:
+                raise
+
+
+def remove_address(ifname: str, address: ipaddress.IPv4Interface) -> bool:
+    """Take `address` off `ifname`; False when it was not there."""
+    what = f"remove {address} from {ifname}"
+    with RtNetlink() as nl:
+        try:
+            nl.delete_address(nl.index(ifname, what), address, what)
+        except NetlinkError as e:
+            if e.errno not in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT):
+                raise
+            return False
+    return True
 
 
 def delete_link(name: str) -> bool:
