@@ -598,6 +598,8 @@ BY_KIND = {
     "Secret": secret,
     "ConfigMap": config_map,
     "Node": node,
+    "PodDisruptionBudget": lambda obj: _policy().pod_disruption_budget(obj),
+    "HorizontalPodAutoscaler": lambda obj: _policy().horizontal_pod_autoscaler(obj),
 }
 
 
@@ -605,3 +607,9 @@ def _apps():
     """api.validation_apps (imported late: it builds on this module)."""
     from api import validation_apps
     return validation_apps
+
+
+def _policy():
+    """api.validation_policy (imported late: it builds on this module)."""
+    from api import validation_policy
+    return validation_policy

@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from api import patch as patches
 from api.kinds import Registry
 from apiserver import conversion, errors, subresources
+from apiserver import eviction as evictions
 from apiserver.deletion import Deleter, delete_options
 from apiserver.encoding import JSON, decode, decode_object, dumps, json_response, media_type, read_body
 from apiserver.listing import ListOptions, list_objects
@@ -208,14 +209,11 @@ class ResourceHandlers:
         return json_response(await subresources.bind(self.store, target, await self._body_object(request)), 201)
 
     async def evict(self, request: Request, target: Target) -> Response:
-        """pods/eviction (kubectl drain): with no PodDisruptionBudgets, a delete."""
+        """pods/eviction (kubectl drain): a delete that honours PodDisruptionBudgets."""
         eviction = await self._body_object(request)
         self._check_body_name(eviction, target)
-        options = eviction.get("deleteOptions")
-        opts = delete_options({}, options if isinstance(options, dict) else None)
-        await self.deleter.delete(Target(target.info, target.namespace, target.name), opts)
-        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                              "code": 201}, 201)
+        pod = Target(target.info, target.namespace, target.name)
+        return json_response(await evictions.evict(self.store, self.deleter, self.registry, pod, eviction), 201)
 
     async def log(self, request: Request, target: Target) -> Response:
         if self.logs is None:

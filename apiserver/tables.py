@@ -723,3 +723,7 @@ def _row(resource: str, obj: dict, include_object: str, now: datetime.datetime, 
 
 # The apps printers (DaemonSet, StatefulSet, ControllerRevision) register themselves in PRINTERS.
 import apiserver.tables_apps  # noqa: E402,F401
+
+
+# The PodDisruptionBudget and HorizontalPodAutoscaler printers register themselves in PRINTERS.
+import apiserver.tables_policy  # noqa: E402,F401

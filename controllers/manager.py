@@ -30,6 +30,7 @@ CONTROLLERS = {
     "endpointslice": "controllers.endpointslice",
     "nodelifecycle": "controllers.nodelifecycle",
     "nodeipam": "controllers.nodeipam",
+    "disruption": "controllers.disruption",
 }
 
 
