@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 CONTROLLERS = {
     "replicaset": "controllers.replicaset",
     "deployment": "controllers.deployment",
+    "daemonset": "controllers.daemonset",
     "statefulset": "controllers.statefulset",
     "garbagecollector": "controllers.garbagecollector",
     "namespace": "controllers.namespace",

@@ -480,10 +480,12 @@ def cmd_rollout(session, args, out, err) -> int:
     from kubectl.mutate import send_patch, targets_from_words
 
     for target in targets_from_words(session, args.targets):
-        if target.resource.kind != "Deployment":
-            raise CliError(f"no rollout support for {target.resource.qualified}: only deployments")
+        kind = target.resource.kind
+        if kind not in rollout.STATUS_VIEWERS or (kind != "Deployment" and args.action in ("pause", "resume")):
+            raise CliError(f"no {args.action} support for {target.resource.qualified}")
         if args.action == "status":
-            rollout.wait_rollout(lambda: session.get_json(target.path), out, args.timeout, args.watch == "true")
+            rollout.wait_rollout(lambda: session.get_json(target.path), out, args.timeout, args.watch == "true",
+                                 viewer=rollout.STATUS_VIEWERS[kind])
         elif args.action in ("pause", "resume"):
             pausing = args.action == "pause"
             current = session.get_json(target.path)
@@ -494,9 +496,32 @@ def cmd_rollout(session, args, out, err) -> int:
         elif args.action == "restart":
             send_patch(session, target, rollout.restart_patch(), "strategic")
             out.write(f"{target.label} restarted\n")
+        elif kind != "Deployment":
+            _revision_history(session, target, args, out)
         else:
             _rollout_history(session, target, args, out)
     return 0
+
+
+def _revision_history(session, target, args, out) -> None:
+    """history / undo of a DaemonSet or StatefulSet, from the ControllerRevisions it owns."""
+    from client.resources import CONTROLLERREVISIONS
+
+    from kubectl import rollout
+    from kubectl.mutate import send_patch
+
+    owner = session.get_json(target.path)
+    listed = session.client.list_all(CONTROLLERREVISIONS, target.namespace).get("items") or []
+    revisions = rollout.owned_revisions(owner, listed)
+    if args.action == "history":
+        out.write(rollout.revisions_history_text(target.label, revisions))
+        return
+    patch, number = rollout.revision_undo_patch(revisions, args.to_revision or None)
+    if rollout.template_matches(owner, patch):
+        out.write(f"{target.label} skipped rollback (current template already matches revision {number})\n")
+        return
+    send_patch(session, target, patch, "strategic")
+    out.write(f"{target.label} rolled back\n")
 
 
 def _rollout_history(session, target, args, out) -> None:

@@ -3,6 +3,7 @@ as soon as they exist) and, where claims must go, the garbage collector."""
 
 import asyncio
 
+from client.errors import NotFound
 from client.informer import Informer
 from client.resources import CONTROLLERREVISIONS, PERSISTENTVOLUMECLAIMS, PODS, STATEFULSETS
 from tests.helpers.waiting import until
@@ -125,7 +126,10 @@ def test_a_failed_pod_is_made_again_with_the_same_name(apiserver):
         await client.patch(PODS, "db-0", {"status": {"phase": "Failed"}}, "default", subresource="status")
 
         async def replaced():
-            pod = await client.get(PODS, "db-0", "default")
+            try:
+                pod = await client.get(PODS, "db-0", "default")
+            except NotFound:
+                return False
             return pod["metadata"]["uid"] != old["metadata"]["uid"] and _ready(pod)
         await until(replaced)
     with_controllers(apiserver, scenario, names=("statefulset",))
@@ -179,7 +183,10 @@ def test_parallel_creates_all_at_once_and_on_delete_waits_for_deletion(apiserver
         await client.delete(PODS, "par-1", "default")
 
         async def recreated_new():
-            pod = await client.get(PODS, "par-1", "default")
+            try:
+                pod = await client.get(PODS, "par-1", "default")
+            except NotFound:                                  # between the deletion and the new pod
+                return False
             return pod["spec"]["containers"][0]["image"] == "busybox:2" and _ready(pod)
         await until(recreated_new)
         await until(status_is(client, "par", updatedReplicas=1, readyReplicas=3))

@@ -1,0 +1,519 @@
+"""DaemonSet controller: one pod per eligible node, rolling updates, status.
+
+Per DaemonSet key, ``reconcile``:
+1. claims its pods and ControllerRevisions (``controllers.history``); the
+   current template's revision gives the hash new pods carry in
+   ``controller-revision-hash``;
+2. maps pods to nodes (``spec.nodeName``, or for a pod not yet bound the node
+   its required affinity names) and, unless the set is being deleted or its
+   expectations (creates and deletes issued but not yet seen) are pending,
+   ``manage`` decides per node, as Kubernetes' podsShouldBeOnNode does: a node
+   that should run the pod and has none gets one; failed pods are deleted;
+   extra pods beyond one (two while surging) go; pods on nodes that should
+   not keep them (or that no longer exist) go; then RollingUpdate replaces old
+   pods within maxUnavailable (delete old, then the node gets a new one) or
+   maxSurge (a new pod next to the old one, the old one deleted once the new
+   one is available); OnDelete only replaces pods the user deletes;
+3. writes status (desiredNumberScheduled, currentNumberScheduled,
+   numberReady, numberAvailable, numberUnavailable, updatedNumberScheduled,
+   numberMisscheduled, observedGeneration);
+4. deletes revisions beyond revisionHistoryLimit no pod uses.
+
+Pods are placed the upstream way: each carries a required node affinity
+``matchFields metadata.name In [<node>]`` and the default scheduler binds it.
+Which nodes are eligible is decided here (``node_should_run``): the
+template's nodeSelector and required node affinity, and the node's taints
+against the template's tolerations plus those Kubernetes adds to every
+daemon pod (not-ready and unreachable NoExecute without tolerationSeconds;
+disk-, memory-, pid-pressure and unschedulable NoSchedule; network-unavailable
+NoSchedule for hostNetwork pods). A node whose NoExecute taints the pod
+tolerates keeps a pod it already runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import Optional
+
+from api.selectors import (DOES_NOT_EXIST, EXISTS, GREATER, IN, LESS, NOT_IN, LabelSelector, SelectorError,
+                           label_selector_from_dict, make_requirement, spec_selector_selects)
+from api.tolerations import tolerated
+from client.errors import ApiError, NotFound
+from client.resources import DAEMONSETS, NODES, PODS
+from client.store import index_by_namespace, object_key
+from controllers import history
+from controllers.base import Controller, ControllerContext, Expectations, PermanentError, split_key
+from controllers.deployment_util import scaled_value
+from controllers.podcontrol import available_in, claim, controller_ref, is_ready, owner_reference
+from controllers.replicaset import slow_start
+
+log = logging.getLogger(__name__)
+
+NODE_OPERATORS = {"In": IN, "NotIn": NOT_IN, "Exists": EXISTS, "DoesNotExist": DOES_NOT_EXIST,
+                  "Gt": GREATER, "Lt": LESS}
+NO_EXECUTE_KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+NO_SCHEDULE_KEYS = ("node.kubernetes.io/disk-pressure", "node.kubernetes.io/memory-pressure",
+                    "node.kubernetes.io/pid-pressure", "node.kubernetes.io/unschedulable")
+NETWORK_UNAVAILABLE = "node.kubernetes.io/network-unavailable"
+HARD_EFFECTS = ("NoSchedule", "NoExecute")
+DEFAULT_BURST = 500
+
+
+# -- which nodes run a daemon pod (pure) ---------------------------------------------------
+
+def daemon_tolerations(pod_spec: dict) -> list[dict]:
+    """The template's tolerations plus the ones Kubernetes adds to every daemon pod."""
+    tolerations = list(pod_spec.get("tolerations") or [])
+    wanted = [{"key": k, "operator": "Exists", "effect": "NoExecute"} for k in NO_EXECUTE_KEYS]
+    wanted += [{"key": k, "operator": "Exists", "effect": "NoSchedule"} for k in NO_SCHEDULE_KEYS]
+    if pod_spec.get("hostNetwork"):
+        wanted.append({"key": NETWORK_UNAVAILABLE, "operator": "Exists", "effect": "NoSchedule"})
+    for toleration in wanted:
+        tolerations = [t for t in tolerations if not (t.get("key") == toleration["key"]
+                                                      and t.get("effect") == toleration["effect"])]
+        tolerations.append(toleration)
+    return tolerations
+
+
+def _selector(expressions) -> LabelSelector:
+    return LabelSelector([make_requirement(e.get("key", ""), NODE_OPERATORS[e.get("operator")],
+                                           [str(v) for v in e.get("values") or []])
+                          for e in expressions or []])
+
+
+def term_matches(term: dict, node: dict) -> bool:
+    """A node selector term: label expressions AND field expressions (metadata.name); empty
+    matches nothing. Raises SelectorError (or KeyError on an unknown operator) on a bad term."""
+    labels, fields = _selector(term.get("matchExpressions")), _selector(term.get("matchFields"))
+    if labels.empty and fields.empty:
+        return False
+    return (labels.matches(node["metadata"].get("labels") or {})
+            and fields.matches({"metadata.name": node["metadata"]["name"]}))
+
+
+def fits_affinity(pod_spec: dict, node: dict) -> bool:
+    """nodeSelector and the required node affinity of ``pod_spec`` match ``node``."""
+    labels = node["metadata"].get("labels") or {}
+    if any(labels.get(k) != v for k, v in (pod_spec.get("nodeSelector") or {}).items()):
+        return False
+    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution"))
+    if required is None:
+        return True
+    return any(term_matches(t, node) for t in required.get("nodeSelectorTerms") or [])
+
+
+def node_should_run(ds: dict, node: dict) -> tuple[bool, bool]:
+    """(should run a daemon pod, should keep one it runs) — Kubernetes' NodeShouldRunDaemonPod."""
+    pod_spec = history.template_of(ds).get("spec") or {}
+    if pod_spec.get("nodeName") and pod_spec["nodeName"] != node["metadata"]["name"]:
+        return False, False
+    try:
+        if not fits_affinity(pod_spec, node):
+            return False, False
+    except (SelectorError, KeyError):
+        return False, False
+    tolerations = daemon_tolerations(pod_spec)
+    taints = [t for t in (node.get("spec") or {}).get("taints") or [] if t.get("effect") in HARD_EFFECTS]
+    untolerated = [t for t in taints if not tolerated(tolerations, t)]
+    if not untolerated:
+        return True, True
+    return False, not any(t.get("effect") == "NoExecute" for t in untolerated)
+
+
+def target_node(pod: dict) -> Optional[str]:
+    """The node a daemon pod is for: its nodeName, else the one its affinity's matchFields names."""
+    spec = pod.get("spec") or {}
+    if spec.get("nodeName"):
+        return spec["nodeName"]
+    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    for term in required.get("nodeSelectorTerms") or []:
+        for field in term.get("matchFields") or []:
+            if field.get("key") == "metadata.name" and field.get("operator") == "In" and \
+                    len(field.get("values") or []) == 1:
+                return field["values"][0]
+    return None
+
+
+def with_node_affinity(pod_spec: dict, node_name: str) -> dict:
+    """``pod_spec`` (copied) with its required node affinity replaced by ``metadata.name In
+    [node_name]`` (Kubernetes' ReplaceDaemonSetPodNodeNameNodeAffinity) and the daemon tolerations."""
+    spec = copy.deepcopy(pod_spec)
+    node_affinity = spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
+    node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node_name]}]}]}
+    spec["tolerations"] = daemon_tolerations(spec)
+    return spec
+
+
+def new_pod(ds: dict, node_name: str, digest: str) -> dict:
+    """A daemon pod of ``ds``'s template for ``node_name``, labelled with the revision hash."""
+    template = history.template_of(ds)
+    tmeta = template.get("metadata") or {}
+    labels = dict(tmeta.get("labels") or {}, **{history.HASH_LABEL: digest})
+    meta = {"generateName": ds["metadata"]["name"] + "-", "namespace": ds["metadata"]["namespace"],
+            "labels": labels, "ownerReferences": [owner_reference(ds)]}
+    if tmeta.get("annotations"):
+        meta["annotations"] = copy.deepcopy(tmeta["annotations"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+            "spec": with_node_affinity(template.get("spec") or {}, node_name)}
+
+
+def rolling_params(ds: dict, desired: int) -> tuple[int, int]:
+    """(maxSurge, maxUnavailable) as numbers of nodes (percentages of ``desired`` rounded up);
+    (0, 1) when both come out 0, as Kubernetes does."""
+    rolling = ((ds["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {})
+    surge = scaled_value(rolling.get("maxSurge") or 0, desired, round_up=True)
+    unavailable = scaled_value(rolling.get("maxUnavailable", 1), desired, round_up=True)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return surge, unavailable
+
+
+def by_age(pods: list[dict]) -> list[dict]:
+    """Oldest first; among equals, running before pending (podByCreationTimestampAndPhase)."""
+    return sorted(pods, key=lambda p: ((p["metadata"].get("creationTimestamp") or ""),
+                                       (p.get("status") or {}).get("phase") != "Running",
+                                       p["metadata"].get("name") or ""))
+
+
+def split_by_revision(pods: list[dict], digest: str) -> tuple[Optional[dict], Optional[dict], bool]:
+    """(new pod, old pod, ok) of one node's live pods; ok is False with two of a kind
+    (Kubernetes' findUpdatedPodsOnNode: the manage step cleans such a node up first)."""
+    new = old = None
+    for pod in pods:
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        if history.pod_revision(pod) == digest:
+            if new is not None:
+                return None, None, False
+            new = pod
+        else:
+            if old is not None:
+                return None, None, False
+            old = pod
+    return new, old, True
+
+
+def is_failed(pod: dict) -> bool:
+    return (pod.get("status") or {}).get("phase") == "Failed"
+
+
+class Plan:
+    """What one pass does: nodes to get a pod, pods to delete (by key -> pod), and of those
+    the keys of pods whose node is gone (deleted at once: no kubelet will confirm them)."""
+
+    def __init__(self):
+        self.create: list[str] = []
+        self.delete: dict[str, dict] = {}
+        self.force: set[str] = set()
+
+    def drop(self, pods, force: bool = False) -> None:
+        for pod in pods:
+            if force or not pod["metadata"].get("deletionTimestamp"):
+                self.delete[object_key(pod)] = pod
+                if force:
+                    self.force.add(object_key(pod))
+
+
+def eligibility(ds: dict, nodes: list[dict]) -> dict[str, tuple[bool, bool]]:
+    """node name -> ``node_should_run(ds, node)`` for every node."""
+    return {n["metadata"]["name"]: node_should_run(ds, n) for n in nodes}
+
+
+def manage_plan(runs: dict[str, tuple[bool, bool]], by_node: dict[str, list[dict]], digest: str,
+                surge: bool) -> Plan:
+    """Per node (``runs`` from ``eligibility``), what Kubernetes' podsShouldBeOnNode does;
+    pods of nodes that do not exist go."""
+    plan = Plan()
+    for node_name, pods in by_node.items():
+        if node_name not in runs:
+            plan.drop(pods, force=True)
+    for node_name, (should_run, should_continue) in runs.items():
+        pods = by_node.get(node_name, [])
+        if should_run and not pods:
+            plan.create.append(node_name)
+        elif should_continue:
+            plan.drop(p for p in pods if is_failed(p))
+            running = by_age([p for p in pods if not is_failed(p) and not p["metadata"].get("deletionTimestamp")])
+            plan.drop(running[1:] if not surge else _surplus_while_surging(running, digest))
+        else:
+            plan.drop(pods)
+    return plan
+
+
+def _surplus_while_surging(running: list[dict], digest: str) -> list[dict]:
+    """With maxSurge a node may have the oldest new pod and the oldest old one; the rest go."""
+    keep_new = next((p for p in running if history.pod_revision(p) == digest), None)
+    keep_old = next((p for p in running if history.pod_revision(p) != digest), None)
+    return [p for p in running if p is not keep_new and p is not keep_old]
+
+
+# -- the controller ----------------------------------------------------------------------
+
+class DaemonSetController(Controller):
+    name = "daemonset"
+
+    def __init__(self, ctx: ControllerContext, workers: int = 2, burst: int = DEFAULT_BURST):
+        super().__init__(ctx, workers)
+        self.burst = burst
+        self.expectations = Expectations(ctx.clock)
+        self.sets = ctx.informers.informer(DAEMONSETS, {"namespace": index_by_namespace})
+        self.pods = ctx.informers.informer(PODS, {"namespace": index_by_namespace})
+        self.nodes = ctx.informers.informer(NODES)
+        self.revisions = ctx.informers.informer(history.CONTROLLER_REVISIONS, {"namespace": index_by_namespace})
+        self.sets.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
+        self.pods.add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
+        self.nodes.add_handlers(self._node_changed, self._node_updated, self._node_changed)
+        self.revisions.add_handlers(self._revision_changed, lambda old, new: self._revision_changed(new),
+                                    self._revision_changed)
+
+    # -- handlers: enqueue only -------------------------------------------------
+
+    def _owner_key(self, obj: dict) -> Optional[str]:
+        ref = controller_ref(obj)
+        if ref is None or ref.get("kind") != "DaemonSet":
+            return None
+        return f"{obj['metadata'].get('namespace')}/{ref['name']}"
+
+    def _enqueue_matching(self, pod: dict) -> None:
+        labels = pod["metadata"].get("labels") or {}
+        for ds in self.sets.store.by_index("namespace", pod["metadata"].get("namespace") or ""):
+            if spec_selector_selects(ds, labels):
+                self.enqueue(ds)
+
+    def _pod_added(self, pod: dict) -> None:
+        key = self._owner_key(pod)
+        if key is None:
+            self._enqueue_matching(pod)
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            self.expectations.observed_delete(key, object_key(pod))
+        else:
+            self.expectations.observed_add(key)
+        self.queue.add(key)
+
+    def _pod_updated(self, old: dict, new: dict) -> None:
+        key = self._owner_key(new)
+        if new["metadata"].get("deletionTimestamp") and key is not None:
+            self.expectations.observed_delete(key, object_key(new))
+        old_key = self._owner_key(old)
+        if old_key is not None and old_key != key:
+            self.queue.add(old_key)
+        if key is not None:
+            self.queue.add(key)
+        elif old["metadata"].get("labels") != new["metadata"].get("labels"):
+            self._enqueue_matching(new)
+
+    def _pod_deleted(self, pod: dict) -> None:
+        key = self._owner_key(pod)
+        if key is not None:
+            self.expectations.observed_delete(key, object_key(pod))
+            self.queue.add(key)
+
+    def _node_changed(self, node: dict) -> None:
+        for ds in self.sets.store.list():
+            self.enqueue(ds)
+
+    def _node_updated(self, old: dict, new: dict) -> None:
+        """Only what eligibility reads: labels, taints, unschedulable."""
+        if (old["metadata"].get("labels") != new["metadata"].get("labels")
+                or (old.get("spec") or {}) != (new.get("spec") or {})):
+            self._node_changed(new)
+
+    def _revision_changed(self, revision: dict) -> None:
+        key = self._owner_key(revision)
+        if key is not None:
+            self.queue.add(key)
+
+    # -- reconcile --------------------------------------------------------------
+
+    async def reconcile(self, key: str) -> None:
+        ds = self.sets.store.get(key)
+        if ds is None:
+            self.expectations.forget(key)
+            return
+        try:
+            selector = label_selector_from_dict(ds["spec"].get("selector"))
+        except SelectorError as err:
+            raise PermanentError(f"invalid selector: {err}") from None
+        namespace, _ = split_key(key)
+        pods = await claim(self.client, PODS, ds, self.pods.store.by_index("namespace", namespace),
+                           lambda p: selector.matches(p["metadata"].get("labels")))
+        revisions = await history.claim_revisions(self.client, ds,
+                                                  self.revisions.store.by_index("namespace", namespace))
+        current, revisions = await history.sync_revisions(self.client, DAEMONSETS, ds, revisions)
+        digest = history.label_hash(current)
+        runs = eligibility(ds, self.nodes.store.list())
+        failure: Optional[ApiError] = None
+        if self.expectations.satisfied(key) and not ds["metadata"].get("deletionTimestamp"):
+            try:
+                await self.manage(key, ds, runs, self._by_node(pods), digest)
+            except ApiError as err:
+                failure = err
+        await self.write_status(ds, runs, self._by_node(pods), digest)
+        if failure is not None:
+            raise failure
+        in_use = {history.pod_revision(p) for p in pods} | {digest}
+        await history.truncate_history(self.client, ds, revisions,
+                                       {r["metadata"]["name"] for r in revisions if history.label_hash(r) in in_use})
+
+    @staticmethod
+    def _by_node(pods: list[dict]) -> dict[str, list[dict]]:
+        """Pods per target node (terminated pods that are being deleted left out)."""
+        by_node: dict[str, list[dict]] = {}
+        for pod in pods:
+            if pod["metadata"].get("deletionTimestamp") and (pod.get("status") or {}).get("phase") in (
+                    "Succeeded", "Failed"):
+                continue
+            node = target_node(pod)
+            if node:
+                by_node.setdefault(node, []).append(pod)
+        return by_node
+
+    async def manage(self, key: str, ds: dict, runs: dict, by_node: dict, digest: str) -> None:
+        """One pass: the per-node plan, then the rolling update's, carried out together."""
+        rolling = self._strategy(ds) == "RollingUpdate"
+        eligible = [name for name, (should_run, _) in runs.items() if should_run]
+        plan = manage_plan(runs, by_node, digest, rolling and rolling_params(ds, len(eligible))[0] > 0)
+        if rolling:
+            self.rolling_update(ds, eligible, by_node, digest, plan)
+        await self.sync_nodes(key, ds, plan, digest)
+
+    @staticmethod
+    def _strategy(ds: dict) -> str:
+        return (ds["spec"].get("updateStrategy") or {}).get("type") or "RollingUpdate"
+
+    def rolling_update(self, ds: dict, eligible: list[str], by_node: dict, digest: str, plan: Plan) -> None:
+        """Add to ``plan`` the old pods to replace (and, surging, the nodes to get a new pod
+        next to their old one) — Kubernetes' rollingUpdate over the ``eligible`` nodes."""
+        surge, unavailable = rolling_params(ds, len(eligible))
+        now, min_ready = self.clock.wall(), int(ds["spec"].get("minReadySeconds") or 0)
+
+        def available(pod):
+            return available_in(pod, min_ready, now) == 0.0
+        if surge == 0:
+            plan.drop(pods_to_replace(eligible, by_node, digest, unavailable, available))
+        else:
+            create, delete = surge_moves(eligible, by_node, digest, surge, available)
+            plan.create += [n for n in create if n not in plan.create]
+            plan.drop(delete)
+
+    async def sync_nodes(self, key: str, ds: dict, plan: Plan, digest: str) -> None:
+        """Carry out ``plan``: deletes all at once, creates in slow-start batches (at most
+        ``burst`` per pass); expectations cover both so the next pass waits for the cache."""
+        creates = plan.create[:self.burst]
+        victims = list(plan.delete.values())
+        if not creates and not victims:
+            return
+        self.expectations.expect(key, adds=len(creates), deletes=list(plan.delete))
+        results = await asyncio.gather(*(self._delete(p, object_key(p) in plan.force) for p in victims),
+                                       return_exceptions=True)
+        for pod_key, result in zip(plan.delete, results):
+            if isinstance(result, Exception):
+                self.expectations.observed_delete(key, pod_key)
+        pending = iter(creates)
+        namespace = ds["metadata"]["namespace"]
+        created, error = await slow_start(len(creates), lambda: self.client.create(
+            PODS, new_pod(ds, next(pending), digest), namespace))
+        for _ in range(len(creates) - created):
+            self.expectations.observed_add(key)
+        if created:
+            self.ctx.recorder.emit(ds, "Normal", "SuccessfulCreate", f"Created {created} daemon pod(s)")
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors or error is not None:
+            raise error or errors[0]
+
+    async def _delete(self, pod: dict, force: bool) -> None:
+        meta = pod["metadata"]
+        try:
+            await self.client.delete(PODS, meta["name"], meta["namespace"],
+                                     grace_period_seconds=0 if force else None)
+        except NotFound:
+            pass
+
+    async def write_status(self, ds: dict, runs: dict, by_node: dict, digest: str) -> None:
+        status, wait = daemon_set_status(ds, runs, by_node, digest, self.clock.wall())
+        if wait is not None:
+            self.queue.add_after(object_key(ds), wait + 0.1)
+        old = ds.get("status") or {}
+        if any(old.get(k, 0) != v for k, v in status.items()):
+            await self.client.patch(DAEMONSETS, ds["metadata"]["name"], {"status": status},
+                                    ds["metadata"]["namespace"], subresource="status")
+
+
+def pods_to_replace(eligible: list[str], by_node: dict[str, list[dict]], digest: str, max_unavailable: int,
+                    available) -> list[dict]:
+    """RollingUpdate without surge: old pods of ``eligible`` nodes to delete so that at most
+    ``max_unavailable`` nodes are without an available pod; unavailable old pods always go."""
+    unavailable, broken, candidates = 0, [], []
+    for node_name in sorted(eligible):
+        new, old, ok = split_by_revision(by_node.get(node_name, []), digest)
+        if not ok or (new is None) == (old is None):
+            unavailable += 1                     # being created, deleted or cleaned up
+        elif new is not None:
+            unavailable += 0 if available(new) else 1
+        elif not available(old):
+            broken.append(old)
+        else:
+            candidates.append(old)
+    room = max(0, min(max_unavailable - unavailable, len(candidates)))
+    return broken + candidates[:room]
+
+
+def surge_moves(eligible: list[str], by_node: dict[str, list[dict]], digest: str, max_surge: int,
+                available) -> tuple[list[str], list[dict]]:
+    """RollingUpdate with surge: (nodes to get a new pod next to their old one, old pods whose
+    new pod is available). At most ``max_surge`` new pods are unavailable at a time."""
+    surging, allowed, candidates, done = 0, [], [], []
+    for node_name in eligible:
+        new, old, ok = split_by_revision(by_node.get(node_name, []), digest)
+        if not ok:
+            surging += 1
+        elif old is None:
+            continue
+        elif new is None:
+            (allowed if not available(old) else candidates).append(node_name)
+        elif not available(new):
+            surging += 1
+        else:
+            done.append(old)
+    room = max(0, min(max_surge - surging, len(candidates)))
+    return allowed + candidates[:room], done
+
+
+def daemon_set_status(ds: dict, runs: dict[str, tuple[bool, bool]], by_node: dict, digest: str,
+                      now) -> tuple[dict, Optional[float]]:
+    """The status (``runs`` from ``eligibility``), and the seconds until a ready pod becomes
+    available (None if none waits)."""
+    min_ready = int(ds["spec"].get("minReadySeconds") or 0)
+    counts = dict.fromkeys(("desiredNumberScheduled", "currentNumberScheduled", "numberReady",
+                            "numberAvailable", "updatedNumberScheduled", "numberMisscheduled"), 0)
+    waits = []
+    for node_name, (should_run, _) in runs.items():
+        pods = by_age(by_node.get(node_name, []))
+        if not should_run:
+            counts["numberMisscheduled"] += 1 if pods else 0
+            continue
+        counts["desiredNumberScheduled"] += 1
+        if not pods:
+            continue
+        counts["currentNumberScheduled"] += 1
+        wait = available_in(pods[0], min_ready, now) if is_ready(pods[0]) else None
+        counts["numberReady"] += wait is not None
+        counts["numberAvailable"] += wait == 0.0
+        waits += [wait] if wait else []
+        counts["updatedNumberScheduled"] += history.pod_revision(pods[0]) == digest
+    counts["numberUnavailable"] = counts["desiredNumberScheduled"] - counts["numberAvailable"]
+    counts["observedGeneration"] = ds["metadata"].get("generation", 1)
+    collisions = (ds.get("status") or {}).get("collisionCount")
+    if collisions:
+        counts["collisionCount"] = collisions
+    return counts, (min(waits) if waits else None)
+
+
+def new_controller(ctx: ControllerContext) -> DaemonSetController:
+    return DaemonSetController(ctx, burst=int(ctx.options.get("daemonset_burst", DEFAULT_BURST)))
