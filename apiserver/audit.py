@@ -24,7 +24,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -43,47 +42,6 @@ MAX_CAPTURED_BODY = 3 * 1024 * 1024
 # Without authentication every caller is served with full rights, as by kube-apiserver's
 # former insecure port, whose user this is.
 UNSECURED = UserInfo("system:unsecured", groups=(MASTERS_GROUP, AUTHENTICATED_GROUP))
-
-DEFAULT_POLICY = """\
-# pkube's default audit policy (written by `pkube up`; audit.k8s.io/v1 Policy).
-# The first rule that matches a request decides its level.
-apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-  # health checks and version probes: not logged
-  - level: None
-    nonResourceURLs: [/healthz*, /livez*, /readyz*, /version]
-  # Events and Leases are written every few seconds by every component: not logged
-  - level: None
-    resources:
-      - {group: "", resources: [events]}
-      - {group: events.k8s.io, resources: [events]}
-      - {group: coordination.k8s.io, resources: [leases]}
-  # never the bodies of Secrets, ConfigMaps, tokens and token reviews: who and what only
-  - level: Metadata
-    resources:
-      - {group: "", resources: [secrets, configmaps, serviceaccounts/token]}
-      - {group: authentication.k8s.io, resources: [tokenreviews]}
-      - {group: certificates.k8s.io, resources: [certificatesigningrequests]}
-  # reads: who and what
-  - level: Metadata
-    verbs: [get, list, watch]
-  # writes: also the request's body
-  - level: Request
-    resources:
-      - {group: ""}
-      - {group: apps}
-      - {group: batch}
-      - {group: rbac.authorization.k8s.io}
-      - {group: policy}
-      - {group: networking.k8s.io}
-      - {group: storage.k8s.io}
-      - {group: autoscaling}
-      - {group: apiextensions.k8s.io}
-  # everything else (custom resources, non-resource URLs): metadata
-  - level: Metadata
-"""
 
 
 class AuditPolicyError(ValueError):
@@ -216,7 +174,7 @@ def _stages(value, where: str) -> frozenset:
 
 def timestamp(seconds: float) -> str:
     """RFC 3339 with microseconds, as audit events carry them."""
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class AuditLog:
@@ -229,8 +187,8 @@ class AuditLog:
         self.max_bytes = max_size_mb * 1024 * 1024 if max_size_mb > 0 else 0
         self.max_backups = max_backups
         self._buffer: list[bytes] = []
-        self._wakeup: Optional[asyncio.Event] = None
-        self._task: Optional[asyncio.Task] = None
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
         self._dropped = 0
 
     def write(self, line: bytes) -> None:
@@ -291,7 +249,7 @@ class AuditLog:
             log.error("audit log %s: %s (%d bytes lost)", self.path, err, len(data))
 
     def _rotate(self) -> None:
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
         os.replace(self.path, self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}"))
         if self.max_backups > 0:
             for old in self.backups()[:-self.max_backups]:
@@ -315,7 +273,7 @@ class Auditor:
     async def stop(self) -> None:
         await self.sink.stop()
 
-    def begin(self, info: RequestInfo, user: Optional[UserInfo], received: float) -> Optional["AuditRecord"]:
+    def begin(self, info: RequestInfo, user: UserInfo | None, received: float) -> AuditRecord | None:
         """The record of a request whose caller is known (None: the policy says None)."""
         user = user or UNSECURED
         level, omit = self.policy.level_for(info, user)
@@ -332,7 +290,7 @@ class AuditRecord:
         self.sink, self.level, self.omit = sink, level, omit
         self.info, self.user, self.received = info, user, received
         self.audit_id = str(uuid.uuid4())
-        self.request_body: Optional[bytes] = None
+        self.request_body: bytes | None = None
         self.base: dict = {}
 
     @property
@@ -354,12 +312,12 @@ class AuditRecord:
         if "RequestReceived" not in self.omit:
             self._write("RequestReceived", None, None, {})
 
-    def responded(self, stage: str, code: int, body: Optional[bytes], annotations: dict) -> None:
+    def responded(self, stage: str, code: int, body: bytes | None, annotations: dict) -> None:
         """Write the ResponseStarted or ResponseComplete event (unless omitted)."""
         if stage not in self.omit:
             self._write(stage, code, body, annotations)
 
-    def _write(self, stage: str, code: Optional[int], body: Optional[bytes], annotations: dict) -> None:
+    def _write(self, stage: str, code: int | None, body: bytes | None, annotations: dict) -> None:
         event = dict(self.base, stage=stage, stageTimestamp=timestamp(time.time()))
         if code is not None:
             event["responseStatus"] = _response_status(code, body)
@@ -376,7 +334,7 @@ class AuditRecord:
         self.sink.write(line[:-1] + extra + b"}" if extra else line)
 
 
-    def _name_created(self, event: dict, body: Optional[bytes]) -> None:
+    def _name_created(self, event: dict, body: bytes | None) -> None:
         """A create's objectRef names the object made (from the request or the response)."""
         for raw in (self.request_body, body):
             if raw and raw.lstrip().startswith(b"{"):
@@ -401,7 +359,7 @@ def _is_json(body: bytes) -> bool:
     return True
 
 
-def _response_status(code: int, body: Optional[bytes]) -> dict:
+def _response_status(code: int, body: bytes | None) -> dict:
     """{metadata, code} and, for a failure with a Status body, its status, reason and message."""
     status: dict = {"metadata": {}, "code": code}
     if code >= 400 and body and body.startswith(b'{"kind":"Status"'):

@@ -16,7 +16,7 @@ and the release it returns run on it.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from apiserver import errors
 from apiserver.auth.user import MASTERS_GROUP, UserInfo
@@ -52,7 +52,7 @@ class InflightLimiter:
         self.max_watches_per_user = max_watches_per_user
         self.watches: Counter[str] = Counter()
 
-    def admit(self, info: RequestInfo, user: Optional[UserInfo]) -> Release:
+    def admit(self, info: RequestInfo, user: UserInfo | None) -> Release:
         """Count the request in, or raise the 429 ApiError. The release is idempotent."""
         if info.long_running:
             return self._admit_long_running(info, user)
@@ -65,7 +65,7 @@ class InflightLimiter:
         self.in_flight[kind] += 1
         return self._release_once(lambda: self.in_flight.__setitem__(kind, self.in_flight[kind] - 1))
 
-    def _admit_long_running(self, info: RequestInfo, user: Optional[UserInfo]) -> Release:
+    def _admit_long_running(self, info: RequestInfo, user: UserInfo | None) -> Release:
         if info.verb != "watch" or self.max_watches_per_user <= 0:
             return _nothing
         who = user.name if user is not None else UNAUTHENTICATED

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 @dataclass
@@ -24,7 +23,7 @@ class RequestNotes:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
-_CURRENT: contextvars.ContextVar[Optional[RequestNotes]] = contextvars.ContextVar("pkube_request_notes",
+_CURRENT: contextvars.ContextVar[RequestNotes | None] = contextvars.ContextVar("pkube_request_notes",
                                                                                    default=None)
 
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api.jsonvalue import loads
 from apiserver import requestcontext
-from apiserver.audit import MAX_CAPTURED_BODY, AuditRecord, Auditor
+from apiserver.audit import MAX_CAPTURED_BODY, Auditor, AuditRecord
 from apiserver.auth.user import ANONYMOUS
 from apiserver.inflight import InflightLimiter, Release
 from apiserver.requestinfo import request_info
@@ -29,7 +29,7 @@ from apiserver.requestinfo import request_info
 class RequestFilters:
     """The audit log and the in-flight limits of one apiserver (either may be None)."""
 
-    def __init__(self, auditor: Optional[Auditor] = None, limiter: Optional[InflightLimiter] = None):
+    def __init__(self, auditor: Auditor | None = None, limiter: InflightLimiter | None = None):
         self.auditor, self.limiter = auditor, limiter
 
     async def start(self) -> None:
@@ -40,7 +40,7 @@ class RequestFilters:
         if self.auditor is not None:
             await self.auditor.stop()
 
-    def track(self, request: Request) -> "Tracked":
+    def track(self, request: Request) -> Tracked:
         return Tracked(self, request)
 
 
@@ -55,7 +55,7 @@ class Tracked:
         query = scope.get("query_string", b"")
         watch = urllib.parse.parse_qs(query.decode()).get("watch", [""])[-1] if b"watch" in query else ""
         self.info = request_info(scope["method"], scope["path"], {"watch": watch})
-        self.record: Optional[AuditRecord] = None
+        self.record: AuditRecord | None = None
         self.release: Release = _nothing
         self.admitted = False
 

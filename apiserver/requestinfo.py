@@ -7,8 +7,8 @@ including those that end in 404, and it must cost next to nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 READ_VERBS = frozenset(("get", "list", "watch"))
 LONG_RUNNING_VERBS = frozenset(("watch", "proxy"))

@@ -141,6 +141,11 @@ class EtcdStorage(Storage):
     def _plain(self, key: str, value: bytes) -> bytes:
         return self._transformer.decrypt(key, value) if self._transformer else value
 
+    def _stale(self, key: str, value: bytes) -> bool:
+        """Whether ``value`` should be rewritten in the transformer's current form."""
+        is_stale = getattr(self._transformer, "is_stale", None)
+        return bool(is_stale and is_stale(key, value))
+
     def _decode(self, key: str, value: bytes, revision: int) -> dict:
         obj = loads(self._plain(key, value))
         obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
@@ -275,22 +280,25 @@ class EtcdStorage(Storage):
         kv = kv or await self._get_kv(key)
         while True:
             written, kv = await self._update_once(key, self._plain(key, kv.value), kv.mod_revision, fn,
-                                                  preconditions, trusted=True)
+                                                  preconditions, trusted=True, stale=self._stale(key, kv.value))
             if written is not None:
                 return written
 
     async def _update_once(self, key: str, plain: bytes, mod_revision: int, fn: UpdateFn,
-                           preconditions: Optional[Preconditions], trusted: bool):
+                           preconditions: Optional[Preconditions], trusted: bool, stale: bool = False):
         """One read-modify-write step from the state (plain, mod_revision):
         (result, None) when written, or when nothing changes and the state is
         ``trusted``; (None, fresh kv) when the swap lost; (None, None) for an
-        untrusted state that would change nothing."""
+        untrusted state that would change nothing. A ``stale`` stored value (not in
+        the transformer's current at-rest form: an old encryption key) is written
+        back even when nothing changes, as Kubernetes does, so that reading and
+        replacing every Secret re-encrypts them after a key rotation."""
         current = self._stamped(plain, mod_revision)
         if preconditions is not None:
             preconditions.check(key, current)
         desired = fn(self._stamped(plain, mod_revision))
         self._check_version(key, desired, current)
-        if strip_version(desired) == strip_version(current):
+        if strip_version(desired) == strip_version(current) and not stale:
             return (current, None) if trusted else (None, None)
         response = await self._call("Txn", self._swap(key, mod_revision, put=self._encode(key, desired)), key)
         if response.succeeded:

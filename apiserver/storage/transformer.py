@@ -71,6 +71,15 @@ class AesGcmTransformer:
         nonce = os.urandom(NONCE_SIZE)
         return header + nonce + aead.encrypt(nonce, data, key.encode())
 
+    def is_stale(self, key: str, data: bytes) -> bool:
+        """Whether stored ``data`` is not in the form a write would give it now (another
+        key's ciphertext, or plaintext while encryption is on): worth rewriting."""
+        if not self.covers(key):
+            return False
+        if self._writer is None:
+            return data.startswith(HEADER_PREFIX)
+        return not data.startswith(self._writer[0])
+
     def decrypt(self, key: str, data: bytes) -> bytes:
         """Plaintext of ``data``; values without the header are returned as is.
 
@@ -103,6 +112,10 @@ class PrefixTransformers:
     def encrypt(self, key: str, data: bytes) -> bytes:
         transformer = self._for(key)
         return data if transformer is None else transformer.encrypt(key, data)
+
+    def is_stale(self, key: str, data: bytes) -> bool:
+        transformer = self._for(key)
+        return transformer is not None and transformer.is_stale(key, data)
 
     def decrypt(self, key: str, data: bytes) -> bytes:
         transformer = self._for(key)

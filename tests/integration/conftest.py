@@ -57,7 +57,11 @@ class _ServerThread(threading.Thread):
     async def _serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.storage = await _storage(self.etcd_port, self.cache_options)
-        app = self.app = create_app(self.storage, close_storage=True, **self.app_options)
+        options = dict(self.app_options)
+        plugins_for = options.pop("admission_plugins_for", None)   # storage -> plugins that need it
+        if plugins_for is not None:
+            options["admission_plugins"] = plugins_for(self.storage)
+        app = self.app = create_app(self.storage, close_storage=True, **options)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 access_log=False, timeout_graceful_shutdown=1, lifespan="on")
         self.server = uvicorn.Server(config)

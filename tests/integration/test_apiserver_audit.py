@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
-from apiserver.audit import DEFAULT_POLICY, AuditLog, Auditor, parse_policy
+from apiserver.audit import AuditLog, Auditor, parse_policy
 from apiserver.auth.user import AUTHENTICATED_GROUP, UserInfo
 from apiserver.requestfilters import RequestFilters
 from tests.helpers.waiting import wait_for
 from tests.integration.conftest import start_apiserver, stop_apiserver
 
 SECRET_VALUE = "s3cr3t-value-never-logged"
+DEFAULT_POLICY = (Path(__file__).resolve().parents[2] / "manifests" / "audit-policy.yaml").read_text()
 
 
 async def header_authenticator(request):
