@@ -33,11 +33,16 @@ def default_scale_down() -> dict:
 
 
 def default_horizontal_pod_autoscaler(obj: dict) -> None:
-    """In place: minReplicas 1; for v2, a CPU target of 80% when no metric is given, and the
+    """In place: minReplicas 1, status.desiredReplicas (and v1's currentReplicas) 0; for v2, a CPU target of 80% when no metric is given, and the
     missing parts of a behavior that is given (a missing behavior stays missing)."""
     spec = obj.setdefault("spec", {})
     spec.setdefault("minReplicas", 1)
+    status = obj.get("status")
+    if isinstance(status, dict):            # the required status fields (0 on a new object)
+        status.setdefault("desiredReplicas", 0)
     if obj.get("apiVersion") == "autoscaling/v1":
+        if isinstance(status, dict):
+            status.setdefault("currentReplicas", 0)
         return
     if not spec.get("metrics"):
         spec["metrics"] = [cpu_utilization_metric(DEFAULT_CPU_UTILIZATION)]

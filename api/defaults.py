@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 
+from api import autoscaling
+
 from api import validation_apps
 
 DEFAULT_TOLERATION_SECONDS = 300
@@ -241,4 +243,5 @@ _BY_KIND = {
     "Secret": _default_secret,
     "ConfigMap": _default_nothing,
     "Namespace": _default_namespace,
+    "HorizontalPodAutoscaler": autoscaling.default_horizontal_pod_autoscaler,
 }

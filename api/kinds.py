@@ -114,6 +114,8 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
           subresources={"status": _STATUS}),
     _info("autoscaling", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ["hpa"], ["all"],
           subresources={"status": _STATUS}, version="v2"),
+    _info("autoscaling", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ["hpa"], ["all"],
+          subresources={"status": _STATUS}, version="v1"),  # served converted (apiserver/conversion.py)
     _info("discovery.k8s.io", "EndpointSlice", "endpointslices", True),
     _info("coordination.k8s.io", "Lease", "leases", True),
     _info("rbac.authorization.k8s.io", "Role", "roles", True),

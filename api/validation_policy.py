@@ -110,7 +110,7 @@ def _metric(metric: dict, path: str) -> list:
     source_field = kind[0].lower() + kind[1:]
     source = metric.get(source_field)
     if not isinstance(source, dict):
-        return [causes.required(f"{path}.{source_field}", f"must populate information for the given metric source")]
+        return [causes.required(f"{path}.{source_field}", "must populate information for the given metric source")]
     if kind in ("Resource", "ContainerResource"):
         return _resource_source(source, f"{path}.{source_field}", kind == "ContainerResource")
     return _target(as_dict(source.get("target")), f"{path}.{source_field}.target")

@@ -32,6 +32,8 @@ CONTROLLERS = {
     "nodelifecycle": "controllers.nodelifecycle",
     "nodeipam": "controllers.nodeipam",
     "disruption": "controllers.disruption",
+    "horizontalpodautoscaling": "controllers.horizontal",
+    "disruption": "controllers.disruption",
 }
 
 

@@ -47,6 +47,8 @@ KINDS = {
     ("discovery.k8s.io/v1", "EndpointSlice"): "discovery/v1.EndpointSlice",
     ("autoscaling/v1", "Scale"): "autoscaling/v1.Scale",
     ("policy/v1", "Eviction"): "policy/v1.Eviction",
+    ("autoscaling/v1", "HorizontalPodAutoscaler"): "autoscaling/v1.HorizontalPodAutoscaler",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "autoscaling/v2.HorizontalPodAutoscaler",
 }
 
 # the Go structs that k8s.io/api embeds with `json:",inline"` in the messages we decode
