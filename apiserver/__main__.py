@@ -12,12 +12,12 @@ import urllib.parse
 
 import uvicorn
 
+from apiserver import safeguards
 from apiserver.app import create_app
 from apiserver.bootstrap import default_advertise_address
 from apiserver.kubelet_proxy import KubeletConnection
 from apiserver.storage.cacher import CachedStorage
 from apiserver.storage.compactor import Compactor
-from apiserver.storage.encryption_config import EncryptionConfigError, load_encryption_config
 from apiserver.storage.etcd import EtcdStorage
 
 
@@ -47,6 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--etcd-wait", type=float, default=60.0,
                         help="seconds to wait for etcd to answer at start-up (as kube-apiserver does)")
     parser.add_argument("--log-level", default="info")
+    safeguards.add_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -71,12 +72,14 @@ async def serve(args: argparse.Namespace) -> None:
     """Connect to etcd, serve until SIGINT/SIGTERM, then stop everything started here."""
     host, port = etcd_host_port(args.etcd)
     advertise, node_ports = _advertise(args), node_port_range(args.node_ports)   # bad flags: fail before waiting
-    storage = await EtcdStorage.connect(host, port, transformer=_transformer(args))
+    storage = await EtcdStorage.connect(host, port, transformer=safeguards.transformer(args))
     await wait_for_etcd(storage, args.etcd_wait)
     compactor = Compactor(storage, interval=args.compaction_interval) if args.compaction_interval > 0 else None
     if compactor is not None:
         compactor.start()
-    app = create_app(CachedStorage(storage), service_cidr=args.service_cidr,
+    cached = CachedStorage(storage)
+    app = create_app(cached, filters=safeguards.request_filters(args),
+                     admission_plugins=safeguards.admission_plugins(args, cached), service_cidr=args.service_cidr,
                      node_port_range=node_ports, close_storage=True,
                      event_ttl=args.event_ttl, advertise=advertise, kubelet=_kubelet_connection(args))
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
@@ -128,15 +131,6 @@ def _advertise(args: argparse.Namespace) -> tuple[str, int, str]:
     except ValueError:
         raise SystemExit(f"apiserver: --advertise-address {address!r} is not an IP address") from None
     return address, args.port, "https" if args.tls_cert_file else "http"
-
-
-def _transformer(args: argparse.Namespace):
-    if not args.encryption_provider_config:
-        return None
-    try:
-        return load_encryption_config(args.encryption_provider_config)
-    except (OSError, EncryptionConfigError) as exc:
-        raise SystemExit(f"apiserver: {args.encryption_provider_config}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

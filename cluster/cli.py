@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     hollow.add_argument("--kubeconfig", type=Path, default=None,
                         help="a cluster's kubeconfig instead of --data-dir (any pkube or other apiserver)")
     hollow.add_argument("--nodes", type=int, required=True, help="how many nodes to simulate")
+    secrets = sub.add_parser("secrets", help="Secrets at rest")
+    secrets_verbs = secrets.add_subparsers(dest="secrets_command", required=True)
+    rotate = secrets_verbs.add_parser("rotate-key", help="a new encryption key; every Secret re-encrypted "
+                                                         "with it, then the old key dropped (safe to re-run)")
+    rotate.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     return parser
 
 
@@ -93,6 +98,28 @@ def cmd_hollow(args, extra: list[str]) -> int:
     return hollow_main(["--kubeconfig", str(kubeconfig), "--nodes", str(args.nodes), *extra])
 
 
+def cmd_secrets(args) -> int:
+    """`pkube secrets rotate-key` on the running cluster of --data-dir."""
+    from client.errors import ApiError
+    from client.kubeconfig import KubeconfigError, load_kubeconfig
+    from client.rest import ApiClient
+    from cluster import secrets
+    config = ClusterConfig(data_dir=args.data_dir.resolve())
+    endpoint = secrets.etcd_endpoint(config.data_dir)
+    if running_pid(config) is None or endpoint is None:
+        raise ClusterError(f"no cluster is running in {config.data_dir}: start one with pkube up -d")
+    try:
+        with ApiClient(load_kubeconfig(str(config.kubeconfig_path)), timeout=30) as client:
+            count, key = secrets.rotate_key(secrets.encryption_config_path(config.data_dir), client,
+                                            secrets.EtcdReader(endpoint), log)
+    except (KubeconfigError, secrets.SecretsError) as err:
+        raise ClusterError(str(err)) from None
+    except ApiError as err:
+        raise ClusterError(f"the apiserver refused: {err.message or err}") from None
+    print(f"{count} secrets re-encrypted with {key}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     if extra and args.command != "hollow":
@@ -100,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "hollow":
             return cmd_hollow(args, extra)
+        if args.command == "secrets":
+            return cmd_secrets(args)
         return {"up": cmd_up, "down": cmd_down}[args.command](args)
     except ClusterError as err:
         log(str(err))

@@ -28,6 +28,7 @@ import httpx
 import yaml
 
 from client.errors import ApiError, Conflict, NotFound
+from client.resources import SECRETS
 
 API_VERSION = "apiserver.config.k8s.io/v1"
 KIND = "EncryptionConfiguration"
@@ -116,8 +117,9 @@ class EtcdReader:
 
 def rotate_key(config_path: Path, client, etcd: EtcdReader, log: Callable[[str], None],
                timeout: float = REWRITE_TIMEOUT, clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep) -> int:
-    """Rotate the Secrets' key (see the module's docstring); the number of Secrets rewritten.
+               sleep: Callable[[float], None] = time.sleep) -> tuple[int, str]:
+    """Rotate the Secrets' key (see the module's docstring); (the number of Secrets written
+    back, the new key's name).
     ``client`` is a client.rest.ApiClient as the cluster admin. Raises SecretsError."""
     try:
         doc = yaml.safe_load(config_path.read_text())
@@ -136,7 +138,7 @@ def rotate_key(config_path: Path, client, etcd: EtcdReader, log: Callable[[str],
     del keys[1:]
     write_config(config_path, doc)
     log(f"dropped {', '.join(dropped)}: every Secret is under {keys[0]['name']}")
-    return rewritten
+    return rewritten, keys[0]["name"]
 
 
 def reencrypt_all(client, etcd: EtcdReader, key_name: str, timeout: float,
@@ -161,8 +163,8 @@ def rewrite(client, etcd_key: str) -> bool:
     away meanwhile (the next scan looks at it again)."""
     namespace, name = etcd_key[len(SECRETS_PREFIX):].split("/", 1)
     try:
-        secret = client.get("secrets", name, namespace=namespace)
-        client.replace("secrets", secret, namespace=namespace)
+        secret = client.get(SECRETS, name, namespace=namespace)
+        client.replace(SECRETS, secret, namespace=namespace)
     except (Conflict, NotFound):
         return False
     except ApiError as err:

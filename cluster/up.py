@@ -25,6 +25,7 @@ from typing import Callable, Optional
 
 import yaml
 
+from cluster import dataprotection
 from cluster.components import Component, ComponentError, http_ok, python_module, tail, watch_components
 from cluster.controlplane import ControlPlaneError, StaticControlPlane
 from cluster.etcd import EtcdError, EtcdProcess, free_port, port_in_use
@@ -159,6 +160,7 @@ def control_plane(config: ClusterConfig, etcd_endpoint: str) -> list[Component]:
     apiserver = Component(
         "apiserver",
         python_module("apiserver", "--etcd-servers", etcd_endpoint, "--bind-address", "127.0.0.1",
+                      *dataprotection.apiserver_flags(config.data_dir),
                       "--port", str(config.port), "--kubelet-insecure-skip-tls-verify"),
         logs / "apiserver.log", health_url=f"{config.server}/readyz")
     kubeconfig = str(config.kubeconfig_path)
@@ -212,6 +214,9 @@ class Cluster:
             raise ClusterError(f"port {cfg.port} is already in use: choose another with --port")
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
         try:
+            made = dataprotection.prepare(cfg.data_dir)
+            if made:
+                self.log(f"made the apiserver's {' and '.join(made)} in {cfg.data_dir / 'apiserver'}")
             if cfg.static_control_plane:
                 self.start_static()
             else:
