@@ -78,6 +78,12 @@ def _info(group: str, kind: str, plural: str, namespaced: bool, short_names=(), 
                         storage_name=storage_name)
 
 
+def _create_only(group: str, kind: str, plural: str, namespaced: bool = False) -> ResourceInfo:
+    """A review: a question created and answered at once, never stored (apiserver/auth/reviews.py)."""
+    info = _info(group, kind, plural, namespaced)
+    return ResourceInfo(**{**info.__dict__, "verbs": ("create",)})
+
+
 _STATUS = ("get", "patch", "update")
 _SCALE = ("get", "patch", "update")
 
@@ -124,6 +130,11 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
     _info("rbac.authorization.k8s.io", "ClusterRoleBinding", "clusterrolebindings", False),
     _info("certificates.k8s.io", "CertificateSigningRequest", "certificatesigningrequests", False, ["csr"],
           subresources={"status": _STATUS, "approval": _STATUS}),
+    _create_only("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews"),
+    _create_only("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews"),
+    _create_only("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews"),
+    _create_only("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", True),
+    _create_only("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews"),
     _info("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", False,
           ["crd", "crds"], ["api-extensions"], subresources={"status": _STATUS},
           storage_name="apiextensions.k8s.io/customresourcedefinitions"),

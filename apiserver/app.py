@@ -22,6 +22,8 @@ from api.defaults import apply_defaults
 from api.kinds import Registry
 from apiserver import discovery, errors, metrics_api
 from apiserver.allocators import NodePortAllocator, ServiceIPAllocator
+from apiserver.auth.attributes import from_request_info
+from apiserver.auth.reviews import Reviews
 from apiserver.bootstrap import KubernetesService
 from apiserver.customresources import CustomResourceDefinitions
 from apiserver.deletion import Deleter
@@ -76,15 +78,23 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                event_ttl: float = DEFAULT_EVENT_TTL,
                advertise: Optional[tuple[str, int, str]] = None,
                admission_plugins: Sequence[object] = (),
-               filters: Optional[RequestFilters] = None) -> FastAPI:
+               filters: Optional[RequestFilters] = None,
+               authorizer: Optional[object] = None) -> FastAPI:
     """Build the apiserver. The lifespan creates the system namespaces and starts
     the namespace tasks; ``close_storage`` closes ``storage`` at shutdown.
     ``kubelet`` says how pods/log reaches kubelets (https on 10250 by default).
     Events older than ``event_ttl`` seconds are deleted (0: never). With ``advertise``
     (address, port, scheme), the ``kubernetes`` Service is made to point there.
     ``admission_plugins`` run on every write, in order (apiserver.admission).
-    ``filters`` holds the audit log and the in-flight limits (apiserver.requestfilters)."""
+    ``filters`` holds the audit log and the in-flight limits (apiserver.requestfilters).
+    ``authorizer`` (apiserver.auth.authorizer.Union: ``authorize(Attributes)`` raising the
+    403, optional ``start``/``stop``; or a function(storage) making one) decides every
+    authenticated request."""
     filters = filters or RequestFilters()
+    if authenticator is None:
+        authorizer = None          # without identities there is nobody to authorize
+    elif authorizer is not None and not hasattr(authorizer, "authorize"):
+        authorizer = authorizer(storage)
     registry = registry or Registry()
     namespaces = Namespaces(storage, registry)
     services = ServiceAllocations(ServiceIPAllocator(storage, service_cidr),
@@ -110,6 +120,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     async def lifespan(app: FastAPI):
         await filters.start()
         await namespaces.start()
+        if authorizer is not None and hasattr(authorizer, "start"):
+            await authorizer.start()
         await definitions.start()
         await store.admission.start()
         if kubernetes_service is not None:
@@ -122,6 +134,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
             if reaper is not None:
                 await reaper.stop()
             await store.admission.stop()
+            if authorizer is not None and hasattr(authorizer, "stop"):
+                await authorizer.stop()
             await definitions.stop()
             await namespaces.stop()
             if close_storage:
@@ -131,16 +145,17 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     app = ApiServerApp(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None,
                        telemetry=NO_TELEMETRY)
     app.state.storage, app.state.registry, app.state.store = storage, registry, store
-    guarded = _guard(authenticator, filters)
+    guarded = _guard(authenticator, filters, authorizer)
     _add_discovery(app, registry, storage, guarded)
     _add_openapi(app, registry, guarded)
-    streams = ExecProxy(store, registry, kubelet or KubeletConnection(), authenticator)
+    streams = ExecProxy(store, registry, kubelet or KubeletConnection(), authenticator, authorizer)
     for subresource in ("exec", "attach", "portforward"):
         app.router.add_websocket_route(f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/{subresource}",
                                        streams.serve)
-    app.add_route("/api/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
-    app.add_route("/apis/{rest:path}", guarded(handlers.dispatch), methods=_ALL_METHODS)
-    app.resource_endpoint = guarded(handlers.dispatch)
+    resources = guarded(Reviews(authorizer).wrap(handlers.dispatch))
+    app.add_route("/api/{rest:path}", resources, methods=_ALL_METHODS)
+    app.add_route("/apis/{rest:path}", resources, methods=_ALL_METHODS)
+    app.resource_endpoint = resources
     app.stream_fallback_endpoint = guarded(streams.refuse_spdy)
     app.metrics_endpoint = guarded(MetricsAPI(store, storage, registry, kubelet or KubeletConnection()).handle)
     _add_error_handlers(app)
@@ -196,16 +211,21 @@ def is_stream_fallback(scope) -> bool:
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-def _guard(authenticator: Optional[Authenticator], filters: RequestFilters):
+def _guard(authenticator: Optional[Authenticator], filters: RequestFilters, authorizer=None):
     """Wrap an endpoint: authenticate (when configured), audit and limit (``filters``),
-    answer every failure as a Status."""
+    authorize (when configured), answer every failure as a Status."""
     def wrap(endpoint: Callable[[Request], Awaitable[Response]]):
         async def guarded(request: Request) -> Response:
             tracked = filters.track(request)
             try:
                 if authenticator is not None and request.url.path not in PUBLIC_PATHS:
                     request.state.user = await authenticator(request)
-                await tracked.admit(getattr(request.state, "user", None))
+                    await tracked.admit(request.state.user)
+                    if authorizer is not None:
+                        authorizer.authorize(from_request_info(request.state.user, tracked.info,
+                                                               request.query_params))
+                else:
+                    await tracked.admit(getattr(request.state, "user", None))
                 response = await endpoint(request)
             except errors.ApiError as exc:
                 response = error_response(exc)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 from typing import Optional
@@ -28,6 +29,7 @@ except ImportError:
     wsproto = ws_events = None
 
 from apiserver import errors
+from apiserver.auth.attributes import connect_verbs, request_attributes
 from apiserver.encoding import error_response
 from apiserver.kubelet_proxy import KubeletConnection, log_container
 from apiserver.paths import Target, resolve
@@ -131,9 +133,11 @@ def kubelet_ssl(connection: KubeletConnection) -> Optional[ssl.SSLContext]:
 class ExecProxy:
     """Serves pods/exec and pods/attach WebSockets."""
 
-    def __init__(self, store: ResourceStore, registry, connection: KubeletConnection, authenticator=None):
+    def __init__(self, store: ResourceStore, registry, connection: KubeletConnection, authenticator=None,
+                 authorizer=None):
         self.store, self.registry, self.connection = store, registry, connection
         self.authenticator = authenticator  # as create_app's: raises ApiError 401/403
+        self.authorizer = authorizer        # as create_app's: authorize(Attributes) raises the 403
         self.nodes = registry.by_kind("Node", "")
 
     async def serve(self, websocket: WebSocket) -> None:
@@ -175,6 +179,8 @@ class ExecProxy:
     async def _connect(self, websocket: WebSocket) -> KubeletSocket:
         if self.authenticator is not None:
             websocket.state.user = await self.authenticator(websocket)
+            if self.authorizer is not None:
+                self._authorize(websocket)
         if wsproto is None:
             raise errors.unavailable("pods/exec needs the wsproto package on the apiserver")
         url, node_name = await self._kubelet_url(websocket.url.path, websocket.query_params)
@@ -183,6 +189,15 @@ class ExecProxy:
             return await KubeletSocket.open(url, offered, kubelet_ssl(self.connection))
         except OSError as exc:
             raise _unreachable(node_name, urlsplit(url).netloc, exc) from None
+
+    def _authorize(self, websocket: WebSocket) -> None:
+        """Raise the 403 unless the caller may both get and create this pods/exec (attach,
+        portforward): the verbs Kubernetes 1.35+ checks for a WebSocket upgrade."""
+        scope = websocket.scope
+        attrs = request_attributes(websocket.state.user, "GET", scope["path"],
+                                   scope.get("query_string", b"").decode())
+        for verb in connect_verbs(attrs):
+            self.authorizer.authorize(dataclasses.replace(attrs, verb=verb))
 
     async def _kubelet_url(self, request_path: str, query) -> tuple[str, str]:
         """(the kubelet's URL for this request, the node's name); raises ApiError."""
