@@ -59,6 +59,7 @@ NO_SCHEDULE_KEYS = ("node.kubernetes.io/disk-pressure", "node.kubernetes.io/memo
 NETWORK_UNAVAILABLE = "node.kubernetes.io/network-unavailable"
 HARD_EFFECTS = ("NoSchedule", "NoExecute")
 DEFAULT_BURST = 500
+FIRST_BATCH = 16        # creates in the first slow-start batch (then 32, 64, ...)
 
 
 # -- which nodes run a daemon pod (pure) ---------------------------------------------------
@@ -403,22 +404,25 @@ class DaemonSetController(Controller):
             plan.drop(delete)
 
     async def sync_nodes(self, key: str, ds: dict, plan: Plan, digest: str) -> None:
-        """Carry out ``plan``: deletes all at once, creates in slow-start batches (at most
-        ``burst`` per pass); expectations cover both so the next pass waits for the cache."""
+        """Carry out ``plan``: deletes all at once while creates go in slow-start batches (at
+        most ``burst`` per pass, the first batch ``FIRST_BATCH``: they are on other nodes, so
+        neither waits for the other); expectations cover both so the next pass waits for the cache."""
         creates = plan.create[:self.burst]
         victims = list(plan.delete.values())
         if not creates and not victims:
             return
         self.expectations.expect(key, adds=len(creates), deletes=list(plan.delete))
-        results = await asyncio.gather(*(self._delete(p, object_key(p) in plan.force) for p in victims),
-                                       return_exceptions=True)
+        pending = iter(creates)
+        namespace = ds["metadata"]["namespace"]
+        deleting = asyncio.gather(*(self._delete(p, object_key(p) in plan.force) for p in victims),
+                                  return_exceptions=True)
+        (created, error), results = await asyncio.gather(
+            slow_start(len(creates), lambda: self.client.create(PODS, new_pod(ds, next(pending), digest), namespace),
+                       initial=FIRST_BATCH),
+            deleting)
         for pod_key, result in zip(plan.delete, results):
             if isinstance(result, Exception):
                 self.expectations.observed_delete(key, pod_key)
-        pending = iter(creates)
-        namespace = ds["metadata"]["namespace"]
-        created, error = await slow_start(len(creates), lambda: self.client.create(
-            PODS, new_pod(ds, next(pending), digest), namespace))
         for _ in range(len(creates) - created):
             self.expectations.observed_add(key)
         if created:

@@ -103,14 +103,21 @@ class Framework:
         start = self._next_start % len(nodes)
         result = ScheduleResult(None)
         scorer_plugins = [p for p, _ in scorers]
-        key = signature(filters, scorer_plugins, pod) if use_tables else None
+        named = node_selector_affinity.node_names(pod)
+        key = signature(filters, scorer_plugins, pod) if use_tables and named is None else None
         table = self.equivalence.table(key, filters, scorer_plugins, pod, wanted) if key else None
-        if table is None:
+        if named is not None:           # only the nodes the pod's affinity names (a DaemonSet pod's)
+            candidates = [n for n in nodes if n.name in named]
+            result.reasons[node_selector_affinity.REASON] += len(nodes) - len(candidates)
+            feasible, walked = _walk(filters, pod, candidates, 0, len(candidates), result.reasons)
+            result.evaluated, start = len(nodes) - len(candidates) + walked, self._next_start
+        elif table is None:
             feasible, result.evaluated = _walk(filters, pod, nodes, start, wanted, result.reasons)
         else:
             runs, result.evaluated = table.walk(start, wanted, result.reasons)
             feasible = list(itertools.chain.from_iterable(nodes[b:e] for b, e in runs))
-        self._next_start = (start + result.evaluated) % len(nodes)
+        if named is None:
+            self._next_start = (start + result.evaluated) % len(nodes)
         result.feasible = len(feasible)
         if not feasible:
             result.message = failure_message(len(nodes), result.reasons)

@@ -1,5 +1,8 @@
 """nodeSelector and required node affinity must match the node (filter); the
-weights of matching preferred terms make its score (score + normalize)."""
+weights of matching preferred terms make its score (score + normalize).
+``node_names`` is kube-scheduler's NodeAffinity PreFilterResult: a pod whose every
+required term names its nodes (matchFields metadata.name In, as DaemonSet pods do)
+can only go to those, so the framework filters them alone instead of every node."""
 
 from scheduler.types import SUCCESS, Code, Status, freeze
 
@@ -26,6 +29,23 @@ def score_key(pod):
 
 def _node_affinity(pod) -> dict:
     return ((pod.pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
+
+
+def node_names(pod):
+    """The names of the only nodes ``pod`` (a PodInfo)'s required affinity can match, when every term has a
+    ``metadata.name In`` field requirement (a frozenset, maybe empty); None when not restricted."""
+    required = _node_affinity(pod).get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms = required.get("nodeSelectorTerms") or []
+    if not terms:
+        return None
+    names = set()
+    for term in terms:
+        fields = [f for f in term.get("matchFields") or []
+                  if f.get("key") == "metadata.name" and f.get("operator") == "In"]
+        if not fields:
+            return None
+        names |= set.intersection(*(set(f.get("values") or []) for f in fields))
+    return frozenset(names)
 
 
 def filter(pod, node) -> Status:
