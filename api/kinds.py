@@ -135,6 +135,7 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
     _create_only("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews"),
     _create_only("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", True),
     _create_only("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews"),
+    _create_only("authentication.k8s.io", "TokenReview", "tokenreviews"),
     _info("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", False,
           ["crd", "crds"], ["api-extensions"], subresources={"status": _STATUS},
           storage_name="apiextensions.k8s.io/customresourcedefinitions"),

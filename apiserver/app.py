@@ -79,7 +79,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                advertise: Optional[tuple[str, int, str]] = None,
                admission_plugins: Sequence[object] = (),
                filters: Optional[RequestFilters] = None,
-               authorizer: Optional[object] = None) -> FastAPI:
+               authorizer: Optional[object] = None,
+               service_accounts: Optional[object] = None) -> FastAPI:
     """Build the apiserver. The lifespan creates the system namespaces and starts
     the namespace tasks; ``close_storage`` closes ``storage`` at shutdown.
     ``kubelet`` says how pods/log reaches kubelets (https on 10250 by default).
@@ -89,7 +90,9 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     ``filters`` holds the audit log and the in-flight limits (apiserver.requestfilters).
     ``authorizer`` (apiserver.auth.authorizer.Union: ``authorize(Attributes)`` raising the
     403, optional ``start``/``stop``; or a function(storage) making one) decides every
-    authenticated request."""
+    authenticated request.
+    ``service_accounts`` (apiserver.tokenrequest.ServiceAccountTokens) serves TokenRequest and
+    TokenReview and adds the ServiceAccount admission plugin (or a function(storage) making it)."""
     filters = filters or RequestFilters()
     if authenticator is None:
         authorizer = None          # without identities there is nobody to authorize
@@ -105,6 +108,12 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     namespaces.deleter = deleter
     definitions = CustomResourceDefinitions(storage, registry, deleter)
     store.check_names = definitions.check_names
+    if service_accounts is not None and not hasattr(service_accounts, "wrap"):
+        service_accounts = service_accounts(storage)       # a function(storage) making one
+    if service_accounts is not None:
+        store.admission.add(service_accounts.admission)
+        service_accounts.token_authenticators = getattr(authenticator, "token_authenticators",
+                                                        service_accounts.token_authenticators)
     for plugin in admission_plugins:
         store.admission.add(plugin)
     from api import patch as patches
@@ -123,6 +132,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
         if authorizer is not None and hasattr(authorizer, "start"):
             await authorizer.start()
         await definitions.start()
+        if service_accounts is not None:
+            await service_accounts.start()
         await store.admission.start()
         if kubernetes_service is not None:
             await kubernetes_service.ensure()
@@ -134,6 +145,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
             if reaper is not None:
                 await reaper.stop()
             await store.admission.stop()
+            if service_accounts is not None:
+                await service_accounts.stop()
             if authorizer is not None and hasattr(authorizer, "stop"):
                 await authorizer.stop()
             await definitions.stop()
@@ -152,7 +165,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     for subresource in ("exec", "attach", "portforward"):
         app.router.add_websocket_route(f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/{subresource}",
                                        streams.serve)
-    resources = guarded(Reviews(authorizer).wrap(handlers.dispatch))
+    dispatch = handlers.dispatch if service_accounts is None else service_accounts.wrap(handlers.dispatch)
+    resources = guarded(Reviews(authorizer).wrap(dispatch))
     app.add_route("/api/{rest:path}", resources, methods=_ALL_METHODS)
     app.add_route("/apis/{rest:path}", resources, methods=_ALL_METHODS)
     app.resource_endpoint = resources
