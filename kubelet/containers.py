@@ -156,7 +156,7 @@ class PodRuntime:
             labels=labels, tty=bool(container.get("tty")), stdin_open=bool(container.get("stdin")),
             mounts=mounts, network="none", sandbox_id=sandbox.id,
             resources=container_resources(container.get("resources")), cgroup_parent=self.pod_cgroup(pod),
-            **security_options(container))
+            seccomp=seccomp_profile(container, pod), **security_options(container))
         record = self.runtime.create(spec)
         self.runtime.start(record.id)
         return self.runtime.get(record.id)
@@ -237,6 +237,34 @@ def security_options(container: dict) -> dict:
     return {"cap_add": list(caps.get("add") or []), "cap_drop": list(caps.get("drop") or []),
             "privileged": bool(ctx.get("privileged")), "read_only": bool(ctx.get("readOnlyRootFilesystem")),
             "no_new_privileges": escalation is not True}
+
+
+SECCOMP_PROFILES = {"RuntimeDefault": "default", "Unconfined": "unconfined"}
+
+
+def _seccomp_type(container: dict, pod: dict):
+    """securityContext.seccompProfile.type of the container, else the pod's, else None."""
+    own = ((container.get("securityContext") or {}).get("seccompProfile") or {}).get("type")
+    pod_ctx = (pod.get("spec") or {}).get("securityContext") or {}
+    return own or (pod_ctx.get("seccompProfile") or {}).get("type")
+
+
+def seccomp_profile(container: dict, pod: dict) -> str:
+    """The runtime's seccomp profile for a container: RuntimeDefault when the pod says nothing
+    (the kubelet's SeccompDefault, on in pkube: stricter than Kubernetes' Unconfined default),
+    Unconfined when asked. A Localhost profile is refused before this (seccomp_error)."""
+    return SECCOMP_PROFILES.get(_seccomp_type(container, pod) or "RuntimeDefault", "default")
+
+
+def seccomp_error(container: dict, pod: dict) -> str:
+    """The refusal of a seccompProfile the runtime cannot honour ("" when it can)."""
+    kind = _seccomp_type(container, pod)
+    if kind is None or kind in SECCOMP_PROFILES:
+        return ""
+    if kind == "Localhost":
+        return (f"container {container['name']}: seccompProfile type Localhost is not supported by pkube's "
+                "runtime (use RuntimeDefault or Unconfined)")
+    return f"container {container['name']}: unknown seccompProfile type {kind!r}"
 
 
 def run_as_non_root_error(container: dict, pod: dict, image_user: str) -> str:

@@ -13,7 +13,7 @@ from typing import Callable
 
 from client.clock import Clock
 from kubelet.envvars import container_env
-from kubelet.containers import run_as_non_root_error
+from kubelet.containers import run_as_non_root_error, seccomp_error
 from kubelet.errors import ConfigError, PodSetupError
 from kubelet.etcfiles import hosts_file, resolv_conf
 from kubelet.handlers import Handlers, runtime_exec, run_hook
@@ -100,7 +100,7 @@ class PodSetup:
         image_id, image_user = await self.run(_image_identity, self.runtime, image)
         if self.image_gc is not None:
             self.image_gc.notice(image_id)
-        refusal = run_as_non_root_error(container, pod, image_user)
+        refusal = seccomp_error(container, pod) or run_as_non_root_error(container, pod, image_user)
         if refusal:
             raise ConfigError(refusal)
         pod_ip = ((sandbox.endpoint if sandbox is not None else None) or {}).get("ip")

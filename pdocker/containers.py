@@ -91,6 +91,12 @@ def add_create_flags(p: Parser) -> None:
     p.add_argument("--pids-limit", type=int)
     p.add_argument("--network", "--net", default="bridge")
     p.add_argument("-l", "--label", action="append", default=[])
+    p.add_argument("--cap-add", action="append", default=[])
+    p.add_argument("--cap-drop", action="append", default=[])
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("--read-only", action="store_true", dest="read_only")
+    p.add_argument("--security-opt", action="append", default=[], dest="security_opt",
+                   help="seccomp=unconfined|default, no-new-privileges[=true|false]")
     p.add_argument("image")
     p.add_argument("command", nargs=REMAINDER)
 
@@ -105,7 +111,27 @@ def spec_from_args(args) -> ContainerSpec:
         env=flags.environment(args.env), workdir=args.workdir, user=args.user, hostname=args.hostname,
         name=args.name, labels=flags.labels(args.label), tty=args.tty, stdin_open=args.interactive,
         mounts=[flags.volume(v) for v in args.volume], port_mappings=_ports(args.publish),
-        network=args.network, resources=_resources(args), auto_remove=args.rm)
+        network=args.network, resources=_resources(args), auto_remove=args.rm,
+        cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged, read_only=args.read_only,
+        **security_options(args.security_opt))
+
+
+def security_options(items: list[str]) -> dict:
+    """ContainerSpec fields of Docker's --security-opt values (seccomp=unconfined|default,
+    no-new-privileges[=true|false], as `:` or `=`); UsageError for anything else."""
+    options: dict = {}
+    for item in items:
+        key, sep, value = item.replace(":", "=", 1).partition("=")
+        if key == "seccomp" and value in ("unconfined", "default"):
+            options["seccomp"] = value
+        elif key == "seccomp":
+            raise UsageError(f"--security-opt {item}: only seccomp=unconfined and seccomp=default are "
+                             "supported (no profile files)")
+        elif key == "no-new-privileges" and value in ("", "true", "false"):
+            options["no_new_privileges"] = value != "false"
+        else:
+            raise UsageError(f"--security-opt {item}: unsupported (seccomp=..., no-new-privileges)")
+    return options
 
 
 def _resources(args):

@@ -45,7 +45,7 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
         cwd=workdir or state.process["workdir"], user=user if user is not None else (state.process["user"] or None),
         tty=tty, stdin_open=interactive or stdin is not None, tty_size=tty_size,
         ptmx=f"/proc/{state.pid}/root/dev/pts/ptmx", caps=_container_caps(state),
-        allow_escalation=_allows_escalation(state))
+        allow_escalation=_allows_escalation(state), **_container_seccomp(state))
     cgroup = runtime._open_cgroup(state)
     if cgroup is not None:
         place_in_cgroup(cgroup, config)
@@ -88,6 +88,14 @@ def _container_caps(state) -> int:
     if state.kind != "container" or not state.spec:
         return capability_mask()
     return capability_mask(spec_from_dict(state.spec).capabilities())
+
+
+def _container_seccomp(state) -> dict:
+    """An exec'd process gets its container's seccomp filter (none for a sandbox's)."""
+    from runtime.runtime import spec_from_dict
+    if state.kind != "container" or not state.spec:
+        return {}
+    return spec_from_dict(state.spec).seccomp_options()
 
 
 def _allows_escalation(state) -> bool:

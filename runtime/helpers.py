@@ -58,6 +58,11 @@ def build_binary(name: str, bin_dir: str | os.PathLike) -> str:
     return compile_helper(name, os.fspath(bin_dir), compiler)
 
 
+# Libraries a helper links with: the shim compiles the seccomp profile with libseccomp
+# (libseccomp-dev at build time; statically linked when the static libraries are there).
+LIBRARIES = {"shim": ("-lseccomp",)}
+
+
 def installed_dir() -> str:
     """runtime/bin/: where the install put the helpers."""
     return os.path.join(_source_dir(), "bin")
@@ -87,7 +92,8 @@ def compile_helper(name: str, bin_dir: str, compiler: str) -> str:
     os.makedirs(bin_dir, exist_ok=True)
     tmp = os.path.join(bin_dir, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")   # parallel builders
     for flags in (["-static"], []):
-        result = subprocess.run([compiler, "-O2", *flags, "-o", tmp, source], capture_output=True, text=True)
+        result = subprocess.run([compiler, "-O2", *flags, "-o", tmp, source, *LIBRARIES.get(name, ())],
+                                capture_output=True, text=True)
         if result.returncode == 0:
             os.replace(tmp, target)
             return target

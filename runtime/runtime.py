@@ -325,7 +325,7 @@ class Runtime:
             user=state.process["user"] or None, mounts=spec.mounts, tty=spec.tty,
             stdin_open=spec.stdin_open, tty_size=tty_size, caps=capability_mask(spec.capabilities()),
             rootfs_ro=spec.read_only, allow_escalation=not spec.no_new_privileges or spec.privileged,
-            **({"masked": (), "readonly": ()} if spec.privileged else {}))
+            **spec.seccomp_options(), **({"masked": (), "readonly": ()} if spec.privileged else {}))
         return self._launch(state, config, spec.resources, spec.cgroup_parent, attach,
                             bridge=ip_from is None and spec.network == "bridge",
                             ports=spec.port_mappings, init=(hostname, ip_from))

@@ -55,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <seccomp.h>
 #include <net/if.h>
 
 #define MAXV 512
@@ -87,6 +88,8 @@ struct config {
 	int tty, stdin_open, rows, cols;
 	int rootfs_ro;
 	int allow_escalation;     /* no no_new_privs: setuid binaries may raise privileges */
+	char **seccomp; int nseccomp;   /* system calls refused with EPERM (runtime/seccomp.py) */
+	int seccomp_namespaces;   /* refuse clone with namespace flags; clone3 answers ENOSYS */
 	uint64_t caps;
 };
 
@@ -140,6 +143,8 @@ static void set_key(char *k, char *v)
 	else if (!strcmp(k, "readonly")) C.ro_path[C.nro++] = v;
 	else if (!strcmp(k, "rootfs_ro")) C.rootfs_ro = atoi(v);
 	else if (!strcmp(k, "allow_escalation")) C.allow_escalation = atoi(v);
+	else if (!strcmp(k, "seccomp")) C.seccomp[C.nseccomp++] = v;
+	else if (!strcmp(k, "seccomp_namespaces")) C.seccomp_namespaces = atoi(v);
 	else if (!strcmp(k, "rootfs")) C.rootfs = v;
 	else if (!strcmp(k, "overlay")) C.overlay = v;
 	else if (!strcmp(k, "hostname")) C.hostname = v;
@@ -167,9 +172,9 @@ static int alloc_lists(int pairs)
 	C.bind_ro = calloc(n, sizeof(int));
 	C.ns_type = calloc(n, sizeof(char *)); C.ns_path = calloc(n, sizeof(char *));
 	C.mask = calloc(n, sizeof(char *)); C.ro_path = calloc(n, sizeof(char *));
-	C.procs = calloc(n, sizeof(char *));
+	C.procs = calloc(n, sizeof(char *)); C.seccomp = calloc(n, sizeof(char *));
 	return C.bind_src && C.bind_dst && C.bind_ro && C.ns_type && C.ns_path && C.mask && C.ro_path &&
-	       C.procs ? 0 : -1;
+	       C.procs && C.seccomp ? 0 : -1;
 }
 
 /* The number of key/value pairs in the n bytes of buf (NUL-separated, as load_config reads them). */
@@ -391,14 +396,48 @@ static void switch_user(void)
 	if (setuid(uid) < 0) die("setuid %ld", uid);
 }
 
+/* The seccomp filter of the config, loaded while the child still holds CAP_SYS_ADMIN (so it
+ * needs no no_new_privs of its own: that stays the config's choice). Every system call is
+ * allowed except C.seccomp (EPERM); with C.seccomp_namespaces, clone with a namespace flag is
+ * EPERM and clone3 ENOSYS (its flags are out of the filter's reach; libc falls back to clone).
+ * Names this architecture lacks are skipped. */
+static void load_seccomp(void)
+{
+	static const uint64_t ns_flags[] = {CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER,
+	                                    CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP};
+	if (!C.nseccomp && !C.seccomp_namespaces) return;
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	if (!ctx) die("seccomp_init");
+	if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0) < 0) die("seccomp: no_new_privs attribute");
+	for (int i = 0; i < C.nseccomp; i++) {
+		int nr = seccomp_syscall_resolve_name(C.seccomp[i]);
+		if (nr == __NR_SCMP_ERROR) continue;
+		if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0) < 0) die("seccomp: refuse %s", C.seccomp[i]);
+	}
+	if (C.seccomp_namespaces) {
+		for (unsigned i = 0; i < sizeof ns_flags / sizeof ns_flags[0]; i++)
+			if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+			                     SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i])) < 0)
+				die("seccomp: clone flags");
+		if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) < 0) die("seccomp: clone3");
+	}
+	int rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rc < 0) { errno = -rc; die("seccomp_load"); }
+}
+
 static void drop_capabilities(void)
 {
 	int last = 40;
 	FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
 	if (f) { if (fscanf(f, "%d", &last) != 1) last = 40; fclose(f); }
-	for (int cap = 0; cap <= last; cap++)
-		if (!(C.caps & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+	for (int cap = 0; cap <= last; cap++) {
+		if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1)
+			C.caps &= ~(1ULL << cap);   /* not ours to give (e.g. a privileged container on a host without it) */
+		else if (!(C.caps & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
 			die("drop capability %d", cap);
+	}
+	C.caps &= (last >= 63) ? ~0ULL : ((1ULL << (last + 1)) - 1);
 }
 
 static void set_capabilities(void)
@@ -542,6 +581,7 @@ static void child(int ready_w, int go_r, int in_fd, int out_fd, int errout_fd, i
 	}
 	if (joined_fd >= 0) wait_for_join();
 	if ((C.unshare_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) die("unshare cgroup");
+	load_seccomp();
 	drop_capabilities();
 	switch_user();
 	set_capabilities();

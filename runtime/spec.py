@@ -8,6 +8,7 @@ NUL-separated key/value pairs that runtime/shim.c reads.
 from __future__ import annotations
 
 from runtime.records import Record
+from runtime.seccomp import PROFILES, denied_syscalls, refuses_namespaces
 
 # Docker's default capability set (moby oci/caps/defaults.go), as capability numbers.
 DEFAULT_CAPABILITIES = {
@@ -85,7 +86,18 @@ class ContainerSpec(Record):
         ("privileged", False),        # every capability, nothing masked or read-only in /proc
         ("read_only", False),         # the root file system mounted read-only (volumes stay as they are)
         ("no_new_privileges", True),  # no_new_privs: setuid binaries cannot raise privileges
+        ("seccomp", "default"),       # "default" (runtime.seccomp's profile) or "unconfined"
     )
+
+    def seccomp_profile(self) -> str:
+        """The profile in force: none for a privileged container, as Docker does."""
+        return "unconfined" if self.privileged else self.seccomp
+
+    def seccomp_options(self) -> dict:
+        """The ShimConfig fields of its seccomp filter (seccomp_deny, seccomp_namespaces)."""
+        profile, caps = self.seccomp_profile(), self.capabilities()
+        return {"seccomp_deny": denied_syscalls(profile, caps),
+                "seccomp_namespaces": refuses_namespaces(profile, caps)}
 
     def capabilities(self) -> dict[str, int]:
         """The capability set the process gets: Docker's default set, plus cap_add, minus
@@ -117,6 +129,8 @@ class ContainerSpec(Record):
         for name in list(self.cap_add) + list(self.cap_drop):
             if _cap_name(name) != "ALL" and _cap_name(name) not in ALL_CAPABILITIES:
                 raise SpecError(f"unknown capability: {name!r}")
+        if self.seccomp not in PROFILES:
+            raise SpecError(f"seccomp profile {self.seccomp!r}: must be one of {', '.join(PROFILES)}")
 
 
 def _cap_name(name: str) -> str:
@@ -189,6 +203,8 @@ class ShimConfig(Record):
         ("rootfs_ro", False),
         ("allow_escalation", False),
         ("masked", MASKED_PATHS), ("readonly", READONLY_PATHS),
+        ("seccomp_deny", []),         # system calls refused with EPERM (runtime.seccomp)
+        ("seccomp_namespaces", False),  # refuse clone with namespace flags, clone3 with ENOSYS
     )
 
     def pairs(self) -> list[tuple[str, str]]:
@@ -213,6 +229,9 @@ class ShimConfig(Record):
             out.append(("rootfs_ro", "1"))
         if self.allow_escalation:
             out.append(("allow_escalation", "1"))
+        out += [("seccomp", name) for name in self.seccomp_deny]
+        if self.seccomp_namespaces:
+            out.append(("seccomp_namespaces", "1"))
         out += [("tty", str(int(self.tty))), ("stdin", str(int(self.stdin_open))),
                 ("caps", hex(self.caps))]
         return out

@@ -24,6 +24,8 @@ if command -v busybox >/dev/null 2>&1 && ldd "$(command -v busybox)" >/dev/null 
 fi
 # the runtime compiles its small C shim and pause programs against libc headers.
 [ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
+# the shim compiles the default seccomp profile with libseccomp (linked statically).
+[ -f /usr/include/seccomp.h ] || missing+=(libseccomp-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -302,12 +302,12 @@ def test_sigkill_of_the_kubelet_and_a_restart_leave_every_container_running(node
     wait_running(node_cluster, "survivor")
     before = set(subprocess.run(["pgrep", "-f", "sleep 3601"], capture_output=True, text=True).stdout.split())
     assert before
-    kubelet = subprocess.run(["pgrep", "-f", f"kubelet --kubeconfig {node_cluster.kubeconfig}"],
+    kubelet = subprocess.run(["pgrep", "-f", f"kubelet --kubeconfig {node_cluster.data_dir}/kubelet.kubeconfig"],
                              capture_output=True, text=True).stdout.split()
     assert len(kubelet) == 1
     os.kill(int(kubelet[0]), signal.SIGKILL)
     restarted = wait_for(lambda: [p for p in subprocess.run(
-        ["pgrep", "-f", f"kubelet --kubeconfig {node_cluster.kubeconfig}"], capture_output=True,
+        ["pgrep", "-f", f"kubelet --kubeconfig {node_cluster.data_dir}/kubelet.kubeconfig"], capture_output=True,
         text=True).stdout.split() if p != kubelet[0]], timeout=40)
     assert restarted
     apply(node_cluster, pod_manifest("after-restart", """  - name: c
@@ -448,7 +448,7 @@ def test_a_pod_deleted_while_the_kubelet_was_down_is_stopped_when_it_returns(nod
     apply(node_cluster, pod_manifest("forgotten", "  - {name: c, image: busybox, command: [sleep, '3605']}\n"))
     wait_running(node_cluster, "forgotten")
     assert subprocess.run(["pgrep", "-f", "sleep 3605"], capture_output=True).returncode == 0
-    kubelet = subprocess.run(["pgrep", "-f", f"kubelet --kubeconfig {node_cluster.kubeconfig}"],
+    kubelet = subprocess.run(["pgrep", "-f", f"kubelet --kubeconfig {node_cluster.data_dir}/kubelet.kubeconfig"],
                              capture_output=True, text=True).stdout.split()
     assert len(kubelet) == 1
     os.kill(int(kubelet[0]), signal.SIGSTOP)
@@ -607,3 +607,30 @@ def test_containers_get_the_service_environment_variables(node_cluster):
     finally:
         kubectl(node_cluster, "delete", "pod", "env-reader", "--wait=false", check=False)
         kubectl(node_cluster, "delete", "svc", "env-web", check=False)
+
+
+def test_pods_run_under_the_runtime_default_seccomp_profile_unless_unconfined(node_cluster):
+    apply(node_cluster, pod_manifest("sc-default", """  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+"""))
+    apply(node_cluster, pod_manifest("sc-unconfined", """  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    securityContext: {seccompProfile: {type: Unconfined}}
+"""))
+    apply(node_cluster, pod_manifest("sc-localhost", """  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+""", "  securityContext: {seccompProfile: {type: Localhost, localhostProfile: my.json}}\n"))
+    try:
+        wait_running(node_cluster, "sc-default")
+        wait_running(node_cluster, "sc-unconfined")
+        mode = lambda name: kubectl(node_cluster, "exec", name, "--", "grep", "^Seccomp:", "/proc/self/status").stdout.split()[1]  # noqa: E731
+        assert mode("sc-default") == "2" and mode("sc-unconfined") == "0"
+        refused = kubectl(node_cluster, "exec", "sc-default", "--", "unshare", "-U", "true", check=False)
+        assert refused.returncode != 0 and "Operation not permitted" in refused.stderr
+        waiting = wait_for(lambda: container_status(get_pod(node_cluster, "sc-localhost")).get("state", {}).get("waiting"))
+        assert waiting["reason"] == "CreateContainerConfigError" and "Localhost" in waiting["message"]
+    finally:
+        kubectl(node_cluster, "delete", "pod", "sc-default", "sc-unconfined", "sc-localhost", "--wait=false", check=False)
