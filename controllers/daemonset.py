@@ -205,12 +205,14 @@ def is_failed(pod: dict) -> bool:
 
 class Plan:
     """What one pass does: nodes to get a pod, pods to delete (by key -> pod), and of those
-    the keys of pods whose node is gone (deleted at once: no kubelet will confirm them)."""
+    the keys of pods whose node is gone (deleted at once: no kubelet will confirm them).
+    ``deletes_first``: the creates wait for the deletes (a surge keeps the pod count bound)."""
 
     def __init__(self):
         self.create: list[str] = []
         self.delete: dict[str, dict] = {}
         self.force: set[str] = set()
+        self.deletes_first = False
 
     def drop(self, pods, force: bool = False) -> None:
         for pod in pods:
@@ -400,13 +402,15 @@ class DaemonSetController(Controller):
             plan.drop(pods_to_replace(eligible, by_node, digest, unavailable, available))
         else:
             create, delete = surge_moves(eligible, by_node, digest, surge, available)
+            plan.deletes_first = bool(delete)
             plan.create += [n for n in create if n not in plan.create]
             plan.drop(delete)
 
     async def sync_nodes(self, key: str, ds: dict, plan: Plan, digest: str) -> None:
         """Carry out ``plan``: deletes all at once while creates go in slow-start batches (at
-        most ``burst`` per pass, the first batch ``FIRST_BATCH``: they are on other nodes, so
-        neither waits for the other); expectations cover both so the next pass waits for the cache."""
+        most ``burst`` per pass, the first batch ``FIRST_BATCH``; they are on other nodes, so
+        neither waits for the other unless ``plan.deletes_first``); expectations cover both so
+        the next pass waits for the cache."""
         creates = plan.create[:self.burst]
         victims = list(plan.delete.values())
         if not creates and not victims:
@@ -416,6 +420,8 @@ class DaemonSetController(Controller):
         namespace = ds["metadata"]["namespace"]
         deleting = asyncio.gather(*(self._delete(p, object_key(p) in plan.force) for p in victims),
                                   return_exceptions=True)
+        if plan.deletes_first:
+            await asyncio.wait([deleting])
         (created, error), results = await asyncio.gather(
             slow_start(len(creates), lambda: self.client.create(PODS, new_pod(ds, next(pending), digest), namespace),
                        initial=FIRST_BATCH),
