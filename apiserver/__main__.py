@@ -7,18 +7,30 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import ssl
 import sys
 import urllib.parse
+from typing import Optional
 
 import uvicorn
 
-from apiserver import safeguards
+from apiserver import safeguards, tokenrequest
 from apiserver.app import create_app
+from apiserver.auth import flags as authorization
+from apiserver.auth.authn import RequestAuthenticator
+from apiserver.auth.tokens import BootstrapTokens, StaticTokens, TokenFileError
 from apiserver.bootstrap import default_advertise_address
+from apiserver.exec_proxy import kubelet_ssl
 from apiserver.kubelet_proxy import KubeletConnection
 from apiserver.storage.cacher import CachedStorage
 from apiserver.storage.compactor import Compactor
 from apiserver.storage.etcd import EtcdStorage
+from apiserver.tlsscope import TLSHttpProtocol, TLSWebSocketProtocol
+
+# Idle keep-alive connections are kept this long (uvicorn's default, 5 s, is exactly kubectl
+# drain's retry period: its next POST raced the close and failed with EOF); Go clients close
+# idle connections after 90 s.
+KEEP_ALIVE_SECONDS = 90
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -34,6 +46,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--service-node-port-range", dest="node_ports", default="30000-32767")
     parser.add_argument("--tls-cert-file")
     parser.add_argument("--tls-private-key-file")
+    authorization.add_flags(parser)
+    parser.add_argument("--client-ca-file",
+                        help="authenticate client certificates signed by this CA (CN = user, O = groups)")
+    parser.add_argument("--token-auth-file", help="static bearer tokens: CSV token,user,uid,\"group1,group2\"")
+    parser.add_argument("--enable-bootstrap-token-auth", action="store_true",
+                        help="authenticate bootstrap tokens (Secrets kube-system/bootstrap-token-<id>)")
     parser.add_argument("--encryption-provider-config",
                         help="an EncryptionConfiguration file (secrets encrypted at rest)")
     parser.add_argument("--compaction-interval", type=float, default=300.0,
@@ -42,12 +60,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="seconds an Event is kept (0: forever)")
     parser.add_argument("--kubelet-certificate-authority", default=None,
                         help="CA file to verify kubelets' serving certificates with")
+    parser.add_argument("--kubelet-client-certificate", help="the certificate presented to kubelets")
+    parser.add_argument("--kubelet-client-key", help="its private key")
     parser.add_argument("--kubelet-insecure-skip-tls-verify", action="store_true",
                         help="do not verify kubelets' serving certificates (self-signed ones)")
     parser.add_argument("--etcd-wait", type=float, default=60.0,
                         help="seconds to wait for etcd to answer at start-up (as kube-apiserver does)")
     parser.add_argument("--log-level", default="info")
     safeguards.add_flags(parser)
+    tokenrequest.add_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -72,20 +93,23 @@ async def serve(args: argparse.Namespace) -> None:
     """Connect to etcd, serve until SIGINT/SIGTERM, then stop everything started here."""
     host, port = etcd_host_port(args.etcd)
     advertise, node_ports = _advertise(args), node_port_range(args.node_ports)   # bad flags: fail before waiting
+    authorization.modes(args)
     storage = await EtcdStorage.connect(host, port, transformer=safeguards.transformer(args))
+    authenticator = _authenticator(args, storage)
     await wait_for_etcd(storage, args.etcd_wait)
     compactor = Compactor(storage, interval=args.compaction_interval) if args.compaction_interval > 0 else None
     if compactor is not None:
         compactor.start()
     cached = CachedStorage(storage)
     app = create_app(cached, filters=safeguards.request_filters(args),
-                     admission_plugins=safeguards.admission_plugins(args, cached), service_cidr=args.service_cidr,
+                     admission_plugins=[*authorization.admission_plugins(args), *safeguards.admission_plugins(args, cached)],
+                     authorizer=authorization.authorizer(args), service_cidr=args.service_cidr,
                      node_port_range=node_ports, close_storage=True,
-                     event_ttl=args.event_ttl, advertise=advertise, kubelet=_kubelet_connection(args))
+                     event_ttl=args.event_ttl, advertise=advertise, kubelet=_kubelet_connection(args),
+                     authenticator=authenticator, service_accounts=tokenrequest.from_flags(args, authenticator))
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
-                            access_log=False, ssl_certfile=args.tls_cert_file,
-                            ssl_keyfile=args.tls_private_key_file, timeout_graceful_shutdown=2,
-                            proxy_headers=False)
+                            access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=2,
+                            proxy_headers=False, **_tls(args))
     # What start-up built (~90,000 objects: modules, schemas, routes) lives as long as the
     # process: freezing it keeps each full GC pass (which stalls every request; 65-115 ms
     # without this) to what requests have built since.
@@ -116,12 +140,47 @@ async def wait_for_etcd(storage, seconds: float) -> None:
 
 
 def _kubelet_connection(args: argparse.Namespace) -> KubeletConnection:
-    """How pods/log, exec, attach and port-forward reach kubelets (HTTPS on their port)."""
+    """How pods/log, exec, attach and port-forward reach kubelets (HTTPS on their port), with
+    the apiserver's client certificate when given: one SSLContext for httpx and the WebSocket
+    proxy alike (httpx ignores ``cert=`` next to a CA path)."""
+    options: dict = {}
+    if args.kubelet_client_certificate and args.kubelet_client_key:
+        options["cert"] = (args.kubelet_client_certificate, args.kubelet_client_key)
     if args.kubelet_insecure_skip_tls_verify:
-        return KubeletConnection(client_options={"verify": False})
-    if args.kubelet_certificate_authority:
-        return KubeletConnection(client_options={"verify": args.kubelet_certificate_authority})
-    return KubeletConnection()
+        options["verify"] = False
+    elif args.kubelet_certificate_authority:
+        options["verify"] = args.kubelet_certificate_authority
+    return KubeletConnection(client_options={"verify": kubelet_ssl(KubeletConnection(client_options=options))})
+
+
+def _tls(args: argparse.Namespace) -> dict:
+    """uvicorn's TLS settings: none without --tls-cert-file; with --client-ca-file, client
+    certificates are asked for (optional) and verified, and the protocols put the verified one
+    into the ASGI scope (apiserver.tlsscope)."""
+    if not args.tls_cert_file:
+        return {}
+    options = {"ssl_certfile": args.tls_cert_file, "ssl_keyfile": args.tls_private_key_file,
+               "http": TLSHttpProtocol, "ws": TLSWebSocketProtocol}
+    if args.client_ca_file:
+        options.update(ssl_ca_certs=args.client_ca_file, ssl_cert_reqs=ssl.CERT_OPTIONAL)
+    return options
+
+
+def _authenticator(args: argparse.Namespace, storage) -> Optional[RequestAuthenticator]:
+    """The authentication chain the flags ask for (None: no authentication at all, everyone is
+    served). Further token authenticators (ServiceAccount tokens) are appended to its
+    ``token_authenticators``."""
+    tokens: list = []
+    if args.token_auth_file:
+        try:
+            tokens.append(StaticTokens.load(args.token_auth_file))
+        except TokenFileError as err:
+            raise SystemExit(f"apiserver: --token-auth-file: {err}") from None
+    if args.enable_bootstrap_token_auth:
+        tokens.append(BootstrapTokens(storage))
+    if not tokens and not args.client_ca_file:
+        return None
+    return RequestAuthenticator(tokens, client_certificates=bool(args.client_ca_file))
 
 
 def _advertise(args: argparse.Namespace) -> tuple[str, int, str]:

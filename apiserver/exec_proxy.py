@@ -121,6 +121,8 @@ def kubelet_ssl(connection: KubeletConnection) -> Optional[ssl.SSLContext]:
     if connection.scheme != "https":
         return None
     verify = connection.client_options.get("verify", True)
+    if isinstance(verify, ssl.SSLContext):
+        return verify
     context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
     if verify is False:
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE

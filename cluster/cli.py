@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cluster.pki import PKIError
 from cluster.up import (DEFAULT_DATA_DIR, DEFAULT_PORT, ClusterConfig, ClusterError, run_foreground,
                         running_pid, start_detached, stop_detached, usage_text)
 
@@ -40,7 +41,34 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = secrets_verbs.add_parser("rotate-key", help="a new encryption key; every Secret re-encrypted "
                                                          "with it, then the old key dropped (safe to re-run)")
     rotate.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    _add_certs_parser(sub)
+    _add_token_parser(sub)
     return parser
+
+
+def _add_certs_parser(sub) -> None:
+    certs = sub.add_parser("certs", help="the cluster's certificates (DIR/pki)")
+    verbs = certs.add_subparsers(dest="certs_command", required=True)
+    check = verbs.add_parser("check-expiration", help="when each certificate expires")
+    renew = verbs.add_parser("renew", help="re-issue certificates with the same CA")
+    renew.add_argument("name", help="all, or one certificate's name (see check-expiration)")
+    for verb in (check, renew):
+        verb.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+
+
+def _add_token_parser(sub) -> None:
+    token = sub.add_parser("token", help="bootstrap tokens for joining machines")
+    verbs = token.add_subparsers(dest="token_command", required=True)
+    create = verbs.add_parser("create", help="make a join token (printed on stdout)")
+    create.add_argument("--ttl", default="24h", help="how long it is valid (0: forever; default 24h)")
+    create.add_argument("--description", default="")
+    verbs.add_parser("list", help="the bootstrap tokens (expired ones are removed)")
+    delete = verbs.add_parser("delete", help="delete a bootstrap token")
+    delete.add_argument("id", help="the token's id (or the whole token)")
+    for verb in verbs.choices.values():
+        verb.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+        verb.add_argument("--kubeconfig", type=Path, default=None,
+                          help="an admin kubeconfig instead of DIR/admin.kubeconfig")
 
 
 def log(message: str) -> None:
@@ -98,6 +126,45 @@ def cmd_hollow(args, extra: list[str]) -> int:
     return hollow_main(["--kubeconfig", str(kubeconfig), "--nodes", str(args.nodes), *extra])
 
 
+def cmd_certs(args) -> int:
+    from cluster import certs
+    data_dir = args.data_dir.resolve()
+    if args.certs_command == "check-expiration":
+        print(certs.expiration_table(data_dir))
+        return 0
+    for name in certs.renew(data_dir, args.name):
+        print(f"certificate {name} renewed")
+    print(f"Done renewing certificates: {certs.RESTART_HINT}.")
+    return 0
+
+
+def cmd_token(args) -> int:
+    from client.errors import ApiError
+    from client.kubeconfig import KubeconfigError, load_kubeconfig
+    from client.rest import ApiClient
+    from cluster import tokens
+    kubeconfig = args.kubeconfig or ClusterConfig(data_dir=args.data_dir.resolve()).kubeconfig_path
+    try:
+        config = load_kubeconfig(str(kubeconfig))
+        with ApiClient(config, timeout=15) as client:
+            if args.token_command == "create":
+                if not config.ca:
+                    raise ClusterError(f"{kubeconfig} carries no CA: a join token pins the cluster's CA")
+                token = tokens.create(client, tokens.parse_ttl(args.ttl), args.description)
+                print(tokens.join_token(config.ca.encode(), token.token))
+            elif args.token_command == "list":
+                tokens.remove_expired(client)
+                print(tokens.table(tokens.tokens(client)))
+            else:
+                tokens.delete(client, args.id)
+                print(f"bootstrap token {args.id.split('.')[0]!r} deleted")
+    except (KubeconfigError, tokens.TokenError) as err:
+        raise ClusterError(str(err)) from None
+    except ApiError as err:
+        raise ClusterError(f"the apiserver refused: {err.message or err}") from None
+    return 0
+
+
 def cmd_secrets(args) -> int:
     """`pkube secrets rotate-key` on the running cluster of --data-dir."""
     from client.errors import ApiError
@@ -129,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_hollow(args, extra)
         if args.command == "secrets":
             return cmd_secrets(args)
-        return {"up": cmd_up, "down": cmd_down}[args.command](args)
+        return {"up": cmd_up, "down": cmd_down, "certs": cmd_certs, "token": cmd_token}[args.command](args)
     except ClusterError as err:
+        log(str(err))
+        return 1
+    except PKIError as err:
         log(str(err))
         return 1
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ class Component:
     argv: list[str]
     log_path: Path
     health_url: Optional[str] = None
+    health_ca: Optional[str] = None      # the CA file verifying an https health_url
     env: Optional[dict] = None
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
     restarts: int = 0
@@ -51,7 +53,7 @@ class Component:
             if self.proc.poll() is not None:
                 raise ComponentError(f"{self.name} exited with code {self.proc.returncode}; "
                                      f"last lines of {self.log_path}:\n{tail(self.log_path)}")
-            if http_ok(self.health_url):
+            if http_ok(self.health_url, self.health_ca):
                 return
             time.sleep(0.1)
         self.stop()
@@ -72,10 +74,11 @@ class Component:
             self.proc.wait()
 
 
-def http_ok(url: str) -> bool:
-    """True when GET ``url`` answers 200 within a second."""
+def http_ok(url: str, cafile: Optional[str] = None) -> bool:
+    """True when GET ``url`` answers 200 within a second (https: verified with `cafile`)."""
+    context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
+        with urllib.request.urlopen(url, timeout=1, context=context) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from cluster import certs
 from cluster.components import http_ok, tail
 from cluster.manifests import (APISERVER, CONTROL_PLANE, CONTROLLER_MANAGER, ETCD, SCHEDULER, ManifestValues,
                                etcd_binary, installation_paths, mirror_name, remove_manifests, render,
@@ -51,10 +52,10 @@ class StaticControlPlane:
         from runtime.runtime import Runtime
         return Runtime(self.kubelet_dir / "runtime")
 
-    def prepare(self, data_dir: Path, kubeconfig: Path, apiserver_port: int,
-                etcd_ports: tuple[int, int]) -> ManifestValues:
+    def prepare(self, data_dir: Path, apiserver_port: int, etcd_ports: tuple[int, int]) -> ManifestValues:
         """Make the host image (if the store lacks it) and etcd's data directory; the values
-        the templates are filled with. Raises ManifestError, HostImageError, OSError."""
+        the templates are filled with (the certificates and kubeconfigs of cluster.certs must
+        be there already). Raises ManifestError, HostImageError, OSError."""
         from runtime.hostimage import ensure_host_image, mount_points
         etcd = etcd_binary()
         paths = installation_paths(etcd)
@@ -64,7 +65,10 @@ class StaticControlPlane:
         os.chmod(data_dir / "etcd", 0o700)
         remove_manifests(self.manifests_dir)
         return ManifestValues(image=image, python=sys.executable, etcd=etcd, data_dir=str(data_dir),
-                              kubeconfig=str(kubeconfig), apiserver_port=apiserver_port,
+                              pki_dir=str(certs.pki_dir(data_dir)),
+                              scheduler_kubeconfig=str(certs.kubeconfig_path(data_dir, "scheduler")),
+                              controller_manager_kubeconfig=str(certs.kubeconfig_path(data_dir, "controllers")),
+                              apiserver_port=apiserver_port,
                               etcd_client_port=etcd_ports[0], etcd_peer_port=etcd_ports[1])
 
     def start(self, values: ManifestValues, kubelet, stopping: Callable[[], bool] = lambda: False) -> None:
@@ -73,7 +77,7 @@ class StaticControlPlane:
         to answer. Raises ControlPlaneError (a stage timed out, the kubelet exited, or
         `stopping()` became true), ComponentError, ManifestError."""
         stages = [((ETCD,), f"http://127.0.0.1:{values.etcd_client_port}/health"),
-                  ((APISERVER,), f"http://127.0.0.1:{values.apiserver_port}/readyz"),
+                  ((APISERVER,), f"https://127.0.0.1:{values.apiserver_port}/readyz"),
                   ((SCHEDULER, CONTROLLER_MANAGER), None)]
         for names, health_url in stages:
             for name in names:
@@ -83,12 +87,12 @@ class StaticControlPlane:
                 self.log("starting kubelet")
                 kubelet.start()
             if health_url:
-                self._wait(names[0], health_url, kubelet, stopping)
+                self._wait(names[0], health_url, kubelet, stopping, f"{values.pki_dir}/ca.crt")
 
-    def _wait(self, name: str, url: str, kubelet, stopping: Callable[[], bool]) -> None:
+    def _wait(self, name: str, url: str, kubelet, stopping: Callable[[], bool], cafile: str) -> None:
         deadline = time.monotonic() + self.stage_timeout
         while time.monotonic() < deadline:
-            if http_ok(url):
+            if http_ok(url, cafile):
                 return
             if not kubelet.alive():
                 raise ControlPlaneError(f"last lines of {kubelet.log_path}:\n{tail(kubelet.log_path, 5)}\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 from typing import Optional
@@ -10,12 +11,18 @@ import yaml
 
 
 def admin_kubeconfig(server: str, token: Optional[str] = None, ca_data: Optional[str] = None,
-                     name: str = "pkube") -> dict:
-    """A kubeconfig with one cluster, one user and one current context named ``name``."""
+                     name: str = "pkube", client_cert: Optional[bytes] = None,
+                     client_key: Optional[bytes] = None) -> dict:
+    """A kubeconfig with one cluster, one user and one current context named ``name``.
+    ``ca_data`` is base64 already; ``client_cert``/``client_key`` are PEM (embedded, so the
+    file is self-contained and can be merged into another)."""
     cluster = {"server": server}
     if ca_data:
         cluster["certificate-authority-data"] = ca_data
     user = {"token": token} if token else {}
+    if client_cert and client_key:
+        user["client-certificate-data"] = base64.b64encode(client_cert).decode()
+        user["client-key-data"] = base64.b64encode(client_key).decode()
     return {
         "apiVersion": "v1",
         "kind": "Config",

@@ -45,7 +45,9 @@ class ManifestValues:
     python: str
     etcd: str
     data_dir: str
-    kubeconfig: str
+    pki_dir: str
+    scheduler_kubeconfig: str
+    controller_manager_kubeconfig: str
     apiserver_port: int
     etcd_client_port: int
     etcd_peer_port: int

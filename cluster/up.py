@@ -25,11 +25,13 @@ from typing import Callable, Optional
 
 import yaml
 
+from cluster import certs
 from cluster import dataprotection
 from cluster.components import Component, ComponentError, http_ok, python_module, tail, watch_components
 from cluster.controlplane import ControlPlaneError, StaticControlPlane
 from cluster.etcd import EtcdError, EtcdProcess, free_port, port_in_use
-from cluster.kubeconfig import admin_kubeconfig, merge_into_user_config, user_kubeconfig_path, write_private
+from cluster.kubeconfig import merge_into_user_config, user_kubeconfig_path
+from cluster.pki import PKIError
 
 DEFAULT_DATA_DIR = Path("/var/lib/pkube")
 DEFAULT_PORT = 6443
@@ -71,11 +73,23 @@ class ClusterConfig:
 
     @property
     def server(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
     @property
     def kubeconfig_path(self) -> Path:
         return self.data_dir / "admin.kubeconfig"
+
+    @property
+    def pki_dir(self) -> Path:
+        return certs.pki_dir(self.data_dir)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.pki_dir / "ca.crt"
+
+    def kubeconfig_of(self, component: str) -> str:
+        """The component's own kubeconfig (scheduler, controllers, kubelet, proxy)."""
+        return str(certs.kubeconfig_path(self.data_dir, component))
 
     @property
     def lock_path(self) -> Path:
@@ -161,23 +175,38 @@ def control_plane(config: ClusterConfig, etcd_endpoint: str) -> list[Component]:
         "apiserver",
         python_module("apiserver", "--etcd-servers", etcd_endpoint, "--bind-address", "127.0.0.1",
                       *dataprotection.apiserver_flags(config.data_dir),
-                      "--port", str(config.port), "--kubelet-insecure-skip-tls-verify"),
-        logs / "apiserver.log", health_url=f"{config.server}/readyz")
-    kubeconfig = str(config.kubeconfig_path)
-    others = [Component(name, python_module(name, "--kubeconfig", kubeconfig, "--leader-elect"),
+                      "--port", str(config.port), *apiserver_security_flags(config.pki_dir)),
+        logs / "apiserver.log", health_url=f"{config.server}/readyz", health_ca=str(config.ca_file))
+    others = [Component(name, python_module(name, "--kubeconfig", config.kubeconfig_of(name), "--leader-elect"),
                         logs / f"{name}.log") for name in config.components]
     if config.kubelet:
         others += [kubelet_component(config), proxy_component(config)]
     return [apiserver, *others]
 
 
+def apiserver_security_flags(pki_dir: Path) -> list[str]:
+    """The apiserver's TLS and authentication flags for the certificates of `pki_dir`: HTTPS
+    only, client certificates of the cluster CA, bootstrap tokens, and kubelets verified with
+    the CA and shown the apiserver's kubelet client certificate."""
+    pki = lambda name: str(pki_dir / name)   # noqa: E731
+    return ["--tls-cert-file", pki("apiserver.crt"), "--tls-private-key-file", pki("apiserver.key"),
+            "--client-ca-file", pki("ca.crt"), "--enable-bootstrap-token-auth",
+            "--kubelet-certificate-authority", pki("ca.crt"),
+            "--kubelet-client-certificate", pki("apiserver-kubelet-client.crt"),
+            "--kubelet-client-key", pki("apiserver-kubelet-client.key")]
+
+
 def kubelet_component(config: ClusterConfig) -> Component:
-    """The local node's kubelet (state in DIR/kubelet)."""
+    """The local node's kubelet (state in DIR/kubelet), as system:node:NODE, serving its API
+    with the CA-signed certificate to callers with a CA-signed one (the apiserver)."""
+    pki = config.pki_dir
     return Component(
         "kubelet",
-        python_module("kubelet", "--kubeconfig", str(config.kubeconfig_path), "--node-name", config.node_name,
+        python_module("kubelet", "--kubeconfig", config.kubeconfig_of("kubelet"), "--node-name", config.node_name,
                       "--root-dir", str(config.data_dir / "kubelet"),
-                      "--manifests-dir", str(config.kubelet_manifests_dir), "--port", str(config.kubelet_port)),
+                      "--manifests-dir", str(config.kubelet_manifests_dir), "--port", str(config.kubelet_port),
+                      "--tls-cert-file", str(pki / "kubelet.crt"), "--tls-private-key-file", str(pki / "kubelet.key"),
+                      "--client-ca-file", str(config.ca_file)),
         config.log_dir / "kubelet.log", health_url=None)
 
 
@@ -185,7 +214,7 @@ def proxy_component(config: ClusterConfig) -> Component:
     """The local node's Service proxy (its nftables table: ip pkube-proxy)."""
     return Component(
         "proxy",
-        python_module("proxy", "--kubeconfig", str(config.kubeconfig_path), "--node-name", config.node_name),
+        python_module("proxy", "--kubeconfig", config.kubeconfig_of("proxy"), "--node-name", config.node_name),
         config.log_dir / "proxy.log", health_url=None)
 
 
@@ -221,7 +250,7 @@ class Cluster:
                 self.start_static()
             else:
                 self.start_processes()
-        except (EtcdError, ComponentError, ControlPlaneError, ValueError, OSError) as err:
+        except (EtcdError, ComponentError, ControlPlaneError, PKIError, ValueError, OSError) as err:
             self.stop()
             raise ClusterError(str(err)) from err
 
@@ -242,8 +271,8 @@ class Cluster:
         ControlPlaneError, ComponentError, ValueError (manifests, image), OSError."""
         cfg = self.config
         self.static = StaticControlPlane(cfg.data_dir / "kubelet", cfg.kubelet_manifests_dir, cfg.node_name, self.log)
-        values = self.static.prepare(cfg.data_dir, cfg.kubeconfig_path, cfg.port, etcd_ports_for(cfg))
         self.write_kubeconfigs()
+        values = self.static.prepare(cfg.data_dir, cfg.port, etcd_ports_for(cfg))
         kubelet = kubelet_component(cfg)
         self.components.append(kubelet)
         self.static.start(values, kubelet, stopping=lambda: self._stopping)
@@ -253,9 +282,13 @@ class Cluster:
         self.components.append(proxy)
 
     def write_kubeconfigs(self) -> None:
-        """DIR/admin.kubeconfig always; the user's kubeconfig only when asked."""
-        config = admin_kubeconfig(self.config.server)
-        write_private(self.config.kubeconfig_path, config)
+        """The CA and the certificates (made or renewed as needed: cluster.certs), each
+        component's kubeconfig and DIR/admin.kubeconfig; the user's kubeconfig only when asked.
+        Raises PKIError, OSError."""
+        issued = certs.prepare(self.config.data_dir, self.config.server, self.config.node_name)
+        if issued:
+            self.log(f"certificates issued: {', '.join(issued)} (CA: {self.config.ca_file})")
+        config = yaml.safe_load(self.config.kubeconfig_path.read_text())
         if self.config.merge_user_kubeconfig:
             try:
                 backup = merge_into_user_config(config)
@@ -387,7 +420,7 @@ def start_detached(config: ClusterConfig, argv: list[str], timeout: float = 150.
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ClusterError(f"pkube up failed: {last_error_line(log_path)}")
-        if ready.exists() and http_ok(config.server + "/readyz"):
+        if ready.exists() and http_ok(config.server + "/readyz", str(config.ca_file)):
             return proc.pid
         time.sleep(0.1)
     proc.terminate()

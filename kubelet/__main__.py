@@ -38,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--container-log-max-size", default="10Mi", help="a container's log is rotated past this size")
     p.add_argument("--container-log-max-files", type=int, default=5, help="log files kept per container")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added to the Node's labels")
+    p.add_argument("--tls-cert-file", default="", help="serving certificate of the HTTPS API (default: self-signed)")
+    p.add_argument("--tls-private-key-file", default="", help="its private key")
+    p.add_argument("--client-ca-file", default="",
+                   help="accept only callers presenting a certificate signed by this CA (the apiserver's)")
     p.add_argument("--no-serve", action="store_true", help="no HTTPS API (logs and exec then fail)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -48,6 +52,8 @@ def config_from(args: argparse.Namespace) -> KubeletConfig:
     return KubeletConfig(node_name=args.node_name, root_dir=args.root_dir, manifests_dir=args.manifests_dir,
                          port=args.port, address=args.node_ip, pod_cidr=args.pod_cidr,
                          cgroup_root=args.cgroup_root, bridge=args.bridge, serve=not args.no_serve,
+                         tls_cert_file=args.tls_cert_file, tls_private_key_file=args.tls_private_key_file,
+                         client_ca_file=args.client_ca_file,
                          labels=labels, cluster_dns=tuple(filter(None, args.cluster_dns.split(","))),
                          cluster_domain=args.cluster_domain, image_gc_high_percent=args.image_gc_high_threshold,
                          image_gc_low_percent=args.image_gc_low_threshold,

@@ -58,6 +58,9 @@ class KubeletConfig:
     bridge: str = "pkube-pods"
     nft_table: str = "pkubelet"
     serve: bool = True                # the HTTPS API on `port`
+    tls_cert_file: str = ""           # its serving certificate (default: self-signed, made in root_dir/pki)
+    tls_private_key_file: str = ""
+    client_ca_file: str = ""          # callers must present a certificate of this CA (default: anyone)
     labels: Optional[dict] = None
     cluster_dns: tuple[str, ...] = ()  # the cluster DNS Service's address(es) for ClusterFirst pods
     cluster_domain: str = "cluster.local"
@@ -182,7 +185,9 @@ class Kubelet:
         from kubelet.server import KubeletServer
         return KubeletServer(self.runtime, port=self.config.port, cert_dir=os.path.join(self.config.root_dir, "pki"),
                              node_name=self.config.node_name,
-                             pods_fn=lambda: [w.pod for w in self.workers.values()])
+                             pods_fn=lambda: [w.pod for w in self.workers.values()],
+                             tls_files=(self.config.tls_cert_file, self.config.tls_private_key_file),
+                             client_ca_file=self.config.client_ca_file or None)
 
     async def _wait_synced(self, pods: Informer) -> None:
         await pods.wait_synced()

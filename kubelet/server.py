@@ -101,15 +101,17 @@ class KubeletServer:
     `runtime` is the runtime.Runtime the kubelet runs pods with; `pods_fn()` returns the
     pods it runs (for /pods; called on the event loop, so it must not block; None serves
     an empty list). The serving certificate is kubelet.certs' (in `cert_dir`), for
-    `node_name`, this host's name, `addresses` and the loopback addresses. With
+    `node_name`, this host's name, `addresses` and the loopback addresses, unless `tls_files`
+    (certificate, key) name one (the cluster CA's, from `pkube up`). With
     `client_ca_file`, clients must present a certificate signed by that CA (the
     apiserver's kubelet client certificate); without, anyone who reaches the port is
     served."""
 
     def __init__(self, runtime, *, host: str = "0.0.0.0", port: int = 10250, cert_dir: str, node_name: str,
                  pods_fn: Optional[Callable[[], list]] = None, addresses: tuple[str, ...] = (),
-                 client_ca_file: Optional[str] = None):
+                 client_ca_file: Optional[str] = None, tls_files: tuple[str, str] = ("", "")):
         self.runtime, self.host, self.port = runtime, host, port
+        self.tls_files = tls_files
         self.cert_dir, self.node_name, self.addresses = cert_dir, node_name, tuple(addresses)
         self.client_ca_file = client_ca_file
         self.pods_fn = pods_fn or (lambda: [])
@@ -123,7 +125,9 @@ class KubeletServer:
     async def start(self) -> None:
         """Make (or reuse) the serving certificate and serve; returns once listening.
         Raises OSError when the port is taken, RuntimeError when serving fails to start."""
-        cert, key = await asyncio.to_thread(ensure_serving_cert, self.cert_dir, *self._cert_names())
+        cert, key = self.tls_files
+        if not (cert and key):
+            cert, key = await asyncio.to_thread(ensure_serving_cert, self.cert_dir, *self._cert_names())
         client_auth = ({"ssl_ca_certs": self.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
                        if self.client_ca_file else {})
         config = uvicorn.Config(self.app(), host=self.host, port=self.port, ssl_certfile=cert, ssl_keyfile=key,

@@ -21,22 +21,27 @@ class LocalCluster:
 
     @property
     def server(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
     @property
     def kubeconfig(self) -> Path:
         return self.data_dir / "admin.kubeconfig"
 
-    def http(self, timeout: float = 10):
-        """An httpx.Client speaking to the apiserver as the admin kubeconfig does (its CA,
-        client certificate or token): tests use this, never a bare URL, so they keep
-        working when the cluster's transport or credentials change."""
+    @property
+    def ca_file(self) -> Path:
+        """The cluster CA's certificate (what verifies the apiserver and the kubelet)."""
+        return self.data_dir / "pki" / "ca.crt"
+
+    def http(self, timeout: float = 10, kubeconfig: Path | None = None):
+        """An httpx.Client speaking to the apiserver as the admin kubeconfig (or `kubeconfig`)
+        does (its CA, client certificate or token): tests use this, never a bare URL, so they
+        keep working when the cluster's transport or credentials change."""
         import httpx
 
         from client.kubeconfig import load_kubeconfig
         from client.rest import ssl_context
 
-        config = load_kubeconfig(str(self.kubeconfig))
+        config = load_kubeconfig(str(kubeconfig or self.kubeconfig))
         headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
         verify = ssl_context(config) if config.server.startswith("https:") else True
         return httpx.Client(base_url=config.server, verify=verify, headers=headers, timeout=timeout)
@@ -99,12 +104,11 @@ def node_cluster(tmp_path_factory):
 
 def wait_node_ready(cluster: LocalCluster, name: str, timeout: float = 60) -> None:
     """Until the Node `name` is registered and Ready (the kubelet starts after `pkube up -d` returns)."""
-    import httpx
-
     from tests.helpers.waiting import wait_for
 
-    def ready() -> bool:
-        answer = httpx.get(f"{cluster.server}/api/v1/nodes/{name}", timeout=5)
-        conditions = answer.json().get("status", {}).get("conditions", []) if answer.status_code == 200 else []
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-    wait_for(ready, timeout)
+    with cluster.http(timeout=5) as http:
+        def ready() -> bool:
+            answer = http.get(f"/api/v1/nodes/{name}")
+            conditions = answer.json().get("status", {}).get("conditions", []) if answer.status_code == 200 else []
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        wait_for(ready, timeout)

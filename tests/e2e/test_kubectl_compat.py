@@ -488,13 +488,14 @@ def outcomes(text: str) -> dict[tuple[str, str], str]:
             for row in rows[1:] for tool, cell in zip(tools, row[1:])}
 
 
-def server_support(server: str) -> ServerSupport:
+def server_support(cluster) -> ServerSupport:
     import httpx
 
     table = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
     try:
-        openapi = httpx.get(server + "/openapi/v3", timeout=5).status_code == 200
-        tables = httpx.get(server + "/api/v1/namespaces", headers=table, timeout=5).json().get("kind") == "Table"
+        with cluster.http(timeout=5) as http:
+            openapi = http.get("/openapi/v3").status_code == 200
+            tables = http.get("/api/v1/namespaces", headers=table).json().get("kind") == "Table"
     except (httpx.HTTPError, ValueError):
         return ServerSupport(False, False)
     return ServerSupport(openapi, tables)
@@ -542,7 +543,7 @@ def compat(cluster, hollow_nodes, tmp_path_factory) -> CompatRun:
     notes = []
     if len(tools) == 1:
         notes.append("kubectl is not installed on the machine that ran this: its column was not run.")
-    served = server_support(cluster.server)
+    served = server_support(cluster)
     notes.append(f"The apiserver {'serves' if served.openapi else 'does not serve yet'} /openapi/v3 and "
                  f"{'answers' if served.tables else 'does not answer yet'} `as=Table` requests.")
     notes.append("Pods run on two hollow nodes (`pkube hollow`), which report them Running without running "

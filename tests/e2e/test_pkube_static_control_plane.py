@@ -52,7 +52,8 @@ def running_apiserver(cluster: LocalCluster):
 
 def readyz(cluster: LocalCluster) -> bool:
     try:
-        return httpx.get(cluster.server + "/readyz", timeout=2).status_code == 200
+        with cluster.http(timeout=2) as http:
+            return http.get("/readyz").status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -166,7 +167,8 @@ def start_busybox_pod(cluster: LocalCluster, name: str) -> None:
     """A running pod with volumes the kubelet mounts on the host (a Secret's and a memory
     emptyDir's tmpfs): `pkube down` must unmount them too."""
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"k": "v"}}
-    assert httpx.post(f"{cluster.server}/api/v1/namespaces/default/secrets", json=secret, timeout=10).status_code == 201
+    with cluster.http() as http:
+        assert http.post("/api/v1/namespaces/default/secrets", json=secret).status_code == 201
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
            "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"],
                                     "volumeMounts": [{"name": "s", "mountPath": "/s"},
@@ -174,11 +176,13 @@ def start_busybox_pod(cluster: LocalCluster, name: str) -> None:
                     "volumes": [{"name": "s", "secret": {"secretName": name}},
                                 {"name": "m", "emptyDir": {"medium": "Memory"}}],
                     "terminationGracePeriodSeconds": 0}}
-    created = httpx.post(f"{cluster.server}/api/v1/namespaces/default/pods", json=pod, timeout=10)
+    with cluster.http() as http:
+        created = http.post("/api/v1/namespaces/default/pods", json=pod)
     assert created.status_code == 201, created.text
 
     def running():
-        got = httpx.get(f"{cluster.server}/api/v1/namespaces/default/pods/{name}", timeout=5).json()
+        with cluster.http(timeout=5) as http:
+            got = http.get(f"/api/v1/namespaces/default/pods/{name}").json()
         return got.get("status", {}).get("phase") == "Running"
     wait_for(running, 60)
 
@@ -213,4 +217,5 @@ def test_down_leaves_no_process_mount_cgroup_or_veth_and_up_brings_the_node_back
         reported = status["containerStatuses"][0].get("containerID", "")
         return status["phase"] == "Running" and reported and apiserver.id not in reported
     wait_for(apiserver_reported_anew, 60)
-    httpx.delete(f"{node_cluster.server}/api/v1/namespaces/default/pods/static-cp-down", timeout=10)
+    with node_cluster.http() as http:
+        http.delete("/api/v1/namespaces/default/pods/static-cp-down")

@@ -12,16 +12,12 @@ from cluster.etcd import free_port
 from tests.e2e.conftest import pkube, start_cluster
 
 
-def _get(url: str):
-    import httpx
-    return httpx.get(url, timeout=5)
-
-
 def test_up_writes_a_working_kubeconfig(cluster):
     config = yaml.safe_load(cluster.kubeconfig.read_text())
     assert config["clusters"][0]["cluster"]["server"] == cluster.server
     assert oct(cluster.kubeconfig.stat().st_mode & 0o777) == "0o600"
-    assert _get(cluster.server + "/readyz").status_code == 200
+    with cluster.http() as http:
+        assert http.get("/readyz").status_code == 200
 
 
 def test_second_up_on_a_running_dir_is_refused(cluster):
@@ -29,7 +25,8 @@ def test_second_up_on_a_running_dir_is_refused(cluster):
     assert result.returncode != 0
     assert "already running" in result.stderr
     assert "Traceback" not in result.stderr
-    assert _get(cluster.server + "/readyz").status_code == 200
+    with cluster.http() as http:
+        assert http.get("/readyz").status_code == 200
 
 
 def test_port_in_use_gives_one_clear_line(tmp_path):
@@ -50,17 +47,18 @@ def test_down_without_cluster_fails_cleanly(tmp_path):
 
 
 def test_objects_survive_down_and_up(tmp_path):
-    import httpx
     data_dir, port = tmp_path / "c", free_port()
     cluster = start_cluster(data_dir, port)
     try:
         cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept"}, "data": {"a": "1"}}
-        created = httpx.post(f"{cluster.server}/api/v1/namespaces/default/configmaps", json=cm, timeout=10)
+        with cluster.http() as http:
+            created = http.post("/api/v1/namespaces/default/configmaps", json=cm)
         assert created.status_code == 201, created.text
         assert pkube("down", "--data-dir", str(data_dir)).returncode == 0
         assert pkube("down", "--data-dir", str(data_dir)).returncode != 0
         cluster = start_cluster(data_dir, port)
-        got = httpx.get(f"{cluster.server}/api/v1/namespaces/default/configmaps/kept", timeout=10)
+        with cluster.http() as http:     # the same CA and certificates after a restart
+            got = http.get("/api/v1/namespaces/default/configmaps/kept")
         assert got.status_code == 200
         assert got.json()["data"] == {"a": "1"}
     finally:

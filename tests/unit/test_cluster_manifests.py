@@ -23,7 +23,9 @@ MOUNTS = ["/usr", "/opt/python"]
 
 def values(data_dir: str = "/var/lib/pkube") -> ManifestValues:
     return ManifestValues(image="pkube/host:0123456789ab", python="/opt/venv/bin/python", etcd="/usr/bin/etcd",
-                          data_dir=data_dir, kubeconfig=f"{data_dir}/admin.kubeconfig", apiserver_port=6443,
+                          data_dir=data_dir, pki_dir=f"{data_dir}/pki",
+                          scheduler_kubeconfig=f"{data_dir}/scheduler.kubeconfig",
+                          controller_manager_kubeconfig=f"{data_dir}/controller-manager.kubeconfig", apiserver_port=6443,
                           etcd_client_port=2379, etcd_peer_port=2380)
 
 
@@ -67,9 +69,23 @@ def test_the_commands_run_the_given_interpreter_etcd_and_ports():
     assert etcd[0] == "/usr/bin/etcd"
     assert "--listen-client-urls http://127.0.0.1:2379" in " ".join(etcd)
     assert "--initial-cluster pkube=http://127.0.0.1:2380" in " ".join(etcd)
-    for name in ("kube-scheduler", "kube-controller-manager"):
+    for name, own in (("kube-scheduler", "scheduler"), ("kube-controller-manager", "controller-manager")):
         command = render(name, values(), MOUNTS)["spec"]["containers"][0]["command"]
-        assert "--kubeconfig /var/lib/pkube/admin.kubeconfig" in " ".join(command)
+        assert f"--kubeconfig /var/lib/pkube/{own}.kubeconfig" in " ".join(command)   # never the admin's
+
+
+def test_the_apiserver_serves_https_with_the_cluster_ca_and_verifies_kubelets():
+    pod = render("kube-apiserver", values(), MOUNTS)
+    [container] = pod["spec"]["containers"]
+    command = " ".join(container["command"])
+    for flag in ("--tls-cert-file /var/lib/pkube/pki/apiserver.crt", "--client-ca-file /var/lib/pkube/pki/ca.crt",
+                 "--kubelet-certificate-authority /var/lib/pkube/pki/ca.crt",
+                 "--kubelet-client-certificate /var/lib/pkube/pki/apiserver-kubelet-client.crt"):
+        assert flag in command
+    assert "--kubelet-insecure-skip-tls-verify" not in command
+    assert all(probe["httpGet"]["scheme"] == "HTTPS" for probe in probes(container))
+    mounted = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounted["/var/lib/pkube/pki"]["readOnly"] is True
 
 
 def test_a_data_dir_with_quotes_spaces_and_hashes_survives_the_template():
