@@ -138,6 +138,16 @@ def failure_text(node: str, errors: list[str]) -> str:
             f"There are pending nodes to be drained:\n {node}\n" + "\n".join(errors))
 
 
+def _go_duration(seconds: float) -> str:
+    """A duration as Go prints it: 30s, 1m30s, 2m0s, 1h0m0s."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
 def _dry_run_suffix(dry_run: str) -> str:
     return {"client": " (dry run)", "server": " (server dry run)"}.get(dry_run, "")
 
@@ -208,51 +218,66 @@ class Drainer:
             self._say(f"evicting pod {meta.get('namespace', '')}/{meta['name']}{_dry_run_suffix(self.options.dry_run)}")
 
     def _remove(self, pods: list[dict]) -> None:
-        """Evict (or delete) every pod, then wait for each to be gone under one deadline."""
+        """Evict (or delete) every pod, then wait for each to be gone, under one deadline.
+
+        As kubectl's concurrent evictions: every pod is asked at once; those a disruption
+        budget holds back (429) are asked again every 5 s, saying so, until the deadline."""
         deadline = time.monotonic() + (self.options.timeout or NO_TIMEOUT_SECONDS)
-        removed = [pod for pod in pods if self._evict(pod, deadline)]
-        pending = []
-        for pod in removed:
-            if self._wait_gone(pod, deadline):
-                self._say(f"pod/{pod['metadata']['name']} {'deleted' if self.use_delete else 'evicted'}")
-            else:
-                pending.append(pod)
+        removed, waiting = [], list(pods)
+        while waiting:
+            outcomes = [(pod, self._evict(pod, deadline)) for pod in waiting]
+            removed += [pod for pod, outcome in outcomes if outcome == "done"]
+            waiting = [pod for pod, outcome in outcomes if outcome == "retry"]
+            if waiting:
+                time.sleep(EVICTION_RETRY_SECONDS)
+        pending = [pod for pod in removed if not self._gone(pod, deadline)]
         if pending or self.errors:
             self._fail(pending)
 
+    def _gone(self, pod: dict, deadline: float) -> bool:
+        if not self._wait_gone(pod, deadline):
+            return False
+        self._say(f"pod/{pod['metadata']['name']} {'deleted' if self.use_delete else 'evicted'}")
+        return True
+
     def _fail(self, pending: list[dict]) -> None:
+        """Say which pods drain would still remove from the node (listed again, as kubectl
+        does) and raise kubectl's closing error; ``pending``: evicted, not gone in time."""
         errors = self.errors + [f"error when waiting for pod \"{p['metadata']['name']}\" in namespace "
                                 f"\"{p['metadata'].get('namespace', '')}\" to terminate: context deadline exceeded"
                                 for p in pending]
         joined = errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
         self._say(f"There are pending pods in node \"{self.node}\" when an error occurred: {joined}", self.err)
-        for pod in pending:
-            self._say(f"pod/{pod['metadata']['name']}")
+        for pod in self._pods():
+            if verdict(pod, self.options, self._daemonset_error).delete:
+                self._say(f"pod/{pod['metadata']['name']}", self.err)
         raise CliError(failure_text(self.node, errors))
 
-    def _evict(self, pod: dict, deadline: float) -> bool:
-        """Ask for the pod to go; False (with the error kept) when it cannot be."""
+    def _evict(self, pod: dict, deadline: float) -> str:
+        """Ask once for the pod to go: "done", "retry" (a budget holds it back: 429), or
+        "failed" (the error kept; also once ``deadline`` has passed)."""
         from client.errors import ApiError, NotFound
 
         meta = pod["metadata"]
+        where = f"pods/\"{meta['name']}\" -n \"{meta.get('namespace', '')}\""
         if not self.use_delete:
             self._say(f"evicting pod {meta.get('namespace', '')}/{meta['name']}")
-        while True:
-            try:
-                if self.use_delete or not self._post_eviction(pod):
-                    self._delete(pod)
-                return True
-            except NotFound:
-                return True   # already gone
-            except ApiError as error:
-                if error.code == 429 and time.monotonic() + EVICTION_RETRY_SECONDS < deadline:
-                    self._say(f"error when evicting pods/\"{meta['name']}\" -n \"{meta.get('namespace', '')}\" "
-                              f"(will retry after 5s): {error.message}", self.err)
-                    time.sleep(EVICTION_RETRY_SECONDS)
-                    continue
-                self.errors.append(f"error when evicting pods/\"{meta['name']}\" -n \"{meta.get('namespace', '')}\": "
-                                   f"{error.message}")
-                return False
+        if time.monotonic() > deadline:
+            self.errors.append(f"error when evicting {where}: global timeout reached: "
+                               f"{_go_duration(self.options.timeout)}")
+            return "failed"
+        try:
+            if self.use_delete or not self._post_eviction(pod):
+                self._delete(pod)
+            return "done"
+        except NotFound:
+            return "done"    # already gone
+        except ApiError as error:
+            if error.code == 429:
+                self._say(f"error when evicting {where} (will retry after 5s): {error.message}", self.err)
+                return "retry"
+            self.errors.append(f"error when evicting {where}: {error.message}")
+            return "failed"
 
     def _post_eviction(self, pod: dict) -> bool:
         """POST the Eviction; False (and deletes from now on) when the server does not serve

@@ -63,7 +63,7 @@ class _ServerThread(threading.Thread):
             options["admission_plugins"] = plugins_for(self.storage)
         app = self.app = create_app(self.storage, close_storage=True, **options)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False, timeout_graceful_shutdown=1, lifespan="on")
+                                access_log=False, timeout_keep_alive=90, timeout_graceful_shutdown=1, lifespan="on")
         self.server = uvicorn.Server(config)
         await self.server.serve()
 

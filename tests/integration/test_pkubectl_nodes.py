@@ -165,9 +165,9 @@ def test_drain_times_out_naming_the_pods_still_there(cli):
     _pod(cli, "stuck", owner="ReplicaSet")
     code, out, err = cli.pk("drain", "n1", "--timeout=1s")      # no kubelet: it stays Terminating
     assert code == 1
-    assert out == "node/n1 cordoned\nevicting pod default/stuck\npod/stuck\n"
+    assert out == "node/n1 cordoned\nevicting pod default/stuck\n"
     assert err.startswith('There are pending pods in node "n1" when an error occurred: error when waiting for pod '
-                          '"stuck" in namespace "default" to terminate: context deadline exceeded\n')
+                          '"stuck" in namespace "default" to terminate: context deadline exceeded\npod/stuck\n')
     assert cli.get(f"{PODS}/stuck")["metadata"]["deletionTimestamp"]
 
 
