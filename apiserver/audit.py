@@ -172,9 +172,13 @@ def _stages(value, where: str) -> frozenset:
     return frozenset(value)
 
 
-def timestamp(seconds: float) -> str:
-    """RFC 3339 with microseconds, as audit events carry them."""
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def timestamp(seconds: float, _last: list = [-1, ""]) -> str:   # noqa: B006 - the one-entry cache
+    """RFC 3339 with microseconds, as audit events carry them. The formatted second is
+    remembered: every request asks for two or three timestamps."""
+    whole = int(seconds)
+    if whole != _last[0]:
+        _last[:] = [whole, datetime.datetime.fromtimestamp(whole, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_last[1]}.{int((seconds - whole) * 1e6):06d}Z"
 
 
 class AuditLog:
@@ -262,10 +266,15 @@ class AuditLog:
 
 
 class Auditor:
-    """Turns requests into events for ``sink`` (an AuditLog) by ``policy``."""
+    """Turns requests into events for ``sink`` (an AuditLog) by ``policy``. The policy's
+    answers are remembered per (user, request info): the same caller creating in the same
+    collection is decided once (at most DECISIONS_KEPT remembered, then forgotten at once)."""
+
+    DECISIONS_KEPT = 4096
 
     def __init__(self, policy: AuditPolicy, sink: AuditLog):
         self.policy, self.sink = policy, sink
+        self._decisions: dict = {}
 
     async def start(self) -> None:
         await self.sink.start()
@@ -276,7 +285,13 @@ class Auditor:
     def begin(self, info: RequestInfo, user: UserInfo | None, received: float) -> AuditRecord | None:
         """The record of a request whose caller is known (None: the policy says None)."""
         user = user or UNSECURED
-        level, omit = self.policy.level_for(info, user)
+        key = (user.name, user.groups, info)
+        decision = self._decisions.get(key)
+        if decision is None:
+            if len(self._decisions) >= self.DECISIONS_KEPT:
+                self._decisions.clear()
+            decision = self._decisions[key] = self.policy.level_for(info, user)
+        level, omit = decision
         if level == "None":
             return None
         return AuditRecord(self.sink, level, omit, info, user, received)
@@ -291,6 +306,7 @@ class AuditRecord:
         self.info, self.user, self.received = info, user, received
         self.audit_id = str(uuid.uuid4())
         self.request_body: bytes | None = None
+        self._parsed: tuple | None = None
         self.base: dict = {}
 
     @property
@@ -327,36 +343,42 @@ class AuditRecord:
             event["annotations"] = annotations
         line = dumps(event)
         extra = b""
-        if self.request_body is not None and _is_json(self.request_body):
+        if self._request_object() is not None:
             extra += b',"requestObject":' + self.request_body
         if self.level == "RequestResponse" and body and stage == "ResponseComplete" and _is_json(body):
             extra += b',"responseObject":' + body
         self.sink.write(line[:-1] + extra + b"}" if extra else line)
 
 
+    def _request_object(self) -> dict | None:
+        """The request's body as JSON (parsed once), or None (none captured, not a JSON object)."""
+        if self._parsed is None:
+            self._parsed = (_json_object(self.request_body),)
+        return self._parsed[0]
+
     def _name_created(self, event: dict, body: bytes | None) -> None:
         """A create's objectRef names the object made (from the request or the response)."""
-        for raw in (self.request_body, body):
-            if raw and raw.lstrip().startswith(b"{"):
-                try:
-                    name = loads(raw).get("metadata", {}).get("name")
-                except (ValueError, AttributeError):
-                    continue
-                if name:
-                    event["objectRef"] = dict(event.get("objectRef", {}), name=name)
-                    return
+        for doc in (self._request_object(), _json_object(body)):
+            metadata = (doc or {}).get("metadata")
+            name = metadata.get("name") if isinstance(metadata, dict) else None
+            if name:
+                event["objectRef"] = dict(event.get("objectRef", {}), name=name)
+                return
+
+
+def _json_object(body: bytes | None) -> dict | None:
+    """``body`` parsed when it is one JSON object (what an event may embed as is), else None."""
+    if not body or not body.lstrip().startswith(b"{"):
+        return None
+    try:
+        doc = loads(body)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _is_json(body: bytes) -> bool:
-    """Whether ``body`` is one JSON object (what the event may embed as is)."""
-    stripped = body.strip()
-    if not stripped.startswith(b"{"):
-        return False
-    try:
-        loads(stripped)
-    except ValueError:
-        return False
-    return True
+    return _json_object(body) is not None
 
 
 def _response_status(code: int, body: bytes | None) -> dict:

@@ -7,7 +7,11 @@ Prints, measured in one run on this machine:
   - a list of 10,000 pods: seconds, and apiserver RSS before and after,
   - watch fan-out: 100 watchers x 1,000 events, events/s delivered,
   - custom resource creates/s (a CRD with a schema, pruning, defaulting) next to pod creates/s,
-    at 50 clients, same n, same run (issue 14's goal: >= 0.9x).
+    at 50 clients, same n, same run (issue 14's goal: >= 0.9x),
+  - pod creates/s and p99 at 50 clients on a second, secured apiserver over the same etcd (TLS
+    with a client certificate, RBAC when the apiserver has it, the audit log with pkube's
+    default policy, Secrets encrypted at rest) next to the plain one, alternated, same run
+    (issue 11's goal: secured >= 0.8x plain).
 
 Usage: python bench/apiserver.py [--creates N] [--pods 10000] [--watchers 100] [--events 1000]
 """
@@ -28,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aetcd  # noqa: E402
 
+from bench import secured  # noqa: E402
 from bench.httpload import Connection, HttpError  # noqa: E402
 from bench.measure import percentile, run_concurrent  # noqa: E402
 
@@ -43,13 +48,14 @@ def pod_body(name: str) -> dict:
                                      "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
 
 
-async def run_on_connections(port: int, total: int, concurrency: int, one) -> tuple[float, list[float]]:
-    """Run ``one(connection, i)`` ``total`` times over ``concurrency`` keep-alive connections."""
+async def run_on_connections(port: int, total: int, concurrency: int, one, tls=None) -> tuple[float, list[float]]:
+    """Run ``one(connection, i)`` ``total`` times over ``concurrency`` keep-alive connections
+    (TLS with ``tls``, an SSLContext)."""
     latencies: list[float] = []
     counter = iter(range(total))
 
     async def worker():
-        async with Connection("127.0.0.1", port) as conn:
+        async with Connection("127.0.0.1", port, tls) as conn:
             for i in counter:
                 start = time.perf_counter()
                 await one(conn, i)
@@ -60,10 +66,10 @@ async def run_on_connections(port: int, total: int, concurrency: int, one) -> tu
     return time.perf_counter() - began, latencies
 
 
-async def bench_creates(port: int, prefix: str, total: int, concurrency: int):
+async def bench_creates(port: int, prefix: str, total: int, concurrency: int, tls=None):
     async def one(conn, i):
         await conn.request("POST", "/api/v1/namespaces/default/pods", pod_body(f"{prefix}-{i}"), expect=201)
-    return await run_on_connections(port, total, concurrency, one)
+    return await run_on_connections(port, total, concurrency, one, tls)
 
 
 BENCH_GROUP = "bench.pkube.io"
@@ -123,6 +129,44 @@ async def compare_custom_creates(port: int, total: int) -> None:
     print(f"{f'custom resource creates/s, 50 clients, n={2 * total}':<44}{custom_rate:>14.0f}")
     print(f"{'  pod creates/s, same run':<44}{pod_rate:>14.0f}")
     print(f"{'  custom / built-in (goal >= 0.9)':<44}{custom_rate / pod_rate:>14.2f}")
+
+
+async def wait_ready(port: int, tls, timeout: float = 60) -> None:
+    """Until the apiserver at ``port`` answers /readyz over TLS."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            async with Connection("127.0.0.1", port, tls) as conn:
+                await conn.request("GET", "/readyz")
+                return
+        except (OSError, HttpError, ValueError, IndexError):
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"the secured apiserver did not answer /readyz within {timeout:.0f} s")
+
+
+async def compare_secured(plain_port: int, secured_port: int, pki: Path, setup, total: int) -> None:
+    """Pod creates at 50 clients on the plain and the secured apiserver, alternated twice."""
+    admin, user = secured.client_context(pki, "admin"), secured.client_context(pki, "user")
+    await wait_ready(secured_port, admin)
+    if setup.rbac:
+        async with Connection("127.0.0.1", secured_port, admin) as conn:
+            await conn.request("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+                               secured.bench_user_binding(), expect=201)
+    runs: dict[str, list] = {"plain": [0.0, []], "secured": [0.0, []]}
+    for round_ in range(2):
+        for name, port, tls in (("plain", plain_port, None), ("secured", secured_port, user)):
+            secs, lat = await bench_creates(port, f"{name}{round_}", total, 50, tls)
+            runs[name][0] += secs
+            runs[name][1] += lat
+    rates = {name: 2 * total / secs for name, (secs, _) in runs.items()}
+    what = "TLS + client cert + " + ("RBAC + " if setup.rbac else "") + "audit + encryption"
+    print(f"{f'secured creates/s, 50 clients, n={2 * total}':<44}{rates['secured']:>14.0f}   ({what})")
+    print(f"{'  p99 latency ms, secured':<44}{percentile(runs['secured'][1], 0.99) * 1e3:>14.1f}")
+    print(f"{'  plain creates/s, same run':<44}{rates['plain']:>14.0f}")
+    print(f"{'  p99 latency ms, plain':<44}{percentile(runs['plain'][1], 0.99) * 1e3:>14.1f}")
+    print(f"{'  secured / plain (goal >= 0.8)':<44}{rates['secured'] / rates['plain']:>14.2f}")
+    for note in setup.notes:
+        print(f"  note: {note}")
 
 
 async def bench_raw_puts(etcd_port: int, prefix: str, total: int, concurrency: int, value: bytes):
@@ -208,7 +252,7 @@ async def bench_fanout(base: str, etcd_rv: str, watchers: int, events: int) -> t
     return sum(received) / elapsed, write_secs
 
 
-async def main_async(args, port: int, etcd: EtcdProcess, api_pid: int) -> None:
+async def main_async(args, port: int, etcd: EtcdProcess, api_pid: int, secured_run=None) -> None:
     base = f"http://127.0.0.1:{port}"
     value = json.dumps(pod_body("x" * 10), separators=(",", ":")).encode()
     print(f"{'measure':<44}{'apiserver':>14}{'raw etcd':>14}{'ratio':>8}")
@@ -228,6 +272,8 @@ async def main_async(args, port: int, etcd: EtcdProcess, api_pid: int) -> None:
             print(f"{f'  CPU ms per write, {name}':<44}{api_cpu[name] * 1e3 / total:>14.3f}"
                   f"{raw_cpu[name] * 1e3 / total if name != 'apiserver' else 0:>14.3f}")
     await compare_custom_creates(port, args.creates // 2)
+    if secured_run is not None:
+        await compare_secured(port, *secured_run, args.creates // 2)
     async with Connection("127.0.0.1", port) as conn:
         have = len(json.loads(await conn.request("GET", "/api/v1/namespaces/default/pods"))["items"])
     if have < args.pods:
@@ -260,10 +306,18 @@ def main() -> None:
         api = Component("apiserver", python_module("apiserver", "--etcd-servers", etcd.endpoint,
                                                    "--bind-address", "127.0.0.1", "--port", str(port)),
                         Path(tmp) / "apiserver.log", health_url=f"http://127.0.0.1:{port}/readyz")
+        secured_port, setup = free_port(), secured.secured_flags(Path(tmp) / "secured")
+        secured_api = Component("apiserver-secured",
+                                python_module("apiserver", "--etcd-servers", etcd.endpoint, "--bind-address",
+                                              "127.0.0.1", "--port", str(secured_port), *setup.flags),
+                                Path(tmp) / "apiserver-secured.log", health_url=None)
         try:
             api.start()
-            asyncio.run(main_async(args, port, etcd, api.proc.pid))
+            secured_api.start()
+            asyncio.run(main_async(args, port, etcd, api.proc.pid,
+                                   (secured_port, Path(tmp) / "secured" / "pki", setup)))
         finally:
+            secured_api.stop()
             api.stop()
             etcd.stop()
 
