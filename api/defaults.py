@@ -13,6 +13,7 @@ import base64
 
 from api import autoscaling
 
+from api import defaults_batch
 from api import validation_apps
 
 DEFAULT_TOLERATION_SECONDS = 300
@@ -243,5 +244,8 @@ _BY_KIND = {
     "Secret": _default_secret,
     "ConfigMap": _default_nothing,
     "Namespace": _default_namespace,
+    "Job": defaults_batch.default_job,
+    "CronJob": defaults_batch.default_cron_job,
+    "ReplicationController": defaults_batch.default_replication_controller,
     "HorizontalPodAutoscaler": autoscaling.default_horizontal_pod_autoscaler,
 }

@@ -598,6 +598,9 @@ BY_KIND = {
     "Secret": secret,
     "ConfigMap": config_map,
     "Node": node,
+    "Job": lambda obj: _batch().job(obj),
+    "CronJob": lambda obj: _batch().cron_job(obj),
+    "ReplicationController": lambda obj: _batch().replication_controller(obj),
     "PodDisruptionBudget": lambda obj: _policy().pod_disruption_budget(obj),
     "HorizontalPodAutoscaler": lambda obj: _policy().horizontal_pod_autoscaler(obj),
 }
@@ -613,3 +616,9 @@ def _policy():
     """api.validation_policy (imported late: it builds on this module)."""
     from api import validation_policy
     return validation_policy
+
+
+def _batch():
+    """api.validation_batch (imported late: it builds on this module)."""
+    from api import validation_batch
+    return validation_batch

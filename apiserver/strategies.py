@@ -77,6 +77,10 @@ def reset_status_for_create(info: ResourceInfo, obj: dict) -> None:
         obj["status"] = {"replicas": 0, "availableReplicas": 0}
     elif info.kind == "Service":
         obj["status"] = {"loadBalancer": {}}
+    elif info.kind in ("Job", "CronJob"):
+        obj["status"] = {}
+    elif info.kind == "ReplicationController":
+        obj["status"] = {"replicas": 0}
 
 
 def qos_class(spec: dict) -> str:

@@ -59,7 +59,7 @@ def scale_of(obj: dict, paths: Optional[ScalePaths] = None) -> dict:
     md = obj.get("metadata", {})
     if paths is None:
         selector = (obj.get("spec") or {}).get("selector") or {}
-        labels = selector.get("matchLabels") or {}
+        labels = selector if obj.get("kind") == "ReplicationController" else selector.get("matchLabels") or {}
         spec_replicas = (obj.get("spec") or {}).get("replicas", 0)
         status_replicas = (obj.get("status") or {}).get("replicas", 0)
         selector_text = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

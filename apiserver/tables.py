@@ -727,3 +727,5 @@ import apiserver.tables_apps  # noqa: E402,F401
 
 # The PodDisruptionBudget and HorizontalPodAutoscaler printers register themselves in PRINTERS.
 import apiserver.tables_policy  # noqa: E402,F401
+# The batch printers (Job, CronJob) and ReplicationController's register themselves in PRINTERS.
+import apiserver.tables_batch  # noqa: E402,F401

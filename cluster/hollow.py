@@ -4,7 +4,8 @@
 heartbeat, nodeInfo, addresses, hostname/os labels), keeps one
 coordination.k8s.io/v1 Lease per node in ``kube-node-lease`` renewed every
 ``renew_interval`` seconds, reports the pods bound to its nodes Running and
-Ready through ``pods/{name}/status``, and finishes the deletion of its pods
+Ready through ``pods/{name}/status`` (a pod with restartPolicy Never or OnFailure, a Job's, is reported
+Succeeded with exit code 0 after ``run_seconds``), and finishes the deletion of its pods
 (a pod with ``deletionTimestamp`` is deleted with grace 0: the kubelet's job).
 
 How it scales to thousands of nodes on a small machine: there is no task per
@@ -74,12 +75,15 @@ class HollowConfig:
     renew_interval: float = 10.0
     status_report_period: float = 300.0
     concurrency: int = 16                 # requests in flight, all kinds together
+    run_seconds: float = 0.5              # how long a pod with restartPolicy Never/OnFailure "runs"
 
     def __post_init__(self):
         if self.renew_interval <= 0 or self.status_report_period <= 0:
             raise ValueError("renew_interval and status_report_period must be > 0")
         if self.concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        if self.run_seconds < 0:
+            raise ValueError("run_seconds must be >= 0")
         ipaddress.ip_network(self.host_cidr)
 
 
@@ -200,6 +204,27 @@ def pod_running_status(pod: dict, host_ip: str, pod_ip: Optional[str], wall) -> 
     if pod_ip:
         result["podIP"], result["podIPs"] = pod_ip, [{"ip": pod_ip}]
     return result
+
+
+def runs_to_completion(pod: dict) -> bool:
+    """A pod whose containers are not restarted on success (a Job's): it ends Succeeded."""
+    return (pod.get("spec") or {}).get("restartPolicy") in ("Never", "OnFailure")
+
+
+def pod_succeeded_status(pod: dict, wall) -> dict:
+    """The status a kubelet reports once every container of ``pod`` exited 0."""
+    status = pod.get("status") or {}
+    now = rfc3339(wall)
+    started = status.get("startTime") or now
+    conditions = [{**c, "status": "False", "reason": "PodCompleted", "lastTransitionTime": now}
+                  if c.get("type") in ("Ready", "ContainersReady") else c
+                  for c in status.get("conditions") or []]
+    done = [{"name": c.get("name"), "image": c.get("image", ""), "imageID": "",
+             "containerID": _container_id(pod, c), "ready": False, "started": False, "restartCount": 0,
+             "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started,
+                                      "finishedAt": now, "containerID": _container_id(pod, c)}}}
+            for c in (pod.get("spec") or {}).get("containers") or []]
+    return {"phase": "Succeeded", "conditions": conditions, "containerStatuses": done}
 
 
 def _pod_condition(pod: dict, kind: str, now: str) -> dict:
@@ -326,6 +351,7 @@ class HollowNodes:
         self.addresses = PodAddresses()
         self.leases: dict[str, dict] = {}
         self.pods_reported = 0
+        self._running_since: dict[str, float] = {}     # pod key -> when reported Running
         self._inflight = asyncio.Semaphore(self.config.concurrency)
         self._registered = asyncio.Event()
         self.nodes.add_handlers(self._node_added, self._node_updated)
@@ -472,6 +498,7 @@ class HollowNodes:
         node = (pod or {}).get("spec", {}).get("nodeName")
         if pod is None or node not in self.host_ip:
             self.addresses.release(key)
+            self._running_since.pop(key, None)
             return
         if node in self.stopped:
             return                                    # resume_renewing re-queues its pods
@@ -479,14 +506,34 @@ class HollowNodes:
         if meta.get("deletionTimestamp"):
             await self._finish_deletion(pod)
             self.addresses.release(key)
+            self._running_since.pop(key, None)
+            return
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return
         pod_ip = self._pod_ip(key, pod, node)
         if pod_is_reported(pod, self.host_ip[node], pod_ip):
+            if runs_to_completion(pod):
+                await self._complete_when_run(key, pod)
             return
         status = pod_running_status(pod, self.host_ip[node], pod_ip, self.clock.wall())
         await self.client.patch(PODS, meta["name"], {"status": status}, meta.get("namespace"),
                                 subresource="status")
         self.pods_reported += 1
+        if runs_to_completion(pod):
+            self._running_since[key] = self.clock.now()
+            self.pod_queue.add_after(key, self.config.run_seconds)
+
+    async def _complete_when_run(self, key: str, pod: dict) -> None:
+        """Report a run-to-completion pod Succeeded once it has run ``run_seconds``."""
+        since = self._running_since.setdefault(key, self.clock.now())
+        left = since + self.config.run_seconds - self.clock.now()
+        if left > 0:
+            self.pod_queue.add_after(key, left)
+            return
+        meta = pod["metadata"]
+        await self.client.patch(PODS, meta["name"], {"status": pod_succeeded_status(pod, self.clock.wall())},
+                                meta.get("namespace"), subresource="status")
+        self._running_since.pop(key, None)
 
     def _pod_ip(self, key: str, pod: dict, node: str) -> Optional[str]:
         """hostNetwork pods share the node's IP; others get one from its podCIDR (None without)."""
@@ -556,6 +603,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seconds between Lease renewals of one node")
     p.add_argument("--concurrency", type=int, default=HollowConfig.concurrency,
                    help="requests in flight at most")
+    p.add_argument("--run-seconds", type=float, default=HollowConfig.run_seconds,
+                   help="seconds a pod with restartPolicy Never/OnFailure runs before it Succeeds")
     p.add_argument("--stop-renewing", action="append", default=[], metavar="NODE",
                    help="never renew this node's Lease (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -566,7 +615,7 @@ async def _serve(args: argparse.Namespace) -> None:
     from client.kubeconfig import load_kubeconfig
     config = HollowConfig(cpu=args.cpu, memory=args.memory, pods=str(args.max_pods),
                           host_cidr=args.host_cidr, renew_interval=args.renew_interval,
-                          concurrency=args.concurrency)
+                          concurrency=args.concurrency, run_seconds=args.run_seconds)
     client_config = load_kubeconfig(args.kubeconfig, args.context)
     async with AsyncApiClient(client_config, timeout=60.0) as client:
         names = node_names(args.nodes, args.name_prefix)

@@ -28,6 +28,7 @@ OPTION_FLAGS = (
     ("--node-monitor-period", float, "node lifecycle: seconds between node checks"),
     ("--cluster-cidr", str, "node IPAM: the pod network (default 10.244.0.0/16)"),
     ("--node-cidr-mask-size", int, "node IPAM: prefix length of each node's podCIDR (default 24)"),
+    ("--terminated-pod-gc-threshold", int, "pod GC: terminated pods kept before the oldest go (default 12500; 0: off)"),
     ("--horizontal-pod-autoscaler-sync-period", float, "HPA: seconds between two syncs of each autoscaler (default 15)"),
 )
 

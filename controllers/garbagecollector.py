@@ -30,16 +30,18 @@ from typing import Optional
 
 from client.errors import Conflict, NotFound
 from client.informer import Informer
-from client.resources import (CONFIGMAPS, CONTROLLERREVISIONS, CUSTOMRESOURCEDEFINITIONS, DAEMONSETS, DEPLOYMENTS,
-                              ENDPOINTS, ENDPOINTSLICES, NAMESPACES, NODES, PERSISTENTVOLUMECLAIMS, PODS, REPLICASETS,
-                              SECRETS, SERVICEACCOUNTS, SERVICES, STATEFULSETS, Resource)
+from client.resources import (CONFIGMAPS, CONTROLLERREVISIONS, CRONJOBS, CUSTOMRESOURCEDEFINITIONS, DAEMONSETS,
+                              DEPLOYMENTS, ENDPOINTS, ENDPOINTSLICES, JOBS, NAMESPACES, NODES, PERSISTENTVOLUMECLAIMS,
+                              PODS, REPLICASETS, REPLICATIONCONTROLLERS, SECRETS, SERVICEACCOUNTS, SERVICES,
+                              STATEFULSETS, Resource)
 from client.store import object_key
 from controllers.base import Controller, ControllerContext
 
 log = logging.getLogger(__name__)
 
 MONITORED = (PODS, REPLICASETS, DEPLOYMENTS, SERVICES, ENDPOINTS, ENDPOINTSLICES, CONFIGMAPS,
-             SECRETS, SERVICEACCOUNTS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS, PERSISTENTVOLUMECLAIMS)
+             SECRETS, SERVICEACCOUNTS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS, PERSISTENTVOLUMECLAIMS,
+             JOBS, CRONJOBS, REPLICATIONCONTROLLERS)
 KIND_RESOURCES = {("v1", "Pod"): PODS, ("apps/v1", "ReplicaSet"): REPLICASETS,
                   ("apps/v1", "Deployment"): DEPLOYMENTS, ("v1", "Service"): SERVICES,
                   ("v1", "Endpoints"): ENDPOINTS, ("discovery.k8s.io/v1", "EndpointSlice"): ENDPOINTSLICES,
@@ -47,7 +49,8 @@ KIND_RESOURCES = {("v1", "Pod"): PODS, ("apps/v1", "ReplicaSet"): REPLICASETS,
                   ("v1", "ServiceAccount"): SERVICEACCOUNTS, ("v1", "Node"): NODES,
                   ("v1", "Namespace"): NAMESPACES, ("apps/v1", "DaemonSet"): DAEMONSETS,
                   ("apps/v1", "StatefulSet"): STATEFULSETS, ("apps/v1", "ControllerRevision"): CONTROLLERREVISIONS,
-                  ("v1", "PersistentVolumeClaim"): PERSISTENTVOLUMECLAIMS}
+                  ("v1", "PersistentVolumeClaim"): PERSISTENTVOLUMECLAIMS, ("batch/v1", "Job"): JOBS,
+                  ("batch/v1", "CronJob"): CRONJOBS, ("v1", "ReplicationController"): REPLICATIONCONTROLLERS}
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
 CRD_KEY = "crd|"
 

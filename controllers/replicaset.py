@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import Optional
 
-from api.selectors import SelectorError, label_selector_from_dict, spec_selector_selects
+from api.selectors import SelectorError, label_selector_from_dict
 from client.errors import ApiError
 from client.resources import PODS, REPLICASETS
 from client.store import index_by_namespace, object_key
@@ -32,7 +32,17 @@ DEFAULT_BURST = 500
 
 
 class ReplicaSetController(Controller):
+    """Subclasses for other kinds of replicated pods (ReplicationController) set ``name``,
+    ``resource``, ``kind`` and ``selector_of``."""
+
     name = "replicaset"
+    resource = REPLICASETS
+    kind = "ReplicaSet"
+
+    @staticmethod
+    def selector_of(obj: dict) -> dict:
+        """The object's spec.selector as a metav1.LabelSelector."""
+        return obj["spec"].get("selector")
 
     def __init__(self, ctx: ControllerContext, pod_control: Optional[PodControl] = None,
                  workers: int = 5, burst: int = DEFAULT_BURST):
@@ -40,7 +50,7 @@ class ReplicaSetController(Controller):
         self.pod_control = pod_control or PodControl(ctx.client)
         self.burst = burst
         self.expectations = Expectations(ctx.clock)
-        self.rs_informer = ctx.informers.informer(REPLICASETS, {"namespace": index_by_namespace})
+        self.rs_informer = ctx.informers.informer(self.resource, {"namespace": index_by_namespace})
         self.pod_informer = ctx.informers.informer(PODS, {"namespace": index_by_namespace})
         self.rs_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
         self.pod_informer.add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
@@ -49,7 +59,7 @@ class ReplicaSetController(Controller):
 
     def _owner_key(self, pod: dict) -> Optional[str]:
         ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "ReplicaSet":
+        if ref is None or ref.get("kind") != self.kind:
             return None
         key = f"{pod['metadata'].get('namespace')}/{ref['name']}"
         rs = self.rs_informer.store.get(key)
@@ -59,7 +69,7 @@ class ReplicaSetController(Controller):
         """An orphan: every ReplicaSet of its namespace that selects it may adopt it."""
         labels = pod["metadata"].get("labels") or {}
         for rs in self.rs_informer.store.by_index("namespace", pod["metadata"].get("namespace") or ""):
-            if spec_selector_selects(rs, labels):
+            if _selects(self.selector_of(rs), labels):
                 self.enqueue(rs)
 
     def _pod_added(self, pod: dict) -> None:
@@ -100,7 +110,7 @@ class ReplicaSetController(Controller):
             self.expectations.forget(key)
             return
         try:
-            selector = label_selector_from_dict(rs["spec"].get("selector"))
+            selector = label_selector_from_dict(self.selector_of(rs))
         except SelectorError as err:
             raise PermanentError(f"invalid selector: {err}") from None
         namespace, _ = split_key(key)
@@ -176,8 +186,17 @@ class ReplicaSetController(Controller):
             status["conditions"] = conditions or None
         if all(current.get(k, 0) == v for k, v in status.items()):
             return
-        await self.client.patch(REPLICASETS, rs["metadata"]["name"], {"status": status},
+        await self.client.patch(self.resource, rs["metadata"]["name"], {"status": status},
                                 rs["metadata"]["namespace"], subresource="status")
+
+
+def _selects(selector, labels: dict) -> bool:
+    """An empty, missing or invalid selector selects nothing (adoption lookups skip such owners)."""
+    try:
+        parsed = label_selector_from_dict(selector)
+    except SelectorError:
+        return False
+    return not parsed.empty and parsed.matches(labels)
 
 
 def failure_conditions(current: dict, failure: Optional[ApiError], creating: bool, now) -> list[dict]:
