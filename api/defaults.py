@@ -14,7 +14,7 @@ import base64
 from api import autoscaling
 
 from api import defaults_batch
-from api import validation_apps
+from api import validation_apps, validation_storage
 
 DEFAULT_TOLERATION_SECONDS = 300
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
@@ -233,6 +233,9 @@ def _default_nothing(obj: dict) -> None:
 
 
 _BY_KIND = {
+    "PersistentVolume": validation_storage.default_persistent_volume,
+    "PersistentVolumeClaim": validation_storage.default_persistent_volume_claim,
+    "StorageClass": validation_storage.default_storage_class,
     "Pod": _default_pod,
     "Deployment": _default_deployment,
     "ReplicaSet": _default_replica_set,

@@ -20,7 +20,7 @@ import orjson
 from referencing import Registry, Resource
 
 from api import causes, names
-from api import validation_apps
+from api import validation_apps, validation_storage
 from api import validation_specs as specs
 from api.causes import Cause, format_invalid
 from api.defaults import apply_defaults
@@ -498,6 +498,9 @@ _UPDATE_BY_KIND = {
     "ReplicaSet": _selector_update,
     "DaemonSet": validation_apps.daemon_set_update,
     "StatefulSet": validation_apps.stateful_set_update,
+    "PersistentVolume": validation_storage.persistent_volume_update,
+    "PersistentVolumeClaim": validation_storage.persistent_volume_claim_update,
+    "StorageClass": validation_storage.storage_class_update,
     "Service": _service_update,
     "Secret": _immutable_data_update,
     "ConfigMap": _immutable_data_update,

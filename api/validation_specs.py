@@ -584,6 +584,9 @@ def lease(obj: dict) -> list:
 
 
 BY_KIND = {
+    "PersistentVolume": lambda obj: _storage().persistent_volume(obj),
+    "PersistentVolumeClaim": lambda obj: _storage().persistent_volume_claim(obj),
+    "StorageClass": lambda obj: _storage().storage_class(obj),
     "Scale": scale,
     "Lease": lease,
     "Pod": pod,
@@ -604,6 +607,12 @@ BY_KIND = {
     "PodDisruptionBudget": lambda obj: _policy().pod_disruption_budget(obj),
     "HorizontalPodAutoscaler": lambda obj: _policy().horizontal_pod_autoscaler(obj),
 }
+
+
+def _storage():
+    """api.validation_storage (imported late: it builds on this module)."""
+    from api import validation_storage
+    return validation_storage
 
 
 def _apps():

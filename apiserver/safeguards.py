@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from apiserver.admission_storage import DefaultStorageClass, StorageObjectInUseProtection
 from apiserver.audit import AuditLog, Auditor, AuditPolicyError, load_policy
 from apiserver.inflight import (
     DEFAULT_MAX_MUTATING,
@@ -25,7 +26,7 @@ from apiserver.storage.encryption_config import (
 )
 from apiserver.storage.encryption_reload import ReloadingTransformer
 
-DEFAULT_ADMISSION_PLUGINS = ("PodSecurity",)
+DEFAULT_ADMISSION_PLUGINS = ("PodSecurity", "DefaultStorageClass", "StorageObjectInUseProtection")
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +88,10 @@ def admission_plugins(args: argparse.Namespace, storage) -> list:
     plugins: list = []
     if "PodSecurity" not in disabled:
         plugins.append(PodSecurity(storage, pod_security_defaults(args.admission_control_config_file)))
+    if "DefaultStorageClass" not in disabled:
+        plugins.append(DefaultStorageClass(storage))
+    if "StorageObjectInUseProtection" not in disabled:
+        plugins.append(StorageObjectInUseProtection())
     return plugins
 
 

@@ -81,6 +81,8 @@ def reset_status_for_create(info: ResourceInfo, obj: dict) -> None:
         obj["status"] = {}
     elif info.kind == "ReplicationController":
         obj["status"] = {"replicas": 0}
+    elif info.kind in ("PersistentVolume", "PersistentVolumeClaim"):
+        obj["status"] = {"phase": "Pending"}
 
 
 def qos_class(spec: dict) -> str:

@@ -729,3 +729,5 @@ import apiserver.tables_apps  # noqa: E402,F401
 import apiserver.tables_policy  # noqa: E402,F401
 # The batch printers (Job, CronJob) and ReplicationController's register themselves in PRINTERS.
 import apiserver.tables_batch  # noqa: E402,F401
+# The PersistentVolume, PersistentVolumeClaim and StorageClass printers register themselves in PRINTERS.
+import apiserver.tables_storage  # noqa: E402,F401

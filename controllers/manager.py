@@ -39,6 +39,8 @@ CONTROLLERS = {
     "disruption": "controllers.disruption",
     "horizontalpodautoscaling": "controllers.horizontal",
     "disruption": "controllers.disruption",
+    "persistentvolume-binder": "controllers.persistentvolume",
+    "volume-protection": "controllers.volumeprotection",
 }
 
 

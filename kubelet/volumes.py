@@ -6,7 +6,10 @@
     {pod_dir}/volumes/kubernetes.io~downward-api/{name}  downwardAPI
     {pod_dir}/volumes/kubernetes.io~projected/{name}     projected (on a tmpfs)
 
-hostPath volumes are the host's path itself. Content volumes (Secret, ConfigMap,
+hostPath volumes are the host's path itself; a persistentVolumeClaim is the host path of the
+local or hostPath PersistentVolume the claim is bound to (made if missing when the volume's
+hostPath type says DirectoryOrCreate, as the local-path provisioner's are), and fails with
+FailedMount while the claim is missing or unbound (the pod worker retries). Content volumes (Secret, ConfigMap,
 downwardAPI, projected) are written by kubelet.atomicwriter, so `refresh` swaps a new set
 in atomically. Containers get each volume directory (or a subPath in it) as a bind mount.
 
@@ -57,7 +60,7 @@ _SETUP_ERRORS = (ContentError, PayloadError, QuantityError, OSError)
 def volume_type(volume: dict) -> str:
     """The volume's source type ("emptyDir", "hostPath", ...); raises VolumeError for a
     type this kubelet cannot make."""
-    for kind in (*PLUGIN_DIRS, "hostPath"):
+    for kind in (*PLUGIN_DIRS, "hostPath", "persistentVolumeClaim"):
         if volume.get(kind) is not None:
             return kind
     kind = next((k for k in volume if k != "name"), None)
@@ -85,6 +88,7 @@ class PodVolumes:
         self.node_name = node_name
         self.allocatable = allocatable
         self.host_mounts = host_mounts or HostMounts()
+        self.claim_paths: dict[str, str] = {}     # volume name -> host path of its bound claim
 
     def volume_path(self, volume: dict) -> str:
         """The host path containers get for `volume` (a hostPath's own path)."""
@@ -92,6 +96,10 @@ class PodVolumes:
         if kind == "hostPath":
             return volume["hostPath"].get("path") or ""
         name = volume.get("name") or ""
+        if kind == "persistentVolumeClaim":
+            if name not in self.claim_paths:
+                raise VolumeError(f'volume "{name}": its claim has not been set up')
+            return self.claim_paths[name]
         if name in ("", ".", "..") or "/" in name:
             raise VolumeError(f"volume name {name!r}: not a valid directory name")
         return os.path.join(self.volumes_dir, PLUGIN_DIRS[kind], name)
@@ -114,6 +122,9 @@ class PodVolumes:
         kind = volume_type(volume)
         if kind == "hostPath":
             check_host_path(volume["hostPath"].get("path") or "", volume["hostPath"].get("type") or "")
+            return
+        if kind == "persistentVolumeClaim":
+            self.claim_paths[volume["name"]] = await claim_host_path(volume, objects)
             return
         path = self.volume_path(volume)
         if kind == "emptyDir":
@@ -179,7 +190,8 @@ class PodVolumes:
         sub_path = _expand_sub_path(mount["subPathExpr"], env) if mount.get("subPathExpr") else mount.get("subPath")
         if sub_path:
             source = sub_path_source(source, sub_path)
-        readonly = bool(mount.get("readOnly")) or volume_type(volume) in CONTENT_TYPES
+        readonly = bool(mount.get("readOnly")) or volume_type(volume) in CONTENT_TYPES \
+            or bool((volume.get("persistentVolumeClaim") or {}).get("readOnly"))
         try:
             return Mount(source, mount.get("mountPath") or "", readonly)
         except SpecError as e:
@@ -229,6 +241,32 @@ def _note_unwritten_tokens(pod: dict, volume: dict) -> None:
     if paths:
         log.info("pod %s/%s volume %s: serviceAccountToken projection not written yet (paths %s)",
                  _namespace(pod), pod["metadata"].get("name"), volume["name"], ", ".join(map(str, paths)))
+
+
+async def claim_host_path(volume: dict, objects: PodObjects) -> str:
+    """The host directory of the volume a pod's claim is bound to, checked (and made, for a
+    DirectoryOrCreate hostPath) as a hostPath volume would be. Raises ContentError (FailedMount)
+    while the claim is missing or not bound, or when its volume has no local path."""
+    claim_name = volume["persistentVolumeClaim"].get("claimName") or ""
+    claim = await objects.get("PersistentVolumeClaim", claim_name)
+    if claim is None:
+        raise ContentError(f'persistentvolumeclaim "{claim_name}" not found')
+    volume_name = (claim.get("spec") or {}).get("volumeName") or ""
+    phase = (claim.get("status") or {}).get("phase") or ""
+    if not volume_name or phase != "Bound":
+        raise ContentError(f'PVC {objects.namespace}/{claim_name} has non-bound phase ("{phase}") '
+                           f'or empty pvc.Spec.VolumeName ("{volume_name}")')
+    persistent = await objects.get("PersistentVolume", volume_name)
+    spec = (persistent or {}).get("spec") or {}
+    if persistent is None:
+        raise ContentError(f'persistentvolume "{volume_name}" not found')
+    if isinstance(spec.get("hostPath"), dict) and spec["hostPath"].get("path"):
+        check_host_path(spec["hostPath"]["path"], spec["hostPath"].get("type") or "")
+        return spec["hostPath"]["path"]
+    if isinstance(spec.get("local"), dict) and spec["local"].get("path"):
+        check_host_path(spec["local"]["path"], "Directory")
+        return spec["local"]["path"]
+    raise ContentError(f'persistentvolume "{volume_name}": only local and hostPath volumes can be mounted')
 
 
 def check_host_path(path: str, kind: str) -> None:

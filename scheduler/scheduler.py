@@ -28,10 +28,11 @@ from client.clock import Clock
 from client.errors import ApiError, Conflict, NotFound
 from client.events import EventRecorder
 from client.informer import Informer
-from client.resources import NODES, PODS
+from client.resources import NODES, PERSISTENTVOLUMECLAIMS, PODS, Resource
 from client.timefmt import rfc3339
 from scheduler.cache import SchedulerCache
-from scheduler.framework import Framework
+from scheduler.framework import DEFAULT_FILTERS, Framework
+from scheduler.plugins.volume_binding import VolumeBinding
 from scheduler.queue import QueuedPod, SchedulingQueue
 from scheduler.ratelimit import Pacer
 from scheduler.types import TERMINAL_PHASES, PodInfo, pod_key
@@ -41,6 +42,8 @@ DEFAULT_SCHEDULER_NAME = "default-scheduler"
 DEFAULT_EVENT_QPS = 50.0           # kube-scheduler's default client QPS and burst
 DEFAULT_EVENT_BURST = 100
 EVENT_QUEUE = 1000                 # kube-scheduler's broadcaster queue
+PERSISTENTVOLUMES = Resource("", "v1", "persistentvolumes", namespaced=False)
+STORAGECLASSES = Resource("storage.k8s.io", "v1", "storageclasses", namespaced=False)
 
 
 def is_assigned(pod: dict) -> bool:
@@ -83,7 +86,10 @@ class Scheduler:
         self.client = client
         self.name = name
         self.clock = clock or Clock()
-        self.framework = framework or Framework()
+        self.volume_informers = [Informer(client, r, clock=self.clock)
+                                 for r in (PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, STORAGECLASSES)]
+        self.volume_binding = VolumeBinding(*self.volume_informers)
+        self.framework = framework or Framework(filters=(*DEFAULT_FILTERS, self.volume_binding))
         self.cache = SchedulerCache(self.clock)
         self.queue = SchedulingQueue(self.clock)
         self.recorder = EventRecorder(client, name, clock=self.clock)
@@ -94,16 +100,18 @@ class Scheduler:
         self.nodes = Informer(client, NODES, clock=self.clock)
         self.pods.add_handlers(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
         self.nodes.add_handlers(self._on_node_add, self._on_node_update, self._on_node_delete)
+        for informer in self.volume_informers:      # a claim bound, a volume or class made: retry
+            informer.add_handlers(lambda obj: self.queue.move_all(), lambda old, obj: self.queue.move_all())
         self._bind_slots = asyncio.Semaphore(bind_concurrency)
         self._background: set = set()
         self.bound = 0
 
     async def run(self) -> None:
         """Sync the informers, then schedule until cancelled."""
-        informers = [asyncio.ensure_future(self.pods.run()), asyncio.ensure_future(self.nodes.run())]
+        informers = [asyncio.ensure_future(i.run()) for i in (self.pods, self.nodes, *self.volume_informers)]
         loops = []
         try:
-            await asyncio.gather(self.pods.wait_synced(), self.nodes.wait_synced())
+            await asyncio.gather(*(i.wait_synced() for i in (self.pods, self.nodes, *self.volume_informers)))
             log.info("%s: caches synced (%d nodes, %d pending pods)", self.name,
                      len(self.cache.node_list()), len(self.queue))
             loops = [asyncio.ensure_future(self._schedule_loop()),
@@ -185,6 +193,7 @@ class Scheduler:
     async def _bind(self, queued: QueuedPod, node: str) -> None:
         try:
             async with self._bind_slots:
+                await self.volume_binding.pre_bind(self.client, PERSISTENTVOLUMECLAIMS, queued.pod, node)
                 await self.client.bind(queued.pod, node)
         except (NotFound, Conflict) as err:      # deleted, or bound by someone else
             log.info("binding %s to %s: %s", queued.key, node, err)

@@ -331,8 +331,8 @@ def test_host_path_types_that_match(volumes, tmp_path):
 
 
 def test_unsupported_volume_types_fail_clearly(volumes):
-    assert failed_mount(volumes, make_pod([{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}])) == \
-        'MountVolume.SetUp failed for volume "data" : volume type persistentVolumeClaim is not supported'
+    assert failed_mount(volumes, make_pod([{"name": "data", "nfs": {"server": "nfs", "path": "/"}}])) == \
+        'MountVolume.SetUp failed for volume "data" : volume type nfs is not supported'
 
 
 # ----- mounts -----
