@@ -25,6 +25,7 @@ from apiserver.allocators import NodePortAllocator, ServiceIPAllocator
 from apiserver.auth.attributes import from_request_info
 from apiserver.auth.reviews import Reviews
 from apiserver.bootstrap import KubernetesService
+from apiserver.certificates import CertificateSigningRequests
 from apiserver.customresources import CustomResourceDefinitions
 from apiserver.deletion import Deleter
 from apiserver.encoding import dumps, error_response, json_response
@@ -108,6 +109,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     namespaces.deleter = deleter
     definitions = CustomResourceDefinitions(storage, registry, deleter)
     store.check_names = definitions.check_names
+    store.admission.add(CertificateSigningRequests())
     if service_accounts is not None and not hasattr(service_accounts, "wrap"):
         service_accounts = service_accounts(storage)       # a function(storage) making one
     if service_accounts is not None:

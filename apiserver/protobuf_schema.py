@@ -44,6 +44,9 @@ KINDS = {
     ("authorization.k8s.io/v1", "SubjectAccessReview"): "authorization/v1.SubjectAccessReview",
     ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): "authorization/v1.LocalSubjectAccessReview",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "authentication/v1.SelfSubjectReview",
+    ("authentication.k8s.io/v1", "TokenRequest"): "authentication/v1.TokenRequest",
+    ("authentication.k8s.io/v1", "TokenReview"): "authentication/v1.TokenReview",
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): "certificates/v1.CertificateSigningRequest",
 }
 
 MESSAGES = {
@@ -114,6 +117,12 @@ MESSAGES = {
         1: ("maxUnavailable", "*IntOrString"),
         2: ("maxSurge", "*IntOrString"),
     },
+    "authentication/v1.BoundObjectReference": {
+        1: ("kind", "string"),
+        2: ("apiVersion", "string"),
+        3: ("name", "string"),
+        4: ("uID", "string"),
+    },
     "authentication/v1.ExtraValue": {
         1: ("items", "[]string"),
     },
@@ -123,6 +132,35 @@ MESSAGES = {
     },
     "authentication/v1.SelfSubjectReviewStatus": {
         1: ("userInfo", "authentication/v1.UserInfo"),
+    },
+    "authentication/v1.TokenRequest": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("spec", "authentication/v1.TokenRequestSpec"),
+        3: ("status", "authentication/v1.TokenRequestStatus"),
+    },
+    "authentication/v1.TokenRequestSpec": {
+        1: ("audiences", "[]string"),
+        3: ("boundObjectRef", "*authentication/v1.BoundObjectReference"),
+        4: ("expirationSeconds", "*int64"),
+    },
+    "authentication/v1.TokenRequestStatus": {
+        1: ("token", "string"),
+        2: ("expirationTimestamp", "Time"),
+    },
+    "authentication/v1.TokenReview": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("spec", "authentication/v1.TokenReviewSpec"),
+        3: ("status", "authentication/v1.TokenReviewStatus"),
+    },
+    "authentication/v1.TokenReviewSpec": {
+        1: ("token", "string"),
+        2: ("audiences", "[]string"),
+    },
+    "authentication/v1.TokenReviewStatus": {
+        1: ("authenticated", "bool"),
+        2: ("user", "authentication/v1.UserInfo"),
+        3: ("error", "string"),
+        4: ("audiences", "[]string"),
     },
     "authentication/v1.UserInfo": {
         1: ("username", "string"),
@@ -368,6 +406,36 @@ MESSAGES = {
     "autoscaling/v2.ResourceMetricStatus": {
         1: ("name", "string"),
         2: ("current", "autoscaling/v2.MetricValueStatus"),
+    },
+    "certificates/v1.CertificateSigningRequest": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("spec", "certificates/v1.CertificateSigningRequestSpec"),
+        3: ("status", "certificates/v1.CertificateSigningRequestStatus"),
+    },
+    "certificates/v1.CertificateSigningRequestCondition": {
+        1: ("type", "string"),
+        2: ("reason", "string"),
+        3: ("message", "string"),
+        4: ("lastUpdateTime", "Time"),
+        5: ("lastTransitionTime", "Time"),
+        6: ("status", "string"),
+    },
+    "certificates/v1.CertificateSigningRequestSpec": {
+        1: ("request", "*bytes"),
+        2: ("username", "string"),
+        3: ("uid", "string"),
+        4: ("groups", "[]string"),
+        5: ("usages", "[]string"),
+        6: ("extra", "map[string]certificates/v1.ExtraValue"),
+        7: ("signerName", "string"),
+        8: ("expirationSeconds", "*int32"),
+    },
+    "certificates/v1.CertificateSigningRequestStatus": {
+        1: ("conditions", "[]certificates/v1.CertificateSigningRequestCondition"),
+        2: ("certificate", "*bytes"),
+    },
+    "certificates/v1.ExtraValue": {
+        1: ("items", "[]string"),
     },
     "coordination/v1.Lease": {
         1: ("metadata", "meta/v1.ObjectMeta"),

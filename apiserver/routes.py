@@ -88,6 +88,9 @@ class ResourceHandlers:
             ("item", "status", "GET"): self.get,
             ("item", "status", "PUT"): self.update_status,
             ("item", "status", "PATCH"): self.patch_status,
+            ("item", "approval", "GET"): self.get,             # CSRs: the conditions only
+            ("item", "approval", "PUT"): self.update_status,   # (apiserver/certificates.py)
+            ("item", "approval", "PATCH"): self.patch_status,
             ("item", "binding", "POST"): self.bind,
             ("item", "eviction", "POST"): self.evict,
             ("item", "log", "GET"): self.log,

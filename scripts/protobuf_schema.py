@@ -54,6 +54,9 @@ KINDS = {
     ("authorization.k8s.io/v1", "SubjectAccessReview"): "authorization/v1.SubjectAccessReview",
     ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): "authorization/v1.LocalSubjectAccessReview",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "authentication/v1.SelfSubjectReview",
+    ("authentication.k8s.io/v1", "TokenRequest"): "authentication/v1.TokenRequest",
+    ("authentication.k8s.io/v1", "TokenReview"): "authentication/v1.TokenReview",
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): "certificates/v1.CertificateSigningRequest",
 }
 
 # the Go structs that k8s.io/api embeds with `json:",inline"` in the messages we decode

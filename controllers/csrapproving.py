@@ -1,0 +1,70 @@
+"""The CertificateSigningRequest approver, as Kubernetes' csrapproving controller.
+
+It approves ``kubernetes.io/kube-apiserver-client-kubelet`` requests for a node client
+certificate (subject ``O=system:nodes``, ``CN=system:node:<name>``, no subjectAltNames, usages
+{client auth, digital signature} and optionally key encipherment) made with a bootstrap token
+(the requester is in ``system:bootstrappers``: nodeclient) or by the node itself
+(``system:node:<name>`` in ``system:nodes`` renewing: selfnodeclient). Kubernetes asks a
+SubjectAccessReview for ``certificatesigningrequests/nodeclient`` (or ``selfnodeclient``)
+first; we check the requester's group and name directly. Anything else is left for a person
+(``kubectl certificate approve``). The signer (controllers/certificates.py) does the rest.
+"""
+
+from __future__ import annotations
+
+from cryptography.x509.oid import NameOID
+
+from client.errors import NotFound
+from client.timefmt import rfc3339
+from controllers.base import Controller, ControllerContext
+from controllers.certificates import (
+    BOOTSTRAPPERS, CSRS, KUBELET_CLIENT, NODES_GROUP, condition, conditions, has, parse, signer_problem,
+)
+
+
+class CSRApprover(Controller):
+    """Approves node client certificates requested with a bootstrap token or by the node itself."""
+
+    name = "csrapproving"
+
+    def __init__(self, ctx: ControllerContext, workers: int = 1):
+        super().__init__(ctx, workers)
+        self.csrs = ctx.informers.informer(CSRS)
+        self.csrs.add_handlers(self.enqueue, lambda old, new: self.enqueue(new))
+
+    async def reconcile(self, key: str) -> None:
+        csr = self.csrs.store.get(key)
+        if csr is None or (csr.get("spec") or {}).get("signerName") != KUBELET_CLIENT \
+                or has(csr, "Approved") or has(csr, "Denied"):
+            return
+        message = approval_message(csr)
+        if not message:
+            return
+        now = rfc3339(self.clock.wall())
+        body = {**csr, "status": {**(csr.get("status") or {}),
+                                  "conditions": conditions(csr) + [condition("Approved", "AutoApproved", message, now)]}}
+        try:
+            await self.client.replace(CSRS, body, subresource="approval")
+        except NotFound:
+            pass
+
+
+def approval_message(csr: dict) -> str:
+    """The Approved message for a node client CSR the approver recognises ("": not one)."""
+    spec = csr.get("spec") or {}
+    try:
+        request = parse(csr)
+    except ValueError:
+        return ""
+    if signer_problem(KUBELET_CLIENT, request, list(spec.get("usages") or [])):
+        return ""
+    common = request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    if spec.get("username") == common and NODES_GROUP in (spec.get("groups") or []):
+        return "Auto approving self kubelet client certificate after SubjectAccessReview."
+    if BOOTSTRAPPERS in (spec.get("groups") or []):
+        return "Auto approving kubelet client certificate after SubjectAccessReview."
+    return ""
+
+
+def new_controller(ctx: ControllerContext) -> CSRApprover:
+    return CSRApprover(ctx)
