@@ -1,5 +1,5 @@
 """The verbs used on running workloads: run, expose, set, wait, cordon, uncordon, taint,
-drain, top, attach, cp, port-forward; plus ``create deployment``.
+drain, top, attach, cp, port-forward, autoscale; plus ``create deployment``.
 
 ``add_parsers`` adds their flags to pkubectl's parser; ``COMMANDS`` maps each verb to its
 function ``(session, args, out, err) -> exit code``. The work is done by kubectl.workloads,
@@ -32,6 +32,7 @@ def add_parsers(sub, common) -> None:
     _add_wait_and_nodes(sub, common)
     _add_top(sub, common)
     _add_streams(sub, common)
+    _add_autoscale(sub, common)
 
 
 def add_create_deployment_flags(parser) -> None:
@@ -115,6 +116,15 @@ def _add_wait_and_nodes(sub, common) -> None:
     p.add_argument("-l", "--selector")
     p.add_argument("--disable-eviction", action="store_true")
     p.add_argument("--dry-run", **DRY_RUN)
+
+
+def _add_autoscale(sub, common) -> None:
+    p = sub.add_parser("autoscale", parents=[common])
+    p.add_argument("targets", nargs="+")
+    p.add_argument("--min", type=int, default=-1)
+    p.add_argument("--max", type=int, default=-1)
+    p.add_argument("--cpu-percent", type=int, default=-1)
+    p.add_argument("--name", default="")
 
 
 def _add_top(sub, common) -> None:
@@ -424,6 +434,17 @@ def cmd_drain(session, args, out, err) -> int:
     for target in _node_targets(session, args.nodes, args.selector, "drain"):
         Drainer(session, target.name, options, out, err, use_delete=args.disable_eviction).run()
     return 0
+
+
+@command("autoscale")
+def cmd_autoscale(session, args, out, err) -> int:
+    from kubectl.autoscale import autoscale, check_bounds
+    from kubectl.mutate import targets_from_words
+
+    check_bounds(args.min, args.max)
+    failures = sum(_report(lambda t=t: autoscale(session, t, args.min, args.max, args.cpu_percent, args.name), out, err)
+                   for t in targets_from_words(session, args.targets))
+    return 1 if failures else 0
 
 
 # ---------------------------------------------------------------- top

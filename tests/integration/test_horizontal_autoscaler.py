@@ -14,6 +14,7 @@ from tests.helpers.waiting import until
 from tests.integration.test_controllers_kubectl import kubectl
 from tests.integration.test_controllers_support import with_controllers
 from tests.integration.test_disruption_eviction import deployment
+from tests.integration.test_pkubectl_nodes import cli  # noqa: F401 - the fixture
 
 HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
 V1_PATH = "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers"
@@ -111,3 +112,19 @@ def test_kubectl_133_autoscale_posts_v2(http, apiserver, tmp_path):
     assert "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers" in done.stderr
     v2 = http.get(f"{V2_PATH}/api").json()
     assert v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
+
+
+def test_pkubectl_autoscale_and_get_hpa(cli):  # noqa: F811 - the fixture
+    cli.http.post("/apis/apps/v1/namespaces/default/deployments", json=deployment("front", 1)).raise_for_status()
+    assert cli.pk("autoscale", "deployment", "front", "--min=2", "--max=5", "--cpu-percent=70") == \
+        (0, "horizontalpodautoscaler.autoscaling/front autoscaled\n", "")
+    made = cli.get(f"{V2_PATH}/front")
+    assert made["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "front"}
+    assert (made["spec"]["minReplicas"], made["spec"]["maxReplicas"]) == (2, 5)
+    code, out, _ = cli.pk("get", "hpa")
+    assert code == 0 and out.splitlines()[1].split()[:6] == ["front", "Deployment/front", "cpu:", "<unknown>/70%", "2", "5"]
+    assert cli.pk("autoscale", "deployment", "front", "--min=3", "--max=2") == \
+        (1, "", "error: --max=MAXPODS must be larger or equal to --min=MINPODS, max: 2, min: 3\n")
+    assert cli.pk("autoscale", "pod", "x", "--max=2") == (1, "", "error: cannot autoscale a Pod: cannot autoscale a Pod\n")
+    code, _, err = cli.pk("autoscale", "deployment", "front", "--max=3")
+    assert code == 1 and "AlreadyExists" in err and "already exists" in err
