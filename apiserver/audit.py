@@ -178,7 +178,7 @@ def timestamp(seconds: float, _last: list = [-1, ""]) -> str:   # noqa: B006 - t
     whole = int(seconds)
     if whole != _last[0]:
         _last[:] = [whole, datetime.datetime.fromtimestamp(whole, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")]
-    return f"{_last[1]}.{int((seconds - whole) * 1e6):06d}Z"
+    return f"{_last[1]}.{min(999_999, round((seconds - whole) * 1e6)):06d}Z"
 
 
 class AuditLog:
@@ -358,8 +358,8 @@ class AuditRecord:
 
     def _name_created(self, event: dict, body: bytes | None) -> None:
         """A create's objectRef names the object made (from the request or the response)."""
-        for doc in (self._request_object(), _json_object(body)):
-            metadata = (doc or {}).get("metadata")
+        for parse in (self._request_object, lambda: _json_object(body)):
+            metadata = (parse() or {}).get("metadata")
             name = metadata.get("name") if isinstance(metadata, dict) else None
             if name:
                 event["objectRef"] = dict(event.get("objectRef", {}), name=name)

@@ -144,26 +144,37 @@ async def wait_ready(port: int, tls, timeout: float = 60) -> None:
     raise RuntimeError(f"the secured apiserver did not answer /readyz within {timeout:.0f} s")
 
 
-async def compare_secured(plain_port: int, secured_port: int, pki: Path, setup, total: int) -> None:
-    """Pod creates at 50 clients on the plain and the secured apiserver, alternated twice."""
+async def compare_secured(plain: tuple[int, int], secured_port: int, secured_pid: int, pki: Path, setup,
+                          total: int) -> None:
+    """Pod creates at 50 clients on the plain and the secured apiserver ((port, pid) each),
+    alternated twice; with each apiserver's and the client's CPU per create."""
+    plain_port, plain_pid = plain
     admin, user = secured.client_context(pki, "admin"), secured.client_context(pki, "user")
     await wait_ready(secured_port, admin)
     if setup.rbac:
         async with Connection("127.0.0.1", secured_port, admin) as conn:
             await conn.request("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
                                secured.bench_user_binding(), expect=201)
-    runs: dict[str, list] = {"plain": [0.0, []], "secured": [0.0, []]}
+    runs: dict[str, list] = {"plain": [0.0, [], 0.0, 0.0], "secured": [0.0, [], 0.0, 0.0]}
     for round_ in range(2):
-        for name, port, tls in (("plain", plain_port, None), ("secured", secured_port, user)):
+        for name, port, pid, tls in (("plain", plain_port, plain_pid, None),
+                                     ("secured", secured_port, secured_pid, user)):
+            server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
             secs, lat = await bench_creates(port, f"{name}{round_}", total, 50, tls)
             runs[name][0] += secs
             runs[name][1] += lat
-    rates = {name: 2 * total / secs for name, (secs, _) in runs.items()}
+            runs[name][2] += cpu_seconds(pid) - server_cpu
+            runs[name][3] += time.process_time() - client_cpu
+    rates = {name: 2 * total / run[0] for name, run in runs.items()}
     what = "TLS + client cert + " + ("RBAC + " if setup.rbac else "") + "audit + encryption"
     print(f"{f'secured creates/s, 50 clients, n={2 * total}':<44}{rates['secured']:>14.0f}   ({what})")
     print(f"{'  p99 latency ms, secured':<44}{percentile(runs['secured'][1], 0.99) * 1e3:>14.1f}")
+    print(f"{'  CPU ms per create, apiserver / client':<44}{runs['secured'][2] * 1e3 / (2 * total):>14.3f}"
+          f"{runs['secured'][3] * 1e3 / (2 * total):>14.3f}")
     print(f"{'  plain creates/s, same run':<44}{rates['plain']:>14.0f}")
     print(f"{'  p99 latency ms, plain':<44}{percentile(runs['plain'][1], 0.99) * 1e3:>14.1f}")
+    print(f"{'  CPU ms per create, apiserver / client':<44}{runs['plain'][2] * 1e3 / (2 * total):>14.3f}"
+          f"{runs['plain'][3] * 1e3 / (2 * total):>14.3f}")
     print(f"{'  secured / plain (goal >= 0.8)':<44}{rates['secured'] / rates['plain']:>14.2f}")
     for note in setup.notes:
         print(f"  note: {note}")
@@ -273,7 +284,7 @@ async def main_async(args, port: int, etcd: EtcdProcess, api_pid: int, secured_r
                   f"{raw_cpu[name] * 1e3 / total if name != 'apiserver' else 0:>14.3f}")
     await compare_custom_creates(port, args.creates // 2)
     if secured_run is not None:
-        await compare_secured(port, *secured_run, args.creates // 2)
+        await compare_secured((port, api_pid), *secured_run, args.creates // 2)
     async with Connection("127.0.0.1", port) as conn:
         have = len(json.loads(await conn.request("GET", "/api/v1/namespaces/default/pods"))["items"])
     if have < args.pods:
@@ -315,7 +326,7 @@ def main() -> None:
             api.start()
             secured_api.start()
             asyncio.run(main_async(args, port, etcd, api.proc.pid,
-                                   (secured_port, Path(tmp) / "secured" / "pki", setup)))
+                                   (secured_port, secured_api.proc.pid, Path(tmp) / "secured" / "pki", setup)))
         finally:
             secured_api.stop()
             api.stop()
