@@ -55,6 +55,10 @@ def test_v1_and_v2_views_of_one_autoscaler(http):
     assert v2["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 0
     assert v2["spec"]["behavior"]["scaleUp"]["policies"]      # defaults filled in
     assert "annotations" not in v2["metadata"]
+    listed = http.get(V1_PATH).json()
+    assert listed["apiVersion"] == "autoscaling/v1"
+    assert [item["apiVersion"] for item in listed["items"]] == ["autoscaling/v1"]
+    assert listed["items"][0]["spec"]["targetCPUUtilizationPercentage"] == 70
 
 
 def test_validation_names_the_fields(http):
