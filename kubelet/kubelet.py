@@ -35,6 +35,7 @@ from kubelet.serviceenv import ServiceEnv
 from kubelet.setup import PodSetup
 from kubelet.static import StaticPodSource
 from kubelet.statusmanager import StatusManager
+from kubelet.tokens import TokenManager
 from runtime.exitwatch import ExitWatcher
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class Kubelet:
                                  admit=asyncio.Semaphore(RUNTIME_THREADS))
         self.image_gc = ImageGC(runtime, config.image_gc_high_percent, config.image_gc_low_percent)
         self.setup.image_gc = self.image_gc
+        self.setup.tokens = TokenManager(client)
         self.static = StaticPodSource(config.manifests_dir, config.node_name, self._static_changed,
                                       self._manifest_error)
 

@@ -60,6 +60,7 @@ class PodSetup:
         self.allocatable = allocatable or {}
         self.cluster_dns = list(cluster_dns or [])
         self.image_gc = None            # a kubelet.imagegc.ImageGC told of every image a container uses
+        self.tokens = None              # a kubelet.tokens.TokenManager (serviceAccountToken projections)
         self.cluster_domain = cluster_domain
         self.service_env = service_env  # a kubelet.serviceenv.ServiceEnv, or None (no service variables)
         self._volumes: dict[str, PodVolumes] = {}
@@ -73,7 +74,7 @@ class PodSetup:
         uid = pod["metadata"]["uid"]
         if uid not in self._volumes:
             self._volumes[uid] = PodVolumes(self.pod_dir(pod), self.objects, self.node_name,
-                                            allocatable=self.allocatable or None)
+                                            allocatable=self.allocatable or None, tokens=self.tokens)
         return self._volumes[uid]
 
     async def setup_volumes(self, pod: dict) -> None:
@@ -90,6 +91,8 @@ class PodSetup:
         volumes = self._volumes.pop(pod["metadata"]["uid"], None) or self.volumes(pod)
         await self.run(volumes.teardown)
         self._volumes.pop(pod["metadata"]["uid"], None)
+        if self.tokens is not None:
+            self.tokens.forget(pod["metadata"]["uid"])
         await self.run(_remove_tree, self.pod_dir(pod))
 
     # ----- containers -----

@@ -11,6 +11,7 @@ from __future__ import annotations
 from kubelet.atomicwriter import FileProjection
 from kubelet.downwardapi import DownwardAPIError, find_container, metadata_field, resource_value
 from kubelet.objectsource import ObjectDataError, PodObjects, not_found
+from kubelet.tokens import TokenError
 
 DEFAULT_MODE = 0o644
 
@@ -91,29 +92,42 @@ def _downward_value(pod: dict, item: dict, allocatable: dict | None) -> str:
 
 
 async def projected_payload(pod: dict, objects: PodObjects, source: dict,
-                            allocatable: dict | None) -> dict[str, FileProjection]:
+                            allocatable: dict | None, tokens=None) -> dict[str, FileProjection]:
     """A `projected` volume source: its sources merged in order (a later path wins), all
-    with the projected defaultMode. serviceAccountToken projections are left out (no token
-    is written yet); every source is tried and the errors reported together."""
+    with the projected defaultMode. serviceAccountToken projections come from `tokens`
+    (kubelet.tokens.TokenManager; None: left out); every source is tried and the errors
+    reported together."""
     default_mode = _mode(source.get("defaultMode"), DEFAULT_MODE)
     payload, errors = {}, []
     for projection in source.get("sources") or []:
         try:
-            payload.update(await _projection(pod, objects, projection, default_mode, allocatable))
+            payload.update(await _projection(pod, objects, projection, default_mode, allocatable, tokens))
         except ContentError as e:
             errors.append(str(e))
     _raise_all(errors)
     return payload
 
 
-async def _projection(pod, objects, projection: dict, default_mode: int, allocatable) -> dict[str, FileProjection]:
+async def _projection(pod, objects, projection: dict, default_mode: int, allocatable,
+                      tokens=None) -> dict[str, FileProjection]:
     if projection.get("secret"):
         return await secret_payload(objects, projection["secret"], default_mode)
     if projection.get("configMap"):
         return await config_map_payload(objects, projection["configMap"], default_mode)
     if projection.get("downwardAPI"):
         return downward_api_payload(pod, projection["downwardAPI"].get("items"), default_mode, allocatable)
-    return {}   # serviceAccountToken (not written yet), clusterTrustBundle (not supported)
+    if projection.get("serviceAccountToken") and tokens is not None:
+        return await token_payload(pod, projection["serviceAccountToken"], default_mode, tokens)
+    return {}   # clusterTrustBundle (not supported)
+
+
+async def token_payload(pod: dict, source: dict, default_mode: int, tokens) -> dict[str, FileProjection]:
+    """A serviceAccountToken source: the token at its path."""
+    try:
+        token = await tokens.token(pod, source)
+    except TokenError as err:
+        raise ContentError(str(err)) from None
+    return {source.get("path") or "token": FileProjection(token.encode(), default_mode)}
 
 
 def _raise_all(errors: list[str]) -> None:
@@ -125,10 +139,10 @@ def _raise_all(errors: list[str]) -> None:
 
 
 async def content_payload(pod: dict, volume: dict, objects: PodObjects,
-                          allocatable: dict | None) -> dict[str, FileProjection]:
+                          allocatable: dict | None, tokens=None) -> dict[str, FileProjection]:
     """The payload of a secret, configMap, downwardAPI or projected volume."""
     if volume.get("projected") is not None:
-        return await projected_payload(pod, objects, volume["projected"], allocatable)
+        return await projected_payload(pod, objects, volume["projected"], allocatable, tokens)
     if volume.get("downwardAPI") is not None:
         source = volume["downwardAPI"]
         return downward_api_payload(pod, source.get("items"), _mode(source.get("defaultMode"), DEFAULT_MODE),

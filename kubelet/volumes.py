@@ -77,17 +77,18 @@ def _failed(volume: dict, error: Exception) -> VolumeError:
 class PodVolumes:
     """The volumes of one pod on this node. `pod_dir` is `{root_dir}/pods/{uid}`;
     `allocatable` the node's (for resourceFieldRefs of limits a container does not set);
-    `host_mounts` mounts the tmpfs (injectable for tests). `node_name` is kept for the
-    serviceAccountToken projection (a token bound to the node), not written yet."""
+    `host_mounts` mounts the tmpfs (injectable for tests); `tokens` (kubelet.tokens.TokenManager)
+    gives the serviceAccountToken projections (None: they are left out)."""
 
     def __init__(self, pod_dir: str, source: ObjectSource, node_name: str = "", *,
-                 allocatable: dict | None = None, host_mounts: HostMounts | None = None):
+                 allocatable: dict | None = None, host_mounts: HostMounts | None = None, tokens=None):
         self.pod_dir = pod_dir
         self.volumes_dir = os.path.join(pod_dir, "volumes")
         self.source = source
         self.node_name = node_name
         self.allocatable = allocatable
         self.host_mounts = host_mounts or HostMounts()
+        self.tokens = tokens
         self.claim_paths: dict[str, str] = {}     # volume name -> host path of its bound claim
 
     def volume_path(self, volume: dict) -> str:
@@ -133,7 +134,7 @@ class PodVolumes:
             self._make_dir(path, memory, memory_bytes(size) if memory and size else None)
             share_with_group(path, _fs_group(pod))
             return
-        if kind == "projected" and not os.path.isdir(path):
+        if kind == "projected" and not os.path.isdir(path) and self.tokens is None:
             _note_unwritten_tokens(pod, volume)
         self._make_dir(path, memory=kind in MEMORY_BACKED)
         await self._write_content(pod, volume, objects)
@@ -141,7 +142,7 @@ class PodVolumes:
     async def _write_content(self, pod: dict, volume: dict, objects: PodObjects) -> bool:
         """(Re)write a content volume; True when its files changed. With an fsGroup the
         files belong to that group and are group-readable (Kubernetes' SetVolumeOwnership)."""
-        payload = await content_payload(pod, volume, objects, self.allocatable)
+        payload = await content_payload(pod, volume, objects, self.allocatable, self.tokens)
         gid = _fs_group(pod)
         if gid is not None:
             payload = {path: FileProjection(p.data, p.mode | GROUP_READ) for path, p in payload.items()}
