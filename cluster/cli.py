@@ -139,7 +139,7 @@ def cmd_certs(args) -> int:
 
 
 def cmd_token(args) -> int:
-    from client.errors import ApiError
+    from client.errors import ApiError, Unavailable
     from client.kubeconfig import KubeconfigError, load_kubeconfig
     from client.rest import ApiClient
     from cluster import tokens
@@ -160,6 +160,8 @@ def cmd_token(args) -> int:
                 print(f"bootstrap token {args.id.split('.')[0]!r} deleted")
     except (KubeconfigError, tokens.TokenError) as err:
         raise ClusterError(str(err)) from None
+    except Unavailable as err:
+        raise ClusterError(f"cannot reach the apiserver ({kubeconfig}): {err.message or err}") from None
     except ApiError as err:
         raise ClusterError(f"the apiserver refused: {err.message or err}") from None
     return 0
@@ -167,7 +169,7 @@ def cmd_token(args) -> int:
 
 def cmd_secrets(args) -> int:
     """`pkube secrets rotate-key` on the running cluster of --data-dir."""
-    from client.errors import ApiError
+    from client.errors import ApiError, Unavailable
     from client.kubeconfig import KubeconfigError, load_kubeconfig
     from client.rest import ApiClient
     from cluster import secrets
@@ -181,6 +183,8 @@ def cmd_secrets(args) -> int:
                                             secrets.EtcdReader(endpoint), log)
     except (KubeconfigError, secrets.SecretsError) as err:
         raise ClusterError(str(err)) from None
+    except Unavailable as err:
+        raise ClusterError(f"cannot reach the apiserver ({kubeconfig}): {err.message or err}") from None
     except ApiError as err:
         raise ClusterError(f"the apiserver refused: {err.message or err}") from None
     print(f"{count} secrets re-encrypted with {key}")

@@ -27,6 +27,10 @@ import yaml
 
 from cluster import certs
 from cluster import dataprotection
+from cluster import serviceaccountkey
+from client.errors import ApiError
+from client.kubeconfig import KubeconfigError
+from cluster.addons import cluster_dns_ip, ensure_kube_dns_service
 from cluster.components import Component, ComponentError, http_ok, python_module, tail, watch_components
 from cluster.controlplane import ControlPlaneError, StaticControlPlane
 from cluster.etcd import EtcdError, EtcdProcess, free_port, port_in_use
@@ -175,22 +179,29 @@ def control_plane(config: ClusterConfig, etcd_endpoint: str) -> list[Component]:
         "apiserver",
         python_module("apiserver", "--etcd-servers", etcd_endpoint, "--bind-address", "127.0.0.1",
                       *dataprotection.apiserver_flags(config.data_dir),
-                      "--port", str(config.port), *apiserver_security_flags(config.pki_dir)),
+                      "--port", str(config.port), *apiserver_security_flags(config.pki_dir),
+                      *serviceaccountkey.apiserver_flags(config.pki_dir)),
         logs / "apiserver.log", health_url=f"{config.server}/readyz", health_ca=str(config.ca_file))
-    others = [Component(name, python_module(name, "--kubeconfig", config.kubeconfig_of(name), "--leader-elect"),
+    others = [Component(name, python_module(name, "--kubeconfig", config.kubeconfig_of(name), "--leader-elect",
+                                            *component_flags(config, name)),
                         logs / f"{name}.log") for name in config.components]
     if config.kubelet:
         others += [kubelet_component(config), proxy_component(config)]
     return [apiserver, *others]
 
 
+def component_flags(config: ClusterConfig, name: str) -> list[str]:
+    """A control-plane component's own flags (the controller-manager's CA files)."""
+    return serviceaccountkey.controller_manager_flags(config.pki_dir) if name == "controllers" else []
+
+
 def apiserver_security_flags(pki_dir: Path) -> list[str]:
-    """The apiserver's TLS and authentication flags for the certificates of `pki_dir`: HTTPS
-    only, client certificates of the cluster CA, bootstrap tokens, and kubelets verified with
+    """The apiserver's TLS, authentication and authorization flags for the certificates of `pki_dir`: HTTPS
+    only, client certificates of the cluster CA, bootstrap tokens, Node and RBAC authorization, and kubelets verified with
     the CA and shown the apiserver's kubelet client certificate."""
     pki = lambda name: str(pki_dir / name)   # noqa: E731
     return ["--tls-cert-file", pki("apiserver.crt"), "--tls-private-key-file", pki("apiserver.key"),
-            "--client-ca-file", pki("ca.crt"), "--enable-bootstrap-token-auth",
+            "--client-ca-file", pki("ca.crt"), "--enable-bootstrap-token-auth", "--authorization-mode", "Node,RBAC", "--authorization-mode", "Node,RBAC",
             "--kubelet-certificate-authority", pki("ca.crt"),
             "--kubelet-client-certificate", pki("apiserver-kubelet-client.crt"),
             "--kubelet-client-key", pki("apiserver-kubelet-client.key")]
@@ -206,7 +217,7 @@ def kubelet_component(config: ClusterConfig) -> Component:
                       "--root-dir", str(config.data_dir / "kubelet"),
                       "--manifests-dir", str(config.kubelet_manifests_dir), "--port", str(config.kubelet_port),
                       "--tls-cert-file", str(pki / "kubelet.crt"), "--tls-private-key-file", str(pki / "kubelet.key"),
-                      "--client-ca-file", str(config.ca_file)),
+                      "--client-ca-file", str(config.ca_file), "--cluster-dns", cluster_dns_ip()),
         config.log_dir / "kubelet.log", health_url=None)
 
 
@@ -214,13 +225,15 @@ def proxy_component(config: ClusterConfig) -> Component:
     """The local node's Service proxy (its nftables table: ip pkube-proxy)."""
     return Component(
         "proxy",
-        python_module("proxy", "--kubeconfig", config.kubeconfig_of("proxy"), "--node-name", config.node_name),
+        python_module("proxy", "--kubeconfig", config.kubeconfig_of("proxy"), "--node-name", config.node_name,
+                      "--cluster-dns-ip", cluster_dns_ip()),
         config.log_dir / "proxy.log", health_url=None)
 
 
 def remove_proxy_rules(log: Callable[[str], None]) -> None:
     """The proxy's nftables table (`python -m proxy --cleanup`)."""
-    done = subprocess.run(python_module("proxy", "--cleanup"), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(python_module("proxy", "--cleanup", "--cluster-dns-ip", cluster_dns_ip()),
+                          capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         log(f"could not remove the Service rules: {(done.stderr or done.stdout).strip()}")
 
@@ -253,6 +266,14 @@ class Cluster:
         except (EtcdError, ComponentError, ControlPlaneError, PKIError, ValueError, OSError) as err:
             self.stop()
             raise ClusterError(str(err)) from err
+        self.add_addons()
+
+    def add_addons(self) -> None:
+        """The kube-dns Service (cluster.addons); a failure is logged, the cluster runs on."""
+        try:
+            ensure_kube_dns_service(self.config.kubeconfig_path, cluster_dns_ip())
+        except (ApiError, OSError, KubeconfigError) as err:
+            self.log(f"could not create the kube-dns Service: {err}")
 
     def start_processes(self) -> None:
         """etcd, the apiserver, the other components (and the kubelet) as child processes."""
@@ -286,6 +307,8 @@ class Cluster:
         component's kubeconfig and DIR/admin.kubeconfig; the user's kubeconfig only when asked.
         Raises PKIError, OSError."""
         issued = certs.prepare(self.config.data_dir, self.config.server, self.config.node_name)
+        if serviceaccountkey.ensure_key_pair(self.config.pki_dir):
+            self.log(f"ServiceAccount token key made: {self.config.pki_dir / serviceaccountkey.PRIVATE_KEY}")
         if issued:
             self.log(f"certificates issued: {', '.join(issued)} (CA: {self.config.ca_file})")
         config = yaml.safe_load(self.config.kubeconfig_path.read_text())
