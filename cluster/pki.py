@@ -202,30 +202,13 @@ def _ca_certificate(key) -> x509.Certificate:
             .sign(key, hashes.SHA256()))
 
 
-SERVICE_ACCOUNT_KEY = "sa"
-
-
-def ensure_service_account_key(pki_dir: Path) -> bool:
-    """kubeadm's ServiceAccount token signing key pair, DIR/pki/sa.key (RSA 2048, 0600) and
-    sa.pub, made once (it is no certificate: it never expires). True when it was made now."""
-    key_path, pub_path = pki_dir / f"{SERVICE_ACCOUNT_KEY}.key", pki_dir / f"{SERVICE_ACCOUNT_KEY}.pub"
-    if key_path.exists() and pub_path.exists():
-        return False
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _write(key_path, _key_pem(key), 0o600)
-    _write(pub_path, key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
-    return True
-
-
 def ensure_certificates(pki_dir: Path, specs: list[CertSpec],
                         renew_within: datetime.timedelta = RENEW_WITHIN) -> list[str]:
-    """Make the CA and the ServiceAccount key pair if needed, and every certificate of `specs`
-    that is missing, not signed by the CA, different from its spec, or expiring within
-    `renew_within`. Returns the names issued. Raises PKIError."""
+    """Make the CA if needed and every certificate of `specs` that is missing, not signed by
+    the CA, different from its spec, or expiring within `renew_within`. Returns the names
+    issued. Raises PKIError."""
     ca = CertificateAuthority.load_or_create(pki_dir)
-    issued = [SERVICE_ACCOUNT_KEY] if ensure_service_account_key(pki_dir) else []
+    issued = []
     for spec in specs:
         if not _current(ca, spec, renew_within):
             ca.issue(spec)

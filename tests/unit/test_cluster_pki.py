@@ -84,15 +84,6 @@ def test_each_component_kubeconfig_carries_the_ca_and_its_own_certificate_never_
         assert subject(cert)[0] == user, component
 
 
-def test_the_service_account_signing_key_pair_is_made_once(data_dir):
-    pki_dir = certs.pki_dir(data_dir)
-    key = serialization.load_pem_private_key((pki_dir / "sa.key").read_bytes(), None)
-    public = serialization.load_pem_public_key((pki_dir / "sa.pub").read_bytes())
-    assert key.public_key().public_numbers() == public.public_numbers()
-    assert stat.S_IMODE((pki_dir / "sa.key").stat().st_mode) == 0o600
-    assert pki.ensure_service_account_key(pki_dir) is False
-
-
 def test_a_second_start_reuses_everything_and_a_new_node_name_reissues_the_kubelets(data_dir):
     before = {n: cert_of(certs.pki_dir(data_dir), n).serial_number for n in ("ca", "apiserver", "kubelet")}
     assert certs.prepare(data_dir, "https://127.0.0.1:6443", "node-a") == []
