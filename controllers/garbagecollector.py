@@ -50,7 +50,8 @@ KIND_RESOURCES = {("v1", "Pod"): PODS, ("apps/v1", "ReplicaSet"): REPLICASETS,
                   ("v1", "Namespace"): NAMESPACES, ("apps/v1", "DaemonSet"): DAEMONSETS,
                   ("apps/v1", "StatefulSet"): STATEFULSETS, ("apps/v1", "ControllerRevision"): CONTROLLERREVISIONS,
                   ("v1", "PersistentVolumeClaim"): PERSISTENTVOLUMECLAIMS, ("batch/v1", "Job"): JOBS,
-                  ("batch/v1", "CronJob"): CRONJOBS, ("v1", "ReplicationController"): REPLICATIONCONTROLLERS}
+                  ("batch/v1", "CronJob"): CRONJOBS, ("v1", "ReplicationController"): REPLICATIONCONTROLLERS,
+                  ("v1", "PersistentVolume"): Resource("", "v1", "persistentvolumes", namespaced=False)}
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
 CRD_KEY = "crd|"
 

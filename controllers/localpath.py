@@ -106,7 +106,10 @@ def delete_helper_pod(volume: dict) -> dict:
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": helper_pod_name(name), "namespace": HELPER_NAMESPACE,
-                     "labels": {HELPER_LABEL: name}},
+                     "labels": {HELPER_LABEL: name},
+                     # owned by the volume: one made again from a stale cache goes with it (GC)
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "PersistentVolume", "name": name,
+                                          "uid": volume["metadata"].get("uid")}]},
         "spec": {
             "nodeName": node,
             "restartPolicy": "Never",

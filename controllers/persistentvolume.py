@@ -91,8 +91,13 @@ class PersistentVolumeController(Controller):
         ref = (volume.get("spec") or {}).get("claimRef") or {}
         if ref.get("name"):
             self.queue.add(f"{CLAIM}{ref.get('namespace')}/{ref['name']}")
+        else:
+            self._unbound_claims_again()      # a free volume: a Pending claim may fit it now
 
     def _class_added(self, storage_class: dict) -> None:
+        self._unbound_claims_again()
+
+    def _unbound_claims_again(self) -> None:
         for claim in self.claims.store.list():
             if not (claim.get("spec") or {}).get("volumeName"):
                 self._claim_changed(claim)
@@ -270,7 +275,7 @@ class PersistentVolumeController(Controller):
         if phase not in ("Released", "Failed"):
             volume = await self._volume_phase(volume, "Released") or volume
             phase = "Released"
-        if policy == "Retain" or phase == "Failed":
+        if policy == "Retain" or phase == "Failed" or volume["metadata"].get("deletionTimestamp"):
             return
         if policy == "Delete" and localpath.is_local_path(volume):
             await self._delete_local_path(volume)
@@ -294,9 +299,9 @@ class PersistentVolumeController(Controller):
                 pass
             return
         phase = (helper.get("status") or {}).get("phase")
-        if phase == "Succeeded":
-            await self._delete(PODS, localpath.helper_pod_name(name), localpath.HELPER_NAMESPACE)
+        if phase == "Succeeded":     # the volume first: a pass on a stale cache must not redo the helper
             await self._delete(PERSISTENTVOLUMES, name)
+            await self._delete(PODS, localpath.helper_pod_name(name), localpath.HELPER_NAMESPACE)
         elif phase == "Failed":
             message = f"helper pod {helper['metadata']['name']} failed to remove {storage.volume_host_path(volume)}"
             await self._volume_phase(volume, "Failed", message)
@@ -304,8 +309,12 @@ class PersistentVolumeController(Controller):
             await self._delete(PODS, localpath.helper_pod_name(name), localpath.HELPER_NAMESPACE)
 
     async def _delete(self, resource, name: str, namespace: Optional[str] = None) -> None:
+        """Delete, at once for a (finished) helper pod, as the apiserver does for terminated pods."""
         try:
-            await self.client.delete(resource, name, namespace)
+            if resource is PODS:
+                await self.client.delete(resource, name, namespace, grace_period_seconds=0)
+            else:
+                await self.client.delete(resource, name, namespace)
         except NotFound:
             pass
 
