@@ -44,6 +44,10 @@ KINDS = {
     ("authorization.k8s.io/v1", "SubjectAccessReview"): "authorization/v1.SubjectAccessReview",
     ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): "authorization/v1.LocalSubjectAccessReview",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "authentication/v1.SelfSubjectReview",
+    ("rbac.authorization.k8s.io/v1", "Role"): "rbac/v1.Role",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rbac/v1.RoleBinding",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac/v1.ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "rbac/v1.ClusterRoleBinding",
     ("authentication.k8s.io/v1", "TokenRequest"): "authentication/v1.TokenRequest",
     ("authentication.k8s.io/v1", "TokenReview"): "authentication/v1.TokenReview",
     ("certificates.k8s.io/v1", "CertificateSigningRequest"): "certificates/v1.CertificateSigningRequest",
@@ -1579,5 +1583,45 @@ MESSAGES = {
     "policy/v1.Eviction": {
         1: ("metadata", "meta/v1.ObjectMeta"),
         2: ("deleteOptions", "*meta/v1.DeleteOptions"),
+    },
+    "rbac/v1.AggregationRule": {
+        1: ("clusterRoleSelectors", "[]meta/v1.LabelSelector"),
+    },
+    "rbac/v1.ClusterRole": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("rules", "[]rbac/v1.PolicyRule"),
+        3: ("aggregationRule", "*rbac/v1.AggregationRule"),
+    },
+    "rbac/v1.ClusterRoleBinding": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("subjects", "[]rbac/v1.Subject"),
+        3: ("roleRef", "rbac/v1.RoleRef"),
+    },
+    "rbac/v1.PolicyRule": {
+        1: ("verbs", "[]string"),
+        2: ("apiGroups", "[]string"),
+        3: ("resources", "[]string"),
+        4: ("resourceNames", "[]string"),
+        5: ("nonResourceURLs", "[]string"),
+    },
+    "rbac/v1.Role": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("rules", "[]rbac/v1.PolicyRule"),
+    },
+    "rbac/v1.RoleBinding": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("subjects", "[]rbac/v1.Subject"),
+        3: ("roleRef", "rbac/v1.RoleRef"),
+    },
+    "rbac/v1.RoleRef": {
+        1: ("apiGroup", "string"),
+        2: ("kind", "string"),
+        3: ("name", "string"),
+    },
+    "rbac/v1.Subject": {
+        1: ("kind", "string"),
+        2: ("apiGroup", "string"),
+        3: ("name", "string"),
+        4: ("namespace", "string"),
     },
 }
