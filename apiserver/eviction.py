@@ -11,10 +11,13 @@ Kubernetes' pkg/registry/core/pod/storage/eviction.go does.
   budget when the budget is healthy (``IfHealthyBudget``) or always (``AlwaysAllow``).
 - Before the delete the pod gets the DisruptionTarget condition (reason EvictionByEvictionAPI).
 - The Eviction's ``deleteOptions`` (grace period, preconditions, dryRun) apply to the delete;
-  with dryRun nothing is written at all.
+  with dryRun nothing is written at all. A running pod evicted without asking a budget (it was
+  Pending) is deleted only at the resourceVersion seen, as Kubernetes does.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from api import meta
 from api.disruption import set_disruption_allowed
@@ -24,6 +27,7 @@ from apiserver import errors
 from apiserver.deletion import Deleter, DeleteOptions, delete_options
 from apiserver.paths import Target
 from apiserver.resources import ResourceStore, translate
+from apiserver.storage.interface import Preconditions
 
 TOO_MANY_REQUESTS_MESSAGE = "Cannot evict pod as it would violate the pod's disruption budget."
 MULTIPLE_BUDGETS_MESSAGE = ("This pod has more than one PodDisruptionBudget, which the eviction "
@@ -39,16 +43,32 @@ async def evict(store: ResourceStore, deleter: Deleter, registry: Registry, targ
     ApiError: 429 when a budget forbids it, 500 for several budgets, 404 for no pod."""
     options = _delete_options(eviction)
     pod = await store.get(target)
-    if not can_ignore_budget(pod):
+    if can_ignore_budget(pod):
+        options = _pinned(options, pod)
+    else:
         budgets = await matching_budgets(store, registry, pod)
         if len(budgets) > 1:
             raise errors.internal_error(MULTIPLE_BUDGETS_MESSAGE)
         if budgets:
             await _spend(store, registry, budgets[0], pod, options.dry_run)
     if not options.dry_run:
-        await _mark_disruption_target(store, target)
+        marked = await _mark_disruption_target(store, target, options.preconditions)
+        if options.preconditions.resource_version is not None:   # the version we just wrote
+            written = marked["metadata"].get("resourceVersion")
+            options = replace(options, preconditions=replace(options.preconditions, resource_version=written))
     await deleter.delete(target, options)
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+def _pinned(options: DeleteOptions, pod: dict) -> DeleteOptions:
+    """A pod evicted without asking a budget is deleted only as it was seen (its
+    resourceVersion as a precondition, unless the caller gave one), so that a pod that
+    started running meanwhile is not deleted past its budget; finished pods need no pin."""
+    if options.preconditions.resource_version is not None or (pod.get("status") or {}).get("phase") in (
+            "Succeeded", "Failed"):
+        return options
+    return replace(options, preconditions=replace(options.preconditions,
+                                                  resource_version=pod["metadata"].get("resourceVersion")))
 
 
 def _delete_options(eviction: dict) -> DeleteOptions:
@@ -146,10 +166,12 @@ def _forbidden(name: str, why: str) -> errors.ApiError:
                            {"name": name, "group": "policy", "kind": "poddisruptionbudgets"})
 
 
-async def _mark_disruption_target(store: ResourceStore, target: Target) -> None:
+async def _mark_disruption_target(store: ResourceStore, target: Target, preconditions: Preconditions) -> dict:
+    """The pod with the DisruptionTarget condition written (409 when ``preconditions`` fail)."""
     now = meta.now_rfc3339()
     with translate(target.info, target.name):
-        await store.storage.guaranteed_update(target.key, lambda pod: with_disruption_target(pod, now))
+        return await store.storage.guaranteed_update(target.key, lambda pod: with_disruption_target(pod, now),
+                                                     preconditions)
 
 
 def with_disruption_target(pod: dict, now: str) -> dict:

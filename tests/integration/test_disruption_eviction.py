@@ -120,6 +120,9 @@ def test_pods_that_are_not_running_go_regardless_and_dry_run_changes_nothing(api
     assert "deletionTimestamp" not in kept["metadata"]
     assert all(c["type"] != "DisruptionTarget" for c in kept["status"].get("conditions") or [])
 
+    stale = eviction("p", preconditions={"resourceVersion": "1"})
+    response = http.post("/api/v1/namespaces/default/pods/p/eviction", json=stale)
+    assert response.status_code == 409 and "Precondition failed" in response.json()["message"]
     response = http.post("/api/v1/namespaces/default/pods/p/eviction", json=eviction("p", gracePeriodSeconds=0))
     assert response.status_code == 201, response.text
     assert http.get("/api/v1/namespaces/default/pods/p").status_code == 404
