@@ -4,15 +4,16 @@ Every ``sync_period`` seconds (``--horizontal-pod-autoscaler-sync-period``, 15 s
 autoscaler changes, ``reconcile``:
 1. reads the target's scale subresource (its replicas and pod selector);
 2. outside min/maxReplicas, moves into them; with 0 replicas (and minReplicas > 0) scaling is
-   disabled; otherwise asks each metric (Resource cpu/memory, Utilization or AverageValue,
-   from metrics.k8s.io PodMetrics and the pods' requests; see controllers/horizontal_replicas)
+   disabled; otherwise asks each metric (Resource or ContainerResource, cpu or memory,
+   Utilization or AverageValue, from metrics.k8s.io PodMetrics and the pods' requests; see
+   controllers/horizontal_replicas)
    for a count and takes the largest, then stabilises it and limits its rate (spec.behavior,
    or without one a 5-minute scale-down window and at most max(2x, 4) up);
 3. writes the new count to the scale subresource with a SuccessfulRescale Event, and the
    status: currentReplicas, desiredReplicas, currentMetrics, lastScaleTime and the conditions
    AbleToScale, ScalingActive and ScalingLimited.
-Metrics other than Resource (Pods, Object, External, ContainerResource) are reported invalid
-(FailedGetMetric); a target whose kind pkube does not serve is FailedGetScale.
+Metrics of type Pods, Object and External (custom and external metrics APIs) are reported
+invalid (FailedGetResourceMetric); a target whose kind pkube does not serve is FailedGetScale.
 """
 
 from __future__ import annotations
@@ -186,34 +187,35 @@ class Sync:
         return listed.get("items") or []
 
     def _metric(self, metric: dict, current: int, pods: list[dict], samples: Optional[list]):
-        """(replicas, the metric's name for messages, its currentMetrics entry); MetricsError."""
-        if metric.get("type") != "Resource":
-            raise MetricsError(f"metric type {metric.get('type')!r} is not supported by pkube's autoscaler")
-        source = metric.get("resource") or {}
-        resource, target = source.get("name"), source.get("target") or {}
+        """(replicas, the metric's name for messages, its currentMetrics entry) of a Resource
+        or ContainerResource metric (one container's usage and request); MetricsError."""
+        kind = metric.get("type")
+        if kind not in ("Resource", "ContainerResource"):
+            raise MetricsError(f"metric type {kind!r} is not supported by pkube's autoscaler")
+        field = "resource" if kind == "Resource" else "containerResource"
+        source = metric.get(field) or {}
+        resource, target, container = source.get("name"), source.get("target") or {}, source.get("container")
         if resource not in ("cpu", "memory"):
             raise MetricsError(f"failed to get {resource} resource metric: only cpu and memory are served")
-        if samples is None:
-            raise MetricsError(f"failed to get {resource} utilization: unable to get metrics for resource "
-                               f"{resource}: no metrics returned from resource metrics API")
-        views = [pod_view(p, resource) for p in pods]
-        usage = pod_usage(samples, resource)
+        usage = pod_usage(samples or [], resource, container)
         if not usage:
             raise MetricsError(f"failed to get {resource} utilization: unable to get metrics for resource "
                                f"{resource}: no metrics returned from resource metrics API")
+        views = [pod_view(p, resource, container) for p in pods]
         cpu = resource == "cpu"
+        what = f"{resource} resource" if container is None else f"{resource} container resource"
         if target.get("type") == "Utilization":
             proposal = resource_replicas(current, views, usage, cpu, self.now,
                                          target_utilization=int(target.get("averageUtilization") or 0))
-            current_metric = {"averageUtilization": proposal.utilization,
-                              "averageValue": _quantity(proposal.average, cpu)}
-            name = f"{resource} resource utilization (percentage of request)"
+            measured = {"averageUtilization": proposal.utilization, "averageValue": _quantity(proposal.average, cpu)}
+            name = f"{what} utilization (percentage of request)"
         else:
             wanted = _amount(target.get("averageValue"), cpu)
             proposal = resource_replicas(current, views, usage, cpu, self.now, target_average=wanted)
-            current_metric = {"averageValue": _quantity(proposal.average, cpu)}
-            name = f"{resource} resource"
-        return proposal.replicas, name, {"type": "Resource", "resource": {"name": resource, "current": current_metric}}
+            measured = {"averageValue": _quantity(proposal.average, cpu)}
+            name = what
+        status = {"name": resource, **({"container": container} if container is not None else {}), "current": measured}
+        return proposal.replicas, name, {"type": kind, field: status}
 
     def _normalized(self, current: int, desired: int, low: int, high: int) -> int:
         behavior = self.spec.get("behavior")
@@ -278,21 +280,25 @@ class Sync:
 
 # --------------------------------------------------------------------------- reading pods and metrics
 
-def pod_view(pod: dict, resource: str) -> PodView:
-    """What the replica calculator needs of ``pod`` for ``resource``."""
+def pod_view(pod: dict, resource: str, container: Optional[str] = None) -> PodView:
+    """What the replica calculator needs of ``pod`` for ``resource`` (of one ``container``)."""
     status = pod.get("status") or {}
     ready = ready_condition(pod)
     return PodView(name=pod["metadata"]["name"], phase=status.get("phase") or "Pending",
                    deleting=bool(pod["metadata"].get("deletionTimestamp")),
                    ready=None if ready is None else ready.get("status") == "True",
                    ready_since=_seconds(ready.get("lastTransitionTime")) if ready else None,
-                   started=_seconds(status.get("startTime")), request=pod_request(pod, resource))
+                   started=_seconds(status.get("startTime")), request=pod_request(pod, resource, container))
 
 
-def pod_request(pod: dict, resource: str) -> Optional[int]:
-    """The summed request of ``resource`` of the pod's containers; None when one lacks it."""
+def pod_request(pod: dict, resource: str, only: Optional[str] = None) -> Optional[int]:
+    """The summed request of ``resource`` of the pod's containers (or of the container named
+    ``only``); None when one lacks it."""
     total = 0
-    for container in (pod.get("spec") or {}).get("containers") or []:
+    containers = [c for c in (pod.get("spec") or {}).get("containers") or [] if only is None or c.get("name") == only]
+    if not containers:
+        return None
+    for container in containers:
         request = ((container.get("resources") or {}).get("requests") or {}).get(resource)
         if request is None:
             return None
@@ -303,11 +309,12 @@ def pod_request(pod: dict, resource: str) -> Optional[int]:
     return total
 
 
-def pod_usage(items: list[dict], resource: str) -> dict[str, Sample]:
-    """PodMetrics -> per-pod Sample (summed over containers; pods lacking it left out)."""
+def pod_usage(items: list[dict], resource: str, only: Optional[str] = None) -> dict[str, Sample]:
+    """PodMetrics -> per-pod Sample (summed over containers, or the container named ``only``;
+    pods lacking it left out)."""
     usage: dict[str, Sample] = {}
     for item in items:
-        containers = item.get("containers") or []
+        containers = [c for c in item.get("containers") or [] if only is None or c.get("name") == only]
         values = [(c.get("usage") or {}).get(resource) for c in containers]
         if not containers or any(v is None for v in values):
             continue

@@ -131,3 +131,15 @@ def test_requests_and_usage_from_the_api_shapes():
     usage = pod_usage(metrics, "cpu")
     assert usage["p"].value == 26 and usage["p"].window == 10
     assert pod_usage(metrics, "memory")["p"].value == 1024 * 1024
+
+
+def test_container_resource_reads_one_container():
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [
+        {"name": "app", "resources": {"requests": {"cpu": "100m"}}}, {"name": "sidecar"}]}}
+    assert pod_request(pod, "cpu") is None                 # the sidecar has no request
+    assert pod_request(pod, "cpu", "app") == 100
+    assert pod_request(pod, "cpu", "ghost") is None
+    metrics = [{"metadata": {"name": "p"}, "containers": [{"name": "app", "usage": {"cpu": "80m"}},
+                                                          {"name": "sidecar", "usage": {"cpu": "500m"}}]}]
+    assert pod_usage(metrics, "cpu", "app")["p"].value == 80
+    assert pod_usage(metrics, "cpu")["p"].value == 580
