@@ -27,6 +27,7 @@ import yaml
 
 from cluster import certs
 from cluster import dataprotection
+from cluster import serviceaccountkey
 from client.errors import ApiError
 from client.kubeconfig import KubeconfigError
 from cluster.addons import cluster_dns_ip, ensure_kube_dns_service
@@ -178,13 +179,20 @@ def control_plane(config: ClusterConfig, etcd_endpoint: str) -> list[Component]:
         "apiserver",
         python_module("apiserver", "--etcd-servers", etcd_endpoint, "--bind-address", "127.0.0.1",
                       *dataprotection.apiserver_flags(config.data_dir),
-                      "--port", str(config.port), *apiserver_security_flags(config.pki_dir)),
+                      "--port", str(config.port), *apiserver_security_flags(config.pki_dir),
+                      *serviceaccountkey.apiserver_flags(config.pki_dir)),
         logs / "apiserver.log", health_url=f"{config.server}/readyz", health_ca=str(config.ca_file))
-    others = [Component(name, python_module(name, "--kubeconfig", config.kubeconfig_of(name), "--leader-elect"),
+    others = [Component(name, python_module(name, "--kubeconfig", config.kubeconfig_of(name), "--leader-elect",
+                                            *component_flags(config, name)),
                         logs / f"{name}.log") for name in config.components]
     if config.kubelet:
         others += [kubelet_component(config), proxy_component(config)]
     return [apiserver, *others]
+
+
+def component_flags(config: ClusterConfig, name: str) -> list[str]:
+    """A control-plane component's own flags (the controller-manager's CA files)."""
+    return serviceaccountkey.controller_manager_flags(config.pki_dir) if name == "controllers" else []
 
 
 def apiserver_security_flags(pki_dir: Path) -> list[str]:
@@ -299,6 +307,8 @@ class Cluster:
         component's kubeconfig and DIR/admin.kubeconfig; the user's kubeconfig only when asked.
         Raises PKIError, OSError."""
         issued = certs.prepare(self.config.data_dir, self.config.server, self.config.node_name)
+        if serviceaccountkey.ensure_key_pair(self.config.pki_dir):
+            self.log(f"ServiceAccount token key made: {self.config.pki_dir / serviceaccountkey.PRIVATE_KEY}")
         if issued:
             self.log(f"certificates issued: {', '.join(issued)} (CA: {self.config.ca_file})")
         config = yaml.safe_load(self.config.kubeconfig_path.read_text())

@@ -133,9 +133,10 @@ class ClusterCA:
                    .public_key(request.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now - BACKDATE).not_valid_after(not_after)
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(_key_usage(usages), critical=True)
                    .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                                   critical=False))
+        if {"digital signature", "key encipherment"} & set(usages):      # an empty KeyUsage is invalid
+            builder = builder.add_extension(_key_usage(usages), critical=True)
         extended = [oid for usage, oid in (("client auth", ExtendedKeyUsageOID.CLIENT_AUTH),
                                            ("server auth", ExtendedKeyUsageOID.SERVER_AUTH)) if usage in usages]
         if extended:

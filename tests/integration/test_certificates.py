@@ -10,6 +10,7 @@ import asyncio
 import base64
 import datetime
 import shutil
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -185,6 +186,11 @@ def test_kubectl_certificate_approve_and_deny(api, cluster_ca, tmp_path, binary)
         cert = x509.load_pem_x509_certificate(base64.b64decode(signed["status"]["certificate"]))
         assert _subject(cert) == ("alice", [])
         cert.verify_directly_issued_by(ca_cert)
+        (tmp_path / "alice.crt").write_bytes(base64.b64decode(signed["status"]["certificate"]))
+        (tmp_path / "alice.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                               serialization.PrivateFormat.PKCS8,
+                                                               serialization.NoEncryption()))
+        ssl.create_default_context().load_cert_chain(tmp_path / "alice.crt", tmp_path / "alice.key")  # OpenSSL takes it
         mallory = admin.get(f"{CSR_PATH}/mallory").json()
         assert [c["type"] for c in mallory["status"]["conditions"]] == ["Denied"]
         assert "certificate" not in mallory["status"]
