@@ -209,7 +209,7 @@ def apiserver_security_flags(pki_dir: Path) -> list[str]:
 
 def kubelet_component(config: ClusterConfig) -> Component:
     """The local node's kubelet (state in DIR/kubelet), as system:node:NODE, serving its API
-    with the CA-signed certificate to callers with a CA-signed one (the apiserver)."""
+    with the CA-signed certificate to callers the apiserver authorizes (Webhook: kubelet.auth)."""
     pki = config.pki_dir
     return Component(
         "kubelet",
@@ -217,7 +217,8 @@ def kubelet_component(config: ClusterConfig) -> Component:
                       "--root-dir", str(config.data_dir / "kubelet"),
                       "--manifests-dir", str(config.kubelet_manifests_dir), "--port", str(config.kubelet_port),
                       "--tls-cert-file", str(pki / "kubelet.crt"), "--tls-private-key-file", str(pki / "kubelet.key"),
-                      "--client-ca-file", str(config.ca_file), "--cluster-dns", cluster_dns_ip()),
+                      "--client-ca-file", str(config.ca_file), "--authorization-mode", "Webhook",
+                      "--cluster-dns", cluster_dns_ip()),
         config.log_dir / "kubelet.log", health_url=None)
 
 

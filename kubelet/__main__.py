@@ -40,6 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--node-labels", default="", help="k=v,k2=v2 added to the Node's labels")
     p.add_argument("--tls-cert-file", default="", help="serving certificate of the HTTPS API (default: self-signed)")
     p.add_argument("--tls-private-key-file", default="", help="its private key")
+    p.add_argument("--authorization-mode", default="AlwaysAllow", choices=("AlwaysAllow", "Webhook"),
+                   help="Webhook: every caller of the API is authenticated (certificate or token) and authorized "
+                        "by the apiserver (SubjectAccessReview on nodes/proxy, nodes/log, nodes/stats)")
     p.add_argument("--client-ca-file", default="",
                    help="accept only callers presenting a certificate signed by this CA (the apiserver's)")
     p.add_argument("--no-serve", action="store_true", help="no HTTPS API (logs and exec then fail)")
@@ -53,7 +56,7 @@ def config_from(args: argparse.Namespace) -> KubeletConfig:
                          port=args.port, address=args.node_ip, pod_cidr=args.pod_cidr,
                          cgroup_root=args.cgroup_root, bridge=args.bridge, serve=not args.no_serve,
                          tls_cert_file=args.tls_cert_file, tls_private_key_file=args.tls_private_key_file,
-                         client_ca_file=args.client_ca_file,
+                         client_ca_file=args.client_ca_file, authorization_mode=args.authorization_mode,
                          labels=labels, cluster_dns=tuple(filter(None, args.cluster_dns.split(","))),
                          cluster_domain=args.cluster_domain, image_gc_high_percent=args.image_gc_high_threshold,
                          image_gc_low_percent=args.image_gc_low_threshold,

@@ -62,6 +62,7 @@ class KubeletConfig:
     tls_cert_file: str = ""           # its serving certificate (default: self-signed, made in root_dir/pki)
     tls_private_key_file: str = ""
     client_ca_file: str = ""          # callers must present a certificate of this CA (default: anyone)
+    authorization_mode: str = "AlwaysAllow"   # Webhook: callers authorized by the apiserver (kubelet.auth)
     labels: Optional[dict] = None
     cluster_dns: tuple[str, ...] = ()  # the cluster DNS Service's address(es) for ClusterFirst pods
     cluster_domain: str = "cluster.local"
@@ -189,7 +190,14 @@ class Kubelet:
                              node_name=self.config.node_name,
                              pods_fn=lambda: [w.pod for w in self.workers.values()],
                              tls_files=(self.config.tls_cert_file, self.config.tls_private_key_file),
-                             client_ca_file=self.config.client_ca_file or None)
+                             client_ca_file=self.config.client_ca_file or None, auth=self._server_auth())
+
+    def _server_auth(self):
+        """The API's authentication and authorization (kubelet.auth) in Webhook mode, else None."""
+        if self.config.authorization_mode != "Webhook":
+            return None
+        from kubelet.auth import KubeletAuth
+        return KubeletAuth(self.client, self.config.node_name)
 
     async def _wait_synced(self, pods: Informer) -> None:
         await pods.wait_synced()

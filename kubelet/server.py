@@ -105,11 +105,13 @@ class KubeletServer:
     (certificate, key) name one (the cluster CA's, from `pkube up`). With
     `client_ca_file`, clients must present a certificate signed by that CA (the
     apiserver's kubelet client certificate); without, anyone who reaches the port is
-    served."""
+    served. With `auth` (kubelet.auth.KubeletAuth) a certificate is optional and every
+    caller is authenticated (certificate or bearer token) and authorized by the apiserver."""
 
     def __init__(self, runtime, *, host: str = "0.0.0.0", port: int = 10250, cert_dir: str, node_name: str,
                  pods_fn: Optional[Callable[[], list]] = None, addresses: tuple[str, ...] = (),
-                 client_ca_file: Optional[str] = None, tls_files: tuple[str, str] = ("", "")):
+                 client_ca_file: Optional[str] = None, tls_files: tuple[str, str] = ("", ""), auth=None):
+        self.auth = auth   # a kubelet.auth.KubeletAuth: every caller authenticated and authorized
         self.runtime, self.host, self.port = runtime, host, port
         self.tls_files = tls_files
         self.cert_dir, self.node_name, self.addresses = cert_dir, node_name, tuple(addresses)
@@ -130,8 +132,14 @@ class KubeletServer:
             cert, key = await asyncio.to_thread(ensure_serving_cert, self.cert_dir, *self._cert_names())
         client_auth = ({"ssl_ca_certs": self.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
                        if self.client_ca_file else {})
-        config = uvicorn.Config(self.app(), host=self.host, port=self.port, ssl_certfile=cert, ssl_keyfile=key,
-                                **client_auth, ws="wsproto", lifespan="off", log_level="warning", access_log=False,
+        app, protocols = self.app(), {"ws": "wsproto"}
+        if self.auth is not None:
+            from kubelet.auth import PeerCertHttpProtocol, PeerCertWebSocketProtocol
+            app, protocols = self.auth.wrap(app), {"http": PeerCertHttpProtocol, "ws": PeerCertWebSocketProtocol}
+            if self.client_ca_file:     # a certificate is one way in, a token another: none is a 401
+                client_auth["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
+        config = uvicorn.Config(app, host=self.host, port=self.port, ssl_certfile=cert, ssl_keyfile=key,
+                                **client_auth, **protocols, lifespan="off", log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=2)
         sock = _listen(self.host, self.port)   # here, not in uvicorn: it exits the process when it cannot bind
         self._server = _QuietServer(config)

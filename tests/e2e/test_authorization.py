@@ -116,3 +116,29 @@ def test_the_node_reads_only_its_own_pods_secrets_and_writes_only_its_own_node(n
                 admin.delete(f"/api/v1/namespaces/default/pods/authz-{name}", params={"gracePeriodSeconds": "0"})
                 admin.delete(f"/api/v1/namespaces/default/secrets/s-{name}")
             admin.delete("/api/v1/nodes/elsewhere")
+
+
+def test_the_kubelet_port_refuses_anonymous_and_unauthorized_callers_but_serves_the_apiserver(node_cluster):
+    import ssl
+
+    import httpx
+
+    with node_cluster.http() as admin:
+        node = admin.get("/api/v1/nodes/e2e-node").json()
+    port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    directory = certs.pki_dir(node_cluster.data_dir)
+    user_kubeconfig(node_cluster, "mallory")       # a CA-signed certificate without any binding
+
+    def call(cert: str = "") -> httpx.Response:
+        context = ssl.create_default_context(cafile=str(node_cluster.ca_file))
+        context.check_hostname = False
+        if cert:
+            context.load_cert_chain(str(directory / f"{cert}.crt"), str(directory / f"{cert}.key"))
+        with httpx.Client(verify=context, timeout=30) as http:
+            return http.get(f"https://127.0.0.1:{port}/pods")
+
+    assert call().status_code == 401
+    refused = call("test-user-mallory")
+    assert (refused.status_code, refused.text) == (
+        403, "Forbidden (user=mallory, verb=get, resource=nodes, subresource=proxy)")
+    assert call("apiserver-kubelet-client").status_code == 200
