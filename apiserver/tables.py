@@ -731,3 +731,5 @@ import apiserver.tables_policy  # noqa: E402,F401
 import apiserver.tables_batch  # noqa: E402,F401
 # The PersistentVolume, PersistentVolumeClaim and StorageClass printers register themselves in PRINTERS.
 import apiserver.tables_storage  # noqa: E402,F401
+# The CertificateSigningRequest printer registers itself in PRINTERS.
+import apiserver.tables_certificates  # noqa: E402,F401

@@ -194,6 +194,11 @@ def test_kubectl_certificate_approve_and_deny(api, cluster_ca, tmp_path, binary)
         mallory = admin.get(f"{CSR_PATH}/mallory").json()
         assert [c["type"] for c in mallory["status"]["conditions"]] == ["Denied"]
         assert "certificate" not in mallory["status"]
+    listed = kubectl("get", "csr")
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:]}
+    assert listed.stdout.split()[:6] == ["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"]
+    assert rows["alice"][2:] == ["kubernetes.io/kube-apiserver-client", "alice", "<none>", "Approved,Issued"]
+    assert rows["mallory"][-1] == "Denied"
     again = kubectl("certificate", "approve", "mallory")         # denied stays denied
     assert again.returncode != 0 and 'certificate signing request "mallory" is already Denied' in again.stderr
 

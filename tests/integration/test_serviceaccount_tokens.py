@@ -4,10 +4,16 @@ recreated ServiceAccount are 401; TokenReview; the ServiceAccount admission plug
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
+import jwt
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from apiserver import errors
@@ -35,7 +41,7 @@ def secured(etcd, signing_key):
 
     async def authenticate(request):
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
-        if token == ADMIN_TOKEN:
+        if token in (ADMIN_TOKEN, ""):          # no credentials: kubectl and the official client over HTTP
             return UserInfo("admin", groups=("system:masters", "system:authenticated"))
         user = await chain[0].authenticate_token(token) if chain else None
         if user is None:
@@ -221,3 +227,48 @@ def _pod_volumes(admin, account: str, name: str):
         return None
     assert r.status_code == 201, r.text
     return r.json()["spec"].get("volumes") or []
+
+
+def _kubectl_binaries() -> list[str]:
+    found = [shutil.which("kubectl"), str(Path(sys.executable).parent / "kubectl")]
+    return list(dict.fromkeys(b for b in found if b and Path(b).exists()))
+
+
+@pytest.mark.parametrize("binary", _kubectl_binaries())
+def test_kubectl_create_token_gives_a_bound_token(secured, tmp_path, binary):
+    config = tmp_path / "kubeconfig"
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": secured.url}}], "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": NS}}]}))
+    with _client(secured, ADMIN_TOKEN) as admin:
+        _account(admin, "cli")
+        pod = _pod(admin, "cli-pod", "cli")
+    made = subprocess.run([binary, "--kubeconfig", str(config), "create", "token", "cli", "--duration", "20m",
+                           "--bound-object-kind", "Pod", "--bound-object-name", "cli-pod"],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    me = _whoami(secured, token).json()["status"]["userInfo"]
+    assert me["username"] == "system:serviceaccount:default:cli"
+    assert me["extra"]["authentication.kubernetes.io/pod-uid"] == [pod["metadata"]["uid"]]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 1200
+
+
+def test_the_official_client_requests_and_reviews_a_token(secured):
+    import kubernetes
+
+    configuration = kubernetes.client.Configuration()
+    configuration.host = secured.url
+    with kubernetes.client.ApiClient(configuration) as api:
+        with _client(secured, ADMIN_TOKEN) as admin:
+            _account(admin, "official")
+        core = kubernetes.client.CoreV1Api(api)
+        answer = core.create_namespaced_service_account_token("official", NS, kubernetes.client.AuthenticationV1TokenRequest(
+            spec=kubernetes.client.V1TokenRequestSpec(audiences=["vault"], expiration_seconds=600)))
+        assert answer.status.expiration_timestamp is not None
+        review = kubernetes.client.AuthenticationV1Api(api).create_token_review(kubernetes.client.V1TokenReview(
+            spec=kubernetes.client.V1TokenReviewSpec(token=answer.status.token, audiences=["vault"])))
+        assert review.status.authenticated is True
+        assert review.status.user.username == "system:serviceaccount:default:official"
