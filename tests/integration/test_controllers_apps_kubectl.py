@@ -50,6 +50,8 @@ def test_statefulset_rollout_history_undo_and_scale_with_kubectl_and_pkubectl(ap
         code, out = await kubectl(config, "get", "sts", "db", "-o", "wide")
         assert out.split("\n")[0].split() == ["NAME", "READY", "AGE", "CONTAINERS", "IMAGES"], out
         assert out.split("\n")[1].split()[:2] == ["db", "2/2"], out
+        code, mine = await pkubectl(config, "get", "sts", "-o", "wide")
+        assert code == 0 and mine.split("\n")[0].split() == ["NAME", "READY", "AGE", "CONTAINERS", "IMAGES"], mine
 
         code, out = await kubectl(config, "set", "image", "sts/db", "c=busybox:2")
         assert code == 0, out
@@ -91,6 +93,11 @@ def test_daemonset_table_rollout_status_history_and_undo(apiserver, tmp_path):
         assert header.split() == ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE",
                                   "SELECTOR", "AGE"], out
         assert row.split()[:7] == ["agent", "2", "2", "2", "2", "2", "kubernetes.io/os=linux"], out
+        code, mine = await pkubectl(config, "get", "ds")
+        assert code == 0 and mine.split("\n")[0].split() == header.split(), mine
+        code, out = await kubectl(config, "get", "controllerrevisions")
+        assert out.split("\n")[0].split() == ["NAME", "CONTROLLER", "REVISION", "AGE"], out
+        assert out.split("\n")[1].split()[1:3] == ["daemonset.apps/agent", "1"], out
 
         code, out = await kubectl(config, "set", "image", "ds/agent", "c=busybox:2")
         assert code == 0, out
