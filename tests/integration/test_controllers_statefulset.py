@@ -3,8 +3,12 @@ as soon as they exist) and, where claims must go, the garbage collector."""
 
 import asyncio
 
-from client.errors import NotFound
+import pytest
+
+from client.aio import AsyncApiClient
+from client.errors import Invalid, NotFound
 from client.informer import Informer
+from client.kubeconfig import ClientConfig
 from client.resources import CONTROLLERREVISIONS, PERSISTENTVOLUMECLAIMS, PODS, STATEFULSETS
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_support import with_controllers
@@ -218,3 +222,29 @@ def test_retention_policy_delete_removes_claims_on_scale_down_and_with_the_set(a
             return await claim_names() == [] and await pod_names(client, "ret") == []
         await until(none_left)
     with_controllers(apiserver, scenario, names=("statefulset", "garbagecollector"))
+
+
+def test_bad_specs_are_refused_naming_the_field_and_nothing_is_made(apiserver):
+    async def scenario(client):
+        bad = statefulset("bad", 1, podManagementPolicy="Sometimes")
+        bad["spec"]["template"]["spec"]["restartPolicy"] = "Never"
+        with pytest.raises(Invalid) as refused:
+            await client.create(STATEFULSETS, bad)
+        message = refused.value.message
+        assert message.startswith('StatefulSet.apps "bad" is invalid: ')
+        assert 'spec.podManagementPolicy: Unsupported value: "Sometimes"' in message
+        assert 'spec.template.spec.restartPolicy: Unsupported value: "Never": supported values: "Always"' in message
+        good = await client.create(STATEFULSETS, statefulset("good", 1, claims=()))
+        with pytest.raises(Invalid) as refused:
+            await client.patch(STATEFULSETS, "good", {"spec": {"serviceName": "other"}}, "default")
+        assert "updates to statefulset spec for fields other than" in refused.value.message
+        assert good["status"] == {"replicas": 0, "availableReplicas": 0}
+    _bare(apiserver, scenario)
+
+
+def _bare(apiserver, scenario):
+    """Run ``scenario(client)`` against the apiserver alone."""
+    async def main():
+        async with AsyncApiClient(ClientConfig(apiserver.url)) as client:
+            await scenario(client)
+    asyncio.run(main())
