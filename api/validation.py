@@ -21,6 +21,7 @@ from referencing import Registry, Resource
 
 from api import causes, names
 from api import validation_apps, validation_storage
+from api import validation_batch
 from api import validation_specs as specs
 from api.causes import Cause, format_invalid
 from api.defaults import apply_defaults
@@ -496,6 +497,7 @@ _UPDATE_BY_KIND = {
     "Pod": _pod_update,
     "Deployment": _selector_update,
     "ReplicaSet": _selector_update,
+    "Job": validation_batch.job_update,
     "DaemonSet": validation_apps.daemon_set_update,
     "StatefulSet": validation_apps.stateful_set_update,
     "PersistentVolume": validation_storage.persistent_volume_update,

@@ -152,3 +152,29 @@ def replication_controller(obj: dict) -> list:
         found.append(causes.invalid("spec.template.metadata.labels", labels,
                                     "`selector` does not match template `labels`"))
     return found + pod_spec(template.get("spec"), "spec.template.spec", in_template=True)
+
+
+# --- updates ------------------------------------------------------------------------------------
+
+JOB_IMMUTABLE = ("selector", "manualSelector", "completionMode", "podFailurePolicy")
+
+
+def job_update(new: dict, old: dict) -> list:
+    """What a Job update may not change: the selector, completionMode, podFailurePolicy, the
+    pod template (unless the Job is suspended and never started, as Kubernetes allows), and
+    completions (unless an Indexed Job changes completions and parallelism together)."""
+    new_spec, old_spec = as_dict(new.get("spec")), as_dict(old.get("spec"))
+    found = [causes.invalid(f"spec.{field}", new_spec.get(field), "field is immutable")
+             for field in JOB_IMMUTABLE if field in old_spec and new_spec.get(field) != old_spec.get(field)]
+    never_started = new_spec.get("suspend") and not as_dict(old.get("status")).get("startTime")
+    if new_spec.get("template") != old_spec.get("template") and not never_started:
+        found.append(causes.invalid("spec.template", "", "field is immutable"))
+    if new_spec.get("completions") != old_spec.get("completions") and not _elastic(new_spec, old_spec):
+        found.append(causes.invalid("spec.completions", new_spec.get("completions"), "field is immutable"))
+    return found
+
+
+def _elastic(new_spec: dict, old_spec: dict) -> bool:
+    return (new_spec.get("completionMode") == "Indexed"
+            and new_spec.get("completions") == new_spec.get("parallelism")
+            and old_spec.get("completions") == old_spec.get("parallelism"))

@@ -2,6 +2,9 @@
 
 Each figure runs on a cluster of its own (fresh etcd, `python -m apiserver`, `python -m
 scheduler`, `python -m controllers` and `python -m cluster.hollow --nodes N` as processes):
+  0. Job of C completions (default 1,000) with parallelism P (default 100) on N hollow nodes
+     (default 100), each pod "running" --job-run-seconds (hollow nodes report it Succeeded
+     then): seconds from create to the Complete condition;
   1. DaemonSet rolled over N hollow nodes (default 1,000): the DaemonSet is created and
      rolled out (one Ready pod per node), then its image changes under RollingUpdate
      (maxUnavailable 10% by default, or --ds-max-surge); seconds from the image change until
@@ -13,7 +16,8 @@ scheduler`, `python -m controllers` and `python -m cluster.hollow --nodes N` as 
 Goals: each <= 10 s (upstream, at the controller-manager's default 20 QPS, takes minutes).
 The CPU seconds each process used during a figure show where the time goes.
 
-Usage: python bench/controllers.py [--ds-nodes 1000] [--ds-max-unavailable 10%]
+Usage: python bench/controllers.py [--job-completions 1000] [--job-parallelism 100] [--job-nodes 100]
+                                   [--job-run-seconds 0.5] [--ds-nodes 1000] [--ds-max-unavailable 10%]
                                    [--ds-max-surge 0] [--sts-replicas 100] [--sts-nodes 10]
 """
 
@@ -33,7 +37,7 @@ from bench.measure import python_loop_line  # noqa: E402
 from client.aio import AsyncApiClient  # noqa: E402
 from client.errors import Unavailable  # noqa: E402
 from client.kubeconfig import ClientConfig  # noqa: E402
-from client.resources import DAEMONSETS, NODES, PODS, STATEFULSETS  # noqa: E402
+from client.resources import DAEMONSETS, JOBS, NODES, PODS, STATEFULSETS  # noqa: E402
 from cluster.components import Component, python_module  # noqa: E402
 from cluster.etcd import EtcdProcess, free_port  # noqa: E402
 from cluster.kubeconfig import admin_kubeconfig, write_private  # noqa: E402
@@ -44,9 +48,10 @@ REQUESTS = {"requests": {"cpu": "10m", "memory": "16Mi"}}
 # -- a cluster of processes --------------------------------------------------------------
 
 @contextlib.contextmanager
-def cluster(nodes: int, controllers: str):
+def cluster(nodes: int, controllers: str, hollow_args: tuple = ()):
     """A fresh cluster with ``nodes`` hollow nodes registered and the ``controllers`` running;
-    yields (url, components). Everything is stopped on exit."""
+    yields (url, components). ``hollow_args``: more flags of ``cluster.hollow``. Everything is
+    stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="pkube-bench-controllers-") as tmp:
         tmp = Path(tmp)
         etcd = EtcdProcess(data_dir=tmp / "etcd", log_path=tmp / "etcd.log").start()
@@ -59,7 +64,7 @@ def cluster(nodes: int, controllers: str):
                                                  "--log-level", "warning"),
                       tmp / "apiserver.log", health_url=f"{url}/readyz"),
             Component("hollow", python_module("cluster.hollow", "--kubeconfig", str(kubeconfig),
-                                              "--nodes", str(nodes)), tmp / "hollow.log"),
+                                              "--nodes", str(nodes), *hollow_args), tmp / "hollow.log"),
             Component("scheduler", python_module("scheduler", "--kubeconfig", str(kubeconfig)),
                       tmp / "scheduler.log"),
             Component("controllers", python_module("controllers", "--kubeconfig", str(kubeconfig),
@@ -116,6 +121,30 @@ async def _wait_nodes(url: str, count: int) -> None:
 def is_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+# -- 0. a Job of many completions ---------------------------------------------------------------
+
+def job_body(completions: int, parallelism: int) -> dict:
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bench-job", "namespace": "default"},
+            "spec": {"completions": completions, "parallelism": parallelism, "backoffLimit": 0,
+                     "template": {"spec": {"restartPolicy": "Never", "containers": [
+                         {"name": "c", "image": "busybox:1", "command": ["true"], "resources": REQUESTS}]}}}}
+
+
+async def job_completes(url: str, completions: int, parallelism: int) -> dict:
+    """Figure 0 (see the module docstring)."""
+    async with AsyncApiClient(ClientConfig(url), timeout=120) as client:
+        async def complete():
+            job = await client.get(JOBS, "bench-job", "default")
+            conditions = (job.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Failed" and c["status"] == "True" for c in conditions):
+                raise RuntimeError(f"the bench Job failed: {conditions}")
+            return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions)
+        began = time.perf_counter()
+        await client.create(JOBS, job_body(completions, parallelism), "default")
+        done_at = await wait(complete)
+        return {"complete": done_at - began}
 
 
 # -- 1. a DaemonSet rolled over many nodes ----------------------------------------------------
@@ -207,6 +236,17 @@ def cpu_line(result: dict) -> str:
     return "  CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result["cpu"].items())
 
 
+def print_job(args) -> None:
+    hollow = ("--run-seconds", str(args.job_run_seconds))
+    with cluster(args.job_nodes, "job", hollow) as (url, components):
+        r = measured(components, lambda: job_completes(url, args.job_completions, args.job_parallelism))
+    print(f"Job of {args.job_completions} completions, parallelism {args.job_parallelism}, on {args.job_nodes} "
+          f"hollow nodes (each pod runs {args.job_run_seconds} s)")
+    print(f"  create -> Complete              {r['complete']:8.1f} s   (goal <= 10 s; floor "
+          f"{args.job_completions / args.job_parallelism * args.job_run_seconds:.1f} s of simulated runs)")
+    print(cpu_line(r))
+
+
 def print_daemonset(args) -> None:
     surge = _int_or_percent(args.ds_max_surge)
     unavailable = 0 if surge not in (0, "0%") else _int_or_percent(args.ds_max_unavailable)
@@ -234,16 +274,20 @@ def _int_or_percent(text: str):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--job-completions", type=int, default=1000)
+    parser.add_argument("--job-parallelism", type=int, default=100)
+    parser.add_argument("--job-nodes", type=int, default=100)
+    parser.add_argument("--job-run-seconds", type=float, default=0.5)
     parser.add_argument("--ds-nodes", type=int, default=1000)
     parser.add_argument("--ds-max-unavailable", default="10%")
     parser.add_argument("--ds-max-surge", default="0", help="non-zero: surge instead of maxUnavailable")
     parser.add_argument("--sts-replicas", type=int, default=100)
     parser.add_argument("--sts-nodes", type=int, default=10)
-    parser.add_argument("--only", choices=("daemonset", "statefulset"), help="one figure only")
+    parser.add_argument("--only", choices=("job", "daemonset", "statefulset"), help="one figure only")
     return parser.parse_args(argv)
 
 
-FIGURES = {"daemonset": print_daemonset, "statefulset": print_statefulset}
+FIGURES = {"job": print_job, "daemonset": print_daemonset, "statefulset": print_statefulset}
 
 
 def main() -> None:

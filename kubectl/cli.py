@@ -11,6 +11,7 @@ import sys
 from typing import Callable, Optional
 
 from kubectl import commands
+from kubectl.batch import add_create_job_flags
 from kubectl.commands import add_create_deployment_flags
 from kubectl.errors import CliError
 
@@ -80,6 +81,7 @@ def _add_writers(sub, common) -> None:
     p.add_argument("--type", default="Opaque")
     p.add_argument("-o", "--output")
     add_create_deployment_flags(p)
+    add_create_job_flags(p)
     p = sub.add_parser("delete", parents=[common])
     _file_flags(p)
     p.add_argument("targets", nargs="*")
@@ -282,6 +284,8 @@ def _create_imperative(session, args, out, err) -> int:
     what = args.what
     if what[:1] in (["deployment"], ["deploy"]):
         return commands.create_deployment(session, args, out, err)
+    if what[:1] in (["job"], ["cronjob"], ["cj"]):
+        return commands.create_batch(session, args, out, err)
     if what[:1] == ["namespace"] or what[:1] == ["ns"]:
         if len(what) != 2:
             raise CliError("exactly one NAME is required, got %d" % (len(what) - 1))
@@ -291,7 +295,8 @@ def _create_imperative(session, args, out, err) -> int:
             raise CliError("exactly one NAME is required, got %d" % (len(what) - 2))
         obj = secret_from_sources(what[2], session.namespace, args.from_literal, args.from_file, args.type)
     else:
-        raise CliError("must specify one of -f, 'namespace NAME', 'secret generic NAME' or 'deployment NAME'")
+        raise CliError("must specify one of -f, 'namespace NAME', 'secret generic NAME', 'deployment NAME', "
+                       "'job NAME' or 'cronjob NAME'")
     if args.output:
         from kubectl.printers import parse_output, print_objects
 

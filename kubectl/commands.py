@@ -277,6 +277,27 @@ def create_deployment(session, args, out, err) -> int:
     return _print_or_create(session, deployment, args, out, err, already="failed to create deployment")
 
 
+def create_batch(session, args, out, err) -> int:
+    """``create job NAME (--image=IMG | --from=cronjob/X) [-- COMMAND...]`` and
+    ``create cronjob NAME --image=IMG --schedule=S [--restart=R] [-- COMMAND...]``."""
+    from kubectl import batch
+
+    names = args.what[1:]
+    if len(names) != 1:
+        raise CliError("exactly one NAME is required, got %d" % len(names))
+    image = args.image[0] if args.image else None
+    command = args.after_dashes or ()
+    if args.what[0] != "job":
+        obj = batch.cron_job_for_create(names[0], image, args.schedule, args.restart, command)
+    elif args.from_object:
+        res = session.resolve("cronjobs")
+        path = f"{_collection(session, res)}/{batch.parse_from(args.from_object)}"
+        obj = batch.job_from_cron_job(names[0], session.get_json(path))
+    else:
+        obj = batch.job_for_create(names[0], image, command)
+    return _print_or_create(session, obj, args, out, err)
+
+
 @command("expose")
 def cmd_expose(session, args, out, err) -> int:
     from kubectl.workloads import service_for_expose

@@ -61,6 +61,9 @@ KINDS = {
     ("authentication.k8s.io/v1", "TokenRequest"): "authentication/v1.TokenRequest",
     ("authentication.k8s.io/v1", "TokenReview"): "authentication/v1.TokenReview",
     ("certificates.k8s.io/v1", "CertificateSigningRequest"): "certificates/v1.CertificateSigningRequest",
+    ("batch/v1", "Job"): "batch/v1.Job",
+    ("batch/v1", "CronJob"): "batch/v1.CronJob",
+    ("v1", "ReplicationController"): "core/v1.ReplicationController",
 }
 
 # the Go structs that k8s.io/api embeds with `json:",inline"` in the messages we decode

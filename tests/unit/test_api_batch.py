@@ -1,5 +1,6 @@
 """Defaults and validation of Jobs, CronJobs and ReplicationControllers; their table rows."""
 
+import copy
 import datetime as dt
 
 import pytest
@@ -127,3 +128,23 @@ def test_cronjob_and_rc_rows():
           "spec": {"replicas": 3, "selector": {"app": "web"}, "template": {"spec": {"containers": []}}},
           "status": {"replicas": 3, "readyReplicas": 2}}
     assert cells_for("replicationcontrollers", rc, NOW) == ["r", 3, 3, 2, "60s", "", "", "app=web"]
+
+
+def test_job_updates_keep_the_selector_template_and_completions(validator):
+    old = new_job(completions=3)
+    old["status"] = {"startTime": "2026-03-01T11:00:00Z"}
+    changed = apply_defaults(copy.deepcopy(old))
+    changed["spec"]["parallelism"] = 2                                     # allowed
+    assert validator.validate(changed, old=old, strict=True) == []
+    changed["spec"]["completions"] = 4
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx"
+    changed["spec"]["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": "other"}}
+    assert {"spec.completions", "spec.template", "spec.selector"} <= set(fields(
+        validator.validate(changed, old=old, strict=True)))
+
+
+def test_a_suspended_job_that_never_ran_may_change_its_template(validator):
+    old = new_job(completions=1, suspend=True)
+    changed = copy.deepcopy(old)
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx"
+    assert validator.validate(changed, old=old, strict=True) == []
