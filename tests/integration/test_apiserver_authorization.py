@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -65,7 +67,7 @@ class _TLSServerThread(conftest._ServerThread):
         app = self.app = create_app(self.storage, close_storage=True, **self.app_options)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=1, lifespan="on", ssl_certfile=self.cert,
-                                ssl_keyfile=self.key)
+                                ssl_keyfile=self.key, ws="wsproto")
         self.server = uvicorn.Server(config)
         await self.server.serve()
 
@@ -86,7 +88,7 @@ def secured(etcd_server, tmp_path_factory):
     api = conftest.RunningApiserver(f"https://127.0.0.1:{thread.port}", None, None, etcd_server)
     api.ca = str(directory / "ca.crt")
     try:
-        with httpx.Client(verify=api.ca) as http:
+        with httpx.Client(verify=ssl.create_default_context(cafile=api.ca)) as http:
             assert _eventually(lambda: _ready(http, api.url), 20), "the apiserver did not start"
         _seed(api)
         yield api
@@ -103,7 +105,8 @@ def _ready(http, url: str) -> bool:
 
 def as_user(api, token: str = ""):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=api.url, verify=api.ca, headers=headers, timeout=30)
+    return httpx.Client(base_url=api.url, verify=ssl.create_default_context(cafile=api.ca), headers=headers,
+                        timeout=30)
 
 
 def _seed(api) -> None:
@@ -302,6 +305,43 @@ def test_subject_access_reviews_answer_for_another_user(secured):
         assert alice.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", json=review).status_code == 403
 
 
+def test_the_exec_websocket_needs_get_and_create_on_pods_exec(secured):
+    """A WebSocket upgrade for pods/exec is refused before the kubelet is dialled: view has
+    neither verb; a Role granting only ``get`` on pods/exec is still refused for ``create``."""
+    def upgrade(token: str) -> str:
+        host, port = secured.url.removeprefix("https://").split(":")
+        context = ssl.create_default_context(cafile=secured.ca)
+        with socket.create_connection((host, int(port)), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as tls:
+            tls.sendall((f"GET /api/v1/namespaces/default/pods/p-n1/exec?command=true&stdout=1 HTTP/1.1\r\n"
+                         f"Host: {host}\r\nAuthorization: Bearer {token}\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n").encode())
+            answer = b""
+            while b"}" not in answer:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        return answer.decode(errors="replace")
+
+    refused = upgrade("alice")
+    assert refused.startswith("HTTP/1.1 403"), refused
+    assert 'User \\"alice\\" cannot get resource \\"pods/exec\\"' in refused or \
+        'User "alice" cannot get resource "pods/exec"' in refused, refused
+    with as_user(secured, "admin") as admin:
+        admin.post(f"{RBAC}/namespaces/default/roles", json={
+            "metadata": {"name": "exec-get"},
+            "rules": [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get"]}]})
+        admin.post(f"{RBAC}/namespaces/default/rolebindings", json={
+            "metadata": {"name": "carol-exec-get"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "exec-get"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]})
+    half = _eventually(lambda: (lambda a: a if "cannot create" in a else None)(upgrade("carol")))
+    assert half and 'cannot create resource' in half and "pods/exec" in half, half
+
+
 @pytest.fixture(params=kubectl_binaries() or [None])
 def kubectl(request, secured, tmp_path):
     binary = request.param
@@ -335,6 +375,11 @@ def test_kubectl_auth_can_i_whoami_and_a_refused_get(kubectl):
     whoami = kubectl("bob", "auth", "whoami")
     assert whoami.returncode == 0, whoami.stderr
     assert "bob" in whoami.stdout and "developers" in whoami.stdout, whoami.stdout
+    exec_refused = kubectl("alice", "exec", "p-n1", "--", "true")      # view may get pods, not exec
+    assert exec_refused.returncode != 0
+    assert ('User "alice" cannot get resource "pods/exec" in API group "" in the namespace "default"'
+            in exec_refused.stderr or 'User "alice" cannot create resource "pods/exec"' in exec_refused.stderr), \
+        exec_refused.stderr
     refused = kubectl("alice", "get", "secrets")
     assert refused.returncode == 1
     assert ('Error from server (Forbidden): secrets is forbidden: User "alice" cannot list resource "secrets" '
