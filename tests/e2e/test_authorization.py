@@ -71,8 +71,7 @@ def test_a_view_user_reads_pods_but_not_secrets_and_can_i_says_so(node_cluster):
     binding = kubectl(node_cluster.kubeconfig, "create", "rolebinding", "alice-view", "--clusterrole=view",
                       "--user=alice", "-n", "default")
     assert binding.returncode == 0, binding.stderr
-    pods = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(kubectl(alice, "get", "pods")), 10)
-    assert pods.returncode == 0
+    assert wait_for(lambda: kubectl(alice, "get", "pods").returncode == 0, 10)
     secrets = kubectl(alice, "get", "secrets")
     assert secrets.returncode == 1
     assert ('Error from server (Forbidden): secrets is forbidden: User "alice" cannot list resource "secrets" '
@@ -103,7 +102,8 @@ def test_the_node_reads_only_its_own_pods_secrets_and_writes_only_its_own_node(n
             assert theirs.status_code == 403
             assert theirs.json()["message"] == (
                 'secrets "s-theirs" is forbidden: User "system:node:e2e-node" cannot get resource "secrets" in API '
-                "group \"\" in the namespace \"default\": no relationship found between node 'e2e-node' and this object")
+                'group "" in the namespace "default": '
+                "no relationship found between node 'e2e-node' and this object")
             status = kubelet.patch("/api/v1/nodes/elsewhere/status", json={"status": {"phase": "Running"}},
                                    headers={"Content-Type": "application/merge-patch+json"})
             assert status.status_code == 403

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -30,6 +31,7 @@ class KubeletThread(threading.Thread):
     def __init__(self, api, pki):
         super().__init__(daemon=True, name="kubelet-api")
         self.api, self.pki, self.port = api, pki, free_port()
+        self.ca_pem = Path(api.ca).read_text()
         self.ready, self.stopped = threading.Event(), None
         self.failure = None
 
@@ -43,7 +45,7 @@ class KubeletThread(threading.Thread):
     async def _serve(self) -> None:
         self.stopped = asyncio.Event()
         self.loop = asyncio.get_running_loop()
-        client = AsyncApiClient(ClientConfig(self.api.url, ca=open(self.api.ca).read(), token="n1"))
+        client = AsyncApiClient(ClientConfig(self.api.url, ca=self.ca_pem, token="n1"))
         server = KubeletServer(None, host="127.0.0.1", port=self.port, cert_dir=str(self.pki), node_name="n1",
                                pods_fn=lambda: [{"metadata": {"name": "p"}}], client_ca_file=str(self.pki / "ca.crt"),
                                tls_files=(str(self.pki / "kubelet.crt"), str(self.pki / "kubelet.key")),
@@ -129,14 +131,16 @@ def test_a_user_bound_to_the_kubelet_api_admin_role_is_served(kubelet, secured):
     with as_user(secured, "admin") as admin:
         made = admin.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", json={
             "metadata": {"name": "ops-kubelet"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kubelet-api-admin"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "system:kubelet-api-admin"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "ops"}]})
         assert made.status_code in (201, 409), made.text
     with as_user(secured, "admin") as admin:        # the apiserver's RBAC cache has it once a review says so
         review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
                   "spec": {"user": "ops", "resourceAttributes": {"verb": "get", "resource": "nodes",
                                                                  "subresource": "proxy", "name": "n1"}}}
+        reviews = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
         for _ in range(200):
-            if admin.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", json=review).json()["status"]["allowed"]:
+            if admin.post(reviews, json=review).json()["status"]["allowed"]:
                 break
     assert call(kubelet, "/pods", "ops").status_code == 200
