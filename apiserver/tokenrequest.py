@@ -151,7 +151,7 @@ class ServiceAccountTokens:
     async def _review_user(self, token: str, wanted: list):
         if not token:
             raise errors.unauthorized("token is empty")
-        if self.authenticator._is_ours(token):
+        if self.authenticator.is_ours(token):
             claims = self.authenticator.verified_claims(token, wanted)
             audiences = claims.get("aud") if isinstance(claims.get("aud"), list) else [claims.get("aud")]
             return self.authenticator.user_of(claims), [a for a in (wanted or self.authenticator.audiences)

@@ -215,4 +215,9 @@ def new_controller(ctx: ControllerContext) -> CSRSigner:
     if not cert or not key:
         log.info("csrsigning: no --cluster-signing-cert-file/--cluster-signing-key-file, not signing")
         return CSRSigner(ctx, None)
-    return CSRSigner(ctx, ClusterCA.load(cert, key))
+    try:
+        return CSRSigner(ctx, ClusterCA.load(cert, key))
+    except (OSError, ValueError) as err:
+        log.error("csrsigning: cannot load the cluster CA (%s, %s): %s; not signing", cert, key,
+                  getattr(err, "strerror", None) or err)
+        return CSRSigner(ctx, None)

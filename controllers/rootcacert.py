@@ -29,10 +29,10 @@ class RootCACertPublisher(Controller):
     def __init__(self, ctx: ControllerContext, ca_pem: Optional[str], workers: int = 2):
         super().__init__(ctx, workers)
         self.ca_pem = ca_pem
-        self.namespaces = ctx.informers.informer(NAMESPACES)
-        self.config_maps = ctx.informers.informer(CONFIGMAPS)
         if ca_pem is None:
             return
+        self.namespaces = ctx.informers.informer(NAMESPACES)
+        self.config_maps = ctx.informers.informer(CONFIGMAPS)
         self.namespaces.add_handlers(self.enqueue, lambda old, new: self.enqueue(new))
         self.config_maps.add_handlers(on_update=lambda old, new: self._config_map_changed(new),
                                       on_delete=self._config_map_changed)
@@ -63,15 +63,18 @@ class RootCACertPublisher(Controller):
 
 
 def read_ca(path: Optional[str]) -> Optional[str]:
-    """The PEM of --root-ca-file (None without the flag); OSError when it cannot be read."""
+    """The PEM of --root-ca-file; None (logged) without the flag or when it cannot be read."""
     if not path:
+        log.info("root-ca-cert-publisher: no --root-ca-file, not publishing kube-root-ca.crt")
         return None
-    with open(path) as f:
-        return f.read()
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as err:
+        log.error("root-ca-cert-publisher: --root-ca-file %s: %s; not publishing kube-root-ca.crt", path,
+                  err.strerror)
+        return None
 
 
 def new_controller(ctx: ControllerContext) -> RootCACertPublisher:
-    path = ctx.options.get("root_ca_file")
-    if not path:
-        log.info("root-ca-cert-publisher: no --root-ca-file, not publishing kube-root-ca.crt")
-    return RootCACertPublisher(ctx, read_ca(path))
+    return RootCACertPublisher(ctx, read_ca(ctx.options.get("root_ca_file")))

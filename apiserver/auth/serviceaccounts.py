@@ -19,6 +19,7 @@ Secret) too: deleting the pod revokes its tokens. Existence is read from ``Servi
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import re
 import time
@@ -46,8 +47,19 @@ EXTRA_CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.S)
 
 
+POD_DELETION_GRACE = 60.0
+
+
 class KeyFileError(ValueError):
     """A key file that cannot be read (the message names the file)."""
+
+
+def _unix(timestamp: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time (0 when unreadable: long past)."""
+    try:
+        return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except (AttributeError, ValueError):
+        return 0.0
 
 
 def service_account_user(namespace: str, name: str) -> str:
@@ -149,9 +161,11 @@ class TokenIssuer:
 
 class ServiceAccountCache:
     """The ServiceAccounts, pods and Secrets the authenticator and the admission plugin check,
-    by ``namespace/name``, kept by watches (``start`` returns once they are listed)."""
+    by ``namespace/name``, kept by watches (``start`` returns once they are listed). ``clock``
+    gives unix seconds."""
 
-    def __init__(self, storage):
+    def __init__(self, storage, clock: Callable[[], float] = time.time):
+        self.clock = clock
         self.accounts = Mirror(storage, "/registry/serviceaccounts/")
         self.pods = Mirror(storage, "/registry/pods/")
         self.secrets = Mirror(storage, "/registry/secrets/")
@@ -168,11 +182,13 @@ class ServiceAccountCache:
         return self.accounts.objects.get(f"{namespace}/{name}")
 
     def uid_of(self, kind: str, namespace: str, name: str) -> Optional[str]:
-        """The uid of a live ServiceAccount, Pod or Secret; None when there is none (or it is
-        being deleted)."""
+        """The uid of a live ServiceAccount, Pod or Secret; None when there is none, when it is
+        being deleted, or for a pod, when its deletion's grace period ended more than a minute
+        ago (Kubernetes lets a terminating pod's token work that long)."""
         mirror = {"ServiceAccount": self.accounts, "Pod": self.pods, "Secret": self.secrets}[kind]
         obj = mirror.objects.get(f"{namespace}/{name}")
-        if obj is None or (kind != "Pod" and obj["metadata"].get("deletionTimestamp")):
+        deleting = obj["metadata"].get("deletionTimestamp") if obj is not None else None
+        if obj is None or (deleting and (kind != "Pod" or _unix(deleting) < self.clock() - POD_DELETION_GRACE)):
             return None
         return obj["metadata"].get("uid")
 
@@ -190,9 +206,10 @@ class ServiceAccountAuthenticator:
         self.lookup, self.clock = lookup, clock
 
     async def authenticate_token(self, token: str) -> Optional[UserInfo]:
-        return self.user_of(self.verified_claims(token)) if self._is_ours(token) else None
+        return self.user_of(self.verified_claims(token)) if self.is_ours(token) else None
 
-    def _is_ours(self, token: str) -> bool:
+    def is_ours(self, token: str) -> bool:
+        """True for a JWT of our issuer (verified or not)."""
         try:
             return jwt.decode(token, options={"verify_signature": False}).get("iss") == self.issuer
         except jwt.PyJWTError:
@@ -201,17 +218,26 @@ class ServiceAccountAuthenticator:
     def verified_claims(self, token: str, audiences: Sequence[str] = ()) -> dict:
         """The claims of a token of ours whose signature, times and audience check; 401
         otherwise. ``audiences`` default to the apiserver's."""
-        keys = self._keys_for(token)
-        for key in keys:
+        for key in self._keys_for(token):
             try:
-                return jwt.decode(token, key, algorithms=[_algorithm(key)], issuer=self.issuer,
-                                  audience=list(audiences or self.audiences),
-                                  options={"require": ["exp", "iat", "sub"], "verify_iat": False})
+                claims = jwt.decode(token, key, algorithms=[_algorithm(key)], issuer=self.issuer,
+                                    audience=list(audiences or self.audiences),
+                                    options={"require": ["exp", "iat", "sub"], "verify_iat": False,
+                                             "verify_exp": False, "verify_nbf": False})
             except jwt.InvalidSignatureError:
                 continue
             except jwt.PyJWTError:
                 raise errors.unauthorized() from None
+            return self._in_time(claims)
         raise errors.unauthorized()
+
+    def _in_time(self, claims: dict) -> dict:
+        """``claims`` when ``nbf`` <= now < ``exp`` by ``clock``; 401 otherwise."""
+        now = self.clock()
+        exp, nbf = claims.get("exp"), claims.get("nbf", 0)
+        if not isinstance(exp, (int, float)) or not isinstance(nbf, (int, float)) or not nbf <= now < exp:
+            raise errors.unauthorized()
+        return claims
 
     def _keys_for(self, token: str) -> list:
         try:
