@@ -111,8 +111,8 @@ def test_malformed_envelopes_are_protobuf_errors(body, message):
 
 def test_unsupported_kind_says_which_and_suggests_json():
     with pytest.raises(UnsupportedKindError,
-                       match="CronJob in batch/v1: send it as application/json"):
-        decode_protobuf(envelope("batch/v1", "CronJob", b""))
+                       match="APIService in apiregistration.k8s.io/v1: send it as application/json"):
+        decode_protobuf(envelope("apiregistration.k8s.io/v1", "APIService", b""))
 
 
 def test_compressed_content_encoding_is_unsupported():
