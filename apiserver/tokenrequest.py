@@ -26,6 +26,7 @@ from apiserver.auth.serviceaccounts import (
     load_private_key, load_public_keys,
 )
 from apiserver.auth.serviceaccounts_admission import ServiceAccountAdmission
+from apiserver.auth.user import AUTHENTICATED_GROUP
 from apiserver.encoding import JSON, decode_object, json_response, media_type, read_body
 from apiserver.storage.interface import NotFound
 
@@ -140,15 +141,19 @@ class ServiceAccountTokens:
         status: dict = {"authenticated": False, "user": {}}
         try:
             user, audiences = await self._review_user(token, wanted)
-        except errors.ApiError as err:
-            status["error"] = "[invalid bearer token, " + err.message.lower() + "]" if token else "token is empty"
+        except errors.ApiError:
+            status["error"] = "invalid bearer token" if token else "token is empty"
         else:
-            if user is not None:
-                status.update(authenticated=True, user=user.as_user_info(), audiences=audiences)
+            info = user.as_user_info()
+            if AUTHENTICATED_GROUP not in info["groups"]:
+                info["groups"].append(AUTHENTICATED_GROUP)     # as the request chain adds it
+            status.update(authenticated=True, user=info, audiences=audiences)
         review["status"] = status
         return review
 
     async def _review_user(self, token: str, wanted: list):
+        """(user, the audiences the token is good for) from the token chain; 401 when no
+        authenticator accepts the token."""
         if not token:
             raise errors.unauthorized("token is empty")
         if self.authenticator.is_ours(token):

@@ -183,6 +183,7 @@ def test_token_review_answers_for_audiences(secured):
         status = r.json()["status"]
         assert status["authenticated"] is True and status["audiences"] == ["vault"]
         assert status["user"]["username"] == "system:serviceaccount:default:reviewed"
+        assert "system:authenticated" in status["user"]["groups"]
         review["spec"]["audiences"] = []          # the apiserver's audience: not this token's
         status = admin.post("/apis/authentication.k8s.io/v1/tokenreviews", json=review).json()["status"]
         assert status["authenticated"] is False and status["error"]
