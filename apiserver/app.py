@@ -163,7 +163,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     guarded = _guard(authenticator, filters, authorizer)
     _add_discovery(app, registry, storage, guarded)
     _add_openapi(app, registry, guarded)
-    streams = ExecProxy(store, registry, kubelet or KubeletConnection(), authenticator, authorizer)
+    streams = ExecProxy(store, registry, kubelet or KubeletConnection(), authenticator, authorizer, filters)
     for subresource in ("exec", "attach", "portforward"):
         app.router.add_websocket_route(f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/{subresource}",
                                        streams.serve)

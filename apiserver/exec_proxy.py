@@ -30,9 +30,11 @@ except ImportError:
 
 from apiserver import errors
 from apiserver.auth.attributes import connect_verbs, request_attributes
+from apiserver.auth.user import ANONYMOUS
 from apiserver.encoding import error_response
 from apiserver.kubelet_proxy import KubeletConnection, log_container
 from apiserver.paths import Target, resolve
+from apiserver.requestfilters import RequestFilters
 from apiserver.resources import ResourceStore
 
 log = logging.getLogger(__name__)
@@ -136,8 +138,9 @@ class ExecProxy:
     """Serves pods/exec and pods/attach WebSockets."""
 
     def __init__(self, store: ResourceStore, registry, connection: KubeletConnection, authenticator=None,
-                 authorizer=None):
+                 authorizer=None, filters: Optional[RequestFilters] = None):
         self.store, self.registry, self.connection = store, registry, connection
+        self.filters = filters or RequestFilters()   # the audit log (apiserver.requestfilters)
         self.authenticator = authenticator  # as create_app's: raises ApiError 401/403
         self.authorizer = authorizer        # as create_app's: authorize(Attributes) raises the 403
         self.nodes = registry.by_kind("Node", "")
@@ -145,21 +148,28 @@ class ExecProxy:
     async def serve(self, websocket: WebSocket) -> None:
         """The WebSocket endpoint. A request that cannot be served is refused before the
         upgrade with an HTTP answer carrying its Status (kubectl prints its reason)."""
+        tracked = self.filters.track(websocket)
+        anonymous = ANONYMOUS if self.authenticator is not None else None
+        user = lambda: getattr(websocket.state, "user", None) or anonymous   # noqa: E731 - as far as authentication got
         try:
             kubelet = await self._connect(websocket)
         except errors.ApiError as exc:
             log.info("exec refused for %s: %s", websocket.url.path, exc.message)
+            tracked.websocket_event("ResponseComplete", exc.code, user())
             await _refuse(websocket, exc)
             return
         except Exception:  # noqa: BLE001 - the catch-all of this endpoint: log, refuse
             log.exception("exec proxy failed for %s", websocket.url.path)
+            tracked.websocket_event("ResponseComplete", 500, user())
             await websocket.close(code=POLICY_VIOLATION, reason="internal error")
             return
         try:
             await websocket.accept(subprotocol=kubelet.subprotocol)
+            tracked.websocket_event("ResponseStarted", 101, user())
             await _pump_both_ways(websocket, kubelet)
         finally:
             await kubelet.close()
+            tracked.websocket_event("ResponseComplete", 101, user())
 
     async def refuse_spdy(self, request: Request) -> Response:
         """The SPDY fallback kubectl tries when a WebSocket upgrade fails (a POST asking for

@@ -54,7 +54,7 @@ class Tracked:
         scope = request.scope
         query = scope.get("query_string", b"")
         watch = urllib.parse.parse_qs(query.decode()).get("watch", [""])[-1] if b"watch" in query else ""
-        self.info = request_info(scope["method"], scope["path"], {"watch": watch})
+        self.info = request_info(scope.get("method", "GET"), scope["path"], {"watch": watch})   # WebSockets: GET
         self.record: AuditRecord | None = None
         self.release: Release = _nothing
         self.admitted = False
@@ -92,6 +92,17 @@ class Tracked:
                              self.notes.annotations)
         self.release()
         return response
+
+    def websocket_event(self, stage: str, code: int, user) -> None:
+        """For a WebSocket stream (exec, attach, port-forward), which has no Response:
+        ResponseStarted once accepted (code 101), ResponseComplete when it ends or is refused
+        (its Status code); ``user`` is the caller as far as authentication got (None: the
+        apiserver runs without authentication)."""
+        if not self.admitted:
+            self.admitted = True
+            self._begin_audit(user)
+        if self.record is not None:
+            self.record.responded(stage, code, None, self.notes.annotations)
 
     def _complete_stream(self, code: int) -> None:
         if self.record is not None:

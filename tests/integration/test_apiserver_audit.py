@@ -174,3 +174,17 @@ def test_a_malformed_policy_is_refused_with_the_reason():
     from apiserver.audit import AuditPolicyError
     with pytest.raises(AuditPolicyError, match="level must be one of"):
         parse_policy({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "Everything"}]})
+
+
+def test_an_exec_websocket_is_audited_even_when_refused(audited):
+    import socket
+    api, log = audited
+    host, port = api.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /api/v1/namespaces/default/pods/nowhere/exec?command=sh&stdout=1 HTTP/1.1\r\n"
+                     b"Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Test-User: mallory\r\n\r\n")
+        assert b" 404 " in sock.recv(4096).split(b"\r\n")[0] + b" "
+    event = wait_for(lambda: find(log, name="nowhere"))[0]
+    assert event["objectRef"]["subresource"] == "exec" and event["responseStatus"]["code"] == 404
+    assert event["user"]["username"] == "mallory" and event["stage"] == "ResponseComplete"
