@@ -36,6 +36,7 @@ from cluster.controlplane import ControlPlaneError, StaticControlPlane
 from cluster.etcd import EtcdError, EtcdProcess, free_port, port_in_use
 from cluster.kubeconfig import merge_into_user_config, user_kubeconfig_path
 from cluster.pki import PKIError
+from cluster.storageclass import ensure_local_path_class
 
 DEFAULT_DATA_DIR = Path("/var/lib/pkube")
 DEFAULT_PORT = 6443
@@ -275,6 +276,10 @@ class Cluster:
             ensure_kube_dns_service(self.config.kubeconfig_path, cluster_dns_ip())
         except (ApiError, OSError, KubeconfigError) as err:
             self.log(f"could not create the kube-dns Service: {err}")
+        try:
+            ensure_local_path_class(self.config.kubeconfig_path, self.config.data_dir)
+        except (ApiError, OSError, KubeconfigError) as err:
+            self.log(f"could not create the local-path StorageClass: {err}")
 
     def start_processes(self) -> None:
         """etcd, the apiserver, the other components (and the kubelet) as child processes."""

@@ -109,6 +109,7 @@ def scheduler_rules() -> list[dict]:
             rule(READ + ("delete",), [""], ["pods"]),
             rule(["create"], [""], ["pods/binding", "bindings"]),
             rule(["patch", "update"], [""], ["pods/status"]),
+            rule(["patch", "update"], [""], ["persistentvolumeclaims"]),   # volume binding: selected-node
             rule(READ, [APPS], ["replicasets", "statefulsets"]),
             rule(READ, [POLICY], ["poddisruptionbudgets"]),
             rule(READ, ["storage.k8s.io"], ["storageclasses", "csinodes", "csidrivers", "csistoragecapacities"]),
