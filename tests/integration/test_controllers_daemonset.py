@@ -24,14 +24,14 @@ def daemonset(name, image="busybox:1", strategy=None, **pod_spec):
                                   "spec": {"containers": [{"name": "c", "image": image}], **pod_spec}}}}
 
 
-def with_cluster(apiserver, nodes, scenario, timeout=60):
+def with_cluster(apiserver, nodes, scenario, timeout=60, controller=daemonset_controller):
     """Run ``scenario(client, hollow)`` with ``nodes`` hollow nodes (h-0...), the scheduler and
-    the daemonset controller."""
+    the daemonset controller (or another ``controller`` module)."""
     async def main():
         async with AsyncApiClient(ClientConfig(apiserver.url)) as client:
             hollow = HollowNodes(client, node_names(nodes, "h-"), HollowConfig())
             tasks = [asyncio.ensure_future(hollow.run()), asyncio.ensure_future(Scheduler(client).run()),
-                     asyncio.ensure_future(run_daemonset_controller(client))]
+                     asyncio.ensure_future(run_controller(client, controller))]
             try:
                 await asyncio.wait_for(hollow.wait_registered(), 30)
                 await asyncio.wait_for(scenario(client, hollow), timeout)
@@ -42,10 +42,10 @@ def with_cluster(apiserver, nodes, scenario, timeout=60):
     asyncio.run(main())
 
 
-async def run_daemonset_controller(client):
-    """The daemonset controller alone, as the controller-manager runs it."""
+async def run_controller(client, module):
+    """One controller (``module.new_controller``) alone, as the controller-manager runs it."""
     ctx = ControllerContext.create(client)
-    controller = daemonset_controller.new_controller(ctx)
+    controller = module.new_controller(ctx)
     ctx.informers.start()
     events = asyncio.ensure_future(ctx.recorder.run())
     try:

@@ -248,3 +248,20 @@ def _bare(apiserver, scenario):
         async with AsyncApiClient(ClientConfig(apiserver.url)) as client:
             await scenario(client)
     asyncio.run(main())
+
+
+def test_ordered_ready_on_hollow_nodes_bound_by_the_scheduler(apiserver):
+    from controllers import statefulset as statefulset_controller
+    from tests.integration.test_controllers_daemonset import with_cluster
+
+    async def scenario(client, hollow):
+        async def body(events):
+            await client.create(STATEFULSETS, statefulset("h", 4, claims=()))
+            await until(status_is(client, "h", readyReplicas=4, replicas=4))
+            for ordinal in range(1, 4):
+                assert events.index(("ready", f"h-{ordinal - 1}")) < events.index(("created", f"h-{ordinal}")), \
+                    events.seen
+            nodes = {(await client.get(PODS, f"h-{i}", "default"))["spec"]["nodeName"] for i in range(4)}
+            assert nodes <= {"h-0", "h-1"} and len(nodes) == 2          # spread by the scheduler
+        await with_events(client, "h", body)
+    with_cluster(apiserver, 2, scenario, controller=statefulset_controller)
