@@ -192,11 +192,11 @@ class PersistentVolumeController(Controller):
         ref = {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": claim_meta.get("namespace"),
                "name": claim_meta["name"], "uid": claim_meta.get("uid"),
                "resourceVersion": claim_meta.get("resourceVersion")}
-        patch: dict = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "spec": {"claimRef": ref}}
-        if not (volume.get("spec") or {}).get("claimRef"):
-            patch["metadata"]["annotations"] = {storage.ANN_BOUND_BY_CONTROLLER: "yes"}
-        if (volume.get("spec") or {}).get("claimRef", {}).get("uid") != claim_meta.get("uid") or \
-                not (volume.get("spec") or {}).get("claimRef"):
+        current = (volume.get("spec") or {}).get("claimRef") or {}
+        if current.get("uid") != claim_meta.get("uid"):
+            patch: dict = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "spec": {"claimRef": ref}}
+            if not current:
+                patch["metadata"]["annotations"] = {storage.ANN_BOUND_BY_CONTROLLER: "yes"}
             volume = await self.client.patch(PERSISTENTVOLUMES, meta["name"], patch)
         if (volume.get("status") or {}).get("phase") != "Bound":
             volume = await self.client.patch(PERSISTENTVOLUMES, meta["name"], {"status": {"phase": "Bound"}},
