@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,6 +98,11 @@ def test_a_pod_claim_of_the_default_class_is_a_directory_on_the_node_until_the_c
         assert directory.parent == node_cluster.data_dir.resolve() / "storage"
         assert (directory / "note").read_text() == "hello from the pod\n"
         volume = get_json(node_cluster, "pvc", "notes")["spec"]["volumeName"]
+        described = kubectl(node_cluster, "describe", "pvc", "notes").stdout
+        assert "Used By:       notes-writer" in described and "Capacity:      64Mi" in described
+        pdescribed = subprocess.run([sys.executable, "-m", "kubectl", "--kubeconfig", str(node_cluster.kubeconfig),
+                                     "describe", "pvc", "notes"], capture_output=True, text=True, timeout=60)
+        assert pdescribed.returncode == 0 and "notes" in pdescribed.stdout, pdescribed.stderr
 
         kubectl(node_cluster, "delete", "pod", "notes-writer", "--timeout=60s", timeout=70)
         kubectl(node_cluster, "delete", "pvc", "notes", "--timeout=60s", timeout=70)
