@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 
 from api import autoscaling
-
 from api import defaults_batch
 from api import validation_apps, validation_storage
 
@@ -233,9 +232,6 @@ def _default_nothing(obj: dict) -> None:
 
 
 _BY_KIND = {
-    "PersistentVolume": validation_storage.default_persistent_volume,
-    "PersistentVolumeClaim": validation_storage.default_persistent_volume_claim,
-    "StorageClass": validation_storage.default_storage_class,
     "Pod": _default_pod,
     "Deployment": _default_deployment,
     "ReplicaSet": _default_replica_set,
@@ -247,8 +243,12 @@ _BY_KIND = {
     "Secret": _default_secret,
     "ConfigMap": _default_nothing,
     "Namespace": _default_namespace,
+    "HorizontalPodAutoscaler": autoscaling.default_horizontal_pod_autoscaler,
+    "PersistentVolume": validation_storage.default_persistent_volume,
+    "PersistentVolumeClaim": validation_storage.default_persistent_volume_claim,
+    "StorageClass": validation_storage.default_storage_class,
     "Job": defaults_batch.default_job,
     "CronJob": defaults_batch.default_cron_job,
     "ReplicationController": defaults_batch.default_replication_controller,
-    "HorizontalPodAutoscaler": autoscaling.default_horizontal_pod_autoscaler,
 }
+

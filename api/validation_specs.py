@@ -584,9 +584,6 @@ def lease(obj: dict) -> list:
 
 
 BY_KIND = {
-    "PersistentVolume": lambda obj: _storage().persistent_volume(obj),
-    "PersistentVolumeClaim": lambda obj: _storage().persistent_volume_claim(obj),
-    "StorageClass": lambda obj: _storage().storage_class(obj),
     "Scale": scale,
     "Lease": lease,
     "Pod": pod,
@@ -601,18 +598,15 @@ BY_KIND = {
     "Secret": secret,
     "ConfigMap": config_map,
     "Node": node,
+    "PodDisruptionBudget": lambda obj: _policy().pod_disruption_budget(obj),
+    "HorizontalPodAutoscaler": lambda obj: _policy().horizontal_pod_autoscaler(obj),
+    "PersistentVolume": lambda obj: _storage().persistent_volume(obj),
+    "PersistentVolumeClaim": lambda obj: _storage().persistent_volume_claim(obj),
+    "StorageClass": lambda obj: _storage().storage_class(obj),
     "Job": lambda obj: _batch().job(obj),
     "CronJob": lambda obj: _batch().cron_job(obj),
     "ReplicationController": lambda obj: _batch().replication_controller(obj),
-    "PodDisruptionBudget": lambda obj: _policy().pod_disruption_budget(obj),
-    "HorizontalPodAutoscaler": lambda obj: _policy().horizontal_pod_autoscaler(obj),
 }
-
-
-def _storage():
-    """api.validation_storage (imported late: it builds on this module)."""
-    from api import validation_storage
-    return validation_storage
 
 
 def _apps():
@@ -621,13 +615,19 @@ def _apps():
     return validation_apps
 
 
-def _policy():
-    """api.validation_policy (imported late: it builds on this module)."""
-    from api import validation_policy
-    return validation_policy
-
-
 def _batch():
     """api.validation_batch (imported late: it builds on this module)."""
     from api import validation_batch
     return validation_batch
+
+
+def _storage():
+    """api.validation_storage (imported late: it builds on this module)."""
+    from api import validation_storage
+    return validation_storage
+
+
+def _policy():
+    """api.validation_policy (imported late: it builds on this module)."""
+    from api import validation_policy
+    return validation_policy

@@ -723,12 +723,10 @@ def _row(resource: str, obj: dict, include_object: str, now: datetime.datetime, 
 
 # The apps printers (DaemonSet, StatefulSet, ControllerRevision) register themselves in PRINTERS.
 import apiserver.tables_apps  # noqa: E402,F401
-
-
-# The PodDisruptionBudget and HorizontalPodAutoscaler printers register themselves in PRINTERS.
-import apiserver.tables_policy  # noqa: E402,F401
 # The batch printers (Job, CronJob) and ReplicationController's register themselves in PRINTERS.
 import apiserver.tables_batch  # noqa: E402,F401
+# The PodDisruptionBudget and HorizontalPodAutoscaler printers register themselves in PRINTERS.
+import apiserver.tables_policy  # noqa: E402,F401
 # The PersistentVolume, PersistentVolumeClaim and StorageClass printers register themselves in PRINTERS.
 import apiserver.tables_storage  # noqa: E402,F401
 # The CertificateSigningRequest printer registers itself in PRINTERS.

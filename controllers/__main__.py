@@ -28,11 +28,11 @@ OPTION_FLAGS = (
     ("--node-monitor-period", float, "node lifecycle: seconds between node checks"),
     ("--cluster-cidr", str, "node IPAM: the pod network (default 10.244.0.0/16)"),
     ("--node-cidr-mask-size", int, "node IPAM: prefix length of each node's podCIDR (default 24)"),
-    ("--terminated-pod-gc-threshold", int, "pod GC: terminated pods kept before the oldest go (default 12500; 0: off)"),
     ("--horizontal-pod-autoscaler-sync-period", float, "HPA: seconds between two syncs of each autoscaler (default 15)"),
     ("--root-ca-file", str, "root CA publisher: the CA put into every namespace's ConfigMap kube-root-ca.crt"),
     ("--cluster-signing-cert-file", str, "CSR signer: the cluster CA's certificate"),
     ("--cluster-signing-key-file", str, "CSR signer: the cluster CA's private key"),
+    ("--terminated-pod-gc-threshold", int, "pod GC: terminated pods kept before the oldest go (default 12500; 0: off)"),
 )
 
 

@@ -117,8 +117,7 @@ class ProxyServer:
         try:
             await self.service_informer.wait_synced()
             await self.slice_informer.wait_synced()
-            if self.dns is not None:
-                await self.dns.start()
+            await self._start_dns()
             await self._rebuild()
             tasks.append(asyncio.ensure_future(self._tick()))
             await self._loop()
@@ -128,6 +127,17 @@ class ProxyServer:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.dns is not None:
                 await self.dns.stop()
+
+    async def _start_dns(self) -> None:
+        """Serve the cluster DNS; when its address cannot be bound (another proxy has it),
+        the Services are still routed and the error is logged."""
+        if self.dns is None:
+            return
+        try:
+            await self.dns.start()
+        except OSError as e:
+            log.error("cannot serve the cluster DNS on %s:%d: %s", self.dns.address, self.dns.port, e)
+            self.dns = None
 
     async def _rebuild(self) -> None:
         """The whole table; retried every second until nft accepts the bare table."""
