@@ -62,6 +62,7 @@ def test_budget_status_then_evictions_201_then_429(apiserver):
         assert (allowed["status"], allowed["reason"]) == ("True", "SufficientPods")
 
         first, second = (p["metadata"]["name"] for p in (await live_pods(client, "web"))[:2])
+        scenario.kubelet.hold_all = True    # the replacement stays unready until the test says so
         response = await evict(apiserver.url, first)
         assert response.status_code == 201, response.text
         assert response.json()["status"] == "Success"
@@ -77,6 +78,10 @@ def test_budget_status_then_evictions_201_then_429(apiserver):
         assert (await client.get(PODS, second, "default"))["metadata"].get("deletionTimestamp") is None
 
         # the replacement becomes Ready: the budget allows one disruption again
+        scenario.kubelet.hold_all = False
+        for pod in await live_pods(client, "web"):
+            if (pod.get("status") or {}).get("phase") != "Running":
+                await scenario.kubelet.mark_ready(pod)
         await settled_budget(client, "web-pdb", currentHealthy=3, disruptionsAllowed=1)
         assert (await evict(apiserver.url, second)).status_code == 201
     with_controllers(apiserver, scenario, names=("replicaset", "deployment", "disruption"))
