@@ -178,7 +178,7 @@ def control_plane(config: ClusterConfig, etcd_endpoint: str) -> list[Component]:
     logs = config.log_dir
     apiserver = Component(
         "apiserver",
-        python_module("apiserver", "--etcd-servers", etcd_endpoint, "--bind-address", "127.0.0.1",
+        python_module("apiserver", "--etcd-servers", etcd_endpoint, "--bind-address", "0.0.0.0",
                       *dataprotection.apiserver_flags(config.data_dir),
                       "--port", str(config.port), *apiserver_security_flags(config.pki_dir),
                       *serviceaccountkey.apiserver_flags(config.pki_dir)),
