@@ -67,7 +67,8 @@ def test_the_real_kubectl_works_with_the_admin_kubeconfig(cluster, kubectl):
     assert "namespace/kube-system" in done.stdout.split()
     refused = subprocess.run([kubectl, "--server", cluster.server, "--certificate-authority", str(cluster.ca_file),
                               "--token", "not-a-token", "get", "pods"], capture_output=True, text=True, timeout=60,
-                             stdin=subprocess.DEVNULL, env={"KUBECONFIG": "/dev/null", "PATH": "/usr/bin:/bin"})
+                             stdin=subprocess.DEVNULL, env={"KUBECONFIG": "/dev/null", "PATH": "/usr/bin:/bin",
+                                                                "HOME": str(cluster.data_dir)})
     assert refused.returncode != 0 and "You must be logged in to the server" in refused.stderr
 
 
