@@ -110,17 +110,25 @@ class JobController(Controller):
         results = await asyncio.gather(*(self._delete_pod(p) for p in plan.delete), return_exceptions=True)
         errors = [r for r in results if isinstance(r, Exception)]
         for pod, result in zip(plan.delete, results):
-            if isinstance(result, Exception):
+            if isinstance(result, Exception) or result is False:
                 self.expectations.observed_delete(key, object_key(pod))
         if errors:
             raise errors[0]
 
-    async def _delete_pod(self, pod: dict) -> None:
+    async def _delete_pod(self, pod: dict) -> bool:
+        """Delete a pod the plan drops; False (nothing deleted) when the live pod has already
+        finished: the cache showed it running, and a finished pod is the Job's record of its
+        success or failure, never an extra one to remove."""
         meta = pod["metadata"]
         try:
+            live = await self.client.get(PODS, meta["name"], meta["namespace"])
+            if (live.get("status") or {}).get("phase") in ("Succeeded", "Failed") and \
+                    not (live["metadata"].get("uid") != meta.get("uid")):
+                return False
             await self.client.delete(PODS, meta["name"], meta["namespace"])
         except NotFound:
             pass
+        return True
 
     async def _create(self, key: str, job: dict, plan: JobPlan) -> int:
         """Create the pods the plan asks for (at most ``burst``); how many were created."""
