@@ -98,7 +98,8 @@ def test_a_noexecute_taint_gets_its_time(cli):
 class StandInKubelet:
     """The kubelet's last word in a graceful delete: every pod of node n1 that gets a
     deletionTimestamp is removed (DELETE with grace 0), as a kubelet does once its
-    containers stopped. Runs a watch in a thread until ``stop``."""
+    containers stopped. Runs a watch in a thread until ``stop``: each watch starts with the
+    pods as they are (ADDED), so a deletion in the gap between two watches is not missed."""
 
     def __init__(self, cli: Cli):
         self.cli, self.stopped = cli, threading.Event()
@@ -124,7 +125,9 @@ class StandInKubelet:
                     for line in events.iter_lines():
                         event = json.loads(line) if line.strip() else {}
                         meta = (event.get("object") or {}).get("metadata") or {}
-                        if event.get("type") == "MODIFIED" and meta.get("deletionTimestamp"):
+                        # ADDED too: a watch that starts after the eviction lists the pod,
+                        # deletionTimestamp already set, as ADDED (the gap between two watches).
+                        if event.get("type") in ("ADDED", "MODIFIED") and meta.get("deletionTimestamp"):
                             http.request("DELETE", f"{PODS}/{meta['name']}", json={"gracePeriodSeconds": 0})
 
 
