@@ -58,6 +58,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="seconds between etcd compactions (0: never)")
     parser.add_argument("--event-ttl", type=float, default=3600.0,
                         help="seconds an Event is kept (0: forever)")
+    parser.add_argument("--endpoint-lease-duration", type=float, default=15.0,
+                        help="seconds after its last renewal that a stopped apiserver leaves the "
+                             "kubernetes Service's endpoints")
     parser.add_argument("--kubelet-certificate-authority", default=None,
                         help="CA file to verify kubelets' serving certificates with")
     parser.add_argument("--kubelet-client-certificate", help="the certificate presented to kubelets")
@@ -106,6 +109,7 @@ async def serve(args: argparse.Namespace) -> None:
                      authorizer=authorization.authorizer(args), service_cidr=args.service_cidr,
                      node_port_range=node_ports, close_storage=True,
                      event_ttl=args.event_ttl, advertise=advertise, kubelet=_kubelet_connection(args),
+                     endpoint_lease_duration=args.endpoint_lease_duration,
                      authenticator=authenticator, service_accounts=tokenrequest.from_flags(args, authenticator))
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=2,

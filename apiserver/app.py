@@ -25,6 +25,8 @@ from apiserver.allocators import NodePortAllocator, ServiceIPAllocator
 from apiserver.auth.attributes import from_request_info
 from apiserver.auth.reviews import Reviews
 from apiserver.bootstrap import KubernetesService
+from apiserver.endpointleases import DEFAULT_DURATION as DEFAULT_ENDPOINT_LEASE
+from apiserver.endpointleases import EndpointLeases
 from apiserver.certificates import CertificateSigningRequests
 from apiserver.customresources import CustomResourceDefinitions
 from apiserver.deletion import Deleter
@@ -78,6 +80,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                kubelet: Optional[KubeletConnection] = None,
                event_ttl: float = DEFAULT_EVENT_TTL,
                advertise: Optional[tuple[str, int, str]] = None,
+               endpoint_lease_duration: float = DEFAULT_ENDPOINT_LEASE,
                admission_plugins: Sequence[object] = (),
                filters: Optional[RequestFilters] = None,
                authorizer: Optional[object] = None,
@@ -86,7 +89,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     the namespace tasks; ``close_storage`` closes ``storage`` at shutdown.
     ``kubelet`` says how pods/log reaches kubelets (https on 10250 by default).
     Events older than ``event_ttl`` seconds are deleted (0: never). With ``advertise``
-    (address, port, scheme), the ``kubernetes`` Service is made to point there.
+    (address, port, scheme), the ``kubernetes`` Service is made to point there, and at every
+    other apiserver that renewed its endpoint Lease within ``endpoint_lease_duration`` seconds.
     ``admission_plugins`` run on every write, in order (apiserver.admission).
     ``filters`` holds the audit log and the in-flight limits (apiserver.requestfilters).
     ``authorizer`` (apiserver.auth.authorizer.Union: ``authorize(Attributes)`` raising the
@@ -126,6 +130,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     reaper = EventReaper(storage, ttl=event_ttl) if event_ttl > 0 else None
     kubernetes_service = (KubernetesService(store, registry, service_cidr, *advertise)
                           if advertise is not None else None)
+    endpoint_leases = (EndpointLeases(store, registry, kubernetes_service, endpoint_lease_duration)
+                       if kubernetes_service is not None else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -139,11 +145,14 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
         await store.admission.start()
         if kubernetes_service is not None:
             await kubernetes_service.ensure()
+            await endpoint_leases.start()
         if reaper is not None:
             reaper.start()
         try:
             yield
         finally:
+            if endpoint_leases is not None:
+                await endpoint_leases.stop()
             if reaper is not None:
                 await reaper.stop()
             await store.admission.stop()

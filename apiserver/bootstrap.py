@@ -6,6 +6,8 @@ of the service range, port 443 to the apiserver's port, with an Endpoints and
 an EndpointSlice naming the advertised address. A moved apiserver (another
 address or port) updates the endpoints; a ``kubernetes`` Service made by
 someone else, or a first address already taken, is left alone and logged.
+With several apiservers, ``publish`` puts every live one in the endpoints
+(apiserver/endpointleases.py decides which are live).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def default_advertise_address(bind_address: str) -> str:
 
 
 class KubernetesService:
-    """Keeps default/kubernetes pointing at ``address``:``port``."""
+    """Keeps default/kubernetes pointing at ``address``:``port`` (and at the other
+    live apiservers' addresses once ``publish`` names them)."""
 
     def __init__(self, store: ResourceStore, registry: Registry, service_cidr: str,
                  address: str, port: int, scheme: str = "https"):
@@ -49,15 +52,34 @@ class KubernetesService:
                       (("Service", ""), ("Endpoints", ""), ("EndpointSlice", "discovery.k8s.io"))}
         self.cluster_ip = str(ipaddress.ip_network(service_cidr, strict=False)[1])
         self.address, self.port, self.port_name = address, port, scheme
+        self.addresses = [address]
 
     async def ensure(self) -> None:
         """Create or correct the Service and its endpoints; never raises (logs)."""
         try:
             if await self._ensure_service():
-                await self._ensure("Endpoints", self.endpoints())
-                await self._ensure("EndpointSlice", self.endpoint_slice())
+                await self._ensure_endpoints()
         except Exception:  # noqa: BLE001 - the apiserver serves without it
             log.exception("could not make the %s/%s Service", NAMESPACE, NAME)
+
+    async def publish(self, addresses: list[str]) -> None:
+        """Point the endpoints at ``addresses`` (every live apiserver, this one included;
+        sorted, so that every apiserver writes the same object). Written only when the
+        Service is ours and something changed; never raises (logs)."""
+        self.addresses = sorted(set(addresses) | {self.address}, key=ipaddress.ip_address)
+        try:
+            if await self._current_is_ours():
+                await self._ensure_endpoints()
+        except Exception:  # noqa: BLE001 - the apiserver serves without it
+            log.exception("could not update the %s/%s endpoints", NAMESPACE, NAME)
+
+    async def _ensure_endpoints(self) -> None:
+        await self._ensure("Endpoints", self.endpoints())
+        await self._ensure("EndpointSlice", self.endpoint_slice())
+
+    async def _current_is_ours(self) -> bool:
+        current = await self._current("Service")
+        return current is not None and (current["metadata"].get("labels") or {}).get("provider") == "kubernetes"
 
     async def _ensure_service(self) -> bool:
         """True when the Service is ours to keep (created now, or found with our labels)."""
@@ -109,7 +131,7 @@ class KubernetesService:
         return {"apiVersion": "v1", "kind": "Endpoints",
                 "metadata": {"name": NAME, "namespace": NAMESPACE,
                              "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-                "subsets": [{"addresses": [{"ip": self.address}],
+                "subsets": [{"addresses": [{"ip": address} for address in self.addresses],
                              "ports": [{"name": self.port_name, "port": self.port, "protocol": "TCP"}]}]}
 
     def endpoint_slice(self) -> dict:
@@ -118,5 +140,5 @@ class KubernetesService:
                 "metadata": {"name": NAME, "namespace": NAMESPACE,
                              "labels": {"kubernetes.io/service-name": NAME}},
                 "addressType": family,
-                "endpoints": [{"addresses": [self.address], "conditions": {"ready": True}}],
+                "endpoints": [{"addresses": [address], "conditions": {"ready": True}} for address in self.addresses],
                 "ports": [{"name": self.port_name, "port": self.port, "protocol": "TCP"}]}

@@ -6,7 +6,10 @@ import subprocess
 import sys
 from contextlib import contextmanager
 
+from cluster.etcd import free_port
+from tests.helpers.waiting import wait_for
 from tests.integration.conftest import start_apiserver, stop_apiserver
+from tests.integration.processes import start_component, stop_all
 
 
 @contextmanager
@@ -65,3 +68,49 @@ def test_a_bad_advertise_address_is_one_clear_line():
                           "--etcd-servers", "127.0.0.1:1", "--port", "1"], capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert run.stderr.strip().splitlines() == ["apiserver: --advertise-address 'not-an-ip' is not an IP address"]
+
+
+# ---------------------------------------------------------------- several apiservers
+
+def _endpoint_addresses(http) -> tuple[list[str], list[str]]:
+    """(Endpoints addresses, EndpointSlice addresses) of default/kubernetes."""
+    ep = http.get("/api/v1/namespaces/default/endpoints/kubernetes").json()
+    eps = http.get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes").json()
+    return ([a["ip"] for a in ep["subsets"][0]["addresses"]],
+            [e["addresses"][0] for e in eps["endpoints"]])
+
+
+def _wait_addresses(http, want: list[str], timeout: float = 10) -> None:
+    wait_for(lambda: _endpoint_addresses(http) == (want, want), timeout=timeout)
+
+
+def test_every_live_apiserver_is_an_endpoint_and_a_stopped_one_leaves_at_once(etcd):
+    first, api = start_apiserver(etcd, advertise=("127.0.0.2", 6443, "https"), endpoint_lease_duration=1.5)
+    try:
+        second, _ = start_apiserver(etcd, advertise=("127.0.0.3", 6443, "https"), endpoint_lease_duration=1.5)
+        with api.client() as http:
+            _wait_addresses(http, ["127.0.0.2", "127.0.0.3"])
+            stop_apiserver(second)
+            _wait_addresses(http, ["127.0.0.2"], timeout=1)
+            leases = http.get("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases").json()["items"]
+            assert [lease["spec"]["holderIdentity"] for lease in leases] == ["127.0.0.2:6443"]
+    finally:
+        stop_apiserver(first)
+
+
+def test_a_killed_apiserver_leaves_the_endpoints_when_its_lease_expires(etcd, tmp_path):
+
+    port = free_port()   # every apiserver of a cluster serves on the same port
+    first, api = start_apiserver(etcd, advertise=("127.0.0.2", port, "http"), endpoint_lease_duration=1.5)
+    killed = start_component("apiserver", [
+        "--etcd-servers", f"http://127.0.0.1:{etcd.client_port}", "--port", str(port),
+        "--advertise-address", "127.0.0.4", "--endpoint-lease-duration", "1.5"], tmp_path / "apiserver.log")
+    try:
+        with api.client() as http:
+            _wait_addresses(http, ["127.0.0.2", "127.0.0.4"], timeout=30)
+            killed.kill()
+            killed.wait(10)
+            _wait_addresses(http, ["127.0.0.2"], timeout=10)
+    finally:
+        stop_all([killed])
+        stop_apiserver(first)
