@@ -18,7 +18,14 @@ Prints, measured in one run on this machine (with the load average: it moves the
     the same with `site` (as pip's console script starts it), the imports a `run` needs,
     and `python -m pdocker` with no cached bytecode (a checkout nobody byte-compiled, where
     PYTHONDONTWRITEBYTECODE is set);
-  - the same pdocker run with the default bridge network (a veth per container);
+  - the same pdocker run with the default bridge network (a veth per container), in the same
+    rounds;
+  - podman (Debian's package: the daemonless Docker-compatible tool a user would pick
+    instead) running `true` in the same busybox rootfs, imported with `podman import` from a
+    tarball of the layer runc's bundle copies, in storage of its own under the bench's temp
+    dir, with `--network none` and with its default network, interleaved with pdocker's
+    two modes and runc in the same rounds (`--ulimit nofile=1024:1024 --ulimit
+    nproc=4096:4096`: podman's default rlimits are refused on these machines);
   - container start through the library (create -> the container's process has exec'd),
     p50 and p99 — goal p50 <= 10 ms — and the kernel's floor under it: moving a process
     into its cgroups (an RCU grace period on cgroup v1); on a hybrid host, the same starts
@@ -32,7 +39,7 @@ Before measuring it byte-compiles runtime/ and pdocker/ (as `make setup` does), 
 depend on whether an earlier command happened to leave bytecode behind.
 
 Usage (root): python bench/runtime.py [--runs 10] [--starts 100] [--concurrent 50] [--idle 20]
-                                      [--cli-only] [--gap 0.1] [--baseline DIR]
+                                      [--cli-only] [--gap 0.1] [--baseline DIR] [--no-podman]
 """
 
 from __future__ import annotations
@@ -51,11 +58,13 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.measure import python_loop_line  # noqa: E402
 from runtime.cgroups import DEFAULT_ROOT as CGROUP_ROOT, CgroupManager  # noqa: E402
 from pdocker.launcher import is_launcher  # noqa: E402
 from runtime.network import BridgeNetwork  # noqa: E402
@@ -66,6 +75,11 @@ from runtime.spec import ContainerSpec, SandboxSpec  # noqa: E402
 # move is cheap (pdocker/launcher.py); no timed command may start inside one another left
 # open, as a user's commands, seconds apart, never do
 GAP = 0.1
+
+# podman's default rlimits (nofile 1048576) are refused on these machines
+PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
+# the bridge podman's default network makes on first use (removed after when the bench made it)
+PODMAN_BRIDGE = "cni-podman0"
 
 # the modules `pdocker run --rm busybox true` imports (python -X importtime says which), on
 # the path the launcher gives them, ending as the launcher ends (os._exit: no teardown)
@@ -158,36 +172,98 @@ def runc_bundle(rt: Runtime, base: Path) -> Path:
 
 
 def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | None = None,
-              gap: float = GAP) -> None:
+              gap: float = GAP, podman: bool = True) -> None:
     options = ["--root", str(rt.root), "--cgroup-parent", parent]
     true = ["run", "--rm", "--network", "none", "busybox", "true"]
-    python = sys.executable
     scripts = pdocker_commands(base)
-    pdocker = scripts["pdocker"] + options
-    no_bytecode = [python, "-B", "-X", f"pycache_prefix={base / 'empty-pycache'}", "-m", "pdocker"]
     cmds = {name: (script + options + true, REPO) for name, script in scripts.items()}
-    cmds.update({"interpreter": ([python, "-I", "-S", "-c", "pass"], REPO),
-                 "site": ([python, "-c", "pass"], REPO),
-                 "imports": ([python, "-I", "-S", "-c", RUN_IMPORTS], REPO),
-                 "no-bytecode": (no_bytecode + options + true, REPO)})
-    if baseline is not None:   # another checkout's pdocker module, on the same root
-        byte_compile(baseline / "runtime")
-        # before the command line had its own package, `python -m runtime` was pdocker
-        cli = "pdocker" if (baseline / "pdocker").is_dir() else "runtime"
-        if cli == "pdocker":
-            byte_compile(baseline / "pdocker")
-        cmds["module"] = ([python, "-m", "pdocker"] + options + true, REPO)
-        cmds["baseline"] = ([python, "-m", cli] + options + true, baseline)
-    for cmd, cwd in cmds.values():   # warm: the image exists, the shim is built, caches are hot
-        subprocess.run(cmd, check=True, cwd=cwd)
-    bundle = runc_bundle(rt, base)
-    cmds["runc"] = (["runc", "--root", str(base / "runc-state"), "run", "--bundle", str(bundle),
-                     f"bench-{secrets.token_hex(4)}"], REPO)
-    print(f"load average: {load_average()} ({os.cpu_count()} CPUs); {gap * 1000:.0f} ms of quiet before each command")
-    results = timed_together(cmds, runs, gap)
+    cmds.update(startup_commands(base, options + true))
+    if baseline is not None:
+        cmds.update(baseline_commands(baseline, options + true))
+    bridge = bridge_options()
+    cmds["bridge"] = (scripts["pdocker"] + options + bridge + ["run", "--rm", "busybox", "true"], REPO)
+    try:
+        for cmd, cwd in cmds.values():   # warm: the image exists, the shim is built, caches are hot
+            subprocess.run(cmd, check=True, cwd=cwd, stdout=subprocess.DEVNULL)
+        bundle = runc_bundle(rt, base)
+        cmds["runc"] = (["runc", "--root", str(base / "runc-state"), "run", "--bundle", str(bundle),
+                         f"bench-{secrets.token_hex(4)}"], REPO)
+        with podman_commands(rt, base, enabled=podman) as extra:
+            cmds.update(extra)
+            print(f"load average: {load_average()} ({os.cpu_count()} CPUs); {gap * 1000:.0f} ms of quiet before each command")
+            results = timed_together(cmds, runs, gap)
+    finally:
+        BridgeNetwork(os.path.join(rt.root, "network"), bridge=bridge[1], subnet=bridge[3],
+                      nft_table=bridge[5]).teardown()
     print_cli(results, scripts["pdocker"][0], runs, baseline)
     print(f"load average: {load_average()}")
-    bench_bridge(rt, pdocker, runs, gap)
+
+
+def startup_commands(base: Path, run_args: list[str]) -> dict[str, tuple[list[str], Path]]:
+    """Where pdocker's start-up goes: the bare interpreter, with site, with run's imports,
+    and `python -m pdocker` with no cached bytecode."""
+    python = sys.executable
+    no_bytecode = [python, "-B", "-X", f"pycache_prefix={base / 'empty-pycache'}", "-m", "pdocker"]
+    return {"interpreter": ([python, "-I", "-S", "-c", "pass"], REPO),
+            "site": ([python, "-c", "pass"], REPO),
+            "imports": ([python, "-I", "-S", "-c", RUN_IMPORTS], REPO),
+            "no-bytecode": (no_bytecode + run_args, REPO)}
+
+
+def baseline_commands(baseline: Path, run_args: list[str]) -> dict[str, tuple[list[str], Path]]:
+    """This checkout's and another checkout's `python -m pdocker`, on the same root."""
+    byte_compile(baseline / "runtime")
+    # before the command line had its own package, `python -m runtime` was pdocker
+    cli = "pdocker" if (baseline / "pdocker").is_dir() else "runtime"
+    if cli == "pdocker":
+        byte_compile(baseline / "pdocker")
+    return {"module": ([sys.executable, "-m", "pdocker"] + run_args, REPO),
+            "baseline": ([sys.executable, "-m", cli] + run_args, baseline)}
+
+
+def bridge_options() -> list[str]:
+    """pdocker options for a bridge of the bench's own (torn down after)."""
+    tag = secrets.token_hex(3)
+    return ["--bridge", f"pkb{tag}", "--subnet", f"10.202.{secrets.randbelow(250) + 1}.0/24",
+            "--nft-table", f"pkb_{tag}"]
+
+
+@contextmanager
+def podman_commands(rt: Runtime, base: Path, enabled: bool = True):
+    """Yields {"podman none": ..., "podman default": ...}: podman running `true` in the busybox
+    rootfs (imported from a tarball of the image's layer), in storage under `base`; empty when
+    not `enabled`. Removes the image, and podman's bridge when it made it, on the way out."""
+    if not enabled:
+        yield {}
+        return
+    if shutil.which("podman") is None:
+        raise SystemExit("podman is not installed (scripts/install-system-deps.sh installs it; --no-podman leaves it out)")
+    podman = ["podman", "--root", str(base / "podman" / "root"), "--runroot", str(base / "podman" / "run")]
+    tarball = base / "busybox-rootfs.tar"
+    subprocess.run(["tar", "-C", str(rt.image("busybox").layer_dirs[-1]), "-cf", str(tarball), "."], check=True)
+    image = f"localhost/pkube-bench-busybox:{secrets.token_hex(4)}"
+    had_bridge = Path(f"/sys/class/net/{PODMAN_BRIDGE}").exists()
+    run = podman + ["run", "--rm"] + PODMAN_ULIMITS
+    cmds = {"podman none": (run + ["--network", "none", image, "true"], REPO),
+            "podman default": (run + [image, "true"], REPO)}
+    try:
+        subprocess.run(podman + ["import", "-q", str(tarball), image], check=True, stdout=subprocess.DEVNULL)
+        for cmd, cwd in cmds.values():   # warm, as the others
+            subprocess.run(cmd, check=True, cwd=cwd)
+        yield cmds
+    finally:
+        subprocess.run(podman + ["rmi", "-a", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not had_bridge and Path(f"/sys/class/net/{PODMAN_BRIDGE}").exists():
+            subprocess.run(["ip", "link", "del", PODMAN_BRIDGE], check=False)
+        unmount_under(base)
+
+
+def unmount_under(base: Path) -> None:
+    """Lazily unmount whatever is still mounted under `base` (podman's storage), deepest first."""
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(str(base))]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False)
 
 
 def print_cli(results: dict[str, tuple[float, float]], pdocker: str, runs: int,
@@ -197,31 +273,25 @@ def print_cli(results: dict[str, tuple[float, float]], pdocker: str, runs: int,
         print(f"{label:<46}{wall * 1000:6.1f} ms, CPU {cpu * 1000:6.1f} ms{extra}")
 
     (ours, ours_cpu), (runc, runc_cpu) = results["pdocker"], results["runc"]
+    row("python -I -S -c pass (bare interpreter):", "interpreter", "  (the floor under any Python command)")
     row("pdocker run --rm busybox true (launcher):", "pdocker", f"  (median of {runs}, network none, {pdocker})")
+    row("pdocker run --rm busybox true (bridge):", "bridge")
     row("runc run, same busybox rootfs:", "runc")
     print(f"{'ratio pdocker/runc:':<46}{ours / runc:6.2f}x wall, {ours_cpu / runc_cpu:.2f}x CPU (goal <= 1.0x)")
+    if "podman none" in results:
+        row("podman run --rm --network none, same rootfs:", "podman none")
+        row("podman run --rm (its default network):", "podman default")
+        print(f"{'ratio podman/pdocker:':<46}{results['podman none'][0] / ours:6.2f}x network none, "
+              f"{results['podman default'][0] / results['bridge'][0]:.2f}x default network")
     if "console script" in results:
         row("  the same through pip's console script:", "console script")
     print("where pdocker's time goes:")
-    row("  python -I -S -c pass (bare interpreter):", "interpreter")
     row("  python -c pass (with site, .pth files):", "site")
-    row("  the same + what run imports, os._exit:", "imports")
+    row("  python -I -S + what run imports, os._exit:", "imports")
     row("  python -m pdocker run, no cached bytecode:", "no-bytecode")
     if baseline is not None:
         row("  python -m pdocker, this checkout:", "module")
         row(f"  python -m pdocker, {baseline}:", "baseline")
-
-
-def bench_bridge(rt: Runtime, pdocker: list[str], runs: int, gap: float) -> None:
-    """pdocker run with the default bridge network, on a bridge of its own (removed after)."""
-    tag = secrets.token_hex(3)
-    bridge = ["--bridge", f"pkb{tag}", "--subnet", f"10.202.{secrets.randbelow(250) + 1}.0/24",
-              "--nft-table", f"pkb_{tag}"]
-    try:
-        wall, cpu = timed(pdocker + bridge + ["run", "--rm", "busybox", "true"], runs, gap=gap)
-        print(f"{'pdocker run --rm busybox true (bridge):':<46}{wall * 1000:6.1f} ms, CPU {cpu * 1000:6.1f} ms")
-    finally:
-        BridgeNetwork(os.path.join(rt.root, "network"), bridge=bridge[1], subnet=bridge[3], nft_table=bridge[5]).teardown()
 
 
 def bench_cgroup_floor(parent: str, runs: int = 20) -> None:
@@ -324,6 +394,7 @@ def main() -> int:
     parser.add_argument("--cli-only", action="store_true", help="only the pdocker/runc comparison")
     parser.add_argument("--gap", type=float, default=GAP,
                         help="seconds of quiet before each timed command (default %(default)s; 0: back to back)")
+    parser.add_argument("--no-podman", action="store_true", help="leave podman out")
     parser.add_argument("--baseline", type=Path, help="a checkout of another revision (say `git archive "
                         "REV runtime pdocker | tar -x -C DIR`) whose pdocker (`python -m pdocker`, or `-m runtime` "
                         "before pdocker/ existed) is timed next to this one's (byte-compiled too)")
@@ -331,6 +402,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench/runtime.py needs root", file=sys.stderr)
         return 1
+    print(python_loop_line())
     byte_compile(REPO / "runtime")
     byte_compile(REPO / "pdocker")
     print(f"byte-compiled {REPO / 'runtime'} and {REPO / 'pdocker'} first (python -m compileall, as `make setup` does)")
@@ -338,7 +410,7 @@ def main() -> int:
     parent = f"pkube-bench-{secrets.token_hex(4)}"
     rt = Runtime(base / "root", cgroup_parent=parent)
     try:
-        bench_cli(rt, base, parent, args.runs, args.baseline, args.gap)
+        bench_cli(rt, base, parent, args.runs, args.baseline, args.gap, podman=not args.no_podman)
         if args.cli_only:
             return 0
         bench_library(rt, parent, args.starts, args.concurrent)

@@ -13,6 +13,7 @@ declare -A want=(
   [skopeo]=skopeo
   [ip]=iproute2
   [cc]=gcc
+  [podman]=podman   # bench/runtime.py times it next to pdocker
 )
 missing=()
 for bin in "${!want[@]}"; do
