@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import ssl
 from typing import Optional
@@ -209,7 +208,7 @@ class ExecProxy:
         attrs = request_attributes(websocket.state.user, "GET", scope["path"],
                                    scope.get("query_string", b"").decode())
         for verb in connect_verbs(attrs):
-            self.authorizer.authorize(dataclasses.replace(attrs, verb=verb))
+            self.authorizer.authorize(attrs.with_verb(verb))
 
     async def _kubelet_url(self, request_path: str, query) -> tuple[str, str]:
         """(the kubelet's URL for this request, the node's name); raises ApiError."""

@@ -34,6 +34,11 @@ class RequestInfo:
     name: str = ""
 
     @property
+    def resource_and_subresource(self) -> str:
+        """``pods`` or ``pods/status``, as RBAC rules and messages spell it."""
+        return f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+
+    @property
     def read_only(self) -> bool:
         return self.verb in READ_VERBS
 

@@ -2,7 +2,7 @@
 the verb, and either the resource (group, resource, subresource, namespace, name) or the
 non-resource path.
 
-They come from apiserver.requestinfo's RequestInfo plus two of kube-apiserver's rules: a
+They hold apiserver.requestinfo's RequestInfo, with two of kube-apiserver's rules applied: a
 list or watch selecting one object by ``fieldSelector=metadata.name=X`` is about that name
 (the kubelet's single-Secret watches), and the streaming subresources are authorized as
 described in ``connect_verbs``.
@@ -10,6 +10,7 @@ described in ``connect_verbs``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import parse_qs
@@ -23,34 +24,37 @@ _NAME_SELECTOR = "metadata.name="
 
 @dataclass(frozen=True)
 class Attributes:
-    """One authorization question. For a non-resource request (``resource_request``
-    False) only ``user``, ``verb`` and ``path`` mean anything."""
+    """One authorization question: who asks (``user``) and what (``request``). For a
+    non-resource request (``request.resource_request`` False) only its ``verb`` and
+    ``path`` mean anything."""
 
     user: UserInfo
-    verb: str
-    resource_request: bool
-    path: str = ""
-    api_group: str = ""
-    api_version: str = ""
-    namespace: str = ""
-    resource: str = ""
-    subresource: str = ""
-    name: str = ""
+    request: RequestInfo
 
-    @property
-    def resource_and_subresource(self) -> str:
-        """``pods`` or ``pods/status``, as rules and messages spell it."""
-        return f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+    def with_verb(self, verb: str) -> "Attributes":
+        """The same question for another verb."""
+        return Attributes(self.user, dataclasses.replace(self.request, verb=verb))
+
+
+def resource_attributes(user: UserInfo, verb: str, group: str, version: str, namespace: str,
+                        resource: str, subresource: str = "", name: str = "") -> Attributes:
+    """A question about a resource that no HTTP request carries (reviews, tests)."""
+    return Attributes(user, RequestInfo(True, verb, "", group, version, namespace, resource, subresource, name))
+
+
+def non_resource_attributes(user: UserInfo, verb: str, path: str) -> Attributes:
+    """A question about a non-resource URL (/healthz, /version, discovery)."""
+    return Attributes(user, RequestInfo(False, verb, path))
 
 
 def from_request_info(user: UserInfo, info: RequestInfo, query: Mapping[str, str] = {}) -> Attributes:
     """The attributes of a request already read by ``request_info``; ``query`` is needed only
     for a list or watch (its fieldSelector)."""
-    name = info.name
-    if not name and info.verb in ("list", "watch"):
+    if not info.name and info.verb in ("list", "watch"):
         name = _selected_name(query.get("fieldSelector", ""))
-    return Attributes(user, info.verb, info.resource_request, info.path, info.api_group, info.api_version,
-                      info.namespace, info.resource, info.subresource, name)
+        if name:
+            info = dataclasses.replace(info, name=name)
+    return Attributes(user, info)
 
 
 def request_attributes(user: UserInfo, method: str, path: str, query_string: str) -> Attributes:
@@ -63,9 +67,10 @@ def connect_verbs(attrs: Attributes) -> tuple[str, ...]:
     """The verbs a pods/exec, attach or portforward WebSocket (a GET) needs: ``get`` as its
     method says and ``create``, as Kubernetes 1.35+ checks too (AuthorizePodWebsocketUpgradeCreatePermission),
     so a read-only role cannot exec."""
-    if attrs.resource == "pods" and attrs.subresource in STREAM_SUBRESOURCES and attrs.verb == "get":
+    info = attrs.request
+    if info.resource == "pods" and info.subresource in STREAM_SUBRESOURCES and info.verb == "get":
         return ("get", "create")
-    return (attrs.verb,)
+    return (info.verb,)
 
 
 def _selected_name(selector: str) -> str:

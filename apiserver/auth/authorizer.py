@@ -74,24 +74,25 @@ class Union:
 def forbidden_message(attrs: Attributes) -> str:
     """``User "alice" cannot list resource "pods" in API group "" in the namespace "default"``
     (kube-apiserver's forbiddenMessage)."""
-    user = attrs.user.name
-    if not attrs.resource_request:
-        return f'User "{user}" cannot {attrs.verb} path "{attrs.path}"'
-    resource = attrs.resource_and_subresource
-    where = (f'in the namespace "{attrs.namespace}"' if attrs.namespace else "at the cluster scope")
-    return f'User "{user}" cannot {attrs.verb} resource "{resource}" in API group "{attrs.api_group}" {where}'
+    user, info = attrs.user.name, attrs.request
+    if not info.resource_request:
+        return f'User "{user}" cannot {info.verb} path "{info.path}"'
+    resource = info.resource_and_subresource
+    where = (f'in the namespace "{info.namespace}"' if info.namespace else "at the cluster scope")
+    return f'User "{user}" cannot {info.verb} resource "{resource}" in API group "{info.api_group}" {where}'
 
 
 def forbidden(attrs: Attributes, reason: Optional[str] = "") -> errors.ApiError:
     """The 403 Status kube-apiserver answers for a request its authorizers did not allow."""
     message = forbidden_message(attrs) + (f": {reason}" if reason else "")
-    if not attrs.resource_request or not attrs.resource:
+    info = attrs.request
+    if not info.resource_request or not info.resource:
         return errors.ApiError(403, "Forbidden", f"forbidden: {message}", details={})
-    qualified = f"{attrs.resource}.{attrs.api_group}" if attrs.api_group else attrs.resource
-    subject = f'{qualified} "{attrs.name}"' if attrs.name else qualified
-    details = {"group": attrs.api_group, "kind": attrs.resource}
-    if attrs.name:
-        details["name"] = attrs.name
+    qualified = f"{info.resource}.{info.api_group}" if info.api_group else info.resource
+    subject = f'{qualified} "{info.name}"' if info.name else qualified
+    details = {"group": info.api_group, "kind": info.resource}
+    if info.name:
+        details["name"] = info.name
     return errors.ApiError(403, "Forbidden", f"{subject} is forbidden: {message}", details=details)
 
 

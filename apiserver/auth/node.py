@@ -17,6 +17,7 @@ from typing import Iterator, Optional
 
 from apiserver.auth import policy
 from apiserver.auth.attributes import Attributes
+from apiserver.requestinfo import RequestInfo
 from apiserver.auth.authorizer import ALLOW, NO_OPINION
 from apiserver.auth.mirror import Mirror
 from apiserver.auth.rbac import Rule
@@ -153,43 +154,43 @@ class NodeAuthorizer:
             await mirror.stop()
 
     def authorize(self, attrs: Attributes) -> tuple[str, str]:
-        node = attrs.user.node_name
-        if not node or not attrs.resource_request:
+        node, info = attrs.user.node_name, attrs.request
+        if not node or not info.resource_request:
             return NO_OPINION, ""
-        if attrs.api_group == "" and (attrs.resource in GRAPH_RESOURCES or attrs.resource == "serviceaccounts"):
-            refusal = self._graph_refusal(node, attrs)
+        if info.api_group == "" and (info.resource in GRAPH_RESOURCES or info.resource == "serviceaccounts"):
+            refusal = self._graph_refusal(node, info)
             return (NO_OPINION, refusal) if refusal else (ALLOW, "")
-        refusal = self._own_objects_refusal(node, attrs)
+        refusal = self._own_objects_refusal(node, info)
         if refusal:
             return NO_OPINION, refusal
         if any(rule.allows(attrs) for rule in self.rules):
             return ALLOW, ""
         return NO_OPINION, ""
 
-    def _graph_refusal(self, node: str, attrs: Attributes) -> str:
+    def _graph_refusal(self, node: str, info: RequestInfo) -> str:
         """Why ``node`` may not read this Secret, ConfigMap, PVC or PV or ask for this
         ServiceAccount's token ("": it may)."""
-        if attrs.resource == "serviceaccounts":
-            if attrs.subresource != "token" or attrs.verb != "create":
+        if info.resource == "serviceaccounts":
+            if info.subresource != "token" or info.verb != "create":
                 return "can only create tokens for individual service accounts"
-        elif attrs.subresource or attrs.verb not in READ_VERBS:
+        elif info.subresource or info.verb not in READ_VERBS:
             return "can only read resources of this type"
-        if not attrs.name:
+        if not info.name:
             return "can only get individual resources of this type"
-        if not self.graph.related(node, attrs.resource, attrs.namespace, attrs.name):
+        if not self.graph.related(node, info.resource, info.namespace, info.name):
             return f"no relationship found between node '{node}' and this object"
         return ""
 
-    def _own_objects_refusal(self, node: str, attrs: Attributes) -> str:
+    def _own_objects_refusal(self, node: str, info: RequestInfo) -> str:
         """Why ``node`` may not touch this Lease, Node or pod ("": the static rules decide)."""
-        resource, group, verb = attrs.resource, attrs.api_group, attrs.verb
+        resource, group, verb = info.resource, info.api_group, info.verb
         if group == "coordination.k8s.io" and resource == "leases":
-            if attrs.namespace != LEASE_NAMESPACE or (verb != "create" and attrs.name != node):
+            if info.namespace != LEASE_NAMESPACE or (verb != "create" and info.name != node):
                 return "can only access node lease with the same name as the requesting node"
         elif group == "" and resource == "nodes" and verb in ("update", "patch", "delete"):
-            if attrs.name != node:
-                return f"node '{node}' cannot modify node '{attrs.name}'"
-        elif group == "" and resource == "pods" and verb == "delete" and not attrs.subresource:
-            if self.graph.pods.get((attrs.namespace, attrs.name)) != node:
+            if info.name != node:
+                return f"node '{node}' cannot modify node '{info.name}'"
+        elif group == "" and resource == "pods" and verb == "delete" and not info.subresource:
+            if self.graph.pods.get((info.namespace, info.name)) != node:
                 return f"node '{node}' can only delete pods bound to itself"
         return ""

@@ -19,6 +19,7 @@ from typing import Optional
 
 from apiserver.auth import policy as bootstrap_policy
 from apiserver.auth.attributes import Attributes
+from apiserver.requestinfo import RequestInfo
 from apiserver.auth.authorizer import ALLOW, NO_OPINION
 from apiserver.auth.mirror import Mirror
 from apiserver.auth.user import SERVICE_ACCOUNT_PREFIX, UserInfo
@@ -47,21 +48,21 @@ class Rule:
 
     def allows(self, attrs: Attributes) -> bool:
         """True when this rule covers ``attrs``."""
-        verb = attrs.verb
-        if verb not in self.verbs and "*" not in self.verbs:
+        info = attrs.request
+        if info.verb not in self.verbs and "*" not in self.verbs:
             return False
-        if not attrs.resource_request:
-            return self._url_matches(attrs.path)
-        return ((attrs.api_group in self.api_groups or "*" in self.api_groups)
-                and self._resource_matches(attrs)
-                and (not self.resource_names or attrs.name in self.resource_names))
+        if not info.resource_request:
+            return self._url_matches(info.path)
+        return ((info.api_group in self.api_groups or "*" in self.api_groups)
+                and self._resource_matches(info)
+                and (not self.resource_names or info.name in self.resource_names))
 
-    def _resource_matches(self, attrs: Attributes) -> bool:
-        combined = attrs.resource_and_subresource
+    def _resource_matches(self, info: RequestInfo) -> bool:
+        combined = info.resource_and_subresource
         for resource in self.resources:
             if resource == "*" or resource == combined:
                 return True
-            if attrs.subresource and resource == "*/" + attrs.subresource:
+            if info.subresource and resource == "*/" + info.subresource:
                 return True
         return False
 
@@ -185,6 +186,6 @@ class RBACAuthorizer:
         return rules
 
     def authorize(self, attrs: Attributes) -> tuple[str, str]:
-        if any(rule.allows(attrs) for rule in self.rules_for(attrs.user, attrs.namespace)):
+        if any(rule.allows(attrs) for rule in self.rules_for(attrs.user, attrs.request.namespace)):
             return ALLOW, ""
         return NO_OPINION, ""

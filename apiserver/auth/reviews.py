@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from apiserver import errors
-from apiserver.auth.attributes import Attributes
+from apiserver.auth.attributes import Attributes, non_resource_attributes, resource_attributes
 from apiserver.auth.authorizer import ALLOW, DENY
 from apiserver.auth.rbac import RBACAuthorizer
 from apiserver.auth.user import ANONYMOUS, UserInfo
@@ -163,8 +163,9 @@ def _attributes(user: UserInfo, spec: dict) -> Attributes:
     """The Attributes of a review's resourceAttributes or nonResourceAttributes."""
     resource = spec.get("resourceAttributes")
     if resource:
-        return Attributes(user, resource.get("verb", ""), True, "", resource.get("group", ""),
-                          resource.get("version", ""), resource.get("namespace", ""),
-                          resource.get("resource", ""), resource.get("subresource", ""), resource.get("name", ""))
+        return resource_attributes(user, resource.get("verb", ""), resource.get("group", ""),
+                                   resource.get("version", ""), resource.get("namespace", ""),
+                                   resource.get("resource", ""), resource.get("subresource", ""),
+                                   resource.get("name", ""))
     url = spec.get("nonResourceAttributes") or {}
-    return Attributes(user, url.get("verb", ""), False, url.get("path", ""))
+    return non_resource_attributes(user, url.get("verb", ""), url.get("path", ""))

@@ -8,7 +8,7 @@ import pytest
 from api.kinds import Registry
 from apiserver import errors
 from apiserver.admission import CREATE, UPDATE, AdmissionRequest
-from apiserver.auth.attributes import Attributes
+from apiserver.auth.attributes import resource_attributes
 from apiserver.auth.node import NodeAuthorizer, NodeGraph, pod_refs
 from apiserver.auth.noderestriction import NodeRestriction
 from apiserver.auth.policy import AUTOUPDATE, bootstrap_objects, reconciled
@@ -23,7 +23,7 @@ def pod(name, node, **spec):
 
 
 def ask(verb, resource, name="", namespace="ns", subresource="", group="", user=N1):
-    return Attributes(user, verb, True, "", group, "v1", namespace, resource, subresource, name)
+    return resource_attributes(user, verb, group, "v1", namespace, resource, subresource, name)
 
 
 def test_pod_refs_cover_volumes_env_pull_secrets_and_the_service_account():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from apiserver.auth.attributes import Attributes, connect_verbs, request_attributes
+from apiserver.auth.attributes import connect_verbs, non_resource_attributes, request_attributes, resource_attributes
 from apiserver.auth.authorizer import ALLOW, NO_OPINION, Union, forbidden
 from apiserver.auth.rbac import Policy, RBACAuthorizer, Rule, subject_matches
 from apiserver.auth.user import UserInfo
@@ -14,11 +14,11 @@ ALICE = UserInfo("alice", groups=("devs", "system:authenticated"))
 
 
 def attrs(verb="get", resource="pods", subresource="", name="", group="", namespace="default", user=ALICE):
-    return Attributes(user, verb, True, "", group, "v1", namespace, resource, subresource, name)
+    return resource_attributes(user, verb, group, "v1", namespace, resource, subresource, name)
 
 
 def url(path, verb="get", user=ALICE):
-    return Attributes(user, verb, False, path)
+    return non_resource_attributes(user, verb, path)
 
 
 @pytest.mark.parametrize("rule, request_attrs, allowed", [
@@ -153,13 +153,13 @@ def test_forbidden_messages_are_kubernetes(request_attrs, message):
     ("GET", "/api/v1/nodes", "", ("list", "nodes", "", "", "")),
 ])
 def test_request_attributes(method, path, query, expected):
-    got = request_attributes(ALICE, method, path, query)
+    got = request_attributes(ALICE, method, path, query).request
     assert got.resource_request
     assert (got.verb, got.resource, got.subresource, got.name, got.namespace) == expected
 
 
 def test_non_resource_requests_and_the_websocket_exec_verbs():
-    discovery = request_attributes(ALICE, "GET", "/apis/apps/v1", "")
+    discovery = request_attributes(ALICE, "GET", "/apis/apps/v1", "").request
     assert (discovery.resource_request, discovery.verb, discovery.path) == (False, "get", "/apis/apps/v1")
     exec_ws = request_attributes(ALICE, "GET", "/api/v1/namespaces/d/pods/p/exec", "command=ls")
     assert connect_verbs(exec_ws) == ("get", "create")
