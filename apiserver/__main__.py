@@ -22,10 +22,13 @@ from apiserver.auth.tokens import BootstrapTokens, StaticTokens, TokenFileError
 from apiserver.bootstrap import default_advertise_address
 from apiserver.exec_proxy import kubelet_ssl
 from apiserver.kubelet_proxy import KubeletConnection
+from apiserver.metrics import ApiserverMetrics
 from apiserver.storage.cacher import CachedStorage
 from apiserver.storage.compactor import Compactor
 from apiserver.storage.etcd import EtcdStorage
+from apiserver.storage.measured import MeasuredStorage
 from apiserver.tlsscope import TLSHttpProtocol, TLSWebSocketProtocol
+from client.metrics import new_registry
 
 # Idle keep-alive connections are kept this long (uvicorn's default, 5 s, is exactly kubectl
 # drain's retry period: its next POST raced the close and failed with EOF); Go clients close
@@ -36,7 +39,7 @@ KEEP_ALIVE_SECONDS = 90
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m apiserver", description="pkube apiserver")
     parser.add_argument("--etcd-servers", "--etcd", dest="etcd", default="http://127.0.0.1:2379",
-                        help="etcd endpoint: http://HOST:PORT or HOST:PORT")
+                        help="etcd members, comma-separated: http://HOST:PORT or HOST:PORT")
     parser.add_argument("--bind-address", default="127.0.0.1")
     parser.add_argument("--advertise-address",
                         help="the address the kubernetes Service points at (default: the bind "
@@ -77,11 +80,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def etcd_host_port(endpoint: str) -> tuple[str, int]:
     """('127.0.0.1', 2379) from 'http://127.0.0.1:2379' or '127.0.0.1:2379'."""
-    first = endpoint.split(",")[0].strip()
-    parsed = urllib.parse.urlsplit(first if "://" in first else f"http://{first}")
+    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
     if not parsed.hostname or not parsed.port:
         raise SystemExit(f"apiserver: bad etcd endpoint {endpoint!r}: want http://HOST:PORT")
     return parsed.hostname, parsed.port
+
+
+def etcd_endpoints(text: str) -> list[str]:
+    """Every member of a comma-separated --etcd-servers, as HOST:PORT (one line and exit on a
+    bad one): the client fails over between them."""
+    return ["%s:%d" % etcd_host_port(part.strip()) for part in text.split(",") if part.strip()]
 
 
 def node_port_range(text: str) -> tuple[int, int]:
@@ -94,23 +102,29 @@ def node_port_range(text: str) -> tuple[int, int]:
 
 async def serve(args: argparse.Namespace) -> None:
     """Connect to etcd, serve until SIGINT/SIGTERM, then stop everything started here."""
-    host, port = etcd_host_port(args.etcd)
+    endpoints = etcd_endpoints(args.etcd)
     advertise, node_ports = _advertise(args), node_port_range(args.node_ports)   # bad flags: fail before waiting
     authorization.modes(args)
-    storage = await EtcdStorage.connect(host, port, transformer=safeguards.transformer(args))
+    try:
+        storage = await EtcdStorage.connect_endpoints(endpoints, transformer=safeguards.transformer(args))
+    except ValueError as exc:
+        raise SystemExit(f"apiserver: --etcd-servers {args.etcd!r}: {exc}") from None
     authenticator = _authenticator(args, storage)
     await wait_for_etcd(storage, args.etcd_wait)
     compactor = Compactor(storage, interval=args.compaction_interval) if args.compaction_interval > 0 else None
     if compactor is not None:
         compactor.start()
-    cached = CachedStorage(storage)
+    metrics = ApiserverMetrics(new_registry())
+    metrics.count_objects_with(storage.key_counts)
+    cached = CachedStorage(MeasuredStorage(storage, metrics.storage.observe))
     app = create_app(cached, filters=safeguards.request_filters(args),
                      admission_plugins=[*authorization.admission_plugins(args), *safeguards.admission_plugins(args, cached)],
                      authorizer=authorization.authorizer(args), service_cidr=args.service_cidr,
                      node_port_range=node_ports, close_storage=True,
                      event_ttl=args.event_ttl, advertise=advertise, kubelet=_kubelet_connection(args),
                      endpoint_lease_duration=args.endpoint_lease_duration,
-                     authenticator=authenticator, service_accounts=tokenrequest.from_flags(args, authenticator))
+                     authenticator=authenticator, service_accounts=tokenrequest.from_flags(args, authenticator),
+                     metrics=metrics)
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=2,
                             proxy_headers=False, **_tls(args))

@@ -1,4 +1,6 @@
-"""Run a real single-member etcd as a child process (for `pkube up` and tests)."""
+"""Run a real etcd as a child process (for `pkube up` and tests): one member, or each
+member of a cluster (``EtcdProcess(..., name=, initial_cluster=)``, all launched before any
+is waited for, since a member is healthy only once a quorum is up: ``start_members``)."""
 
 from __future__ import annotations
 
@@ -38,10 +40,12 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 @dataclass
 class EtcdProcess:
-    """One etcd member listening on loopback.
+    """One etcd member listening on ``host`` (loopback by default).
 
     ``start()`` returns once /health answers; ``stop()`` terminates it and
-    waits. The data directory is kept (objects survive a restart).
+    waits. The data directory is kept (objects survive a restart). A member of
+    a cluster has its ``name`` and the ``initial_cluster`` (``name=peer-url,...``);
+    without one it is a cluster of its own.
     """
 
     data_dir: Path
@@ -49,37 +53,50 @@ class EtcdProcess:
     peer_port: int = 0
     binary: str = "etcd"
     log_path: Optional[Path] = None
+    name: str = "pkube"
+    host: str = "127.0.0.1"
+    initial_cluster: str = ""
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"http://{self.host}:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://{self.host}:{self.peer_port}"
 
     def start(self, timeout: float = 20.0) -> "EtcdProcess":
         """Start etcd and wait until it is healthy; raise EtcdError."""
+        self.launch()
+        self.wait_healthy(timeout)
+        return self
+
+    def launch(self) -> "EtcdProcess":
+        """Start etcd without waiting for it (see ``wait_healthy``); raise EtcdError."""
         if shutil.which(self.binary) is None:
             raise EtcdError(f"{self.binary} not found: install the etcd-server package (make setup)")
-        self.client_port = self.client_port or free_port()
-        self.peer_port = self.peer_port or free_port()
+        self.client_port = self.client_port or free_port(self.host)
+        self.peer_port = self.peer_port or free_port(self.host)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
         log = open(self.log_path or self.data_dir.parent / "etcd.log", "ab")
         self.proc = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
-        self._wait_healthy(timeout)
         return self
 
     def _command(self) -> list[str]:
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        return [self.binary, "--name", "pkube", "--data-dir", str(self.data_dir),
+        peer = self.peer_url
+        return [self.binary, "--name", self.name, "--data-dir", str(self.data_dir),
                 "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"pkube={peer}",
+                "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
                 "--quota-backend-bytes", str(4 * 1024 ** 3), "--max-request-bytes", str(4 * 1024 ** 2),
                 "--logger", "zap", "--log-level", "warn"]
 
-    def _wait_healthy(self, timeout: float) -> None:
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        """Return once /health answers 200; stop it and raise EtcdError after ``timeout``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -104,3 +121,23 @@ class EtcdProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def start_members(data_root: Path, count: int, timeout: float = 30.0) -> list[EtcdProcess]:
+    """An etcd cluster of ``count`` members on loopback (data and log under ``data_root``/NAME),
+    started together and returned once every member is healthy; on failure every member is
+    stopped and EtcdError raised."""
+    members = [EtcdProcess(data_root / f"etcd{i}", name=f"etcd{i}", log_path=data_root / f"etcd{i}.log",
+                           client_port=free_port(), peer_port=free_port()) for i in range(count)]
+    initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
+    try:
+        for member in members:
+            member.initial_cluster = initial
+            member.launch()
+        for member in members:
+            member.wait_healthy(timeout)
+    except BaseException:
+        for member in members:
+            member.stop()
+        raise
+    return members
