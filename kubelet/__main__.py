@@ -28,6 +28,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pod-cidr", default="", help="the node's pod network when no node IPAM assigns one")
     p.add_argument("--cgroup-root", default="kubepods", help="cgroup under which pods are created")
     p.add_argument("--bridge", default="pkube-pods", help="the pods' bridge")
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16",
+                   help="the cluster's pod network: pods reach it with their own address, the rest of "
+                        "their egress is masqueraded (\"\" masquerades all)")
     p.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for ClusterFirst pods "
                    "(none: such pods use the host's resolvers, as Kubernetes does)")
     p.add_argument("--cluster-domain", default="cluster.local")
@@ -55,6 +58,7 @@ def config_from(args: argparse.Namespace) -> KubeletConfig:
     return KubeletConfig(node_name=args.node_name, root_dir=args.root_dir, manifests_dir=args.manifests_dir,
                          port=args.port, address=args.node_ip, pod_cidr=args.pod_cidr,
                          cgroup_root=args.cgroup_root, bridge=args.bridge, serve=not args.no_serve,
+                         cluster_cidr=args.cluster_cidr,
                          tls_cert_file=args.tls_cert_file, tls_private_key_file=args.tls_private_key_file,
                          client_ca_file=args.client_ca_file, authorization_mode=args.authorization_mode,
                          labels=labels, cluster_dns=tuple(filter(None, args.cluster_dns.split(","))),

@@ -58,6 +58,7 @@ class KubeletConfig:
     cgroup_root: str = "kubepods"
     bridge: str = "pkube-pods"
     nft_table: str = "pkubelet"
+    cluster_cidr: str = "10.244.0.0/16"   # every node's pods: reached unmasqueraded ("" = masquerade all)
     serve: bool = True                # the HTTPS API on `port`
     tls_cert_file: str = ""           # its serving certificate (default: self-signed, made in root_dir/pki)
     tls_private_key_file: str = ""
@@ -248,7 +249,8 @@ class Kubelet:
     async def _ensure_network(self, cidr: str) -> None:
         from runtime.network import BridgeNetwork
         network = BridgeNetwork(os.path.join(self.runtime.root, "network"), bridge=self.config.bridge,
-                                subnet=cidr, nft_table=self.config.nft_table)
+                                subnet=cidr, nft_table=self.config.nft_table,
+                                no_masquerade=self.config.cluster_cidr)
         try:
             await self.run_blocking(network.ensure)
         except Exception as err:   # noqa: BLE001 - reported; the node stays NotReady

@@ -1,4 +1,5 @@
-"""python -m proxy --kubeconfig F --node-name N [--node-ip IP] [--cluster-cidr CIDR] | --cleanup"""
+"""python -m proxy --kubeconfig F --node-name N [--node-ip IP] [--cluster-cidr CIDR]
+                  [--pod-network host-gw|vxlan|none] | --cleanup"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Optional
 
 from client.component import run_main, serve_until_signal
 from proxy.nft import LibNftables, Nft, NftError
+from proxy.podroutes import HOST_GW, MODES, NONE
 from proxy.rules import ProxyConfig
 from proxy.dnsserver import host_upstreams
 from proxy.server import DnsConfig, ProxyServer
@@ -26,7 +28,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--context", help="kubeconfig context")
     p.add_argument("--node-name", default=socket.gethostname().lower(),
                    help="this node: its endpoints are the local ones (externalTrafficPolicy Local)")
-    p.add_argument("--node-ip", default="", help="the node's address, logged (NodePorts answer on every local address)")
+    p.add_argument("--node-ip", default="",
+                   help="the node's address: the vxlan tunnel's local end (default: the Node's InternalIP); "
+                        "NodePorts answer on every local address")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16",
                    help="the pod network: other sources reaching a ClusterIP are masqueraded")
     p.add_argument("--table", default=TABLE, help="the nftables table (family ip) the proxy owns")
@@ -37,8 +41,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dns-upstream", default="",
                    help="comma-separated resolvers for names outside the cluster (default: the host's "
                         "/etc/resolv.conf); HOST or HOST:PORT")
+    p.add_argument("--pod-network", default=HOST_GW, choices=MODES,
+                   help="routes to the other nodes' podCIDRs (docs/pod-network.md): host-gw (via each node's "
+                        "InternalIP: nodes on one segment), vxlan (a tunnel, udp/8472: nodes routed apart), "
+                        "none (no routes: one node)")
     p.add_argument("--cleanup", action="store_true",
-                   help="delete the table (and the --cluster-dns-ip address on lo) and exit")
+                   help="delete the table, the pod network's routes and vxlan device (and the "
+                        "--cluster-dns-ip address on lo) and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     for flag, value, kind in (("--node-ip", args.node_ip, ipaddress.IPv4Address),
@@ -79,15 +88,33 @@ def dns_config(args: argparse.Namespace) -> Optional[DnsConfig]:
 
 
 def cleanup(table: str, dns_ip: str) -> int:
-    """Delete the proxy's table and take the DNS address (when given) off lo."""
+    """Delete the proxy's table, the pod network's routes and device, and take the DNS
+    address (when given) off lo."""
+    from proxy.podnetwork import remove_pod_network
+    from runtime.netlink import NetlinkError
     try:
         Nft().delete_table(table)
+        remove_pod_network()
         if dns_ip:
             remove_address(DNS_INTERFACE, ipaddress.IPv4Interface(f"{dns_ip}/32"))
-    except (NftError, OSError) as e:
+    except (NftError, NetlinkError, OSError) as e:
         print(f"proxy: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+async def run_with_pod_network(server: ProxyServer, client, args: argparse.Namespace) -> None:
+    """The proxy and the pod network controller, until cancelled (or one of them fails)."""
+    import asyncio
+    from proxy.podnetwork import PodNetwork, PodNetworkConfig
+    from proxy.routing import Routing
+    routing = Routing()
+    try:
+        network = PodNetwork(client, PodNetworkConfig(args.pod_network, args.node_name, args.node_ip or None),
+                             routing)
+        await asyncio.gather(server.run(), network.run())
+    finally:
+        routing.close()
 
 
 def main(argv=None) -> int:
@@ -109,7 +136,10 @@ def main(argv=None) -> int:
         import logging
         logging.getLogger("proxy").info("node %s%s: table ip %s, cluster CIDR %s", args.node_name,
                                         f" ({args.node_ip})" if args.node_ip else "", args.table, args.cluster_cidr)
-        return ProxyServer(client, config, dns=dns).run
+        server = ProxyServer(client, config, dns=dns)
+        if args.pod_network == NONE:
+            return server.run
+        return lambda: run_with_pod_network(server, client, args)
 
     args.leader_elect = False
     return run_main("proxy", args.verbose, lambda: serve_until_signal(args, make_run))

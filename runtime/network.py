@@ -77,10 +77,13 @@ def _translated(operation: str) -> Iterator[None]:
 
 class BridgeNetwork:
     """A Linux bridge with masquerade and port publishing, shared by every process on the host
-    that uses the same `state_dir`. All methods may be called from several processes at once."""
+    that uses the same `state_dir`. All methods may be called from several processes at once.
+
+    Egress is masqueraded except towards `no_masquerade` (a CIDR: the cluster's pod network,
+    whose other nodes route back to pod addresses; "" masquerades everything)."""
 
     def __init__(self, state_dir: str | os.PathLike, bridge: str = "pkube0", subnet: str = "10.88.0.0/16",
-                 nft_table: str = "pkube", firewall: str = "auto"):
+                 nft_table: str = "pkube", firewall: str = "auto", no_masquerade: str = ""):
         self.state_dir = os.fspath(state_dir)
         self.bridge = netlink.check_ifname(bridge)
         self.ipam = Ipam(os.path.join(self.state_dir, "ipam.json"), subnet)
@@ -90,6 +93,7 @@ class BridgeNetwork:
         if firewall not in ("auto", "nft", "iptables"):
             raise ValueError(f"bad firewall backend {firewall!r}: want auto, nft or iptables")
         self._backend = firewall
+        self.no_masquerade = str(ipaddress.IPv4Network(no_masquerade)) if no_masquerade else ""
         self._firewall = None
         self._ensured = False
 
@@ -98,7 +102,8 @@ class BridgeNetwork:
         """The firewall backend (portmap.NftFirewall or IptablesFirewall), chosen on first use:
         choosing looks for the `nft` command, which a run on a ready bridge does not need."""
         if self._firewall is None:
-            self._firewall = make_firewall(self.nft_table, self.bridge, str(self.subnet), self._backend)
+            self._firewall = make_firewall(self.nft_table, self.bridge, str(self.subnet), self._backend,
+                                           self.no_masquerade)
         return self._firewall
 
     def ensure(self) -> None:
@@ -128,7 +133,7 @@ class BridgeNetwork:
     def _ensured_stamp(self) -> str:
         boot = _read_text("/proc/sys/kernel/random/boot_id").strip()
         return (f"{self.bridge} {netlink.link_index(self.bridge)} {self.nft_table} {self.subnet} "
-                f"{self._backend} {boot}\n")
+                f"{self._backend} {boot}{' ' + self.no_masquerade if self.no_masquerade else ''}\n")
 
     def attach(self, key: str, netns_path: str, ifname: str = "eth0") -> Endpoint:
         """Connect the namespace at `netns_path` to the bridge as `ifname`, with an address,

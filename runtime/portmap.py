@@ -5,7 +5,8 @@ Rule layout (nftables; the iptables backend mirrors it with chains named after t
     table ip <table>
       prerouting  (nat, dstnat)   fib daddr type local jump ports
       output      (nat, -100)     fib daddr type local jump ports    <- 127.0.0.1:PORT works
-      postrouting (nat, srcnat)   subnet -> not the bridge: masquerade          (egress)
+      postrouting (nat, srcnat)   subnet -> not the bridge: masquerade          (egress; not to
+                                  the cluster's pod network, when given: pods see pod IPs)
                                   127.0.0.0/8 -> bridge: masquerade            (localhost DNAT)
                                   subnet -> bridge, DNATed: masquerade         (hairpin)
       forward     (filter)        accept to and from the bridge
@@ -120,13 +121,15 @@ NFT_BASE_CHAINS = {
 }
 
 
-def nft_base_rules(bridge: str, subnet: str) -> dict[str, list[str]]:
-    """The rules of each base chain, written the way `nft list` prints them back."""
+def nft_base_rules(bridge: str, subnet: str, no_masquerade: str = "") -> dict[str, list[str]]:
+    """The rules of each base chain, written the way `nft list` prints them back. Traffic to
+    `no_masquerade` (the cluster's pod network, other nodes' pods) keeps its pod source."""
+    keep = f"ip daddr != {no_masquerade} " if no_masquerade else ""
     return {
         "prerouting": ["fib daddr type local jump ports"],
         "output": ["fib daddr type local jump ports"],
         "postrouting": [
-            f'ip saddr {subnet} oifname != "{bridge}" masquerade',
+            f'ip saddr {subnet} {keep}oifname != "{bridge}" masquerade',
             f'ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade',
             f'ip saddr {subnet} oifname "{bridge}" ct status dnat masquerade',
         ],
@@ -134,7 +137,7 @@ def nft_base_rules(bridge: str, subnet: str) -> dict[str, list[str]]:
     }
 
 
-def nft_base_script(table: str, bridge: str, subnet: str) -> str:
+def nft_base_script(table: str, bridge: str, subnet: str, no_masquerade: str = "") -> str:
     """An atomic, idempotent `nft -f` script: the table and its base chains, rules rewritten,
     leaving `ports` and the per-container chains as they are."""
     lines = [f"add table ip {table}"]
@@ -142,7 +145,7 @@ def nft_base_script(table: str, bridge: str, subnet: str) -> str:
     lines += [f"add chain ip {table} ports"]
     lines += [f"flush chain ip {table} {name}" for name in NFT_BASE_CHAINS]
     lines += [f"add rule ip {table} {name} {rule}"
-              for name, chain in nft_base_rules(bridge, subnet).items() for rule in chain]
+              for name, chain in nft_base_rules(bridge, subnet, no_masquerade).items() for rule in chain]
     return "\n".join(lines) + "\n"
 
 
@@ -161,11 +164,11 @@ def nft_chain_rules(listing: str) -> dict[str, list[str]]:
     return chains
 
 
-def nft_base_in_place(listing: str, bridge: str, subnet: str) -> bool:
+def nft_base_in_place(listing: str, bridge: str, subnet: str, no_masquerade: str = "") -> bool:
     """True if `listing` (of the table) already has exactly the base rules and `ports`."""
     chains = nft_chain_rules(listing)
     return "ports" in chains and all(chains.get(name) == rules
-                                     for name, rules in nft_base_rules(bridge, subnet).items())
+                                     for name, rules in nft_base_rules(bridge, subnet, no_masquerade).items())
 
 
 def nft_dnat_rule(ip: str, mapping: PortMapping) -> str:
@@ -216,7 +219,7 @@ def ipt_container_chain(table: str, key: str) -> str:
     return f"{table.upper()[:14]}-{container_chain(key)[2:]}"
 
 
-def ipt_base_rules(table: str, bridge: str, subnet: str) -> list[list[str]]:
+def ipt_base_rules(table: str, bridge: str, subnet: str, no_masquerade: str = "") -> list[list[str]]:
     """(table, chain, rule...) rules of the base layout; hooks first, then chain contents."""
     n = ipt_names(table)
     local = ["-m", "addrtype", "--dst-type", "LOCAL", "-j", n["ports"]]
@@ -225,7 +228,8 @@ def ipt_base_rules(table: str, bridge: str, subnet: str) -> list[list[str]]:
         ["nat", "OUTPUT", *local],
         ["nat", "POSTROUTING", "-j", n["post"]],
         ["filter", "FORWARD", "-j", n["fwd"]],
-        ["nat", n["post"], "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"],
+        ["nat", n["post"], "-s", subnet, *(["!", "-d", no_masquerade] if no_masquerade else []),
+         "!", "-o", bridge, "-j", "MASQUERADE"],
         ["nat", n["post"], "-s", "127.0.0.0/8", "-o", bridge, "-j", "MASQUERADE"],
         ["nat", n["post"], "-s", subnet, "-o", bridge, "-m", "conntrack", "--ctstate", "DNAT",
          "-j", "MASQUERADE"],
@@ -257,8 +261,9 @@ def _run(argv: list[str], stdin: str | None = None) -> str:
 class NftFirewall:
     """nftables: everything in one `ip <table>` table, changed by atomic `nft -f -` scripts."""
 
-    def __init__(self, table: str, bridge: str, subnet: str, nft: str = "nft"):
+    def __init__(self, table: str, bridge: str, subnet: str, nft: str = "nft", no_masquerade: str = ""):
         self.table, self.bridge, self.subnet, self.nft = table, bridge, subnet, nft
+        self.no_masquerade = no_masquerade
 
     def ensure(self) -> None:
         """Write the base chains unless `nft list` shows them already (a read is far cheaper
@@ -266,9 +271,10 @@ class NftFirewall:
         import subprocess   # imported where used: a `pdocker run` without -p needs none
         listing = subprocess.run([self.nft, "list", "table", "ip", self.table],
                                  capture_output=True, text=True)
-        if listing.returncode == 0 and nft_base_in_place(listing.stdout, self.bridge, self.subnet):
+        if listing.returncode == 0 and nft_base_in_place(listing.stdout, self.bridge, self.subnet,
+                                                         self.no_masquerade):
             return
-        _run([self.nft, "-f", "-"], nft_base_script(self.table, self.bridge, self.subnet))
+        _run([self.nft, "-f", "-"], nft_base_script(self.table, self.bridge, self.subnet, self.no_masquerade))
 
     def publish(self, key: str, ip: str, mappings: list[PortMapping]) -> None:
         stale = self._jump_handles(key)
@@ -306,15 +312,16 @@ class NftFirewall:
 class IptablesFirewall:
     """iptables: chains named after the table, hooked from the built-in chains."""
 
-    def __init__(self, table: str, bridge: str, subnet: str, iptables: str = "iptables"):
+    def __init__(self, table: str, bridge: str, subnet: str, iptables: str = "iptables", no_masquerade: str = ""):
         self.table, self.bridge, self.subnet, self.iptables = table, bridge, subnet, iptables
+        self.no_masquerade = no_masquerade
         self.names = ipt_names(table)
 
     def ensure(self) -> None:
         for nat_or_filter, chain in [("nat", self.names["ports"]), ("nat", self.names["post"]),
                                      ("filter", self.names["fwd"])]:
             self._new_chain(nat_or_filter, chain)
-        for t, chain, *rule in ipt_base_rules(self.table, self.bridge, self.subnet):
+        for t, chain, *rule in ipt_base_rules(self.table, self.bridge, self.subnet, self.no_masquerade):
             self._append_once(t, chain, rule)
 
     def publish(self, key: str, ip: str, mappings: list[PortMapping]) -> None:
@@ -376,16 +383,17 @@ def check_table_name(table: str) -> str:
     return table
 
 
-def make_firewall(table: str, bridge: str, subnet: str, backend: str = "auto"):
-    """The firewall backend: "nft", "iptables", or "auto" (nft when the `nft` command exists)."""
+def make_firewall(table: str, bridge: str, subnet: str, backend: str = "auto", no_masquerade: str = ""):
+    """The firewall backend: "nft", "iptables", or "auto" (nft when the `nft` command exists).
+    Egress from `subnet` is masqueraded except towards `no_masquerade` (a CIDR, or "")."""
     import shutil   # imported where used: a `pdocker run` without -p needs none
     check_table_name(table)
     if backend == "auto":
         backend = "nft" if shutil.which("nft") else "iptables"
     if backend == "nft":
-        return NftFirewall(table, bridge, subnet)
+        return NftFirewall(table, bridge, subnet, no_masquerade=no_masquerade)
     if backend == "iptables":
         if not shutil.which("iptables"):
             raise FirewallError("publish ports: neither nft nor iptables is installed")
-        return IptablesFirewall(table, bridge, subnet)
+        return IptablesFirewall(table, bridge, subnet, no_masquerade=no_masquerade)
     raise ValueError(f"bad firewall backend {backend!r}: want auto, nft or iptables")

@@ -120,6 +120,7 @@ def scheduler_rules() -> list[dict]:
 def node_proxier_rules() -> list[dict]:
     return [rule(["list", "watch"], [""], ["services", "endpoints", "nodes"]),
             rule(["get"], [""], ["nodes"]),
+            rule(["patch"], [""], ["nodes"]),         # the pod network's vxlan MAC annotation
             rule(["list", "watch"], ["discovery.k8s.io"], ["endpointslices"]),
             rule(["create", "patch", "update"], ["", "events.k8s.io"], ["events"])]
 

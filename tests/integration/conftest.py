@@ -38,9 +38,10 @@ class RunningApiserver:
 
 
 class _ServerThread(threading.Thread):
-    def __init__(self, etcd_port: int, app_options: dict, cache_options: dict):
+    def __init__(self, etcd_port: int, app_options: dict, cache_options: dict, host: str = "127.0.0.1"):
         super().__init__(daemon=True, name="apiserver")
         self.etcd_port, self.app_options, self.cache_options = etcd_port, app_options, cache_options
+        self.host = host
         self.port = free_port()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.storage = None
@@ -62,7 +63,7 @@ class _ServerThread(threading.Thread):
         if plugins_for is not None:
             options["admission_plugins"] = plugins_for(self.storage)
         app = self.app = create_app(self.storage, close_storage=True, **options)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning",
                                 access_log=False, timeout_keep_alive=90, timeout_graceful_shutdown=1, lifespan="on")
         self.server = uvicorn.Server(config)
         await self.server.serve()
@@ -73,9 +74,11 @@ async def _storage(etcd_port: int, cache_options: dict):
     return CachedStorage(storage, **cache_options)
 
 
-def start_apiserver(etcd, cache_options: Optional[dict] = None, **app_options) -> tuple[_ServerThread, RunningApiserver]:
-    """Serve create_app(**app_options) over the watch cache (CachedStorage(**cache_options))."""
-    thread = _ServerThread(etcd.client_port, app_options, cache_options or {})
+def start_apiserver(etcd, cache_options: Optional[dict] = None, host: str = "127.0.0.1",
+                    **app_options) -> tuple[_ServerThread, RunningApiserver]:
+    """Serve create_app(**app_options) over the watch cache (CachedStorage(**cache_options)),
+    on `host` (0.0.0.0: reachable from network namespaces too)."""
+    thread = _ServerThread(etcd.client_port, app_options, cache_options or {}, host)
     thread.start()
     deadline = time.monotonic() + 20
     url = f"http://127.0.0.1:{thread.port}"

@@ -63,6 +63,14 @@ def test_base_script_hooks_localhost_masquerade_and_hairpin():
     assert "flush chain ip pkube ports" not in script  # published containers survive ensure()
 
 
+def test_egress_to_the_cluster_pod_network_keeps_the_pod_address():
+    script = nft_base_script("pkubelet", "pkube-pods", "10.244.1.0/24", "10.244.0.0/16")
+    assert 'ip saddr 10.244.1.0/24 ip daddr != 10.244.0.0/16 oifname != "pkube-pods" masquerade' in script
+    rules = ipt_base_rules("pkubelet", "pkube-pods", "10.244.1.0/24", "10.244.0.0/16")
+    assert ["nat", "PKUBELET-POST", "-s", "10.244.1.0/24", "!", "-d", "10.244.0.0/16", "!", "-o", "pkube-pods",
+            "-j", "MASQUERADE"] in rules
+
+
 def test_publish_script_replaces_the_chain_and_its_jump():
     mappings = [PortMapping(8080, 80), PortMapping(5353, 53, "udp", "127.0.0.1")]
     script = nft_publish_script("pkube", "ctr1", "10.88.0.2", mappings, stale_handles=[7])

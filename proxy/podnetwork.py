@@ -1,0 +1,235 @@
+"""The pod network controller: this node's routes to every other node's podCIDR.
+
+Runs inside the proxy process. A Node informer's handlers only enqueue one key; each round
+(`reconcile`) reads every Node from the cache, plans (proxy/podroutes.py) against what the
+kernel has (proxy/routing.py: the routes of protocol 0x70, the entries on the vxlan device)
+and applies the difference. So routes follow nodes as they join, change and leave, and a
+restarted controller (SIGKILL included) removes what it installed before and no longer
+wants. Every `resync_period` seconds a round runs anyway, repairing routes deleted behind
+its back.
+
+A peer whose route or entries cannot be installed is reported once (a log line and a
+Warning Event on that Node, reason FailedToCreateRoute) and retried with back-off; the
+other peers' routes are installed regardless.
+
+In vxlan mode the controller first makes the device (VNI, UDP port, local address = this
+node's InternalIP) and publishes its MAC on its own Node (podroutes.BACKEND_DATA), which is
+what the other nodes' controllers need to reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+from client.clock import Clock
+from client.errors import ApiError
+from client.events import EventRecorder
+from client.informer import Informer
+from client.resources import NODES
+from client.workqueue import WorkQueue
+from proxy import podroutes
+from proxy.podroutes import HOST_GW, VXLAN
+from proxy.routing import Routing, VxlanLink
+from runtime.netlink import NetlinkError, write_sysctl
+
+log = logging.getLogger(__name__)
+
+SYNC = "sync"
+FAILED_REASON = "FailedToCreateRoute"
+
+
+@dataclass(frozen=True)
+class PodNetworkConfig:
+    """`mode` is podroutes.HOST_GW or VXLAN; `node_ip` overrides this node's InternalIP (the
+    tunnel's local end)."""
+
+    mode: str
+    node_name: str
+    node_ip: Optional[str] = None
+    device: str = "pkube-vxlan"
+    vni: int = 1
+    port: int = 8472
+
+
+class PodNetwork:
+    """One node's routes to the other nodes' pods, over an AsyncApiClient and a Routing."""
+
+    def __init__(self, client, config: PodNetworkConfig, routing: Routing, clock: Optional[Clock] = None,
+                 recorder: Optional[EventRecorder] = None, resync_period: float = 30.0):
+        if config.mode not in (HOST_GW, VXLAN):
+            raise ValueError(f"pod network mode {config.mode!r}: want {HOST_GW} or {VXLAN}")
+        self.client, self.config, self.routing = client, config, routing
+        self.clock = clock or Clock()
+        self.recorder = recorder or EventRecorder(client, "pkube-proxy", host=config.node_name, clock=self.clock)
+        self.informer = Informer(client, NODES, clock=self.clock)
+        self.queue = WorkQueue(clock=self.clock)
+        self.resync_period = resync_period
+        self.reported: dict[str, str] = {}       # node -> the problem last reported
+        self.informer.add_handlers(self._changed, lambda _old, _new: self._changed(), self._changed)
+
+    def _changed(self, *_nodes) -> None:
+        self.queue.add(SYNC)
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        tasks = [asyncio.ensure_future(self.informer.run()), asyncio.ensure_future(self.recorder.run())]
+        try:
+            await asyncio.to_thread(write_sysctl, "net.ipv4.ip_forward", "1")
+            await self.informer.wait_synced()
+            self.queue.add(SYNC)
+            tasks.append(asyncio.ensure_future(self._tick()))
+            while (key := await self.queue.get()) is not None:
+                try:
+                    retry = await self.reconcile()
+                except (NetlinkError, OSError) as e:
+                    log.error("pod network: %s; retrying", e)
+                    retry = True
+                self.queue.done(key)
+                if retry:
+                    self.queue.add_rate_limited(key)
+                else:
+                    self.queue.forget(key)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _tick(self) -> None:
+        while True:
+            await self.clock.sleep(self.resync_period)
+            self.queue.add(SYNC)
+
+    async def reconcile(self) -> bool:
+        """One round; True when something failed and the round should be retried."""
+        nodes = self.informer.store.list()
+        own = self.informer.store.get(self.config.node_name)
+        link = None
+        if self.config.mode == VXLAN:
+            link = await self._ensure_vxlan(own)
+            if link is None:
+                return False                    # no address yet: a Node update brings it
+        else:
+            await asyncio.to_thread(self.routing.delete_link, self.config.device)   # a vxlan left over
+        found, problems, waiting = podroutes.peers(nodes, self.config.node_name, self.config.mode)
+        routes = podroutes.wanted_routes(found, self.config.mode, link.index if link else None)
+        entries = podroutes.wanted_neighbours(found, self.config.mode)
+        failures = await asyncio.to_thread(self._apply, routes, entries, link)
+        self._report({**problems, **failures}, waiting, {n["metadata"]["name"]: n for n in nodes})
+        return bool(failures)
+
+    def _apply(self, routes: dict, entries: dict, link: Optional[VxlanLink]) -> dict[str, str]:
+        """Make the kernel match (in a thread); {node: why} for the peers that failed."""
+        installed = self.routing.routes()
+        neighbours = self.routing.neighbours(link.index) if link else []
+        todo = podroutes.plan(routes, installed, entries, neighbours)
+        if todo != podroutes.Plan():
+            log.info("pod network: routes %s, deleting %s; %d neighbour entries to write, %d to delete",
+                     ", ".join(map(str, todo.add_routes)) or "in place",
+                     ", ".join(map(str, todo.delete_routes)) or "none",
+                     len(todo.add_neighbours), len(todo.delete_neighbours))
+        failures: dict[str, str] = {}
+        for entry in todo.delete_neighbours:
+            self._try(lambda e=entry: self.routing.delete_neighbour(link.index, e), None, failures)
+        for route in todo.delete_routes:
+            self._try(lambda r=route: self.routing.delete_route(r), None, failures)
+        for entry in todo.add_neighbours:
+            self._try(lambda e=entry: self.routing.replace_neighbour(link.index, e), entries[entry], failures)
+        for route in todo.add_routes:
+            if routes[route] not in failures:
+                self._try(lambda r=route: self.routing.replace_route(r), routes[route], failures)
+        return failures
+
+    @staticmethod
+    def _try(action, node: Optional[str], failures: dict[str, str]) -> None:
+        try:
+            action()
+        except NetlinkError as e:
+            if node is None:
+                log.warning("pod network: %s", e)
+            else:
+                failures.setdefault(node, str(e))
+
+    def _report(self, problems: dict[str, str], waiting: dict[str, str], nodes: dict[str, dict]) -> None:
+        """Log (and, for real problems, record an Event about) each peer's problem once; log
+        when a peer reported before is routed again."""
+        for name in list(self.reported):
+            if name not in problems and name not in waiting:
+                if name in nodes:
+                    log.info("pod network: node %s is routed now", name)
+                del self.reported[name]
+        for name, why in waiting.items():
+            if self.reported.get(name) != why:
+                log.info("pod network: %s", why)
+                self.reported[name] = why
+        for name, why in problems.items():
+            if self.reported.get(name) != why:
+                log.error("pod network: no route to node %s's pods: %s", name, why)
+                if name in nodes:
+                    self.recorder.emit(nodes[name], "Warning", FAILED_REASON, f"{self.config.node_name}: {why}")
+                self.reported[name] = why
+
+    async def _ensure_vxlan(self, own: Optional[dict]) -> Optional[VxlanLink]:
+        """The vxlan device, made (or made again, if its settings differ) with this node's
+        address, its VTEP address set and its MAC published; None while the address is unknown."""
+        local = self._local_ip(own)
+        if local is None:
+            if self.reported.get(self.config.node_name) != "no address":
+                log.error("pod network: node %s has no InternalIP and --node-ip is not given: "
+                          "no vxlan device yet", self.config.node_name)
+                self.reported[self.config.node_name] = "no address"
+            return None
+        link = await asyncio.to_thread(self._vxlan_device, local, podroutes.pod_cidr(own or {}))
+        await self._publish(own, link, local)
+        return link
+
+    def _local_ip(self, own: Optional[dict]) -> Optional[ipaddress.IPv4Address]:
+        if self.config.node_ip:
+            return ipaddress.IPv4Address(self.config.node_ip)
+        return podroutes.internal_ip(own) if own else None
+
+    def _vxlan_device(self, local: ipaddress.IPv4Address,
+                      cidr: Optional[ipaddress.IPv4Network]) -> VxlanLink:
+        c, routing = self.config, self.routing
+        found = routing.link(c.device)
+        link = found[1] if found else None
+        if link is None or (link.vni, link.port, link.local) != (c.vni, c.port, local):
+            if found is not None:
+                log.info("pod network: %s has other settings; making it again", c.device)
+                routing.delete_link(c.device)
+            link = routing.create_vxlan(c.device, c.vni, c.port, local, podroutes.vxlan_mac(local))
+            log.info("pod network: made %s (VNI %d, udp/%d, local %s, MAC %s)", c.device, c.vni, c.port,
+                     local, link.mac)
+        if cidr is not None:
+            routing.add_address(c.device, ipaddress.IPv4Interface(f"{cidr.network_address}/32"))
+        return link
+
+    async def _publish(self, own: Optional[dict], link: VxlanLink, local: ipaddress.IPv4Address) -> None:
+        """Put the device's MAC on this node's Node unless it is there already."""
+        if own is None:
+            return
+        wanted = podroutes.backend_annotations(link.mac, self.config.vni, local)
+        current = (own.get("metadata") or {}).get("annotations") or {}
+        if all(current.get(k) == v for k, v in wanted.items()):
+            return
+        try:
+            await self.client.patch(NODES, self.config.node_name, {"metadata": {"annotations": wanted}})
+        except ApiError as e:
+            log.error("pod network: cannot publish the VTEP MAC on node %s: %s", self.config.node_name, e)
+
+
+def remove_pod_network(device: str = "pkube-vxlan", netns: Optional[str] = None) -> int:
+    """Delete every route we own (protocol 0x70) and the vxlan device (`proxy --cleanup`,
+    `pkube down`); the number of routes deleted."""
+    routing = Routing(netns)
+    try:
+        routes = routing.routes()
+        for route in routes:
+            routing.delete_route(route)
+        routing.delete_link(device)
+        return len(routes)
+    finally:
+        routing.close()
