@@ -84,7 +84,7 @@ PODMAN_BRIDGE = "cni-podman0"
 # the modules `pdocker run --rm busybox true` imports (python -X importtime says which), on
 # the path the launcher gives them, ending as the launcher ends (os._exit: no teardown)
 RUN_IMPORTS = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
-               "import pdocker.cli, pdocker.containers, runtime.images, runtime.cgroups, _sha256; import os; os._exit(0)")
+               "import pdocker.cli, pdocker.containers, runtime.imagestore, runtime.cgroups, _sha256; import os; os._exit(0)")
 
 
 def percentile(values: list[float], p: float) -> float:

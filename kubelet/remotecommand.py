@@ -115,7 +115,8 @@ async def _start(websocket: WebSocket, runtime, options: StreamOptions, attach: 
         if attach:
             return await asyncio.to_thread(runtime.attach, record.id, "a" if options.stdin else "o")
         command = websocket.query_params.getlist("command")
-        return await asyncio.to_thread(runtime.exec, record.id, command, tty=options.tty, interactive=True)
+        started = await asyncio.to_thread(runtime.exec, record.id, command, tty=options.tty, interactive=True)
+        return started.attachment
     except StartError as exc:   # e.g. executable file not found: exit code 126/127 in Kubernetes
         raise SessionError(streams.failure_status(str(exc), "InternalError", 500)) from None
     except (ContainerError, OSError) as exc:

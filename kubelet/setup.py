@@ -247,7 +247,7 @@ def _image_identity(runtime, ref: str) -> tuple[str, str]:
 
 
 def _has_image(runtime, ref: str) -> bool:
-    from runtime.images import ImageError as RuntimeImageError
+    from runtime.errors import ImageError as RuntimeImageError
     try:
         runtime.image(ref)
         return True

@@ -13,7 +13,8 @@ import sys
 from pdocker.cliargs import UsageError
 from pdocker.parser import build_parser, requested_verb
 from runtime import process
-from runtime.runtime import ContainerError, Runtime
+from runtime.errors import ContainerError, ImageError
+from runtime.runtime import Runtime
 from runtime.spec import SpecError
 from runtime.state import IllegalTransition
 
@@ -21,7 +22,7 @@ EXIT_USAGE = 125
 
 # errors of the library's modules that bad input or a refused request raises, by module: a
 # module not imported cannot have raised its error, so none is imported only to name it
-LIBRARY_ERRORS = (("runtime.images", "ImageError"), ("runtime.network", "NetworkError"),
+LIBRARY_ERRORS = (("runtime.network", "NetworkError"),
                   ("runtime.cgroups", "CgroupError"), ("runtime.layers", "LayerError"),
                   ("runtime.rootfs", "RootfsError"), ("runtime.dockerfile", "DockerfileError"),
                   ("runtime.ipam", "IpamError"), ("runtime.portmap", "FirewallError"),
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types pdocker reports as one line (anything else is a bug: a traceback)."""
-    errors: list[type[BaseException]] = [ContainerError, SpecError, IllegalTransition, UsageError,
+    errors: list[type[BaseException]] = [ContainerError, ImageError, SpecError, IllegalTransition, UsageError,
                                          process.StartError, process.BuildError, OSError, ValueError,
                                          TimeoutError]
     for module, name in LIBRARY_ERRORS:

@@ -159,7 +159,7 @@ def _ports(items: list[str]) -> list:
 
 def create_pulling(rt: Runtime, spec: ContainerSpec):
     """Docker's run/create: an image missing locally is pulled first."""
-    from runtime.images import ImageNotFound
+    from runtime.errors import ImageNotFound
     try:
         return rt.create(spec)
     except ImageNotFound:
@@ -276,7 +276,7 @@ def cmd_exec(rt, args) -> int:
                 user=args.user, detach=True)
         return 0
     attachment = rt.exec(args.container, args.command, tty=args.tty, env=env, workdir=args.workdir,
-                         user=args.user, interactive=True, tty_size=terminal.terminal_size(args.tty))
+                         user=args.user, interactive=True, tty_size=terminal.terminal_size(args.tty)).attachment
     code = terminal.relay(attachment, args.interactive, args.tty)
     attachment.close()
     return 255 if code is None else code

@@ -13,7 +13,10 @@ import sys
 
 from pdocker.flags import key_values
 from pdocker.output import ProgressBars, ago, decimal_size, table
-from runtime.images import Image, ImageError, normalize_ref, split_ref
+from runtime import archive
+from runtime.errors import ImageError
+from runtime.imagestore import Image
+from runtime.reference import normalize_ref, split_ref
 
 NONE = "<none>"
 
@@ -121,11 +124,11 @@ def cmd_load(rt, args) -> int:
     say = (lambda line: None) if args.quiet else print
     if args.input:
         with open(_existing(args.input), "rb") as f:
-            rt.images.load(f, progress=say)
+            archive.load(rt.images, f, progress=say)
     elif sys.stdin.isatty():
         raise ImageError("requested load from stdin, but stdin is empty (use -i FILE)")
     else:
-        rt.images.load(sys.stdin.buffer, progress=say)
+        archive.load(rt.images, sys.stdin.buffer, progress=say)
     return 0
 
 
@@ -134,11 +137,11 @@ def cmd_save(rt, args) -> int:
         _image(rt, ref)  # fail before writing anything
     if args.output:
         with open(args.output, "wb") as f:
-            rt.images.save(args.images, f)
+            archive.save(rt.images, args.images, f)
     elif sys.stdout.isatty():
         raise ImageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     else:
-        rt.images.save(args.images, sys.stdout.buffer)
+        archive.save(rt.images, args.images, sys.stdout.buffer)
     return 0
 
 

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from runtime import dockerfile as df
-from runtime.images import (Image, ImageError, ImageNotFound, ImageStore, canonical_json,
-                            normalize_ref)
+from runtime.errors import ImageError, ImageNotFound
+from runtime.imagestore import Image, ImageStore, canonical_json
+from runtime.reference import normalize_ref
 from runtime.layers import (LayerError, lookup, resolve_path, union_entries, unpack_members,
                             walk_tree)
 

@@ -14,7 +14,7 @@ import subprocess
 import tarfile
 from io import BufferedIOBase as BinaryIO   # typing's name for it
 
-from runtime.images import ImageError
+from runtime.errors import ImageError
 
 HOST_BUSYBOX = "/bin/busybox"
 BUSYBOX_REF = "busybox:latest"

@@ -13,43 +13,53 @@ import time
 from _signal import SIGKILL
 
 from runtime import process
+from runtime.errors import Conflict
+from runtime.launch import place_in_cgroup
 from runtime.namespaces import plan_for_exec
+from runtime.records import Record
 from runtime.rootfs import remove_tree
-from runtime.spec import ShimConfig
+from runtime.spec import ShimConfig, capability_mask, spec_from_dict
 
 
-def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None = None,
+class ExecResult(Record):
+    """What an exec returns, whichever way it ran.
+
+    pid: the host pid of the started command;
+    exit_code: its exit code when exec waited for it (the default), None when it was started
+      `interactive` or `detach`ed (an interactive one's code is then its attachment's);
+    stdout, stderr: its output (bytes) when exec waited for it, else b"";
+    attachment: the process.Attachment to relay an `interactive` one's stdin and output (the
+      caller closes it), else None.
+    """
+
+    FIELDS = ("pid", ("exit_code", None), ("stdout", b""), ("stderr", b""), ("attachment", None))
+    FROZEN = True
+
+
+def exec_in(launcher, state, argv: list[str], tty: bool = False, env: dict | None = None,
             workdir: str | None = None, user: str | None = None, stdin: bytes | None = None,
             interactive: bool = False, detach: bool = False, tty_size: tuple[int, int] | None = None,
-            timeout: float | None = None):
-    """Start `argv` in the running container `state`.
+            timeout: float | None = None) -> ExecResult:
+    """Start `argv` in the running container `state`, with its namespaces, cgroup (through
+    `launcher`, a runtime.launch.Launcher), capabilities, seccomp filter and user.
 
-    Returns an ExecResult (exit code, stdout, stderr) by default, feeding `stdin` when
-    given (with `timeout`, the command is killed after that many seconds and TimeoutError
-    is raised: what a probe needs); an Attachment when `interactive` (the caller relays
-    stdin/out and reads its `exit_code`); None when `detach`. Raises Conflict when the
-    container is not running, StartError when the command cannot start.
+    By default waits for it, feeding `stdin` when given, and returns its exit code and
+    output; with `timeout`, the command is killed after that many seconds and TimeoutError
+    raised (what a probe needs). `interactive` returns at once with an attachment to relay;
+    `detach` returns at once with the pid only. Raises Conflict when the container is not
+    running, StartError when the command cannot start.
     """
-    from runtime.runtime import Conflict, ExecResult, place_in_cgroup
     if not state.running or not process.alive(state.pid, state.pid_start):
         raise Conflict(f"Container {state.id} is not running")
     if not argv:
         raise ValueError("exec: no command given")
-    edir = os.path.join(runtime.store.dir(state.id), "execs", os.urandom(8).hex())
+    edir = os.path.join(launcher.store.dir(state.id), "execs", os.urandom(8).hex())
     os.makedirs(edir)
-    merged_env = dict(e.split("=", 1) for e in state.process["env"])
-    merged_env.update(env or {})
-    config = ShimConfig(
-        argv=list(argv), env=[f"{k}={v}" for k, v in merged_env.items()],
-        plan=plan_for_exec(state.pid), exit_file=os.path.join(edir, "exit"), sock=process.socket_name(edir),
-        cwd=workdir or state.process["workdir"], user=user if user is not None else (state.process["user"] or None),
-        tty=tty, stdin_open=interactive or stdin is not None, tty_size=tty_size,
-        ptmx=f"/proc/{state.pid}/root/dev/pts/ptmx", caps=_container_caps(state),
-        allow_escalation=_allows_escalation(state), **_container_seccomp(state))
-    cgroup = runtime._open_cgroup(state)
+    config = _shim_config(state, argv, edir, tty=tty, env=env, workdir=workdir, user=user,
+                          stdin_open=interactive or stdin is not None, tty_size=tty_size)
+    cgroup = launcher.cgroup_of(state)
     if cgroup is not None:
         place_in_cgroup(cgroup, config)
-    encoded = config.encode()
     mode = None if detach else ("a" if (interactive or stdin is not None) else "o")
     holder = {}
 
@@ -58,33 +68,53 @@ def exec_in(runtime, state, argv: list[str], tty: bool = False, env: dict | None
             holder["attachment"] = process.Attachment(config.sock, mode)
 
     try:
-        launched = process.launch(runtime.binaries().shim, encoded, on_pid)
+        launched = process.launch(launcher.binaries().shim, config.encode(), on_pid)
     except Exception:
         if "attachment" in holder:
             holder["attachment"].close()
         remove_tree(edir)
         raise
     if detach:
-        return None
+        return ExecResult(launched.pid)
     attachment = holder["attachment"]
     if interactive:
         attachment.on_close = lambda: remove_tree(edir)
-        return attachment
-    watchdog = _Watchdog(launched.pid, timeout) if timeout is not None else None
+        return ExecResult(launched.pid, attachment=attachment)
+    return _wait(launched.pid, attachment, stdin, edir, timeout, argv[0])
+
+
+def _shim_config(state, argv: list[str], edir: str, *, tty: bool, env: dict | None,
+                 workdir: str | None, user: str | None, stdin_open: bool,
+                 tty_size: tuple[int, int] | None) -> ShimConfig:
+    """The shim's config of a command joining `state`'s namespaces, with the container's
+    environment (overridden by `env`), working directory, user, capabilities and seccomp."""
+    merged_env = dict(e.split("=", 1) for e in state.process["env"])
+    merged_env.update(env or {})
+    return ShimConfig(
+        argv=list(argv), env=[f"{k}={v}" for k, v in merged_env.items()],
+        plan=plan_for_exec(state.pid), exit_file=os.path.join(edir, "exit"), sock=process.socket_name(edir),
+        cwd=workdir or state.process["workdir"], user=user if user is not None else (state.process["user"] or None),
+        tty=tty, stdin_open=stdin_open, tty_size=tty_size,
+        ptmx=f"/proc/{state.pid}/root/dev/pts/ptmx", caps=_container_caps(state),
+        allow_escalation=_allows_escalation(state), **_container_seccomp(state))
+
+
+def _wait(pid: int, attachment, stdin: bytes | None, edir: str, timeout: float | None,
+          name: str) -> ExecResult:
+    """Collect a command's output and exit code (killing it after `timeout` seconds)."""
+    watchdog = _Watchdog(pid, timeout) if timeout is not None else None
     try:
-        result = _collect(attachment, stdin, edir, ExecResult)
+        code, out, err = _collect(attachment, stdin, edir)
     finally:
         if watchdog:
             watchdog.cancel()
     if watchdog and watchdog.fired:
-        raise TimeoutError(f"exec {argv[0]}: still running after {timeout}s, killed")
-    return result
+        raise TimeoutError(f"exec {name}: still running after {timeout}s, killed")
+    return ExecResult(pid, code, out, err)
 
 
 def _container_caps(state) -> int:
     """The exec'd process gets the container's capabilities (its cap_add, cap_drop, privileged)."""
-    from runtime.runtime import spec_from_dict
-    from runtime.spec import capability_mask
     if state.kind != "container" or not state.spec:
         return capability_mask()
     return capability_mask(spec_from_dict(state.spec).capabilities())
@@ -92,7 +122,6 @@ def _container_caps(state) -> int:
 
 def _container_seccomp(state) -> dict:
     """An exec'd process gets its container's seccomp filter (none for a sandbox's)."""
-    from runtime.runtime import spec_from_dict
     if state.kind != "container" or not state.spec:
         return {}
     return spec_from_dict(state.spec).seccomp_options()
@@ -124,7 +153,7 @@ class _Watchdog:
         self.timer.cancel()
 
 
-def _collect(attachment, stdin: bytes | None, edir: str, result_type):
+def _collect(attachment, stdin: bytes | None, edir: str) -> tuple[int, bytes, bytes]:
     out, err = [], []
     try:
         if stdin is not None:
@@ -139,7 +168,7 @@ def _collect(attachment, stdin: bytes | None, edir: str, result_type):
         recorded = process.read_exit_file(os.path.join(edir, "exit"))
         code = recorded[0] if recorded else 255
     remove_tree(edir)
-    return result_type(code, b"".join(out), b"".join(err))
+    return code, b"".join(out), b"".join(err)
 
 
 def _read_text(path: str) -> str:

@@ -97,9 +97,9 @@ def image_config() -> dict:
 
 
 def ensure_host_image(store, paths: list[str], repo: str = HOST_IMAGE_REPO) -> str:
-    """The reference of the host image for `paths` in `store` (a runtime.images.ImageStore),
+    """The reference of the host image for `paths` in `store` (a runtime.imagestore.ImageStore),
     made first when the store lacks it. Raises HostImageError; safe to call again."""
-    from runtime.images import ImageNotFound
+    from runtime.errors import ImageNotFound
     points, links = mount_points(paths), host_links()
     ref = image_ref(points, links, repo)
     try:

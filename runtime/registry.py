@@ -24,10 +24,11 @@ from typing import Callable, Iterator
 
 import httpx
 
-from runtime.images import (INDEX_TYPES, MT_DOCKER_CONFIG, MT_DOCKER_LAYER_GZIP,
-                            MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_MANIFEST,
-                            Image, ImageError, ImageStore, normalize_ref, pick_platform,
-                            sha256_bytes, split_ref)
+from runtime.archive import (INDEX_TYPES, MT_DOCKER_CONFIG, MT_DOCKER_LAYER_GZIP, MT_DOCKER_LIST,
+                             MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_MANIFEST, pick_platform)
+from runtime.errors import ImageError
+from runtime.imagestore import Image, ImageStore, sha256_bytes
+from runtime.reference import normalize_ref, split_ref
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"

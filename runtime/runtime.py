@@ -14,74 +14,32 @@ from _signal import SIGKILL, SIGTERM   # the C module: `signal` builds enums of 
 from io import BufferedIOBase as BinaryIO   # typing's name for it; io is loaded at start-up anyway
 
 from runtime import process, rootfs
+from runtime.errors import Conflict, ContainerError, NoSuchContainer  # noqa: F401 (the facade's errors)
+from runtime.launch import Launcher, LaunchOptions, safe
+from runtime.names import claim_name, valid_name
 from runtime.namespaces import plan_for
-from runtime.records import Record
-from runtime.spec import (DEFAULT_PATH, ContainerSpec, Mount, ShimConfig, SpecError, capability_mask,
-                          merge_image_config)
-from runtime.state import ContainerState, IllegalTransition, StateStore, Status, now_iso
+from runtime.spec import (DEFAULT_PATH, ContainerSpec, ShimConfig, SpecError, capability_mask,
+                          merge_image_config, spec_from_dict)
+from runtime.state import ContainerState, IllegalTransition, StateStore, Status, new_id, now_iso
 
 DEFAULT_ROOT = "/var/lib/pkube/runtime"
 DEFAULT_CGROUP_PARENT = "pkube"
 HEX_DIGITS = frozenset("0123456789abcdef")
-NAME_FIRST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-NAME_CHARS = NAME_FIRST_CHARS | frozenset("_.-")
 BUSYBOX_REFS = ("busybox", "busybox:latest", "docker.io/library/busybox:latest")
-ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid",
-              "merry", "nifty", "proud", "quirky", "sharp", "tender", "vivid", "witty", "zen")
-NOUNS = ("turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "dijkstra",
-         "lamport", "liskov", "hamilton", "kernighan", "pike", "mccarthy", "curie", "noether")
-
 
 # What get/list/create/create_sandbox return: the refreshed, persisted record.
 Container = ContainerState
 Sandbox = ContainerState
 
 
-class ContainerError(Exception):
-    """Base of the runtime's errors; the message is fit for a user."""
-
-
-class NoSuchContainer(ContainerError):
-    """No container (or sandbox) matches the given id, id prefix or name."""
-
-
-class Conflict(ContainerError):
-    """The operation conflicts with the current state (name taken, running, ...)."""
-
-
-class ExecResult(Record):
-    """What a non-interactive exec returns: exit_code, stdout and stderr (bytes)."""
-
-    FIELDS = ("exit_code", "stdout", "stderr")
-    FROZEN = True
-
-
-def new_id() -> str:
-    return os.urandom(32).hex()   # 64 hex digits, as before
-
-
-def spec_to_dict(spec: ContainerSpec) -> dict:
-    return spec.to_dict()
-
-
-def spec_from_dict(data: dict) -> ContainerSpec:
-    """Rebuild a ContainerSpec persisted with spec_to_dict."""
-    data = dict(data)
-    data["mounts"] = [Mount(**m) for m in data.get("mounts") or []]
-    if data.get("resources"):
-        from runtime.cgroups import Resources
-        data["resources"] = Resources(**data["resources"])
-    if data.get("port_mappings"):
-        from runtime.network import PortMapping
-        data["port_mappings"] = [PortMapping(**p) for p in data["port_mappings"]]
-    return ContainerSpec(**data)
-
-
 class Runtime:
     """Containers and sandboxes under `root` (str or PathLike; `self.root` is a str).
     `network` is a runtime.network.BridgeNetwork (made lazily at ROOT/network when None and
     a bridge is needed); `cgroup_root` is the cgroup filesystem root (default
-    /sys/fs/cgroup); `images` an ImageStore (default ROOT/images)."""
+    /sys/fs/cgroup); `images` an ImageStore (default ROOT/images). `launcher` (a
+    runtime.launch.Launcher over the same store) is what starts every process, the
+    containers' here, the exec'd commands' in runtime.exec, the pause processes' in
+    runtime.sandbox."""
 
     def __init__(self, root: str | os.PathLike = DEFAULT_ROOT, *, network=None,
                  cgroup_root: str | os.PathLike | None = None, images=None,
@@ -92,16 +50,23 @@ class Runtime:
         self._network_ready = False
         self._cgroup_root = cgroup_root
         self._cgroups = None
-        self.cgroup_parent = cgroup_parent
         self._images = images
         self._binaries = None
+        # what exec and sandboxes start their processes through (runtime.launch)
+        self.launcher = Launcher(self.store, cgroups=lambda: self.cgroups, network=self.network,
+                                 binaries=self.binaries, cgroup_parent=cgroup_parent)
 
     # ----- collaborators, made on first use -----
 
     @property
+    def cgroup_parent(self) -> str:
+        """The cgroup containers go under when their spec names no parent."""
+        return self.launcher.cgroup_parent
+
+    @property
     def images(self):
         if self._images is None:
-            from runtime.images import ImageStore
+            from runtime.imagestore import ImageStore
             self._images = ImageStore(os.path.join(self.root, "images"))
         return self._images
 
@@ -135,7 +100,7 @@ class Runtime:
 
     def image(self, ref: str):
         """The image for `ref`; busybox is made from the host on first use."""
-        from runtime.images import ImageNotFound
+        from runtime.errors import ImageNotFound
         try:
             return self.images.get(ref)
         except ImageNotFound:
@@ -228,31 +193,14 @@ class Runtime:
         return result
 
     def _finish(self, state: ContainerState, code: int, finished: str) -> None:
-        cgroup = self._open_cgroup(state)
+        cgroup = self.launcher.cgroup_of(state)
         if cgroup is not None:
-            state.oom_killed = code == 128 + SIGKILL and _safe(cgroup.oom_killed, False)
-            _safe(cgroup.destroy)
-        _safe(lambda: self._release_network(state))   # kept in `endpoint` for rm to retry
+            state.oom_killed = code == 128 + SIGKILL and safe(cgroup.oom_killed, False)
+            safe(cgroup.destroy)
+        safe(lambda: self.launcher.release_network(state))   # kept in `endpoint` for rm to retry
         state.transition(Status.EXITED)
         state.exit_code, state.finished_at, state.pid = code, finished, 0
         self.store.save(state)
-
-    def _open_cgroup(self, state: ContainerState):
-        if not state.cgroup:
-            return None
-        try:
-            return self.cgroups.open(state.cgroup)
-        except Exception:
-            return None
-
-    def _release_network(self, state: ContainerState) -> None:
-        if state.endpoint is None:
-            return
-        net = self.network()
-        if state.spec.get("port_mappings"):
-            net.unpublish(state.id)
-        net.detach(state.id)
-        state.endpoint = None
 
     # ----- containers -----
 
@@ -260,33 +208,24 @@ class Runtime:
         """Record a new container (nothing runs yet). Raises SpecError, Conflict (name in
         use), images.ImageNotFound."""
         spec.validate()
-        if spec.name is not None and not _valid_name(spec.name):
+        if spec.name is not None and not valid_name(spec.name):
             raise SpecError(f"Invalid container name ({spec.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         image = self.image(spec.image)
         proc = merge_image_config(spec, image.config)
         with self.store.locked():
             cid = new_id()
-            name = self._reserve_name(spec.name, cid)
+            name = claim_name(self.store, spec.name, cid)
             try:
                 rootfs.make_dirs(self.store.dir(cid))
                 state = ContainerState(
                     id=cid, name=name, image=spec.image, image_id=image.id, process=proc,
-                    spec=spec_to_dict(spec), layer_dirs=[os.fspath(d) for d in image.layer_dirs],
+                    spec=spec.to_dict(), layer_dirs=[os.fspath(d) for d in image.layer_dirs],
                     labels=dict(spec.labels))
                 self.store.save(state)
             except BaseException:
                 self.store.drop_name(name, cid)
                 raise
         return state
-
-    def _reserve_name(self, name: str | None, cid: str, what: str = "container name") -> str:
-        """Under the store's lock: `name` (or a generated one when None) reserved for `cid`.
-        Raises Conflict when another container holds it."""
-        if name is None:
-            return _generate_name(lambda candidate: self.store.reserve_name(candidate, cid))
-        if not self.store.reserve_name(name, cid):
-            raise Conflict(f'Conflict. The {what} "/{name}" is already in use')
-        return name
 
     def run(self, spec: ContainerSpec) -> ContainerState:
         """create + start (detached); the refreshed record."""
@@ -326,9 +265,10 @@ class Runtime:
             stdin_open=spec.stdin_open, tty_size=tty_size, caps=capability_mask(spec.capabilities()),
             rootfs_ro=spec.read_only, allow_escalation=not spec.no_new_privileges or spec.privileged,
             **spec.seccomp_options(), **({"masked": (), "readonly": ()} if spec.privileged else {}))
-        return self._launch(state, config, spec.resources, spec.cgroup_parent, attach,
-                            bridge=ip_from is None and spec.network == "bridge",
-                            ports=spec.port_mappings, init=(hostname, ip_from))
+        options = LaunchOptions(resources=spec.resources, cgroup_parent=spec.cgroup_parent, attach=attach,
+                                bridge=ip_from is None and spec.network == "bridge",
+                                ports=spec.port_mappings, hostname=hostname, ip=ip_from or "")
+        return self.launcher.launch(state, config, options)
 
     def _placement(self, state: ContainerState, spec: ContainerSpec):
         """(namespace plan, hostname, ip of a joined sandbox or None)."""
@@ -347,67 +287,6 @@ class Runtime:
             peer = other.pid
         hostname = spec.hostname or (os.uname().nodename if spec.network == "host" else state.short_id)
         return plan_for(spec.network, peer_pid=peer), hostname, (None if spec.network == "bridge" else "")
-
-    def _launch(self, state, config: ShimConfig, resources, cgroup_parent, attach, bridge, ports, init):
-        cdir = self.store.dir(state.id)
-        state.cgroup = f"{cgroup_parent or self.cgroup_parent}/{state.id}"
-        cgroup = self.cgroups.create(state.cgroup, resources)
-        place_in_cgroup(cgroup, config)
-        encoded = config.encode()
-        holder: dict = {}
-
-        def init_layer() -> None:   # while the shim starts, unless it waits for an address
-            if config.rootfs and not bridge:
-                rootfs.write_init_layer(cdir, init[0], init[1])
-
-        def on_pid(pid: int) -> None:
-            if bridge:
-                holder["endpoint"] = self._attach_network(state.id, pid, ports)
-                if config.rootfs:
-                    rootfs.write_init_layer(cdir, init[0], holder["endpoint"]["ip"])
-            if attach:
-                holder["attachment"] = process.Attachment(config.sock, attach)
-
-        try:
-            launched = process.launch(self.binaries().shim, encoded, on_pid, init_layer)
-        except BaseException as exc:
-            self._failed_start(state, cgroup, holder, exc, bridge)
-            raise
-        state.endpoint = holder.get("endpoint")
-        self._mark_running(state, launched)
-        return holder.get("attachment")
-
-    def _attach_network(self, key: str, pid: int, ports) -> dict:
-        net = self.network()
-        endpoint = net.attach(key, f"/proc/{pid}/ns/net")
-        if ports:
-            net.publish(key, endpoint.ip, list(ports))
-        return {"ip": str(endpoint.ip), "prefixlen": endpoint.prefixlen,
-                "gateway": str(endpoint.gateway), "mac": endpoint.mac}
-
-    def _failed_start(self, state, cgroup, holder, exc, bridge: bool) -> None:
-        """Undo a start that failed midway; the container ends exited with the error."""
-        if "attachment" in holder:
-            holder["attachment"].close()
-        _safe(cgroup.destroy)
-        if bridge:
-            state.endpoint = holder.get("endpoint", {})
-            _safe(lambda: self._release_network(state))
-        state.endpoint = None
-        state.error, state.finished_at = str(exc), now_iso()
-        state.exit_code = 126 if "permission denied" in str(exc).lower() else 127
-        if state.status == Status.CREATED:
-            state.transition(Status.EXITED)
-        self.store.save(state)
-
-    def _mark_running(self, state: ContainerState, launched: process.Launched) -> None:
-        state.transition(Status.RUNNING)
-        state.pid, state.shim_pid = launched.pid, launched.shim_pid
-        state.pid_start = process.proc_start_time(launched.pid) or 0
-        state.shim_start = process.proc_start_time(launched.shim_pid) or 0
-        state.started_at, state.finished_at = now_iso(), "0001-01-01T00:00:00Z"
-        state.exit_code, state.oom_killed, state.error = 0, False, ""
-        self.store.save(state)
 
     def wait(self, id_or_name: str, timeout: float | None = None) -> int:
         """Block until the container is not running; its exit code. Raises TimeoutError."""
@@ -434,11 +313,11 @@ class Runtime:
         state = self.get(id_or_name)
         if not state.running:
             return state
-        _safe(lambda: os.kill(state.pid, SIGTERM) if process.alive(state.pid, state.pid_start) else None)
+        safe(lambda: os.kill(state.pid, SIGTERM) if process.alive(state.pid, state.pid_start) else None)
         try:
             self.wait(state.id, timeout)
         except TimeoutError:
-            _safe(lambda: os.kill(state.pid, SIGKILL) if process.alive(state.pid, state.pid_start) else None)
+            safe(lambda: os.kill(state.pid, SIGKILL) if process.alive(state.pid, state.pid_start) else None)
             self.wait(state.id, 10)
         return self.get(state.id)
 
@@ -471,10 +350,10 @@ class Runtime:
                     return True
                 if not force and state.running and self._exit_of(state) is None:
                     return False
-                cgroup = self._open_cgroup(state)
+                cgroup = self.launcher.cgroup_of(state)
                 if cgroup is not None:
-                    _safe(cgroup.destroy)
-                _safe(lambda: self._release_network(state))
+                    safe(cgroup.destroy)
+                safe(lambda: self.launcher.release_network(state))
                 rootfs.remove_dir(self.store.dir(cid))
                 self.store.release_name(state.name, cid)
                 return True
@@ -512,9 +391,9 @@ class Runtime:
              workdir: str | None = None, user: str | None = None, stdin: bytes | None = None,
              interactive: bool = False, detach: bool = False, tty_size: tuple[int, int] | None = None,
              timeout: float | None = None):
-        """Run argv in the running container; see runtime.exec.exec_in."""
+        """Run argv in the running container; a runtime.exec.ExecResult (see exec_in)."""
         from runtime.exec import exec_in
-        return exec_in(self, self.get(id_or_name), argv, tty=tty, env=env, workdir=workdir,
+        return exec_in(self.launcher, self.get(id_or_name), argv, tty=tty, env=env, workdir=workdir,
                        user=user, stdin=stdin, interactive=interactive, detach=detach, tty_size=tty_size,
                        timeout=timeout)
 
@@ -574,7 +453,7 @@ class Runtime:
     def stats(self, id_or_name: str):
         """runtime.cgroups.CgroupStats of a running container; raises Conflict otherwise."""
         state = self.get(id_or_name)
-        cgroup = self._open_cgroup(state) if state.running else None
+        cgroup = self.launcher.cgroup_of(state) if state.running else None
         if cgroup is None:
             raise Conflict(f"Container {state.short_id} is not running")
         return cgroup.stats()
@@ -582,7 +461,7 @@ class Runtime:
     def top(self, id_or_name: str) -> tuple[list[str], list[list[str]]]:
         """(titles, rows) like `docker top`: the container's processes seen from the host."""
         state = self.get(id_or_name)
-        cgroup = self._open_cgroup(state) if state.running else None
+        cgroup = self.launcher.cgroup_of(state) if state.running else None
         if cgroup is None:
             raise Conflict(f"Container {state.short_id} is not running")
         from runtime.exec import process_table
@@ -605,7 +484,7 @@ class Runtime:
                 id=cid, name=f"build-{cid[:12]}", image="<build>", image_id="", kind="build",
                 process={"argv": list(argv), "env": [f"{k}={v}" for k, v in env.items()],
                          "workdir": workdir or "/", "user": user or ""},
-                spec=spec_to_dict(spec), layer_dirs=[os.fspath(d) for d in layer_dirs])
+                spec=spec.to_dict(), layer_dirs=[os.fspath(d) for d in layer_dirs])
             self.store.save(state)
             try:
                 return self._run_build_step(state, spec, output)
@@ -638,7 +517,7 @@ class Runtime:
     def create_sandbox(self, spec) -> ContainerState:
         """Start a pod sandbox (runtime.spec.SandboxSpec); see runtime.sandbox."""
         from runtime.sandbox import create_sandbox
-        return create_sandbox(self, spec)
+        return self.get(create_sandbox(self.launcher, spec))
 
     def stop_sandbox(self, sandbox_id: str, timeout: float = 10) -> None:
         """Stop the sandbox's containers and its pause process."""
@@ -659,53 +538,13 @@ class Runtime:
                 self.remove(state.id, force=True)
         self.remove(sandbox.id, force=True)
         if sandbox.spec.get("cgroup_parent"):
-            _safe(lambda: self.cgroups.open(sandbox.spec["cgroup_parent"]).destroy())
+            safe(lambda: self.cgroups.open(sandbox.spec["cgroup_parent"]).destroy())
 
     def list_sandboxes(self, labels: dict | None = None, all: bool = True) -> list[ContainerState]:
         """Sandboxes (stopped ones too unless `all` is False) whose labels match."""
         return self.list(all=all, labels=labels, kind="sandbox")
 
 
-def place_in_cgroup(cgroup, config: ShimConfig) -> None:
-    """Have the shim start its process in `cgroup`: on v2 created inside it (config.cgroup,
-    clone3 CLONE_INTO_CGROUP), on v1 moved there by a helper the moment it exists
-    (config.cgroup_procs)."""
-    if cgroup.version == 2:
-        config.cgroup = cgroup.dir
-    else:
-        config.cgroup_procs = cgroup.procs_files()
-
-
-def _safe(fn, default=None):
-    """Run a best-effort cleanup step; failures of cleanup never hide the main outcome."""
-    try:
-        return fn()
-    except Exception:
-        return default
-
-
 def _is_full_id(text: str) -> bool:
     """64 lowercase hex digits: what new_id() makes (and never a path)."""
     return len(text) == 64 and all(c in HEX_DIGITS for c in text)
-
-
-def _valid_name(name: str) -> bool:
-    """Docker's [a-zA-Z0-9][a-zA-Z0-9_.-]* (without `re`: `run --name` is on the start path)."""
-    return bool(name) and name[0] in NAME_FIRST_CHARS and all(c in NAME_CHARS for c in name)
-
-
-def _pick(choices):
-    """A random element (os.urandom: importing `random` costs every pdocker command time)."""
-    return choices[int.from_bytes(os.urandom(4), "big") % len(choices)]
-
-
-def _generate_name(reserve) -> str:
-    """Docker-style adjective_noun (with a number when taken): the first name `reserve(name)`
-    accepts (returns True for)."""
-    while True:
-        name = f"{_pick(ADJECTIVES)}_{_pick(NOUNS)}"
-        if reserve(name):
-            return name
-        name += str(_pick(range(10000)))
-        if reserve(name):
-            return name

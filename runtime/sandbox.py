@@ -8,42 +8,51 @@ from __future__ import annotations
 import os
 
 from runtime import process
+from runtime.launch import LaunchOptions
+from runtime.names import claim_name
 from runtime.namespaces import plan_for_sandbox
 from runtime.spec import SandboxSpec, ShimConfig, SpecError
-from runtime.state import ContainerState
+from runtime.state import ContainerState, new_id
 
 SANDBOX_NETWORKS = ("bridge", "none", "host")
 
 
-def create_sandbox(runtime, spec: SandboxSpec) -> ContainerState:
-    """Create and start a sandbox; returns its record (kind "sandbox", `endpoint` holding
-    its IP on the bridge). Raises SpecError, Conflict (name in use), StartError."""
-    from runtime.runtime import new_id
+def create_sandbox(launcher, spec: SandboxSpec) -> str:
+    """Create and start a sandbox through `launcher` (a runtime.launch.Launcher); returns its
+    id (its record: kind "sandbox", `endpoint` holding its IP on the bridge). Raises
+    SpecError, Conflict (name in use), StartError (the record then says exited)."""
     if spec.network not in SANDBOX_NETWORKS:
         raise SpecError(f"sandbox network {spec.network!r}: must be one of {', '.join(SANDBOX_NETWORKS)}")
-    pause = runtime.binaries().pause
-    with runtime.store.locked():
+    pause = launcher.binaries().pause
+    state = _record(launcher.store, spec, pause)
+    if spec.cgroup_parent and spec.resources is not None:
+        launcher.cgroups().create(spec.cgroup_parent, spec.resources)
+    cdir = launcher.store.dir(state.id)
+    config = ShimConfig(
+        argv=[pause], env=[], plan=plan_for_sandbox(spec.share_pid, spec.network == "host"),
+        exit_file=os.path.join(cdir, "exit"), sock=process.socket_name(cdir),
+        hostname=state.spec["hostname"], cwd="/")
+    options = LaunchOptions(cgroup_parent=spec.cgroup_parent, bridge=spec.network == "bridge",
+                            ports=spec.port_mappings, hostname=state.spec["hostname"])
+    with launcher.store.locked(state.id):
+        launcher.launch(state, config, options)
+    return state.id
+
+
+def _record(store, spec: SandboxSpec, pause: str) -> ContainerState:
+    """The new sandbox's record, persisted with its name claimed (nothing runs yet)."""
+    with store.locked():
         sid = new_id()
-        runtime._reserve_name(spec.name, sid, what="name")
-        cdir = runtime.store.dir(sid)
+        claim_name(store, spec.name, sid, what="name")
         data = spec.to_dict()
         data["hostname"] = spec.hostname or spec.name
         state = ContainerState(id=sid, name=spec.name, image="pause", image_id="", kind="sandbox",
                                process={"argv": [pause], "env": [], "workdir": "/", "user": ""},
                                spec=data, labels=dict(spec.labels))
         try:
-            os.makedirs(cdir)
-            runtime.store.save(state)
+            os.makedirs(store.dir(sid))
+            store.save(state)
         except BaseException:
-            runtime.store.drop_name(spec.name, sid)
+            store.drop_name(spec.name, sid)
             raise
-    if spec.cgroup_parent and spec.resources is not None:
-        runtime.cgroups.create(spec.cgroup_parent, spec.resources)
-    config = ShimConfig(
-        argv=[pause], env=[], plan=plan_for_sandbox(spec.share_pid, spec.network == "host"),
-        exit_file=os.path.join(cdir, "exit"), sock=process.socket_name(cdir),
-        hostname=data["hostname"], cwd="/")
-    with runtime.store.locked(sid):
-        runtime._launch(state, config, None, spec.cgroup_parent, None,
-                        bridge=spec.network == "bridge", ports=spec.port_mappings, init=(data["hostname"], ""))
-    return runtime.get(sid)
+    return state

@@ -133,6 +133,19 @@ class ContainerSpec(Record):
             raise SpecError(f"seccomp profile {self.seccomp!r}: must be one of {', '.join(PROFILES)}")
 
 
+def spec_from_dict(data: dict) -> ContainerSpec:
+    """The ContainerSpec a container's record holds (ContainerSpec.to_dict's dict)."""
+    data = dict(data)
+    data["mounts"] = [Mount(**m) for m in data.get("mounts") or []]
+    if data.get("resources"):
+        from runtime.cgroups import Resources
+        data["resources"] = Resources(**data["resources"])
+    if data.get("port_mappings"):
+        from runtime.network import PortMapping
+        data["port_mappings"] = [PortMapping(**p) for p in data["port_mappings"]]
+    return ContainerSpec(**data)
+
+
 def _cap_name(name: str) -> str:
     """NET_ADMIN from net_admin, CAP_NET_ADMIN or NET_ADMIN."""
     upper = name.upper()

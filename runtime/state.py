@@ -40,6 +40,11 @@ class IllegalTransition(Exception):
     """A lifecycle operation does not fit the container's current status."""
 
 
+def new_id() -> str:
+    """A new container or sandbox id: 64 lowercase hex digits."""
+    return os.urandom(32).hex()
+
+
 def now_iso() -> str:
     """Now, UTC, RFC 3339 with nanoseconds like Docker prints."""
     ns = time.time_ns()   # (datetime would cost every pdocker command an import)

@@ -377,7 +377,7 @@ def test_termination_message_deadline_security_context_and_host_aliases(node_clu
 
 
 def test_an_image_is_pulled_with_the_pods_image_pull_secret(node_cluster, tmp_path):
-    from runtime.images import ImageStore
+    from runtime.imagestore import ImageStore
     from tests.system.test_registry_auth import PASSWORD, USER, serve_busybox
     server, _image = serve_busybox(ImageStore(str(tmp_path / "source")), "basic")
     host = f"127.0.0.1:{server.server_address[1]}"

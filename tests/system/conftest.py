@@ -20,7 +20,7 @@ import pytest
 
 from runtime import process
 from runtime.cgroups import CgroupManager
-from runtime.images import ImageStore
+from runtime.imagestore import ImageStore
 from runtime.network import BridgeNetwork
 from runtime.runtime import Runtime
 

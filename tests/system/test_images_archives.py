@@ -9,7 +9,9 @@ import tarfile
 
 import pytest
 
-from runtime.images import ImageError, ImageStore
+from runtime import archive as archives
+from runtime.errors import ImageError
+from runtime.imagestore import ImageStore
 
 pytestmark = pytest.mark.root
 
@@ -28,7 +30,7 @@ def test_saved_archive_is_read_by_skopeo_in_both_formats(store, tmp_path):
     image = store.ensure_busybox()
     archive = tmp_path / "busybox.tar"
     with open(archive, "wb") as f:
-        store.save(["busybox"], f)
+        archives.save(store, ["busybox"], f)
     skopeo("copy", f"docker-archive:{archive}", f"oci:{tmp_path}/from-docker:bb")
     skopeo("copy", f"oci-archive:{archive}:busybox:latest", f"oci:{tmp_path}/from-oci:bb")
     for layout in ("from-docker", "from-oci"):
@@ -45,14 +47,14 @@ def test_archives_written_by_skopeo_load_with_the_same_id(store, tmp_path):
     image = store.ensure_busybox()
     archive = tmp_path / "busybox.tar"
     with open(archive, "wb") as f:
-        store.save(["busybox:latest"], f)
+        archives.save(store, ["busybox:latest"], f)
     skopeo("copy", f"docker-archive:{archive}", f"docker-archive:{tmp_path}/sk-docker.tar:mirror/bb:1")
     skopeo("copy", f"docker-archive:{archive}", f"oci-archive:{tmp_path}/sk-oci.tar:mirror/bb:2")
     fresh = ImageStore(tmp_path / "fresh")
     with open(tmp_path / "sk-docker.tar", "rb") as f:
-        [from_docker] = fresh.load(f)
+        [from_docker] = archives.load(fresh, f)
     with open(tmp_path / "sk-oci.tar", "rb") as f:
-        [from_oci] = fresh.load(f)
+        [from_oci] = archives.load(fresh, f)
     assert from_docker.id == image.id  # docker-archive keeps the config bytes
     assert from_oci.diff_ids == image.diff_ids  # OCI conversion re-serialises the config
     assert from_oci.config == image.config
@@ -66,12 +68,12 @@ def test_save_load_round_trip_keeps_tags_and_shares_layers(store, tmp_path):
     store.new_image(base, {"Cmd": ["echo", "hi"]}, None, "CMD echo hi", "hello:1")
     archive = tmp_path / "both.tar"
     with open(archive, "wb") as f:
-        store.save(["busybox", "hello:1"], f)
+        archives.save(store, ["busybox", "hello:1"], f)
     with tarfile.open(archive) as tf:
         assert len([n for n in tf.getnames() if n == f"blobs/sha256/{base.diff_ids[0][7:]}"]) == 1
     fresh = ImageStore(tmp_path / "fresh")
     with open(archive, "rb") as f:
-        loaded = fresh.load(f)
+        loaded = archives.load(fresh, f)
     assert sorted(t for i in loaded for t in i.repo_tags) == ["busybox:latest", "hello:1"]
     assert fresh.get("hello:1").config["Cmd"] == ["echo", "hi"]
     assert len(fresh.layers.list()) == 1
@@ -82,4 +84,4 @@ def test_load_of_a_non_image_archive_is_a_clear_error(store, tmp_path):
     with tarfile.open(junk, "w") as tf:
         tf.add(__file__, arcname="readme.txt")
     with open(junk, "rb") as f, pytest.raises(ImageError, match="neither manifest.json"):
-        store.load(f)
+        archives.load(store, f)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from runtime.build import BuildError, build
 from runtime.dockerfile import DockerfileError
-from runtime.images import ImageStore
+from runtime.imagestore import ImageStore
 from runtime.layers import lookup
 
 pytestmark = pytest.mark.root

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.images import ImageStore
+from runtime.imagestore import ImageStore
 from runtime.layers import OPAQUE_XATTR
 from tests.unit.test_layers import make_tar
 

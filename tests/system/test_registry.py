@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from cluster.etcd import free_port
-from runtime.images import ImageStore
+from runtime import archive as archives
+from runtime.imagestore import ImageStore
 from runtime.registry import Progress, RegistryError, pull, push
 
 pytestmark = pytest.mark.root
@@ -100,7 +101,7 @@ def test_skopeo_reads_our_push_and_we_pull_what_skopeo_pushed(registry, tmp_path
 
     archive = tmp_path / "bb.tar"
     with open(archive, "wb") as f:
-        store.save(["busybox"], f)
+        archives.save(store, ["busybox"], f)
     theirs = f"{registry}/theirs/busybox:v1"
     skopeo("copy", "--dest-tls-verify=false", f"docker-archive:{archive}", f"docker://{theirs}")
     fresh = ImageStore(tmp_path / "b")
@@ -114,7 +115,7 @@ def test_pull_of_an_oci_manifest_pushed_by_skopeo(registry, tmp_path):
     image = store.ensure_busybox()
     archive = tmp_path / "bb.tar"
     with open(archive, "wb") as f:
-        store.save(["busybox"], f)
+        archives.save(store, ["busybox"], f)
     ref = f"{registry}/oci/busybox:v1"
     skopeo("copy", "--format", "oci", "--dest-tls-verify=false", f"docker-archive:{archive}",
            f"docker://{ref}")

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from runtime.images import (MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_LAYER_GZIP, MT_OCI_MANIFEST,
-                            ImageStore, canonical_json, sha256_bytes)
+from runtime.archive import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_LAYER_GZIP, MT_OCI_MANIFEST
+from runtime.imagestore import ImageStore, canonical_json, sha256_bytes
 from runtime.registry import AuthError, RegistryClient, RemoteRef, login, logout, pull
 
 TOKEN = "t0ken"

@@ -293,7 +293,8 @@ def test_exec_with_a_tty_and_detached(rt):
     result = rt.exec(state.id, ["sh", "-c", "tty; stty size"], tty=True, tty_size=(40, 120))
     lines = result.stdout.decode().split("\r\n")
     assert lines[0].startswith("/dev/pts/") and lines[1] == "40 120"
-    assert rt.exec(state.id, ["sh", "-c", "echo bg > /tmp/flag"], detach=True) is None
+    detached = rt.exec(state.id, ["sh", "-c", "echo bg > /tmp/flag"], detach=True)
+    assert detached.pid > 0 and detached.exit_code is None and detached.attachment is None
     for _ in range(100):
         if rt.exec(state.id, ["cat", "/tmp/flag"]).stdout == b"bg\n":
             break

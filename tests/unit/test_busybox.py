@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from runtime.busybox import BusyboxMissing
-from runtime.images import ImageError, ImageStore
+from runtime.errors import ImageError
+from runtime.imagestore import ImageStore
 from runtime.layers import lookup
 
 FAKE_BUSYBOX = """#!/bin/sh

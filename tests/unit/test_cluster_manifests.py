@@ -15,7 +15,7 @@ from cluster.manifests import (CONTROL_PLANE, ManifestError, ManifestValues, man
                                render, write_manifest)
 from kubelet.static import parse_manifest
 from runtime.hostimage import (HostImageError, ensure_host_image, image_ref, mount_points, write_rootfs_tar)
-from runtime.images import ImageStore
+from runtime.imagestore import ImageStore
 from runtime.layers import lookup
 
 MOUNTS = ["/usr", "/opt/python"]

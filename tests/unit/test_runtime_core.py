@@ -215,8 +215,8 @@ def test_remove_refuses_a_running_container_and_removes_an_exited_one(tmp_path):
                                          ("", False), ("-x", False), ("_x", False), ("a b", False),
                                          ("a/b", False), ("é", False)])
 def test_container_names_follow_docker(name, valid):
-    from runtime.runtime import _valid_name
-    assert _valid_name(name) is valid
+    from runtime.names import valid_name
+    assert valid_name(name) is valid
 
 
 def test_runtime_paths_are_str_whatever_the_root_was_given_as(tmp_path):

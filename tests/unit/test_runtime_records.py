@@ -8,8 +8,7 @@ import pytest
 
 from runtime.cgroups import Resources
 from pdocker.launcher import is_launcher, script_text
-from runtime.runtime import spec_from_dict, spec_to_dict
-from runtime.spec import ContainerSpec, Mount, SpecError
+from runtime.spec import ContainerSpec, Mount, SpecError, spec_from_dict
 from runtime.state import ContainerState, StateStore, Status
 
 
@@ -72,7 +71,7 @@ def test_validation_runs_at_construction():
 def test_spec_round_trips_through_plain_dicts():
     spec = ContainerSpec(image="busybox", command=["true"], mounts=[Mount("/h", "/c", True)],
                          resources=Resources(memory_bytes=1 << 20), labels={"a": "b"})
-    data = spec_to_dict(spec)
+    data = spec.to_dict()
     assert data["mounts"] == [{"source": "/h", "target": "/c", "readonly": True}]
     assert data["resources"]["memory_bytes"] == 1 << 20 and data["labels"] == {"a": "b"}
     assert spec_from_dict(data) == spec
