@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 from typing import Optional
 
 from cryptography import x509
@@ -25,19 +26,25 @@ from client.resources import Resource
 
 CSRS = Resource("certificates.k8s.io", "v1", "certificatesigningrequests", namespaced=False)
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 NODE_USAGES = ["digital signature", "client auth"]
+SERVING_USAGES = ["digital signature", "server auth"]
 
 
 class CertificateRefused(RuntimeError):
     """The CSR was denied or its signer failed it (the message says which and why)."""
 
 
-def node_csr(node: str, key) -> bytes:
-    """The PEM request of ``system:node:<node>`` in ``system:nodes`` for ``key``."""
+def node_csr(node: str, key, dns_names=(), ips=()) -> bytes:
+    """The PEM request of ``system:node:<node>`` in ``system:nodes`` for ``key`` (with these
+    subjectAltNames, for a serving certificate)."""
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
                          x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node}")])
-    request = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
-    return request.public_bytes(serialization.Encoding.PEM)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    sans = [x509.DNSName(d) for d in dns_names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
 def csr_object(request_pem: bytes, signer: str = KUBELET_CLIENT_SIGNER, usages=tuple(NODE_USAGES),
@@ -65,7 +72,22 @@ async def request_node_certificate(client, node: str, timeout: float = 300.0,
     """(certificate PEM, private key PEM) of a new client certificate for ``node``; see the
     module docstring. ``client`` is an AsyncApiClient authenticated as the requester."""
     key = ec.generate_private_key(ec.SECP256R1())
-    created = await client.create(CSRS, csr_object(node_csr(node, key)))
+    return await _answered(client, csr_object(node_csr(node, key)), key, timeout, poll)
+
+
+async def request_serving_certificate(client, node: str, dns_names, ips, timeout: float = 300.0,
+                                      poll: float = 0.5) -> tuple[bytes, bytes]:
+    """(certificate PEM, private key PEM) of a kubelet serving certificate for ``node`` covering
+    ``dns_names`` and ``ips``, requested as the node itself (``client`` authenticated as
+    system:node:<node>, which the approver requires); raises as request_node_certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    body = csr_object(node_csr(node, key, dns_names, ips), KUBELET_SERVING_SIGNER, SERVING_USAGES, "csr-")
+    return await _answered(client, body, key, timeout, poll)
+
+
+async def _answered(client, body: dict, key, timeout: float, poll: float) -> tuple[bytes, bytes]:
+    """Create CSR `body` (made for `key`) and wait for its certificate; (cert PEM, key PEM)."""
+    created = await client.create(CSRS, body)
     name = created["metadata"]["name"]
     async with asyncio.timeout(timeout):
         csr = created

@@ -43,12 +43,15 @@ def kubeconfig_path(data_dir: Path, component: str) -> Path:
 
 
 def prepare(data_dir: Path, server: str, node_name: str,
-            listen_addresses: tuple[str, ...] = ("127.0.0.1",)) -> list[str]:
+            listen_addresses: tuple[str, ...] = ("127.0.0.1",), node_ips: tuple[str, ...] = ()) -> list[str]:
     """Make the CA and every certificate the cluster needs (those missing, changed or within
     30 days of expiry are issued again), then write each component's kubeconfig for
-    `server`. Returns the names of the certificates issued. Raises pki.PKIError, OSError."""
+    `server`. `node_ips`: more addresses of this machine (the apiserver's and the kubelet's
+    certificates cover them). Returns the names of the certificates issued. Raises
+    pki.PKIError, OSError."""
     directory = pki_dir(data_dir)
-    issued = pki.ensure_certificates(directory, pki.cluster_certificates(node_name, listen_addresses))
+    specs = pki.cluster_certificates(node_name, listen_addresses, node_ips=node_ips)
+    issued = pki.ensure_certificates(directory, specs)
     for name in KUBECONFIGS:
         write_kubeconfig(data_dir, name, server)
     return issued

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 from cluster.pki import PKIError
-from cluster.up import (DEFAULT_DATA_DIR, DEFAULT_PORT, ClusterConfig, ClusterError, run_foreground,
-                        running_pid, start_detached, stop_detached, usage_text)
+from cluster.up import (DEFAULT_DATA_DIR, DEFAULT_PORT, POD_CGROUP, ClusterConfig, ClusterError, acquire_lock,
+                        lock_held, run_foreground, running_pid, start_detached, stop_detached, usage_text)
+
+POD_NETWORKS = ("host-gw", "vxlan", "none")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--static-pods", action=argparse.BooleanOptionalAction, default=True,
                     help="run the control plane as static pods of the kubelet, kubeadm style (the default); "
                          "--no-static-pods: as child processes, as --no-kubelet does")
-    down = sub.add_parser("down", help="stop a cluster started with `pkube up -d`")
+    up.add_argument("--nodes", type=int, default=1,
+                    help="nodes in all: N-1 more on this machine, each in a network namespace, joined with "
+                         "pkube join (docs/multi-node.md)")
+    up.add_argument("--pod-network", choices=POD_NETWORKS, default="host-gw",
+                    help="how pods reach pods on other nodes (default host-gw)")
+    _add_join_parser(sub)
+    down = sub.add_parser("down", help="stop a cluster started with `pkube up -d` (or a node: pkube join -d)")
     down.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     hollow = sub.add_parser("hollow", help="simulate N nodes (kubemark style) on a running cluster",
                             description="Runs in the foreground; other options go to cluster.hollow "
@@ -63,6 +71,21 @@ def _add_etcd_parser(sub) -> None:
         verb.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
 
 
+def _add_join_parser(sub) -> None:
+    join = sub.add_parser("join", help="add this machine to a cluster as a node (foreground unless -d)",
+                          description="SERVER is the apiserver's URL (https://HOST:6443); the token comes from "
+                                      "`pkube token create` on the control plane.")
+    join.add_argument("server")
+    join.add_argument("--token", required=True, help="K10<CA hash>::<id>.<secret>")
+    join.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    join.add_argument("--node-name", default=None, help="the node's name (default: the host name)")
+    join.add_argument("--node-ip", default="", help="the node's address (default: the one the route to SERVER uses)")
+    join.add_argument("--kubelet-port", type=int, default=10250)
+    join.add_argument("--cgroup-root", default=POD_CGROUP, help="the kubelet's cgroup root (default kubepods)")
+    join.add_argument("--pod-network", choices=POD_NETWORKS, default="host-gw")
+    join.add_argument("-d", "--detach", action="store_true", help="run in the background")
+
+
 def _add_certs_parser(sub) -> None:
     certs = sub.add_parser("certs", help="the cluster's certificates (DIR/pki)")
     verbs = certs.add_subparsers(dest="certs_command", required=True)
@@ -96,14 +119,18 @@ def cmd_up(args) -> int:
     data_dir = args.data_dir.resolve()
     config = ClusterConfig(data_dir=data_dir, port=args.port,
                            merge_user_kubeconfig=data_dir == DEFAULT_DATA_DIR, kubelet=not args.no_kubelet,
-                           kubelet_port=args.kubelet_port, static_pods=args.static_pods)
+                           kubelet_port=args.kubelet_port, static_pods=args.static_pods,
+                           nodes=args.nodes, pod_network=args.pod_network)
     if args.node_name:
         config.node_name = args.node_name
+    if args.nodes < 1 or (args.nodes > 1 and args.no_kubelet):
+        raise ClusterError(f"--nodes {args.nodes}: want 1 or more, and a local kubelet (no --no-kubelet)")
     if args.detach:
         argv = [sys.executable, "-m", "cluster", "up", "--data-dir", str(config.data_dir),
                 "--port", str(config.port), "--kubelet-port", str(config.kubelet_port),
                 "--node-name", config.node_name, *(["--no-kubelet"] if args.no_kubelet else []),
-                "--static-pods" if args.static_pods else "--no-static-pods"]
+                "--static-pods" if args.static_pods else "--no-static-pods",
+                "--nodes", str(args.nodes), "--pod-network", args.pod_network]
         pid = start_detached(config, argv)
         print(usage_text(config))
         print(f"running in the background (pid {pid}); stop it with: pkube down --data-dir {config.data_dir}")
@@ -121,6 +148,50 @@ def cmd_up(args) -> int:
         ready_marker.unlink(missing_ok=True)
     log("stopped")
     return 0
+
+
+def cmd_join(args) -> int:
+    """`pkube join`: the credentials first (every refusal happens here, before anything is
+    written), then the kubelet and the proxy, here or in the background."""
+    from cluster import join, node
+    from cluster.tokens import TokenError
+    host, port = join.server_address(args.server)
+    config = ClusterConfig(data_dir=args.data_dir.resolve(), kubelet_port=args.kubelet_port, static_pods=False,
+                           node_ip=args.node_ip or join.route_source(host, port), cgroup_root=args.cgroup_root,
+                           pod_network=args.pod_network)
+    if args.node_name:
+        config.node_name = args.node_name
+    if lock_held(config):
+        acquire_lock(config)   # raises the "already running" error
+    try:
+        join.ensure_credentials(config, args.server, args.token, log)
+    except TokenError as err:
+        raise ClusterError(str(err)) from None
+    if args.detach:
+        pid = start_detached(config, join_argv(args, config), healthy=lambda: True)
+        print(f"node {config.node_name} runs in the background (pid {pid}); stop it with: "
+              f"pkube down --data-dir {config.data_dir}")
+        return 0
+    ready_marker = config.data_dir / "ready"
+
+    def on_ready() -> None:
+        ready_marker.write_text("")
+        print(f"node {config.node_name} is running (logs: {config.log_dir}); press Ctrl-C to stop", flush=True)
+
+    try:
+        node.run_foreground(config, log, on_ready)
+    finally:
+        ready_marker.unlink(missing_ok=True)
+    log("stopped")
+    return 0
+
+
+def join_argv(args, config: ClusterConfig) -> list[str]:
+    """The foreground `pkube join` that `pkube join -d` runs in the background."""
+    return [sys.executable, "-m", "cluster", "join", args.server, "--token", args.token,
+            "--data-dir", str(config.data_dir), "--node-name", config.node_name, "--node-ip", config.node_ip,
+            "--kubelet-port", str(config.kubelet_port), "--cgroup-root", config.cgroup_root,
+            "--pod-network", config.pod_network]
 
 
 def cmd_down(args) -> int:
@@ -201,7 +272,7 @@ def cmd_secrets(args) -> int:
     except (KubeconfigError, secrets.SecretsError) as err:
         raise ClusterError(str(err)) from None
     except Unavailable as err:
-        raise ClusterError(f"cannot reach the apiserver ({kubeconfig}): {err.message or err}") from None
+        raise ClusterError(f"cannot reach the apiserver ({config.kubeconfig_path}): {err.message or err}") from None
     except ApiError as err:
         raise ClusterError(f"the apiserver refused: {err.message or err}") from None
     print(f"{count} secrets re-encrypted with {key}")
@@ -239,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_hollow(args, extra)
         if args.command == "secrets":
             return cmd_secrets(args)
-        return {"up": cmd_up, "down": cmd_down, "certs": cmd_certs, "token": cmd_token,
+        return {"up": cmd_up, "down": cmd_down, "join": cmd_join, "certs": cmd_certs, "token": cmd_token,
                 "etcd": cmd_etcd}[args.command](args)
     except ClusterError as err:
         log(str(err))

@@ -91,14 +91,14 @@ def default_route_address() -> Optional[str]:
 
 
 def cluster_certificates(node_name: str, listen_addresses: tuple[str, ...] = ("127.0.0.1",),
-                         service_cidr: str = DEFAULT_SERVICE_CIDR) -> list[CertSpec]:
+                         service_cidr: str = DEFAULT_SERVICE_CIDR, node_ips: tuple[str, ...] = ()) -> list[CertSpec]:
     """Every certificate of a single-node cluster, with Kubernetes' identities. The
-    apiserver's serving certificate covers `listen_addresses`, the host's name and default
-    route address, localhost and the `kubernetes` Service's IP and names; the kubelet's covers
-    the node's name and addresses (the apiserver dials its InternalIP)."""
+    apiserver's serving certificate covers `listen_addresses`, the host's name, default
+    route address and `node_ips`, localhost and the `kubernetes` Service's IP and names; the
+    kubelet's covers the node's name and addresses (the apiserver dials its InternalIP)."""
     host = socket.gethostname().lower()
     route = default_route_address()
-    local_ips = _unique(("127.0.0.1", *([route] if route else [])))
+    local_ips = _unique(("127.0.0.1", *([route] if route else []), *node_ips))
     api_ips = _unique((*listen_addresses, *local_ips, kubernetes_service_ip(service_cidr)))
     return [
         CertSpec(APISERVER, "kube-apiserver", client=False, server=True,
@@ -153,11 +153,14 @@ class CertificateAuthority:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
     def issue(self, spec: CertSpec, validity: datetime.timedelta = CERT_VALIDITY, key=None) -> None:
-        """Sign `spec` (a new key unless `key` is given) and write NAME.key then NAME.crt."""
+        """Sign `spec` (a new key unless `key` is given) and write NAME.key then NAME.crt. A
+        serving certificate's file is a chain, the CA after it: a server sends it whole, so a
+        joining machine gets the CA from the handshake and pins it by hash (cluster.join)."""
         key = key or ec.generate_private_key(ec.SECP256R1())
         cert = self._sign(spec, key.public_key(), validity)
+        chain = self.cert_pem() if spec.server else b""
         _write(self.pki_dir / f"{spec.name}.key", _key_pem(key), 0o600)
-        _write(self.pki_dir / f"{spec.name}.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        _write(self.pki_dir / f"{spec.name}.crt", cert.public_bytes(serialization.Encoding.PEM) + chain, 0o644)
 
     def _sign(self, spec: CertSpec, public_key, validity: datetime.timedelta) -> x509.Certificate:
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -223,7 +226,8 @@ def _current(ca: CertificateAuthority, spec: CertSpec, renew_within: datetime.ti
     except PKIError:
         return False
     remaining = cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
-    return remaining > renew_within and ca.signed(cert) and spec_of(spec.name, cert) == spec
+    chained = not spec.server or ca.cert_pem() in (ca.pki_dir / f"{spec.name}.crt").read_bytes()
+    return remaining > renew_within and ca.signed(cert) and spec_of(spec.name, cert) == spec and chained
 
 
 def spec_of(name: str, cert: x509.Certificate) -> CertSpec:
@@ -305,6 +309,11 @@ def hashes_hex(data: bytes) -> str:
 def _key_pem(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
+
+
+def write_file(path: Path, data: bytes, mode: int) -> None:
+    """Write `data` to `path` atomically with `mode` (for keys: 0600)."""
+    _write(path, data, mode)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

@@ -30,7 +30,7 @@ from cluster import dataprotection
 from cluster import serviceaccountkey
 from client.errors import ApiError
 from client.kubeconfig import KubeconfigError
-from cluster.addons import cluster_dns_ip, ensure_kube_dns_service
+from cluster.addons import cluster_dns_ip, ensure_kube_dns_service, ensure_node_proxier_binding
 from cluster.components import Component, ComponentError, http_ok, python_module, tail, watch_components
 from cluster.controlplane import ControlPlaneError, StaticControlPlane
 from cluster.etcd import EtcdError, EtcdProcess, free_port, port_in_use
@@ -62,6 +62,10 @@ class ClusterConfig:
     kubelet_port: int = 10250
     manifests_dir: Optional[Path] = None
     static_pods: bool = True
+    node_ip: str = ""                  # the kubelet's and proxy's --node-ip ("": the kubelet picks)
+    cgroup_root: str = POD_CGROUP      # the kubelet's --cgroup-root (cgroups are host-wide)
+    pod_network: str = "host-gw"       # the proxy's --pod-network (proxy/podnetwork.py)
+    nodes: int = 1                     # with the local node, how many (the others: cluster.netnodes)
 
     @property
     def static_control_plane(self) -> bool:
@@ -219,7 +223,8 @@ def kubelet_component(config: ClusterConfig) -> Component:
                       "--manifests-dir", str(config.kubelet_manifests_dir), "--port", str(config.kubelet_port),
                       "--tls-cert-file", str(pki / "kubelet.crt"), "--tls-private-key-file", str(pki / "kubelet.key"),
                       "--client-ca-file", str(config.ca_file), "--authorization-mode", "Webhook",
-                      "--cluster-dns", cluster_dns_ip()),
+                      "--cluster-dns", cluster_dns_ip(), "--cgroup-root", config.cgroup_root,
+                      *(["--node-ip", config.node_ip] if config.node_ip else [])),
         config.log_dir / "kubelet.log", health_url=None)
 
 
@@ -228,8 +233,10 @@ def proxy_component(config: ClusterConfig) -> Component:
     return Component(
         "proxy",
         python_module("proxy", "--kubeconfig", config.kubeconfig_of("proxy"), "--node-name", config.node_name,
-                      "--cluster-dns-ip", cluster_dns_ip()),
+                      "--cluster-dns-ip", cluster_dns_ip(), *(["--node-ip", config.node_ip] if config.node_ip else []),
+                      "--pod-network", config.pod_network),
         config.log_dir / "proxy.log", health_url=None)
+
 
 
 def remove_proxy_rules(log: Callable[[str], None]) -> None:
@@ -249,15 +256,18 @@ class Cluster:
         self.etcd: Optional[EtcdProcess] = None
         self.static: Optional[StaticControlPlane] = None
         self.components: list[Component] = []
+        self.netnodes = None     # cluster.netnodes.NetNodes with --nodes > 1
         self._stopping = False
 
     def start(self) -> None:
-        """Start etcd and every component; on failure stop what started and raise."""
+        """Start etcd and every component, then the other nodes (--nodes); on failure stop
+        what started and raise."""
         cfg = self.config
         if port_in_use(cfg.port):
             raise ClusterError(f"port {cfg.port} is already in use: choose another with --port")
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
         try:
+            self.prepare_nodes()
             made = dataprotection.prepare(cfg.data_dir)
             if made:
                 self.log(f"made the apiserver's {' and '.join(made)} in {cfg.data_dir / 'apiserver'}")
@@ -269,6 +279,27 @@ class Cluster:
             self.stop()
             raise ClusterError(str(err)) from err
         self.add_addons()
+        self.start_nodes()
+
+    def prepare_nodes(self) -> None:
+        """With --nodes > 1: the nodes' bridge, whose address becomes the local node's."""
+        if self.config.nodes <= 1:
+            return
+        from cluster.netnodes import HOST_ADDRESS, NetNodes
+        netnodes = NetNodes(self.config, self.log)
+        netnodes.setup_host()
+        self.netnodes = netnodes          # from here on, stop() removes them
+        self.config.node_ip = self.config.node_ip or HOST_ADDRESS
+
+    def start_nodes(self) -> None:
+        """The other nodes (cluster.netnodes); on failure stop everything and raise."""
+        if self.netnodes is None:
+            return
+        try:
+            self.netnodes.start(self.components)
+        except (ClusterError, ApiError, OSError, KubeconfigError) as err:
+            self.stop()
+            raise ClusterError(str(err)) from err
 
     def add_addons(self) -> None:
         """The kube-dns Service (cluster.addons); a failure is logged, the cluster runs on."""
@@ -276,6 +307,10 @@ class Cluster:
             ensure_kube_dns_service(self.config.kubeconfig_path, cluster_dns_ip())
         except (ApiError, OSError, KubeconfigError) as err:
             self.log(f"could not create the kube-dns Service: {err}")
+        try:
+            ensure_node_proxier_binding(self.config.kubeconfig_path)
+        except (ApiError, OSError, KubeconfigError) as err:
+            self.log(f"could not create the ClusterRoleBinding pkube-node-proxier: {err}")
         try:
             ensure_local_path_class(self.config.kubeconfig_path, self.config.data_dir)
         except (ApiError, OSError, KubeconfigError) as err:
@@ -312,7 +347,8 @@ class Cluster:
         """The CA and the certificates (made or renewed as needed: cluster.certs), each
         component's kubeconfig and DIR/admin.kubeconfig; the user's kubeconfig only when asked.
         Raises PKIError, OSError."""
-        issued = certs.prepare(self.config.data_dir, self.config.server, self.config.node_name)
+        node_ips = (self.config.node_ip,) if self.config.node_ip else ()
+        issued = certs.prepare(self.config.data_dir, self.config.server, self.config.node_name, node_ips=node_ips)
         if serviceaccountkey.ensure_key_pair(self.config.pki_dir):
             self.log(f"ServiceAccount token key made: {self.config.pki_dir / serviceaccountkey.PRIVATE_KEY}")
         if issued:
@@ -335,23 +371,30 @@ class Cluster:
         self._stopping = True
 
     def stop(self) -> None:
-        """Stop components in reverse order, then etcd. Idempotent."""
+        """Stop the other nodes, components in reverse order, then etcd; remove the nodes'
+        namespaces last. Idempotent."""
         self._stopping = True
+        if self.netnodes is not None:
+            self.netnodes.stop()
         for comp in reversed(self.components):
             comp.stop()
         if self.static is not None:
             self.static.stop()
         if self.config.kubelet:
             remove_proxy_rules(self.log)
-            remove_pods(self.config.data_dir / "kubelet", self.log)
+            remove_pods(self.config.data_dir / "kubelet", self.log, self.config.cgroup_root)
         if self.etcd:
             self.etcd.stop()
+        if self.netnodes is not None:
+            self.netnodes.teardown()
 
 
-def remove_pods(kubelet_dir: Path, log: Callable[[str], None]) -> None:
+def remove_pods(kubelet_dir: Path, log: Callable[[str], None], cgroup_root: str = POD_CGROUP,
+                network: bool = True) -> None:
     """Stop and remove every pod container the local kubelet left (they outlive it by
-    design), then the kubepods cgroup and the pod network: what `pkube down` must not leave
-    behind. The cgroup and the bridge are shared by name with any other kubelet on the host
+    design), then its cgroup root and (unless not `network`: a network namespace that goes
+    takes it along) the pod network: what `pkube down` must not leave behind. The cgroup and
+    the bridge are shared by name with any other kubelet on the host
     (there should be none): while another's pods are in them they are left, with a line."""
     from runtime.runtime import Runtime
     root = kubelet_dir / "runtime"
@@ -362,14 +405,14 @@ def remove_pods(kubelet_dir: Path, log: Callable[[str], None]) -> None:
         _try(log, f"remove pod sandbox {record.name}", runtime.remove_sandbox, record.id)
     for record in runtime.list(all=True):
         _try(log, f"remove container {record.name}", runtime.remove, record.id, force=True)
-    kubepods = runtime.cgroups.open(POD_CGROUP)
+    kubepods = runtime.cgroups.open(cgroup_root)
     if kubepods.pids():
-        log(f"left the {POD_CGROUP} cgroup: processes of another kubelet's pods run in it")
+        log(f"left the {cgroup_root} cgroup: processes of another kubelet's pods run in it")
     else:
-        _try(log, f"remove the {POD_CGROUP} cgroup", kubepods.destroy)
+        _try(log, f"remove the {cgroup_root} cgroup", kubepods.destroy)
     _unmount_pod_volumes(kubelet_dir / "pods", log)
     cidr_file = kubelet_dir / "pod-cidr"
-    if cidr_file.exists():
+    if network and cidr_file.exists():
         _remove_pod_network(root / "network", cidr_file.read_text().strip(), log)
 
 
@@ -389,7 +432,7 @@ def _unmount_pod_volumes(pods_dir: Path, log: Callable[[str], None]) -> None:
 def _remove_pod_network(state_dir: Path, subnet: str, log: Callable[[str], None]) -> None:
     """The pods' bridge and its nftables table, unless another kubelet's pods hang on it."""
     attached = Path(f"/sys/class/net/{POD_BRIDGE}/brif")
-    if attached.is_dir() and any(attached.iterdir()):
+    if _sysfs_is_ours() and attached.is_dir() and any(attached.iterdir()):
         log(f"left the bridge {POD_BRIDGE}: another kubelet's pods are attached to it")
         return
     from runtime.network import BridgeNetwork
@@ -397,6 +440,15 @@ def _remove_pod_network(state_dir: Path, subnet: str, log: Callable[[str], None]
         BridgeNetwork(state_dir, bridge=POD_BRIDGE, subnet=subnet, nft_table="pkubelet").teardown()
     except Exception as err:   # noqa: BLE001
         log(f"could not remove the pod network: {err}")
+
+
+def _sysfs_is_ours() -> bool:
+    """True when /sys/class/net shows this process's network namespace (not so for a node
+    in a namespace of its own under `nsenter --net`: sysfs shows the host's)."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return True
 
 
 def _try(log: Callable[[str], None], what: str, fn, *args, **kwargs) -> None:
@@ -434,9 +486,12 @@ def run_foreground(config: ClusterConfig, log: Callable[[str], None], on_ready: 
         os.close(lock_fd)
 
 
-def start_detached(config: ClusterConfig, argv: list[str], timeout: float = 150.0) -> int:
-    """Start ``argv`` (a foreground `pkube up`) in the background; return its pid
-    once the cluster is ready, or raise ClusterError with its log's tail."""
+def start_detached(config: ClusterConfig, argv: list[str], timeout: float = 150.0,
+                   healthy: Optional[Callable[[], bool]] = None) -> int:
+    """Start ``argv`` (a foreground `pkube up` or `pkube join`) in the background; return its
+    pid once DIR/ready exists and ``healthy()`` (default: the apiserver answers /readyz), or
+    raise ClusterError with its log's tail."""
+    healthy = healthy or (lambda: http_ok(config.server + "/readyz", str(config.ca_file)))
     if lock_held(config):
         acquire_lock(config)  # raises the "already running" error
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -448,8 +503,8 @@ def start_detached(config: ClusterConfig, argv: list[str], timeout: float = 150.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ClusterError(f"pkube up failed: {last_error_line(log_path)}")
-        if ready.exists() and http_ok(config.server + "/readyz", str(config.ca_file)):
+            raise ClusterError(f"pkube {argv[3] if len(argv) > 3 else 'up'} failed: {last_error_line(log_path)}")
+        if ready.exists() and healthy():
             return proc.pid
         time.sleep(0.1)
     proc.terminate()

@@ -4,7 +4,12 @@ It approves ``kubernetes.io/kube-apiserver-client-kubelet`` requests for a node 
 certificate (subject ``O=system:nodes``, ``CN=system:node:<name>``, no subjectAltNames, usages
 {client auth, digital signature} and optionally key encipherment) made with a bootstrap token
 (the requester is in ``system:bootstrappers``: nodeclient) or by the node itself
-(``system:node:<name>`` in ``system:nodes`` renewing: selfnodeclient). Kubernetes asks a
+(``system:node:<name>`` in ``system:nodes`` renewing: selfnodeclient); and
+``kubernetes.io/kubelet-serving`` requests a node makes for itself (the requester is the very
+``system:node:<name>`` of the subject), which Kubernetes leaves to a person or an external
+approver: pkube approves them so that `pkube join` gives the kubelet a serving certificate
+the apiserver verifies (k3s's server hands its agents one the same way, on the node's own
+credentials; the addresses a node claims are not checked). Kubernetes asks a
 SubjectAccessReview for ``certificatesigningrequests/nodeclient`` (or ``selfnodeclient``)
 first; we check the requester's group and name directly. Anything else is left for a person
 (``kubectl certificate approve``). The signer (controllers/certificates.py) does the rest.
@@ -18,8 +23,11 @@ from client.errors import NotFound
 from client.timefmt import rfc3339
 from controllers.base import Controller, ControllerContext
 from controllers.certificates import (
-    BOOTSTRAPPERS, CSRS, KUBELET_CLIENT, NODES_GROUP, condition, conditions, has, parse, signer_problem,
+    BOOTSTRAPPERS, CSRS, KUBELET_CLIENT, KUBELET_SERVING, NODES_GROUP, condition, conditions, has, parse,
+    signer_problem,
 )
+
+APPROVED_SIGNERS = (KUBELET_CLIENT, KUBELET_SERVING)
 
 
 class CSRApprover(Controller):
@@ -34,7 +42,7 @@ class CSRApprover(Controller):
 
     async def reconcile(self, key: str) -> None:
         csr = self.csrs.store.get(key)
-        if csr is None or (csr.get("spec") or {}).get("signerName") != KUBELET_CLIENT \
+        if csr is None or (csr.get("spec") or {}).get("signerName") not in APPROVED_SIGNERS \
                 or has(csr, "Approved") or has(csr, "Denied"):
             return
         message = approval_message(csr)
@@ -50,17 +58,22 @@ class CSRApprover(Controller):
 
 
 def approval_message(csr: dict) -> str:
-    """The Approved message for a node client CSR the approver recognises ("": not one)."""
+    """The Approved message for a node client or self-serving CSR the approver recognises
+    ("": not one)."""
     spec = csr.get("spec") or {}
+    signer = spec.get("signerName") or KUBELET_CLIENT
     try:
         request = parse(csr)
     except ValueError:
         return ""
-    if signer_problem(KUBELET_CLIENT, request, list(spec.get("usages") or [])):
+    if signer_problem(signer, request, list(spec.get("usages") or [])):
         return ""
     common = request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
     if spec.get("username") == common and NODES_GROUP in (spec.get("groups") or []):
-        return "Auto approving self kubelet client certificate after SubjectAccessReview."
+        return ("Auto approving self kubelet serving certificate." if signer == KUBELET_SERVING
+                else "Auto approving self kubelet client certificate after SubjectAccessReview.")
+    if signer == KUBELET_SERVING:
+        return ""
     if BOOTSTRAPPERS in (spec.get("groups") or []):
         return "Auto approving kubelet client certificate after SubjectAccessReview."
     return ""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 
 from api.quantity import cpu_millicores, memory_bytes
@@ -139,7 +138,8 @@ class PodRuntime:
             cgroup_parent=self.pod_cgroup(pod), resources=pod_resources(pod))
 
     def _bridge_present(self) -> bool:
-        return os.path.exists(f"/sys/class/net/{self.network.bridge}")
+        from runtime.netlink import link_exists   # not sysfs: it shows the host's links under nsenter --net
+        return link_exists(self.network.bridge)
 
     def start_container(self, pod: dict, container: dict, sandbox, attempt: int, *, image: str,
                         env: dict, mounts: list):

@@ -31,6 +31,7 @@ def request(cn: str, orgs=("system:nodes",), dns=(), ips=()) -> x509.Certificate
 NODE = request("system:node:n1")
 CLIENT = ["digital signature", "client auth"]
 SERVING = ["digital signature", "server auth"]
+SERVING_N1 = request("system:node:n1", dns=("n1",), ips=("10.0.0.1",))
 
 
 @pytest.mark.parametrize("signer, req, usages, refused", [
@@ -51,9 +52,10 @@ def test_signer_rules(signer, req, usages, refused):
     assert bool(signer_problem(signer, req, usages)) is refused
 
 
-def csr(req: x509.CertificateSigningRequest, username: str, groups: list[str], usages=CLIENT) -> dict:
+def csr(req: x509.CertificateSigningRequest, username: str, groups: list[str], usages=CLIENT,
+        signer=KUBELET_CLIENT) -> dict:
     pem = req.public_bytes(serialization.Encoding.PEM)
-    return {"spec": {"request": base64.b64encode(pem).decode(), "signerName": KUBELET_CLIENT,
+    return {"spec": {"request": base64.b64encode(pem).decode(), "signerName": signer,
                      "username": username, "groups": groups, "usages": usages}}
 
 
@@ -63,8 +65,12 @@ def csr(req: x509.CertificateSigningRequest, username: str, groups: list[str], u
     (csr(NODE, "system:node:n2", ["system:nodes", "system:authenticated"]), ""),
     (csr(NODE, "alice", ["system:authenticated"]), ""),
     (csr(NODE, "system:bootstrap:abcdef", ["system:bootstrappers"], ["client auth", "server auth"]), ""),
+    (csr(SERVING_N1, "system:node:n1", ["system:nodes"], SERVING, KUBELET_SERVING), "self kubelet serving"),
+    (csr(SERVING_N1, "system:node:n2", ["system:nodes"], SERVING, KUBELET_SERVING), ""),
+    (csr(SERVING_N1, "system:bootstrap:abcdef", ["system:bootstrappers"], SERVING, KUBELET_SERVING), ""),
+    (csr(NODE, "system:node:n1", ["system:nodes"], SERVING, KUBELET_SERVING), ""),
 ])
-def test_the_approver_recognises_node_client_requests(obj, approved):
+def test_the_approver_recognises_node_client_and_self_serving_requests(obj, approved):
     message = approval_message(obj)
     assert (approved in message and bool(message)) if approved else message == ""
 
