@@ -42,7 +42,7 @@ from apiserver.requestfilters import RequestFilters
 from apiserver.resources import ResourceStore
 from apiserver.routes import ResourceHandlers
 from apiserver.services import ServiceAllocations
-from apiserver.storage.interface import Storage, StorageUnavailable
+from apiserver.storage.interface import SpaceExceeded, Storage, StorageUnavailable
 from apiserver.watch import EventEncoder
 
 log = logging.getLogger(__name__)
@@ -254,6 +254,8 @@ def _guard(authenticator: Optional[Authenticator], filters: RequestFilters, auth
                 response = await endpoint(request)
             except errors.ApiError as exc:
                 response = error_response(exc)
+            except SpaceExceeded as exc:
+                response = error_response(errors.storage_error(str(exc)))
             except StorageUnavailable as exc:
                 response = error_response(errors.unavailable(f"the storage is unavailable: {exc}"))
             except Exception:  # noqa: BLE001 - the catch-all: log it, answer a Status

@@ -124,3 +124,9 @@ def internal_error(message: str = "an internal error occurred") -> ApiError:
 
 def unavailable(message: str) -> ApiError:
     return ApiError(503, "ServiceUnavailable", message)
+
+
+def storage_error(message: str) -> ApiError:
+    """An etcd error passed on as kube-apiserver does with one it has no Status for (500, no
+    reason, etcd's message): 'etcdserver: mvcc: database space exceeded'."""
+    return ApiError(500, "", message)

@@ -22,7 +22,7 @@ from apiserver.conversion import to_served, to_stored
 from apiserver.paths import Target
 from apiserver.pruning import drop_paths
 from apiserver.services import NeedsAllocation, ServiceAllocations
-from apiserver.storage.interface import Conflict, KeyExists, NotFound, Storage, StorageUnavailable
+from apiserver.storage.interface import Conflict, KeyExists, NotFound, SpaceExceeded, Storage, StorageUnavailable
 
 
 FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
@@ -59,6 +59,8 @@ def translate(info: ResourceInfo, name: str):
     except Conflict as exc:
         why = str(exc) if str(exc).startswith("Precondition") else ""
         raise errors.conflict(info, name, why) from None
+    except SpaceExceeded as exc:
+        raise errors.storage_error(str(exc)) from None
     except StorageUnavailable as exc:
         raise errors.unavailable(f"the storage is unavailable: {exc}") from None
 

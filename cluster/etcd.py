@@ -56,6 +56,7 @@ class EtcdProcess:
     name: str = "pkube"
     host: str = "127.0.0.1"
     initial_cluster: str = ""
+    quota_backend_bytes: int = 4 * 1024 ** 3   # etcd refuses writes beyond it (docs/operations.md)
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
 
     @property
@@ -92,7 +93,7 @@ class EtcdProcess:
                 "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
-                "--quota-backend-bytes", str(4 * 1024 ** 3), "--max-request-bytes", str(4 * 1024 ** 2),
+                "--quota-backend-bytes", str(self.quota_backend_bytes), "--max-request-bytes", str(4 * 1024 ** 2),
                 "--logger", "zap", "--log-level", "warn"]
 
     def wait_healthy(self, timeout: float = 20.0) -> None:

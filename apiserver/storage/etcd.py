@@ -24,7 +24,7 @@ from aetcd import rpc
 
 from api.jsonvalue import dumps, loads
 from apiserver.storage.interface import (
-    Compacted, Conflict, KeyExists, ListResult, NotFound, Preconditions, Storage,
+    Compacted, Conflict, KeyExists, ListResult, NotFound, Preconditions, SpaceExceeded, Storage,
     StorageUnavailable, UpdateFn, WatchEvent,
 )
 from apiserver.storage.events import StoredEvent
@@ -174,6 +174,8 @@ class EtcdStorage(Storage):
 
     async def _translate(self, error: grpc.aio.AioRpcError, key: str, revision: int) -> Exception:
         details = error.details() or ""
+        if "database space exceeded" in details:
+            return SpaceExceeded(key, details)
         if error.code() in _UNAVAILABLE_CODES:
             return StorageUnavailable(key, f"etcd unavailable: {details}")
         if "compacted" in details:

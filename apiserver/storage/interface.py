@@ -57,6 +57,11 @@ class StorageUnavailable(StorageError):
     """The backend cannot be reached; the request may be retried."""
 
 
+class SpaceExceeded(StorageUnavailable):
+    """etcd's space quota is reached (its NOSPACE alarm): writes are refused until it is
+    compacted, defragmented and the alarm disarmed (docs/operations.md); reads go on."""
+
+
 @dataclass(frozen=True)
 class Preconditions:
     """Must hold on the stored object for a delete or update to proceed."""
