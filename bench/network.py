@@ -14,14 +14,22 @@ the second gives the load average: both move these figures):
   4. the cluster DNS (proxy/dnsserver.py over the same 1,000 Services) on 10.96.0.10 (on lo), asked from a second network namespace behind a bridge and a veth, as a pod
      asks it: queries per second and p50/p99 latency with --dns-window questions in flight
      (bench/dnsload.py, a separate process on the same cores), with the server's answer cache
-     and without it (every question parsed, resolved and encoded) — goal >= 5,000/s, p99 <= 5 ms.
+     and without it (every question parsed, resolved and encoded) — goal >= 5,000/s, p99 <= 5 ms;
+  5. pod to pod over TCP (bench/podnet.py): two nodes as network namespaces on a bridge, each
+     with the runtime's pod bridge and a pod network routed by proxy/podnetwork.py's code
+     (host-gw, then vxlan), a client pod on node a, a server pod on a and one on b: iperf3
+     throughput (one stream, --tcp-seconds, median of --tcp-runs, direct and via each
+     server's ClusterIP programmed by the Proxier in node a — goal via the Service >= 0.9 x
+     direct) and connect latency p50/p99 (connect until the accept's byte, --connects
+     sequential connections; bench/tcpconnect.py).
 
 The bench unshares its own network namespace first (gone when it exits) and drives the
 Proxier directly (proxy/proxier.py) with the objects in memory: no apiserver, so these are
 the proxy's own costs. Needs root and the `nft` command.
 
 Usage (root): python bench/network.py [--services 1000] [--endpoints 10] [--runs 3] [--changes 30]
-                                      [--affinity-services 100]
+                                      [--affinity-services 100] [--tcp-seconds 2] [--tcp-runs 3]
+                                      [--connects 2000]
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.measure import percentile, python_loop_line  # noqa: E402
+from bench.podnet import PodNetLab  # noqa: E402
 from proxy.model import SERVICE_NAME_LABEL  # noqa: E402
 from proxy.nft import Nft  # noqa: E402
 from proxy.proxier import Proxier  # noqa: E402
@@ -157,6 +166,49 @@ def wait_for_own_netns(path: str, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def pod_figures(args: argparse.Namespace) -> None:
+    """Part 5 of the module's docstring: one line per path."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="pkube-bench-podnet-") as state:
+        lab = PodNetLab(state)
+        try:
+            a, b = lab.add_node("a", 1), lab.add_node("b", 2)
+            client, local, remote = lab.add_pod(a, "client"), lab.add_pod(a, "local"), lab.add_pod(b, "remote")
+            services = {"10.96.200.1": local, "10.96.200.2": remote}
+            lab.add_services(a, services)
+            for pod in (local, remote):
+                lab.serve(pod)
+            for mode in ("host-gw", "vxlan"):
+                lab.route(mode)
+                for label, (cluster_ip, target) in (("one node", ("10.96.200.1", local)),
+                                                    (f"across nodes, {mode}", ("10.96.200.2", remote))):
+                    if label == "one node" and mode != "host-gw":
+                        continue                      # the same path in either mode
+                    print_tcp(label, *tcp_figures(lab, client, target.ip, cluster_ip, args))
+        finally:
+            lab.close()
+
+
+def tcp_figures(lab: PodNetLab, client, direct: str, service: str, args: argparse.Namespace):
+    """(direct bits/s, via-Service bits/s, direct connect figures, via-Service ones): the
+    throughput runs alternate between the two paths, the median of each is kept."""
+    rates: dict[str, list[float]] = {direct: [], service: []}
+    for _ in range(args.tcp_runs):
+        for address in rates:
+            rates[address].append(lab.throughput(client, address, args.tcp_seconds))
+    return (statistics.median(rates[direct]), statistics.median(rates[service]),
+            lab.connect_latency(client, direct, args.connects), lab.connect_latency(client, service, args.connects))
+
+
+def print_tcp(label: str, direct: float, via: float, direct_conn: dict, via_conn: dict) -> None:
+    def conn(c: dict) -> str:
+        lost = f", {c['errors']} failed" if c["errors"] else ""
+        return f"p50 {c['p50_ms']:.3f} ms, p99 {c['p99_ms']:.3f} ms{lost}"
+    print(f"pod to pod TCP, {label}: {direct / 1e9:.2f} Gbit/s direct, {via / 1e9:.2f} Gbit/s via ClusterIP "
+          f"({via / direct:.2f} x direct; goal >= 0.9); connect {conn(direct_conn)} direct, "
+          f"{conn(via_conn)} via ClusterIP")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--services", type=int, default=1000)
@@ -166,6 +218,10 @@ def main(argv=None) -> int:
     p.add_argument("--affinity-services", type=int, default=100)
     p.add_argument("--dns-seconds", type=float, default=3.0)
     p.add_argument("--dns-window", type=int, default=8, help="DNS questions in flight")
+    p.add_argument("--tcp-seconds", type=float, default=2.0, help="each iperf3 run")
+    p.add_argument("--tcp-runs", type=int, default=3, help="iperf3 runs per path (median kept)")
+    p.add_argument("--connects", type=int, default=2000, help="timed connections per path")
+    p.add_argument("--only-pods", action="store_true", help="part 5 only (pod to pod TCP)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("bench/network.py: needs root (a network namespace and nftables)", file=sys.stderr)
@@ -173,6 +229,9 @@ def main(argv=None) -> int:
     print(python_loop_line())
     print("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     syscalls.unshare(syscalls.CLONE_NEWNET)         # a throwaway namespace: gone when we exit
+    if args.only_pods:
+        pod_figures(args)
+        return 0
     for label, affinity, services in (("proxy", False, args.services),
                                       ("proxy, sessionAffinity ClientIP", True, args.affinity_services)):
         world = World(services, args.endpoints, affinity)
@@ -185,6 +244,7 @@ def main(argv=None) -> int:
               f"{label}): {dns['answered'] / dns['seconds']:,.0f} queries/s (goal >= 5,000), "
               f"p50 {dns['p50_ms']:.2f} ms, p99 {dns['p99_ms']:.2f} ms (goal <= 5 ms); "
               f"lost {dns['lost']}, errors {dns['errors']}")
+    pod_figures(args)
     return 0
 
 

@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="routes to the other nodes' podCIDRs (docs/pod-network.md): host-gw (via each node's "
                         "InternalIP: nodes on one segment), vxlan (a tunnel, udp/8472: nodes routed apart), "
                         "none (no routes: one node)")
+    p.add_argument("--vxlan-mtu", type=int, default=1450,
+                   help="MTU of the vxlan device: the nodes' MTU less 50 (default: for a 1500 network)")
     p.add_argument("--cleanup", action="store_true",
                    help="delete the table, the pod network's routes and vxlan device (and the "
                         "--cluster-dns-ip address on lo) and exit")
@@ -110,8 +112,8 @@ async def run_with_pod_network(server: ProxyServer, client, args: argparse.Names
     from proxy.routing import Routing
     routing = Routing()
     try:
-        network = PodNetwork(client, PodNetworkConfig(args.pod_network, args.node_name, args.node_ip or None),
-                             routing)
+        config = PodNetworkConfig(args.pod_network, args.node_name, args.node_ip or None, mtu=args.vxlan_mtu)
+        network = PodNetwork(client, config, routing)
         await asyncio.gather(server.run(), network.run())
     finally:
         routing.close()

@@ -45,7 +45,9 @@ FAILED_REASON = "FailedToCreateRoute"
 @dataclass(frozen=True)
 class PodNetworkConfig:
     """`mode` is podroutes.HOST_GW or VXLAN; `node_ip` overrides this node's InternalIP (the
-    tunnel's local end)."""
+    tunnel's local end); `mtu` is the vxlan device's: the nodes' own MTU less the 50 bytes of
+    VXLAN's headers, so tunnelled packets are not fragmented (pods learn it by path MTU
+    discovery from the node's ICMP "fragmentation needed")."""
 
     mode: str
     node_name: str
@@ -53,6 +55,7 @@ class PodNetworkConfig:
     device: str = "pkube-vxlan"
     vni: int = 1
     port: int = 8472
+    mtu: int = 1450
 
 
 class PodNetwork:
@@ -117,41 +120,9 @@ class PodNetwork:
         found, problems, waiting = podroutes.peers(nodes, self.config.node_name, self.config.mode)
         routes = podroutes.wanted_routes(found, self.config.mode, link.index if link else None)
         entries = podroutes.wanted_neighbours(found, self.config.mode)
-        failures = await asyncio.to_thread(self._apply, routes, entries, link)
+        failures = await asyncio.to_thread(apply, self.routing, routes, entries, link)
         self._report({**problems, **failures}, waiting, {n["metadata"]["name"]: n for n in nodes})
         return bool(failures)
-
-    def _apply(self, routes: dict, entries: dict, link: Optional[VxlanLink]) -> dict[str, str]:
-        """Make the kernel match (in a thread); {node: why} for the peers that failed."""
-        installed = self.routing.routes()
-        neighbours = self.routing.neighbours(link.index) if link else []
-        todo = podroutes.plan(routes, installed, entries, neighbours)
-        if todo != podroutes.Plan():
-            log.info("pod network: routes %s, deleting %s; %d neighbour entries to write, %d to delete",
-                     ", ".join(map(str, todo.add_routes)) or "in place",
-                     ", ".join(map(str, todo.delete_routes)) or "none",
-                     len(todo.add_neighbours), len(todo.delete_neighbours))
-        failures: dict[str, str] = {}
-        for entry in todo.delete_neighbours:
-            self._try(lambda e=entry: self.routing.delete_neighbour(link.index, e), None, failures)
-        for route in todo.delete_routes:
-            self._try(lambda r=route: self.routing.delete_route(r), None, failures)
-        for entry in todo.add_neighbours:
-            self._try(lambda e=entry: self.routing.replace_neighbour(link.index, e), entries[entry], failures)
-        for route in todo.add_routes:
-            if routes[route] not in failures:
-                self._try(lambda r=route: self.routing.replace_route(r), routes[route], failures)
-        return failures
-
-    @staticmethod
-    def _try(action, node: Optional[str], failures: dict[str, str]) -> None:
-        try:
-            action()
-        except NetlinkError as e:
-            if node is None:
-                log.warning("pod network: %s", e)
-            else:
-                failures.setdefault(node, str(e))
 
     def _report(self, problems: dict[str, str], waiting: dict[str, str], nodes: dict[str, dict]) -> None:
         """Log (and, for real problems, record an Event about) each peer's problem once; log
@@ -182,7 +153,8 @@ class PodNetwork:
                           "no vxlan device yet", self.config.node_name)
                 self.reported[self.config.node_name] = "no address"
             return None
-        link = await asyncio.to_thread(self._vxlan_device, local, podroutes.pod_cidr(own or {}))
+        link = await asyncio.to_thread(ensure_vxlan, self.routing, self.config, local,
+                                      podroutes.pod_cidr(own or {}))
         await self._publish(own, link, local)
         return link
 
@@ -190,22 +162,6 @@ class PodNetwork:
         if self.config.node_ip:
             return ipaddress.IPv4Address(self.config.node_ip)
         return podroutes.internal_ip(own) if own else None
-
-    def _vxlan_device(self, local: ipaddress.IPv4Address,
-                      cidr: Optional[ipaddress.IPv4Network]) -> VxlanLink:
-        c, routing = self.config, self.routing
-        found = routing.link(c.device)
-        link = found[1] if found else None
-        if link is None or (link.vni, link.port, link.local) != (c.vni, c.port, local):
-            if found is not None:
-                log.info("pod network: %s has other settings; making it again", c.device)
-                routing.delete_link(c.device)
-            link = routing.create_vxlan(c.device, c.vni, c.port, local, podroutes.vxlan_mac(local))
-            log.info("pod network: made %s (VNI %d, udp/%d, local %s, MAC %s)", c.device, c.vni, c.port,
-                     local, link.mac)
-        if cidr is not None:
-            routing.add_address(c.device, ipaddress.IPv4Interface(f"{cidr.network_address}/32"))
-        return link
 
     async def _publish(self, own: Optional[dict], link: VxlanLink, local: ipaddress.IPv4Address) -> None:
         """Put the device's MAC on this node's Node unless it is there already."""
@@ -219,6 +175,62 @@ class PodNetwork:
             await self.client.patch(NODES, self.config.node_name, {"metadata": {"annotations": wanted}})
         except ApiError as e:
             log.error("pod network: cannot publish the VTEP MAC on node %s: %s", self.config.node_name, e)
+
+
+def apply(routing: Routing, routes: dict, entries: dict, link: Optional[VxlanLink]) -> dict[str, str]:
+    """Make the kernel hold exactly `routes` and (on `link`, the vxlan device) `entries`, both
+    podroutes' {wanted: node name}; {node: why} for the nodes whose route or entries failed
+    (their route is then not written). Blocking: call from a thread."""
+    installed = routing.routes()
+    neighbours = routing.neighbours(link.index) if link else []
+    todo = podroutes.plan(routes, installed, entries, neighbours)
+    if todo != podroutes.Plan():
+        log.info("pod network: routes %s, deleting %s; %d neighbour entries to write, %d to delete",
+                 ", ".join(map(str, todo.add_routes)) or "in place",
+                 ", ".join(map(str, todo.delete_routes)) or "none",
+                 len(todo.add_neighbours), len(todo.delete_neighbours))
+    failures: dict[str, str] = {}
+    for entry in todo.delete_neighbours:
+        _try(lambda e=entry: routing.delete_neighbour(link.index, e), None, failures)
+    for route in todo.delete_routes:
+        _try(lambda r=route: routing.delete_route(r), None, failures)
+    for entry in todo.add_neighbours:
+        _try(lambda e=entry: routing.replace_neighbour(link.index, e), entries[entry], failures)
+    for route in todo.add_routes:
+        if routes[route] not in failures:
+            _try(lambda r=route: routing.replace_route(r), routes[route], failures)
+    return failures
+
+
+def _try(action, node: Optional[str], failures: dict[str, str]) -> None:
+    """Run `action`; a failure is logged (node None: a deletion) or recorded against `node`."""
+    try:
+        action()
+    except NetlinkError as e:
+        if node is None:
+            log.warning("pod network: %s", e)
+        else:
+            failures.setdefault(node, str(e))
+
+
+def ensure_vxlan(routing: Routing, config: PodNetworkConfig, local: ipaddress.IPv4Address,
+                 cidr: Optional[ipaddress.IPv4Network]) -> VxlanLink:
+    """The vxlan device of `config`, made (or made again when its VNI, port, local address or
+    MTU differ) with local address `local`, and given its VTEP address (the network address of
+    this node's `cidr`, when known). Blocking."""
+    found = routing.link(config.device)
+    link = found[1] if found else None
+    if link is None or (link.vni, link.port, link.local, link.mtu) != (config.vni, config.port, local, config.mtu):
+        if found is not None:
+            log.info("pod network: %s has other settings; making it again", config.device)
+            routing.delete_link(config.device)
+        link = routing.create_vxlan(config.device, config.vni, config.port, local, podroutes.vxlan_mac(local),
+                                    config.mtu)
+        log.info("pod network: made %s (VNI %d, udp/%d, local %s, MAC %s, MTU %d)", config.device, config.vni,
+                 config.port, local, link.mac, config.mtu)
+    if cidr is not None:
+        routing.add_address(config.device, ipaddress.IPv4Interface(f"{cidr.network_address}/32"))
+    return link
 
 
 def remove_pod_network(device: str = "pkube-vxlan", netns: Optional[str] = None) -> int:

@@ -42,7 +42,7 @@ RTNH_F_ONLINK = 0x4
 RT_TABLE_MAIN, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 0, 1
 NDA_DST, NDA_LLADDR = 1, 2
 NUD_PERMANENT, NTF_SELF = 0x80, 0x2
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINKINFO = 1, 3, 18
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO = 1, 3, 4, 18
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_VXLAN_ID, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 1, 4, 7, 15
 AF_BRIDGE = 7
@@ -77,13 +77,14 @@ class Neighbour:
 
 @dataclass(frozen=True)
 class VxlanLink:
-    """What the vxlan device is: its index, MAC, VNI, UDP port and local address."""
+    """What the vxlan device is: its index, MAC, VNI, UDP port, local address and MTU."""
 
     index: int
     mac: str
     vni: Optional[int] = None
     port: Optional[int] = None
     local: Optional[ipaddress.IPv4Address] = None
+    mtu: Optional[int] = None
 
 
 # ---- parsing (pure) ------------------------------------------------------------------------
@@ -153,7 +154,8 @@ def parse_vxlan(payload: bytes) -> tuple[str, Optional[VxlanLink]]:
     vni = struct.unpack("=I", data[IFLA_VXLAN_ID][:4])[0] if IFLA_VXLAN_ID in data else None
     port = struct.unpack("!H", data[IFLA_VXLAN_PORT][:2])[0] if IFLA_VXLAN_PORT in data else None
     local = ipaddress.IPv4Address(data[IFLA_VXLAN_LOCAL]) if IFLA_VXLAN_LOCAL in data else None
-    return kind, VxlanLink(index, mac_text(attrs.get(IFLA_ADDRESS, b"")), vni, port, local)
+    mtu = struct.unpack("=I", attrs[IFLA_MTU][:4])[0] if IFLA_MTU in attrs else None
+    return kind, VxlanLink(index, mac_text(attrs.get(IFLA_ADDRESS, b"")), vni, port, local, mtu)
 
 
 # ---- message bodies (pure) -----------------------------------------------------------------
@@ -173,12 +175,13 @@ def neighbour_body(index: int, entry: Neighbour) -> bytes:
         + attr(NDA_LLADDR, mac_bytes(entry.mac))
 
 
-def vxlan_body(name: str, vni: int, port: int, local: ipaddress.IPv4Address, mac: str) -> bytes:
+def vxlan_body(name: str, vni: int, port: int, local: ipaddress.IPv4Address, mac: str, mtu: int) -> bytes:
     """An RTM_NEWLINK body making vxlan `name`: no learning (every entry is written by us)."""
     data = attr_u32(IFLA_VXLAN_ID, vni) + attr(IFLA_VXLAN_LOCAL, local.packed) \
         + attr(IFLA_VXLAN_PORT, struct.pack("!H", port)) + attr(IFLA_VXLAN_LEARNING, b"\x00")
     info = attr_str(IFLA_INFO_KIND, "vxlan") + attr(IFLA_INFO_DATA, data)
-    return ifinfo() + attr_str(IFLA_IFNAME, name) + attr(IFLA_ADDRESS, mac_bytes(mac)) + attr(IFLA_LINKINFO, info)
+    return ifinfo() + attr_str(IFLA_IFNAME, name) + attr(IFLA_ADDRESS, mac_bytes(mac)) + attr_u32(IFLA_MTU, mtu) \
+        + attr(IFLA_LINKINFO, info)
 
 
 # ---- the socket ------------------------------------------------------------------------------
@@ -269,10 +272,11 @@ class Routing:
             raise
         return next((IFINFOMSG.unpack_from(p)[2] for k, p in answers if k == RTM_NEWLINK), None)
 
-    def create_vxlan(self, name: str, vni: int, port: int, local: ipaddress.IPv4Address, mac: str) -> VxlanLink:
+    def create_vxlan(self, name: str, vni: int, port: int, local: ipaddress.IPv4Address, mac: str,
+                     mtu: int) -> VxlanLink:
         """Make vxlan `name` and bring it up; raises NetlinkError (EEXIST if it exists)."""
         netlink.check_ifname(name)
-        self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, vxlan_body(name, vni, port, local, mac),
+        self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, vxlan_body(name, vni, port, local, mac, mtu),
                      f"create vxlan {name}")
         found = self.link(name)
         if found is None or found[1] is None:

@@ -14,6 +14,7 @@ declare -A want=(
   [ip]=iproute2
   [cc]=gcc
   [podman]=podman   # bench/runtime.py times it next to pdocker
+  [iperf3]=iperf3   # bench/network.py: pod-to-pod TCP throughput
 )
 missing=()
 for bin in "${!want[@]}"; do
