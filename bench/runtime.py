@@ -81,10 +81,78 @@ PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
 # the bridge podman's default network makes on first use (removed after when the bench made it)
 PODMAN_BRIDGE = "cni-podman0"
 
+# what pip writes as a console script (pip's template), for the launcher's row of the tricks
+CONSOLE_SCRIPT = """#!{python}
+import re
+import sys
+from pdocker.cli import main
+if __name__ == "__main__":
+    sys.argv[0] = re.sub(r"(-script\\.pyw|\\.exe)?$", "", sys.argv[0])
+    sys.exit(main())
+"""
+# `pdocker run`'s own words, parsed in the parser rows of the tricks
+RUN_ARGV = ["run", "--rm", "--network", "none", "busybox", "true"]
+# the runtime's records remade as dataclasses with the same fields (the Record trick's row)
+AS_DATACLASSES = """import dataclasses
+from runtime.records import Record
+def subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from subclasses(sub)
+for cls in list(subclasses(Record)):
+    dataclasses.make_dataclass(cls.__name__, [(f if isinstance(f, str) else f[0], object, dataclasses.field(default=None))
+                                              for f in cls.FIELDS], frozen=cls.FROZEN)"""
+# each start-up trick: (the row's label, the ordinary way, the trick's way), each as code run
+# after the imports of a `pdocker run` (a trick's cost is the difference of the two)
+TRICKS = (
+    ("argparse instead of the lean parser (pdocker/cliargs.py)",
+     f"from pdocker.parser import build_parser, requested_verb; a = {RUN_ARGV!r}; "
+     "build_parser(requested_verb(a)).argparse_parser().parse_args(a)",
+     f"from pdocker.parser import build_parser, requested_verb; a = {RUN_ARGV!r}; "
+     "build_parser(requested_verb(a)).parse_args(a)"),
+    ("dataclasses instead of Record (runtime/records.py)", AS_DATACLASSES, "pass"),
+    ("signal instead of _signal", "import signal", "pass"),
+    ("pathlib instead of str paths", "import pathlib", "pass"),
+)
+
 # the modules `pdocker run --rm busybox true` imports (python -X importtime says which), on
 # the path the launcher gives them, ending as the launcher ends (os._exit: no teardown)
 RUN_IMPORTS = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
                "import pdocker.cli, pdocker.containers, runtime.imagestore, runtime.cgroups, _sha256; import os; os._exit(0)")
+
+
+def after_run_imports(code: str) -> list[str]:
+    """A bare interpreter (as the launcher starts it) importing what `pdocker run` imports,
+    then running `code`, then leaving as the launcher does (os._exit)."""
+    head = RUN_IMPORTS.split("; import os; os._exit(0)")[0]
+    return [sys.executable, "-I", "-S", "-c", f"{head}\n{code}\nimport os; os._exit(0)"]
+
+
+def trick_commands(base: Path) -> dict[str, tuple[list[str], Path]]:
+    """The commands whose differences price each start-up trick: pip's console script next to
+    the launcher, and each of TRICKS both ways."""
+    console = base / "pdocker-console"
+    console.write_text(CONSOLE_SCRIPT.format(python=sys.executable))
+    console.chmod(0o755)
+    cmds = {"console": ([str(console)], REPO)}
+    for i, (_, ordinary, lean) in enumerate(TRICKS):
+        cmds[f"trick{i} ordinary"] = (after_run_imports(ordinary), REPO)
+        cmds[f"trick{i} lean"] = (after_run_imports(lean), REPO)
+    return cmds
+
+
+def print_tricks(results: dict[str, tuple[float, float]]) -> None:
+    """What each start-up trick saves a `pdocker run`: the ordinary way minus the trick's, of
+    the medians of wall and of CPU time (CPU is the steadier on a busy machine)."""
+    def saving(ordinary: str, lean: str) -> str:
+        wall = (results[ordinary][0] - results[lean][0]) * 1000
+        cpu = (results[ordinary][1] - results[lean][1]) * 1000
+        return f"{wall:6.1f} ms, CPU {cpu:6.1f} ms"
+
+    print("start-up tricks, what each saves a pdocker command (the ordinary way minus the trick's):")
+    print(f"  {'the sh launcher instead of pip console script (whole run):':<62}{saving('console', 'pdocker')}")
+    for i, (label, _, _) in enumerate(TRICKS):
+        print(f"  {label + ':':<62}{saving(f'trick{i} ordinary', f'trick{i} lean')}")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -178,6 +246,9 @@ def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | 
     scripts = pdocker_commands(base)
     cmds = {name: (script + options + true, REPO) for name, script in scripts.items()}
     cmds.update(startup_commands(base, options + true))
+    tricks = trick_commands(base)
+    cmds["console"] = (tricks.pop("console")[0] + options + true, REPO)
+    cmds.update(tricks)
     if baseline is not None:
         cmds.update(baseline_commands(baseline, options + true))
     bridge = bridge_options()
@@ -196,6 +267,7 @@ def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | 
         BridgeNetwork(os.path.join(rt.root, "network"), bridge=bridge[1], subnet=bridge[3],
                       nft_table=bridge[5]).teardown()
     print_cli(results, scripts["pdocker"][0], runs, baseline)
+    print_tricks(results)
     print(f"load average: {load_average()}")
 
 

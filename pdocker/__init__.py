@@ -5,6 +5,5 @@ uses the same library without any of the command line. Modules: cli (the entry p
 its errors), parser (global options, which verbs get a parser), cliargs (an argparse-compatible
 parser that skips importing argparse), containers, reports and images (the verbs), flags
 (values of flags), output (tables, sizes, times), terminal (raw mode and the attach relay),
-signals (the only user of `_signal`, not `signal`: no enum import),
 launcher (the sh script `make setup` installs as .venv/bin/pdocker).
 """

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import time
 
-from pdocker import signals
 from pdocker.cliargs import UsageError
+from runtime import signals
 from runtime.spec import Mount
 
 
@@ -68,7 +68,7 @@ def volume(text: str) -> Mount:
 
 
 def signal_number(text: str) -> int:
-    """``kill -s``: a signal's number, name, or name without SIG (pdocker/signals.py)."""
+    """``kill -s``: a signal's number, name, or name without SIG (runtime/signals.py)."""
     number = signals.signal_number(text)
     if number is None:
         raise UsageError(f"invalid signal: {text}")

@@ -7,8 +7,7 @@ import os
 import select
 import sys
 
-from pdocker import signals
-from runtime import process
+from runtime import process, signals
 from runtime.runtime import ContainerError, Runtime
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import errno
 import os
 import time
-from _signal import SIGKILL   # the C module: `signal` builds enums of every signal
 
 from runtime.records import Record
+from runtime.signals import SIGKILL
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from _signal import SIGKILL
 
 from runtime import process
 from runtime.errors import Conflict
@@ -18,6 +17,7 @@ from runtime.launch import place_in_cgroup
 from runtime.namespaces import plan_for_exec
 from runtime.records import Record
 from runtime.rootfs import remove_tree
+from runtime.signals import SIGKILL
 from runtime.spec import ShimConfig, capability_mask, spec_from_dict
 
 

@@ -10,7 +10,6 @@ ROOT/containers/<id>/state.json.
 from __future__ import annotations
 
 import os
-from _signal import SIGKILL, SIGTERM   # the C module: `signal` builds enums of every signal
 from io import BufferedIOBase as BinaryIO   # typing's name for it; io is loaded at start-up anyway
 
 from runtime import process, rootfs
@@ -18,6 +17,7 @@ from runtime.errors import Conflict, ContainerError, NoSuchContainer  # noqa: F4
 from runtime.launch import Launcher, LaunchOptions, safe
 from runtime.names import claim_name, valid_name
 from runtime.namespaces import plan_for
+from runtime.signals import SIGKILL, SIGTERM
 from runtime.spec import (DEFAULT_PATH, ContainerSpec, ShimConfig, SpecError, capability_mask,
                           merge_image_config, spec_from_dict)
 from runtime.state import ContainerState, IllegalTransition, StateStore, Status, new_id, now_iso

@@ -1,12 +1,15 @@
-"""pdocker's signals, through the C module `_signal`: the `signal` module wraps it in enums, and
-importing enum costs every pdocker command milliseconds (docs/runtime.md §11.1). The only place
-pdocker touches signals."""
+"""Signals for the runtime and pdocker, through the C module `_signal`: the `signal` module wraps
+it in enums, and importing enum costs every pdocker command milliseconds (bench/runtime.py's
+start-up tricks; docs/runtime.md §11.1). The only module of runtime/ and pdocker/ that touches
+`_signal`; everything else takes its signal numbers and handlers from here."""
 
 from __future__ import annotations
 
 import _signal
 
-FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
+SIGKILL = _signal.SIGKILL
+SIGTERM = _signal.SIGTERM
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)   # what `pdocker run` passes on
 
 
 def signal_number(text: str) -> int | None:
