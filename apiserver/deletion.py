@@ -166,3 +166,28 @@ class Deleter:
                 if exc.code != 404:
                     raise
         return results
+
+
+# Resources whose storage has ReturnDeletedObject: a DELETE answers with the object even when
+# it is gone (kubernetes pkg/registry/core/{pod,service,serviceaccount}/storage,
+# storage/storageclass/storage; a Namespace's own Delete). Every other resource, custom ones
+# included, answers an immediate removal with a Status (genericregistry.Store.finalizeDelete).
+RETURNS_DELETED_OBJECT = frozenset((("", "pods"), ("", "services"), ("", "serviceaccounts"),
+                                    ("", "namespaces"), ("storage.k8s.io", "storageclasses")))
+
+
+def answers_status(info, deleted: dict) -> bool:
+    """True when a DELETE whose result is ``deleted`` answers with a Status rather than the
+    object: the object is gone (no finalizer keeps it) and its resource does not return it."""
+    if info.custom is None and (info.group, info.plural) in RETURNS_DELETED_OBJECT:
+        return False
+    return not (deleted.get("metadata") or {}).get("finalizers")
+
+
+def deleted_status(info, deleted: dict) -> dict:
+    """The Status Success of an immediate removal (finalizeDelete): details name, group,
+    kind (the resource, as Kubernetes fills it) and uid; no code."""
+    md = deleted.get("metadata") or {}
+    details = {k: v for k, v in (("name", md.get("name")), ("group", info.group), ("kind", info.plural),
+                                 ("uid", md.get("uid"))) if v}
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}

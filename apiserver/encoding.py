@@ -1,7 +1,8 @@
 """Encoding and decoding of request and response bodies.
 
-JSON is encoded compactly once (``dumps``); YAML bodies are accepted on input.
-Decoding errors become 400 BadRequest; an oversized body 413.
+JSON is encoded compactly once (``dumps``) and sent as Kubernetes' Go encoder writes it
+(``wire``: <, >, & and U+2028/U+2029 escaped, a trailing newline); YAML bodies are accepted
+on input. Decoding errors become 400 BadRequest; an oversized body 413.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.jsonvalue import dumps, loads
+from api.jsonvalue import dumps, go_escaped, loads
 from apiserver import errors, protobuf
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
@@ -23,8 +24,14 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 
 
+def wire(obj: Any) -> bytes:
+    """``obj`` as kube-apiserver writes a JSON body (json.NewEncoder(w).Encode): escaped as Go
+    escapes, ending in a newline."""
+    return go_escaped(dumps(obj)) + b"\n"
+
+
 def json_response(obj: Any, status_code: int = 200, headers: dict | None = None) -> Response:
-    return Response(dumps(obj), status_code=status_code, media_type=JSON, headers=headers)
+    return Response(wire(obj), status_code=status_code, media_type=JSON, headers=headers)
 
 
 def error_response(err: errors.ApiError) -> Response:

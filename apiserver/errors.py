@@ -13,8 +13,14 @@ from typing import Optional
 from api.kinds import ResourceInfo
 
 
+DETAIL_FIELDS = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+CAUSE_FIELDS = ("reason", "message", "field")
+
+
 class ApiError(Exception):
-    """A failed request, carrying the Status to answer with."""
+    """A failed request, carrying the Status to answer with. ``details`` None leaves
+    ``details`` out of the Status; a dict (even empty) is written, as Kubernetes writes
+    a non-nil ``*StatusDetails``."""
 
     def __init__(self, code: int, reason: str, message: str, details: Optional[dict] = None):
         super().__init__(message)
@@ -24,12 +30,26 @@ class ApiError(Exception):
         self.details = details
 
     def status(self) -> dict:
-        """The Status object (a JSON-able dict)."""
-        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}
-        if self.details:
-            body["details"] = self.details
+        """The Status object (a JSON-able dict), its fields in metav1.Status' order with
+        Go's ``omitempty``: kind, apiVersion, metadata, status, message, reason, details, code."""
+        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure"}
+        if self.message:
+            body["message"] = self.message
+        if self.reason:
+            body["reason"] = self.reason
+        if self.details is not None:
+            body["details"] = status_details(self.details)
+        body["code"] = self.code
         return body
+
+
+def status_details(details: dict) -> dict:
+    """``details`` as metav1.StatusDetails encodes: name, group, kind, uid, causes,
+    retryAfterSeconds, empty ones left out; each cause as reason, message, field."""
+    out = {k: details[k] for k in DETAIL_FIELDS if details.get(k)}
+    if "causes" in out:
+        out["causes"] = [{k: c[k] for k in CAUSE_FIELDS if c.get(k)} for c in out["causes"]]
+    return out
 
 
 def qualified(info: ResourceInfo) -> str:
@@ -50,9 +70,10 @@ def namespace_not_found(name: str) -> ApiError:
                     {"name": name, "kind": "namespaces"})
 
 
-def resource_not_found(path: str) -> ApiError:
-    return ApiError(404, "NotFound", f"the server could not find the requested resource ({path})",
-                    {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
+def resource_not_found(path: str = "") -> ApiError:
+    """404 for a path no resource is served at: what kube-apiserver's go-restful error handler
+    writes (NewGenericServerResponse(404, ...) with empty details). ``path`` is not shown."""
+    return ApiError(404, "NotFound", "the server could not find the requested resource", {})
 
 
 def already_exists(info: ResourceInfo, name: str) -> ApiError:
@@ -89,9 +110,10 @@ def gone(message: str) -> ApiError:
     return ApiError(410, "Gone", message)
 
 
-def method_not_allowed(verb: str, what: str) -> ApiError:
-    return ApiError(405, "MethodNotAllowed",
-                    f"the server does not allow this method on the requested resource ({verb} {what})")
+def method_not_allowed(verb: str = "", what: str = "") -> ApiError:
+    """405 for a verb the resource has no route for (go-restful's, as kube-apiserver writes it:
+    NewGenericServerResponse(405, ...) with empty details). ``verb`` and ``what`` are not shown."""
+    return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", {})
 
 
 def method_not_allowed_while(verb: str, why: str) -> ApiError:
@@ -99,10 +121,27 @@ def method_not_allowed_while(verb: str, why: str) -> ApiError:
     return ApiError(405, "MethodNotAllowed", f"{verb} not allowed while {why}")
 
 
-def unsupported_media_type(content_type: str, accepted: tuple[str, ...] = ("application/json", "application/yaml")) -> ApiError:
+BODY_MEDIA_TYPES = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+
+
+def unsupported_media_type(content_type: str = "", accepted: tuple[str, ...] = BODY_MEDIA_TYPES) -> ApiError:
+    """415 for a body in an unknown format (negotiation.NewUnsupportedMediaTypeError: no
+    details). ``content_type`` is not shown, as Kubernetes does not show it."""
     return ApiError(415, "UnsupportedMediaType",
-                    f"the body of the request was in an unknown format - accepted media types include: "
-                    f'{", ".join(accepted)} (got "{content_type}")')
+                    f'the body of the request was in an unknown format - accepted media types include: {", ".join(accepted)}')
+
+
+def unsupported_patch_type() -> ApiError:
+    """415 for a PATCH whose Content-Type is no patch type: go-restful refuses it before the
+    handler (its route Consumes the patch types), and kube-apiserver writes its message."""
+    return ApiError(415, "UnsupportedMediaType", "415: Unsupported Media Type", {})
+
+
+def not_acceptable() -> ApiError:
+    """406 for an Accept header naming nothing a resource route Produces: go-restful refuses it
+    ("406: Not Acceptable") and kube-apiserver's serviceErrorHandler writes
+    NewGenericServerResponse(406, ...), which keeps that message, with empty details."""
+    return ApiError(406, "NotAcceptable", "406: Not Acceptable", {})
 
 
 def too_large(limit: int) -> ApiError:

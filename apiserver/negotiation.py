@@ -56,3 +56,18 @@ def table_of(info: ResourceInfo, objects: list[dict], request: TableRequest,
     if list_meta:
         table["metadata"] = list_meta
     return table
+
+
+# What a resource route Produces (kube-apiserver's installer.go: the serializers' media types,
+# their stream variants), plus the wildcards go-restful's matchesAccept takes.
+PRODUCED = frozenset(("*/*", "application/*", "application/json", "application/yaml",
+                      "application/vnd.kubernetes.protobuf",
+                      "application/vnd.kubernetes.protobuf;stream=watch"))
+
+
+def acceptable(accept: str) -> bool:
+    """True when the Accept header ``accept`` names a type resources are served in (parameters
+    such as ``as=Table`` or ``q=`` aside); an empty header accepts anything."""
+    if not accept or "json" in accept or "*/*" in accept:
+        return True
+    return any(part.split(";", 1)[0].strip().lower() in PRODUCED for part in accept.split(","))

@@ -17,10 +17,10 @@ from api import patch as patches
 from api.kinds import Registry
 from apiserver import conversion, errors, subresources
 from apiserver import eviction as evictions
-from apiserver.deletion import Deleter, delete_options
-from apiserver.encoding import JSON, decode, decode_object, dumps, json_response, media_type, read_body
+from apiserver.deletion import Deleter, answers_status, delete_options, deleted_status
+from apiserver.encoding import JSON, decode, decode_object, dumps, go_escaped, json_response, media_type, read_body
 from apiserver.listing import ListOptions, list_objects
-from apiserver.negotiation import TableRequest, table_of, table_request
+from apiserver.negotiation import TableRequest, acceptable, table_of, table_request
 from apiserver.paths import Target, resolve
 from apiserver.resources import FIELD_VALIDATION, ResourceStore, WriteOptions, WriteResult
 from apiserver.watch import EventEncoder, WatchStream
@@ -107,6 +107,8 @@ class ResourceHandlers:
         if handler is None or (shape == "collection" and request.method != "GET"
                                and target.info.namespaced and target.namespace is None):
             raise errors.method_not_allowed(request.method, request.url.path)
+        if target.subresource != "log" and not acceptable(request.headers.get("accept", "")):
+            raise errors.not_acceptable()
         response = await handler(request, target)
         if target.info.custom is not None and target.info.custom.deprecation:
             response.headers.append("Warning", _warning_headers([target.info.custom.deprecation])["Warning"])
@@ -142,8 +144,8 @@ class ResourceHandlers:
         list_meta = self._list_meta(listed)
         head = (b'{"kind":"' + info.list_kind.encode() + b'","apiVersion":"' + info.api_version.encode()
                 + b'","metadata":' + dumps(list_meta) + b',"items":[')
-        return head + b",".join(item if isinstance(item, bytes) else dumps(item)
-                                for item in listed.items) + b"]}"
+        return go_escaped(head + b",".join(item if isinstance(item, bytes) else dumps(item)
+                                           for item in listed.items) + b"]}") + b"\n"
 
     async def watch(self, target: Target, opts: ListOptions, table: Optional[TableRequest] = None) -> Response:
         info = target.info
@@ -193,7 +195,10 @@ class ResourceHandlers:
 
     async def delete(self, request: Request, target: Target) -> Response:
         opts = delete_options(request.query_params, await self._optional_body(request))
-        return json_response(conversion.to_served(target.info, await self.deleter.delete(target, opts)))
+        deleted = await self.deleter.delete(target, opts)
+        if answers_status(target.info, deleted):
+            return json_response(deleted_status(target.info, deleted))
+        return json_response(conversion.to_served(target.info, deleted))
 
     # ---- subresources
 
@@ -262,7 +267,7 @@ class ResourceHandlers:
         content_type = media_type(request)
         accepted = CUSTOM_PATCH_TYPES if target.info.custom is not None else PATCH_TYPES
         if content_type == APPLY_PATCH or content_type not in accepted:
-            raise errors.unsupported_media_type(content_type, accepted)
+            raise errors.unsupported_patch_type()
         document = decode(await read_body(request), JSON)
         if content_type == JSON_PATCH and not isinstance(document, list):
             raise errors.bad_request("a JSON patch must be a list of operations")

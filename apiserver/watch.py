@@ -23,7 +23,7 @@ from typing import AsyncIterator, Callable, Optional
 
 from api.kinds import ResourceInfo
 from apiserver import errors
-from apiserver.encoding import dumps
+from apiserver.encoding import dumps, go_escaped
 from apiserver.listing import ListOptions, list_objects
 from apiserver.storage.interface import Compacted, Storage, WatchEvent
 
@@ -61,7 +61,7 @@ class EventEncoder:
 
 
 def _line(event_type: str, obj: dict) -> bytes:
-    return b'{"type":"' + event_type.encode() + b'","object":' + dumps(obj) + b"}\n"
+    return b'{"type":"' + event_type.encode() + b'","object":' + go_escaped(dumps(obj)) + b"}\n"
 
 
 def _object_key(obj: dict) -> tuple[str, str]:

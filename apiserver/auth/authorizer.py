@@ -82,9 +82,14 @@ def forbidden_message(attrs: Attributes) -> str:
     return f'User "{user}" cannot {info.verb} resource "{resource}" in API group "{info.api_group}" {where}'
 
 
+def sanitized(message: str) -> str:
+    """&, < and > as HTML entities, as responsewriters.ForbiddenStatusError writes the message."""
+    return message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def forbidden(attrs: Attributes, reason: Optional[str] = "") -> errors.ApiError:
     """The 403 Status kube-apiserver answers for a request its authorizers did not allow."""
-    message = forbidden_message(attrs) + (f": {reason}" if reason else "")
+    message = sanitized(forbidden_message(attrs)) + (f": {reason}" if reason else "")
     info = attrs.request
     if not info.resource_request or not info.resource:
         return errors.ApiError(403, "Forbidden", f"forbidden: {message}", details={})

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from api.jsonvalue import dumps, loads
+from api.jsonvalue import dumps, go_escaped, loads
 from apiserver.storage.interface import WatchEvent
 
 _WIRE = "_wire_line"
@@ -56,6 +56,6 @@ def wire_line(event: WatchEvent) -> bytes:
     """``{"type":"ADDED","object":{...}}`` + newline, encoded once per event."""
     line = event.__dict__.get(_WIRE)
     if line is None:
-        line = b'{"type":"%s","object":%s}\n' % (event.type.encode(), dumps(event.object))
+        line = b'{"type":"%s","object":%s}\n' % (event.type.encode(), go_escaped(dumps(event.object)))
         object.__setattr__(event, _WIRE, line)
     return line

@@ -159,7 +159,7 @@ def test_a_view_user_lists_pods_but_cannot_read_secrets(secured):
         one = http.get("/api/v1/namespaces/default/secrets/s-n1")
         assert one.json()["message"] == ('secrets "s-n1" is forbidden: User "alice" cannot get resource "secrets" '
                                          'in API group "" in the namespace "default"')
-        assert one.json()["details"] == {"name": "s-n1", "kind": "secrets", "group": ""}
+        assert one.json()["details"] == {"name": "s-n1", "kind": "secrets"}   # the empty group omitted
         assert http.get("/api/v1/namespaces/team/pods").status_code == 403      # bound in default only
         nodes = http.get("/api/v1/nodes")
         assert nodes.json()["message"] == ('nodes is forbidden: User "alice" cannot list resource "nodes" '

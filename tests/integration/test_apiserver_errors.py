@@ -47,7 +47,7 @@ def test_not_found_and_already_exists(http):
     assert http.post(PODS, json=pod()).status_code == 201
     body = assert_status(http.post(PODS, json=pod()), 409, "AlreadyExists")
     assert body["message"] == 'pods "web" already exists'
-    assert body["details"] == {"name": "web", "group": "", "kind": "pods"}
+    assert body["details"] == {"name": "web", "kind": "pods"}   # an empty group is omitted, as Go's omitempty does
 
 
 def test_group_resources_name_their_group(http):

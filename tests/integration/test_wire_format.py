@@ -1,0 +1,221 @@
+"""pkube's bodies byte for byte as Kubernetes writes them: every class of error, the Status of
+a delete, list metadata, watch events.
+
+There is no real Kubernetes here, so each expected body is built from upstream's source, and
+the comment above it says where from. What all of them share:
+
+- ``metav1.Status`` (k8s.io/apimachinery/pkg/apis/meta/v1/types.go) encodes its fields in Go
+  struct order with ``omitempty``: kind, apiVersion, metadata (ListMeta, a struct: always
+  ``{}``), status, message, reason, details (a pointer: present when non-nil, even empty),
+  code. ``StatusDetails``: name, group, kind, uid, causes, retryAfterSeconds, all omitempty;
+  ``StatusCause``: reason, message, field.
+- kube-apiserver writes JSON with ``json.NewEncoder(w).Encode(obj)``
+  (apimachinery pkg/runtime/serializer/json/json.go ``doEncode``): compact, ``<``, ``>``,
+  ``&`` escaped as ``\\u003c`` ``\\u003e`` ``\\u0026`` (SetEscapeHTML's default), and a
+  trailing newline.
+- Errors go through responsewriters.ErrorNegotiated → ErrorToAPIStatus (apiserver
+  pkg/endpoints/handlers/responsewriters/status.go), which sets kind Status, apiVersion v1.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from apiserver import errors
+from apiserver.auth.attributes import non_resource_attributes, resource_attributes
+from apiserver.auth.authorizer import forbidden
+from apiserver.auth.user import UserInfo
+from apiserver.encoding import error_response
+from apiserver.inflight import too_many_requests
+from apiserver.watch import _line
+
+CMS = "/api/v1/namespaces/default/configmaps"
+HEAD = b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+RFC1123 = (b"a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+           b"and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+           b"validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+
+
+@pytest.fixture
+def apiserver(reused_apiserver):
+    return reused_apiserver
+
+
+def configmap(name: str, **data) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def test_not_found(http):
+    # errors.go NewNotFound(GroupResource{"", "configmaps"}, "nope"): Details{Group, Kind, Name},
+    # Message "%s %q not found"; the empty group is omitted.
+    resp = http.get(f"{CMS}/nope")
+    assert resp.status_code == 404
+    assert resp.content == HEAD + (b'"message":"configmaps \\"nope\\" not found","reason":"NotFound",'
+                                   b'"details":{"name":"nope","kind":"configmaps"},"code":404}\n')
+    # The same for a named group: GroupResource.String() is "deployments.apps".
+    resp = http.get("/apis/apps/v1/namespaces/default/deployments/x")
+    assert resp.content == HEAD + (b'"message":"deployments.apps \\"x\\" not found","reason":"NotFound",'
+                                   b'"details":{"name":"x","group":"apps","kind":"deployments"},"code":404}\n')
+
+
+def test_already_exists_and_conflict(http):
+    created = http.post(CMS, json=configmap("web"))
+    assert created.status_code == 201
+    # errors.go NewAlreadyExists: Message "%s %q already exists", code 409.
+    resp = http.post(CMS, json=configmap("web"))
+    assert resp.content == HEAD + (b'"message":"configmaps \\"web\\" already exists","reason":"AlreadyExists",'
+                                   b'"details":{"name":"web","kind":"configmaps"},"code":409}\n')
+    # errors.go NewConflict with storage's OptimisticLockErrorMsg
+    # (apiserver pkg/storage/errors.go, registry Store.Update on a stale resourceVersion).
+    stale = created.json()
+    stale["metadata"]["resourceVersion"] = "1"
+    resp = http.put(f"{CMS}/web", json=stale)
+    assert resp.content == HEAD + (b'"message":"Operation cannot be fulfilled on configmaps \\"web\\": the object '
+                                   b'has been modified; please apply your changes to the latest version and try '
+                                   b'again","reason":"Conflict","details":{"name":"web","kind":"configmaps"},'
+                                   b'"code":409}\n')
+
+
+def test_invalid_with_causes(http):
+    # errors.go NewInvalid(GroupKind{"", "ConfigMap"}, name, errs): one cause per field error
+    # (reason = field.ErrorType, message = ErrorBody(), field); Message "%s %q is invalid: %v"
+    # with the aggregate (one error: no brackets). The name rule's text is
+    # apimachinery pkg/util/validation/validation.go IsDNS1123Subdomain (RegexError).
+    resp = http.post(CMS, json=configmap("Bad_Name"))
+    body = b'Invalid value: \\"Bad_Name\\": ' + RFC1123
+    assert resp.content == HEAD + (b'"message":"ConfigMap \\"Bad_Name\\" is invalid: metadata.name: ' + body
+                                   + b'","reason":"Invalid","details":{"name":"Bad_Name","kind":"ConfigMap",'
+                                   b'"causes":[{"reason":"FieldValueInvalid","message":"' + body
+                                   + b'","field":"metadata.name"}]},"code":422}\n')
+
+
+def test_bad_request(http):
+    # apiserver pkg/endpoints/handlers/rest.go: NewBadRequest("the name of the object (%s) does not
+    # match the name on the URL (%s)"): no details.
+    http.post(CMS, json=configmap("a"))
+    resp = http.put(f"{CMS}/a", json=configmap("b"))
+    assert resp.content == HEAD + (b'"message":"the name of the object (b) does not match the name on the URL (a)",'
+                                   b'"reason":"BadRequest","code":400}\n')
+
+
+def test_method_not_allowed_and_unknown_resources(http):
+    # No route for the method: go-restful's 405 goes to kube-apiserver's serviceErrorHandler
+    # (apiserver pkg/server/handler.go), NewGenericServerResponse(405, "", GroupResource{}, "", msg,
+    # 0, false): its fixed message, non-nil empty details.
+    resp = http.post(f"{CMS}/x", json=configmap("x"))
+    assert resp.status_code == 405
+    assert resp.content == HEAD + (b'"message":"the server does not allow this method on the requested resource",'
+                                   b'"reason":"MethodNotAllowed","details":{},"code":405}\n')
+    # No route for the path under a served group version: the same handler with 404.
+    resp = http.get("/api/v1/namespaces/default/nosuchthings")
+    assert resp.content == HEAD + (b'"message":"the server could not find the requested resource",'
+                                   b'"reason":"NotFound","details":{},"code":404}\n')
+
+
+def test_unsupported_media_type(http):
+    # A body in an unknown format: negotiation.NewUnsupportedMediaTypeError(supported) (apiserver
+    # pkg/endpoints/handlers/negotiation/errors.go) from NegotiateInputSerializer; the serializers'
+    # types of a 1.32 apiserver; a Status with no details.
+    resp = http.post(CMS, content=b"name: x", headers={"Content-Type": "text/plain"})
+    assert resp.content == HEAD + (b'"message":"the body of the request was in an unknown format - accepted media '
+                                   b'types include: application/json, application/yaml, '
+                                   b'application/vnd.kubernetes.protobuf","reason":"UnsupportedMediaType",'
+                                   b'"code":415}\n')
+    # A PATCH of an unknown patch type: the route Consumes only the patch types (installer.go),
+    # so go-restful refuses it ("415: Unsupported Media Type") and serviceErrorHandler writes
+    # NewGenericServerResponse(415, ...), whose message is the server's.
+    http.post(CMS, json=configmap("p"))
+    resp = http.patch(f"{CMS}/p", content=b"{}", headers={"Content-Type": "text/plain"})
+    assert resp.content == HEAD + (b'"message":"415: Unsupported Media Type","reason":"UnsupportedMediaType",'
+                                   b'"details":{},"code":415}\n')
+
+
+def test_not_acceptable(http):
+    # An Accept header naming nothing the route Produces (installer.go: the serializers' types):
+    # go-restful's "406: Not Acceptable" through serviceErrorHandler (NewGenericServerResponse
+    # keeps a 406's server message).
+    resp = http.get(CMS, headers={"Accept": "text/html"})
+    assert resp.status_code == 406
+    assert resp.content == HEAD + (b'"message":"406: Not Acceptable","reason":"NotAcceptable","details":{},'
+                                   b'"code":406}\n')
+
+
+def test_delete_answers_a_status_success(http):
+    # registry Store.finalizeDelete (apiserver pkg/registry/generic/registry/store.go) for a store
+    # without ReturnDeletedObject (configmaps): Status{Status: Success, Details{Name, Group, Kind:
+    # the resource, UID}}; no code, message or reason.
+    uid = http.post(CMS, json=configmap("gone")).json()["metadata"]["uid"]
+    resp = http.delete(f"{CMS}/gone")
+    assert resp.status_code == 200
+    assert resp.content == (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":'
+                            b'{"name":"gone","kind":"configmaps","uid":"' + uid.encode() + b'"}}\n')
+    # Pods' store has ReturnDeletedObject: the object comes back.
+    assert http.post("/api/v1/namespaces/default/pods", json={
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}).status_code == 201
+    assert http.delete("/api/v1/namespaces/default/pods/p", params={"gracePeriodSeconds": "0"}).json()["kind"] == "Pod"
+
+
+def test_list_metadata_and_html_escaping(http):
+    # A typed list: TypeMeta, ListMeta (resourceVersion only, omitempty), items
+    # (apimachinery pkg/runtime/serializer/json/collections.go encodeList); strings escaped
+    # as Go's encoder escapes them; a trailing newline.
+    created = http.post(CMS, json=configmap("html", page="<a href='x'>&</a>")).json()
+    resp = http.get(CMS)
+    rv = resp.json()["metadata"]["resourceVersion"]
+    assert resp.content.startswith(b'{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"'
+                                   + rv.encode() + b'"},"items":[{')
+    assert resp.content.endswith(b"]}\n")
+    assert b"\\u003ca href='x'\\u003e\\u0026\\u003c/a\\u003e" in resp.content
+    single = http.get(f"{CMS}/html")
+    assert single.content.endswith(b"}\n") and b"<" not in single.content
+    assert created["data"]["page"] == "<a href='x'>&</a>"
+
+
+def test_watch_events_are_lines_of_type_and_object(http):
+    # watch.Event as metav1.WatchEvent {"type","object"}, one JSON document per line
+    # (apiserver pkg/endpoints/handlers/watch.go through the JSON framer).
+    first = http.post(CMS, json=configmap("w", v="a&b")).json()
+    rv = int(first["metadata"]["resourceVersion"]) - 1
+    with http.stream("GET", CMS, params={"watch": "1", "resourceVersion": str(rv), "timeoutSeconds": "2"}) as resp:
+        line = next(resp.iter_lines())
+    assert line.startswith('{"type":"ADDED","object":{') and "a\\u0026b" in line
+
+
+def test_errors_raised_outside_a_served_route():
+    # authentication's failure (apiserver pkg/endpoints/filters/authentication.go unauthorized):
+    # NewUnauthorized("Unauthorized"): no details.
+    assert error_response(errors.unauthorized()).body == HEAD + (
+        b'"message":"Unauthorized","reason":"Unauthorized","code":401}\n')
+    # responsewriters.ForbiddenStatusError: forbiddenMessage (quotes kept, &<> sanitized as HTML
+    # entities), NewForbidden(GroupResource{group, resource}, name, err): "%s is forbidden: %v".
+    alice = UserInfo("alice", groups=("system:authenticated",))
+    denied = forbidden(resource_attributes(alice, "list", "", "v1", "default", "pods"))
+    assert error_response(denied).body == HEAD + (
+        b'"message":"pods is forbidden: User \\"alice\\" cannot list resource \\"pods\\" in API group \\"\\" in '
+        b'the namespace \\"default\\"","reason":"Forbidden","details":{"kind":"pods"},"code":403}\n')
+    named = forbidden(resource_attributes(alice, "get", "apps", "v1", "", "deployments", name="<x>"))
+    assert error_response(named).body == HEAD + (
+        b'"message":"deployments.apps \\"\\u003cx\\u003e\\" is forbidden: User \\"alice\\" cannot get resource '
+        b'\\"deployments\\" in API group \\"apps\\" at the cluster scope","reason":"Forbidden",'
+        b'"details":{"name":"\\u003cx\\u003e","group":"apps","kind":"deployments"},"code":403}\n')
+    # A non-resource URL: an empty GroupResource, so "forbidden: %v" and empty (non-nil) details.
+    path = forbidden(non_resource_attributes(alice, "get", "/metrics"))
+    assert error_response(path).body == HEAD + (
+        b'"message":"forbidden: User \\"alice\\" cannot get path \\"/metrics\\"","reason":"Forbidden",'
+        b'"details":{},"code":403}\n')
+
+
+def test_expired_and_too_many_requests():
+    # The watch cache's errors.NewResourceExpired("too old resource version: %d (%d)") as a watch
+    # ERROR event: metav1.WatchEvent{Type: "ERROR", Object: the Status}, one line.
+    expired = errors.expired("too old resource version: 1 (5)")
+    assert _line("ERROR", expired.status()) == (
+        b'{"type":"ERROR","object":' + HEAD + b'"message":"too old resource version: 1 (5)","reason":"Expired",'
+        b'"code":410}}\n')
+    assert error_response(errors.gone("gone")).body == HEAD + b'"message":"gone","reason":"Gone","code":410}\n'
+    # errors.go NewTooManyRequests(message, 1): Details{RetryAfterSeconds: 1}, as an eviction
+    # refused by a budget and pkube's in-flight limit answer.
+    assert error_response(too_many_requests()).body == HEAD + (
+        b'"message":"Too many requests, please try again later.","reason":"TooManyRequests",'
+        b'"details":{"retryAfterSeconds":1},"code":429}\n')
