@@ -65,6 +65,11 @@ class Validator:
         self._valid_bodies: set[bytes] = set()
         self._valid_bytes = 0
 
+    def compiled_check_count(self) -> int:
+        """How many compiled checks (of whole kinds and of their parts) are held: they are
+        made on a kind's first validation and kept for the validator's life."""
+        return len(self._compiled) + len(self._parts_checks)
+
     def validate(self, obj: dict, old: dict | None = None, strict: bool = False) -> list[Cause]:
         """All problems of `obj` (empty list = valid). `old` is the stored object on update.
 

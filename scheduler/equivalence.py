@@ -132,6 +132,10 @@ class EquivalenceCache:
         self._tables: OrderedDict = OrderedDict()
         self._sightings: OrderedDict = OrderedDict()
 
+    def table_count(self) -> int:
+        """How many tables are held now (none until a signature was seen often enough)."""
+        return len(self._tables)
+
     def sync(self, nodes: Sequence[NodeInfo], changed: Optional[Iterable[str]]) -> bool:
         """Called before each decision with the candidate list and the names of the nodes
         changed since the previous call (None: unknown). A different list object (nodes

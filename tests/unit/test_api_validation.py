@@ -424,4 +424,4 @@ def test_kinds_without_a_schema_leave_no_compiled_checks_behind():
         obj = {"apiVersion": "example.com/v1", "kind": f"Made{i}", "metadata": {"name": "x"}, "spec": {}}
         assert fresh.validate(obj, strict=True) == []
         assert fresh.validate(obj, strict=True) == []   # the remembered body's metadata-only path
-    assert fresh._compiled == {} and fresh._parts_checks == {}
+    assert fresh.compiled_check_count() == 0

@@ -178,7 +178,6 @@ def test_the_second_crash_waits_ten_seconds_in_crash_loop_back_off():
         clock.now += 10
         await worker._pass()
         assert pods.started == ["app"] * 3 and reports[-1]["containerStatuses"][0]["restartCount"] == 2
-        worker._timer.cancel()
     run(scenario())
 
 
@@ -191,7 +190,6 @@ def test_a_setup_error_is_shown_and_nothing_starts():
         waiting = reports[-1]["containerStatuses"][0]["state"]["waiting"]
         assert waiting == {"reason": "CreateContainerConfigError", "message": 'secret "db" not found'}
         assert pods.started == []
-        worker._timer.cancel()
     run(scenario())
 
 
