@@ -22,10 +22,13 @@ from apiserver.auth.tokens import BootstrapTokens, StaticTokens, TokenFileError
 from apiserver.bootstrap import default_advertise_address
 from apiserver.exec_proxy import kubelet_ssl
 from apiserver.kubelet_proxy import KubeletConnection
+from apiserver.metrics import ApiserverMetrics
 from apiserver.storage.cacher import CachedStorage
 from apiserver.storage.compactor import Compactor
 from apiserver.storage.etcd import EtcdStorage
+from apiserver.storage.measured import MeasuredStorage
 from apiserver.tlsscope import TLSHttpProtocol, TLSWebSocketProtocol
+from client.metrics import new_registry
 
 # Idle keep-alive connections are kept this long (uvicorn's default, 5 s, is exactly kubectl
 # drain's retry period: its next POST raced the close and failed with EOF); Go clients close
@@ -111,14 +114,17 @@ async def serve(args: argparse.Namespace) -> None:
     compactor = Compactor(storage, interval=args.compaction_interval) if args.compaction_interval > 0 else None
     if compactor is not None:
         compactor.start()
-    cached = CachedStorage(storage)
+    metrics = ApiserverMetrics(new_registry())
+    metrics.count_objects_with(storage.key_counts)
+    cached = CachedStorage(MeasuredStorage(storage, metrics.storage.observe))
     app = create_app(cached, filters=safeguards.request_filters(args),
                      admission_plugins=[*authorization.admission_plugins(args), *safeguards.admission_plugins(args, cached)],
                      authorizer=authorization.authorizer(args), service_cidr=args.service_cidr,
                      node_port_range=node_ports, close_storage=True,
                      event_ttl=args.event_ttl, advertise=advertise, kubelet=_kubelet_connection(args),
                      endpoint_lease_duration=args.endpoint_lease_duration,
-                     authenticator=authenticator, service_accounts=tokenrequest.from_flags(args, authenticator))
+                     authenticator=authenticator, service_accounts=tokenrequest.from_flags(args, authenticator),
+                     metrics=metrics)
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=2,
                             proxy_headers=False, **_tls(args))

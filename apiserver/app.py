@@ -34,6 +34,7 @@ from apiserver.encoding import dumps, error_response, json_response
 from apiserver.event_ttl import DEFAULT_TTL as DEFAULT_EVENT_TTL
 from apiserver.event_ttl import EventReaper
 from apiserver.exec_proxy import ExecProxy
+from apiserver.metrics import ApiserverMetrics
 from apiserver.metrics_api import MetricsAPI
 from apiserver.kubelet_proxy import KubeletConnection, LogProxy
 from apiserver.namespaces import Namespaces
@@ -44,6 +45,7 @@ from apiserver.routes import ResourceHandlers
 from apiserver.services import ServiceAllocations
 from apiserver.storage.interface import SpaceExceeded, Storage, StorageUnavailable
 from apiserver.watch import EventEncoder
+from client.metrics import new_registry
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                admission_plugins: Sequence[object] = (),
                filters: Optional[RequestFilters] = None,
                authorizer: Optional[object] = None,
-               service_accounts: Optional[object] = None) -> FastAPI:
+               service_accounts: Optional[object] = None,
+               metrics: Optional[ApiserverMetrics] = None) -> FastAPI:
     """Build the apiserver. The lifespan creates the system namespaces and starts
     the namespace tasks; ``close_storage`` closes ``storage`` at shutdown.
     ``kubelet`` says how pods/log reaches kubelets (https on 10250 by default).
@@ -97,8 +100,15 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     403, optional ``start``/``stop``; or a function(storage) making one) decides every
     authenticated request.
     ``service_accounts`` (apiserver.tokenrequest.ServiceAccountTokens) serves TokenRequest and
-    TokenReview and adds the ServiceAccount admission plugin (or a function(storage) making it)."""
+    TokenReview and adds the ServiceAccount admission plugin (or a function(storage) making it).
+    ``metrics`` (apiserver.metrics) are kept by the request filters and served on /metrics
+    (default: a registry of this app's own)."""
     filters = filters or RequestFilters()
+    if metrics is None:
+        metrics = ApiserverMetrics(new_registry())
+        metrics.count_objects_with(getattr(storage, "key_counts", None))
+    filters.metrics = metrics
+    metrics.measure_limiter(filters.limiter)
     if authenticator is None:
         authorizer = None          # without identities there is nobody to authorize
     elif authorizer is not None and not hasattr(authorizer, "authorize"):
@@ -172,6 +182,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     guarded = _guard(authenticator, filters, authorizer)
     _add_discovery(app, registry, storage, guarded)
     _add_openapi(app, registry, guarded)
+    app.add_route("/metrics", guarded(metrics.serve), methods=["GET"])
     streams = ExecProxy(store, registry, kubelet or KubeletConnection(), authenticator, authorizer, filters)
     for subresource in ("exec", "attach", "portforward"):
         app.router.add_websocket_route(f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/{subresource}",

@@ -27,10 +27,11 @@ from apiserver.requestinfo import request_info
 
 
 class RequestFilters:
-    """The audit log and the in-flight limits of one apiserver (either may be None)."""
+    """The audit log, the in-flight limits and the metrics (apiserver.metrics.ApiserverMetrics)
+    of one apiserver (each may be None)."""
 
-    def __init__(self, auditor: Auditor | None = None, limiter: InflightLimiter | None = None):
-        self.auditor, self.limiter = auditor, limiter
+    def __init__(self, auditor: Auditor | None = None, limiter: InflightLimiter | None = None, metrics=None):
+        self.auditor, self.limiter, self.metrics = auditor, limiter, metrics
 
     async def start(self) -> None:
         if self.auditor is not None:
@@ -57,7 +58,9 @@ class Tracked:
         self.info = request_info(scope.get("method", "GET"), scope["path"], {"watch": watch})   # WebSockets: GET
         self.record: AuditRecord | None = None
         self.release: Release = _nothing
+        self.stream_ended: Release = _nothing
         self.admitted = False
+        self.dry_run = "All" if b"dryRun" in query else ""
 
     async def admit(self, user) -> None:
         """After authentication (``user``: the caller, None without authentication): begin
@@ -83,7 +86,11 @@ class Tracked:
         record = self.record
         if record is not None:
             response.headers["Audit-Id"] = record.audit_id
+        metrics = self.filters.metrics
         if self.info.long_running and hasattr(response, "body_iterator"):
+            if metrics is not None:
+                self.stream_ended = metrics.stream_started(self.info, self.request.scope["method"],
+                                                           response.status_code)
             if record is not None:
                 record.responded("ResponseStarted", response.status_code, None, self.notes.annotations)
             return AfterSent(response, self._complete_stream)
@@ -91,6 +98,9 @@ class Tracked:
             record.responded("ResponseComplete", response.status_code, getattr(response, "body", None),
                              self.notes.annotations)
         self.release()
+        if metrics is not None:
+            metrics.observe(self.info, self.request.scope["method"], self.dry_run, response.status_code,
+                            time.time() - self.received)
         return response
 
     def websocket_event(self, stage: str, code: int, user) -> None:
@@ -105,6 +115,7 @@ class Tracked:
             self.record.responded(stage, code, None, self.notes.annotations)
 
     def _complete_stream(self, code: int) -> None:
+        self.stream_ended()
         if self.record is not None:
             self.record.responded("ResponseComplete", code, None, self.notes.annotations)
         self.release()

@@ -20,13 +20,17 @@ from typing import Awaitable, Callable
 from client.aio import AsyncApiClient
 from client.kubeconfig import KubeconfigError, load_kubeconfig
 from client.leaderelection import LeaderElectionConfig, LeaderElector
+from client.metrics import add_metrics_flag, start_metrics_server
 
 # Builds the component's coroutine function from a connected client.
 MakeRun = Callable[[AsyncApiClient], Callable[[], Awaitable[None]]]
 
 
-def add_component_flags(parser: argparse.ArgumentParser, lease_name: str) -> None:
-    """The flags every component takes: kubeconfig, leader election, verbosity."""
+def add_component_flags(parser: argparse.ArgumentParser, lease_name: str, metrics_port: int = 0) -> None:
+    """The flags every component takes: kubeconfig, leader election, verbosity; with a
+    ``metrics_port``, ``--metrics-bind-address`` (client.metrics)."""
+    if metrics_port:
+        add_metrics_flag(parser, metrics_port)
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     parser.add_argument("--context", help="kubeconfig context")
     parser.add_argument("--leader-elect", action="store_true", help="run only while holding the Lease")
@@ -39,9 +43,21 @@ def add_component_flags(parser: argparse.ArgumentParser, lease_name: str) -> Non
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
-async def serve(args: argparse.Namespace, make_run: MakeRun) -> int:
-    """Run the component until it ends or is cancelled; 1 when it lost its Lease."""
+async def serve(args: argparse.Namespace, make_run: MakeRun, registry=None) -> int:
+    """Run the component until it ends or is cancelled; 1 when it lost its Lease. With a
+    ``registry``, /metrics is served on ``--metrics-bind-address`` meanwhile (leader or not)."""
     config = load_kubeconfig(args.kubeconfig, args.context)
+    metrics = None
+    if registry is not None:
+        metrics = await start_metrics_server(registry, args.metrics_bind_address, args.lease_name)
+    try:
+        return await _serve(args, config, make_run)
+    finally:
+        if metrics is not None:
+            await metrics.stop()
+
+
+async def _serve(args: argparse.Namespace, config, make_run: MakeRun) -> int:
     async with AsyncApiClient(config) as client:
         run = make_run(client)
         if not args.leader_elect:
@@ -60,9 +76,9 @@ async def serve(args: argparse.Namespace, make_run: MakeRun) -> int:
         return 1
 
 
-async def serve_until_signal(args: argparse.Namespace, make_run: MakeRun) -> int:
+async def serve_until_signal(args: argparse.Namespace, make_run: MakeRun, registry=None) -> int:
     """``serve``, cancelled by SIGTERM or SIGINT."""
-    task = asyncio.ensure_future(serve(args, make_run))
+    task = asyncio.ensure_future(serve(args, make_run, registry))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
@@ -72,9 +88,10 @@ async def serve_until_signal(args: argparse.Namespace, make_run: MakeRun) -> int
         return 0
 
 
-def run_component(name: str, args: argparse.Namespace, make_run: MakeRun) -> int:
-    """A component's main: logging, the event loop, one-line errors (exit 2)."""
-    return run_main(name, args.verbose, lambda: serve_until_signal(args, make_run))
+def run_component(name: str, args: argparse.Namespace, make_run: MakeRun, registry=None) -> int:
+    """A component's main: logging, the event loop, one-line errors (exit 2); /metrics of
+    ``registry`` (a prometheus_client CollectorRegistry) when given."""
+    return run_main(name, args.verbose, lambda: serve_until_signal(args, make_run, registry))
 
 
 def run_main(name: str, verbose: bool, main: Callable[[], Awaitable[int | None]]) -> int:

@@ -9,9 +9,14 @@ httptools (chunked or not), kept-alive connections reused. About 0.08 ms per
 request. Watches (long streams) stay on aiohttp.
 
 ``Http1Pool.request`` raises ``TransportError`` when the request could not be
-sent or no complete answer came; a kept-alive connection that turns out to
-be closed before any byte of the answer is retried once on a new one (the
-server closes idle connections when it wants; it never saw the request).
+sent or no complete answer came. A kept-alive connection that turns out to be
+closed (the server closes idle connections when it wants) is replaced by a new
+one and the request sent again only when that cannot do a write twice, Go's
+net/http rule: the connection was already closed before any byte of the
+request was written, or the method is idempotent (GET, HEAD, OPTIONS, TRACE)
+and no byte of the answer had come. A POST, PUT, PATCH or DELETE lost on a
+connection that died after it was written is the caller's to retry: the server
+may have carried it out.
 """
 
 from __future__ import annotations
@@ -25,10 +30,15 @@ from typing import Optional
 import httptools
 
 IDLE_SECONDS = 4.0  # uvicorn closes connections idle for 5 s
+IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
 
 
 class TransportError(Exception):
     """The request was not sent, or no complete answer arrived."""
+
+
+class NothingWritten(TransportError):
+    """The connection was closed before any byte of the request was written to it."""
 
 
 class _Connection(asyncio.Protocol):
@@ -73,6 +83,10 @@ class _Connection(asyncio.Protocol):
 
     # -- use
     async def exchange(self, request: bytes) -> tuple[int, bytes]:
+        """Send ``request``, wait for its answer; NothingWritten when the connection was
+        closed already (the request did not leave)."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise NothingWritten("connection closed before the request was written")
         self.answer = asyncio.get_running_loop().create_future()
         self.received = False
         self.transport.write(request)
@@ -121,10 +135,11 @@ class Http1Pool:
         if conn is not None:
             try:
                 return await self._exchange(conn, message)
+            except NothingWritten:
+                pass                  # it never left: safe to send on a new connection
             except TransportError:
-                if conn.received:
-                    raise
-                # a kept-alive connection the server had closed: it never saw the request
+                if conn.received or method not in IDEMPOTENT_METHODS:
+                    raise             # the server may have acted on it: not ours to replay
         return await self._exchange(await self._connect(), message)
 
     def close(self) -> None:

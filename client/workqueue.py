@@ -22,6 +22,7 @@ from collections import deque
 from typing import Hashable, Optional
 
 from client.clock import Clock, wait_until_set
+from client.metrics import NoQueueMetrics, QueueMetrics
 
 
 class ExponentialBackoff:
@@ -50,8 +51,13 @@ class ExponentialBackoff:
 class WorkQueue:
     """See the module docstring."""
 
-    def __init__(self, clock: Optional[Clock] = None, rate_limiter: Optional[ExponentialBackoff] = None):
+    def __init__(self, clock: Optional[Clock] = None, rate_limiter: Optional[ExponentialBackoff] = None,
+                 metrics: Optional[QueueMetrics] = None):
+        """``metrics`` (client.metrics.WorkqueueMetrics.for_queue(name)) counts adds, retries,
+        depth and the time keys wait and are worked on; None: not measured."""
         self.clock = clock or Clock()
+        self.metrics = metrics or NoQueueMetrics()
+        self.metrics.measure_depth(self.__len__)
         self.rate_limiter = rate_limiter or ExponentialBackoff()
         self._queue: deque = deque()
         self._dirty: set = set()
@@ -70,6 +76,7 @@ class WorkQueue:
         if self._shutting_down or key in self._dirty:
             return
         self._dirty.add(key)
+        self.metrics.added(key)
         if key not in self._processing:
             self._queue.append(key)
             self._wakeup.set()
@@ -90,6 +97,7 @@ class WorkQueue:
 
     def add_rate_limited(self, key: Hashable) -> None:
         """Queue ``key`` after its back-off; each call doubles it until ``forget``."""
+        self.metrics.retried()
         self.add_after(key, self.rate_limiter.when(key))
 
     def forget(self, key: Hashable) -> None:
@@ -107,6 +115,7 @@ class WorkQueue:
         key = self._queue.popleft()
         self._processing.add(key)
         self._dirty.discard(key)
+        self.metrics.started(key)
         return key
 
     async def get(self) -> Optional[Hashable]:
@@ -123,6 +132,7 @@ class WorkQueue:
     def done(self, key: Hashable) -> None:
         """``key`` is processed; if it was added meanwhile it is queued again."""
         self._processing.discard(key)
+        self.metrics.finished(key)
         if key in self._dirty:
             self._queue.append(key)
             self._wakeup.set()

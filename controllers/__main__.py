@@ -6,12 +6,17 @@ import argparse
 import sys
 
 from client.component import add_component_flags, run_component
+from client.metrics import WorkqueueMetrics, new_registry
 from controllers.manager import ControllerManager, choose
+
+
+# kube-controller-manager's plain-HTTP port of old (its HTTPS one, 10257, is not served)
+METRICS_PORT = 10252
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m controllers", description="pkube controller-manager")
-    add_component_flags(p, lease_name="kube-controller-manager")
+    add_component_flags(p, lease_name="kube-controller-manager", metrics_port=METRICS_PORT)
     p.add_argument("--controllers", default="*",
                    help="comma-separated controller names (default: all available)")
     p.add_argument("--resync-period", type=float, default=0.0, help="informer resync, seconds (0: never)")
@@ -59,11 +64,14 @@ def main(argv=None) -> int:
         print(f"controller-manager: {err}", file=sys.stderr)
         return 2
 
+    registry = new_registry()
+    workqueues = WorkqueueMetrics(registry)
+
     def make_run(client):
-        return ControllerManager(client, names, resync_period=args.resync_period,
+        return ControllerManager(client, names, resync_period=args.resync_period, workqueue_metrics=workqueues,
                                  **controller_options(args)).run
 
-    return run_component("controller-manager", args, make_run)
+    return run_component("controller-manager", args, make_run, registry)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from client.clock import Clock
 from client.errors import ApiError
 from client.events import EventRecorder
 from client.informer import Informer
+from client.metrics import QueueMetrics, WorkqueueMetrics
 from client.store import IndexFunc, Store, object_key
 from client.workqueue import WorkQueue
 
@@ -112,14 +113,19 @@ class ControllerContext:
     recorder: EventRecorder
     clock: Clock = field(default_factory=Clock)
     options: dict = field(default_factory=dict)
+    workqueue_metrics: Optional[WorkqueueMetrics] = None
 
     @classmethod
     def create(cls, client, clock: Optional[Clock] = None, resync_period: float = 0.0,
-               **options) -> "ControllerContext":
+               workqueue_metrics: Optional[WorkqueueMetrics] = None, **options) -> "ControllerContext":
         clock = clock or Clock()
         informers = InformerFactory(client, clock, resync_period)
         recorder = EventRecorder(client, "controller-manager", clock=clock)
-        return cls(client, informers, recorder, clock, options)
+        return cls(client, informers, recorder, clock, options, workqueue_metrics)
+
+    def queue_metrics(self, name: str) -> Optional[QueueMetrics]:
+        """The metrics of the workqueue named ``name`` (None when the process has none)."""
+        return self.workqueue_metrics.for_queue(name) if self.workqueue_metrics is not None else None
 
 
 class Controller:
@@ -136,7 +142,7 @@ class Controller:
         self.client = ctx.client
         self.clock = ctx.clock
         self.workers = workers
-        self.queue = WorkQueue(ctx.clock)
+        self.queue = WorkQueue(ctx.clock, metrics=ctx.queue_metrics(self.name))
 
     def enqueue(self, obj: dict) -> None:
         """Queue ``obj``'s key (``namespace/name`` or ``name``)."""

@@ -56,6 +56,7 @@ def _add_get(sub, common) -> None:
     p.add_argument("--show-labels", action="store_true")
     p.add_argument("--sort-by")
     p.add_argument("--no-headers", action="store_true")
+    p.add_argument("--raw", help="GET this URI path from the server and print the answer as it is (e.g. /metrics)")
 
 
 def _add_writers(sub, common) -> None:
@@ -207,8 +208,10 @@ def _session(args):
 
 @command("get")
 def cmd_get(session, args, out, err) -> int:
-    from kubectl.get import run_get
+    from kubectl.get import run_get, run_raw
 
+    if args.raw is not None:
+        return run_raw(session, args, out)
     return run_get(session, args, out, err)
 
 

@@ -128,6 +128,24 @@ def no_resources_message(requests: list[GetRequest]) -> str:
     return "No resources found"
 
 
+def run_raw(session: Session, args, out=sys.stdout) -> int:
+    """``get --raw PATH``: the server's answer to GET PATH, printed as it is (a refusal is the
+    server's Status, as one line); CliError when resources are named too, as kubectl."""
+    if args.resources or args.output or args.selector or args.watch:
+        raise CliError("arguments may not be passed when --raw is specified")
+    path, _, query = args.raw.partition("?")
+    params = dict(pair.partition("=")[::2] for pair in query.split("&") if pair)
+    body = session.request("GET", path if path.startswith("/") else "/" + path, params=params).content
+    buffer = getattr(out, "buffer", None)
+    if buffer is not None:
+        out.flush()
+        buffer.write(body)
+        buffer.flush()
+    else:
+        out.write(body.decode("utf-8", "replace"))
+    return 0
+
+
 def run_get(session: Session, args, out=sys.stdout, err=sys.stderr) -> int:
     """Print what ``args`` asks for; returns the exit code."""
     fmt = parse_output(args.output)

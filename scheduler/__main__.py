@@ -6,13 +6,18 @@ import argparse
 import sys
 
 from client.component import add_component_flags, run_component
+from client.metrics import new_registry
 from scheduler.framework import Framework
 from scheduler.scheduler import DEFAULT_EVENT_BURST, DEFAULT_EVENT_QPS, DEFAULT_SCHEDULER_NAME, Scheduler
 
 
+# kube-scheduler's plain-HTTP port of old (its HTTPS one, 10259, is not served)
+METRICS_PORT = 10251
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m scheduler", description="pkube scheduler")
-    add_component_flags(p, lease_name="kube-scheduler")
+    add_component_flags(p, lease_name="kube-scheduler", metrics_port=METRICS_PORT)
     p.add_argument("--name", default=DEFAULT_SCHEDULER_NAME, help="spec.schedulerName to serve")
     p.add_argument("--bind-concurrency", type=int, default=8,
                    help="bindings in flight (8 measured best against one apiserver)")
@@ -27,12 +32,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
 
+    registry = new_registry()
+
     def make_run(client):
         framework = Framework(percentage_of_nodes_to_score=args.percentage_of_nodes_to_score)
         return Scheduler(client, args.name, framework=framework, bind_concurrency=args.bind_concurrency,
-                         event_qps=args.event_qps, event_burst=args.event_burst).run
+                         event_qps=args.event_qps, event_burst=args.event_burst, metrics_registry=registry).run
 
-    return run_component("scheduler", args, make_run)
+    return run_component("scheduler", args, make_run, registry)
 
 
 if __name__ == "__main__":

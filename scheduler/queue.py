@@ -71,6 +71,10 @@ class SchedulingQueue:
     def __len__(self) -> int:
         return len(self._pods)
 
+    def places(self) -> list[str]:
+        """Where each waiting pod is: 'active', 'backoff' or 'unschedulable' (not in flight)."""
+        return list(self._where.values())
+
     def where(self, key: str) -> Optional[str]:
         """'active', 'backoff', 'unschedulable', 'in-flight', or None if unknown."""
         return "in-flight" if key in self._in_flight else self._where.get(key)

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Optional
+
+from prometheus_client import CollectorRegistry
 
 from client.clock import Clock
 from client.errors import ApiError, Conflict, NotFound
@@ -32,6 +35,7 @@ from client.resources import NODES, PERSISTENTVOLUMECLAIMS, PODS, Resource
 from client.timefmt import rfc3339
 from scheduler.cache import SchedulerCache
 from scheduler.framework import DEFAULT_FILTERS, Framework
+from scheduler.metrics import ERROR, SCHEDULED, UNSCHEDULABLE, SchedulerMetrics
 from scheduler.plugins.volume_binding import VolumeBinding
 from scheduler.queue import QueuedPod, SchedulingQueue
 from scheduler.ratelimit import Pacer
@@ -82,7 +86,8 @@ class Scheduler:
     def __init__(self, client, name: str = DEFAULT_SCHEDULER_NAME, clock: Optional[Clock] = None,
                  framework: Optional[Framework] = None, bind_concurrency: int = 8,
                  record_scheduled_events: bool = True, event_qps: float = DEFAULT_EVENT_QPS,
-                 event_burst: int = DEFAULT_EVENT_BURST):
+                 event_burst: int = DEFAULT_EVENT_BURST, metrics_registry=None):
+        """``metrics_registry`` (prometheus_client) gets the scheduler's metrics (scheduler.metrics)."""
         self.client = client
         self.name = name
         self.clock = clock or Clock()
@@ -92,6 +97,8 @@ class Scheduler:
         self.framework = framework or Framework(filters=(*DEFAULT_FILTERS, self.volume_binding))
         self.cache = SchedulerCache(self.clock)
         self.queue = SchedulingQueue(self.clock)
+        self.metrics = SchedulerMetrics(metrics_registry or CollectorRegistry(), name)
+        self.metrics.measure_pending(self.queue.places)
         self.recorder = EventRecorder(client, name, clock=self.clock)
         self.record_scheduled_events = record_scheduled_events
         self._events = (Pacer(lambda args: self.recorder.emit(*args), event_qps, event_burst, EVENT_QUEUE,
@@ -177,6 +184,7 @@ class Scheduler:
 
     def schedule_one(self, queued: QueuedPod) -> Optional[str]:
         """Decide for one popped pod; the node chosen (binding started) or None."""
+        started = time.perf_counter()
         try:
             pod_info = PodInfo.from_pod(queued.pod)
         except ValueError as err:
@@ -185,12 +193,13 @@ class Scheduler:
         result = self.framework.schedule(pod_info, self.cache.node_list(), self.cache.drain_changed())
         if result.node is None:
             self._unschedulable(queued, result.message)
+            self.metrics.attempt(UNSCHEDULABLE, time.perf_counter() - started)
             return None
         self.cache.assume(pod_info, result.node)
-        self._spawn(self._bind(queued, result.node))
+        self._spawn(self._bind(queued, result.node, started))
         return result.node
 
-    async def _bind(self, queued: QueuedPod, node: str) -> None:
+    async def _bind(self, queued: QueuedPod, node: str, started: float) -> None:
         try:
             async with self._bind_slots:
                 await self.volume_binding.pre_bind(self.client, PERSISTENTVOLUMECLAIMS, queued.pod, node)
@@ -204,11 +213,13 @@ class Scheduler:
             log.warning("binding %s to %s failed: %s", queued.key, node, err)
             self.cache.forget(queued.key)
             self.queue.requeue_backoff(queued)
+            self.metrics.attempt(ERROR, time.perf_counter() - started)
             await self._report(queued.pod, f"Binding rejected: {err.message}")
             return
         self.cache.finish_binding(queued.key)
         self.queue.done(queued.key)
         self.bound += 1
+        self.metrics.attempt(SCHEDULED, time.perf_counter() - started)
         if self.record_scheduled_events:
             meta = queued.pod["metadata"]
             self._event(queued.pod, "Normal", "Scheduled",

@@ -147,6 +147,9 @@ WHOAMI = rule(["create"], ["authentication.k8s.io"], ["selfsubjectreviews"])
 HEALTH_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/version/")
 DISCOVERY_PATHS = ("/api", "/api/*", "/apis", "/apis/*", "/openapi", "/openapi/*", "/version", "/version/",
                    "/healthz", "/livez", "/readyz")
+# kube-apiserver's system:monitoring: health checks and metrics, for monitoring agents
+MONITORING_PATHS = ("/healthz", "/healthz/*", "/livez", "/livez/*", "/readyz", "/readyz/*", "/metrics",
+                    "/metrics/slis")
 
 CLUSTER_ROLES: dict[str, list[dict]] = {
     "cluster-admin": [rule(["*"], ["*"], ["*"]), urls(["*"], ["*"])],
@@ -156,6 +159,7 @@ CLUSTER_ROLES: dict[str, list[dict]] = {
     "system:discovery": [urls(["get"], DISCOVERY_PATHS)],
     "system:basic-user": [SELF_REVIEWS, WHOAMI],
     "system:public-info-viewer": [urls(["get"], HEALTH_PATHS)],
+    "system:monitoring": [urls(["get"], MONITORING_PATHS)],
     "system:kube-scheduler": scheduler_rules(),
     "system:kube-controller-manager": controller_manager_rules(),
     "system:node-proxier": node_proxier_rules(),
@@ -184,6 +188,7 @@ CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[dict]]] = {
     "system:basic-user": ("system:basic-user", [_group("system:authenticated")]),
     "system:public-info-viewer": ("system:public-info-viewer",
                                   [_group("system:authenticated"), _group("system:unauthenticated")]),
+    "system:monitoring": ("system:monitoring", [_group("system:monitoring")]),
     "system:kube-scheduler": ("system:kube-scheduler", [_user("system:kube-scheduler")]),
     "system:kube-controller-manager": ("system:kube-controller-manager", [_user("system:kube-controller-manager")]),
     "system:node-proxier": ("system:node-proxier", [_user("system:kube-proxy")]),

@@ -359,6 +359,17 @@ class EtcdStorage(Storage):
                         yield [], pending
                     pending = response.header.revision
 
+    async def key_counts(self, prefix: str = "/registry/") -> dict[str, int]:
+        """{resource: keys} under ``prefix``, the resource being each key's next segment
+        (one keys-only range; for apiserver_storage_objects)."""
+        start, end = key_range(prefix)
+        response = await self._call("Range", rpc.RangeRequest(key=start, range_end=end, keys_only=True), prefix)
+        counts: dict[str, int] = {}
+        for kv in response.kvs:
+            resource = kv.key[len(start):].split(b"/", 1)[0].decode()
+            counts[resource] = counts.get(resource, 0) + 1
+        return counts
+
     async def current_revision(self) -> int:
         response = await self._call("Range", rpc.RangeRequest(key=b"\0"), "")
         return response.header.revision

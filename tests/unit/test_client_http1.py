@@ -157,3 +157,67 @@ def test_requests_in_flight_are_capped():
 
     assert run(main()) == [(200, b"ok")] * 12
     assert peak[0] == 3
+
+
+def dying_after_first_answer(seen: list):
+    """A server that answers the first request of each connection, then reads the next one
+    and hangs up without answering (a server killed after it may have acted on it)."""
+    async def handler(reader, writer):
+        seen.append(await read_request(reader))
+        writer.write(answer(b"first"))
+        await writer.drain()
+        try:
+            seen.append(await read_request(reader))
+        except asyncio.IncompleteReadError:
+            pass
+        writer.transport.abort()
+    return handler
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_a_write_lost_on_a_reused_connection_is_not_replayed(method):
+    seen: list = []
+
+    async def main():
+        async with pool_for(dying_after_first_answer(seen)) as pool:
+            assert await pool.request("GET", "/", {}, None, "x") == (200, b"first")
+            with pytest.raises(TransportError):
+                await pool.request(method, "/api/v1/namespaces/default/configmaps", {}, b"{}", "application/json")
+
+    run(main())
+    assert [r.split(b" ")[0] for r in seen] == [b"GET", method.encode()]   # sent once, never twice
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
+def test_an_idempotent_request_lost_on_a_reused_connection_is_sent_again(method):
+    seen: list = []
+
+    async def main():
+        async with pool_for(dying_after_first_answer(seen)) as pool:
+            assert await pool.request("GET", "/", {}, None, "x") == (200, b"first")
+            return await pool.request(method, "/again", {}, None, "x")
+
+    status, _ = run(main())
+    assert status == 200
+    assert [r.split(b" ")[0] for r in seen] == [b"GET", method.encode(), method.encode()]
+
+
+def test_a_write_on_a_connection_closed_before_it_is_sent_goes_on_a_new_one():
+    seen: list = []
+
+    async def handler(reader, writer):     # one answer per connection, then it hangs up
+        seen.append(await read_request(reader))
+        writer.write(answer(b"ok"))
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        async with pool_for(handler) as pool:
+            assert await pool.request("GET", "/", {}, None, "x") == (200, b"ok")
+            conn = pool.idle[-1]
+            conn.transport.close()         # closing, not yet lost: nothing can be written to it
+            conn.closed = False
+            return await pool.request("POST", "/create", {}, b"{}", "application/json")
+
+    assert run(main()) == (200, b"ok")
+    assert [r.split(b" ")[0] for r in seen] == [b"GET", b"POST"]
