@@ -124,6 +124,11 @@ class AsyncApiClient(Verbs):
     async def create(self, resource, obj, namespace=None) -> dict:
         return await self.call(self._create(resource, obj, namespace))
 
+    async def create_subresource(self, resource, name, subresource, obj, namespace=None) -> dict:
+        """POST ``obj`` to ``subresource`` of object ``name`` (serviceaccounts/NAME/token,
+        pods/NAME/eviction, ...); the answer. Errors raise as for ``create``."""
+        return await self.call(self._create(resource, obj, namespace, subresource, name))
+
     async def replace(self, resource, obj, namespace=None, subresource=None) -> dict:
         return await self.call(self._replace(resource, obj, namespace, subresource))
 

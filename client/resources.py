@@ -46,6 +46,13 @@ REPLICATIONCONTROLLERS = Resource("", "v1", "replicationcontrollers")
 ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices")
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
 CUSTOMRESOURCEDEFINITIONS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", namespaced=False)
+PERSISTENTVOLUMES = Resource("", "v1", "persistentvolumes", namespaced=False)
+STORAGECLASSES = Resource("storage.k8s.io", "v1", "storageclasses", namespaced=False)
+PODDISRUPTIONBUDGETS = Resource("policy", "v1", "poddisruptionbudgets")
+HORIZONTALPODAUTOSCALERS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
+POD_METRICS = Resource("metrics.k8s.io", "v1beta1", "pods")
+ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles")
+ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings")
 
 
 def resource_path(resource, namespace: Optional[str] = None, name: Optional[str] = None,

@@ -252,6 +252,11 @@ class ApiClient(Verbs):
     def create(self, resource, obj, namespace=None) -> dict:
         return self.call(self._create(resource, obj, namespace))
 
+    def create_subresource(self, resource, name, subresource, obj, namespace=None) -> dict:
+        """POST ``obj`` to ``subresource`` of object ``name`` (serviceaccounts/NAME/token,
+        pods/NAME/eviction, ...); the answer. Errors raise as for ``create``."""
+        return self.call(self._create(resource, obj, namespace, subresource, name))
+
     def replace(self, resource, obj, namespace=None, subresource=None) -> dict:
         return self.call(self._replace(resource, obj, namespace, subresource))
 

@@ -15,10 +15,9 @@ from pathlib import Path
 
 from client.errors import AlreadyExists, ApiError
 from client.kubeconfig import load_kubeconfig
-from client.resources import Resource
+from client.resources import STORAGECLASSES
 from client.rest import ApiClient
 
-STORAGECLASSES = Resource("storage.k8s.io", "v1", "storageclasses", namespaced=False)
 CLASS_NAME = "local-path"
 PROVISIONER = "pkube.io/local-path"
 TIMEOUT_SECONDS = 30.0

@@ -32,9 +32,8 @@ from client.errors import AlreadyExists, NotFound
 from client.resources import CRONJOBS, JOBS
 from client.timefmt import rfc3339
 from controllers.base import Controller, ControllerContext, PermanentError, TemporaryError
-from controllers.job import BY_CONTROLLER, index_by_controller_uid
 from controllers.job_util import finished_condition
-from controllers.podcontrol import owner_reference, parse_time
+from controllers.podcontrol import CONTROLLER_INDEX, index_by_controller, owner_reference, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ class CronJobController(Controller):
     def __init__(self, ctx: ControllerContext, workers: int = 2):
         super().__init__(ctx, workers)
         self.cron_jobs = ctx.informers.informer(CRONJOBS)
-        self.jobs = ctx.informers.informer(JOBS, {BY_CONTROLLER: index_by_controller_uid})
+        self.jobs = ctx.informers.informer(JOBS, {CONTROLLER_INDEX: index_by_controller})
         self.cron_jobs.add_handlers(self.enqueue, lambda old, new: self.enqueue(new))
         self.jobs.add_handlers(self._job_changed, lambda old, new: self._job_changed(new), self._job_changed)
 
@@ -128,7 +127,7 @@ class CronJobController(Controller):
         cron_job = self.cron_jobs.store.get(key)
         if cron_job is None:
             return
-        owned = self.jobs.store.by_index(BY_CONTROLLER, cron_job["metadata"]["uid"])
+        owned = self.jobs.store.by_index(CONTROLLER_INDEX, cron_job["metadata"]["uid"])
         status = copy.deepcopy(cron_job.get("status") or {})
         status["active"] = await self._active(cron_job, owned)
         status["lastSuccessfulTime"] = last_successful_time(status.get("lastSuccessfulTime"), owned)

@@ -40,14 +40,14 @@ from typing import Optional
 from api.selectors import (DOES_NOT_EXIST, EXISTS, GREATER, IN, LESS, NOT_IN, LabelSelector, SelectorError,
                            label_selector_from_dict, make_requirement, spec_selector_selects)
 from api.tolerations import tolerated
-from client.errors import ApiError, NotFound
+from client.errors import NotFound
 from client.resources import DAEMONSETS, NODES, PODS
 from client.store import index_by_namespace, object_key
 from controllers import history
-from controllers.base import Controller, ControllerContext, Expectations, PermanentError, split_key
+from controllers.base import Controller, ControllerContext, Expectations, PermanentError
 from controllers.deployment_util import scaled_value
-from controllers.podcontrol import available_in, claim, controller_ref, is_ready, owner_reference
-from controllers.replicaset import slow_start
+from controllers.podcontrol import (CONTROLLER_INDEX, available_in, claim, claim_candidates, controller_ref,
+                                    index_by_controller, is_ready, owner_reference, slow_start)
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +227,37 @@ def eligibility(ds: dict, nodes: list[dict]) -> dict[str, tuple[bool, bool]]:
     return {n["metadata"]["name"]: node_should_run(ds, n) for n in nodes}
 
 
+def placement_fields(ds: dict) -> str:
+    """What of ``ds`` ``node_should_run`` reads (its template's placement), as one comparable text."""
+    spec = history.template_of(ds).get("spec") or {}
+    return repr([spec.get(f) for f in ("nodeName", "nodeSelector", "affinity", "tolerations", "hostNetwork")])
+
+
+class EligibilityCache:
+    """``eligibility`` of each DaemonSet, remembered per node: a node's answer is computed again
+    only when the node (its resourceVersion) or the set's placement fields changed."""
+
+    def __init__(self):
+        self._sets: dict[str, tuple[str, dict]] = {}       # set key -> (placement, {node: (rv, answer)})
+
+    def runs(self, key: str, ds: dict, nodes: list[dict]) -> dict[str, tuple[bool, bool]]:
+        """``eligibility(ds, nodes)`` for the set of ``key``."""
+        placement = placement_fields(ds)
+        known_placement, known = self._sets.get(key, ("", {}))
+        if known_placement != placement:
+            known = {}
+        fresh = {}
+        for node in nodes:
+            name, rv = node["metadata"]["name"], node["metadata"].get("resourceVersion")
+            hit = known.get(name)
+            fresh[name] = hit if hit is not None and hit[0] == rv and rv else (rv, node_should_run(ds, node))
+        self._sets[key] = (placement, fresh)
+        return {name: answer for name, (_, answer) in fresh.items()}
+
+    def forget(self, key: str) -> None:
+        self._sets.pop(key, None)
+
+
 def manage_plan(runs: dict[str, tuple[bool, bool]], by_node: dict[str, list[dict]], digest: str,
                 surge: bool) -> Plan:
     """Per node (``runs`` from ``eligibility``), what Kubernetes' podsShouldBeOnNode does;
@@ -264,10 +295,11 @@ class DaemonSetController(Controller):
         super().__init__(ctx, workers)
         self.burst = burst
         self.expectations = Expectations(ctx.clock)
+        self.eligibility = EligibilityCache()
         self.sets = ctx.informers.informer(DAEMONSETS, {"namespace": index_by_namespace})
-        self.pods = ctx.informers.informer(PODS, {"namespace": index_by_namespace})
+        self.pods = ctx.informers.informer(PODS, {CONTROLLER_INDEX: index_by_controller})
         self.nodes = ctx.informers.informer(NODES)
-        self.revisions = ctx.informers.informer(history.CONTROLLER_REVISIONS, {"namespace": index_by_namespace})
+        self.revisions = ctx.informers.informer(history.CONTROLLER_REVISIONS, {CONTROLLER_INDEX: index_by_controller})
         self.sets.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
         self.pods.add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
         self.nodes.add_handlers(self._node_changed, self._node_updated, self._node_changed)
@@ -338,28 +370,26 @@ class DaemonSetController(Controller):
         ds = self.sets.store.get(key)
         if ds is None:
             self.expectations.forget(key)
+            self.eligibility.forget(key)
             return
         try:
             selector = label_selector_from_dict(ds["spec"].get("selector"))
         except SelectorError as err:
             raise PermanentError(f"invalid selector: {err}") from None
-        namespace, _ = split_key(key)
-        pods = await claim(self.client, PODS, ds, self.pods.store.by_index("namespace", namespace),
+        pods = await claim(self.client, PODS, ds, claim_candidates(self.pods.store, ds),
                            lambda p: selector.matches(p["metadata"].get("labels")))
-        revisions = await history.claim_revisions(self.client, ds,
-                                                  self.revisions.store.by_index("namespace", namespace))
+        revisions = await history.claim_revisions(self.client, ds, claim_candidates(self.revisions.store, ds))
         current, revisions = await history.sync_revisions(self.client, DAEMONSETS, ds, revisions)
         digest = history.label_hash(current)
-        runs = eligibility(ds, self.nodes.store.list())
-        failure: Optional[ApiError] = None
+        runs = self.eligibility.runs(key, ds, self.nodes.store.list())
+        by_node = self._by_node(pods)
+        steps = [self.write_status(ds, runs, by_node, digest)]
         if self.expectations.satisfied(key) and not ds["metadata"].get("deletionTimestamp"):
-            try:
-                await self.manage(key, ds, runs, self._by_node(pods), digest)
-            except ApiError as err:
-                failure = err
-        await self.write_status(ds, runs, self._by_node(pods), digest)
-        if failure is not None:
-            raise failure
+            steps.append(self.manage(key, ds, runs, by_node, digest))
+        # the status (of what the cache shows now) is written while the pods' writes go
+        failures = [r for r in await asyncio.gather(*steps, return_exceptions=True) if isinstance(r, Exception)]
+        if failures:
+            raise failures[-1]
         in_use = {history.pod_revision(p) for p in pods} | {digest}
         await history.truncate_history(self.client, ds, revisions,
                                        {r["metadata"]["name"] for r in revisions if history.label_hash(r) in in_use})

@@ -28,7 +28,8 @@ from typing import Callable, Optional
 
 from api.disruption import scaled_value, set_disruption_allowed
 from api.selectors import SelectorError, label_selector_from_dict
-from client.resources import DEPLOYMENTS, PODS, REPLICASETS, Resource
+from client.resources import (DEPLOYMENTS, PODDISRUPTIONBUDGETS, PODS, REPLICASETS, REPLICATIONCONTROLLERS,
+                              STATEFULSETS)
 from client.store import index_by_namespace
 from client.timefmt import rfc3339
 from controllers.base import Controller, ControllerContext, split_key
@@ -36,9 +37,6 @@ from controllers.podcontrol import controller_ref, is_ready, parse_time
 
 log = logging.getLogger(__name__)
 
-PDBS = Resource("policy", "v1", "poddisruptionbudgets")
-STATEFULSETS = Resource("apps", "v1", "statefulsets")
-REPLICATION_CONTROLLERS = Resource("", "v1", "replicationcontrollers")
 DELETION_TIMEOUT = dt.timedelta(minutes=2)
 
 
@@ -126,12 +124,12 @@ class DisruptionController(Controller):
     def __init__(self, ctx: ControllerContext, workers: int = 2):
         super().__init__(ctx, workers)
         by_ns = {"namespace": index_by_namespace}
-        self.pdbs = ctx.informers.informer(PDBS, by_ns)
+        self.pdbs = ctx.informers.informer(PODDISRUPTIONBUDGETS, by_ns)
         self.pods = ctx.informers.informer(PODS, by_ns)
         self.scalers = {"ReplicaSet": ctx.informers.informer(REPLICASETS),
                         "Deployment": ctx.informers.informer(DEPLOYMENTS),
                         "StatefulSet": ctx.informers.informer(STATEFULSETS),
-                        "ReplicationController": ctx.informers.informer(REPLICATION_CONTROLLERS)}
+                        "ReplicationController": ctx.informers.informer(REPLICATIONCONTROLLERS)}
         self.pdbs.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
         self.pods.add_handlers(self._pod_changed, lambda old, new: self._pod_changed(new, old), self._pod_changed)
 
@@ -201,7 +199,7 @@ class DisruptionController(Controller):
         if (pdb.get("status") or {}) == status:
             return
         updated = {**pdb, "status": status}
-        await self.client.replace(PDBS, updated, pdb["metadata"]["namespace"], subresource="status")
+        await self.client.replace(PODDISRUPTIONBUDGETS, updated, pdb["metadata"]["namespace"], subresource="status")
 
 
 def _selects(pdb: dict, labels: dict) -> bool:

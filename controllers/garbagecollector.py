@@ -32,7 +32,7 @@ from client.errors import Conflict, NotFound
 from client.informer import Informer
 from client.resources import (CONFIGMAPS, CONTROLLERREVISIONS, CRONJOBS, CUSTOMRESOURCEDEFINITIONS, DAEMONSETS,
                               DEPLOYMENTS, ENDPOINTS, ENDPOINTSLICES, JOBS, NAMESPACES, NODES, PERSISTENTVOLUMECLAIMS,
-                              PODS, REPLICASETS, REPLICATIONCONTROLLERS, SECRETS, SERVICEACCOUNTS, SERVICES,
+                              PERSISTENTVOLUMES, PODS, REPLICASETS, REPLICATIONCONTROLLERS, SECRETS, SERVICEACCOUNTS, SERVICES,
                               STATEFULSETS, Resource)
 from client.store import object_key
 from controllers.base import Controller, ControllerContext
@@ -51,7 +51,7 @@ KIND_RESOURCES = {("v1", "Pod"): PODS, ("apps/v1", "ReplicaSet"): REPLICASETS,
                   ("apps/v1", "StatefulSet"): STATEFULSETS, ("apps/v1", "ControllerRevision"): CONTROLLERREVISIONS,
                   ("v1", "PersistentVolumeClaim"): PERSISTENTVOLUMECLAIMS, ("batch/v1", "Job"): JOBS,
                   ("batch/v1", "CronJob"): CRONJOBS, ("v1", "ReplicationController"): REPLICATIONCONTROLLERS,
-                  ("v1", "PersistentVolume"): Resource("", "v1", "persistentvolumes", namespaced=False)}
+                  ("v1", "PersistentVolume"): PERSISTENTVOLUMES}
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
 CRD_KEY = "crd|"
 

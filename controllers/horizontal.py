@@ -26,7 +26,7 @@ from api.kinds import Registry
 from api.quantity import QuantityError, cpu_millicores, memory_bytes
 from api.selectors import SelectorError, parse_label_selector
 from client.errors import ApiError
-from client.resources import PODS, Resource
+from client.resources import HORIZONTALPODAUTOSCALERS, POD_METRICS, PODS
 from client.store import index_by_namespace
 from client.timefmt import rfc3339
 from controllers.base import Controller, ControllerContext, split_key
@@ -37,8 +37,6 @@ from controllers.podcontrol import parse_time, ready_condition
 
 log = logging.getLogger(__name__)
 
-HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
-POD_METRICS = Resource("metrics.k8s.io", "v1beta1", "pods")
 DEFAULT_SYNC_PERIOD = 15.0
 
 
@@ -49,7 +47,7 @@ class HorizontalController(Controller):
         super().__init__(ctx, workers)
         self.sync_period = float(ctx.options.get("horizontal_pod_autoscaler_sync_period") or DEFAULT_SYNC_PERIOD)
         self.registry = Registry()
-        self.hpas = ctx.informers.informer(HPAS)
+        self.hpas = ctx.informers.informer(HORIZONTALPODAUTOSCALERS)
         self.pods = ctx.informers.informer(PODS, {"namespace": index_by_namespace})
         self.hpas.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self._forget)
         self.histories: dict[str, History] = {}
@@ -275,7 +273,7 @@ class Sync:
         self.status.setdefault("desiredReplicas", 0)
         if self.status == self.old_status:
             return
-        await self.c.client.replace(HPAS, {**self.hpa, "status": self.status}, self.namespace, subresource="status")
+        await self.c.client.replace(HORIZONTALPODAUTOSCALERS, {**self.hpa, "status": self.status}, self.namespace, subresource="status")
 
 
 # --------------------------------------------------------------------------- reading pods and metrics

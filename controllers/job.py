@@ -26,8 +26,7 @@ from client.resources import JOBS, PODS
 from client.store import object_key
 from controllers.base import Controller, ControllerContext, Expectations
 from controllers.job_util import Backoff, JobPlan, finished_condition, plan_job, pod_for_job
-from controllers.podcontrol import controller_ref
-from controllers.replicaset import slow_start
+from controllers.podcontrol import CONTROLLER_INDEX, controller_ref, index_by_controller, slow_start
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +35,6 @@ DEFAULT_BURST = 500
 # replaces finished pods in bursts, and each batch is one more round trip before they run
 # (bench/controllers.py: 1,000 completions took 8.2 s from 1, 5.2 s from 16).
 SLOW_START_INITIAL = 16
-BY_CONTROLLER = "controller-uid"
-
-
-def index_by_controller_uid(obj: dict) -> list[str]:
-    """Index function: the uid of the object's controller (none for an orphan)."""
-    ref = controller_ref(obj)
-    return [ref["uid"]] if ref is not None and ref.get("uid") else []
 
 
 class JobController(Controller):
@@ -55,7 +47,7 @@ class JobController(Controller):
         self.backoff = backoff or Backoff()
         self.expectations = Expectations(ctx.clock)
         self.job_informer = ctx.informers.informer(JOBS)
-        self.pod_informer = ctx.informers.informer(PODS, {BY_CONTROLLER: index_by_controller_uid})
+        self.pod_informer = ctx.informers.informer(PODS, {CONTROLLER_INDEX: index_by_controller})
         self.job_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
         self.pod_informer.add_handlers(self._pod_added, lambda old, new: self._pod_changed(new),
                                        self._pod_deleted)
@@ -92,7 +84,7 @@ class JobController(Controller):
         if job is None or job["metadata"].get("deletionTimestamp"):
             self.expectations.forget(key)
             return
-        pods = self.pod_informer.store.by_index(BY_CONTROLLER, job["metadata"]["uid"])
+        pods = self.pod_informer.store.by_index(CONTROLLER_INDEX, job["metadata"]["uid"])
         plan = plan_job(job, pods, self.clock.wall(), self.backoff)
         if not self.expectations.satisfied(key):
             plan.create, plan.delete = [], []

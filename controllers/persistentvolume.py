@@ -27,14 +27,12 @@ from typing import Optional
 
 from api import storage
 from client.errors import AlreadyExists, NotFound
-from client.resources import NODES, PERSISTENTVOLUMECLAIMS, PODS, Resource
+from client.resources import NODES, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS, STORAGECLASSES
 from controllers import localpath
 from controllers.base import Controller, ControllerContext
 
 log = logging.getLogger(__name__)
 
-PERSISTENTVOLUMES = Resource("", "v1", "persistentvolumes", namespaced=False)
-STORAGECLASSES = Resource("storage.k8s.io", "v1", "storageclasses", namespaced=False)
 CLAIM, VOLUME = "claim:", "volume:"
 
 

@@ -6,13 +6,17 @@
 - ``claim(...)`` is Kubernetes' ControllerRefManager: of the candidates, keep
   the ones we control and that still match, adopt matching orphans, release
   the ones that no longer match. Used by ReplicaSets (pods) and Deployments
-  (ReplicaSets).
+  (ReplicaSets). An informer indexed by ``index_by_controller`` hands it just
+  the owner's objects and the orphans (``claim_candidates``), not the namespace.
+- ``slow_start(...)``: creates in batches of growing size, as every workload
+  controller issues them.
 - Pod predicates: active, ready, available (minReadySeconds), and the order
   in which a scale-down deletes pods (``deletion_rank``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 from typing import Callable, Optional
@@ -23,6 +27,8 @@ from client.resources import PODS
 TERMINAL_PHASES = ("Succeeded", "Failed")
 PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+CONTROLLER_INDEX = "controller-uid"
+ORPHANS = "orphans/"
 
 
 def owner_reference(owner: dict, controller: bool = True) -> dict:
@@ -69,6 +75,38 @@ class PodControl:
             await self.client.delete(PODS, name, namespace)
         except NotFound:
             pass
+
+
+def index_by_controller(obj: dict) -> list[str]:
+    """Index function (``CONTROLLER_INDEX``): the uid of the object's controller, or
+    ``orphans/<namespace>`` for an object without one (uids never look like that)."""
+    ref = controller_ref(obj)
+    if ref is None:
+        return [ORPHANS + (obj["metadata"].get("namespace") or "")]
+    return [ref["uid"]] if ref.get("uid") else []
+
+
+def claim_candidates(store, owner: dict) -> list[dict]:
+    """The objects of ``store`` (indexed by ``index_by_controller`` under ``CONTROLLER_INDEX``)
+    that ``claim`` may keep for ``owner``: those it controls and the orphans of its namespace."""
+    return (store.by_index(CONTROLLER_INDEX, owner["metadata"]["uid"])
+            + store.by_index(CONTROLLER_INDEX, ORPHANS + (owner["metadata"].get("namespace") or "")))
+
+
+async def slow_start(count: int, make, initial: int = 1) -> tuple[int, Optional[Exception]]:
+    """Call ``make()`` ``count`` times in batches of ``initial``, twice that, ... (concurrent
+    within a batch; Kubernetes' slowStartBatch); stop after the first batch with a failure.
+    (calls that succeeded, first error or None)."""
+    done, batch = 0, initial
+    while done < count:
+        size = min(batch, count - done)
+        results = await asyncio.gather(*(make() for _ in range(size)), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, Exception)]
+        done += size - len(errors)
+        if errors:
+            return done, errors[0]
+        batch *= 2
+    return done, None
 
 
 async def set_owner_references(client, resource, obj: dict, refs: list) -> dict:

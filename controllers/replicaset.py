@@ -23,9 +23,10 @@ from client.errors import ApiError
 from client.resources import PODS, REPLICASETS
 from client.store import index_by_namespace, object_key
 from client.timefmt import rfc3339
-from controllers.base import Controller, ControllerContext, Expectations, PermanentError, split_key
-from controllers.podcontrol import (PodControl, available_in, claim, controller_ref, deletion_rank,
-                                    is_active, is_ready)
+from controllers.base import Controller, ControllerContext, Expectations, PermanentError
+from controllers.podcontrol import (CONTROLLER_INDEX, PodControl, available_in, claim, claim_candidates,
+                                    controller_ref, deletion_rank, index_by_controller, is_active, is_ready,
+                                    slow_start)
 
 log = logging.getLogger(__name__)
 DEFAULT_BURST = 500
@@ -51,7 +52,8 @@ class ReplicaSetController(Controller):
         self.burst = burst
         self.expectations = Expectations(ctx.clock)
         self.rs_informer = ctx.informers.informer(self.resource, {"namespace": index_by_namespace})
-        self.pod_informer = ctx.informers.informer(PODS, {"namespace": index_by_namespace})
+        self.pod_informer = ctx.informers.informer(PODS, {"namespace": index_by_namespace,
+                                                          CONTROLLER_INDEX: index_by_controller})
         self.rs_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
         self.pod_informer.add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
 
@@ -113,9 +115,7 @@ class ReplicaSetController(Controller):
             selector = label_selector_from_dict(self.selector_of(rs))
         except SelectorError as err:
             raise PermanentError(f"invalid selector: {err}") from None
-        namespace, _ = split_key(key)
-        candidates = [p for p in self.pod_informer.store.by_index("namespace", namespace)
-                      if is_active(p)]
+        candidates = [p for p in claim_candidates(self.pod_informer.store, rs) if is_active(p)]
         pods = await claim(self.client, PODS, rs, candidates,
                            lambda p: selector.matches(p["metadata"].get("labels")))
         deleted: set = set()
@@ -216,21 +216,6 @@ def failure_conditions(current: dict, failure: Optional[ApiError], creating: boo
 def pods_to_delete(pods: list[dict], count: int) -> list[dict]:
     """The ``count`` pods a scale-down removes first."""
     return sorted(pods, key=deletion_rank)[:count]
-
-
-async def slow_start(count: int, make, initial: int = 1) -> tuple[int, Optional[Exception]]:
-    """Call ``make()`` ``count`` times in batches of 1, 2, 4, ... (concurrent within a batch);
-    stop after the first batch with a failure. (calls that succeeded, first error or None)."""
-    done, batch = 0, initial
-    while done < count:
-        size = min(batch, count - done)
-        results = await asyncio.gather(*(make() for _ in range(size)), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, Exception)]
-        done += size - len(errors)
-        if errors:
-            return done, errors[0]
-        batch *= 2
-    return done, None
 
 
 def replica_set_status(rs: dict, pods: list[dict], now) -> tuple[dict, Optional[float]]:

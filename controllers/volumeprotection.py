@@ -14,9 +14,9 @@ import logging
 
 from api import storage
 from client.errors import NotFound
-from client.resources import PERSISTENTVOLUMECLAIMS, PODS
+from client.resources import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS
 from controllers.base import Controller, ControllerContext
-from controllers.persistentvolume import CLAIM, PERSISTENTVOLUMES, VOLUME
+from controllers.persistentvolume import CLAIM, VOLUME
 
 log = logging.getLogger(__name__)
 

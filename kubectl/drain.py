@@ -200,10 +200,10 @@ class Drainer:
 
     def _daemonset_error(self, pod: dict, name: str) -> Optional[Exception]:
         from client.errors import ApiError
-        from client.resources import Resource
+        from client.resources import DAEMONSETS
 
         try:
-            self.session.client.get(Resource("apps", "v1", "daemonsets"), name, (pod.get("metadata") or {}).get("namespace"))
+            self.session.client.get(DAEMONSETS, name, (pod.get("metadata") or {}).get("namespace"))
             return None
         except ApiError as error:
             return error

@@ -16,13 +16,13 @@ from typing import Callable, Optional
 
 from client.errors import NotFound
 from client.informer import Informer
-from client.resources import CONFIGMAPS, PERSISTENTVOLUMECLAIMS, SECRETS, Resource
+from client.resources import CONFIGMAPS, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, SECRETS
 
 log = logging.getLogger(__name__)
 
 # PersistentVolumeClaims and PersistentVolumes are read (never watched) by the volume setup.
 RESOURCES = {"Secret": SECRETS, "ConfigMap": CONFIGMAPS, "PersistentVolumeClaim": PERSISTENTVOLUMECLAIMS,
-             "PersistentVolume": Resource("", "v1", "persistentvolumes", namespaced=False)}
+             "PersistentVolume": PERSISTENTVOLUMES}
 Key = tuple[str, str, str]   # (kind, namespace, name)
 
 

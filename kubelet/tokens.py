@@ -78,7 +78,7 @@ class TokenManager:
         if audience:
             spec["audiences"] = [audience]
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
-        answer = await self.client.call(self.client._create(SERVICEACCOUNTS, body, namespace, "token", account))
+        answer = await self.client.create_subresource(SERVICEACCOUNTS, account, "token", body, namespace)
         status = answer.get("status") or {}
         if not status.get("token"):
             raise TokenError("the TokenRequest was answered without a token")

@@ -31,7 +31,7 @@ from client.clock import Clock
 from client.errors import ApiError, Conflict, NotFound
 from client.events import EventRecorder
 from client.informer import Informer
-from client.resources import NODES, PERSISTENTVOLUMECLAIMS, PODS, Resource
+from client.resources import NODES, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS, STORAGECLASSES
 from client.timefmt import rfc3339
 from scheduler.cache import SchedulerCache
 from scheduler.framework import DEFAULT_FILTERS, Framework
@@ -46,8 +46,6 @@ DEFAULT_SCHEDULER_NAME = "default-scheduler"
 DEFAULT_EVENT_QPS = 50.0           # kube-scheduler's default client QPS and burst
 DEFAULT_EVENT_BURST = 100
 EVENT_QUEUE = 1000                 # kube-scheduler's broadcaster queue
-PERSISTENTVOLUMES = Resource("", "v1", "persistentvolumes", namespaced=False)
-STORAGECLASSES = Resource("storage.k8s.io", "v1", "storageclasses", namespaced=False)
 
 
 def is_assigned(pod: dict) -> bool:

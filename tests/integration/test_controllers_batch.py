@@ -13,13 +13,13 @@ import httpx
 from client.aio import AsyncApiClient
 from client.clock import FakeClock
 from client.errors import NotFound
-from client.informer import Informer
 from client.kubeconfig import ClientConfig
 from client.resources import CRONJOBS, EVENTS, JOBS, NODES, PODS, REPLICATIONCONTROLLERS
 from cluster.hollow import HollowConfig, HollowNodes, node_names
 from controllers.manager import ControllerManager
 from scheduler.scheduler import Scheduler
 from tests.helpers.waiting import until
+from tests.integration.test_controllers_support import FakeKubelet
 
 CONTAINER = {"name": "work", "image": "busybox", "command": ["true"]}
 
@@ -30,33 +30,17 @@ def job_body(name, **spec):
             "spec": {"template": template, **spec}}
 
 
-class ScriptedKubelet:
+class ScriptedKubelet(FakeKubelet):
     """Plays the kubelets: ``outcome(pod)`` says what becomes of a new pod: "Succeeded",
     "Failed" (exit code 1) or None (it keeps running). Deleted pods are removed at once."""
 
     def __init__(self, client, outcome):
-        self.client, self.outcome = client, outcome
-        self.informer = Informer(client, PODS)
-        self.pending: asyncio.Queue = asyncio.Queue()
-        self.informer.add_handlers(self.pending.put_nowait, lambda old, new: self.pending.put_nowait(new))
+        super().__init__(client)
+        self.outcome = outcome
 
-    async def run(self):
-        informer = asyncio.ensure_future(self.informer.run())
-        try:
-            while True:
-                pod = await self.pending.get()
-                try:
-                    await self.handle(pod)
-                except NotFound:
-                    pass
-        finally:
-            informer.cancel()
-
-    async def handle(self, pod):
+    async def report(self, pod):
         meta, phase = pod["metadata"], (pod.get("status") or {}).get("phase")
-        if meta.get("deletionTimestamp"):
-            await self.client.delete(PODS, meta["name"], meta["namespace"], grace_period_seconds=0)
-        elif phase == "Pending":
+        if phase == "Pending":
             result = self.outcome(pod)
             now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             status = {"phase": result or "Running", "startTime": now}

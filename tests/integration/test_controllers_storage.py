@@ -12,10 +12,9 @@ from apiserver.admission_storage import storage_admission_plugins
 from client.aio import AsyncApiClient
 from client.errors import NotFound
 from client.kubeconfig import ClientConfig
-from client.resources import EVENTS, NODES, PERSISTENTVOLUMECLAIMS, PODS
+from client.resources import EVENTS, NODES, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS, STORAGECLASSES
 from controllers import localpath
 from controllers.manager import ControllerManager
-from controllers.persistentvolume import PERSISTENTVOLUMES, STORAGECLASSES
 from scheduler.scheduler import Scheduler
 from tests.helpers.waiting import until
 from tests.integration.conftest import start_apiserver, stop_apiserver

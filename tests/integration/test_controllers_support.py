@@ -15,7 +15,8 @@ from controllers.manager import ControllerManager
 class FakeKubelet:
     """Plays every kubelet: each new pod is reported Running and Ready; a pod being
     deleted gracefully is removed (grace 0), as a kubelet does once its containers stop.
-    ``hold`` (a set of pod names) keeps pods from becoming ready."""
+    ``hold`` (a set of pod names) keeps pods from becoming ready. Subclasses change what
+    becomes of a pod that is not being deleted by overriding ``report``."""
 
     def __init__(self, client, hold=None):
         self.client = client
@@ -42,8 +43,12 @@ class FakeKubelet:
         if meta.get("deletionTimestamp"):
             await self.client.delete(PODS, meta["name"], meta["namespace"], grace_period_seconds=0)
             return
+        await self.report(pod)
+
+    async def report(self, pod):
+        """A pod not being deleted, on every change: make it Running and Ready unless held."""
         status = pod.get("status") or {}
-        if status.get("phase") == "Running" or self.hold_all or meta["name"] in self.hold:
+        if status.get("phase") == "Running" or self.hold_all or pod["metadata"]["name"] in self.hold:
             return
         await self.mark_ready(pod)
 

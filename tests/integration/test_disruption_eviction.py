@@ -4,11 +4,10 @@ regardless, and validation."""
 
 import httpx
 
-from client.resources import DEPLOYMENTS, PODS, Resource
+from client.resources import DEPLOYMENTS, PODDISRUPTIONBUDGETS, PODS
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_support import with_controllers
 
-PDBS = Resource("policy", "v1", "poddisruptionbudgets")
 PDB_PATH = "/apis/policy/v1/namespaces/default/poddisruptionbudgets"
 BLOCKED = "Cannot evict pod as it would violate the pod's disruption budget."
 
@@ -45,7 +44,7 @@ async def live_pods(client, app):
 
 async def settled_budget(client, name, **expected):
     async def check():
-        pdb = await client.get(PDBS, name, "default")
+        pdb = await client.get(PODDISRUPTIONBUDGETS, name, "default")
         status = pdb.get("status") or {}
         wanted = all(status.get(k) == v for k, v in expected.items())
         return wanted and status.get("observedGeneration") == pdb["metadata"]["generation"] and pdb
@@ -55,7 +54,7 @@ async def settled_budget(client, name, **expected):
 def test_budget_status_then_evictions_201_then_429(apiserver):
     async def scenario(client):
         await client.create(DEPLOYMENTS, deployment("web", 3), "default")
-        await client.create(PDBS, budget("web-pdb", "web", minAvailable=2), "default")
+        await client.create(PODDISRUPTIONBUDGETS, budget("web-pdb", "web", minAvailable=2), "default")
         pdb = await settled_budget(client, "web-pdb", currentHealthy=3, expectedPods=3, disruptionsAllowed=1)
         assert pdb["status"]["desiredHealthy"] == 2
         allowed = next(c for c in pdb["status"]["conditions"] if c["type"] == "DisruptionAllowed")
@@ -66,7 +65,7 @@ def test_budget_status_then_evictions_201_then_429(apiserver):
         response = await evict(apiserver.url, first)
         assert response.status_code == 201, response.text
         assert response.json()["status"] == "Success"
-        spent = await client.get(PDBS, "web-pdb", "default")
+        spent = await client.get(PODDISRUPTIONBUDGETS, "web-pdb", "default")
         assert spent["status"]["disruptionsAllowed"] == 0 and first in spent["status"]["disruptedPods"]
 
         response = await evict(apiserver.url, second)
@@ -91,7 +90,7 @@ def test_max_unavailable_percent_counts_the_deployment_scale(apiserver):
     async def scenario(client):
         scenario.kubelet.hold.add("never")
         await client.create(DEPLOYMENTS, deployment("api", 4), "default")
-        await client.create(PDBS, budget("api-pdb", "api", maxUnavailable="30%"), "default")
+        await client.create(PODDISRUPTIONBUDGETS, budget("api-pdb", "api", maxUnavailable="30%"), "default")
         pdb = await settled_budget(client, "api-pdb", currentHealthy=4, expectedPods=4)
         assert (pdb["status"]["desiredHealthy"], pdb["status"]["disruptionsAllowed"]) == (2, 2)
         # an unmanaged pod under a percentage budget: the budget fails safe

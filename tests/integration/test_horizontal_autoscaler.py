@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from client.resources import DEPLOYMENTS, Resource
+from client.resources import DEPLOYMENTS, HORIZONTALPODAUTOSCALERS
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_kubectl import kubectl
@@ -16,7 +16,6 @@ from tests.integration.test_controllers_support import with_controllers
 from tests.integration.test_disruption_eviction import deployment
 from tests.integration.test_pkubectl_nodes import cli  # noqa: F401 - the fixture
 
-HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
 V1_PATH = "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers"
 V2_PATH = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers"
 KUBECTL = shutil.which("kubectl")
@@ -88,7 +87,7 @@ def test_kubectl_autoscale_then_the_controller_moves_into_bounds(apiserver, tmp_
         await until(scaled_to_min)
 
         async def reported():
-            status = (await client.get(HPAS, "web", "default")).get("status") or {}
+            status = (await client.get(HORIZONTALPODAUTOSCALERS, "web", "default")).get("status") or {}
             conditions = {c["type"]: c for c in status.get("conditions") or []}
             return "ScalingActive" in conditions and status.get("currentReplicas") == 2 and (status, conditions)
         status, conditions = await until(reported)

@@ -9,7 +9,7 @@ from client.aio import AsyncApiClient
 from client.errors import (AlreadyExists, ApiError, Conflict, Gone, Invalid, NotFound, Unavailable,
                            error_from_response)
 from client.kubeconfig import ClientConfig
-from client.resources import DEPLOYMENTS, LEASES, NODES, PODS, resource_path
+from client.resources import DEPLOYMENTS, LEASES, NODES, PODS, SERVICEACCOUNTS, resource_path
 from client.rest import ApiClient, parse_watch_line
 
 
@@ -160,6 +160,22 @@ def test_async_client_sends_the_token_and_translates_errors():
     head = run(main())
     assert head.startswith("get /api/v1/namespaces/default/pods/p ")
     assert "authorization: bearer s3cret" in head
+
+
+def test_async_create_subresource_posts_to_the_objects_subresource():
+    body = json.dumps({"kind": "TokenRequest", "status": {"token": "t"}}).encode()
+    answer = (b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nConnection: close\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    async def main():
+        server, url, heads = await serve_once(answer)
+        async with server, AsyncApiClient(ClientConfig(url)) as api:
+            answered = await api.create_subresource(SERVICEACCOUNTS, "robot", "token",
+                                                    {"kind": "TokenRequest", "spec": {}}, "shop")
+        return answered, heads[0].decode().lower()
+    answered, head = run(main())
+    assert answered["status"]["token"] == "t"
+    assert head.startswith("post /api/v1/namespaces/shop/serviceaccounts/robot/token ")
 
 
 def test_async_watch_answering_410_raises_gone():

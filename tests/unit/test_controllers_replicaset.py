@@ -8,7 +8,8 @@ from client.errors import error_for_status, status_for
 from client.fake import FakeApi
 from client.resources import REPLICASETS
 from controllers.base import ControllerContext
-from controllers.replicaset import ReplicaSetController, pods_to_delete, replica_set_status, slow_start
+from controllers.podcontrol import slow_start
+from controllers.replicaset import ReplicaSetController, pods_to_delete, replica_set_status
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 

@@ -25,12 +25,10 @@ class FakeApi:
     def __init__(self, clock: FakeClock):
         self.clock, self.requests, self.fail = clock, [], False
 
-    def _create(self, resource, obj, namespace=None, subresource=None, name=None):
-        return (resource.plural, namespace, name, subresource, obj)
-
-    async def call(self, request):
+    async def create_subresource(self, resource, name, subresource, obj, namespace=None):
         if self.fail:
             raise ApiError(status_for(503, "ServiceUnavailable", "apiserver down"))
+        request = (resource.plural, namespace, name, subresource, obj)
         self.requests.append(request)
         seconds = request[4]["spec"]["expirationSeconds"]
         expires = self.clock.wall() + dt.timedelta(seconds=seconds)
