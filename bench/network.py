@@ -18,7 +18,7 @@ the second gives the load average: both move these figures):
   5. pod to pod over TCP (bench/podnet.py): two nodes as network namespaces on a bridge, each
      with the runtime's pod bridge and a pod network routed by proxy/podnetwork.py's code
      (host-gw, then vxlan), a client pod on node a, a server pod on a and one on b: iperf3
-     throughput (one stream, --tcp-seconds, median of --tcp-runs, direct and via each
+     throughput (one stream, --tcp-seconds, median and range of --tcp-runs, direct and via each
      server's ClusterIP programmed by the Proxier in node a — goal via the Service >= 0.9 x
      direct) and connect latency p50/p99 (connect until the accept's byte, --connects
      sequential connections; bench/tcpconnect.py).
@@ -190,22 +190,27 @@ def pod_figures(args: argparse.Namespace) -> None:
 
 
 def tcp_figures(lab: PodNetLab, client, direct: str, service: str, args: argparse.Namespace):
-    """(direct bits/s, via-Service bits/s, direct connect figures, via-Service ones): the
-    throughput runs alternate between the two paths, the median of each is kept."""
+    """(direct bits/s of each run, via-Service ones, direct connect figures, via-Service ones):
+    the throughput runs alternate between the two paths."""
     rates: dict[str, list[float]] = {direct: [], service: []}
     for _ in range(args.tcp_runs):
         for address in rates:
             rates[address].append(lab.throughput(client, address, args.tcp_seconds))
-    return (statistics.median(rates[direct]), statistics.median(rates[service]),
+    return (rates[direct], rates[service],
             lab.connect_latency(client, direct, args.connects), lab.connect_latency(client, service, args.connects))
 
 
-def print_tcp(label: str, direct: float, via: float, direct_conn: dict, via_conn: dict) -> None:
+def print_tcp(label: str, direct: list[float], via: list[float], direct_conn: dict, via_conn: dict) -> None:
+    """One line: median throughput (and the runs' range) of each path, their ratio, connect figures."""
+    def rate(runs: list[float]) -> str:
+        return f"{statistics.median(runs) / 1e9:.2f} Gbit/s ({min(runs) / 1e9:.1f}-{max(runs) / 1e9:.1f})"
+
     def conn(c: dict) -> str:
         lost = f", {c['errors']} failed" if c["errors"] else ""
         return f"p50 {c['p50_ms']:.3f} ms, p99 {c['p99_ms']:.3f} ms{lost}"
-    print(f"pod to pod TCP, {label}: {direct / 1e9:.2f} Gbit/s direct, {via / 1e9:.2f} Gbit/s via ClusterIP "
-          f"({via / direct:.2f} x direct; goal >= 0.9); connect {conn(direct_conn)} direct, "
+    ratio = statistics.median(via) / statistics.median(direct)
+    print(f"pod to pod TCP, {label}: {rate(direct)} direct, {rate(via)} via ClusterIP "
+          f"({ratio:.2f} x direct; goal >= 0.9); connect {conn(direct_conn)} direct, "
           f"{conn(via_conn)} via ClusterIP")
 
 
@@ -219,7 +224,7 @@ def main(argv=None) -> int:
     p.add_argument("--dns-seconds", type=float, default=3.0)
     p.add_argument("--dns-window", type=int, default=8, help="DNS questions in flight")
     p.add_argument("--tcp-seconds", type=float, default=2.0, help="each iperf3 run")
-    p.add_argument("--tcp-runs", type=int, default=3, help="iperf3 runs per path (median kept)")
+    p.add_argument("--tcp-runs", type=int, default=5, help="iperf3 runs per path (median kept)")
     p.add_argument("--connects", type=int, default=2000, help="timed connections per path")
     p.add_argument("--only-pods", action="store_true", help="part 5 only (pod to pod TCP)")
     args = p.parse_args(argv)
