@@ -118,17 +118,6 @@ class NetNodes:
         _run(["nft", "delete", "table", "ip", NFT_TABLE], "nft", check=False)
         _run(["nft", "-f", "-"], f"create the nftables table {NFT_TABLE}", stdin=nft_ruleset())
 
-    def add_namespace(self, node: NetNode) -> None:
-        """Node `node`'s namespace, its veth on the bridge, its address and default route."""
-        from runtime import netlink
-        from runtime.network import mac_for
-        _run(["ip", "netns", "add", node.netns], f"create network namespace {node.netns}")
-        address = ipaddress.IPv4Address(node.address)
-        netlink.create_veth(node.host_ifname, BRIDGE, str(node.netns_path), "eth0", mac_for(address))
-        netlink.configure_interface(str(node.netns_path), "eth0",
-                                    ipaddress.IPv4Interface(f"{address}/{SUBNET.prefixlen}"),
-                                    ipaddress.IPv4Address(HOST_ADDRESS))
-
     def join_component(self, node: NetNode, token: str) -> Component:
         """Node `node`'s `pkube join`, inside its network namespace only."""
         server = f"https://{HOST_ADDRESS}:{self.config.port}"
@@ -147,7 +136,7 @@ class NetNodes:
         token = self.make_token()
         for node in self.nodes:
             self.log(f"adding node {node.name} ({node.address}, network namespace {node.netns})")
-            self.add_namespace(node)
+            add_namespace(node)
             (node.data_dir / "ready").unlink(missing_ok=True)
             join = self.join_component(node, token)
             join.start()
@@ -194,15 +183,29 @@ class NetNodes:
         bridge and the table. Best effort, each failure logged."""
         from runtime import netlink
         for node in self.nodes:
-            remove_pods(node.data_dir / "kubelet", self.log, node.cgroup_root, network=False)
-            if node.netns_path.exists() and not _run(["ip", "netns", "delete", node.netns], "", check=False):
-                self.log(f"could not remove the network namespace {node.netns}")
-            netlink.delete_link(node.host_ifname)
+            remove_namespace(node, self.log)
         netlink.delete_link(BRIDGE)
         _run(["nft", "delete", "table", "ip", NFT_TABLE], "", check=False)
 
 
-def host_node_ip(config: ClusterConfig) -> str:
-    """The host node's --node-ip: its address on the nodes' bridge when there are other
-    nodes, else what was configured."""
-    return HOST_ADDRESS if config.nodes > 1 else config.node_ip
+def add_namespace(node: NetNode) -> None:
+    """Node `node`'s namespace, its veth on the bridge, its address and default route.
+    Raises ClusterError, NetlinkError."""
+    from runtime import netlink
+    from runtime.network import mac_for
+    _run(["ip", "netns", "add", node.netns], f"create network namespace {node.netns}")
+    address = ipaddress.IPv4Address(node.address)
+    netlink.create_veth(node.host_ifname, BRIDGE, str(node.netns_path), "eth0", mac_for(address))
+    netlink.configure_interface(str(node.netns_path), "eth0", ipaddress.IPv4Interface(f"{address}/{SUBNET.prefixlen}"),
+                                ipaddress.IPv4Address(HOST_ADDRESS))
+
+
+def remove_namespace(node: NetNode, log: Callable[[str], None]) -> None:
+    """After node `node`'s processes stopped: the pods they left (of a join that was killed;
+    its cgroup root, its volumes' mounts), its namespace (its interfaces, routes and tables
+    go along) and its veth. Best effort, each failure logged."""
+    from runtime import netlink
+    remove_pods(node.data_dir / "kubelet", log, node.cgroup_root, network=False)
+    if node.netns_path.exists() and not _run(["ip", "netns", "delete", node.netns], "", check=False):
+        log(f"could not remove the network namespace {node.netns}")
+    netlink.delete_link(node.host_ifname)

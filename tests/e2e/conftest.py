@@ -75,6 +75,14 @@ def cluster(tmp_path_factory):
 
 
 KUBELET_HOST_LOCK = Path("/run/lock/pkube-tests-kubelet.lock")
+OWN_KUBELET_MODULES = ("tests.e2e.test_multinode",)
+
+
+def pytest_collection_modifyitems(items):
+    """Modules that run kubelets of their own (under `kubelet_host`) go first: the session's
+    `node_cluster` holds the host's one kubelet slot until the session ends, so after it
+    they would wait for the slot forever."""
+    items.sort(key=lambda item: getattr(item.module, "__name__", "") not in OWN_KUBELET_MODULES)
 
 
 @contextlib.contextmanager
