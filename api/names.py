@@ -77,6 +77,13 @@ def dns1123_subdomain(value: str) -> list[str]:
     return problems
 
 
+def path_segment_name(value: str) -> list[str]:
+    """Problems of `value` as a path segment (RBAC object names, such as `system:node`)."""
+    if value in (".", ".."):
+        return [f"may not be '{value}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+
+
 def dns1035_label(value: str) -> list[str]:
     """Problems of `value` as an RFC 1035 label (Service names)."""
     problems = []

@@ -328,12 +328,17 @@ def _expected_types(schema: dict) -> list[str]:
 
 # --- metadata ----------------------------------------------------------------------------------
 
+RBAC_KINDS = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+
+
 def name_check(kind: str):
     """The names.* check that a kind's metadata.name must pass."""
     if kind == "Namespace":
         return names.dns1123_label
     if kind == "Service":
         return names.dns1035_label
+    if kind in RBAC_KINDS:
+        return names.path_segment_name
     return names.dns1123_subdomain
 
 

@@ -425,3 +425,15 @@ def test_kinds_without_a_schema_leave_no_compiled_checks_behind():
         assert fresh.validate(obj, strict=True) == []
         assert fresh.validate(obj, strict=True) == []   # the remembered body's metadata-only path
     assert fresh.compiled_check_count() == 0
+
+
+@pytest.mark.parametrize("kind", ["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"])
+def test_rbac_names_are_path_segments_as_in_kubernetes(validator, kind):
+    def named(name):
+        obj = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": name}}
+        if kind.endswith("Binding"):
+            obj["roleRef"] = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}
+        return obj
+    assert [c["field"] for c in validator.validate(named("system:controller:x"))] == []
+    (cause,) = validator.validate(named("a/b"))
+    assert (cause["field"], cause["message"]) == ("metadata.name", "Invalid value: \"a/b\": may not contain '/'")
