@@ -161,21 +161,60 @@ def create_node(http, name: str, cidr: str, ip: str) -> None:
     assert r.status_code == 200, r.text
 
 
+class PeerLog:
+    """A TCP server in a namespace (a pod's, or None: the host's) that records the source
+    address of every connection it accepts."""
+
+    SCRIPT = ("import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+              "s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(); print('ready', flush=True)\n"
+              "while True:\n c, peer = s.accept(); print(peer[0], flush=True); c.close()")
+
+    def __init__(self, netns: str | None, port: int = 7070):
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-c", self.SCRIPT, str(port)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def __enter__(self) -> "PeerLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def next_peer(self) -> str:
+        return self.proc.stdout.readline().strip()
+
+
+def connects(pod_netns: str, address: str, port: int = 7070) -> bool:
+    """True once a TCP connection from the pod to address:port succeeds."""
+    connect = f"import socket; socket.create_connection(('{address}', {port}), timeout=2).close()"
+    return subprocess.run(["ip", "netns", "exec", pod_netns, sys.executable, "-c", connect],
+                          capture_output=True, timeout=30).returncode == 0
+
+
 def peer_seen_by_server(server: Node, client: Node, port: int = 7070) -> str:
     """Connect from `client`'s pod to `server`'s pod over TCP; the source address the server saw."""
-    accept = ("import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-              f"s.bind(('0.0.0.0', {port})); s.listen(); print('ready', flush=True); "
-              "c, peer = s.accept(); print(peer[0], flush=True)")
-    srv = subprocess.Popen(["ip", "netns", "exec", server.pod_netns, sys.executable, "-c", accept],
-                           stdout=subprocess.PIPE, text=True)
-    try:
-        assert srv.stdout.readline().strip() == "ready"
-        connect = f"import socket; socket.create_connection(('{server.pod_ip}', {port}), timeout=5).close()"
-        sh("ip", "netns", "exec", client.pod_netns, sys.executable, "-c", connect)
-        return srv.stdout.readline().strip()
-    finally:
-        srv.kill()
-        srv.wait()
+    with PeerLog(server.pod_netns, port) as peers:
+        assert connects(client.pod_netns, server.pod_ip, port)
+        return peers.next_peer()
+
+
+def create_service(http, name: str, endpoint: Node, port: int = 7070) -> str:
+    """A ClusterIP Service on `endpoint`'s pod (its EndpointSlice written by hand: no
+    controllers run here); its cluster IP."""
+    ports = [{"name": "tcp", "port": 80, "protocol": "TCP", "targetPort": port}]
+    r = http.post("/api/v1/namespaces/default/services",
+                  json={"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": {"ports": ports}})
+    assert r.status_code == 201, r.text
+    slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+              "metadata": {"name": f"{name}-1", "labels": {"kubernetes.io/service-name": name}},
+              "addressType": "IPv4", "ports": [{"name": "tcp", "port": port, "protocol": "TCP"}],
+              "endpoints": [{"addresses": [endpoint.pod_ip], "conditions": {"ready": True},
+                             "nodeName": endpoint.name}]}
+    r = http.post("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", json=slice_)
+    assert r.status_code == 201, r.text
+    return http.get(f"/api/v1/namespaces/default/services/{name}").json()["spec"]["clusterIP"]
 
 
 def expected_routes(lab: Lab, node: Node, others: list[tuple[str, str]]) -> set[str]:
@@ -196,6 +235,14 @@ def test_pods_reach_pods_on_another_node_by_their_own_address(lab):
 
     assert peer_seen_by_server(b, a) == a.pod_ip            # no NAT between pods
     assert peer_seen_by_server(a, b) == b.pod_ip
+
+    cluster_ip = create_service(lab.http, "web", b)          # a Service whose endpoint is on the other node
+    with PeerLog(b.pod_netns) as peers:
+        wait_for(lambda: connects(a.pod_netns, cluster_ip, 80), timeout=30)
+        assert peers.next_peer() == a.pod_ip
+    with PeerLog(None, 7071) as peers:                      # outside the cluster CIDR: the node's address
+        assert connects(a.pod_netns, SEGMENT_GW, 7071)
+        assert peers.next_peer() == a.ip
 
     # a third node joins (no machine behind it: its route is what matters), then leaves
     create_node(lab.http, "c", "10.244.3.0/24", "10.203.0.4")
