@@ -56,3 +56,20 @@ def test_names_that_are_not_file_names_are_kept_apart(tmp_path):
     for i, name in enumerate(["k8s/pod", "..", ".hidden", "%2e", "a b"]):
         assert store.id_of_name(name) == str(i) * 64
     assert all("/" not in f and not f.startswith(".") for f in os.listdir(tmp_path / ".names"))
+
+
+def test_claiming_a_taken_name_is_a_conflict_and_no_name_gets_a_generated_one(tmp_path):
+    import pytest
+
+    from runtime.errors import Conflict
+    from runtime.names import claim_name, valid_name
+    store = StateStore(tmp_path)
+    with store.locked():
+        assert claim_name(store, "web", "a" * 64) == "web"
+        record(store, "a" * 64, "web")
+        with pytest.raises(Conflict, match='The container name "/web" is already in use'):
+            claim_name(store, "web", "b" * 64)
+        generated = claim_name(store, None, "b" * 64)
+        record(store, "b" * 64, generated)
+    adjective, _, noun = generated.partition("_")
+    assert valid_name(generated) and adjective and noun and store.id_of_name(generated) == "b" * 64
