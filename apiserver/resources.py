@@ -17,6 +17,7 @@ from api.jsonvalue import deep_copy
 from api.kinds import ResourceInfo, is_crd
 from apiserver import errors, strategies
 from apiserver.admission import CREATE, UPDATE, Admission, AdmissionRequest
+from apiserver.apply import ApplyRequest, FieldManager
 from apiserver.auth.user import UserInfo
 from apiserver.conversion import to_served, to_stored
 from apiserver.paths import Target
@@ -32,11 +33,14 @@ ALLOCATION_ATTEMPTS = 4
 
 @dataclass(frozen=True)
 class WriteOptions:
-    """Query options of create/update/patch, and who asks (None: no authentication)."""
+    """Query options of create/update/patch, and who asks (None: no authentication).
+    ``field_manager`` names the writer in managedFields; ``apply`` is set for an apply patch."""
 
     dry_run: bool = False
     field_validation: str = "Warn"
     user: Optional[UserInfo] = None
+    field_manager: str = "kube-apiserver"
+    apply: Optional[ApplyRequest] = None
 
 
 @dataclass
@@ -123,6 +127,7 @@ class ResourceStore:
         self.on_removed: Optional[Callable] = None
         self.check_names: Optional[Callable[[dict], list[dict]]] = None
         self.admission = Admission()
+        self.fields = FieldManager()
 
     # ---- reads
 
@@ -154,6 +159,8 @@ class ResourceStore:
         self.admission.mutate(request)
         warnings = self.prepare(info, obj, None, opts)
         self.admission.validate(request)
+        if opts.apply is None:
+            self.fields.on_create(info, obj, opts.field_manager)
         if opts.dry_run:
             return WriteResult(obj, warnings)
         return WriteResult(to_served(info, await self._store_new(target, to_stored(info, obj))), warnings)
@@ -254,13 +261,15 @@ class ResourceStore:
             def step(stored: dict) -> dict:
                 current = to_served(info, stored)
                 seen[:] = [current]
-                new = self._merge(target, make(current), current, status_only)
+                desired = make(current)
+                new = self._merge(target, desired, current, status_only)
                 if info.builtin_kind == "Service" and not status_only:
                     self.services.carry(new, current, pool)
                 request = AdmissionRequest(UPDATE, target, new, current, opts.user, opts.dry_run)
                 self.admission.mutate(request)
                 warnings[:] = self.prepare(info, new, current, opts)
                 self.admission.validate(request)
+                self._record_fields(target, current, new, desired, opts)
                 strategies.bump_generation(new, current)
                 return to_stored(info, new)
 
@@ -281,6 +290,17 @@ class ResourceStore:
             return WriteResult(await self.finish_if_released(target, result), warnings)
         await self.services.ports.release(pool)
         raise errors.conflict(info, target.name, "the service's node ports kept changing; try again")
+
+    def _record_fields(self, target: Target, current: dict, new: dict, desired: dict, opts: WriteOptions) -> None:
+        """managedFields of ``new``: an apply's own (computed by its step), else the writer's update."""
+        if opts.apply is None:
+            self.fields.on_update(target.info, current, new, opts.field_manager, target.subresource or "")
+            return
+        managed = (desired.get("metadata") or {}).get("managedFields")
+        if managed:
+            new["metadata"]["managedFields"] = managed
+        else:
+            new["metadata"].pop("managedFields", None)
 
     async def _reserve(self, need: NeedsAllocation, pool: list[int]) -> None:
         try:

@@ -8,6 +8,7 @@ path's shape, runs it, and answers JSON. Every failure leaves as a Status.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Awaitable, Callable, Optional
 
 from starlette.requests import Request
@@ -24,6 +25,8 @@ from apiserver.negotiation import TableRequest, acceptable, table_of, table_requ
 from apiserver.paths import Target, resolve
 from apiserver.resources import FIELD_VALIDATION, ResourceStore, WriteOptions, WriteResult
 from apiserver.watch import EventEncoder, WatchStream
+from apiserver import apply as applying
+from apiserver.apply import manager_of
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +47,15 @@ def caller(request: Request):
     return getattr(request.state, "user", None)
 
 
-def write_options(query, user=None) -> WriteOptions:
+def request_options(request: Request) -> WriteOptions:
+    """The WriteOptions of a request: its query, caller and manager name."""
+    return write_options(request.query_params, caller(request), request.headers.get("user-agent", ""))
+
+
+def write_options(query, user=None, user_agent: str = "") -> WriteOptions:
     """dryRun and fieldValidation from the query (400 on unsupported values); ``user``
-    is the authenticated caller (None without authentication)."""
+    is the authenticated caller (None without authentication); the manager of the write is
+    fieldManager, else the User-Agent's product (apiserver/apply.py)."""
     dry = query.getlist("dryRun") if hasattr(query, "getlist") else []
     if dry and dry != ["All"]:
         raise errors.bad_request(f'dryRun: Unsupported value: {dry!r}: supported values: "All"')
@@ -54,7 +63,8 @@ def write_options(query, user=None) -> WriteOptions:
     if validation not in FIELD_VALIDATION:
         raise errors.bad_request(f'fieldValidation: Unsupported value: "{validation}": supported values: '
                                  '"Ignore", "Strict", "Warn"')
-    return WriteOptions(dry_run=bool(dry), field_validation=validation, user=user)
+    return WriteOptions(dry_run=bool(dry), field_validation=validation, user=user,
+                        field_manager=manager_of(query, user_agent))
 
 
 def _warning_headers(warnings: list[str]) -> Optional[dict]:
@@ -160,7 +170,7 @@ class ResourceHandlers:
         return StreamingResponse(stream.stream(), media_type=JSON)
 
     async def create(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params, caller(request))
+        opts = request_options(request)
         body = await self._body_object(request)
         return _written(await self.store.create(target, body, opts), 201)
 
@@ -185,11 +195,14 @@ class ResourceHandlers:
         return json_response(obj)
 
     async def update(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params, caller(request))
+        opts = request_options(request)
         return _written(await self.store.update(target, await self._body_object(request), opts), 200)
 
     async def patch(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params, caller(request))
+        if media_type(request) == APPLY_PATCH:
+            return await self.apply(request, target)
+        applying.check_options(request.query_params, "PatchOptions", apply=False)
+        opts = request_options(request)
         apply = await self._patch_function(request, target)
         return _written(await self.store.write(target, apply, opts), 200)
 
@@ -200,16 +213,38 @@ class ResourceHandlers:
             return json_response(deleted_status(target.info, deleted))
         return json_response(conversion.to_served(target.info, deleted))
 
+    async def apply(self, request: Request, target: Target, status_only: bool = False) -> Response:
+        """An apply patch (server-side apply); creates the object when absent (201)."""
+        query = request.query_params
+        applying.check_options(query, "PatchOptions", apply=True)
+        config = applying.decode_config(await read_body(request))
+        opts = replace(request_options(request), apply=applying.ApplyRequest(config, applying.parse_force(query)))
+        step = self.store.fields.apply_step(target.info, opts.apply, opts.field_manager, target.subresource or "")
+        for _ in range(2):
+            try:
+                return _written(await self.store.write(target, step, opts, status_only=status_only), 200)
+            except errors.ApiError as exc:
+                if status_only or not applying.object_missing(exc, target):
+                    raise
+            try:
+                return _written(await self.store.create(target, step({}), opts), 201)
+            except errors.ApiError as exc:
+                if exc.reason != "AlreadyExists":
+                    raise
+        raise errors.conflict(target.info, target.name, "the object was created and deleted while applying")
+
     # ---- subresources
 
     async def update_status(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params, caller(request))
+        opts = request_options(request)
         body = await self._body_object(request)
         self._check_body_name(body, target)
         return _written(await self.store.write(target, lambda current: body, opts, status_only=True), 200)
 
     async def patch_status(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params, caller(request))
+        if media_type(request) == APPLY_PATCH and target.subresource == applying.STATUS:
+            return await self.apply(request, target, status_only=True)
+        opts = request_options(request)
         apply = await self._patch_function(request, target)
         return _written(await self.store.write(target, apply, opts, status_only=True), 200)
 
@@ -233,12 +268,12 @@ class ResourceHandlers:
         return json_response(await subresources.get_scale(self.store, target))
 
     async def update_scale(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params, caller(request))
+        opts = request_options(request)
         body = await self._body_object(request)
         return json_response(await subresources.write_scale(self.store, target, lambda scale: body, opts))
 
     async def patch_scale(self, request: Request, target: Target) -> Response:
-        opts = write_options(request.query_params, caller(request))
+        opts = request_options(request)
         apply = await self._patch_function(request, target, kind="Scale")
         return json_response(await subresources.write_scale(self.store, target, apply, opts))
 

@@ -9,6 +9,7 @@ standby takes over without waiting for the lease to expire.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import logging
 import signal
@@ -23,6 +24,7 @@ from client.leaderelection import LeaderElectionConfig, LeaderElector
 from client.metrics import add_metrics_flag, start_metrics_server
 
 # Builds the component's coroutine function from a connected client.
+COMPONENT_VERSION = "v1.32.0"  # the Kubernetes version a component's User-Agent names
 MakeRun = Callable[[AsyncApiClient], Callable[[], Awaitable[None]]]
 
 
@@ -36,6 +38,7 @@ def add_component_flags(parser: argparse.ArgumentParser, lease_name: str, metric
     parser.add_argument("--leader-elect", action="store_true", help="run only while holding the Lease")
     parser.add_argument("--lease-namespace", default="kube-system")
     parser.add_argument("--lease-name", default=lease_name)
+    parser.set_defaults(user_agent=f"{lease_name}/{COMPONENT_VERSION} pkube")
     parser.add_argument("--identity", default=None, help="leader election identity (default: host_uuid)")
     parser.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
     parser.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
@@ -47,6 +50,7 @@ async def serve(args: argparse.Namespace, make_run: MakeRun, registry=None) -> i
     """Run the component until it ends or is cancelled; 1 when it lost its Lease. With a
     ``registry``, /metrics is served on ``--metrics-bind-address`` meanwhile (leader or not)."""
     config = load_kubeconfig(args.kubeconfig, args.context)
+    config = dataclasses.replace(config, user_agent=getattr(args, "user_agent", config.user_agent))
     metrics = None
     if registry is not None:
         metrics = await start_metrics_server(registry, args.metrics_bind_address, args.lease_name)

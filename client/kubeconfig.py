@@ -39,6 +39,7 @@ class ClientConfig:
     key: Optional[str] = None
     namespace: str = "default"
     insecure: bool = False
+    user_agent: str = "pkube/0.1"  # components name themselves (kube-scheduler/...): managedFields
 
 
 def load_kubeconfig(path: Optional[str] = None, context: Optional[str] = None) -> ClientConfig:

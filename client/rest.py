@@ -92,7 +92,7 @@ def client_options(config: ClientConfig, timeout: float, max_connections: int = 
 
 def default_headers(config: ClientConfig) -> dict:
     """Headers of every request: JSON answers, and the bearer token when the config has one."""
-    headers = {"Accept": "application/json", "User-Agent": "pkube/0.1"}
+    headers = {"Accept": "application/json", "User-Agent": config.user_agent}
     if config.token:
         headers["Authorization"] = f"Bearer {config.token}"
     return headers

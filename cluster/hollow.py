@@ -34,7 +34,7 @@ import datetime as dt
 import ipaddress
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Awaitable, Callable, Iterable, Optional
 
 from client.aio import AsyncApiClient
@@ -616,7 +616,7 @@ async def _serve(args: argparse.Namespace) -> None:
     config = HollowConfig(cpu=args.cpu, memory=args.memory, pods=str(args.max_pods),
                           host_cidr=args.host_cidr, renew_interval=args.renew_interval,
                           concurrency=args.concurrency, run_seconds=args.run_seconds)
-    client_config = load_kubeconfig(args.kubeconfig, args.context)
+    client_config = replace(load_kubeconfig(args.kubeconfig, args.context), user_agent="kubelet/v1.32.0 pkube-hollow")
     async with AsyncApiClient(client_config, timeout=60.0) as client:
         names = node_names(args.nodes, args.name_prefix)
         hollow = HollowNodes(client, names, config, stop_renewing=args.stop_renewing)

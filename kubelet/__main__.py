@@ -8,12 +8,15 @@ import logging
 import signal
 import socket
 import sys
+from dataclasses import replace
 
 from api.quantity import memory_bytes
 from client.aio import AsyncApiClient
 from client.component import run_main
 from client.kubeconfig import load_kubeconfig
 from kubelet.kubelet import Kubelet, KubeletConfig
+
+USER_AGENT = "kubelet/v1.32.0 pkube"  # the manager name of the kubelet's writes in managedFields
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,7 +74,7 @@ def config_from(args: argparse.Namespace) -> KubeletConfig:
 async def serve(args: argparse.Namespace) -> int:
     from runtime.runtime import Runtime
     config = config_from(args)
-    client_config = load_kubeconfig(args.kubeconfig, args.context)
+    client_config = replace(load_kubeconfig(args.kubeconfig, args.context), user_agent=USER_AGENT)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -184,12 +184,6 @@ def test_three_patch_types(http):
         ("main", "busybox:1.36"), ("side", "busybox:1.37")]
 
 
-def test_apply_patch_is_unsupported_for_now(http):
-    http.post(PODS, json=pod())
-    resp = http.patch(f"{PODS}/web", content=b"metadata: {}", headers={"content-type": "application/apply-patch+yaml"})
-    assert resp.status_code == 415 and resp.json()["reason"] == "UnsupportedMediaType"
-
-
 def test_binding_sets_node_name_once(http):
     http.post(PODS, json=pod())
     binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"},

@@ -1,0 +1,273 @@
+"""``metadata.managedFields``: who owns which field, kept on every write (server-side apply).
+
+Pure functions over objects and ``Entry`` lists, after Kubernetes' field manager
+(k8s.io/apimachinery/pkg/util/managedfields and structured-merge-diff's ``merge.Updater``):
+
+- ``update(...)``: an Update operation (create, PUT, the non-apply patches, status writes):
+  the writer takes over every field it added or changed, and a removed field leaves all owners;
+- ``apply(...)``: an Apply operation: the applier's set becomes exactly the fields of its
+  configuration; fields it applied before and dropped now are removed unless someone else owns
+  them; a changed field owned by another manager is a conflict (``ApplyConflict``) unless forced,
+  and forcing takes it over; managers applying the same value share it;
+- ``upgrade_conflicts(...)``: the client-side-apply upgrade (``lastAppliedManager``): a conflict
+  on a field whose live value still equals the ``last-applied-configuration`` is no conflict for
+  kubectl's manager; ``sync_last_applied`` then rewrites that annotation (``lastAppliedUpdater``).
+
+Sets are FieldsV1 trees (api/fieldpath.py); types come from api/fieldtypes.py.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from api import fieldpath
+from api.fieldpath import difference, intersection, union
+from api.fieldtypes import LIST, STRUCT, FieldType
+from api.typedvalue import MISSING, compare, ensure_named_fields, field_set, merge, remove_items
+
+APPLY, UPDATE = "Apply", "Update"
+FIELDS_TYPE = "FieldsV1"
+KUBECTL = "kubectl"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+MAX_MANAGER_LENGTH = 128
+# Fields no manager owns (Kubernetes' stripMetaManager): identity and server bookkeeping.
+STRIPPED = {"f:apiVersion": {}, "f:kind": {}, "f:metadata": {
+    ".": {}, "f:name": {}, "f:namespace": {}, "f:creationTimestamp": {}, "f:selfLink": {}, "f:uid": {},
+    "f:clusterName": {}, "f:generation": {}, "f:managedFields": {}, "f:resourceVersion": {}}}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One managedFields entry; ``fields`` is its FieldsV1 set, ``time`` RFC 3339 or None."""
+
+    manager: str
+    operation: str
+    api_version: str
+    fields: dict
+    time: Optional[str] = None
+    subresource: str = ""
+
+    @property
+    def key(self) -> tuple:
+        """Who this entry belongs to: an applier is one manager whatever version it applied."""
+        version = "" if self.operation == APPLY else self.api_version
+        return (self.manager, self.operation, version, self.subresource)
+
+    def describe(self) -> str:
+        """The manager as Kubernetes names it in a conflict."""
+        text = json.dumps(self.manager, ensure_ascii=False)
+        if self.subresource:
+            text += f" with subresource {json.dumps(self.subresource)}"
+        return f"{text} using {self.api_version}" if self.operation == UPDATE else text
+
+
+class ApplyConflict(Exception):
+    """An apply changing fields other managers own; ``conflicts`` is [(entry, path)]."""
+
+    def __init__(self, conflicts: list[tuple[Entry, tuple]]):
+        self.conflicts = sorted(conflicts, key=lambda c: (c[0].describe(), fieldpath.path_string(c[1])))
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        """Kubernetes' text: one conflict on one line, several grouped by manager."""
+        if len(self.conflicts) == 1:
+            entry, path = self.conflicts[0]
+            return f"Apply failed with 1 conflict: conflict with {entry.describe()}: {fieldpath.path_string(path)}"
+        lines = []
+        for name in sorted({entry.describe() for entry, _ in self.conflicts}):
+            lines.append(f"conflicts with {name}:")
+            lines += [f"- {fieldpath.path_string(path)}" for entry, path in self.conflicts
+                      if entry.describe() == name]
+        return f"Apply failed with {len(self.conflicts)} conflicts: " + "\n".join(lines)
+
+    def causes(self) -> list[dict]:
+        return [{"reason": "FieldManagerConflict", "message": f"conflict with {entry.describe()}",
+                 "field": fieldpath.path_string(path)} for entry, path in self.conflicts]
+
+
+# ---- the wire form --------------------------------------------------------------------------------
+
+def decode(obj: dict) -> Optional[list[Entry]]:
+    """The entries of an object's metadata.managedFields ([] when absent); None when they
+    cannot be read (a client wrote garbage: they are dropped, as Kubernetes does)."""
+    raw = (obj.get("metadata") or {}).get("managedFields")
+    if not raw:
+        return []
+    if not isinstance(raw, list):
+        return None
+    entries = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("fieldsV1", {}), dict) \
+                or not isinstance(item.get("manager", ""), str):
+            return None
+        entries.append(Entry(item.get("manager", ""), item.get("operation", ""), item.get("apiVersion", ""),
+                             item.get("fieldsV1") or {}, item.get("time"), item.get("subresource", "")))
+    return entries
+
+
+def is_reset(obj: dict) -> bool:
+    """True when a client asks to drop all managedFields (``managedFields: [{}]``)."""
+    return (obj.get("metadata") or {}).get("managedFields") == [{}]
+
+
+def encode(entries: list[Entry]) -> list[dict]:
+    """managedFields as Kubernetes writes them: appliers first, then by time, manager, version."""
+    ordered = sorted(entries, key=lambda e: (e.operation, e.time or "", e.manager, e.api_version, e.subresource))
+    out = []
+    for entry in ordered:
+        item = {"manager": entry.manager, "operation": entry.operation, "apiVersion": entry.api_version}
+        if entry.time:
+            item["time"] = entry.time
+        item["fieldsType"] = FIELDS_TYPE
+        item["fieldsV1"] = fieldpath.canonical(entry.fields)
+        if entry.subresource:
+            item["subresource"] = entry.subresource
+        out.append(item)
+    return out
+
+
+def store(obj: dict, entries: list[Entry]) -> dict:
+    """Put ``entries`` on ``obj`` (in place; none: the field goes) and return it."""
+    md = obj.setdefault("metadata", {})
+    if entries:
+        md["managedFields"] = encode(entries)
+    else:
+        md.pop("managedFields", None)
+    return obj
+
+
+# ---- operations ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Operation:
+    """Who writes, at which version and through which subresource ("" or "status")."""
+
+    manager: str
+    api_version: str
+    subresource: str
+    now: str
+
+
+def creation_base(obj: dict, node: FieldType, top: bool = True) -> dict:
+    """What Kubernetes compares a new object with: the empty object of its Go type, whose
+    nested structs exist (so they are not "added" themselves) and whose required lists are
+    null; empty pointer-like structs below the top stay absent."""
+    out = {}
+    for key, value in obj.items():
+        child, declared = node.child(key)
+        if not declared:
+            continue
+        if child.kind == STRUCT and not child.atomic and isinstance(value, dict) and (value or top):
+            out[key] = creation_base(value, child, top=False)
+        elif child.kind == LIST and key in node.required:
+            out[key] = None
+    return out
+
+
+def update(live: dict, new: dict, entries: list[Entry], op: Operation, node: FieldType) -> list[Entry]:
+    """The entries after an Update from ``live`` to ``new``: ``op.manager`` owns what it added or
+    changed (on top of what it owned), other managers lose those fields, removed fields leave
+    everyone. Its entry's time moves only when it changed something."""
+    comparison = compare(live, new, node)
+    changed = difference(comparison.changed(), STRIPPED)
+    removed = comparison.removed
+    mine = Entry(op.manager, UPDATE, op.api_version, {}, None, op.subresource)
+    previous, out = None, []
+    for entry in entries:
+        fields = difference(difference(entry.fields, changed), removed)
+        if entry.key == mine.key:
+            previous = replace(entry, fields=fields)
+        elif fields:
+            out.append(entry if fields == entry.fields else replace(entry, fields=fields))
+    if changed:
+        out.append(replace(mine, fields=union(previous.fields, changed) if previous else changed, time=op.now))
+    elif previous is not None and previous.fields:
+        out.append(previous)
+    return out
+
+
+def apply(live: dict, config: dict, entries: list[Entry], op: Operation, node: FieldType,
+          force: bool) -> tuple[dict, list[Entry]]:
+    """Apply ``config`` as ``op.manager`` onto ``live``; returns the new object (managedFields
+    not yet stored on it) and the entries. Raises ApplyConflict, changing nothing."""
+    applied = difference(field_set(config, node), STRIPPED)
+    mine = Entry(op.manager, APPLY, op.api_version, applied, None, op.subresource)
+    last = next((e for e in entries if e.key == mine.key), None)
+    others = [e for e in entries if e.key != mine.key]
+    new = merge(live, config, node)
+    if last is not None and last.fields:
+        new = _prune(new, last.fields, [e.fields for e in others] + [applied], node)
+    comparison = compare(live, new, node)
+    changed = comparison.changed()
+    conflicts = [(entry, path) for entry in others
+                 for path in fieldpath.paths(intersection(entry.fields, changed))]
+    if conflicts and not force:
+        raise ApplyConflict(conflicts)
+    out = []
+    for entry in others:
+        fields = difference(difference(entry.fields, changed), comparison.removed)
+        if fields:
+            out.append(entry if fields == entry.fields else replace(entry, fields=fields))
+    time = op.now if not comparison.empty() else (last.time if last is not None else None)
+    if applied:
+        out.append(replace(mine, time=time))
+    return new, out
+
+
+def _prune(merged: dict, last: dict, owned_sets: list[dict], node: FieldType) -> dict:
+    """Remove what the applier applied last time and no longer does, unless someone owns it."""
+    owned: dict = {}
+    for fields in owned_sets:
+        owned = union(owned, fields)
+    removal = difference(ensure_named_fields(last, node), ensure_named_fields(owned, node))
+    pruned = remove_items(merged, removal, node)
+    return {} if pruned is MISSING else pruned
+
+
+# ---- the client-side apply upgrade --------------------------------------------------------------
+
+def upgrade_conflicts(live: dict, conflict: ApplyConflict, node: FieldType) -> list[tuple[Entry, tuple]]:
+    """The conflicts that remain once fields kubectl's last-applied-configuration set, and whose
+    live values still match it, are allowed (an empty list: force the apply)."""
+    text = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    if not text:
+        return conflict.conflicts
+    try:
+        last_applied = json.loads(text)
+    except ValueError:
+        return conflict.conflicts
+    if not isinstance(last_applied, dict):
+        return conflict.conflicts
+    allowed = difference(field_set(last_applied, node), compare(last_applied, live, node).modified)
+    return [(entry, path) for entry, path in conflict.conflicts if not has(allowed, path)]
+
+
+def sync_last_applied(new: dict, config: dict) -> None:
+    """After kubectl's server-side apply, its last-applied annotation (if the object has one)
+    becomes the applied configuration, so a later client-side apply computes the right patch."""
+    annotations = (new.get("metadata") or {}).get("annotations") or {}
+    if not annotations.get(LAST_APPLIED):
+        return
+    body = json.loads(json.dumps(config))
+    config_annotations = (body.get("metadata") or {}).get("annotations")
+    if isinstance(config_annotations, dict):
+        config_annotations.pop(LAST_APPLIED, None)
+        if not config_annotations:
+            del body["metadata"]["annotations"]
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    new["metadata"]["annotations"] = {**annotations, LAST_APPLIED: text}
+
+
+def has(tree: dict, path: tuple) -> bool:
+    """True when ``path`` is a member of ``tree``."""
+    level = tree
+    for depth, element in enumerate(path):
+        sub = level.get(element)
+        if sub is None:
+            return False
+        if depth == len(path) - 1:
+            return fieldpath.is_member(sub)
+        level = fieldpath.children(sub)
+    return False
