@@ -27,8 +27,9 @@ try:
 except ImportError:   # not CPython
     import socket
 
+from proxy.conntrack import attributes as parse_attrs
 from runtime import netlink, syscalls
-from runtime.netlink import (NLMSGHDR, RTATTR, NetlinkError, attr, attr_str, attr_u32, ifinfo, mac_bytes)
+from runtime.netlink import NLMSGHDR, NetlinkError, attr, attr_str, attr_u32, ifinfo, mac_bytes
 
 PROTO = 0x70                    # rtm_protocol of every route we own (/etc/iproute2/rt_protos: free)
 RTM_NEWLINK, RTM_GETLINK = 16, 18
@@ -97,18 +98,6 @@ def parse_messages(data: bytes) -> list[tuple[int, int, int, bytes]]:
         if length < NLMSGHDR.size:
             break
         found.append((kind, flags, seq, data[offset + NLMSGHDR.size:offset + length]))
-        offset += (length + 3) & ~3
-    return found
-
-
-def parse_attrs(data: bytes) -> dict[int, bytes]:
-    """Attribute type (nested flag cleared) -> payload, of a run of rtattrs."""
-    found, offset = {}, 0
-    while offset + RTATTR.size <= len(data):
-        length, kind = RTATTR.unpack_from(data, offset)
-        if length < RTATTR.size:
-            break
-        found[kind & 0x3FFF] = data[offset + RTATTR.size:offset + length]
         offset += (length + 3) & ~3
     return found
 

@@ -152,6 +152,14 @@ def lab(request, etcd, tmp_path):
         print(lab.logs())                                  # shown when the test failed
 
 
+def publish_vtep_mac(http, name: str, mac: str) -> None:
+    """What node `name`'s proxy would publish in vxlan mode (for a node with no proxy)."""
+    patch = {"metadata": {"annotations": {"network.pkube.io/backend-data": json.dumps({"VNI": 1, "VtepMAC": mac})}}}
+    r = http.patch(f"/api/v1/nodes/{name}", content=json.dumps(patch),
+                   headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+
+
 def create_node(http, name: str, cidr: str, ip: str) -> None:
     body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": {"podCIDR": cidr}}
     assert http.post("/api/v1/nodes", json=body).status_code == 201
@@ -247,9 +255,7 @@ def test_pods_reach_pods_on_another_node_by_their_own_address(lab):
     # a third node joins (no machine behind it: its route is what matters), then leaves
     create_node(lab.http, "c", "10.244.3.0/24", "10.203.0.4")
     if lab.mode == "vxlan":
-        lab.http.patch("/api/v1/nodes/c", content=json.dumps({"metadata": {"annotations": {
-            "network.pkube.io/backend-data": json.dumps({"VNI": 1, "VtepMAC": "0e:70:0a:cb:00:04"})}}}),
-            headers={"Content-Type": "application/merge-patch+json"})
+        publish_vtep_mac(lab.http, "c", "0e:70:0a:cb:00:04")
     with_c = expected_routes(lab, a, [(b.cidr, b.ip), ("10.244.3.0/24", "10.203.0.4")])
     wait_for(lambda: a.routes() == with_c, timeout=10)
     assert lab.http.delete("/api/v1/nodes/c").status_code == 200
@@ -263,9 +269,7 @@ def test_deleted_nodes_lose_their_routes_and_a_killed_controller_leaves_none_sta
         lab.start_proxy(node)
     create_node(lab.http, "c", "10.244.3.0/24", "10.203.0.4")
     if lab.mode == "vxlan":
-        lab.http.patch("/api/v1/nodes/c", content=json.dumps({"metadata": {"annotations": {
-            "network.pkube.io/backend-data": json.dumps({"VNI": 1, "VtepMAC": "0e:70:0a:cb:00:04"})}}}),
-            headers={"Content-Type": "application/merge-patch+json"})
+        publish_vtep_mac(lab.http, "c", "0e:70:0a:cb:00:04")
     both = expected_routes(lab, a, [(b.cidr, b.ip), ("10.244.3.0/24", "10.203.0.4")])
     wait_for(lambda: a.routes() == both, timeout=30)
 
