@@ -150,21 +150,43 @@ def extra_node(cluster: LocalCluster) -> NetNode:
     return NetNode(3, f"{HOST}-3", cluster.data_dir / "extra" / f"{HOST}-3")
 
 
-def test_a_daemonset_runs_on_every_node_and_on_a_node_joined_later(multinode):
+def join_in(cluster: LocalCluster, node: NetNode, token: str) -> subprocess.CompletedProcess:
+    """`pkube join -d` run inside `node`'s network namespace, as `pkube up --nodes` runs it."""
+    return subprocess.run(["nsenter", f"--net={node.netns_path}", sys.executable, "-m", "cluster", "join",
+                           f"https://{NODES[HOST]}:{cluster.port}", "--token", token, "-d",
+                           "--data-dir", str(node.data_dir), "--node-name", node.name,
+                           "--cgroup-root", node.cgroup_root], capture_output=True, text=True, timeout=120)
+
+
+def csr_names(cluster) -> set[str]:
+    return {c["metadata"]["name"] for c in json.loads(kubectl(cluster, "get", "csr", "-o", "json").stdout)["items"]}
+
+
+def test_a_daemonset_runs_on_every_node_and_on_a_node_joined_later(multinode, tmp_path):
     apply(multinode, DAEMONSET)
     assert {p["spec"]["nodeName"] for p in running_pods(multinode, "app=everywhere", 3)} == set(NODES)
     node = extra_node(multinode)
     token = pkube("token", "create", "--data-dir", str(multinode.data_dir), "--ttl", "10m").stdout.strip()
     try:
         add_namespace(node)
-        done = subprocess.run(["nsenter", f"--net={node.netns_path}", sys.executable, "-m", "cluster", "join",
-                               f"https://{NODES[HOST]}:{multinode.port}", "--token", token, "-d",
-                               "--data-dir", str(node.data_dir), "--node-name", node.name,
-                               "--cgroup-root", node.cgroup_root], capture_output=True, text=True, timeout=120)
+        done = join_in(multinode, node, token)
         assert done.returncode == 0, done.stderr + done.stdout
         wait_node_ready(multinode, node.name, timeout=60)
         spread = {p["spec"]["nodeName"] for p in running_pods(multinode, "app=everywhere", 4)}
         assert spread == {*NODES, node.name}
+
+        other = tmp_path / "another-machine"
+        taken = pkube("join", f"https://{NODES[HOST]}:{multinode.port}", "--token", token,
+                      "--data-dir", str(other), "--node-name", node.name)
+        assert taken.returncode != 0 and f"node {node.name} already exists in the cluster" in taken.stderr, \
+            taken.stderr
+        assert not other.exists()
+
+        requests = csr_names(multinode)
+        assert pkube("down", "--data-dir", str(node.data_dir)).returncode == 0
+        again = join_in(multinode, node, token)
+        assert again.returncode == 0 and "using its credentials" in again.stderr, again.stderr + again.stdout
+        assert csr_names(multinode) == requests
     finally:
         kubectl(multinode, "delete", "daemonset", "everywhere", "--wait=false", check=False)
         pkube("down", "--data-dir", str(node.data_dir), timeout=120)
