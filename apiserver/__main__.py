@@ -25,7 +25,7 @@ from apiserver.kubelet_proxy import KubeletConnection
 from apiserver.metrics import ApiserverMetrics
 from apiserver.storage.cacher import CachedStorage
 from apiserver.storage.compactor import Compactor
-from apiserver.storage.etcd import EtcdStorage
+from apiserver.storage.etcd import ClientTLS, EtcdStorage
 from apiserver.storage.measured import MeasuredStorage
 from apiserver.tlsscope import TLSHttpProtocol, TLSWebSocketProtocol
 from client.metrics import new_registry
@@ -39,7 +39,10 @@ KEEP_ALIVE_SECONDS = 90
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m apiserver", description="pkube apiserver")
     parser.add_argument("--etcd-servers", "--etcd", dest="etcd", default="http://127.0.0.1:2379",
-                        help="etcd members, comma-separated: http://HOST:PORT or HOST:PORT")
+                        help="etcd members, comma-separated: http(s)://HOST:PORT or HOST:PORT")
+    parser.add_argument("--etcd-cafile", help="TLS to etcd: the etcd CA (with --etcd-certfile and --etcd-keyfile)")
+    parser.add_argument("--etcd-certfile", help="TLS to etcd: the apiserver's client certificate")
+    parser.add_argument("--etcd-keyfile", help="TLS to etcd: its key")
     parser.add_argument("--bind-address", default="127.0.0.1")
     parser.add_argument("--advertise-address",
                         help="the address the kubernetes Service points at (default: the bind "
@@ -92,6 +95,19 @@ def etcd_endpoints(text: str) -> list[str]:
     return ["%s:%d" % etcd_host_port(part.strip()) for part in text.split(",") if part.strip()]
 
 
+def _etcd_tls(args: argparse.Namespace) -> Optional[ClientTLS]:
+    """The etcd client's TLS files, all three or none (one line and exit otherwise)."""
+    files = (args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile)
+    if not any(files):
+        return None
+    if not all(files):
+        raise SystemExit("apiserver: --etcd-cafile, --etcd-certfile and --etcd-keyfile go together")
+    try:
+        return ClientTLS.from_files(*files)
+    except OSError as exc:
+        raise SystemExit(f"apiserver: cannot read {exc.filename}: {exc.strerror}") from None
+
+
 def node_port_range(text: str) -> tuple[int, int]:
     try:
         low, high = (int(part) for part in text.split("-"))
@@ -106,7 +122,8 @@ async def serve(args: argparse.Namespace) -> None:
     advertise, node_ports = _advertise(args), node_port_range(args.node_ports)   # bad flags: fail before waiting
     authorization.modes(args)
     try:
-        storage = await EtcdStorage.connect_endpoints(endpoints, transformer=safeguards.transformer(args))
+        storage = await EtcdStorage.connect_endpoints(endpoints, transformer=safeguards.transformer(args),
+                                                      tls=_etcd_tls(args))
     except ValueError as exc:
         raise SystemExit(f"apiserver: --etcd-servers {args.etcd!r}: {exc}") from None
     authenticator = _authenticator(args, storage)

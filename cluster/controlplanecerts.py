@@ -2,6 +2,7 @@
 ``upload-certs`` carries it: encrypted in a Secret, with a key that never enters the cluster.
 
 A second apiserver must hold the same cluster CA (it signs and verifies certificates), the
+etcd CA (its etcd member and client certificates are made from it), the
 same ServiceAccount key pair (a token one apiserver issued is valid at every other) and the
 same encryption key for Secrets at rest (each reads what another wrote). ``upload`` puts them
 in the Secret ``kube-system/pkube-control-plane-certs``, each file AES-GCM-encrypted with a
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from client.errors import ApiError
 from client.resources import ROLEBINDINGS, ROLES, SECRETS
+from cluster import etcdpki
 from cluster import secrets as atrest
 from cluster import serviceaccountkey
 
@@ -41,7 +43,9 @@ class CertificateKeyError(RuntimeError):
 def shared_files(data_dir: Path) -> dict[str, tuple[Path, int]]:
     """Secret data key -> (file under ``data_dir``, its mode) of what members share."""
     pki = data_dir / "pki"
+    etcd = etcdpki.etcd_pki_dir(pki)
     return {"ca.crt": (pki / "ca.crt", 0o644), "ca.key": (pki / "ca.key", 0o600),
+            "etcd-ca.crt": (etcd / "ca.crt", 0o644), "etcd-ca.key": (etcd / "ca.key", 0o600),
             serviceaccountkey.PRIVATE_KEY: (pki / serviceaccountkey.PRIVATE_KEY, 0o600),
             serviceaccountkey.PUBLIC_KEY: (pki / serviceaccountkey.PUBLIC_KEY, 0o644),
             "encryption-config.yaml": (atrest.encryption_config_path(data_dir), 0o600)}

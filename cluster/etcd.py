@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -14,6 +15,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from cluster import etcdpki
+from cluster.etcdpki import ADMIN_CLIENT, tls_of
 
 
 class EtcdError(RuntimeError):
@@ -45,7 +49,10 @@ class EtcdProcess:
     ``start()`` returns once /health answers; ``stop()`` terminates it and
     waits. The data directory is kept (objects survive a restart). A member of
     a cluster has its ``name`` and the ``initial_cluster`` (``name=peer-url,...``);
-    without one it is a cluster of its own.
+    without one it is a cluster of its own; ``existing`` joins a cluster that runs
+    already (after ``etcdctl member add``). With ``pki_dir`` (the member's
+    certificates there, cluster/etcdpki.py) clients and peers speak HTTPS and must
+    show a certificate of the etcd CA.
     """
 
     data_dir: Path
@@ -57,15 +64,21 @@ class EtcdProcess:
     host: str = "127.0.0.1"
     initial_cluster: str = ""
     quota_backend_bytes: int = 4 * 1024 ** 3   # etcd refuses writes beyond it (docs/operations.md)
+    existing: bool = False
+    pki_dir: Optional[Path] = None               # TLS with cluster/etcdpki.py's certificates
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.pki_dir is not None else "http"
+
+    @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        return f"{self.scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://{self.host}:{self.peer_port}"
+        return f"{self.scheme}://{self.host}:{self.peer_port}"
 
     def start(self, timeout: float = 20.0) -> "EtcdProcess":
         """Start etcd and wait until it is healthy; raise EtcdError."""
@@ -93,8 +106,26 @@ class EtcdProcess:
                 "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
+                "--initial-cluster-state", "existing" if self.existing else "new",
                 "--quota-backend-bytes", str(self.quota_backend_bytes), "--max-request-bytes", str(4 * 1024 ** 2),
-                "--logger", "zap", "--log-level", "warn"]
+                "--logger", "zap", "--log-level", "warn", *self._tls_flags()]
+
+    def _tls_flags(self) -> list[str]:
+        if self.pki_dir is None:
+            return []
+        server, peer = tls_of(self.pki_dir, f"{self.name}-server"), tls_of(self.pki_dir, f"{self.name}-peer")
+        return ["--cert-file", str(server.cert), "--key-file", str(server.key), "--client-cert-auth",
+                "--trusted-ca-file", str(server.ca), "--peer-cert-file", str(peer.cert),
+                "--peer-key-file", str(peer.key), "--peer-client-cert-auth", "--peer-trusted-ca-file", str(peer.ca)]
+
+    def client_context(self) -> Optional[ssl.SSLContext]:
+        """What a client of this member needs (pkube's admin client certificate); None without TLS."""
+        if self.pki_dir is None:
+            return None
+        admin = tls_of(self.pki_dir, ADMIN_CLIENT)
+        context = ssl.create_default_context(cafile=str(admin.ca))
+        context.load_cert_chain(admin.cert, admin.key)
+        return context
 
     def wait_healthy(self, timeout: float = 20.0) -> None:
         """Return once /health answers 200; stop it and raise EtcdError after ``timeout``."""
@@ -103,7 +134,8 @@ class EtcdProcess:
             if self.proc.poll() is not None:
                 raise EtcdError(f"etcd exited with code {self.proc.returncode} (see its log in {self.data_dir.parent})")
             try:
-                with urllib.request.urlopen(self.endpoint + "/health", timeout=1) as resp:
+                with urllib.request.urlopen(self.endpoint + "/health", timeout=1,
+                                            context=self.client_context()) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -124,12 +156,17 @@ class EtcdProcess:
             self.proc.wait()
 
 
-def start_members(data_root: Path, count: int, timeout: float = 30.0) -> list[EtcdProcess]:
+def start_members(data_root: Path, count: int, timeout: float = 30.0,
+                  pki_dir: Optional[Path] = None) -> list[EtcdProcess]:
     """An etcd cluster of ``count`` members on loopback (data and log under ``data_root``/NAME),
     started together and returned once every member is healthy; on failure every member is
-    stopped and EtcdError raised."""
+    stopped and EtcdError raised. With ``pki_dir``, over TLS (cluster/etcdpki.py's
+    certificates, made there when missing)."""
     members = [EtcdProcess(data_root / f"etcd{i}", name=f"etcd{i}", log_path=data_root / f"etcd{i}.log",
-                           client_port=free_port(), peer_port=free_port()) for i in range(count)]
+                           client_port=free_port(), peer_port=free_port(), pki_dir=pki_dir) for i in range(count)]
+    if pki_dir is not None:
+        for member in members:
+            etcdpki.ensure(pki_dir, member.name, (member.host,))
     initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
     try:
         for member in members:

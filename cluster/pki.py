@@ -125,14 +125,15 @@ class CertificateAuthority:
         self.pki_dir, self.cert, self.key = pki_dir, cert, key
 
     @classmethod
-    def load_or_create(cls, pki_dir: Path) -> "CertificateAuthority":
-        """The CA in `pki_dir`, made (key 0600) when there is none. Raises PKIError."""
+    def load_or_create(cls, pki_dir: Path, common_name: str = CA_COMMON_NAME) -> "CertificateAuthority":
+        """The CA in `pki_dir`, made (key 0600, subject CN `common_name`) when there is none.
+        Raises PKIError."""
         cert_path, key_path = pki_dir / f"{CA_NAME}.crt", pki_dir / f"{CA_NAME}.key"
         if not cert_path.exists():
             pki_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(pki_dir, 0o755)
             key = ec.generate_private_key(ec.SECP256R1())
-            cert = _ca_certificate(key)
+            cert = _ca_certificate(key, common_name)
             _write(key_path, _key_pem(key), 0o600)
             _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
             return cls(pki_dir, cert, key)
@@ -193,9 +194,9 @@ class CertificateAuthority:
             return False
 
 
-def _ca_certificate(key) -> x509.Certificate:
+def _ca_certificate(key, common_name: str = CA_COMMON_NAME) -> x509.Certificate:
     now = datetime.datetime.now(datetime.timezone.utc)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - BACKDATE).not_valid_after(now + CA_VALIDITY)
@@ -206,11 +207,12 @@ def _ca_certificate(key) -> x509.Certificate:
 
 
 def ensure_certificates(pki_dir: Path, specs: list[CertSpec],
-                        renew_within: datetime.timedelta = RENEW_WITHIN) -> list[str]:
-    """Make the CA if needed and every certificate of `specs` that is missing, not signed by
-    the CA, different from its spec, or expiring within `renew_within`. Returns the names
-    issued. Raises PKIError."""
-    ca = CertificateAuthority.load_or_create(pki_dir)
+                        renew_within: datetime.timedelta = RENEW_WITHIN,
+                        ca_common_name: str = CA_COMMON_NAME) -> list[str]:
+    """Make the CA if needed (CN `ca_common_name`) and every certificate of `specs` that is
+    missing, not signed by the CA, different from its spec, or expiring within `renew_within`.
+    Returns the names issued. Raises PKIError."""
+    ca = CertificateAuthority.load_or_create(pki_dir, ca_common_name)
     issued = []
     for spec in specs:
         if not _current(ca, spec, renew_within):

@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import ipaddress
 import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator, Optional, Sequence
 
 import aetcd
@@ -90,6 +92,40 @@ def with_version(obj: dict, revision: int) -> dict:
     return {**obj, "metadata": {**(obj.get("metadata") or {}), "resourceVersion": str(revision)}}
 
 
+@dataclass(frozen=True)
+class ClientTLS:
+    """PEM bytes of the etcd CA and of the client's certificate and key. Every member's
+    serving certificate must name ``server_name`` (cluster/etcdpki.py puts "etcd" in each):
+    with several members gRPC has no single host name to check against."""
+
+    ca: bytes
+    cert: bytes
+    key: bytes
+    server_name: str = "etcd"
+
+    @classmethod
+    def from_files(cls, ca: str, cert: str, key: str) -> "ClientTLS":
+        """Read the three files; OSError names the one missing."""
+        return cls(Path(ca).read_bytes(), Path(cert).read_bytes(), Path(key).read_bytes())
+
+
+class _TLSClient(aetcd.Client):
+    """aetcd's client on a TLS channel (aetcd itself opens only plain ones). EtcdStorage
+    uses nothing of the client but its channel and metadata, which this sets up."""
+
+    def __init__(self, tls: ClientTLS, **kwargs):
+        super().__init__(**kwargs)
+        self._tls = tls
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        credentials = grpc.ssl_channel_credentials(self._tls.ca, self._tls.key, self._tls.cert)
+        options = [*self._options.items(), ("grpc.ssl_target_name_override", self._tls.server_name)]
+        self.channel = grpc.aio.secure_channel(f"{self._host}:{self._port}", credentials, options=options)
+        self._connected.set()
+
+
 class EtcdStorage(Storage):
     """``Storage`` on etcd. ``client`` must have been created with
     ``CHANNEL_OPTIONS`` to list more than 4 MiB at once (``connect`` does)."""
@@ -103,17 +139,15 @@ class EtcdStorage(Storage):
         self._watch: Optional[rpc.WatchStub] = None
 
     @classmethod
-    async def connect(cls, host: str, port: int,
-                      transformer: Optional[Transformer] = None) -> "EtcdStorage":
-        """A store on a new client to etcd at host:port (no round trip yet)."""
-        client = aetcd.Client(host=host, port=port, options=dict(CHANNEL_OPTIONS))
-        await client.connect()
-        return cls(client, transformer)
+    async def connect(cls, host: str, port: int, transformer: Optional[Transformer] = None,
+                      tls: Optional[ClientTLS] = None) -> "EtcdStorage":
+        """A store on a new client to etcd at host:port (no round trip yet), over TLS with ``tls``."""
+        return await cls._open(host, port, dict(CHANNEL_OPTIONS), transformer, tls)
 
     @classmethod
-    async def connect_endpoints(cls, endpoints: Sequence[str],
-                                transformer: Optional[Transformer] = None) -> "EtcdStorage":
-        """A store on the etcd members at ``endpoints`` (``http://host:port`` or
+    async def connect_endpoints(cls, endpoints: Sequence[str], transformer: Optional[Transformer] = None,
+                                tls: Optional[ClientTLS] = None) -> "EtcdStorage":
+        """A store on the etcd members at ``endpoints`` (``http(s)://host:port`` or
         ``host:port``; IPv4 when there are several): gRPC keeps one connection
         and fails over to the next member when it breaks. Raises ValueError on
         a bad endpoint."""
@@ -121,14 +155,21 @@ class EtcdStorage(Storage):
         if not addresses:
             raise ValueError("no etcd endpoint given")
         if len(addresses) == 1:
-            return await cls.connect(*addresses[0], transformer)
+            return await cls.connect(*addresses[0], transformer, tls)
         if not all(_is_ipv4(host) for host, _ in addresses):
             raise ValueError("several etcd endpoints must be IPv4 addresses")
         # aetcd dials f"{host}:{port}": a multi-address target ends with the last port
         head = ",".join(f"{host}:{port}" for host, port in addresses[:-1])
         options = {**CHANNEL_OPTIONS, "grpc.lb_policy_name": "pick_first"}
-        client = aetcd.Client(host=f"ipv4:{head},{addresses[-1][0]}", port=addresses[-1][1],
-                              options=options)
+        return await cls._open(f"ipv4:{head},{addresses[-1][0]}", addresses[-1][1], options, transformer, tls)
+
+    @classmethod
+    async def _open(cls, host: str, port: int, options: dict, transformer: Optional[Transformer],
+                    tls: Optional[ClientTLS]) -> "EtcdStorage":
+        if tls is None:
+            client = aetcd.Client(host=host, port=port, options=options)
+        else:
+            client = _TLSClient(tls, host=host, port=port, options=options)
         await client.connect()
         return cls(client, transformer)
 
@@ -481,13 +522,13 @@ async def _request_progress(call, interval: float) -> None:
 
 
 def _address(endpoint: str) -> tuple[str, int]:
-    """(host, port) of ``http://host:port`` or ``host:port``."""
+    """(host, port) of ``http(s)://host:port`` or ``host:port`` (TLS or not is the caller's choice)."""
     parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
     try:
         port = parsed.port
     except ValueError:
         port = None
-    if parsed.scheme != "http" or not parsed.hostname or not port:
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or not port:
         raise ValueError(f"bad etcd endpoint {endpoint!r}: want http://HOST:PORT")
     return parsed.hostname, port
 

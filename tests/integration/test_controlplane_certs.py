@@ -17,7 +17,7 @@ from client.errors import ApiError
 from client.kubeconfig import ClientConfig
 from client.resources import SECRETS
 from client.rest import ApiClient
-from cluster import certs, controlplanecerts, secrets, serviceaccountkey
+from cluster import certs, controlplanecerts, etcdpki, secrets, serviceaccountkey
 from cluster.etcd import free_port
 from tests.helpers.waiting import wait_for
 from tests.integration.test_apiserver_authn import _ready
@@ -30,6 +30,7 @@ def cluster(etcd, tmp_path):
     certs.prepare(data_dir, f"https://127.0.0.1:{port}", "node-a")
     serviceaccountkey.ensure_key_pair(certs.pki_dir(data_dir))
     secrets.ensure_encryption_config(secrets.encryption_config_path(data_dir))
+    etcdpki.ensure(certs.pki_dir(data_dir), "etcd0", ("127.0.0.1",))
     p = certs.pki_dir(data_dir)
     proc = subprocess.Popen([sys.executable, "-m", "apiserver", "--etcd-servers", etcd.endpoint, "--port", str(port),
                              "--tls-cert-file", str(p / "apiserver.crt"), "--tls-private-key-file", str(p / "apiserver.key"),
