@@ -139,6 +139,8 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
     _info("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", False,
           ["crd", "crds"], ["api-extensions"], subresources={"status": _STATUS},
           storage_name="apiextensions.k8s.io/customresourcedefinitions"),
+    _info("apiregistration.k8s.io", "APIService", "apiservices", False, (), ["api-extensions"],
+          subresources={"status": _STATUS}),   # apiserver/aggregation.py
 )
 CRD_GROUP = "apiextensions.k8s.io"
 

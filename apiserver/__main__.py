@@ -73,6 +73,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--kubelet-client-key", help="its private key")
     parser.add_argument("--kubelet-insecure-skip-tls-verify", action="store_true",
                         help="do not verify kubelets' serving certificates (self-signed ones)")
+    parser.add_argument("--proxy-client-cert-file", help="the certificate presented to extension apiservers "
+                                                          "(APIServices, apiserver/aggregation.py)")
+    parser.add_argument("--proxy-client-key-file", help="its private key")
     parser.add_argument("--etcd-wait", type=float, default=60.0,
                         help="seconds to wait for etcd to answer at start-up (as kube-apiserver does)")
     parser.add_argument("--log-level", default="info")
@@ -140,6 +143,8 @@ async def serve(args: argparse.Namespace) -> None:
                      node_port_range=node_ports, close_storage=True,
                      event_ttl=args.event_ttl, advertise=advertise, kubelet=_kubelet_connection(args),
                      endpoint_lease_duration=args.endpoint_lease_duration,
+                     proxy_client_cert=((args.proxy_client_cert_file, args.proxy_client_key_file)
+                                        if args.proxy_client_cert_file and args.proxy_client_key_file else None),
                      authenticator=authenticator, service_accounts=tokenrequest.from_flags(args, authenticator),
                      metrics=metrics)
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,

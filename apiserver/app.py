@@ -21,6 +21,7 @@ from starlette.responses import Response
 from api.defaults import apply_defaults
 from api.kinds import Registry
 from apiserver import discovery, errors, metrics_api
+from apiserver.aggregation import Aggregator
 from apiserver.allocators import NodePortAllocator, ServiceIPAllocator
 from apiserver.auth.attributes import from_request_info
 from apiserver.auth.reviews import Reviews
@@ -87,6 +88,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                filters: Optional[RequestFilters] = None,
                authorizer: Optional[object] = None,
                service_accounts: Optional[object] = None,
+               proxy_client_cert: Optional[tuple[str, str]] = None,
                metrics: Optional[ApiserverMetrics] = None) -> FastAPI:
     """Build the apiserver. The lifespan creates the system namespaces and starts
     the namespace tasks; ``close_storage`` closes ``storage`` at shutdown.
@@ -122,6 +124,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     deleter = Deleter(store, namespaces)
     namespaces.deleter = deleter
     definitions = CustomResourceDefinitions(storage, registry, deleter)
+    aggregator = Aggregator(storage, registry, proxy_client_cert)   # APIServices (apiserver/aggregation.py)
     store.check_names = definitions.check_names
     store.admission.add(CertificateSigningRequests())
     if service_accounts is not None and not hasattr(service_accounts, "wrap"):
@@ -150,6 +153,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
         if authorizer is not None and hasattr(authorizer, "start"):
             await authorizer.start()
         await definitions.start()
+        await aggregator.start()
         if service_accounts is not None:
             await service_accounts.start()
         await store.admission.start()
@@ -171,6 +175,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
             if authorizer is not None and hasattr(authorizer, "stop"):
                 await authorizer.stop()
             await definitions.stop()
+            await aggregator.stop()
             await namespaces.stop()
             if close_storage:
                 await storage.close()
@@ -180,7 +185,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                        telemetry=NO_TELEMETRY)
     app.state.storage, app.state.registry, app.state.store = storage, registry, store
     guarded = _guard(authenticator, filters, authorizer)
-    _add_discovery(app, registry, storage, guarded)
+    _add_discovery(app, registry, storage, guarded, aggregator)
     _add_openapi(app, registry, guarded)
     app.add_route("/metrics", guarded(metrics.serve), methods=["GET"])
     streams = ExecProxy(store, registry, kubelet or KubeletConnection(), authenticator, authorizer, filters)
@@ -188,7 +193,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
         app.router.add_websocket_route(f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/{subresource}",
                                        streams.serve)
     dispatch = handlers.dispatch if service_accounts is None else service_accounts.wrap(handlers.dispatch)
-    resources = guarded(Reviews(authorizer).wrap(dispatch))
+    resources = guarded(aggregator.wrap(Reviews(authorizer).wrap(dispatch)))
     app.add_route("/api/{rest:path}", resources, methods=_ALL_METHODS)
     app.add_route("/apis/{rest:path}", resources, methods=_ALL_METHODS)
     app.resource_endpoint = resources
@@ -277,14 +282,14 @@ def _guard(authenticator: Optional[Authenticator], filters: RequestFilters, auth
     return wrap
 
 
-def _add_discovery(app: FastAPI, registry: Registry, storage: Storage, guarded) -> None:
-    def document(make):
+def _add_discovery(app: FastAPI, registry: Registry, storage: Storage, guarded, aggregator: Aggregator) -> None:
+    def document(make, wrap=lambda endpoint: endpoint):
         async def endpoint(request: Request) -> Response:
             doc = make(request)
             if doc is None:
                 raise errors.resource_not_found(request.url.path)
             return json_response(doc)
-        return guarded(endpoint)
+        return guarded(wrap(endpoint))
 
     async def ready(request: Request) -> Response:
         try:
@@ -301,13 +306,14 @@ def _add_discovery(app: FastAPI, registry: Registry, storage: Storage, guarded) 
     app.add_route("/api", document(lambda r: discovery.api_versions(server(r))), methods=["GET"])
     app.add_route("/api/{version}", document(
         lambda r: discovery.resource_list(registry, "", r.path_params["version"])), methods=["GET"])
-    app.add_route("/apis", document(lambda r: discovery.api_group_list(registry, (metrics_api.group_document(),))),
-                  methods=["GET"])
+    app.add_route("/apis", document(lambda r: discovery.api_group_list(
+        registry, (metrics_api.group_document(), *aggregator.groups()))), methods=["GET"])
     app.add_route("/apis/{group}", document(
-        lambda r: discovery.api_group(registry, r.path_params["group"])), methods=["GET"])
-    app.add_route("/apis/{group}/{version}", document(
-        lambda r: discovery.resource_list(registry, r.path_params["group"], r.path_params["version"])),
+        lambda r: discovery.api_group(registry, r.path_params["group"]) or aggregator.group(r.path_params["group"])),
         methods=["GET"])
+    app.add_route("/apis/{group}/{version}", document(
+        lambda r: discovery.resource_list(registry, r.path_params["group"], r.path_params["version"]),
+        aggregator.wrap), methods=["GET"])
     for path in ("/healthz", "/livez"):
         app.add_route(path, live, methods=["GET"])
     app.add_route("/readyz", ready, methods=["GET"])
