@@ -186,7 +186,7 @@ class ApiserverMetrics:
     def _resolve(self, info: RequestInfo, method: str, dry_run: str, code: int) -> tuple:
         verb, *rest = self._labels(info, method)
         if len(self._children) >= MAX_LABEL_SETS:     # made-up paths must not grow the series for ever
-            rest[3:5] = ["other", ""]
+            rest[2:4] = ["other", ""]
         counter = self.requests.labels(verb, dry_run, *rest, str(code))
         timed = verb not in ("WATCH", "CONNECT")
         return counter, self.durations.labels(verb, dry_run, *rest) if timed else None

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
@@ -21,11 +22,13 @@ from typing import Optional
 from client.errors import ApiError, Conflict, NotFound
 from client.events import EventRecorder
 from client.informer import Informer
+from client.metrics import new_registry
 from client.resources import NODES, PODS
 from kubelet import node as nodes
 from kubelet.containers import PodRuntime
 from kubelet.imagegc import HIGH_THRESHOLD_PERCENT, LOW_THRESHOLD_PERCENT, ImageGC
 from kubelet.imagegc import PERIOD_SECONDS as IMAGE_GC_PERIOD_SECONDS
+from kubelet.metrics import KubeletMetrics
 from kubelet.mirror import MirrorPods, is_mirror
 from kubelet.objectwatch import ReferencedObjects
 from kubelet.nodeagent import NodeAgent
@@ -95,6 +98,7 @@ class Kubelet:
         self.api_pods: dict[str, dict] = {}
         self.static_pods: dict[str, dict] = {}
         self.workers: dict[str, PodWorker] = {}
+        self.metrics = KubeletMetrics(new_registry(), self.workers.keys)
         self._tasks: dict[str, asyncio.Future] = {}
         self.finished_uids: set[str] = set()
         self.adopted: dict = {}
@@ -112,7 +116,7 @@ class Kubelet:
                               allocatable=nodes.allocatable(self._facts(), self.node_config),
                               cluster_dns=list(config.cluster_dns),
                               cluster_domain=config.cluster_domain, service_env=self.service_env)
-        self.services = Services(pods=self.pods, run=self.run_blocking, report=self.statuses.set,
+        self.services = Services(pods=self.pods, run=self.run_blocking, report=self._report_status,
                                  event=self.events.emit, watch_exit=self._watch_exit, exit_of=self._exit_of,
                                  finished=self._finished,
                                  prepare=self.setup, host_ip=self.address,
@@ -142,7 +146,17 @@ class Kubelet:
         self.exit_waiters.setdefault(cid, []).append(future)
         return future
 
+    def _report_status(self, pod: dict, status: dict) -> None:
+        """A pod worker's status: measured (kubelet.metrics), then written (StatusManager)."""
+        self.metrics.reported(pod, status)
+        self.statuses.set(pod, status)
+
     def _on_exits(self) -> None:
+        started = time.perf_counter()
+        self._handle_exits()
+        self.metrics.events_handled(time.perf_counter() - started)
+
+    def _handle_exits(self) -> None:
         for cid in self.exits.read():
             for future in self.exit_waiters.pop(cid, []):
                 if not future.done():
@@ -191,7 +205,8 @@ class Kubelet:
                              node_name=self.config.node_name,
                              pods_fn=lambda: [w.pod for w in self.workers.values()],
                              tls_files=(self.config.tls_cert_file, self.config.tls_private_key_file),
-                             client_ca_file=self.config.client_ca_file or None, auth=self._server_auth())
+                             client_ca_file=self.config.client_ca_file or None, auth=self._server_auth(),
+                             metrics_registry=self.metrics.registry)
 
     def _server_auth(self):
         """The API's authentication and authorization (kubelet.auth) in Webhook mode, else None."""
@@ -334,8 +349,11 @@ class Kubelet:
     def _start_worker(self, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
         self._track_references(pod)
-        worker = PodWorker(pod, self.services, self.adopted.pop(uid, None))
+        adopted = self.adopted.pop(uid, None)
+        worker = PodWorker(pod, self.services, adopted)
         self.workers[uid] = worker
+        if adopted is None:             # an adopted pod was started by an earlier kubelet
+            self.metrics.pod_seen(uid)
         self._tasks[uid] = asyncio.ensure_future(worker.run())
 
     def _track_references(self, pod: dict) -> None:

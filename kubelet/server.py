@@ -3,6 +3,7 @@
     GET  /healthz                                  "ok"
     GET  /pods                                     PodList of the pods this kubelet runs
     GET  /stats/summary                            stats Summary (kubelet.stats)
+    GET  /metrics                                  Prometheus text (kubelet.metrics)
     GET  /containerLogs/{ns}/{pod}/{container}     text/plain (follow, previous, tailLines,
                                                    timestamps, sinceSeconds, sinceTime, limitBytes)
     WS   /exec/{ns}/{pod}/{container}?command=...  kubelet.remotecommand (channel protocol)
@@ -39,6 +40,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from kubelet import portforward, remotecommand, streams
+from client.metrics import exposition
 from kubelet.certs import ensure_serving_cert
 from kubelet.lookup import container_instances, pod_sandbox
 from kubelet.stats import StatsCollector
@@ -106,11 +108,14 @@ class KubeletServer:
     `client_ca_file`, clients must present a certificate signed by that CA (the
     apiserver's kubelet client certificate); without, anyone who reaches the port is
     served. With `auth` (kubelet.auth.KubeletAuth) a certificate is optional and every
-    caller is authenticated (certificate or bearer token) and authorized by the apiserver."""
+    caller is authenticated (certificate or bearer token) and authorized by the apiserver.
+    ``metrics_registry`` (prometheus_client) is served on /metrics (empty without one)."""
 
     def __init__(self, runtime, *, host: str = "0.0.0.0", port: int = 10250, cert_dir: str, node_name: str,
                  pods_fn: Optional[Callable[[], list]] = None, addresses: tuple[str, ...] = (),
-                 client_ca_file: Optional[str] = None, tls_files: tuple[str, str] = ("", ""), auth=None):
+                 client_ca_file: Optional[str] = None, tls_files: tuple[str, str] = ("", ""), auth=None,
+                 metrics_registry=None):
+        self.metrics_registry = metrics_registry
         self.auth = auth   # a kubelet.auth.KubeletAuth: every caller authenticated and authorized
         self.runtime, self.host, self.port = runtime, host, port
         self.tls_files = tls_files
@@ -179,6 +184,7 @@ class KubeletServer:
             Route("/healthz", self.healthz),
             Route("/pods", self.pods),
             Route("/stats/summary", self.stats_summary),
+            Route("/metrics", self.metrics),
             Route("/containerLogs/{namespace}/{pod}/{container}", self.container_logs),
             WebSocketRoute("/exec/{namespace}/{pod}/{container}", self.exec_ws),
             WebSocketRoute("/attach/{namespace}/{pod}/{container}", self.attach_ws),
@@ -200,6 +206,12 @@ class KubeletServer:
             with self._stats_lock:
                 return self.stats.summary()
         return JSONResponse(await asyncio.to_thread(summary))
+
+    async def metrics(self, request: Request) -> Response:
+        if self.metrics_registry is None:
+            return PlainTextResponse("")
+        body, content_type = exposition(self.metrics_registry, request.headers.get("accept", ""))
+        return Response(body, media_type=content_type)
 
     async def spdy_refused(self, request: Request) -> Response:
         return Response(remotecommand.status_body(remotecommand.spdy_refused()), status_code=400,

@@ -11,15 +11,18 @@ import sys
 from typing import Optional
 
 from client.component import run_main, serve_until_signal
+from client.metrics import add_metrics_flag, new_registry
 from proxy.nft import LibNftables, Nft, NftError
 from proxy.podroutes import HOST_GW, MODES, NONE
 from proxy.rules import ProxyConfig
 from proxy.dnsserver import host_upstreams
+from proxy.metrics import ProxyMetrics
 from proxy.server import DnsConfig, ProxyServer
 from runtime.netlink import ensure_address, remove_address
 
 TABLE = "pkube-proxy"
 DNS_INTERFACE = "lo"
+METRICS_PORT = 10249       # kube-proxy's
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cleanup", action="store_true",
                    help="delete the table, the pod network's routes and vxlan device (and the "
                         "--cluster-dns-ip address on lo) and exit")
+    add_metrics_flag(p, METRICS_PORT)
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     for flag, value, kind in (("--node-ip", args.node_ip, ipaddress.IPv4Address),
@@ -134,17 +138,19 @@ def main(argv=None) -> int:
         print(f"proxy: cannot serve the cluster DNS on {args.cluster_dns_ip}: {e}", file=sys.stderr)
         return 1
 
+    registry = new_registry()
+
     def make_run(client):
         import logging
         logging.getLogger("proxy").info("node %s%s: table ip %s, cluster CIDR %s", args.node_name,
                                         f" ({args.node_ip})" if args.node_ip else "", args.table, args.cluster_cidr)
-        server = ProxyServer(client, config, dns=dns)
+        server = ProxyServer(client, config, dns=dns, metrics=ProxyMetrics(registry))
         if args.pod_network == NONE:
             return server.run
         return lambda: run_with_pod_network(server, client, args)
 
-    args.leader_elect = False
-    return run_main("proxy", args.verbose, lambda: serve_until_signal(args, make_run))
+    args.leader_elect, args.lease_name = False, "proxy"
+    return run_main("proxy", args.verbose, lambda: serve_until_signal(args, make_run, registry))
 
 
 if __name__ == "__main__":

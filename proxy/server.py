@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -22,6 +23,7 @@ from client.workqueue import WorkQueue
 from proxy.conntrack import Conntrack
 from proxy.dnsnames import ClusterNames
 from proxy.dnsserver import DnsServer
+from proxy.metrics import ProxyMetrics
 from proxy.model import service_key, slice_service_key
 from proxy.nft import Nft, NftError
 from proxy.proxier import Proxier, SyncResult
@@ -63,11 +65,12 @@ class DnsConfig:
 class ProxyServer:
     """One node's Service proxy over an AsyncApiClient; with `dns`, also the node's cluster
     DNS server, answering from the same informers (its own Service address gets no rules:
-    the server answers it locally)."""
+    the server answers it locally). Each sync of the table is timed in ``metrics``."""
 
     def __init__(self, client, config: ProxyConfig, nft: Optional[Nft] = None, clock: Optional[Clock] = None,
-                 check_period: float = 30.0, dns: Optional[DnsConfig] = None):
+                 check_period: float = 30.0, dns: Optional[DnsConfig] = None, metrics: Optional[ProxyMetrics] = None):
         self.clock = clock or Clock()
+        self.metrics = metrics
         self.service_informer = Informer(client, SERVICES, clock=self.clock)
         self.slice_informer = Informer(client, ENDPOINTSLICES, clock=self.clock,
                                        indexers={BY_SERVICE: index_by_service})
@@ -144,7 +147,7 @@ class ProxyServer:
         while True:
             self._drain()                    # everything queued so far is in the rebuild
             try:
-                self._handle(list(), await asyncio.to_thread(self.proxier.sync_all))
+                self._handle(list(), await self._timed(self.proxier.sync_all))
                 return
             except NftError as e:
                 log.error("cannot write the table %s: %s; retrying", self.proxier.config.table, e)
@@ -171,11 +174,19 @@ class ProxyServer:
             while (key := self.queue.get_nowait()) is not None:
                 keys.append(key)
             services = [k for k in keys if k != CHECK_TABLE]
-            result = await asyncio.to_thread(self.proxier.sync, services) if services else SyncResult()
+            result = await self._timed(self.proxier.sync, services) if services else SyncResult()
             self._handle(services, result)
             if CHECK_TABLE in keys:
                 self.queue.done(CHECK_TABLE)
                 await self._check_table()
+
+    async def _timed(self, sync, *args) -> SyncResult:
+        """``sync(*args)`` in a thread; its time in the metrics when it did not raise."""
+        started = time.perf_counter()
+        result = await asyncio.to_thread(sync, *args)
+        if self.metrics is not None:
+            self.metrics.synced(time.perf_counter() - started)
+        return result
 
     def _handle(self, keys: list[str], result: SyncResult) -> None:
         for key in keys:

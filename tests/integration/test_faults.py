@@ -118,7 +118,8 @@ ANNOTATION = "pkube.test/counter"
 
 
 async def increment(client: AsyncApiClient, name: str, conflicts: list) -> None:
-    """GET, +1, PUT with the resourceVersion read; on 409 Conflict, again after a short jittered wait."""
+    """GET, +1, PUT with the resourceVersion read; on 409 Conflict, again after a jittered,
+    exponentially growing wait (so that 20 writers of one object do not keep colliding)."""
     attempt = 0
     while True:
         cm = await client.get(CONFIGMAPS, name, NAMESPACE)
@@ -130,7 +131,7 @@ async def increment(client: AsyncApiClient, name: str, conflicts: list) -> None:
         except Conflict:
             conflicts.append(1)
             attempt += 1
-            await asyncio.sleep(random.uniform(0, min(0.002 * attempt, 0.02)))
+            await asyncio.sleep(random.uniform(0, min(0.001 * 2 ** attempt, 0.05)))
 
 
 async def increments(url: str, name: str, conflicts: list) -> None:
@@ -150,6 +151,7 @@ def test_20_clients_incrementing_one_annotation_with_retry_on_conflict_count_exa
             api.create(CONFIGMAPS, configmap("counter"), NAMESPACE)
             conflicts: list = []
             asyncio.run(increments(url, "counter", conflicts))
+            print(f"{len(conflicts)} conflicts for {CLIENTS * PER_CLIENT} increments")
             final = api.get(CONFIGMAPS, "counter", NAMESPACE)["metadata"]["annotations"][ANNOTATION]
         assert final == str(CLIENTS * PER_CLIENT)
         assert conflicts                    # the clients did race
