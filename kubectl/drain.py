@@ -225,7 +225,7 @@ class Drainer:
         deadline = time.monotonic() + (self.options.timeout or NO_TIMEOUT_SECONDS)
         removed, waiting = [], list(pods)
         while waiting:
-            outcomes = [(pod, self._evict(pod, deadline)) for pod in waiting]
+            outcomes = [(pod, self.evict(pod, deadline)) for pod in waiting]
             removed += [pod for pod, outcome in outcomes if outcome == "done"]
             waiting = [pod for pod, outcome in outcomes if outcome == "retry"]
             if waiting:
@@ -253,9 +253,10 @@ class Drainer:
                 self._say(f"pod/{pod['metadata']['name']}", self.err)
         raise CliError(failure_text(self.node, errors))
 
-    def _evict(self, pod: dict, deadline: float) -> str:
-        """Ask once for the pod to go: "done", "retry" (a budget holds it back: 429), or
-        "failed" (the error kept; also once ``deadline`` has passed)."""
+    def evict(self, pod: dict, deadline: float) -> str:
+        """Ask once for one pod to go (what drain does for each pod it removes): "done",
+        "retry" (a budget holds it back: 429), or "failed" (the error kept; also once
+        ``deadline`` has passed)."""
         from client.errors import ApiError, NotFound
 
         meta = pod["metadata"]

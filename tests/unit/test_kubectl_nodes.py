@@ -126,7 +126,7 @@ class NoEvictionServer:
 def test_without_the_eviction_subresource_drain_deletes_with_the_grace_period(code):
     server, err = NoEvictionServer(code), io.StringIO()
     drainer = Drainer(server, "n1", DrainOptions(grace_period=5), io.StringIO(), err)
-    assert drainer._evict(server.pods["web"], deadline=1e12) == "done"
+    assert drainer.evict(server.pods["web"], deadline=1e12) == "done"
     assert server.deleted == [("web", 5)] and drainer.use_delete
     assert err.getvalue() == f"the server does not serve pods/eviction (HTTP {code}): deleting pods instead\n"
 
@@ -135,12 +135,12 @@ def test_an_eviction_404_for_a_pod_already_gone_is_success():
     server = NoEvictionServer(404)
     gone = server.pods.pop("web")
     drainer = Drainer(server, "n1", DrainOptions(grace_period=5), io.StringIO(), io.StringIO())
-    assert drainer._evict(gone, deadline=1e12) == "done" and not drainer.use_delete and server.deleted == []
+    assert drainer.evict(gone, deadline=1e12) == "done" and not drainer.use_delete and server.deleted == []
 
 
 def test_other_eviction_errors_are_kept_for_the_report():
     server = NoEvictionServer(500)
     drainer = Drainer(server, "n1", DrainOptions(grace_period=5), io.StringIO(), io.StringIO())
-    assert drainer._evict(server.pods["web"], deadline=1e12) == "failed"
+    assert drainer.evict(server.pods["web"], deadline=1e12) == "failed"
     assert drainer.errors == ['error when evicting pods/"web" -n "default": no']
     assert isinstance(error_for_status(status_for(500, "InternalError", "x")), ApiError)
