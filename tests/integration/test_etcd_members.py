@@ -1,0 +1,59 @@
+"""etcd membership with the real etcdctl (cluster/etcdmembers.py): a fourth member added to a
+running cluster of three catches up with what was written before it came; a member removed
+leaves a cluster that still writes; the same name twice and the last member are refused."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from cluster import etcdmembers
+from cluster.etcd import EtcdProcess, free_port, start_members
+from cluster.up import ClusterError
+from tests.helpers.waiting import wait_for
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    started = start_members(tmp_path / "etcd", 3)
+    extra: list[EtcdProcess] = []
+    try:
+        yield started, extra
+    finally:
+        for member in [*started, *extra]:
+            member.stop()
+
+
+def _etcdctl(endpoint: str, *args: str) -> str:
+    return subprocess.run(["etcdctl", "--endpoints", endpoint, *args], capture_output=True, text=True,
+                          timeout=20, check=True).stdout
+
+
+def test_a_member_added_catches_up_and_a_removed_one_leaves_a_working_cluster(cluster, tmp_path):
+    members, extra = cluster
+    endpoints = [m.endpoint for m in members]
+    _etcdctl(endpoints[0], "put", "/before", "1")
+    newcomer = EtcdProcess(tmp_path / "etcd" / "etcd3", name="etcd3", log_path=tmp_path / "etcd3.log",
+                           client_port=free_port(), peer_port=free_port(), existing=True)
+    newcomer.initial_cluster = etcdmembers.add(endpoints, "etcd3", newcomer.peer_url)
+    extra.append(newcomer.launch())
+    newcomer.wait_healthy(30)
+    assert sorted(m.name for m in etcdmembers.members(endpoints)) == ["etcd0", "etcd1", "etcd2", "etcd3"]
+    wait_for(lambda: _etcdctl(newcomer.endpoint, "get", "/before", "--consistency=s", "--print-value-only") == "1\n",
+             timeout=20)
+    removed = etcdmembers.remove([newcomer.endpoint], "etcd0")
+    assert removed.name == "etcd0"
+    members[0].stop()
+    _etcdctl(newcomer.endpoint, "put", "/after", "2")          # 3 of 3 left: a quorum
+    assert sorted(m.name for m in etcdmembers.members([newcomer.endpoint])) == ["etcd1", "etcd2", "etcd3"]
+
+
+def test_a_taken_name_and_an_unknown_member_are_refused_in_one_line(cluster):
+    members, _ = cluster
+    endpoints = [m.endpoint for m in members]
+    with pytest.raises(ClusterError, match="already has a member named etcd1"):
+        etcdmembers.add(endpoints, "etcd1", "http://127.0.0.1:1")
+    with pytest.raises(ClusterError, match="no member named nope"):
+        etcdmembers.remove(endpoints, "nope")
+    assert len(etcdmembers.members(endpoints)) == 3
