@@ -206,7 +206,7 @@ class Runtime:
 
     def create(self, spec: ContainerSpec) -> ContainerState:
         """Record a new container (nothing runs yet). Raises SpecError, Conflict (name in
-        use), images.ImageNotFound."""
+        use), errors.ImageNotFound."""
         spec.validate()
         if spec.name is not None and not valid_name(spec.name):
             raise SpecError(f"Invalid container name ({spec.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
