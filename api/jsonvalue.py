@@ -31,12 +31,15 @@ def dumps(value: Any) -> bytes:
 # What Go's encoding/json escapes that orjson writes as is (json.Encoder's SetEscapeHTML default).
 _GO_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"),
                ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
+_GO_SPECIAL = b"<>&\xe2"      # the bytes those start with (0xe2 leads U+2000..U+2FFF)
 
 
 def go_escaped(body: bytes) -> bytes:
     """Compact JSON ``body`` with the characters Go's encoder escapes (<, >, &, U+2028, U+2029)
     escaped as it does, so bodies read as Kubernetes writes them. They can only occur inside
     strings, so a plain replace is exact."""
+    if len(body.translate(None, _GO_SPECIAL)) == len(body):
+        return body             # the usual case: one C pass, no copy kept
     for raw, escaped in _GO_ESCAPES:
         if raw in body:
             body = body.replace(raw, escaped)

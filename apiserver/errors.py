@@ -158,7 +158,8 @@ def forbidden(message: str) -> ApiError:
 
 
 def internal_error(message: str = "an internal error occurred") -> ApiError:
-    return ApiError(500, "InternalError", f"Internal error occurred: {message}")
+    """errors.go NewInternalError: the error also as the one cause of the details."""
+    return ApiError(500, "InternalError", f"Internal error occurred: {message}", {"causes": [{"message": message}]})
 
 
 def unavailable(message: str) -> ApiError:

@@ -34,7 +34,7 @@ import aetcd  # noqa: E402
 
 from bench import secured  # noqa: E402
 from bench.httpload import Connection, HttpError  # noqa: E402
-from bench.measure import percentile, run_concurrent  # noqa: E402
+from bench.measure import percentile, python_loop_line, run_concurrent  # noqa: E402
 
 from cluster.components import Component, python_module  # noqa: E402
 from cluster.etcd import EtcdProcess, free_port  # noqa: E402
@@ -266,6 +266,7 @@ async def bench_fanout(base: str, etcd_rv: str, watchers: int, events: int) -> t
 async def main_async(args, port: int, etcd: EtcdProcess, api_pid: int, secured_run=None) -> None:
     base = f"http://127.0.0.1:{port}"
     value = json.dumps(pod_body("x" * 10), separators=(",", ":")).encode()
+    print(python_loop_line(), flush=True)   # the anchor: this machine's speed in this run
     print(f"{'measure':<44}{'apiserver':>14}{'raw etcd':>14}{'ratio':>8}")
     meter = CpuMeter(api_pid, etcd.proc.pid)
     for concurrency, total in ((1, args.creates // 4), (50, args.creates)):

@@ -219,3 +219,12 @@ def test_expired_and_too_many_requests():
     assert error_response(too_many_requests()).body == HEAD + (
         b'"message":"Too many requests, please try again later.","reason":"TooManyRequests",'
         b'"details":{"retryAfterSeconds":1},"code":429}\n')
+
+
+def test_go_escaping_of_every_character_go_escapes():
+    # encoding/json's encodeState.string with escapeHTML: <, >, & and U+2028, U+2029 as \u00XX /
+    # \u20XX; other non-ASCII (here U+201C) is written as UTF-8.
+    from api.jsonvalue import go_escaped
+    body = '{"a":"x<y>&\u2028\u2029 \u201c"}'.encode()
+    assert go_escaped(body) == b'{"a":"x\\u003cy\\u003e\\u0026\\u2028\\u2029 ' + "\u201c".encode() + b'"}'
+    assert go_escaped(b'{"a":"plain"}') == b'{"a":"plain"}'
