@@ -72,10 +72,16 @@ class PodNetwork:
         self.queue = WorkQueue(clock=self.clock)
         self.resync_period = resync_period
         self.reported: dict[str, str] = {}       # node -> the problem last reported
-        self.informer.add_handlers(self._changed, lambda _old, _new: self._changed(), self._changed)
+        self.informer.add_handlers(self._changed, self._updated, self._changed)
 
     def _changed(self, *_nodes) -> None:
         self.queue.add(SYNC)
+
+    def _updated(self, old: dict, new: dict) -> None:
+        """Heartbeats change nothing we route by; so does a resync (old is new): a round
+        then repairs what was changed behind our back."""
+        if old is new or podroutes.routing_view(old) != podroutes.routing_view(new):
+            self.queue.add(SYNC)
 
     async def run(self) -> None:
         """Run until cancelled."""

@@ -24,6 +24,7 @@ MODES = (HOST_GW, VXLAN, NONE)
 BACKEND_TYPE = "network.pkube.io/backend-type"      # "vxlan"
 BACKEND_DATA = "network.pkube.io/backend-data"      # {"VNI": 1, "VtepMAC": "0e:70:..."}
 PUBLIC_IP = "network.pkube.io/public-ip"            # the tunnel's address (the node's InternalIP)
+HOLLOW_LABEL = "node.pkube.io/hollow"              # cluster/hollow.py's simulated nodes: no machine to route to
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,9 @@ def backend_annotations(mac: str, vni: int, node_ip: ipaddress.IPv4Address) -> d
 def peers(nodes: list[dict], self_name: str, mode: str) -> tuple[list[Peer], dict[str, str], dict[str, str]]:
     """(the other nodes the network can reach, {node: why not} for those it should reach but
     cannot, {node: what it waits for} for those not ready yet). Nodes without a podCIDR are
-    left out silently (nodeipam has not got to them); a podCIDR overlapping one already
-    taken is refused for the node that sorts later."""
+    left out silently (nodeipam has not got to them), and so are hollow nodes (simulated: no
+    machine, no pods to reach); a podCIDR overlapping one already taken is refused for the
+    node that sorts later."""
     found: list[Peer] = []
     problems: dict[str, str] = {}
     waiting: dict[str, str] = {}
@@ -97,7 +99,7 @@ def peers(nodes: list[dict], self_name: str, mode: str) -> tuple[list[Peer], dic
     for node in sorted(nodes, key=lambda n: (n.get("metadata") or {}).get("name") or ""):
         name = (node.get("metadata") or {}).get("name") or ""
         cidr = pod_cidr(node)
-        if name == self_name or cidr is None:
+        if name == self_name or cidr is None or is_hollow(node):
             continue
         ip = internal_ip(node)
         mac = vtep_mac(node) if mode == VXLAN else None
@@ -112,6 +114,16 @@ def peers(nodes: list[dict], self_name: str, mode: str) -> tuple[list[Peer], dic
             taken[cidr] = name
             found.append(Peer(name, cidr, ip, mac))
     return found, problems, waiting
+
+
+def is_hollow(node: dict) -> bool:
+    return ((node.get("metadata") or {}).get("labels") or {}).get(HOLLOW_LABEL) == "true"
+
+
+def routing_view(node: dict) -> tuple:
+    """What of a Node the pod network depends on: an update that leaves it unchanged (a
+    status heartbeat) needs no round."""
+    return pod_cidr(node), internal_ip(node), vtep_mac(node), is_hollow(node)
 
 
 def wanted_routes(found: list[Peer], mode: str, vxlan_index: Optional[int] = None) -> dict[Route, str]:

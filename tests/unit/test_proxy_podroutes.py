@@ -56,6 +56,16 @@ def test_nodes_without_podcidr_are_skipped_and_broken_ones_reported():
                         "twin": "podCIDR 10.244.0.0/25 of node twin overlaps node a's"}
 
 
+def test_hollow_nodes_are_not_routed_and_heartbeats_change_nothing():
+    hollow = node("h", "10.244.7.0/24", "10.200.9.1")
+    hollow["metadata"]["labels"] = {podroutes.HOLLOW_LABEL: "true"}
+    assert peers([NODES[0], hollow], "a", HOST_GW) == ([], {}, {})
+    beat = node("b", "10.244.1.0/24", "10.200.0.2", "0e:70:0a:c8:00:02")
+    beat["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    assert podroutes.routing_view(beat) == podroutes.routing_view(NODES[1])
+    assert podroutes.routing_view(node("b", "10.244.1.0/24", "10.200.0.9")) != podroutes.routing_view(NODES[1])
+
+
 def test_plan_adds_missing_replaces_changed_and_deletes_only_unwanted_routes():
     want = {Route(NET("10.244.1.0/24"), IP("10.200.0.2")): "b", Route(NET("10.244.2.0/24"), IP("10.200.0.3")): "c"}
     installed = [Route(NET("10.244.1.0/24"), IP("10.200.0.2"), oif=3),        # as the kernel lists it
