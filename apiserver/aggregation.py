@@ -22,7 +22,7 @@ import base64
 import contextlib
 import logging
 import ssl
-from typing import AsyncIterator, Optional
+from typing import Optional
 
 import httpx
 from starlette.requests import Request
@@ -31,6 +31,7 @@ from starlette.responses import Response, StreamingResponse
 from api import meta
 from api.kinds import Registry, version_priority
 from apiserver import errors, tables
+from apiserver.kubelet_proxy import relay
 from apiserver.storage.interface import KeyExists, NotFound, Storage
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ class Aggregator:
             await client.aclose()
             raise errors.unavailable(f"error trying to reach service: {exc}") from None
         passed = {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
-        return StreamingResponse(_relay(client, response), status_code=response.status_code, headers=passed)
+        return StreamingResponse(relay(client, response), status_code=response.status_code, headers=passed)
 
     # ---- discovery
 
@@ -315,17 +316,6 @@ def _endpoint(endpoints: dict, service_port: dict) -> Optional[tuple[str, int]]:
         if port is not None and addresses:
             return addresses[0].get("ip"), port.get("port")
     return None
-
-
-async def _relay(client: httpx.AsyncClient, response: httpx.Response) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in response.aiter_raw():
-            yield chunk
-    except httpx.HTTPError:
-        return
-    finally:
-        await response.aclose()
-        await client.aclose()
 
 
 # kubectl get apiservices: NAME, SERVICE ("Local" or namespace/name), AVAILABLE ("True" or

@@ -101,7 +101,7 @@ class LogProxy:
             await response.aclose()
             await client.aclose()
             raise _kubelet_error(response.status_code, text)
-        return _relay(client, response)
+        return relay(client, response)
 
 
 def _kubelet_error(code: int, text: str) -> errors.ApiError:
@@ -112,7 +112,9 @@ def _kubelet_error(code: int, text: str) -> errors.ApiError:
     return errors.unavailable(f"the kubelet answered {code}: {text}")
 
 
-async def _relay(client: httpx.AsyncClient, response: httpx.Response) -> AsyncIterator[bytes]:
+async def relay(client: httpx.AsyncClient, response: httpx.Response) -> AsyncIterator[bytes]:
+    """The raw body of a streamed ``response``; closes it and its ``client`` when done
+    (or when the peer drops the connection)."""
     try:
         async for chunk in response.aiter_raw():
             yield chunk
