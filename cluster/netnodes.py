@@ -169,19 +169,21 @@ class NetNodes:
                 raise ClusterError(f"node {waiting[0][0].name} did not join within {timeout:.0f}s")
             time.sleep(0.2)
 
-    def stop(self) -> None:
-        """SIGTERM every join at once (each stops its kubelet and proxy and removes its pods),
-        then wait for them (SIGKILL after STOP_TIMEOUT)."""
+    def stop(self) -> list[Component]:
+        """SIGTERM every join at once (each stops its kubelet and proxy and removes its pods,
+        while the caller stops the rest); the joins, which `teardown` waits for."""
         for join in self.joins:
             if join.alive():
                 join.proc.terminate()
-        for join in self.joins:
-            join.stop(STOP_TIMEOUT)
+        return self.joins
 
     def teardown(self) -> None:
-        """Remove what the nodes left (pods of a join that was killed), their namespaces, the
-        bridge and the table. Best effort, each failure logged."""
+        """Once the joins have stopped (SIGKILL after STOP_TIMEOUT), remove what the nodes left
+        (pods of a join that was killed), their namespaces, the bridge and the table. Best
+        effort, each failure logged."""
         from runtime import netlink
+        for join in self.joins:
+            join.stop(STOP_TIMEOUT)
         for node in self.nodes:
             remove_namespace(node, self.log)
         netlink.delete_link(BRIDGE)

@@ -374,10 +374,10 @@ class Cluster:
         """Stop the other nodes, components in reverse order, then etcd; remove the nodes'
         namespaces last. Idempotent."""
         self._stopping = True
-        if self.netnodes is not None:
-            self.netnodes.stop()
+        joins = {id(j) for j in self.netnodes.stop()} if self.netnodes is not None else set()
         for comp in reversed(self.components):
-            comp.stop()
+            if id(comp) not in joins:        # they stop meanwhile, each on its own
+                comp.stop()
         if self.static is not None:
             self.static.stop()
         if self.config.kubelet:
@@ -431,8 +431,7 @@ def _unmount_pod_volumes(pods_dir: Path, log: Callable[[str], None]) -> None:
 
 def _remove_pod_network(state_dir: Path, subnet: str, log: Callable[[str], None]) -> None:
     """The pods' bridge and its nftables table, unless another kubelet's pods hang on it."""
-    attached = Path(f"/sys/class/net/{POD_BRIDGE}/brif")
-    if _sysfs_is_ours() and attached.is_dir() and any(attached.iterdir()):
+    if _has_ports(POD_BRIDGE):
         log(f"left the bridge {POD_BRIDGE}: another kubelet's pods are attached to it")
         return
     from runtime.network import BridgeNetwork
@@ -442,13 +441,12 @@ def _remove_pod_network(state_dir: Path, subnet: str, log: Callable[[str], None]
         log(f"could not remove the pod network: {err}")
 
 
-def _sysfs_is_ours() -> bool:
-    """True when /sys/class/net shows this process's network namespace (not so for a node
-    in a namespace of its own under `nsenter --net`: sysfs shows the host's)."""
-    try:
-        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
-    except OSError:
-        return True
+def _has_ports(bridge: str) -> bool:
+    """True when interfaces are attached to `bridge` in this process's network namespace
+    (`ip link show master`: netlink, unlike /sys/class/net, which shows the namespace sysfs
+    was mounted in, the host's for a node under `nsenter --net`)."""
+    done = subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True, timeout=10)
+    return done.returncode == 0 and bool(done.stdout.strip())
 
 
 def _try(log: Callable[[str], None], what: str, fn, *args, **kwargs) -> None:
