@@ -5,16 +5,18 @@ Per DaemonSet key, ``reconcile``:
    current template's revision gives the hash new pods carry in
    ``controller-revision-hash``;
 2. maps pods to nodes (``spec.nodeName``, or for a pod not yet bound the node
-   its required affinity names) and, unless the set is being deleted or its
-   expectations (creates and deletes issued but not yet seen) are pending,
-   ``manage`` decides per node, as Kubernetes' podsShouldBeOnNode does: a node
+   its required affinity names) and, unless the set is being deleted,
+   ``plan`` decides per node, as Kubernetes' podsShouldBeOnNode does, except on
+   nodes with creates or deletes issued but not yet seen in the cache
+   (``NodeExpectations``: pending nodes count as unavailable; the other nodes
+   are acted on without waiting for the cache to show every earlier write): a node
    that should run the pod and has none gets one; failed pods are deleted;
    extra pods beyond one (two while surging) go; pods on nodes that should
    not keep them (or that no longer exist) go; then RollingUpdate replaces old
    pods within maxUnavailable (delete old, then the node gets a new one) or
    maxSurge (a new pod next to the old one, the old one deleted once the new
    one is available); OnDelete only replaces pods the user deletes;
-3. writes status (desiredNumberScheduled, currentNumberScheduled,
+3. writes status, while the pod writes are in flight (desiredNumberScheduled, currentNumberScheduled,
    numberReady, numberAvailable, numberUnavailable, updatedNumberScheduled,
    numberMisscheduled, observedGeneration);
 4. deletes revisions beyond revisionHistoryLimit no pod uses.
@@ -35,16 +37,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+from dataclasses import dataclass, field
 from typing import Optional
 
 from api.selectors import (DOES_NOT_EXIST, EXISTS, GREATER, IN, LESS, NOT_IN, LabelSelector, SelectorError,
                            label_selector_from_dict, make_requirement, spec_selector_selects)
 from api.tolerations import tolerated
+from client.clock import Clock
 from client.errors import NotFound
 from client.resources import DAEMONSETS, NODES, PODS
 from client.store import index_by_namespace, object_key
 from controllers import history
-from controllers.base import Controller, ControllerContext, Expectations, PermanentError
+from controllers.base import Controller, ControllerContext, PermanentError
 from controllers.deployment_util import scaled_value
 from controllers.podcontrol import (CONTROLLER_INDEX, available_in, claim, claim_candidates, controller_ref,
                                     index_by_controller, is_ready, owner_reference, slow_start)
@@ -60,6 +64,7 @@ NETWORK_UNAVAILABLE = "node.kubernetes.io/network-unavailable"
 HARD_EFFECTS = ("NoSchedule", "NoExecute")
 DEFAULT_BURST = 500
 FIRST_BATCH = 16        # creates in the first slow-start batch (then 32, 64, ...)
+EXPECTATIONS_TIMEOUT = 300.0
 
 
 # -- which nodes run a daemon pod (pure) ---------------------------------------------------
@@ -132,10 +137,10 @@ def target_node(pod: dict) -> Optional[str]:
     required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
                 .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
     for term in required.get("nodeSelectorTerms") or []:
-        for field in term.get("matchFields") or []:
-            if field.get("key") == "metadata.name" and field.get("operator") == "In" and \
-                    len(field.get("values") or []) == 1:
-                return field["values"][0]
+        for expr in term.get("matchFields") or []:
+            if expr.get("key") == "metadata.name" and expr.get("operator") == "In" and \
+                    len(expr.get("values") or []) == 1:
+                return expr["values"][0]
     return None
 
 
@@ -259,14 +264,16 @@ class EligibilityCache:
 
 
 def manage_plan(runs: dict[str, tuple[bool, bool]], by_node: dict[str, list[dict]], digest: str,
-                surge: bool) -> Plan:
+                surge: bool, pending: frozenset = frozenset()) -> Plan:
     """Per node (``runs`` from ``eligibility``), what Kubernetes' podsShouldBeOnNode does;
-    pods of nodes that do not exist go."""
+    pods of nodes that do not exist go. ``pending`` nodes (writes not yet in the cache) are left alone."""
     plan = Plan()
     for node_name, pods in by_node.items():
-        if node_name not in runs:
+        if node_name not in runs and node_name not in pending:
             plan.drop(pods, force=True)
     for node_name, (should_run, should_continue) in runs.items():
+        if node_name in pending:
+            continue
         pods = by_node.get(node_name, [])
         if should_run and not pods:
             plan.create.append(node_name)
@@ -286,6 +293,57 @@ def _surplus_while_surging(running: list[dict], digest: str) -> list[dict]:
     return [p for p in running if p is not keep_new and p is not keep_old]
 
 
+@dataclass
+class _Pending:
+    creates: int = 0
+    deletes: set = field(default_factory=set)
+    since: float = 0.0
+
+
+class NodeExpectations:
+    """Pod creates and deletes a DaemonSet's passes issued that the cache has not shown yet, per
+    set and node: Kubernetes' expectations, kept per node instead of per set. A pass leaves
+    a pending node alone (it counts as unavailable) and acts on the other nodes at once, instead
+    of waiting until the cache has caught up with every write of the previous pass. A create is
+    seen when a pod of the set for the node is added; a delete when the pod shows a
+    deletionTimestamp or is gone. A record older than ``timeout`` seconds no longer holds."""
+
+    def __init__(self, clock: Clock, timeout: float = EXPECTATIONS_TIMEOUT):
+        self.clock, self.timeout = clock, timeout
+        self._sets: dict[str, dict[str, _Pending]] = {}
+
+    def expect(self, key: str, node: str, creates: int = 0, deletes=()) -> None:
+        """Record writes about to be issued for ``node`` (before issuing them)."""
+        record = self._sets.setdefault(key, {}).setdefault(node, _Pending())
+        record.creates += creates
+        record.deletes.update(deletes)
+        record.since = self.clock.now()
+
+    def created(self, key: str, node: Optional[str]) -> None:
+        """A create for ``node`` is seen (or failed)."""
+        record = self._sets.get(key, {}).get(node)
+        if record is not None and record.creates > 0:
+            record.creates -= 1
+
+    def deleted(self, key: str, node: Optional[str], pod_key: str) -> None:
+        """The deletion of ``pod_key`` is seen (or failed)."""
+        record = self._sets.get(key, {}).get(node)
+        if record is not None:
+            record.deletes.discard(pod_key)
+
+    def pending(self, key: str) -> frozenset:
+        """The nodes of ``key`` with writes not yet seen (settled and expired records are dropped)."""
+        nodes = self._sets.get(key, {})
+        now = self.clock.now()
+        for node in [n for n, r in nodes.items()
+                     if (r.creates <= 0 and not r.deletes) or now - r.since > self.timeout]:
+            del nodes[node]
+        return frozenset(nodes)
+
+    def forget(self, key: str) -> None:
+        self._sets.pop(key, None)
+
+
 # -- the controller ----------------------------------------------------------------------
 
 class DaemonSetController(Controller):
@@ -294,7 +352,7 @@ class DaemonSetController(Controller):
     def __init__(self, ctx: ControllerContext, workers: int = 2, burst: int = DEFAULT_BURST):
         super().__init__(ctx, workers)
         self.burst = burst
-        self.expectations = Expectations(ctx.clock)
+        self.expectations = NodeExpectations(ctx.clock)
         self.eligibility = EligibilityCache()
         self.sets = ctx.informers.informer(DAEMONSETS, {"namespace": index_by_namespace})
         self.pods = ctx.informers.informer(PODS, {CONTROLLER_INDEX: index_by_controller})
@@ -326,15 +384,15 @@ class DaemonSetController(Controller):
             self._enqueue_matching(pod)
             return
         if pod["metadata"].get("deletionTimestamp"):
-            self.expectations.observed_delete(key, object_key(pod))
+            self.expectations.deleted(key, target_node(pod), object_key(pod))
         else:
-            self.expectations.observed_add(key)
+            self.expectations.created(key, target_node(pod))
         self.queue.add(key)
 
     def _pod_updated(self, old: dict, new: dict) -> None:
         key = self._owner_key(new)
         if new["metadata"].get("deletionTimestamp") and key is not None:
-            self.expectations.observed_delete(key, object_key(new))
+            self.expectations.deleted(key, target_node(new), object_key(new))
         old_key = self._owner_key(old)
         if old_key is not None and old_key != key:
             self.queue.add(old_key)
@@ -346,7 +404,7 @@ class DaemonSetController(Controller):
     def _pod_deleted(self, pod: dict) -> None:
         key = self._owner_key(pod)
         if key is not None:
-            self.expectations.observed_delete(key, object_key(pod))
+            self.expectations.deleted(key, target_node(pod), object_key(pod))
             self.queue.add(key)
 
     def _node_changed(self, node: dict) -> None:
@@ -384,8 +442,11 @@ class DaemonSetController(Controller):
         runs = self.eligibility.runs(key, ds, self.nodes.store.list())
         by_node = self._by_node(pods)
         steps = [self.write_status(ds, runs, by_node, digest)]
-        if self.expectations.satisfied(key) and not ds["metadata"].get("deletionTimestamp"):
-            steps.append(self.manage(key, ds, runs, by_node, digest))
+        if not ds["metadata"].get("deletionTimestamp"):
+            plan = self.plan(ds, runs, by_node, digest, self.expectations.pending(key))
+            if plan.create or plan.delete:
+                self.expect(key, plan)       # before anything yields: the handlers see what is expected
+                steps.append(self.sync_nodes(key, ds, plan, digest))
         # the status (of what the cache shows now) is written while the pods' writes go
         failures = [r for r in await asyncio.gather(*steps, return_exceptions=True) if isinstance(r, Exception)]
         if failures:
@@ -407,20 +468,29 @@ class DaemonSetController(Controller):
                 by_node.setdefault(node, []).append(pod)
         return by_node
 
-    async def manage(self, key: str, ds: dict, runs: dict, by_node: dict, digest: str) -> None:
-        """One pass: the per-node plan, then the rolling update's, carried out together."""
+    def plan(self, ds: dict, runs: dict, by_node: dict, digest: str, pending: frozenset) -> Plan:
+        """One pass's writes: the per-node plan, then the rolling update's, on the nodes that are
+        not ``pending``."""
         rolling = self._strategy(ds) == "RollingUpdate"
         eligible = [name for name, (should_run, _) in runs.items() if should_run]
-        plan = manage_plan(runs, by_node, digest, rolling and rolling_params(ds, len(eligible))[0] > 0)
+        plan = manage_plan(runs, by_node, digest, rolling and rolling_params(ds, len(eligible))[0] > 0, pending)
+        plan.create = plan.create[:self.burst]
         if rolling:
-            self.rolling_update(ds, eligible, by_node, digest, plan)
-        await self.sync_nodes(key, ds, plan, digest)
+            self.rolling_update(ds, eligible, by_node, digest, plan, pending)
+        return plan
+
+    def expect(self, key: str, plan: Plan) -> None:
+        for node in plan.create:
+            self.expectations.expect(key, node, creates=1)
+        for pod_key, pod in plan.delete.items():
+            self.expectations.expect(key, target_node(pod), deletes=[pod_key])
 
     @staticmethod
     def _strategy(ds: dict) -> str:
         return (ds["spec"].get("updateStrategy") or {}).get("type") or "RollingUpdate"
 
-    def rolling_update(self, ds: dict, eligible: list[str], by_node: dict, digest: str, plan: Plan) -> None:
+    def rolling_update(self, ds: dict, eligible: list[str], by_node: dict, digest: str, plan: Plan,
+                       pending: frozenset) -> None:
         """Add to ``plan`` the old pods to replace (and, surging, the nodes to get a new pod
         next to their old one) — Kubernetes' rollingUpdate over the ``eligible`` nodes."""
         surge, unavailable = rolling_params(ds, len(eligible))
@@ -429,51 +499,54 @@ class DaemonSetController(Controller):
         def available(pod):
             return available_in(pod, min_ready, now) == 0.0
         if surge == 0:
-            plan.drop(pods_to_replace(eligible, by_node, digest, unavailable, available))
+            plan.drop(pods_to_replace(eligible, by_node, digest, unavailable, available, pending))
         else:
-            create, delete = surge_moves(eligible, by_node, digest, surge, available)
+            create, delete = surge_moves(eligible, by_node, digest, surge, available, pending)
             plan.deletes_first = bool(delete)
             plan.create += [n for n in create if n not in plan.create]
             plan.drop(delete)
 
     async def sync_nodes(self, key: str, ds: dict, plan: Plan, digest: str) -> None:
-        """Carry out ``plan``: deletes all at once while creates go in slow-start batches (at
-        most ``burst`` per pass, the first batch ``FIRST_BATCH``; they are on other nodes, so
-        neither waits for the other unless ``plan.deletes_first``); expectations cover both so
-        the next pass waits for the cache."""
-        creates = plan.create[:self.burst]
-        victims = list(plan.delete.values())
-        if not creates and not victims:
-            return
-        self.expectations.expect(key, adds=len(creates), deletes=list(plan.delete))
-        pending = iter(creates)
-        namespace = ds["metadata"]["namespace"]
-        deleting = asyncio.gather(*(self._delete(p, object_key(p) in plan.force) for p in victims),
-                                  return_exceptions=True)
+        """Carry out ``plan`` (its writes already expected): deletes all at once while creates
+        go in slow-start batches (the first ``FIRST_BATCH``; they are on other nodes, so
+        neither waits for the other unless ``plan.deletes_first``). A write that fails, or is
+        never issued after a failed batch, is no longer expected; the first error is raised."""
+        victims = list(plan.delete.items())
+        deleting = asyncio.gather(*(self._delete(key, pod_key, pod, pod_key in plan.force)
+                                    for pod_key, pod in victims), return_exceptions=True)
         if plan.deletes_first:
             await asyncio.wait([deleting])
+        nodes = iter(plan.create)
+
+        async def create_next() -> dict:
+            node = next(nodes)
+            try:
+                return await self.client.create(PODS, new_pod(ds, node, digest), ds["metadata"]["namespace"])
+            except Exception:
+                self.expectations.created(key, node)
+                raise
         (created, error), results = await asyncio.gather(
-            slow_start(len(creates), lambda: self.client.create(PODS, new_pod(ds, next(pending), digest), namespace),
-                       initial=FIRST_BATCH),
-            deleting)
-        for pod_key, result in zip(plan.delete, results):
-            if isinstance(result, Exception):
-                self.expectations.observed_delete(key, pod_key)
-        for _ in range(len(creates) - created):
-            self.expectations.observed_add(key)
+            slow_start(len(plan.create), create_next, initial=FIRST_BATCH), deleting)
+        for node in nodes:
+            self.expectations.created(key, node)
         if created:
             self.ctx.recorder.emit(ds, "Normal", "SuccessfulCreate", f"Created {created} daemon pod(s)")
         errors = [r for r in results if isinstance(r, Exception)]
         if errors or error is not None:
             raise error or errors[0]
 
-    async def _delete(self, pod: dict, force: bool) -> None:
+    async def _delete(self, key: str, pod_key: str, pod: dict, force: bool) -> None:
+        """Delete ``pod`` (at once when ``force``); gone already counts as done, a failure is
+        no longer expected and raised."""
         meta = pod["metadata"]
         try:
             await self.client.delete(PODS, meta["name"], meta["namespace"],
                                      grace_period_seconds=0 if force else None)
         except NotFound:
-            pass
+            self.expectations.deleted(key, target_node(pod), pod_key)
+        except Exception:
+            self.expectations.deleted(key, target_node(pod), pod_key)
+            raise
 
     async def write_status(self, ds: dict, runs: dict, by_node: dict, digest: str) -> None:
         status, wait = daemon_set_status(ds, runs, by_node, digest, self.clock.wall())
@@ -486,11 +559,15 @@ class DaemonSetController(Controller):
 
 
 def pods_to_replace(eligible: list[str], by_node: dict[str, list[dict]], digest: str, max_unavailable: int,
-                    available) -> list[dict]:
+                    available, pending: frozenset = frozenset()) -> list[dict]:
     """RollingUpdate without surge: old pods of ``eligible`` nodes to delete so that at most
-    ``max_unavailable`` nodes are without an available pod; unavailable old pods always go."""
+    ``max_unavailable`` nodes are without an available pod; unavailable old pods always go.
+    ``pending`` nodes (a pod being created or deleted, not yet in the cache) count as unavailable."""
     unavailable, broken, candidates = 0, [], []
     for node_name in sorted(eligible):
+        if node_name in pending:
+            unavailable += 1
+            continue
         new, old, ok = split_by_revision(by_node.get(node_name, []), digest)
         if not ok or (new is None) == (old is None):
             unavailable += 1                     # being created, deleted or cleaned up
@@ -505,13 +582,14 @@ def pods_to_replace(eligible: list[str], by_node: dict[str, list[dict]], digest:
 
 
 def surge_moves(eligible: list[str], by_node: dict[str, list[dict]], digest: str, max_surge: int,
-                available) -> tuple[list[str], list[dict]]:
+                available, pending: frozenset = frozenset()) -> tuple[list[str], list[dict]]:
     """RollingUpdate with surge: (nodes to get a new pod next to their old one, old pods whose
-    new pod is available). At most ``max_surge`` new pods are unavailable at a time."""
+    new pod is available). At most ``max_surge`` new pods are unavailable at a time;
+    ``pending`` nodes (writes not yet in the cache) count as surging."""
     surging, allowed, candidates, done = 0, [], [], []
     for node_name in eligible:
         new, old, ok = split_by_revision(by_node.get(node_name, []), digest)
-        if not ok:
+        if node_name in pending or not ok:
             surging += 1
         elif old is None:
             continue

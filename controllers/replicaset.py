@@ -52,8 +52,7 @@ class ReplicaSetController(Controller):
         self.burst = burst
         self.expectations = Expectations(ctx.clock)
         self.rs_informer = ctx.informers.informer(self.resource, {"namespace": index_by_namespace})
-        self.pod_informer = ctx.informers.informer(PODS, {"namespace": index_by_namespace,
-                                                          CONTROLLER_INDEX: index_by_controller})
+        self.pod_informer = ctx.informers.informer(PODS, {CONTROLLER_INDEX: index_by_controller})
         self.rs_informer.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
         self.pod_informer.add_handlers(self._pod_added, self._pod_updated, self._pod_deleted)
 

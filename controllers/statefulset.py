@@ -44,8 +44,9 @@ from client.errors import AlreadyExists, NotFound
 from client.resources import PERSISTENTVOLUMECLAIMS, PODS, STATEFULSETS
 from client.store import index_by_namespace, object_key
 from controllers import history
-from controllers.base import Controller, ControllerContext, PermanentError, split_key
-from controllers.podcontrol import available_in, claim, controller_ref, is_ready, owner_reference
+from controllers.base import Controller, ControllerContext, PermanentError
+from controllers.podcontrol import (CONTROLLER_INDEX, available_in, claim, claim_candidates, controller_ref,
+                                    index_by_controller, is_ready, owner_reference)
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +257,8 @@ class StatefulSetController(Controller):
     def __init__(self, ctx: ControllerContext, workers: int = 5):
         super().__init__(ctx, workers)
         self.sets = ctx.informers.informer(STATEFULSETS, {"namespace": index_by_namespace})
-        self.pods = ctx.informers.informer(PODS, {"namespace": index_by_namespace})
-        self.revisions = ctx.informers.informer(history.CONTROLLER_REVISIONS, {"namespace": index_by_namespace})
+        self.pods = ctx.informers.informer(PODS, {CONTROLLER_INDEX: index_by_controller})
+        self.revisions = ctx.informers.informer(history.CONTROLLER_REVISIONS, {CONTROLLER_INDEX: index_by_controller})
         self.sets.add_handlers(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
         self.pods.add_handlers(self._pod_changed, lambda old, new: self._pod_updated(old, new),
                                self._pod_changed)
@@ -302,11 +303,9 @@ class StatefulSetController(Controller):
             selector = label_selector_from_dict(sts["spec"].get("selector"))
         except SelectorError as err:
             raise PermanentError(f"invalid selector: {err}") from None
-        namespace, _ = split_key(key)
-        pods = await claim(self.client, PODS, sts, self.pods.store.by_index("namespace", namespace),
+        pods = await claim(self.client, PODS, sts, claim_candidates(self.pods.store, sts),
                            lambda p: is_member(sts, p) and selector.matches(p["metadata"].get("labels")))
-        revisions = await history.claim_revisions(self.client, sts,
-                                                  self.revisions.store.by_index("namespace", namespace))
+        revisions = await history.claim_revisions(self.client, sts, claim_candidates(self.revisions.store, sts))
         update, revisions = await history.sync_revisions(self.client, STATEFULSETS, sts, revisions)
         named = (sts.get("status") or {}).get("currentRevision")
         current = next((r for r in revisions if r["metadata"]["name"] == named), update)

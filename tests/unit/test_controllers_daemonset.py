@@ -5,6 +5,7 @@ import datetime as dt
 
 import pytest
 
+from client.clock import FakeClock
 from controllers import daemonset as d
 from controllers import history
 
@@ -109,6 +110,38 @@ def test_pods_to_replace_respects_max_unavailable_and_replaces_unavailable_old_p
     assert [p["metadata"]["name"] for p in chosen] == ["c", "a", "b"]
     chosen = d.pods_to_replace(["a", "b", "c", "d", "e"], by_node, "new", 2, available)   # e has none yet
     assert [p["metadata"]["name"] for p in chosen] == ["c", "a"]
+
+
+def test_nodes_with_writes_not_yet_seen_are_left_alone_and_count_as_unavailable():
+    the_ds = ds()
+    nodes = [node("a"), node("b"), node("c")]
+    by_node = {"b": [pod("b1", "b", "old")], "c": [pod("c1", "c", "old")]}
+    plan = d.manage_plan(d.eligibility(the_ds, nodes), by_node, "new", surge=False, pending=frozenset({"a"}))
+    assert plan.create == []                        # a's pod is being created: not a second one
+
+    def available(p):
+        return True
+    chosen = d.pods_to_replace(["a", "b", "c"], by_node, "new", 2, available, pending=frozenset({"a"}))
+    assert [p["metadata"]["name"] for p in chosen] == ["b1"]            # a takes one of the two
+    chosen = d.pods_to_replace(["a", "b", "c"], by_node, "new", 2, available, pending=frozenset({"a", "b"}))
+    assert chosen == []
+
+
+def test_node_expectations_hold_a_node_until_its_writes_are_seen_or_expire():
+    clock = FakeClock()
+    expectations = d.NodeExpectations(clock, timeout=60)
+    expectations.expect("ns/agent", "a", creates=1)
+    expectations.expect("ns/agent", "b", deletes=["ns/b1"])
+    assert expectations.pending("ns/agent") == {"a", "b"}
+    expectations.created("ns/agent", "a")
+    expectations.deleted("ns/agent", "b", "ns/other")
+    assert expectations.pending("ns/agent") == {"b"}
+    expectations.deleted("ns/agent", "b", "ns/b1")
+    assert expectations.pending("ns/agent") == set()
+    expectations.expect("ns/agent", "c", creates=1)
+    clock.advance(61)
+    assert expectations.pending("ns/agent") == set()
+    assert expectations.pending("ns/unknown") == set()
 
 
 def test_surge_moves_add_new_pods_within_the_surge_and_delete_old_ones_once_replaced():
