@@ -288,7 +288,7 @@ class Routing:
             raise NetlinkError(f"add {address} to {name}: no interface {name}", 19)
         try:
             self.request(netlink.RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL,
-                         netlink._address_body(index, address), f"add {address} to {name}")
+                         netlink.address_body(index, address), f"add {address} to {name}")
         except NetlinkError as e:
             if e.errno != 17:               # EEXIST
                 raise

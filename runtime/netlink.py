@@ -111,7 +111,8 @@ def parse_ack(data: bytes, seq: int) -> int | None:
 
 # ---- the socket ------------------------------------------------------------------------------
 
-def _address_body(index: int, address: ipaddress.IPv4Interface) -> bytes:
+def address_body(index: int, address: ipaddress.IPv4Interface) -> bytes:
+    """The RTM_NEWADDR / RTM_DELADDR body giving interface `index` `address`."""
     body = IFADDRMSG.pack(socket.AF_INET, address.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
     body += attr(IFA_LOCAL, address.ip.packed) + attr(IFA_ADDRESS, address.ip.packed)
     if address.network.prefixlen < 31:
@@ -171,10 +172,10 @@ class RtNetlink:
         self.request(RTM_DELLINK, 0, ifinfo(index), what)
 
     def add_address(self, index: int, address: ipaddress.IPv4Interface, what: str) -> None:
-        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, _address_body(index, address), what)
+        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, address_body(index, address), what)
 
     def delete_address(self, index: int, address: ipaddress.IPv4Interface, what: str) -> None:
-        self.request(RTM_DELADDR, 0, _address_body(index, address), what)
+        self.request(RTM_DELADDR, 0, address_body(index, address), what)
 
     def add_default_route(self, gateway: ipaddress.IPv4Address, what: str) -> None:
         body = RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
