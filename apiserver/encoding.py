@@ -35,6 +35,10 @@ def json_response(obj: Any, status_code: int = 200, headers: dict | None = None)
 
 
 def error_response(err: errors.ApiError) -> Response:
+    """The Status of ``err`` (or, for a PlainTextError, what Go's http.Error writes)."""
+    if isinstance(err, errors.PlainTextError):
+        return Response(err.message + "\n", err.code, media_type="text/plain",
+                        headers={"X-Content-Type-Options": "nosniff", **err.headers})
     return json_response(err.status(), err.code)
 
 

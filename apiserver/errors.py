@@ -43,6 +43,16 @@ class ApiError(Exception):
         return body
 
 
+class PlainTextError(ApiError):
+    """An error kube-apiserver answers with ``http.Error`` (its message, a newline, text/plain)
+    rather than a Status: the 429 of the max-in-flight and priority-and-fairness filters.
+    ``headers`` go with it."""
+
+    def __init__(self, code: int, reason: str, message: str, headers: Optional[dict] = None):
+        super().__init__(code, reason, message)
+        self.headers = headers or {}
+
+
 def status_details(details: dict) -> dict:
     """``details`` as metav1.StatusDetails encodes: name, group, kind, uid, causes,
     retryAfterSeconds, empty ones left out; each cause as reason, message, field."""

@@ -2,7 +2,7 @@
 
 At most ``max_read_only`` read-only requests (get, list) and ``max_mutating`` others
 (create, update, patch, delete...) are served at once; the next one is answered at once
-with 429 TooManyRequests, ``Retry-After: 1`` and Kubernetes' message, rather than queued
+with 429, ``Retry-After: 1`` and Kubernetes' plain-text message, rather than queued
 (clients retry: client-go, kubectl and our client honour Retry-After). Long-running
 requests (watch, proxy, exec, attach, port-forward, logs) are not counted, as upstream;
 instead each user may hold at most ``max_watches_per_user`` watches at once. As upstream,
@@ -32,8 +32,15 @@ UNAUTHENTICATED = ""       # the watch counter's key when the apiserver runs wit
 Release = Callable[[], None]
 
 
-def too_many_requests(message: str = MESSAGE) -> errors.ApiError:
-    """The 429 Status (its ``details.retryAfterSeconds`` matches the Retry-After header)."""
+def too_many_requests() -> errors.ApiError:
+    """The in-flight limit's 429 as kube-apiserver's filter writes it (maxinflight.go
+    tooManyRequests: http.Error, text/plain, Retry-After)."""
+    return errors.PlainTextError(429, "TooManyRequests", MESSAGE, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def too_many_watches(message: str) -> errors.ApiError:
+    """pkube's own per-user watch cap: a 429 Status (its ``details.retryAfterSeconds`` matches
+    the Retry-After header)."""
     return errors.ApiError(429, "TooManyRequests", message, {"retryAfterSeconds": RETRY_AFTER_SECONDS})
 
 
@@ -70,7 +77,7 @@ class InflightLimiter:
             return _nothing
         who = user.name if user is not None else UNAUTHENTICATED
         if self.watches[who] >= self.max_watches_per_user:
-            raise too_many_requests(f"Too many watches for user {who or 'unauthenticated'}: "
+            raise too_many_watches(f"Too many watches for user {who or 'unauthenticated'}: "
                                     f"at most {self.max_watches_per_user} at once, please try again later.")
         self.watches[who] += 1
         return self._release_once(lambda: self._end_watch(who))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import pytest
 
 from apiserver import errors
+from apiserver import eviction as evictions
 from apiserver.auth.attributes import non_resource_attributes, resource_attributes
 from apiserver.auth.authorizer import forbidden
 from apiserver.auth.user import UserInfo
@@ -214,17 +215,17 @@ def test_expired_and_too_many_requests():
         b'{"type":"ERROR","object":' + HEAD + b'"message":"too old resource version: 1 (5)","reason":"Expired",'
         b'"code":410}}\n')
     assert error_response(errors.gone("gone")).body == HEAD + b'"message":"gone","reason":"Gone","code":410}\n'
-    # errors.go NewTooManyRequests(message, 1): Details{RetryAfterSeconds: 1}, as an eviction
-    # refused by a budget and pkube's in-flight limit answer.
-    assert error_response(too_many_requests()).body == HEAD + (
-        b'"message":"Too many requests, please try again later.","reason":"TooManyRequests",'
-        b'"details":{"retryAfterSeconds":1},"code":429}\n')
-
-
-def test_go_escaping_of_every_character_go_escapes():
-    # encoding/json's encodeState.string with escapeHTML: <, >, & and U+2028, U+2029 as \u00XX /
-    # \u20XX; other non-ASCII (here U+201C) is written as UTF-8.
-    from api.jsonvalue import go_escaped
-    body = '{"a":"x<y>&\u2028\u2029 \u201c"}'.encode()
-    assert go_escaped(body) == b'{"a":"x\\u003cy\\u003e\\u0026\\u2028\\u2029 ' + "\u201c".encode() + b'"}'
-    assert go_escaped(b'{"a":"plain"}') == b'{"a":"plain"}'
+    # The max-in-flight filter (apiserver pkg/server/filters/maxinflight.go, tooManyRequests in
+    # priority-and-fairness.go): http.Error(w, "Too many requests, please try again later.", 429),
+    # text/plain with Retry-After, not a Status.
+    refused = error_response(too_many_requests())
+    assert refused.body == b"Too many requests, please try again later.\n"
+    assert refused.headers["content-type"] == "text/plain; charset=utf-8"
+    assert refused.headers["retry-after"] == "1" and refused.headers["x-content-type-options"] == "nosniff"
+    # An eviction a budget refuses (kubernetes pkg/registry/core/pod/storage/eviction.go):
+    # errors.NewTooManyRequests(message, 0) (retryAfterSeconds 0: omitted) plus a DisruptionBudget cause.
+    budget = evictions.too_many_requests("The disruption budget b needs 1 healthy pods and has 1 currently")
+    assert error_response(budget).body == HEAD + (
+        b'"message":"Cannot evict pod as it would violate the pod\'s disruption budget.","reason":"TooManyRequests",'
+        b'"details":{"causes":[{"reason":"DisruptionBudget","message":"The disruption budget b needs 1 healthy '
+        b'pods and has 1 currently"}]},"code":429}\n')
