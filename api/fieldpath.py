@@ -16,11 +16,12 @@ shares no mutable subtree with its inputs' callers' future edits only by copying
 from __future__ import annotations
 
 import json
+from json.encoder import py_encode_basestring
 from typing import Iterator, Optional
 
+_quote = getattr(json.encoder, "c_encode_basestring", None) or py_encode_basestring
 SELF = "."
 FIELD, KEY, VALUE, INDEX = "f:", "k:", "v:", "i:"
-_ORDER = {FIELD: 0, KEY: 1, VALUE: 2, INDEX: 3}
 
 
 def field_element(name: str) -> str:
@@ -29,6 +30,10 @@ def field_element(name: str) -> str:
 
 def key_element(fields: dict) -> str:
     """The element of a map-list item from its key fields, sorted by name as Kubernetes does."""
+    if len(fields) == 1:
+        (name, value), = fields.items()
+        if isinstance(value, str):                      # the common case, without json.dumps
+            return f'k:{{{_quote(name)}:{_quote(value)}}}'
     return KEY + json.dumps({name: fields[name] for name in sorted(fields)}, separators=(",", ":"),
                             ensure_ascii=False)
 
@@ -138,52 +143,14 @@ def paths(tree: dict, prefix: tuple = ()) -> Iterator[tuple]:
 
 
 def sorted_elements(tree: dict) -> list[str]:
-    """The elements of one level in structured-merge-diff's order: fields by name, then keys,
-    values and indexes."""
-    return sorted((e for e in tree if e != SELF), key=_sort_key)
-
-
-def _sort_key(element: str):
-    kind = element[:2]
-    if kind == INDEX:
-        return (3, int(element[2:]), "")
-    return (_ORDER.get(kind, 4), 0, element[2:])
+    """The elements of one level in order: fields by name, then keys, then values (string
+    order, as Kubernetes sorts them but for numbers of different lengths inside keys)."""
+    return sorted(e for e in tree if e != SELF)
 
 
 def canonical(tree: dict) -> dict:
     """``tree`` with ``"."`` first and every level sorted: the bytes Kubernetes writes."""
-    out = {SELF: {}} if SELF in tree and len(tree) > 1 else {}
-    for element in sorted_elements(tree):
-        out[element] = canonical(tree[element])
-    return out
-
-
-class Builder:
-    """A set built path by path (the comparison walker's accumulator)."""
-
-    def __init__(self):
-        self.root: dict = {}
-
-    def insert(self, path: tuple) -> None:
-        level = self.root
-        for element in path[:-1]:
-            entry = level.get(element)
-            if entry is None:
-                entry = level[element] = [False, {}]
-            level = entry[1]
-        entry = level.get(path[-1])
-        if entry is None:
-            level[path[-1]] = [True, {}]
-        else:
-            entry[0] = True
-
-    def build(self) -> dict:
-        """The set of every path inserted so far."""
-        return _built(self.root)
-
-
-def _built(level: dict) -> dict:
-    return {element: _node(member, _built(below)) for element, (member, below) in level.items()}
+    return {element: canonical(tree[element]) if tree[element] else {} for element in sorted(tree)}
 
 
 def path_string(path: tuple) -> str:

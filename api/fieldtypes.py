@@ -33,7 +33,7 @@ _ROOT_SCALARS = ("apiVersion", "kind")
 class FieldType:
     """One schema node; ``child(name)`` and ``item`` are resolved on first use and kept."""
 
-    __slots__ = ("kind", "atomic", "relation", "keys", "key_defaults", "required",
+    __slots__ = ("kind", "atomic", "leaf", "relation", "keys", "key_defaults", "required",
                  "_catalog", "_schema", "_fields", "_item", "_overrides")
 
     def __init__(self, catalog: "TypeCatalog", schema: Optional[dict]):
@@ -42,6 +42,7 @@ class FieldType:
         self._item: Optional[FieldType] = None
         self._overrides: dict[str, "FieldType"] = {}
         self.kind, self.atomic, self.relation = _classify(schema)
+        self.leaf = self.kind == SCALAR or self.atomic   # a value of this type is one field
         self.keys: tuple = ()
         self.key_defaults: dict = {}
         self.required = frozenset((schema or {}).get("required") or ())
@@ -191,5 +192,5 @@ class TypeCatalog:
         for name in _ROOT_SCALARS:
             root._overrides[name] = FieldType(self, {"type": "string"})
         if root.kind == UNTYPED:
-            root.kind = STRUCT
+            root.kind, root.leaf = STRUCT, False
         return root

@@ -25,7 +25,7 @@ from typing import Optional
 from api import fieldpath
 from api.fieldpath import difference, intersection, union
 from api.fieldtypes import LIST, STRUCT, FieldType
-from api.typedvalue import MISSING, compare, ensure_named_fields, field_set, merge, remove_items
+from api.typedvalue import MISSING, compare, ensure_named_fields, field_set, merge, remove_items, whole
 
 APPLY, UPDATE = "Apply", "Update"
 FIELDS_TYPE = "FieldsV1"
@@ -36,6 +36,8 @@ MAX_MANAGER_LENGTH = 128
 STRIPPED = {"f:apiVersion": {}, "f:kind": {}, "f:metadata": {
     ".": {}, "f:name": {}, "f:namespace": {}, "f:creationTimestamp": {}, "f:selfLink": {}, "f:uid": {},
     "f:clusterName": {}, "f:generation": {}, "f:managedFields": {}, "f:resourceVersion": {}}}
+_STRIPPED_ROOT = frozenset(("apiVersion", "kind"))
+_STRIPPED_META = frozenset(e[2:] for e in STRIPPED["f:metadata"] if e != ".")
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ def is_reset(obj: dict) -> bool:
 
 
 def encode(entries: list[Entry]) -> list[dict]:
-    """managedFields as Kubernetes writes them: appliers first, then by time, manager, version."""
+    """managedFields as Kubernetes writes them: appliers first, then by time, manager, version
+    (each set is written as it is: the operations keep the ones they make canonical)."""
     ordered = sorted(entries, key=lambda e: (e.operation, e.time or "", e.manager, e.api_version, e.subresource))
     out = []
     for entry in ordered:
@@ -121,7 +124,7 @@ def encode(entries: list[Entry]) -> list[dict]:
         if entry.time:
             item["time"] = entry.time
         item["fieldsType"] = FIELDS_TYPE
-        item["fieldsV1"] = fieldpath.canonical(entry.fields)
+        item["fieldsV1"] = entry.fields
         if entry.subresource:
             item["subresource"] = entry.subresource
         out.append(item)
@@ -150,20 +153,33 @@ class Operation:
     now: str
 
 
-def creation_base(obj: dict, node: FieldType, top: bool = True) -> dict:
-    """What Kubernetes compares a new object with: the empty object of its Go type, whose
-    nested structs exist (so they are not "added" themselves) and whose required lists are
-    null; empty pointer-like structs below the top stay absent."""
-    out = {}
-    for key, value in obj.items():
-        child, declared = node.child(key)
-        if not declared:
+def create(obj: dict, entries: list[Entry], op: Operation, node: FieldType) -> list[Entry]:
+    """The entries of a new object: its creator owns every field it set, counted as Kubernetes
+    does by comparing it with the empty object of its Go type (whose nested structs exist, so
+    they are not "added" themselves, and whose required lists are null)."""
+    return _record(entries, _creation_set(obj, node, True, _STRIPPED_ROOT), {}, op)
+
+
+def _creation_set(obj: dict, node: FieldType, top: bool, skip=frozenset()) -> dict:
+    tree = {}
+    required = node.required
+    for key in sorted(obj):
+        if key in skip:
             continue
-        if child.kind == STRUCT and not child.atomic and isinstance(value, dict) and (value or top):
-            out[key] = creation_base(value, child, top=False)
-        elif child.kind == LIST and key in node.required:
-            out[key] = None
-    return out
+        value = obj[key]
+        if value.__class__ is not dict and value.__class__ is not list:
+            tree["f:" + key] = {}
+            continue
+        child, declared = node.child(key)
+        if declared and child.kind == STRUCT and not child.atomic and isinstance(value, dict) and (value or top):
+            sub = _creation_set(value, child, False, _STRIPPED_META if top and key == "metadata" else ())
+            if sub:
+                tree["f:" + key] = sub
+        elif declared and key in required and child.kind == LIST and isinstance(value, list):
+            tree["f:" + key] = fieldpath.children(whole(value, child)) if value else {}
+        else:
+            tree["f:" + key] = whole(value, child)
+    return tree
 
 
 def update(live: dict, new: dict, entries: list[Entry], op: Operation, node: FieldType) -> list[Entry]:
@@ -171,8 +187,13 @@ def update(live: dict, new: dict, entries: list[Entry], op: Operation, node: Fie
     changed (on top of what it owned), other managers lose those fields, removed fields leave
     everyone. Its entry's time moves only when it changed something."""
     comparison = compare(live, new, node)
-    changed = difference(comparison.changed(), STRIPPED)
-    removed = comparison.removed
+    changed = fieldpath.canonical(difference(comparison.changed(), STRIPPED))
+    return _record(entries, changed, comparison.removed, op)
+
+
+def _record(entries: list[Entry], changed: dict, removed: dict, op: Operation) -> list[Entry]:
+    if not entries:
+        return [Entry(op.manager, UPDATE, op.api_version, changed, op.now, op.subresource)] if changed else []
     mine = Entry(op.manager, UPDATE, op.api_version, {}, None, op.subresource)
     previous, out = None, []
     for entry in entries:
@@ -182,7 +203,8 @@ def update(live: dict, new: dict, entries: list[Entry], op: Operation, node: Fie
         elif fields:
             out.append(entry if fields == entry.fields else replace(entry, fields=fields))
     if changed:
-        out.append(replace(mine, fields=union(previous.fields, changed) if previous else changed, time=op.now))
+        fields = fieldpath.canonical(union(previous.fields, changed)) if previous else changed
+        out.append(replace(mine, fields=fields, time=op.now))
     elif previous is not None and previous.fields:
         out.append(previous)
     return out
@@ -192,7 +214,7 @@ def apply(live: dict, config: dict, entries: list[Entry], op: Operation, node: F
           force: bool) -> tuple[dict, list[Entry]]:
     """Apply ``config`` as ``op.manager`` onto ``live``; returns the new object (managedFields
     not yet stored on it) and the entries. Raises ApplyConflict, changing nothing."""
-    applied = difference(field_set(config, node), STRIPPED)
+    applied = fieldpath.canonical(difference(field_set(config, node), STRIPPED))
     mine = Entry(op.manager, APPLY, op.api_version, applied, None, op.subresource)
     last = next((e for e in entries if e.key == mine.key), None)
     others = [e for e in entries if e.key != mine.key]

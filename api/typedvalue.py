@@ -17,10 +17,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from api import fieldpath
-from api.fieldpath import Builder, field_element, is_member
+from api.fieldpath import field_element, is_member
 from api.fieldtypes import LIST, MAP, SCALAR, STRUCT, FieldType
 
 MISSING = object()
+_COMPOSITE = (dict, list)  # the classes of values that may have fields below them
 
 
 def _shape(value, node: FieldType) -> str:
@@ -59,6 +60,9 @@ def _below(value, node: FieldType):
 def _map_set(value: dict, node: FieldType) -> dict:
     tree = {}
     for key, child in value.items():
+        if child.__class__ not in _COMPOSITE:
+            tree["f:" + key] = {}
+            continue
         child_type, declared = node.child(key)
         sub = _below(child, child_type)
         element = field_element(key)
@@ -98,66 +102,87 @@ class Comparison(NamedTuple):
 def compare(old: dict, new: dict, node: FieldType) -> Comparison:
     """The fields added, modified and removed from ``old`` to ``new`` (Kubernetes' Compare:
     an object, list or item that appears or goes is itself in the set, with its fields)."""
-    added, modified, removed = Builder(), Builder(), Builder()
-    _Comparer(added, modified, removed).walk(old, new, node, ())
-    return Comparison(added.build(), modified.build(), removed.build())
+    added, modified, removed = {}, {}, {}
+    _compare_children(old, new, node, _shape(new, node), added, modified, removed)
+    return Comparison(added, modified, removed)
 
 
-class _Comparer:
-    __slots__ = ("added", "modified", "removed")
+def _compare(old, new, node: FieldType, element: str, added: dict, modified: dict, removed: dict) -> None:
+    """Compare one child (``element``) into the parent's three levels."""
+    if old is MISSING:
+        added[element] = whole(new, node)
+        return
+    if new is MISSING:
+        removed[element] = whole(old, node)
+        return
+    shape = _shape(new if new is not None else old, node)
+    if shape == SCALAR or _both_empty(old, new):
+        if old != new or type(old) is not type(new):
+            modified[element] = {}
+        return
+    a, m, r = {}, {}, {}
+    _compare_children(old, new, node, shape, a, m, r)
+    if a:
+        added[element] = a
+    if m:
+        modified[element] = m
+    if r:
+        removed[element] = r
 
-    def __init__(self, added: Builder, modified: Builder, removed: Builder):
-        self.added, self.modified, self.removed = added, modified, removed
 
-    def walk(self, old, new, node: FieldType, path: tuple) -> None:
-        shape = _shape(new if new is not MISSING and new is not None else old, node)
-        if shape == MAP and not _both_empty(old, new):
-            self._maps(old, new, node, path)
-        elif shape == LIST and not _both_empty(old, new):
-            self._lists(old, new, node, path)
-        else:
-            self._leaf(old, new, path)
-            return
-        if path and old is MISSING:
-            self.added.insert(path)
-        elif path and new is MISSING:
-            self.removed.insert(path)
-
-    def _leaf(self, old, new, path: tuple) -> None:
-        if old is MISSING:
-            self.added.insert(path)
-        elif new is MISSING:
-            self.removed.insert(path)
-        elif old != new or type(old) is not type(new):
-            self.modified.insert(path)
-
-    def _maps(self, old, new, node: FieldType, path: tuple) -> None:
+def _compare_children(old, new, node: FieldType, shape: str, a: dict, m: dict, r: dict) -> None:
+    if shape == MAP:
         old_map = old if isinstance(old, dict) else {}
         new_map = new if isinstance(new, dict) else {}
         for key, value in new_map.items():
             before = old_map.get(key, MISSING)
             if before is value or before == value:
                 continue
-            self.walk(before, value, node.child(key)[0], path + (field_element(key),))
+            if before is MISSING and value.__class__ not in _COMPOSITE:
+                a["f:" + key] = {}
+            elif before.__class__ not in _COMPOSITE and value.__class__ not in _COMPOSITE and before is not MISSING:
+                m["f:" + key] = {}
+            else:
+                _compare(before, value, node.child(key)[0], "f:" + key, a, m, r)
         for key, value in old_map.items():
             if key not in new_map:
-                self.walk(value, MISSING, node.child(key)[0], path + (field_element(key),))
-
-    def _lists(self, old, new, node: FieldType, path: tuple) -> None:
+                _compare(value, MISSING, node.child(key)[0], field_element(key), a, m, r)
+    elif shape == LIST:
         old_items = _indexed(old if isinstance(old, list) else [], node)
         new_items = _indexed(new if isinstance(new, list) else [], node)
         item_type = node.item
         for element, value in new_items.items():
             before = old_items.get(element, MISSING)
             if before is not value and before != value:
-                self.walk(before, value, item_type, path + (element,))
+                _compare(before, value, item_type, element, a, m, r)
         for element, value in old_items.items():
             if element not in new_items:
-                self.walk(value, MISSING, item_type, path + (element,))
+                _compare(value, MISSING, item_type, element, a, m, r)
+
+
+def whole(value, node: FieldType) -> dict:
+    """The subtree of a value that appears or goes as a whole: itself and, for an object or a
+    list that is not a leaf, every field and item below it (levels in canonical order)."""
+    if node.leaf:
+        return {}
+    if isinstance(value, dict):
+        if not value or node.kind == LIST:
+            return {}
+        tree = {".": {}}
+        child = node.child
+        for key in sorted(value):
+            item = value[key]
+            tree["f:" + key] = whole(item, child(key)[0]) if item.__class__ in _COMPOSITE else {}
+        return tree
+    if isinstance(value, list) and value and node.kind == LIST:
+        item_type, element = node.item, node.element
+        items = {element(item, index): whole(item, item_type) for index, item in enumerate(value)}
+        return {".": {}, **{e: items[e] for e in sorted(items)}}
+    return {}
 
 
 def _both_empty(old, new) -> bool:
-    return not (old if old is not MISSING else None) and not (new if new is not MISSING else None)
+    return not old and not new
 
 
 def _indexed(items: list, node: FieldType) -> dict:

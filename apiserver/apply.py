@@ -94,7 +94,7 @@ class FieldManager:
             return
         node = self.type_of(info)
         entries = mf.decode(obj) or []
-        mf.store(obj, mf.update(mf.creation_base(obj, node), obj, entries, self._operation(info, manager, ""), node))
+        mf.store(obj, mf.create(obj, entries, self._operation(info, manager, ""), node))
 
     def on_update(self, info: ResourceInfo, current: dict, new: dict, manager: str, subresource: str) -> None:
         """Record the writer of ``new`` (in place). Its own managedFields are kept as the base

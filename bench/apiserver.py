@@ -8,6 +8,8 @@ Prints, measured in one run on this machine:
   - watch fan-out: 100 watchers x 1,000 events, events/s delivered,
   - custom resource creates/s (a CRD with a schema, pruning, defaulting) next to pod creates/s,
     at 50 clients, same n, same run (issue 14's goal: >= 0.9x),
+  - server-side apply creates/s (PATCH application/apply-patch+yaml creating pods) next to pod
+    creates/s, at 50 clients, same n, same run (issue 14's goal: >= 0.5x),
   - pod creates/s and p99 at 50 clients on a second, secured apiserver over the same etcd (TLS
     with a client certificate, RBAC when the apiserver has it, the audit log with pkube's
     default policy, Secrets encrypted at rest) next to the plain one, alternated, same run
@@ -129,6 +131,27 @@ async def compare_custom_creates(port: int, total: int) -> None:
     print(f"{f'custom resource creates/s, 50 clients, n={2 * total}':<44}{custom_rate:>14.0f}")
     print(f"{'  pod creates/s, same run':<44}{pod_rate:>14.0f}")
     print(f"{'  custom / built-in (goal >= 0.9)':<44}{custom_rate / pod_rate:>14.2f}")
+
+
+async def bench_apply_creates(port: int, prefix: str, total: int, concurrency: int):
+    """Server-side applies that create pods (PATCH application/apply-patch+yaml, 201)."""
+    async def one(conn, i):
+        name = f"{prefix}-{i}"
+        await conn.request("PATCH", f"/api/v1/namespaces/default/pods/{name}?fieldManager=bench", pod_body(name),
+                           expect=201, content_type="application/apply-patch+yaml")
+    return await run_on_connections(port, total, concurrency, one)
+
+
+async def compare_apply_creates(port: int, total: int) -> None:
+    """Server-side apply creates next to plain pod creates, alternated twice."""
+    create_secs = apply_secs = 0.0
+    for round_ in range(2):
+        create_secs += (await bench_creates(port, f"pl{round_}", total, 50))[0]
+        apply_secs += (await bench_apply_creates(port, f"ap{round_}", total, 50))[0]
+    create_rate, apply_rate = 2 * total / create_secs, 2 * total / apply_secs
+    print(f"{f'server-side apply creates/s, 50 clients, n={2 * total}':<44}{apply_rate:>14.0f}")
+    print(f"{'  pod creates/s, same run':<44}{create_rate:>14.0f}")
+    print(f"{'  apply / create (goal >= 0.5)':<44}{apply_rate / create_rate:>14.2f}")
 
 
 async def wait_ready(port: int, tls, timeout: float = 60) -> None:
@@ -284,6 +307,7 @@ async def main_async(args, port: int, etcd: EtcdProcess, api_pid: int, secured_r
             print(f"{f'  CPU ms per write, {name}':<44}{api_cpu[name] * 1e3 / total:>14.3f}"
                   f"{raw_cpu[name] * 1e3 / total if name != 'apiserver' else 0:>14.3f}")
     await compare_custom_creates(port, args.creates // 2)
+    await compare_apply_creates(port, args.creates // 2)
     if secured_run is not None:
         await compare_secured((port, api_pid), *secured_run, args.creates // 2)
     async with Connection("127.0.0.1", port) as conn:

@@ -35,11 +35,11 @@ class Connection:
         self.writer.close()
 
     async def request(self, method: str, path: str, body: Optional[dict] = None,
-                      expect: int = 200) -> bytes:
+                      expect: int = 200, content_type: str = "application/json") -> bytes:
         """Send one request; return the body, raise HttpError on another status."""
         data = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
         head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nAccept: application/json\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n")
+                f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n\r\n")
         self.writer.write(head.encode() + data)
         status, headers = await self._read_head()
         payload = await self._read_body(headers)

@@ -55,6 +55,8 @@ def _add_get(sub, common) -> None:
     p.add_argument("--watch-only", action="store_true")
     p.add_argument("--show-labels", action="store_true")
     p.add_argument("--sort-by")
+    p.add_argument("--show-managed-fields", action="store_true",
+                   help="keep metadata.managedFields in -o yaml|json (hidden otherwise, as kubectl does)")
     p.add_argument("--no-headers", action="store_true")
     p.add_argument("--raw", help="GET this URI path from the server and print the answer as it is (e.g. /metrics)")
 

@@ -200,7 +200,7 @@ def _print_objects(session: Session, requests: list[GetRequest], fmt: OutputForm
         objects.sort(key=lambda o: sort_key(o, args.sort_by))
     single = len(requests) == 1 and len(requests[0].names) == 1
     if objects or single:
-        out.write(print_objects(objects, fmt, single))
+        out.write(print_objects(objects, fmt, single, getattr(args, "show_managed_fields", False)))
     return len(objects)
 
 
@@ -220,7 +220,7 @@ def _watch(session: Session, requests: list[GetRequest], fmt: OutputFormat, args
             options = _table_options(args, fmt, False, req.resource)
             out.write(align(table_rows(table, options, header=False), widths))
         else:
-            out.write(print_objects([_typed(obj, req.resource)], fmt, True))
+            out.write(print_objects([_typed(obj, req.resource)], fmt, True, getattr(args, "show_managed_fields", False)))
         out.flush()
 
 

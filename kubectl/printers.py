@@ -210,8 +210,11 @@ def dump_json(obj: Any) -> str:
     return json.dumps(obj, indent=4, ensure_ascii=False, sort_keys=True) + "\n"
 
 
-def print_objects(objects: list[dict], fmt: OutputFormat, single: bool) -> str:
-    """Objects in a non-table format; ``single`` prints one object rather than a List."""
+def print_objects(objects: list[dict], fmt: OutputFormat, single: bool, show_managed_fields: bool = False) -> str:
+    """Objects in a non-table format; ``single`` prints one object rather than a List.
+    -o yaml|json leave out metadata.managedFields unless asked, as kubectl does."""
+    if fmt.kind in ("yaml", "json") and not show_managed_fields:
+        objects = [omit_managed_fields(o) for o in objects]
     document = objects[0] if single and len(objects) == 1 else as_list(objects)
     if fmt.kind == "yaml":
         return dump_yaml(document)
@@ -222,6 +225,14 @@ def print_objects(objects: list[dict], fmt: OutputFormat, single: bool) -> str:
     if fmt.kind in ("jsonpath", "jsonpath-as-json"):
         return jsonpath_output(fmt.argument, document)
     return custom_columns(fmt.argument, objects)
+
+
+def omit_managed_fields(obj: dict) -> dict:
+    """``obj`` without metadata.managedFields (a shallow copy when it has them)."""
+    md = obj.get("metadata")
+    if not isinstance(md, dict) or "managedFields" not in md:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in md.items() if k != "managedFields"}}
 
 
 def jsonpath_output(template: str, document: Any) -> str:

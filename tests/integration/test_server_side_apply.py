@@ -236,3 +236,37 @@ def test_the_official_client_applies_with_a_field_manager_and_force(apiserver, t
         forced = apps.patch_namespaced_deployment("web", "default", deployment(replicas=3),
                                                   field_manager="python", force=True, _content_type=APPLY)
         assert forced.spec.replicas == 3
+
+
+def test_the_controllers_and_the_scheduler_write_under_their_own_names(apiserver, tmp_path):
+    from client.resources import DEPLOYMENTS, PODS, REPLICASETS
+    from client.rest import ApiClient
+    from client.kubeconfig import ClientConfig
+    from tests.helpers.waiting import wait_for
+    from tests.integration.processes import start_component, stop_all
+
+    config = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
+    procs = [start_component("controllers", ["--kubeconfig", str(config), "--controllers", "deployment,replicaset"],
+                             tmp_path / "controllers.log"),
+             start_component("scheduler", ["--kubeconfig", str(config)], tmp_path / "scheduler.log")]
+    try:
+        with ApiClient(ClientConfig(apiserver.url)) as api, apiserver.client() as http:
+            created = http.patch("/apis/apps/v1/namespaces/default/deployments/web?fieldManager=me",
+                                               content=json.dumps(deployment(replicas=1)),
+                                               headers={"Content-Type": APPLY})
+            assert created.status_code == 201, created.text
+
+            def managers(resource, name=None):
+                items = [api.get(resource, name, "default")] if name else api.list(resource, "default")["items"]
+                return {(e["manager"], e["operation"], e.get("subresource", ""))
+                        for item in items for e in item["metadata"].get("managedFields", [])}
+
+            wait_for(lambda: ("kube-controller-manager", "Update", "status") in managers(DEPLOYMENTS, "web"),
+                     timeout=30)
+            assert ("me", "Apply", "") in managers(DEPLOYMENTS, "web")
+            wait_for(lambda: ("kube-controller-manager", "Update", "") in managers(REPLICASETS), timeout=30)
+            # no node to go to: the scheduler writes the pod's PodScheduled condition
+            wait_for(lambda: ("kube-scheduler", "Update", "status") in managers(PODS), timeout=30)
+            assert ("kube-controller-manager", "Update", "") in managers(PODS)
+    finally:
+        stop_all(procs)

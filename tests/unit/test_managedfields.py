@@ -109,7 +109,7 @@ def test_merge_keeps_the_configuration_order_of_shared_items():
 
 def test_a_create_is_owned_by_its_writer_with_kubernetes_markers():
     obj = deployment(labels={"a": "1"})
-    entries = mf.update(mf.creation_base(obj, DEPLOYMENT), obj, [], op("kubectl-create"), DEPLOYMENT)
+    entries = mf.create(obj, [], op("kubectl-create"), DEPLOYMENT)
     (entry,) = mf.encode(entries)
     assert entry["manager"] == "kubectl-create" and entry["operation"] == "Update"
     fields = entry["fieldsV1"]
@@ -121,7 +121,7 @@ def test_a_create_is_owned_by_its_writer_with_kubernetes_markers():
 
 def test_an_update_takes_over_changed_fields_and_removal_leaves_every_owner():
     obj = deployment(labels={"a": "1"})
-    entries = mf.update(mf.creation_base(obj, DEPLOYMENT), obj, [], op("creator"), DEPLOYMENT)
+    entries = mf.create(obj, [], op("creator"), DEPLOYMENT)
     scaled = copy.deepcopy(obj)
     scaled["spec"]["replicas"] = 5
     del scaled["metadata"]["labels"]
@@ -134,7 +134,7 @@ def test_an_update_takes_over_changed_fields_and_removal_leaves_every_owner():
 
 def test_an_update_changing_nothing_moves_no_time_and_adds_no_manager():
     obj = deployment()
-    entries = mf.update(mf.creation_base(obj, DEPLOYMENT), obj, [], op("creator"), DEPLOYMENT)
+    entries = mf.create(obj, [], op("creator"), DEPLOYMENT)
     assert mf.update(obj, copy.deepcopy(obj), entries, op("other", now="later"), DEPLOYMENT) == entries
 
 
@@ -218,8 +218,7 @@ def test_kubectl_takes_over_fields_its_last_applied_configuration_set():
     config = deployment()
     live = copy.deepcopy(config)
     live["metadata"]["annotations"] = {mf.LAST_APPLIED: json.dumps(config)}
-    entries = mf.update(mf.creation_base(live, DEPLOYMENT), live, [],
-                        op("kubectl-client-side-apply"), DEPLOYMENT)
+    entries = mf.create(live, [], op("kubectl-client-side-apply"), DEPLOYMENT)
     changed = deployment(image="v2")
     with pytest.raises(mf.ApplyConflict) as conflict:
         applied(changed, live, entries)
@@ -249,5 +248,5 @@ def test_entries_are_encoded_appliers_first_then_by_time():
     encoded = mf.encode(entries)
     assert [e["manager"] for e in encoded] == ["k", "x", "u"]
     assert list(encoded[1]) == ["manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1", "subresource"]
-    assert list(encoded[0]["fieldsV1"]) == ["f:a", "f:z"]
+    assert list(applied(deployment())[1][0].fields["f:spec"]) == ["f:replicas", "f:selector", "f:template"]
     assert mf.decode({"metadata": {"managedFields": encoded}})[1] == entries[1]
