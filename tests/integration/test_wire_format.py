@@ -29,6 +29,7 @@ from apiserver.auth.user import UserInfo
 from apiserver.encoding import error_response
 from apiserver.inflight import too_many_requests
 from apiserver.watch import _line
+from tests.integration.test_crds import kubectl, kubectl_binaries  # noqa: F401 - the fixture
 
 CMS = "/api/v1/namespaces/default/configmaps"
 HEAD = b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
@@ -229,3 +230,17 @@ def test_expired_and_too_many_requests():
         b'"message":"Cannot evict pod as it would violate the pod\'s disruption budget.","reason":"TooManyRequests",'
         b'"details":{"causes":[{"reason":"DisruptionBudget","message":"The disruption budget b needs 1 healthy '
         b'pods and has 1 currently"}]},"code":429}\n')
+
+
+def test_real_kubectl_reads_the_delete_status_and_the_errors(kubectl, http):  # noqa: F811 - the fixture
+    # kubectl 1.32 and 1.37 on the Status Success of a delete, a NotFound and the 405.
+    assert http.post(CMS, json=configmap("k")).status_code == 201
+    deleted = kubectl("delete", "configmap", "k")
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.startswith('configmap "k" deleted')      # 1.37 adds "from default namespace"
+    missing = kubectl("get", "configmap", "k")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == 'Error from server (NotFound): configmaps "k" not found'
+    refused = kubectl("create", "--raw", f"{CMS}/k", "-f", "-", stdin="{}")
+    assert refused.returncode == 1
+    assert "the server does not allow this method on the requested resource" in refused.stderr
