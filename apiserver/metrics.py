@@ -36,9 +36,19 @@ MAX_LABEL_SETS = 5000           # past this many, new requests are counted under
 CountObjects = Callable[[], Awaitable[dict[str, int]]]
 
 
+def reported_method(request: Request) -> str:
+    """The request's method, APPLY for a server-side apply (a PATCH of
+    application/apply-patch+yaml), as kube-apiserver reports it."""
+    method = request.scope["method"]
+    if method == "PATCH" and request.headers.get("content-type", "").startswith("application/apply-patch"):
+        return "APPLY"
+    return method
+
+
 def reported_verb(info: RequestInfo, method: str) -> str:
-    """The verb label as kube-apiserver reports it: the HTTP method, except LIST for
-    collection reads, WATCH for watches and CONNECT for the streaming subresources."""
+    """The verb label as kube-apiserver reports it: the HTTP method (``reported_method``),
+    except LIST for collection reads, WATCH for watches and CONNECT for the streaming
+    subresources."""
     if info.verb == "watch":
         return "WATCH"
     if info.resource_request and info.subresource in STREAM_VERBS:

@@ -23,6 +23,7 @@ from apiserver import requestcontext
 from apiserver.audit import MAX_CAPTURED_BODY, Auditor, AuditRecord
 from apiserver.auth.user import ANONYMOUS
 from apiserver.inflight import InflightLimiter, Release
+from apiserver.metrics import reported_method
 from apiserver.requestinfo import request_info
 
 
@@ -89,7 +90,7 @@ class Tracked:
         metrics = self.filters.metrics
         if self.info.long_running and hasattr(response, "body_iterator"):
             if metrics is not None:
-                self.stream_ended = metrics.stream_started(self.info, self.request.scope["method"],
+                self.stream_ended = metrics.stream_started(self.info, reported_method(self.request),
                                                            response.status_code)
             if record is not None:
                 record.responded("ResponseStarted", response.status_code, None, self.notes.annotations)
@@ -99,7 +100,7 @@ class Tracked:
                              self.notes.annotations)
         self.release()
         if metrics is not None:
-            metrics.observe(self.info, self.request.scope["method"], self.dry_run, response.status_code,
+            metrics.observe(self.info, reported_method(self.request), self.dry_run, response.status_code,
                             time.time() - self.received)
         return response
 

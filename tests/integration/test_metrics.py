@@ -83,7 +83,12 @@ def test_apiserver_counts_requests_by_verb_resource_and_code(etcd, tmp_path):
             assert value(text, name) > 0, name
 
         assert http.post("/api/v1/namespaces/default/configmaps", json=configmap("c")).status_code == 201
+        applied = http.patch("/api/v1/namespaces/default/configmaps/applied", params={"fieldManager": "test"},
+                             content=yaml.safe_dump(configmap("applied")),
+                             headers={"Content-Type": "application/apply-patch+yaml"})
+        assert applied.status_code == 201, applied.text
         later = http.get("/metrics").text
+        assert value(later, "apiserver_request_total", verb="APPLY", resource="configmaps", code="201") == 1
         assert value(later, "apiserver_request_total", verb="POST", resource="configmaps", code="201") == 1
         assert value(later, "apiserver_request_total", verb="POST", resource="pods", code="201") == 1
 
