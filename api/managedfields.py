@@ -32,6 +32,8 @@ FIELDS_TYPE = "FieldsV1"
 KUBECTL = "kubectl"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 MAX_MANAGER_LENGTH = 128
+MAX_UPDATERS = 10
+ANCIENT_CHANGES = "ancient-changes"
 # Fields no manager owns (Kubernetes' stripMetaManager): identity and server bookkeeping.
 STRIPPED = {"f:apiVersion": {}, "f:kind": {}, "f:metadata": {
     ".": {}, "f:name": {}, "f:namespace": {}, "f:creationTimestamp": {}, "f:selfLink": {}, "f:uid": {},
@@ -207,7 +209,29 @@ def _record(entries: list[Entry], changed: dict, removed: dict, op: Operation) -
         out.append(replace(mine, fields=fields, time=op.now))
     elif previous is not None and previous.fields:
         out.append(previous)
-    return out
+    return cap_updaters(out)
+
+
+def cap_updaters(entries: list[Entry], limit: int = MAX_UPDATERS) -> list[Entry]:
+    """At most ``limit`` Update entries: the oldest are merged, per apiVersion, into one
+    ``ancient-changes`` entry carrying the newest merged time (Kubernetes' capManagers)."""
+    updaters = sorted((e for e in entries if e.operation == UPDATE), key=lambda e: e.time or "")
+    if len(updaters) <= limit:
+        return entries
+    merged: dict[str, Entry] = {}
+    excess = len(updaters) - limit
+    for entry in updaters:
+        if excess <= 0:
+            break
+        bucket = merged.get(entry.api_version)
+        if bucket is None:
+            merged[entry.api_version] = replace(entry, manager=ANCIENT_CHANGES, subresource="")
+            continue
+        merged[entry.api_version] = replace(bucket, fields=fieldpath.canonical(union(bucket.fields, entry.fields)),
+                                            time=entry.time)
+        excess -= 1
+    gone = {id(e) for e in updaters[:len(updaters) - limit + len(merged)]}
+    return [e for e in entries if id(e) not in gone] + list(merged.values())
 
 
 def apply(live: dict, config: dict, entries: list[Entry], op: Operation, node: FieldType,

@@ -10,7 +10,9 @@ first "/" (``kubectl-client-side-apply``, ``kube-controller-manager``, ``OpenAPI
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -22,6 +24,8 @@ from api.meta import now_rfc3339
 from apiserver import errors
 from apiserver.encoding import JSON, decode
 from apiserver.paths import Target
+
+log = logging.getLogger(__name__)
 
 APPLY_PATCH = "application/apply-patch+yaml"
 STATUS = "status"
@@ -71,6 +75,17 @@ def parse_force(query) -> bool:
     return value == "true"
 
 
+@contextlib.contextmanager
+def _never_failing(obj: dict):
+    """A write never fails for its managedFields: on a bug they are dropped and logged, as
+    Kubernetes' UpdateNoErrors does."""
+    try:
+        yield
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        log.exception("failed to update managedFields of %s", (obj.get("metadata") or {}).get("name"))
+        (obj.get("metadata") or {}).pop("managedFields", None)
+
+
 class FieldManager:
     """managedFields on every write of the store, and the apply merge."""
 
@@ -92,9 +107,10 @@ class FieldManager:
         if mf.is_reset(obj):
             obj["metadata"].pop("managedFields", None)
             return
-        node = self.type_of(info)
-        entries = mf.decode(obj) or []
-        mf.store(obj, mf.create(obj, entries, self._operation(info, manager, ""), node))
+        with _never_failing(obj):
+            node = self.type_of(info)
+            entries = mf.decode(obj) or []
+            mf.store(obj, mf.create(obj, entries, self._operation(info, manager, ""), node))
 
     def on_update(self, info: ResourceInfo, current: dict, new: dict, manager: str, subresource: str) -> None:
         """Record the writer of ``new`` (in place). Its own managedFields are kept as the base
@@ -108,8 +124,9 @@ class FieldManager:
         if not entries:
             new["metadata"].pop("managedFields", None)
             return
-        node = self.type_of(info)
-        mf.store(new, mf.update(current, new, entries, self._operation(info, manager, subresource), node))
+        with _never_failing(new):
+            node = self.type_of(info)
+            mf.store(new, mf.update(current, new, entries, self._operation(info, manager, subresource), node))
 
     def apply_step(self, info: ResourceInfo, request: ApplyRequest, manager: str,
                    subresource: str) -> Callable[[dict], dict]:

@@ -149,7 +149,7 @@ async def compare_apply_creates(port: int, total: int) -> None:
         create_secs += (await bench_creates(port, f"pl{round_}", total, 50))[0]
         apply_secs += (await bench_apply_creates(port, f"ap{round_}", total, 50))[0]
     create_rate, apply_rate = 2 * total / create_secs, 2 * total / apply_secs
-    print(f"{f'server-side apply creates/s, 50 clients, n={2 * total}':<44}{apply_rate:>14.0f}")
+    print(f"{f'apply creates/s (SSA), 50 clients, n={2 * total}':<44}{apply_rate:>14.0f}")
     print(f"{'  pod creates/s, same run':<44}{create_rate:>14.0f}")
     print(f"{'  apply / create (goal >= 0.5)':<44}{apply_rate / create_rate:>14.2f}")
 

@@ -270,3 +270,13 @@ def test_the_controllers_and_the_scheduler_write_under_their_own_names(apiserver
             assert ("kube-controller-manager", "Update", "") in managers(PODS)
     finally:
         stop_all(procs)
+
+
+def test_a_server_side_dry_run_and_diff_change_nothing(kubectl):
+    done = kubectl.apply(deployment(), "--server-side", "--dry-run=server")
+    assert done.returncode == 0 and "serverside-applied (server dry run)" in done.stdout, done.stderr
+    assert kubectl.run("get", "deploy/web").returncode != 0, "a dry run created nothing"
+    assert kubectl.apply(deployment(), "--server-side").returncode == 0
+    done = kubectl.run("diff", "--server-side", "-f", "-", stdin=yaml.safe_dump(deployment(replicas=6)))
+    assert done.returncode == 1 and "+  replicas: 6" in done.stdout, done.stdout + done.stderr
+    assert json.loads(kubectl.ok("get", "deploy/web", "-o", "json"))["spec"]["replicas"] == 2

@@ -250,3 +250,13 @@ def test_entries_are_encoded_appliers_first_then_by_time():
     assert list(encoded[1]) == ["manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1", "subresource"]
     assert list(applied(deployment())[1][0].fields["f:spec"]) == ["f:replicas", "f:selector", "f:template"]
     assert mf.decode({"metadata": {"managedFields": encoded}})[1] == entries[1]
+
+
+def test_more_than_ten_update_managers_fold_the_oldest_into_ancient_changes():
+    entries = [mf.Entry(f"m{i:02}", "Update", "apps/v1", {f"f:x{i}": {}}, f"2026-01-01T00:00:{i:02}Z")
+               for i in range(12)]
+    capped = mf.cap_updaters(entries + [mf.Entry("k", "Apply", "apps/v1", {"f:a": {}})])
+    names = sorted(e.manager for e in capped)
+    assert names == ["ancient-changes", "k"] + [f"m{i:02}" for i in range(3, 12)]
+    ancient = next(e for e in capped if e.manager == "ancient-changes")
+    assert ancient.fields == {"f:x0": {}, "f:x1": {}, "f:x2": {}} and ancient.time == "2026-01-01T00:00:02Z"
