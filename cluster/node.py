@@ -9,13 +9,11 @@ its cgroup root, its volumes' mounts and the pods' bridge): what `pkube down` mu
 
 from __future__ import annotations
 
-import os
-import signal
 from typing import Callable
 
+from cluster import up
 from cluster.components import Component, ComponentError, watch_components
-from cluster.up import (ClusterConfig, ClusterError, acquire_lock, kubelet_component, proxy_component, remove_pods,
-                        remove_proxy_rules)
+from cluster.up import ClusterConfig, ClusterError, kubelet_component, proxy_component, remove_pods, remove_proxy_rules
 
 
 class WorkerNode:
@@ -57,16 +55,4 @@ class WorkerNode:
 
 def run_foreground(config: ClusterConfig, log: Callable[[str], None], on_ready: Callable[[], None]) -> None:
     """Run the node's processes in this process until SIGINT/SIGTERM; raise ClusterError."""
-    lock_fd = acquire_lock(config)
-    config.pid_path.write_text(str(os.getpid()))
-    node = WorkerNode(config, log)
-    signal.signal(signal.SIGTERM, node.request_stop)
-    signal.signal(signal.SIGINT, node.request_stop)
-    try:
-        node.start()
-        on_ready()
-        node.supervise()
-    finally:
-        node.stop()
-        config.pid_path.unlink(missing_ok=True)
-        os.close(lock_fd)
+    up.run_foreground(config, log, on_ready, runner=WorkerNode)

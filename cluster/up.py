@@ -467,11 +467,14 @@ def usage_text(config: ClusterConfig) -> str:
             f"{logs}")
 
 
-def run_foreground(config: ClusterConfig, log: Callable[[str], None], on_ready: Callable[[], None]) -> None:
-    """Run a cluster in this process until SIGINT/SIGTERM; raise ClusterError."""
+def run_foreground(config: ClusterConfig, log: Callable[[str], None], on_ready: Callable[[], None],
+                   runner=None) -> None:
+    """Run a cluster (or `runner(config, log)`, e.g. a joined node: anything with start,
+    supervise, request_stop and stop) in this process until SIGINT/SIGTERM, holding the data
+    dir's lock and pid file; raise ClusterError."""
     lock_fd = acquire_lock(config)
     config.pid_path.write_text(str(os.getpid()))
-    cluster = Cluster(config, log)
+    cluster = (runner or Cluster)(config, log)
     signal.signal(signal.SIGTERM, cluster.request_stop)
     signal.signal(signal.SIGINT, cluster.request_stop)
     try:

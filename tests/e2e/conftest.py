@@ -110,6 +110,25 @@ def node_cluster(tmp_path_factory):
             pkube("down", "--data-dir", str(data_dir))
 
 
+@contextlib.contextmanager
+def multinode_cluster(data_dir: Path, node_names: list[str], *flags: str):
+    """`pkube up -d --nodes N` (N = len(node_names), the first the host's node) under the host's
+    kubelet slot, every node Ready; always brought down."""
+    port = free_port()
+    with kubelet_host():
+        try:
+            done = pkube("up", "-d", "--data-dir", str(data_dir), "--port", str(port),
+                         "--node-name", node_names[0], "--kubelet-port", str(free_port()),
+                         "--nodes", str(len(node_names)), *flags, timeout=300)
+            assert done.returncode == 0, done.stderr + done.stdout
+            cluster = LocalCluster(data_dir, port)
+            for name in node_names:
+                wait_node_ready(cluster, name, timeout=90)
+            yield cluster
+        finally:
+            pkube("down", "--data-dir", str(data_dir), timeout=180)
+
+
 def wait_node_ready(cluster: LocalCluster, name: str, timeout: float = 60) -> None:
     """Until the Node `name` is registered and Ready (the kubelet starts after `pkube up -d` returns)."""
     from tests.helpers.waiting import wait_for

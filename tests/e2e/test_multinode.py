@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.etcd import free_port
 from cluster.netnodes import BRIDGE, NFT_TABLE, NetNode, add_namespace, remove_namespace
-from tests.e2e.conftest import LocalCluster, kubelet_host, pkube, wait_node_ready
+from tests.e2e.conftest import LocalCluster, multinode_cluster, pkube, wait_node_ready
 from tests.e2e.test_kubelet_pods import apply, kubectl
 from tests.helpers.waiting import wait_for
 
@@ -63,19 +62,8 @@ spec:
 @pytest.fixture(scope="module")
 def multinode(tmp_path_factory):
     """`pkube up -d --nodes 3` under the host's kubelet slot; always brought down."""
-    data_dir = tmp_path_factory.mktemp("pkube-multinode")
-    port = free_port()
-    with kubelet_host():
-        try:
-            done = pkube("up", "-d", "--data-dir", str(data_dir), "--port", str(port), "--node-name", HOST,
-                         "--kubelet-port", str(free_port()), "--nodes", "3", timeout=300)
-            assert done.returncode == 0, done.stderr + done.stdout
-            cluster = LocalCluster(data_dir, port)
-            for name in NODES:
-                wait_node_ready(cluster, name, timeout=90)
-            yield cluster
-        finally:
-            pkube("down", "--data-dir", str(data_dir), timeout=180)
+    with multinode_cluster(tmp_path_factory.mktemp("pkube-multinode"), list(NODES)) as cluster:
+        yield cluster
 
 
 def pods(cluster, selector: str) -> list[dict]:
