@@ -164,7 +164,8 @@ class FieldManager:
     @staticmethod
     def _config(info: ResourceInfo, config: dict, subresource: str) -> dict:
         """The part of a configuration this endpoint applies: status only through /status,
-        everything but status otherwise (Kubernetes' reset fields)."""
+        everything but status otherwise when the resource has a status subresource
+        (Kubernetes' reset fields)."""
         if not isinstance(config, dict):
             raise errors.bad_request("the apply patch must be an object")
         version, kind = config.get("apiVersion"), config.get("kind")
@@ -183,6 +184,8 @@ class FieldManager:
             identity = {k: md[k] for k in ("name", "namespace") if k in (md or {})}
             return {**{k: v for k, v in config.items() if k in ("apiVersion", "kind", "status")},
                     "metadata": identity}
+        if STATUS not in info.subresources:
+            return config
         return {k: v for k, v in config.items() if k != "status"}
 
 

@@ -280,3 +280,27 @@ def test_a_server_side_dry_run_and_diff_change_nothing(kubectl):
     done = kubectl.run("diff", "--server-side", "-f", "-", stdin=yaml.safe_dump(deployment(replicas=6)))
     assert done.returncode == 1 and "+  replicas: 6" in done.stdout, done.stdout + done.stderr
     assert json.loads(kubectl.ok("get", "deploy/web", "-o", "json"))["spec"]["replicas"] == 2
+
+
+def test_pkubectl_applies_server_side_and_reports_a_conflict_in_one_line(apiserver, tmp_path):
+    import io
+
+    from kubectl.cli import main as pkubectl
+
+    config = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
+    path = tmp_path / "web.yaml"
+
+    def run(*args):
+        out, err = io.StringIO(), io.StringIO()
+        return pkubectl(["--kubeconfig", str(config), *args], out, err), out.getvalue(), err.getvalue()
+
+    path.write_text(yaml.safe_dump(deployment()))
+    assert run("apply", "--server-side", "-f", str(path))[1] == "deployment.apps/web serverside-applied\n"
+    path.write_text(yaml.safe_dump(deployment(replicas=5)))
+    code, _, err = run("apply", "--server-side", "--field-manager=other", "-f", str(path))
+    assert code != 0 and 'Apply failed with 1 conflict: conflict with "kubectl": .spec.replicas' in err, err
+    assert "Traceback" not in err
+    code, out, err = run("apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", str(path))
+    assert code == 0, err
+    assert "managedFields" not in run("get", "deploy", "web", "-o", "yaml")[1]
+    assert "manager: other" in run("get", "deploy", "web", "-o", "yaml", "--show-managed-fields")[1]
