@@ -13,7 +13,7 @@ import sys
 from pdocker.cliargs import UsageError
 from pdocker.parser import build_parser, requested_verb
 from runtime import process
-from runtime.errors import ContainerError, ImageError
+from runtime.errors import ContainerError, ImageError, LayerError
 from runtime.runtime import Runtime
 from runtime.spec import SpecError
 from runtime.state import IllegalTransition
@@ -22,8 +22,7 @@ EXIT_USAGE = 125
 
 # errors of the library's modules that bad input or a refused request raises, by module: a
 # module not imported cannot have raised its error, so none is imported only to name it
-LIBRARY_ERRORS = (("runtime.network", "NetworkError"),
-                  ("runtime.cgroups", "CgroupError"), ("runtime.layers", "LayerError"),
+LIBRARY_ERRORS = (("runtime.network", "NetworkError"), ("runtime.cgroups", "CgroupError"),
                   ("runtime.rootfs", "RootfsError"), ("runtime.dockerfile", "DockerfileError"),
                   ("runtime.ipam", "IpamError"), ("runtime.portmap", "FirewallError"),
                   ("runtime.netlink", "NetlinkError"))
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types pdocker reports as one line (anything else is a bug: a traceback)."""
-    errors: list[type[BaseException]] = [ContainerError, ImageError, SpecError, IllegalTransition, UsageError,
+    errors: list[type[BaseException]] = [ContainerError, ImageError, LayerError, SpecError, IllegalTransition, UsageError,
                                          process.StartError, process.BuildError, OSError, ValueError,
                                          TimeoutError]
     for module, name in LIBRARY_ERRORS:

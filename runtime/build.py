@@ -35,8 +35,9 @@ from runtime import dockerfile as df
 from runtime.errors import ImageError, ImageNotFound
 from runtime.imagestore import Image, ImageStore, canonical_json
 from runtime.reference import normalize_ref
-from runtime.layers import (LayerError, lookup, resolve_path, union_entries, unpack_members,
-                            walk_tree)
+from runtime.errors import LayerError
+from runtime.layertar import unpack_members
+from runtime.layertree import lookup, resolve_path, union_entries, walk_tree
 
 Runner = Callable[[list[str], list[str], dict, str, str], "str | os.PathLike"]
 BUSYBOX_NAMES = ("busybox", "busybox:latest")

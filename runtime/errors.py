@@ -1,8 +1,8 @@
-"""The runtime library's errors about containers and images. Every message is fit for a user
-(pdocker prints it as its one line; the kubelet puts it in a pod's status).
+"""The runtime library's errors about containers, images and layers. Every message is fit for
+a user (pdocker prints it as its one line; the kubelet puts it in a pod's status).
 
 The other modules' errors stay with their concern (SpecError in spec, IllegalTransition in
-state, StartError in process, CgroupError, NetworkError, LayerError, RootfsError ...); these
+state, StartError in process, CgroupError, NetworkError, RootfsError ...); these
 are here because several modules raise them and none of those should import another only
 to name an error.
 """
@@ -34,3 +34,11 @@ class InvalidReference(ImageError):
 
 class ImageConflict(ImageError):
     """The image cannot be removed as asked (in use, or referenced by several tags)."""
+
+
+class LayerError(Exception):
+    """A layer could not be stored (bad digest, unreadable archive). Not retryable as is."""
+
+
+class UnsafeLayer(LayerError):
+    """A layer tar tried to escape its directory or create a device: refused, nothing kept."""

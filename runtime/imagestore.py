@@ -26,7 +26,7 @@ import os
 
 from runtime import jsonlite
 from runtime.errors import ImageConflict, ImageError, ImageNotFound, InvalidReference
-from runtime.layers import LayerStore, changes as layer_changes
+from runtime.layers import LayerStore
 from runtime.records import Record
 from runtime.reference import looks_like_id, normalize_ref, split_ref, stored_ref_key
 from runtime.rootfs import remove_file
@@ -299,7 +299,8 @@ class ImageStore:
         return self.new_image(parent, config, diff_id, created_by, ref, comment)
 
     def diff(self, upper_dir: str | os.PathLike, parent: Image | None) -> list[tuple[str, str]]:
-        return layer_changes(upper_dir, parent.layer_dirs if parent else [])
+        from runtime.layertree import changes   # docker diff only
+        return changes(upper_dir, parent.layer_dirs if parent else [])
 
     def ensure_busybox(self) -> Image:
         """busybox:latest, made offline from the host's static busybox if not yet stored.

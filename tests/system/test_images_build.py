@@ -13,7 +13,7 @@ from pathlib import Path
 from runtime.build import BuildError, build
 from runtime.dockerfile import DockerfileError
 from runtime.imagestore import ImageStore
-from runtime.layers import lookup
+from runtime.layertree import lookup
 
 pytestmark = pytest.mark.root
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runtime.imagestore import ImageStore
-from runtime.layers import OPAQUE_XATTR
+from runtime.layertree import OPAQUE_XATTR
 from tests.unit.test_layers import make_tar
 
 pytestmark = pytest.mark.root

@@ -11,7 +11,7 @@ import pytest
 from runtime.busybox import BusyboxMissing
 from runtime.errors import ImageError
 from runtime.imagestore import ImageStore
-from runtime.layers import lookup
+from runtime.layertree import lookup
 
 FAKE_BUSYBOX = """#!/bin/sh
 # answers --list-full like busybox does

@@ -16,7 +16,7 @@ from cluster.manifests import (CONTROL_PLANE, ManifestError, ManifestValues, man
 from kubelet.static import parse_manifest
 from runtime.hostimage import (HostImageError, ensure_host_image, image_ref, mount_points, write_rootfs_tar)
 from runtime.imagestore import ImageStore
-from runtime.layers import lookup
+from runtime.layertree import lookup
 
 MOUNTS = ["/usr", "/opt/python"]
 

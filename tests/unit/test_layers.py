@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime.layers import (LayerError, LayerStore, UnsafeLayer, lookup, resolve_path,
-                            tar_directory)
+from runtime.errors import LayerError, UnsafeLayer
+from runtime.layers import LayerStore
+from runtime.layertar import tar_directory
+from runtime.layertree import lookup, resolve_path
 
 
 def make_tar(entries, compress=None) -> bytes:
