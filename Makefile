@@ -2,11 +2,12 @@
 # make test            installs what is missing, then runs the whole suite (skips counted in its summary).
 # make test-fast       unit + integration only: no root, no containers, no cluster.
 # make kubectl-compat  rewrites docs/kubectl-compat.md from a run of every installed kubectl.
+# make fuzz            the long fuzz run of the apiserver (bench/fuzz.py; ~20 min).
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-deps bytecode helpers launcher up test test-fast kubectl-compat test-unit test-integration test-system test-e2e bench clean
+.PHONY: setup system-deps bytecode helpers launcher up test test-fast kubectl-compat test-unit test-integration test-system test-e2e bench fuzz clean
 
 setup: system-deps $(STAMP) bytecode helpers launcher
 
@@ -60,6 +61,11 @@ test-system: setup
 
 test-e2e: setup
 	$(PY) -m pytest -q -ra tests/e2e
+
+# the long fuzz run of the apiserver (`make test` runs a short one): hypothesis requests, then
+# schemathesis cases from its served OpenAPI, then raw bytes; prints what it sent and found
+fuzz: setup
+	$(PY) -m bench.fuzz
 
 clean:
 	rm -rf $(VENV) *.egg-info runtime/bin

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import yaml
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from api.jsonvalue import dumps, go_escaped, loads
@@ -53,11 +53,14 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise errors.too_large(limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise errors.too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise errors.too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:   # a body shorter than its Content-Length: not a server error
+        raise errors.bad_request("the client closed the connection before sending the whole body") from None
     return b"".join(chunks)
 
 

@@ -12,7 +12,10 @@ nothing. The context variable is set per task, so concurrent requests never mix.
 from __future__ import annotations
 
 import contextvars
+import re
 from dataclasses import dataclass, field
+
+HEADER_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")   # what uvicorn refuses in a header value
 
 
 @dataclass
@@ -50,5 +53,9 @@ def add_annotation(key: str, value: str) -> None:
 
 
 def warning_header(warnings: list[str]) -> str:
-    """The ``Warning`` header value of ``warnings`` (RFC 7234 code 299, as Kubernetes)."""
-    return ", ".join('299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"' for w in warnings)
+    """The ``Warning`` header value of ``warnings`` (RFC 7234 code 299, \\ and " escaped, as
+    Kubernetes). A warning quotes what the client sent (an unknown field's name): its text goes
+    out as UTF-8 bytes, as kube-apiserver's (an ASGI header is the latin-1 str of its bytes),
+    and control characters, which a header cannot carry, as spaces."""
+    text = ", ".join('299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"' for w in warnings)
+    return HEADER_CONTROL.sub(" ", text).encode("utf-8", "replace").decode("latin-1")

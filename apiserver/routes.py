@@ -16,7 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from api import patch as patches
 from api.kinds import Registry
-from apiserver import conversion, errors, subresources
+from apiserver import conversion, errors, requestcontext, subresources
 from apiserver import eviction as evictions
 from apiserver.deletion import Deleter, answers_status, delete_options, deleted_status
 from apiserver.encoding import JSON, decode, decode_object, dumps, go_escaped, json_response, media_type, read_body
@@ -70,7 +70,7 @@ def write_options(query, user=None, user_agent: str = "") -> WriteOptions:
 def _warning_headers(warnings: list[str]) -> Optional[dict]:
     if not warnings:
         return None
-    return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in warnings)}
+    return {"Warning": requestcontext.warning_header(warnings)}
 
 
 def _written(result: WriteResult, code: int) -> Response:
