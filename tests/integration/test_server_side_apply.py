@@ -304,3 +304,18 @@ def test_pkubectl_applies_server_side_and_reports_a_conflict_in_one_line(apiserv
     assert code == 0, err
     assert "managedFields" not in run("get", "deploy", "web", "-o", "yaml")[1]
     assert "manager: other" in run("get", "deploy", "web", "-o", "yaml", "--show-managed-fields")[1]
+
+
+def test_cluster_scoped_objects_and_configmaps_apply(http):
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team", "labels": {"a": "1"}}}
+    created = http.patch("/api/v1/namespaces/team?fieldManager=me", content=json.dumps(namespace),
+                         headers={"Content-Type": APPLY})
+    assert created.status_code == 201, created.text
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}
+    url = "/api/v1/namespaces/team/configmaps/c?fieldManager=me"
+    assert http.patch(url, content=yaml.safe_dump(config), headers={"Content-Type": APPLY}).status_code == 201
+    config["data"] = {"other": "x"}
+    changed = http.patch(url, content=yaml.safe_dump(config), headers={"Content-Type": APPLY})
+    assert changed.status_code == 200 and changed.json()["data"] == {"other": "x"}, changed.text
+    wrong = http.patch(url, content=json.dumps({**config, "apiVersion": "v2"}), headers={"Content-Type": APPLY})
+    assert wrong.status_code == 400 and "Incorrect version specified in apply patch" in wrong.json()["message"]
