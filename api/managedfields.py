@@ -38,6 +38,12 @@ ANCIENT_CHANGES = "ancient-changes"
 STRIPPED = {"f:apiVersion": {}, "f:kind": {}, "f:metadata": {
     ".": {}, "f:name": {}, "f:namespace": {}, "f:creationTimestamp": {}, "f:selfLink": {}, "f:uid": {},
     "f:clusterName": {}, "f:generation": {}, "f:managedFields": {}, "f:resourceVersion": {}}}
+# Nested structs that Kubernetes' Go types hold by value (the rest are pointers: a new one is
+# "added" with a "." entry): the JSON schemas do not tell, so they are named here.
+VALUE_STRUCTS = frozenset((
+    "metadata", "spec", "status", "template", "strategy", "updateStrategy", "resources", "jobTemplate",
+    "scaleTargetRef", "involvedObject", "source", "roleRef", "names", "acceptedNames", "daemonEndpoints",
+    "kubeletEndpoint", "nodeInfo", "state", "lastState", "conditions", "backend"))
 _STRIPPED_ROOT = frozenset(("apiVersion", "kind"))
 _STRIPPED_META = frozenset(e[2:] for e in STRIPPED["f:metadata"] if e != ".")
 
@@ -155,10 +161,14 @@ class Operation:
     now: str
 
 
-def create(obj: dict, entries: list[Entry], op: Operation, node: FieldType) -> list[Entry]:
+def create(obj: dict, entries: list[Entry], op: Operation, node: FieldType, custom: bool = False) -> list[Entry]:
     """The entries of a new object: its creator owns every field it set, counted as Kubernetes
-    does by comparing it with the empty object of its Go type (whose nested structs exist, so
-    they are not "added" themselves, and whose required lists are null)."""
+    does by comparing it with the empty object of its type. For a built-in kind that is a Go
+    struct whose value-typed nested structs (VALUE_STRUCTS) exist, so they are not "added"
+    themselves, and whose required lists are null; for a custom resource it is an empty map."""
+    if custom:
+        added = {"f:" + key: whole(value, node.child(key)[0]) for key, value in sorted(obj.items())}
+        return _record(entries, difference(added, STRIPPED), {}, op)
     return _record(entries, _creation_set(obj, node, True, _STRIPPED_ROOT), {}, op)
 
 
@@ -173,7 +183,8 @@ def _creation_set(obj: dict, node: FieldType, top: bool, skip=frozenset()) -> di
             tree["f:" + key] = {}
             continue
         child, declared = node.child(key)
-        if declared and child.kind == STRUCT and not child.atomic and isinstance(value, dict) and (value or top):
+        if declared and child.kind == STRUCT and not child.atomic and isinstance(value, dict) \
+                and (top or (value and key in VALUE_STRUCTS)):
             sub = _creation_set(value, child, False, _STRIPPED_META if top and key == "metadata" else ())
             if sub:
                 tree["f:" + key] = sub

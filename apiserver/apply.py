@@ -110,7 +110,7 @@ class FieldManager:
         with _never_failing(obj):
             node = self.type_of(info)
             entries = mf.decode(obj) or []
-            mf.store(obj, mf.create(obj, entries, self._operation(info, manager, ""), node))
+            mf.store(obj, mf.create(obj, entries, self._operation(info, manager, ""), node, info.custom is not None))
 
     def on_update(self, info: ResourceInfo, current: dict, new: dict, manager: str, subresource: str) -> None:
         """Record the writer of ``new`` (in place). Its own managedFields are kept as the base

@@ -260,3 +260,28 @@ def test_more_than_ten_update_managers_fold_the_oldest_into_ancient_changes():
     assert names == ["ancient-changes", "k"] + [f"m{i:02}" for i in range(3, 12)]
     ancient = next(e for e in capped if e.manager == "ancient-changes")
     assert ancient.fields == {"f:x0": {}, "f:x1": {}, "f:x2": {}} and ancient.time == "2026-01-01T00:00:02Z"
+
+
+def test_a_created_deployment_is_owned_as_kubernetes_shows_it():
+    """What `kubectl create deployment` shows in Kubernetes 1.32: value structs (spec, strategy,
+    template) without ".", the pointer rollingUpdate, maps, lists and items with it."""
+    obj = deployment()
+    obj["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+    obj["spec"]["template"]["spec"]["securityContext"] = {}
+    obj["spec"]["template"]["spec"]["containers"][0]["resources"] = {}
+    (entry,) = mf.create(obj, [], op("kubectl-create"), DEPLOYMENT)
+    assert entry.fields["f:spec"]["f:strategy"] == {"f:rollingUpdate": {".": {}, "f:maxSurge": {}, "f:maxUnavailable": {}},
+                                                    "f:type": {}}
+    template = entry.fields["f:spec"]["f:template"]
+    assert template["f:metadata"] == {"f:labels": {".": {}, "f:app": {}}}
+    assert template["f:spec"]["f:securityContext"] == {}
+    assert template["f:spec"]["f:containers"]['k:{"name":"app"}']["f:resources"] == {}
+
+
+def test_a_created_custom_resource_has_every_object_added():
+    root = CATALOG.custom({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "size": {"type": "integer"}}}}})
+    obj = {"apiVersion": "example.com/v1", "kind": "W", "metadata": {"name": "w", "labels": {"a": "b"}},
+           "spec": {"size": 1}}
+    (entry,) = mf.create(obj, [], op("kubectl-create", version="example.com/v1"), root, custom=True)
+    assert entry.fields == {"f:metadata": {"f:labels": {".": {}, "f:a": {}}}, "f:spec": {".": {}, "f:size": {}}}
