@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=1,
                     help="nodes in all: N-1 more on this machine, each in a network namespace, joined with "
                          "pkube join (docs/multi-node.md)")
+    up.add_argument("--control-plane", type=int, default=1, metavar="N",
+                    help="control-plane members (odd; the first N nodes, joined with pkube join --control-plane): "
+                         "etcd, apiserver, scheduler and controller-manager on each (docs/multi-node.md)")
     up.add_argument("--pod-network", choices=POD_NETWORKS, default="host-gw",
                     help="how pods reach pods on other nodes (default host-gw)")
     _add_join_parser(sub)
@@ -69,6 +72,12 @@ def _add_etcd_parser(sub) -> None:
     for verb in (save, restore, verbs.add_parser("defrag", help="compact, defragment and disarm the space "
                                                                "alarm of the running cluster's etcd")):
         verb.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    member = verbs.add_parser("member", help="the members of a control plane of several (pkube up --control-plane)")
+    member_verbs = member.add_subparsers(dest="member_command", required=True)
+    remove = member_verbs.add_parser("remove", help="remove member NAME from etcd (the quorum shrinks first)")
+    remove.add_argument("name")
+    for verb in (member_verbs.add_parser("list", help="etcd's members"), remove):
+        verb.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
 
 
 def _add_join_parser(sub) -> None:
@@ -84,6 +93,10 @@ def _add_join_parser(sub) -> None:
     join.add_argument("--cgroup-root", default=POD_CGROUP, help="the kubelet's cgroup root (default kubepods)")
     join.add_argument("--pod-network", choices=POD_NETWORKS, default="host-gw")
     join.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    join.add_argument("--control-plane", action="store_true",
+                      help="join as another control-plane member (with --certificate-key)")
+    join.add_argument("--certificate-key", default="",
+                      help="the key the control plane's shared secrets were uploaded with (hex)")
 
 
 def _add_certs_parser(sub) -> None:
@@ -125,13 +138,17 @@ def cmd_up(args) -> int:
         config.node_name = args.node_name
     if args.nodes < 1 or (args.nodes > 1 and args.no_kubelet):
         raise ClusterError(f"--nodes {args.nodes}: want 1 or more, and a local kubelet (no --no-kubelet)")
+    if args.control_plane > 1:
+        check_control_plane(args)
+        config.control_plane, config.nodes, config.static_pods = args.control_plane, args.nodes, False
     if args.detach:
         argv = [sys.executable, "-m", "cluster", "up", "--data-dir", str(config.data_dir),
                 "--port", str(config.port), "--kubelet-port", str(config.kubelet_port),
                 "--node-name", config.node_name, *(["--no-kubelet"] if args.no_kubelet else []),
                 "--static-pods" if args.static_pods else "--no-static-pods",
-                "--nodes", str(args.nodes), "--pod-network", args.pod_network]
-        pid = start_detached(config, argv)
+                "--nodes", str(args.nodes), "--pod-network", args.pod_network,
+                "--control-plane", str(args.control_plane)]
+        pid = start_detached(config, argv, timeout=150.0 + 60.0 * args.control_plane)
         print(usage_text(config))
         print(f"running in the background (pid {pid}); stop it with: pkube down --data-dir {config.data_dir}")
         return 0
@@ -150,6 +167,19 @@ def cmd_up(args) -> int:
     return 0
 
 
+def check_control_plane(args) -> None:
+    """--control-plane N: odd (an even count adds no failure tolerance), and that many nodes
+    (--nodes defaults to N); the control plane runs as processes, not static pods."""
+    if args.control_plane % 2 == 0:
+        raise ClusterError(f"--control-plane {args.control_plane}: want an odd number (etcd's quorum)")
+    if args.no_kubelet:
+        raise ClusterError("--control-plane needs the local kubelet (no --no-kubelet)")
+    args.nodes = max(args.nodes, args.control_plane) if args.nodes == 1 else args.nodes
+    if args.nodes < args.control_plane:
+        raise ClusterError(f"--control-plane {args.control_plane} needs as many nodes (--nodes {args.nodes})")
+    args.static_pods = False
+
+
 def cmd_join(args) -> int:
     """`pkube join`: the credentials first (every refusal happens here, before anything is
     written), then the kubelet and the proxy, here or in the background."""
@@ -163,10 +193,23 @@ def cmd_join(args) -> int:
         config.node_name = args.node_name
     if lock_held(config):
         acquire_lock(config)   # raises the "already running" error
-    try:
-        join.ensure_credentials(config, args.server, args.token, log)
-    except TokenError as err:
-        raise ClusterError(str(err)) from None
+    runner = node.WorkerNode
+    if args.control_plane:
+        from cluster import controlplanejoin
+        if not args.certificate_key:
+            raise ClusterError("--control-plane needs --certificate-key (the key the control plane's "
+                               "secrets were uploaded with)")
+        config.port = port
+        controlplanejoin.prepare(config, args.server, args.token, args.certificate_key, log)
+        runner = controlplanejoin.ControlPlaneMember
+    else:
+        try:
+            join.ensure_credentials(config, args.server, args.token, log)
+        except TokenError as err:
+            raise ClusterError(str(err)) from None
+        from cluster import hacluster
+        if hacluster.prepare_worker(config, args.server, log):
+            runner = hacluster.HAWorker
     if args.detach:
         pid = start_detached(config, join_argv(args, config), healthy=lambda: True)
         print(f"node {config.node_name} runs in the background (pid {pid}); stop it with: "
@@ -179,7 +222,7 @@ def cmd_join(args) -> int:
         print(f"node {config.node_name} is running (logs: {config.log_dir}); press Ctrl-C to stop", flush=True)
 
     try:
-        node.run_foreground(config, log, on_ready)
+        run_foreground(config, log, on_ready, runner=runner)
     finally:
         ready_marker.unlink(missing_ok=True)
     log("stopped")
@@ -191,7 +234,8 @@ def join_argv(args, config: ClusterConfig) -> list[str]:
     return [sys.executable, "-m", "cluster", "join", args.server, "--token", args.token,
             "--data-dir", str(config.data_dir), "--node-name", config.node_name, "--node-ip", config.node_ip,
             "--kubelet-port", str(config.kubelet_port), "--cgroup-root", config.cgroup_root,
-            "--pod-network", config.pod_network]
+            "--pod-network", config.pod_network,
+            *(["--control-plane", "--certificate-key", args.certificate_key] if args.control_plane else [])]
 
 
 def cmd_down(args) -> int:
@@ -282,6 +326,10 @@ def cmd_secrets(args) -> int:
 def cmd_etcd(args) -> int:
     """`pkube etcd snapshot save|restore|status FILE` and `pkube etcd defrag`."""
     from cluster import etcdbackup
+    if args.etcd_command == "member":
+        from cluster import hacluster
+        print(hacluster.member_command(args.data_dir.resolve(), args.member_command, getattr(args, "name", "")))
+        return 0
     if args.etcd_command == "defrag":
         before, after, revision = etcdbackup.defrag(args.data_dir.resolve())
         print(f"etcd compacted at revision {revision} and defragmented: {before} -> {after} bytes; alarms disarmed")

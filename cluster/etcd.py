@@ -100,6 +100,10 @@ class EtcdProcess:
         log.close()
         return self
 
+    def command(self) -> list[str]:
+        """etcd's argv (ports chosen by ``launch``)."""
+        return self._command()
+
     def _command(self) -> list[str]:
         peer = self.peer_url
         return [self.binary, "--name", self.name, "--data-dir", str(self.data_dir),

@@ -66,6 +66,7 @@ class ClusterConfig:
     cgroup_root: str = POD_CGROUP      # the kubelet's --cgroup-root (cgroups are host-wide)
     pod_network: str = "host-gw"       # the proxy's --pod-network (proxy/podnetwork.py)
     nodes: int = 1                     # with the local node, how many (the others: cluster.netnodes)
+    control_plane: int = 1             # control-plane members (the first nodes): cluster.hacluster
 
     @property
     def static_control_plane(self) -> bool:
@@ -285,8 +286,9 @@ class Cluster:
         """With --nodes > 1: the nodes' bridge, whose address becomes the local node's."""
         if self.config.nodes <= 1:
             return
+        from cluster.hacluster import HANetNodes
         from cluster.netnodes import HOST_ADDRESS, NetNodes
-        netnodes = NetNodes(self.config, self.log)
+        netnodes = (HANetNodes if self.config.control_plane > 1 else NetNodes)(self.config, self.log)
         netnodes.setup_host()
         self.netnodes = netnodes          # from here on, stop() removes them
         self.config.node_ip = self.config.node_ip or HOST_ADDRESS
@@ -319,6 +321,10 @@ class Cluster:
     def start_processes(self) -> None:
         """etcd, the apiserver, the other components (and the kubelet) as child processes."""
         cfg = self.config
+        if cfg.control_plane > 1:
+            from cluster.hacluster import start_first_member
+            start_first_member(self, self.log)
+            return
         client_port, peer_port = etcd_ports_for(cfg)
         self.etcd = EtcdProcess(cfg.data_dir / "etcd", client_port=client_port, peer_port=peer_port,
                                 log_path=cfg.log_dir / "etcd.log").start()
@@ -385,6 +391,9 @@ class Cluster:
             remove_pods(self.config.data_dir / "kubelet", self.log, self.config.cgroup_root)
         if self.etcd:
             self.etcd.stop()
+        if self.config.control_plane > 1:
+            from cluster.hacluster import remove_member_data
+            remove_member_data(self.config.data_dir)
         if self.netnodes is not None:
             self.netnodes.teardown()
 

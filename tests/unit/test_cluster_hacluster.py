@@ -1,0 +1,65 @@
+"""The pure parts of a multi-member control plane (cluster/hacluster.py, cluster/cli.py): the
+topology a first member plans and publishes, the member's flags, the checks of --control-plane."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster import hacluster
+from cluster.cli import check_control_plane
+from cluster.up import ClusterConfig, ClusterError
+
+
+def test_the_planned_topology_names_every_members_etcd_and_apiserver():
+    config = ClusterConfig(data_dir=Path("/x"), port=16443)
+    topology = hacluster.planned_topology(config, ["10.200.0.1", "10.200.0.2"], 6444)
+    assert topology == {"etcdServers": ["https://10.200.0.1:2379", "https://10.200.0.2:2379"],
+                        "apiServers": ["https://10.200.0.1:16443", "https://10.200.0.2:16443"],
+                        "loadBalancerPort": 6444}
+
+
+def test_the_configmap_is_read_back_as_the_topology():
+    configmap = {"data": {"etcdServers": "https://a:2379,https://b:2379", "apiServers": "https://a:6443",
+                          "loadBalancerPort": "7000"}}
+    assert hacluster.topology_of(configmap) == {"etcdServers": ["https://a:2379", "https://b:2379"],
+                                                "apiServers": ["https://a:6443"], "loadBalancerPort": 7000}
+    assert hacluster.topology_of({})["loadBalancerPort"] == hacluster.LB_PORT
+
+
+def test_a_kubeconfig_is_pointed_at_the_balancer(tmp_path):
+    path = tmp_path / "kubelet.kubeconfig"
+    path.write_text(yaml.safe_dump({"clusters": [{"name": "pkube", "cluster": {"server": "https://1.2.3.4:6443"}}]}))
+    hacluster.point_at(path, hacluster.lb_server(6444))
+    assert yaml.safe_load(path.read_text())["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6444"
+
+
+def test_a_members_apiserver_talks_tls_to_every_etcd_and_advertises_its_address(tmp_path):
+    config = ClusterConfig(data_dir=tmp_path, port=16443, node_name="m1", node_ip="10.200.0.2")
+    comps = hacluster.member_components(config, "10.200.0.2", ["https://10.200.0.2:2379", "https://10.200.0.1:2379"],
+                                        6444, ["https://10.200.0.2:16443"])
+    names = [c.name for c in comps]
+    assert names == ["apiserver", "loadbalancer", "scheduler", "controllers", "kubelet", "proxy"]
+    apiserver = comps[0].argv
+    assert apiserver[apiserver.index("--etcd-servers") + 1] == "https://10.200.0.2:2379,https://10.200.0.1:2379"
+    assert apiserver[apiserver.index("--advertise-address") + 1] == "10.200.0.2"
+    assert "--etcd-certfile" in apiserver
+    scheduler = comps[2].argv
+    assert scheduler[scheduler.index("--identity") + 1].startswith("m1_")
+
+
+def args(control_plane: int, nodes: int = 1, no_kubelet: bool = False) -> argparse.Namespace:
+    return argparse.Namespace(control_plane=control_plane, nodes=nodes, no_kubelet=no_kubelet, static_pods=True)
+
+
+def test_control_plane_wants_an_odd_count_and_as_many_nodes():
+    with pytest.raises(ClusterError, match="odd"):
+        check_control_plane(args(2))
+    with pytest.raises(ClusterError, match="as many nodes"):
+        check_control_plane(args(3, nodes=2))
+    given = args(3)
+    check_control_plane(given)
+    assert (given.nodes, given.static_pods) == (3, False)
