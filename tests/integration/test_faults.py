@@ -131,7 +131,7 @@ async def increment(client: AsyncApiClient, name: str, conflicts: list) -> None:
         except Conflict:
             conflicts.append(1)
             attempt += 1
-            await asyncio.sleep(random.uniform(0, min(0.001 * 2 ** attempt, 0.05)))
+            await asyncio.sleep(random.uniform(0, min(0.002 * 2 ** attempt, 0.2)))
 
 
 async def increments(url: str, name: str, conflicts: list) -> None:
