@@ -319,3 +319,23 @@ def test_cluster_scoped_objects_and_configmaps_apply(http):
     assert changed.status_code == 200 and changed.json()["data"] == {"other": "x"}, changed.text
     wrong = http.patch(url, content=json.dumps({**config, "apiVersion": "v2"}), headers={"Content-Type": APPLY})
     assert wrong.status_code == 400 and "Incorrect version specified in apply patch" in wrong.json()["message"]
+
+
+def test_a_service_port_dropped_by_its_applier_goes_and_one_added_by_another_stays(http):
+    def service(*ports):
+        return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                "spec": {"selector": {"app": "s"}, "ports": [{"name": n, "port": p} for n, p in ports]}}
+
+    url = "/api/v1/namespaces/default/services/s"
+    first = http.patch(url + "?fieldManager=a", content=json.dumps(service(("http", 80), ("https", 443))),
+                       headers={"Content-Type": APPLY})
+    assert first.status_code == 201, first.text
+    second = http.patch(url + "?fieldManager=b", content=json.dumps(service(("metrics", 9090))),
+                        headers={"Content-Type": APPLY})
+    assert second.status_code == 200, second.text
+    assert [p["port"] for p in second.json()["spec"]["ports"]] == [80, 443, 9090]
+    third = http.patch(url + "?fieldManager=a", content=json.dumps(service(("http", 80))),
+                       headers={"Content-Type": APPLY})
+    assert third.status_code == 200, third.text
+    assert [p["port"] for p in third.json()["spec"]["ports"]] == [80, 9090]
+    assert third.json()["spec"]["clusterIP"], "fields the server set stay"
