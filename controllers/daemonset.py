@@ -23,13 +23,7 @@ Per DaemonSet key, ``reconcile``:
 
 Pods are placed the upstream way: each carries a required node affinity
 ``matchFields metadata.name In [<node>]`` and the default scheduler binds it.
-Which nodes are eligible is decided here (``node_should_run``): the
-template's nodeSelector and required node affinity, and the node's taints
-against the template's tolerations plus those Kubernetes adds to every
-daemon pod (not-ready and unreachable NoExecute without tolerationSeconds;
-disk-, memory-, pid-pressure and unschedulable NoSchedule; network-unavailable
-NoSchedule for hostNetwork pods). A node whose NoExecute taints the pod
-tolerates keeps a pod it already runs.
+Which nodes are eligible is decided by ``controllers.daemonset_nodes``.
 """
 
 from __future__ import annotations
@@ -40,119 +34,26 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
-from api.selectors import (DOES_NOT_EXIST, EXISTS, GREATER, IN, LESS, NOT_IN, LabelSelector, SelectorError,
-                           label_selector_from_dict, make_requirement, spec_selector_selects)
-from api.tolerations import tolerated
+from api.selectors import SelectorError, label_selector_from_dict, spec_selector_selects
 from client.clock import Clock
 from client.errors import NotFound
 from client.resources import DAEMONSETS, NODES, PODS
 from client.store import index_by_namespace, object_key
 from controllers import history
 from controllers.base import Controller, ControllerContext, PermanentError
+from controllers.daemonset_nodes import EligibilityCache, target_node, with_node_affinity
 from controllers.deployment_util import scaled_value
 from controllers.podcontrol import (CONTROLLER_INDEX, available_in, claim, claim_candidates, controller_ref,
                                     index_by_controller, is_ready, owner_reference, slow_start)
 
 log = logging.getLogger(__name__)
 
-NODE_OPERATORS = {"In": IN, "NotIn": NOT_IN, "Exists": EXISTS, "DoesNotExist": DOES_NOT_EXIST,
-                  "Gt": GREATER, "Lt": LESS}
-NO_EXECUTE_KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
-NO_SCHEDULE_KEYS = ("node.kubernetes.io/disk-pressure", "node.kubernetes.io/memory-pressure",
-                    "node.kubernetes.io/pid-pressure", "node.kubernetes.io/unschedulable")
-NETWORK_UNAVAILABLE = "node.kubernetes.io/network-unavailable"
-HARD_EFFECTS = ("NoSchedule", "NoExecute")
 DEFAULT_BURST = 500
 FIRST_BATCH = 16        # creates in the first slow-start batch (then 32, 64, ...)
 EXPECTATIONS_TIMEOUT = 300.0
 
 
-# -- which nodes run a daemon pod (pure) ---------------------------------------------------
-
-def daemon_tolerations(pod_spec: dict) -> list[dict]:
-    """The template's tolerations plus the ones Kubernetes adds to every daemon pod."""
-    tolerations = list(pod_spec.get("tolerations") or [])
-    wanted = [{"key": k, "operator": "Exists", "effect": "NoExecute"} for k in NO_EXECUTE_KEYS]
-    wanted += [{"key": k, "operator": "Exists", "effect": "NoSchedule"} for k in NO_SCHEDULE_KEYS]
-    if pod_spec.get("hostNetwork"):
-        wanted.append({"key": NETWORK_UNAVAILABLE, "operator": "Exists", "effect": "NoSchedule"})
-    for toleration in wanted:
-        tolerations = [t for t in tolerations if not (t.get("key") == toleration["key"]
-                                                      and t.get("effect") == toleration["effect"])]
-        tolerations.append(toleration)
-    return tolerations
-
-
-def _selector(expressions) -> LabelSelector:
-    return LabelSelector([make_requirement(e.get("key", ""), NODE_OPERATORS[e.get("operator")],
-                                           [str(v) for v in e.get("values") or []])
-                          for e in expressions or []])
-
-
-def term_matches(term: dict, node: dict) -> bool:
-    """A node selector term: label expressions AND field expressions (metadata.name); empty
-    matches nothing. Raises SelectorError (or KeyError on an unknown operator) on a bad term."""
-    labels, fields = _selector(term.get("matchExpressions")), _selector(term.get("matchFields"))
-    if labels.empty and fields.empty:
-        return False
-    return (labels.matches(node["metadata"].get("labels") or {})
-            and fields.matches({"metadata.name": node["metadata"]["name"]}))
-
-
-def fits_affinity(pod_spec: dict, node: dict) -> bool:
-    """nodeSelector and the required node affinity of ``pod_spec`` match ``node``."""
-    labels = node["metadata"].get("labels") or {}
-    if any(labels.get(k) != v for k, v in (pod_spec.get("nodeSelector") or {}).items()):
-        return False
-    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution"))
-    if required is None:
-        return True
-    return any(term_matches(t, node) for t in required.get("nodeSelectorTerms") or [])
-
-
-def node_should_run(ds: dict, node: dict) -> tuple[bool, bool]:
-    """(should run a daemon pod, should keep one it runs) — Kubernetes' NodeShouldRunDaemonPod."""
-    pod_spec = history.template_of(ds).get("spec") or {}
-    if pod_spec.get("nodeName") and pod_spec["nodeName"] != node["metadata"]["name"]:
-        return False, False
-    try:
-        if not fits_affinity(pod_spec, node):
-            return False, False
-    except (SelectorError, KeyError):
-        return False, False
-    tolerations = daemon_tolerations(pod_spec)
-    taints = [t for t in (node.get("spec") or {}).get("taints") or [] if t.get("effect") in HARD_EFFECTS]
-    untolerated = [t for t in taints if not tolerated(tolerations, t)]
-    if not untolerated:
-        return True, True
-    return False, not any(t.get("effect") == "NoExecute" for t in untolerated)
-
-
-def target_node(pod: dict) -> Optional[str]:
-    """The node a daemon pod is for: its nodeName, else the one its affinity's matchFields names."""
-    spec = pod.get("spec") or {}
-    if spec.get("nodeName"):
-        return spec["nodeName"]
-    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
-    for term in required.get("nodeSelectorTerms") or []:
-        for expr in term.get("matchFields") or []:
-            if expr.get("key") == "metadata.name" and expr.get("operator") == "In" and \
-                    len(expr.get("values") or []) == 1:
-                return expr["values"][0]
-    return None
-
-
-def with_node_affinity(pod_spec: dict, node_name: str) -> dict:
-    """``pod_spec`` (copied) with its required node affinity replaced by ``metadata.name In
-    [node_name]`` (Kubernetes' ReplaceDaemonSetPodNodeNameNodeAffinity) and the daemon tolerations."""
-    spec = copy.deepcopy(pod_spec)
-    node_affinity = spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
-    node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": [
-        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node_name]}]}]}
-    spec["tolerations"] = daemon_tolerations(spec)
-    return spec
+# -- the per-node plan (pure) ---------------------------------------------------------
 
 
 def new_pod(ds: dict, node_name: str, digest: str) -> dict:
@@ -225,42 +126,6 @@ class Plan:
                 self.delete[object_key(pod)] = pod
                 if force:
                     self.force.add(object_key(pod))
-
-
-def eligibility(ds: dict, nodes: list[dict]) -> dict[str, tuple[bool, bool]]:
-    """node name -> ``node_should_run(ds, node)`` for every node."""
-    return {n["metadata"]["name"]: node_should_run(ds, n) for n in nodes}
-
-
-def placement_fields(ds: dict) -> str:
-    """What of ``ds`` ``node_should_run`` reads (its template's placement), as one comparable text."""
-    spec = history.template_of(ds).get("spec") or {}
-    return repr([spec.get(f) for f in ("nodeName", "nodeSelector", "affinity", "tolerations", "hostNetwork")])
-
-
-class EligibilityCache:
-    """``eligibility`` of each DaemonSet, remembered per node: a node's answer is computed again
-    only when the node (its resourceVersion) or the set's placement fields changed."""
-
-    def __init__(self):
-        self._sets: dict[str, tuple[str, dict]] = {}       # set key -> (placement, {node: (rv, answer)})
-
-    def runs(self, key: str, ds: dict, nodes: list[dict]) -> dict[str, tuple[bool, bool]]:
-        """``eligibility(ds, nodes)`` for the set of ``key``."""
-        placement = placement_fields(ds)
-        known_placement, known = self._sets.get(key, ("", {}))
-        if known_placement != placement:
-            known = {}
-        fresh = {}
-        for node in nodes:
-            name, rv = node["metadata"]["name"], node["metadata"].get("resourceVersion")
-            hit = known.get(name)
-            fresh[name] = hit if hit is not None and hit[0] == rv and rv else (rv, node_should_run(ds, node))
-        self._sets[key] = (placement, fresh)
-        return {name: answer for name, (_, answer) in fresh.items()}
-
-    def forget(self, key: str) -> None:
-        self._sets.pop(key, None)
 
 
 def manage_plan(runs: dict[str, tuple[bool, bool]], by_node: dict[str, list[dict]], digest: str,

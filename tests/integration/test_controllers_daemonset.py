@@ -78,7 +78,7 @@ async def pods_by_node(client, app):
 
 def one_running_pod_on(nodes):
     def check(by_node):
-        return sorted(by_node) == sorted(nodes) and all(
+        return set(by_node) == set(nodes) and all(          # an unbound pod is under None
             len(pods) == 1 and pods[0]["status"].get("phase") == "Running" for pods in by_node.values())
     return check
 

@@ -7,6 +7,7 @@ import pytest
 
 from client.clock import FakeClock
 from controllers import daemonset as d
+from controllers import daemonset_nodes as dn
 from controllers import history
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -62,14 +63,26 @@ def taint(key, effect="NoSchedule", value=None):
     ({"hostNetwork": True}, node("n", taints=[taint("node.kubernetes.io/network-unavailable")]), (True, True)),
 ])
 def test_node_should_run(pod_spec, the_node, expected):
-    assert d.node_should_run(ds(**pod_spec), the_node) == expected
+    assert dn.node_should_run(ds(**pod_spec), the_node) == expected
+
+
+def test_eligibility_is_remembered_per_node_until_the_node_or_the_placement_changes():
+    cache, the_ds = dn.EligibilityCache(), ds(nodeSelector={"run": "yes"})
+    a, b = node("a", {"run": "yes"}), node("b")
+    a["metadata"]["resourceVersion"], b["metadata"]["resourceVersion"] = "1", "1"
+    assert cache.runs("ns/agent", the_ds, [a, b]) == {"a": (True, True), "b": (False, False)}
+    b = node("b", {"run": "yes"})
+    b["metadata"]["resourceVersion"] = "2"                            # labelled: answered again
+    assert cache.runs("ns/agent", the_ds, [a, b]) == {"a": (True, True), "b": (True, True)}
+    assert cache.runs("ns/agent", ds(nodeSelector={"run": "no"}), [a, b]) == {"a": (False, False),
+                                                                               "b": (False, False)}
 
 
 def test_daemon_tolerations_are_added_once_and_keep_the_templates():
     mine = {"key": "x", "operator": "Exists"}
     spec = {"tolerations": [mine, {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
                                    "effect": "NoExecute", "tolerationSeconds": 5}]}
-    tolerations = d.daemon_tolerations(spec)
+    tolerations = dn.daemon_tolerations(spec)
     assert mine in tolerations
     unreachable = [t for t in tolerations if t["key"] == "node.kubernetes.io/unreachable"]
     assert unreachable == [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]
@@ -84,7 +97,7 @@ def test_new_pod_is_pinned_by_affinity_and_labelled_with_the_hash():
     assert made["metadata"]["ownerReferences"][0]["uid"] == "ds-uid"
     affinity = made["spec"]["affinity"]["nodeAffinity"]
     assert affinity["preferredDuringSchedulingIgnoredDuringExecution"] == [{"weight": 1}]
-    assert d.target_node(made) == "n7"
+    assert dn.target_node(made) == "n7"
 
 
 def test_manage_plan_creates_on_empty_nodes_and_removes_extra_failed_misplaced_and_orphaned_pods():
@@ -94,7 +107,7 @@ def test_manage_plan_creates_on_empty_nodes_and_removes_extra_failed_misplaced_a
                "c": [pod("c1", "c", phase="Failed")],
                "d": [pod("d1", "d")],
                "gone": [pod("g1", "gone", deleting=True)]}
-    plan = d.manage_plan(d.eligibility(the_ds, nodes), by_node, "new", surge=False)
+    plan = d.manage_plan(dn.eligibility(the_ds, nodes), by_node, "new", surge=False)
     assert plan.create == ["a"]
     assert sorted(k.split("/")[1] for k in plan.delete) == ["b2", "c1", "d1", "g1"]
     assert plan.force == {"default/g1"}
@@ -116,7 +129,7 @@ def test_nodes_with_writes_not_yet_seen_are_left_alone_and_count_as_unavailable(
     the_ds = ds()
     nodes = [node("a"), node("b"), node("c")]
     by_node = {"b": [pod("b1", "b", "old")], "c": [pod("c1", "c", "old")]}
-    plan = d.manage_plan(d.eligibility(the_ds, nodes), by_node, "new", surge=False, pending=frozenset({"a"}))
+    plan = d.manage_plan(dn.eligibility(the_ds, nodes), by_node, "new", surge=False, pending=frozenset({"a"}))
     assert plan.create == []                        # a's pod is being created: not a second one
 
     def available(p):
@@ -168,7 +181,7 @@ def test_status_counts_per_node_with_the_oldest_pod():
                                                                             created="2026-01-02T00:00:00Z")],
                "x": [pod("x1", "x", "new")]}
     by_node["c"] = [pod("c1", "c", "new", ready=False)]
-    status, wait = d.daemon_set_status(ds(), d.eligibility(ds(), nodes), by_node, "new", NOW)
+    status, wait = d.daemon_set_status(ds(), dn.eligibility(ds(), nodes), by_node, "new", NOW)
     assert status == {"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberReady": 2,
                       "numberAvailable": 2, "updatedNumberScheduled": 2, "numberMisscheduled": 1,
                       "numberUnavailable": 1, "observedGeneration": 3}
