@@ -108,3 +108,25 @@ def test_the_metrics_bind_address(text, parsed):
             parse_bind_address(text)
     else:
         assert parse_bind_address(text) == parsed
+
+
+def test_the_proxy_times_each_table_sync_that_nft_accepted():
+    import asyncio
+
+    from client.fake import FakeApi
+    from proxy.metrics import ProxyMetrics
+    from proxy.rules import ProxyConfig
+    from proxy.server import ProxyServer
+    from tests.unit.test_proxy_rules import endpoint, endpoint_slice, service
+    from tests.unit.test_proxy_server import TableNft
+
+    registry, nft = CollectorRegistry(), TableNft()
+    server = ProxyServer(FakeApi(), ProxyConfig(table="t", node_name="n1"), nft=nft, metrics=ProxyMetrics(registry))
+    server.proxier.conntrack = None
+    server.clock.sleep = lambda _s: asyncio.sleep(0)
+    server.service_informer.apply_event("ADDED", service("web"))
+    server.slice_informer.apply_event("ADDED", endpoint_slice("web", [endpoint("10.244.0.2")]))
+    nft.broken = 1                   # the first write fails: not a sync
+    asyncio.run(server._rebuild())
+    assert sample(registry, "kubeproxy_sync_proxy_rules_duration_seconds_count") == 1
+    assert sample(registry, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") > 0
