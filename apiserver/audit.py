@@ -346,7 +346,7 @@ class AuditRecord:
         if self._request_object() is not None:
             extra += b',"requestObject":' + self.request_body
         if self.level == "RequestResponse" and body and stage == "ResponseComplete" and _is_json(body):
-            extra += b',"responseObject":' + body
+            extra += b',"responseObject":' + body.rstrip(b"\n")    # bodies end in a newline, as Go's encoder's
         self.sink.write(line[:-1] + extra + b"}" if extra else line)
 
 
