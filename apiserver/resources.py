@@ -81,12 +81,26 @@ def check_kind(info: ResourceInfo, obj: dict) -> None:
             f"expected {info.api_version} {info.kind}")
 
 
+GO_JSON_TYPES = ((bool, "bool"), (int, "number"), (float, "number"), (str, "string"), (list, "array"), (dict, "object"))
+
+
+def undecodable(info: ResourceInfo, field: str, value, want: str) -> str:
+    """kube-apiserver's message for a body whose ``field`` holds a JSON value Go cannot decode
+    into its type: 'Role in version "v1" cannot be handled as a Role: json: cannot unmarshal
+    number into Go struct field ObjectMeta.metadata.generateName of type string'."""
+    got = next(name for kind, name in GO_JSON_TYPES if isinstance(value, kind))
+    return (f'{info.kind} in version "{info.version}" cannot be handled as a {info.kind}: json: cannot unmarshal '
+            f"{got} into Go struct field {field} of type {want}")
+
+
 def check_identity(target: Target, obj: dict) -> None:
     """400 when the body's name or namespace disagree with the URL; fills the namespace."""
     md = meta.metadata(obj)
     info = target.info
     if not isinstance(md.get("name", ""), str) or not isinstance(md.get("namespace", ""), str):
         raise errors.bad_request("metadata.name and metadata.namespace must be strings")
+    if md.get("generateName") is not None and not isinstance(md["generateName"], str):
+        raise errors.bad_request(undecodable(info, "ObjectMeta.metadata.generateName", md["generateName"], "string"))
     if target.name is not None and md.get("name") and md["name"] != target.name:
         raise errors.bad_request(f"the name of the object ({md['name']}) does not match the name "
                                  f"on the URL ({target.name})")

@@ -88,10 +88,6 @@ class FuzzRequest:
     def dry_run(self) -> bool:
         return any(k == "dryRun" and v == "All" for k, v in self.params)
 
-    @property
-    def watch(self) -> bool:
-        return any(k == "watch" and str(v).lower() in ("1", "true") for k, v in self.params) or "/watch/" in self.path
-
     def describe(self) -> str:
         body = (self.body or b"")[:300]
         return f"[{self.label}] {self.method} {self.path} params={list(self.params)} headers={dict(self.headers)} body={body!r}"
@@ -400,6 +396,55 @@ def odd_paths() -> st.SearchStrategy[FuzzRequest]:
                      st.lists(segment, max_size=7), query_params())
 
 
+def leaf_paths(obj, prefix: tuple = ()) -> list[tuple]:
+    """Every path into ``obj`` (dict keys and list indexes), the root excluded."""
+    paths = []
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for key, value in items:
+        paths.append(prefix + (key,))
+        paths += leaf_paths(value, prefix + (key,))
+    return paths
+
+
+def mutate(obj: dict, path: tuple, value, insert: Optional[str]) -> dict:
+    """A copy of ``obj`` with the value at ``path`` replaced by ``value`` (or, with ``insert``,
+    a new key ``insert`` added in the dict there)."""
+    copy = json.loads(json.dumps(obj))
+    parent = copy
+    for key in path[:-1]:
+        parent = parent[key]
+    if insert is not None and isinstance(parent[path[-1]], dict):
+        parent[path[-1]][insert] = value
+    else:
+        parent[path[-1]] = value
+    return copy
+
+
+def odd_values() -> st.SearchStrategy:
+    """Values that stress a field: wrong types, extremes, unicode, NULs, long strings."""
+    return st.one_of(json_values(), quantities(), st.sampled_from(
+        [None, "", " ", "\x00", "a\x00b", "é" * 300, "x" * 70_000, -1, 0, 2 ** 31, 2 ** 63, -2 ** 63, 1.5, 1e308, True, [], {},
+         [None], {"": None}, "2020-13-45T99:99:99Z", "../../etc", "${x}", "{{x}}", "\u202e", "0x1F", "+1", "1_000"]))
+
+
+def mutants(resource: Resource) -> st.SearchStrategy[FuzzRequest]:
+    """A valid object of the kind with one or two fields changed to odd values: the requests
+    that reach the deep checks (validation, defaulting, admission, allocators, storage)."""
+    def build(method, name, picks, query):
+        obj = seed_object(resource, name)
+        if method == "POST":     # a new object each time: not an AlreadyExists before any check
+            obj["metadata"]["generateName"] = obj["metadata"].pop("name") + "-"
+        for index, value, insert in picks:
+            paths = leaf_paths(obj)
+            obj = mutate(obj, paths[index % len(paths)], value, insert)
+        path = resource.collection() + ("" if method == "POST" else f"/{_quote(seed_object(resource, name)['metadata']['name'])}")
+        return FuzzRequest("mutant-" + method.lower(), method, path, query, (("Content-Type", "application/json"),), _body(obj))
+    pick = st.tuples(st.integers(0, 10_000), odd_values(), st.one_of(st.none(), st.none(), _text(12)))
+    return st.builds(build, st.sampled_from(["POST", "POST", "PUT"]), st.sampled_from(NAMES),
+                     st.lists(pick, min_size=1, max_size=2),
+                     st.one_of(st.just(()), st.just(()), query_params()))
+
+
 def watches(resource: Resource) -> st.SearchStrategy[FuzzRequest]:
     """watch=true on a collection or an item, with any other parameters."""
     return st.builds(lambda p, q, h: FuzzRequest("watch", "GET", p, (("watch", "true"), *q), h),
@@ -408,13 +453,15 @@ def watches(resource: Resource) -> st.SearchStrategy[FuzzRequest]:
 
 @functools.cache
 def request_classes() -> tuple:
-    """The strategies a run takes in turn (request i draws from class i % len): writes
-    (create, update, patches, delete) four times, reads twice, watches, broken bodies twice and
-    odd paths once in every twelve requests."""
+    """The classes of request a run draws from (each as likely): writes (create, update,
+    patches, delete) four times, mutants of valid objects four times, reads three times,
+    broken bodies twice, watches and odd paths once in every fifteen."""
     def over_resources(make):
         return st.one_of(*[make(resource) for resource in RESOURCES])
     write, read, broken_body = over_resources(writes), over_resources(reads), over_resources(broken)
-    return (write, read, broken_body, write, over_resources(watches), write, broken_body, read, write, odd_paths(), write, read)
+    mutant = over_resources(mutants)
+    return (write, read, mutant, broken_body, write, over_resources(watches), mutant, write, broken_body, read, mutant,
+            write, odd_paths(), mutant, read)
 
 
 # ---------------------------------------------------------------- raw bytes on the socket
@@ -619,10 +666,12 @@ class Fuzzer:
         return code
 
     def _exchange(self, request: FuzzRequest) -> tuple[Optional[int], str]:
-        """The status and (the start of) the body; a watch is closed once its headers came."""
+        """The status and (the start of) the body. A GET answered 200 is closed once its headers
+        came: it may be a watch (``watch=`` with any value but 0 or false is one, as in
+        Kubernetes), whose body never ends."""
         with self.client.stream(request.method, request.path, params=list(request.params), headers=list(request.headers),
                                 content=request.body) as response:
-            if request.watch and response.status_code == 200:
+            if request.method == "GET" and response.status_code == 200:
                 return 200, ""
             return response.status_code, response.read()[:2000].decode(errors="replace")
 

@@ -5,6 +5,8 @@ each with the exact answer now given:
   header: a 500 ('latin-1' codec can't encode) or a dropped connection (uvicorn refuses a
   control character in a header); now 2xx, the name in the header as UTF-8 bytes, as
   kube-apiserver writes it, control characters as spaces;
+- a metadata.generateName that is not a string (a number, a list): a 500 (the name generator
+  sliced it); now 400 with kube-apiserver's decoding message;
 - a body shorter than its Content-Length (the client gave up): logged as an unhandled error
   with a 500; now 400 with a message;
 - and the one 5xx that is Kubernetes' own design: a read at a resourceVersion the store has not
@@ -48,6 +50,15 @@ def test_an_unknown_field_with_control_characters_is_warned_about_with_spaces(ht
     assert patched.status_code == 201, patched.text
     assert warning_bytes(patched) == b'299 - "unknown field \\"a  Set-Cookie: x  \\\\\\""'
     assert b"set-cookie" not in [key.lower() for key, _ in patched.headers.raw]
+
+
+@pytest.mark.parametrize("value, json_type", [(2147483648, "number"), ([], "array"), ({"a": 1}, "object"), (True, "bool")])
+def test_a_generate_name_that_is_not_a_string_is_a_bad_request(http, value, json_type):
+    made = http.post("/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles",
+                     json={"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"generateName": value}})
+    assert (made.status_code, made.json()["reason"], made.json()["message"]) == (400, "BadRequest", (
+        'Role in version "v1" cannot be handled as a Role: json: cannot unmarshal '
+        f"{json_type} into Go struct field ObjectMeta.metadata.generateName of type string"))
 
 
 def test_a_body_shorter_than_its_content_length_is_a_bad_request_not_a_server_error():
