@@ -26,7 +26,6 @@ import dataclasses
 import json
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -85,17 +84,14 @@ def admin_tls(config: ClusterConfig) -> etcdpki.EtcdTLS:
 def member_components(config: ClusterConfig, address: str, etcd_servers: list[str],
                       lb_port: int, apiservers: list[str]) -> list[Component]:
     """The apiserver (advertising `address`, etcd over TLS), the load balancer, the scheduler,
-    the controller-manager (their leader election identity ``<node>_<uuid>``, as
-    kube-controller-manager's ``<host>_<uuid>``: the node shows who leads), the kubelet and
-    the proxy, in start order."""
+    the controller-manager (leader-elected; each process a fresh identity ``<host>_<uuid>``, so
+    one restarted after a crash is not taken for the leader it was), the kubelet and the proxy,
+    in start order."""
     tls = etcdpki.tls_of(config.pki_dir, etcdpki.APISERVER_CLIENT)
     apiserver, *others = control_plane(config, ",".join(etcd_servers))
     apiserver.argv += ["--advertise-address", address, "--etcd-cafile", str(tls.ca), "--etcd-certfile",
                        str(tls.cert), "--etcd-keyfile", str(tls.key),
                        "--endpoint-lease-duration", ENDPOINT_LEASE_SECONDS]
-    for comp in others:
-        if comp.name in config.components:      # leader-elected: the Lease's holder names its node
-            comp.argv += ["--identity", f"{config.node_name}_{uuid.uuid4()}"]
     return [apiserver, lb_component(config, apiservers, lb_port, config.kubeconfig_path), *others]
 
 

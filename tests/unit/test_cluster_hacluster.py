@@ -47,8 +47,7 @@ def test_a_members_apiserver_talks_tls_to_every_etcd_and_advertises_its_address(
     assert apiserver[apiserver.index("--etcd-servers") + 1] == "https://10.200.0.2:2379,https://10.200.0.1:2379"
     assert apiserver[apiserver.index("--advertise-address") + 1] == "10.200.0.2"
     assert "--etcd-certfile" in apiserver
-    scheduler = comps[2].argv
-    assert scheduler[scheduler.index("--identity") + 1].startswith("m1_")
+    assert "--leader-elect" in comps[2].argv and "--leader-elect" in comps[3].argv
 
 
 def args(control_plane: int, nodes: int = 1, no_kubelet: bool = False) -> argparse.Namespace:
