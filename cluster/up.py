@@ -410,6 +410,10 @@ def remove_pods(kubelet_dir: Path, log: Callable[[str], None], cgroup_root: str 
     if not root.is_dir():
         return
     runtime = Runtime(root)
+    cidr_file = kubelet_dir / "pod-cidr"
+    subnet = cidr_file.read_text().strip() if cidr_file.exists() else ""
+    if subnet:     # the sandboxes' addresses go back to the kubelet's network, not the runtime's default one
+        runtime.set_network(_pod_network(root / "network", subnet))
     for record in runtime.list(all=True, kind="sandbox"):
         _try(log, f"remove pod sandbox {record.name}", runtime.remove_sandbox, record.id)
     for record in runtime.list(all=True):
@@ -420,9 +424,14 @@ def remove_pods(kubelet_dir: Path, log: Callable[[str], None], cgroup_root: str 
     else:
         _try(log, f"remove the {cgroup_root} cgroup", kubepods.destroy)
     _unmount_pod_volumes(kubelet_dir / "pods", log)
-    cidr_file = kubelet_dir / "pod-cidr"
-    if network and cidr_file.exists():
-        _remove_pod_network(root / "network", cidr_file.read_text().strip(), log)
+    if network and subnet:
+        _remove_pod_network(root / "network", subnet, log)
+
+
+def _pod_network(state_dir: Path, subnet: str):
+    """The kubelet's pod network (runtime.network.BridgeNetwork) on `subnet`, not ensured."""
+    from runtime.network import BridgeNetwork
+    return BridgeNetwork(state_dir, bridge=POD_BRIDGE, subnet=subnet, nft_table="pkubelet")
 
 
 def _unmount_pod_volumes(pods_dir: Path, log: Callable[[str], None]) -> None:
@@ -443,9 +452,8 @@ def _remove_pod_network(state_dir: Path, subnet: str, log: Callable[[str], None]
     if _has_ports(POD_BRIDGE):
         log(f"left the bridge {POD_BRIDGE}: another kubelet's pods are attached to it")
         return
-    from runtime.network import BridgeNetwork
     try:
-        BridgeNetwork(state_dir, bridge=POD_BRIDGE, subnet=subnet, nft_table="pkubelet").teardown()
+        _pod_network(state_dir, subnet).teardown()
     except Exception as err:   # noqa: BLE001
         log(f"could not remove the pod network: {err}")
 
