@@ -1,7 +1,8 @@
 """Backup and restore of a `pkube up` cluster's etcd, as kubeadm users do it: `pkube etcd snapshot
 save` while it runs, objects changed after, `pkube etcd snapshot restore` while it is down, and
 the cluster started again serves exactly what existed at save time (a Secret, encrypted at rest,
-included). Restoring into a running cluster is refused with one line."""
+included). Restoring into a running cluster is refused with one line; `pkube etcd defrag` on
+the running cluster leaves it serving."""
 
 from __future__ import annotations
 
@@ -46,5 +47,11 @@ def test_a_restored_snapshot_serves_what_existed_at_save_time(tmp_path):
             secret = http.get("/api/v1/namespaces/default/secrets/kept-secret")
         assert {"kept", "deleted-after-save"} <= names and "made-after-save" not in names
         assert secret.status_code == 200 and secret.json()["data"] == {"k": "dg=="}
+
+        defragged = pkube("etcd", "defrag", "--data-dir", str(data_dir))
+        assert defragged.returncode == 0, defragged.stderr
+        assert defragged.stdout.startswith("etcd compacted at revision ")
+        with cluster.http() as http:     # still serving after compaction and defragmentation
+            assert http.post(CONFIGMAPS, json=configmap("after-defrag")).status_code == 201
     finally:
         pkube("down", "--data-dir", str(data_dir))
