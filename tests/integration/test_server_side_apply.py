@@ -339,3 +339,35 @@ def test_a_service_port_dropped_by_its_applier_goes_and_one_added_by_another_sta
     assert third.status_code == 200, third.text
     assert [p["port"] for p in third.json()["spec"]["ports"]] == [80, 9090]
     assert third.json()["spec"]["clusterIP"], "fields the server set stay"
+
+
+def test_a_hollow_kubelet_writes_node_and_pod_status_as_kubelet(apiserver, tmp_path):
+    from client.errors import NotFound
+    from client.kubeconfig import ClientConfig
+    from client.resources import NODES, PODS
+    from client.rest import ApiClient
+    from tests.helpers.waiting import wait_for
+    from tests.integration.processes import start_component, stop_all
+
+    config = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
+    procs = [start_component("cluster", ["hollow", "--kubeconfig", str(config), "--nodes", "1",
+                                         "--name-prefix", "hk-"], tmp_path / "hollow.log")]
+    try:
+        with ApiClient(ClientConfig(apiserver.url)) as api:
+            def managers(resource, name, namespace=None):
+                try:
+                    obj = api.get(resource, name, namespace)
+                except NotFound:          # not registered yet
+                    return set()
+                return {(e["manager"], e["operation"], e.get("subresource", ""))
+                        for e in obj["metadata"].get("managedFields", [])}
+
+            wait_for(lambda: managers(NODES, "hk-0"), timeout=30)
+            assert {m for m, _, _ in managers(NODES, "hk-0")} == {"kubelet"}, managers(NODES, "hk-0")
+            api.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                              "spec": {"nodeName": "hk-0", "containers": [{"name": "c", "image": "busybox"}]}},
+                       "default")
+            wait_for(lambda: ("kubelet", "Update", "status") in managers(PODS, "p", "default"), timeout=30)
+            assert ("pkube", "Update", "") in managers(PODS, "p", "default"), "the creator: pkube's client"
+    finally:
+        stop_all(procs)
