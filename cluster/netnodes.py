@@ -23,6 +23,7 @@ go with them), the bridge and the table.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import subprocess
 import time
@@ -113,8 +114,9 @@ class NetNodes:
         if taken:
             raise ClusterError(f"network namespace {taken[0]} exists: another pkube up --nodes runs on this host "
                                f"(stop it with pkube down, or remove it: ip netns delete {taken[0]})")
-        netlink.ensure_bridge(BRIDGE, ipaddress.IPv4Interface(f"{HOST_ADDRESS}/{SUBNET.prefixlen}"))
-        netlink.write_sysctl("net.ipv4.ip_forward", "1")
+        with _as_cluster_error():
+            netlink.ensure_bridge(BRIDGE, ipaddress.IPv4Interface(f"{HOST_ADDRESS}/{SUBNET.prefixlen}"))
+            netlink.write_sysctl("net.ipv4.ip_forward", "1")
         _run(["nft", "delete", "table", "ip", NFT_TABLE], "nft", check=False)
         _run(["nft", "-f", "-"], f"create the nftables table {NFT_TABLE}", stdin=nft_ruleset())
 
@@ -186,20 +188,32 @@ class NetNodes:
             join.stop(STOP_TIMEOUT)
         for node in self.nodes:
             remove_namespace(node, self.log)
-        netlink.delete_link(BRIDGE)
+        _logged(self.log, f"remove the bridge {BRIDGE}", netlink.delete_link, BRIDGE)
         _run(["nft", "delete", "table", "ip", NFT_TABLE], "", check=False)
 
 
 def add_namespace(node: NetNode) -> None:
     """Node `node`'s namespace, its veth on the bridge, its address and default route.
-    Raises ClusterError, NetlinkError."""
+    Raises ClusterError."""
     from runtime import netlink
     from runtime.network import mac_for
     _run(["ip", "netns", "add", node.netns], f"create network namespace {node.netns}")
     address = ipaddress.IPv4Address(node.address)
-    netlink.create_veth(node.host_ifname, BRIDGE, str(node.netns_path), "eth0", mac_for(address))
-    netlink.configure_interface(str(node.netns_path), "eth0", ipaddress.IPv4Interface(f"{address}/{SUBNET.prefixlen}"),
-                                ipaddress.IPv4Address(HOST_ADDRESS))
+    with _as_cluster_error():
+        netlink.create_veth(node.host_ifname, BRIDGE, str(node.netns_path), "eth0", mac_for(address))
+        netlink.configure_interface(str(node.netns_path), "eth0",
+                                    ipaddress.IPv4Interface(f"{address}/{SUBNET.prefixlen}"),
+                                    ipaddress.IPv4Address(HOST_ADDRESS))
+
+
+@contextlib.contextmanager
+def _as_cluster_error():
+    """A netlink or sysctl failure as a ClusterError (its message names the operation)."""
+    from runtime.netlink import NetlinkError
+    try:
+        yield
+    except (NetlinkError, OSError) as err:
+        raise ClusterError(str(err)) from err
 
 
 def remove_namespace(node: NetNode, log: Callable[[str], None]) -> None:
@@ -210,4 +224,13 @@ def remove_namespace(node: NetNode, log: Callable[[str], None]) -> None:
     remove_pods(node.data_dir / "kubelet", log, node.cgroup_root, network=False)
     if node.netns_path.exists() and not _run(["ip", "netns", "delete", node.netns], "", check=False):
         log(f"could not remove the network namespace {node.netns}")
-    netlink.delete_link(node.host_ifname)
+    _logged(log, f"remove the link {node.host_ifname}", netlink.delete_link, node.host_ifname)
+
+
+def _logged(log: Callable[[str], None], what: str, fn, *args) -> None:
+    """Best effort: a netlink failure is logged and the caller goes on."""
+    from runtime.netlink import NetlinkError
+    try:
+        fn(*args)
+    except (NetlinkError, OSError) as err:
+        log(f"could not {what}: {err}")
