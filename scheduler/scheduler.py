@@ -99,12 +99,13 @@ class Scheduler:
         self.metrics.measure_pending(self.queue.places)
         self.recorder = EventRecorder(client, name, clock=self.clock)
         self.record_scheduled_events = record_scheduled_events
-        self._events = (Pacer(lambda args: self.recorder.emit(*args), event_qps, event_burst, EVENT_QUEUE,
-                              self.clock) if event_qps > 0 else None)
+        # Paces Events to event_qps (None when unpaced); run() runs it, a test may run it alone.
+        self.event_pacer = (Pacer(lambda args: self.recorder.emit(*args), event_qps, event_burst,
+                                  EVENT_QUEUE, self.clock) if event_qps > 0 else None)
         self.pods = Informer(client, PODS, clock=self.clock)
         self.nodes = Informer(client, NODES, clock=self.clock)
-        self.pods.add_handlers(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
-        self.nodes.add_handlers(self._on_node_add, self._on_node_update, self._on_node_delete)
+        self.pods.add_handlers(self.on_pod_add, self.on_pod_update, self.on_pod_delete)
+        self.nodes.add_handlers(self.on_node_add, self.on_node_update, self.on_node_delete)
         for informer in self.volume_informers:      # a claim bound, a volume or class made: retry
             informer.add_handlers(lambda obj: self.queue.move_all(), lambda old, obj: self.queue.move_all())
         self._bind_slots = asyncio.Semaphore(bind_concurrency)
@@ -122,8 +123,8 @@ class Scheduler:
             loops = [asyncio.ensure_future(self._schedule_loop()),
                      asyncio.ensure_future(self._housekeeping()),
                      asyncio.ensure_future(self.recorder.run())]
-            if self._events is not None:
-                loops.append(asyncio.ensure_future(self._events.run()))
+            if self.event_pacer is not None:
+                loops.append(asyncio.ensure_future(self.event_pacer.run()))
             await asyncio.gather(*informers, *loops)
         finally:
             self.queue.close()
@@ -138,10 +139,12 @@ class Scheduler:
                 and not (pod.get("metadata") or {}).get("deletionTimestamp"))
 
     # informer handlers: they only touch the cache and the queue
-    def _on_pod_add(self, pod: dict) -> None:
-        self._on_pod_update(None, pod)
+    def on_pod_add(self, pod: dict) -> None:
+        """The pods informer's add handler: a bound pod counts on its node, a pending one is queued."""
+        self.on_pod_update(None, pod)
 
-    def _on_pod_update(self, old: Optional[dict], pod: dict) -> None:
+    def on_pod_update(self, old: Optional[dict], pod: dict) -> None:
+        """The pods informer's update handler: cache a bound pod, queue or drop a pending one."""
         if is_assigned(pod):
             self.queue.delete(pod)
             self.cache.add_pod(pod)
@@ -152,23 +155,27 @@ class Scheduler:
         else:
             self.queue.delete(pod)
 
-    def _on_pod_delete(self, pod: dict) -> None:
+    def on_pod_delete(self, pod: dict) -> None:
+        """The pods informer's delete handler: forget the pod; freed room retries the unschedulable."""
         key = pod_key(pod)
         self.queue.delete(key)
         if is_assigned(pod) or self.cache.is_assumed(key):
             self.cache.remove_pod(key)
             self.queue.move_all()
 
-    def _on_node_add(self, node: dict) -> None:
+    def on_node_add(self, node: dict) -> None:
+        """The nodes informer's add handler: cache the node and retry every queued pod."""
         self.cache.add_node(node)
         self.queue.move_all()
 
-    def _on_node_update(self, old: dict, node: dict) -> None:
+    def on_node_update(self, old: dict, node: dict) -> None:
+        """The nodes informer's update handler: retry queued pods when scheduling-relevant fields changed."""
         self.cache.add_node(node)
         if node_scheduling_view(old) != node_scheduling_view(node):
             self.queue.move_all()
 
-    def _on_node_delete(self, node: dict) -> None:
+    def on_node_delete(self, node: dict) -> None:
+        """The nodes informer's delete handler: drop the node from the cache."""
         self.cache.remove_node(node["metadata"]["name"])
 
     # scheduling
@@ -243,14 +250,14 @@ class Scheduler:
     @property
     def events_dropped(self) -> int:
         """Events dropped for want of room while waiting for their turn."""
-        return self._events.dropped if self._events is not None else 0
+        return self.event_pacer.dropped if self.event_pacer is not None else 0
 
     def _event(self, pod: dict, type_: str, reason: str, message: str) -> None:
         """Hand an Event to the recorder now, or when the Event rate allows (see the module docstring)."""
-        if self._events is None:
+        if self.event_pacer is None:
             self.recorder.emit(pod, type_, reason, message)
         else:
-            self._events.put((pod, type_, reason, message))
+            self.event_pacer.put((pod, type_, reason, message))
 
     async def _housekeeping(self, period: float = 1.0) -> None:
         while True:

@@ -43,29 +43,29 @@ def test_only_pending_pods_of_this_scheduler_are_queued():
         deleting = pending("deleting")
         deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
         for pod in (pending("mine"), other, deleting, make_pod("bound", node_name="n1")):
-            sched._on_pod_add(pod)
+            sched.on_pod_add(pod)
         assert len(sched.queue) == 1 and sched.queue.where("default/mine") == "active"
     scenario(test)
 
 
 def test_bound_pods_count_on_their_node_and_deletion_frees_them():
     async def test(api, sched):
-        sched._on_node_add(make_node("n1", cpu="2"))
-        sched._on_pod_add(make_pod("running", cpu="2", node_name="n1"))
-        sched._on_pod_add(pending("waiting", cpu="1"))
+        sched.on_node_add(make_node("n1", cpu="2"))
+        sched.on_pod_add(make_pod("running", cpu="2", node_name="n1"))
+        sched.on_pod_add(pending("waiting", cpu="1"))
         queued = sched.queue.pop_nowait()
         assert sched.schedule_one(queued) is None
         assert sched.queue.where("default/waiting") == "unschedulable"
-        sched._on_pod_delete(make_pod("running", cpu="2", node_name="n1"))
+        sched.on_pod_delete(make_pod("running", cpu="2", node_name="n1"))
         assert sched.queue.where("default/waiting") in ("active", "backoff")
     scenario(test)
 
 
 def test_a_decision_assumes_the_pod_and_binds_it():
     async def test(api, sched):
-        sched._on_node_add(make_node("n1"))
+        sched.on_node_add(make_node("n1"))
         pod = await api.create(PODS, pending("web", cpu="1"))
-        sched._on_pod_add(pod)
+        sched.on_pod_add(pod)
         assert sched.schedule_one(sched.queue.pop_nowait()) == "n1"
         assert sched.cache.is_assumed("default/web") and sched.cache.node("n1").cpu == 1000
         await settle()
@@ -78,9 +78,9 @@ def test_a_decision_assumes_the_pod_and_binds_it():
 
 def test_a_failed_binding_is_forgotten_and_retried_after_backoff():
     async def test(api, sched):
-        sched._on_node_add(make_node("n1"))
+        sched.on_node_add(make_node("n1"))
         pod = await api.create(PODS, pending("web", cpu="1"))
-        sched._on_pod_add(pod)
+        sched.on_pod_add(pod)
         api.fail_next["bind"] = error_for_status(status_for(500, "InternalError", "etcd hiccup"))
         sched.schedule_one(sched.queue.pop_nowait())
         await settle()
@@ -93,9 +93,9 @@ def test_a_failed_binding_is_forgotten_and_retried_after_backoff():
 
 def test_unschedulable_pod_gets_condition_and_event():
     async def test(api, sched):
-        sched._on_node_add(make_node("n1", cpu="1"))
+        sched.on_node_add(make_node("n1", cpu="1"))
         pod = await api.create(PODS, pending("big", cpu="4"))
-        sched._on_pod_add(pod)
+        sched.on_pod_add(pod)
         sched.schedule_one(sched.queue.pop_nowait())
         await settle()
         stored = await api.get(PODS, "big", "default")
@@ -119,14 +119,14 @@ def test_a_burst_of_bindings_has_its_events_written_at_the_event_rate():
     async def main():
         api, clock = FakeApi(), FakeClock()
         sched = Scheduler(api, clock=clock, event_qps=2, event_burst=3)
-        loops = [asyncio.ensure_future(sched.recorder.run()), asyncio.ensure_future(sched._events.run())]
+        loops = [asyncio.ensure_future(sched.recorder.run()), asyncio.ensure_future(sched.event_pacer.run())]
 
         def scheduled_events():
             return sum(1 for w in api.writes if w[1] == "events" and w[3]["reason"] == "Scheduled")
         try:
-            sched._on_node_add(make_node("n1", cpu="64", pods="110"))
+            sched.on_node_add(make_node("n1", cpu="64", pods="110"))
             for i in range(7):
-                sched._on_pod_add(await api.create(PODS, pending(f"web{i}", cpu="1")))
+                sched.on_pod_add(await api.create(PODS, pending(f"web{i}", cpu="1")))
                 sched.schedule_one(sched.queue.pop_nowait())
             await settle()
             assert sched.bound == 7 and scheduled_events() == 3        # the burst; four wait
