@@ -121,9 +121,9 @@ class ProxyServer:
             await self.service_informer.wait_synced()
             await self.slice_informer.wait_synced()
             await self._start_dns()
-            await self._rebuild()
+            await self.rebuild()
             tasks.append(asyncio.ensure_future(self._tick()))
-            await self._loop()
+            await self.run_rounds()
         finally:
             for task in tasks:
                 task.cancel()
@@ -142,8 +142,9 @@ class ProxyServer:
             log.error("cannot serve the cluster DNS on %s:%d: %s", self.dns.address, self.dns.port, e)
             self.dns = None
 
-    async def _rebuild(self) -> None:
-        """The whole table; retried every second until nft accepts the bare table."""
+    async def rebuild(self) -> None:
+        """Write the whole table, covering every Service queued so far; retried every second
+        until nft accepts the bare table."""
         while True:
             self._drain()                    # everything queued so far is in the rebuild
             try:
@@ -167,8 +168,9 @@ class ProxyServer:
             await self.clock.sleep(self.check_period)
             self.queue.add(CHECK_TABLE)
 
-    async def _loop(self) -> None:
-        """Rounds until the queue shuts down: every queued Service in one sync."""
+    async def run_rounds(self) -> None:
+        """Rounds until the queue shuts down: every queued Service in one sync; a queued
+        CHECK_TABLE runs check_table() after that round's sync."""
         while (first := await self.queue.get()) is not None:
             keys = [first]
             while (key := self.queue.get_nowait()) is not None:
@@ -178,7 +180,7 @@ class ProxyServer:
             self._handle(services, result)
             if CHECK_TABLE in keys:
                 self.queue.done(CHECK_TABLE)
-                await self._check_table()
+                await self.check_table()
 
     async def _timed(self, sync, *args) -> SyncResult:
         """``sync(*args)`` in a thread; its time in the metrics when it did not raise."""
@@ -201,7 +203,8 @@ class ProxyServer:
         for key in result.unblocked:
             self.queue.add(key)
 
-    async def _check_table(self) -> None:
+    async def check_table(self) -> None:
+        """Write the table again when it is gone; else prune stale @hairpin entries. nft errors are logged."""
         table = self.proxier.config.table
         try:
             exists = await asyncio.to_thread(self.proxier.nft.table_exists, table)
@@ -210,7 +213,7 @@ class ProxyServer:
             return
         if not exists:
             log.warning("table %s is gone; writing it again", table)
-            await self._rebuild()
+            await self.rebuild()
             return
         try:
             await asyncio.to_thread(self.proxier.prune)

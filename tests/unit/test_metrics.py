@@ -127,6 +127,6 @@ def test_the_proxy_times_each_table_sync_that_nft_accepted():
     server.service_informer.apply_event("ADDED", service("web"))
     server.slice_informer.apply_event("ADDED", endpoint_slice("web", [endpoint("10.244.0.2")]))
     nft.broken = 1                   # the first write fails: not a sync
-    asyncio.run(server._rebuild())
+    asyncio.run(server.rebuild())
     assert sample(registry, "kubeproxy_sync_proxy_rules_duration_seconds_count") == 1
     assert sample(registry, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") > 0

@@ -38,7 +38,12 @@ def make_server() -> tuple[ProxyServer, TableNft]:
 
 
 def queued(server: ProxyServer) -> set[str]:
-    return set(server._drain())
+    """Take every key off the server's queue, as a round would."""
+    keys = set()
+    while (key := server.queue.get_nowait()) is not None:
+        keys.add(key)
+        server.queue.done(key)
+    return keys
 
 
 def test_service_and_slice_events_queue_the_service_key():
@@ -61,7 +66,7 @@ def test_the_first_round_rebuilds_the_table_and_retries_while_nft_fails():
     server.slice_informer.apply_event("ADDED", endpoint_slice("web", [endpoint("10.244.0.2")]))
     server.clock.sleep = lambda _s: asyncio.sleep(0)
     nft.broken = 2                   # the whole table, then the bare table: the round is retried
-    asyncio.run(server._rebuild())
+    asyncio.run(server.rebuild())
     assert nft.scripts[0].startswith("add table ip t\ndelete table ip t\n")
     assert "goto service-default/web/tcp/http" in nft.scripts[0]
     assert queued(server) == set()                      # the rebuild covered the queued key
@@ -70,10 +75,10 @@ def test_the_first_round_rebuilds_the_table_and_retries_while_nft_fails():
 def test_a_table_deleted_behind_the_proxys_back_is_written_again():
     server, nft = make_server()
     server.service_informer.apply_event("ADDED", service("web"))
-    asyncio.run(server._check_table())
+    asyncio.run(server.check_table())
     assert nft.scripts == []                            # there: nothing to do (no stale hairpin)
     nft.exists = False
-    asyncio.run(server._check_table())
+    asyncio.run(server.check_table())
     assert nft.scripts and nft.scripts[0].startswith("add table ip t\ndelete table ip t\n")
 
 
@@ -87,7 +92,7 @@ def test_rounds_sync_the_queued_services_and_check_the_table_when_its_time_comes
         server.queue.add("")                 # CHECK_TABLE, as the ticker queues it
         nft.exists = False
         server.queue.shutdown()
-        await server._loop()
+        await server.run_rounds()
     asyncio.run(one_round())
     assert "goto service-default/web/tcp/http" in nft.scripts[0]          # the sync
     assert nft.scripts[1].startswith("add table ip t\ndelete table ip t\n")  # then the rebuild
