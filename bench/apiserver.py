@@ -120,14 +120,20 @@ async def bench_custom_creates(port: int, prefix: str, total: int, concurrency: 
     return await run_on_connections(port, total, concurrency, one)
 
 
-async def compare_custom_creates(port: int, total: int) -> None:
-    """Custom resource creates next to pod creates, alternated twice (load drifts on a shared machine)."""
-    await install_bench_crd(port)
-    pod_secs = custom_secs = 0.0
+async def alternated_rates(port: int, total: int, tag: str, other) -> tuple[float, float]:
+    """Pod creates and ``other(port, prefix, total, 50)`` at 50 clients, alternated twice (load
+    drifts on a shared machine); their rates per second."""
+    pod_secs = other_secs = 0.0
     for round_ in range(2):
-        pod_secs += (await bench_creates(port, f"cmp{round_}", total, 50))[0]
-        custom_secs += (await bench_custom_creates(port, f"cr{round_}", total, 50))[0]
-    pod_rate, custom_rate = 2 * total / pod_secs, 2 * total / custom_secs
+        pod_secs += (await bench_creates(port, f"{tag}p{round_}", total, 50))[0]
+        other_secs += (await other(port, f"{tag}{round_}", total, 50))[0]
+    return 2 * total / pod_secs, 2 * total / other_secs
+
+
+async def compare_custom_creates(port: int, total: int) -> None:
+    """Custom resource creates next to pod creates."""
+    await install_bench_crd(port)
+    pod_rate, custom_rate = await alternated_rates(port, total, "cr", bench_custom_creates)
     print(f"{f'custom resource creates/s, 50 clients, n={2 * total}':<44}{custom_rate:>14.0f}")
     print(f"{'  pod creates/s, same run':<44}{pod_rate:>14.0f}")
     print(f"{'  custom / built-in (goal >= 0.9)':<44}{custom_rate / pod_rate:>14.2f}")
@@ -143,12 +149,8 @@ async def bench_apply_creates(port: int, prefix: str, total: int, concurrency: i
 
 
 async def compare_apply_creates(port: int, total: int) -> None:
-    """Server-side apply creates next to plain pod creates, alternated twice."""
-    create_secs = apply_secs = 0.0
-    for round_ in range(2):
-        create_secs += (await bench_creates(port, f"pl{round_}", total, 50))[0]
-        apply_secs += (await bench_apply_creates(port, f"ap{round_}", total, 50))[0]
-    create_rate, apply_rate = 2 * total / create_secs, 2 * total / apply_secs
+    """Server-side apply creates next to plain pod creates."""
+    create_rate, apply_rate = await alternated_rates(port, total, "ap", bench_apply_creates)
     print(f"{f'apply creates/s (SSA), 50 clients, n={2 * total}':<44}{apply_rate:>14.0f}")
     print(f"{'  pod creates/s, same run':<44}{create_rate:>14.0f}")
     print(f"{'  apply / create (goal >= 0.5)':<44}{apply_rate / create_rate:>14.2f}")
