@@ -87,6 +87,26 @@ def test_a_deployment_serves_http_on_its_pod_ips(node_cluster):
     kubectl(node_cluster, "delete", "deployment", "web")
 
 
+def test_each_component_writes_under_its_own_manager_name(node_cluster):
+    """managedFields of a Deployment rolled out by the real components: kubectl-create made it,
+    kube-controller-manager its ReplicaSet, pods and status, the kubelet the pods' status."""
+    kubectl(node_cluster, "create", "deployment", "owners", "--image=busybox", "--", "sleep", "3600")
+    kubectl(node_cluster, "rollout", "status", "deployment/owners", "--timeout=60s")
+
+    def managers(*what):
+        listed = json.loads(kubectl(node_cluster, "get", *what, "-o", "json", "--show-managed-fields").stdout)
+        return {(e["manager"], e["operation"], e.get("subresource", ""))
+                for item in listed.get("items", [listed]) for e in item["metadata"].get("managedFields", [])}
+
+    assert {("kubectl-create", "Update", ""), ("kube-controller-manager", "Update", "status")} <= \
+        managers("deployment", "owners")
+    assert ("kube-controller-manager", "Update", "") in managers("rs", "-l", "app=owners")
+    pods = managers("pods", "-l", "app=owners")
+    assert {("kube-controller-manager", "Update", ""), ("kubelet", "Update", "status")} <= pods, pods
+    assert ("kubelet", "Update", "status") in managers("node", "e2e-node")
+    kubectl(node_cluster, "delete", "deployment", "owners")
+
+
 def test_two_containers_share_an_empty_dir_localhost_and_with_share_process_namespace_ps(node_cluster):
     apply(node_cluster, pod_manifest("duo", """  - name: server
     image: busybox
