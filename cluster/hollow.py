@@ -391,11 +391,11 @@ class HollowNodes:
             await self.nodes.wait_synced()
             for name in self.host_ip:
                 self.node_queue.add(name)
-            tasks += self._workers(self.node_queue, self._reconcile_node)
-            tasks += self._workers(self.lease_queue, self._renew_lease)
+            tasks += self._workers(self.node_queue, self.reconcile_node)
+            tasks += self._workers(self.lease_queue, self.renew_lease)
             await self.pods.wait_synced()
             self._learn_pod_ips()
-            tasks += self._workers(self.pod_queue, self._reconcile_pod)
+            tasks += self._workers(self.pod_queue, self.reconcile_pod)
             tasks.append(asyncio.ensure_future(self._watch_registration()))
             await asyncio.gather(*tasks)
         finally:
@@ -450,7 +450,7 @@ class HollowNodes:
 
     # ----- reconcilers (raise ApiError to be retried with back-off)
 
-    async def _reconcile_node(self, name: str) -> None:
+    async def reconcile_node(self, name: str) -> None:
         """Create the node if missing; report it Ready when stale (unless stopped)."""
         node = self.nodes.store.get(name)
         wall = self.clock.wall()
@@ -464,7 +464,7 @@ class HollowNodes:
             await self.client.patch(NODES, name, node_status_patch(node, wall), subresource="status")
         self.node_queue.add_after(name, self.config.status_report_period)
 
-    async def _renew_lease(self, name: str) -> None:
+    async def renew_lease(self, name: str) -> None:
         """Create or renew ``name``'s Lease, then schedule the next renewal."""
         if name in self.stopped and name in self.leases:
             return
@@ -492,7 +492,7 @@ class HollowNodes:
             current["spec"] = {**(current.get("spec") or {}), **body["spec"]}
             return await self.client.replace(LEASES, current)
 
-    async def _reconcile_pod(self, key: str) -> None:
+    async def reconcile_pod(self, key: str) -> None:
         """Finish the deletion of a deleted pod, or report a bound one Running and Ready."""
         pod = self.pods.store.get(key)
         node = (pod or {}).get("spec", {}).get("nodeName")

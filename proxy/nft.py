@@ -35,6 +35,11 @@ class Nft:
         else:
             self._run(["-f", "-"], script)
 
+    @property
+    def uses_library(self) -> bool:
+        """True when scripts go through libnftables.so.1 in this process, False when through the nft binary."""
+        return self._lib is not None
+
     def table_exists(self, table: str) -> bool:
         """True if `ip <table>` exists (a listing of table names only: cheap at any size)."""
         listing = json.loads(self._run(["-j", "list", "tables", "ip"]) or "{}")

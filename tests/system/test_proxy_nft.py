@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -298,7 +297,7 @@ from runtime import syscalls
 syscalls.unshare(syscalls.CLONE_NEWNET)
 from proxy.nft import Nft, NftError
 nft = Nft()
-assert nft._lib is not None, "libnftables.so.1 did not load"
+assert nft.uses_library, "libnftables.so.1 did not load"
 nft.apply("add table ip t\nadd chain ip t c\n")
 try:
     nft.apply("add chain ip t d\nadd rule ip t c bogus\n")

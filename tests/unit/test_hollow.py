@@ -127,17 +127,17 @@ def test_reconcile_node_creates_then_reports_only_when_stale():
     async def scenario():
         api, clock = FakeApi(), FakeClock()
         hollow = hollow_over(api, clock, status_report_period=60)
-        await hollow._reconcile_node("n-0")
+        await hollow.reconcile_node("n-0")
         assert [w[:3] for w in api.writes] == [("create", "nodes", "n-0")]
         hollow.nodes.store.put(await api.get(NODES, "n-0"))
-        await hollow._reconcile_node("n-0")
+        await hollow.reconcile_node("n-0")
         assert len(api.writes) == 1                              # fresh: nothing to write
         clock.advance(61)
-        await hollow._reconcile_node("n-0")
+        await hollow.reconcile_node("n-0")
         assert [w[:3] for w in api.writes][1:] == [("patch", "nodes", "n-0")]
         hollow.stop_renewing("n-0")
         clock.advance(61)
-        await hollow._reconcile_node("n-0")
+        await hollow.reconcile_node("n-0")
         assert len(api.writes) == 2                              # a stopped node reports nothing
     asyncio.run(scenario())
 
@@ -146,16 +146,16 @@ def test_lease_renewals_stop_and_resume():
     async def scenario():
         api, clock = FakeApi(), FakeClock()
         hollow = hollow_over(api, clock, renew_interval=10)
-        await hollow._renew_lease("n-0")
-        await hollow._renew_lease("n-0")
+        await hollow.renew_lease("n-0")
+        await hollow.renew_lease("n-0")
         renewals = [w for w in api.writes if w[1] == "leases"]
         assert [w[0] for w in renewals] == ["create", "replace"]
         hollow.stop_renewing("n-0")
-        await hollow._renew_lease("n-0")
+        await hollow.renew_lease("n-0")
         assert len([w for w in api.writes if w[1] == "leases"]) == 2
         hollow.resume_renewing("n-0")
         clock.advance(5)
-        await hollow._renew_lease("n-0")
+        await hollow.renew_lease("n-0")
         lease = await api.get(LEASES, "n-0", "kube-node-lease")
         assert lease["spec"]["renewTime"] == "2026-01-01T00:00:05.000000Z"
         with pytest.raises(ValueError):
@@ -171,22 +171,22 @@ def test_reconcile_pod_reports_once_and_finishes_deletion():
         node["spec"]["podCIDR"] = "10.244.3.0/24"
         hollow.nodes.store.put(node)
         hollow.pods.store.put(await api.create(PODS, pod("p")))
-        await hollow._reconcile_pod("default/p")
+        await hollow.reconcile_pod("default/p")
         reported = await api.get(PODS, "p", "default")
         assert reported["status"]["phase"] == "Running" and reported["status"]["podIP"] == "10.244.3.2"
         hollow.pods.store.put(reported)
-        await hollow._reconcile_pod("default/p")
+        await hollow.reconcile_pod("default/p")
         assert [w[0] for w in api.writes] == ["create", "patch"]       # already reported: no write
         reported["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:30Z"
-        await hollow._reconcile_pod("default/p")
+        await hollow.reconcile_pod("default/p")
         assert api.writes[-1] == ("delete", "pods", "p", 0)
         host = pod("host")
         host["spec"]["hostNetwork"] = True
         hollow.pods.store.put(await api.create(PODS, host))
-        await hollow._reconcile_pod("default/host")
+        await hollow.reconcile_pod("default/host")
         assert (await api.get(PODS, "host", "default"))["status"]["podIP"] == "127.30.0.1"
         hollow.pods.store.put(pod("other", node="somebody-else"))
-        await hollow._reconcile_pod("default/other")
+        await hollow.reconcile_pod("default/other")
         assert api.writes[-1][0] == "patch"                           # not ours: untouched
     asyncio.run(scenario())
 
