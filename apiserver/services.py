@@ -40,7 +40,9 @@ def _spec(svc: dict) -> dict:
 
 
 def _ports(svc: dict) -> list[dict]:
-    return [p for p in _spec(svc).get("ports") or [] if isinstance(p, dict)]
+    """The spec's ports that are objects ([] when ``ports`` is no list: validation says so)."""
+    ports = _spec(svc).get("ports")
+    return [p for p in ports if isinstance(p, dict)] if isinstance(ports, list) else []
 
 
 def _wants_ip(svc: dict) -> bool:

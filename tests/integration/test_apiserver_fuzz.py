@@ -60,5 +60,5 @@ def test_fuzzed_requests_get_no_5xx_no_hang_store_nothing_when_rejected_and_keep
     found = fuzzer.findings
     assert found.problems == [], "\n".join(found.problems[:20])
     assert found.sent >= EXAMPLES * BATCH
-    assert target.alive() and fuzzer.client.base_url
+    assert target.alive()
     assert target.rss() - warm < MEMORY_GROWTH, (warm, target.rss())
