@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 from typing import Optional
 
@@ -117,7 +116,7 @@ class CustomResourceDefinitions:
     async def start(self) -> None:
         listed = await self.storage.list(self.info.key_prefix())
         self.crds = {meta.name_of(o): o for o in listed.items}
-        self._refresh()
+        self.refresh()
         self._watcher = asyncio.create_task(self._follow(listed.revision))
 
     async def stop(self) -> None:
@@ -151,7 +150,7 @@ class CustomResourceDefinitions:
                     async for event in events:
                         self._note(event.object, event.type == "DELETED")
                         revision = event.revision
-                        self._refresh()
+                        self.refresh()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: relist and go on
@@ -161,7 +160,7 @@ class CustomResourceDefinitions:
                     listed = await self.storage.list(self.info.key_prefix())
                     self.crds = {meta.name_of(o): o for o in listed.items}
                     revision = listed.revision
-                    self._refresh()
+                    self.refresh()
 
     def _note(self, crd: dict, deleted: bool) -> None:
         if deleted:
@@ -169,8 +168,9 @@ class CustomResourceDefinitions:
         else:
             self.crds[meta.name_of(crd)] = crd
 
-    def _refresh(self) -> None:
-        """Serve the accepted CRDs; start the status writes and cleanups they need."""
+    def refresh(self) -> None:
+        """Serve the accepted CRDs of ``crds`` (the older one keeps a clashing name; the others'
+        clashes go in ``conflicts``); start the status writes and cleanups they need."""
         served: list[ResourceInfo] = list(self.registry.builtin)
         custom: list[ResourceInfo] = []
         self.conflicts = {}

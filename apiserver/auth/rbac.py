@@ -156,10 +156,12 @@ class RBACAuthorizer:
     def __init__(self, storage, policy: Optional[Policy] = None, bootstrap: bool = True):
         self.storage, self.bootstrap = storage, bootstrap
         self.policy = policy or Policy()
-        self.mirrors = [Mirror(storage, prefix, self._changed(kind)) for kind, prefix in PREFIXES.items()]
+        self.mirrors = [Mirror(storage, prefix, self.on_change(kind)) for kind, prefix in PREFIXES.items()]
         self._rules: dict[tuple, list[Rule]] = {}
 
-    def _changed(self, kind: str):
+    def on_change(self, kind: str):
+        """The callback of ``kind``'s Mirror: ``(old, new)`` puts ``new`` in the policy (removes
+        ``old`` when ``new`` is None) and drops the cached rules."""
         def changed(old: Optional[dict], new: Optional[dict]) -> None:
             self.policy.put(kind, new if new is not None else old, deleted=new is None)
             self._rules.clear()

@@ -32,7 +32,7 @@ def decide(*definitions: dict) -> tuple[Registry, CustomResourceDefinitions]:
 
     async def refresh():
         controller.crds = {d["metadata"]["name"]: d for d in definitions}
-        controller._refresh()
+        controller.refresh()
         await controller.stop()
     asyncio.run(refresh())
     return registry, controller

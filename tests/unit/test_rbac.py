@@ -99,7 +99,7 @@ def test_role_bindings_grant_only_in_their_namespace():
 
 def test_a_cluster_role_binding_grants_everywhere_and_changes_are_seen():
     rbac = RBACAuthorizer(None, policy(), bootstrap=False)
-    changed = rbac._changed("ClusterRoleBinding")
+    changed = rbac.on_change("ClusterRoleBinding")
     binding = _binding("ClusterRoleBinding", "all", "ClusterRole", "reader", [{"kind": "User", "name": "alice"}])
     assert rbac.authorize(attrs(namespace="default"))[0] == NO_OPINION     # cached as "no"
     changed(None, binding)
