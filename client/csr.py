@@ -22,9 +22,8 @@ from cryptography.x509.oid import NameOID
 
 from client.aio import AsyncApiClient
 from client.kubeconfig import ClientConfig
-from client.resources import Resource
+from client.resources import CERTIFICATESIGNINGREQUESTS
 
-CSRS = Resource("certificates.k8s.io", "v1", "certificatesigningrequests", namespaced=False)
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 NODE_USAGES = ["digital signature", "client auth"]
@@ -87,13 +86,13 @@ async def request_serving_certificate(client, node: str, dns_names, ips, timeout
 
 async def _answered(client, body: dict, key, timeout: float, poll: float) -> tuple[bytes, bytes]:
     """Create CSR `body` (made for `key`) and wait for its certificate; (cert PEM, key PEM)."""
-    created = await client.create(CSRS, body)
+    created = await client.create(CERTIFICATESIGNINGREQUESTS, body)
     name = created["metadata"]["name"]
     async with asyncio.timeout(timeout):
         csr = created
         while (certificate := answer_of(csr)) is None:
             await asyncio.sleep(poll)
-            csr = await client.get(CSRS, name)
+            csr = await client.get(CERTIFICATESIGNINGREQUESTS, name)
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return certificate, key_pem

@@ -51,6 +51,7 @@ STORAGECLASSES = Resource("storage.k8s.io", "v1", "storageclasses", namespaced=F
 PODDISRUPTIONBUDGETS = Resource("policy", "v1", "poddisruptionbudgets")
 HORIZONTALPODAUTOSCALERS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
 POD_METRICS = Resource("metrics.k8s.io", "v1beta1", "pods")
+CERTIFICATESIGNINGREQUESTS = Resource("certificates.k8s.io", "v1", "certificatesigningrequests", namespaced=False)
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles")
 ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings")
 

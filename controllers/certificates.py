@@ -32,13 +32,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from client.errors import Conflict, NotFound
-from client.resources import Resource
+from client.resources import CERTIFICATESIGNINGREQUESTS
 from client.timefmt import rfc3339
 from controllers.base import Controller, ControllerContext
 
 log = logging.getLogger(__name__)
 
-CSRS = Resource("certificates.k8s.io", "v1", "certificatesigningrequests", namespaced=False)
 KUBE_APISERVER_CLIENT = "kubernetes.io/kube-apiserver-client"
 KUBELET_CLIENT = "kubernetes.io/kube-apiserver-client-kubelet"
 KUBELET_SERVING = "kubernetes.io/kubelet-serving"
@@ -170,7 +169,7 @@ class CSRSigner(Controller):
                  workers: int = 2):
         super().__init__(ctx, workers)
         self.ca, self.duration = ca, duration
-        self.csrs = ctx.informers.informer(CSRS)
+        self.csrs = ctx.informers.informer(CERTIFICATESIGNINGREQUESTS)
         if ca is not None:
             self.csrs.add_handlers(self.enqueue, lambda old, new: self.enqueue(new))
 
@@ -203,7 +202,7 @@ class CSRSigner(Controller):
     async def _write_status(self, csr: dict, status: dict) -> None:
         body = {**csr, "status": status}
         try:
-            await self.client.replace(CSRS, body, subresource="status")
+            await self.client.replace(CERTIFICATESIGNINGREQUESTS, body, subresource="status")
         except NotFound:
             pass                      # deleted meanwhile
         except Conflict:

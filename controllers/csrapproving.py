@@ -20,11 +20,11 @@ from __future__ import annotations
 from cryptography.x509.oid import NameOID
 
 from client.errors import NotFound
+from client.resources import CERTIFICATESIGNINGREQUESTS
 from client.timefmt import rfc3339
 from controllers.base import Controller, ControllerContext
 from controllers.certificates import (
-    BOOTSTRAPPERS, CSRS, KUBELET_CLIENT, KUBELET_SERVING, NODES_GROUP, condition, conditions, has, parse,
-    signer_problem,
+    BOOTSTRAPPERS, KUBELET_CLIENT, KUBELET_SERVING, NODES_GROUP, condition, conditions, has, parse, signer_problem,
 )
 
 APPROVED_SIGNERS = (KUBELET_CLIENT, KUBELET_SERVING)
@@ -37,7 +37,7 @@ class CSRApprover(Controller):
 
     def __init__(self, ctx: ControllerContext, workers: int = 1):
         super().__init__(ctx, workers)
-        self.csrs = ctx.informers.informer(CSRS)
+        self.csrs = ctx.informers.informer(CERTIFICATESIGNINGREQUESTS)
         self.csrs.add_handlers(self.enqueue, lambda old, new: self.enqueue(new))
 
     async def reconcile(self, key: str) -> None:
@@ -52,7 +52,7 @@ class CSRApprover(Controller):
         body = {**csr, "status": {**(csr.get("status") or {}),
                                   "conditions": conditions(csr) + [condition("Approved", "AutoApproved", message, now)]}}
         try:
-            await self.client.replace(CSRS, body, subresource="approval")
+            await self.client.replace(CERTIFICATESIGNINGREQUESTS, body, subresource="approval")
         except NotFound:
             pass
 

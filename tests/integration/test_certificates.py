@@ -26,8 +26,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from apiserver import errors
 from apiserver.auth.user import UserInfo
 from client.aio import AsyncApiClient
-from client.csr import CSRS, CertificateRefused, csr_object, node_csr, request_node_certificate
+from client.csr import CertificateRefused, csr_object, node_csr, request_node_certificate
 from client.kubeconfig import ClientConfig
+from client.resources import CERTIFICATESIGNINGREQUESTS
 from controllers.manager import ControllerManager
 from tests.integration.conftest import start_apiserver, stop_apiserver
 
@@ -126,7 +127,8 @@ def test_a_node_renewing_its_own_certificate_is_approved_but_not_another_nodes(a
 
     async def scenario():
         async with _as(api, "node-2-token") as node:
-            other = await node.create(CSRS, csr_object(node_csr("node-3", ec.generate_private_key(ec.SECP256R1()))))
+            other = await node.create(CERTIFICATESIGNINGREQUESTS,
+                                      csr_object(node_csr("node-3", ec.generate_private_key(ec.SECP256R1()))))
             cert_pem, _ = await request_node_certificate(node, "node-2", timeout=30, poll=0.1)
             return cert_pem, other["metadata"]["name"]
 
@@ -167,8 +169,8 @@ def test_kubectl_certificate_approve_and_deny(api, cluster_ca, tmp_path, binary)
 
     async def scenario():
         async with _as(api, "alice-token") as alice:
-            created = await alice.create(CSRS, body)
-            await alice.create(CSRS, denied)
+            created = await alice.create(CERTIFICATESIGNINGREQUESTS, body)
+            await alice.create(CERTIFICATESIGNINGREQUESTS, denied)
         assert created["spec"]["username"] == "alice" and created["spec"]["groups"] == list(USERS["alice-token"].groups)
         assert created["spec"]["uid"] == "uid-alice"
         approve = await asyncio.to_thread(kubectl, "certificate", "approve", "alice")
@@ -177,7 +179,7 @@ def test_kubectl_certificate_approve_and_deny(api, cluster_ca, tmp_path, binary)
         deny = await asyncio.to_thread(kubectl, "certificate", "deny", "mallory")
         assert deny.returncode == 0, deny.stderr
         async with AsyncApiClient(ClientConfig(api.url)) as admin:
-            while not ((await admin.get(CSRS, "alice")).get("status") or {}).get("certificate"):
+            while not ((await admin.get(CERTIFICATESIGNINGREQUESTS, "alice")).get("status") or {}).get("certificate"):
                 await asyncio.sleep(0.1)
 
     _with_controllers(api, ca_dir, scenario)
@@ -256,12 +258,12 @@ def test_refused_requests_raise(api, cluster_ca):
         async with _as(api, "alice-token") as alice:
             task = asyncio.ensure_future(request_node_certificate(alice, "node-9", timeout=30, poll=0.1))
             async with AsyncApiClient(ClientConfig(api.url)) as admin:
-                while not (await admin.list(CSRS))["items"]:
+                while not (await admin.list(CERTIFICATESIGNINGREQUESTS))["items"]:
                     await asyncio.sleep(0.05)
-                csr = (await admin.list(CSRS))["items"][0]
+                csr = (await admin.list(CERTIFICATESIGNINGREQUESTS))["items"][0]
                 csr["status"] = {"conditions": [{"type": "Denied", "status": "True", "reason": "No",
                                                  "message": "not you"}]}
-                await admin.replace(CSRS, csr, subresource="approval")
+                await admin.replace(CERTIFICATESIGNINGREQUESTS, csr, subresource="approval")
             with pytest.raises(CertificateRefused, match="denied: not you"):
                 await task
 
