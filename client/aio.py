@@ -102,12 +102,12 @@ class AsyncApiClient(Verbs):
         return loads(body) if body else {}
 
     async def get(self, resource, name, namespace=None, subresource=None) -> dict:
-        return await self.call(self._get(resource, name, namespace, subresource))
+        return await self.call(self.get_request(resource, name, namespace, subresource))
 
     async def list(self, resource, namespace=None, label_selector=None, field_selector=None,
                    limit=None, continue_=None, resource_version=None) -> dict:
-        return await self.call(self._list(resource, namespace, label_selector, field_selector,
-                                          limit, continue_, resource_version))
+        return await self.call(self.list_request(resource, namespace, label_selector, field_selector,
+                                                 limit, continue_, resource_version))
 
     async def list_all(self, resource, namespace=None, label_selector=None, field_selector=None,
                        page_size: int = 500) -> dict:
@@ -122,28 +122,28 @@ class AsyncApiClient(Verbs):
                 return merged
 
     async def create(self, resource, obj, namespace=None) -> dict:
-        return await self.call(self._create(resource, obj, namespace))
+        return await self.call(self.create_request(resource, obj, namespace))
 
     async def create_subresource(self, resource, name, subresource, obj, namespace=None) -> dict:
         """POST ``obj`` to ``subresource`` of object ``name`` (serviceaccounts/NAME/token,
         pods/NAME/eviction, ...); the answer. Errors raise as for ``create``."""
-        return await self.call(self._create(resource, obj, namespace, subresource, name))
+        return await self.call(self.create_request(resource, obj, namespace, subresource, name))
 
     async def replace(self, resource, obj, namespace=None, subresource=None) -> dict:
-        return await self.call(self._replace(resource, obj, namespace, subresource))
+        return await self.call(self.replace_request(resource, obj, namespace, subresource))
 
     async def patch(self, resource, name, patch, namespace=None, patch_type="merge",
                     subresource=None) -> dict:
-        return await self.call(self._patch(resource, name, patch, namespace, patch_type, subresource))
+        return await self.call(self.patch_request(resource, name, patch, namespace, patch_type, subresource))
 
     async def delete(self, resource, name, namespace=None, propagation_policy=None,
                      grace_period_seconds=None, preconditions=None) -> dict:
-        return await self.call(self._delete(resource, name, namespace, propagation_policy,
-                                            grace_period_seconds, preconditions))
+        return await self.call(self.delete_request(resource, name, namespace, propagation_policy,
+                                                   grace_period_seconds, preconditions))
 
     async def bind(self, pod: dict, node: str) -> dict:
         """Bind ``pod`` to ``node`` through pods/{name}/binding."""
-        return await self.call(self._bind(pod, node))
+        return await self.call(self.bind_request(pod, node))
 
     async def watch(self, resource, namespace=None, resource_version=None, label_selector=None,
                     field_selector=None, timeout_seconds=None, allow_bookmarks=True
@@ -153,8 +153,8 @@ class AsyncApiClient(Verbs):
         No read timeout (a watch idles until the server ends it); a broken stream
         raises Unavailable.
         """
-        req = self._watch(resource, namespace, resource_version, label_selector, field_selector,
-                          timeout_seconds, allow_bookmarks)
+        req = self.watch_request(resource, namespace, resource_version, label_selector, field_selector,
+                                 timeout_seconds, allow_bookmarks)
         no_read_timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
         try:
             async with self._http().request(**self._request_args(req), timeout=no_read_timeout) as response:

@@ -88,7 +88,7 @@ class Informer:
             try:
                 if rv is None:
                     rv = await self.relist()
-                new_rv = await self._watch(rv)
+                new_rv = await self.watch_once(rv)
                 if new_rv == rv:
                     await self.clock.sleep(self.retry_delay)
                 rv = new_rv
@@ -113,8 +113,9 @@ class Informer:
         self._synced.set()
         return self.resource_version
 
-    async def _watch(self, rv: str) -> str:
-        """Apply one watch stream's events; the last resourceVersion seen when it ends."""
+    async def watch_once(self, rv: str) -> str:
+        """Apply the events of one watch stream from ``rv``; the last resourceVersion seen when it
+        ends. Raises Gone when ``rv`` was compacted away (``run()`` then relists)."""
         events = self.client.watch(self.resource, self.namespace, rv, self.label_selector,
                                    self.field_selector, self.watch_timeout)
         async for kind, obj in events:

@@ -123,7 +123,8 @@ def _answer(response: httpx.Response) -> dict:
 
 
 class Verbs:
-    """Builds the Request of each verb; subclasses send them."""
+    """Builds the Request of each verb; subclasses send them. ``<verb>_request(...)`` returns
+    the Request that ``<verb>(...)`` sends (path, parameters, body, content type) without sending it."""
 
     def __init__(self, config: ClientConfig):
         self.config = config
@@ -134,56 +135,56 @@ class Verbs:
         meta_ns = (obj or {}).get("metadata", {}).get("namespace")
         return namespace or meta_ns or self.config.namespace
 
-    def _get(self, resource, name, namespace=None, subresource=None) -> Request:
+    def get_request(self, resource, name, namespace=None, subresource=None) -> Request:
         return Request("GET", resource_path(resource, self._ns(resource, namespace), name, subresource))
 
-    def _list(self, resource, namespace=None, label_selector=None, field_selector=None,
-              limit=None, continue_=None, resource_version=None) -> Request:
+    def list_request(self, resource, namespace=None, label_selector=None, field_selector=None,
+                     limit=None, continue_=None, resource_version=None) -> Request:
         params = _drop_none({"labelSelector": label_selector, "fieldSelector": field_selector,
                              "limit": limit, "continue": continue_,
                              "resourceVersion": resource_version})
         return Request("GET", resource_path(resource, namespace), params)
 
-    def _create(self, resource, obj, namespace=None, subresource=None, name=None) -> Request:
+    def create_request(self, resource, obj, namespace=None, subresource=None, name=None) -> Request:
         path = resource_path(resource, self._ns(resource, namespace, obj), name, subresource)
         return Request("POST", path, body=obj)
 
-    def _replace(self, resource, obj, namespace=None, subresource=None) -> Request:
+    def replace_request(self, resource, obj, namespace=None, subresource=None) -> Request:
         name = obj["metadata"]["name"]
         return Request("PUT", resource_path(resource, self._ns(resource, namespace, obj), name,
                                             subresource), body=obj)
 
-    def _patch(self, resource, name, patch, namespace=None, patch_type="merge",
-               subresource=None) -> Request:
+    def patch_request(self, resource, name, patch, namespace=None, patch_type="merge",
+                      subresource=None) -> Request:
         if patch_type not in PATCH_CONTENT_TYPES:
             raise ValueError(f"patch_type must be one of {sorted(PATCH_CONTENT_TYPES)}, not {patch_type!r}")
         path = resource_path(resource, self._ns(resource, namespace), name, subresource)
         return Request("PATCH", path, body=patch, content_type=PATCH_CONTENT_TYPES[patch_type])
 
-    def _delete(self, resource, name, namespace=None, propagation_policy=None,
-                grace_period_seconds=None, preconditions=None) -> Request:
+    def delete_request(self, resource, name, namespace=None, propagation_policy=None,
+                       grace_period_seconds=None, preconditions=None) -> Request:
         body = _drop_none({"kind": "DeleteOptions", "apiVersion": "v1",
                            "propagationPolicy": propagation_policy,
                            "gracePeriodSeconds": grace_period_seconds,
                            "preconditions": preconditions})
         return Request("DELETE", resource_path(resource, self._ns(resource, namespace), name), body=body)
 
-    def _watch(self, resource, namespace=None, resource_version=None, label_selector=None,
-               field_selector=None, timeout_seconds=None, allow_bookmarks=True) -> Request:
+    def watch_request(self, resource, namespace=None, resource_version=None, label_selector=None,
+                      field_selector=None, timeout_seconds=None, allow_bookmarks=True) -> Request:
         params = _drop_none({"watch": "1", "resourceVersion": resource_version,
                              "labelSelector": label_selector, "fieldSelector": field_selector,
                              "timeoutSeconds": timeout_seconds,
                              "allowWatchBookmarks": "true" if allow_bookmarks else None})
         return Request("GET", resource_path(resource, namespace), params)
 
-    def _bind(self, pod: dict, node: str) -> Request:
+    def bind_request(self, pod: dict, node: str) -> Request:
         meta = pod["metadata"]
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
         if meta.get("uid"):
             binding["metadata"]["uid"] = meta["uid"]
-        return self._create(PODS, binding, meta.get("namespace"), "binding", meta["name"])
+        return self.create_request(PODS, binding, meta.get("namespace"), "binding", meta["name"])
 
     def _send_args(self, req: Request) -> dict:
         args = dict(method=req.method, url=req.path, params=req.params)
@@ -230,13 +231,13 @@ class ApiClient(Verbs):
         return _answer(response)
 
     def get(self, resource, name, namespace=None, subresource=None) -> dict:
-        return self.call(self._get(resource, name, namespace, subresource))
+        return self.call(self.get_request(resource, name, namespace, subresource))
 
     def list(self, resource, namespace=None, label_selector=None, field_selector=None,
              limit=None, continue_=None, resource_version=None) -> dict:
         """One page of a list; ``metadata.continue`` is set when there are more."""
-        return self.call(self._list(resource, namespace, label_selector, field_selector,
-                                    limit, continue_, resource_version))
+        return self.call(self.list_request(resource, namespace, label_selector, field_selector,
+                                           limit, continue_, resource_version))
 
     def list_all(self, resource, namespace=None, label_selector=None, field_selector=None,
                  page_size: int = 500) -> dict:
@@ -250,34 +251,34 @@ class ApiClient(Verbs):
                 return merged
 
     def create(self, resource, obj, namespace=None) -> dict:
-        return self.call(self._create(resource, obj, namespace))
+        return self.call(self.create_request(resource, obj, namespace))
 
     def create_subresource(self, resource, name, subresource, obj, namespace=None) -> dict:
         """POST ``obj`` to ``subresource`` of object ``name`` (serviceaccounts/NAME/token,
         pods/NAME/eviction, ...); the answer. Errors raise as for ``create``."""
-        return self.call(self._create(resource, obj, namespace, subresource, name))
+        return self.call(self.create_request(resource, obj, namespace, subresource, name))
 
     def replace(self, resource, obj, namespace=None, subresource=None) -> dict:
-        return self.call(self._replace(resource, obj, namespace, subresource))
+        return self.call(self.replace_request(resource, obj, namespace, subresource))
 
     def patch(self, resource, name, patch, namespace=None, patch_type="merge", subresource=None) -> dict:
-        return self.call(self._patch(resource, name, patch, namespace, patch_type, subresource))
+        return self.call(self.patch_request(resource, name, patch, namespace, patch_type, subresource))
 
     def delete(self, resource, name, namespace=None, propagation_policy=None,
                grace_period_seconds=None, preconditions=None) -> dict:
-        return self.call(self._delete(resource, name, namespace, propagation_policy,
-                                      grace_period_seconds, preconditions))
+        return self.call(self.delete_request(resource, name, namespace, propagation_policy,
+                                             grace_period_seconds, preconditions))
 
     def bind(self, pod: dict, node: str) -> dict:
         """Bind ``pod`` to ``node`` through pods/{name}/binding."""
-        return self.call(self._bind(pod, node))
+        return self.call(self.bind_request(pod, node))
 
     def watch(self, resource, namespace=None, resource_version=None, label_selector=None,
               field_selector=None, timeout_seconds=None, allow_bookmarks=True
               ) -> Iterator[tuple[str, dict]]:
         """Yield (type, object) until the server ends the stream; raises Gone on 410."""
-        req = self._watch(resource, namespace, resource_version, label_selector, field_selector,
-                          timeout_seconds, allow_bookmarks)
+        req = self.watch_request(resource, namespace, resource_version, label_selector, field_selector,
+                                 timeout_seconds, allow_bookmarks)
         try:
             with self.http.stream(**self._send_args(req), timeout=_watch_timeout()) as response:
                 if response.status_code >= 400:

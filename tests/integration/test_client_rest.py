@@ -190,8 +190,8 @@ def test_informer_relists_after_gone(apiserver):
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
             apiserver.storage.compact(int(latest)), apiserver.loop))
         with pytest.raises(Gone):
-            await informer._watch(old_rv)
-        task = asyncio.ensure_future(informer._reflect())   # relists from scratch
+            await informer.watch_once(old_rv)
+        task = asyncio.ensure_future(informer.run())   # lists from scratch
         try:
             await until(lambda: len(informer.store) == 3)
         finally:

@@ -37,39 +37,40 @@ def client():
 
 
 def test_namespace_comes_from_object_then_context(client):
-    assert client._create(PODS, {"metadata": {"name": "p", "namespace": "x"}}).path == "/api/v1/namespaces/x/pods"
-    assert client._create(PODS, {"metadata": {"name": "p"}}).path == "/api/v1/namespaces/team/pods"
-    assert client._list(PODS).path == "/api/v1/pods"
+    in_x = client.create_request(PODS, {"metadata": {"name": "p", "namespace": "x"}})
+    assert in_x.path == "/api/v1/namespaces/x/pods"
+    assert client.create_request(PODS, {"metadata": {"name": "p"}}).path == "/api/v1/namespaces/team/pods"
+    assert client.list_request(PODS).path == "/api/v1/pods"
 
 
 def test_list_and_watch_parameters(client):
-    req = client._list(PODS, "a", label_selector="app=web", field_selector="spec.nodeName=n1",
-                       limit=10, continue_="tok")
+    req = client.list_request(PODS, "a", label_selector="app=web", field_selector="spec.nodeName=n1",
+                              limit=10, continue_="tok")
     assert req.params == {"labelSelector": "app=web", "fieldSelector": "spec.nodeName=n1",
                           "limit": 10, "continue": "tok"}
-    watch = client._watch(PODS, "a", resource_version="42", timeout_seconds=60)
+    watch = client.watch_request(PODS, "a", resource_version="42", timeout_seconds=60)
     assert watch.params == {"watch": "1", "resourceVersion": "42", "timeoutSeconds": 60,
                             "allowWatchBookmarks": "true"}
 
 
 def test_patch_content_types_and_bad_type(client):
-    assert client._patch(PODS, "p", {}, patch_type="strategic").content_type == \
+    assert client.patch_request(PODS, "p", {}, patch_type="strategic").content_type == \
         "application/strategic-merge-patch+json"
-    assert client._patch(PODS, "p", [], patch_type="json").content_type == "application/json-patch+json"
+    assert client.patch_request(PODS, "p", [], patch_type="json").content_type == "application/json-patch+json"
     with pytest.raises(ValueError, match="patch_type"):
-        client._patch(PODS, "p", {}, patch_type="yaml")
+        client.patch_request(PODS, "p", {}, patch_type="yaml")
 
 
 def test_delete_options_body(client):
-    req = client._delete(PODS, "p", "ns", propagation_policy="Foreground", grace_period_seconds=0,
-                         preconditions={"uid": "u1"})
+    req = client.delete_request(PODS, "p", "ns", propagation_policy="Foreground", grace_period_seconds=0,
+                                preconditions={"uid": "u1"})
     assert req.method == "DELETE" and req.path == "/api/v1/namespaces/ns/pods/p"
     assert req.body == {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground",
                         "gracePeriodSeconds": 0, "preconditions": {"uid": "u1"}}
 
 
 def test_binding_request(client):
-    req = client._bind({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}}, "node-1")
+    req = client.bind_request({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}}, "node-1")
     assert req.path == "/api/v1/namespaces/ns/pods/p/binding"
     assert req.body["target"] == {"apiVersion": "v1", "kind": "Node", "name": "node-1"}
     assert req.body["metadata"] == {"name": "p", "namespace": "ns", "uid": "u"}
