@@ -184,7 +184,7 @@ class PodWorker:
             await self._wake.wait()
             self._wake.clear()
             try:
-                await self._pass()
+                await self.sync_once()
             except asyncio.CancelledError:
                 raise
             except Exception:   # noqa: BLE001 - a worker never dies; the next event retries
@@ -196,7 +196,9 @@ class PodWorker:
         meta = self.pod["metadata"]
         return f"{meta.get('namespace')}/{meta['name']}"
 
-    async def _pass(self) -> None:
+    async def sync_once(self) -> None:
+        """One pass: terminate a removed or deleted pod, or bring its containers towards the spec
+        (restarts, deadline, finished pod), then report its status. run() calls it on each wake-up."""
         if self.removed or (self.pod["metadata"].get("deletionTimestamp") and self.state == SYNCING):
             await self._terminate()
             return

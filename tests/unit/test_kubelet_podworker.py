@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-import pytest
-
 from kubelet.errors import ConfigError
 from kubelet.podworker import TERMINATED, PodWorker, Services
 from runtime.state import ContainerState
@@ -138,13 +136,13 @@ def test_init_containers_run_one_at_a_time_before_the_app():
     async def scenario():
         worker, pods, _, _, reports, _, _ = make_worker(
             {"initContainers": containers("one", "two"), "containers": containers("app")})
-        await worker._pass()
+        await worker.sync_once()
         assert pods.started == ["one"] and reports[-1]["phase"] == "Pending"
         pods.exit("one", 0)
-        await worker._pass()
+        await worker.sync_once()
         assert pods.started == ["one", "two"]
         pods.exit("two", 0)
-        await worker._pass()
+        await worker.sync_once()
         assert pods.started == ["one", "two", "app"] and reports[-1]["phase"] == "Running"
     run(scenario())
 
@@ -152,9 +150,9 @@ def test_init_containers_run_one_at_a_time_before_the_app():
 def test_restart_policies():
     async def scenario(policy, code):
         worker, pods, *_ = make_worker({"restartPolicy": policy, "containers": containers("app")})
-        await worker._pass()
+        await worker.sync_once()
         pods.exit("app", code)
-        await worker._pass()
+        await worker.sync_once()
         return pods.started.count("app")
     assert run(scenario("Never", 1)) == 1
     assert run(scenario("OnFailure", 0)) == 1
@@ -165,18 +163,18 @@ def test_restart_policies():
 def test_the_second_crash_waits_ten_seconds_in_crash_loop_back_off():
     async def scenario():
         worker, pods, _, clock, reports, events, _ = make_worker({"containers": containers("app")})
-        await worker._pass()
+        await worker.sync_once()
         pods.exit("app", 1)
-        await worker._pass()                       # first restart: at once
+        await worker.sync_once()                       # first restart: at once
         assert pods.started == ["app", "app"]
         pods.exit("app", 1)
-        await worker._pass()
+        await worker.sync_once()
         assert pods.started == ["app", "app"]
         waiting = reports[-1]["containerStatuses"][0]["state"]["waiting"]
         assert waiting["reason"] == "CrashLoopBackOff" and waiting["message"].startswith("back-off 10s")
         assert "BackOff" in events
         clock.now += 10
-        await worker._pass()
+        await worker.sync_once()
         assert pods.started == ["app"] * 3 and reports[-1]["containerStatuses"][0]["restartCount"] == 2
     run(scenario())
 
@@ -185,8 +183,8 @@ def test_a_setup_error_is_shown_and_nothing_starts():
     async def scenario():
         worker, pods, prepare, _, reports, _, _ = make_worker({"containers": containers("app")})
         prepare.fail_with = ConfigError('secret "db" not found')
-        await worker._pass()
-        await worker._pass()                       # retried while backing off: still the same reason
+        await worker.sync_once()
+        await worker.sync_once()                       # retried while backing off: still the same reason
         waiting = reports[-1]["containerStatuses"][0]["state"]["waiting"]
         assert waiting == {"reason": "CreateContainerConfigError", "message": 'secret "db" not found'}
         assert pods.started == []
@@ -196,10 +194,10 @@ def test_a_setup_error_is_shown_and_nothing_starts():
 def test_deletion_stops_everything_removes_it_and_finishes():
     async def scenario():
         worker, pods, prepare, _, _, events, finished = make_worker({"containers": containers("a", "b")})
-        await worker._pass()
+        await worker.sync_once()
         worker.pod["metadata"]["deletionTimestamp"] = NOW
         worker.pod["metadata"]["deletionGracePeriodSeconds"] = 0
-        await worker._pass()
+        await worker.sync_once()
         assert worker.state == TERMINATED and pods.records == {} and prepare.torn_down
         assert events.count("Killing") == 2 and [sig for _, sig in pods.signalled] == [15, 15]
     run(scenario())
