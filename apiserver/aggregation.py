@@ -211,7 +211,7 @@ class Aggregator:
             eps = await self.storage.get(self.endpoints.key(namespace, name))
         except NotFound:
             raise errors.ApiError(503, "MissingEndpoints", f"cannot find endpoints for service/{name} in \"{namespace}\"") from None
-        address = _endpoint(eps, ports[0])
+        address = endpoint_for(eps, ports[0])
         if address is None:
             raise errors.ApiError(503, "MissingEndpoints", f"endpoints for service/{name} in \"{namespace}\" have no addresses with port name \"{ports[0].get('name', '')}\"")
         host, target_port = address
@@ -303,7 +303,7 @@ def remote_user_headers(user) -> list[tuple[str, str]]:
     return headers
 
 
-def _endpoint(endpoints: dict, service_port: dict) -> Optional[tuple[str, int]]:
+def endpoint_for(endpoints: dict, service_port: dict) -> Optional[tuple[str, int]]:
     """(address, port) of the first ready address of ``endpoints`` whose port matches the
     Service port by name (or the only port when the Service port has no name)."""
     wanted = service_port.get("name") or ""

@@ -46,7 +46,7 @@ class WatcherTooSlow(Compacted):
         self.compact_revision = revision
 
 
-class _Ring:
+class EventRing:
     """The last ``capacity`` events, addressed by a global sequence number."""
 
     def __init__(self, capacity: int):
@@ -92,7 +92,7 @@ class WatchCache:
         self.prefix = prefix
         self._storage = storage
         self._progress_interval = progress_interval
-        self._ring = _Ring(window)
+        self._ring = EventRing(window)
         self._floor = 0       # every event with revision > floor is in the ring
         self._revision = 0    # the newest revision the cache is complete up to
         self._changed = asyncio.Event()
@@ -254,7 +254,7 @@ class Subscriber:
                 return event
         return None
 
-    def _check_lag(self, ring: _Ring) -> None:
+    def _check_lag(self, ring: EventRing) -> None:
         behind = ring.end - max(self._cursor, self._joined)
         if self._cursor < ring.start or behind > self._buffer:
             self._closed = True

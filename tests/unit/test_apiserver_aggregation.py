@@ -32,10 +32,10 @@ def test_the_endpoint_is_the_first_address_with_the_service_ports_name():
     endpoints = {"subsets": [{"addresses": [], "ports": [{"name": "https", "port": 1}]},
                              {"addresses": [{"ip": "10.0.0.2"}], "ports": [{"name": "metrics", "port": 9},
                                                                            {"name": "https", "port": 8443}]}]}
-    assert aggregation._endpoint(endpoints, {"name": "https", "port": 443}) == ("10.0.0.2", 8443)
-    assert aggregation._endpoint(endpoints, {"name": "other", "port": 443}) is None
+    assert aggregation.endpoint_for(endpoints, {"name": "https", "port": 443}) == ("10.0.0.2", 8443)
+    assert aggregation.endpoint_for(endpoints, {"name": "other", "port": 443}) is None
     unnamed = {"subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": 6443}]}]}
-    assert aggregation._endpoint(unnamed, {"port": 443}) == ("127.0.0.1", 6443)
+    assert aggregation.endpoint_for(unnamed, {"port": 443}) == ("127.0.0.1", 6443)
 
 
 def test_front_proxy_headers():

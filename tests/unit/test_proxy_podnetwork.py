@@ -75,7 +75,8 @@ def test_a_route_that_cannot_be_installed_is_reported_once_and_the_others_instal
     nodes = [node("a", "10.244.1.0/24", "10.200.0.1"), node("b", "10.244.2.0/24", "10.200.0.2"),
              node("far", "10.244.9.0/24", "192.0.2.9")]
     routing = RecordingRouting(unreachable=["192.0.2.9"])
-    network = controller(FakeApi(), routing, podroutes.HOST_GW, nodes)
+    api = FakeApi()
+    network = controller(api, routing, podroutes.HOST_GW, nodes)
 
     async def rounds():
         return [await network.reconcile() for _ in range(3)]
@@ -86,9 +87,22 @@ def test_a_route_that_cannot_be_installed_is_reported_once_and_the_others_instal
     assert errors == ["pod network: no route to node far's pods: add route 10.244.9.0/24 via 192.0.2.9: "
                       "Network is unreachable"]
     assert network.recorder.pending() == 1
-    obj, type_, reason, message = network.recorder._buffer.get_nowait()
-    assert (obj["metadata"]["name"], type_, reason) == ("far", "Warning", FAILED_REASON)
-    assert message.startswith("a: add route 10.244.9.0/24")
+    event = asyncio.run(first_event_written(network.recorder, api))
+    assert (event["involvedObject"]["name"], event["type"], event["reason"]) == ("far", "Warning", FAILED_REASON)
+    assert event["message"].startswith("a: add route 10.244.9.0/24")
+
+
+async def first_event_written(recorder, api: FakeApi) -> dict:
+    """Run ``recorder`` until it has written an Event through ``api``; that Event."""
+    async def written() -> dict:
+        while not (events := [w[3] for w in api.writes if w[1] == "events"]):
+            await asyncio.sleep(0)
+        return events[0]
+    task = asyncio.ensure_future(recorder.run())
+    try:
+        return await asyncio.wait_for(written(), 10)
+    finally:
+        task.cancel()
 
 
 def test_vxlan_waits_for_an_address_then_makes_the_device_and_publishes_its_mac():

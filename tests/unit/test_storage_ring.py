@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apiserver.storage.cacher import _Ring
+from apiserver.storage.cacher import EventRing
 from apiserver.storage.events import StoredEvent, wire_line
 
 
@@ -11,7 +11,7 @@ def event(revision: int) -> StoredEvent:
 
 
 def test_ring_keeps_the_newest_and_evicts_in_order():
-    ring = _Ring(3)
+    ring = EventRing(3)
     evicted = [ring.append(event(r)) for r in (10, 20, 30, 40, 50)]
     assert [e.revision if e else None for e in evicted] == [None, None, None, 10, 20]
     assert (ring.start, ring.end) == (2, 5)
@@ -19,7 +19,7 @@ def test_ring_keeps_the_newest_and_evicts_in_order():
 
 
 def test_first_after_finds_the_resume_point_after_wrap_around():
-    ring = _Ring(4)
+    ring = EventRing(4)
     for r in range(1, 11):
         ring.append(event(r * 10))
     assert ring[ring.first_after(70)].revision == 80
