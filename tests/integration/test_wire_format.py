@@ -28,7 +28,7 @@ from apiserver.auth.authorizer import forbidden
 from apiserver.auth.user import UserInfo
 from apiserver.encoding import error_response
 from apiserver.inflight import too_many_requests
-from apiserver.watch import _line
+from apiserver.watch import EventEncoder
 from tests.integration.test_crds import kubectl, kubectl_binaries  # noqa: F401 - the fixture
 
 CMS = "/api/v1/namespaces/default/configmaps"
@@ -212,7 +212,7 @@ def test_expired_and_too_many_requests():
     # The watch cache's errors.NewResourceExpired("too old resource version: %d (%d)") as a watch
     # ERROR event: metav1.WatchEvent{Type: "ERROR", Object: the Status}, one line.
     expired = errors.expired("too old resource version: 1 (5)")
-    assert _line("ERROR", expired.status()) == (
+    assert EventEncoder().encode("ERROR", expired.status()) == (
         b'{"type":"ERROR","object":' + HEAD + b'"message":"too old resource version: 1 (5)","reason":"Expired",'
         b'"code":410}}\n')
     assert error_response(errors.gone("gone")).body == HEAD + b'"message":"gone","reason":"Gone","code":410}\n'
