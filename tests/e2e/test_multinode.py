@@ -1,7 +1,8 @@
 """A three-node cluster on this machine (`pkube up --nodes 3`: two nodes in network namespaces,
 joined with `pkube join` and a bootstrap token, as VMs join): pods spread over the nodes,
 Services answer across nodes (ClusterIP, DNS, NodePort on every node, headless), a DaemonSet
-reaches a node joined later, a stopped kubelet's pods are evicted and replaced elsewhere, an
+reaches a node joined later, `kubectl drain` waits on a PodDisruptionBudget until a replacement
+is Ready on another node, a stopped kubelet's pods are evicted and replaced elsewhere, an
 expired token is refused, and `pkube down` leaves nothing behind. One cluster for the module."""
 
 from __future__ import annotations
@@ -240,6 +241,55 @@ def test_a_stopped_kubelets_pods_are_evicted_and_run_elsewhere(multinode):
     finally:
         os.kill(pid, signal.SIGCONT)
         kubectl(multinode, "delete", "deployment", "tolerant", "--wait=false", check=False)
+
+
+GUARDED = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: guarded}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: guarded}}
+  template:
+    metadata: {labels: {app: guarded}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: busybox
+        command: [sleep, "3600"]
+        readinessProbe: {exec: {command: ["true"]}, initialDelaySeconds: 3, periodSeconds: 1}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: guarded}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: guarded}}
+"""
+
+
+def test_kubectl_drain_waits_on_the_budget_until_a_replacement_is_ready_elsewhere(multinode):
+    drained = f"{HOST}-1"
+    others = [n for n in NODES if n != drained]
+    for node in others:                      # both pods land on the node to drain
+        kubectl(multinode, "cordon", node)
+    try:
+        apply(multinode, GUARDED)
+        assert {p["spec"]["nodeName"] for p in running_pods(multinode, "app=guarded", 2)} == {drained}
+    finally:
+        for node in others:
+            kubectl(multinode, "uncordon", node)
+    try:
+        done = kubectl(multinode, "drain", drained, "--ignore-daemonsets", "--timeout=150s", timeout=170)
+        # the second eviction was refused (429) until the first pod's replacement was Ready
+        assert "Cannot evict pod as it would violate the pod's disruption budget." in done.stderr, done.stderr
+        assert done.stdout.splitlines()[-1] == f"node/{drained} drained"
+        placed = running_pods(multinode, "app=guarded", 2)
+        assert drained not in {p["spec"]["nodeName"] for p in placed}
+    finally:
+        kubectl(multinode, "uncordon", drained, check=False)
+        kubectl(multinode, "delete", "deployment", "guarded", "--wait=false", check=False)
+        kubectl(multinode, "delete", "pdb", "guarded", check=False)
 
 
 def leftovers(data_dir: Path) -> list[str]:
