@@ -97,12 +97,11 @@ def test_exec_copies_streams_and_returns_the_remote_exit_code():
     assert "v5.channel.k8s.io" in seen["protocols"]
 
 
-def test_logs_stream_text_as_it_arrives():
+def test_logs_stream_text_as_it_arrives(tmp_path):
     import http.server
     import io
     import threading
 
-    from client.kubeconfig import ClientConfig
     from kubectl.session import Flags, Session
     from kubectl.streams import stream_logs
 
@@ -122,8 +121,15 @@ def test_logs_stream_text_as_it_arrives():
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.handle_request, daemon=True)
     thread.start()
-    session = Session(Flags())
-    session.__dict__["config"] = ClientConfig(server=f"http://127.0.0.1:{server.server_address[1]}")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{server.server_address[1]}"}}}}]
+users: [{{name: u, user: {{}}}}]
+contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
+current-context: c
+""")
+    session = Session(Flags(kubeconfig=str(kubeconfig)))
     out = io.StringIO()
     try:
         stream_logs(session, "/api/v1/namespaces/default/pods/web/log", log_params("app", False, False, 2, False), out)
