@@ -14,7 +14,7 @@ import yaml
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from api.jsonvalue import dumps, go_escaped, loads
+from api.jsonvalue import dumps, dumps_sorted, go_escaped, loads
 from apiserver import errors, protobuf
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
@@ -24,14 +24,16 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 
 
-def wire(obj: Any) -> bytes:
+def wire(obj: Any, unstructured: bool = False) -> bytes:
     """``obj`` as kube-apiserver writes a JSON body (json.NewEncoder(w).Encode): escaped as Go
-    escapes, ending in a newline."""
-    return go_escaped(dumps(obj)) + b"\n"
+    escapes, ending in a newline. ``unstructured`` (custom resources): keys sorted, as Go
+    encodes the map[string]interface{} of an unstructured object; else in the given order."""
+    return go_escaped(dumps_sorted(obj) if unstructured else dumps(obj)) + b"\n"
 
 
-def json_response(obj: Any, status_code: int = 200, headers: dict | None = None) -> Response:
-    return Response(wire(obj), status_code=status_code, media_type=JSON, headers=headers)
+def json_response(obj: Any, status_code: int = 200, headers: dict | None = None,
+                  unstructured: bool = False) -> Response:
+    return Response(wire(obj, unstructured), status_code=status_code, media_type=JSON, headers=headers)
 
 
 def error_response(err: errors.ApiError) -> Response:

@@ -19,7 +19,8 @@ from api.kinds import Registry
 from apiserver import conversion, errors, requestcontext, subresources
 from apiserver import eviction as evictions
 from apiserver.deletion import Deleter, answers_status, delete_options, deleted_status
-from apiserver.encoding import JSON, decode, decode_object, dumps, go_escaped, json_response, media_type, read_body
+from apiserver.encoding import (JSON, decode, decode_object, dumps, go_escaped, json_response, media_type, read_body,
+                                wire)
 from apiserver.listing import ListOptions, list_objects
 from apiserver.negotiation import TableRequest, acceptable, table_of, table_request
 from apiserver.paths import Target, resolve
@@ -73,8 +74,14 @@ def _warning_headers(warnings: list[str]) -> Optional[dict]:
     return {"Warning": requestcontext.warning_header(warnings)}
 
 
-def _written(result: WriteResult, code: int) -> Response:
-    return json_response(result.object, code, _warning_headers(result.warnings))
+def unstructured(target: Target) -> bool:
+    """Whether ``target``'s bodies are unstructured objects (a custom resource or its status),
+    which kube-apiserver writes with sorted keys; a custom resource's Scale is typed."""
+    return target.info.custom is not None and target.subresource != "scale"
+
+
+def _written(result: WriteResult, code: int, target: Target) -> Response:
+    return json_response(result.object, code, _warning_headers(result.warnings), unstructured(target))
 
 
 class ResourceHandlers:
@@ -133,7 +140,7 @@ class ResourceHandlers:
             return await self.watch(target, opts, table)
         converting = conversion.converts(target.info)
         listed = await list_objects(self.store.storage, target.info, target.prefix, opts,
-                                    raw=table is None and not converting)
+                                    raw=table is None and not converting and not unstructured(target))
         if converting:
             listed.items = [conversion.to_served(target.info, item) for item in listed.items]
         if table is not None:
@@ -150,8 +157,13 @@ class ResourceHandlers:
         return list_meta
 
     def _list_body(self, target: Target, listed) -> bytes:
+        """A typed list (TypeMeta, ListMeta, items), or for a custom resource the list
+        UnstructuredList's MarshalJSON writes: keys sorted, metadata.continue always set."""
         info = target.info
         list_meta = self._list_meta(listed)
+        if unstructured(target):
+            return wire({"apiVersion": info.api_version, "items": listed.items, "kind": info.list_kind,
+                         "metadata": {"continue": "", **list_meta}}, unstructured=True)
         head = (b'{"kind":"' + info.list_kind.encode() + b'","apiVersion":"' + info.api_version.encode()
                 + b'","metadata":' + dumps(list_meta) + b',"items":[')
         return go_escaped(head + b",".join(item if isinstance(item, bytes) else dumps(item)
@@ -165,14 +177,14 @@ class ResourceHandlers:
         elif conversion.converts(info):
             transform = lambda obj: conversion.to_served(info, obj)  # noqa: E731
         stream = WatchStream(self.store.storage, target.info, target.prefix, opts, self.encoder,
-                             self.bookmark_interval, transform)
+                             self.bookmark_interval, transform, unstructured=table is None and unstructured(target))
         await stream.start()
         return StreamingResponse(stream.stream(), media_type=JSON)
 
     async def create(self, request: Request, target: Target) -> Response:
         opts = request_options(request)
         body = await self._body_object(request)
-        return _written(await self.store.create(target, body, opts), 201)
+        return _written(await self.store.create(target, body, opts), 201, target)
 
     async def delete_collection(self, request: Request, target: Target) -> Response:
         opts = ListOptions.parse(target.info, request.query_params)
@@ -192,11 +204,11 @@ class ResourceHandlers:
         if table is not None and not target.subresource:
             return json_response(table_of(target.info, [obj], table,
                                           {"resourceVersion": obj["metadata"].get("resourceVersion", "")}))
-        return json_response(obj)
+        return json_response(obj, unstructured=unstructured(target))
 
     async def update(self, request: Request, target: Target) -> Response:
         opts = request_options(request)
-        return _written(await self.store.update(target, await self._body_object(request), opts), 200)
+        return _written(await self.store.update(target, await self._body_object(request), opts), 200, target)
 
     async def patch(self, request: Request, target: Target) -> Response:
         if media_type(request) == APPLY_PATCH:
@@ -204,14 +216,14 @@ class ResourceHandlers:
         applying.check_options(request.query_params, "PatchOptions", apply=False)
         opts = request_options(request)
         apply = await self._patch_function(request, target)
-        return _written(await self.store.write(target, apply, opts), 200)
+        return _written(await self.store.write(target, apply, opts), 200, target)
 
     async def delete(self, request: Request, target: Target) -> Response:
         opts = delete_options(request.query_params, await self._optional_body(request))
         deleted = await self.deleter.delete(target, opts)
         if answers_status(target.info, deleted):
             return json_response(deleted_status(target.info, deleted))
-        return json_response(conversion.to_served(target.info, deleted))
+        return json_response(conversion.to_served(target.info, deleted), unstructured=unstructured(target))
 
     async def apply(self, request: Request, target: Target, status_only: bool = False) -> Response:
         """An apply patch (server-side apply); creates the object when absent (201)."""
@@ -222,12 +234,12 @@ class ResourceHandlers:
         step = self.store.fields.apply_step(target.info, opts.apply, opts.field_manager, target.subresource or "")
         for _ in range(2):
             try:
-                return _written(await self.store.write(target, step, opts, status_only=status_only), 200)
+                return _written(await self.store.write(target, step, opts, status_only=status_only), 200, target)
             except errors.ApiError as exc:
                 if status_only or not applying.object_missing(exc, target):
                     raise
             try:
-                return _written(await self.store.create(target, step({}), opts), 201)
+                return _written(await self.store.create(target, step({}), opts), 201, target)
             except errors.ApiError as exc:
                 if exc.reason != "AlreadyExists":
                     raise
@@ -239,14 +251,14 @@ class ResourceHandlers:
         opts = request_options(request)
         body = await self._body_object(request)
         self._check_body_name(body, target)
-        return _written(await self.store.write(target, lambda current: body, opts, status_only=True), 200)
+        return _written(await self.store.write(target, lambda current: body, opts, status_only=True), 200, target)
 
     async def patch_status(self, request: Request, target: Target) -> Response:
         if media_type(request) == APPLY_PATCH and target.subresource == applying.STATUS:
             return await self.apply(request, target, status_only=True)
         opts = request_options(request)
         apply = await self._patch_function(request, target)
-        return _written(await self.store.write(target, apply, opts, status_only=True), 200)
+        return _written(await self.store.write(target, apply, opts, status_only=True), 200, target)
 
     async def bind(self, request: Request, target: Target) -> Response:
         return json_response(await subresources.bind(self.store, target, await self._body_object(request)), 201)

@@ -23,6 +23,7 @@ from typing import AsyncIterator, Callable, Optional
 
 from api.kinds import ResourceInfo
 from apiserver import errors
+from api.jsonvalue import dumps_sorted
 from apiserver.encoding import dumps, go_escaped
 from apiserver.listing import ListOptions, list_objects
 from apiserver.storage.interface import Compacted, Storage, WatchEvent
@@ -47,21 +48,25 @@ class EventEncoder:
         self.size = size
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
 
-    def encode(self, event_type: str, obj: dict, key: str = "", revision: int = 0) -> bytes:
-        """One line: {"type":...,"object":...}\\n. Cached by (key, revision, type) when known."""
+    def encode(self, event_type: str, obj: dict, key: str = "", revision: int = 0,
+               unstructured: bool = False) -> bytes:
+        """One line: {"type":...,"object":...}\\n (the object's keys sorted when ``unstructured``).
+        Cached by (key, revision, type) when known."""
         if not key:
-            return _line(event_type, obj)
-        cache_key = (key, revision, event_type)
+            return _line(event_type, obj, unstructured)
+        cache_key = (key, revision, event_type, unstructured)
         line = self._cache.get(cache_key)
         if line is None:
-            line = self._cache[cache_key] = _line(event_type, obj)
+            line = self._cache[cache_key] = _line(event_type, obj, unstructured)
             if len(self._cache) > self.size:
                 self._cache.popitem(last=False)
         return line
 
 
-def _line(event_type: str, obj: dict) -> bytes:
-    return b'{"type":"' + event_type.encode() + b'","object":' + go_escaped(dumps(obj)) + b"}\n"
+def _line(event_type: str, obj: dict, unstructured: bool = False) -> bytes:
+    """A metav1.WatchEvent line; ``unstructured`` (a custom resource): the object's keys sorted."""
+    body = dumps_sorted(obj) if unstructured else dumps(obj)
+    return b'{"type":"' + event_type.encode() + b'","object":' + go_escaped(body) + b"}\n"
 
 
 def _object_key(obj: dict) -> tuple[str, str]:
@@ -95,8 +100,9 @@ class WatchStream:
 
     def __init__(self, storage: Storage, info: ResourceInfo, prefix: str, opts: ListOptions,
                  encoder: EventEncoder, bookmark_interval: float,
-                 transform: Optional[Callable[[dict], dict]] = None):
+                 transform: Optional[Callable[[dict], dict]] = None, unstructured: bool = False):
         self.storage, self.info, self.prefix, self.opts = storage, info, prefix, opts
+        self.unstructured = unstructured  # custom objects: keys sorted (and not the shared wire_line)
         self.transform = transform  # e.g. object -> Table: then events are encoded per watcher
         self.encoder, self.bookmark_interval = encoder, bookmark_interval
         self.initial: list[dict] = []
@@ -170,17 +176,18 @@ class WatchStream:
             self.revision = max(self.revision, event.revision)
             event_type = event.type if self.tracker is None else self.tracker.translate(event)
             if event_type is not None and self.transform is not None:
-                lines.append(_line(event_type, self.transform(event.object)))
-            elif event_type == event.type and wire_line is not None:
+                lines.append(_line(event_type, self.transform(event.object), self.unstructured))
+            elif event_type == event.type and wire_line is not None and not self.unstructured:
                 lines.append(wire_line(event))
             elif event_type is not None:
-                lines.append(self.encoder.encode(event_type, event.object, event.key, event.revision))
+                lines.append(self.encoder.encode(event_type, event.object, event.key, event.revision,
+                                                 self.unstructured))
         return b"".join(lines)
 
     def _line(self, event_type: str, obj: dict) -> bytes:
         if self.transform is not None:
-            return _line(event_type, self.transform(obj))
-        return self.encoder.encode(event_type, obj)
+            return _line(event_type, self.transform(obj), self.unstructured)
+        return self.encoder.encode(event_type, obj, unstructured=self.unstructured)
 
     def _failure(self, exc: BaseException) -> errors.ApiError:
         if isinstance(exc, Compacted):
@@ -192,7 +199,7 @@ class WatchStream:
         revision = max(self.revision, getattr(source, "bookmark_revision", lambda: 0)())
         obj = {"kind": self.info.kind, "apiVersion": self.info.api_version,
                "metadata": {"resourceVersion": str(revision)}}
-        return _line("BOOKMARK", obj)
+        return _line("BOOKMARK", obj, self.unstructured)
 
     @staticmethod
     def _error_line(err: errors.ApiError) -> bytes:

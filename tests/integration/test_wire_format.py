@@ -19,6 +19,8 @@ the comment above it says where from. What all of them share:
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from apiserver import errors
@@ -29,6 +31,7 @@ from apiserver.auth.user import UserInfo
 from apiserver.encoding import error_response
 from apiserver.inflight import too_many_requests
 from apiserver.watch import EventEncoder
+from tests.integration.test_crds import CRDS, GROUP, established, widget_crd
 from tests.integration.test_crds import kubectl, kubectl_binaries  # noqa: F401 - the fixture
 
 CMS = "/api/v1/namespaces/default/configmaps"
@@ -244,3 +247,55 @@ def test_real_kubectl_reads_the_delete_status_and_the_errors(kubectl, http):  # 
     refused = kubectl("create", "--raw", f"{CMS}/k", "-f", "-", stdin="{}")
     assert refused.returncode == 1
     assert "the server does not allow this method on the requested resource" in refused.stderr
+
+
+def go_unstructured(value) -> bytes:
+    """``value`` as Go's encoding/json writes a map[string]interface{}: keys sorted, compact,
+    <, >, & escaped (json.Marshal's escapeHTML), a trailing newline from Encoder.Encode."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode() + b"\n"
+
+
+@pytest.fixture
+def gadgets(http):
+    """A CRD of its own (the apiserver is shared), deleted afterwards."""
+    crd = widget_crd()
+    crd["metadata"]["name"] = f"gadgets.{GROUP}"
+    crd["spec"]["names"] = {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"}
+    assert http.post(CRDS, json=crd).status_code == 201
+    established(http, f"gadgets.{GROUP}")
+    yield f"/apis/{GROUP}/v1/namespaces/default/gadgets"
+    http.delete(f"{CRDS}/gadgets.{GROUP}")
+
+
+def test_custom_objects_are_written_as_unstructured_with_sorted_keys(http, gadgets):
+    # apiextensions-apiserver serves custom objects as unstructured.Unstructured; their JSON
+    # is json.NewEncoder(w).Encode(map[string]interface{}) (apimachinery pkg/apis/meta/v1/
+    # unstructured/helpers.go UnstructuredJSONScheme.doEncode), and Go sorts map keys at every level.
+    body = {"kind": "Gadget", "apiVersion": f"{GROUP}/v1", "metadata": {"name": "g", "labels": {"z": "1", "a": "2"},
+                                                                  "annotations": {"note": "<&>"}},
+            "spec": {"size": "small", "extra": {"b": 1, "a": 2}}}
+    created = http.post(gadgets, json=body)
+    assert created.status_code == 201, created.text
+    assert created.content == go_unstructured(created.json())
+    assert created.content.startswith(b'{"apiVersion":"example.com/v1","kind":"Gadget","metadata":{')
+    got = http.get(f"{gadgets}/g")
+    assert got.content == go_unstructured(got.json())
+    patched = http.patch(f"{gadgets}/g/status", json={"status": {"phase": "Up"}},
+                         headers={"Content-Type": "application/merge-patch+json"})
+    assert patched.content == go_unstructured(patched.json())
+    # A list is the UnstructuredList's map: apiVersion, items, kind, metadata; its SetContinue
+    # and SetResourceVersion (the registry's list) set metadata.continue even when empty.
+    listed = http.get(gadgets)
+    rv = listed.json()["metadata"]["resourceVersion"]
+    item = go_unstructured(listed.json()["items"][0])[:-1]
+    assert listed.content == (b'{"apiVersion":"example.com/v1","items":[' + item + b'],"kind":"GadgetList",'
+                              b'"metadata":{"continue":"","resourceVersion":"' + rv.encode() + b'"}}\n')
+    # Watch events: metav1.WatchEvent (a struct: type, object) around the unstructured object.
+    with http.stream("GET", gadgets, params={"watch": "1", "timeoutSeconds": "2"}) as resp:
+        line = next(resp.iter_lines())
+    assert line.encode() == b'{"type":"ADDED","object":' + item + b"}"
+    # The Scale of a custom resource is the typed autoscaling/v1 Scale: struct order.
+    assert http.get(f"{gadgets}/g/scale").content.startswith(b'{"kind":"Scale","apiVersion":"autoscaling/v1",')
+    # Built-in kinds are not sorted (metadata in ObjectMeta's field order).
+    assert b'"metadata":{"name":"typed","namespace":"default","uid":' in http.post(CMS, json=configmap("typed")).content
