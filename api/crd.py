@@ -318,6 +318,20 @@ def _column_causes(column: dict, path: str) -> list[dict]:
     return found
 
 
+def default_crd(crd: dict) -> None:
+    """Fill a CRD's name defaults in place (apiextensions v1 defaults.go
+    SetDefaults_CustomResourceDefinitionSpec): singular is the lower-cased kind, listKind
+    kind + "List". Leaves a malformed CRD to validation."""
+    crd_names = names_of(crd)
+    kind = crd_names.get("kind")
+    if not isinstance(kind, str) or not kind or crd_names is not spec_of(crd).get("names"):
+        return
+    if not crd_names.get("singular"):
+        crd_names["singular"] = kind.lower()
+    if not crd_names.get("listKind"):
+        crd_names["listKind"] = kind + "List"
+
+
 def _names_causes(crd_names: dict) -> list[dict]:
     found = [causes.required(f"spec.names.{key}") for key in ("plural", "singular", "kind", "listKind")
              if not crd_names.get(key)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 
 from api import autoscaling
+from api import crd as crds
 from api import defaults_batch
 from api import validation_apps, validation_storage
 
@@ -250,5 +251,6 @@ _BY_KIND = {
     "Job": defaults_batch.default_job,
     "CronJob": defaults_batch.default_cron_job,
     "ReplicationController": defaults_batch.default_replication_controller,
+    "CustomResourceDefinition": crds.default_crd,
 }
 

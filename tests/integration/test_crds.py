@@ -267,6 +267,23 @@ def test_cluster_scoped_custom_resource(http):
     assert http.get(f"/apis/{GROUP}/v1/namespaces/default/gadgets").status_code == 404
 
 
+def test_crd_without_list_kind_or_singular_gets_them_defaulted(http):
+    # apiextensions v1 SetDefaults_CustomResourceDefinitionSpec: singular = lower(kind),
+    # listKind = kind + "List"; the CRD is accepted and served under them.
+    crd = widget_crd()
+    crd["spec"]["names"] = {"plural": "gizmos", "kind": "Gizmo"}
+    crd["metadata"]["name"] = f"gizmos.{GROUP}"
+    created = http.post(CRDS, json=crd)
+    assert created.status_code == 201, created.text
+    assert created.json()["spec"]["names"] == {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo",
+                                               "listKind": "GizmoList"}
+    accepted = established(http, f"gizmos.{GROUP}")["status"]["acceptedNames"]
+    assert accepted["listKind"] == "GizmoList" and accepted["singular"] == "gizmo"
+    gizmos = f"/apis/{GROUP}/v1/namespaces/default/gizmos"
+    assert http.post(gizmos, json={**widget("g1"), "kind": "Gizmo"}).status_code == 201
+    assert http.get(gizmos).json()["kind"] == "GizmoList"
+
+
 def test_deleting_the_crd_deletes_its_objects_and_stops_serving(http, widgets):
     for name in ("x1", "x2"):
         assert http.post(WIDGETS, json=widget(name)).status_code == 201
