@@ -30,6 +30,12 @@ def _etcdctl(endpoint: str, *args: str) -> str:
                           timeout=20, check=True).stdout
 
 
+def _put(endpoint: str, key: str, value: str) -> bool:
+    """True once etcd has acknowledged the write."""
+    return subprocess.run(["etcdctl", "--endpoints", endpoint, "put", key, value], capture_output=True,
+                          timeout=20).returncode == 0
+
+
 def test_a_member_added_catches_up_and_a_removed_one_leaves_a_working_cluster(cluster, tmp_path):
     members, extra = cluster
     endpoints = [m.endpoint for m in members]
@@ -45,7 +51,10 @@ def test_a_member_added_catches_up_and_a_removed_one_leaves_a_working_cluster(cl
     removed = etcdmembers.remove([newcomer.endpoint], "etcd0")
     assert removed.name == "etcd0"
     members[0].stop()
-    _etcdctl(newcomer.endpoint, "put", "/after", "2")          # 3 of 3 left: a quorum
+    # 3 of 3 left: a quorum. Removing the leader costs an election first, so the write is
+    # retried until one is elected ("etcdserver: leader changed" meanwhile).
+    wait_for(lambda: _put(newcomer.endpoint, "/after", "2"), timeout=20)
+    assert _etcdctl(newcomer.endpoint, "get", "/after", "--print-value-only") == "2\n"
     assert sorted(m.name for m in etcdmembers.members([newcomer.endpoint])) == ["etcd1", "etcd2", "etcd3"]
 
 
