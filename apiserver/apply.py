@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from api import managedfields as mf
+from api.fieldpath import difference, union
 from api.jsonvalue import deep_copy
 from api.fieldtypes import FieldType, TypeCatalog
 from api.kinds import ResourceInfo
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 APPLY_PATCH = "application/apply-patch+yaml"
 STATUS = "status"
+SCALE = "scale"
+SCALE_VERSION = "autoscaling/v1"
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,28 @@ class FieldManager:
             return mf.store(new, entries)
         return step
 
+    def apply_scale(self, parent: dict, scale: dict, request: ApplyRequest, manager: str,
+                    replicas: tuple, api_version: str) -> tuple[dict, list]:
+        """Apply ``request`` to ``scale`` (the autoscaling/v1 view of ``parent``, whose replica
+        count is at ``replicas``) as Kubernetes applies through /scale; returns the applied Scale
+        and the parent's new managedFields entries. 409 on a conflict, 400 on a config that
+        is not an autoscaling/v1 Scale."""
+        config = request.config
+        if config.get("apiVersion") != SCALE_VERSION or config.get("kind") != "Scale":
+            raise errors.bad_request(f"Incorrect version specified in apply patch. Specified patch version: "
+                                     f"{config.get('apiVersion')}, expected: {SCALE_VERSION}"
+                                     if config.get("apiVersion") != SCALE_VERSION else
+                                     f"Incorrect kind specified in apply patch. Specified patch kind: "
+                                     f"{config.get('kind')}, expected: Scale")
+        entries = mf.decode(parent) or []
+        op = mf.Operation(manager, SCALE_VERSION, SCALE, self.clock())
+        try:
+            applied, scale_entries = mf.apply(scale, config, to_scale_entries(entries, replicas), op,
+                                              self.catalog.builtin(SCALE_VERSION, "Scale"), request.force)
+        except mf.ApplyConflict as conflict:
+            raise errors.ApiError(409, "Conflict", conflict.message(), {"causes": conflict.causes()}) from None
+        return applied, from_scale_entries(entries, scale_entries, replicas, api_version)
+
     @staticmethod
     def _apply(live: dict, config: dict, entries: list, op: mf.Operation, node: FieldType, force: bool):
         try:
@@ -187,6 +212,48 @@ class FieldManager:
         if STATUS not in info.subresources:
             return config
         return {k: v for k, v in config.items() if k != "status"}
+
+
+def field_path(json_path: str) -> tuple:
+    """".spec.replicas" -> ("f:spec", "f:replicas") (a CRD's simple JSON path)."""
+    return tuple("f:" + step for step in json_path.split(".") if step)
+
+
+def path_set(path: tuple) -> dict:
+    """The FieldsV1 set holding just ``path``."""
+    tree: dict = {}
+    for element in reversed(path):
+        tree = {element: tree}
+    return tree
+
+
+SCALE_REPLICAS = field_path(".spec.replicas")
+
+
+def to_scale_entries(entries: list, replicas: tuple) -> list:
+    """The parent's managedFields as the Scale sees them (Kubernetes' ScaleHandler.ToSubresource):
+    each owner of the parent's ``replicas`` path owns the Scale's spec.replicas, at autoscaling/v1."""
+    return [mf.Entry(e.manager, e.operation, SCALE_VERSION, path_set(SCALE_REPLICAS), e.time, e.subresource)
+            for e in entries if mf.has(e.fields, replicas)]
+
+
+def from_scale_entries(parent: list, scale: list, replicas: tuple, api_version: str) -> list:
+    """The parent's managedFields after a write through its Scale (ScaleHandler.FromSubresource):
+    nobody keeps the parent's ``replicas`` path but the Scale's owners of spec.replicas, whose
+    entries (``api_version``, their subresource) gain it; emptied entries go."""
+    owned = path_set(replicas)
+    out = {}
+    for entry in parent:
+        fields = difference(entry.fields, owned) if mf.has(entry.fields, replicas) else entry.fields
+        if fields:
+            out[entry.key] = replace(entry, fields=fields)
+    for entry in scale:
+        if not mf.has(entry.fields, SCALE_REPLICAS):
+            continue
+        moved = mf.Entry(entry.manager, entry.operation, api_version, owned, entry.time, entry.subresource)
+        kept = out.get(moved.key)
+        out[moved.key] = moved if kept is None else replace(kept, fields=union(kept.fields, owned), time=entry.time)
+    return list(out.values())
 
 
 def decode_config(raw: bytes) -> dict:

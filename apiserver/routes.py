@@ -285,9 +285,19 @@ class ResourceHandlers:
         return json_response(await subresources.write_scale(self.store, target, lambda scale: body, opts))
 
     async def patch_scale(self, request: Request, target: Target) -> Response:
+        if media_type(request) == APPLY_PATCH:
+            return await self.apply_scale(request, target)
         opts = request_options(request)
         apply = await self._patch_function(request, target, kind="Scale")
         return json_response(await subresources.write_scale(self.store, target, apply, opts))
+
+    async def apply_scale(self, request: Request, target: Target) -> Response:
+        """An apply patch of a Scale; the object must exist (404 otherwise)."""
+        applying.check_options(request.query_params, "PatchOptions", apply=True)
+        config = applying.decode_config(await read_body(request))
+        opts = replace(request_options(request),
+                       apply=applying.ApplyRequest(config, applying.parse_force(request.query_params)))
+        return json_response(await subresources.apply_scale(self.store, target, opts))
 
     # ---- bodies
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from api import managedfields as mf
 from api import meta
 from api.crd import ScalePaths
 from api.jsonvalue import deep_copy
 from apiserver import errors
+from apiserver.apply import field_path
 from apiserver.paths import Target
 from apiserver.resources import ResourceStore, WriteOptions, translate
 
@@ -113,20 +115,42 @@ async def write_scale(store: ResourceStore, target: Target, make_scale: Callable
     paths = _scale_paths(target)
 
     def desired(current: dict) -> dict:
-        scale = make_scale(scale_of(current, paths))
-        replicas = (scale.get("spec") or {}).get("replicas") if isinstance(scale, dict) else None
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise errors.ApiError(422, "Invalid", f'Scale "{target.name}" is invalid: spec.replicas: '
-                                  f"Invalid value: {replicas!r}: must be greater than or equal to 0",
-                                  {"name": target.name, "kind": "Scale", "causes": [
-                                      {"reason": "FieldValueInvalid", "field": "spec.replicas",
-                                       "message": "Invalid value: must be greater than or equal to 0"}]})
-        new = deep_copy(current)
-        _set_at(new, paths.spec_replicas if paths is not None else ".spec.replicas", replicas)
-        rv = (scale.get("metadata") or {}).get("resourceVersion")
-        if rv:
-            new["metadata"]["resourceVersion"] = rv
-        return new
+        return _scaled(current, make_scale(scale_of(current, paths)), target)
 
     result = await store.write(target, desired, opts)
     return scale_of(result.object, paths)
+
+
+async def apply_scale(store: ResourceStore, target: Target, opts: WriteOptions) -> dict:
+    """PATCH scale with an apply patch (``opts.apply``): the Scale applied as its manager
+    with subresource "scale", who then owns the parent's replica count; returns the Scale."""
+    paths = _scale_paths(target)
+    replicas_path = paths.spec_replicas if paths is not None else ".spec.replicas"
+
+    def desired(current: dict) -> dict:
+        scale, entries = store.fields.apply_scale(current, scale_of(current, paths), opts.apply,
+                                                  opts.field_manager, field_path(replicas_path),
+                                                  target.info.api_version)
+        return mf.store(_scaled(current, scale, target), entries)
+
+    result = await store.write(target, desired, opts)
+    return scale_of(result.object, paths)
+
+
+def _scaled(current: dict, scale: dict, target: Target) -> dict:
+    """A copy of ``current`` with the replica count of ``scale`` (and its resourceVersion as
+    a precondition); 422 for a count that is not a non-negative integer."""
+    paths = _scale_paths(target)
+    replicas = (scale.get("spec") or {}).get("replicas") if isinstance(scale, dict) else None
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise errors.ApiError(422, "Invalid", f'Scale "{target.name}" is invalid: spec.replicas: '
+                              f"Invalid value: {replicas!r}: must be greater than or equal to 0",
+                              {"name": target.name, "kind": "Scale", "causes": [
+                                  {"reason": "FieldValueInvalid", "field": "spec.replicas",
+                                   "message": "Invalid value: must be greater than or equal to 0"}]})
+    new = deep_copy(current)
+    _set_at(new, paths.spec_replicas if paths is not None else ".spec.replicas", replicas)
+    rv = (scale.get("metadata") or {}).get("resourceVersion")
+    if rv:
+        new["metadata"]["resourceVersion"] = rv
+    return new

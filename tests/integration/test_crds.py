@@ -4,6 +4,7 @@ kubernetes client, plain HTTP and the real kubectl."""
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import subprocess
 import sys
@@ -231,6 +232,16 @@ def test_status_and_scale_subresources(http, widgets):
     too_many = http.patch(f"{WIDGETS}/s/scale", json={"spec": {"replicas": 50}},
                           headers={"content-type": "application/merge-patch+json"})
     assert too_many.status_code == 422 and "spec.replicas" in too_many.text
+    # Server-side apply through /scale: the applier owns the CR's replicas path (subresource scale).
+    applied = http.patch(f"{WIDGETS}/s/scale?fieldManager=hpa&force=true", headers={
+        "content-type": "application/apply-patch+yaml"}, content=json.dumps(
+            {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "s"}, "spec": {"replicas": 3}}))
+    assert applied.status_code == 200, applied.text
+    live = http.get(f"{WIDGETS}/s").json()
+    assert live["spec"]["replicas"] == 3
+    assert {"manager": "hpa", "operation": "Apply", "apiVersion": f"{GROUP}/v1", "subresource": "scale",
+            "fieldsV1": {"f:spec": {"f:replicas": {}}}}.items() <= next(
+        e for e in live["metadata"]["managedFields"] if e["manager"] == "hpa").items()
 
 
 def test_watch_sees_custom_objects(widgets, custom):

@@ -176,6 +176,40 @@ def test_apply_of_a_status_and_the_conflict_status(http):
     assert applied.json()["status"]["replicas"] == 9 and applied.json()["spec"]["replicas"] == 2
 
 
+def test_apply_of_a_scale_moves_the_replica_count_to_its_manager(http):
+    # Kubernetes' ScaleHandler (apimachinery managedfields): owners of .spec.replicas are the
+    # Scale's owners of spec.replicas; a forced apply of the Scale takes it over, and the parent
+    # records the applier with subresource "scale" at the parent's apiVersion.
+    url = "/apis/apps/v1/namespaces/default/deployments/web"
+    assert http.patch(url + "?fieldManager=a", content=json.dumps(deployment()),
+                      headers={"Content-Type": APPLY}).status_code == 201
+    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web"}, "spec": {"replicas": 5}}
+    refused = http.patch(url + "/scale?fieldManager=hpa", content=json.dumps(scale), headers={"Content-Type": APPLY})
+    assert refused.status_code == 409
+    assert refused.json()["message"] == 'Apply failed with 1 conflict: conflict with "a": .spec.replicas'
+    assert http.get(url).json()["spec"]["replicas"] == 2
+    forced = http.patch(url + "/scale?fieldManager=hpa&force=true", content=json.dumps(scale),
+                        headers={"Content-Type": APPLY})
+    assert forced.status_code == 200, forced.text
+    assert forced.json()["kind"] == "Scale" and forced.json()["spec"]["replicas"] == 5
+    live = http.get(url).json()
+    assert live["spec"]["replicas"] == 5
+    managers = by_manager(live["metadata"]["managedFields"])
+    assert managers[("hpa", "Apply")] == {**managers[("hpa", "Apply")], "apiVersion": "apps/v1",
+                                         "subresource": "scale", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    assert "f:replicas" not in managers[("a", "Apply")]["fieldsV1"]["f:spec"]
+    # Its own field now: no conflict.
+    again = http.patch(url + "/scale?fieldManager=hpa", content=json.dumps({**scale, "spec": {"replicas": 3}}),
+                       headers={"Content-Type": APPLY})
+    assert again.status_code == 200 and http.get(url).json()["spec"]["replicas"] == 3
+    wrong = http.patch(url + "/scale?fieldManager=hpa", content=json.dumps(deployment()),
+                       headers={"Content-Type": APPLY})
+    assert wrong.status_code == 400 and "expected: autoscaling/v1" in wrong.json()["message"]
+    missing = http.patch(url.replace("web", "nope") + "/scale?fieldManager=hpa", content=json.dumps(scale),
+                         headers={"Content-Type": APPLY})
+    assert missing.status_code == 404
+
+
 def test_custom_resources_apply_with_their_schema_list_types(http, kubectl):
     crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
            "metadata": {"name": "widgets.example.com"},
