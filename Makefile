@@ -23,17 +23,17 @@ $(STAMP): pyproject.toml
 # Editable installs are not byte-compiled, and PYTHONDONTWRITEBYTECODE (set on some
 # machines) would make every pdocker/pkubectl call compile its modules again.
 bytecode: $(STAMP)
-	@$(PY) -m compileall -q -j 0 api client apiserver scheduler controllers kubelet proxy runtime pdocker kubectl cluster
+	@$(PY) -m compileall -q -j 0 pkube
 
-# The runtime's C helpers (shim, pause) in runtime/bin/, as a wheel ships them
-# (runtime/helpers.py): containers then start without a compiler at run time.
+# The runtime's C helpers (shim, pause) in pkube/runtime/bin/, as a wheel ships them
+# (pkube/runtime/helpers.py): containers then start without a compiler at run time.
 helpers: $(STAMP)
-	@$(PY) -m runtime.helpers
+	@$(PY) -m pkube.runtime.helpers
 
-# pdocker through a bare interpreter (pdocker/launcher.py): pip's console script costs
+# pdocker through a bare interpreter (pkube/pdocker/launcher.py): pip's console script costs
 # ~15 ms of site/.pth processing on every command. Written after every install.
 launcher: $(STAMP)
-	@$(PY) -m pdocker.launcher $(VENV)/bin/pdocker
+	@$(PY) -m pkube.pdocker.launcher $(VENV)/bin/pdocker
 
 up: setup
 	$(VENV)/bin/pkube up
@@ -68,4 +68,4 @@ fuzz: setup
 	$(PY) -m bench.fuzz
 
 clean:
-	rm -rf $(VENV) *.egg-info runtime/bin
+	rm -rf $(VENV) *.egg-info pkube/runtime/bin

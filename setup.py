@@ -1,6 +1,6 @@
 """pkube's build: everything is in pyproject.toml but this step, which compiles the runtime's C
-helpers (runtime/shim.c, runtime/pause.c) into the wheel's runtime/bin/, so that an install
-needs no compiler (runtime/helpers.py says how the installed binaries are found and checked)."""
+helpers (pkube/runtime/shim.c, pkube/runtime/pause.c) into the wheel's pkube/runtime/bin/, so that an install
+needs no compiler (pkube/runtime/helpers.py says how the installed binaries are found and checked)."""
 
 import os
 import sys
@@ -11,16 +11,16 @@ from setuptools.dist import Distribution
 
 
 class BuildPyWithHelpers(build_py):
-    """build_py, then the helpers compiled into the build's runtime/bin/ (not for an editable
-    install: `make setup` builds them in the checkout's runtime/bin/)."""
+    """build_py, then the helpers compiled into the build's pkube/runtime/bin/ (not for an editable
+    install: `make setup` builds them in the checkout's pkube/runtime/bin/)."""
 
     def run(self):
         super().run()
         if getattr(self, "editable_mode", False):
             return
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from runtime.helpers import install
-        install(os.path.join(self.build_lib, "runtime", "bin"))
+        from pkube.runtime.helpers import install
+        install(os.path.join(self.build_lib, "pkube", "runtime", "bin"))
 
 
 class PlatformDistribution(Distribution):

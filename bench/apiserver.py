@@ -38,8 +38,8 @@ from bench import secured  # noqa: E402
 from bench.httpload import Connection, HttpError  # noqa: E402
 from bench.measure import percentile, python_loop_line, run_concurrent  # noqa: E402
 
-from cluster.components import Component, python_module  # noqa: E402
-from cluster.etcd import EtcdProcess, free_port  # noqa: E402
+from pkube.cluster.components import Component, python_module  # noqa: E402
+from pkube.cluster.etcd import EtcdProcess, free_port  # noqa: E402
 
 
 def pod_body(name: str) -> dict:
@@ -341,12 +341,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pkube-bench-") as tmp:
         etcd = EtcdProcess(Path(tmp) / "etcd", log_path=Path(tmp) / "etcd.log").start()
         port = free_port()
-        api = Component("apiserver", python_module("apiserver", "--etcd-servers", etcd.endpoint,
+        api = Component("apiserver", python_module("pkube.apiserver", "--etcd-servers", etcd.endpoint,
                                                    "--bind-address", "127.0.0.1", "--port", str(port)),
                         Path(tmp) / "apiserver.log", health_url=f"http://127.0.0.1:{port}/readyz")
         secured_port, setup = free_port(), secured.secured_flags(Path(tmp) / "secured")
         secured_api = Component("apiserver-secured",
-                                python_module("apiserver", "--etcd-servers", etcd.endpoint, "--bind-address",
+                                python_module("pkube.apiserver", "--etcd-servers", etcd.endpoint, "--bind-address",
                                               "127.0.0.1", "--port", str(secured_port), *setup.flags),
                                 Path(tmp) / "apiserver-secured.log", health_url=None)
         try:

@@ -1,7 +1,7 @@
 """Workload controllers on a real apiserver + etcd with hollow nodes (issue 15).
 
-Each figure runs on a cluster of its own (fresh etcd, `python -m apiserver`, `python -m
-scheduler`, `python -m controllers` and `python -m cluster.hollow --nodes N` as processes):
+Each figure runs on a cluster of its own (fresh etcd, `python -m pkube.apiserver`, `python -m
+scheduler`, `python -m pkube.controllers` and `python -m pkube.cluster.hollow --nodes N` as processes):
   0. Job of C completions (default 1,000) with parallelism P (default 100) on N hollow nodes
      (default 100), each pod "running" --job-run-seconds (hollow nodes report it Succeeded
      then): seconds from create to the Complete condition;
@@ -34,13 +34,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.measure import python_loop_line  # noqa: E402
-from client.aio import AsyncApiClient  # noqa: E402
-from client.errors import Unavailable  # noqa: E402
-from client.kubeconfig import ClientConfig  # noqa: E402
-from client.resources import DAEMONSETS, JOBS, NODES, PODS, STATEFULSETS  # noqa: E402
-from cluster.components import Component, python_module  # noqa: E402
-from cluster.etcd import EtcdProcess, free_port  # noqa: E402
-from cluster.kubeconfig import admin_kubeconfig, write_private  # noqa: E402
+from pkube.client.aio import AsyncApiClient  # noqa: E402
+from pkube.client.errors import Unavailable  # noqa: E402
+from pkube.client.kubeconfig import ClientConfig  # noqa: E402
+from pkube.client.resources import DAEMONSETS, JOBS, NODES, PODS, STATEFULSETS  # noqa: E402
+from pkube.cluster.components import Component, python_module  # noqa: E402
+from pkube.cluster.etcd import EtcdProcess, free_port  # noqa: E402
+from pkube.cluster.kubeconfig import admin_kubeconfig, write_private  # noqa: E402
 
 REQUESTS = {"requests": {"cpu": "10m", "memory": "16Mi"}}
 
@@ -60,14 +60,14 @@ def cluster(nodes: int, controllers: str, hollow_args: tuple = ()):
         kubeconfig = tmp / "kubeconfig"
         write_private(kubeconfig, admin_kubeconfig(url, name="bench"))
         components = [
-            Component("apiserver", python_module("apiserver", "--etcd-servers", etcd.endpoint, "--port", str(port),
+            Component("apiserver", python_module("pkube.apiserver", "--etcd-servers", etcd.endpoint, "--port", str(port),
                                                  "--log-level", "warning"),
                       tmp / "apiserver.log", health_url=f"{url}/readyz"),
-            Component("hollow", python_module("cluster.hollow", "--kubeconfig", str(kubeconfig),
+            Component("hollow", python_module("pkube.cluster.hollow", "--kubeconfig", str(kubeconfig),
                                               "--nodes", str(nodes), *hollow_args), tmp / "hollow.log"),
-            Component("scheduler", python_module("scheduler", "--kubeconfig", str(kubeconfig)),
+            Component("scheduler", python_module("pkube.scheduler", "--kubeconfig", str(kubeconfig)),
                       tmp / "scheduler.log"),
-            Component("controllers", python_module("controllers", "--kubeconfig", str(kubeconfig),
+            Component("controllers", python_module("pkube.controllers", "--kubeconfig", str(kubeconfig),
                                                    "--controllers", controllers), tmp / "controllers.log"),
         ]
         started = []
@@ -297,7 +297,7 @@ def main() -> None:
         if args.only in (None, name):
             figure(args)
     print("anchor: upstream's controller-manager at its default 20 QPS takes minutes for each; "
-          "pods are made Ready by hollow nodes (cluster/hollow.py), no container runs")
+          "pods are made Ready by hollow nodes (pkube/cluster/hollow.py), no container runs")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Deployment rollout on a real apiserver + etcd with hollow nodes (issue 5).
 
-On a fresh etcd and apiserver, with `python -m scheduler`, `python -m controllers
---controllers replicaset,deployment,garbagecollector` and `python -m cluster.hollow
+On a fresh etcd and apiserver, with `python -m pkube.scheduler`, `python -m pkube.controllers
+--controllers replicaset,deployment,garbagecollector` and `python -m pkube.cluster.hollow
 --nodes N` running as processes:
   1. apply: a Deployment of R replicas (RollingUpdate 25%/25%) is created; seconds until
      `kubectl rollout status` would say "successfully rolled out" (updated = replicas =
@@ -27,13 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from client.aio import AsyncApiClient  # noqa: E402
-from client.errors import Unavailable  # noqa: E402
-from client.kubeconfig import ClientConfig  # noqa: E402
-from client.resources import DEPLOYMENTS, PODS  # noqa: E402
-from cluster.components import Component, python_module  # noqa: E402
-from cluster.etcd import EtcdProcess, free_port  # noqa: E402
-from cluster.kubeconfig import admin_kubeconfig, write_private  # noqa: E402
+from pkube.client.aio import AsyncApiClient  # noqa: E402
+from pkube.client.errors import Unavailable  # noqa: E402
+from pkube.client.kubeconfig import ClientConfig  # noqa: E402
+from pkube.client.resources import DEPLOYMENTS, PODS  # noqa: E402
+from pkube.cluster.components import Component, python_module  # noqa: E402
+from pkube.cluster.etcd import EtcdProcess, free_port  # noqa: E402
+from pkube.cluster.kubeconfig import admin_kubeconfig, write_private  # noqa: E402
 
 
 def deployment_body(replicas: int, image: str) -> dict:
@@ -148,14 +148,14 @@ def run(args) -> dict:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         kubeconfig = str(kubeconfig_file(tmp / "kubeconfig", url))
-        api = Component("apiserver", python_module("apiserver", "--etcd-servers", etcd.endpoint,
+        api = Component("apiserver", python_module("pkube.apiserver", "--etcd-servers", etcd.endpoint,
                                                    "--port", str(port), "--log-level", "warning"),
                         tmp / "apiserver.log", health_url=f"{url}/readyz")
         others = [
-            Component("hollow", python_module("cluster.hollow", "--kubeconfig", kubeconfig,
+            Component("hollow", python_module("pkube.cluster.hollow", "--kubeconfig", kubeconfig,
                                               "--nodes", str(args.nodes)), tmp / "hollow.log"),
-            Component("scheduler", python_module("scheduler", "--kubeconfig", kubeconfig), tmp / "scheduler.log"),
-            Component("controllers", python_module("controllers", "--kubeconfig", kubeconfig, "--controllers",
+            Component("scheduler", python_module("pkube.scheduler", "--kubeconfig", kubeconfig), tmp / "scheduler.log"),
+            Component("controllers", python_module("pkube.controllers", "--kubeconfig", kubeconfig, "--controllers",
                                                    "replicaset,deployment,garbagecollector"),
                       tmp / "controllers.log"),
         ]
@@ -184,7 +184,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def _wait_nodes(url: str, count: int) -> None:
-    from client.resources import NODES
+    from pkube.client.resources import NODES
     async with AsyncApiClient(ClientConfig(url)) as client:
         async def registered():
             return len((await client.list(NODES))["items"]) >= count
@@ -207,7 +207,7 @@ def main() -> None:
     print(f"  during the update: most pods {r['most']} (bound {args.replicas + surge}), "
           f"fewest Ready {r['fewest_ready']} (bound {args.replicas - unavailable})")
     print("  CPU seconds over both phases: " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu"].items()))
-    print("  anchor: none published for Kubernetes; pods are made Ready by hollow nodes (cluster/hollow.py)")
+    print("  anchor: none published for Kubernetes; pods are made Ready by hollow nodes (pkube/cluster/hollow.py)")
 
 
 if __name__ == "__main__":

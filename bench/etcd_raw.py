@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aetcd  # noqa: E402
 
-from apiserver.storage.cacher import CachedStorage  # noqa: E402
-from apiserver.storage.etcd import EtcdStorage  # noqa: E402
-from apiserver.storage.events import wire_line  # noqa: E402
+from pkube.apiserver.storage.cacher import CachedStorage  # noqa: E402
+from pkube.apiserver.storage.etcd import EtcdStorage  # noqa: E402
+from pkube.apiserver.storage.events import wire_line  # noqa: E402
 from bench.measure import percentile, run_concurrent  # noqa: E402
-from cluster.etcd import EtcdProcess  # noqa: E402
+from pkube.cluster.etcd import EtcdProcess  # noqa: E402
 
 
 def pod(name: str) -> dict:

@@ -40,9 +40,9 @@ def timed(argv: list[str], env: dict, runs: int) -> str:
 
 def make_pods(kubeconfig: str, namespace: str, count: int) -> float:
     """Create ``count`` pods through the REST client (8 threads); returns seconds taken."""
-    from client.kubeconfig import load_kubeconfig
-    from client.resources import NAMESPACES, PODS
-    from client.rest import ApiClient
+    from pkube.client.kubeconfig import load_kubeconfig
+    from pkube.client.resources import NAMESPACES, PODS
+    from pkube.client.rest import ApiClient
 
     config = load_kubeconfig(kubeconfig)
     started = time.perf_counter()
@@ -59,10 +59,10 @@ def make_pods(kubeconfig: str, namespace: str, count: int) -> float:
 
 
 def start_cluster(data_dir: str) -> str:
-    from cluster.etcd import free_port
+    from pkube.cluster.etcd import free_port
 
     port = free_port()
-    subprocess.run([sys.executable, "-m", "cluster", "up", "-d", "--data-dir", data_dir, "--port", str(port)],
+    subprocess.run([sys.executable, "-m", "pkube.cluster", "up", "-d", "--data-dir", data_dir, "--port", str(port)],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return str(Path(data_dir) / "admin.kubeconfig")
 
@@ -77,7 +77,7 @@ def main() -> None:
     kubeconfig = args.kubeconfig or start_cluster(data_dir)
     namespace = f"bench-{os.getpid()}"
     env = dict(os.environ, KUBECONFIG=kubeconfig)
-    pkubectl = [sys.executable, "-m", "kubectl"]
+    pkubectl = [sys.executable, "-m", "pkube.kubectl"]
     try:
         print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"pkubectl version --client: {timed([*pkubectl, 'version', '--client'], env, args.runs)}")
@@ -89,7 +89,7 @@ def main() -> None:
             print(f"kubectl get pods ({args.pods}) [anchor]: {timed(['kubectl', *get], env, args.runs)}")
     finally:
         if data_dir:
-            subprocess.run([sys.executable, "-m", "cluster", "down", "--data-dir", data_dir], cwd=ROOT,
+            subprocess.run([sys.executable, "-m", "pkube.cluster", "down", "--data-dir", data_dir], cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             shutil.rmtree(data_dir, ignore_errors=True)
 

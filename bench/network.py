@@ -11,12 +11,12 @@ the second gives the load average: both move these figures):
      ClientIP (per-endpoint chains and sets, kube-proxy's layout), for comparison: the kernel
      finds a set by name in a list, so this layout grows quadratically with the sets
      (1,000 x 10 of them take ~16 s here);
-  4. the cluster DNS (proxy/dnsserver.py over the same 1,000 Services) on 10.96.0.10 (on lo), asked from a second network namespace behind a bridge and a veth, as a pod
+  4. the cluster DNS (pkube/proxy/dnsserver.py over the same 1,000 Services) on 10.96.0.10 (on lo), asked from a second network namespace behind a bridge and a veth, as a pod
      asks it: queries per second and p50/p99 latency with --dns-window questions in flight
      (bench/dnsload.py, a separate process on the same cores), with the server's answer cache
      and without it (every question parsed, resolved and encoded) — goal >= 5,000/s, p99 <= 5 ms;
   5. pod to pod over TCP (bench/podnet.py): two nodes as network namespaces on a bridge, each
-     with the runtime's pod bridge and a pod network routed by proxy/podnetwork.py's code
+     with the runtime's pod bridge and a pod network routed by pkube/proxy/podnetwork.py's code
      (host-gw, then vxlan), a client pod on node a, a server pod on a and one on b: iperf3
      throughput (one stream, --tcp-seconds, median and range of --tcp-runs, direct and via each
      server's ClusterIP programmed by the Proxier in node a — goal via the Service >= 0.9 x
@@ -24,7 +24,7 @@ the second gives the load average: both move these figures):
      sequential connections; bench/tcpconnect.py).
 
 The bench unshares its own network namespace first (gone when it exits) and drives the
-Proxier directly (proxy/proxier.py) with the objects in memory: no apiserver, so these are
+Proxier directly (pkube/proxy/proxier.py) with the objects in memory: no apiserver, so these are
 the proxy's own costs. Needs root and the `nft` command.
 
 Usage (root): python bench/network.py [--services 1000] [--endpoints 10] [--runs 3] [--changes 30]
@@ -49,13 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.measure import percentile, python_loop_line  # noqa: E402
 from bench.podnet import PodNetLab  # noqa: E402
-from proxy.model import SERVICE_NAME_LABEL  # noqa: E402
-from proxy.nft import Nft  # noqa: E402
-from proxy.proxier import Proxier  # noqa: E402
-from proxy.rules import ProxyConfig  # noqa: E402
-from proxy.dnsnames import ClusterNames  # noqa: E402
-from proxy.dnsserver import DnsServer  # noqa: E402
-from runtime import netlink, syscalls  # noqa: E402
+from pkube.proxy.model import SERVICE_NAME_LABEL  # noqa: E402
+from pkube.proxy.nft import Nft  # noqa: E402
+from pkube.proxy.proxier import Proxier  # noqa: E402
+from pkube.proxy.rules import ProxyConfig  # noqa: E402
+from pkube.proxy.dnsnames import ClusterNames  # noqa: E402
+from pkube.proxy.dnsserver import DnsServer  # noqa: E402
+from pkube.runtime import netlink, syscalls  # noqa: E402
 
 TABLE = "pkube-proxy"
 

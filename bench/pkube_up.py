@@ -26,21 +26,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-from cluster.etcd import free_port  # noqa: E402
+from pkube.cluster.etcd import free_port  # noqa: E402
 
 NODE = "bench-node"
 MODES = {"processes": ["--no-static-pods"], "static": ["--static-pods"]}
 
 
 def pkube(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cluster", *args], stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "pkube.cluster", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
 
 def admin_http(data_dir: str) -> httpx.Client | None:
     """A client with the admin kubeconfig's CA and certificate, once `pkube up` has written it."""
-    from client.kubeconfig import KubeconfigError, load_kubeconfig
-    from client.rest import ssl_context
+    from pkube.client.kubeconfig import KubeconfigError, load_kubeconfig
+    from pkube.client.rest import ssl_context
     try:
         config = load_kubeconfig(str(Path(data_dir) / "admin.kubeconfig"))
     except KubeconfigError:
@@ -99,7 +99,7 @@ def one_run(flags: list[str], timeout: float = 120) -> dict[str, float]:
 
 
 def other_kubelets() -> list[int]:
-    """Running kubelets (`python -m kubelet`): one host runs one at a time."""
+    """Running kubelets (`python -m pkube.kubelet`): one host runs one at a time."""
     found = subprocess.run(["pgrep", "-f", "[-]m kubelet "], capture_output=True, text=True).stdout
     return [int(pid) for pid in found.split()]
 

@@ -54,19 +54,19 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.measure import percentile, python_loop_line  # noqa: E402
-from client.aio import AsyncApiClient  # noqa: E402
-from client.errors import Gone, NotFound, Unavailable  # noqa: E402
-from client.kubeconfig import load_kubeconfig  # noqa: E402
-from client.resources import NODES, PODS  # noqa: E402
-from cluster.etcd import free_port  # noqa: E402
-from runtime.cgroups import CgroupManager  # noqa: E402
-from runtime.network import BridgeNetwork  # noqa: E402
-from runtime.runtime import Runtime  # noqa: E402
-from runtime.spec import SandboxSpec  # noqa: E402
+from pkube.client.aio import AsyncApiClient  # noqa: E402
+from pkube.client.errors import Gone, NotFound, Unavailable  # noqa: E402
+from pkube.client.kubeconfig import load_kubeconfig  # noqa: E402
+from pkube.client.resources import NODES, PODS  # noqa: E402
+from pkube.cluster.etcd import free_port  # noqa: E402
+from pkube.runtime.cgroups import CgroupManager  # noqa: E402
+from pkube.runtime.network import BridgeNetwork  # noqa: E402
+from pkube.runtime.runtime import Runtime  # noqa: E402
+from pkube.runtime.spec import SandboxSpec  # noqa: E402
 
-POD_BRIDGE = "pkube-pods"          # every pkube kubelet's bridge (kubelet/kubelet.py)
+POD_BRIDGE = "pkube-pods"          # every pkube kubelet's bridge (pkube/kubelet/kubelet.py)
 NAMESPACE = "default"
-POD_NAME_LABEL = "io.kubernetes.pod.name"     # kubelet/containers.py's labels on runtime records
+POD_NAME_LABEL = "io.kubernetes.pod.name"     # pkube/kubelet/containers.py's labels on runtime records
 POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 DELETE_GRACE = 1                   # busybox's sleep ignores SIGTERM as pid 1: killed after 1 s
 CLUSTER_TIMEOUT = 120
@@ -111,12 +111,12 @@ def cmdline(pid: int) -> list[str]:
 
 
 def kubelet_pids() -> dict[int, list[str]]:
-    """Every `python -m kubelet` on the host: pid -> argv."""
+    """Every `python -m pkube.kubelet` on the host: pid -> argv."""
     found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             argv = cmdline(int(entry))
-            if "-m" in argv and "kubelet" in argv[argv.index("-m") + 1:argv.index("-m") + 2]:
+            if "-m" in argv and "pkube.kubelet" in argv[argv.index("-m") + 1:argv.index("-m") + 2]:
                 found[int(entry)] = argv
     return found
 
@@ -196,7 +196,7 @@ class BenchCluster:
             self._pkube(["down", "--data-dir", str(self.data_dir)], timeout=CLUSTER_TIMEOUT, check=False)
 
     def _pkube(self, argv: list[str], timeout: float, check: bool = True) -> None:
-        done = subprocess.run([sys.executable, "-m", "cluster", *argv], cwd=REPO, capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "pkube.cluster", *argv], cwd=REPO, capture_output=True,
                               text=True, timeout=timeout)
         if check and done.returncode != 0:
             raise SystemExit(f"pkube {argv[0]} failed: {done.stderr.strip() or done.stdout.strip()}")

@@ -1,7 +1,7 @@
 """Pod-to-pod TCP figures for bench/network.py: two "nodes" (network namespaces on a bridge
 in the caller's namespace), each with the runtime's pod bridge and masquerade rules and "pods"
 (namespaces attached by the runtime), routed by the pod network's own code
-(proxy/podnetwork.py's `apply` and `ensure_vxlan`, from Node objects held in memory), and a
+(pkube/proxy/podnetwork.py's `apply` and `ensure_vxlan`, from Node objects held in memory), and a
 ClusterIP Service programmed by the proxy's Proxier in the client's node.
 
 Throughput is iperf3's (one TCP stream, SECONDS long, received bits/s); connect latency is
@@ -18,13 +18,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy import podroutes
-from proxy.model import SERVICE_NAME_LABEL
-from proxy.nft import Nft
-from proxy.podnetwork import PodNetworkConfig, apply, ensure_vxlan
-from proxy.proxier import Proxier
-from proxy.routing import Routing
-from proxy.rules import ProxyConfig
+from pkube.proxy import podroutes
+from pkube.proxy.model import SERVICE_NAME_LABEL
+from pkube.proxy.nft import Nft
+from pkube.proxy.podnetwork import PodNetworkConfig, apply, ensure_vxlan
+from pkube.proxy.proxier import Proxier
+from pkube.proxy.routing import Routing
+from pkube.proxy.rules import ProxyConfig
 
 SEGMENT = "10.204.0.0/24"
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -92,7 +92,7 @@ class PodNetLab:
     def add_pod(self, node: BenchNode, name: str) -> Pod:
         """A pod namespace attached to the node's bridge by the runtime, inside the node."""
         netns = self._netns(f"{node.name}-{name}")
-        script = ("import sys; from runtime.network import BridgeNetwork; "
+        script = ("import sys; from pkube.runtime.network import BridgeNetwork; "
                   "n = BridgeNetwork(sys.argv[1], bridge='pkube-pods', subnet=sys.argv[2], "
                   "nft_table='pkubelet', no_masquerade=sys.argv[3]); print(n.attach(sys.argv[4], sys.argv[5]).ip)")
         out = run("nsenter", f"--net=/run/netns/{node.netns}", sys.executable, "-c", script, node.state,

@@ -5,7 +5,7 @@ Prints, measured in one run on this machine (with the load average: it moves the
     runc's default spec gives: a new, empty network namespace) next to `runc run` of a bundle
     made from the same busybox rootfs (`runc spec`, terminal false, args ["true"]; in the
     foreground `runc run` deletes the container when it exits, as `--rm` does), and the
-    ratio — goal <= 1.0x runc. pdocker is its launcher (pdocker/launcher.py: a sh script
+    ratio — goal <= 1.0x runc. pdocker is its launcher (pkube/pdocker/launcher.py: a sh script
     running `python -I -S`, what `make setup` installs as .venv/bin/pdocker), written into
     the bench's temp dir when the installed `pdocker` is another script (pip's console
     script, timed next to it then); next to each wall time, the CPU time (user + sys) of the
@@ -16,7 +16,7 @@ Prints, measured in one run on this machine (with the load average: it moves the
     the previous one left open (docs/runtime.md §11.2);
   - where pdocker's start-up goes: the bare interpreter as the launcher starts it (-I -S),
     the same with `site` (as pip's console script starts it), the imports a `run` needs,
-    and `python -m pdocker` with no cached bytecode (a checkout nobody byte-compiled, where
+    and `python -m pkube.pdocker` with no cached bytecode (a checkout nobody byte-compiled, where
     PYTHONDONTWRITEBYTECODE is set);
   - the same pdocker run with the default bridge network (a veth per container), in the same
     rounds;
@@ -65,14 +65,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.measure import python_loop_line  # noqa: E402
-from runtime.cgroups import DEFAULT_ROOT as CGROUP_ROOT, CgroupManager  # noqa: E402
-from pdocker.launcher import is_launcher  # noqa: E402
-from runtime.network import BridgeNetwork  # noqa: E402
-from runtime.runtime import Runtime  # noqa: E402
-from runtime.spec import ContainerSpec, SandboxSpec  # noqa: E402
+from pkube.runtime.cgroups import DEFAULT_ROOT as CGROUP_ROOT, CgroupManager  # noqa: E402
+from pkube.pdocker.launcher import is_launcher  # noqa: E402
+from pkube.runtime.network import BridgeNetwork  # noqa: E402
+from pkube.runtime.runtime import Runtime  # noqa: E402
+from pkube.runtime.spec import ContainerSpec, SandboxSpec  # noqa: E402
 
 # seconds of quiet before each timed command: a cgroup move opens a window in which the next
-# move is cheap (pdocker/launcher.py); no timed command may start inside one another left
+# move is cheap (pkube/pdocker/launcher.py); no timed command may start inside one another left
 # open, as a user's commands, seconds apart, never do
 GAP = 0.1
 
@@ -85,7 +85,7 @@ PODMAN_BRIDGE = "cni-podman0"
 CONSOLE_SCRIPT = """#!{python}
 import re
 import sys
-from pdocker.cli import main
+from pkube.pdocker.cli import main
 if __name__ == "__main__":
     sys.argv[0] = re.sub(r"(-script\\.pyw|\\.exe)?$", "", sys.argv[0])
     sys.exit(main())
@@ -94,7 +94,7 @@ if __name__ == "__main__":
 RUN_ARGV = ["run", "--rm", "--network", "none", "busybox", "true"]
 # the runtime's records remade as dataclasses with the same fields (the Record trick's row)
 AS_DATACLASSES = """import dataclasses
-from runtime.records import Record
+from pkube.runtime.records import Record
 def subclasses(cls):
     for sub in cls.__subclasses__():
         yield sub
@@ -105,12 +105,12 @@ for cls in list(subclasses(Record)):
 # each start-up trick: (the row's label, the ordinary way, the trick's way), each as code run
 # after the imports of a `pdocker run` (a trick's cost is the difference of the two)
 TRICKS = (
-    ("argparse instead of the lean parser (pdocker/cliargs.py)",
-     f"from pdocker.parser import build_parser, requested_verb; a = {RUN_ARGV!r}; "
+    ("argparse instead of the lean parser (pkube/pdocker/cliargs.py)",
+     f"from pkube.pdocker.parser import build_parser, requested_verb; a = {RUN_ARGV!r}; "
      "build_parser(requested_verb(a)).argparse_parser().parse_args(a)",
-     f"from pdocker.parser import build_parser, requested_verb; a = {RUN_ARGV!r}; "
+     f"from pkube.pdocker.parser import build_parser, requested_verb; a = {RUN_ARGV!r}; "
      "build_parser(requested_verb(a)).parse_args(a)"),
-    ("dataclasses instead of Record (runtime/records.py)", AS_DATACLASSES, "pass"),
+    ("dataclasses instead of Record (pkube/runtime/records.py)", AS_DATACLASSES, "pass"),
     ("signal instead of _signal", "import signal", "pass"),
     ("pathlib instead of str paths", "import pathlib", "pass"),
 )
@@ -118,7 +118,7 @@ TRICKS = (
 # the modules `pdocker run --rm busybox true` imports (python -X importtime says which), on
 # the path the launcher gives them, ending as the launcher ends (os._exit: no teardown)
 RUN_IMPORTS = (f"import sys; sys.path[:0] = [{str(REPO)!r}]; "
-               "import pdocker.cli, pdocker.containers, runtime.imagestore, runtime.cgroups, _sha256; import os; os._exit(0)")
+               "import pkube.pdocker.cli, pkube.pdocker.containers, pkube.runtime.imagestore, pkube.runtime.cgroups, _sha256; import os; os._exit(0)")
 
 
 def after_run_imports(code: str) -> list[str]:
@@ -213,7 +213,7 @@ def pdocker_commands(base: Path) -> dict[str, list[str]]:
     if installed is not None and is_launcher(str(installed)):
         return {"pdocker": [str(installed)]}
     launcher = base / "pdocker"
-    subprocess.run([sys.executable, "-m", "pdocker.launcher", str(launcher)], check=True, cwd=REPO)
+    subprocess.run([sys.executable, "-m", "pkube.pdocker.launcher", str(launcher)], check=True, cwd=REPO)
     print(f"note: {installed or 'no installed pdocker'} is not the launcher (make setup installs it); "
           f"timing one written at {launcher}")
     commands = {"pdocker": [str(launcher)]}
@@ -273,9 +273,9 @@ def bench_cli(rt: Runtime, base: Path, parent: str, runs: int, baseline: Path | 
 
 def startup_commands(base: Path, run_args: list[str]) -> dict[str, tuple[list[str], Path]]:
     """Where pdocker's start-up goes: the bare interpreter, with site, with run's imports,
-    and `python -m pdocker` with no cached bytecode."""
+    and `python -m pkube.pdocker` with no cached bytecode."""
     python = sys.executable
-    no_bytecode = [python, "-B", "-X", f"pycache_prefix={base / 'empty-pycache'}", "-m", "pdocker"]
+    no_bytecode = [python, "-B", "-X", f"pycache_prefix={base / 'empty-pycache'}", "-m", "pkube.pdocker"]
     return {"interpreter": ([python, "-I", "-S", "-c", "pass"], REPO),
             "site": ([python, "-c", "pass"], REPO),
             "imports": ([python, "-I", "-S", "-c", RUN_IMPORTS], REPO),
@@ -283,14 +283,17 @@ def startup_commands(base: Path, run_args: list[str]) -> dict[str, tuple[list[st
 
 
 def baseline_commands(baseline: Path, run_args: list[str]) -> dict[str, tuple[list[str], Path]]:
-    """This checkout's and another checkout's `python -m pdocker`, on the same root."""
-    byte_compile(baseline / "runtime")
-    # before the command line had its own package, `python -m runtime` was pdocker
-    cli = "pdocker" if (baseline / "pdocker").is_dir() else "runtime"
+    """This checkout's and another checkout's `python -m pkube.pdocker`, on the same root."""
+    # a checkout from before everything moved under pkube/ has its packages at the top; before
+    # the command line had its own package, `python -m runtime` was pdocker
+    root = baseline / "pkube" if (baseline / "pkube").is_dir() else baseline
+    prefix = "pkube." if root != baseline else ""
+    byte_compile(root / "runtime")
+    cli = "pdocker" if (root / "pdocker").is_dir() else "runtime"
     if cli == "pdocker":
-        byte_compile(baseline / "pdocker")
-    return {"module": ([sys.executable, "-m", "pdocker"] + run_args, REPO),
-            "baseline": ([sys.executable, "-m", cli] + run_args, baseline)}
+        byte_compile(root / "pdocker")
+    return {"module": ([sys.executable, "-m", "pkube.pdocker"] + run_args, REPO),
+            "baseline": ([sys.executable, "-m", prefix + cli] + run_args, baseline)}
 
 
 def bridge_options() -> list[str]:
@@ -360,10 +363,10 @@ def print_cli(results: dict[str, tuple[float, float]], pdocker: str, runs: int,
     print("where pdocker's time goes:")
     row("  python -c pass (with site, .pth files):", "site")
     row("  python -I -S + what run imports, os._exit:", "imports")
-    row("  python -m pdocker run, no cached bytecode:", "no-bytecode")
+    row("  python -m pkube.pdocker run, no cached bytecode:", "no-bytecode")
     if baseline is not None:
-        row("  python -m pdocker, this checkout:", "module")
-        row(f"  python -m pdocker, {baseline}:", "baseline")
+        row("  python -m pkube.pdocker, this checkout:", "module")
+        row(f"  python -m pkube.pdocker, {baseline}:", "baseline")
 
 
 def bench_cgroup_floor(parent: str, runs: int = 20) -> None:
@@ -468,16 +471,16 @@ def main() -> int:
                         help="seconds of quiet before each timed command (default %(default)s; 0: back to back)")
     parser.add_argument("--no-podman", action="store_true", help="leave podman out")
     parser.add_argument("--baseline", type=Path, help="a checkout of another revision (say `git archive "
-                        "REV runtime pdocker | tar -x -C DIR`) whose pdocker (`python -m pdocker`, or `-m runtime` "
-                        "before pdocker/ existed) is timed next to this one's (byte-compiled too)")
+                        "REV pkube | tar -x -C DIR`) whose pdocker (`python -m pkube.pdocker`; `-m pdocker` before "
+                        "pkube/ existed, `-m runtime` before pdocker/ did) is timed next to this one's (byte-compiled too)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/runtime.py needs root", file=sys.stderr)
         return 1
     print(python_loop_line())
-    byte_compile(REPO / "runtime")
-    byte_compile(REPO / "pdocker")
-    print(f"byte-compiled {REPO / 'runtime'} and {REPO / 'pdocker'} first (python -m compileall, as `make setup` does)")
+    byte_compile(REPO / "pkube" / "runtime")
+    byte_compile(REPO / "pkube" / "pdocker")
+    print(f"byte-compiled {REPO / 'pkube' / 'runtime'} and {REPO / 'pkube' / 'pdocker'} first (python -m compileall, as `make setup` does)")
     base = Path(tempfile.mkdtemp(prefix="pkube-bench-"))
     parent = f"pkube-bench-{secrets.token_hex(4)}"
     rt = Runtime(base / "root", cgroup_parent=parent)

@@ -6,7 +6,7 @@ For each node count (default 100, 1000, 5000), on a fresh etcd and apiserver:
   2. bare binding rate: B pods nobody schedules, bound by direct pods/binding calls with the
      scheduler's concurrency (8): the ceiling under the scheduler (the bench's own pod watch
      runs during both measurements);
-  3. backlog: P pending pods created first, then `python -m scheduler` started; pods bound
+  3. backlog: P pending pods created first, then `python -m pkube.scheduler` started; pods bound
      per second from the first to the last binding seen on a watch;
   4. stream: S more pods created while the scheduler runs; p50/p99 create->bound (from the
      create call returning to the bound pod arriving on the watch).
@@ -34,12 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml  # noqa: E402
 
-from client.aio import AsyncApiClient  # noqa: E402
-from client.errors import Gone  # noqa: E402
-from client.kubeconfig import ClientConfig  # noqa: E402
-from client.resources import NODES, PODS  # noqa: E402
-from cluster.components import Component, python_module  # noqa: E402
-from cluster.etcd import EtcdProcess, free_port  # noqa: E402
+from pkube.client.aio import AsyncApiClient  # noqa: E402
+from pkube.client.errors import Gone  # noqa: E402
+from pkube.client.kubeconfig import ClientConfig  # noqa: E402
+from pkube.client.resources import NODES, PODS  # noqa: E402
+from pkube.cluster.components import Component, python_module  # noqa: E402
+from pkube.cluster.etcd import EtcdProcess, free_port  # noqa: E402
 
 CONCURRENCY = 32          # creates
 BIND_CONCURRENCY = 8      # the scheduler's default --bind-concurrency (bare bindings use the same)
@@ -126,8 +126,8 @@ class BoundWatcher:
 
 
 def scheduler_argv(kubeconfig: Path, bind_concurrency: int, profile: Optional[str]) -> list[str]:
-    """``python -m scheduler``, under cProfile writing to ``profile`` when given."""
-    args = ("scheduler", "--kubeconfig", str(kubeconfig), "--bind-concurrency", str(bind_concurrency))
+    """``python -m pkube.scheduler``, under cProfile writing to ``profile`` when given."""
+    args = ("pkube.scheduler", "--kubeconfig", str(kubeconfig), "--bind-concurrency", str(bind_concurrency))
     if profile:
         return python_module("cProfile", "-o", profile, "-m", *args)
     return python_module(*args)
@@ -204,7 +204,7 @@ def run_one(nodes: int, args) -> dict:
         etcd = EtcdProcess(data_dir=tmp / "etcd", log_path=tmp / "etcd.log").start()
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        api = Component("apiserver", python_module("apiserver", "--etcd-servers", etcd.endpoint,
+        api = Component("apiserver", python_module("pkube.apiserver", "--etcd-servers", etcd.endpoint,
                                                    "--port", str(port), "--log-level", "warning"),
                         tmp / "apiserver.log", health_url=f"{url}/readyz")
         kubeconfig = tmp / "kubeconfig"
@@ -223,9 +223,9 @@ def run_one(nodes: int, args) -> dict:
 
 def framework_rate(nodes: int, pods: int = 2000) -> float:
     """Decisions per CPU second of Framework.schedule + assume, for ReplicaSet-like pods."""
-    from scheduler.cache import SchedulerCache
-    from scheduler.framework import Framework
-    from scheduler.types import PodInfo
+    from pkube.scheduler.cache import SchedulerCache
+    from pkube.scheduler.framework import Framework
+    from pkube.scheduler.types import PodInfo
     cache = SchedulerCache()
     for i in range(nodes):
         cache.add_node(node_body(f"node-{i}"))

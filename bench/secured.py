@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 REPO = Path(__file__).resolve().parent.parent
-AUDIT_POLICY = REPO / "manifests" / "audit-policy.yaml"
+AUDIT_POLICY = REPO / "pkube" / "cluster" / "templates" / "audit-policy.yaml"
 BENCH_USER, BENCH_GROUP = "bench-user", "bench-writers"
 
 
@@ -95,7 +95,7 @@ def secured_flags(directory: Path) -> SecuredSetup:
              "--client-ca-file", str(pki / "ca.crt"),
              "--audit-policy-file", str(AUDIT_POLICY), "--audit-log-path", str(directory / "audit.log"),
              "--encryption-provider-config", str(directory / "encryption.yaml")]
-    help_text = subprocess.run([sys.executable, "-m", "apiserver", "--help"], capture_output=True,
+    help_text = subprocess.run([sys.executable, "-m", "pkube.apiserver", "--help"], capture_output=True,
                                text=True, cwd=REPO).stdout
     notes = []
     rbac = "--authorization-mode" in help_text

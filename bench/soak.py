@@ -34,11 +34,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.measure import percentile, python_loop_line
-from client.aio import AsyncApiClient
-from client.errors import AlreadyExists, ApiError, Conflict, Gone, NotFound
-from client.kubeconfig import load_kubeconfig
-from client.resources import CONFIGMAPS, PODS
-from cluster import hacluster
+from pkube.client.aio import AsyncApiClient
+from pkube.client.errors import AlreadyExists, ApiError, Conflict, Gone, NotFound
+from pkube.client.kubeconfig import load_kubeconfig
+from pkube.client.resources import CONFIGMAPS, PODS
+from pkube.cluster import hacluster
 
 HOST = "soak"
 MEMBERS = {HOST: "10.200.0.1", f"{HOST}-1": "10.200.0.2", f"{HOST}-2": "10.200.0.3"}
@@ -49,7 +49,7 @@ PORT = 16443
 
 
 def pkube(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pkube.cluster", *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
@@ -224,7 +224,7 @@ async def run_load(data_dir: Path, minutes: float, workers: int, pod_workers: in
 
 def kill_apiserver() -> None:
     """kill -9 the host's apiserver (the one the host's balancer uses); pkube up restarts it."""
-    for pid in pids_of("apiserver", "--advertise-address", MEMBERS[HOST]):
+    for pid in pids_of("pkube.apiserver", "--advertise-address", MEMBERS[HOST]):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -282,7 +282,7 @@ def soak(args, data_dir: Path) -> int:
     """Hollow nodes, the memory before, the load with the kill, the memory after, the report."""
     port = int(hacluster.load_topology(data_dir)["apiServers"][0].rsplit(":", 1)[1])
     with open(data_dir / "hollow.log", "wb") as hollow_log:
-        hollow = subprocess.Popen([sys.executable, "-m", "cluster", "hollow", "--data-dir", str(data_dir),
+        hollow = subprocess.Popen([sys.executable, "-m", "pkube.cluster", "hollow", "--data-dir", str(data_dir),
                                    "--nodes", str(args.hollow_nodes)], stdout=subprocess.DEVNULL, stderr=hollow_log)
     try:
         time.sleep(10)      # the hollow nodes register (the pods would wait for them)

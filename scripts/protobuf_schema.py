@@ -1,14 +1,14 @@
-"""Generates apiserver/protobuf_schema.py from the protobuf descriptors compiled into kubectl.
+"""Generates pkube/apiserver/protobuf_schema.py from the protobuf descriptors compiled into kubectl.
 
 kubectl (a Go binary) carries the gzipped FileDescriptorProto of each ``generated.proto`` of
 k8s.io/api and k8s.io/apimachinery it was built with. This reads them out of the binary and
 writes, for every message reachable from ``KINDS``, its field numbers, JSON names and types in
-the notation apiserver/protobuf.py decodes (see the generated file's docstring), keeping the
+the notation pkube/apiserver/protobuf.py decodes (see the generated file's docstring), keeping the
 gogoproto ``nullable`` option as pointer-ness. Which fields are embedded Go structs (``inline``:
 JSON flattens them into the parent) is not in the descriptors: ``INLINE_TYPES`` says it.
 
 Usage: python scripts/protobuf_schema.py [--kubectl PATH] [--output FILE]
-       (default: the kubectl on PATH, written to apiserver/protobuf_schema.py)
+       (default: the kubectl on PATH, written to pkube/apiserver/protobuf_schema.py)
 tests/integration/test_protobuf_schema.py checks that the file is what this makes.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUT = ROOT / "apiserver" / "protobuf_schema.py"
+OUTPUT = ROOT / "pkube" / "apiserver" / "protobuf_schema.py"
 
 # the objects pkube decodes: (apiVersion, kind) -> the message of the table
 KINDS = {
@@ -167,7 +167,7 @@ def schema(messages: dict) -> dict[str, dict[int, tuple[str, str]]]:
 
 
 def render(table: dict, version: str) -> str:
-    """The text of apiserver/protobuf_schema.py."""
+    """The text of pkube/apiserver/protobuf_schema.py."""
     lines = [HEADER.format(version=version), "KINDS = {"]
     lines += [f"    {key!r}: {value!r}," for key, value in KINDS.items()]
     lines += ["}", "", "MESSAGES = {"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.etcd import EtcdProcess
+from pkube.cluster.etcd import EtcdProcess
 
 
 def pytest_configure(config):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.etcd import free_port
+from pkube.cluster.etcd import free_port
 
 
 @dataclass
@@ -38,8 +38,8 @@ class LocalCluster:
         keep working when the cluster's transport or credentials change."""
         import httpx
 
-        from client.kubeconfig import load_kubeconfig
-        from client.rest import ssl_context
+        from pkube.client.kubeconfig import load_kubeconfig
+        from pkube.client.rest import ssl_context
 
         config = load_kubeconfig(str(kubeconfig or self.kubeconfig))
         headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
@@ -49,7 +49,7 @@ class LocalCluster:
 
 def pkube(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     """Run the pkube CLI; never raises on a non-zero exit."""
-    return subprocess.run([sys.executable, "-m", "cluster", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pkube.cluster", *args], capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 

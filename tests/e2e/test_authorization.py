@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster import certs, pki
-from cluster.kubeconfig import admin_kubeconfig, write_private
+from pkube.cluster import certs, pki
+from pkube.cluster.kubeconfig import admin_kubeconfig, write_private
 from tests.helpers.waiting import wait_for
 
 KUBECTL = shutil.which("kubectl")

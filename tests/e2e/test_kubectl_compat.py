@@ -521,7 +521,7 @@ class CompatRun:
 @pytest.fixture(scope="module")
 def hollow_nodes(cluster):
     """Two simulated nodes (`pkube hollow`), so Deployments roll out; a kubelet is still absent."""
-    proc = subprocess.Popen([sys.executable, "-m", "cluster", "hollow", "--data-dir", str(cluster.data_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "pkube.cluster", "hollow", "--data-dir", str(cluster.data_dir),
                              "--nodes", "2", "--name-prefix", "compat-node-"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -538,7 +538,7 @@ def compat(cluster, hollow_nodes, tmp_path_factory) -> CompatRun:
     workdir = tmp_path_factory.mktemp("compat")
     tools = [Tool(f"kubectl {version}", [path], cluster.kubeconfig, f"compat-kubectl-{version.replace('.', '-')}",
                   workdir / f"kubectl-{version}") for version, path in real_kubectls()]
-    tools.append(Tool("pkubectl", [sys.executable, "-m", "kubectl"], cluster.kubeconfig, "compat-pkubectl",
+    tools.append(Tool("pkubectl", [sys.executable, "-m", "pkube.kubectl"], cluster.kubeconfig, "compat-pkubectl",
                       workdir / "pkubectl"))
     notes = []
     if len(tools) == 1:

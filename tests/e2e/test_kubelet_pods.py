@@ -28,7 +28,7 @@ def kubectl(cluster, *args, input=None, timeout=60, check=True) -> subprocess.Co
 
 
 def pkubectl(cluster, *args, timeout=60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
+    return subprocess.run([sys.executable, "-m", "pkube.kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -294,7 +294,7 @@ def test_logs_follow_exec_with_a_tty_and_port_forward(node_cluster):
     tty = subprocess.run(["script", "-qec", f"{KUBECTL} --kubeconfig {node_cluster.kubeconfig} exec -it talker -- "
                           "sh -c 'tty; echo done'", "/dev/null"], capture_output=True, text=True, timeout=30)
     assert "/dev/pts/" in tty.stdout and "done" in tty.stdout
-    from cluster.etcd import free_port
+    from pkube.cluster.etcd import free_port
     port = free_port()
     forward = subprocess.Popen([KUBECTL, "--kubeconfig", str(node_cluster.kubeconfig), "port-forward", "pod/talker",
                                 f"{port}:8082"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -397,7 +397,7 @@ def test_termination_message_deadline_security_context_and_host_aliases(node_clu
 
 
 def test_an_image_is_pulled_with_the_pods_image_pull_secret(node_cluster, tmp_path):
-    from runtime.imagestore import ImageStore
+    from pkube.runtime.imagestore import ImageStore
     from tests.system.test_registry_auth import PASSWORD, USER, serve_busybox
     server, _image = serve_busybox(ImageStore(str(tmp_path / "source")), "basic")
     host = f"127.0.0.1:{server.server_address[1]}"
@@ -425,7 +425,7 @@ def test_an_image_is_pulled_with_the_pods_image_pull_secret(node_cluster, tmp_pa
 
 
 def test_a_host_port_reaches_the_pod(node_cluster):
-    from cluster.etcd import free_port
+    from pkube.cluster.etcd import free_port
     port = free_port()
     apply(node_cluster, pod_manifest("hostport", f"""  - name: c
     image: busybox

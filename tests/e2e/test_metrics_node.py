@@ -11,7 +11,7 @@ import subprocess
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster import certs
+from pkube.cluster import certs
 from tests.e2e.test_kubelet_pods import apply, kubectl, pod_manifest, wait_running
 from tests.helpers.waiting import wait_for
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.netnodes import BRIDGE, NFT_TABLE, NetNode, add_namespace, remove_namespace
+from pkube.cluster.netnodes import BRIDGE, NFT_TABLE, NetNode, add_namespace, remove_namespace
 from tests.e2e.conftest import LocalCluster, multinode_cluster, pkube, wait_node_ready
 from tests.e2e.test_kubelet_pods import apply, kubectl
 from tests.helpers.waiting import wait_for
@@ -141,7 +141,7 @@ def extra_node(cluster: LocalCluster) -> NetNode:
 
 def join_in(cluster: LocalCluster, node: NetNode, token: str) -> subprocess.CompletedProcess:
     """`pkube join -d` run inside `node`'s network namespace, as `pkube up --nodes` runs it."""
-    return subprocess.run(["nsenter", f"--net={node.netns_path}", sys.executable, "-m", "cluster", "join",
+    return subprocess.run(["nsenter", f"--net={node.netns_path}", sys.executable, "-m", "pkube.cluster", "join",
                            f"https://{NODES[HOST]}:{cluster.port}", "--token", token, "-d",
                            "--data-dir", str(node.data_dir), "--node-name", node.name,
                            "--cgroup-root", node.cgroup_root], capture_output=True, text=True, timeout=120)

@@ -79,7 +79,7 @@ def test_rotate_key_moves_every_secret_to_a_new_key_and_they_stay_readable(clust
 
 
 def test_rotate_key_resumes_a_rotation_interrupted_after_its_first_step(cluster):
-    from cluster.secrets import encryption_config_path, new_key, write_config
+    from pkube.cluster.secrets import encryption_config_path, new_key, write_config
     with cluster.http() as http:
         make_secret(http, "resumed")
         path = encryption_config_path(cluster.data_dir)

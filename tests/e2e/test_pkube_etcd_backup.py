@@ -7,7 +7,7 @@ the running cluster leaves it serving."""
 from __future__ import annotations
 
 from tests.e2e.conftest import pkube, start_cluster
-from cluster.etcd import free_port
+from pkube.cluster.etcd import free_port
 
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 

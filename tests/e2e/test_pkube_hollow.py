@@ -29,7 +29,7 @@ def until(check, timeout: float = 60.0, period: float = 0.5):
 
 @pytest.fixture
 def hollow_nodes(cluster):
-    proc = subprocess.Popen([sys.executable, "-m", "cluster", "hollow", "--data-dir", str(cluster.data_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "pkube.cluster", "hollow", "--data-dir", str(cluster.data_dir),
                              "--nodes", "3", "--name-prefix", "e2e-hollow-"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -73,10 +73,10 @@ def test_deployment_is_scheduled_and_becomes_available_on_hollow_nodes(cluster, 
 
 
 def test_hollow_says_what_it_started_marks_its_pods_and_exits_with_its_cluster(tmp_path):
-    from cluster.etcd import free_port
+    from pkube.cluster.etcd import free_port
     from tests.e2e.conftest import start_cluster
     cluster = start_cluster(tmp_path / "c", free_port())
-    proc = subprocess.Popen([sys.executable, "-m", "cluster", "hollow", "--kubeconfig", str(cluster.kubeconfig),
+    proc = subprocess.Popen([sys.executable, "-m", "pkube.cluster", "hollow", "--kubeconfig", str(cluster.kubeconfig),
                              "--nodes", "2", "--name-prefix", "gone-"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -18,17 +18,17 @@ import subprocess
 
 import httpx
 
-from cluster.manifests import CONTROL_PLANE
-from kubelet.containers import POD_NAME, POD_UID
-from runtime.network import veth_name
-from runtime.runtime import Runtime
+from pkube.cluster.manifests import CONTROL_PLANE
+from pkube.kubelet.containers import POD_NAME, POD_UID
+from pkube.runtime.network import veth_name
+from pkube.runtime.runtime import Runtime
 from tests.e2e.conftest import LocalCluster, pkube, start_cluster, wait_node_ready
 from tests.helpers.waiting import wait_for
 
 NODE = "e2e-node"
 BRIDGE = "pkube-pods"
 POD_CGROUP = "kubepods"
-OWN_PROGRAMS = ("-m cluster ", "-m kubelet ", "-m proxy ", "-m scheduler ", "-m controllers ", "etcd ")
+OWN_PROGRAMS = ("-m pkube.cluster ", "-m pkube.kubelet ", "-m pkube.proxy ", "-m pkube.scheduler ", "-m pkube.controllers ", "etcd ")
 
 
 def kubectl(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess:
@@ -157,7 +157,7 @@ def own_veths(cluster: LocalCluster) -> list[str]:
 
 def other_kubelets() -> list[int]:
     """Kubelets of other clusters on this host (they share the cgroup and the bridge by name)."""
-    return [p for p in proc_pids() if "-m kubelet " in cmdline(p)]
+    return [p for p in proc_pids() if "-m pkube.kubelet " in cmdline(p)]
 
 
 def mounts_under(path) -> list[str]:

@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from cluster.etcd import free_port
+from pkube.cluster.etcd import free_port
 from tests.e2e.conftest import pkube, start_cluster
 
 

@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from apiserver.kubelet_proxy import KubeletConnection
+from pkube.apiserver.kubelet_proxy import KubeletConnection
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.kubelet import node_with_kubelet, serving
 from tests.integration.conftest import start_apiserver, stop_apiserver
@@ -69,7 +69,7 @@ def pkubectl(etcd, kubelet_port, tmp_path):
                 "spec": {"nodeName": "n1", "containers": [{"name": "main", "image": "busybox"},
                                                           {"name": "side", "image": "busybox"}]}})
         config = write_kubeconfig(tmp_path / "kubeconfig", api.url)
-        yield lambda *args: subprocess.run([sys.executable, "-m", "kubectl", "--kubeconfig", str(config), *args],
+        yield lambda *args: subprocess.run([sys.executable, "-m", "pkube.kubectl", "--kubeconfig", str(config), *args],
                                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
                                            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
     finally:

@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from cluster.etcd import free_port
-from proxy import podroutes
+from pkube.cluster.etcd import free_port
+from pkube.proxy import podroutes
 from tests.e2e.conftest import LocalCluster, kubelet_host, pkube, wait_node_ready
 from tests.e2e.test_kubelet_pods import apply, kubectl
 from tests.helpers.waiting import wait_for

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from client.csr import bootstrap_node_certificate
-from cluster.tokens import parse_join_token
+from pkube.client.csr import bootstrap_node_certificate
+from pkube.cluster.tokens import parse_join_token
 from tests.e2e.conftest import pkube
 from tests.helpers.waiting import wait_for
 

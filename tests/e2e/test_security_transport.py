@@ -106,8 +106,8 @@ def test_certs_renew_reissues_with_the_same_ca_and_the_new_admin_certificate_wor
 def test_a_join_token_pins_the_ca_and_authenticates_until_deleted(cluster):
     created = pkube("token", "create", "--description", "e2e join", "--data-dir", str(cluster.data_dir))
     assert created.returncode == 0, created.stderr
-    from cluster.tokens import parse_join_token
-    from cluster.pki import ca_hash
+    from pkube.cluster.tokens import parse_join_token
+    from pkube.cluster.pki import ca_hash
     pinned, token = parse_join_token(created.stdout.strip())
     assert pinned == ca_hash(cluster.ca_file.read_bytes())
     listed = pkube("token", "list", "--data-dir", str(cluster.data_dir))

@@ -1,9 +1,9 @@
 """Services that route, on the shared `node_cluster` (a real kubelet, node "e2e-node"): the
-proxy (`python -m proxy`) programs the host's nftables; pods, the host and the node's
+proxy (`python -m pkube.proxy`) programs the host's nftables; pods, the host and the node's
 addresses reach Deployments through ClusterIPs and NodePorts.
 
 The proxy is started here as a subprocess with the cluster's kubeconfig unless the cluster
-runs one already; the module stops it and deletes its table (`python -m proxy --cleanup`)
+runs one already; the module stops it and deletes its table (`python -m pkube.proxy --cleanup`)
 even when a test fails, and puts net.ipv4.conf.all.route_localnet back.
 """
 
@@ -71,7 +71,7 @@ spec:
 
 
 def proxy_processes(cluster) -> list[int]:
-    """Pids of `python -m proxy` processes using this cluster's kubeconfig."""
+    """Pids of `python -m pkube.proxy` processes using this cluster's kubeconfig."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
@@ -85,7 +85,7 @@ def proxy_processes(cluster) -> list[int]:
 
 def start_proxy(cluster, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "proxy", "--kubeconfig", str(cluster.kubeconfig),
+        return subprocess.Popen([sys.executable, "-m", "pkube.proxy", "--kubeconfig", str(cluster.kubeconfig),
                                  "--node-name", "e2e-node"], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
 
@@ -120,7 +120,7 @@ def services(node_cluster, tmp_path_factory):
         if ours:
             state["proxy"].kill()            # the one running now (a test may have restarted it)
             state["proxy"].wait()
-            subprocess.run([sys.executable, "-m", "proxy", "--cleanup"], capture_output=True)
+            subprocess.run([sys.executable, "-m", "pkube.proxy", "--cleanup"], capture_output=True)
             ROUTE_LOCALNET.write_text(route_localnet)
 
 

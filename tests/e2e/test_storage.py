@@ -100,7 +100,7 @@ def test_a_pod_claim_of_the_default_class_is_a_directory_on_the_node_until_the_c
         volume = get_json(node_cluster, "pvc", "notes")["spec"]["volumeName"]
         described = kubectl(node_cluster, "describe", "pvc", "notes").stdout
         assert "Used By:       notes-writer" in described and "Capacity:      64Mi" in described
-        pdescribed = subprocess.run([sys.executable, "-m", "kubectl", "--kubeconfig", str(node_cluster.kubeconfig),
+        pdescribed = subprocess.run([sys.executable, "-m", "pkube.kubectl", "--kubeconfig", str(node_cluster.kubeconfig),
                                      "describe", "pvc", "notes"], capture_output=True, text=True, timeout=60)
         assert pdescribed.returncode == 0 and "notes" in pdescribed.stdout, pdescribed.stderr
 

@@ -31,7 +31,7 @@ from typing import Optional
 import httpx
 from hypothesis import strategies as st
 
-from cluster.etcd import EtcdProcess, free_port
+from pkube.cluster.etcd import EtcdProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 REQUEST_TIMEOUT = 10.0          # seconds: an answer later than this is a hang
@@ -516,7 +516,7 @@ class Findings:
 
 
 class Target:
-    """A real etcd and a real apiserver process (``python -m apiserver``) in ``workdir``."""
+    """A real etcd and a real apiserver process (``python -m pkube.apiserver``) in ``workdir``."""
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
@@ -530,7 +530,7 @@ class Target:
         self.etcd.start()
         self.etcd_client = httpx.Client(base_url=self.etcd.endpoint, timeout=10)
         with open(self.workdir / "apiserver.log", "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "apiserver", "--etcd-servers", self.etcd.endpoint,
+            self.proc = subprocess.Popen([sys.executable, "-m", "pkube.apiserver", "--etcd-servers", self.etcd.endpoint,
                                           "--port", str(self.port), "--log-level", "warning"], cwd=REPO, stdout=log,
                                          stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
         deadline = time.monotonic() + 60

@@ -1,6 +1,6 @@
 """A kubeconfig file for tests that hand a client (kubectl, a component) an apiserver URL."""
 
-from cluster.kubeconfig import admin_kubeconfig, write_private
+from pkube.cluster.kubeconfig import admin_kubeconfig, write_private
 
 
 def write_kubeconfig(path, url: str):

@@ -12,7 +12,7 @@ from typing import Iterator
 import uvicorn
 from starlette.applications import Starlette
 
-from cluster.etcd import free_port
+from pkube.cluster.etcd import free_port
 
 
 @contextmanager

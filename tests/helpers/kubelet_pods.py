@@ -10,10 +10,10 @@ import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
-from cluster.etcd import free_port
-from kubelet.lookup import CONTAINER_ATTEMPT, CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID, SANDBOX_ATTEMPT
-from kubelet.server import KubeletServer
-from runtime.spec import ContainerSpec, SandboxSpec
+from pkube.cluster.etcd import free_port
+from pkube.kubelet.lookup import CONTAINER_ATTEMPT, CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID, SANDBOX_ATTEMPT
+from pkube.kubelet.server import KubeletServer
+from pkube.runtime.spec import ContainerSpec, SandboxSpec
 
 
 class PodMaker:

@@ -12,10 +12,10 @@ import httpx
 import pytest
 import uvicorn
 
-from apiserver.app import create_app
-from apiserver.storage.cacher import CachedStorage
-from apiserver.storage.etcd import EtcdStorage
-from cluster.etcd import free_port
+from pkube.apiserver.app import create_app
+from pkube.apiserver.storage.cacher import CachedStorage
+from pkube.apiserver.storage.etcd import EtcdStorage
+from pkube.cluster.etcd import free_port
 
 
 @dataclass
@@ -142,8 +142,8 @@ def reused_apiserver(shared_apiserver):
 async def _empty_but_system_namespaces(port: int) -> None:
     import aetcd
 
-    from apiserver.namespaces import SYSTEM_NAMESPACES
-    from apiserver.storage.keys import range_end
+    from pkube.apiserver.namespaces import SYSTEM_NAMESPACES
+    from pkube.apiserver.storage.keys import range_end
 
     namespaces = b"/registry/namespaces/"
     keep = {namespaces + name.encode() for name in SYSTEM_NAMESPACES}
@@ -158,7 +158,7 @@ async def _empty_but_system_namespaces(port: int) -> None:
 def _wait_until_namespaces_settled(api: RunningApiserver) -> None:
     """Wait until the server's namespace cache has seen the wipe (a namespace a test
     creates again must not look active before it exists)."""
-    from apiserver.namespaces import SYSTEM_NAMESPACES
+    from pkube.apiserver.namespaces import SYSTEM_NAMESPACES
 
     namespaces = api.app.state.store.namespaces
     deadline = time.monotonic() + 5

@@ -1,12 +1,12 @@
-"""Helpers for tests that run pkube components as real processes (``python -m scheduler``,
-``python -m controllers``) against the test's apiserver."""
+"""Helpers for tests that run pkube components as real processes (``python -m pkube.scheduler``,
+``python -m pkube.controllers``) against the test's apiserver."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from client.resources import LEASES
+from pkube.client.resources import LEASES
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from cluster.etcd import free_port
+from pkube.cluster.etcd import free_port
 from tests.helpers.waiting import wait_for
 from tests.integration.test_crds import kubectl, kubectl_binaries  # noqa: F401 - the fixture
 

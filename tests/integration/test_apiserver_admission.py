@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from apiserver import errors
+from pkube.apiserver import errors
 from tests.integration.conftest import start_apiserver, stop_apiserver
 
 

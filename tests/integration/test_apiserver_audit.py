@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apiserver.audit import AuditLog, Auditor, parse_policy
-from apiserver.auth.user import AUTHENTICATED_GROUP, UserInfo
-from apiserver.requestfilters import RequestFilters
+from pkube.apiserver.audit import AuditLog, Auditor, parse_policy
+from pkube.apiserver.auth.user import AUTHENTICATED_GROUP, UserInfo
+from pkube.apiserver.requestfilters import RequestFilters
 from tests.helpers.waiting import wait_for
 from tests.integration.conftest import start_apiserver, stop_apiserver
 
 SECRET_VALUE = "s3cr3t-value-never-logged"
-DEFAULT_POLICY = (Path(__file__).resolve().parents[2] / "manifests" / "audit-policy.yaml").read_text()
+DEFAULT_POLICY = (Path(__file__).resolve().parents[2] / "pkube" / "cluster" / "templates" / "audit-policy.yaml").read_text()
 
 
 async def header_authenticator(request):
@@ -171,7 +171,7 @@ def test_the_log_rotates_past_its_size_keeping_the_newest_backups(tmp_path):
 
 
 def test_a_malformed_policy_is_refused_with_the_reason():
-    from apiserver.audit import AuditPolicyError
+    from pkube.apiserver.audit import AuditPolicyError
     with pytest.raises(AuditPolicyError, match="level must be one of"):
         parse_policy({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "Everything"}]})
 

@@ -1,4 +1,4 @@
-"""Authentication over real TLS: `python -m apiserver` with the cluster PKI of cluster.certs,
+"""Authentication over real TLS: `python -m pkube.apiserver` with the cluster PKI of cluster.certs,
 --client-ca-file, --token-auth-file and --enable-bootstrap-token-auth, on the test's etcd; and
 apiserver.tlsscope's protocols putting the verified client certificate into the ASGI scope."""
 
@@ -15,11 +15,11 @@ import httpx
 import pytest
 import uvicorn
 
-from api import bootstraptoken
-from apiserver.auth.authn import RequestAuthenticator
-from apiserver.tlsscope import TLSHttpProtocol, TLSWebSocketProtocol
-from cluster import certs
-from cluster.etcd import free_port
+from pkube.api import bootstraptoken
+from pkube.apiserver.auth.authn import RequestAuthenticator
+from pkube.apiserver.tlsscope import TLSHttpProtocol, TLSWebSocketProtocol
+from pkube.cluster import certs
+from pkube.cluster.etcd import free_port
 from tests.helpers.waiting import wait_for
 
 PUBLIC = ("/healthz", "/livez", "/readyz", "/version")
@@ -43,7 +43,7 @@ def secured(etcd, pki):
     """The apiserver process; yields (base url, data dir, foreign data dir)."""
     data_dir, foreign, port = pki
     p = certs.pki_dir(data_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "apiserver", "--etcd-servers", etcd.endpoint, "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "pkube.apiserver", "--etcd-servers", etcd.endpoint, "--port", str(port),
                              "--tls-cert-file", str(p / "apiserver.crt"), "--tls-private-key-file", str(p / "apiserver.key"),
                              "--client-ca-file", str(p / "ca.crt"), "--token-auth-file", str(data_dir / "tokens.csv"),
                              "--enable-bootstrap-token-auth", "--log-level", "warning"],
@@ -150,7 +150,7 @@ class _Echo:
         from starlette.requests import Request
         from starlette.responses import JSONResponse
 
-        from apiserver import errors
+        from pkube.apiserver import errors
         if scope["type"] != "http":
             return
         try:

@@ -19,11 +19,11 @@ import pytest
 import uvicorn
 import yaml
 
-from apiserver import errors
-from apiserver.app import create_app
-from apiserver.auth.authorizer import build
-from apiserver.auth.noderestriction import NodeRestriction
-from apiserver.auth.user import AUTHENTICATED_GROUP, MASTERS_GROUP, NODES_GROUP, UNAUTHENTICATED_GROUP, UserInfo
+from pkube.apiserver import errors
+from pkube.apiserver.app import create_app
+from pkube.apiserver.auth.authorizer import build
+from pkube.apiserver.auth.noderestriction import NodeRestriction
+from pkube.apiserver.auth.user import AUTHENTICATED_GROUP, MASTERS_GROUP, NODES_GROUP, UNAUTHENTICATED_GROUP, UserInfo
 from tests.integration import conftest
 from tests.integration.test_client_tls import make_cert, pem
 

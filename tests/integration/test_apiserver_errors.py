@@ -264,7 +264,7 @@ def test_random_shapes_never_produce_a_500(http, collection, kind, api_version):
 
 
 def test_an_injected_authenticator_guards_every_api_path(etcd_server):
-    from apiserver import errors as api_errors
+    from pkube.apiserver import errors as api_errors
     from tests.integration.conftest import start_apiserver, stop_apiserver
 
     async def token_only(request):
@@ -285,7 +285,7 @@ def test_an_injected_authenticator_guards_every_api_path(etcd_server):
 
 
 def test_an_unreachable_etcd_is_503_and_not_ready(tmp_path):
-    from cluster.etcd import EtcdProcess
+    from pkube.cluster.etcd import EtcdProcess
     from tests.integration.conftest import start_apiserver, stop_apiserver
 
     own = EtcdProcess(data_dir=tmp_path / "etcd", log_path=tmp_path / "etcd.log").start()

@@ -29,7 +29,7 @@ import pytest
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from apiserver.kubelet_proxy import KubeletConnection
+from pkube.apiserver.kubelet_proxy import KubeletConnection
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.kubelet import node_with_kubelet, serving
 from tests.integration.conftest import start_apiserver, stop_apiserver

@@ -22,8 +22,8 @@ import asyncio
 import pytest
 from starlette.requests import Request
 
-from apiserver.encoding import read_body
-from apiserver.errors import ApiError
+from pkube.apiserver.encoding import read_body
+from pkube.apiserver.errors import ApiError
 
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 SMP = {"Content-Type": "application/strategic-merge-patch+json"}

@@ -9,10 +9,10 @@ import socket
 
 import pytest
 
-from apiserver.auth.user import MASTERS_GROUP, UserInfo
-from apiserver.inflight import InflightLimiter
-from apiserver.requestfilters import RequestFilters
-from apiserver.requestinfo import request_info
+from pkube.apiserver.auth.user import MASTERS_GROUP, UserInfo
+from pkube.apiserver.inflight import InflightLimiter
+from pkube.apiserver.requestfilters import RequestFilters
+from pkube.apiserver.requestinfo import request_info
 from tests.helpers.waiting import wait_for
 from tests.integration.conftest import start_apiserver, stop_apiserver
 

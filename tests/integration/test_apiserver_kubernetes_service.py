@@ -1,4 +1,4 @@
-"""The default/kubernetes Service the apiserver keeps pointing at itself (apiserver/bootstrap.py)."""
+"""The default/kubernetes Service the apiserver keeps pointing at itself (pkube/apiserver/bootstrap.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 
-from cluster.etcd import free_port
+from pkube.cluster.etcd import free_port
 from tests.helpers.waiting import wait_for
 from tests.integration.conftest import start_apiserver, stop_apiserver
 from tests.integration.processes import start_component, stop_all
@@ -64,7 +64,7 @@ def test_a_moved_apiserver_updates_its_endpoints_and_someone_elses_service_is_le
 
 
 def test_a_bad_advertise_address_is_one_clear_line():
-    run = subprocess.run([sys.executable, "-m", "apiserver", "--advertise-address", "not-an-ip",
+    run = subprocess.run([sys.executable, "-m", "pkube.apiserver", "--advertise-address", "not-an-ip",
                           "--etcd-servers", "127.0.0.1:1", "--port", "1"], capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert run.stderr.strip().splitlines() == ["apiserver: --advertise-address 'not-an-ip' is not an IP address"]
@@ -102,7 +102,7 @@ def test_a_killed_apiserver_leaves_the_endpoints_when_its_lease_expires(etcd, tm
 
     port = free_port()   # every apiserver of a cluster serves on the same port
     first, api = start_apiserver(etcd, advertise=("127.0.0.2", port, "http"), endpoint_lease_duration=1.5)
-    killed = start_component("apiserver", [
+    killed = start_component("pkube.apiserver", [
         "--etcd-servers", f"http://127.0.0.1:{etcd.client_port}", "--port", str(port),
         "--advertise-address", "127.0.0.4", "--endpoint-lease-duration", "1.5"], tmp_path / "apiserver.log")
     try:

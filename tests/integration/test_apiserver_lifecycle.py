@@ -251,7 +251,7 @@ def test_dry_run_update_and_delete_change_nothing(http):
 def test_expired_events_are_swept(http, apiserver):
     import datetime
 
-    from apiserver.event_ttl import EventReaper
+    from pkube.apiserver.event_ttl import EventReaper
 
     def event(name: str, last: str) -> dict:
         return {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name},

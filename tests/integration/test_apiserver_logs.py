@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from apiserver.kubelet_proxy import KubeletConnection
-from cluster.etcd import free_port
+from pkube.apiserver.kubelet_proxy import KubeletConnection
+from pkube.cluster.etcd import free_port
 from tests.helpers.kubelet import node_with_kubelet
 from tests.integration.conftest import start_apiserver, stop_apiserver
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apiserver.audit import AuditLog, Auditor, parse_policy
-from apiserver.podsecurity import PodSecurity
-from apiserver.requestfilters import RequestFilters
+from pkube.apiserver.audit import AuditLog, Auditor, parse_policy
+from pkube.apiserver.podsecurity import PodSecurity
+from pkube.apiserver.requestfilters import RequestFilters
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.waiting import wait_for
 from tests.integration.conftest import start_apiserver, stop_apiserver
@@ -141,5 +141,5 @@ def test_a_label_change_applies_to_the_next_pod(psa):
 
 
 def test_the_default_audit_policy_file_parses():
-    path = Path(__file__).resolve().parents[2] / "manifests" / "audit-policy.yaml"
+    path = Path(__file__).resolve().parents[2] / "pkube" / "cluster" / "templates" / "audit-policy.yaml"
     assert parse_policy(yaml.safe_load(path.read_text())).rules

@@ -11,7 +11,7 @@ import subprocess
 import httpx
 import pytest
 
-from apiserver.kubelet_proxy import KubeletConnection
+from pkube.apiserver.kubelet_proxy import KubeletConnection
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.kubelet import node_with_kubelet
 from tests.integration.conftest import start_apiserver, stop_apiserver

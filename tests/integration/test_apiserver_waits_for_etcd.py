@@ -8,12 +8,12 @@ import sys
 
 import httpx
 
-from cluster.etcd import EtcdProcess, free_port
+from pkube.cluster.etcd import EtcdProcess, free_port
 from tests.helpers.waiting import wait_for
 
 
 def apiserver(etcd_port: int, port: int, wait: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "apiserver", "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
+    return subprocess.Popen([sys.executable, "-m", "pkube.apiserver", "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
                              "--port", str(port), "--etcd-wait", str(wait)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

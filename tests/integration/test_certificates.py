@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from apiserver import errors
-from apiserver.auth.user import UserInfo
-from client.aio import AsyncApiClient
-from client.csr import CertificateRefused, csr_object, node_csr, request_node_certificate
-from client.kubeconfig import ClientConfig
-from client.resources import CERTIFICATESIGNINGREQUESTS
-from controllers.manager import ControllerManager
+from pkube.apiserver import errors
+from pkube.apiserver.auth.user import UserInfo
+from pkube.client.aio import AsyncApiClient
+from pkube.client.csr import CertificateRefused, csr_object, node_csr, request_node_certificate
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import CERTIFICATESIGNINGREQUESTS
+from pkube.controllers.manager import ControllerManager
 from tests.integration.conftest import start_apiserver, stop_apiserver
 
 USERS = {"bootstrap-token": UserInfo("system:bootstrap:abcdef", groups=("system:bootstrappers", "system:authenticated")),

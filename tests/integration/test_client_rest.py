@@ -4,17 +4,17 @@ import asyncio
 
 import pytest
 
-from client.aio import AsyncApiClient
-from client.clock import FakeClock
-from client.errors import AlreadyExists, Conflict, Gone, Invalid, NotFound, Unavailable
-from client.events import EventRecorder
-from client.informer import Informer
-from client.kubeconfig import ClientConfig
-from client.leaderelection import LeaderElectionConfig, LeaderElector
-from client.resources import CONFIGMAPS, EVENTS, LEASES, NODES, PODS
-from client.rest import ApiClient
-from client.store import index_pods_by_node
-from cluster.etcd import free_port
+from pkube.client.aio import AsyncApiClient
+from pkube.client.clock import FakeClock
+from pkube.client.errors import AlreadyExists, Conflict, Gone, Invalid, NotFound, Unavailable
+from pkube.client.events import EventRecorder
+from pkube.client.informer import Informer
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.leaderelection import LeaderElectionConfig, LeaderElector
+from pkube.client.resources import CONFIGMAPS, EVENTS, LEASES, NODES, PODS
+from pkube.client.rest import ApiClient
+from pkube.client.store import index_pods_by_node
+from pkube.cluster.etcd import free_port
 
 
 def configmap(name, labels=None, data=None):

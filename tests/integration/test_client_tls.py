@@ -17,14 +17,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from apiserver.app import create_app
-from apiserver.storage.etcd import EtcdStorage
-from client.aio import AsyncApiClient
-from client.errors import Unavailable
-from client.kubeconfig import load_kubeconfig
-from client.resources import NAMESPACES
-from client.rest import ApiClient
-from cluster.etcd import free_port
+from pkube.apiserver.app import create_app
+from pkube.apiserver.storage.etcd import EtcdStorage
+from pkube.client.aio import AsyncApiClient
+from pkube.client.errors import Unavailable
+from pkube.client.kubeconfig import load_kubeconfig
+from pkube.client.resources import NAMESPACES
+from pkube.client.rest import ApiClient
+from pkube.cluster.etcd import free_port
 
 
 def make_cert(common_name, issuer=None, ca=False, ip=None):

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from client.resources import DAEMONSETS, PODS, STATEFULSETS
-from kubectl.cli import main as pkubectl_main
+from pkube.client.resources import DAEMONSETS, PODS, STATEFULSETS
+from pkube.kubectl.cli import main as pkubectl_main
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_daemonset import daemonset, rolled_out, with_cluster

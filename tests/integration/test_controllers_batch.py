@@ -10,14 +10,14 @@ import datetime as dt
 
 import httpx
 
-from client.aio import AsyncApiClient
-from client.clock import FakeClock
-from client.errors import NotFound
-from client.kubeconfig import ClientConfig
-from client.resources import CRONJOBS, EVENTS, JOBS, NODES, PODS, REPLICATIONCONTROLLERS
-from cluster.hollow import HollowConfig, HollowNodes, node_names
-from controllers.manager import ControllerManager
-from scheduler.scheduler import Scheduler
+from pkube.client.aio import AsyncApiClient
+from pkube.client.clock import FakeClock
+from pkube.client.errors import NotFound
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import CRONJOBS, EVENTS, JOBS, NODES, PODS, REPLICATIONCONTROLLERS
+from pkube.cluster.hollow import HollowConfig, HollowNodes, node_names
+from pkube.controllers.manager import ControllerManager
+from pkube.scheduler.scheduler import Scheduler
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_support import FakeKubelet
 

@@ -3,14 +3,14 @@ binding the daemon pods (they carry a matchFields node affinity)."""
 
 import asyncio
 
-from client.aio import AsyncApiClient
-from client.informer import Informer
-from client.kubeconfig import ClientConfig
-from client.resources import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS
-from cluster.hollow import HollowConfig, HollowNodes, node_names
-from controllers import daemonset as daemonset_controller
-from controllers.base import ControllerContext
-from scheduler.scheduler import Scheduler
+from pkube.client.aio import AsyncApiClient
+from pkube.client.informer import Informer
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS
+from pkube.cluster.hollow import HollowConfig, HollowNodes, node_names
+from pkube.controllers import daemonset as daemonset_controller
+from pkube.controllers.base import ControllerContext
+from pkube.scheduler.scheduler import Scheduler
 from tests.helpers.waiting import until
 
 

@@ -5,8 +5,8 @@ import copy
 
 import pytest
 
-from client.informer import Informer
-from client.resources import DEPLOYMENTS, PODS, REPLICASETS
+from pkube.client.informer import Informer
+from pkube.client.resources import DEPLOYMENTS, PODS, REPLICASETS
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_support import with_controllers
 

@@ -3,12 +3,12 @@
 
 import asyncio
 
-from client.aio import AsyncApiClient
-from client.errors import NotFound
-from client.kubeconfig import ClientConfig
-from client.resources import ENDPOINTS, ENDPOINTSLICES, NODES, PODS, SERVICES
-from cluster.hollow import HollowConfig, HollowNodes, node_names
-from controllers.manager import ControllerManager
+from pkube.client.aio import AsyncApiClient
+from pkube.client.errors import NotFound
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import ENDPOINTS, ENDPOINTSLICES, NODES, PODS, SERVICES
+from pkube.cluster.hollow import HollowConfig, HollowNodes, node_names
+from pkube.controllers.manager import ControllerManager
 from tests.helpers.waiting import until
 
 SLICE_LABEL = "kubernetes.io/service-name"

@@ -2,9 +2,9 @@
 
 import asyncio
 
-from client.errors import NotFound
-from client.informer import Informer
-from client.resources import CONFIGMAPS, DEPLOYMENTS, PODS, REPLICASETS
+from pkube.client.errors import NotFound
+from pkube.client.informer import Informer
+from pkube.client.resources import CONFIGMAPS, DEPLOYMENTS, PODS, REPLICASETS
 from tests.integration.test_controllers_deployment import deployment, rollout_done
 from tests.integration.test_controllers_replicaset import replica_set
 from tests.helpers.waiting import until

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from client.resources import DEPLOYMENTS
+from pkube.client.resources import DEPLOYMENTS
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_deployment import _rolled_to, deployment

@@ -1,4 +1,4 @@
-"""Two `python -m controllers --leader-elect` processes: only the Lease holder acts, and the
+"""Two `python -m pkube.controllers --leader-elect` processes: only the Lease holder acts, and the
 standby takes over when the leader is killed.
 
 No fixed sleeps: before counting pods, the test waits for positive signals (the standby talking
@@ -11,10 +11,10 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from client.errors import ApiError
-from client.kubeconfig import ClientConfig
-from client.resources import LEASES, PODS, REPLICASETS
-from client.rest import ApiClient
+from pkube.client.errors import ApiError
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import LEASES, PODS, REPLICASETS
+from pkube.client.rest import ApiClient
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.waiting import wait_for
 from tests.integration.processes import lease_holder, start_component, stop_all
@@ -24,7 +24,7 @@ LEASE = "kube-controller-manager"
 
 
 def start_manager(kubeconfig, identity, log_path):
-    return start_component("controllers", [
+    return start_component("pkube.controllers", [
         "--kubeconfig", str(kubeconfig), "--leader-elect", "--identity", identity,
         "--controllers", "replicaset", "--lease-duration", "2", "--renew-deadline", "1.5",
         "--retry-period", "0.25"], log_path)

@@ -2,8 +2,8 @@
 
 import uuid
 
-from client.errors import NotFound
-from client.resources import NAMESPACES, PODS, SERVICEACCOUNTS
+from pkube.client.errors import NotFound
+from pkube.client.resources import NAMESPACES, PODS, SERVICEACCOUNTS
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_support import with_controllers
 

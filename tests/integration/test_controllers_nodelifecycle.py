@@ -3,13 +3,13 @@
 
 import asyncio
 
-from client.aio import AsyncApiClient
-from client.kubeconfig import ClientConfig
-from client.resources import NODES, PODS, REPLICASETS
-from cluster.hollow import HollowConfig, HollowNodes, node_names
-from controllers.manager import ControllerManager
-from controllers.nodelifecycle import UNREACHABLE
-from scheduler.scheduler import Scheduler
+from pkube.client.aio import AsyncApiClient
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import NODES, PODS, REPLICASETS
+from pkube.cluster.hollow import HollowConfig, HollowNodes, node_names
+from pkube.controllers.manager import ControllerManager
+from pkube.controllers.nodelifecycle import UNREACHABLE
+from pkube.scheduler.scheduler import Scheduler
 from tests.helpers.waiting import until
 
 REPLICAS = 6

@@ -1,6 +1,6 @@
 """ReplicaSet controller against the real apiserver: scale up and down, adopt, release, status."""
 
-from client.resources import PODS, REPLICASETS
+from pkube.client.resources import PODS, REPLICASETS
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_support import with_controllers
 

@@ -5,11 +5,11 @@ import asyncio
 
 import pytest
 
-from client.aio import AsyncApiClient
-from client.errors import Invalid, NotFound
-from client.informer import Informer
-from client.kubeconfig import ClientConfig
-from client.resources import CONTROLLERREVISIONS, PERSISTENTVOLUMECLAIMS, PODS, STATEFULSETS
+from pkube.client.aio import AsyncApiClient
+from pkube.client.errors import Invalid, NotFound
+from pkube.client.informer import Informer
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import CONTROLLERREVISIONS, PERSISTENTVOLUMECLAIMS, PODS, STATEFULSETS
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_support import with_controllers
 
@@ -251,7 +251,7 @@ def _bare(apiserver, scenario):
 
 
 def test_ordered_ready_on_hollow_nodes_bound_by_the_scheduler(apiserver):
-    from controllers import statefulset as statefulset_controller
+    from pkube.controllers import statefulset as statefulset_controller
     from tests.integration.test_controllers_daemonset import with_cluster
 
     async def scenario(client, hollow):

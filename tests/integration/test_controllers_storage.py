@@ -7,15 +7,15 @@ import asyncio
 
 import pytest
 
-from api import storage
-from apiserver.admission_storage import storage_admission_plugins
-from client.aio import AsyncApiClient
-from client.errors import NotFound
-from client.kubeconfig import ClientConfig
-from client.resources import EVENTS, NODES, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS, STORAGECLASSES
-from controllers import localpath
-from controllers.manager import ControllerManager
-from scheduler.scheduler import Scheduler
+from pkube.api import storage
+from pkube.apiserver.admission_storage import storage_admission_plugins
+from pkube.client.aio import AsyncApiClient
+from pkube.client.errors import NotFound
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import EVENTS, NODES, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS, STORAGECLASSES
+from pkube.controllers import localpath
+from pkube.controllers.manager import ControllerManager
+from pkube.scheduler.scheduler import Scheduler
 from tests.helpers.waiting import until
 from tests.integration.conftest import start_apiserver, stop_apiserver
 

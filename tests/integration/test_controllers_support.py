@@ -3,13 +3,13 @@
 import asyncio
 import datetime as dt
 
-from client.aio import AsyncApiClient
-from client.errors import ApiError, NotFound
-from client.informer import Informer
-from client.kubeconfig import ClientConfig
-from client.resources import PODS
-from client.timefmt import rfc3339
-from controllers.manager import ControllerManager
+from pkube.client.aio import AsyncApiClient
+from pkube.client.errors import ApiError, NotFound
+from pkube.client.informer import Informer
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import PODS
+from pkube.client.timefmt import rfc3339
+from pkube.controllers.manager import ControllerManager
 
 
 class FakeKubelet:

@@ -1,4 +1,4 @@
-"""Carrying the control plane's shared secrets to a joining member (cluster/controlplanecerts.py)
+"""Carrying the control plane's shared secrets to a joining member (pkube/cluster/controlplanecerts.py)
 through a real TLS apiserver with Node,RBAC: the admin uploads them sealed with a certificate
 key; a bootstrap token reads them back with that key (and nothing else of kube-system); a wrong
 key opens nothing and writes nothing."""
@@ -12,13 +12,13 @@ import sys
 
 import pytest
 
-from api import bootstraptoken
-from client.errors import ApiError
-from client.kubeconfig import ClientConfig
-from client.resources import SECRETS
-from client.rest import ApiClient
-from cluster import certs, controlplanecerts, etcdpki, secrets, serviceaccountkey
-from cluster.etcd import free_port
+from pkube.api import bootstraptoken
+from pkube.client.errors import ApiError
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import SECRETS
+from pkube.client.rest import ApiClient
+from pkube.cluster import certs, controlplanecerts, etcdpki, secrets, serviceaccountkey
+from pkube.cluster.etcd import free_port
 from tests.helpers.waiting import wait_for
 from tests.integration.test_apiserver_authn import _ready
 
@@ -32,7 +32,7 @@ def cluster(etcd, tmp_path):
     secrets.ensure_encryption_config(secrets.encryption_config_path(data_dir))
     etcdpki.ensure(certs.pki_dir(data_dir), "etcd0", ("127.0.0.1",))
     p = certs.pki_dir(data_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "apiserver", "--etcd-servers", etcd.endpoint, "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "pkube.apiserver", "--etcd-servers", etcd.endpoint, "--port", str(port),
                              "--tls-cert-file", str(p / "apiserver.crt"), "--tls-private-key-file", str(p / "apiserver.key"),
                              "--client-ca-file", str(p / "ca.crt"), "--enable-bootstrap-token-auth",
                              "--authorization-mode", "Node,RBAC", "--log-level", "warning"],

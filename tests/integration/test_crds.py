@@ -459,7 +459,7 @@ def test_real_kubectl_gets_columns_scales_and_explains(kubectl, http):
 # ---------------------------------------------------------------- the garbage collector
 
 def test_garbage_collector_follows_owner_references_to_and_from_custom_objects(apiserver, http, widgets):
-    from client.resources import CONFIGMAPS, Resource
+    from pkube.client.resources import CONFIGMAPS, Resource
     from tests.helpers.waiting import until
     from tests.integration.test_controllers_support import with_controllers
 
@@ -534,7 +534,7 @@ def test_crd_deletion_waits_for_custom_object_finalizers(http, widgets):
 
 
 def test_namespace_controller_reports_custom_objects_holding_a_namespace(apiserver, http, widgets):
-    from client.resources import NAMESPACES
+    from pkube.client.resources import NAMESPACES
     from tests.helpers.waiting import until
     from tests.integration.test_controllers_support import with_controllers
 

@@ -4,7 +4,7 @@ regardless, and validation."""
 
 import httpx
 
-from client.resources import DEPLOYMENTS, PODDISRUPTIONBUDGETS, PODS
+from pkube.client.resources import DEPLOYMENTS, PODDISRUPTIONBUDGETS, PODS
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_support import with_controllers
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from cluster.etcd import EtcdProcess
-from cluster.etcdbackup import etcdctl
+from pkube.cluster.etcd import EtcdProcess
+from pkube.cluster.etcdbackup import etcdctl
 from tests.integration.processes import REPO
 
 
 def pkube(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster", "etcd", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pkube.cluster", "etcd", *args], capture_output=True, text=True,
                           timeout=60, cwd=REPO, stdin=subprocess.DEVNULL)
 
 

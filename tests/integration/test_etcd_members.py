@@ -1,4 +1,4 @@
-"""etcd membership with the real etcdctl (cluster/etcdmembers.py): a fourth member added to a
+"""etcd membership with the real etcdctl (pkube/cluster/etcdmembers.py): a fourth member added to a
 running cluster of three catches up with what was written before it came; a member removed
 leaves a cluster that still writes; the same name twice and the last member are refused."""
 
@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from cluster import etcdmembers
-from cluster.etcd import EtcdProcess, free_port, start_members
-from cluster.up import ClusterError
+from pkube.cluster import etcdmembers
+from pkube.cluster.etcd import EtcdProcess, free_port, start_members
+from pkube.cluster.up import ClusterError
 from tests.helpers.waiting import wait_for
 
 

@@ -11,7 +11,7 @@ import subprocess
 import httpx
 import pytest
 
-from cluster.etcd import free_port, start_members
+from pkube.cluster.etcd import free_port, start_members
 from tests.helpers.waiting import wait_for
 from tests.integration.processes import start_component, stop_all
 
@@ -31,7 +31,7 @@ def members(tmp_path):
 @pytest.fixture
 def http(members, tmp_path):
     port = free_port()
-    apiserver = start_component("apiserver", [
+    apiserver = start_component("pkube.apiserver", [
         "--etcd-servers", ",".join(m.endpoint for m in members), "--port", str(port)], tmp_path / "apiserver.log")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.etcd import EtcdProcess
-from cluster.etcdbackup import etcdctl, reclaim
+from pkube.cluster.etcd import EtcdProcess
+from pkube.cluster.etcdbackup import etcdctl, reclaim
 from tests.integration.conftest import start_apiserver, stop_apiserver
 
 QUOTA = 2 * 1024 ** 2

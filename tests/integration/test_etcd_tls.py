@@ -1,4 +1,4 @@
-"""etcd over TLS with its own CA (cluster/etcdpki.py): a three-member cluster whose members
+"""etcd over TLS with its own CA (pkube/cluster/etcdpki.py): a three-member cluster whose members
 and peers speak HTTPS and demand a certificate of the etcd CA; the apiserver reaches it with
 --etcd-cafile/--etcd-certfile/--etcd-keyfile and fails over between members; a client without
 a certificate, or with one of another CA, gets nothing."""
@@ -13,8 +13,8 @@ import urllib.request
 import httpx
 import pytest
 
-from cluster import etcdpki
-from cluster.etcd import free_port, start_members
+from pkube.cluster import etcdpki
+from pkube.cluster.etcd import free_port, start_members
 from tests.helpers.waiting import wait_for
 from tests.integration.processes import start_component, stop_all
 
@@ -59,7 +59,7 @@ def test_the_apiserver_writes_over_tls_and_fails_over_between_members(members, t
     started, pki_dir = members
     client = etcdpki.tls_of(pki_dir, etcdpki.APISERVER_CLIENT)
     port = free_port()
-    apiserver = start_component("apiserver", [
+    apiserver = start_component("pkube.apiserver", [
         "--etcd-servers", ",".join(m.endpoint for m in started), "--etcd-cafile", str(client.ca),
         "--etcd-certfile", str(client.cert), "--etcd-keyfile", str(client.key), "--port", str(port)],
         tmp_path / "apiserver.log")
@@ -78,7 +78,7 @@ def test_the_apiserver_writes_over_tls_and_fails_over_between_members(members, t
 
 
 def test_half_the_tls_flags_is_one_line_and_an_exit(tmp_path):
-    proc = start_component("apiserver", ["--etcd-servers", "https://127.0.0.1:1", "--etcd-cafile", "/nope"],
+    proc = start_component("pkube.apiserver", ["--etcd-servers", "https://127.0.0.1:1", "--etcd-cafile", "/nope"],
                            tmp_path / "apiserver.log")
     assert proc.wait(30) != 0
     assert (tmp_path / "apiserver.log").read_text().strip().splitlines()[-1] == (

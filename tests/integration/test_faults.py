@@ -16,13 +16,13 @@ import random
 import signal
 import threading
 
-from client.aio import AsyncApiClient
-from client.errors import AlreadyExists, ApiError, Conflict
-from client.kubeconfig import ClientConfig
-from client.resources import CONFIGMAPS
-from client.rest import ApiClient
-from cluster.components import Component, python_module
-from cluster.etcd import free_port
+from pkube.client.aio import AsyncApiClient
+from pkube.client.errors import AlreadyExists, ApiError, Conflict
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import CONFIGMAPS
+from pkube.client.rest import ApiClient
+from pkube.cluster.components import Component, python_module
+from pkube.cluster.etcd import free_port
 from tests.helpers.waiting import wait_for
 
 CLIENTS, PER_CLIENT = 20, 50
@@ -31,7 +31,7 @@ NAMESPACE = "default"
 
 def apiserver(etcd, tmp_path, port: int, n: int) -> Component:
     """The n-th apiserver process on ``port`` (same flags each time), started and ready."""
-    api = Component(f"apiserver-{n}", python_module("apiserver", "--etcd-servers", etcd.endpoint, "--port", str(port),
+    api = Component(f"apiserver-{n}", python_module("pkube.apiserver", "--etcd-servers", etcd.endpoint, "--port", str(port),
                                                     "--compaction-interval", "0"),
                     tmp_path / f"apiserver-{n}.log", health_url=f"http://127.0.0.1:{port}/readyz")
     api.start()

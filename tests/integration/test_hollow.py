@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from client.aio import AsyncApiClient
-from client.kubeconfig import ClientConfig
-from client.resources import LEASES, NODES, PODS
-from cluster.hollow import HollowConfig, HollowNodes, node_names
+from pkube.client.aio import AsyncApiClient
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import LEASES, NODES, PODS
+from pkube.cluster.hollow import HollowConfig, HollowNodes, node_names
 from tests.integration.processes import stop_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,7 +147,7 @@ def test_command_line_registers_nodes(apiserver, tmp_path):
         "users": [{"name": "t", "user": {}}],
         "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
     log = open(tmp_path / "hollow.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "cluster.hollow", "--kubeconfig", str(kubeconfig),
+    proc = subprocess.Popen([sys.executable, "-m", "pkube.cluster.hollow", "--kubeconfig", str(kubeconfig),
                              "--nodes", "4", "--name-prefix", "cli-"], cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from client.resources import DEPLOYMENTS, HORIZONTALPODAUTOSCALERS
+from pkube.client.resources import DEPLOYMENTS, HORIZONTALPODAUTOSCALERS
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_kubectl import kubectl

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from client.aio import AsyncApiClient
-from client.kubeconfig import ClientConfig
-from cluster.etcd import free_port
-from kubelet.auth import KubeletAuth
-from kubelet.server import KubeletServer
+from pkube.client.aio import AsyncApiClient
+from pkube.client.kubeconfig import ClientConfig
+from pkube.cluster.etcd import free_port
+from pkube.kubelet.auth import KubeletAuth
+from pkube.kubelet.server import KubeletServer
 from tests.integration.test_apiserver_authorization import as_user, secured  # noqa: F401 - the fixture
 from tests.integration.test_client_tls import make_cert, pem
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from client.aio import AsyncApiClient
-from client.kubeconfig import ClientConfig
-from client.resources import CONFIGMAPS, SECRETS
-from kubelet.objectwatch import ReferencedObjects
+from pkube.client.aio import AsyncApiClient
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import CONFIGMAPS, SECRETS
+from pkube.kubelet.objectwatch import ReferencedObjects
 
 
 async def _until(predicate, timeout: float = 10.0) -> None:

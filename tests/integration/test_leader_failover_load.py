@@ -7,9 +7,9 @@ from __future__ import annotations
 import signal
 import threading
 
-from client.kubeconfig import ClientConfig
-from client.resources import NODES, PODS, REPLICASETS
-from client.rest import ApiClient
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import NODES, PODS, REPLICASETS
+from pkube.client.rest import ApiClient
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.waiting import wait_for
 from tests.integration.processes import lease_holder, start_component, stop_all
@@ -51,7 +51,7 @@ class PodCounter:
 
 
 def _start(module: str, kubeconfig, identity: str, extra: list[str], tmp_path):
-    return start_component(module, ["--kubeconfig", str(kubeconfig), "--identity", identity, *TIMING, *extra],
+    return start_component(f"pkube.{module}", ["--kubeconfig", str(kubeconfig), "--identity", identity, *TIMING, *extra],
                            tmp_path / f"{module}-{identity}.log")
 
 
@@ -77,10 +77,11 @@ def test_killed_leaders_overshoot_nothing(apiserver, tmp_path):
             wait_for(lambda: len(counter.nodes) >= 5, timeout=30)     # both leaders at work
             for name in ("scheduler-a", "controllers-a"):
                 procs[name].send_signal(signal.SIGKILL)
+            # the standbys take both Leases over (the dead leaders' expire: TIMING's lease duration)
+            wait_for(lambda: lease_holder(api, "kube-scheduler", "kube-system") == "b"
+                     and lease_holder(api, "kube-controller-manager", "kube-system") == "b", timeout=30)
             wait_for(lambda: len(counter.live) == REPLICAS and len(counter.nodes) == NODE_COUNT * CPU_PER_NODE,
                      timeout=60)
-            assert lease_holder(api, "kube-scheduler", "kube-system") == "b"
-            assert lease_holder(api, "kube-controller-manager", "kube-system") == "b"
             assert counter.most == REPLICAS and counter.moved == []
             per_node = {n: list(counter.nodes.values()).count(n) for n in set(counter.nodes.values())}
             assert per_node == {f"n{i}": CPU_PER_NODE for i in range(NODE_COUNT)}

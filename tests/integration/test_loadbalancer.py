@@ -1,4 +1,4 @@
-"""A node's local load balancer (cluster/loadbalancer.py) in front of two real apiserver
+"""A node's local load balancer (pkube/cluster/loadbalancer.py) in front of two real apiserver
 processes on one etcd: it learns the second apiserver from the kubernetes Service's
 endpoints, and when the one in use is killed clients and watches carry on through the other."""
 
@@ -10,7 +10,7 @@ import signal
 import httpx
 import pytest
 
-from cluster.etcd import free_port
+from pkube.cluster.etcd import free_port
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.waiting import wait_for
 from tests.integration.processes import start_component, stop_all
@@ -31,7 +31,7 @@ def two_apiservers(etcd, tmp_path):
     port, procs = free_port(), []
     try:
         for address in ("127.0.0.2", "127.0.0.3"):
-            procs.append(start_component("apiserver", [
+            procs.append(start_component("pkube.apiserver", [
                 "--etcd-servers", f"http://127.0.0.1:{etcd.client_port}", "--bind-address", address,
                 "--port", str(port), "--endpoint-lease-duration", "2"], tmp_path / f"apiserver-{address}.log"))
         for address in ("127.0.0.2", "127.0.0.3"):
@@ -45,7 +45,7 @@ def test_clients_and_watches_fail_over_to_the_apiserver_learned_from_the_endpoin
     (first, _), port = two_apiservers
     listen = free_port()
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{listen}")
-    balancer = start_component("cluster.loadbalancer", [
+    balancer = start_component("pkube.cluster.loadbalancer", [
         "--listen", f"127.0.0.1:{listen}", "--server", f"http://127.0.0.2:{port}",
         "--kubeconfig", str(kubeconfig)], tmp_path / "lb.log")
     try:

@@ -1,7 +1,7 @@
 """/metrics of every control-plane component, scraped as Prometheus would and parsed with
 prometheus_client's parser: the counters move when a user does something (docs/metrics.md).
 
-The apiserver runs as a real process (``python -m apiserver``) on the test's etcd; the
+The apiserver runs as a real process (``python -m pkube.apiserver``) on the test's etcd; the
 scheduler and the controller-manager as real processes with their loopback listener."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import secured
-from client.kubeconfig import ClientConfig
-from client.resources import NODES, PODS, REPLICASETS
-from client.rest import ApiClient
-from cluster.components import Component, python_module
-from cluster.etcd import free_port
-from cluster.kubeconfig import admin_kubeconfig, write_private
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import NODES, PODS, REPLICASETS
+from pkube.client.rest import ApiClient
+from pkube.cluster.components import Component, python_module
+from pkube.cluster.etcd import free_port
+from pkube.cluster.kubeconfig import admin_kubeconfig, write_private
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.waiting import wait_for
 from tests.integration.processes import REPO, start_component, stop_all
@@ -46,9 +46,9 @@ def has(text: str, name: str) -> bool:
 
 @contextlib.contextmanager
 def apiserver_process(etcd, tmp_path: Path, *flags: str, scheme: str = "http"):
-    """``python -m apiserver`` on a free port of 127.0.0.1; yields its URL."""
+    """``python -m pkube.apiserver`` on a free port of 127.0.0.1; yields its URL."""
     port = free_port()
-    api = Component("apiserver", python_module("apiserver", "--etcd-servers", etcd.endpoint, "--port", str(port),
+    api = Component("apiserver", python_module("pkube.apiserver", "--etcd-servers", etcd.endpoint, "--port", str(port),
                                                "--compaction-interval", "0", *flags),
                     tmp_path / "apiserver.log",
                     health_url=f"http://127.0.0.1:{port}/readyz" if scheme == "http" else None)
@@ -127,7 +127,7 @@ def test_kubectl_and_pkubectl_get_raw_metrics_as_rbac_allows(etcd, tmp_path):
         admin = kubeconfig_for(tmp_path / "admin.kubeconfig", url, pki, "admin")
         user = kubeconfig_for(tmp_path / "user.kubeconfig", url, pki, "user")
         kubectl = [str(Path(sys.executable).parent / "kubectl")]
-        pkubectl = [sys.executable, "-m", "kubectl"]
+        pkubectl = [sys.executable, "-m", "pkube.kubectl"]
         wait_for(lambda: get_raw(pkubectl, admin, tmp_path).returncode == 0, timeout=30)
         for tool in (kubectl, pkubectl):
             answer = get_raw(tool, admin, tmp_path)
@@ -171,9 +171,9 @@ def scrape(port: int) -> str:
 def test_scheduler_and_controller_manager_serve_their_metrics(apiserver, tmp_path):
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
     scheduler_port, controllers_port = free_port(), free_port()
-    procs = [start_component("scheduler", ["--kubeconfig", str(kubeconfig), "--metrics-bind-address",
+    procs = [start_component("pkube.scheduler", ["--kubeconfig", str(kubeconfig), "--metrics-bind-address",
                                            f"127.0.0.1:{scheduler_port}"], tmp_path / "scheduler.log"),
-             start_component("controllers", ["--kubeconfig", str(kubeconfig), "--controllers", "replicaset",
+             start_component("pkube.controllers", ["--kubeconfig", str(kubeconfig), "--controllers", "replicaset",
                                              "--metrics-bind-address", f"127.0.0.1:{controllers_port}"],
                              tmp_path / "controllers.log")]
     try:

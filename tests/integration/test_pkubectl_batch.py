@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from client.aio import AsyncApiClient
-from client.kubeconfig import ClientConfig
-from controllers.manager import ControllerManager
+from pkube.client.aio import AsyncApiClient
+from pkube.client.kubeconfig import ClientConfig
+from pkube.controllers.manager import ControllerManager
 from tests.integration.test_controllers_batch import ScriptedKubelet
 from tests.integration.test_pkubectl_workloads import Cli, _renamed, _spec, needs_kubectl
 from tests.helpers.kubeconfig import write_kubeconfig

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from apiserver.kubelet_proxy import KubeletConnection
+from pkube.apiserver.kubelet_proxy import KubeletConnection
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.kubelet import node_with_kubelet, serving
 from tests.integration.conftest import start_apiserver, stop_apiserver
@@ -164,7 +164,7 @@ def cluster(etcd, pod, tmp_path):
 class Pkubectl:
     def __init__(self, kubeconfig, home, url: str):
         self.url = url
-        self.argv = [sys.executable, "-m", "kubectl", "--kubeconfig", str(kubeconfig)]
+        self.argv = [sys.executable, "-m", "pkube.kubectl", "--kubeconfig", str(kubeconfig)]
         self.env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
 
     def __call__(self, *args: str, cwd=None) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import threading
 import httpx
 import pytest
 
-from kubectl.cli import main
+from pkube.kubectl.cli import main
 from tests.helpers.kubeconfig import write_kubeconfig
 
 KUBECTL = shutil.which("kubectl")
@@ -210,7 +210,7 @@ def _in_background(func, *args) -> tuple[threading.Thread, dict]:
 def watching(monkeypatch) -> threading.Event:
     """Set once pkubectl (in this process) opens a watch: it has read the objects and now
     follows their changes."""
-    from client.rest import ApiClient
+    from pkube.client.rest import ApiClient
 
     started, real_watch = threading.Event(), ApiClient.watch
 

@@ -18,8 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from apiserver.protobuf import MEDIA_TYPE, decode_protobuf
-from cluster.etcd import free_port
+from pkube.apiserver.protobuf import MEDIA_TYPE, decode_protobuf
+from pkube.cluster.etcd import free_port
 from tests.unit.test_protobuf import POD
 
 KUBECTL = shutil.which("kubectl")

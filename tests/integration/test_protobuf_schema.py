@@ -1,4 +1,4 @@
-"""apiserver/protobuf_schema.py is what scripts/protobuf_schema.py generates from the
+"""pkube/apiserver/protobuf_schema.py is what scripts/protobuf_schema.py generates from the
 descriptors compiled into kubectl (so it covers every field that kubectl can send).
 
 The descriptors are gogoproto's, which kubectl carries up to v1.32 (later ones carry none):
@@ -37,11 +37,11 @@ def test_the_schema_is_what_the_generator_makes_from_kubectl():
     if kubectl is None:
         pytest.skip(f"no kubectl {version} installed (its descriptors made the schema; apt install kubectl)")
     assert generate(kubectl) == OUTPUT.read_text(), \
-        f"apiserver/protobuf_schema.py differs: run python scripts/protobuf_schema.py --kubectl {kubectl}"
+        f"pkube/apiserver/protobuf_schema.py differs: run python scripts/protobuf_schema.py --kubectl {kubectl}"
 
 
 def test_the_schema_covers_every_kind_pkube_decodes():
-    from apiserver.protobuf_schema import KINDS, MESSAGES
+    from pkube.apiserver.protobuf_schema import KINDS, MESSAGES
     assert set(KINDS.values()) <= set(MESSAGES)
     named = {t for fields in MESSAGES.values() for _, kind in fields.values()
              for t in re.findall(r"[a-z0-9]+/v\w+\.\w+", kind)}

@@ -9,9 +9,9 @@ import socket
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from cluster.etcd import free_port
-from proxy.dnsnames import ClusterNames
-from proxy.dnsserver import DnsServer
+from pkube.cluster.etcd import free_port
+from pkube.proxy.dnsnames import ClusterNames
+from pkube.proxy.dnsserver import DnsServer
 
 
 def _names(domain, services, slices=None):

@@ -2,10 +2,10 @@
 
 import asyncio
 
-from client.aio import AsyncApiClient
-from client.kubeconfig import ClientConfig
-from client.resources import EVENTS, NODES, PODS
-from scheduler.scheduler import Scheduler
+from pkube.client.aio import AsyncApiClient
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import EVENTS, NODES, PODS
+from pkube.scheduler.scheduler import Scheduler
 from tests.helpers.waiting import until
 
 

@@ -1,12 +1,12 @@
-"""Two `python -m scheduler --leader-elect` processes: only the Lease holder schedules, and the
+"""Two `python -m pkube.scheduler --leader-elect` processes: only the Lease holder schedules, and the
 standby takes over when the leader is killed."""
 
 import signal
 import time
 
-from client.kubeconfig import ClientConfig
-from client.resources import LEASES, NODES, PODS
-from client.rest import ApiClient
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import LEASES, NODES, PODS
+from pkube.client.rest import ApiClient
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.waiting import wait_for
 from tests.integration.processes import lease_holder, start_component, stop_all
@@ -14,7 +14,7 @@ from tests.integration.test_scheduler import node, pod
 
 
 def start_scheduler(kubeconfig, identity, log_path):
-    return start_component("scheduler", [
+    return start_component("pkube.scheduler", [
         "--kubeconfig", str(kubeconfig), "--leader-elect", "--identity", identity,
         "--lease-namespace", "default", "--lease-duration", "2", "--renew-deadline", "1.5",
         "--retry-period", "0.25"], log_path)

@@ -273,16 +273,16 @@ def test_the_official_client_applies_with_a_field_manager_and_force(apiserver, t
 
 
 def test_the_controllers_and_the_scheduler_write_under_their_own_names(apiserver, tmp_path):
-    from client.resources import DEPLOYMENTS, PODS, REPLICASETS
-    from client.rest import ApiClient
-    from client.kubeconfig import ClientConfig
+    from pkube.client.resources import DEPLOYMENTS, PODS, REPLICASETS
+    from pkube.client.rest import ApiClient
+    from pkube.client.kubeconfig import ClientConfig
     from tests.helpers.waiting import wait_for
     from tests.integration.processes import start_component, stop_all
 
     config = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
-    procs = [start_component("controllers", ["--kubeconfig", str(config), "--controllers", "deployment,replicaset"],
+    procs = [start_component("pkube.controllers", ["--kubeconfig", str(config), "--controllers", "deployment,replicaset"],
                              tmp_path / "controllers.log"),
-             start_component("scheduler", ["--kubeconfig", str(config)], tmp_path / "scheduler.log")]
+             start_component("pkube.scheduler", ["--kubeconfig", str(config)], tmp_path / "scheduler.log")]
     try:
         with ApiClient(ClientConfig(apiserver.url)) as api, apiserver.client() as http:
             created = http.patch("/apis/apps/v1/namespaces/default/deployments/web?fieldManager=me",
@@ -319,7 +319,7 @@ def test_a_server_side_dry_run_and_diff_change_nothing(kubectl):
 def test_pkubectl_applies_server_side_and_reports_a_conflict_in_one_line(apiserver, tmp_path):
     import io
 
-    from kubectl.cli import main as pkubectl
+    from pkube.kubectl.cli import main as pkubectl
 
     config = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
     path = tmp_path / "web.yaml"
@@ -376,15 +376,15 @@ def test_a_service_port_dropped_by_its_applier_goes_and_one_added_by_another_sta
 
 
 def test_a_hollow_kubelet_writes_node_and_pod_status_as_kubelet(apiserver, tmp_path):
-    from client.errors import NotFound
-    from client.kubeconfig import ClientConfig
-    from client.resources import NODES, PODS
-    from client.rest import ApiClient
+    from pkube.client.errors import NotFound
+    from pkube.client.kubeconfig import ClientConfig
+    from pkube.client.resources import NODES, PODS
+    from pkube.client.rest import ApiClient
     from tests.helpers.waiting import wait_for
     from tests.integration.processes import start_component, stop_all
 
     config = write_kubeconfig(tmp_path / "kubeconfig", apiserver.url)
-    procs = [start_component("cluster", ["hollow", "--kubeconfig", str(config), "--nodes", "1",
+    procs = [start_component("pkube.cluster", ["hollow", "--kubeconfig", str(config), "--nodes", "1",
                                          "--name-prefix", "hk-"], tmp_path / "hollow.log")]
     try:
         with ApiClient(ClientConfig(apiserver.url)) as api:

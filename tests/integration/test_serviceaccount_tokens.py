@@ -16,10 +16,10 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from apiserver import errors
-from apiserver.auth.serviceaccounts import DEFAULT_ISSUER, TokenIssuer
-from apiserver.auth.user import UserInfo
-from apiserver.tokenrequest import ServiceAccountTokens
+from pkube.apiserver import errors
+from pkube.apiserver.auth.serviceaccounts import DEFAULT_ISSUER, TokenIssuer
+from pkube.apiserver.auth.user import UserInfo
+from pkube.apiserver.tokenrequest import ServiceAccountTokens
 from tests.helpers.waiting import wait_for
 from tests.integration.conftest import start_apiserver, stop_apiserver
 

@@ -1,4 +1,4 @@
-"""The watch cache (apiserver/storage/cacher.py) on a real etcd."""
+"""The watch cache (pkube/apiserver/storage/cacher.py) on a real etcd."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from apiserver.storage.cacher import CachedStorage, Subscriber, WatchCache, WatcherTooSlow
-from apiserver.storage.etcd import EtcdStorage
-from apiserver.storage.events import wire_line
-from apiserver.storage.interface import Compacted, StorageUnavailable
-from cluster.etcd import EtcdProcess
+from pkube.apiserver.storage.cacher import CachedStorage, Subscriber, WatchCache, WatcherTooSlow
+from pkube.apiserver.storage.etcd import EtcdStorage
+from pkube.apiserver.storage.events import wire_line
+from pkube.apiserver.storage.interface import Compacted, StorageUnavailable
+from pkube.cluster.etcd import EtcdProcess
 
 PODS = "/registry/pods/"
 
@@ -303,7 +303,7 @@ def test_a_stale_suggestion_never_overwrites_or_misjudges_the_newest_state(etcd)
         unchanged = await store.guaranteed_update(key, lambda o: o, None, stale)
         assert unchanged == current and unchanged["metadata"]["resourceVersion"] != newest["metadata"]["resourceVersion"]
 
-        from apiserver.storage.interface import NotFound, Preconditions
+        from pkube.apiserver.storage.interface import NotFound, Preconditions
         rv = current["metadata"]["resourceVersion"]
         kept = await store.guaranteed_update(key, lambda o: {**o, "spec": {"v": 4}}, Preconditions(resource_version=rv),
                                              stale)

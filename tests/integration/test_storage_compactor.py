@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from apiserver.storage.compactor import Compactor
-from apiserver.storage.etcd import EtcdStorage
-from apiserver.storage.interface import Compacted
+from pkube.apiserver.storage.compactor import Compactor
+from pkube.apiserver.storage.etcd import EtcdStorage
+from pkube.apiserver.storage.interface import Compacted
 
 
 def test_compactor_keeps_the_window_and_drops_older_history(etcd):

@@ -1,4 +1,4 @@
-"""The store contract (apiserver/storage/interface.py) against a real etcd."""
+"""The store contract (pkube/apiserver/storage/interface.py) against a real etcd."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import os
 import aetcd
 import pytest
 
-from apiserver.storage.cacher import CachedStorage
-from apiserver.storage.etcd import EtcdStorage
-from apiserver.storage.interface import (
+from pkube.apiserver.storage.cacher import CachedStorage
+from pkube.apiserver.storage.etcd import EtcdStorage
+from pkube.apiserver.storage.interface import (
     Compacted, Conflict, KeyExists, NotFound, Preconditions, StorageUnavailable,
 )
-from apiserver.storage.keys import BadStorageRequest
-from apiserver.storage.transformer import AesGcmTransformer
-from cluster.etcd import free_port
+from pkube.apiserver.storage.keys import BadStorageRequest
+from pkube.apiserver.storage.transformer import AesGcmTransformer
+from pkube.cluster.etcd import free_port
 
 NS = "/registry/pods/ns1/"
 

@@ -11,9 +11,9 @@ import os
 import aetcd
 import yaml
 
-from apiserver.storage.cacher import CachedStorage
-from apiserver.storage.encryption_reload import ReloadingTransformer
-from apiserver.storage.etcd import EtcdStorage
+from pkube.apiserver.storage.cacher import CachedStorage
+from pkube.apiserver.storage.encryption_reload import ReloadingTransformer
+from pkube.apiserver.storage.etcd import EtcdStorage
 from tests.helpers.waiting import until
 
 KEY = "/registry/secrets/default/db"

@@ -23,14 +23,14 @@ import json
 
 import pytest
 
-from apiserver import errors
-from apiserver import eviction as evictions
-from apiserver.auth.attributes import non_resource_attributes, resource_attributes
-from apiserver.auth.authorizer import forbidden
-from apiserver.auth.user import UserInfo
-from apiserver.encoding import error_response
-from apiserver.inflight import too_many_requests
-from apiserver.watch import EventEncoder
+from pkube.apiserver import errors
+from pkube.apiserver import eviction as evictions
+from pkube.apiserver.auth.attributes import non_resource_attributes, resource_attributes
+from pkube.apiserver.auth.authorizer import forbidden
+from pkube.apiserver.auth.user import UserInfo
+from pkube.apiserver.encoding import error_response
+from pkube.apiserver.inflight import too_many_requests
+from pkube.apiserver.watch import EventEncoder
 from tests.integration.test_crds import CRDS, GROUP, established, widget_crd
 from tests.integration.test_crds import kubectl, kubectl_binaries  # noqa: F401 - the fixture
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime import process
-from runtime.cgroups import CgroupManager
-from runtime.imagestore import ImageStore
-from runtime.network import BridgeNetwork
-from runtime.runtime import Runtime
+from pkube.runtime import process
+from pkube.runtime.cgroups import CgroupManager
+from pkube.runtime.imagestore import ImageStore
+from pkube.runtime.network import BridgeNetwork
+from pkube.runtime.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
 # pdocker runs as installed, from cached bytecode (each call would otherwise recompile
@@ -33,7 +33,7 @@ CLI_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"
 @pytest.fixture(scope="session")
 def runtime_assets(tmp_path_factory):
     """A directory with images/ (busybox) and, when the checkout has no helpers built by `make
-    setup` (runtime/bin/), bin/ with the shim and pause built for the session."""
+    setup` (pkube/runtime/bin/), bin/ with the shim and pause built for the session."""
     if os.geteuid() != 0:
         pytest.fail("runtime system tests need root (namespaces, mounts, cgroups)")
     base = tmp_path_factory.mktemp("rtassets")
@@ -127,7 +127,7 @@ def pdocker(rt_root):
     root, parent = rt_root
 
     def run(*args, input=None, check=True, timeout=60, extra=()):
-        cmd = [sys.executable, "-m", "pdocker", "--root", str(root), "--cgroup-parent", parent,
+        cmd = [sys.executable, "-m", "pkube.pdocker", "--root", str(root), "--cgroup-parent", parent,
                *extra, *args]
         result = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout, cwd=REPO,
                                 text=isinstance(input, str) or input is None, env=CLI_ENV)
@@ -136,5 +136,5 @@ def pdocker(rt_root):
         return result
     run.root = root
     run.parent = parent
-    run.cmd = [sys.executable, "-m", "pdocker", "--root", str(root), "--cgroup-parent", parent]
+    run.cmd = [sys.executable, "-m", "pkube.pdocker", "--root", str(root), "--cgroup-parent", parent]
     return run

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cgroups import CgroupError, CgroupManager, Resources
+from pkube.runtime.cgroups import CgroupError, CgroupManager, Resources
 
 pytestmark = pytest.mark.root
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from runtime.spec import Mount
+from pkube.runtime.spec import Mount
 from tests.system.test_runtime_isolation import run_sh
 
 pytestmark = pytest.mark.root

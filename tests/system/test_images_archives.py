@@ -9,9 +9,9 @@ import tarfile
 
 import pytest
 
-from runtime import archive as archives
-from runtime.errors import ImageError
-from runtime.imagestore import ImageStore
+from pkube.runtime import archive as archives
+from pkube.runtime.errors import ImageError
+from pkube.runtime.imagestore import ImageStore
 
 pytestmark = pytest.mark.root
 

@@ -10,10 +10,10 @@ import tarfile
 import pytest
 from pathlib import Path
 
-from runtime.build import BuildError, build
-from runtime.dockerfile import DockerfileError
-from runtime.imagestore import ImageStore
-from runtime.layertree import lookup
+from pkube.runtime.build import BuildError, build
+from pkube.runtime.dockerfile import DockerfileError
+from pkube.runtime.imagestore import ImageStore
+from pkube.runtime.layertree import lookup
 
 pytestmark = pytest.mark.root
 

@@ -24,7 +24,7 @@ def pd(tmp_path):
     root = tmp_path / "state"
 
     def run(*args, input=None, check=True):
-        result = subprocess.run([sys.executable, "-m", "pdocker", "--root", str(root), *args],
+        result = subprocess.run([sys.executable, "-m", "pkube.pdocker", "--root", str(root), *args],
                                 input=input, capture_output=True, cwd=REPO, timeout=120)
         if check and result.returncode != 0:
             raise AssertionError(f"pdocker {' '.join(args)}: {result.stderr.decode()}")

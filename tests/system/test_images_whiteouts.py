@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.imagestore import ImageStore
-from runtime.layertree import OPAQUE_XATTR
+from pkube.runtime.imagestore import ImageStore
+from pkube.runtime.layertree import OPAQUE_XATTR
 from tests.unit.test_layers import make_tar
 
 pytestmark = pytest.mark.root

@@ -1,6 +1,6 @@
 """pkube installed from a built wheel, on a machine without a C compiler: the wheel ships the
 runtime's shim and pause compiled (setup.py), and a binary built from another version of
-their source is refused with one line, or rebuilt when a compiler is there (runtime/helpers.py)."""
+their source is refused with one line, or rebuilt when a compiler is there (pkube/runtime/helpers.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime.network import BridgeNetwork
+from pkube.runtime.network import BridgeNetwork
 from tests.system.conftest import teardown_root
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("api", "client", "apiserver", "scheduler", "controllers", "kubelet", "proxy", "runtime",
-            "pdocker", "kubectl", "cluster")
 # compilers by name, with or without a target triplet or version: x86_64-linux-gnu-gcc-12, cc, c99
 COMPILER = re.compile(r"^(.*-)?(cc|gcc|clang|c89|c99|tcc|g\+\+|c\+\+|clang\+\+)(-[0-9.]+)?$")
 
@@ -28,8 +26,7 @@ COMPILER = re.compile(r"^(.*-)?(cc|gcc|clang|c89|c99|tcc|g\+\+|c\+\+|clang\+\+)(
 def wheel(tmp_path_factory) -> Path:
     """The wheel `pip wheel` builds from a copy of the working tree (nothing written here)."""
     src = tmp_path_factory.mktemp("src")
-    for name in PACKAGES:
-        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "bin"))
+    shutil.copytree(REPO / "pkube", src / "pkube", ignore=shutil.ignore_patterns("__pycache__", "bin"))
     for name in ("pyproject.toml", "setup.py"):
         shutil.copy(REPO / name, src / name)
     out = tmp_path_factory.mktemp("wheel")
@@ -85,8 +82,21 @@ def pdocker_of(venv, tmp_path):
         BridgeNetwork(root / "network", bridge=options[5], subnet=options[7], nft_table=options[9]).teardown()
 
 
+def site_packages(venv: Path) -> Path:
+    return next(venv.glob("lib/python*/site-packages"))
+
+
 def installed_helpers(venv: Path) -> Path:
-    return next(venv.glob("lib/python*/site-packages/runtime/bin"))
+    return site_packages(venv) / "pkube" / "runtime" / "bin"
+
+
+def test_the_wheel_installs_one_name_and_its_templates(venv):
+    # Nothing but pkube and its metadata at site-packages' top: no `api`, `runtime`, `client`...
+    top = {p.name for p in site_packages(venv).iterdir() if not p.name.startswith("_")}
+    assert {name for name in top if not name.endswith((".dist-info", ".pth"))} == {"pkube"}, top
+    # pkube up finds its static pod templates in an install
+    templates = site_packages(venv) / "pkube" / "cluster" / "templates"
+    assert {p.name for p in templates.iterdir()} >= {"etcd.yaml", "kube-apiserver.yaml", "audit-policy.yaml"}
 
 
 def test_the_wheel_runs_a_container_without_a_compiler(venv, pdocker_of, no_compiler_path, tmp_path):

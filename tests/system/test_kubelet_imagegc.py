@@ -6,13 +6,13 @@ import os
 
 import pytest
 
-from kubelet.imagegc import ImageGC
+from pkube.kubelet.imagegc import ImageGC
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="runs a container: needs root")
 def test_collect_deletes_unused_images_of_a_real_store_and_keeps_used_ones(tmp_path):
-    from runtime.runtime import Runtime
-    from runtime.spec import ContainerSpec
+    from pkube.runtime.runtime import Runtime
+    from pkube.runtime.spec import ContainerSpec
     runtime = Runtime(str(tmp_path / "rt"))
     try:
         used = runtime.run(ContainerSpec(image="busybox", command=["sleep", "30"], network="none"))

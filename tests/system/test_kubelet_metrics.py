@@ -8,8 +8,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from client.metrics import new_registry
-from kubelet.metrics import KubeletMetrics
+from pkube.client.metrics import new_registry
+from pkube.kubelet.metrics import KubeletMetrics
 from tests.helpers.kubelet_pods import serving_kubelet
 
 pytestmark = pytest.mark.root

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from client.clock import Clock
-from kubelet.handlers import HandlerResult, Handlers, run_hook, runtime_exec
-from kubelet.probes import ContainerProbes
-from runtime.spec import ContainerSpec
+from pkube.client.clock import Clock
+from pkube.kubelet.handlers import HandlerResult, Handlers, run_hook, runtime_exec
+from pkube.kubelet.probes import ContainerProbes
+from pkube.runtime.spec import ContainerSpec
 
 pytestmark = pytest.mark.root
 

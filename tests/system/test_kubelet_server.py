@@ -16,7 +16,7 @@ import httpx
 import pytest
 import websocket
 
-from kubelet import streams
+from pkube.kubelet import streams
 from tests.helpers.kubelet_pods import PodMaker, serving_kubelet
 
 pytestmark = pytest.mark.root

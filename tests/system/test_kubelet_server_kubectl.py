@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apiserver.kubelet_proxy import KubeletConnection
+from pkube.apiserver.kubelet_proxy import KubeletConnection
 from tests.helpers.kubeconfig import write_kubeconfig
 from tests.helpers.kubelet import node_with_kubelet
 from tests.helpers.kubelet_pods import PodMaker, serving_kubelet
@@ -52,7 +52,7 @@ def cluster(request, etcd, rt, rt_root, tmp_path):
                                       stdin=None if input is not None else subprocess.DEVNULL)
             kubectl.api, kubectl.binary, kubectl.config = api, request.param, config
             kubectl.pkubectl = lambda *args: subprocess.run(
-                [sys.executable, "-m", "kubectl", "--kubeconfig", str(config), *args], capture_output=True,
+                [sys.executable, "-m", "pkube.kubectl", "--kubeconfig", str(config), *args], capture_output=True,
                 text=True, timeout=60, stdin=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
             kubectl.background = lambda *args: subprocess.Popen(
                 [request.param, "--kubeconfig", str(config), *args], stdout=subprocess.PIPE,

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from kubelet.volumes import PodVolumes
-from runtime.spec import ContainerSpec
+from pkube.kubelet.volumes import PodVolumes
+from pkube.runtime.spec import ContainerSpec
 from tests.helpers.objectsource import DictSource
 
 pytestmark = pytest.mark.root

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces ne
 
 SCRIPT = """
 import ipaddress, socket
-from runtime.netlink import ensure_address, remove_address, loopback_up
+from pkube.runtime.netlink import ensure_address, remove_address, loopback_up
 address = ipaddress.IPv4Interface("10.96.0.10/32")
 loopback_up("/proc/self/ns/net")
 def binds():

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster.etcd import free_port
-from runtime.network import BridgeNetwork, NetworkError, PortConflict, veth_name
-from runtime.portmap import PortMapping, ipt_container_chain
+from pkube.cluster.etcd import free_port
+from pkube.runtime.network import BridgeNetwork, NetworkError, PortConflict, veth_name
+from pkube.runtime.portmap import PortMapping, ipt_container_chain
 
 pytestmark = pytest.mark.root
 
@@ -334,7 +334,7 @@ def test_a_failed_attach_leaves_no_veth_and_frees_the_address(network, netns):
 
 
 def test_loopback_up_for_a_namespace_without_network(netns):
-    from runtime import netlink
+    from pkube.runtime import netlink
     path = netns()
     netlink.loopback_up(path)
     assert "UP" in run("nsenter", f"--net={path}", "ip", "-o", "link", "show", "lo").stdout.split("<")[1]

@@ -237,11 +237,11 @@ def test_run_rm_busybox_echo_on_a_fresh_root(tmp_path):
     import secrets
     import sys
     from pathlib import Path
-    from runtime import helpers
+    from pkube.runtime import helpers
     from tests.system.conftest import CLI_ENV, REPO, teardown_root
     root, parent = tmp_path / "fresh", f"pkube-test-{secrets.token_hex(4)}"
     try:
-        result = subprocess.run([sys.executable, "-m", "pdocker", "--root", str(root), "--cgroup-parent", parent,
+        result = subprocess.run([sys.executable, "-m", "pkube.pdocker", "--root", str(root), "--cgroup-parent", parent,
                                  "run", "--rm", "--network", "none", "busybox", "echo", "hi"],
                                 capture_output=True, text=True, cwd=REPO, env=CLI_ENV, timeout=120)
         assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runtime import busybox
-from pdocker.cli import main
-from runtime.registry import MANIFEST_ACCEPT
+from pkube.runtime import busybox
+from pkube.pdocker.cli import main
+from pkube.runtime.registry import MANIFEST_ACCEPT
 from tests.system.test_registry import registry  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.root
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def pdocker(root: Path, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "pdocker", "--root", str(root), *args],
+    result = subprocess.run([sys.executable, "-m", "pkube.pdocker", "--root", str(root), *args],
                             capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, f"pdocker {' '.join(args)}: {result.stderr}"
     return result.stdout

@@ -1,5 +1,5 @@
-"""pdocker through its launcher (pdocker/launcher.py), the script `make setup` installs as
-.venv/bin/pdocker: a bare interpreter (-I -S) that behaves like `python -m pdocker`."""
+"""pdocker through its launcher (pkube/pdocker/launcher.py), the script `make setup` installs as
+.venv/bin/pdocker: a bare interpreter (-I -S) that behaves like `python -m pkube.pdocker`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pdocker.launcher import install, is_launcher
+from pkube.pdocker.launcher import install, is_launcher
 from tests.system.conftest import REPO
 
 pytestmark = pytest.mark.root
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.root
 def launcher_script(tmp_path):
     """A launcher installed in the test's temp dir."""
     script = tmp_path / "pdocker"
-    subprocess.run([sys.executable, "-m", "pdocker.launcher", str(script)], check=True, cwd=REPO)
+    subprocess.run([sys.executable, "-m", "pkube.pdocker.launcher", str(script)], check=True, cwd=REPO)
     return script
 
 
@@ -93,7 +93,7 @@ HEAVY = {"pathlib", "re", "enum", "json", "argparse", "contextlib", "collections
 
 def test_a_run_imports_no_heavy_standard_module(rt_root):
     root, parent = rt_root
-    code = ("import sys; sys.path[:0] = [sys.argv.pop(1)]; from pdocker.cli import main; "
+    code = ("import sys; sys.path[:0] = [sys.argv.pop(1)]; from pkube.pdocker.cli import main; "
             "code = main(); print(' '.join(sorted(sys.modules))); sys.exit(code)")
     argv = ["--root", str(root), "--cgroup-parent", parent, "run", "--rm", "--network", "none", "busybox", "true"]
     subprocess.run([sys.executable, "-I", "-S", "-c", code, str(REPO), *argv], check=True, timeout=60)  # image made

@@ -1,7 +1,7 @@
-"""The pod network across nodes (proxy/podnetwork.py), on the real kernel.
+"""The pod network across nodes (pkube/proxy/podnetwork.py), on the real kernel.
 
 Two "nodes" are network namespaces with a veth each on a bridge this test makes (their
-shared segment, 10.203.0.0/24, the host at .1). Each runs the real proxy (`python -m proxy
+shared segment, 10.203.0.0/24, the host at .1). Each runs the real proxy (`python -m pkube.proxy
 --pod-network MODE`, entered with nsenter --net) against a real apiserver listening on the
 host's bridge address, and has a pod bridge made by the runtime (BridgeNetwork, with the
 kubelet's masquerade rules) with one "pod" namespace on it. Everything is removed on exit,
@@ -95,7 +95,7 @@ class Lab:
         """A pod namespace on the node's bridge, attached by the runtime inside the node."""
         node.pod_netns = f"pnt{self.tag}-{node.name}-pod"
         self._netns(node.pod_netns)
-        script = ("import sys; from runtime.network import BridgeNetwork; "
+        script = ("import sys; from pkube.runtime.network import BridgeNetwork; "
                   "n = BridgeNetwork(sys.argv[1], bridge='pkube-pods', subnet=sys.argv[2], "
                   "nft_table='pkubelet', no_masquerade=sys.argv[3]); "
                   "print(n.attach('pod', sys.argv[4]).ip)")
@@ -108,7 +108,7 @@ class Lab:
         node.logs.append(log)
         with open(log, "wb") as out:
             node.proxy = subprocess.Popen(
-                ["nsenter", f"--net={node.netns_path}", sys.executable, "-m", "proxy",
+                ["nsenter", f"--net={node.netns_path}", sys.executable, "-m", "pkube.proxy",
                  "--kubeconfig", str(self.kubeconfig), "--node-name", node.name,
                  "--pod-network", self.mode, "--table", "pnt_proxy", "-v"],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})

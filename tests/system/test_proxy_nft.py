@@ -16,10 +16,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from proxy.conntrack import Conntrack
-from proxy.nft import Nft
-from proxy.proxier import Proxier
-from proxy.rules import ProxyConfig
+from pkube.proxy.conntrack import Conntrack
+from pkube.proxy.nft import Nft
+from pkube.proxy.proxier import Proxier
+from pkube.proxy.rules import ProxyConfig
 from tests.unit.test_proxy_rules import endpoint, endpoint_slice, service
 
 pytestmark = pytest.mark.root
@@ -293,9 +293,9 @@ def test_a_restarted_proxier_rebuilds_the_table_without_stale_rules(node):
 LIBNFTABLES = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
-from runtime import syscalls
+from pkube.runtime import syscalls
 syscalls.unshare(syscalls.CLONE_NEWNET)
-from proxy.nft import Nft, NftError
+from pkube.proxy.nft import Nft, NftError
 nft = Nft()
 assert nft.uses_library, "libnftables.so.1 did not load"
 nft.apply("add table ip t\nadd chain ip t c\n")

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cluster.etcd import free_port
-from runtime import archive as archives
-from runtime.imagestore import ImageStore
-from runtime.registry import Progress, RegistryError, pull, push
+from pkube.cluster.etcd import free_port
+from pkube.runtime import archive as archives
+from pkube.runtime.imagestore import ImageStore
+from pkube.runtime.registry import Progress, RegistryError, pull, push
 
 pytestmark = pytest.mark.root
 

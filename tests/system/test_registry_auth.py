@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from runtime.archive import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_LAYER_GZIP, MT_OCI_MANIFEST
-from runtime.imagestore import ImageStore, canonical_json, sha256_bytes
-from runtime.registry import AuthError, RegistryClient, RemoteRef, login, logout, pull
+from pkube.runtime.archive import MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_LAYER_GZIP, MT_OCI_MANIFEST
+from pkube.runtime.imagestore import ImageStore, canonical_json, sha256_bytes
+from pkube.runtime.registry import AuthError, RegistryClient, RemoteRef, login, logout, pull
 
 TOKEN = "t0ken"
 USER, PASSWORD = "alice", "s3cret"

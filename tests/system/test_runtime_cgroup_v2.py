@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cgroups import DEFAULT_ROOT, CgroupManager
-from runtime.runtime import Runtime
-from runtime.spec import ContainerSpec, SandboxSpec
+from pkube.runtime.cgroups import DEFAULT_ROOT, CgroupManager
+from pkube.runtime.runtime import Runtime
+from pkube.runtime.spec import ContainerSpec, SandboxSpec
 
 pytestmark = pytest.mark.root
 
@@ -64,9 +64,9 @@ def test_sandbox_pause_runs_inside_its_cgroup(v2_rt):
 
 def test_a_cgroup_the_shim_cannot_join_fails_the_start_with_the_reason(rt_root, tmp_path):
     """The v1 join runs in the shim (a helper forked at the start): its error is the start's."""
-    from runtime import process
-    from runtime.namespaces import plan_for_sandbox
-    from runtime.spec import ShimConfig
+    from pkube.runtime import process
+    from pkube.runtime.namespaces import plan_for_sandbox
+    from pkube.runtime.spec import ShimConfig
     root, _ = rt_root
     missing = tmp_path / "no-such-cgroup" / "cgroup.procs"
     config = ShimConfig(argv=["/bin/true"], env=[], plan=plan_for_sandbox(False), exit_file=str(tmp_path / "exit"),

@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from runtime.imagestore import ImageStore
+from pkube.runtime.imagestore import ImageStore
 from tests.system.conftest import teardown_root
 
 TMPFS_SIZE = "24m"

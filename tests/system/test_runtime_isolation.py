@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.spec import ContainerSpec
+from pkube.runtime.spec import ContainerSpec
 
 pytestmark = pytest.mark.root
 
@@ -83,7 +83,7 @@ def test_user_by_name_and_number(rt):
 
 
 def test_unknown_user_fails_to_start_with_a_clear_error(rt):
-    from runtime.process import StartError
+    from pkube.runtime.process import StartError
     state = rt.create(ContainerSpec(image="busybox", command=["true"], network="none", user="ghost"))
     with pytest.raises(StartError, match="unable to find user ghost"):
         rt.start(state.id)
@@ -125,7 +125,7 @@ def test_no_file_descriptor_of_the_caller_leaks_into_the_container(rt):
 
 def test_unshare_or_setns_creates_without_a_path_and_joins_with_one():
     import os
-    from runtime.namespaces import unshare_or_setns
+    from pkube.runtime.namespaces import unshare_or_setns
     host = os.readlink("/proc/self/ns/uts")
     pid = os.fork()
     if pid == 0:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cgroups import Resources
-from runtime.process import alive
-from runtime.runtime import Conflict, NoSuchContainer, Runtime
-from runtime.spec import ContainerSpec, Mount, SandboxSpec
-from runtime.state import IllegalTransition, Status
+from pkube.runtime.cgroups import Resources
+from pkube.runtime.process import alive
+from pkube.runtime.runtime import Conflict, NoSuchContainer, Runtime
+from pkube.runtime.spec import ContainerSpec, Mount, SandboxSpec
+from pkube.runtime.state import IllegalTransition, Status
 
 pytestmark = pytest.mark.root
 
@@ -116,7 +116,7 @@ def test_logs_per_stream_with_tail_since_and_follow(rt):
     entries = rt.logs(state.id)
     assert [e.stream for e in entries] == ["stdout", "stderr", "stdout"]
     assert [e.data for e in rt.logs(state.id, tail=1)] == [b"three\n"]
-    from runtime.logs import parse_time
+    from pkube.runtime.logs import parse_time
     since = parse_time(entries[2].time)
     assert [e.data for e in rt.logs(state.id, since=since)] == [b"three\n"]
 
@@ -219,8 +219,8 @@ def test_commit_whiteout_round_trip_and_diff_and_export(rt):
 SURVIVOR = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from runtime.runtime import Runtime
-    from runtime.spec import ContainerSpec
+    from pkube.runtime.runtime import Runtime
+    from pkube.runtime.spec import ContainerSpec
     rt = Runtime(Path(sys.argv[1]), cgroup_parent=sys.argv[2])
     state = rt.create(ContainerSpec(image="busybox", network="none",
                                     command=["sh", "-c", "echo alive; exec sleep 1000"]))
@@ -274,7 +274,7 @@ def test_sandbox_containers_share_namespaces(rt):
 
 
 def test_illegal_transition_is_a_typed_error(rt):
-    from runtime.state import ContainerState
+    from pkube.runtime.state import ContainerState
     state = ContainerState(id="x" * 64, name="x", image="busybox", image_id="")
     with pytest.raises(IllegalTransition):
         state.transition(Status.CREATED)

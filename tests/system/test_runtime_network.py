@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
-from cluster.etcd import free_port
-from runtime.network import PortMapping
-from runtime.spec import ContainerSpec, SandboxSpec
+from pkube.cluster.etcd import free_port
+from pkube.runtime.network import PortMapping
+from pkube.runtime.spec import ContainerSpec, SandboxSpec
 
 pytestmark = pytest.mark.root
 

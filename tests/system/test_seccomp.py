@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.seccomp import denied_syscalls, refuses_namespaces
-from runtime.spec import DEFAULT_CAPABILITIES, ContainerSpec
+from pkube.runtime.seccomp import denied_syscalls, refuses_namespaces
+from pkube.runtime.spec import DEFAULT_CAPABILITIES, ContainerSpec
 from tests.system.test_runtime_isolation import run_sh
 
 pytestmark = pytest.mark.root

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime import runtime as runtime_module
-from runtime.spec import ContainerSpec, Mount
+from pkube.runtime import runtime as runtime_module
+from pkube.runtime.spec import ContainerSpec, Mount
 
 MANY = 70   # more than any of the shim's old fixed arrays (64 binds, 32 masked, 32 read-only)
 

@@ -5,10 +5,10 @@ import datetime as dt
 
 import pytest
 
-from api import meta
-from api.defaults import apply_defaults
-from api.validation import Validator
-from apiserver.tables import cells_for, columns_for
+from pkube.api import meta
+from pkube.api.defaults import apply_defaults
+from pkube.api.validation import Validator
+from pkube.apiserver.tables import cells_for, columns_for
 
 TEMPLATE = {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
 

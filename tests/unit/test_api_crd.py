@@ -1,4 +1,4 @@
-"""CRD rules (api/crd.py) and structural schemas at work (api/crschema.py): pure, no apiserver."""
+"""CRD rules (pkube/api/crd.py) and structural schemas at work (pkube/api/crschema.py): pure, no apiserver."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from api import crd as crds
-from api.crschema import StructuralSchema
-from api.kinds import BUILTIN_RESOURCES
+from pkube.api import crd as crds
+from pkube.api.crschema import StructuralSchema
+from pkube.api.kinds import BUILTIN_RESOURCES
 
 SCHEMA = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
     "size": {"type": "string"}, "replicas": {"type": "integer", "default": 1}}}}}
@@ -267,7 +267,7 @@ def test_rules_and_schema_walks_never_raise_on_well_shaped_garbage():
     the rules answer with causes, never with an exception."""
     import random
 
-    from api.validation import Validator
+    from pkube.api.validation import Validator
 
     rng, validator = random.Random(7), Validator()
     values = [None, 0, -1, 2.5, "", "x", "(", [], {}, [1], {"a": None}, True, {"type": "string"}]

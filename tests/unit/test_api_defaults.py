@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from api.defaults import apply_defaults, image_pull_policy
+from pkube.api.defaults import apply_defaults, image_pull_policy
 
 
 def pod(**spec):

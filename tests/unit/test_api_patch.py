@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from api.patch import PatchError, json_merge_patch, json_patch
+from pkube.api.patch import PatchError, json_merge_patch, json_patch
 
 
 @pytest.mark.parametrize("target, patch, expected", [

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from api.quantity import QuantityError, cpu_millicores, memory_bytes, parse_quantity
+from pkube.api.quantity import QuantityError, cpu_millicores, memory_bytes, parse_quantity
 
 
 @pytest.mark.parametrize("text, value", [

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from api.defaults import apply_defaults
-from api.patch import PatchError, json_merge_patch, json_patch, strategic_merge_patch, three_way_merge_patch
-from api.selectors import SelectorError, label_selector_from_dict, parse_field_selector, parse_label_selector
-from api.validation import Validator
+from pkube.api.defaults import apply_defaults
+from pkube.api.patch import PatchError, json_merge_patch, json_patch, strategic_merge_patch, three_way_merge_patch
+from pkube.api.selectors import SelectorError, label_selector_from_dict, parse_field_selector, parse_label_selector
+from pkube.api.validation import Validator
 
 SCALARS = [None, True, False, 0, -1, 1.5, 2**40, "", "x", "Bad Name!", "-1", "80", "500m", "$patch", "replace"]
 KEYS = ["name", "image", "containers", "spec", "metadata", "ports", "port", "labels", "selector", "matchLabels",

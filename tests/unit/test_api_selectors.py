@@ -2,7 +2,7 @@
 
 import pytest
 
-from api.selectors import (
+from pkube.api.selectors import (
     SelectorError,
     label_selector_from_dict,
     parse_field_selector,

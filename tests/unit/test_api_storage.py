@@ -5,13 +5,13 @@ import datetime as dt
 
 import pytest
 
-from api import storage
-from api.defaults import apply_defaults
-from api.validation import Validator
-from apiserver.admission import CREATE, UPDATE, AdmissionRequest
-from apiserver.admission_storage import DefaultStorageClass, StorageObjectInUseProtection, default_class_name
-from apiserver.tables import cells_for, columns_for
-from controllers import localpath
+from pkube.api import storage
+from pkube.api.defaults import apply_defaults
+from pkube.api.validation import Validator
+from pkube.apiserver.admission import CREATE, UPDATE, AdmissionRequest
+from pkube.apiserver.admission_storage import DefaultStorageClass, StorageObjectInUseProtection, default_class_name
+from pkube.apiserver.tables import cells_for, columns_for
+from pkube.controllers import localpath
 
 NODE = {"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1", "zone": "a"}}}
 

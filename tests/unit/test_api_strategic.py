@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from api.patch import PatchError, strategic_merge_patch, three_way_merge_patch
+from pkube.api.patch import PatchError, strategic_merge_patch, three_way_merge_patch
 
 
 def deployment():
@@ -308,7 +308,7 @@ def test_volume_source_switch_without_history_uses_retain_keys():
 
 
 def test_two_way_patch_as_kubectl_edit_sends_it():
-    from api.patch import two_way_merge_patch
+    from pkube.api.patch import two_way_merge_patch
     original = deployment()
     edited = copy.deepcopy(original)
     pod_spec(edited)["containers"][0]["image"] = "nginx:2"
@@ -354,7 +354,7 @@ def random_edit(rng, obj):
 
 @pytest.mark.parametrize("seed", range(60))
 def test_two_way_patch_round_trips_random_edits(seed):
-    from api.patch import two_way_merge_patch
+    from pkube.api.patch import two_way_merge_patch
     rng = random.Random(seed)
     original = random_edit(rng, deployment())
     edited = random_edit(rng, original)

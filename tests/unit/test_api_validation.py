@@ -5,8 +5,8 @@ import copy
 
 import pytest
 
-from api.defaults import apply_defaults
-from api.validation import Validator, format_invalid
+from pkube.api.defaults import apply_defaults
+from pkube.api.validation import Validator, format_invalid
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import copy
 
 import pytest
 
-from api.defaults import apply_defaults
-from api.validation import Validator
+from pkube.api.defaults import apply_defaults
+from pkube.api.validation import Validator
 from tests.unit.test_api_validation import set_path
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime
 
-from apiserver import aggregation, tables
-from apiserver.auth.user import UserInfo
+from pkube.apiserver import aggregation, tables
+from pkube.apiserver.auth.user import UserInfo
 
 
 def test_local_apiservices_carry_upstreams_priorities():

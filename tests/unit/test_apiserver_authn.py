@@ -9,12 +9,12 @@ import datetime
 
 import pytest
 
-from api import bootstraptoken
-from apiserver import errors
-from apiserver.auth.authn import RequestAuthenticator, TokenCache, bearer_token, certificate_identity
-from apiserver.auth.tokens import BootstrapTokens, StaticTokens, TokenFileError
-from apiserver.auth.user import ANONYMOUS, UserInfo
-from apiserver.storage.interface import NotFound
+from pkube.api import bootstraptoken
+from pkube.apiserver import errors
+from pkube.apiserver.auth.authn import RequestAuthenticator, TokenCache, bearer_token, certificate_identity
+from pkube.apiserver.auth.tokens import BootstrapTokens, StaticTokens, TokenFileError
+from pkube.apiserver.auth.user import ANONYMOUS, UserInfo
+from pkube.apiserver.storage.interface import NotFound
 
 NOW = datetime.datetime(2026, 12, 4, 12, 0, tzinfo=datetime.timezone.utc)
 ADMIN_PEER = {"subject": ((("organizationName", "system:masters"),), (("commonName", "kubernetes-admin"),)),

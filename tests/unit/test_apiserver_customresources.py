@@ -1,12 +1,12 @@
-"""The CRD controller's decisions (apiserver/customresources.py), without a store: which CRDs
+"""The CRD controller's decisions (pkube/apiserver/customresources.py), without a store: which CRDs
 are served when their names clash, and the status each one should get."""
 
 from __future__ import annotations
 
 import asyncio
 
-from api.kinds import Registry
-from apiserver.customresources import CustomResourceDefinitions, with_status
+from pkube.api.kinds import Registry
+from pkube.apiserver.customresources import CustomResourceDefinitions, with_status
 from tests.unit.test_api_crd import crd
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime.busybox import BusyboxMissing
-from runtime.errors import ImageError
-from runtime.imagestore import ImageStore
-from runtime.layertree import lookup
+from pkube.runtime.busybox import BusyboxMissing
+from pkube.runtime.errors import ImageError
+from pkube.runtime.imagestore import ImageStore
+from pkube.runtime.layertree import lookup
 
 FAKE_BUSYBOX = """#!/bin/sh
 # answers --list-full like busybox does

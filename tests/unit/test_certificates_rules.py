@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from apiserver.tables_certificates import condition_text
-from controllers.certificates import KUBE_APISERVER_CLIENT, KUBELET_CLIENT, KUBELET_SERVING, signer_problem
-from controllers.csrapproving import approval_message
+from pkube.apiserver.tables_certificates import condition_text
+from pkube.controllers.certificates import KUBE_APISERVER_CLIENT, KUBELET_CLIENT, KUBELET_SERVING, signer_problem
+from pkube.controllers.csrapproving import approval_message
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 

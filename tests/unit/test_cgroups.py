@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.cgroups import (
+from pkube.runtime.cgroups import (
     CgroupError,
     CgroupManager,
     CgroupV1Manager,

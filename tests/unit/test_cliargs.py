@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from pdocker import containers, flags
-from pdocker.parser import build_parser, requested_verb
-from pdocker.cliargs import REMAINDER, Parser, UsageError
+from pkube.pdocker import containers, flags
+from pkube.pdocker.parser import build_parser, requested_verb
+from pkube.pdocker.cliargs import REMAINDER, Parser, UsageError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -181,7 +181,7 @@ def test_features_the_lean_engine_lacks_go_to_argparse():
 
 
 def test_parsing_a_run_imports_no_argparse():
-    code = ("import sys; sys.path[:0] = [%r]; from pdocker import parser; "
+    code = ("import sys; sys.path[:0] = [%r]; from pkube.pdocker import parser; "
             "argv = ['run', '--rm', '-it', 'busybox', 'sh']; "
             "parser.build_parser(parser.requested_verb(argv)).parse_args(argv); "
             "heavy = {'argparse', 're', 'json', 'pathlib', 'gettext', 'locale', 'enum', 'signal'}; "

@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
-from client.clock import FakeClock
-from client.events import EventRecorder
-from client.fake import FakeApi
+from pkube.client.clock import FakeClock
+from pkube.client.events import EventRecorder
+from pkube.client.fake import FakeApi
 
 POD = {"kind": "Pod", "apiVersion": "v1",
        "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1", "resourceVersion": "7"}}

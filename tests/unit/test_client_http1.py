@@ -1,4 +1,4 @@
-"""client/http1.py against scripted HTTP servers on loopback: keep-alive, closed idle
+"""pkube/client/http1.py against scripted HTTP servers on loopback: keep-alive, closed idle
 connections, chunked answers, connection: close, lost answers, slots."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from client.http1 import Http1Pool, TransportError
+from pkube.client.http1 import Http1Pool, TransportError
 
 
 async def serve(handler):

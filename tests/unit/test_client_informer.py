@@ -2,11 +2,11 @@
 
 import asyncio
 
-from client.clock import FakeClock
-from client.errors import Gone, status_for
-from client.informer import Informer
-from client.resources import PODS
-from client.store import Store, index_by_namespace, index_pods_by_node
+from pkube.client.clock import FakeClock
+from pkube.client.errors import Gone, status_for
+from pkube.client.informer import Informer
+from pkube.client.resources import PODS
+from pkube.client.store import Store, index_by_namespace, index_pods_by_node
 
 
 def pod(name, node=None, ns="default", rv="1"):

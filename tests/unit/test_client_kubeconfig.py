@@ -5,7 +5,7 @@ import base64
 import pytest
 import yaml
 
-from client.kubeconfig import KubeconfigError, load_kubeconfig
+from pkube.client.kubeconfig import KubeconfigError, load_kubeconfig
 
 
 def write(path, doc):

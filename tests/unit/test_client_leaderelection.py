@@ -4,11 +4,11 @@ import asyncio
 
 import pytest
 
-from client.clock import FakeClock
-from client.errors import Conflict
-from client.fake import FakeApi
-from client.leaderelection import LeaderElectionConfig, LeaderElector
-from client.resources import LEASES
+from pkube.client.clock import FakeClock
+from pkube.client.errors import Conflict
+from pkube.client.fake import FakeApi
+from pkube.client.leaderelection import LeaderElectionConfig, LeaderElector
+from pkube.client.resources import LEASES
 
 
 def elector(api, clock, identity, log):

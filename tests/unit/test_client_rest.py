@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from client.aio import AsyncApiClient
-from client.errors import (AlreadyExists, ApiError, Conflict, Gone, Invalid, NotFound, Unavailable,
+from pkube.client.aio import AsyncApiClient
+from pkube.client.errors import (AlreadyExists, ApiError, Conflict, Gone, Invalid, NotFound, Unavailable,
                            error_from_response)
-from client.kubeconfig import ClientConfig
-from client.resources import DEPLOYMENTS, LEASES, NODES, PODS, SERVICEACCOUNTS, resource_path
-from client.rest import ApiClient, parse_watch_line
+from pkube.client.kubeconfig import ClientConfig
+from pkube.client.resources import DEPLOYMENTS, LEASES, NODES, PODS, SERVICEACCOUNTS, resource_path
+from pkube.client.rest import ApiClient, parse_watch_line
 
 
 @pytest.mark.parametrize("args,path", [

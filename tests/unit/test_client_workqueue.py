@@ -2,8 +2,8 @@
 
 import asyncio
 
-from client.clock import FakeClock
-from client.workqueue import ExponentialBackoff, WorkQueue
+from pkube.client.clock import FakeClock
+from pkube.client.workqueue import ExponentialBackoff, WorkQueue
 
 
 def drain(q):

@@ -1,4 +1,4 @@
-"""The pure parts of a multi-member control plane (cluster/hacluster.py, cluster/cli.py): the
+"""The pure parts of a multi-member control plane (pkube/cluster/hacluster.py, pkube/cluster/cli.py): the
 topology a first member plans and publishes, the member's flags, the checks of --control-plane."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster import hacluster
-from cluster.cli import check_control_plane
-from cluster.up import ClusterConfig, ClusterError
+from pkube.cluster import hacluster
+from pkube.cluster.cli import check_control_plane
+from pkube.cluster.up import ClusterConfig, ClusterError
 
 
 def test_the_planned_topology_names_every_members_etcd_and_apiserver():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster import join, netnodes, pki
-from cluster.up import ClusterConfig
+from pkube.cluster import join, netnodes, pki
+from pkube.cluster.up import ClusterConfig
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_a_server_with_another_ca_is_refused(tls_server):
 
 
 def test_an_unreachable_server_is_said_in_one_line():
-    from cluster.etcd import free_port
+    from pkube.cluster.etcd import free_port
     with pytest.raises(join.JoinError, match=r"cannot reach the apiserver at https://127.0.0.1:\d+: .*refused"):
         join.discover_ca("127.0.0.1", free_port(), "sha256:" + "0" * 64)
 

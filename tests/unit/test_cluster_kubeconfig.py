@@ -2,7 +2,7 @@
 
 import yaml
 
-from cluster.kubeconfig import admin_kubeconfig, merge_into_user_config, merge_kubeconfig, user_kubeconfig_path
+from pkube.cluster.kubeconfig import admin_kubeconfig, merge_into_user_config, merge_kubeconfig, user_kubeconfig_path
 
 
 def test_merge_keeps_other_contexts_and_switches_current():

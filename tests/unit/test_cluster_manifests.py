@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster.manifests import (CONTROL_PLANE, ManifestError, ManifestValues, manifest_path, remove_manifests,
+from pkube.cluster.manifests import (CONTROL_PLANE, ManifestError, ManifestValues, manifest_path, remove_manifests,
                                render, write_manifest)
-from kubelet.static import parse_manifest
-from runtime.hostimage import (HostImageError, ensure_host_image, image_ref, mount_points, write_rootfs_tar)
-from runtime.imagestore import ImageStore
-from runtime.layertree import lookup
+from pkube.kubelet.static import parse_manifest
+from pkube.runtime.hostimage import (HostImageError, ensure_host_image, image_ref, mount_points, write_rootfs_tar)
+from pkube.runtime.imagestore import ImageStore
+from pkube.runtime.layertree import lookup
 
 MOUNTS = ["/usr", "/opt/python"]
 
@@ -63,7 +63,7 @@ def test_every_container_gets_the_installation_read_only_at_the_same_path(name):
 
 def test_the_commands_run_the_given_interpreter_etcd_and_ports():
     apiserver = render("kube-apiserver", values(), MOUNTS)["spec"]["containers"][0]["command"]
-    assert apiserver[:3] == ["/opt/venv/bin/python", "-m", "apiserver"]
+    assert apiserver[:3] == ["/opt/venv/bin/python", "-m", "pkube.apiserver"]
     assert "--etcd-servers http://127.0.0.1:2379" in " ".join(apiserver) and "--port 6443" in " ".join(apiserver)
     etcd = render("etcd", values(), MOUNTS)["spec"]["containers"][0]["command"]
     assert etcd[0] == "/usr/bin/etcd"

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cluster import certs, pki, tokens
+from pkube.cluster import certs, pki, tokens
 
 
 def subject(cert: x509.Certificate) -> tuple[str, tuple[str, ...]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from cluster.secrets import (SecretsError, encryption_config_path, ensure_encryption_config, rotate_key,
+from pkube.cluster.secrets import (SecretsError, encryption_config_path, ensure_encryption_config, rotate_key,
                              secret_keys)
 
 

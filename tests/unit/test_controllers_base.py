@@ -4,10 +4,10 @@ import asyncio
 
 import pytest
 
-from client.clock import FakeClock
-from client.fake import FakeApi
-from client.resources import PODS, REPLICASETS
-from controllers.base import (Controller, ControllerContext, Expectations, PermanentError,
+from pkube.client.clock import FakeClock
+from pkube.client.fake import FakeApi
+from pkube.client.resources import PODS, REPLICASETS
+from pkube.controllers.base import (Controller, ControllerContext, Expectations, PermanentError,
                               TemporaryError, split_key)
 
 

@@ -4,9 +4,9 @@ import datetime as dt
 
 import pytest
 
-from api.cronschedule import ScheduleError, parse_schedule
-from client.timefmt import rfc3339
-from controllers.cronjob import (SCHEDULED_TIMESTAMP, TOO_MANY_MISSED, history_to_delete, job_from_template,
+from pkube.api.cronschedule import ScheduleError, parse_schedule
+from pkube.client.timefmt import rfc3339
+from pkube.controllers.cronjob import (SCHEDULED_TIMESTAMP, TOO_MANY_MISSED, history_to_delete, job_from_template,
                                  job_name, last_successful_time, unmet_schedule)
 
 UTC = dt.timezone.utc

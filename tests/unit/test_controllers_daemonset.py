@@ -5,10 +5,10 @@ import datetime as dt
 
 import pytest
 
-from client.clock import FakeClock
-from controllers import daemonset as d
-from controllers import daemonset_nodes as dn
-from controllers import history
+from pkube.client.clock import FakeClock
+from pkube.controllers import daemonset as d
+from pkube.controllers import daemonset_nodes as dn
+from pkube.controllers import history
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 

@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from controllers import deployment_util as du
-from controllers.deployment import proportional
+from pkube.controllers import deployment_util as du
+from pkube.controllers.deployment import proportional
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 

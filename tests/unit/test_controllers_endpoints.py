@@ -2,15 +2,15 @@
 
 import asyncio
 
-from client.clock import FakeClock
-from client.fake import FakeApi
-from client.resources import ENDPOINTS
-from controllers.base import ControllerContext
-from controllers.endpoints import (ServicePodIndex, desired_endpoints, desired_subsets,
+from pkube.client.clock import FakeClock
+from pkube.client.fake import FakeApi
+from pkube.client.resources import ENDPOINTS
+from pkube.controllers.base import ControllerContext
+from pkube.controllers.endpoints import (ServicePodIndex, desired_endpoints, desired_subsets,
                                    resolve_target_port)
-from controllers.endpointslice import (CONTROLLER_NAME, MANAGED_BY_LABEL, SERVICE_NAME_LABEL,
+from pkube.controllers.endpointslice import (CONTROLLER_NAME, MANAGED_BY_LABEL, SERVICE_NAME_LABEL,
                                        SliceTracker, plan_slices, slice_endpoint)
-from controllers import endpoints as endpoints_module
+from pkube.controllers import endpoints as endpoints_module
 
 
 def service(name="web", selector=None, ports=None, **spec):

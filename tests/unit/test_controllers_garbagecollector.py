@@ -4,12 +4,12 @@ import asyncio
 
 import pytest
 
-from client.clock import FakeClock
-from client.errors import error_for_status, status_for
-from client.resources import CONFIGMAPS, PODS, REPLICASETS
-from controllers.base import ControllerContext
-from controllers.garbagecollector import GarbageCollector
-from controllers.manager import CONTROLLERS, choose
+from pkube.client.clock import FakeClock
+from pkube.client.errors import error_for_status, status_for
+from pkube.client.resources import CONFIGMAPS, PODS, REPLICASETS
+from pkube.controllers.base import ControllerContext
+from pkube.controllers.garbagecollector import GarbageCollector
+from pkube.controllers.manager import CONTROLLERS, choose
 
 
 class RecordingClient:
@@ -110,7 +110,7 @@ def test_manager_refuses_unknown_controllers_and_runs_all_core_ones_by_default()
 
 
 def test_command_line_options_reach_the_controllers_and_bad_names_exit_2(capsys):
-    from controllers.__main__ import controller_options, main, parse_args
+    from pkube.controllers.__main__ import controller_options, main, parse_args
     options = controller_options(parse_args(["--cluster-cidr", "10.9.0.0/16", "--pod-eviction-timeout", "5"]))
     assert options == {"replicaset_burst": 500, "cluster_cidr": "10.9.0.0/16", "pod_eviction_timeout": 5.0}
     assert main(["--controllers", "replicaset,nope"]) == 2

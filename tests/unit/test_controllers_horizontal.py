@@ -1,10 +1,10 @@
-"""The HorizontalPodAutoscaler's arithmetic (controllers/horizontal_replicas.py): the replica
+"""The HorizontalPodAutoscaler's arithmetic (pkube/controllers/horizontal_replicas.py): the replica
 calculator's tolerance, unready and missing pods, stabilisation windows, behavior policies."""
 
 import pytest
 
-from controllers.horizontal import pod_request, pod_usage
-from controllers.horizontal_replicas import (History, MetricsError, PodView, Sample, default_limited,
+from pkube.controllers.horizontal import pod_request, pod_usage
+from pkube.controllers.horizontal_replicas import (History, MetricsError, PodView, Sample, default_limited,
                                              rate_limited, resource_replicas, stabilized)
 
 NOW = 10_000.0

@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from client.timefmt import rfc3339
-from controllers.job_util import (INDEX_ANNOTATION, Backoff, completion_index, failure_policy_action,
+from pkube.client.timefmt import rfc3339
+from pkube.controllers.job_util import (INDEX_ANNOTATION, Backoff, completion_index, failure_policy_action,
                                   format_indexes, parse_indexes, plan_job, pod_for_job)
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)

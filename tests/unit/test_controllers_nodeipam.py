@@ -4,11 +4,11 @@ import asyncio
 
 import pytest
 
-from client.clock import FakeClock
-from client.fake import FakeApi
-from client.resources import NODES
-from controllers.base import ControllerContext, TemporaryError
-from controllers.nodeipam import CidrAllocator, NodeIpamController
+from pkube.client.clock import FakeClock
+from pkube.client.fake import FakeApi
+from pkube.client.resources import NODES
+from pkube.controllers.base import ControllerContext, TemporaryError
+from pkube.controllers.nodeipam import CidrAllocator, NodeIpamController
 
 
 def test_allocator_hands_out_distinct_subnets_and_reuses_released_ones():

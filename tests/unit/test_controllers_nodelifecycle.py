@@ -3,13 +3,13 @@
 import asyncio
 import datetime as dt
 
-from api.tolerations import tolerates
-from client.clock import FakeClock
-from client.errors import error_for_status, status_for
-from client.fake import FakeApi
-from client.resources import LEASES, NODES, PODS
-from controllers.base import ControllerContext
-from controllers.nodelifecycle import (NOT_READY, UNREACHABLE, NodeLifecycleController, eviction_delay,
+from pkube.api.tolerations import tolerates
+from pkube.client.clock import FakeClock
+from pkube.client.errors import error_for_status, status_for
+from pkube.client.fake import FakeApi
+from pkube.client.resources import LEASES, NODES, PODS
+from pkube.controllers.base import ControllerContext
+from pkube.controllers.nodelifecycle import (NOT_READY, UNREACHABLE, NodeLifecycleController, eviction_delay,
                                        restored_conditions, taints_for, unknown_conditions)
 
 WALL = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

@@ -2,9 +2,9 @@
 
 import datetime as dt
 
-from controllers.podgc import (disruption_status, pods_on_missing_nodes, terminated_to_delete,
+from pkube.controllers.podgc import (disruption_status, pods_on_missing_nodes, terminated_to_delete,
                                unscheduled_terminating)
-from controllers.ttlafterfinished import seconds_until_expiry
+from pkube.controllers.ttlafterfinished import seconds_until_expiry
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 

@@ -3,13 +3,13 @@
 import asyncio
 import datetime as dt
 
-from client.clock import FakeClock
-from client.errors import error_for_status, status_for
-from client.fake import FakeApi
-from client.resources import REPLICASETS
-from controllers.base import ControllerContext
-from controllers.podcontrol import slow_start
-from controllers.replicaset import ReplicaSetController, pods_to_delete, replica_set_status
+from pkube.client.clock import FakeClock
+from pkube.client.errors import error_for_status, status_for
+from pkube.client.fake import FakeApi
+from pkube.client.resources import REPLICASETS
+from pkube.controllers.base import ControllerContext
+from pkube.controllers.podcontrol import slow_start
+from pkube.controllers.replicaset import ReplicaSetController, pods_to_delete, replica_set_status
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 

@@ -3,8 +3,8 @@ identity, claims and their owners, the rolling-update step, status, revision has
 
 import datetime as dt
 
-from controllers import history
-from controllers import statefulset as s
+from pkube.controllers import history
+from pkube.controllers import statefulset as s
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 

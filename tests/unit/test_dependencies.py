@@ -10,8 +10,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("api", "client", "apiserver", "scheduler", "controllers", "kubelet", "proxy", "runtime",
-            "pdocker", "kubectl", "cluster")
+PACKAGE = "pkube"    # the one installed name; every component is a package under it
 
 
 def normalized(name: str) -> str:
@@ -21,14 +20,13 @@ def normalized(name: str) -> str:
 def imported_top_levels() -> set[str]:
     """The top-level modules imported anywhere in pkube's packages but its own and the stdlib."""
     names = set()
-    for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Import):
-                    names.update(alias.name.split(".")[0] for alias in node.names)
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names.add(node.module.split(".")[0])
-    return {n for n in names if n not in sys.stdlib_module_names and n not in PACKAGES
+    for path in (ROOT / PACKAGE).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n != PACKAGE
             and not n.startswith("_") and n != "__future__"}
 
 

@@ -1,14 +1,14 @@
-"""PodDisruptionBudget arithmetic (api/disruption.py, controllers/disruption.py) and the
-eviction's budget decision (apiserver/eviction.py), without an apiserver."""
+"""PodDisruptionBudget arithmetic (pkube/api/disruption.py, pkube/controllers/disruption.py) and the
+eviction's budget decision (pkube/apiserver/eviction.py), without an apiserver."""
 
 import datetime as dt
 
 import pytest
 
-from api.disruption import scaled_value
-from apiserver import errors
-from apiserver.eviction import decremented
-from controllers.disruption import NoController, budget_counts, current_healthy, kept_disruptions, new_status
+from pkube.api.disruption import scaled_value
+from pkube.apiserver import errors
+from pkube.apiserver.eviction import decremented
+from pkube.controllers.disruption import NoController, budget_counts, current_healthy, kept_disruptions, new_status
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
 STAMP = "2026-01-01T12:00:00Z"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.dockerfile import (DockerfileError, apply_config_instruction, expand, key_values,
+from pkube.runtime.dockerfile import (DockerfileError, apply_config_instruction, expand, key_values,
                                 parse, parse_line)
 
 SAMPLE = """\

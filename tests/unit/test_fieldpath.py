@@ -1,6 +1,6 @@
-"""FieldsV1 sets (api/fieldpath.py): membership, set algebra, Kubernetes' encoding and order."""
+"""FieldsV1 sets (pkube/api/fieldpath.py): membership, set algebra, Kubernetes' encoding and order."""
 
-from api import fieldpath as fp
+from pkube.api import fieldpath as fp
 
 
 def test_elements_are_encoded_as_kubernetes_writes_them():

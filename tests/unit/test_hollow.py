@@ -5,11 +5,11 @@ import datetime as dt
 
 import pytest
 
-from client.clock import FakeClock
-from client.errors import error_for_status, status_for
-from client.fake import FakeApi
-from client.resources import LEASES, NODES, PODS
-from cluster.hollow import (HollowConfig, HollowNodes, PodAddresses, host_ips, lease_object,
+from pkube.client.clock import FakeClock
+from pkube.client.errors import error_for_status, status_for
+from pkube.client.fake import FakeApi
+from pkube.client.resources import LEASES, NODES, PODS
+from pkube.cluster.hollow import (HollowConfig, HollowNodes, PodAddresses, host_ips, lease_object,
                             node_names, node_needs_report, node_object, node_status_patch,
                             pod_is_reported, pod_running_status)
 
@@ -192,7 +192,7 @@ def test_reconcile_pod_reports_once_and_finishes_deletion():
 
 
 def test_command_line_flags_and_errors(tmp_path, capsys):
-    from cluster.hollow import main, parse_args
+    from pkube.cluster.hollow import main, parse_args
     args = parse_args(["--nodes", "3", "--name-prefix", "x-", "--stop-renewing", "x-1", "--stop-renewing", "x-2",
                        "--renew-interval", "5"])
     assert (args.nodes, args.name_prefix, args.stop_renewing, args.renew_interval) == (3, "x-", ["x-1", "x-2"], 5.0)

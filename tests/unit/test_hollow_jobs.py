@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from cluster.hollow import pod_running_status, pod_succeeded_status, runs_to_completion
+from pkube.cluster.hollow import pod_running_status, pod_succeeded_status, runs_to_completion
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 

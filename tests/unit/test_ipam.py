@@ -8,7 +8,7 @@ import multiprocessing
 
 import pytest
 
-from runtime.ipam import Ipam, IpamError, PoolExhausted
+from pkube.runtime.ipam import Ipam, IpamError, PoolExhausted
 
 
 def ip(text):

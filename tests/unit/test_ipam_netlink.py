@@ -1,4 +1,4 @@
-"""The rtnetlink encoding of runtime/netlink.py (pure; the system tests run it on the kernel)."""
+"""The rtnetlink encoding of pkube/runtime/netlink.py (pure; the system tests run it on the kernel)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from runtime.netlink import (
+from pkube.runtime.netlink import (
     NLMSG_ERROR,
     RTM_NEWLINK,
     attr,

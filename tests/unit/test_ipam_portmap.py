@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from runtime.network import mac_for, veth_name
-from runtime.portmap import (
+from pkube.runtime.network import mac_for, veth_name
+from pkube.runtime.portmap import (
     IptablesFirewall,
     NftFirewall,
     PortMapping,

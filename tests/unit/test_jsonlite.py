@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from runtime import jsonlite
+from pkube.runtime import jsonlite
 
 DOCUMENTS = [
     {"id": "abc", "status": "running", "pid": 42, "exit_code": -1, "oom_killed": False,

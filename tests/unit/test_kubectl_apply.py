@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from kubectl.apply import LAST_APPLIED, apply_patch, original_of, three_way_json_merge_patch, with_last_applied
-from kubectl.errors import CliError
-from kubectl.manifests import parse_documents, read_manifests, validate_manifests
-from kubectl.rollout import rollout_status, undo_patch
+from pkube.kubectl.apply import LAST_APPLIED, apply_patch, original_of, three_way_json_merge_patch, with_last_applied
+from pkube.kubectl.errors import CliError
+from pkube.kubectl.manifests import parse_documents, read_manifests, validate_manifests
+from pkube.kubectl.rollout import rollout_status, undo_patch
 
 
 def deployment(image="nginx:1", env=None) -> dict:
@@ -49,7 +49,7 @@ def test_removed_env_var_is_deleted_and_server_fields_kept():
     current = live(first)
     patch, kind = apply_patch(original_of(current), with_last_applied(second), current)
     assert kind == "strategic"
-    from api.strategic import strategic_merge_patch
+    from pkube.api.strategic import strategic_merge_patch
 
     result = strategic_merge_patch(current, patch, "Deployment")
     container = result["spec"]["template"]["spec"]["containers"][0]

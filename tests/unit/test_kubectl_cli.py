@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from kubectl.cli import main, parse_command_line
-from kubectl.errors import CliError
+from pkube.kubectl.cli import main, parse_command_line
+from pkube.kubectl.errors import CliError
 
 
 def run(*argv):

@@ -6,11 +6,11 @@ import tarfile
 
 import pytest
 
-from client.errors import ApiError
-from kubectl.cp import CopySpec, pack, parse_copy_spec, unpack
-from kubectl.errors import CliError
-from kubectl.portforward import ChannelDecoder, PortMapping, data_frame, parse_port_specs, service_target_ports
-from kubectl.streams import refusal_status
+from pkube.client.errors import ApiError
+from pkube.kubectl.cp import CopySpec, pack, parse_copy_spec, unpack
+from pkube.kubectl.errors import CliError
+from pkube.kubectl.portforward import ChannelDecoder, PortMapping, data_frame, parse_port_specs, service_target_ports
+from pkube.kubectl.streams import refusal_status
 
 
 # ---------------------------------------------------------------- port-forward
@@ -118,8 +118,8 @@ def test_a_refused_upgrade_with_a_status_is_that_status():
 def test_connect_turns_the_status_into_kubectls_line(monkeypatch):
     import websocket
 
-    from kubectl.cli import api_error_line
-    from kubectl.streams import connect
+    from pkube.kubectl.cli import api_error_line
+    from pkube.kubectl.streams import connect
 
     def refuse(*args, **kwargs):
         raise websocket.WebSocketBadStatusException(

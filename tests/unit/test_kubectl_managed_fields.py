@@ -1,6 +1,6 @@
 """pkubectl hides metadata.managedFields in -o yaml|json unless --show-managed-fields, as kubectl does."""
 
-from kubectl.printers import parse_output, print_objects
+from pkube.kubectl.printers import parse_output, print_objects
 
 OBJ = {"apiVersion": "v1", "kind": "ConfigMap",
        "metadata": {"name": "c", "managedFields": [{"manager": "kubectl", "operation": "Apply"}]}}

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from client.errors import ApiError, NotFound, error_for_status, status_for
-from kubectl.drain import Drainer, DrainOptions, error_lines, failure_text, verdict, warning_line
-from kubectl.errors import CliError
-from kubectl.nodes import MODIFIED, TAINTED, UNTAINTED, Taint, parse_taint_specs, reorganize_taints
+from pkube.client.errors import ApiError, NotFound, error_for_status, status_for
+from pkube.kubectl.drain import Drainer, DrainOptions, error_lines, failure_text, verdict, warning_line
+from pkube.kubectl.errors import CliError
+from pkube.kubectl.nodes import MODIFIED, TAINTED, UNTAINTED, Taint, parse_taint_specs, reorganize_taints
 
 NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
 

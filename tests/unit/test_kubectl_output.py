@@ -4,10 +4,10 @@ import io
 
 import pytest
 
-from kubectl.cli import main
-from kubectl.errors import CliError
-from api.jsonpath import render
-from kubectl.printers import (TableOptions, align, custom_columns, parse_output, print_objects, sort_table,
+from pkube.kubectl.cli import main
+from pkube.kubectl.errors import CliError
+from pkube.api.jsonpath import render
+from pkube.kubectl.printers import (TableOptions, align, custom_columns, parse_output, print_objects, sort_table,
                               table_rows)
 
 PODS = {"kind": "List", "items": [
@@ -112,7 +112,7 @@ def test_unreachable_server_is_one_line(tmp_path):
 def test_discovery_cache_round_trip_and_expiry(tmp_path):
     import os
 
-    from kubectl.session import ApiResource, read_discovery_cache, write_discovery_cache
+    from pkube.kubectl.session import ApiResource, read_discovery_cache, write_discovery_cache
 
     path = tmp_path / "cache" / "server.json"
     deploy = ApiResource("apps", "v1", "deployments", "Deployment", True, "deployment", ("deploy",), ("all",),
@@ -126,9 +126,9 @@ def test_discovery_cache_round_trip_and_expiry(tmp_path):
 
 
 def test_explain_renders_fields_from_the_served_schema():
-    from apiserver.openapi import OpenAPIDocuments
-    from kubectl.info import explain_text
-    from kubectl.session import ApiResource
+    from pkube.apiserver.openapi import OpenAPIDocuments
+    from pkube.kubectl.info import explain_text
+    from pkube.kubectl.session import ApiResource
 
     class Pods:
         group, version, kind, plural, namespaced, subresources, group_version = "", "v1", "Pod", "pods", True, {}, "v1"
@@ -153,7 +153,7 @@ def test_watch_rows_keep_the_first_tables_alignment():
 def test_describe_aligns_like_kubectl_tabwriter():
     import datetime
 
-    from kubectl.describe import describe, tabwrite
+    from pkube.kubectl.describe import describe, tabwrite
 
     assert tabwrite(["Name:\tweb", "Namespace:\tdefault", "Pod Template:", "  Labels:\tapp=web"]) == [
         "Name:       web", "Namespace:  default", "Pod Template:", "  Labels:  app=web"]
@@ -173,7 +173,7 @@ def test_describe_aligns_like_kubectl_tabwriter():
 
 
 def test_yaml_quotes_like_kubectl():
-    from kubectl.printers import dump_yaml
+    from pkube.kubectl.printers import dump_yaml
 
     data = {"a": "yes", "c": "1", "d": "", "e": "x: y", "f": "multi\nline", "h": "null", "l": " lead",
             "n": "true", "p": "2026-01-01", "plain": "web", "y": "ok", "z": "*star"}
@@ -182,7 +182,7 @@ def test_yaml_quotes_like_kubectl():
 
 
 def test_exec_flags_before_dashes_and_the_command_after():
-    from kubectl.cli import build_parser, split_at_dashes
+    from pkube.kubectl.cli import build_parser, split_at_dashes
 
     flags, command = split_at_dashes(["exec", "web", "-c", "main", "-i", "--", "sh", "-c", "echo -n hi"])
     args = build_parser().parse_args(flags)

@@ -4,8 +4,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from kubectl.errors import CliError
-from kubectl.streams import exec_query, exit_code_of, log_params
+from pkube.kubectl.errors import CliError
+from pkube.kubectl.streams import exec_query, exit_code_of, log_params
 
 
 def test_log_flags_become_query_parameters():
@@ -79,8 +79,8 @@ def test_exec_copies_streams_and_returns_the_remote_exit_code():
     import json
     from types import SimpleNamespace
 
-    from client.kubeconfig import ClientConfig
-    from kubectl.streams import run_exec
+    from pkube.client.kubeconfig import ClientConfig
+    from pkube.kubectl.streams import run_exec
 
     status = {"status": "Failure", "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}}
     listener, thread, seen = _fake_exec_server([b"\x01hello\n", b"\x02oops\n", b"\x03" + json.dumps(status).encode()])
@@ -102,8 +102,8 @@ def test_logs_stream_text_as_it_arrives(tmp_path):
     import io
     import threading
 
-    from kubectl.session import Flags, Session
-    from kubectl.streams import stream_logs
+    from pkube.kubectl.session import Flags, Session
+    from pkube.kubectl.streams import stream_logs
 
     seen = {}
 

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from kubectl.errors import CliError
-from kubectl.top import node_rows, pod_rows, tab_table, top_nodes, top_pods
+from pkube.kubectl.errors import CliError
+from pkube.kubectl.top import node_rows, pod_rows, tab_table, top_nodes, top_pods
 
 POD_METRICS = [
     {"metadata": {"name": "web-7d4b9c", "namespace": "default"}, "timestamp": "2026-12-04T16:00:00Z", "window": "10s",

@@ -5,12 +5,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from client.errors import Gone, status_for
-from client.resources import PODS
-from kubectl.errors import CliError
-from kubectl.mutate import Target
-from kubectl.session import ApiResource
-from kubectl.waiting import (WaitFor, condition_met, jsonpath_met, object_states, parse_duration, parse_for,
+from pkube.client.errors import Gone, status_for
+from pkube.client.resources import PODS
+from pkube.kubectl.errors import CliError
+from pkube.kubectl.mutate import Target
+from pkube.kubectl.session import ApiResource
+from pkube.kubectl.waiting import (WaitFor, condition_met, jsonpath_met, object_states, parse_duration, parse_for,
                              wait_one)
 
 

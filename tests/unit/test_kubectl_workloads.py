@@ -3,8 +3,8 @@
 
 import pytest
 
-from kubectl.errors import CliError
-from kubectl.workloads import (container_name_for_image, deployment_for_create, env_listing, parse_env_changes,
+from pkube.kubectl.errors import CliError
+from pkube.kubectl.workloads import (container_name_for_image, deployment_for_create, env_listing, parse_env_changes,
                                parse_image_pairs, pod_for_run, pod_spec_patch, service_for_expose, set_env,
                                set_images)
 

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from kubelet.envvars import container_env, expand, lookup_in
-from kubelet.errors import ConfigError
+from pkube.kubelet.envvars import container_env, expand, lookup_in
+from pkube.kubelet.errors import ConfigError
 from tests.helpers.objectsource import DictSource
 
 

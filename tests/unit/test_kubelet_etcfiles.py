@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kubelet.containers import run_as_non_root_error, security_options
-from kubelet.etcfiles import hosts_file, resolv_conf
+from pkube.kubelet.containers import run_as_non_root_error, security_options
+from pkube.kubelet.etcfiles import hosts_file, resolv_conf
 
 HOST = "nameserver 192.0.2.53\nsearch corp.example\noptions edns0\n"
 

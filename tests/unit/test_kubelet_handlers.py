@@ -10,9 +10,9 @@ import ssl
 
 import pytest
 
-from client.clock import FakeClock
-from kubelet.grpcprobe import decode_status, encode_request
-from kubelet.handlers import ActionError, HandlerResult, Handlers, resolve_port, run_hook
+from pkube.client.clock import FakeClock
+from pkube.kubelet.grpcprobe import decode_status, encode_request
+from pkube.kubelet.handlers import ActionError, HandlerResult, Handlers, resolve_port, run_hook
 
 
 class HttpServer:

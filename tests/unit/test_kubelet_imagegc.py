@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from kubelet.imagegc import images_to_delete
+from pkube.kubelet.imagegc import images_to_delete
 
 
 def image(name, size, created="2026-01-01"):

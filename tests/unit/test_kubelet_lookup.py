@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kubelet import lookup
-from kubelet.lookup import CONTAINER_ATTEMPT, CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID
+from pkube.kubelet import lookup
+from pkube.kubelet.lookup import CONTAINER_ATTEMPT, CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID
 
 
 @dataclass

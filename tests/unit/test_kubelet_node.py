@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from kubelet.node import HostFacts, NodeConfig, node_object, node_status, read_host_facts, significant_change
+from pkube.kubelet.node import HostFacts, NodeConfig, node_object, node_status, read_host_facts, significant_change
 
 NOW = dt.datetime(2026, 12, 4, 10, 0, tzinfo=dt.timezone.utc)
 GI = 1024 ** 3

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from kubelet.backoff import RestartBackoff
-from kubelet.podstatus import ContainerView, pod_phase, pod_status, qos_class, without_times
-from runtime.state import ContainerState
+from pkube.kubelet.backoff import RestartBackoff
+from pkube.kubelet.podstatus import ContainerView, pod_phase, pod_status, qos_class, without_times
+from pkube.runtime.state import ContainerState
 
 NOW = "2026-12-04T10:00:00Z"
 

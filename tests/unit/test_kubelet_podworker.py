@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from kubelet.errors import ConfigError
-from kubelet.podworker import TERMINATED, PodWorker, Services
-from runtime.state import ContainerState
+from pkube.kubelet.errors import ConfigError
+from pkube.kubelet.podworker import TERMINATED, PodWorker, Services
+from pkube.runtime.state import ContainerState
 
 NOW = "2026-12-04T10:00:00.000000000Z"
 

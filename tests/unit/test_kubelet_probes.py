@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from client.clock import FakeClock
-from kubelet.handlers import HandlerResult, Handlers
-from kubelet.probes import ContainerProbes, ProbeWorker, failure_message
+from pkube.client.clock import FakeClock
+from pkube.kubelet.handlers import HandlerResult, Handlers
+from pkube.kubelet.probes import ContainerProbes, ProbeWorker, failure_message
 
 
 class FakeContainer:

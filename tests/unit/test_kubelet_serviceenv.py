@@ -1,6 +1,6 @@
 """Service environment variables as the kubelet writes them (envvars.FromServices)."""
 
-from kubelet.serviceenv import pod_service_env, service_variables, visible_services
+from pkube.kubelet.serviceenv import pod_service_env, service_variables, visible_services
 
 
 def svc(name, namespace="default", ip="10.96.0.20", ports=({"port": 80},)):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kubelet.mirror import is_mirror, mirror_of
-from kubelet.static import CONFIG_HASH, read_manifests
+from pkube.kubelet.mirror import is_mirror, mirror_of
+from pkube.kubelet.static import CONFIG_HASH, read_manifests
 
 POD = """apiVersion: v1
 kind: Pod

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from kubectl.streams import exit_code_of
-from kubelet import streams
-from kubelet.streams import Channels, FrameError
+from pkube.kubectl.streams import exit_code_of
+from pkube.kubelet import streams
+from pkube.kubelet.streams import Channels, FrameError
 
 
 @pytest.mark.parametrize("offered, supported, chosen", [
@@ -99,7 +99,7 @@ def test_ports_of_a_port_forward():
 
 
 def test_exec_stream_options_default_to_output_and_refuse_nothing_at_all():
-    from kubelet.remotecommand import StreamOptions
+    from pkube.kubelet.remotecommand import StreamOptions
     assert StreamOptions.from_query({}) == StreamOptions(stdin=False, stdout=True, stderr=True, tty=False)
     assert StreamOptions.from_query({"tty": "true", "stdin": "true"}).stderr is False   # a tty has one output
     with pytest.raises(ValueError, match="at least 1 of stdin, stdout, stderr"):
@@ -121,19 +121,19 @@ def client_syn_stream(deflate, stream_id: int, headers: dict, fin: bool = False)
 
 def client_deflate():
     import zlib
-    from kubelet.spdy import DICTIONARY
+    from pkube.kubelet.spdy import DICTIONARY
     return zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARY)
 
 
 def test_spdy_dictionary_is_the_spdy3_one():
     import hashlib
-    from kubelet.spdy import DICTIONARY
+    from pkube.kubelet.spdy import DICTIONARY
     assert len(DICTIONARY) == 1423
     assert hashlib.sha256(DICTIONARY).hexdigest() == "51d27341373f923f3cd88e1eb7162aeaa3723d7585ff2399201dc06498407f02"
 
 
 def test_spdy_frames_cut_anywhere_are_reassembled_and_headers_share_one_context():
-    from kubelet import spdy
+    from pkube.kubelet import spdy
     deflate = client_deflate()
     wire = (client_syn_stream(deflate, 1, {"streamtype": "error", "port": "8080", "requestid": "0"}, fin=True)
             + client_syn_stream(deflate, 3, {"streamtype": "data", "port": "8080", "requestid": "0"})
@@ -150,7 +150,7 @@ def test_spdy_frames_cut_anywhere_are_reassembled_and_headers_share_one_context(
 def test_spdy_replies_pings_and_resets_read_back():
     import struct
     import zlib
-    from kubelet import spdy
+    from pkube.kubelet import spdy
     server, reader = spdy.Codec(), spdy.Codec()
     frames = reader.feed(server.syn_reply(5) + server.ping(7) + server.rst_stream(5, spdy.CANCEL)
                          + server.goaway(5))
@@ -166,7 +166,7 @@ def test_spdy_replies_pings_and_resets_read_back():
 
 def test_spdy_ignores_flow_control_and_refuses_other_versions():
     import struct
-    from kubelet import spdy
+    from pkube.kubelet import spdy
     settings = struct.pack(">II", 0x80030004, 4) + struct.pack(">I", 0)
     assert spdy.Codec().feed(settings) == []
     with pytest.raises(spdy.ProtocolError, match="version 2"):
@@ -174,7 +174,7 @@ def test_spdy_ignores_flow_control_and_refuses_other_versions():
 
 
 def test_spdy_port_forward_streams_pair_by_request_id_or_stream_ids():
-    from kubelet.spdyforward import pair_key, stream_port
+    from pkube.kubelet.spdyforward import pair_key, stream_port
     assert pair_key({"streamtype": "data", "requestid": "4"}, 9) == "4"
     assert pair_key({"streamtype": "error"}, 1) == pair_key({"streamtype": "data"}, 3) == "1"
     assert stream_port({"port": "8080"}) == 8080

@@ -9,11 +9,11 @@ import datetime as dt
 
 import pytest
 
-from client.clock import FakeClock
-from client.errors import ApiError, status_for
-from kubelet.objectsource import PodObjects
-from kubelet.tokens import TokenError, TokenManager
-from kubelet.volumecontent import ContentError, content_payload
+from pkube.client.clock import FakeClock
+from pkube.client.errors import ApiError, status_for
+from pkube.kubelet.objectsource import PodObjects
+from pkube.kubelet.tokens import TokenError, TokenManager
+from pkube.kubelet.volumecontent import ContentError, content_payload
 
 POD = {"metadata": {"name": "web", "namespace": "shop", "uid": "uid-1"},
        "spec": {"serviceAccountName": "robot", "containers": [{"name": "c"}]}}

@@ -11,9 +11,9 @@ import stat
 
 import pytest
 
-from kubelet.errors import ConfigError, VolumeError
-from kubelet.volumes import PodVolumes
-from runtime.spec import Mount
+from pkube.kubelet.errors import ConfigError, VolumeError
+from pkube.kubelet.volumes import PodVolumes
+from pkube.runtime.spec import Mount
 from tests.helpers.objectsource import DictSource
 
 UID = "0f1e2d3c-aaaa-bbbb-cccc-000000000001"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from kubelet.atomicwriter import AtomicWriter, FileProjection, PayloadError, validate_path
+from pkube.kubelet.atomicwriter import AtomicWriter, FileProjection, PayloadError, validate_path
 
 
 def files(**contents: bytes) -> dict[str, FileProjection]:

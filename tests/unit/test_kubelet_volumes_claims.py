@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from kubelet.errors import VolumeError
-from kubelet.volumes import PodVolumes
+from pkube.kubelet.errors import VolumeError
+from pkube.kubelet.volumes import PodVolumes
 from tests.helpers.objectsource import DictSource
 
 UID = "0f1e2d3c-aaaa-bbbb-cccc-000000000002"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime.errors import LayerError, UnsafeLayer
-from runtime.layers import LayerStore
-from runtime.layertar import tar_directory
-from runtime.layertree import lookup, resolve_path
+from pkube.runtime.errors import LayerError, UnsafeLayer
+from pkube.runtime.layers import LayerStore
+from pkube.runtime.layertar import tar_directory
+from pkube.runtime.layertree import lookup, resolve_path
 
 
 def make_tar(entries, compress=None) -> bytes:

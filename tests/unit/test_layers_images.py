@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.errors import ImageConflict, ImageNotFound, InvalidReference
-from runtime.imagestore import ImageStore
-from runtime.reference import normalize_ref, stored_ref_key
+from pkube.runtime.errors import ImageConflict, ImageNotFound, InvalidReference
+from pkube.runtime.imagestore import ImageStore
+from pkube.runtime.reference import normalize_ref, stored_ref_key
 from tests.unit.test_layers import make_tar
 
 
@@ -142,7 +142,7 @@ LEAN_GET = """
 import sys
 sys.path[:0] = [sys.argv[1]]
 before = set(sys.modules)
-from runtime.imagestore import ImageStore
+from pkube.runtime.imagestore import ImageStore
 image = ImageStore(sys.argv[2]).get(sys.argv[3])
 heavy = {"re", "json", "pathlib", "enum", "contextlib", "collections", "functools", "typing"}
 print(image.layer_dirs[0], *sorted(heavy & (set(sys.modules) - before)))

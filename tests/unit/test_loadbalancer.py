@@ -2,7 +2,7 @@
 
 import pytest
 
-from cluster.loadbalancer import ServerList, endpoint_servers, parse_server
+from pkube.cluster.loadbalancer import ServerList, endpoint_servers, parse_server
 
 A, B, C = ("10.0.0.1", 6443), ("10.0.0.2", 6443), ("10.0.0.3", 6443)
 

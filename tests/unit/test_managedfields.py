@@ -1,15 +1,15 @@
-"""Server-side apply's pure parts: types from the schemas (api/fieldtypes.py), field sets,
-comparison, merge and pruning (api/typedvalue.py), and the field manager's Update and Apply
-operations with their conflicts and the client-side-apply upgrade (api/managedfields.py)."""
+"""Server-side apply's pure parts: types from the schemas (pkube/api/fieldtypes.py), field sets,
+comparison, merge and pruning (pkube/api/typedvalue.py), and the field manager's Update and Apply
+operations with their conflicts and the client-side-apply upgrade (pkube/api/managedfields.py)."""
 
 import copy
 import json
 
 import pytest
 
-from api import managedfields as mf
-from api.fieldtypes import LIST, MAP, STRUCT, TypeCatalog
-from api.typedvalue import compare, field_set, merge
+from pkube.api import managedfields as mf
+from pkube.api.fieldtypes import LIST, MAP, STRUCT, TypeCatalog
+from pkube.api.typedvalue import compare, field_set, merge
 
 CATALOG = TypeCatalog()
 DEPLOYMENT = CATALOG.builtin("apps/v1", "Deployment")

@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from apiserver.metrics import ApiserverMetrics, reported_verb, scope
-from apiserver.requestinfo import request_info
-from client.clock import FakeClock
-from client.metrics import WorkqueueMetrics, parse_bind_address
-from client.workqueue import WorkQueue
-from kubelet.metrics import KubeletMetrics
-from scheduler.metrics import SchedulerMetrics
+from pkube.apiserver.metrics import ApiserverMetrics, reported_verb, scope
+from pkube.apiserver.requestinfo import request_info
+from pkube.client.clock import FakeClock
+from pkube.client.metrics import WorkqueueMetrics, parse_bind_address
+from pkube.client.workqueue import WorkQueue
+from pkube.kubelet.metrics import KubeletMetrics
+from pkube.scheduler.metrics import SchedulerMetrics
 
 
 def sample(registry: CollectorRegistry, metric: str, **labels) -> float:
@@ -87,7 +87,7 @@ def test_the_apiserver_labels_requests_as_kube_apiserver_does(method, path, quer
 
 
 def test_made_up_paths_cannot_grow_the_apiservers_series_for_ever(monkeypatch):
-    monkeypatch.setattr("apiserver.metrics.MAX_LABEL_SETS", 3)
+    monkeypatch.setattr("pkube.apiserver.metrics.MAX_LABEL_SETS", 3)
     registry = CollectorRegistry()
     metrics = ApiserverMetrics(registry)
     for i in range(10):
@@ -113,10 +113,10 @@ def test_the_metrics_bind_address(text, parsed):
 def test_the_proxy_times_each_table_sync_that_nft_accepted():
     import asyncio
 
-    from client.fake import FakeApi
-    from proxy.metrics import ProxyMetrics
-    from proxy.rules import ProxyConfig
-    from proxy.server import ProxyServer
+    from pkube.client.fake import FakeApi
+    from pkube.proxy.metrics import ProxyMetrics
+    from pkube.proxy.rules import ProxyConfig
+    from pkube.proxy.server import ProxyServer
     from tests.unit.test_proxy_rules import endpoint, endpoint_slice, service
     from tests.unit.test_proxy_server import TableNft
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from api.kinds import Registry
-from apiserver import errors
-from apiserver.admission import CREATE, UPDATE, AdmissionRequest
-from apiserver.auth.attributes import resource_attributes
-from apiserver.auth.node import NodeAuthorizer, NodeGraph, pod_refs
-from apiserver.auth.noderestriction import NodeRestriction
-from apiserver.auth.policy import AUTOUPDATE, bootstrap_objects, reconciled
-from apiserver.auth.user import UserInfo
-from apiserver.paths import Target
+from pkube.api.kinds import Registry
+from pkube.apiserver import errors
+from pkube.apiserver.admission import CREATE, UPDATE, AdmissionRequest
+from pkube.apiserver.auth.attributes import resource_attributes
+from pkube.apiserver.auth.node import NodeAuthorizer, NodeGraph, pod_refs
+from pkube.apiserver.auth.noderestriction import NodeRestriction
+from pkube.apiserver.auth.policy import AUTOUPDATE, bootstrap_objects, reconciled
+from pkube.apiserver.auth.user import UserInfo
+from pkube.apiserver.paths import Target
 
 N1 = UserInfo("system:node:n1", groups=("system:nodes", "system:authenticated"))
 

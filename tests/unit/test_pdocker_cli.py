@@ -8,11 +8,11 @@ import os
 
 import pytest
 
-from pdocker import cli, containers, flags, output, parser, reports
-from pdocker.cliargs import UsageError
-from pdocker.output import ProgressBars
-from runtime import logs
-from runtime.spec import Mount
+from pkube.pdocker import cli, containers, flags, output, parser, reports
+from pkube.pdocker.cliargs import UsageError
+from pkube.pdocker.output import ProgressBars
+from pkube.runtime import logs
+from pkube.runtime.spec import Mount
 
 
 @pytest.mark.parametrize("text, value", [("512", 512), ("64m", 64 << 20), ("1g", 1 << 30),
@@ -88,7 +88,7 @@ def test_decimal_sizes_like_docker():
 
 
 def test_progress_bars_print_status_changes_off_a_terminal():
-    from runtime.registry import Progress
+    from pkube.runtime.registry import Progress
     out = io.StringIO()
     bars = ProgressBars(out)
     for event in [Progress("aaa", "Downloading", 1, 4), Progress("bbb", "Already exists"),
@@ -98,7 +98,7 @@ def test_progress_bars_print_status_changes_off_a_terminal():
 
 
 def test_progress_bar_line_on_a_terminal():
-    from runtime.registry import Progress
+    from pkube.runtime.registry import Progress
 
     class Tty(io.StringIO):
         def isatty(self):

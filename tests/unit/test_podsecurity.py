@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from apiserver.podsecurity import (BASELINE, PRIVILEGED, RESTRICTED, PodSecurityDefaults, check_pod,
+from pkube.apiserver.podsecurity import (BASELINE, PRIVILEGED, RESTRICTED, PodSecurityDefaults, check_pod,
                                    forbidden_detail, namespace_policies)
 
 

@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from apiserver.protobuf import (MAGIC, ProtobufError, UnsupportedKindError, decode_protobuf,
+from pkube.apiserver.protobuf import (MAGIC, ProtobufError, UnsupportedKindError, decode_protobuf,
                                 special_value)
-from apiserver.protobuf_schema import KINDS, MESSAGES
+from pkube.apiserver.protobuf_schema import KINDS, MESSAGES
 
 
 # --- a small encoder, written like gogo-protobuf's marshallers, to build test bodies ----------
@@ -211,7 +211,7 @@ def test_packed_and_unpacked_repeated_ints_both_decode():
 def test_unknown_fields_are_skipped_and_logged(caplog):
     raw = field(1, field(1, "n") + field(99, "future")) + field(77, 1)
 
-    with caplog.at_level(logging.DEBUG, logger="apiserver.protobuf"):
+    with caplog.at_level(logging.DEBUG, logger="pkube.apiserver.protobuf"):
         namespace = decode_protobuf(envelope("v1", "Namespace", raw))
 
     assert namespace == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}

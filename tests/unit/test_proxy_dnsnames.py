@@ -2,7 +2,7 @@
 
 from dnslib import QTYPE, RCODE
 
-from proxy.dnsnames import ClusterNames
+from pkube.proxy.dnsnames import ClusterNames
 
 DOMAIN = "cluster.local"
 

@@ -1,4 +1,4 @@
-"""The pod network controller (proxy/podnetwork.py) over a recording Routing and FakeApi:
+"""The pod network controller (pkube/proxy/podnetwork.py) over a recording Routing and FakeApi:
 what it reports and retries, and what it publishes. The real kernel and apiserver run the
 same paths in tests/system/test_pod_network.py."""
 
@@ -9,12 +9,12 @@ import errno
 import ipaddress
 import logging
 
-from client.fake import FakeApi
-from client.resources import NODES
-from proxy import podroutes
-from proxy.podnetwork import FAILED_REASON, PodNetwork, PodNetworkConfig
-from proxy.routing import Route, VxlanLink
-from runtime.netlink import NetlinkError
+from pkube.client.fake import FakeApi
+from pkube.client.resources import NODES
+from pkube.proxy import podroutes
+from pkube.proxy.podnetwork import FAILED_REASON, PodNetwork, PodNetworkConfig
+from pkube.proxy.routing import Route, VxlanLink
+from pkube.runtime.netlink import NetlinkError
 from tests.unit.test_proxy_podroutes import node
 
 
@@ -80,7 +80,7 @@ def test_a_route_that_cannot_be_installed_is_reported_once_and_the_others_instal
 
     async def rounds():
         return [await network.reconcile() for _ in range(3)]
-    with caplog.at_level(logging.INFO, "proxy.podnetwork"):
+    with caplog.at_level(logging.INFO, "pkube.proxy.podnetwork"):
         assert asyncio.run(rounds()) == [True, True, True]          # retried while it fails
     assert list(routing.installed) == [ipaddress.IPv4Network("10.244.2.0/24")]
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]

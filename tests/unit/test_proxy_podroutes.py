@@ -1,5 +1,5 @@
-"""Route planning of the pod network (proxy/podroutes.py) and the netlink encoding it is
-written with (proxy/routing.py): pure, no kernel."""
+"""Route planning of the pod network (pkube/proxy/podroutes.py) and the netlink encoding it is
+written with (pkube/proxy/routing.py): pure, no kernel."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from proxy import podroutes
-from proxy.podroutes import HOST_GW, VXLAN, Peer, plan, peers, wanted_neighbours, wanted_routes
-from proxy.routing import Neighbour, Route, parse_attrs, parse_route, route_body
-from runtime.netlink import NLMSGHDR
+from pkube.proxy import podroutes
+from pkube.proxy.podroutes import HOST_GW, VXLAN, Peer, plan, peers, wanted_neighbours, wanted_routes
+from pkube.proxy.routing import Neighbour, Route, parse_attrs, parse_route, route_body
+from pkube.runtime.netlink import NLMSGHDR
 
 NET, IP = ipaddress.IPv4Network, ipaddress.IPv4Address
 

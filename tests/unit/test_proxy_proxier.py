@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from proxy.nft import NftError
-from proxy.proxier import Proxier
-from proxy.rules import ProxyConfig
+from pkube.proxy.nft import NftError
+from pkube.proxy.proxier import Proxier
+from pkube.proxy.rules import ProxyConfig
 from tests.unit.test_proxy_rules import endpoint, endpoint_slice, service
 
 

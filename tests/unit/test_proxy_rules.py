@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.model import SERVICE_NAME_LABEL, port_endpoints, service_ports, usable
-from proxy.rules import ProxyConfig, Rules, diff_lines, full_script, hairpin_lines, service_rules
+from pkube.proxy.model import SERVICE_NAME_LABEL, port_endpoints, service_ports, usable
+from pkube.proxy.rules import ProxyConfig, Rules, diff_lines, full_script, hairpin_lines, service_rules
 
 CONFIG = ProxyConfig(table="t", cluster_cidr="10.244.0.0/16", node_name="n1")
 

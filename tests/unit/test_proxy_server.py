@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from client.fake import FakeApi
-from proxy.nft import NftError
-from proxy.rules import ProxyConfig
-from proxy.server import ProxyServer
+from pkube.client.fake import FakeApi
+from pkube.proxy.nft import NftError
+from pkube.proxy.rules import ProxyConfig
+from pkube.proxy.server import ProxyServer
 from tests.unit.test_proxy_proxier import RecordingNft
 from tests.unit.test_proxy_rules import endpoint, endpoint_slice, service
 

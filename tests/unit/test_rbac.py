@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from apiserver.auth.attributes import connect_verbs, non_resource_attributes, request_attributes, resource_attributes
-from apiserver.auth.authorizer import ALLOW, NO_OPINION, Union, forbidden
-from apiserver.auth.rbac import Policy, RBACAuthorizer, Rule, subject_matches
-from apiserver.auth.user import UserInfo
+from pkube.apiserver.auth.attributes import connect_verbs, non_resource_attributes, request_attributes, resource_attributes
+from pkube.apiserver.auth.authorizer import ALLOW, NO_OPINION, Union, forbidden
+from pkube.apiserver.auth.rbac import Policy, RBACAuthorizer, Rule, subject_matches
+from pkube.apiserver.auth.user import UserInfo
 
 ALICE = UserInfo("alice", groups=("devs", "system:authenticated"))
 

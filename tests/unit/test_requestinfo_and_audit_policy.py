@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from apiserver.audit import parse_policy, timestamp
-from apiserver.auth.user import UserInfo
-from apiserver.requestinfo import request_info
+from pkube.apiserver.audit import parse_policy, timestamp
+from pkube.apiserver.auth.user import UserInfo
+from pkube.apiserver.requestinfo import request_info
 
 
 @pytest.mark.parametrize("method, path, query, expected", [

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime import logs, rootfs
-from runtime.namespaces import plan_for, plan_for_exec, plan_for_sandbox
-from runtime.spec import (ContainerSpec, Mount, ShimConfig, SpecError, capability_mask,
+from pkube.runtime import logs, rootfs
+from pkube.runtime.namespaces import plan_for, plan_for_exec, plan_for_sandbox
+from pkube.runtime.spec import (ContainerSpec, Mount, ShimConfig, SpecError, capability_mask,
                           merge_image_config)
-from runtime.state import ContainerState, IllegalTransition, StateStore, Status
+from pkube.runtime.state import ContainerState, IllegalTransition, StateStore, Status
 
 IMAGE = {"Entrypoint": ["/entry"], "Cmd": ["serve"], "Env": ["PATH=/bin", "A=1"],
          "WorkingDir": "/app", "User": "daemon"}
@@ -151,7 +151,7 @@ def test_resolv_conf_drops_loopback_nameservers(tmp_path):
 
 
 def test_syscall_errors_name_the_operation_and_the_path(tmp_path):
-    from runtime import syscalls
+    from pkube.runtime import syscalls
     with pytest.raises(syscalls.SyscallError) as info:
         syscalls.mount("overlay", tmp_path / "missing", "overlay", 0, "lowerdir=/nope")
     assert str(info.value) == f"mount overlay on {tmp_path / 'missing'}: No such file or directory"
@@ -168,8 +168,8 @@ def test_shim_config_limits_are_clear_errors():
 
 def test_a_reused_pid_is_not_mistaken_for_the_container(tmp_path):
     """The record names a live pid (ours) but another start time: the container is gone."""
-    from runtime.process import proc_start_time
-    from runtime.runtime import Runtime
+    from pkube.runtime.process import proc_start_time
+    from pkube.runtime.runtime import Runtime
     rt = Runtime(tmp_path)
     state = ContainerState(id="c" * 64, name="ghost", image="busybox", image_id="")
     os.makedirs(rt.store.dir(state.id))
@@ -186,7 +186,7 @@ def test_a_reused_pid_is_not_mistaken_for_the_container(tmp_path):
 
 def recorded_running(rt, name: str, pid_start_offset: int = 0) -> ContainerState:
     """A record saying `name` runs as this test's process (+ offset: a reused pid)."""
-    from runtime.process import proc_start_time
+    from pkube.runtime.process import proc_start_time
     state = ContainerState(id=os.urandom(32).hex(), name=name, image="busybox", image_id="")
     os.makedirs(rt.store.dir(state.id))
     state.transition(Status.RUNNING)
@@ -196,7 +196,7 @@ def recorded_running(rt, name: str, pid_start_offset: int = 0) -> ContainerState
 
 
 def test_remove_refuses_a_running_container_and_removes_an_exited_one(tmp_path):
-    from runtime.runtime import Conflict, NoSuchContainer, Runtime
+    from pkube.runtime.runtime import Conflict, NoSuchContainer, Runtime
     rt = Runtime(tmp_path)
     running = recorded_running(rt, "alive")
     with pytest.raises(Conflict, match="cannot remove a running container"):
@@ -215,19 +215,19 @@ def test_remove_refuses_a_running_container_and_removes_an_exited_one(tmp_path):
                                          ("", False), ("-x", False), ("_x", False), ("a b", False),
                                          ("a/b", False), ("é", False)])
 def test_container_names_follow_docker(name, valid):
-    from runtime.names import valid_name
+    from pkube.runtime.names import valid_name
     assert valid_name(name) is valid
 
 
 def test_runtime_paths_are_str_whatever_the_root_was_given_as(tmp_path):
-    from runtime.runtime import Runtime
+    from pkube.runtime.runtime import Runtime
     rt = Runtime(tmp_path)
     assert rt.root == str(tmp_path) and rt.store.dir("x") == f"{tmp_path}/containers/x"
     assert rootfs.lower_dirs(tmp_path, [Path("/l/a"), "/l/b"]) == [f"{tmp_path}/init", "/l/b", "/l/a"]
 
 
 def test_an_id_shaped_path_never_resolves_outside_the_store(tmp_path):
-    from runtime.runtime import NoSuchContainer, Runtime
+    from pkube.runtime.runtime import NoSuchContainer, Runtime
     rt = Runtime(tmp_path / "root")
     outside = tmp_path / ("x" * 40)
     outside.mkdir()
@@ -244,8 +244,8 @@ def test_an_id_shaped_path_never_resolves_outside_the_store(tmp_path):
 def test_an_exit_recorded_while_the_supervisor_leaves_is_not_lost(tmp_path, monkeypatch):
     """The shim writes the exit file, then exits: a refresh that misses the file, then finds
     both processes gone, reads it again instead of reporting a vanished supervisor (255)."""
-    from runtime import process
-    from runtime.runtime import Runtime
+    from pkube.runtime import process
+    from pkube.runtime.runtime import Runtime
     rt = Runtime(tmp_path)
     state = ContainerState(id="d" * 64, name="late", image="busybox", image_id="")
     os.makedirs(rt.store.dir(state.id))

@@ -1,4 +1,4 @@
-"""Which shim and pause executables run (runtime/helpers.py): the installed ones built from this
+"""Which shim and pause executables run (pkube/runtime/helpers.py): the installed ones built from this
 source, else ROOT/bin's, else compiled; a stale one without a compiler is a clear error."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from runtime import helpers
+from pkube.runtime import helpers
 
 
 def executable(path) -> str:
@@ -18,7 +18,7 @@ def executable(path) -> str:
 
 @pytest.fixture
 def installed(tmp_path, monkeypatch):
-    """runtime/bin/ moved to a temp dir; no compiler on PATH."""
+    """pkube/runtime/bin/ moved to a temp dir; no compiler on PATH."""
     directory = tmp_path / "installed"
     directory.mkdir()
     monkeypatch.setattr(helpers, "installed_dir", lambda: str(directory))

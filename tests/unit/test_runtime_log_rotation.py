@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime import logs
+from pkube.runtime import logs
 
 
 def line(n: int) -> bytes:

@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from runtime.cgroups import Resources
-from pdocker.launcher import is_launcher, script_text
-from runtime.spec import ContainerSpec, Mount, SpecError, spec_from_dict
-from runtime.state import ContainerState, StateStore, Status
+from pkube.runtime.cgroups import Resources
+from pkube.pdocker.launcher import is_launcher, script_text
+from pkube.runtime.spec import ContainerSpec, Mount, SpecError, spec_from_dict
+from pkube.runtime.state import ContainerState, StateStore, Status
 
 
 def test_defaults_are_fresh_per_record_and_arguments_are_checked():

@@ -2,11 +2,11 @@
 
 import random
 
-from client.clock import FakeClock
-from scheduler.cache import SchedulerCache
-from scheduler.equivalence import EquivalenceCache, signature
-from scheduler.framework import DEFAULT_FILTERS, DEFAULT_SCORERS, Framework
-from scheduler.types import PodInfo, freeze
+from pkube.client.clock import FakeClock
+from pkube.scheduler.cache import SchedulerCache
+from pkube.scheduler.equivalence import EquivalenceCache, signature
+from pkube.scheduler.framework import DEFAULT_FILTERS, DEFAULT_SCORERS, Framework
+from pkube.scheduler.types import PodInfo, freeze
 from tests.unit.test_scheduler_plugins import make_node, make_pod
 
 HARD = {"key": "dedicated", "value": "db", "effect": "NoSchedule"}

@@ -4,11 +4,11 @@ import asyncio
 import random
 from collections import Counter
 
-from client.clock import FakeClock
-from scheduler.cache import SchedulerCache
-from scheduler.framework import Framework, failure_message, feasible_nodes_to_find
-from scheduler.queue import SchedulingQueue
-from scheduler.types import PodInfo
+from pkube.client.clock import FakeClock
+from pkube.scheduler.cache import SchedulerCache
+from pkube.scheduler.framework import Framework, failure_message, feasible_nodes_to_find
+from pkube.scheduler.queue import SchedulingQueue
+from pkube.scheduler.types import PodInfo
 from tests.unit.test_scheduler_plugins import make_node, make_pod
 
 

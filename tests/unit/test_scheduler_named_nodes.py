@@ -2,9 +2,9 @@
 
 import pytest
 
-from scheduler.framework import Framework
-from scheduler.plugins.node_selector_affinity import node_names
-from scheduler.types import PodInfo
+from pkube.scheduler.framework import Framework
+from pkube.scheduler.plugins.node_selector_affinity import node_names
+from pkube.scheduler.types import PodInfo
 from tests.unit.test_scheduler_framework import cache_with
 from tests.unit.test_scheduler_plugins import make_node, make_pod, required
 

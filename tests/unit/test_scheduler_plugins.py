@@ -2,10 +2,10 @@
 
 import pytest
 
-from scheduler.plugins import (balanced_allocation, host_ports, least_allocated, node_name,
+from pkube.scheduler.plugins import (balanced_allocation, host_ports, least_allocated, node_name,
                                node_ready_schedulable, node_resources_fit, node_selector_affinity,
                                selector_spread, taint_toleration)
-from scheduler.types import NodeInfo, PodInfo
+from pkube.scheduler.types import NodeInfo, PodInfo
 
 
 def make_pod(name="p", cpu=None, memory=None, node_selector=None, affinity=None, tolerations=None,

@@ -4,12 +4,12 @@ import asyncio
 
 import pytest
 
-from client.clock import FakeClock
-from client.errors import error_for_status, status_for
-from client.fake import FakeApi
-from client.resources import PODS
-from scheduler.ratelimit import Pacer
-from scheduler.scheduler import Scheduler, unschedulable_conditions
+from pkube.client.clock import FakeClock
+from pkube.client.errors import error_for_status, status_for
+from pkube.client.fake import FakeApi
+from pkube.client.resources import PODS
+from pkube.scheduler.ratelimit import Pacer
+from pkube.scheduler.scheduler import Scheduler, unschedulable_conditions
 from tests.unit.test_scheduler_plugins import make_node, make_pod
 
 

@@ -4,11 +4,11 @@ import asyncio
 
 import pytest
 
-from api import storage
-from client.store import Store
-from scheduler.plugins.volume_binding import (BEING_DELETED, NODE_CONFLICT, NO_VOLUME, NOT_FOUND,
+from pkube.api import storage
+from pkube.client.store import Store
+from pkube.scheduler.plugins.volume_binding import (BEING_DELETED, NODE_CONFLICT, NO_VOLUME, NOT_FOUND,
                                               UNBOUND_IMMEDIATE, VolumeBinding)
-from scheduler.types import Code, NodeInfo, PodInfo
+from pkube.scheduler.types import Code, NodeInfo, PodInfo
 
 
 class Cache:

@@ -11,13 +11,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from apiserver import errors
-from apiserver.admission import CREATE, AdmissionRequest
-from apiserver.auth.serviceaccounts import (
+from pkube.apiserver import errors
+from pkube.apiserver.admission import CREATE, AdmissionRequest
+from pkube.apiserver.auth.serviceaccounts import (
     BoundObject, KeyFileError, ServiceAccountAuthenticator, ServiceAccountCache, TokenIssuer, key_id,
     load_private_key, load_public_keys,
 )
-from apiserver.auth.serviceaccounts_admission import MOUNT_PATH, ServiceAccountAdmission
+from pkube.apiserver.auth.serviceaccounts_admission import MOUNT_PATH, ServiceAccountAdmission
 
 NOW = 1_800_000_000.0
 

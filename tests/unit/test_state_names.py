@@ -3,7 +3,7 @@ what `create` and name lookups rely on instead of reading every record."""
 
 import os
 
-from runtime.state import ContainerState, StateStore
+from pkube.runtime.state import ContainerState, StateStore
 
 
 def record(store: StateStore, cid: str, name: str) -> None:
@@ -61,8 +61,8 @@ def test_names_that_are_not_file_names_are_kept_apart(tmp_path):
 def test_claiming_a_taken_name_is_a_conflict_and_no_name_gets_a_generated_one(tmp_path):
     import pytest
 
-    from runtime.errors import Conflict
-    from runtime.names import claim_name, valid_name
+    from pkube.runtime.errors import Conflict
+    from pkube.runtime.names import claim_name, valid_name
     store = StateStore(tmp_path)
     with store.locked():
         assert claim_name(store, "web", "a" * 64) == "web"

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from apiserver.storage.compactor import Compactor
-from apiserver.storage.interface import StorageUnavailable
+from pkube.apiserver.storage.compactor import Compactor
+from pkube.apiserver.storage.interface import StorageUnavailable
 
 
 class FakeStore:

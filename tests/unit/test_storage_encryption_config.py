@@ -9,10 +9,10 @@ import stat
 import pytest
 import yaml
 
-from apiserver.storage.encryption_config import (
+from pkube.apiserver.storage.encryption_config import (
     EncryptionConfigError, load_encryption_config, transformer_from_config, write_encryption_config,
 )
-from apiserver.storage.transformer import AesGcmTransformer
+from pkube.apiserver.storage.transformer import AesGcmTransformer
 
 SECRET = "/registry/secrets/ns/s"
 

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from apiserver.storage.keys import (
+from pkube.apiserver.storage.keys import (
     BadStorageRequest, decode_continue, encode_continue, key_range, matches, range_end,
     resource_prefix,
 )
-from apiserver.storage.transformer import AesGcmTransformer
+from pkube.apiserver.storage.transformer import AesGcmTransformer
 
 
 def test_range_end_covers_the_prefix():
@@ -72,7 +72,7 @@ def test_transformer_refuses_wrong_key_moved_value_and_bad_config():
 
 
 def test_stored_form_puts_apiversion_kind_metadata_first():
-    from apiserver.storage.etcd import stored_form
+    from pkube.apiserver.storage.etcd import stored_form
     obj = {"spec": {"template": {"metadata": {}}}, "metadata": {"name": "a"}, "kind": "Pod"}
     assert list(stored_form(obj)) == ["kind", "metadata", "spec"]
     ordered = {"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": {}}
@@ -81,7 +81,7 @@ def test_stored_form_puts_apiversion_kind_metadata_first():
 
 def test_stamp_raw_splices_the_version_or_falls_back_to_decoding():
     import json as _json
-    from apiserver.storage.etcd import stamp_raw
+    from pkube.apiserver.storage.etcd import stamp_raw
     cases = [
         b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{}}',
         b'{"kind":"Pod","metadata":{},"spec":{}}',

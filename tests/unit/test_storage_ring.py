@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from apiserver.storage.cacher import EventRing
-from apiserver.storage.events import StoredEvent, wire_line
+from pkube.apiserver.storage.cacher import EventRing
+from pkube.apiserver.storage.events import StoredEvent, wire_line
 
 
 def event(revision: int) -> StoredEvent:

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from apiserver.tables import format_endpoints, human_duration, pod_status_reason, to_table
+from pkube.apiserver.tables import format_endpoints, human_duration, pod_status_reason, to_table
 
 NOW = datetime.datetime(2026, 1, 10, 12, 0, 0, tzinfo=datetime.timezone.utc)
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from apiserver.openapi import OpenAPIDocuments, group_version_path
+from pkube.apiserver.openapi import OpenAPIDocuments, group_version_path
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def test_v2_uses_definitions(docs):
 
 
 def test_v3_headers_make_hashed_urls_immutable(docs):
-    from apiserver.openapi import document_hash, openapi_v3_headers
+    from pkube.apiserver.openapi import document_hash, openapi_v3_headers
 
     digest = document_hash(docs.v3_group("apps/v1"))
     fresh = openapi_v3_headers("apis/apps/v1", digest, docs)

@@ -1,9 +1,9 @@
-"""`kubectl get pdb` and `kubectl get hpa` cells (apiserver/tables_policy.py)."""
+"""`kubectl get pdb` and `kubectl get hpa` cells (pkube/apiserver/tables_policy.py)."""
 
 import datetime as dt
 
-from apiserver.tables import cells_for, columns_for
-from apiserver.tables_policy import format_targets
+from pkube.apiserver.tables import cells_for, columns_for
+from pkube.apiserver.tables_policy import format_targets
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 

@@ -1,0 +1,5 @@
+import sys
+
+from pkube.cluster.cli import main
+
+sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m pkube.kubectl``: the pkubectl command."""
+
+import sys
+
+from pkube.kubectl.cli import main
+
+sys.exit(main())
