@@ -286,8 +286,8 @@ def _add_discovery(app: FastAPI, registry: Registry, storage: Storage, guarded, 
     def document(make, wrap=lambda endpoint: endpoint):
         async def endpoint(request: Request) -> Response:
             doc = make(request)
-            if doc is None:
-                raise errors.resource_not_found(request.url.path)
+            if doc is None:   # no such group or version
+                raise errors.page_not_found()
             return json_response(doc)
         return guarded(wrap(endpoint))
 
@@ -369,8 +369,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 405:
             return error_response(errors.method_not_allowed(request.method, request.url.path))
-        if exc.status_code == 404:
-            return error_response(errors.resource_not_found(request.url.path))
+        if exc.status_code == 404:   # no route at all
+            return error_response(errors.page_not_found())
         return error_response(errors.ApiError(exc.status_code, "BadRequest" if exc.status_code < 500
                                               else "InternalError", str(exc.detail)))
 

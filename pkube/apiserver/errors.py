@@ -86,6 +86,13 @@ def resource_not_found(path: str = "") -> ApiError:
     return ApiError(404, "NotFound", "the server could not find the requested resource", {})
 
 
+def page_not_found() -> PlainTextError:
+    """404 for a path outside every served group and version (an unknown group, version or
+    root path): kube-apiserver's NotFound handler answers with Go's http.NotFound, plain text,
+    not a Status. Paths inside a served group-version get resource_not_found's Status."""
+    return PlainTextError(404, "NotFound", "404 page not found")
+
+
 def already_exists(info: ResourceInfo, name: str) -> ApiError:
     return ApiError(409, "AlreadyExists", f'{qualified(info)} "{name}" already exists',
                     _details(info, name))

@@ -40,14 +40,17 @@ def split_group_version(path: str) -> tuple[str, str, list[str]]:
         return "", parts[1], parts[2:]
     if len(parts) >= 3 and parts[0] == "apis":
         return parts[1], parts[2], parts[3:]
-    raise errors.resource_not_found(path)
+    raise errors.page_not_found()
 
 
 def resolve(registry: Registry, path: str) -> Target:
-    """The Target of a resource path; 404 for anything that is not one."""
+    """The Target of a resource path; 404 for anything that is not one: a Status inside a
+    served group-version, Go's plain "404 page not found" outside them (kube-apiserver's)."""
     group, version, rest = split_group_version(path)
     target = _resolve_rest(registry, group, version, rest)
     if target is None:
+        if not registry.in_group_version(group, version):
+            raise errors.page_not_found()
         raise errors.resource_not_found(path)
     return target
 

@@ -117,6 +117,17 @@ def test_method_not_allowed_and_unknown_resources(http):
                                    b'"reason":"NotFound","details":{},"code":404}\n')
 
 
+@pytest.mark.parametrize("path", ["/apis/nope.example.com/v1/widgets", "/apis/nope.example.com/v1",
+                                  "/apis/nope.example.com", "/apis/apps/v9/deployments", "/api/v2", "/nowhere"])
+def test_paths_outside_every_served_group_version_are_gos_plain_not_found(http, path):
+    # Outside every group-version go-restful serves, kube-apiserver's chain ends in its
+    # notfoundhandler, which calls Go's http.NotFound: plain text, no Status.
+    resp = http.get(path)
+    assert resp.status_code == 404
+    assert resp.headers["content-type"] == "text/plain; charset=utf-8"
+    assert resp.content == b"404 page not found\n"
+
+
 def test_unsupported_media_type(http):
     # A body in an unknown format: negotiation.NewUnsupportedMediaTypeError(supported) (apiserver
     # pkg/endpoints/handlers/negotiation/errors.go) from NegotiateInputSerializer; the serializers'
