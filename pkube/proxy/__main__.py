@@ -1,18 +1,18 @@
 """python -m pkube.proxy --kubeconfig F --node-name N [--node-ip IP] [--cluster-cidr CIDR]
-                  [--pod-network host-gw|vxlan|none] | --cleanup"""
+                  [--proxy-mode auto|nftables|iptables] [--pod-network host-gw|vxlan|none] | --cleanup"""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import shutil
 import socket
 import sys
 from typing import Optional
 
 from pkube.client.component import run_main, serve_until_signal
 from pkube.client.metrics import add_metrics_flag, new_registry
-from pkube.proxy.nft import LibNftables, Nft, NftError
+from pkube.proxy.backend import BackendError
+from pkube.proxy import modes
 from pkube.proxy.podroutes import HOST_GW, MODES, NONE
 from pkube.proxy.rules import ProxyConfig
 from pkube.proxy.dnsserver import host_upstreams
@@ -26,7 +26,7 @@ METRICS_PORT = 10249       # kube-proxy's
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pkube.proxy", description="pkube Service proxy (nftables)")
+    p = argparse.ArgumentParser(prog="python -m pkube.proxy", description="pkube Service proxy (nftables, or iptables)")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     p.add_argument("--context", help="kubeconfig context")
     p.add_argument("--node-name", default=socket.gethostname().lower(),
@@ -37,6 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cluster-cidr", default="10.244.0.0/16",
                    help="the pod network: other sources reaching a ClusterIP are masqueraded")
     p.add_argument("--table", default=TABLE, help="the nftables table (family ip) the proxy owns")
+    p.add_argument("--proxy-mode", default=modes.AUTO, choices=modes.MODES,
+                   help="the rules' backend: nftables, iptables (chains PKUBE-* in nat and filter), or auto "
+                        "(nftables when it works here, iptables otherwise)")
     p.add_argument("--cluster-dns-ip", default="",
                    help=f"serve the cluster DNS on this address (made local on {DNS_INTERFACE}); "
                         "empty: no DNS")
@@ -51,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vxlan-mtu", type=int, default=1450,
                    help="MTU of the vxlan device: the nodes' MTU less 50 (default: for a 1500 network)")
     p.add_argument("--cleanup", action="store_true",
-                   help="delete the table, the pod network's routes and vxlan device (and the "
+                   help="delete the nft table and the iptables PKUBE chains, the pod network's routes and vxlan device (and the "
                         "--cluster-dns-ip address on lo) and exit")
     add_metrics_flag(p, METRICS_PORT)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -94,19 +97,21 @@ def dns_config(args: argparse.Namespace) -> Optional[DnsConfig]:
 
 
 def cleanup(table: str, dns_ip: str) -> int:
-    """Delete the proxy's table, the pod network's routes and device, and take the DNS
-    address (when given) off lo."""
+    """Delete both backends' rules (the nft table, the iptables PKUBE chains), the pod
+    network's routes and device, and take the DNS address (when given) off lo."""
     from pkube.proxy.podnetwork import remove_pod_network
     from pkube.runtime.netlink import NetlinkError
+    errors = modes.cleanup(table)
+    for error in errors:
+        print(f"proxy: {error}", file=sys.stderr)
     try:
-        Nft().delete_table(table)
         remove_pod_network()
         if dns_ip:
             remove_address(DNS_INTERFACE, ipaddress.IPv4Interface(f"{dns_ip}/32"))
-    except (NftError, NetlinkError, OSError) as e:
+    except (NetlinkError, OSError) as e:
         print(f"proxy: {e}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if errors else 0
 
 
 async def run_with_pod_network(server: ProxyServer, client, args: argparse.Namespace) -> None:
@@ -125,12 +130,13 @@ async def run_with_pod_network(server: ProxyServer, client, args: argparse.Names
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if LibNftables.load() is None and shutil.which("nft") is None:
-        print("proxy: neither libnftables.so.1 nor the nft command is installed (apt-get install nftables)",
-              file=sys.stderr)
-        return 1
     if args.cleanup:
         return cleanup(args.table, args.cluster_dns_ip)
+    try:
+        mode, ipt = modes.choose(args.proxy_mode)
+    except BackendError as e:
+        print(f"proxy: --proxy-mode {args.proxy_mode}: {e}", file=sys.stderr)
+        return 1
     config = ProxyConfig(table=args.table, cluster_cidr=args.cluster_cidr, node_name=args.node_name)
     try:
         dns = dns_config(args)
@@ -142,9 +148,12 @@ def main(argv=None) -> int:
 
     def make_run(client):
         import logging
-        logging.getLogger("pkube.proxy").info("node %s%s: table ip %s, cluster CIDR %s", args.node_name,
-                                        f" ({args.node_ip})" if args.node_ip else "", args.table, args.cluster_cidr)
-        server = ProxyServer(client, config, dns=dns, metrics=ProxyMetrics(registry))
+        logging.getLogger("pkube.proxy").info(
+            "node %s%s: %s, cluster CIDR %s", args.node_name, f" ({args.node_ip})" if args.node_ip else "",
+            f"nftables table ip {args.table}" if mode == modes.NFTABLES else f"{ipt.command} chains PKUBE-*",
+            args.cluster_cidr)
+        backend = lambda *reads: modes.make_backend(mode, ipt, *reads)  # noqa: E731
+        server = ProxyServer(client, config, dns=dns, metrics=ProxyMetrics(registry), backend=backend)
         if args.pod_network == NONE:
             return server.run
         return lambda: run_with_pod_network(server, client, args)

@@ -13,8 +13,10 @@ import json
 import subprocess
 import threading
 
+from pkube.proxy.backend import BackendError
 
-class NftError(Exception):
+
+class NftError(BackendError):
     """`nft` failed; the message holds its stderr (the transaction was rolled back whole)."""
 
 

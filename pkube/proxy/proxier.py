@@ -23,8 +23,9 @@ from collections import ChainMap, Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from pkube.proxy.backend import BackendError
 from pkube.proxy.conntrack import Conntrack, ConntrackError
-from pkube.proxy.nft import Nft, NftError
+from pkube.proxy.nft import Nft
 from pkube.proxy.rules import (NO_ENDPOINT_NODEPORTS, SERVICE_NODEPORTS, ProxyConfig, Rules, base_lines, diff_lines,
                          full_script, hairpin_lines, service_rules)
 
@@ -61,9 +62,9 @@ class SyncResult:
 
 @dataclass
 class _Plan:
-    """One transaction's worth: the commands, and the state once it is applied."""
+    """One transaction's worth: each Service's (old, new) rules, and the state once it is applied."""
 
-    lines: list[str]
+    changes: list[tuple[Rules | None, Rules | None]]
     rules: dict[str, Rules | None]
     owners: ChainMap            # claim -> owner over Proxier.owners; None: released
     hairpin: Counter            # changes of the reference counts
@@ -74,7 +75,11 @@ class _Plan:
 class Proxier:
     """`services(key)` -> the Service dict or None; `slices(key)` -> its EndpointSlices;
     `service_keys()` -> every Service key. Reads may come from an informer's cache.
-    `conntrack` (None: none) deletes the conntrack entries of UDP/SCTP flows that went."""
+    `conntrack` (None: none) deletes the conntrack entries of UDP/SCTP flows that went.
+
+    The nftables backend; subclasses render other rules (iptproxier.IptablesProxier) by
+    overriding `_service_rules`, `_script`, `_full_script`, `_base_script`, `_write` and
+    `in_place`: the bookkeeping (diffs per Service, clashes, flows) is shared."""
 
     def __init__(self, config: ProxyConfig, nft: Nft, services: Callable[[str], dict | None],
                  slices: Callable[[str], list[dict]], service_keys: Callable[[], Iterable[str]],
@@ -88,21 +93,46 @@ class Proxier:
         self.blocked: dict[Claim, set[str]] = {}
 
     def sync_all(self) -> SyncResult:
-        """Write the whole table from nothing in one transaction. Raises NftError if even the
+        """Write the whole table from nothing in one transaction. Raises BackendError if even the
         bare table cannot be written; a Service whose rules fail is left out and reported."""
         self.programmed, self.owners, self.hairpin, self.blocked = {}, {}, Counter(), {}
         self.hairpin_programmed = set()
         plan = self._plan(self._ordered(self.service_keys()))
         services = {k: r for k, r in plan.rules.items() if r is not None}
         try:
-            self.nft.apply(full_script(self.config, services))
-        except NftError as e:
+            self._write(self._full_script(services))
+        except BackendError as e:
             log.error("writing the whole table failed, programming Services one by one: %s", e)
-            self.nft.apply("\n".join(base_lines(self.config)) + "\n")
-            return self.sync(list(services))
+            self._write(self._base_script())
+            return self._each(list(services))
         self._commit(plan)
-        log.info("table %s written: %d Services", self.config.table, len(services))
+        log.info("%s written: %d Services", self.describe(), len(services))
         return SyncResult()
+
+    def describe(self) -> str:
+        return f"table ip {self.config.table}"
+
+    def in_place(self) -> bool:
+        """False when the table was deleted behind our back. Raises NftError."""
+        return self.nft.table_exists(self.config.table)
+
+    def _service_rules(self, service: dict, slices: list[dict]) -> Rules:
+        return service_rules(service, slices, self.config)
+
+    def _script(self, plan: _Plan) -> str:
+        """The transaction of `plan`; "" when there is nothing to write."""
+        lines = [line for old, new in plan.changes for line in diff_lines(self.config.table, old, new)]
+        lines += hairpin_lines(self.config.table, plan.hairpin_added, set())
+        return "\n".join(lines) + "\n" if lines else ""
+
+    def _full_script(self, services: dict[str, Rules]) -> str:
+        return full_script(self.config, services)
+
+    def _base_script(self) -> str:
+        return "\n".join(base_lines(self.config)) + "\n"
+
+    def _write(self, script: str) -> None:
+        self.nft.apply(script)
 
     def sync(self, keys: list[str]) -> SyncResult:
         """Bring the rules of the Services `keys` up to date in one transaction; if it fails,
@@ -112,6 +142,10 @@ class Proxier:
             return result
         if len(keys) == 1:
             return SyncResult(failed=list(keys))
+        return self._each(keys)
+
+    def _each(self, keys: list[str]) -> SyncResult:
+        """A transaction per Service of `keys`: the failed ones are reported."""
         merged = SyncResult()
         for key in keys:
             one = self._apply([key]) or SyncResult(failed=[key])
@@ -127,12 +161,13 @@ class Proxier:
             self.hairpin_programmed -= stale
 
     def _apply(self, keys: list[str]) -> SyncResult | None:
-        """One transaction for `keys`: its result, or None when nft refused it (logged)."""
+        """One transaction for `keys`: its result, or None when it was refused (logged)."""
         plan = self._plan(keys)
-        if plan.lines:
+        script = self._script(plan)
+        if script:
             try:
-                self.nft.apply("\n".join(plan.lines) + "\n")
-            except NftError as e:
+                self._write(script)
+            except BackendError as e:
                 log.error("Service %s: rules not applied: %s", ", ".join(keys), e)
                 return None
         gone = self._gone_flows(plan)
@@ -173,7 +208,7 @@ class Proxier:
         if service is None:
             return None
         try:
-            return service_rules(service, self.slices(key), self.config)
+            return self._service_rules(service, self.slices(key))
         except ValueError as e:
             log.error("Service %s: %s; it gets no rules", key, e)
             return None
@@ -193,11 +228,10 @@ class Proxier:
                     plan.owners[claim] = None            # released
             plan.hairpin.subtract(old.hairpin if old else ())
             plan.hairpin.update(new.hairpin if new else ())
-            plan.lines += diff_lines(self.config.table, old, new)
+            plan.changes.append((old, new))
             plan.rules[key] = new
         plan.hairpin_added = {ip for ip, delta in plan.hairpin.items()
                               if self.hairpin[ip] + delta > 0 and ip not in self.hairpin_programmed}
-        plan.lines += hairpin_lines(self.config.table, plan.hairpin_added, set())
         return plan
 
     def _claim(self, key: str, rules: Rules, plan: _Plan) -> None:

@@ -14,18 +14,19 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from pkube.client.clock import Clock
 from pkube.client.informer import Informer
 from pkube.client.resources import ENDPOINTSLICES, SERVICES
 from pkube.client.workqueue import WorkQueue
+from pkube.proxy.backend import Backend, BackendError
 from pkube.proxy.conntrack import Conntrack
 from pkube.proxy.dnsnames import ClusterNames
 from pkube.proxy.dnsserver import DnsServer
 from pkube.proxy.metrics import ProxyMetrics
 from pkube.proxy.model import service_key, slice_service_key
-from pkube.proxy.nft import Nft, NftError
+from pkube.proxy.nft import Nft
 from pkube.proxy.proxier import Proxier, SyncResult
 from pkube.proxy.rules import ProxyConfig
 
@@ -65,10 +66,13 @@ class DnsConfig:
 class ProxyServer:
     """One node's Service proxy over an AsyncApiClient; with `dns`, also the node's cluster
     DNS server, answering from the same informers (its own Service address gets no rules:
-    the server answers it locally). Each sync of the table is timed in ``metrics``."""
+    the server answers it locally). Each sync of the table is timed in ``metrics``.
+    `backend(config, services, slices, service_keys, conntrack)` makes the rules' backend
+    (modes.make_backend); default: nftables through `nft`."""
 
     def __init__(self, client, config: ProxyConfig, nft: Optional[Nft] = None, clock: Optional[Clock] = None,
-                 check_period: float = 30.0, dns: Optional[DnsConfig] = None, metrics: Optional[ProxyMetrics] = None):
+                 check_period: float = 30.0, dns: Optional[DnsConfig] = None, metrics: Optional[ProxyMetrics] = None,
+                 backend: Optional[Callable[..., Backend]] = None):
         self.clock = clock or Clock()
         self.metrics = metrics
         self.service_informer = Informer(client, SERVICES, clock=self.clock)
@@ -81,8 +85,10 @@ class ProxyServer:
         if dns is not None:
             names = ClusterNames(dns.domain, self.service_informer.store.get, slices_of)
             self.dns = DnsServer(names, dns.address, dns.port, dns.upstreams)
-        self.proxier = Proxier(config, nft or Nft(), self._routed_service, slices_of,
-                               self.service_informer.store.keys, Conntrack())
+        if backend is None:
+            backend = lambda cfg, *reads: Proxier(cfg, nft or Nft(), *reads)  # noqa: E731
+        self.proxier: Backend = backend(config, self._routed_service, slices_of,
+                                        self.service_informer.store.keys, Conntrack())
         self.service_informer.add_handlers(self._on_service, lambda _old, new: self._on_service(new),
                                            self._on_service)
         self.slice_informer.add_handlers(self._on_slice, self._on_slice_update, self._on_slice)
@@ -150,8 +156,8 @@ class ProxyServer:
             try:
                 self._handle(list(), await self._timed(self.proxier.sync_all))
                 return
-            except NftError as e:
-                log.error("cannot write the table %s: %s; retrying", self.proxier.config.table, e)
+            except BackendError as e:
+                log.error("cannot write the rules (%s): %s; retrying", self.proxier.describe(), e)
                 await self.clock.sleep(1.0)
 
     def _drain(self) -> list[str]:
@@ -204,18 +210,17 @@ class ProxyServer:
             self.queue.add(key)
 
     async def check_table(self) -> None:
-        """Write the table again when it is gone; else prune stale @hairpin entries. nft errors are logged."""
-        table = self.proxier.config.table
+        """Write the rules again when they are gone; else prune stale @hairpin entries. Errors are logged."""
         try:
-            exists = await asyncio.to_thread(self.proxier.nft.table_exists, table)
-        except NftError as e:
-            log.warning("cannot list nft tables: %s", e)
+            exists = await asyncio.to_thread(self.proxier.in_place)
+        except BackendError as e:
+            log.warning("cannot read the rules (%s): %s", self.proxier.describe(), e)
             return
         if not exists:
-            log.warning("table %s is gone; writing it again", table)
+            log.warning("%s is gone; writing it again", self.proxier.describe())
             await self.rebuild()
             return
         try:
             await asyncio.to_thread(self.proxier.prune)
-        except NftError as e:
+        except BackendError as e:
             log.warning("cannot prune @hairpin: %s", e)
