@@ -12,6 +12,9 @@ import subprocess
 
 from pkube.proxy.backend import BackendError
 
+# What -C says when the rule's chain or target chain is missing (nft variant; legacy).
+MISSING = ("does not exist", "No chain", "Couldn't load target")
+
 
 class IptablesError(BackendError):
     """An iptables command failed; the message holds its stderr. A refused iptables-restore
@@ -44,7 +47,7 @@ class Iptables:
             raise IptablesError(f"{' '.join(argv)}: {e}") from e
         if done.returncode == 0:
             return True
-        if done.returncode == 1 or "does not exist" in done.stderr or "No chain" in done.stderr:
+        if done.returncode == 1 or any(gone in done.stderr for gone in MISSING):
             return False
         raise IptablesError(f"{' '.join(argv)}: {done.stderr.strip() or 'exit ' + str(done.returncode)}")
 
