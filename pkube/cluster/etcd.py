@@ -19,6 +19,12 @@ from typing import Optional
 from pkube.cluster import etcdpki
 from pkube.cluster.etcdpki import ADMIN_CLIENT, tls_of
 
+# Applied raft entries a member keeps in memory before it snapshots and truncates its log
+# (plus 5,000 for slow followers). etcd 3.4's default, 100,000, makes a member's memory grow
+# with every write for hours of a busy cluster (each entry holds the whole request: a pod is
+# kilobytes); 10,000 is etcd 3.6's default and 3.2's before it (docs/reliability.md).
+SNAPSHOT_COUNT = 10_000
+
 
 class EtcdError(RuntimeError):
     """etcd could not be started or did not become healthy."""
@@ -64,6 +70,7 @@ class EtcdProcess:
     host: str = "127.0.0.1"
     initial_cluster: str = ""
     quota_backend_bytes: int = 4 * 1024 ** 3   # etcd refuses writes beyond it (docs/operations.md)
+    snapshot_count: int = SNAPSHOT_COUNT        # raft entries kept in memory until a snapshot
     existing: bool = False
     pki_dir: Optional[Path] = None               # TLS with pkube/cluster/etcdpki.py's certificates
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
@@ -112,6 +119,7 @@ class EtcdProcess:
                 "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
                 "--initial-cluster-state", "existing" if self.existing else "new",
                 "--quota-backend-bytes", str(self.quota_backend_bytes), "--max-request-bytes", str(4 * 1024 ** 2),
+                "--snapshot-count", str(self.snapshot_count),
                 "--logger", "zap", "--log-level", "warn", *self._tls_flags()]
 
     def _tls_flags(self) -> list[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pkube.cluster.etcd import SNAPSHOT_COUNT
 from pkube.cluster.manifests import (CONTROL_PLANE, ManifestError, ManifestValues, manifest_path, remove_manifests,
                                render, write_manifest)
 from pkube.kubelet.static import parse_manifest
@@ -69,6 +70,7 @@ def test_the_commands_run_the_given_interpreter_etcd_and_ports():
     assert etcd[0] == "/usr/bin/etcd"
     assert "--listen-client-urls http://127.0.0.1:2379" in " ".join(etcd)
     assert "--initial-cluster pkube=http://127.0.0.1:2380" in " ".join(etcd)
+    assert f"--snapshot-count {SNAPSHOT_COUNT}" in " ".join(etcd)     # as EtcdProcess runs it
     for name, own in (("kube-scheduler", "scheduler"), ("kube-controller-manager", "controller-manager")):
         command = render(name, values(), MOUNTS)["spec"]["containers"][0]["command"]
         assert f"--kubeconfig /var/lib/pkube/{own}.kubeconfig" in " ".join(command)   # never the admin's
