@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from pkube.apiserver.storage.cacher import EventRing
 from pkube.apiserver.storage.events import StoredEvent, wire_line
 
@@ -38,3 +40,43 @@ def test_wire_line_is_the_kubernetes_watch_line_and_prev_object_decodes_lazily()
     assert event(1).prev_object is None
     deleted = StoredEvent("DELETED", {"metadata": {"name": "a"}}, 9, "/registry/pods/ns/a")
     assert deleted.prev_object is deleted.object
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_busy_ring_keeps_the_last_75_seconds_and_lets_older_events_go():
+    clock = Clock()
+    ring = EventRing(10_000, clock=clock)
+    first = event(1)
+    alive = weakref.ref(first)
+    ring.append(first)
+    del first
+    for r in range(2, 5_001):       # 5,000 events at 20 a second: 250 s of writes
+        clock.now += 0.05
+        ring.append(event(r))
+        assert len(ring) <= 75 * 20 + 1
+    assert len(ring) >= 75 * 20     # the last 75 s are all there
+    assert ring[ring.start].revision >= 5_000 - 75 * 20
+    assert alive() is None          # a dropped event is not held anywhere
+
+
+def test_a_quiet_ring_keeps_its_last_events_however_old():
+    clock = Clock()
+    ring = EventRing(10_000, keep=100, clock=clock)
+    for r in range(1, 301):         # one event an hour
+        clock.now += 3600
+        ring.append(event(r))
+    assert len(ring) == 100 and ring[ring.start].revision == 201
+
+
+def test_the_capacity_bounds_a_ring_whatever_the_rate():
+    ring = EventRing(50, clock=Clock())     # the clock stands still: every event is fresh
+    for r in range(1, 1_001):
+        ring.append(event(r))
+    assert len(ring) == 50 and ring[ring.start].revision == 951

@@ -1,9 +1,13 @@
 """The watch cache: one etcd watch per resource feeds every watcher of it.
 
-``WatchCache`` keeps the last ``window`` events of one resource prefix in a
-ring shared by all its subscribers. A subscriber is only a cursor into that
-ring, so a fan-out to many watchers costs no per-watcher copy or queue, and
-memory is bounded by the window whatever the watchers do. A subscriber more
+``WatchCache`` keeps the recent events of one resource prefix in a ring shared
+by all its subscribers: the last ``fresh`` seconds of them (at least ``keep``,
+at most ``window``), as kube-apiserver sizes its watch cache (75 s of events,
+100 to 102,400). A subscriber is only a cursor into that ring, so a fan-out to
+many watchers costs no per-watcher copy or queue, and memory is bounded by the
+ring whatever the watchers do: at most ``window`` events, and at a steady write
+rate no more than ``fresh`` seconds of them (an event holds its object decoded,
+its stored bytes, the previous state's and its wire line: kilobytes). A subscriber more
 than ``buffer`` events behind the newest (counting only events that arrived
 after it subscribed) is closed with ``WatcherTooSlow`` — a ``Compacted``, so
 the apiserver answers 410 and the client relists.
@@ -21,8 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from bisect import bisect_right
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Callable, Optional
 
 from pkube.apiserver.storage.etcd import EtcdStorage
 from pkube.apiserver.storage.events import StoredEvent
@@ -31,7 +36,9 @@ from pkube.apiserver.storage.interface import (
 )
 from pkube.apiserver.storage.keys import matches, resource_prefix
 
-DEFAULT_WINDOW = 10_000
+DEFAULT_WINDOW = 10_000        # events a ring holds at most
+DEFAULT_FRESH = 75.0           # seconds of events a ring keeps (kube-apiserver's eventFreshDuration)
+DEFAULT_KEEP = 100             # events a ring keeps however old (kube-apiserver's lower bound)
 DEFAULT_BUFFER = 1_000
 DEFAULT_PROGRESS_INTERVAL = 5.0
 
@@ -47,23 +54,40 @@ class WatcherTooSlow(Compacted):
 
 
 class EventRing:
-    """The last ``capacity`` events, addressed by a global sequence number."""
+    """Recent events, addressed by a global sequence number: at most ``capacity``; an event
+    older than ``fresh`` seconds (by ``clock``, when it was appended) is dropped at the next
+    append once more than ``keep`` are held. Dropped events are released (not referenced)."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, fresh: float = DEFAULT_FRESH, keep: int = DEFAULT_KEEP,
+                 clock: Callable[[], float] = time.monotonic):
         self._slots: list[Optional[StoredEvent]] = [None] * capacity
+        self._arrived: list[float] = [0.0] * capacity
         self.capacity = capacity
+        self._fresh, self._keep, self._clock = fresh, min(keep, capacity), clock
         self.start = 0  # sequence number of the oldest event kept
         self.end = 0    # sequence number the next event will get
 
+    def __len__(self) -> int:
+        return self.end - self.start
+
     def append(self, event: StoredEvent) -> Optional[StoredEvent]:
-        """Add ``event``; return the event evicted to make room, if any."""
+        """Add ``event``; return the newest event dropped to make room or for its age, if any."""
+        now = self._clock()
         evicted = None
-        if self.end - self.start == self.capacity:
-            evicted = self._slots[self.start % self.capacity]
-            self.start += 1
+        while len(self) >= self._keep and self._arrived[self.start % self.capacity] < now - self._fresh:
+            evicted = self._drop_oldest()
+        if len(self) == self.capacity:
+            evicted = self._drop_oldest()
         self._slots[self.end % self.capacity] = event
+        self._arrived[self.end % self.capacity] = now
         self.end += 1
         return evicted
+
+    def _drop_oldest(self) -> StoredEvent:
+        slot = self.start % self.capacity
+        event, self._slots[slot] = self._slots[slot], None
+        self.start += 1
+        return event
 
     def __getitem__(self, seq: int) -> StoredEvent:
         return self._slots[seq % self.capacity]
