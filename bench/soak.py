@@ -12,8 +12,12 @@ that fails for a moment (unreachable, 5xx, 429) is retried; a create that finds 
 after a retry, or a delete that finds it gone, counts as absorbed. It prints, after the
 pure-Python loop line: the errors no retry absorbed, p50/p99 latency per verb, the failover
 time (from the kill to the first request sent after it that succeeded) and the longest gap
-without any successful request, and each component's resident memory
-(process_resident_memory_bytes from its /metrics) at the start and at the end.
+without any successful request, each component's resident memory
+(process_resident_memory_bytes from its /metrics) before the load, every --sample minutes of
+it and at its end, and the machine's load average. The start of the memory comparison is
+after --warm-up minutes of load (default 2: the watch caches keep 75 s of events, etcd's
+history and raft log fill with the first writes, Python's allocator takes its arenas): the
+goal is each component within 10 % from there to the end.
 """
 
 from __future__ import annotations
@@ -207,19 +211,32 @@ def memory(data_dir: Path, port: int) -> dict[str, float]:
     return {k: v / 2 ** 20 for k, v in out.items()}
 
 
-async def run_load(data_dir: Path, minutes: float, workers: int, pod_workers: int, kill) -> tuple[Load, float]:
+async def run_load(data_dir: Path, minutes: float, workers: int, pod_workers: int, kill,
+                   sample_at: list[float], measure) -> tuple[Load, float, dict]:
+    """The load for `minutes`, `kill()` halfway; `measure()` (memory) at each of `sample_at`
+    (minutes into the load). Returns the record, the kill's time and {minute: memory}."""
     config = load_kubeconfig(str(data_dir / "admin.kubeconfig"))
     load = Load()
-    stop_at = time.monotonic() + minutes * 60
+    began = time.monotonic()
+    stop_at = began + minutes * 60
+    samples: dict[float, dict] = {}
+    loop = asyncio.get_running_loop()
+
+    async def sampler():
+        for minute in sample_at:
+            await asyncio.sleep(max(0.0, began + minute * 60 - time.monotonic()))
+            samples[minute] = await loop.run_in_executor(None, measure)
+
     async with AsyncApiClient(config, timeout=15) as client:
         tasks = [asyncio.create_task(configmap_worker(client, load, w, stop_at)) for w in range(workers)]
         tasks += [asyncio.create_task(pod_worker(client, load, w, stop_at)) for w in range(pod_workers)]
         tasks.append(asyncio.create_task(watcher(client, load, stop_at)))
+        tasks.append(asyncio.create_task(sampler()))
         await asyncio.sleep(minutes * 30)
         killed_at = time.monotonic()
-        await asyncio.get_running_loop().run_in_executor(None, kill)
+        await loop.run_in_executor(None, kill)
         await asyncio.gather(*tasks)
-    return load, killed_at
+    return load, killed_at, samples
 
 
 def kill_apiserver() -> None:
@@ -228,7 +245,7 @@ def kill_apiserver() -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def report(load: Load, killed_at: float, before: dict, after: dict) -> None:
+def report(load: Load, killed_at: float, memory_at: dict, warm_up: float) -> None:
     total = sum(len(v) for v in load.latency.values())
     print(f"requests that succeeded: {total}; transient failures absorbed by a retry: {load.absorbed}; "
           f"watch events: {load.watch_events}, watch resumes without relist: {load.watch_resumes}")
@@ -243,11 +260,22 @@ def report(load: Load, killed_at: float, before: dict, after: dict) -> None:
     gap = max((b - a for a, b in zip(dones, dones[1:])), default=float("nan"))
     print(f"failover: first request sent after the kill succeeded {first - killed_at:.2f} s after it; "
           f"longest gap without a success around the kill: {gap:.2f} s")
-    print("resident memory (MiB), start -> end:")
-    for name in sorted(before):
-        b, a = before[name], after.get(name, float("nan"))
+    report_memory(memory_at, warm_up)
+    print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
+
+
+def report_memory(memory_at: dict, warm_up: float) -> None:
+    """One row per component: its RSS before the load and at each sample; the change from the
+    end of the warm-up (the start) to the end."""
+    columns = ["before", *sorted(m for m in memory_at if m not in ("before", "end")), "end"]
+    heads = ["before" if m == "before" else "end" if m == "end" else f"min {m:g}" for m in columns]
+    print(f"resident memory (MiB); start = after {warm_up:g} min of load, goal: end within 10 % of start")
+    print(f"  {'':<28}" + "".join(f"{h:>9}" for h in heads) + "   start->end")
+    for name in sorted(memory_at["before"]):
+        row = [memory_at[m].get(name, float("nan")) for m in columns]
+        start, end = memory_at[warm_up].get(name, float("nan")), memory_at["end"].get(name, float("nan"))
         note = "  (killed halfway: a new process)" if name == f"apiserver {HOST}" else ""
-        print(f"  {name:<28} {b:7.1f} -> {a:7.1f}  ({(a - b) / b * 100:+.0f} %){note}")
+        print(f"  {name:<28}" + "".join(f"{v:9.1f}" for v in row) + f"   {(end - start) / start * 100:+5.0f} %{note}")
 
 
 def main(argv=None) -> int:
@@ -256,10 +284,15 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=8, help="ConfigMap clients")
     parser.add_argument("--pod-workers", type=int, default=4, help="pod churn clients")
     parser.add_argument("--hollow-nodes", type=int, default=20)
+    parser.add_argument("--warm-up", type=float, default=2.0,
+                        help="minutes of load before the memory the end is compared with")
+    parser.add_argument("--sample", type=float, default=2.0, help="minutes between memory samples")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="soak a running `pkube up --nodes 3 --control-plane 3` (node name soak) instead "
                              "of starting one")
     args = parser.parse_args(argv)
+    if not 0 < args.warm_up < args.minutes:
+        parser.error("--warm-up must be shorter than --minutes")
     print(python_loop_line(), flush=True)
     if args.data_dir is not None:
         return soak(args, args.data_dir.resolve())
@@ -286,11 +319,13 @@ def soak(args, data_dir: Path) -> int:
                                    "--nodes", str(args.hollow_nodes)], stdout=subprocess.DEVNULL, stderr=hollow_log)
     try:
         time.sleep(10)      # the hollow nodes register (the pods would wait for them)
-        before = memory(data_dir, port)
-        load, killed_at = asyncio.run(run_load(data_dir, args.minutes, args.workers, args.pod_workers,
-                                               kill_apiserver))
-        after = memory(data_dir, port)
-        report(load, killed_at, before, after)
+        memory_at = {"before": memory(data_dir, port)}
+        marks = sorted({args.warm_up, *(m * args.sample for m in range(1, int(args.minutes / args.sample) + 1)
+                                         if m * args.sample < args.minutes)})
+        load, killed_at, samples = asyncio.run(run_load(data_dir, args.minutes, args.workers, args.pod_workers,
+                                                        kill_apiserver, marks, lambda: memory(data_dir, port)))
+        memory_at.update(samples, end=memory(data_dir, port))
+        report(load, killed_at, memory_at, args.warm_up)
     finally:
         hollow.terminate()
         hollow.wait(30)
