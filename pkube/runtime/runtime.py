@@ -289,16 +289,16 @@ class Runtime:
         return plan_for(spec.network, peer_pid=peer), hostname, (None if spec.network == "bridge" else "")
 
     def wait(self, id_or_name: str, timeout: float | None = None) -> int:
-        """Block until the container is not running; its exit code. Raises TimeoutError."""
+        """Block until the container is not running; its exit code (255 when it and its shim
+        vanished without a record, e.g. both killed). Raises TimeoutError."""
         state = self.get(id_or_name)
         if state.running:
             cdir = self.store.dir(state.id)
-            result = process.wait_for_exit(process.socket_name(cdir), os.path.join(cdir, "exit"),
-                                           [(state.pid, state.pid_start), (state.shim_pid, state.shim_start)],
-                                           timeout)
-            if result is None and timeout is not None:
+            process.wait_for_exit(process.socket_name(cdir), os.path.join(cdir, "exit"),
+                                  [(state.pid, state.pid_start), (state.shim_pid, state.shim_start)], timeout)
+            state = self.get(state.id)      # records an exit the shim could not (it was gone)
+            if state.running and timeout is not None:
                 raise TimeoutError(f"container {state.short_id} still running after {timeout}s")
-            state = self.get(state.id)
         return state.exit_code
 
     def kill(self, id_or_name: str, signal: int = SIGKILL) -> None:

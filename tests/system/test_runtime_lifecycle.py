@@ -273,6 +273,21 @@ def test_sandbox_containers_share_namespaces(rt):
     assert rt.list(all=True) == [] and rt.list_sandboxes() == []
 
 
+def test_a_sandbox_whose_shims_were_killed_is_still_removed_with_its_processes(rt):
+    """A node gone (its kubelet and every process of its network namespace killed -9, the
+    shims too): `pkube down` must still remove the pods it left, the pause and a container
+    that ignores SIGTERM included."""
+    sandbox = rt.create_sandbox(SandboxSpec(name="orphaned", network="none"))
+    sleeper = rt.create(ContainerSpec(image="busybox", sandbox_id=sandbox.id, command=["sleep", "1000"]))
+    rt.start(sleeper.id)
+    sleeper = rt.get(sleeper.id)
+    for shim in (sandbox.shim_pid, sleeper.shim_pid):
+        os.kill(shim, signal.SIGKILL)
+    rt.remove_sandbox(sandbox.id)
+    assert rt.list(all=True) == [] and rt.list_sandboxes() == []
+    assert not alive(sleeper.pid, sleeper.pid_start) and not alive(sandbox.pid, sandbox.pid_start)
+
+
 def test_illegal_transition_is_a_typed_error(rt):
     from pkube.runtime.state import ContainerState
     state = ContainerState(id="x" * 64, name="x", image="busybox", image_id="")
