@@ -7,6 +7,9 @@ the second gives the load average: both move these figures):
      each on an empty namespace (the table deleted first) — goal <= 1 s;
   2. one endpoint change with those 1,000 in place: the proxier's `sync` of the one Service
      (diff, one small transaction), p50 / p90 / max over C changes — goal <= 20 ms;
+  2b. the same two figures with the iptables backend (pkube/proxy/iptproxier.py: one
+     iptables-restore --noflush input each), for each variant installed: iptables-nft and
+     iptables-legacy, --iptables-runs full writes each;
   3. the same two figures for --affinity-services (default 100) Services with sessionAffinity
      ClientIP (per-endpoint chains and sets, kube-proxy's layout), for comparison: the kernel
      finds a set by name in a list, so this layout grows quadratically with the sets
@@ -28,8 +31,8 @@ Proxier directly (pkube/proxy/proxier.py) with the objects in memory: no apiserv
 the proxy's own costs. Needs root and the `nft` command.
 
 Usage (root): python bench/network.py [--services 1000] [--endpoints 10] [--runs 3] [--changes 30]
-                                      [--affinity-services 100] [--tcp-seconds 2] [--tcp-runs 3]
-                                      [--connects 2000]
+                                      [--iptables-runs 2] [--affinity-services 100] [--tcp-seconds 2]
+                                      [--tcp-runs 3] [--connects 2000] [--only-proxy | --only-pods]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import statistics
 import sys
@@ -50,6 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.measure import percentile, python_loop_line  # noqa: E402
 from bench.podnet import PodNetLab  # noqa: E402
 from pkube.proxy.model import SERVICE_NAME_LABEL  # noqa: E402
+from pkube.proxy.ipt import Iptables  # noqa: E402
+from pkube.proxy.iptproxier import IptablesProxier, remove_all  # noqa: E402
 from pkube.proxy.nft import Nft  # noqa: E402
 from pkube.proxy.proxier import Proxier  # noqa: E402
 from pkube.proxy.rules import ProxyConfig  # noqa: E402
@@ -78,20 +84,30 @@ def make_slice(i: int, endpoints: int, generation: int = 0) -> dict:
 
 
 class World:
-    """Services and slices in memory, and a proxier over them."""
+    """Services and slices in memory, and a proxier over them: nftables, or the iptables
+    backend through `iptables` (a command: iptables, iptables-legacy)."""
 
-    def __init__(self, services: int, endpoints: int, affinity: bool):
+    def __init__(self, services: int, endpoints: int, affinity: bool, iptables: str | None = None):
         self.endpoints = endpoints
         self.services = {f"bench/svc{i}": make_service(i, affinity) for i in range(services)}
         self.slices = {f"bench/svc{i}": [make_slice(i, endpoints)] for i in range(services)}
-        self.proxier = Proxier(ProxyConfig(table=TABLE, node_name="bench"), Nft(), self.services.get,
-                               lambda key: self.slices.get(key, []), lambda: list(self.services))
+        reads = (self.services.get, lambda key: self.slices.get(key, []), lambda: list(self.services))
+        config = ProxyConfig(table=TABLE, node_name="bench")
+        self.proxier = IptablesProxier(config, Iptables(iptables), *reads) if iptables else \
+            Proxier(config, Nft(), *reads)
+
+    def clear(self) -> None:
+        """Remove the proxier's rules: the next sync_all starts from nothing."""
+        if isinstance(self.proxier, IptablesProxier):
+            remove_all(self.proxier.ipt)
+        else:
+            self.proxier.nft.delete_table(TABLE)
 
 
 def time_full(world: World, runs: int) -> list[float]:
     times = []
     for _ in range(runs):
-        world.proxier.nft.delete_table(TABLE)
+        world.clear()
         began = time.perf_counter()
         result = world.proxier.sync_all()
         times.append(time.perf_counter() - began)
@@ -214,12 +230,26 @@ def print_tcp(label: str, direct: list[float], via: list[float], direct_conn: di
           f"{conn(via_conn)} via ClusterIP")
 
 
+def iptables_figures(args: argparse.Namespace) -> None:
+    """Part 2b: parts 1 and 2 with the iptables backend, per variant installed."""
+    for command in ("iptables-nft", "iptables-legacy"):
+        if not shutil.which(f"{command}-restore"):
+            print(f"proxy, {command}: not installed")
+            continue
+        world = World(args.services, args.endpoints, False, iptables=command)
+        full = time_full(world, args.iptables_runs)
+        changes = time_changes(world, args.changes)
+        report(f"proxy, {command}", full, changes, args.services, args.endpoints, goals=True)
+        world.clear()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--services", type=int, default=1000)
     p.add_argument("--endpoints", type=int, default=10)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--changes", type=int, default=30)
+    p.add_argument("--iptables-runs", type=int, default=2, help="full writes per iptables variant")
     p.add_argument("--affinity-services", type=int, default=100)
     p.add_argument("--dns-seconds", type=float, default=3.0)
     p.add_argument("--dns-window", type=int, default=8, help="DNS questions in flight")
@@ -227,6 +257,7 @@ def main(argv=None) -> int:
     p.add_argument("--tcp-runs", type=int, default=5, help="iperf3 runs per path (median kept)")
     p.add_argument("--connects", type=int, default=2000, help="timed connections per path")
     p.add_argument("--only-pods", action="store_true", help="part 5 only (pod to pod TCP)")
+    p.add_argument("--only-proxy", action="store_true", help="parts 1-3 only (programming the rules)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("bench/network.py: needs root (a network namespace and nftables)", file=sys.stderr)
@@ -243,6 +274,10 @@ def main(argv=None) -> int:
         full = time_full(world, args.runs)
         changes = time_changes(world, args.changes)
         report(label, full, changes, services, args.endpoints, goals=not affinity)
+        if not affinity:
+            iptables_figures(args)
+    if args.only_proxy:
+        return 0
     for label, cache in (("answers cached", True), ("no answer cache", False)):
         dns = time_dns(World(args.services, args.endpoints, False), args.dns_seconds, args.dns_window, cache)
         print(f"cluster DNS from a pod's namespace ({args.services:,} Services, {args.dns_window} in flight, "

@@ -19,6 +19,10 @@ PKUBE-* in the nat and filter tables, which the proxy alone owns.
     PKUBE-MARK-MASQ, PKUBE-POSTROUTING    the 0x4000 mark, masqueraded on the way out
 
 H: the first 16 base32 characters of the SHA-256 of the Service port's id (and endpoint).
+Only the shared chains' rules carry a comment naming the Service: an xt comment takes 256
+bytes in every rule, and legacy iptables copies the whole table in and out of the kernel on
+each change; without comments on the ~30,000 rules of 1,000 x 10 Services' own chains,
+iptables-legacy-restore wrote them in half the time here (0.8 s instead of 1.7 s, same load).
 
 A Service's objects are an `IptRules`: its own chains, and its rules in the shared chains
 (nat PKUBE-SERVICES / PKUBE-NODEPORTS, filter PKUBE-SERVICES), grouped by the key they claim
@@ -133,7 +137,7 @@ def port_rules(sp: ServicePort, endpoints: list[Endpoint], config: ProxyConfig) 
         return rules
     rules.flows = connectionless_flows(sp, cluster, local)
     svc = chain_name("SVC", sp.id)
-    rules.chains[(NAT, svc)] = (f"{comment} {vip_match} ! -s {config.cluster_cidr} -j {MARK_MASQ}",
+    rules.chains[(NAT, svc)] = (f"{vip_match} ! -s {config.cluster_cidr} -j {MARK_MASQ}",
                                 *balance(sp, cluster, rules))
     rules.elements[vip] = ((NAT, SERVICES, f"{comment} {vip_match} -j {svc}"),)
     if sp.node_port:
@@ -157,14 +161,13 @@ def balance(sp: ServicePort, endpoints: list[Endpoint], rules: IptRules) -> tupl
     probability 1/(N-i) (the last always), kube-proxy's `-m statistic --mode random`; with
     session affinity a client seen within the timeout (`-m recent --rcheck`) goes back to its
     endpoint first. Adds the endpoint chains to `rules`."""
-    comment = f'-m comment --comment "{sp}"'
     seps = [endpoint_chain(sp, e, rules) for e in endpoints]
-    sticky = tuple(f"{comment} -m recent --name {sep} --mask 255.255.255.255 --rsource --rcheck "
+    sticky = tuple(f"-m recent --name {sep} --mask 255.255.255.255 --rsource --rcheck "
                    f"--seconds {sp.affinity_timeout} --reap -j {sep}" for sep in seps) if sp.affinity_timeout else ()
     spread = []
     for i, sep in enumerate(seps):
         odds = "" if i == len(seps) - 1 else f"-m statistic --mode random --probability {1 / (len(seps) - i):.10f} "
-        spread.append(f"{comment} {odds}-j {sep}")
+        spread.append(f"{odds}-j {sep}")
     return (*sticky, *spread)
 
 
@@ -172,10 +175,9 @@ def endpoint_chain(sp: ServicePort, e: Endpoint, rules: IptRules) -> str:
     """PKUBE-SEP-H of `e`, added to `rules`: hairpin (the endpoint reaching itself is
     masqueraded), the affinity record, the DNAT."""
     sep = chain_name("SEP", sp.id, e.address)
-    comment = f'-m comment --comment "{sp}"'
     remember = f"-m recent --name {sep} --mask 255.255.255.255 --rsource --set " if sp.affinity_timeout else ""
-    rules.chains[(NAT, sep)] = (f"{comment} -s {e.ip}/32 -j {MARK_MASQ}",
-                                f"{comment} -p {sp.protocol} {remember}-j DNAT --to-destination {e.address}")
+    rules.chains[(NAT, sep)] = (f"-s {e.ip}/32 -j {MARK_MASQ}",
+                                f"-p {sp.protocol} {remember}-j DNAT --to-destination {e.address}")
     return sep
 
 

@@ -28,13 +28,13 @@ def test_a_clusterip_spreads_new_connections_with_statistic_over_the_ready_endpo
                                                                 endpoint("10.244.0.4"),
                                                                 endpoint("10.244.0.5", ready=False)])], CONFIG)
     assert rules.chains[(NAT, SVC)] == (
-        f"{COMMENT} -d 10.96.0.10/32 -p tcp -m tcp --dport 80 ! -s 10.244.0.0/16 -j PKUBE-MARK-MASQ",
-        f"{COMMENT} -m statistic --mode random --probability 0.3333333333 -j {sep('10.244.0.2')}",
-        f"{COMMENT} -m statistic --mode random --probability 0.5000000000 -j {sep('10.244.0.3')}",
-        f"{COMMENT} -j {sep('10.244.0.4')}")
+        "-d 10.96.0.10/32 -p tcp -m tcp --dport 80 ! -s 10.244.0.0/16 -j PKUBE-MARK-MASQ",
+        f"-m statistic --mode random --probability 0.3333333333 -j {sep('10.244.0.2')}",
+        f"-m statistic --mode random --probability 0.5000000000 -j {sep('10.244.0.3')}",
+        f"-j {sep('10.244.0.4')}")
     assert rules.chains[(NAT, sep("10.244.0.2"))] == (
-        f"{COMMENT} -s 10.244.0.2/32 -j PKUBE-MARK-MASQ",                     # hairpin
-        f"{COMMENT} -p tcp -j DNAT --to-destination 10.244.0.2:8080")
+        "-s 10.244.0.2/32 -j PKUBE-MARK-MASQ",                     # hairpin
+        "-p tcp -j DNAT --to-destination 10.244.0.2:8080")
     assert (NAT, sep("10.244.0.5")) not in rules.chains
     assert rules.entries() == {(NAT, SERVICES, f"{COMMENT} -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j {SVC}")}
 
@@ -71,7 +71,7 @@ def test_external_traffic_policy_local_uses_this_nodes_endpoints_and_drops_witho
                          CONFIG)
     assert here.chains[(NAT, EXT)] == (f"-s 10.244.0.0/16 -j {SVC}", "-m addrtype --src-type LOCAL -j PKUBE-MARK-MASQ",
                                        f"-m addrtype --src-type LOCAL -j {SVC}", f"-j {SVL}")
-    assert here.chains[(NAT, SVL)] == (f"{COMMENT} -j {sep('10.244.0.2')}",)
+    assert here.chains[(NAT, SVL)] == (f"-j {sep('10.244.0.2')}",)
     elsewhere = rules_of(["10.244.1.2"], node="n2", ports=ports, type="NodePort", externalTrafficPolicy="Local")
     assert (NAT, SVL) not in elsewhere.chains and elsewhere.chains[(NAT, EXT)][-1] == f"-m addrtype --src-type LOCAL -j {SVC}"
     assert (FILTER, SERVICES, f"{COMMENT} -m addrtype --dst-type LOCAL -p tcp -m tcp --dport 30080 -j DROP") \
@@ -82,9 +82,9 @@ def test_session_affinity_checks_recent_clients_first_and_records_them_at_dnat()
     rules = rules_of(["10.244.0.2", "10.244.0.3"], sessionAffinity="ClientIP",
                      sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}})
     a = sep("10.244.0.2")
-    assert rules.chains[(NAT, SVC)][1] == (f"{COMMENT} -m recent --name {a} --mask 255.255.255.255 --rsource "
+    assert rules.chains[(NAT, SVC)][1] == (f"-m recent --name {a} --mask 255.255.255.255 --rsource "
                                            f"--rcheck --seconds 60 --reap -j {a}")
-    assert rules.chains[(NAT, a)][1] == (f"{COMMENT} -p tcp -m recent --name {a} --mask 255.255.255.255 --rsource "
+    assert rules.chains[(NAT, a)][1] == (f"-p tcp -m recent --name {a} --mask 255.255.255.255 --rsource "
                                          f"--set -j DNAT --to-destination 10.244.0.2:8080")
 
 
