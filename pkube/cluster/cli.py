@@ -105,7 +105,9 @@ def _add_certs_parser(sub) -> None:
     check = verbs.add_parser("check-expiration", help="when each certificate expires")
     renew = verbs.add_parser("renew", help="re-issue certificates with the same CA")
     renew.add_argument("name", help="all, or one certificate's name (see check-expiration)")
-    for verb in (check, renew):
+    upload = verbs.add_parser("upload", help="(re)upload the control plane's shared secrets, sealed with a fresh "
+                                             "certificate key (printed), for pkube join --control-plane; 2 h")
+    for verb in (check, renew, upload):
         verb.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
 
 
@@ -264,9 +266,39 @@ def cmd_certs(args) -> int:
     if args.certs_command == "check-expiration":
         print(certs.expiration_table(data_dir))
         return 0
+    if args.certs_command == "upload":
+        return cmd_certs_upload(data_dir)
     for name in certs.renew(data_dir, args.name):
         print(f"certificate {name} renewed")
     print(f"Done renewing certificates: {certs.RESTART_HINT}.")
+    return 0
+
+
+def cmd_certs_upload(data_dir: Path) -> int:
+    """`pkube certs upload` on a member of a control plane of several: the key on stdout."""
+    from pkube.client.errors import ApiError, Unavailable
+    from pkube.client.kubeconfig import KubeconfigError, load_kubeconfig
+    from pkube.client.rest import ApiClient
+    from pkube.cluster import controlplanecerts, hacluster
+    if hacluster.load_topology(data_dir) is None:
+        raise ClusterError(f"{data_dir} is not a member of a control plane of several (pkube up --control-plane N): "
+                           f"no {hacluster.TOPOLOGY_FILE}, so no member can join it")
+    kubeconfig = ClusterConfig(data_dir=data_dir).kubeconfig_path
+    try:
+        with ApiClient(load_kubeconfig(str(kubeconfig)), timeout=15) as client:
+            key, expires = controlplanecerts.upload_with_new_key(client, data_dir)
+    except KubeconfigError as err:
+        raise ClusterError(str(err)) from None
+    except OSError as err:
+        raise ClusterError(f"cannot read the shared secrets: {err}") from None
+    except Unavailable as err:
+        raise ClusterError(f"cannot reach the apiserver ({kubeconfig}): {err.message or err}") from None
+    except ApiError as err:
+        raise ClusterError(f"the apiserver refused: {err.message or err}") from None
+    log(f"the control plane's shared secrets are in the Secret {controlplanecerts.NAMESPACE}/{controlplanecerts.SECRET}, "
+        f"sealed with this certificate key, until {expires:%Y-%m-%d %H:%M:%S} UTC; join with: pkube join SERVER "
+        f"--token T --control-plane --certificate-key KEY")
+    print(key)
     return 0
 
 

@@ -11,11 +11,21 @@ read that Secret (a Role and RoleBinding made with it), and it is owned by the b
 token it was made for, so it is garbage-collected with that token. ``download`` is what
 ``pkube join --control-plane --certificate-key K`` does: it decrypts every file first and
 writes none unless all decrypt (the key is checked by AES-GCM's tag).
+
+``upload_with_new_key`` is `pkube certs upload`, kubeadm's ``init phase upload-certs
+--upload-certs``: a fresh key, and the upload owned by a bootstrap token made for that alone
+(no usages: it authenticates nobody) that expires in two hours, as kubeadm's does. The upload
+carries its expiry (annotation ``pkube.io/expires``) and ``download`` refuses it afterwards;
+the Secret itself goes when the expired token is deleted (`pkube token create` and `list`
+delete expired tokens; the garbage collector then deletes what the token owns): pkube has no
+token-cleaner controller yet.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import datetime
 import os
 import secrets
 from pathlib import Path
@@ -34,6 +44,8 @@ SECRET = "pkube-control-plane-certs"
 READER = "pkube:control-plane-certs-reader"
 BOOTSTRAPPERS = "system:bootstrappers"
 NONCE_BYTES = 12
+UPLOAD_TTL = datetime.timedelta(hours=2)
+EXPIRES = "pkube.io/expires"
 
 
 class CertificateKeyError(RuntimeError):
@@ -82,16 +94,31 @@ def unseal(key_hex: str, name: str, sealed: str) -> bytes:
                                   "(a key from another upload, or mistyped)") from None
 
 
-def upload(client, data_dir: Path, key_hex: str, token_id: str) -> None:
+def upload_with_new_key(client, data_dir: Path, now: datetime.datetime | None = None) -> tuple[str, datetime.datetime]:
+    """`pkube certs upload` (see the module docstring): (the fresh certificate key, when the
+    upload expires). Raises OSError (a shared file missing), ApiError."""
+    from pkube.api import bootstraptoken
+    from pkube.cluster import tokens
+    tokens.remove_expired(client, now)
+    owner = dataclasses.replace(bootstraptoken.generate(UPLOAD_TTL, "owns the control plane's uploaded certificates "
+                                                        "(pkube certs upload)", now=now), usages=(), extra_groups=())
+    client.create(SECRETS, owner.to_secret(), NAMESPACE)
+    key = new_certificate_key()
+    upload(client, data_dir, key, owner.id, expires=owner.expiration)
+    return key, owner.expiration
+
+
+def upload(client, data_dir: Path, key_hex: str, token_id: str, expires: datetime.datetime | None = None) -> None:
     """Seal the shared files of ``data_dir`` into the Secret (replacing an older upload), owned by
-    the bootstrap token ``token_id``'s Secret, readable by bootstrap tokens. Raises OSError,
-    ApiError, CertificateKeyError."""
+    the bootstrap token ``token_id``'s Secret, readable by bootstrap tokens; refused by
+    ``download`` after ``expires`` (None: never). Raises OSError, ApiError, CertificateKeyError."""
     data = {name: seal(key_hex, name, path.read_bytes()) for name, (path, _) in shared_files(data_dir).items()}
     token = client.get(SECRETS, f"bootstrap-token-{token_id}", NAMESPACE)
     owner = {"apiVersion": "v1", "kind": "Secret", "name": token["metadata"]["name"],
              "uid": token["metadata"]["uid"]}
     secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-              "metadata": {"name": SECRET, "namespace": NAMESPACE, "ownerReferences": [owner]},
+              "metadata": {"name": SECRET, "namespace": NAMESPACE, "ownerReferences": [owner],
+                           **({"annotations": {EXPIRES: _timestamp(expires)}} if expires else {})},
               "data": {name: base64.b64encode(value.encode()).decode() for name, value in data.items()}}
     _create_or_replace(client, SECRETS, secret)
     _create_or_replace(client, ROLES, {
@@ -116,6 +143,7 @@ def download(client, key_hex: str, data_dir: Path) -> list[Path]:
             raise CertificateKeyError("the cluster has no uploaded control-plane certificates "
                                       "(run `pkube certs upload` on a control-plane member)") from None
         raise
+    _check_not_expired(secret)
     data = secret.get("data") or {}
     files = shared_files(data_dir)
     missing = sorted(set(files) - set(data))
@@ -125,6 +153,25 @@ def download(client, key_hex: str, data_dir: Path) -> list[Path]:
     for name, (path, mode) in files.items():
         _write(path, opened[name], mode)
     return [path for path, _ in files.values()]
+
+
+def _timestamp(when: datetime.datetime) -> str:
+    return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_not_expired(secret: dict) -> None:
+    """CertificateKeyError when the upload carries an expiry that has passed."""
+    expires = ((secret.get("metadata") or {}).get("annotations") or {}).get(EXPIRES)
+    if not expires:
+        return
+    try:
+        when = datetime.datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        raise CertificateKeyError(f"the uploaded control-plane certificates carry a bad {EXPIRES}: {expires!r}") from None
+    if when <= datetime.datetime.now(datetime.timezone.utc):
+        raise CertificateKeyError(f"the uploaded control-plane certificates expired at {expires} (they last "
+                                  f"{UPLOAD_TTL.seconds // 3600} h): run `pkube certs upload` on a control-plane "
+                                  f"member for a new certificate key")
 
 
 def _create_or_replace(client, resource, obj: dict) -> None:

@@ -17,8 +17,9 @@ from pkube.client.errors import ApiError
 from pkube.client.kubeconfig import ClientConfig
 from pkube.client.resources import SECRETS
 from pkube.client.rest import ApiClient
-from pkube.cluster import certs, controlplanecerts, etcdpki, secrets, serviceaccountkey
+from pkube.cluster import certs, controlplanecerts, etcdpki, hacluster, secrets, serviceaccountkey
 from pkube.cluster.etcd import free_port
+from pkube.cluster.up import ClusterConfig
 from tests.helpers.waiting import wait_for
 from tests.integration.test_apiserver_authn import _ready
 
@@ -89,3 +90,60 @@ def test_a_sealed_file_cannot_pass_for_another():
     assert controlplanecerts.unseal(key, "ca.crt", sealed) == b"public"
     with pytest.raises(controlplanecerts.CertificateKeyError):
         controlplanecerts.unseal(key, "ca.key", sealed)
+
+
+def pkube_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pkube.cluster", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_pkube_certs_upload_prints_a_fresh_key_that_opens_the_upload_for_two_hours(cluster, tmp_path):
+    """As kubeadm's `init phase upload-certs --upload-certs`: every run a new key (the old one
+    opens nothing any more), the upload owned by a token that authenticates nobody and expires
+    in two hours."""
+    url, data_dir = cluster
+    hacluster.save_topology(data_dir, hacluster.planned_topology(ClusterConfig(port=0), ["127.0.0.1"], 6444))
+    hacluster.point_at(data_dir / "admin.kubeconfig", url)
+    first = pkube_cli("certs", "upload", "--data-dir", str(data_dir))
+    assert first.returncode == 0, first.stderr
+    second = pkube_cli("certs", "upload", "--data-dir", str(data_dir))
+    assert second.returncode == 0, second.stderr
+    old_key, key = first.stdout.strip(), second.stdout.strip()
+    assert len(key) == 64 and key != old_key and "sealed with this certificate key" in second.stderr
+    pki = certs.pki_dir(data_dir)
+    joining = bootstraptoken.generate(datetime.timedelta(hours=1), "join")
+    with _client(url, data_dir, cert=(pki / "admin.crt").read_text(), key=(pki / "admin.key").read_text()) as admin:
+        admin.create(SECRETS, joining.to_secret(), "kube-system")
+        upload = admin.get(SECRETS, controlplanecerts.SECRET, "kube-system")
+        owner = bootstraptoken.BootstrapToken.from_secret(
+            admin.get(SECRETS, upload["metadata"]["ownerReferences"][0]["name"], "kube-system"))
+    left = owner.expiration - datetime.datetime.now(datetime.timezone.utc)
+    assert datetime.timedelta(hours=1, minutes=58) < left <= datetime.timedelta(hours=2)
+    assert owner.usages == () and upload["metadata"]["annotations"][controlplanecerts.EXPIRES]
+    with _client(url, data_dir, token=owner.token) as owner_client, pytest.raises(ApiError) as refused:
+        owner_client.get(SECRETS, controlplanecerts.SECRET, "kube-system")
+    assert refused.value.code == 401
+    with _client(url, data_dir, token=joining.token) as joiner:
+        with pytest.raises(controlplanecerts.CertificateKeyError, match="does not open"):
+            controlplanecerts.download(joiner, old_key, tmp_path / "stale")
+        controlplanecerts.download(joiner, key, tmp_path / "second")
+    assert (certs.pki_dir(tmp_path / "second") / "ca.key").read_bytes() == (pki / "ca.key").read_bytes()
+
+
+def test_an_expired_upload_is_refused_in_one_line(cluster, tmp_path):
+    url, data_dir = cluster
+    pki = certs.pki_dir(data_dir)
+    joining = bootstraptoken.generate(datetime.timedelta(hours=1), "join")
+    three_hours_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=3)
+    with _client(url, data_dir, cert=(pki / "admin.crt").read_text(), key=(pki / "admin.key").read_text()) as admin:
+        admin.create(SECRETS, joining.to_secret(), "kube-system")
+        key, expires = controlplanecerts.upload_with_new_key(admin, data_dir, now=three_hours_ago)
+    with _client(url, data_dir, token=joining.token) as joiner:
+        with pytest.raises(controlplanecerts.CertificateKeyError, match="expired at .*pkube certs upload"):
+            controlplanecerts.download(joiner, key, tmp_path / "late")
+    assert not (tmp_path / "late").exists()
+
+
+def test_pkube_certs_upload_outside_a_control_plane_of_several_says_so_in_one_line(tmp_path):
+    done = pkube_cli("certs", "upload", "--data-dir", str(tmp_path))
+    assert done.returncode != 0 and "not a member of a control plane of several" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
