@@ -8,6 +8,7 @@ x_tables kernel interface, for kernels without nf_tables); its -save and -restor
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 
 from pkube.proxy.backend import BackendError
@@ -33,14 +34,13 @@ class Iptables:
         """Apply `text` with `iptables-restore --noflush`: every table of it, or (IptablesError) none."""
         self._run([f"{self.command}-restore", "-w", "5", "--noflush"], text)
 
-    def chains(self, table: str) -> set[str]:
-        """The names of every chain of `table` (built-in ones included)."""
-        listing = self._run([f"{self.command}-save", "-t", table])
-        return {line[1:].split()[0] for line in listing.splitlines() if line.startswith(":")}
+    def save(self, table: str) -> str:
+        """`iptables-save -t table`: every chain and rule of it."""
+        return self._run([f"{self.command}-save", "-t", table])
 
-    def has_rule(self, table: str, chain: str, rule: tuple[str, ...]) -> bool:
-        """True if `chain` holds `rule` (iptables -C); False if not, or if the chain is missing."""
-        argv = [*self.prefix, self.command, "-w", "5", "-t", table, "-C", chain, *rule]
+    def has_rule(self, table: str, chain: str, rule: str) -> bool:
+        """True if `chain` holds `rule` (restore syntax; iptables -C); False if not, or if a chain is missing."""
+        argv = [*self.prefix, self.command, "-w", "5", "-t", table, "-C", chain, *shlex.split(rule)]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout)
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -51,17 +51,13 @@ class Iptables:
             return False
         raise IptablesError(f"{' '.join(argv)}: {done.stderr.strip() or 'exit ' + str(done.returncode)}")
 
-    def insert_rule(self, table: str, chain: str, rule: tuple[str, ...]) -> None:
-        """Put `rule` first in `chain`."""
-        self._run([self.command, "-w", "5", "-t", table, "-I", chain, "1", *rule])
-
-    def delete_rule(self, table: str, chain: str, rule: tuple[str, ...]) -> None:
-        self._run([self.command, "-w", "5", "-t", table, "-D", chain, *rule])
+    def delete_rule(self, table: str, chain: str, rule: str) -> None:
+        self._run([self.command, "-w", "5", "-t", table, "-D", chain, *shlex.split(rule)])
 
     def works(self) -> bool:
         """True when the command runs and the kernel has its tables (a listing of nat)."""
         try:
-            self.chains("nat")
+            self.save("nat")
         except IptablesError:
             return False
         return True

@@ -2,9 +2,10 @@
 Service, clashes, conntrack of gone flows) over iptrules' chains, applied through
 `iptables-restore --noflush`.
 
-`sync_all` lists the nat and filter chains, writes every PKUBE chain in one input (stale ones
-deleted in it), then makes sure the built-in chains jump to ours (`iptables -C`, inserted
-when missing). `sync` writes one input per round rewriting the changed Services only; when it
+`sync_all` lists the nat and filter tables (iptables-save) and writes every PKUBE chain in
+one input that also deletes the stale ones and inserts the built-in chains' jumps the listing
+lacks (one process: `iptables -C` and `-I` per jump cost ~0.3 s each with legacy and a big
+table, which copies the whole table for each). `sync` writes one input per round rewriting the changed Services only; when it
 is refused (someone deleted a rule `-D` names), the whole set is written again, as kube-proxy
 follows a failed partial sync with a full one.
 """
@@ -15,10 +16,13 @@ import logging
 
 from pkube.proxy.backend import BackendError
 from pkube.proxy.ipt import Iptables
-from pkube.proxy.iptrules import JUMPS, NAT, TABLES, IptRules, diff_text, full_text, service_rules
+from pkube.proxy.iptrules import (FILTER, JUMPS, NAT, TABLES, IptRules, diff_text, full_text, listed_chains,
+                                  missing_jumps, service_rules)
 from pkube.proxy.proxier import Proxier, SyncResult, _Plan
 
 log = logging.getLogger(__name__)
+
+CHECKED_JUMPS = tuple(next(j for j in JUMPS if j[0] == table) for table in (NAT, FILTER))
 
 
 class IptablesProxier(Proxier):
@@ -31,12 +35,6 @@ class IptablesProxier(Proxier):
 
     def describe(self) -> str:
         return f"{self.ipt.command} chains PKUBE-*"
-
-    def sync_all(self) -> SyncResult:
-        """As Proxier.sync_all, then the jumps from the built-in chains (checked, inserted when missing)."""
-        result = super().sync_all()
-        self.ensure_jumps()
-        return result
 
     def sync(self, keys: list[str]) -> SyncResult:
         """As Proxier.sync; a refused input is followed by a full write (sync_all), whose
@@ -51,15 +49,10 @@ class IptablesProxier(Proxier):
             log.error("writing every chain failed: %s", e)
             return SyncResult(failed=list(keys))
 
-    def ensure_jumps(self) -> None:
-        """Each of JUMPS first in its built-in chain unless it is there already."""
-        for table, chain, rule in JUMPS:
-            if not self.ipt.has_rule(table, chain, rule):
-                self.ipt.insert_rule(table, chain, rule)
-
     def in_place(self) -> bool:
-        """False when a jump from a built-in chain is gone (iptables -F, or -X of our chains)."""
-        return all(self.ipt.has_rule(table, chain, rule) for table, chain, rule in JUMPS)
+        """False when the first jump of nat or of filter is gone (iptables -F, -X of our
+        chains): one `iptables -C` per table, cheap enough to run every 30 s."""
+        return all(self.ipt.has_rule(table, chain, rule) for table, chain, rule in CHECKED_JUMPS)
 
     def prune(self) -> None:
         """Nothing to prune: hairpin is a rule of each endpoint chain."""
@@ -71,11 +64,12 @@ class IptablesProxier(Proxier):
         return diff_text(plan.changes)
 
     def _full_script(self, services: dict[str, IptRules]) -> str:
-        existing = {(table, chain) for table in TABLES for chain in self.ipt.chains(table)}
-        return full_text(services, existing)
+        listings = {table: self.ipt.save(table) for table in TABLES}
+        existing = {c for table, listing in listings.items() for c in listed_chains(table, listing)}
+        return full_text(services, existing, missing_jumps(listings))
 
     def _base_script(self) -> str:
-        return full_text({}, {(table, chain) for table in TABLES for chain in self.ipt.chains(table)})
+        return self._full_script({})
 
     def _write(self, script: str) -> None:
         self.ipt.restore(script)
@@ -86,7 +80,8 @@ def remove_all(ipt: Iptables) -> None:
     for table, chain, rule in JUMPS:
         while ipt.has_rule(table, chain, rule):
             ipt.delete_rule(table, chain, rule)
-    ours = {(table, chain) for table in TABLES for chain in ipt.chains(table) if chain.startswith("PKUBE-")}
+    ours = {(table, chain) for table in TABLES for t, chain in listed_chains(table, ipt.save(table))
+            if chain.startswith("PKUBE-")}
     if ours:
         out = []
         for table in TABLES:
@@ -95,5 +90,3 @@ def remove_all(ipt: Iptables) -> None:
                 out += [f"*{table}", *(f":{c} - [0:0]" for c in names), *(f"-X {c}" for c in names), "COMMIT"]
         ipt.restore("\n".join(out) + "\n")
 
-
-__all__ = ["IptablesProxier", "remove_all", "NAT"]

@@ -61,18 +61,16 @@ FIXED_RULES = {
                          "-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",),
 }
 
-# (table, built-in chain, rule): inserted first in the built-in chain once, checked with -C.
+# (table, built-in chain, rule): put first in the built-in chain when a listing lacks it.
+PORTALS = '-m comment --comment "pkube service portals"'
 JUMPS = (
-    (NAT, "PREROUTING", ("-m", "comment", "--comment", "pkube service portals", "-j", SERVICES)),
-    (NAT, "OUTPUT", ("-m", "comment", "--comment", "pkube service portals", "-j", SERVICES)),
-    (NAT, "POSTROUTING", ("-m", "comment", "--comment", "pkube postrouting rules", "-j", POSTROUTING)),
-    (FILTER, "INPUT", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment",
-                       "pkube service portals", "-j", SERVICES)),
-    (FILTER, "FORWARD", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment",
-                         "pkube service portals", "-j", SERVICES)),
-    (FILTER, "OUTPUT", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment",
-                        "pkube service portals", "-j", SERVICES)),
-    (FILTER, "INPUT", ("-j", FIREWALL)),
+    (NAT, "PREROUTING", f"{PORTALS} -j {SERVICES}"),
+    (NAT, "OUTPUT", f"{PORTALS} -j {SERVICES}"),
+    (NAT, "POSTROUTING", f'-m comment --comment "pkube postrouting rules" -j {POSTROUTING}'),
+    (FILTER, "INPUT", f"-m conntrack --ctstate NEW {PORTALS} -j {SERVICES}"),
+    (FILTER, "FORWARD", f"-m conntrack --ctstate NEW {PORTALS} -j {SERVICES}"),
+    (FILTER, "OUTPUT", f"-m conntrack --ctstate NEW {PORTALS} -j {SERVICES}"),
+    (FILTER, "INPUT", f"-j {FIREWALL}"),
 )
 
 Chain = tuple[str, str]              # (table, chain)
@@ -195,10 +193,30 @@ def external_chain(sp: ServicePort, svc: str, has_local: bool, config: ProxyConf
 
 # ---- iptables-restore input ------------------------------------------------------------------
 
-def full_text(services: dict[str, IptRules], existing: set[Chain] = frozenset()) -> str:
+def listed_chains(table: str, listing: str) -> set[Chain]:
+    """The (table, chain) of every chain in `listing` (iptables-save -t table)."""
+    return {(table, line[1:].split()[0]) for line in listing.splitlines() if line.startswith(":")}
+
+
+def missing_jumps(listings: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The JUMPS absent from `listings` (table -> iptables-save -t table): a jump counts as
+    there when a rule of its built-in chain ends in its target and carries its comment."""
+    missing = []
+    for table, chain, rule in JUMPS:
+        target = rule.rsplit(" ", 1)[1]
+        comment = rule.split('"')[1] if '"' in rule else ""
+        if not any(line.startswith(f"-A {chain} ") and line.endswith(f"-j {target}") and comment in line
+                   for line in listings.get(table, "").splitlines()):
+            missing.append((table, chain, rule))
+    return missing
+
+
+def full_text(services: dict[str, IptRules], existing: set[Chain] = frozenset(),
+              jumps: list[tuple[str, str, str]] = ()) -> str:
     """One `iptables-restore --noflush` input writing every PKUBE chain from nothing: base
     chains, fixed rules, every Service; the `existing` PKUBE chains no longer wanted are
-    flushed and deleted in the same transaction."""
+    flushed and deleted, and `jumps` (missing_jumps) put first in their built-in chains, in
+    the same transaction."""
     chains: dict[Chain, tuple[str, ...]] = {(t, c): FIXED_RULES.get((t, c), ())
                                             for t, names in BASE_CHAINS.items() for c in names}
     shared: dict[Chain, list[str]] = {c: [] for c in chains}
@@ -215,6 +233,7 @@ def full_text(services: dict[str, IptRules], existing: set[Chain] = frozenset())
         out += [f"-A {c} {rule}" for (t, c), rules in shared.items() if t == table for rule in rules]
         out += [f"-A {c} {rule}" for (t, c), rules in chains.items() if t == table for rule in rules]
         out += [f"-X {c}" for t, c in sorted(stale) if t == table]
+        out += [f"-I {c} 1 {rule}" for t, c, rule in jumps if t == table]
         out.append("COMMIT")
     return "\n".join(out) + "\n"
 

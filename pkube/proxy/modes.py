@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 from typing import Callable, Iterable
 
 from pkube.proxy.backend import Backend, BackendError
@@ -72,9 +73,18 @@ def make_backend(mode: str, ipt: Iptables | None, config: ProxyConfig, services:
     return Proxier(config, nft or Nft(), services, slices, service_keys, conntrack)
 
 
+def legacy_in_use(netns: str | None = None) -> bool:
+    """True when the namespace has legacy iptables tables (/proc/net/ip_tables_names lists
+    them): only then can iptables-legacy hold our chains, and probing it otherwise would load
+    its kernel modules."""
+    argv = ["cat", "/proc/net/ip_tables_names"]
+    done = subprocess.run(["ip", "netns", "exec", netns, *argv] if netns else argv, capture_output=True, text=True)
+    return done.returncode == 0 and bool(done.stdout.split())
+
+
 def cleanup(table: str, netns: str | None = None) -> list[str]:
-    """Delete both backends' state: the nft table, and the PKUBE chains of every iptables
-    variant that works here. The errors, one line each (empty: all clean)."""
+    """Delete both backends' state: the nft table, and the PKUBE chains of iptables-nft and
+    (when its tables exist) iptables-legacy. The errors, one line each (empty: all clean)."""
     errors = []
     if nft_works(netns):
         try:
@@ -82,6 +92,8 @@ def cleanup(table: str, netns: str | None = None) -> list[str]:
         except BackendError as e:
             errors.append(str(e))
     for command in CLEANUP_COMMANDS:
+        if command == "iptables-legacy" and not legacy_in_use(netns):
+            continue
         ipt = Iptables(command, netns=netns)
         if shutil.which(f"{command}-restore") and ipt.works():
             try:

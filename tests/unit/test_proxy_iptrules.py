@@ -3,7 +3,11 @@ iptables-restore text out (no iptables run; tests/system/test_proxy_iptables.py 
 
 from __future__ import annotations
 
+import pytest
+
+from pkube.proxy import modes
 from pkube.proxy.backend import BackendError
+from pkube.proxy.ipt import Iptables
 from pkube.proxy.iptproxier import IptablesProxier
 from pkube.proxy.iptrules import (FILTER, NAT, NODEPORTS, SERVICES, chain_name, diff_text, full_text,
                                   service_rules)
@@ -129,7 +133,8 @@ def test_a_service_losing_its_endpoints_swaps_its_shared_rules_and_deletes_its_c
 
 
 class RecordingIptables:
-    """Keeps each restore input; refuses inputs holding any of `refuse`; knows no chain."""
+    """Keeps each restore input; refuses inputs holding any of `refuse`; lists only the
+    built-in chains' rules that inputs inserted (-I)."""
 
     command = "iptables"
 
@@ -142,15 +147,17 @@ class RecordingIptables:
         if any(word in text for word in self.refuse):
             raise BackendError("iptables-restore: line 3 failed")
         self.inputs.append(text)
+        table = ""
+        for line in text.splitlines():
+            table = line[1:] if line.startswith("*") else table
+            if line.startswith("-I ") and line.split()[1] in ("PREROUTING", "OUTPUT", "POSTROUTING", "INPUT", "FORWARD"):
+                self.rules.add((table, line.split()[1], line.split(" 1 ", 1)[1]))
 
-    def chains(self, table: str) -> set[str]:
-        return set()
+    def save(self, table: str) -> str:
+        return "".join(f"-A {c} {rule}\n" for t, c, rule in sorted(self.rules) if t == table)
 
     def has_rule(self, table, chain, rule) -> bool:
         return (table, chain, rule) in self.rules
-
-    def insert_rule(self, table, chain, rule) -> None:
-        self.rules.add((table, chain, rule))
 
 
 def make_proxier():
@@ -168,11 +175,12 @@ def test_the_proxier_writes_everything_once_then_only_the_changed_service_and_in
     proxier, ipt, put = make_proxier()
     put("a", "10.96.0.1", ["10.244.0.2"])
     put("b", "10.96.0.2", ["10.244.0.3"])
+    assert not proxier.in_place()
     proxier.sync_all()
     assert "10.96.0.1/32" in ipt.inputs[0] and "10.96.0.2/32" in ipt.inputs[0]
-    assert len(ipt.rules) == 7 and proxier.in_place()
+    assert ipt.inputs[0].count("-I ") == 7 and len(ipt.rules) == 7 and proxier.in_place()
     proxier.sync_all()
-    assert len(ipt.rules) == 7                              # checked with -C, not inserted twice
+    assert "-I " not in ipt.inputs[1]                        # listed: not inserted twice
     put("a", "10.96.0.1", ["10.244.0.4"])
     assert proxier.sync(["default/a"]).failed == []
     assert "10.244.0.4" in ipt.inputs[-1] and "default/b" not in ipt.inputs[-1]
@@ -188,3 +196,18 @@ def test_a_refused_partial_sync_is_followed_by_a_full_one():
     assert proxier.sync(["default/a"]).failed == []
     assert ipt.inputs[-1].startswith("*nat\n") and "-A PKUBE-NODEPORTS" not in ipt.inputs[-1]
     assert "10.244.0.5" in ipt.inputs[-1] and "-D " not in ipt.inputs[-1]
+
+
+def test_auto_mode_falls_back_to_iptables_only_where_nftables_does_not_work(monkeypatch):
+    legacy = Iptables("iptables-legacy")
+    monkeypatch.setattr(modes, "nft_works", lambda netns=None: True)
+    monkeypatch.setattr(modes, "working_iptables", lambda netns=None: legacy)
+    assert modes.choose(modes.AUTO) == (modes.NFTABLES, None)
+    assert modes.choose(modes.IPTABLES) == (modes.IPTABLES, legacy)
+    monkeypatch.setattr(modes, "nft_works", lambda netns=None: False)
+    assert modes.choose(modes.AUTO) == (modes.IPTABLES, legacy)
+    with pytest.raises(BackendError, match="apt-get install nftables"):
+        modes.choose(modes.NFTABLES)
+    monkeypatch.setattr(modes, "working_iptables", lambda netns=None: None)
+    with pytest.raises(BackendError, match="nftables nor iptables works here"):
+        modes.choose(modes.AUTO)
