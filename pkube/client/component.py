@@ -19,6 +19,7 @@ import uuid
 from typing import Awaitable, Callable
 
 from pkube.client.aio import AsyncApiClient
+from pkube.client.gcpolicy import settle_after_startup
 from pkube.client.kubeconfig import KubeconfigError, load_kubeconfig
 from pkube.client.leaderelection import LeaderElectionConfig, LeaderElector
 from pkube.client.metrics import add_metrics_flag, start_metrics_server
@@ -99,10 +100,12 @@ def run_component(name: str, args: argparse.Namespace, make_run: MakeRun, regist
 
 
 def run_main(name: str, verbose: bool, main: Callable[[], Awaitable[int | None]]) -> int:
-    """The shell of a client process: logging, `main()` on a new event loop, its result as
-    the exit status (None: 0), a bad kubeconfig or option as one line and exit 2, ^C as 0."""
+    """The shell of a client process: logging, the collector's policy (pkube/client/gcpolicy.py),
+    `main()` on a new event loop, its result as the exit status (None: 0), a bad kubeconfig or
+    option as one line and exit 2, ^C as 0."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settle_after_startup()
     try:
         return asyncio.run(main()) or 0
     except (KubeconfigError, ValueError) as err:
