@@ -3,8 +3,11 @@ iptables-restore text out (no iptables run; tests/system/test_proxy_iptables.py 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from pkube.client.fake import FakeApi
 from pkube.proxy import modes
 from pkube.proxy.backend import BackendError
 from pkube.proxy.ipt import Iptables
@@ -12,6 +15,7 @@ from pkube.proxy.iptproxier import IptablesProxier
 from pkube.proxy.iptrules import (FILTER, NAT, NODEPORTS, SERVICES, chain_name, diff_text, full_text,
                                   service_rules)
 from pkube.proxy.rules import ProxyConfig
+from pkube.proxy.server import ProxyServer
 from tests.unit.test_proxy_rules import endpoint, endpoint_slice, service
 
 CONFIG = ProxyConfig(table="t", cluster_cidr="10.244.0.0/16", node_name="n1")
@@ -211,3 +215,25 @@ def test_auto_mode_falls_back_to_iptables_only_where_nftables_does_not_work(monk
     monkeypatch.setattr(modes, "working_iptables", lambda netns=None: None)
     with pytest.raises(BackendError, match="nftables nor iptables works here"):
         modes.choose(modes.AUTO)
+
+
+def test_the_server_drives_the_iptables_backend_and_rewrites_rules_flushed_behind_its_back():
+    ipt = RecordingIptables()
+    server = ProxyServer(FakeApi(), CONFIG, backend=lambda cfg, *reads: modes.make_backend(modes.IPTABLES, ipt, cfg,
+                                                                                             *reads))
+    server.proxier.conntrack = None
+    server.service_informer.apply_event("ADDED", service("web"))
+    server.slice_informer.apply_event("ADDED", endpoint_slice("web", [endpoint("10.244.0.2")]))
+
+    async def scenario():
+        await server.rebuild()
+        server.slice_informer.apply_event("MODIFIED", endpoint_slice("web", [endpoint("10.244.0.3")]))
+        ipt.rules.clear()                    # iptables -t nat -F; the check comes with the next round
+        server.queue.add("")
+        server.queue.shutdown()
+        await server.run_rounds()
+    asyncio.run(scenario())
+    assert isinstance(server.proxier, IptablesProxier)
+    assert f"-A PKUBE-SERVICES {COMMENT}" in ipt.inputs[0] and "-I PREROUTING 1" in ipt.inputs[0]
+    assert "10.244.0.3:8080" in ipt.inputs[1] and "-I PREROUTING" not in ipt.inputs[1]     # the change alone
+    assert "-I PREROUTING 1" in ipt.inputs[2] and server.proxier.in_place()                # then a full write
