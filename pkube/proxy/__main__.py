@@ -137,6 +137,8 @@ def main(argv=None) -> int:
     except BackendError as e:
         print(f"proxy: --proxy-mode {args.proxy_mode}: {e}", file=sys.stderr)
         return 1
+    for error in modes.cleanup(args.table, keep=mode):      # the other mode's rules would still DNAT
+        print(f"proxy: removing the rules of the other proxy mode: {error}", file=sys.stderr)
     config = ProxyConfig(table=args.table, cluster_cidr=args.cluster_cidr, node_name=args.node_name)
     try:
         dns = dns_config(args)

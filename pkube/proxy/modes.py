@@ -82,16 +82,18 @@ def legacy_in_use(netns: str | None = None) -> bool:
     return done.returncode == 0 and bool(done.stdout.split())
 
 
-def cleanup(table: str, netns: str | None = None) -> list[str]:
+def cleanup(table: str, netns: str | None = None, keep: str | None = None) -> list[str]:
     """Delete both backends' state: the nft table, and the PKUBE chains of iptables-nft and
-    (when its tables exist) iptables-legacy. The errors, one line each (empty: all clean)."""
+    (when its tables exist) iptables-legacy; all but `keep`'s (NFTABLES or IPTABLES: at start,
+    the other mode's rules, left by an earlier run, would still DNAT). The errors, one line
+    each (empty: all clean)."""
     errors = []
-    if nft_works(netns):
+    if keep != NFTABLES and nft_works(netns):
         try:
             Nft(netns=netns).delete_table(table)
         except BackendError as e:
             errors.append(str(e))
-    for command in CLEANUP_COMMANDS:
+    for command in CLEANUP_COMMANDS if keep != IPTABLES else ():
         if command == "iptables-legacy" and not legacy_in_use(netns):
             continue
         ipt = Iptables(command, netns=netns)

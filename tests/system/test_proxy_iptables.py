@@ -149,12 +149,18 @@ def test_a_restart_removes_stale_chains_and_rules_gone_behind_its_back_are_notic
     assert second.in_place() and save(node).count("-j PKUBE-SERVICES") == 5       # 2 nat + 3 filter, once each
 
 
-def test_cleanup_removes_every_chain_and_jump_of_both_variants(node):
+def test_cleanup_removes_every_chain_and_jump_of_both_variants_and_a_start_the_other_modes_rules(node):
     node.pod("a", "10.244.0.2")
     for command in VARIANTS:
         proxier(node, command).sync([node.put("web", "10.96.0.10", ["10.244.0.2"], type="NodePort",
                                               ports=[{"name": "http", "port": 80, "nodePort": 30080}])])
         assert pkube_lines(save(node, command))
+    node.proxier()                                   # the nftables table too, as an earlier run in that mode
+    assert modes.cleanup("pkube-proxy", netns=node.name, keep=modes.IPTABLES) == []   # at start in iptables mode
+    assert "pkube-proxy" not in node.run("nft", "list", "tables") and pkube_lines(save(node))
+    node.proxier()
+    assert modes.cleanup("pkube-proxy", netns=node.name, keep=modes.NFTABLES) == []
+    assert "pkube-proxy" in node.run("nft", "list", "tables") and not pkube_lines(save(node))
     assert modes.cleanup("pkube-proxy", netns=node.name) == []
     for command in VARIANTS:
         assert pkube_lines(save(node, command)) == [], command
