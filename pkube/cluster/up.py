@@ -188,8 +188,8 @@ def control_plane(config: ClusterConfig, etcd_endpoint: str) -> list[Component]:
                       "--port", str(config.port), *apiserver_security_flags(config.pki_dir),
                       *serviceaccountkey.apiserver_flags(config.pki_dir)),
         logs / "apiserver.log", health_url=f"{config.server}/readyz", health_ca=str(config.ca_file))
-    others = [Component(name, python_module(name, "--kubeconfig", config.kubeconfig_of(name), "--leader-elect",
-                                            *component_flags(config, name)),
+    others = [Component(name, python_module(f"pkube.{name}", "--kubeconfig", config.kubeconfig_of(name),
+                                            "--leader-elect", *component_flags(config, name)),
                         logs / f"{name}.log") for name in config.components]
     if config.kubelet:
         others += [kubelet_component(config), proxy_component(config)]

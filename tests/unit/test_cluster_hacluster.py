@@ -4,6 +4,7 @@ topology a first member plans and publishes, the member's flags, the checks of -
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,14 @@ def test_a_members_apiserver_talks_tls_to_every_etcd_and_advertises_its_address(
     assert apiserver[apiserver.index("--advertise-address") + 1] == "10.200.0.2"
     assert "--etcd-certfile" in apiserver
     assert "--leader-elect" in comps[2].argv and "--leader-elect" in comps[3].argv
+
+
+def test_every_members_component_runs_a_module_that_exists(tmp_path):
+    config = ClusterConfig(data_dir=tmp_path, port=16443, node_name="m1", node_ip="10.200.0.2")
+    for comp in hacluster.member_components(config, "10.200.0.2", ["https://10.200.0.2:2379"], 6444,
+                                            ["https://10.200.0.2:16443"]):
+        module = comp.argv[comp.argv.index("-m") + 1]
+        assert importlib.util.find_spec(module) is not None, f"{comp.name}: python -m {module} finds nothing"
 
 
 def args(control_plane: int, nodes: int = 1, no_kubelet: bool = False) -> argparse.Namespace:
