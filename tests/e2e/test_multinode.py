@@ -7,6 +7,7 @@ expired token is refused, and `pkube down` leaves nothing behind. One cluster fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -290,6 +291,89 @@ def test_kubectl_drain_waits_on_the_budget_until_a_replacement_is_ready_elsewher
         kubectl(multinode, "uncordon", drained, check=False)
         kubectl(multinode, "delete", "deployment", "guarded", "--wait=false", check=False)
         kubectl(multinode, "delete", "pdb", "guarded", check=False)
+
+
+NODE_MONITOR_GRACE_SECONDS = 50     # the node lifecycle controller's default; pkube up sets none
+VANISHING_TOLERATION_SECONDS = 2
+
+VANISHING = f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: vanishing}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: vanishing}}}}
+  template:
+    metadata: {{labels: {{app: vanishing}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      tolerations:
+      - {{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute,
+         tolerationSeconds: {VANISHING_TOLERATION_SECONDS}}}
+      - {{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute,
+         tolerationSeconds: {VANISHING_TOLERATION_SECONDS}}}
+      containers:
+      - {{name: c, image: busybox, command: [sleep, "3600"]}}
+"""
+
+
+def processes_in(netns: os.stat_result) -> list[int]:
+    """The pids whose network namespace is `netns` (the stat of its nsfs file)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ns = os.stat(entry / "ns" / "net")
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and (ns.st_dev, ns.st_ino) == (netns.st_dev, netns.st_ino):
+            found.append(int(entry.name))
+    return found
+
+
+def vanish(node: NetNode) -> None:
+    """Node `node` gone as a machine goes: its name unbound (`ip netns delete`, so its join,
+    restarted by `pkube up`, cannot enter it again), then every process in its network
+    namespace (its join, kubelet and proxy, and anything they started meanwhile) killed -9
+    until none is left; the namespace, its links and the host's veth end go with the last of
+    them. Its pods' processes, in their own namespaces, stay for `pkube down` to remove."""
+    netns = os.stat(node.netns_path)
+    assert processes_in(netns), f"no process in {node.netns}"
+    subprocess.run(["ip", "netns", "delete", node.netns], check=True, timeout=30)
+    while victims := processes_in(netns):
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+
+
+def node_ready_status(cluster, name: str) -> str:
+    node = json.loads(kubectl(cluster, "get", "node", name, "-o", "json").stdout)
+    return next((c["status"] for c in node["status"].get("conditions", []) if c["type"] == "Ready"), "")
+
+
+def test_a_node_gone_with_its_network_namespace_has_its_pods_replaced_elsewhere(multinode):
+    for name in NODES:           # a node of an earlier test may still be coming back
+        wait_node_ready(multinode, name, timeout=90)
+    apply(multinode, VANISHING)
+    placed = {p["spec"]["nodeName"] for p in running_pods(multinode, "app=vanishing", 3)}
+    victim = next((n for n in (f"{HOST}-2", f"{HOST}-1") if n in placed), None)
+    assert victim, f"the scheduler spread no pod to the namespaced nodes: {placed}"
+    node = NetNode(int(victim.rsplit("-", 1)[1]), victim, multinode.data_dir / "nodes" / victim)
+    promised = VANISHING_TOLERATION_SECONDS + NODE_MONITOR_GRACE_SECONDS + 60
+    try:
+        vanish(node)
+        deadline = time.monotonic() + promised
+        wait_for(lambda: node_ready_status(multinode, victim) == "Unknown", timeout=promised)
+
+        def replaced():
+            every = pods(multinode, "app=vanishing")
+            live = [p for p in every if running(p)]
+            left = [p for p in every if p["spec"].get("nodeName") == victim]
+            evicted = all(p["metadata"].get("deletionTimestamp") for p in left)
+            return len(live) == 3 and victim not in {p["spec"]["nodeName"] for p in live} and evicted
+        wait_for(replaced, timeout=max(1.0, deadline - time.monotonic()))
+        wait_for(lambda: not os.path.exists(f"/sys/class/net/{node.host_ifname}"), timeout=10)
+    finally:
+        kubectl(multinode, "delete", "deployment", "vanishing", "--wait=false", check=False)
 
 
 def leftovers(data_dir: Path) -> list[str]:
