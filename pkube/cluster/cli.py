@@ -241,7 +241,13 @@ def join_argv(args, config: ClusterConfig) -> list[str]:
 
 
 def cmd_down(args) -> int:
+    """Stop what runs in DIR; a joined control-plane member first leaves etcd
+    (controlplanejoin.leave: refused for etcd's last member)."""
     config = ClusterConfig(data_dir=args.data_dir.resolve())
+    if running_pid(config) is None:
+        raise ClusterError(f"no cluster is running in {config.data_dir}")
+    from pkube.cluster import controlplanejoin
+    controlplanejoin.leave(config.data_dir, log)
     pid = stop_detached(config)
     print(f"stopped the cluster in {config.data_dir} (pid {pid})")
     return 0

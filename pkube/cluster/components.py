@@ -25,7 +25,9 @@ class Component:
 
     ``health_url`` (optional) must answer 200 before start() returns. The
     process gets its own session so a Ctrl-C at the terminal reaches only the
-    supervisor, which then stops components in order.
+    supervisor, which then stops components in order. With ``final_on_success``
+    an exit with code 0 (the process was asked to stop, e.g. a node's `pkube
+    down`) is final: `watch_components` does not restart it.
     """
 
     name: str
@@ -36,6 +38,11 @@ class Component:
     env: Optional[dict] = None
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
     restarts: int = 0
+    final_on_success: bool = False
+
+    def stopped_for_good(self) -> bool:
+        """It exited 0 and that is final (``final_on_success``)."""
+        return self.final_on_success and self.proc is not None and self.proc.poll() == 0
 
     def start(self, timeout: float = 30.0) -> None:
         """Spawn the process and wait until it is healthy; raise ComponentError."""
@@ -100,11 +107,12 @@ def python_module(module: str, *args: str) -> list[str]:
 def watch_components(components: list[Component], should_stop: Callable[[], bool],
                      log: Callable[[str], None], period: float = 1.0,
                      max_backoff: float = 30.0) -> None:
-    """Restart components that exit, with a growing back-off, until should_stop()."""
+    """Restart components that exit (but those stopped for good), with a growing back-off,
+    until should_stop()."""
     next_try: dict[str, float] = {}
     while not should_stop():
         for comp in components:
-            if comp.alive():
+            if comp.alive() or comp.stopped_for_good():
                 continue
             now = time.monotonic()
             if now < next_try.get(comp.name, 0):

@@ -20,19 +20,60 @@ when they exit, as `pkube up` supervises its own): the etcd member (registered f
 `etcdctl member add`, then started with ``--initial-cluster-state existing``; a member whose
 data is still there restarts as it was), the apiserver, the load balancer, the scheduler and
 the controller-manager (``--leader-elect``), the kubelet and the proxy. On SIGTERM (`pkube
-down --data-dir DIR`) it stops them in reverse order, removes its pods and its etcd data; the
-member stays registered until `pkube etcd member remove NAME` (or a later join of the same
-name, which replaces it).
+down --data-dir DIR`) it stops them in reverse order, removes its pods and its etcd data.
+Before that signal, `pkube down` removes the member from etcd (`leave`, through the others),
+so the quorum shrinks before the member goes, as `pkube etcd member remove NAME` does; it
+refuses to stop etcd's last member. The member's name is in DIR/etcd-member-name, written
+when it starts.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Optional
 
 from pkube.cluster import certs, controlplanecerts, dataprotection, etcdmembers, etcdpki, hacluster, join, pki
 from pkube.cluster.components import Component, ComponentError
 from pkube.cluster.etcd import EtcdError
 from pkube.cluster.up import ClusterConfig, ClusterError, remove_pods, remove_proxy_rules
+
+MEMBER_NAME_FILE = "etcd-member-name"
+
+
+class LastMemberError(ClusterError):
+    """The member is etcd's last: `pkube down` refuses to stop it."""
+
+
+def member_name(data_dir: Path) -> Optional[str]:
+    """The etcd member name of the joined control-plane member in `data_dir`, or None (a
+    worker, the first member of `pkube up`, or nothing there)."""
+    try:
+        return (data_dir / MEMBER_NAME_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def leave(data_dir: Path, log: Callable[[str], None]) -> None:
+    """Remove the joined member of `data_dir` from etcd, through every member's client URL,
+    before its processes stop. ClusterError when it is etcd's last member (stopping it would
+    lose every object); any other failure (etcd without quorum, unreachable) is logged with
+    the command that finishes the job, and the caller stops the member anyway."""
+    name, topology = member_name(data_dir), hacluster.load_topology(data_dir)
+    if name is None or topology is None:
+        return
+    tls = etcdpki.tls_of(data_dir / "pki", etcdpki.ADMIN_CLIENT)
+    try:
+        current = etcdmembers.members(topology["etcdServers"], tls)
+        if [m.name for m in current] == [name]:
+            raise LastMemberError(f"{name} is etcd's last member: stopping it would lose every object "
+                               f"(save them first: pkube etcd snapshot save FILE --data-dir {data_dir})")
+        if any(m.name == name for m in current):
+            gone = etcdmembers.remove(topology["etcdServers"], name, tls)
+            log(f"member {gone.name} ({gone.id}) removed from etcd")
+    except LastMemberError:
+        raise
+    except ClusterError as err:
+        log(f"could not remove etcd member {name} ({err}); on another member: pkube etcd member remove {name}")
 
 
 def prepare(config: ClusterConfig, server: str, token: str, certificate_key: str,
@@ -113,6 +154,7 @@ class ControlPlaneMember:
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
         own_etcd, own_api = hacluster.etcd_url(self.address), f"https://{self.address}:{cfg.port}"
         try:
+            (cfg.data_dir / MEMBER_NAME_FILE).write_text(cfg.node_name)
             self.components.append(hacluster.etcd_component(self.start_etcd(own_etcd)))
             etcd_servers = list(dict.fromkeys([own_etcd, *self.topology["etcdServers"]]))
             apiservers = list(dict.fromkeys([own_api, *self.topology["apiServers"]]))
@@ -172,3 +214,4 @@ class ControlPlaneMember:
         remove_proxy_rules(self.log)
         remove_pods(self.config.data_dir / "kubelet", self.log, self.config.cgroup_root)
         hacluster.remove_member_data(self.config.data_dir)
+        (self.config.data_dir / MEMBER_NAME_FILE).unlink(missing_ok=True)

@@ -16,7 +16,8 @@ The layout (docs/multi-node.md):
   ``kubepods-node<i>`` (cgroups are not namespaced). Its node is named <host node>-<i>.
 
 `pkube up` supervises each join process as one of its components (restarted when it dies:
-the node then starts again with the credentials it got the first time); stopping stops
+the node then starts again with the credentials it got the first time; one that exits 0,
+stopped by `pkube down --data-dir DIR/nodes/<name>`, stays stopped); stopping stops
 them first, and `teardown` then removes the namespaces (their interfaces, routes and tables
 go with them), the bridge and the table.
 """
@@ -127,7 +128,8 @@ class NetNodes:
                 *python_module("pkube.cluster", "join", server, "--token", token, "--data-dir", str(node.data_dir),
                                "--node-name", node.name, "--node-ip", node.address,
                                "--cgroup-root", node.cgroup_root, "--pod-network", self.config.pod_network)]
-        return Component(f"node {node.name}", argv, self.config.log_dir / f"join-{node.name}.log")
+        return Component(f"node {node.name}", argv, self.config.log_dir / f"join-{node.name}.log",
+                         final_on_success=True)
 
     def start(self, supervised: list[Component]) -> None:
         """Make each node's namespace, then join them all with one fresh token and wait until

@@ -4,7 +4,8 @@ cluster for the module: three etcd members, three apiservers in the `kubernetes`
 the real kubectl, with the one URL of DIR/admin.kubeconfig (the host's local load balancer),
 keeps working when the apiserver it used dies, and a Deployment still rolls out; the dead
 apiserver leaves the endpoints; a standby controller-manager takes over from a killed leader;
-writes go on with one etcd member killed; `pkube down` leaves no member data."""
+writes go on with one etcd member killed; `pkube down` of one member removes it from etcd
+first; `pkube down` leaves no member data."""
 
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def test_the_real_kubectl_survives_the_death_of_the_apiserver_it_used(ha):
     (pkube up) is frozen, so that it stays dead; then let the supervisor restart it."""
     wait_for(lambda: endpoint_addresses(ha) == set(MEMBERS.values()), timeout=60)
     supervisor = int((ha.data_dir / "pkube.pid").read_text())
-    victim = pids_of("apiserver", "--advertise-address", MEMBERS[HOST])
+    victim = pids_of("pkube.apiserver", "--advertise-address", MEMBERS[HOST])
     assert len(victim) == 1, victim
     os.kill(supervisor, signal.SIGSTOP)
     try:
@@ -121,7 +122,7 @@ def test_a_standby_controller_manager_takes_over_from_a_killed_leader(ha):
                if f"{holder}: became leader" in (member_dir(ha, name) / "logs" / "controllers.log").read_text()]
     assert len(leaders) == 1, (holder, leaders)
     kubeconfig = member_dir(ha, leaders[0]) / "controller-manager.kubeconfig"
-    victim = pids_of("controllers", "--kubeconfig", str(kubeconfig))
+    victim = pids_of("pkube.controllers", "--kubeconfig", str(kubeconfig))
     assert len(victim) == 1, (holder, victim)
     os.kill(victim[0], signal.SIGKILL)
     wait_for(lambda: lease_holder(ha, "kube-controller-manager") not in ("", holder), timeout=60)
@@ -137,3 +138,22 @@ def test_writes_go_on_with_one_etcd_member_killed(ha):
     for i in range(5):
         kubectl_retrying(ha, "create", "configmap", f"written-{i}", f"--from-literal=i={i}")
     assert kubectl(ha, "get", "configmap", "written-4", "-o", "jsonpath={.data.i}").stdout == "4"
+
+
+def etcd_member_names(cluster: LocalCluster) -> set[str]:
+    listed = pkube("etcd", "member", "list", "--data-dir", str(cluster.data_dir))
+    assert listed.returncode == 0, listed.stderr
+    return {line.split()[0] for line in listed.stdout.splitlines()[1:]}
+
+
+def test_pkube_down_of_one_member_removes_it_from_etcd_first(ha):
+    """Last (it takes a member away): the quorum shrinks with the member, so the two left are
+    the whole cluster, and writes go on."""
+    gone = f"{HOST}-2"
+    done = pkube("down", "--data-dir", str(member_dir(ha, gone)), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"member {gone} (" in done.stderr and "removed from etcd" in done.stderr, done.stderr
+    assert etcd_member_names(ha) == {HOST, f"{HOST}-1"}
+    assert not (member_dir(ha, gone) / "etcd-member").exists()
+    kubectl_retrying(ha, "create", "configmap", "after-leave", "--from-literal=left=1")
+    assert kubectl(ha, "get", "configmap", "after-leave", "-o", "jsonpath={.data.left}").stdout == "1"

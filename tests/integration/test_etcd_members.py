@@ -66,3 +66,22 @@ def test_a_taken_name_and_an_unknown_member_are_refused_in_one_line(cluster):
     with pytest.raises(ClusterError, match="no member named nope"):
         etcdmembers.remove(endpoints, "nope")
     assert len(etcdmembers.members(endpoints)) == 3
+
+
+def test_a_joined_members_leave_refuses_etcds_last_member_in_one_line(tmp_path):
+    """What `pkube down --data-dir DIR` of a joined control-plane member runs before it stops
+    anything (controlplanejoin.leave): with the member alone in etcd, a refusal."""
+    from pkube.cluster import controlplanejoin, etcdpki, hacluster
+    pki = tmp_path / "pki"
+    etcdpki.ensure(pki, "solo", ("127.0.0.1",))
+    member = EtcdProcess(tmp_path / "etcd-member", name="solo", log_path=tmp_path / "etcd.log", pki_dir=pki).start(30)
+    try:
+        hacluster.save_topology(tmp_path, {"etcdServers": [member.endpoint], "apiServers": [], "loadBalancerPort": 6444})
+        (tmp_path / controlplanejoin.MEMBER_NAME_FILE).write_text("solo")
+        with pytest.raises(ClusterError) as refused:
+            controlplanejoin.leave(tmp_path, print)
+        assert "solo is etcd's last member" in str(refused.value) and "\n" not in str(refused.value)
+        assert [m.name for m in etcdmembers.members([member.endpoint], etcdpki.tls_of(pki, etcdpki.ADMIN_CLIENT))] \
+            == ["solo"]
+    finally:
+        member.stop()
