@@ -153,8 +153,8 @@ async def serve(args: argparse.Namespace) -> None:
     # What start-up built (~90,000 objects: modules, schemas, routes) lives as long as the
     # process: freezing it keeps each full GC pass (which stalls every request; 65-115 ms
     # without this) to what requests have built since; the young generation is made larger
-    # (see pkube/client/gcpolicy.py: the watch cache's decoded events made GC 60 % of the
-    # apiserver's CPU during a 1,000-node DaemonSet roll).
+    # (see pkube/client/gcpolicy.py: the watch cache's decoded events made GC a quarter of
+    # the apiserver's CPU during a 1,000-node DaemonSet roll).
     settle_after_startup()
     try:
         await uvicorn.Server(config).serve()
