@@ -6,9 +6,9 @@ default young-generation threshold (700 allocations) runs a young pass every few
 decoded objects, and every tenth middle pass may become a full pass over that whole heap:
 measured during the 1,000-node DaemonSet roll (bench/controllers.py) on a quiet machine, 26
 full passes in the apiserver, 3.3 of its 12.6 CPU seconds in the collector, and 1.6-1.9 of the
-controller-manager's 4 (see docs/workloads.md). A young generation of 20,000 objects makes young passes ~30 times
-rarer and full ones rarer still; cycles (tracebacks, futures) are still collected, a little
-later. What start-up built is frozen out of every pass (it lives as long as the process).
+controller-manager's 4 (see docs/workloads.md). A young generation of 20,000 objects makes
+young passes ~30 times rarer and full ones rarer still; cycles (tracebacks, futures) are still
+collected, a little later. What start-up built is frozen out of every pass (it lives as long as the process).
 """
 
 from __future__ import annotations
