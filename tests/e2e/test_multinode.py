@@ -222,7 +222,7 @@ def kubelet_pid(node: str) -> int:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             continue
-        if b"kubelet" in argv and b"--node-name" in argv and argv[argv.index(b"--node-name") + 1] == node.encode():
+        if b"pkube.kubelet" in argv and b"--node-name" in argv and argv[argv.index(b"--node-name") + 1] == node.encode():
             return int(entry.name)
     raise AssertionError(f"no kubelet of node {node}")
 

@@ -78,7 +78,7 @@ def proxy_processes(cluster) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
         except OSError:
             continue
-        if b"proxy" in argv and str(cluster.kubeconfig).encode() in argv:
+        if b"pkube.proxy" in argv and str(cluster.kubeconfig).encode() in argv:
             pids.append(int(entry.name))
     return pids
 

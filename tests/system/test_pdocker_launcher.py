@@ -101,4 +101,4 @@ def test_a_run_imports_no_heavy_standard_module(rt_root):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     imported = set(result.stdout.split())
-    assert "runtime.runtime" in imported and not {m.split(".")[0] for m in imported} & HEAVY
+    assert "pkube.runtime.runtime" in imported and not {m.split(".")[0] for m in imported} & HEAVY
