@@ -1,7 +1,7 @@
 """A local cluster's certificates and kubeconfigs: what `pkube up` makes before it starts
 anything, and what `pkube certs check-expiration|renew` show and re-issue.
 
-DIR/pki holds the CA and the certificates (cluster.pki); each component gets its own
+DIR/pki holds the CA, the front-proxy CA and the certificates (cluster.pki); each component gets its own
 kubeconfig in DIR carrying the CA and its own client certificate (embedded), never the
 admin's: admin.kubeconfig, scheduler.kubeconfig, controller-manager.kubeconfig,
 kubelet.kubeconfig and proxy.kubeconfig.
@@ -44,14 +44,16 @@ def kubeconfig_path(data_dir: Path, component: str) -> Path:
 
 def prepare(data_dir: Path, server: str, node_name: str,
             listen_addresses: tuple[str, ...] = ("127.0.0.1",), node_ips: tuple[str, ...] = ()) -> list[str]:
-    """Make the CA and every certificate the cluster needs (those missing, changed or within
-    30 days of expiry are issued again), then write each component's kubeconfig for
+    """Make the CAs (cluster and front-proxy) and every certificate the cluster needs (those
+    missing, changed or within 30 days of expiry are issued again), then write each component's kubeconfig for
     `server`. `node_ips`: more addresses of this machine (the apiserver's and the kubelet's
     certificates cover them). Returns the names of the certificates issued. Raises
     pki.PKIError, OSError."""
     directory = pki_dir(data_dir)
     specs = pki.cluster_certificates(node_name, listen_addresses, node_ips=node_ips)
     issued = pki.ensure_certificates(directory, specs)
+    issued += pki.ensure_certificates(directory, pki.front_proxy_certificates(),
+                                      ca_common_name=pki.FRONT_PROXY_CA, ca_name=pki.FRONT_PROXY_CA)
     for name in KUBECONFIGS:
         write_kubeconfig(data_dir, name, server)
     return issued
@@ -70,7 +72,7 @@ def write_kubeconfig(data_dir: Path, name: str, server: str) -> Path:
 
 
 def renew(data_dir: Path, which: str) -> list[str]:
-    """Re-issue `which` ("all" or a certificate's name) with the same CA, and rewrite the
+    """Re-issue `which` ("all" or a certificate's name) with the CA that issued it, and rewrite the
     kubeconfigs that carry a renewed certificate. Returns the names renewed. Raises
     pki.PKIError (no CA, unknown name)."""
     directory = pki_dir(data_dir)
@@ -98,14 +100,13 @@ def _kubeconfig_server(data_dir: Path, name: str) -> Optional[str]:
 
 def expiration_table(data_dir: Path, now: Optional[datetime.datetime] = None) -> str:
     """kubeadm's `certs check-expiration` table: each certificate, its expiry, the time left
-    and its CA; then the CA itself. Raises pki.PKIError."""
+    and its CA; then the CAs themselves. Raises pki.PKIError."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    rows, ca = pki.expirations(pki_dir(data_dir))
-    certs = [(r.name, _date(r.not_after), residual(r.not_after - now), "ca" if r.signed_by_ca else "(other)")
-             for r in rows]
+    rows, cas = pki.expirations(pki_dir(data_dir))
+    certs = [(r.name, _date(r.not_after), residual(r.not_after - now), r.authority or "(other)") for r in rows]
     lines = _table(("CERTIFICATE", "EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY"), certs)
     lines += [""] + _table(("CERTIFICATE AUTHORITY", "EXPIRES", "RESIDUAL TIME"),
-                           [(ca.name, _date(ca.not_after), residual(ca.not_after - now))])
+                           [(ca.name, _date(ca.not_after), residual(ca.not_after - now)) for ca in cas])
     return "\n".join(lines)
 
 

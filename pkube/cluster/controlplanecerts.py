@@ -2,7 +2,8 @@
 ``upload-certs`` carries it: encrypted in a Secret, with a key that never enters the cluster.
 
 A second apiserver must hold the same cluster CA (it signs and verifies certificates), the
-etcd CA (its etcd member and client certificates are made from it), the
+same front-proxy CA (extension apiservers trust one front-proxy CA whichever apiserver
+proxies to them; kubeadm shares front-proxy-ca.crt/key alike), the etcd CA (its etcd member and client certificates are made from it), the
 same ServiceAccount key pair (a token one apiserver issued is valid at every other) and the
 same encryption key for Secrets at rest (each reads what another wrote). ``upload`` puts them
 in the Secret ``kube-system/pkube-control-plane-certs``, each file AES-GCM-encrypted with a
@@ -57,6 +58,8 @@ def shared_files(data_dir: Path) -> dict[str, tuple[Path, int]]:
     pki = data_dir / "pki"
     etcd = etcdpki.etcd_pki_dir(pki)
     return {"ca.crt": (pki / "ca.crt", 0o644), "ca.key": (pki / "ca.key", 0o600),
+            "front-proxy-ca.crt": (pki / "front-proxy-ca.crt", 0o644),
+            "front-proxy-ca.key": (pki / "front-proxy-ca.key", 0o600),
             "etcd-ca.crt": (etcd / "ca.crt", 0o644), "etcd-ca.key": (etcd / "ca.key", 0o600),
             serviceaccountkey.PRIVATE_KEY: (pki / serviceaccountkey.PRIVATE_KEY, 0o600),
             serviceaccountkey.PUBLIC_KEY: (pki / serviceaccountkey.PUBLIC_KEY, 0o644),

@@ -4,12 +4,13 @@ another member of a control plane started with `pkube up --control-plane N` (pku
 `prepare` (before anything runs; every refusal is a JoinError and one line):
 
 1. discovery as for a worker (cluster.join): the server must show the CA the token pins;
-2. with the bootstrap token, the shared secrets (cluster CA, etcd CA, ServiceAccount keys,
-   encryption config: pkube/cluster/controlplanecerts.py, opened with the certificate key) and the
+2. with the bootstrap token, the shared secrets (cluster CA, front-proxy CA, etcd CA,
+   ServiceAccount keys, encryption config: pkube/cluster/controlplanecerts.py, opened with the certificate key) and the
    published topology (ConfigMap kube-system/pkube-control-plane);
 3. locally, with the downloaded CAs: the apiserver's serving certificate (this node's
    address, 127.0.0.1, 10.96.0.1, the `kubernetes` names), every component's certificate and
-   kubeconfig, this etcd member's server and peer certificates; the kubelet's, the proxy's
+   kubeconfig, the front-proxy client certificate (from the shared front-proxy CA, so every
+   member's apiserver is the same proxy to extension apiservers), this etcd member's server and peer certificates; the kubelet's, the proxy's
    and the admin's kubeconfigs name the local load balancer.
 
 A machine that joined before (its CA key and DIR/control-plane.json are there, for the CA the

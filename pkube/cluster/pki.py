@@ -1,8 +1,12 @@
 """The cluster's certificates, kubeadm style: one CA made at the first `pkube up`, and the
-certificates it signs for each component's own identity.
+certificates it signs for each component's own identity; and, as kubeadm, a separate
+front-proxy CA whose only certificate, ``front-proxy-client``, is what the apiserver presents
+to extension apiservers (an extension trusts that CA for the X-Remote-* headers alone, so no
+cluster client certificate can pass for the proxy).
 
-Files live in DIR/pki (the CA's key and every key 0600): ``ca.crt``/``ca.key`` and
-``NAME.crt``/``NAME.key`` for each name of `cluster_certificates`. A certificate is issued
+Files live in DIR/pki (the CAs' keys and every key 0600): ``ca.crt``/``ca.key``,
+``front-proxy-ca.crt``/``front-proxy-ca.key`` and ``NAME.crt``/``NAME.key`` for each name of
+`cluster_certificates` and `front_proxy_certificates`. A certificate is issued
 again (with the same CA, a new key) when it is missing, no longer matches what the cluster
 wants (its names, its subject) or expires within RENEW_WITHIN; `renew` re-issues named ones
 from the certificate on disk as a template. Nothing here reads or writes a kubeconfig
@@ -45,6 +49,9 @@ CONTROLLER_MANAGER = "controller-manager"
 KUBELET_CLIENT = "kubelet-client"
 KUBELET_SERVING = "kubelet"
 PROXY = "proxy"
+FRONT_PROXY_CA = "front-proxy-ca"            # kubeadm's file names and common names
+FRONT_PROXY_CLIENT = "front-proxy-client"
+CA_NAMES = (CA_NAME, FRONT_PROXY_CA)
 
 
 class PKIError(RuntimeError):
@@ -68,11 +75,12 @@ class CertSpec:
 
 @dataclass(frozen=True)
 class Issued:
-    """A certificate on disk: its name, expiry and whether the CA signed it."""
+    """A certificate on disk: its name, expiry and the name of the CA of its directory that
+    signed it ("" when none did)."""
 
     name: str
     not_after: datetime.datetime
-    signed_by_ca: bool
+    authority: str
 
 
 def kubernetes_service_ip(service_cidr: str = DEFAULT_SERVICE_CIDR) -> str:
@@ -114,21 +122,34 @@ def cluster_certificates(node_name: str, listen_addresses: tuple[str, ...] = ("1
     ]
 
 
+def front_proxy_certificates() -> list[CertSpec]:
+    """What the front-proxy CA signs: the apiserver's client certificate towards extension
+    apiservers (--proxy-client-cert-file), CN ``front-proxy-client``, no groups."""
+    return [CertSpec(FRONT_PROXY_CLIENT, FRONT_PROXY_CLIENT)]
+
+
+def authority_of(name: str) -> str:
+    """The CA (file stem) that issues certificate `name`."""
+    return FRONT_PROXY_CA if name == FRONT_PROXY_CLIENT else CA_NAME
+
+
 def _unique(items) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in items if i))
 
 
 class CertificateAuthority:
-    """The cluster CA of one pki directory: loads it, or makes it the first time."""
+    """One CA of a pki directory (files NAME.crt/NAME.key; the cluster CA is ``ca``): loads
+    it, or makes it the first time."""
 
-    def __init__(self, pki_dir: Path, cert: x509.Certificate, key):
-        self.pki_dir, self.cert, self.key = pki_dir, cert, key
+    def __init__(self, pki_dir: Path, cert: x509.Certificate, key, name: str = CA_NAME):
+        self.pki_dir, self.cert, self.key, self.name = pki_dir, cert, key, name
 
     @classmethod
-    def load_or_create(cls, pki_dir: Path, common_name: str = CA_COMMON_NAME) -> "CertificateAuthority":
-        """The CA in `pki_dir`, made (key 0600, subject CN `common_name`) when there is none.
-        Raises PKIError."""
-        cert_path, key_path = pki_dir / f"{CA_NAME}.crt", pki_dir / f"{CA_NAME}.key"
+    def load_or_create(cls, pki_dir: Path, common_name: str = CA_COMMON_NAME,
+                       name: str = CA_NAME) -> "CertificateAuthority":
+        """The CA `name` in `pki_dir`, made (key 0600, subject CN `common_name`) when there is
+        none. Raises PKIError."""
+        cert_path, key_path = pki_dir / f"{name}.crt", pki_dir / f"{name}.key"
         if not cert_path.exists():
             pki_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(pki_dir, 0o755)
@@ -136,19 +157,19 @@ class CertificateAuthority:
             cert = _ca_certificate(key, common_name)
             _write(key_path, _key_pem(key), 0o600)
             _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-            return cls(pki_dir, cert, key)
-        return cls.load(pki_dir)
+            return cls(pki_dir, cert, key, name)
+        return cls.load(pki_dir, name)
 
     @classmethod
-    def load(cls, pki_dir: Path) -> "CertificateAuthority":
-        """The existing CA of `pki_dir`. Raises PKIError when it is missing or unreadable."""
-        cert = load_certificate(pki_dir / f"{CA_NAME}.crt")
-        key = _load_key(pki_dir / f"{CA_NAME}.key")
-        return cls(pki_dir, cert, key)
+    def load(cls, pki_dir: Path, name: str = CA_NAME) -> "CertificateAuthority":
+        """The existing CA `name` of `pki_dir`. Raises PKIError when it is missing or unreadable."""
+        cert = load_certificate(pki_dir / f"{name}.crt")
+        key = _load_key(pki_dir / f"{name}.key")
+        return cls(pki_dir, cert, key, name)
 
     @property
     def cert_path(self) -> Path:
-        return self.pki_dir / f"{CA_NAME}.crt"
+        return self.pki_dir / f"{self.name}.crt"
 
     def cert_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
@@ -208,11 +229,11 @@ def _ca_certificate(key, common_name: str = CA_COMMON_NAME) -> x509.Certificate:
 
 def ensure_certificates(pki_dir: Path, specs: list[CertSpec],
                         renew_within: datetime.timedelta = RENEW_WITHIN,
-                        ca_common_name: str = CA_COMMON_NAME) -> list[str]:
-    """Make the CA if needed (CN `ca_common_name`) and every certificate of `specs` that is
-    missing, not signed by the CA, different from its spec, or expiring within `renew_within`.
-    Returns the names issued. Raises PKIError."""
-    ca = CertificateAuthority.load_or_create(pki_dir, ca_common_name)
+                        ca_common_name: str = CA_COMMON_NAME, ca_name: str = CA_NAME) -> list[str]:
+    """Make the CA `ca_name` if needed (CN `ca_common_name`) and every certificate of `specs`
+    that is missing, not signed by that CA, different from its spec, or expiring within
+    `renew_within`. Returns the names issued. Raises PKIError."""
+    ca = CertificateAuthority.load_or_create(pki_dir, ca_common_name, ca_name)
     issued = []
     for spec in specs:
         if not _current(ca, spec, renew_within):
@@ -251,31 +272,44 @@ def spec_of(name: str, cert: x509.Certificate) -> CertSpec:
 
 
 def certificate_names(pki_dir: Path) -> list[str]:
-    """The names of the certificates in `pki_dir` other than the CA, sorted."""
-    return sorted(p.stem for p in pki_dir.glob("*.crt") if p.stem != CA_NAME)
+    """The names of the certificates in `pki_dir` other than the CAs, sorted."""
+    return sorted(p.stem for p in pki_dir.glob("*.crt") if p.stem not in CA_NAMES)
+
+
+def authorities(pki_dir: Path) -> list[CertificateAuthority]:
+    """The CAs of `pki_dir` (the cluster CA, then the front-proxy CA when there is one).
+    Raises PKIError when the cluster CA is missing or unreadable."""
+    found = [CertificateAuthority.load(pki_dir)]
+    if (pki_dir / f"{FRONT_PROXY_CA}.crt").exists():
+        found.append(CertificateAuthority.load(pki_dir, FRONT_PROXY_CA))
+    return found
 
 
 def renew(pki_dir: Path, names: list[str]) -> list[str]:
-    """Issue the named certificates again with the same CA, subject and names (a new key and
-    a full validity); returns the names renewed. Raises PKIError for an unknown name."""
-    ca = CertificateAuthority.load(pki_dir)
+    """Issue the named certificates again with the CA that issues each (`authority_of`), the
+    same subject and names (a new key and a full validity); returns the names renewed.
+    Raises PKIError for an unknown name or a missing CA."""
+    cas = {ca.name: ca for ca in authorities(pki_dir)}
     known = certificate_names(pki_dir)
     for name in names:
         if name not in known:
             raise PKIError(f"no certificate {name!r} in {pki_dir} (known: {', '.join(known)})")
+        if authority_of(name) not in cas:
+            raise PKIError(f"no {authority_of(name)} in {pki_dir} to renew {name!r} with")
     for name in names:
-        ca.issue(spec_of(name, load_certificate(pki_dir / f"{name}.crt")))
+        cas[authority_of(name)].issue(spec_of(name, load_certificate(pki_dir / f"{name}.crt")))
     return names
 
 
-def expirations(pki_dir: Path) -> tuple[list[Issued], Issued]:
-    """(the certificates, the CA) of `pki_dir` with their expiry. Raises PKIError."""
-    ca = CertificateAuthority.load(pki_dir)
+def expirations(pki_dir: Path) -> tuple[list[Issued], list[Issued]]:
+    """(the certificates, the CAs) of `pki_dir` with their expiry; each certificate names the
+    CA that signed it. Raises PKIError."""
+    cas = authorities(pki_dir)
     rows = []
     for name in certificate_names(pki_dir):
         cert = load_certificate(pki_dir / f"{name}.crt")
-        rows.append(Issued(name, cert.not_valid_after_utc, ca.signed(cert)))
-    return rows, Issued(CA_NAME, ca.cert.not_valid_after_utc, True)
+        rows.append(Issued(name, cert.not_valid_after_utc, next((ca.name for ca in cas if ca.signed(cert)), "")))
+    return rows, [Issued(ca.name, ca.cert.not_valid_after_utc, ca.name) for ca in cas]
 
 
 def load_certificate(path: Path) -> x509.Certificate:

@@ -73,6 +73,7 @@ def test_a_bootstrap_token_with_the_key_gets_the_shared_files_and_nothing_else(c
     originals = {name: path for name, (path, _) in controlplanecerts.shared_files(data_dir).items()}
     copies = {name: path for name, (path, _) in controlplanecerts.shared_files(joiner_dir).items()}
     assert sorted(written) == sorted(copies.values())
+    assert {"ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd-ca.key"} <= set(copies)
     for name in originals:
         assert copies[name].read_bytes() == originals[name].read_bytes()
         assert os.stat(copies[name]).st_mode & 0o777 == os.stat(originals[name]).st_mode & 0o777

@@ -39,8 +39,23 @@ def test_the_ca_and_every_key_are_private_and_every_certificate_is_signed_by_the
     assert ca.cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     for key in pki_dir.glob("*.key"):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    front_proxy = pki.CertificateAuthority.load(pki_dir, pki.FRONT_PROXY_CA)
     for name in pki.certificate_names(pki_dir):
-        cert_of(pki_dir, name).verify_directly_issued_by(ca.cert)
+        issuer = front_proxy if name == "front-proxy-client" else ca
+        cert_of(pki_dir, name).verify_directly_issued_by(issuer.cert)
+
+
+def test_the_front_proxy_client_is_signed_by_a_ca_of_its_own_as_kubeadm_makes_it(data_dir):
+    pki_dir = certs.pki_dir(data_dir)
+    front_proxy_ca, cluster_ca = cert_of(pki_dir, "front-proxy-ca"), cert_of(pki_dir, "ca")
+    client = cert_of(pki_dir, "front-proxy-client")
+    assert subject(front_proxy_ca) == ("front-proxy-ca", ()) and front_proxy_ca.public_key() != cluster_ca.public_key()
+    assert subject(client) == ("front-proxy-client", ())
+    client.verify_directly_issued_by(front_proxy_ca)
+    with pytest.raises(Exception):
+        client.verify_directly_issued_by(cluster_ca)
+    assert list(client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert stat.S_IMODE((pki_dir / "front-proxy-ca.key").stat().st_mode) == 0o600
 
 
 def test_each_component_has_kubernetes_own_identity(data_dir):
@@ -85,11 +100,12 @@ def test_each_component_kubeconfig_carries_the_ca_and_its_own_certificate_never_
 
 
 def test_a_second_start_reuses_everything_and_a_new_node_name_reissues_the_kubelets(data_dir):
-    before = {n: cert_of(certs.pki_dir(data_dir), n).serial_number for n in ("ca", "apiserver", "kubelet")}
+    names = ("ca", "apiserver", "kubelet", "front-proxy-ca", "front-proxy-client")
+    before = {n: cert_of(certs.pki_dir(data_dir), n).serial_number for n in names}
     assert certs.prepare(data_dir, "https://127.0.0.1:6443", "node-a") == []
     assert certs.prepare(data_dir, "https://127.0.0.1:6443", "node-b") == ["kubelet-client", "kubelet"]
-    after = {n: cert_of(certs.pki_dir(data_dir), n).serial_number for n in ("ca", "apiserver", "kubelet")}
-    assert after["ca"] == before["ca"] and after["apiserver"] == before["apiserver"]
+    after = {n: cert_of(certs.pki_dir(data_dir), n).serial_number for n in names}
+    assert all(after[n] == before[n] for n in names if n != "kubelet")
     assert after["kubelet"] != before["kubelet"]
 
 
@@ -113,7 +129,10 @@ def test_renew_reissues_with_the_same_ca_subject_and_names_and_rewrites_the_kube
     assert cert_of(pki_dir, "ca").serial_number == old_ca.serial_number
     doc = yaml.safe_load(certs.kubeconfig_path(data_dir, "admin").read_text())
     assert base64.b64decode(doc["users"][0]["user"]["client-certificate-data"]) == (pki_dir / "admin.crt").read_bytes()
+    front_proxy_ca = cert_of(pki_dir, "front-proxy-ca")
     assert sorted(certs.renew(data_dir, "all")) == pki.certificate_names(pki_dir)
+    cert_of(pki_dir, "front-proxy-client").verify_directly_issued_by(front_proxy_ca)
+    assert cert_of(pki_dir, "front-proxy-ca").serial_number == front_proxy_ca.serial_number
     with pytest.raises(pki.PKIError, match="no certificate 'nope'"):
         certs.renew(data_dir, "nope")
 
@@ -129,6 +148,8 @@ def test_the_expiration_table_is_kubeadms(data_dir):
     assert lines[0].split() == ["CERTIFICATE", "EXPIRES", "RESIDUAL", "TIME", "CERTIFICATE", "AUTHORITY"]
     assert any(line.startswith("apiserver ") and "364d" in line and line.endswith("ca") for line in lines)
     assert any(line.startswith("ca ") and line.endswith("9y") for line in lines)
+    assert any(line.startswith("front-proxy-client ") and line.endswith("front-proxy-ca") for line in lines)
+    assert any(line.startswith("front-proxy-ca ") and line.endswith("9y") for line in lines)
 
 
 @pytest.mark.parametrize("left, shown", [(datetime.timedelta(days=400), "400d"), (datetime.timedelta(days=800), "2y"),
