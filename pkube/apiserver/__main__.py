@@ -16,6 +16,7 @@ import uvicorn
 from pkube.apiserver import safeguards, tokenrequest
 from pkube.apiserver.app import create_app
 from pkube.apiserver.auth import flags as authorization
+from pkube.apiserver.auth import requestheader
 from pkube.apiserver.auth.authn import RequestAuthenticator
 from pkube.apiserver.auth.tokens import BootstrapTokens, StaticTokens, TokenFileError
 from pkube.apiserver.bootstrap import default_advertise_address
@@ -76,6 +77,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--proxy-client-cert-file", help="the certificate presented to extension apiservers "
                                                           "(APIServices, pkube/apiserver/aggregation.py)")
     parser.add_argument("--proxy-client-key-file", help="its private key")
+    requestheader.add_flags(parser)
     parser.add_argument("--etcd-wait", type=float, default=60.0,
                         help="seconds to wait for etcd to answer at start-up (as kube-apiserver does)")
     parser.add_argument("--log-level", default="info")
@@ -150,6 +152,7 @@ async def serve(args: argparse.Namespace) -> None:
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=2,
                             proxy_headers=False, **_tls(args))
+    _trust_requestheader_ca(config, args)
     # What start-up built (~90,000 objects: modules, schemas, routes) lives as long as the
     # process: freezing it keeps each full GC pass (which stalls every request; 65-115 ms
     # without this) to what requests have built since; the young generation is made larger
@@ -203,9 +206,18 @@ def _tls(args: argparse.Namespace) -> dict:
         return {}
     options = {"ssl_certfile": args.tls_cert_file, "ssl_keyfile": args.tls_private_key_file,
                "http": TLSHttpProtocol, "ws": TLSWebSocketProtocol}
-    if args.client_ca_file:
-        options.update(ssl_ca_certs=args.client_ca_file, ssl_cert_reqs=ssl.CERT_OPTIONAL)
+    if args.client_ca_file or args.requestheader_client_ca_file:
+        options.update(ssl_ca_certs=args.client_ca_file or args.requestheader_client_ca_file,
+                       ssl_cert_reqs=ssl.CERT_OPTIONAL)
     return options
+
+
+def _trust_requestheader_ca(config: uvicorn.Config, args: argparse.Namespace) -> None:
+    """With both --client-ca-file and --requestheader-client-ca-file, the handshake accepts
+    certificates of either CA (each authenticator then checks its own: auth.requestheader)."""
+    if args.tls_cert_file and args.client_ca_file and args.requestheader_client_ca_file:
+        config.load()
+        requestheader.trust_both(config.ssl, args.requestheader_client_ca_file)
 
 
 def _authenticator(args: argparse.Namespace, storage) -> Optional[RequestAuthenticator]:
@@ -220,9 +232,14 @@ def _authenticator(args: argparse.Namespace, storage) -> Optional[RequestAuthent
             raise SystemExit(f"apiserver: --token-auth-file: {err}") from None
     if args.enable_bootstrap_token_auth:
         tokens.append(BootstrapTokens(storage))
-    if not tokens and not args.client_ca_file:
+    proxy = requestheader.from_args(args)
+    if not tokens and not args.client_ca_file and proxy is None:
         return None
-    return RequestAuthenticator(tokens, client_certificates=bool(args.client_ca_file))
+    if proxy is None:
+        return RequestAuthenticator(tokens, client_certificates=bool(args.client_ca_file))
+    client_cas = requestheader.load_ca_file(args.client_ca_file) if args.client_ca_file else None
+    return RequestAuthenticator(tokens, client_certificates=bool(args.client_ca_file), client_cas=client_cas,
+                                request_header=requestheader.RequestHeaderAuthenticator.from_config(proxy))
 
 
 def _advertise(args: argparse.Namespace) -> tuple[str, int, str]:

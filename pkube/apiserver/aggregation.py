@@ -299,8 +299,18 @@ def remote_user_headers(user) -> list[tuple[str, str]]:
     headers = [("X-Remote-User", user.name)] + [("X-Remote-Group", g) for g in user.groups]
     for key, values in (getattr(user, "extra", None) or {}).items():
         for value in values if isinstance(values, (list, tuple)) else [values]:
-            headers.append((f"X-Remote-Extra-{key}", value))
+            headers.append((f"X-Remote-Extra-{header_key_escape(key)}", value))
     return headers
+
+
+_TOKEN_BYTES = frozenset(b"!#$&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def header_key_escape(key: str) -> str:
+    """An extra's key as client-go's auth proxy round tripper writes it into a header name:
+    every byte that is not a header token character, and '%', as %XX (the requestheader
+    authenticator unescapes it: ``authentication.kubernetes.io%2Fpod-name``)."""
+    return "".join(chr(b) if b in _TOKEN_BYTES else f"%{b:02X}" for b in key.encode())
 
 
 def endpoint_for(endpoints: dict, service_port: dict) -> Optional[tuple[str, int]]:

@@ -204,13 +204,22 @@ def component_flags(config: ClusterConfig, name: str) -> list[str]:
 def apiserver_security_flags(pki_dir: Path) -> list[str]:
     """The apiserver's TLS, authentication and authorization flags for the certificates of `pki_dir`: HTTPS
     only, client certificates of the cluster CA, bootstrap tokens, Node and RBAC authorization, and kubelets verified with
-    the CA and shown the apiserver's kubelet client certificate."""
+    the CA and shown the apiserver's kubelet client certificate; towards extension apiservers, the front-proxy client
+    certificate, and kube-apiserver's requestheader flags as kubeadm sets them (the front-proxy CA, its one allowed name,
+    the X-Remote-* headers)."""
     pki = lambda name: str(pki_dir / name)   # noqa: E731
     return ["--tls-cert-file", pki("apiserver.crt"), "--tls-private-key-file", pki("apiserver.key"),
             "--client-ca-file", pki("ca.crt"), "--enable-bootstrap-token-auth", "--authorization-mode", "Node,RBAC",
             "--kubelet-certificate-authority", pki("ca.crt"),
             "--kubelet-client-certificate", pki("apiserver-kubelet-client.crt"),
-            "--kubelet-client-key", pki("apiserver-kubelet-client.key")]
+            "--kubelet-client-key", pki("apiserver-kubelet-client.key"),
+            "--proxy-client-cert-file", pki("front-proxy-client.crt"),
+            "--proxy-client-key-file", pki("front-proxy-client.key"),
+            "--requestheader-client-ca-file", pki("front-proxy-ca.crt"),
+            "--requestheader-allowed-names", "front-proxy-client",
+            "--requestheader-username-headers", "X-Remote-User",
+            "--requestheader-group-headers", "X-Remote-Group",
+            "--requestheader-extra-headers-prefix", "X-Remote-Extra-"]
 
 
 def kubelet_component(config: ClusterConfig) -> Component:

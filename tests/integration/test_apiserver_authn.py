@@ -1,5 +1,6 @@
 """Authentication over real TLS: `python -m pkube.apiserver` with the cluster PKI of cluster.certs,
---client-ca-file, --token-auth-file and --enable-bootstrap-token-auth, on the test's etcd; and
+--client-ca-file, --token-auth-file, --enable-bootstrap-token-auth and the --requestheader-*
+flags as pkube up sets them (a front proxy names the user), on the test's etcd; and
 apiserver.tlsscope's protocols putting the verified client certificate into the ASGI scope."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uvicorn
 from pkube.api import bootstraptoken
 from pkube.apiserver.auth.authn import RequestAuthenticator
 from pkube.apiserver.tlsscope import TLSHttpProtocol, TLSWebSocketProtocol
-from pkube.cluster import certs
+from pkube.cluster import certs, pki as cluster_pki
 from pkube.cluster.etcd import free_port
 from tests.helpers.waiting import wait_for
 
@@ -46,7 +47,12 @@ def secured(etcd, pki):
     proc = subprocess.Popen([sys.executable, "-m", "pkube.apiserver", "--etcd-servers", etcd.endpoint, "--port", str(port),
                              "--tls-cert-file", str(p / "apiserver.crt"), "--tls-private-key-file", str(p / "apiserver.key"),
                              "--client-ca-file", str(p / "ca.crt"), "--token-auth-file", str(data_dir / "tokens.csv"),
-                             "--enable-bootstrap-token-auth", "--log-level", "warning"],
+                             "--enable-bootstrap-token-auth", "--log-level", "warning",
+                             "--requestheader-client-ca-file", str(p / "front-proxy-ca.crt"),
+                             "--requestheader-allowed-names", "front-proxy-client",
+                             "--requestheader-username-headers", "X-Remote-User",
+                             "--requestheader-group-headers", "X-Remote-Group",
+                             "--requestheader-extra-headers-prefix", "X-Remote-Extra-"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"https://127.0.0.1:{port}"
     try:
@@ -185,3 +191,33 @@ def test_the_tls_protocols_put_the_verified_certificate_into_the_scope(pki):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+WHOAMI = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+AS_BOB = {"X-Remote-User": "bob", "X-Remote-Group": "devs", "X-Remote-Extra-Team": "blue"}
+
+
+def whoami(http: httpx.Client, headers: dict) -> httpx.Response:
+    return http.post("/apis/authentication.k8s.io/v1/selfsubjectreviews", json=WHOAMI, headers=headers)
+
+
+def test_the_front_proxy_client_certificate_makes_the_headers_name_the_user(secured):
+    url, data_dir, _ = secured
+    with client(data_dir, url, cert="front-proxy-client") as proxy:
+        answer = whoami(proxy, AS_BOB)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["status"]["userInfo"] == {"username": "bob", "groups": ["devs", "system:authenticated"],
+                                                       "extra": {"team": ["blue"]}}
+        assert whoami(proxy, {}).status_code == 401          # a proxy naming nobody is nobody
+
+
+def test_a_front_proxy_certificate_with_another_cn_or_the_admins_with_headers_do_not_impersonate(secured):
+    url, data_dir, _ = secured
+    p = certs.pki_dir(data_dir)
+    front_proxy = cluster_pki.CertificateAuthority.load(p, cluster_pki.FRONT_PROXY_CA)
+    front_proxy.issue(cluster_pki.CertSpec("intruder", "intruder", ("system:masters",)))
+    with client(data_dir, url, cert="intruder") as intruder:
+        assert whoami(intruder, AS_BOB).status_code == 401
+        assert intruder.get("/api/v1/pods").status_code == 401    # nor is it a user of its own
+    with client(data_dir, url, cert="admin") as admin:
+        assert whoami(admin, AS_BOB).json()["status"]["userInfo"]["username"] == "kubernetes-admin"

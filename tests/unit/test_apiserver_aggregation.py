@@ -43,6 +43,8 @@ def test_front_proxy_headers():
     assert aggregation.remote_user_headers(alice) == [
         ("X-Remote-User", "alice"), ("X-Remote-Group", "devs"), ("X-Remote-Group", "system:authenticated"),
         ("X-Remote-Extra-scopes", "a"), ("X-Remote-Extra-scopes", "b")]
+    pod = UserInfo("system:serviceaccount:ns:sa", extra={"authentication.kubernetes.io/pod-name": ["web-1"]})
+    assert aggregation.remote_user_headers(pod)[-1] == ("X-Remote-Extra-authentication.kubernetes.io%2Fpod-name", "web-1")
 
 
 def test_aggregated_groups_order_versions_by_priority():

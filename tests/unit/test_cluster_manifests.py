@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pkube.apiserver.__main__ import parse_args
+from pkube.cluster import up
 from pkube.cluster.etcd import SNAPSHOT_COUNT
 from pkube.cluster.manifests import (CONTROL_PLANE, ManifestError, ManifestValues, manifest_path, remove_manifests,
                                render, write_manifest)
@@ -86,6 +88,21 @@ def test_the_apiserver_serves_https_with_the_cluster_ca_and_verifies_kubelets():
         assert flag in command
     assert "--kubelet-insecure-skip-tls-verify" not in command
     assert all(probe["httpGet"]["scheme"] == "HTTPS" for probe in probes(container))
+
+
+def test_the_apiserver_is_the_front_proxy_to_extensions_with_kubeadms_flags():
+    """The same flags in the static pod and in the apiserver pkube up runs as a process (HA)."""
+    [container] = render("kube-apiserver", values(), MOUNTS)["spec"]["containers"]
+    from_template = parse_args(container["command"][3:])
+    from_process = parse_args(up.apiserver_security_flags(Path("/var/lib/pkube/pki")))
+    for args in (from_template, from_process):
+        assert args.proxy_client_cert_file == "/var/lib/pkube/pki/front-proxy-client.crt"
+        assert args.proxy_client_key_file == "/var/lib/pkube/pki/front-proxy-client.key"
+        assert args.requestheader_client_ca_file == "/var/lib/pkube/pki/front-proxy-ca.crt"
+        assert args.requestheader_allowed_names == ["front-proxy-client"]
+        assert args.requestheader_username_headers == ["X-Remote-User"]
+        assert args.requestheader_group_headers == ["X-Remote-Group"]
+        assert args.requestheader_extra_headers_prefix == ["X-Remote-Extra-"]
     mounted = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounted["/var/lib/pkube/pki"]["readOnly"] is True
 

@@ -1,16 +1,23 @@
 """Authentication: who is asking, in Kubernetes' order.
 
-1. An x509 client certificate (CN = user, O = groups), verified against the client CA by the
+1. A front proxy (apiserver.auth.requestheader): a client certificate of the requestheader CA
+   with an allowed CN, and the user it names in the X-Remote-* headers.
+2. An x509 client certificate (CN = user, O = groups), verified against the client CA by the
    TLS handshake itself (apiserver.tlsscope puts the verified certificate into the scope; one
    that does not verify never gets a connection). Its identity is worked out once per
-   connection.
-2. A bearer token, offered to each `TokenAuthenticator` of the chain in turn: the static
+   connection. When the handshake also trusts the requestheader CA, the certificate must be
+   signed by a certificate of the client CA file (`client_cas`).
+3. A bearer token, offered to each `TokenAuthenticator` of the chain in turn: the static
    token file, bootstrap tokens, then whatever else is plugged in (ServiceAccount JWTs).
    Successes are cached for TOKEN_CACHE_TTL seconds (Kubernetes' token success cache TTL),
    so a revoked or expired token may be accepted up to that long after.
-3. Nothing presented: ``system:anonymous``, refused with 401 unless `allow_anonymous`.
+4. Nothing presented: ``system:anonymous``, refused with 401 unless `allow_anonymous`. A
+   certificate that failed 1 or 2 (a front proxy not allowed, a certificate of the
+   requestheader CA without headers) is a 401 even then, as Kubernetes' union of
+   authenticators fails when one errs and none succeeds.
 
-Every authenticated user also gets the group ``system:authenticated``.
+Every authenticated user also gets the group ``system:authenticated`` (unless it already
+carries ``system:unauthenticated``, as Kubernetes' AuthenticatedGroupAdder leaves it).
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ import time
 from typing import Callable, Optional, Protocol, Sequence
 
 from pkube.apiserver import errors
-from pkube.apiserver.auth.user import ANONYMOUS, AUTHENTICATED_GROUP, UserInfo
+from pkube.apiserver.auth import requestheader
+from pkube.apiserver.auth.user import ANONYMOUS, AUTHENTICATED_GROUP, UNAUTHENTICATED_GROUP, UserInfo
 
 TOKEN_CACHE_TTL = 10.0
 TOKEN_CACHE_SIZE = 10_000
 _USER_KEY = "pkube.user"     # the per-connection memo in the TLS extension dict
+_ISSUER_KEY = "pkube.client-ca"
 
 
 class TokenAuthenticator(Protocol):
@@ -64,28 +73,65 @@ class RequestAuthenticator:
     """create_app's ``authenticator``: an async callable(Request or WebSocket) -> UserInfo that
     raises the 401 ApiError (reason Unauthorized, message "Unauthorized") for a bad credential
     or, unless `allow_anonymous`, for none. `client_certificates` False ignores certificates;
-    `token_authenticators` are asked in order (see TokenAuthenticator)."""
+    `token_authenticators` are asked in order (see TokenAuthenticator); `request_header` (an
+    apiserver.auth.requestheader.RequestHeaderAuthenticator) comes first; `client_cas` (the
+    client CA file's certificates), when given, must have signed a user's certificate."""
 
     def __init__(self, token_authenticators: Sequence[TokenAuthenticator] = (), *,
                  client_certificates: bool = True, allow_anonymous: bool = False,
-                 cache: Optional[TokenCache] = None, wall_clock: Callable[[], float] = time.time):
+                 cache: Optional[TokenCache] = None, wall_clock: Callable[[], float] = time.time,
+                 request_header: Optional[requestheader.RequestHeaderAuthenticator] = None,
+                 client_cas: Optional[Sequence[object]] = None):
         self.token_authenticators = list(token_authenticators)
         self.client_certificates = client_certificates
         self.allow_anonymous = allow_anonymous
         self.cache = cache or TokenCache()
         self.wall_clock = wall_clock
+        self.request_header = request_header
+        self.client_cas = None if client_cas is None else list(client_cas)
 
     async def __call__(self, request) -> UserInfo:
-        if self.client_certificates:
+        failed = False
+        if self.request_header is not None:
+            user, failed = self.proxied_user(request)
+            if user is not None:
+                return user
+        if self.client_certificates and self._from_client_ca(request.scope):
             user = self.certificate_user(request.scope)
             if user is not None:
                 return user
+        elif self.client_certificates and self._has_certificate(request.scope):
+            failed = True
         header = request.headers.get("authorization")
         if header is not None:
             return await self.token_user(bearer_token(header))
-        if self.allow_anonymous:
+        if self.allow_anonymous and not failed:
             return ANONYMOUS
         raise errors.unauthorized()
+
+    def proxied_user(self, request) -> tuple[Optional[UserInfo], bool]:
+        """(the user an allowed front proxy names, or None; whether the certificate was a
+        requestheader one that did not authenticate: not allowed, or no username header)."""
+        verdict = self.request_header.verdict(request.scope, self.wall_clock())
+        if verdict != requestheader.ALLOWED:
+            return None, verdict == requestheader.NOT_ALLOWED
+        user = self.request_header.user(request)
+        return (None, True) if user is None else (authenticated(user), False)
+
+    @staticmethod
+    def _has_certificate(scope) -> bool:
+        tls = (scope.get("extensions") or {}).get("tls")
+        return bool(tls and tls.get("client_cert"))
+
+    def _from_client_ca(self, scope) -> bool:
+        """True unless `client_cas` is set and did not sign the connection's certificate
+        (worked out once per connection); True without a certificate."""
+        tls = (scope.get("extensions") or {}).get("tls")
+        if self.client_cas is None or not tls or not tls.get("client_cert_chain"):
+            return True
+        if _ISSUER_KEY not in tls:
+            tls[_ISSUER_KEY] = requestheader.issued_by(requestheader.peer_certificate(tls), self.client_cas)
+        return tls[_ISSUER_KEY]
 
     def certificate_user(self, scope) -> Optional[UserInfo]:
         """The user of the connection's verified client certificate; None without one; 401
@@ -136,7 +182,8 @@ def certificate_identity(peer: dict) -> tuple[Optional[UserInfo], float]:
 
 
 def authenticated(user: UserInfo) -> UserInfo:
-    """`user` with ``system:authenticated`` among its groups."""
-    if AUTHENTICATED_GROUP in user.groups:
+    """`user` with ``system:authenticated`` among its groups (left as it is when it carries
+    ``system:authenticated`` or ``system:unauthenticated`` already)."""
+    if AUTHENTICATED_GROUP in user.groups or UNAUTHENTICATED_GROUP in user.groups:
         return user
     return UserInfo(user.name, user.uid, (*user.groups, AUTHENTICATED_GROUP), user.extra)
