@@ -13,7 +13,7 @@ from typing import Optional
 
 import uvicorn
 
-from pkube.apiserver import safeguards, tokenrequest
+from pkube.apiserver import authenticationinfo, safeguards, tokenrequest
 from pkube.apiserver.app import create_app
 from pkube.apiserver.auth import flags as authorization
 from pkube.apiserver.auth import requestheader
@@ -148,6 +148,7 @@ async def serve(args: argparse.Namespace) -> None:
                      proxy_client_cert=((args.proxy_client_cert_file, args.proxy_client_key_file)
                                         if args.proxy_client_cert_file and args.proxy_client_key_file else None),
                      authenticator=authenticator, service_accounts=tokenrequest.from_flags(args, authenticator),
+                     authentication_info=_authentication_info(args),
                      metrics=metrics)
     config = uvicorn.Config(app, host=args.bind_address, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=2,
@@ -240,6 +241,14 @@ def _authenticator(args: argparse.Namespace, storage) -> Optional[RequestAuthent
     client_cas = requestheader.load_ca_file(args.client_ca_file) if args.client_ca_file else None
     return RequestAuthenticator(tokens, client_certificates=bool(args.client_ca_file), client_cas=client_cas,
                                 request_header=requestheader.RequestHeaderAuthenticator.from_config(proxy))
+
+
+def _authentication_info(args: argparse.Namespace):
+    """What kube-system/extension-apiserver-authentication publishes (read from the files at
+    each sync); None without --client-ca-file and --requestheader-client-ca-file."""
+    if not args.client_ca_file and not args.requestheader_client_ca_file:
+        return None
+    return authenticationinfo.required_from(args.client_ca_file, requestheader.from_args(args))
 
 
 def _advertise(args: argparse.Namespace) -> tuple[str, int, str]:

@@ -25,6 +25,7 @@ from pkube.apiserver.aggregation import Aggregator
 from pkube.apiserver.allocators import NodePortAllocator, ServiceIPAllocator
 from pkube.apiserver.auth.attributes import from_request_info
 from pkube.apiserver.auth.reviews import Reviews
+from pkube.apiserver.authenticationinfo import AuthenticationInfoPublisher
 from pkube.apiserver.bootstrap import KubernetesService
 from pkube.apiserver.endpointleases import DEFAULT_DURATION as DEFAULT_ENDPOINT_LEASE
 from pkube.apiserver.endpointleases import EndpointLeases
@@ -89,6 +90,7 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
                authorizer: Optional[object] = None,
                service_accounts: Optional[object] = None,
                proxy_client_cert: Optional[tuple[str, str]] = None,
+               authentication_info: Optional[Callable[[], object]] = None,
                metrics: Optional[ApiserverMetrics] = None) -> FastAPI:
     """Build the apiserver. The lifespan creates the system namespaces and starts
     the namespace tasks; ``close_storage`` closes ``storage`` at shutdown.
@@ -103,6 +105,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     authenticated request.
     ``service_accounts`` (apiserver.tokenrequest.ServiceAccountTokens) serves TokenRequest and
     TokenReview and adds the ServiceAccount admission plugin (or a function(storage) making it).
+    ``authentication_info`` (a function returning apiserver.authenticationinfo's
+    AuthenticationInfo) is published in kube-system/extension-apiserver-authentication.
     ``metrics`` (apiserver.metrics) are kept by the request filters and served on /metrics
     (default: a registry of this app's own)."""
     filters = filters or RequestFilters()
@@ -143,6 +147,8 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
     reaper = EventReaper(storage, ttl=event_ttl) if event_ttl > 0 else None
     kubernetes_service = (KubernetesService(store, registry, service_cidr, *advertise)
                           if advertise is not None else None)
+    publisher = (AuthenticationInfoPublisher(store, registry, authentication_info)
+                 if authentication_info is not None else None)
     endpoint_leases = (EndpointLeases(store, registry, kubernetes_service, endpoint_lease_duration)
                        if kubernetes_service is not None else None)
 
@@ -162,9 +168,13 @@ def create_app(storage: Storage, *, validator=None, defaults: Callable[[dict], d
             await endpoint_leases.start()
         if reaper is not None:
             reaper.start()
+        if publisher is not None:
+            await publisher.start()
         try:
             yield
         finally:
+            if publisher is not None:
+                await publisher.stop()
             if endpoint_leases is not None:
                 await endpoint_leases.stop()
             if reaper is not None:

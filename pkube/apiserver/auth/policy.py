@@ -197,6 +197,33 @@ CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[dict]]] = {
 }
 
 
+# Namespaced ones (upstream's namespace_policy.go): extension apiservers read how to
+# authenticate (apiserver.authenticationinfo) through a binding of their own to this Role.
+AUTHENTICATION_READER = "extension-apiserver-authentication-reader"
+ROLES: dict[tuple[str, str], list[dict]] = {
+    ("kube-system", AUTHENTICATION_READER): [rule(READ, [""], ["configmaps"], ["extension-apiserver-authentication"])],
+}
+ROLE_BINDINGS: dict[tuple[str, str], tuple[str, list[dict]]] = {
+    ("kube-system", "system::extension-apiserver-authentication-reader"):
+        (AUTHENTICATION_READER, [_user("system:kube-controller-manager"), _user("system:kube-scheduler")]),
+}
+
+
+def role(namespace: str, name: str, rules: list[dict]) -> dict:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(BOOTSTRAPPING_LABEL),
+                         "annotations": {AUTOUPDATE: "true"}},
+            "rules": rules}
+
+
+def role_binding(namespace: str, name: str, role_name: str, subjects: list[dict]) -> dict:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(BOOTSTRAPPING_LABEL),
+                         "annotations": {AUTOUPDATE: "true"}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+            "subjects": subjects}
+
+
 def cluster_role(name: str, rules: list[dict]) -> dict:
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": name, "labels": dict(BOOTSTRAPPING_LABEL), "annotations": {AUTOUPDATE: "true"}},
@@ -211,11 +238,15 @@ def cluster_role_binding(name: str, role: str, subjects: list[dict]) -> dict:
 
 
 def bootstrap_objects() -> list[tuple[str, dict]]:
-    """(store key, object) of every bootstrap ClusterRole, then every ClusterRoleBinding."""
+    """(store key, object) of every bootstrap ClusterRole, ClusterRoleBinding, Role, then
+    RoleBinding."""
     roles = [(f"/registry/clusterroles/{n}", cluster_role(n, r)) for n, r in CLUSTER_ROLES.items()]
-    bindings = [(f"/registry/clusterrolebindings/{n}", cluster_role_binding(n, role, subjects))
-                for n, (role, subjects) in CLUSTER_ROLE_BINDINGS.items()]
-    return roles + bindings
+    bindings = [(f"/registry/clusterrolebindings/{n}", cluster_role_binding(n, ref, subjects))
+                for n, (ref, subjects) in CLUSTER_ROLE_BINDINGS.items()]
+    namespaced = [(f"/registry/roles/{ns}/{n}", role(ns, n, r)) for (ns, n), r in ROLES.items()]
+    namespaced += [(f"/registry/rolebindings/{ns}/{n}", role_binding(ns, n, ref, subjects))
+                   for (ns, n), (ref, subjects) in ROLE_BINDINGS.items()]
+    return roles + bindings + namespaced
 
 
 def reconciled(current: dict, wanted: dict) -> dict:
