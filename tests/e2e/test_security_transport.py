@@ -88,6 +88,19 @@ def test_certs_check_expiration_lists_every_certificate(cluster):
                  "kubelet-client", "proxy", "scheduler", "ca"):
         assert name in rows, done.stdout
     assert "364d" in rows["apiserver"] and rows["ca"].endswith("9y")
+    assert rows["front-proxy-client"].endswith("front-proxy-ca") and rows["front-proxy-ca"].endswith("9y")
+
+
+def test_the_front_proxy_pki_exists_and_extensions_learn_it_from_the_configmap(cluster):
+    pki_dir = cluster.data_dir / "pki"
+    for name in ("front-proxy-ca.crt", "front-proxy-ca.key", "front-proxy-client.crt", "front-proxy-client.key"):
+        assert (pki_dir / name).exists(), name
+    with cluster.http() as admin:
+        found = wait_for(lambda: admin.get("/api/v1/namespaces/kube-system/configmaps/"
+                                           "extension-apiserver-authentication").json().get("data"))
+    assert found["requestheader-client-ca-file"] == (pki_dir / "front-proxy-ca.crt").read_text()
+    assert found["client-ca-file"] == (pki_dir / "ca.crt").read_text()
+    assert found["requestheader-allowed-names"] == '["front-proxy-client"]'
 
 
 def test_certs_renew_reissues_with_the_same_ca_and_the_new_admin_certificate_works(cluster):

@@ -12,6 +12,7 @@ The real kubectl reaches it through pkube as the admin."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import subprocess
@@ -39,11 +40,9 @@ EXTENSION_USER = "wardle-apiserver"
 FLUNDERS = f"/apis/{GROUP}/{VERSION}/namespaces/default/flunders"
 
 
-@pytest.fixture
-def cluster(etcd, tmp_path):
-    """(url, data dir) of an apiserver run with pkube up's security flags."""
-    data_dir, port = tmp_path / "cluster", free_port()
-    certs.prepare(data_dir, f"https://127.0.0.1:{port}", "node-a")
+@contextlib.contextmanager
+def apiserver(etcd, data_dir, port: int):
+    """`python -m pkube.apiserver` with pkube up's security flags for `data_dir`'s PKI, until ready."""
     p = certs.pki_dir(data_dir)
     proc = subprocess.Popen([sys.executable, "-m", "pkube.apiserver", "--etcd-servers", etcd.endpoint,
                              "--port", str(port), *up.apiserver_security_flags(p), "--log-level", "warning"],
@@ -52,10 +51,19 @@ def cluster(etcd, tmp_path):
     try:
         wait_for(lambda: proc.poll() is not None or _ready(url, p / "ca.crt"), 30)
         assert proc.poll() is None, proc.stderr.read().decode()
-        yield url, data_dir
+        yield url
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+@pytest.fixture
+def cluster(etcd, tmp_path):
+    """(url, data dir) of an apiserver run with pkube up's security flags."""
+    data_dir, port = tmp_path / "cluster", free_port()
+    certs.prepare(data_dir, f"https://127.0.0.1:{port}", "node-a")
+    with apiserver(etcd, data_dir, port) as url:
+        yield url, data_dir
 
 
 def client(url: str, data_dir, cert: str) -> httpx.Client:
@@ -178,3 +186,13 @@ def test_kubectl_reaches_the_extension_as_the_admin_and_the_extension_refuses_di
     with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=direct, timeout=10) as impostor:
         with pytest.raises(httpx.HTTPError):
             impostor.get(FLUNDERS, headers={"X-Remote-User": "kubernetes-admin"})
+
+
+def test_a_second_apiserver_with_the_same_flags_leaves_the_configmap_as_it_is(etcd, cluster):
+    url, data_dir = cluster
+    with client(url, data_dir, "admin") as admin:
+        before = wait_for(lambda: admin.get(CONFIGMAP).json() if admin.get(CONFIGMAP).status_code == 200 else None)
+        with apiserver(etcd, data_dir, free_port()):         # ready: it has synced the ConfigMap at start
+            after = admin.get(CONFIGMAP).json()
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["data"] == before["data"]
