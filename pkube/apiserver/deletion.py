@@ -23,9 +23,10 @@ from pkube.api.crd import CLEANUP_FINALIZER
 from pkube.api.kinds import is_crd
 from pkube.api.jsonvalue import deep_copy
 from pkube.apiserver import errors
+from pkube.apiserver.conversion import to_served
 from pkube.apiserver.paths import Target
 from pkube.apiserver.resources import ResourceStore, translate
-from pkube.apiserver.storage.interface import Preconditions
+from pkube.apiserver.storage.interface import Conflict, Preconditions
 
 PROPAGATION_POLICIES = ("Orphan", "Background", "Foreground")
 POLICY_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}
@@ -121,11 +122,46 @@ class Deleter:
         store.on_removed = self.remove
 
     async def delete(self, target: Target, opts: DeleteOptions) -> dict:
-        """DELETE one object; returns the removed object, or the object as it now waits."""
-        info = target.info
+        """DELETE one object; returns the removed object, or the object as it now waits.
+
+        Decided first on the newest state of the object the apiserver knows without a
+        read (the watch cache's, or its own last write: ``Storage.known``), every write
+        then conditioned on that state's resourceVersion, so that the outcome is the one
+        a fresh read would have given; when that state proves stale (the condition fails,
+        or the client's preconditions do not hold on it) the object is read and the delete
+        decided again."""
+        known = self._known(target, opts)
+        if known is not None:
+            pinned = Preconditions(uid=opts.preconditions.uid, resource_version=known["metadata"]["resourceVersion"])
+            try:
+                return await self._delete(target, opts, known, pinned)
+            except errors.ApiError as err:
+                if err.code != 409:
+                    raise
         current = await self.store.get(target)
-        with translate(info, target.name):
+        with translate(target.info, target.name):
             opts.preconditions.check(target.key, current)
+        return await self._delete(target, opts, current, opts.preconditions)
+
+    def _known(self, target: Target, opts: DeleteOptions) -> Optional[dict]:
+        """The state to decide on without a read (see ``delete``), or None: none is known,
+        the client's preconditions fail on it, or the delete is a dry run or a Namespace's."""
+        if opts.dry_run or target.info.builtin_kind == "Namespace":
+            return None
+        known = self.store.storage.known(target.key)
+        if known is None or (known.get("metadata") or {}).get("resourceVersion") is None:
+            return None
+        try:
+            opts.preconditions.check(target.key, known)
+        except Conflict:
+            return None
+        return to_served(target.info, known)
+
+    async def _delete(self, target: Target, opts: DeleteOptions, current: dict,
+                      preconditions: Preconditions) -> dict:
+        """The delete decided on ``current`` (which satisfies ``opts.preconditions``); every
+        write is conditioned on ``preconditions``."""
+        info = target.info
         if info.builtin_kind == "Namespace":
             return await self.namespaces.begin_termination(target, current, opts)
         grace = grace_for(target, current, opts)
@@ -134,13 +170,13 @@ class Deleter:
         if grace == 0 and not keeps:
             if opts.dry_run:
                 return current
-            return await self.remove(target, current, opts.preconditions)
+            return await self.remove(target, current, preconditions)
         if opts.dry_run:
             return mark_deleting(current, grace, finalizer, self.clock())
         with translate(info, target.name):
             marked = await self.store.storage.guaranteed_update(
                 target.key, lambda obj: mark_deleting(obj, grace, finalizer, self.clock()),
-                opts.preconditions)
+                preconditions)
         return await self.store.finish_if_released(target, marked)
 
     async def remove(self, target: Target, obj: dict, preconditions: Optional[Preconditions] = None) -> dict:

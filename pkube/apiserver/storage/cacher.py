@@ -380,12 +380,21 @@ class CachedStorage(Storage):
                                 preconditions: Optional[Preconditions] = None) -> dict:
         """See Storage.guaranteed_update; the watch cache's newest state of ``key``,
         when it has one, is tried first (one etcd round trip instead of two)."""
-        cache = self._caches.get(resource_prefix(key) or "")
-        suggestion = cache.suggestion(key) if cache is not None else None
-        return await self.storage.guaranteed_update(key, fn, preconditions, suggestion)
+        return await self.storage.guaranteed_update(key, fn, preconditions, self._suggestion(key))
 
     async def delete(self, key: str, preconditions: Optional[Preconditions] = None) -> dict:
-        return await self.storage.delete(key, preconditions)
+        """See Storage.delete; with preconditions, the watch cache's newest state of ``key``
+        is tried first, as for ``guaranteed_update``."""
+        return await self.storage.delete(key, preconditions, self._suggestion(key))
+
+    def known(self, key: str) -> Optional[dict]:
+        """See Storage.known: the newer of the watch cache's state of ``key`` and the one
+        this apiserver last wrote."""
+        return self.storage.known(key, self._suggestion(key))
+
+    def _suggestion(self, key: str) -> Optional[tuple[bytes, int]]:
+        cache = self._caches.get(resource_prefix(key) or "")
+        return cache.suggestion(key) if cache is not None else None
 
     def watch(self, prefix: str, revision: int, buffer: Optional[int] = None) -> "Watch":
         """See Storage.watch; raises WatcherTooSlow when the consumer lags.

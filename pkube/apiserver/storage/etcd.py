@@ -49,6 +49,7 @@ _MOD = rpc.Compare.CompareTarget.MOD
 _CREATE = rpc.Compare.CompareTarget.CREATE
 _DELETE = rpc.Event.EventType.DELETE
 _HEAD_KEYS = ("apiVersion", "kind", "metadata")
+RECENT_KEYS = 8192      # keys whose last write this store remembers (RecentWrites)
 _UNAVAILABLE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                       grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 
@@ -90,6 +91,36 @@ def strip_version(obj: dict) -> dict:
 def with_version(obj: dict, revision: int) -> dict:
     """A shallow copy of ``obj`` stamped with ``revision`` (nested values shared)."""
     return {**obj, "metadata": {**(obj.get("metadata") or {}), "resourceVersion": str(revision)}}
+
+
+class RecentWrites:
+    """The state each key was last written in by this store: (plain value, mod_revision), for
+    at most ``capacity`` keys (the least recently written forgotten first). A suggestion for
+    the key's next conditional write, as the watch cache's newest state is, but never behind
+    this apiserver's own writes (the watch cache shows them only once etcd's watch echoes
+    them: a status written right after a binding would be tried on the state before it).
+    Only a suggestion: another writer may have changed the key since; a compare on the
+    mod_revision catches that. Memory: the plain values of ``capacity`` objects at most."""
+
+    def __init__(self, capacity: int = RECENT_KEYS):
+        self.capacity = capacity
+        self._states: dict[str, tuple[bytes, int]] = {}
+
+    def remember(self, key: str, plain: bytes, revision: int) -> None:
+        self._states.pop(key, None)
+        self._states[key] = (plain, revision)
+        if len(self._states) > self.capacity:
+            del self._states[next(iter(self._states))]
+
+    def forget(self, key: str) -> None:
+        self._states.pop(key, None)
+
+    def newest(self, key: str, suggestion: Optional[tuple[bytes, int]]) -> Optional[tuple[bytes, int]]:
+        """The newer (by mod_revision) of ``suggestion`` and the remembered state of ``key``."""
+        mine = self._states.get(key)
+        if mine is None or (suggestion is not None and suggestion[1] >= mine[1]):
+            return suggestion
+        return mine
 
 
 @dataclass(frozen=True)
@@ -137,6 +168,7 @@ class EtcdStorage(Storage):
         self._timeout = timeout
         self._kv: Optional[rpc.KVStub] = None
         self._watch: Optional[rpc.WatchStub] = None
+        self.recent = RecentWrites()
 
     @classmethod
     async def connect(cls, host: str, port: int, transformer: Optional[Transformer] = None,
@@ -175,9 +207,16 @@ class EtcdStorage(Storage):
 
     # -- codec --------------------------------------------------------------
 
+    @staticmethod
+    def _serialize(obj: dict) -> bytes:
+        """The plain stored JSON of ``obj`` (before the transformer)."""
+        return dumps(stored_form(strip_version(obj)))
+
+    def _at_rest(self, key: str, plain: bytes) -> bytes:
+        return self._transformer.encrypt(key, plain) if self._transformer else plain
+
     def _encode(self, key: str, obj: dict) -> bytes:
-        data = dumps(stored_form(strip_version(obj)))
-        return self._transformer.encrypt(key, data) if self._transformer else data
+        return self._at_rest(key, self._serialize(obj))
 
     def _plain(self, key: str, value: bytes) -> bytes:
         return self._transformer.decrypt(key, value) if self._transformer else value
@@ -291,13 +330,15 @@ class EtcdStorage(Storage):
     async def create(self, key: str, obj: dict) -> dict:
         """See Storage.create. Returns a shallow copy of ``obj`` (nested values
         shared with it) stamped with the new resourceVersion."""
+        plain = self._serialize(obj)
         request = rpc.TxnRequest(
             compare=[rpc.Compare(key=key.encode(), target=_CREATE, result=_EQUAL, create_revision=0)],
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(),
-                                                              value=self._encode(key, obj)))])
+                                                              value=self._at_rest(key, plain)))])
         response = await self._call("Txn", request, key)
         if not response.succeeded:
             raise KeyExists(key)
+        self.recent.remember(key, plain, response.header.revision)
         return with_version(strip_version(obj), response.header.revision)
 
     async def guaranteed_update(self, key: str, fn: UpdateFn,
@@ -307,10 +348,12 @@ class EtcdStorage(Storage):
         ``fn`` returned, stamped with the new resourceVersion.
 
         ``suggestion`` is a state believed current, (plain value, mod_revision),
-        from the watch cache: tried first, it saves the read. When it proves
+        from the watch cache; the newer of it and the state this store last
+        wrote (``recent``) is tried first, which saves the read. When it proves
         stale (the swap fails) or cannot be trusted for a verdict (``fn`` or the
         preconditions reject it, or nothing would change), the key is read and
         the update decided again on the stored state."""
+        suggestion = self.recent.newest(key, suggestion)
         if suggestion is not None:
             try:
                 written, kv = await self._update_once(key, *suggestion, fn, preconditions, trusted=False)
@@ -343,23 +386,59 @@ class EtcdStorage(Storage):
         self._check_version(key, desired, current)
         if strip_version(desired) == strip_version(current) and not stale:
             return (current, None) if trusted else (None, None)
-        response = await self._call("Txn", self._swap(key, mod_revision, put=self._encode(key, desired)), key)
+        plain = self._serialize(desired)
+        response = await self._call("Txn", self._swap(key, mod_revision, put=self._at_rest(key, plain)), key)
         if response.succeeded:
+            self.recent.remember(key, plain, response.header.revision)
             return with_version(strip_version(desired), response.header.revision), None
         return None, self._kv_after_failed_swap(key, response)
 
-    async def delete(self, key: str, preconditions: Optional[Preconditions] = None) -> dict:
-        if preconditions is None or preconditions == Preconditions():
-            return await self._delete_unconditionally(key)
-        kv = await self._get_kv(key)
-        while True:
-            current = self._decode_kv(kv)
-            preconditions.check(key, current)
-            response = await self._call("Txn", self._swap(key, kv.mod_revision, put=None), key)
-            if response.succeeded:
-                current["metadata"]["resourceVersion"] = str(response.header.revision)
-                return current
-            kv = self._kv_after_failed_swap(key, response)
+    async def delete(self, key: str, preconditions: Optional[Preconditions] = None,
+                     suggestion: Optional[tuple[bytes, int]] = None) -> dict:
+        """See Storage.delete. With preconditions, the newer of ``suggestion`` (the watch
+        cache's newest state, as for ``guaranteed_update``) and the state this store last
+        wrote is tried first: when the preconditions hold on it and the key is still at its
+        revision, one round trip deletes it; otherwise the key is read and judged again."""
+        try:
+            if preconditions is None or preconditions == Preconditions():
+                return await self._delete_unconditionally(key)
+            guess = self.recent.newest(key, suggestion)
+            if guess is not None:
+                current = self._stamped(*guess)
+                try:
+                    preconditions.check(key, current)
+                except Conflict:
+                    guess = None                  # judged on a possibly stale state: judge again
+            kv = None
+            if guess is not None:
+                deleted, kv = await self._delete_at(key, current, guess[1])
+                if deleted is not None:
+                    return deleted
+            kv = kv or await self._get_kv(key)
+            while True:
+                current = self._decode_kv(kv)
+                preconditions.check(key, current)
+                deleted, kv = await self._delete_at(key, current, kv.mod_revision)
+                if deleted is not None:
+                    return deleted
+        finally:
+            self.recent.forget(key)
+
+    async def _delete_at(self, key: str, current: dict, mod_revision: int):
+        """Delete ``key`` if still at ``mod_revision``: (``current`` stamped with the deletion's
+        revision, None), or (None, the key's fresh kv) when it moved; NotFound when gone."""
+        response = await self._call("Txn", self._swap(key, mod_revision, put=None), key)
+        if response.succeeded:
+            current["metadata"]["resourceVersion"] = str(response.header.revision)
+            return current, None
+        return None, self._kv_after_failed_swap(key, response)
+
+    def known(self, key: str, suggestion: Optional[tuple[bytes, int]] = None) -> Optional[dict]:
+        """The newest state of ``key`` known without a read (the newer of ``suggestion`` and
+        what this store last wrote), decoded and stamped; None when none is known. Possibly
+        stale: only for a write conditioned on its resourceVersion."""
+        guess = self.recent.newest(key, suggestion)
+        return self._stamped(*guess) if guess is not None else None
 
     async def watch(self, prefix: str, revision: int) -> AsyncIterator[WatchEvent]:
         """See Storage.watch; events are StoredEvents (pkube/apiserver/storage/events.py).

@@ -157,6 +157,12 @@ class Storage(abc.ABC):
         """Delete ``key`` if ``preconditions`` hold; return the deleted object
         stamped with the deletion revision. Raises NotFound, Conflict."""
 
+    def known(self, key: str) -> Optional[dict]:
+        """The newest state of ``key`` this store knows without a read (what it last wrote or
+        watched), or None. Possibly stale: only for a write conditioned on its resourceVersion,
+        which fails if the key moved on."""
+        return None
+
     @abc.abstractmethod
     def watch(self, prefix: str, revision: int) -> AsyncIterator[WatchEvent]:
         """Stream every change under ``prefix`` with revision > ``revision``,

@@ -65,12 +65,17 @@ class MeasuredStorage(Storage):
         finally:
             self._observe("update", key, time.perf_counter() - started)
 
-    async def delete(self, key: str, preconditions: Optional[Preconditions] = None) -> dict:
+    async def delete(self, key: str, preconditions: Optional[Preconditions] = None, *suggestion) -> dict:
+        """``suggestion``: what CachedStorage passes on to EtcdStorage (its newest known state)."""
         started = time.perf_counter()
         try:
-            return await self.storage.delete(key, preconditions)
+            return await self.storage.delete(key, preconditions, *suggestion)
         finally:
             self._observe("delete", key, time.perf_counter() - started)
+
+    def known(self, key: str, *suggestion):
+        """No round trip, nothing to measure; ``suggestion`` as for ``delete``."""
+        return self.storage.known(key, *suggestion)
 
     def watch(self, prefix: str, revision: int):
         return self.storage.watch(prefix, revision)
