@@ -132,3 +132,11 @@ def test_a_front_proxy_certificate_never_passes_for_the_user_it_names_itself(cas
     with pytest.raises(errors.ApiError) as refused:
         authenticate(chain(cas), request(masters))             # no headers: not a user either
     assert refused.value.code == 401
+
+
+def test_an_unreadable_or_empty_ca_file_is_refused_in_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="cannot read .*nope: No such file"):
+        requestheader.load_ca_file(str(tmp_path / "nope"))
+    (tmp_path / "empty.crt").write_text("")
+    with pytest.raises(SystemExit, match="empty.crt: no PEM certificate"):
+        requestheader.load_ca_file(str(tmp_path / "empty.crt"))
