@@ -186,3 +186,44 @@ def test_status_counts_per_node_with_the_oldest_pod():
                       "numberAvailable": 2, "updatedNumberScheduled": 2, "numberMisscheduled": 1,
                       "numberUnavailable": 1, "observedGeneration": 3}
     assert wait is None
+
+
+def test_pod_writes_run_in_the_background_and_a_failed_batch_holds_the_set_off_until_one_succeeds():
+    """The pass does not wait for its pod writes; a batch that fails holds the set's next writes
+    off for a delay that grows with each failed batch, and a batch that succeeds ends it."""
+    import asyncio
+    from pkube.client.workqueue import ExponentialBackoff
+
+    async def scenario():
+        clock = FakeClock()
+        batches = d.WriteBatches(clock, ExponentialBackoff(base=1.0))
+        failures, release = [], asyncio.Event()
+
+        async def fails():
+            raise RuntimeError("quota exceeded")
+
+        async def waits():
+            await release.wait()
+
+        def failed(error, delay):
+            failures.append((str(error), delay))
+
+        batches.start("ns/a", waits(), failed)
+        assert batches.tasks and batches.held("ns/a") == 0       # still writing: not held
+        for _ in range(2):
+            batches.start("ns/a", fails(), failed)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        assert failures == [("quota exceeded", 1.0), ("quota exceeded", 2.0)]
+        assert batches.held("ns/a") == 2.0
+        clock.advance(0.5)
+        assert batches.held("ns/a") == 1.5 and batches.held("ns/b") == 0
+        release.set()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert batches.held("ns/a") == 0 and not batches.tasks    # a batch that succeeded ends it
+        batches.start("ns/a", fails(), failed)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert failures[-1] == ("quota exceeded", 1.0)             # counted afresh
+    asyncio.run(scenario())
