@@ -16,11 +16,6 @@ Per DaemonSet key, ``reconcile``:
    pods within maxUnavailable (delete old, then the node gets a new one) or
    maxSurge (a new pod next to the old one, the old one deleted once the new
    one is available); OnDelete only replaces pods the user deletes;
-   The pod writes are issued in the background (``WriteBatches``): the pass does not wait
-   for them, so the next pass can act on the nodes whose pods the cache has meanwhile shown
-   gone or ready, instead of after the slowest write of the previous batch (their own nodes
-   are pending until the cache shows the writes). A batch that fails holds the set's pod
-   writes off for a growing delay (reset by a batch that succeeds), as a failed pass backs off;
 3. writes status, while the pod writes are in flight (desiredNumberScheduled, currentNumberScheduled,
    numberReady, numberAvailable, numberUnavailable, updatedNumberScheduled,
    numberMisscheduled, observedGeneration);
@@ -44,7 +39,6 @@ from pkube.client.clock import Clock
 from pkube.client.errors import NotFound
 from pkube.client.resources import DAEMONSETS, NODES, PODS
 from pkube.client.store import index_by_namespace, object_key
-from pkube.client.workqueue import ExponentialBackoff
 from pkube.controllers import history
 from pkube.controllers.base import Controller, ControllerContext, PermanentError
 from pkube.controllers.daemonset_nodes import EligibilityCache, target_node, with_node_affinity
@@ -215,49 +209,6 @@ class NodeExpectations:
         self._sets.pop(key, None)
 
 
-class WriteBatches:
-    """Pod writes of passes that run in the background, per set, and the hold-off after a
-    failed batch: ``held(key)`` is the seconds left before the set's next writes (0 when
-    none), growing per consecutive failed batch (``backoff``) and reset by one that succeeds."""
-
-    def __init__(self, clock: Clock, backoff: Optional[ExponentialBackoff] = None):
-        self.clock = clock
-        self.backoff = backoff or ExponentialBackoff()
-        self.tasks: set[asyncio.Task] = set()
-        self._hold_until: dict[str, float] = {}
-
-    def start(self, key: str, writes, on_failure) -> None:
-        """Run the coroutine ``writes`` as a task; when it raises, hold ``key`` off and call
-        ``on_failure(error, delay)``."""
-        task = asyncio.ensure_future(writes)
-        self.tasks.add(task)
-        task.add_done_callback(lambda done: self._done(key, done, on_failure))
-
-    def _done(self, key: str, task: asyncio.Task, on_failure) -> None:
-        self.tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is None:
-            self.backoff.forget(key)
-            self._hold_until.pop(key, None)
-            return
-        delay = self.backoff.when(key)
-        self._hold_until[key] = self.clock.now() + delay
-        on_failure(error, delay)
-
-    def held(self, key: str) -> float:
-        return max(0.0, self._hold_until.get(key, 0.0) - self.clock.now())
-
-    def forget(self, key: str) -> None:
-        self.backoff.forget(key)
-        self._hold_until.pop(key, None)
-
-    def cancel(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-
-
 # -- the controller ----------------------------------------------------------------------
 
 class DaemonSetController(Controller):
@@ -268,7 +219,6 @@ class DaemonSetController(Controller):
         self.burst = burst
         self.expectations = NodeExpectations(ctx.clock)
         self.eligibility = EligibilityCache()
-        self.writes = WriteBatches(ctx.clock)
         self.sets = ctx.informers.informer(DAEMONSETS, {"namespace": index_by_namespace})
         self.pods = ctx.informers.informer(PODS, {CONTROLLER_INDEX: index_by_controller})
         self.nodes = ctx.informers.informer(NODES)
@@ -337,13 +287,6 @@ class DaemonSetController(Controller):
         if key is not None:
             self.queue.add(key)
 
-    async def run(self) -> None:
-        """As every controller; the pod writes still in flight are cancelled on the way out."""
-        try:
-            await super().run()
-        finally:
-            self.writes.cancel()
-
     # -- reconcile --------------------------------------------------------------
 
     async def reconcile(self, key: str) -> None:
@@ -351,7 +294,6 @@ class DaemonSetController(Controller):
         if ds is None:
             self.expectations.forget(key)
             self.eligibility.forget(key)
-            self.writes.forget(key)
             return
         try:
             selector = label_selector_from_dict(ds["spec"].get("selector"))
@@ -364,26 +306,19 @@ class DaemonSetController(Controller):
         digest = history.label_hash(current)
         runs = self.eligibility.runs(key, ds, self.nodes.store.list())
         by_node = self._by_node(pods)
-        held = self.writes.held(key)
-        if held:
-            self.queue.add_after(key, held)
-        elif not ds["metadata"].get("deletionTimestamp"):
+        steps = [self.write_status(ds, runs, by_node, digest)]
+        if not ds["metadata"].get("deletionTimestamp"):
             plan = self.plan(ds, runs, by_node, digest, self.expectations.pending(key))
             if plan.create or plan.delete:
                 self.expect(key, plan)       # before anything yields: the handlers see what is expected
-                self.writes.start(key, self.sync_nodes(key, ds, plan, digest),
-                                  lambda error, delay: self._writes_failed(key, error, delay))
+                steps.append(self.sync_nodes(key, ds, plan, digest))
         # the status (of what the cache shows now) is written while the pods' writes go
-        await self.write_status(ds, runs, by_node, digest)
+        failures = [r for r in await asyncio.gather(*steps, return_exceptions=True) if isinstance(r, Exception)]
+        if failures:
+            raise failures[-1]
         in_use = {history.pod_revision(p) for p in pods} | {digest}
         await history.truncate_history(self.client, ds, revisions,
                                        {r["metadata"]["name"] for r in revisions if history.label_hash(r) in in_use})
-
-    def _writes_failed(self, key: str, error: Exception, delay: float) -> None:
-        """A background batch of ``key`` failed (its unissued writes are no longer expected):
-        the set is passed again once the hold-off of ``delay`` seconds is over."""
-        log.warning("%s %s: %s; pod writes held off for %.3gs", self.name, key, error, delay)
-        self.queue.add_after(key, delay)
 
     @staticmethod
     def _by_node(pods: list[dict]) -> dict[str, list[dict]]:
