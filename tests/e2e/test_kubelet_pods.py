@@ -13,14 +13,19 @@ import urllib.request
 
 import pytest
 
+from tests.helpers.kubectls import streaming_kubectl
 from tests.helpers.waiting import wait_for
 
 KUBECTL = shutil.which("kubectl")
+STREAMING_VERBS = ("exec", "attach", "cp")      # run by streaming_kubectl(): kubectl 1.32 may drop output
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs containers: needs root")
 
 
 def kubectl(cluster, *args, input=None, timeout=60, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run([KUBECTL, "--kubeconfig", str(cluster.kubeconfig), *args], capture_output=True,
+    """The real kubectl on ``cluster``: the one on PATH, or for exec, attach and cp the one
+    free of kubectl 1.32's stream race (tests/helpers/kubectls.py)."""
+    binary = streaming_kubectl() if args and args[0] in STREAMING_VERBS else KUBECTL
+    result = subprocess.run([binary, "--kubeconfig", str(cluster.kubeconfig), *args], capture_output=True,
                             text=True, input=input, timeout=timeout)
     if check:
         assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}{result.stdout}"

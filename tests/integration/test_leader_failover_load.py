@@ -87,4 +87,6 @@ def test_killed_leaders_overshoot_nothing(apiserver, tmp_path):
             assert per_node == {f"n{i}": CPU_PER_NODE for i in range(NODE_COUNT)}
         finally:
             counter.stop.set()
+            if counter.thread.is_alive():            # its watch ends within timeout_seconds
+                counter.thread.join(timeout=10)
             stop_all(list(procs.values()))

@@ -15,6 +15,7 @@ import pytest
 
 from pkube.apiserver.kubelet_proxy import KubeletConnection
 from tests.helpers.kubeconfig import write_kubeconfig
+from tests.helpers.kubectls import rerun_on_stream_race
 from tests.helpers.kubelet import node_with_kubelet
 from tests.helpers.kubelet_pods import PodMaker, serving_kubelet
 from tests.integration.conftest import start_apiserver, stop_apiserver
@@ -80,13 +81,13 @@ def web(cluster):
 
 
 def test_kubectl_exec_prints_the_output_and_exits_with_the_commands_code(cluster, web):
-    done = cluster("exec", "web", "--", "sh", "-c", "echo hi; exit 3")
+    done = rerun_on_stream_race(cluster, "exec", "web", "--", "sh", "-c", "echo hi; exit 3")
     assert done.stdout == "hi\n"
     assert done.returncode == 3, done.stderr
 
 
 def test_kubectl_exec_succeeds_with_stderr_apart(cluster, web):
-    done = cluster("exec", "web", "-c", "main", "--", "sh", "-c", "echo out; echo err >&2")
+    done = rerun_on_stream_race(cluster, "exec", "web", "-c", "main", "--", "sh", "-c", "echo out; echo err >&2")
     assert (done.returncode, done.stdout, done.stderr) == (0, "out\n", "err\n")
 
 
@@ -114,8 +115,8 @@ def test_kubectl_cp_both_ways(cluster, web, tmp_path):
     (tmp_path / "notes.txt").write_text("copied in\n")
     done = cluster("cp", str(tmp_path / "notes.txt"), "web:/tmp/notes.txt")
     assert done.returncode == 0, done.stderr
-    assert cluster("exec", "web", "--", "cat", "/tmp/notes.txt").stdout == "copied in\n"
-    done = cluster("cp", "web:/tmp/notes.txt", str(tmp_path / "back.txt"))
+    assert rerun_on_stream_race(cluster, "exec", "web", "--", "cat", "/tmp/notes.txt").stdout == "copied in\n"
+    done = rerun_on_stream_race(cluster, "cp", "web:/tmp/notes.txt", str(tmp_path / "back.txt"))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "back.txt").read_text() == "copied in\n"
 
