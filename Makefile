@@ -1,5 +1,6 @@
 # make up              installs what is missing, then starts a local cluster in the foreground.
-# make test            installs what is missing, then runs the whole suite (skips counted in its summary).
+# make test            installs what is missing, then runs the whole suite (skips counted in its summary,
+#                      the 25 slowest tests listed).
 # make test-fast       unit + integration only: no root, no containers, no cluster.
 # make kubectl-compat  rewrites docs/kubectl-compat.md from a run of every installed kubectl.
 # make fuzz            the long fuzz run of the apiserver (bench/fuzz.py; ~20 min).
@@ -39,7 +40,7 @@ up: setup
 	$(VENV)/bin/pkube up
 
 test: setup
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra --durations=25 tests
 
 # unit + integration: the edit-run loop (no root, no containers, no cluster)
 test-fast: setup
