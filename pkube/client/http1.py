@@ -25,7 +25,7 @@ import asyncio
 import ssl
 import time
 import urllib.parse
-from typing import Optional
+from typing import Callable, Optional
 
 import httptools
 
@@ -44,8 +44,9 @@ class NothingWritten(TransportError):
 class _Connection(asyncio.Protocol):
     """One connection; ``exchange`` sends a request and waits for its answer."""
 
-    def __init__(self):
+    def __init__(self, on_lost: Callable[["_Connection"], None] = lambda conn: None):
         self.transport: Optional[asyncio.Transport] = None
+        self.on_lost = on_lost
         self.parser = httptools.HttpResponseParser(self)
         self.answer: Optional[asyncio.Future] = None
         self.chunks: list[bytes] = []
@@ -68,6 +69,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.closed = True
         self._fail(TransportError(f"connection closed{': ' + str(exc) if exc else ''}"))
+        self.on_lost(self)
 
     # -- httptools callbacks
     def on_body(self, body: bytes) -> None:
@@ -107,7 +109,10 @@ class _Connection(asyncio.Protocol):
 
 class Http1Pool:
     """Kept-alive connections to one server (``http://`` or ``https://`` URL); at most
-    ``max_connections`` requests in flight (the rest wait)."""
+    ``max_connections`` requests in flight (the rest wait). The pool holds no connection
+    that is closed (by either side) or idle for ``IDLE_SECONDS``: a TLS connection holds
+    ~300 KiB (asyncio's 256 KiB read buffer), and the newest idle one is reused first, so
+    the ones a burst left behind would otherwise stay until the pool closes."""
 
     def __init__(self, base_url: str, headers: dict, ssl_context: Optional[ssl.SSLContext],
                  connect_timeout: float, max_connections: int = 64):
@@ -172,18 +177,26 @@ class Http1Pool:
         return None
 
     def _give_back(self, conn: _Connection) -> None:
+        now = time.monotonic()
+        while self.idle and now - self.idle[0].idle_since >= IDLE_SECONDS:
+            self.idle.pop(0).close()       # the oldest first: left idle by a burst
         if conn.closed or len(self.idle) >= self.max_idle:
             conn.close()
             return
-        conn.idle_since = time.monotonic()
+        conn.idle_since = now
         self.idle.append(conn)
+
+    def _lost(self, conn: _Connection) -> None:
+        """A connection closed: out of the idle list (with its transport and buffers)."""
+        if conn in self.idle:
+            self.idle.remove(conn)
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
-                    _Connection, self.host, self.port, ssl=self.ssl,
+                    lambda: _Connection(self._lost), self.host, self.port, ssl=self.ssl,
                     server_hostname=self.host if self.ssl is not None else None)
         except (OSError, TimeoutError, ssl.SSLError) as err:
             raise TransportError(f"cannot connect to {self.host}:{self.port}: {err}") from None

@@ -221,3 +221,66 @@ def test_a_write_on_a_connection_closed_before_it_is_sent_goes_on_a_new_one():
 
     assert run(main()) == (200, b"ok")
     assert [r.split(b" ")[0] for r in seen] == [b"GET", b"POST"]
+
+
+async def wait_until(condition) -> None:
+    """Poll ``condition()`` until true (run() fails the test after 20 s)."""
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
+def keep_alive_server(open_writers: list):
+    """A keep-alive server that answers every request after a short delay (so concurrent
+    requests need a connection each) and keeps ``open_writers`` its open connections."""
+    async def handler(reader, writer):
+        open_writers.append(writer)
+        try:
+            while True:
+                await read_request(reader)
+                await asyncio.sleep(0.05)
+                writer.write(answer(b"ok"))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            open_writers.remove(writer)
+            writer.close()
+    return handler
+
+
+def test_connections_the_server_closed_leave_the_pool():
+    """Issue 12: a burst opens connections; the newest idle one is reused first, so the others
+    stayed in the pool after the server closed them, each holding its transport (with TLS,
+    asyncio's 256 KiB read buffer): the scheduler grew by ~16 MiB in the soak."""
+    writers: list = []
+
+    async def main():
+        async with pool_for(keep_alive_server(writers)) as pool:
+            await asyncio.gather(*(pool.request("GET", "/", {}, None, "x") for _ in range(8)))
+            assert len(pool.idle) == 8
+            for writer in list(writers):
+                writer.transport.abort()          # the server's idle timeout
+            await wait_until(lambda: not pool.idle)      # the pool lets go of the closed ones
+            assert await pool.request("GET", "/", {}, None, "x") == (200, b"ok")
+            return len(pool.idle)
+
+    assert run(main()) == 1
+
+
+def test_connections_left_idle_by_a_burst_are_closed():
+    """Connections idle for IDLE_SECONDS (the client no longer reuses them) are closed and
+    dropped when a request ends, not kept open on both sides until the server's timeout."""
+    import pkube.client.http1 as http1
+    writers: list = []
+
+    async def main():
+        async with pool_for(keep_alive_server(writers)) as pool:
+            await asyncio.gather(*(pool.request("GET", "/", {}, None, "x") for _ in range(8)))
+            assert len(pool.idle) == 8 and len(writers) == 8
+            for conn in pool.idle[:-1]:        # seven of them left idle long ago
+                conn.idle_since -= http1.IDLE_SECONDS
+            assert await pool.request("GET", "/", {}, None, "x") == (200, b"ok")
+            held = len(pool.idle)
+            await wait_until(lambda: len(writers) == 1)   # the server sees the seven others closed
+            return held
+
+    assert run(main()) == 1
