@@ -25,7 +25,7 @@ from pkube.api import validation_batch
 from pkube.api import validation_specs as specs
 from pkube.api.causes import Cause, format_invalid
 from pkube.api.defaults import apply_defaults
-from pkube.api.jsonvalue import deep_copy
+from pkube.api.jsonvalue import deep_copy, fitted
 from pkube.api.schema_check import Compiler, Problems, UnsupportedSchema, field_path, type_problem
 from pkube.api.schemas import SchemaNotFound, SchemaSet, shared_schema_set
 
@@ -35,6 +35,7 @@ CLUSTER_SCOPED_KINDS = frozenset({"Namespace", "Node"})
 ANNOTATIONS_MAX_BYTES = 256 * 1024
 VALID_BODIES_BYTES = 8 * 1024 * 1024  # valid bodies remembered, in all (then forgotten at once)
 VALID_BODY_MAX_BYTES = 16 * 1024  # larger bodies are not remembered
+VALID_BODY_OVERHEAD = 100  # a bytes object's header and its slot in the set
 UNREMEMBERED_KINDS = frozenset({"Secret"})  # no copy of secret data is kept here
 _PARTS = ("metadata", "status")
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"  # checked on every write; the rest once per distinct body
@@ -136,13 +137,17 @@ class Validator:
             return None
 
     def _remember_valid(self, body: bytes) -> None:
+        """Remember ``body`` as valid; the bodies' memory (a copy of each, of its own size:
+        orjson's result holds 4 KiB or more, see jsonvalue.fitted) and each entry's own
+        cost counted against VALID_BODIES_BYTES."""
         if len(body) > VALID_BODY_MAX_BYTES:
             return
-        if self._valid_bytes + len(body) > VALID_BODIES_BYTES:
+        cost = len(body) + VALID_BODY_OVERHEAD
+        if self._valid_bytes + cost > VALID_BODIES_BYTES:
             self._valid_bodies.clear()
             self._valid_bytes = 0
-        self._valid_bodies.add(body)
-        self._valid_bytes += len(body)
+        self._valid_bodies.add(fitted(body))
+        self._valid_bytes += cost
 
     def _part_checks(self, api_version, kind) -> dict | None:
         """The compiled checks of a kind's metadata and status properties, or None."""

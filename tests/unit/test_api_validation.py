@@ -437,3 +437,38 @@ def test_rbac_names_are_path_segments_as_in_kubernetes(validator, kind):
     assert [c["field"] for c in validator.validate(named("system:controller:x"))] == []
     (cause,) = validator.validate(named("a/b"))
     assert (cause["field"], cause["message"]) == ("metadata.name", "Invalid value: \"a/b\": may not contain '/'")
+
+
+def traced_growth(action) -> int:
+    """Bytes the Python allocators hold after ``action()`` more than before it (tracemalloc)."""
+    import gc
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        action()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_remembered_valid_bodies_hold_no_more_memory_than_their_budget(monkeypatch):
+    """Issue 12: each remembered body was orjson's result, holding 4 KiB or more whatever
+    its length, so 8 MiB of small ConfigMap bodies held ~500 MiB and the apiserver grew
+    through the soak. Thousands of distinct valid ConfigMaps keep the validator within its
+    budget (set to 256 KiB here)."""
+    import pkube.api.validation as validation
+
+    monkeypatch.setattr(validation, "VALID_BODIES_BYTES", 256 * 1024)
+    warmed = Validator()
+
+    def configmap(n: int) -> dict:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{n}", "namespace": "default"},
+                "data": {"n": str(n)}}
+
+    assert warmed.validate(configmap(0), strict=True) == []     # the schema compiled once
+    grown = traced_growth(lambda: [warmed.validate(configmap(n), strict=True) for n in range(1, 20_000)])
+    assert grown < 2 * 256 * 1024
