@@ -13,7 +13,9 @@ pymalloc's arenas, and the RSS (MiB). Compare two snapshots with
 
 which prints the lines whose held memory grew most (size and count of blocks). Each SIGUSR2
 also writes ``OUTDIR/census-<n>.txt``: the containers of 500 entries or more and what holds
-them (with ``--frames 0`` too: structures that grow show there at full speed). The traced size
+them (with ``--frames 0`` too: structures that grow show there at full speed), then how many
+objects of each type the collector sees; sizes.txt ends with the loop's asyncio tasks and the
+open file descriptors (connections or tasks that never end show there). The traced size
 against the RSS tells Python's own objects from the allocator's arenas and C libraries.
 tracemalloc slows the component (about 2x at 1 frame): figures of throughput taken under it
 mean nothing. Nothing of this is in the components themselves.
@@ -85,6 +87,17 @@ def pymalloc_line() -> str:
     return f"pymalloc arenas {mib(arenas)} blocks {mib(blocks)}"
 
 
+def live_line() -> str:
+    """The asyncio tasks of the running loop (when there is one) and the open file descriptors."""
+    import asyncio
+
+    try:
+        tasks = str(len(asyncio.all_tasks(asyncio.get_running_loop())))
+    except RuntimeError:
+        tasks = "?"
+    return f"tasks {tasks} fds {len(os.listdir('/proc/self/fd'))}"
+
+
 def census(path: Path, least: int = 500) -> None:
     """Write to ``path`` every container (dict, list, set, deque) of at least ``least`` entries
     that the collector tracks, biggest first, each with what holds it (class and attribute, or
@@ -93,12 +106,27 @@ def census(path: Path, least: int = 500) -> None:
     import gc
 
     kinds = (dict, list, set, collections.deque, collections.OrderedDict)
-    big = sorted((o for o in all_objects() if isinstance(o, kinds) and len(o) >= least), key=len, reverse=True)
+    objects = all_objects()
+    big = sorted((o for o in objects if isinstance(o, kinds) and len(o) >= least and o is not _PARENTS),
+                 key=len, reverse=True)
     del big[200:]
+    counts = type_counts(objects)
+    del objects
+    _PARENTS.clear()
     lines = [f"{len(c):9d} {type(c).__name__:<12} {_holder(c, ignore=(id(big),))}  e.g. {_sample(c)}" for c in big]
     del big
-    path.write_text("\n".join(lines + large_bytes()) + "\n")
+    path.write_text("\n".join(lines + large_bytes() + counts) + "\n")
     _PARENTS.clear()
+
+
+def type_counts(objects: list, top: int = 60) -> list[str]:
+    """How many objects of each type (module.qualname) the collector sees, the ``top`` most
+    numerous: per-connection or per-request objects that outlive their use show here as a
+    count that grows between two censuses."""
+    import collections
+
+    counts = collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+    return ["types:"] + [f"  {n:9d} {name}" for name, n in counts.most_common(top)]
 
 
 def _sample(container) -> str:
@@ -209,7 +237,7 @@ def install(outdir: Path) -> None:
         with open(outdir / "sizes.txt", "a") as out:
             out.write(f"{n} {time.monotonic() - began:.0f}s traced {traced / 2 ** 20:.1f} "
                       f"peak {peak / 2 ** 20:.1f} overhead {tracemalloc.get_tracemalloc_memory() / 2 ** 20:.1f} "
-                      f"{malloc_line()} {pymalloc_line()} rss {rss_mib():.1f}\n")
+                      f"{malloc_line()} {pymalloc_line()} rss {rss_mib():.1f} {live_line()}\n")
 
     signal.signal(signal.SIGUSR2, dump)
 
