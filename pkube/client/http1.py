@@ -47,7 +47,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, on_lost: Callable[["_Connection"], None] = lambda conn: None):
         self.transport: Optional[asyncio.Transport] = None
         self.on_lost = on_lost
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser: Optional[httptools.HttpResponseParser] = httptools.HttpResponseParser(self)
         self.answer: Optional[asyncio.Future] = None
         self.chunks: list[bytes] = []
         self.received = False
@@ -70,6 +70,10 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self._fail(TransportError(f"connection closed{': ' + str(exc) if exc else ''}"))
         self.on_lost(self)
+        # The parser calls back into this object and a TLS transport holds it: without
+        # these cycles the connection and its buffers are freed now, not at the next
+        # full collection (with the components' GC policy, minutes away; issue 12).
+        self.transport = self.parser = None
 
     # -- httptools callbacks
     def on_body(self, body: bytes) -> None:
