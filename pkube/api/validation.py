@@ -419,13 +419,34 @@ def _no_update_rules(new: dict, old: dict) -> list[Cause]:
 def _pod_update(new: dict, old: dict) -> list[Cause]:
     """Kubernetes defaults objects as it reads them from etcd; so do we, for a stored pod
     written before a default existed."""
+    found = _container_state_transitions(new, old)
     if new.get("spec") == old.get("spec"):
-        return []  # every rule compares the two specs (status writes keep the spec)
+        return found  # every other rule compares the two specs (status writes keep the spec)
     new_spec, old_spec = (_defaulted_pod_spec(o) for o in (new, old))
-    found = _active_deadline_update(new_spec, old_spec)
+    found += _active_deadline_update(new_spec, old_spec)
     found += _tolerations_update(new_spec, old_spec)
     if _without_mutable_pod_fields(new_spec, old_spec) != _without_mutable_pod_fields(old_spec, old_spec):
         found.append(causes.forbidden("spec", _POD_UPDATABLE_MESSAGE))
+    return found
+
+
+def _container_state_transitions(new: dict, old: dict) -> list[Cause]:
+    """Kubernetes' ValidateContainerStateTransition: a container its pod will not restart
+    (restartPolicy Never, or OnFailure after exit code 0) may not leave its terminated state,
+    so a late status write of a finished pod cannot make it look running again."""
+    policy = specs.as_dict(old.get("spec")).get("restartPolicy") or "Always"
+    if policy == "Always":
+        return []
+    found = []
+    new_statuses = [specs.as_dict(s) for s in specs.as_list(specs.as_dict(new.get("status")).get("containerStatuses"))]
+    for i, old_status in enumerate(specs.as_list(specs.as_dict(old.get("status")).get("containerStatuses"))):
+        terminated = specs.as_dict(specs.as_dict(old_status).get("state")).get("terminated")
+        if not isinstance(terminated, dict) or (policy == "OnFailure" and terminated.get("exitCode", 0) != 0):
+            continue
+        name = specs.as_dict(old_status).get("name")
+        if any(s.get("name") == name and not specs.as_dict(s.get("state")).get("terminated") for s in new_statuses):
+            found.append(causes.forbidden(f"status.containerStatuses[{i}].state",
+                                          "may not be transitioned to non-terminated state"))
     return found
 
 

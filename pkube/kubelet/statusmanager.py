@@ -86,7 +86,9 @@ class StatusManager:
                 asyncio.get_running_loop().call_later(RETRY_SECONDS, self._queue.put_nowait, uid)
 
     async def _write(self, pod: dict, status: dict) -> bool:
-        """True when written (or when the pod is gone and nothing is left to write)."""
+        """True when written, or when retrying cannot help: the pod is gone, or the apiserver
+        refused the status as invalid (422, e.g. a container its pod never restarts shown
+        running after it terminated); False when it should be retried."""
         meta = pod["metadata"]
         body = {"status": {**{k: None for k in CLEARED_FIELDS}, **status}}
         try:
@@ -94,6 +96,9 @@ class StatusManager:
         except NotFound:
             return not meta.get("annotations", {}).get("kubernetes.io/config.source") == "file"
         except ApiError as err:
+            if err.code == 422:       # refused for what it says (e.g. a finished container running again)
+                log.warning("pod %s/%s: status refused (%s); not retried", meta.get("namespace"), meta["name"], err)
+                return True
             log.info("pod %s/%s: status not written (%s); retrying", meta.get("namespace"), meta["name"], err)
             return False
         self._written[meta["uid"]] = status

@@ -306,6 +306,34 @@ def test_pod_active_deadline_may_only_decrease(validator):
     assert [c["field"] for c in validator.validate(new, old=old)] == ["spec.activeDeadlineSeconds"]
 
 
+def finished_and_again(policy: str, exit_code: int, new_state: dict) -> tuple[dict, dict]:
+    """A pod of ``policy`` whose container "web" terminated with ``exit_code`` (old) and a
+    status write that puts it in ``new_state`` (new)."""
+    old = pod()
+    old["spec"]["restartPolicy"] = policy
+    old["status"] = {"phase": "Succeeded" if exit_code == 0 else "Failed", "containerStatuses": [
+        {"name": "web", "image": "nginx:1.25", "imageID": "", "ready": False, "restartCount": 0,
+         "state": {"terminated": {"exitCode": exit_code}}}]}
+    new = copy.deepcopy(old)
+    new["status"]["phase"] = "Running"
+    new["status"]["containerStatuses"][0]["state"] = new_state
+    return new, old
+
+
+@pytest.mark.parametrize("policy, exit_code", [("Never", 0), ("Never", 1), ("OnFailure", 0)])
+def test_a_container_that_will_not_restart_stays_terminated(validator, policy, exit_code):
+    new, old = finished_and_again(policy, exit_code, {"running": {"startedAt": "2026-12-06T04:00:00Z"}})
+    found = validator.validate(new, old=old)
+    assert [(c["field"], c["message"]) for c in found] == [
+        ("status.containerStatuses[0].state", "Forbidden: may not be transitioned to non-terminated state")]
+
+
+@pytest.mark.parametrize("policy, exit_code", [("Always", 0), ("Always", 1), ("OnFailure", 1)])
+def test_a_container_that_restarts_may_leave_terminated(validator, policy, exit_code):
+    new, old = finished_and_again(policy, exit_code, {"waiting": {"reason": "CrashLoopBackOff"}})
+    assert validator.validate(new, old=old) == []
+
+
 def test_uid_and_creation_timestamp_are_immutable(validator):
     old = pod()
     old["metadata"].update(uid="u-1", creationTimestamp="2024-01-01T00:00:00Z")
