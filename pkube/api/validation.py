@@ -437,17 +437,20 @@ def _container_state_transitions(new: dict, old: dict) -> list[Cause]:
     policy = specs.as_dict(old.get("spec")).get("restartPolicy") or "Always"
     if policy == "Always":
         return []
-    found = []
-    new_statuses = [specs.as_dict(s) for s in specs.as_list(specs.as_dict(new.get("status")).get("containerStatuses"))]
-    for i, old_status in enumerate(specs.as_list(specs.as_dict(old.get("status")).get("containerStatuses"))):
-        terminated = specs.as_dict(specs.as_dict(old_status).get("state")).get("terminated")
+    found, new_statuses = [], _container_statuses(new)
+    for i, old_status in enumerate(_container_statuses(old)):
+        terminated = specs.as_dict(old_status.get("state")).get("terminated")
         if not isinstance(terminated, dict) or (policy == "OnFailure" and terminated.get("exitCode", 0) != 0):
             continue
-        name = specs.as_dict(old_status).get("name")
-        if any(s.get("name") == name and not specs.as_dict(s.get("state")).get("terminated") for s in new_statuses):
+        if any(s.get("name") == old_status.get("name") and not specs.as_dict(s.get("state")).get("terminated")
+               for s in new_statuses):
             found.append(causes.forbidden(f"status.containerStatuses[{i}].state",
                                           "may not be transitioned to non-terminated state"))
     return found
+
+
+def _container_statuses(pod: dict) -> list[dict]:
+    return [specs.as_dict(s) for s in specs.as_list(specs.as_dict(pod.get("status")).get("containerStatuses"))]
 
 
 def _defaulted_pod_spec(pod: dict) -> dict:

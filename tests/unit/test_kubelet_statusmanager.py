@@ -46,24 +46,32 @@ class SlowFirstWriteApi:
         return {}
 
 
-def test_a_status_set_while_the_previous_one_is_on_its_way_is_written_after_it():
+def run_with_manager(steps) -> tuple[SlowFirstWriteApi, StatusManager]:
+    """Run ``await steps(api, manager)`` with the manager's writers going, then wait until
+    the API settled; returns both for the assertions."""
     async def scenario():
         api = SlowFirstWriteApi()
         manager = StatusManager(api)
         writers = asyncio.ensure_future(manager.run())
         try:
-            manager.set(POD, RUNNING)
-            await asyncio.wait_for(api.first_sent.wait(), 5)
-            manager.set(POD, SUCCEEDED)
-            for _ in range(20):             # the idle writers' turn: none may take the pod now
-                await asyncio.sleep(0)
-            api.release.set()
+            await steps(api, manager)
             await asyncio.wait_for(api.settled(), 5)
         finally:
             writers.cancel()
         return api, manager
+    return asyncio.run(scenario())
 
-    api, manager = asyncio.run(scenario())
+
+def test_a_status_set_while_the_previous_one_is_on_its_way_is_written_after_it():
+    async def steps(api, manager):
+        manager.set(POD, RUNNING)
+        await asyncio.wait_for(api.first_sent.wait(), 5)
+        manager.set(POD, SUCCEEDED)
+        for _ in range(20):             # the idle writers' turn: none may take the pod now
+            await asyncio.sleep(0)
+        api.release.set()
+
+    api, manager = run_with_manager(steps)
     assert api.phase == "Succeeded"
     assert api.sent == ["Running", "Succeeded"]
     assert api.most_in_flight == 1
@@ -71,20 +79,12 @@ def test_a_status_set_while_the_previous_one_is_on_its_way_is_written_after_it()
 
 
 def test_a_status_equal_to_the_one_on_its_way_is_not_written_again():
-    async def scenario():
-        api = SlowFirstWriteApi()
-        manager = StatusManager(api)
-        writers = asyncio.ensure_future(manager.run())
-        try:
-            manager.set(POD, SUCCEEDED)
-            await asyncio.wait_for(api.first_sent.wait(), 5)
-            manager.set(POD, dict(SUCCEEDED))
-            api.release.set()
-            await asyncio.wait_for(api.settled(), 5)
-        finally:
-            writers.cancel()
-        return api, manager
+    async def steps(api, manager):
+        manager.set(POD, SUCCEEDED)
+        await asyncio.wait_for(api.first_sent.wait(), 5)
+        manager.set(POD, dict(SUCCEEDED))
+        api.release.set()
 
-    api, manager = asyncio.run(scenario())
+    api, manager = run_with_manager(steps)
     assert api.sent == ["Succeeded"]
     assert manager.written("u1") == SUCCEEDED
