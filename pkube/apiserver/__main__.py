@@ -24,7 +24,7 @@ from pkube.apiserver.exec_proxy import kubelet_ssl
 from pkube.apiserver.kubelet_proxy import KubeletConnection
 from pkube.apiserver.metrics import ApiserverMetrics
 from pkube.apiserver.storage.cacher import CachedStorage
-from pkube.apiserver.storage.compactor import Compactor
+from pkube.apiserver.storage.compactor import DEFAULT_REVISIONS, Compactor
 from pkube.apiserver.storage.etcd import ClientTLS, EtcdStorage
 from pkube.apiserver.storage.measured import MeasuredStorage
 from pkube.apiserver.tlsscope import TLSHttpProtocol, TLSWebSocketProtocol
@@ -63,6 +63,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="an EncryptionConfiguration file (secrets encrypted at rest)")
     parser.add_argument("--compaction-interval", type=float, default=300.0,
                         help="seconds between etcd compactions (0: never)")
+    parser.add_argument("--compaction-revisions", type=int, default=DEFAULT_REVISIONS,
+                        help="compact sooner once this many revisions were written since the last "
+                             "compaction (0: only every --compaction-interval)")
     parser.add_argument("--event-ttl", type=float, default=3600.0,
                         help="seconds an Event is kept (0: forever)")
     parser.add_argument("--endpoint-lease-duration", type=float, default=15.0,
@@ -83,7 +86,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--log-level", default="info")
     safeguards.add_flags(parser)
     tokenrequest.add_flags(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.compaction_revisions < 0:
+        parser.error("--compaction-revisions must not be negative")
+    return args
 
 
 def etcd_host_port(endpoint: str) -> tuple[str, int]:
@@ -133,7 +139,8 @@ async def serve(args: argparse.Namespace) -> None:
         raise SystemExit(f"apiserver: --etcd-servers {args.etcd!r}: {exc}") from None
     authenticator = _authenticator(args, storage)
     await wait_for_etcd(storage, args.etcd_wait)
-    compactor = Compactor(storage, interval=args.compaction_interval) if args.compaction_interval > 0 else None
+    compactor = Compactor(storage, interval=args.compaction_interval,
+                          revisions=args.compaction_revisions) if args.compaction_interval > 0 else None
     if compactor is not None:
         compactor.start()
     metrics = ApiserverMetrics(new_registry())
