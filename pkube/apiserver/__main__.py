@@ -29,6 +29,7 @@ from pkube.apiserver.storage.etcd import ClientTLS, EtcdStorage
 from pkube.apiserver.storage.measured import MeasuredStorage
 from pkube.apiserver.tlsscope import TLSHttpProtocol, TLSWebSocketProtocol
 from pkube.client.gcpolicy import settle_after_startup
+from pkube.client.mallocpolicy import map_large_blocks
 from pkube.client.metrics import new_registry
 
 # Idle keep-alive connections are kept this long (uvicorn's default, 5 s, is exactly kubectl
@@ -167,6 +168,7 @@ async def serve(args: argparse.Namespace) -> None:
     # (see pkube/client/gcpolicy.py: the watch cache's decoded events made GC a quarter of
     # the apiserver's CPU during a 1,000-node DaemonSet roll).
     settle_after_startup()
+    map_large_blocks()   # TLS read buffers and big bodies off the heap (pkube/client/mallocpolicy.py)
     try:
         await uvicorn.Server(config).serve()
     finally:

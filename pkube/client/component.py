@@ -20,6 +20,7 @@ from typing import Awaitable, Callable
 
 from pkube.client.aio import AsyncApiClient
 from pkube.client.gcpolicy import settle_after_startup
+from pkube.client.mallocpolicy import map_large_blocks
 from pkube.client.kubeconfig import KubeconfigError, load_kubeconfig
 from pkube.client.leaderelection import LeaderElectionConfig, LeaderElector
 from pkube.client.metrics import add_metrics_flag, start_metrics_server
@@ -100,12 +101,14 @@ def run_component(name: str, args: argparse.Namespace, make_run: MakeRun, regist
 
 
 def run_main(name: str, verbose: bool, main: Callable[[], Awaitable[int | None]]) -> int:
-    """The shell of a client process: logging, the collector's policy (pkube/client/gcpolicy.py),
+    """The shell of a client process: logging, the collector's and the C allocator's policies
+    (pkube/client/gcpolicy.py, pkube/client/mallocpolicy.py),
     `main()` on a new event loop, its result as the exit status (None: 0), a bad kubeconfig or
     option as one line and exit 2, ^C as 0."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settle_after_startup()
+    map_large_blocks()
     try:
         return asyncio.run(main()) or 0
     except (KubeconfigError, ValueError) as err:
