@@ -9,10 +9,11 @@ import logging
 import ssl
 import sys
 import urllib.parse
-from typing import Optional
+from typing import Iterable, Optional
 
 import uvicorn
 
+from pkube.api.kinds import BUILTIN_RESOURCES, ResourceInfo
 from pkube.apiserver import authenticationinfo, safeguards, tokenrequest
 from pkube.apiserver.app import create_app
 from pkube.apiserver.auth import flags as authorization
@@ -26,6 +27,7 @@ from pkube.apiserver.metrics import ApiserverMetrics
 from pkube.apiserver.storage.cacher import CachedStorage
 from pkube.apiserver.storage.compactor import DEFAULT_REVISIONS, Compactor
 from pkube.apiserver.storage.etcd import ClientTLS, EtcdStorage
+from pkube.apiserver.storage.keys import resource_prefix
 from pkube.apiserver.storage.measured import MeasuredStorage
 from pkube.apiserver.tlsscope import TLSHttpProtocol, TLSWebSocketProtocol
 from pkube.client.gcpolicy import settle_after_startup
@@ -147,6 +149,7 @@ async def serve(args: argparse.Namespace) -> None:
     metrics = ApiserverMetrics(new_registry())
     metrics.count_objects_with(storage.key_counts)
     cached = CachedStorage(MeasuredStorage(storage, metrics.storage.observe))
+    await cached.warm(cached_prefixes(BUILTIN_RESOURCES))
     app = create_app(cached, filters=safeguards.request_filters(args),
                      admission_plugins=[*authorization.admission_plugins(args), *safeguards.admission_plugins(args, cached)],
                      authorizer=authorization.authorizer(args), service_cidr=args.service_cidr,
@@ -174,6 +177,16 @@ async def serve(args: argparse.Namespace) -> None:
     finally:
         if compactor is not None:
             await compactor.stop()
+
+
+def cached_prefixes(resources: Iterable[ResourceInfo]) -> list[str]:
+    """The store prefixes whose watch cache starts with the apiserver, as kube-apiserver starts
+    one per resource: every resource of ``resources`` that can be watched, except Events
+    (written at every pod's start, seldom watched; kube-apiserver does not cache them either).
+    Custom resources get theirs at their first watch, as in kube-apiserver."""
+    prefixes = (resource_prefix(info.key_prefix()) for info in resources
+                if "watch" in info.verbs and info.plural != "events")
+    return list(dict.fromkeys(prefix for prefix in prefixes if prefix))
 
 
 async def wait_for_etcd(storage, seconds: float) -> None:

@@ -101,6 +101,47 @@ def test_revision_from_before_the_cache_falls_back_to_etcd(etcd):
     run(etcd, body)
 
 
+def test_a_warmed_cache_resumes_a_watch_from_before_its_first_watcher_after_compaction(etcd):
+    """What an apiserver started before a failover gives the watchers moving to it: the
+    history since it started, even once etcd compacted it (a cache made at the first
+    watch would have none, and etcd's is gone: 410)."""
+    async def body(cached):
+        await cached.warm([PODS, "/not-a-registry-key/"])
+        listed = await cached.create(PODS + "ns1/a", pod("a"))
+        await cached.create(PODS + "ns1/b", pod("b"))
+        await cached.create(PODS + "ns1/c", pod("c"))
+        cache = await cached.cache_for(PODS)
+        assert await cache.wait_until(await cached.current_revision(), 10)
+        await cached.compact(await cached.current_revision())
+        resumed = cached.watch(PODS, int(listed["metadata"]["resourceVersion"]))
+        try:
+            assert names(await take(resumed, 2)) == ["b", "c"]
+        finally:
+            await resumed.aclose()
+    run(etcd, body)
+
+
+def test_warming_with_etcd_gone_leaves_the_cache_to_its_first_watch(tmp_path):
+    own = EtcdProcess(data_dir=tmp_path / "etcd", log_path=tmp_path / "etcd.log").start()
+
+    async def body(cached):
+        own.stop()
+        try:
+            await asyncio.wait_for(cached.warm([PODS]), 60)   # logged, not raised
+        finally:
+            own.start()
+        created = await cached.create(PODS + "ns1/a", pod("a"))
+        events = cached.watch(PODS, int(created["metadata"]["resourceVersion"]) - 1)
+        try:
+            assert names(await take(events, 1, timeout=30)) == ["a"]
+        finally:
+            await events.aclose()
+    try:
+        run(own, body)
+    finally:
+        own.stop()
+
+
 def test_revision_out_of_window_and_compacted_is_gone(etcd):
     async def body(cached):
         a = await cached.create(PODS + "ns1/a", pod("a"))

@@ -14,8 +14,12 @@ the apiserver answers 410 and the client relists.
 
 A watch from a revision older than the window falls back to a dedicated etcd
 watch from that revision when etcd still has it (exact, and raising Compacted
-otherwise): the cache is created lazily, so a client that listed before it
-existed can still resume.
+otherwise): a cache made at its first watch (a custom resource's, or one that
+failed) has no history, so a client that listed before it existed can still
+resume. ``CachedStorage.warm`` starts the caches of the resources a cluster
+watches when the apiserver starts, as kube-apiserver does: a watch resumed on
+another apiserver after a failover then finds its history there, and an
+apiserver's memory does not step up when another one's watchers move to it.
 
 Events are shared and must not be mutated (see pkube/apiserver/storage/events.py;
 ``wire_line(event)`` encodes each one once for all HTTP watchers).
@@ -27,7 +31,8 @@ import asyncio
 import contextlib
 import time
 from bisect import bisect_right
-from typing import AsyncIterator, Callable, Optional
+import logging
+from typing import AsyncIterator, Callable, Iterable, Optional
 
 from pkube.apiserver.storage.etcd import EtcdStorage
 from pkube.apiserver.storage.events import StoredEvent
@@ -41,6 +46,8 @@ DEFAULT_FRESH = 75.0           # seconds of events a ring keeps (kube-apiserver'
 DEFAULT_KEEP = 100             # events a ring keeps however old (kube-apiserver's lower bound)
 DEFAULT_BUFFER = 1_000
 DEFAULT_PROGRESS_INTERVAL = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class WatcherTooSlow(Compacted):
@@ -344,8 +351,9 @@ class Watch:
 
 
 class CachedStorage(Storage):
-    """A Storage serving ``watch`` from lazily made per-resource WatchCaches
-    (one per ``/registry/{resource}/``) and delegating everything else.
+    """A Storage serving ``watch`` from per-resource WatchCaches (one per
+    ``/registry/{resource}/``, started by ``warm`` or at the resource's first
+    watch) and delegating everything else.
 
     ``watch`` returns an iterator that subscribes on its first ``__anext__``;
     ``subscribe`` does it at once and returns the Subscriber (with
@@ -409,6 +417,15 @@ class CachedStorage(Storage):
         if cache is None:
             return self.storage.watch(prefix, revision)
         return cache.watch(prefix, revision, buffer or self._buffer)
+
+    async def warm(self, prefixes: Iterable[str]) -> None:
+        """Start the caches of ``prefixes`` now rather than at their first watch. A cache
+        that cannot start (etcd unavailable) is logged and left to its first watch."""
+        for prefix in prefixes:
+            try:
+                await self.cache_for(prefix)
+            except StorageError as err:
+                log.warning("watch cache of %s not started: %s", prefix, err)
 
     async def cache_for(self, prefix: str) -> Optional[WatchCache]:
         """The running cache for ``prefix``'s resource (made on first use,
