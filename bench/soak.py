@@ -13,11 +13,13 @@ after a retry, or a delete that finds it gone, counts as absorbed. It prints, af
 pure-Python loop line: the errors no retry absorbed, p50/p99 latency per verb, the failover
 time (from the kill to the first request sent after it that succeeded) and the longest gap
 without any successful request, each component's resident memory
-(process_resident_memory_bytes from its /metrics) before the load, every --sample minutes of
-it and at its end, and the machine's load average. The start of the memory comparison is
-after --warm-up minutes of load (default 2: the watch caches keep 75 s of events, etcd's
-history and raft log fill with the first writes, Python's allocator takes its arenas): the
-goal is each component within 10 % from there to the end.
+(process_resident_memory_bytes from its /metrics, the median of 5 readings 4 s apart) before
+the load, every --sample minutes of it and at its end, and the machine's load average. The
+start of the memory comparison is after --warm-up minutes of load (default 2: the watch caches
+keep 75 s of events, etcd's history and raft log fill with the first writes, Python's allocator
+takes its arenas): the goal is each component within 10 % from there to the end. A second
+column compares the end with the first sample a minute after the kill, when the killed
+apiserver's clients have moved to another one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import os
 import re
 import signal
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +52,7 @@ MEMBERS = {HOST: "10.200.0.1", f"{HOST}-1": "10.200.0.2", f"{HOST}-2": "10.200.0
 NAMESPACE = "default"
 KUBELET_LOCK = Path("/run/lock/pkube-tests-kubelet.lock")
 RETRIES = 8
+READINGS = 5          # readings per memory sample, 4 s apart (their median)
 PORT = 16443
 
 
@@ -184,7 +188,19 @@ def tls(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-def memory(data_dir: Path, port: int) -> dict[str, float]:
+def memory(data_dir: Path, port: int, readings: int = READINGS, apart: float = 4.0) -> dict[str, float]:
+    """Each component's resident memory (MiB): the median of ``readings`` readings ``apart``
+    seconds apart, because a collected heap swings with its collector's cycle (an etcd
+    member's Go heap went 61 -> 91 -> 62 MiB within a minute of the soak)."""
+    taken = []
+    for n in range(readings):
+        if n:
+            time.sleep(apart)
+        taken.append(memory_once(data_dir, port))
+    return {name: statistics.median(r[name] for r in taken if name in r) for name in taken[0]}
+
+
+def memory_once(data_dir: Path, port: int) -> dict[str, float]:
     """Each component's process_resident_memory_bytes (MiB), from its /metrics: the apiservers
     and etcd members over the bridge (their client certificates), the scheduler,
     controller-manager and proxy of each member on its own loopback (nsenter)."""
@@ -245,7 +261,7 @@ def kill_apiserver() -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def report(load: Load, killed_at: float, memory_at: dict, warm_up: float) -> None:
+def report(load: Load, killed_at: float, memory_at: dict, warm_up: float, killed_minute: float) -> None:
     total = sum(len(v) for v in load.latency.values())
     print(f"requests that succeeded: {total}; transient failures absorbed by a retry: {load.absorbed}; "
           f"watch events: {load.watch_events}, watch resumes without relist: {load.watch_resumes}")
@@ -260,22 +276,28 @@ def report(load: Load, killed_at: float, memory_at: dict, warm_up: float) -> Non
     gap = max((b - a for a, b in zip(dones, dones[1:])), default=float("nan"))
     print(f"failover: first request sent after the kill succeeded {first - killed_at:.2f} s after it; "
           f"longest gap without a success around the kill: {gap:.2f} s")
-    report_memory(memory_at, warm_up)
+    report_memory(memory_at, warm_up, killed_minute)
     print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{v:.1f}" for v in os.getloadavg()))
 
 
-def report_memory(memory_at: dict, warm_up: float) -> None:
+def report_memory(memory_at: dict, warm_up: float, killed_minute: float) -> None:
     """One row per component: its RSS before the load and at each sample; the change from the
-    end of the warm-up (the start) to the end."""
+    end of the warm-up (the start) to the end, and from the first sample a minute or more after
+    the kill to the end (the clients of the killed apiserver have moved by then: the survivor
+    that took them serves more from that point on)."""
     columns = ["before", *sorted(m for m in memory_at if m not in ("before", "end")), "end"]
     heads = ["before" if m == "before" else "end" if m == "end" else f"min {m:g}" for m in columns]
+    after = min((m for m in columns[1:-1] if m >= killed_minute + 1), default="end")
+    since = "end" if after == "end" else f"min {after:g}"
     print(f"resident memory (MiB); start = after {warm_up:g} min of load, goal: end within 10 % of start")
-    print(f"  {'':<28}" + "".join(f"{h:>9}" for h in heads) + "   start->end")
+    print(f"  {'':<28}" + "".join(f"{h:>9}" for h in heads) + f"   start->end  {since}->end")
     for name in sorted(memory_at["before"]):
         row = [memory_at[m].get(name, float("nan")) for m in columns]
         start, end = memory_at[warm_up].get(name, float("nan")), memory_at["end"].get(name, float("nan"))
+        settled = memory_at[after].get(name, float("nan"))
         note = "  (killed halfway: a new process)" if name == f"apiserver {HOST}" else ""
-        print(f"  {name:<28}" + "".join(f"{v:9.1f}" for v in row) + f"   {(end - start) / start * 100:+5.0f} %{note}")
+        print(f"  {name:<28}" + "".join(f"{v:9.1f}" for v in row)
+              + f"   {(end - start) / start * 100:+8.0f} %  {(end - settled) / settled * 100:+9.0f} %{note}")
 
 
 def main(argv=None) -> int:
@@ -325,7 +347,7 @@ def soak(args, data_dir: Path) -> int:
         load, killed_at, samples = asyncio.run(run_load(data_dir, args.minutes, args.workers, args.pod_workers,
                                                         kill_apiserver, marks, lambda: memory(data_dir, port)))
         memory_at.update(samples, end=memory(data_dir, port))
-        report(load, killed_at, memory_at, args.warm_up)
+        report(load, killed_at, memory_at, args.warm_up, args.minutes / 2)
     finally:
         hollow.terminate()
         hollow.wait(30)
