@@ -6,7 +6,11 @@ It sticks to one server while that server answers (so a client's requests and
 watches see one watch cache) and moves to the next when a connect fails or the
 health check (a TCP connect every ``check_interval`` seconds) finds the server
 gone; moving closes the connections still open to the dead server, so that
-clients reconnect at once instead of waiting for a TCP timeout. The servers are
+clients reconnect at once instead of waiting for a TCP timeout. The first server
+given is preferred (a control-plane node lists its own apiserver first): once it
+has passed ``FAILBACK_CHECKS`` checks in a row after a failover, the balancer
+moves back to it and closes the connections to the server it used meanwhile, so
+that the load a failover piled onto one apiserver spreads again. The servers are
 the ones given at start-up plus, once known, the endpoints of
 ``default/kubernetes`` (every live apiserver: pkube/apiserver/endpointleases.py),
 followed through the balancer itself.
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LISTEN = ("127.0.0.1", 6444)
 CONNECT_TIMEOUT = 2.0
 CHECK_INTERVAL = 1.0
+FAILBACK_CHECKS = 3     # checks in a row the preferred server passes before the balancer returns to it
 BUFFER = 65536
 
 
@@ -47,14 +52,21 @@ def parse_server(text: str) -> tuple[str, int]:
 
 @dataclass
 class ServerList:
-    """The apiservers, in order, with the one in use and the ones found dead.
-    ``choose`` keeps the current server while it is healthy, else takes the next
-    healthy one (wrapping); with none healthy it still offers every server in turn,
-    so that a balancer whose checks lag never refuses outright."""
+    """The apiservers, in order, with the one in use, the ones found dead and the preferred
+    one (the first given). ``candidates`` keeps the current server while it is healthy, else
+    takes the next healthy one (wrapping); with none healthy it still offers every server in
+    turn, so that a balancer whose checks lag never refuses outright. ``fail_back`` returns to
+    the preferred server once it passed ``FAILBACK_CHECKS`` checks in a row."""
 
     servers: list[tuple[str, int]]
     current: int = 0
     down: set = field(default_factory=set)
+    passed: dict = field(default_factory=dict)      # server -> checks passed in a row
+    preferred: Optional[tuple[str, int]] = None     # default: the first server
+
+    def __post_init__(self):
+        if self.preferred is None and self.servers:
+            self.preferred = self.servers[0]
 
     def candidates(self) -> list[tuple[str, int]]:
         """The servers to try, in order: the current one first, dead ones last."""
@@ -65,6 +77,26 @@ class ServerList:
     def use(self, server: tuple[str, int]) -> None:
         self.current = self.servers.index(server)
         self.down.discard(server)
+
+    def failed(self, server: tuple[str, int]) -> None:
+        """A connect to ``server`` failed: it is down and its run of passed checks ends."""
+        self.down.add(server)
+        self.passed[server] = 0
+
+    def answered(self, server: tuple[str, int]) -> None:
+        """A health check of ``server`` passed."""
+        self.down.discard(server)
+        self.passed[server] = self.passed.get(server, 0) + 1
+
+    def fail_back(self) -> Optional[tuple[str, int]]:
+        """Make the preferred server current again when another one is and the preferred one
+        passed ``FAILBACK_CHECKS`` checks in a row; the server left, or None (nothing changed)."""
+        current = self.servers[self.current]
+        if (current == self.preferred or self.preferred not in self.servers
+                or self.passed.get(self.preferred, 0) < FAILBACK_CHECKS):
+            return None
+        self.use(self.preferred)
+        return current
 
     def replace(self, servers: list[tuple[str, int]]) -> None:
         """New membership; the current server stays current when still a member."""
@@ -153,7 +185,7 @@ class LoadBalancer:
     def _mark_down(self, server: tuple[str, int], why: object) -> None:
         if server not in self.servers.down:
             log.warning("apiserver %s:%s is down: %s", *server, why)
-        self.servers.down.add(server)
+        self.servers.failed(server)
         self._drop_connections(server)
 
     def _drop_connections(self, server: tuple[str, int]) -> None:
@@ -164,6 +196,18 @@ class LoadBalancer:
         while True:
             await asyncio.sleep(self.check_interval)
             await asyncio.gather(*(self._check(server) for server in list(self.servers.servers)))
+            self._fail_back()
+
+    def _fail_back(self) -> None:
+        """Back to the preferred server once it is steadily healthy again (``ServerList.fail_back``):
+        the connections to the server left are closed, as at a failover, so that their clients
+        reconnect to the preferred one (a request in flight on one fails, as it would have if
+        the server had died; clients retry what is safe to retry)."""
+        left = self.servers.fail_back()
+        if left is not None:
+            log.info("apiserver %s:%s is back for %d checks: moving clients back from %s:%s",
+                     *self.servers.preferred, FAILBACK_CHECKS, *left)
+            self._drop_connections(left)
 
     async def _check(self, server: tuple[str, int]) -> None:
         """A TCP connect decides whether ``server`` is up. The check then completes a TLS
@@ -182,7 +226,7 @@ class LoadBalancer:
         writer.close()
         if server in self.servers.down:
             log.info("apiserver %s:%s is back", *server)
-            self.servers.down.discard(server)
+        self.servers.answered(server)
 
 
 def _probe_context() -> ssl.SSLContext:

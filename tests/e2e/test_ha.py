@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -92,7 +93,8 @@ def test_three_etcd_members_and_three_apiservers_in_the_kubernetes_endpoints(ha)
 
 def test_the_real_kubectl_survives_the_death_of_the_apiserver_it_used(ha):
     """The host's balancer sticks to the host's apiserver: kill -9 it while its supervisor
-    (pkube up) is frozen, so that it stays dead; then let the supervisor restart it."""
+    (pkube up) is frozen, so that it stays dead; then let the supervisor restart it: the
+    balancer moves back to it."""
     wait_for(lambda: endpoint_addresses(ha) == set(MEMBERS.values()), timeout=60)
     supervisor = int((ha.data_dir / "pkube.pid").read_text())
     victim = pids_of("pkube.apiserver", "--advertise-address", MEMBERS[HOST])
@@ -108,6 +110,9 @@ def test_the_real_kubectl_survives_the_death_of_the_apiserver_it_used(ha):
     finally:
         os.kill(supervisor, signal.SIGCONT)
     wait_for(lambda: endpoint_addresses(ha) == set(MEMBERS.values()), timeout=60)
+    balancer_log = ha.data_dir / "logs" / "loadbalancer.log"
+    moved_back = re.compile(rf"apiserver {re.escape(MEMBERS[HOST])}:\d+ is back .*moving clients back")
+    wait_for(lambda: moved_back.search(balancer_log.read_text()), timeout=60)
     kubectl(ha, "delete", "deployment", "survivor")
 
 

@@ -46,3 +46,30 @@ def test_the_kubernetes_endpoints_give_every_address_on_the_https_port():
                               "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}]}
     assert endpoint_servers(endpoints) == [A, B]
     assert endpoint_servers({}) == []
+
+
+def test_the_preferred_server_is_current_again_once_it_passed_three_checks_in_a_row():
+    servers = ServerList([A, B, C])
+    servers.failed(A)
+    servers.use(B)                                   # the failover
+    assert servers.fail_back() is None
+    servers.answered(A)
+    servers.answered(A)
+    servers.failed(A)                                # flapping: the run starts again
+    servers.answered(A)
+    servers.answered(A)
+    assert servers.fail_back() is None and servers.candidates()[0] == B
+    servers.answered(A)
+    assert servers.fail_back() == B                  # the server left: its connections get closed
+    assert servers.candidates() == [A, B, C]
+    assert servers.fail_back() is None
+
+
+def test_the_preferred_server_survives_a_new_membership_that_reorders_the_servers():
+    servers = ServerList([A])
+    servers.replace([C, B, A])
+    servers.failed(A)
+    servers.use(C)
+    for _ in range(3):
+        servers.answered(A)
+    assert servers.fail_back() == C and servers.candidates()[0] == A
