@@ -130,7 +130,7 @@ def test_warming_with_etcd_gone_leaves_the_cache_to_its_first_watch(tmp_path):
             await asyncio.wait_for(cached.warm([PODS]), 60)   # logged, not raised
         finally:
             own.start()
-        created = await cached.create(PODS + "ns1/a", pod("a"))
+        created = await create_once_etcd_answers(cached, PODS + "ns1/a", pod("a"))
         events = cached.watch(PODS, int(created["metadata"]["resourceVersion"]) - 1)
         try:
             assert names(await take(events, 1, timeout=30)) == ["a"]
@@ -140,6 +140,20 @@ def test_warming_with_etcd_gone_leaves_the_cache_to_its_first_watch(tmp_path):
         run(own, body)
     finally:
         own.stop()
+
+
+async def create_once_etcd_answers(cached, key: str, obj: dict, timeout: float = 30.0) -> dict:
+    """``cached.create`` retried while etcd is unavailable (a restarted etcd: gRPC reconnects
+    with a backoff), as an apiserver's clients retry a 503."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await cached.create(key, obj)
+        except StorageUnavailable:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 def test_revision_out_of_window_and_compacted_is_gone(etcd):
