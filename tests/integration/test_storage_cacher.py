@@ -101,6 +101,47 @@ def test_revision_from_before_the_cache_falls_back_to_etcd(etcd):
     run(etcd, body)
 
 
+def test_a_watch_from_before_the_cache_leaves_its_etcd_watch_once_caught_up(etcd):
+    """A watcher that failed over to a restarted apiserver resumes from before that apiserver's
+    caches began: its own etcd watch catches it up, then it goes on from the cache, so etcd
+    is back to one watcher for the resource, and no event is missed or repeated."""
+    async def body(cached):
+        a = await cached.create(PODS + "ns1/a", pod("a"))
+        await cached.create(PODS + "ns1/b", pod("b"))
+        cache = await cached.cache_for(PODS)  # the cache starts after both writes
+        assert await cache.wait_until(await cached.current_revision(), 10)   # its etcd watch is up
+        watchers = etcd_watchers(etcd)
+        events = cached.watch(PODS, int(a["metadata"]["resourceVersion"]))
+        try:
+            seen = await take(events, 1)
+            await cached.create(PODS + "ns1/c", pod("c"))
+            seen += await take(events, 1)
+            assert await until(lambda: etcd_watchers(etcd) == watchers, timeout=10), etcd_watchers(etcd)
+            await cached.create(PODS + "ns1/d", pod("d"))
+            assert names(seen + await take(events, 1)) == ["b", "c", "d"]
+        finally:
+            await events.aclose()
+    run(etcd, body, progress_interval=0.2)
+
+
+def etcd_watchers(etcd) -> int:
+    """etcd's count of its watchers (etcd_debugging_mvcc_watcher_total on /metrics)."""
+    import httpx
+    text = httpx.get(f"http://127.0.0.1:{etcd.client_port}/metrics", timeout=5).text
+    return int(float(next(line.split()[1] for line in text.splitlines()
+                          if line.startswith("etcd_debugging_mvcc_watcher_total "))))
+
+
+async def until(condition, timeout: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
 def test_a_warmed_cache_resumes_a_watch_from_before_its_first_watcher_after_compaction(etcd):
     """What an apiserver started before a failover gives the watchers moving to it: the
     history since it started, even once etcd compacted it (a cache made at the first

@@ -12,11 +12,14 @@ than ``buffer`` events behind the newest (counting only events that arrived
 after it subscribed) is closed with ``WatcherTooSlow`` — a ``Compacted``, so
 the apiserver answers 410 and the client relists.
 
-A watch from a revision older than the window falls back to a dedicated etcd
+A watch from a revision older than the window catches up on a dedicated etcd
 watch from that revision when etcd still has it (exact, and raising Compacted
-otherwise): a cache made at its first watch (a custom resource's, or one that
-failed) has no history, so a client that listed before it existed can still
-resume. ``CachedStorage.warm`` starts the caches of the resources a cluster
+otherwise), then continues from the ring once it reached the ring's oldest event:
+a cache made at its first watch (a custom resource's, or one that failed) or at
+start-up has no history, so a client that listed before it existed can still
+resume, and etcd carries that extra watcher only while it catches up (every
+watcher that failed over to a restarted apiserver used to keep one, for minutes,
+in the member it talks to). ``CachedStorage.warm`` starts the caches of the resources a cluster
 watches when the apiserver starts, as kube-apiserver does: a watch resumed on
 another apiserver after a failover then finds its history there, and an
 apiserver's memory does not step up when another one's watchers move to it.
@@ -167,16 +170,34 @@ class WatchCache:
         revision > ``revision`` (0: from now).
 
         Replays what the window still holds, then live events, exactly once and
-        in order. Older revisions go to a dedicated etcd watch (which raises
-        Compacted when etcd no longer has them).
+        in order. Older revisions come from a dedicated etcd watch (which raises
+        Compacted when etcd no longer has them) until it reaches the window.
         """
         if not prefix.startswith(self.prefix):
             raise ValueError(f"{prefix} is not under {self.prefix}")
         if self._error is not None:
             return _Failed(self._error)
         if revision and revision < self._floor:
-            return self._storage.watch(prefix, revision)
+            return self._catch_up(prefix, revision, buffer)
         return Subscriber(self, prefix, revision, buffer)
+
+    async def _catch_up(self, prefix: str, revision: int, buffer: int) -> AsyncIterator[StoredEvent]:
+        """The events after ``revision`` from a dedicated etcd watch until it is complete up
+        to the window's floor (an event or a progress notification says so), then the rest
+        from the ring, as ``watch`` gives them."""
+        batches = self._storage.watch_batches(prefix, revision, self._progress_interval)
+        async with contextlib.aclosing(batches):
+            async for batch, revision in batches:
+                for event in batch:
+                    yield event
+                if revision >= self._floor:
+                    break
+        rest = self.watch(prefix, revision, buffer)
+        try:
+            async for event in rest:
+                yield event
+        finally:
+            await rest.aclose()
 
     async def close(self) -> None:
         """Stop following etcd and end every subscriber."""
