@@ -26,6 +26,7 @@ import dataclasses
 import json
 import shutil
 import time
+import zlib
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -319,15 +320,26 @@ def prepare_worker(config: ClusterConfig, server: str, log: Callable[[str], None
     return True
 
 
+def spread(apiservers: list[str], node_name: str) -> list[str]:
+    """``apiservers`` rotated to start at one chosen by a stable hash of ``node_name``: a
+    worker's balancer prefers its first apiserver (and moves back to it after a failover), so
+    the workers' load spreads over the members instead of all landing on the first one, as
+    k3s's agents shuffle their server lists."""
+    if not apiservers:
+        return []
+    start = zlib.crc32(node_name.encode()) % len(apiservers)
+    return apiservers[start:] + apiservers[:start]
+
+
 class HAWorker(WorkerNode):
-    """A worker node of a multi-member control plane: its load balancer, then the kubelet and
-    the proxy (cluster.node.WorkerNode)."""
+    """A worker node of a multi-member control plane: its load balancer (preferring the
+    apiserver ``spread`` picks for it), then the kubelet and the proxy (cluster.node.WorkerNode)."""
 
     def start(self) -> None:
         topology = load_topology(self.config.data_dir)
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
-        balancer = lb_component(self.config, topology["apiServers"], topology["loadBalancerPort"],
-                                Path(self.config.kubeconfig_of("proxy")))
+        balancer = lb_component(self.config, spread(topology["apiServers"], self.config.node_name),
+                                topology["loadBalancerPort"], Path(self.config.kubeconfig_of("proxy")))
         self.log("starting loadbalancer")
         try:
             balancer.start(timeout=60)

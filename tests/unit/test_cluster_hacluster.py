@@ -71,3 +71,15 @@ def test_control_plane_wants_an_odd_count_and_as_many_nodes():
     given = args(3)
     check_control_plane(given)
     assert (given.nodes, given.static_pods) == (3, False)
+
+
+def test_workers_prefer_apiservers_spread_over_the_members():
+    apiservers = ["https://10.200.0.1:6443", "https://10.200.0.2:6443", "https://10.200.0.3:6443"]
+    orders = {name: hacluster.spread(apiservers, name) for name in (f"worker-{i}" for i in range(12))}
+    assert all(sorted(order) == apiservers for order in orders.values())
+    # each order is a rotation: the balancer fails over to the next member, wrapping
+    assert all(order == apiservers[apiservers.index(order[0]):] + apiservers[:apiservers.index(order[0])]
+               for order in orders.values())
+    assert {order[0] for order in orders.values()} == set(apiservers)
+    assert hacluster.spread(apiservers, "worker-1") == orders["worker-1"]   # stable across restarts
+    assert hacluster.spread([], "worker-1") == []
