@@ -192,6 +192,8 @@ class WatchCache:
                     yield event
                 if revision >= self._floor:
                     break
+            else:
+                return      # the etcd watch ended before it caught up: so does this one
         rest = self.watch(prefix, revision, buffer)
         try:
             async for event in rest:
