@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
 from pkube.apiserver.storage.cacher import CachedStorage, Subscriber, WatchCache, WatcherTooSlow
@@ -11,6 +12,7 @@ from pkube.apiserver.storage.etcd import EtcdStorage
 from pkube.apiserver.storage.events import wire_line
 from pkube.apiserver.storage.interface import Compacted, StorageUnavailable
 from pkube.cluster.etcd import EtcdProcess
+from tests.helpers.waiting import until
 
 PODS = "/registry/pods/"
 
@@ -116,7 +118,9 @@ def test_a_watch_from_before_the_cache_leaves_its_etcd_watch_once_caught_up(etcd
             seen = await take(events, 1)
             await cached.create(PODS + "ns1/c", pod("c"))
             seen += await take(events, 1)
-            assert await until(lambda: etcd_watchers(etcd) == watchers, timeout=10), etcd_watchers(etcd)
+            async def etcd_back_to_the_cache_watch():
+                return etcd_watchers(etcd) == watchers
+            await until(etcd_back_to_the_cache_watch, timeout=10)
             await cached.create(PODS + "ns1/d", pod("d"))
             assert names(seen + await take(events, 1)) == ["b", "c", "d"]
         finally:
@@ -126,20 +130,9 @@ def test_a_watch_from_before_the_cache_leaves_its_etcd_watch_once_caught_up(etcd
 
 def etcd_watchers(etcd) -> int:
     """etcd's count of its watchers (etcd_debugging_mvcc_watcher_total on /metrics)."""
-    import httpx
     text = httpx.get(f"http://127.0.0.1:{etcd.client_port}/metrics", timeout=5).text
     return int(float(next(line.split()[1] for line in text.splitlines()
                           if line.startswith("etcd_debugging_mvcc_watcher_total "))))
-
-
-async def until(condition, timeout: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-    return True
 
 
 def test_a_warmed_cache_resumes_a_watch_from_before_its_first_watcher_after_compaction(etcd):
