@@ -14,6 +14,7 @@ from pkube.cluster.up import (DEFAULT_DATA_DIR, DEFAULT_PORT, POD_CGROUP, Cluste
                         lock_held, run_foreground, running_pid, start_detached, stop_detached, usage_text)
 
 POD_NETWORKS = ("host-gw", "vxlan", "none")
+DEFAULT_ROUTE_PROBE = "198.51.100.1"   # TEST-NET-2: its route is looked up, no packet is sent
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--control-plane", type=int, default=1, metavar="N",
                     help="control-plane members (odd; the first N nodes, joined with pkube join --control-plane): "
                          "etcd, apiserver, scheduler and controller-manager on each (docs/multi-node.md)")
+    up.add_argument("--cluster-init", action="store_true",
+                    help="a control plane of one member that other machines join with pkube join --control-plane "
+                         "(k3s's --cluster-init; docs/multi-node.md)")
+    up.add_argument("--node-ip", default="",
+                    help="the local node's address (default: the one the default route leaves from; with --nodes "
+                         "N > 1, the nodes' bridge's)")
     up.add_argument("--pod-network", choices=POD_NETWORKS, default="host-gw",
                     help="how pods reach pods on other nodes (default host-gw)")
     _add_join_parser(sub)
@@ -140,16 +147,19 @@ def cmd_up(args) -> int:
         config.node_name = args.node_name
     if args.nodes < 1 or (args.nodes > 1 and args.no_kubelet):
         raise ClusterError(f"--nodes {args.nodes}: want 1 or more, and a local kubelet (no --no-kubelet)")
-    if args.control_plane > 1:
+    if args.control_plane > 1 or args.cluster_init:
         check_control_plane(args)
         config.control_plane, config.nodes, config.static_pods = args.control_plane, args.nodes, False
+        config.cluster_init = args.cluster_init
+    config.node_ip = node_ip_of(args)
     if args.detach:
         argv = [sys.executable, "-m", "pkube.cluster", "up", "--data-dir", str(config.data_dir),
                 "--port", str(config.port), "--kubelet-port", str(config.kubelet_port),
                 "--node-name", config.node_name, *(["--no-kubelet"] if args.no_kubelet else []),
                 "--static-pods" if args.static_pods else "--no-static-pods",
                 "--nodes", str(args.nodes), "--pod-network", args.pod_network,
-                "--control-plane", str(args.control_plane)]
+                "--control-plane", str(args.control_plane), *(["--cluster-init"] if args.cluster_init else []),
+                *(["--node-ip", args.node_ip] if args.node_ip else [])]
         pid = start_detached(config, argv, timeout=150.0 + 60.0 * args.control_plane)
         print(usage_text(config))
         print(f"running in the background (pid {pid}); stop it with: pkube down --data-dir {config.data_dir}")
@@ -169,9 +179,28 @@ def cmd_up(args) -> int:
     return 0
 
 
+def node_ip_of(args) -> str:
+    """The local node's --node-ip: as given; with --nodes N > 1, the nodes' bridge's (a given
+    one is refused); for --cluster-init, the address the default route leaves from, which the
+    machines that join must reach; else none (the kubelet picks)."""
+    from pkube.cluster import join, netnodes
+    if args.node_ip and args.nodes > 1:
+        raise ClusterError(f"--node-ip with --nodes {args.nodes}: the host's node takes the nodes' bridge's address")
+    if args.nodes > 1:
+        return netnodes.HOST_ADDRESS
+    if args.node_ip or not args.cluster_init:
+        return args.node_ip
+    try:
+        return join.route_source(DEFAULT_ROUTE_PROBE, 53)
+    except join.JoinError:
+        raise ClusterError("--cluster-init: no default route to take this node's address from; "
+                           "give the one the other machines reach with --node-ip") from None
+
+
 def check_control_plane(args) -> None:
     """--control-plane N: odd (an even count adds no failure tolerance), and that many nodes
-    (--nodes defaults to N); the control plane runs as processes, not static pods."""
+    (--nodes defaults to N); the control plane runs as processes, not static pods (so does
+    --cluster-init's)."""
     if args.control_plane % 2 == 0:
         raise ClusterError(f"--control-plane {args.control_plane}: want an odd number (etcd's quorum)")
     if args.no_kubelet:

@@ -45,26 +45,32 @@ class LastMemberError(ClusterError):
     """The member is etcd's last: `pkube down` refuses to stop it."""
 
 
-def member_name(data_dir: Path) -> Optional[str]:
-    """The etcd member name of the joined control-plane member in `data_dir`, or None (a
-    worker, the first member of `pkube up`, or nothing there)."""
+def member_name(data_dir: Path, file: str = MEMBER_NAME_FILE) -> Optional[str]:
+    """The etcd member name of the joined control-plane member in `data_dir` (or with `file`
+    hacluster.FIRST_MEMBER_FILE, of a `pkube up --cluster-init`), or None (a worker, the
+    first member of `pkube up --control-plane N`, or nothing there)."""
     try:
-        return (data_dir / MEMBER_NAME_FILE).read_text().strip() or None
+        return (data_dir / file).read_text().strip() or None
     except OSError:
         return None
 
 
 def leave(data_dir: Path, log: Callable[[str], None]) -> None:
-    """Remove the joined member of `data_dir` from etcd, through every member's client URL,
-    before its processes stop. ClusterError when it is etcd's last member (stopping it would
-    lose every object); any other failure (etcd without quorum, unreachable) is logged with
-    the command that finishes the job, and the caller stops the member anyway."""
-    name, topology = member_name(data_dir), hacluster.load_topology(data_dir)
+    """Remove the member of `data_dir` (joined, or made by `pkube up --cluster-init`) from
+    etcd, through every member's client URL, before its processes stop. When it is etcd's last
+    member, the first member's cluster ends with it (as any `pkube up`'s does), and a joined
+    member refuses with ClusterError (stopping it would lose every object the others left it).
+    Any other failure (etcd without quorum, unreachable) is logged with the command that
+    finishes the job, and the caller stops the member anyway."""
+    first = member_name(data_dir, hacluster.FIRST_MEMBER_FILE)
+    name, topology = first or member_name(data_dir), hacluster.load_topology(data_dir)
     if name is None or topology is None:
         return
     tls = etcdpki.tls_of(data_dir / "pki", etcdpki.ADMIN_CLIENT)
     try:
         current = etcdmembers.members(topology["etcdServers"], tls)
+        if [m.name for m in current] == [name] and first:
+            return
         if [m.name for m in current] == [name]:
             raise LastMemberError(f"{name} is etcd's last member: stopping it would lose every object "
                                f"(save them first: pkube etcd snapshot save FILE --data-dir {data_dir})")

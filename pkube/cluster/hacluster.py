@@ -15,9 +15,11 @@ The layout (docs/multi-node.md, "A highly available control plane"):
   URLs, apiserver URLs, the balancer's port), readable by bootstrap tokens and nodes, and
   copied to DIR/control-plane.json where `pkube etcd member` and restarts read it.
 
-The first member (the host of `pkube up`) starts as `Cluster.start_processes` would, then
-publishes the topology and uploads the shared secrets (pkube/cluster/controlplanecerts.py) with a
-fresh certificate key for the bootstrap token its joins use (HANetNodes).
+The first member (the host of `pkube up --control-plane N`, or of `pkube up --cluster-init`,
+which other machines join) starts as `Cluster.start_processes` would, then publishes the
+topology with itself alone in it; with members to join in network namespaces (HANetNodes) it
+uploads the shared secrets (pkube/cluster/controlplanecerts.py) with a fresh certificate key
+for the bootstrap token their joins use (`pkube certs upload` does the same for a machine).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ TOPOLOGY = "pkube-control-plane"
 TOPOLOGY_READER = "pkube:control-plane-topology-reader"
 NAMESPACE = "kube-system"
 TOPOLOGY_FILE = "control-plane.json"
+FIRST_MEMBER_FILE = "cluster-init"     # its member name: `pkube down` leaves etcd first, unless it is alone
 ENDPOINT_LEASE_SECONDS = "15"
 READERS = ("system:bootstrappers", "system:nodes")
 
@@ -214,12 +217,30 @@ def start_first_member(cluster, log: Callable[[str], None]) -> None:
         comp.start()
         cluster.components.append(comp)
     save_topology(cfg.data_dir, topology)
+    publish_first_member(cfg, topology)
+    if cfg.cluster_init:
+        (cfg.data_dir / FIRST_MEMBER_FILE).write_text(cfg.node_name)
+
+
+def publish_first_member(config: ClusterConfig, planned: dict) -> None:
+    """The topology as it is while the first member runs alone (`planned` cut to its own
+    URLs; each member that joins adds its own): joiners and workers read it. ClusterError
+    when the apiserver refuses."""
+    from pkube.client.errors import ApiError, Unavailable
+    try:
+        with admin_client(config, config.server) as client:
+            publish_topology(client, {**planned, "etcdServers": planned["etcdServers"][:1],
+                                      "apiServers": planned["apiServers"][:1]})
+    except (ApiError, Unavailable) as err:
+        raise ClusterError(f"could not publish the control plane's topology (kube-system/{TOPOLOGY}): "
+                           f"{getattr(err, 'message', '') or err}") from err
 
 
 def remove_member_data(data_dir: Path) -> None:
     """What `pkube down` removes of a member: its etcd data (the cluster is gone with it)."""
     shutil.rmtree(etcd_data_dir(data_dir), ignore_errors=True)
     (data_dir / TOPOLOGY_FILE).unlink(missing_ok=True)
+    (data_dir / FIRST_MEMBER_FILE).unlink(missing_ok=True)
 
 
 def admin_client(config: ClusterConfig, server: Optional[str] = None):
@@ -250,15 +271,14 @@ class HANetNodes(NetNodes):
         return comp
 
     def make_token(self) -> str:
-        """The join token, then (as the admin) the topology and the shared secrets sealed with a
-        fresh certificate key, owned by that token."""
+        """The join token, then (as the admin, when members are to join) the shared secrets
+        sealed with a fresh certificate key, owned by that token."""
         from pkube.cluster import controlplanecerts
         token = super().make_token()
+        if not any(self.is_member(n) for n in self.nodes):
+            return token
         self.certificate_key = controlplanecerts.new_certificate_key()
-        topology = load_topology(self.config.data_dir)
         with admin_client(self.config, self.config.server) as client:
-            publish_topology(client, {**topology, "etcdServers": topology["etcdServers"][:1],
-                                      "apiServers": topology["apiServers"][:1]})
             controlplanecerts.upload(client, self.config.data_dir, self.certificate_key,
                                      token.split("::")[1].split(".")[0])
         return token

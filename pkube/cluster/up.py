@@ -67,6 +67,14 @@ class ClusterConfig:
     pod_network: str = "host-gw"       # the proxy's --pod-network (pkube/proxy/podnetwork.py)
     nodes: int = 1                     # with the local node, how many (the others: cluster.netnodes)
     control_plane: int = 1             # control-plane members (the first nodes): cluster.hacluster
+    cluster_init: bool = False         # one member that other machines join (pkube join --control-plane)
+
+    @property
+    def joinable(self) -> bool:
+        """The control plane runs as members others join (cluster.hacluster): etcd over TLS on
+        the node address, the local balancer, the published topology; --control-plane N > 1
+        or --cluster-init."""
+        return self.control_plane > 1 or self.cluster_init
 
     @property
     def static_control_plane(self) -> bool:
@@ -297,7 +305,7 @@ class Cluster:
             return
         from pkube.cluster.hacluster import HANetNodes
         from pkube.cluster.netnodes import HOST_ADDRESS, NetNodes
-        netnodes = (HANetNodes if self.config.control_plane > 1 else NetNodes)(self.config, self.log)
+        netnodes = (HANetNodes if self.config.joinable else NetNodes)(self.config, self.log)
         netnodes.setup_host()
         self.netnodes = netnodes          # from here on, stop() removes them
         self.config.node_ip = self.config.node_ip or HOST_ADDRESS
@@ -330,7 +338,7 @@ class Cluster:
     def start_processes(self) -> None:
         """etcd, the apiserver, the other components (and the kubelet) as child processes."""
         cfg = self.config
-        if cfg.control_plane > 1:
+        if cfg.joinable:
             from pkube.cluster.hacluster import start_first_member
             start_first_member(self, self.log)
             return
@@ -400,7 +408,7 @@ class Cluster:
             remove_pods(self.config.data_dir / "kubelet", self.log, self.config.cgroup_root)
         if self.etcd:
             self.etcd.stop()
-        if self.config.control_plane > 1:
+        if self.config.joinable:
             from pkube.cluster.hacluster import remove_member_data
             remove_member_data(self.config.data_dir)
         if self.netnodes is not None:
@@ -487,10 +495,17 @@ def usage_text(config: ClusterConfig) -> str:
     """What to tell the user once the cluster is up."""
     logs = (f"logs: {config.log_dir} (the kubelet), kubectl logs -n kube-system kube-apiserver-{config.node_name} ..."
             if config.static_control_plane else f"logs: {config.log_dir}")
-    return (f"pkube is running at {config.server}\n"
+    text = (f"pkube is running at {config.server}\n"
             f"  export KUBECONFIG={config.kubeconfig_path}\n"
             f"  kubectl get nodes\n"
             f"{logs}")
+    if config.joinable:
+        where = f"--data-dir {config.data_dir}"
+        text += (f"\nanother machine joins this control plane as a member with a token and a certificate key "
+                 f"made here (pkube token create {where}; pkube certs upload {where}):\n"
+                 f"  pkube join https://{config.node_ip}:{config.port} --token TOKEN --control-plane "
+                 f"--certificate-key KEY")
+    return text
 
 
 def run_foreground(config: ClusterConfig, log: Callable[[str], None], on_ready: Callable[[], None],

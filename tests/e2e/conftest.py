@@ -75,7 +75,8 @@ def cluster(tmp_path_factory):
 
 
 KUBELET_HOST_LOCK = Path("/run/lock/pkube-tests-kubelet.lock")
-OWN_KUBELET_MODULES = ("tests.e2e.test_multinode", "tests.e2e.test_pod_network", "tests.e2e.test_ha")
+OWN_KUBELET_MODULES = ("tests.e2e.test_multinode", "tests.e2e.test_pod_network", "tests.e2e.test_ha",
+                       "tests.e2e.test_ha_cluster_init")
 
 
 def pytest_collection_modifyitems(items):

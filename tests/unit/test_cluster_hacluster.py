@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pkube.cluster import hacluster
-from pkube.cluster.cli import check_control_plane
-from pkube.cluster.up import ClusterConfig, ClusterError
+from pkube.cluster import hacluster, netnodes
+from pkube.cluster.cli import DEFAULT_ROUTE_PROBE, check_control_plane, node_ip_of
+from pkube.cluster.up import ClusterConfig, ClusterError, usage_text
 
 
 def test_the_planned_topology_names_every_members_etcd_and_apiserver():
@@ -83,3 +83,28 @@ def test_workers_prefer_apiservers_spread_over_the_members():
     assert {order[0] for order in orders.values()} == set(apiservers)
     assert hacluster.spread(apiservers, "worker-1") == orders["worker-1"]   # stable across restarts
     assert hacluster.spread([], "worker-1") == []
+
+
+def ip_args(node_ip: str = "", nodes: int = 1, cluster_init: bool = False) -> argparse.Namespace:
+    return argparse.Namespace(node_ip=node_ip, nodes=nodes, cluster_init=cluster_init)
+
+
+def test_cluster_init_takes_the_default_routes_address_unless_one_is_given():
+    from pkube.cluster import join
+    assert node_ip_of(ip_args(cluster_init=True)) == join.route_source(DEFAULT_ROUTE_PROBE, 53)
+    assert node_ip_of(ip_args("10.1.2.3", cluster_init=True)) == "10.1.2.3"
+    assert node_ip_of(ip_args()) == ""                              # the kubelet picks, as before
+    assert node_ip_of(ip_args(nodes=3)) == netnodes.HOST_ADDRESS    # the nodes' bridge
+    with pytest.raises(ClusterError, match="--node-ip with --nodes 3"):
+        node_ip_of(ip_args("10.1.2.3", nodes=3))
+
+
+def test_a_joinable_control_plane_tells_how_another_machine_joins_it():
+    plain = ClusterConfig(data_dir=Path("/x"), port=16443, node_ip="10.1.2.3", static_pods=False)
+    assert "--control-plane" not in usage_text(plain)
+    joinable = ClusterConfig(data_dir=Path("/x"), port=16443, node_ip="10.1.2.3", static_pods=False,
+                             cluster_init=True)
+    assert joinable.joinable
+    text = usage_text(joinable)
+    assert "pkube join https://10.1.2.3:16443 --token TOKEN --control-plane --certificate-key KEY" in text
+    assert "pkube token create --data-dir /x" in text and "pkube certs upload --data-dir /x" in text
