@@ -17,7 +17,7 @@ import ipaddress
 import time
 from pathlib import Path
 
-from pkube.client.errors import AlreadyExists, ApiError
+from pkube.client.errors import AlreadyExists, ApiError, NotFound
 from pkube.client.kubeconfig import load_kubeconfig
 from pkube.client.resources import Resource, SERVICES
 from pkube.client.rest import ApiClient
@@ -61,17 +61,33 @@ def ensure_node_proxier_binding(kubeconfig: Path, timeout: float = ADDON_TIMEOUT
 
 
 def ensure_object(kubeconfig: Path, resource: Resource, body: dict, namespace, timeout: float) -> None:
-    """Create `body` unless it exists, retried while the apiserver is still starting. Raises
-    ApiError or OSError after ``timeout``."""
+    """Create `body` unless an object of its name exists (looked up first: a create of one that
+    exists may be refused for another reason, as a Service's taken clusterIP is, 422), retried
+    while the apiserver is still starting. A refusal of the object itself (400, 422) raises at
+    once; any other ApiError or OSError after ``timeout``."""
     deadline = time.monotonic() + timeout
+    name = body["metadata"]["name"]
     with ApiClient(load_kubeconfig(str(kubeconfig))) as client:
         while True:
             try:
-                client.create(resource, body, namespace)
+                if not exists(client, resource, name, namespace):
+                    client.create(resource, body, namespace)
                 return
             except AlreadyExists:
                 return
-            except (ApiError, OSError):
+            except ApiError as err:
+                if err.code in (400, 422) or time.monotonic() > deadline:
+                    raise
+            except OSError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.2)
+            time.sleep(0.2)
+
+
+def exists(client: ApiClient, resource: Resource, name: str, namespace) -> bool:
+    """Whether the object is there (ApiError other than NotFound, OSError: as the client raises)."""
+    try:
+        client.get(resource, name, namespace)
+        return True
+    except NotFound:
+        return False

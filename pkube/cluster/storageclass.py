@@ -10,13 +10,10 @@ exists already (a restart) keeps it.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from pkube.client.errors import AlreadyExists, ApiError
-from pkube.client.kubeconfig import load_kubeconfig
 from pkube.client.resources import STORAGECLASSES
-from pkube.client.rest import ApiClient
+from pkube.cluster.addons import ensure_object
 
 CLASS_NAME = "local-path"
 PROVISIONER = "pkube.io/local-path"
@@ -36,17 +33,6 @@ def local_path_class(data_dir: Path) -> dict:
 
 
 def ensure_local_path_class(kubeconfig: Path, data_dir: Path, timeout: float = TIMEOUT_SECONDS) -> None:
-    """Create the class unless it exists; retried while the apiserver starts. Raises ApiError
-    or OSError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    with ApiClient(load_kubeconfig(str(kubeconfig))) as client:
-        while True:
-            try:
-                client.create(STORAGECLASSES, local_path_class(data_dir))
-                return
-            except AlreadyExists:
-                return
-            except (ApiError, OSError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    """Create the class unless it exists; retried while the apiserver starts. Raises as
+    addons.ensure_object."""
+    ensure_object(kubeconfig, STORAGECLASSES, local_path_class(data_dir), None, timeout)

@@ -61,5 +61,7 @@ def test_objects_survive_down_and_up(tmp_path):
             got = http.get("/api/v1/namespaces/default/configmaps/kept")
         assert got.status_code == 200
         assert got.json()["data"] == {"a": "1"}
+        log = (data_dir / "pkube.log").read_text()   # the addons of the first start are found, not made again
+        assert "could not" not in log, log
     finally:
         pkube("down", "--data-dir", str(data_dir))
