@@ -15,6 +15,8 @@ from pkube.cluster.up import (DEFAULT_DATA_DIR, DEFAULT_PORT, POD_CGROUP, Cluste
 
 POD_NETWORKS = ("host-gw", "vxlan", "none")
 DEFAULT_ROUTE_PROBE = "198.51.100.1"   # TEST-NET-2: its route is looked up, no packet is sent
+EXAMPLE_ARGS = {"kube-apiserver": "max-requests-inflight=800", "kube-scheduler": "percentage-of-nodes-to-score=50",
+                "kube-controller-manager": "node-monitor-grace-period=20"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "N > 1, the nodes' bridge's)")
     up.add_argument("--pod-network", choices=POD_NETWORKS, default="host-gw",
                     help="how pods reach pods on other nodes (default host-gw)")
+    for pod, component in (("kube-apiserver", "the apiserver"), ("kube-scheduler", "the scheduler"),
+                           ("kube-controller-manager", "the controller-manager")):
+        up.add_argument(f"--{pod}-arg", action="append", default=[], metavar="FLAG=VALUE",
+                        help=f"a flag for {component} (repeatable; k3s's --{pod}-arg), e.g. "
+                             f"{EXAMPLE_ARGS[pod]}")
     _add_join_parser(sub)
     down = sub.add_parser("down", help="stop a cluster started with `pkube up -d` (or a node: pkube join -d)")
     down.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -152,6 +159,7 @@ def cmd_up(args) -> int:
         config.control_plane, config.nodes, config.static_pods = args.control_plane, args.nodes, False
         config.cluster_init = args.cluster_init
     config.node_ip = node_ip_of(args)
+    config.extra_args = extra_args_of(args)
     if args.detach:
         argv = [sys.executable, "-m", "pkube.cluster", "up", "--data-dir", str(config.data_dir),
                 "--port", str(config.port), "--kubelet-port", str(config.kubelet_port),
@@ -159,7 +167,8 @@ def cmd_up(args) -> int:
                 "--static-pods" if args.static_pods else "--no-static-pods",
                 "--nodes", str(args.nodes), "--pod-network", args.pod_network,
                 "--control-plane", str(args.control_plane), *(["--cluster-init"] if args.cluster_init else []),
-                *(["--node-ip", args.node_ip] if args.node_ip else [])]
+                *(["--node-ip", args.node_ip] if args.node_ip else []),
+                *(f"--{pod}-arg={value}" for pod, values in config.extra_args.items() for value in values)]
         pid = start_detached(config, argv, timeout=150.0 + 60.0 * args.control_plane)
         print(usage_text(config))
         print(f"running in the background (pid {pid}); stop it with: pkube down --data-dir {config.data_dir}")
@@ -177,6 +186,13 @@ def cmd_up(args) -> int:
         ready_marker.unlink(missing_ok=True)
     log("stopped")
     return 0
+
+
+def extra_args_of(args) -> dict[str, list[str]]:
+    """--kube-apiserver-arg, --kube-scheduler-arg, --kube-controller-manager-arg by static pod
+    name (those given)."""
+    given = {pod: getattr(args, f"{pod.replace('-', '_')}_arg") or [] for pod in EXAMPLE_ARGS}
+    return {pod: values for pod, values in given.items() if values}
 
 
 def node_ip_of(args) -> str:

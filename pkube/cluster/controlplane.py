@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from pkube.cluster import certs
 from pkube.cluster.components import http_ok, tail
@@ -40,8 +40,9 @@ class StaticControlPlane:
     store), `manifests_dir` is the kubelet's --manifests-dir."""
 
     def __init__(self, kubelet_dir: Path, manifests_dir: Path, node_name: str, log: Callable[[str], None],
-                 stage_timeout: float = STAGE_TIMEOUT):
+                 stage_timeout: float = STAGE_TIMEOUT, extra_flags: Optional[dict[str, list[str]]] = None):
         self.kubelet_dir = kubelet_dir
+        self.extra_flags = extra_flags or {}   # by static pod name: flags added to its command
         self.manifests_dir = manifests_dir
         self.node_name = node_name
         self.log = log
@@ -82,7 +83,8 @@ class StaticControlPlane:
         for names, health_url in stages:
             for name in names:
                 self.log(f"writing the static pod manifest {name}")
-                write_manifest(self.manifests_dir, name, render(name, values, self.mounts))
+                write_manifest(self.manifests_dir, name,
+                               render(name, values, self.mounts, self.extra_flags.get(name, [])))
             if kubelet.proc is None:
                 self.log("starting kubelet")
                 kubelet.start()

@@ -18,6 +18,7 @@ import string
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import yaml
 
@@ -77,10 +78,11 @@ def etcd_binary() -> str:
     return os.path.realpath(found)
 
 
-def render(name: str, values: ManifestValues, mounts: list[str],
+def render(name: str, values: ManifestValues, mounts: list[str], extra_flags: Sequence[str] = (),
            templates: Path = TEMPLATES_DIR) -> dict:
     """The Pod of template `name` (e.g. "kube-apiserver") filled with `values`, every container
-    given `mounts` (host paths, read-only at the same path) and CONTAINER_ENV. Raises ManifestError."""
+    given `mounts` (host paths, read-only at the same path) and CONTAINER_ENV, its first
+    container's command ending with `extra_flags`. Raises ManifestError."""
     path = templates / f"{name}.yaml"
     try:
         text = path.read_text()
@@ -96,6 +98,7 @@ def render(name: str, values: ManifestValues, mounts: list[str],
     if not isinstance(pod, dict) or pod.get("kind") != "Pod":
         raise ManifestError(f"control plane template {path}: not a Pod")
     add_host_mounts(pod, mounts)
+    pod["spec"]["containers"][0]["command"] += list(extra_flags)
     return pod
 
 

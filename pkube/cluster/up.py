@@ -68,6 +68,7 @@ class ClusterConfig:
     nodes: int = 1                     # with the local node, how many (the others: cluster.netnodes)
     control_plane: int = 1             # control-plane members (the first nodes): cluster.hacluster
     cluster_init: bool = False         # one member that other machines join (pkube join --control-plane)
+    extra_args: dict[str, list[str]] = field(default_factory=dict)   # by static pod name: flags to add (k3s's --kube-*-arg)
 
     @property
     def joinable(self) -> bool:
@@ -186,18 +187,29 @@ def free_port_except(*taken: int) -> int:
             return port
 
 
+STATIC_POD_NAMES = {"apiserver": "kube-apiserver", "scheduler": "kube-scheduler",
+                    "controllers": "kube-controller-manager"}   # a component's name as a static pod, in --kube-*-arg
+
+
+def extra_flags(arg_values: list[str]) -> list[str]:
+    """k3s's --kube-*-arg values (``FLAG=VALUE`` or ``FLAG``, with or without the leading
+    dashes) as the component's own flags (``--FLAG=VALUE``)."""
+    return ["--" + value.lstrip("-") for value in arg_values]
+
+
 def control_plane(config: ClusterConfig, etcd_endpoint: str) -> list[Component]:
     """The components after etcd, in start order."""
     logs = config.log_dir
+    extra = {name: extra_flags(config.extra_args.get(pod, [])) for name, pod in STATIC_POD_NAMES.items()}
     apiserver = Component(
         "apiserver",
         python_module("pkube.apiserver", "--etcd-servers", etcd_endpoint, "--bind-address", "0.0.0.0",
                       *dataprotection.apiserver_flags(config.data_dir),
                       "--port", str(config.port), *apiserver_security_flags(config.pki_dir),
-                      *serviceaccountkey.apiserver_flags(config.pki_dir)),
+                      *serviceaccountkey.apiserver_flags(config.pki_dir), *extra["apiserver"]),
         logs / "apiserver.log", health_url=f"{config.server}/readyz", health_ca=str(config.ca_file))
     others = [Component(name, python_module(f"pkube.{name}", "--kubeconfig", config.kubeconfig_of(name),
-                                            "--leader-elect", *component_flags(config, name)),
+                                            "--leader-elect", *component_flags(config, name), *extra.get(name, [])),
                         logs / f"{name}.log") for name in config.components]
     if config.kubelet:
         others += [kubelet_component(config), proxy_component(config)]
@@ -355,7 +367,8 @@ class Cluster:
         """The kubelet as the only child; the control plane as its static pods. Raises
         ControlPlaneError, ComponentError, ValueError (manifests, image), OSError."""
         cfg = self.config
-        self.static = StaticControlPlane(cfg.data_dir / "kubelet", cfg.kubelet_manifests_dir, cfg.node_name, self.log)
+        self.static = StaticControlPlane(cfg.data_dir / "kubelet", cfg.kubelet_manifests_dir, cfg.node_name, self.log,
+                                         extra_flags={pod: extra_flags(v) for pod, v in cfg.extra_args.items()})
         self.write_kubeconfigs()
         values = self.static.prepare(cfg.data_dir, cfg.port, etcd_ports_for(cfg))
         kubelet = kubelet_component(cfg)

@@ -61,10 +61,16 @@ spec:
 """
 
 
+NODE_MONITOR_GRACE_SECONDS = 25     # --kube-controller-manager-arg of the fixture (the default is 50)
+
+
 @pytest.fixture(scope="module")
 def multinode(tmp_path_factory):
-    """`pkube up -d --nodes 3` under the host's kubelet slot; always brought down."""
-    with multinode_cluster(tmp_path_factory.mktemp("pkube-multinode"), list(NODES)) as cluster:
+    """`pkube up -d --nodes 3` under the host's kubelet slot, the node lifecycle controller's
+    grace period cut to NODE_MONITOR_GRACE_SECONDS (k3s's --kube-controller-manager-arg: the
+    tests that stop a node wait it out); always brought down."""
+    with multinode_cluster(tmp_path_factory.mktemp("pkube-multinode"), list(NODES), "--kube-controller-manager-arg",
+                           f"node-monitor-grace-period={NODE_MONITOR_GRACE_SECONDS}") as cluster:
         yield cluster
 
 
@@ -293,7 +299,6 @@ def test_kubectl_drain_waits_on_the_budget_until_a_replacement_is_ready_elsewher
         kubectl(multinode, "delete", "pdb", "guarded", check=False)
 
 
-NODE_MONITOR_GRACE_SECONDS = 50     # the node lifecycle controller's default; pkube up sets none
 VANISHING_TOLERATION_SECONDS = 2
 
 VANISHING = f"""apiVersion: apps/v1

@@ -108,3 +108,13 @@ def test_a_joinable_control_plane_tells_how_another_machine_joins_it():
     text = usage_text(joinable)
     assert "pkube join https://10.1.2.3:16443 --token TOKEN --control-plane --certificate-key KEY" in text
     assert "pkube token create --data-dir /x" in text and "pkube certs upload --data-dir /x" in text
+
+
+def test_kube_component_args_are_kept_by_static_pod_name():
+    from pkube.cluster.cli import build_parser, extra_args_of
+    parsed = build_parser().parse_args(["up", "--kube-controller-manager-arg", "node-monitor-grace-period=25",
+                                        "--kube-controller-manager-arg", "resync-period=60",
+                                        "--kube-apiserver-arg=max-requests-inflight=800"])
+    assert extra_args_of(parsed) == {"kube-controller-manager": ["node-monitor-grace-period=25", "resync-period=60"],
+                                     "kube-apiserver": ["max-requests-inflight=800"]}
+    assert extra_args_of(build_parser().parse_args(["up"])) == {}

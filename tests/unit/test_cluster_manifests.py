@@ -194,3 +194,23 @@ def test_ensure_host_image_makes_it_once(tmp_path):
     assert os.listdir(lookup(image.layer_dirs, str(tmp_path / "install"))) == []
     assert ensure_host_image(store, [str(tmp_path / "install"), "/usr"]) == ref
     assert len(store.list()) == 1
+
+
+def test_extra_flags_end_the_static_pods_command_and_parse_as_the_components_own():
+    from pkube.controllers.__main__ import parse_args as controllers_args
+    command = render("kube-controller-manager", values(), MOUNTS,
+                     up.extra_flags(["node-monitor-grace-period=25", "--resync-period=60"]))["spec"]["containers"][0]["command"]
+    assert command[-2:] == ["--node-monitor-grace-period=25", "--resync-period=60"]
+    parsed = controllers_args(command[command.index("pkube.controllers") + 1:])
+    assert (parsed.node_monitor_grace_period, parsed.resync_period) == (25.0, 60.0)
+
+
+def test_extra_flags_reach_the_components_run_as_processes(tmp_path):
+    config = up.ClusterConfig(data_dir=tmp_path, kubelet=False,
+                              extra_args={"kube-apiserver": ["max-requests-inflight=800"],
+                                          "kube-controller-manager": ["node-monitor-grace-period=25"]})
+    argv = {c.name: c.argv for c in up.control_plane(config, "http://127.0.0.1:2379")}
+    assert argv["apiserver"][-1] == "--max-requests-inflight=800"
+    assert parse_args(argv["apiserver"][argv["apiserver"].index("pkube.apiserver") + 1:]).max_requests_inflight == 800
+    assert argv["controllers"][-1] == "--node-monitor-grace-period=25"
+    assert not any(a.startswith("--node-monitor") or a.startswith("--max-req") for a in argv["scheduler"])
