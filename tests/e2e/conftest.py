@@ -53,11 +53,11 @@ def pkube(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def start_cluster(data_dir: Path, port: int, kubelet: bool = False) -> LocalCluster:
-    """`pkube up -d`; without a kubelet unless asked (one host holds one kubelet at a time:
-    the tests that run pods share the `node_cluster` fixture)."""
+def start_cluster(data_dir: Path, port: int, kubelet: bool = False, *extra: str) -> LocalCluster:
+    """`pkube up -d` (with the flags `extra`); without a kubelet unless asked (one host holds
+    one kubelet at a time: the tests that run pods share the `node_cluster` fixture)."""
     flags = ["--node-name", "e2e-node", "--kubelet-port", str(free_port())] if kubelet else ["--no-kubelet"]
-    result = pkube("up", "-d", "--data-dir", str(data_dir), "--port", str(port), *flags)
+    result = pkube("up", "-d", "--data-dir", str(data_dir), "--port", str(port), *flags, *extra)
     assert result.returncode == 0, result.stderr + result.stdout
     return LocalCluster(data_dir, port)
 
@@ -74,6 +74,7 @@ def cluster(tmp_path_factory):
         pkube("down", "--data-dir", str(data_dir))
 
 
+HPA_SYNC_SECONDS = 5
 KUBELET_HOST_LOCK = Path("/run/lock/pkube-tests-kubelet.lock")
 OWN_KUBELET_MODULES = ("tests.e2e.test_multinode", "tests.e2e.test_pod_network", "tests.e2e.test_ha",
                        "tests.e2e.test_ha_cluster_init")
@@ -100,10 +101,12 @@ def kubelet_host():
 @pytest.fixture(scope="session")
 def node_cluster(tmp_path_factory):
     """A detached cluster with a real kubelet (node "e2e-node"), shared by every test that
-    runs pods; `pkube down` at the end removes its pods, network and cgroups."""
+    runs pods; `pkube down` at the end removes its pods, network and cgroups. Its autoscalers
+    sync every HPA_SYNC_SECONDS (the default 15 s would make the autoscaling test wait)."""
     data_dir = tmp_path_factory.mktemp("pkube-node")
     with kubelet_host():
-        started = start_cluster(data_dir, free_port(), kubelet=True)
+        started = start_cluster(data_dir, free_port(), True, "--kube-controller-manager-arg",
+                                f"horizontal-pod-autoscaler-sync-period={HPA_SYNC_SECONDS}")
         try:
             wait_node_ready(started, "e2e-node")
             yield started
