@@ -58,8 +58,8 @@ def member_name(data_dir: Path, file: str = MEMBER_NAME_FILE) -> Optional[str]:
 def leave(data_dir: Path, log: Callable[[str], None]) -> None:
     """Remove the member of `data_dir` (joined, or made by `pkube up --cluster-init`) from
     etcd, through every member's client URL, before its processes stop. When it is etcd's last
-    member, the first member's cluster ends with it (as any `pkube up`'s does), and a joined
-    member refuses with ClusterError (stopping it would lose every object the others left it).
+    member, the first member stops and keeps its data (`pkube up --cluster-init` restarts on
+    it), and a joined member refuses with ClusterError (stopping it would delete every object).
     Any other failure (etcd without quorum, unreachable) is logged with the command that
     finishes the job, and the caller stops the member anyway."""
     first = member_name(data_dir, hacluster.FIRST_MEMBER_FILE)
@@ -77,6 +77,7 @@ def leave(data_dir: Path, log: Callable[[str], None]) -> None:
         if any(m.name == name for m in current):
             gone = etcdmembers.remove(topology["etcdServers"], name, tls)
             log(f"member {gone.name} ({gone.id}) removed from etcd")
+        (data_dir / hacluster.FIRST_MEMBER_FILE).unlink(missing_ok=True)   # its data goes when it stops
     except LastMemberError:
         raise
     except ClusterError as err:

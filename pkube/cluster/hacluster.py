@@ -172,11 +172,12 @@ def read_topology(client) -> Optional[dict]:
         return None
 
 
-def add_member_to_topology(client, etcd: str, apiserver: str) -> dict:
-    """Append a member's URLs to the published topology (retried on a conflict); the result."""
+def add_member_to_topology(client, etcd: str, apiserver: str, lb_port: int = LB_PORT) -> dict:
+    """Append a member's URLs to the published topology (made with `lb_port` when there is
+    none; retried on a conflict); the result."""
     from pkube.client.errors import Conflict
     for _ in range(5):
-        topology = read_topology(client) or {"etcdServers": [], "apiServers": [], "loadBalancerPort": LB_PORT}
+        topology = read_topology(client) or {"etcdServers": [], "apiServers": [], "loadBalancerPort": lb_port}
         topology["etcdServers"] = list(dict.fromkeys([*topology["etcdServers"], etcd]))
         topology["apiServers"] = list(dict.fromkeys([*topology["apiServers"], apiserver]))
         try:
@@ -197,7 +198,9 @@ def start_first_member(cluster, log: Callable[[str], None]) -> None:
     """The host's member (``cluster``: a cluster.up.Cluster): etcd over TLS on its node
     address, then the components of `member_components` (its apiserver lists every planned
     member's etcd, its own first: gRPC fails over to the others once they joined); then the
-    topology in DIR/control-plane.json. Raises EtcdError, ComponentError, PKIError, OSError."""
+    topology in DIR/control-plane.json and, added to, the published one. A member of
+    --cluster-init restarts on the etcd data it kept (`kept_member_data`); any other start
+    is a new cluster. Raises EtcdError, ComponentError, PKIError, OSError, ClusterError."""
     from pkube.cluster.etcd import port_in_use
     from pkube.cluster.netnodes import plan
     cfg = cluster.config
@@ -207,8 +210,11 @@ def start_first_member(cluster, log: Callable[[str], None]) -> None:
     topology = planned_topology(cfg, addresses, lb_port)
     cluster.write_kubeconfigs()
     etcdpki.ensure(cfg.pki_dir, cfg.node_name, (address,))
-    shutil.rmtree(etcd_data_dir(cfg.data_dir), ignore_errors=True)   # a new cluster: `pkube down` removed it
-    log(f"starting etcd member {cfg.node_name} on {etcd_url(address)}")
+    if cfg.cluster_init and kept_member_data(cfg.data_dir):
+        log(f"restarting etcd member {cfg.node_name} on its data ({etcd_data_dir(cfg.data_dir)})")
+    else:
+        shutil.rmtree(etcd_data_dir(cfg.data_dir), ignore_errors=True)
+        log(f"starting etcd member {cfg.node_name} on {etcd_url(address)}")
     member = etcd_member(cfg, address).start(timeout=30)
     cluster.components.append(etcd_component(member))
     point_node_at_balancer(cfg, lb_port)
@@ -222,15 +228,21 @@ def start_first_member(cluster, log: Callable[[str], None]) -> None:
         (cfg.data_dir / FIRST_MEMBER_FILE).write_text(cfg.node_name)
 
 
+def kept_member_data(data_dir: Path) -> bool:
+    """A `pkube up --cluster-init` member's etcd data is there, and it is still a member (its
+    `pkube down` did not make it leave etcd: controlplanejoin.leave removes FIRST_MEMBER_FILE)."""
+    return (etcd_data_dir(data_dir) / "member").is_dir() and (data_dir / FIRST_MEMBER_FILE).exists()
+
+
 def publish_first_member(config: ClusterConfig, planned: dict) -> None:
-    """The topology as it is while the first member runs alone (`planned` cut to its own
-    URLs; each member that joins adds its own): joiners and workers read it. ClusterError
-    when the apiserver refuses."""
+    """The first member's URLs (the first of `planned`; each member that joins adds its own)
+    added to the published topology (made when there is none: a new cluster): joiners and
+    workers read it. ClusterError when the apiserver refuses."""
     from pkube.client.errors import ApiError, Unavailable
     try:
         with admin_client(config, config.server) as client:
-            publish_topology(client, {**planned, "etcdServers": planned["etcdServers"][:1],
-                                      "apiServers": planned["apiServers"][:1]})
+            add_member_to_topology(client, planned["etcdServers"][0], planned["apiServers"][0],
+                                   planned["loadBalancerPort"])
     except (ApiError, Unavailable) as err:
         raise ClusterError(f"could not publish the control plane's topology (kube-system/{TOPOLOGY}): "
                            f"{getattr(err, 'message', '') or err}") from err

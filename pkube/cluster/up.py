@@ -408,7 +408,8 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop the other nodes, components in reverse order, then etcd; remove the nodes'
-        namespaces last. Idempotent."""
+        namespaces last, and a member's etcd data (not that of a `--cluster-init` member that
+        did not leave etcd: it restarts on it). Idempotent."""
         self._stopping = True
         joins = {id(j) for j in self.netnodes.stop()} if self.netnodes is not None else set()
         for comp in reversed(self.components):
@@ -422,8 +423,9 @@ class Cluster:
         if self.etcd:
             self.etcd.stop()
         if self.config.joinable:
-            from pkube.cluster.hacluster import remove_member_data
-            remove_member_data(self.config.data_dir)
+            from pkube.cluster.hacluster import kept_member_data, remove_member_data
+            if not (self.config.cluster_init and kept_member_data(self.config.data_dir)):
+                remove_member_data(self.config.data_dir)
         if self.netnodes is not None:
             self.netnodes.teardown()
 

@@ -2,7 +2,8 @@
 member with `pkube join --control-plane`, a bootstrap token and a certificate key made on the
 first (`pkube token create`, `pkube certs upload`), as k3s servers join the first one. The
 machines: this host, with --node-ip on a bridge, and a network namespace on that bridge, made as
-`pkube up --nodes` makes its nodes. The joined member serves the cluster through its own local
+`pkube up --nodes` makes its nodes. Alone, the first member's `pkube down` and `pkube up
+--cluster-init` keep its objects; the joined member serves the cluster through its own local
 balancer; the first member then leaves with `pkube down` (etcd's quorum shrinks first) and
 the joined member, now the whole cluster, keeps every object."""
 
@@ -63,12 +64,19 @@ def kubectl_on(machine: NetNode, *args: str) -> subprocess.CompletedProcess:
 def test_a_machine_joins_the_first_member_and_the_cluster_outlives_it(machine, tmp_path):
     first, port = tmp_path / FIRST, free_port()
     server = f"https://{HOST_ADDRESS}:{port}"
+    up_first = ("up", "-d", "--cluster-init", "--node-ip", HOST_ADDRESS, "--data-dir", str(first), "--port", str(port),
+                "--node-name", FIRST, "--kubelet-port", str(free_port()))
     try:
-        up = pkube("up", "-d", "--cluster-init", "--node-ip", HOST_ADDRESS, "--data-dir", str(first),
-                   "--port", str(port), "--node-name", FIRST, "--kubelet-port", str(free_port()), timeout=240)
+        up = pkube(*up_first, timeout=240)
         assert up.returncode == 0, up.stderr + up.stdout
         assert f"pkube join {server} --token TOKEN --control-plane --certificate-key KEY" in up.stdout, up.stdout
         cluster = LocalCluster(first, port)
+        kubectl(cluster, "create", "configmap", "made-alone", "--from-literal=k=v")
+        assert pkube("down", "--data-dir", str(first), timeout=120).returncode == 0   # alone: it keeps its data
+        again = pkube(*up_first, timeout=240)
+        assert again.returncode == 0, again.stderr + again.stdout
+        assert f"restarting etcd member {FIRST} on its data" in (first / "pkube.log").read_text()
+        assert kubectl(cluster, "get", "configmap", "made-alone", "-o", "jsonpath={.data.k}").stdout == "v"
         wait_node_ready(cluster, FIRST)
         assert member_names(first) == {FIRST}
 
@@ -79,7 +87,6 @@ def test_a_machine_joins_the_first_member_and_the_cluster_outlives_it(machine, t
         wait_node_ready(cluster, machine.name, timeout=90)
         assert member_names(first) == {FIRST, machine.name}
         wait_for(lambda: endpoint_addresses(cluster) == {HOST_ADDRESS, machine.address}, timeout=30)
-        kubectl(cluster, "create", "configmap", "made-on-the-first", "--from-literal=k=v")
         listed = kubectl_on(machine, "get", "nodes", "-o", "name")
         assert listed.returncode == 0 and f"node/{FIRST}" in listed.stdout, listed.stderr
 
@@ -87,7 +94,8 @@ def test_a_machine_joins_the_first_member_and_the_cluster_outlives_it(machine, t
         assert left.returncode == 0, left.stderr
         assert f"member {FIRST} (" in left.stderr and "removed from etcd" in left.stderr, left.stderr
         assert member_names(machine.data_dir) == {machine.name}
-        kept = kubectl_on(machine, "get", "configmap", "made-on-the-first", "-o", "jsonpath={.data.k}")
+        assert not (first / "etcd-member").exists()      # it left: its data went with it
+        kept = kubectl_on(machine, "get", "configmap", "made-alone", "-o", "jsonpath={.data.k}")
         assert (kept.returncode, kept.stdout) == (0, "v"), kept.stderr
         alone = pkube("down", "--data-dir", str(machine.data_dir), timeout=120)
         assert alone.returncode != 0 and f"{machine.name} is etcd's last member" in alone.stderr, alone.stderr
