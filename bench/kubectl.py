@@ -1,4 +1,5 @@
-"""Benchmark: `pkubectl version --client` start-up and `get pods` on N pods, next to the real kubectl.
+"""Benchmark: `pkubectl version --client` start-up and `get pods` on N pods, next to the real kubectl;
+the real kubectl's discovery (`get namespaces` with a cold cache, its requests counted, next to a warm one).
 
 Usage: python bench/kubectl.py [--pods 1000] [--kubeconfig FILE] [--runs 5]
 
@@ -24,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import python_loop_line  # noqa: E402 - after the path
+
 
 def timed(argv: list[str], env: dict, runs: int) -> str:
     """Median wall and CPU (user+sys) milliseconds of ``runs`` executions, as text."""
@@ -36,6 +39,26 @@ def timed(argv: list[str], env: dict, runs: int) -> str:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return f"{statistics.median(walls) * 1000:.0f} ms wall, {statistics.median(cpus) * 1000:.0f} ms CPU"
+
+
+def discovery(kubectl: str, env: dict, runs: int) -> str:
+    """`kubectl get namespaces` with an empty discovery cache each run (so it discovers the API
+    first: aggregated discovery takes 2 requests, the per-group-version documents one each),
+    next to the same with a warm cache, as text."""
+    walls, requests = [], 0
+    with tempfile.TemporaryDirectory() as warm:
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as cold:
+                started = time.perf_counter()
+                done = subprocess.run([kubectl, "--cache-dir", cold, "get", "namespaces", "-v=6"], env=env, check=True,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                walls.append(time.perf_counter() - started)
+                requests = sum(1 for line in done.stderr.splitlines() if "round_trippers" in line and "GET" in line)
+        subprocess.run([kubectl, "--cache-dir", warm, "get", "namespaces"], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cached = timed([kubectl, "--cache-dir", warm, "get", "namespaces"], env, runs)
+    return (f"cold discovery cache: {statistics.median(walls) * 1000:.0f} ms wall, {requests} requests; "
+            f"warm [anchor]: {cached}")
 
 
 def make_pods(kubeconfig: str, namespace: str, count: int) -> float:
@@ -79,6 +102,7 @@ def main() -> None:
     env = dict(os.environ, KUBECONFIG=kubeconfig)
     pkubectl = [sys.executable, "-m", "pkube.kubectl"]
     try:
+        print(python_loop_line())
         print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"pkubectl version --client: {timed([*pkubectl, 'version', '--client'], env, args.runs)}")
         print(f"created {args.pods} pods in {make_pods(kubeconfig, namespace, args.pods):.1f} s")
@@ -87,6 +111,7 @@ def main() -> None:
         print(f"pkubectl get pods -o json ({args.pods}): {timed([*pkubectl, *get, '-o', 'json'], env, args.runs)}")
         if shutil.which("kubectl"):
             print(f"kubectl get pods ({args.pods}) [anchor]: {timed(['kubectl', *get], env, args.runs)}")
+            print(f"kubectl get namespaces, {discovery(shutil.which('kubectl'), env, args.runs)}")
     finally:
         if data_dir:
             subprocess.run([sys.executable, "-m", "pkube.cluster", "down", "--data-dir", data_dir], cwd=ROOT,

@@ -32,7 +32,7 @@ from pkube.apiserver.endpointleases import EndpointLeases
 from pkube.apiserver.certificates import CertificateSigningRequests
 from pkube.apiserver.customresources import CustomResourceDefinitions
 from pkube.apiserver.deletion import Deleter
-from pkube.apiserver.encoding import dumps, error_response, json_response
+from pkube.apiserver.encoding import dumps, error_response, json_response, wire
 from pkube.apiserver.event_ttl import DEFAULT_TTL as DEFAULT_EVENT_TTL
 from pkube.apiserver.event_ttl import EventReaper
 from pkube.apiserver.exec_proxy import ExecProxy
@@ -312,11 +312,12 @@ def _add_discovery(app: FastAPI, registry: Registry, storage: Storage, guarded, 
         return Response("ok", media_type="text/plain")
 
     server = lambda r: f"{r.url.hostname}:{r.url.port}"  # noqa: E731
+    aggregated = _aggregated_discovery(registry, aggregator, guarded)
     app.add_route("/version", document(lambda r: discovery.version_info()), methods=["GET"])
-    app.add_route("/api", document(lambda r: discovery.api_versions(server(r))), methods=["GET"])
+    app.add_route("/api", aggregated(True, lambda r: discovery.api_versions(server(r))), methods=["GET"])
     app.add_route("/api/{version}", document(
         lambda r: discovery.resource_list(registry, "", r.path_params["version"])), methods=["GET"])
-    app.add_route("/apis", document(lambda r: discovery.api_group_list(
+    app.add_route("/apis", aggregated(False, lambda r: discovery.api_group_list(
         registry, (metrics_api.group_document(), *aggregator.groups()))), methods=["GET"])
     app.add_route("/apis/{group}", document(
         lambda r: discovery.api_group(registry, r.path_params["group"]) or aggregator.group(r.path_params["group"])),
@@ -327,6 +328,29 @@ def _add_discovery(app: FastAPI, registry: Registry, storage: Storage, guarded, 
     for path in ("/healthz", "/livez"):
         app.add_route(path, live, methods=["GET"])
     app.add_route("/readyz", ready, methods=["GET"])
+
+
+def _aggregated_discovery(registry: Registry, aggregator: Aggregator, guarded):
+    """The endpoint of /api (`legacy`) or /apis, whose plain document `make(request)` makes:
+    a client that asks for apidiscovery.k8s.io/v2 gets the aggregated document instead
+    (encoded once per registry version: a CRD change rebuilds it), unless extension apiservers
+    serve groups (their resources are not known here: the client then reads the plain document
+    and each group version, as before)."""
+    encoded: dict[tuple[bool, int], bytes] = {}
+    vary = {"Vary": "Accept"}
+
+    def endpoint_of(legacy: bool, make):
+        async def endpoint(request: Request) -> Response:
+            if not discovery.wants_aggregated(request.headers.get("accept", "")) or aggregator.groups():
+                return json_response(make(request), headers=vary)
+            key = (legacy, registry.version)
+            if key not in encoded:
+                encoded.clear()
+                encoded[key] = wire(discovery.aggregated_groups(
+                    registry, legacy, ((metrics_api.group_document(), metrics_api.resource_list()),)))
+            return Response(encoded[key], media_type=discovery.AGGREGATED, headers=vary)
+        return guarded(endpoint)
+    return endpoint_of
 
 
 def _add_openapi(app: FastAPI, registry: Registry, guarded) -> None:

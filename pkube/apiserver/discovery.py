@@ -1,6 +1,9 @@
 """Discovery documents: /version, /api, /api/v1, /apis, /apis/{group}/{version}.
 
-Pure functions of the kinds registry; the app serves them as JSON.
+Pure functions of the kinds registry; the app serves them as JSON. /api and /apis also come
+aggregated (apidiscovery.k8s.io/v2, Kubernetes 1.30's default): one APIGroupDiscoveryList
+with every version's resources, for a client whose Accept asks for it (kubectl, client-go),
+which then needs 2 requests to discover the API instead of one per group version.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Optional
 from pkube.api.kinds import Registry, ResourceInfo, version_priority
 
 GIT_VERSION = "v1.32.0-pkube"
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 SUBRESOURCE_KINDS = {"binding": ("", "v1", "Binding"), "scale": ("autoscaling", "v1", "Scale"),
                      "log": ("", "v1", "Pod"), "eviction": ("policy", "v1", "Eviction"),
                      "exec": ("", "v1", "PodExecOptions"), "attach": ("", "v1", "PodAttachOptions"),
@@ -82,3 +86,56 @@ def _subresource(info: ResourceInfo, name: str, verbs: tuple[str, ...]) -> dict:
         if group:
             doc["group"], doc["version"] = group, version
     return doc
+
+
+def wants_aggregated(accept: str) -> bool:
+    """Whether an Accept header offers apidiscovery.k8s.io/v2's APIGroupDiscoveryList (its
+    media type parameters in any order; kubectl and client-go list it first)."""
+    for media_type in accept.split(","):
+        kind, *params = (part.strip() for part in media_type.split(";"))
+        pairs = dict(p.split("=", 1) for p in params if "=" in p)
+        if kind == "application/json" and (pairs.get("g"), pairs.get("v"), pairs.get("as")) == \
+                ("apidiscovery.k8s.io", "v2", "APIGroupDiscoveryList"):
+            return True
+    return False
+
+
+def aggregated_list(groups: list[tuple[str, list[dict]]]) -> dict:
+    """The APIGroupDiscoveryList of `groups`: (group name, its APIResourceLists most preferred
+    version first), in priority order."""
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
+            "items": [{"metadata": {"name": name},
+                       "versions": [{"version": doc["groupVersion"].rpartition("/")[2],
+                                     "resources": aggregated_resources(doc), "freshness": "Current"}
+                                    for doc in lists]} for name, lists in groups]}
+
+
+def aggregated_resources(resource_list_doc: dict) -> list[dict]:
+    """An APIResourceList's resources as APIResourceDiscovery entries, their subresources
+    (``pods/status``) folded into them."""
+    group, _, version = resource_list_doc["groupVersion"].rpartition("/")
+    kind_of = lambda r: {"group": r.get("group", group), "version": r.get("version", version),  # noqa: E731
+                         "kind": r["kind"]}
+    found: dict[str, dict] = {}
+    for res in resource_list_doc["resources"]:
+        name, _, sub = res["name"].partition("/")
+        if sub:
+            found[name].setdefault("subresources", []).append(
+                {"subresource": sub, "responseKind": kind_of(res), "verbs": list(res["verbs"])})
+            continue
+        found[name] = {"resource": name, "responseKind": kind_of(res),
+                       "scope": "Namespaced" if res["namespaced"] else "Cluster",
+                       "singularResource": res["singularName"], "verbs": list(res["verbs"]),
+                       **{k: list(res[k]) for k in ("shortNames", "categories") if res.get(k)}}
+    return list(found.values())
+
+
+def aggregated_groups(registry: Registry, legacy: bool, extra: tuple[tuple[dict, dict], ...] = ()) -> dict:
+    """/api's (`legacy`: the core group) or /apis's APIGroupDiscoveryList, the latter with
+    `extra` groups served outside the registry ((APIGroup, APIResourceList) pairs, such as
+    metrics.k8s.io)."""
+    if legacy:
+        return aggregated_list([("", [resource_list(registry, "", "v1")])])
+    groups = [(g["name"], [resource_list(registry, g["name"], v["version"]) for v in g["versions"]])
+              for g in api_group_list(registry)["groups"]]
+    return aggregated_list(groups + [(g["name"], [doc]) for g, doc in extra])
