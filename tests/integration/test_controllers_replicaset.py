@@ -1,5 +1,9 @@
 """ReplicaSet controller against the real apiserver: scale up and down, adopt, release, status."""
 
+import asyncio
+
+from pkube.client.aio import AsyncApiClient
+from pkube.client.kubeconfig import ClientConfig
 from pkube.client.resources import PODS, REPLICASETS
 from tests.helpers.waiting import until
 from tests.integration.test_controllers_support import with_controllers
@@ -55,9 +59,14 @@ def test_scale_up_and_down_with_status(apiserver):
 
 
 def test_adopts_matching_orphans_and_releases_relabelled_pods(apiserver):
+    async def make_orphans():
+        """Before the controllers start, so their pod cache holds them once synced (made after,
+        the ReplicaSet's first sync could come before the pods' events and make three pods)."""
+        async with AsyncApiClient(ClientConfig(apiserver.url)) as client:
+            for i in range(2):
+                await client.create(PODS, orphan(f"stray{i}", {"app": "db"}), "default")
+
     async def scenario(client):
-        for i in range(2):
-            await client.create(PODS, orphan(f"stray{i}", {"app": "db"}), "default")
         await client.create(REPLICASETS, replica_set("db", 3), "default")
 
         async def three_owned():
@@ -74,6 +83,7 @@ def test_adopts_matching_orphans_and_releases_relabelled_pods(apiserver):
             return (not stray["metadata"].get("ownerReferences") and len(pods) == 3
                     and "stray0" not in {p["metadata"]["name"] for p in pods})
         await until(released_and_replaced)
+    asyncio.run(make_orphans())
     with_controllers(apiserver, scenario)
 
 
