@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 from pkube.cluster.pki import PKIError
-from pkube.cluster.up import (DEFAULT_DATA_DIR, DEFAULT_PORT, POD_CGROUP, ClusterConfig, ClusterError, acquire_lock,
-                        lock_held, run_foreground, running_pid, start_detached, stop_detached, usage_text)
+from pkube.cluster.up import (DEFAULT_DATA_DIR, DEFAULT_PORT, POD_CGROUP, STATIC_POD_NAMES, ClusterConfig,
+                        ClusterError, acquire_lock, lock_held, run_foreground, running_pid, start_detached,
+                        stop_detached, usage_text)
 
 POD_NETWORKS = ("host-gw", "vxlan", "none")
 DEFAULT_ROUTE_PROBE = "198.51.100.1"   # TEST-NET-2: its route is looked up, no packet is sent
@@ -46,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "N > 1, the nodes' bridge's)")
     up.add_argument("--pod-network", choices=POD_NETWORKS, default="host-gw",
                     help="how pods reach pods on other nodes (default host-gw)")
-    for pod, component in (("kube-apiserver", "the apiserver"), ("kube-scheduler", "the scheduler"),
-                           ("kube-controller-manager", "the controller-manager")):
+    for pod in STATIC_POD_NAMES.values():
+        component = "the " + pod.removeprefix("kube-")
         up.add_argument(f"--{pod}-arg", action="append", default=[], metavar="FLAG=VALUE",
                         help=f"a flag for {component} (repeatable; k3s's --{pod}-arg), e.g. "
                              f"{EXAMPLE_ARGS[pod]}")
@@ -191,7 +192,7 @@ def cmd_up(args) -> int:
 def extra_args_of(args) -> dict[str, list[str]]:
     """--kube-apiserver-arg, --kube-scheduler-arg, --kube-controller-manager-arg by static pod
     name (those given)."""
-    given = {pod: getattr(args, f"{pod.replace('-', '_')}_arg") or [] for pod in EXAMPLE_ARGS}
+    given = {pod: getattr(args, f"{pod.replace('-', '_')}_arg") or [] for pod in STATIC_POD_NAMES.values()}
     return {pod: values for pod, values in given.items() if values}
 
 

@@ -16,8 +16,8 @@ The layout (docs/multi-node.md, "A highly available control plane"):
   copied to DIR/control-plane.json where `pkube etcd member` and restarts read it.
 
 The first member (the host of `pkube up --control-plane N`, or of `pkube up --cluster-init`,
-which other machines join) starts as `Cluster.start_processes` would, then publishes the
-topology with itself alone in it; with members to join in network namespaces (HANetNodes) it
+which other machines join) starts as `Cluster.start_processes` would, then adds itself to the
+published topology (made with itself alone in a new cluster); with members to join in network namespaces (HANetNodes) it
 uploads the shared secrets (pkube/cluster/controlplanecerts.py) with a fresh certificate key
 for the bootstrap token their joins use (`pkube certs upload` does the same for a machine).
 """
