@@ -11,6 +11,8 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import os
+import socket
+import string
 from contextlib import contextmanager
 from collections.abc import Iterator
 
@@ -42,6 +44,14 @@ class Endpoint(Record):
 def veth_name(ip: ipaddress.IPv4Address) -> str:
     """The host-side veth of `ip`: "pk" + its 8 hex digits (unique per address, ≤ 15 chars)."""
     return f"{VETH_PREFIX}{int(ip):08x}"
+
+
+def veth_address(name: str) -> ipaddress.IPv4Address | None:
+    """The address whose host-side veth is called `name` (veth_name's inverse), or None."""
+    digits = name.removeprefix(VETH_PREFIX)
+    if name.startswith(VETH_PREFIX) and len(digits) == 8 and all(c in string.hexdigits for c in digits):
+        return ipaddress.IPv4Address(int(digits, 16))
+    return None
 
 
 def mac_for(ip: ipaddress.IPv4Address) -> str:
@@ -217,15 +227,24 @@ class BridgeNetwork:
         return {key: self._endpoint(a) for key, a in self.ipam.allocations().items() if "host_ifname" in a}
 
     def teardown(self) -> None:
-        """Remove the firewall table, every veth, the bridge and the state. Idempotent."""
+        """Remove the firewall table, every veth, the bridge and the state. Idempotent.
+
+        Every veth means every interface named for an address of the subnet, not only those the
+        state remembers: a veth whose state was lost, or whose namespace is still being
+        destroyed by the kernel (asynchronously), goes too."""
         with self._lock(), _translated(f"tear down bridge {self.bridge}"):
             self.firewall.teardown()
-            for allocation in self.ipam.allocations().values():
-                netlink.delete_link(veth_name(ipaddress.IPv4Address(allocation["ip"])))
+            for name in self._live_veths():
+                netlink.delete_link(name)
             netlink.delete_link(self.bridge)
             for name in ("ipam.json", "ipam.json.lock", "ensured"):
                 remove_file(os.path.join(self.state_dir, name))
         self._ensured = False
+
+    def _live_veths(self) -> list[str]:
+        """The host-side veths of this subnet's addresses that exist now, by name."""
+        addresses = {name: veth_address(name) for _, name in socket.if_nameindex()}
+        return [name for name, ip in addresses.items() if ip is not None and ip in self.subnet]
 
     def _undo_attach(self, key: str, host_ifname: str) -> None:
         """Best-effort cleanup after a failed attach; the original error is what matters."""

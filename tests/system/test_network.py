@@ -230,6 +230,13 @@ def test_a_leftover_veth_keeps_its_address(network, netns):
     assert first.host_ifname in links()
 
 
+def test_teardown_removes_a_veth_whose_state_was_lost(network, netns):
+    lost = network.attach("lost", netns())
+    network.ipam.release("lost")  # its namespace lives on, so its veth does too
+    network.teardown()
+    assert lost.host_ifname not in links()
+
+
 def test_attach_to_a_missing_namespace_leaves_nothing(network):
     with pytest.raises(NetworkError, match="does not exist"):
         network.attach("ghost", "/var/run/netns/pkt-no-such-ns")

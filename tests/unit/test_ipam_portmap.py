@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from pkube.runtime.network import mac_for, veth_name
+from pkube.runtime.network import mac_for, veth_address, veth_name
 from pkube.runtime.portmap import (
     IptablesFirewall,
     NftFirewall,
@@ -126,6 +126,8 @@ def test_veth_and_mac_are_derived_from_the_address():
     ip = ipaddress.IPv4Address("10.88.0.2")
     assert veth_name(ip) == "pk0a580002"
     assert mac_for(ip) == "0a:58:0a:58:00:02"
+    assert veth_address("pk0a580002") == ip
+    assert [veth_address(name) for name in ("pkube0", "pk0a58000z", "pk0a5800021", "eth0")] == [None] * 4
 
 
 def test_conflicts_between_host_ports():
