@@ -96,7 +96,7 @@ class EtcdProcess:
     def launch(self) -> "EtcdProcess":
         """Start etcd without waiting for it (see ``wait_healthy``); raise EtcdError."""
         if shutil.which(self.binary) is None:
-            raise EtcdError(f"{self.binary} not found: install the etcd-server package (make setup)")
+            raise EtcdError(f"{self.binary} not found: install etcd 3.5 (make setup: scripts/install-etcd.sh)")
         self.client_port = self.client_port or free_port(self.host)
         self.peer_port = self.peer_port or free_port(self.host)
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -26,27 +26,33 @@ MEMBER_NAME = "pkube"   # pkube/cluster/etcd.py and pkube/cluster/templates/etcd
 
 @dataclass(frozen=True)
 class SnapshotStatus:
-    """What `etcdctl snapshot status` says of a snapshot file."""
+    """What `etcdutl snapshot status` says of a snapshot file."""
 
     revision: int
     keys: int
     size: int
 
 
-def etcdctl(*args: str, timeout: float = ETCDCTL_TIMEOUT) -> str:
-    """Run the real etcdctl (API v3); its stdout. Raises ClusterError with etcdctl's last line
-    when it fails or is missing."""
-    binary = shutil.which("etcdctl")
+def etcdctl(*args: str, timeout: float = ETCDCTL_TIMEOUT, tool: str = "etcdctl") -> str:
+    """Run the real etcdctl (API v3), or `tool`; its stdout. Raises ClusterError with the
+    tool's last line when it fails or is missing."""
+    binary = shutil.which(tool)
     if binary is None:
-        raise ClusterError("etcdctl not found: install the etcd-client package (make setup)")
+        raise ClusterError(f"{tool} not found: install etcd 3.5 (make setup)")
     try:
         done = subprocess.run([binary, *args], capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL, env={**os.environ, "ETCDCTL_API": "3"})
     except subprocess.TimeoutExpired:
-        raise ClusterError(f"etcdctl {args[0]} did not finish within {timeout:.0f}s") from None
+        raise ClusterError(f"{tool} {args[0]} did not finish within {timeout:.0f}s") from None
     if done.returncode != 0:
-        raise ClusterError(_last_line(done.stderr or done.stdout) or f"etcdctl exited with {done.returncode}")
+        raise ClusterError(_last_line(done.stderr or done.stdout) or f"{tool} exited with {done.returncode}")
     return done.stdout
+
+
+def etcdutl(*args: str) -> str:
+    """Run an offline command on a snapshot file (status, restore): etcdutl's since etcd 3.5
+    (etcdctl's are deprecated there and gone in 3.6), etcdctl's with an older etcd."""
+    return etcdctl(*args, tool="etcdutl" if shutil.which("etcdutl") else "etcdctl")
 
 
 def _last_line(text: str) -> str:
@@ -68,7 +74,7 @@ def status(snapshot: Path) -> SnapshotStatus:
     if not snapshot.is_file():
         raise ClusterError(f"no snapshot file at {snapshot}")
     try:
-        doc = json.loads(etcdctl("snapshot", "status", str(snapshot), "-w", "json"))
+        doc = json.loads(etcdutl("snapshot", "status", str(snapshot), "-w", "json"))
         return SnapshotStatus(int(doc["revision"]), int(doc["totalKey"]), int(doc["totalSize"]))
     except (ClusterError, ValueError, KeyError, TypeError) as err:
         raise ClusterError(f"{snapshot} is not a usable etcd snapshot: {err}") from None
@@ -99,7 +105,7 @@ def restore(snapshot: Path, data_dir: Path) -> tuple[SnapshotStatus, Path | None
     shutil.rmtree(staging, ignore_errors=True)
     peer = f"http://127.0.0.1:{etcd_ports_for(config)[1]}"
     try:
-        etcdctl("snapshot", "restore", str(snapshot), "--data-dir", str(staging), "--name", MEMBER_NAME,
+        etcdutl("snapshot", "restore", str(snapshot), "--data-dir", str(staging), "--name", MEMBER_NAME,
                 "--initial-cluster", f"{MEMBER_NAME}={peer}", "--initial-advertise-peer-urls", peer)
     except ClusterError as err:
         shutil.rmtree(staging, ignore_errors=True)

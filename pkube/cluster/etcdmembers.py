@@ -55,8 +55,19 @@ def add(endpoints: Sequence[str], name: str, peer_url: str, tls: Optional[EtcdTL
         raise ClusterError(f"etcd already has a member named {name}")
     if any(peer_url in m.peer_urls for m in current):
         raise ClusterError(f"etcd already has a member at {peer_url}")
-    _retry_while_settling(lambda: etcdctl(*_flags(endpoints, tls), "member", "add", name, f"--peer-urls={peer_url}"))
-    return ",".join(f"{m.name or name}={m.peer_urls[0]}" for m in members(endpoints, tls) if m.peer_urls)
+    added = []
+    _retry_while_settling(lambda: added.append(
+        etcdctl(*_flags(endpoints, tls), "member", "add", name, f"--peer-urls={peer_url}", "-w", "json")))
+    return initial_cluster(json.loads(added[-1]), name)
+
+
+def initial_cluster(response: dict, name: str) -> str:
+    """The ``--initial-cluster`` of member ``name`` from etcd's answer to its MemberAdd (whose
+    member list shows the new member without a name). Read from that answer, not listed again:
+    since etcd 3.5 a member list is linearizable, and a cluster of one that has just added a
+    second member has no quorum until the second starts."""
+    listed = response.get("members") or []
+    return ",".join(f"{m.get('name') or name}={m['peerURLs'][0]}" for m in listed if m.get("peerURLs"))
 
 
 def remove(endpoints: Sequence[str], name: str, tls: Optional[EtcdTLS] = None) -> Member:

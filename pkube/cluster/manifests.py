@@ -74,7 +74,7 @@ def etcd_binary() -> str:
     """The host's etcd; raises ManifestError when there is none."""
     found = shutil.which("etcd")
     if found is None:
-        raise ManifestError("etcd not found: install the etcd-server package (make setup)")
+        raise ManifestError("etcd not found: install etcd 3.5 (make setup: scripts/install-etcd.sh)")
     return os.path.realpath(found)
 
 
