@@ -13,7 +13,8 @@ after a retry, or a delete that finds it gone, counts as absorbed. It prints, af
 pure-Python loop line: the errors no retry absorbed, p50/p99 latency per verb, the failover
 time (from the kill to the first request sent after it that succeeded) and the longest gap
 without any successful request, each component's resident memory
-(process_resident_memory_bytes from its /metrics, the median of 5 readings 4 s apart) before
+(process_resident_memory_bytes from its /metrics, the median of 5 readings 4 s apart; for
+etcd also its Go heap in use, go_memstats_heap_inuse_bytes) before
 the load, every --sample minutes of it and at its end, and the machine's load average. The
 start of the memory comparison is after --warm-up minutes of load (default 2: the watch caches
 keep 75 s of events, etcd's history and raft log fill with the first writes, Python's allocator
@@ -177,8 +178,8 @@ def pids_of(*words: str) -> list[int]:
     return found
 
 
-def rss_of(text: str) -> float:
-    found = re.search(r"^process_resident_memory_bytes ([0-9.e+]+)$", text, re.M)
+def rss_of(text: str, metric: str = "process_resident_memory_bytes") -> float:
+    found = re.search(rf"^{metric} ([0-9.e+]+)$", text, re.M)
     return float(found.group(1)) if found else float("nan")
 
 
@@ -201,7 +202,9 @@ def memory(data_dir: Path, port: int, readings: int = READINGS, apart: float = 4
 
 
 def memory_once(data_dir: Path, port: int) -> dict[str, float]:
-    """Each component's process_resident_memory_bytes (MiB), from its /metrics: the apiservers
+    """Each component's process_resident_memory_bytes (MiB), from its /metrics, and each etcd
+    member's Go heap in use (what its collector keeps live; RSS also holds what Go has not
+    returned to the system yet): the apiservers
     and etcd members over the bridge (their client certificates), the scheduler,
     controller-manager and proxy of each member on its own loopback (nsenter)."""
     import httpx
@@ -214,9 +217,10 @@ def memory_once(data_dir: Path, port: int) -> dict[str, float]:
                 verify=tls(pki / "ca.crt", pki / "admin.crt", pki / "admin.key")).text)
         with contextlib.suppress(httpx.HTTPError):
             etcd = pki / "etcd"
-            out[f"etcd {name}"] = rss_of(httpx.get(
-                f"https://{ip}:2379/metrics", timeout=10,
-                verify=tls(etcd / "ca.crt", etcd / "etcd-admin-client.crt", etcd / "etcd-admin-client.key")).text)
+            text = httpx.get(f"https://{ip}:2379/metrics", timeout=10, verify=tls(
+                etcd / "ca.crt", etcd / "etcd-admin-client.crt", etcd / "etcd-admin-client.key")).text
+            out[f"etcd {name}"] = rss_of(text)
+            out[f"etcd {name}, Go heap in use"] = rss_of(text, "go_memstats_heap_inuse_bytes")
         prefix = [] if name == HOST else ["nsenter", f"--net=/run/netns/pkube-node{name.rsplit('-', 1)[1]}"]
         for component, mport in (("scheduler", 10251), ("controller-manager", 10252), ("proxy", 10249)):
             done = subprocess.run([*prefix, sys.executable, "-c",

@@ -20,7 +20,7 @@ from pkube.cluster import etcdpki
 from pkube.cluster.etcdpki import ADMIN_CLIENT, tls_of
 
 # Applied raft entries a member keeps in memory before it snapshots and truncates its log
-# (plus 5,000 for slow followers). etcd 3.4's default, 100,000, makes a member's memory grow
+# (plus 5,000 for slow followers). etcd 3.5's default, 100,000, makes a member's memory grow
 # with every write for hours of a busy cluster (each entry holds the whole request: a pod is
 # kilobytes); 10,000 is etcd 3.6's default, as it was before 3.2 (docs/reliability.md).
 SNAPSHOT_COUNT = 10_000

@@ -1,5 +1,5 @@
 """etcd as pkube runs it keeps a bounded raft log in memory: after SNAPSHOT_COUNT writes a
-member snapshots to disk and truncates the log (etcd 3.4's default would hold 100,000 entries,
+member snapshots to disk and truncates the log (etcd 3.5's default would hold 100,000 entries,
 docs/reliability.md). The snapshot file is the sign the bound holds."""
 
 from __future__ import annotations
