@@ -91,8 +91,13 @@ def cmd_images(rt, args) -> int:
     return 0
 
 
+def images_in_use(rt) -> set[str]:
+    """The ids of the images some container uses, running or not: rmi and prune keep them."""
+    return {getattr(state, "image_id", None) for state in rt.list(all=True)}
+
+
 def cmd_rmi(rt, args) -> int:
-    in_use = {getattr(state, "image_id", None) for state in rt.list(all=True)}
+    in_use = images_in_use(rt)
     failed = 0
     for ref in args.images:
         try:

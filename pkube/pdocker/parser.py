@@ -1,5 +1,5 @@
 """pdocker's command-line parser: the global options and the verbs of pkube/pdocker/containers.py,
-pkube/pdocker/reports.py and pkube/pdocker/images.py.
+pkube/pdocker/reports.py, pkube/pdocker/images.py and pkube/pdocker/management.py.
 
 Only the verb on the command line gets a parser, and the verb modules are imported in turn
 until one registers it: a `pdocker run` neither records every verb's options nor imports the
@@ -72,6 +72,8 @@ def _verb_modules():
     yield reports
     from pkube.pdocker import images
     yield images
+    from pkube.pdocker import management
+    yield management
 
 
 class _Skipped:
@@ -83,6 +85,12 @@ class _Skipped:
 
     def set_defaults(self, **kwargs):
         return None
+
+    def add_subparsers(self, **kwargs):
+        return self
+
+    def add_parser(self, name, **kwargs):
+        return self
 
 
 class _OnlyVerb:

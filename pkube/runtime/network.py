@@ -24,6 +24,7 @@ from pkube.runtime.records import Record
 from pkube.runtime.rootfs import remove_file
 
 VETH_PREFIX = "pk"
+STATE_FILES = ("ipam.json", "ensured")   # in state_dir, once the bridge was set up
 
 
 class NetworkError(Exception):
@@ -226,6 +227,13 @@ class BridgeNetwork:
         """Every attached key and its endpoint."""
         return {key: self._endpoint(a) for key, a in self.ipam.allocations().items() if "host_ifname" in a}
 
+    def exists(self) -> bool:
+        """True when the bridge or the state of a set-up is there, i.e. when teardown() has
+        something to remove (a firewall table left without either is not looked for: that
+        takes an `nft` or `iptables` process)."""
+        return netlink.link_exists(self.bridge) or any(
+            os.path.exists(os.path.join(self.state_dir, name)) for name in STATE_FILES)
+
     def teardown(self) -> None:
         """Remove the firewall table, every veth, the bridge and the state. Idempotent.
 
@@ -237,7 +245,7 @@ class BridgeNetwork:
             for name in self._live_veths():
                 netlink.delete_link(name)
             netlink.delete_link(self.bridge)
-            for name in ("ipam.json", "ipam.json.lock", "ensured"):
+            for name in STATE_FILES + ("ipam.json.lock",):
                 remove_file(os.path.join(self.state_dir, name))
         self._ensured = False
 

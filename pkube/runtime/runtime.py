@@ -77,15 +77,22 @@ class Runtime:
             self._cgroups = CgroupManager.detect(self._cgroup_root or CG_ROOT)
         return self._cgroups
 
-    def network(self):
-        """The bridge network, ensured once per Runtime."""
+    @property
+    def bridge_network(self):
+        """The bridge network as configured, not set up (network() sets it up): for the
+        commands that list it or tear it down. Made at ROOT/network when none was given."""
         if self._network is None:
             from pkube.runtime.network import BridgeNetwork
             self._network = BridgeNetwork(os.path.join(self.root, "network"))
-        if not self._network_ready:
-            self._network.ensure()
-            self._network_ready = True
         return self._network
+
+    def network(self):
+        """The bridge network, ensured once per Runtime."""
+        net = self.bridge_network
+        if not self._network_ready:
+            net.ensure()
+            self._network_ready = True
+        return net
 
     def set_network(self, network) -> None:
         """Use `network` (a runtime.network.BridgeNetwork, already ensured) for the sandboxes and
