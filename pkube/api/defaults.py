@@ -14,7 +14,7 @@ import base64
 from pkube.api import autoscaling
 from pkube.api import crd as crds
 from pkube.api import defaults_batch
-from pkube.api import validation_apps, validation_storage
+from pkube.api import validation_apps, validation_networking, validation_storage
 
 DEFAULT_TOLERATION_SECONDS = 300
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
@@ -248,6 +248,8 @@ _BY_KIND = {
     "PersistentVolume": validation_storage.default_persistent_volume,
     "PersistentVolumeClaim": validation_storage.default_persistent_volume_claim,
     "StorageClass": validation_storage.default_storage_class,
+    "NetworkPolicy": validation_networking.default_network_policy,
+    "IngressClass": validation_networking.default_ingress_class,
     "Job": defaults_batch.default_job,
     "CronJob": defaults_batch.default_cron_job,
     "ReplicationController": defaults_batch.default_replication_controller,

@@ -123,6 +123,9 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
     _info("autoscaling", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ["hpa"], ["all"],
           subresources={"status": _STATUS}, version="v1"),  # served converted (pkube/apiserver/conversion.py)
     _info("discovery.k8s.io", "EndpointSlice", "endpointslices", True),
+    _info("networking.k8s.io", "Ingress", "ingresses", True, ["ing"], subresources={"status": _STATUS}),
+    _info("networking.k8s.io", "IngressClass", "ingressclasses", False),
+    _info("networking.k8s.io", "NetworkPolicy", "networkpolicies", True, ["netpol"]),
     _info("coordination.k8s.io", "Lease", "leases", True),
     _info("rbac.authorization.k8s.io", "Role", "roles", True),
     _info("rbac.authorization.k8s.io", "RoleBinding", "rolebindings", True),

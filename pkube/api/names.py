@@ -20,7 +20,10 @@ _DNS1035_LABEL_FMT = r"[a-z]([-a-z0-9]*[a-z0-9])?"
 _QUALIFIED_NAME_FMT = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _LABEL_VALUE_FMT = r"(" + _QUALIFIED_NAME_FMT + r")?"
 
+_WILDCARD_DNS1123_SUBDOMAIN_FMT = r"\*\." + _DNS1123_SUBDOMAIN_FMT
+
 DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL_FMT)
+WILDCARD_DNS1123_SUBDOMAIN_RE = re.compile(_WILDCARD_DNS1123_SUBDOMAIN_FMT)
 DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
 DNS1035_LABEL_RE = re.compile(_DNS1035_LABEL_FMT)
 QUALIFIED_NAME_RE = re.compile(_QUALIFIED_NAME_FMT)
@@ -41,6 +44,11 @@ DNS1035_LABEL_MSG = (
     "an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or "
     f"'abc-123', regex used for validation is '{_DNS1035_LABEL_FMT}')"
 )
+WILDCARD_DNS1123_SUBDOMAIN_MSG = (
+    "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which "
+    "must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric "
+    f"character (e.g. '*.example.com', regex used for validation is '{_WILDCARD_DNS1123_SUBDOMAIN_FMT}')"
+)
 QUALIFIED_NAME_MSG = (
     "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
     "end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
@@ -57,24 +65,26 @@ def _max_len_msg(limit: int) -> str:
     return f"must be no more than {limit} characters"
 
 
+def _pattern_problems(value: str, limit: int, pattern: re.Pattern, message: str) -> list[str]:
+    """Kubernetes' usual pair: too long, then not matching the format (both may be given)."""
+    problems = [_max_len_msg(limit)] if len(value) > limit else []
+    return problems + ([message] if not pattern.fullmatch(value) else [])
+
+
 def dns1123_label(value: str) -> list[str]:
     """Problems of `value` as an RFC 1123 label (Namespace names, container names)."""
-    problems = []
-    if len(value) > DNS1123_LABEL_MAX:
-        problems.append(_max_len_msg(DNS1123_LABEL_MAX))
-    if not DNS1123_LABEL_RE.fullmatch(value):
-        problems.append(DNS1123_LABEL_MSG)
-    return problems
+    return _pattern_problems(value, DNS1123_LABEL_MAX, DNS1123_LABEL_RE, DNS1123_LABEL_MSG)
 
 
 def dns1123_subdomain(value: str) -> list[str]:
     """Problems of `value` as an RFC 1123 subdomain (most object names)."""
-    problems = []
-    if len(value) > DNS1123_SUBDOMAIN_MAX:
-        problems.append(_max_len_msg(DNS1123_SUBDOMAIN_MAX))
-    if not DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        problems.append(DNS1123_SUBDOMAIN_MSG)
-    return problems
+    return _pattern_problems(value, DNS1123_SUBDOMAIN_MAX, DNS1123_SUBDOMAIN_RE, DNS1123_SUBDOMAIN_MSG)
+
+
+def wildcard_dns1123_subdomain(value: str) -> list[str]:
+    """Problems of `value` as `*.` and an RFC 1123 subdomain (an Ingress rule's or TLS host)."""
+    return _pattern_problems(value, DNS1123_SUBDOMAIN_MAX, WILDCARD_DNS1123_SUBDOMAIN_RE,
+                             WILDCARD_DNS1123_SUBDOMAIN_MSG)
 
 
 def path_segment_name(value: str) -> list[str]:
@@ -86,12 +96,7 @@ def path_segment_name(value: str) -> list[str]:
 
 def dns1035_label(value: str) -> list[str]:
     """Problems of `value` as an RFC 1035 label (Service names)."""
-    problems = []
-    if len(value) > DNS1123_LABEL_MAX:
-        problems.append(_max_len_msg(DNS1123_LABEL_MAX))
-    if not DNS1035_LABEL_RE.fullmatch(value):
-        problems.append(DNS1035_LABEL_MSG)
-    return problems
+    return _pattern_problems(value, DNS1123_LABEL_MAX, DNS1035_LABEL_RE, DNS1035_LABEL_MSG)
 
 
 def qualified_name(value: str) -> list[str]:

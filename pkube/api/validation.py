@@ -21,7 +21,7 @@ from referencing import Registry, Resource
 
 from pkube.api import causes, names
 from pkube.api import validation_apps, validation_storage
-from pkube.api import validation_batch
+from pkube.api import validation_batch, validation_networking
 from pkube.api import validation_specs as specs
 from pkube.api.causes import Cause, format_invalid
 from pkube.api.defaults import apply_defaults
@@ -277,9 +277,14 @@ def _kind_of(obj: dict) -> str | None:
 
 
 def _unique(found: list[Cause]) -> list[Cause]:
+    """Each cause once; a schema's bare "Required value" gives way to a semantic check's
+    worded one on the same field (Ingress paths: "Required value: pathType must be specified")."""
+    worded = {c["field"] for c in found if c["reason"] == causes.REQUIRED and c["message"] != "Required value"}
     seen, result = set(), []
     for cause in found:
         key = (cause["reason"], cause["field"], cause["message"])
+        if key == (causes.REQUIRED, cause["field"], "Required value") and cause["field"] in worded:
+            continue
         if key not in seen:
             seen.add(key)
             result.append(cause)
@@ -542,6 +547,7 @@ _UPDATE_BY_KIND = {
     "PersistentVolume": validation_storage.persistent_volume_update,
     "PersistentVolumeClaim": validation_storage.persistent_volume_claim_update,
     "StorageClass": validation_storage.storage_class_update,
+    "IngressClass": validation_networking.ingress_class_update,
     "Service": _service_update,
     "Secret": _immutable_data_update,
     "ConfigMap": _immutable_data_update,

@@ -603,6 +603,9 @@ BY_KIND = {
     "PersistentVolume": lambda obj: _storage().persistent_volume(obj),
     "PersistentVolumeClaim": lambda obj: _storage().persistent_volume_claim(obj),
     "StorageClass": lambda obj: _storage().storage_class(obj),
+    "Ingress": lambda obj: _networking().ingress(obj),
+    "IngressClass": lambda obj: _networking().ingress_class(obj),
+    "NetworkPolicy": lambda obj: _networking().network_policy(obj),
     "Job": lambda obj: _batch().job(obj),
     "CronJob": lambda obj: _batch().cron_job(obj),
     "ReplicationController": lambda obj: _batch().replication_controller(obj),
@@ -625,6 +628,12 @@ def _storage():
     """api.validation_storage (imported late: it builds on this module)."""
     from pkube.api import validation_storage
     return validation_storage
+
+
+def _networking():
+    """api.validation_networking (imported late: it builds on this module)."""
+    from pkube.api import validation_networking
+    return validation_networking
 
 
 def _policy():

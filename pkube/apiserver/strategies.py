@@ -54,7 +54,7 @@ def has_status(info: ResourceInfo) -> bool:
 def reset_status_for_create(info: ResourceInfo, obj: dict) -> None:
     """Drop client-sent status where Kubernetes does (in place).
 
-    Pods start Pending; Deployments, ReplicaSets and Services start empty.
+    Pods start Pending; Deployments, ReplicaSets, Services and Ingresses start empty.
     Nodes and Namespaces keep theirs (kubelets register nodes with status).
     A custom resource with a status subresource starts without one; a CRD
     starts with only its storage version recorded.
@@ -75,7 +75,7 @@ def reset_status_for_create(info: ResourceInfo, obj: dict) -> None:
                          "numberReady": 0}
     elif info.kind == "StatefulSet":
         obj["status"] = {"replicas": 0, "availableReplicas": 0}
-    elif info.kind == "Service":
+    elif info.kind in ("Service", "Ingress"):
         obj["status"] = {"loadBalancer": {}}
     elif info.kind in ("Job", "CronJob"):
         obj["status"] = {}

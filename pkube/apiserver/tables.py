@@ -731,3 +731,5 @@ import pkube.apiserver.tables_policy  # noqa: E402,F401
 import pkube.apiserver.tables_storage  # noqa: E402,F401
 # The CertificateSigningRequest printer registers itself in PRINTERS.
 import pkube.apiserver.tables_certificates  # noqa: E402,F401
+# The Ingress, IngressClass and NetworkPolicy printers register themselves in PRINTERS.
+import pkube.apiserver.tables_networking  # noqa: E402,F401

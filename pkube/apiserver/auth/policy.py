@@ -28,7 +28,7 @@ BOOTSTRAPPING_LABEL = {"kubernetes.io/bootstrapping": "rbac-defaults"}
 READ = ("get", "list", "watch")
 WRITE = ("create", "delete", "deletecollection", "patch", "update")
 ALL = READ + WRITE
-APPS, BATCH, POLICY = "apps", "batch", "policy"
+APPS, BATCH, POLICY, NETWORKING = "apps", "batch", "policy", "networking.k8s.io"
 
 
 def rule(verbs, groups, resources=(), names=()) -> dict:
@@ -56,6 +56,7 @@ APPS_RESOURCES = ("deployments", "deployments/scale", "deployments/status", "rep
 BATCH_RESOURCES = ("jobs", "jobs/status", "cronjobs", "cronjobs/status")
 AUTOSCALING_RESOURCES = ("horizontalpodautoscalers", "horizontalpodautoscalers/status")
 POLICY_RESOURCES = ("poddisruptionbudgets", "poddisruptionbudgets/status")
+NETWORKING_RESOURCES = ("ingresses", "ingresses/status", "networkpolicies")
 WRITE_APPS = tuple(r for r in APPS_RESOURCES if not r.endswith("/status"))
 
 
@@ -65,6 +66,7 @@ def view_rules() -> list[dict]:
             rule(READ, [BATCH], BATCH_RESOURCES),
             rule(READ, ["autoscaling"], AUTOSCALING_RESOURCES),
             rule(READ, [POLICY], POLICY_RESOURCES),
+            rule(READ, [NETWORKING], NETWORKING_RESOURCES),
             rule(READ, ["discovery.k8s.io"], ["endpointslices"]),
             rule(READ, ["metrics.k8s.io"], ["pods", "nodes"])]
 
@@ -78,6 +80,7 @@ def edit_rules() -> list[dict]:
         rule(READ + WRITE, [BATCH], ["jobs", "cronjobs"]),
         rule(READ + WRITE, ["autoscaling"], ["horizontalpodautoscalers"]),
         rule(READ + WRITE, [POLICY], ["poddisruptionbudgets"]),
+        rule(READ + WRITE, [NETWORKING], ["ingresses", "networkpolicies"]),
         rule(READ + WRITE, ["discovery.k8s.io"], ["endpointslices"]),
         rule(READ + WRITE, ["coordination.k8s.io"], ["leases"])]
 
