@@ -12,7 +12,7 @@
 set -euo pipefail
 
 SUITE=trixie
-MIRROR=https://deb.debian.org/debian
+MIRROR=http://deb.debian.org/debian   # as apt reaches it: the signature, not TLS, vouches for the files
 PREFIX=/opt/pkube
 PACKAGES=(etcd-server etcd-client)
 BINARIES=(etcd etcdctl etcdutl)
