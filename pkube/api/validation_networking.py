@@ -176,10 +176,10 @@ def _domain_prefixed_path(field: str, value: str) -> list:
 
 
 def _parameters(parameters: dict, where: str) -> list:
+    """A missing scope is the default's "Cluster" (pkubectl checks manifests before the
+    apiserver defaults them; upstream's "Required value" for it cannot be reached)."""
     found = _typed_reference(parameters, where)
-    scope, namespace = parameters.get("scope"), parameters.get("namespace")
-    if scope is None:
-        return found + [causes.required(f"{where}.scope")]
+    scope, namespace = parameters.get("scope") or "Cluster", parameters.get("namespace")
     if scope not in PARAMETER_SCOPES:
         return found + [causes.not_supported(f"{where}.scope", scope, PARAMETER_SCOPES)]
     if scope == "Namespace" and namespace is None:

@@ -28,27 +28,37 @@ STORAGECLASS_PREFIX = "/registry/storageclasses/"
 WATCH_RETRY_SECONDS = 1.0
 
 
-def default_class_name(classes: list[dict]) -> Optional[str]:
-    """The default class's name among ``classes``: the newest default (then by name), or None."""
-    defaults = [c for c in classes if storage.is_default_class(c)]
+def newest_default(classes: list[dict], is_default) -> Optional[str]:
+    """The name of the newest class ``is_default`` accepts (by name on equal times), or None:
+    how kube-apiserver's DefaultStorageClass and DefaultIngressClass choose among several."""
+    defaults = sorted((c for c in classes if is_default(c)), key=lambda c: c["metadata"]["name"])
     if not defaults:
         return None
-    newest = max(defaults, key=lambda c: (c["metadata"].get("creationTimestamp") or "", c["metadata"]["name"]))
+    newest = max(defaults, key=lambda c: c["metadata"].get("creationTimestamp") or "")   # the first of equals
     return newest["metadata"]["name"]
 
 
-def _is_create_of(request: AdmissionRequest, kind: str) -> bool:
+def default_class_name(classes: list[dict]) -> Optional[str]:
+    """The default StorageClass's name among ``classes``, or None."""
+    return newest_default(classes, storage.is_default_class)
+
+
+def is_create_of(request: AdmissionRequest, kind: str) -> bool:
     return request.operation == CREATE and request.kind == kind and not request.subresource \
         and isinstance(request.obj, dict)
 
 
-class DefaultStorageClass:
-    """See the module docstring. ``storage`` is the apiserver's store (it feeds the cache)."""
+class DefaultClass:
+    """A plugin that gives a new ``kind`` without ``spec.<class_field>`` (and without the
+    ``opt_out`` annotation) the newest class ``is_default`` accepts. The classes, under
+    ``prefix``, are kept by name from a watch of the store between ``start`` and ``stop``, for
+    the synchronous ``mutate``. A subclass names the plugin and sets these attributes."""
 
-    name = "DefaultStorageClass"
+    name = prefix = kind = class_field = opt_out = ""
+    is_default = staticmethod(lambda obj: False)
 
-    def __init__(self, store, prefix: str = STORAGECLASS_PREFIX):
-        self.store, self.prefix = store, prefix
+    def __init__(self, store, prefix: Optional[str] = None):
+        self.store, self.prefix = store, prefix or self.prefix
         self.classes: dict[str, dict] = {}
         self._watcher: Optional[asyncio.Task] = None
 
@@ -77,25 +87,32 @@ class DefaultStorageClass:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: relist and go on
-                log.warning("DefaultStorageClass watch failed (%s); relisting", exc)
+                log.warning("%s watch failed (%s); relisting", self.name, exc)
                 await asyncio.sleep(WATCH_RETRY_SECONDS)
                 with contextlib.suppress(Exception):
                     listed = await self.store.list(self.prefix)
                     self.classes = {c["metadata"]["name"]: c for c in listed.items}
                     revision = listed.revision
 
+
     def mutate(self, request: AdmissionRequest) -> None:
-        if not _is_create_of(request, "PersistentVolumeClaim"):
+        if not is_create_of(request, self.kind):
             return
-        claim = request.obj
-        spec = claim.get("spec")
-        annotations = (claim.get("metadata") or {}).get("annotations") or {}
-        if not isinstance(spec, dict) or spec.get("storageClassName") is not None \
-                or storage.ANN_BETA_STORAGE_CLASS in annotations:
+        spec = request.obj.get("spec")
+        annotations = (request.obj.get("metadata") or {}).get("annotations") or {}
+        if not isinstance(spec, dict) or spec.get(self.class_field) is not None or self.opt_out in annotations:
             return
-        name = default_class_name(list(self.classes.values()))
+        name = newest_default(list(self.classes.values()), self.is_default)
         if name is not None:
-            spec["storageClassName"] = name
+            spec[self.class_field] = name
+
+
+class DefaultStorageClass(DefaultClass):
+    """See the module docstring. ``store`` is the apiserver's store (it feeds the cache)."""
+
+    name, prefix, kind = "DefaultStorageClass", STORAGECLASS_PREFIX, "PersistentVolumeClaim"
+    class_field, opt_out = "storageClassName", storage.ANN_BETA_STORAGE_CLASS
+    is_default = staticmethod(storage.is_default_class)
 
 
 class StorageObjectInUseProtection:
@@ -107,7 +124,7 @@ class StorageObjectInUseProtection:
 
     def mutate(self, request: AdmissionRequest) -> None:
         finalizer = self.FINALIZERS.get(request.kind)
-        if finalizer is None or not _is_create_of(request, request.kind):
+        if finalizer is None or not is_create_of(request, request.kind):
             return
         meta = request.obj.setdefault("metadata", {})
         if not isinstance(meta, dict):

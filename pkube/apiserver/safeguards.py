@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from pkube.apiserver.admission_networking import DefaultIngressClass
 from pkube.apiserver.admission_storage import DefaultStorageClass, StorageObjectInUseProtection
 from pkube.apiserver.audit import AuditLog, Auditor, AuditPolicyError, load_policy
 from pkube.apiserver.inflight import (
@@ -26,7 +27,8 @@ from pkube.apiserver.storage.encryption_config import (
 )
 from pkube.apiserver.storage.encryption_reload import ReloadingTransformer
 
-DEFAULT_ADMISSION_PLUGINS = ("PodSecurity", "DefaultStorageClass", "StorageObjectInUseProtection")
+DEFAULT_ADMISSION_PLUGINS = ("PodSecurity", "DefaultStorageClass", "StorageObjectInUseProtection",
+                             "DefaultIngressClass")
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +94,8 @@ def admission_plugins(args: argparse.Namespace, storage) -> list:
         plugins.append(DefaultStorageClass(storage))
     if "StorageObjectInUseProtection" not in disabled:
         plugins.append(StorageObjectInUseProtection())
+    if "DefaultIngressClass" not in disabled:
+        plugins.append(DefaultIngressClass(storage))
     return plugins
 
 

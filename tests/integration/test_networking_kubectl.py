@@ -2,13 +2,22 @@
 everyday app manifest (Deployment, Service, IngressClass, Ingress, NetworkPolicy) applies,
 `kubectl get ingress,netpol,ingressclass` prints kubectl's columns, `kubectl explain` reads
 the Ingress schema, an invalid Ingress is refused with 422 and its field path, the stored
-NetworkPolicy carries its defaults, and `kubectl delete -f` removes everything."""
+NetworkPolicy carries its defaults, and `kubectl delete -f` removes everything; pkubectl does
+the same with the same columns; DefaultIngressClass gives a classless Ingress the default class."""
 
 from __future__ import annotations
 
 import re
 
+import httpx
+import pytest
+
+from pkube.apiserver.admission_networking import DefaultIngressClass
+from tests.helpers.kubeconfig import write_kubeconfig
+from tests.helpers.waiting import wait_for
+from tests.integration.conftest import start_apiserver, stop_apiserver
 from tests.integration.test_crds import kubectl, kubectl_binaries  # noqa: F401 - the fixture
+from tests.integration.test_pkubectl_workloads import Cli
 
 APP = """\
 apiVersion: apps/v1
@@ -119,3 +128,52 @@ def test_kubectl_applies_gets_explains_and_deletes_an_app_with_ingress_and_netwo
     assert deleted.returncode == 0, deleted.stderr
     left = kubectl("get", "ingress,netpol,ingressclass", "-o", "name")
     assert left.returncode == 0 and left.stdout.strip() == "", left.stdout + left.stderr
+
+
+def test_pkubectl_applies_gets_describes_and_deletes_the_same_app(apiserver, tmp_path):
+    manifest = tmp_path / "app.yaml"
+    manifest.write_text(APP)
+    cli = Cli(apiserver.url, write_kubeconfig(tmp_path / "kubeconfig", apiserver.url))
+    try:
+        code, out, err = cli.pk("apply", "-f", str(manifest))
+        assert code == 0 and "ingressclass.networking.k8s.io/nginx created" in out, err
+        code, out, err = cli.pk("get", "ing")
+        assert code == 0, err
+        assert rows(out)[1][:3] == ["shop", "nginx", "shop.example.com"] and rows(out)[1][3] == "80, 443"
+        code, out, err = cli.pk("get", "netpol")
+        assert code == 0 and rows(out)[1][:2] == ["shop-db", "app=db"], out + err
+        code, out, err = cli.pk("describe", "netpol", "shop-db")
+        assert code == 0 and "protocol: TCP" in out and "- Ingress" in out, out + err
+        code, out, err = cli.pk("delete", "-f", str(manifest))
+        assert code == 0, err
+        code, out, err = cli.pk("get", "ing,netpol,ingressclass")
+        assert code == 0 and out == "", out
+    finally:
+        cli.http.close()
+
+
+@pytest.fixture
+def admitting_apiserver(etcd):
+    thread, running = start_apiserver(etcd, admission_plugins_for=lambda store: [DefaultIngressClass(store)])
+    try:
+        yield running
+    finally:
+        stop_apiserver(thread)
+
+
+def test_an_ingress_created_without_a_class_gets_the_default_one(admitting_apiserver):
+    default = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+               "metadata": {"name": "nginx", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+               "spec": {"controller": "k8s.io/ingress-nginx"}}
+    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "shop"},
+               "spec": {"defaultBackend": {"service": {"name": "shop", "port": {"number": 80}}}}}
+    ingresses = "/apis/networking.k8s.io/v1/namespaces/default/ingresses"
+    with httpx.Client(base_url=admitting_apiserver.url, timeout=30) as http:
+        assert http.post("/apis/networking.k8s.io/v1/ingressclasses", json=default).status_code == 201
+
+        def created_class():
+            answer = http.post(ingresses, json=ingress)
+            assert answer.status_code == 201, answer.text
+            http.delete(f"{ingresses}/shop")
+            return answer.json()["spec"].get("ingressClassName")
+        wait_for(lambda: created_class() == "nginx", timeout=10)   # once the plugin's watch saw the class

@@ -1,6 +1,7 @@
 """networking.k8s.io/v1: Ingress, IngressClass and NetworkPolicy validation with kube-apiserver's
-field paths and messages, NetworkPolicy and IngressClass defaults, and `kubectl get` rows
-(pkube/api/validation_networking.py, pkube/apiserver/tables_networking.py)."""
+field paths and messages, NetworkPolicy and IngressClass defaults, `kubectl get` rows and the
+DefaultIngressClass admission plugin (pkube/api/validation_networking.py,
+pkube/apiserver/tables_networking.py, pkube/apiserver/admission_networking.py)."""
 
 import datetime as dt
 
@@ -9,6 +10,8 @@ import pytest
 from pkube.api.causes import format_invalid
 from pkube.api.defaults import apply_defaults
 from pkube.api.validation import Validator
+from pkube.apiserver.admission import CREATE, UPDATE, AdmissionRequest
+from pkube.apiserver.admission_networking import DefaultIngressClass
 from pkube.apiserver.tables import cells_for, columns_for
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -154,6 +157,7 @@ def test_ingress_class_controller_and_parameters(validator):
     assert messages(validator.validate(ingress_class(controller=""))) == {"spec.controller": "Required value"}
     assert messages(validator.validate(ingress_class(controller="nginx"))) == {
         "spec.controller": 'Invalid value: "nginx": must be a domain-prefixed path (such as "acme.io/foo")'}
+    assert validator.validate(ingress_class(parameters={"kind": "Params", "name": "p"})) == []   # before defaults
     namespaced = ingress_class(parameters={"kind": "Params", "name": "p", "scope": "Namespace"})
     assert messages(validator.validate(namespaced)) == {
         "spec.parameters.namespace": "Required value: `parameters.scope` is set to 'Namespace'"}
@@ -200,3 +204,26 @@ def test_table_rows_as_kubectl_prints_them():
     policy = {"metadata": meta, "spec": {"podSelector": {"matchLabels": {"app": "db"}}}}
     assert cells_for("networkpolicies", policy, NOW) == ["web", "app=db", "60s"]
     assert cells_for("networkpolicies", {"metadata": meta, "spec": {"podSelector": {}}}, NOW)[1] == "<none>"
+
+
+def admitted(obj, classes, operation=CREATE):
+    plugin = DefaultIngressClass(store=None)
+    plugin.classes = {c["metadata"]["name"]: c for c in classes}
+    target = type("Target", (), {"info": type("Info", (), {"builtin_kind": "Ingress"})(), "subresource": None})()
+    plugin.mutate(AdmissionRequest(operation, target, obj, None, None))
+    return obj["spec"].get("ingressClassName")
+
+
+def test_an_ingress_without_a_class_gets_the_newest_default_one():
+    def cls(name, created, default=True):
+        annotations = {"ingressclass.kubernetes.io/is-default-class": "true"} if default else {}
+        return {"metadata": {"name": name, "creationTimestamp": created, "annotations": annotations}}
+    classes = [cls("old", "2025-01-01T00:00:00Z"), cls("b", "2026-01-01T00:00:00Z"),
+               cls("a", "2026-01-01T00:00:00Z"), cls("newest", "2026-06-01T00:00:00Z", default=False)]
+    assert admitted(ingress(path()), classes) == "a"           # newest default, then by name (upstream's order)
+    assert admitted(ingress(path(), ingressClassName="nginx"), classes) == "nginx"
+    annotated = ingress(path())
+    annotated["metadata"]["annotations"] = {"kubernetes.io/ingress.class": "traefik"}
+    assert admitted(annotated, classes) is None
+    assert admitted(ingress(path()), classes[3:]) is None
+    assert admitted(ingress(path()), classes, operation=UPDATE) is None
