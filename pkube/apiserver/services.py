@@ -120,6 +120,8 @@ class ServiceAllocations:
         NeedsAllocation; the caller reserves them and calls again.
         """
         spec = new.setdefault("spec", {})
+        if not isinstance(spec, dict):
+            return      # validation refuses it (422) once this step is done
         if _wants_ip(new) and _wants_ip(old) and cluster_ip(old):
             spec.setdefault("clusterIP", cluster_ip(old))
             spec.setdefault("clusterIPs", [cluster_ip(old)])

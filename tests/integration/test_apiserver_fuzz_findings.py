@@ -7,8 +7,9 @@ each with the exact answer now given:
   kube-apiserver writes it, control characters as spaces;
 - a metadata.generateName that is not a string (a number, a list): a 500 (the name generator
   sliced it); now 400 with kube-apiserver's decoding message;
-- a Service update whose spec.ports is not a list (a number): a 500 (the node-port carrier
-  iterated it); now the same 422 as a create with it;
+- a Service update whose spec.ports is not a list (a number), or whose spec is not an object (a
+  string): a 500 (the allocations' carrier iterated or set fields in it); now the same 422 as a
+  create with it;
 - a body shorter than its Content-Length (the client gave up): logged as an unhandled error
   with a 500; now 400 with a message;
 - and the one 5xx that is Kubernetes' own design: a read at a resourceVersion the store has not
@@ -73,6 +74,17 @@ def test_a_service_update_with_ports_not_a_list_is_refused_as_its_create_is(http
     assert updated.status_code == created.status_code == 422, (updated.text, created.text)
     assert updated.json()["message"] == created.json()["message"].replace('"q"', '"p"')
     assert updated.json()["message"] == 'Service "p" is invalid: spec.ports: Invalid value: 7: spec.ports in body must be of type array: "integer"'
+
+
+def test_a_service_update_with_a_spec_not_an_object_is_refused_as_its_create_is(http):
+    services = "/api/v1/namespaces/default/services"
+    made = http.post(services, json={"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}})
+    assert made.status_code == 201, made.text
+    broken = {**made.json(), "spec": "é" * 10}
+    updated = http.put(f"{services}/s", json=broken)
+    created = http.post(services, json={**broken, "metadata": {"name": "t"}})
+    assert updated.status_code == created.status_code == 422, (updated.text, created.text)
+    assert updated.json()["message"] == created.json()["message"].replace('"t"', '"s"')
 
 
 def test_a_body_shorter_than_its_content_length_is_a_bad_request_not_a_server_error():
