@@ -67,6 +67,8 @@ RESOURCES = (
     Resource("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     Resource("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
     Resource("discovery.k8s.io/v1", "endpointslices", "EndpointSlice"),
+    Resource("networking.k8s.io/v1", "ingresses", "Ingress"),
+    Resource("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy"),
     Resource("rbac.authorization.k8s.io/v1", "roles", "Role"),
     Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition", False),
 )
@@ -213,6 +215,30 @@ def specs(resource: Resource) -> st.SearchStrategy[dict]:
         cron = st.fixed_dictionaries({"schedule": st.sampled_from(["* * * * *", "@hourly", "61 * * * *", "", "x y z", "*/0 * * * *"])},
                                      optional={"jobTemplate": st.fixed_dictionaries({}, optional={"spec": job}), "timeZone": _text()})
         return st.fixed_dictionaries({"spec": job if kind == "Job" else cron})
+    if kind == "Ingress":
+        backend = st.one_of(st.fixed_dictionaries({}, optional={"service": st.fixed_dictionaries({}, optional={
+            "name": names(), "port": st.fixed_dictionaries({}, optional={"name": names(), "number": st.integers(-1, 70000)})}),
+            "resource": json_values()}), json_values())
+        path = st.fixed_dictionaries({"backend": backend}, optional={
+            "path": st.sampled_from(["/", "/a", "a", "", "/a//b", "/a/..", "%2F"]), "pathType": st.sampled_from(
+                ["Prefix", "Exact", "ImplementationSpecific", "x", None])})
+        rule = st.fixed_dictionaries({}, optional={"host": st.sampled_from(["a.example.com", "*.a.com", "a*.com", "1.2.3.4", ""]),
+                                                   "http": st.one_of(st.fixed_dictionaries({"paths": st.lists(path, max_size=2)}), json_values())})
+        return st.fixed_dictionaries({"spec": st.fixed_dictionaries({}, optional={
+            "rules": st.one_of(st.lists(rule, max_size=2), json_values()), "defaultBackend": backend, "tls": json_values(),
+            "ingressClassName": names()})}, optional={"status": json_values()})
+    if kind == "NetworkPolicy":
+        port = st.fixed_dictionaries({}, optional={"port": st.one_of(st.integers(-1, 70000), names()), "endPort": json_values(),
+                                                   "protocol": st.sampled_from(["TCP", "UDP", "SCTP", "ICMP", None])})
+        peer = st.fixed_dictionaries({}, optional={"podSelector": selectors(), "namespaceSelector": selectors(),
+                                                   "ipBlock": st.fixed_dictionaries({}, optional={
+                                                       "cidr": st.sampled_from(["10.0.0.0/8", "10.0.0.0/33", "x", "::/0"]),
+                                                       "except": json_values()})})
+        rule = st.fixed_dictionaries({}, optional={"ports": st.lists(port, max_size=2), "from": st.lists(peer, max_size=2),
+                                                   "to": st.lists(peer, max_size=2)})
+        return st.fixed_dictionaries({"spec": st.fixed_dictionaries({}, optional={
+            "podSelector": selectors(), "ingress": st.lists(rule, max_size=2), "egress": st.one_of(st.lists(rule, max_size=2), json_values()),
+            "policyTypes": st.one_of(st.lists(st.sampled_from(["Ingress", "Egress", "x"]), max_size=3), json_values())})})
     if kind == "CustomResourceDefinition":
         return st.fixed_dictionaries({"spec": st.fixed_dictionaries({}, optional={
             "group": st.sampled_from(["example.com", "", "x", "a.b"]), "scope": st.sampled_from(["Namespaced", "Cluster", "x"]),
@@ -604,6 +630,9 @@ def seed_object(resource: Resource, name: str) -> dict:
             **template, "spec": {**template["spec"], "restartPolicy": "Never"}}}}}},
         "Lease": {"spec": {"holderIdentity": "x"}},
         "PodDisruptionBudget": {"spec": {"minAvailable": 1, "selector": {"matchLabels": labels}}},
+        "Ingress": {"spec": {"rules": [{"host": "a.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "a", "port": {"number": 80}}}}]}}]}},
+        "NetworkPolicy": {"spec": {"podSelector": {"matchLabels": labels}, "ingress": [{"ports": [{"port": 80}]}]}},
         "PersistentVolumeClaim": {"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
         "Event": {"involvedObject": {"kind": "Pod", "name": "a", "namespace": NAMESPACE}, "reason": "X", "message": "x"},
         "HorizontalPodAutoscaler": {"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "a"},
