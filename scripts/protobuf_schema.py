@@ -64,11 +64,15 @@ KINDS = {
     ("batch/v1", "Job"): "batch/v1.Job",
     ("batch/v1", "CronJob"): "batch/v1.CronJob",
     ("v1", "ReplicationController"): "core/v1.ReplicationController",
+    ("policy/v1", "PodDisruptionBudget"): "policy/v1.PodDisruptionBudget",
+    ("networking.k8s.io/v1", "Ingress"): "networking/v1.Ingress",
+    ("networking.k8s.io/v1", "IngressClass"): "networking/v1.IngressClass",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networking/v1.NetworkPolicy",
 }
 
 # the Go structs that k8s.io/api embeds with `json:",inline"` in the messages we decode
 INLINE_TYPES = {"core/v1.LocalObjectReference", "core/v1.VolumeSource", "core/v1.ProbeHandler",
-                "core/v1.EphemeralContainerCommon"}
+                "core/v1.EphemeralContainerCommon", "networking/v1.IngressRuleValue"}
 
 GOGO_NULLABLE_FALSE = b"\xc8\xde\x1f\x00"   # the option (gogoproto.nullable) = false, serialized
 F = descriptor_pb2.FieldDescriptorProto

@@ -54,6 +54,10 @@ KINDS = {
     ("batch/v1", "Job"): "batch/v1.Job",
     ("batch/v1", "CronJob"): "batch/v1.CronJob",
     ("v1", "ReplicationController"): "core/v1.ReplicationController",
+    ("policy/v1", "PodDisruptionBudget"): "policy/v1.PodDisruptionBudget",
+    ("networking.k8s.io/v1", "Ingress"): "networking/v1.Ingress",
+    ("networking.k8s.io/v1", "IngressClass"): "networking/v1.IngressClass",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networking/v1.NetworkPolicy",
 }
 
 MESSAGES = {
@@ -1705,9 +1709,134 @@ MESSAGES = {
         1: ("uid", "*string"),
         2: ("resourceVersion", "*string"),
     },
+    "networking/v1.HTTPIngressPath": {
+        1: ("path", "string"),
+        2: ("backend", "networking/v1.IngressBackend"),
+        3: ("pathType", "*string"),
+    },
+    "networking/v1.HTTPIngressRuleValue": {
+        1: ("paths", "[]networking/v1.HTTPIngressPath"),
+    },
+    "networking/v1.IPBlock": {
+        1: ("cidr", "string"),
+        2: ("except", "[]string"),
+    },
+    "networking/v1.Ingress": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("spec", "networking/v1.IngressSpec"),
+        3: ("status", "networking/v1.IngressStatus"),
+    },
+    "networking/v1.IngressBackend": {
+        3: ("resource", "*core/v1.TypedLocalObjectReference"),
+        4: ("service", "*networking/v1.IngressServiceBackend"),
+    },
+    "networking/v1.IngressClass": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("spec", "networking/v1.IngressClassSpec"),
+    },
+    "networking/v1.IngressClassParametersReference": {
+        1: ("aPIGroup", "*string"),
+        2: ("kind", "string"),
+        3: ("name", "string"),
+        4: ("scope", "*string"),
+        5: ("namespace", "*string"),
+    },
+    "networking/v1.IngressClassSpec": {
+        1: ("controller", "string"),
+        2: ("parameters", "*networking/v1.IngressClassParametersReference"),
+    },
+    "networking/v1.IngressLoadBalancerIngress": {
+        1: ("ip", "string"),
+        2: ("hostname", "string"),
+        4: ("ports", "[]networking/v1.IngressPortStatus"),
+    },
+    "networking/v1.IngressLoadBalancerStatus": {
+        1: ("ingress", "[]networking/v1.IngressLoadBalancerIngress"),
+    },
+    "networking/v1.IngressPortStatus": {
+        1: ("port", "int32"),
+        2: ("protocol", "string"),
+        3: ("error", "*string"),
+    },
+    "networking/v1.IngressRule": {
+        1: ("host", "string"),
+        2: ("ingressRuleValue", "inline networking/v1.IngressRuleValue"),
+    },
+    "networking/v1.IngressRuleValue": {
+        1: ("http", "*networking/v1.HTTPIngressRuleValue"),
+    },
+    "networking/v1.IngressServiceBackend": {
+        1: ("name", "string"),
+        2: ("port", "networking/v1.ServiceBackendPort"),
+    },
+    "networking/v1.IngressSpec": {
+        1: ("defaultBackend", "*networking/v1.IngressBackend"),
+        2: ("tls", "[]networking/v1.IngressTLS"),
+        3: ("rules", "[]networking/v1.IngressRule"),
+        4: ("ingressClassName", "*string"),
+    },
+    "networking/v1.IngressStatus": {
+        1: ("loadBalancer", "networking/v1.IngressLoadBalancerStatus"),
+    },
+    "networking/v1.IngressTLS": {
+        1: ("hosts", "[]string"),
+        2: ("secretName", "string"),
+    },
+    "networking/v1.NetworkPolicy": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("spec", "networking/v1.NetworkPolicySpec"),
+    },
+    "networking/v1.NetworkPolicyEgressRule": {
+        1: ("ports", "[]networking/v1.NetworkPolicyPort"),
+        2: ("to", "[]networking/v1.NetworkPolicyPeer"),
+    },
+    "networking/v1.NetworkPolicyIngressRule": {
+        1: ("ports", "[]networking/v1.NetworkPolicyPort"),
+        2: ("from", "[]networking/v1.NetworkPolicyPeer"),
+    },
+    "networking/v1.NetworkPolicyPeer": {
+        1: ("podSelector", "*meta/v1.LabelSelector"),
+        2: ("namespaceSelector", "*meta/v1.LabelSelector"),
+        3: ("ipBlock", "*networking/v1.IPBlock"),
+    },
+    "networking/v1.NetworkPolicyPort": {
+        1: ("protocol", "*string"),
+        2: ("port", "*IntOrString"),
+        3: ("endPort", "*int32"),
+    },
+    "networking/v1.NetworkPolicySpec": {
+        1: ("podSelector", "meta/v1.LabelSelector"),
+        2: ("ingress", "[]networking/v1.NetworkPolicyIngressRule"),
+        3: ("egress", "[]networking/v1.NetworkPolicyEgressRule"),
+        4: ("policyTypes", "[]string"),
+    },
+    "networking/v1.ServiceBackendPort": {
+        1: ("name", "string"),
+        2: ("number", "int32"),
+    },
     "policy/v1.Eviction": {
         1: ("metadata", "meta/v1.ObjectMeta"),
         2: ("deleteOptions", "*meta/v1.DeleteOptions"),
+    },
+    "policy/v1.PodDisruptionBudget": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("spec", "policy/v1.PodDisruptionBudgetSpec"),
+        3: ("status", "policy/v1.PodDisruptionBudgetStatus"),
+    },
+    "policy/v1.PodDisruptionBudgetSpec": {
+        1: ("minAvailable", "*IntOrString"),
+        2: ("selector", "*meta/v1.LabelSelector"),
+        3: ("maxUnavailable", "*IntOrString"),
+        4: ("unhealthyPodEvictionPolicy", "*string"),
+    },
+    "policy/v1.PodDisruptionBudgetStatus": {
+        1: ("observedGeneration", "int64"),
+        2: ("disruptedPods", "map[string]Time"),
+        3: ("disruptionsAllowed", "int32"),
+        4: ("currentHealthy", "int32"),
+        5: ("desiredHealthy", "int32"),
+        6: ("expectedPods", "int32"),
+        7: ("conditions", "[]meta/v1.Condition"),
     },
     "rbac/v1.AggregationRule": {
         1: ("clusterRoleSelectors", "[]meta/v1.LabelSelector"),

@@ -177,3 +177,18 @@ def test_an_ingress_created_without_a_class_gets_the_default_one(admitting_apise
             http.delete(f"{ingresses}/shop")
             return answer.json()["spec"].get("ingressClassName")
         wait_for(lambda: created_class() == "nginx", timeout=10)   # once the plugin's watch saw the class
+
+
+def test_kubectl_create_ingress_and_pdb_which_kubectl_sends_as_protobuf(kubectl, http):
+    made = kubectl("create", "ingress", "simple", "--rule=foo.example.com/bar=svc1:8080")
+    assert made.returncode == 0, made.stderr
+    assert "ingress.networking.k8s.io/simple created" in made.stdout
+    rule = http.get("/apis/networking.k8s.io/v1/namespaces/default/ingresses/simple").json()["spec"]["rules"][0]
+    assert rule["host"] == "foo.example.com"
+    assert rule["http"]["paths"][0] == {"path": "/bar", "pathType": "Exact",
+                                        "backend": {"service": {"name": "svc1", "port": {"number": 8080}}}}
+    budget = kubectl("create", "poddisruptionbudget", "shop", "--selector=app=shop", "--min-available=1")
+    assert budget.returncode == 0, budget.stderr
+    spec = http.get("/apis/policy/v1/namespaces/default/poddisruptionbudgets/shop").json()["spec"]
+    assert spec["minAvailable"] == 1 and spec["selector"] == {"matchLabels": {"app": "shop"}}
+    assert kubectl("delete", "ingress/simple", "pdb/shop").returncode == 0
