@@ -54,7 +54,8 @@ def has_status(info: ResourceInfo) -> bool:
 def reset_status_for_create(info: ResourceInfo, obj: dict) -> None:
     """Drop client-sent status where Kubernetes does (in place).
 
-    Pods start Pending; Deployments, ReplicaSets, Services and Ingresses start empty.
+    Pods start Pending; Deployments, ReplicaSets, Services and Ingresses start empty, and
+    PodDisruptionBudgets with zero counts.
     Nodes and Namespaces keep theirs (kubelets register nodes with status).
     A custom resource with a status subresource starts without one; a CRD
     starts with only its storage version recorded.
@@ -83,6 +84,8 @@ def reset_status_for_create(info: ResourceInfo, obj: dict) -> None:
         obj["status"] = {"replicas": 0}
     elif info.kind in ("PersistentVolume", "PersistentVolumeClaim"):
         obj["status"] = {"phase": "Pending"}
+    elif info.kind == "PodDisruptionBudget":   # its zero values, as kube-apiserver writes them
+        obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
 
 
 def qos_class(spec: dict) -> str:
