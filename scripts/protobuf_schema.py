@@ -64,6 +64,7 @@ KINDS = {
     ("batch/v1", "Job"): "batch/v1.Job",
     ("batch/v1", "CronJob"): "batch/v1.CronJob",
     ("v1", "ReplicationController"): "core/v1.ReplicationController",
+    ("v1", "LimitRange"): "core/v1.LimitRange",
     ("policy/v1", "PodDisruptionBudget"): "policy/v1.PodDisruptionBudget",
     ("networking.k8s.io/v1", "Ingress"): "networking/v1.Ingress",
     ("networking.k8s.io/v1", "IngressClass"): "networking/v1.IngressClass",

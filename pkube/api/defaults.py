@@ -14,7 +14,7 @@ import base64
 from pkube.api import autoscaling
 from pkube.api import crd as crds
 from pkube.api import defaults_batch
-from pkube.api import validation_apps, validation_networking, validation_storage
+from pkube.api import validation_apps, validation_limitrange, validation_networking, validation_storage
 
 DEFAULT_TOLERATION_SECONDS = 300
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
@@ -80,16 +80,21 @@ def default_pod_spec(spec: dict) -> None:
             _default_volume(volume)
 
 
+def default_requests_from_limits(resources) -> None:
+    """A container's request of each resource it has a limit for and no request is the limit."""
+    if isinstance(resources, dict) and isinstance(resources.get("limits"), dict):
+        requests = resources.setdefault("requests", {})
+        if isinstance(requests, dict):
+            for name, quantity in resources["limits"].items():
+                requests.setdefault(name, quantity)
+
+
 def _default_container(container: dict, host_network: bool) -> None:
     if isinstance(container.get("image"), str):
         container.setdefault("imagePullPolicy", image_pull_policy(container["image"]))
     container.setdefault("terminationMessagePath", "/dev/termination-log")
     container.setdefault("terminationMessagePolicy", "File")
-    resources = container.setdefault("resources", {})
-    if isinstance(resources, dict) and isinstance(resources.get("limits"), dict):
-        requests = resources.setdefault("requests", {})
-        for name, quantity in resources["limits"].items():
-            requests.setdefault(name, quantity)
+    default_requests_from_limits(container.setdefault("resources", {}))
     for port in container.get("ports") or []:
         if isinstance(port, dict):
             port.setdefault("protocol", "TCP")
@@ -248,6 +253,7 @@ _BY_KIND = {
     "PersistentVolume": validation_storage.default_persistent_volume,
     "PersistentVolumeClaim": validation_storage.default_persistent_volume_claim,
     "StorageClass": validation_storage.default_storage_class,
+    "LimitRange": validation_limitrange.default_limit_range,
     "NetworkPolicy": validation_networking.default_network_policy,
     "IngressClass": validation_networking.default_ingress_class,
     "Job": defaults_batch.default_job,

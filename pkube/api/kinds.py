@@ -100,6 +100,7 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
     _info("", "ConfigMap", "configmaps", True, ["cm"]),
     _info("", "Event", "events", True, ["ev"]),
     _info("", "ServiceAccount", "serviceaccounts", True, ["sa"], subresources={"token": ("create",)}),
+    _info("", "LimitRange", "limitranges", True, ["limits"]),
     _info("apps", "Deployment", "deployments", True, ["deploy"], ["all"],
           subresources={"status": _STATUS, "scale": _SCALE}),
     _info("apps", "ReplicaSet", "replicasets", True, ["rs"], ["all"],

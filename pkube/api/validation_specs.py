@@ -603,6 +603,7 @@ BY_KIND = {
     "PersistentVolume": lambda obj: _storage().persistent_volume(obj),
     "PersistentVolumeClaim": lambda obj: _storage().persistent_volume_claim(obj),
     "StorageClass": lambda obj: _storage().storage_class(obj),
+    "LimitRange": lambda obj: _limitrange().limit_range(obj),
     "Ingress": lambda obj: _networking().ingress(obj),
     "IngressClass": lambda obj: _networking().ingress_class(obj),
     "NetworkPolicy": lambda obj: _networking().network_policy(obj),
@@ -628,6 +629,12 @@ def _storage():
     """api.validation_storage (imported late: it builds on this module)."""
     from pkube.api import validation_storage
     return validation_storage
+
+
+def _limitrange():
+    """api.validation_limitrange (imported late: it builds on this module)."""
+    from pkube.api import validation_limitrange
+    return validation_limitrange
 
 
 def _networking():

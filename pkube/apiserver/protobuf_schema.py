@@ -54,6 +54,7 @@ KINDS = {
     ("batch/v1", "Job"): "batch/v1.Job",
     ("batch/v1", "CronJob"): "batch/v1.CronJob",
     ("v1", "ReplicationController"): "core/v1.ReplicationController",
+    ("v1", "LimitRange"): "core/v1.LimitRange",
     ("policy/v1", "PodDisruptionBudget"): "policy/v1.PodDisruptionBudget",
     ("networking.k8s.io/v1", "Ingress"): "networking/v1.Ingress",
     ("networking.k8s.io/v1", "IngressClass"): "networking/v1.IngressClass",
@@ -951,6 +952,21 @@ MESSAGES = {
         2: ("httpGet", "*core/v1.HTTPGetAction"),
         3: ("tcpSocket", "*core/v1.TCPSocketAction"),
         4: ("sleep", "*core/v1.SleepAction"),
+    },
+    "core/v1.LimitRange": {
+        1: ("metadata", "meta/v1.ObjectMeta"),
+        2: ("spec", "core/v1.LimitRangeSpec"),
+    },
+    "core/v1.LimitRangeItem": {
+        1: ("type", "string"),
+        2: ("max", "map[string]Quantity"),
+        3: ("min", "map[string]Quantity"),
+        4: ("default", "map[string]Quantity"),
+        5: ("defaultRequest", "map[string]Quantity"),
+        6: ("maxLimitRequestRatio", "map[string]Quantity"),
+    },
+    "core/v1.LimitRangeSpec": {
+        1: ("limits", "[]core/v1.LimitRangeItem"),
     },
     "core/v1.LinuxContainerUser": {
         1: ("uid", "int64"),

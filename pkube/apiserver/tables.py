@@ -620,6 +620,7 @@ PRINTERS: dict[str, Printer] = {
     "leases": (LEASE_COLUMNS, _lease_cells),
     "events": (EVENT_COLUMNS, _event_cells),
     "customresourcedefinitions": (CRD_COLUMNS, _crd_cells),
+    "limitranges": (CRD_COLUMNS, _crd_cells),      # upstream prints LimitRanges as CRDs: NAME, CREATED AT
 }
 
 
