@@ -48,23 +48,28 @@ def is_create_of(request: AdmissionRequest, kind: str) -> bool:
         and isinstance(request.obj, dict)
 
 
-class DefaultClass:
-    """A plugin that gives a new ``kind`` without ``spec.<class_field>`` (and without the
-    ``opt_out`` annotation) the newest class ``is_default`` accepts. The classes, under
-    ``prefix``, are kept by name from a watch of the store between ``start`` and ``stop``, for
-    the synchronous ``mutate``. A subclass names the plugin and sets these attributes."""
+class WatchedObjects:
+    """The objects under ``prefix``, kept by ``key`` from a watch of the store between ``start``
+    and ``stop``, for a plugin's synchronous hooks (they must not do I/O). A subclass names the
+    plugin (``name``) and its ``prefix``."""
 
-    name = prefix = kind = class_field = opt_out = ""
-    is_default = staticmethod(lambda obj: False)
+    name = prefix = ""
 
     def __init__(self, store, prefix: Optional[str] = None):
         self.store, self.prefix = store, prefix or self.prefix
-        self.classes: dict[str, dict] = {}
+        self.objects: dict = {}
         self._watcher: Optional[asyncio.Task] = None
+
+    @staticmethod
+    def key(obj: dict):
+        return obj["metadata"]["name"]
+
+    def _absorb(self, objects: list[dict]) -> None:
+        self.objects = {self.key(o): o for o in objects}
 
     async def start(self) -> None:
         listed = await self.store.list(self.prefix)
-        self.classes = {c["metadata"]["name"]: c for c in listed.items}
+        self._absorb(listed.items)
         self._watcher = asyncio.create_task(self._follow(listed.revision))
 
     async def stop(self) -> None:
@@ -73,16 +78,15 @@ class DefaultClass:
             await asyncio.gather(self._watcher, return_exceptions=True)
 
     async def _follow(self, revision: int) -> None:
-        """Keep ``classes`` current from a watch; relist after any failure."""
+        """Keep ``objects`` current from a watch; relist after any failure."""
         while True:
             try:
                 async with contextlib.aclosing(self.store.watch(self.prefix, revision)) as events:
                     async for event in events:
-                        name = event.object["metadata"]["name"]
                         if event.type == "DELETED":
-                            self.classes.pop(name, None)
+                            self.objects.pop(self.key(event.object), None)
                         else:
-                            self.classes[name] = event.object
+                            self.objects[self.key(event.object)] = event.object
                         revision = event.revision
             except asyncio.CancelledError:
                 raise
@@ -91,9 +95,26 @@ class DefaultClass:
                 await asyncio.sleep(WATCH_RETRY_SECONDS)
                 with contextlib.suppress(Exception):
                     listed = await self.store.list(self.prefix)
-                    self.classes = {c["metadata"]["name"]: c for c in listed.items}
+                    self._absorb(listed.items)
                     revision = listed.revision
 
+
+class DefaultClass(WatchedObjects):
+    """A plugin that gives a new ``kind`` without ``spec.<class_field>`` (and without the
+    ``opt_out`` annotation) the newest class ``is_default`` accepts, among the watched classes
+    under ``prefix``. A subclass names the plugin and sets these attributes."""
+
+    kind = class_field = opt_out = ""
+    is_default = staticmethod(lambda obj: False)
+
+    @property
+    def classes(self) -> dict[str, dict]:
+        """The watched classes by name."""
+        return self.objects
+
+    @classes.setter
+    def classes(self, classes: dict[str, dict]) -> None:
+        self.objects = classes
 
     def mutate(self, request: AdmissionRequest) -> None:
         if not is_create_of(request, self.kind):

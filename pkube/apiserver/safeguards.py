@@ -1,6 +1,6 @@
 """The apiserver's flags for data protection and overload protection, and what they build:
 encryption at rest with automatic reload, the audit log, the in-flight limits, and the
-admission plugins on by default (PodSecurity), named as kube-apiserver names them.
+admission plugins on by default (LimitRanger, PodSecurity, ...), named as kube-apiserver names them.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from pkube.apiserver.admission_limitranger import LimitRanger
 from pkube.apiserver.admission_networking import DefaultIngressClass
 from pkube.apiserver.admission_storage import DefaultStorageClass, StorageObjectInUseProtection
 from pkube.apiserver.audit import AuditLog, Auditor, AuditPolicyError, load_policy
@@ -27,7 +28,7 @@ from pkube.apiserver.storage.encryption_config import (
 )
 from pkube.apiserver.storage.encryption_reload import ReloadingTransformer
 
-DEFAULT_ADMISSION_PLUGINS = ("PodSecurity", "DefaultStorageClass", "StorageObjectInUseProtection",
+DEFAULT_ADMISSION_PLUGINS = ("LimitRanger", "PodSecurity", "DefaultStorageClass", "StorageObjectInUseProtection",
                              "DefaultIngressClass")
 
 
@@ -88,6 +89,8 @@ def admission_plugins(args: argparse.Namespace, storage) -> list:
     if unknown:
         raise SystemExit(f"apiserver: --disable-admission-plugins: unknown {', '.join(sorted(unknown))}")
     plugins: list = []
+    if "LimitRanger" not in disabled:           # first, as in kube-apiserver's order
+        plugins.append(LimitRanger(storage))
     if "PodSecurity" not in disabled:
         plugins.append(PodSecurity(storage, pod_security_defaults(args.admission_control_config_file)))
     if "DefaultStorageClass" not in disabled:
