@@ -113,15 +113,15 @@ def test_network_prune_keeps_a_used_bridge_and_removes_an_unused_one(pdocker, br
 def test_system_prune_removes_containers_then_the_network_then_images(pdocker, bridge, own_images):
     net, options = bridge
     pdocker("run", "--name", "done", "busybox", "sh", "-c", "echo x > /f", extra=options)
-    dangling = pdocker("commit", "done").stdout.strip()
-    keep = pdocker("run", "-d", "--network", "none", "busybox", "sleep", "300").stdout.strip()
+    dangling = pdocker("commit", "done", extra=options).stdout.strip()
+    keep = pdocker("run", "-d", "--network", "none", "busybox", "sleep", "300", extra=options).stdout.strip()
     out = pdocker("system", "prune", "-f", "-a", extra=options).stdout
     sections = [out.index(title) for title in ("Deleted Containers:", "Deleted Networks:", "Deleted Images:",
                                                "Total reclaimed space: ")]
     assert sections == sorted(sections) and f"deleted: {dangling}\n" in out
     assert ids(pdocker) == [keep] and not netlink.link_exists(net.bridge)
     assert pdocker("images", "-q").stdout.split() != [] and "busybox" in pdocker("images").stdout
-    pdocker("rm", "-f", keep)
+    pdocker("rm", "-f", keep, extra=options)   # each call names the test's network (without, the default one is set up)
 
 
 def test_prune_without_f_refuses_when_stdin_is_not_a_terminal(pdocker):
