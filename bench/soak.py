@@ -178,7 +178,8 @@ def pids_of(*words: str) -> list[int]:
     return found
 
 
-def rss_of(text: str, metric: str = "process_resident_memory_bytes") -> float:
+def metric_of(text: str, metric: str = "process_resident_memory_bytes") -> float:
+    """The value of the unlabelled `metric` in a Prometheus text page (NaN when absent)."""
     found = re.search(rf"^{metric} ([0-9.e+]+)$", text, re.M)
     return float(found.group(1)) if found else float("nan")
 
@@ -212,22 +213,22 @@ def memory_once(data_dir: Path, port: int) -> dict[str, float]:
     out = {}
     for name, ip in MEMBERS.items():
         with contextlib.suppress(httpx.HTTPError):
-            out[f"apiserver {name}"] = rss_of(httpx.get(
+            out[f"apiserver {name}"] = metric_of(httpx.get(
                 f"https://{ip}:{port}/metrics", timeout=10,
                 verify=tls(pki / "ca.crt", pki / "admin.crt", pki / "admin.key")).text)
         with contextlib.suppress(httpx.HTTPError):
             etcd = pki / "etcd"
             text = httpx.get(f"https://{ip}:2379/metrics", timeout=10, verify=tls(
                 etcd / "ca.crt", etcd / "etcd-admin-client.crt", etcd / "etcd-admin-client.key")).text
-            out[f"etcd {name}"] = rss_of(text)
-            out[f"etcd {name}, Go heap in use"] = rss_of(text, "go_memstats_heap_inuse_bytes")
+            out[f"etcd {name}"] = metric_of(text)
+            out[f"etcd {name}, Go heap in use"] = metric_of(text, "go_memstats_heap_inuse_bytes")
         prefix = [] if name == HOST else ["nsenter", f"--net=/run/netns/pkube-node{name.rsplit('-', 1)[1]}"]
         for component, mport in (("scheduler", 10251), ("controller-manager", 10252), ("proxy", 10249)):
             done = subprocess.run([*prefix, sys.executable, "-c",
                                    f"import urllib.request;print(urllib.request.urlopen("
                                    f"'http://127.0.0.1:{mport}/metrics',timeout=10).read().decode())"],
                                   capture_output=True, text=True, timeout=30)
-            out[f"{component} {name}"] = rss_of(done.stdout)
+            out[f"{component} {name}"] = metric_of(done.stdout)
     return {k: v / 2 ** 20 for k, v in out.items()}
 
 

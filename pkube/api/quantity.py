@@ -53,9 +53,14 @@ def parse_quantity(text) -> decimal.Decimal:
     return _CONTEXT.multiply(number, decimal.Decimal(_MULTIPLIERS[suffix]))
 
 
-def cpu_millicores(text) -> int:
-    """CPU in millicores, rounded up like Quantity.MilliValue (`"0.5"` → 500, `"1m"` → 1)."""
+def milli_value(text) -> int:
+    """The quantity in thousandths, rounded up like Quantity.MilliValue (`"0.5"` → 500, `"1m"` → 1)."""
     return math.ceil(parse_quantity(text) * 1000)
+
+
+def cpu_millicores(text) -> int:
+    """CPU in millicores (its milli_value)."""
+    return milli_value(text)
 
 
 def memory_bytes(text) -> int:

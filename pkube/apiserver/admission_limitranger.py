@@ -15,11 +15,10 @@ The namespaces' LimitRanges come from a watch of the store (``WatchedObjects``).
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 from pkube.api.defaults import default_requests_from_limits
-from pkube.api.quantity import QuantityError, parse_quantity
+from pkube.api.quantity import QuantityError, milli_value
 from pkube.api.validation_limitrange import CLAIM, CONTAINER, POD
 from pkube.apiserver import errors
 from pkube.apiserver.admission import CREATE, UPDATE, AdmissionRequest
@@ -78,9 +77,9 @@ def merge_defaults(pod: dict, limits: dict, requests: dict) -> None:
 
 
 def _milli(text) -> Optional[int]:
-    """The quantity in thousandths, rounded up (upstream compares MilliValues); None if unparsable."""
+    """The quantity's MilliValue (upstream compares those); None if unparsable."""
     try:
-        return math.ceil(parse_quantity(text) * 1000)
+        return milli_value(text)
     except QuantityError:
         return None
 

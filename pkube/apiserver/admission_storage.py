@@ -107,15 +107,6 @@ class DefaultClass(WatchedObjects):
     kind = class_field = opt_out = ""
     is_default = staticmethod(lambda obj: False)
 
-    @property
-    def classes(self) -> dict[str, dict]:
-        """The watched classes by name."""
-        return self.objects
-
-    @classes.setter
-    def classes(self, classes: dict[str, dict]) -> None:
-        self.objects = classes
-
     def mutate(self, request: AdmissionRequest) -> None:
         if not is_create_of(request, self.kind):
             return
@@ -123,7 +114,7 @@ class DefaultClass(WatchedObjects):
         annotations = (request.obj.get("metadata") or {}).get("annotations") or {}
         if not isinstance(spec, dict) or spec.get(self.class_field) is not None or self.opt_out in annotations:
             return
-        name = newest_default(list(self.classes.values()), self.is_default)
+        name = newest_default(list(self.objects.values()), self.is_default)
         if name is not None:
             spec[self.class_field] = name
 

@@ -459,22 +459,20 @@ def run_scenarios(tool: Tool) -> dict[str, float]:
     return seconds
 
 
-def set_up(setup: Tool, namespace: str, workdir: Path) -> None:
-    """The namespace and the Deployment/Service/Secret/Pod the scenarios act on, made with pkubectl."""
-    path = workdir / "app.yaml"
-    path.write_text(manifest("nginx:1.26", {"A": "1"}))
-    pod = workdir / "pod.yaml"
-    pod.write_text(POD)
-    setup.ok("create", "namespace", namespace, namespaced=False)
-    setup.ok("apply", "-f", str(path), "-f", str(pod), "-n", namespace, namespaced=False)
-
-
 def set_up_on_node(setup: Tool, namespace: str, workdir: Path) -> None:
-    """The namespace and the busybox pod that logs and exec reach on the real kubelet."""
+    """The namespace and the busybox pod (which logs and exec reach on a real kubelet), made with pkubectl."""
     pod = workdir / "pod.yaml"
     pod.write_text(POD)
     setup.ok("create", "namespace", namespace, namespaced=False)
     setup.ok("apply", "-f", str(pod), "-n", namespace, namespaced=False)
+
+
+def set_up(setup: Tool, namespace: str, workdir: Path) -> None:
+    """set_up_on_node's, and the Deployment/Service/Secret the scenarios act on."""
+    set_up_on_node(setup, namespace, workdir)
+    path = workdir / "app.yaml"
+    path.write_text(manifest("nginx:1.26", {"A": "1"}))
+    setup.ok("apply", "-f", str(path), "-n", namespace, namespaced=False)
 
 
 def doc_text(tools: list[Tool], notes: list[str]) -> str:

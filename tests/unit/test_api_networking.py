@@ -208,7 +208,7 @@ def test_table_rows_as_kubectl_prints_them():
 
 def admitted(obj, classes, operation=CREATE):
     plugin = DefaultIngressClass(store=None)
-    plugin.classes = {c["metadata"]["name"]: c for c in classes}
+    plugin.objects = {c["metadata"]["name"]: c for c in classes}
     target = type("Target", (), {"info": type("Info", (), {"builtin_kind": "Ingress"})(), "subresource": None})()
     plugin.mutate(AdmissionRequest(operation, target, obj, None, None))
     return obj["spec"].get("ingressClassName")

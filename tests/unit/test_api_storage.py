@@ -196,7 +196,7 @@ class Target:
 def created(kind, obj):
     request = AdmissionRequest(CREATE, Target(kind), obj, None, None)
     plugin = DefaultStorageClass(store=None)
-    plugin.classes = {"slow": {"metadata": {"name": "slow"}},
+    plugin.objects = {"slow": {"metadata": {"name": "slow"}},
                       "local-path": {"metadata": {"name": "local-path", "creationTimestamp": "2026-01-01T00:00:00Z",
                                                   "annotations": {storage.ANN_DEFAULT_CLASS: "true"}}}}
     plugin.mutate(request)
